@@ -1,0 +1,23 @@
+//! Berth's wire contracts.
+//!
+//! * [`mvccpb`] and [`etcdserverpb`]: the etcd v3 client API (same packages, services and
+//!   field numbers as etcd 3.5), served by every Berth server on its client port.
+//! * [`berthraftpb`]: the peer-port protocol between replicas of the store.
+//!
+//! No I/O lives here: only generated message and service types and small helpers on them.
+
+#![allow(clippy::large_enum_variant, clippy::doc_lazy_continuation)]
+
+pub mod mvccpb {
+    tonic::include_proto!("mvccpb");
+}
+
+pub mod etcdserverpb {
+    tonic::include_proto!("etcdserverpb");
+}
+
+pub mod berthraftpb {
+    tonic::include_proto!("berthraftpb");
+}
+
+pub mod keys;

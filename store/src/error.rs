@@ -48,6 +48,8 @@ pub enum StoreError {
     NotEnoughStartedMembers,
     #[error("etcdserver: no leader")]
     NoLeader,
+    #[error("etcdserver: not leader")]
+    NotLeader,
     #[error("etcdserver: request timed out")]
     Timeout,
     #[error("etcdserver: server stopped")]
@@ -106,7 +108,8 @@ impl StoreError {
             | MemberNotLearner
             | LearnerNotReady
             | NotEnoughStartedMembers
-            | BadLeaderTransferee => Code::FailedPrecondition,
+            | BadLeaderTransferee
+            | NotLeader => Code::FailedPrecondition,
             NoLeader | Timeout | Stopped | Peer { .. } => Code::Unavailable,
             Corrupt { .. } => Code::DataLoss,
             Engine { .. } | Io { .. } | Raft(_) | Config(_) => Code::Internal,
@@ -125,6 +128,7 @@ impl StoreError {
                 | StoreError::Peer { .. }
                 | StoreError::Config(_)
                 | StoreError::NoLeader
+                | StoreError::NotLeader
                 | StoreError::Timeout
                 | StoreError::Stopped
         )
@@ -151,6 +155,7 @@ impl StoreError {
             LearnerNotReady,
             NotEnoughStartedMembers,
             NoLeader,
+            NotLeader,
             Timeout,
             Stopped,
             BadLeaderTransferee,

@@ -2,9 +2,29 @@
 //!
 //! An etcd-compatible store built from openraft (replication), RocksDB (durability) and an
 //! MVCC layer with etcd's semantics. See `DESIGN.md` ("Store") for the specification.
+//!
+//! * [`engine`] — storage capability traits, RocksDB and in-memory implementations;
+//! * [`mvcc`] — revisions, ranges, txns, compaction, history;
+//! * [`watch`] — the watch hub (synced/unsynced watchers);
+//! * [`lease`] — lease deadlines on the leader;
+//! * [`raft`] — openraft wiring: log store, state machine, snapshots, peer transport;
+//! * [`node`] — a running member and its in-process API ([`Store`]);
+//! * [`etcd`] and [`server`] — the etcd v3 gRPC API and the listeners.
 
+pub mod config;
 pub mod engine;
 pub mod error;
+pub mod etcd;
+pub mod lease;
+pub mod metrics;
 pub mod mvcc;
+pub mod node;
+pub mod peers;
+pub mod raft;
+pub mod server;
+pub mod watch;
 
+pub use config::{ClusterState, StoreConfig};
 pub use error::{Result, StoreError};
+pub use node::{Store, StoreNode};
+pub use peers::NetworkFaults;

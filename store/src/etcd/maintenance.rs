@@ -1,0 +1,102 @@
+//! etcd `Maintenance` service.
+
+use std::pin::Pin;
+
+use berth_proto::etcdserverpb::maintenance_server::Maintenance;
+use berth_proto::etcdserverpb::*;
+use futures::Stream;
+use tokio::io::AsyncReadExt;
+use tonic::{Request, Response, Status};
+
+use super::{reply, ResultOf};
+use crate::node::Store;
+
+/// Bytes per message of a snapshot download.
+const SNAPSHOT_CHUNK: usize = 32 * 1024;
+
+pub struct MaintenanceService {
+    pub node: Store,
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+
+    async fn alarm(&self, _req: Request<AlarmRequest>) -> ResultOf<AlarmResponse> {
+        // Berth raises no alarms (no space quota, corruption stops the member instead).
+        Ok(Response::new(AlarmResponse {
+            header: self.node.header(self.node.revision()),
+            alarms: vec![],
+        }))
+    }
+
+    async fn status(&self, _req: Request<StatusRequest>) -> ResultOf<StatusResponse> {
+        Ok(Response::new(self.node.status()))
+    }
+
+    async fn defragment(&self, _req: Request<DefragmentRequest>) -> ResultOf<DefragmentResponse> {
+        // RocksDB compacts its files continuously; there is nothing to defragment.
+        Ok(Response::new(DefragmentResponse {
+            header: self.node.header(self.node.revision()),
+        }))
+    }
+
+    async fn hash(&self, _req: Request<HashRequest>) -> ResultOf<HashResponse> {
+        let r = self.node.hash_kv(0).await?;
+        Ok(Response::new(HashResponse {
+            header: r.header,
+            hash: r.hash,
+        }))
+    }
+
+    async fn hash_kv(&self, req: Request<HashKvRequest>) -> ResultOf<HashKvResponse> {
+        reply(self.node.hash_kv(req.into_inner().revision).await)
+    }
+
+    async fn snapshot(&self, _req: Request<SnapshotRequest>) -> ResultOf<Self::SnapshotStream> {
+        let backup = self.node.snapshot_backup().await?;
+        let header = self.node.header(backup.revision);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let send = async {
+                let mut file = tokio::fs::File::open(&backup.path)
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?;
+                let mut remaining = backup.size;
+                let mut first = true;
+                loop {
+                    let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+                    let n = file
+                        .read(&mut buf)
+                        .await
+                        .map_err(|e| Status::internal(e.to_string()))?;
+                    buf.truncate(n);
+                    remaining = remaining.saturating_sub(n as u64);
+                    let msg = SnapshotResponse {
+                        header: if first { header.clone() } else { None },
+                        remaining_bytes: remaining,
+                        blob: buf,
+                        version: crate::node::ETCD_API_VERSION.into(),
+                    };
+                    first = false;
+                    if tx.send(Ok(msg)).await.is_err() || n == 0 || remaining == 0 {
+                        return Ok::<(), Status>(());
+                    }
+                }
+            };
+            if let Err(status) = send.await {
+                let _ = tx.send(Err(status)).await;
+            }
+            drop(backup);
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn move_leader(&self, _req: Request<MoveLeaderRequest>) -> ResultOf<MoveLeaderResponse> {
+        Err(Status::unimplemented(
+            "etcdserver: leadership transfer is not supported by Berth",
+        ))
+    }
+}

@@ -1,0 +1,419 @@
+//! One running store member: the openraft node with its storage, the peer server, and the
+//! background tasks; and the in-process `Store` API every front end (etcd gRPC, the
+//! Kubernetes API server, tests) calls.
+//!
+//! The API is split by concern: [`propose`] (writes through the leader, linearizable read
+//! barrier), [`kv`], [`leases`], [`members`], [`maintenance`].
+
+pub mod bootstrap;
+mod kv;
+mod leases;
+mod maintenance;
+mod members;
+pub(crate) mod propose;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_proto::berthraftpb::internal_request::Request;
+use berth_proto::berthraftpb::{InternalRequest, MemberAttributes};
+use berth_proto::etcdserverpb::ResponseHeader;
+use openraft::{ServerState, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use maintenance::{SnapshotBackup, StatusReport, ETCD_API_VERSION};
+pub(crate) use propose::Attempt;
+
+use crate::config::StoreConfig;
+use crate::engine::rocks::RocksEngine;
+use crate::engine::KvEngine;
+use crate::error::{Result, StoreError};
+use crate::lease::Lessor;
+use crate::metrics::StoreMetrics;
+use crate::peers::{NetworkFaults, PeerClients};
+use crate::raft::log_store::LogStore;
+use crate::raft::network::Network;
+use crate::raft::snapshot::SnapshotDir;
+use crate::raft::state_machine::{Shared, StateMachine};
+use crate::raft::types::Raft;
+use crate::raft::PeerNode;
+use crate::watch::{HubConfig, WatchHub};
+
+/// A handle to a running member; cheap to clone.
+pub type Store = Arc<StoreNode>;
+
+pub struct StoreNode {
+    pub id: u64,
+    pub cluster_id: u64,
+    pub config: StoreConfig,
+    raft: Raft,
+    shared: Arc<Shared>,
+    log: LogStore,
+    snapshots: SnapshotDir,
+    peers: Arc<PeerClients>,
+    read_index: propose::ReadIndexQueue,
+    shutdown: CancellationToken,
+}
+
+/// How often the primary looks for expired leases.
+const LEASE_SWEEP: Duration = Duration::from_millis(250);
+/// Most lease revokes proposed per sweep (etcd bounds revokes per second likewise).
+const MAX_REVOKES_PER_SWEEP: usize = 500;
+
+impl StoreNode {
+    /// Opens storage, resolves identity, starts Raft and serves the peer port on
+    /// `peer_listener`. Returns once the member runs (it may not have a leader yet).
+    pub async fn start(
+        config: StoreConfig,
+        peer_listener: TcpListener,
+        faults: Arc<NetworkFaults>,
+    ) -> Result<Store> {
+        config.validate()?;
+        let engine: Arc<dyn KvEngine> = Arc::new(RocksEngine::open(&config.data_dir.join("db"))?);
+        let identity = bootstrap::resolve(&config, &*engine).await?;
+        let metrics = Arc::new(StoreMetrics::new());
+        let hub = WatchHub::new(
+            engine.clone(),
+            HubConfig {
+                progress_notify_interval: config.watch_progress_notify_interval,
+                ..HubConfig::default()
+            },
+        )?;
+        hub.set_identity(identity.cluster_id, identity.member_id);
+        let (applied, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            engine: engine.clone(),
+            hub,
+            lessor: Arc::new(Lessor::new(Lessor::min_ttl_for(config.election_timeout))),
+            metrics,
+            revision: Default::default(),
+            compacted: Default::default(),
+            applied,
+        });
+        let log = LogStore::open(engine.clone())?;
+        let snapshots = SnapshotDir::open(config.data_dir.join("snapshots"))?;
+        let state_machine = StateMachine::open(shared.clone(), snapshots.clone())?;
+        let peers = Arc::new(PeerClients::new(identity.member_id, faults));
+        let raft_config = openraft::Config {
+            cluster_name: config.initial_cluster_token.clone(),
+            heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
+            election_timeout_min: config.election_timeout.as_millis() as u64,
+            election_timeout_max: 2 * config.election_timeout.as_millis() as u64,
+            install_snapshot_timeout: 30_000,
+            max_payload_entries: 1000,
+            replication_lag_threshold: config.snapshot_catchup_entries,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
+            max_in_snapshot_log_to_keep: config.snapshot_catchup_entries,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| StoreError::Config(e.to_string()))?;
+        let raft = Raft::new(
+            identity.member_id,
+            Arc::new(raft_config),
+            Network {
+                peers: peers.clone(),
+            },
+            log.clone(),
+            state_machine,
+        )
+        .await
+        .map_err(|e| StoreError::Raft(e.to_string()))?;
+
+        let shutdown = CancellationToken::new();
+        let node = Arc::new_cyclic(|weak| StoreNode {
+            id: identity.member_id,
+            cluster_id: identity.cluster_id,
+            config: config.clone(),
+            raft,
+            shared,
+            log,
+            snapshots,
+            peers,
+            read_index: propose::ReadIndexQueue::spawn(weak.clone()),
+            shutdown: shutdown.clone(),
+        });
+
+        crate::server::spawn_peer_server(node.clone(), peer_listener, shutdown.clone());
+
+        if let Some(members) = identity.initial_members {
+            let initialized = node
+                .raft
+                .is_initialized()
+                .await
+                .map_err(|e| StoreError::Raft(e.to_string()))?;
+            if !initialized {
+                tracing::info!(members = members.len(), "bootstrapping a new cluster");
+                if let Err(e) = node.raft.initialize(members).await {
+                    // Another initial member's bootstrap entry may have arrived first.
+                    tracing::debug!(error = %e, "initialize");
+                }
+            }
+        }
+        node.spawn_background_tasks();
+        tracing::info!(
+            member = format!("{:x}", node.id),
+            cluster = format!("{:x}", node.cluster_id),
+            name = %config.name,
+            "store member started"
+        );
+        Ok(node)
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub fn hub(&self) -> &Arc<WatchHub> {
+        &self.shared.hub
+    }
+
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.shared.metrics
+    }
+
+    pub fn engine(&self) -> &Arc<dyn KvEngine> {
+        &self.shared.engine
+    }
+
+    /// Fault hooks (tests).
+    pub fn faults(&self) -> &Arc<NetworkFaults> {
+        &self.peers.faults
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// The member's view of the leader.
+    pub fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader() == Some(self.id)
+    }
+
+    pub fn current_term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.shared.revision.load(Ordering::SeqCst)
+    }
+
+    pub fn compacted_revision(&self) -> i64 {
+        self.shared.compacted.load(Ordering::SeqCst)
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        *self.shared.applied.borrow()
+    }
+
+    /// A response header for this member at `revision`.
+    pub fn header(&self, revision: i64) -> Option<ResponseHeader> {
+        Some(ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.id,
+            revision,
+            raft_term: self.current_term(),
+        })
+    }
+
+    /// The peer address of member `id` per the current membership.
+    fn peer_node(&self, id: u64) -> Option<PeerNode> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .cloned()
+    }
+
+    /// Stops Raft and every task of this member. Idempotent.
+    pub async fn shutdown(&self) {
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        self.shutdown.cancel();
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+        let _ = self.shared.engine.sync_wal();
+        tracing::info!(member = format!("{:x}", self.id), "store member stopped");
+    }
+
+    fn spawn_background_tasks(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let token = self.shutdown.clone();
+        tokio::spawn(leadership_loop(weak.clone(), token.clone()));
+        tokio::spawn(publish_attributes(weak.clone(), token.clone()));
+        if self.config.join.is_some() {
+            tokio::spawn(promote_self(weak.clone(), token.clone()));
+        }
+        let hub = self.shared.hub.clone();
+        let interval = self.config.watch_progress_notify_interval;
+        let t = token.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = t.cancelled() => return,
+                    _ = tick.tick() => hub.tick_progress(),
+                }
+            }
+        });
+    }
+}
+
+/// Follows Raft's metrics: publishes term and leader to metrics and watch headers, and runs
+/// the primary's duties (lease expiry) exactly while this member leads.
+async fn leadership_loop(node: std::sync::Weak<StoreNode>, shutdown: CancellationToken) {
+    let Some(mut metrics) = node.upgrade().map(|n| n.raft.metrics()) else {
+        return;
+    };
+    let mut primary: Option<CancellationToken> = None;
+    let mut last_leader = None;
+    loop {
+        let (state, term, leader) = {
+            let m = metrics.borrow_and_update();
+            (m.state, m.current_term, m.current_leader)
+        };
+        let Some(n) = node.upgrade() else { return };
+        n.shared.hub.set_term(term);
+        if leader != last_leader {
+            if leader.is_some() {
+                n.shared.metrics.leader_changes.inc();
+            }
+            last_leader = leader;
+        }
+        let leading = state == ServerState::Leader;
+        if leading && primary.is_none() {
+            let token = shutdown.child_token();
+            tokio::spawn(run_primary(Arc::downgrade(&n), token.clone()));
+            primary = Some(token);
+        } else if !leading {
+            if let Some(token) = primary.take() {
+                token.cancel();
+                n.shared.lessor.demote();
+                tracing::info!(term, "no longer leader: lease expiry stopped");
+            }
+        }
+        drop(n);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = metrics.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// The leader's duties. Starts once the leader has applied its term's first entry (so the
+/// lease set is current), then gives every lease a full TTL and sweeps expired ones.
+async fn run_primary(node: std::sync::Weak<StoreNode>, token: CancellationToken) {
+    loop {
+        let Some(n) = node.upgrade() else { return };
+        let ready = tokio::select! {
+            _ = token.cancelled() => return,
+            r = tokio::time::timeout(Duration::from_secs(5), n.raft.ensure_linearizable()) => r,
+        };
+        if matches!(ready, Ok(Ok(_))) {
+            n.shared.lessor.promote();
+            tracing::info!(term = n.current_term(), "leading: lease expiry started");
+            break;
+        }
+        drop(n);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut sweep = tokio::time::interval(LEASE_SWEEP);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = sweep.tick() => {}
+        }
+        let Some(n) = node.upgrade() else { return };
+        for id in n.shared.lessor.take_expired(MAX_REVOKES_PER_SWEEP) {
+            let n = n.clone();
+            tokio::spawn(async move {
+                let req = InternalRequest {
+                    request: Some(Request::LeaseRevoke(
+                        berth_proto::etcdserverpb::LeaseRevokeRequest { id },
+                    )),
+                };
+                match n.propose(req).await {
+                    Ok(_) | Err(StoreError::LeaseNotFound) => {
+                        tracing::debug!(lease = id, "expired lease revoked")
+                    }
+                    Err(e) => {
+                        tracing::warn!(lease = id, error = %e, "revoking an expired lease failed; will retry");
+                        n.shared.lessor.revoke_failed(id);
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Announces this member's name and client URLs (etcd's publish), retrying until it lands.
+async fn publish_attributes(node: std::sync::Weak<StoreNode>, shutdown: CancellationToken) {
+    loop {
+        let Some(n) = node.upgrade() else { return };
+        let attrs = MemberAttributes {
+            id: n.id,
+            name: n.config.name.clone(),
+            client_urls: n.config.advertise_client_urls.clone(),
+        };
+        let req = InternalRequest {
+            request: Some(Request::PublishMember(attrs)),
+        };
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = n.propose(req) => r,
+        };
+        match result {
+            Ok(_) => {
+                tracing::info!(name = %n.config.name, "published member attributes");
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "publishing member attributes; retrying"),
+        }
+        drop(n);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// `--join`: once caught up, promote this learner to voter (retrying while not ready).
+async fn promote_self(node: std::sync::Weak<StoreNode>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        let Some(n) = node.upgrade() else { return };
+        match n.member_promote(n.id).await {
+            Ok(_) => {
+                tracing::info!("promoted from learner to voting member");
+                return;
+            }
+            Err(StoreError::MemberNotLearner) => return,
+            Err(StoreError::MemberNotFound) => {
+                tracing::error!("this member is not in the cluster any more; not promoting");
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "not promoted yet"),
+        }
+    }
+}
+
+impl StoreNode {
+    pub(crate) fn snapshot_dir(&self) -> &SnapshotDir {
+        &self.snapshots
+    }
+}

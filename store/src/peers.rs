@@ -1,0 +1,115 @@
+//! Connections to other members' peer ports, shared by the Raft network and by request
+//! forwarding, plus the fault hooks in-process cluster tests use to cut links.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_proto::berthraftpb::raft_peer_client::RaftPeerClient;
+use parking_lot::{Mutex, RwLock};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::{Result, StoreError};
+use crate::raft::PeerNode;
+
+/// Largest peer message (a batch of log entries or a snapshot chunk).
+pub const MAX_PEER_MESSAGE: usize = 256 << 20;
+
+/// Links that are cut. Empty in production; tests partition members with it. A cut link
+/// fails like an unreachable host, in the direction(s) cut.
+#[derive(Debug, Default)]
+pub struct NetworkFaults {
+    cut: RwLock<HashSet<(u64, u64)>>,
+}
+
+impl NetworkFaults {
+    /// Cuts `a → b` and `b → a`.
+    pub fn cut(&self, a: u64, b: u64) {
+        let mut cut = self.cut.write();
+        cut.insert((a, b));
+        cut.insert((b, a));
+    }
+
+    /// Cuts one direction only.
+    pub fn cut_one_way(&self, from: u64, to: u64) {
+        self.cut.write().insert((from, to));
+    }
+
+    pub fn heal(&self) {
+        self.cut.write().clear();
+    }
+
+    pub fn is_cut(&self, from: u64, to: u64) -> bool {
+        self.cut.read().contains(&(from, to))
+    }
+}
+
+pub struct PeerClients {
+    self_id: u64,
+    channels: Mutex<HashMap<u64, (Vec<String>, Channel)>>,
+    pub faults: Arc<NetworkFaults>,
+}
+
+impl PeerClients {
+    pub fn new(self_id: u64, faults: Arc<NetworkFaults>) -> PeerClients {
+        PeerClients {
+            self_id,
+            channels: Mutex::new(HashMap::new()),
+            faults,
+        }
+    }
+
+    pub fn self_id(&self) -> u64 {
+        self.self_id
+    }
+
+    /// A lazily-connecting channel to `target`, reused while its URLs do not change.
+    fn channel(&self, target: u64, node: &PeerNode) -> Result<Channel> {
+        let mut channels = self.channels.lock();
+        if let Some((urls, ch)) = channels.get(&target) {
+            if urls == &node.peer_urls {
+                return Ok(ch.clone());
+            }
+        }
+        let url = node.peer_urls.first().ok_or_else(|| StoreError::Peer {
+            peer: format!("{target:x}"),
+            message: "member has no peer URL".into(),
+        })?;
+        let ch = peer_endpoint(url)?.connect_lazy();
+        channels.insert(target, (node.peer_urls.clone(), ch.clone()));
+        Ok(ch)
+    }
+
+    /// A client for `target`, or an unreachable error if the link is cut.
+    pub fn client(&self, target: u64, node: &PeerNode) -> Result<RaftPeerClient<Channel>> {
+        if self.faults.is_cut(self.self_id, target) {
+            return Err(StoreError::Peer {
+                peer: format!("{target:x}"),
+                message: "link cut (fault injection)".into(),
+            });
+        }
+        Ok(RaftPeerClient::new(self.channel(target, node)?)
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE))
+    }
+}
+
+/// A tonic endpoint for a peer or client URL, with Berth's connection settings.
+pub fn peer_endpoint(url: &str) -> Result<Endpoint> {
+    Ok(Endpoint::from_shared(url.to_string())
+        .map_err(|e| StoreError::Config(format!("bad URL {url}: {e}")))?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true))
+}
+
+/// True when a failed call certainly never reached the peer (nothing was sent), so it is
+/// safe to retry even a non-idempotent request.
+pub fn never_sent(status: &tonic::Status) -> bool {
+    let text = format!("{status:?}");
+    text.contains("tcp connect error")
+        || text.contains("Connection refused")
+        || text.contains("link cut")
+}

@@ -1,0 +1,19 @@
+//! The Raft layer: openraft wiring for the store.
+//!
+//! * [`types`] — the one `declare_raft_types!` point, and the request/response wrappers.
+//! * [`log_store`] — openraft `RaftLogStorage` on the `raft_log`/`raft_meta` column families,
+//!   with group-commit fsync.
+//! * [`state_machine`] — openraft `RaftStateMachine`: applies entries to MVCC, leases and
+//!   members, and feeds the watch hub.
+//! * [`snapshot`] — the snapshot file format (build, verify, install).
+//! * [`network`] / [`peer_service`] — the peer transport (tonic), client and server side.
+
+pub mod codec;
+pub mod log_store;
+pub mod network;
+pub mod peer_service;
+pub mod snapshot;
+pub mod state_machine;
+pub mod types;
+
+pub use types::{NodeId, PeerNode, StoreRequest, StoreResponse, TypeConfig};

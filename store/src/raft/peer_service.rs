@@ -1,0 +1,179 @@
+//! The peer-port gRPC service: openraft RPCs from other members, snapshots, and the
+//! leader-only operations followers forward.
+
+use berth_proto::berthraftpb::raft_peer_server::RaftPeer;
+use berth_proto::berthraftpb::*;
+use berth_proto::etcdserverpb::*;
+use futures::StreamExt;
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::Snapshot;
+use tokio::io::AsyncWriteExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::codec::{decode, encode};
+use super::snapshot::{verify_snapshot, SnapshotFile};
+use super::types::{NodeId, SnapshotMeta, TypeConfig, Vote};
+use crate::error::StoreError;
+use crate::node::Store;
+
+pub struct PeerService {
+    pub node: Store,
+}
+
+fn bad_payload(e: StoreError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+fn payload<T: serde::Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
+    Ok(Response::new(RaftPayload {
+        data: encode(value).map_err(|e| Status::internal(e.to_string()))?,
+    }))
+}
+
+type ResultOf<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(&self, req: Request<RaftPayload>) -> ResultOf<RaftPayload> {
+        let rpc: AppendEntriesRequest<TypeConfig> =
+            decode("append entries", &req.into_inner().data).map_err(bad_payload)?;
+        payload(&self.node.raft().append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<RaftPayload>) -> ResultOf<RaftPayload> {
+        let rpc: VoteRequest<NodeId> =
+            decode("vote", &req.into_inner().data).map_err(bad_payload)?;
+        payload(&self.node.raft().vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<Streaming<SnapshotChunk>>,
+    ) -> ResultOf<RaftPayload> {
+        let mut stream = req.into_inner();
+        let first = stream
+            .next()
+            .await
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
+        let (vote, meta): (Vote, SnapshotMeta) =
+            decode("snapshot header", &first.header).map_err(bad_payload)?;
+        let path = self.node.snapshot_dir().incoming_path();
+        let io = |e: std::io::Error| Status::internal(format!("writing {}: {e}", path.display()));
+        let mut file = tokio::fs::File::create(&path).await.map_err(io)?;
+        let received = async {
+            while let Some(chunk) = stream.next().await {
+                file.write_all(&chunk?.data).await.map_err(io)?;
+            }
+            file.sync_all().await.map_err(io)?;
+            Ok::<(), Status>(())
+        }
+        .await;
+        if let Err(e) = received {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(e);
+        }
+        let check = path.clone();
+        let verified = tokio::task::spawn_blocking(move || verify_snapshot(&check))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        if let Err(e) = verified {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(Status::data_loss(e.to_string()));
+        }
+        let snapshot = Snapshot {
+            meta,
+            snapshot: Box::new(SnapshotFile { path }),
+        };
+        let result = self
+            .node
+            .raft()
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(|e| e.to_string());
+        payload(&result)
+    }
+
+    async fn propose(&self, req: Request<InternalRequest>) -> ResultOf<ApplyResult> {
+        if !self.node.is_leader() {
+            return Err(StoreError::NotLeader.into());
+        }
+        let deadline = tokio::time::Instant::now() + self.node.config.request_timeout;
+        match self.node.propose_here(req.into_inner(), deadline).await {
+            crate::node::Attempt::Done(r) => Ok(Response::new(r)),
+            crate::node::Attempt::Retry(_) => Err(StoreError::NotLeader.into()),
+            crate::node::Attempt::Failed(e) => Err(e.into()),
+        }
+    }
+
+    async fn read_index(&self, _req: Request<ReadIndexRequest>) -> ResultOf<ReadIndexResponse> {
+        let read_index = self.node.leader_read_index().await?;
+        Ok(Response::new(ReadIndexResponse { read_index }))
+    }
+
+    async fn lease_keep_alive(
+        &self,
+        req: Request<LeaseKeepAliveRequest>,
+    ) -> ResultOf<LeaseKeepAliveResponse> {
+        if !self.node.is_leader() {
+            return Err(StoreError::NotLeader.into());
+        }
+        let id = req.into_inner().id;
+        Ok(Response::new(LeaseKeepAliveResponse {
+            header: None,
+            id,
+            ttl: self.node.lease_keep_alive_here(id),
+        }))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<LeaseTimeToLiveRequest>,
+    ) -> ResultOf<LeaseTimeToLiveResponse> {
+        if !self.node.is_leader() {
+            return Err(StoreError::NotLeader.into());
+        }
+        Ok(Response::new(
+            self.node.lease_time_to_live_here(&req.into_inner())?,
+        ))
+    }
+
+    async fn member_add(&self, req: Request<MemberAddRequest>) -> ResultOf<MemberAddResponse> {
+        Ok(Response::new(
+            self.node.member_add_here(req.into_inner()).await?,
+        ))
+    }
+
+    async fn member_remove(
+        &self,
+        req: Request<MemberRemoveRequest>,
+    ) -> ResultOf<MemberRemoveResponse> {
+        Ok(Response::new(
+            self.node.member_remove_here(req.into_inner().id).await?,
+        ))
+    }
+
+    async fn member_update(
+        &self,
+        req: Request<MemberUpdateRequest>,
+    ) -> ResultOf<MemberUpdateResponse> {
+        Ok(Response::new(
+            self.node.member_update_here(req.into_inner()).await?,
+        ))
+    }
+
+    async fn member_promote(
+        &self,
+        req: Request<MemberPromoteRequest>,
+    ) -> ResultOf<MemberPromoteResponse> {
+        Ok(Response::new(
+            self.node.member_promote_here(req.into_inner().id).await?,
+        ))
+    }
+
+    async fn cluster_info(
+        &self,
+        _req: Request<ClusterInfoRequest>,
+    ) -> ResultOf<ClusterInfoResponse> {
+        Ok(Response::new(self.node.cluster_info()?))
+    }
+}

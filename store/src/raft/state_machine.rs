@@ -1,0 +1,393 @@
+//! openraft's state machine: applies committed entries to MVCC data, leases and member
+//! attributes, then tells the watch hub and the lessor.
+//!
+//! Durability: each entry is one engine write holding its data *and* the applied log id,
+//! so after a crash the state machine resumes exactly after the last entry it applied.
+//! These writes are not fsynced (the log already is; they share its WAL, see
+//! `engine::rocks`), and a snapshot fsyncs the WAL before the log it covers may be purged.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use berth_proto::berthraftpb::apply_result::Result as ApplyKind;
+use berth_proto::berthraftpb::internal_request::Request;
+use berth_proto::berthraftpb::{ApplyError, ApplyResult, InternalRequest};
+use berth_proto::etcdserverpb::{
+    CompactionResponse, LeaseGrantResponse, LeaseRevokeResponse, ResponseHeader,
+};
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, Snapshot};
+use prost::Message;
+use tokio::sync::watch;
+
+use super::codec::{decode, encode};
+use super::snapshot::{self, SnapshotDir, SnapshotFile};
+use super::types::{
+    storage_error, storage_read_error, Entry, LogId, SnapshotMeta, StorageError, StoreResponse,
+    StoredMembership, TypeConfig,
+};
+use crate::engine::{Cf, Durability, KvEngine, WriteBatch};
+use crate::error::{Result, StoreError};
+use crate::lease::Lessor;
+use crate::metrics::StoreMetrics;
+use crate::mvcc::{compact, meta, txn, write::WriteTxn};
+use crate::watch::WatchHub;
+
+/// State the rest of the member reads while the state machine applies.
+pub struct Shared {
+    pub engine: Arc<dyn KvEngine>,
+    pub hub: Arc<WatchHub>,
+    pub lessor: Arc<Lessor>,
+    pub metrics: Arc<StoreMetrics>,
+    pub revision: AtomicI64,
+    pub compacted: AtomicI64,
+    /// Index of the last applied entry, for read-index waiters.
+    pub applied: watch::Sender<u64>,
+}
+
+/// Side effects of an applied entry, performed after its write reached the engine.
+#[derive(Default)]
+struct Effects {
+    granted: Option<(i64, i64)>,
+    revoked: Option<i64>,
+    compacted: Option<i64>,
+}
+
+pub struct StateMachine {
+    shared: Arc<Shared>,
+    snapshots: SnapshotDir,
+    revision: i64,
+    compacted: i64,
+}
+
+fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision,
+        ..Default::default()
+    })
+}
+
+impl StateMachine {
+    /// Opens the state machine, finishing an interrupted snapshot install and restoring a
+    /// snapshot newer than the local state (possible after a power loss dropped unsynced
+    /// applies whose log had been purged).
+    pub fn open(shared: Arc<Shared>, snapshots: SnapshotDir) -> Result<StateMachine> {
+        let engine = shared.engine.clone();
+        if let Some(path) = snapshot::interrupted_install(&*engine)? {
+            tracing::warn!(snapshot = %path.display(), "finishing an interrupted snapshot install");
+            snapshot::install_snapshot(&*engine, &path)?;
+        }
+        let applied = read_applied(&*engine)?;
+        if let Some((path, meta)) = snapshots.current()? {
+            if meta.last_log_id > applied {
+                tracing::warn!(snapshot = %path.display(), "local state is older than the saved snapshot; restoring it");
+                snapshot::install_snapshot(&*engine, &path)?;
+            }
+        }
+        let view = engine.view();
+        let (revision, compacted) = meta::revisions(&*view)?;
+        shared.lessor.load(&*view)?;
+        drop(view);
+        shared.revision.store(revision, Ordering::SeqCst);
+        shared.compacted.store(compacted, Ordering::SeqCst);
+        shared
+            .applied
+            .send_replace(read_applied(&*engine)?.map_or(0, |l| l.index));
+        Ok(StateMachine {
+            shared,
+            snapshots,
+            revision,
+            compacted,
+        })
+    }
+
+    fn execute(
+        &self,
+        txn: &mut WriteTxn,
+        req: InternalRequest,
+        fx: &mut Effects,
+    ) -> Result<ApplyKind> {
+        let kind = match req.request {
+            Some(Request::Put(p)) => {
+                let mut r = txn.put(&p)?;
+                r.header = txn.header();
+                ApplyKind::Put(r)
+            }
+            Some(Request::DeleteRange(d)) => {
+                let mut r = txn.delete_range(&d)?;
+                r.header = txn.header();
+                ApplyKind::DeleteRange(r)
+            }
+            Some(Request::Txn(t)) => ApplyKind::Txn(txn::execute_txn(txn, &t)?),
+            Some(Request::Compaction(c)) => {
+                compact::check_compact(c.revision, self.revision, self.compacted)?;
+                let view = txn.view();
+                let removed = compact::compact(view, c.revision, txn.batch_mut())?;
+                tracing::info!(revision = c.revision, removed, "compacted");
+                fx.compacted = Some(c.revision);
+                ApplyKind::Compaction(CompactionResponse {
+                    header: header(self.revision),
+                })
+            }
+            Some(Request::LeaseGrant(g)) => {
+                txn.grant_lease(g.id, g.ttl)?;
+                fx.granted = Some((g.id, g.ttl));
+                ApplyKind::LeaseGrant(LeaseGrantResponse {
+                    header: header(self.revision),
+                    id: g.id,
+                    ttl: g.ttl,
+                    error: String::new(),
+                })
+            }
+            Some(Request::LeaseRevoke(r)) => {
+                txn.revoke_lease(r.id)?;
+                fx.revoked = Some(r.id);
+                ApplyKind::LeaseRevoke(LeaseRevokeResponse {
+                    header: txn.header(),
+                })
+            }
+            Some(Request::PublishMember(m)) => {
+                txn.batch_mut()
+                    .put(Cf::Meta, meta::member_key(m.id), m.encode_to_vec());
+                ApplyKind::Done(ResponseHeader {
+                    revision: self.revision,
+                    ..Default::default()
+                })
+            }
+            Some(Request::ForgetMember(f)) => {
+                txn.batch_mut().delete(Cf::Meta, meta::member_key(f.id));
+                ApplyKind::Done(ResponseHeader {
+                    revision: self.revision,
+                    ..Default::default()
+                })
+            }
+            None => return Err(StoreError::InvalidArgument("empty request".into())),
+        };
+        Ok(kind)
+    }
+
+    /// Applies one entry: one engine write, then side effects.
+    fn apply_entry(&mut self, entry: Entry) -> Result<StoreResponse> {
+        let started = Instant::now();
+        let engine = self.shared.engine.clone();
+        let view = engine.view();
+        let mut txn = WriteTxn::new(&*view, self.revision, self.compacted);
+        let mut fx = Effects::default();
+        let mut extra = WriteBatch::default();
+        let outcome = match entry.payload {
+            EntryPayload::Blank => Ok(ApplyKind::Done(ResponseHeader {
+                revision: self.revision,
+                ..Default::default()
+            })),
+            EntryPayload::Normal(req) => self.execute(&mut txn, req.0, &mut fx),
+            EntryPayload::Membership(m) => {
+                let stored = StoredMembership::new(Some(entry.log_id), m);
+                extra.put(Cf::Meta, meta::MEMBERSHIP, encode(&stored)?);
+                Ok(ApplyKind::Done(ResponseHeader {
+                    revision: self.revision,
+                    ..Default::default()
+                }))
+            }
+        };
+        let (mut batch, events, revision, result) = match outcome {
+            Ok(kind) => {
+                let changes = txn.finish();
+                (changes.batch, changes.events, changes.revision, kind)
+            }
+            Err(e) if e.is_deterministic() => {
+                // The entry is applied as a rejection: nothing of it is written.
+                drop(txn);
+                fx = Effects::default();
+                let err = ApplyError {
+                    code: e.code() as i32,
+                    message: e.to_string(),
+                };
+                (
+                    WriteBatch::default(),
+                    vec![],
+                    self.revision,
+                    ApplyKind::Error(err),
+                )
+            }
+            Err(e) => return Err(e),
+        };
+        drop(view);
+        batch.ops.extend(extra.ops);
+        batch.put(Cf::Meta, meta::APPLIED, encode(&Some(entry.log_id))?);
+        engine.write(batch, Durability::Buffered)?;
+
+        self.revision = revision;
+        self.shared.revision.store(revision, Ordering::SeqCst);
+        if let Some(c) = fx.compacted {
+            self.compacted = c;
+            self.shared.compacted.store(c, Ordering::SeqCst);
+            self.shared.hub.set_compacted(c);
+        }
+        if let Some((id, ttl)) = fx.granted {
+            self.shared.lessor.on_granted(id, ttl);
+        }
+        if let Some(id) = fx.revoked {
+            self.shared.lessor.on_revoked(id);
+        }
+        if !events.is_empty() {
+            self.shared.hub.notify(revision, &events);
+        }
+        self.shared
+            .metrics
+            .apply_duration
+            .observe(started.elapsed().as_secs_f64());
+        Ok(StoreResponse(ApplyResult {
+            result: Some(result),
+        }))
+    }
+
+    fn reload_after_install(&mut self, meta: &SnapshotMeta) -> Result<()> {
+        let view = self.shared.engine.view();
+        let (revision, compacted) = meta::revisions(&*view)?;
+        self.shared.lessor.load(&*view)?;
+        drop(view);
+        self.revision = revision;
+        self.compacted = compacted;
+        self.shared.revision.store(revision, Ordering::SeqCst);
+        self.shared.compacted.store(compacted, Ordering::SeqCst);
+        self.shared.hub.reset_to(revision, compacted);
+        self.shared
+            .applied
+            .send_replace(meta.last_log_id.map_or(0, |l| l.index));
+        Ok(())
+    }
+}
+
+fn read_applied(engine: &dyn KvEngine) -> Result<Option<LogId>> {
+    match engine.view().get(Cf::Meta, meta::APPLIED)? {
+        Some(bytes) => decode("applied log id", &bytes),
+        None => Ok(None),
+    }
+}
+
+/// Builds snapshot files from a consistent view of the state machine.
+pub struct SnapshotBuilder {
+    engine: Arc<dyn KvEngine>,
+    snapshots: SnapshotDir,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let engine = self.engine.clone();
+        let snapshots = self.snapshots.clone();
+        let built =
+            tokio::task::spawn_blocking(move || -> Result<(SnapshotMeta, std::path::PathBuf)> {
+                // Make every applied write durable before the log it came from can be purged.
+                engine.sync_wal()?;
+                let view = engine.view();
+                let mut meta = snapshot::meta_of_view(&*view, String::new())?;
+                meta.snapshot_id = snapshot::snapshot_id(meta.last_log_id);
+                let path = snapshots.path_for(&meta.snapshot_id);
+                let size = snapshot::write_snapshot(&*view, &meta, &path)?;
+                snapshots.retain_only(&path);
+                tracing::info!(snapshot = %meta.snapshot_id, bytes = size, "built snapshot");
+                Ok((meta, path))
+            })
+            .await
+            .map_err(|e| storage_error(StoreError::io("snapshot task", e)))?
+            .map_err(storage_error)?;
+        Ok(Snapshot {
+            meta: built.0,
+            snapshot: Box::new(SnapshotFile { path: built.1 }),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let view = self.shared.engine.view();
+        let membership = match view
+            .get(Cf::Meta, meta::MEMBERSHIP)
+            .map_err(storage_read_error)?
+        {
+            Some(bytes) => decode("membership", &bytes).map_err(storage_read_error)?,
+            None => StoredMembership::default(),
+        };
+        drop(view);
+        Ok((
+            read_applied(&*self.shared.engine).map_err(storage_read_error)?,
+            membership,
+        ))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<StoreResponse>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut responses = Vec::new();
+        let mut last = None;
+        for entry in entries {
+            let log_id = entry.log_id;
+            let normal = matches!(entry.payload, EntryPayload::Normal(_));
+            responses.push(self.apply_entry(entry).map_err(|e| {
+                tracing::error!(error = %e, index = log_id.index, "applying an entry failed; stopping");
+                storage_error(e)
+            })?);
+            if normal {
+                self.shared.metrics.proposals_committed.inc();
+            }
+            last = Some(log_id.index);
+        }
+        if let Some(index) = last {
+            self.shared.applied.send_replace(index);
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            engine: self.shared.engine.clone(),
+            snapshots: self.snapshots.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
+        Ok(Box::new(SnapshotFile {
+            path: self.snapshots.incoming_path(),
+        }))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<SnapshotFile>,
+    ) -> Result<(), StorageError> {
+        let engine = self.shared.engine.clone();
+        let snapshots = self.snapshots.clone();
+        let final_path = snapshots.path_for(&meta.snapshot_id);
+        let source = snapshot.path.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            if source != final_path {
+                std::fs::rename(&source, &final_path).map_err(|e| {
+                    StoreError::io(format!("saving snapshot {}", final_path.display()), e)
+                })?;
+                snapshot::sync_dir(&snapshots.dir)?;
+            }
+            snapshot::install_snapshot(&*engine, &final_path)?;
+            snapshots.retain_only(&final_path);
+            Ok(())
+        })
+        .await
+        .map_err(|e| storage_error(StoreError::io("snapshot install task", e)))?
+        .map_err(storage_error)?;
+        tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
+        self.reload_after_install(meta).map_err(storage_error)
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let current = self.snapshots.current().map_err(storage_read_error)?;
+        Ok(current.map(|(path, meta)| Snapshot {
+            meta,
+            snapshot: Box::new(SnapshotFile { path }),
+        }))
+    }
+}

@@ -1,0 +1,99 @@
+//! The Raft type configuration and the application payloads it carries.
+
+use std::fmt;
+
+use berth_proto::berthraftpb::{ApplyResult, InternalRequest};
+use prost::Message;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::snapshot::SnapshotFile;
+
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// Berth's Raft types: etcd requests in, etcd responses out, u64 member ids.
+    pub TypeConfig:
+        D = StoreRequest,
+        R = StoreResponse,
+        NodeId = NodeId,
+        Node = PeerNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = SnapshotFile,
+        AsyncRuntime = openraft::TokioRuntime,
+        Responder = openraft::impls::OneshotResponder<TypeConfig>,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, PeerNode>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, PeerNode>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// What Raft knows about a member: where its peers reach it. Name and client URLs are
+/// replicated state-machine data instead (published by the member once it runs, as etcd
+/// does), so they can change without a membership change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerNode {
+    pub peer_urls: Vec<String>,
+}
+
+impl fmt::Display for PeerNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.peer_urls.join(","))
+    }
+}
+
+/// Serialises a prost message as one bincode byte string.
+fn serialize_message<M: Message, S: Serializer>(msg: &M, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bytes(&msg.encode_to_vec())
+}
+
+fn deserialize_message<'de, M: Message + Default, D: Deserializer<'de>>(
+    d: D,
+) -> Result<M, D::Error> {
+    let bytes: Vec<u8> = serde::de::Deserialize::deserialize(d)?;
+    M::decode(bytes.as_slice()).map_err(serde::de::Error::custom)
+}
+
+/// A log entry's application payload: an etcd request, carried in its protobuf encoding.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StoreRequest(pub InternalRequest);
+
+impl Serialize for StoreRequest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_message(&self.0, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoreRequest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_message(d).map(StoreRequest)
+    }
+}
+
+/// The state machine's answer to one entry.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StoreResponse(pub ApplyResult);
+
+impl Serialize for StoreResponse {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_message(&self.0, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoreResponse {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_message(d).map(StoreResponse)
+    }
+}
+
+/// Wraps a store error for openraft's storage error type.
+pub fn storage_error(err: crate::error::StoreError) -> StorageError {
+    openraft::StorageIOError::write(openraft::AnyError::new(&err)).into()
+}
+
+pub fn storage_read_error(err: crate::error::StoreError) -> StorageError {
+    openraft::StorageIOError::read(openraft::AnyError::new(&err)).into()
+}

@@ -1,0 +1,146 @@
+//! Serving a member: the client port (etcd gRPC + `/metrics`, `/health`, `/version` over
+//! HTTP/1) and the peer port. Servers take an already-bound listener and a shutdown token
+//! (mini-redis style), so tests can bind port 0 and stop servers deterministically.
+
+use std::time::Duration;
+
+use axum::routing::get;
+use berth_proto::berthraftpb::raft_peer_server::RaftPeerServer;
+use berth_proto::etcdserverpb::cluster_server::ClusterServer;
+use berth_proto::etcdserverpb::kv_server::KvServer;
+use berth_proto::etcdserverpb::lease_server::LeaseServer;
+use berth_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use berth_proto::etcdserverpb::watch_server::WatchServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+
+use crate::error::{Result, StoreError};
+use crate::etcd::{ClusterService, KvService, LeaseService, MaintenanceService, WatchService};
+use crate::node::{Store, ETCD_API_VERSION};
+use crate::peers::MAX_PEER_MESSAGE;
+use crate::raft::peer_service::PeerService;
+
+/// etcd's gRPC limit for client requests (max request bytes plus overhead).
+const MAX_CLIENT_MESSAGE: usize = 2 * 1024 * 1024;
+
+/// Refreshes the Raft-state gauges and renders every metric.
+pub fn render_metrics(node: &Store) -> String {
+    let m = node.metrics();
+    {
+        let r = node.raft().metrics().borrow().clone();
+        m.raft_term.set(r.current_term as i64);
+        m.leader_id.set(r.current_leader.unwrap_or(0));
+        m.is_leader
+            .set(i64::from(r.current_leader == Some(node.id)));
+        m.has_leader.set(i64::from(r.current_leader.is_some()));
+        m.applied_index
+            .set(r.last_applied.map_or(0, |l| l.index) as i64);
+        m.last_log_index.set(r.last_log_index.unwrap_or(0) as i64);
+    }
+    m.commit_index.set(node.committed_index() as i64);
+    m.db_size_bytes.set(node.engine().size_bytes() as i64);
+    m.mvcc_revision.set(node.revision());
+    m.mvcc_compact_revision.set(node.compacted_revision());
+    let (watchers, unsynced) = node.hub().watcher_count();
+    m.watchers.set(watchers as i64);
+    m.unsynced_watchers.set(unsynced as i64);
+    m.watch_streams.set(node.hub().stream_count() as i64);
+    m.slow_watcher_moves.set(
+        node.hub()
+            .slow_watcher_moves
+            .load(std::sync::atomic::Ordering::Relaxed) as i64,
+    );
+    m.leases.set(node.lease_leases().leases.len() as i64);
+    m.encode()
+}
+
+/// The client-port routes: etcd services, gRPC health, and the HTTP endpoints.
+pub fn client_routes(node: Store) -> Routes {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let reporter = health_reporter.clone();
+    tokio::spawn(async move {
+        reporter
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
+        reporter
+            .set_service_status("etcdserverpb.KV", tonic_health::ServingStatus::Serving)
+            .await;
+    });
+    let metrics_node = node.clone();
+    let health_node = node.clone();
+    let http = axum::Router::new()
+        .route("/metrics", get(move || {
+            let node = metrics_node.clone();
+            async move {
+                ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], render_metrics(&node))
+            }
+        }))
+        .route("/health", get(move || {
+            let node = health_node.clone();
+            async move {
+                let healthy = node.leader().is_some();
+                let body = serde_json::json!({"health": healthy.to_string(), "reason": if healthy { "" } else { "RAFT NO LEADER" }});
+                let code = if healthy { http::StatusCode::OK } else { http::StatusCode::SERVICE_UNAVAILABLE };
+                (code, axum::Json(body))
+            }
+        }))
+        .route("/version", get(|| async {
+            axum::Json(serde_json::json!({"etcdserver": ETCD_API_VERSION, "etcdcluster": ETCD_API_VERSION, "berth": env!("CARGO_PKG_VERSION")}))
+        }));
+    let mut routes = Routes::from(http);
+    routes = routes
+        .add_service(health_service)
+        .add_service(
+            KvServer::new(KvService { node: node.clone() })
+                .max_decoding_message_size(MAX_CLIENT_MESSAGE),
+        )
+        .add_service(
+            WatchServer::new(WatchService { node: node.clone() })
+                .max_decoding_message_size(MAX_CLIENT_MESSAGE),
+        )
+        .add_service(LeaseServer::new(LeaseService { node: node.clone() }))
+        .add_service(ClusterServer::new(ClusterService { node: node.clone() }))
+        .add_service(MaintenanceServer::new(MaintenanceService { node }));
+    routes
+}
+
+/// Serves the client port until `shutdown`.
+pub async fn serve_client(
+    node: Store,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let addr = listener.local_addr().ok();
+    tracing::info!(?addr, "serving etcd clients");
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .add_routes(client_routes(node))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .await
+        .map_err(|e| StoreError::io(format!("client server on {addr:?}"), e))
+}
+
+/// Serves the peer port in the background until `shutdown`.
+pub fn spawn_peer_server(node: Store, listener: TcpListener, shutdown: CancellationToken) {
+    let service = RaftPeerServer::new(PeerService { node })
+        .max_decoding_message_size(MAX_PEER_MESSAGE)
+        .max_encoding_message_size(MAX_PEER_MESSAGE);
+    tokio::spawn(async move {
+        let addr = listener.local_addr().ok();
+        let served = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(service)
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listener),
+                shutdown.cancelled_owned(),
+            )
+            .await;
+        if let Err(e) = served {
+            tracing::error!(?addr, error = %e, "peer server failed");
+        }
+    });
+}

@@ -5,6 +5,7 @@ use std::pin::Pin;
 use berth_proto::etcdserverpb::maintenance_server::Maintenance;
 use berth_proto::etcdserverpb::*;
 use futures::Stream;
+use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tonic::{Request, Response, Status};
 
@@ -53,36 +54,54 @@ impl Maintenance for MaintenanceService {
         reply(self.node.hash_kv(req.into_inner().revision).await)
     }
 
+    /// Streams a backup. Like etcd's, the stream is padded to a multiple of 512 bytes and
+    /// ends with the SHA-256 of everything before it, which `etcdctl snapshot save` checks.
     async fn snapshot(&self, _req: Request<SnapshotRequest>) -> ResultOf<Self::SnapshotStream> {
         let backup = self.node.snapshot_backup().await?;
         let header = self.node.header(backup.revision);
+        let padded = backup.size.div_ceil(512) * 512;
+        let total = padded + 32;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             let send = async {
                 let mut file = tokio::fs::File::open(&backup.path)
                     .await
                     .map_err(|e| Status::internal(e.to_string()))?;
-                let mut remaining = backup.size;
+                let mut hasher = Sha256::new();
+                let mut sent = 0u64;
                 let mut first = true;
-                loop {
-                    let mut buf = vec![0u8; SNAPSHOT_CHUNK];
-                    let n = file
-                        .read(&mut buf)
-                        .await
-                        .map_err(|e| Status::internal(e.to_string()))?;
-                    buf.truncate(n);
-                    remaining = remaining.saturating_sub(n as u64);
+                while sent < total {
+                    let mut blob = vec![0u8; SNAPSHOT_CHUNK];
+                    let mut n = 0;
+                    if sent < backup.size {
+                        n = file
+                            .read(&mut blob)
+                            .await
+                            .map_err(|e| Status::internal(e.to_string()))?;
+                        if n == 0 {
+                            return Err(Status::internal("backup file shorter than expected"));
+                        }
+                    } else if sent < padded {
+                        n = ((padded - sent) as usize).min(SNAPSHOT_CHUNK); // zero padding
+                    }
+                    blob.truncate(n);
+                    hasher.update(&blob);
+                    if sent + n as u64 == padded {
+                        blob.extend_from_slice(&hasher.clone().finalize());
+                    }
+                    sent += blob.len() as u64;
                     let msg = SnapshotResponse {
                         header: if first { header.clone() } else { None },
-                        remaining_bytes: remaining,
-                        blob: buf,
+                        remaining_bytes: total - sent,
+                        blob,
                         version: crate::node::ETCD_API_VERSION.into(),
                     };
                     first = false;
-                    if tx.send(Ok(msg)).await.is_err() || n == 0 || remaining == 0 {
-                        return Ok::<(), Status>(());
+                    if tx.send(Ok(msg)).await.is_err() {
+                        return Ok(());
                     }
                 }
+                Ok::<(), Status>(())
             };
             if let Err(status) = send.await {
                 let _ = tx.send(Err(status)).await;

@@ -107,6 +107,9 @@ impl StoreNode {
             replication_lag_threshold: config.snapshot_catchup_entries,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
             max_in_snapshot_log_to_keep: config.snapshot_catchup_entries,
+            // Purge in steps proportional to the snapshot interval (openraft's default of
+            // 256 would keep small-interval logs forever).
+            purge_batch_size: (config.snapshot_count / 4).clamp(1, 256),
             ..Default::default()
         }
         .validate()

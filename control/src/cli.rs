@@ -1,0 +1,193 @@
+//! `berth-server` flags, named as etcd's so operators feel at home.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use berth_store::config::{parse_initial_cluster, parse_urls};
+use berth_store::{ClusterState, StoreConfig};
+use clap::{Parser, ValueEnum};
+
+use crate::{ServerConfig, ServerError};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum InitialClusterState {
+    New,
+    Existing,
+}
+
+/// Berth server: a member of the replicated control-plane store.
+#[derive(Debug, Parser)]
+#[command(name = "berth-server", version, about)]
+pub struct ServerArgs {
+    /// Human-readable name for this member.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Path to the data directory [default: NAME.berth].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// URLs to listen on for client (etcd API) traffic, comma-separated.
+    #[arg(long, default_value = "http://127.0.0.1:2379")]
+    pub listen_client_urls: String,
+    /// Client URLs advertised to the cluster [default: the listen client URLs].
+    #[arg(long)]
+    pub advertise_client_urls: Option<String>,
+    /// URL to listen on for peer (Raft) traffic.
+    #[arg(long, default_value = "http://127.0.0.1:2380")]
+    pub listen_peer_urls: String,
+    /// Peer URLs advertised to the cluster [default: the listen peer URLs].
+    #[arg(long)]
+    pub initial_advertise_peer_urls: Option<String>,
+    /// Initial cluster configuration, NAME=PEER_URL,... [default: NAME=advertised peer URLs].
+    #[arg(long)]
+    pub initial_cluster: Option<String>,
+    /// Whether this member bootstraps a new cluster or joins an existing one.
+    #[arg(long, value_enum, default_value = "new")]
+    pub initial_cluster_state: InitialClusterState,
+    /// Token distinguishing clusters bootstrapped from the same configuration.
+    #[arg(long, default_value = "berth-cluster")]
+    pub initial_cluster_token: String,
+    /// Client URL of a running member: add this server as a learner, catch up, get promoted.
+    #[arg(long)]
+    pub join: Option<String>,
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Time (in milliseconds) for an election to timeout.
+    #[arg(long, default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// Number of committed entries that trigger a snapshot (and log purge).
+    #[arg(long, default_value_t = 100_000)]
+    pub snapshot_count: u64,
+    /// Interval of progress notifications for watches that ask for them (e.g. 10m, 500ms).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub watch_progress_notify_interval: Duration,
+    /// Log filter (tracing `EnvFilter` syntax).
+    #[arg(long, default_value = "info,openraft=warn")]
+    pub log_level: String,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 10m, 30s or 500ms"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    }
+}
+
+impl ServerArgs {
+    /// Resolves defaults and checks the flags together; errors name the flag.
+    pub fn into_config(self) -> Result<ServerConfig, ServerError> {
+        let cfg = |e: berth_store::StoreError| ServerError::Config(e.to_string());
+        let listen_client_urls =
+            parse_urls("--listen-client-urls", &self.listen_client_urls).map_err(cfg)?;
+        let listen_peer_urls =
+            parse_urls("--listen-peer-urls", &self.listen_peer_urls).map_err(cfg)?;
+        if listen_peer_urls.len() > 1 {
+            return Err(ServerError::Config(
+                "--listen-peer-urls: Berth listens on one peer URL".into(),
+            ));
+        }
+        let advertise_client_urls = match &self.advertise_client_urls {
+            Some(list) => parse_urls("--advertise-client-urls", list).map_err(cfg)?,
+            None => listen_client_urls.clone(),
+        };
+        let advertise_peer_urls = match &self.initial_advertise_peer_urls {
+            Some(list) => parse_urls("--initial-advertise-peer-urls", list).map_err(cfg)?,
+            None => listen_peer_urls.clone(),
+        };
+        let initial_cluster = match &self.initial_cluster {
+            Some(spec) => parse_initial_cluster(spec).map_err(cfg)?,
+            None => vec![(self.name.clone(), advertise_peer_urls.clone())],
+        };
+        if let Some(join) = &self.join {
+            parse_urls("--join", join).map_err(cfg)?;
+        }
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.berth", self.name)));
+        let store = StoreConfig {
+            name: self.name.clone(),
+            data_dir,
+            advertise_client_urls,
+            advertise_peer_urls,
+            initial_cluster,
+            initial_cluster_state: match self.initial_cluster_state {
+                InitialClusterState::New => ClusterState::New,
+                InitialClusterState::Existing => ClusterState::Existing,
+            },
+            initial_cluster_token: self.initial_cluster_token.clone(),
+            join: self.join.clone(),
+            heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
+            election_timeout: Duration::from_millis(self.election_timeout),
+            snapshot_count: self.snapshot_count,
+            watch_progress_notify_interval: self.watch_progress_notify_interval,
+            ..StoreConfig::single(
+                &self.name,
+                PathBuf::new(),
+                "http://unused:1",
+                "http://unused:1",
+            )
+        };
+        store.validate().map_err(cfg)?;
+        Ok(ServerConfig {
+            store,
+            listen_client_urls,
+            listen_peer_urls,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<ServerConfig, ServerError> {
+        let mut all = vec!["berth-server"];
+        all.extend_from_slice(args);
+        ServerArgs::try_parse_from(all)
+            .map_err(|e| ServerError::Config(e.to_string()))?
+            .into_config()
+    }
+
+    #[test]
+    fn defaults_make_a_single_member_cluster() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(
+            c.store.initial_cluster,
+            vec![("default".into(), vec!["http://127.0.0.1:2380".into()])]
+        );
+        assert_eq!(c.store.data_dir, PathBuf::from("default.berth"));
+        assert_eq!(c.store.heartbeat_interval, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn bad_flags_are_named() {
+        let err = parse(&["--initial-cluster", "a=http://x:1", "--name", "b"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("couldn't find local name"), "{err}");
+        let err = parse(&["--initial-cluster", "nonsense"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--initial-cluster"), "{err}");
+        let err = parse(&["--listen-client-urls", "ftp://x:1"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--listen-client-urls"), "{err}");
+        let err = parse(&["--election-timeout", "150"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--election-timeout"), "{err}");
+        assert!(parse(&["--watch-progress-notify-interval", "5x"]).is_err());
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+    }
+}

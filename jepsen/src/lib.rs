@@ -1,1 +1,21 @@
-//! placeholder
+//! Black-box tooling for Berth: starting real server processes (Berth or etcd) on this
+//! machine, and measuring them side by side. The fault-injection harness builds on the
+//! same process management.
+
+pub mod bench;
+pub mod procs;
+
+/// The crate's error type.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("{what} not found: {hint}")]
+    MissingBinary { what: String, hint: String },
+    #[error("starting {name}: {message}")]
+    Start { name: String, message: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("cluster did not become ready in {seconds}s: {detail}")]
+    NotReady { seconds: u64, detail: String },
+    #[error("rpc: {0}")]
+    Rpc(String),
+}

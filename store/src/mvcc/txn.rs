@@ -13,7 +13,6 @@ use berth_proto::etcdserverpb::{Compare, RequestOp, ResponseOp, TxnRequest, TxnR
 use berth_proto::keys::KeyRange;
 use berth_proto::mvccpb::KeyValue;
 
-use super::read::{collect_range, Keep};
 use super::write::WriteTxn;
 use crate::error::{Result, StoreError};
 
@@ -137,7 +136,7 @@ fn compare_one(cmp: &Compare, kv: &KeyValue) -> bool {
 /// KeyValue, except that a VALUE compare on a missing key is false (etcd).
 fn evaluate(txn: &WriteTxn, cmp: &Compare) -> Result<bool> {
     let range = KeyRange::from_etcd(&cmp.key, &cmp.range_end);
-    let (kvs, _) = collect_range(txn.view(), &range, txn.current(), Keep::All)?;
+    let kvs = txn.live_now(&range)?;
     if kvs.is_empty() {
         if cmp.target == CompareTarget::Value as i32 {
             return Ok(false);

@@ -1,11 +1,13 @@
 //! Mutations within one applied log entry (etcd's `TxnWrite`).
 //!
-//! A [`WriteTxn`] reads the state before the entry through a [`ReadView`], buffers its
-//! writes in a [`WriteBatch`], and keeps an overlay of the keys it changed so later
-//! operations of the same etcd txn see earlier ones. Every change gets main revision
-//! `base + 1` and the next sub-revision; an entry that changes nothing leaves the revision
-//! alone. Nothing reaches the engine until the caller writes [`WriteTxn::finish`]'s batch,
-//! so a failing operation leaves no trace.
+//! A [`WriteTxn`] reads the state before the entry through a [`ReadView`] and buffers its
+//! writes in a [`WriteBatch`]. An entry may carry several client requests (proposal
+//! batching); each runs as one *step* ([`WriteTxn::step`]): its changes get the next main
+//! revision with increasing sub-revisions, a step that changes nothing consumes no
+//! revision, and a failing step is rolled back without touching the others. An overlay
+//! keeps every version this entry wrote, so later reads — in the same etcd txn or in a
+//! later step — see earlier writes, at the right revisions. Nothing reaches the engine
+//! until the caller writes [`WriteTxn::finish`]'s batch.
 
 use std::collections::BTreeMap;
 
@@ -33,13 +35,28 @@ pub struct Changes {
     pub revision: i64,
 }
 
+/// Where to roll back to if a step fails.
+struct Savepoint {
+    batch_len: usize,
+    events_len: usize,
+    touched_len: usize,
+}
+
 pub struct WriteTxn<'v> {
     view: &'v dyn ReadView,
-    base: i64,
+    /// Revision of `view` (the store revision before this entry).
+    view_rev: i64,
     compact: i64,
+    /// Revision reached by completed steps.
+    rev: i64,
+    /// Sub-revision of the current step's next change (0: the step changed nothing yet).
     next_sub: u32,
-    /// Keys changed so far → their new state (`None` = deleted).
-    overlay: BTreeMap<Vec<u8>, Option<KeyValue>>,
+    /// Every version written by this entry: key → [(revision, state)], oldest first;
+    /// `None` = deleted.
+    overlay: BTreeMap<Vec<u8>, Vec<(i64, Option<KeyValue>)>>,
+    /// Keys written by the current step, for rollback.
+    touched: Vec<Vec<u8>>,
+    savepoint: Savepoint,
     batch: WriteBatch,
     events: Vec<Event>,
 }
@@ -48,10 +65,17 @@ impl<'v> WriteTxn<'v> {
     pub fn new(view: &'v dyn ReadView, base: i64, compact: i64) -> Self {
         WriteTxn {
             view,
-            base,
+            view_rev: base,
             compact,
+            rev: base,
             next_sub: 0,
             overlay: BTreeMap::new(),
+            touched: Vec::new(),
+            savepoint: Savepoint {
+                batch_len: 0,
+                events_len: 0,
+                touched_len: 0,
+            },
             batch: WriteBatch::default(),
             events: Vec::new(),
         }
@@ -61,21 +85,21 @@ impl<'v> WriteTxn<'v> {
         self.view
     }
 
-    /// The revision this entry's changes get.
+    /// The revision the current step's changes get.
     fn pending(&self) -> i64 {
-        self.base + 1
+        self.rev + 1
     }
 
     fn changed(&self) -> bool {
         self.next_sub > 0
     }
 
-    /// The revision a reader inside this txn sees as "current".
+    /// The revision a reader in the current step sees as "current".
     pub fn current(&self) -> i64 {
         if self.changed() {
             self.pending()
         } else {
-            self.base
+            self.rev
         }
     }
 
@@ -86,12 +110,58 @@ impl<'v> WriteTxn<'v> {
         })
     }
 
-    /// The latest state of `key`, including this txn's own changes.
-    pub fn latest(&self, key: &[u8]) -> Result<Option<KeyValue>> {
-        match self.overlay.get(key) {
-            Some(state) => Ok(state.clone()),
-            None => get_at(self.view, key, self.base),
+    /// Runs `f` as one step: on success its changes stay (one revision if it changed
+    /// anything); on error they are rolled back and the error returned.
+    pub fn step<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.savepoint = Savepoint {
+            batch_len: self.batch.len(),
+            events_len: self.events.len(),
+            touched_len: self.touched.len(),
+        };
+        match f(self) {
+            Ok(v) => {
+                if self.changed() {
+                    self.rev = self.pending();
+                    self.next_sub = 0;
+                }
+                self.touched.clear();
+                Ok(v)
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
         }
+    }
+
+    fn rollback(&mut self) {
+        let pending = self.pending();
+        self.batch.ops.truncate(self.savepoint.batch_len);
+        self.events.truncate(self.savepoint.events_len);
+        for key in self.touched.drain(self.savepoint.touched_len..) {
+            if let Some(history) = self.overlay.get_mut(&key) {
+                history.retain(|(rev, _)| *rev != pending);
+                if history.is_empty() {
+                    self.overlay.remove(&key);
+                }
+            }
+        }
+        self.next_sub = 0;
+    }
+
+    /// The state of `key` at revision `rev` as this entry sees it.
+    fn state_at(&self, key: &[u8], rev: i64) -> Result<Option<KeyValue>> {
+        if let Some(history) = self.overlay.get(key) {
+            if let Some((_, state)) = history.iter().rev().find(|(r, _)| *r <= rev) {
+                return Ok(state.clone());
+            }
+        }
+        get_at(self.view, key, rev.min(self.view_rev))
+    }
+
+    /// The latest state of `key`, including this entry's own changes.
+    pub fn latest(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        self.state_at(key, i64::MAX)
     }
 
     pub fn lease_exists(&self, id: i64) -> Result<bool> {
@@ -102,6 +172,14 @@ impl<'v> WriteTxn<'v> {
         let sub = self.next_sub;
         self.next_sub += 1;
         (self.pending(), sub)
+    }
+
+    fn record(&mut self, key: &[u8], rev: i64, state: Option<KeyValue>) {
+        self.overlay
+            .entry(key.to_vec())
+            .or_default()
+            .push((rev, state));
+        self.touched.push(key.to_vec());
     }
 
     fn attach(&mut self, lease: i64, key: &[u8]) {
@@ -168,37 +246,39 @@ impl<'v> WriteTxn<'v> {
             kv: Some(kv.clone()),
             prev_kv: prev.clone(),
         });
-        self.overlay.insert(req.key.clone(), Some(kv));
+        self.record(&req.key, rev, Some(kv));
         Ok(PutResponse {
             header: None,
             prev_kv: if req.prev_kv { prev } else { None },
         })
     }
 
-    /// Live keys of `range` as this txn sees them (own changes included).
-    fn live_in(&self, range: &KeyRange) -> Result<Vec<KeyValue>> {
-        let (mut kvs, _) = collect_range(self.view, range, self.base, Keep::All)?;
-        self.merge_overlay(range, &mut kvs);
-        Ok(kvs)
+    fn overlay_touches(&self, range: &KeyRange, rev: i64) -> bool {
+        self.overlay.iter().any(|(k, history)| {
+            history.first().is_some_and(|(r, _)| *r <= rev) && range.contains(k)
+        })
     }
 
-    fn overlay_touches(&self, range: &KeyRange) -> bool {
-        self.overlay.keys().any(|k| range.contains(k))
-    }
-
-    fn merge_overlay(&self, range: &KeyRange, kvs: &mut Vec<KeyValue>) {
-        if !self.overlay_touches(range) {
-            return;
+    /// Live keys of `range` at `rev` as this entry sees them.
+    fn live_at(&self, range: &KeyRange, rev: i64) -> Result<Vec<KeyValue>> {
+        let (kvs, _) = collect_range(self.view, range, rev.min(self.view_rev), Keep::All)?;
+        if !self.overlay_touches(range, rev) {
+            return Ok(kvs);
         }
         let mut merged: BTreeMap<Vec<u8>, KeyValue> =
-            kvs.drain(..).map(|kv| (kv.key.clone(), kv)).collect();
-        for (key, state) in self.overlay.iter().filter(|(k, _)| range.contains(k)) {
-            match state {
-                Some(kv) => merged.insert(key.clone(), kv.clone()),
+            kvs.into_iter().map(|kv| (kv.key.clone(), kv)).collect();
+        for (key, _) in self.overlay.iter().filter(|(k, _)| range.contains(k)) {
+            match self.state_at(key, rev)? {
+                Some(kv) => merged.insert(key.clone(), kv),
                 None => merged.remove(key),
             };
         }
-        kvs.extend(merged.into_values());
+        Ok(merged.into_values().collect())
+    }
+
+    /// Live keys of `range` now (own changes included): compares and deletes use this.
+    pub fn live_now(&self, range: &KeyRange) -> Result<Vec<KeyValue>> {
+        self.live_at(range, self.current())
     }
 
     /// etcd `DeleteRange`.
@@ -207,7 +287,7 @@ impl<'v> WriteTxn<'v> {
             return Err(StoreError::EmptyKey);
         }
         let range = KeyRange::from_etcd(&req.key, &req.range_end);
-        let doomed = self.live_in(&range)?;
+        let doomed = self.live_now(&range)?;
         let deleted = doomed.len() as i64;
         for prev in &doomed {
             self.delete_key(prev);
@@ -235,10 +315,10 @@ impl<'v> WriteTxn<'v> {
             }),
             prev_kv: Some(prev.clone()),
         });
-        self.overlay.insert(prev.key.clone(), None);
+        self.record(&prev.key, rev, None);
     }
 
-    /// etcd `Range` inside a txn: at the txn's current revision it sees the txn's own writes.
+    /// etcd `Range` inside an entry: sees this entry's earlier writes at their revisions.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         if req.key.is_empty() {
             return Err(StoreError::EmptyKey);
@@ -246,17 +326,17 @@ impl<'v> WriteTxn<'v> {
         let current = self.current();
         let rev = resolve_revision(req.revision, current, self.compact)?;
         let key_range = KeyRange::from_etcd(&req.key, &req.range_end);
-        if rev == self.pending() && self.overlay_touches(&key_range) {
-            let kvs = self.live_in(&key_range)?;
+        if rev > self.view_rev && self.overlay_touches(&key_range, rev) {
+            let kvs = self.live_at(&key_range, rev)?;
             let total = kvs.len() as i64;
             return finish_range(req, kvs, total, current);
         }
-        // Own writes are invisible below the pending revision, and at it they do not touch
-        // this range: read the view (which holds everything up to `base`).
+        // Nothing this entry wrote is visible there: the view (everything up to its
+        // revision) answers.
         let (kvs, total) = collect_range(
             self.view,
             &key_range,
-            rev.min(self.base),
+            rev.min(self.view_rev),
             read::keep_for(req),
         )?;
         finish_range(req, kvs, total, current)
@@ -272,17 +352,12 @@ impl<'v> WriteTxn<'v> {
         Ok(())
     }
 
-    /// The keys attached to lease `id`.
-    pub fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>> {
-        attached_keys(self.view, id)
-    }
-
     /// etcd lease revoke: deletes every attached key (one revision) and the lease.
     pub fn revoke_lease(&mut self, id: i64) -> Result<()> {
         if !self.lease_exists(id)? {
             return Err(StoreError::LeaseNotFound);
         }
-        for key in self.lease_keys(id)? {
+        for key in attached_keys(self.view, id)? {
             if let Some(prev) = self.latest(&key)? {
                 self.delete_key(&prev);
             }
@@ -294,19 +369,19 @@ impl<'v> WriteTxn<'v> {
         Ok(())
     }
 
-    /// Direct access for non-KV state-machine records (members, …).
+    /// Direct access for non-KV state-machine records (members, compaction).
     pub fn batch_mut(&mut self) -> &mut WriteBatch {
         &mut self.batch
     }
 
-    pub fn finish(mut self) -> Changes {
+    pub fn finish(self) -> Changes {
         let revision = self.current();
-        if self.changed() {
-            self.batch
-                .put(Cf::Meta, meta::REVISION, meta::i64_value(revision));
+        let mut batch = self.batch;
+        if revision != self.view_rev {
+            batch.put(Cf::Meta, meta::REVISION, meta::i64_value(revision));
         }
         Changes {
-            batch: self.batch,
+            batch,
             events: self.events,
             revision,
         }

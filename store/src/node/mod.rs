@@ -55,6 +55,7 @@ pub struct StoreNode {
     snapshots: SnapshotDir,
     peers: Arc<PeerClients>,
     read_index: propose::ReadIndexQueue,
+    batcher: propose::Batcher,
     shutdown: CancellationToken,
 }
 
@@ -93,7 +94,7 @@ impl StoreNode {
             compacted: Default::default(),
             applied,
         });
-        let log = LogStore::open(engine.clone())?;
+        let log = LogStore::open(engine.clone(), shared.metrics.clone())?;
         let snapshots = SnapshotDir::open(config.data_dir.join("snapshots"))?;
         let state_machine = StateMachine::open(shared.clone(), snapshots.clone())?;
         let peers = Arc::new(PeerClients::new(identity.member_id, faults));
@@ -137,6 +138,7 @@ impl StoreNode {
             snapshots,
             peers,
             read_index: propose::ReadIndexQueue::spawn(weak.clone()),
+            batcher: propose::Batcher::spawn(weak.clone()),
             shutdown: shutdown.clone(),
         });
 

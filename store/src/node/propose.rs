@@ -6,6 +6,11 @@
 //!   leader", openraft truncated it (`ForwardToLeader`), or the peer was never reached.
 //!   Anything else that fails after sending is indeterminate and reported as a timeout,
 //!   never silently retried (a retry could apply a txn twice).
+//! * Client KV writes go through a [`Batcher`]: openraft 0.9 makes the log append of each
+//!   entry wait for its fsync before the next append, so one request per entry would cap
+//!   throughput at one fsync per request. The batcher proposes everything queued as one
+//!   entry (applied request by request, each with its own revision); followers forward
+//!   their batches to the leader, whose batcher merges them with its own queue.
 //! * [`StoreNode::barrier`]: a read index. Concurrent readers share one confirmation round
 //!   (one heartbeat quorum on the leader), then each waits until this member has applied up
 //!   to the index. A round only serves readers that arrived before it started.
@@ -15,8 +20,15 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use berth_proto::berthraftpb::apply_result::Result as ApplyKind;
+use berth_proto::berthraftpb::internal_request::Request;
+use berth_proto::berthraftpb::propose_outcome::Outcome as WireOutcome;
 use berth_proto::berthraftpb::raft_peer_client::RaftPeerClient;
-use berth_proto::berthraftpb::{InternalRequest, ReadIndexRequest};
+use berth_proto::berthraftpb::{
+    ApplyError, ApplyResult, InternalRequest, ProposeBatchRequest, ProposeOutcome,
+    ReadIndexRequest, RequestBatch,
+};
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
@@ -116,15 +128,11 @@ impl StoreNode {
         if req.encoded_len() > MAX_REQUEST_BYTES {
             return Err(StoreError::RequestTooLarge);
         }
-        let result = self
-            .on_leader(
-                |deadline| self.propose_here(req.clone(), deadline),
-                |mut client| {
-                    let req = req.clone();
-                    async move { client.propose(req).await.map(|r| r.into_inner()) }
-                },
-            )
-            .await;
+        let result = if is_batchable(&req) {
+            self.propose_batched(req).await
+        } else {
+            self.propose_alone(req).await
+        };
         let kind = match result {
             Ok(apply) => apply
                 .result
@@ -138,6 +146,124 @@ impl StoreNode {
             ApplyKind::Error(e) => Err(StoreError::from_code_message(e.code, &e.message)),
             other => Ok(other),
         }
+    }
+
+    /// A request that must be an entry of its own (leases, compaction, members).
+    async fn propose_alone(&self, req: InternalRequest) -> Result<ApplyResult> {
+        self.on_leader(
+            |deadline| self.propose_here(req.clone(), deadline),
+            |mut client| {
+                let req = req.clone();
+                async move { client.propose(req).await.map(|r| r.into_inner()) }
+            },
+        )
+        .await
+    }
+
+    /// A client KV write, through the batcher; retried while certainly not proposed.
+    async fn propose_batched(&self, req: InternalRequest) -> Result<ApplyResult> {
+        let deadline = self.deadline();
+        loop {
+            match self.batcher.submit(req.clone()).await {
+                Outcome::Applied(r) => return Ok(r),
+                Outcome::Indeterminate(e) => return Err(e),
+                Outcome::NotProposed(e) => {
+                    if Instant::now() >= deadline {
+                        return Err(if e == StoreError::NoLeader {
+                            e
+                        } else {
+                            StoreError::Timeout
+                        });
+                    }
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    self.wait_for_leader(deadline).await?;
+                }
+            }
+        }
+    }
+
+    /// Proposes a batch from the batcher: as one entry here if this member leads, else as
+    /// one RPC to the leader. Every request gets an outcome.
+    async fn submit_batch(&self, requests: Vec<InternalRequest>) -> Vec<Outcome> {
+        let n = requests.len();
+        let deadline = self.deadline();
+        let Some(leader) = self.leader() else {
+            return vec![Outcome::NotProposed(StoreError::NoLeader); n];
+        };
+        if leader == self.id {
+            let single = n == 1;
+            let entry = if single {
+                requests.into_iter().next().expect("one request")
+            } else {
+                InternalRequest {
+                    request: Some(Request::Batch(RequestBatch { requests })),
+                }
+            };
+            return match self.propose_here(entry, deadline).await {
+                Attempt::Done(result) if single => vec![Outcome::Applied(result)],
+                Attempt::Done(ApplyResult {
+                    result: Some(ApplyKind::Batch(b)),
+                }) if b.results.len() == n => b.results.into_iter().map(Outcome::Applied).collect(),
+                Attempt::Done(other) => {
+                    vec![
+                        Outcome::Indeterminate(StoreError::Raft(format!(
+                            "unexpected batch result {other:?}"
+                        )));
+                        n
+                    ]
+                }
+                Attempt::Retry(e) => vec![Outcome::NotProposed(e); n],
+                Attempt::Failed(e) => vec![Outcome::Indeterminate(e); n],
+            };
+        }
+        let client = match self
+            .peer_node(leader)
+            .map(|node| self.peers.client(leader, &node))
+        {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => return vec![Outcome::NotProposed(e); n],
+            None => return vec![Outcome::NotProposed(StoreError::NoLeader); n],
+        };
+        let mut client = client;
+        let sent = tokio::time::timeout_at(
+            deadline,
+            client.propose_batch(ProposeBatchRequest { requests }),
+        )
+        .await;
+        match sent {
+            Ok(Ok(resp)) => {
+                let outcomes = resp.into_inner().outcomes;
+                if outcomes.len() != n {
+                    return vec![
+                        Outcome::Indeterminate(StoreError::Raft(
+                            "leader answered a different batch size".into()
+                        ));
+                        n
+                    ];
+                }
+                outcomes.into_iter().map(Outcome::from_wire).collect()
+            }
+            Ok(Err(status)) => match classify_remote::<()>(status) {
+                Attempt::Retry(e) => vec![Outcome::NotProposed(e); n],
+                Attempt::Failed(e) => vec![Outcome::Indeterminate(e); n],
+                Attempt::Done(()) => unreachable!("classify_remote never succeeds"),
+            },
+            Err(_) => vec![Outcome::Indeterminate(StoreError::Timeout); n],
+        }
+    }
+
+    /// Serves a follower's forwarded batch (leader only): its requests join this member's
+    /// batcher queue, so they share entries with local requests.
+    pub async fn leader_propose_batch(
+        &self,
+        requests: Vec<InternalRequest>,
+    ) -> Result<Vec<ProposeOutcome>> {
+        if !self.is_leader() {
+            return Err(StoreError::NotLeader);
+        }
+        let outcomes =
+            futures::future::join_all(requests.into_iter().map(|r| self.batcher.submit(r))).await;
+        Ok(outcomes.into_iter().map(Outcome::into_wire).collect())
     }
 
     /// `client_write` on this member (which believes it leads).
@@ -268,5 +394,120 @@ impl ReadIndexQueue {
             Ok(Err(_)) => Err(StoreError::Stopped),
             Err(_) => Err(StoreError::Timeout),
         }
+    }
+}
+
+/// Client KV writes may share an entry; everything else is proposed alone.
+fn is_batchable(req: &InternalRequest) -> bool {
+    matches!(
+        req.request,
+        Some(Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_))
+    )
+}
+
+/// What became of a request handed to the batcher.
+#[derive(Debug, Clone)]
+pub(crate) enum Outcome {
+    Applied(ApplyResult),
+    /// Certainly not proposed; safe to retry.
+    NotProposed(StoreError),
+    /// Maybe committed, maybe not.
+    Indeterminate(StoreError),
+}
+
+impl Outcome {
+    fn into_wire(self) -> ProposeOutcome {
+        let err = |e: StoreError| ApplyError {
+            code: e.code() as i32,
+            message: e.to_string(),
+        };
+        let outcome = match self {
+            Outcome::Applied(r) => WireOutcome::Applied(r),
+            Outcome::NotProposed(e) => WireOutcome::NotProposed(err(e)),
+            Outcome::Indeterminate(e) => WireOutcome::Indeterminate(err(e)),
+        };
+        ProposeOutcome {
+            outcome: Some(outcome),
+        }
+    }
+
+    fn from_wire(w: ProposeOutcome) -> Outcome {
+        match w.outcome {
+            Some(WireOutcome::Applied(r)) => Outcome::Applied(r),
+            Some(WireOutcome::NotProposed(e)) => {
+                Outcome::NotProposed(StoreError::from_code_message(e.code, &e.message))
+            }
+            Some(WireOutcome::Indeterminate(e)) => {
+                Outcome::Indeterminate(StoreError::from_code_message(e.code, &e.message))
+            }
+            None => Outcome::Indeterminate(StoreError::Raft("empty outcome".into())),
+        }
+    }
+}
+
+/// Requests merged into one entry at most.
+const MAX_BATCH_REQUESTS: usize = 2048;
+/// Encoded bytes merged into one entry at most (a single request may exceed it alone).
+const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Batches proposed and not yet answered, per member. More than one keeps the leader's log
+/// busy while earlier batches replicate and apply; few enough that requests arriving
+/// meanwhile accumulate into large batches.
+const MAX_BATCHES_IN_FLIGHT: usize = 3;
+
+struct Pending {
+    req: InternalRequest,
+    bytes: usize,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// Merges concurrent client writes into batches (see the module docs).
+pub(crate) struct Batcher {
+    tx: mpsc::UnboundedSender<Pending>,
+}
+
+impl Batcher {
+    pub(crate) fn spawn(node: Weak<StoreNode>) -> Batcher {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
+        tokio::spawn(async move {
+            let mut in_flight = FuturesUnordered::new();
+            loop {
+                tokio::select! {
+                    next = rx.recv(), if in_flight.len() < MAX_BATCHES_IN_FLIGHT => {
+                        let Some(first) = next else { break };
+                        let mut bytes = first.bytes;
+                        let mut batch = vec![first];
+                        while batch.len() < MAX_BATCH_REQUESTS && bytes < MAX_BATCH_BYTES {
+                            match rx.try_recv() {
+                                Ok(p) => {
+                                    bytes += p.bytes;
+                                    batch.push(p);
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        let Some(n) = node.upgrade() else { break };
+                        in_flight.push(async move {
+                            let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.req, p.reply)).unzip();
+                            let outcomes = n.submit_batch(requests).await;
+                            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                                let _ = reply.send(outcome);
+                            }
+                        });
+                    }
+                    Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                }
+            }
+        });
+        Batcher { tx }
+    }
+
+    pub(crate) async fn submit(&self, req: InternalRequest) -> Outcome {
+        let (reply, rx) = oneshot::channel();
+        let bytes = req.encoded_len();
+        if self.tx.send(Pending { req, bytes, reply }).is_err() {
+            return Outcome::NotProposed(StoreError::Stopped);
+        }
+        rx.await
+            .unwrap_or(Outcome::Indeterminate(StoreError::Stopped))
     }
 }

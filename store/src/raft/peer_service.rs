@@ -105,6 +105,17 @@ impl RaftPeer for PeerService {
         }
     }
 
+    async fn propose_batch(
+        &self,
+        req: Request<ProposeBatchRequest>,
+    ) -> ResultOf<ProposeBatchResponse> {
+        let outcomes = self
+            .node
+            .leader_propose_batch(req.into_inner().requests)
+            .await?;
+        Ok(Response::new(ProposeBatchResponse { outcomes }))
+    }
+
     async fn read_index(&self, _req: Request<ReadIndexRequest>) -> ResultOf<ReadIndexResponse> {
         let read_index = self.node.leader_read_index().await?;
         Ok(Response::new(ReadIndexResponse { read_index }))

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use berth_proto::berthraftpb::apply_result::Result as ApplyKind;
 use berth_proto::berthraftpb::internal_request::Request;
-use berth_proto::berthraftpb::{ApplyError, ApplyResult, InternalRequest};
+use berth_proto::berthraftpb::{ApplyError, ApplyResult, InternalRequest, ResultBatch};
 use berth_proto::etcdserverpb::{
     CompactionResponse, LeaseGrantResponse, LeaseRevokeResponse, ResponseHeader,
 };
@@ -24,8 +24,8 @@ use tokio::sync::watch;
 use super::codec::{decode, encode};
 use super::snapshot::{self, SnapshotDir, SnapshotFile};
 use super::types::{
-    storage_error, storage_read_error, Entry, LogId, SnapshotMeta, StorageError, StoreResponse,
-    StoredMembership, TypeConfig,
+    storage_error, storage_read_error, Entry, LogId, SnapshotMeta, StorageError, StoreRequest,
+    StoreResponse, StoredMembership, TypeConfig,
 };
 use crate::engine::{Cf, Durability, KvEngine, WriteBatch};
 use crate::error::{Result, StoreError};
@@ -162,12 +162,36 @@ impl StateMachine {
                     ..Default::default()
                 })
             }
+            Some(Request::Batch(_)) => {
+                return Err(StoreError::InvalidArgument("nested request batch".into()))
+            }
             None => return Err(StoreError::InvalidArgument("empty request".into())),
         };
         Ok(kind)
     }
 
-    /// Applies one entry: one engine write, then side effects.
+    /// Runs one client request as a step of `txn`. Deterministic rejections become the
+    /// request's result; anything else (engine failure) stops the state machine.
+    fn run_step(
+        &self,
+        txn: &mut WriteTxn,
+        req: InternalRequest,
+        fx: &mut Effects,
+    ) -> Result<ApplyResult> {
+        match txn.step(|t| self.execute(t, req, fx)) {
+            Ok(kind) => Ok(ApplyResult { result: Some(kind) }),
+            Err(e) if e.is_deterministic() => Ok(ApplyResult {
+                result: Some(ApplyKind::Error(ApplyError {
+                    code: e.code() as i32,
+                    message: e.to_string(),
+                })),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Applies one entry (possibly a batch of client requests): one engine write, then the
+    /// side effects.
     fn apply_entry(&mut self, entry: Entry) -> Result<StoreResponse> {
         let started = Instant::now();
         let engine = self.shared.engine.clone();
@@ -175,48 +199,54 @@ impl StateMachine {
         let mut txn = WriteTxn::new(&*view, self.revision, self.compacted);
         let mut fx = Effects::default();
         let mut extra = WriteBatch::default();
-        let outcome = match entry.payload {
-            EntryPayload::Blank => Ok(ApplyKind::Done(ResponseHeader {
-                revision: self.revision,
+        let done = |revision| ApplyResult {
+            result: Some(ApplyKind::Done(ResponseHeader {
+                revision,
                 ..Default::default()
             })),
-            EntryPayload::Normal(req) => self.execute(&mut txn, req.0, &mut fx),
+        };
+        let result = match entry.payload {
+            EntryPayload::Blank => done(self.revision),
+            EntryPayload::Normal(StoreRequest(InternalRequest {
+                request: Some(Request::Batch(batch)),
+            })) => {
+                let mut results = Vec::with_capacity(batch.requests.len());
+                for req in batch.requests {
+                    let batchable = matches!(
+                        req.request,
+                        Some(Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_))
+                    );
+                    results.push(if batchable {
+                        self.run_step(&mut txn, req, &mut fx)?
+                    } else {
+                        let e = StoreError::InvalidArgument("request cannot be batched".into());
+                        ApplyResult {
+                            result: Some(ApplyKind::Error(ApplyError {
+                                code: e.code() as i32,
+                                message: e.to_string(),
+                            })),
+                        }
+                    });
+                }
+                ApplyResult {
+                    result: Some(ApplyKind::Batch(ResultBatch { results })),
+                }
+            }
+            EntryPayload::Normal(req) => self.run_step(&mut txn, req.0, &mut fx)?,
             EntryPayload::Membership(m) => {
                 let stored = StoredMembership::new(Some(entry.log_id), m);
                 extra.put(Cf::Meta, meta::MEMBERSHIP, encode(&stored)?);
-                Ok(ApplyKind::Done(ResponseHeader {
-                    revision: self.revision,
-                    ..Default::default()
-                }))
+                done(self.revision)
             }
         };
-        let (mut batch, events, revision, result) = match outcome {
-            Ok(kind) => {
-                let changes = txn.finish();
-                (changes.batch, changes.events, changes.revision, kind)
-            }
-            Err(e) if e.is_deterministic() => {
-                // The entry is applied as a rejection: nothing of it is written.
-                drop(txn);
-                fx = Effects::default();
-                let err = ApplyError {
-                    code: e.code() as i32,
-                    message: e.to_string(),
-                };
-                (
-                    WriteBatch::default(),
-                    vec![],
-                    self.revision,
-                    ApplyKind::Error(err),
-                )
-            }
-            Err(e) => return Err(e),
-        };
+        let changes = txn.finish();
         drop(view);
+        let mut batch = changes.batch;
         batch.ops.extend(extra.ops);
         batch.put(Cf::Meta, meta::APPLIED, encode(&Some(entry.log_id))?);
         engine.write(batch, Durability::Buffered)?;
 
+        let revision = changes.revision;
         self.revision = revision;
         self.shared.revision.store(revision, Ordering::SeqCst);
         if let Some(c) = fx.compacted {
@@ -230,16 +260,14 @@ impl StateMachine {
         if let Some(id) = fx.revoked {
             self.shared.lessor.on_revoked(id);
         }
-        if !events.is_empty() {
-            self.shared.hub.notify(revision, &events);
+        if !changes.events.is_empty() {
+            self.shared.hub.notify(revision, &changes.events);
         }
         self.shared
             .metrics
             .apply_duration
             .observe(started.elapsed().as_secs_f64());
-        Ok(StoreResponse(ApplyResult {
-            result: Some(result),
-        }))
+        Ok(StoreResponse(result))
     }
 
     fn reload_after_install(&mut self, meta: &SnapshotMeta) -> Result<()> {
@@ -337,6 +365,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             last = Some(log_id.index);
         }
+        self.shared
+            .metrics
+            .apply_batch_entries
+            .observe(responses.len() as f64);
         if let Some(index) = last {
             self.shared.applied.send_replace(index);
         }

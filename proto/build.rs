@@ -6,17 +6,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY of intent: build scripts are single-threaded; PROTOC tells prost-build which
     // compiler to run.
     unsafe { std::env::set_var("PROTOC", protoc) };
-    let protos = [
-        "protos/etcd/kv.proto",
-        "protos/etcd/rpc.proto",
-        "protos/berth/raft.proto",
-    ];
+    let protos = ["protos/etcd/kv.proto", "protos/etcd/rpc.proto", "protos/berth/raft.proto"];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }
-    tonic_prost_build::configure()
-        .build_server(true)
-        .build_client(true)
-        .compile_protos(&protos, &["protos"])?;
+    tonic_prost_build::configure().build_server(true).build_client(true).compile_protos(&protos, &["protos"])?;
     Ok(())
 }

@@ -67,12 +67,8 @@ pub struct ServerArgs {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 10m, 30s or 500ms"))?;
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 10m, 30s or 500ms"))?;
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
@@ -86,14 +82,10 @@ impl ServerArgs {
     /// Resolves defaults and checks the flags together; errors name the flag.
     pub fn into_config(self) -> Result<ServerConfig, ServerError> {
         let cfg = |e: berth_store::StoreError| ServerError::Config(e.to_string());
-        let listen_client_urls =
-            parse_urls("--listen-client-urls", &self.listen_client_urls).map_err(cfg)?;
-        let listen_peer_urls =
-            parse_urls("--listen-peer-urls", &self.listen_peer_urls).map_err(cfg)?;
+        let listen_client_urls = parse_urls("--listen-client-urls", &self.listen_client_urls).map_err(cfg)?;
+        let listen_peer_urls = parse_urls("--listen-peer-urls", &self.listen_peer_urls).map_err(cfg)?;
         if listen_peer_urls.len() > 1 {
-            return Err(ServerError::Config(
-                "--listen-peer-urls: Berth listens on one peer URL".into(),
-            ));
+            return Err(ServerError::Config("--listen-peer-urls: Berth listens on one peer URL".into()));
         }
         let advertise_client_urls = match &self.advertise_client_urls {
             Some(list) => parse_urls("--advertise-client-urls", list).map_err(cfg)?,
@@ -110,10 +102,7 @@ impl ServerArgs {
         if let Some(join) = &self.join {
             parse_urls("--join", join).map_err(cfg)?;
         }
-        let data_dir = self
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("{}.berth", self.name)));
+        let data_dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.berth", self.name)));
         let store = StoreConfig {
             name: self.name.clone(),
             data_dir,
@@ -130,19 +119,10 @@ impl ServerArgs {
             election_timeout: Duration::from_millis(self.election_timeout),
             snapshot_count: self.snapshot_count,
             watch_progress_notify_interval: self.watch_progress_notify_interval,
-            ..StoreConfig::single(
-                &self.name,
-                PathBuf::new(),
-                "http://unused:1",
-                "http://unused:1",
-            )
+            ..StoreConfig::single(&self.name, PathBuf::new(), "http://unused:1", "http://unused:1")
         };
         store.validate().map_err(cfg)?;
-        Ok(ServerConfig {
-            store,
-            listen_client_urls,
-            listen_peer_urls,
-        })
+        Ok(ServerConfig { store, listen_client_urls, listen_peer_urls })
     }
 }
 
@@ -153,39 +133,26 @@ mod tests {
     fn parse(args: &[&str]) -> Result<ServerConfig, ServerError> {
         let mut all = vec!["berth-server"];
         all.extend_from_slice(args);
-        ServerArgs::try_parse_from(all)
-            .map_err(|e| ServerError::Config(e.to_string()))?
-            .into_config()
+        ServerArgs::try_parse_from(all).map_err(|e| ServerError::Config(e.to_string()))?.into_config()
     }
 
     #[test]
     fn defaults_make_a_single_member_cluster() {
         let c = parse(&[]).unwrap();
-        assert_eq!(
-            c.store.initial_cluster,
-            vec![("default".into(), vec!["http://127.0.0.1:2380".into()])]
-        );
+        assert_eq!(c.store.initial_cluster, vec![("default".into(), vec!["http://127.0.0.1:2380".into()])]);
         assert_eq!(c.store.data_dir, PathBuf::from("default.berth"));
         assert_eq!(c.store.heartbeat_interval, Duration::from_millis(100));
     }
 
     #[test]
     fn bad_flags_are_named() {
-        let err = parse(&["--initial-cluster", "a=http://x:1", "--name", "b"])
-            .unwrap_err()
-            .to_string();
+        let err = parse(&["--initial-cluster", "a=http://x:1", "--name", "b"]).unwrap_err().to_string();
         assert!(err.contains("couldn't find local name"), "{err}");
-        let err = parse(&["--initial-cluster", "nonsense"])
-            .unwrap_err()
-            .to_string();
+        let err = parse(&["--initial-cluster", "nonsense"]).unwrap_err().to_string();
         assert!(err.contains("--initial-cluster"), "{err}");
-        let err = parse(&["--listen-client-urls", "ftp://x:1"])
-            .unwrap_err()
-            .to_string();
+        let err = parse(&["--listen-client-urls", "ftp://x:1"]).unwrap_err().to_string();
         assert!(err.contains("--listen-client-urls"), "{err}");
-        let err = parse(&["--election-timeout", "150"])
-            .unwrap_err()
-            .to_string();
+        let err = parse(&["--election-timeout", "150"]).unwrap_err().to_string();
         assert!(err.contains("--election-timeout"), "{err}");
         assert!(parse(&["--watch-progress-notify-interval", "5x"]).is_err());
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));

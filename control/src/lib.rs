@@ -33,19 +33,12 @@ pub struct ServerConfig {
 /// Binds `url`'s host and port.
 pub async fn bind(url: &str) -> Result<TcpListener, ServerError> {
     let parsed = url::Url::parse(url).map_err(|e| ServerError::Config(format!("{url}: {e}")))?;
-    let host = parsed
-        .host_str()
-        .ok_or_else(|| ServerError::Config(format!("{url}: no host")))?;
+    let host = parsed.host_str().ok_or_else(|| ServerError::Config(format!("{url}: no host")))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = parsed
-        .port_or_known_default()
-        .ok_or_else(|| ServerError::Config(format!("{url}: no port")))?;
+    let port = parsed.port_or_known_default().ok_or_else(|| ServerError::Config(format!("{url}: no port")))?;
     TcpListener::bind((host, port))
         .await
-        .map_err(|e| ServerError::Bind {
-            url: url.to_string(),
-            message: e.to_string(),
-        })
+        .map_err(|e| ServerError::Bind { url: url.to_string(), message: e.to_string() })
 }
 
 /// Runs a server until `shutdown` is cancelled.
@@ -54,24 +47,13 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     for url in &config.listen_client_urls {
         client_listeners.push(bind(url).await?);
     }
-    let peer_url = config
-        .listen_peer_urls
-        .first()
-        .ok_or_else(|| ServerError::Config("--listen-peer-urls is empty".into()))?;
+    let peer_url =
+        config.listen_peer_urls.first().ok_or_else(|| ServerError::Config("--listen-peer-urls is empty".into()))?;
     let peer_listener = bind(peer_url).await?;
-    let store = StoreNode::start(
-        config.store.clone(),
-        peer_listener,
-        Arc::new(NetworkFaults::default()),
-    )
-    .await?;
+    let store = StoreNode::start(config.store.clone(), peer_listener, Arc::new(NetworkFaults::default())).await?;
     let mut servers = Vec::new();
     for listener in client_listeners {
-        servers.push(tokio::spawn(berth_store::server::serve_client(
-            store.clone(),
-            listener,
-            shutdown.clone(),
-        )));
+        servers.push(tokio::spawn(berth_store::server::serve_client(store.clone(), listener, shutdown.clone())));
     }
     let stopped = store.shutdown_token();
     tokio::select! {

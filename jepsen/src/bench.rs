@@ -89,13 +89,9 @@ pub async fn populate(endpoints: &[String], cfg: &BenchConfig) -> Result<(), Har
                 if i >= keys {
                     return Ok::<(), HarnessError>(());
                 }
-                kv.put(PutRequest {
-                    key: key(i),
-                    value: value.clone(),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| HarnessError::Rpc(e.to_string()))?;
+                kv.put(PutRequest { key: key(i), value: value.clone(), ..Default::default() })
+                    .await
+                    .map_err(|e| HarnessError::Rpc(e.to_string()))?;
             }
         }));
     }
@@ -123,8 +119,7 @@ pub async fn run_cell(
         let value = value.clone();
         let keys = cfg.keys;
         tasks.push(tokio::spawn(async move {
-            let mut hist =
-                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
             let mut errors = 0u64;
             let mut rng = rand::random::<u64>();
             loop {
@@ -138,21 +133,10 @@ pub async fn run_cell(
                 rng ^= rng << 17;
                 let k = key((rng % keys as u64) as usize);
                 let ok = match workload {
-                    Workload::Put => kv
-                        .put(PutRequest {
-                            key: k,
-                            value: value.clone(),
-                            ..Default::default()
-                        })
-                        .await
-                        .is_ok(),
-                    Workload::Range => kv
-                        .range(RangeRequest {
-                            key: k,
-                            ..Default::default()
-                        })
-                        .await
-                        .is_ok(),
+                    Workload::Put => {
+                        kv.put(PutRequest { key: k, value: value.clone(), ..Default::default() }).await.is_ok()
+                    }
+                    Workload::Range => kv.range(RangeRequest { key: k, ..Default::default() }).await.is_ok(),
                 };
                 let done = Instant::now();
                 if now >= measure_from && done <= end {

@@ -31,10 +31,7 @@ impl fmt::Display for Db {
 
 /// A free loopback port (bound then released; the kernel does not reuse it at once).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding 127.0.0.1:0")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("binding 127.0.0.1:0")
 }
 
 /// The `berth-server` built next to the running executable (target/<profile>/).
@@ -56,8 +53,7 @@ pub fn berth_server_binary() -> Result<PathBuf, HarnessError> {
     }
     Err(HarnessError::MissingBinary {
         what: "berth-server".into(),
-        hint: "build it first (cargo build -p berth-control [--release]) or set BERTH_SERVER"
-            .into(),
+        hint: "build it first (cargo build -p berth-control [--release]) or set BERTH_SERVER".into(),
     })
 }
 
@@ -150,10 +146,7 @@ impl Member {
         if self.is_running() {
             return Ok(());
         }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         let child = Command::new(&self.program)
             .args(&self.args)
             .stdin(Stdio::null())
@@ -204,9 +197,7 @@ impl Member {
 
     /// Exit status if the process has ended.
     pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
     pub fn log_text(&self) -> String {
@@ -233,13 +224,7 @@ pub struct ClusterSpec {
 
 impl ClusterSpec {
     pub fn new(db: Db, nodes: usize) -> ClusterSpec {
-        ClusterSpec {
-            db,
-            nodes,
-            heartbeat_ms: 100,
-            election_ms: 1000,
-            extra_args: vec![],
-        }
+        ClusterSpec { db, nodes, heartbeat_ms: 100, election_ms: 1000, extra_args: vec![] }
     }
 }
 
@@ -257,14 +242,9 @@ impl ProcessCluster {
             Db::Berth => berth_server_binary()?,
             Db::Etcd => etcd_bin_dir()?.join("etcd"),
         };
-        let ports: Vec<(u16, u16)> = (0..spec.nodes)
-            .map(|_| (free_port(), free_port()))
-            .collect();
-        let initial: Vec<String> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (_, p))| format!("n{i}=http://127.0.0.1:{p}"))
-            .collect();
+        let ports: Vec<(u16, u16)> = (0..spec.nodes).map(|_| (free_port(), free_port())).collect();
+        let initial: Vec<String> =
+            ports.iter().enumerate().map(|(i, (_, p))| format!("n{i}=http://127.0.0.1:{p}")).collect();
         let mut members = Vec::new();
         for (i, (cport, pport)) in ports.iter().enumerate() {
             let name = format!("n{i}");
@@ -296,12 +276,7 @@ impl ProcessCluster {
                 spec.election_ms.to_string(),
             ];
             if spec.db == Db::Etcd {
-                args.extend([
-                    "--logger".into(),
-                    "zap".into(),
-                    "--log-level".into(),
-                    "warn".into(),
-                ]);
+                args.extend(["--logger".into(), "zap".into(), "--log-level".into(), "warn".into()]);
             }
             args.extend(spec.extra_args.iter().cloned());
             let log = dir.join(format!("{name}.log"));
@@ -319,11 +294,7 @@ impl ProcessCluster {
         for m in &mut members {
             m.start()?;
         }
-        Ok(ProcessCluster {
-            db: spec.db,
-            members,
-            dir: dir.to_path_buf(),
-        })
+        Ok(ProcessCluster { db: spec.db, members, dir: dir.to_path_buf() })
     }
 
     pub fn endpoints(&self) -> Vec<String> {
@@ -338,12 +309,9 @@ impl ProcessCluster {
                 let url = self.members[i].client_url.clone();
                 let ok = async {
                     let mut kv = KvClient::new(connect(&url).await?);
-                    kv.range(RangeRequest {
-                        key: b"ready?".to_vec(),
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| HarnessError::Rpc(e.to_string()))
+                    kv.range(RangeRequest { key: b"ready?".to_vec(), ..Default::default() })
+                        .await
+                        .map_err(|e| HarnessError::Rpc(e.to_string()))
                 };
                 match tokio::time::timeout(Duration::from_secs(2), ok).await {
                     Ok(Ok(_)) => break,
@@ -351,20 +319,13 @@ impl ProcessCluster {
                         if let Some(status) = self.members[i].exit_status() {
                             return Err(HarnessError::Start {
                                 name: self.members[i].name.clone(),
-                                message: format!(
-                                    "exited with {status}; log:\n{}",
-                                    self.members[i].log_text()
-                                ),
+                                message: format!("exited with {status}; log:\n{}", self.members[i].log_text()),
                             });
                         }
                         if Instant::now() > deadline {
                             return Err(HarnessError::NotReady {
                                 seconds: timeout.as_secs(),
-                                detail: format!(
-                                    "{}: {:?}",
-                                    self.members[i].name,
-                                    other.map(|r| r.err())
-                                ),
+                                detail: format!("{}: {:?}", self.members[i].name, other.map(|r| r.err())),
                             });
                         }
                         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -31,21 +31,12 @@ impl KeyRange {
         if range_end.is_empty() {
             let mut end = key.to_vec();
             end.push(0);
-            return KeyRange {
-                start: key.to_vec(),
-                end: Some(end),
-            };
+            return KeyRange { start: key.to_vec(), end: Some(end) };
         }
         if range_end == [0] {
-            return KeyRange {
-                start: key.to_vec(),
-                end: None,
-            };
+            return KeyRange { start: key.to_vec(), end: None };
         }
-        KeyRange {
-            start: key.to_vec(),
-            end: Some(range_end.to_vec()),
-        }
+        KeyRange { start: key.to_vec(), end: Some(range_end.to_vec()) }
     }
 
     /// True when the range holds exactly one key.

@@ -66,12 +66,9 @@ impl StoreConfig {
             return Err(StoreError::Config("--name must not be empty".into()));
         }
         if self.advertise_peer_urls.is_empty() {
-            return Err(StoreError::Config(
-                "--initial-advertise-peer-urls must name at least one URL".into(),
-            ));
+            return Err(StoreError::Config("--initial-advertise-peer-urls must name at least one URL".into()));
         }
-        if self.heartbeat_interval.is_zero() || self.election_timeout < self.heartbeat_interval * 5
-        {
+        if self.heartbeat_interval.is_zero() || self.election_timeout < self.heartbeat_interval * 5 {
             return Err(StoreError::Config(format!(
                 "--election-timeout[{}ms] should be at least 5 times as --heartbeat-interval[{}ms]",
                 self.election_timeout.as_millis(),
@@ -79,21 +76,15 @@ impl StoreConfig {
             )));
         }
         if self.snapshot_count == 0 {
-            return Err(StoreError::Config(
-                "--snapshot-count must be positive".into(),
-            ));
+            return Err(StoreError::Config("--snapshot-count must be positive".into()));
         }
         if self.join.is_none() && self.initial_cluster_state == ClusterState::New {
-            let mine = self
-                .initial_cluster
-                .iter()
-                .find(|(n, _)| n == &self.name)
-                .ok_or_else(|| {
-                    StoreError::Config(format!(
-                        "couldn't find local name {:?} in the initial cluster configuration",
-                        self.name
-                    ))
-                })?;
+            let mine = self.initial_cluster.iter().find(|(n, _)| n == &self.name).ok_or_else(|| {
+                StoreError::Config(format!(
+                    "couldn't find local name {:?} in the initial cluster configuration",
+                    self.name
+                ))
+            })?;
             let mut listed = mine.1.clone();
             let mut advertised = self.advertise_peer_urls.clone();
             listed.sort();
@@ -116,13 +107,11 @@ impl StoreConfig {
 pub fn parse_initial_cluster(spec: &str) -> Result<Vec<(String, Vec<String>)>> {
     let mut members: Vec<(String, Vec<String>)> = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, url) = part.split_once('=').ok_or_else(|| {
-            StoreError::Config(format!("--initial-cluster: {part:?} is not NAME=URL"))
-        })?;
+        let (name, url) = part
+            .split_once('=')
+            .ok_or_else(|| StoreError::Config(format!("--initial-cluster: {part:?} is not NAME=URL")))?;
         if name.is_empty() {
-            return Err(StoreError::Config(format!(
-                "--initial-cluster: empty name in {part:?}"
-            )));
+            return Err(StoreError::Config(format!("--initial-cluster: empty name in {part:?}")));
         }
         let url = validate_url("--initial-cluster", url)?;
         match members.iter_mut().find(|(n, _)| n == name) {
@@ -148,22 +137,15 @@ pub fn parse_initial_cluster(spec: &str) -> Result<Vec<(String, Vec<String>)>> {
 
 /// Checks `url` is an http(s) URL with a host and port; returns it normalised.
 pub fn validate_url(flag: &str, url: &str) -> Result<String> {
-    let parsed = url::Url::parse(url)
-        .map_err(|e| StoreError::Config(format!("{flag}: {url:?} is not a URL: {e}")))?;
+    let parsed = url::Url::parse(url).map_err(|e| StoreError::Config(format!("{flag}: {url:?} is not a URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(StoreError::Config(format!(
-            "{flag}: {url:?} must use http or https"
-        )));
+        return Err(StoreError::Config(format!("{flag}: {url:?} must use http or https")));
     }
     if parsed.host_str().is_none() || parsed.port_or_known_default().is_none() {
-        return Err(StoreError::Config(format!(
-            "{flag}: {url:?} needs a host and a port"
-        )));
+        return Err(StoreError::Config(format!("{flag}: {url:?} needs a host and a port")));
     }
     if parsed.path() != "/" && !parsed.path().is_empty() {
-        return Err(StoreError::Config(format!(
-            "{flag}: {url:?} must not have a path"
-        )));
+        return Err(StoreError::Config(format!("{flag}: {url:?} must not have a path")));
     }
     Ok(url.trim_end_matches('/').to_string())
 }
@@ -188,52 +170,27 @@ mod tests {
 
     #[test]
     fn initial_cluster_parses_and_rejects_garbage() {
-        let m = parse_initial_cluster(
-            "a=http://127.0.0.1:2380,b=http://127.0.0.1:2381,a=http://127.0.0.2:2380",
-        )
-        .unwrap();
+        let m =
+            parse_initial_cluster("a=http://127.0.0.1:2380,b=http://127.0.0.1:2381,a=http://127.0.0.2:2380").unwrap();
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].1.len(), 2);
-        for bad in [
-            "",
-            "a",
-            "=http://x:1",
-            "a=ftp://x:1",
-            "a=http://x:1/path",
-            "a=http://x:1,b=http://x:1",
-            "a=not a url",
-        ] {
-            assert!(
-                parse_initial_cluster(bad).is_err(),
-                "{bad:?} should be rejected"
-            );
+        for bad in
+            ["", "a", "=http://x:1", "a=ftp://x:1", "a=http://x:1/path", "a=http://x:1,b=http://x:1", "a=not a url"]
+        {
+            assert!(parse_initial_cluster(bad).is_err(), "{bad:?} should be rejected");
         }
     }
 
     #[test]
     fn validation_checks_name_and_urls() {
-        let mut c = StoreConfig::single(
-            "n1",
-            "/tmp/x".into(),
-            "http://127.0.0.1:2379",
-            "http://127.0.0.1:2380",
-        );
+        let mut c = StoreConfig::single("n1", "/tmp/x".into(), "http://127.0.0.1:2379", "http://127.0.0.1:2380");
         c.validate().unwrap();
         c.name = "other".into();
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("couldn't find local name"));
+        assert!(c.validate().unwrap_err().to_string().contains("couldn't find local name"));
         c.name = "n1".into();
         c.advertise_peer_urls = vec!["http://127.0.0.1:9999".into()];
         assert!(c.validate().is_err());
-        let mut c = StoreConfig::single(
-            "n1",
-            "/tmp/x".into(),
-            "http://127.0.0.1:2379",
-            "http://127.0.0.1:2380",
-        );
+        let mut c = StoreConfig::single("n1", "/tmp/x".into(), "http://127.0.0.1:2379", "http://127.0.0.1:2380");
         c.election_timeout = Duration::from_millis(200);
         assert!(c.validate().is_err());
     }

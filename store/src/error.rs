@@ -61,10 +61,7 @@ pub enum StoreError {
 
     // ---- local failures ----
     #[error("storage engine failed ({context}): {message}")]
-    Engine {
-        context: &'static str,
-        message: String,
-    },
+    Engine { context: &'static str, message: String },
     #[error("local data is corrupt ({what}): {detail}")]
     Corrupt { what: String, detail: String },
     #[error("{context}: {message}")]
@@ -82,25 +79,19 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn io(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
-        StoreError::Io {
-            context: context.into(),
-            message: err.to_string(),
-        }
+        StoreError::Io { context: context.into(), message: err.to_string() }
     }
 
     pub fn corrupt(what: impl Into<String>, detail: impl std::fmt::Display) -> Self {
-        StoreError::Corrupt {
-            what: what.into(),
-            detail: detail.to_string(),
-        }
+        StoreError::Corrupt { what: what.into(), detail: detail.to_string() }
     }
 
     /// The gRPC code etcd uses for this error.
     pub fn code(&self) -> Code {
         use StoreError::*;
         match self {
-            EmptyKey | KeyNotFound | TooManyOps | DuplicateKey | RequestTooLarge
-            | MemberBadUrls | InvalidArgument(_) => Code::InvalidArgument,
+            EmptyKey | KeyNotFound | TooManyOps | DuplicateKey | RequestTooLarge | MemberBadUrls
+            | InvalidArgument(_) => Code::InvalidArgument,
             Compacted { .. } | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
             LeaseNotFound | MemberNotFound => Code::NotFound,
             LeaseExists
@@ -163,20 +154,10 @@ impl StoreError {
         if let Some(found) = known.into_iter().find(|e| e.to_string() == message) {
             return found;
         }
-        if message
-            == (Compacted {
-                compact_revision: 0,
-            })
-            .to_string()
-        {
-            return Compacted {
-                compact_revision: 0,
-            };
+        if message == (Compacted { compact_revision: 0 }).to_string() {
+            return Compacted { compact_revision: 0 };
         }
-        Remote {
-            code,
-            message: message.to_string(),
-        }
+        Remote { code, message: message.to_string() }
     }
 }
 
@@ -193,10 +174,7 @@ impl From<Status> for StoreError {
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
                 if !status.message().starts_with("etcdserver:") =>
             {
-                StoreError::Peer {
-                    peer: String::new(),
-                    message: status.message().to_string(),
-                }
+                StoreError::Peer { peer: String::new(), message: status.message().to_string() }
             }
             code => StoreError::from_code_message(code as i32, status.message()),
         }
@@ -213,21 +191,13 @@ mod tests {
             StoreError::FutureRevision,
             StoreError::LeaseNotFound,
             StoreError::LearnerNotReady,
-            StoreError::Compacted {
-                compact_revision: 0,
-            },
+            StoreError::Compacted { compact_revision: 0 },
         ] {
             let status: Status = err.clone().into();
             assert_eq!(StoreError::from(status), err);
         }
-        let status: Status = StoreError::Compacted {
-            compact_revision: 7,
-        }
-        .into();
+        let status: Status = StoreError::Compacted { compact_revision: 7 }.into();
         assert_eq!(status.code(), Code::OutOfRange);
-        assert_eq!(
-            status.message(),
-            "etcdserver: mvcc: required revision has been compacted"
-        );
+        assert_eq!(status.message(), "etcdserver: mvcc: required revision has been compacted");
     }
 }

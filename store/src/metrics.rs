@@ -72,102 +72,34 @@ impl StoreMetrics {
             registry: Registry::default(),
         };
         registry.register("raft_term", "Current Raft term", m.raft_term.clone());
-        registry.register(
-            "raft_leader",
-            "The current leader, as a label",
-            m.leader.clone(),
-        );
-        registry.register(
-            "raft_is_leader",
-            "1 if this member is the leader",
-            m.is_leader.clone(),
-        );
-        registry.register(
-            "raft_has_leader",
-            "1 if a leader is known",
-            m.has_leader.clone(),
-        );
-        registry.register(
-            "raft_leader_changes_seen",
-            "Leader changes seen by this member",
-            m.leader_changes.clone(),
-        );
-        registry.register(
-            "raft_commit_index",
-            "Highest log index known committed",
-            m.commit_index.clone(),
-        );
+        registry.register("raft_leader", "The current leader, as a label", m.leader.clone());
+        registry.register("raft_is_leader", "1 if this member is the leader", m.is_leader.clone());
+        registry.register("raft_has_leader", "1 if a leader is known", m.has_leader.clone());
+        registry.register("raft_leader_changes_seen", "Leader changes seen by this member", m.leader_changes.clone());
+        registry.register("raft_commit_index", "Highest log index known committed", m.commit_index.clone());
         registry.register(
             "raft_applied_index",
             "Highest log index applied to the state machine",
             m.applied_index.clone(),
         );
-        registry.register(
-            "raft_last_log_index",
-            "Last index in the local log",
-            m.last_log_index.clone(),
-        );
-        registry.register(
-            "proposals_committed",
-            "Entries committed and applied",
-            m.proposals_committed.clone(),
-        );
+        registry.register("raft_last_log_index", "Last index in the local log", m.last_log_index.clone());
+        registry.register("proposals_committed", "Entries committed and applied", m.proposals_committed.clone());
         registry.register(
             "proposals_failed",
             "Proposals that failed (no leader, timeout, shutdown)",
             m.proposals_failed.clone(),
         );
-        registry.register(
-            "apply_duration_seconds",
-            "Time to apply one log entry",
-            m.apply_duration.clone(),
-        );
-        registry.register(
-            "wal_fsync_duration_seconds",
-            "Time of one group-commit fsync",
-            m.wal_fsync_duration.clone(),
-        );
-        registry.register(
-            "wal_fsync_appends",
-            "Log appends made durable by one fsync",
-            m.wal_fsync_appends.clone(),
-        );
-        registry.register(
-            "apply_batch_entries",
-            "Entries per state-machine apply call",
-            m.apply_batch_entries.clone(),
-        );
-        registry.register(
-            "db_size_bytes",
-            "Storage engine size on disk",
-            m.db_size_bytes.clone(),
-        );
-        registry.register(
-            "mvcc_revision",
-            "Current MVCC revision",
-            m.mvcc_revision.clone(),
-        );
-        registry.register(
-            "mvcc_compact_revision",
-            "Last compacted revision",
-            m.mvcc_compact_revision.clone(),
-        );
+        registry.register("apply_duration_seconds", "Time to apply one log entry", m.apply_duration.clone());
+        registry.register("wal_fsync_duration_seconds", "Time of one group-commit fsync", m.wal_fsync_duration.clone());
+        registry.register("wal_fsync_appends", "Log appends made durable by one fsync", m.wal_fsync_appends.clone());
+        registry.register("apply_batch_entries", "Entries per state-machine apply call", m.apply_batch_entries.clone());
+        registry.register("db_size_bytes", "Storage engine size on disk", m.db_size_bytes.clone());
+        registry.register("mvcc_revision", "Current MVCC revision", m.mvcc_revision.clone());
+        registry.register("mvcc_compact_revision", "Last compacted revision", m.mvcc_compact_revision.clone());
         registry.register("watchers", "Active watchers", m.watchers.clone());
-        registry.register(
-            "unsynced_watchers",
-            "Watchers catching up from history",
-            m.unsynced_watchers.clone(),
-        );
-        registry.register(
-            "watch_streams",
-            "Open watch streams",
-            m.watch_streams.clone(),
-        );
-        registry.register(
-            "slow_watcher_moves",
-            "Times a slow watcher moved to catch-up",
-            m.slow_watcher_moves.clone(),
-        );
+        registry.register("unsynced_watchers", "Watchers catching up from history", m.unsynced_watchers.clone());
+        registry.register("watch_streams", "Open watch streams", m.watch_streams.clone());
+        registry.register("slow_watcher_moves", "Times a slow watcher moved to catch-up", m.slow_watcher_moves.clone());
         registry.register("leases", "Live leases", m.leases.clone());
         StoreMetrics { registry, ..m }
     }
@@ -176,9 +108,7 @@ impl StoreMetrics {
     pub fn set_leader(&self, leader: Option<u64>) {
         self.leader.clear();
         if let Some(id) = leader {
-            self.leader
-                .get_or_create(&vec![("leader".to_string(), format!("{id:x}"))])
-                .set(1);
+            self.leader.get_or_create(&vec![("leader".to_string(), format!("{id:x}"))]).set(1);
         }
     }
 
@@ -199,14 +129,8 @@ mod tests {
         m.apply_duration.observe(0.001);
         let text = m.encode();
         assert!(text.contains("berth_proposals_committed_total 1"), "{text}");
-        assert!(
-            text.contains("berth_apply_duration_seconds_count 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("berth_raft_leader{leader=\"ffffffffffffffff\"} 1"),
-            "{text}"
-        );
+        assert!(text.contains("berth_apply_duration_seconds_count 1"), "{text}");
+        assert!(text.contains("berth_raft_leader{leader=\"ffffffffffffffff\"} 1"), "{text}");
         assert!(text.contains("# EOF"));
     }
 }

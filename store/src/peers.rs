@@ -52,11 +52,7 @@ pub struct PeerClients {
 
 impl PeerClients {
     pub fn new(self_id: u64, faults: Arc<NetworkFaults>) -> PeerClients {
-        PeerClients {
-            self_id,
-            channels: Mutex::new(HashMap::new()),
-            faults,
-        }
+        PeerClients { self_id, channels: Mutex::new(HashMap::new()), faults }
     }
 
     pub fn self_id(&self) -> u64 {
@@ -83,10 +79,7 @@ impl PeerClients {
     /// A client for `target`, or an unreachable error if the link is cut.
     pub fn client(&self, target: u64, node: &PeerNode) -> Result<RaftPeerClient<Channel>> {
         if self.faults.is_cut(self.self_id, target) {
-            return Err(StoreError::Peer {
-                peer: format!("{target:x}"),
-                message: "link cut (fault injection)".into(),
-            });
+            return Err(StoreError::Peer { peer: format!("{target:x}"), message: "link cut (fault injection)".into() });
         }
         Ok(RaftPeerClient::new(self.channel(target, node)?)
             .max_decoding_message_size(MAX_PEER_MESSAGE)
@@ -100,6 +93,10 @@ pub fn peer_endpoint(url: &str) -> Result<Endpoint> {
         .map_err(|e| StoreError::Config(format!("bad URL {url}: {e}")))?
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true)
+        // Log batches and snapshot chunks are large: open wide HTTP/2 windows so a transfer
+        // is not throttled by flow-control round trips.
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(16 << 20)
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true))
@@ -109,7 +106,5 @@ pub fn peer_endpoint(url: &str) -> Result<Endpoint> {
 /// safe to retry even a non-idempotent request.
 pub fn never_sent(status: &tonic::Status) -> bool {
     let text = format!("{status:?}");
-    text.contains("tcp connect error")
-        || text.contains("Connection refused")
-        || text.contains("link cut")
+    text.contains("tcp connect error") || text.contains("Connection refused") || text.contains("link cut")
 }

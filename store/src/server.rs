@@ -38,11 +38,9 @@ pub fn render_metrics(node: &Store) -> String {
         let r = node.raft().metrics().borrow().clone();
         m.raft_term.set(r.current_term as i64);
         m.set_leader(r.current_leader);
-        m.is_leader
-            .set(i64::from(r.current_leader == Some(node.id)));
+        m.is_leader.set(i64::from(r.current_leader == Some(node.id)));
         m.has_leader.set(i64::from(r.current_leader.is_some()));
-        m.applied_index
-            .set(r.last_applied.map_or(0, |l| l.index) as i64);
+        m.applied_index.set(r.last_applied.map_or(0, |l| l.index) as i64);
         m.last_log_index.set(r.last_log_index.unwrap_or(0) as i64);
     }
     m.commit_index.set(node.committed_index() as i64);
@@ -53,11 +51,7 @@ pub fn render_metrics(node: &Store) -> String {
     m.watchers.set(watchers as i64);
     m.unsynced_watchers.set(unsynced as i64);
     m.watch_streams.set(node.hub().stream_count() as i64);
-    m.slow_watcher_moves.set(
-        node.hub()
-            .slow_watcher_moves
-            .load(std::sync::atomic::Ordering::Relaxed) as i64,
-    );
+    m.slow_watcher_moves.set(node.hub().slow_watcher_moves.load(std::sync::atomic::Ordering::Relaxed) as i64);
     m.leases.set(node.lease_leases().leases.len() as i64);
     m.encode()
 }
@@ -67,12 +61,8 @@ pub fn client_routes(node: Store) -> Routes {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let reporter = health_reporter.clone();
     tokio::spawn(async move {
-        reporter
-            .set_service_status("", tonic_health::ServingStatus::Serving)
-            .await;
-        reporter
-            .set_service_status("etcdserverpb.KV", tonic_health::ServingStatus::Serving)
-            .await;
+        reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+        reporter.set_service_status("etcdserverpb.KV", tonic_health::ServingStatus::Serving).await;
     });
     let metrics_node = node.clone();
     let health_node = node.clone();
@@ -98,13 +88,9 @@ pub fn client_routes(node: Store) -> Routes {
     let mut routes = Routes::from(http);
     routes = routes
         .add_service(health_service)
+        .add_service(KvServer::new(KvService { node: node.clone() }).max_decoding_message_size(MAX_CLIENT_MESSAGE))
         .add_service(
-            KvServer::new(KvService { node: node.clone() })
-                .max_decoding_message_size(MAX_CLIENT_MESSAGE),
-        )
-        .add_service(
-            WatchServer::new(WatchService { node: node.clone() })
-                .max_decoding_message_size(MAX_CLIENT_MESSAGE),
+            WatchServer::new(WatchService { node: node.clone() }).max_decoding_message_size(MAX_CLIENT_MESSAGE),
         )
         .add_service(LeaseServer::new(LeaseService { node: node.clone() }))
         .add_service(ClusterServer::new(ClusterService { node: node.clone() }))
@@ -113,11 +99,7 @@ pub fn client_routes(node: Store) -> Routes {
 }
 
 /// Serves the client port until `shutdown`.
-pub async fn serve_client(
-    node: Store,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> Result<()> {
+pub async fn serve_client(node: Store, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, "serving etcd clients");
     tonic::transport::Server::builder()
@@ -139,6 +121,8 @@ pub fn spawn_peer_server(node: Store, listener: TcpListener, shutdown: Cancellat
         let addr = listener.local_addr().ok();
         let served = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .initial_stream_window_size(4 << 20)
+            .initial_connection_window_size(16 << 20)
             .add_service(service)
             .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
             .await;

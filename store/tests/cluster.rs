@@ -16,43 +16,26 @@ async fn writes_replicate_and_followers_forward_and_read_linearizably() {
     let leader = c.leader().await;
     let follower = c.follower_of(leader);
     // A write sent to a follower is forwarded to the leader.
-    let resp = c
-        .node(follower)
-        .put(put("k", "from-follower"))
-        .await
-        .unwrap();
+    let resp = c.node(follower).put(put("k", "from-follower")).await.unwrap();
     let rev = resp.header.unwrap().revision;
     // Linearizable reads on every member see it immediately (read index).
     for (_, n) in c.running() {
-        assert_eq!(
-            value_of(n, "k", false).await.as_deref(),
-            Some("from-follower")
-        );
+        assert_eq!(value_of(n, "k", false).await.as_deref(), Some("from-follower"));
     }
     // Serializable reads converge.
     for (_, n) in c.running() {
-        eventually(
-            Duration::from_secs(5),
-            "serializable read catches up",
-            async || {
-                (value_of(n, "k", true).await.as_deref() == Some("from-follower")).then_some(())
-            },
-        )
+        eventually(Duration::from_secs(5), "serializable read catches up", async || {
+            (value_of(n, "k", true).await.as_deref() == Some("from-follower")).then_some(())
+        })
         .await;
     }
     // Every member reports the same revision and the same hash.
     let mut hashes = vec![];
     for (_, n) in c.running() {
-        eventually(Duration::from_secs(5), "applied everywhere", async || {
-            (n.revision() == rev).then_some(())
-        })
-        .await;
+        eventually(Duration::from_secs(5), "applied everywhere", async || (n.revision() == rev).then_some(())).await;
         hashes.push(n.hash_kv(rev).await.unwrap().hash);
     }
-    assert!(
-        hashes.windows(2).all(|w| w[0] == w[1]),
-        "replicas differ: {hashes:?}"
-    );
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "replicas differ: {hashes:?}");
     // Txn through a follower.
     let txn = TxnRequest {
         compare: vec![Compare {
@@ -62,16 +45,11 @@ async fn writes_replicate_and_followers_forward_and_read_linearizably() {
             target_union: Some(compare::TargetUnion::Value(b"from-follower".to_vec())),
             range_end: vec![],
         }],
-        success: vec![RequestOp {
-            request: Some(request_op::Request::RequestPut(put("k2", "txn"))),
-        }],
+        success: vec![RequestOp { request: Some(request_op::Request::RequestPut(put("k2", "txn"))) }],
         failure: vec![],
     };
     assert!(c.node(follower).txn(txn).await.unwrap().succeeded);
-    assert_eq!(
-        value_of(c.node(leader), "k2", false).await.as_deref(),
-        Some("txn")
-    );
+    assert_eq!(value_of(c.node(leader), "k2", false).await.as_deref(), Some("txn"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -80,33 +58,22 @@ async fn leader_kill_elects_a_new_leader_and_the_old_one_catches_up() {
     let mut c = Cluster::start(3, |_| {}).await;
     let old = c.leader().await;
     for i in 0..20 {
-        c.node(old)
-            .put(put(&format!("before/{i}"), "v"))
-            .await
-            .unwrap();
+        c.node(old).put(put(&format!("before/{i}"), "v")).await.unwrap();
     }
     c.stop(old).await;
     let new = c.leader().await;
     assert_ne!(new, old);
     for i in 0..20 {
-        c.node(new)
-            .put(put(&format!("after/{i}"), "v"))
-            .await
-            .unwrap();
+        c.node(new).put(put(&format!("after/{i}"), "v")).await.unwrap();
     }
     c.restart(old).await;
     let restarted = c.node(old).clone();
-    eventually(
-        Duration::from_secs(15),
-        "restarted member catches up",
-        async || (value_of(&restarted, "after/19", true).await.is_some()).then_some(()),
-    )
+    eventually(Duration::from_secs(15), "restarted member catches up", async || {
+        (value_of(&restarted, "after/19", true).await.is_some()).then_some(())
+    })
     .await;
     // Acknowledged writes from before the kill survived on it too.
-    assert_eq!(
-        value_of(&restarted, "before/0", true).await.as_deref(),
-        Some("v")
-    );
+    assert_eq!(value_of(&restarted, "before/0", true).await.as_deref(), Some("v"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -121,45 +88,25 @@ async fn a_lagging_member_catches_up_by_snapshot_after_log_purge() {
     let lagging = c.follower_of(leader);
     c.stop(lagging).await;
     for i in 0..300 {
-        c.node(leader)
-            .put(put(&format!("s/{i:03}"), &"x".repeat(100)))
-            .await
-            .unwrap();
+        c.node(leader).put(put(&format!("s/{i:03}"), &"x".repeat(100))).await.unwrap();
     }
     // The leader has snapshotted and purged its log past what the lagging member has.
     let leader_node = c.node(leader).clone();
-    eventually(
-        Duration::from_secs(10),
-        "the leader snapshots and purges its log",
-        async || {
-            leader_node
-                .raft()
-                .metrics()
-                .borrow()
-                .purged
-                .filter(|p| p.index > 50)
-        },
-    )
+    eventually(Duration::from_secs(10), "the leader snapshots and purges its log", async || {
+        leader_node.raft().metrics().borrow().purged.filter(|p| p.index > 50)
+    })
     .await;
     c.restart(lagging).await;
     let node = c.node(lagging).clone();
-    eventually(
-        Duration::from_secs(20),
-        "lagging member has everything",
-        async || (value_of(&node, "s/299", true).await.is_some()).then_some(()),
-    )
+    eventually(Duration::from_secs(20), "lagging member has everything", async || {
+        (value_of(&node, "s/299", true).await.is_some()).then_some(())
+    })
     .await;
     let snapshot = node.raft().metrics().borrow().snapshot;
     assert!(snapshot.is_some(), "caught up through a snapshot install");
     let rev = c.node(leader).revision();
-    eventually(Duration::from_secs(10), "same revision", async || {
-        (node.revision() == rev).then_some(())
-    })
-    .await;
-    assert_eq!(
-        node.hash_kv(rev).await.unwrap().hash,
-        c.node(leader).hash_kv(rev).await.unwrap().hash
-    );
+    eventually(Duration::from_secs(10), "same revision", async || (node.revision() == rev).then_some(())).await;
+    assert_eq!(node.hash_kv(rev).await.unwrap().hash, c.node(leader).hash_kv(rev).await.unwrap().hash);
     let count = node
         .range(RangeRequest {
             key: b"s/".to_vec(),
@@ -194,21 +141,14 @@ async fn isolated_leader_loses_writes_and_majority_moves_on() {
     c.node(new).put(put("side", "majority")).await.unwrap();
     // The isolated old leader cannot commit: its write fails (never acknowledged).
     let lost = c.node(old).put(put("side", "minority")).await;
-    assert!(
-        matches!(lost, Err(StoreError::Timeout) | Err(StoreError::NoLeader)),
-        "{lost:?}"
-    );
+    assert!(matches!(lost, Err(StoreError::Timeout) | Err(StoreError::NoLeader)), "{lost:?}");
     // Nor serve a linearizable read.
     assert!(c.node(old).range(get("side")).await.is_err());
     c.faults.heal();
     let healed = c.node(old).clone();
-    eventually(
-        Duration::from_secs(15),
-        "old leader converges",
-        async || {
-            (value_of(&healed, "side", false).await.as_deref() == Some("majority")).then_some(())
-        },
-    )
+    eventually(Duration::from_secs(15), "old leader converges", async || {
+        (value_of(&healed, "side", false).await.as_deref() == Some("majority")).then_some(())
+    })
     .await;
 }
 
@@ -224,32 +164,21 @@ async fn membership_add_learner_promote_and_remove() {
     let follower = c.follower_of(leader);
     let added = c
         .node(follower)
-        .member_add(MemberAddRequest {
-            peer_ur_ls: vec![url.clone()],
-            is_learner: true,
-        })
+        .member_add(MemberAddRequest { peer_ur_ls: vec![url.clone()], is_learner: true })
         .await
         .unwrap();
     let new_id = added.member.unwrap().id;
     assert_eq!(added.members.len(), 4);
     assert_eq!(
         c.node(leader)
-            .member_add(MemberAddRequest {
-                peer_ur_ls: vec![url.clone()],
-                is_learner: true
-            })
+            .member_add(MemberAddRequest { peer_ur_ls: vec![url.clone()], is_learner: true })
             .await
             .unwrap_err(),
         StoreError::PeerUrlExists
     );
     // Start it with --initial-cluster-state existing semantics.
     let dir = tempfile::tempdir().unwrap();
-    let mut config = berth_store::StoreConfig::single(
-        "m3",
-        dir.path().to_path_buf(),
-        "http://127.0.0.1:1",
-        &url,
-    );
+    let mut config = berth_store::StoreConfig::single("m3", dir.path().to_path_buf(), "http://127.0.0.1:1", &url);
     config.initial_cluster = c
         .members
         .iter()
@@ -258,47 +187,27 @@ async fn membership_add_learner_promote_and_remove() {
         .collect();
     config.initial_cluster_state = berth_store::ClusterState::Existing;
     tune(&mut config);
-    let node = berth_store::StoreNode::start(config.clone(), listener, c.faults.clone())
-        .await
-        .unwrap();
-    assert_eq!(
-        node.id, new_id,
-        "the new member found its id among the peers"
-    );
+    let node = berth_store::StoreNode::start(config.clone(), listener, c.faults.clone()).await.unwrap();
+    assert_eq!(node.id, new_id, "the new member found its id among the peers");
     eventually(Duration::from_secs(10), "learner catches up", async || {
         (value_of(&node, "m", true).await.is_some()).then_some(())
     })
     .await;
-    eventually(Duration::from_secs(10), "learner promoted", async || {
-        c.node(leader).member_promote(new_id).await.ok()
-    })
-    .await;
+    eventually(Duration::from_secs(10), "learner promoted", async || c.node(leader).member_promote(new_id).await.ok())
+        .await;
     let members = c.node(leader).member_list(true).await.unwrap().members;
     assert!(members.iter().all(|m| !m.is_learner));
-    assert_eq!(
-        c.node(leader).member_promote(new_id).await.unwrap_err(),
-        StoreError::MemberNotLearner
-    );
+    assert_eq!(c.node(leader).member_promote(new_id).await.unwrap_err(), StoreError::MemberNotLearner);
     // Named once it published its attributes.
-    eventually(
-        Duration::from_secs(10),
-        "new member published its name",
-        async || {
-            let list = c.node(leader).member_list(false).await.ok()?;
-            list.members
-                .iter()
-                .any(|m| m.id == new_id && m.name == "m3")
-                .then_some(())
-        },
-    )
+    eventually(Duration::from_secs(10), "new member published its name", async || {
+        let list = c.node(leader).member_list(false).await.ok()?;
+        list.members.iter().any(|m| m.id == new_id && m.name == "m3").then_some(())
+    })
     .await;
     // Remove it again.
     let after = c.node(leader).member_remove(new_id).await.unwrap();
     assert_eq!(after.members.len(), 3);
-    assert_eq!(
-        c.node(leader).member_remove(new_id).await.unwrap_err(),
-        StoreError::MemberNotFound
-    );
+    assert_eq!(c.node(leader).member_remove(new_id).await.unwrap_err(), StoreError::MemberNotFound);
     node.shutdown().await;
     c.node(leader).put(put("m", "2")).await.unwrap();
     c.shutdown().await;
@@ -310,38 +219,17 @@ async fn a_leader_change_never_expires_a_live_lease_and_expiry_deletes_keys() {
     let mut c = Cluster::start(3, |_| {}).await;
     let leader = c.leader().await;
     let follower = c.follower_of(leader);
-    let lease = c
-        .node(follower)
-        .lease_grant(LeaseGrantRequest { ttl: 3, id: 0 })
-        .await
-        .unwrap();
+    let lease = c.node(follower).lease_grant(LeaseGrantRequest { ttl: 3, id: 0 }).await.unwrap();
     assert!(lease.ttl >= 3);
     c.node(follower)
-        .put(PutRequest {
-            key: b"eph".to_vec(),
-            value: b"v".to_vec(),
-            lease: lease.id,
-            ..Default::default()
-        })
+        .put(PutRequest { key: b"eph".to_vec(), value: b"v".to_vec(), lease: lease.id, ..Default::default() })
         .await
         .unwrap();
     let (mut watch, mut events) = c.node(follower).watch();
-    watch
-        .create(WatchCreateRequest {
-            key: b"eph".to_vec(),
-            ..Default::default()
-        })
-        .await;
+    watch.create(WatchCreateRequest { key: b"eph".to_vec(), ..Default::default() }).await;
     assert!(events.recv().await.unwrap().created);
     // Keep it alive through a follower while the leader dies.
-    assert!(
-        c.node(follower)
-            .lease_keep_alive(lease.id)
-            .await
-            .unwrap()
-            .ttl
-            > 0
-    );
+    assert!(c.node(follower).lease_keep_alive(lease.id).await.unwrap().ttl > 0);
     c.stop(leader).await;
     let new = c.leader().await;
     for _ in 0..8 {
@@ -349,39 +237,18 @@ async fn a_leader_change_never_expires_a_live_lease_and_expiry_deletes_keys() {
         let ka = c.node(new).lease_keep_alive(lease.id).await.unwrap();
         assert!(ka.ttl > 0, "lease alive across the leader change");
     }
-    assert_eq!(
-        value_of(c.node(new), "eph", false).await.as_deref(),
-        Some("v")
-    );
-    let ttl = c
-        .node(new)
-        .lease_time_to_live(LeaseTimeToLiveRequest {
-            id: lease.id,
-            keys: true,
-        })
-        .await
-        .unwrap();
+    assert_eq!(value_of(c.node(new), "eph", false).await.as_deref(), Some("v"));
+    let ttl = c.node(new).lease_time_to_live(LeaseTimeToLiveRequest { id: lease.id, keys: true }).await.unwrap();
     assert_eq!(ttl.keys, vec![b"eph".to_vec()]);
     // Stop keeping it alive: it expires, the key goes, watchers see the DELETE.
     let deleted = eventually(Duration::from_secs(15), "lease expiry", async || {
-        let resp = tokio::time::timeout(Duration::from_millis(200), events.recv())
-            .await
-            .ok()??;
-        resp.events
-            .into_iter()
-            .find(|e| e.r#type == berth_proto::mvccpb::event::EventType::Delete as i32)
+        let resp = tokio::time::timeout(Duration::from_millis(200), events.recv()).await.ok()??;
+        resp.events.into_iter().find(|e| e.r#type == berth_proto::mvccpb::event::EventType::Delete as i32)
     })
     .await;
     assert_eq!(deleted.kv.unwrap().key, b"eph");
     assert_eq!(
-        c.node(new)
-            .lease_time_to_live(LeaseTimeToLiveRequest {
-                id: lease.id,
-                keys: false
-            })
-            .await
-            .unwrap()
-            .ttl,
+        c.node(new).lease_time_to_live(LeaseTimeToLiveRequest { id: lease.id, keys: false }).await.unwrap().ttl,
         -1
     );
     assert_eq!(c.node(new).lease_keep_alive(lease.id).await.unwrap().ttl, 0);
@@ -395,11 +262,7 @@ async fn follower_restart_keeps_acknowledged_writes_and_watches_resume() {
     let follower = c.follower_of(leader);
     let mut acked = vec![];
     for i in 0..50 {
-        let r = c
-            .node(leader)
-            .put(put(&format!("w/{i:02}"), "v"))
-            .await
-            .unwrap();
+        let r = c.node(leader).put(put(&format!("w/{i:02}"), "v")).await.unwrap();
         acked.push(r.header.unwrap().revision);
     }
     c.stop(follower).await;
@@ -416,15 +279,8 @@ async fn follower_restart_keeps_acknowledged_writes_and_watches_resume() {
     .await;
     let mut seen = vec![];
     while seen.len() < 50 {
-        let resp = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        seen.extend(
-            resp.events
-                .iter()
-                .map(|e| e.kv.as_ref().unwrap().mod_revision),
-        );
+        let resp = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+        seen.extend(resp.events.iter().map(|e| e.kv.as_ref().unwrap().mod_revision));
     }
     assert_eq!(seen, acked);
 }

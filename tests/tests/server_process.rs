@@ -11,10 +11,7 @@ use berth_proto::etcdserverpb::{PutRequest, RangeRequest};
 use berth_tests::{berth_cluster, eventually, Etcdctl};
 
 fn run_server(args: &[&str]) -> std::process::Output {
-    Command::new(berth_server_binary().unwrap())
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(berth_server_binary().unwrap()).args(args).output().unwrap()
 }
 
 #[test]
@@ -22,18 +19,9 @@ fn bad_flags_exit_2_with_a_clear_message() {
     let cases: [(&[&str], &str); 5] = [
         (&["--no-such-flag"], "unexpected argument '--no-such-flag'"),
         (&["--initial-cluster", "garbage"], "--initial-cluster"),
-        (
-            &["--name", "x", "--initial-cluster", "y=http://127.0.0.1:1"],
-            "couldn't find local name \"x\"",
-        ),
-        (
-            &["--listen-client-urls", "ftp://127.0.0.1:1"],
-            "--listen-client-urls",
-        ),
-        (
-            &["--heartbeat-interval", "500", "--election-timeout", "1000"],
-            "--election-timeout",
-        ),
+        (&["--name", "x", "--initial-cluster", "y=http://127.0.0.1:1"], "couldn't find local name \"x\""),
+        (&["--listen-client-urls", "ftp://127.0.0.1:1"], "--listen-client-urls"),
+        (&["--heartbeat-interval", "500", "--election-timeout", "1000"], "--election-timeout"),
     ];
     for (args, message) in cases {
         let out = run_server(args);
@@ -56,11 +44,7 @@ async fn kill_9_of_every_member_loses_no_acknowledged_write() {
             let mut kv = KvClient::new(connect(&endpoint).await.unwrap());
             for i in 0.. {
                 let (k, v) = (format!("d/{w}/{i}"), format!("v{i}"));
-                let put = kv.put(PutRequest {
-                    key: k.clone().into(),
-                    value: v.clone().into(),
-                    ..Default::default()
-                });
+                let put = kv.put(PutRequest { key: k.clone().into(), value: v.clone().into(), ..Default::default() });
                 match tokio::time::timeout(Duration::from_secs(2), put).await {
                     Ok(Ok(_)) => acked.lock().unwrap().push((k, v)),
                     _ => return,
@@ -85,24 +69,14 @@ async fn kill_9_of_every_member_loses_no_acknowledged_write() {
     let acked = acked.lock().unwrap().clone();
     let mut kv = KvClient::new(connect(&cluster.endpoints()[1]).await.unwrap());
     for (k, v) in &acked {
-        let got = kv
-            .range(RangeRequest {
-                key: k.clone().into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let got = kv.range(RangeRequest { key: k.clone().into(), ..Default::default() }).await.unwrap().into_inner();
         assert_eq!(
             got.kvs.first().map(|kv| kv.value.clone()),
             Some(v.clone().into_bytes()),
             "acknowledged write {k} lost"
         );
     }
-    eprintln!(
-        "{} acknowledged writes all present after kill -9 of every member",
-        acked.len()
-    );
+    eprintln!("{} acknowledged writes all present after kill -9 of every member", acked.len());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -114,10 +88,7 @@ async fn join_grows_a_single_member_into_three_voters() {
     let seed_url = seed.client_url.clone();
     let ctl = Etcdctl::new(vec![seed_url.clone()]);
     eventually(Duration::from_secs(20), "seed serves", || {
-        ctl.output(&["put", "k", "v"])
-            .status
-            .success()
-            .then_some(())
+        ctl.output(&["put", "k", "v"]).status.success().then_some(())
     });
     let mut joiners = vec![];
     for name in ["j1", "j2"] {
@@ -135,19 +106,13 @@ async fn join_grows_a_single_member_into_three_voters() {
     let list = ctl.json(&["member", "list"]);
     assert_eq!(list["members"].as_array().unwrap().len(), 3);
     let j2 = Etcdctl::new(vec![joiners[1].client_url.clone()]);
-    assert_eq!(
-        j2.ok(&["get", "k", "--print-value-only"]).trim(),
-        "v",
-        "the joiner has the data"
-    );
+    assert_eq!(j2.ok(&["get", "k", "--print-value-only"]).trim(), "v", "the joiner has the data");
     seed.stop(Duration::from_secs(5));
     // Two of three voters remain: still a quorum.
     let j1 = Etcdctl::new(vec![joiners[0].client_url.clone()]);
-    eventually(
-        Duration::from_secs(20),
-        "writes after losing the seed",
-        || j1.output(&["put", "k", "w"]).status.success().then_some(()),
-    );
+    eventually(Duration::from_secs(20), "writes after losing the seed", || {
+        j1.output(&["put", "k", "w"]).status.success().then_some(())
+    });
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -156,12 +121,7 @@ async fn corrupt_local_data_is_refused_not_served() {
     let mut m = Member::berth("solo", dir.path(), &[]).unwrap();
     m.start().unwrap();
     let ctl = Etcdctl::new(vec![m.client_url.clone()]);
-    eventually(Duration::from_secs(20), "serves", || {
-        ctl.output(&["put", "k0", "v"])
-            .status
-            .success()
-            .then_some(())
-    });
+    eventually(Duration::from_secs(20), "serves", || ctl.output(&["put", "k0", "v"]).status.success().then_some(()));
     for i in 0..200 {
         ctl.ok(&["put", &format!("k{i}"), &"x".repeat(200)]);
     }
@@ -183,13 +143,8 @@ async fn corrupt_local_data_is_refused_not_served() {
     }
     std::fs::write(&victim, &bytes).unwrap();
     m.start().unwrap();
-    let status = eventually(Duration::from_secs(20), "the server exits", || {
-        m.exit_status()
-    });
+    let status = eventually(Duration::from_secs(20), "the server exits", || m.exit_status());
     assert_eq!(status.code(), Some(1), "log: {}", m.log_text());
     let log = m.log_text();
-    assert!(
-        log.contains("corrupt"),
-        "the error says what is wrong: {log}"
-    );
+    assert!(log.contains("corrupt"), "the error says what is wrong: {log}");
 }

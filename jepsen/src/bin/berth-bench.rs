@@ -10,10 +10,7 @@ use berth_jepsen::procs::{etcdctl, ClusterSpec, Db, ProcessCluster};
 use clap::Parser;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "berth-bench",
-    about = "Berth vs etcd, side by side on this machine"
-)]
+#[command(name = "berth-bench", about = "Berth vs etcd, side by side on this machine")]
 struct Args {
     /// Concurrent clients per cell, comma-separated.
     #[arg(long, default_value = "1,64,512", value_delimiter = ',')]
@@ -53,19 +50,11 @@ struct Args {
 fn check_perf(load: &str, endpoints: &[String]) -> Result<String> {
     let out = Command::new(etcdctl()?)
         .env("ETCDCTL_API", "3")
-        .args([
-            "check",
-            "perf",
-            &format!("--load={load}"),
-            &format!("--endpoints={}", endpoints.join(",")),
-        ])
+        .args(["check", "perf", &format!("--load={load}"), &format!("--endpoints={}", endpoints.join(","))])
         .output()
         .context("running etcdctl check perf")?;
     let text = String::from_utf8_lossy(&out.stdout).replace('\r', "\n");
-    let verdict: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("PASS") || l.starts_with("FAIL"))
-        .collect();
+    let verdict: Vec<&str> = text.lines().filter(|l| l.starts_with("PASS") || l.starts_with("FAIL")).collect();
     Ok(verdict.join("; "))
 }
 
@@ -84,9 +73,7 @@ async fn main() -> Result<()> {
         .map(|w| match w.as_str() {
             "put" => Ok(Workload::Put),
             "range" => Ok(Workload::Range),
-            other => Err(anyhow::anyhow!(
-                "--workloads: unknown workload {other:?} (put, range)"
-            )),
+            other => Err(anyhow::anyhow!("--workloads: unknown workload {other:?} (put, range)")),
         })
         .collect::<Result<_>>()?;
     let tmp = tempfile::tempdir()?;
@@ -97,19 +84,10 @@ async fn main() -> Result<()> {
         value_size: args.value_size,
         keys: args.keys,
     };
-    let mut etcd =
-        ProcessCluster::start(&ClusterSpec::new(Db::Etcd, args.nodes), &base.join("etcd"))?;
-    let mut berth = ProcessCluster::start(
-        &ClusterSpec::new(Db::Berth, args.nodes),
-        &base.join("berth"),
-    )?;
-    etcd.wait_ready(Duration::from_secs(30))
-        .await
-        .context("etcd cluster")?;
-    berth
-        .wait_ready(Duration::from_secs(30))
-        .await
-        .context("berth cluster")?;
+    let mut etcd = ProcessCluster::start(&ClusterSpec::new(Db::Etcd, args.nodes), &base.join("etcd"))?;
+    let mut berth = ProcessCluster::start(&ClusterSpec::new(Db::Berth, args.nodes), &base.join("berth"))?;
+    etcd.wait_ready(Duration::from_secs(30)).await.context("etcd cluster")?;
+    berth.wait_ready(Duration::from_secs(30)).await.context("berth cluster")?;
     println!(
         "# berth-bench: {} members each, {}-byte values, {} keys, {}s per cell after {}s warm-up, {} cores",
         args.nodes,
@@ -150,12 +128,7 @@ async fn main() -> Result<()> {
                 b.throughput(),
                 b.p99_ms
             );
-            rows.push(Row {
-                workload,
-                clients,
-                etcd: e,
-                berth: b,
-            });
+            rows.push(Row { workload, clients, etcd: e, berth: b });
         }
     }
     println!("{}", bench::render_table(&rows));

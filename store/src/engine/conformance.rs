@@ -7,10 +7,7 @@ use super::*;
 fn engines() -> Vec<(&'static str, Box<dyn KvEngine>, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
     let rocks = RocksEngine::open(dir.path()).unwrap();
-    vec![
-        ("memory", Box::new(MemoryEngine::new()), None),
-        ("rocksdb", Box::new(rocks), Some(dir)),
-    ]
+    vec![("memory", Box::new(MemoryEngine::new()), None), ("rocksdb", Box::new(rocks), Some(dir))]
 }
 
 fn put_all(engine: &dyn KvEngine, cf: Cf, keys: &[&str]) {
@@ -37,26 +34,14 @@ fn get_put_delete_per_column_family() {
         put_all(&*engine, Cf::Kv, &["a", "b"]);
         put_all(&*engine, Cf::Meta, &["a"]);
         let view = engine.view();
-        assert_eq!(
-            view.get(Cf::Kv, b"a").unwrap(),
-            Some(b"v-a".to_vec()),
-            "{name}"
-        );
-        assert_eq!(
-            view.get(Cf::Revs, b"a").unwrap(),
-            None,
-            "{name}: column families are apart"
-        );
+        assert_eq!(view.get(Cf::Kv, b"a").unwrap(), Some(b"v-a".to_vec()), "{name}");
+        assert_eq!(view.get(Cf::Revs, b"a").unwrap(), None, "{name}: column families are apart");
         drop(view);
         let mut batch = WriteBatch::default();
         batch.delete(Cf::Kv, b"a".to_vec());
         engine.write(batch, Durability::Sync).unwrap();
         assert_eq!(engine.view().get(Cf::Kv, b"a").unwrap(), None, "{name}");
-        assert_eq!(
-            engine.view().get(Cf::Meta, b"a").unwrap(),
-            Some(b"v-a".to_vec()),
-            "{name}"
-        );
+        assert_eq!(engine.view().get(Cf::Meta, b"a").unwrap(), Some(b"v-a".to_vec()), "{name}");
     }
 }
 
@@ -114,11 +99,7 @@ fn delete_range_is_half_open_and_batches_are_atomic_in_order() {
         engine.write(batch, Durability::Buffered).unwrap();
         let view = engine.view();
         assert_eq!(collect(&*view, Cf::Revs), vec!["1", "3", "4"], "{name}");
-        assert_eq!(
-            view.get(Cf::Revs, b"3").unwrap(),
-            Some(b"again".to_vec()),
-            "{name}"
-        );
+        assert_eq!(view.get(Cf::Revs, b"3").unwrap(), Some(b"again".to_vec()), "{name}");
     }
 }
 
@@ -153,9 +134,21 @@ fn rocksdb_data_survives_reopen() {
         engine.sync_wal().unwrap();
     }
     let engine = RocksEngine::open(dir.path()).unwrap();
-    assert_eq!(
-        engine.view().get(Cf::RaftLog, b"x").unwrap(),
-        Some(b"v-x".to_vec())
-    );
+    assert_eq!(engine.view().get(Cf::RaftLog, b"x").unwrap(), Some(b"v-x".to_vec()));
     assert!(engine.size_bytes() > 0);
+}
+
+#[test]
+fn checkpoints_are_point_in_time_copies() {
+    for (name, engine, _dir) in engines() {
+        put_all(&*engine, Cf::Kv, &["a", "b"]);
+        put_all(&*engine, Cf::Meta, &["m"]);
+        let target = tempfile::tempdir().unwrap();
+        let dir = target.path().join("cp");
+        engine.checkpoint(&dir).unwrap();
+        put_all(&*engine, Cf::Kv, &["c"]);
+        let copy = open_checkpoint(&dir).unwrap();
+        assert_eq!(collect(&*copy.view(), Cf::Kv), vec!["a", "b"], "{name}");
+        assert_eq!(collect(&*copy.view(), Cf::Meta), vec!["m"], "{name}");
+    }
 }

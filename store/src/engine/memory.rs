@@ -10,7 +10,7 @@ use imbl::OrdMap;
 use parking_lot::Mutex;
 
 use super::{BatchOp, Cf, Cursor, Durability, KvEngine, ReadView, WriteBatch};
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 
 type Table = OrdMap<Vec<u8>, Vec<u8>>;
 
@@ -27,9 +27,7 @@ impl MemoryEngine {
 
 impl KvEngine for MemoryEngine {
     fn view(&self) -> Box<dyn ReadView + '_> {
-        Box::new(MemoryView {
-            tables: self.tables.lock().clone(),
-        })
+        Box::new(MemoryView { tables: self.tables.lock().clone() })
     }
 
     fn write(&self, batch: WriteBatch, _durability: Durability) -> Result<()> {
@@ -61,13 +59,62 @@ impl KvEngine for MemoryEngine {
         Ok(())
     }
 
+    fn checkpoint(&self, dir: &std::path::Path) -> Result<()> {
+        use std::io::Write;
+        let tables = self.tables.lock().clone();
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
+        let mut out = Vec::new();
+        for (i, table) in tables.iter().enumerate() {
+            for (k, v) in table.iter() {
+                out.push(i as u8);
+                out.extend_from_slice(&(k.len() as u32).to_be_bytes());
+                out.extend_from_slice(k);
+                out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                out.extend_from_slice(v);
+            }
+        }
+        let path = dir.join(CHECKPOINT_FILE);
+        let mut f =
+            std::fs::File::create(&path).map_err(|e| StoreError::io(format!("creating {}", path.display()), e))?;
+        f.write_all(&out).and_then(|_| f.sync_all()).map_err(|e| StoreError::io("writing a memory checkpoint", e))
+    }
+
     fn size_bytes(&self) -> u64 {
         let tables = self.tables.lock();
-        tables
-            .iter()
-            .flat_map(|t| t.iter())
-            .map(|(k, v)| (k.len() + v.len()) as u64)
-            .sum()
+        tables.iter().flat_map(|t| t.iter()).map(|(k, v)| (k.len() + v.len()) as u64).sum()
+    }
+}
+
+const CHECKPOINT_FILE: &str = "memory-engine.checkpoint";
+
+pub fn is_checkpoint(dir: &std::path::Path) -> bool {
+    dir.join(CHECKPOINT_FILE).is_file()
+}
+
+impl MemoryEngine {
+    /// Reads a checkpoint written by `KvEngine::checkpoint`.
+    pub fn load_checkpoint(dir: &std::path::Path) -> Result<MemoryEngine> {
+        let bytes =
+            std::fs::read(dir.join(CHECKPOINT_FILE)).map_err(|e| StoreError::io("reading a memory checkpoint", e))?;
+        let engine = MemoryEngine::new();
+        let mut batch = WriteBatch::default();
+        let mut at = 0;
+        let corrupt = || StoreError::corrupt("memory checkpoint", "truncated");
+        let take = |n: usize, at: &mut usize| -> Result<Vec<u8>> {
+            let slice = bytes.get(*at..*at + n).ok_or_else(corrupt)?.to_vec();
+            *at += n;
+            Ok(slice)
+        };
+        while at < bytes.len() {
+            let cf = Cf::from_index(take(1, &mut at)?[0]).ok_or_else(corrupt)?;
+            let klen = u32::from_be_bytes(take(4, &mut at)?.try_into().expect("4 bytes")) as usize;
+            let key = take(klen, &mut at)?;
+            let vlen = u32::from_be_bytes(take(4, &mut at)?.try_into().expect("4 bytes")) as usize;
+            let value = take(vlen, &mut at)?;
+            batch.put(cf, key, value);
+        }
+        engine.write(batch, Durability::Buffered)?;
+        Ok(engine)
     }
 }
 
@@ -81,10 +128,7 @@ impl ReadView for MemoryView {
     }
 
     fn cursor(&self, cf: Cf) -> Box<dyn Cursor + '_> {
-        Box::new(MemoryCursor {
-            table: &self.tables[cf.index()],
-            current: None,
-        })
+        Box::new(MemoryCursor { table: &self.tables[cf.index()], current: None })
     }
 }
 

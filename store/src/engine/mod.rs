@@ -83,24 +83,13 @@ pub struct WriteBatch {
 
 impl WriteBatch {
     pub fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.ops.push(BatchOp::Put {
-            cf,
-            key: key.into(),
-            value: value.into(),
-        });
+        self.ops.push(BatchOp::Put { cf, key: key.into(), value: value.into() });
     }
     pub fn delete(&mut self, cf: Cf, key: impl Into<Vec<u8>>) {
-        self.ops.push(BatchOp::Delete {
-            cf,
-            key: key.into(),
-        });
+        self.ops.push(BatchOp::Delete { cf, key: key.into() });
     }
     pub fn delete_range(&mut self, cf: Cf, from: impl Into<Vec<u8>>, to: impl Into<Vec<u8>>) {
-        self.ops.push(BatchOp::DeleteRange {
-            cf,
-            from: from.into(),
-            to: to.into(),
-        });
+        self.ops.push(BatchOp::DeleteRange { cf, from: from.into(), to: to.into() });
     }
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
@@ -130,6 +119,17 @@ pub trait KvEngine: Send + Sync + 'static {
     fn sync_wal(&self) -> Result<()>;
     /// Approximate bytes used on disk (or in memory for the twin).
     fn size_bytes(&self) -> u64;
+    /// Writes a consistent point-in-time copy of every column family to `dir` (which must
+    /// not exist), durably. Cheap for RocksDB: table files are hard-linked.
+    fn checkpoint(&self, dir: &std::path::Path) -> Result<()>;
+}
+
+/// Opens a checkpoint made by [`KvEngine::checkpoint`] for reading.
+pub fn open_checkpoint(dir: &std::path::Path) -> Result<Box<dyn KvEngine>> {
+    if memory::is_checkpoint(dir) {
+        return Ok(Box::new(memory::MemoryEngine::load_checkpoint(dir)?));
+    }
+    Ok(Box::new(rocks::RocksEngine::open_read_only(dir)?))
 }
 
 /// Reads from one consistent view.

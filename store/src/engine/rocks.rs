@@ -15,7 +15,7 @@
 use std::path::Path;
 
 use rocksdb::{
-    ColumnFamilyDescriptor, DBRawIteratorWithThreadMode, DBRecoveryMode, ErrorKind, Options,
+    BlockBasedOptions, ColumnFamilyDescriptor, DBRawIteratorWithThreadMode, DBRecoveryMode, ErrorKind, Options,
     SnapshotWithThreadMode, WriteOptions, DB,
 };
 
@@ -29,18 +29,14 @@ pub struct RocksEngine {
 fn engine_error(context: &'static str, err: rocksdb::Error) -> StoreError {
     match err.kind() {
         ErrorKind::Corruption => StoreError::corrupt(context, err),
-        _ => StoreError::Engine {
-            context,
-            message: err.to_string(),
-        },
+        _ => StoreError::Engine { context, message: err.to_string() },
     }
 }
 
 impl RocksEngine {
     /// Opens (creating if needed) the database in `dir`.
     pub fn open(dir: &Path) -> Result<RocksEngine> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -51,9 +47,31 @@ impl RocksEngine {
         // the total exceeds this, so recovery time and disk use stay bounded.
         opts.set_max_total_wal_size(128 << 20);
         opts.set_keep_log_file_num(4);
+        // Writers are few (the Raft log append and the apply path): concurrent memtable
+        // inserts buy nothing.
+        opts.set_allow_concurrent_memtable_write(false);
         let descriptors = Cf::ALL.iter().map(|cf| {
             let mut cf_opts = Options::default();
             cf_opts.set_write_buffer_size(32 << 20);
+            if *cf == Cf::Meta {
+                // `applied` and `revision` are rewritten by every entry, piling up versions
+                // in the memtable whose skiplist inserts then dominated the apply path. A
+                // small memtable stays shallow and flushes cheaply (old versions collapse).
+                // (In-place updates would avoid the versions but break snapshot isolation,
+                // which reads rely on.)
+                cf_opts.set_write_buffer_size(1 << 20);
+            }
+            if *cf == Cf::Kv {
+                // Random-key inserts cost O(log n) in the memtable skiplist: keep it modest.
+                cf_opts.set_write_buffer_size(8 << 20);
+            }
+            if *cf == Cf::Kv {
+                // The apply path reads a key's previous value by exact key: a bloom filter
+                // lets those point lookups skip table files that cannot hold it.
+                let mut table = BlockBasedOptions::default();
+                table.set_bloom_filter(10.0, false);
+                cf_opts.set_block_based_table_factory(&table);
+            }
             ColumnFamilyDescriptor::new(cf.name(), cf_opts)
         });
         let db = DB::open_cf_descriptors(&opts, dir, descriptors)
@@ -61,20 +79,25 @@ impl RocksEngine {
         Ok(RocksEngine { db })
     }
 
+    /// Opens a checkpoint (or any database) without writing to it.
+    pub fn open_read_only(dir: &Path) -> Result<RocksEngine> {
+        let mut opts = Options::default();
+        opts.set_paranoid_checks(true);
+        let names = Cf::ALL.iter().map(|cf| cf.name());
+        let db =
+            DB::open_cf_for_read_only(&opts, dir, names, false).map_err(|e| engine_error("opening a checkpoint", e))?;
+        Ok(RocksEngine { db })
+    }
+
     fn handle(&self, cf: Cf) -> &rocksdb::ColumnFamily {
         // Every Cf was created at open; a missing handle is a programming error.
-        self.db
-            .cf_handle(cf.name())
-            .expect("column family created at open")
+        self.db.cf_handle(cf.name()).expect("column family created at open")
     }
 }
 
 impl KvEngine for RocksEngine {
     fn view(&self) -> Box<dyn ReadView + '_> {
-        Box::new(RocksView {
-            engine: self,
-            snapshot: self.db.snapshot(),
-        })
+        Box::new(RocksView { engine: self, snapshot: self.db.snapshot() })
     }
 
     fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
@@ -83,39 +106,33 @@ impl KvEngine for RocksEngine {
             match op {
                 BatchOp::Put { cf, key, value } => wb.put_cf(self.handle(*cf), key, value),
                 BatchOp::Delete { cf, key } => wb.delete_cf(self.handle(*cf), key),
-                BatchOp::DeleteRange { cf, from, to } => {
-                    wb.delete_range_cf(self.handle(*cf), from, to)
-                }
+                BatchOp::DeleteRange { cf, from, to } => wb.delete_range_cf(self.handle(*cf), from, to),
             }
         }
         let mut opts = WriteOptions::default();
         // fsync before acknowledging when asked (votes, snapshot installs); otherwise the
         // write is in the WAL file and a later sync covers it (see module docs).
         opts.set_sync(durability == Durability::Sync);
-        self.db
-            .write_opt(wb, &opts)
-            .map_err(|e| engine_error("writing a batch", e))
+        self.db.write_opt(wb, &opts).map_err(|e| engine_error("writing a batch", e))
     }
 
     fn sync_wal(&self) -> Result<()> {
-        self.db
-            .flush_wal(true)
-            .map_err(|e| engine_error("syncing the WAL", e))
+        self.db.flush_wal(true).map_err(|e| engine_error("syncing the WAL", e))
+    }
+
+    fn checkpoint(&self, dir: &Path) -> Result<()> {
+        // RocksDB flushes the memtables, hard-links the table files and copies the live WAL
+        // tail, so the checkpoint is consistent across column families.
+        rocksdb::checkpoint::Checkpoint::new(&self.db)
+            .and_then(|c| c.create_checkpoint(dir))
+            .map_err(|e| engine_error("creating a checkpoint", e))
     }
 
     fn size_bytes(&self) -> u64 {
         let mut total = 0;
         for cf in Cf::ALL {
-            for prop in [
-                "rocksdb.total-sst-files-size",
-                "rocksdb.cur-size-all-mem-tables",
-            ] {
-                total += self
-                    .db
-                    .property_int_value_cf(self.handle(cf), prop)
-                    .ok()
-                    .flatten()
-                    .unwrap_or(0);
+            for prop in ["rocksdb.total-sst-files-size", "rocksdb.cur-size-all-mem-tables"] {
+                total += self.db.property_int_value_cf(self.handle(cf), prop).ok().flatten().unwrap_or(0);
             }
         }
         total
@@ -129,15 +146,11 @@ struct RocksView<'a> {
 
 impl ReadView for RocksView<'_> {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.snapshot
-            .get_cf(self.engine.handle(cf), key)
-            .map_err(|e| engine_error("reading a key", e))
+        self.snapshot.get_cf(self.engine.handle(cf), key).map_err(|e| engine_error("reading a key", e))
     }
 
     fn cursor(&self, cf: Cf) -> Box<dyn Cursor + '_> {
-        Box::new(RocksCursor {
-            inner: self.snapshot.raw_iterator_cf(self.engine.handle(cf)),
-        })
+        Box::new(RocksCursor { inner: self.snapshot.raw_iterator_cf(self.engine.handle(cf)) })
     }
 }
 
@@ -174,8 +187,6 @@ impl Cursor for RocksCursor<'_> {
         self.inner.prev()
     }
     fn status(&self) -> Result<()> {
-        self.inner
-            .status()
-            .map_err(|e| engine_error("iterating", e))
+        self.inner.status().map_err(|e| engine_error("iterating", e))
     }
 }

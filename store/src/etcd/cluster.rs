@@ -17,17 +17,11 @@ impl Cluster for ClusterService {
         reply(self.node.member_add(req.into_inner()).await)
     }
 
-    async fn member_remove(
-        &self,
-        req: Request<MemberRemoveRequest>,
-    ) -> ResultOf<MemberRemoveResponse> {
+    async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> ResultOf<MemberRemoveResponse> {
         reply(self.node.member_remove(req.into_inner().id).await)
     }
 
-    async fn member_update(
-        &self,
-        req: Request<MemberUpdateRequest>,
-    ) -> ResultOf<MemberUpdateResponse> {
+    async fn member_update(&self, req: Request<MemberUpdateRequest>) -> ResultOf<MemberUpdateResponse> {
         reply(self.node.member_update(req.into_inner()).await)
     }
 
@@ -35,10 +29,7 @@ impl Cluster for ClusterService {
         reply(self.node.member_list(req.into_inner().linearizable).await)
     }
 
-    async fn member_promote(
-        &self,
-        req: Request<MemberPromoteRequest>,
-    ) -> ResultOf<MemberPromoteResponse> {
+    async fn member_promote(&self, req: Request<MemberPromoteRequest>) -> ResultOf<MemberPromoteResponse> {
         reply(self.node.member_promote(req.into_inner().id).await)
     }
 }

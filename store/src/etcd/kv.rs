@@ -21,10 +21,7 @@ impl Kv for KvService {
         reply(self.node.put(req.into_inner()).await)
     }
 
-    async fn delete_range(
-        &self,
-        req: Request<DeleteRangeRequest>,
-    ) -> ResultOf<DeleteRangeResponse> {
+    async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> ResultOf<DeleteRangeResponse> {
         reply(self.node.delete_range(req.into_inner()).await)
     }
 

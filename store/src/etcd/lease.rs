@@ -16,17 +16,13 @@ pub struct LeaseService {
 
 #[tonic::async_trait]
 impl Lease for LeaseService {
-    type LeaseKeepAliveStream =
-        Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+    type LeaseKeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
 
     async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> ResultOf<LeaseGrantResponse> {
         reply(self.node.lease_grant(req.into_inner()).await)
     }
 
-    async fn lease_revoke(
-        &self,
-        req: Request<LeaseRevokeRequest>,
-    ) -> ResultOf<LeaseRevokeResponse> {
+    async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> ResultOf<LeaseRevokeResponse> {
         reply(self.node.lease_revoke(req.into_inner().id).await)
     }
 
@@ -46,22 +42,14 @@ impl Lease for LeaseService {
                 }
             }
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
-    async fn lease_time_to_live(
-        &self,
-        req: Request<LeaseTimeToLiveRequest>,
-    ) -> ResultOf<LeaseTimeToLiveResponse> {
+    async fn lease_time_to_live(&self, req: Request<LeaseTimeToLiveRequest>) -> ResultOf<LeaseTimeToLiveResponse> {
         reply(self.node.lease_time_to_live(req.into_inner()).await)
     }
 
-    async fn lease_leases(
-        &self,
-        _req: Request<LeaseLeasesRequest>,
-    ) -> ResultOf<LeaseLeasesResponse> {
+    async fn lease_leases(&self, _req: Request<LeaseLeasesRequest>) -> ResultOf<LeaseLeasesResponse> {
         Ok(Response::new(self.node.lease_leases()))
     }
 }

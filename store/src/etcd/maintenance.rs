@@ -25,10 +25,7 @@ impl Maintenance for MaintenanceService {
 
     async fn alarm(&self, _req: Request<AlarmRequest>) -> ResultOf<AlarmResponse> {
         // Berth raises no alarms (no space quota, corruption stops the member instead).
-        Ok(Response::new(AlarmResponse {
-            header: self.node.header(self.node.revision()),
-            alarms: vec![],
-        }))
+        Ok(Response::new(AlarmResponse { header: self.node.header(self.node.revision()), alarms: vec![] }))
     }
 
     async fn status(&self, _req: Request<StatusRequest>) -> ResultOf<StatusResponse> {
@@ -37,17 +34,12 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(&self, _req: Request<DefragmentRequest>) -> ResultOf<DefragmentResponse> {
         // RocksDB compacts its files continuously; there is nothing to defragment.
-        Ok(Response::new(DefragmentResponse {
-            header: self.node.header(self.node.revision()),
-        }))
+        Ok(Response::new(DefragmentResponse { header: self.node.header(self.node.revision()) }))
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> ResultOf<HashResponse> {
         let r = self.node.hash_kv(0).await?;
-        Ok(Response::new(HashResponse {
-            header: r.header,
-            hash: r.hash,
-        }))
+        Ok(Response::new(HashResponse { header: r.header, hash: r.hash }))
     }
 
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> ResultOf<HashKvResponse> {
@@ -64,9 +56,8 @@ impl Maintenance for MaintenanceService {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             let send = async {
-                let mut file = tokio::fs::File::open(&backup.path)
-                    .await
-                    .map_err(|e| Status::internal(e.to_string()))?;
+                let mut file =
+                    tokio::fs::File::open(&backup.path).await.map_err(|e| Status::internal(e.to_string()))?;
                 let mut hasher = Sha256::new();
                 let mut sent = 0u64;
                 let mut first = true;
@@ -74,10 +65,7 @@ impl Maintenance for MaintenanceService {
                     let mut blob = vec![0u8; SNAPSHOT_CHUNK];
                     let mut n = 0;
                     if sent < backup.size {
-                        n = file
-                            .read(&mut blob)
-                            .await
-                            .map_err(|e| Status::internal(e.to_string()))?;
+                        n = file.read(&mut blob).await.map_err(|e| Status::internal(e.to_string()))?;
                         if n == 0 {
                             return Err(Status::internal("backup file shorter than expected"));
                         }
@@ -108,14 +96,10 @@ impl Maintenance for MaintenanceService {
             }
             drop(backup);
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
     async fn move_leader(&self, _req: Request<MoveLeaderRequest>) -> ResultOf<MoveLeaderResponse> {
-        Err(Status::unimplemented(
-            "etcdserver: leadership transfer is not supported by Berth",
-        ))
+        Err(Status::unimplemented("etcdserver: leadership transfer is not supported by Berth"))
     }
 }

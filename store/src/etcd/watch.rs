@@ -28,9 +28,7 @@ impl Watch for WatchService {
             while let Some(Ok(msg)) = requests.next().await {
                 match msg.request_union {
                     Some(RequestUnion::CreateRequest(create)) => stream.create(create).await,
-                    Some(RequestUnion::CancelRequest(cancel)) => {
-                        stream.cancel(cancel.watch_id).await
-                    }
+                    Some(RequestUnion::CancelRequest(cancel)) => stream.cancel(cancel.watch_id).await,
                     Some(RequestUnion::ProgressRequest(_)) => stream.request_progress(),
                     None => {}
                 }

@@ -46,10 +46,7 @@ fn ttl_duration(ttl: i64) -> Duration {
 
 impl Lessor {
     pub fn new(min_ttl: i64) -> Lessor {
-        Lessor {
-            state: Mutex::new(State::default()),
-            min_ttl,
-        }
+        Lessor { state: Mutex::new(State::default()), min_ttl }
     }
 
     /// etcd's minimum lease TTL for an election timeout.
@@ -71,14 +68,7 @@ impl Lessor {
         let end = berth_proto::keys::prefix_end(meta::LEASE_PREFIX);
         scan(view, Cf::Meta, meta::LEASE_PREFIX, Some(&end), |k, v| {
             let id = meta::id_after(meta::LEASE_PREFIX, k)? as i64;
-            leases.insert(
-                id,
-                Timer {
-                    ttl: meta::decode_ttl(v)?,
-                    expiry: None,
-                    revoking: false,
-                },
-            );
+            leases.insert(id, Timer { ttl: meta::decode_ttl(v)?, expiry: None, revoking: false });
             Ok(true)
         })?;
         let mut s = self.state.lock();
@@ -95,14 +85,7 @@ impl Lessor {
     pub fn on_granted(&self, id: i64, ttl: i64) {
         let mut s = self.state.lock();
         let expiry = s.primary.then(|| Instant::now() + ttl_duration(ttl));
-        s.leases.insert(
-            id,
-            Timer {
-                ttl,
-                expiry,
-                revoking: false,
-            },
-        );
+        s.leases.insert(id, Timer { ttl, expiry, revoking: false });
     }
 
     pub fn on_revoked(&self, id: i64) {
@@ -208,23 +191,14 @@ mod tests {
         let l = Lessor::new(2);
         assert_eq!(Lessor::min_ttl_for(Duration::from_millis(1000)), 2);
         assert_eq!(l.granted_ttl(1).unwrap(), 2);
-        assert_eq!(
-            l.granted_ttl(MAX_LEASE_TTL + 1),
-            Err(StoreError::LeaseTtlTooLarge)
-        );
+        assert_eq!(l.granted_ttl(MAX_LEASE_TTL + 1), Err(StoreError::LeaseTtlTooLarge));
         l.on_granted(1, 0);
-        assert!(
-            l.take_expired(10).is_empty(),
-            "followers never expire leases"
-        );
+        assert!(l.take_expired(10).is_empty(), "followers never expire leases");
         assert_eq!(l.renew(1), Some(0));
         l.promote();
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(l.take_expired(10), vec![1]);
-        assert!(
-            l.take_expired(10).is_empty(),
-            "a revoke in flight is not proposed twice"
-        );
+        assert!(l.take_expired(10).is_empty(), "a revoke in flight is not proposed twice");
         l.revoke_failed(1);
         assert_eq!(l.take_expired(10), vec![1]);
         l.on_granted(2, 60);

@@ -19,9 +19,7 @@ use crate::error::{Result, StoreError};
 /// Validates a compaction request against (current, compacted) revisions.
 pub fn check_compact(rev: i64, current: i64, compacted: i64) -> Result<()> {
     if rev <= compacted {
-        return Err(StoreError::Compacted {
-            compact_revision: compacted,
-        });
+        return Err(StoreError::Compacted { compact_revision: compacted });
     }
     if rev > current {
         return Err(StoreError::FutureRevision);
@@ -35,16 +33,10 @@ pub fn compact(view: &dyn ReadView, rev: i64, batch: &mut WriteBatch) -> Result<
     // revision index at or below `rev` (entries below the previous compaction are gone, and
     // their keys' survivors were settled then).
     let mut keys = BTreeSet::new();
-    scan(
-        view,
-        Cf::Revs,
-        &revs_key(0, 0),
-        Some(&revs_key(rev + 1, 0)),
-        |_, user_key| {
-            keys.insert(user_key.to_vec());
-            Ok(true)
-        },
-    )?;
+    scan(view, Cf::Revs, &revs_key(0, 0), Some(&revs_key(rev + 1, 0)), |_, user_key| {
+        keys.insert(user_key.to_vec());
+        Ok(true)
+    })?;
     let mut removed = 0;
     for key in keys {
         let escaped = escape_key(&key);

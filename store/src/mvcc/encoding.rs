@@ -56,10 +56,7 @@ pub fn unescape_key(escaped: &[u8]) -> Result<Vec<u8>> {
             _ => break,
         }
     }
-    Err(StoreError::corrupt(
-        "mvcc key",
-        format!("bad key escaping: {escaped:?}"),
-    ))
+    Err(StoreError::corrupt("mvcc key", format!("bad key escaping: {escaped:?}")))
 }
 
 fn inverted(rev: i64) -> [u8; 8] {
@@ -91,10 +88,7 @@ pub fn past_all_versions(escaped: &[u8]) -> Vec<u8> {
 /// Splits a `kv` key into (escaped user key, revision).
 pub fn split_kv_key(key: &[u8]) -> Result<(&[u8], i64)> {
     if key.len() < REV_SUFFIX + 2 {
-        return Err(StoreError::corrupt(
-            "mvcc key",
-            format!("too short: {key:?}"),
-        ));
+        return Err(StoreError::corrupt("mvcc key", format!("too short: {key:?}")));
     }
     let (escaped, suffix) = key.split_at(key.len() - REV_SUFFIX);
     let inv = u64::from_be_bytes(suffix.try_into().expect("8 bytes"));
@@ -110,10 +104,7 @@ pub fn revs_key(rev: i64, sub: u32) -> [u8; 12] {
 
 pub fn split_revs_key(key: &[u8]) -> Result<(i64, u32)> {
     if key.len() != 12 {
-        return Err(StoreError::corrupt(
-            "revision index key",
-            format!("bad length {}", key.len()),
-        ));
+        return Err(StoreError::corrupt("revision index key", format!("bad length {}", key.len())));
     }
     let rev = u64::from_be_bytes(key[..8].try_into().expect("8 bytes")) as i64;
     let sub = u32::from_be_bytes(key[8..].try_into().expect("4 bytes"));
@@ -123,12 +114,7 @@ pub fn split_revs_key(key: &[u8]) -> Result<(i64, u32)> {
 /// One version of a key as stored in `kv`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    Live {
-        create_revision: i64,
-        version: i64,
-        lease: i64,
-        value: Vec<u8>,
-    },
+    Live { create_revision: i64, version: i64, lease: i64, value: Vec<u8> },
     Tombstone,
 }
 
@@ -138,12 +124,7 @@ const KIND_TOMBSTONE: u8 = 2;
 impl Record {
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Record::Live {
-                create_revision,
-                version,
-                lease,
-                value,
-            } => {
+            Record::Live { create_revision, version, lease, value } => {
                 let mut out = Vec::with_capacity(25 + value.len());
                 out.push(KIND_LIVE);
                 out.extend_from_slice(&create_revision.to_be_bytes());
@@ -168,10 +149,7 @@ impl Record {
                     value: bytes[25..].to_vec(),
                 })
             }
-            _ => Err(StoreError::corrupt(
-                "mvcc record",
-                format!("{} bytes", bytes.len()),
-            )),
+            _ => Err(StoreError::corrupt("mvcc record", format!("{} bytes", bytes.len()))),
         }
     }
 
@@ -207,17 +185,9 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        let live = Record::Live {
-            create_revision: 3,
-            version: 2,
-            lease: 7,
-            value: b"v".to_vec(),
-        };
+        let live = Record::Live { create_revision: 3, version: 2, lease: 7, value: b"v".to_vec() };
         assert_eq!(Record::decode(&live.encode()).unwrap(), live);
-        assert_eq!(
-            Record::decode(&Record::Tombstone.encode()).unwrap(),
-            Record::Tombstone
-        );
+        assert_eq!(Record::decode(&Record::Tombstone.encode()).unwrap(), Record::Tombstone);
         assert!(Record::decode(&[9]).is_err());
         assert!(Record::is_tombstone(&Record::Tombstone.encode()));
     }

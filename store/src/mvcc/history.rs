@@ -30,10 +30,7 @@ pub fn events_between(
     with_prev_kv: bool,
     wanted: impl Fn(&[u8]) -> bool,
 ) -> Result<HistoryChunk> {
-    let mut chunk = HistoryChunk {
-        events: Vec::new(),
-        covered_through: to,
-    };
+    let mut chunk = HistoryChunk { events: Vec::new(), covered_through: to };
     if from > to {
         chunk.covered_through = from - 1;
         return Ok(chunk);
@@ -68,42 +65,19 @@ pub fn events_between(
 }
 
 fn event_at(view: &dyn ReadView, user_key: &[u8], rev: i64, with_prev_kv: bool) -> Result<Event> {
-    let raw = view.get(Cf::Kv, &kv_key(user_key, rev))?.ok_or_else(|| {
-        StoreError::corrupt(
-            "revision index",
-            format!("revision {rev} names a missing version"),
-        )
-    })?;
-    let prev_kv = if with_prev_kv {
-        get_at(view, user_key, rev - 1)?
-    } else {
-        None
-    };
+    let raw = view
+        .get(Cf::Kv, &kv_key(user_key, rev))?
+        .ok_or_else(|| StoreError::corrupt("revision index", format!("revision {rev} names a missing version")))?;
+    let prev_kv = if with_prev_kv { get_at(view, user_key, rev - 1)? } else { None };
     let event = match Record::decode(&raw)? {
         Record::Tombstone => Event {
             r#type: EventType::Delete as i32,
-            kv: Some(KeyValue {
-                key: user_key.to_vec(),
-                mod_revision: rev,
-                ..Default::default()
-            }),
+            kv: Some(KeyValue { key: user_key.to_vec(), mod_revision: rev, ..Default::default() }),
             prev_kv,
         },
-        Record::Live {
-            create_revision,
-            version,
-            lease,
-            value,
-        } => Event {
+        Record::Live { create_revision, version, lease, value } => Event {
             r#type: EventType::Put as i32,
-            kv: Some(KeyValue {
-                key: user_key.to_vec(),
-                create_revision,
-                mod_revision: rev,
-                version,
-                value,
-                lease,
-            }),
+            kv: Some(KeyValue { key: user_key.to_vec(), create_revision, mod_revision: rev, version, value, lease }),
             prev_kv,
         },
     };

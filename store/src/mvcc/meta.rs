@@ -31,9 +31,8 @@ pub fn i64_value(v: i64) -> Vec<u8> {
 }
 
 fn decode_i64(what: &str, bytes: &[u8]) -> Result<i64> {
-    let arr: [u8; 8] = bytes.try_into().map_err(|_| {
-        StoreError::corrupt(what, format!("expected 8 bytes, found {}", bytes.len()))
-    })?;
+    let arr: [u8; 8] =
+        bytes.try_into().map_err(|_| StoreError::corrupt(what, format!("expected 8 bytes, found {}", bytes.len())))?;
     Ok(i64::from_be_bytes(arr))
 }
 
@@ -46,10 +45,7 @@ pub fn read_i64(view: &dyn ReadView, key: &[u8], default: i64) -> Result<i64> {
 
 /// (current revision, compact revision) as of `view`.
 pub fn revisions(view: &dyn ReadView) -> Result<(i64, i64)> {
-    Ok((
-        read_i64(view, REVISION, INITIAL_REVISION)?,
-        read_i64(view, COMPACT, 0)?,
-    ))
+    Ok((read_i64(view, REVISION, INITIAL_REVISION)?, read_i64(view, COMPACT, 0)?))
 }
 
 fn with_id(prefix: &[u8], id: u64) -> Vec<u8> {

@@ -15,6 +15,7 @@
 pub mod compact;
 pub mod encoding;
 pub mod history;
+pub mod index;
 pub mod meta;
 pub mod read;
 pub mod txn;

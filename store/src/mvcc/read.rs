@@ -11,9 +11,7 @@ use berth_proto::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
 use berth_proto::keys::KeyRange;
 use berth_proto::mvccpb::KeyValue;
 
-use super::encoding::{
-    escape_key, kv_key_escaped, past_all_versions, split_kv_key, unescape_key, Record,
-};
+use super::encoding::{escape_key, kv_key_escaped, past_all_versions, split_kv_key, unescape_key, Record};
 use crate::engine::{Cf, Cursor, ReadView};
 use crate::error::{Result, StoreError};
 
@@ -24,9 +22,7 @@ pub fn resolve_revision(requested: i64, current: i64, compact: i64) -> Result<i6
     }
     let rev = if requested <= 0 { current } else { requested };
     if rev < compact {
-        return Err(StoreError::Compacted {
-            compact_revision: compact,
-        });
+        return Err(StoreError::Compacted { compact_revision: compact });
     }
     Ok(rev)
 }
@@ -35,12 +31,7 @@ pub fn resolve_revision(requested: i64, current: i64, compact: i64) -> Result<i6
 pub fn to_key_value(escaped: &[u8], rev: i64, value: &[u8]) -> Result<Option<KeyValue>> {
     match Record::decode(value)? {
         Record::Tombstone => Ok(None),
-        Record::Live {
-            create_revision,
-            version,
-            lease,
-            value,
-        } => Ok(Some(KeyValue {
+        Record::Live { create_revision, version, lease, value } => Ok(Some(KeyValue {
             key: unescape_key(escaped)?,
             create_revision,
             mod_revision: rev,
@@ -133,12 +124,7 @@ pub enum Keep {
 }
 
 /// Live kvs of `range` at `rev` (up to `keep`) and the total number of live keys there.
-pub fn collect_range(
-    view: &dyn ReadView,
-    range: &KeyRange,
-    rev: i64,
-    keep: Keep,
-) -> Result<(Vec<KeyValue>, i64)> {
+pub fn collect_range(view: &dyn ReadView, range: &KeyRange, rev: i64, keep: Keep) -> Result<(Vec<KeyValue>, i64)> {
     let mut kvs = Vec::new();
     let mut total = 0i64;
     visit_range(view, range, rev, |kv| {
@@ -183,17 +169,9 @@ pub fn finish_range(
     total: i64,
     header_revision: i64,
 ) -> Result<RangeResponse> {
-    let header = Some(ResponseHeader {
-        revision: header_revision,
-        ..Default::default()
-    });
+    let header = Some(ResponseHeader { revision: header_revision, ..Default::default() });
     if req.count_only {
-        return Ok(RangeResponse {
-            header,
-            kvs: vec![],
-            more: false,
-            count: total,
-        });
+        return Ok(RangeResponse { header, kvs: vec![], more: false, count: total });
     }
     kvs.retain(|kv| {
         (req.max_mod_revision == 0 || kv.mod_revision <= req.max_mod_revision)
@@ -201,10 +179,10 @@ pub fn finish_range(
             && (req.max_create_revision == 0 || kv.create_revision <= req.max_create_revision)
             && (req.min_create_revision == 0 || kv.create_revision >= req.min_create_revision)
     });
-    let target = SortTarget::try_from(req.sort_target)
-        .map_err(|_| StoreError::InvalidArgument("invalid sort option".into()))?;
-    let mut order = SortOrder::try_from(req.sort_order)
-        .map_err(|_| StoreError::InvalidArgument("invalid sort option".into()))?;
+    let target =
+        SortTarget::try_from(req.sort_target).map_err(|_| StoreError::InvalidArgument("invalid sort option".into()))?;
+    let mut order =
+        SortOrder::try_from(req.sort_order).map_err(|_| StoreError::InvalidArgument("invalid sort option".into()))?;
     // Results come in ascending key order already (etcd's defaults).
     if target != SortTarget::Key && order == SortOrder::None {
         order = SortOrder::Ascend;
@@ -237,21 +215,11 @@ pub fn finish_range(
             kv.value.clear();
         }
     }
-    Ok(RangeResponse {
-        header,
-        kvs,
-        more,
-        count: total,
-    })
+    Ok(RangeResponse { header, kvs, more, count: total })
 }
 
 /// A complete `Range` against one consistent view.
-pub fn range(
-    view: &dyn ReadView,
-    req: &RangeRequest,
-    current: i64,
-    compact: i64,
-) -> Result<RangeResponse> {
+pub fn range(view: &dyn ReadView, req: &RangeRequest, current: i64, compact: i64) -> Result<RangeResponse> {
     if req.key.is_empty() {
         return Err(StoreError::EmptyKey);
     }

@@ -29,10 +29,7 @@ pub fn validate_txn(req: &TxnRequest) -> Result<()> {
 }
 
 fn check_shape(req: &TxnRequest) -> Result<()> {
-    if req.compare.len() > MAX_TXN_OPS
-        || req.success.len() > MAX_TXN_OPS
-        || req.failure.len() > MAX_TXN_OPS
-    {
+    if req.compare.len() > MAX_TXN_OPS || req.success.len() > MAX_TXN_OPS || req.failure.len() > MAX_TXN_OPS {
         return Err(StoreError::TooManyOps);
     }
     for cmp in &req.compare {
@@ -44,9 +41,7 @@ fn check_shape(req: &TxnRequest) -> Result<()> {
         match &op.request {
             Some(Request::RequestRange(r)) if r.key.is_empty() => return Err(StoreError::EmptyKey),
             Some(Request::RequestPut(p)) => super::validate_put(p)?,
-            Some(Request::RequestDeleteRange(d)) if d.key.is_empty() => {
-                return Err(StoreError::EmptyKey)
-            }
+            Some(Request::RequestDeleteRange(d)) if d.key.is_empty() => return Err(StoreError::EmptyKey),
             Some(Request::RequestTxn(t)) => check_shape(t)?,
             _ => {}
         }
@@ -66,9 +61,7 @@ fn branch_writes(ops: &[RequestOp]) -> Result<(BTreeSet<Vec<u8>>, Vec<KeyRange>)
                     return Err(StoreError::DuplicateKey);
                 }
             }
-            Some(Request::RequestDeleteRange(d)) => {
-                deletes.push(KeyRange::from_etcd(&d.key, &d.range_end))
-            }
+            Some(Request::RequestDeleteRange(d)) => deletes.push(KeyRange::from_etcd(&d.key, &d.range_end)),
             Some(Request::RequestTxn(t)) => {
                 let (success_puts, success_dels) = branch_writes(&t.success)?;
                 let (failure_puts, failure_dels) = branch_writes(&t.failure)?;
@@ -95,23 +88,18 @@ fn branch_writes(ops: &[RequestOp]) -> Result<(BTreeSet<Vec<u8>>, Vec<KeyRange>)
 
 /// True when a txn holds only reads (it can be served without a log entry).
 pub fn is_read_only(req: &TxnRequest) -> bool {
-    req.success
-        .iter()
-        .chain(&req.failure)
-        .all(|op| match &op.request {
-            Some(Request::RequestRange(_)) | None => true,
-            Some(Request::RequestTxn(t)) => is_read_only(t),
-            _ => false,
-        })
+    req.success.iter().chain(&req.failure).all(|op| match &op.request {
+        Some(Request::RequestRange(_)) | None => true,
+        Some(Request::RequestTxn(t)) => is_read_only(t),
+        _ => false,
+    })
 }
 
 fn compare_one(cmp: &Compare, kv: &KeyValue) -> bool {
     use std::cmp::Ordering;
     let target = CompareTarget::try_from(cmp.target).unwrap_or(CompareTarget::Version);
     let ord = match (&cmp.target_union, target) {
-        (Some(TargetUnion::Value(v)), CompareTarget::Value) => {
-            kv.value.as_slice().cmp(v.as_slice())
-        }
+        (Some(TargetUnion::Value(v)), CompareTarget::Value) => kv.value.as_slice().cmp(v.as_slice()),
         (Some(TargetUnion::Version(v)), CompareTarget::Version) => kv.version.cmp(v),
         (Some(TargetUnion::CreateRevision(v)), CompareTarget::Create) => kv.create_revision.cmp(v),
         (Some(TargetUnion::ModRevision(v)), CompareTarget::Mod) => kv.mod_revision.cmp(v),
@@ -156,11 +144,7 @@ fn decide_path(txn: &WriteTxn, req: &TxnRequest, path: &mut Vec<bool>) -> Result
         }
     }
     path.push(succeeded);
-    let ops = if succeeded {
-        &req.success
-    } else {
-        &req.failure
-    };
+    let ops = if succeeded { &req.success } else { &req.failure };
     for op in ops {
         if let Some(Request::RequestTxn(nested)) = &op.request {
             decide_path(txn, nested, path)?;
@@ -179,47 +163,27 @@ pub fn execute_txn(txn: &mut WriteTxn, req: &TxnRequest) -> Result<TxnResponse> 
     Ok(resp)
 }
 
-fn run(
-    txn: &mut WriteTxn,
-    req: &TxnRequest,
-    path: &[bool],
-    step: &mut usize,
-) -> Result<TxnResponse> {
+fn run(txn: &mut WriteTxn, req: &TxnRequest, path: &[bool], step: &mut usize) -> Result<TxnResponse> {
     let succeeded = path[*step];
     *step += 1;
-    let ops = if succeeded {
-        &req.success
-    } else {
-        &req.failure
-    };
+    let ops = if succeeded { &req.success } else { &req.failure };
     let mut responses = Vec::with_capacity(ops.len());
     for op in ops {
         let response = match &op.request {
             Some(Request::RequestRange(r)) => Response::ResponseRange(txn.range(r)?),
             Some(Request::RequestPut(p)) => Response::ResponsePut(txn.put(p)?),
-            Some(Request::RequestDeleteRange(d)) => {
-                Response::ResponseDeleteRange(txn.delete_range(d)?)
-            }
+            Some(Request::RequestDeleteRange(d)) => Response::ResponseDeleteRange(txn.delete_range(d)?),
             Some(Request::RequestTxn(t)) => Response::ResponseTxn(run(txn, t, path, step)?),
             None => continue,
         };
-        responses.push(ResponseOp {
-            response: Some(response),
-        });
+        responses.push(ResponseOp { response: Some(response) });
     }
-    Ok(TxnResponse {
-        header: None,
-        succeeded,
-        responses,
-    })
+    Ok(TxnResponse { header: None, succeeded, responses })
 }
 
 /// Every response in the tree carries the txn's final revision, as in etcd.
 fn set_headers(resp: &mut TxnResponse, revision: i64) {
-    let header = Some(berth_proto::etcdserverpb::ResponseHeader {
-        revision,
-        ..Default::default()
-    });
+    let header = Some(berth_proto::etcdserverpb::ResponseHeader { revision, ..Default::default() });
     resp.header = header.clone();
     for op in &mut resp.responses {
         match &mut op.response {

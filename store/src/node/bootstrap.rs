@@ -64,27 +64,15 @@ pub fn initial_members(config: &StoreConfig) -> BTreeMap<u64, PeerNode> {
     config
         .initial_cluster
         .iter()
-        .map(|(_, urls)| {
-            (
-                member_id_for(urls, &config.initial_cluster_token),
-                PeerNode {
-                    peer_urls: urls.clone(),
-                },
-            )
-        })
+        .map(|(_, urls)| (member_id_for(urls, &config.initial_cluster_token), PeerNode { peer_urls: urls.clone() }))
         .collect()
 }
 
 pub async fn resolve(config: &StoreConfig, engine: &dyn KvEngine) -> Result<Identity> {
     if let Some((member_id, cluster_id)) = identity::load(engine)? {
-        let initial_members = (config.join.is_none()
-            && config.initial_cluster_state == ClusterState::New)
+        let initial_members = (config.join.is_none() && config.initial_cluster_state == ClusterState::New)
             .then(|| initial_members(config));
-        return Ok(Identity {
-            member_id,
-            cluster_id,
-            initial_members,
-        });
+        return Ok(Identity { member_id, cluster_id, initial_members });
     }
     let resolved = if let Some(join_url) = &config.join {
         join_through(join_url, config).await?
@@ -92,26 +80,17 @@ pub async fn resolve(config: &StoreConfig, engine: &dyn KvEngine) -> Result<Iden
         match config.initial_cluster_state {
             ClusterState::New => {
                 let members = initial_members(config);
-                let member_id =
-                    member_id_for(&config.advertise_peer_urls, &config.initial_cluster_token);
+                let member_id = member_id_for(&config.advertise_peer_urls, &config.initial_cluster_token);
                 let ids: Vec<u64> = members.keys().copied().collect();
                 let cluster_id = cluster_id_for(&ids, &config.initial_cluster_token);
                 identity::save(engine, member_id, cluster_id)?;
-                return Ok(Identity {
-                    member_id,
-                    cluster_id,
-                    initial_members: Some(members),
-                });
+                return Ok(Identity { member_id, cluster_id, initial_members: Some(members) });
             }
             ClusterState::Existing => find_self_among_peers(config).await?,
         }
     };
     identity::save(engine, resolved.0, resolved.1)?;
-    Ok(Identity {
-        member_id: resolved.0,
-        cluster_id: resolved.1,
-        initial_members: None,
-    })
+    Ok(Identity { member_id: resolved.0, cluster_id: resolved.1, initial_members: None })
 }
 
 fn has_my_urls(member: &Member, mine: &[String]) -> bool {
@@ -129,8 +108,7 @@ async fn find_self_among_peers(config: &StoreConfig) -> Result<(u64, u64)> {
         .collect();
     if others.is_empty() {
         return Err(StoreError::Config(
-            "--initial-cluster-state existing needs --initial-cluster to list the running members"
-                .into(),
+            "--initial-cluster-state existing needs --initial-cluster to list the running members".into(),
         ));
     }
     let mut last_error = String::from("no member answered");
@@ -140,12 +118,8 @@ async fn find_self_among_peers(config: &StoreConfig) -> Result<(u64, u64)> {
                 continue;
             };
             let attempt = async {
-                let mut client =
-                    RaftPeerClient::new(endpoint.connect().await.map_err(|e| e.to_string())?);
-                client
-                    .cluster_info(ClusterInfoRequest {})
-                    .await
-                    .map_err(|e| e.message().to_string())
+                let mut client = RaftPeerClient::new(endpoint.connect().await.map_err(|e| e.to_string())?);
+                client.cluster_info(ClusterInfoRequest {}).await.map_err(|e| e.message().to_string())
             };
             match tokio::time::timeout(Duration::from_secs(3), attempt).await {
                 Ok(Ok(info)) => {
@@ -164,9 +138,7 @@ async fn find_self_among_peers(config: &StoreConfig) -> Result<(u64, u64)> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    Err(StoreError::Config(format!(
-        "could not reach the existing cluster: {last_error}"
-    )))
+    Err(StoreError::Config(format!("could not reach the existing cluster: {last_error}")))
 }
 
 /// `--join URL`: add ourselves as a learner through an existing member's client URL.
@@ -175,20 +147,13 @@ async fn join_through(join_url: &str, config: &StoreConfig) -> Result<(u64, u64)
     let mut last_error = String::new();
     while Instant::now() < deadline {
         let attempt = async {
-            let channel =
-                peer_endpoint(join_url)?
-                    .connect()
-                    .await
-                    .map_err(|e| StoreError::Peer {
-                        peer: join_url.to_string(),
-                        message: e.to_string(),
-                    })?;
+            let channel = peer_endpoint(join_url)?
+                .connect()
+                .await
+                .map_err(|e| StoreError::Peer { peer: join_url.to_string(), message: e.to_string() })?;
             let mut client = ClusterClient::new(channel);
             let add = client
-                .member_add(MemberAddRequest {
-                    peer_ur_ls: config.advertise_peer_urls.clone(),
-                    is_learner: true,
-                })
+                .member_add(MemberAddRequest { peer_ur_ls: config.advertise_peer_urls.clone(), is_learner: true })
                 .await;
             match add {
                 Ok(resp) => {
@@ -216,29 +181,18 @@ async fn join_through(join_url: &str, config: &StoreConfig) -> Result<(u64, u64)
         };
         match tokio::time::timeout(Duration::from_secs(10), attempt).await {
             Ok(Ok(ids)) => {
-                tracing::info!(
-                    member = format!("{:x}", ids.0),
-                    via = join_url,
-                    "added to the cluster as a learner"
-                );
+                tracing::info!(member = format!("{:x}", ids.0), via = join_url, "added to the cluster as a learner");
                 return Ok(ids);
             }
-            Ok(Err(e))
-                if e.is_deterministic()
-                    && !matches!(e, StoreError::Peer { .. } | StoreError::Remote { .. }) =>
-            {
-                return Err(StoreError::Config(format!(
-                    "joining through {join_url}: {e}"
-                )));
+            Ok(Err(e)) if e.is_deterministic() && !matches!(e, StoreError::Peer { .. } | StoreError::Remote { .. }) => {
+                return Err(StoreError::Config(format!("joining through {join_url}: {e}")));
             }
             Ok(Err(e)) => last_error = e.to_string(),
             Err(_) => last_error = "no answer".into(),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    Err(StoreError::Config(format!(
-        "could not join through {join_url}: {last_error}"
-    )))
+    Err(StoreError::Config(format!("could not join through {join_url}: {last_error}")))
 }
 
 #[cfg(test)]
@@ -251,13 +205,7 @@ mod tests {
         let b = member_id_for(&["http://a:1".into(), "http://b:1".into()], "t");
         assert_eq!(a, b);
         assert_ne!(a, member_id_for(&["http://a:1".into()], "t"));
-        assert_ne!(
-            a,
-            member_id_for(&["http://a:1".into(), "http://b:1".into()], "other-token")
-        );
-        assert_eq!(
-            cluster_id_for(&[3, 1, 2], "t"),
-            cluster_id_for(&[1, 2, 3], "t")
-        );
+        assert_ne!(a, member_id_for(&["http://a:1".into(), "http://b:1".into()], "other-token"));
+        assert_eq!(cluster_id_for(&[3, 1, 2], "t"), cluster_id_for(&[1, 2, 3], "t"));
     }
 }

@@ -18,14 +18,11 @@ fn unexpected(kind: ApplyKind) -> StoreError {
 
 /// True when every range of a read-only txn asked for serializable reads.
 fn txn_serializable(req: &TxnRequest) -> bool {
-    req.success
-        .iter()
-        .chain(&req.failure)
-        .all(|op| match &op.request {
-            Some(OpRequest::RequestRange(r)) => r.serializable,
-            Some(OpRequest::RequestTxn(t)) => txn_serializable(t),
-            _ => true,
-        })
+    req.success.iter().chain(&req.failure).all(|op| match &op.request {
+        Some(OpRequest::RequestRange(r)) => r.serializable,
+        Some(OpRequest::RequestTxn(t)) => txn_serializable(t),
+        _ => true,
+    })
 }
 
 impl StoreNode {
@@ -54,9 +51,8 @@ impl StoreNode {
         if !req.serializable {
             self.barrier().await?;
         }
-        let mut resp = self
-            .read_local(move |view, current, compacted| read::range(view, &req, current, compacted))
-            .await?;
+        let mut resp =
+            self.read_local(move |view, current, compacted| read::range(view, &req, current, compacted)).await?;
         resp.header = self.header(resp.header.map_or(0, |h| h.revision));
         Ok(resp)
     }
@@ -64,12 +60,7 @@ impl StoreNode {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse> {
         mvcc::validate_put(&req)?;
-        match self
-            .propose(InternalRequest {
-                request: Some(Request::Put(req)),
-            })
-            .await?
-        {
+        match self.propose(InternalRequest { request: Some(Request::Put(req)) }).await? {
             ApplyKind::Put(mut r) => {
                 r.header = self.header(r.header.map_or(0, |h| h.revision));
                 Ok(r)
@@ -83,12 +74,7 @@ impl StoreNode {
         if req.key.is_empty() {
             return Err(StoreError::EmptyKey);
         }
-        match self
-            .propose(InternalRequest {
-                request: Some(Request::DeleteRange(req)),
-            })
-            .await?
-        {
+        match self.propose(InternalRequest { request: Some(Request::DeleteRange(req)) }).await? {
             ApplyKind::DeleteRange(mut r) => {
                 r.header = self.header(r.header.map_or(0, |h| h.revision));
                 Ok(r)
@@ -112,12 +98,7 @@ impl StoreNode {
             })
             .await?
         } else {
-            match self
-                .propose(InternalRequest {
-                    request: Some(Request::Txn(req)),
-                })
-                .await?
-            {
+            match self.propose(InternalRequest { request: Some(Request::Txn(req)) }).await? {
                 ApplyKind::Txn(r) => r,
                 other => return Err(unexpected(other)),
             }
@@ -129,20 +110,14 @@ impl StoreNode {
     /// etcd `Compact`. With `physical`, returns once this member has compacted too.
     pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse> {
         let physical = req.physical;
-        let kind = self
-            .propose(InternalRequest {
-                request: Some(Request::Compaction(req)),
-            })
-            .await?;
+        let kind = self.propose(InternalRequest { request: Some(Request::Compaction(req)) }).await?;
         let ApplyKind::Compaction(_) = kind else {
             return Err(unexpected(kind));
         };
         if physical {
             self.barrier().await?;
         }
-        Ok(CompactionResponse {
-            header: self.header(self.revision()),
-        })
+        Ok(CompactionResponse { header: self.header(self.revision()) })
     }
 
     /// Opens a watch stream served from this member's state.

@@ -26,37 +26,23 @@ impl StoreNode {
             }
         };
         let grant = LeaseGrantRequest { ttl, id };
-        match self
-            .propose(InternalRequest {
-                request: Some(Request::LeaseGrant(grant)),
-            })
-            .await?
-        {
+        match self.propose(InternalRequest { request: Some(Request::LeaseGrant(grant)) }).await? {
             ApplyKind::LeaseGrant(mut r) => {
                 r.header = self.header(self.revision());
                 Ok(r)
             }
-            other => Err(StoreError::Raft(format!(
-                "unexpected apply result {other:?}"
-            ))),
+            other => Err(StoreError::Raft(format!("unexpected apply result {other:?}"))),
         }
     }
 
     /// etcd `LeaseRevoke`: deletes the lease and its keys.
     pub async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse> {
-        match self
-            .propose(InternalRequest {
-                request: Some(Request::LeaseRevoke(LeaseRevokeRequest { id })),
-            })
-            .await?
-        {
+        match self.propose(InternalRequest { request: Some(Request::LeaseRevoke(LeaseRevokeRequest { id })) }).await? {
             ApplyKind::LeaseRevoke(mut r) => {
                 r.header = self.header(r.header.map_or(0, |h| h.revision));
                 Ok(r)
             }
-            other => Err(StoreError::Raft(format!(
-                "unexpected apply result {other:?}"
-            ))),
+            other => Err(StoreError::Raft(format!("unexpected apply result {other:?}"))),
         }
     }
 
@@ -66,18 +52,11 @@ impl StoreNode {
             .on_leader(
                 |_| async move { Attempt::Done(self.lease_keep_alive_here(id)) },
                 |mut client| async move {
-                    client
-                        .lease_keep_alive(LeaseKeepAliveRequest { id })
-                        .await
-                        .map(|r| r.into_inner().ttl)
+                    client.lease_keep_alive(LeaseKeepAliveRequest { id }).await.map(|r| r.into_inner().ttl)
                 },
             )
             .await?;
-        Ok(LeaseKeepAliveResponse {
-            header: self.header(self.revision()),
-            id,
-            ttl,
-        })
+        Ok(LeaseKeepAliveResponse { header: self.header(self.revision()), id, ttl })
     }
 
     /// Keep-alive on the leader.
@@ -86,10 +65,7 @@ impl StoreNode {
     }
 
     /// etcd `LeaseTimeToLive`: TTL -1 for a lease that does not exist.
-    pub async fn lease_time_to_live(
-        &self,
-        req: LeaseTimeToLiveRequest,
-    ) -> Result<LeaseTimeToLiveResponse> {
+    pub async fn lease_time_to_live(&self, req: LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
         let mut resp = self
             .on_leader(
                 |_| {
@@ -112,10 +88,7 @@ impl StoreNode {
     }
 
     /// Time-to-live on the leader.
-    pub fn lease_time_to_live_here(
-        &self,
-        req: &LeaseTimeToLiveRequest,
-    ) -> Result<LeaseTimeToLiveResponse> {
+    pub fn lease_time_to_live_here(&self, req: &LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
         let Some((remaining, granted)) = self.shared.lessor.remaining(req.id) else {
             return Ok(LeaseTimeToLiveResponse {
                 header: self.header(self.revision()),
@@ -125,11 +98,7 @@ impl StoreNode {
                 keys: vec![],
             });
         };
-        let keys = if req.keys {
-            attached_keys(&*self.shared.engine.view(), req.id)?
-        } else {
-            vec![]
-        };
+        let keys = if req.keys { attached_keys(&*self.shared.engine.view(), req.id)? } else { vec![] };
         Ok(LeaseTimeToLiveResponse {
             header: self.header(self.revision()),
             id: req.id,
@@ -143,13 +112,7 @@ impl StoreNode {
     pub fn lease_leases(&self) -> LeaseLeasesResponse {
         LeaseLeasesResponse {
             header: self.header(self.revision()),
-            leases: self
-                .shared
-                .lessor
-                .ids()
-                .into_iter()
-                .map(|id| LeaseStatus { id })
-                .collect(),
+            leases: self.shared.lessor.ids().into_iter().map(|id| LeaseStatus { id }).collect(),
         }
     }
 }

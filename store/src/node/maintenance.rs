@@ -35,20 +35,14 @@ impl StoreNode {
 
     pub fn status(&self) -> StatusReport {
         let m = self.raft.metrics().borrow().clone();
-        let voter = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == self.id);
+        let voter = m.membership_config.membership().voter_ids().any(|v| v == self.id);
         let db_size = self.shared.engine.size_bytes() as i64;
         StatusResponse {
             header: self.header(self.revision()),
             version: ETCD_API_VERSION.into(),
             db_size,
             leader: m.current_leader.unwrap_or(0),
-            raft_index: self
-                .committed_index()
-                .max(m.last_applied.map_or(0, |l| l.index)),
+            raft_index: self.committed_index().max(m.last_applied.map_or(0, |l| l.index)),
             raft_term: m.current_term,
             raft_applied_index: m.last_applied.map_or(0, |l| l.index),
             errors: vec![],
@@ -60,15 +54,14 @@ impl StoreNode {
     /// etcd `HashKV`: a hash of the MVCC data up to `revision` (0: current).
     pub async fn hash_kv(&self, revision: i64) -> Result<HashKvResponse> {
         let engine = self.shared.engine.clone();
-        let (hash, compacted, rev) =
-            tokio::task::spawn_blocking(move || -> Result<(u32, i64, i64)> {
-                let view = engine.view();
-                let (current, compacted) = crate::mvcc::meta::revisions(&*view)?;
-                let rev = read::resolve_revision(revision, current, compacted)?;
-                Ok((history::hash_kv(&*view, rev)?, compacted, rev))
-            })
-            .await
-            .map_err(|e| StoreError::io("hash task", e))??;
+        let (hash, compacted, rev) = tokio::task::spawn_blocking(move || -> Result<(u32, i64, i64)> {
+            let view = engine.view();
+            let (current, compacted) = crate::mvcc::meta::revisions(&*view)?;
+            let rev = read::resolve_revision(revision, current, compacted)?;
+            Ok((history::hash_kv(&*view, rev)?, compacted, rev))
+        })
+        .await
+        .map_err(|e| StoreError::io("hash task", e))??;
         Ok(HashKvResponse {
             header: self.header(self.revision()),
             hash,
@@ -80,10 +73,7 @@ impl StoreNode {
     /// Writes a backup of the current state to a temporary file.
     pub async fn snapshot_backup(&self) -> Result<SnapshotBackup> {
         let engine = self.shared.engine.clone();
-        let path = self
-            .snapshots
-            .dir
-            .join(format!("backup-{}.tmp", rand::random::<u64>()));
+        let path = self.snapshots.dir.join(format!("backup-{}.tmp", rand::random::<u64>()));
         let target = path.clone();
         let (revision, size) = tokio::task::spawn_blocking(move || -> Result<(i64, u64)> {
             let view = engine.view();
@@ -95,10 +85,6 @@ impl StoreNode {
         })
         .await
         .map_err(|e| StoreError::io("snapshot task", e))??;
-        Ok(SnapshotBackup {
-            path,
-            revision,
-            size,
-        })
+        Ok(SnapshotBackup { path, revision, size })
     }
 }

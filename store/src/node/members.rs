@@ -6,9 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use berth_proto::berthraftpb::internal_request::Request;
-use berth_proto::berthraftpb::{
-    ClusterInfoResponse, ForgetMember, InternalRequest, MemberAttributes,
-};
+use berth_proto::berthraftpb::{ClusterInfoResponse, ForgetMember, InternalRequest, MemberAttributes};
 use berth_proto::etcdserverpb::*;
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::ChangeMembers;
@@ -32,8 +30,7 @@ impl StoreNode {
         let mut out = BTreeMap::new();
         scan(&*view, Cf::Meta, meta::MEMBER_PREFIX, Some(&end), |k, v| {
             let id = meta::id_after(meta::MEMBER_PREFIX, k)?;
-            let attrs =
-                MemberAttributes::decode(v).map_err(|e| StoreError::corrupt("member record", e))?;
+            let attrs = MemberAttributes::decode(v).map_err(|e| StoreError::corrupt("member record", e))?;
             out.insert(id, attrs);
             Ok(true)
         })?;
@@ -65,10 +62,7 @@ impl StoreNode {
         if linearizable {
             self.barrier().await?;
         }
-        Ok(MemberListResponse {
-            header: self.header(self.revision()),
-            members: self.members()?,
-        })
+        Ok(MemberListResponse { header: self.header(self.revision()), members: self.members()? })
     }
 
     /// Facts a starting member needs to find itself.
@@ -85,11 +79,7 @@ impl StoreNode {
     async fn change_membership(&self, change: ChangeMembers<u64, PeerNode>) -> Result<()> {
         let deadline = tokio::time::Instant::now() + self.config.request_timeout;
         loop {
-            let result = tokio::time::timeout_at(
-                deadline,
-                self.raft.change_membership(change.clone(), false),
-            )
-            .await;
+            let result = tokio::time::timeout_at(deadline, self.raft.change_membership(change.clone(), false)).await;
             match result {
                 Err(_) => return Err(StoreError::Timeout),
                 Ok(Ok(_)) => return Ok(()),
@@ -118,10 +108,7 @@ impl StoreNode {
     }
 
     fn find_member(&self, id: u64) -> Result<Member> {
-        self.members()?
-            .into_iter()
-            .find(|m| m.id == id)
-            .ok_or(StoreError::MemberNotFound)
+        self.members()?.into_iter().find(|m| m.id == id).ok_or(StoreError::MemberNotFound)
     }
 
     /// etcd `MemberAdd`, on the leader.
@@ -136,10 +123,7 @@ impl StoreNode {
             .map(|u| validate_url("peer URL", u).map_err(|_| StoreError::MemberBadUrls))
             .collect::<Result<_>>()?;
         let existing = self.members()?;
-        if existing
-            .iter()
-            .any(|m| m.peer_ur_ls.iter().any(|u| urls.contains(u)))
-        {
+        if existing.iter().any(|m| m.peer_ur_ls.iter().any(|u| urls.contains(u))) {
             return Err(StoreError::PeerUrlExists);
         }
         let id = loop {
@@ -148,28 +132,15 @@ impl StoreNode {
                 break candidate;
             }
         };
-        let node = PeerNode {
-            peer_urls: urls.clone(),
-        };
-        self.change_membership(ChangeMembers::AddNodes(BTreeMap::from([(id, node)])))
-            .await?;
+        let node = PeerNode { peer_urls: urls.clone() };
+        self.change_membership(ChangeMembers::AddNodes(BTreeMap::from([(id, node)]))).await?;
         if !req.is_learner {
-            self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
-                .await?;
+            self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id]))).await?;
         }
         tracing::info!(member = format!("{id:x}"), learner = req.is_learner, urls = ?urls, "member added");
-        let member = Member {
-            id,
-            name: String::new(),
-            peer_ur_ls: urls,
-            client_ur_ls: vec![],
-            is_learner: req.is_learner,
-        };
-        Ok(MemberAddResponse {
-            header: self.header(self.revision()),
-            member: Some(member),
-            members: self.members()?,
-        })
+        let member =
+            Member { id, name: String::new(), peer_ur_ls: urls, client_ur_ls: vec![], is_learner: req.is_learner };
+        Ok(MemberAddResponse { header: self.header(self.revision()), member: Some(member), members: self.members()? })
     }
 
     pub async fn member_add(&self, req: MemberAddRequest) -> Result<MemberAddResponse> {
@@ -197,38 +168,25 @@ impl StoreNode {
         };
         self.change_membership(change).await?;
         // The member's published attributes go too (best effort: the change is done).
-        if let Err(e) = self
-            .propose(InternalRequest {
-                request: Some(Request::ForgetMember(ForgetMember { id })),
-            })
-            .await
+        if let Err(e) =
+            self.propose(InternalRequest { request: Some(Request::ForgetMember(ForgetMember { id })) }).await
         {
             tracing::warn!(error = %e, "forgetting a removed member's attributes");
         }
         tracing::info!(member = format!("{id:x}"), "member removed");
-        Ok(MemberRemoveResponse {
-            header: self.header(self.revision()),
-            members: self.members()?,
-        })
+        Ok(MemberRemoveResponse { header: self.header(self.revision()), members: self.members()? })
     }
 
     pub async fn member_remove(&self, id: u64) -> Result<MemberRemoveResponse> {
         self.on_leader(
             |_| async move { finish(self.member_remove_here(id).await) },
-            |mut c| async move {
-                c.member_remove(MemberRemoveRequest { id })
-                    .await
-                    .map(|r| r.into_inner())
-            },
+            |mut c| async move { c.member_remove(MemberRemoveRequest { id }).await.map(|r| r.into_inner()) },
         )
         .await
     }
 
     /// etcd `MemberUpdate` (peer URLs), on the leader.
-    pub async fn member_update_here(
-        &self,
-        req: MemberUpdateRequest,
-    ) -> Result<MemberUpdateResponse> {
+    pub async fn member_update_here(&self, req: MemberUpdateRequest) -> Result<MemberUpdateResponse> {
         self.leader_only()?;
         self.find_member(req.id)?;
         let urls: Vec<String> = req
@@ -239,22 +197,12 @@ impl StoreNode {
         if urls.is_empty() {
             return Err(StoreError::MemberBadUrls);
         }
-        if self
-            .members()?
-            .iter()
-            .any(|m| m.id != req.id && m.peer_ur_ls.iter().any(|u| urls.contains(u)))
-        {
+        if self.members()?.iter().any(|m| m.id != req.id && m.peer_ur_ls.iter().any(|u| urls.contains(u))) {
             return Err(StoreError::PeerUrlExists);
         }
-        self.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(
-            req.id,
-            PeerNode { peer_urls: urls },
-        )])))
-        .await?;
-        Ok(MemberUpdateResponse {
-            header: self.header(self.revision()),
-            members: self.members()?,
-        })
+        self.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(req.id, PeerNode { peer_urls: urls })])))
+            .await?;
+        Ok(MemberUpdateResponse { header: self.header(self.revision()), members: self.members()? })
     }
 
     pub async fn member_update(&self, req: MemberUpdateRequest) -> Result<MemberUpdateResponse> {
@@ -280,33 +228,21 @@ impl StoreNode {
         }
         let (leader_last, matched) = {
             let m = self.raft.metrics().borrow().clone();
-            let matched = m
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(&id).cloned().flatten())
-                .map_or(0, |l| l.index);
+            let matched = m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map_or(0, |l| l.index);
             (m.last_log_index.unwrap_or(0), matched)
         };
         if (matched as f64) < (leader_last as f64) * LEARNER_READY_RATIO {
             return Err(StoreError::LearnerNotReady);
         }
-        self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
-            .await?;
+        self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id]))).await?;
         tracing::info!(member = format!("{id:x}"), "learner promoted");
-        Ok(MemberPromoteResponse {
-            header: self.header(self.revision()),
-            members: self.members()?,
-        })
+        Ok(MemberPromoteResponse { header: self.header(self.revision()), members: self.members()? })
     }
 
     pub async fn member_promote(&self, id: u64) -> Result<MemberPromoteResponse> {
         self.on_leader(
             |_| async move { finish(self.member_promote_here(id).await) },
-            |mut c| async move {
-                c.member_promote(MemberPromoteRequest { id })
-                    .await
-                    .map(|r| r.into_inner())
-            },
+            |mut c| async move { c.member_promote(MemberPromoteRequest { id }).await.map(|r| r.into_inner()) },
         )
         .await
     }

@@ -67,21 +67,14 @@ const MAX_REVOKES_PER_SWEEP: usize = 500;
 impl StoreNode {
     /// Opens storage, resolves identity, starts Raft and serves the peer port on
     /// `peer_listener`. Returns once the member runs (it may not have a leader yet).
-    pub async fn start(
-        config: StoreConfig,
-        peer_listener: TcpListener,
-        faults: Arc<NetworkFaults>,
-    ) -> Result<Store> {
+    pub async fn start(config: StoreConfig, peer_listener: TcpListener, faults: Arc<NetworkFaults>) -> Result<Store> {
         config.validate()?;
         let engine: Arc<dyn KvEngine> = Arc::new(RocksEngine::open(&config.data_dir.join("db"))?);
         let identity = bootstrap::resolve(&config, &*engine).await?;
         let metrics = Arc::new(StoreMetrics::new());
         let hub = WatchHub::new(
             engine.clone(),
-            HubConfig {
-                progress_notify_interval: config.watch_progress_notify_interval,
-                ..HubConfig::default()
-            },
+            HubConfig { progress_notify_interval: config.watch_progress_notify_interval, ..HubConfig::default() },
         )?;
         hub.set_identity(identity.cluster_id, identity.member_id);
         let (applied, _) = watch::channel(0);
@@ -93,6 +86,7 @@ impl StoreNode {
             revision: Default::default(),
             compacted: Default::default(),
             applied,
+            requests_since_snapshot: Default::default(),
         });
         let log = LogStore::open(engine.clone(), shared.metrics.clone())?;
         let snapshots = SnapshotDir::open(config.data_dir.join("snapshots"))?;
@@ -106,7 +100,8 @@ impl StoreNode {
             install_snapshot_timeout: 30_000,
             max_payload_entries: 1000,
             replication_lag_threshold: config.snapshot_catchup_entries,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
+            // Snapshots are triggered by applied requests (see `snapshot_trigger`), not entries.
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: config.snapshot_catchup_entries,
             // Purge in steps proportional to the snapshot interval (openraft's default of
             // 256 would keep small-interval logs forever).
@@ -118,9 +113,7 @@ impl StoreNode {
         let raft = Raft::new(
             identity.member_id,
             Arc::new(raft_config),
-            Network {
-                peers: peers.clone(),
-            },
+            Network { peers: peers.clone() },
             log.clone(),
             state_machine,
         )
@@ -145,11 +138,7 @@ impl StoreNode {
         crate::server::spawn_peer_server(node.clone(), peer_listener, shutdown.clone());
 
         if let Some(members) = identity.initial_members {
-            let initialized = node
-                .raft
-                .is_initialized()
-                .await
-                .map_err(|e| StoreError::Raft(e.to_string()))?;
+            let initialized = node.raft.is_initialized().await.map_err(|e| StoreError::Raft(e.to_string()))?;
             if !initialized {
                 tracing::info!(members = members.len(), "bootstrapping a new cluster");
                 if let Err(e) = node.raft.initialize(members).await {
@@ -230,13 +219,7 @@ impl StoreNode {
 
     /// The peer address of member `id` per the current membership.
     fn peer_node(&self, id: u64) -> Option<PeerNode> {
-        self.raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .get_node(&id)
-            .cloned()
+        self.raft.metrics().borrow().membership_config.membership().get_node(&id).cloned()
     }
 
     /// Stops Raft and every task of this member. Idempotent.
@@ -260,6 +243,7 @@ impl StoreNode {
         if self.config.join.is_some() {
             tokio::spawn(promote_self(weak.clone(), token.clone()));
         }
+        tokio::spawn(snapshot_trigger(weak.clone(), token.clone()));
         let hub = self.shared.hub.clone();
         let interval = self.config.watch_progress_notify_interval;
         let t = token.clone();
@@ -345,9 +329,7 @@ async fn run_primary(node: std::sync::Weak<StoreNode>, token: CancellationToken)
             let n = n.clone();
             tokio::spawn(async move {
                 let req = InternalRequest {
-                    request: Some(Request::LeaseRevoke(
-                        berth_proto::etcdserverpb::LeaseRevokeRequest { id },
-                    )),
+                    request: Some(Request::LeaseRevoke(berth_proto::etcdserverpb::LeaseRevokeRequest { id })),
                 };
                 match n.propose(req).await {
                     Ok(_) | Err(StoreError::LeaseNotFound) => {
@@ -372,9 +354,7 @@ async fn publish_attributes(node: std::sync::Weak<StoreNode>, shutdown: Cancella
             name: n.config.name.clone(),
             client_urls: n.config.advertise_client_urls.clone(),
         };
-        let req = InternalRequest {
-            request: Some(Request::PublishMember(attrs)),
-        };
+        let req = InternalRequest { request: Some(Request::PublishMember(attrs)) };
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = n.propose(req) => r,
@@ -420,5 +400,26 @@ async fn promote_self(node: std::sync::Weak<StoreNode>, shutdown: CancellationTo
 impl StoreNode {
     pub(crate) fn snapshot_dir(&self) -> &SnapshotDir {
         &self.snapshots
+    }
+}
+
+/// Asks Raft for a snapshot every `--snapshot-count` applied client requests (etcd's
+/// meaning of the flag; a log entry may carry many requests).
+async fn snapshot_trigger(node: std::sync::Weak<StoreNode>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(n) = node.upgrade() else { return };
+        let due = n.shared.requests_since_snapshot.load(Ordering::Relaxed) >= n.config.snapshot_count;
+        if due {
+            // Reset here too so a slow build is not requested again every tick.
+            n.shared.requests_since_snapshot.store(0, Ordering::Relaxed);
+            if let Err(e) = n.raft.trigger().snapshot().await {
+                tracing::warn!(error = %e, "triggering a snapshot");
+            }
+        }
     }
 }

@@ -24,8 +24,7 @@ use berth_proto::berthraftpb::internal_request::Request;
 use berth_proto::berthraftpb::propose_outcome::Outcome as WireOutcome;
 use berth_proto::berthraftpb::raft_peer_client::RaftPeerClient;
 use berth_proto::berthraftpb::{
-    ApplyError, ApplyResult, InternalRequest, ProposeBatchRequest, ProposeOutcome,
-    ReadIndexRequest, RequestBatch,
+    ApplyError, ApplyResult, InternalRequest, ProposeBatchRequest, ProposeOutcome, ReadIndexRequest, RequestBatch,
 };
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
@@ -97,17 +96,12 @@ impl StoreNode {
             let attempt = if leader == self.id {
                 local(deadline).await
             } else {
-                match self
-                    .peer_node(leader)
-                    .map(|node| self.peers.client(leader, &node))
-                {
-                    Some(Ok(client)) => {
-                        match tokio::time::timeout_at(deadline, remote(client)).await {
-                            Err(_) => Attempt::Failed(StoreError::Timeout),
-                            Ok(Ok(v)) => Attempt::Done(v),
-                            Ok(Err(status)) => classify_remote(status),
-                        }
-                    }
+                match self.peer_node(leader).map(|node| self.peers.client(leader, &node)) {
+                    Some(Ok(client)) => match tokio::time::timeout_at(deadline, remote(client)).await {
+                        Err(_) => Attempt::Failed(StoreError::Timeout),
+                        Ok(Ok(v)) => Attempt::Done(v),
+                        Ok(Err(status)) => classify_remote(status),
+                    },
                     Some(Err(e)) => Attempt::Retry(e),
                     None => Attempt::Retry(StoreError::NoLeader),
                 }
@@ -128,15 +122,9 @@ impl StoreNode {
         if req.encoded_len() > MAX_REQUEST_BYTES {
             return Err(StoreError::RequestTooLarge);
         }
-        let result = if is_batchable(&req) {
-            self.propose_batched(req).await
-        } else {
-            self.propose_alone(req).await
-        };
+        let result = if is_batchable(&req) { self.propose_batched(req).await } else { self.propose_alone(req).await };
         let kind = match result {
-            Ok(apply) => apply
-                .result
-                .ok_or_else(|| StoreError::Raft("empty apply result".into())),
+            Ok(apply) => apply.result.ok_or_else(|| StoreError::Raft("empty apply result".into())),
             Err(e) => Err(e),
         };
         if kind.as_ref().is_err_and(|e| !e.is_deterministic()) {
@@ -169,11 +157,7 @@ impl StoreNode {
                 Outcome::Indeterminate(e) => return Err(e),
                 Outcome::NotProposed(e) => {
                     if Instant::now() >= deadline {
-                        return Err(if e == StoreError::NoLeader {
-                            e
-                        } else {
-                            StoreError::Timeout
-                        });
+                        return Err(if e == StoreError::NoLeader { e } else { StoreError::Timeout });
                     }
                     tokio::time::sleep(RETRY_PAUSE).await;
                     self.wait_for_leader(deadline).await?;
@@ -195,41 +179,27 @@ impl StoreNode {
             let entry = if single {
                 requests.into_iter().next().expect("one request")
             } else {
-                InternalRequest {
-                    request: Some(Request::Batch(RequestBatch { requests })),
-                }
+                InternalRequest { request: Some(Request::Batch(RequestBatch { requests })) }
             };
             return match self.propose_here(entry, deadline).await {
                 Attempt::Done(result) if single => vec![Outcome::Applied(result)],
-                Attempt::Done(ApplyResult {
-                    result: Some(ApplyKind::Batch(b)),
-                }) if b.results.len() == n => b.results.into_iter().map(Outcome::Applied).collect(),
+                Attempt::Done(ApplyResult { result: Some(ApplyKind::Batch(b)) }) if b.results.len() == n => {
+                    b.results.into_iter().map(Outcome::Applied).collect()
+                }
                 Attempt::Done(other) => {
-                    vec![
-                        Outcome::Indeterminate(StoreError::Raft(format!(
-                            "unexpected batch result {other:?}"
-                        )));
-                        n
-                    ]
+                    vec![Outcome::Indeterminate(StoreError::Raft(format!("unexpected batch result {other:?}"))); n]
                 }
                 Attempt::Retry(e) => vec![Outcome::NotProposed(e); n],
                 Attempt::Failed(e) => vec![Outcome::Indeterminate(e); n],
             };
         }
-        let client = match self
-            .peer_node(leader)
-            .map(|node| self.peers.client(leader, &node))
-        {
+        let client = match self.peer_node(leader).map(|node| self.peers.client(leader, &node)) {
             Some(Ok(c)) => c,
             Some(Err(e)) => return vec![Outcome::NotProposed(e); n],
             None => return vec![Outcome::NotProposed(StoreError::NoLeader); n],
         };
         let mut client = client;
-        let sent = tokio::time::timeout_at(
-            deadline,
-            client.propose_batch(ProposeBatchRequest { requests }),
-        )
-        .await;
+        let sent = tokio::time::timeout_at(deadline, client.propose_batch(ProposeBatchRequest { requests })).await;
         match sent {
             Ok(Ok(resp)) => {
                 let outcomes = resp.into_inner().outcomes;
@@ -254,15 +224,11 @@ impl StoreNode {
 
     /// Serves a follower's forwarded batch (leader only): its requests join this member's
     /// batcher queue, so they share entries with local requests.
-    pub async fn leader_propose_batch(
-        &self,
-        requests: Vec<InternalRequest>,
-    ) -> Result<Vec<ProposeOutcome>> {
+    pub async fn leader_propose_batch(&self, requests: Vec<InternalRequest>) -> Result<Vec<ProposeOutcome>> {
         if !self.is_leader() {
             return Err(StoreError::NotLeader);
         }
-        let outcomes =
-            futures::future::join_all(requests.into_iter().map(|r| self.batcher.submit(r))).await;
+        let outcomes = futures::future::join_all(requests.into_iter().map(|r| self.batcher.submit(r))).await;
         Ok(outcomes.into_iter().map(Outcome::into_wire).collect())
     }
 
@@ -272,13 +238,11 @@ impl StoreNode {
         req: InternalRequest,
         deadline: Instant,
     ) -> Attempt<berth_proto::berthraftpb::ApplyResult> {
-        match tokio::time::timeout_at(deadline, self.raft.client_write(StoreRequest(req))).await {
+        match tokio::time::timeout_at(deadline, self.raft.client_write(StoreRequest::new(&req))).await {
             Err(_) => Attempt::Failed(StoreError::Timeout),
             Ok(Ok(resp)) => Attempt::Done(resp.data.0),
             // Not leader, or the entry was truncated by a new leader: it never committed.
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                Attempt::Retry(StoreError::NoLeader)
-            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Attempt::Retry(StoreError::NoLeader),
             Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
                 Attempt::Failed(StoreError::Raft(e.to_string()))
             }
@@ -297,9 +261,7 @@ impl StoreNode {
     /// Waits until the local state machine has applied `index`.
     pub(crate) async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<()> {
         let mut applied = self.shared.applied.subscribe();
-        let waited = tokio::time::timeout_at(deadline, applied.wait_for(|a| *a >= index))
-            .await
-            .map(|r| r.map(|_| ()));
+        let waited = tokio::time::timeout_at(deadline, applied.wait_for(|a| *a >= index)).await.map(|r| r.map(|_| ()));
         match waited {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(StoreError::Stopped),
@@ -322,12 +284,7 @@ impl StoreNode {
                     Err(RaftError::Fatal(_)) => Attempt::Failed(StoreError::Stopped),
                 }
             },
-            |mut client| async move {
-                client
-                    .read_index(ReadIndexRequest {})
-                    .await
-                    .map(|r| r.into_inner().read_index)
-            },
+            |mut client| async move { client.read_index(ReadIndexRequest {}).await.map(|r| r.into_inner().read_index) },
         )
         .await
     }
@@ -345,10 +302,7 @@ impl StoreNode {
 /// anything else happened after sending and is indeterminate.
 fn classify_remote<T>(status: tonic::Status) -> Attempt<T> {
     if never_sent(&status) {
-        return Attempt::Retry(StoreError::Peer {
-            peer: String::new(),
-            message: status.message().to_string(),
-        });
+        return Attempt::Retry(StoreError::Peer { peer: String::new(), message: status.message().to_string() });
     }
     let err = StoreError::from(status);
     match err {
@@ -399,10 +353,7 @@ impl ReadIndexQueue {
 
 /// Client KV writes may share an entry; everything else is proposed alone.
 fn is_batchable(req: &InternalRequest) -> bool {
-    matches!(
-        req.request,
-        Some(Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_))
-    )
+    matches!(req.request, Some(Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_)))
 }
 
 /// What became of a request handed to the batcher.
@@ -417,18 +368,13 @@ pub(crate) enum Outcome {
 
 impl Outcome {
     fn into_wire(self) -> ProposeOutcome {
-        let err = |e: StoreError| ApplyError {
-            code: e.code() as i32,
-            message: e.to_string(),
-        };
+        let err = |e: StoreError| ApplyError { code: e.code() as i32, message: e.to_string() };
         let outcome = match self {
             Outcome::Applied(r) => WireOutcome::Applied(r),
             Outcome::NotProposed(e) => WireOutcome::NotProposed(err(e)),
             Outcome::Indeterminate(e) => WireOutcome::Indeterminate(err(e)),
         };
-        ProposeOutcome {
-            outcome: Some(outcome),
-        }
+        ProposeOutcome { outcome: Some(outcome) }
     }
 
     fn from_wire(w: ProposeOutcome) -> Outcome {
@@ -507,7 +453,6 @@ impl Batcher {
         if self.tx.send(Pending { req, bytes, reply }).is_err() {
             return Outcome::NotProposed(StoreError::Stopped);
         }
-        rx.await
-            .unwrap_or(Outcome::Indeterminate(StoreError::Stopped))
+        rx.await.unwrap_or(Outcome::Indeterminate(StoreError::Stopped))
     }
 }

@@ -11,18 +11,13 @@ fn config() -> bincode::config::Configuration {
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    bincode::serde::encode_to_vec(value, config())
-        .map_err(|e| StoreError::Raft(format!("encoding: {e}")))
+    bincode::serde::encode_to_vec(value, config()).map_err(|e| StoreError::Raft(format!("encoding: {e}")))
 }
 
 pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
-    let (value, read) = bincode::serde::decode_from_slice(bytes, config())
-        .map_err(|e| StoreError::corrupt(what, e))?;
+    let (value, read) = bincode::serde::decode_from_slice(bytes, config()).map_err(|e| StoreError::corrupt(what, e))?;
     if read != bytes.len() {
-        return Err(StoreError::corrupt(
-            what,
-            format!("{} trailing bytes", bytes.len() - read),
-        ));
+        return Err(StoreError::corrupt(what, format!("{} trailing bytes", bytes.len() - read)));
     }
     Ok(value)
 }
@@ -38,10 +33,7 @@ pub fn with_checksum(payload: Vec<u8>) -> Vec<u8> {
 /// Verifies and strips the checksum added by [`with_checksum`].
 pub fn checked<'a>(what: &str, bytes: &'a [u8]) -> Result<&'a [u8]> {
     if bytes.len() < 4 {
-        return Err(StoreError::corrupt(
-            what,
-            "record shorter than its checksum",
-        ));
+        return Err(StoreError::corrupt(what, "record shorter than its checksum"));
     }
     let (sum, payload) = bytes.split_at(4);
     let expected = u32::from_be_bytes(sum.try_into().expect("4 bytes"));

@@ -23,9 +23,7 @@ use openraft::{LogState, OptionalSend, RaftLogId, RaftLogReader};
 use parking_lot::Mutex;
 
 use super::codec::{checked, decode, encode, with_checksum};
-use super::types::{
-    storage_error, storage_read_error, Entry, LogId, StorageError, TypeConfig, Vote,
-};
+use super::types::{storage_error, storage_read_error, Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::engine::{Cf, Durability, KvEngine, WriteBatch};
 use crate::error::{Result, StoreError};
 use crate::metrics::StoreMetrics;
@@ -67,15 +65,9 @@ pub struct LogStore {
     flusher: Arc<Mutex<mpsc::Sender<LogFlushed<TypeConfig>>>>,
 }
 
-fn read_meta<T: serde::de::DeserializeOwned>(
-    engine: &dyn KvEngine,
-    key: &[u8],
-) -> Result<Option<T>> {
+fn read_meta<T: serde::de::DeserializeOwned>(engine: &dyn KvEngine, key: &[u8]) -> Result<Option<T>> {
     match engine.view().get(Cf::RaftMeta, key)? {
-        Some(bytes) => Ok(Some(decode(
-            &String::from_utf8_lossy(key),
-            checked("raft meta", &bytes)?,
-        )?)),
+        Some(bytes) => Ok(Some(decode(&String::from_utf8_lossy(key), checked("raft meta", &bytes)?)?)),
         None => Ok(None),
     }
 }
@@ -84,10 +76,7 @@ fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry> {
     let what = format!("raft log entry {index}");
     let entry: Entry = decode(&what, checked(&what, bytes)?)?;
     if entry.log_id.index != index {
-        return Err(StoreError::corrupt(
-            what,
-            format!("holds index {}", entry.log_id.index),
-        ));
+        return Err(StoreError::corrupt(what, format!("holds index {}", entry.log_id.index)));
     }
     Ok(entry)
 }
@@ -104,9 +93,12 @@ impl LogStore {
             let mut cursor = view.cursor(Cf::RaftLog);
             cursor.seek(&index_key(expected));
             while cursor.valid() {
-                let index = u64::from_be_bytes(cursor.key().try_into().map_err(|_| {
-                    StoreError::corrupt("raft log", format!("bad key {:?}", cursor.key()))
-                })?);
+                let index = u64::from_be_bytes(
+                    cursor
+                        .key()
+                        .try_into()
+                        .map_err(|_| StoreError::corrupt("raft log", format!("bad key {:?}", cursor.key())))?,
+                );
                 if index != expected {
                     return Err(StoreError::corrupt(
                         "raft log",
@@ -125,12 +117,7 @@ impl LogStore {
             cursor.status()?;
         }
         let committed: Option<LogId> = read_meta::<Option<LogId>>(&*engine, COMMITTED)?.flatten();
-        let tail = LogTail {
-            last_log_id,
-            committed,
-            last_purged,
-            cache,
-        };
+        let tail = LogTail { last_log_id, committed, last_purged, cache };
         Ok(LogStore {
             flusher: Arc::new(Mutex::new(spawn_flusher(engine.clone(), metrics))),
             engine,
@@ -138,12 +125,7 @@ impl LogStore {
         })
     }
 
-    fn put_meta<T: serde::Serialize>(
-        &self,
-        key: &[u8],
-        value: &T,
-        durability: Durability,
-    ) -> Result<()> {
+    fn put_meta<T: serde::Serialize>(&self, key: &[u8], value: &T, durability: Durability) -> Result<()> {
         let mut batch = WriteBatch::default();
         batch.put(Cf::RaftMeta, key, with_checksum(encode(value)?));
         self.engine.write(batch, durability)
@@ -172,12 +154,8 @@ impl LogStore {
         cursor.seek(&index_key(start));
         let mut expected = start;
         while cursor.valid() && expected < end {
-            let index = u64::from_be_bytes(
-                cursor
-                    .key()
-                    .try_into()
-                    .map_err(|_| StoreError::corrupt("raft log", "bad key"))?,
-            );
+            let index =
+                u64::from_be_bytes(cursor.key().try_into().map_err(|_| StoreError::corrupt("raft log", "bad key"))?);
             if index != expected {
                 break;
             }
@@ -202,10 +180,7 @@ impl LogStore {
 
 /// The group-commit thread: waits for append completions, fsyncs the WAL once for all of
 /// them, then reports them flushed in order.
-fn spawn_flusher(
-    engine: Arc<dyn KvEngine>,
-    metrics: Arc<StoreMetrics>,
-) -> mpsc::Sender<LogFlushed<TypeConfig>> {
+fn spawn_flusher(engine: Arc<dyn KvEngine>, metrics: Arc<StoreMetrics>) -> mpsc::Sender<LogFlushed<TypeConfig>> {
     let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
     std::thread::Builder::new()
         .name("raft-log-fsync".into())
@@ -216,14 +191,10 @@ fn spawn_flusher(
                 pending.extend(rx.try_iter());
                 let started = std::time::Instant::now();
                 let result = engine.sync_wal();
-                metrics
-                    .wal_fsync_duration
-                    .observe(started.elapsed().as_secs_f64());
+                metrics.wal_fsync_duration.observe(started.elapsed().as_secs_f64());
                 metrics.wal_fsync_appends.observe(pending.len() as f64);
                 for callback in pending {
-                    let outcome = result
-                        .clone()
-                        .map_err(|e| std::io::Error::other(e.to_string()));
+                    let outcome = result.clone().map_err(|e| std::io::Error::other(e.to_string()));
                     callback.log_io_completed(outcome);
                 }
             }
@@ -261,10 +232,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let tail = self.tail.lock();
-        Ok(LogState {
-            last_purged_log_id: tail.last_purged,
-            last_log_id: tail.last_log_id,
-        })
+        Ok(LogState { last_purged_log_id: tail.last_purged, last_log_id: tail.last_log_id })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -273,8 +241,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         // fsync: a granted vote must survive a crash or two leaders could win one term.
-        self.put_meta(VOTE, vote, Durability::Sync)
-            .map_err(storage_error)
+        self.put_meta(VOTE, vote, Durability::Sync).map_err(storage_error)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -285,21 +252,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Not synced: after a crash the committed index is re-learned from the leader; the
         // saved value only lets a restarted member apply what it already knows sooner.
         self.tail.lock().committed = committed;
-        self.put_meta(COMMITTED, &committed, Durability::Buffered)
-            .map_err(storage_error)
+        self.put_meta(COMMITTED, &committed, Durability::Buffered).map_err(storage_error)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(read_meta::<Option<LogId>>(&*self.engine, COMMITTED)
-            .map_err(storage_read_error)?
-            .flatten())
+        Ok(read_meta::<Option<LogId>>(&*self.engine, COMMITTED).map_err(storage_read_error)?.flatten())
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -308,24 +268,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         for entry in &entries {
             let bytes = encode(entry).map_err(storage_error)?;
-            batch.put(
-                Cf::RaftLog,
-                index_key(entry.log_id.index).to_vec(),
-                with_checksum(bytes),
-            );
+            batch.put(Cf::RaftLog, index_key(entry.log_id.index).to_vec(), with_checksum(bytes));
         }
         // Buffered: readable now; durable when the flusher's fsync completes (see module docs).
-        self.engine
-            .write(batch, Durability::Buffered)
-            .map_err(storage_error)?;
+        self.engine.write(batch, Durability::Buffered).map_err(storage_error)?;
         {
             let mut tail = self.tail.lock();
             for entry in entries {
-                if tail
-                    .cache
-                    .back()
-                    .is_some_and(|last| last.log_id.index + 1 != entry.log_id.index)
-                {
+                if tail.cache.back().is_some_and(|last| last.log_id.index + 1 != entry.log_id.index) {
                     tail.cache.clear();
                 }
                 tail.last_log_id = Some(entry.log_id);
@@ -335,30 +285,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 }
             }
         }
-        self.flusher
-            .lock()
-            .send(callback)
-            .map_err(|_| storage_error(StoreError::Stopped))?;
+        self.flusher.lock().send(callback).map_err(|_| storage_error(StoreError::Stopped))?;
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
-        batch.delete_range(
-            Cf::RaftLog,
-            index_key(log_id.index).to_vec(),
-            index_key(u64::MAX).to_vec(),
-        );
-        self.engine
-            .write(batch, Durability::Buffered)
-            .map_err(storage_error)?;
+        batch.delete_range(Cf::RaftLog, index_key(log_id.index).to_vec(), index_key(u64::MAX).to_vec());
+        self.engine.write(batch, Durability::Buffered).map_err(storage_error)?;
         let previous = if log_id.index == 0 {
             None
         } else {
-            self.read_range(log_id.index - 1, log_id.index)
-                .map_err(storage_read_error)?
-                .pop()
-                .map(|e| e.log_id)
+            self.read_range(log_id.index - 1, log_id.index).map_err(storage_read_error)?.pop().map(|e| e.log_id)
         };
         let mut tail = self.tail.lock();
         tail.cache.retain(|e| e.log_id.index < log_id.index);
@@ -368,26 +306,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
-        batch.put(
-            Cf::RaftMeta,
-            LAST_PURGED,
-            with_checksum(encode(&log_id).map_err(storage_error)?),
-        );
-        batch.delete_range(
-            Cf::RaftLog,
-            index_key(0).to_vec(),
-            index_key(log_id.index + 1).to_vec(),
-        );
-        self.engine
-            .write(batch, Durability::Buffered)
-            .map_err(storage_error)?;
+        batch.put(Cf::RaftMeta, LAST_PURGED, with_checksum(encode(&log_id).map_err(storage_error)?));
+        batch.delete_range(Cf::RaftLog, index_key(0).to_vec(), index_key(log_id.index + 1).to_vec());
+        self.engine.write(batch, Durability::Buffered).map_err(storage_error)?;
         let mut tail = self.tail.lock();
         tail.last_purged = Some(log_id);
         tail.cache.retain(|e| e.log_id.index > log_id.index);
-        if tail
-            .last_log_id
-            .is_none_or(|last| last.index < log_id.index)
-        {
+        if tail.last_log_id.is_none_or(|last| last.index < log_id.index) {
             tail.last_log_id = Some(log_id);
         }
         Ok(())
@@ -412,11 +337,7 @@ pub mod identity {
     pub fn save(engine: &dyn KvEngine, member_id: u64, cluster_id: u64) -> Result<()> {
         let mut batch = WriteBatch::default();
         batch.put(Cf::RaftMeta, MEMBER_ID, with_checksum(encode(&member_id)?));
-        batch.put(
-            Cf::RaftMeta,
-            CLUSTER_ID,
-            with_checksum(encode(&cluster_id)?),
-        );
+        batch.put(Cf::RaftMeta, CLUSTER_ID, with_checksum(encode(&cluster_id)?));
         engine.write(batch, Durability::Sync)
     }
 }
@@ -453,15 +374,7 @@ mod tests {
         }
         let store = LogStore::open(engine, Default::default()).unwrap();
         assert_eq!(store.last_index(), Some(5));
-        assert_eq!(
-            store
-                .read_range(2, 4)
-                .unwrap()
-                .iter()
-                .map(|e| e.log_id.index)
-                .collect::<Vec<_>>(),
-            vec![2, 3]
-        );
+        assert_eq!(store.read_range(2, 4).unwrap().iter().map(|e| e.log_id.index).collect::<Vec<_>>(), vec![2, 3]);
     }
 
     #[test]
@@ -473,27 +386,18 @@ mod tests {
         let last = bad.len() - 1;
         bad[last] ^= 1;
         write_raw(&*engine, 2, bad);
-        let err = LogStore::open(engine, Default::default())
-            .err()
-            .expect("corruption detected");
-        assert!(
-            err.to_string().contains("raft log entry 2") && err.to_string().contains("checksum"),
-            "{err}"
-        );
+        let err = LogStore::open(engine, Default::default()).err().expect("corruption detected");
+        assert!(err.to_string().contains("raft log entry 2") && err.to_string().contains("checksum"), "{err}");
 
         let engine: Arc<dyn KvEngine> = Arc::new(MemoryEngine::new());
         write_raw(&*engine, 0, good(0));
         write_raw(&*engine, 2, good(2));
-        let err = LogStore::open(engine, Default::default())
-            .err()
-            .expect("hole detected");
+        let err = LogStore::open(engine, Default::default()).err().expect("hole detected");
         assert!(err.to_string().contains("hole"), "{err}");
 
         let engine: Arc<dyn KvEngine> = Arc::new(MemoryEngine::new());
         write_raw(&*engine, 0, good(7));
-        let err = LogStore::open(engine, Default::default())
-            .err()
-            .expect("misplaced entry detected");
+        let err = LogStore::open(engine, Default::default()).err().expect("misplaced entry detected");
         assert!(err.to_string().contains("holds index 7"), "{err}");
     }
 }

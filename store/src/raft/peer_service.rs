@@ -25,9 +25,7 @@ fn bad_payload(e: StoreError) -> Status {
 }
 
 fn payload<T: serde::Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
-    Ok(Response::new(RaftPayload {
-        data: encode(value).map_err(|e| Status::internal(e.to_string()))?,
-    }))
+    Ok(Response::new(RaftPayload { data: encode(value).map_err(|e| Status::internal(e.to_string()))? }))
 }
 
 type ResultOf<T> = Result<Response<T>, Status>;
@@ -41,22 +39,14 @@ impl RaftPeer for PeerService {
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> ResultOf<RaftPayload> {
-        let rpc: VoteRequest<NodeId> =
-            decode("vote", &req.into_inner().data).map_err(bad_payload)?;
+        let rpc: VoteRequest<NodeId> = decode("vote", &req.into_inner().data).map_err(bad_payload)?;
         payload(&self.node.raft().vote(rpc).await)
     }
 
-    async fn install_snapshot(
-        &self,
-        req: Request<Streaming<SnapshotChunk>>,
-    ) -> ResultOf<RaftPayload> {
+    async fn install_snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> ResultOf<RaftPayload> {
         let mut stream = req.into_inner();
-        let first = stream
-            .next()
-            .await
-            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
-        let (vote, meta): (Vote, SnapshotMeta) =
-            decode("snapshot header", &first.header).map_err(bad_payload)?;
+        let first = stream.next().await.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
+        let (vote, meta): (Vote, SnapshotMeta) = decode("snapshot header", &first.header).map_err(bad_payload)?;
         let path = self.node.snapshot_dir().incoming_path();
         let io = |e: std::io::Error| Status::internal(format!("writing {}: {e}", path.display()));
         let mut file = tokio::fs::File::create(&path).await.map_err(io)?;
@@ -80,16 +70,8 @@ impl RaftPeer for PeerService {
             let _ = tokio::fs::remove_file(&path).await;
             return Err(Status::data_loss(e.to_string()));
         }
-        let snapshot = Snapshot {
-            meta,
-            snapshot: Box::new(SnapshotFile { path }),
-        };
-        let result = self
-            .node
-            .raft()
-            .install_full_snapshot(vote, snapshot)
-            .await
-            .map_err(|e| e.to_string());
+        let snapshot = Snapshot { meta, snapshot: Box::new(SnapshotFile::File(path)) };
+        let result = self.node.raft().install_full_snapshot(vote, snapshot).await.map_err(|e| e.to_string());
         payload(&result)
     }
 
@@ -105,14 +87,8 @@ impl RaftPeer for PeerService {
         }
     }
 
-    async fn propose_batch(
-        &self,
-        req: Request<ProposeBatchRequest>,
-    ) -> ResultOf<ProposeBatchResponse> {
-        let outcomes = self
-            .node
-            .leader_propose_batch(req.into_inner().requests)
-            .await?;
+    async fn propose_batch(&self, req: Request<ProposeBatchRequest>) -> ResultOf<ProposeBatchResponse> {
+        let outcomes = self.node.leader_propose_batch(req.into_inner().requests).await?;
         Ok(Response::new(ProposeBatchResponse { outcomes }))
     }
 
@@ -121,70 +97,38 @@ impl RaftPeer for PeerService {
         Ok(Response::new(ReadIndexResponse { read_index }))
     }
 
-    async fn lease_keep_alive(
-        &self,
-        req: Request<LeaseKeepAliveRequest>,
-    ) -> ResultOf<LeaseKeepAliveResponse> {
+    async fn lease_keep_alive(&self, req: Request<LeaseKeepAliveRequest>) -> ResultOf<LeaseKeepAliveResponse> {
         if !self.node.is_leader() {
             return Err(StoreError::NotLeader.into());
         }
         let id = req.into_inner().id;
-        Ok(Response::new(LeaseKeepAliveResponse {
-            header: None,
-            id,
-            ttl: self.node.lease_keep_alive_here(id),
-        }))
+        Ok(Response::new(LeaseKeepAliveResponse { header: None, id, ttl: self.node.lease_keep_alive_here(id) }))
     }
 
-    async fn lease_time_to_live(
-        &self,
-        req: Request<LeaseTimeToLiveRequest>,
-    ) -> ResultOf<LeaseTimeToLiveResponse> {
+    async fn lease_time_to_live(&self, req: Request<LeaseTimeToLiveRequest>) -> ResultOf<LeaseTimeToLiveResponse> {
         if !self.node.is_leader() {
             return Err(StoreError::NotLeader.into());
         }
-        Ok(Response::new(
-            self.node.lease_time_to_live_here(&req.into_inner())?,
-        ))
+        Ok(Response::new(self.node.lease_time_to_live_here(&req.into_inner())?))
     }
 
     async fn member_add(&self, req: Request<MemberAddRequest>) -> ResultOf<MemberAddResponse> {
-        Ok(Response::new(
-            self.node.member_add_here(req.into_inner()).await?,
-        ))
+        Ok(Response::new(self.node.member_add_here(req.into_inner()).await?))
     }
 
-    async fn member_remove(
-        &self,
-        req: Request<MemberRemoveRequest>,
-    ) -> ResultOf<MemberRemoveResponse> {
-        Ok(Response::new(
-            self.node.member_remove_here(req.into_inner().id).await?,
-        ))
+    async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> ResultOf<MemberRemoveResponse> {
+        Ok(Response::new(self.node.member_remove_here(req.into_inner().id).await?))
     }
 
-    async fn member_update(
-        &self,
-        req: Request<MemberUpdateRequest>,
-    ) -> ResultOf<MemberUpdateResponse> {
-        Ok(Response::new(
-            self.node.member_update_here(req.into_inner()).await?,
-        ))
+    async fn member_update(&self, req: Request<MemberUpdateRequest>) -> ResultOf<MemberUpdateResponse> {
+        Ok(Response::new(self.node.member_update_here(req.into_inner()).await?))
     }
 
-    async fn member_promote(
-        &self,
-        req: Request<MemberPromoteRequest>,
-    ) -> ResultOf<MemberPromoteResponse> {
-        Ok(Response::new(
-            self.node.member_promote_here(req.into_inner().id).await?,
-        ))
+    async fn member_promote(&self, req: Request<MemberPromoteRequest>) -> ResultOf<MemberPromoteResponse> {
+        Ok(Response::new(self.node.member_promote_here(req.into_inner().id).await?))
     }
 
-    async fn cluster_info(
-        &self,
-        _req: Request<ClusterInfoRequest>,
-    ) -> ResultOf<ClusterInfoResponse> {
+    async fn cluster_info(&self, _req: Request<ClusterInfoRequest>) -> ResultOf<ClusterInfoResponse> {
         Ok(Response::new(self.node.cluster_info()?))
     }
 }

@@ -1,3 +1,10 @@
+//! Snapshots.
+//!
+//! A Raft snapshot is a RocksDB *checkpoint* of the state machine (hard-linked table files,
+//! made in milliseconds whatever the data size) plus its meta (applied log id, membership):
+//! taking one every `--snapshot-count` requests costs almost nothing, like etcd's. Only when
+//! a lagging member needs it is the checkpoint exported into the transfer *file* below.
+//!
 //! The snapshot file: a self-describing, checksummed dump of the state-machine column
 //! families at one applied log id.
 //!
@@ -28,10 +35,13 @@ const END: u8 = 0xff;
 /// Bytes of state written per batch while installing.
 const INSTALL_BATCH_BYTES: usize = 4 << 20;
 
-/// openraft's snapshot data: a snapshot file on local disk.
+/// openraft's snapshot data: where the snapshot's state is on local disk.
 #[derive(Debug, Clone)]
-pub struct SnapshotFile {
-    pub path: PathBuf,
+pub enum SnapshotFile {
+    /// A checkpoint directory (made by this member).
+    Checkpoint(PathBuf),
+    /// A snapshot file (received from the leader, or exported for sending).
+    File(PathBuf),
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -66,21 +76,14 @@ pub fn meta_of_view(view: &dyn ReadView, snapshot_id: String) -> Result<Snapshot
         Some(bytes) => decode("membership", &bytes)?,
         None => StoredMembership::default(),
     };
-    Ok(SnapshotMeta {
-        last_log_id,
-        last_membership,
-        snapshot_id,
-    })
+    Ok(SnapshotMeta { last_log_id, last_membership, snapshot_id })
 }
 
 /// Writes the state machine as of `view` to `path` (atomically: temp file, fsync, rename).
 pub fn write_snapshot(view: &dyn ReadView, meta: &SnapshotMeta, path: &Path) -> Result<u64> {
     let tmp = path.with_extension("tmp");
     let file = File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
-    let mut out = Checksummed {
-        inner: BufWriter::with_capacity(1 << 20, file),
-        hasher: crc32fast::Hasher::new(),
-    };
+    let mut out = Checksummed { inner: BufWriter::with_capacity(1 << 20, file), hasher: crc32fast::Hasher::new() };
     let werr = io_err(format!("writing {}", tmp.display()));
     let write = |out: &mut Checksummed<BufWriter<File>>, bytes: &[u8]| out.write_all(bytes);
     let meta_bytes = encode(meta)?;
@@ -113,15 +116,10 @@ pub fn write_snapshot(view: &dyn ReadView, meta: &SnapshotMeta, path: &Path) -> 
         cursor.status()?;
     }
     result.map_err(werr)?;
-    out.write_all(&[END])
-        .map_err(io_err("writing snapshot end"))?;
+    out.write_all(&[END]).map_err(io_err("writing snapshot end"))?;
     let crc = out.hasher.clone().finalize();
-    let mut file = out
-        .inner
-        .into_inner()
-        .map_err(|e| StoreError::io("flushing snapshot", e.error()))?;
-    file.write_all(&crc.to_be_bytes())
-        .map_err(io_err("writing snapshot checksum"))?;
+    let mut file = out.inner.into_inner().map_err(|e| StoreError::io("flushing snapshot", e.error()))?;
+    file.write_all(&crc.to_be_bytes()).map_err(io_err("writing snapshot checksum"))?;
     // fsync the file, then publish it by rename and fsync the directory: a crash leaves the
     // previous snapshot or this complete one, never a partial file under the final name.
     file.sync_all().map_err(io_err("syncing snapshot"))?;
@@ -133,9 +131,7 @@ pub fn write_snapshot(view: &dyn ReadView, meta: &SnapshotMeta, path: &Path) -> 
 }
 
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(format!("syncing {}", dir.display())))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(format!("syncing {}", dir.display())))
 }
 
 /// Sequential reader of a snapshot file.
@@ -176,9 +172,7 @@ impl SnapshotReader {
     }
 
     fn read_exact(&mut self, buf: &mut [u8]) -> Result<()> {
-        self.input
-            .read_exact(buf)
-            .map_err(|e| self.corrupt(format!("truncated: {e}")))?;
+        self.input.read_exact(buf).map_err(|e| self.corrupt(format!("truncated: {e}")))?;
         self.hasher.update(buf);
         Ok(())
     }
@@ -196,9 +190,7 @@ impl SnapshotReader {
         if tag[0] == END {
             let expected = self.hasher.clone().finalize();
             let mut stored = [0u8; 4];
-            self.input
-                .read_exact(&mut stored)
-                .map_err(|e| self.corrupt(format!("truncated: {e}")))?;
+            self.input.read_exact(&mut stored).map_err(|e| self.corrupt(format!("truncated: {e}")))?;
             if u32::from_be_bytes(stored) != expected {
                 return Err(self.corrupt("checksum mismatch"));
             }
@@ -249,11 +241,7 @@ pub fn install_snapshot(engine: &dyn KvEngine, path: &Path) -> Result<SnapshotMe
             clear_cf(&*view, cf, &mut batch);
         }
     }
-    batch.put(
-        Cf::Meta,
-        meta::INSTALLING,
-        path.to_string_lossy().as_bytes().to_vec(),
-    );
+    batch.put(Cf::Meta, meta::INSTALLING, path.to_string_lossy().as_bytes().to_vec());
     engine.write(batch, Durability::Sync)?;
     let mut batch = WriteBatch::default();
     let mut bytes = 0;
@@ -272,13 +260,12 @@ pub fn install_snapshot(engine: &dyn KvEngine, path: &Path) -> Result<SnapshotMe
 
 /// If a snapshot install was interrupted, the file it was installing.
 pub fn interrupted_install(engine: &dyn KvEngine) -> Result<Option<PathBuf>> {
-    Ok(engine
-        .view()
-        .get(Cf::Meta, meta::INSTALLING)?
-        .map(|p| PathBuf::from(String::from_utf8_lossy(&p).into_owned())))
+    Ok(engine.view().get(Cf::Meta, meta::INSTALLING)?.map(|p| PathBuf::from(String::from_utf8_lossy(&p).into_owned())))
 }
 
-/// The directory of snapshot files and which one is current.
+/// The snapshot directory: `checkpoint-<id>/` directories with their `<id>.meta` (written
+/// last: a checkpoint without meta is incomplete), received `<id>.snap` files while they are
+/// installed, and temporary exports.
 #[derive(Debug, Clone)]
 pub struct SnapshotDir {
     pub dir: PathBuf,
@@ -287,77 +274,131 @@ pub struct SnapshotDir {
 impl SnapshotDir {
     pub fn open(dir: PathBuf) -> Result<SnapshotDir> {
         fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
-        // Leftovers of interrupted writes or transfers are garbage.
-        if let Ok(entries) = fs::read_dir(&dir) {
+        let snapshots = SnapshotDir { dir };
+        // Leftovers of interrupted writes, transfers or checkpoints are garbage.
+        if let Ok(entries) = fs::read_dir(&snapshots.dir) {
             for e in entries.flatten() {
                 let p = e.path();
-                if matches!(
-                    p.extension().and_then(|x| x.to_str()),
-                    Some("tmp") | Some("part")
-                ) {
-                    let _ = fs::remove_file(p);
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+                let incomplete_checkpoint = name.starts_with("checkpoint-")
+                    && !snapshots.dir.join(format!("{}.meta", &name["checkpoint-".len()..])).exists();
+                if incomplete_checkpoint
+                    || name.ends_with(".tmp")
+                    || name.ends_with(".part")
+                    || name.starts_with("export-")
+                {
+                    let _ = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
                 }
             }
         }
-        Ok(SnapshotDir { dir })
+        Ok(snapshots)
     }
 
     pub fn path_for(&self, snapshot_id: &str) -> PathBuf {
         self.dir.join(format!("{snapshot_id}.snap"))
     }
 
+    fn checkpoint_dir(&self, snapshot_id: &str) -> PathBuf {
+        self.dir.join(format!("checkpoint-{snapshot_id}"))
+    }
+
+    fn meta_path(&self, snapshot_id: &str) -> PathBuf {
+        self.dir.join(format!("{snapshot_id}.meta"))
+    }
+
     /// A fresh path for an incoming transfer.
     pub fn incoming_path(&self) -> PathBuf {
-        self.dir
-            .join(format!("incoming-{}.part", rand::random::<u64>()))
+        self.dir.join(format!("incoming-{}.part", rand::random::<u64>()))
     }
 
-    fn snapshots(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = fs::read_dir(&self.dir)
-            .map(|it| {
-                it.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().and_then(|x| x.to_str()) == Some("snap"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        files.sort();
-        files
+    /// A fresh path for exporting a checkpoint to send it.
+    pub fn export_path(&self) -> PathBuf {
+        self.dir.join(format!("export-{}.snap", rand::random::<u64>()))
     }
 
-    /// The newest valid snapshot (by last log id) and its meta. Unreadable files are
-    /// reported, not skipped silently.
+    /// Checkpoints the engine's current state and records it as the current snapshot.
+    /// The meta is read from the checkpoint itself, so it matches the data exactly.
+    pub fn take(&self, engine: &dyn KvEngine) -> Result<SnapshotMeta> {
+        let staging = self.dir.join(format!("checkpoint-{}.tmp", rand::random::<u64>()));
+        engine.checkpoint(&staging)?;
+        let mut meta = {
+            let copy = crate::engine::open_checkpoint(&staging)?;
+            let view = copy.view();
+            meta_of_view(&*view, String::new())?
+        };
+        meta.snapshot_id = snapshot_id(meta.last_log_id);
+        let final_dir = self.checkpoint_dir(&meta.snapshot_id);
+        fs::rename(&staging, &final_dir).map_err(io_err(format!("renaming to {}", final_dir.display())))?;
+        self.write_meta(&meta)?;
+        self.retain_only(&meta.snapshot_id);
+        Ok(meta)
+    }
+
+    fn write_meta(&self, meta: &SnapshotMeta) -> Result<()> {
+        let path = self.meta_path(&meta.snapshot_id);
+        let tmp = path.with_extension("tmp");
+        let bytes = encode(meta)?;
+        let mut f = File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
+        f.write_all(&bytes).and_then(|_| f.sync_all()).map_err(io_err("writing snapshot meta"))?;
+        fs::rename(&tmp, &path).map_err(io_err("publishing snapshot meta"))?;
+        sync_dir(&self.dir)
+    }
+
+    /// The current snapshot: the newest complete checkpoint and its meta.
     pub fn current(&self) -> Result<Option<(PathBuf, SnapshotMeta)>> {
         let mut best: Option<(PathBuf, SnapshotMeta)> = None;
-        for path in self.snapshots() {
-            let meta = SnapshotReader::open(&path)?.meta;
-            if best
-                .as_ref()
-                .is_none_or(|(_, b)| meta.last_log_id > b.last_log_id)
-            {
-                best = Some((path, meta));
+        for entry in fs::read_dir(&self.dir).map_err(io_err("listing snapshots"))?.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|x| x.to_str()) != Some("meta") {
+                continue;
+            }
+            let bytes = fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
+            let meta: SnapshotMeta = decode("snapshot meta", &bytes)?;
+            let dir = self.checkpoint_dir(&meta.snapshot_id);
+            if dir.is_dir() && best.as_ref().is_none_or(|(_, b)| meta.last_log_id > b.last_log_id) {
+                best = Some((dir, meta));
             }
         }
         Ok(best)
     }
 
-    /// Removes every snapshot file but `keep`.
-    pub fn retain_only(&self, keep: &Path) {
-        for p in self.snapshots() {
-            if p != keep {
-                let _ = fs::remove_file(p);
+    /// Removes every snapshot but `keep` (checkpoints, metas and files). Files being read
+    /// elsewhere stay readable until closed.
+    pub fn retain_only(&self, keep: &str) {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            let stem = name.strip_prefix("checkpoint-").unwrap_or(&name);
+            let stem = stem.strip_suffix(".meta").unwrap_or(stem);
+            let is_snapshot = name.starts_with("checkpoint-") || name.ends_with(".meta");
+            if is_snapshot && stem != keep && !name.ends_with(".tmp") {
+                let _ = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
             }
         }
+    }
+
+    /// Exports a checkpoint into a transfer file at `path`.
+    pub fn export(checkpoint: &Path, meta: &SnapshotMeta, path: &Path) -> Result<u64> {
+        let copy = crate::engine::open_checkpoint(checkpoint)?;
+        let view = copy.view();
+        write_snapshot(&*view, meta, path)
+    }
+
+    /// After installing a received snapshot: make it the current snapshot.
+    pub fn adopt_installed(&self, engine: &dyn KvEngine, meta: &SnapshotMeta) -> Result<()> {
+        let taken = self.take(engine)?;
+        if taken.last_log_id != meta.last_log_id {
+            tracing::debug!(installed = ?meta.last_log_id, checkpoint = ?taken.last_log_id, "state moved on while checkpointing");
+        }
+        Ok(())
     }
 }
 
 /// A snapshot id that sorts by log position.
 pub fn snapshot_id(meta_last: Option<super::types::LogId>) -> String {
     let (term, index) = meta_last.map_or((0, 0), |l| (l.leader_id.term, l.index));
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("{term:020}-{index:020}-{nanos}")
 }
 
@@ -389,11 +430,7 @@ mod tests {
         install_snapshot(&dst, &path).unwrap();
         let v = dst.view();
         assert_eq!(v.get(Cf::Kv, b"k1").unwrap(), Some(b"v1".to_vec()));
-        assert_eq!(
-            v.get(Cf::Kv, b"stale").unwrap(),
-            None,
-            "install replaces, not merges"
-        );
+        assert_eq!(v.get(Cf::Kv, b"stale").unwrap(), None, "install replaces, not merges");
         assert_eq!(v.get(Cf::RaftLog, b"not-in-snapshot").unwrap(), None);
         assert_eq!(meta::revisions(&*v).unwrap().0, 9);
         assert!(interrupted_install(&dst).unwrap().is_none());

@@ -13,9 +13,7 @@ use std::time::Instant;
 use berth_proto::berthraftpb::apply_result::Result as ApplyKind;
 use berth_proto::berthraftpb::internal_request::Request;
 use berth_proto::berthraftpb::{ApplyError, ApplyResult, InternalRequest, ResultBatch};
-use berth_proto::etcdserverpb::{
-    CompactionResponse, LeaseGrantResponse, LeaseRevokeResponse, ResponseHeader,
-};
+use berth_proto::etcdserverpb::{CompactionResponse, LeaseGrantResponse, LeaseRevokeResponse, ResponseHeader};
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, Snapshot};
 use prost::Message;
@@ -24,13 +22,14 @@ use tokio::sync::watch;
 use super::codec::{decode, encode};
 use super::snapshot::{self, SnapshotDir, SnapshotFile};
 use super::types::{
-    storage_error, storage_read_error, Entry, LogId, SnapshotMeta, StorageError, StoreRequest,
-    StoreResponse, StoredMembership, TypeConfig,
+    storage_error, storage_read_error, Entry, LogId, SnapshotMeta, StorageError, StoreResponse, StoredMembership,
+    TypeConfig,
 };
 use crate::engine::{Cf, Durability, KvEngine, WriteBatch};
 use crate::error::{Result, StoreError};
 use crate::lease::Lessor;
 use crate::metrics::StoreMetrics;
+use crate::mvcc::index::KeyIndex;
 use crate::mvcc::{compact, meta, txn, write::WriteTxn};
 use crate::watch::WatchHub;
 
@@ -44,6 +43,9 @@ pub struct Shared {
     pub compacted: AtomicI64,
     /// Index of the last applied entry, for read-index waiters.
     pub applied: watch::Sender<u64>,
+    /// Client requests applied since the last snapshot (a snapshot is due every
+    /// `--snapshot-count` of them, as in etcd; entries may hold many requests).
+    pub requests_since_snapshot: std::sync::atomic::AtomicU64,
 }
 
 /// Side effects of an applied entry, performed after its write reached the engine.
@@ -56,58 +58,38 @@ struct Effects {
 
 pub struct StateMachine {
     shared: Arc<Shared>,
+    /// Latest version of every live key (see `mvcc::index`).
+    index: KeyIndex,
     snapshots: SnapshotDir,
     revision: i64,
     compacted: i64,
 }
 
 fn header(revision: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader {
-        revision,
-        ..Default::default()
-    })
+    Some(ResponseHeader { revision, ..Default::default() })
 }
 
 impl StateMachine {
-    /// Opens the state machine, finishing an interrupted snapshot install and restoring a
-    /// snapshot newer than the local state (possible after a power loss dropped unsynced
-    /// applies whose log had been purged).
+    /// Opens the state machine, finishing an interrupted snapshot install. (A checkpoint
+    /// never holds more than the local state: making it flushed that state to disk.)
     pub fn open(shared: Arc<Shared>, snapshots: SnapshotDir) -> Result<StateMachine> {
         let engine = shared.engine.clone();
         if let Some(path) = snapshot::interrupted_install(&*engine)? {
             tracing::warn!(snapshot = %path.display(), "finishing an interrupted snapshot install");
             snapshot::install_snapshot(&*engine, &path)?;
         }
-        let applied = read_applied(&*engine)?;
-        if let Some((path, meta)) = snapshots.current()? {
-            if meta.last_log_id > applied {
-                tracing::warn!(snapshot = %path.display(), "local state is older than the saved snapshot; restoring it");
-                snapshot::install_snapshot(&*engine, &path)?;
-            }
-        }
         let view = engine.view();
         let (revision, compacted) = meta::revisions(&*view)?;
         shared.lessor.load(&*view)?;
+        let index = KeyIndex::build(&*view)?;
         drop(view);
         shared.revision.store(revision, Ordering::SeqCst);
         shared.compacted.store(compacted, Ordering::SeqCst);
-        shared
-            .applied
-            .send_replace(read_applied(&*engine)?.map_or(0, |l| l.index));
-        Ok(StateMachine {
-            shared,
-            snapshots,
-            revision,
-            compacted,
-        })
+        shared.applied.send_replace(read_applied(&*engine)?.map_or(0, |l| l.index));
+        Ok(StateMachine { shared, index, snapshots, revision, compacted })
     }
 
-    fn execute(
-        &self,
-        txn: &mut WriteTxn,
-        req: InternalRequest,
-        fx: &mut Effects,
-    ) -> Result<ApplyKind> {
+    fn execute(&self, txn: &mut WriteTxn, req: InternalRequest, fx: &mut Effects) -> Result<ApplyKind> {
         let kind = match req.request {
             Some(Request::Put(p)) => {
                 let mut r = txn.put(&p)?;
@@ -126,9 +108,7 @@ impl StateMachine {
                 let removed = compact::compact(view, c.revision, txn.batch_mut())?;
                 tracing::info!(revision = c.revision, removed, "compacted");
                 fx.compacted = Some(c.revision);
-                ApplyKind::Compaction(CompactionResponse {
-                    header: header(self.revision),
-                })
+                ApplyKind::Compaction(CompactionResponse { header: header(self.revision) })
             }
             Some(Request::LeaseGrant(g)) => {
                 txn.grant_lease(g.id, g.ttl)?;
@@ -143,28 +123,17 @@ impl StateMachine {
             Some(Request::LeaseRevoke(r)) => {
                 txn.revoke_lease(r.id)?;
                 fx.revoked = Some(r.id);
-                ApplyKind::LeaseRevoke(LeaseRevokeResponse {
-                    header: txn.header(),
-                })
+                ApplyKind::LeaseRevoke(LeaseRevokeResponse { header: txn.header() })
             }
             Some(Request::PublishMember(m)) => {
-                txn.batch_mut()
-                    .put(Cf::Meta, meta::member_key(m.id), m.encode_to_vec());
-                ApplyKind::Done(ResponseHeader {
-                    revision: self.revision,
-                    ..Default::default()
-                })
+                txn.batch_mut().put(Cf::Meta, meta::member_key(m.id), m.encode_to_vec());
+                ApplyKind::Done(ResponseHeader { revision: self.revision, ..Default::default() })
             }
             Some(Request::ForgetMember(f)) => {
                 txn.batch_mut().delete(Cf::Meta, meta::member_key(f.id));
-                ApplyKind::Done(ResponseHeader {
-                    revision: self.revision,
-                    ..Default::default()
-                })
+                ApplyKind::Done(ResponseHeader { revision: self.revision, ..Default::default() })
             }
-            Some(Request::Batch(_)) => {
-                return Err(StoreError::InvalidArgument("nested request batch".into()))
-            }
+            Some(Request::Batch(_)) => return Err(StoreError::InvalidArgument("nested request batch".into())),
             None => return Err(StoreError::InvalidArgument("empty request".into())),
         };
         Ok(kind)
@@ -172,19 +141,11 @@ impl StateMachine {
 
     /// Runs one client request as a step of `txn`. Deterministic rejections become the
     /// request's result; anything else (engine failure) stops the state machine.
-    fn run_step(
-        &self,
-        txn: &mut WriteTxn,
-        req: InternalRequest,
-        fx: &mut Effects,
-    ) -> Result<ApplyResult> {
+    fn run_step(&self, txn: &mut WriteTxn, req: InternalRequest, fx: &mut Effects) -> Result<ApplyResult> {
         match txn.step(|t| self.execute(t, req, fx)) {
             Ok(kind) => Ok(ApplyResult { result: Some(kind) }),
             Err(e) if e.is_deterministic() => Ok(ApplyResult {
-                result: Some(ApplyKind::Error(ApplyError {
-                    code: e.code() as i32,
-                    message: e.to_string(),
-                })),
+                result: Some(ApplyKind::Error(ApplyError { code: e.code() as i32, message: e.to_string() })),
             }),
             Err(e) => Err(e),
         }
@@ -196,43 +157,40 @@ impl StateMachine {
         let started = Instant::now();
         let engine = self.shared.engine.clone();
         let view = engine.view();
-        let mut txn = WriteTxn::new(&*view, self.revision, self.compacted);
+        let want_prev_kv = self.shared.hub.wants_prev_kv();
+        let mut txn = WriteTxn::new(&*view, self.revision, self.compacted).with_index(&self.index, want_prev_kv);
         let mut fx = Effects::default();
         let mut extra = WriteBatch::default();
-        let done = |revision| ApplyResult {
-            result: Some(ApplyKind::Done(ResponseHeader {
-                revision,
-                ..Default::default()
-            })),
-        };
+        let done =
+            |revision| ApplyResult { result: Some(ApplyKind::Done(ResponseHeader { revision, ..Default::default() })) };
         let result = match entry.payload {
             EntryPayload::Blank => done(self.revision),
-            EntryPayload::Normal(StoreRequest(InternalRequest {
-                request: Some(Request::Batch(batch)),
-            })) => {
-                let mut results = Vec::with_capacity(batch.requests.len());
-                for req in batch.requests {
-                    let batchable = matches!(
-                        req.request,
-                        Some(Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_))
-                    );
-                    results.push(if batchable {
-                        self.run_step(&mut txn, req, &mut fx)?
-                    } else {
-                        let e = StoreError::InvalidArgument("request cannot be batched".into());
-                        ApplyResult {
-                            result: Some(ApplyKind::Error(ApplyError {
-                                code: e.code() as i32,
-                                message: e.to_string(),
-                            })),
-                        }
-                    });
+            EntryPayload::Normal(payload) => match payload.decode()? {
+                InternalRequest { request: Some(Request::Batch(batch)) } => {
+                    self.shared.requests_since_snapshot.fetch_add(batch.requests.len() as u64, Ordering::Relaxed);
+                    let mut results = Vec::with_capacity(batch.requests.len());
+                    for req in batch.requests {
+                        let batchable =
+                            matches!(req.request, Some(Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_)));
+                        results.push(if batchable {
+                            self.run_step(&mut txn, req, &mut fx)?
+                        } else {
+                            let e = StoreError::InvalidArgument("request cannot be batched".into());
+                            ApplyResult {
+                                result: Some(ApplyKind::Error(ApplyError {
+                                    code: e.code() as i32,
+                                    message: e.to_string(),
+                                })),
+                            }
+                        });
+                    }
+                    ApplyResult { result: Some(ApplyKind::Batch(ResultBatch { results })) }
                 }
-                ApplyResult {
-                    result: Some(ApplyKind::Batch(ResultBatch { results })),
+                req => {
+                    self.shared.requests_since_snapshot.fetch_add(1, Ordering::Relaxed);
+                    self.run_step(&mut txn, req, &mut fx)?
                 }
-            }
-            EntryPayload::Normal(req) => self.run_step(&mut txn, req.0, &mut fx)?,
+            },
             EntryPayload::Membership(m) => {
                 let stored = StoredMembership::new(Some(entry.log_id), m);
                 extra.put(Cf::Meta, meta::MEMBERSHIP, encode(&stored)?);
@@ -261,12 +219,10 @@ impl StateMachine {
             self.shared.lessor.on_revoked(id);
         }
         if !changes.events.is_empty() {
-            self.shared.hub.notify(revision, &changes.events);
+            self.index.apply_events(&changes.events);
+            self.shared.hub.notify(revision, &changes.events, changes.prev_kv_complete);
         }
-        self.shared
-            .metrics
-            .apply_duration
-            .observe(started.elapsed().as_secs_f64());
+        self.shared.metrics.apply_duration.observe(started.elapsed().as_secs_f64());
         Ok(StoreResponse(result))
     }
 
@@ -274,15 +230,14 @@ impl StateMachine {
         let view = self.shared.engine.view();
         let (revision, compacted) = meta::revisions(&*view)?;
         self.shared.lessor.load(&*view)?;
+        self.index = KeyIndex::build(&*view)?;
         drop(view);
         self.revision = revision;
         self.compacted = compacted;
         self.shared.revision.store(revision, Ordering::SeqCst);
         self.shared.compacted.store(compacted, Ordering::SeqCst);
         self.shared.hub.reset_to(revision, compacted);
-        self.shared
-            .applied
-            .send_replace(meta.last_log_id.map_or(0, |l| l.index));
+        self.shared.applied.send_replace(meta.last_log_id.map_or(0, |l| l.index));
         Ok(())
     }
 }
@@ -294,36 +249,24 @@ fn read_applied(engine: &dyn KvEngine) -> Result<Option<LogId>> {
     }
 }
 
-/// Builds snapshot files from a consistent view of the state machine.
+/// Takes snapshots: checkpoints of the engine (see `raft::snapshot`).
 pub struct SnapshotBuilder {
-    engine: Arc<dyn KvEngine>,
+    shared: Arc<Shared>,
     snapshots: SnapshotDir,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let engine = self.engine.clone();
+        self.shared.requests_since_snapshot.store(0, Ordering::Relaxed);
+        let engine = self.shared.engine.clone();
         let snapshots = self.snapshots.clone();
-        let built =
-            tokio::task::spawn_blocking(move || -> Result<(SnapshotMeta, std::path::PathBuf)> {
-                // Make every applied write durable before the log it came from can be purged.
-                engine.sync_wal()?;
-                let view = engine.view();
-                let mut meta = snapshot::meta_of_view(&*view, String::new())?;
-                meta.snapshot_id = snapshot::snapshot_id(meta.last_log_id);
-                let path = snapshots.path_for(&meta.snapshot_id);
-                let size = snapshot::write_snapshot(&*view, &meta, &path)?;
-                snapshots.retain_only(&path);
-                tracing::info!(snapshot = %meta.snapshot_id, bytes = size, "built snapshot");
-                Ok((meta, path))
-            })
+        let meta = tokio::task::spawn_blocking(move || snapshots.take(&*engine))
             .await
             .map_err(|e| storage_error(StoreError::io("snapshot task", e)))?
             .map_err(storage_error)?;
-        Ok(Snapshot {
-            meta: built.0,
-            snapshot: Box::new(SnapshotFile { path: built.1 }),
-        })
+        tracing::info!(snapshot = %meta.snapshot_id, "took snapshot");
+        let dir = self.snapshots.dir.join(format!("checkpoint-{}", meta.snapshot_id));
+        Ok(Snapshot { meta, snapshot: Box::new(SnapshotFile::Checkpoint(dir)) })
     }
 }
 
@@ -332,18 +275,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
         let view = self.shared.engine.view();
-        let membership = match view
-            .get(Cf::Meta, meta::MEMBERSHIP)
-            .map_err(storage_read_error)?
-        {
+        let membership = match view.get(Cf::Meta, meta::MEMBERSHIP).map_err(storage_read_error)? {
             Some(bytes) => decode("membership", &bytes).map_err(storage_read_error)?,
             None => StoredMembership::default(),
         };
         drop(view);
-        Ok((
-            read_applied(&*self.shared.engine).map_err(storage_read_error)?,
-            membership,
-        ))
+        Ok((read_applied(&*self.shared.engine).map_err(storage_read_error)?, membership))
     }
 
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<StoreResponse>, StorageError>
@@ -365,10 +302,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             last = Some(log_id.index);
         }
-        self.shared
-            .metrics
-            .apply_batch_entries
-            .observe(responses.len() as f64);
+        self.shared.metrics.apply_batch_entries.observe(responses.len() as f64);
         if let Some(index) = last {
             self.shared.applied.send_replace(index);
         }
@@ -376,36 +310,32 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder {
-            engine: self.shared.engine.clone(),
-            snapshots: self.snapshots.clone(),
-        }
+        SnapshotBuilder { shared: self.shared.clone(), snapshots: self.snapshots.clone() }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
-        Ok(Box::new(SnapshotFile {
-            path: self.snapshots.incoming_path(),
-        }))
+        Ok(Box::new(SnapshotFile::File(self.snapshots.incoming_path())))
     }
 
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: Box<SnapshotFile>,
-    ) -> Result<(), StorageError> {
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<SnapshotFile>) -> Result<(), StorageError> {
+        let SnapshotFile::File(source) = *snapshot else {
+            return Err(storage_error(StoreError::Raft("can only install a received snapshot file".into())));
+        };
         let engine = self.shared.engine.clone();
         let snapshots = self.snapshots.clone();
-        let final_path = snapshots.path_for(&meta.snapshot_id);
-        let source = snapshot.path.clone();
+        let installed_meta = meta.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
-            if source != final_path {
-                std::fs::rename(&source, &final_path).map_err(|e| {
-                    StoreError::io(format!("saving snapshot {}", final_path.display()), e)
-                })?;
+            // Keep the file under its final name until the install is complete: an
+            // interrupted install is redone from it at start-up.
+            let path = snapshots.path_for(&installed_meta.snapshot_id);
+            if source != path {
+                std::fs::rename(&source, &path)
+                    .map_err(|e| StoreError::io(format!("saving snapshot {}", path.display()), e))?;
                 snapshot::sync_dir(&snapshots.dir)?;
             }
-            snapshot::install_snapshot(&*engine, &final_path)?;
-            snapshots.retain_only(&final_path);
+            snapshot::install_snapshot(&*engine, &path)?;
+            snapshots.adopt_installed(&*engine, &installed_meta)?;
+            let _ = std::fs::remove_file(&path);
             Ok(())
         })
         .await
@@ -417,9 +347,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let current = self.snapshots.current().map_err(storage_read_error)?;
-        Ok(current.map(|(path, meta)| Snapshot {
-            meta,
-            snapshot: Box::new(SnapshotFile { path }),
-        }))
+        Ok(current.map(|(dir, meta)| Snapshot { meta, snapshot: Box::new(SnapshotFile::Checkpoint(dir)) }))
     }
 }

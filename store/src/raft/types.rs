@@ -50,26 +50,42 @@ fn serialize_message<M: Message, S: Serializer>(msg: &M, s: S) -> Result<S::Ok, 
     s.serialize_bytes(&msg.encode_to_vec())
 }
 
-fn deserialize_message<'de, M: Message + Default, D: Deserializer<'de>>(
-    d: D,
-) -> Result<M, D::Error> {
+fn deserialize_message<'de, M: Message + Default, D: Deserializer<'de>>(d: D) -> Result<M, D::Error> {
     let bytes: Vec<u8> = serde::de::Deserialize::deserialize(d)?;
     M::decode(bytes.as_slice()).map_err(serde::de::Error::custom)
 }
 
-/// A log entry's application payload: an etcd request, carried in its protobuf encoding.
+/// A log entry's application payload: an etcd request in its protobuf encoding.
+///
+/// The entry is serialized for the local log and again for every follower; keeping the
+/// encoded bytes (shared, not copied, between clones) means the request is encoded once, on
+/// the proposing member, and decoded once per member, when applied.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct StoreRequest(pub InternalRequest);
+pub struct StoreRequest {
+    encoded: bytes::Bytes,
+}
+
+impl StoreRequest {
+    pub fn new(req: &InternalRequest) -> StoreRequest {
+        StoreRequest { encoded: req.encode_to_vec().into() }
+    }
+
+    pub fn decode(&self) -> Result<InternalRequest, crate::error::StoreError> {
+        InternalRequest::decode(self.encoded.as_ref())
+            .map_err(|e| crate::error::StoreError::corrupt("log entry payload", e))
+    }
+}
 
 impl Serialize for StoreRequest {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        serialize_message(&self.0, s)
+        s.serialize_bytes(&self.encoded)
     }
 }
 
 impl<'de> Deserialize<'de> for StoreRequest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_message(d).map(StoreRequest)
+        let bytes: Vec<u8> = serde::de::Deserialize::deserialize(d)?;
+        Ok(StoreRequest { encoded: bytes.into() })
     }
 }
 

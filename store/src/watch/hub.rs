@@ -28,11 +28,7 @@ pub struct HubConfig {
 
 impl Default for HubConfig {
     fn default() -> Self {
-        HubConfig {
-            progress_notify_interval: Duration::from_secs(600),
-            catch_up_batch: 1000,
-            stream_buffer: 256,
-        }
+        HubConfig { progress_notify_interval: Duration::from_secs(600), catch_up_batch: 1000, stream_buffer: 256 }
     }
 }
 
@@ -55,9 +51,7 @@ impl WatchSpec {
         if (put && self.no_put) || (!put && self.no_delete) {
             return false;
         }
-        ev.kv
-            .as_ref()
-            .is_some_and(|kv| self.range.contains(&kv.key))
+        ev.kv.as_ref().is_some_and(|kv| self.range.contains(&kv.key))
     }
 
     /// This watcher's view of `events`: filtered, `prev_kv` stripped unless asked for.
@@ -120,6 +114,8 @@ pub struct WatchHub {
     raft_term: AtomicU64,
     /// Times a watcher fell behind and moved to catch-up (metrics).
     pub slow_watcher_moves: AtomicU64,
+    /// Registered watchers that asked for `prev_kv`.
+    prev_kv_watchers: std::sync::atomic::AtomicUsize,
 }
 
 /// Handles a cancel needs after the watcher left the registry.
@@ -145,7 +141,33 @@ impl WatchHub {
             member_id: AtomicU64::new(0),
             raft_term: AtomicU64::new(0),
             slow_watcher_moves: AtomicU64::new(0),
+            prev_kv_watchers: std::sync::atomic::AtomicUsize::new(0),
         }))
+    }
+
+    /// Marks a watcher gone (it was removed from the registry by the caller).
+    fn retire(&self, w: &Watcher) {
+        w.canceled.store(true, Ordering::SeqCst);
+        if w.spec.prev_kv {
+            self.prev_kv_watchers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn drop_stream(&self, s: &mut HubState, stream: u64) {
+        if let Some(st) = s.streams.remove(&stream) {
+            for key in st.watchers {
+                if let Some(w) = s.watchers.remove(&key) {
+                    self.retire(&w);
+                }
+            }
+        }
+    }
+
+    /// Whether the apply path should fill events' `prev_kv`. A watcher that registers after
+    /// an entry checked this and before its events are offered is moved to catch-up (which
+    /// reads `prev_kv` from history) instead of getting events without it.
+    pub fn wants_prev_kv(&self) -> bool {
+        self.prev_kv_watchers.load(Ordering::SeqCst) > 0
     }
 
     pub fn config(&self) -> &HubConfig {
@@ -189,14 +211,7 @@ impl WatchHub {
         let mut s = self.state.lock();
         let id = s.next_key;
         s.next_key += 1;
-        s.streams.insert(
-            id,
-            Stream {
-                sink,
-                watchers: BTreeSet::new(),
-                progress_pending: false,
-            },
-        );
+        s.streams.insert(id, Stream { sink, watchers: BTreeSet::new(), progress_pending: false });
         id
     }
 
@@ -205,7 +220,7 @@ impl WatchHub {
         if let Some(st) = s.streams.remove(&stream) {
             for key in st.watchers {
                 if let Some(w) = s.watchers.remove(&key) {
-                    w.canceled.store(true, Ordering::SeqCst);
+                    self.retire(&w);
                 }
             }
         }
@@ -218,11 +233,7 @@ impl WatchHub {
         let key = s.next_key;
         s.next_key += 1;
         let current = s.notified;
-        let start = if spec.start_revision <= 0 {
-            current + 1
-        } else {
-            spec.start_revision
-        };
+        let start = if spec.start_revision <= 0 { current + 1 } else { spec.start_revision };
         let created = WatchResponse {
             header: self.header(current),
             watch_id: spec.watch_id,
@@ -230,6 +241,9 @@ impl WatchHub {
             ..Default::default()
         };
         let created_pending = sink.try_send(created).is_err();
+        if spec.prev_kv {
+            self.prev_kv_watchers.fetch_add(1, Ordering::SeqCst);
+        }
         let synced = start > current && !created_pending;
         s.watchers.insert(
             key,
@@ -245,11 +259,7 @@ impl WatchHub {
                 send_guard: Arc::new(tokio::sync::Mutex::new(())),
             },
         );
-        s.streams
-            .get_mut(&stream)
-            .expect("checked above")
-            .watchers
-            .insert(key);
+        s.streams.get_mut(&stream).expect("checked above").watchers.insert(key);
         drop(s);
         if !synced {
             self.spawn_catch_up(key);
@@ -262,61 +272,42 @@ impl WatchHub {
     pub fn remove_watcher(&self, key: u64) -> Option<Canceled> {
         let mut s = self.state.lock();
         let w = s.watchers.remove(&key)?;
-        w.canceled.store(true, Ordering::SeqCst);
+        self.retire(&w);
         let st = s.streams.get_mut(&w.stream)?;
         st.watchers.remove(&key);
-        Some(Canceled {
-            sink: st.sink.clone(),
-            send_guard: w.send_guard,
-        })
+        Some(Canceled { sink: st.sink.clone(), send_guard: w.send_guard })
     }
 
     /// Answers a stream-wide progress request (etcd's `WatchProgressRequest`): one response
     /// with `watch_id = -1` at the notified revision, queued behind every event it covers.
     /// If some watcher of the stream is catching up, the answer waits until it is synced.
-    pub fn request_progress(&self, stream: u64) {
+    pub fn request_progress(self: &Arc<Self>, stream: u64) {
         let mut s = self.state.lock();
-        let all_synced = match s.streams.get(&stream) {
-            Some(st) => st
-                .watchers
-                .iter()
-                .all(|k| s.watchers.get(k).is_some_and(|w| w.synced)),
-            None => return,
-        };
-        let notified = s.notified;
-        let st = s.streams.get_mut(&stream).expect("checked");
-        if all_synced {
-            let resp = WatchResponse {
-                header: self.header(notified),
-                watch_id: -1,
-                ..Default::default()
-            };
-            if st.sink.try_send(resp).is_err() {
-                st.progress_pending = true;
-            }
-        } else {
-            st.progress_pending = true;
-        }
+        let Some(st) = s.streams.get_mut(&stream) else { return };
+        st.progress_pending = true;
+        self.flush_pending_progress(&mut s, stream);
     }
 
     /// Called by the apply path once the writes up to `revision` reached the engine, with
     /// their events (possibly of several revisions, in order). Never blocks: a watcher whose
     /// channel is full moves to catch-up from the first of these revisions.
-    pub fn notify(self: &Arc<Self>, revision: i64, events: &[Event]) {
-        let first = events
-            .first()
-            .and_then(|e| e.kv.as_ref())
-            .map_or(revision, |kv| kv.mod_revision);
+    pub fn notify(self: &Arc<Self>, revision: i64, events: &[Event], prev_kv_complete: bool) {
+        let first = events.first().and_then(|e| e.kv.as_ref()).map_or(revision, |kv| kv.mod_revision);
         let mut lagging = Vec::new();
         {
             let mut s = self.state.lock();
             let mut closed = Vec::new();
-            let HubState {
-                watchers, streams, ..
-            } = &mut *s;
+            let HubState { watchers, streams, .. } = &mut *s;
             for (&key, w) in watchers.iter_mut().filter(|(_, w)| w.synced) {
                 let selected = w.spec.select(events);
                 if selected.is_empty() {
+                    continue;
+                }
+                if w.spec.prev_kv && !prev_kv_complete {
+                    // Registered after the entry decided not to fetch prev_kv: history has it.
+                    w.synced = false;
+                    w.next_revision = first;
+                    lagging.push(key);
                     continue;
                 }
                 let resp = WatchResponse {
@@ -338,14 +329,9 @@ impl WatchHub {
             }
             s.notified = s.notified.max(revision);
             for stream in closed {
-                drop_stream(&mut s, stream);
+                self.drop_stream(&mut s, stream);
             }
-            let owed: Vec<u64> = s
-                .streams
-                .iter()
-                .filter(|(_, st)| st.progress_pending)
-                .map(|(id, _)| *id)
-                .collect();
+            let owed: Vec<u64> = s.streams.iter().filter(|(_, st)| st.progress_pending).map(|(id, _)| *id).collect();
             for stream in owed {
                 self.flush_pending_progress(&mut s, stream);
             }
@@ -389,19 +375,14 @@ impl WatchHub {
     pub fn tick_progress(&self) {
         let mut s = self.state.lock();
         let notified = s.notified;
-        let HubState {
-            watchers, streams, ..
-        } = &mut *s;
+        let HubState { watchers, streams, .. } = &mut *s;
         for w in watchers.values_mut() {
             if !w.synced || !w.spec.progress_notify {
                 continue;
             }
             if !std::mem::take(&mut w.active_since_tick) {
-                let resp = WatchResponse {
-                    header: self.header(notified),
-                    watch_id: w.spec.watch_id,
-                    ..Default::default()
-                };
+                let resp =
+                    WatchResponse { header: self.header(notified), watch_id: w.spec.watch_id, ..Default::default() };
                 let _ = streams[&w.stream].sink.try_send(resp);
             }
         }
@@ -431,17 +412,7 @@ impl WatchHub {
     /// Feeds an unsynced watcher from history until it can re-join the synced set.
     async fn catch_up(self: &Arc<Self>, key: u64) -> Result<()> {
         loop {
-            let (
-                spec,
-                sink,
-                guard,
-                canceled,
-                next,
-                target,
-                compacted,
-                created_pending,
-                created_rev,
-            ) = {
+            let (spec, sink, guard, canceled, next, target, compacted, created_pending, created_rev) = {
                 let mut guard = self.state.lock();
                 let s = &mut *guard;
                 let notified = s.notified;
@@ -510,20 +481,17 @@ impl WatchHub {
             let engine = self.engine.clone();
             let batch = self.config.catch_up_batch;
             let read_spec = spec.clone();
-            let chunk =
-                tokio::task::spawn_blocking(move || -> Result<Option<history::HistoryChunk>> {
-                    let view = engine.view();
-                    let (_, view_compacted) = meta::revisions(&*view)?;
-                    if next < view_compacted {
-                        return Ok(None);
-                    }
-                    history::events_between(&*view, next, target, batch, read_spec.prev_kv, |k| {
-                        read_spec.range.contains(k)
-                    })
+            let chunk = tokio::task::spawn_blocking(move || -> Result<Option<history::HistoryChunk>> {
+                let view = engine.view();
+                let (_, view_compacted) = meta::revisions(&*view)?;
+                if next < view_compacted {
+                    return Ok(None);
+                }
+                history::events_between(&*view, next, target, batch, read_spec.prev_kv, |k| read_spec.range.contains(k))
                     .map(Some)
-                })
-                .await
-                .map_err(|e| crate::error::StoreError::io("watch catch-up task", e))??;
+            })
+            .await
+            .map_err(|e| crate::error::StoreError::io("watch catch-up task", e))??;
             let Some(chunk) = chunk else {
                 // Compacted between our check and the read: loop to send the compacted
                 // response with the up-to-date compact revision.
@@ -554,35 +522,37 @@ impl WatchHub {
         }
     }
 
-    fn flush_pending_progress(&self, s: &mut HubState, stream: u64) {
-        let Some(st) = s.streams.get(&stream) else {
-            return;
-        };
-        if !st.progress_pending
-            || !st
-                .watchers
-                .iter()
-                .all(|k| s.watchers.get(k).is_some_and(|w| w.synced))
-        {
+    /// Answers an owed progress request if every watcher of the stream is synced (then every
+    /// event up to the notified revision is already queued ahead of it). If the channel is
+    /// full, a task waits for room and answers then, deciding the revision at that moment.
+    fn flush_pending_progress(self: &Arc<Self>, s: &mut HubState, stream: u64) {
+        let Some(st) = s.streams.get(&stream) else { return };
+        if !st.progress_pending || !st.watchers.iter().all(|k| s.watchers.get(k).is_some_and(|w| w.synced)) {
             return;
         }
-        let resp = WatchResponse {
-            header: self.header(s.notified),
-            watch_id: -1,
-            ..Default::default()
-        };
+        let resp = WatchResponse { header: self.header(s.notified), watch_id: -1, ..Default::default() };
         let st = s.streams.get_mut(&stream).expect("checked");
-        if st.sink.try_send(resp).is_ok() {
-            st.progress_pending = false;
-        }
-    }
-}
-
-fn drop_stream(s: &mut HubState, stream: u64) {
-    if let Some(st) = s.streams.remove(&stream) {
-        for key in st.watchers {
-            if let Some(w) = s.watchers.remove(&key) {
-                w.canceled.store(true, Ordering::SeqCst);
+        match st.sink.try_send(resp) {
+            Ok(()) | Err(TrySendError::Closed(_)) => st.progress_pending = false,
+            Err(TrySendError::Full(_)) => {
+                let hub = self.clone();
+                let sink = st.sink.clone();
+                tokio::spawn(async move {
+                    let Ok(permit) = sink.reserve().await else { return };
+                    let mut guard = hub.state.lock();
+                    let s = &mut *guard;
+                    let Some(st) = s.streams.get(&stream) else { return };
+                    let all_synced = st.watchers.iter().all(|k| s.watchers.get(k).is_some_and(|w| w.synced));
+                    if st.progress_pending && all_synced {
+                        permit.send(WatchResponse {
+                            header: hub.header(s.notified),
+                            watch_id: -1,
+                            ..Default::default()
+                        });
+                        s.streams.get_mut(&stream).expect("checked").progress_pending = false;
+                    }
+                    // Otherwise a watcher fell behind again: its re-sync answers the request.
+                });
             }
         }
     }

@@ -25,16 +25,7 @@ impl WatchStream {
     pub fn open(hub: Arc<WatchHub>) -> (WatchStream, mpsc::Receiver<WatchResponse>) {
         let (tx, rx) = mpsc::channel(hub.config().stream_buffer);
         let stream = hub.open_stream(tx.clone());
-        (
-            WatchStream {
-                hub,
-                stream,
-                sink: tx,
-                watchers: HashMap::new(),
-                next_auto_id: 0,
-            },
-            rx,
-        )
+        (WatchStream { hub, stream, sink: tx, watchers: HashMap::new(), next_auto_id: 0 }, rx)
     }
 
     /// etcd's create: id 0 means "assign one" (ids count up from 0, skipping ids in use); a

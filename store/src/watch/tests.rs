@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_proto::etcdserverpb::watch_create_request::FilterType;
-use berth_proto::etcdserverpb::{
-    DeleteRangeRequest, PutRequest, WatchCreateRequest, WatchResponse,
-};
+use berth_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, WatchCreateRequest, WatchResponse};
 use berth_proto::keys::prefix_end;
 use berth_proto::mvccpb::event::EventType;
 use tokio::sync::mpsc::Receiver;
@@ -30,11 +28,7 @@ impl Applier {
         let engine: Arc<dyn KvEngine> = Arc::new(MemoryEngine::new());
         let hub = WatchHub::new(
             engine.clone(),
-            HubConfig {
-                stream_buffer: buffer,
-                catch_up_batch: 7,
-                ..HubConfig::default()
-            },
+            HubConfig { stream_buffer: buffer, catch_up_batch: 7, ..HubConfig::default() },
         )
         .unwrap();
         Applier { engine, hub }
@@ -47,33 +41,22 @@ impl Applier {
         f(&mut txn);
         let changes = txn.finish();
         drop(view);
-        self.engine
-            .write(changes.batch, Durability::Buffered)
-            .unwrap();
+        self.engine.write(changes.batch, Durability::Buffered).unwrap();
         if !changes.events.is_empty() {
-            self.hub.notify(changes.revision, &changes.events);
+            self.hub.notify(changes.revision, &changes.events, changes.prev_kv_complete);
         }
         changes.revision
     }
 
     fn put(&self, key: &str, value: &str) -> i64 {
         self.apply(|t| {
-            t.put(&PutRequest {
-                key: key.into(),
-                value: value.into(),
-                ..Default::default()
-            })
-            .unwrap();
+            t.put(&PutRequest { key: key.into(), value: value.into(), ..Default::default() }).unwrap();
         })
     }
 
     fn delete(&self, key: &str) -> i64 {
         self.apply(|t| {
-            t.delete_range(&DeleteRangeRequest {
-                key: key.into(),
-                ..Default::default()
-            })
-            .unwrap();
+            t.delete_range(&DeleteRangeRequest { key: key.into(), ..Default::default() }).unwrap();
         })
     }
 
@@ -97,10 +80,7 @@ fn prefix_watch(prefix: &str, start: i64) -> WatchCreateRequest {
 }
 
 async fn next(rx: &mut Receiver<WatchResponse>) -> WatchResponse {
-    tokio::time::timeout(Duration::from_secs(10), rx.recv())
-        .await
-        .expect("a response within 10s")
-        .expect("stream open")
+    tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("a response within 10s").expect("stream open")
 }
 
 /// Reads responses until `want` events arrived; returns (revision, key) of each event and
@@ -111,22 +91,13 @@ async fn collect_events(rx: &mut Receiver<WatchResponse>, want: usize) -> Vec<(i
     while out.len() < want {
         let resp = next(rx).await;
         assert!(!resp.canceled, "unexpected cancel: {resp:?}");
-        let revs: std::collections::HashSet<i64> = resp
-            .events
-            .iter()
-            .map(|e| e.kv.as_ref().unwrap().mod_revision)
-            .collect();
+        let revs: std::collections::HashSet<i64> =
+            resp.events.iter().map(|e| e.kv.as_ref().unwrap().mod_revision).collect();
         for r in &revs {
-            assert!(
-                !revisions_seen_in_earlier_responses.contains(r),
-                "revision {r} split across responses"
-            );
+            assert!(!revisions_seen_in_earlier_responses.contains(r), "revision {r} split across responses");
         }
         if let Some(h) = &resp.header {
-            assert!(
-                revs.iter().all(|r| *r <= h.revision),
-                "header revision below its events"
-            );
+            assert!(revs.iter().all(|r| *r <= h.revision), "header revision below its events");
         }
         revisions_seen_in_earlier_responses.extend(revs);
         for e in resp.events {
@@ -176,11 +147,7 @@ async fn a_watch_from_the_past_replays_history_then_continues_live() {
     let got = collect_events(&mut rx, 37).await;
     writer.await.unwrap();
     let revs: Vec<i64> = got.iter().map(|g| g.0).collect();
-    assert_eq!(
-        revs,
-        (5..=41).collect::<Vec<_>>(),
-        "reliable: exactly the revisions from 5 on, once each, in order"
-    );
+    assert_eq!(revs, (5..=41).collect::<Vec<_>>(), "reliable: exactly the revisions from 5 on, once each, in order");
 }
 
 #[tokio::test]
@@ -193,25 +160,14 @@ async fn a_slow_consumer_catches_up_without_loss_and_apply_never_waits() {
     for i in 0..2000 {
         a.put(&format!("/s/{}", i % 50), "v"); // nobody reads meanwhile
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "apply must not block on the watcher"
-    );
-    assert!(
-        a.hub
-            .slow_watcher_moves
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 1
-    );
+    assert!(started.elapsed() < Duration::from_secs(30), "apply must not block on the watcher");
+    assert!(a.hub.slow_watcher_moves.load(std::sync::atomic::Ordering::Relaxed) >= 1);
     let got = collect_events(&mut rx, 2000).await;
     let revs: Vec<i64> = got.iter().map(|g| g.0).collect();
     assert_eq!(revs, (2..=2001).collect::<Vec<_>>());
     // And it is live again afterwards.
     a.put("/s/after", "v");
-    assert_eq!(
-        collect_events(&mut rx, 1).await,
-        vec![(2002, "/s/after".into())]
-    );
+    assert_eq!(collect_events(&mut rx, 1).await, vec![(2002, "/s/after".into())]);
     let (_, unsynced) = a.hub.watcher_count();
     assert_eq!(unsynced, 0);
 }
@@ -268,11 +224,7 @@ async fn filters_and_prev_kv() {
     next(&mut rx3).await;
     let resp = next(&mut rx3).await;
     let first = &resp.events[0];
-    assert_eq!(
-        first.kv.as_ref().unwrap().version,
-        1,
-        "create flag: version 1 on creation"
-    );
+    assert_eq!(first.kv.as_ref().unwrap().version, 1, "create flag: version 1 on creation");
     assert!(first.prev_kv.is_none(), "prev_kv only when asked");
 }
 
@@ -318,21 +270,13 @@ async fn progress_never_runs_ahead_of_events_and_cancel_is_final() {
             }
         }
     }
-    assert_eq!(
-        max_event, 201,
-        "every event before the progress notification arrived first"
-    );
+    assert_eq!(max_event, 201, "every event before the progress notification arrived first");
     assert!(progress.unwrap() >= max_event);
     s.cancel(0).await;
     let canceled = next(&mut rx).await;
     assert!(canceled.canceled);
     a.put("/p/late", "v");
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), rx.recv())
-            .await
-            .is_err(),
-        "no event after cancel"
-    );
+    assert!(tokio::time::timeout(Duration::from_millis(300), rx.recv()).await.is_err(), "no event after cancel");
 }
 
 #[tokio::test]
@@ -346,4 +290,32 @@ async fn duplicate_watch_ids_are_refused() {
     s.create(w).await;
     let dup = next(&mut rx).await;
     assert!(dup.created && dup.canceled);
+}
+
+#[tokio::test]
+async fn events_without_prev_kv_send_prev_kv_watchers_to_history() {
+    let a = Applier::new(64);
+    let (mut s, mut rx) = WatchStream::open(a.hub.clone());
+    let mut w = prefix_watch("/pk/", 0);
+    w.prev_kv = true;
+    s.create(w).await;
+    next(&mut rx).await;
+    a.put("/pk/a", "1");
+    // An entry that did not fetch prev values (it checked before this watcher existed).
+    let view = a.engine.view();
+    let (cur, comp) = meta::revisions(&*view).unwrap();
+    let mut txn = WriteTxn::new(&*view, cur, comp);
+    txn.put(&PutRequest { key: b"/pk/a".to_vec(), value: b"2".to_vec(), ..Default::default() }).unwrap();
+    let mut changes = txn.finish();
+    drop(view);
+    for e in &mut changes.events {
+        e.prev_kv = None;
+    }
+    a.engine.write(changes.batch, Durability::Buffered).unwrap();
+    a.hub.notify(changes.revision, &changes.events, false);
+    let mut got = vec![];
+    while got.len() < 2 {
+        got.extend(next(&mut rx).await.events);
+    }
+    assert_eq!(got[1].prev_kv.as_ref().expect("prev_kv from history").value, b"1");
 }

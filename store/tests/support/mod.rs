@@ -37,20 +37,13 @@ async fn free_listener() -> (TcpListener, String) {
 }
 
 /// Polls `check` until it returns Some or `timeout` passes.
-pub async fn eventually<T>(
-    timeout: Duration,
-    what: &str,
-    mut check: impl AsyncFnMut() -> Option<T>,
-) -> T {
+pub async fn eventually<T>(timeout: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -70,23 +63,14 @@ impl Cluster {
         for (i, (listener, url)) in listeners.into_iter().enumerate() {
             let dir = tempfile::tempdir().unwrap();
             let name = format!("m{i}");
-            let mut config =
-                StoreConfig::single(&name, dir.path().to_path_buf(), "http://127.0.0.1:1", &url);
+            let mut config = StoreConfig::single(&name, dir.path().to_path_buf(), "http://127.0.0.1:1", &url);
             config.initial_cluster = initial.clone();
             tune(&mut config);
             adjust(&mut config);
             let faults = faults.clone();
             let c = config.clone();
-            starts.push(tokio::spawn(async move {
-                StoreNode::start(c, listener, faults).await
-            }));
-            members.push(Member {
-                name,
-                dir,
-                peer_url: url,
-                config,
-                node: None,
-            });
+            starts.push(tokio::spawn(async move { StoreNode::start(c, listener, faults).await }));
+            members.push(Member { name, dir, peer_url: url, config, node: None });
         }
         for (m, s) in members.iter_mut().zip(starts) {
             m.node = Some(s.await.unwrap().expect("member starts"));
@@ -101,10 +85,7 @@ impl Cluster {
     }
 
     pub fn running(&self) -> impl Iterator<Item = (usize, &Store)> {
-        self.members
-            .iter()
-            .enumerate()
-            .filter_map(|(i, m)| m.node.as_ref().map(|n| (i, n)))
+        self.members.iter().enumerate().filter_map(|(i, m)| m.node.as_ref().map(|n| (i, n)))
     }
 
     /// Index of the member every running member agrees leads (waits for it).
@@ -115,18 +96,13 @@ impl Cluster {
             if !leaders.iter().all(|l| *l == Some(first)) {
                 return None;
             }
-            self.running()
-                .find(|(_, n)| n.id == first && n.is_leader())
-                .map(|(i, _)| i)
+            self.running().find(|(_, n)| n.id == first && n.is_leader()).map(|(i, _)| i)
         })
         .await
     }
 
     pub fn follower_of(&self, leader: usize) -> usize {
-        self.running()
-            .map(|(i, _)| i)
-            .find(|i| *i != leader)
-            .expect("a follower")
+        self.running().map(|(i, _)| i).find(|i| *i != leader).expect("a follower")
     }
 
     /// Stops a member (like a crash: nothing is flushed beyond what was synced).
@@ -138,19 +114,14 @@ impl Cluster {
 
     /// Restarts a stopped member on its old data directory and peer port.
     pub async fn restart(&mut self, i: usize) {
-        let addr = self.members[i]
-            .peer_url
-            .trim_start_matches("http://")
-            .to_string();
+        let addr = self.members[i].peer_url.trim_start_matches("http://").to_string();
         let config = self.members[i].config.clone();
         let deadline = Instant::now() + Duration::from_secs(20);
         let node = loop {
             // The previous incarnation may still hold the port or the database lock for a
             // moment while its last tasks wind down.
             let attempt = async {
-                let listener = TcpListener::bind(&addr)
-                    .await
-                    .map_err(|e| StoreError::io("bind", e))?;
+                let listener = TcpListener::bind(&addr).await.map_err(|e| StoreError::io("bind", e))?;
                 StoreNode::start(config.clone(), listener, self.faults.clone()).await
             };
             match attempt.await {
@@ -186,32 +157,16 @@ impl Drop for Cluster {
 }
 
 pub fn put(key: &str, value: &str) -> PutRequest {
-    PutRequest {
-        key: key.into(),
-        value: value.into(),
-        ..Default::default()
-    }
+    PutRequest { key: key.into(), value: value.into(), ..Default::default() }
 }
 
 pub fn get(key: &str) -> RangeRequest {
-    RangeRequest {
-        key: key.into(),
-        ..Default::default()
-    }
+    RangeRequest { key: key.into(), ..Default::default() }
 }
 
 pub async fn value_of(node: &Store, key: &str, serializable: bool) -> Option<String> {
-    let resp = node
-        .range(RangeRequest {
-            key: key.into(),
-            serializable,
-            ..Default::default()
-        })
-        .await
-        .ok()?;
-    resp.kvs
-        .first()
-        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+    let resp = node.range(RangeRequest { key: key.into(), serializable, ..Default::default() }).await.ok()?;
+    resp.kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
 }
 
 pub fn init_tracing() {

@@ -72,6 +72,35 @@ async fn channels(endpoints: &[String], n: usize) -> Result<Vec<Channel>, Harnes
     Ok(out)
 }
 
+/// The endpoints clients should use: all, the leader's, or one follower's.
+pub async fn pick_endpoints(endpoints: &[String], target: &str) -> Result<Vec<String>, HarnessError> {
+    use berth_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+    use berth_proto::etcdserverpb::StatusRequest;
+    if target == "all" {
+        return Ok(endpoints.to_vec());
+    }
+    let mut roles = Vec::new();
+    for e in endpoints {
+        let status = MaintenanceClient::new(connect(e).await?)
+            .status(StatusRequest {})
+            .await
+            .map_err(|s| HarnessError::Rpc(s.to_string()))?
+            .into_inner();
+        let me = status.header.map(|h| h.member_id).unwrap_or(0);
+        roles.push((e.clone(), status.leader == me));
+    }
+    let want_leader = match target {
+        "leader" => true,
+        "follower" => false,
+        other => return Err(HarnessError::Rpc(format!("--target: {other:?} is not all, leader or follower"))),
+    };
+    roles
+        .into_iter()
+        .find(|(_, is_leader)| *is_leader == want_leader)
+        .map(|(e, _)| vec![e])
+        .ok_or_else(|| HarnessError::Rpc(format!("no {target} found")))
+}
+
 /// Writes every key once so range reads hit existing keys.
 pub async fn populate(endpoints: &[String], cfg: &BenchConfig) -> Result<(), HarnessError> {
     let chans = channels(endpoints, 8).await?;

@@ -39,6 +39,9 @@ struct Args {
     /// Where data directories and logs go (default: a temporary directory, removed after).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Which members clients talk to: all (default), leader, or follower (diagnosis).
+    #[arg(long, default_value = "all")]
+    target: String,
     /// Measure one system only (for profiling); the table then shows it in both columns.
     #[arg(long)]
     only: Option<String>,
@@ -101,21 +104,23 @@ async fn main() -> Result<()> {
         bench::populate(&etcd.endpoints(), &cfg).await?;
         bench::populate(&berth.endpoints(), &cfg).await?;
     }
+    let etcd_eps = bench::pick_endpoints(&etcd.endpoints(), &args.target).await?;
+    let berth_eps = bench::pick_endpoints(&berth.endpoints(), &args.target).await?;
     let mut rows = Vec::new();
     for &workload in &workloads {
         for &clients in &args.clients {
             let (e, b) = match args.only.as_deref() {
                 Some("berth") => {
-                    let b = bench::run_cell(&berth.endpoints(), workload, clients, &cfg).await?;
+                    let b = bench::run_cell(&berth_eps, workload, clients, &cfg).await?;
                     (b.clone(), b)
                 }
                 Some("etcd") => {
-                    let e = bench::run_cell(&etcd.endpoints(), workload, clients, &cfg).await?;
+                    let e = bench::run_cell(&etcd_eps, workload, clients, &cfg).await?;
                     (e.clone(), e)
                 }
                 _ => {
-                    let e = bench::run_cell(&etcd.endpoints(), workload, clients, &cfg).await?;
-                    let b = bench::run_cell(&berth.endpoints(), workload, clients, &cfg).await?;
+                    let e = bench::run_cell(&etcd_eps, workload, clients, &cfg).await?;
+                    let b = bench::run_cell(&berth_eps, workload, clients, &cfg).await?;
                     (e, b)
                 }
             };

@@ -139,8 +139,12 @@ async fn main() -> Result<()> {
     println!("{}", bench::render_table(&rows));
     if let Some(load) = &args.check_perf {
         println!("etcdctl check perf --load={load}");
-        println!("  etcd : {}", check_perf(load, &etcd.endpoints())?);
-        println!("  berth: {}", check_perf(load, &berth.endpoints())?);
+        if args.only.as_deref() != Some("berth") {
+            println!("  etcd : {}", check_perf(load, &etcd.endpoints())?);
+        }
+        if args.only.as_deref() != Some("etcd") {
+            println!("  berth: {}", check_perf(load, &berth.endpoints())?);
+        }
     }
     drop(etcd);
     drop(berth);

@@ -45,7 +45,7 @@ impl RocksEngine {
         opts.increase_parallelism(2);
         // Bound the WAL: RocksDB flushes the column family pinning the oldest WAL file once
         // the total exceeds this, so recovery time and disk use stay bounded.
-        opts.set_max_total_wal_size(128 << 20);
+        opts.set_max_total_wal_size(512 << 20);
         opts.set_keep_log_file_num(4);
         // Writers are few (the Raft log append and the apply path): concurrent memtable
         // inserts buy nothing.
@@ -60,6 +60,13 @@ impl RocksEngine {
                 // (In-place updates would avoid the versions but break snapshot isolation,
                 // which reads rely on.)
                 cf_opts.set_write_buffer_size(1 << 20);
+            }
+            if *cf == Cf::RaftLog {
+                // Log entries are deleted once a snapshot covers them. A memtable larger than
+                // the log written between snapshots (see the byte trigger in `node`) lets
+                // most entries be dropped in memory, never written to a table file.
+                cf_opts.set_write_buffer_size(128 << 20);
+                cf_opts.set_max_write_buffer_number(4);
             }
             if *cf == Cf::Kv {
                 // Random-key inserts cost O(log n) in the memtable skiplist: keep it modest.

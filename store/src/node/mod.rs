@@ -403,8 +403,14 @@ impl StoreNode {
     }
 }
 
+/// Log bytes between snapshots at most, whatever `--snapshot-count` says: bounds disk use
+/// and recovery time for large values, and keeps the log within its memtable (see
+/// `engine::rocks`).
+const SNAPSHOT_LOG_BYTES: u64 = 64 << 20;
+
 /// Asks Raft for a snapshot every `--snapshot-count` applied client requests (etcd's
-/// meaning of the flag; a log entry may carry many requests).
+/// meaning of the flag; a log entry may carry many requests), or every
+/// [`SNAPSHOT_LOG_BYTES`] of log.
 async fn snapshot_trigger(node: std::sync::Weak<StoreNode>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
@@ -413,10 +419,12 @@ async fn snapshot_trigger(node: std::sync::Weak<StoreNode>, shutdown: Cancellati
             _ = tick.tick() => {}
         }
         let Some(n) = node.upgrade() else { return };
-        let due = n.shared.requests_since_snapshot.load(Ordering::Relaxed) >= n.config.snapshot_count;
+        let due = n.shared.requests_since_snapshot.load(Ordering::Relaxed) >= n.config.snapshot_count
+            || n.log.appended_bytes() >= SNAPSHOT_LOG_BYTES;
         if due {
             // Reset here too so a slow build is not requested again every tick.
             n.shared.requests_since_snapshot.store(0, Ordering::Relaxed);
+            n.log.take_appended_bytes();
             if let Err(e) = n.raft.trigger().snapshot().await {
                 tracing::warn!(error = %e, "triggering a snapshot");
             }

@@ -61,6 +61,8 @@ impl LogTail {
 #[derive(Clone)]
 pub struct LogStore {
     engine: Arc<dyn KvEngine>,
+    /// Bytes appended since the last snapshot trigger (see `node::snapshot_trigger`).
+    appended_bytes: Arc<std::sync::atomic::AtomicU64>,
     tail: Arc<Mutex<LogTail>>,
     flusher: Arc<Mutex<mpsc::Sender<LogFlushed<TypeConfig>>>>,
 }
@@ -119,6 +121,7 @@ impl LogStore {
         let committed: Option<LogId> = read_meta::<Option<LogId>>(&*engine, COMMITTED)?.flatten();
         let tail = LogTail { last_log_id, committed, last_purged, cache };
         Ok(LogStore {
+            appended_bytes: Default::default(),
             flusher: Arc::new(Mutex::new(spawn_flusher(engine.clone(), metrics))),
             engine,
             tail: Arc::new(Mutex::new(tail)),
@@ -170,6 +173,16 @@ impl LogStore {
     /// Last committed log id openraft reported (in memory; see `save_committed`).
     pub fn committed_index(&self) -> Option<u64> {
         self.tail.lock().committed.map(|l| l.index)
+    }
+
+    /// Takes (and resets) the count of bytes appended since the last call.
+    pub fn take_appended_bytes(&self) -> u64 {
+        self.appended_bytes.swap(0, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Bytes appended since the last `take_appended_bytes`.
+    pub fn appended_bytes(&self) -> u64 {
+        self.appended_bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Last log index, for metrics and tests.
@@ -268,6 +281,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         for entry in &entries {
             let bytes = encode(entry).map_err(storage_error)?;
+            self.appended_bytes.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
             batch.put(Cf::RaftLog, index_key(entry.log_id.index).to_vec(), with_checksum(bytes));
         }
         // Buffered: readable now; durable when the flusher's fsync completes (see module docs).

@@ -5,6 +5,7 @@ use berth_proto::berthraftpb::internal_request::Request;
 use berth_proto::berthraftpb::InternalRequest;
 use berth_proto::etcdserverpb::request_op::Request as OpRequest;
 use berth_proto::etcdserverpb::*;
+use berth_proto::keys::KeyRange;
 use tokio::sync::mpsc;
 
 use super::StoreNode;
@@ -25,21 +26,36 @@ fn txn_serializable(req: &TxnRequest) -> bool {
     })
 }
 
+/// True when every operation of a txn touches single keys (compares included).
+fn txn_single_keys(req: &TxnRequest) -> bool {
+    req.compare.iter().all(|c| KeyRange::from_etcd(&c.key, &c.range_end).is_single_key())
+        && req.success.iter().chain(&req.failure).all(|op| match &op.request {
+            Some(OpRequest::RequestRange(r)) => KeyRange::from_etcd(&r.key, &r.range_end).is_single_key(),
+            Some(OpRequest::RequestTxn(t)) => txn_single_keys(t),
+            _ => true,
+        })
+}
+
 impl StoreNode {
-    /// Runs a read against a consistent view of the local state machine, off the async
-    /// workers (a large range may take a while).
+    /// Runs a read against a consistent view of the local state machine. A `small` read
+    /// (one key: microseconds) runs right here; anything that may scan many keys runs on the
+    /// blocking pool, so it cannot stall the async workers. (Handing every read to the pool
+    /// cost more in thread wake-ups than the reads themselves.)
     async fn read_local<T: Send + 'static>(
         &self,
+        small: bool,
         f: impl FnOnce(&dyn crate::engine::ReadView, i64, i64) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let engine = self.shared.engine.clone();
-        tokio::task::spawn_blocking(move || {
+        let read = move || {
             let view = engine.view();
             let (current, compacted) = meta::revisions(&*view)?;
             f(&*view, current, compacted)
-        })
-        .await
-        .map_err(|e| StoreError::io("read task", e))?
+        };
+        if small {
+            return read();
+        }
+        tokio::task::spawn_blocking(read).await.map_err(|e| StoreError::io("read task", e))?
     }
 
     /// etcd `Range`: linearizable unless `serializable`.
@@ -51,8 +67,9 @@ impl StoreNode {
         if !req.serializable {
             self.barrier().await?;
         }
+        let small = KeyRange::from_etcd(&req.key, &req.range_end).is_single_key();
         let mut resp =
-            self.read_local(move |view, current, compacted| read::range(view, &req, current, compacted)).await?;
+            self.read_local(small, move |view, current, compacted| read::range(view, &req, current, compacted)).await?;
         resp.header = self.header(resp.header.map_or(0, |h| h.revision));
         Ok(resp)
     }
@@ -92,7 +109,8 @@ impl StoreNode {
             if !txn_serializable(&req) {
                 self.barrier().await?;
             }
-            self.read_local(move |view, current, compacted| {
+            let small = txn_single_keys(&req);
+            self.read_local(small, move |view, current, compacted| {
                 let mut t = WriteTxn::new(view, current, compacted);
                 txn::execute_txn(&mut t, &req)
             })

@@ -204,6 +204,22 @@ async fn membership_add_learner_promote_and_remove() {
         list.members.iter().any(|m| m.id == new_id && m.name == "m3").then_some(())
     })
     .await;
+    // Its peer URL can be updated (etcd's member update); a taken URL is refused.
+    let updated = c
+        .node(follower)
+        .member_update(MemberUpdateRequest { id: new_id, peer_ur_ls: vec![url.replace("127.0.0.1", "localhost")] })
+        .await
+        .unwrap();
+    assert!(updated.members.iter().any(|m| m.id == new_id && m.peer_ur_ls[0].contains("localhost")));
+    let taken = c.members[0].peer_url.clone();
+    assert_eq!(
+        c.node(leader).member_update(MemberUpdateRequest { id: new_id, peer_ur_ls: vec![taken] }).await.unwrap_err(),
+        StoreError::PeerUrlExists
+    );
+    assert_eq!(
+        c.node(leader).member_update(MemberUpdateRequest { id: 42, peer_ur_ls: vec![url.clone()] }).await.unwrap_err(),
+        StoreError::MemberNotFound
+    );
     // Remove it again.
     let after = c.node(leader).member_remove(new_id).await.unwrap();
     assert_eq!(after.members.len(), 3);

@@ -79,7 +79,7 @@ impl Maintenance for MaintenanceService {
                     }
                     sent += blob.len() as u64;
                     let msg = SnapshotResponse {
-                        header: if first { header.clone() } else { None },
+                        header: if first { header } else { None },
                         remaining_bytes: total - sent,
                         blob,
                         version: crate::node::ETCD_API_VERSION.into(),

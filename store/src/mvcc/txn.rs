@@ -56,10 +56,8 @@ fn branch_writes(ops: &[RequestOp]) -> Result<(BTreeSet<Vec<u8>>, Vec<KeyRange>)
     let mut deletes = Vec::new();
     for op in ops {
         match &op.request {
-            Some(Request::RequestPut(p)) => {
-                if !puts.insert(p.key.clone()) {
-                    return Err(StoreError::DuplicateKey);
-                }
+            Some(Request::RequestPut(p)) if !puts.insert(p.key.clone()) => {
+                return Err(StoreError::DuplicateKey);
             }
             Some(Request::RequestDeleteRange(d)) => deletes.push(KeyRange::from_etcd(&d.key, &d.range_end)),
             Some(Request::RequestTxn(t)) => {
@@ -184,12 +182,12 @@ fn run(txn: &mut WriteTxn, req: &TxnRequest, path: &[bool], step: &mut usize) ->
 /// Every response in the tree carries the txn's final revision, as in etcd.
 fn set_headers(resp: &mut TxnResponse, revision: i64) {
     let header = Some(berth_proto::etcdserverpb::ResponseHeader { revision, ..Default::default() });
-    resp.header = header.clone();
+    resp.header = header;
     for op in &mut resp.responses {
         match &mut op.response {
-            Some(Response::ResponseRange(r)) => r.header = header.clone(),
-            Some(Response::ResponsePut(p)) => p.header = header.clone(),
-            Some(Response::ResponseDeleteRange(d)) => d.header = header.clone(),
+            Some(Response::ResponseRange(r)) => r.header = header,
+            Some(Response::ResponsePut(p)) => p.header = header,
+            Some(Response::ResponseDeleteRange(d)) => d.header = header,
             Some(Response::ResponseTxn(t)) => set_headers(t, revision),
             None => {}
         }

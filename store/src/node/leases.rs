@@ -68,19 +68,13 @@ impl StoreNode {
     pub async fn lease_time_to_live(&self, req: LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
         let mut resp = self
             .on_leader(
-                |_| {
-                    let req = req.clone();
-                    async move {
-                        match self.lease_time_to_live_here(&req) {
-                            Ok(r) => Attempt::Done(r),
-                            Err(e) => Attempt::Failed(e),
-                        }
+                |_| async move {
+                    match self.lease_time_to_live_here(&req) {
+                        Ok(r) => Attempt::Done(r),
+                        Err(e) => Attempt::Failed(e),
                     }
                 },
-                |mut client| {
-                    let req = req.clone();
-                    async move { client.lease_time_to_live(req).await.map(|r| r.into_inner()) }
-                },
+                |mut client| async move { client.lease_time_to_live(req).await.map(|r| r.into_inner()) },
             )
             .await?;
         resp.header = self.header(self.revision());

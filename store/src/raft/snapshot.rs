@@ -134,6 +134,9 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(format!("syncing {}", dir.display())))
 }
 
+/// One record of a snapshot file: (column family, key, value).
+pub type SnapshotEntry = (Cf, Vec<u8>, Vec<u8>);
+
 /// Sequential reader of a snapshot file.
 pub struct SnapshotReader {
     input: BufReader<File>,
@@ -184,7 +187,7 @@ impl SnapshotReader {
     }
 
     /// The next (cf, key, value); `None` at the end, after verifying the checksum.
-    pub fn next_entry(&mut self) -> Result<Option<(Cf, Vec<u8>, Vec<u8>)>> {
+    pub fn next_entry(&mut self) -> Result<Option<SnapshotEntry>> {
         let mut tag = [0u8; 1];
         self.read_exact(&mut tag)?;
         if tag[0] == END {

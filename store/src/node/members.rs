@@ -107,6 +107,24 @@ impl StoreNode {
         }
     }
 
+    /// Validates peer URLs for a member: well-formed, at least one, and not used by any other
+    /// member (`owner` may keep its own).
+    fn free_peer_urls(&self, urls: &[String], owner: Option<u64>) -> Result<Vec<String>> {
+        if urls.is_empty() {
+            return Err(StoreError::MemberBadUrls);
+        }
+        let urls: Vec<String> = urls
+            .iter()
+            .map(|u| validate_url("peer URL", u).map_err(|_| StoreError::MemberBadUrls))
+            .collect::<Result<_>>()?;
+        let taken =
+            self.members()?.iter().any(|m| Some(m.id) != owner && m.peer_ur_ls.iter().any(|u| urls.contains(u)));
+        if taken {
+            return Err(StoreError::PeerUrlExists);
+        }
+        Ok(urls)
+    }
+
     fn find_member(&self, id: u64) -> Result<Member> {
         self.members()?.into_iter().find(|m| m.id == id).ok_or(StoreError::MemberNotFound)
     }
@@ -114,18 +132,8 @@ impl StoreNode {
     /// etcd `MemberAdd`, on the leader.
     pub async fn member_add_here(&self, req: MemberAddRequest) -> Result<MemberAddResponse> {
         self.leader_only()?;
-        if req.peer_ur_ls.is_empty() {
-            return Err(StoreError::MemberBadUrls);
-        }
-        let urls: Vec<String> = req
-            .peer_ur_ls
-            .iter()
-            .map(|u| validate_url("peer URL", u).map_err(|_| StoreError::MemberBadUrls))
-            .collect::<Result<_>>()?;
+        let urls = self.free_peer_urls(&req.peer_ur_ls, None)?;
         let existing = self.members()?;
-        if existing.iter().any(|m| m.peer_ur_ls.iter().any(|u| urls.contains(u))) {
-            return Err(StoreError::PeerUrlExists);
-        }
         let id = loop {
             let candidate = rand::random::<u64>();
             if candidate != 0 && !existing.iter().any(|m| m.id == candidate) {
@@ -189,17 +197,7 @@ impl StoreNode {
     pub async fn member_update_here(&self, req: MemberUpdateRequest) -> Result<MemberUpdateResponse> {
         self.leader_only()?;
         self.find_member(req.id)?;
-        let urls: Vec<String> = req
-            .peer_ur_ls
-            .iter()
-            .map(|u| validate_url("peer URL", u).map_err(|_| StoreError::MemberBadUrls))
-            .collect::<Result<_>>()?;
-        if urls.is_empty() {
-            return Err(StoreError::MemberBadUrls);
-        }
-        if self.members()?.iter().any(|m| m.id != req.id && m.peer_ur_ls.iter().any(|u| urls.contains(u))) {
-            return Err(StoreError::PeerUrlExists);
-        }
+        let urls = self.free_peer_urls(&req.peer_ur_ls, Some(req.id))?;
         self.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(req.id, PeerNode { peer_urls: urls })])))
             .await?;
         Ok(MemberUpdateResponse { header: self.header(self.revision()), members: self.members()? })

@@ -39,28 +39,10 @@ impl WatchStream {
             watch_id = self.next_auto_id;
             self.next_auto_id += 1;
         } else if self.watchers.contains_key(&watch_id) {
-            let resp = WatchResponse {
-                header: self.hub.header(self.hub.notified_revision()),
-                watch_id,
-                created: true,
-                canceled: true,
-                cancel_reason: "mvcc: duplicate watch ID provided on the WatchStream".into(),
-                ..Default::default()
-            };
-            let _ = self.sink.send(resp).await;
-            return;
+            return self.refuse(watch_id, "mvcc: duplicate watch ID provided on the WatchStream").await;
         }
         if req.key.is_empty() {
-            let resp = WatchResponse {
-                header: self.hub.header(self.hub.notified_revision()),
-                watch_id,
-                created: true,
-                canceled: true,
-                cancel_reason: "etcdserver: key is not provided".into(),
-                ..Default::default()
-            };
-            let _ = self.sink.send(resp).await;
-            return;
+            return self.refuse(watch_id, "etcdserver: key is not provided").await;
         }
         let spec = WatchSpec {
             watch_id,
@@ -74,6 +56,19 @@ impl WatchStream {
         if let Some(key) = self.hub.add_watcher(self.stream, spec) {
             self.watchers.insert(watch_id, key);
         }
+    }
+
+    /// Answers a create that cannot be served, as etcd does: created and canceled at once.
+    async fn refuse(&self, watch_id: i64, reason: &str) {
+        let resp = WatchResponse {
+            header: self.hub.header(self.hub.notified_revision()),
+            watch_id,
+            created: true,
+            canceled: true,
+            cancel_reason: reason.into(),
+            ..Default::default()
+        };
+        let _ = self.sink.send(resp).await;
     }
 
     /// etcd's cancel: unknown ids are ignored; a known one gets a canceled response after

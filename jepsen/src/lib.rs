@@ -3,6 +3,8 @@
 //! same process management.
 
 pub mod bench;
+pub mod checker;
+pub mod history;
 pub mod procs;
 
 /// The crate's error type.

@@ -3,9 +3,20 @@
 //! same process management.
 
 pub mod bench;
+pub mod campaign;
 pub mod checker;
+pub mod client;
+pub mod clock;
+pub mod db;
 pub mod history;
+pub mod nemesis;
+pub mod net;
+pub mod partition;
 pub mod procs;
+pub mod recorder;
+pub mod report;
+pub mod runner;
+pub mod workload;
 
 /// The crate's error type.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +29,14 @@ pub enum HarnessError {
     Io(#[from] std::io::Error),
     #[error("cluster did not become ready in {seconds}s: {detail}")]
     NotReady { seconds: u64, detail: String },
+    #[error("{0}")]
+    Config(String),
     #[error("rpc: {0}")]
     Rpc(String),
+    #[error("berth-jepsen needs root (network namespaces, iptables, tc); run as root")]
+    NotRoot,
+    #[error("`{command}` failed: {message}")]
+    Command { command: String, message: String },
+    #[error("network: {0}")]
+    Net(String),
 }

@@ -95,12 +95,28 @@ pub struct Member {
     pub peer_url: String,
     pub data_dir: PathBuf,
     pub log: PathBuf,
-    program: PathBuf,
-    args: Vec<String>,
+    /// What `start` runs; may be changed between runs (e.g. to rejoin a cluster).
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// Extra environment for the process (e.g. libfaketime's).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl Member {
+    /// A member (not started) that runs `program args…` and logs to `log`.
+    pub fn new(
+        name: &str,
+        program: PathBuf,
+        args: Vec<String>,
+        urls: (String, String),
+        data_dir: PathBuf,
+        log: PathBuf,
+    ) -> Member {
+        let (client_url, peer_url) = urls;
+        Member { name: name.into(), client_url, peer_url, data_dir, log, program, args, env: vec![], child: None }
+    }
+
     /// A Berth member (not started) with fresh loopback ports under `dir`. `extra` carries
     /// `--initial-cluster…`/`--join` and anything else.
     pub fn berth(name: &str, dir: &Path, extra: &[String]) -> Result<Member, HarnessError> {
@@ -127,6 +143,7 @@ impl Member {
             log: dir.join(format!("{name}.log")),
             program: berth_server_binary()?,
             args,
+            env: vec![],
             child: None,
         })
     }
@@ -149,6 +166,7 @@ impl Member {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         let child = Command::new(&self.program)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -211,6 +229,61 @@ impl Drop for Member {
     }
 }
 
+/// The server binary of `db`.
+pub fn server_program(db: Db) -> Result<PathBuf, HarnessError> {
+    Ok(match db {
+        Db::Berth => berth_server_binary()?,
+        Db::Etcd => etcd_bin_dir()?.join("etcd"),
+    })
+}
+
+/// What one member of a static cluster needs on its command line.
+pub struct MemberSettings<'a> {
+    pub db: Db,
+    pub name: &'a str,
+    pub client_url: &'a str,
+    pub peer_url: &'a str,
+    pub data_dir: &'a Path,
+    /// `n1=URL,n2=URL,…`
+    pub initial_cluster: &'a str,
+    /// Joining a running cluster (`--initial-cluster-state existing`) rather than forming one.
+    pub existing: bool,
+    pub heartbeat_ms: u64,
+    pub election_ms: u64,
+}
+
+/// The etcd-style flags (Berth takes etcd's names) for one member.
+pub fn member_args(s: &MemberSettings<'_>) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--name".into(),
+        s.name.into(),
+        "--data-dir".into(),
+        s.data_dir.display().to_string(),
+        "--listen-client-urls".into(),
+        s.client_url.into(),
+        "--advertise-client-urls".into(),
+        s.client_url.into(),
+        "--listen-peer-urls".into(),
+        s.peer_url.into(),
+        "--initial-advertise-peer-urls".into(),
+        s.peer_url.into(),
+        "--initial-cluster".into(),
+        s.initial_cluster.into(),
+        "--initial-cluster-state".into(),
+        if s.existing { "existing" } else { "new" }.into(),
+        "--initial-cluster-token".into(),
+        format!("{}-{}", s.db, std::process::id()),
+        "--heartbeat-interval".into(),
+        s.heartbeat_ms.to_string(),
+        "--election-timeout".into(),
+        s.election_ms.to_string(),
+    ];
+    if s.db == Db::Etcd {
+        args.extend(["--logger".into(), "zap".into(), "--log-level".into(), "warn".into()]);
+    }
+    args
+}
+
 /// Settings for a cluster of processes.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
@@ -238,10 +311,7 @@ impl ProcessCluster {
     /// Lays out and starts `spec.nodes` members under `dir`.
     pub fn start(spec: &ClusterSpec, dir: &Path) -> Result<ProcessCluster, HarnessError> {
         std::fs::create_dir_all(dir)?;
-        let program = match spec.db {
-            Db::Berth => berth_server_binary()?,
-            Db::Etcd => etcd_bin_dir()?.join("etcd"),
-        };
+        let program = server_program(spec.db)?;
         let ports: Vec<(u16, u16)> = (0..spec.nodes).map(|_| (free_port(), free_port())).collect();
         let initial: Vec<String> =
             ports.iter().enumerate().map(|(i, (_, p))| format!("n{i}=http://127.0.0.1:{p}")).collect();
@@ -251,45 +321,21 @@ impl ProcessCluster {
             let client_url = format!("http://127.0.0.1:{cport}");
             let peer_url = format!("http://127.0.0.1:{pport}");
             let data_dir = dir.join(&name);
-            let mut args = vec![
-                "--name".into(),
-                name.clone(),
-                "--data-dir".into(),
-                data_dir.display().to_string(),
-                "--listen-client-urls".into(),
-                client_url.clone(),
-                "--advertise-client-urls".into(),
-                client_url.clone(),
-                "--listen-peer-urls".into(),
-                peer_url.clone(),
-                "--initial-advertise-peer-urls".into(),
-                peer_url.clone(),
-                "--initial-cluster".into(),
-                initial.join(","),
-                "--initial-cluster-state".into(),
-                "new".into(),
-                "--initial-cluster-token".into(),
-                format!("{}-{}", spec.db, std::process::id()),
-                "--heartbeat-interval".into(),
-                spec.heartbeat_ms.to_string(),
-                "--election-timeout".into(),
-                spec.election_ms.to_string(),
-            ];
-            if spec.db == Db::Etcd {
-                args.extend(["--logger".into(), "zap".into(), "--log-level".into(), "warn".into()]);
-            }
+            let settings = MemberSettings {
+                db: spec.db,
+                name: &name,
+                client_url: &client_url,
+                peer_url: &peer_url,
+                data_dir: &data_dir,
+                initial_cluster: &initial.join(","),
+                existing: false,
+                heartbeat_ms: spec.heartbeat_ms,
+                election_ms: spec.election_ms,
+            };
+            let mut args = member_args(&settings);
             args.extend(spec.extra_args.iter().cloned());
             let log = dir.join(format!("{name}.log"));
-            members.push(Member {
-                name,
-                client_url,
-                peer_url,
-                data_dir,
-                log,
-                program: program.clone(),
-                args,
-                child: None,
-            });
+            members.push(Member::new(&name, program.clone(), args, (client_url, peer_url), data_dir, log));
         }
         for m in &mut members {
             m.start()?;

@@ -48,3 +48,98 @@ pub struct CheckResult {
     /// Named counts, e.g. {"ok": 1200, "lost": 0}; printed in summaries.
     pub stats: std::collections::BTreeMap<String, u64>,
 }
+
+pub mod durability;
+pub mod linear;
+pub mod set;
+pub mod watch;
+
+#[cfg(test)]
+pub(crate) mod testkit;
+
+use crate::history::{Call, History, Op, OpType};
+
+impl Anomaly {
+    pub(crate) fn new(kind: &str, message: impl Into<String>, ops: Vec<u64>) -> Anomaly {
+        Anomaly { kind: kind.to_string(), message: message.into(), ops }
+    }
+}
+
+impl CheckResult {
+    /// Builds a result whose verdict follows from its anomalies: none → valid; only
+    /// `undecided` kinds (the checker lacked what it needed to decide) → unknown; any other
+    /// kind → invalid.
+    pub(crate) fn from_anomalies(
+        checker: &str,
+        anomalies: Vec<Anomaly>,
+        undecided: &[&str],
+        stats: std::collections::BTreeMap<String, u64>,
+    ) -> CheckResult {
+        let verdict = anomalies.iter().fold(Verdict::Valid, |verdict, anomaly| {
+            let this = if undecided.contains(&anomaly.kind.as_str()) { Verdict::Unknown } else { Verdict::Invalid };
+            verdict.combine(this)
+        });
+        CheckResult { checker: checker.to_string(), verdict, anomalies, stats }
+    }
+}
+
+/// A client operation: its invocation and, unless the history ended first, its completion.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Completed<'a> {
+    pub invoke: &'a Op,
+    pub completion: Option<&'a Op>,
+}
+
+impl<'a> Completed<'a> {
+    /// How the operation ended; an operation the history never completed is indeterminate.
+    pub fn outcome(&self) -> OpType {
+        self.completion.map_or(OpType::Info, |c| c.kind)
+    }
+
+    /// The call with its results when it completed, else as invoked.
+    pub fn call(&self) -> &'a Call {
+        self.completion.map_or(&self.invoke.call, |c| &c.call)
+    }
+
+    /// History indices of the invocation and the completion.
+    pub fn indices(&self) -> Vec<u64> {
+        std::iter::once(self.invoke.index).chain(self.completion.map(|c| c.index)).collect()
+    }
+}
+
+/// Pairs every client invocation with its completion. Each process is sequential, so the
+/// completion is the next non-invoke record of the same process naming the same function;
+/// records with no pending invocation (watch responses, bare final reads) are not
+/// operations and are left out. Nemesis records are ignored. Sorted by invocation index.
+pub(crate) fn completed_ops(history: &History) -> Vec<Completed<'_>> {
+    let mut pending: std::collections::HashMap<i64, &Op> = std::collections::HashMap::new();
+    let mut done = Vec::new();
+    for op in history.client_ops() {
+        if op.kind == OpType::Invoke {
+            // A new invocation while one is pending means the first never completed.
+            if let Some(previous) = pending.insert(op.process, op) {
+                done.push(Completed { invoke: previous, completion: None });
+            }
+            continue;
+        }
+        let matches = pending.get(&op.process).is_some_and(|inv| inv.call.name() == op.call.name());
+        if matches {
+            if let Some(invoke) = pending.remove(&op.process) {
+                done.push(Completed { invoke, completion: Some(op) });
+            }
+        }
+    }
+    done.extend(pending.into_values().map(|invoke| Completed { invoke, completion: None }));
+    done.sort_by_key(|c| c.invoke.index);
+    done
+}
+
+/// At most 20 elements, then how many more: keeps anomaly messages readable.
+pub(crate) fn list_some<T: std::fmt::Display>(items: &[T]) -> String {
+    const SHOWN: usize = 20;
+    let mut text = items.iter().take(SHOWN).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    if items.len() > SHOWN {
+        text.push_str(&format!(", … ({} more)", items.len() - SHOWN));
+    }
+    text
+}

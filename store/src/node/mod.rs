@@ -95,8 +95,8 @@ impl StoreNode {
         let raft_config = openraft::Config {
             cluster_name: config.initial_cluster_token.clone(),
             heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
-            election_timeout_min: config.election_timeout.as_millis() as u64,
-            election_timeout_max: 2 * config.election_timeout.as_millis() as u64,
+            election_timeout_min: openraft_election_timeouts(config.election_timeout).0,
+            election_timeout_max: openraft_election_timeouts(config.election_timeout).1,
             install_snapshot_timeout: 30_000,
             max_payload_entries: 1000,
             replication_lag_threshold: config.snapshot_catchup_entries,
@@ -430,4 +430,17 @@ async fn snapshot_trigger(node: std::sync::Weak<StoreNode>, shutdown: Cancellati
             }
         }
     }
+}
+
+/// openraft's (min, max) election timeouts, in ms, for etcd's `--election-timeout` E.
+///
+/// openraft 0.9 makes a follower that knows a leader wait `leader_lease + timeout` before it
+/// campaigns, with `leader_lease = max` and `timeout` drawn from [min, max): with etcd's
+/// reading (E..2E) a lost leader is replaced only after 3E–4E, and the Jepsen harness saw
+/// ~4 s without a leader in a 3-node partition. Halving keeps etcd's behaviour instead:
+/// campaigns start 1.25E–1.5E after the last heartbeat (etcd: E–2E), and the other
+/// followers' leases (0.75E) have expired by then, so the first campaign can win.
+pub fn openraft_election_timeouts(election_timeout: std::time::Duration) -> (u64, u64) {
+    let e = election_timeout.as_millis() as u64;
+    (e / 2, e * 3 / 4)
 }

@@ -76,7 +76,38 @@ impl StoreNode {
 
     /// Runs an operation on the leader: `local` when this member leads, otherwise `remote`
     /// against the leader's peer client. Retries while the outcome says it had no effect.
-    pub(crate) async fn on_leader<T, L, LF, R, RF>(&self, mut local: L, mut remote: R) -> Result<T>
+    pub(crate) async fn on_leader<T, L, LF, R, RF>(&self, local: L, remote: R) -> Result<T>
+    where
+        L: FnMut(Instant) -> LF,
+        LF: Future<Output = Attempt<T>>,
+        R: FnMut(RaftPeerClient<Channel>) -> RF,
+        RF: Future<Output = std::result::Result<T, tonic::Status>>,
+    {
+        self.on_leader_with(local, remote, None).await
+    }
+
+    /// [`on_leader`](Self::on_leader) for operations without side effects (read index): a
+    /// remote attempt that gets no answer within `attempt_timeout` is retried against
+    /// whoever leads then, instead of holding the caller until the request deadline. A
+    /// partitioned old leader otherwise stalls every read on this member for the whole
+    /// request timeout (seen by the Jepsen harness as seconds of failed reads after a new
+    /// leader was already elected).
+    pub(crate) async fn on_leader_idempotent<T, L, LF, R, RF>(&self, local: L, remote: R) -> Result<T>
+    where
+        L: FnMut(Instant) -> LF,
+        LF: Future<Output = Attempt<T>>,
+        R: FnMut(RaftPeerClient<Channel>) -> RF,
+        RF: Future<Output = std::result::Result<T, tonic::Status>>,
+    {
+        self.on_leader_with(local, remote, Some(self.config.election_timeout)).await
+    }
+
+    async fn on_leader_with<T, L, LF, R, RF>(
+        &self,
+        mut local: L,
+        mut remote: R,
+        attempt_timeout: Option<Duration>,
+    ) -> Result<T>
     where
         L: FnMut(Instant) -> LF,
         LF: Future<Output = Attempt<T>>,
@@ -97,11 +128,15 @@ impl StoreNode {
                 local(deadline).await
             } else {
                 match self.peer_node(leader).map(|node| self.peers.client(leader, &node)) {
-                    Some(Ok(client)) => match tokio::time::timeout_at(deadline, remote(client)).await {
-                        Err(_) => Attempt::Failed(StoreError::Timeout),
-                        Ok(Ok(v)) => Attempt::Done(v),
-                        Ok(Err(status)) => classify_remote(status),
-                    },
+                    Some(Ok(client)) => {
+                        let attempt_deadline = attempt_timeout.map_or(deadline, |t| deadline.min(Instant::now() + t));
+                        match tokio::time::timeout_at(attempt_deadline, remote(client)).await {
+                            Err(_) if attempt_timeout.is_some() => Attempt::Retry(StoreError::Timeout),
+                            Err(_) => Attempt::Failed(StoreError::Timeout),
+                            Ok(Ok(v)) => Attempt::Done(v),
+                            Ok(Err(status)) => classify_remote(status),
+                        }
+                    }
                     Some(Err(e)) => Attempt::Retry(e),
                     None => Attempt::Retry(StoreError::NoLeader),
                 }
@@ -271,7 +306,7 @@ impl StoreNode {
 
     /// One read-index confirmation: the leader's commit point, confirmed by a quorum.
     pub(crate) async fn confirm_read_index(&self) -> Result<u64> {
-        self.on_leader(
+        self.on_leader_idempotent(
             |_deadline| async move {
                 match self.raft.get_read_log_id().await {
                     Ok((read, _)) => Attempt::Done(read.map_or(0, |l| l.index)),

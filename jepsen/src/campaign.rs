@@ -1,0 +1,135 @@
+//! Campaigns: a matrix of test runs (databases × workloads × nemeses) and the summary table
+//! of what they found. `quick` is the CI matrix (Berth, 3 nodes, register + set + watch
+//! under kill and partition, about two minutes); `full` is the documented campaign, with
+//! etcd as the control.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::nemesis::NemesisKind;
+use crate::procs::Db;
+use crate::report::ReportSummary;
+use crate::runner::TestConfig;
+use crate::workload::WorkloadKind;
+
+/// One cell of the matrix.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub db: Db,
+    pub workload: WorkloadKind,
+    pub nemeses: Vec<NemesisKind>,
+}
+
+/// The CI matrix.
+pub fn quick_matrix() -> Vec<Cell> {
+    let faults = vec![NemesisKind::Kill, NemesisKind::Partition];
+    [WorkloadKind::Register, WorkloadKind::Set, WorkloadKind::Watch]
+        .into_iter()
+        .map(|workload| Cell { db: Db::Berth, workload, nemeses: faults.clone() })
+        .collect()
+}
+
+/// The full campaign: every workload under every fault family, for each database.
+pub fn full_matrix(dbs: &[Db]) -> Vec<Cell> {
+    use NemesisKind::*;
+    let fault_sets: Vec<Vec<NemesisKind>> = vec![
+        vec![Kill],
+        vec![Pause],
+        vec![Partition],
+        vec![Netem],
+        vec![Member],
+        vec![Clock],
+        vec![Kill, Partition, Pause],
+    ];
+    let mut cells = vec![];
+    for &db in dbs {
+        for workload in [WorkloadKind::Register, WorkloadKind::Set, WorkloadKind::Watch] {
+            for nemeses in &fault_sets {
+                cells.push(Cell { db, workload, nemeses: nemeses.clone() });
+            }
+        }
+        cells.push(Cell { db, workload: WorkloadKind::Durability, nemeses: vec![KillAll] });
+    }
+    cells
+}
+
+/// The run configuration for a cell, from a template carrying the shared settings.
+pub fn config_for(cell: &Cell, template: &TestConfig) -> TestConfig {
+    TestConfig { db: cell.db, workload: cell.workload, nemeses: cell.nemeses.clone(), ..template.clone() }
+}
+
+/// One finished (or failed-to-run) cell.
+#[derive(Debug, Clone)]
+pub struct CellOutcome {
+    pub cell: Cell,
+    pub summary: Option<ReportSummary>,
+    /// Harness error (the run itself failed), if any.
+    pub error: Option<String>,
+    /// Anomaly kinds found, deduplicated.
+    pub anomaly_kinds: Vec<String>,
+}
+
+/// The summary table: per database, runs, operations, faults, anomalies; then per cell.
+pub fn summary_table(outcomes: &[CellOutcome]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "| db | runs | client ops | ok | info | faults | invalid runs | unknown runs | anomalies |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut dbs: Vec<Db> = outcomes.iter().map(|o| o.cell.db).collect();
+    dbs.dedup();
+    for db in dbs {
+        let rows: Vec<&CellOutcome> = outcomes.iter().filter(|o| o.cell.db == db).collect();
+        let sum = |f: fn(&ReportSummary) -> u64| rows.iter().filter_map(|o| o.summary.as_ref()).map(f).sum::<u64>();
+        let count_verdict = |v: crate::checker::Verdict| {
+            rows.iter().filter(|o| o.summary.as_ref().map(|s| s.verdict) == Some(v)).count()
+        };
+        let _ = writeln!(
+            out,
+            "| {db} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            rows.len(),
+            sum(|s| s.ops),
+            sum(|s| s.ok),
+            sum(|s| s.info),
+            sum(|s| s.faults),
+            count_verdict(crate::checker::Verdict::Invalid),
+            count_verdict(crate::checker::Verdict::Unknown),
+            sum(|s| s.anomalies),
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "| db | workload | nemesis | verdict | ops | faults | anomalies |");
+    let _ = writeln!(out, "|---|---|---|---|---:|---:|---|");
+    for o in outcomes {
+        let nemeses = o.cell.nemeses.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(",");
+        let (verdict, ops, faults) = match (&o.summary, &o.error) {
+            (Some(s), _) => (format!("{:?}", s.verdict).to_lowercase(), s.ops, s.faults),
+            (None, Some(e)) => (format!("run failed: {e}"), 0, 0),
+            (None, None) => ("not run".into(), 0, 0),
+        };
+        let anomalies = if o.anomaly_kinds.is_empty() { "-".to_string() } else { o.anomaly_kinds.join(", ") };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            o.cell.db, o.cell.workload, nemeses, verdict, ops, faults, anomalies
+        );
+    }
+    out
+}
+
+/// The default template: shared settings for every campaign run.
+pub fn template(store: std::path::PathBuf, time_limit: Duration, seed: u64) -> TestConfig {
+    TestConfig {
+        db: Db::Berth,
+        nodes: 3,
+        workload: WorkloadKind::Register,
+        nemeses: vec![],
+        time_limit,
+        concurrency: 10,
+        rate: 100.0,
+        seed,
+        nemesis_interval: Duration::from_secs(5),
+        op_timeout: Duration::from_secs(2),
+        recovery: Duration::from_secs(60),
+        check_budget: Duration::from_secs(60),
+        store,
+    }
+}

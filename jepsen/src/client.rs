@@ -37,14 +37,20 @@ impl std::fmt::Display for CallError {
 /// Unavailable is *not* definite: the connection may have broken after the server applied it.
 fn classify(status: tonic::Status) -> CallError {
     use tonic::Code;
-    let definite = matches!(
-        status.code(),
-        Code::InvalidArgument
-            | Code::FailedPrecondition
-            | Code::OutOfRange
-            | Code::PermissionDenied
-            | Code::Unauthenticated
-    );
+    // A refused TCP connect means the request never left this process.
+    let refused = status.code() == Code::Unavailable && {
+        let text = format!("{status:?}");
+        text.contains("tcp connect error") || text.contains("Connection refused")
+    };
+    let definite = refused
+        || matches!(
+            status.code(),
+            Code::InvalidArgument
+                | Code::FailedPrecondition
+                | Code::OutOfRange
+                | Code::PermissionDenied
+                | Code::Unauthenticated
+        );
     CallError { message: format!("{:?}: {}", status.code(), status.message()), definite }
 }
 

@@ -52,9 +52,11 @@ impl FromStr for NemesisKind {
             "member" => NemesisKind::Member,
             "clock" => NemesisKind::Clock,
             "kill-all" => NemesisKind::KillAll,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown nemesis {other:?} (expected kill, pause, partition, netem, member, clock, kill-all or none)"
-            )),
+            ))
+            }
         })
     }
 }

@@ -63,7 +63,7 @@ pub fn check(history: &History, budget: Duration) -> CheckResult {
 // ---------------------------------------------------------------------------------------
 // The register model and the operations it is checked against.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Action {
     /// An `ok` read that returned this value.
     Read(Value),
@@ -287,6 +287,7 @@ fn search(ops: &[RegisterOp<'_>], deadline: Instant) -> Outcome {
     let mut list = EntryList::new(ops);
     let mut linearized = Linearized::new(&slots);
     let mut cache = Cache::default();
+    cache.visit(&linearized, None);
     // Lifted calls with the state and pass before each, to undo them when backtracking.
     let mut lifted: Vec<(usize, Value, Pass)> = Vec::new();
     let mut state: Value = None;
@@ -306,8 +307,11 @@ fn search(ops: &[RegisterOp<'_>], deadline: Instant) -> Outcome {
         }
         if let Some(entry) = cursor.filter(|&e| list.is_call(e)) {
             let op = list.op(entry);
-            let in_pass = (ops[op].return_ns.is_some()) == (pass == Pass::Determinate);
-            if let Some(next) = ops[op].action.step(state).filter(|_| in_pass) {
+            let candidate = match pass {
+                Pass::Determinate => ops[op].return_ns.is_some(),
+                Pass::Indeterminate => ops[op].return_ns.is_none() && slots.first_of_twins(op, &linearized),
+            };
+            if let Some(next) = ops[op].action.step(state).filter(|_| candidate) {
                 linearized.insert(slots.of[op]);
                 if cache.visit(&linearized, next) {
                     lifts += 1;
@@ -482,6 +486,9 @@ struct Slots {
     of: Vec<Slot>,
     determinate: usize,
     indeterminate: usize,
+    /// For an indeterminate operation, the indeterminate operation with the same action
+    /// called just before it.
+    twin_before: Vec<Option<usize>>,
 }
 
 impl Slots {
@@ -498,8 +505,30 @@ impl Slots {
                 slot(*counter - 1)
             })
             .collect();
-        Slots { of, determinate, indeterminate }
+        Slots { of, determinate, indeterminate, twin_before: twins_before(ops) }
     }
+
+    /// Symmetry breaking: of indeterminate operations with the same action, only the
+    /// earliest called one not yet linearized is a candidate. Any linearization using a
+    /// later twin works as well with the earlier one in its place — both are optional, and
+    /// the earlier one is available whenever the later one is — so the search need not
+    /// tell them apart, and the linearized ones of each action stay a prefix.
+    fn first_of_twins(&self, op: usize, linearized: &Linearized) -> bool {
+        self.twin_before[op].is_none_or(|twin| linearized.contains(self.of[twin]))
+    }
+}
+
+/// Links each indeterminate operation to the previous one (in the entry list's call order)
+/// with the same action.
+fn twins_before(ops: &[RegisterOp<'_>]) -> Vec<Option<usize>> {
+    let mut order: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].return_ns.is_none()).collect();
+    order.sort_unstable_by_key(|&i| (ops[i].call_ns, i));
+    let mut last: HashMap<Action, usize> = HashMap::new();
+    let mut twin_before = vec![None; ops.len()];
+    for i in order {
+        twin_before[i] = last.insert(ops[i].action, i);
+    }
+    twin_before
 }
 
 /// The operations linearized so far, split by kind.
@@ -526,6 +555,13 @@ impl Linearized {
             Slot::Indeterminate(i) => self.indeterminate.remove(i),
         }
     }
+
+    fn contains(&self, slot: Slot) -> bool {
+        match slot {
+            Slot::Determinate(i) => self.determinate.contains(i),
+            Slot::Indeterminate(i) => self.indeterminate.contains(i),
+        }
+    }
 }
 
 /// A set of small integers as a bitset, with a Zobrist hash kept up to date on every
@@ -544,6 +580,10 @@ impl OpSet {
     fn insert(&mut self, id: usize) {
         self.words[id / 64] |= 1 << (id % 64);
         self.hash ^= mix(id as u64);
+    }
+
+    fn contains(&self, id: usize) -> bool {
+        self.words[id / 64] & (1 << (id % 64)) != 0
     }
 
     /// Removes a member that is in the set.

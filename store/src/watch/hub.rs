@@ -299,14 +299,19 @@ impl WatchHub {
             let mut closed = Vec::new();
             let HubState { watchers, streams, .. } = &mut *s;
             for (&key, w) in watchers.iter_mut().filter(|(_, w)| w.synced) {
-                let selected = w.spec.select(events);
+                let mut selected = w.spec.select(events);
+                // A watch may start at a revision this member has not applied yet (it lags
+                // the cluster): nothing below its start revision is ever delivered.
+                selected.retain(|e| e.kv.as_ref().is_some_and(|kv| kv.mod_revision >= w.next_revision));
                 if selected.is_empty() {
                     continue;
                 }
+                // Where catch-up resumes if this watcher falls behind now.
+                let resume_at = first.max(w.next_revision);
                 if w.spec.prev_kv && !prev_kv_complete {
                     // Registered after the entry decided not to fetch prev_kv: history has it.
                     w.synced = false;
-                    w.next_revision = first;
+                    w.next_revision = resume_at;
                     lagging.push(key);
                     continue;
                 }
@@ -321,7 +326,7 @@ impl WatchHub {
                     Ok(()) => w.active_since_tick = true,
                     Err(TrySendError::Full(_)) => {
                         w.synced = false;
-                        w.next_revision = first;
+                        w.next_revision = resume_at;
                         lagging.push(key);
                     }
                     Err(TrySendError::Closed(_)) => closed.push(w.stream),
@@ -361,7 +366,8 @@ impl WatchHub {
                 .filter(|(_, w)| w.synced)
                 .map(|(k, w)| {
                     w.synced = false;
-                    w.next_revision = before + 1;
+                    // A watcher waiting for a future start revision keeps it.
+                    w.next_revision = w.next_revision.max(before + 1);
                     *k
                 })
                 .collect()

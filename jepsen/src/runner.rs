@@ -185,7 +185,7 @@ async fn final_phase(
     cfg: &TestConfig,
     ctx: &WorkloadCtx,
     cluster: &mut DbCluster,
-    watchers: Option<(Vec<tokio::task::JoinHandle<()>>, Arc<Vec<std::sync::atomic::AtomicI64>>)>,
+    watchers: Option<workload::watch::Watchers>,
     stop_watchers: &CancellationToken,
 ) {
     match cfg.workload {
@@ -194,16 +194,14 @@ async fn final_phase(
         WorkloadKind::Durability => workload::durability::final_phase(ctx, cluster, cfg.recovery).await,
         WorkloadKind::Watch => {
             let last = workload::watch::record_final_history(ctx, cfg.recovery).await.unwrap_or(0);
-            if let Some((handles, progress)) = watchers {
+            if let Some(watchers) = watchers {
                 // Let every watcher catch up to the end of the history (bounded).
                 let deadline = tokio::time::Instant::now() + cfg.recovery;
-                while tokio::time::Instant::now() < deadline
-                    && progress.iter().any(|p| p.load(std::sync::atomic::Ordering::Relaxed) < last)
-                {
+                while tokio::time::Instant::now() < deadline && !watchers.caught_up(last) {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 stop_watchers.cancel();
-                for h in handles {
+                for h in watchers.handles {
                     let _ = tokio::time::timeout(cfg.op_timeout * 2, h).await;
                 }
             }

@@ -23,7 +23,8 @@ const SHOWN_PER_KIND: usize = 50;
 /// `unknown`.
 pub fn check(history: &History) -> CheckResult {
     let sessions = sessions(history);
-    let reference = final_history(history).map(|(index, events, revision)| Reference::new(index, events, revision));
+    let reference =
+        find_final_history(history).map(|(index, events, revision)| Reference::new(index, events, revision));
     let mut report = Report::default();
     let mut counts = Counts::default();
 
@@ -37,7 +38,7 @@ pub fn check(history: &History) -> CheckResult {
     match &reference {
         Some(reference) => {
             check_reference(reference, &mut report);
-            counts.acknowledged_writes = check_writers(history, reference, &mut report);
+            check_writers(history, reference, &mut report);
         }
         None => report.push(
             "no-final-history",
@@ -51,7 +52,7 @@ pub fn check(history: &History) -> CheckResult {
         ("sessions".to_string(), sessions.len() as u64),
         ("events_delivered".to_string(), counts.events_delivered),
         ("final_events".to_string(), reference.as_ref().map_or(0, |r| r.events.len() as u64)),
-        ("acknowledged_writes".to_string(), counts.acknowledged_writes),
+        ("acknowledged_writes".to_string(), acknowledged_writes(history)),
         ("progress_notifications".to_string(), counts.progress_notifications),
     ]);
     CheckResult::from_anomalies(CHECKER, report.finish(), &["no-final-history"], stats)
@@ -61,7 +62,6 @@ pub fn check(history: &History) -> CheckResult {
 struct Counts {
     events_delivered: u64,
     progress_notifications: u64,
-    acknowledged_writes: u64,
 }
 
 /// Anomalies, listing at most [`SHOWN_PER_KIND`] of each kind.
@@ -172,7 +172,7 @@ fn sessions(history: &History) -> Vec<Session<'_>> {
 }
 
 /// The last `ok` `final-history` record: its index, events and revision.
-fn final_history(history: &History) -> Option<(u64, &[WatchEvent], i64)> {
+fn find_final_history(history: &History) -> Option<(u64, &[WatchEvent], i64)> {
     history.ops.iter().rev().filter(|op| op.process != NEMESIS && op.kind == OpType::Ok).find_map(|op| match &op.call {
         Call::FinalHistory { events, revision } => Some((op.index, events.as_slice(), *revision)),
         _ => None,
@@ -199,8 +199,10 @@ impl<'a> Reference<'a> {
         let mut at = HashMap::new();
         let mut by_key: HashMap<&str, Vec<&WatchEvent>> = HashMap::new();
         for &event in &sorted {
-            at.entry((event.key.as_str(), event.mod_revision)).or_insert(event);
-            by_key.entry(event.key.as_str()).or_default().push(event);
+            // A repeated event (reported by `check_reference`) is indexed once.
+            if at.insert((event.key.as_str(), event.mod_revision), event).is_none() {
+                by_key.entry(event.key.as_str()).or_default().push(event);
+            }
         }
         Reference { index, revision, events, sorted, at, by_key }
     }
@@ -252,6 +254,9 @@ struct Delivered<'a> {
 struct Delivery<'a> {
     /// Events to compare with the reference: not repeats, and within the session's filter.
     events: Vec<Delivered<'a>>,
+    /// (key, revision) of every event the session delivered, repeats included: what the
+    /// reliability check counts as received.
+    received: HashSet<(&'a str, i64)>,
     first_revision: Option<i64>,
     last_revision: Option<i64>,
 }
@@ -321,6 +326,7 @@ fn check_stream<'a>(
         for event in response.events {
             counts.events_delivered += 1;
             let revision = event.mod_revision;
+            delivery.received.insert((event.key.as_str(), revision));
             if let Some(&first) = seen.get(&(event.key.as_str(), revision)) {
                 let message = format!("{} received {} again (first in #{first})", session.name(), describe(event));
                 report.push("duplicate", message, vec![first, response.index]);
@@ -416,13 +422,11 @@ fn check_reliable(session: &Session<'_>, delivery: &Delivery<'_>, reference: &Re
     // A watch from "now" (0) starts wherever the store was; its first event is the start.
     let start =
         if session.start_revision > 0 { session.start_revision } else { delivery.first_revision.unwrap_or(last) };
-    let delivered: HashSet<(&str, i64)> =
-        delivery.events.iter().map(|d| (d.event.key.as_str(), d.event.mod_revision)).collect();
     let missing: Vec<String> = reference
         .range(start, last)
         .iter()
         .filter(|e| e.key.starts_with(session.prefix) && session.passes_filter(e.kind))
-        .filter(|e| !delivered.contains(&(e.key.as_str(), e.mod_revision)))
+        .filter(|e| !delivery.received.contains(&(e.key.as_str(), e.mod_revision)))
         .map(|e| describe(e))
         .collect();
     if !missing.is_empty() {
@@ -559,28 +563,21 @@ fn inconsistent_successor(before: &WatchEvent, event: &WatchEvent) -> Option<Str
 }
 
 /// Acknowledged writes are in the final history, failed ones are not, and nothing in it
-/// was written by no one. Returns how many writes were acknowledged.
-fn check_writers(history: &History, reference: &Reference<'_>, report: &mut Report) -> u64 {
-    let mut acknowledged = 0;
+/// was written by no one.
+fn check_writers(history: &History, reference: &Reference<'_>, report: &mut Report) {
     let mut invoked: HashSet<(&str, &str)> = HashSet::new();
     for op in completed_ops(history) {
         match op.call() {
             Call::Put { key, value, revision } => {
                 invoked.insert((key, value));
                 match op.outcome() {
-                    OpType::Ok => {
-                        acknowledged += 1;
-                        check_acknowledged_put(op.completion, key, value, *revision, reference, report);
-                    }
+                    OpType::Ok => check_acknowledged_put(op.completion, key, value, *revision, reference, report),
                     OpType::Fail => check_failed_put(op.completion, key, value, reference, report),
                     OpType::Info | OpType::Invoke => {}
                 }
             }
-            Call::Delete { key, revision, deleted } if op.outcome() == OpType::Ok => {
-                acknowledged += 1;
-                if deleted.is_some_and(|d| d > 0) {
-                    check_acknowledged_delete(op.completion, key, *revision, reference, report);
-                }
+            Call::Delete { key, revision, deleted } if op.outcome() == OpType::Ok && deleted.is_some_and(|d| d > 0) => {
+                check_acknowledged_delete(op.completion, key, *revision, reference, report);
             }
             _ => {}
         }
@@ -591,7 +588,13 @@ fn check_writers(history: &History, reference: &Reference<'_>, report: &mut Repo
             report.push("phantom-write", message, vec![reference.index]);
         }
     }
-    acknowledged
+}
+
+/// Writer puts and deletes that completed `ok`.
+fn acknowledged_writes(history: &History) -> u64 {
+    let writes =
+        completed_ops(history).into_iter().filter(|op| matches!(op.call(), Call::Put { .. } | Call::Delete { .. }));
+    writes.filter(|op| op.outcome() == OpType::Ok).count() as u64
 }
 
 fn puts_of<'a>(reference: &Reference<'a>, key: &str, value: &str) -> Vec<&'a WatchEvent> {
@@ -644,5 +647,361 @@ fn check_acknowledged_delete(
         let index = completion.map_or(reference.index, |c| c.index);
         let message = format!("acknowledged delete of {key}{at} (#{index}) is not in the final history");
         report.push("lost-write", message, vec![index, reference.index]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checker::testkit::*;
+    use crate::checker::Verdict;
+
+    const WRITER: i64 = 10;
+    const WATCHER: i64 = 20;
+
+    /// The store's history under `w/`: a and b written, b deleted and recreated, then one
+    /// txn-like revision (7) with two events.
+    fn final_events() -> Vec<WatchEvent> {
+        vec![
+            put_event("w/a", "a1", 2, 2, 1),
+            put_event("w/b", "b1", 3, 3, 1),
+            put_event("w/a", "a2", 4, 2, 2),
+            delete_event("w/b", 5),
+            put_event("w/b", "b2", 6, 6, 1),
+            put_event("w/c", "c1", 7, 7, 1),
+            put_event("w/d", "d1", 7, 7, 1),
+        ]
+    }
+
+    /// The final history's event at `revision` (the first, for 7).
+    fn ev(revision: i64) -> WatchEvent {
+        final_events().into_iter().find(|e| e.mod_revision == revision).expect("revision in the scenario")
+    }
+
+    fn ev_d7() -> WatchEvent {
+        final_events().pop().expect("scenario has events")
+    }
+
+    /// The events as a prev_kv watch sees them.
+    fn evp(revision: i64) -> WatchEvent {
+        let prev = match revision {
+            4 => Some("a1"),
+            5 => Some("b1"),
+            _ => None,
+        };
+        with_prev(ev(revision), prev)
+    }
+
+    /// The writers' records matching the final history.
+    fn writers() -> Vec<crate::history::Op> {
+        let mut ops = Vec::new();
+        let mut t = 0;
+        let mut write = |call: Call, done: Call| {
+            ops.push(invoke(WRITER, t, call));
+            ops.push(ok(WRITER, t + 1, done));
+            t += 2;
+        };
+        for (key, value, rev) in [("w/a", "a1", 2), ("w/b", "b1", 3), ("w/a", "a2", 4)] {
+            write(put(key, value, None), put(key, value, Some(rev)));
+        }
+        write(delete("w/b", None, None), delete("w/b", Some(5), Some(1)));
+        for (key, value, rev) in [("w/b", "b2", 6), ("w/c", "c1", 7), ("w/d", "d1", 7)] {
+            write(put(key, value, None), put(key, value, Some(rev)));
+        }
+        ops
+    }
+
+    /// Writers, then the given watcher records, then the final history.
+    fn scenario(watchers: Vec<crate::history::Op>) -> History {
+        let mut ops = writers();
+        ops.push(nemesis(50));
+        ops.extend(watchers);
+        ops.push(ok(99, 1_000, final_history(final_events(), 7)));
+        history(ops)
+    }
+
+    fn open(from: i64, t: u64) -> Vec<crate::history::Op> {
+        open_with(from, t, false, WatchFilter::None)
+    }
+
+    fn open_with(from: i64, t: u64, prev_kv: bool, filter: WatchFilter) -> Vec<crate::history::Op> {
+        vec![invoke(WATCHER, t, watch("w/", from, prev_kv, filter)), ok(WATCHER, t, watch("w/", from, prev_kv, filter))]
+    }
+
+    fn got(t: u64, events: Vec<WatchEvent>) -> crate::history::Op {
+        let header = events.iter().map(|e| e.mod_revision).max().unwrap_or(0);
+        ok(WATCHER, t, response(header, events))
+    }
+
+    fn kinds(r: &CheckResult) -> Vec<&str> {
+        r.anomalies.iter().map(|a| a.kind.as_str()).collect()
+    }
+
+    fn assert_only(r: &CheckResult, kind: &str) {
+        assert_eq!(r.verdict, Verdict::Invalid, "{r:#?}");
+        assert!(r.anomalies.iter().all(|a| a.kind == kind), "expected only {kind}: {r:#?}");
+    }
+
+    #[test]
+    fn faithful_session_passes() {
+        let mut ops = open_with(2, 100, true, WatchFilter::None);
+        ops.extend([
+            got(101, vec![evp(2)]),
+            got(102, vec![evp(3), evp(4)]),
+            ok(WATCHER, 103, progress(4)),
+            got(104, vec![evp(5)]),
+            got(105, vec![evp(6)]),
+            got(106, vec![evp(7), with_prev(ev_d7(), None)]),
+            ok(WATCHER, 107, progress(7)),
+            ok(WATCHER, 108, watch_end(7)),
+        ]);
+        let r = check(&scenario(ops));
+        assert_eq!(r.verdict, Verdict::Valid, "{r:#?}");
+        assert_eq!(r.stats["watchers"], 1);
+        assert_eq!(r.stats["sessions"], 1);
+        assert_eq!(r.stats["events_delivered"], 7);
+        assert_eq!(r.stats["final_events"], 7);
+        assert_eq!(r.stats["acknowledged_writes"], 7);
+        assert_eq!(r.stats["progress_notifications"], 2);
+    }
+
+    #[test]
+    fn watcher_resumed_correctly_across_a_break_passes() {
+        let mut ops = open(2, 100);
+        ops.extend([got(101, vec![ev(2)]), got(102, vec![ev(3)]), info(WATCHER, 103, watch_end(3))]);
+        // The reconnect fails once; the retry starts where the failed one would have.
+        ops.extend([invoke(WATCHER, 104, watch("w/", 4, false, WatchFilter::None))]);
+        ops.push(fail(WATCHER, 105, watch("w/", 4, false, WatchFilter::None)));
+        ops.extend(open(4, 106));
+        ops.extend([got(107, vec![ev(4), ev(5)]), got(108, vec![ev(6)])]);
+        // The last session simply runs until the end of the history.
+        let r = check(&scenario(ops));
+        assert_eq!(r.verdict, Verdict::Valid, "{r:#?}");
+        assert_eq!(r.stats["sessions"], 3);
+    }
+
+    #[test]
+    fn duplicated_event_is_rejected() {
+        let mut ops = open(2, 100);
+        ops.extend([got(101, vec![ev(2), ev(3)]), got(102, vec![ev(3)]), got(103, vec![ev(4)])]);
+        let r = check(&scenario(ops));
+        assert_only(&r, "duplicate");
+        assert!(r.anomalies[0].message.contains("PUT w/b=\"b1\" @3 again"), "{}", r.anomalies[0].message);
+    }
+
+    #[test]
+    fn duplicate_across_sessions_is_rejected_with_the_bad_resume() {
+        let mut ops = open(2, 100);
+        ops.extend([got(101, vec![ev(2), ev(3)]), info(WATCHER, 102, watch_end(3))]);
+        ops.extend(open(3, 103));
+        ops.extend([got(104, vec![ev(3)]), got(105, vec![ev(4)])]);
+        let r = check(&scenario(ops));
+        assert_eq!(kinds(&r), ["resume", "duplicate"], "{r:#?}");
+    }
+
+    #[test]
+    fn missing_event_is_a_gap() {
+        let mut ops = open(2, 100);
+        ops.extend([got(101, vec![ev(2)]), got(102, vec![ev(4)])]);
+        let r = check(&scenario(ops));
+        assert_only(&r, "gap");
+        assert!(r.anomalies[0].message.contains("skipped 1 event(s) of the final history: PUT w/b=\"b1\" @3"));
+    }
+
+    #[test]
+    fn missing_first_events_are_a_gap() {
+        let mut ops = open(2, 100);
+        ops.extend([got(101, vec![ev(4)])]);
+        let r = check(&scenario(ops));
+        assert_only(&r, "gap");
+        assert!(r.anomalies[0].message.contains("skipped 2 event(s)"), "{}", r.anomalies[0].message);
+    }
+
+    #[test]
+    fn reordered_events_are_rejected() {
+        let mut ops = open(2, 100);
+        ops.extend([got(101, vec![ev(2), ev(4), ev(3)])]);
+        let r = check(&scenario(ops));
+        assert_only(&r, "unordered");
+
+        let mut ops = open(2, 100);
+        ops.extend([got(101, vec![ev(2)]), got(102, vec![ev(4)]), got(103, vec![ev(3)])]);
+        assert_only(&check(&scenario(ops)), "unordered");
+    }
+
+    #[test]
+    fn split_revision_is_rejected() {
+        let mut ops = open(6, 100);
+        ops.extend([got(101, vec![ev(6), ev(7)]), got(102, vec![ev_d7()])]);
+        let r = check(&scenario(ops));
+        assert_only(&r, "split-revision");
+        assert!(r.anomalies[0].message.contains("revision 7 split"), "{}", r.anomalies[0].message);
+    }
+
+    #[test]
+    fn bad_resume_is_rejected() {
+        let mut ops = open(2, 100);
+        ops.extend([got(101, vec![ev(2), ev(3)]), info(WATCHER, 102, watch_end(3))]);
+        // Resumes past revision 4: the watcher would never see it.
+        ops.extend(open(5, 103));
+        ops.extend([got(104, vec![ev(5)])]);
+        let r = check(&scenario(ops));
+        assert_only(&r, "resume");
+        assert!(r.anomalies[0].message.contains("resumed at revision 5 but should have at 4"));
+    }
+
+    #[test]
+    fn bookmarks_going_backwards_or_past_events_are_rejected() {
+        // A progress notification at 5, then an event at 4.
+        let mut ops = open(2, 100);
+        ops.extend([got(101, vec![ev(2), ev(3)]), ok(WATCHER, 102, progress(5)), got(103, vec![ev(4)])]);
+        let r = check(&scenario(ops));
+        assert_only(&r, "bookmark");
+        assert!(r.anomalies[0].message.contains("after a progress notification at revision 5"));
+
+        // Progress notifications going backwards, and one behind a delivered event.
+        let mut ops = open(2, 100);
+        ops.extend([ok(WATCHER, 101, progress(6)), ok(WATCHER, 102, progress(1))]);
+        assert_only(&check(&scenario(ops)), "bookmark");
+        let mut ops = open(2, 100);
+        ops.extend([got(101, vec![ev(2), ev(3)]), ok(WATCHER, 102, progress(2))]);
+        assert_only(&check(&scenario(ops)), "bookmark");
+    }
+
+    #[test]
+    fn bad_create_flag_is_rejected() {
+        // The second put of w/a presented as a creation.
+        let mut ops = open(2, 100);
+        ops.extend([got(101, vec![ev(2), ev(3), put_event("w/a", "a2", 4, 4, 1)])]);
+        let r = check(&scenario(ops));
+        assert_eq!(kinds(&r), ["mismatch", "create-flag"], "{r:#?}");
+        assert!(r.anomalies[1].message.contains("create_revision 4 but the key was present before"));
+        assert!(r.anomalies[1].message.contains("version 1 but the key was present before"));
+
+        // The recreation of w/b after its delete presented as an update.
+        let mut ops = open(6, 100);
+        ops.extend([got(101, vec![put_event("w/b", "b2", 6, 3, 2)])]);
+        let r = check(&scenario(ops));
+        assert!(kinds(&r).contains(&"create-flag"), "{r:#?}");
+    }
+
+    #[test]
+    fn bad_prev_kv_is_rejected() {
+        let mut ops = open_with(4, 100, true, WatchFilter::None);
+        ops.extend([got(101, vec![with_prev(ev(4), None), evp(5), with_prev(ev(6), Some("b1"))])]);
+        let r = check(&scenario(ops));
+        assert_only(&r, "prev-kv");
+        assert_eq!(r.anomalies.len(), 2, "{r:#?}");
+        assert!(r.anomalies[0].message.contains("prev_kv None, but the value before was Some(\"a1\")"));
+        assert!(r.anomalies[1].message.contains("prev_kv Some(\"b1\"), but the value before was None"));
+    }
+
+    #[test]
+    fn filter_violation_is_rejected() {
+        let mut ops = open_with(4, 100, false, WatchFilter::NoDelete);
+        ops.extend([got(101, vec![ev(4), ev(5), ev(6)])]);
+        let r = check(&scenario(ops));
+        assert_only(&r, "filter");
+        assert!(r.anomalies[0].message.contains("DELETE w/b @5 despite its NoDelete filter"));
+    }
+
+    #[test]
+    fn filtered_watch_skipping_filtered_events_passes() {
+        let mut ops = open_with(2, 100, false, WatchFilter::NoPut);
+        ops.extend([got(101, vec![ev(5)])]);
+        let r = check(&scenario(ops));
+        assert_eq!(r.verdict, Verdict::Valid, "{r:#?}");
+    }
+
+    #[test]
+    fn watch_from_now_is_checked_from_its_first_event() {
+        let mut ops = open(0, 100);
+        ops.extend([got(101, vec![ev(4)]), got(102, vec![ev(6)])]);
+        let r = check(&scenario(ops));
+        assert_only(&r, "gap");
+        assert!(r.anomalies[0].message.contains("DELETE w/b @5"), "{}", r.anomalies[0].message);
+    }
+
+    #[test]
+    fn event_not_in_the_final_history_is_a_phantom() {
+        let mut ops = open(2, 100);
+        ops.extend([got(101, vec![ev(2), put_event("w/z", "z", 2, 2, 1), ev(3)])]);
+        let r = check(&scenario(ops));
+        assert_only(&r, "phantom-event");
+    }
+
+    #[test]
+    fn writes_are_checked_against_the_final_history() {
+        let mut ops = writers();
+        // Acknowledged at revision 8, never in the store.
+        ops.push(invoke(WRITER, 60, put("w/a", "lost", None)));
+        ops.push(ok(WRITER, 61, put("w/a", "lost", Some(8))));
+        // Acknowledged delete at revision 9, absent.
+        ops.push(invoke(WRITER, 62, delete("w/a", None, None)));
+        ops.push(ok(WRITER, 63, delete("w/a", Some(9), Some(1))));
+        // A failed put of c1 (c1 was also put successfully, at 7).
+        ops.push(invoke(WRITER, 64, put("w/c", "c1", None)));
+        ops.push(fail(WRITER, 65, put("w/c", "c1", None)));
+        let mut events = final_events();
+        events.push(put_event("w/e", "nobody", 8, 8, 1));
+        ops.push(ok(99, 1_000, final_history(events, 8)));
+        let r = check(&history(ops));
+        assert_eq!(r.verdict, Verdict::Invalid);
+        assert_eq!(kinds(&r), ["lost-write", "lost-write", "failed-write-present", "phantom-write"], "{r:#?}");
+        assert!(r.anomalies[0].message.contains("w/a=\"lost\" at revision 8"));
+        assert!(r.anomalies[3].message.contains("w/e=\"nobody\""));
+        assert_eq!(r.stats["acknowledged_writes"], 9);
+    }
+
+    #[test]
+    fn indeterminate_writes_may_or_may_not_be_present() {
+        let mut ops = writers();
+        ops.push(invoke(WRITER, 60, put("w/x", "maybe", None)));
+        ops.push(info(WRITER, 61, put("w/x", "maybe", None)));
+        ops.push(invoke(WRITER + 1, 62, put("w/y", "maybe-not", None)));
+        let mut events = final_events();
+        events.push(put_event("w/x", "maybe", 8, 8, 1));
+        ops.push(ok(99, 1_000, final_history(events, 8)));
+        let r = check(&history(ops));
+        assert_eq!(r.verdict, Verdict::Valid, "{r:#?}");
+    }
+
+    #[test]
+    fn broken_final_history_is_reported() {
+        let mut events = final_events();
+        events.swap(0, 1);
+        events.push(ev(6));
+        let mut ops = writers();
+        ops.push(ok(99, 1_000, final_history(events, 7)));
+        let r = check(&history(ops));
+        assert_only(&r, "final-history");
+        // Two out of order, one twice.
+        assert_eq!(r.anomalies.len(), 3, "{r:#?}");
+    }
+
+    #[test]
+    fn without_final_history_stream_checks_still_apply() {
+        let mut ops = open(2, 100);
+        ops.extend([got(101, vec![ev(2)]), got(102, vec![ev(4)])]);
+        // A gap cannot be seen without the reference: unknown.
+        let r = check(&history(ops.clone()));
+        assert_eq!(r.verdict, Verdict::Unknown, "{r:#?}");
+        assert_eq!(kinds(&r), ["no-final-history"]);
+        // A duplicate can.
+        ops.push(got(103, vec![ev(4)]));
+        let r = check(&history(ops));
+        assert_eq!(r.verdict, Verdict::Invalid, "{r:#?}");
+        assert_eq!(kinds(&r), ["duplicate", "no-final-history"]);
+    }
+
+    #[test]
+    fn anomalies_of_one_kind_are_capped() {
+        let mut ops = open(2, 100);
+        for t in 0..60 {
+            ops.push(got(101 + t, vec![ev(2)]));
+        }
+        let r = check(&scenario(ops));
+        assert_eq!(r.anomalies.len(), SHOWN_PER_KIND + 1);
+        assert!(r.anomalies[SHOWN_PER_KIND].message.contains("9 more duplicate anomalies"));
     }
 }

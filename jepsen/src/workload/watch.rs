@@ -62,12 +62,22 @@ pub fn spawn_writers(ctx: &Arc<WorkloadCtx>) -> Vec<tokio::task::JoinHandle<()>>
     })
 }
 
-/// The watchers; each publishes the highest revision it knows it has caught up to (last
-/// event or progress notification) in `progress[i]`.
-pub fn spawn_watchers(
-    ctx: &Arc<WorkloadCtx>,
-    stop: CancellationToken,
-) -> (Vec<tokio::task::JoinHandle<()>>, Arc<Vec<AtomicI64>>) {
+/// Running watchers, and the highest revision each knows it has caught up to (its last
+/// event or progress notification).
+pub struct Watchers {
+    pub handles: Vec<tokio::task::JoinHandle<()>>,
+    pub progress: Arc<Vec<AtomicI64>>,
+}
+
+impl Watchers {
+    /// True once every watcher has caught up to `revision`.
+    pub fn caught_up(&self, revision: i64) -> bool {
+        self.progress.iter().all(|p| p.load(Ordering::Relaxed) >= revision)
+    }
+}
+
+/// Starts the watchers; they run until `stop`.
+pub fn spawn_watchers(ctx: &Arc<WorkloadCtx>, stop: CancellationToken) -> Watchers {
     let count = watcher_count(ctx.concurrency);
     let progress: Arc<Vec<AtomicI64>> = Arc::new((0..count).map(|_| AtomicI64::new(0)).collect());
     let first = ctx.concurrency - count;
@@ -79,7 +89,7 @@ pub fn spawn_watchers(
             tokio::spawn(async move { watcher_loop(ctx, first + i, i, stop, progress).await })
         })
         .collect();
-    (handles, progress)
+    Watchers { handles, progress }
 }
 
 async fn watcher_loop(

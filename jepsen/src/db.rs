@@ -241,15 +241,20 @@ impl DbCluster {
         ids.get(&leader).cloned()
     }
 
-    /// Removes `name` from the membership through another live member, then stops it and
-    /// wipes its data directory (it can only come back as a new member).
-    pub async fn remove_member(&mut self, name: &str) -> Result<(), HarnessError> {
+    /// A client on a live member other than `name`, for membership changes about `name`.
+    fn admin_client_besides(&mut self, name: &str) -> Result<Client, HarnessError> {
         let via = self
             .live_names()
             .into_iter()
             .find(|n| n != name)
             .ok_or_else(|| HarnessError::Rpc("no live member".into()))?;
-        let client = self.client(&via, Duration::from_secs(5))?;
+        self.client(&via, Duration::from_secs(5))
+    }
+
+    /// Removes `name` from the membership through another live member, then stops it and
+    /// wipes its data directory (it can only come back as a new member).
+    pub async fn remove_member(&mut self, name: &str) -> Result<(), HarnessError> {
+        let client = self.admin_client_besides(name)?;
         let members = client.member_list().await.map_err(|e| HarnessError::Rpc(e.message))?;
         let (_, peer_url) = self.urls(name)?;
         let member = members
@@ -271,12 +276,7 @@ impl DbCluster {
     /// Adds a removed node back as a fresh member (`member add`, then start it with
     /// `--initial-cluster-state existing` and an empty data directory).
     pub async fn add_member_back(&mut self, name: &str) -> Result<(), HarnessError> {
-        let via = self
-            .live_names()
-            .into_iter()
-            .find(|n| n != name)
-            .ok_or_else(|| HarnessError::Rpc("no live member".into()))?;
-        let client = self.client(&via, Duration::from_secs(5))?;
+        let client = self.admin_client_besides(name)?;
         let (_, peer_url) = self.urls(name)?;
         let members = client.member_add(&peer_url).await.map_err(|e| HarnessError::Rpc(e.message))?;
         let initial = members

@@ -86,22 +86,12 @@ impl StoreNode {
         self.on_leader_with(local, remote, None).await
     }
 
-    /// [`on_leader`](Self::on_leader) for operations without side effects (read index): a
-    /// remote attempt that gets no answer within `attempt_timeout` is retried against
-    /// whoever leads then, instead of holding the caller until the request deadline. A
-    /// partitioned old leader otherwise stalls every read on this member for the whole
-    /// request timeout (seen by the Jepsen harness as seconds of failed reads after a new
-    /// leader was already elected).
-    pub(crate) async fn on_leader_idempotent<T, L, LF, R, RF>(&self, local: L, remote: R) -> Result<T>
-    where
-        L: FnMut(Instant) -> LF,
-        LF: Future<Output = Attempt<T>>,
-        R: FnMut(RaftPeerClient<Channel>) -> RF,
-        RF: Future<Output = std::result::Result<T, tonic::Status>>,
-    {
-        self.on_leader_with(local, remote, Some(self.config.election_timeout)).await
-    }
-
+    /// [`on_leader`](Self::on_leader), and with `attempt_timeout` (for operations without
+    /// side effects, like the read index) a remote attempt that gets no answer in that time
+    /// is retried against whoever leads then, instead of holding the caller until the
+    /// request deadline. A partitioned old leader otherwise stalls every read on this member
+    /// for the whole request timeout (the Jepsen harness saw seconds of failed reads after a
+    /// new leader was already elected).
     async fn on_leader_with<T, L, LF, R, RF>(
         &self,
         mut local: L,
@@ -306,7 +296,7 @@ impl StoreNode {
 
     /// One read-index confirmation: the leader's commit point, confirmed by a quorum.
     pub(crate) async fn confirm_read_index(&self) -> Result<u64> {
-        self.on_leader_idempotent(
+        self.on_leader_with(
             |_deadline| async move {
                 match self.raft.get_read_log_id().await {
                     Ok((read, _)) => Attempt::Done(read.map_or(0, |l| l.index)),
@@ -320,6 +310,7 @@ impl StoreNode {
                 }
             },
             |mut client| async move { client.read_index(ReadIndexRequest {}).await.map(|r| r.into_inner().read_index) },
+            Some(self.config.election_timeout),
         )
         .await
     }

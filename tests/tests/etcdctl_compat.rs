@@ -196,12 +196,22 @@ async fn check_perf_small_load_passes() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = berth_cluster(3, dir.path()).await;
     let ctl = Etcdctl::new(cluster.endpoints());
+    let terms_before = raft_terms(&ctl);
     let out = ctl.output(&["check", "perf", "--load=s"]);
     let text = String::from_utf8_lossy(&out.stdout).replace('\r', "\n");
     let verdict: Vec<&str> = text.lines().filter(|l| l.contains("PASS") || l.contains("FAIL")).collect();
+    // On failure, say whether an election happened meanwhile (a leader change costs one
+    // election timeout, more than check perf's 0.5 s limit on the slowest request).
     assert!(
         out.status.success() && verdict.last() == Some(&"PASS"),
-        "check perf: {verdict:?}\n{}",
+        "check perf: {verdict:?}\nraft terms before {terms_before:?}, after {:?}\nstdout: {text}\nstderr: {}",
+        raft_terms(&ctl),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Every member's Raft term, from `endpoint status`.
+fn raft_terms(ctl: &Etcdctl) -> Vec<u64> {
+    let status = ctl.json(&["endpoint", "status"]);
+    status.as_array().map(|a| a.iter().filter_map(|e| e["Status"]["raftTerm"].as_u64()).collect()).unwrap_or_default()
 }

@@ -102,8 +102,11 @@ async fn a_lagging_member_catches_up_by_snapshot_after_log_purge() {
         (value_of(&node, "s/299", true).await.is_some()).then_some(())
     })
     .await;
-    let snapshot = node.raft().metrics().borrow().snapshot;
-    assert!(snapshot.is_some(), "caught up through a snapshot install");
+    // openraft publishes metrics after the install is applied: poll, don't sample once.
+    eventually(Duration::from_secs(5), "caught up through a snapshot install", async || {
+        node.raft().metrics().borrow().snapshot.map(|_| ())
+    })
+    .await;
     let rev = c.node(leader).revision();
     eventually(Duration::from_secs(10), "same revision", async || (node.revision() == rev).then_some(())).await;
     assert_eq!(node.hash_kv(rev).await.unwrap().hash, c.node(leader).hash_kv(rev).await.unwrap().hash);

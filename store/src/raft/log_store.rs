@@ -64,7 +64,7 @@ pub struct LogStore {
     /// Bytes appended since the last snapshot trigger (see `node::snapshot_trigger`).
     appended_bytes: Arc<std::sync::atomic::AtomicU64>,
     tail: Arc<Mutex<LogTail>>,
-    flusher: Arc<Mutex<mpsc::Sender<LogFlushed<TypeConfig>>>>,
+    flusher: Arc<Mutex<Flusher>>,
 }
 
 fn read_meta<T: serde::de::DeserializeOwned>(engine: &dyn KvEngine, key: &[u8]) -> Result<Option<T>> {
@@ -191,14 +191,39 @@ impl LogStore {
     }
 }
 
+/// The group-commit thread and the channel that feeds it. Dropping it (with the last log
+/// store handle) closes the channel and *joins* the thread: the thread holds the engine, and
+/// a RocksDB left open when the process exits aborts in RocksDB's static destructors
+/// ("pthread lock: Invalid argument"), so the engine must be released before `main` returns.
+struct Flusher {
+    tx: Option<mpsc::Sender<LogFlushed<TypeConfig>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn send(&self, callback: LogFlushed<TypeConfig>) -> std::result::Result<(), ()> {
+        self.tx.as_ref().ok_or(())?.send(callback).map_err(|_| ())
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            // At most one fsync in flight: a short, bounded wait.
+            let _ = thread.join();
+        }
+    }
+}
+
 /// The group-commit thread: waits for append completions, fsyncs the WAL once for all of
 /// them, then reports them flushed in order.
-fn spawn_flusher(engine: Arc<dyn KvEngine>, metrics: Arc<StoreMetrics>) -> mpsc::Sender<LogFlushed<TypeConfig>> {
+fn spawn_flusher(engine: Arc<dyn KvEngine>, metrics: Arc<StoreMetrics>) -> Flusher {
     let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("raft-log-fsync".into())
         .spawn(move || {
-            // Ends when every sender (the log store and its clones) is dropped.
+            // Ends when the sender is dropped (see `Flusher`'s Drop).
             while let Ok(first) = rx.recv() {
                 let mut pending = vec![first];
                 pending.extend(rx.try_iter());
@@ -213,7 +238,7 @@ fn spawn_flusher(engine: Arc<dyn KvEngine>, metrics: Arc<StoreMetrics>) -> mpsc:
             }
         })
         .expect("spawning the log fsync thread");
-    tx
+    Flusher { tx: Some(tx), thread: Some(thread) }
 }
 
 fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {

@@ -15,11 +15,16 @@ use crate::raft::PeerNode;
 /// Largest peer message (a batch of log entries or a snapshot chunk).
 pub const MAX_PEER_MESSAGE: usize = 256 << 20;
 
-/// Links that are cut. Empty in production; tests partition members with it. A cut link
-/// fails like an unreachable host, in the direction(s) cut.
+/// Links that are cut or silent. Empty in production; tests partition members with it. A
+/// cut link fails at once, like an unreachable host; a silent link swallows every message
+/// and never answers, like a firewall DROP rule (the case where callers must rely on their
+/// own timeouts).
 #[derive(Debug, Default)]
 pub struct NetworkFaults {
     cut: RwLock<HashSet<(u64, u64)>>,
+    silent: RwLock<HashSet<(u64, u64)>>,
+    /// A listener nobody accepts on: connections to it open and then hear nothing.
+    tarpit: Mutex<Option<std::net::TcpListener>>,
 }
 
 impl NetworkFaults {
@@ -35,12 +40,33 @@ impl NetworkFaults {
         self.cut.write().insert((from, to));
     }
 
+    /// Makes `a ↔ b` silent: requests are sent and never answered.
+    pub fn silence(&self, a: u64, b: u64) {
+        let mut silent = self.silent.write();
+        silent.insert((a, b));
+        silent.insert((b, a));
+    }
+
     pub fn heal(&self) {
         self.cut.write().clear();
+        self.silent.write().clear();
     }
 
     pub fn is_cut(&self, from: u64, to: u64) -> bool {
         self.cut.read().contains(&(from, to))
+    }
+
+    /// The address of a silent link's far end, when `from → to` is silent.
+    fn silent_endpoint(&self, from: u64, to: u64) -> Option<String> {
+        if !self.silent.read().contains(&(from, to)) {
+            return None;
+        }
+        let mut tarpit = self.tarpit.lock();
+        if tarpit.is_none() {
+            *tarpit = std::net::TcpListener::bind("127.0.0.1:0").ok();
+        }
+        let addr = tarpit.as_ref()?.local_addr().ok()?;
+        Some(format!("http://{addr}"))
     }
 }
 
@@ -81,7 +107,11 @@ impl PeerClients {
         if self.faults.is_cut(self.self_id, target) {
             return Err(StoreError::Peer { peer: format!("{target:x}"), message: "link cut (fault injection)".into() });
         }
-        Ok(RaftPeerClient::new(self.channel(target, node)?)
+        let channel = match self.faults.silent_endpoint(self.self_id, target) {
+            Some(tarpit) => peer_endpoint(&tarpit)?.connect_lazy(),
+            None => self.channel(target, node)?,
+        };
+        Ok(RaftPeerClient::new(channel)
             .max_decoding_message_size(MAX_PEER_MESSAGE)
             .max_encoding_message_size(MAX_PEER_MESSAGE))
     }

@@ -155,6 +155,29 @@ async fn isolated_leader_loses_writes_and_majority_moves_on() {
     .await;
 }
 
+/// Found by the Jepsen harness: with the leader behind a DROP firewall (requests vanish,
+/// nothing answers), a follower forwarded its read index to the old leader and waited the
+/// whole request timeout, failing reads long after the majority had a new leader. The read
+/// must instead move on to the new leader and succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_on_the_majority_survive_a_silent_old_leader() {
+    init_tracing();
+    let c = Cluster::start(3, |_| {}).await;
+    let old = c.leader().await;
+    c.node(old).put(put("k", "before")).await.unwrap();
+    let old_id = c.node(old).id;
+    for (_, n) in c.running() {
+        if n.id != old_id {
+            c.faults.silence(old_id, n.id);
+        }
+    }
+    // Issued at once, while the follower still believes in the old leader.
+    let follower = c.follower_of(old);
+    let read = c.node(follower).range(get("k")).await;
+    assert!(read.is_ok(), "a linearizable read on the majority side failed: {read:?}");
+    c.faults.heal();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn membership_add_learner_promote_and_remove() {
     init_tracing();

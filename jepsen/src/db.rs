@@ -145,30 +145,8 @@ impl DbCluster {
     /// Waits until every node that should be running answers a linearizable read.
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), HarnessError> {
         let deadline = Instant::now() + timeout;
-        let names: Vec<String> = self.nodes.iter().filter(|n| !n.removed).map(|n| n.name.clone()).collect();
-        for name in names {
-            let client = self.client(&name, Duration::from_secs(2))?;
-            loop {
-                match client.get("jepsen/ready?", false).await {
-                    Ok(_) => break,
-                    Err(e) => {
-                        let node = self.node_mut(&name)?;
-                        if let Some(status) = node.member.exit_status() {
-                            return Err(HarnessError::Start {
-                                name,
-                                message: format!("exited with {status}; see logs/{}.log", node.name),
-                            });
-                        }
-                        if Instant::now() > deadline {
-                            return Err(HarnessError::NotReady {
-                                seconds: timeout.as_secs(),
-                                detail: format!("{name}: {e}"),
-                            });
-                        }
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                }
-            }
+        for node in self.nodes.iter_mut().filter(|n| !n.removed) {
+            node.member.wait_ready(deadline, timeout).await?;
         }
         Ok(())
     }

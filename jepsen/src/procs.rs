@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_proto::etcdserverpb::kv_client::KvClient;
-use berth_proto::etcdserverpb::RangeRequest;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::HarnessError;
@@ -221,6 +219,39 @@ impl Member {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The last `bytes` of the log (a long run's log is too big for an error message).
+    pub fn log_tail(&self, bytes: usize) -> String {
+        let text = self.log_text();
+        let mut start = text.len().saturating_sub(bytes);
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        text[start..].to_string()
+    }
+
+    /// Waits until the member answers a linearizable read, or fails early with its log if
+    /// the process exits. `timeout` is only for the error message.
+    pub async fn wait_ready(&mut self, deadline: Instant, timeout: Duration) -> Result<(), HarnessError> {
+        let client = crate::client::Client::new(&self.name, &self.client_url, Duration::from_secs(2))
+            .map_err(|e| HarnessError::Rpc(e.message))?;
+        loop {
+            let Err(e) = client.get("ready?", false).await else { return Ok(()) };
+            if let Some(status) = self.exit_status() {
+                return Err(HarnessError::Start {
+                    name: self.name.clone(),
+                    message: format!("exited with {status}; end of {}:\n{}", self.log.display(), self.log_tail(4096)),
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::NotReady {
+                    seconds: timeout.as_secs(),
+                    detail: format!("{}: {e}", self.name),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 impl Drop for Member {
@@ -350,34 +381,8 @@ impl ProcessCluster {
     /// Waits until every member answers a linearizable read.
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), HarnessError> {
         let deadline = Instant::now() + timeout;
-        for i in 0..self.members.len() {
-            loop {
-                let url = self.members[i].client_url.clone();
-                let ok = async {
-                    let mut kv = KvClient::new(connect(&url).await?);
-                    kv.range(RangeRequest { key: b"ready?".to_vec(), ..Default::default() })
-                        .await
-                        .map_err(|e| HarnessError::Rpc(e.to_string()))
-                };
-                match tokio::time::timeout(Duration::from_secs(2), ok).await {
-                    Ok(Ok(_)) => break,
-                    other => {
-                        if let Some(status) = self.members[i].exit_status() {
-                            return Err(HarnessError::Start {
-                                name: self.members[i].name.clone(),
-                                message: format!("exited with {status}; log:\n{}", self.members[i].log_text()),
-                            });
-                        }
-                        if Instant::now() > deadline {
-                            return Err(HarnessError::NotReady {
-                                seconds: timeout.as_secs(),
-                                detail: format!("{}: {:?}", self.members[i].name, other.map(|r| r.err())),
-                            });
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
+        for member in &mut self.members {
+            member.wait_ready(deadline, timeout).await?;
         }
         Ok(())
     }

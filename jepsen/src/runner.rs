@@ -213,19 +213,8 @@ async fn final_phase(
 pub fn check_dir(dir: &Path, budget: Duration) -> Result<(ReportSummary, Vec<CheckResult>), HarnessError> {
     let history = History::load(&dir.join("history.jsonl"))?;
     let results = workload::check_history(&history, budget);
-    let info = report::load_run_info(dir).unwrap_or_else(|| RunInfo {
-        title: format!("re-check of {}", dir.display()),
-        db: "?".into(),
-        nodes: 0,
-        workload: "?".into(),
-        nemeses: vec![],
-        seed: 0,
-        time_limit_s: 0,
-        concurrency: 0,
-        rate: 0.0,
-        notes: vec![],
-        logs: vec![],
-    });
+    let info = report::load_run_info(dir)
+        .unwrap_or_else(|| RunInfo { title: format!("re-check of {}", dir.display()), ..RunInfo::default() });
     let summary = report::write_report(dir, &info, &history, &results)?;
     Ok((summary, results))
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::set::{parse_element, PREFIX};
+use super::set::record_element_read;
 use super::{retry_until, WorkloadCtx};
 use crate::db::DbCluster;
 use crate::history::{Call, OpType};
@@ -48,19 +48,11 @@ pub async fn final_phase(ctx: &WorkloadCtx, cluster: &mut DbCluster, patience: D
         }
     }
     for client in booted {
-        let call = Call::MemberRead { member: client.node.clone(), elements: None };
-        ctx.recorder.invoke(process, &client.node, call);
-        let deadline = tokio::time::Instant::now() + patience;
-        match retry_until(deadline, || client.get_prefix(PREFIX, 0, false)).await {
-            Ok((kvs, _)) => {
-                let elements = kvs.iter().filter_map(|kv| parse_element(&kv.value)).collect();
-                let call = Call::MemberRead { member: client.node.clone(), elements: Some(elements) };
-                ctx.recorder.record(process, OpType::Ok, &client.node, call, None);
-            }
-            Err(e) => {
-                let call = Call::MemberRead { member: client.node.clone(), elements: None };
-                ctx.recorder.record(process, OpType::Fail, &client.node, call, Some(e.message));
-            }
-        }
+        let member = client.node.clone();
+        record_element_read(ctx, process, &client, patience, |elements| Call::MemberRead {
+            member: member.clone(),
+            elements,
+        })
+        .await;
     }
 }

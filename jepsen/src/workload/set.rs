@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{retry_until, spawn_clients, WorkloadCtx};
+use crate::client::Client;
 use crate::history::{Call, OpType};
 
 pub const PREFIX: &str = "jepsen/s/";
@@ -34,26 +35,26 @@ pub async fn final_reads(ctx: &WorkloadCtx, patience: Duration) {
     for worker in 0..ctx.nodes.len() {
         let client = ctx.client_for(worker);
         let process = (ctx.concurrency * 1000 + worker) as i64;
-        ctx.recorder.invoke(process, &client.node, Call::ReadAll { elements: None });
-        let deadline = tokio::time::Instant::now() + patience;
-        match retry_until(deadline, || client.get_prefix(PREFIX, 0, false)).await {
-            Ok((kvs, _)) => {
-                let elements = kvs.iter().filter_map(|kv| parse_element(&kv.value)).collect();
-                ctx.recorder.record(
-                    process,
-                    OpType::Ok,
-                    &client.node,
-                    Call::ReadAll { elements: Some(elements) },
-                    None,
-                );
-            }
-            Err(e) => ctx.recorder.record(
-                process,
-                OpType::Fail,
-                &client.node,
-                Call::ReadAll { elements: None },
-                Some(e.message),
-            ),
+        record_element_read(ctx, process, &client, patience, |elements| Call::ReadAll { elements }).await;
+    }
+}
+
+/// One recorded read of every element through `client`: invoke `call(None)`, then `ok` with
+/// `call(Some(elements))`, or `fail` once `patience` is spent.
+pub async fn record_element_read(
+    ctx: &WorkloadCtx,
+    process: i64,
+    client: &Client,
+    patience: Duration,
+    call: impl Fn(Option<Vec<u64>>) -> Call,
+) {
+    ctx.recorder.invoke(process, &client.node, call(None));
+    let deadline = tokio::time::Instant::now() + patience;
+    match retry_until(deadline, || client.get_prefix(PREFIX, 0, false)).await {
+        Ok((kvs, _)) => {
+            let elements = kvs.iter().filter_map(|kv| parse_element(&kv.value)).collect();
+            ctx.recorder.record(process, OpType::Ok, &client.node, call(Some(elements)), None);
         }
+        Err(e) => ctx.recorder.record(process, OpType::Fail, &client.node, call(None), Some(e.message)),
     }
 }

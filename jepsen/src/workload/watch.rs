@@ -31,9 +31,10 @@ use crate::history::{Call, EventKind, OpType, WatchEvent, WatchFilter};
 pub const PREFIX: &str = "jepsen/w/";
 const KEYS: usize = 8;
 
-/// How many of `concurrency` workers watch (the rest write).
+/// How many of `concurrency` workers watch (the rest write; the runner requires at least
+/// two workers, so one always writes).
 pub fn watcher_count(concurrency: usize) -> usize {
-    (concurrency / 3).clamp(1, 3).min(concurrency.saturating_sub(1)).max(1)
+    (concurrency / 3).clamp(1, 3)
 }
 
 /// Per-watcher options: rotate through the combinations worth checking.

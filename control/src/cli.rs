@@ -31,6 +31,9 @@ pub struct ServerArgs {
     /// Client URLs advertised to the cluster [default: the listen client URLs].
     #[arg(long)]
     pub advertise_client_urls: Option<String>,
+    /// URL the Kubernetes API listens on (kubectl's server).
+    #[arg(long, default_value = "http://127.0.0.1:6443")]
+    pub listen_api_url: String,
     /// URL to listen on for peer (Raft) traffic.
     #[arg(long, default_value = "http://127.0.0.1:2380")]
     pub listen_peer_urls: String,
@@ -87,6 +90,10 @@ impl ServerArgs {
         if listen_peer_urls.len() > 1 {
             return Err(ServerError::Config("--listen-peer-urls: Berth listens on one peer URL".into()));
         }
+        let listen_api_url = parse_urls("--listen-api-url", &self.listen_api_url).map_err(cfg)?;
+        if listen_api_url.len() != 1 {
+            return Err(ServerError::Config("--listen-api-url: give exactly one URL".into()));
+        }
         let advertise_client_urls = match &self.advertise_client_urls {
             Some(list) => parse_urls("--advertise-client-urls", list).map_err(cfg)?,
             None => listen_client_urls.clone(),
@@ -122,7 +129,7 @@ impl ServerArgs {
             ..StoreConfig::single(&self.name, PathBuf::new(), "http://unused:1", "http://unused:1")
         };
         store.validate().map_err(cfg)?;
-        Ok(ServerConfig { store, listen_client_urls, listen_peer_urls })
+        Ok(ServerConfig { store, listen_client_urls, listen_peer_urls, listen_api_url: listen_api_url[0].clone() })
     }
 }
 

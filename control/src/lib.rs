@@ -1,14 +1,20 @@
 //! `berth-server`: the Berth control plane.
 //!
-//! Today a server runs one member of the replicated store and serves the etcd v3 API; the
-//! Kubernetes API server, scheduler and controllers join it in later issues. The binary is
-//! thin: [`cli`] turns etcd-style flags into a [`ServerConfig`], [`run`] does the rest.
+//! A server runs one member of the replicated store, serves the etcd v3 API, the
+//! Kubernetes API ([`api`] over the [`registry`] and the [`cache`]), and — while it is the
+//! Raft leader — the leader-only [`tasks`] under the [`supervisor`]. The binary is thin:
+//! [`cli`] turns flags into a [`ServerConfig`], [`run`] does the rest.
 
+pub mod api;
+pub mod cache;
 pub mod cli;
+pub mod registry;
+pub mod supervisor;
+pub mod tasks;
 
 use std::sync::Arc;
 
-use berth_store::{NetworkFaults, StoreConfig, StoreNode};
+use berth_store::{NetworkFaults, Store, StoreConfig, StoreNode};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +34,56 @@ pub struct ServerConfig {
     pub store: StoreConfig,
     pub listen_client_urls: Vec<String>,
     pub listen_peer_urls: Vec<String>,
+    /// Where the Kubernetes API listens.
+    pub listen_api_url: String,
+}
+
+/// The Kubernetes-facing half of a server: API, watch cache, leader tasks.
+pub struct ControlPlane {
+    pub api: api::ApiState,
+    pub api_addr: std::net::SocketAddr,
+    pub supervisor: Arc<supervisor::SupervisorStatus>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ControlPlane {
+    /// Serves the API on `listener` and supervises the leader tasks, until `shutdown`.
+    pub fn start(store: Store, listener: TcpListener, server_name: &str, shutdown: CancellationToken) -> ControlPlane {
+        let api_addr = listener.local_addr().expect("a bound listener has an address");
+        let cache = cache::WatchCache::start(&store, &shutdown);
+        let state = api::ApiState::new(store.clone(), cache, shutdown.clone());
+        let router = api::router(state.clone());
+        let serve_shutdown = shutdown.clone();
+        let server = tokio::spawn({
+            let router = router.clone();
+            async move {
+                let result = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { serve_shutdown.cancelled().await })
+                    .await;
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "API server failed");
+                }
+            }
+        });
+        let status = Arc::new(supervisor::SupervisorStatus::default());
+        let ctx = supervisor::TaskContext {
+            client: kube::Client::new(router, "default"),
+            registry: state.registry.clone(),
+            server: server_name.to_string(),
+            term: 0,
+            status: status.clone(),
+        };
+        let supervisor = tokio::spawn(supervisor::run(store, tasks::all(), ctx, shutdown));
+        tracing::info!(%api_addr, "Kubernetes API listening");
+        ControlPlane { api: state, api_addr, supervisor: status, tasks: vec![server, supervisor] }
+    }
+
+    /// Waits for the API server and the supervisor to stop (after `shutdown`).
+    pub async fn stopped(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
 }
 
 /// Binds `url`'s host and port.
@@ -50,7 +106,9 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     let peer_url =
         config.listen_peer_urls.first().ok_or_else(|| ServerError::Config("--listen-peer-urls is empty".into()))?;
     let peer_listener = bind(peer_url).await?;
+    let api_listener = bind(&config.listen_api_url).await?;
     let store = StoreNode::start(config.store.clone(), peer_listener, Arc::new(NetworkFaults::default())).await?;
+    let control = ControlPlane::start(store.clone(), api_listener, &config.store.name, shutdown.clone());
     let mut servers = Vec::new();
     for listener in client_listeners {
         servers.push(tokio::spawn(berth_store::server::serve_client(store.clone(), listener, shutdown.clone())));
@@ -61,6 +119,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         _ = stopped.cancelled() => tracing::warn!("the store member stopped"),
     }
     shutdown.cancel();
+    control.stopped().await;
     store.shutdown().await;
     for s in servers {
         let _ = s.await;

@@ -106,6 +106,7 @@ impl DbCluster {
             data_dir: &data_dir,
             initial_cluster,
             existing,
+            api_url: None,
             heartbeat_ms: self.heartbeat_ms,
             election_ms: self.election_ms,
         };

@@ -91,6 +91,8 @@ pub struct Member {
     pub name: String,
     pub client_url: String,
     pub peer_url: String,
+    /// Berth's Kubernetes API URL ("" for etcd).
+    pub api_url: String,
     pub data_dir: PathBuf,
     pub log: PathBuf,
     /// What `start` runs; may be changed between runs (e.g. to rejoin a cluster).
@@ -112,7 +114,19 @@ impl Member {
         log: PathBuf,
     ) -> Member {
         let (client_url, peer_url) = urls;
-        Member { name: name.into(), client_url, peer_url, data_dir, log, program, args, env: vec![], child: None }
+        let api_url = String::new();
+        Member {
+            name: name.into(),
+            client_url,
+            peer_url,
+            api_url,
+            data_dir,
+            log,
+            program,
+            args,
+            env: vec![],
+            child: None,
+        }
     }
 
     /// A Berth member (not started) with fresh loopback ports under `dir`. `extra` carries
@@ -121,8 +135,11 @@ impl Member {
         std::fs::create_dir_all(dir)?;
         let client_url = format!("http://127.0.0.1:{}", free_port());
         let peer_url = format!("http://127.0.0.1:{}", free_port());
+        let api_url = format!("http://127.0.0.1:{}", free_port());
         let data_dir = dir.join(name);
         let mut args: Vec<String> = vec![
+            "--listen-api-url".into(),
+            api_url.clone(),
             "--name".into(),
             name.into(),
             "--data-dir".into(),
@@ -137,6 +154,7 @@ impl Member {
             name: name.into(),
             client_url,
             peer_url,
+            api_url,
             data_dir,
             log: dir.join(format!("{name}.log")),
             program: berth_server_binary()?,
@@ -279,6 +297,8 @@ pub struct MemberSettings<'a> {
     pub initial_cluster: &'a str,
     /// Joining a running cluster (`--initial-cluster-state existing`) rather than forming one.
     pub existing: bool,
+    /// Berth's Kubernetes API URL (None: the default, fine inside a network namespace).
+    pub api_url: Option<&'a str>,
     pub heartbeat_ms: u64,
     pub election_ms: u64,
 }
@@ -309,6 +329,9 @@ pub fn member_args(s: &MemberSettings<'_>) -> Vec<String> {
         "--election-timeout".into(),
         s.election_ms.to_string(),
     ];
+    if let (Db::Berth, Some(url)) = (s.db, s.api_url) {
+        args.extend(["--listen-api-url".into(), url.into()]);
+    }
     if s.db == Db::Etcd {
         args.extend(["--logger".into(), "zap".into(), "--log-level".into(), "warn".into()]);
     }
@@ -343,12 +366,13 @@ impl ProcessCluster {
     pub fn start(spec: &ClusterSpec, dir: &Path) -> Result<ProcessCluster, HarnessError> {
         std::fs::create_dir_all(dir)?;
         let program = server_program(spec.db)?;
-        let ports: Vec<(u16, u16)> = (0..spec.nodes).map(|_| (free_port(), free_port())).collect();
+        let ports: Vec<(u16, u16, u16)> = (0..spec.nodes).map(|_| (free_port(), free_port(), free_port())).collect();
         let initial: Vec<String> =
-            ports.iter().enumerate().map(|(i, (_, p))| format!("n{i}=http://127.0.0.1:{p}")).collect();
+            ports.iter().enumerate().map(|(i, (_, p, _))| format!("n{i}=http://127.0.0.1:{p}")).collect();
         let mut members = Vec::new();
-        for (i, (cport, pport)) in ports.iter().enumerate() {
+        for (i, (cport, pport, aport)) in ports.iter().enumerate() {
             let name = format!("n{i}");
+            let api_url = format!("http://127.0.0.1:{aport}");
             let client_url = format!("http://127.0.0.1:{cport}");
             let peer_url = format!("http://127.0.0.1:{pport}");
             let data_dir = dir.join(&name);
@@ -360,13 +384,18 @@ impl ProcessCluster {
                 data_dir: &data_dir,
                 initial_cluster: &initial.join(","),
                 existing: false,
+                api_url: Some(&api_url),
                 heartbeat_ms: spec.heartbeat_ms,
                 election_ms: spec.election_ms,
             };
             let mut args = member_args(&settings);
             args.extend(spec.extra_args.iter().cloned());
             let log = dir.join(format!("{name}.log"));
-            members.push(Member::new(&name, program.clone(), args, (client_url, peer_url), data_dir, log));
+            let mut member = Member::new(&name, program.clone(), args, (client_url, peer_url), data_dir, log);
+            if spec.db == Db::Berth {
+                member.api_url = api_url;
+            }
+            members.push(member);
         }
         for m in &mut members {
             m.start()?;

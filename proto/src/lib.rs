@@ -3,6 +3,7 @@
 //! * [`mvccpb`] and [`etcdserverpb`]: the etcd v3 client API (same packages, services and
 //!   field numbers as etcd 3.5), served by every Berth server on its client port.
 //! * [`berthraftpb`]: the peer-port protocol between replicas of the store.
+//! * [`selectors`]: Kubernetes label and field selectors, shared by the API server and clients.
 //!
 //! No I/O lives here: only generated message and service types and small helpers on them.
 
@@ -21,3 +22,4 @@ pub mod berthraftpb {
 }
 
 pub mod keys;
+pub mod selectors;

@@ -1,0 +1,558 @@
+//! The verbs: get, list, create, update, patch, delete, deletecollection (watch and the
+//! subresources have their own modules). Each handler decodes the request, calls the
+//! registry or the watch cache, and renders the answer as the client asked (object,
+//! server-side `Table`, or `PartialObjectMetadata`).
+
+use axum::http::{header, Method, StatusCode};
+use axum::response::Response;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::request::Target;
+use super::{json_response, patch, present, subresources, table, watch, ApiRequest, ApiState, Rendering};
+use crate::cache::Filter;
+use crate::registry::{object, storage, DeleteOptions, Deleted, Part, WriteOptions};
+
+/// Routes one resource request to its handler.
+pub async fn dispatch(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
+    let sub = req.target.subresource.clone();
+    let has_name = req.target.name.is_some();
+    match (&req.method, has_name, sub.as_deref()) {
+        (&Method::GET, false, None) if req.query.is_watch() || req.target.watch_path => watch::serve(state, req).await,
+        (&Method::GET, true, None) if req.target.watch_path || req.query.is_watch() => watch::serve(state, req).await,
+        (&Method::GET, false, None) => list(state, req).await,
+        (&Method::GET, true, None | Some("status")) => get(state, req).await,
+        (&Method::POST, false, None) => create(state, req).await,
+        (&Method::PUT, true, None | Some("status")) => update(state, req).await,
+        (&Method::PATCH, true, None | Some("status")) => patch_object(state, req).await,
+        (&Method::DELETE, true, None) => delete(state, req).await,
+        (&Method::DELETE, false, None) => delete_collection(state, req).await,
+        (_, true, Some("scale")) if req.target.info.has_scale => subresources::scale(state, req).await,
+        (&Method::POST, true, Some("binding")) if req.target.info.kind == "Pod" => {
+            subresources::binding(state, req).await
+        }
+        (&Method::POST, true, Some("eviction")) if req.target.info.kind == "Pod" => {
+            subresources::eviction(state, req).await
+        }
+        (&Method::GET, true, Some("log")) if req.target.info.kind == "Pod" => subresources::log(state, req).await,
+        (_, _, Some("status")) if !req.target.info.has_status => Err(ApiError::NotFound(Default::default())),
+        (m, _, _) => Err(ApiError::MethodNotAllowed(format!(
+            "the server does not allow this method on the requested resource ({m})"
+        ))),
+    }
+}
+
+/// Decodes a JSON (or YAML) body.
+pub fn decode_body(req: &ApiRequest) -> Result<Value, ApiError> {
+    if req.body.is_empty() {
+        return Err(ApiError::BadRequest("the request body is empty".into()));
+    }
+    let ct = req.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let media = ct.split(';').next().unwrap_or("").trim();
+    if !matches!(media, "application/json" | "application/yaml" | "" | "*/*") {
+        // Protobuf and CBOR bodies: client-go falls back to JSON on 415.
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {media:?})"
+        )));
+    }
+    let value: Value = if ct.contains("yaml") {
+        serde_yaml::from_slice(&req.body).map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?
+    } else {
+        serde_json::from_slice(&req.body)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding the request body as JSON: {e}")))?
+    };
+    if !value.is_object() {
+        return Err(ApiError::BadRequest("the body of the request was not a JSON object".into()));
+    }
+    Ok(convert_legacy(&req.target, value))
+}
+
+/// extensions/v1beta1 Deployments become apps/v1: the selector defaults to the template's
+/// labels (v1beta1 allowed omitting it) and fields apps/v1 dropped are removed.
+fn convert_legacy(target: &Target, mut body: Value) -> Value {
+    if !target.info.is_legacy_alias() {
+        return body;
+    }
+    let storage = target.info.storage();
+    if body.get("apiVersion").and_then(Value::as_str) == Some(&target.info.api_version()) {
+        body["apiVersion"] = json!(storage.api_version());
+    }
+    if let Some(spec) = body.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.remove("rollbackTo");
+        spec.remove("templateGeneration");
+        if spec.get("selector").is_none_or(Value::is_null) {
+            if let Some(labels) = spec.get("template").and_then(|t| t["metadata"]["labels"].as_object()).cloned() {
+                spec.insert("selector".into(), json!({"matchLabels": labels}));
+            }
+        }
+    }
+    body
+}
+
+/// PartialObjectMetadata of an object.
+fn metadata_only(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"].clone()})
+}
+
+/// A Table of `items` (columns included unless `with_columns` is false: watches send them once).
+pub fn table_of(req: &ApiRequest, items: &[Value], list_meta: Value, with_columns: bool) -> Value {
+    let resource = req.target.info.storage().plural;
+    let now = chrono::Utc::now();
+    let include = req.query.get("includeObject").unwrap_or("Metadata");
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|o| {
+            let mut row = json!({"cells": table::cells(resource, o, now)});
+            match include {
+                "None" => {}
+                "Object" => row["object"] = present(&req.target, o.clone()),
+                _ => row["object"] = metadata_only(o),
+            }
+            row
+        })
+        .collect();
+    let columns = if with_columns { table::columns(resource) } else { vec![] };
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "columnDefinitions": columns, "rows": rows})
+}
+
+/// Renders one object as the client asked.
+pub fn render_one(req: &ApiRequest, obj: Value) -> Value {
+    match req.rendering {
+        Rendering::Object => present(&req.target, obj),
+        Rendering::Metadata => metadata_only(&obj),
+        Rendering::Table => {
+            let rv = object::resource_version(&obj).unwrap_or_default().to_string();
+            table_of(req, &[obj], json!({"resourceVersion": rv}), true)
+        }
+    }
+}
+
+async fn get(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
+    let name = req.target.name.as_deref().expect("routed with a name");
+    let rv = req.query.get("resourceVersion").unwrap_or("");
+    let obj = if rv == "0" {
+        // Any recent state will do: serve from this member without a read barrier.
+        state.registry.get(req.target.info.storage(), req.target.namespace.as_deref(), name, false).await?
+    } else {
+        state.registry.get(req.target.info.storage(), req.target.namespace.as_deref(), name, true).await?
+    };
+    Ok(json_response(StatusCode::OK, &render_one(&req, obj), &[]))
+}
+
+/// `continue` tokens: Kubernetes' shape (base64 JSON with the list revision and the next
+/// key relative to the resource prefix), so they stay opaque and consistent across pages.
+fn encode_continue(revision: i64, next_key: &str) -> String {
+    base64::engine::general_purpose::STANDARD
+        .encode(json!({"v": "meta.k8s.io/v1", "rv": revision, "start": next_key}).to_string())
+}
+
+fn decode_continue(token: &str) -> Result<(i64, String), ApiError> {
+    let bad = |why: &str| ApiError::BadRequest(format!("continue key is not valid: {why}"));
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| bad("incorrect encoded start resourceVersion (version meta.k8s.io/v1)"))?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad("not a JSON object"))?;
+    if v["v"] != "meta.k8s.io/v1" {
+        return Err(bad("server does not recognize this encoded version"));
+    }
+    let rv = v["rv"].as_i64().filter(|r| *r > 0).ok_or_else(|| bad("incorrect encoded start resourceVersion"))?;
+    let start = v["start"].as_str().ok_or_else(|| bad("missing start key"))?;
+    if start.contains("..") || start.starts_with('/') {
+        return Err(bad("key must not escape the resource"));
+    }
+    Ok((rv, start.to_string()))
+}
+
+/// The list kind of a resource: "PodList".
+fn list_kind(req: &ApiRequest) -> String {
+    format!("{}List", req.target.info.kind)
+}
+
+fn list_body(req: &ApiRequest, items: Vec<Value>, meta: Value) -> Value {
+    match req.rendering {
+        Rendering::Table => table_of(req, &items, meta, true),
+        Rendering::Metadata => json!({
+            "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
+            "items": items.iter().map(metadata_only).collect::<Vec<_>>(),
+        }),
+        Rendering::Object => json!({
+            "kind": list_kind(req),
+            "apiVersion": req.target.info.api_version(),
+            "metadata": meta,
+            "items": items.into_iter().map(|o| present(&req.target, o)).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+/// One page of matching objects from the store at `revision` (0: latest, linearizable).
+pub async fn list_from_store(
+    state: &ApiState,
+    req: &ApiRequest,
+    filter: &Filter,
+    limit: i64,
+    start_after: Option<String>,
+    revision: i64,
+) -> Result<(Vec<Value>, i64, Option<String>, Option<i64>), ApiError> {
+    let info = req.target.info.storage();
+    let prefix = storage::prefix(info, req.target.namespace.as_deref());
+    let mut start = match &start_after {
+        Some(rel) => format!("{prefix}{rel}"),
+        None => prefix.clone(),
+    };
+    let mut revision = revision;
+    let mut items = Vec::new();
+    let unfiltered = filter.labels.is_empty() && filter.fields.is_empty();
+    loop {
+        let want = if limit > 0 { (limit - items.len() as i64).max(1) } else { 0 };
+        // Filtered pages read ahead in bigger chunks: fewer round trips for sparse matches.
+        let chunk = if limit > 0 && !unfiltered { want.max(500) } else { want };
+        let page = storage::scan(&state.store, &prefix, &start, chunk, revision).await.map_err(|e| match e {
+            ApiError::Gone(_) if start_after.is_some() => ApiError::Expired(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
+            ),
+            other => other,
+        })?;
+        revision = page.revision;
+        let scanned = page.items.len();
+        let mut last_key = None;
+        for s in page.items {
+            last_key = Some(s.key.clone());
+            if filter.matches(&s.object) {
+                items.push(s.object);
+                if limit > 0 && items.len() as i64 >= limit {
+                    break;
+                }
+            }
+        }
+        let stopped_early = limit > 0 && items.len() as i64 >= limit;
+        let more = page.more || (stopped_early && last_key.as_ref().is_some_and(|_| scanned > 0));
+        if stopped_early || !page.more || scanned == 0 {
+            // Is anything left after the last key we looked at?
+            let next = last_key.map(|k| format!("{}\0", &k[prefix.len()..]));
+            let has_more =
+                if stopped_early { more_after(state, &prefix, next.as_deref(), revision).await? } else { false };
+            let remaining = if unfiltered && has_more { Some(page.remaining.max(0)) } else { None };
+            let token = if has_more { next.map(|n| encode_continue(revision, &n)) } else { None };
+            return Ok((items, revision, token, remaining));
+        }
+        start = format!("{}\0", last_key.expect("a non-empty page has a last key"));
+        let _ = more;
+    }
+}
+
+async fn more_after(state: &ApiState, prefix: &str, next: Option<&str>, revision: i64) -> Result<bool, ApiError> {
+    let Some(next) = next else { return Ok(false) };
+    let page = storage::scan(&state.store, prefix, &format!("{prefix}{next}"), 1, revision).await?;
+    Ok(!page.items.is_empty())
+}
+
+async fn list(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
+    let filter = req.query.filter(&req.target)?;
+    let limit = req.query.int("limit")?.unwrap_or(0).max(0);
+    let rv = req.query.get("resourceVersion").filter(|s| !s.is_empty());
+    let rv_match = req.query.get("resourceVersionMatch").filter(|s| !s.is_empty());
+    let continue_token = req.query.get("continue").filter(|s| !s.is_empty());
+    if rv_match.is_some() && rv.is_none() {
+        return Err(ApiError::BadRequest(
+            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"
+                .into(),
+        ));
+    }
+    if continue_token.is_some() && rv.is_some_and(|r| r != "0") {
+        return Err(ApiError::BadRequest(
+            "resourceVersion: Forbidden: specifying resource version is not allowed when using continue".into(),
+        ));
+    }
+    let rv_num = match rv {
+        Some(r) => Some(r.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("invalid resource version {r:?}")))?),
+        None => None,
+    };
+    let (items, revision, token, remaining) = match (continue_token, rv_num, rv_match) {
+        (Some(token), _, _) => {
+            let (rev, start) = decode_continue(token)?;
+            list_from_store(state, &req, &filter, limit, Some(start), rev).await?
+        }
+        (None, Some(0), Some("Exact")) => return Err(ApiError::BadRequest(
+            "resourceVersionMatch: Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\""
+                .into(),
+        )),
+        (None, Some(n), Some("Exact")) => list_from_store(state, &req, &filter, limit, None, n).await?,
+        (None, Some(n), None) if n > 0 && limit > 0 => list_from_store(state, &req, &filter, limit, None, n).await?,
+        (None, Some(n), None | Some("NotOlderThan")) => {
+            // From the watch cache: as fresh as this server has seen, at least `n`.
+            let cacher = state.cache.get(req.target.info);
+            let (items, rev) = cacher.list(&filter, n).await?;
+            (items.iter().map(|o| (**o).clone()).collect(), rev, None, None)
+        }
+        (None, Some(_), Some(other)) => {
+            return Err(ApiError::BadRequest(format!(
+                "resourceVersionMatch: Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\""
+            )))
+        }
+        (None, None, _) => list_from_store(state, &req, &filter, limit, None, 0).await?,
+    };
+    let mut meta = json!({"resourceVersion": revision.to_string()});
+    if let Some(t) = token {
+        meta["continue"] = json!(t);
+    }
+    if let Some(r) = remaining {
+        meta["remainingItemCount"] = json!(r);
+    }
+    Ok(json_response(StatusCode::OK, &list_body(&req, items, meta), &[]))
+}
+
+async fn create(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
+    let body = decode_body(&req)?;
+    let opts = req.query.write_options()?;
+    let written =
+        state.registry.create(req.target.info.storage(), req.target.namespace.as_deref(), body, &opts).await?;
+    Ok(json_response(StatusCode::CREATED, &render_one(&req, written.object), &written.warnings))
+}
+
+fn part_of(req: &ApiRequest) -> Part {
+    if req.target.subresource.as_deref() == Some("status") {
+        Part::Status
+    } else {
+        Part::Main
+    }
+}
+
+async fn update(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
+    let body = decode_body(&req)?;
+    let opts = req.query.write_options()?;
+    let name = req.target.name.clone().expect("routed with a name");
+    let written = state
+        .registry
+        .update(req.target.info.storage(), req.target.namespace.as_deref(), &name, body, part_of(&req), &opts)
+        .await?;
+    Ok(json_response(StatusCode::OK, &render_one(&req, written.object), &written.warnings))
+}
+
+/// The patch types of the PATCH verb.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchKind {
+    Json,
+    Merge,
+    Strategic,
+    Apply,
+}
+
+pub fn patch_kind(req: &ApiRequest) -> Result<PatchKind, ApiError> {
+    let ct = req.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = ct.split(';').next().unwrap_or("").trim();
+    match media {
+        "application/json-patch+json" => Ok(PatchKind::Json),
+        "application/merge-patch+json" => Ok(PatchKind::Merge),
+        "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
+        "application/apply-patch+yaml" | "application/apply-patch+json" => Ok(PatchKind::Apply),
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other:?})"
+        ))),
+    }
+}
+
+pub fn patch_error(e: patch::PatchError) -> ApiError {
+    match e {
+        patch::PatchError::Malformed(m) => ApiError::BadRequest(m),
+        patch::PatchError::Invalid(m) => ApiError::Invalid {
+            qualified_kind: String::new(),
+            name: String::new(),
+            group: String::new(),
+            kind: String::new(),
+            causes: vec![super::error::Cause { reason: "FieldValueInvalid".into(), message: m, field: String::new() }],
+        },
+        patch::PatchError::Conflicts(list) => {
+            let detail: Vec<String> = list.iter().map(|(m, f)| format!("conflict with {m:?}: {f}")).collect();
+            ApiError::Conflict {
+                subject: Default::default(),
+                message: format!("Apply failed with {} conflict(s): {}", list.len(), detail.join("; ")),
+            }
+        }
+    }
+}
+
+/// Applies a decoded patch of `kind` to `doc`.
+pub fn apply_patch(kind: PatchKind, object_kind: &str, doc: &Value, patch_body: &Value) -> Result<Value, ApiError> {
+    match kind {
+        PatchKind::Json => patch::json_patch(doc, patch_body),
+        PatchKind::Merge => patch::merge_patch(doc, patch_body),
+        PatchKind::Strategic => patch::strategic_merge_patch(object_kind, doc, patch_body),
+        PatchKind::Apply => unreachable!("apply is handled by the caller"),
+    }
+    .map_err(patch_error)
+}
+
+pub fn decode_patch(req: &ApiRequest, kind: PatchKind) -> Result<Value, ApiError> {
+    if req.body.is_empty() {
+        return Err(ApiError::BadRequest("the patch body is empty".into()));
+    }
+    let v: Value = if kind == PatchKind::Apply {
+        serde_yaml::from_slice(&req.body).map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?
+    } else {
+        serde_json::from_slice(&req.body)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding the patch as JSON: {e}")))?
+    };
+    Ok(v)
+}
+
+async fn patch_object(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
+    let kind = patch_kind(&req)?;
+    let body = decode_patch(&req, kind)?;
+    let opts = req.query.write_options()?;
+    let name = req.target.name.clone().expect("routed with a name");
+    let info = req.target.info.storage();
+    let ns = req.target.namespace.as_deref();
+    if kind == PatchKind::Apply {
+        return apply(state, &req, body, opts, &name).await;
+    }
+    let object_kind = info.kind;
+    let written = state
+        .registry
+        .modify(info, ns, &name, part_of(&req), &opts, |current| {
+            let presented = present(&req.target, current.clone());
+            let patched = apply_patch(kind, object_kind, &presented, &body)?;
+            Ok(convert_legacy(&req.target, patched))
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &render_one(&req, written.object), &written.warnings))
+}
+
+/// Server-side apply: update, or create when the object does not exist.
+async fn apply(
+    state: &ApiState,
+    req: &ApiRequest,
+    body: Value,
+    opts: WriteOptions,
+    name: &str,
+) -> Result<Response, ApiError> {
+    let Some(manager) = opts.field_manager.clone() else {
+        return Err(ApiError::Invalid {
+            qualified_kind: "PatchOptions.meta.k8s.io".into(),
+            name: String::new(),
+            group: "meta.k8s.io".into(),
+            kind: "PatchOptions".into(),
+            causes: vec![super::error::Cause {
+                reason: "FieldValueRequired".into(),
+                message: "fieldManager: Required value: is required for apply patch".into(),
+                field: "fieldManager".into(),
+            }],
+        });
+    };
+    let body = convert_legacy(&req.target, body);
+    let force = req.query.flag("force");
+    let info = req.target.info.storage();
+    let ns = req.target.namespace.as_deref();
+    let now = object::timestamp(chrono::Utc::now());
+    // The apply itself records the manager: the registry must not record an Update too.
+    let write_opts = WriteOptions { field_manager: None, ..opts.clone() };
+    let result = state
+        .registry
+        .modify(info, ns, name, part_of(req), &write_opts, |current| {
+            patch::server_side_apply(info.kind, Some(current), &body, &manager, force, &now).map_err(patch_error)
+        })
+        .await;
+    match result {
+        Ok(w) => Ok(json_response(StatusCode::OK, &render_one(req, w.object), &w.warnings)),
+        Err(ApiError::NotFound(s)) if s.name == name && part_of(req) == Part::Main => {
+            let mut obj =
+                patch::server_side_apply(info.kind, None, &body, &manager, force, &now).map_err(patch_error)?;
+            if object::name(&obj).is_none() {
+                object::meta_mut(&mut obj).insert("name".into(), json!(name));
+            }
+            let w = state.registry.create(info, ns, obj, &write_opts).await?;
+            Ok(json_response(StatusCode::CREATED, &render_one(req, w.object), &w.warnings))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `DeleteOptions` from the body (if any) and the query.
+pub fn delete_options(req: &ApiRequest) -> Result<DeleteOptions, ApiError> {
+    let body: Value = if req.body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&req.body)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding DeleteOptions: {e}")))?
+    };
+    let grace = match req.query.int("gracePeriodSeconds")? {
+        Some(g) => Some(g),
+        None => body["gracePeriodSeconds"].as_i64(),
+    };
+    let dry_run = req.query.get("dryRun") == Some("All")
+        || body["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"));
+    if let Some(p) = req.query.get("propagationPolicy").or(body["propagationPolicy"].as_str()) {
+        if !matches!(p, "Orphan" | "Background" | "Foreground") {
+            return Err(ApiError::BadRequest(format!(
+                "propagationPolicy: Unsupported value: {p:?}: supported values: \"Background\", \"Foreground\", \"Orphan\""
+            )));
+        }
+    }
+    Ok(DeleteOptions {
+        grace_period_seconds: grace,
+        precondition_uid: body["preconditions"]["uid"].as_str().map(String::from),
+        precondition_resource_version: body["preconditions"]["resourceVersion"].as_str().map(String::from),
+        dry_run,
+    })
+}
+
+/// The `Status` of a completed delete.
+fn deleted_status(req: &ApiRequest, obj: &Value) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {
+            "name": object::name(obj).unwrap_or_default(),
+            "group": req.target.info.group,
+            "kind": req.target.info.plural,
+            "uid": object::meta_str(obj, "uid").unwrap_or_default(),
+        },
+    })
+}
+
+async fn delete(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
+    let opts = delete_options(&req)?;
+    let name = req.target.name.clone().expect("routed with a name");
+    let info = req.target.info.storage();
+    match state.registry.delete(info, req.target.namespace.as_deref(), &name, &opts).await? {
+        Deleted::Now(obj) => Ok(json_response(StatusCode::OK, &deleted_status(&req, &obj), &[])),
+        Deleted::Pending(obj) => Ok(json_response(StatusCode::OK, &render_one(&req, obj), &[])),
+    }
+}
+
+async fn delete_collection(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
+    let opts = delete_options(&req)?;
+    let filter = req.query.filter(&req.target)?;
+    let (items, _, _, _) = list_from_store(state, &req, &filter, 0, None, 0).await?;
+    let info = req.target.info.storage();
+    let mut deleted = Vec::new();
+    for obj in items {
+        let name = object::name(&obj).unwrap_or_default().to_string();
+        let ns = object::namespace(&obj).map(String::from);
+        match state.registry.delete(info, ns.as_deref(), &name, &opts).await {
+            Ok(Deleted::Now(o) | Deleted::Pending(o)) => deleted.push(o),
+            Err(ApiError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let revision = state.store.revision();
+    let body = list_body(&req, deleted, json!({"resourceVersion": revision.to_string()}));
+    Ok(json_response(StatusCode::OK, &body, &[]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip_and_reject_garbage() {
+        let t = encode_continue(42, "default/web\0");
+        assert_eq!(decode_continue(&t).unwrap(), (42, "default/web\0".to_string()));
+        assert!(decode_continue("not base64!").is_err());
+        let escape =
+            base64::engine::general_purpose::STANDARD.encode(r#"{"v":"meta.k8s.io/v1","rv":3,"start":"../secrets/"}"#);
+        assert!(decode_continue(&escape).is_err());
+    }
+}

@@ -1,0 +1,297 @@
+//! The Kubernetes REST API: routing, content negotiation, and the response envelope.
+//!
+//! * [`resources`] — what is served; [`request`] — URL and query parsing;
+//! * [`handlers`] — get/list/create/update/patch/delete/deletecollection;
+//! * [`watch`] — streaming watches from the watch cache;
+//! * [`subresources`] — scale, binding, eviction, log;
+//! * [`discovery`] — discovery, `/version`, OpenAPI v3; [`metrics`] — request metrics;
+//! * [`patch`] — JSON, merge, strategic merge patches and server-side apply;
+//! * [`table`] — server-side printing (`kubectl get` columns); [`error`] — `Status` errors.
+
+pub mod discovery;
+pub mod error;
+pub mod handlers;
+pub mod metrics;
+pub mod patch;
+pub mod request;
+pub mod resources;
+pub mod subresources;
+pub mod table;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use berth_store::Store;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use tracing::Instrument;
+
+use crate::cache::WatchCache;
+use crate::registry::Registry;
+use error::ApiError;
+use metrics::ApiMetrics;
+use request::{Query, Target};
+
+/// Everything a request handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    pub registry: Registry,
+    pub cache: Arc<WatchCache>,
+    pub metrics: Arc<ApiMetrics>,
+    pub store: Store,
+    /// Ends open watches when the server stops.
+    pub shutdown: CancellationToken,
+}
+
+impl ApiState {
+    pub fn new(store: Store, cache: Arc<WatchCache>, shutdown: CancellationToken) -> ApiState {
+        ApiState {
+            registry: Registry::new(store.clone()),
+            cache,
+            metrics: Arc::new(ApiMetrics::new()),
+            store,
+            shutdown,
+        }
+    }
+}
+
+/// The API router (also usable in-process as a `tower::Service`).
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/version", get(|| async { json_ok(discovery::version()) }))
+        .route("/healthz", get(health))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(health))
+        .route("/metrics", get(metrics_text))
+        .route("/api", get(|| async { json_ok(discovery::core_versions()) }))
+        .route("/apis", get(|| async { json_ok(discovery::group_list()) }))
+        .route("/openapi/v3", get(|| async { json_ok(discovery::openapi_v3_root()) }))
+        .route("/openapi/v3/{*path}", get(openapi_doc))
+        .route("/api/{*rest}", any(core_api))
+        .route("/apis/{*rest}", any(group_api))
+        .fallback(|| async { ApiError::NotFound(error::Subject::default()).into_response() })
+        .with_state(state)
+}
+
+fn json_ok(v: Value) -> Response {
+    json_response(StatusCode::OK, &v, &[])
+}
+
+/// A JSON response with Kubernetes' `Warning` headers.
+pub fn json_response(code: StatusCode, v: &Value, warnings: &[String]) -> Response {
+    let mut resp = (code, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response();
+    for w in warnings {
+        let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
+        if let Ok(h) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, h);
+        }
+    }
+    resp
+}
+
+async fn health(State(state): State<ApiState>) -> Response {
+    match state.store.leader() {
+        Some(_) => "ok".into_response(),
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "[-]etcd failed: no leader\nhealthz check failed").into_response(),
+    }
+}
+
+async fn metrics_text(State(state): State<ApiState>) -> Response {
+    state.metrics.watchers.set(state.cache.watcher_count() as i64);
+    let mut text = state.metrics.encode();
+    text.push_str(&state.store.metrics().encode());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn openapi_doc(Path(path): Path<String>) -> Response {
+    match discovery::openapi_v3(path.trim_end_matches('/')) {
+        Some(doc) => json_ok(doc),
+        None => ApiError::NotFound(error::Subject::default()).into_response(),
+    }
+}
+
+/// What the client asked to receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rendering {
+    Object,
+    Table,
+    Metadata,
+}
+
+impl Rendering {
+    fn from_accept(headers: &HeaderMap) -> Rendering {
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        // The first acceptable form wins, as clients list preferences in order.
+        for part in accept.split(',') {
+            if part.contains("as=Table") {
+                return Rendering::Table;
+            }
+            if part.contains("as=PartialObjectMetadata") {
+                return Rendering::Metadata;
+            }
+            let media = part.split(';').next().unwrap_or("").trim();
+            if media == "application/json" || media == "*/*" || media == "application/yaml" {
+                return Rendering::Object;
+            }
+        }
+        Rendering::Object
+    }
+}
+
+/// One parsed API request.
+pub struct ApiRequest {
+    pub method: Method,
+    pub target: Target,
+    pub query: Query,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub rendering: Rendering,
+}
+
+impl ApiRequest {
+    /// The verb for metrics and logs.
+    fn verb(&self) -> &'static str {
+        let collection = self.target.name.is_none();
+        match self.method {
+            Method::GET if self.query.is_watch() || self.target.watch_path => "WATCH",
+            Method::GET if collection => "LIST",
+            Method::GET => "GET",
+            Method::POST => "POST",
+            Method::PUT => "PUT",
+            Method::PATCH => {
+                let ct = self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+                if ct.starts_with("application/apply-patch") {
+                    "APPLY"
+                } else {
+                    "PATCH"
+                }
+            }
+            Method::DELETE if collection => "DELETECOLLECTION",
+            Method::DELETE => "DELETE",
+            _ => "OTHER",
+        }
+    }
+}
+
+async fn core_api(
+    State(state): State<ApiState>,
+    method: Method,
+    Path(rest): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    match segments.as_slice() {
+        [] if method == Method::GET => return json_ok(discovery::core_versions()),
+        ["v1"] if method == Method::GET => {
+            return json_ok(discovery::resource_list("", "v1").expect("core is served"));
+        }
+        ["v1", tail @ ..] => {
+            let tail: Vec<&str> = tail.to_vec();
+            return resource_request(state, method, "", "v1", &tail, query, headers, body).await;
+        }
+        _ => ApiError::NotFound(error::Subject::default()).into_response(),
+    }
+}
+
+async fn group_api(
+    State(state): State<ApiState>,
+    method: Method,
+    Path(rest): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    match segments.as_slice() {
+        [group] if method == Method::GET => match discovery::group(group) {
+            Some(doc) => json_ok(doc),
+            None => ApiError::NotFound(error::Subject::default()).into_response(),
+        },
+        [group, version] if method == Method::GET => match discovery::resource_list(group, version) {
+            Some(doc) => json_ok(doc),
+            None => ApiError::NotFound(error::Subject::default()).into_response(),
+        },
+        [group, version, tail @ ..] if !tail.is_empty() => {
+            let (group, version) = (group.to_string(), version.to_string());
+            let tail: Vec<&str> = tail.to_vec();
+            resource_request(state, method, &group, &version, &tail, query, headers, body).await
+        }
+        _ => ApiError::NotFound(error::Subject::default()).into_response(),
+    }
+}
+
+fn parse_query(raw: Option<String>) -> Query {
+    let pairs = raw.map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+    Query(pairs)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn resource_request(
+    state: ApiState,
+    method: Method,
+    group: &str,
+    version: &str,
+    segments: &[&str],
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let target = match request::parse_target(group, version, segments) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let rendering = Rendering::from_accept(&headers);
+    let req = ApiRequest { method, target, query: parse_query(query), headers, body, rendering };
+    let verb = req.verb();
+    let resource = match &req.target.subresource {
+        Some(sub) => format!("{}/{sub}", req.target.info.plural),
+        None => req.target.info.plural.to_string(),
+    };
+    let span =
+        tracing::debug_span!("api", verb, resource = %resource, ns = ?req.target.namespace, name = ?req.target.name);
+    let response = match handlers::dispatch(&state, req).instrument(span).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    state.metrics.observe(verb, &resource, response.status().as_u16(), started.elapsed().as_secs_f64());
+    tracing::debug!(verb, resource = %resource, code = response.status().as_u16(), "request");
+    response
+}
+
+/// Sets the `apiVersion` a legacy-alias request sees (extensions/v1beta1 Deployments are
+/// stored as apps/v1).
+pub fn present(target: &Target, mut obj: Value) -> Value {
+    if target.info.is_legacy_alias() {
+        if let Some(m) = obj.as_object_mut() {
+            if m.get("kind").and_then(Value::as_str) == Some(target.info.kind) {
+                m.insert("apiVersion".into(), json!(target.info.api_version()));
+            }
+        }
+    }
+    obj
+}
+
+/// An empty body response, for handlers that stream.
+pub fn body_response(code: StatusCode, content_type: &'static str, body: Body) -> Response {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = code;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+#[allow(dead_code)]
+fn _assert_send(state: ApiState, req: ApiRequest) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(handlers::dispatch(&state, req));
+}

@@ -1,0 +1,316 @@
+//! Subresources other than `status`: `scale` (Deployments, ReplicaSets, StatefulSets),
+//! `pods/binding` (the scheduler's write), `pods/eviction`, and `pods/log` (proxied to
+//! the agent running the pod).
+//!
+//! The agent contract for logs is the kubelet's: `GET http://{node InternalIP}:{node
+//! status.daemonEndpoints.kubeletEndpoint.Port}/containerLogs/{ns}/{pod}/{container}` with
+//! `follow`, `tailLines`, `previous`, `timestamps`, `sinceSeconds`, `limitBytes`.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+
+use super::error::{ApiError, Cause, Subject};
+use super::handlers::{apply_patch, decode_body, decode_patch, delete_options, patch_kind, PatchKind};
+use super::resources;
+use super::{body_response, json_response, ApiRequest, ApiState};
+use crate::registry::{object, Part, WriteOptions};
+
+/// How long the API server waits to connect to an agent for logs.
+const AGENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `autoscaling/v1` Scale view of a scalable object.
+fn scale_of(obj: &Value) -> Value {
+    let selector = obj["spec"]["selector"].clone();
+    let selector_text = selector_string(&selector);
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": obj["metadata"]["name"],
+            "namespace": obj["metadata"]["namespace"],
+            "uid": obj["metadata"]["uid"],
+            "resourceVersion": obj["metadata"]["resourceVersion"],
+            "creationTimestamp": obj["metadata"]["creationTimestamp"],
+        },
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1)},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector_text},
+    })
+}
+
+/// A structured label selector as its query-string form ("app=web,tier in (a,b)").
+fn selector_string(selector: &Value) -> String {
+    let mut parts: Vec<String> =
+        object::string_map(selector.get("matchLabels")).iter().map(|(k, v)| format!("{k}={v}")).collect();
+    for e in selector["matchExpressions"].as_array().into_iter().flatten() {
+        let key = e["key"].as_str().unwrap_or_default();
+        let values: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        parts.push(match e["operator"].as_str().unwrap_or_default() {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_string(),
+            _ => format!("!{key}"),
+        });
+    }
+    parts.join(",")
+}
+
+fn invalid_scale(name: &str, replicas: i64) -> ApiError {
+    ApiError::Invalid {
+        qualified_kind: "Scale.autoscaling".into(),
+        name: name.into(),
+        group: "autoscaling".into(),
+        kind: "Scale".into(),
+        causes: vec![Cause {
+            reason: "FieldValueInvalid".into(),
+            message: format!("spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"),
+            field: "spec.replicas".into(),
+        }],
+    }
+}
+
+pub async fn scale(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
+    let info = req.target.info.storage();
+    let ns = req.target.namespace.as_deref();
+    let name = req.target.name.clone().expect("routed with a name");
+    if req.method == Method::GET {
+        let obj = state.registry.get(info, ns, &name, true).await?;
+        return Ok(json_response(StatusCode::OK, &scale_of(&obj), &[]));
+    }
+    let opts = req.query.write_options()?;
+    let (patch, desired_scale) = match req.method {
+        Method::PUT => (None, Some(decode_body_raw(&req)?)),
+        Method::PATCH => {
+            let kind = patch_kind(&req)?;
+            if kind == PatchKind::Apply {
+                return Err(ApiError::UnsupportedMediaType("apply is not supported on the scale subresource".into()));
+            }
+            (Some((kind, decode_patch(&req, kind)?)), None)
+        }
+        _ => return Err(ApiError::MethodNotAllowed("scale supports get, update and patch".into())),
+    };
+    let written = state
+        .registry
+        .modify(info, ns, &name, Part::Main, &opts, |current| {
+            let view = scale_of(current);
+            let new_view = match (&patch, &desired_scale) {
+                (Some((kind, body)), _) => apply_patch(*kind, "Scale", &view, body)?,
+                (None, Some(body)) => body.clone(),
+                _ => unreachable!("PUT or PATCH"),
+            };
+            let replicas = new_view["spec"]["replicas"].as_i64().unwrap_or(0);
+            if replicas < 0 {
+                return Err(invalid_scale(&name, replicas));
+            }
+            let mut next = current.clone();
+            next["spec"]["replicas"] = json!(replicas);
+            // A resourceVersion in the Scale pins the write, as on the object itself.
+            match object::resource_version(&new_view) {
+                Some(rv) => object::meta_mut(&mut next).insert("resourceVersion".into(), json!(rv)),
+                None => object::meta_mut(&mut next).remove("resourceVersion"),
+            };
+            Ok(next)
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &scale_of(&written.object), &written.warnings))
+}
+
+/// PUT bodies of the scale subresource are Scale objects, not the parent kind.
+fn decode_body_raw(req: &ApiRequest) -> Result<Value, ApiError> {
+    serde_json::from_slice(&req.body).map_err(|e| ApiError::BadRequest(format!("error decoding Scale: {e}")))
+}
+
+fn success(code: u16) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code})
+}
+
+/// POST pods/{name}/binding: sets `spec.nodeName` once.
+pub async fn binding(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
+    let body = decode_body(&req)?;
+    let name = req.target.name.clone().expect("routed with a name");
+    let node = body["target"]["name"].as_str().filter(|n| !n.is_empty()).map(String::from).ok_or_else(|| {
+        ApiError::Invalid {
+            qualified_kind: "Binding".into(),
+            name: name.clone(),
+            group: String::new(),
+            kind: "Binding".into(),
+            causes: vec![Cause {
+                reason: "FieldValueRequired".into(),
+                message: "target.name: Required value".into(),
+                field: "target.name".into(),
+            }],
+        }
+    })?;
+    let info = req.target.info.storage();
+    let opts = WriteOptions { skip_update_rules: true, ..req.query.write_options()? };
+    let now = object::timestamp(chrono::Utc::now());
+    state
+        .registry
+        .modify(info, req.target.namespace.as_deref(), &name, Part::Whole, &opts, |current| {
+            if let Some(uid) = body["metadata"]["uid"].as_str() {
+                if object::meta_str(current, "uid") != Some(uid) {
+                    return Err(ApiError::Conflict {
+                        subject: Subject { group: String::new(), kind: "pods".into(), name: name.clone() },
+                        message: "the UID in the binding does not match the pod's".into(),
+                    });
+                }
+            }
+            if object::is_deleting(current) {
+                return Err(ApiError::Conflict {
+                    subject: Subject { group: String::new(), kind: "pods".into(), name: name.clone() },
+                    message: "pod is being deleted, cannot be assigned to a host".into(),
+                });
+            }
+            if let Some(bound) = current["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+                return Err(ApiError::Conflict {
+                    subject: Subject { group: String::new(), kind: "pods".into(), name: name.clone() },
+                    message: format!("pod {name} is already assigned to node \"{bound}\""),
+                });
+            }
+            let mut next = current.clone();
+            next["spec"]["nodeName"] = json!(node);
+            let conditions = next["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            let mut conditions: Vec<Value> = conditions.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+            conditions.push(
+                json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}),
+            );
+            next["status"]["conditions"] = json!(conditions);
+            Ok(next)
+        })
+        .await?;
+    Ok(json_response(StatusCode::CREATED, &success(201), &[]))
+}
+
+/// POST pods/{name}/eviction: deletes the pod with the eviction's DeleteOptions.
+pub async fn eviction(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
+    let body = decode_body(&req)?;
+    let name = req.target.name.clone().expect("routed with a name");
+    let inner = ApiRequest {
+        method: Method::DELETE,
+        target: req.target.clone(),
+        query: req.query.clone(),
+        headers: req.headers.clone(),
+        body: body.get("deleteOptions").map(|d| axum::body::Bytes::from(d.to_string())).unwrap_or_default(),
+        rendering: req.rendering,
+    };
+    let opts = delete_options(&inner)?;
+    state.registry.delete(req.target.info.storage(), req.target.namespace.as_deref(), &name, &opts).await?;
+    Ok(json_response(StatusCode::CREATED, &success(201), &[]))
+}
+
+/// The address of the agent on `node`: its InternalIP (else Hostname) and kubelet port.
+fn agent_address(node: &Value) -> Option<(String, i64)> {
+    let addresses = node["status"]["addresses"].as_array()?;
+    let pick = |t: &str| addresses.iter().find(|a| a["type"] == t).and_then(|a| a["address"].as_str());
+    let host = pick("InternalIP").or_else(|| pick("Hostname"))?.to_string();
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_i64().unwrap_or(10250);
+    Some((host, port))
+}
+
+/// The container a log request means: the named one, the default-container annotation,
+/// or the only one.
+fn log_container(pod: &Value, requested: Option<&str>) -> Result<String, ApiError> {
+    let name = object::name(pod).unwrap_or_default();
+    let names: Vec<&str> = ["initContainers", "containers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|k| pod["spec"][*k].as_array().into_iter().flatten())
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    if let Some(c) = requested.filter(|c| !c.is_empty()) {
+        return if names.contains(&c) {
+            Ok(c.to_string())
+        } else {
+            Err(ApiError::BadRequest(format!("container {c} is not valid for pod {name}")))
+        };
+    }
+    if let Some(d) =
+        object::string_map(pod["metadata"].get("annotations")).get("kubectl.kubernetes.io/default-container")
+    {
+        return Ok(d.clone());
+    }
+    let regular: Vec<&str> =
+        pod["spec"]["containers"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+    match regular.as_slice() {
+        [one] => Ok(one.to_string()),
+        _ => Err(ApiError::BadRequest(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            regular.join(" ")
+        ))),
+    }
+}
+
+/// GET pods/{name}/log, proxied to the pod's agent.
+pub async fn log(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
+    let name = req.target.name.clone().expect("routed with a name");
+    let ns = req.target.namespace.clone().unwrap_or_else(|| "default".into());
+    let pod = state.registry.get(req.target.info.storage(), Some(&ns), &name, true).await?;
+    let container = log_container(&pod, req.query.get("container"))?;
+    let Some(node_name) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
+        return Err(ApiError::BadRequest(format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: pod is not scheduled"
+        )));
+    };
+    let nodes = resources::find("", "v1", "nodes").expect("served");
+    let node = state.registry.get(nodes, None, node_name, false).await?;
+    let (host, port) = agent_address(&node)
+        .ok_or_else(|| ApiError::BadRequest(format!("node {node_name} has no address to reach its agent")))?;
+    let query = {
+        let mut params = url::form_urlencoded::Serializer::new(String::new());
+        for p in ["follow", "tailLines", "previous", "timestamps", "sinceSeconds", "limitBytes"] {
+            if let Some(v) = req.query.get(p) {
+                params.append_pair(p, v);
+            }
+        }
+        params.finish()
+    };
+    let host_part = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+    let url = format!("http://{host_part}:{port}/containerLogs/{ns}/{name}/{container}?{query}");
+    let uri: axum::http::Uri = url.parse().map_err(|e| ApiError::Internal(format!("agent URL {url}: {e}")))?;
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_connect_timeout(Some(AGENT_CONNECT_TIMEOUT));
+    let client: hyper_util::client::legacy::Client<_, Body> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+    let upstream = client.get(uri).await.map_err(|e| ApiError::Internal(format!("Get \"{url}\": {e}")))?;
+    let status = upstream.status();
+    if !status.is_success() {
+        let text = upstream.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let message = String::from_utf8_lossy(&text).trim().to_string();
+        return Err(if status == StatusCode::NOT_FOUND || status == StatusCode::BAD_REQUEST {
+            ApiError::BadRequest(message)
+        } else {
+            ApiError::Internal(format!("agent on {node_name} answered {status}: {message}"))
+        });
+    }
+    let body = Body::new(upstream.into_body().map_err(std::io::Error::other));
+    Ok(body_response(StatusCode::OK, "text/plain", body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_views_and_selectors() {
+        let d = json!({"metadata": {"name": "web", "resourceVersion": "5"}, "spec": {"replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]}},
+            "status": {"replicas": 2}});
+        let s = scale_of(&d);
+        assert_eq!(s["spec"]["replicas"], 3);
+        assert_eq!(s["status"]["selector"], "app=web,tier in (a,b)");
+    }
+
+    #[test]
+    fn log_container_choice() {
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
+        assert!(log_container(&pod, None).unwrap_err().to_string().contains("choose one of: [a b]"));
+        assert_eq!(log_container(&pod, Some("b")).unwrap(), "b");
+        assert!(log_container(&pod, Some("zz")).is_err());
+        let node = json!({"status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.5"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10333}}}});
+        assert_eq!(agent_address(&node), Some(("127.0.0.5".into(), 10333)));
+    }
+}

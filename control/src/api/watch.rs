@@ -1,0 +1,157 @@
+//! Streaming watches: `?watch=1&resourceVersion=N`, served from the watch cache as
+//! chunked JSON lines (`{"type":"ADDED","object":{…}}`), with BOOKMARKs when asked,
+//! `timeoutSeconds`, and `410 Gone` (as an ERROR event, like kube-apiserver) when N is
+//! older than the cache's window.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::error::ApiError;
+use super::handlers::table_of;
+use super::{body_response, present, ApiRequest, ApiState, Rendering};
+use crate::cache::{EventType, WatchItem};
+
+/// The longest a watch stays open (kube-apiserver closes them after 30–60 minutes too);
+/// clients re-watch from their last resourceVersion.
+const MAX_WATCH: Duration = Duration::from_secs(3600);
+const DEFAULT_WATCH: Duration = Duration::from_secs(1800);
+
+fn line(kind: &str, object: Value) -> Bytes {
+    let mut s = json!({"type": kind, "object": object}).to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+/// Encodes watch items for one client (object, Table rows, or metadata).
+struct Encoder {
+    req: ApiRequest,
+    columns_sent: bool,
+}
+
+impl Encoder {
+    fn event(&mut self, kind: EventType, obj: &Value) -> Bytes {
+        let object = match self.req.rendering {
+            Rendering::Object => present(&self.req.target, obj.clone()),
+            Rendering::Metadata => {
+                json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"].clone()})
+            }
+            Rendering::Table => {
+                let rv = obj["metadata"]["resourceVersion"].clone();
+                let t =
+                    table_of(&self.req, std::slice::from_ref(obj), json!({"resourceVersion": rv}), !self.columns_sent);
+                self.columns_sent = true;
+                t
+            }
+        };
+        line(kind.as_str(), object)
+    }
+
+    fn bookmark(&self, revision: i64, initial_end: bool) -> Bytes {
+        let info = self.req.target.info;
+        let mut meta = json!({"resourceVersion": revision.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        line("BOOKMARK", json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": meta}))
+    }
+}
+
+fn error_event(e: &ApiError) -> Bytes {
+    line("ERROR", e.status())
+}
+
+pub async fn serve(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
+    let filter = req.query.filter(&req.target)?;
+    let from = match req.query.get("resourceVersion") {
+        None | Some("") | Some("0") => None,
+        Some(r) => Some(r.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("invalid resource version {r:?}")))?),
+    };
+    let send_initial = req.query.flag("sendInitialEvents");
+    let bookmarks = req.query.flag("allowWatchBookmarks");
+    if send_initial && !bookmarks {
+        return Err(ApiError::Invalid {
+            qualified_kind: "ListOptions.meta.k8s.io".into(),
+            name: String::new(),
+            group: "meta.k8s.io".into(),
+            kind: "ListOptions".into(),
+            causes: vec![super::error::Cause {
+                reason: "FieldValueForbidden".into(),
+                message:
+                    "allowWatchBookmarks: Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true"
+                        .into(),
+                field: "allowWatchBookmarks".into(),
+            }],
+        });
+    }
+    let timeout = match req.query.int("timeoutSeconds")? {
+        Some(s) if s > 0 => Duration::from_secs(s as u64).min(MAX_WATCH),
+        _ => DEFAULT_WATCH,
+    };
+    let cacher = state.cache.get(req.target.info);
+    // sendInitialEvents: the current state first, whatever resourceVersion says.
+    let start = if send_initial { None } else { from };
+    let sub = match cacher.watch(filter, start, bookmarks).await {
+        Ok(s) => s,
+        Err(e @ (ApiError::Expired(_) | ApiError::Gone(_))) => {
+            let body = Body::from(error_event(&e));
+            return Ok(body_response(StatusCode::OK, "application/json", body));
+        }
+        Err(e) => return Err(e),
+    };
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    let shutdown = state.shutdown.clone();
+    let watchers = state.metrics.watchers.clone();
+    watchers.inc();
+    tokio::spawn(async move {
+        let mut sub = sub;
+        let mut enc = Encoder { req, columns_sent: false };
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let initial = std::mem::take(&mut sub.initial);
+        let mut last_revision = from.unwrap_or(0);
+        for item in initial {
+            if let WatchItem::Event(k, o) = &item {
+                last_revision = last_revision
+                    .max(o["metadata"]["resourceVersion"].as_str().and_then(|r| r.parse().ok()).unwrap_or(0));
+                if tx.send(Ok(enc.event(*k, o))).await.is_err() {
+                    watchers.dec();
+                    return;
+                }
+            }
+        }
+        if send_initial {
+            let rev = last_revision.max(sub.cacher.revision());
+            if tx.send(Ok(enc.bookmark(rev, true))).await.is_err() {
+                watchers.dec();
+                return;
+            }
+        }
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                _ = shutdown.cancelled() => break,
+                _ = tx.closed() => break,
+                item = sub.events.recv() => {
+                    let bytes = match item {
+                        Some(WatchItem::Event(k, o)) => enc.event(k, &o),
+                        Some(WatchItem::Bookmark(rev)) => enc.bookmark(rev, false),
+                        // The cache dropped this watcher (too slow, or re-listed): end the
+                        // stream; the client re-watches from its last resourceVersion.
+                        None => break,
+                    };
+                    if tx.send(Ok(bytes)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        watchers.dec();
+    });
+    Ok(body_response(StatusCode::OK, "application/json", Body::from_stream(ReceiverStream::new(rx))))
+}

@@ -1,0 +1,427 @@
+//! The watch cache: one store watch per resource type feeds an in-memory copy of every
+//! object of that type and a window of recent events; API watches and
+//! `resourceVersion=0` lists are served from it.
+//!
+//! However many clients watch pods, the store sees one watcher per resource. Each API
+//! watcher has a [`Filter`] (namespace, name, label and field selectors) evaluated on the
+//! object before *and* after each change, so a pod that starts matching (say it is bound to
+//! the watcher's node) arrives as `ADDED` and one that stops matching as `DELETED`, as
+//! kube-apiserver's cacher does. Events reach each watcher in revision order through a
+//! bounded channel; a watcher that cannot keep up is dropped (the client re-watches from
+//! its last resourceVersion, as with a real API server).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_proto::etcdserverpb::WatchCreateRequest;
+use berth_proto::keys::prefix_end;
+use berth_proto::mvccpb::event::EventType as StoreEventType;
+use berth_proto::selectors::{FieldSelector, LabelSelector};
+use berth_store::Store;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::error::ApiError;
+use crate::api::resources::{ResourceInfo, RESOURCES};
+use crate::registry::{object, storage};
+
+/// Recent events kept per resource for watches that resume from a resourceVersion.
+const HISTORY: usize = 10_000;
+/// Events buffered per API watcher before it is considered too slow and dropped.
+const WATCHER_BUFFER: usize = 2_048;
+/// How often an idle cache asks the store for progress (so bookmarks and
+/// "not older than" reads advance although nothing of this type changes).
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// How often a watcher that allows bookmarks gets one.
+pub const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
+/// How long a reader waits for the cache to reach a revision it asked for.
+pub const CATCH_UP: Duration = Duration::from_secs(3);
+/// Pause before re-listing after the store watch failed.
+const RELIST_BACKOFF: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change of one object, as the cache saw it.
+#[derive(Debug, Clone)]
+struct CacheEvent {
+    kind: EventType,
+    /// For deletes: the last state, stamped with the deletion's revision.
+    object: Arc<Value>,
+    prev: Option<Arc<Value>>,
+    revision: i64,
+}
+
+/// What an API watcher receives.
+#[derive(Debug, Clone)]
+pub enum WatchItem {
+    Event(EventType, Arc<Value>),
+    Bookmark(i64),
+}
+
+/// Which objects a list or watch wants.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub resource: &'static str,
+    pub namespace: Option<String>,
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+}
+
+impl Filter {
+    pub fn matches(&self, obj: &Value) -> bool {
+        if let Some(ns) = &self.namespace {
+            if object::namespace(obj) != Some(ns.as_str()) {
+                return false;
+            }
+        }
+        if !self.labels.is_empty() && !self.labels.matches(&object::labels(obj)) {
+            return false;
+        }
+        self.fields.matches(|f| object::field_value(self.resource, obj, f).ok().flatten())
+    }
+
+    /// The event this watcher sees for a change from `prev` to `object`, if any.
+    fn view(&self, e: &CacheEvent) -> Option<(EventType, Arc<Value>)> {
+        let now = self.matches(&e.object);
+        let before = e.prev.as_ref().is_some_and(|p| self.matches(p));
+        match (e.kind, before, now) {
+            (EventType::Deleted, _, true) => Some((EventType::Deleted, e.object.clone())),
+            (EventType::Deleted, _, false) => None,
+            (_, true, true) => Some((EventType::Modified, e.object.clone())),
+            (_, false, true) => Some((EventType::Added, e.object.clone())),
+            (_, true, false) => {
+                // It left this watcher's view: DELETED with its previous state at this revision.
+                let mut gone = e.prev.as_deref().cloned().unwrap_or_default();
+                object::set_resource_version(&mut gone, e.revision);
+                Some((EventType::Deleted, Arc::new(gone)))
+            }
+            (_, false, false) => None,
+        }
+    }
+}
+
+struct Watcher {
+    filter: Filter,
+    sink: mpsc::Sender<WatchItem>,
+    bookmarks: bool,
+    last_bookmark: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    ready: bool,
+    revision: i64,
+    objects: BTreeMap<String, Arc<Value>>,
+    history: VecDeque<CacheEvent>,
+    /// Every event after this revision is in `history`.
+    oldest: i64,
+    watchers: HashMap<u64, Watcher>,
+    next_watcher: u64,
+}
+
+/// The cache of one resource type.
+pub struct Cacher {
+    info: &'static ResourceInfo,
+    state: Mutex<State>,
+    revision: watch::Sender<i64>,
+}
+
+/// A registered API watch: the events to send first, then the live channel.
+pub struct Subscription {
+    pub initial: Vec<WatchItem>,
+    pub events: mpsc::Receiver<WatchItem>,
+    pub id: u64,
+    pub cacher: Arc<Cacher>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.cacher.state.lock().expect("cache lock").watchers.remove(&self.id);
+    }
+}
+
+impl Cacher {
+    fn new(info: &'static ResourceInfo) -> Arc<Cacher> {
+        Arc::new(Cacher { info, state: Mutex::new(State::default()), revision: watch::channel(0).0 })
+    }
+
+    pub fn revision(&self) -> i64 {
+        *self.revision.borrow()
+    }
+
+    pub fn watcher_count(&self) -> usize {
+        self.state.lock().expect("cache lock").watchers.len()
+    }
+
+    /// Waits (bounded) until the cache has seen `revision`.
+    async fn catch_up(&self, revision: i64) -> Result<(), ApiError> {
+        let mut rx = self.revision.subscribe();
+        let ready = |s: &State| s.ready;
+        let result = tokio::time::timeout(CATCH_UP, async {
+            loop {
+                if *rx.borrow_and_update() >= revision && ready(&self.state.lock().expect("cache lock")) {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        match result {
+            Ok(()) if self.revision() >= revision => Ok(()),
+            _ => {
+                Err(ApiError::Timeout(format!("Too large resource version: {revision}, current: {}", self.revision())))
+            }
+        }
+    }
+
+    /// Objects matching `filter` as of a revision at least `min_revision`, in key order.
+    pub async fn list(&self, filter: &Filter, min_revision: i64) -> Result<(Vec<Arc<Value>>, i64), ApiError> {
+        self.catch_up(min_revision.max(1)).await?;
+        let state = self.state.lock().expect("cache lock");
+        let items = state.objects.values().filter(|o| filter.matches(o)).cloned().collect();
+        Ok((items, state.revision))
+    }
+
+    /// Registers a watch. `from`: `None` starts with the current objects as ADDED events
+    /// (resourceVersion unset or 0); `Some(n)` replays every change after `n`.
+    pub async fn watch(
+        self: &Arc<Self>,
+        filter: Filter,
+        from: Option<i64>,
+        bookmarks: bool,
+    ) -> Result<Subscription, ApiError> {
+        self.catch_up(from.unwrap_or(1).max(1)).await?;
+        let (tx, rx) = mpsc::channel(WATCHER_BUFFER);
+        let mut state = self.state.lock().expect("cache lock");
+        let initial: Vec<WatchItem> = match from {
+            None => state
+                .objects
+                .values()
+                .filter(|o| filter.matches(o))
+                .map(|o| WatchItem::Event(EventType::Added, o.clone()))
+                .collect(),
+            Some(n) if n < state.oldest => {
+                return Err(ApiError::Expired(format!("too old resource version: {n} ({})", state.oldest)));
+            }
+            Some(n) => state
+                .history
+                .iter()
+                .filter(|e| e.revision > n)
+                .filter_map(|e| filter.view(e))
+                .map(|(k, o)| WatchItem::Event(k, o))
+                .collect(),
+        };
+        let id = state.next_watcher;
+        state.next_watcher += 1;
+        state.watchers.insert(id, Watcher { filter, sink: tx, bookmarks, last_bookmark: Instant::now() });
+        drop(state);
+        Ok(Subscription { initial, events: rx, id, cacher: self.clone() })
+    }
+
+    /// Applies one store event and fans it out.
+    fn apply(&self, state: &mut State, key: String, kind: StoreEventType, value: &[u8], revision: i64) {
+        let event = match kind {
+            StoreEventType::Put => {
+                let obj = match storage::decode(key.as_bytes(), value, revision) {
+                    Ok(s) => Arc::new(s.object),
+                    Err(e) => {
+                        tracing::warn!(key, error = %e, "skipping an undecodable object");
+                        return;
+                    }
+                };
+                let prev = state.objects.insert(key, obj.clone());
+                let kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
+                CacheEvent { kind, object: obj, prev, revision }
+            }
+            StoreEventType::Delete => {
+                let Some(prev) = state.objects.remove(&key) else { return };
+                let mut gone = (*prev).clone();
+                object::set_resource_version(&mut gone, revision);
+                CacheEvent { kind: EventType::Deleted, object: Arc::new(gone), prev: Some(prev), revision }
+            }
+        };
+        let mut slow = Vec::new();
+        for (id, w) in state.watchers.iter() {
+            if let Some((k, o)) = w.filter.view(&event) {
+                if w.sink.try_send(WatchItem::Event(k, o)).is_err() {
+                    slow.push(*id);
+                }
+            }
+        }
+        for id in slow {
+            tracing::info!(resource = self.info.plural, watcher = id, "dropping a watcher that fell behind");
+            state.watchers.remove(&id);
+        }
+        state.history.push_back(event);
+        while state.history.len() > HISTORY {
+            if let Some(e) = state.history.pop_front() {
+                state.oldest = e.revision;
+            }
+        }
+    }
+
+    fn advance(&self, state: &mut State, revision: i64) {
+        if revision > state.revision {
+            state.revision = revision;
+            self.revision.send_replace(revision);
+        }
+    }
+
+    /// Sends due bookmarks.
+    fn bookmark(&self, state: &mut State) {
+        let revision = state.revision;
+        for w in state.watchers.values_mut() {
+            if w.bookmarks && w.last_bookmark.elapsed() >= BOOKMARK_EVERY {
+                // A full channel just skips this bookmark; events still flow.
+                let _ = w.sink.try_send(WatchItem::Bookmark(revision));
+                w.last_bookmark = Instant::now();
+            }
+        }
+    }
+
+    /// Lists and watches the store until `shutdown`; re-lists after any watch failure.
+    async fn run(self: Arc<Self>, store: Store, shutdown: CancellationToken) {
+        let prefix = storage::prefix(self.info, None);
+        while !shutdown.is_cancelled() {
+            if let Err(e) = self.sync_once(&store, &prefix, &shutdown).await {
+                tracing::debug!(resource = self.info.plural, error = %e, "watch cache re-lists");
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(RELIST_BACKOFF) => {}
+                }
+            }
+        }
+    }
+
+    async fn sync_once(&self, store: &Store, prefix: &str, shutdown: &CancellationToken) -> Result<(), String> {
+        let page = storage::scan(store, prefix, prefix, 0, 0).await.map_err(|e| e.to_string())?;
+        {
+            let mut state = self.state.lock().expect("cache lock");
+            state.objects = page.items.into_iter().map(|s| (s.key, Arc::new(s.object))).collect();
+            state.history.clear();
+            state.oldest = page.revision;
+            // Watchers of the previous generation may have missed events: end them, the
+            // clients re-watch (their resourceVersion is then too old or replayable).
+            state.watchers.clear();
+            state.revision = page.revision;
+            state.ready = true;
+            self.revision.send_replace(page.revision);
+        }
+        let (mut stream, mut rx) = store.watch();
+        stream
+            .create(WatchCreateRequest {
+                key: prefix.as_bytes().to_vec(),
+                range_end: prefix_end(prefix.as_bytes()),
+                start_revision: page.revision + 1,
+                ..Default::default()
+            })
+            .await;
+        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tick.tick() => {
+                    stream.request_progress();
+                    let mut state = self.state.lock().expect("cache lock");
+                    self.bookmark(&mut state);
+                }
+                resp = rx.recv() => {
+                    let Some(resp) = resp else { return Err("store watch closed".into()) };
+                    if resp.canceled {
+                        return Err(format!("store watch canceled: {}", resp.cancel_reason));
+                    }
+                    let mut state = self.state.lock().expect("cache lock");
+                    let mut top = 0;
+                    for e in resp.events {
+                        let Some(kv) = e.kv else { continue };
+                        let kind = StoreEventType::try_from(e.r#type).unwrap_or(StoreEventType::Put);
+                        top = top.max(kv.mod_revision);
+                        self.apply(&mut state, String::from_utf8_lossy(&kv.key).into_owned(), kind, &kv.value, kv.mod_revision);
+                    }
+                    let revision = if top > 0 { top } else { resp.header.map_or(0, |h| h.revision) };
+                    self.advance(&mut state, revision);
+                }
+            }
+        }
+    }
+}
+
+/// The caches of every served resource.
+pub struct WatchCache {
+    cachers: HashMap<&'static str, Arc<Cacher>>,
+}
+
+impl WatchCache {
+    /// Starts one cacher per stored resource.
+    pub fn start(store: &Store, shutdown: &CancellationToken) -> Arc<WatchCache> {
+        let mut cachers = HashMap::new();
+        for info in RESOURCES.iter().filter(|r| !r.is_legacy_alias()) {
+            let c = Cacher::new(info);
+            tokio::spawn(c.clone().run(store.clone(), shutdown.clone()));
+            cachers.insert(info.plural, c);
+        }
+        Arc::new(WatchCache { cachers })
+    }
+
+    pub fn get(&self, info: &ResourceInfo) -> Arc<Cacher> {
+        self.cachers.get(info.storage().plural).expect("every stored resource has a cacher").clone()
+    }
+
+    /// API watchers across all resources.
+    pub fn watcher_count(&self) -> usize {
+        self.cachers.values().map(|c| c.watcher_count()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(kind: EventType, prev: Option<Value>, obj: Value) -> CacheEvent {
+        CacheEvent { kind, object: Arc::new(obj), prev: prev.map(Arc::new), revision: 7 }
+    }
+
+    #[test]
+    fn filters_see_objects_enter_and_leave() {
+        let f = Filter {
+            resource: "pods",
+            namespace: None,
+            labels: LabelSelector::default(),
+            fields: FieldSelector::parse("spec.nodeName=n1").unwrap(),
+        };
+        let unbound = json!({"metadata": {"name": "p"}, "spec": {}});
+        let bound = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}});
+        let moved = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n2"}});
+        assert!(f.view(&event(EventType::Added, None, unbound.clone())).is_none());
+        let (k, _) = f.view(&event(EventType::Modified, Some(unbound), bound.clone())).unwrap();
+        assert_eq!(k, EventType::Added);
+        let (k, _) = f.view(&event(EventType::Modified, Some(bound.clone()), bound.clone())).unwrap();
+        assert_eq!(k, EventType::Modified);
+        let (k, o) = f.view(&event(EventType::Modified, Some(bound.clone()), moved)).unwrap();
+        assert_eq!(k, EventType::Deleted);
+        assert_eq!(o["spec"]["nodeName"], "n1");
+        assert_eq!(o["metadata"]["resourceVersion"], "7");
+        let (k, _) = f.view(&event(EventType::Deleted, Some(bound.clone()), bound)).unwrap();
+        assert_eq!(k, EventType::Deleted);
+    }
+}

@@ -1,0 +1,785 @@
+//! The registry: create, read, update and delete of API objects on the replicated store,
+//! with Kubernetes' object semantics.
+//!
+//! What happens to a write, in order (as kube-apiserver's generic registry):
+//! 1. metadata: namespace defaulting and checks, `generateName`, uid, timestamps,
+//!    generation (bumped when anything outside metadata and status changes);
+//! 2. subresource rules: the main resource cannot change `status`, `status` can change
+//!    nothing else;
+//! 3. defaulting and the typed check ([`typed`]), unknown fields per `fieldValidation`;
+//! 4. validation ([`validate`]) → `422 Invalid` with field paths;
+//! 5. one guarded store transaction ([`storage::guarded`]): create if absent, update if
+//!    `mod_revision` is unchanged (else `409 Conflict`).
+//!
+//! Deletion is graceful where Kubernetes makes it so (pods bound to a node wait for the
+//! agent, objects with finalizers wait for them, namespaces wait for their contents).
+
+pub mod object;
+pub mod services;
+pub mod storage;
+pub mod typed;
+#[path = "../shim/validate.rs"]
+pub mod validate;
+
+use std::time::Duration;
+
+use berth_store::Store;
+use serde_json::{json, Value};
+
+use crate::api::error::{ApiError, Cause, Subject};
+use crate::api::patch;
+use crate::api::resources::{self, ResourceInfo};
+use object::{meta_mut, timestamp};
+use storage::{Guard, Stored, Write};
+
+/// Objects above this size are refused (etcd's default request limit).
+pub const MAX_OBJECT_BYTES: usize = 1536 * 1024;
+/// Read-modify-write attempts before a contended write gives up with 409.
+const MAX_ATTEMPTS: usize = 8;
+
+/// `fieldValidation`: what unknown fields in a body do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FieldValidation {
+    Ignore,
+    #[default]
+    Warn,
+    Strict,
+}
+
+/// Options every write takes (query parameters of the request).
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    pub field_manager: Option<String>,
+    pub field_validation: FieldValidation,
+    /// System writes (pod binding) that change fields clients may not: validated as a
+    /// create, not against the update rules.
+    pub skip_update_rules: bool,
+}
+
+/// A written object and the warnings for the `Warning` header.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub object: Value,
+    pub warnings: Vec<String>,
+    /// False when the write changed nothing (no-op updates keep their resourceVersion).
+    pub changed: bool,
+}
+
+/// Which part of an object an update may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Everything except `status` (for resources with a status subresource).
+    Main,
+    /// Only `status`.
+    Status,
+    /// Spec and status together (system writes such as binding).
+    Whole,
+}
+
+/// `DeleteOptions` that matter here.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+    pub dry_run: bool,
+}
+
+/// What a delete did.
+#[derive(Debug, Clone)]
+pub enum Deleted {
+    /// Gone from the store; the object as it was, at the deletion's revision.
+    Now(Value),
+    /// Marked for deletion (graceful pod, finalizers, namespace contents); still readable.
+    Pending(Value),
+}
+
+/// The API server's storage front end. Cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    store: Store,
+}
+
+fn subject(info: &ResourceInfo, name: &str) -> Subject {
+    Subject { group: info.group.into(), kind: info.plural.into(), name: name.into() }
+}
+
+pub fn not_found(info: &ResourceInfo, name: &str) -> ApiError {
+    ApiError::NotFound(subject(info, name))
+}
+
+fn conflict(info: &ResourceInfo, name: &str) -> ApiError {
+    ApiError::Conflict {
+        subject: subject(info, name),
+        message: "the object has been modified; please apply your changes to the latest version and try again".into(),
+    }
+}
+
+pub fn invalid(info: &ResourceInfo, name: &str, causes: Vec<Cause>) -> ApiError {
+    ApiError::Invalid {
+        qualified_kind: info.qualified_kind(),
+        name: name.into(),
+        group: info.group.into(),
+        kind: info.kind.into(),
+        causes,
+    }
+}
+
+fn field_invalid(info: &ResourceInfo, name: &str, field: &str, value: &str, detail: &str) -> ApiError {
+    invalid(
+        info,
+        name,
+        vec![Cause {
+            reason: "FieldValueInvalid".into(),
+            message: format!("{field}: Invalid value: {value:?}: {detail}"),
+            field: field.into(),
+        }],
+    )
+}
+
+fn causes(errors: Vec<validate::FieldError>) -> Vec<Cause> {
+    errors.iter().map(|e| Cause { reason: e.reason().into(), message: e.message(), field: e.field.clone() }).collect()
+}
+
+/// Everything of an object except metadata and status: a change here bumps generation.
+fn spec_part(obj: &Value) -> Value {
+    let mut copy = obj.clone();
+    if let Some(m) = copy.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+    }
+    copy
+}
+
+/// Equal for the purpose of "did this update change anything".
+fn same_content(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut c = v.clone();
+        if let Some(m) = c.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            m.remove("managedFields");
+        }
+        c
+    };
+    strip(a) == strip(b)
+}
+
+impl Registry {
+    pub fn new(store: Store) -> Registry {
+        Registry { store }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// GET one object. `consistent`: linearizable (no `resourceVersion` given).
+    #[tracing::instrument(level = "debug", skip(self, info), fields(resource = info.plural))]
+    pub async fn get(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        consistent: bool,
+    ) -> Result<Value, ApiError> {
+        let key = storage::object_key(info, namespace, name);
+        match storage::get(&self.store, &key, consistent).await? {
+            Some(s) => Ok(s.object),
+            None => Err(not_found(info, name)),
+        }
+    }
+
+    async fn get_stored(&self, info: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<Stored, ApiError> {
+        let key = storage::object_key(info, namespace, name);
+        storage::get(&self.store, &key, true).await?.ok_or_else(|| not_found(info, name))
+    }
+
+    /// Checks `apiVersion`/`kind` of a body (filling them when absent) and that it is an object.
+    fn check_type(info: &ResourceInfo, body: &mut Value) -> Result<(), ApiError> {
+        let Some(map) = body.as_object_mut() else {
+            return Err(ApiError::BadRequest("the body of the request was not a JSON object".into()));
+        };
+        let want = info.api_version();
+        match map.get("apiVersion").and_then(Value::as_str) {
+            None | Some("") => {
+                map.insert("apiVersion".into(), json!(want));
+            }
+            Some(v) if v == want => {}
+            Some(v) => {
+                return Err(ApiError::BadRequest(format!(
+                    "the API version in the data ({v}) does not match the expected API version ({want})"
+                )))
+            }
+        }
+        match map.get("kind").and_then(Value::as_str) {
+            None | Some("") => {
+                map.insert("kind".into(), json!(info.kind));
+            }
+            Some(k) if k == info.kind => {}
+            Some(k) => {
+                return Err(ApiError::BadRequest(format!(
+                    "the kind in the data ({k}) does not match the expected kind ({})",
+                    info.kind
+                )))
+            }
+        }
+        if let Some(m) = map.get("metadata") {
+            if !m.is_object() && !m.is_null() {
+                return Err(ApiError::BadRequest("metadata: expected an object".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Defaulting, the typed check, and validation; returns the normalised object.
+    fn admit(
+        info: &ResourceInfo,
+        name: &str,
+        mut obj: Value,
+        old: Option<&Value>,
+        opts: &WriteOptions,
+        warnings: &mut Vec<String>,
+    ) -> Result<Value, ApiError> {
+        validate::default_object(info.kind, &mut obj);
+        let normalized = typed::normalize(info.kind, &obj).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {e}",
+                info.kind, info.version, info.kind
+            ))
+        })?;
+        if !normalized.unknown_fields.is_empty() {
+            match opts.field_validation {
+                FieldValidation::Strict => {
+                    let list: Vec<String> =
+                        normalized.unknown_fields.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+                    return Err(ApiError::BadRequest(format!("strict decoding error: {}", list.join(", "))));
+                }
+                FieldValidation::Warn => {
+                    warnings.extend(normalized.unknown_fields.iter().map(|f| format!("unknown field \"{f}\"")))
+                }
+                FieldValidation::Ignore => {}
+            }
+        }
+        let obj = normalized.object;
+        let errors = match old {
+            None => validate::validate_create(info.kind, &obj),
+            Some(_) if opts.skip_update_rules => validate::validate_create(info.kind, &obj),
+            Some(old) => validate::validate_update(info.kind, old, &obj),
+        };
+        if !errors.is_empty() {
+            return Err(invalid(info, name, causes(errors)));
+        }
+        if storage::encode(&obj).len() > MAX_OBJECT_BYTES {
+            return Err(ApiError::TooLarge(format!("limit is {MAX_OBJECT_BYTES}")));
+        }
+        Ok(obj)
+    }
+
+    /// The namespace of a request for a namespaced resource must exist and not be
+    /// terminating (checked again atomically by the write's guard).
+    async fn check_namespace(&self, info: &ResourceInfo, namespace: &str, name: &str) -> Result<(), ApiError> {
+        let ns_info = resources::find("", "v1", "namespaces").expect("namespaces are served");
+        let key = storage::object_key(ns_info, None, namespace);
+        match storage::get(&self.store, &key, false).await? {
+            None => Err(not_found(ns_info, namespace)),
+            Some(ns) if object::is_deleting(&ns.object) => Err(ApiError::Forbidden(format!(
+                "{} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
+                info.qualified()
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// POST: creates `body` in `namespace`.
+    #[tracing::instrument(level = "debug", skip(self, info, body, opts), fields(resource = info.plural))]
+    pub async fn create(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        mut body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        Self::check_type(info, &mut body)?;
+        let namespace = if info.namespaced {
+            let url_ns = namespace.unwrap_or("default");
+            match object::namespace(&body) {
+                Some(ns) if ns != url_ns => {
+                    return Err(ApiError::BadRequest(
+                        "the namespace of the provided object does not match the namespace sent on the request".into(),
+                    ))
+                }
+                _ => {}
+            }
+            meta_mut(&mut body).insert("namespace".into(), json!(url_ns));
+            Some(url_ns.to_string())
+        } else {
+            meta_mut(&mut body).remove("namespace");
+            None
+        };
+        let name = match object::name(&body) {
+            Some(n) => n.to_string(),
+            None => match object::meta_str(&body, "generateName").filter(|g| !g.is_empty()) {
+                Some(base) => object::generated_name(base),
+                None => {
+                    return Err(invalid(
+                        info,
+                        "",
+                        vec![Cause {
+                            reason: "FieldValueRequired".into(),
+                            message: "metadata.name: Required value: name or generateName is required".into(),
+                            field: "metadata.name".into(),
+                        }],
+                    ))
+                }
+            },
+        };
+        if let Some(ns) = &namespace {
+            self.check_namespace(info, ns, &name).await?;
+        }
+        let now = chrono::Utc::now();
+        let m = meta_mut(&mut body);
+        m.insert("name".into(), json!(name));
+        m.insert("uid".into(), json!(object::new_uid()));
+        m.insert("creationTimestamp".into(), json!(timestamp(now)));
+        for system in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+            m.remove(system);
+        }
+        if info.kind != "Namespace" && info.kind != "Node" {
+            m.insert("generation".into(), json!(1));
+        }
+        prepare_create(info, &mut body);
+        let mut warnings = Vec::new();
+        let mut obj = Self::admit(info, &name, body, None, opts, &mut warnings)?;
+        if let Some(manager) = &opts.field_manager {
+            patch::record_update(info.kind, None, &mut obj, manager, &timestamp(now));
+        }
+        let key = storage::object_key(info, namespace.as_deref(), &name);
+        for _ in 0..MAX_ATTEMPTS {
+            let mut candidate = obj.clone();
+            let allocations = services::allocate(info, &mut candidate, None)
+                .map_err(|(field, value, detail)| field_invalid(info, &name, &field, &value, &detail))?;
+            let errors = validate::validate_create(info.kind, &candidate);
+            if !errors.is_empty() {
+                return Err(invalid(info, &name, causes(errors)));
+            }
+            if opts.dry_run {
+                return Ok(Written { object: candidate, warnings, changed: true });
+            }
+            let mut guards = vec![Guard::Absent(key.clone())];
+            if let Some(ns) = &namespace {
+                let ns_info = resources::find("", "v1", "namespaces").expect("served");
+                guards.push(Guard::Present(storage::object_key(ns_info, None, ns)));
+            }
+            let mut writes = vec![Write::Put(key.clone(), storage::encode(&candidate))];
+            for a in &allocations.added {
+                guards.push(Guard::Absent(a.clone()));
+                writes.push(Write::Put(a.clone(), key.clone().into_bytes()));
+            }
+            if let Some(rev) = storage::guarded(&self.store, &guards, writes).await? {
+                object::set_resource_version(&mut candidate, rev);
+                return Ok(Written { object: candidate, warnings, changed: true });
+            }
+            // Why did the guard fail?
+            if storage::get(&self.store, &key, true).await?.is_some() {
+                return Err(ApiError::AlreadyExists(subject(info, &name)));
+            }
+            if let Some(ns) = &namespace {
+                self.check_namespace(info, ns, &name).await?;
+            }
+            if let Some((field, value)) = allocations.user_chosen_taken(&self.store).await? {
+                return Err(field_invalid(info, &name, &field, &value, "provided value is already allocated"));
+            }
+            // A randomly chosen allocation was taken meanwhile: pick again.
+        }
+        Err(ApiError::Timeout(format!("could not allocate {} {name:?} after {MAX_ATTEMPTS} attempts", info.plural)))
+    }
+
+    /// Read-modify-write: `change` maps the current object to the desired one (or an error).
+    /// Retries on a concurrent write unless `change` pins a resourceVersion itself.
+    #[tracing::instrument(level = "debug", skip(self, info, opts, change), fields(resource = info.plural))]
+    pub async fn modify(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        part: Part,
+        opts: &WriteOptions,
+        mut change: impl FnMut(&Value) -> Result<Value, ApiError>,
+    ) -> Result<Written, ApiError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let current = self.get_stored(info, namespace, name).await?;
+            let mut desired = change(&current.object)?;
+            Self::check_type(info, &mut desired)?;
+            let pinned = object::resource_version(&desired).map(String::from);
+            if let Some(rv) = &pinned {
+                if rv.parse::<i64>().ok() != Some(current.mod_revision) {
+                    return Err(conflict(info, name));
+                }
+            }
+            match self.write_update(info, namespace, name, &current, desired, part, opts).await? {
+                Some(w) => return Ok(w),
+                None if pinned.is_some() => return Err(conflict(info, name)),
+                None => continue,
+            }
+        }
+        Err(conflict(info, name))
+    }
+
+    /// PUT: replaces the object (or its status) with `body`.
+    pub async fn update(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        body: Value,
+        part: Part,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        if let Some(body_name) = object::name(&body) {
+            if body_name != name {
+                return Err(ApiError::BadRequest(format!(
+                    "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                )));
+            }
+        }
+        if let (true, Some(url_ns), Some(body_ns)) = (info.namespaced, namespace, object::namespace(&body)) {
+            if url_ns != body_ns {
+                return Err(ApiError::BadRequest(
+                    "the namespace of the provided object does not match the namespace sent on the request".into(),
+                ));
+            }
+        }
+        self.modify(info, namespace, name, part, opts, |_| Ok(body.clone())).await
+    }
+
+    /// One attempt at writing `desired` over `current`. `None`: someone wrote first.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_update(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        current: &Stored,
+        desired: Value,
+        part: Part,
+        opts: &WriteOptions,
+    ) -> Result<Option<Written>, ApiError> {
+        let old = &current.object;
+        let mut new = merge_parts(info, old, desired, part);
+        carry_system_metadata(old, &mut new);
+        if info.namespaced {
+            meta_mut(&mut new).insert("namespace".into(), json!(namespace.unwrap_or("default")));
+        }
+        meta_mut(&mut new).insert("name".into(), json!(name));
+        if let Some(gen) = old["metadata"]["generation"].as_i64() {
+            let bumped = if spec_part(old) != spec_part(&new) { gen + 1 } else { gen };
+            meta_mut(&mut new).insert("generation".into(), json!(bumped));
+        }
+        let mut warnings = Vec::new();
+        let mut new = Self::admit(info, name, new, Some(old), opts, &mut warnings)?;
+        let allocations = services::allocate(info, &mut new, Some(old))
+            .map_err(|(field, value, detail)| field_invalid(info, name, &field, &value, &detail))?;
+        if same_content(old, &new) {
+            return Ok(Some(Written { object: old.clone(), warnings, changed: false }));
+        }
+        if let Some(manager) = &opts.field_manager {
+            patch::record_update(info.kind, Some(old), &mut new, manager, &timestamp(chrono::Utc::now()));
+        }
+        if opts.dry_run {
+            return Ok(Some(Written { object: new, warnings, changed: true }));
+        }
+        let key = current.key.clone();
+        let mut guards = vec![Guard::ModRevision(key.clone(), current.mod_revision)];
+        // The last finalizer of a deleting object is gone: the update completes the delete.
+        if deletion_complete(info, &new) {
+            let mut writes = vec![Write::Delete(key.clone())];
+            writes.extend(services::allocation_keys(info, old).into_iter().map(Write::Delete));
+            return match storage::guarded(&self.store, &guards, writes).await? {
+                Some(rev) => {
+                    object::set_resource_version(&mut new, rev);
+                    Ok(Some(Written { object: new, warnings, changed: true }))
+                }
+                None => Ok(None),
+            };
+        }
+        let mut writes = vec![Write::Put(key.clone(), storage::encode(&new))];
+        for a in &allocations.added {
+            guards.push(Guard::Absent(a.clone()));
+            writes.push(Write::Put(a.clone(), key.clone().into_bytes()));
+        }
+        writes.extend(allocations.released.iter().cloned().map(Write::Delete));
+        match storage::guarded(&self.store, &guards, writes).await? {
+            Some(rev) => {
+                object::set_resource_version(&mut new, rev);
+                Ok(Some(Written { object: new, warnings, changed: true }))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// DELETE one object.
+    #[tracing::instrument(level = "debug", skip(self, info, opts), fields(resource = info.plural))]
+    pub async fn delete(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Deleted, ApiError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let current = self.get_stored(info, namespace, name).await?;
+            let obj = &current.object;
+            if let Some(uid) = &opts.precondition_uid {
+                let actual = object::meta_str(obj, "uid").unwrap_or_default();
+                if uid != actual {
+                    return Err(ApiError::Conflict {
+                        subject: subject(info, name),
+                        message: format!(
+                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                        ),
+                    });
+                }
+            }
+            if let Some(rv) = &opts.precondition_resource_version {
+                if rv.parse::<i64>().ok() != Some(current.mod_revision) {
+                    return Err(ApiError::Conflict {
+                        subject: subject(info, name),
+                        message: format!(
+                            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                            current.mod_revision
+                        ),
+                    });
+                }
+            }
+            let guards = [Guard::ModRevision(current.key.clone(), current.mod_revision)];
+            if let Some(marked) = mark_for_deletion(info, obj, opts.grace_period_seconds) {
+                if opts.dry_run || same_content(obj, &marked) {
+                    return Ok(Deleted::Pending(if opts.dry_run { marked } else { obj.clone() }));
+                }
+                let writes = vec![Write::Put(current.key.clone(), storage::encode(&marked))];
+                if let Some(rev) = storage::guarded(&self.store, &guards, writes).await? {
+                    let mut marked = marked;
+                    object::set_resource_version(&mut marked, rev);
+                    return Ok(Deleted::Pending(marked));
+                }
+                continue;
+            }
+            if opts.dry_run {
+                return Ok(Deleted::Now(obj.clone()));
+            }
+            let mut writes = vec![Write::Delete(current.key.clone())];
+            writes.extend(services::allocation_keys(info, obj).into_iter().map(Write::Delete));
+            if let Some(rev) = storage::guarded(&self.store, &guards, writes).await? {
+                let mut gone = obj.clone();
+                object::set_resource_version(&mut gone, rev);
+                return Ok(Deleted::Now(gone));
+            }
+        }
+        Err(conflict(info, name))
+    }
+}
+
+/// Create-time resets, as each Kubernetes strategy's `PrepareForCreate`: status starts
+/// empty (pods `Pending`, namespaces `Active`); nodes and events keep what they were given.
+fn prepare_create(info: &ResourceInfo, obj: &mut Value) {
+    match info.kind {
+        "Pod" => {
+            obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
+        }
+        "Namespace" => {
+            obj["status"] = json!({"phase": "Active"});
+        }
+        "Node" | "Event" => {}
+        _ if info.has_status => {
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The pod's QoS class from its containers' requests and limits (Kubernetes' rules).
+fn qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> =
+        ["containers", "initContainers"].iter().filter_map(|k| pod["spec"][*k].as_array()).flatten().collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in &containers {
+        let requests = c["resources"]["requests"].as_object();
+        let limits = c["resources"]["limits"].as_object();
+        if requests.is_some_and(|r| !r.is_empty()) || limits.is_some_and(|l| !l.is_empty()) {
+            any = true;
+        }
+        for res in ["cpu", "memory"] {
+            let limit = limits.and_then(|l| l.get(res));
+            let request = requests.and_then(|r| r.get(res)).or(limit);
+            if limit.is_none() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
+/// The object an update writes, before admission: for `Main`, status stays as stored (on
+/// resources with a status subresource); for `Status`, only status changes.
+fn merge_parts(info: &ResourceInfo, old: &Value, mut desired: Value, part: Part) -> Value {
+    match part {
+        Part::Main if info.has_status => {
+            match old.get("status") {
+                Some(s) => desired["status"] = s.clone(),
+                None => {
+                    if let Some(m) = desired.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+            desired
+        }
+        Part::Main | Part::Whole => desired,
+        Part::Status => {
+            let mut new = old.clone();
+            match desired.get("status") {
+                Some(s) => new["status"] = s.clone(),
+                None => {
+                    if let Some(m) = new.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+            new
+        }
+    }
+}
+
+/// Fields clients cannot change on update.
+fn carry_system_metadata(old: &Value, new: &mut Value) {
+    let old_meta = object::meta(old).cloned().unwrap_or_default();
+    let m = meta_mut(new);
+    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generateName"] {
+        match old_meta.get(field) {
+            Some(v) => {
+                m.insert(field.into(), v.clone());
+            }
+            None => {
+                m.remove(field);
+            }
+        }
+    }
+    if !m.contains_key("managedFields") {
+        if let Some(mf) = old_meta.get("managedFields") {
+            m.insert("managedFields".into(), mf.clone());
+        }
+    }
+    m.remove("selfLink");
+}
+
+/// A deleting object nothing waits for any more: the write that got it here deletes it.
+fn deletion_complete(info: &ResourceInfo, obj: &Value) -> bool {
+    object::is_deleting(obj)
+        && object::finalizers(obj).is_empty()
+        && !graceful_pending(info, obj)
+        && !(info.kind == "Namespace" && obj["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()))
+}
+
+/// A pod whose graceful deletion still waits for its agent.
+fn graceful_pending(info: &ResourceInfo, obj: &Value) -> bool {
+    info.kind == "Pod"
+        && object::meta(obj).and_then(|m| m.get("deletionGracePeriodSeconds")).and_then(Value::as_i64).unwrap_or(0) > 0
+}
+
+/// The marked version of `obj` when its deletion must wait, or `None` to delete now.
+fn mark_for_deletion(info: &ResourceInfo, obj: &Value, grace: Option<i64>) -> Option<Value> {
+    let now = chrono::Utc::now();
+    let finalizers = object::finalizers(obj);
+    let mut marked = obj.clone();
+    match info.kind {
+        "Pod" => {
+            let bound = obj["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+            let finished = matches!(obj["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+            let default_grace = obj["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30);
+            let grace = grace.unwrap_or(default_grace).max(0);
+            let waits_for_agent = bound && !finished && grace > 0;
+            if !waits_for_agent && finalizers.is_empty() {
+                return None;
+            }
+            let grace = if waits_for_agent { grace } else { 0 };
+            // A second delete may shorten the grace period, never lengthen it.
+            let previous = object::meta(obj).and_then(|m| m.get("deletionGracePeriodSeconds")).and_then(Value::as_i64);
+            if previous.is_some_and(|p| p <= grace) {
+                return Some(marked);
+            }
+            let m = meta_mut(&mut marked);
+            m.insert("deletionTimestamp".into(), json!(timestamp(now + chrono::Duration::seconds(grace))));
+            m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            Some(marked)
+        }
+        "Namespace" => {
+            if deletion_complete(info, obj) {
+                return None;
+            }
+            if !object::is_deleting(obj) {
+                let m = meta_mut(&mut marked);
+                m.insert("deletionTimestamp".into(), json!(timestamp(now)));
+                m.insert("deletionGracePeriodSeconds".into(), json!(0));
+            }
+            marked["status"]["phase"] = json!("Terminating");
+            Some(marked)
+        }
+        _ if !finalizers.is_empty() => {
+            if !object::is_deleting(obj) {
+                let m = meta_mut(&mut marked);
+                m.insert("deletionTimestamp".into(), json!(timestamp(now)));
+                m.insert("deletionGracePeriodSeconds".into(), json!(0));
+            }
+            Some(marked)
+        }
+        _ => None,
+    }
+}
+
+/// How long a reader waits for this member to catch up with a revision it was asked for.
+pub const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qos_classes() {
+        let c = |res: Value| json!({"spec": {"containers": [{"name": "c", "resources": res}]}});
+        assert_eq!(qos_class(&c(json!({}))), "BestEffort");
+        assert_eq!(qos_class(&c(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))), "Guaranteed");
+        assert_eq!(qos_class(&c(json!({"requests": {"cpu": "1"}}))), "Burstable");
+    }
+
+    #[test]
+    fn status_and_main_updates_touch_their_part_only() {
+        let deploy = resources::find("apps", "v1", "deployments").unwrap();
+        let old = json!({"spec": {"replicas": 1}, "status": {"replicas": 1}});
+        let main = merge_parts(deploy, &old, json!({"spec": {"replicas": 3}, "status": {"replicas": 9}}), Part::Main);
+        assert_eq!(main, json!({"spec": {"replicas": 3}, "status": {"replicas": 1}}));
+        let status =
+            merge_parts(deploy, &old, json!({"spec": {"replicas": 3}, "status": {"replicas": 9}}), Part::Status);
+        assert_eq!(status, json!({"spec": {"replicas": 1}, "status": {"replicas": 9}}));
+    }
+
+    #[test]
+    fn pods_on_a_node_wait_for_the_agent() {
+        let pods = resources::find("", "v1", "pods").unwrap();
+        let unbound = json!({"metadata": {"name": "p"}, "spec": {}});
+        assert!(mark_for_deletion(pods, &unbound, None).is_none());
+        let bound = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
+        let marked = mark_for_deletion(pods, &bound, None).unwrap();
+        assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
+        assert!(mark_for_deletion(pods, &bound, Some(0)).is_none(), "grace 0 deletes at once");
+        let cm = resources::find("", "v1", "configmaps").unwrap();
+        assert!(mark_for_deletion(cm, &json!({"metadata": {"finalizers": ["x"]}}), None).is_some());
+    }
+}

@@ -1,0 +1,156 @@
+//! The registry's view of the store: keys, JSON values, and guarded writes.
+//!
+//! Objects live as JSON under `/registry/{resource}/{namespace}/{name}` (cluster-scoped:
+//! `/registry/{resource}/{name}`), as kube-apiserver lays out etcd. `resourceVersion` is not
+//! stored: it is the key's `mod_revision`, filled in on every read. Every write is one
+//! store transaction guarded by a compare (key absent, or `mod_revision` unchanged), which
+//! is what makes optimistic concurrency and leader-task fencing hold under any failure.
+
+use berth_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use berth_proto::etcdserverpb::request_op::Request as Op;
+use berth_proto::etcdserverpb::{Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use berth_proto::keys::prefix_end;
+use berth_store::Store;
+use serde_json::Value;
+
+use crate::api::error::ApiError;
+use crate::api::resources::ResourceInfo;
+
+/// The storage key of one object.
+pub fn object_key(info: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {
+    match (info.namespaced, namespace) {
+        (true, Some(ns)) => format!("/registry/{}/{ns}/{name}", info.plural),
+        _ => format!("/registry/{}/{name}", info.plural),
+    }
+}
+
+/// The key prefix of a resource, or of one namespace of it.
+pub fn prefix(info: &ResourceInfo, namespace: Option<&str>) -> String {
+    match (info.namespaced, namespace) {
+        (true, Some(ns)) => format!("/registry/{}/{ns}/", info.plural),
+        _ => format!("/registry/{}/", info.plural),
+    }
+}
+
+/// A stored object with its revisions.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub key: String,
+    pub object: Value,
+    pub mod_revision: i64,
+}
+
+/// Decodes a stored value and stamps `metadata.resourceVersion`.
+pub fn decode(key: &[u8], value: &[u8], mod_revision: i64) -> Result<Stored, ApiError> {
+    let key = String::from_utf8_lossy(key).into_owned();
+    let mut object: Value = serde_json::from_slice(value)
+        .map_err(|e| ApiError::Internal(format!("stored object {key} is not JSON: {e}")))?;
+    crate::registry::object::set_resource_version(&mut object, mod_revision);
+    Ok(Stored { key, object, mod_revision })
+}
+
+/// The bytes stored for an object: without `resourceVersion` (that is the revision).
+pub fn encode(object: &Value) -> Vec<u8> {
+    let mut copy = object.clone();
+    if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    serde_json::to_vec(&copy).expect("a JSON value always serializes")
+}
+
+/// One compare of a guarded write.
+pub enum Guard {
+    /// The key does not exist.
+    Absent(String),
+    /// The key exists (any revision).
+    Present(String),
+    /// The key was last modified at exactly this revision.
+    ModRevision(String, i64),
+}
+
+impl Guard {
+    fn compare(&self) -> Compare {
+        let (key, result, target, union) = match self {
+            Guard::Absent(k) => (k, CompareResult::Equal, CompareTarget::Version, TargetUnion::Version(0)),
+            Guard::Present(k) => (k, CompareResult::Greater, CompareTarget::Version, TargetUnion::Version(0)),
+            Guard::ModRevision(k, r) => (k, CompareResult::Equal, CompareTarget::Mod, TargetUnion::ModRevision(*r)),
+        };
+        Compare {
+            result: result as i32,
+            target: target as i32,
+            key: key.as_bytes().to_vec(),
+            range_end: vec![],
+            target_union: Some(union),
+        }
+    }
+}
+
+/// One write of a guarded transaction.
+pub enum Write {
+    Put(String, Vec<u8>),
+    Delete(String),
+}
+
+/// Runs `writes` if every guard holds. Returns `Some(revision)` on success, `None` when a
+/// guard failed (the caller re-reads to say why).
+pub async fn guarded(store: &Store, guards: &[Guard], writes: Vec<Write>) -> Result<Option<i64>, ApiError> {
+    let success = writes
+        .into_iter()
+        .map(|w| RequestOp {
+            request: Some(match w {
+                Write::Put(key, value) => {
+                    Op::RequestPut(PutRequest { key: key.into_bytes(), value, ..Default::default() })
+                }
+                Write::Delete(key) => {
+                    Op::RequestDeleteRange(DeleteRangeRequest { key: key.into_bytes(), ..Default::default() })
+                }
+            }),
+        })
+        .collect();
+    let req = TxnRequest { compare: guards.iter().map(Guard::compare).collect(), success, failure: vec![] };
+    let resp = store.txn(req).await?;
+    if !resp.succeeded {
+        return Ok(None);
+    }
+    Ok(Some(resp.header.map_or(0, |h| h.revision)))
+}
+
+/// Reads one key. `consistent`: a linearizable read (the default for GET); otherwise this
+/// member's latest applied state.
+pub async fn get(store: &Store, key: &str, consistent: bool) -> Result<Option<Stored>, ApiError> {
+    let resp = store
+        .range(RangeRequest { key: key.as_bytes().to_vec(), serializable: !consistent, ..Default::default() })
+        .await?;
+    match resp.kvs.first() {
+        Some(kv) => Ok(Some(decode(&kv.key, &kv.value, kv.mod_revision)?)),
+        None => Ok(None),
+    }
+}
+
+/// One page of a prefix scan at a fixed revision (0: latest, linearizable).
+pub struct Page {
+    pub items: Vec<Stored>,
+    /// The revision the page was read at.
+    pub revision: i64,
+    /// More keys follow the last one returned.
+    pub more: bool,
+    /// Keys in the range after this page (for `remainingItemCount`).
+    pub remaining: i64,
+}
+
+/// Reads up to `limit` keys (0: all) in `[start, end of prefix)` at `revision`.
+pub async fn scan(store: &Store, prefix: &str, start: &str, limit: i64, revision: i64) -> Result<Page, ApiError> {
+    let resp = store
+        .range(RangeRequest {
+            key: start.as_bytes().to_vec(),
+            range_end: prefix_end(prefix.as_bytes()),
+            limit,
+            revision,
+            ..Default::default()
+        })
+        .await?;
+    let header_rev = resp.header.as_ref().map_or(0, |h| h.revision);
+    let items = resp.kvs.iter().map(|kv| decode(&kv.key, &kv.value, kv.mod_revision)).collect::<Result<Vec<_>, _>>()?;
+    let remaining = resp.count - items.len() as i64;
+    Ok(Page { items, revision: if revision > 0 { revision } else { header_rev }, more: resp.more, remaining })
+}

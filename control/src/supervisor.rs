@@ -1,0 +1,148 @@
+//! The leader-only task supervisor.
+//!
+//! It follows openraft's metrics: when this server is the Raft leader *and* has applied an
+//! entry of its own term (the blank entry every new leader appends — before that its state
+//! machine may still lack writes the previous leader committed), it starts every task with
+//! a fresh cancellation token; when it stops being leader, or the term changes, it cancels
+//! them and waits (bounded) for them to end. Tasks write through the API with a
+//! resourceVersion precondition on every update, so a deposed leader's late write fails
+//! with 409 instead of overwriting newer state.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_store::Store;
+use futures::future::BoxFuture;
+use openraft::ServerState;
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::Registry;
+
+/// How long a cancelled task may take to finish.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// What a task gets to work with.
+#[derive(Clone)]
+pub struct TaskContext {
+    /// An API client over the in-process router: tasks are ordinary API clients.
+    pub client: kube::Client,
+    pub registry: Registry,
+    /// This server's name (the holder identity in Leases).
+    pub server: String,
+    pub term: u64,
+    pub status: Arc<SupervisorStatus>,
+}
+
+/// A leader-only task: runs until `cancel` fires.
+pub type TaskFn = Arc<dyn Fn(TaskContext, CancellationToken) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// Observable state of the supervisor (metrics, tests).
+#[derive(Debug, Default)]
+pub struct SupervisorStatus {
+    pub leading: AtomicBool,
+    pub term: AtomicU64,
+    /// Times the tasks were started.
+    pub starts: AtomicU64,
+    /// Task writes the store accepted / refused (conflict, timeout, no leader).
+    pub writes_ok: AtomicU64,
+    pub writes_rejected: AtomicU64,
+}
+
+impl SupervisorStatus {
+    pub fn record(&self, ok: bool) {
+        if ok {
+            self.writes_ok.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.writes_rejected.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Pure decision: should tasks run, and for which term.
+pub fn should_lead(is_leader: bool, current_term: u64, applied_term: Option<u64>) -> Option<u64> {
+    (is_leader && applied_term == Some(current_term)).then_some(current_term)
+}
+
+struct Running {
+    term: u64,
+    cancel: CancellationToken,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.cancel.cancel();
+        for h in self.handles {
+            let abort = h.abort_handle();
+            if tokio::time::timeout(STOP_GRACE, h).await.is_err() {
+                tracing::warn!("a leader task did not stop in time; aborting it");
+                abort.abort();
+            }
+        }
+    }
+}
+
+/// Runs the supervisor until `shutdown`.
+pub async fn run(store: Store, tasks: Vec<(&'static str, TaskFn)>, base: TaskContext, shutdown: CancellationToken) {
+    let mut metrics = store.raft().metrics();
+    let mut running: Option<Running> = None;
+    loop {
+        let decision = {
+            let m = metrics.borrow_and_update();
+            let is_leader = m.state == ServerState::Leader && m.current_leader == Some(store.id);
+            should_lead(is_leader, m.current_term, m.last_applied.as_ref().map(|l| l.leader_id.get_term()))
+        };
+        match (&running, decision) {
+            (Some(r), Some(term)) if r.term == term => {}
+            (_, decision) => {
+                if let Some(r) = running.take() {
+                    tracing::info!(term = r.term, "stepping down: stopping leader tasks");
+                    base.status.leading.store(false, Ordering::SeqCst);
+                    r.stop().await;
+                }
+                if let Some(term) = decision {
+                    tracing::info!(term, "leading: starting leader tasks");
+                    let cancel = shutdown.child_token();
+                    let ctx = TaskContext { term, ..base.clone() };
+                    let handles = tasks
+                        .iter()
+                        .map(|(name, f)| {
+                            let fut = f(ctx.clone(), cancel.clone());
+                            let name = *name;
+                            tokio::spawn(async move {
+                                fut.await;
+                                tracing::debug!(task = name, "leader task ended");
+                            })
+                        })
+                        .collect();
+                    base.status.term.store(term, Ordering::SeqCst);
+                    base.status.starts.fetch_add(1, Ordering::SeqCst);
+                    base.status.leading.store(true, Ordering::SeqCst);
+                    running = Some(Running { term, cancel, handles });
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            changed = metrics.changed() => if changed.is_err() { break },
+        }
+    }
+    if let Some(r) = running.take() {
+        base.status.leading.store(false, Ordering::SeqCst);
+        r.stop().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leads_only_after_applying_its_own_term() {
+        assert_eq!(should_lead(true, 3, Some(3)), Some(3));
+        assert_eq!(should_lead(true, 3, Some(2)), None, "the term's first entry is not applied yet");
+        assert_eq!(should_lead(false, 3, Some(3)), None);
+        assert_eq!(should_lead(true, 1, None), None);
+    }
+}

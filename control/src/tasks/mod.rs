@@ -1,0 +1,20 @@
+//! The leader-only tasks this server runs (the scheduler and the workload controllers
+//! join them in later issues):
+//! * [`leases`] — publishes who leads in `kube-system` Leases and creates the system
+//!   namespaces;
+//! * [`namespaces`] — finishes namespace deletion (deletes the contents, then the namespace).
+
+pub mod leases;
+pub mod namespaces;
+
+use std::sync::Arc;
+
+use crate::supervisor::TaskFn;
+
+/// Every leader task, by name.
+pub fn all() -> Vec<(&'static str, TaskFn)> {
+    vec![
+        ("leader-leases", Arc::new(|ctx, cancel| Box::pin(leases::run(ctx, cancel)))),
+        ("namespace-controller", Arc::new(|ctx, cancel| Box::pin(namespaces::run(ctx, cancel)))),
+    ]
+}

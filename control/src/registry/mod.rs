@@ -18,7 +18,6 @@ pub mod object;
 pub mod services;
 pub mod storage;
 pub mod typed;
-#[path = "../shim/validate.rs"]
 pub mod validate;
 
 use std::time::Duration;
@@ -227,6 +226,15 @@ impl Registry {
         if let Some(m) = map.get("metadata") {
             if !m.is_object() && !m.is_null() {
                 return Err(ApiError::BadRequest("metadata: expected an object".into()));
+            }
+            // Decoding errors are 400s, before any validation can call them missing.
+            for field in ["name", "namespace", "generateName", "resourceVersion", "uid"] {
+                if m.get(field).is_some_and(|v| !v.is_string() && !v.is_null()) {
+                    return Err(ApiError::BadRequest(format!(
+                        "{} in version \"{}\" cannot be handled as a {}: metadata.{field}: expected a string",
+                        info.kind, info.version, info.kind
+                    )));
+                }
             }
         }
         Ok(())

@@ -191,13 +191,13 @@ async fn core_api(
 ) -> Response {
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
-        [] if method == Method::GET => return json_ok(discovery::core_versions()),
+        [] if method == Method::GET => json_ok(discovery::core_versions()),
         ["v1"] if method == Method::GET => {
-            return json_ok(discovery::resource_list("", "v1").expect("core is served"));
+            json_ok(discovery::resource_list("", "v1").expect("core is served"))
         }
         ["v1", tail @ ..] => {
             let tail: Vec<&str> = tail.to_vec();
-            return resource_request(state, method, "", "v1", &tail, query, headers, body).await;
+            resource_request(state, method, "", "v1", &tail, query, headers, body).await
         }
         _ => ApiError::NotFound(error::Subject::default()).into_response(),
     }
@@ -288,10 +288,4 @@ pub fn body_response(code: StatusCode, content_type: &'static str, body: Body) -
     *resp.status_mut() = code;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
-}
-
-#[allow(dead_code)]
-fn _assert_send(state: ApiState, req: ApiRequest) {
-    fn is_send<T: Send>(_: T) {}
-    is_send(handlers::dispatch(&state, req));
 }

@@ -192,9 +192,7 @@ async fn core_api(
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
         [] if method == Method::GET => json_ok(discovery::core_versions()),
-        ["v1"] if method == Method::GET => {
-            json_ok(discovery::resource_list("", "v1").expect("core is served"))
-        }
+        ["v1"] if method == Method::GET => json_ok(discovery::resource_list("", "v1").expect("core is served")),
         ["v1", tail @ ..] => {
             let tail: Vec<&str> = tail.to_vec();
             resource_request(state, method, "", "v1", &tail, query, headers, body).await

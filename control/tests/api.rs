@@ -275,9 +275,12 @@ async fn a_thousand_node_watches_share_one_store_watch_and_each_sees_only_its_po
     let client = cluster.client();
     let store = cluster.servers[0].store.clone();
     let pods: Api<core::v1::Pod> = Api::namespaced(client.clone(), "default");
-    // Let the caches settle, then count the store's watchers.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let store_watchers_before = store.hub().watcher_count();
+    // Wait until every resource's cache holds its one store watch, then count them.
+    let cached = berth_control::api::resources::RESOURCES.iter().filter(|r| !r.is_legacy_alias()).count();
+    let store_watchers_before = eventually(Duration::from_secs(10), "one store watch per cache", || async {
+        Some(store.hub().watcher_count()).filter(|(all, unsynced)| *all == cached && *unsynced == 0)
+    })
+    .await;
     let n = 1000;
     let mut watches = Vec::new();
     for i in 0..n {

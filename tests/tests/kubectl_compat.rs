@@ -146,12 +146,29 @@ async fn kubectl_works_against_a_three_server_cluster() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    // Lines arrive through a reader thread so every wait is bounded.
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next_p1 = |what: &str| loop {
+        match lines.recv_timeout(Duration::from_secs(15)) {
+            Ok(line) if line.contains("p1") => return line,
+            Ok(_) => continue,
+            Err(e) => panic!("get -w: no {what} line for p1: {e}"),
+        }
+    };
+    next_p1("listed");
     k.ok(&["label", "pod", "p1", "watched=yes"]);
-    std::thread::sleep(Duration::from_secs(2));
+    next_p1("watched");
     let _ = watch.kill();
-    let watched = String::from_utf8_lossy(&watch.wait_with_output().unwrap().stdout).into_owned();
-    assert!(watched.matches("p1").count() >= 2, "get -w printed: {watched}");
+    let _ = watch.wait();
 
     let described = k.ok(&["describe", "deploy", "nginx-deployment"]);
     assert!(described.contains("Replicas:") && described.contains("RollingUpdate"), "{described}");

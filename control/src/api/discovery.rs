@@ -11,7 +11,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::resources::{self, ResourceInfo, RESOURCES};
+use super::resources::{self, ResourceInfo};
 
 /// The Kubernetes version Berth's API corresponds to (k8s-openapi's `v1_33` types).
 pub const KUBE_MINOR: &str = "33";
@@ -169,14 +169,6 @@ pub fn openapi_v3(path: &str) -> Option<Value> {
     }))
 }
 
-/// Every served group/version exists in discovery.
-pub fn served_group_versions() -> Vec<String> {
-    let mut out = vec!["v1".to_string()];
-    out.extend(RESOURCES.iter().filter(|r| !r.group.is_empty()).map(|r| r.api_version()));
-    out.dedup();
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +191,5 @@ mod tests {
         let p = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert!(p["parameters"].as_array().unwrap().iter().any(|q| q["name"] == "fieldValidation"));
         assert!(openapi_v3_root()["paths"]["apis/batch/v1"].is_object());
-        assert!(served_group_versions().contains(&"autoscaling/v2".to_string()));
     }
 }

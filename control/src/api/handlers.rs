@@ -9,7 +9,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::request::Target;
+use super::request::{Query, Target};
 use super::{json_response, patch, present, subresources, table, watch, ApiRequest, ApiState, Rendering};
 use crate::cache::Filter;
 use crate::registry::{object, storage, DeleteOptions, Deleted, Part, WriteOptions};
@@ -226,7 +226,6 @@ pub async fn list_from_store(
             }
         }
         let stopped_early = limit > 0 && items.len() as i64 >= limit;
-        let more = page.more || (stopped_early && last_key.as_ref().is_some_and(|_| scanned > 0));
         if stopped_early || !page.more || scanned == 0 {
             // Is anything left after the last key we looked at?
             let next = last_key.map(|k| format!("{}\0", &k[prefix.len()..]));
@@ -237,7 +236,6 @@ pub async fn list_from_store(
             return Ok((items, revision, token, remaining));
         }
         start = format!("{}\0", last_key.expect("a non-empty page has a last key"));
-        let _ = more;
     }
 }
 
@@ -468,20 +466,14 @@ async fn apply(
 }
 
 /// `DeleteOptions` from the body (if any) and the query.
-pub fn delete_options(req: &ApiRequest) -> Result<DeleteOptions, ApiError> {
-    let body: Value = if req.body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&req.body)
-            .map_err(|e| ApiError::BadRequest(format!("error decoding DeleteOptions: {e}")))?
-    };
-    let grace = match req.query.int("gracePeriodSeconds")? {
+pub fn delete_options(query: &Query, body: &Value) -> Result<DeleteOptions, ApiError> {
+    let grace = match query.int("gracePeriodSeconds")? {
         Some(g) => Some(g),
         None => body["gracePeriodSeconds"].as_i64(),
     };
-    let dry_run = req.query.get("dryRun") == Some("All")
-        || body["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"));
-    if let Some(p) = req.query.get("propagationPolicy").or(body["propagationPolicy"].as_str()) {
+    let dry_run =
+        query.get("dryRun") == Some("All") || body["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"));
+    if let Some(p) = query.get("propagationPolicy").or(body["propagationPolicy"].as_str()) {
         if !matches!(p, "Orphan" | "Background" | "Foreground") {
             return Err(ApiError::BadRequest(format!(
                 "propagationPolicy: Unsupported value: {p:?}: supported values: \"Background\", \"Foreground\", \"Orphan\""
@@ -512,8 +504,16 @@ fn deleted_status(req: &ApiRequest, obj: &Value) -> Value {
     })
 }
 
+/// The optional `DeleteOptions` body of a DELETE.
+fn delete_body(req: &ApiRequest) -> Result<Value, ApiError> {
+    if req.body.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&req.body).map_err(|e| ApiError::BadRequest(format!("error decoding DeleteOptions: {e}")))
+}
+
 async fn delete(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
-    let opts = delete_options(&req)?;
+    let opts = delete_options(&req.query, &delete_body(&req)?)?;
     let name = req.target.name.clone().expect("routed with a name");
     let info = req.target.info.storage();
     match state.registry.delete(info, req.target.namespace.as_deref(), &name, &opts).await? {
@@ -523,7 +523,7 @@ async fn delete(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError>
 }
 
 async fn delete_collection(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
-    let opts = delete_options(&req)?;
+    let opts = delete_options(&req.query, &delete_body(&req)?)?;
     let filter = req.query.filter(&req.target)?;
     let (items, _, _, _) = list_from_store(state, &req, &filter, 0, None, 0).await?;
     let info = req.target.info.storage();

@@ -127,14 +127,14 @@ impl Query {
             .map_err(|e| ApiError::BadRequest(format!("unable to parse labelSelector: {e}")))?;
         let fields = FieldSelector::parse(self.get("fieldSelector").unwrap_or(""))
             .map_err(|e| ApiError::BadRequest(format!("unable to parse fieldSelector: {e}")))?;
-        for r in &fields.requirements {
-            object::field_value(target.info.storage().plural, &serde_json::Value::Null, &r.field).map_err(|e| {
-                ApiError::BadRequest(format!(
-                    "Unable to find \"{}\" that match label selector \"\", field selector \"{}\": {e}",
-                    target.info.qualified(),
-                    self.get("fieldSelector").unwrap_or("")
-                ))
-            })?;
+        let resource = target.info.storage().plural;
+        if let Some(r) = fields.requirements.iter().find(|r| !object::is_selectable(resource, &r.field)) {
+            return Err(ApiError::BadRequest(format!(
+                "Unable to find \"{}\" that match label selector \"\", field selector \"{}\": field label not supported: {}",
+                target.info.qualified(),
+                self.get("fieldSelector").unwrap_or(""),
+                r.field
+            )));
         }
         let mut fields = fields;
         // The old watch URL names the object in the path.

@@ -189,15 +189,7 @@ pub async fn binding(state: &ApiState, req: ApiRequest) -> Result<Response, ApiE
 pub async fn eviction(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
     let body = decode_body(&req)?;
     let name = req.target.name.clone().expect("routed with a name");
-    let inner = ApiRequest {
-        method: Method::DELETE,
-        target: req.target.clone(),
-        query: req.query.clone(),
-        headers: req.headers.clone(),
-        body: body.get("deleteOptions").map(|d| axum::body::Bytes::from(d.to_string())).unwrap_or_default(),
-        rendering: req.rendering,
-    };
-    let opts = delete_options(&inner)?;
+    let opts = delete_options(&req.query, body.get("deleteOptions").unwrap_or(&Value::Null))?;
     state.registry.delete(req.target.info.storage(), req.target.namespace.as_deref(), &name, &opts).await?;
     Ok(json_response(StatusCode::CREATED, &success(201), &[]))
 }

@@ -20,8 +20,6 @@ pub mod storage;
 pub mod typed;
 pub mod validate;
 
-use std::time::Duration;
-
 use berth_store::Store;
 use serde_json::{json, Value};
 
@@ -751,9 +749,6 @@ fn mark_for_deletion(info: &ResourceInfo, obj: &Value, grace: Option<i64>) -> Op
         _ => None,
     }
 }
-
-/// How long a reader waits for this member to catch up with a revision it was asked for.
-pub const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
 
 #[cfg(test)]
 mod tests {

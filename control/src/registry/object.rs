@@ -145,6 +145,11 @@ pub fn selectable_fields(resource: &str) -> &'static [&'static str] {
     }
 }
 
+/// Whether a field selector may name `field` on `resource`.
+pub fn is_selectable(resource: &str, field: &str) -> bool {
+    matches!(field, "metadata.name" | "metadata.namespace") || selectable_fields(resource).contains(&field)
+}
+
 /// The value of a selectable field, or an error naming an unsupported one.
 pub fn field_value(resource: &str, obj: &Value, field: &str) -> Result<Option<String>, String> {
     match field {
@@ -152,7 +157,7 @@ pub fn field_value(resource: &str, obj: &Value, field: &str) -> Result<Option<St
         "metadata.namespace" => return Ok(namespace(obj).map(String::from)),
         _ => {}
     }
-    if !selectable_fields(resource).contains(&field) {
+    if !is_selectable(resource, field) {
         return Err(format!("field label not supported: {field}"));
     }
     if resource == "events" && field == "source" {

@@ -2,8 +2,10 @@
 //! join them in later issues):
 //! * [`leases`] — publishes who leads in `kube-system` Leases and creates the system
 //!   namespaces;
+//! * [`events`] — the Event recorder every task uses;
 //! * [`namespaces`] — finishes namespace deletion (deletes the contents, then the namespace).
 
+pub mod events;
 pub mod leases;
 pub mod namespaces;
 

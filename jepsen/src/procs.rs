@@ -27,8 +27,43 @@ impl fmt::Display for Db {
     }
 }
 
-/// A free loopback port (bound then released; the kernel does not reuse it at once).
+/// Ports handed out by [`free_port`]: below the kernel's ephemeral range (32768–60999 by
+/// default), so no port-0 bind anywhere on the machine can take one between our check and
+/// the server's bind.
+const RESERVED_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A free loopback port, reserved machine-wide for the life of this process.
+///
+/// Parallel test processes each start servers on ports they chose; a plain "bind port 0,
+/// release, pass the number on" lets two processes pick the same port. Here a port is
+/// taken only with an exclusive `flock` on `/tmp/berth-ports/<port>.lock`, held until this
+/// process exits (the kernel drops it even on a crash), so no two processes share one.
 pub fn free_port() -> u16 {
+    use std::os::fd::AsRawFd;
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let dir = Path::new("/tmp/berth-ports");
+    let _ = std::fs::create_dir_all(dir);
+    let span = (RESERVED_PORTS.end - RESERVED_PORTS.start) as u64;
+    // Different processes start at different places, so they rarely contend.
+    let start = rand::random::<u64>() % span;
+    for i in 0..span {
+        let port = RESERVED_PORTS.start + ((start + i) % span) as u16;
+        let Ok(file) =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(format!("{port}.lock")))
+        else {
+            continue;
+        };
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            continue; // another process holds it
+        }
+        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            held.push(file);
+            return port;
+        }
+    }
+    // Every reserved port is taken (or /tmp is unusable): fall back to the kernel's choice.
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("binding 127.0.0.1:0")
 }
 

@@ -65,6 +65,13 @@ pub struct ServerArgs {
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub watch_progress_notify_interval: Duration,
     /// Log filter (tracing `EnvFilter` syntax).
+    /// How long a node may go without renewing its Lease before it is marked unreachable.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub node_monitor_grace_period: Duration,
+    /// How long pods stay on an unreachable or not-ready node before they are deleted
+    /// (unless they tolerate the taint for a different time).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub pod_eviction_timeout: Duration,
     #[arg(long, default_value = "info,openraft=warn")]
     pub log_level: String,
 }
@@ -129,7 +136,17 @@ impl ServerArgs {
             ..StoreConfig::single(&self.name, PathBuf::new(), "http://unused:1", "http://unused:1")
         };
         store.validate().map_err(cfg)?;
-        Ok(ServerConfig { store, listen_client_urls, listen_peer_urls, listen_api_url: listen_api_url[0].clone() })
+        let tasks = crate::tasks::Settings {
+            node_monitor_grace_period: self.node_monitor_grace_period,
+            pod_eviction_timeout: self.pod_eviction_timeout,
+        };
+        Ok(ServerConfig {
+            store,
+            listen_client_urls,
+            listen_peer_urls,
+            listen_api_url: listen_api_url[0].clone(),
+            tasks,
+        })
     }
 }
 

@@ -36,6 +36,8 @@ pub struct ServerConfig {
     pub listen_peer_urls: Vec<String>,
     /// Where the Kubernetes API listens.
     pub listen_api_url: String,
+    /// Tunables of the leader tasks.
+    pub tasks: tasks::Settings,
 }
 
 /// The Kubernetes-facing half of a server: API, watch cache, leader tasks.
@@ -49,9 +51,20 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Serves the API on `listener` and supervises the leader tasks, until `shutdown`.
     pub fn start(store: Store, listener: TcpListener, server_name: &str, shutdown: CancellationToken) -> ControlPlane {
+        Self::start_with(store, listener, server_name, tasks::Settings::default(), shutdown)
+    }
+
+    /// [`ControlPlane::start`] with explicit task settings.
+    pub fn start_with(
+        store: Store,
+        listener: TcpListener,
+        server_name: &str,
+        settings: tasks::Settings,
+        shutdown: CancellationToken,
+    ) -> ControlPlane {
         let api_addr = listener.local_addr().expect("a bound listener has an address");
         let cache = cache::WatchCache::start(&store, &shutdown);
-        let state = api::ApiState::new(store.clone(), cache, shutdown.clone());
+        let state = api::ApiState::new(store.clone(), cache.clone(), shutdown.clone());
         let router = api::router(state.clone());
         let serve_shutdown = shutdown.clone();
         let server = tokio::spawn({
@@ -72,6 +85,8 @@ impl ControlPlane {
             server: server_name.to_string(),
             term: 0,
             status: status.clone(),
+            cache,
+            settings: Arc::new(settings),
         };
         let supervisor = tokio::spawn(supervisor::run(store, tasks::all(), ctx, shutdown));
         tracing::info!(%api_addr, "Kubernetes API listening");
@@ -108,7 +123,13 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     let peer_listener = bind(peer_url).await?;
     let api_listener = bind(&config.listen_api_url).await?;
     let store = StoreNode::start(config.store.clone(), peer_listener, Arc::new(NetworkFaults::default())).await?;
-    let control = ControlPlane::start(store.clone(), api_listener, &config.store.name, shutdown.clone());
+    let control = ControlPlane::start_with(
+        store.clone(),
+        api_listener,
+        &config.store.name,
+        config.tasks.clone(),
+        shutdown.clone(),
+    );
     let mut servers = Vec::new();
     for listener in client_listeners {
         servers.push(tokio::spawn(berth_store::server::serve_client(store.clone(), listener, shutdown.clone())));

@@ -32,6 +32,9 @@ pub struct TaskContext {
     pub server: String,
     pub term: u64,
     pub status: Arc<SupervisorStatus>,
+    /// This server's watch cache: tasks that sweep every object read it, not the store.
+    pub cache: Arc<crate::cache::WatchCache>,
+    pub settings: Arc<crate::tasks::Settings>,
 }
 
 /// A leader-only task: runs until `cancel` fires.

@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::request::{Query, Target};
 use super::{json_response, patch, present, subresources, table, watch, ApiRequest, ApiState, Rendering};
 use crate::cache::Filter;
-use crate::registry::{object, storage, DeleteOptions, Deleted, Part, WriteOptions};
+use crate::registry::{object, storage, DeleteOptions, Deleted, Part, Propagation, WriteOptions};
 
 /// Routes one resource request to its handler.
 pub async fn dispatch(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
@@ -473,18 +473,24 @@ pub fn delete_options(query: &Query, body: &Value) -> Result<DeleteOptions, ApiE
     };
     let dry_run =
         query.get("dryRun") == Some("All") || body["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"));
-    if let Some(p) = query.get("propagationPolicy").or(body["propagationPolicy"].as_str()) {
-        if !matches!(p, "Orphan" | "Background" | "Foreground") {
-            return Err(ApiError::BadRequest(format!(
+    let propagation = match query.get("propagationPolicy").or(body["propagationPolicy"].as_str()) {
+        Some(p) => Propagation::parse(p).ok_or_else(|| {
+            ApiError::BadRequest(format!(
                 "propagationPolicy: Unsupported value: {p:?}: supported values: \"Background\", \"Foreground\", \"Orphan\""
-            )));
+            ))
+        })?,
+        // The deprecated boolean, still sent by old clients.
+        None if query.get("orphanDependents") == Some("true") || body["orphanDependents"] == true => {
+            Propagation::Orphan
         }
-    }
+        None => Propagation::Background,
+    };
     Ok(DeleteOptions {
         grace_period_seconds: grace,
         precondition_uid: body["preconditions"]["uid"].as_str().map(String::from),
         precondition_resource_version: body["preconditions"]["resourceVersion"].as_str().map(String::from),
         dry_run,
+        propagation,
     })
 }
 

@@ -81,6 +81,44 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
     pub dry_run: bool,
+    pub propagation: Propagation,
+}
+
+/// What happens to an object's dependents (objects naming it in `ownerReferences`) when it
+/// is deleted. The garbage collector (`tasks::gc`) carries it out; here it only decides
+/// which finalizer the owner keeps while that happens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Propagation {
+    /// The owner goes now; dependents are deleted after it.
+    #[default]
+    Background,
+    /// The owner stays (`foregroundDeletion` finalizer) until its blocking dependents are gone.
+    Foreground,
+    /// The owner stays (`orphan` finalizer) until its dependents no longer name it.
+    Orphan,
+}
+
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+pub const ORPHAN_FINALIZER: &str = "orphan";
+
+impl Propagation {
+    pub fn parse(policy: &str) -> Option<Propagation> {
+        match policy {
+            "Background" => Some(Propagation::Background),
+            "Foreground" => Some(Propagation::Foreground),
+            "Orphan" => Some(Propagation::Orphan),
+            _ => None,
+        }
+    }
+
+    /// The finalizer that holds the owner while its dependents are handled.
+    pub fn finalizer(self) -> Option<&'static str> {
+        match self {
+            Propagation::Background => None,
+            Propagation::Foreground => Some(FOREGROUND_FINALIZER),
+            Propagation::Orphan => Some(ORPHAN_FINALIZER),
+        }
+    }
 }
 
 /// What a delete did.
@@ -559,7 +597,7 @@ impl Registry {
                 }
             }
             let guards = [Guard::ModRevision(current.key.clone(), current.mod_revision)];
-            if let Some(marked) = mark_for_deletion(info, obj, opts.grace_period_seconds) {
+            if let Some(marked) = mark_for_deletion(info, obj, opts.grace_period_seconds, opts.propagation) {
                 if opts.dry_run || same_content(obj, &marked) {
                     return Ok(Deleted::Pending(if opts.dry_run { marked } else { obj.clone() }));
                 }
@@ -701,10 +739,18 @@ fn graceful_pending(info: &ResourceInfo, obj: &Value) -> bool {
 }
 
 /// The marked version of `obj` when its deletion must wait, or `None` to delete now.
-fn mark_for_deletion(info: &ResourceInfo, obj: &Value, grace: Option<i64>) -> Option<Value> {
+fn mark_for_deletion(info: &ResourceInfo, obj: &Value, grace: Option<i64>, propagation: Propagation) -> Option<Value> {
     let now = chrono::Utc::now();
-    let finalizers = object::finalizers(obj);
     let mut marked = obj.clone();
+    if let Some(f) = propagation.finalizer() {
+        if !object::finalizers(obj).iter().any(|have| have == f) {
+            let list = meta_mut(&mut marked).entry("finalizers").or_insert_with(|| json!([]));
+            if let Some(list) = list.as_array_mut() {
+                list.push(json!(f));
+            }
+        }
+    }
+    let finalizers = object::finalizers(&marked);
     match info.kind {
         "Pod" => {
             let bound = obj["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
@@ -777,12 +823,14 @@ mod tests {
     fn pods_on_a_node_wait_for_the_agent() {
         let pods = resources::find("", "v1", "pods").unwrap();
         let unbound = json!({"metadata": {"name": "p"}, "spec": {}});
-        assert!(mark_for_deletion(pods, &unbound, None).is_none());
+        assert!(mark_for_deletion(pods, &unbound, None, Propagation::Background).is_none());
         let bound = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
-        let marked = mark_for_deletion(pods, &bound, None).unwrap();
+        let marked = mark_for_deletion(pods, &bound, None, Propagation::Background).unwrap();
         assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
-        assert!(mark_for_deletion(pods, &bound, Some(0)).is_none(), "grace 0 deletes at once");
+        assert!(mark_for_deletion(pods, &bound, Some(0), Propagation::Background).is_none(), "grace 0 deletes at once");
         let cm = resources::find("", "v1", "configmaps").unwrap();
-        assert!(mark_for_deletion(cm, &json!({"metadata": {"finalizers": ["x"]}}), None).is_some());
+        assert!(
+            mark_for_deletion(cm, &json!({"metadata": {"finalizers": ["x"]}}), None, Propagation::Background).is_some()
+        );
     }
 }

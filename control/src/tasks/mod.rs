@@ -2,21 +2,43 @@
 //! join them in later issues):
 //! * [`leases`] — publishes who leads in `kube-system` Leases and creates the system
 //!   namespaces;
+//! * [`endpoints`] — Endpoints of Services with selectors;
+//! * [`gc`] — the garbage collector (ownerReferences cascades);
 //! * [`events`] — the Event recorder every task uses;
 //! * [`namespaces`] — finishes namespace deletion (deletes the contents, then the namespace).
 
+pub mod endpoints;
 pub mod events;
+pub mod gc;
 pub mod leases;
 pub mod namespaces;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::supervisor::TaskFn;
+
+/// Tunables of the leader tasks (`berth-server` flags).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// A node whose Lease is older than this is unreachable (`--node-monitor-grace-period`).
+    pub node_monitor_grace_period: Duration,
+    /// Pods on an unreachable/not-ready node are deleted after this (`--pod-eviction-timeout`).
+    pub pod_eviction_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings { node_monitor_grace_period: Duration::from_secs(20), pod_eviction_timeout: Duration::from_secs(10) }
+    }
+}
 
 /// Every leader task, by name.
 pub fn all() -> Vec<(&'static str, TaskFn)> {
     vec![
         ("leader-leases", Arc::new(|ctx, cancel| Box::pin(leases::run(ctx, cancel)))),
         ("namespace-controller", Arc::new(|ctx, cancel| Box::pin(namespaces::run(ctx, cancel)))),
+        ("endpoints-controller", Arc::new(|ctx, cancel| Box::pin(endpoints::run(ctx, cancel)))),
+        ("garbage-collector", Arc::new(|ctx, cancel| Box::pin(gc::run(ctx, cancel)))),
     ]
 }

@@ -5,6 +5,7 @@
 //! * [`endpoints`] — Endpoints of Services with selectors;
 //! * [`gc`] — the garbage collector (ownerReferences cascades);
 //! * [`events`] — the Event recorder every task uses;
+//! * [`node_lifecycle`] — unreachable nodes: conditions, taints, evictions;
 //! * [`namespaces`] — finishes namespace deletion (deletes the contents, then the namespace).
 
 pub mod endpoints;
@@ -12,6 +13,7 @@ pub mod events;
 pub mod gc;
 pub mod leases;
 pub mod namespaces;
+pub mod node_lifecycle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +41,7 @@ pub fn all() -> Vec<(&'static str, TaskFn)> {
         ("leader-leases", Arc::new(|ctx, cancel| Box::pin(leases::run(ctx, cancel)))),
         ("namespace-controller", Arc::new(|ctx, cancel| Box::pin(namespaces::run(ctx, cancel)))),
         ("endpoints-controller", Arc::new(|ctx, cancel| Box::pin(endpoints::run(ctx, cancel)))),
+        ("node-lifecycle-controller", Arc::new(|ctx, cancel| Box::pin(node_lifecycle::run(ctx, cancel)))),
         ("garbage-collector", Arc::new(|ctx, cancel| Box::pin(gc::run(ctx, cancel)))),
     ]
 }

@@ -292,14 +292,18 @@ impl Lifecycle {
         self.missing_since.retain(|n, _| by_node.contains_key(n.as_str()) && !names.contains(&n.as_str()));
         for (node, pods) in by_node.iter().filter(|(n, _)| !names.contains(n)) {
             let since = *self.missing_since.entry(node.to_string()).or_insert(now);
-            if now.duration_since(since) < MISSING_NODE_QUARANTINE && !pods.iter().all(|p| object::is_deleting(p)) {
+            // Terminating pods only wait for an agent that no longer exists: at once.
+            // Others wait out the quarantine.
+            let quarantined = now.duration_since(since) < MISSING_NODE_QUARANTINE;
+            let due: Vec<&&Value> = pods.iter().filter(|p| !quarantined || object::is_deleting(p)).collect();
+            if due.is_empty() {
                 continue;
             }
             // Confirm with a linearizable read that the Node is really gone.
             if !matches!(ctx.registry.get(nodes_info, None, node, true).await, Err(ApiError::NotFound(_))) {
                 continue;
             }
-            for pod in pods {
+            for pod in due {
                 let opts = DeleteOptions {
                     grace_period_seconds: Some(0),
                     precondition_uid: object::meta_str(pod, "uid").map(String::from),

@@ -43,6 +43,11 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(n: usize) -> Cluster {
+        Self::start_with(n, berth_control::tasks::Settings::default()).await
+    }
+
+    /// A cluster whose leader tasks use `settings` (short timeouts for tests).
+    pub async fn start_with(n: usize, settings: berth_control::tasks::Settings) -> Cluster {
         let faults = Arc::new(NetworkFaults::default());
         let mut peers = Vec::new();
         for i in 0..n {
@@ -68,11 +73,21 @@ impl Cluster {
             let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let api_url = format!("http://{}", api.local_addr().unwrap());
             let shutdown = CancellationToken::new();
-            let control = ControlPlane::start(store.clone(), api, &name, shutdown.clone());
+            let control = ControlPlane::start_with(store.clone(), api, &name, settings.clone(), shutdown.clone());
             servers.push(Server { name, store, control: Some(control), shutdown, api_url, _dir: dir });
         }
         let c = Cluster { servers, faults };
         c.leader().await;
+        // The leader creates the system namespaces; tests write into "default" at once.
+        let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(c.client());
+        eventually(Duration::from_secs(20), "the system namespaces", || async {
+            let mut all = true;
+            for ns in ["default", "kube-system", "kube-node-lease"] {
+                all &= matches!(namespaces.get_opt(ns).await, Ok(Some(_)));
+            }
+            all.then_some(())
+        })
+        .await;
         c
     }
 

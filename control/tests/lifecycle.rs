@@ -1,0 +1,253 @@
+//! Leader tasks on a live 3-server in-process cluster: cascading deletes (Background,
+//! Foreground, Orphan), Endpoints following pod readiness, and node lifecycle (an agent
+//! that stops renewing its Lease: Unknown conditions, taints, pods not ready, evictions,
+//! and recovery).
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use serde_json::json;
+use support::{eventually, Cluster};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn owner_rs(name: &str) -> ReplicaSet {
+    serde_json::from_value(json!({"metadata": {"name": name},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"owner": name}},
+                 "template": {"metadata": {"labels": {"owner": name}},
+                              "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}))
+    .unwrap()
+}
+
+fn dependent(name: &str, owner: &ReplicaSet, node: Option<&str>) -> Pod {
+    let mut v = json!({"metadata": {"name": name, "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "name": owner.metadata.name, "uid": owner.metadata.uid, "controller": true, "blockOwnerDeletion": true}]},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    if let Some(n) = node {
+        v["spec"]["nodeName"] = json!(n);
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+async fn gone<K>(api: &Api<K>, name: &str) -> bool
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.get_opt(name).await.unwrap().is_none()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cascading_deletes_background_foreground_and_orphan() {
+    let cluster = Cluster::start(3).await;
+    let client = cluster.servers[1].client(); // a follower: writes go through the store's leader
+    let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+
+    // Background: the owner goes at once, its dependents after it.
+    let bg = rss.create(&PostParams::default(), &owner_rs("bg")).await.unwrap();
+    for i in 0..3 {
+        pods.create(&PostParams::default(), &dependent(&format!("bg-{i}"), &bg, None)).await.unwrap();
+    }
+    rss.delete("bg", &DeleteParams::background()).await.unwrap();
+    assert!(gone(&rss, "bg").await);
+    eventually(WAIT, "background dependents collected", || async {
+        for i in 0..3 {
+            if !gone(&pods, &format!("bg-{i}")).await {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+
+    // Foreground: the owner waits (finalizer) until its blocking dependents are gone. A
+    // bound pod's graceful deletion waits for its agent, so the owner must wait too.
+    let fg = rss.create(&PostParams::default(), &owner_rs("fg")).await.unwrap();
+    pods.create(&PostParams::default(), &dependent("fg-bound", &fg, Some("n1"))).await.unwrap();
+    pods.create(&PostParams::default(), &dependent("fg-free", &fg, None)).await.unwrap();
+    rss.delete("fg", &DeleteParams::foreground()).await.unwrap();
+    let held = rss.get("fg").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    assert!(held.metadata.finalizers.unwrap().contains(&"foregroundDeletion".to_string()));
+    eventually(WAIT, "foreground dependents deleted", || async {
+        let bound = pods.get("fg-bound").await.unwrap();
+        (bound.metadata.deletion_timestamp.is_some() && gone(&pods, "fg-free").await).then_some(())
+    })
+    .await;
+    assert!(!gone(&rss, "fg").await, "the owner waits for the terminating pod");
+    // The agent confirms the pod's deletion: now the owner goes too.
+    pods.delete("fg-bound", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.unwrap();
+    eventually(WAIT, "foreground owner deleted", || async { gone(&rss, "fg").await.then_some(()) }).await;
+
+    // Orphan: the owner goes, dependents stay without the reference.
+    let or = rss.create(&PostParams::default(), &owner_rs("or")).await.unwrap();
+    pods.create(&PostParams::default(), &dependent("or-0", &or, None)).await.unwrap();
+    let orphan = DeleteParams { propagation_policy: Some(PropagationPolicy::Orphan), ..Default::default() };
+    rss.delete("or", &orphan).await.unwrap();
+    eventually(WAIT, "orphaned owner deleted", || async { gone(&rss, "or").await.then_some(()) }).await;
+    let left = pods.get("or-0").await.unwrap();
+    assert!(left.metadata.owner_references.unwrap_or_default().is_empty(), "the reference is removed");
+    assert!(left.metadata.deletion_timestamp.is_none());
+}
+
+fn web_pod(name: &str) -> Pod {
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": "web"}},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "nginx", "ports": [{"name": "http", "containerPort": 8080}]}]}}))
+    .unwrap()
+}
+
+async fn set_ready(pods: &Api<Pod>, name: &str, ip: &str, ready: bool) {
+    let status = if ready { "True" } else { "False" };
+    let patch =
+        json!({"status": {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": status}]}});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+}
+
+fn addresses(e: &Endpoints) -> (Vec<String>, Vec<String>) {
+    let mut ready = Vec::new();
+    let mut not_ready = Vec::new();
+    for s in e.subsets.iter().flatten() {
+        ready.extend(s.addresses.iter().flatten().map(|a| a.ip.clone()));
+        not_ready.extend(s.not_ready_addresses.iter().flatten().map(|a| a.ip.clone()));
+    }
+    (ready, not_ready)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoints_follow_pod_readiness_and_the_service() {
+    let cluster = Cluster::start(3).await;
+    let client = cluster.client();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let endpoints: Api<Endpoints> = Api::namespaced(client, "default");
+    for name in ["a", "b"] {
+        pods.create(&PostParams::default(), &web_pod(name)).await.unwrap();
+    }
+    set_ready(&pods, "a", "10.0.0.1", true).await;
+    set_ready(&pods, "b", "10.0.0.2", false).await;
+    let svc = json!({"metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}});
+    services.create(&PostParams::default(), &serde_json::from_value(svc).unwrap()).await.unwrap();
+    let ep = eventually(WAIT, "endpoints with a ready and a not-ready address", || async {
+        let e = endpoints.get_opt("web").await.unwrap()?;
+        (addresses(&e) == (vec!["10.0.0.1".into()], vec!["10.0.0.2".into()])).then_some(e)
+    })
+    .await;
+    let port = &ep.subsets.as_ref().unwrap()[0].ports.as_ref().unwrap()[0];
+    assert_eq!((port.name.as_deref(), port.port), (Some("http"), 8080), "named targetPort resolved");
+    set_ready(&pods, "b", "10.0.0.2", true).await;
+    set_ready(&pods, "a", "10.0.0.1", false).await;
+    eventually(WAIT, "readiness flips move the addresses", || async {
+        let e = endpoints.get_opt("web").await.unwrap()?;
+        (addresses(&e) == (vec!["10.0.0.2".into()], vec!["10.0.0.1".into()])).then_some(())
+    })
+    .await;
+    pods.delete("b", &DeleteParams::default()).await.unwrap(); // terminating: leaves at once
+    eventually(WAIT, "a terminating pod leaves", || async {
+        let e = endpoints.get_opt("web").await.unwrap()?;
+        (addresses(&e) == (vec![], vec!["10.0.0.1".into()])).then_some(())
+    })
+    .await;
+    services.delete("web", &DeleteParams::default()).await.unwrap();
+    eventually(WAIT, "endpoints removed with the service", || async {
+        endpoints.get_opt("web").await.unwrap().is_none().then_some(())
+    })
+    .await;
+}
+
+async fn renew(leases: &Api<Lease>, node: &str) {
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(k8s_openapi::jiff::Timestamp::now());
+    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": node, "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": node, "leaseDurationSeconds": 40, "renewTime": now}});
+    leases.patch(node, &PatchParams::apply("test-agent").force(), &Patch::Apply(&lease)).await.unwrap();
+}
+
+fn taint_keys(node: &Node) -> Vec<String> {
+    node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default().into_iter().map(|t| t.key).collect()
+}
+
+fn ready_status(node: &Node) -> Option<String> {
+    node.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready").map(|c| c.status.clone())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_node_is_tainted_its_pods_evicted_and_it_recovers() {
+    let settings = berth_control::tasks::Settings {
+        node_monitor_grace_period: Duration::from_secs(2),
+        pod_eviction_timeout: Duration::from_secs(1),
+    };
+    let cluster = Cluster::start_with(3, settings).await;
+    let client = cluster.client();
+    let nodes: Api<Node> = Api::all(client.clone());
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    nodes
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "n1"}})).unwrap())
+        .await
+        .unwrap();
+    let ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}});
+    nodes.patch_status("n1", &PatchParams::default(), &Patch::Merge(&ready)).await.unwrap();
+    renew(&leases, "n1").await;
+    pods.create(&PostParams::default(), &web_pod("plain")).await.unwrap();
+    let mut tolerant = web_pod("tolerant");
+    tolerant.spec.as_mut().unwrap().tolerations = Some(vec![serde_json::from_value(
+        json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}),
+    )
+    .unwrap()]);
+    pods.create(&PostParams::default(), &tolerant).await.unwrap();
+    for p in ["plain", "tolerant"] {
+        set_ready(&pods, p, "127.0.0.1", true).await;
+    }
+
+    // While the lease is renewed the node stays healthy (longer than the grace period).
+    let healthy_until = std::time::Instant::now() + Duration::from_secs(4);
+    while std::time::Instant::now() < healthy_until {
+        renew(&leases, "n1").await;
+        let n = nodes.get("n1").await.unwrap();
+        assert_eq!(ready_status(&n).as_deref(), Some("True"));
+        assert!(taint_keys(&n).is_empty());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // The agent goes silent.
+    eventually(WAIT, "node marked unreachable and tainted", || async {
+        let n = nodes.get("n1").await.unwrap();
+        let keys = taint_keys(&n);
+        (ready_status(&n).as_deref() == Some("Unknown")
+            && keys.iter().filter(|k| *k == "node.kubernetes.io/unreachable").count() == 2)
+            .then_some(())
+    })
+    .await;
+    eventually(WAIT, "the intolerant pod evicted (graceful: still terminating)", || async {
+        pods.get("plain").await.unwrap().metadata.deletion_timestamp.map(|_| ())
+    })
+    .await;
+    let t = pods.get("tolerant").await.unwrap();
+    assert!(t.metadata.deletion_timestamp.is_none(), "a pod tolerating the taint stays");
+    let t_ready = t.status.unwrap().conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(t_ready.status, "False", "pods on an unreachable node are not ready");
+
+    // The agent comes back: renews and reports Ready; the taints go.
+    renew(&leases, "n1").await;
+    nodes.patch_status("n1", &PatchParams::default(), &Patch::Merge(&ready)).await.unwrap();
+    eventually(WAIT, "taints removed after recovery", || async {
+        renew(&leases, "n1").await;
+        let n = nodes.get("n1").await.unwrap();
+        taint_keys(&n).is_empty().then_some(())
+    })
+    .await;
+    assert!(pods.get("plain").await.unwrap().metadata.deletion_timestamp.is_some(), "nothing moves back");
+
+    // The Node object is deleted: its terminating pod is removed without the agent.
+    nodes.delete("n1", &DeleteParams::default()).await.unwrap();
+    eventually(WAIT, "terminating pod of a deleted node removed", || async {
+        gone(&pods, "plain").await.then_some(())
+    })
+    .await;
+}

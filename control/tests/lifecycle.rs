@@ -228,6 +228,15 @@ async fn a_silent_node_is_tainted_its_pods_evicted_and_it_recovers() {
         pods.get("plain").await.unwrap().metadata.deletion_timestamp.map(|_| ())
     })
     .await;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(cluster.client(), "default");
+    eventually(WAIT, "eviction and NodeNotReady events", || async {
+        let all = events.list(&Default::default()).await.unwrap().items;
+        let has = |reason: &str, name: &str| {
+            all.iter().any(|e| e.reason.as_deref() == Some(reason) && e.involved_object.name.as_deref() == Some(name))
+        };
+        (has("TaintManagerEviction", "plain") && has("NodeNotReady", "n1")).then_some(())
+    })
+    .await;
     let t = pods.get("tolerant").await.unwrap();
     assert!(t.metadata.deletion_timestamp.is_none(), "a pod tolerating the taint stays");
     let t_ready = t.status.unwrap().conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();

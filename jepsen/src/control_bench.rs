@@ -288,6 +288,9 @@ impl SchedulingReport {
     }
 }
 
+/// When the benchmark's watch first saw a pod bound, and Running.
+type PodTimes = (Option<Instant>, Option<Instant>);
+
 /// Deployments totalling `pods` on `nodes` hollow nodes; times binding and Running.
 pub async fn scheduling(dir: &Path, cfg: &SchedulingConfig) -> BenchResult<SchedulingReport> {
     let cluster = start_servers(dir, 3, &[]).await?;
@@ -298,7 +301,7 @@ pub async fn scheduling(dir: &Path, cfg: &SchedulingConfig) -> BenchResult<Sched
     println!("{} hollow nodes Ready", cfg.nodes);
 
     // Observe every pod through a watch on a third server.
-    let seen: Arc<Mutex<HashMap<String, (Option<Instant>, Option<Instant>)>>> = Arc::default();
+    let seen: Arc<Mutex<HashMap<String, PodTimes>>> = Arc::default();
     let pods_api: Api<Pod> = Api::namespaced(clients[2].clone(), "default");
     let observer = tokio::spawn({
         let seen = seen.clone();

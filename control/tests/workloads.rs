@@ -167,7 +167,10 @@ async fn deployment_create_scale_roll_back_pause_and_resume() {
     assert_eq!(annotations["deployment.kubernetes.io/revision"], "1");
     for pod in w.observe().await.unwrap().pods {
         let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.controller, owner.block_owner_deletion), ("ReplicaSet", Some(true), Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller, owner.block_owner_deletion),
+            ("ReplicaSet", Some(true), Some(true))
+        );
         assert_eq!(Some(&owner.uid), rs.metadata.uid.as_ref());
         assert!(pod.metadata.name.as_deref().unwrap().starts_with(&format!("web-{first_hash}-")));
     }
@@ -199,7 +202,9 @@ async fn deployment_create_scale_roll_back_pause_and_resume() {
     eventually(TIMEOUT, "ScalingReplicaSet events", || async {
         let list = events.list(&ListParams::default()).await.ok()?;
         let scaled = format!("Scaled up replica set web-{second_hash} from 0 to 1");
-        list.items.iter().any(|e| e.reason.as_deref() == Some("ScalingReplicaSet") && e.message.as_deref() == Some(&scaled))
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("ScalingReplicaSet") && e.message.as_deref() == Some(&scaled))
             .then_some(())
     })
     .await;

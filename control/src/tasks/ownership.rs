@@ -140,9 +140,8 @@ mod tests {
             name: Some("child".into()),
             uid: Some("child-uid".into()),
             labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-            owner_references: owner.map(|uid| {
-                vec![OwnerReference { uid: uid.into(), controller: Some(true), ..Default::default() }]
-            }),
+            owner_references: owner
+                .map(|uid| vec![OwnerReference { uid: uid.into(), controller: Some(true), ..Default::default() }]),
             ..Default::default()
         }
     }

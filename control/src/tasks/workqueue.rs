@@ -162,7 +162,11 @@ pub enum Change<'a, K> {
 
 /// Starts an informer for `api` that runs until `cancel`: returns its cache and calls
 /// `on_change` after each change is in the cache.
-pub fn informer<K>(api: Api<K>, cancel: CancellationToken, on_change: impl Fn(Change<'_, K>) + Send + 'static) -> Store<K>
+pub fn informer<K>(
+    api: Api<K>,
+    cancel: CancellationToken,
+    on_change: impl Fn(Change<'_, K>) + Send + 'static,
+) -> Store<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
 {

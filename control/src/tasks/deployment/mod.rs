@@ -249,7 +249,8 @@ impl Controller {
         name: &str,
     ) -> Result<(), SyncError> {
         let existing = rs_api.get(name).await.map_err(api_err(format!("reading replica set {name}")))?;
-        let ours = ownership::controller_of(&existing.metadata).is_some_and(|o| Some(&o.uid) == d.metadata.uid.as_ref());
+        let ours =
+            ownership::controller_of(&existing.metadata).is_some_and(|o| Some(&o.uid) == d.metadata.uid.as_ref());
         let same = existing
             .spec
             .as_ref()

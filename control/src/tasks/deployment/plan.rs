@@ -18,9 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hasher;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec,
-};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -488,7 +486,12 @@ struct Sync<'a> {
 }
 
 impl<'a> Sync<'a> {
-    fn new(d: &'a Deployment, mut rses: Vec<ReplicaSet>, live_pods: &'a HashMap<String, usize>, now: Timestamp) -> Self {
+    fn new(
+        d: &'a Deployment,
+        mut rses: Vec<ReplicaSet>,
+        live_pods: &'a HashMap<String, usize>,
+        now: Timestamp,
+    ) -> Self {
         rses.sort_by(|a, b| by_creation(a, b, now));
         Sync {
             d,
@@ -525,8 +528,7 @@ impl<'a> Sync<'a> {
 
     fn finish(self, mut plan: DeploymentPlan) -> DeploymentPlan {
         plan.create = self.created.map(|i| self.rses[i].clone());
-        plan.update =
-            self.dirty.iter().filter(|i| Some(**i) != self.created).map(|i| self.rses[*i].clone()).collect();
+        plan.update = self.dirty.iter().filter(|i| Some(**i) != self.created).map(|i| self.rses[*i].clone()).collect();
         plan.delete = self.delete;
         if Some(&self.annotations) != self.d.metadata.annotations.as_ref()
             && !(self.annotations.is_empty() && self.d.metadata.annotations.is_none())
@@ -569,10 +571,9 @@ impl<'a> Sync<'a> {
         let tmpl = template(self.d);
         if self.new.is_none() {
             // The oldest ReplicaSet with this template (Kubernetes' `FindNewReplicaSet`).
-            self.new = self
-                .rses
-                .iter()
-                .position(|rs| rs.spec.as_ref().and_then(|s| s.template.as_ref()).is_some_and(|t| equal_ignore_hash(t, &tmpl)));
+            self.new = self.rses.iter().position(|rs| {
+                rs.spec.as_ref().and_then(|s| s.template.as_ref()).is_some_and(|t| equal_ignore_hash(t, &tmpl))
+            });
         }
         let max_old = self.old_indices().iter().map(|i| revision(&self.rses[*i])).max().unwrap_or(0);
         let new_revision = max_old + 1;
@@ -949,8 +950,7 @@ impl<'a> Sync<'a> {
     /// Kubernetes' `cleanupDeployment`: old ReplicaSets beyond revisionHistoryLimit,
     /// lowest revision first, only when fully scaled down and observed so.
     fn cleanup(&mut self) {
-        let Some(limit) = self.d.spec.as_ref().and_then(|s| s.revision_history_limit).filter(|l| *l != i32::MAX)
-        else {
+        let Some(limit) = self.d.spec.as_ref().and_then(|s| s.revision_history_limit).filter(|l| *l != i32::MAX) else {
             return;
         };
         let mut cleanable: Vec<usize> = self

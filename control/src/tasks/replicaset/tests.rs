@@ -218,11 +218,23 @@ fn new_pods_carry_the_template_and_a_controller_reference() {
     assert_eq!(p.metadata.generate_name.as_deref(), Some("web-"));
     assert_eq!(p.metadata.labels.as_ref().unwrap()["app"], "web");
     let owner = &p.metadata.owner_references.as_ref().unwrap()[0];
-    assert_eq!((owner.kind.as_str(), owner.controller, owner.block_owner_deletion), ("ReplicaSet", Some(true), Some(true)));
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller, owner.block_owner_deletion),
+        ("ReplicaSet", Some(true), Some(true))
+    );
 }
 
 fn arb_pod(i: usize) -> impl Strategy<Value = P> {
-    (any::<bool>(), any::<bool>(), 0..3usize, proptest::option::of(0..100i64), 0..4i32, 0..100i64, any::<bool>(), any::<bool>())
+    (
+        any::<bool>(),
+        any::<bool>(),
+        0..3usize,
+        proptest::option::of(0..100i64),
+        0..4i32,
+        0..100i64,
+        any::<bool>(),
+        any::<bool>(),
+    )
         .prop_map(move |(owned, node, phase, ready_at, restarts, created, deleting, finished)| P {
             name: format!("p{i}"),
             owned,

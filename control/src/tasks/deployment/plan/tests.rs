@@ -62,7 +62,8 @@ fn deployment(replicas: i32, image: &str, surge: &str, unavailable: &str) -> Dep
 }
 
 fn recreate(mut d: Deployment) -> Deployment {
-    d.spec.as_mut().unwrap().strategy = Some(DeploymentStrategy { type_: Some("Recreate".into()), rolling_update: None });
+    d.spec.as_mut().unwrap().strategy =
+        Some(DeploymentStrategy { type_: Some("Recreate".into()), rolling_update: None });
     d
 }
 
@@ -148,8 +149,10 @@ fn a_new_deployment_creates_its_replica_set() {
     let owner = &rs.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!((owner.kind.as_str(), owner.controller), ("Deployment", Some(true)));
     assert_eq!(p.annotations.unwrap()[REVISION], "1");
-    assert!(p.events.iter().any(|(_, r, m)| *r == "ScalingReplicaSet"
-        && *m == format!("Scaled up replica set web-{hash} from 0 to 3")));
+    assert!(p
+        .events
+        .iter()
+        .any(|(_, r, m)| *r == "ScalingReplicaSet" && *m == format!("Scaled up replica set web-{hash} from 0 to 3")));
     let status = p.status.unwrap();
     let progressing = condition(&status, PROGRESSING).unwrap();
     assert_eq!(progressing.reason.as_deref(), Some(NEW_RS_CREATED));
@@ -428,9 +431,10 @@ impl Sim {
     }
 
     fn pods_of(&self, image: &str) -> (usize, usize) {
-        self.rses.iter().filter(|(rs, _)| image_of(rs) == image).fold((0, 0), |(n, ready), (_, pods)| {
-            (n + pods.len(), ready + pods.iter().filter(|p| p.ready).count())
-        })
+        self.rses
+            .iter()
+            .filter(|(rs, _)| image_of(rs) == image)
+            .fold((0, 0), |(n, ready), (_, pods)| (n + pods.len(), ready + pods.iter().filter(|p| p.ready).count()))
     }
 }
 

@@ -345,3 +345,83 @@ async fn a_new_leader_completes_a_rollout() {
     let old = rses.iter().find(|rs| image_of(rs) == "nginx:1").unwrap();
     assert_eq!(old.spec.as_ref().unwrap().replicas, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_set_adopts_orphans_releases_strays_and_reports_status() {
+    let cluster = Cluster::start(3).await;
+    let client = cluster.client();
+    default_namespace(&client).await;
+    let _kubelet = KubeletSim::start(vec![client.clone()], NS);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let replicasets: Api<ReplicaSet> = Api::namespaced(client.clone(), NS);
+    let orphan: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "orphan", "labels": {"app": "bare"}},
+        "spec": {"containers": [{"name": "c", "image": "nginx:1"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &orphan).await.unwrap();
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": "bare"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "bare"}},
+            "template": {"metadata": {"labels": {"app": "bare"}}, "spec": {"containers": [{"name": "c", "image": "nginx:1"}]}},
+        },
+    }))
+    .unwrap();
+    let rs = replicasets.create(&PostParams::default(), &rs).await.unwrap();
+    let rs_uid = rs.metadata.uid.clone().unwrap();
+    let owned_by_rs = |p: &Pod| {
+        p.metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|rs| rs.iter().any(|r| r.uid == rs_uid && r.controller == Some(true)))
+    };
+    let lp = ListParams::default().labels("app=bare");
+    eventually(TIMEOUT, "the orphan adopted and one pod created, all ready", || async {
+        let list = pods.list(&lp).await.ok()?.items;
+        let status = replicasets.get("bare").await.ok()?.status?;
+        (list.len() == 2
+            && list.iter().all(owned_by_rs)
+            && list.iter().any(|p| p.metadata.name.as_deref() == Some("orphan"))
+            && status.ready_replicas == Some(2)
+            && status.available_replicas == Some(2)
+            && status.fully_labeled_replicas == Some(2)
+            && status.observed_generation == rs.metadata.generation)
+            .then_some(())
+    })
+    .await;
+
+    // A pod relabelled out of the selector is released and replaced.
+    pods.patch("orphan", &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"labels": {"app": "other"}}})))
+        .await
+        .unwrap();
+    eventually(TIMEOUT, "the stray released and replaced", || async {
+        let stray = pods.get("orphan").await.ok()?;
+        let list = pods.list(&lp).await.ok()?.items;
+        (!owned_by_rs(&stray) && list.len() == 2 && list.iter().all(owned_by_rs)).then_some(())
+    })
+    .await;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), NS);
+    eventually(TIMEOUT, "SuccessfulCreate events", || async {
+        let list = events.list(&ListParams::default()).await.ok()?.items;
+        list.iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("SuccessfulCreate")
+                    && e.involved_object.name.as_deref() == Some("bare")
+                    && e.message.as_deref().is_some_and(|m| m.starts_with("Created pod: bare-"))
+            })
+            .then_some(())
+    })
+    .await;
+
+    // Scaled down: the surplus goes.
+    let scale = json!({"spec": {"replicas": 1}});
+    replicasets.patch_scale("bare", &PatchParams::default(), &Patch::Merge(&scale)).await.unwrap();
+    eventually(TIMEOUT, "scaled down to 1", || async {
+        let list = pods.list(&lp).await.ok()?.items;
+        let status = replicasets.get("bare").await.ok()?.status?;
+        (list.len() == 1 && status.replicas == 1).then_some(())
+    })
+    .await;
+}

@@ -116,7 +116,7 @@ pub fn reconcile_replicaset(rs: &ReplicaSet, pods: &[&Pod], manage: bool, now: T
             plan.create = (want - active.len()).min(BURST_REPLICAS);
         } else if active.len() > want {
             let extra = (active.len() - want).min(BURST_REPLICAS);
-            active.sort_by(|a, b| deletion_order(a, b, now));
+            active.sort_by(|a, b| deletion_order(a, b));
             plan.delete = active[..extra]
                 .iter()
                 .map(|p| PodRef { name: p.metadata.name.clone().unwrap_or_default(), uid: p.metadata.uid.clone() })
@@ -165,8 +165,7 @@ fn status(rs: &ReplicaSet, active: &[&Pod], now: Timestamp) -> ReplicaSetStatus 
 /// Kubernetes' `ActivePods` order: the pod to delete first sorts first. Unassigned before
 /// assigned, Pending < Unknown < Running, not-ready before ready, ready more recently
 /// before ready longer, more restarts before fewer, newer before older.
-pub fn deletion_order(a: &Pod, b: &Pod, now: Timestamp) -> Ordering {
-    let _ = now;
+pub fn deletion_order(a: &Pod, b: &Pod) -> Ordering {
     let assigned = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
     let phase = |p: &Pod| match p.status.as_ref().and_then(|s| s.phase.as_deref()) {
         Some("Unknown") => 1,

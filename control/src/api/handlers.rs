@@ -410,10 +410,27 @@ async fn patch_object(state: &ApiState, req: ApiRequest) -> Result<Response, Api
         .modify(info, ns, &name, part_of(&req), &opts, |current| {
             let presented = present(&req.target, current.clone());
             let patched = apply_patch(kind, object_kind, &presented, &body)?;
-            Ok(convert_legacy(&req.target, patched))
+            let mut next = convert_legacy(&req.target, patched);
+            // As in Kubernetes, only a resourceVersion the patch itself sets is a
+            // precondition: the one inherited from the current object must not turn a
+            // concurrent write (a controller's status update) into a 409 instead of a retry.
+            if !patch_sets_resource_version(kind, &body) {
+                object::meta_mut(&mut next).remove("resourceVersion");
+            }
+            Ok(next)
         })
         .await?;
     Ok(json_response(StatusCode::OK, &render_one(&req, written.object), &written.warnings))
+}
+
+/// Whether a (non-apply) patch sets `metadata.resourceVersion` itself.
+fn patch_sets_resource_version(kind: PatchKind, body: &Value) -> bool {
+    match kind {
+        PatchKind::Json => body.as_array().is_some_and(|ops| {
+            ops.iter().any(|op| op["path"].as_str() == Some("/metadata/resourceVersion") && op["op"] != "remove")
+        }),
+        _ => !body["metadata"]["resourceVersion"].is_null(),
+    }
 }
 
 /// Server-side apply: update, or create when the object does not exist.

@@ -1,19 +1,26 @@
-//! The leader-only tasks this server runs (the scheduler and the workload controllers
-//! join them in later issues):
+//! The leader-only tasks this server runs (the scheduler joins them in a later issue):
 //! * [`leases`] — publishes who leads in `kube-system` Leases and creates the system
 //!   namespaces;
+//! * [`replicaset`] — keeps each ReplicaSet's pods;
+//! * [`deployment`] — rolls Deployments out through ReplicaSets;
 //! * [`endpoints`] — Endpoints of Services with selectors;
-//! * [`gc`] — the garbage collector (ownerReferences cascades);
-//! * [`events`] — the Event recorder every task uses;
 //! * [`node_lifecycle`] — unreachable nodes: conditions, taints, evictions;
-//! * [`namespaces`] — finishes namespace deletion (deletes the contents, then the namespace).
+//! * [`gc`] — the garbage collector (ownerReferences cascades);
+//! * [`namespaces`] — finishes namespace deletion (deletes the contents, then the namespace);
+//! * [`events`] — the Event recorder every task uses;
+//! * [`ownership`] and [`workqueue`] — what the workload controllers share (claiming,
+//!   pod availability; informers and the work queue).
 
+pub mod deployment;
 pub mod endpoints;
 pub mod events;
 pub mod gc;
 pub mod leases;
 pub mod namespaces;
 pub mod node_lifecycle;
+pub mod ownership;
+pub mod replicaset;
+pub mod workqueue;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +47,8 @@ pub fn all() -> Vec<(&'static str, TaskFn)> {
     vec![
         ("leader-leases", Arc::new(|ctx, cancel| Box::pin(leases::run(ctx, cancel)))),
         ("namespace-controller", Arc::new(|ctx, cancel| Box::pin(namespaces::run(ctx, cancel)))),
+        ("replicaset-controller", Arc::new(|ctx, cancel| Box::pin(replicaset::run(ctx, cancel)))),
+        ("deployment-controller", Arc::new(|ctx, cancel| Box::pin(deployment::run(ctx, cancel)))),
         ("endpoints-controller", Arc::new(|ctx, cancel| Box::pin(endpoints::run(ctx, cancel)))),
         ("node-lifecycle-controller", Arc::new(|ctx, cancel| Box::pin(node_lifecycle::run(ctx, cancel)))),
         ("garbage-collector", Arc::new(|ctx, cancel| Box::pin(gc::run(ctx, cancel)))),

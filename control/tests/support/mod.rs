@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod kubelet;
+
 use berth_control::ControlPlane;
 use berth_store::{NetworkFaults, Store, StoreConfig, StoreNode};
 use tokio::net::TcpListener;

@@ -1,0 +1,539 @@
+//! The ReplicaSet controller: keeps `spec.replicas` pods matching each ReplicaSet's
+//! selector, as Kubernetes' `ReplicaSetController` does.
+//!
+//! * [`reconcile_replicaset`] is the pure decision: given a ReplicaSet and the pods in its
+//!   namespace it claims pods (adopts matching orphans, releases owned pods that stopped
+//!   matching), decides how many pods to create or which to delete (Kubernetes'
+//!   `ActivePods` order) and computes the status.
+//! * [`Expectations`] remember this controller's own creations and deletions until the
+//!   pod cache has seen them, so a reconcile running before its own writes came back
+//!   through the watch never double-creates or double-deletes.
+//! * [`run`] is the leader task: informers for ReplicaSets and pods → work queue →
+//!   workers that execute the plan through the API. Creations go out in slow-start
+//!   batches (1, 2, 4, … like Kubernetes) so a failing admission costs one request, not
+//!   five hundred. Every write carries a precondition (resourceVersion or uid).
+
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::reflector::{ObjectRef, Store};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::events::{reference, EventType, Recorder};
+use super::ownership::{self, Claim};
+use super::workqueue::{informer, Change, Key, WorkQueue};
+use crate::supervisor::TaskContext;
+
+/// Most pods created or deleted in one sync (Kubernetes' `BurstReplicas`).
+pub const BURST_REPLICAS: usize = 500;
+/// An expectation not met by then is dropped (a lost watch event must not wedge a
+/// ReplicaSet forever); Kubernetes waits five minutes, our watch is local.
+const EXPECTATIONS_TTL: Duration = Duration::from_secs(60);
+const WORKERS: usize = 2;
+/// Safety net for missed events.
+const RESYNC_EVERY: Duration = Duration::from_secs(30);
+const COMPONENT: &str = "replicaset-controller";
+
+/// A change of a pod's ownerReferences, pinned to the resourceVersion it was decided on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnerChange {
+    pub pod: String,
+    pub resource_version: Option<String>,
+    pub owner_references: Vec<OwnerReference>,
+}
+
+/// A pod chosen for deletion (deleted with a uid precondition).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodRef {
+    pub name: String,
+    pub uid: Option<String>,
+}
+
+/// Everything one sync of a ReplicaSet does.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReplicaSetPlan {
+    pub adopt: Vec<OwnerChange>,
+    pub release: Vec<OwnerChange>,
+    /// Pods to create from the template.
+    pub create: usize,
+    pub delete: Vec<PodRef>,
+    pub status: ReplicaSetStatus,
+    /// When to look again even without events (a pod reaching minReadySeconds).
+    pub requeue_after: Option<Duration>,
+}
+
+fn replicas(rs: &ReplicaSet) -> i32 {
+    rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+}
+
+fn min_ready_seconds(rs: &ReplicaSet) -> i32 {
+    rs.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+}
+
+/// Decides one sync of `rs` over the pods of its namespace. `manage` is false while
+/// earlier creations/deletions have not been observed yet (or the ReplicaSet is being
+/// deleted): then only ownership and status are reconciled.
+pub fn reconcile_replicaset(rs: &ReplicaSet, pods: &[&Pod], manage: bool, now: Timestamp) -> ReplicaSetPlan {
+    let mut plan = ReplicaSetPlan::default();
+    let spec = rs.spec.as_ref();
+    let selector = ownership::selector(spec.map(|s| &s.selector)).ok().flatten();
+    let reference = ownership::controller_ref("apps/v1", "ReplicaSet", &rs.metadata);
+    let mut owned: Vec<&Pod> = Vec::new();
+    for pod in pods {
+        match ownership::claim(&rs.metadata, selector.as_ref(), &pod.metadata) {
+            Claim::Owned => owned.push(pod),
+            Claim::Adopt => {
+                plan.adopt.push(OwnerChange {
+                    pod: pod.metadata.name.clone().unwrap_or_default(),
+                    resource_version: pod.metadata.resource_version.clone(),
+                    owner_references: ownership::with_controller(&pod.metadata, reference.clone()),
+                });
+                owned.push(pod);
+            }
+            Claim::Release => plan.release.push(OwnerChange {
+                pod: pod.metadata.name.clone().unwrap_or_default(),
+                resource_version: pod.metadata.resource_version.clone(),
+                owner_references: ownership::without_owner(&pod.metadata, &reference.uid),
+            }),
+            Claim::Ignore => {}
+        }
+    }
+    // Finished and deleting pods do not count: a deleting pod is already on its way out
+    // and is replaced right away (Kubernetes' `FilterActivePods`).
+    let mut active: Vec<&Pod> = owned.into_iter().filter(|p| ownership::pod_is_active(p)).collect();
+    let want = replicas(rs).max(0) as usize;
+    if manage && !ownership::is_deleting(&rs.metadata) {
+        if active.len() < want {
+            plan.create = (want - active.len()).min(BURST_REPLICAS);
+        } else if active.len() > want {
+            let extra = (active.len() - want).min(BURST_REPLICAS);
+            active.sort_by(|a, b| deletion_order(a, b));
+            plan.delete = active[..extra]
+                .iter()
+                .map(|p| PodRef { name: p.metadata.name.clone().unwrap_or_default(), uid: p.metadata.uid.clone() })
+                .collect();
+        }
+    }
+    plan.status = status(rs, &active, now);
+    // A ready pod becomes available minReadySeconds later without any event: look again then.
+    let min_ready = min_ready_seconds(rs);
+    if min_ready > 0 {
+        plan.requeue_after = active
+            .iter()
+            .filter(|p| !ownership::pod_is_available(p, min_ready, now))
+            .filter_map(|p| ownership::pod_available_at(p, min_ready))
+            .min()
+            .map(|at| Duration::try_from(at.duration_since(now)).unwrap_or_default() + Duration::from_millis(100));
+    }
+    plan
+}
+
+/// Kubernetes' `calculateStatus`, over the active owned pods.
+fn status(rs: &ReplicaSet, active: &[&Pod], now: Timestamp) -> ReplicaSetStatus {
+    let template_labels = rs.spec.as_ref().and_then(|s| s.template.as_ref()).and_then(|t| t.metadata.as_ref());
+    let template_labels = template_labels.map(ownership::labels);
+    let fully_labeled = active
+        .iter()
+        .filter(|p| {
+            let labels = ownership::labels(&p.metadata);
+            template_labels.is_none_or(|t| t.iter().all(|(k, v)| labels.get(k) == Some(v)))
+        })
+        .count();
+    let ready = active.iter().filter(|p| ownership::pod_is_ready(p)).count();
+    let available = active.iter().filter(|p| ownership::pod_is_available(p, min_ready_seconds(rs), now)).count();
+    let current = rs.status.clone().unwrap_or_default();
+    ReplicaSetStatus {
+        replicas: active.len() as i32,
+        fully_labeled_replicas: Some(fully_labeled as i32),
+        ready_replicas: Some(ready as i32),
+        available_replicas: Some(available as i32),
+        observed_generation: rs.metadata.generation,
+        conditions: current.conditions,
+        terminating_replicas: current.terminating_replicas,
+    }
+}
+
+/// Kubernetes' `ActivePods` order: the pod to delete first sorts first. Unassigned before
+/// assigned, Pending < Unknown < Running, not-ready before ready, ready more recently
+/// before ready longer, more restarts before fewer, newer before older.
+pub fn deletion_order(a: &Pod, b: &Pod) -> Ordering {
+    let assigned = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
+    let phase = |p: &Pod| match p.status.as_ref().and_then(|s| s.phase.as_deref()) {
+        Some("Unknown") => 1,
+        Some("Running") => 2,
+        _ => 0,
+    };
+    let ready = ownership::pod_is_ready;
+    let restarts = |p: &Pod| -> i32 {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .map(|cs| cs.iter().map(|c| c.restart_count).max().unwrap_or(0))
+            .unwrap_or(0)
+    };
+    let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let ready_time = |p: &Pod| ownership::ready_since(p).flatten();
+    assigned(a)
+        .cmp(&assigned(b))
+        .then_with(|| phase(a).cmp(&phase(b)))
+        .then_with(|| ready(a).cmp(&ready(b)))
+        // Both ready: the one ready for less time (later transition) goes first.
+        .then_with(|| match (ready(a) && ready(b), ready_time(a), ready_time(b)) {
+            (true, Some(x), Some(y)) => y.cmp(&x),
+            _ => Ordering::Equal,
+        })
+        .then_with(|| restarts(b).cmp(&restarts(a)))
+        // Newer first; a missing timestamp counts as newest.
+        .then_with(|| match (created(a), created(b)) {
+            (Some(x), Some(y)) => y.cmp(&x),
+            (None, Some(_)) => Ordering::Less,
+            (Some(_), None) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        })
+}
+
+/// Kubernetes' slow start: batch sizes 1, 2, 4, … summing to `count`.
+pub fn slow_start_batches(count: usize) -> Vec<usize> {
+    let mut batches = Vec::new();
+    let (mut left, mut size) = (count, 1usize);
+    while left > 0 {
+        let n = size.min(left);
+        batches.push(n);
+        left -= n;
+        size *= 2;
+    }
+    batches
+}
+
+/// The pod a ReplicaSet creates: its template, a generated name and a controller reference.
+pub fn new_pod(rs: &ReplicaSet) -> Pod {
+    let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
+    let template_meta = template.metadata.unwrap_or_default();
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-", rs.metadata.name.as_deref().unwrap_or_default())),
+            namespace: rs.metadata.namespace.clone(),
+            labels: template_meta.labels,
+            annotations: template_meta.annotations,
+            finalizers: template_meta.finalizers,
+            owner_references: Some(vec![ownership::controller_ref("apps/v1", "ReplicaSet", &rs.metadata)]),
+            ..Default::default()
+        },
+        spec: template.spec,
+        status: None,
+    }
+}
+
+#[derive(Debug)]
+struct Pending {
+    /// Names of pods created but not yet seen in the cache.
+    adds: HashSet<String>,
+    /// Uids of pods deleted but still in the cache without a deletionTimestamp.
+    deletes: HashSet<String>,
+    since: Instant,
+}
+
+/// This controller's own writes that the pod cache has not reflected yet, per ReplicaSet
+/// (Kubernetes' `ControllerExpectations`, checked against the cache instead of counted
+/// from events, so an event seen before the write returned cannot be missed).
+#[derive(Debug, Default)]
+pub struct Expectations {
+    pending: HashMap<Key, Pending>,
+}
+
+impl Expectations {
+    /// Whether everything expected for `key` is visible in `pods` (its namespace's pods).
+    pub fn satisfied(&mut self, key: &Key, pods: &[&Pod]) -> bool {
+        let Some(p) = self.pending.get_mut(key) else { return true };
+        if p.since.elapsed() > EXPECTATIONS_TTL {
+            tracing::warn!(replicaset = %key, adds = p.adds.len(), deletes = p.deletes.len(), "expectations expired");
+            self.pending.remove(key);
+            return true;
+        }
+        p.adds.retain(|name| !pods.iter().any(|pod| pod.metadata.name.as_deref() == Some(name)));
+        p.deletes.retain(|uid| {
+            pods.iter().any(|pod| pod.metadata.uid.as_deref() == Some(uid) && !ownership::is_deleting(&pod.metadata))
+        });
+        let done = p.adds.is_empty() && p.deletes.is_empty();
+        if done {
+            self.pending.remove(key);
+        }
+        done
+    }
+
+    fn entry(&mut self, key: &Key) -> &mut Pending {
+        let p = self.pending.entry(key.clone()).or_insert_with(|| Pending {
+            adds: HashSet::new(),
+            deletes: HashSet::new(),
+            since: Instant::now(),
+        });
+        p.since = Instant::now();
+        p
+    }
+
+    pub fn expect_created(&mut self, key: &Key, names: impl IntoIterator<Item = String>) {
+        self.entry(key).adds.extend(names);
+    }
+
+    pub fn expect_deleted(&mut self, key: &Key, uids: impl IntoIterator<Item = String>) {
+        self.entry(key).deletes.extend(uids);
+    }
+
+    pub fn forget(&mut self, key: &Key) {
+        self.pending.remove(key);
+    }
+}
+
+struct Controller {
+    ctx: TaskContext,
+    replicasets: Store<ReplicaSet>,
+    pods: Store<Pod>,
+    queue: Arc<WorkQueue>,
+    expectations: Mutex<Expectations>,
+    recorder: Recorder,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SyncError {
+    #[error("{what}: {source}")]
+    Api {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> SyncError {
+    let what = what.into();
+    move |source| SyncError::Api { what, source }
+}
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+impl Controller {
+    fn pods_in(&self, namespace: &str) -> Vec<Arc<Pod>> {
+        self.pods.state().into_iter().filter(|p| p.metadata.namespace.as_deref() == Some(namespace)).collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(replicaset = %key))]
+    async fn sync(&self, key: &Key) -> Result<(), SyncError> {
+        let Some(rs) = self.replicasets.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
+            self.expectations.lock().unwrap().forget(key);
+            return Ok(());
+        };
+        let pods = self.pods_in(&key.namespace);
+        let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
+        let manage = self.expectations.lock().unwrap().satisfied(key, &pods);
+        let plan = reconcile_replicaset(&rs, &pods, manage, Timestamp::now());
+        let pod_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
+
+        for change in plan.adopt.iter().chain(&plan.release) {
+            // The whole ownerReferences list, pinned to the resourceVersion it was computed
+            // from: a concurrent change to the pod makes this a 409, and we look again.
+            let patch = json!({"metadata": {
+                "resourceVersion": change.resource_version,
+                "ownerReferences": change.owner_references,
+            }});
+            let result = pod_api.patch(&change.pod, &PatchParams::default(), &Patch::Merge(&patch)).await;
+            self.ctx.status.record(result.is_ok());
+            match result {
+                Ok(_) => tracing::debug!(pod = %change.pod, "updated pod ownership"),
+                Err(e) if is_status(&e, 404) => {}
+                Err(e) => return Err(api_err(format!("claiming pod {}", change.pod))(e)),
+            }
+        }
+
+        if plan.create > 0 {
+            self.create_pods(key, &rs, &pod_api, plan.create).await?;
+        }
+        if !plan.delete.is_empty() {
+            self.delete_pods(key, &rs, &pod_api, &plan.delete).await?;
+        }
+
+        if rs.status.as_ref() != Some(&plan.status) {
+            let api: Api<ReplicaSet> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
+            let mut updated = (*rs).clone();
+            updated.status = Some(plan.status.clone());
+            // `updated` carries the resourceVersion this status was computed from.
+            let result = api.replace_status(&key.name, &PostParams::default(), &updated).await;
+            self.ctx.status.record(result.is_ok());
+            match result {
+                Ok(_) => {}
+                Err(e) if is_status(&e, 404) => {}
+                Err(e) => return Err(api_err("updating status")(e)),
+            }
+        }
+        if let Some(after) = plan.requeue_after {
+            self.queue.add_after(key.clone(), after);
+        }
+        Ok(())
+    }
+
+    async fn create_pods(&self, key: &Key, rs: &ReplicaSet, api: &Api<Pod>, count: usize) -> Result<(), SyncError> {
+        tracing::info!(count, "creating pods");
+        let template = new_pod(rs);
+        let params = PostParams::default();
+        for batch in slow_start_batches(count) {
+            let results = join_all((0..batch).map(|_| api.create(&params, &template))).await;
+            let mut created = Vec::new();
+            let mut failure = None;
+            for result in results {
+                self.ctx.status.record(result.is_ok());
+                match result {
+                    Ok(pod) => created.push(pod.metadata.name.unwrap_or_default()),
+                    Err(e) => failure = Some(e),
+                }
+            }
+            self.expectations.lock().unwrap().expect_created(key, created.iter().cloned());
+            for name in &created {
+                self.recorder
+                    .publish(&reference(rs), EventType::Normal, "SuccessfulCreate", &format!("Created pod: {name}"))
+                    .await;
+            }
+            if let Some(e) = failure {
+                // The rest of this sync's creations are skipped, as Kubernetes' slow start does.
+                self.recorder
+                    .publish(&reference(rs), EventType::Warning, "FailedCreate", &format!("Error creating: {e}"))
+                    .await;
+                return Err(api_err("creating pods")(e));
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_pods(&self, key: &Key, rs: &ReplicaSet, api: &Api<Pod>, pods: &[PodRef]) -> Result<(), SyncError> {
+        tracing::info!(count = pods.len(), "deleting pods");
+        self.expectations.lock().unwrap().expect_deleted(key, pods.iter().filter_map(|p| p.uid.clone()));
+        let results = join_all(pods.iter().map(|p| {
+            let params = DeleteParams {
+                // Only the pod we decided about: a same-named replacement is left alone.
+                preconditions: Some(Preconditions { uid: p.uid.clone(), resource_version: None }),
+                ..Default::default()
+            };
+            async move { (p, api.delete(&p.name, &params).await) }
+        }))
+        .await;
+        let mut failure = None;
+        for (pod, result) in results {
+            self.ctx.status.record(result.is_ok());
+            match result {
+                Ok(_) => {
+                    let message = format!("Deleted pod: {}", pod.name);
+                    self.recorder.publish(&reference(rs), EventType::Normal, "SuccessfulDelete", &message).await;
+                }
+                Err(e) if is_status(&e, 404) || is_status(&e, 409) => {}
+                Err(e) => failure = Some(e),
+            }
+        }
+        match failure {
+            Some(e) => Err(api_err("deleting pods")(e)),
+            None => Ok(()),
+        }
+    }
+
+    fn enqueue_all(&self) {
+        for rs in self.replicasets.state() {
+            self.queue.add(Key::of(rs.as_ref()));
+        }
+    }
+}
+
+/// The ReplicaSets a pod event concerns: its controller, or for an orphan every
+/// ReplicaSet of its namespace that selects it (it may be adopted).
+fn replicasets_for_pod(replicasets: &Store<ReplicaSet>, pod: &Pod) -> Vec<Key> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    if let Some(owner) = ownership::controller_of(&pod.metadata) {
+        return if owner.kind == "ReplicaSet" { vec![Key::new(ns, &owner.name)] } else { vec![] };
+    }
+    replicasets
+        .state()
+        .iter()
+        .filter(|rs| rs.metadata.namespace.as_deref() == Some(ns))
+        .filter(|rs| {
+            let sel = ownership::selector(rs.spec.as_ref().map(|s| &s.selector)).ok().flatten();
+            sel.is_some_and(|s| s.matches(ownership::labels(&pod.metadata)))
+        })
+        .map(|rs| Key::of(rs.as_ref()))
+        .collect()
+}
+
+pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
+    let cancel = cancel.child_token();
+    let queue = WorkQueue::new(cancel.clone());
+    let resync = Arc::new(tokio::sync::Notify::new());
+    let replicasets = informer(Api::<ReplicaSet>::all(ctx.client.clone()), cancel.clone(), {
+        let (queue, resync) = (queue.clone(), resync.clone());
+        move |change| match change {
+            Change::Object { obj, .. } => queue.add(Key::of(obj)),
+            Change::Resynced => resync.notify_one(),
+        }
+    });
+    let pods = informer(Api::<Pod>::all(ctx.client.clone()), cancel.clone(), {
+        let (queue, resync, replicasets) = (queue.clone(), resync.clone(), replicasets.clone());
+        move |change| match change {
+            Change::Object { obj, .. } => replicasets_for_pod(&replicasets, obj).into_iter().for_each(|k| queue.add(k)),
+            Change::Resynced => resync.notify_one(),
+        }
+    });
+    // Never decide on a partial picture: both caches must hold a full list first.
+    let ready = async {
+        let _ = replicasets.wait_until_ready().await;
+        let _ = pods.wait_until_ready().await;
+    };
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        _ = ready => {}
+    }
+    tracing::info!("replicaset controller started");
+    let controller = Arc::new(Controller {
+        recorder: Recorder::new(ctx.client.clone(), COMPONENT),
+        ctx,
+        replicasets,
+        pods,
+        queue: queue.clone(),
+        expectations: Mutex::default(),
+    });
+    controller.enqueue_all();
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let controller = controller.clone();
+            tokio::spawn(async move {
+                while let Some(key) = controller.queue.next().await {
+                    match controller.sync(&key).await {
+                        Ok(()) => controller.queue.forget(&key),
+                        Err(e) => {
+                            tracing::debug!(replicaset = %key, error = %e, "sync failed; retrying");
+                            controller.queue.retry(key.clone());
+                        }
+                    }
+                    controller.queue.done(&key);
+                }
+            })
+        })
+        .collect();
+    let mut tick = tokio::time::interval(RESYNC_EVERY);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => controller.enqueue_all(),
+            _ = resync.notified() => controller.enqueue_all(),
+        }
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+//! The controller machinery the workload controllers share: informers (kube-runtime's
+//! watcher → reflector, feeding a local cache) and a client-go style work queue.
+//!
+//! The queue holds object keys, never objects: a worker reads the freshest cached state
+//! when it gets to a key, so ten events about one object cost one reconcile. A key being
+//! processed is never handed to a second worker; if it is added meanwhile it is marked
+//! dirty and comes back once the worker is done (client-go's `processing`/`dirty` sets).
+//! Failed keys come back with exponential back-off; `add_after` is the requeue safety net.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Resource;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// A namespaced object's key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Key {
+    pub fn new(namespace: &str, name: &str) -> Key {
+        Key { namespace: namespace.into(), name: name.into() }
+    }
+
+    pub fn of<K: Resource>(obj: &K) -> Key {
+        let meta = obj.meta();
+        Key::new(meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default())
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+const BACKOFF_BASE: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+struct QueueState {
+    order: VecDeque<Key>,
+    queued: HashSet<Key>,
+    processing: HashSet<Key>,
+    dirty: HashSet<Key>,
+    failures: HashMap<Key, u32>,
+}
+
+/// A de-duplicating work queue of keys.
+pub struct WorkQueue {
+    state: Mutex<QueueState>,
+    notify: Notify,
+    cancel: CancellationToken,
+}
+
+impl WorkQueue {
+    pub fn new(cancel: CancellationToken) -> Arc<WorkQueue> {
+        Arc::new(WorkQueue { state: Mutex::default(), notify: Notify::new(), cancel })
+    }
+
+    pub fn add(&self, key: Key) {
+        let mut s = self.state.lock().unwrap();
+        if s.processing.contains(&key) {
+            s.dirty.insert(key);
+            return;
+        }
+        if s.queued.insert(key.clone()) {
+            s.order.push_back(key);
+            drop(s);
+            self.notify.notify_one();
+        }
+    }
+
+    /// Adds `key` after `delay` (unless the queue's owner stopped meanwhile).
+    pub fn add_after(self: &Arc<Self>, key: Key, delay: Duration) {
+        if delay.is_zero() {
+            return self.add(key);
+        }
+        let queue = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = queue.cancel.cancelled() => {}
+                _ = tokio::time::sleep(delay) => queue.add(key),
+            }
+        });
+    }
+
+    /// Requeues a key whose reconcile failed, with per-key exponential back-off.
+    pub fn retry(self: &Arc<Self>, key: Key) {
+        let n = {
+            let mut s = self.state.lock().unwrap();
+            let n = s.failures.entry(key.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let delay = BACKOFF_BASE.saturating_mul(1 << n.min(16)).min(BACKOFF_MAX);
+        self.add_after(key, delay);
+    }
+
+    /// Forgets a key's failure history (after a successful reconcile).
+    pub fn forget(&self, key: &Key) {
+        self.state.lock().unwrap().failures.remove(key);
+    }
+
+    /// The next key to process; None once cancelled. Call [`WorkQueue::done`] after.
+    pub async fn next(&self) -> Option<Key> {
+        loop {
+            let notified = self.notify.notified();
+            {
+                let mut s = self.state.lock().unwrap();
+                if let Some(key) = s.order.pop_front() {
+                    s.queued.remove(&key);
+                    s.processing.insert(key.clone());
+                    return Some(key);
+                }
+            }
+            tokio::select! {
+                _ = self.cancel.cancelled() => return None,
+                _ = notified => {}
+            }
+        }
+    }
+
+    pub fn done(&self, key: &Key) {
+        let requeue = {
+            let mut s = self.state.lock().unwrap();
+            s.processing.remove(key);
+            s.dirty.remove(key)
+        };
+        if requeue {
+            self.add(key.clone());
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.state.lock().unwrap().order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What an informer reports besides keeping its cache.
+pub enum Change<'a, K> {
+    /// An object was added, modified or deleted (deleted: `deleted` is true).
+    Object { obj: &'a K, deleted: bool },
+    /// A (re)list completed: the whole cache is fresh.
+    Resynced,
+}
+
+/// Starts an informer for `api` that runs until `cancel`: returns its cache and calls
+/// `on_change` after each change is in the cache.
+pub fn informer<K>(
+    api: Api<K>,
+    cancel: CancellationToken,
+    on_change: impl Fn(Change<'_, K>) + Send + 'static,
+) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            let event = tokio::select! {
+                _ = cancel.cancelled() => return,
+                e = stream.next() => e,
+            };
+            match event {
+                Some(Ok(watcher::Event::Apply(obj))) => on_change(Change::Object { obj: &obj, deleted: false }),
+                Some(Ok(watcher::Event::Delete(obj))) => on_change(Change::Object { obj: &obj, deleted: true }),
+                Some(Ok(watcher::Event::InitDone)) => on_change(Change::Resynced),
+                Some(Ok(_)) => {}
+                // The back-off wrapper retries; the error is only worth a debug line.
+                Some(Err(e)) => tracing::debug!(kind = %K::kind(&()), error = %e, "watch failed; retrying"),
+                None => return,
+            }
+        }
+    });
+    reader
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn dedups_and_defers_keys_being_processed() {
+        let q = WorkQueue::new(CancellationToken::new());
+        let a = Key::new("ns", "a");
+        q.add(a.clone());
+        q.add(a.clone());
+        assert_eq!(q.len(), 1);
+        let got = q.next().await.unwrap();
+        assert_eq!(got, a);
+        q.add(a.clone());
+        assert_eq!(q.len(), 0, "a key being processed is not handed out twice");
+        q.done(&a);
+        assert_eq!(q.len(), 1, "added while processing: back after done");
+    }
+
+    #[tokio::test]
+    async fn next_ends_on_cancel() {
+        let cancel = CancellationToken::new();
+        let q = WorkQueue::new(cancel.clone());
+        cancel.cancel();
+        assert!(q.next().await.is_none());
+    }
+}

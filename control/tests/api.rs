@@ -41,11 +41,21 @@ where
     let patch = json!({"metadata": {"labels": {"patched": "yes"}}});
     let patched = api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
     assert_eq!(patched.meta().labels.as_ref().unwrap()["patched"], "yes", "{what}");
-    let event = tokio::time::timeout(Duration::from_secs(10), watch.try_next()).await.expect("a watch event").unwrap();
-    match event {
-        Some(WatchEvent::Modified(o)) => assert_eq!(o.meta().labels.as_ref().unwrap()["patched"], "yes"),
-        other => panic!("{what}: expected MODIFIED, got {other:?}"),
-    }
+    // Controllers may write too (e.g. a Deployment's status): wait for the patch's event.
+    let saw_patch = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match watch.try_next().await.unwrap() {
+                Some(WatchEvent::Modified(o))
+                    if o.meta().labels.as_ref().is_some_and(|l| l.get("patched").map(String::as_str) == Some("yes")) =>
+                {
+                    return;
+                }
+                Some(WatchEvent::Modified(_) | WatchEvent::Bookmark(_)) => continue,
+                other => panic!("{what}: expected MODIFIED, got {other:?}"),
+            }
+        }
+    });
+    saw_patch.await.expect("the patch's MODIFIED event");
     let jp: json_patch::Patch =
         serde_json::from_value(json!([{"op": "add", "path": "/metadata/annotations", "value": {"a": "b"}}])).unwrap();
     api.patch(&name, &PatchParams::default(), &Patch::<()>::Json(jp))
@@ -87,7 +97,7 @@ async fn kube_rs_crud_watch_patch_delete_for_every_resource() {
     .await;
     crud::<core::v1::Endpoints>(
         Api::namespaced(c.clone(), ns),
-        json!({"metadata": {"name": "svc"}, "subsets": [{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80}]}]}),
+        json!({"metadata": {"name": "manual"}, "subsets": [{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80}]}]}),
     )
     .await;
     crud::<core::v1::ConfigMap>(

@@ -7,26 +7,23 @@ mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Pod, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use serde_json::json;
 use support::{eventually, Cluster};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn owner_rs(name: &str) -> ReplicaSet {
-    serde_json::from_value(json!({"metadata": {"name": name},
-        "spec": {"replicas": 0, "selector": {"matchLabels": {"owner": name}},
-                 "template": {"metadata": {"labels": {"owner": name}},
-                              "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}))
-    .unwrap()
+/// Owners are ConfigMaps: no controller manages their dependents, so only the garbage
+/// collector acts on them (a ReplicaSet's controller would delete or release the pods).
+fn owner_cm(name: &str) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()
 }
 
-fn dependent(name: &str, owner: &ReplicaSet, node: Option<&str>) -> Pod {
-    let mut v = json!({"metadata": {"name": name, "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-            "name": owner.metadata.name, "uid": owner.metadata.uid, "controller": true, "blockOwnerDeletion": true}]},
+fn dependent(name: &str, owner: &ConfigMap, node: Option<&str>) -> Pod {
+    let mut v = json!({"metadata": {"name": name, "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap",
+            "name": owner.metadata.name, "uid": owner.metadata.uid, "blockOwnerDeletion": true}]},
         "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
     if let Some(n) = node {
         v["spec"]["nodeName"] = json!(n);
@@ -45,16 +42,16 @@ where
 async fn cascading_deletes_background_foreground_and_orphan() {
     let cluster = Cluster::start(3).await;
     let client = cluster.servers[1].client(); // a follower: writes go through the store's leader
-    let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let owners: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client, "default");
 
     // Background: the owner goes at once, its dependents after it.
-    let bg = rss.create(&PostParams::default(), &owner_rs("bg")).await.unwrap();
+    let bg = owners.create(&PostParams::default(), &owner_cm("bg")).await.unwrap();
     for i in 0..3 {
         pods.create(&PostParams::default(), &dependent(&format!("bg-{i}"), &bg, None)).await.unwrap();
     }
-    rss.delete("bg", &DeleteParams::background()).await.unwrap();
-    assert!(gone(&rss, "bg").await);
+    owners.delete("bg", &DeleteParams::background()).await.unwrap();
+    assert!(gone(&owners, "bg").await);
     eventually(WAIT, "background dependents collected", || async {
         for i in 0..3 {
             if !gone(&pods, &format!("bg-{i}")).await {
@@ -67,11 +64,11 @@ async fn cascading_deletes_background_foreground_and_orphan() {
 
     // Foreground: the owner waits (finalizer) until its blocking dependents are gone. A
     // bound pod's graceful deletion waits for its agent, so the owner must wait too.
-    let fg = rss.create(&PostParams::default(), &owner_rs("fg")).await.unwrap();
+    let fg = owners.create(&PostParams::default(), &owner_cm("fg")).await.unwrap();
     pods.create(&PostParams::default(), &dependent("fg-bound", &fg, Some("n1"))).await.unwrap();
     pods.create(&PostParams::default(), &dependent("fg-free", &fg, None)).await.unwrap();
-    rss.delete("fg", &DeleteParams::foreground()).await.unwrap();
-    let held = rss.get("fg").await.unwrap();
+    owners.delete("fg", &DeleteParams::foreground()).await.unwrap();
+    let held = owners.get("fg").await.unwrap();
     assert!(held.metadata.deletion_timestamp.is_some());
     assert!(held.metadata.finalizers.unwrap().contains(&"foregroundDeletion".to_string()));
     eventually(WAIT, "foreground dependents deleted", || async {
@@ -79,17 +76,17 @@ async fn cascading_deletes_background_foreground_and_orphan() {
         (bound.metadata.deletion_timestamp.is_some() && gone(&pods, "fg-free").await).then_some(())
     })
     .await;
-    assert!(!gone(&rss, "fg").await, "the owner waits for the terminating pod");
+    assert!(!gone(&owners, "fg").await, "the owner waits for the terminating pod");
     // The agent confirms the pod's deletion: now the owner goes too.
     pods.delete("fg-bound", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.unwrap();
-    eventually(WAIT, "foreground owner deleted", || async { gone(&rss, "fg").await.then_some(()) }).await;
+    eventually(WAIT, "foreground owner deleted", || async { gone(&owners, "fg").await.then_some(()) }).await;
 
     // Orphan: the owner goes, dependents stay without the reference.
-    let or = rss.create(&PostParams::default(), &owner_rs("or")).await.unwrap();
+    let or = owners.create(&PostParams::default(), &owner_cm("or")).await.unwrap();
     pods.create(&PostParams::default(), &dependent("or-0", &or, None)).await.unwrap();
     let orphan = DeleteParams { propagation_policy: Some(PropagationPolicy::Orphan), ..Default::default() };
-    rss.delete("or", &orphan).await.unwrap();
-    eventually(WAIT, "orphaned owner deleted", || async { gone(&rss, "or").await.then_some(()) }).await;
+    owners.delete("or", &orphan).await.unwrap();
+    eventually(WAIT, "orphaned owner deleted", || async { gone(&owners, "or").await.then_some(()) }).await;
     let left = pods.get("or-0").await.unwrap();
     assert!(left.metadata.owner_references.unwrap_or_default().is_empty(), "the reference is removed");
     assert!(left.metadata.deletion_timestamp.is_none());

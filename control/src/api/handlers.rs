@@ -464,7 +464,14 @@ async fn apply(
     let result = state
         .registry
         .modify(info, ns, name, part_of(req), &write_opts, |current| {
-            patch::server_side_apply(info.kind, Some(current), &body, &manager, force, &now).map_err(patch_error)
+            let mut next =
+                patch::server_side_apply(info.kind, Some(current), &body, &manager, force, &now).map_err(patch_error)?;
+            // Only a resourceVersion in the applied configuration is a precondition; the
+            // live one must not turn a concurrent controller write into a 409.
+            if body["metadata"]["resourceVersion"].is_null() {
+                object::meta_mut(&mut next).remove("resourceVersion");
+            }
+            Ok(next)
         })
         .await;
     match result {

@@ -74,6 +74,17 @@ pub(crate) fn spawn_nodes(
         let offset = id.template.heartbeat.lease_renew * i as u32 / n;
         tasks.push(tokio::spawn(crate::node::heartbeat(api.clone(), id, offset, pressure.clone(), cancel.clone())));
     }
+    tasks.push(tokio::spawn({
+        let (runtime, cancel) = (runtime.clone(), cancel.clone());
+        async move {
+            cancel.cancelled().await;
+            runtime.shutdown();
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+            while runtime.active() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }));
     let selector = crate::watch::selector_for(&names);
     tasks.push(tokio::spawn(crate::watch::run(api.client.clone(), selector, Arc::new(senders), cancel)));
     Ok(Running { kubelet_addr, tasks })

@@ -125,6 +125,15 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// `fake://0.1.0`-style version for `nodeInfo.containerRuntimeVersion`.
     fn version(&self) -> String;
+
+    /// The agent is stopping: end whatever must not outlive it (the process runtime kills
+    /// its containers; nothing to do for the fake one).
+    fn shutdown(&self) {}
+
+    /// Containers still running.
+    fn active(&self) -> usize {
+        0
+    }
 }
 
 /// Truncates to whole seconds, as the API stores times; statuses compare equal after a

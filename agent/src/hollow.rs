@@ -74,3 +74,40 @@ pub async fn run(client: kube::Client, cfg: HollowConfig, cancel: CancellationTo
     Hollow::start(client, cfg, cancel).await?.stopped().await;
     Ok(())
 }
+
+/// Waits until every node in `names` is registered and Ready (polling the API every
+/// 200 ms), or fails after `timeout`.
+pub async fn wait_ready(client: &kube::Client, names: &[String], timeout: std::time::Duration) -> Result<()> {
+    use k8s_openapi::api::core::v1::Node;
+    let nodes: kube::Api<Node> = kube::Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + timeout;
+    let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+    loop {
+        let ready = match nodes.list(&Default::default()).await {
+            Ok(l) => l
+                .items
+                .iter()
+                .filter(|n| n.metadata.name.as_deref().is_some_and(|name| wanted.contains(name)))
+                .filter(|n| {
+                    n.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                })
+                .count(),
+            Err(e) => {
+                tracing::debug!(error = %e, "listing nodes");
+                0
+            }
+        };
+        if ready == wanted.len() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(crate::AgentError::Timeout {
+                what: format!("waiting for {} nodes to be Ready ({ready} are)", wanted.len()),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

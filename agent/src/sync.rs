@@ -6,8 +6,8 @@
 //! Rules (the kubelet's, minus init containers and probes):
 //! - a container with no record is started; an exited one is restarted per
 //!   `restartPolicy` (Always; OnFailure when the exit code is not 0; Never) after a
-//!   back-off of 0 s for the first restart, then 10 s doubling to 5 min, shown meanwhile as
-//!   `CrashLoopBackOff`;
+//!   back-off of 0 s for the first restart, then 10 s doubling to 5 min (reset by a run of
+//!   10 min), shown meanwhile as `CrashLoopBackOff`;
 //! - a pod with a `deletionTimestamp` has its active containers stopped with the pod's
 //!   `deletionGracePeriodSeconds`; once none is active, its deletion is confirmed;
 //! - a pod whose phase is Succeeded or Failed never starts anything again;
@@ -127,8 +127,22 @@ pub fn plan(pod: &Pod, observed: &[ContainerRecord], ctx: &Context) -> Plan {
     Plan { actions, status: Some(status(pod, observed, ctx)), wake_at }
 }
 
+/// A run at least this long resets the back-off (the kubelet: twice the maximum).
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+/// The back-off before restarting after run `t`: [`backoff`] of the restart count, or none
+/// when the run lasted [`BACKOFF_RESET`] or more.
+fn restart_wait(t: &Terminated, restart_count: i32) -> Duration {
+    let ran = t.started_at.map(|s| t.finished_at.duration_since(s)).unwrap_or_default();
+    if Duration::try_from(ran).is_ok_and(|r| r >= BACKOFF_RESET) {
+        Duration::ZERO
+    } else {
+        backoff(restart_count)
+    }
+}
+
 fn restart_due(t: &Terminated, restart_count: i32) -> Timestamp {
-    let wait = SignedDuration::try_from(backoff(restart_count)).unwrap_or(SignedDuration::MAX);
+    let wait = SignedDuration::try_from(restart_wait(t, restart_count)).unwrap_or(SignedDuration::MAX);
     t.finished_at.checked_add(wait).unwrap_or(Timestamp::MAX)
 }
 
@@ -197,7 +211,7 @@ fn container_status(
         ),
         RunState::Exited(t) if !r.stopping && should_restart(policy, t) => {
             // Waiting for its restart: kubelet shows the exit as lastState.
-            let wait = backoff(r.restart_count);
+            let wait = restart_wait(t, r.restart_count);
             let state = if wait.is_zero() {
                 waiting("ContainerCreating", None)
             } else {

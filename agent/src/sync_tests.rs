@@ -256,3 +256,13 @@ fn orphans_are_stopped_then_forgotten() {
     assert!(!done);
     assert_eq!(plan_orphan(&[exited("a", 0, 1, 0)]), (vec![], true));
 }
+
+#[test]
+fn a_long_run_resets_the_back_off() {
+    let mut a = exited("a", 1, 1000, 5);
+    if let RunState::Exited(t) = &mut a.state {
+        t.started_at = Some(ts(300));
+    }
+    let p = plan(&pod(&["a"], "Always"), &[a], &ctx(1000));
+    assert_eq!(p.actions, vec![Action::Start("a".into())]);
+}

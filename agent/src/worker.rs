@@ -167,7 +167,13 @@ impl Worker {
     fn upsert(&mut self, pod: Arc<Pod>) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         match self.pods.get_mut(&uid) {
-            Some(e) => e.pod = pod,
+            Some(e) => {
+                // Our write is back: the API's status is the base again.
+                if e.written.is_some() && pod.status == e.written {
+                    e.written = None;
+                }
+                e.pod = pod;
+            }
             None => {
                 self.pods.insert(
                     uid,
@@ -196,7 +202,16 @@ impl Worker {
             }
             return;
         };
-        let pod = entry.pod.clone();
+        // Plan against the newest status: the one last written may not be back from the
+        // watch yet (other writers do not touch the fields the agent owns).
+        let pod = match &entry.written {
+            Some(w) if entry.pod.status.as_ref() != Some(w) => {
+                let mut p = (*entry.pod).clone();
+                p.status = Some(w.clone());
+                Arc::new(p)
+            }
+            _ => entry.pod.clone(),
+        };
         let ctx = Context { now: runtime::now(), node_ip: self.node_ip.clone() };
         let mut plan = sync::plan(&pod, &self.runtime.containers(uid), &ctx);
         let acted = plan.actions.iter().any(|a| !matches!(a, Action::ConfirmDeletion));

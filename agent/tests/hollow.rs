@@ -36,6 +36,7 @@ async fn hollow_nodes_register_run_pods_and_confirm_deletions() {
     cfg.template.labels.insert("berth.dev/pool".into(), "hollow".into());
     let hollow = Hollow::start(client.clone(), cfg, cancel.clone()).await.unwrap();
     assert_eq!(hollow.node_names.len(), 5);
+    berth_agent::hollow::wait_ready(&client, &hollow.node_names, WAIT).await.unwrap();
 
     // Nodes: registered, Ready, with the endpoint port and labels.
     let nodes: Api<Node> = Api::all(client.clone());

@@ -1,1 +1,26 @@
-//! placeholder
+//! `berth-agent`: the Berth node agent.
+//!
+//! An agent registers its [`Node`](k8s_openapi::api::core::v1::Node), renews its Lease and
+//! posts node conditions ([`node`]); watches the pods bound to it ([`watch`]) and converges
+//! them with a [`runtime::Runtime`] through per-node workers ([`worker`]) whose decisions
+//! come from the pure [`sync::plan`]; and serves container logs on a kubelet-style endpoint
+//! ([`server`]). [`Agent::run`] runs one real node; [`hollow::run`] runs many fake-runtime
+//! nodes in one process for scale tests. The binary only parses flags ([`cli`]).
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod hollow;
+pub mod host;
+pub mod node;
+pub mod runtime;
+pub mod server;
+pub mod sync;
+pub mod watch;
+pub mod worker;
+
+mod agent;
+
+pub use agent::Agent;
+pub use config::{AgentConfig, Capacity, Heartbeat, HollowConfig, NodeTemplate, RuntimeKind};
+pub use error::{AgentError, Result};

@@ -1,0 +1,147 @@
+//! Running nodes: [`Agent`] (one real node) and the shared machinery [`spawn_nodes`] that
+//! [`crate::hollow`] also uses — one kubelet endpoint, one pod watch, one worker and one
+//! heartbeat per node, all stopped by one cancellation token.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AgentConfig, NodeTemplate, RuntimeKind};
+use crate::error::{AgentError, Result};
+use crate::host::{HostInfo, Pressure};
+use crate::node::{ApiAccess, NodeIdentity};
+use crate::runtime::{fake::FakeRuntime, process::ProcessRuntime, Runtime, Wake};
+use crate::worker::{Worker, WorkerMsg};
+
+/// The tasks of a running set of nodes.
+pub(crate) struct Running {
+    pub kubelet_addr: SocketAddr,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// Binds the kubelet endpoint on `template.node_ip:port`.
+pub(crate) async fn bind(template: &NodeTemplate, port: u16) -> Result<TcpListener> {
+    TcpListener::bind((template.node_ip, port)).await.map_err(|source| AgentError::Bind { port, source })
+}
+
+/// Channels for `names`, and the runtime wake callback that routes to them.
+pub(crate) fn channels(
+    names: &[String],
+) -> (HashMap<String, mpsc::UnboundedSender<WorkerMsg>>, Vec<mpsc::UnboundedReceiver<WorkerMsg>>, Wake) {
+    let mut senders = HashMap::new();
+    let mut receivers = Vec::new();
+    for n in names {
+        let (tx, rx) = mpsc::unbounded_channel();
+        senders.insert(n.clone(), tx);
+        receivers.push(rx);
+    }
+    let routes = Arc::new(senders.clone());
+    let wake: Wake = Arc::new(move |node: &str, uid: &str| {
+        if let Some(tx) = routes.get(node) {
+            let _ = tx.send(WorkerMsg::Wake(uid.to_string()));
+        }
+    });
+    (senders, receivers, wake)
+}
+
+/// Starts the endpoint, the pod watch, and a worker and heartbeat per node.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn spawn_nodes(
+    api: ApiAccess,
+    identities: Vec<NodeIdentity>,
+    senders: HashMap<String, mpsc::UnboundedSender<WorkerMsg>>,
+    receivers: Vec<mpsc::UnboundedReceiver<WorkerMsg>>,
+    runtime: Arc<dyn Runtime>,
+    listener: TcpListener,
+    pressure: Arc<dyn Fn() -> Pressure + Send + Sync>,
+    cancel: CancellationToken,
+) -> Result<Running> {
+    let kubelet_addr = listener.local_addr().map_err(|source| AgentError::Bind { port: 0, source })?;
+    let mut tasks = vec![tokio::spawn(crate::server::serve(listener, runtime.clone(), cancel.clone()))];
+    let names: Vec<String> = identities.iter().map(|i| i.name.clone()).collect();
+    let n = identities.len().max(1) as u32;
+    for (i, (id, rx)) in identities.into_iter().zip(receivers).enumerate() {
+        let tx = senders[&id.name].clone();
+        let node_ip = id.template.node_ip.to_string();
+        let worker = Worker::new(id.name.clone(), node_ip, api.clone(), runtime.clone(), tx, rx);
+        tasks.push(tokio::spawn(worker.run(cancel.clone())));
+        // Spread lease renewals evenly over one period.
+        let offset = id.template.heartbeat.lease_renew * i as u32 / n;
+        tasks.push(tokio::spawn(crate::node::heartbeat(api.clone(), id, offset, pressure.clone(), cancel.clone())));
+    }
+    tasks.push(tokio::spawn({
+        let (runtime, cancel) = (runtime.clone(), cancel.clone());
+        async move {
+            cancel.cancelled().await;
+            runtime.shutdown();
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+            while runtime.active() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }));
+    let selector = crate::watch::selector_for(&names);
+    tasks.push(tokio::spawn(crate::watch::run(api.client.clone(), selector, Arc::new(senders), cancel)));
+    Ok(Running { kubelet_addr, tasks })
+}
+
+/// One real node.
+pub struct Agent {
+    pub node_name: String,
+    /// Where the kubelet endpoint listens.
+    pub kubelet_addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Agent {
+    /// Binds the endpoint, then registers and runs the node in the background until
+    /// `cancel`. Fails only for configuration or bind errors; API trouble is retried.
+    pub async fn start(client: kube::Client, config: AgentConfig, cancel: CancellationToken) -> Result<Agent> {
+        crate::config::check_node_name("--node-name", &config.node_name)?;
+        let listener = bind(&config.template, config.listen_port).await?;
+        let port =
+            listener.local_addr().map_err(|source| AgentError::Bind { port: config.listen_port, source })?.port();
+        let names = vec![config.node_name.clone()];
+        let (senders, receivers, wake) = channels(&names);
+        let runtime: Arc<dyn Runtime> = match config.runtime {
+            RuntimeKind::Fake => Arc::new(FakeRuntime::new(config.fake_start_delay, wake)),
+            RuntimeKind::Process => Arc::new(ProcessRuntime::new(config.data_dir.clone(), wake)?),
+        };
+        let host = HostInfo::read();
+        let identity = NodeIdentity {
+            name: config.node_name.clone(),
+            template: Arc::new(config.template.clone()),
+            host: Arc::new(host),
+            kubelet_port: port,
+            runtime_version: runtime.version(),
+        };
+        let data_dir = config.data_dir.clone();
+        let pressure: Arc<dyn Fn() -> Pressure + Send + Sync> = Arc::new(move || crate::host::pressure(&data_dir));
+        let api = ApiAccess::new(client, 16);
+        let running = spawn_nodes(api, vec![identity], senders, receivers, runtime, listener, pressure, cancel)?;
+        tracing::info!(node = %config.node_name, kubelet = %running.kubelet_addr, "agent running");
+        Ok(Agent { node_name: config.node_name, kubelet_addr: running.kubelet_addr, tasks: running.tasks })
+    }
+
+    /// [`Agent::start`], then waits until `cancel` stops everything.
+    pub async fn run(client: kube::Client, config: AgentConfig, cancel: CancellationToken) -> Result<()> {
+        Agent::start(client, config, cancel).await?.stopped().await;
+        Ok(())
+    }
+
+    /// Waits for every task to end (after the cancellation token passed to `start`).
+    pub async fn stopped(self) {
+        join_all(self.tasks).await
+    }
+}
+
+pub(crate) async fn join_all(tasks: Vec<JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
+}

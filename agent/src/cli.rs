@@ -1,0 +1,253 @@
+//! `berth-agent` flags and their translation into [`AgentConfig`] / [`HollowConfig`].
+//! Malformed values are rejected by clap's value parsers, so every error names its flag and
+//! exits with status 2.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use k8s_openapi::api::core::v1::Taint;
+
+use crate::config::{self, AgentConfig, Capacity, Heartbeat, HollowConfig, NodeTemplate, RuntimeKind};
+use crate::error::{AgentError, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeArg {
+    Process,
+    Fake,
+}
+
+/// The Berth node agent.
+#[derive(Debug, Parser)]
+#[command(name = "berth-agent", version, about)]
+pub struct AgentArgs {
+    /// Kubernetes API URL (http://127.0.0.1:6443); overrides the kubeconfig's server.
+    #[arg(long, env = "BERTH_SERVER")]
+    pub server: Option<String>,
+    /// A kubeconfig file (its current context) for the API.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// This node's name (with --fake-nodes N: the prefix of `{name}-{i}`).
+    #[arg(long, value_parser = parse_node_name)]
+    pub node_name: String,
+    /// Where container logs and runtime state live.
+    #[arg(long, default_value = "/var/lib/berth-agent")]
+    pub data_dir: PathBuf,
+    /// Container runtime.
+    #[arg(long, value_enum, default_value = "process")]
+    pub runtime: RuntimeArg,
+    /// Extra node labels: k=v,k2=v2.
+    #[arg(long, value_parser = parse_labels, default_value = "")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Taints to register with: key=value:Effect,key:Effect.
+    #[arg(long, value_parser = parse_taints, default_value = "")]
+    pub register_with_taints: TaintList,
+    /// Override the capacity read from the host: cpu=4,memory=16Gi,pods=110.
+    #[arg(long, value_parser = parse_capacity)]
+    pub capacity: Option<CapacityOverride>,
+    /// The node's InternalIP (also every pod's hostIP/podIP); the endpoint binds it.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub node_ip: IpAddr,
+    /// Kubelet endpoint port (logs, healthz); 0 picks a free one.
+    #[arg(long, default_value_t = 10250)]
+    pub listen_port: u16,
+    /// Seconds between node Lease renewals.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub lease_seconds: u64,
+    /// Run this many hollow nodes (`--runtime fake` only).
+    #[arg(long)]
+    pub fake_nodes: Option<usize>,
+    /// Fake container start delay in ms (default: random 0-100).
+    #[arg(long)]
+    pub fake_start_delay: Option<u64>,
+    /// At most this many API writes in flight (hollow nodes).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10000))]
+    pub max_concurrent_writes: u64,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, default_value = "info", env = "BERTH_LOG")]
+    pub log_level: String,
+}
+
+/// Taints as parsed from one flag value (a newtype so clap treats it as one value).
+#[derive(Debug, Clone, Default)]
+pub struct TaintList(pub Vec<Taint>);
+
+/// `--capacity` as given (applied over the host's capacity).
+#[derive(Debug, Clone)]
+pub struct CapacityOverride(pub String);
+
+fn parse_node_name(s: &str) -> std::result::Result<String, String> {
+    config::check_node_name("--node-name", s).map(|_| s.to_string()).map_err(strip)
+}
+
+fn parse_labels(s: &str) -> std::result::Result<std::collections::BTreeMap<String, String>, String> {
+    config::parse_labels("--labels", s).map_err(strip)
+}
+
+fn parse_taints(s: &str) -> std::result::Result<TaintList, String> {
+    config::parse_taints("--register-with-taints", s).map(TaintList).map_err(strip)
+}
+
+fn parse_capacity(s: &str) -> std::result::Result<CapacityOverride, String> {
+    config::parse_capacity("--capacity", s, Capacity::default()).map(|_| CapacityOverride(s.to_string())).map_err(strip)
+}
+
+/// clap already names the flag; keep only the message.
+fn strip(e: AgentError) -> String {
+    match e {
+        AgentError::Config { message, .. } => message,
+        other => other.to_string(),
+    }
+}
+
+/// What the binary runs.
+#[derive(Debug)]
+pub enum Mode {
+    Agent(AgentConfig),
+    Hollow(HollowConfig),
+}
+
+impl AgentArgs {
+    /// The configuration these flags describe, or an error naming the flag.
+    pub fn into_mode(self) -> Result<Mode> {
+        if self.server.is_none() && self.kubeconfig.is_none() {
+            return Err(AgentError::Config {
+                flag: "--server",
+                message: "one of --server or --kubeconfig is required".into(),
+            });
+        }
+        if let Some(s) = &self.server {
+            if !(s.starts_with("http://") || s.starts_with("https://")) || s.parse::<axum::http::Uri>().is_err() {
+                return Err(AgentError::Config { flag: "--server", message: format!("{s:?} is not an http(s) URL") });
+            }
+        }
+        let hollow = self.fake_nodes.is_some();
+        if hollow && self.runtime != RuntimeArg::Fake {
+            return Err(AgentError::Config { flag: "--fake-nodes", message: "needs --runtime fake".into() });
+        }
+        if self.fake_nodes == Some(0) {
+            return Err(AgentError::Config { flag: "--fake-nodes", message: "must be at least 1".into() });
+        }
+        if self.fake_start_delay.is_some() && self.runtime != RuntimeArg::Fake {
+            return Err(AgentError::Config { flag: "--fake-start-delay", message: "needs --runtime fake".into() });
+        }
+        let base = if hollow { Capacity::default() } else { crate::host::capacity(Some(&self.data_dir)) };
+        let capacity = match &self.capacity {
+            Some(c) => config::parse_capacity("--capacity", &c.0, base)?,
+            None => base,
+        };
+        let template = NodeTemplate {
+            labels: self.labels,
+            taints: self.register_with_taints.0,
+            node_ip: self.node_ip,
+            capacity,
+            heartbeat: Heartbeat::with_renew(Duration::from_secs(self.lease_seconds)),
+        };
+        let start_delay = self.fake_start_delay.map(Duration::from_millis);
+        Ok(match self.fake_nodes {
+            Some(n) => Mode::Hollow(HollowConfig {
+                name_prefix: self.node_name,
+                nodes: n,
+                template,
+                listen_port: self.listen_port,
+                start_delay,
+                max_concurrent_writes: self.max_concurrent_writes as usize,
+            }),
+            None => Mode::Agent(AgentConfig {
+                node_name: self.node_name,
+                template,
+                runtime: match self.runtime {
+                    RuntimeArg::Process => RuntimeKind::Process,
+                    RuntimeArg::Fake => RuntimeKind::Fake,
+                },
+                data_dir: self.data_dir,
+                listen_port: self.listen_port,
+                fake_start_delay: start_delay,
+            }),
+        })
+    }
+
+    /// A client for `--server` / `--kubeconfig`.
+    pub async fn client(&self) -> Result<kube::Client> {
+        let bad = |flag: &'static str, message: String| AgentError::Config { flag, message };
+        let mut config = match &self.kubeconfig {
+            Some(path) => {
+                let kc = kube::config::Kubeconfig::read_from(path)
+                    .map_err(|e| bad("--kubeconfig", format!("{}: {e}", path.display())))?;
+                kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                    .await
+                    .map_err(|e| bad("--kubeconfig", format!("{}: {e}", path.display())))?
+            }
+            None => {
+                let url = self.server.as_deref().unwrap_or_default();
+                kube::Config::new(url.parse().map_err(|e| bad("--server", format!("{url:?}: {e}")))?)
+            }
+        };
+        if let (Some(url), Some(_)) = (&self.server, &self.kubeconfig) {
+            config.cluster_url = url.parse().map_err(|e| bad("--server", format!("{url:?}: {e}")))?;
+        }
+        kube::Client::try_from(config).map_err(|e| AgentError::api("building the API client", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> std::result::Result<AgentArgs, clap::Error> {
+        AgentArgs::try_parse_from(std::iter::once("berth-agent").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn hollow_flags() {
+        let a = parse(&[
+            "--server",
+            "http://127.0.0.1:6443",
+            "--node-name",
+            "h",
+            "--runtime",
+            "fake",
+            "--fake-nodes",
+            "3",
+            "--labels",
+            "zone=a",
+            "--register-with-taints",
+            "k=v:NoSchedule",
+            "--listen-port",
+            "0",
+            "--lease-seconds",
+            "7",
+            "--fake-start-delay",
+            "5",
+        ])
+        .unwrap();
+        let Mode::Hollow(h) = a.into_mode().unwrap() else { panic!("hollow") };
+        assert_eq!(h.node_names(), vec!["h-0", "h-1", "h-2"]);
+        assert_eq!(h.template.labels["zone"], "a");
+        assert_eq!(h.template.taints[0].effect, "NoSchedule");
+        assert_eq!(h.template.heartbeat.lease_renew, Duration::from_secs(7));
+        assert_eq!(h.start_delay, Some(Duration::from_millis(5)));
+        assert_eq!(h.template.capacity, Capacity::default());
+    }
+
+    #[test]
+    fn bad_flags_name_the_flag() {
+        let e = parse(&["--server", "http://x", "--node-name", "n", "--labels", "oops"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--labels"), "{e}");
+        let e = parse(&["--server", "http://x", "--node-name", "n", "--register-with-taints", "a=b:Bad"]).unwrap_err();
+        assert!(e.to_string().contains("--register-with-taints"), "{e}");
+        let e = parse(&["--server", "http://x", "--node-name", "Bad_Name"]).unwrap_err();
+        assert!(e.to_string().contains("--node-name"), "{e}");
+        let e = parse(&["--server", "http://x", "--node-name", "n", "--node-ip", "nope"]).unwrap_err();
+        assert!(e.to_string().contains("--node-ip"), "{e}");
+        let e =
+            parse(&["--server", "http://x", "--node-name", "n", "--fake-nodes", "3"]).unwrap().into_mode().unwrap_err();
+        assert!(e.to_string().starts_with("--fake-nodes"), "{e}");
+        let e = parse(&["--node-name", "n"]).unwrap().into_mode().unwrap_err();
+        assert!(e.to_string().starts_with("--server"), "{e}");
+        let e = parse(&["--server", "ftp://x", "--node-name", "n"]).unwrap().into_mode().unwrap_err();
+        assert!(e.to_string().starts_with("--server"), "{e}");
+    }
+}

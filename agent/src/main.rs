@@ -1,0 +1,61 @@
+//! `berth-agent` entry point: flags in, [`berth_agent::Agent::run`] or
+//! [`berth_agent::hollow::run`] out. Exit code 2 for bad flags or configuration, 1 for a
+//! failure while running.
+
+use berth_agent::cli::{AgentArgs, Mode};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+fn main() {
+    let args = AgentArgs::parse(); // exits 2 on unknown or malformed flags
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level).unwrap_or_else(|e| {
+        eprintln!("berth-agent: --log-level: {e}");
+        std::process::exit(2)
+    });
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
+    let code = runtime.block_on(async move {
+        let client = match args.client().await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("berth-agent: {e}");
+                return 2;
+            }
+        };
+        let mode = match args.into_mode() {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("berth-agent: {e}");
+                return 2;
+            }
+        };
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("shutting down");
+            signal.cancel();
+        });
+        let result = match mode {
+            Mode::Agent(config) => berth_agent::Agent::run(client, config, shutdown).await,
+            Mode::Hollow(config) => berth_agent::hollow::run(client, config, shutdown).await,
+        };
+        match result {
+            Ok(()) => 0,
+            Err(e @ berth_agent::AgentError::Config { .. }) => {
+                eprintln!("berth-agent: {e}");
+                2
+            }
+            Err(e) => {
+                eprintln!("berth-agent: {e}");
+                1
+            }
+        }
+    });
+    std::process::exit(code);
+}

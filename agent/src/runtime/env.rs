@@ -1,0 +1,202 @@
+//! A container's environment as the kubelet builds it: `envFrom` sources first, then `env`
+//! entries (later wins), with `valueFrom` read from ConfigMaps, Secrets and the pod's own
+//! fields, and `$(VAR)` references to earlier variables expanded.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use kube::Api;
+
+use crate::node::ApiAccess;
+
+/// The environment of `container`, or the `CreateContainerConfigError` message.
+/// `node_ip` is the pod's hostIP and podIP (the pod's status may not carry them yet).
+pub async fn resolve(
+    api: &ApiAccess,
+    pod: &Pod,
+    container: &Container,
+    node_ip: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let mut sources = Sources { api, ns, config_maps: BTreeMap::new(), secrets: BTreeMap::new() };
+    let mut env: Vec<(String, String)> = Vec::new();
+    let set = |env: &mut Vec<(String, String)>, k: String, v: String| {
+        env.retain(|(name, _)| *name != k);
+        env.push((k, v));
+    };
+    for from in container.env_from.iter().flatten() {
+        let prefix = from.prefix.clone().unwrap_or_default();
+        if let Some(r) = &from.config_map_ref {
+            match sources.config_map(&r.name).await? {
+                Some(data) => data.into_iter().for_each(|(k, v)| set(&mut env, format!("{prefix}{k}"), v)),
+                None if r.optional == Some(true) => {}
+                None => return Err(format!("configmap \"{}\" not found", r.name)),
+            }
+        }
+        if let Some(r) = &from.secret_ref {
+            match sources.secret(&r.name).await? {
+                Some(data) => data.into_iter().for_each(|(k, v)| set(&mut env, format!("{prefix}{k}"), v)),
+                None if r.optional == Some(true) => {}
+                None => return Err(format!("secret \"{}\" not found", r.name)),
+            }
+        }
+    }
+    for var in container.env.iter().flatten() {
+        let value = if let Some(from) = &var.value_from {
+            if let Some(r) = &from.config_map_key_ref {
+                let data = sources.config_map(&r.name).await?;
+                match data.as_ref().and_then(|d| d.get(&r.key)) {
+                    Some(v) => v.clone(),
+                    None if r.optional == Some(true) => continue,
+                    None if data.is_none() => return Err(format!("configmap \"{}\" not found", r.name)),
+                    None => return Err(format!("couldn't find key {} in ConfigMap {ns}/{}", r.key, r.name)),
+                }
+            } else if let Some(r) = &from.secret_key_ref {
+                let data = sources.secret(&r.name).await?;
+                match data.as_ref().and_then(|d| d.get(&r.key)) {
+                    Some(v) => v.clone(),
+                    None if r.optional == Some(true) => continue,
+                    None if data.is_none() => return Err(format!("secret \"{}\" not found", r.name)),
+                    None => return Err(format!("couldn't find key {} in Secret {ns}/{}", r.key, r.name)),
+                }
+            } else if let Some(r) = &from.field_ref {
+                field(pod, &r.field_path, node_ip)?
+            } else {
+                return Err(format!("env {}: resourceFieldRef is not supported", var.name));
+            }
+        } else {
+            expand(var.value.as_deref().unwrap_or_default(), &env)
+        };
+        set(&mut env, var.name.clone(), value);
+    }
+    Ok(env)
+}
+
+struct Sources<'a> {
+    api: &'a ApiAccess,
+    ns: &'a str,
+    config_maps: BTreeMap<String, Option<BTreeMap<String, String>>>,
+    secrets: BTreeMap<String, Option<BTreeMap<String, String>>>,
+}
+
+impl Sources<'_> {
+    async fn config_map(&mut self, name: &str) -> Result<Option<BTreeMap<String, String>>, String> {
+        if let Some(d) = self.config_maps.get(name) {
+            return Ok(d.clone());
+        }
+        let api: Api<ConfigMap> = Api::namespaced(self.api.client.clone(), self.ns);
+        let data = match api.get_opt(name).await {
+            Ok(cm) => cm.map(|cm| cm.data.unwrap_or_default()),
+            Err(e) => return Err(format!("reading configmap {name}: {e}")),
+        };
+        self.config_maps.insert(name.into(), data.clone());
+        Ok(data)
+    }
+
+    async fn secret(&mut self, name: &str) -> Result<Option<BTreeMap<String, String>>, String> {
+        if let Some(d) = self.secrets.get(name) {
+            return Ok(d.clone());
+        }
+        let api: Api<Secret> = Api::namespaced(self.api.client.clone(), self.ns);
+        let data = match api.get_opt(name).await {
+            Ok(s) => s.map(|s| {
+                let mut out: BTreeMap<String, String> = s.string_data.unwrap_or_default();
+                for (k, v) in s.data.unwrap_or_default() {
+                    out.insert(k, String::from_utf8_lossy(&v.0).into_owned());
+                }
+                out
+            }),
+            Err(e) => return Err(format!("reading secret {name}: {e}")),
+        };
+        self.secrets.insert(name.into(), data.clone());
+        Ok(data)
+    }
+}
+
+/// A `fieldRef` path's value.
+fn field(pod: &Pod, path: &str, node_ip: &str) -> Result<String, String> {
+    let m = &pod.metadata;
+    let spec = pod.spec.as_ref();
+    let status = pod.status.as_ref();
+    let keyed = |prefix: &str, map: Option<&BTreeMap<String, String>>| {
+        path.strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix("']"))
+            .map(|k| map.and_then(|m| m.get(k)).cloned().unwrap_or_default())
+    };
+    if let Some(v) = keyed("metadata.labels['", m.labels.as_ref()) {
+        return Ok(v);
+    }
+    if let Some(v) = keyed("metadata.annotations['", m.annotations.as_ref()) {
+        return Ok(v);
+    }
+    Ok(match path {
+        "metadata.name" => m.name.clone().unwrap_or_default(),
+        "metadata.namespace" => m.namespace.clone().unwrap_or_default(),
+        "metadata.uid" => m.uid.clone().unwrap_or_default(),
+        "spec.nodeName" => spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
+        "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()).unwrap_or_default(),
+        "status.hostIP" | "status.hostIPs" => status.and_then(|s| s.host_ip.clone()).unwrap_or_else(|| node_ip.into()),
+        "status.podIP" | "status.podIPs" => status.and_then(|s| s.pod_ip.clone()).unwrap_or_else(|| node_ip.into()),
+        other => return Err(format!("unsupported fieldRef path {other:?}")),
+    })
+}
+
+/// Expands `$(NAME)` from `env`; `$$` is a literal `$`; unknown references stay as written.
+pub fn expand(s: &str, env: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(close) = after.strip_prefix('(').and_then(|a| a.find(')')) {
+            let name = &after[1..close + 1];
+            match env.iter().rev().find(|(k, _)| k == name) {
+                Some((_, v)) => out.push_str(v),
+                None => out.push_str(&rest[i..i + close + 3]),
+            }
+            rest = &after[close + 2..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    #[test]
+    fn expansion() {
+        let env = vec![("A".to_string(), "1".to_string()), ("B".to_string(), "x".to_string())];
+        assert_eq!(expand("$(A)-$(B)", &env), "1-x");
+        assert_eq!(expand("$$(A) $(C) $ end", &env), "$(A) $(C) $ end");
+        assert_eq!(expand("no refs", &env), "no refs");
+    }
+
+    #[test]
+    fn field_refs() {
+        let pod = Pod {
+            metadata: ObjectMeta {
+                name: Some("p".into()),
+                namespace: Some("ns".into()),
+                labels: Some([("app".to_string(), "web".to_string())].into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec { node_name: Some("n1".into()), ..Default::default() }),
+            status: Some(PodStatus { pod_ip: Some("10.0.0.1".into()), ..Default::default() }),
+        };
+        assert_eq!(field(&pod, "metadata.name", "").unwrap(), "p");
+        assert_eq!(field(&pod, "metadata.labels['app']", "").unwrap(), "web");
+        assert_eq!(field(&pod, "spec.nodeName", "").unwrap(), "n1");
+        assert_eq!(field(&pod, "status.podIP", "").unwrap(), "10.0.0.1");
+        assert!(field(&pod, "spec.bogus", "").is_err());
+    }
+}

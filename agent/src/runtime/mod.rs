@@ -1,0 +1,159 @@
+//! The container runtime seam. A [`Runtime`] starts and stops containers and reports what
+//! it observes; it never decides anything (that is [`crate::sync`]). Every method returns
+//! at once: work that takes time (a fake start delay, a grace period, a process exit)
+//! happens in the background and is announced through the [`Wake`] callback so the pod's
+//! node worker re-syncs it.
+
+pub mod env;
+pub mod fake;
+pub mod process;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::jiff::Timestamp;
+
+/// Called by a runtime when something about a pod's containers changed in the background:
+/// `(node name, pod uid)`. Changes made inside a call (`start`, `stop`) are not announced;
+/// the caller observes them itself.
+pub type Wake = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+/// A finished container run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Terminated {
+    pub exit_code: i32,
+    pub signal: Option<i32>,
+    /// `Completed`, `Error`, `OOMKilled`…
+    pub reason: String,
+    pub message: Option<String>,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Timestamp,
+    pub container_id: String,
+}
+
+/// What a container is doing now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunState {
+    /// Asked to start, not running yet.
+    Starting,
+    Running {
+        started_at: Timestamp,
+    },
+    Exited(Terminated),
+    /// The runtime could not create it (`CreateContainerError`); it is not retried.
+    CreateFailed {
+        reason: String,
+        message: String,
+    },
+}
+
+/// The runtime's view of one container of a pod (its latest run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerRecord {
+    pub name: String,
+    /// `fake://…` or `process://…`; empty before the first start.
+    pub id: String,
+    pub image: String,
+    /// Starts so far minus one.
+    pub restart_count: i32,
+    pub state: RunState,
+    /// Whether a running container counts as ready (no probes yet: running means ready,
+    /// except where the fake runtime is told otherwise).
+    pub ready: bool,
+    /// The run before this one, when it has finished.
+    pub last_terminated: Option<Terminated>,
+    /// A stop was asked for this run (a deleting pod's containers are not restarted).
+    pub stopping: bool,
+}
+
+impl ContainerRecord {
+    pub fn is_active(&self) -> bool {
+        matches!(self.state, RunState::Starting | RunState::Running { .. })
+    }
+}
+
+/// One line of a container's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub time: Timestamp,
+    pub text: String,
+}
+
+/// Where a container's logs are.
+#[derive(Debug, Clone)]
+pub enum LogSource {
+    /// Held in memory (fake runtime).
+    Memory(Vec<LogLine>),
+    /// A file of `{RFC 3339 time} {stream} {text}` lines that grows until `finished`.
+    File { path: PathBuf, finished: Arc<AtomicBool> },
+}
+
+/// Starts, stops and observes containers. Implementations are cheap to call from the
+/// node workers' loops: no method blocks.
+pub trait Runtime: Send + Sync + 'static {
+    /// Starts (or restarts) `container` of `pod` with `env` already resolved. A failure to
+    /// create is recorded as [`RunState::CreateFailed`], not returned.
+    fn start(&self, pod: &Pod, container: &Container, env: Vec<(String, String)>);
+
+    /// Stops a container: SIGTERM (or the fake equivalent), then kill after `grace`.
+    fn stop(&self, pod_uid: &str, container: &str, grace: Duration);
+
+    /// What is known about the containers of a pod, in no particular order.
+    fn containers(&self, pod_uid: &str) -> Vec<ContainerRecord>;
+
+    /// The pods this runtime has containers for.
+    fn pods(&self) -> Vec<String>;
+
+    /// Drops everything about a pod whose containers have all finished.
+    fn forget(&self, pod_uid: &str);
+
+    /// The logs of `container` in pod `namespace/name` (its previous run with `previous`).
+    fn logs(&self, namespace: &str, pod: &str, container: &str, previous: bool) -> Option<LogSource>;
+
+    /// Whether `start` uses the environment (the worker resolves `env`/`envFrom` through
+    /// the API only for runtimes that do).
+    fn uses_env(&self) -> bool {
+        false
+    }
+
+    /// Records that a container could not be started for a reason found before the runtime
+    /// was asked (`CreateContainerConfigError`: a missing ConfigMap key…).
+    fn record_failure(&self, pod: &Pod, container: &Container, reason: &str, message: &str);
+
+    /// `fake://0.1.0`-style version for `nodeInfo.containerRuntimeVersion`.
+    fn version(&self) -> String;
+
+    /// The agent is stopping: end whatever must not outlive it (the process runtime kills
+    /// its containers; nothing to do for the fake one).
+    fn shutdown(&self) {}
+
+    /// Containers still running.
+    fn active(&self) -> usize {
+        0
+    }
+}
+
+/// Truncates to whole seconds, as the API stores times; statuses compare equal after a
+/// round trip.
+pub fn whole_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
+/// Now, in whole seconds.
+pub fn now() -> Timestamp {
+    whole_seconds(Timestamp::now())
+}
+
+/// Identity of a pod in runtime bookkeeping.
+pub(crate) fn pod_keys(pod: &Pod) -> (String, String, String, String) {
+    let m = &pod.metadata;
+    (
+        m.uid.clone().unwrap_or_default(),
+        m.namespace.clone().unwrap_or_else(|| "default".into()),
+        m.name.clone().unwrap_or_default(),
+        pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
+    )
+}

@@ -1,0 +1,238 @@
+//! The kubelet-style HTTP endpoint of an agent (one per process, shared by hollow nodes):
+//! `/healthz`, and `/containerLogs/{ns}/{pod}/{container}` with `follow`, `tailLines`,
+//! `timestamps`, `previous` and `limitBytes`, which the API server proxies for
+//! `pods/{name}/log`.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime::{LogLine, LogSource, Runtime};
+
+/// How often a followed log file is checked for new output.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogQuery {
+    follow: Option<String>,
+    tail_lines: Option<i64>,
+    timestamps: Option<String>,
+    previous: Option<String>,
+    limit_bytes: Option<usize>,
+}
+
+fn flag(v: &Option<String>) -> bool {
+    v.as_deref().is_some_and(|v| matches!(v, "true" | "1" | "True"))
+}
+
+/// The endpoint's routes over `runtime`.
+pub fn router(runtime: Arc<dyn Runtime>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
+        .with_state(runtime)
+}
+
+/// Serves `router(runtime)` on `listener` until `cancel`.
+pub async fn serve(listener: TcpListener, runtime: Arc<dyn Runtime>, cancel: CancellationToken) {
+    let result =
+        axum::serve(listener, router(runtime)).with_graceful_shutdown(async move { cancel.cancelled().await }).await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "kubelet endpoint failed");
+    }
+}
+
+fn format_line(time: &str, text: &str, timestamps: bool) -> String {
+    if timestamps {
+        format!("{time} {text}\n")
+    } else {
+        format!("{text}\n")
+    }
+}
+
+/// Splits a stored log line `{time} {stream} {text}` into (time, text).
+fn parse_stored(line: &str) -> (&str, &str) {
+    let mut parts = line.splitn(3, ' ');
+    let time = parts.next().unwrap_or_default();
+    let _stream = parts.next();
+    (time, parts.next().unwrap_or_default())
+}
+
+async fn container_logs(
+    State(runtime): State<Arc<dyn Runtime>>,
+    Path((ns, pod, container)): Path<(String, String, String)>,
+    Query(q): Query<LogQuery>,
+) -> Response {
+    let previous = flag(&q.previous);
+    let Some(source) = runtime.logs(&ns, &pod, &container, previous) else {
+        let what = if previous { "previous terminated container" } else { "container" };
+        return (StatusCode::NOT_FOUND, format!("{what} \"{container}\" in pod \"{pod}\" not found")).into_response();
+    };
+    let timestamps = flag(&q.timestamps);
+    let tail = q.tail_lines.filter(|n| *n >= 0).map(|n| n as usize);
+    let text_response =
+        |body: Body| Response::builder().header(header::CONTENT_TYPE, "text/plain; charset=utf-8").body(body).unwrap();
+    let limit = |mut s: String| {
+        if let Some(max) = q.limit_bytes {
+            let mut cut = max.min(s.len());
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+        }
+        s
+    };
+    match source {
+        LogSource::Memory(lines) => {
+            let skip = tail.map_or(0, |t| lines.len().saturating_sub(t));
+            let body: String = lines
+                .iter()
+                .skip(skip)
+                .map(|LogLine { time, text }| format_line(&time.to_string(), text, timestamps))
+                .collect();
+            text_response(Body::from(limit(body)))
+        }
+        LogSource::File { path, finished } => {
+            let (existing, offset) = match read_tail(&path, tail).await {
+                Ok(r) => r,
+                Err(e) => {
+                    return (StatusCode::NOT_FOUND, format!("reading logs of container \"{container}\": {e}"))
+                        .into_response()
+                }
+            };
+            let first: String = existing
+                .iter()
+                .map(|l| {
+                    let (t, text) = parse_stored(l);
+                    format_line(t, text, timestamps)
+                })
+                .collect();
+            if !flag(&q.follow) || previous {
+                return text_response(Body::from(limit(first)));
+            }
+            text_response(Body::from_stream(follow(path, offset, finished, first, timestamps)))
+        }
+    }
+}
+
+/// The last `tail` complete lines of the file (all without `tail`) and the offset after them.
+async fn read_tail(path: &PathBuf, tail: Option<usize>) -> std::io::Result<(Vec<String>, u64)> {
+    let data = tokio::fs::read(path).await?;
+    let end = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let text = String::from_utf8_lossy(&data[..end]);
+    let mut lines: VecDeque<String> = VecDeque::new();
+    for l in text.lines() {
+        lines.push_back(l.to_string());
+        if tail.is_some_and(|t| lines.len() > t) {
+            lines.pop_front();
+        }
+    }
+    Ok((lines.into(), end as u64))
+}
+
+/// The `first` chunk, then new complete lines as they are appended, until the container
+/// has finished and everything is sent.
+fn follow(
+    path: PathBuf,
+    offset: u64,
+    finished: Arc<AtomicBool>,
+    first: String,
+    timestamps: bool,
+) -> impl futures::Stream<Item = std::io::Result<String>> {
+    struct St {
+        path: PathBuf,
+        offset: u64,
+        finished: Arc<AtomicBool>,
+        first: Option<String>,
+        done: bool,
+    }
+    let st = St { path, offset, finished, first: Some(first), done: false };
+    futures::stream::unfold(st, move |mut st| async move {
+        if let Some(f) = st.first.take() {
+            return Some((Ok(f), st));
+        }
+        loop {
+            if st.done {
+                return None;
+            }
+            let was_finished = st.finished.load(Ordering::SeqCst);
+            let mut file = match tokio::fs::File::open(&st.path).await {
+                Ok(f) => f,
+                Err(e) => {
+                    st.done = true;
+                    return Some((Err(e), st));
+                }
+            };
+            if let Err(e) = file.seek(std::io::SeekFrom::Start(st.offset)).await {
+                st.done = true;
+                return Some((Err(e), st));
+            }
+            let mut buf = Vec::new();
+            let _ = file.read_to_end(&mut buf).await;
+            let end = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            if end > 0 {
+                st.offset += end as u64;
+                let chunk: String = String::from_utf8_lossy(&buf[..end])
+                    .lines()
+                    .map(|l| {
+                        let (t, text) = parse_stored(l);
+                        format_line(t, text, timestamps)
+                    })
+                    .collect();
+                return Some((Ok(chunk), st));
+            }
+            if was_finished {
+                return None;
+            }
+            tokio::time::sleep(FOLLOW_POLL).await;
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_lines_parse() {
+        assert_eq!(
+            parse_stored("2025-01-01T00:00:00.1Z stdout hello world"),
+            ("2025-01-01T00:00:00.1Z", "hello world")
+        );
+        assert_eq!(format_line("T", "x", true), "T x\n");
+        assert_eq!(format_line("T", "x", false), "x\n");
+    }
+
+    #[tokio::test]
+    async fn file_tail_and_follow() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        std::fs::write(&path, "t1 stdout a\nt2 stderr b\nt3 stdout c\nt4 std").unwrap();
+        let (lines, offset) = read_tail(&path, Some(2)).await.unwrap();
+        assert_eq!(lines, vec!["t2 stderr b", "t3 stdout c"]);
+        assert_eq!(offset, 36);
+        let finished = Arc::new(AtomicBool::new(false));
+        let s = follow(path.clone(), offset, finished.clone(), String::new(), false);
+        futures::pin_mut!(s);
+        use futures::StreamExt;
+        assert_eq!(s.next().await.unwrap().unwrap(), "");
+        std::fs::write(&path, "t1 stdout a\nt2 stderr b\nt3 stdout c\nt4 stdout d e\n").unwrap();
+        assert_eq!(s.next().await.unwrap().unwrap(), "d e\n");
+        finished.store(true, Ordering::SeqCst);
+        assert!(s.next().await.is_none());
+    }
+}

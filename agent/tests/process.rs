@@ -1,0 +1,143 @@
+//! A real agent with the process runtime against an in-process control plane: a pod's
+//! command runs with its environment, its output comes back through the API's log proxy,
+//! crash loops back off, a container without command is a CreateContainerError, and
+//! graceful deletion stops the process. Every process is gone when the test ends (the
+//! runtime kills its containers on shutdown and on drop).
+
+mod support;
+
+use std::time::Duration;
+
+use berth_agent::{Agent, AgentConfig, Heartbeat, NodeTemplate, RuntimeKind};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{DeleteParams, LogParams, PostParams};
+use kube::Api;
+use support::{eventually, ControlPlane};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn pod(name: &str, spec: serde_json::Value) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+fn waiting_reason(p: &Pod) -> Option<String> {
+    p.status.as_ref()?.container_statuses.as_ref()?.first()?.state.as_ref()?.waiting.as_ref()?.reason.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_runtime_runs_logs_restarts_and_stops() {
+    let mut cp = ControlPlane::start().await;
+    let client = cp.client();
+    let dir = tempfile::tempdir().unwrap();
+    let cancel = CancellationToken::new();
+    let _stop = cancel.clone().drop_guard();
+    let config = AgentConfig {
+        node_name: "worker-1".into(),
+        template: NodeTemplate { heartbeat: Heartbeat::with_renew(Duration::from_secs(1)), ..Default::default() },
+        runtime: RuntimeKind::Process,
+        data_dir: dir.path().to_path_buf(),
+        listen_port: 0,
+        fake_start_delay: None,
+    };
+    let agent = Agent::start(client.clone(), config, cancel.clone()).await.unwrap();
+
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
+        "data": {"color": "teal"}});
+    cms.create(&PostParams::default(), &serde_json::from_value(cm).unwrap()).await.unwrap();
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let hi = pod(
+        "hi",
+        serde_json::json!({"nodeName": "worker-1", "containers": [{
+        "name": "main", "image": "none",
+        "command": ["sh", "-c"], "args": ["echo hi; echo color=$COLOR pod=$POD; sleep 30"],
+        "env": [
+            {"name": "COLOR", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "color"}}},
+            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+        ]}]}),
+    );
+    pods.create(&PostParams::default(), &hi).await.unwrap();
+    let running = eventually(WAIT, "hi Running and Ready", || async {
+        let p = pods.get("hi").await.ok()?;
+        let ready = p.status.as_ref()?.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+        ready.then_some(p)
+    })
+    .await;
+    let cs = &running.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0];
+    let pid: i32 = cs.container_id.as_deref().unwrap().strip_prefix("process://").unwrap().parse().unwrap();
+    assert!(pid_alive(pid));
+
+    // kubectl logs: GET /api/v1/namespaces/default/pods/hi/log through the API's proxy.
+    let logs = eventually(WAIT, "hi's output", || async {
+        let l = pods.logs("hi", &LogParams::default()).await.ok()?;
+        l.contains("pod=hi").then_some(l)
+    })
+    .await;
+    assert_eq!(logs, "hi\ncolor=teal pod=hi\n");
+    let tail =
+        pods.logs("hi", &LogParams { tail_lines: Some(1), timestamps: true, ..Default::default() }).await.unwrap();
+    assert!(tail.ends_with(" color=teal pod=hi\n") && !tail.contains("hi\nc"), "{tail}");
+
+    // A crashing container restarts, then backs off.
+    let crash = pod(
+        "crash",
+        serde_json::json!({"nodeName": "worker-1", "containers": [{
+            "name": "main", "image": "none", "command": ["sh", "-c", "echo boom; exit 1"]}]}),
+    );
+    pods.create(&PostParams::default(), &crash).await.unwrap();
+    let p = eventually(WAIT, "crash in CrashLoopBackOff", || async {
+        let p = pods.get("crash").await.ok()?;
+        (waiting_reason(&p).as_deref() == Some("CrashLoopBackOff")).then_some(p)
+    })
+    .await;
+    let cs = &p.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0];
+    assert!(cs.restart_count >= 1);
+    assert_eq!(cs.last_state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code, 1);
+    assert_eq!(p.status.as_ref().unwrap().phase.as_deref(), Some("Running"));
+    let previous = pods.logs("crash", &LogParams { previous: true, ..Default::default() }).await.unwrap();
+    assert_eq!(previous, "boom\n");
+
+    // No command: CreateContainerError.
+    let bare =
+        pod("bare", serde_json::json!({"nodeName": "worker-1", "containers": [{"name": "main", "image": "nginx"}]}));
+    pods.create(&PostParams::default(), &bare).await.unwrap();
+    eventually(WAIT, "bare in CreateContainerError", || async {
+        let p = pods.get("bare").await.ok()?;
+        (waiting_reason(&p).as_deref() == Some("CreateContainerError")).then_some(())
+    })
+    .await;
+
+    // A finished pod with restartPolicy Never: Succeeded.
+    let once = pod(
+        "once",
+        serde_json::json!({"nodeName": "worker-1", "restartPolicy": "Never", "containers": [{
+            "name": "main", "image": "none", "command": ["true"]}]}),
+    );
+    pods.create(&PostParams::default(), &once).await.unwrap();
+    eventually(WAIT, "once Succeeded", || async {
+        let p = pods.get("once").await.ok()?;
+        (p.status?.phase.as_deref() == Some("Succeeded")).then_some(())
+    })
+    .await;
+
+    // Graceful deletion: SIGTERM stops `sh`, the agent confirms, the pod disappears.
+    pods.delete("hi", &DeleteParams::default()).await.unwrap();
+    eventually(WAIT, "hi gone", || async { pods.get_opt("hi").await.ok()?.is_none().then_some(()) }).await;
+    eventually(WAIT, "hi's process gone", || async { (!pid_alive(pid)).then_some(()) }).await;
+
+    cancel.cancel();
+    tokio::time::timeout(WAIT, agent.stopped()).await.expect("agent stops");
+    cp.stop().await;
+}

@@ -273,6 +273,7 @@ pub async fn heartbeat(
     };
     let mut conditions = node_conditions(last, None, now());
     let mut last_report = Instant::now();
+    let mut last_renewed = Instant::now();
     tokio::select! {
         _ = cancel.cancelled() => return,
         _ = tokio::time::sleep(offset) => {}
@@ -284,11 +285,19 @@ pub async fn heartbeat(
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = renew_lease(&api, &id.name, &node_uid, hb.lease_duration).await {
-            tracing::warn!(node = %id.name, error = %e, "lease renewal failed");
+        // After a gap in renewals (API unreachable, agent paused) the node lifecycle
+        // controller may have marked the node Unknown: post conditions at once so it
+        // becomes Ready again without waiting for the periodic report.
+        let mut after_gap = false;
+        match renew_lease(&api, &id.name, &node_uid, hb.lease_duration).await {
+            Ok(()) => {
+                after_gap = last_renewed.elapsed() > hb.lease_renew * 2;
+                last_renewed = Instant::now();
+            }
+            Err(e) => tracing::warn!(node = %id.name, error = %e, "lease renewal failed"),
         }
         let p = pressure();
-        if p == last && last_report.elapsed() < hb.status_report {
+        if p == last && !after_gap && last_report.elapsed() < hb.status_report {
             continue;
         }
         let next = node_conditions(p, Some(&conditions), now());

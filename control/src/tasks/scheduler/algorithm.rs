@@ -185,7 +185,7 @@ pub fn filter<'n>(pod: &Pod, facts: &PodFacts, node: &'n NodeFacts, info: &NodeI
     if facts.host_ports.iter().any(|p| info.ports.iter().any(|(used, _)| used.conflicts(p))) {
         return Err(Failure::Ports);
     }
-    let free = node.allocatable.sub(info.requested);
+    let free = node.allocatable.minus(info.requested);
     let pods = info.pod_count + 1 > node.allowed_pods;
     // A zero request never fails (even on an over-committed node), as in kube.
     let cpu = facts.requests.milli_cpu > 0 && facts.requests.milli_cpu > free.milli_cpu;
@@ -329,12 +329,12 @@ pub fn schedule_with(pod: &Pod, facts: &PodFacts, snapshot: &NodesSnapshot) -> R
         match filter(pod, facts, node, info) {
             Ok(()) => feasible.push(Candidate {
                 slot: i,
-                fit: least_allocated(info.nonzero_requested.add(facts.nonzero), node.allocatable),
+                fit: least_allocated(info.nonzero_requested.plus(facts.nonzero), node.allocatable),
                 balance: if facts.requests == Resources::default() {
                     // kube skips balance for best-effort pods: they change nothing.
                     0
                 } else {
-                    balanced(info.requested.add(facts.requests), node.allocatable)
+                    balanced(info.requested.plus(facts.requests), node.allocatable)
                 },
                 affinity: preferred_affinity(pod, node),
                 taints: intolerable_prefer_no_schedule(tolerations, node),

@@ -38,14 +38,14 @@ impl Resources {
         Resources { milli_cpu: get("cpu", quantity::milli), memory: get("memory", quantity::value) }
     }
 
-    pub fn add(self, o: Resources) -> Resources {
+    pub fn plus(self, o: Resources) -> Resources {
         Resources {
             milli_cpu: self.milli_cpu.saturating_add(o.milli_cpu),
             memory: self.memory.saturating_add(o.memory),
         }
     }
 
-    pub fn sub(self, o: Resources) -> Resources {
+    pub fn minus(self, o: Resources) -> Resources {
         Resources {
             milli_cpu: self.milli_cpu.saturating_sub(o.milli_cpu),
             memory: self.memory.saturating_sub(o.memory),
@@ -124,23 +124,23 @@ fn container_requests(c: &Container, nonzero: bool) -> Resources {
 /// before it; the pod needs the larger of the two phases, plus its overhead.
 pub fn pod_requests(pod: &Pod, nonzero: bool) -> Resources {
     let Some(spec) = pod.spec.as_ref() else { return Resources::default() };
-    let mut reqs = spec.containers.iter().fold(Resources::default(), |acc, c| acc.add(container_requests(c, nonzero)));
+    let mut reqs = spec.containers.iter().fold(Resources::default(), |acc, c| acc.plus(container_requests(c, nonzero)));
     let mut sidecars = Resources::default();
     let mut init_peak = Resources::default();
     for c in spec.init_containers.iter().flatten() {
         let own = container_requests(c, nonzero);
         let phase = if c.restart_policy.as_deref() == Some("Always") {
-            reqs = reqs.add(own);
-            sidecars = sidecars.add(own);
+            reqs = reqs.plus(own);
+            sidecars = sidecars.plus(own);
             sidecars
         } else {
-            own.add(sidecars)
+            own.plus(sidecars)
         };
         init_peak = init_peak.max(phase);
     }
     reqs = reqs.max(init_peak);
     // Overhead is added for scoring too (kube-scheduler does both).
-    reqs.add(Resources::from_list(spec.overhead.as_ref()))
+    reqs.plus(Resources::from_list(spec.overhead.as_ref()))
 }
 
 fn host_ports(pod: &Pod) -> Vec<HostPort> {

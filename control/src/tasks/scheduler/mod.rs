@@ -90,6 +90,9 @@ pub struct SchedulerStats {
     pub bind_conflicts: AtomicU64,
     pub bind_errors: AtomicU64,
     pub unschedulable_attempts: AtomicU64,
+    /// Sum of bind request latencies: with `bound`, the mean latency; over wall time, how
+    /// many binds were in flight on average (is the API or the decision loop the limit?).
+    pub bind_micros: AtomicU64,
 }
 
 /// The leader task.
@@ -107,6 +110,7 @@ struct BindOutcome {
     pod: Arc<Pod>,
     node: String,
     result: Result<(), kube::Error>,
+    took: Duration,
 }
 
 /// Runs a scheduler named `config.name` over `client` until `cancel`.
@@ -146,8 +150,9 @@ pub async fn run_with(
                         Decision::Bind { pod, node } => {
                             let api: Api<Pod> = Api::namespaced(client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
                             binds.spawn(async move {
+                                let started = Instant::now();
                                 let result = bind(&api, &pod, &node).await;
-                                BindOutcome { pod, node, result }
+                                BindOutcome { pod, node, result, took: started.elapsed() }
                             });
                         }
                         Decision::Unschedulable { pod, message, update_status } => {
@@ -195,6 +200,7 @@ fn on_bind_outcome(
     done: BindOutcome,
 ) {
     let now = Instant::now();
+    stats.bind_micros.fetch_add(done.took.as_micros() as u64, Ordering::Relaxed);
     if let Some(w) = writes {
         w.record(done.result.is_ok());
     }

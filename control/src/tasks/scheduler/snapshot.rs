@@ -138,8 +138,8 @@ impl NodesSnapshot {
             *self.owner_ids.entry(uid.clone()).or_insert(next)
         });
         let slot = &mut self.nodes[i];
-        slot.requested = slot.requested.add(pod.requests);
-        slot.nonzero_requested = slot.nonzero_requested.add(pod.nonzero);
+        slot.requested = slot.requested.plus(pod.requests);
+        slot.nonzero_requested = slot.nonzero_requested.plus(pod.nonzero);
         slot.pod_count += 1;
         for p in &pod.host_ports {
             match slot.ports.iter_mut().find(|(q, _)| q == p) {
@@ -173,8 +173,8 @@ impl NodesSnapshot {
     pub fn forget(&mut self, key: &str) -> Option<String> {
         let p = self.placed.remove(key)?;
         let slot = &mut self.nodes[p.node];
-        slot.requested = slot.requested.sub(p.requests);
-        slot.nonzero_requested = slot.nonzero_requested.sub(p.nonzero);
+        slot.requested = slot.requested.minus(p.requests);
+        slot.nonzero_requested = slot.nonzero_requested.minus(p.nonzero);
         slot.pod_count -= 1;
         for hp in &p.ports {
             if let Some(pos) = slot.ports.iter().position(|(q, _)| q == hp) {

@@ -181,12 +181,14 @@ impl PodFacts {
     }
 }
 
-/// Whether the scheduler named `scheduler` should place this pod.
+/// Whether the scheduler named `scheduler` should place this pod. Pods with scheduling
+/// gates wait until every gate is removed (the update requeues them).
 pub fn is_pending_for(pod: &Pod, scheduler: &str) -> bool {
     let Some(spec) = pod.spec.as_ref() else { return false };
     let name = spec.scheduler_name.as_deref().filter(|n| !n.is_empty()).unwrap_or(super::DEFAULT_SCHEDULER);
     spec.node_name.as_deref().unwrap_or("").is_empty()
         && name == scheduler
+        && spec.scheduling_gates.as_ref().is_none_or(|g| g.is_empty())
         && pod.metadata.deletion_timestamp.is_none()
         && !is_terminal(pod)
 }

@@ -145,7 +145,9 @@ pub async fn run_with(
             }
             _ = tick.tick() => queue.tick(Instant::now()),
             _ = std::future::ready(()), if can_decide => {
-                for decision in queue.next_batch(room, Instant::now()) {
+                let batch = queue.next_batch(room, Instant::now());
+                tracing::trace!(decisions = batch.len(), in_flight = binds.len(), pending = queue.num_pending(), "batch");
+                for decision in batch {
                     match decision {
                         Decision::Bind { pod, node } => {
                             let api: Api<Pod> = Api::namespaced(client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));

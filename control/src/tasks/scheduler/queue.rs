@@ -62,7 +62,11 @@ struct Pending {
     facts: PodFacts,
     /// Whether a live entry for it is in `active` (the deque may hold stale duplicates).
     queued: bool,
+    /// Unschedulable attempts in a row (the back-off exponent).
     attempts: u32,
+    /// Refused binds in a row: the first is retried at once, later ones back off, so a
+    /// watch that lags behind the API cannot make us re-bind the same pod in a tight loop.
+    conflicts: u32,
 }
 
 struct Backoff {
@@ -262,12 +266,16 @@ impl SchedulingQueue {
                     // status-only updates (our own condition) must not cause a retry loop.
                     p.facts = PodFacts::of(&p.pod);
                     p.attempts = 0;
+                    p.conflicts = 0;
                     self.enqueue(&key);
                 }
             }
             None => {
                 let facts = PodFacts::of(&pod);
-                self.pending.insert(key.clone(), Pending { pod: Arc::new(pod), facts, queued: false, attempts: 0 });
+                self.pending.insert(
+                    key.clone(),
+                    Pending { pod: Arc::new(pod), facts, queued: false, attempts: 0, conflicts: 0 },
+                );
                 self.enqueue(&key);
             }
         }
@@ -367,8 +375,9 @@ impl SchedulingQueue {
     }
 
     /// The bind failed: un-count the assumption and look at the pod again — at once after
-    /// a conflict (it changed: the cache will have, or soon have, the new version), after
-    /// a back-off step for other errors (the API may be unavailable).
+    /// a first conflict (it changed: the cache will have, or soon have, the new version),
+    /// after a back-off step for other errors (the API may be unavailable) and repeated
+    /// conflicts.
     pub fn bind_failed(&mut self, pod: &Pod, conflict: bool, now: Instant) {
         let key = pod_key(pod);
         let uid = pod.metadata.uid.clone();
@@ -376,10 +385,9 @@ impl SchedulingQueue {
             self.assumed.remove(&key);
             self.forget_if(&key, uid.as_deref());
         }
-        if !self.pending.contains_key(&key) {
-            return;
-        }
-        if conflict {
+        let Some(p) = self.pending.get_mut(&key) else { return };
+        p.conflicts += 1;
+        if conflict && p.conflicts == 1 {
             self.enqueue(&key);
         } else {
             let retry_at = now + self.timings.initial_backoff;

@@ -531,7 +531,24 @@ fn a_batch_assumes_each_decision_and_a_conflict_frees_it() {
     let refused = pod(pod_json(&name, "1", "1Gi"));
     q.bind_failed(&refused, true, now);
     assert_eq!(q.snapshot.node(&node_name).unwrap().requested.milli_cpu, 1000);
+    assert_eq!(binds(&q.next_batch(100, now)), vec![(name.clone(), node_name.clone())]);
+    // Refused again (the watch has not caught up): now it waits a back-off step.
+    q.bind_failed(&refused, true, now);
+    assert!(q.next_batch(100, now).iter().all(|d| !matches!(d, Decision::Bind { .. })));
+    q.tick(now + QueueTimings::default().initial_backoff);
     assert_eq!(binds(&q.next_batch(100, now)), vec![(name, node_name)]);
+}
+
+#[test]
+fn gated_pods_wait_for_their_gates_to_be_removed() {
+    let mut q = synced_queue([node_json("a", "2", "4Gi", 10)]);
+    let mut gated = pod_json("g", "1", "1Gi");
+    gated["spec"]["schedulingGates"] = json!([{"name": "example.com/quota"}]);
+    q.pod_applied(pod(gated.clone()));
+    assert!(q.next_batch(10, Instant::now()).is_empty());
+    gated["spec"]["schedulingGates"] = json!([]);
+    q.pod_applied(pod(gated));
+    assert_eq!(binds(&q.next_batch(10, Instant::now())), vec![("g".into(), "a".into())]);
 }
 
 #[test]

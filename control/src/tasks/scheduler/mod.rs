@@ -87,7 +87,9 @@ impl Default for SchedulerConfig {
 #[derive(Debug, Default)]
 pub struct SchedulerStats {
     pub bound: AtomicU64,
+    /// Binds the API refused (4xx: conflict, gone, invalid).
     pub bind_conflicts: AtomicU64,
+    /// Binds without a definite answer (timeouts, 5xx, transport), sent again.
     pub bind_errors: AtomicU64,
     pub unschedulable_attempts: AtomicU64,
     /// Sum of bind request latencies: with `bound`, the mean latency; over wall time, how
@@ -121,8 +123,11 @@ pub async fn run_with(
     writes: Option<Arc<SupervisorStatus>>,
     cancel: CancellationToken,
 ) {
-    let mut nodes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff().boxed();
-    let mut pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff().boxed();
+    // Consistent (quorum) lists, not the watch cache's: a stale initial list could miss a
+    // pod the previous leader bound a moment ago, and its node would look emptier than it is.
+    let lists = watcher::Config::default().list_semantic(watcher::ListSemantic::MostRecent);
+    let mut nodes = watcher(Api::<Node>::all(client.clone()), lists.clone()).default_backoff().boxed();
+    let mut pods = watcher(Api::<Pod>::all(client.clone()), lists).default_backoff().boxed();
     let (side_tx, side_rx) = mpsc::channel(SIDE_EFFECT_BACKLOG);
     let side = tokio::spawn(side_effects(client.clone(), config.clone(), side_rx, writes.clone(), cancel.clone()));
     let mut queue = SchedulingQueue::new(&config.name, config.timings.clone());
@@ -215,14 +220,16 @@ fn on_bind_outcome(
             }
         }
         Err(e) => {
-            let conflict = matches!(&e, kube::Error::Api(s) if s.code == 409 || s.code == 404);
-            if conflict {
+            tracing::debug!(pod = %facts::pod_key(&done.pod), node = %done.node, error = %e, "bind failed");
+            // A definite refusal means the bind did not happen; anything else (timeouts,
+            // 5xx, transport errors) may have been committed anyway.
+            if matches!(&e, kube::Error::Api(s) if (400..500).contains(&s.code)) {
                 stats.bind_conflicts.fetch_add(1, Ordering::Relaxed);
+                queue.bind_refused(&done.pod, now);
             } else {
                 stats.bind_errors.fetch_add(1, Ordering::Relaxed);
+                queue.bind_unanswered(&done.pod, now);
             }
-            tracing::debug!(pod = %facts::pod_key(&done.pod), node = %done.node, error = %e, "bind failed");
-            queue.bind_failed(&done.pod, conflict, now);
         }
     }
 }

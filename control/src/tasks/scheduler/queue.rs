@@ -9,6 +9,12 @@
 //!                   └───────────────────────────────────────────────────────────────┘
 //!                   ▲ bind 409 (re-examined from the cache) / assumption expired
 //! ```
+//!
+//! A bind that fails *without* an answer (timeout, no leader, connection lost) may still
+//! have been committed, so its assumption is kept — the node's capacity stays reserved —
+//! and the same bind is sent again after a back-off step: the retry either binds the pod
+//! or gets a 409 (it was bound after all, or changed), which then settles it. Forgetting
+//! the assumption instead (as on a 409) could hand the same capacity to another pod.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -76,8 +82,11 @@ struct Backoff {
 
 struct Assumed {
     uid: Option<String>,
+    node: String,
     /// Set when the bind succeeded; until then the bind is in flight and never expires.
     expires: Option<Instant>,
+    /// Set when the bind's outcome is unknown: when to send it again.
+    resend_at: Option<Instant>,
 }
 
 pub struct SchedulingQueue {
@@ -88,6 +97,8 @@ pub struct SchedulingQueue {
     active: VecDeque<String>,
     backoff: HashMap<String, Backoff>,
     assumed: HashMap<String, Assumed>,
+    /// Assumed pods whose bind is due to be sent again.
+    resend: VecDeque<String>,
     nodes_synced: bool,
     pods_synced: bool,
     /// Keys seen during a re-list (watch restarted): what is not seen again is gone.
@@ -116,6 +127,7 @@ impl SchedulingQueue {
             active: VecDeque::new(),
             backoff: HashMap::new(),
             assumed: HashMap::new(),
+            resend: VecDeque::new(),
             nodes_synced: false,
             pods_synced: false,
             relisting_nodes: None,
@@ -131,7 +143,7 @@ impl SchedulingQueue {
 
     /// Whether [`next_batch`](Self::next_batch) may have something to do.
     pub fn has_work(&self) -> bool {
-        self.synced() && !self.active.is_empty()
+        self.synced() && !(self.active.is_empty() && self.resend.is_empty())
     }
 
     pub fn num_pending(&self) -> usize {
@@ -330,6 +342,16 @@ impl SchedulingQueue {
         }
         let mut binds = 0;
         let mut attempts = 0;
+        while binds < max_binds {
+            let Some(key) = self.resend.pop_front() else { break };
+            let Some(a) = self.assumed.get_mut(&key) else { continue };
+            let Some(p) = self.pending.get(&key).filter(|p| p.pod.metadata.uid == a.uid) else { continue };
+            if a.resend_at.take().is_none() {
+                continue;
+            }
+            binds += 1;
+            out.push(Decision::Bind { pod: p.pod.clone(), node: a.node.clone() });
+        }
         while binds < max_binds && attempts < max_binds.max(1) * 2 {
             let Some(key) = self.active.pop_front() else { break };
             let Some(p) = self.pending.get_mut(&key) else { continue };
@@ -347,7 +369,9 @@ impl SchedulingQueue {
                     p.attempts = 0;
                     let pod = p.pod.clone();
                     self.snapshot.place(&p.facts, &node);
-                    self.assumed.insert(key, Assumed { uid: pod.metadata.uid.clone(), expires: None });
+                    let assumed =
+                        Assumed { uid: pod.metadata.uid.clone(), node: node.clone(), expires: None, resend_at: None };
+                    self.assumed.insert(key, assumed);
                     out.push(Decision::Bind { pod, node });
                 }
                 Err(u) => {
@@ -374,11 +398,11 @@ impl SchedulingQueue {
         }
     }
 
-    /// The bind failed: un-count the assumption and look at the pod again — at once after
-    /// a first conflict (it changed: the cache will have, or soon have, the new version),
-    /// after a back-off step for other errors (the API may be unavailable) and repeated
-    /// conflicts.
-    pub fn bind_failed(&mut self, pod: &Pod, conflict: bool, now: Instant) {
+    /// The API refused the bind (4xx: the pod changed, is bound, is being deleted, is
+    /// gone): un-count the assumption and look at the pod again — at once the first time
+    /// (the cache will have, or soon have, the new version), after a back-off step when it
+    /// happens again, so a watch lagging behind the API cannot cause a tight loop.
+    pub fn bind_refused(&mut self, pod: &Pod, now: Instant) {
         let key = pod_key(pod);
         let uid = pod.metadata.uid.clone();
         if self.assumed.get(&key).is_some_and(|a| a.uid == uid) {
@@ -387,11 +411,20 @@ impl SchedulingQueue {
         }
         let Some(p) = self.pending.get_mut(&key) else { return };
         p.conflicts += 1;
-        if conflict && p.conflicts == 1 {
+        if p.conflicts == 1 {
             self.enqueue(&key);
         } else {
             let retry_at = now + self.timings.initial_backoff;
             self.backoff.insert(key, Backoff { retry_at, attempted_at: now });
+        }
+    }
+
+    /// The bind got no answer (see the module docs): keep the assumption, send it again
+    /// after a back-off step.
+    pub fn bind_unanswered(&mut self, pod: &Pod, now: Instant) {
+        let key = pod_key(pod);
+        if let Some(a) = self.assumed.get_mut(&key).filter(|a| a.uid == pod.metadata.uid) {
+            a.resend_at = Some(now + self.timings.initial_backoff);
         }
     }
 
@@ -404,6 +437,12 @@ impl SchedulingQueue {
                 tracing::warn!(pod = %key, "bound pod not seen bound in time; re-examining it");
                 self.forget_if(&key, a.uid.as_deref());
                 self.enqueue(&key);
+            }
+        }
+        for (key, a) in &self.assumed {
+            // Queued once: resend_at is cleared when the bind is sent again.
+            if a.resend_at.is_some_and(|at| at <= now) && !self.resend.contains(key) {
+                self.resend.push_back(key.clone());
             }
         }
         let due: Vec<String> = self.backoff.iter().filter(|(_, b)| b.retry_at <= now).map(|(k, _)| k.clone()).collect();

@@ -529,14 +529,42 @@ fn a_batch_assumes_each_decision_and_a_conflict_frees_it() {
     // One bind is refused: its node has room again and the pod is tried again at once.
     let (name, node_name) = placed[0].clone();
     let refused = pod(pod_json(&name, "1", "1Gi"));
-    q.bind_failed(&refused, true, now);
+    q.bind_refused(&refused, now);
     assert_eq!(q.snapshot.node(&node_name).unwrap().requested.milli_cpu, 1000);
     assert_eq!(binds(&q.next_batch(100, now)), vec![(name.clone(), node_name.clone())]);
     // Refused again (the watch has not caught up): now it waits a back-off step.
-    q.bind_failed(&refused, true, now);
+    q.bind_refused(&refused, now);
     assert!(q.next_batch(100, now).iter().all(|d| !matches!(d, Decision::Bind { .. })));
     q.tick(now + QueueTimings::default().initial_backoff);
-    assert_eq!(binds(&q.next_batch(100, now)), vec![(name, node_name)]);
+    // Room for one pod again: it goes to whichever of the two waiting pods comes first.
+    let retried = binds(&q.next_batch(100, now));
+    assert_eq!(retried.len(), 1, "{retried:?}");
+    assert_eq!(retried[0].1, node_name);
+}
+
+#[test]
+fn an_unanswered_bind_keeps_its_capacity_and_is_sent_again_to_the_same_node() {
+    let mut q = synced_queue([node_json("a", "1", "4Gi", 10), node_json("b", "1", "4Gi", 10)]);
+    q.pod_applied(pod(pod_json("p", "1", "1Gi")));
+    let now = Instant::now();
+    let first = binds(&q.next_batch(10, now));
+    let node_name = first[0].1.clone();
+    // The bind timed out: it may have been committed, so its node stays reserved...
+    q.bind_unanswered(&pod(pod_json("p", "1", "1Gi")), now);
+    assert_eq!(q.snapshot.node(&node_name).unwrap().requested.milli_cpu, 1000);
+    q.pod_applied(pod(pod_json("other", "1", "1Gi")));
+    let other = binds(&q.next_batch(10, now));
+    assert_eq!(other.len(), 1);
+    assert_ne!(other[0].1, node_name, "the reserved node is not handed out again");
+    // ...and after a back-off step the same bind is sent again.
+    q.tick(now + QueueTimings::default().initial_backoff);
+    assert_eq!(binds(&q.next_batch(10, now)), first);
+    assert!(q.next_batch(10, now).is_empty(), "sent once");
+    // It had landed after all: the watch shows it bound, the retry's 409 changes nothing.
+    q.pod_applied(bound(pod_json("p", "1", "1Gi"), &node_name));
+    q.bind_refused(&pod(pod_json("p", "1", "1Gi")), now);
+    assert_eq!(q.snapshot.node(&node_name).unwrap().pod_count, 1);
+    assert_eq!(q.num_assumed(), 1, "only `other` is still assumed");
 }
 
 #[test]
@@ -677,4 +705,144 @@ fn decision_throughput() {
     }
     let secs = t.elapsed().as_secs_f64();
     println!("decided 10000 pods on 1000 nodes in {secs:.3}s: {:.0} decisions/s", 10_000.0 / secs);
+}
+
+// ---- the queue against a simulated API -------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum Outcome {
+    Answered,
+    /// Committed, but the answer is lost (a timeout after the write).
+    CommittedUnanswered,
+    /// Not committed and no answer (the request never arrived).
+    LostUnanswered,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Create(i64),
+    Decide(usize),
+    Answer(usize, Outcome),
+    DeliverWatch(usize),
+    Delete(usize),
+    Tick(u64),
+}
+
+fn gen_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (1i64..4).prop_map(Op::Create),
+        3 => (1usize..6).prop_map(Op::Decide),
+        4 => (0usize..64, prop_oneof![
+            6 => Just(Outcome::Answered),
+            1 => Just(Outcome::CommittedUnanswered),
+            1 => Just(Outcome::LostUnanswered),
+        ]).prop_map(|(i, o)| Op::Answer(i, o)),
+        3 => (1usize..8).prop_map(Op::DeliverWatch),
+        1 => (0usize..64).prop_map(Op::Delete),
+        2 => (0u64..1500).prop_map(Op::Tick),
+    ]
+}
+
+struct ApiPod {
+    object: Value,
+    node: Option<String>,
+    deleted: bool,
+}
+
+enum Watched {
+    Applied(Pod),
+    Deleted(Pod),
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever the order of decisions, answers (including lost ones), watch delivery
+    /// (lagging arbitrarily) and deletions, what the API ends up binding never exceeds a
+    /// node's capacity.
+    #[test]
+    fn the_api_never_over_commits_a_node(ops in proptest::collection::vec(gen_op(), 1..150)) {
+        const CPU: i64 = 3000;
+        const PODS: usize = 3;
+        let timings = QueueTimings { assume_ttl: Duration::from_secs(3600), ..Default::default() };
+        let mut q = SchedulingQueue::new(super::DEFAULT_SCHEDULER, timings);
+        q.nodes_relist_started();
+        for n in 0..3 {
+            q.node_applied(&node(node_json(&format!("n{n}"), "3", "4Gi", PODS as u32)));
+        }
+        q.nodes_relist_done();
+        q.pods_relist_started();
+        q.pods_relist_done();
+        let mut now = Instant::now();
+        let mut api: Vec<ApiPod> = Vec::new();
+        let mut watch: std::collections::VecDeque<Watched> = Default::default();
+        let mut in_flight: Vec<(usize, String)> = Vec::new();
+        for op in ops {
+            match op {
+                Op::Create(cpu) => {
+                    let object = pod_json(&format!("p{}", api.len()), &cpu.to_string(), "0");
+                    watch.push_back(Watched::Applied(pod(object.clone())));
+                    api.push(ApiPod { object, node: None, deleted: false });
+                }
+                Op::Decide(max) => {
+                    for d in q.next_batch(max, now) {
+                        if let Decision::Bind { pod, node } = d {
+                            let i: usize = pod.metadata.name.as_ref().unwrap()[1..].parse().unwrap();
+                            in_flight.push((i, node));
+                        }
+                    }
+                }
+                Op::Answer(j, outcome) if !in_flight.is_empty() => {
+                    let (i, node_name) = in_flight.remove(j % in_flight.len());
+                    let p = &mut api[i];
+                    let sent = pod(p.object.clone());
+                    let accepted = !p.deleted && p.node.is_none();
+                    let committed = accepted && !matches!(outcome, Outcome::LostUnanswered);
+                    if committed {
+                        p.node = Some(node_name.clone());
+                        p.object["spec"]["nodeName"] = json!(node_name);
+                        watch.push_back(Watched::Applied(pod(p.object.clone())));
+                    }
+                    match outcome {
+                        Outcome::Answered if accepted => q.bind_succeeded(&sent, now),
+                        Outcome::Answered => q.bind_refused(&sent, now),
+                        _ => q.bind_unanswered(&sent, now),
+                    }
+                }
+                Op::Answer(..) => {}
+                Op::DeliverWatch(n) => {
+                    for _ in 0..n {
+                        match watch.pop_front() {
+                            Some(Watched::Applied(p)) => q.pod_applied(p),
+                            Some(Watched::Deleted(p)) => q.pod_deleted(&p),
+                            None => break,
+                        }
+                    }
+                }
+                Op::Delete(i) if !api.is_empty() => {
+                    let len = api.len();
+                    let p = &mut api[i % len];
+                    if !p.deleted {
+                        p.deleted = true;
+                        watch.push_back(Watched::Deleted(pod(p.object.clone())));
+                    }
+                }
+                Op::Delete(_) => {}
+                Op::Tick(ms) => {
+                    now += Duration::from_millis(ms);
+                    q.tick(now);
+                }
+            }
+            for n in 0..3 {
+                let name = format!("n{n}");
+                let on: Vec<&ApiPod> = api.iter().filter(|p| !p.deleted && p.node.as_deref() == Some(&name)).collect();
+                let cpu: i64 = on.iter().map(|p| quantity_of(&p.object)).sum();
+                prop_assert!(cpu <= CPU && on.len() <= PODS, "{name} over-committed: {cpu}m, {} pods", on.len());
+            }
+        }
+    }
+}
+
+fn quantity_of(object: &Value) -> i64 {
+    super::quantity::milli(object["spec"]["containers"][0]["resources"]["requests"]["cpu"].as_str().unwrap()).unwrap()
 }

@@ -318,3 +318,28 @@ async fn bind_throughput() {
     let max = per_node.values().map(|(n, _)| *n).max().unwrap();
     println!("nodes used: {}, most pods on one node: {max}", per_node.len());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_next_leaders_scheduler_takes_over() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let survivor = (leader + 1) % 3;
+    let c = cluster.servers[survivor].client();
+    add_node(&c, "n", "4", "8Gi", 10, json!({})).await;
+    add_pod(&c, "before", "1", "1Gi", json!({})).await;
+    assert_eq!(wait_bound(&c, "before").await, "n");
+
+    cluster.servers[leader].stop().await;
+    let next = cluster.leader().await;
+    assert_ne!(next, leader);
+    add_pod(&c, "after", "1", "1Gi", json!({})).await;
+    assert_eq!(wait_bound(&c, "after").await, "n");
+    // The new scheduler counted the pod bound before the change: 3 more cpus fit, not 4.
+    for i in 0..3 {
+        add_pod(&c, &format!("fill-{i}"), "1", "1Gi", json!({})).await;
+    }
+    for i in 0..2 {
+        wait_bound(&c, &format!("fill-{i}")).await;
+    }
+    assert!(wait_unschedulable(&c, "fill-2").await.starts_with("0/1 nodes are available: 1 Insufficient cpu."));
+}

@@ -145,6 +145,8 @@ pub async fn run_with(
             Some(event) = nodes.next() => on_node_event(&mut queue, event),
             Some(event) = pods.next() => on_pod_event(&mut queue, event),
             Some(done) = binds.join_next(), if !binds.is_empty() => {
+                // A bind task that panicked leaves its pod assumed and in flight; the
+                // queue's in-flight limit (assume_ttl) sends it again.
                 let Ok(done) = done else { continue };
                 on_bind_outcome(&mut queue, &config, &stats, writes.as_deref(), &side_tx, done);
             }
@@ -152,23 +154,7 @@ pub async fn run_with(
             _ = std::future::ready(()), if can_decide => {
                 let batch = queue.next_batch(room, Instant::now());
                 tracing::trace!(decisions = batch.len(), in_flight = binds.len(), pending = queue.num_pending(), "batch");
-                for decision in batch {
-                    match decision {
-                        Decision::Bind { pod, node } => {
-                            let api: Api<Pod> = Api::namespaced(client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
-                            binds.spawn(async move {
-                                let started = Instant::now();
-                                let result = bind(&api, &pod, &node).await;
-                                BindOutcome { pod, node, result, took: started.elapsed() }
-                            });
-                        }
-                        Decision::Unschedulable { pod, message, update_status } => {
-                            stats.unschedulable_attempts.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(pod = %facts::pod_key(&pod), %message, "unschedulable");
-                            let _ = side_tx.try_send(SideEffect::Unschedulable { pod, message, update_status });
-                        }
-                    }
-                }
+                dispatch(batch, &client, &mut binds, &stats, &side_tx);
             }
         }
     }
@@ -176,6 +162,34 @@ pub async fn run_with(
     drop(side_tx);
     let _ = side.await;
     tracing::info!(scheduler = %config.name, "scheduler stopped");
+}
+
+/// Starts the binds of a batch and hands failures to the side-effect writer.
+fn dispatch(
+    batch: Vec<Decision>,
+    client: &kube::Client,
+    binds: &mut JoinSet<BindOutcome>,
+    stats: &SchedulerStats,
+    side_tx: &mpsc::Sender<SideEffect>,
+) {
+    for decision in batch {
+        match decision {
+            Decision::Bind { pod, node } => {
+                let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+                let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+                binds.spawn(async move {
+                    let started = Instant::now();
+                    let result = bind(&api, &pod, &node).await;
+                    BindOutcome { pod, node, result, took: started.elapsed() }
+                });
+            }
+            Decision::Unschedulable { pod, message, update_status } => {
+                stats.unschedulable_attempts.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(pod = %facts::pod_key(&pod), %message, "unschedulable");
+                let _ = side_tx.try_send(SideEffect::Unschedulable { pod, message, update_status });
+            }
+        }
+    }
 }
 
 fn on_node_event(queue: &mut SchedulingQueue, event: Result<watcher::Event<Node>, watcher::Error>) {

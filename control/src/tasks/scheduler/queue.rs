@@ -13,8 +13,9 @@
 //! A bind that fails *without* an answer (timeout, no leader, connection lost) may still
 //! have been committed, so its assumption is kept — the node's capacity stays reserved —
 //! and the same bind is sent again after a back-off step: the retry either binds the pod
-//! or gets a 409 (it was bound after all, or changed), which then settles it. Forgetting
-//! the assumption instead (as on a 409) could hand the same capacity to another pod.
+//! or is refused (most likely: it was bound after all), in which case the pod stays
+//! counted until the watch shows where it is. Forgetting the assumption instead (as after
+//! the refusal of a first bind) could hand the same capacity to another pod.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -34,7 +35,8 @@ pub struct QueueTimings {
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
     /// How long a successfully bound pod stays assumed while the watch has not shown it
-    /// bound (kube-scheduler's assumed pod expiry). Bounds the damage of a lost event.
+    /// bound (kube-scheduler's assumed pod expiry), and how long a bind may stay in
+    /// flight before it counts as unanswered. Bounds the damage of a lost event.
     pub assume_ttl: Duration,
 }
 
@@ -87,6 +89,10 @@ struct Assumed {
     expires: Option<Instant>,
     /// Set when the bind's outcome is unknown: when to send it again.
     resend_at: Option<Instant>,
+    /// When the (last) bind was sent.
+    sent_at: Instant,
+    /// An earlier bind of this decision went unanswered, so it may have landed.
+    uncertain: bool,
 }
 
 pub struct SchedulingQueue {
@@ -349,6 +355,7 @@ impl SchedulingQueue {
             if a.resend_at.take().is_none() {
                 continue;
             }
+            a.sent_at = now;
             binds += 1;
             out.push(Decision::Bind { pod: p.pod.clone(), node: a.node.clone() });
         }
@@ -369,8 +376,14 @@ impl SchedulingQueue {
                     p.attempts = 0;
                     let pod = p.pod.clone();
                     self.snapshot.place(&p.facts, &node);
-                    let assumed =
-                        Assumed { uid: pod.metadata.uid.clone(), node: node.clone(), expires: None, resend_at: None };
+                    let assumed = Assumed {
+                        uid: pod.metadata.uid.clone(),
+                        node: node.clone(),
+                        expires: None,
+                        resend_at: None,
+                        sent_at: now,
+                        uncertain: false,
+                    };
                     self.assumed.insert(key, assumed);
                     out.push(Decision::Bind { pod, node });
                 }
@@ -405,9 +418,18 @@ impl SchedulingQueue {
     pub fn bind_refused(&mut self, pod: &Pod, now: Instant) {
         let key = pod_key(pod);
         let uid = pod.metadata.uid.clone();
-        if self.assumed.get(&key).is_some_and(|a| a.uid == uid) {
-            self.assumed.remove(&key);
-            self.forget_if(&key, uid.as_deref());
+        match self.assumed.get_mut(&key) {
+            // Refusing a bind sent again most likely means the first one landed ("already
+            // assigned"): keep counting it, as after a success, until the watch tells.
+            Some(a) if a.uid == uid && a.uncertain => {
+                a.expires = Some(now + self.timings.assume_ttl);
+                return;
+            }
+            Some(a) if a.uid == uid => {
+                self.assumed.remove(&key);
+                self.forget_if(&key, uid.as_deref());
+            }
+            _ => {}
         }
         let Some(p) = self.pending.get_mut(&key) else { return };
         p.conflicts += 1;
@@ -425,6 +447,7 @@ impl SchedulingQueue {
         let key = pod_key(pod);
         if let Some(a) = self.assumed.get_mut(&key).filter(|a| a.uid == pod.metadata.uid) {
             a.resend_at = Some(now + self.timings.initial_backoff);
+            a.uncertain = true;
         }
     }
 
@@ -437,6 +460,14 @@ impl SchedulingQueue {
                 tracing::warn!(pod = %key, "bound pod not seen bound in time; re-examining it");
                 self.forget_if(&key, a.uid.as_deref());
                 self.enqueue(&key);
+            }
+        }
+        for a in self.assumed.values_mut() {
+            // A bind in flight for this long lost its outcome (its task died): treat it as
+            // unanswered rather than keep the pod assumed forever.
+            if a.expires.is_none() && a.resend_at.is_none() && a.sent_at + self.timings.assume_ttl <= now {
+                a.resend_at = Some(now);
+                a.uncertain = true;
             }
         }
         for (key, a) in &self.assumed {

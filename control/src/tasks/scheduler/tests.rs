@@ -560,11 +560,28 @@ fn an_unanswered_bind_keeps_its_capacity_and_is_sent_again_to_the_same_node() {
     q.tick(now + QueueTimings::default().initial_backoff);
     assert_eq!(binds(&q.next_batch(10, now)), first);
     assert!(q.next_batch(10, now).is_empty(), "sent once");
-    // It had landed after all: the watch shows it bound, the retry's 409 changes nothing.
-    q.pod_applied(bound(pod_json("p", "1", "1Gi"), &node_name));
+    // It had landed after all: the retry is refused, and the pod stays counted until the
+    // watch shows it bound.
     q.bind_refused(&pod(pod_json("p", "1", "1Gi")), now);
     assert_eq!(q.snapshot.node(&node_name).unwrap().pod_count, 1);
+    assert!(!q.has_work(), "not re-examined: it is most likely bound");
+    q.pod_applied(bound(pod_json("p", "1", "1Gi"), &node_name));
+    assert_eq!(q.snapshot.node(&node_name).unwrap().pod_count, 1);
     assert_eq!(q.num_assumed(), 1, "only `other` is still assumed");
+}
+
+#[test]
+fn a_bind_whose_outcome_never_comes_is_sent_again_after_the_ttl() {
+    let ttl = QueueTimings::default().assume_ttl;
+    let mut q = synced_queue([node_json("a", "2", "4Gi", 10)]);
+    q.pod_applied(pod(pod_json("p", "1", "1Gi")));
+    let t0 = Instant::now();
+    let first = binds(&q.next_batch(10, t0));
+    q.tick(t0 + ttl / 2);
+    assert!(q.next_batch(10, t0 + ttl / 2).is_empty());
+    q.tick(t0 + ttl);
+    assert_eq!(binds(&q.next_batch(10, t0 + ttl)), first);
+    assert_eq!(q.snapshot.node("a").unwrap().pod_count, 1, "still counted once");
 }
 
 #[test]

@@ -252,7 +252,11 @@ impl SchedulingQueue {
         match self.assumed.get(&key) {
             // Our bind is in flight or not yet visible: this is an older view of the pod.
             Some(a) if a.uid == uid => {
-                if let Some(p) = self.pending.get_mut(&key) {
+                if !is_pending_for(&pod, &self.scheduler) {
+                    // Being deleted meanwhile: never bind it again (the assumption is
+                    // settled by the bind's outcome or the pod's deletion).
+                    self.drop_pending(&key);
+                } else if let Some(p) = self.pending.get_mut(&key) {
                     p.pod = Arc::new(pod);
                 }
                 return;

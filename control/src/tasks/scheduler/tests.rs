@@ -585,6 +585,21 @@ fn a_bind_whose_outcome_never_comes_is_sent_again_after_the_ttl() {
 }
 
 #[test]
+fn a_pod_deleted_while_its_bind_is_in_flight_is_not_bound_again() {
+    let mut q = synced_queue([node_json("a", "2", "4Gi", 10)]);
+    q.pod_applied(pod(pod_json("p", "1", "1Gi")));
+    let now = Instant::now();
+    assert_eq!(binds(&q.next_batch(10, now)).len(), 1);
+    let mut deleting = pod_json("p", "1", "1Gi");
+    deleting["metadata"]["deletionTimestamp"] = json!("2025-01-01T00:00:00Z");
+    q.pod_applied(pod(deleting.clone()));
+    q.bind_refused(&pod(deleting), now);
+    assert!(!q.has_work());
+    assert_eq!((q.num_pending(), q.num_assumed()), (0, 0));
+    assert_eq!(q.snapshot.node("a").unwrap().pod_count, 0);
+}
+
+#[test]
 fn gated_pods_wait_for_their_gates_to_be_removed() {
     let mut q = synced_queue([node_json("a", "2", "4Gi", 10)]);
     let mut gated = pod_json("g", "1", "1Gi");

@@ -77,6 +77,14 @@ fn pod_spec() -> serde_json::Value {
     json!({"containers": [{"name": "c", "image": "busybox:1.36", "command": ["sleep", "3600"]}]})
 }
 
+/// A pod spec naming a scheduler nobody runs: the leader's scheduler leaves such pods
+/// alone (no binding, no PodScheduled condition), so the test is their only writer.
+fn unscheduled_pod_spec() -> serde_json::Value {
+    let mut spec = pod_spec();
+    spec["schedulerName"] = json!("none");
+    spec
+}
+
 fn template() -> serde_json::Value {
     json!({"metadata": {"labels": {"app": "web"}}, "spec": pod_spec()})
 }
@@ -89,7 +97,11 @@ async fn kube_rs_crud_watch_patch_delete_for_every_resource() {
     let selector = json!({"matchLabels": {"app": "web"}});
     crud::<core::v1::Namespace>(Api::all(c.clone()), json!({"metadata": {"name": "crud-ns"}})).await;
     crud::<core::v1::Node>(Api::all(c.clone()), json!({"metadata": {"name": "node-1"}})).await;
-    crud::<core::v1::Pod>(Api::namespaced(c.clone(), ns), json!({"metadata": {"name": "p"}, "spec": pod_spec()})).await;
+    crud::<core::v1::Pod>(
+        Api::namespaced(c.clone(), ns),
+        json!({"metadata": {"name": "p"}, "spec": unscheduled_pod_spec()}),
+    )
+    .await;
     crud::<core::v1::Service>(
         Api::namespaced(c.clone(), ns),
         json!({"metadata": {"name": "svc"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
@@ -307,9 +319,12 @@ async fn a_thousand_node_watches_share_one_store_watch_and_each_sees_only_its_po
     let raw = kube::Client::clone(&client);
     for i in (0..n).step_by(100) {
         let name = format!("pod-{i}");
-        pods.create(&PostParams::default(), &from_json(json!({"metadata": {"name": name}, "spec": pod_spec()})))
-            .await
-            .unwrap();
+        pods.create(
+            &PostParams::default(),
+            &from_json(json!({"metadata": {"name": name}, "spec": unscheduled_pod_spec()})),
+        )
+        .await
+        .unwrap();
         let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name}, "target": {"kind": "Node", "name": format!("node-{i}")}});
         let req = http::Request::post(format!("/api/v1/namespaces/default/pods/{name}/binding"))
             .header("content-type", "application/json")

@@ -172,6 +172,10 @@ pub async fn binding(state: &ApiState, req: ApiRequest) -> Result<Response, ApiE
                 });
             }
             let mut next = current.clone();
+            // Not pinned to the version read: a concurrent write (a status update, an
+            // Event-driven patch) must make `modify` re-run these checks on the new
+            // version, not fail the bind with 409 as kube-apiserver's binding never does.
+            object::meta_mut(&mut next).remove("resourceVersion");
             next["spec"]["nodeName"] = json!(node);
             let conditions = next["status"]["conditions"].as_array().cloned().unwrap_or_default();
             let mut conditions: Vec<Value> = conditions.into_iter().filter(|c| c["type"] != "PodScheduled").collect();

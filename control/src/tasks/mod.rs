@@ -1,4 +1,6 @@
-//! The leader-only tasks this server runs (the scheduler joins them in a later issue):
+//! The leader-only tasks this server runs (DaemonSet, StatefulSet, Job, CronJob, HPA and
+//! quota controllers join them in a later issue):
+//! * [`scheduler`] — binds pending pods to nodes;
 //! * [`leases`] — publishes who leads in `kube-system` Leases and creates the system
 //!   namespaces;
 //! * [`replicaset`] — keeps each ReplicaSet's pods;
@@ -20,6 +22,7 @@ pub mod namespaces;
 pub mod node_lifecycle;
 pub mod ownership;
 pub mod replicaset;
+pub mod scheduler;
 pub mod workqueue;
 
 use std::sync::Arc;
@@ -47,6 +50,7 @@ pub fn all() -> Vec<(&'static str, TaskFn)> {
     vec![
         ("leader-leases", Arc::new(|ctx, cancel| Box::pin(leases::run(ctx, cancel)))),
         ("namespace-controller", Arc::new(|ctx, cancel| Box::pin(namespaces::run(ctx, cancel)))),
+        ("scheduler", Arc::new(|ctx, cancel| Box::pin(scheduler::run(ctx, cancel)))),
         ("replicaset-controller", Arc::new(|ctx, cancel| Box::pin(replicaset::run(ctx, cancel)))),
         ("deployment-controller", Arc::new(|ctx, cancel| Box::pin(deployment::run(ctx, cancel)))),
         ("endpoints-controller", Arc::new(|ctx, cancel| Box::pin(endpoints::run(ctx, cancel)))),

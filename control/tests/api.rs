@@ -46,7 +46,10 @@ where
         loop {
             match watch.try_next().await.unwrap() {
                 Some(WatchEvent::Modified(o))
-                    if o.meta().labels.as_ref().is_some_and(|l| l.get("patched").map(String::as_str) == Some("yes")) =>
+                    if o.meta()
+                        .labels
+                        .as_ref()
+                        .is_some_and(|l| l.get("patched").map(String::as_str) == Some("yes")) =>
                 {
                     return;
                 }
@@ -303,6 +306,7 @@ async fn a_thousand_node_watches_share_one_store_watch_and_each_sees_only_its_po
         Some(store.hub().watcher_count()).filter(|(all, unsynced)| *all == cached && *unsynced == 0)
     })
     .await;
+    let api = cluster.servers[0].control.as_ref().unwrap().api.clone();
     let n = 1000;
     let mut watches = Vec::new();
     for i in 0..n {
@@ -313,7 +317,6 @@ async fn a_thousand_node_watches_share_one_store_watch_and_each_sees_only_its_po
         watches.push(stream.boxed());
     }
     assert_eq!(store.hub().watcher_count(), store_watchers_before, "API watches must not become store watchers");
-    let api = cluster.servers[0].control.as_ref().unwrap().api.clone();
     assert!(api.cache.watcher_count() >= n, "{} cache watchers", api.cache.watcher_count());
     // One pod per node, created unbound and then bound through pods/binding.
     let raw = kube::Client::clone(&client);
@@ -347,7 +350,8 @@ async fn a_thousand_node_watches_share_one_store_watch_and_each_sees_only_its_po
     }
     drop(watches);
     eventually(Duration::from_secs(10), "watchers released", || async {
-        (api.cache.watcher_count() < 10).then_some(())
+        // The leader's controllers keep a dozen or so of their own.
+        (api.cache.watcher_count() < 50).then_some(())
     })
     .await;
 }

@@ -424,7 +424,7 @@ async fn patch_object(state: &ApiState, req: ApiRequest) -> Result<Response, Api
 }
 
 /// Whether a (non-apply) patch sets `metadata.resourceVersion` itself.
-fn patch_sets_resource_version(kind: PatchKind, body: &Value) -> bool {
+pub(crate) fn patch_sets_resource_version(kind: PatchKind, body: &Value) -> bool {
     match kind {
         PatchKind::Json => body.as_array().is_some_and(|ops| {
             ops.iter().any(|op| op["path"].as_str() == Some("/metadata/resourceVersion") && op["op"] != "remove")
@@ -464,8 +464,8 @@ async fn apply(
     let result = state
         .registry
         .modify(info, ns, name, part_of(req), &write_opts, |current| {
-            let mut next =
-                patch::server_side_apply(info.kind, Some(current), &body, &manager, force, &now).map_err(patch_error)?;
+            let mut next = patch::server_side_apply(info.kind, Some(current), &body, &manager, force, &now)
+                .map_err(patch_error)?;
             // Only a resourceVersion in the applied configuration is a precondition; the
             // live one must not turn a concurrent controller write into a 409.
             if body["metadata"]["resourceVersion"].is_null() {

@@ -108,8 +108,13 @@ pub async fn scale(state: &ApiState, req: ApiRequest) -> Result<Response, ApiErr
             }
             let mut next = current.clone();
             next["spec"]["replicas"] = json!(replicas);
-            // A resourceVersion in the Scale pins the write, as on the object itself.
-            match object::resource_version(&new_view) {
+            // A resourceVersion in the Scale pins the write, as on the object itself — but
+            // only one the client sent, not the one a patch inherits from the live object.
+            let pinned = match &patch {
+                Some((kind, body)) => super::handlers::patch_sets_resource_version(*kind, body),
+                None => true,
+            };
+            match object::resource_version(&new_view).filter(|_| pinned) {
                 Some(rv) => object::meta_mut(&mut next).insert("resourceVersion".into(), json!(rv)),
                 None => object::meta_mut(&mut next).remove("resourceVersion"),
             };

@@ -143,6 +143,14 @@ pub fn deployment(name: &str, replicas: i32) -> Deployment {
     .expect("a valid Deployment")
 }
 
+/// A pod like the Deployments' (same requests), created directly.
+pub fn bare_pod(i: usize) -> Pod {
+    let template = deployment("bare", 1).spec.expect("spec").template;
+    let mut meta = template.metadata.unwrap_or_default();
+    meta.name = Some(format!("bare-{i}"));
+    Pod { metadata: meta, spec: template.spec, ..Default::default() }
+}
+
 fn is_running(p: &Pod) -> bool {
     p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
@@ -256,11 +264,15 @@ pub struct SchedulingConfig {
     pub nodes: usize,
     pub pods: usize,
     pub deployments: usize,
+    /// Create the pods directly (256 creates in flight) instead of through Deployments:
+    /// measures the scheduler without the ReplicaSet controller's creation rate.
+    pub bare_pods: bool,
 }
 
 #[derive(Debug, Default)]
 pub struct SchedulingReport {
     pub pods: usize,
+    pub bare_pods: bool,
     pub nodes: usize,
     pub all_created: Duration,
     pub first_bound: Duration,
@@ -274,7 +286,8 @@ impl SchedulingReport {
     pub fn print(&self) {
         let window = (self.all_bound - self.first_bound).as_secs_f64().max(1e-3);
         println!();
-        println!("scheduling: {} pods on {} hollow nodes, 3 servers", self.pods, self.nodes);
+        let how = if self.bare_pods { "created directly" } else { "from Deployments" };
+        println!("scheduling: {} pods ({how}) on {} hollow nodes, 3 servers", self.pods, self.nodes);
         println!("  pods bound/s (first→last bind)     {:>10.0}", self.pods as f64 / window);
         println!("  pods bound/s (create→all bound)    {:>10.0}", self.pods as f64 / self.all_bound.as_secs_f64());
         println!("  all pods created after             {:>10.2} s", self.all_created.as_secs_f64());
@@ -340,17 +353,32 @@ pub async fn scheduling(dir: &Path, cfg: &SchedulingConfig) -> BenchResult<Sched
     });
 
     let t0 = Instant::now();
-    let deployments: Api<Deployment> = Api::namespaced(clients[1].clone(), "default");
-    let per = cfg.pods / cfg.deployments;
-    for i in 0..cfg.deployments {
-        let replicas = if i + 1 == cfg.deployments { cfg.pods - per * (cfg.deployments - 1) } else { per };
-        deployments
-            .create(&PostParams::default(), &deployment(&format!("load-{i}"), replicas as i32))
-            .await
-            .map_err(err)?;
-    }
+    let creator = if cfg.bare_pods {
+        let pods: Api<Pod> = Api::namespaced(clients[1].clone(), "default");
+        let count = cfg.pods;
+        Some(tokio::spawn(async move {
+            futures::stream::iter(0..count)
+                .for_each_concurrent(256, |i| {
+                    let pods = pods.clone();
+                    async move {
+                        let _ = pods.create(&PostParams::default(), &bare_pod(i)).await;
+                    }
+                })
+                .await
+        }))
+    } else {
+        let deployments: Api<Deployment> = Api::namespaced(clients[1].clone(), "default");
+        let per = cfg.pods / cfg.deployments;
+        for i in 0..cfg.deployments {
+            let replicas = if i + 1 == cfg.deployments { cfg.pods - per * (cfg.deployments - 1) } else { per };
+            let d = deployment(&format!("load-{i}"), replicas as i32);
+            deployments.create(&PostParams::default(), &d).await.map_err(err)?;
+        }
+        None
+    };
     let timeout = Duration::from_secs(600);
-    let mut report = SchedulingReport { pods: cfg.pods, nodes: cfg.nodes, ..Default::default() };
+    let mut report =
+        SchedulingReport { pods: cfg.pods, nodes: cfg.nodes, bare_pods: cfg.bare_pods, ..Default::default() };
     let mut last_print = Instant::now();
     loop {
         let (created, bound, running, first_bound, last_bound, last_running) = {
@@ -391,6 +419,9 @@ pub async fn scheduling(dir: &Path, cfg: &SchedulingConfig) -> BenchResult<Sched
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     probe_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(c) = creator {
+        let _ = c.await;
+    }
     let h = probe.await.map_err(err)?;
     observer.abort();
     report.api_latency_ms = (percentile(&h, 0.5), percentile(&h, 0.99), h.max() as f64 / 1000.0);

@@ -38,6 +38,9 @@ enum Bench {
         pods: usize,
         #[arg(long, default_value_t = 10)]
         deployments: usize,
+        /// Create bare pods (256 in flight) instead of Deployments: the scheduler alone.
+        #[arg(long)]
+        bare_pods: bool,
     },
 }
 
@@ -58,12 +61,12 @@ async fn main() -> Result<()> {
             let (created, bound) = control_bench::failover(&dir, &cfg).await.context("failover benchmark")?;
             control_bench::print_failover(&created, &bound);
         }
-        Bench::Scheduling { nodes, pods, deployments } => {
+        Bench::Scheduling { nodes, pods, deployments, bare_pods } => {
             anyhow::ensure!(
                 nodes > 0 && deployments > 0 && pods >= deployments,
                 "need nodes > 0 and pods >= deployments > 0"
             );
-            let cfg = SchedulingConfig { nodes, pods, deployments };
+            let cfg = SchedulingConfig { nodes, pods, deployments, bare_pods };
             let report = control_bench::scheduling(&dir, &cfg).await.context("scheduling benchmark")?;
             report.print();
         }

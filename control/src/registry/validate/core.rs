@@ -324,27 +324,27 @@ pub(crate) fn validate_service_update(old: &Value, new: &Value, errs: &mut Errs)
     }
 }
 
-/// `ValidateEndpointIP`: a parseable IP that is not unspecified, loopback or link-local.
+/// `ValidateEndpointIP`: a parseable IP that is not unspecified or link-local.
+///
+/// Unlike Kubernetes, loopback addresses are allowed: Berth's process runtime runs pods in
+/// the host network, and a single-machine cluster's node (and so pod) IP is 127.0.0.1.
 fn validate_endpoint_ip(errs: &mut Errs, field: &str, ip: &str) {
     let Ok(addr) = ip.parse::<IpAddr>() else {
         errs.push(FieldError::invalid(field, q(ip), INVALID_IP));
         return;
     };
-    let (loopback, link_local, link_local_mc) = match addr {
+    let (link_local, link_local_mc) = match addr {
         IpAddr::V4(v4) => {
             let o = v4.octets();
-            (v4.is_loopback(), v4.is_link_local(), o[0] == 224 && o[1] == 0 && o[2] == 0)
+            (v4.is_link_local(), o[0] == 224 && o[1] == 0 && o[2] == 0)
         }
         IpAddr::V6(v6) => {
             let s = v6.segments();
-            (v6.is_loopback(), s[0] & 0xffc0 == 0xfe80, s[0] & 0xff0f == 0xff02)
+            (s[0] & 0xffc0 == 0xfe80, s[0] & 0xff0f == 0xff02)
         }
     };
     if addr.is_unspecified() {
         errs.push(FieldError::invalid(field, q(ip), &format!("may not be unspecified ({ip})")));
-    }
-    if loopback {
-        errs.push(FieldError::invalid(field, q(ip), "may not be in the loopback range (127.0.0.0/8, ::1/128)"));
     }
     if link_local {
         errs.push(FieldError::invalid(field, q(ip), "may not be in the link-local range (169.254.0.0/16, fe80::/10)"));

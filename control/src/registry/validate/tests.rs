@@ -644,8 +644,8 @@ fn bad_objects_report_kubernetes_messages() {
         ),
         (
             "Endpoints",
-            json!({"metadata": {"name": "e"}, "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": 80, "protocol": "TCP"}]}]}),
-            vec!["subsets[0].addresses[0].ip: Invalid value: \"127.0.0.1\": may not be in the loopback range (127.0.0.0/8, ::1/128)".into()],
+            json!({"metadata": {"name": "e"}, "subsets": [{"addresses": [{"ip": "169.254.1.1"}], "ports": [{"port": 80, "protocol": "TCP"}]}]}),
+            vec!["subsets[0].addresses[0].ip: Invalid value: \"169.254.1.1\": may not be in the link-local range (169.254.0.0/16, fe80::/10)".into()],
         ),
         (
             "Event",

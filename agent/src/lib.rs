@@ -13,9 +13,11 @@ pub mod error;
 pub mod hollow;
 pub mod host;
 pub mod node;
+pub mod prober;
 pub mod runtime;
 pub mod server;
 pub mod sync;
+pub mod volumes;
 pub mod watch;
 pub mod worker;
 

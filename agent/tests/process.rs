@@ -49,6 +49,7 @@ async fn process_runtime_runs_logs_restarts_and_stops() {
         data_dir: dir.path().to_path_buf(),
         listen_port: 0,
         fake_start_delay: None,
+        stop_containers_on_exit: true,
     };
     let agent = Agent::start(client.clone(), config, cancel.clone()).await.unwrap();
 

@@ -174,9 +174,10 @@ impl Trackers {
 pub fn health(t: &Trackers) -> Health {
     let started = t.started();
     let failed = |tracker: &Option<Tracker>, kind: Kind| {
-        tracker.as_ref().filter(|t| t.result == Some(false)).map(|t| {
-            format!("{} probe failed: {}", kind.label(), t.last_failure.clone().unwrap_or_default())
-        })
+        tracker
+            .as_ref()
+            .filter(|t| t.result == Some(false))
+            .map(|t| format!("{} probe failed: {}", kind.label(), t.last_failure.clone().unwrap_or_default()))
     };
     let kill = failed(&t.startup, Kind::Startup).or_else(|| failed(&t.liveness, Kind::Liveness));
     let ready = started && kill.is_none() && t.readiness.as_ref().is_none_or(|r| r.result == Some(true));
@@ -536,7 +537,11 @@ mod tests {
         let target = Target { pod_ip: "127.0.0.1".into(), container: Container::default(), exec: None };
         let t = timing(1, 1);
         let http = |path: &str, port: i32| Probe {
-            http_get: Some(HTTPGetAction { path: Some(path.into()), port: IntOrString::Int(port), ..Default::default() }),
+            http_get: Some(HTTPGetAction {
+                path: Some(path.into()),
+                port: IntOrString::Int(port),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         assert_eq!(run_probe(&http("/ok", port as i32), &t, &target).await, Ok(()));
@@ -550,10 +555,7 @@ mod tests {
         assert!(run_probe(&exec(&["sh", "-c", "echo nope; exit 2"]), &t, &target).await.unwrap_err().contains("nope"));
         assert!(run_probe(&exec(&["sleep", "5"]), &t, &target).await.unwrap_err().contains("time"));
         let tcp = |port: i32| Probe {
-            tcp_socket: Some(k8s_openapi::api::core::v1::TCPSocketAction {
-                port: IntOrString::Int(port),
-                host: None,
-            }),
+            tcp_socket: Some(k8s_openapi::api::core::v1::TCPSocketAction { port: IntOrString::Int(port), host: None }),
             ..Default::default()
         };
         assert_eq!(run_probe(&tcp(port as i32), &t, &target).await, Ok(()));

@@ -6,10 +6,10 @@
 //! `memory.workingSetBytes`; rates come from the previous sample, or from a second sample
 //! taken 100 ms after the first when there is none).
 
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

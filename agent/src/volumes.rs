@@ -154,15 +154,15 @@ pub async fn prepare(api: &ApiAccess, pod: &Pod, volumes_dir: &Path) -> Result<(
             let p = Path::new(&h.path);
             match h.type_.as_deref().unwrap_or("") {
                 "DirectoryOrCreate" => std::fs::create_dir_all(p).map_err(|e| io("creating", p, e))?,
-                "FileOrCreate" => {
-                    if !p.exists() {
-                        if let Some(parent) = p.parent() {
-                            std::fs::create_dir_all(parent).map_err(|e| io("creating", parent, e))?;
-                        }
-                        std::fs::File::create(p).map_err(|e| io("creating", p, e))?;
+                "FileOrCreate" if !p.exists() => {
+                    if let Some(parent) = p.parent() {
+                        std::fs::create_dir_all(parent).map_err(|e| io("creating", parent, e))?;
                     }
+                    std::fs::File::create(p).map_err(|e| io("creating", p, e))?;
                 }
-                "Directory" if !p.is_dir() => return Err(format!("hostPath type check failed: {} is not a directory", h.path)),
+                "Directory" if !p.is_dir() => {
+                    return Err(format!("hostPath type check failed: {} is not a directory", h.path))
+                }
                 "File" if !p.is_file() => return Err(format!("hostPath type check failed: {} is not a file", h.path)),
                 _ => {}
             }

@@ -419,7 +419,11 @@ impl Worker {
 
     /// Prepares the pod's volumes and plans `container`'s mounts (runtimes with a pod
     /// directory only).
-    async fn mounts(&mut self, pod: &Pod, container: &k8s_openapi::api::core::v1::Container) -> Result<Vec<Mount>, String> {
+    async fn mounts(
+        &mut self,
+        pod: &Pod,
+        container: &k8s_openapi::api::core::v1::Container,
+    ) -> Result<Vec<Mount>, String> {
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
         let Some(dir) = self.runtime.pod_dir(uid) else { return Ok(Vec::new()) };
         let has_volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).is_some_and(|v| !v.is_empty());

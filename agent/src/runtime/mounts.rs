@@ -181,7 +181,8 @@ mod tests {
         assert!(plan(&pod, &c, dir).unwrap_err().contains("only emptyDir"));
         let (pod, c) = pod_and_container(serde_json::json!([{"name": "nope", "mountPath": "/x"}]));
         assert!(plan(&pod, &c, dir).unwrap_err().contains("no volume"));
-        let (pod, c) = pod_and_container(serde_json::json!([{"name": "scratch", "mountPath": "/x", "subPath": "../up"}]));
+        let (pod, c) =
+            pod_and_container(serde_json::json!([{"name": "scratch", "mountPath": "/x", "subPath": "../up"}]));
         assert!(plan(&pod, &c, dir).unwrap_err().contains("subPath"));
         let (pod, c) = pod_and_container(serde_json::json!([{"name": "scratch", "mountPath": "rel"}]));
         assert!(plan(&pod, &c, dir).unwrap_err().contains("absolute"));

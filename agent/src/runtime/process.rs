@@ -37,7 +37,9 @@ use tokio::task::JoinHandle;
 
 use super::env::expand;
 use super::stats::{self, ContainerUsage, PodUsage, ProcStat};
-use super::{mounts, now, pod_keys, ContainerRecord, ExecTarget, LogSource, Mount, RunState, Runtime, Terminated, Wake};
+use super::{
+    mounts, now, pod_keys, ContainerRecord, ExecTarget, LogSource, Mount, RunState, Runtime, Terminated, Wake,
+};
 use crate::error::{AgentError, Result};
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -333,7 +335,8 @@ impl ProcessRuntime {
         if let Adoption::Adopt { pid } = decision {
             let readers = start_readers(&saved.log);
             let (state, wake, data_dir) = (self.state.clone(), self.wake.clone(), self.data_dir.clone());
-            let (uid, name, node, ticks) = (uid.to_string(), saved.container.clone(), saved.node.clone(), saved.start_ticks);
+            let (uid, name, node, ticks) =
+                (uid.to_string(), saved.container.clone(), saved.node.clone(), saved.start_ticks);
             tokio::spawn(async move {
                 // Not our child: poll until the process is gone (or a zombie of someone else).
                 while stats::read_stat(pid).is_some_and(|s| Some(s.start_ticks) == ticks) {
@@ -617,10 +620,12 @@ impl Runtime for ProcessRuntime {
             let mut st = self.state.lock().unwrap();
             st.by_name.insert((namespace.clone(), name.clone()), uid.clone());
             let dir = container_dir(&self.data_dir, &uid, &container.name);
-            let p = st
-                .pods
-                .entry(uid.clone())
-                .or_insert_with(|| ProcPod { namespace, name, node, containers: HashMap::new() });
+            let p = st.pods.entry(uid.clone()).or_insert_with(|| ProcPod {
+                namespace,
+                name,
+                node,
+                containers: HashMap::new(),
+            });
             let c = p.containers.entry(container.name.clone()).or_insert_with(|| {
                 ProcContainer::new(ContainerRecord {
                     restart_count: -1,
@@ -865,7 +870,12 @@ mod tests {
     async fn runs_logs_exits_and_restarts() {
         let dir = tempfile::tempdir().unwrap();
         let rt = ProcessRuntime::new(dir.path().to_path_buf(), Arc::new(|_: &str, _: &str| {}), true).unwrap();
-        rt.start(&pod(), &sh("echo out $GREETING; echo err >&2; exit 3"), vec![("GREETING".into(), "hi".into())], vec![]);
+        rt.start(
+            &pod(),
+            &sh("echo out $GREETING; echo err >&2; exit 3"),
+            vec![("GREETING".into(), "hi".into())],
+            vec![],
+        );
         let c = until(&rt, "exit", |c| matches!(c.state, RunState::Exited(_))).await;
         let RunState::Exited(t) = c.state else { unreachable!() };
         assert_eq!((t.exit_code, t.reason.as_str()), (3, "Error"));

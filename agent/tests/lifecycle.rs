@@ -436,3 +436,73 @@ async fn pods_keep_running_through_a_control_plane_outage() {
     tokio::time::timeout(WAIT, agent.stopped()).await.expect("agent stops");
     cp.stop().await;
 }
+
+/// The cgroup file of `pid` for `v1_controller` (v1) or the unified hierarchy (v2).
+fn cgroup_file(pid: i32, v1_controller: &str, v1_file: &str, v2_file: &str) -> PathBuf {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        let path = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+        return root.join(path.trim_start_matches('/')).join(v2_file);
+    }
+    let path = text
+        .lines()
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+            ctrls.split(',').any(|c| c == v1_controller).then_some(path)
+        })
+        .unwrap();
+    root.join(v1_controller).join(path.trim_start_matches('/')).join(v1_file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_enforced_through_cgroups() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: cgroups need root");
+        return;
+    }
+    let mut cp = ControlPlane::start().await;
+    let client = cp.client();
+    let data = tempfile::tempdir().unwrap();
+    let cancel = CancellationToken::new();
+    let _stop = cancel.clone().drop_guard();
+    let agent = Agent::start(client.clone(), config("worker-c", data.path()), cancel.clone()).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let capped = pod(
+        "capped",
+        serde_json::json!({"nodeName": "worker-c", "containers": [{
+        "name": "main", "image": "none", "command": ["sleep", "1000"],
+        "resources": {"limits": {"cpu": "250m", "memory": "64Mi"}}}]}),
+    );
+    let hog = pod(
+        "hog",
+        serde_json::json!({"nodeName": "worker-c", "restartPolicy": "Never", "containers": [{
+        "name": "main", "image": "none",
+        "command": [python(), "-c", "import time; b = b'x' * (512 << 20); time.sleep(100)"],
+        "resources": {"limits": {"memory": "64Mi"}}}]}),
+    );
+    pods.create(&PostParams::default(), &capped).await.unwrap();
+    pods.create(&PostParams::default(), &hog).await.unwrap();
+
+    let pid = eventually(WAIT, "capped Running", || async { pid_of(&pods.get("capped").await.ok()?) }).await;
+    let cpu = std::fs::read_to_string(cgroup_file(pid, "cpu", "cpu.cfs_quota_us", "cpu.max")).unwrap();
+    assert!(cpu.trim() == "25000" || cpu.trim() == "25000 100000", "{cpu}");
+    let mem = std::fs::read_to_string(cgroup_file(pid, "memory", "memory.limit_in_bytes", "memory.max")).unwrap();
+    assert_eq!(mem.trim(), (64u64 << 20).to_string());
+
+    let p = eventually(WAIT, "hog OOMKilled", || async {
+        let p = pods.get("hog").await.ok()?;
+        let t = status(&p)?.state.as_ref()?.terminated.clone()?;
+        Some((t, p))
+    })
+    .await;
+    assert_eq!((p.0.reason.as_deref(), p.0.exit_code), (Some("OOMKilled"), 137), "{:?}", p.0);
+    assert_eq!(p.1.status.as_ref().unwrap().phase.as_deref(), Some("Failed"));
+
+    cancel.cancel();
+    tokio::time::timeout(WAIT, agent.stopped()).await.expect("agent stops");
+    assert!(!pid_alive(pid));
+    cp.stop().await;
+}

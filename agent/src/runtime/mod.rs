@@ -4,6 +4,7 @@
 //! happens in the background and is announced through the [`Wake`] callback so the pod's
 //! node worker re-syncs it.
 
+pub mod cgroups;
 pub mod env;
 pub mod fake;
 pub mod mounts;

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::task::JoinHandle;
 
+use super::cgroups::{Cgroups, ContainerCgroup, Limits};
 use super::env::expand;
 use super::stats::{self, ContainerUsage, PodUsage, ProcStat};
 use super::{
@@ -202,6 +203,8 @@ pub struct ProcessRuntime {
     state: Arc<Mutex<State>>,
     wake: Wake,
     stop_on_exit: bool,
+    /// Per-container cgroups, when the agent can manage them (root).
+    cgroups: Option<Cgroups>,
 }
 
 fn signal_group(pgid: i32, sig: i32) {
@@ -256,7 +259,12 @@ impl ProcessRuntime {
     pub fn new(data_dir: PathBuf, wake: Wake, stop_on_exit: bool) -> Result<ProcessRuntime> {
         let pods = data_dir.join("pods");
         std::fs::create_dir_all(&pods).map_err(|e| AgentError::io("creating", &pods, e))?;
-        let rt = ProcessRuntime { data_dir, state: Arc::default(), wake, stop_on_exit };
+        let cgroups = Cgroups::detect();
+        match &cgroups {
+            Some(cg) => tracing::info!(version = ?cg.version, "containers run in their own cgroups"),
+            None => tracing::info!("cgroups unavailable (not root): resource limits are not enforced"),
+        }
+        let rt = ProcessRuntime { data_dir, state: Arc::default(), wake, stop_on_exit, cgroups };
         rt.adopt_all();
         Ok(rt)
     }
@@ -337,6 +345,7 @@ impl ProcessRuntime {
             let (state, wake, data_dir) = (self.state.clone(), self.wake.clone(), self.data_dir.clone());
             let (uid, name, node, ticks) =
                 (uid.to_string(), saved.container.clone(), saved.node.clone(), saved.start_ticks);
+            let cgroup = self.cgroups.as_ref().map(|cg| cg.container(&uid, &name));
             tokio::spawn(async move {
                 // Not our child: poll until the process is gone (or a zombie of someone else).
                 while stats::read_stat(pid).is_some_and(|s| Some(s.start_ticks) == ticks) {
@@ -344,18 +353,22 @@ impl ProcessRuntime {
                 }
                 let started_at = saved.started_at.map(ts);
                 let exit = unknown_exit(started_at, now(), &saved.id, "after the agent re-adopted it");
-                finish(&state, &data_dir, &wake, &uid, &name, &node, 1, pid, readers, exit).await;
+                let run = RunEnd { state, data_dir, wake, uid, name, node, generation: 1, pid, cgroup };
+                run.finish(readers, exit).await;
             });
         }
     }
 
-    /// SIGKILLs every running container's process group.
+    /// SIGKILLs every running container (process group and cgroup).
     pub fn kill_all(&self) {
         let st = self.state.lock().unwrap();
-        for p in st.pods.values() {
+        for (uid, p) in &st.pods {
             for c in p.containers.values() {
                 if let Some(pgid) = c.pgid {
                     signal_group(pgid, libc::SIGKILL);
+                    if let Some(cg) = &self.cgroups {
+                        cg.container(uid, &c.record.name).kill();
+                    }
                 }
             }
         }
@@ -430,6 +443,13 @@ impl ProcessRuntime {
         if !mounts.is_empty() {
             mounts::apply(&mut cmd, mounts).map_err(|e| start_error(format!("preparing volume mounts: {e}")))?;
         }
+        let cgroup = self.cgroups.as_ref().map(|cg| cg.container(&uid, &container.name));
+        if let Some(cg) = &cgroup {
+            let procs = cg
+                .create(Limits::of(container))
+                .map_err(|e| start_error(format!("creating the container's cgroup: {e}")))?;
+            ContainerCgroup::join_before_exec(&mut cmd, procs);
+        }
         // Readers open before the spawn so no early output is lost.
         let readers = start_readers(log);
         let spawned = cmd.spawn();
@@ -454,8 +474,17 @@ impl ProcessRuntime {
                 save(&self.data_dir, &uid, p, &container.name);
             }
         }
-        let (state, wake, cname, data_dir) =
-            (self.state.clone(), self.wake.clone(), container.name.clone(), self.data_dir.clone());
+        let run = RunEnd {
+            state: self.state.clone(),
+            data_dir: self.data_dir.clone(),
+            wake: self.wake.clone(),
+            uid,
+            name: container.name.clone(),
+            node,
+            generation,
+            pid,
+            cgroup,
+        };
         tokio::spawn(async move {
             let status = child.wait().await;
             let (exit_code, signal) = match status {
@@ -478,53 +507,64 @@ impl ProcessRuntime {
                 finished_at: now(),
                 container_id: format!("process://{pid}"),
             };
-            finish(&state, &data_dir, &wake, &uid, &cname, &node, generation, pid, readers, t).await;
+            run.finish(readers, t).await;
             finished.store(true, Ordering::SeqCst);
         });
         Ok(())
     }
 }
 
-/// The end of a run: kill what is left of its group, drain its output, record the exit
-/// (unless a newer run replaced it), save, wake the worker.
-#[allow(clippy::too_many_arguments)]
-async fn finish(
-    state: &Arc<Mutex<State>>,
-    data_dir: &Path,
-    wake: &Wake,
-    uid: &str,
-    cname: &str,
-    node: &str,
+/// What is needed to record the end of a run.
+struct RunEnd {
+    state: Arc<Mutex<State>>,
+    data_dir: PathBuf,
+    wake: Wake,
+    uid: String,
+    name: String,
+    node: String,
+    /// The run (a newer run makes this one's end a no-op).
     generation: u64,
     pid: i32,
-    readers: Vec<JoinHandle<()>>,
-    mut t: Terminated,
-) {
-    // The container ends with its main process: kill what is left of its group.
-    signal_group(pid, libc::SIGKILL);
-    for r in readers {
-        let _ = tokio::time::timeout(DRAIN, r).await;
-    }
-    let changed = {
-        let mut st = state.lock().unwrap();
-        let Some(p) = st.pods.get_mut(uid) else { return };
-        match p.containers.get_mut(cname) {
-            Some(c) if c.generation == generation => {
-                c.finished.store(true, Ordering::SeqCst);
-                if let RunState::Running { started_at } = c.record.state {
-                    t.started_at = t.started_at.or(Some(started_at));
-                }
-                c.pgid = None;
-                c.start_ticks = None;
-                c.record.state = RunState::Exited(t);
-                save(data_dir, uid, p, cname);
-                true
+    cgroup: Option<ContainerCgroup>,
+}
+
+impl RunEnd {
+    /// The end of a run: kill what is left of its group and cgroup, drain its output,
+    /// record the exit (`OOMKilled` when the kernel killed it for memory) unless a newer
+    /// run replaced it, save, wake the worker.
+    async fn finish(self, readers: Vec<JoinHandle<()>>, mut t: Terminated) {
+        // The container ends with its main process: kill what is left of it.
+        signal_group(self.pid, libc::SIGKILL);
+        if let Some(cg) = &self.cgroup {
+            if cg.oom_killed() {
+                t.reason = "OOMKilled".into();
             }
-            _ => false,
+            cg.remove().await;
         }
-    };
-    if changed {
-        wake(node, uid);
+        for r in readers {
+            let _ = tokio::time::timeout(DRAIN, r).await;
+        }
+        let changed = {
+            let mut st = self.state.lock().unwrap();
+            let Some(p) = st.pods.get_mut(&self.uid) else { return };
+            match p.containers.get_mut(&self.name) {
+                Some(c) if c.generation == self.generation => {
+                    c.finished.store(true, Ordering::SeqCst);
+                    if let RunState::Running { started_at } = c.record.state {
+                        t.started_at = t.started_at.or(Some(started_at));
+                    }
+                    c.pgid = None;
+                    c.start_ticks = None;
+                    c.record.state = RunState::Exited(t);
+                    save(&self.data_dir, &self.uid, p, &self.name);
+                    true
+                }
+                _ => false,
+            }
+        };
+        if changed {
+            (self.wake)(&self.node, &self.uid);
+        }
     }
 }
 
@@ -601,12 +641,16 @@ impl ProcessRuntime {
         signal_group(pgid, libc::SIGTERM);
         let (state, uid, name, generation) =
             (self.state.clone(), pod_uid.to_string(), container.to_string(), c.generation);
+        let cgroup = self.cgroups.as_ref().map(|cg| cg.container(pod_uid, container));
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
             let st = state.lock().unwrap();
             if let Some(c) = st.pods.get(&uid).and_then(|p| p.containers.get(&name)) {
                 if c.generation == generation && c.pgid == Some(pgid) {
                     signal_group(pgid, libc::SIGKILL);
+                    if let Some(cg) = cgroup {
+                        cg.kill();
+                    }
                 }
             }
         });
@@ -718,18 +762,16 @@ impl Runtime for ProcessRuntime {
         let pgids: Vec<i32> = pods.iter().flat_map(|p| p.4.iter().map(|r| r.2)).collect();
         let usage = stats::group_usage(&pgids);
         pods.into_iter()
-            .map(|(uid, namespace, name, node, running)| PodUsage {
-                uid,
-                namespace,
-                name,
-                node,
-                containers: running
+            .map(|(uid, namespace, name, node, running)| {
+                let containers = running
                     .into_iter()
                     .map(|(name, id, pgid)| {
-                        let (cpu, mem) = usage.get(&pgid).copied().unwrap_or_default();
+                        let from_cgroup = self.cgroups.as_ref().and_then(|cg| cg.container(&uid, &name).usage());
+                        let (cpu, mem) = from_cgroup.or_else(|| usage.get(&pgid).copied()).unwrap_or_default();
                         ContainerUsage { name, id, usage_core_nano_seconds: cpu, working_set_bytes: mem }
                     })
-                    .collect(),
+                    .collect();
+                PodUsage { uid, namespace, name, node, containers }
             })
             .collect()
     }
@@ -755,6 +797,9 @@ impl Runtime for ProcessRuntime {
             }
         }
         let _ = std::fs::remove_dir_all(self.pod_dir(pod_uid));
+        if let Some(cg) = &self.cgroups {
+            cg.remove_pod(pod_uid);
+        }
     }
 
     fn logs(&self, namespace: &str, pod: &str, container: &str, previous: bool) -> Option<LogSource> {

@@ -174,7 +174,8 @@ impl ContainerCgroup {
             if d.exists() {
                 self.kill();
             }
-            std::fs::create_dir_all(d)?;
+            // A sibling's removal may race for the pod's directory: try twice.
+            std::fs::create_dir_all(d).or_else(|_| std::fs::create_dir_all(d))?;
         }
         match self.version {
             Version::V2 => {
@@ -295,6 +296,10 @@ impl ContainerCgroup {
         }
         for (_, d) in &self.dirs {
             let _ = std::fs::remove_dir(d);
+            // The pod's directory goes with its last container (fails while others exist).
+            if let Some(pod) = d.parent() {
+                let _ = std::fs::remove_dir(pod);
+            }
         }
     }
 }

@@ -6,7 +6,8 @@
 //! `{RFC 3339 time} {stream} {text}`. There is no image: a container without `command`
 //! fails with `CreateContainerError`. Stopping sends SIGTERM to the process group, then
 //! SIGKILL after the grace period; when the main process exits, the rest of its group is
-//! killed (a container's processes end with it, as with a cgroup).
+//! killed (a container's processes end with it). As root, each container also runs in its
+//! own cgroup with its resource limits ([`super::cgroups`]).
 //!
 //! Containers outlive the agent (as pods outlive a kubelet restart):
 //! - output goes through named pipes (`{restart}.stdout`/`.stderr` FIFOs next to the log)
@@ -1035,6 +1036,17 @@ mod adoption_tests {
         };
         first.start(&pod(), &c, vec![], vec![]);
         let id = first.containers("uid-a")[0].id.clone();
+        let has_output = |rt: &ProcessRuntime| match rt.logs("ns", "p", "c", false) {
+            Some(LogSource::File { path, .. }) => {
+                std::fs::read_to_string(path).unwrap_or_default().contains("stdout one")
+            }
+            _ => false,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !has_output(&first) {
+            assert!(std::time::Instant::now() < deadline, "no output");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let pid: i32 = id.strip_prefix("process://").unwrap().parse().unwrap();
         drop(first); // an agent going away does not stop its containers
         let _kill = scopeguard(pid);
@@ -1051,8 +1063,7 @@ mod adoption_tests {
             assert!(std::time::Instant::now() < deadline, "adopted container did not exit");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let Some(LogSource::File { path, .. }) = second.logs("ns", "p", "c", false) else { panic!("logs") };
-        assert!(std::fs::read_to_string(path).unwrap().contains("stdout one"));
+        assert!(has_output(&second), "the adopted container's log is found");
     }
 
     /// Kills process group `pid` when dropped (test cleanup, also on failure).

@@ -160,7 +160,8 @@ async fn probes_init_containers_volumes_stats_and_graceful_stop() {
             "volumeMounts": [{"name": "scratch", "mountPath": scratch}]}],
         "containers": [{"name": "main", "image": "none",
             "command": ["sh", "-c", format!(
-                "cat {scratch}/init.txt; echo env=$COLOR; while true; do echo file=$(cat {cfg}/colour); sleep 1; done")],
+                "cat {scratch}/init.txt; echo env=$COLOR; (touch {cfg}/x 2>/dev/null && echo cfg=rw) || echo cfg=ro; \
+                 while true; do echo file=$(cat {cfg}/colour); sleep 1; done")],
             "env": [{"name": "COLOR", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "color"}}}],
             "volumeMounts": [{"name": "cfg", "mountPath": cfg}, {"name": "scratch", "mountPath": scratch}]}],
         "volumes": [
@@ -237,7 +238,7 @@ async fn probes_init_containers_volumes_stats_and_graceful_stop() {
         l.contains("file=teal").then_some(l)
     })
     .await;
-    assert!(logs.starts_with("prepared\nenv=teal\n"), "{logs}");
+    assert!(logs.starts_with("prepared\nenv=teal\ncfg=ro\n"), "{logs}");
     let p = pods.get("vols").await.unwrap();
     let init = &p.status.as_ref().unwrap().init_container_statuses.as_ref().unwrap()[0];
     assert_eq!(init.state.as_ref().unwrap().terminated.as_ref().unwrap().reason.as_deref(), Some("Completed"));
@@ -483,8 +484,16 @@ async fn limits_are_enforced_through_cgroups() {
         "command": [python(), "-c", "import time; b = b'x' * (512 << 20); time.sleep(100)"],
         "resources": {"limits": {"memory": "64Mi"}}}]}),
     );
+    let mark = format!("{}.5", 200_000 + std::process::id());
+    let escape = pod(
+        "escape",
+        serde_json::json!({"nodeName": "worker-c", "containers": [{
+        "name": "main", "image": "none",
+        "command": ["sh", "-c", format!("setsid sleep {mark} & exec sleep 1000")]}]}),
+    );
     pods.create(&PostParams::default(), &capped).await.unwrap();
     pods.create(&PostParams::default(), &hog).await.unwrap();
+    pods.create(&PostParams::default(), &escape).await.unwrap();
 
     let pid = eventually(WAIT, "capped Running", || async { pid_of(&pods.get("capped").await.ok()?) }).await;
     let cpu = std::fs::read_to_string(cgroup_file(pid, "cpu", "cpu.cfs_quota_us", "cpu.max")).unwrap();
@@ -500,6 +509,19 @@ async fn limits_are_enforced_through_cgroups() {
     .await;
     assert_eq!((p.0.reason.as_deref(), p.0.exit_code), (Some("OOMKilled"), 137), "{:?}", p.0);
     assert_eq!(p.1.status.as_ref().unwrap().phase.as_deref(), Some("Failed"));
+
+    // A process that left the container's process group still goes with the container.
+    let escaped = eventually(WAIT, "the escaped process", || async { processes_with(&mark).first().copied() }).await;
+    let mut reaper = Reaper::default();
+    reaper.group(escaped);
+    let stat = std::fs::read_to_string(format!("/proc/{escaped}/stat")).unwrap();
+    let pgrp: i32 = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(2).unwrap().parse().unwrap();
+    let container = pid_of(&pods.get("escape").await.unwrap()).unwrap();
+    assert_ne!(pgrp, container, "setsid left the container's process group");
+    pods.delete("escape", &DeleteParams::default()).await.unwrap();
+    eventually(WAIT, "escape gone", || async { pods.get_opt("escape").await.ok()?.is_none().then_some(()) }).await;
+    eventually(WAIT, "the escaped process killed with its cgroup", || async { (!pid_alive(escaped)).then_some(()) })
+        .await;
 
     cancel.cancel();
     tokio::time::timeout(WAIT, agent.stopped()).await.expect("agent stops");

@@ -9,7 +9,9 @@
 //! records before planning), volumes (prepared before a container starts and refreshed
 //! every [`VOLUME_REFRESH`] so ConfigMap/Secret updates reach the files), and the last
 //! environment each container started with (reused when the API is unreachable, so
-//! restart policies still apply while the control plane is down). Pods the runtime has
+//! restart policies still apply while the control plane is down; each pod is also
+//! checkpointed in its directory so an agent restarted during an outage carries on). Pods
+//! the runtime has
 //! but the API does not list are stopped — but only after a first successful listing, so
 //! an agent restarted while the API is down never kills what it re-adopted.
 
@@ -65,6 +67,9 @@ struct PodEntry {
 /// How often ConfigMap and Secret volumes of running pods are refreshed.
 pub const VOLUME_REFRESH: Duration = Duration::from_secs(10);
 
+/// The pod checkpoint's file name in the pod's directory.
+const CHECKPOINT: &str = "pod.json";
+
 /// How long a failed write waits before the pod is synced again.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -113,6 +118,7 @@ impl Worker {
     /// Runs until `cancel`. Containers are left as they are (running pods keep running
     /// while the agent is away).
     pub async fn run(mut self, cancel: CancellationToken) {
+        self.restore().await;
         loop {
             let next_wake = self.pods.values().filter_map(|e| e.wake_at).min();
             let timer = async {
@@ -228,6 +234,37 @@ impl Worker {
                         volumes_at: None,
                     },
                 );
+            }
+        }
+    }
+
+    /// Saves the pod as it was when its containers were last started (`pod.json` in the
+    /// pod's directory), so an agent restarted while the API is down still knows it.
+    fn checkpoint(&self, pod: &Pod) {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let Some(dir) = self.runtime.pod_dir(uid) else { return };
+        let (path, tmp) = (dir.join(CHECKPOINT), dir.join(format!("{CHECKPOINT}.tmp")));
+        let result = std::fs::create_dir_all(&dir)
+            .and_then(|_| std::fs::write(&tmp, serde_json::to_vec(pod).unwrap_or_default()))
+            .and_then(|_| std::fs::rename(&tmp, &path));
+        if let Err(e) = result {
+            tracing::warn!(path = %path.display(), error = %e, "checkpointing the pod failed");
+        }
+    }
+
+    /// Takes up the checkpointed pods of the containers the runtime re-adopted: until the
+    /// API is listed, they are synced from their checkpoints (restart policies apply even
+    /// when the agent restarts while the API is down); the first listing then corrects them.
+    async fn restore(&mut self) {
+        for uid in self.runtime.pods(&self.node) {
+            let Some(dir) = self.runtime.pod_dir(&uid) else { continue };
+            let Ok(data) = std::fs::read(dir.join(CHECKPOINT)) else { continue };
+            match serde_json::from_slice::<Pod>(&data) {
+                Ok(pod) => {
+                    self.upsert(Arc::new(pod));
+                    self.sync(&uid).await;
+                }
+                Err(e) => tracing::warn!(pod = %uid, error = %e, "unreadable pod checkpoint"),
             }
         }
     }
@@ -414,6 +451,7 @@ impl Worker {
             }
         };
         tracing::debug!(node = %self.node, pod = ?pod.metadata.name, container = name, "starting container");
+        self.checkpoint(pod);
         self.runtime.start(pod, container, env, mounts);
     }
 

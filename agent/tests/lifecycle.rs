@@ -389,9 +389,16 @@ async fn pods_keep_running_through_a_control_plane_outage() {
     let client = cp.client();
     let (data, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let counter: PathBuf = work.path().join("runs");
-    let cancel = CancellationToken::new();
-    let _stop = cancel.clone().drop_guard();
-    let agent = Agent::start(client.clone(), config("worker-o", data.path()), cancel.clone()).await.unwrap();
+    // The first agent leaves its containers running when it stops (it is restarted below).
+    let first_cancel = CancellationToken::new();
+    let _stop_first = first_cancel.clone().drop_guard();
+    let first = Agent::start(
+        client.clone(),
+        AgentConfig { stop_containers_on_exit: false, ..config("worker-o", data.path()) },
+        first_cancel.clone(),
+    )
+    .await
+    .unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let steady = pod(
         "steady",
@@ -418,6 +425,23 @@ async fn pods_keep_running_through_a_control_plane_outage() {
     cp.stop().await;
     assert!(pods.get("steady").await.is_err(), "the API is down");
     eventually(WAIT, "flappy restarted while the API is down", || async { (runs() > runs_before).then_some(()) }).await;
+    assert!(pid_alive(steady_pid));
+
+    // The agent restarts while the API is still down: it re-adopts `steady` and, from its
+    // pod checkpoints, keeps applying `flappy`'s restart policy.
+    let mut reaper = Reaper::default();
+    reaper.group(steady_pid);
+    first_cancel.cancel();
+    tokio::time::timeout(WAIT, first.stopped()).await.expect("first agent stops");
+    assert!(pid_alive(steady_pid), "containers outlive the agent");
+    let cancel = CancellationToken::new();
+    let _stop = cancel.clone().drop_guard();
+    let agent = Agent::start(client.clone(), config("worker-o", data.path()), cancel.clone()).await.unwrap();
+    let runs_at_restart = runs();
+    eventually(WAIT, "flappy restarted by the new agent while the API is down", || async {
+        (runs() > runs_at_restart).then_some(())
+    })
+    .await;
     assert!(pid_alive(steady_pid));
 
     // It comes back on the same address with the same data: statuses catch up.

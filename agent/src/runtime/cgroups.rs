@@ -176,6 +176,12 @@ impl ContainerCgroup {
             }
             // A sibling's removal may race for the pod's directory: try twice.
             std::fs::create_dir_all(d).or_else(|_| std::fs::create_dir_all(d))?;
+            if self.version == Version::V2 {
+                // v2 controllers reach a cgroup only when its parent (the pod's) enables them.
+                if let Some(pod) = d.parent() {
+                    let _ = write(&pod.join("cgroup.subtree_control"), "+memory +cpu");
+                }
+            }
         }
         match self.version {
             Version::V2 => {

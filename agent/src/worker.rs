@@ -245,7 +245,7 @@ impl Worker {
         let Some(dir) = self.runtime.pod_dir(uid) else { return };
         let (path, tmp) = (dir.join(CHECKPOINT), dir.join(format!("{CHECKPOINT}.tmp")));
         let result = std::fs::create_dir_all(&dir)
-            .and_then(|_| std::fs::write(&tmp, serde_json::to_vec(pod).unwrap_or_default()))
+            .and_then(|_| runtime::process::write_private(&tmp, &serde_json::to_vec(pod).unwrap_or_default()))
             .and_then(|_| std::fs::rename(&tmp, &path));
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), error = %e, "checkpointing the pod failed");

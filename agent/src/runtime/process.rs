@@ -569,6 +569,13 @@ impl RunEnd {
     }
 }
 
+/// Writes a file only root can read (container state holds resolved Secret values).
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(data)
+}
+
 /// Writes `state.json` of container `name` of pod `uid` (write + rename).
 fn save(data_dir: &Path, uid: &str, p: &ProcPod, name: &str) {
     let Some(c) = p.containers.get(name) else { return };
@@ -600,7 +607,7 @@ fn save(data_dir: &Path, uid: &str, p: &ProcPod, name: &str) {
     let dir = container_dir(data_dir, uid, name);
     let tmp = dir.join(format!("{STATE_FILE}.tmp"));
     let result = std::fs::create_dir_all(&dir)
-        .and_then(|_| std::fs::write(&tmp, serde_json::to_vec(&saved).unwrap_or_default()))
+        .and_then(|_| write_private(&tmp, &serde_json::to_vec(&saved).unwrap_or_default()))
         .and_then(|_| std::fs::rename(&tmp, dir.join(STATE_FILE)));
     if let Err(e) = result {
         tracing::warn!(dir = %dir.display(), error = %e, "saving container state failed");

@@ -62,7 +62,8 @@ pub(crate) fn spawn_nodes(
     cancel: CancellationToken,
 ) -> Result<Running> {
     let kubelet_addr = listener.local_addr().map_err(|source| AgentError::Bind { port: 0, source })?;
-    let mut tasks = vec![tokio::spawn(crate::server::serve(listener, runtime.clone(), cancel.clone()))];
+    let node_name = identities.first().map(|i| i.name.clone()).unwrap_or_default();
+    let mut tasks = vec![tokio::spawn(crate::server::serve(listener, runtime.clone(), node_name, cancel.clone()))];
     let names: Vec<String> = identities.iter().map(|i| i.name.clone()).collect();
     let n = identities.len().max(1) as u32;
     for (i, (id, rx)) in identities.into_iter().zip(receivers).enumerate() {
@@ -110,7 +111,9 @@ impl Agent {
         let (senders, receivers, wake) = channels(&names);
         let runtime: Arc<dyn Runtime> = match config.runtime {
             RuntimeKind::Fake => Arc::new(FakeRuntime::new(config.fake_start_delay, wake)),
-            RuntimeKind::Process => Arc::new(ProcessRuntime::new(config.data_dir.clone(), wake)?),
+            RuntimeKind::Process => {
+                Arc::new(ProcessRuntime::new(config.data_dir.clone(), wake, config.stop_containers_on_exit)?)
+            }
         };
         let host = HostInfo::read();
         let identity = NodeIdentity {

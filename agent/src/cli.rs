@@ -55,6 +55,10 @@ pub struct AgentArgs {
     /// Seconds between node Lease renewals.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub lease_seconds: u64,
+    /// Kill every container when the agent stops (by default they keep running and the
+    /// next agent on this data dir re-adopts them).
+    #[arg(long)]
+    pub stop_containers_on_exit: bool,
     /// Run this many hollow nodes (`--runtime fake` only).
     #[arg(long)]
     pub fake_nodes: Option<usize>,
@@ -164,6 +168,7 @@ impl AgentArgs {
                 data_dir: self.data_dir,
                 listen_port: self.listen_port,
                 fake_start_delay: start_delay,
+                stop_containers_on_exit: self.stop_containers_on_exit,
             }),
         })
     }

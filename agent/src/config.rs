@@ -102,6 +102,9 @@ pub struct AgentConfig {
     pub listen_port: u16,
     /// Fake runtime only: how long a container takes to start (None: random 0–100 ms).
     pub fake_start_delay: Option<Duration>,
+    /// Process runtime: kill every container when the agent stops. Off by default — like
+    /// a kubelet restart, an agent restart leaves pods running and re-adopts them.
+    pub stop_containers_on_exit: bool,
 }
 
 /// Many hollow (fake-runtime) nodes in one process.

@@ -3,7 +3,8 @@
 //! An agent registers its [`Node`](k8s_openapi::api::core::v1::Node), renews its Lease and
 //! posts node conditions ([`node`]); watches the pods bound to it ([`watch`]) and converges
 //! them with a [`runtime::Runtime`] through per-node workers ([`worker`]) whose decisions
-//! come from the pure [`sync::plan`]; and serves container logs on a kubelet-style endpoint
+//! come from the pure [`sync::plan`], with probe results from [`prober`] and volumes from
+//! [`volumes`]; and serves container logs and a stats summary on a kubelet-style endpoint
 //! ([`server`]). [`Agent::run`] runs one real node; [`hollow::run`] runs many fake-runtime
 //! nodes in one process for scale tests. The binary only parses flags ([`cli`]).
 
@@ -13,9 +14,11 @@ pub mod error;
 pub mod hollow;
 pub mod host;
 pub mod node;
+pub mod prober;
 pub mod runtime;
 pub mod server;
 pub mod sync;
+pub mod volumes;
 pub mod watch;
 pub mod worker;
 

@@ -1,12 +1,16 @@
 //! The kubelet-style HTTP endpoint of an agent (one per process, shared by hollow nodes):
 //! `/healthz`, and `/containerLogs/{ns}/{pod}/{container}` with `follow`, `tailLines`,
 //! `timestamps`, `previous` and `limitBytes`, which the API server proxies for
-//! `pods/{name}/log`.
+//! `pods/{name}/log`; and `/stats/summary`, shaped like the kubelet's Summary API (node,
+//! then pods[].containers[] with `cpu.usageNanoCores`/`usageCoreNanoSeconds` and
+//! `memory.workingSetBytes`; rates come from the previous sample, or from a second sample
+//! taken 100 ms after the first when there is none).
 
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -20,6 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::runtime::stats::{node_usage, PodUsage};
 use crate::runtime::{LogLine, LogSource, Runtime};
 
 /// How often a followed log file is checked for new output.
@@ -39,18 +44,21 @@ fn flag(v: &Option<String>) -> bool {
     v.as_deref().is_some_and(|v| matches!(v, "true" | "1" | "True"))
 }
 
-/// The endpoint's routes over `runtime`.
-pub fn router(runtime: Arc<dyn Runtime>) -> Router {
+/// The endpoint's routes over `runtime`; `node_name` names the node in `/stats/summary`.
+pub fn router(runtime: Arc<dyn Runtime>, node_name: String) -> Router {
+    let stats = Arc::new(StatsState { runtime: runtime.clone(), node_name, samples: Mutex::default() });
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
         .with_state(runtime)
+        .merge(Router::new().route("/stats/summary", get(summary)).with_state(stats))
 }
 
-/// Serves `router(runtime)` on `listener` until `cancel`.
-pub async fn serve(listener: TcpListener, runtime: Arc<dyn Runtime>, cancel: CancellationToken) {
-    let result =
-        axum::serve(listener, router(runtime)).with_graceful_shutdown(async move { cancel.cancelled().await }).await;
+/// Serves `router(runtime, node_name)` on `listener` until `cancel`.
+pub async fn serve(listener: TcpListener, runtime: Arc<dyn Runtime>, node_name: String, cancel: CancellationToken) {
+    let result = axum::serve(listener, router(runtime, node_name))
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await;
     if let Err(e) = result {
         tracing::error!(error = %e, "kubelet endpoint failed");
     }
@@ -70,6 +78,89 @@ fn parse_stored(line: &str) -> (&str, &str) {
     let time = parts.next().unwrap_or_default();
     let _stream = parts.next();
     (time, parts.next().unwrap_or_default())
+}
+
+struct StatsState {
+    runtime: Arc<dyn Runtime>,
+    node_name: String,
+    /// The previous cumulative CPU sample per container run (`{uid}/{id}`, `node` for the
+    /// node): (when, nanoseconds).
+    samples: Mutex<HashMap<String, (std::time::Instant, u64)>>,
+}
+
+impl StatsState {
+    /// Nanocores since the previous sample of `key` (None without one), recording this one.
+    fn rate(&self, key: &str, now: std::time::Instant, cpu: u64) -> Option<u64> {
+        let mut samples = self.samples.lock().unwrap();
+        let prev = samples.insert(key.to_string(), (now, cpu));
+        let (t, c) = prev?;
+        let secs = now.duration_since(t).as_secs_f64();
+        (secs > 0.0).then(|| (cpu.saturating_sub(c) as f64 / secs) as u64)
+    }
+
+    fn sample(&self) -> (std::time::Instant, (u64, u64), Vec<PodUsage>) {
+        (std::time::Instant::now(), node_usage(), self.runtime.stats())
+    }
+}
+
+async fn summary(State(st): State<Arc<StatsState>>) -> Response {
+    let has_samples = !st.samples.lock().unwrap().is_empty();
+    if !has_samples {
+        let (now, node, pods) = st.sample();
+        st.rate("node", now, node.0);
+        for p in &pods {
+            for c in &p.containers {
+                st.rate(&format!("{}/{}", p.uid, c.id), now, c.usage_core_nano_seconds);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (now, node, pods) = st.sample();
+    let time = k8s_openapi::jiff::Timestamp::now().to_string();
+    let live: std::collections::HashSet<String> =
+        pods.iter().flat_map(|p| p.containers.iter().map(move |c| format!("{}/{}", p.uid, c.id))).collect();
+    let node_rate = st.rate("node", now, node.0);
+    let pods_json: Vec<serde_json::Value> = pods
+        .iter()
+        .map(|p| {
+            let mut pod_cpu = 0u64;
+            let mut pod_rate = 0u64;
+            let mut pod_mem = 0u64;
+            let containers: Vec<serde_json::Value> = p
+                .containers
+                .iter()
+                .map(|c| {
+                    let rate = st.rate(&format!("{}/{}", p.uid, c.id), now, c.usage_core_nano_seconds).unwrap_or(0);
+                    pod_cpu += c.usage_core_nano_seconds;
+                    pod_rate += rate;
+                    pod_mem += c.working_set_bytes;
+                    serde_json::json!({
+                        "name": c.name,
+                        "cpu": {"time": time, "usageNanoCores": rate, "usageCoreNanoSeconds": c.usage_core_nano_seconds},
+                        "memory": {"time": time, "workingSetBytes": c.working_set_bytes, "rssBytes": c.working_set_bytes,
+                            "usageBytes": c.working_set_bytes},
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "podRef": {"name": p.name, "namespace": p.namespace, "uid": p.uid},
+                "containers": containers,
+                "cpu": {"time": time, "usageNanoCores": pod_rate, "usageCoreNanoSeconds": pod_cpu},
+                "memory": {"time": time, "workingSetBytes": pod_mem, "usageBytes": pod_mem},
+            })
+        })
+        .collect();
+    // Forget finished runs.
+    st.samples.lock().unwrap().retain(|k, _| k == "node" || live.contains(k));
+    let body = serde_json::json!({
+        "node": {
+            "nodeName": st.node_name,
+            "cpu": {"time": time, "usageNanoCores": node_rate.unwrap_or(0), "usageCoreNanoSeconds": node.0},
+            "memory": {"time": time, "workingSetBytes": node.1, "usageBytes": node.1},
+        },
+        "pods": pods_json,
+    });
+    axum::Json(body).into_response()
 }
 
 async fn container_logs(

@@ -3,11 +3,19 @@
 //! start and stop, whether the pod's deletion can be confirmed, what its status is, and
 //! when to look again. No I/O; the node worker ([`crate::worker`]) executes the plan.
 //!
-//! Rules (the kubelet's, minus init containers and probes):
-//! - a container with no record is started; an exited one is restarted per
+//! Rules (the kubelet's):
+//! - init containers run one at a time in order, each only after the previous one
+//!   succeeded; a failed one is restarted (back-off as below) unless `restartPolicy` is
+//!   Never, which fails the pod; app containers start once all succeeded (`Initialized`);
+//! - an app container with no record is started; an exited one is restarted per
 //!   `restartPolicy` (Always; OnFailure when the exit code is not 0; Never) after a
 //!   back-off of 0 s for the first restart, then 10 s doubling to 5 min (reset by a run of
 //!   10 min), shown meanwhile as `CrashLoopBackOff`;
+//! - a running container whose liveness or startup probe failed (`unhealthy`, set by the
+//!   worker from the prober) is killed with the probe's or the pod's grace period, then
+//!   restarted per `restartPolicy`; readiness and startup probes drive `ready`/`started`;
+//! - a container that failed with `CreateContainerConfigError` (a missing ConfigMap…) is
+//!   retried every [`CONFIG_RETRY`];
 //! - a pod with a `deletionTimestamp` has its active containers stopped with the pod's
 //!   `deletionGracePeriodSeconds`; once none is active, its deletion is confirmed;
 //! - a pod whose phase is Succeeded or Failed never starts anything again;
@@ -33,6 +41,8 @@ pub enum Action {
     Start(String),
     /// Stop the named container with this grace period.
     Stop { container: String, grace: Duration },
+    /// Kill the named container's run so it is restarted (a failed liveness probe).
+    Kill { container: String, grace: Duration },
     /// Every container has stopped: delete the pod with grace 0 (uid precondition).
     ConfirmDeletion,
 }
@@ -55,6 +65,10 @@ pub struct Context {
     /// The node's IP, reported as hostIP and podIP.
     pub node_ip: String,
 }
+
+/// How often a `CreateContainerConfigError` is retried.
+pub const CONFIG_RETRY: Duration = Duration::from_secs(10);
+const CONFIG_ERROR: &str = "CreateContainerConfigError";
 
 const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
@@ -79,6 +93,83 @@ fn should_restart(policy: &str, t: &Terminated) -> bool {
         "OnFailure" => t.exit_code != 0,
         _ => true,
     }
+}
+
+/// The restart policy that applies to init containers: they are rerun on failure unless
+/// the pod's policy is Never.
+fn init_policy(policy: &str) -> &'static str {
+    if policy == "Never" {
+        "Never"
+    } else {
+        "OnFailure"
+    }
+}
+
+fn init_containers(pod: &Pod) -> &[k8s_openapi::api::core::v1::Container] {
+    pod.spec.as_ref().and_then(|s| s.init_containers.as_deref()).unwrap_or_default()
+}
+
+/// How long a liveness-failed container gets to stop: the probe's
+/// `terminationGracePeriodSeconds`, else the pod's (default 30 s).
+fn kill_grace(pod: &Pod, c: &k8s_openapi::api::core::v1::Container) -> Duration {
+    let probe = c.liveness_probe.as_ref().and_then(|p| p.termination_grace_period_seconds);
+    let pod_grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds);
+    Duration::from_secs(probe.or(pod_grace).unwrap_or(30).max(0) as u64)
+}
+
+fn earliest(wake_at: &mut Option<Timestamp>, t: Timestamp) {
+    *wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
+}
+
+fn config_retry(ctx: &Context) -> Timestamp {
+    ctx.now.checked_add(SignedDuration::try_from(CONFIG_RETRY).unwrap_or_default()).unwrap_or(ctx.now)
+}
+
+/// Where the init sequence stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Init {
+    /// Every init container succeeded (or there are none).
+    Done,
+    Running,
+    /// An init container failed and will not be restarted (restartPolicy Never).
+    Failed,
+}
+
+/// Plans the init containers (see the module docs).
+fn plan_init(
+    pod: &Pod,
+    by_name: &HashMap<&str, &ContainerRecord>,
+    ctx: &Context,
+    actions: &mut Vec<Action>,
+    wake_at: &mut Option<Timestamp>,
+) -> Init {
+    let policy = init_policy(restart_policy(pod));
+    for c in init_containers(pod) {
+        let Some(r) = by_name.get(c.name.as_str()) else {
+            actions.push(Action::Start(c.name.clone()));
+            return Init::Running;
+        };
+        match &r.state {
+            RunState::Exited(t) if t.exit_code == 0 => continue,
+            RunState::Exited(t) if !r.stopping && should_restart(policy, t) => {
+                let due = restart_due(t, r.restart_count);
+                if due <= ctx.now {
+                    actions.push(Action::Start(c.name.clone()));
+                } else {
+                    earliest(wake_at, due);
+                }
+                return Init::Running;
+            }
+            RunState::Exited(_) => return Init::Failed,
+            RunState::CreateFailed { reason, .. } if reason == CONFIG_ERROR => {
+                actions.push(Action::Start(c.name.clone()));
+                earliest(wake_at, config_retry(ctx));
+                return Init::Running;
+            }
+            _ => return Init::Running,
+        }
+    }
+    Init::Done
 }
 
 fn is_terminal(phase: Option<&str>) -> bool {
@@ -108,7 +199,7 @@ pub fn plan(pod: &Pod, observed: &[ContainerRecord], ctx: &Context) -> Plan {
     }
 
     let mut wake_at: Option<Timestamp> = None;
-    if !is_terminal(current_phase) {
+    if !is_terminal(current_phase) && plan_init(pod, &by_name, ctx, &mut actions, &mut wake_at) == Init::Done {
         for c in spec_containers {
             match by_name.get(c.name.as_str()).map(|r| (&r.state, r)) {
                 None => actions.push(Action::Start(c.name.clone())),
@@ -117,8 +208,15 @@ pub fn plan(pod: &Pod, observed: &[ContainerRecord], ctx: &Context) -> Plan {
                     if due <= ctx.now {
                         actions.push(Action::Start(c.name.clone()));
                     } else {
-                        wake_at = Some(wake_at.map_or(due, |w| w.min(due)));
+                        earliest(&mut wake_at, due);
                     }
+                }
+                Some((RunState::Running { .. }, r)) if r.unhealthy.is_some() && !r.killing && !r.stopping => {
+                    actions.push(Action::Kill { container: c.name.clone(), grace: kill_grace(pod, c) });
+                }
+                Some((RunState::CreateFailed { reason, .. }, _)) if reason == CONFIG_ERROR => {
+                    actions.push(Action::Start(c.name.clone()));
+                    earliest(&mut wake_at, config_retry(ctx));
                 }
                 _ => {}
             }
@@ -173,18 +271,21 @@ enum Count {
     Stopped(bool),
 }
 
+/// A container's status. `policy` is the restart policy that applies to it; `pending` the
+/// waiting reason before it has a record (`ContainerCreating`, `PodInitializing`).
 fn container_status(
     pod: &Pod,
     c: &k8s_openapi::api::core::v1::Container,
     r: Option<&ContainerRecord>,
+    policy: &str,
+    pending: &str,
 ) -> (ContainerStatus, Count) {
-    let policy = restart_policy(pod);
     let image = c.image.clone().unwrap_or_default();
     let Some(r) = r else {
         let s = ContainerStatus {
             name: c.name.clone(),
             image,
-            state: Some(waiting("ContainerCreating", None)),
+            state: Some(waiting(pending, None)),
             ready: false,
             started: Some(false),
             ..Default::default()
@@ -206,8 +307,8 @@ fn container_status(
                 ..Default::default()
             },
             Count::Running,
-            r.ready,
-            true,
+            r.ready && r.started,
+            r.started,
         ),
         RunState::Exited(t) if !r.stopping && should_restart(policy, t) => {
             // Waiting for its restart: kubelet shows the exit as lastState.
@@ -316,15 +417,43 @@ pub fn status(pod: &Pod, observed: &[ContainerRecord], ctx: &Context) -> PodStat
     let previous = pod.status.as_ref();
     let by_name: HashMap<&str, &ContainerRecord> = observed.iter().map(|r| (r.name.as_str(), r)).collect();
     let spec_containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    let policy = restart_policy(pod);
+    let init = init_containers(pod);
+    let mut init_statuses = Vec::new();
+    let mut incomplete = Vec::new();
+    let mut init_failed = false;
+    for c in init {
+        let r = by_name.get(c.name.as_str()).copied();
+        let (mut s, n) = container_status(pod, c, r, init_policy(policy), "PodInitializing");
+        match n {
+            Count::Stopped(true) if matches!(r.map(|r| &r.state), Some(RunState::Exited(_))) => s.ready = true,
+            Count::Stopped(false) if policy == "Never" => {
+                init_failed = true;
+                incomplete.push(c.name.clone());
+            }
+            _ => incomplete.push(c.name.clone()),
+        }
+        init_statuses.push(s);
+    }
+    let initialized = incomplete.is_empty();
     let mut statuses = Vec::new();
     let mut counts = Vec::new();
     for c in spec_containers {
-        let (s, n) = container_status(pod, c, by_name.get(c.name.as_str()).copied());
+        let pending = if initialized { "ContainerCreating" } else { "PodInitializing" };
+        let (s, n) = container_status(pod, c, by_name.get(c.name.as_str()).copied(), policy, pending);
         statuses.push(s);
         counts.push(n);
     }
     let current_phase = previous.and_then(|s| s.phase.as_deref());
-    let phase = if is_terminal(current_phase) { current_phase.unwrap() } else { phase(restart_policy(pod), &counts) };
+    let phase = if is_terminal(current_phase) {
+        current_phase.unwrap()
+    } else if init_failed {
+        "Failed"
+    } else if !initialized {
+        "Pending"
+    } else {
+        phase(policy, &counts)
+    };
     let unready: Vec<&str> = statuses.iter().filter(|s| !s.ready).map(|s| s.name.as_str()).collect();
     let all_ready = unready.is_empty() && !statuses.is_empty();
     let (reason, message) = if is_terminal(Some(phase)) {
@@ -337,7 +466,12 @@ pub fn status(pod: &Pod, observed: &[ContainerRecord], ctx: &Context) -> PodStat
     let ready = all_ready && !is_terminal(Some(phase));
     let conditions = vec![
         condition(previous, "PodReadyToStartContainers", true, None, None, ctx.now),
-        condition(previous, "Initialized", true, None, None, ctx.now),
+        if initialized {
+            condition(previous, "Initialized", true, None, None, ctx.now)
+        } else {
+            let message = format!("containers with incomplete status: [{}]", incomplete.join(" "));
+            condition(previous, "Initialized", false, Some("ContainersNotInitialized"), Some(message), ctx.now)
+        },
         condition(previous, "Ready", ready, reason, message.clone(), ctx.now),
         condition(previous, "ContainersReady", ready, reason, message, ctx.now),
         condition(previous, "PodScheduled", true, None, None, ctx.now),
@@ -351,6 +485,7 @@ pub fn status(pod: &Pod, observed: &[ContainerRecord], ctx: &Context) -> PodStat
     s.pod_ips = Some(vec![PodIP { ip: ctx.node_ip.clone() }]);
     s.start_time = s.start_time.or(Some(Time(ctx.now)));
     s.container_statuses = Some(statuses);
+    s.init_container_statuses = (!init_statuses.is_empty()).then_some(init_statuses);
     s
 }
 

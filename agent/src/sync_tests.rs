@@ -45,8 +45,11 @@ fn record(name: &str, state: RunState, restarts: i32) -> ContainerRecord {
         restart_count: restarts,
         state,
         ready: true,
+        started: true,
+        unhealthy: None,
         last_terminated: None,
         stopping: false,
+        killing: false,
     }
 }
 
@@ -265,4 +268,109 @@ fn a_long_run_resets_the_back_off() {
     }
     let p = plan(&pod(&["a"], "Always"), &[a], &ctx(1000));
     assert_eq!(p.actions, vec![Action::Start("a".into())]);
+}
+
+fn with_init(mut p: Pod, names: &[&str]) -> Pod {
+    p.spec.as_mut().unwrap().init_containers = Some(
+        names
+            .iter()
+            .map(|n| Container { name: n.to_string(), image: Some("init:1".into()), ..Default::default() })
+            .collect(),
+    );
+    p
+}
+
+fn waiting_reason(s: &ContainerStatus) -> Option<&str> {
+    s.state.as_ref()?.waiting.as_ref()?.reason.as_deref()
+}
+
+#[test]
+fn init_containers_run_in_order_before_app_containers() {
+    let p = with_init(pod(&["app"], "Always"), &["i1", "i2"]);
+    // Nothing yet: only the first init container starts.
+    let pl = plan(&p, &[], &ctx(0));
+    assert_eq!(pl.actions, vec![Action::Start("i1".into())]);
+    let st = pl.status.unwrap();
+    assert_eq!(st.phase.as_deref(), Some("Pending"));
+    let init = cond(&st, "Initialized");
+    assert_eq!((init.status.as_str(), init.reason.as_deref()), ("False", Some("ContainersNotInitialized")));
+    assert_eq!(init.message.as_deref(), Some("containers with incomplete status: [i1 i2]"));
+    let app = &st.container_statuses.as_ref().unwrap()[0];
+    assert_eq!(waiting_reason(app), Some("PodInitializing"));
+    // i1 running: nothing else starts.
+    let pl = plan(&p, &[running("i1")], &ctx(1));
+    assert!(pl.actions.is_empty());
+    // i1 done: i2 starts.
+    let pl = plan(&p, &[exited("i1", 0, 2, 0)], &ctx(3));
+    assert_eq!(pl.actions, vec![Action::Start("i2".into())]);
+    let st = pl.status.unwrap();
+    let i1 = &st.init_container_statuses.as_ref().unwrap()[0];
+    assert!(i1.ready);
+    assert_eq!(i1.state.as_ref().unwrap().terminated.as_ref().unwrap().reason.as_deref(), Some("Completed"));
+    // Both done: the app container starts; Initialized.
+    let pl = plan(&p, &[exited("i1", 0, 2, 0), exited("i2", 0, 4, 0)], &ctx(5));
+    assert_eq!(pl.actions, vec![Action::Start("app".into())]);
+    assert_eq!(cond(pl.status.as_ref().unwrap(), "Initialized").status, "True");
+    let pl = plan(&p, &[exited("i1", 0, 2, 0), exited("i2", 0, 4, 0), running("app")], &ctx(6));
+    assert!(pl.actions.is_empty());
+    assert_eq!(pl.status.unwrap().phase.as_deref(), Some("Running"));
+}
+
+#[test]
+fn failed_init_container_restarts_or_fails_the_pod() {
+    // Always (and OnFailure): restarted after the back-off, even under Always.
+    let p = with_init(pod(&["app"], "Always"), &["i1"]);
+    let pl = plan(&p, &[exited("i1", 1, 10, 0)], &ctx(10));
+    assert_eq!(pl.actions, vec![Action::Start("i1".into())]);
+    let pl = plan(&p, &[exited("i1", 1, 10, 1)], &ctx(11));
+    assert!(pl.actions.is_empty());
+    assert_eq!(pl.wake_at, Some(ts(20)));
+    let st = pl.status.unwrap();
+    assert_eq!(waiting_reason(&st.init_container_statuses.as_ref().unwrap()[0]), Some("CrashLoopBackOff"));
+    assert_eq!(st.phase.as_deref(), Some("Pending"));
+    // Never: the pod fails and the app container never starts.
+    let p = with_init(pod(&["app"], "Never"), &["i1"]);
+    let pl = plan(&p, &[exited("i1", 1, 10, 0)], &ctx(10));
+    assert!(pl.actions.is_empty());
+    assert_eq!(pl.status.unwrap().phase.as_deref(), Some("Failed"));
+}
+
+#[test]
+fn probes_drive_ready_started_and_liveness_kills() {
+    let mut p = pod(&["a"], "Always");
+    p.spec.as_mut().unwrap().termination_grace_period_seconds = Some(7);
+    // Not started yet (startup probe pending): neither started nor ready.
+    let mut r = running("a");
+    r.started = false;
+    let st = plan(&p, std::slice::from_ref(&r), &ctx(1)).status.unwrap();
+    let cs = &st.container_statuses.as_ref().unwrap()[0];
+    assert_eq!((cs.started, cs.ready), (Some(false), false));
+    // Started but readiness failing.
+    r.started = true;
+    r.ready = false;
+    let st = plan(&p, std::slice::from_ref(&r), &ctx(1)).status.unwrap();
+    assert_eq!(cond(&st, "Ready").status, "False");
+    assert_eq!(cond(&st, "ContainersReady").status, "False");
+    // Ready.
+    r.ready = true;
+    let st = plan(&p, std::slice::from_ref(&r), &ctx(1)).status.unwrap();
+    assert_eq!(cond(&st, "Ready").status, "True");
+    // Liveness failed: killed with the pod's grace, once.
+    r.unhealthy = Some("Liveness probe failed: boom".into());
+    let pl = plan(&p, std::slice::from_ref(&r), &ctx(2));
+    assert_eq!(pl.actions, vec![Action::Kill { container: "a".into(), grace: Duration::from_secs(7) }]);
+    r.killing = true;
+    assert!(plan(&p, std::slice::from_ref(&r), &ctx(3)).actions.is_empty());
+    // The killed run exited: restarted per policy like any exit.
+    let e = exited("a", 143, 4, 0);
+    assert_eq!(plan(&p, &[e], &ctx(4)).actions, vec![Action::Start("a".into())]);
+}
+
+#[test]
+fn config_errors_are_retried() {
+    let p = pod(&["a"], "Always");
+    let r = record("a", RunState::CreateFailed { reason: "CreateContainerConfigError".into(), message: "m".into() }, 0);
+    let pl = plan(&p, &[r], &ctx(0));
+    assert_eq!(pl.actions, vec![Action::Start("a".into())]);
+    assert_eq!(pl.wake_at, Some(ts(10)));
 }

@@ -3,6 +3,17 @@
 //! back-off ends (timer), executes the plan against the [`Runtime`], and writes pod status
 //! and deletion confirmations. API writes run in their own tasks and report back, so a
 //! slow or unreachable API never stalls container handling; a failed write is retried.
+//!
+//! The worker also owns what sits between the API and the runtime: probes (one
+//! [`prober`] task per probed container run, whose results are overlaid on the runtime's
+//! records before planning), volumes (prepared before a container starts and refreshed
+//! every [`VOLUME_REFRESH`] so ConfigMap/Secret updates reach the files), and the last
+//! environment each container started with (reused when the API is unreachable, so
+//! restart policies still apply while the control plane is down; each pod is also
+//! checkpointed in its directory so an agent restarted during an outage carries on). Pods
+//! the runtime has
+//! but the API does not list are stopped — but only after a first successful listing, so
+//! an agent restarted while the API is down never kills what it re-adopted.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,8 +29,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::ApiAccess;
-use crate::runtime::{self, Runtime};
+use crate::prober;
+use crate::runtime::{self, mounts, ContainerRecord, Mount, RunState, Runtime};
 use crate::sync::{self, Action, Context};
+use crate::volumes;
 
 /// What a worker is told.
 #[derive(Debug)]
@@ -47,7 +60,15 @@ struct PodEntry {
     dirty: bool,
     confirming: bool,
     wake_at: Option<Instant>,
+    /// When the pod's ConfigMap/Secret volumes were last refreshed.
+    volumes_at: Option<Instant>,
 }
+
+/// How often ConfigMap and Secret volumes of running pods are refreshed.
+pub const VOLUME_REFRESH: Duration = Duration::from_secs(10);
+
+/// The pod checkpoint's file name in the pod's directory.
+const CHECKPOINT: &str = "pod.json";
 
 /// How long a failed write waits before the pod is synced again.
 const RETRY: Duration = Duration::from_secs(1);
@@ -61,6 +82,12 @@ pub struct Worker {
     pods: HashMap<String, PodEntry>,
     tx: mpsc::UnboundedSender<WorkerMsg>,
     rx: mpsc::UnboundedReceiver<WorkerMsg>,
+    /// Probing of running containers, by (pod uid, container).
+    probers: HashMap<(String, String), prober::Handle>,
+    /// The environment each container last started with, by (pod uid, container).
+    envs: HashMap<(String, String), Vec<(String, String)>>,
+    /// A complete listing of the node's pods has been seen.
+    listed: bool,
 }
 
 impl Worker {
@@ -74,12 +101,24 @@ impl Worker {
         tx: mpsc::UnboundedSender<WorkerMsg>,
         rx: mpsc::UnboundedReceiver<WorkerMsg>,
     ) -> Worker {
-        Worker { node, node_ip, api, runtime, pods: HashMap::new(), tx, rx }
+        Worker {
+            node,
+            node_ip,
+            api,
+            runtime,
+            pods: HashMap::new(),
+            tx,
+            rx,
+            probers: HashMap::new(),
+            envs: HashMap::new(),
+            listed: false,
+        }
     }
 
     /// Runs until `cancel`. Containers are left as they are (running pods keep running
     /// while the agent is away).
     pub async fn run(mut self, cancel: CancellationToken) {
+        self.restore().await;
         loop {
             let next_wake = self.pods.values().filter_map(|e| e.wake_at).min();
             let timer = async {
@@ -126,9 +165,17 @@ impl Worker {
                 self.sync(&uid).await;
             }
             WorkerMsg::Resync(pods) => {
+                self.listed = true;
                 let listed: std::collections::HashSet<String> =
                     pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
-                let gone: Vec<String> = self.pods.keys().filter(|u| !listed.contains(*u)).cloned().collect();
+                let mut gone: Vec<String> = self.pods.keys().filter(|u| !listed.contains(*u)).cloned().collect();
+                // Containers of pods deleted while this agent (or a previous one) was away.
+                for uid in self.runtime.pods(&self.node) {
+                    if !listed.contains(&uid) && !gone.contains(&uid) {
+                        tracing::info!(node = %self.node, pod = %uid, "stopping the containers of a pod the API no longer has");
+                        gone.push(uid);
+                    }
+                }
                 for uid in gone {
                     self.pods.remove(&uid);
                     self.sync(&uid).await;
@@ -177,8 +224,47 @@ impl Worker {
             None => {
                 self.pods.insert(
                     uid,
-                    PodEntry { pod, written: None, writing: false, dirty: false, confirming: false, wake_at: None },
+                    PodEntry {
+                        pod,
+                        written: None,
+                        writing: false,
+                        dirty: false,
+                        confirming: false,
+                        wake_at: None,
+                        volumes_at: None,
+                    },
                 );
+            }
+        }
+    }
+
+    /// Saves the pod as it was when its containers were last started (`pod.json` in the
+    /// pod's directory), so an agent restarted while the API is down still knows it.
+    fn checkpoint(&self, pod: &Pod) {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let Some(dir) = self.runtime.pod_dir(uid) else { return };
+        let (path, tmp) = (dir.join(CHECKPOINT), dir.join(format!("{CHECKPOINT}.tmp")));
+        let result = std::fs::create_dir_all(&dir)
+            .and_then(|_| runtime::process::write_private(&tmp, &serde_json::to_vec(pod).unwrap_or_default()))
+            .and_then(|_| std::fs::rename(&tmp, &path));
+        if let Err(e) = result {
+            tracing::warn!(path = %path.display(), error = %e, "checkpointing the pod failed");
+        }
+    }
+
+    /// Takes up the checkpointed pods of the containers the runtime re-adopted: until the
+    /// API is listed, they are synced from their checkpoints (restart policies apply even
+    /// when the agent restarts while the API is down); the first listing then corrects them.
+    async fn restore(&mut self) {
+        for uid in self.runtime.pods(&self.node) {
+            let Some(dir) = self.runtime.pod_dir(&uid) else { continue };
+            let Ok(data) = std::fs::read(dir.join(CHECKPOINT)) else { continue };
+            match serde_json::from_slice::<Pod>(&data) {
+                Ok(pod) => {
+                    self.upsert(Arc::new(pod));
+                    self.sync(&uid).await;
+                }
+                Err(e) => tracing::warn!(pod = %uid, error = %e, "unreadable pod checkpoint"),
             }
         }
     }
@@ -187,6 +273,11 @@ impl Worker {
     /// containers).
     async fn sync(&mut self, uid: &str) {
         let Some(entry) = self.pods.get(uid) else {
+            self.probers.retain(|(u, _), _| u != uid);
+            self.envs.retain(|(u, _), _| u != uid);
+            if !self.listed {
+                return; // not known to be gone yet: the API has not been listed
+            }
             let observed = self.runtime.containers(uid);
             if observed.is_empty() {
                 return;
@@ -213,22 +304,31 @@ impl Worker {
             _ => entry.pod.clone(),
         };
         let ctx = Context { now: runtime::now(), node_ip: self.node_ip.clone() };
-        let mut plan = sync::plan(&pod, &self.runtime.containers(uid), &ctx);
+        let refresh_at = self.refresh_volumes(&pod).await;
+        let mut plan = sync::plan(&pod, &self.observe(&pod), &ctx);
         let acted = plan.actions.iter().any(|a| !matches!(a, Action::ConfirmDeletion));
         if acted {
             for a in &plan.actions {
                 match a {
                     Action::Start(name) => self.start(&pod, name).await,
                     Action::Stop { container, grace } => self.runtime.stop(uid, container, *grace),
+                    Action::Kill { container, grace } => {
+                        tracing::info!(node = %self.node, pod = ?pod.metadata.name, container = %container,
+                            "killing a container that failed its liveness or startup probe");
+                        self.runtime.kill(uid, container, *grace)
+                    }
                     Action::ConfirmDeletion => {}
                 }
             }
             // Observe the result of what was just done, so the status written is current.
-            plan = sync::plan(&pod, &self.runtime.containers(uid), &ctx);
+            plan = sync::plan(&pod, &self.observe(&pod), &ctx);
             plan.actions.retain(|a| matches!(a, Action::ConfirmDeletion));
         }
         let entry = self.pods.get_mut(uid).expect("checked above");
         entry.wake_at = plan.wake_at.map(|t| instant_at(t, ctx.now));
+        if let Some(at) = refresh_at {
+            entry.wake_at = Some(entry.wake_at.map_or(at, |w| w.min(at)));
+        }
         let confirm = plan.actions.contains(&Action::ConfirmDeletion) && !entry.confirming;
         entry.confirming |= confirm;
         let mut write = None;
@@ -249,13 +349,92 @@ impl Worker {
         }
     }
 
-    async fn start(&self, pod: &Pod, name: &str) {
-        let Some(container) = pod.spec.as_ref().and_then(|s| s.containers.iter().find(|c| c.name == name)) else {
+    /// The runtime's records of `pod`'s containers with probe results overlaid (starting
+    /// probing for new runs, ending it for finished ones).
+    fn observe(&mut self, pod: &Pod) -> Vec<ContainerRecord> {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let mut records = self.runtime.containers(uid);
+        if !self.runtime.supports_probes() {
+            return records;
+        }
+        let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+        for r in &mut records {
+            let Some(c) = containers.iter().find(|c| c.name == r.name).filter(|c| prober::has_probes(c)) else {
+                continue;
+            };
+            let key = (uid.to_string(), r.name.clone());
+            let RunState::Running { started_at } = r.state else {
+                self.probers.remove(&key);
+                continue;
+            };
+            if r.stopping {
+                self.probers.remove(&key);
+                r.ready = false;
+                continue;
+            }
+            if self.probers.get(&key).is_none_or(|h| h.run_id != r.id) {
+                let target = prober::Target {
+                    pod_ip: self.node_ip.clone(),
+                    container: c.clone(),
+                    exec: self.runtime.exec_target(uid, &r.name),
+                };
+                let since = Duration::try_from(Timestamp::now().duration_since(started_at)).unwrap_or_default();
+                let (tx, u) = (self.tx.clone(), uid.to_string());
+                let changed = Arc::new(move || {
+                    let _ = tx.send(WorkerMsg::Wake(u.clone()));
+                });
+                self.probers.insert(key.clone(), prober::spawn(r.id.clone(), target, since, changed));
+            }
+            let h = self.probers[&key].health();
+            r.started = h.started;
+            r.ready = r.ready && h.ready;
+            r.unhealthy = h.kill;
+        }
+        records
+    }
+
+    /// Refreshes the ConfigMap/Secret volumes of a pod with running containers when due;
+    /// returns when to look again.
+    async fn refresh_volumes(&mut self, pod: &Pod) -> Option<Instant> {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        if pod.metadata.deletion_timestamp.is_some() || !volumes::has_projected(pod) {
+            return None;
+        }
+        let dir = self.runtime.pod_dir(uid)?;
+        if !self.runtime.containers(uid).iter().any(|r| r.is_active()) {
+            return None;
+        }
+        let last = self.pods.get(uid)?.volumes_at;
+        if last.is_none_or(|t| t.elapsed() >= VOLUME_REFRESH) {
+            if let Err(e) = volumes::prepare(&self.api, pod, &dir.join("volumes")).await {
+                tracing::debug!(pod = ?pod.metadata.name, error = %e, "refreshing volumes failed");
+            }
+            if let Some(e) = self.pods.get_mut(uid) {
+                e.volumes_at = Some(Instant::now());
+            }
+        }
+        self.pods.get(uid)?.volumes_at.map(|t| t + VOLUME_REFRESH)
+    }
+
+    async fn start(&mut self, pod: &Pod, name: &str) {
+        let spec = pod.spec.as_ref();
+        let all = spec.map(|s| s.init_containers.iter().flatten().chain(s.containers.iter()));
+        let Some(container) = all.and_then(|mut cs| cs.find(|c| c.name == name)) else {
             return;
         };
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let key = (uid.clone(), name.to_string());
         let env = if self.runtime.uses_env() {
             match crate::runtime::env::resolve(&self.api, pod, container, &self.node_ip).await {
-                Ok(env) => env,
+                Ok(env) => {
+                    self.envs.insert(key, env.clone());
+                    env
+                }
+                // The API is unreachable: restart with what the container last ran with.
+                Err(message) if message.starts_with("reading ") && self.envs.contains_key(&key) => {
+                    tracing::info!(pod = ?pod.metadata.name, container = name, %message, "reusing the last environment");
+                    self.envs[&key].clone()
+                }
                 Err(message) => {
                     self.runtime.record_failure(pod, container, "CreateContainerConfigError", &message);
                     return;
@@ -264,8 +443,45 @@ impl Worker {
         } else {
             Vec::new()
         };
+        let mounts = match self.mounts(pod, container).await {
+            Ok(m) => m,
+            Err(message) => {
+                self.runtime.record_failure(pod, container, "CreateContainerConfigError", &message);
+                return;
+            }
+        };
         tracing::debug!(node = %self.node, pod = ?pod.metadata.name, container = name, "starting container");
-        self.runtime.start(pod, container, env);
+        self.checkpoint(pod);
+        self.runtime.start(pod, container, env, mounts);
+    }
+
+    /// Prepares the pod's volumes and plans `container`'s mounts (runtimes with a pod
+    /// directory only).
+    async fn mounts(
+        &mut self,
+        pod: &Pod,
+        container: &k8s_openapi::api::core::v1::Container,
+    ) -> Result<Vec<Mount>, String> {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let Some(dir) = self.runtime.pod_dir(uid) else { return Ok(Vec::new()) };
+        let has_volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).is_some_and(|v| !v.is_empty());
+        if !has_volumes {
+            return mounts::plan(pod, container, &dir.join("volumes"));
+        }
+        let vdir = dir.join("volumes");
+        match volumes::prepare(&self.api, pod, &vdir).await {
+            Ok(()) => {
+                if let Some(e) = self.pods.get_mut(uid) {
+                    e.volumes_at = Some(Instant::now());
+                }
+            }
+            // The API is unreachable but the volumes were prepared before: use them.
+            Err(m) if m.starts_with("reading ") && vdir.is_dir() => {
+                tracing::info!(pod = ?pod.metadata.name, error = %m, "using the volumes as last prepared");
+            }
+            Err(m) => return Err(m),
+        }
+        mounts::plan(pod, container, &vdir)
     }
 
     fn write_status(&self, pod: &Pod, status: PodStatus) {

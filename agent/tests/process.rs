@@ -1,8 +1,9 @@
 //! A real agent with the process runtime against an in-process control plane: a pod's
 //! command runs with its environment, its output comes back through the API's log proxy,
 //! crash loops back off, a container without command is a CreateContainerError, and
-//! graceful deletion stops the process. Every process is gone when the test ends (the
-//! runtime kills its containers on shutdown and on drop).
+//! graceful deletion stops the process. Every process is gone when the test ends (the agent
+//! runs with `stop_containers_on_exit`, so the runtime kills its containers on shutdown and
+//! on drop).
 
 mod support;
 
@@ -49,6 +50,7 @@ async fn process_runtime_runs_logs_restarts_and_stops() {
         data_dir: dir.path().to_path_buf(),
         listen_port: 0,
         fake_start_delay: None,
+        stop_containers_on_exit: true,
     };
     let agent = Agent::start(client.clone(), config, cancel.clone()).await.unwrap();
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use rand::Rng;
 
-use super::{now, pod_keys, ContainerRecord, LogLine, LogSource, RunState, Runtime, Terminated, Wake};
+use super::{now, pod_keys, ContainerRecord, LogLine, LogSource, Mount, RunState, Runtime, Terminated, Wake};
 
 pub const READY_ANNOTATION: &str = "fake.berth.dev/ready";
 pub const EXIT_CODE_ANNOTATION: &str = "fake.berth.dev/exit-code";
@@ -128,7 +128,7 @@ fn run(state: &Arc<Mutex<State>>, uid: &str, name: &str, generation: u64, behavi
 }
 
 impl Runtime for FakeRuntime {
-    fn start(&self, pod: &Pod, container: &Container, _env: Vec<(String, String)>) {
+    fn start(&self, pod: &Pod, container: &Container, _env: Vec<(String, String)>, _mounts: Vec<Mount>) {
         let (uid, namespace, name, node) = pod_keys(pod);
         let behavior = Behavior::of(pod);
         let generation = {
@@ -143,14 +143,9 @@ impl Runtime for FakeRuntime {
             let image = container.image.clone().unwrap_or_default();
             let c = p.containers.entry(container.name.clone()).or_insert_with(|| FakeContainer {
                 record: ContainerRecord {
-                    name: container.name.clone(),
-                    id: String::new(),
-                    image: image.clone(),
                     restart_count: -1,
-                    state: RunState::Starting,
                     ready: behavior.ready,
-                    last_terminated: None,
-                    stopping: false,
+                    ..ContainerRecord::new(&container.name, &image, RunState::Starting)
                 },
                 logs: Vec::new(),
                 previous_logs: Vec::new(),
@@ -197,8 +192,8 @@ impl Runtime for FakeRuntime {
         st.pods.get(pod_uid).map(|p| p.containers.values().map(|c| c.record.clone()).collect()).unwrap_or_default()
     }
 
-    fn pods(&self) -> Vec<String> {
-        self.state.lock().unwrap().pods.keys().cloned().collect()
+    fn pods(&self, node: &str) -> Vec<String> {
+        self.state.lock().unwrap().pods.iter().filter(|(_, p)| p.node == node).map(|(u, _)| u.clone()).collect()
     }
 
     fn forget(&self, pod_uid: &str) {
@@ -220,14 +215,12 @@ impl Runtime for FakeRuntime {
             container.name.clone(),
             FakeContainer {
                 record: ContainerRecord {
-                    name: container.name.clone(),
-                    id: String::new(),
-                    image: container.image.clone().unwrap_or_default(),
-                    restart_count: 0,
-                    state: RunState::CreateFailed { reason: reason.into(), message: message.into() },
                     ready: false,
-                    last_terminated: None,
-                    stopping: false,
+                    ..ContainerRecord::new(
+                        &container.name,
+                        container.image.as_deref().unwrap_or_default(),
+                        RunState::CreateFailed { reason: reason.into(), message: message.into() },
+                    )
                 },
                 logs: Vec::new(),
                 previous_logs: Vec::new(),
@@ -273,21 +266,21 @@ mod tests {
     #[tokio::test]
     async fn zero_delay_runs_at_once_and_restarts_count() {
         let rt = FakeRuntime::new(Some(Duration::ZERO), Arc::new(|_: &str, _: &str| {}));
-        rt.start(&pod(&[(READY_ANNOTATION, "false")]), &container(), vec![]);
+        rt.start(&pod(&[(READY_ANNOTATION, "false")]), &container(), vec![], vec![]);
         let c = &rt.containers("uid-1")[0];
         assert!(matches!(c.state, RunState::Running { .. }));
         assert!(!c.ready);
         assert_eq!(c.restart_count, 0);
         rt.stop("uid-1", "c", Duration::ZERO);
         assert!(matches!(rt.containers("uid-1")[0].state, RunState::Exited(_)));
-        rt.start(&pod(&[]), &container(), vec![]);
+        rt.start(&pod(&[]), &container(), vec![], vec![]);
         let c = &rt.containers("uid-1")[0];
         assert_eq!(c.restart_count, 1);
         assert!(c.last_terminated.is_some());
         let Some(LogSource::Memory(lines)) = rt.logs("ns", "p", "c", true) else { panic!("logs") };
         assert_eq!(lines.len(), 1);
         rt.forget("uid-1");
-        assert!(rt.pods().is_empty());
+        assert!(rt.pods("").is_empty());
         assert!(rt.logs("ns", "p", "c", false).is_none());
     }
 
@@ -298,7 +291,7 @@ mod tests {
             let _ = tx.send((node.to_string(), uid.to_string()));
         });
         let rt = FakeRuntime::new(Some(Duration::from_millis(5)), wake);
-        rt.start(&pod(&[(EXIT_CODE_ANNOTATION, "3"), (RUN_MS_ANNOTATION, "5")]), &container(), vec![]);
+        rt.start(&pod(&[(EXIT_CODE_ANNOTATION, "3"), (RUN_MS_ANNOTATION, "5")]), &container(), vec![], vec![]);
         assert_eq!(rt.containers("uid-1")[0].state, RunState::Starting);
         rx.recv().await.unwrap();
         assert!(matches!(rt.containers("uid-1")[0].state, RunState::Running { .. }));

@@ -4,9 +4,12 @@
 //! happens in the background and is announced through the [`Wake`] callback so the pod's
 //! node worker re-syncs it.
 
+pub mod cgroups;
 pub mod env;
 pub mod fake;
+pub mod mounts;
 pub mod process;
+pub mod stats;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -15,6 +18,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::jiff::Timestamp;
+
+pub use crate::prober::ExecTarget;
+pub use mounts::Mount;
 
 /// Called by a runtime when something about a pod's containers changed in the background:
 /// `(node name, pod uid)`. Changes made inside a call (`start`, `stop`) are not announced;
@@ -60,16 +66,41 @@ pub struct ContainerRecord {
     /// Starts so far minus one.
     pub restart_count: i32,
     pub state: RunState,
-    /// Whether a running container counts as ready (no probes yet: running means ready,
-    /// except where the fake runtime is told otherwise).
+    /// Whether a running container counts as ready (the runtime's view: running means
+    /// ready, except where the fake runtime is told otherwise; the node worker overlays
+    /// readiness probe results).
     pub ready: bool,
+    /// Whether the startup gate is open (true from the runtime; the worker overlays the
+    /// startup probe).
+    pub started: bool,
+    /// A liveness or startup probe failed for this run (set by the worker): kill it.
+    pub unhealthy: Option<String>,
     /// The run before this one, when it has finished.
     pub last_terminated: Option<Terminated>,
     /// A stop was asked for this run (a deleting pod's containers are not restarted).
     pub stopping: bool,
+    /// The run is being killed to be restarted (a failed liveness probe).
+    pub killing: bool,
 }
 
 impl ContainerRecord {
+    /// A record before its first start.
+    pub fn new(name: &str, image: &str, state: RunState) -> ContainerRecord {
+        ContainerRecord {
+            name: name.into(),
+            id: String::new(),
+            image: image.into(),
+            restart_count: 0,
+            state,
+            ready: true,
+            started: true,
+            unhealthy: None,
+            last_terminated: None,
+            stopping: false,
+            killing: false,
+        }
+    }
+
     pub fn is_active(&self) -> bool {
         matches!(self.state, RunState::Starting | RunState::Running { .. })
     }
@@ -94,18 +125,47 @@ pub enum LogSource {
 /// Starts, stops and observes containers. Implementations are cheap to call from the
 /// node workers' loops: no method blocks.
 pub trait Runtime: Send + Sync + 'static {
-    /// Starts (or restarts) `container` of `pod` with `env` already resolved. A failure to
-    /// create is recorded as [`RunState::CreateFailed`], not returned.
-    fn start(&self, pod: &Pod, container: &Container, env: Vec<(String, String)>);
+    /// Starts (or restarts) `container` of `pod` with `env` already resolved and `mounts`
+    /// in place. A failure to create is recorded as [`RunState::CreateFailed`], not
+    /// returned.
+    fn start(&self, pod: &Pod, container: &Container, env: Vec<(String, String)>, mounts: Vec<Mount>);
 
-    /// Stops a container: SIGTERM (or the fake equivalent), then kill after `grace`.
+    /// Stops a container for good: SIGTERM (or the fake equivalent), then kill after `grace`.
     fn stop(&self, pod_uid: &str, container: &str, grace: Duration);
+
+    /// Kills a container's current run so that it is restarted per `restartPolicy`
+    /// (liveness failure): like `stop`, but the record is marked `killing`, not `stopping`.
+    fn kill(&self, pod_uid: &str, container: &str, grace: Duration) {
+        self.stop(pod_uid, container, grace)
+    }
+
+    /// Whether the node worker should run probes for this runtime's containers.
+    fn supports_probes(&self) -> bool {
+        false
+    }
+
+    /// Where a container's exec probes run.
+    fn exec_target(&self, _pod_uid: &str, _container: &str) -> Option<ExecTarget> {
+        None
+    }
+
+    /// The pod's directory on the node (volumes live under `volumes/`), for runtimes that
+    /// run real processes.
+    fn pod_dir(&self, _pod_uid: &str) -> Option<PathBuf> {
+        None
+    }
+
+    /// Resource usage of the running containers, by pod (empty: this runtime does not
+    /// measure).
+    fn stats(&self) -> Vec<stats::PodUsage> {
+        Vec::new()
+    }
 
     /// What is known about the containers of a pod, in no particular order.
     fn containers(&self, pod_uid: &str) -> Vec<ContainerRecord>;
 
-    /// The pods this runtime has containers for.
-    fn pods(&self) -> Vec<String>;
+    /// The pods this runtime has containers for on `node`.
+    fn pods(&self, node: &str) -> Vec<String>;
 
     /// Drops everything about a pod whose containers have all finished.
     fn forget(&self, pod_uid: &str);
@@ -126,8 +186,9 @@ pub trait Runtime: Send + Sync + 'static {
     /// `fake://0.1.0`-style version for `nodeInfo.containerRuntimeVersion`.
     fn version(&self) -> String;
 
-    /// The agent is stopping: end whatever must not outlive it (the process runtime kills
-    /// its containers; nothing to do for the fake one).
+    /// The agent is stopping: end whatever must not outlive it (the process runtime leaves
+    /// its containers running unless configured to stop them; nothing to do for the fake
+    /// one).
     fn shutdown(&self) {}
 
     /// Containers still running.

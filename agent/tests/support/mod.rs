@@ -17,23 +17,71 @@ pub struct ControlPlane {
     pub api_url: String,
     pub shutdown: CancellationToken,
     control: Option<Api>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn store_config(dir: &std::path::Path, peer_url: &str) -> StoreConfig {
+    let mut config = StoreConfig::single("s0", dir.to_path_buf(), "http://127.0.0.1:1", peer_url);
+    config.heartbeat_interval = Duration::from_millis(50);
+    config.election_timeout = Duration::from_millis(500);
+    config
+}
+
+/// A port that was free a moment ago (for a control plane that must come back on the same
+/// address).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl ControlPlane {
     pub async fn start() -> ControlPlane {
-        let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let peer_url = format!("http://{}", peer.local_addr().unwrap());
         let dir = tempfile::tempdir().unwrap();
-        let mut config = StoreConfig::single("s0", dir.path().to_path_buf(), "http://127.0.0.1:1", &peer_url);
-        config.heartbeat_interval = Duration::from_millis(50);
-        config.election_timeout = Duration::from_millis(500);
-        let store = StoreNode::start(config, peer, Arc::new(NetworkFaults::default())).await.expect("store starts");
+        let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut cp = ControlPlane::start_with(dir.path(), peer, api).await;
+        cp._dir = Some(dir);
+        cp
+    }
+
+    /// A control plane on fixed ports over `dir`: stopping it and starting it again with
+    /// the same arguments brings the same cluster back on the same address.
+    pub async fn start_at(dir: &std::path::Path, peer_port: u16, api_port: u16) -> ControlPlane {
+        let bind = |port: u16| async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                match TcpListener::bind(("127.0.0.1", port)).await {
+                    Ok(l) => return l,
+                    Err(e) => assert!(Instant::now() < deadline, "binding port {port}: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        // The previous incarnation's store may still be closing its database: retry.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let store = loop {
+            let peer = bind(peer_port).await;
+            let peer_url = format!("http://{}", peer.local_addr().unwrap());
+            match StoreNode::start(store_config(dir, &peer_url), peer, Arc::new(NetworkFaults::default())).await {
+                Ok(s) => break s,
+                Err(e) => assert!(Instant::now() < deadline, "store restarts: {e:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        ControlPlane::with_store(store, bind(api_port).await).await
+    }
+
+    async fn start_with(dir: &std::path::Path, peer: TcpListener, api: TcpListener) -> ControlPlane {
+        let peer_url = format!("http://{}", peer.local_addr().unwrap());
+        let config = store_config(dir, &peer_url);
+        let store = StoreNode::start(config, peer, Arc::new(NetworkFaults::default())).await.expect("store starts");
+        ControlPlane::with_store(store, api).await
+    }
+
+    async fn with_store(store: Store, api: TcpListener) -> ControlPlane {
         let api_url = format!("http://{}", api.local_addr().unwrap());
         let shutdown = CancellationToken::new();
         let control = ControlPlane::start_api(store.clone(), api, shutdown.clone());
-        let cp = ControlPlane { store, api_url, shutdown, control: Some(control), _dir: dir };
+        let cp = ControlPlane { store, api_url, shutdown, control: Some(control), _dir: None };
         // The leader tasks create the system namespaces (kube-node-lease among them).
         let client = cp.client();
         eventually(Duration::from_secs(20), "kube-node-lease namespace", || {

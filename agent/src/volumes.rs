@@ -1,0 +1,258 @@
+//! A pod's volumes on the node: `emptyDir` (a directory under the pod's directory),
+//! `hostPath` (created for the `*OrCreate` types), and `configMap` / `secret` projected as
+//! files. Projection is pure ([`project`]: object data + `items` + modes → files); writing
+//! ([`write_projection`]) follows the kubelet's atomic writer: the files go to a fresh
+//! `..{timestamp}` directory, the `..data` symlink is swapped to it in one rename, and each
+//! top-level name is a symlink through `..data` — so a container sees either the old or the
+//! new set, and an update is visible through an existing bind mount. [`prepare`] is
+//! re-run periodically by the node worker so updates to the objects reach the files.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Secret, Volume};
+use kube::Api;
+
+use crate::node::ApiAccess;
+
+/// One projected file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    /// Relative path inside the volume.
+    pub path: String,
+    pub data: Vec<u8>,
+    pub mode: u32,
+}
+
+/// Files for `data` with optional `items` (key → path, mode) and `defaultMode` (0644).
+/// A key named in `items` that the object lacks is an error unless `optional`.
+pub fn project(
+    data: &BTreeMap<String, Vec<u8>>,
+    items: Option<&[KeyToPath]>,
+    default_mode: Option<i32>,
+    optional: bool,
+) -> Result<Vec<File>, String> {
+    let default_mode = default_mode.unwrap_or(0o644) as u32 & 0o7777;
+    let mut files = Vec::new();
+    match items {
+        Some(items) if !items.is_empty() => {
+            for it in items {
+                let Some(d) = data.get(&it.key) else {
+                    if optional {
+                        continue;
+                    }
+                    return Err(format!("configuration key {:?} not found", it.key));
+                };
+                if it.path.starts_with('/') || it.path.split('/').any(|c| c == "..") {
+                    return Err(format!("invalid item path {:?}", it.path));
+                }
+                let mode = it.mode.map(|m| m as u32 & 0o7777).unwrap_or(default_mode);
+                files.push(File { path: it.path.clone(), data: d.clone(), mode });
+            }
+        }
+        _ => {
+            for (k, d) in data {
+                files.push(File { path: k.clone(), data: d.clone(), mode: default_mode });
+            }
+        }
+    }
+    Ok(files)
+}
+
+fn io(what: &str, p: &Path, e: std::io::Error) -> String {
+    format!("{what} {}: {e}", p.display())
+}
+
+fn current_files(dir: &Path, files: &[File]) -> bool {
+    let data = dir.join("..data");
+    files.iter().all(|f| {
+        let p = data.join(&f.path);
+        std::fs::read(&p).is_ok_and(|d| d == f.data)
+            && std::fs::metadata(&p).is_ok_and(|m| m.permissions().mode() & 0o7777 == f.mode)
+    }) && data.exists()
+        && top_level(files).len() == visible_entries(dir).len()
+}
+
+fn top_level(files: &[File]) -> std::collections::BTreeSet<String> {
+    files.iter().map(|f| f.path.split('/').next().unwrap_or_default().to_string()).collect()
+}
+
+fn visible_entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with(".."))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Writes `files` into `dir` atomically (see the module docs); returns whether anything
+/// changed.
+pub fn write_projection(dir: &Path, files: &[File]) -> Result<bool, String> {
+    std::fs::create_dir_all(dir).map_err(|e| io("creating", dir, e))?;
+    if current_files(dir, files) {
+        return Ok(false);
+    }
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let stamp = format!("..{nanos}");
+    let fresh = dir.join(&stamp);
+    std::fs::create_dir_all(&fresh).map_err(|e| io("creating", &fresh, e))?;
+    for f in files {
+        let p = fresh.join(&f.path);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io("creating", parent, e))?;
+        }
+        std::fs::write(&p, &f.data).map_err(|e| io("writing", &p, e))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(f.mode)).map_err(|e| io("chmod", &p, e))?;
+    }
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&stamp, &tmp).map_err(|e| io("linking", &tmp, e))?;
+    std::fs::rename(&tmp, dir.join("..data")).map_err(|e| io("renaming", &tmp, e))?;
+    let wanted = top_level(files);
+    for name in &wanted {
+        let link = dir.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{name}"), &link).map_err(|e| io("linking", &link, e))?;
+        }
+    }
+    for name in visible_entries(dir) {
+        if !wanted.contains(&name) {
+            let _ = std::fs::remove_file(dir.join(&name));
+        }
+    }
+    for e in std::fs::read_dir(dir).map_err(|e| io("reading", dir, e))?.filter_map(|e| e.ok()) {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("..") && n != stamp && n != "..data" && e.path().is_dir() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    Ok(true)
+}
+
+/// Whether the pod has volumes whose content comes from the API.
+pub fn has_projected(pod: &Pod) -> bool {
+    volumes(pod).iter().any(|v| v.config_map.is_some() || v.secret.is_some())
+}
+
+fn volumes(pod: &Pod) -> &[Volume] {
+    pod.spec.as_ref().and_then(|s| s.volumes.as_deref()).unwrap_or_default()
+}
+
+/// Makes every volume of `pod` exist under `volumes_dir` (hostPath volumes where they are).
+/// Err is the `CreateContainerConfigError` message.
+pub async fn prepare(api: &ApiAccess, pod: &Pod, volumes_dir: &Path) -> Result<(), String> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    for v in volumes(pod) {
+        let dir: PathBuf = volumes_dir.join(&v.name);
+        if v.empty_dir.is_some() {
+            std::fs::create_dir_all(&dir).map_err(|e| io("creating", &dir, e))?;
+        } else if let Some(h) = &v.host_path {
+            let p = Path::new(&h.path);
+            match h.type_.as_deref().unwrap_or("") {
+                "DirectoryOrCreate" => std::fs::create_dir_all(p).map_err(|e| io("creating", p, e))?,
+                "FileOrCreate" if !p.exists() => {
+                    if let Some(parent) = p.parent() {
+                        std::fs::create_dir_all(parent).map_err(|e| io("creating", parent, e))?;
+                    }
+                    std::fs::File::create(p).map_err(|e| io("creating", p, e))?;
+                }
+                "Directory" if !p.is_dir() => {
+                    return Err(format!("hostPath type check failed: {} is not a directory", h.path))
+                }
+                "File" if !p.is_file() => return Err(format!("hostPath type check failed: {} is not a file", h.path)),
+                _ => {}
+            }
+        } else if let Some(cm) = &v.config_map {
+            let api: Api<ConfigMap> = Api::namespaced(api.client.clone(), ns);
+            let optional = cm.optional == Some(true);
+            let data = match api.get_opt(&cm.name).await.map_err(|e| format!("reading configmap {}: {e}", cm.name))? {
+                Some(o) => {
+                    let mut d: BTreeMap<String, Vec<u8>> =
+                        o.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+                    d.extend(o.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+                    d
+                }
+                None if optional => BTreeMap::new(),
+                None => return Err(format!("configmap \"{}\" not found", cm.name)),
+            };
+            let files = project(&data, cm.items.as_deref(), cm.default_mode, optional)?;
+            write_projection(&dir, &files)?;
+        } else if let Some(s) = &v.secret {
+            let name = s.secret_name.clone().unwrap_or_default();
+            let api: Api<Secret> = Api::namespaced(api.client.clone(), ns);
+            let optional = s.optional == Some(true);
+            let data = match api.get_opt(&name).await.map_err(|e| format!("reading secret {name}: {e}"))? {
+                Some(o) => {
+                    let mut d: BTreeMap<String, Vec<u8>> =
+                        o.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+                    d.extend(o.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+                    d
+                }
+                None if optional => BTreeMap::new(),
+                None => return Err(format!("secret \"{name}\" not found")),
+            };
+            let files = project(&data, s.items.as_deref(), s.default_mode, optional)?;
+            write_projection(&dir, &files)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data() -> BTreeMap<String, Vec<u8>> {
+        [("color".to_string(), b"teal".to_vec()), ("size".to_string(), b"xl".to_vec())].into()
+    }
+
+    #[test]
+    fn projection_with_and_without_items() {
+        let all = project(&data(), None, None, false).unwrap();
+        assert_eq!(
+            all,
+            vec![
+                File { path: "color".into(), data: b"teal".to_vec(), mode: 0o644 },
+                File { path: "size".into(), data: b"xl".to_vec(), mode: 0o644 },
+            ]
+        );
+        let items = [
+            KeyToPath { key: "color".into(), path: "conf/color.txt".into(), mode: Some(0o600) },
+            KeyToPath { key: "size".into(), path: "size".into(), mode: None },
+        ];
+        let some = project(&data(), Some(&items), Some(0o440), false).unwrap();
+        assert_eq!(some[0], File { path: "conf/color.txt".into(), data: b"teal".to_vec(), mode: 0o600 });
+        assert_eq!(some[1].mode, 0o440);
+        let missing = [KeyToPath { key: "nope".into(), path: "x".into(), mode: None }];
+        assert!(project(&data(), Some(&missing), None, false).is_err());
+        assert!(project(&data(), Some(&missing), None, true).unwrap().is_empty());
+        let escape = [KeyToPath { key: "color".into(), path: "../x".into(), mode: None }];
+        assert!(project(&data(), Some(&escape), None, false).is_err());
+    }
+
+    #[test]
+    fn atomic_writes_and_updates() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = dir.path().join("cfg");
+        let files = project(&data(), None, Some(0o600), false).unwrap();
+        assert!(write_projection(&v, &files).unwrap());
+        assert_eq!(std::fs::read_to_string(v.join("color")).unwrap(), "teal");
+        assert_eq!(std::fs::metadata(v.join("color")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(!write_projection(&v, &files).unwrap(), "unchanged content is not rewritten");
+        let mut d = data();
+        d.insert("color".into(), b"red".to_vec());
+        d.remove("size");
+        assert!(write_projection(&v, &project(&d, None, None, false).unwrap()).unwrap());
+        assert_eq!(std::fs::read_to_string(v.join("color")).unwrap(), "red");
+        assert!(!v.join("size").exists());
+        let stamps = std::fs::read_dir(&v)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("..1"))
+            .count();
+        assert_eq!(stamps, 1, "old generations are removed");
+    }
+}

@@ -111,7 +111,10 @@ async fn hollow_nodes_register_run_pods_and_confirm_deletions() {
     assert!(logs.contains("fake container c started"), "{logs}");
 
     // A pod bound later through pods/binding runs too.
-    pods.create(&PostParams::default(), &pod("late", None, &[])).await.unwrap();
+    // It names a scheduler nobody runs, so the leader's scheduler leaves it to this test.
+    let mut late = pod("late", None, &[]);
+    late.spec.as_mut().unwrap().scheduler_name = Some("none".into());
+    pods.create(&PostParams::default(), &late).await.unwrap();
     let binding = serde_json::json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "late"},
         "target": {"apiVersion": "v1", "kind": "Node", "name": "hollow-4"}});
     let req = http_post("/api/v1/namespaces/default/pods/late/binding", &binding);

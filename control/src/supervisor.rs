@@ -37,6 +37,33 @@ pub struct TaskContext {
     pub settings: Arc<crate::tasks::Settings>,
 }
 
+impl TaskContext {
+    /// Applies `change` to the stored object as a system write, pinned to
+    /// `resource_version`, the version the decision was made on: if the object changed
+    /// since, the write fails with 409 instead of landing on newer state.
+    pub async fn modify_pinned(
+        &self,
+        info: &crate::api::resources::ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        resource_version: i64,
+        part: crate::registry::Part,
+        change: impl Fn(&mut serde_json::Value),
+    ) -> Result<(), crate::api::error::ApiError> {
+        use crate::registry::{object, WriteOptions};
+        let opts = WriteOptions { skip_update_rules: true, ..Default::default() };
+        self.registry
+            .modify(info, namespace, name, part, &opts, |current| {
+                let mut next = current.clone();
+                change(&mut next);
+                object::set_resource_version(&mut next, resource_version);
+                Ok(next)
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
 /// A leader-only task: runs until `cancel` fires.
 pub type TaskFn = Arc<dyn Fn(TaskContext, CancellationToken) -> BoxFuture<'static, ()> + Send + Sync>;
 

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::error::ApiError;
 use crate::api::resources::{self, ResourceInfo, RESOURCES};
 use crate::cache::Filter;
-use crate::registry::{object, DeleteOptions, Part, Propagation, WriteOptions, FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
+use crate::registry::{object, DeleteOptions, Part, Propagation, FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
 use crate::supervisor::TaskContext;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -221,16 +221,8 @@ async fn all_confirmed_absent(ctx: &TaskContext, dependent: &Target, owners: &[O
 
 /// A change to `target`'s metadata, pinned to the resourceVersion it was decided on.
 async fn pinned_modify(ctx: &TaskContext, target: &Target, change: impl Fn(&mut Value)) -> Result<(), ApiError> {
-    let opts = WriteOptions { skip_update_rules: true, ..Default::default() };
-    ctx.registry
-        .modify(target.info, target.namespace.as_deref(), &target.name, Part::Whole, &opts, |current| {
-            let mut next = current.clone();
-            change(&mut next);
-            object::set_resource_version(&mut next, target.resource_version);
-            Ok(next)
-        })
-        .await
-        .map(|_| ())
+    let ns = target.namespace.as_deref();
+    ctx.modify_pinned(target.info, ns, &target.name, target.resource_version, Part::Whole, change).await
 }
 
 async fn act(ctx: &TaskContext, action: Action) {

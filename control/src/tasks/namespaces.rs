@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::resources::{self, RESOURCES};
-use crate::registry::{object, storage, DeleteOptions, Part, WriteOptions};
+use crate::registry::{object, storage, DeleteOptions, Part};
 use crate::supervisor::TaskContext;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -43,16 +43,10 @@ async fn sweep(ctx: &TaskContext) {
         if !empty_namespace(ctx, &name).await {
             continue;
         }
-        let opts = WriteOptions { skip_update_rules: true, ..Default::default() };
-        let revision = ns.mod_revision;
+        // Pinned to the state this decision was made on.
         let result = ctx
-            .registry
-            .modify(ns_info, None, &name, Part::Whole, &opts, |current| {
-                let mut next: Value = current.clone();
+            .modify_pinned(ns_info, None, &name, ns.mod_revision, Part::Whole, |next| {
                 next["spec"]["finalizers"] = json!([]);
-                // Pinned to the state this decision was made on.
-                object::set_resource_version(&mut next, revision);
-                Ok(next)
             })
             .await;
         ctx.status.record(result.is_ok());

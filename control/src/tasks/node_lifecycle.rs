@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::error::ApiError;
 use crate::api::resources::{self, ResourceInfo};
 use crate::cache::Filter;
-use crate::registry::{object, DeleteOptions, Part, WriteOptions};
+use crate::registry::{object, DeleteOptions, Part};
 use crate::supervisor::TaskContext;
 use crate::tasks::events::{reference_of, EventType, Recorder};
 
@@ -182,18 +182,8 @@ async fn pinned(
     part: Part,
     change: impl Fn(&mut Value),
 ) -> Result<(), ApiError> {
-    let name = object::name(obj).unwrap_or_default();
     let rv: i64 = object::resource_version(obj).and_then(|r| r.parse().ok()).unwrap_or(0);
-    let opts = WriteOptions { skip_update_rules: true, ..Default::default() };
-    ctx.registry
-        .modify(info, object::namespace(obj), name, part, &opts, |current| {
-            let mut next = current.clone();
-            change(&mut next);
-            object::set_resource_version(&mut next, rv);
-            Ok(next)
-        })
-        .await
-        .map(|_| ())
+    ctx.modify_pinned(info, object::namespace(obj), object::name(obj).unwrap_or_default(), rv, part, change).await
 }
 
 fn record(ctx: &TaskContext, what: &str, result: Result<(), ApiError>) {

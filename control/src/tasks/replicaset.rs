@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, EventType, Recorder};
 use super::ownership::{self, Claim};
-use super::workqueue::{informer, Change, Key, WorkQueue};
+use super::workqueue::{informer, owners_to_sync, Change, Key, WorkQueue};
 use crate::supervisor::TaskContext;
 
 /// Most pods created or deleted in one sync (Kubernetes' `BurstReplicas`).
@@ -451,25 +451,6 @@ impl Controller {
     }
 }
 
-/// The ReplicaSets a pod event concerns: its controller, or for an orphan every
-/// ReplicaSet of its namespace that selects it (it may be adopted).
-fn replicasets_for_pod(replicasets: &Store<ReplicaSet>, pod: &Pod) -> Vec<Key> {
-    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-    if let Some(owner) = ownership::controller_of(&pod.metadata) {
-        return if owner.kind == "ReplicaSet" { vec![Key::new(ns, &owner.name)] } else { vec![] };
-    }
-    replicasets
-        .state()
-        .iter()
-        .filter(|rs| rs.metadata.namespace.as_deref() == Some(ns))
-        .filter(|rs| {
-            let sel = ownership::selector(rs.spec.as_ref().map(|s| &s.selector)).ok().flatten();
-            sel.is_some_and(|s| s.matches(ownership::labels(&pod.metadata)))
-        })
-        .map(|rs| Key::of(rs.as_ref()))
-        .collect()
-}
-
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let cancel = cancel.child_token();
     let queue = WorkQueue::new(cancel.clone());
@@ -484,7 +465,11 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let pods = informer(Api::<Pod>::all(ctx.client.clone()), cancel.clone(), {
         let (queue, resync, replicasets) = (queue.clone(), resync.clone(), replicasets.clone());
         move |change| match change {
-            Change::Object { obj, .. } => replicasets_for_pod(&replicasets, obj).into_iter().for_each(|k| queue.add(k)),
+            Change::Object { obj, .. } => {
+                owners_to_sync(&replicasets, &obj.metadata, |rs: &ReplicaSet| rs.spec.as_ref().map(|s| &s.selector))
+                    .into_iter()
+                    .for_each(|k| queue.add(k))
+            }
             Change::Resynced => resync.notify_one(),
         }
     });

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{self as meta, ObjectMeta};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -20,6 +21,32 @@ use kube::Resource;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+/// The owners of kind `K` a child's event concerns: its controller when that is a `K`, or,
+/// for an orphan, every `K` of its namespace whose selector matches (it may be adopted).
+pub fn owners_to_sync<K>(
+    owners: &Store<K>,
+    child: &ObjectMeta,
+    selector_of: impl Fn(&K) -> Option<&meta::LabelSelector>,
+) -> Vec<Key>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let ns = child.namespace.as_deref().unwrap_or_default();
+    if let Some(owner) = super::ownership::controller_of(child) {
+        return if owner.kind == K::kind(&()) { vec![Key::new(ns, &owner.name)] } else { vec![] };
+    }
+    owners
+        .state()
+        .iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(ns))
+        .filter(|o| {
+            let sel = super::ownership::selector(selector_of(o)).ok().flatten();
+            sel.is_some_and(|s| s.matches(super::ownership::labels(child)))
+        })
+        .map(|o| Key::of(o.as_ref()))
+        .collect()
+}
 
 /// A namespaced object's key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, Recorder};
 use super::ownership;
-use super::workqueue::{informer, Change, Key, WorkQueue};
+use super::workqueue::{informer, owners_to_sync, Change, Key, WorkQueue};
 use crate::supervisor::TaskContext;
 use plan::{plan_deployment, DeploymentPlan};
 
@@ -288,25 +288,6 @@ impl Controller {
     }
 }
 
-/// The Deployments a ReplicaSet event concerns: its controller, or for an orphan every
-/// Deployment of its namespace that selects it.
-fn deployments_for_rs(deployments: &Store<Deployment>, rs: &ReplicaSet) -> Vec<Key> {
-    let ns = rs.metadata.namespace.as_deref().unwrap_or_default();
-    if let Some(owner) = ownership::controller_of(&rs.metadata) {
-        return if owner.kind == "Deployment" { vec![Key::new(ns, &owner.name)] } else { vec![] };
-    }
-    deployments
-        .state()
-        .iter()
-        .filter(|d| d.metadata.namespace.as_deref() == Some(ns))
-        .filter(|d| {
-            let sel = ownership::selector(d.spec.as_ref().map(|s| &s.selector)).ok().flatten();
-            sel.is_some_and(|s| s.matches(ownership::labels(&rs.metadata)))
-        })
-        .map(|d| Key::of(d.as_ref()))
-        .collect()
-}
-
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let cancel = cancel.child_token();
     let queue = WorkQueue::new(cancel.clone());
@@ -321,7 +302,11 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let replicasets = informer(Api::<ReplicaSet>::all(ctx.client.clone()), cancel.clone(), {
         let (queue, resync, deployments) = (queue.clone(), resync.clone(), deployments.clone());
         move |change| match change {
-            Change::Object { obj, .. } => deployments_for_rs(&deployments, obj).into_iter().for_each(|k| queue.add(k)),
+            Change::Object { obj, .. } => {
+                owners_to_sync(&deployments, &obj.metadata, |d: &Deployment| d.spec.as_ref().map(|s| &s.selector))
+                    .into_iter()
+                    .for_each(|k| queue.add(k))
+            }
             Change::Resynced => resync.notify_one(),
         }
     });

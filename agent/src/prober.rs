@@ -221,6 +221,12 @@ fn port_of(port: &IntOrString, c: &Container) -> Result<u16, String> {
     }
 }
 
+/// Runs a lifecycle hook's exec command in the container's context (environment, working
+/// directory, mount namespace), bounded by `timeout`.
+pub async fn run_hook(command: &[String], target: Option<&ExecTarget>, timeout: Duration) -> Result<(), String> {
+    run_exec(command, target, timeout).await
+}
+
 /// Runs one probe attempt within its timeout: Ok on success, Err(message) on failure.
 pub async fn run_probe(p: &Probe, timing: &Timing, target: &Target) -> Result<(), String> {
     let attempt = async {

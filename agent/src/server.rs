@@ -235,8 +235,27 @@ async fn read_tail(path: &PathBuf, tail: Option<usize>) -> std::io::Result<(Vec<
     Ok((lines.into(), end as u64))
 }
 
-/// The `first` chunk, then new complete lines as they are appended, until the container
-/// has finished and everything is sent.
+/// Stored lines rendered for the client.
+fn render(stored: &[u8], timestamps: bool) -> String {
+    String::from_utf8_lossy(stored)
+        .lines()
+        .map(|l| {
+            let (t, text) = parse_stored(l);
+            format_line(t, text, timestamps)
+        })
+        .collect()
+}
+
+/// The complete lines of `path` after `offset` (empty if it cannot be read).
+async fn read_from(path: &std::path::Path, offset: u64) -> Vec<u8> {
+    let Ok(data) = tokio::fs::read(path).await else { return Vec::new() };
+    let start = (offset as usize).min(data.len());
+    let end = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1).max(start);
+    data[start..end].to_vec()
+}
+
+/// The `first` chunk, then new complete lines as they are appended (across rotations),
+/// until the container has finished and everything is sent.
 fn follow(
     path: PathBuf,
     offset: u64,
@@ -261,6 +280,17 @@ fn follow(
                 return None;
             }
             let was_finished = st.finished.load(Ordering::SeqCst);
+            // Rotated since the last read (the file is now shorter than what was sent):
+            // finish the rotated file from where we were, then start the new one.
+            let len = tokio::fs::metadata(&st.path).await.map(|m| m.len()).unwrap_or(0);
+            if len < st.offset {
+                let rotated = crate::runtime::process::RotatingLog::rotated(&st.path);
+                let rest = read_from(&rotated, st.offset).await;
+                st.offset = 0;
+                if !rest.is_empty() {
+                    return Some((Ok(render(&rest, timestamps)), st));
+                }
+            }
             let mut file = match tokio::fs::File::open(&st.path).await {
                 Ok(f) => f,
                 Err(e) => {
@@ -277,14 +307,7 @@ fn follow(
             let end = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
             if end > 0 {
                 st.offset += end as u64;
-                let chunk: String = String::from_utf8_lossy(&buf[..end])
-                    .lines()
-                    .map(|l| {
-                        let (t, text) = parse_stored(l);
-                        format_line(t, text, timestamps)
-                    })
-                    .collect();
-                return Some((Ok(chunk), st));
+                return Some((Ok(render(&buf[..end], timestamps)), st));
             }
             if was_finished {
                 return None;

@@ -88,6 +88,9 @@ pub struct Worker {
     envs: HashMap<(String, String), Vec<(String, String)>>,
     /// A complete listing of the node's pods has been seen.
     listed: bool,
+    /// Containers whose `preStop` hook has been started, by (pod uid, container): the
+    /// hook's task stops the container when it ends, so a later sync must not stop it early.
+    pre_stops: std::collections::HashSet<(String, String)>,
 }
 
 impl Worker {
@@ -112,6 +115,7 @@ impl Worker {
             probers: HashMap::new(),
             envs: HashMap::new(),
             listed: false,
+            pre_stops: Default::default(),
         }
     }
 
@@ -269,12 +273,45 @@ impl Worker {
         }
     }
 
+    /// Stops a container gracefully, running its `preStop` exec hook first, as the kubelet
+    /// does: the hook gets the grace period, SIGTERM follows when it ends (with what is left
+    /// of the grace, at least 2 s), SIGKILL after that.
+    fn stop_container(&mut self, pod: &Pod, container: &str, grace: Duration) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let hook = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.iter().find(|c| c.name == container))
+            .and_then(|c| c.lifecycle.as_ref()?.pre_stop.as_ref()?.exec.as_ref()?.command.clone())
+            .filter(|c| !c.is_empty());
+        let Some(command) = hook.filter(|_| !grace.is_zero()) else {
+            self.runtime.stop(&uid, container, grace);
+            return;
+        };
+        if !self.pre_stops.insert((uid.clone(), container.to_string())) {
+            return; // the hook is running; its task stops the container
+        }
+        let runtime = self.runtime.clone();
+        let target = runtime.exec_target(&uid, container);
+        let container = container.to_string();
+        tracing::info!(node = %self.node, pod = ?pod.metadata.name, container = %container, "running the preStop hook");
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            if let Err(e) = prober::run_hook(&command, target.as_ref(), grace).await {
+                tracing::info!(container = %container, error = %e, "preStop hook failed");
+            }
+            let left = grace.saturating_sub(started.elapsed()).max(Duration::from_secs(2));
+            runtime.stop(&uid, &container, left);
+        });
+    }
+
     /// Converges one pod (or, when the API no longer has it, stops and forgets its
     /// containers).
     async fn sync(&mut self, uid: &str) {
         let Some(entry) = self.pods.get(uid) else {
             self.probers.retain(|(u, _), _| u != uid);
             self.envs.retain(|(u, _), _| u != uid);
+            self.pre_stops.retain(|(u, _)| u != uid);
             if !self.listed {
                 return; // not known to be gone yet: the API has not been listed
             }
@@ -311,7 +348,7 @@ impl Worker {
             for a in &plan.actions {
                 match a {
                     Action::Start(name) => self.start(&pod, name).await,
-                    Action::Stop { container, grace } => self.runtime.stop(uid, container, *grace),
+                    Action::Stop { container, grace } => self.stop_container(&pod, container, *grace),
                     Action::Kill { container, grace } => {
                         tracing::info!(node = %self.node, pod = ?pod.metadata.name, container = %container,
                             "killing a container that failed its liveness or startup probe");

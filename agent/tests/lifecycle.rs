@@ -168,13 +168,14 @@ async fn probes_init_containers_volumes_stats_and_graceful_stop() {
             {"name": "cfg", "configMap": {"name": "settings", "items": [{"key": "color", "path": "colour"}]}},
             {"name": "scratch", "emptyDir": {}}]}),
     );
-    // 5. A container that traps SIGTERM.
+    // 5. A container that traps SIGTERM, with a preStop hook that must run before it.
     let term = pod(
         "term",
         serde_json::json!({"nodeName": "worker-1", "containers": [{"name": "main", "image": "none",
             "command": ["sh", "-c", format!(
-                "trap 'echo got TERM; echo term > {}; exit 0' TERM; echo ready; while true; do sleep 0.1; done",
-                w("term-mark"))]}]}),
+                "trap 'echo got TERM; echo term >> {}; exit 0' TERM; echo ready; while true; do sleep 0.1; done",
+                w("term-mark"))],
+            "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", format!("echo prestop >> {}", w("term-mark"))]}}}}]}),
     );
     for p in [&web, &live, &flip, &vols, &term] {
         pods.create(&PostParams::default(), p).await.unwrap();
@@ -263,7 +264,8 @@ async fn probes_init_containers_volumes_stats_and_graceful_stop() {
     assert!(c["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap() > 0, "{c}");
     assert!(c["cpu"]["usageNanoCores"].is_u64(), "{c}");
 
-    // 5: delete → the container sees SIGTERM → gone well within the 30 s grace.
+    // 5: delete → the preStop hook runs, then the container sees SIGTERM → gone well
+    // within the 30 s grace.
     eventually(WAIT, "term ready", || async {
         let l = pods.logs("term", &LogParams::default()).await.ok()?;
         l.contains("ready").then_some(())
@@ -273,7 +275,7 @@ async fn probes_init_containers_volumes_stats_and_graceful_stop() {
     pods.delete("term", &DeleteParams::default()).await.unwrap();
     eventually(WAIT, "term gone", || async { pods.get_opt("term").await.ok()?.is_none().then_some(()) }).await;
     assert!(started.elapsed() < Duration::from_secs(30));
-    assert_eq!(std::fs::read_to_string(w("term-mark")).unwrap(), "term\n");
+    assert_eq!(std::fs::read_to_string(w("term-mark")).unwrap(), "prestop\nterm\n", "preStop, then SIGTERM");
 
     cancel.cancel();
     tokio::time::timeout(WAIT, agent.stopped()).await.expect("agent stops");

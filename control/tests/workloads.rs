@@ -425,3 +425,29 @@ async fn a_replica_set_adopts_orphans_releases_strays_and_reports_status() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recreate_never_runs_old_and_new_pods_together() {
+    let cluster = Cluster::start(3).await;
+    let client = cluster.client();
+    default_namespace(&client).await;
+    let _kubelet = KubeletSim::start(vec![client.clone()], NS);
+    let w = Workload::new(client.clone(), "recreate");
+    let mut d = deployment("recreate", 3, "nginx:1", 1, 0);
+    d.spec.as_mut().unwrap().strategy = Some(serde_json::from_value(json!({"type": "Recreate"})).unwrap());
+    w.deployments.create(&PostParams::default(), &d).await.unwrap();
+    let first_hash = w.rolled_out(3, None).await;
+
+    w.patch(json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}}})).await;
+    // At every observation, terminating pods included, only one template's pods exist.
+    eventually(TIMEOUT, "the new template's pods", || async {
+        let lp = ListParams::default().labels("app=recreate");
+        let all = w.pods.list(&lp).await.ok()?.items;
+        let hashes: BTreeSet<String> = all.iter().map(hash_of).collect();
+        assert!(hashes.len() <= 1, "old and new pods at once: {hashes:?}");
+        (all.len() == 3 && !hashes.contains(&first_hash)).then_some(())
+    })
+    .await;
+    let second_hash = w.rolled_out(3, None).await;
+    assert_ne!(second_hash, first_hash);
+}

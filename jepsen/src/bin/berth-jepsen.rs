@@ -54,8 +54,8 @@ struct RunArgs {
     /// Time budget of the linearizability checker, seconds (exceeded → unknown).
     #[arg(long, default_value_t = 60)]
     check_budget: u64,
-    /// Where run directories go.
-    #[arg(long, default_value = "store")]
+    /// Where run directories go (not `store/`: that is the store crate in this repository).
+    #[arg(long, default_value = "jepsen-out")]
     store: PathBuf,
 }
 

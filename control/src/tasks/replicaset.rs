@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, EventType, Recorder};
 use super::ownership::{self, Claim};
-use super::workqueue::{informer, owners_to_sync, Change, Key, WorkQueue};
+use super::workqueue::{informer, owners_to_sync, run_workers, Change, Key, WorkQueue};
 use crate::supervisor::TaskContext;
 
 /// Most pods created or deleted in one sync (Kubernetes' `BurstReplicas`).
@@ -491,35 +491,15 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
         queue: queue.clone(),
         expectations: Mutex::default(),
     });
-    controller.enqueue_all();
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|_| {
+    let sync = {
+        let controller = controller.clone();
+        move |key: Key| {
             let controller = controller.clone();
-            tokio::spawn(async move {
-                while let Some(key) = controller.queue.next().await {
-                    match controller.sync(&key).await {
-                        Ok(()) => controller.queue.forget(&key),
-                        Err(e) => {
-                            tracing::debug!(replicaset = %key, error = %e, "sync failed; retrying");
-                            controller.queue.retry(key.clone());
-                        }
-                    }
-                    controller.queue.done(&key);
-                }
-            })
-        })
-        .collect();
-    let mut tick = tokio::time::interval(RESYNC_EVERY);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tick.tick() => controller.enqueue_all(),
-            _ = resync.notified() => controller.enqueue_all(),
+            async move { controller.sync(&key).await }
         }
-    }
-    for w in workers {
-        let _ = w.await;
-    }
+    };
+    let enqueue_all = || controller.enqueue_all();
+    run_workers("replicaset", queue, WORKERS, sync, enqueue_all, resync, RESYNC_EVERY, cancel).await;
 }
 
 #[cfg(test)]

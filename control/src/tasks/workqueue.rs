@@ -22,6 +22,55 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// Drives a controller: `workers` tasks take keys from `queue` and `sync` them (a failure
+/// comes back with back-off), while everything is re-enqueued (`enqueue_all`) every
+/// `resync_every` and whenever an informer re-lists (`resync`); until `cancel`.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_workers<S, F, E>(
+    kind: &'static str,
+    queue: Arc<WorkQueue>,
+    workers: usize,
+    sync: S,
+    enqueue_all: impl Fn(),
+    resync: Arc<Notify>,
+    resync_every: Duration,
+    cancel: CancellationToken,
+) where
+    S: Fn(Key) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Result<(), E>> + Send,
+    E: fmt::Display,
+{
+    enqueue_all();
+    let handles: Vec<_> = (0..workers)
+        .map(|_| {
+            let (queue, sync) = (queue.clone(), sync.clone());
+            tokio::spawn(async move {
+                while let Some(key) = queue.next().await {
+                    match sync(key.clone()).await {
+                        Ok(()) => queue.forget(&key),
+                        Err(e) => {
+                            tracing::debug!(kind, key = %key, error = %e, "sync failed; retrying");
+                            queue.retry(key.clone());
+                        }
+                    }
+                    queue.done(&key);
+                }
+            })
+        })
+        .collect();
+    let mut tick = tokio::time::interval(resync_every);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => enqueue_all(),
+            _ = resync.notified() => enqueue_all(),
+        }
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
 /// The owners of kind `K` a child's event concerns: its controller when that is a `K`, or,
 /// for an orphan, every `K` of its namespace whose selector matches (it may be adopted).
 pub fn owners_to_sync<K>(

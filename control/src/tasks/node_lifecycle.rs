@@ -229,7 +229,6 @@ impl Lifecycle {
             let name = object::name(node).unwrap_or_default();
             let beat = heartbeat(node, leases.get(name).map(|l| l.as_ref()));
             let stale = self.heartbeats.is_stale(name, beat, now, grace);
-            let mut view: Value = (**node).clone();
             if stale {
                 if let Some(conditions) = unknown_conditions(node, &wall) {
                     tracing::info!(node = name, "node stopped posting status: marking it unreachable");
@@ -264,12 +263,16 @@ impl Lifecycle {
                     }
                 }
             }
-            if let Some(taints) = desired_taints(node, &wall) {
-                let result = pinned(ctx, nodes_info, node, Part::Main, |n| n["spec"]["taints"] = json!(taints)).await;
-                record(ctx, "node taints", result);
-                view["spec"]["taints"] = json!(taints);
-            }
-            let taints: Vec<Value> = view["spec"]["taints"].as_array().cloned().unwrap_or_default();
+            // The taints as they are about to be (no copy of the node when unchanged).
+            let taints: Vec<Value> = match desired_taints(node, &wall) {
+                Some(taints) => {
+                    let result =
+                        pinned(ctx, nodes_info, node, Part::Main, |n| n["spec"]["taints"] = json!(taints)).await;
+                    record(ctx, "node taints", result);
+                    taints
+                }
+                None => node["spec"]["taints"].as_array().cloned().unwrap_or_default(),
+            };
             for pod in by_node.get(name).into_iter().flatten().filter(|p| !object::is_deleting(p)) {
                 let due = eviction_time(pod, &taints, ctx.settings.pod_eviction_timeout);
                 if due.is_some_and(|d| d <= Utc::now()) {

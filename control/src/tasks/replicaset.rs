@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, EventType, Recorder};
 use super::ownership::{self, Claim};
-use super::workqueue::{informer, owners_to_sync, run_workers, Change, Key, WorkQueue};
+use super::workqueue::{child_informer, primary_informer, run_workers, Key, WorkQueue};
 use crate::supervisor::TaskContext;
 
 /// Most pods created or deleted in one sync (Kubernetes' `BurstReplicas`).
@@ -455,24 +455,16 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let cancel = cancel.child_token();
     let queue = WorkQueue::new(cancel.clone());
     let resync = Arc::new(tokio::sync::Notify::new());
-    let replicasets = informer(Api::<ReplicaSet>::all(ctx.client.clone()), cancel.clone(), {
-        let (queue, resync) = (queue.clone(), resync.clone());
-        move |change| match change {
-            Change::Object { obj, .. } => queue.add(Key::of(obj)),
-            Change::Resynced => resync.notify_one(),
-        }
-    });
-    let pods = informer(Api::<Pod>::all(ctx.client.clone()), cancel.clone(), {
-        let (queue, resync, replicasets) = (queue.clone(), resync.clone(), replicasets.clone());
-        move |change| match change {
-            Change::Object { obj, .. } => {
-                owners_to_sync(&replicasets, &obj.metadata, |rs: &ReplicaSet| rs.spec.as_ref().map(|s| &s.selector))
-                    .into_iter()
-                    .for_each(|k| queue.add(k))
-            }
-            Change::Resynced => resync.notify_one(),
-        }
-    });
+    let replicasets =
+        primary_informer(Api::<ReplicaSet>::all(ctx.client.clone()), cancel.clone(), queue.clone(), resync.clone());
+    let pods = child_informer(
+        Api::<Pod>::all(ctx.client.clone()),
+        cancel.clone(),
+        queue.clone(),
+        resync.clone(),
+        replicasets.clone(),
+        |rs: &ReplicaSet| rs.spec.as_ref().map(|s| &s.selector),
+    );
     // Never decide on a partial picture: both caches must hold a full list first.
     let ready = async {
         let _ = replicasets.wait_until_ready().await;

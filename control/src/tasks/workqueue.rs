@@ -22,6 +22,45 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// An informer of a controller's own kind: every change enqueues the object's key, and a
+/// re-list asks for a full resync.
+pub fn primary_informer<K>(
+    api: Api<K>,
+    cancel: CancellationToken,
+    queue: Arc<WorkQueue>,
+    resync: Arc<Notify>,
+) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
+{
+    informer(api, cancel, move |change| match change {
+        Change::Object { obj, .. } => queue.add(Key::of(obj)),
+        Change::Resynced => resync.notify_one(),
+    })
+}
+
+/// An informer of a controller's children (`C`): a change enqueues the owners it concerns
+/// (see [`owners_to_sync`]); a re-list asks for a full resync.
+pub fn child_informer<C, O>(
+    api: Api<C>,
+    cancel: CancellationToken,
+    queue: Arc<WorkQueue>,
+    resync: Arc<Notify>,
+    owners: Store<O>,
+    selector_of: fn(&O) -> Option<&meta::LabelSelector>,
+) -> Store<C>
+where
+    C: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
+    O: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    informer(api, cancel, move |change| match change {
+        Change::Object { obj, .. } => {
+            owners_to_sync(&owners, obj.meta(), selector_of).into_iter().for_each(|k| queue.add(k))
+        }
+        Change::Resynced => resync.notify_one(),
+    })
+}
+
 /// Drives a controller: `workers` tasks take keys from `queue` and `sync` them (a failure
 /// comes back with back-off), while everything is re-enqueued (`enqueue_all`) every
 /// `resync_every` and whenever an informer re-lists (`resync`); until `cancel`.
@@ -73,7 +112,7 @@ pub async fn run_workers<S, F, E>(
 
 /// The owners of kind `K` a child's event concerns: its controller when that is a `K`, or,
 /// for an orphan, every `K` of its namespace whose selector matches (it may be adopted).
-pub fn owners_to_sync<K>(
+fn owners_to_sync<K>(
     owners: &Store<K>,
     child: &ObjectMeta,
     selector_of: impl Fn(&K) -> Option<&meta::LabelSelector>,

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, Recorder};
 use super::ownership;
-use super::workqueue::{informer, owners_to_sync, run_workers, Change, Key, WorkQueue};
+use super::workqueue::{child_informer, informer, primary_informer, run_workers, Change, Key, WorkQueue};
 use crate::supervisor::TaskContext;
 use plan::{plan_deployment, DeploymentPlan};
 
@@ -292,24 +292,16 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let cancel = cancel.child_token();
     let queue = WorkQueue::new(cancel.clone());
     let resync = Arc::new(tokio::sync::Notify::new());
-    let deployments = informer(Api::<Deployment>::all(ctx.client.clone()), cancel.clone(), {
-        let (queue, resync) = (queue.clone(), resync.clone());
-        move |change| match change {
-            Change::Object { obj, .. } => queue.add(Key::of(obj)),
-            Change::Resynced => resync.notify_one(),
-        }
-    });
-    let replicasets = informer(Api::<ReplicaSet>::all(ctx.client.clone()), cancel.clone(), {
-        let (queue, resync, deployments) = (queue.clone(), resync.clone(), deployments.clone());
-        move |change| match change {
-            Change::Object { obj, .. } => {
-                owners_to_sync(&deployments, &obj.metadata, |d: &Deployment| d.spec.as_ref().map(|s| &s.selector))
-                    .into_iter()
-                    .for_each(|k| queue.add(k))
-            }
-            Change::Resynced => resync.notify_one(),
-        }
-    });
+    let deployments =
+        primary_informer(Api::<Deployment>::all(ctx.client.clone()), cancel.clone(), queue.clone(), resync.clone());
+    let replicasets = child_informer(
+        Api::<ReplicaSet>::all(ctx.client.clone()),
+        cancel.clone(),
+        queue.clone(),
+        resync.clone(),
+        deployments.clone(),
+        |d: &Deployment| d.spec.as_ref().map(|s| &s.selector),
+    );
     // Pods matter only to Recreate, which waits for the old pods to be gone.
     let pods = informer(Api::<Pod>::all(ctx.client.clone()), cancel.clone(), {
         let (queue, replicasets) = (queue.clone(), replicasets.clone());

@@ -1,6 +1,8 @@
 //! Helpers for black-box tests: run `etcdctl` against a cluster of real `berth-server`
 //! processes and read its output.
 
+pub mod berthctl;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

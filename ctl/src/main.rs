@@ -1,0 +1,20 @@
+//! `berthctl`: parses the command line and hands it to [`berth_ctl::run`].
+
+use clap::Parser;
+
+fn main() {
+    let cli = berth_ctl::cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("BERTHCTL_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts");
+    let code = runtime.block_on(berth_ctl::run(cli));
+    // Streams (logs -f, get -w) may still hold the runtime; do not wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    std::process::exit(code);
+}

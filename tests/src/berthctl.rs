@@ -1,0 +1,231 @@
+//! Black-box harness for `berthctl`: a cluster of real `berth-server` processes plus a
+//! `berth-agent` (process runtime, so pods really run and have logs), an admin kubeconfig
+//! listing every server (Berth's `berth.dev/servers` extension), and helpers that run the
+//! real `berthctl` binary against it. Every process is killed when the harness drops.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use berth_jepsen::procs::{free_port, ClusterSpec, Db, ProcessCluster};
+
+/// What runs the pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agent {
+    /// No agent: pods stay Pending.
+    None,
+    /// One `berth-agent --runtime process` node named `node-1` (pods need a `command`).
+    Process,
+    /// One agent process with this many hollow nodes (`--runtime fake`; `hollow-node-*`).
+    Fake(usize),
+}
+
+/// A live cluster for `berthctl` tests.
+pub struct CtlCluster {
+    pub servers: ProcessCluster,
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    agent: Option<Child>,
+}
+
+/// The `berthctl` binary next to the test executable (or `$BERTHCTL`).
+pub fn berthctl_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("BERTHCTL") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().map(Path::to_path_buf);
+    while let Some(d) = dir {
+        if d.join("berthctl").is_file() {
+            return d.join("berthctl");
+        }
+        dir = d.parent().map(Path::to_path_buf).filter(|p| p.ends_with("debug") || p.ends_with("target"));
+    }
+    panic!("berthctl not built: cargo build -p berth-ctl (scripts/test builds every binary first)");
+}
+
+impl CtlCluster {
+    /// Starts `servers` servers and the agent, waits for the API of each server and (with an
+    /// agent) for its node(s) to be Ready.
+    pub async fn start(servers: usize, agent: Agent) -> CtlCluster {
+        let dir = tempfile::Builder::new().prefix("berthctl-test").tempdir().expect("tempdir").keep();
+        let cluster = ProcessCluster::start(&ClusterSpec::new(Db::Berth, servers), &dir.join("servers"))
+            .expect("starting berth-server processes");
+        let mut this = CtlCluster { servers: cluster, kubeconfig: dir.join("kubeconfig"), dir, agent: None };
+        this.servers.wait_ready(Duration::from_secs(30)).await.expect("store ready");
+        this.write_kubeconfig();
+        crate::eventually(Duration::from_secs(30), "every API server ready", || {
+            this.api_urls().iter().all(|u| http_ok(&format!("{u}/readyz"))).then_some(())
+        });
+        crate::eventually(Duration::from_secs(30), "system namespaces", || {
+            this.try_ok(&["get", "namespace", "kube-system", "-o", "name"]).ok().map(|_| ())
+        });
+        if agent != Agent::None {
+            this.start_agent(agent);
+            let expected = match agent {
+                Agent::Fake(n) => n,
+                _ => 1,
+            };
+            crate::eventually(Duration::from_secs(60), "nodes Ready", || {
+                let out = this.try_ok(&["get", "nodes", "--no-headers"]).ok()?;
+                (out.lines().filter(|l| l.split_whitespace().nth(1) == Some("Ready")).count() >= expected).then_some(())
+            });
+        }
+        this
+    }
+
+    fn write_kubeconfig(&self) {
+        let api: Vec<String> = self.api_urls();
+        let etcd: Vec<String> = self.servers.endpoints();
+        let quote = |v: &[String]| v.iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: berth\n  cluster:\n    server: \"{}\"\n    extensions:\n    - name: berth.dev/servers\n      extension:\n        apiServers: [{}]\n        etcdEndpoints: [{}]\ncontexts:\n- name: berth\n  context: {{cluster: berth, user: admin, namespace: default}}\ncurrent-context: berth\nusers:\n- name: admin\n  user: {{}}\n",
+            api[0],
+            quote(&api),
+            quote(&etcd)
+        );
+        std::fs::write(&self.kubeconfig, text).expect("writing the kubeconfig");
+    }
+
+    fn start_agent(&mut self, agent: Agent) {
+        let bin = berth_jepsen::procs::berth_agent_binary().expect("berth-agent built");
+        let log = std::fs::File::create(self.dir.join("agent.log")).expect("agent log");
+        let mut cmd = Command::new(bin);
+        cmd.args(["--server", &self.api_urls()[0], "--data-dir"])
+            .arg(self.dir.join("agent"))
+            .args(["--listen-port", &free_port().to_string(), "--lease-seconds", "2"]);
+        match agent {
+            Agent::Process => {
+                cmd.args(["--node-name", "node-1", "--runtime", "process", "--stop-containers-on-exit"]);
+            }
+            Agent::Fake(n) => {
+                cmd.args(["--node-name", "hollow", "--runtime", "fake", "--fake-nodes", &n.to_string()]);
+            }
+            Agent::None => return,
+        }
+        cmd.stdout(log.try_clone().expect("log fd")).stderr(log);
+        self.agent = Some(cmd.spawn().expect("starting berth-agent"));
+    }
+
+    /// Every server's Kubernetes API URL.
+    pub fn api_urls(&self) -> Vec<String> {
+        self.servers.members.iter().map(|m| m.api_url.clone()).collect()
+    }
+
+    /// A `berthctl` command with this cluster's kubeconfig (and a private HOME).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(berthctl_binary());
+        c.args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", &self.dir)
+            .env_remove("BERTH_KUBECONFIG")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs berthctl to completion (bounded: 60 s).
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        run_bounded(self.command(args), stdin, Duration::from_secs(60))
+    }
+
+    /// stdout of a successful run, or `Err(stderr)`.
+    pub fn try_ok(&self, args: &[&str]) -> Result<String, String> {
+        let out = self.run(args, None);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if out.status.success() {
+            Ok(stdout)
+        } else {
+            Err(format!("exit {:?}: {stderr}{stdout}", out.status.code()))
+        }
+    }
+
+    /// stdout of a run that must succeed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.try_ok(args).unwrap_or_else(|e| panic!("berthctl {args:?} failed: {e}"))
+    }
+
+    /// stdout of a run with `stdin`, which must succeed.
+    pub fn ok_stdin(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.run(args, Some(stdin));
+        assert!(out.status.success(), "berthctl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// (exit code, stderr) of a run that must fail.
+    pub fn fails(&self, args: &[&str]) -> (i32, String) {
+        let out = self.run(args, None);
+        assert!(!out.status.success(), "berthctl {args:?} unexpectedly succeeded: {}", String::from_utf8_lossy(&out.stdout));
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// Starts a long-running berthctl (e.g. `get -w`) with piped stdout; kill it when done.
+    pub fn spawn(&self, args: &[&str]) -> KillOnDrop {
+        let mut cmd = self.command(args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        KillOnDrop(cmd.spawn().expect("starting berthctl"))
+    }
+}
+
+impl Drop for CtlCluster {
+    fn drop(&mut self) {
+        if let Some(mut agent) = self.agent.take() {
+            // SIGTERM lets --stop-containers-on-exit stop the pods it started.
+            unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while agent.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = agent.kill();
+            let _ = agent.wait();
+        }
+    }
+}
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `cmd`, feeding `stdin`, killing it after `limit`.
+pub fn run_bounded(mut cmd: Command, stdin: Option<&str>, limit: Duration) -> Output {
+    use std::io::Write;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().expect("spawning");
+    if let Some(input) = stdin {
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("writing stdin");
+    }
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if rx.recv_timeout(limit).is_err() {
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    });
+    let out = child.wait_with_output().expect("waiting");
+    let _ = tx.send(());
+    out
+}
+
+fn http_ok(url: &str) -> bool {
+    let Ok(parsed) = url.strip_prefix("http://").ok_or(()) else { return false };
+    let (host, path) = parsed.split_once('/').unwrap_or((parsed, ""));
+    let Ok(mut stream) = std::net::TcpStream::connect(host) else { return false };
+    use std::io::{Read, Write};
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(stream, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = stream.read_to_string(&mut buf);
+    buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200")
+}

@@ -15,3 +15,4 @@ pub mod rollout;
 pub mod run;
 pub mod scale;
 pub mod set;
+pub mod watch;

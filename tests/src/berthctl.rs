@@ -75,7 +75,21 @@ impl CtlCluster {
     }
 
     fn write_kubeconfig(&self) {
-        let api: Vec<String> = self.api_urls();
+        self.write_kubeconfig_to(&self.kubeconfig, 0);
+    }
+
+    /// Writes a kubeconfig whose primary server is server `first` (the others follow in the
+    /// `berth.dev/servers` extension) and returns its path.
+    pub fn kubeconfig_preferring(&self, first: usize) -> PathBuf {
+        let path = self.dir.join(format!("kubeconfig-{first}"));
+        self.write_kubeconfig_to(&path, first);
+        path
+    }
+
+    fn write_kubeconfig_to(&self, path: &Path, first: usize) {
+        let mut api: Vec<String> = self.api_urls();
+        let len = api.len();
+        api.rotate_left(first % len);
         let etcd: Vec<String> = self.servers.endpoints();
         let quote = |v: &[String]| v.iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ");
         let text = format!(
@@ -84,16 +98,19 @@ impl CtlCluster {
             quote(&api),
             quote(&etcd)
         );
-        std::fs::write(&self.kubeconfig, text).expect("writing the kubeconfig");
+        std::fs::write(path, text).expect("writing the kubeconfig");
     }
 
     fn start_agent(&mut self, agent: Agent) {
         let bin = berth_jepsen::procs::berth_agent_binary().expect("berth-agent built");
         let log = std::fs::File::create(self.dir.join("agent.log")).expect("agent log");
         let mut cmd = Command::new(bin);
-        cmd.args(["--server", &self.api_urls()[0], "--data-dir"])
-            .arg(self.dir.join("agent"))
-            .args(["--listen-port", &free_port().to_string(), "--lease-seconds", "2"]);
+        cmd.args(["--server", &self.api_urls()[0], "--data-dir"]).arg(self.dir.join("agent")).args([
+            "--listen-port",
+            &free_port().to_string(),
+            "--lease-seconds",
+            "2",
+        ]);
         match agent {
             Agent::Process => {
                 cmd.args(["--node-name", "node-1", "--runtime", "process", "--stop-containers-on-exit"]);
@@ -122,6 +139,14 @@ impl CtlCluster {
             .env("NO_COLOR", "1")
             .stdin(Stdio::null());
         c
+    }
+
+    /// The index of the server that runs the leader tasks (holder of the `berth-scheduler` Lease).
+    pub fn leader_index(&self) -> Option<usize> {
+        let holder = self
+            .try_ok(&["get", "lease", "berth-scheduler", "-n", "kube-system", "-o", "jsonpath={.spec.holderIdentity}"])
+            .ok()?;
+        self.servers.members.iter().position(|m| m.name == holder.trim())
     }
 
     /// Runs berthctl to completion (bounded: 60 s).
@@ -156,7 +181,11 @@ impl CtlCluster {
     /// (exit code, stderr) of a run that must fail.
     pub fn fails(&self, args: &[&str]) -> (i32, String) {
         let out = self.run(args, None);
-        assert!(!out.status.success(), "berthctl {args:?} unexpectedly succeeded: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "berthctl {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
     }
 
@@ -185,6 +214,40 @@ impl Drop for CtlCluster {
 
 /// A child process killed (SIGKILL) when dropped.
 pub struct KillOnDrop(pub Child);
+
+/// Lines a spawned command printed so far (filled by a reader thread).
+pub type SharedLines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+impl KillOnDrop {
+    /// Starts a thread that collects the child's stdout lines as they arrive.
+    pub fn stdout_lines(&mut self) -> SharedLines {
+        use std::io::BufRead;
+        let lines = SharedLines::default();
+        let stdout = self.0.stdout.take().expect("stdout piped");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
+        lines
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits (bounded) for the exit status.
+    pub fn interrupt(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {

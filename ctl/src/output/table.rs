@@ -153,3 +153,70 @@ pub fn render_line(line: &[String], widths: &[usize]) -> String {
     out.push('\n');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A pods Table as kube-apiserver (and Berth's server) returns it.
+    fn pods_table() -> Value {
+        let col = |name: &str, priority: i64| json!({"name": name, "type": "string", "priority": priority});
+        json!({
+            "kind": "Table",
+            "columnDefinitions": [col("Name", 0), col("Ready", 0), col("Status", 0), col("Restarts", 0), col("Age", 0),
+                                  col("IP", 1), col("Node", 1), col("Nominated Node", 1), col("Readiness Gates", 1)],
+            "rows": [
+                {"cells": ["web-7d9f8b6c5d-x2x9q", "1/1", "Running", 0, "5m", "10.0.0.12", "node-1", null, null],
+                 "object": {"metadata": {"name": "web-7d9f8b6c5d-x2x9q", "namespace": "default",
+                                          "labels": {"pod-template-hash": "7d9f8b6c5d", "app": "web"}}}},
+                {"cells": ["db-0", "0/1", "CrashLoopBackOff", "4 (20s ago)", "2m", "10.0.0.13", "node-2", null, null],
+                 "object": {"metadata": {"name": "db-0", "namespace": "prod"}}},
+            ],
+        })
+    }
+
+    #[test]
+    fn golden_default_table() {
+        let text = render(&grid(&pods_table(), &TableOptions::default()));
+        assert_eq!(
+            text,
+            "NAME                   READY   STATUS             RESTARTS      AGE\n\
+             web-7d9f8b6c5d-x2x9q   1/1     Running            0             5m\n\
+             db-0                   0/1     CrashLoopBackOff   4 (20s ago)   2m\n"
+        );
+    }
+
+    #[test]
+    fn golden_wide_all_namespaces_with_labels() {
+        let opts = TableOptions { wide: true, namespace_column: true, show_labels: true, ..Default::default() };
+        let text = render(&grid(&pods_table(), &opts));
+        assert_eq!(
+            text,
+            "NAMESPACE   NAME                   READY   STATUS             RESTARTS      AGE   IP          NODE     NOMINATED NODE   READINESS GATES   LABELS\n\
+             default     web-7d9f8b6c5d-x2x9q   1/1     Running            0             5m    10.0.0.12   node-1   <none>           <none>            app=web,pod-template-hash=7d9f8b6c5d\n\
+             prod        db-0                   0/1     CrashLoopBackOff   4 (20s ago)   2m    10.0.0.13   node-2   <none>           <none>            <none>\n"
+        );
+    }
+
+    #[test]
+    fn golden_label_columns_prefix_and_no_headers() {
+        let opts = TableOptions {
+            label_columns: vec!["app".into(), "example.com/tier".into()],
+            name_prefix: Some("pod/".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            render(&grid(&pods_table(), &opts)),
+            "NAME                       READY   STATUS             RESTARTS      AGE   APP   TIER\n\
+             pod/web-7d9f8b6c5d-x2x9q   1/1     Running            0             5m    web   \n\
+             pod/db-0                   0/1     CrashLoopBackOff   4 (20s ago)   2m          \n"
+        );
+        let opts = TableOptions { no_headers: true, ..Default::default() };
+        assert_eq!(
+            render(&grid(&pods_table(), &opts)),
+            "web-7d9f8b6c5d-x2x9q   1/1   Running            0             5m\n\
+             db-0                   0/1   CrashLoopBackOff   4 (20s ago)   2m\n"
+        );
+    }
+}

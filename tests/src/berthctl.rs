@@ -60,18 +60,25 @@ impl CtlCluster {
         crate::eventually(Duration::from_secs(30), "system namespaces", || {
             this.try_ok(&["get", "namespace", "kube-system", "-o", "name"]).ok().map(|_| ())
         });
-        if agent != Agent::None {
-            this.start_agent(agent);
-            let expected = match agent {
-                Agent::Fake(n) => n,
-                _ => 1,
-            };
-            crate::eventually(Duration::from_secs(60), "nodes Ready", || {
-                let out = this.try_ok(&["get", "nodes", "--no-headers"]).ok()?;
-                (out.lines().filter(|l| l.split_whitespace().nth(1) == Some("Ready")).count() >= expected).then_some(())
-            });
-        }
+        this.start_agent_on(agent, 0);
         this
+    }
+
+    /// Starts the agent talking to server `server` (an agent follows one API server) and
+    /// waits until its node(s) are Ready.
+    pub fn start_agent_on(&mut self, agent: Agent, server: usize) {
+        if agent == Agent::None {
+            return;
+        }
+        self.start_agent(agent, server);
+        let expected = match agent {
+            Agent::Fake(n) => n,
+            _ => 1,
+        };
+        crate::eventually(Duration::from_secs(60), "nodes Ready", || {
+            let out = self.try_ok(&["get", "nodes", "--no-headers"]).ok()?;
+            (out.lines().filter(|l| l.split_whitespace().nth(1) == Some("Ready")).count() >= expected).then_some(())
+        });
     }
 
     fn write_kubeconfig(&self) {
@@ -101,11 +108,11 @@ impl CtlCluster {
         std::fs::write(path, text).expect("writing the kubeconfig");
     }
 
-    fn start_agent(&mut self, agent: Agent) {
+    fn start_agent(&mut self, agent: Agent, server: usize) {
         let bin = berth_jepsen::procs::berth_agent_binary().expect("berth-agent built");
         let log = std::fs::File::create(self.dir.join("agent.log")).expect("agent log");
         let mut cmd = Command::new(bin);
-        cmd.args(["--server", &self.api_urls()[0], "--data-dir"]).arg(self.dir.join("agent")).args([
+        cmd.args(["--server", &self.api_urls()[server], "--data-dir"]).arg(self.dir.join("agent")).args([
             "--listen-port",
             &free_port().to_string(),
             "--lease-seconds",

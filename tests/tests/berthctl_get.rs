@@ -54,6 +54,9 @@ async fn get_prints_kubectl_tables_formats_and_errors() {
         let out = c.ok(&["get", "pods", "-l", "app=web", "--no-headers"]);
         (out.lines().filter(|l| l.contains(" Running ")).count() == 3).then_some(())
     });
+    eventually(Duration::from_secs(30), "the deployment reports 3/3 available", || {
+        c.ok(&["get", "deploy", "web", "--no-headers"]).contains(" 3/3 ").then_some(())
+    });
 
     // Several types at once: one table each, names prefixed with the type, blank line between.
     let all = c.ok(&["get", "deploy,rs,po"]);
@@ -113,8 +116,10 @@ async fn get_prints_kubectl_tables_formats_and_errors() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn get_watch_follows_a_rollout_through_a_leader_kill() {
-    let mut c = CtlCluster::start(3, Agent::Fake(2)).await;
+    let mut c = CtlCluster::start(3, Agent::None).await;
     let leader = eventually(Duration::from_secs(30), "a leader holds the task leases", || c.leader_index());
+    // The agent follows one API server: keep it on a server that survives.
+    c.start_agent_on(Agent::Fake(2), (leader + 2) % 3);
     // Both watchers talk to the leader first; the other servers are in the kubeconfig's
     // berth.dev/servers extension for failover.
     let kubeconfig = c.kubeconfig_preferring(leader);

@@ -87,9 +87,10 @@ pub fn plan_rollback(
         }
     })?;
     if deployment["spec"]["paused"].as_bool() == Some(true) {
-        return Err(format!(
-            "you cannot rollback a paused deployment; resume it first with 'berthctl rollout resume deployment/{name}' and try again"
-        ));
+        return Err(
+            "you cannot rollback a paused deployment; resume it first with 'berthctl rollout resume' and try again"
+                .into(),
+        );
     }
     let template = &target["spec"]["template"];
     if deployutil::equal_ignore_hash(template, &deployment["spec"]["template"]) {

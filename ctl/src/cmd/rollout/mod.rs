@@ -135,17 +135,13 @@ pub async fn run(session: &mut Session, args: RolloutArgs, out: &mut Out) -> Res
 async fn run_status(session: &mut Session, args: StatusArgs, out: &mut Out) -> Result<()> {
     let timeout = parse_duration(&args.timeout)
         .ok_or_else(|| CtlError::usage(format!("invalid argument {:?} for \"--timeout\" flag", args.timeout)))?;
-    let mut found = targets(session, &args.target, "status").await?;
-    if found.len() != 1 {
-        return Err(CtlError::usage(format!(
-            "rollout status is only supported on individual resources and resource collections, but {} resources were found",
-            found.len()
-        )));
-    }
-    let (info, object) = found.remove(0);
-    status::status_of(&info, &object, args.revision).map_err(CtlError::Usage)?;
     let timeout = (!timeout.is_zero()).then_some(timeout);
-    status::watch_status(session, &info, object, args.revision, args.watch, timeout, out).await
+    // Like kubectl, one object after the other, each with its own timeout.
+    for (info, object) in targets(session, &args.target, "status").await? {
+        status::status_of(&info, &object, args.revision).map_err(CtlError::Usage)?;
+        status::watch_status(session, &info, object, args.revision, args.watch, timeout, out).await?;
+    }
+    Ok(())
 }
 
 fn require_deployment(info: &ResourceInfo, what: &str) -> Result<()> {

@@ -304,7 +304,7 @@ mod tests {
     fn info(group: &str, kind: &str, plural: &str, short: &[&str], namespaced: bool) -> ResourceInfo {
         ResourceInfo {
             group: group.into(),
-            version: if group.is_empty() { "v1".into() } else { "v1".into() },
+            version: "v1".into(),
             kind: kind.into(),
             plural: plural.into(),
             singular: kind.to_ascii_lowercase(),

@@ -215,7 +215,9 @@ fn describe_node_resource(w: &mut Prefix, node: &Value, pods: &[Value]) {
     w.write(LEVEL_0, "Allocated resources:\n  (Total limits may be over 100 percent, i.e., overcommitted.)\n");
     w.write(LEVEL_1, "Resource\tRequests\tLimits\n");
     w.write(LEVEL_1, "--------\t--------\t------\n");
-    let rows: [(&str, i128, fn(&Quantity) -> i128); 3] = [
+    // (resource, allocatable in the unit kubectl divides by, that unit of a quantity)
+    type Unit = fn(&Quantity) -> i128;
+    let rows: [(&str, i128, Unit); 3] = [
         ("cpu", alloc_cpu, Quantity::milli_value),
         ("memory", alloc_mem, Quantity::value),
         ("ephemeral-storage", alloc_eph, Quantity::value),

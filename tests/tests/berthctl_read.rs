@@ -2,8 +2,9 @@
 //! with a process-runtime agent (pods really run, so they have logs and restarts):
 //! `describe` (compared with real kubectl's output for the same objects), `rollout
 //! status|history|undo|restart|pause|resume`, `logs` (-c, --tail, -f, --previous, -l,
-//! TYPE/NAME), `api-resources`, `version` and `cluster-info`. Objects are created with
-//! real kubectl so these checks do not depend on berthctl's own mutating verbs.
+//! TYPE/NAME), `api-resources`, `version` and `cluster-info` (and its `dump`). Objects
+//! are created with real kubectl so these checks do not depend on berthctl's own
+//! mutating verbs.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output};
@@ -133,6 +134,7 @@ async fn read_and_rollout_verbs_against_a_live_cluster() {
     info_verbs(&c);
     describe_checks(&c);
     logs_checks(&c);
+    dump_checks(&c);
     rollout_checks(&c);
 }
 
@@ -167,11 +169,32 @@ fn info_verbs(c: &CtlCluster) {
     assert_eq!(
         c.ok(&["cluster-info"]),
         format!(
-            "Kubernetes control plane is running at {}\n\nTo further debug and diagnose cluster problems, use 'kubectl cluster-info dump'.\n",
+            "Kubernetes control plane is running at {}\n\nTo further debug and diagnose cluster problems, use 'berthctl cluster-info dump'.\n",
             c.api_urls()[0]
         )
     );
-    assert_eq!(c.ok(&["cluster-info"]), kubectl_ok(c, &["cluster-info"], None));
+    let theirs =
+        kubectl_ok(c, &["cluster-info"], None).replace("'kubectl cluster-info dump'", "'berthctl cluster-info dump'");
+    assert_eq!(c.ok(&["cluster-info"]), theirs);
+}
+
+/// `cluster-info dump` (run once workloads have logs): JSON lists and container logs.
+fn dump_checks(c: &CtlCluster) {
+    let dump = c.ok(&["cluster-info", "dump"]);
+    assert!(dump.starts_with("{\n    \"apiVersion\": \"v1\",\n    \"items\": ["), "{}", &dump[..200.min(dump.len())]);
+    for kind in ["NodeList", "EventList", "ServiceList", "DeploymentList", "ReplicaSetList", "PodList"] {
+        assert!(dump.contains(&format!("\"kind\": \"{kind}\"")), "no {kind} in the dump");
+    }
+    assert!(
+        dump.contains("==== START logs for container a of pod default/two ====\nfrom-a\n==== END logs for container a of pod default/two ====\n"),
+        "logs of pod two missing from the dump"
+    );
+    let dir = c.dir.join("dump");
+    let dir_arg = format!("--output-directory={}", dir.display());
+    assert_eq!(c.ok(&["cluster-info", "dump", &dir_arg]), format!("Cluster info dumped to {}\n", dir.display()));
+    let logs = std::fs::read_to_string(dir.join("default/two/logs.txt")).expect("pod two's logs file");
+    assert!(logs.contains("from-b\n"), "{logs}");
+    assert!(dir.join("nodes.json").is_file() && dir.join("kube-system/pods.json").is_file());
 }
 
 /// berthctl's describe equals kubectl's for the same object (retried: ages and lease

@@ -234,7 +234,31 @@ pub async fn run_version(session: &mut Session, args: VersionArgs, out: &mut Out
 
 /// Flags of `cluster-info`.
 #[derive(Debug, clap::Args)]
-pub struct ClusterInfoArgs {}
+pub struct ClusterInfoArgs {
+    #[command(subcommand)]
+    pub command: Option<ClusterInfoCommand>,
+}
+
+/// `cluster-info` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ClusterInfoCommand {
+    /// Dump relevant information for debugging and diagnosis.
+    Dump(DumpArgs),
+}
+
+/// Flags of `cluster-info dump`.
+#[derive(Debug, clap::Args)]
+pub struct DumpArgs {
+    /// Where to write files (standard output when empty or `-`).
+    #[arg(long, default_value = "")]
+    pub output_directory: String,
+    /// A comma separated list of namespaces to dump.
+    #[arg(long, value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// If true, dump all namespaces.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+}
 
 const GREEN: &str = "\x1b[32m";
 const YELLOW: &str = "\x1b[33m";
@@ -273,7 +297,10 @@ pub fn cluster_service_link(host: &str, svc: &Value) -> String {
 }
 
 /// Runs `cluster-info`.
-pub async fn run_cluster_info(session: &mut Session, _args: ClusterInfoArgs, out: &mut Out) -> Result<()> {
+pub async fn run_cluster_info(session: &mut Session, args: ClusterInfoArgs, out: &mut Out) -> Result<()> {
+    if let Some(ClusterInfoCommand::Dump(dump)) = args.command {
+        return run_dump(session, dump, out).await;
+    }
     // Like kubectl, make sure the server answers before claiming it runs.
     fetch::get(session, "/version").await?;
     let host = session.server_url()?;
@@ -292,8 +319,114 @@ pub async fn run_cluster_info(session: &mut Session, _args: ClusterInfoArgs, out
             text.push_str(&service_line(&name, &cluster_service_link(&host, &svc), color));
         }
     }
-    text.push_str("\nTo further debug and diagnose cluster problems, use 'kubectl cluster-info dump'.\n");
+    text.push_str("\nTo further debug and diagnose cluster problems, use 'berthctl cluster-info dump'.\n");
     emit(out, &text)
+}
+
+/// The per-namespace lists kubectl's dump writes (file name, resource), where served.
+const DUMP_TYPES: &[(&str, &str)] = &[
+    ("events", "events"),
+    ("replication-controllers", "replicationcontrollers"),
+    ("services", "services"),
+    ("daemonsets", "daemonsets.apps"),
+    ("deployments", "deployments.apps"),
+    ("replicasets", "replicasets.apps"),
+    ("pods", "pods"),
+];
+
+/// Where one part of the dump goes: standard output, or a file under the directory.
+struct DumpSink {
+    dir: Option<std::path::PathBuf>,
+}
+
+impl DumpSink {
+    fn write(&self, out: &mut Out, relative: &str, text: &str) -> Result<()> {
+        match &self.dir {
+            None => emit(out, text),
+            Some(dir) => {
+                let path = dir.join(relative);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| CtlError::io(parent.display().to_string(), e))?;
+                }
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| CtlError::io(path.display().to_string(), e))?;
+                f.write_all(text.as_bytes()).map_err(|e| CtlError::io(path.display().to_string(), e))
+            }
+        }
+    }
+}
+
+/// `cluster-info dump`: nodes, then per namespace its events, services, workloads, pods
+/// (as JSON lists) and every container's logs, like kubectl's dump (types the server does
+/// not serve are left out instead of failing the dump).
+async fn run_dump(session: &mut Session, args: DumpArgs, out: &mut Out) -> Result<()> {
+    let resolver = session.resolver().await?;
+    let sink = DumpSink {
+        dir: match args.output_directory.as_str() {
+            "" | "-" => None,
+            dir => Some(std::path::PathBuf::from(dir)),
+        },
+    };
+    let nodes = fetch::get(session, "/api/v1/nodes").await?;
+    sink.write(out, "nodes.json", &crate::output::to_json(&nodes))?;
+    let namespaces: Vec<String> = if args.all_namespaces {
+        let list = fetch::get(session, "/api/v1/namespaces").await?;
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n["metadata"]["name"].as_str().map(String::from))
+            .collect()
+    } else if args.namespaces.is_empty() {
+        vec!["kube-system".to_string(), session.namespace()?]
+    } else {
+        args.namespaces.clone()
+    };
+    for ns in &namespaces {
+        let mut pods = Value::Null;
+        for (file, word) in DUMP_TYPES {
+            let Ok(info) = resolver.resolve(word) else { continue };
+            let list = fetch::get(session, &info.url_path(Some(ns), None)).await?;
+            sink.write(out, &format!("{ns}/{file}.json"), &crate::output::to_json(&list))?;
+            if *file == "pods" {
+                pods = list;
+            }
+        }
+        for pod in pods["items"].as_array().into_iter().flatten() {
+            let name = pod["metadata"]["name"].as_str().unwrap_or("");
+            let containers = ["initContainers", "containers"]
+                .iter()
+                .flat_map(|f| pod["spec"][*f].as_array().cloned().unwrap_or_default());
+            for c in containers {
+                let container = c["name"].as_str().unwrap_or("");
+                let mut text = format!("==== START logs for container {container} of pod {ns}/{name} ====\n");
+                let path = format!("/api/v1/namespaces/{ns}/pods/{name}/log?container={container}");
+                match session
+                    .call(|client| {
+                        let path = path.clone();
+                        async move {
+                            let req = http::Request::get(path).body(Vec::new()).expect("a GET request builds");
+                            client.request_text(req).await
+                        }
+                    })
+                    .await
+                {
+                    Ok(logs) => text.push_str(&logs),
+                    Err(e) => text.push_str(&format!("Request log error: {e}\n")),
+                }
+                text.push_str(&format!("==== END logs for container {container} of pod {ns}/{name} ====\n"));
+                sink.write(out, &format!("{ns}/{name}/logs.txt"), &text)?;
+            }
+        }
+    }
+    if let Some(dir) = &sink.dir {
+        emit(out, &format!("Cluster info dumped to {}\n", dir.display()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

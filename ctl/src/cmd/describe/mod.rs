@@ -204,7 +204,11 @@ async fn related(session: &mut Session, info: &ResourceInfo, object: &Value, sho
             }
             if let Ok(lease_info) = resolver.resolve("leases.coordination.k8s.io") {
                 let path = lease_info.url_path(Some("kube-node-lease"), Some(&name));
-                related.lease = Some(fetch::get(session, &path).await.map_err(|e| e.to_string()));
+                // client-go's error text is the server's message (`leases… "x" not found`).
+                related.lease = Some(fetch::get(session, &path).await.map_err(|e| match e {
+                    CtlError::Server { message, .. } => message,
+                    other => other.to_string(),
+                }));
             }
         }
         ("", "Namespace") => {

@@ -86,6 +86,9 @@ pub async fn run(session: &mut Session, args: DescribeArgs, out: &mut Out) -> Re
     }
     let slash_form = args.args[0].contains('/');
     let groups = parse_targets(&args.args)?;
+    if args.selector.is_some() && groups.iter().any(|g| !g.names.is_empty()) {
+        return Err(CtlError::usage("name cannot be provided when a selector is specified"));
+    }
     let resolver = session.resolver().await?;
     let namespace = session.namespace()?;
     let list_ns = if args.all_namespaces { None } else { Some(namespace.as_str()) };

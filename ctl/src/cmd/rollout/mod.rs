@@ -100,8 +100,12 @@ async fn targets(session: &mut Session, args: &TargetArgs, verb: &str) -> Result
     }
     let resolver = session.resolver().await?;
     let namespace = session.namespace()?;
+    let groups = parse_targets(&args.args)?;
+    if args.selector.is_some() && groups.iter().any(|g| !g.names.is_empty()) {
+        return Err(CtlError::usage("name cannot be provided when a selector is specified"));
+    }
     let mut found = Vec::new();
-    for group in parse_targets(&args.args)? {
+    for group in groups {
         let info = resolver.resolve(&group.type_word)?.clone();
         let ns = info.namespaced.then_some(namespace.as_str());
         if group.names.is_empty() {

@@ -270,8 +270,13 @@ count: 3
     let prefixed = c.ok(&["describe", "pods", "web"]);
     assert_eq!(prefixed.matches("\nControlled By:  ReplicaSet/web-").count(), 2, "{prefixed}");
     assert_eq!(prefixed.matches("\n\n\nName:").count(), 1, "two objects, two blank lines between: {prefixed}");
-    assert_eq!(c.ok(&["describe", "pods", "-l", "app=web"]), prefixed);
-    assert_eq!(c.ok(&["describe", "pod/two"]), c.ok(&["describe", "pod", "two"]));
+    // Retried: event ages may tick between the two runs.
+    eventually(Duration::from_secs(20), "describe -l equal to the prefix match", || {
+        (c.ok(&["describe", "pods", "-l", "app=web"]) == c.ok(&["describe", "pods", "web"])).then_some(())
+    });
+    eventually(Duration::from_secs(20), "describe TYPE/NAME equal to TYPE NAME", || {
+        (c.ok(&["describe", "pod/two"]) == c.ok(&["describe", "pod", "two"])).then_some(())
+    });
     assert!(c.ok(&["describe", "pods", "-A"]).contains("Name:             two\n"));
     let (code, _, err) = berthctl(c, &["describe", "pod", "nope"]);
     assert_eq!((code, err.as_str()), (1, "Error from server (NotFound): pods \"nope\" not found\n"));

@@ -5,7 +5,11 @@ use clap::Parser;
 fn main() {
     let cli = berth_ctl::cli::Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("BERTHCTL_LOG"))
+        // Silent unless asked: errors reach the user once, in kubectl's words, from `run`.
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BERTHCTL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -206,6 +206,20 @@ impl CtlCluster {
 
 impl Drop for CtlCluster {
     fn drop(&mut self) {
+        self.stop_agent();
+        for member in &mut self.servers.members {
+            member.kill();
+        }
+        // Keep the logs of a failed test for the post-mortem; clean up after a passing one.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl CtlCluster {
+    /// Stops the agent (SIGTERM, so `--stop-containers-on-exit` stops its pods; SIGKILL after 10 s).
+    pub fn stop_agent(&mut self) {
         if let Some(mut agent) = self.agent.take() {
             // SIGTERM lets --stop-containers-on-exit stop the pods it started.
             unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };

@@ -451,23 +451,50 @@ impl Registry {
         opts: &WriteOptions,
         mut change: impl FnMut(&Value) -> Result<Value, ApiError>,
     ) -> Result<Written, ApiError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let current = self.get_stored(info, namespace, name).await?;
-            let mut desired = change(&current.object)?;
-            Self::check_type(info, &mut desired)?;
-            let pinned = object::resource_version(&desired).map(String::from);
-            if let Some(rv) = &pinned {
-                if rv.parse::<i64>().ok() != Some(current.mod_revision) {
-                    return Err(conflict(info, name));
-                }
-            }
-            match self.write_update(info, namespace, name, &current, desired, part, opts).await? {
-                Some(w) => return Ok(w),
-                None if pinned.is_some() => return Err(conflict(info, name)),
-                None => continue,
+        for attempt in 0..MAX_ATTEMPTS {
+            // The first attempt reads this member's applied state, without a read-index round
+            // to a quorum: the write is guarded on the mod_revision read, so a stale read can
+            // only fail the guard. Every other answer (NotFound, a refusal by `change`, a
+            // conflict, invalid) — and any outcome that wrote nothing (no change, dry run) —
+            // is re-derived from a linearizable read before it is returned.
+            let consistent = attempt > 0;
+            match self.modify_once(info, namespace, name, part, opts, &mut change, consistent).await {
+                Ok(Some(w)) if consistent || (w.changed && !opts.dry_run) => return Ok(w),
+                Ok(_) => continue,
+                Err(_) if !consistent => continue,
+                Err(e) => return Err(e),
             }
         }
         Err(conflict(info, name))
+    }
+
+    /// One read-modify-write attempt. `Ok(None)`: someone wrote first (retry).
+    #[allow(clippy::too_many_arguments)]
+    async fn modify_once(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        part: Part,
+        opts: &WriteOptions,
+        change: &mut impl FnMut(&Value) -> Result<Value, ApiError>,
+        consistent: bool,
+    ) -> Result<Option<Written>, ApiError> {
+        let key = storage::object_key(info, namespace, name);
+        let current = storage::get(&self.store, &key, consistent).await?.ok_or_else(|| not_found(info, name))?;
+        let mut desired = change(&current.object)?;
+        Self::check_type(info, &mut desired)?;
+        let pinned = object::resource_version(&desired).map(String::from);
+        if let Some(rv) = &pinned {
+            if rv.parse::<i64>().ok() != Some(current.mod_revision) {
+                return Err(conflict(info, name));
+            }
+        }
+        match self.write_update(info, namespace, name, &current, desired, part, opts).await? {
+            Some(w) => Ok(Some(w)),
+            None if pinned.is_some() => Err(conflict(info, name)),
+            None => Ok(None),
+        }
     }
 
     /// PUT: replaces the object (or its status) with `body`.

@@ -29,6 +29,8 @@ pub const PEER_URLS_ANNOTATION: &str = "berth.dev/peer-urls";
 pub const LEASE_PREFIX: &str = "berth-server-";
 /// Renewal period.
 pub const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// Retry period before the lease was first published.
+const RETRY_EVERY: Duration = Duration::from_millis(500);
 /// The lease's duration: three missed renewals.
 const LEASE_SECONDS: i32 = 15;
 
@@ -95,17 +97,13 @@ async fn renew(api: &Api<Lease>, identity: &ServerIdentity) -> Result<(), kube::
 /// (no leader yet, `kube-system` not created yet, a conflict) are retried next period.
 pub async fn run(client: kube::Client, identity: ServerIdentity, shutdown: CancellationToken) {
     let api: Api<Lease> = Api::namespaced(client, "kube-system");
-    let mut tick = tokio::time::interval(RENEW_EVERY);
     let mut published = false;
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = tokio::time::timeout(RENEW_EVERY, renew(&api, &identity)) => r,
         };
+        let ok = matches!(result, Ok(Ok(())));
         match result {
             Ok(Ok(())) if !published => {
                 published = true;
@@ -114,6 +112,13 @@ pub async fn run(client: kube::Client, identity: ServerIdentity, shutdown: Cance
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::debug!(error = %e, "renewing the server identity lease"),
             Err(_) => tracing::debug!("renewing the server identity lease timed out"),
+        }
+        // Until the first success (no leader yet, `kube-system` not created yet) retry
+        // soon, so clients find a new server within a second or two.
+        let pause = if ok || published { RENEW_EVERY } else { RETRY_EVERY };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
         }
     }
 }

@@ -59,6 +59,10 @@ pub struct UpArgs {
     /// How long to wait for the servers and nodes to be ready.
     #[arg(long, default_value = "2m")]
     pub timeout: String,
+    /// Start a new cluster from this backup (`berthctl snapshot save`): every server
+    /// restores it before it starts.
+    #[arg(long, value_name = "FILE")]
+    pub restore_snapshot: Option<PathBuf>,
 }
 
 /// Flags of `down`.
@@ -169,10 +173,11 @@ pub fn plan(servers: usize, agents: usize, base_port: Option<u16>) -> Result<Loc
     Ok(LocalCluster { servers: servers_v, agents: agents_v, base_port })
 }
 
-/// `berth-server`'s command line for server `s` of `cluster` under `dir`.
-pub fn server_args(cluster: &LocalCluster, s: &ServerProc, dir: &Path) -> Vec<String> {
+/// `berth-server`'s command line for server `s` of `cluster` under `dir` (restoring
+/// `restore` first when given).
+pub fn server_args(cluster: &LocalCluster, s: &ServerProc, dir: &Path, restore: Option<&Path>) -> Vec<String> {
     let initial: Vec<String> = cluster.servers.iter().map(|m| format!("{}={}", m.name, m.peer_url)).collect();
-    vec![
+    let mut args: Vec<String> = vec![
         "--name".into(),
         s.name.clone(),
         "--data-dir".into(),
@@ -193,7 +198,11 @@ pub fn server_args(cluster: &LocalCluster, s: &ServerProc, dir: &Path) -> Vec<St
         "new".into(),
         "--initial-cluster-token".into(),
         "berth-local".into(),
-    ]
+    ];
+    if let Some(backup) = restore {
+        args.extend(["--restore-snapshot".into(), backup.display().to_string()]);
+    }
+    args
 }
 
 /// `berth-agent`'s command line for agent `a` under `dir`.
@@ -505,8 +514,22 @@ pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Resu
     let dir = std::path::absolute(&dir).map_err(|e| CtlError::io(format!("resolving {}", dir.display()), e))?;
     let timeout = parse_duration(&args.timeout)
         .ok_or_else(|| CtlError::usage(format!("invalid --timeout {:?}", args.timeout)))?;
+    let restore = match &args.restore_snapshot {
+        Some(file) if file.is_file() => {
+            Some(std::path::absolute(file).map_err(|e| CtlError::io(format!("resolving {}", file.display()), e))?)
+        }
+        Some(file) => return Err(CtlError::usage(format!("--restore-snapshot: {} is not a file", file.display()))),
+        None => None,
+    };
     let _lock = lock_dir(&dir)?;
-    let mut cluster = choose_layout(read_state(&dir)?, &args)?;
+    let recorded = read_state(&dir)?;
+    if restore.is_some() && recorded.is_some() {
+        return Err(CtlError::usage(format!(
+            "--restore-snapshot starts a new cluster, but {} already holds one: run `berthctl down --purge` first, or use another --data-dir",
+            dir.display()
+        )));
+    }
+    let mut cluster = choose_layout(recorded, &args)?;
     let servers_up: Vec<bool> = cluster.servers.iter().map(|s| server_running(&dir, s)).collect();
     let agents_up: Vec<bool> = cluster.agents.iter().map(|a| agent_running(&dir, a)).collect();
     if servers_up.iter().chain(agents_up.iter()).all(|up| *up) {
@@ -537,7 +560,7 @@ pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Resu
                 continue;
             }
             let log = logs.join(format!("{}.log", s.name));
-            let child = spawn(&server_bin, &server_args(&layout, s, &dir), &log)?;
+            let child = spawn(&server_bin, &server_args(&layout, s, &dir, restore.as_deref()), &log)?;
             s.pid = Some(child.id());
             emit(
                 out,
@@ -729,13 +752,15 @@ mod tests {
         let c = plan(3, 1, Some(30000)).unwrap();
         let dir = Path::new("/d");
         assert_eq!(
-            server_args(&c, &c.servers[1], dir).join(" "),
+            server_args(&c, &c.servers[1], dir, None).join(" "),
             "--name server-2 --data-dir /d/server-2 --listen-api-url http://127.0.0.1:30003 \
              --listen-client-urls http://127.0.0.1:30004 --advertise-client-urls http://127.0.0.1:30004 \
              --listen-peer-urls http://127.0.0.1:30005 --initial-advertise-peer-urls http://127.0.0.1:30005 \
              --initial-cluster server-1=http://127.0.0.1:30002,server-2=http://127.0.0.1:30005,server-3=http://127.0.0.1:30008 \
              --initial-cluster-state new --initial-cluster-token berth-local"
         );
+        let restoring = server_args(&c, &c.servers[0], dir, Some(Path::new("/b/backup.db")));
+        assert_eq!(restoring[restoring.len() - 2..], ["--restore-snapshot", "/b/backup.db"]);
         assert_eq!(
             agent_args(&c.agents[0], dir).join(" "),
             "--server http://127.0.0.1:30000 --node-name node-1 --data-dir /d/agent-node-1 --runtime process \

@@ -471,6 +471,34 @@ where
     }
 }
 
+/// A kube-rs client for one API server with short timeouts (polling while `up` waits).
+fn poll_client(api_url: &str) -> std::result::Result<kube::Client, String> {
+    let uri: http::Uri = api_url.parse().map_err(|e| format!("{e}"))?;
+    let mut config = kube::Config::new(uri);
+    config.connect_timeout = Some(Duration::from_secs(2));
+    config.read_timeout = Some(Duration::from_secs(5));
+    kube::Client::try_from(config).map_err(|e| e.to_string())
+}
+
+/// Ok once every server in `names` has published its identity Lease (so `cluster status`
+/// shows every API URL right after `up`).
+async fn identities_published(api_url: &str, names: &[String]) -> std::result::Result<(), String> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let client = poll_client(api_url)?;
+    let leases = kube::Api::<Lease>::namespaced(client, "kube-system")
+        .list(&Default::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let view = super::lease_view(&leases.items, k8s_openapi::jiff::Timestamp::now());
+    let missing: Vec<&str> =
+        names.iter().filter(|n| !view.identities.contains_key(n.as_str())).map(String::as_str).collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("no identity Lease yet from {}", missing.join(", ")))
+    }
+}
+
 /// Ok when every node in `wanted` is Ready — for a node whose agent was just started, with
 /// a heartbeat from that time on (so the Ready status a restarted cluster still holds from
 /// its last run does not count); else says which are not.
@@ -479,11 +507,7 @@ async fn nodes_ready(
     wanted: &[(String, Option<k8s_openapi::jiff::Timestamp>)],
 ) -> std::result::Result<(), String> {
     use k8s_openapi::api::core::v1::Node;
-    let uri: http::Uri = api_url.parse().map_err(|e| format!("{e}"))?;
-    let mut config = kube::Config::new(uri);
-    config.connect_timeout = Some(Duration::from_secs(2));
-    config.read_timeout = Some(Duration::from_secs(5));
-    let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+    let client = poll_client(api_url)?;
     let nodes = kube::Api::<Node>::all(client).list(&Default::default()).await.map_err(|e| e.to_string())?;
     let ready = |n: &Node, since: Option<k8s_openapi::jiff::Timestamp>| {
         n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
@@ -579,6 +603,13 @@ pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Resu
             })
             .await?;
         }
+        let names: Vec<String> = servers.iter().map(|s| s.name.clone()).collect();
+        let first_api = servers[0].api_url.clone();
+        wait_until("the servers' identity Leases", deadline, &mut children, || {
+            let (api, names) = (first_api.clone(), names.clone());
+            async move { identities_published(&api, &names).await }
+        })
+        .await?;
         let servers_ext = berth_proto::kubeconfig::ServersExtension {
             api_servers: cluster.servers.iter().map(|s| s.api_url.clone()).collect(),
             etcd_endpoints: cluster.servers.iter().map(|s| s.client_url.clone()).collect(),
@@ -679,10 +710,12 @@ pub async fn run_down(_session: &mut Session, args: DownArgs, out: &mut Out) -> 
         drop(lock);
         let _ = std::fs::remove_file(dir.join(LOCK_FILE));
         let _ = std::fs::remove_dir(&dir); // only if nothing else is in it
-        return emit(
-            out,
-            &format!("Stopped {stopped} processes and deleted the local cluster in {}.\n", dir.display()),
-        );
+        let head = match stopped {
+            0 => "Deleted".to_string(),
+            1 => "Stopped 1 process and deleted".to_string(),
+            n => format!("Stopped {n} processes and deleted"),
+        };
+        return emit(out, &format!("{head} the local cluster in {}.\n", dir.display()));
     }
     write_state(&dir, &cluster)?;
     let flag = if dir == local_cluster_dir() { String::new() } else { format!(" --data-dir {}", dir.display()) };

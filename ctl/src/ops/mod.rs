@@ -175,7 +175,10 @@ pub async fn etcd_endpoints(session: &mut Session) -> Result<Vec<String>> {
     let timeout = rpc_timeout(session)?;
     let view = fetch_lease_view(session, timeout).await?;
     let mut found: Vec<String> = Vec::new();
-    for record in view.identities.values() {
+    // Servers that renewed their identity recently first: they are the likeliest to answer.
+    let mut records: Vec<&IdentityRecord> = view.identities.values().collect();
+    records.sort_by_key(|r| !r.fresh);
+    for record in records {
         for url in &record.client_urls {
             if !found.contains(url) {
                 found.push(url.clone());

@@ -398,6 +398,10 @@ async fn up_starts_a_local_cluster_and_down_stops_it() {
     // The kubeconfig it wrote works for kubectl, and berthctl finds it with no kubeconfig set.
     let nodes = kubectl(&dir.join("admin.kubeconfig"), &["get", "nodes", "--no-headers"], None);
     assert!(nodes.lines().any(|l| l.starts_with("node-1 ") && l.split_whitespace().nth(1) == Some("Ready")), "{nodes}");
+    let out = cluster.berthctl(&["get", "nodes"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.lines().any(|l| l.starts_with("node-1 ") && l.split_whitespace().nth(1) == Some("Ready")), "{text}");
     let out = cluster.berthctl(&["cluster", "status", "-o", "json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let s: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -230,9 +230,14 @@ async fn cluster_status_members_and_snapshots_on_three_servers() {
     assert!(servers(&s).iter().all(|v| v["isLearner"] == false));
     let (_, err) = c.fails(&["member", "promote", &id]);
     assert!(err.contains("can only promote a learner member"), "{err}");
+    // Stopped first (the usual order for a dead server, and a running one could renew its
+    // identity Lease right after `remove` deletes it).
+    n3.kill();
     let removed = c.ok(&["member", "remove", &id]);
     assert!(removed.starts_with(&format!("Member {id} removed from cluster ")), "{removed}");
-    n3.kill();
+    let leases = kubectl(&c.kubeconfig, &["get", "leases", "-n", "kube-system", "-o", "name"], None);
+    assert!(!leases.contains("berth-server-n3"), "the removed server's identity is gone: {leases}");
+    assert!(leases.contains("berth-server-n0"), "{leases}");
     let (_, err) = c.fails(&["member", "remove", "n3"]);
     assert_eq!(err.trim(), "error: no member named or with ID \"n3\"");
     settled(&c, &["n0", "n1", "n2"]);

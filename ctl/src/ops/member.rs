@@ -145,6 +145,30 @@ pub fn render_added(name: &str, added: &Member, members: &[Member], header: &Res
     out
 }
 
+/// Deletes a removed server's identity Lease (`kube-system/berth-server-NAME`), so it no
+/// longer shows as a server to discover. Best effort and bounded: the member is removed
+/// whatever happens here (a removed server cannot renew it any more: it is out of the store).
+async fn forget_identity(session: &mut Session, name: &str, timeout: std::time::Duration) {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let lease = format!("berth-server-{name}");
+    let delete = session.call(|client| {
+        let lease = lease.clone();
+        async move {
+            let api = kube::Api::<Lease>::namespaced(client, "kube-system");
+            match api.delete(&lease, &Default::default()).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+    });
+    match tokio::time::timeout(timeout * 2, delete).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(lease = %lease, error = %e, "deleting the removed server's identity Lease"),
+        Err(_) => tracing::warn!(lease = %lease, "deleting the removed server's identity Lease timed out"),
+    }
+}
+
 /// Runs `member …`.
 pub async fn run(session: &mut Session, args: MemberArgs, out: &mut Out) -> Result<()> {
     let timeout = rpc_timeout(session)?;
@@ -177,11 +201,15 @@ pub async fn run(session: &mut Session, args: MemberArgs, out: &mut Out) -> Resu
         }
         MemberCommand::Remove(a) => {
             let (list, _) = member_list(&endpoints, timeout).await?;
-            let id = find_member(&list.members, &a.member)?.id;
+            let member = find_member(&list.members, &a.member)?;
+            let (id, name) = (member.id, member.name.clone());
             let resp = first_answer(&endpoints, timeout * 4, |ch| async move {
                 ClusterClient::new(ch).member_remove(MemberRemoveRequest { id }).await.map(|r| r.into_inner())
             })
             .await?;
+            if !name.is_empty() {
+                forget_identity(session, &name, timeout).await;
+            }
             let cluster = resp.header.map_or(0, |h| h.cluster_id);
             emit(out, &format!("Member {} removed from cluster {}\n", hex_id(id), hex_id(cluster)))
         }

@@ -94,6 +94,9 @@ pub struct ClusterStatus {
     /// Leader-task Lease name → holder.
     pub tasks: BTreeMap<String, String>,
     pub servers: Vec<ServerStatus>,
+    /// Why the Leases (API URLs, task holders) could not be read through the API, if so.
+    #[serde(rename = "apiError", skip_serializing_if = "String::is_empty")]
+    pub api_error: String,
 }
 
 /// What was gathered for one member.
@@ -179,7 +182,13 @@ pub fn assemble(cluster_id: u64, observations: &[Observation], leases: &LeaseVie
         .collect();
     servers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     let leader = servers.iter().find(|s| s.is_leader).map(|s| s.name.clone()).unwrap_or_default();
-    ClusterStatus { cluster_id: hex_id(cluster_id), leader, tasks: leases.tasks.clone(), servers }
+    ClusterStatus {
+        cluster_id: hex_id(cluster_id),
+        leader,
+        tasks: leases.tasks.clone(),
+        servers,
+        api_error: String::new(),
+    }
 }
 
 /// Short names of the leader-task leases for the table (`scheduler`, `controller-manager`).
@@ -237,6 +246,9 @@ pub fn render_problems(status: &ClusterStatus) -> String {
     }
     if status.leader.is_empty() {
         out.push_str("no member reports a Raft leader\n");
+    }
+    if !status.api_error.is_empty() {
+        out.push_str(&format!("API URLs and leader tasks unknown: {}\n", status.api_error));
     }
     out
 }
@@ -304,13 +316,10 @@ pub async fn gather(session: &mut Session) -> Result<ClusterStatus> {
     let timeout = rpc_timeout(session)?;
     let endpoints = etcd_endpoints(session).await?;
     let (list, _) = super::member_list(&endpoints, timeout).await?;
-    let leases = match fetch_lease_view(session, timeout).await {
-        Ok(view) => view,
-        Err(e) => {
-            // The store's view is still worth printing without the API's.
-            tracing::warn!(error = %e, "reading the control plane's Leases");
-            LeaseView::default()
-        }
+    // The store's view is still worth printing without the API's.
+    let (leases, api_error) = match fetch_lease_view(session, timeout).await {
+        Ok(view) => (view, String::new()),
+        Err(e) => (LeaseView::default(), e.to_string().trim_start_matches("error: ").to_string()),
     };
     let probes = futures::future::join_all(list.members.iter().map(|m| {
         let api_url = leases.identities.get(&m.name).map(|i| i.api_url.clone()).filter(|u| !u.is_empty());
@@ -326,7 +335,7 @@ pub async fn gather(session: &mut Session) -> Result<ClusterStatus> {
     }))
     .await;
     let cluster_id = list.header.as_ref().map_or(0, |h| h.cluster_id);
-    Ok(assemble(cluster_id, &probes, &leases))
+    Ok(ClusterStatus { api_error, ..assemble(cluster_id, &probes, &leases) })
 }
 
 /// Runs `cluster status`.
@@ -475,5 +484,7 @@ n3            c3    <unknown>                http://127.0.0.1:22379   unhealthy 
         assert_eq!(status.leader, "");
         assert!(status.servers.iter().all(|s| !s.healthy));
         assert!(render_problems(&status).ends_with("no member reports a Raft leader\n"));
+        let status = ClusterStatus { api_error: "timed out".into(), ..status };
+        assert!(render_problems(&status).ends_with("API URLs and leader tasks unknown: timed out\n"));
     }
 }

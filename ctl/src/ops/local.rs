@@ -385,7 +385,8 @@ fn spawn(program: &Path, args: &[String], log: &Path) -> Result<Child> {
         .map_err(|e| CtlError::io(format!("opening {}", log.display()), e))?;
     let err = file.try_clone().map_err(|e| CtlError::io("duplicating the log file", e))?;
     let mut cmd = Command::new(program);
-    cmd.args(args).stdin(Stdio::null()).stdout(file).stderr(err);
+    // Plain log files: no ANSI colour codes (tracing-subscriber honours NO_COLOR).
+    cmd.args(args).env("NO_COLOR", "1").stdin(Stdio::null()).stdout(file).stderr(err);
     // SAFETY: setsid is async-signal-safe; it detaches the child from our terminal and
     // process group, so a Ctrl-C aimed at berthctl's terminal never reaches the cluster.
     unsafe {

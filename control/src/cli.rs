@@ -64,7 +64,6 @@ pub struct ServerArgs {
     /// Interval of progress notifications for watches that ask for them (e.g. 10m, 500ms).
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub watch_progress_notify_interval: Duration,
-    /// Log filter (tracing `EnvFilter` syntax).
     /// How long a node may go without renewing its Lease before it is marked unreachable.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub node_monitor_grace_period: Duration,
@@ -72,6 +71,12 @@ pub struct ServerArgs {
     /// (unless they tolerate the taint for a different time).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub pod_eviction_timeout: Duration,
+    /// Seed a fresh data dir from this backup (`berthctl snapshot save`) and start a new
+    /// cluster from it; every member of the new cluster restores the same file with the same
+    /// --initial-cluster. Ignored when the data dir already holds data.
+    #[arg(long, value_name = "FILE")]
+    pub restore_snapshot: Option<PathBuf>,
+    /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, default_value = "info,openraft=warn")]
     pub log_level: String,
 }
@@ -116,6 +121,18 @@ impl ServerArgs {
         if let Some(join) = &self.join {
             parse_urls("--join", join).map_err(cfg)?;
         }
+        if let Some(backup) = &self.restore_snapshot {
+            if self.join.is_some() || matches!(self.initial_cluster_state, InitialClusterState::Existing) {
+                return Err(ServerError::Config(
+                    "--restore-snapshot starts a new cluster: it cannot be combined with --join or \
+                     --initial-cluster-state existing"
+                        .into(),
+                ));
+            }
+            if !backup.is_file() {
+                return Err(ServerError::Config(format!("--restore-snapshot: {} is not a file", backup.display())));
+            }
+        }
         let data_dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.berth", self.name)));
         let store = StoreConfig {
             name: self.name.clone(),
@@ -146,6 +163,7 @@ impl ServerArgs {
             listen_peer_urls,
             listen_api_url: listen_api_url[0].clone(),
             tasks,
+            restore_snapshot: self.restore_snapshot.clone(),
         })
     }
 }
@@ -180,5 +198,11 @@ mod tests {
         assert!(err.contains("--election-timeout"), "{err}");
         assert!(parse(&["--watch-progress-notify-interval", "5x"]).is_err());
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        let err = parse(&["--restore-snapshot", "/nonexistent/backup.db"]).unwrap_err().to_string();
+        assert!(err.contains("--restore-snapshot: /nonexistent/backup.db is not a file"), "{err}");
+        let backup = tempfile::NamedTempFile::new().unwrap();
+        let path = backup.path().to_str().unwrap();
+        let err = parse(&["--restore-snapshot", path, "--join", "http://127.0.0.1:2379"]).unwrap_err();
+        assert!(err.to_string().contains("cannot be combined"), "{err}");
     }
 }

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod cache;
 pub mod cli;
+pub mod identity;
 pub mod registry;
 pub mod supervisor;
 pub mod tasks;
@@ -38,6 +39,9 @@ pub struct ServerConfig {
     pub listen_api_url: String,
     /// Tunables of the leader tasks.
     pub tasks: tasks::Settings,
+    /// A backup to seed a fresh data dir from before the member starts (ignored, with a
+    /// warning, when the data dir already holds a database).
+    pub restore_snapshot: Option<std::path::PathBuf>,
 }
 
 /// The Kubernetes-facing half of a server: API, watch cache, leader tasks.
@@ -45,6 +49,8 @@ pub struct ControlPlane {
     pub api: api::ApiState,
     pub api_addr: std::net::SocketAddr,
     pub supervisor: Arc<supervisor::SupervisorStatus>,
+    /// An API client over the in-process router (no network hop).
+    pub client: kube::Client,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -79,8 +85,9 @@ impl ControlPlane {
             }
         });
         let status = Arc::new(supervisor::SupervisorStatus::default());
+        let client = kube::Client::new(router, "default");
         let ctx = supervisor::TaskContext {
-            client: kube::Client::new(router, "default"),
+            client: client.clone(),
             registry: state.registry.clone(),
             server: server_name.to_string(),
             term: 0,
@@ -90,7 +97,7 @@ impl ControlPlane {
         };
         let supervisor = tokio::spawn(supervisor::run(store, tasks::all(), ctx, shutdown));
         tracing::info!(%api_addr, "Kubernetes API listening");
-        ControlPlane { api: state, api_addr, supervisor: status, tasks: vec![server, supervisor] }
+        ControlPlane { api: state, api_addr, supervisor: status, client, tasks: vec![server, supervisor] }
     }
 
     /// Waits for the API server and the supervisor to stop (after `shutdown`).
@@ -122,6 +129,9 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         config.listen_peer_urls.first().ok_or_else(|| ServerError::Config("--listen-peer-urls is empty".into()))?;
     let peer_listener = bind(peer_url).await?;
     let api_listener = bind(&config.listen_api_url).await?;
+    if let Some(backup) = &config.restore_snapshot {
+        restore(backup, &config.store.data_dir).await?;
+    }
     let store = StoreNode::start(config.store.clone(), peer_listener, Arc::new(NetworkFaults::default())).await?;
     let control = ControlPlane::start_with(
         store.clone(),
@@ -130,6 +140,14 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         config.tasks.clone(),
         shutdown.clone(),
     );
+    let identity = identity::ServerIdentity {
+        name: config.store.name.clone(),
+        api_url: identity::reachable_url(&config.listen_api_url, control.api_addr),
+        client_urls: config.store.advertise_client_urls.clone(),
+        peer_urls: config.store.advertise_peer_urls.clone(),
+    };
+    publish_admin_kubeconfig(&config.store.data_dir, &identity);
+    let identity_task = tokio::spawn(identity::run(control.client.clone(), identity, shutdown.clone()));
     let mut servers = Vec::new();
     for listener in client_listeners {
         servers.push(tokio::spawn(berth_store::server::serve_client(store.clone(), listener, shutdown.clone())));
@@ -140,10 +158,54 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         _ = stopped.cancelled() => tracing::warn!("the store member stopped"),
     }
     shutdown.cancel();
+    let _ = identity_task.await;
     control.stopped().await;
     store.shutdown().await;
     for s in servers {
         let _ = s.await;
     }
     Ok(())
+}
+
+/// `--restore-snapshot`: seeds a fresh data dir from a backup before the member starts. On a
+/// data dir that already holds a database the flag is ignored (as etcd ignores the
+/// `--initial-cluster*` flags on restart), so the same command line can restart the member.
+async fn restore(backup: &std::path::Path, data_dir: &std::path::Path) -> Result<(), ServerError> {
+    if data_dir.join("db").exists() {
+        tracing::warn!(
+            backup = %backup.display(),
+            data_dir = %data_dir.display(),
+            "--restore-snapshot ignored: the data dir already holds a database"
+        );
+        return Ok(());
+    }
+    let (b, d) = (backup.to_path_buf(), data_dir.to_path_buf());
+    let summary = tokio::task::spawn_blocking(move || berth_store::restore::restore_backup(&b, &d))
+        .await
+        .map_err(|e| ServerError::Config(format!("restore task: {e}")))?
+        .map_err(|e| ServerError::Config(format!("--restore-snapshot {}: {e}", backup.display())))?;
+    tracing::info!(
+        backup = %backup.display(),
+        revision = summary.revision,
+        kv_records = summary.kv_records,
+        hash_checked = summary.hash_checked,
+        "restored the store from a backup"
+    );
+    Ok(())
+}
+
+/// Writes the admin kubeconfig into the data dir when it is not there yet (first start),
+/// and says where it is.
+fn publish_admin_kubeconfig(data_dir: &std::path::Path, identity: &identity::ServerIdentity) {
+    match identity::write_admin_kubeconfig(data_dir, identity) {
+        Ok(Some(path)) => {
+            tracing::info!(path = %path.display(), "wrote the admin kubeconfig");
+            eprintln!("berth-server: admin kubeconfig written to {} (export KUBECONFIG={0})", path.display());
+        }
+        Ok(None) => tracing::info!(
+            path = %data_dir.join(berth_proto::kubeconfig::ADMIN_KUBECONFIG).display(),
+            "admin kubeconfig"
+        ),
+        Err(e) => tracing::warn!(error = %e, "writing the admin kubeconfig"),
+    }
 }

@@ -19,29 +19,14 @@
 
 use std::path::{Path, PathBuf};
 
-use kube::config::{KubeConfigOptions, Kubeconfig, NamedExtension};
-use serde::{Deserialize, Serialize};
-
 use crate::error::{CtlError, Result};
+use kube::config::{KubeConfigOptions, Kubeconfig, NamedExtension};
 
-/// Name of Berth's cluster extension in a kubeconfig.
-pub const SERVERS_EXTENSION: &str = "berth.dev/servers";
-/// File name of the admin kubeconfig in a server's or local cluster's data dir.
-pub const ADMIN_KUBECONFIG: &str = "admin.kubeconfig";
-/// The URL kubectl-style tools use when nothing is configured.
-pub const DEFAULT_API_URL: &str = "http://127.0.0.1:6443";
-
-/// The contents of the `berth.dev/servers` extension.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServersExtension {
-    /// Kubernetes API URLs of every server.
-    #[serde(default)]
-    pub api_servers: Vec<String>,
-    /// etcd v3 client URLs of every server (cluster status, members, snapshots).
-    #[serde(default)]
-    pub etcd_endpoints: Vec<String>,
-}
+// The extension and the admin kubeconfig are shared with the servers (which write one on
+// first start), so they live in `berth-proto`; re-exported here for the commands.
+pub use berth_proto::kubeconfig::{
+    admin_kubeconfig, ServersExtension, ADMIN_KUBECONFIG, DEFAULT_API_URL, SERVERS_EXTENSION,
+};
 
 /// Connection flags shared by every command (kubectl's global flags).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -221,27 +206,6 @@ impl Target {
         }
         Ok(config)
     }
-}
-
-/// Builds an admin kubeconfig for a Berth cluster (no auth: Berth's API is plain HTTP on
-/// loopback). `api_servers[0]` is the cluster's `server`; the extension lists them all.
-pub fn admin_kubeconfig(cluster_name: &str, servers: &ServersExtension) -> serde_json::Value {
-    let server = servers.api_servers.first().cloned().unwrap_or_else(|| DEFAULT_API_URL.to_string());
-    serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{
-            "name": cluster_name,
-            "cluster": {
-                "server": server,
-                "extensions": [{"name": SERVERS_EXTENSION, "extension": servers}],
-            },
-        }],
-        "users": [{"name": "admin", "user": {}}],
-        "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": "admin", "namespace": "default"}}],
-        "current-context": cluster_name,
-        "preferences": {},
-    })
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //!   field numbers as etcd 3.5), served by every Berth server on its client port.
 //! * [`berthraftpb`]: the peer-port protocol between replicas of the store.
 //! * [`selectors`]: Kubernetes label and field selectors, shared by the API server and clients.
+//! * [`kubeconfig`]: the admin kubeconfig and Berth's `berth.dev/servers` extension, written
+//!   by servers and `berthctl up`, read by every client.
 //!
 //! No I/O lives here: only generated message and service types and small helpers on them.
 
@@ -22,4 +24,5 @@ pub mod berthraftpb {
 }
 
 pub mod keys;
+pub mod kubeconfig;
 pub mod selectors;

@@ -9,7 +9,8 @@
 //! * [`lease`] — lease deadlines on the leader;
 //! * [`raft`] — openraft wiring: log store, state machine, snapshots, peer transport;
 //! * [`node`] — a running member and its in-process API ([`Store`]);
-//! * [`etcd`] and [`server`] — the etcd v3 gRPC API and the listeners.
+//! * [`etcd`] and [`server`] — the etcd v3 gRPC API and the listeners;
+//! * [`restore`] — seeding a new member's data directory from a backup.
 
 pub mod config;
 pub mod engine;
@@ -21,6 +22,7 @@ pub mod mvcc;
 pub mod node;
 pub mod peers;
 pub mod raft;
+pub mod restore;
 pub mod server;
 pub mod watch;
 

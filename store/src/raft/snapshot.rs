@@ -143,6 +143,9 @@ pub struct SnapshotReader {
     hasher: crc32fast::Hasher,
     pub meta: SnapshotMeta,
     path: PathBuf,
+    /// Bytes consumed so far (after the end: the snapshot's length; a backup may carry a
+    /// trailer after it).
+    consumed: u64,
 }
 
 impl SnapshotReader {
@@ -153,6 +156,7 @@ impl SnapshotReader {
             hasher: crc32fast::Hasher::new(),
             meta: SnapshotMeta::default(),
             path: path.to_path_buf(),
+            consumed: 0,
         };
         let mut magic = [0u8; 8];
         reader.read_exact(&mut magic)?;
@@ -177,6 +181,7 @@ impl SnapshotReader {
     fn read_exact(&mut self, buf: &mut [u8]) -> Result<()> {
         self.input.read_exact(buf).map_err(|e| self.corrupt(format!("truncated: {e}")))?;
         self.hasher.update(buf);
+        self.consumed += buf.len() as u64;
         Ok(())
     }
 
@@ -194,6 +199,7 @@ impl SnapshotReader {
             let expected = self.hasher.clone().finalize();
             let mut stored = [0u8; 4];
             self.input.read_exact(&mut stored).map_err(|e| self.corrupt(format!("truncated: {e}")))?;
+            self.consumed += stored.len() as u64;
             if u32::from_be_bytes(stored) != expected {
                 return Err(self.corrupt("checksum mismatch"));
             }
@@ -209,6 +215,13 @@ impl SnapshotReader {
         let mut value = vec![0u8; vlen];
         self.read_exact(&mut value)?;
         Ok(Some((cf, key, value)))
+    }
+}
+
+impl SnapshotReader {
+    /// Bytes read so far; after the last entry, the length of the snapshot itself.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
     }
 }
 

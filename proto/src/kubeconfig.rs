@@ -1,0 +1,106 @@
+//! The admin kubeconfig every Berth client reads and every fresh server writes, with
+//! Berth's `berth.dev/servers` cluster extension listing all servers of an HA cluster (API
+//! URLs for failover, etcd client URLs for the store's own operations). kubectl ignores the
+//! extension and uses the cluster's `server`.
+//!
+//! ```yaml
+//! clusters:
+//! - name: berth
+//!   cluster:
+//!     server: http://127.0.0.1:6443
+//!     extensions:
+//!     - name: berth.dev/servers
+//!       extension:
+//!         apiServers: [http://127.0.0.1:6443, http://127.0.0.1:16443]
+//!         etcdEndpoints: [http://127.0.0.1:2379, http://127.0.0.1:12379]
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// Name of Berth's cluster extension in a kubeconfig.
+pub const SERVERS_EXTENSION: &str = "berth.dev/servers";
+/// File name of the admin kubeconfig in a server's or local cluster's data dir.
+pub const ADMIN_KUBECONFIG: &str = "admin.kubeconfig";
+/// The URL kubectl-style tools use when nothing is configured.
+pub const DEFAULT_API_URL: &str = "http://127.0.0.1:6443";
+
+/// The contents of the `berth.dev/servers` extension.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServersExtension {
+    /// Kubernetes API URLs of every server.
+    #[serde(default)]
+    pub api_servers: Vec<String>,
+    /// etcd v3 client URLs of every server (cluster status, members, snapshots).
+    #[serde(default)]
+    pub etcd_endpoints: Vec<String>,
+}
+
+/// Builds an admin kubeconfig for a Berth cluster (no auth: Berth's API is plain HTTP on
+/// loopback). `api_servers[0]` is the cluster's `server`; the extension lists them all.
+pub fn admin_kubeconfig(cluster_name: &str, servers: &ServersExtension) -> serde_json::Value {
+    let server = servers.api_servers.first().cloned().unwrap_or_else(|| DEFAULT_API_URL.to_string());
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{
+            "name": cluster_name,
+            "cluster": {
+                "server": server,
+                "extensions": [{"name": SERVERS_EXTENSION, "extension": servers}],
+            },
+        }],
+        "users": [{"name": "admin", "user": {}}],
+        "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": "admin", "namespace": "default"}}],
+        "current-context": cluster_name,
+        "preferences": {},
+    })
+}
+
+/// The admin kubeconfig as YAML text, ready to write to a file.
+pub fn admin_kubeconfig_yaml(cluster_name: &str, servers: &ServersExtension) -> String {
+    serde_yaml::to_string(&admin_kubeconfig(cluster_name, servers)).expect("a JSON value always serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_is_block_style_and_lists_every_server() {
+        let servers = ServersExtension {
+            api_servers: vec!["http://127.0.0.1:6443".into(), "http://127.0.0.1:16443".into()],
+            etcd_endpoints: vec!["http://127.0.0.1:2379".into()],
+        };
+        let yaml = admin_kubeconfig_yaml("berth", &servers);
+        assert_eq!(
+            yaml,
+            r#"apiVersion: v1
+clusters:
+- cluster:
+    extensions:
+    - extension:
+        apiServers:
+        - http://127.0.0.1:6443
+        - http://127.0.0.1:16443
+        etcdEndpoints:
+        - http://127.0.0.1:2379
+      name: berth.dev/servers
+    server: http://127.0.0.1:6443
+  name: berth
+contexts:
+- context:
+    cluster: berth
+    namespace: default
+    user: admin
+  name: berth
+current-context: berth
+kind: Config
+preferences: {}
+users:
+- name: admin
+  user: {}
+"#
+        );
+    }
+}

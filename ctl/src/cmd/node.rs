@@ -5,7 +5,6 @@
 //! Decisions (taint edits, which pods a drain may evict) are pure functions with kubectl's
 //! messages; the commands only read, patch and evict.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http::Method;
@@ -526,15 +525,21 @@ pub fn classify(pod: &Value, rules: DrainRules, daemonset: Option<std::result::R
     verdict
 }
 
-/// kubectl's summary lines: warnings (`msg: ns/a, ns/b` joined by `; `, sorted) and errors
-/// (`cannot delete msg: ns/a`), each grouped by message.
+/// kubectl's summary lines: warnings (`msg: ns/a, ns/b` joined by `; `) and errors
+/// (`cannot delete msg: ns/a`), each grouped by message in the order the pods came.
 pub fn summarize(verdicts: &[(String, PodVerdict)]) -> (Option<String>, Vec<String>) {
-    let mut warnings: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    let mut errors: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    fn group<'a>(groups: &mut Vec<(&'a str, Vec<&'a str>)>, message: &'a str, pod: &'a str) {
+        match groups.iter_mut().find(|(m, _)| *m == message) {
+            Some((_, pods)) => pods.push(pod),
+            None => groups.push((message, vec![pod])),
+        }
+    }
+    let mut warnings = Vec::new();
+    let mut errors = Vec::new();
     for (pod, v) in verdicts {
         match v {
-            PodVerdict::Warn(_, m) => warnings.entry(m).or_default().push(pod),
-            PodVerdict::Refuse(m) => errors.entry(m).or_default().push(pod),
+            PodVerdict::Warn(_, m) => group(&mut warnings, m, pod),
+            PodVerdict::Refuse(m) => group(&mut errors, m, pod),
             _ => {}
         }
     }

@@ -12,9 +12,10 @@
 //!   (compact JSON, sorted keys, `namespace` filled in, `annotations: {}`), so `kubectl apply`,
 //!   `apply view-last-applied` and diffs keep working;
 //! - fields removed from the manifest are removed from the object: server-side apply drops the
-//!   fields this manager applied before, and for maps the previous annotation is also diffed
-//!   against the manifest to send explicit `null`s, so a field removed from the manifest goes
-//!   even when another writer touched it since (client-side apply's three-way rule);
+//!   list items this manager applied before, and the previous annotation is diffed against the
+//!   manifest (through maps, and into keyed list items matched by their merge key) to send
+//!   explicit `null`s, so a field removed from the manifest goes even when another writer
+//!   touched it since (client-side apply's three-way rule);
 //! - fields set by others and never in the manifest (replicas scaled by an autoscaler, server
 //!   defaults, controller annotations) stay, as with kubectl;
 //! - the result reads `created`, `configured` or `unchanged` (the server keeps the
@@ -259,23 +260,42 @@ pub fn apply_body(manifest: &Value, previous: Option<&Value>) -> Value {
     body
 }
 
+/// The merge keys of the keyed lists of built-in types (containers and env by `name`,
+/// container ports by `containerPort`, service ports by `port`, volume mounts by `mountPath`…).
+const MERGE_KEYS: &[&str] = &["name", "containerPort", "port", "mountPath", "devicePath", "ip", "topologyKey"];
+
+/// The key that identifies the items of both lists, when every item has it.
+fn merge_key(previous: &[Value], current: &[Value]) -> Option<&'static str> {
+    MERGE_KEYS.iter().copied().find(|k| {
+        previous.iter().chain(current).all(|item| item.get(*k).is_some_and(|v| v.is_string() || v.is_number()))
+    })
+}
+
 /// Sets `null` in `current` for every key of `previous` it lacks, descending through maps
-/// present in both (lists are left to server-side apply's own removal of items).
+/// present in both and into the items of keyed lists present in both (matched by their merge
+/// key). Whole list items that went away are left to server-side apply, which drops the items
+/// this manager applied before.
 fn add_removals(previous: &Value, current: &mut Value) {
-    let (Some(prev), Some(cur)) = (previous.as_object(), current.as_object_mut()) else {
-        return;
-    };
-    for (key, prev_value) in prev {
-        match cur.get_mut(key) {
-            None => {
-                cur.insert(key.clone(), Value::Null);
-            }
-            Some(cur_value) => {
-                if prev_value.is_object() && cur_value.is_object() {
-                    add_removals(prev_value, cur_value);
+    match (previous, current) {
+        (Value::Object(prev), Value::Object(cur)) => {
+            for (key, prev_value) in prev {
+                match cur.get_mut(key) {
+                    None => {
+                        cur.insert(key.clone(), Value::Null);
+                    }
+                    Some(cur_value) => add_removals(prev_value, cur_value),
                 }
             }
         }
+        (Value::Array(prev), Value::Array(cur)) => {
+            let Some(key) = merge_key(prev, cur) else { return };
+            for p in prev {
+                if let Some(c) = cur.iter_mut().find(|c| c[key] == p[key]) {
+                    add_removals(p, c);
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -576,10 +596,18 @@ mod tests {
         assert!(body["metadata"].as_object().unwrap().contains_key("labels"));
         assert!(body["spec"].as_object().unwrap().contains_key("replicas"));
         assert_eq!(body["spec"]["replicas"], Value::Null);
-        // Lists are not diffed here: the container list is sent as it is.
-        assert_eq!(body["spec"]["template"], current["spec"]["template"]);
+        // Keyed list items are diffed by their merge key: the container's ports go.
+        current["spec"]["template"]["spec"]["containers"][0].as_object_mut().unwrap().remove("ports");
+        let body = apply_body(&current, Some(&previous));
+        assert_eq!(body["spec"]["template"]["spec"]["containers"], json!([{"image": "nginx:1.14.2", "name": "nginx", "ports": null}]));
+        // Items are matched by key, not position; unmatched items are left alone.
+        let mut swapped = previous.clone();
+        swapped["spec"]["template"]["spec"]["containers"] = json!([{"name": "other", "image": "x"}]);
+        let body = apply_body(&swapped, Some(&previous));
+        assert_eq!(body["spec"]["template"]["spec"]["containers"], json!([{"name": "other", "image": "x"}]));
+        let body = apply_body(&current, Some(&previous));
         let annotation = body["metadata"]["annotations"][LAST_APPLIED].as_str().unwrap();
-        assert!(!annotation.contains("replicas"));
+        assert!(!annotation.contains("replicas") && !annotation.contains("containerPort"));
         // First apply: nothing to remove.
         let first = apply_body(&previous, None);
         assert!(!first["spec"]["replicas"].is_null());

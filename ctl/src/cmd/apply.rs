@@ -18,8 +18,10 @@
 //!   touched it since (client-side apply's three-way rule);
 //! - fields set by others and never in the manifest (replicas scaled by an autoscaler, server
 //!   defaults, controller annotations) stay, as with kubectl;
-//! - the result reads `created`, `configured` or `unchanged` (the server keeps the
-//!   resourceVersion of a write that changes nothing), with kubectl's missing-annotation warning.
+//! - the result reads `created`, `configured` or `unchanged`: unchanged when the live object
+//!   already holds everything the apply sends (when kubectl's patch would be empty), decided
+//!   from the object read before the write so controllers' status updates do not count; with
+//!   kubectl's missing-annotation warning.
 //!
 //! Visible difference: `metadata.managedFields` shows the manager with operation `Apply`
 //! instead of `Update`. `--server-side` is real server-side apply (manager `kubectl`, conflicts
@@ -152,9 +154,10 @@ async fn apply_one(s: &mut Session, args: &ApplyArgs, dry: DryRun, doc: &Doc) ->
         return Ok((obj, result, Outcome::ServerSideApplied));
     }
 
-    let previous = live.as_ref().and_then(|l| l["metadata"]["annotations"][LAST_APPLIED].as_str()).and_then(|text| {
-        serde_json::from_str::<Value>(text).ok()
-    });
+    let previous = live
+        .as_ref()
+        .and_then(|l| l["metadata"]["annotations"][LAST_APPLIED].as_str())
+        .and_then(|text| serde_json::from_str::<Value>(text).ok());
     if let Some(live) = &live {
         if live["metadata"]["annotations"][LAST_APPLIED].is_null() && dry != DryRun::Client {
             eprintln!(
@@ -168,6 +171,9 @@ async fn apply_one(s: &mut Session, args: &ApplyArgs, dry: DryRun, doc: &Doc) ->
         let outcome = if live.is_some() { Outcome::Configured } else { Outcome::Created };
         return Ok((obj, body, outcome));
     }
+    // Decided from what was read, not from the answer: controllers keep writing status and
+    // their own annotations, which must not turn `unchanged` into `configured`.
+    let outcome = outcome(live.as_ref(), &body);
     let manager = args.field_manager.clone().unwrap_or_else(|| CSA_MANAGER.into());
     let req = Request::new(Method::PATCH, obj.path())
         .param("fieldManager", manager)
@@ -176,34 +182,47 @@ async fn apply_one(s: &mut Session, args: &ApplyArgs, dry: DryRun, doc: &Doc) ->
         .dry_run(dry);
     let verb = if live.is_some() { "patching" } else { "creating" };
     let result = call(s, req).await.map_err(|e| with_context(e, verb, &source))?;
-    let outcome = outcome(live.as_ref(), &result);
     Ok((obj, result, outcome))
 }
 
-/// created / configured / unchanged, from the live object before and the server's answer.
-pub fn outcome(live: Option<&Value>, result: &Value) -> Outcome {
-    let Some(live) = live else {
-        return Outcome::Created;
-    };
-    if same_content(live, result) {
-        Outcome::Unchanged
-    } else {
-        Outcome::Configured
+/// created / configured / unchanged: unchanged when the live object already has everything
+/// the apply sends (kubectl's three-way patch is empty in the same cases: nothing in the
+/// manifest differs from the object, and nothing removed from the manifest is still there).
+pub fn outcome(live: Option<&Value>, body: &Value) -> Outcome {
+    match live {
+        None => Outcome::Created,
+        Some(live) if covers(live, body) => Outcome::Unchanged,
+        Some(_) => Outcome::Configured,
     }
 }
 
-/// Equal apart from what every write (or dry run) changes by itself.
-fn same_content(a: &Value, b: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut c = v.clone();
-        if let Some(m) = c.get_mut("metadata").and_then(Value::as_object_mut) {
-            for k in ["resourceVersion", "managedFields", "generation"] {
-                m.remove(k);
+/// Whether `live` already holds `want`: every field of `want` with the same value (`null`:
+/// absent), lists item by item (keyed lists matched by merge key, with no extra items).
+fn covers(live: &Value, want: &Value) -> bool {
+    match want {
+        Value::Null => live.is_null(),
+        Value::Object(w) => {
+            let empty = Map::new();
+            let l = match live {
+                Value::Object(l) => l,
+                Value::Null if w.values().all(Value::is_null) => &empty,
+                _ => return false,
+            };
+            w.iter().all(|(k, v)| covers(l.get(k).unwrap_or(&Value::Null), v))
+        }
+        Value::Array(w) => {
+            let Some(l) = live.as_array() else { return false };
+            if l.len() != w.len() {
+                return false;
+            }
+            match merge_key(l, w) {
+                Some(key) => w.iter().all(|item| l.iter().any(|li| li[key] == item[key] && covers(li, item))),
+                None => l.iter().zip(w).all(|(li, wi)| covers(li, wi)),
             }
         }
-        c
-    };
-    strip(a) == strip(b)
+        Value::Number(w) => live.as_f64().is_some_and(|l| Some(l) == w.as_f64()),
+        other => live == other,
+    }
 }
 
 /// The manifest with `metadata.namespace` filled in (kubectl records it that way).
@@ -448,7 +467,8 @@ pub async fn post(s: &mut Session, obj: &Obj, body: Value, manager: &str, dry: D
         return Ok(body);
     }
     let path = obj.info.url_path(obj.namespace.as_deref(), None);
-    let req = Request::new(Method::POST, path).param("fieldManager", manager).body("application/json", for_server(body));
+    let req =
+        Request::new(Method::POST, path).param("fieldManager", manager).body("application/json", for_server(body));
     call(s, req.dry_run(dry)).await
 }
 
@@ -548,7 +568,8 @@ pub fn random_suffix() -> String {
     use std::hash::{BuildHasher, Hasher};
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    hasher
+        .write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
     let mut n = hasher.finish();
     (0..5)
         .map(|_| {
@@ -599,7 +620,10 @@ mod tests {
         // Keyed list items are diffed by their merge key: the container's ports go.
         current["spec"]["template"]["spec"]["containers"][0].as_object_mut().unwrap().remove("ports");
         let body = apply_body(&current, Some(&previous));
-        assert_eq!(body["spec"]["template"]["spec"]["containers"], json!([{"image": "nginx:1.14.2", "name": "nginx", "ports": null}]));
+        assert_eq!(
+            body["spec"]["template"]["spec"]["containers"],
+            json!([{"image": "nginx:1.14.2", "name": "nginx", "ports": null}])
+        );
         // Items are matched by key, not position; unmatched items are left alone.
         let mut swapped = previous.clone();
         swapped["spec"]["template"]["spec"]["containers"] = json!([{"name": "other", "image": "x"}]);
@@ -615,12 +639,36 @@ mod tests {
 
     #[test]
     fn outcomes() {
-        let live = json!({"metadata": {"name": "a", "resourceVersion": "5"}, "spec": {"x": 1}});
-        let same = json!({"metadata": {"name": "a", "resourceVersion": "5", "managedFields": []}, "spec": {"x": 1}});
-        let changed = json!({"metadata": {"name": "a", "resourceVersion": "6"}, "spec": {"x": 2}});
-        assert_eq!(outcome(None, &changed), Outcome::Created);
-        assert_eq!(outcome(Some(&live), &same), Outcome::Unchanged);
-        assert_eq!(outcome(Some(&live), &changed), Outcome::Configured);
+        let manifest = with_namespace(&nginx(), Some("default"));
+        let body = apply_body(&manifest, None);
+        assert_eq!(outcome(None, &body), Outcome::Created);
+        // The live object: the manifest plus server defaults, status and controller annotations,
+        // with the container list holding more fields than the manifest.
+        let mut live = body.clone();
+        live["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("1");
+        live["metadata"]["resourceVersion"] = json!("42");
+        live["spec"]["strategy"] = json!({"type": "RollingUpdate"});
+        live["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = json!("IfNotPresent");
+        live["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"] = json!("TCP");
+        live["status"] = json!({"replicas": 3});
+        assert_eq!(outcome(Some(&live), &body), Outcome::Unchanged);
+        // A changed value, a field to remove, an extra list item: configured.
+        let mut scaled = live.clone();
+        scaled["spec"]["replicas"] = json!(5);
+        assert_eq!(outcome(Some(&scaled), &body), Outcome::Configured);
+        let mut trimmed = manifest.clone();
+        trimmed["metadata"].as_object_mut().unwrap().remove("labels");
+        assert_eq!(outcome(Some(&live), &apply_body(&trimmed, Some(&manifest))), Outcome::Configured);
+        let mut extra = live.clone();
+        extra["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "side", "image": "x"}));
+        assert_eq!(outcome(Some(&extra), &body), Outcome::Configured);
+        // Objects created elsewhere lack the annotation: the apply adds it.
+        let mut bare = live.clone();
+        bare["metadata"]["annotations"].as_object_mut().unwrap().remove(LAST_APPLIED);
+        assert_eq!(outcome(Some(&bare), &body), Outcome::Configured);
     }
 
     #[test]

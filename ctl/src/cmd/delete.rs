@@ -100,11 +100,15 @@ pub fn plan(args: &DeleteArgs) -> Result<Plan> {
         "foreground" => "Foreground",
         "orphan" => "Orphan",
         "true" => {
-            eprintln!("warning: --cascade=true is deprecated (boolean value) and can be replaced with --cascade=background.");
+            eprintln!(
+                "warning: --cascade=true is deprecated (boolean value) and can be replaced with --cascade=background."
+            );
             "Background"
         }
         "false" => {
-            eprintln!("warning: --cascade=false is deprecated (boolean value) and can be replaced with --cascade=orphan.");
+            eprintln!(
+                "warning: --cascade=false is deprecated (boolean value) and can be replaced with --cascade=orphan."
+            );
             "Orphan"
         }
         other => {
@@ -118,8 +122,8 @@ pub fn plan(args: &DeleteArgs) -> Result<Plan> {
         "false" => false,
         other => return Err(CtlError::usage(format!("invalid argument \"{other}\" for \"--wait\" flag"))),
     };
-    let timeout =
-        parse_duration(&args.timeout).ok_or_else(|| CtlError::usage(format!("invalid --timeout {:?}", args.timeout)))?;
+    let timeout = parse_duration(&args.timeout)
+        .ok_or_else(|| CtlError::usage(format!("invalid --timeout {:?}", args.timeout)))?;
     let timeout = if timeout.is_zero() { Duration::from_secs(168 * 3600) } else { timeout };
     Ok(Plan {
         grace_period: (grace >= 0).then_some(grace),
@@ -153,9 +157,7 @@ pub async fn run(s: &mut Session, args: DeleteArgs, out: &mut Out) -> Result<()>
         None | Some("") => false,
         Some("name") => true,
         Some(other) => {
-            return Err(CtlError::usage(format!(
-                "unexpected -o output mode: {other}. We only support '-o name'"
-            )))
+            return Err(CtlError::usage(format!("unexpected -o output mode: {other}. We only support '-o name'")))
         }
     };
     let sel = Selection {
@@ -267,7 +269,8 @@ mod tests {
             verbs: vec![],
             categories: vec![],
         };
-        let obj = Obj { info, namespace: Some("default".into()), name: "web".into(), object: Value::Null, source: None };
+        let obj =
+            Obj { info, namespace: Some("default".into()), name: "web".into(), object: Value::Null, source: None };
         assert_eq!(deleted_message(&obj, false, DryRun::None), "deployment.apps \"web\" deleted");
         assert_eq!(deleted_message(&obj, true, DryRun::None), "deployment.apps \"web\" force deleted");
         assert_eq!(deleted_message(&obj, false, DryRun::Server), "deployment.apps \"web\" deleted (server dry run)");

@@ -1,16 +1,18 @@
 //! `berthctl edit`: writes the objects as YAML (or JSON with `-o json`) to a temp file under
-//! kubectl's header, runs `$KUBE_EDITOR` / `$EDITOR` (default `vi`) on it, and PUTs what
-//! changed, with the resourceVersion that was read (a concurrent change is a reported
-//! conflict, never silently overwritten). kubectl's loop on errors: invalid objects reopen the
-//! editor with the reasons in the header; saving the same content again (or any other failure)
-//! ends with the file kept and its path printed.
+//! kubectl's header, runs `$KUBE_EDITOR` / `$EDITOR` (default `vi`) on it, and sends what
+//! changed as a merge patch pinned to the resourceVersion that was read. As with kubectl (which
+//! sends a patch too), writes by controllers meanwhile (status, their annotations) do not make
+//! the edit fail; a concurrent change to a field the user edited is a reported conflict, never
+//! silently overwritten. kubectl's loop on errors: invalid objects reopen the editor with the
+//! reasons in the header; saving the same content again (or any other failure) ends with the
+//! file kept and its path printed.
 
 use std::path::{Path, PathBuf};
 
 use http::Method;
 use serde_json::Value;
 
-use crate::cmd::objects::{self, call, Obj, Request, Selection};
+use crate::cmd::objects::{self, call, Obj, Request, Selection, MERGE_PATCH};
 use crate::error::{CtlError, Result};
 use crate::output::{list_of, to_json, to_yaml};
 use crate::session::Session;
@@ -71,7 +73,7 @@ fn strip_comments(text: &str) -> String {
     text.lines()
         .filter(|l| {
             let t = l.trim_start();
-            !(t.starts_with('#') && !t.starts_with("#!"))
+            !t.starts_with('#') || t.starts_with("#!")
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -173,7 +175,8 @@ pub async fn run(s: &mut Session, args: EditArgs, out: &mut Out) -> Result<()> {
     let mut pending = found.objects;
     let original = render(&for_editing(&pending), json);
     let path = temp_file(json);
-    std::fs::write(&path, format!("{}{original}", header(&[]))).map_err(|e| CtlError::io(path.display().to_string(), e))?;
+    std::fs::write(&path, format!("{}{original}", header(&[])))
+        .map_err(|e| CtlError::io(path.display().to_string(), e))?;
     let mut previous: Option<String> = None;
     loop {
         launch_editor(&path)?;
@@ -219,18 +222,16 @@ pub async fn run(s: &mut Session, args: EditArgs, out: &mut Out) -> Result<()> {
                 crate::emit(out, &format!("{} skipped\n", obj.type_name()))?;
                 continue;
             }
-            let req = Request::new(Method::PUT, obj.path())
-                .param("fieldManager", args.field_manager.clone())
-                .body("application/json", edited_obj.clone());
             let resource = obj.info.qualified_plural();
-            match call(s, req).await {
+            match submit(s, obj, edited_obj, &args.field_manager).await {
                 Ok(_) => crate::emit(out, &format!("{} edited\n", obj.type_name()))?,
                 Err(CtlError::Server { code: 422, message, .. }) => {
                     eprintln!("error: {resource} \"{}\" is invalid", obj.name);
-                    reasons.push(Reason { head: format!("{resource} \"{}\" was not valid", obj.name), details: vec![message] });
-                    let mut again = obj.clone();
-                    again.object = edited_obj.clone();
-                    failed.push(again);
+                    reasons.push(Reason {
+                        head: format!("{resource} \"{}\" was not valid", obj.name),
+                        details: vec![message],
+                    });
+                    failed.push((obj.clone(), edited_obj.clone()));
                 }
                 Err(e) if e.is_not_found() => {
                     eprintln!("error: {resource} \"{}\" could not be found on the server", obj.name);
@@ -255,12 +256,83 @@ pub async fn run(s: &mut Session, args: EditArgs, out: &mut Out) -> Result<()> {
             let _ = std::fs::remove_file(&path);
             return Ok(());
         }
-        // Reopen with only the objects that still need fixing, the reasons on top.
-        let body = render(&for_editing(&failed), json);
+        // Reopen with only the objects that still need fixing (as edited), the reasons on top.
+        let edited: Vec<Value> = failed.iter().map(|(_, e)| e.clone()).collect();
+        let body = render(&if edited.len() == 1 { edited[0].clone() } else { list_of(edited) }, json);
         rewrite(&path, &reasons, &body)?;
         previous = Some(std::fs::read_to_string(&path).map_err(|e| CtlError::io(path.display().to_string(), e))?);
-        pending = failed;
+        pending = failed.into_iter().map(|(o, _)| o).collect();
     }
+}
+
+/// How often an edit is re-sent when only fields it does not touch changed meanwhile.
+const MAX_SUBMITS: usize = 5;
+
+/// Sends the user's changes: a JSON merge patch from the object as shown to the object as
+/// edited, pinned to the resourceVersion that was shown. When the object changed meanwhile
+/// (409), the patch is re-sent only if none of the fields it sets changed (a controller updating
+/// status or its own annotations is no reason to fail); otherwise the conflict is reported.
+async fn submit(s: &mut Session, obj: &Obj, edited: &Value, manager: &str) -> Result<Value> {
+    let shown = for_editing(std::slice::from_ref(obj));
+    let mut patch = merge_diff(&shown, edited);
+    // Status is written through its own subresource; the server ignores it here, so it must
+    // not make a status update by a controller look like a conflicting edit either.
+    if let Some(p) = patch.as_object_mut() {
+        p.remove("status");
+    }
+    let mut rv = obj.object["metadata"]["resourceVersion"].clone();
+    for attempt in 1..=MAX_SUBMITS {
+        let mut pinned = patch.clone();
+        pinned["metadata"]["resourceVersion"] = rv.clone();
+        let req = Request::new(Method::PATCH, obj.path()).param("fieldManager", manager).body(MERGE_PATCH, pinned);
+        match call(s, req).await {
+            Err(e) if e.is_conflict() && attempt < MAX_SUBMITS => {
+                let live = call(s, Request::get(obj.path())).await?;
+                if !untouched(&patch, &shown, &live) {
+                    return Err(e);
+                }
+                rv = live["metadata"]["resourceVersion"].clone();
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// RFC 7386 merge patch turning `from` into `to` (lists are replaced whole).
+pub fn merge_diff(from: &Value, to: &Value) -> Value {
+    let (Some(f), Some(t)) = (from.as_object(), to.as_object()) else {
+        return to.clone();
+    };
+    let mut patch = serde_json::Map::new();
+    for (k, v) in t {
+        match f.get(k) {
+            Some(old) if old == v => {}
+            Some(old) if old.is_object() && v.is_object() => {
+                patch.insert(k.clone(), merge_diff(old, v));
+            }
+            _ => {
+                patch.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    for k in f.keys().filter(|k| !t.contains_key(*k)) {
+        patch.insert(k.clone(), Value::Null);
+    }
+    Value::Object(patch)
+}
+
+/// True when every field the patch sets still has, in `live`, the value it had in `shown`.
+pub fn untouched(patch: &Value, shown: &Value, live: &Value) -> bool {
+    let Some(p) = patch.as_object() else { return shown == live };
+    p.iter().all(|(k, v)| {
+        let (a, b) = (shown.get(k).unwrap_or(&Value::Null), live.get(k).unwrap_or(&Value::Null));
+        if v.is_object() && a.is_object() {
+            untouched(v, a, b)
+        } else {
+            a == b
+        }
+    })
 }
 
 fn rewrite(path: &Path, reasons: &[Reason], body: &str) -> Result<()> {
@@ -275,6 +347,7 @@ fn same_identity(a: &Value, b: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn header_with_reasons_is_kubectls() {
@@ -304,5 +377,24 @@ mod tests {
         assert!(!same_edit(a, "apiVersion: v1\nkind: Pod\nmetadata: {name: b}\n"));
         assert!(!has_content("# only\n#comments\n\n"));
         assert!(same_edit("# x\na: [\n", "a: [\n"));
+    }
+
+    #[test]
+    fn edits_become_merge_patches_that_survive_unrelated_writes() {
+        let shown = json!({"metadata": {"name": "web", "uid": "u", "resourceVersion": "5", "annotations": {"rev": "1"}},
+                           "spec": {"replicas": 3, "template": {"image": "a"}}, "status": {"ready": 1}});
+        let mut edited = shown.clone();
+        edited["spec"]["template"]["image"] = json!("b");
+        edited["metadata"]["annotations"].as_object_mut().unwrap().remove("rev");
+        let patch = merge_diff(&shown, &edited);
+        assert_eq!(patch, json!({"metadata": {"annotations": {"rev": null}}, "spec": {"template": {"image": "b"}}}));
+        // A status update meanwhile does not touch the edited fields.
+        let mut live = shown.clone();
+        live["status"]["ready"] = json!(3);
+        live["metadata"]["resourceVersion"] = json!("6");
+        assert!(untouched(&patch, &shown, &live));
+        // Someone else changed the image: a real conflict.
+        live["spec"]["template"]["image"] = json!("c");
+        assert!(!untouched(&patch, &shown, &live));
     }
 }

@@ -154,7 +154,10 @@ pub fn apply_changes(
                     }
                 }
                 Field::Annotations => {
-                    format!("--overwrite is false but found the following declared annotation(s): {}", clashes.join("; "))
+                    format!(
+                        "--overwrite is false but found the following declared annotation(s): {}",
+                        clashes.join("; ")
+                    )
                 }
             }));
         }
@@ -172,7 +175,12 @@ pub fn apply_changes(
 
 /// kubectl's verdict: `labeled`, `unlabeled` (something removed and nothing overwritten) or
 /// `not labeled`; `annotate` always says `annotated`.
-pub fn verdict(field: Field, old: &BTreeMap<String, String>, new: &BTreeMap<String, String>, overwrite: bool) -> &'static str {
+pub fn verdict(
+    field: Field,
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+    overwrite: bool,
+) -> &'static str {
     if field == Field::Annotations {
         return "annotated";
     }
@@ -188,7 +196,12 @@ pub fn verdict(field: Field, old: &BTreeMap<String, String>, new: &BTreeMap<Stri
 }
 
 /// The merge patch turning `old` into `new` (only changed keys; removed ones as null).
-pub fn merge_patch(field: Field, old: &BTreeMap<String, String>, new: &BTreeMap<String, String>, rv: Option<&str>) -> Value {
+pub fn merge_patch(
+    field: Field,
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+    rv: Option<&str>,
+) -> Value {
     let mut changed = serde_json::Map::new();
     for (k, v) in new {
         if old.get(k) != Some(v) {
@@ -315,7 +328,10 @@ mod tests {
         let c = parse_changes(Field::Labels, &specs(&["a=b", "c-", "example.com/k-"])).unwrap();
         assert_eq!(c.set, map(&[("a", "b")]));
         assert_eq!(c.remove, vec!["c", "example.com/k"]);
-        assert_eq!(parse_changes(Field::Labels, &specs(&["a=b=c"])).unwrap_err().to_string(), "error: invalid label spec: a=b=c");
+        assert_eq!(
+            parse_changes(Field::Labels, &specs(&["a=b=c"])).unwrap_err().to_string(),
+            "error: invalid label spec: a=b=c"
+        );
         // Annotation values may contain '='.
         let c = parse_changes(Field::Annotations, &specs(&["cmd=a=b"])).unwrap();
         assert_eq!(c.set, map(&[("cmd", "a=b")]));

@@ -75,7 +75,8 @@ impl Taint {
 }
 
 const NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
-const NAME_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+const NAME_MSG: &str =
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 
 fn name_part_ok(s: &str) -> bool {
     let b = s.as_bytes();
@@ -223,7 +224,8 @@ pub fn reorganize(
     overwrite: bool,
 ) -> Result<(&'static str, Vec<Value>)> {
     if !overwrite {
-        let exists: Vec<&str> = add.iter().filter(|a| old.iter().any(|o| a.matches(o))).map(|a| a.key.as_str()).collect();
+        let exists: Vec<&str> =
+            add.iter().filter(|a| old.iter().any(|o| a.matches(o))).map(|a| a.key.as_str()).collect();
         if !exists.is_empty() {
             return Err(CtlError::usage(format!(
                 "node {node} already has {} taint(s) with same effect(s) and --overwrite is false",
@@ -242,7 +244,9 @@ pub fn reorganize(
     let mut deleted = false;
     for r in remove {
         let before = new.len();
-        new.retain(|t| !(t["key"].as_str() == Some(&r.key) && (r.effect.is_empty() || t["effect"].as_str() == Some(&r.effect))));
+        new.retain(|t| {
+            !(t["key"].as_str() == Some(&r.key) && (r.effect.is_empty() || t["effect"].as_str() == Some(&r.effect)))
+        });
         deleted = new.len() != before;
         if !deleted {
             errors.push(format!("taint {:?} not found", r.to_spec()));
@@ -473,7 +477,11 @@ fn finished(pod: &Value) -> bool {
 /// kubectl's drain filters, in its order; as in kubectl the last filter that runs decides
 /// (a filter that does not evict stops the chain). `daemonset` is the result of looking up
 /// the pod's DaemonSet: `Ok(())` found, `Err(message)` the lookup's error and whether it was a 404.
-pub fn classify(pod: &Value, rules: DrainRules, daemonset: Option<std::result::Result<(), (bool, String)>>) -> PodVerdict {
+pub fn classify(
+    pod: &Value,
+    rules: DrainRules,
+    daemonset: Option<std::result::Result<(), (bool, String)>>,
+) -> PodVerdict {
     let filters: [&dyn Fn() -> PodVerdict; 4] = [
         &|| {
             if controller_of(pod).is_none_or(|c| c["kind"] != "DaemonSet") || finished(pod) {
@@ -552,8 +560,8 @@ pub fn summarize(verdicts: &[(String, PodVerdict)]) -> (Option<String>, Vec<Stri
 /// Runs `drain`.
 pub async fn run_drain(s: &mut Session, args: DrainArgs, out: &mut Out) -> Result<()> {
     let dry = args.dry_run.get()?;
-    let timeout =
-        parse_duration(&args.timeout).ok_or_else(|| CtlError::usage(format!("invalid --timeout {:?}", args.timeout)))?;
+    let timeout = parse_duration(&args.timeout)
+        .ok_or_else(|| CtlError::usage(format!("invalid --timeout {:?}", args.timeout)))?;
     if args.nodes.is_empty() && args.selector.is_none() {
         return Err(CtlError::usage("USAGE: drain NODE [flags]\nSee 'berthctl drain -h' for help and examples"));
     }
@@ -630,11 +638,14 @@ async fn drain_node(
     if let Some(w) = warning {
         eprintln!("Warning: {w}");
     }
-    let to_evict: Vec<&Value> =
-        pods.iter().zip(&verdicts).filter(|(_, (_, v))| v.evicts()).map(|(p, _)| p).collect();
+    let to_evict: Vec<&Value> = pods.iter().zip(&verdicts).filter(|(_, (_, v))| v.evicts()).map(|(p, _)| p).collect();
     if dry == DryRun::Client {
         for p in &to_evict {
-            let line = format!("evicting pod {}/{} (dry run)\n", p["metadata"]["namespace"].as_str().unwrap_or_default(), p["metadata"]["name"].as_str().unwrap_or_default());
+            let line = format!(
+                "evicting pod {}/{} (dry run)\n",
+                p["metadata"]["namespace"].as_str().unwrap_or_default(),
+                p["metadata"]["name"].as_str().unwrap_or_default()
+            );
             crate::emit(out, &line).map_err(|e| e.to_string())?;
         }
         return Ok(());
@@ -644,7 +655,13 @@ async fn drain_node(
     for pod in to_evict {
         let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
         let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        let obj = Obj { info: pods_info.clone(), namespace: Some(ns.clone()), name: name.clone(), object: Value::Null, source: None };
+        let obj = Obj {
+            info: pods_info.clone(),
+            namespace: Some(ns.clone()),
+            name: name.clone(),
+            object: Value::Null,
+            source: None,
+        };
         if args.disable_eviction {
             let mut opts = json!({"kind": "DeleteOptions", "apiVersion": "v1"});
             if args.grace_period >= 0 {
@@ -701,12 +718,15 @@ async fn evict(
     deadline: Option<tokio::time::Instant>,
 ) -> std::result::Result<(), String> {
     let ns = pod.namespace.clone().unwrap_or_default();
-    let mut body = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod.name, "namespace": ns}});
+    let mut body =
+        json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod.name, "namespace": ns}});
     if grace >= 0 {
         body["deleteOptions"] = json!({"gracePeriodSeconds": grace});
     }
     loop {
-        let req = Request::new(Method::POST, format!("{}/eviction", pod.path())).body("application/json", body.clone()).dry_run(dry);
+        let req = Request::new(Method::POST, format!("{}/eviction", pod.path()))
+            .body("application/json", body.clone())
+            .dry_run(dry);
         match call(s, req).await {
             Ok(_) => return Ok(()),
             Err(e) if e.is_not_found() => return Ok(()),
@@ -742,7 +762,8 @@ mod tests {
 
     #[test]
     fn taint_specs_parse_like_kubectl() {
-        let (add, remove) = parse_taints(&specs(&["k=v:NoSchedule", "k2:PreferNoSchedule", "a-", "b:NoExecute-"])).unwrap();
+        let (add, remove) =
+            parse_taints(&specs(&["k=v:NoSchedule", "k2:PreferNoSchedule", "a-", "b:NoExecute-"])).unwrap();
         assert_eq!(add, vec![t("k", "v", "NoSchedule"), t("k2", "", "PreferNoSchedule")]);
         assert_eq!(remove, vec![t("a", "", ""), t("b", "", "NoExecute")]);
         assert_eq!(
@@ -776,7 +797,10 @@ mod tests {
         assert_eq!(word, "tainted");
         assert_eq!(
             new,
-            vec![json!({"key": "e", "value": "1", "effect": "NoExecute"}), json!({"key": "k", "value": "v", "effect": "NoSchedule"})]
+            vec![
+                json!({"key": "e", "value": "1", "effect": "NoExecute"}),
+                json!({"key": "k", "value": "v", "effect": "NoSchedule"})
+            ]
         );
         let (_, remove) = parse_taints(&specs(&["k-"])).unwrap();
         assert_eq!(reorganize("n1", &old, &[], &remove, false).unwrap(), ("untainted", vec![]));
@@ -788,7 +812,8 @@ mod tests {
     }
 
     fn pod(name: &str, extra: Value) -> Value {
-        let mut p = json!({"metadata": {"name": name, "namespace": "default"}, "spec": {}, "status": {"phase": "Running"}});
+        let mut p =
+            json!({"metadata": {"name": name, "namespace": "default"}, "spec": {}, "status": {"phase": "Running"}});
         merge(&mut p, &extra);
         p
     }
@@ -807,21 +832,42 @@ mod tests {
     #[test]
     fn drain_filters_follow_kubectl() {
         let rules = DrainRules::default();
-        let managed = pod("web", json!({"metadata": {"ownerReferences": [{"kind": "ReplicaSet", "name": "rs", "controller": true}]}}));
+        let managed = pod(
+            "web",
+            json!({"metadata": {"ownerReferences": [{"kind": "ReplicaSet", "name": "rs", "controller": true}]}}),
+        );
         let solo = pod("solo", json!({}));
-        let ds = pod("ds", json!({"metadata": {"ownerReferences": [{"kind": "DaemonSet", "name": "d", "controller": true}]}}));
-        let local = pod("local", json!({"spec": {"volumes": [{"name": "v", "emptyDir": {}}]}, "metadata": {"ownerReferences": [{"kind": "ReplicaSet", "name": "rs", "controller": true}]}}));
+        let ds = pod(
+            "ds",
+            json!({"metadata": {"ownerReferences": [{"kind": "DaemonSet", "name": "d", "controller": true}]}}),
+        );
+        let local = pod(
+            "local",
+            json!({"spec": {"volumes": [{"name": "v", "emptyDir": {}}]}, "metadata": {"ownerReferences": [{"kind": "ReplicaSet", "name": "rs", "controller": true}]}}),
+        );
         let mirror = pod("mirror", json!({"metadata": {"annotations": {"kubernetes.io/config.mirror": "x"}}}));
         let done = pod("done", json!({"status": {"phase": "Succeeded"}}));
         assert_eq!(classify(&managed, rules, None), PodVerdict::Evict);
         assert_eq!(classify(&done, rules, None), PodVerdict::Evict);
         assert_eq!(classify(&mirror, rules, None), PodVerdict::Skip);
         let refuse = |m: &str| PodVerdict::Refuse(m.into());
-        assert_eq!(classify(&solo, rules, None), refuse("cannot delete Pods that declare no controller (use --force to override)"));
-        assert_eq!(classify(&ds, rules, Some(Ok(()))), refuse("DaemonSet-managed Pods (use --ignore-daemonsets to ignore)"));
-        assert_eq!(classify(&local, rules, None), refuse("Pods with local storage (use --delete-emptydir-data to override)"));
+        assert_eq!(
+            classify(&solo, rules, None),
+            refuse("cannot delete Pods that declare no controller (use --force to override)")
+        );
+        assert_eq!(
+            classify(&ds, rules, Some(Ok(()))),
+            refuse("DaemonSet-managed Pods (use --ignore-daemonsets to ignore)")
+        );
+        assert_eq!(
+            classify(&local, rules, None),
+            refuse("Pods with local storage (use --delete-emptydir-data to override)")
+        );
         let all = DrainRules { force: true, ignore_daemonsets: true, delete_emptydir_data: true };
-        assert_eq!(classify(&solo, all, None), PodVerdict::Warn(true, "deleting Pods that declare no controller".into()));
+        assert_eq!(
+            classify(&solo, all, None),
+            PodVerdict::Warn(true, "deleting Pods that declare no controller".into())
+        );
         assert_eq!(classify(&ds, all, Some(Ok(()))), PodVerdict::Warn(false, "ignoring DaemonSet-managed Pods".into()));
         // As in kubectl, a later filter's verdict replaces an earlier warning.
         assert_eq!(classify(&local, all, None), PodVerdict::Evict);

@@ -224,7 +224,9 @@ pub async fn select(s: &mut Session, sel: &Selection, fetch: bool) -> Result<Fou
         for doc in docs {
             let info = resolver.for_kind(&doc.api_version(), &doc.kind())?.clone();
             let ns = manifest::namespace_for(&doc.object, info.namespaced, s.namespace_flag(), &default_ns)?;
-            let name = doc.name().ok_or_else(|| CtlError::usage(format!("resource name may not be empty in {}", doc.source)))?;
+            let name = doc
+                .name()
+                .ok_or_else(|| CtlError::usage(format!("resource name may not be empty in {}", doc.source)))?;
             let object = if fetch {
                 match get_opt(s, &info, ns.as_deref(), &name).await? {
                     Some(live) => live,
@@ -433,7 +435,8 @@ mod tests {
 
     #[test]
     fn mixed_arguments_split_like_kubectl() {
-        let args: Vec<String> = ["pods", "web", "a=b", "c-", "pod/x", "example.com/k-"].iter().map(|s| s.to_string()).collect();
+        let args: Vec<String> =
+            ["pods", "web", "a=b", "c-", "pod/x", "example.com/k-"].iter().map(|s| s.to_string()).collect();
         let (res, edits) = split_edits(&args);
         assert_eq!(res, vec!["pods", "web", "pod/x"]);
         assert_eq!(edits, vec!["a=b", "c-", "example.com/k-"]);

@@ -212,8 +212,9 @@ pub async fn run_expose(s: &mut Session, args: ExposeArgs, out: &mut Out) -> Res
 pub fn service_object(kind: &str, object: &Value, args: &ExposeArgs) -> Result<Value> {
     let selector = match &args.selector {
         Some(s) => parse_pairs(s, "selector")?,
-        None => selector_of(kind, object)
-            .map_err(|e| CtlError::usage(format!("couldn't retrieve selectors via --selector flag or introspection: {e}")))?,
+        None => selector_of(kind, object).map_err(|e| {
+            CtlError::usage(format!("couldn't retrieve selectors via --selector flag or introspection: {e}"))
+        })?,
     };
     let labels = match &args.labels {
         Some(l) => parse_pairs(l, "label")?,
@@ -269,7 +270,9 @@ pub fn service_object(kind: &str, object: &Value, args: &ExposeArgs) -> Result<V
     if let Some(a) = &args.session_affinity {
         spec["sessionAffinity"] = json!(a);
     }
-    Ok(json!({"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec, "status": {"loadBalancer": {}}}))
+    Ok(
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec, "status": {"loadBalancer": {}}}),
+    )
 }
 
 fn string_map(v: &Value) -> BTreeMap<String, String> {
@@ -347,7 +350,8 @@ mod tests {
     #[test]
     fn run_pod_matches_kubectl() {
         // kubectl run nginx --image=nginx --port=80 --labels=a=b,c=d --env=X=1 --dry-run=client -o yaml
-        let pod = pod_object(&run_args(&["nginx", "--image=nginx", "--port=80", "--labels=a=b,c=d", "--env=X=1"])).unwrap();
+        let pod =
+            pod_object(&run_args(&["nginx", "--image=nginx", "--port=80", "--labels=a=b,c=d", "--env=X=1"])).unwrap();
         assert_eq!(
             crate::output::to_yaml(&pod),
             "apiVersion: v1
@@ -373,8 +377,17 @@ spec:
 status: {}
 "
         );
-        let pod = pod_object(&run_args(&["bb", "--image=busybox", "--restart=Never", "--command", "--", "sh", "-c", "echo hi"]))
-            .unwrap();
+        let pod = pod_object(&run_args(&[
+            "bb",
+            "--image=busybox",
+            "--restart=Never",
+            "--command",
+            "--",
+            "sh",
+            "-c",
+            "echo hi",
+        ]))
+        .unwrap();
         assert_eq!(pod["metadata"]["labels"], json!({"run": "bb"}));
         assert_eq!(pod["spec"]["containers"][0]["command"], json!(["sh", "-c", "echo hi"]));
         assert_eq!(pod["spec"]["restartPolicy"], "Never");
@@ -401,7 +414,8 @@ status: {}
     #[test]
     fn expose_matches_kubectl() {
         // kubectl expose deployment nginx-deployment --port=80 --target-port=8080 --dry-run=client -o yaml
-        let svc = service_object("Deployment", &deployment(), &expose_args(&["--port=80", "--target-port=8080"])).unwrap();
+        let svc =
+            service_object("Deployment", &deployment(), &expose_args(&["--port=80", "--target-port=8080"])).unwrap();
         assert_eq!(
             crate::output::to_yaml(&svc),
             "apiVersion: v1
@@ -434,7 +448,8 @@ status:
         assert_eq!(svc["metadata"]["name"], "x");
         assert_eq!(svc["spec"]["type"], "NodePort");
         // A pod without ports.
-        let pod = json!({"metadata": {"name": "web", "labels": {"run": "web"}}, "spec": {"containers": [{"name": "web"}]}});
+        let pod =
+            json!({"metadata": {"name": "web", "labels": {"run": "web"}}, "spec": {"containers": [{"name": "web"}]}});
         assert_eq!(
             service_object("Pod", &pod, &expose_args(&[])).unwrap_err().to_string(),
             "error: couldn't find port via --port flag or introspection"
@@ -446,6 +461,8 @@ status:
         assert!(service_object("Deployment", &expr, &expose_args(&["--port=80"]))
             .unwrap_err()
             .to_string()
-            .starts_with("error: couldn't retrieve selectors via --selector flag or introspection: couldn't convert expressions"));
+            .starts_with(
+                "error: couldn't retrieve selectors via --selector flag or introspection: couldn't convert expressions"
+            ));
     }
 }

@@ -55,9 +55,16 @@ pub enum Write {
 }
 
 /// Decides the write from the current Scale (when a precondition needed it).
-pub fn plan(replicas: i64, current_replicas: i64, resource_version: Option<&str>, scale: Option<&Value>) -> Result<Write> {
+pub fn plan(
+    replicas: i64,
+    current_replicas: i64,
+    resource_version: Option<&str>,
+    scale: Option<&Value>,
+) -> Result<Write> {
     if replicas < 0 {
-        return Err(CtlError::usage("The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0"));
+        return Err(CtlError::usage(
+            "The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0",
+        ));
     }
     let Some(scale) = scale else {
         return Ok(Write::Patch(json!({"spec": {"replicas": replicas}})));
@@ -93,7 +100,9 @@ pub async fn run(s: &mut Session, args: ScaleArgs, out: &mut Out) -> Result<()> 
     if found.objects.is_empty() {
         // kubectl's wording when nothing it was given exists.
         return match found.errors.into_iter().next() {
-            Some(CtlError::Server { message, .. }) => Err(CtlError::usage(format!("no objects passed to scale {message}"))),
+            Some(CtlError::Server { message, .. }) => {
+                Err(CtlError::usage(format!("no objects passed to scale {message}")))
+            }
             Some(e) => Err(e),
             None => Err(CtlError::usage("no objects passed to scale")),
         };
@@ -143,7 +152,8 @@ mod tests {
     #[test]
     fn preconditions() {
         assert_eq!(plan(3, -1, None, None).unwrap(), Write::Patch(json!({"spec": {"replicas": 3}})));
-        let scale = json!({"kind": "Scale", "metadata": {"name": "web", "resourceVersion": "7"}, "spec": {"replicas": 3}});
+        let scale =
+            json!({"kind": "Scale", "metadata": {"name": "web", "resourceVersion": "7"}, "spec": {"replicas": 3}});
         assert_eq!(plan(5, 2, None, Some(&scale)).unwrap_err().to_string(), "error: Expected replicas to be 2, was 3");
         let Write::Put(next) = plan(5, 3, None, Some(&scale)).unwrap() else { panic!("a pinned write") };
         assert_eq!(next["spec"]["replicas"], 5);

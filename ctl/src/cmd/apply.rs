@@ -436,7 +436,13 @@ async fn create_from_files(s: &mut Session, args: &CreateArgs, out: &mut Out) ->
     let mut errors = Vec::new();
     for doc in docs {
         let result = async {
-            let obj = locate(s, &doc).await?;
+            // `generateName` objects get their name from the server.
+            let generated = doc.name().is_none() && doc.object["metadata"]["generateName"].is_string();
+            let mut named = doc.clone();
+            if generated {
+                named.object["metadata"]["name"] = json!("-");
+            }
+            let mut obj = locate(s, &named).await?;
             let mut body = with_namespace(&doc.object, obj.namespace.as_deref());
             if args.save_config {
                 body = apply_body(&body, None);
@@ -444,6 +450,9 @@ async fn create_from_files(s: &mut Session, args: &CreateArgs, out: &mut Out) ->
             let created = post(s, &obj, body, &args.common.field_manager, dry)
                 .await
                 .map_err(|e| with_context(e, "creating", &doc.source))?;
+            if generated {
+                obj.name = created["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            }
             Ok::<_, CtlError>((obj, created))
         }
         .await;

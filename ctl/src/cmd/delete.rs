@@ -189,7 +189,10 @@ pub async fn run(s: &mut Session, args: DeleteArgs, out: &mut Out) -> Result<()>
                 deleted.push((obj, uid.flatten()));
             }
             Err(e) if e.is_not_found() && args.ignore_not_found => {}
-            Err(e) => errors.push(e),
+            Err(e) => match &obj.source {
+                Some(source) => errors.push(crate::cmd::apply::with_context(e, "deleting", source)),
+                None => errors.push(e),
+            },
         }
     }
     if plan.wait && dry == DryRun::None {

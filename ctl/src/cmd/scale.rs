@@ -98,14 +98,7 @@ pub async fn run(s: &mut Session, args: ScaleArgs, out: &mut Out) -> Result<()> 
     };
     let found = objects::select(s, &sel, true).await?;
     if found.objects.is_empty() {
-        // kubectl's wording when nothing it was given exists.
-        return match found.errors.into_iter().next() {
-            Some(CtlError::Server { message, .. }) => {
-                Err(CtlError::usage(format!("no objects passed to scale {message}")))
-            }
-            Some(e) => Err(e),
-            None => Err(CtlError::usage("no objects passed to scale")),
-        };
+        return Err(nothing_to_scale(found.errors));
     }
     let mut errors = found.errors;
     for obj in found.objects {
@@ -114,6 +107,23 @@ pub async fn run(s: &mut Session, args: ScaleArgs, out: &mut Out) -> Result<()> 
         }
     }
     finish(errors)
+}
+
+/// kubectl's wording when nothing it was given exists: `no objects passed to scale` and the
+/// lookup errors (one bare, several as `[a, b]`).
+fn nothing_to_scale(errors: Vec<CtlError>) -> CtlError {
+    let messages: Vec<String> = errors
+        .into_iter()
+        .map(|e| match e {
+            CtlError::Server { message, .. } => message,
+            other => other.to_string(),
+        })
+        .collect();
+    match messages.len() {
+        0 => CtlError::usage("no objects passed to scale"),
+        1 => CtlError::usage(format!("no objects passed to scale {}", messages[0])),
+        _ => CtlError::usage(format!("no objects passed to scale [{}]", messages.join(", "))),
+    }
 }
 
 async fn scale_one(
@@ -160,5 +170,18 @@ mod tests {
         assert_eq!(next["metadata"]["resourceVersion"], "7");
         assert!(plan(5, -1, Some("6"), Some(&scale)).is_err());
         assert!(plan(-1, -1, None, None).is_err());
+    }
+
+    #[test]
+    fn missing_objects_read_like_kubectl() {
+        let nf = |n: &str| CtlError::not_found("deployments.apps", n);
+        assert_eq!(
+            nothing_to_scale(vec![nf("a")]).to_string(),
+            "error: no objects passed to scale deployments.apps \"a\" not found"
+        );
+        assert_eq!(
+            nothing_to_scale(vec![nf("a"), nf("b")]).to_string(),
+            "error: no objects passed to scale [deployments.apps \"a\" not found, deployments.apps \"b\" not found]"
+        );
     }
 }

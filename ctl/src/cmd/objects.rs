@@ -174,14 +174,6 @@ impl Obj {
     pub fn path(&self) -> String {
         self.info.url_path(self.namespace.as_deref(), Some(&self.name))
     }
-
-    /// `ns/name` for namespaced objects, `name` otherwise.
-    pub fn ns_name(&self) -> String {
-        match &self.namespace {
-            Some(ns) => format!("{ns}/{}", self.name),
-            None => self.name.clone(),
-        }
-    }
 }
 
 /// Flags that pick objects for the verbs that act on existing objects.
@@ -203,7 +195,8 @@ pub struct Selection {
 pub struct Found {
     pub objects: Vec<Obj>,
     pub errors: Vec<CtlError>,
-    /// How many type/selector lookups ran (to tell "No resources found" apart).
+    /// Whether a type was listed (by selector or `--all`): an empty result then prints
+    /// kubectl's `No resources found`.
     pub listed: bool,
 }
 
@@ -279,38 +272,36 @@ async fn select_type(
     ns: &str,
     found: &mut Found,
 ) -> Result<()> {
-    {
-        let namespace = info.namespaced.then(|| ns.to_string());
-        if names.is_empty() {
-            if !sel.all && sel.selector.is_none() && sel.field_selector.is_none() {
-                return Err(CtlError::usage("resource(s) were provided, but no name was specified"));
-            }
-            found.listed = true;
-            let list_ns = if sel.all_namespaces { None } else { namespace.as_deref() };
-            for object in list(s, info, list_ns, sel.selector.as_deref(), sel.field_selector.as_deref()).await? {
-                let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
-                let namespace = object["metadata"]["namespace"].as_str().map(str::to_string);
-                found.objects.push(Obj { info: info.clone(), namespace, name, object, source: None });
-            }
-            return Ok(());
+    let namespace = info.namespaced.then(|| ns.to_string());
+    if names.is_empty() {
+        if !sel.all && sel.selector.is_none() && sel.field_selector.is_none() {
+            return Err(CtlError::usage("resource(s) were provided, but no name was specified"));
         }
-        if sel.all || sel.selector.is_some() {
-            return Err(CtlError::usage("name cannot be provided when a selector is specified"));
+        found.listed = true;
+        let list_ns = if sel.all_namespaces { None } else { namespace.as_deref() };
+        for object in list(s, info, list_ns, sel.selector.as_deref(), sel.field_selector.as_deref()).await? {
+            let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let namespace = object["metadata"]["namespace"].as_str().map(str::to_string);
+            found.objects.push(Obj { info: info.clone(), namespace, name, object, source: None });
         }
-        for name in names.iter().cloned() {
-            let object = if fetch {
-                match get_opt(s, info, namespace.as_deref(), &name).await? {
-                    Some(o) => o,
-                    None => {
-                        found.errors.push(CtlError::not_found(&info.qualified_plural(), &name));
-                        continue;
-                    }
+        return Ok(());
+    }
+    if sel.all || sel.selector.is_some() {
+        return Err(CtlError::usage("name cannot be provided when a selector is specified"));
+    }
+    for name in names.iter().cloned() {
+        let object = if fetch {
+            match get_opt(s, info, namespace.as_deref(), &name).await? {
+                Some(o) => o,
+                None => {
+                    found.errors.push(CtlError::not_found(&info.qualified_plural(), &name));
+                    continue;
                 }
-            } else {
-                Value::Null
-            };
-            found.objects.push(Obj { info: info.clone(), namespace: namespace.clone(), name, object, source: None });
-        }
+            }
+        } else {
+            Value::Null
+        };
+        found.objects.push(Obj { info: info.clone(), namespace: namespace.clone(), name, object, source: None });
     }
     Ok(())
 }

@@ -142,6 +142,19 @@ fn apply(c: &CtlCluster) {
         "deployment.apps/nginx-deployment unchanged (server dry run)\n"
     );
     assert_eq!(c.ok(&["apply", "-f", f, "--server-side"]), "deployment.apps/nginx-deployment serverside-applied\n");
+    // Server-side apply reports a field another manager owns, unless forced.
+    let ssa = c.dir.join("nginx-ssa.yaml");
+    std::fs::write(&ssa, NGINX.replace("replicas: 3", "replicas: 4")).unwrap();
+    let (code, stderr) = c.fails(&["apply", "--server-side", "-f", ssa.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.starts_with("error: Apply failed with 1 conflict"), "{stderr}");
+    assert!(stderr.contains("\"kubectl-client-side-apply\"") && stderr.contains(".spec.replicas"), "{stderr}");
+    assert!(stderr.contains("command with the `--force-conflicts` flag."), "{stderr}");
+    assert_eq!(
+        c.ok(&["apply", "--server-side", "--force-conflicts", "-f", ssa.to_str().unwrap()]),
+        "deployment.apps/nginx-deployment serverside-applied\n"
+    );
+    assert_eq!(api(c, &format!("{DEPLOY}/nginx-deployment")).unwrap()["spec"]["replicas"], 4);
 
     // An explicit -n that contradicts the manifest.
     let other = c.dir.join("other-ns.yaml");

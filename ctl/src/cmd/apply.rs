@@ -328,15 +328,31 @@ pub fn with_context(e: CtlError, verb: &str, source: &str) -> CtlError {
     }
 }
 
-/// A server-side apply conflict, explained the way kubectl explains it.
+/// A server-side apply conflict, explained the way kubectl (1.33) explains it.
 fn ssa_error(e: CtlError, source: &str) -> CtlError {
     match e {
-        CtlError::Server { code: 409, message, .. } if message.starts_with("Apply failed") => CtlError::usage(format!(
-            "{message}\nPlease review the fields above--they currently have other managers. Here\nare the ways you can resolve this warning:\n* If you intend to manage all of these fields, please re-run the apply\n  command with the `--force-conflicts` flag.\n* If you do not intend to manage all of the fields, please edit your\n  manifest to remove references to the fields that should keep their\n  current managers.\n* You may co-own fields by updating your manifest to match the existing\n  value; in which case, you'll become the manager if/when you apply."
-        )),
+        CtlError::Server { code: 409, message, .. } if message.contains("Apply failed") => {
+            // The conflict list starts at "Apply failed"; anything before it is the generic
+            // "Operation cannot be fulfilled" preamble.
+            let conflicts = &message[message.find("Apply failed").unwrap_or(0)..];
+            CtlError::usage(format!("{conflicts}\n{SSA_CONFLICT_HELP}"))
+        }
         other => with_context(other, "patching", source),
     }
 }
+
+/// kubectl's advice after a server-side apply conflict.
+const SSA_CONFLICT_HELP: &str = "Please review the fields above--they currently have other managers. Here
+are the ways you can resolve this warning:
+* If you intend to manage all of these fields, please re-run the apply
+  command with the `--force-conflicts` flag.
+* If you do not intend to manage all of the fields, please edit your
+  manifest to remove references to the fields that should keep their
+  current managers.
+* You may co-own fields by updating your manifest to match the existing
+  value; in this case, you'll become the manager if the other manager(s)
+  stop managing the field (remove it from their configuration).
+See https://kubernetes.io/docs/reference/using-api/server-side-apply/#conflicts";
 
 /// Flags of `create`.
 #[derive(Debug, clap::Args)]
@@ -729,6 +745,23 @@ status: {}
         let s = random_suffix();
         assert_eq!(s.len(), 5);
         assert!(s.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)));
+    }
+
+    #[test]
+    fn ssa_conflicts_read_like_kubectl() {
+        let e = CtlError::Server {
+            reason: "Conflict".into(),
+            code: 409,
+            message: "Operation cannot be fulfilled on  \"\": Apply failed with 1 conflict(s): conflict with \"kubectl-client-side-apply\": .spec.replicas".into(),
+        };
+        let text = ssa_error(e, "x.yaml").to_string();
+        assert!(text.starts_with("error: Apply failed with 1 conflict(s): conflict with \"kubectl-client-side-apply\": .spec.replicas\nPlease review the fields above"), "{text}");
+        assert!(text.ends_with("server-side-apply/#conflicts"));
+        let other = ssa_error(CtlError::not_found("namespaces", "x"), "x.yaml");
+        assert_eq!(
+            other.to_string(),
+            "Error from server (NotFound): error when patching \"x.yaml\": namespaces \"x\" not found"
+        );
     }
 
     #[test]

@@ -334,6 +334,18 @@ fn edit(c: &CtlCluster) {
     let text = std::fs::read_to_string(kept).expect("the edited file is kept");
     assert!(text.contains("# deployments.apps \"web\" was not valid:") && text.contains("  replicas: -1"), "{text}");
     std::fs::remove_file(kept).unwrap();
+
+    // Renaming the object in the editor is refused, with the file kept.
+    let rename = script(c, "rename.sh", "sed -i 's/^  name: web$/  name: renamed/' \"$1\"");
+    let (code, _, stderr) = with_editor(c, &rename, &["edit", "deployment", "web"]);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines[0].starts_with("A copy of your changes has been stored to \""), "{stderr}");
+    assert_eq!(lines[1], "error: At least one of apiVersion, kind and name was changed");
+    std::fs::remove_file(
+        lines[0].trim_start_matches("A copy of your changes has been stored to \"").trim_end_matches('"'),
+    )
+    .unwrap();
     assert_eq!(api(c, &format!("{DEPLOY}/web")).unwrap()["spec"]["replicas"], 3);
 }
 

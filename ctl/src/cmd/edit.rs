@@ -214,6 +214,10 @@ pub async fn run(s: &mut Session, args: EditArgs, out: &mut Out) -> Result<()> {
         let mut failed = Vec::new();
         let mut retryable = false;
         let mut not_found = false;
+        if !items.iter().all(|i| pending.iter().any(|o| same_identity(i, &o.object))) {
+            preserved(&path);
+            return Err(CtlError::usage("At least one of apiVersion, kind and name was changed"));
+        }
         for obj in &pending {
             let Some(edited_obj) = items.iter().find(|i| same_identity(i, &obj.object)) else {
                 continue; // removed from the file: kubectl leaves it alone
@@ -339,9 +343,9 @@ fn rewrite(path: &Path, reasons: &[Reason], body: &str) -> Result<()> {
     std::fs::write(path, format!("{}{body}", header(reasons))).map_err(|e| CtlError::io(path.display().to_string(), e))
 }
 
-/// Same kind and name (the edit may not rename or retype an object).
+/// Same apiVersion, kind and name (the edit may not rename or retype an object).
 fn same_identity(a: &Value, b: &Value) -> bool {
-    a["kind"] == b["kind"] && a["metadata"]["name"] == b["metadata"]["name"]
+    a["apiVersion"] == b["apiVersion"] && a["kind"] == b["kind"] && a["metadata"]["name"] == b["metadata"]["name"]
 }
 
 #[cfg(test)]

@@ -94,6 +94,21 @@ async fn berthctl_changes_objects_like_kubectl() {
     edit(&c);
     nodes(&c);
     delete(&c);
+    failover(c);
+}
+
+/// The kubeconfig lists server 0 first; with it gone, every verb goes to the next server.
+fn failover(mut c: CtlCluster) {
+    c.servers.members[0].kill();
+    let cm = c.dir.join("failover.yaml");
+    std::fs::write(&cm, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: failover}\ndata: {a: '1'}\n").unwrap();
+    let f = cm.to_str().unwrap();
+    // Losing a server may cost the cluster an election before writes go through again.
+    eventually(Duration::from_secs(30), "a write after losing server 0", || c.try_ok(&["apply", "-f", f]).ok());
+    assert_eq!(c.ok(&["apply", "-f", f]), "configmap/failover unchanged\n");
+    assert_eq!(c.ok(&["label", "configmap", "failover", "moved=yes"]), "configmap/failover labeled\n");
+    assert_eq!(c.ok(&["annotate", "-f", f, "note=x"]), "configmap/failover annotated\n");
+    assert_eq!(c.ok(&["delete", "-f", f]), "configmap \"failover\" deleted\n");
 }
 
 fn apply(c: &CtlCluster) {

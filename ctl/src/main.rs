@@ -3,7 +3,16 @@
 use clap::Parser;
 
 fn main() {
-    let cli = berth_ctl::cli::Cli::parse();
+    let cli = match berth_ctl::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // kubectl exits 1 on a bad flag or argument (clap's default is 2); help and
+        // version requests still exit 0.
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
     tracing_subscriber::fmt()
         // Silent unless asked: errors reach the user once, in kubectl's words, from `run`.
         .with_env_filter(

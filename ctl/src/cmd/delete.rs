@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::Method;
 use serde_json::{json, Value};
 
-use crate::cmd::objects::{self, call, finish, DryRun, DryRunArg, Obj, Request, Selection};
+use crate::cmd::objects::{self, call, finish, DryRun, DryRunArg, Obj, Request, SelectFlags, Selection};
 use crate::error::{CtlError, Result};
 use crate::session::{parse_duration, Session};
 use crate::Out;
@@ -21,24 +21,9 @@ const FORCE_WARNING: &str = "Warning: Immediate deletion does not wait for confi
 pub struct DeleteArgs {
     /// TYPE NAME…, TYPE/NAME…, or TYPE with -l / --all.
     pub resources: Vec<String>,
-    /// Files or directories with the objects to delete (`-` for stdin).
-    #[arg(short = 'f', long = "filename")]
-    pub filenames: Vec<String>,
-    /// Process the directory used in -f, --filename recursively.
-    #[arg(short = 'R', long)]
-    pub recursive: bool,
-    /// Selector (label query) to filter on.
-    #[arg(short = 'l', long)]
-    pub selector: Option<String>,
-    /// Selector (field query) to filter on.
-    #[arg(long)]
-    pub field_selector: Option<String>,
-    /// Delete all resources of the given types in the namespace.
-    #[arg(long)]
-    pub all: bool,
-    /// Across all namespaces.
-    #[arg(short = 'A', long)]
-    pub all_namespaces: bool,
+    /// Which objects: -f/-R, -l, --field-selector, --all, -A.
+    #[command(flatten)]
+    pub select: SelectFlags,
     /// Seconds given to the resource to terminate gracefully (negative: the object's default;
     /// 0 only with --force).
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
@@ -160,15 +145,7 @@ pub async fn run(s: &mut Session, args: DeleteArgs, out: &mut Out) -> Result<()>
             return Err(CtlError::usage(format!("unexpected -o output mode: {other}. We only support '-o name'")))
         }
     };
-    let sel = Selection {
-        args: args.resources.clone(),
-        filenames: args.filenames.clone(),
-        recursive: args.recursive,
-        selector: args.selector.clone(),
-        field_selector: args.field_selector.clone(),
-        all: args.all,
-        all_namespaces: args.all_namespaces,
-    };
+    let sel = Selection { args: args.resources.clone(), flags: args.select.clone() };
     let found = objects::select(s, &sel, false).await?;
     if found.objects.is_empty() && found.errors.is_empty() && found.listed {
         return crate::emit(out, "No resources found\n");

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use http::Method;
 use serde_json::Value;
 
-use crate::cmd::objects::{self, call, Obj, Request, Selection, MERGE_PATCH};
+use crate::cmd::objects::{self, call, Obj, Request, SelectFlags, Selection, MERGE_PATCH};
 use crate::error::{CtlError, Result};
 use crate::output::{list_of, to_json, to_yaml};
 use crate::session::Session;
@@ -161,12 +161,9 @@ pub async fn run(s: &mut Session, args: EditArgs, out: &mut Out) -> Result<()> {
         "json" => true,
         other => return Err(CtlError::usage(format!("the edit mode doesn't support output format \"{other}\""))),
     };
-    let sel = Selection {
-        args: args.resources.clone(),
-        filenames: args.filenames.clone(),
-        selector: args.selector.clone(),
-        ..Default::default()
-    };
+    let flags =
+        SelectFlags { filenames: args.filenames.clone(), selector: args.selector.clone(), ..Default::default() };
+    let sel = Selection { args: args.resources.clone(), flags };
     let found = objects::select(s, &sel, true).await?;
     objects::finish(found.errors)?;
     if found.objects.is_empty() {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use http::Method;
 use serde_json::{json, Value};
 
-use crate::cmd::objects::{self, call, finish, DryRun, DryRunArg, Obj, Request, Selection, MERGE_PATCH};
+use crate::cmd::objects::{self, call, finish, DryRun, DryRunArg, Obj, Request, SelectFlags, Selection, MERGE_PATCH};
 use crate::error::{CtlError, Result};
 use crate::session::Session;
 use crate::Out;
@@ -42,24 +42,9 @@ impl Field {
 pub struct LabelArgs {
     /// TYPE NAME… or TYPE/NAME…, followed by KEY=VALUE and KEY- edits.
     pub args: Vec<String>,
-    /// Filename of the objects to update.
-    #[arg(short = 'f', long = "filename")]
-    pub filenames: Vec<String>,
-    /// Process the directory used in -f, --filename recursively.
-    #[arg(short = 'R', long)]
-    pub recursive: bool,
-    /// Selector (label query) to filter on.
-    #[arg(short = 'l', long)]
-    pub selector: Option<String>,
-    /// Selector (field query) to filter on.
-    #[arg(long)]
-    pub field_selector: Option<String>,
-    /// Select all resources of the specified types in the namespace.
-    #[arg(long)]
-    pub all: bool,
-    /// Across all namespaces.
-    #[arg(short = 'A', long)]
-    pub all_namespaces: bool,
+    /// Which objects: -f/-R, -l, --field-selector, --all, -A.
+    #[command(flatten)]
+    pub select: SelectFlags,
     /// Allow existing keys to be overwritten.
     #[arg(long)]
     pub overwrite: bool,
@@ -242,15 +227,7 @@ async fn run_field(s: &mut Session, field: Field, args: LabelArgs, out: &mut Out
     if changes.set.is_empty() && changes.remove.is_empty() && !args.list {
         return Err(CtlError::usage(format!("at least one {} update is required", field.noun())));
     }
-    let sel = Selection {
-        args: resources,
-        filenames: args.filenames.clone(),
-        recursive: args.recursive,
-        selector: args.selector.clone(),
-        field_selector: args.field_selector.clone(),
-        all: args.all,
-        all_namespaces: args.all_namespaces,
-    };
+    let sel = Selection { args: resources, flags: args.select.clone() };
     let found = objects::select(s, &sel, true).await?;
     let single = found.objects.len() == 1;
     let manager = args.field_manager.clone().unwrap_or_else(|| format!("kubectl-{}", field.noun()));

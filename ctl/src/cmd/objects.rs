@@ -176,17 +176,36 @@ impl Obj {
     }
 }
 
-/// Flags that pick objects for the verbs that act on existing objects.
+/// The flags kubectl's object-picking verbs share (`-f`, `-R`, `-l`, `--field-selector`,
+/// `--all`, `-A`), flattened into each verb's own flags.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SelectFlags {
+    /// Files or directories with the objects (`-` for stdin).
+    #[arg(short = 'f', long = "filename")]
+    pub filenames: Vec<String>,
+    /// Process the directory used in -f, --filename recursively.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Selector (label query) to filter on.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Selector (field query) to filter on.
+    #[arg(long)]
+    pub field_selector: Option<String>,
+    /// Select all resources of the given types in the namespace.
+    #[arg(long)]
+    pub all: bool,
+    /// Across all namespaces.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+}
+
+/// What a verb acts on: its positional resource arguments and the picking flags.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
     /// Positional resource arguments (`TYPE NAME…` / `TYPE/NAME…`).
     pub args: Vec<String>,
-    pub filenames: Vec<String>,
-    pub recursive: bool,
-    pub selector: Option<String>,
-    pub field_selector: Option<String>,
-    pub all: bool,
-    pub all_namespaces: bool,
+    pub flags: SelectFlags,
 }
 
 /// What a selection found: the objects, and the per-object errors (names that do not exist)
@@ -203,15 +222,15 @@ pub struct Found {
 /// Finds the objects a selection names. `fetch` controls whether named objects are read from
 /// the server (label, scale, …) or only referenced (delete).
 pub async fn select(s: &mut Session, sel: &Selection, fetch: bool) -> Result<Found> {
-    if sel.all && sel.selector.is_some() {
+    if sel.flags.all && sel.flags.selector.is_some() {
         return Err(CtlError::usage("cannot set --all and --selector at the same time"));
     }
     let mut found = Found::default();
-    if !sel.filenames.is_empty() {
+    if !sel.flags.filenames.is_empty() {
         if !sel.args.is_empty() {
             return Err(CtlError::usage("there is no need to specify a resource type as a separate argument when passing arguments in resource/name form (e.g. 'kubectl get resource/<resource_name>' instead of 'kubectl get resource resource/<resource_name>'"));
         }
-        let docs = manifest::read_sources(&sel.filenames, sel.recursive)?;
+        let docs = manifest::read_sources(&sel.flags.filenames, sel.flags.recursive)?;
         let resolver = s.resolver().await?;
         let default_ns = s.namespace()?;
         for doc in docs {
@@ -274,19 +293,20 @@ async fn select_type(
 ) -> Result<()> {
     let namespace = info.namespaced.then(|| ns.to_string());
     if names.is_empty() {
-        if !sel.all && sel.selector.is_none() && sel.field_selector.is_none() {
+        if !sel.flags.all && sel.flags.selector.is_none() && sel.flags.field_selector.is_none() {
             return Err(CtlError::usage("resource(s) were provided, but no name was specified"));
         }
         found.listed = true;
-        let list_ns = if sel.all_namespaces { None } else { namespace.as_deref() };
-        for object in list(s, info, list_ns, sel.selector.as_deref(), sel.field_selector.as_deref()).await? {
+        let list_ns = if sel.flags.all_namespaces { None } else { namespace.as_deref() };
+        for object in list(s, info, list_ns, sel.flags.selector.as_deref(), sel.flags.field_selector.as_deref()).await?
+        {
             let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
             let namespace = object["metadata"]["namespace"].as_str().map(str::to_string);
             found.objects.push(Obj { info: info.clone(), namespace, name, object, source: None });
         }
         return Ok(());
     }
-    if sel.all || sel.selector.is_some() {
+    if sel.flags.all || sel.flags.selector.is_some() {
         return Err(CtlError::usage("name cannot be provided when a selector is specified"));
     }
     for name in names.iter().cloned() {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::cmd::apply::{create_generated, CreateCommon};
-use crate::cmd::objects::{self, Selection};
+use crate::cmd::objects::{self, SelectFlags, Selection};
 use crate::error::{CtlError, Result};
 use crate::session::Session;
 use crate::Out;
@@ -182,7 +182,8 @@ pub struct ExposeArgs {
 
 /// Runs `expose`.
 pub async fn run_expose(s: &mut Session, args: ExposeArgs, out: &mut Out) -> Result<()> {
-    let sel = Selection { args: args.resource.clone(), filenames: args.filenames.clone(), ..Default::default() };
+    let flags = SelectFlags { filenames: args.filenames.clone(), ..Default::default() };
+    let sel = Selection { args: args.resource.clone(), flags };
     let found = objects::select(s, &sel, true).await?;
     objects::finish(found.errors)?;
     for obj in found.objects {

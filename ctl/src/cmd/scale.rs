@@ -5,7 +5,7 @@
 use http::Method;
 use serde_json::{json, Value};
 
-use crate::cmd::objects::{self, call, finish, DryRun, DryRunArg, Obj, Request, Selection, MERGE_PATCH};
+use crate::cmd::objects::{self, call, finish, DryRun, DryRunArg, Obj, Request, SelectFlags, Selection, MERGE_PATCH};
 use crate::error::{CtlError, Result};
 use crate::session::Session;
 use crate::Out;
@@ -27,18 +27,9 @@ pub struct ScaleArgs {
     /// Precondition for resource version: only scale if it matches.
     #[arg(long)]
     pub resource_version: Option<String>,
-    /// Filename of the objects to scale.
-    #[arg(short = 'f', long = "filename")]
-    pub filenames: Vec<String>,
-    /// Process the directory used in -f, --filename recursively.
-    #[arg(short = 'R', long)]
-    pub recursive: bool,
-    /// Selector (label query) to filter on.
-    #[arg(short = 'l', long)]
-    pub selector: Option<String>,
-    /// Select all resources of the specified types in the namespace.
-    #[arg(long)]
-    pub all: bool,
+    /// Which objects: -f/-R, -l, --field-selector, --all, -A.
+    #[command(flatten)]
+    pub select: SelectFlags,
     /// Output format: name, yaml, json or jsonpath=….
     #[arg(short = 'o', long)]
     pub output: Option<String>,
@@ -88,14 +79,7 @@ pub fn plan(
 pub async fn run(s: &mut Session, args: ScaleArgs, out: &mut Out) -> Result<()> {
     let dry = args.dry_run.get()?;
     let format = objects::output_format(args.output.as_deref())?;
-    let sel = Selection {
-        args: args.resources.clone(),
-        filenames: args.filenames.clone(),
-        recursive: args.recursive,
-        selector: args.selector.clone(),
-        all: args.all,
-        ..Default::default()
-    };
+    let sel = Selection { args: args.resources.clone(), flags: args.select.clone() };
     let found = objects::select(s, &sel, true).await?;
     if found.objects.is_empty() {
         return Err(nothing_to_scale(found.errors));

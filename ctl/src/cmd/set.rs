@@ -6,7 +6,9 @@
 use http::Method;
 use serde_json::{json, Value};
 
-use crate::cmd::objects::{self, call, finish, DryRun, DryRunArg, Obj, Request, Selection, STRATEGIC_PATCH};
+use crate::cmd::objects::{
+    self, call, finish, DryRun, DryRunArg, Obj, Request, SelectFlags, Selection, STRATEGIC_PATCH,
+};
 use crate::error::{CtlError, Result};
 use crate::session::Session;
 use crate::Out;
@@ -30,18 +32,9 @@ pub enum SetWhat {
 pub struct SetImageArgs {
     /// TYPE NAME… or TYPE/NAME…, then CONTAINER=IMAGE….
     pub args: Vec<String>,
-    /// Filename of the objects to update.
-    #[arg(short = 'f', long = "filename")]
-    pub filenames: Vec<String>,
-    /// Process the directory used in -f, --filename recursively.
-    #[arg(short = 'R', long)]
-    pub recursive: bool,
-    /// Selector (label query) to filter on.
-    #[arg(short = 'l', long)]
-    pub selector: Option<String>,
-    /// Select all resources of the specified types in the namespace.
-    #[arg(long)]
-    pub all: bool,
+    /// Which objects: -f/-R, -l, --field-selector, --all, -A.
+    #[command(flatten)]
+    pub select: SelectFlags,
     /// Output format: name, yaml, json or jsonpath=….
     #[arg(short = 'o', long)]
     pub output: Option<String>,
@@ -129,14 +122,7 @@ pub async fn run(s: &mut Session, args: SetArgs, out: &mut Out) -> Result<()> {
     let format = objects::output_format(args.output.as_deref())?;
     let (resources, specs) = objects::split_edits(&args.args);
     let images = parse_images(&specs)?;
-    let sel = Selection {
-        args: resources,
-        filenames: args.filenames.clone(),
-        recursive: args.recursive,
-        selector: args.selector.clone(),
-        all: args.all,
-        ..Default::default()
-    };
+    let sel = Selection { args: resources, flags: args.select.clone() };
     let found = objects::select(s, &sel, true).await?;
     let mut errors = found.errors;
     for obj in found.objects {

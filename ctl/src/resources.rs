@@ -92,6 +92,22 @@ impl ResourceInfo {
         path
     }
 
+    /// A v1 type for unit tests (singular = lower-cased kind, no verbs or categories).
+    #[cfg(test)]
+    pub(crate) fn for_test(group: &str, kind: &str, plural: &str, short: &[&str], namespaced: bool) -> ResourceInfo {
+        ResourceInfo {
+            group: group.into(),
+            version: "v1".into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            singular: kind.to_ascii_lowercase(),
+            short_names: short.iter().map(|s| s.to_string()).collect(),
+            namespaced,
+            verbs: vec![],
+            categories: vec![],
+        }
+    }
+
     /// True when `word` names this type.
     fn matches(&self, word: &str) -> bool {
         let lower = word.to_ascii_lowercase();
@@ -237,17 +253,7 @@ mod tests {
     use super::*;
 
     fn info(group: &str, kind: &str, plural: &str, short: &[&str]) -> ResourceInfo {
-        ResourceInfo {
-            group: group.into(),
-            version: "v1".into(),
-            kind: kind.into(),
-            plural: plural.into(),
-            singular: kind.to_ascii_lowercase(),
-            short_names: short.iter().map(|s| s.to_string()).collect(),
-            namespaced: true,
-            verbs: vec![],
-            categories: vec![],
-        }
+        ResourceInfo::for_test(group, kind, plural, short, true)
     }
 
     #[test]

@@ -269,16 +269,7 @@ async fn fetch_tables(
     if names.is_empty() {
         return Ok(vec![list_all(session, info, ns, args, true).await?]);
     }
-    let mut tables = Vec::new();
-    for name in names {
-        match get_json(session, &info.url_path(ns, Some(name)), true).await {
-            Ok(t) => tables.push(t),
-            Err(e) if e.is_not_found() && args.ignore_not_found => {}
-            Err(e) if matches!(e, CtlError::Server { .. }) => errors.push(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(tables)
+    fetch_named(session, info, ns, names, args, true, errors).await
 }
 
 /// Objects for a type (with apiVersion/kind filled in, as kubectl prints list items).
@@ -290,24 +281,39 @@ async fn fetch_objects(
     args: &GetArgs,
     errors: &mut Vec<CtlError>,
 ) -> Result<Vec<Value>> {
-    let mut objects = Vec::new();
-    if names.is_empty() {
+    let mut objects = if names.is_empty() {
         let list = list_all(session, info, ns, args, false).await?;
-        objects.extend(list["items"].as_array().cloned().unwrap_or_default());
+        list["items"].as_array().cloned().unwrap_or_default()
     } else {
-        for name in names {
-            match get_json(session, &info.url_path(ns, Some(name)), false).await {
-                Ok(o) => objects.push(o),
-                Err(e) if e.is_not_found() && args.ignore_not_found => {}
-                Err(e) if matches!(e, CtlError::Server { .. }) => errors.push(e),
-                Err(e) => return Err(e),
-            }
-        }
-    }
+        fetch_named(session, info, ns, names, args, false, errors).await?
+    };
     for o in &mut objects {
         with_type(o, info);
     }
     Ok(objects)
+}
+
+/// Each named object (as a Table when `table`); server errors about one object are
+/// collected in `errors` (NotFound dropped with `--ignore-not-found`), others end the command.
+async fn fetch_named(
+    session: &mut Session,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    names: &[String],
+    args: &GetArgs,
+    table: bool,
+    errors: &mut Vec<CtlError>,
+) -> Result<Vec<Value>> {
+    let mut found = Vec::new();
+    for name in names {
+        match get_json(session, &info.url_path(ns, Some(name)), table).await {
+            Ok(v) => found.push(v),
+            Err(e) if e.is_not_found() && args.ignore_not_found => {}
+            Err(e) if matches!(e, CtlError::Server { .. }) => errors.push(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(found)
 }
 
 /// Fills `apiVersion`/`kind`, which list items leave out.

@@ -436,15 +436,9 @@ mod tests {
 
     fn info(group: &str, kind: &str, plural: &str, short: &[&str], namespaced: bool) -> ResourceInfo {
         ResourceInfo {
-            group: group.into(),
-            version: "v1".into(),
-            kind: kind.into(),
-            plural: plural.into(),
-            singular: kind.to_ascii_lowercase(),
-            short_names: short.iter().map(|s| s.to_string()).collect(),
-            namespaced,
             verbs: vec!["list".into(), "get".into(), "create".into()],
             categories: if kind == "Pod" { vec!["all".into()] } else { vec![] },
+            ..ResourceInfo::for_test(group, kind, plural, short, namespaced)
         }
     }
 

@@ -411,17 +411,7 @@ mod tests {
     use serde_json::json;
 
     fn pods() -> ResourceInfo {
-        ResourceInfo {
-            group: String::new(),
-            version: "v1".into(),
-            kind: "Pod".into(),
-            plural: "pods".into(),
-            singular: "pod".into(),
-            short_names: vec!["po".into()],
-            namespaced: true,
-            verbs: vec![],
-            categories: vec![],
-        }
+        ResourceInfo::for_test("", "Pod", "pods", &["po"], true)
     }
 
     fn columns() -> Value {

@@ -287,17 +287,7 @@ mod tests {
     use super::*;
 
     fn info(group: &str, kind: &str, plural: &str) -> ResourceInfo {
-        ResourceInfo {
-            group: group.into(),
-            version: "v1".into(),
-            kind: kind.into(),
-            plural: plural.into(),
-            singular: kind.to_ascii_lowercase(),
-            short_names: vec![],
-            namespaced: true,
-            verbs: vec![],
-            categories: vec![],
-        }
+        ResourceInfo::for_test(group, kind, plural, &[], true)
     }
 
     #[test]

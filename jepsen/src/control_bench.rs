@@ -264,9 +264,11 @@ pub struct SchedulingConfig {
     pub nodes: usize,
     pub pods: usize,
     pub deployments: usize,
-    /// Create the pods directly (256 creates in flight) instead of through Deployments:
-    /// measures the scheduler without the ReplicaSet controller's creation rate.
+    /// Create the pods directly (`create_concurrency` creates in flight) instead of through
+    /// Deployments: measures the scheduler without the ReplicaSet controller's creation rate.
     pub bare_pods: bool,
+    /// Pod creates in flight with `bare_pods` (more keeps a fast scheduler fed).
+    pub create_concurrency: usize,
 }
 
 #[derive(Debug, Default)]
@@ -356,9 +358,10 @@ pub async fn scheduling(dir: &Path, cfg: &SchedulingConfig) -> BenchResult<Sched
     let creator = if cfg.bare_pods {
         let pods: Api<Pod> = Api::namespaced(clients[1].clone(), "default");
         let count = cfg.pods;
+        let in_flight = cfg.create_concurrency.max(1);
         Some(tokio::spawn(async move {
             futures::stream::iter(0..count)
-                .for_each_concurrent(256, |i| {
+                .for_each_concurrent(in_flight, |i| {
                     let pods = pods.clone();
                     async move {
                         let _ = pods.create(&PostParams::default(), &bare_pod(i)).await;

@@ -38,9 +38,12 @@ enum Bench {
         pods: usize,
         #[arg(long, default_value_t = 10)]
         deployments: usize,
-        /// Create bare pods (256 in flight) instead of Deployments: the scheduler alone.
+        /// Create bare pods instead of Deployments: the scheduler alone.
         #[arg(long)]
         bare_pods: bool,
+        /// Pod creates in flight with --bare-pods.
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        create_concurrency: u64,
     },
 }
 
@@ -61,12 +64,18 @@ async fn main() -> Result<()> {
             let (created, bound) = control_bench::failover(&dir, &cfg).await.context("failover benchmark")?;
             control_bench::print_failover(&created, &bound);
         }
-        Bench::Scheduling { nodes, pods, deployments, bare_pods } => {
+        Bench::Scheduling { nodes, pods, deployments, bare_pods, create_concurrency } => {
             anyhow::ensure!(
                 nodes > 0 && deployments > 0 && pods >= deployments,
                 "need nodes > 0 and pods >= deployments > 0"
             );
-            let cfg = SchedulingConfig { nodes, pods, deployments, bare_pods };
+            let cfg = SchedulingConfig {
+                nodes,
+                pods,
+                deployments,
+                bare_pods,
+                create_concurrency: create_concurrency as usize,
+            };
             let report = control_bench::scheduling(&dir, &cfg).await.context("scheduling benchmark")?;
             report.print();
         }

@@ -61,7 +61,10 @@ pub struct SchedulerConfig {
     /// The `schedulerName` served (and the Events' reporting component).
     pub name: String,
     /// Bind requests in flight at once: enough for the store to batch many binds into
-    /// one Raft entry, few enough not to swamp the API.
+    /// one Raft entry, few enough not to swamp the API. Measured with
+    /// `berth-bench-control scheduling --bare-pods --create-concurrency 1024` (3 servers,
+    /// 1,000 hollow nodes, 2 cores): 128 in flight bound 1,516–1,652 pods/s, 512 bound
+    /// 1,829–2,253 pods/s.
     pub max_binds_in_flight: usize,
     /// Concurrent status/Event writes.
     pub side_effect_concurrency: usize,
@@ -75,7 +78,7 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             name: DEFAULT_SCHEDULER.into(),
-            max_binds_in_flight: 128,
+            max_binds_in_flight: 512,
             side_effect_concurrency: 16,
             scheduled_events: true,
             timings: QueueTimings::default(),

@@ -12,7 +12,7 @@
 //! write is logged and dropped, never retried.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
@@ -71,6 +71,49 @@ struct Seen {
 #[derive(Clone)]
 pub struct Recorder {
     queue: mpsc::Sender<Pending>,
+    spam: Arc<Mutex<SpamFilter>>,
+}
+
+/// client-go's `EventSourceObjectSpamFilter`: each (source, involved object) may record a
+/// burst of 25 events, then one per 5 minutes; the rest are dropped. A ReplicaSet creating
+/// 1,000 pods records 25 `SuccessfulCreate` events in Kubernetes, not 1,000 — and neither
+/// does Berth, so events do not compete with the pods themselves for the store.
+#[derive(Debug, Default)]
+pub struct SpamFilter {
+    buckets: HashMap<String, Bucket>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Burst of events per (source, object).
+pub const SPAM_BURST: f64 = 25.0;
+/// One more event allowed per this long.
+pub const SPAM_REFILL: Duration = Duration::from_secs(300);
+
+impl SpamFilter {
+    /// Whether an event for `key` may be recorded at `now` (takes a token if so).
+    pub fn allow(&mut self, key: &str, now: Instant) -> bool {
+        if self.buckets.len() >= MAX_REMEMBERED && !self.buckets.contains_key(key) {
+            // Forget the least recently used object (client-go keeps an LRU of 4096).
+            if let Some(oldest) = self.buckets.iter().min_by_key(|(_, b)| b.at).map(|(k, _)| k.clone()) {
+                self.buckets.remove(&oldest);
+            }
+        }
+        let bucket = self.buckets.entry(key.to_string()).or_insert(Bucket { tokens: SPAM_BURST, at: now });
+        let refilled = now.saturating_duration_since(bucket.at).as_secs_f64() / SPAM_REFILL.as_secs_f64();
+        bucket.tokens = (bucket.tokens + refilled).min(SPAM_BURST);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// An event waiting to be written.
@@ -124,7 +167,7 @@ impl Recorder {
         let (queue, pending) = mpsc::channel(QUEUE);
         let writer = Writer { client, component: component.into(), seen: Mutex::default() };
         tokio::spawn(writer.run(pending));
-        Recorder { queue }
+        Recorder { queue, spam: Arc::default() }
     }
 
     /// Queues an event about `obj`; returns at once.
@@ -138,6 +181,18 @@ impl Recorder {
             reason: reason.into(),
             message: message.into(),
         };
+        let spam_key = format!(
+            "{}/{}/{}/{}/{}",
+            obj.api_version.as_deref().unwrap_or(""),
+            key.kind,
+            key.namespace,
+            key.name,
+            key.uid
+        );
+        if !self.spam.lock().unwrap().allow(&spam_key, Instant::now()) {
+            tracing::trace!(reason, object = %key.name, "event rate-limited (per-object burst spent)");
+            return;
+        }
         if self.queue.try_send(Pending { obj: obj.clone(), key }).is_err() {
             tracing::debug!(reason, "event queue full; dropping the event");
         }
@@ -251,6 +306,17 @@ mod tests {
             message: "m".into(),
         };
         Pending { obj, key }
+    }
+
+    #[test]
+    fn each_object_gets_a_burst_of_25_then_one_per_five_minutes() {
+        let mut filter = SpamFilter::default();
+        let t0 = Instant::now();
+        assert_eq!((0..30).filter(|_| filter.allow("rs/a", t0)).count(), 25);
+        assert!(filter.allow("rs/b", t0), "another object has its own bucket");
+        assert!(!filter.allow("rs/a", t0 + Duration::from_secs(60)));
+        assert!(filter.allow("rs/a", t0 + SPAM_REFILL));
+        assert!(!filter.allow("rs/a", t0 + SPAM_REFILL));
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub enum ApiError {
     AlreadyExists(Subject),
     #[error("Operation cannot be fulfilled on {} \"{}\": {message}", qualified(&subject.kind, &subject.group), subject.name)]
     Conflict { subject: Subject, message: String },
+    /// A server-side apply that would take fields other managers own (kube-apiserver's
+    /// `NewApplyConflict`: the message alone, one cause per conflicting field).
+    #[error("{message}")]
+    ApplyConflict { message: String, causes: Vec<Cause> },
     /// `Deployment.apps "web" is invalid: [spec.selector: Required value, …]`.
     #[error("{qualified_kind} \"{name}\" is invalid: {}", invalid_summary(.causes))]
     Invalid { qualified_kind: String, name: String, group: String, kind: String, causes: Vec<Cause> },
@@ -95,7 +99,9 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::AlreadyExists(_) | ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::AlreadyExists(_) | ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => {
+                StatusCode::CONFLICT
+            }
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Gone(_) | ApiError::Expired(_) => StatusCode::GONE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -113,7 +119,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::NotFound(_) => "NotFound",
             ApiError::AlreadyExists(_) => "AlreadyExists",
-            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::Gone(_) => "Gone",
             ApiError::Expired(_) => "Expired",
@@ -142,6 +148,9 @@ impl ApiError {
             ApiError::NotFound(s) | ApiError::AlreadyExists(s) | ApiError::Conflict { subject: s, .. } => {
                 Some(json!({"name": s.name, "group": s.group, "kind": s.kind}))
             }
+            ApiError::ApplyConflict { causes, .. } => Some(json!({
+                "causes": causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect::<Vec<_>>(),
+            })),
             ApiError::Invalid { name, group, kind, causes, .. } => Some(json!({
                 "name": name,
                 "group": group,
@@ -191,5 +200,28 @@ mod tests {
         assert_eq!(inv.to_string(), r#"Deployment.apps "web" is invalid: [a: Required value, b: Required value]"#);
         assert_eq!(inv.status()["details"]["causes"][1]["message"], "b: Required value");
         assert_eq!(ApiError::from(StoreError::Timeout).code(), StatusCode::GATEWAY_TIMEOUT);
+    }
+}
+
+#[cfg(test)]
+mod apply_conflict_tests {
+    use crate::api::handlers::apply_conflict_message;
+
+    #[test]
+    fn apply_conflicts_read_like_kube_apiserver() {
+        let one = vec![("kubectl-client-side-apply".to_string(), ".spec.replicas".to_string())];
+        assert_eq!(
+            apply_conflict_message(&one),
+            "Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\": .spec.replicas"
+        );
+        let many = vec![
+            ("m2".to_string(), ".spec.replicas".to_string()),
+            ("m1".to_string(), ".metadata.labels.app".to_string()),
+            ("m2".to_string(), ".spec.paused".to_string()),
+        ];
+        assert_eq!(
+            apply_conflict_message(&many),
+            "Apply failed with 3 conflicts: conflicts with \"m1\":\n- .metadata.labels.app\nconflicts with \"m2\":\n- .spec.replicas\n- .spec.paused"
+        );
     }
 }

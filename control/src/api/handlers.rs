@@ -360,14 +360,36 @@ pub fn patch_error(e: patch::PatchError) -> ApiError {
             kind: String::new(),
             causes: vec![super::error::Cause { reason: "FieldValueInvalid".into(), message: m, field: String::new() }],
         },
-        patch::PatchError::Conflicts(list) => {
-            let detail: Vec<String> = list.iter().map(|(m, f)| format!("conflict with {m:?}: {f}")).collect();
-            ApiError::Conflict {
-                subject: Default::default(),
-                message: format!("Apply failed with {} conflict(s): {}", list.len(), detail.join("; ")),
-            }
-        }
+        patch::PatchError::Conflicts(list) => ApiError::ApplyConflict {
+            message: apply_conflict_message(&list),
+            causes: list
+                .iter()
+                .map(|(manager, field)| super::error::Cause {
+                    reason: "FieldManagerConflict".into(),
+                    message: format!("conflict with {manager:?}"),
+                    field: field.clone(),
+                })
+                .collect(),
+        },
     }
+}
+
+/// kube-apiserver's wording for apply conflicts (`getConflictMessage`): one conflict on one
+/// line; several grouped by manager (sorted), one `- path` line each.
+pub fn apply_conflict_message(conflicts: &[(String, String)]) -> String {
+    if let [(manager, field)] = conflicts {
+        return format!("Apply failed with 1 conflict: conflict with {manager:?}: {field}");
+    }
+    let mut by_manager: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (manager, field) in conflicts {
+        by_manager.entry(manager).or_default().push(field);
+    }
+    let mut lines = Vec::new();
+    for (manager, fields) in by_manager {
+        lines.push(format!("conflicts with {manager:?}:"));
+        lines.extend(fields.iter().map(|f| format!("- {f}")));
+    }
+    format!("Apply failed with {} conflicts: {}", conflicts.len(), lines.join("\n"))
 }
 
 /// Applies a decoded patch of `kind` to `doc`.

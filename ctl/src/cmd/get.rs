@@ -185,21 +185,17 @@ fn finish(mut errors: Vec<CtlError>) -> Result<()> {
 
 /// The query string of a list: selectors and paging.
 pub(crate) fn list_query(args: &GetArgs, extra: &[(&str, String)]) -> String {
-    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
     if let Some(l) = &args.selector {
-        pairs.push(("labelSelector".into(), l.clone()));
+        query.append_pair("labelSelector", l);
     }
     if let Some(f) = &args.field_selector {
-        pairs.push(("fieldSelector".into(), f.clone()));
+        query.append_pair("fieldSelector", f);
     }
     for (k, v) in extra {
-        pairs.push((k.to_string(), v.clone()));
+        query.append_pair(k, v);
     }
-    let mut ser = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in &pairs {
-        ser.append_pair(k, v);
-    }
-    ser.finish()
+    query.finish()
 }
 
 /// GETs `path` (a Table when `table`), failing over between servers.

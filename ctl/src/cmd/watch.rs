@@ -43,6 +43,8 @@ pub struct WatchPrinter {
     /// Per object (namespace/name): the resourceVersion and table row last printed.
     seen: HashMap<String, (u64, Value)>,
     printed: usize,
+    /// The `-o jsonpath` template, parsed once (`OutputFormat::parse` validated it).
+    template: Option<jsonpath::Template>,
 }
 
 /// The outcome of one watch line.
@@ -59,6 +61,10 @@ pub enum Step {
 impl WatchPrinter {
     /// A printer for one type in one format.
     pub fn new(format: OutputFormat, info: ResourceInfo, opts: TableOptions, events_column: bool) -> WatchPrinter {
+        let template = match &format {
+            OutputFormat::JsonPath(t) => jsonpath::Template::parse(t).ok(),
+            _ => None,
+        };
         WatchPrinter {
             format,
             info,
@@ -68,6 +74,7 @@ impl WatchPrinter {
             widths: vec![],
             seen: HashMap::new(),
             printed: 0,
+            template,
         }
     }
 
@@ -88,25 +95,21 @@ impl WatchPrinter {
                     cells.insert(0, "ADDED".into());
                 }
                 grid.rows.push(cells);
-                self.remember(row, row);
+                self.remember(row);
             }
             self.widths = table::widths(&grid);
             if self.opts.no_headers {
                 grid.header.clear();
             }
-            if print && !(grid.rows.is_empty() && self.opts.no_headers) {
-                if grid.rows.is_empty() && !self.events_column {
-                    // kubectl prints the header only once there is a row to go under it.
-                    grid.header.clear();
-                    self.printed = 0;
-                } else {
-                    text = table::render(&grid);
-                    self.printed = 1;
-                }
+            // kubectl prints the header only once there is a row to go under it (with
+            // --output-watch-events it prints the EVENT header at once).
+            if print && (!grid.rows.is_empty() || (self.events_column && !self.opts.no_headers)) {
+                text = table::render(&grid);
+                self.printed = 1;
             }
         } else {
             for item in list["items"].as_array().cloned().unwrap_or_default() {
-                self.remember(&item, &item);
+                self.remember(&item);
                 if print {
                     text.push_str(&self.object_text("ADDED", &item));
                 }
@@ -122,11 +125,12 @@ impl WatchPrinter {
         (key, rv)
     }
 
-    /// `subject` is a Table row (`object` = metadata) or a full object.
-    fn remember(&mut self, subject: &Value, printed: &Value) {
+    /// `subject` is a Table row (`object` = metadata) or a full object; it is what a
+    /// later deletion found by a re-list prints.
+    fn remember(&mut self, subject: &Value) {
         let meta_holder = if self.format.is_table() { &subject["object"] } else { subject };
         let (key, rv) = Self::key(meta_holder);
-        self.seen.insert(key, (rv, printed.clone()));
+        self.seen.insert(key, (rv, subject.clone()));
     }
 
     /// One line of the watch stream.
@@ -169,7 +173,7 @@ impl WatchPrinter {
                     if kind == "DELETED" {
                         self.seen.remove(&key);
                     } else {
-                        self.remember(object, object);
+                        self.remember(object);
                     }
                     Step::Print(self.object_text(kind, object), Some(rv.to_string()))
                 }
@@ -186,7 +190,7 @@ impl WatchPrinter {
         if kind == "DELETED" {
             self.seen.remove(&key);
         } else {
-            self.remember(row, row);
+            self.remember(row);
         }
         (self.table_line(kind, row), Some(rv.to_string()))
     }
@@ -227,8 +231,8 @@ impl WatchPrinter {
             }
             OutputFormat::Json => output::to_json(&object),
             OutputFormat::Name => format!("{}\n", output::name_of(&self.info, &object)),
-            OutputFormat::JsonPath(t) => {
-                jsonpath::Template::parse(t).and_then(|t| t.render(&object)).unwrap_or_default()
+            OutputFormat::JsonPath(_) => {
+                self.template.as_ref().and_then(|t| t.render(&object).ok()).unwrap_or_default()
             }
             OutputFormat::Table | OutputFormat::Wide => String::new(),
         };
@@ -256,7 +260,7 @@ impl WatchPrinter {
                 Some(_) => "MODIFIED",
                 None => "ADDED",
             };
-            self.remember(item, item);
+            self.remember(item);
             if table {
                 text.push_str(&self.table_line(kind, item));
             } else {

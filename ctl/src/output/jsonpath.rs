@@ -11,7 +11,6 @@ use crate::error::{CtlError, Result};
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
-    source: String,
     nodes: Vec<Node>,
 }
 
@@ -67,14 +66,13 @@ impl Template {
         if !stack.is_empty() {
             return Err(bad("unclosed range"));
         }
-        Ok(Template { source: source.to_string(), nodes })
+        Ok(Template { nodes })
     }
 
     /// Renders the template against `root`.
     pub fn render(&self, root: &Value) -> Result<String> {
         let mut out = String::new();
         render_nodes(&self.nodes, root, root, &mut out);
-        let _ = &self.source;
         Ok(out)
     }
 }

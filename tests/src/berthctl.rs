@@ -94,17 +94,12 @@ impl CtlCluster {
     }
 
     fn write_kubeconfig_to(&self, path: &Path, first: usize) {
-        let mut api: Vec<String> = self.api_urls();
-        let len = api.len();
-        api.rotate_left(first % len);
-        let etcd: Vec<String> = self.servers.endpoints();
-        let quote = |v: &[String]| v.iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ");
-        let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: berth\n  cluster:\n    server: \"{}\"\n    extensions:\n    - name: berth.dev/servers\n      extension:\n        apiServers: [{}]\n        etcdEndpoints: [{}]\ncontexts:\n- name: berth\n  context: {{cluster: berth, user: admin, namespace: default}}\ncurrent-context: berth\nusers:\n- name: admin\n  user: {{}}\n",
-            api[0],
-            quote(&api),
-            quote(&etcd)
-        );
+        let mut api_servers = self.api_urls();
+        let len = api_servers.len();
+        api_servers.rotate_left(first % len);
+        let servers =
+            berth_proto::kubeconfig::ServersExtension { api_servers, etcd_endpoints: self.servers.endpoints() };
+        let text = berth_proto::kubeconfig::admin_kubeconfig_yaml("berth", &servers);
         std::fs::write(path, text).expect("writing the kubeconfig");
     }
 

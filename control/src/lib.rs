@@ -94,6 +94,8 @@ impl ControlPlane {
             status: status.clone(),
             cache,
             settings: Arc::new(settings),
+            // Replaced by the supervisor with a fresh set for each leadership term.
+            informers: tasks::workqueue::Informers::new(client.clone(), shutdown.child_token()),
         };
         let supervisor = tokio::spawn(supervisor::run(store, tasks::all(), ctx, shutdown));
         tracing::info!(%api_addr, "Kubernetes API listening");

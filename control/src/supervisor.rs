@@ -35,6 +35,8 @@ pub struct TaskContext {
     /// This server's watch cache: tasks that sweep every object read it, not the store.
     pub cache: Arc<crate::cache::WatchCache>,
     pub settings: Arc<crate::tasks::Settings>,
+    /// The informers the tasks of this leadership term share (a fresh set per term).
+    pub informers: Arc<crate::tasks::workqueue::Informers>,
 }
 
 impl TaskContext {
@@ -134,7 +136,8 @@ pub async fn run(store: Store, tasks: Vec<(&'static str, TaskFn)>, base: TaskCon
                 if let Some(term) = decision {
                     tracing::info!(term, "leading: starting leader tasks");
                     let cancel = shutdown.child_token();
-                    let ctx = TaskContext { term, ..base.clone() };
+                    let informers = crate::tasks::workqueue::Informers::new(base.client.clone(), cancel.clone());
+                    let ctx = TaskContext { term, informers, ..base.clone() };
                     let handles = tasks
                         .iter()
                         .map(|(name, f)| {

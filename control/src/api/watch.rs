@@ -22,10 +22,18 @@ use crate::cache::{EventType, WatchItem};
 const MAX_WATCH: Duration = Duration::from_secs(3600);
 const DEFAULT_WATCH: Duration = Duration::from_secs(1800);
 
-fn line(kind: &str, object: Value) -> Bytes {
-    let mut s = json!({"type": kind, "object": object}).to_string();
-    s.push('\n');
-    Bytes::from(s)
+/// One watch line, `{"type":…,"object":…}` and a newline (kube-apiserver's field order),
+/// serialized straight from the borrowed object: a watch event is encoded once per watcher,
+/// so a deep copy of every object per event is what this avoids.
+fn line(kind: &str, object: &Value) -> Bytes {
+    let mut buf = Vec::with_capacity(1024);
+    buf.extend_from_slice(b"{\"type\":");
+    // Writing JSON into a Vec cannot fail: strings and Values always serialize.
+    let _ = serde_json::to_writer(&mut buf, kind);
+    buf.extend_from_slice(b",\"object\":");
+    let _ = serde_json::to_writer(&mut buf, object);
+    buf.extend_from_slice(b"}\n");
+    Bytes::from(buf)
 }
 
 /// Encodes watch items for one client (object, Table rows, or metadata).
@@ -37,6 +45,7 @@ struct Encoder {
 impl Encoder {
     fn event(&mut self, kind: EventType, obj: &Value) -> Bytes {
         let object = match self.req.rendering {
+            Rendering::Object if !self.req.target.info.is_legacy_alias() => return line(kind.as_str(), obj),
             Rendering::Object => present(&self.req.target, obj.clone()),
             Rendering::Metadata => {
                 json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"].clone()})
@@ -49,7 +58,7 @@ impl Encoder {
                 t
             }
         };
-        line(kind.as_str(), object)
+        line(kind.as_str(), &object)
     }
 
     fn bookmark(&self, revision: i64, initial_end: bool) -> Bytes {
@@ -58,12 +67,12 @@ impl Encoder {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        line("BOOKMARK", json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": meta}))
+        line("BOOKMARK", &json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": meta}))
     }
 }
 
 fn error_event(e: &ApiError) -> Bytes {
-    line("ERROR", e.status())
+    line("ERROR", &e.status())
 }
 
 pub async fn serve(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {

@@ -7,9 +7,10 @@
 //! dirty and comes back once the worker is done (client-go's `processing`/`dirty` sets).
 //! Failed keys come back with exponential back-off; `add_after` is the requeue safety net.
 
+use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -19,21 +20,16 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Resource;
 use serde::de::DeserializeOwned;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// An informer of a controller's own kind: every change enqueues the object's key, and a
 /// re-list asks for a full resync.
-pub fn primary_informer<K>(
-    api: Api<K>,
-    cancel: CancellationToken,
-    queue: Arc<WorkQueue>,
-    resync: Arc<Notify>,
-) -> Store<K>
+pub fn primary_informer<K>(informers: &Informers, queue: Arc<WorkQueue>, resync: Arc<Notify>) -> Store<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
 {
-    informer(api, cancel, move |change| match change {
+    informers.subscribe(move |change: Change<'_, K>| match change {
         Change::Object { obj, .. } => queue.add(Key::of(obj)),
         Change::Resynced => resync.notify_one(),
     })
@@ -42,8 +38,7 @@ where
 /// An informer of a controller's children (`C`): a change enqueues the owners it concerns
 /// (see [`owners_to_sync`]); a re-list asks for a full resync.
 pub fn child_informer<C, O>(
-    api: Api<C>,
-    cancel: CancellationToken,
+    informers: &Informers,
     queue: Arc<WorkQueue>,
     resync: Arc<Notify>,
     owners: Store<O>,
@@ -53,7 +48,7 @@ where
     C: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
     O: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
-    informer(api, cancel, move |change| match change {
+    informers.subscribe(move |change: Change<'_, C>| match change {
         Change::Object { obj, .. } => {
             owners_to_sync(&owners, obj.meta(), selector_of).into_iter().for_each(|k| queue.add(k))
         }
@@ -275,12 +270,86 @@ pub enum Change<'a, K> {
     Resynced,
 }
 
-/// Starts an informer for `api` that runs until `cancel`: returns its cache and calls
-/// `on_change` after each change is in the cache.
-pub fn informer<K>(
+// By hand: derived impls would ask `K: Clone`, but only a reference is copied.
+impl<K> Clone for Change<'_, K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K> Copy for Change<'_, K> {}
+
+/// What a subscriber of a shared informer is told after each change is in the cache.
+type Handler<K> = Box<dyn Fn(Change<'_, K>) + Send + Sync>;
+
+/// One informer shared by every subscriber of its kind: one watch, one decode per event.
+struct Shared<K: Resource<DynamicType = ()> + 'static> {
+    store: Store<K>,
+    handlers: Arc<RwLock<Vec<Handler<K>>>>,
+}
+
+/// The informers of one leadership term, shared by every leader task (client-go's
+/// `SharedInformerFactory`): the ReplicaSet, Deployment and other workload controllers
+/// all follow pods, and each private informer cost a watch stream, a JSON encode on the
+/// server side and a typed decode per pod event — the leader's largest cost when ten
+/// thousand pods are created at once. Each kind's informer starts on its first
+/// subscription and stops with the term's cancellation token.
+pub struct Informers {
+    client: kube::Client,
+    cancel: CancellationToken,
+    started: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    /// Whether each started informer has completed its first list. Not the reflector
+    /// store's own `wait_until_ready`: that future keeps only the last poller's waker, so
+    /// with two controllers waiting on one shared store, one of them was never woken.
+    synced: Mutex<Vec<watch::Receiver<bool>>>,
+}
+
+impl Informers {
+    pub fn new(client: kube::Client, cancel: CancellationToken) -> Arc<Informers> {
+        Arc::new(Informers { client, cancel, started: Mutex::default(), synced: Mutex::default() })
+    }
+
+    /// Waits until every informer started so far (the caller's included) has listed.
+    /// Returns early only when the term ends; callers check their cancellation token.
+    pub async fn wait_synced(&self) {
+        let receivers = self.synced.lock().unwrap().clone();
+        for mut synced in receivers {
+            let _ = synced.wait_for(|done| *done).await;
+        }
+    }
+
+    /// The cache of every `K` in the cluster; `on_change` is called after each change
+    /// (and after each re-list) from now on. A subscriber joining after the first list
+    /// missed the events of the objects already cached: it reads them from the cache
+    /// (every controller enqueues all its objects when it starts).
+    pub fn subscribe<K>(&self, on_change: impl Fn(Change<'_, K>) + Send + Sync + 'static) -> Store<K>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
+    {
+        let shared = {
+            let mut started = self.started.lock().unwrap();
+            let entry = started.entry(TypeId::of::<K>()).or_insert_with(|| {
+                let handlers: Arc<RwLock<Vec<Handler<K>>>> = Arc::default();
+                let (synced_tx, synced_rx) = watch::channel(false);
+                self.synced.lock().unwrap().push(synced_rx);
+                let api = Api::<K>::all(self.client.clone());
+                let store = start_informer(api, self.cancel.clone(), handlers.clone(), synced_tx);
+                Arc::new(Shared { store, handlers })
+            });
+            entry.clone().downcast::<Shared<K>>().expect("informers are keyed by their type")
+        };
+        shared.handlers.write().unwrap().push(Box::new(on_change));
+        shared.store.clone()
+    }
+}
+
+/// Starts an informer for `api` that runs until `cancel`: returns its cache, tells every
+/// handler after each change is in the cache, and `synced` once the first list is.
+fn start_informer<K>(
     api: Api<K>,
     cancel: CancellationToken,
-    on_change: impl Fn(Change<'_, K>) + Send + 'static,
+    handlers: Arc<RwLock<Vec<Handler<K>>>>,
+    synced: watch::Sender<bool>,
 ) -> Store<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
@@ -294,14 +363,23 @@ where
                 _ = cancel.cancelled() => return,
                 e = stream.next() => e,
             };
-            match event {
-                Some(Ok(watcher::Event::Apply(obj))) => on_change(Change::Object { obj: &obj, deleted: false }),
-                Some(Ok(watcher::Event::Delete(obj))) => on_change(Change::Object { obj: &obj, deleted: true }),
-                Some(Ok(watcher::Event::InitDone)) => on_change(Change::Resynced),
-                Some(Ok(_)) => {}
+            let change = match &event {
+                Some(Ok(watcher::Event::Apply(obj))) => Change::Object { obj, deleted: false },
+                Some(Ok(watcher::Event::Delete(obj))) => Change::Object { obj, deleted: true },
+                Some(Ok(watcher::Event::InitDone)) => {
+                    synced.send_replace(true);
+                    Change::Resynced
+                }
+                Some(Ok(_)) => continue,
                 // The back-off wrapper retries; the error is only worth a debug line.
-                Some(Err(e)) => tracing::debug!(kind = %K::kind(&()), error = %e, "watch failed; retrying"),
+                Some(Err(e)) => {
+                    tracing::debug!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
+                    continue;
+                }
                 None => return,
+            };
+            for handler in handlers.read().unwrap().iter() {
+                handler(change);
             }
         }
     });

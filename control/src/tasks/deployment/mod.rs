@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, Recorder};
 use super::ownership;
-use super::workqueue::{child_informer, informer, primary_informer, run_workers, Change, Key, WorkQueue};
+use super::workqueue::{child_informer, primary_informer, run_workers, Change, Key, WorkQueue};
 use crate::supervisor::TaskContext;
 use plan::{plan_deployment, DeploymentPlan};
 
@@ -292,20 +292,15 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let cancel = cancel.child_token();
     let queue = WorkQueue::new(cancel.clone());
     let resync = Arc::new(tokio::sync::Notify::new());
-    let deployments =
-        primary_informer(Api::<Deployment>::all(ctx.client.clone()), cancel.clone(), queue.clone(), resync.clone());
-    let replicasets = child_informer(
-        Api::<ReplicaSet>::all(ctx.client.clone()),
-        cancel.clone(),
-        queue.clone(),
-        resync.clone(),
-        deployments.clone(),
-        |d: &Deployment| d.spec.as_ref().map(|s| &s.selector),
-    );
+    let deployments = primary_informer(&ctx.informers, queue.clone(), resync.clone());
+    let replicasets: Store<ReplicaSet> =
+        child_informer(&ctx.informers, queue.clone(), resync.clone(), deployments.clone(), |d: &Deployment| {
+            d.spec.as_ref().map(|s| &s.selector)
+        });
     // Pods matter only to Recreate, which waits for the old pods to be gone.
-    let pods = informer(Api::<Pod>::all(ctx.client.clone()), cancel.clone(), {
+    let pods = ctx.informers.subscribe({
         let (queue, replicasets) = (queue.clone(), replicasets.clone());
-        move |change| {
+        move |change: Change<'_, Pod>| {
             let Change::Object { obj, deleted: true } = change else { return };
             let Some(owner) = ownership::controller_of(&obj.metadata).filter(|o| o.kind == "ReplicaSet") else {
                 return;
@@ -318,14 +313,9 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
             }
         }
     });
-    let ready = async {
-        let _ = deployments.wait_until_ready().await;
-        let _ = replicasets.wait_until_ready().await;
-        let _ = pods.wait_until_ready().await;
-    };
     tokio::select! {
         _ = cancel.cancelled() => return,
-        _ = ready => {}
+        _ = ctx.informers.wait_synced() => {}
     }
     tracing::info!("deployment controller started");
     let controller = Arc::new(Controller {

@@ -158,7 +158,8 @@ pub fn node_should_run(node: &Node, ds: &DaemonSet) -> (bool, bool) {
 /// The DaemonSet's current revision: a hash of its template and collision count.
 pub fn revision_hash(ds: &DaemonSet) -> String {
     let template = ds.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
-    compute_hash(&template, ds.status.as_ref().and_then(|s| s.collision_count))
+    // No collisions and a collision count of 0 are the same revision.
+    compute_hash(&template, ds.status.as_ref().and_then(|s| s.collision_count).filter(|c| *c != 0))
 }
 
 /// Whether a pod runs the DaemonSet's current template (`IsPodUpdated`, by hash).

@@ -83,7 +83,9 @@ fn template(set: &StatefulSet) -> PodTemplateSpec {
 
 /// The revision name of the set's template: `NAME-<hash>`.
 pub fn update_revision(set: &StatefulSet) -> String {
-    let collisions = set.status.as_ref().and_then(|s| s.collision_count);
+    // No collisions and a collision count of 0 are the same revision (the first status
+    // write turns the one into the other).
+    let collisions = set.status.as_ref().and_then(|s| s.collision_count).filter(|c| *c != 0);
     format!("{}-{}", set.metadata.name.as_deref().unwrap_or_default(), compute_hash(&template(set), collisions))
 }
 

@@ -89,6 +89,11 @@ fn new_pods_carry_their_identity() {
     assert_eq!(labels[POD_INDEX_LABEL], "0");
     assert_eq!(labels[CONTROLLER_REVISION_HASH], update_revision(&s));
     assert!(update_revision(&s).starts_with("web-"));
+    // The first status write (collisionCount 0) does not change the revision.
+    let mut written = s.clone();
+    written.status = Some(plan_statefulset(&s, &[], t(100)).status);
+    assert_eq!(written.status.as_ref().unwrap().collision_count, Some(0));
+    assert_eq!(update_revision(&written), update_revision(&s));
     assert_eq!(labels["app"], "web");
     assert_eq!(p.metadata.owner_references.as_ref().unwrap()[0].kind, "StatefulSet");
 }

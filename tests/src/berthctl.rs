@@ -57,8 +57,7 @@ impl CtlCluster {
         let dir = tempfile::Builder::new().prefix("berthctl-test").tempdir().expect("tempdir").keep();
         let mut spec = ClusterSpec::new(Db::Berth, servers);
         spec.extra_args = server_args.iter().map(|a| a.to_string()).collect();
-        let cluster =
-            ProcessCluster::start(&spec, &dir.join("servers")).expect("starting berth-server processes");
+        let cluster = ProcessCluster::start(&spec, &dir.join("servers")).expect("starting berth-server processes");
         let mut this = CtlCluster { servers: cluster, kubeconfig: dir.join("kubeconfig"), dir, agent: None };
         this.servers.wait_ready(Duration::from_secs(30)).await.expect("store ready");
         this.write_kubeconfig();

@@ -89,7 +89,11 @@ fn terminating(p: &Value) -> bool {
 
 fn ready(p: &Value) -> bool {
     p["status"]["phase"] == "Running"
-        && p["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True")
+        && p["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
 fn revision(p: &Value) -> &str {
@@ -183,10 +187,7 @@ async fn daemonset_follows_nodes_and_survives_drain() {
     // drain refuses DaemonSet pods without --ignore-daemonsets, and leaves them with it.
     let before = pods(&c, "app=agent").into_iter().find(|p| node_of(p) == "hollow-0").unwrap();
     let (_, stderr) = c.fails(&["drain", "hollow-0"]);
-    assert!(
-        stderr.contains("cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore)"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore)"), "{stderr}");
     c.ok(&["drain", "hollow-0", "--ignore-daemonsets", "--timeout=30s"]);
     let after = pods(&c, "app=agent").into_iter().find(|p| node_of(p) == "hollow-0").unwrap();
     assert_eq!(after["metadata"]["uid"], before["metadata"]["uid"]);
@@ -292,24 +293,29 @@ async fn statefulset_orders_creation_scale_down_and_partitioned_update() {
 
     // volumeClaimTemplates are refused with a clear message.
     let mut with_claims: Value = serde_json::from_str(&statefulset_manifest("data", "data", 1, "busybox")).unwrap();
-    with_claims["spec"]["volumeClaimTemplates"] =
-        json!([{"metadata": {"name": "www"}, "spec": {"accessModes": ["ReadWriteOnce"],
+    with_claims["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "www"}, "spec": {"accessModes": ["ReadWriteOnce"],
             "resources": {"requests": {"storage": "1Gi"}}}}]);
     let out = c.run(&["apply", "-f", "-"], Some(&with_claims.to_string()));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("spec.volumeClaimTemplates: Forbidden: persistent volume claims are not supported by Berth yet"),
+        stderr
+            .contains("spec.volumeClaimTemplates: Forbidden: persistent volume claims are not supported by Berth yet"),
         "{stderr}"
     );
     assert!(c.fails(&["get", "statefulset", "data"]).1.contains("not found"));
 
     let watch = Watcher::start(&c, "app=web");
-    c.ok_stdin(&["apply", "-f", "-"], &statefulset_manifest("web", "web", 3, "busybox"));
+    // minReadySeconds 1: each step of the ordered creation lasts long enough to be seen.
+    let mut web: Value = serde_json::from_str(&statefulset_manifest("web", "web", 3, "busybox")).unwrap();
+    web["spec"]["minReadySeconds"] = json!(1);
+    c.ok_stdin(&["apply", "-f", "-"], &web.to_string());
     eventually(WAIT, "web-0..2 Ready", || sts_ready(&c, "app=web", &["web-0", "web-1", "web-2"]).then_some(()));
 
     let snapshots = watch.take();
-    assert!(!snapshots.is_empty());
+    for n in 1..=2 {
+        assert!(snapshots.iter().any(|s| s.len() == n), "never saw exactly {n} pods: creation was not stepwise");
+    }
     for s in &snapshots {
         for i in 1..3 {
             if s.contains_key(&format!("web-{i}")) {
@@ -318,7 +324,11 @@ async fn statefulset_orders_creation_scale_down_and_partitioned_update() {
                     .iter()
                     .map(|s| s.iter().map(|(n, p)| format!("{n}:{}", p.ready)).collect::<Vec<_>>().join(","))
                     .collect();
-                assert!(prev.is_some_and(|p| p.ready), "web-{i} existed before web-{} was Ready: {s:?}\n{history:#?}", i - 1);
+                assert!(
+                    prev.is_some_and(|p| p.ready),
+                    "web-{i} existed before web-{} was Ready: {s:?}\n{history:#?}",
+                    i - 1
+                );
             }
         }
     }
@@ -368,6 +378,7 @@ async fn statefulset_orders_creation_scale_down_and_partitioned_update() {
     eventually(WAIT, "four Ready", || sts_ready(&c, "app=web", &["web-0", "web-1", "web-2", "web-3"]).then_some(()));
     watch.take();
     let mut updated: Value = serde_json::from_str(&statefulset_manifest("web", "web", 4, "busybox:1.36")).unwrap();
+    updated["spec"]["minReadySeconds"] = json!(1);
     updated["spec"]["updateStrategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 2}});
     c.ok_stdin(&["apply", "-f", "-"], &updated.to_string());
     let update_revision = eventually(WAIT, "a new update revision", || {

@@ -124,7 +124,8 @@ impl Controller {
             let results = join_all(now.iter().map(|pod| {
                 let (api, params) = (&pod_api, &params);
                 async move { (pod, api.create(params, pod).await) }
-            })).await;
+            }))
+            .await;
             let mut failure = None;
             for (pod, result) in results {
                 let name = pod.metadata.name.as_deref().unwrap_or_default();

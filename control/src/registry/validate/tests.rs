@@ -150,7 +150,9 @@ fn web_statefulset_with_claims() -> Value {
 fn statefulset_volume_claim_templates_are_refused() {
     assert_eq!(
         create_msgs("StatefulSet", web_statefulset_with_claims()),
-        vec!["spec.volumeClaimTemplates: Forbidden: persistent volume claims are not supported by Berth yet".to_string()]
+        vec![
+            "spec.volumeClaimTemplates: Forbidden: persistent volume claims are not supported by Berth yet".to_string()
+        ]
     );
     // An empty list is no claim at all.
     let mut sts = web_statefulset();

@@ -146,9 +146,8 @@ pub fn node_should_run(node: &Node, ds: &DaemonSet) -> (bool, bool) {
         return (false, false);
     }
     let taints: &[Taint] = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
-    let untolerated = |effects: &[&str]| {
-        taints.iter().any(|t| effects.contains(&t.effect.as_str()) && !tolerates(&tolerations, t))
-    };
+    let untolerated =
+        |effects: &[&str]| taints.iter().any(|t| effects.contains(&t.effect.as_str()) && !tolerates(&tolerations, t));
     if untolerated(&["NoSchedule", "NoExecute"]) {
         return (false, !untolerated(&["NoExecute"]));
     }

@@ -198,6 +198,10 @@ async fn daemonset_follows_nodes_and_survives_drain() {
         pods(&c, "app=agent").iter().all(|p| node_of(p) != "extra-0").then_some(())
     });
     eventually(WAIT, "status back to two nodes", || (ds_status(&c) == (2, 2, 2, 2, 2, 0)).then_some(()));
+    let row = c.ok(&["get", "daemonset", "agent", "--no-headers"]);
+    assert_eq!(row.split_whitespace().take(6).collect::<Vec<_>>(), ["agent", "2", "2", "2", "2", "2"], "{row}");
+    let out = c.ok(&["rollout", "status", "daemonset/agent", "--timeout=30s"]);
+    assert!(out.contains("daemon set \"agent\" successfully rolled out"), "{out}");
 }
 
 /// A pod as one poll saw it.
@@ -414,6 +418,10 @@ async fn statefulset_orders_creation_scale_down_and_partitioned_update() {
     assert_eq!((s["currentReplicas"].as_i64(), s["updatedReplicas"].as_i64()), (Some(2), Some(2)));
     let generation = get(&c, "statefulset", "web")["metadata"]["generation"].clone();
     assert_eq!(s["observedGeneration"], generation);
+    let out = c.ok(&["rollout", "status", "statefulset/web", "--timeout=30s"]);
+    assert!(out.contains("partitioned roll out complete: 2 new pods have been updated"), "{out}");
+    let row = c.ok(&["get", "statefulset", "web", "--no-headers"]);
+    assert_eq!(row.split_whitespace().take(2).collect::<Vec<_>>(), ["web", "4/4"], "{row}");
     let events = c.ok(&["get", "events", "--field-selector", "involvedObject.name=web"]);
     assert!(events.contains("create Pod web-0 in StatefulSet web successful"), "{events}");
     assert!(events.contains("delete Pod web-3 in StatefulSet web successful"), "{events}");

@@ -194,6 +194,28 @@ async fn daemonset_follows_nodes_and_survives_drain() {
     assert!(!terminating(&after) && ready(&after));
     c.ok(&["uncordon", "hollow-0"]);
 
+    // A template change rolls out node by node (maxUnavailable 1): one of the two nodes
+    // keeps a Ready pod throughout.
+    let on_hollow = |p: &Value| node_of(p).starts_with("hollow-");
+    let old_hash = revision(&pods(&c, "app=agent").into_iter().find(on_hollow).unwrap()).to_string();
+    let watch = Watcher::start(&c, "app=agent");
+    let mut changed: Value = serde_json::from_str(&daemonset_manifest()).unwrap();
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:1.36");
+    c.ok_stdin(&["apply", "-f", "-"], &changed.to_string());
+    eventually(WAIT, "both nodes run the new template", || {
+        let p = pods(&c, "app=agent");
+        let live: Vec<&Value> = p.iter().filter(|p| on_hollow(p) && !terminating(p)).collect();
+        (live.len() == 2 && live.iter().all(|p| ready(p) && revision(p) != old_hash)).then_some(())
+    });
+    eventually(WAIT, "status: both updated", || (ds_status(&c) == (2, 2, 2, 2, 2, 0)).then_some(()));
+    let snapshots = watch.take();
+    drop(watch);
+    for s in &snapshots {
+        let serving = s.values().filter(|p| p.node.starts_with("hollow-") && p.ready && !p.terminating).count();
+        assert!(serving >= 1, "both nodes unavailable at once: {s:?}");
+    }
+    assert_eq!(get(&c, "daemonset", "agent")["status"]["observedGeneration"], 2);
+
     eventually(Duration::from_secs(60), "the deleted node's pod collected", || {
         pods(&c, "app=agent").iter().all(|p| node_of(p) != "extra-0").then_some(())
     });
@@ -202,12 +224,17 @@ async fn daemonset_follows_nodes_and_survives_drain() {
     assert_eq!(row.split_whitespace().take(6).collect::<Vec<_>>(), ["agent", "2", "2", "2", "2", "2"], "{row}");
     let out = c.ok(&["rollout", "status", "daemonset/agent", "--timeout=30s"]);
     assert!(out.contains("daemon set \"agent\" successfully rolled out"), "{out}");
+    let events = c.ok(&["get", "events", "--field-selector", "involvedObject.name=agent"]);
+    for reason in ["SuccessfulCreate", "Created pod: agent-", "SuccessfulDelete", "Deleted pod: agent-"] {
+        assert!(events.contains(reason), "{reason} in {events}");
+    }
 }
 
 /// A pod as one poll saw it.
 #[derive(Debug, Clone)]
 struct Seen {
     uid: String,
+    node: String,
     ready: bool,
     terminating: bool,
     revision: String,
@@ -245,6 +272,7 @@ impl Watcher {
                             .map(|p| {
                                 let seen = Seen {
                                     uid: p["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
+                                    node: node_of(p).to_string(),
                                     ready: ready(p),
                                     terminating: terminating(p),
                                     revision: revision(p).to_string(),

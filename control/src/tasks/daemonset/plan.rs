@@ -317,14 +317,21 @@ pub fn plan_daemonset(ds: &DaemonSet, nodes: &[&Node], pods: &[&Pod], manage: bo
 }
 
 /// `podsShouldBeOnNode`: create the missing pod, replace failed ones, remove duplicates
-/// and pods from nodes they may no longer run on.
+/// and pods from nodes they may no longer run on. A node whose pod is still terminating
+/// gets its new pod only once the old one is gone (or has finished), as in Kubernetes:
+/// two daemons never overlap on a node because of a slow shutdown.
 fn manage_node(plan: &mut DaemonSetPlan, view: &NodeView<'_>, max_surge: i32) {
+    let finished = |p: &Pod| matches!(phase(p), Some("Failed" | "Succeeded"));
+    let exists = view.pods.iter().any(|p| !(ownership::is_deleting(&p.metadata) && finished(p)));
     let live: Vec<&Pod> = view.pods.iter().copied().filter(|p| !ownership::is_deleting(&p.metadata)).collect();
-    if view.should_run {
+    if view.should_run && !exists {
+        plan.create_on.push(view.name.to_string());
+    } else if view.may_continue {
         let mut running = Vec::new();
         for pod in live {
             match phase(pod) {
                 Some("Failed") => {
+                    // Replaced on a later sync, once this one is gone.
                     plan.failed.push(FailedPod { pod: pod_ref(pod).name, node: view.name.to_string() });
                     plan.delete.push(pod_ref(pod));
                 }
@@ -332,11 +339,7 @@ fn manage_node(plan: &mut DaemonSetPlan, view: &NodeView<'_>, max_surge: i32) {
                 _ => running.push(pod),
             }
         }
-        if running.is_empty() {
-            plan.create_on.push(view.name.to_string());
-            return;
-        }
-        if running.len() == 1 {
+        if running.len() <= 1 {
             return;
         }
         if max_surge == 0 {
@@ -359,7 +362,7 @@ fn manage_node(plan: &mut DaemonSetPlan, view: &NodeView<'_>, max_surge: i32) {
                 plan.delete.push(pod_ref(old));
             }
         }
-    } else if !view.may_continue {
+    } else {
         plan.delete.extend(live.iter().map(|p| pod_ref(p)));
     }
 }

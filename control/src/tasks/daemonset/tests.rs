@@ -166,8 +166,16 @@ fn pods_leave_nodes_that_stop_matching_and_duplicates_and_failures_go() {
     failed.status.as_mut().unwrap().phase = Some("Failed".into());
     let plan = plan_daemonset(&d, &[&a], &[&failed], true, t(100));
     assert_eq!(names(&plan.delete), vec!["agent-failed"]);
-    assert_eq!(plan.create_on, vec!["a".to_string()], "replaced in the same sync, as Kubernetes does");
+    assert!(plan.create_on.is_empty(), "replaced once it is gone");
     assert_eq!(plan.failed, vec![FailedPod { pod: "agent-failed".into(), node: "a".into() }]);
+    // Being deleted and finished: it no longer holds the node.
+    failed.metadata.deletion_timestamp = Some(Time(t(90)));
+    assert_eq!(plan_daemonset(&d, &[&a], &[&failed], true, t(100)).create_on, vec!["a".to_string()]);
+    // Still shutting down: the new pod waits.
+    let mut stopping = daemon_pod(&d, "agent-stopping", "a", &hash, 1, true);
+    stopping.metadata.deletion_timestamp = Some(Time(t(90)));
+    let plan = plan_daemonset(&d, &[&a], &[&stopping], true, t(100));
+    assert!(plan.create_on.is_empty() && plan.delete.is_empty());
 
     // A deleted Node: an unbound pod for it is deleted here, a bound one is left to pod GC.
     let mut unbound = daemon_pod(&d, "agent-ghost", "gone", &hash, 1, false);

@@ -338,9 +338,10 @@ async fn statefulset_orders_creation_scale_down_and_partitioned_update() {
     assert!(c.fails(&["get", "statefulset", "data"]).1.contains("not found"));
 
     let watch = Watcher::start(&c, "app=web");
-    // minReadySeconds 1: each step of the ordered creation lasts long enough to be seen.
+    // minReadySeconds 2: each step of the ordered creation lasts at least a second (Ready
+    // times have whole-second precision), long enough for the watcher to see it.
     let mut web: Value = serde_json::from_str(&statefulset_manifest("web", "web", 3, "busybox")).unwrap();
-    web["spec"]["minReadySeconds"] = json!(1);
+    web["spec"]["minReadySeconds"] = json!(2);
     c.ok_stdin(&["apply", "-f", "-"], &web.to_string());
     eventually(WAIT, "web-0..2 Ready", || sts_ready(&c, "app=web", &["web-0", "web-1", "web-2"]).then_some(()));
 
@@ -410,7 +411,7 @@ async fn statefulset_orders_creation_scale_down_and_partitioned_update() {
     eventually(WAIT, "four Ready", || sts_ready(&c, "app=web", &["web-0", "web-1", "web-2", "web-3"]).then_some(()));
     watch.take();
     let mut updated: Value = serde_json::from_str(&statefulset_manifest("web", "web", 4, "busybox:1.36")).unwrap();
-    updated["spec"]["minReadySeconds"] = json!(1);
+    updated["spec"]["minReadySeconds"] = json!(2);
     updated["spec"]["updateStrategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 2}});
     c.ok_stdin(&["apply", "-f", "-"], &updated.to_string());
     let update_revision = eventually(WAIT, "a new update revision", || {
@@ -460,7 +461,7 @@ async fn statefulset_pod_on_a_dead_node_is_replaced_only_once_it_is_gone() {
     let c = CtlCluster::start_with_server_args(
         1,
         Agent::Fake(1),
-        &["--node-monitor-grace-period", "3s", "--pod-eviction-timeout", "1s"],
+        &["--node-monitor-grace-period", "5s", "--pod-eviction-timeout", "1s"],
     )
     .await;
     // The pod must land on the node that will die: keep it off hollow-0 for now.

@@ -1,10 +1,12 @@
-//! The leader-only tasks this server runs (DaemonSet, StatefulSet, Job, CronJob, HPA and
-//! quota controllers join them in a later issue):
+//! The leader-only tasks this server runs (Job, CronJob, HPA and quota controllers join
+//! them in a later issue):
 //! * [`scheduler`] — binds pending pods to nodes;
 //! * [`leases`] — publishes who leads in `kube-system` Leases and creates the system
 //!   namespaces;
 //! * [`replicaset`] — keeps each ReplicaSet's pods;
 //! * [`deployment`] — rolls Deployments out through ReplicaSets;
+//! * [`daemonset`] — one pod of each DaemonSet on every eligible node;
+//! * [`statefulset`] — StatefulSet pods with stable identities, in order;
 //! * [`endpoints`] — Endpoints of Services with selectors;
 //! * [`node_lifecycle`] — unreachable nodes: conditions, taints, evictions;
 //! * [`gc`] — the garbage collector (ownerReferences cascades);
@@ -13,6 +15,7 @@
 //! * [`ownership`] and [`workqueue`] — what the workload controllers share (claiming,
 //!   pod availability; informers and the work queue).
 
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod events;
@@ -23,6 +26,7 @@ pub mod node_lifecycle;
 pub mod ownership;
 pub mod replicaset;
 pub mod scheduler;
+pub mod statefulset;
 pub mod workqueue;
 
 use std::sync::Arc;
@@ -53,6 +57,8 @@ pub fn all() -> Vec<(&'static str, TaskFn)> {
         ("scheduler", Arc::new(|ctx, cancel| Box::pin(scheduler::run(ctx, cancel)))),
         ("replicaset-controller", Arc::new(|ctx, cancel| Box::pin(replicaset::run(ctx, cancel)))),
         ("deployment-controller", Arc::new(|ctx, cancel| Box::pin(deployment::run(ctx, cancel)))),
+        ("daemonset-controller", Arc::new(|ctx, cancel| Box::pin(daemonset::run(ctx, cancel)))),
+        ("statefulset-controller", Arc::new(|ctx, cancel| Box::pin(statefulset::run(ctx, cancel)))),
         ("endpoints-controller", Arc::new(|ctx, cancel| Box::pin(endpoints::run(ctx, cancel)))),
         ("node-lifecycle-controller", Arc::new(|ctx, cancel| Box::pin(node_lifecycle::run(ctx, cancel)))),
         ("garbage-collector", Arc::new(|ctx, cancel| Box::pin(gc::run(ctx, cancel)))),

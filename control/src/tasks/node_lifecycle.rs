@@ -11,7 +11,13 @@
 //!   NoExecute taints at once. Eviction is a graceful delete: the pod stays Terminating
 //!   until its agent confirms — or, if the Node object is deleted, until this task force
 //!   deletes it — while its controller already replaces it elsewhere. When the node comes
-//!   back its agent finishes those deletions, so nothing moves back.
+//!   back its agent finishes those deletions, so nothing moves back. Never a forced
+//!   (grace 0) delete here: a StatefulSet pod's name may only be reused once the old pod
+//!   is confirmed gone, and a forced delete would let a replacement run next to a pod
+//!   that may still be running on a partitioned node. Deployment pods are replaced at
+//!   once anyway (their ReplicaSet does not count terminating pods).
+//! * Pods bound to a Node that was deleted are force-deleted (Kubernetes' pod GC): at
+//!   once if already terminating, after a 40 s quarantine otherwise.
 //!
 //! Heartbeats are compared by *change*, timed on this server's clock (as kube-controller-
 //! manager does): a server that just became leader gives every node a full grace period

@@ -140,7 +140,16 @@ pub(crate) fn validate_statefulset(obj: &Value, errs: &mut Errs) {
         }
     }
     let mut claim_names = Vec::new();
-    for (cp, claim) in objects_at(errs, spec, p, "volumeClaimTemplates") {
+    let claims = objects_at(errs, spec, p, "volumeClaimTemplates");
+    if !claims.is_empty() {
+        // Berth has no PersistentVolumeClaims (nor volumes to bind them to): refusing the
+        // set is better than running pods whose claim volumes silently do not exist.
+        errs.push(FieldError::forbidden(
+            "spec.volumeClaimTemplates",
+            "persistent volume claims are not supported by Berth yet",
+        ));
+    }
+    for (cp, claim) in claims {
         let cm = obj_at(errs, claim, &cp, "metadata");
         let name = cm.map(|m| string_or_empty(errs, m, &child(&cp, "metadata"), "name")).unwrap_or("");
         let np = child(&cp, "metadata.name");

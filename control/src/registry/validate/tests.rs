@@ -127,16 +127,37 @@ fn web_statefulset() -> Value {
                         "name": "nginx", "image": "registry.k8s.io/nginx-slim:0.24",
                         "ports": [{"containerPort": 80, "name": "web"}],
                         "volumeMounts": [{"name": "www", "mountPath": "/usr/share/nginx/html"}]
-                    }]
+                    }],
+                    "volumes": [{"name": "www", "emptyDir": {}}]
                 }
-            },
-            "volumeClaimTemplates": [{
-                "metadata": {"name": "www"},
-                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "my-storage-class",
-                         "resources": {"requests": {"storage": "1Gi"}}}
-            }]
+            }
         }
     })
+}
+
+/// Kubernetes' documentation example: storage from a claim template instead of a volume.
+fn web_statefulset_with_claims() -> Value {
+    let mut sts = edit(web_statefulset(), "/spec/template/spec/volumes", None);
+    sts["spec"]["volumeClaimTemplates"] = json!([{
+        "metadata": {"name": "www"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "my-storage-class",
+                 "resources": {"requests": {"storage": "1Gi"}}}
+    }]);
+    sts
+}
+
+#[test]
+fn statefulset_volume_claim_templates_are_refused() {
+    assert_eq!(
+        create_msgs("StatefulSet", web_statefulset_with_claims()),
+        vec![
+            "spec.volumeClaimTemplates: Forbidden: persistent volume claims are not supported by Berth yet".to_string()
+        ]
+    );
+    // An empty list is no claim at all.
+    let mut sts = web_statefulset();
+    sts["spec"]["volumeClaimTemplates"] = json!([]);
+    assert!(create_msgs("StatefulSet", sts).is_empty());
 }
 
 fn headless_nginx_service() -> Value {

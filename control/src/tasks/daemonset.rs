@@ -1,0 +1,297 @@
+//! The DaemonSet controller: one pod of each DaemonSet on every eligible node, as
+//! Kubernetes' `DaemonSetsController` does.
+//!
+//! * [`plan`] is the pure decision (which nodes need a pod, which pods go, the rolling
+//!   update, the status).
+//! * [`run`] is the leader task: informers for DaemonSets, pods and Nodes → work queue →
+//!   workers that carry a plan out through the API. A Node change that matters to
+//!   placement (labels, taints, cordon, readiness) or a Node's arrival or removal requeues
+//!   every DaemonSet; heartbeats do not. Creations go out in slow-start batches and are
+//!   remembered (expectations) until the pod cache shows them, so a sync racing its own
+//!   writes never puts two pods on one node. Deletions carry a uid precondition.
+//!
+//! Pods are not bound here: each new pod carries a required node affinity on
+//! `metadata.name` and the scheduler binds it, as in Kubernetes since 1.12.
+
+pub mod plan;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::join_all;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::reflector::{ObjectRef, Store};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::events::{reference, EventType, Recorder};
+use super::replicaset::{slow_start_batches, Expectations, PodRef};
+use super::workqueue::{child_informer, informer, primary_informer, run_workers, Change, Key, WorkQueue};
+use crate::supervisor::TaskContext;
+use plan::{new_pod, plan_daemonset};
+
+const WORKERS: usize = 2;
+/// Safety net for missed events.
+const RESYNC_EVERY: Duration = Duration::from_secs(30);
+const COMPONENT: &str = "daemonset-controller";
+
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+struct SyncError {
+    what: String,
+    #[source]
+    source: kube::Error,
+}
+
+fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> SyncError {
+    let what = what.into();
+    move |source| SyncError { what, source }
+}
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+/// What of a Node decides where daemons run: labels, taints, cordon, Ready. A change of
+/// anything else (heartbeats, images, addresses) requeues nothing.
+fn placement_fingerprint(node: &Node) -> String {
+    let spec = node.spec.as_ref();
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.status.clone());
+    json!({
+        "labels": node.metadata.labels,
+        "taints": spec.and_then(|s| s.taints.as_ref()),
+        "unschedulable": spec.and_then(|s| s.unschedulable),
+        "ready": ready,
+    })
+    .to_string()
+}
+
+struct Controller {
+    ctx: TaskContext,
+    daemonsets: Store<DaemonSet>,
+    pods: Store<Pod>,
+    nodes: Store<Node>,
+    queue: Arc<WorkQueue>,
+    expectations: Mutex<Expectations>,
+    recorder: Recorder,
+}
+
+impl Controller {
+    #[tracing::instrument(skip_all, fields(daemonset = %key))]
+    async fn sync(&self, key: &Key) -> Result<(), SyncError> {
+        let Some(ds) = self.daemonsets.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
+            self.expectations.lock().unwrap().forget(key);
+            return Ok(());
+        };
+        let pods: Vec<Arc<Pod>> =
+            self.pods.state().into_iter().filter(|p| p.metadata.namespace.as_deref() == Some(&key.namespace)).collect();
+        let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
+        let nodes = self.nodes.state();
+        let nodes: Vec<&Node> = nodes.iter().map(|n| n.as_ref()).collect();
+        let manage = self.expectations.lock().unwrap().satisfied(key, &pods);
+        let plan = plan_daemonset(&ds, &nodes, &pods, manage, Timestamp::now());
+        let pod_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
+
+        for change in plan.adopt.iter().chain(&plan.release) {
+            let patch = json!({"metadata": {
+                "resourceVersion": change.resource_version,
+                "ownerReferences": change.owner_references,
+            }});
+            let result = pod_api.patch(&change.pod, &PatchParams::default(), &Patch::Merge(&patch)).await;
+            self.ctx.status.record(result.is_ok());
+            match result {
+                Ok(_) => {}
+                Err(e) if is_status(&e, 404) => {}
+                Err(e) => return Err(api_err(format!("claiming pod {}", change.pod))(e)),
+            }
+        }
+        for failed in &plan.failed {
+            let message = format!(
+                "Found failed daemon pod {}/{} on node {}, will try to kill it",
+                key.namespace, failed.pod, failed.node
+            );
+            self.recorder.publish(&reference(&*ds), EventType::Warning, "FailedDaemonPod", &message).await;
+        }
+        // Deletions first, as Kubernetes' `syncNodes` (a replaced pod frees its host ports).
+        let deleted = self.delete_pods(key, &ds, &pod_api, &plan.delete).await;
+        let created = self.create_pods(key, &ds, &pod_api, &plan.create_on, &plan.hash).await;
+        deleted?;
+        created?;
+
+        if ds.status.as_ref() != Some(&plan.status) {
+            let api: Api<DaemonSet> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
+            let mut updated = (*ds).clone();
+            updated.status = Some(plan.status.clone());
+            // `updated` carries the resourceVersion this status was computed from.
+            let result = api.replace_status(&key.name, &PostParams::default(), &updated).await;
+            self.ctx.status.record(result.is_ok());
+            match result {
+                Ok(_) => {}
+                Err(e) if is_status(&e, 404) => {}
+                Err(e) => return Err(api_err("updating status")(e)),
+            }
+        }
+        if let Some(after) = plan.requeue_after {
+            self.queue.add_after(key.clone(), after);
+        }
+        Ok(())
+    }
+
+    async fn create_pods(
+        &self,
+        key: &Key,
+        ds: &DaemonSet,
+        api: &Api<Pod>,
+        nodes: &[String],
+        hash: &str,
+    ) -> Result<(), SyncError> {
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(count = nodes.len(), "creating daemon pods");
+        let params = PostParams::default();
+        let mut left = nodes;
+        for batch in slow_start_batches(nodes.len()) {
+            let (now, rest) = left.split_at(batch);
+            left = rest;
+            let pods: Vec<Pod> = now.iter().map(|node| new_pod(ds, node, hash)).collect();
+            let results = join_all(pods.iter().map(|pod| api.create(&params, pod))).await;
+            let mut created = Vec::new();
+            let mut failure = None;
+            for result in results {
+                self.ctx.status.record(result.is_ok());
+                match result {
+                    Ok(pod) => created.push(pod.metadata.name.unwrap_or_default()),
+                    Err(e) => failure = Some(e),
+                }
+            }
+            self.expectations.lock().unwrap().expect_created(key, created.iter().cloned());
+            for name in &created {
+                let message = format!("Created pod: {name}");
+                self.recorder.publish(&reference(ds), EventType::Normal, "SuccessfulCreate", &message).await;
+            }
+            if let Some(e) = failure {
+                let message = format!("Error creating: {e}");
+                self.recorder.publish(&reference(ds), EventType::Warning, "FailedCreate", &message).await;
+                return Err(api_err("creating daemon pods")(e));
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_pods(&self, key: &Key, ds: &DaemonSet, api: &Api<Pod>, pods: &[PodRef]) -> Result<(), SyncError> {
+        if pods.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(count = pods.len(), "deleting daemon pods");
+        self.expectations.lock().unwrap().expect_deleted(key, pods.iter().filter_map(|p| p.uid.clone()));
+        let results = join_all(pods.iter().map(|p| {
+            let params = DeleteParams {
+                preconditions: Some(Preconditions { uid: p.uid.clone(), resource_version: None }),
+                ..Default::default()
+            };
+            async move { (p, api.delete(&p.name, &params).await) }
+        }))
+        .await;
+        let mut failure = None;
+        for (pod, result) in results {
+            self.ctx.status.record(result.is_ok());
+            match result {
+                Ok(_) => {
+                    let message = format!("Deleted pod: {}", pod.name);
+                    self.recorder.publish(&reference(ds), EventType::Normal, "SuccessfulDelete", &message).await;
+                }
+                Err(e) if is_status(&e, 404) || is_status(&e, 409) => {}
+                Err(e) => {
+                    let message = format!("Error deleting: {e}");
+                    self.recorder.publish(&reference(ds), EventType::Warning, "FailedDelete", &message).await;
+                    failure = Some(e);
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(api_err("deleting daemon pods")(e)),
+            None => Ok(()),
+        }
+    }
+
+    fn enqueue_all(&self) {
+        for ds in self.daemonsets.state() {
+            self.queue.add(Key::of(ds.as_ref()));
+        }
+    }
+}
+
+pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
+    let cancel = cancel.child_token();
+    let queue = WorkQueue::new(cancel.clone());
+    let resync = Arc::new(tokio::sync::Notify::new());
+    let daemonsets =
+        primary_informer(Api::<DaemonSet>::all(ctx.client.clone()), cancel.clone(), queue.clone(), resync.clone());
+    let pods = child_informer(
+        Api::<Pod>::all(ctx.client.clone()),
+        cancel.clone(),
+        queue.clone(),
+        resync.clone(),
+        daemonsets.clone(),
+        |ds: &DaemonSet| ds.spec.as_ref().map(|s| &s.selector),
+    );
+    let nodes = {
+        let (daemonsets, queue, resync) = (daemonsets.clone(), queue.clone(), resync.clone());
+        let seen: Mutex<HashMap<String, String>> = Mutex::default();
+        informer(Api::<Node>::all(ctx.client.clone()), cancel.clone(), move |change| match change {
+            Change::Object { obj, deleted } => {
+                let name = obj.metadata.name.clone().unwrap_or_default();
+                let mut seen = seen.lock().unwrap();
+                let changed = if deleted {
+                    seen.remove(&name).is_some()
+                } else {
+                    let print = placement_fingerprint(obj);
+                    seen.insert(name, print.clone()).is_none_or(|old| old != print)
+                };
+                drop(seen);
+                if changed {
+                    daemonsets.state().iter().for_each(|ds| queue.add(Key::of(ds.as_ref())));
+                }
+            }
+            Change::Resynced => resync.notify_one(),
+        })
+    };
+    let ready = async {
+        let _ = daemonsets.wait_until_ready().await;
+        let _ = pods.wait_until_ready().await;
+        let _ = nodes.wait_until_ready().await;
+    };
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        _ = ready => {}
+    }
+    tracing::info!("daemonset controller started");
+    let controller = Arc::new(Controller {
+        recorder: Recorder::new(ctx.client.clone(), COMPONENT),
+        ctx,
+        daemonsets,
+        pods,
+        nodes,
+        queue: queue.clone(),
+        expectations: Mutex::default(),
+    });
+    let sync = {
+        let controller = controller.clone();
+        move |key: Key| {
+            let controller = controller.clone();
+            async move { controller.sync(&key).await }
+        }
+    };
+    let enqueue_all = || controller.enqueue_all();
+    run_workers("daemonset", queue, WORKERS, sync, enqueue_all, resync, RESYNC_EVERY, cancel).await;
+}

@@ -1,0 +1,218 @@
+//! The StatefulSet controller: pods with stable identities (`NAME-0 … NAME-N-1`), created,
+//! scaled and updated in order, as Kubernetes' `StatefulSetController` does.
+//!
+//! * [`plan`] is the pure decision (ordering, partitioned rolling update, status).
+//! * [`run`] is the leader task: informers for StatefulSets and pods → work queue →
+//!   workers that carry a plan out through the API.
+//!
+//! No expectations are needed: every pod is created under its stable name, so a sync that
+//! runs before its own creation is visible only gets `409 AlreadyExists`, and a pod that
+//! still exists in any state — terminating, or stuck on an unreachable node — blocks its
+//! own replacement. That is the "at most one pod per identity" guarantee; it relies on
+//! pods of unreachable nodes being deleted *gracefully* (they stay Terminating until their
+//! agent confirms or their Node object is deleted; see `node_lifecycle`).
+
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::reflector::{ObjectRef, Store};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::events::{reference, EventType, Recorder};
+use super::replicaset::slow_start_batches;
+use super::workqueue::{child_informer, primary_informer, run_workers, Key, WorkQueue};
+use crate::supervisor::TaskContext;
+use plan::plan_statefulset;
+
+const WORKERS: usize = 2;
+/// Safety net for missed events.
+const RESYNC_EVERY: Duration = Duration::from_secs(30);
+const COMPONENT: &str = "statefulset-controller";
+
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+struct SyncError {
+    what: String,
+    #[source]
+    source: kube::Error,
+}
+
+fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> SyncError {
+    let what = what.into();
+    move |source| SyncError { what, source }
+}
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+struct Controller {
+    ctx: TaskContext,
+    sets: Store<StatefulSet>,
+    pods: Store<Pod>,
+    queue: Arc<WorkQueue>,
+    recorder: Recorder,
+}
+
+impl Controller {
+    #[tracing::instrument(skip_all, fields(statefulset = %key))]
+    async fn sync(&self, key: &Key) -> Result<(), SyncError> {
+        let Some(set) = self.sets.get(&ObjectRef::new(&key.name).within(&key.namespace)) else { return Ok(()) };
+        let pods: Vec<Arc<Pod>> =
+            self.pods.state().into_iter().filter(|p| p.metadata.namespace.as_deref() == Some(&key.namespace)).collect();
+        let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
+        let plan = plan_statefulset(&set, &pods, Timestamp::now());
+        if let Some(wait) = &plan.wait {
+            tracing::debug!(?wait, "waiting");
+        }
+        let pod_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
+        let set_ref = reference(&*set);
+
+        for change in plan.adopt.iter().chain(&plan.release) {
+            let patch = json!({"metadata": {
+                "resourceVersion": change.resource_version,
+                "ownerReferences": change.owner_references,
+            }});
+            let result = pod_api.patch(&change.pod, &PatchParams::default(), &Patch::Merge(&patch)).await;
+            self.ctx.status.record(result.is_ok());
+            match result {
+                Ok(_) => {}
+                Err(e) if is_status(&e, 404) => {}
+                Err(e) => return Err(api_err(format!("claiming pod {}", change.pod))(e)),
+            }
+        }
+
+        for pod in &plan.delete {
+            if plan.recreate.contains(&pod.name) {
+                let message = format!("StatefulSet {key} is recreating failed Pod {}", pod.name);
+                self.recorder.publish(&set_ref, EventType::Warning, "RecreatingFailedPod", &message).await;
+            }
+            let params = DeleteParams {
+                // Only the pod decided about: a same-named successor is never touched.
+                preconditions: Some(Preconditions { uid: pod.uid.clone(), resource_version: None }),
+                ..Default::default()
+            };
+            let result = pod_api.delete(&pod.name, &params).await;
+            self.ctx.status.record(result.is_ok());
+            match result {
+                Ok(_) => {
+                    let message = format!("delete Pod {} in StatefulSet {} successful", pod.name, key.name);
+                    self.recorder.publish(&set_ref, EventType::Normal, "SuccessfulDelete", &message).await;
+                }
+                Err(e) if is_status(&e, 404) || is_status(&e, 409) => {}
+                Err(e) => {
+                    let message = format!("delete Pod {} in StatefulSet {} failed error: {e}", pod.name, key.name);
+                    self.recorder.publish(&set_ref, EventType::Warning, "FailedDelete", &message).await;
+                    return Err(api_err(format!("deleting pod {}", pod.name))(e));
+                }
+            }
+        }
+
+        let params = PostParams::default();
+        let mut queued = plan.create.as_slice();
+        for batch in slow_start_batches(plan.create.len()) {
+            let (now, rest) = queued.split_at(batch);
+            queued = rest;
+            let results = join_all(now.iter().map(|pod| {
+                let (api, params) = (&pod_api, &params);
+                async move { (pod, api.create(params, pod).await) }
+            }))
+            .await;
+            let mut failure = None;
+            for (pod, result) in results {
+                let name = pod.metadata.name.as_deref().unwrap_or_default();
+                match result {
+                    Ok(_) => {
+                        self.ctx.status.record(true);
+                        let message = format!("create Pod {name} in StatefulSet {} successful", key.name);
+                        self.recorder.publish(&set_ref, EventType::Normal, "SuccessfulCreate", &message).await;
+                    }
+                    // Created by an earlier sync the cache has not shown yet.
+                    Err(e) if is_status(&e, 409) => {}
+                    Err(e) => {
+                        self.ctx.status.record(false);
+                        let message = format!("create Pod {name} in StatefulSet {} failed error: {e}", key.name);
+                        self.recorder.publish(&set_ref, EventType::Warning, "FailedCreate", &message).await;
+                        failure = Some(api_err(format!("creating pod {name}"))(e));
+                    }
+                }
+            }
+            if let Some(e) = failure {
+                return Err(e);
+            }
+        }
+
+        if set.status.as_ref() != Some(&plan.status) {
+            let api: Api<StatefulSet> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
+            let mut updated = (*set).clone();
+            updated.status = Some(plan.status.clone());
+            // `updated` carries the resourceVersion this status was computed from.
+            let result = api.replace_status(&key.name, &PostParams::default(), &updated).await;
+            self.ctx.status.record(result.is_ok());
+            match result {
+                Ok(_) => {}
+                Err(e) if is_status(&e, 404) => {}
+                Err(e) => return Err(api_err("updating status")(e)),
+            }
+        }
+        if let Some(after) = plan.requeue_after {
+            self.queue.add_after(key.clone(), after);
+        }
+        Ok(())
+    }
+
+    fn enqueue_all(&self) {
+        for set in self.sets.state() {
+            self.queue.add(Key::of(set.as_ref()));
+        }
+    }
+}
+
+pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
+    let cancel = cancel.child_token();
+    let queue = WorkQueue::new(cancel.clone());
+    let resync = Arc::new(tokio::sync::Notify::new());
+    let sets =
+        primary_informer(Api::<StatefulSet>::all(ctx.client.clone()), cancel.clone(), queue.clone(), resync.clone());
+    let pods = child_informer(
+        Api::<Pod>::all(ctx.client.clone()),
+        cancel.clone(),
+        queue.clone(),
+        resync.clone(),
+        sets.clone(),
+        |set: &StatefulSet| set.spec.as_ref().map(|s| &s.selector),
+    );
+    let ready = async {
+        let _ = sets.wait_until_ready().await;
+        let _ = pods.wait_until_ready().await;
+    };
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        _ = ready => {}
+    }
+    tracing::info!("statefulset controller started");
+    let controller = Arc::new(Controller {
+        recorder: Recorder::new(ctx.client.clone(), COMPONENT),
+        ctx,
+        sets,
+        pods,
+        queue: queue.clone(),
+    });
+    let sync = {
+        let controller = controller.clone();
+        move |key: Key| {
+            let controller = controller.clone();
+            async move { controller.sync(&key).await }
+        }
+    };
+    let enqueue_all = || controller.enqueue_all();
+    run_workers("statefulset", queue, WORKERS, sync, enqueue_all, resync, RESYNC_EVERY, cancel).await;
+}

@@ -7,6 +7,7 @@
 //! * [`deployment`] — rolls Deployments out through ReplicaSets;
 //! * [`endpoints`] — Endpoints of Services with selectors;
 //! * [`node_lifecycle`] — unreachable nodes: conditions, taints, evictions;
+//! * [`job`] — runs Jobs' pods to completion (and deletes Jobs past their TTL);
 //! * [`gc`] — the garbage collector (ownerReferences cascades);
 //! * [`namespaces`] — finishes namespace deletion (deletes the contents, then the namespace);
 //! * [`events`] — the Event recorder every task uses;
@@ -17,6 +18,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod events;
 pub mod gc;
+pub mod job;
 pub mod leases;
 pub mod namespaces;
 pub mod node_lifecycle;
@@ -56,5 +58,6 @@ pub fn all() -> Vec<(&'static str, TaskFn)> {
         ("endpoints-controller", Arc::new(|ctx, cancel| Box::pin(endpoints::run(ctx, cancel)))),
         ("node-lifecycle-controller", Arc::new(|ctx, cancel| Box::pin(node_lifecycle::run(ctx, cancel)))),
         ("garbage-collector", Arc::new(|ctx, cancel| Box::pin(gc::run(ctx, cancel)))),
+        ("job-controller", Arc::new(|ctx, cancel| Box::pin(job::run(ctx, cancel)))),
     ]
 }

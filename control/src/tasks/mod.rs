@@ -8,6 +8,7 @@
 //! * [`endpoints`] — Endpoints of Services with selectors;
 //! * [`node_lifecycle`] — unreachable nodes: conditions, taints, evictions;
 //! * [`job`] — runs Jobs' pods to completion (and deletes Jobs past their TTL);
+//! * [`quota`] — ResourceQuota `status.hard`/`status.used` (admission is in the registry);
 //! * [`gc`] — the garbage collector (ownerReferences cascades);
 //! * [`namespaces`] — finishes namespace deletion (deletes the contents, then the namespace);
 //! * [`events`] — the Event recorder every task uses;
@@ -23,6 +24,7 @@ pub mod leases;
 pub mod namespaces;
 pub mod node_lifecycle;
 pub mod ownership;
+pub mod quota;
 pub mod replicaset;
 pub mod scheduler;
 pub mod workqueue;
@@ -59,5 +61,6 @@ pub fn all() -> Vec<(&'static str, TaskFn)> {
         ("node-lifecycle-controller", Arc::new(|ctx, cancel| Box::pin(node_lifecycle::run(ctx, cancel)))),
         ("garbage-collector", Arc::new(|ctx, cancel| Box::pin(gc::run(ctx, cancel)))),
         ("job-controller", Arc::new(|ctx, cancel| Box::pin(job::run(ctx, cancel)))),
+        ("resourcequota-controller", Arc::new(|ctx, cancel| Box::pin(quota::run(ctx, cancel)))),
     ]
 }

@@ -1,5 +1,5 @@
-//! The leader-only tasks this server runs (DaemonSet, StatefulSet, Job, CronJob, HPA and
-//! quota controllers join them in a later issue):
+//! The leader-only tasks this server runs (DaemonSet, StatefulSet and HPA controllers join
+//! them in a later issue):
 //! * [`scheduler`] — binds pending pods to nodes;
 //! * [`leases`] — publishes who leads in `kube-system` Leases and creates the system
 //!   namespaces;
@@ -8,6 +8,7 @@
 //! * [`endpoints`] — Endpoints of Services with selectors;
 //! * [`node_lifecycle`] — unreachable nodes: conditions, taints, evictions;
 //! * [`job`] — runs Jobs' pods to completion (and deletes Jobs past their TTL);
+//! * [`cronjob`] — starts CronJobs' Jobs on schedule;
 //! * [`quota`] — ResourceQuota `status.hard`/`status.used` (admission is in the registry);
 //! * [`gc`] — the garbage collector (ownerReferences cascades);
 //! * [`namespaces`] — finishes namespace deletion (deletes the contents, then the namespace);
@@ -15,6 +16,7 @@
 //! * [`ownership`] and [`workqueue`] — what the workload controllers share (claiming,
 //!   pod availability; informers and the work queue).
 
+pub mod cronjob;
 pub mod deployment;
 pub mod endpoints;
 pub mod events;
@@ -61,6 +63,7 @@ pub fn all() -> Vec<(&'static str, TaskFn)> {
         ("node-lifecycle-controller", Arc::new(|ctx, cancel| Box::pin(node_lifecycle::run(ctx, cancel)))),
         ("garbage-collector", Arc::new(|ctx, cancel| Box::pin(gc::run(ctx, cancel)))),
         ("job-controller", Arc::new(|ctx, cancel| Box::pin(job::run(ctx, cancel)))),
+        ("cronjob-controller", Arc::new(|ctx, cancel| Box::pin(cronjob::run(ctx, cancel)))),
         ("resourcequota-controller", Arc::new(|ctx, cancel| Box::pin(quota::run(ctx, cancel)))),
     ]
 }

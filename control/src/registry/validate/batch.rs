@@ -271,7 +271,8 @@ pub(crate) fn validate_cronjob(obj: &Value, errs: &mut Errs) {
     }
 }
 
-/// Without a tz database we can only check shape: an IANA name, never the implicit "Local".
+/// An IANA name known to the tz database (never the implicit "Local"), as Kubernetes'
+/// `validateTimeZone` (`time.LoadLocation`).
 fn validate_time_zone(errs: &mut Errs, tz: &str) {
     let shape_ok = !tz.is_empty()
         && tz.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'+' | b'/'))
@@ -283,7 +284,7 @@ fn validate_time_zone(errs: &mut Errs, tz: &str) {
             q(tz),
             "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones",
         ));
-    } else if !shape_ok {
+    } else if !shape_ok || jiff::tz::TimeZone::get(tz).is_err() {
         errs.push(FieldError::invalid("spec.timeZone", q(tz), &format!("unknown time zone {tz}")));
     }
 }

@@ -260,7 +260,8 @@ async fn resource_quota_admission_is_exact() {
     let c = CtlCluster::start(1, Agent::Process).await;
     c.ok(&["create", "namespace", "counted"]);
     c.ok(&["create", "namespace", "compute"]);
-    let quota = |hard: &str| format!("apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: q\nspec:\n  hard: {hard}\n");
+    let quota =
+        |hard: &str| format!("apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: q\nspec:\n  hard: {hard}\n");
     create_in(&c, "counted", &quota(r#"{"pods": "5", "count/deployments.apps": "1"}"#)).unwrap();
     create_in(&c, "compute", &quota(r#"{"requests.cpu": "1200m", "limits.cpu": "2"}"#)).unwrap();
     wait_used(&c, "counted", "q", "pods", "0");

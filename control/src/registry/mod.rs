@@ -458,7 +458,10 @@ impl Registry {
                 tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
             }
         }
-        Err(ApiError::Timeout(format!("could not create {} {name:?} after {MAX_CREATE_ATTEMPTS} attempts", info.plural)))
+        Err(ApiError::Timeout(format!(
+            "could not create {} {name:?} after {MAX_CREATE_ATTEMPTS} attempts",
+            info.plural
+        )))
     }
 
     /// ResourceQuota admission of a create ([`quota`]): refuses it (403, kube-apiserver's

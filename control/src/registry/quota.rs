@@ -91,9 +91,7 @@ pub fn pod_counts(pod: &Value, now: chrono::DateTime<chrono::Utc>) -> bool {
 fn resource_list(v: Option<&Value>) -> ResourceList {
     v.and_then(Value::as_object)
         .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), parse_quantity(v.as_str()?).ok()?)))
-                .collect::<ResourceList>()
+            m.iter().filter_map(|(k, v)| Some((k.clone(), parse_quantity(v.as_str()?).ok()?))).collect::<ResourceList>()
         })
         .unwrap_or_default()
 }
@@ -154,10 +152,7 @@ fn pod_usage(pod: &Value, now: chrono::DateTime<chrono::Utc>) -> ResourceList {
     }
     let spec = pod.get("spec").unwrap_or(&Value::Null);
     let container_usage = |c: &Value| {
-        compute_usage(
-            &resource_list(c.pointer("/resources/requests")),
-            &resource_list(c.pointer("/resources/limits")),
-        )
+        compute_usage(&resource_list(c.pointer("/resources/requests")), &resource_list(c.pointer("/resources/limits")))
     };
     let mut sum = ResourceList::new();
     for c in spec.get("containers").and_then(Value::as_array).into_iter().flatten() {
@@ -269,7 +264,12 @@ pub type NewUsed = Option<ResourceList>;
 
 /// `checkRequest` for one create of `obj` against one quota. `Err` is the message after
 /// `<resource> "<name>" is forbidden: `.
-pub fn admit(info: &ResourceInfo, obj: &Value, quota: &QuotaState, now: chrono::DateTime<chrono::Utc>) -> Result<NewUsed, String> {
+pub fn admit(
+    info: &ResourceInfo,
+    obj: &Value,
+    quota: &QuotaState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<NewUsed, String> {
     if quota.scoped {
         return Ok(None);
     }
@@ -325,7 +325,10 @@ pub fn used_for(name: &str, objects: &[(&ResourceInfo, &Value)], now: chrono::Da
 
 /// The served resources whose objects quota resource `name` counts.
 pub fn resources_for(name: &str) -> Vec<&'static ResourceInfo> {
-    crate::api::resources::RESOURCES.iter().filter(|r| r.namespaced && !r.is_legacy_alias() && tracks(r, name)).collect()
+    crate::api::resources::RESOURCES
+        .iter()
+        .filter(|r| r.namespaced && !r.is_legacy_alias() && tracks(r, name))
+        .collect()
 }
 
 #[cfg(test)]
@@ -430,7 +433,8 @@ mod tests {
         let cm = json!({"metadata": {"name": "c"}});
         let q = quota(&[("pods", "1")], &[("pods", "1")]);
         assert!(admit(cms, &cm, &q, now()).unwrap().is_none(), "a pods quota does not see configmaps");
-        let q = quota(&[("configmaps", "1"), ("count/configmaps", "5")], &[("configmaps", "1"), ("count/configmaps", "1")]);
+        let q =
+            quota(&[("configmaps", "1"), ("count/configmaps", "5")], &[("configmaps", "1"), ("count/configmaps", "1")]);
         assert_eq!(
             admit(cms, &cm, &q, now()).unwrap_err(),
             "exceeded quota: q, requested: configmaps=1, used: configmaps=1, limited: configmaps=1"

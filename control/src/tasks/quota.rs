@@ -31,7 +31,11 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// The status a quota should have: `hard` from `spec.hard` (canonical quantities), `used`
 /// measured over `objects` (the namespace's objects of every resource the quota tracks).
-pub fn desired_status(quota_obj: &Value, objects: &[(&ResourceInfo, &Value)], now: chrono::DateTime<chrono::Utc>) -> Value {
+pub fn desired_status(
+    quota_obj: &Value,
+    objects: &[(&ResourceInfo, &Value)],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Value {
     let hard: BTreeMap<String, String> = quota_obj
         .pointer("/spec/hard")
         .and_then(Value::as_object)
@@ -61,8 +65,11 @@ async fn sweep(ctx: &TaskContext) -> Result<usize, ApiError> {
             continue;
         }
         let Some(ns) = obj.pointer("/metadata/namespace").and_then(Value::as_str) else { continue };
-        let names: Vec<String> =
-            obj.pointer("/spec/hard").and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        let names: Vec<String> = obj
+            .pointer("/spec/hard")
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
         let mut infos: Vec<&'static ResourceInfo> = names.iter().flat_map(|n| quota::resources_for(n)).collect();
         infos.sort_by_key(|i| (i.group, i.plural));
         infos.dedup_by_key(|i| (i.group, i.plural));
@@ -76,9 +83,7 @@ async fn sweep(ctx: &TaskContext) -> Result<usize, ApiError> {
         }
         let objects: Vec<(&ResourceInfo, &Value)> = infos
             .iter()
-            .flat_map(|info| {
-                listed[&(info.group, info.plural, ns.to_string())].iter().map(move |o| (*info, o))
-            })
+            .flat_map(|info| listed[&(info.group, info.plural, ns.to_string())].iter().map(move |o| (*info, o)))
             .collect();
         let status = desired_status(obj, &objects, now);
         if obj.get("status") == Some(&status) {

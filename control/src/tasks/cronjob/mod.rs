@@ -77,8 +77,7 @@ impl Controller {
         let me = reference(cj.as_ref());
 
         for name in plan.replace.iter().chain(&plan.prune) {
-            let params =
-                DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+            let params = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
             let result = job_api.delete(name, &params).await;
             self.ctx.status.record(result.is_ok());
             match result {

@@ -262,11 +262,7 @@ fn rfc1123z(t: Timestamp) -> String {
 /// (by start time, then creation) first.
 fn history_to_prune(jobs: &[&Job], successful: Option<i32>, failed: Option<i32>) -> Vec<String> {
     let started = |j: &&Job| {
-        j.status
-            .as_ref()
-            .and_then(|s| s.start_time.as_ref())
-            .or(j.metadata.creation_timestamp.as_ref())
-            .map(|t| t.0)
+        j.status.as_ref().and_then(|s| s.start_time.as_ref()).or(j.metadata.creation_timestamp.as_ref()).map(|t| t.0)
     };
     let mut out = Vec::new();
     for (want_success, limit) in [(true, successful), (false, failed)] {

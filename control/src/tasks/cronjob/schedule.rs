@@ -255,7 +255,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_specs() {
-        for bad in ["", "* * * *", "61 * * * *", "* * * * 8", "@fortnightly", "5-1 * * * *", "*/0 * * * *", "TZ=UTC * * * * *"]
+        for bad in
+            ["", "* * * *", "61 * * * *", "* * * * 8", "@fortnightly", "5-1 * * * *", "*/0 * * * *", "TZ=UTC * * * * *"]
         {
             assert!(Schedule::parse(bad).is_err(), "{bad:?}");
         }

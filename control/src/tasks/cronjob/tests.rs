@@ -92,7 +92,8 @@ fn starts_the_due_time_once() {
 #[test]
 fn missed_times_start_only_the_most_recent() {
     let mut cj = cronjob("* * * * *", "2024-01-01T00:00:00Z");
-    cj.status = Some(CronJobStatus { last_schedule_time: Some(Time(ts("2024-01-01T00:00:00Z"))), ..Default::default() });
+    cj.status =
+        Some(CronJobStatus { last_schedule_time: Some(Time(ts("2024-01-01T00:00:00Z"))), ..Default::default() });
     // An outage of 30 minutes: one run, for 00:30, no burst, no warning.
     let p = plan_cronjob(&cj, &[], ts("2024-01-01T00:30:20Z"));
     assert_eq!(p.start, Some(ts("2024-01-01T00:30:00Z")));
@@ -114,7 +115,8 @@ fn missed_times_start_only_the_most_recent() {
 fn starting_deadline_missed() {
     let mut cj = cronjob("0 * * * *", "2024-01-01T00:00:00Z");
     cj.spec.as_mut().unwrap().starting_deadline_seconds = Some(60);
-    cj.status = Some(CronJobStatus { last_schedule_time: Some(Time(ts("2024-01-01T00:00:00Z"))), ..Default::default() });
+    cj.status =
+        Some(CronJobStatus { last_schedule_time: Some(Time(ts("2024-01-01T00:00:00Z"))), ..Default::default() });
     // 01:00 was missed by 10 minutes: past the 60 s deadline, the window starts after it.
     let p = plan_cronjob(&cj, &[], ts("2024-01-01T01:10:00Z"));
     assert_eq!(p.start, None);

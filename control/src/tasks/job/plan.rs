@@ -180,7 +180,14 @@ pub fn format_indexes(indexes: &BTreeSet<i32>) -> String {
     out.join(",")
 }
 
-fn set_condition(conds: &mut Vec<JobCondition>, type_: &str, status: &str, reason: &str, message: &str, now: Timestamp) {
+fn set_condition(
+    conds: &mut Vec<JobCondition>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) {
     let new = JobCondition {
         type_: type_.into(),
         status: status.into(),
@@ -377,7 +384,8 @@ fn plan_creations(
     let recent_failures: Vec<Timestamp> =
         failed_pods.iter().filter_map(|p| finish_time(p)).filter(|t| last_success.is_none_or(|s| *t > s)).collect();
     if let Some(last) = recent_failures.iter().max() {
-        let ready_at = *last + SignedDuration::try_from(backoff.delay(recent_failures.len() as u32)).unwrap_or_default();
+        let ready_at =
+            *last + SignedDuration::try_from(backoff.delay(recent_failures.len() as u32)).unwrap_or_default();
         if ready_at > now {
             plan.requeue_after = Some(duration_until(ready_at, now) + Duration::from_millis(100));
             return;
@@ -388,8 +396,7 @@ fn plan_creations(
         let n = spec.completions.unwrap_or(0);
         let running: BTreeSet<i32> = active.iter().filter_map(|p| pod_index(p)).collect();
         let room = (parallelism - active_n).max(0) as usize;
-        plan.create =
-            (0..n).filter(|i| !completed.contains(i) && !running.contains(i)).take(room).map(Some).collect();
+        plan.create = (0..n).filter(|i| !completed.contains(i) && !running.contains(i)).take(room).map(Some).collect();
     } else {
         let want = match spec.completions {
             Some(n) => parallelism.min(n - succeeded),

@@ -160,11 +160,8 @@ fn failed_pod_waits_for_backoff_then_is_replaced() {
 fn backoff_limit_exceeded_fails_and_deletes_active() {
     let mut j = job(Some(1), 2, false);
     j.spec.as_mut().unwrap().backoff_limit = Some(1);
-    let pods = vec![
-        pod("a", "Failed", Some(1), None),
-        pod("b", "Failed", Some(2), None),
-        pod("c", "Running", None, None),
-    ];
+    let pods =
+        vec![pod("a", "Failed", Some(1), None), pod("b", "Failed", Some(2), None), pod("c", "Running", None, None)];
     let p = plan(&j, &pods, 100);
     let c = cond(&p, "Failed").expect("Failed");
     assert_eq!(c.reason.as_deref(), Some("BackoffLimitExceeded"));

@@ -7,7 +7,7 @@
 //!   the running pod deleted; `ttlSecondsAfterFinished` deletes the finished Job.
 //! * CronJobs: a `* * * * *` schedule fires at the next minute (up to ~70 s: Kubernetes'
 //!   cron is minute-granular and Berth adds no seconds field); `@every` (which Kubernetes
-//!   accepts too) shows Forbid and the history limit within seconds.
+//!   accepts too) shows the history limit within seconds and Forbid at the next minute.
 //! * ResourceQuota: 403 with kube-apiserver's messages; 20 concurrent creates against
 //!   `pods: 5` → exactly 5 created and `status.used.pods` exactly 5; deleted and finished
 //!   pods free the quota.
@@ -84,13 +84,15 @@ async fn jobs_retry_fail_index_deadline_and_ttl() {
         c.ok_stdin(&["apply", "-f", "-"], m);
     }
 
-    // Validation: a Job's pods must not restart Always.
-    let bad = job_yaml("bad", "", "exit 0").replace("restartPolicy: Never", "restartPolicy: Always");
+    // Validation: a Job's pods must not restart Always (the default when omitted).
+    let bad = job_yaml("bad", "", "exit 0").replace("      restartPolicy: Never\n", "");
     let out = c.run(&["apply", "-f", "-"], Some(&bad));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains(r#"spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never""#),
+        stderr.contains(
+            r#"Job.batch "bad" is invalid: spec.template.spec.restartPolicy: Unsupported value: "Always": supported values: "OnFailure", "Never""#
+        ),
         "{stderr}"
     );
 
@@ -183,8 +185,11 @@ spec:
     };
 
     // Forbid: the first Job keeps running, the next time is skipped with Kubernetes' Event.
+    // Times within the first Job's minute map to its name (`NAME-<minutes>`) and are
+    // skipped as already started, as in Kubernetes; the first time in the next minute is
+    // the one Forbid refuses (and Allow would have started): up to ~70 s.
     eventually(Duration::from_secs(30), "forbid's first job", || (jobs_of("forbid").len() == 1).then_some(()));
-    eventually(Duration::from_secs(30), "JobAlreadyActive event", || {
+    eventually(Duration::from_secs(80), "JobAlreadyActive event", || {
         let ev = c.try_ok(&["get", "events", "--field-selector", "involvedObject.name=forbid"]).ok()?;
         ev.contains("JobAlreadyActive").then_some(())
     });

@@ -130,7 +130,9 @@ fn validate_job_spec(errs: &mut Errs, spec: &Value, path: &str) {
     let rp = json::dig(spec, &["template", "spec", "restartPolicy"]).and_then(Value::as_str).unwrap_or("");
     let has_failure_policy = get(spec, "podFailurePolicy").is_some();
     match rp {
-        "" | "Always" => errs.push(FieldError::required(&rp_path, "valid values: \"OnFailure\", \"Never\"")),
+        // An omitted policy was defaulted to Always: kube-apiserver then says
+        // `Unsupported value: "Always"`; Required is for an empty one (no defaulting).
+        "" => errs.push(FieldError::required(&rp_path, "valid values: \"OnFailure\", \"Never\"")),
         "OnFailure" if has_failure_policy => errs.push(FieldError::invalid(
             &rp_path,
             q(rp),

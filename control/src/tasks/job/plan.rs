@@ -207,6 +207,10 @@ fn set_condition(
     }
 }
 
+fn nonzero(n: i32) -> Option<i32> {
+    (n != 0).then_some(n)
+}
+
 fn duration_until(at: Timestamp, now: Timestamp) -> Duration {
     Duration::try_from(at.duration_since(now)).unwrap_or_default()
 }
@@ -266,9 +270,10 @@ pub fn plan_job(job: &Job, pods: &[&Pod], manage: bool, backoff: Backoff, now: T
     let failures_for_limit = failed + if on_failure { active.iter().map(|p| restarts(p)).sum::<i32>() } else { 0 };
 
     let mut status = JobStatus {
-        active: Some(active.len() as i32),
-        succeeded: Some(succeeded),
-        failed: Some(failed),
+        // `omitempty` counters in Kubernetes' JobStatus; `ready`/`terminating` are pointers.
+        active: nonzero(active.len() as i32),
+        succeeded: nonzero(succeeded),
+        failed: nonzero(failed),
         ready: Some(active.iter().filter(|p| ownership::pod_is_ready(p)).count() as i32),
         terminating: Some(owned.iter().filter(|p| ownership::is_deleting(&p.metadata)).count() as i32),
         completed_indexes: indexed.then(|| format_indexes(&completed)),

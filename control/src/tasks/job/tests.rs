@@ -111,7 +111,8 @@ fn creates_up_to_parallelism_and_completions_left() {
     let j = job(Some(5), 2, false);
     let p = plan(&j, &[], 1);
     assert_eq!(p.create, vec![None, None]);
-    assert_eq!(p.status.active, Some(0));
+    assert_eq!(p.status.active, None, "zero counts are omitted");
+    assert_eq!(p.status.ready, Some(0));
     // 4 succeeded, 0 active: only one more is needed.
     let pods: Vec<Pod> = (0..4).map(|i| pod(&format!("s{i}"), "Succeeded", Some(1), None)).collect();
     let p = plan(&j, &pods, 2);

@@ -4,7 +4,8 @@
 //! * Jobs: retries after a failure (with Kubernetes' 10 s back-off) until Complete;
 //!   `backoffLimit` exceeded → Failed/BackoffLimitExceeded; an Indexed Job runs every
 //!   index with `JOB_COMPLETION_INDEX`; `activeDeadlineSeconds` → DeadlineExceeded with
-//!   the running pod deleted; `ttlSecondsAfterFinished` deletes the finished Job.
+//!   the running pod deleted; `ttlSecondsAfterFinished` deletes the finished Job; a
+//!   suspended Job starts no pod until resumed.
 //! * CronJobs: a `* * * * *` schedule fires at the next minute (up to ~70 s: Kubernetes'
 //!   cron is minute-granular and Berth adds no seconds field); `@every` (which Kubernetes
 //!   accepts too) shows the history limit within seconds and Forbid at the next minute.
@@ -79,6 +80,7 @@ async fn jobs_retry_fail_index_deadline_and_ttl() {
         ),
         job_yaml("slow", "  activeDeadlineSeconds: 3", "sleep 3600"),
         job_yaml("shortlived", "  ttlSecondsAfterFinished: 2", "exit 0"),
+        job_yaml("paused", "  suspend: true", "exit 0"),
     ];
     for m in &manifests {
         c.ok_stdin(&["apply", "-f", "-"], m);
@@ -115,6 +117,15 @@ async fn jobs_retry_fail_index_deadline_and_ttl() {
         assert_eq!(owner["blockOwnerDeletion"], true);
         assert_eq!(pod["metadata"]["labels"]["batch.kubernetes.io/job-name"], "indexed");
     }
+
+    // Suspended: no pods until resumed, then it runs to completion.
+    let job = job_with_condition(&c, "paused", "Suspended", Duration::from_secs(20));
+    assert_eq!(condition(&job, "Suspended").unwrap()["reason"], "JobSuspended");
+    assert!(pods_of(&c, "paused").is_empty() && job["status"]["startTime"].is_null());
+    c.ok_stdin(&["apply", "-f", "-"], &job_yaml("paused", "  suspend: false", "exit 0"));
+    let job = job_with_condition(&c, "paused", "Complete", Duration::from_secs(30));
+    let resumed = job["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Suspended").unwrap();
+    assert_eq!((resumed["status"].as_str(), resumed["reason"].as_str()), (Some("False"), Some("JobResumed")));
 
     // Deadline: failed, and its running pod deleted.
     let job = job_with_condition(&c, "slow", "Failed", Duration::from_secs(30));

@@ -15,6 +15,7 @@
 //! agent, objects with finalizers wait for them, namespaces wait for their contents).
 
 pub mod object;
+pub mod quota;
 pub mod services;
 pub mod storage;
 pub mod typed;
@@ -33,6 +34,9 @@ use storage::{Guard, Stored, Write};
 pub const MAX_OBJECT_BYTES: usize = 1536 * 1024;
 /// Read-modify-write attempts before a contended write gives up with 409.
 const MAX_ATTEMPTS: usize = 8;
+/// Create attempts: more than [`MAX_ATTEMPTS`] because creates in a namespace with a quota
+/// all guard on the quota's revision, so N concurrent creates may need N rounds.
+const MAX_CREATE_ATTEMPTS: usize = 64;
 
 /// `fieldValidation`: what unknown fields in a body do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -399,7 +403,7 @@ impl Registry {
             patch::record_update(info.kind, None, &mut obj, manager, &timestamp(now));
         }
         let key = storage::object_key(info, namespace.as_deref(), &name);
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_CREATE_ATTEMPTS {
             let mut candidate = obj.clone();
             let allocations = services::allocate(info, &mut candidate, None)
                 .map_err(|(field, value, detail)| field_invalid(info, &name, &field, &value, &detail))?;
@@ -407,10 +411,22 @@ impl Registry {
             if !errors.is_empty() {
                 return Err(invalid(info, &name, causes(errors)));
             }
+            // Quota admission: the quotas' new usage is written with the object, each
+            // guarded on the revision it was computed from. The first attempt reads this
+            // member's state; a stale read only fails a guard.
+            let quota_updates = match &namespace {
+                Some(ns) => self.admit_quotas(info, ns, &name, &candidate, attempt > 0).await?,
+                None => Vec::new(),
+            };
             if opts.dry_run {
                 return Ok(Written { object: candidate, warnings, changed: true });
             }
             let mut guards = vec![Guard::Absent(key.clone())];
+            let mut quota_writes = Vec::new();
+            for (quota_key, rev, bytes) in &quota_updates {
+                guards.push(Guard::ModRevision(quota_key.clone(), *rev));
+                quota_writes.push(Write::Put(quota_key.clone(), bytes.clone()));
+            }
             if let Some(ns) = &namespace {
                 let ns_info = resources::find("", "v1", "namespaces").expect("served");
                 guards.push(Guard::Present(storage::object_key(ns_info, None, ns)));
@@ -420,6 +436,7 @@ impl Registry {
                 guards.push(Guard::Absent(a.clone()));
                 writes.push(Write::Put(a.clone(), key.clone().into_bytes()));
             }
+            writes.extend(quota_writes);
             if let Some(rev) = storage::guarded(&self.store, &guards, writes).await? {
                 object::set_resource_version(&mut candidate, rev);
                 return Ok(Written { object: candidate, warnings, changed: true });
@@ -434,9 +451,61 @@ impl Registry {
             if let Some((field, value)) = allocations.user_chosen_taken(&self.store).await? {
                 return Err(field_invalid(info, &name, &field, &value, "provided value is already allocated"));
             }
-            // A randomly chosen allocation was taken meanwhile: pick again.
+            // A randomly chosen allocation was taken or a quota changed meanwhile: again.
+            if !quota_updates.is_empty() {
+                // Concurrent creates against one quota: spread the retries out.
+                let jitter = rand::random::<u64>() % (2 + 2 * attempt.min(10) as u64);
+                tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
+            }
         }
-        Err(ApiError::Timeout(format!("could not allocate {} {name:?} after {MAX_ATTEMPTS} attempts", info.plural)))
+        Err(ApiError::Timeout(format!(
+            "could not create {} {name:?} after {MAX_CREATE_ATTEMPTS} attempts",
+            info.plural
+        )))
+    }
+
+    /// ResourceQuota admission of a create ([`quota`]): refuses it (403, kube-apiserver's
+    /// message) or returns each affected quota's key, the revision it was read at and its
+    /// new stored bytes with `status.used` raised by the object's usage.
+    async fn admit_quotas(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        obj: &Value,
+        consistent: bool,
+    ) -> Result<Vec<(String, i64, Vec<u8>)>, ApiError> {
+        let quota_info = resources::find("", "v1", "resourcequotas").expect("resourcequotas are served");
+        let prefix = storage::prefix(quota_info, Some(namespace));
+        let page = if consistent {
+            storage::scan(&self.store, &prefix, &prefix, 0, 0).await?
+        } else {
+            storage::scan_serializable(&self.store, &prefix).await?
+        };
+        let now = chrono::Utc::now();
+        let mut updates = Vec::new();
+        for stored in page.items {
+            let state = quota::QuotaState::from_object(&stored.object);
+            match quota::admit(info, obj, &state, now) {
+                Ok(None) => {}
+                Ok(Some(used)) => {
+                    let mut updated = stored.object.clone();
+                    if !updated["status"].is_object() {
+                        updated["status"] = json!({});
+                    }
+                    updated["status"]["used"] = quota::to_json(&used);
+                    updates.push((stored.key, stored.mod_revision, storage::encode(&updated)));
+                }
+                Err(message) => {
+                    tracing::debug!(quota = %state.name, %message, "create refused by quota");
+                    return Err(ApiError::Forbidden(format!(
+                        "{} \"{name}\" is forbidden: {message}",
+                        info.qualified()
+                    )));
+                }
+            }
+        }
+        Ok(updates)
     }
 
     /// Read-modify-write: `change` maps the current object to the desired one (or an error).

@@ -154,3 +154,19 @@ pub async fn scan(store: &Store, prefix: &str, start: &str, limit: i64, revision
     let remaining = resp.count - items.len() as i64;
     Ok(Page { items, revision: if revision > 0 { revision } else { header_rev }, more: resp.more, remaining })
 }
+
+/// Every key under `prefix` as this member has applied it (no read-index round): for
+/// reads whose result a later guarded write re-checks anyway.
+pub async fn scan_serializable(store: &Store, prefix: &str) -> Result<Page, ApiError> {
+    let resp = store
+        .range(RangeRequest {
+            key: prefix.as_bytes().to_vec(),
+            range_end: prefix_end(prefix.as_bytes()),
+            serializable: true,
+            ..Default::default()
+        })
+        .await?;
+    let revision = resp.header.as_ref().map_or(0, |h| h.revision);
+    let items = resp.kvs.iter().map(|kv| decode(&kv.key, &kv.value, kv.mod_revision)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Page { items, revision, more: resp.more, remaining: 0 })
+}

@@ -1,5 +1,4 @@
-//! The leader-only tasks this server runs (Job, CronJob, HPA and quota controllers join
-//! them in a later issue):
+//! The leader-only tasks this server runs:
 //! * [`scheduler`] — binds pending pods to nodes;
 //! * [`leases`] — publishes who leads in `kube-system` Leases and creates the system
 //!   namespaces;
@@ -9,21 +8,27 @@
 //! * [`statefulset`] — StatefulSet pods with stable identities, in order;
 //! * [`endpoints`] — Endpoints of Services with selectors;
 //! * [`node_lifecycle`] — unreachable nodes: conditions, taints, evictions;
+//! * [`job`] — runs Jobs' pods to completion (and deletes Jobs past their TTL);
+//! * [`cronjob`] — starts CronJobs' Jobs on schedule;
+//! * [`quota`] — ResourceQuota `status.hard`/`status.used` (admission is in the registry);
 //! * [`gc`] — the garbage collector (ownerReferences cascades);
 //! * [`namespaces`] — finishes namespace deletion (deletes the contents, then the namespace);
 //! * [`events`] — the Event recorder every task uses;
 //! * [`ownership`] and [`workqueue`] — what the workload controllers share (claiming,
 //!   pod availability; informers and the work queue).
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod events;
 pub mod gc;
+pub mod job;
 pub mod leases;
 pub mod namespaces;
 pub mod node_lifecycle;
 pub mod ownership;
+pub mod quota;
 pub mod replicaset;
 pub mod scheduler;
 pub mod statefulset;
@@ -62,5 +67,8 @@ pub fn all() -> Vec<(&'static str, TaskFn)> {
         ("endpoints-controller", Arc::new(|ctx, cancel| Box::pin(endpoints::run(ctx, cancel)))),
         ("node-lifecycle-controller", Arc::new(|ctx, cancel| Box::pin(node_lifecycle::run(ctx, cancel)))),
         ("garbage-collector", Arc::new(|ctx, cancel| Box::pin(gc::run(ctx, cancel)))),
+        ("job-controller", Arc::new(|ctx, cancel| Box::pin(job::run(ctx, cancel)))),
+        ("cronjob-controller", Arc::new(|ctx, cancel| Box::pin(cronjob::run(ctx, cancel)))),
+        ("resourcequota-controller", Arc::new(|ctx, cancel| Box::pin(quota::run(ctx, cancel)))),
     ]
 }

@@ -130,7 +130,9 @@ fn validate_job_spec(errs: &mut Errs, spec: &Value, path: &str) {
     let rp = json::dig(spec, &["template", "spec", "restartPolicy"]).and_then(Value::as_str).unwrap_or("");
     let has_failure_policy = get(spec, "podFailurePolicy").is_some();
     match rp {
-        "" | "Always" => errs.push(FieldError::required(&rp_path, "valid values: \"OnFailure\", \"Never\"")),
+        // An omitted policy was defaulted to Always: kube-apiserver then says
+        // `Unsupported value: "Always"`; Required is for an empty one (no defaulting).
+        "" => errs.push(FieldError::required(&rp_path, "valid values: \"OnFailure\", \"Never\"")),
         "OnFailure" if has_failure_policy => errs.push(FieldError::invalid(
             &rp_path,
             q(rp),
@@ -271,7 +273,8 @@ pub(crate) fn validate_cronjob(obj: &Value, errs: &mut Errs) {
     }
 }
 
-/// Without a tz database we can only check shape: an IANA name, never the implicit "Local".
+/// An IANA name known to the tz database (never the implicit "Local"), as Kubernetes'
+/// `validateTimeZone` (`time.LoadLocation`).
 fn validate_time_zone(errs: &mut Errs, tz: &str) {
     let shape_ok = !tz.is_empty()
         && tz.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'+' | b'/'))
@@ -283,7 +286,7 @@ fn validate_time_zone(errs: &mut Errs, tz: &str) {
             q(tz),
             "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones",
         ));
-    } else if !shape_ok {
+    } else if !shape_ok || jiff::tz::TimeZone::get(tz).is_err() {
         errs.push(FieldError::invalid("spec.timeZone", q(tz), &format!("unknown time zone {tz}")));
     }
 }

@@ -554,7 +554,7 @@ fn bad_objects_report_kubernetes_messages() {
         (
             "Job",
             edit(pi_job(), "/spec/template/spec/restartPolicy", None),
-            vec!["spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\"".into()],
+            vec!["spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\"".into()],
         ),
         (
             "Job",
@@ -587,7 +587,10 @@ fn bad_objects_report_kubernetes_messages() {
         (
             "CronJob",
             edit(hello_cronjob(), "/spec/jobTemplate/spec/template/spec/restartPolicy", Some(json!("Always"))),
-            vec!["spec.jobTemplate.spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\"".into()],
+            vec![
+                "spec.jobTemplate.spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""
+                    .into(),
+            ],
         ),
         (
             "DaemonSet",

@@ -1,0 +1,243 @@
+//! The Job controller: runs each Job's pods to completion, as Kubernetes' `JobController`
+//! does, and deletes finished Jobs whose `ttlSecondsAfterFinished` has passed (the work of
+//! Kubernetes' separate TTL-after-finished controller, done here because the Job cache
+//! and its requeue timer are already at hand).
+//!
+//! * [`plan::plan_job`] is the pure decision (pods to create or delete, status, Events);
+//! * [`run`] is the leader task: Job and pod informers → work queue → workers executing
+//!   the plan through the API. Pods are created in slow-start batches and remembered in
+//!   [`Expectations`] until the pod cache shows them, so no sync double-creates.
+
+pub mod plan;
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::join_all;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, PostParams, Preconditions, PropagationPolicy};
+use kube::runtime::reflector::{ObjectRef, Store};
+use tokio_util::sync::CancellationToken;
+
+use super::events::{reference, EventType, Recorder};
+use super::replicaset::{slow_start_batches, Expectations};
+use super::workqueue::{child_informer, primary_informer, run_workers, Key, WorkQueue};
+use crate::supervisor::TaskContext;
+use plan::{plan_job, Backoff, Doomed};
+
+const WORKERS: usize = 4;
+/// Safety net for missed events.
+const RESYNC_EVERY: Duration = Duration::from_secs(30);
+const COMPONENT: &str = "job-controller";
+
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+struct SyncError {
+    what: String,
+    #[source]
+    source: kube::Error,
+}
+
+fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> SyncError {
+    let what = what.into();
+    move |source| SyncError { what, source }
+}
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+struct Controller {
+    ctx: TaskContext,
+    jobs: Store<Job>,
+    pods: Store<Pod>,
+    queue: Arc<WorkQueue>,
+    expectations: Mutex<Expectations>,
+    recorder: Recorder,
+    backoff: Backoff,
+}
+
+impl Controller {
+    #[tracing::instrument(skip_all, fields(job = %key))]
+    async fn sync(&self, key: &Key) -> Result<(), SyncError> {
+        let Some(job) = self.jobs.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
+            self.expectations.lock().unwrap().forget(key);
+            return Ok(());
+        };
+        if job.metadata.deletion_timestamp.is_some() {
+            return Ok(());
+        }
+        let pods: Vec<Arc<Pod>> =
+            self.pods.state().into_iter().filter(|p| p.metadata.namespace.as_deref() == Some(&key.namespace)).collect();
+        let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
+        let manage = self.expectations.lock().unwrap().satisfied(key, &pods);
+        let plan = plan_job(&job, &pods, manage, self.backoff, Timestamp::now());
+        let jobs: Api<Job> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
+
+        if plan.expired {
+            tracing::info!("ttlSecondsAfterFinished passed; deleting the job");
+            // As the TTL-after-finished controller: foreground, pinned to the Job we read.
+            let params = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Foreground),
+                preconditions: Some(Preconditions {
+                    uid: job.metadata.uid.clone(),
+                    resource_version: job.metadata.resource_version.clone(),
+                }),
+                ..Default::default()
+            };
+            let result = jobs.delete(&key.name, &params).await;
+            self.ctx.status.record(result.is_ok());
+            return match result {
+                Ok(_) => Ok(()),
+                Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
+                Err(e) => Err(api_err("deleting expired job")(e)),
+            };
+        }
+
+        let pod_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
+        if !plan.delete.is_empty() {
+            self.delete_pods(key, &job, &pod_api, &plan.delete).await?;
+        }
+        if !plan.create.is_empty() {
+            self.create_pods(key, &job, &pod_api, &plan.create).await?;
+        }
+        if job.status.as_ref() != Some(&plan.status) {
+            let mut updated = (*job).clone();
+            updated.status = Some(plan.status.clone());
+            // Pinned to the resourceVersion the plan was made from: a newer Job means a new plan.
+            let result = jobs.replace_status(&key.name, &PostParams::default(), &updated).await;
+            self.ctx.status.record(result.is_ok());
+            match result {
+                Ok(_) => {}
+                Err(e) if is_status(&e, 404) => return Ok(()),
+                Err(e) => return Err(api_err("updating job status")(e)),
+            }
+        }
+        // Events only once the status that carries the same news is written.
+        for e in &plan.events {
+            let kind = if e.warning { EventType::Warning } else { EventType::Normal };
+            self.recorder.publish(&reference(job.as_ref()), kind, e.reason, &e.message).await;
+        }
+        if let Some(after) = plan.requeue_after {
+            self.queue.add_after(key.clone(), after);
+        }
+        Ok(())
+    }
+
+    async fn create_pods(&self, key: &Key, job: &Job, api: &Api<Pod>, which: &[Option<i32>]) -> Result<(), SyncError> {
+        tracing::info!(count = which.len(), "creating pods");
+        let params = PostParams::default();
+        let mut rest = which;
+        for batch in slow_start_batches(which.len()) {
+            let (now, later) = rest.split_at(batch);
+            rest = later;
+            let results = join_all(now.iter().map(|i| {
+                let pod = plan::new_pod(job, *i);
+                let params = &params;
+                async move { api.create(params, &pod).await }
+            }))
+            .await;
+            let mut created = Vec::new();
+            let mut failure = None;
+            for result in results {
+                self.ctx.status.record(result.is_ok());
+                match result {
+                    Ok(pod) => created.push(pod.metadata.name.unwrap_or_default()),
+                    Err(e) => failure = Some(e),
+                }
+            }
+            self.expectations.lock().unwrap().expect_created(key, created.iter().cloned());
+            for name in &created {
+                let msg = format!("Created pod: {name}");
+                self.recorder.publish(&reference(job), EventType::Normal, "SuccessfulCreate", &msg).await;
+            }
+            if let Some(e) = failure {
+                let msg = format!("Error creating: {e}");
+                self.recorder.publish(&reference(job), EventType::Warning, "FailedCreate", &msg).await;
+                return Err(api_err("creating pods")(e));
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_pods(&self, key: &Key, job: &Job, api: &Api<Pod>, pods: &[Doomed]) -> Result<(), SyncError> {
+        tracing::info!(count = pods.len(), "deleting pods");
+        self.expectations.lock().unwrap().expect_deleted(key, pods.iter().filter_map(|p| p.uid.clone()));
+        let results = join_all(pods.iter().map(|p| {
+            let params = DeleteParams {
+                preconditions: Some(Preconditions { uid: p.uid.clone(), resource_version: None }),
+                ..Default::default()
+            };
+            async move { (p, api.delete(&p.name, &params).await) }
+        }))
+        .await;
+        let mut failure = None;
+        for (pod, result) in results {
+            self.ctx.status.record(result.is_ok());
+            match result {
+                Ok(_) => {
+                    let msg = format!("Deleted pod: {}", pod.name);
+                    self.recorder.publish(&reference(job), EventType::Normal, "SuccessfulDelete", &msg).await;
+                }
+                Err(e) if is_status(&e, 404) || is_status(&e, 409) => {}
+                Err(e) => failure = Some(e),
+            }
+        }
+        match failure {
+            Some(e) => Err(api_err("deleting pods")(e)),
+            None => Ok(()),
+        }
+    }
+
+    fn enqueue_all(&self) {
+        for job in self.jobs.state() {
+            self.queue.add(Key::of(job.as_ref()));
+        }
+    }
+}
+
+pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
+    let cancel = cancel.child_token();
+    let queue = WorkQueue::new(cancel.clone());
+    let resync = Arc::new(tokio::sync::Notify::new());
+    let jobs = primary_informer(Api::<Job>::all(ctx.client.clone()), cancel.clone(), queue.clone(), resync.clone());
+    let pods = child_informer(
+        Api::<Pod>::all(ctx.client.clone()),
+        cancel.clone(),
+        queue.clone(),
+        resync.clone(),
+        jobs.clone(),
+        |job: &Job| job.spec.as_ref().and_then(|s| s.selector.as_ref()),
+    );
+    let ready = async {
+        let _ = jobs.wait_until_ready().await;
+        let _ = pods.wait_until_ready().await;
+    };
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        _ = ready => {}
+    }
+    tracing::info!("job controller started");
+    let controller = Arc::new(Controller {
+        recorder: Recorder::new(ctx.client.clone(), COMPONENT),
+        backoff: Backoff::default(),
+        ctx,
+        jobs,
+        pods,
+        queue: queue.clone(),
+        expectations: Mutex::default(),
+    });
+    let sync = {
+        let controller = controller.clone();
+        move |key: Key| {
+            let controller = controller.clone();
+            async move { controller.sync(&key).await }
+        }
+    };
+    let enqueue_all = || controller.enqueue_all();
+    run_workers("job", queue, WORKERS, sync, enqueue_all, resync, RESYNC_EVERY, cancel).await;
+}

@@ -7,6 +7,7 @@
 //! * [`deployment`] — rolls Deployments out through ReplicaSets;
 //! * [`endpoints`] — Endpoints of Services with selectors;
 //! * [`node_lifecycle`] — unreachable nodes: conditions, taints, evictions;
+//! * [`hpa`] — HorizontalPodAutoscalers: scale targets from metrics.k8s.io usage;
 //! * [`gc`] — the garbage collector (ownerReferences cascades);
 //! * [`namespaces`] — finishes namespace deletion (deletes the contents, then the namespace);
 //! * [`events`] — the Event recorder every task uses;
@@ -17,6 +18,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod events;
 pub mod gc;
+pub mod hpa;
 pub mod leases;
 pub mod namespaces;
 pub mod node_lifecycle;
@@ -37,11 +39,27 @@ pub struct Settings {
     pub node_monitor_grace_period: Duration,
     /// Pods on an unreachable/not-ready node are deleted after this (`--pod-eviction-timeout`).
     pub pod_eviction_timeout: Duration,
+    /// How often agents' usage is scraped for metrics.k8s.io (`--metric-resolution`).
+    pub metric_resolution: Duration,
+    /// How often each HPA is synced (`--horizontal-pod-autoscaler-sync-period`).
+    pub hpa_sync_period: Duration,
+    /// Usage/target ratios this close to 1 do not rescale (`--horizontal-pod-autoscaler-tolerance`).
+    pub hpa_tolerance: f64,
+    /// Scale-down stabilization of HPAs without `behavior`
+    /// (`--horizontal-pod-autoscaler-downscale-stabilization`).
+    pub hpa_downscale_stabilization: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { node_monitor_grace_period: Duration::from_secs(20), pod_eviction_timeout: Duration::from_secs(10) }
+        Settings {
+            node_monitor_grace_period: Duration::from_secs(20),
+            pod_eviction_timeout: Duration::from_secs(10),
+            metric_resolution: Duration::from_secs(15),
+            hpa_sync_period: Duration::from_secs(15),
+            hpa_tolerance: 0.1,
+            hpa_downscale_stabilization: Duration::from_secs(300),
+        }
     }
 }
 
@@ -56,5 +74,6 @@ pub fn all() -> Vec<(&'static str, TaskFn)> {
         ("endpoints-controller", Arc::new(|ctx, cancel| Box::pin(endpoints::run(ctx, cancel)))),
         ("node-lifecycle-controller", Arc::new(|ctx, cancel| Box::pin(node_lifecycle::run(ctx, cancel)))),
         ("garbage-collector", Arc::new(|ctx, cancel| Box::pin(gc::run(ctx, cancel)))),
+        ("horizontal-pod-autoscaler", Arc::new(|ctx, cancel| Box::pin(hpa::run(ctx, cancel)))),
     ]
 }

@@ -56,6 +56,8 @@ pub enum Command {
     Rollout(cmd::rollout::RolloutArgs),
     /// Print the logs for a container in a pod.
     Logs(cmd::logs::LogsArgs),
+    /// Display resource (CPU/memory) usage.
+    Top(cmd::top::TopArgs),
     /// Print the supported API resources on the server.
     ApiResources(cmd::info::ApiResourcesArgs),
     /// Print the client and server version information.

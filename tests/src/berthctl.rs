@@ -48,9 +48,15 @@ impl CtlCluster {
     /// Starts `servers` servers and the agent, waits for the API of each server and (with an
     /// agent) for its node(s) to be Ready.
     pub async fn start(servers: usize, agent: Agent) -> CtlCluster {
+        Self::start_with_server_args(servers, agent, &[]).await
+    }
+
+    /// [`CtlCluster::start`] with extra `berth-server` flags (e.g. shorter periods).
+    pub async fn start_with_server_args(servers: usize, agent: Agent, server_args: &[&str]) -> CtlCluster {
         let dir = tempfile::Builder::new().prefix("berthctl-test").tempdir().expect("tempdir").keep();
-        let cluster = ProcessCluster::start(&ClusterSpec::new(Db::Berth, servers), &dir.join("servers"))
-            .expect("starting berth-server processes");
+        let mut spec = ClusterSpec::new(Db::Berth, servers);
+        spec.extra_args = server_args.iter().map(|a| a.to_string()).collect();
+        let cluster = ProcessCluster::start(&spec, &dir.join("servers")).expect("starting berth-server processes");
         let mut this = CtlCluster { servers: cluster, kubeconfig: dir.join("kubeconfig"), dir, agent: None };
         this.servers.wait_ready(Duration::from_secs(30)).await.expect("store ready");
         this.write_kubeconfig();

@@ -38,6 +38,8 @@ pub enum Command {
     Edit(cmd::edit::EditArgs),
     /// Set a new size for a deployment, replica set or stateful set.
     Scale(cmd::scale::ScaleArgs),
+    /// Auto-scale a deployment, replica set or stateful set (creates a HorizontalPodAutoscaler).
+    Autoscale(cmd::autoscale::AutoscaleArgs),
     /// Set specific features on objects.
     Set(cmd::set::SetArgs),
     /// Update the labels on a resource.

@@ -134,6 +134,18 @@ async fn top_reports_real_usage_from_every_server_like_kubectl() {
     let (_, err) = c.fails(&["top", "pod", "nope"]);
     assert_eq!(err.trim(), "Error from server (NotFound): podmetrics.metrics.k8s.io \"default/nope\" not found");
 
+    // `kubectl autoscale` sends protobuf, which Berth does not decode; berthctl's does the same in JSON.
+    let out = c.ok(&["autoscale", "deployment", "burn", "--min=1", "--max=2", "--cpu-percent=80"]);
+    assert_eq!(out, "horizontalpodautoscaler.autoscaling/burn autoscaled\n");
+    let hpa = json(&c.ok(&["get", "hpa", "burn", "-o", "json"]));
+    assert_eq!(
+        hpa["spec"]["scaleTargetRef"],
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "burn"})
+    );
+    assert_eq!(hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 80);
+    let (_, err) = c.fails(&["autoscale", "deployment", "burn"]);
+    assert_eq!(err.trim(), "error: --max=MAXPODS is required and must be at least 1, max: -1");
+
     // Every server answers from its own scrapes, with metrics-server's objects.
     for i in 0..3 {
         let kubeconfig = c.kubeconfig_preferring(i);

@@ -3,6 +3,7 @@
 //! and prints to an [`crate::Out`].
 
 pub mod apply;
+pub mod autoscale;
 pub mod delete;
 pub mod describe;
 pub mod edit;

@@ -139,8 +139,8 @@ fn sort_rows<T>(
     name_key: impl Fn(&T) -> String,
 ) {
     match sort_by {
-        "cpu" => items.sort_by(|a, b| totals(b).0.milli_value().cmp(&totals(a).0.milli_value())),
-        "memory" => items.sort_by(|a, b| totals(b).1.value().cmp(&totals(a).1.value())),
+        "cpu" => items.sort_by_key(|m| std::cmp::Reverse(totals(m).0.milli_value())),
+        "memory" => items.sort_by_key(|m| std::cmp::Reverse(totals(m).1.value())),
         _ => items.sort_by_key(|a| name_key(a)),
     }
 }

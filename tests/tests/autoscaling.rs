@@ -30,6 +30,18 @@ spec:
         resources: {requests: {cpu: 100m}}
 "#;
 
+/// A pod that only sleeps: next to the burner, its CPU shows the figures are measured.
+const IDLE: &str = r#"apiVersion: v1
+kind: Pod
+metadata: {name: idle, labels: {app: idle}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: idle
+    image: busybox
+    command: ["sh", "-c", "sleep 3600"]
+"#;
+
 const HPA: &str = r#"apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
 metadata: {name: burn}
@@ -84,6 +96,7 @@ async fn top_reports_real_usage_from_every_server_like_kubectl() {
     let (_, err) = c.fails(&["top", "nodes"]);
     assert_eq!(err.trim(), "error: metrics not available yet");
     c.ok_stdin(&["apply", "-f", "-"], BURNER);
+    c.ok_stdin(&["apply", "-f", "-"], IDLE);
     eventually(Duration::from_secs(20), "the burner pod", || {
         c.try_ok(&["get", "pods", "-l", "app=burn", "-o", "name"]).ok().filter(|o| !o.trim().is_empty())
     });
@@ -102,7 +115,12 @@ async fn top_reports_real_usage_from_every_server_like_kubectl() {
         let r = row(&out, "burn-")?;
         (millicores(r[1])? >= 50).then(|| r[0].to_string())
     });
-    let pods = c.ok(&["top", "pods"]);
+    let idle = eventually(Duration::from_secs(30), "the idle pod in top", || {
+        let out = c.try_ok(&["top", "pod", "idle", "--no-headers"]).ok()?;
+        millicores(row(&out, "idle")?[1])
+    });
+    assert!(idle < 20, "a sleeping pod uses (almost) no CPU: {idle}m");
+    let pods = c.ok(&["top", "pods", "-l", "app=burn"]);
     assert_eq!(
         pods.lines().next().map(str::trim_end),
         Some(format!("NAME{}CPU(cores)   MEMORY(bytes)", " ".repeat(burner.len() - 1)).as_str()),

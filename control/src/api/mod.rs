@@ -218,7 +218,8 @@ async fn group_api(
     // metrics.k8s.io is computed, not stored: its objects come from the usage cache.
     if let [resource_metrics::GROUP, version, tail @ ..] = segments.as_slice() {
         if !tail.is_empty() {
-            return resource_metrics::handle(&state, &method, version, tail, parse_query(query)).await;
+            let rendering = Rendering::from_accept(&headers);
+            return resource_metrics::handle(&state, &method, version, tail, parse_query(query), rendering).await;
         }
     }
     match segments.as_slice() {

@@ -4,6 +4,8 @@
 //! the HPA controller work unchanged. Objects come from the watch cache: a node or pod is
 //! served only while it exists in the API (and, for pods, only the same uid that was
 //! measured), carrying its labels, as metrics-server joins its scrapes with its informers.
+//! Asked for a Table (`kubectl get nodemetrics`), it answers metrics-server's columns:
+//! Name, cpu, memory, Window.
 
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use serde_json::{json, Value};
 use super::error::{ApiError, Subject};
 use super::request::Query;
 use super::resources;
-use super::{json_response, ApiState};
+use super::{json_response, ApiState, Rendering};
 use crate::cache::Filter;
 use crate::registry::object;
 use crate::usage::{quantity, NodePoint, PodPoint, Usage};
@@ -102,9 +104,60 @@ async fn objects(state: &ApiState, plural: &'static str, filter: Filter) -> Resu
     Ok(state.cache.get(info).list(&filter, 0).await?.0)
 }
 
+/// metrics-server's Table of NodeMetrics or PodMetrics (a pod's usage is its containers'
+/// sum); rows carry the object as `includeObject` asks (metadata by default).
+pub fn table(items: &[Value], include: &str) -> Value {
+    let col = |name: &str, format: &str| json!({"name": name, "type": "string", "format": format, "description": "", "priority": 0});
+    let columns =
+        vec![col("Name", "name"), col("cpu", "quantity"), col("memory", "quantity"), col("Window", "duration")];
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|m| {
+            let (cpu, memory) = match m.get("containers").and_then(Value::as_array) {
+                Some(cs) => cs.iter().fold((0u64, 0u64), |(c, mem), x| {
+                    let q = |k: &str, scale| {
+                        x["usage"][k].as_str().and_then(|v| crate::tasks::scheduler::quantity::parse_scaled(v, scale))
+                    };
+                    (c + q("cpu", 9).unwrap_or(0) as u64, mem + q("memory", 0).unwrap_or(0) as u64)
+                }),
+                None => {
+                    let q = |k: &str, scale| {
+                        m["usage"][k].as_str().and_then(|v| crate::tasks::scheduler::quantity::parse_scaled(v, scale))
+                    };
+                    (q("cpu", 9).unwrap_or(0) as u64, q("memory", 0).unwrap_or(0) as u64)
+                }
+            };
+            let mut row =
+                json!({"cells": [m["metadata"]["name"], quantity::cpu(cpu), quantity::memory(memory), m["window"]]});
+            match include {
+                "None" => {}
+                "Object" => row["object"] = m.clone(),
+                _ => row["object"] = super::handlers::metadata_only(m),
+            }
+            row
+        })
+        .collect();
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {}, "columnDefinitions": columns, "rows": rows})
+}
+
 /// Serves one request under `/apis/metrics.k8s.io/{version}/…`.
-pub async fn handle(state: &ApiState, method: &Method, version: &str, segments: &[&str], query: Query) -> Response {
+pub async fn handle(
+    state: &ApiState,
+    method: &Method,
+    version: &str,
+    segments: &[&str],
+    query: Query,
+    rendering: Rendering,
+) -> Response {
+    let include = query.get("includeObject").unwrap_or("Metadata").to_string();
     match serve(state, method, version, segments, query).await {
+        Ok(v) if rendering == Rendering::Table => {
+            let items = match v.get("items").and_then(Value::as_array) {
+                Some(items) => items.clone(),
+                None => vec![v],
+            };
+            json_response(StatusCode::OK, &table(&items, &include), &[])
+        }
         Ok(v) => json_response(StatusCode::OK, &v, &[]),
         Err(e) => e.into_response(),
     }

@@ -149,6 +149,13 @@ async fn top_reports_real_usage_from_every_server_like_kubectl() {
         assert!(r[4].ends_with("Mi"), "{out}");
     }
     assert_eq!(c.ok(&["top", "pods", "-l", "app=nothing"]), "", "no pods: nothing on stdout");
+    // `get podmetrics` shows metrics-server's Table columns.
+    let table = kubectl_ok(&c, &["get", "podmetrics", "-l", "app=burn"]);
+    assert_eq!(
+        table.lines().next().map(|l| l.split_whitespace().collect::<Vec<_>>()),
+        Some(vec!["NAME", "CPU", "MEMORY", "WINDOW"])
+    );
+    assert!(row(&table, &burner).is_some_and(|r| r[1].ends_with('n') && r[3].ends_with('s')), "{table}");
     let (_, err) = c.fails(&["top", "pod", "nope"]);
     assert_eq!(err.trim(), "Error from server (NotFound): podmetrics.metrics.k8s.io \"default/nope\" not found");
 
@@ -167,13 +174,15 @@ async fn top_reports_real_usage_from_every_server_like_kubectl() {
     // Every server answers from its own scrapes, with metrics-server's objects.
     for i in 0..3 {
         let kubeconfig = c.kubeconfig_preferring(i);
-        let raw = kubectl(
-            &kubeconfig,
-            &c.dir,
-            &["get", "--raw", &format!("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/{burner}")],
-        );
-        let m = json(&raw.1);
-        assert_eq!(m["kind"], "PodMetrics", "server {i}: {}", raw.2);
+        // Each server scrapes on its own schedule: allow it a couple of periods.
+        let path = format!("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/{burner}");
+        let mut last_error = String::new();
+        let m = eventually(Duration::from_secs(15), &format!("server {i} to serve the burner's metrics"), || {
+            let (ok, out, err) = kubectl(&kubeconfig, &c.dir, &["get", "--raw", &path]);
+            last_error = err;
+            ok.then(|| json(&out))
+        });
+        assert_eq!(m["kind"], "PodMetrics", "server {i}: {last_error}");
         assert_eq!(m["metadata"]["labels"]["app"], "burn");
         let cpu = m["containers"][0]["usage"]["cpu"].as_str().unwrap();
         assert!(cpu.ends_with('n') || cpu.ends_with('u') || cpu.ends_with('m'), "metrics-server's CPU form: {cpu}");

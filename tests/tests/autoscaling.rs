@@ -261,3 +261,18 @@ async fn hpa_scales_a_cpu_burner_up_and_back_down() {
     let hpa = json(&c.ok(&["get", "hpa", "burn", "-o", "json"]));
     assert_eq!(hpa["status"]["desiredReplicas"], 1, "{}", hpa["status"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hollow_pods_report_zero_usage() {
+    let c = CtlCluster::start_with_server_args(1, Agent::Fake(2), &["--metric-resolution", "2s"]).await;
+    c.ok(&["create", "deployment", "idle", "--image=busybox", "--replicas=2"]);
+    // Nothing runs in a hollow pod: measured, and zero.
+    let out = eventually(Duration::from_secs(60), "hollow pods in top", || {
+        let out = c.try_ok(&["top", "pods", "--no-headers"]).ok()?;
+        (out.lines().count() == 2).then_some(out)
+    });
+    for line in out.lines() {
+        let r: Vec<&str> = line.split_whitespace().collect();
+        assert!(r[0].starts_with("idle-") && r[1] == "0m" && r[2] == "0Mi", "{out}");
+    }
+}

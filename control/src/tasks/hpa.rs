@@ -291,11 +291,11 @@ impl Controller {
 
         // 1. The target's scale.
         let scale = match scale_resource(target.api_version.as_deref().unwrap_or(""), &target.kind) {
-            Ok(info) => self.get_json(&scale_path(info, &ns, &target.name)).await,
+            Ok(info) => self.get_json(&scale_path(info, &ns, &target.name)).await.map(|s| (s, info)),
             Err(e) => Err(e),
         };
         let (scale, info) = match scale {
-            Ok(s) => (s, scale_resource(target.api_version.as_deref().unwrap_or(""), &target.kind).expect("resolved")),
+            Ok(found) => found,
             Err(e) => {
                 let message = format!("the HPA controller was unable to get the target's current scale: {e}");
                 self.recorder.publish(&reference(hpa), EventType::Warning, "FailedGetScale", &e).await;

@@ -71,6 +71,19 @@ pub struct ServerArgs {
     /// (unless they tolerate the taint for a different time).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub pod_eviction_timeout: Duration,
+    /// How often every server scrapes the agents' usage for metrics.k8s.io (`kubectl top`, HPA).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub metric_resolution: Duration,
+    /// How often the HorizontalPodAutoscaler controller syncs each HPA.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub horizontal_pod_autoscaler_sync_period: Duration,
+    /// Minimum change (from 1.0) in the usage/target ratio for the HPA to rescale.
+    #[arg(long, default_value_t = 0.1)]
+    pub horizontal_pod_autoscaler_tolerance: f64,
+    /// How far back the HPA looks for higher recommendations before scaling down (HPAs
+    /// without `behavior.scaleDown.stabilizationWindowSeconds`).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub horizontal_pod_autoscaler_downscale_stabilization: Duration,
     /// Seed a fresh data dir from this backup (`berthctl snapshot save`) and start a new
     /// cluster from it; every member of the new cluster restores the same file with the same
     /// --initial-cluster. Ignored when the data dir already holds data.
@@ -156,7 +169,19 @@ impl ServerArgs {
         let tasks = crate::tasks::Settings {
             node_monitor_grace_period: self.node_monitor_grace_period,
             pod_eviction_timeout: self.pod_eviction_timeout,
+            metric_resolution: self.metric_resolution,
+            hpa_sync_period: self.horizontal_pod_autoscaler_sync_period,
+            hpa_tolerance: self.horizontal_pod_autoscaler_tolerance,
+            hpa_downscale_stabilization: self.horizontal_pod_autoscaler_downscale_stabilization,
         };
+        if self.metric_resolution.is_zero() || self.horizontal_pod_autoscaler_sync_period.is_zero() {
+            return Err(ServerError::Config(
+                "--metric-resolution and --horizontal-pod-autoscaler-sync-period must be greater than 0".into(),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.horizontal_pod_autoscaler_tolerance) {
+            return Err(ServerError::Config("--horizontal-pod-autoscaler-tolerance must be in [0, 1)".into()));
+        }
         Ok(ServerConfig {
             store,
             listen_client_urls,

@@ -2,7 +2,8 @@
 //!
 //! A server runs one member of the replicated store, serves the etcd v3 API, the
 //! Kubernetes API ([`api`] over the [`registry`] and the [`cache`]), and — while it is the
-//! Raft leader — the leader-only [`tasks`] under the [`supervisor`]. The binary is thin:
+//! Raft leader — the leader-only [`tasks`] under the [`supervisor`]; every server scrapes
+//! agents' [`usage`] for metrics.k8s.io. The binary is thin:
 //! [`cli`] turns flags into a [`ServerConfig`], [`run`] does the rest.
 
 pub mod api;
@@ -12,6 +13,7 @@ pub mod identity;
 pub mod registry;
 pub mod supervisor;
 pub mod tasks;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -70,7 +72,10 @@ impl ControlPlane {
     ) -> ControlPlane {
         let api_addr = listener.local_addr().expect("a bound listener has an address");
         let cache = cache::WatchCache::start(&store, &shutdown);
-        let state = api::ApiState::new(store.clone(), cache.clone(), shutdown.clone());
+        let mut state = api::ApiState::new(store.clone(), cache.clone(), shutdown.clone());
+        state.usage = Arc::new(usage::UsageCache::new(settings.metric_resolution));
+        // Every server scrapes, so every server answers metrics.k8s.io (see `usage`).
+        let scraper = tokio::spawn(usage::scraper::run(state.usage.clone(), cache.clone(), shutdown.clone()));
         let router = api::router(state.clone());
         let serve_shutdown = shutdown.clone();
         let server = tokio::spawn({
@@ -99,7 +104,7 @@ impl ControlPlane {
         };
         let supervisor = tokio::spawn(supervisor::run(store, tasks::all(), ctx, shutdown));
         tracing::info!(%api_addr, "Kubernetes API listening");
-        ControlPlane { api: state, api_addr, supervisor: status, client, tasks: vec![server, supervisor] }
+        ControlPlane { api: state, api_addr, supervisor: status, client, tasks: vec![server, supervisor, scraper] }
     }
 
     /// Waits for the API server and the supervisor to stop (after `shutdown`).

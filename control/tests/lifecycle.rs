@@ -178,6 +178,7 @@ async fn a_silent_node_is_tainted_its_pods_evicted_and_it_recovers() {
     let settings = berth_control::tasks::Settings {
         node_monitor_grace_period: Duration::from_secs(2),
         pod_eviction_timeout: Duration::from_secs(1),
+        ..Default::default()
     };
     let cluster = Cluster::start_with(3, settings).await;
     let client = cluster.client();

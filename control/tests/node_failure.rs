@@ -44,6 +44,7 @@ async fn pods_of_a_dead_node_are_replaced_elsewhere_and_stay_there() {
     let settings = berth_control::tasks::Settings {
         node_monitor_grace_period: Duration::from_secs(3),
         pod_eviction_timeout: Duration::from_secs(1),
+        ..Default::default()
     };
     let cluster = Cluster::start_with(3, settings).await;
     let client = cluster.client();

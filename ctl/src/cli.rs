@@ -38,6 +38,8 @@ pub enum Command {
     Edit(cmd::edit::EditArgs),
     /// Set a new size for a deployment, replica set or stateful set.
     Scale(cmd::scale::ScaleArgs),
+    /// Auto-scale a deployment, replica set or stateful set (creates a HorizontalPodAutoscaler).
+    Autoscale(cmd::autoscale::AutoscaleArgs),
     /// Set specific features on objects.
     Set(cmd::set::SetArgs),
     /// Update the labels on a resource.
@@ -56,6 +58,8 @@ pub enum Command {
     Rollout(cmd::rollout::RolloutArgs),
     /// Print the logs for a container in a pod.
     Logs(cmd::logs::LogsArgs),
+    /// Display resource (CPU/memory) usage.
+    Top(cmd::top::TopArgs),
     /// Print the supported API resources on the server.
     ApiResources(cmd::info::ApiResourcesArgs),
     /// Print the client and server version information.

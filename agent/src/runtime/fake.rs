@@ -6,6 +6,8 @@
 //!   `fake.berth.dev/run-ms` (default 100) milliseconds.
 //!
 //! One instance serves every hollow node of a process (state is keyed by pod uid).
+//! Running containers report zero usage in `/stats/summary` (nothing runs), so
+//! metrics.k8s.io, `top pods` and HPAs see hollow pods as idle rather than unmeasured.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -196,6 +198,31 @@ impl Runtime for FakeRuntime {
         self.state.lock().unwrap().pods.iter().filter(|(_, p)| p.node == node).map(|(u, _)| u.clone()).collect()
     }
 
+    fn stats(&self) -> Vec<super::stats::PodUsage> {
+        let st = self.state.lock().unwrap();
+        st.pods
+            .iter()
+            .map(|(uid, p)| super::stats::PodUsage {
+                uid: uid.clone(),
+                namespace: p.namespace.clone(),
+                name: p.name.clone(),
+                node: p.node.clone(),
+                containers: p
+                    .containers
+                    .values()
+                    .filter(|c| matches!(c.record.state, RunState::Running { .. }))
+                    .map(|c| super::stats::ContainerUsage {
+                        name: c.record.name.clone(),
+                        id: c.record.id.clone(),
+                        usage_core_nano_seconds: 0,
+                        working_set_bytes: 0,
+                    })
+                    .collect(),
+            })
+            .filter(|p| !p.containers.is_empty())
+            .collect()
+    }
+
     fn forget(&self, pod_uid: &str) {
         let mut st = self.state.lock().unwrap();
         if let Some(p) = st.pods.remove(pod_uid) {
@@ -271,6 +298,9 @@ mod tests {
         assert!(matches!(c.state, RunState::Running { .. }));
         assert!(!c.ready);
         assert_eq!(c.restart_count, 0);
+        let usage = rt.stats();
+        assert_eq!((usage.len(), usage[0].name.as_str(), usage[0].containers.len()), (1, "p", 1));
+        assert_eq!(usage[0].containers[0].usage_core_nano_seconds, 0, "nothing runs: zero usage, not none");
         rt.stop("uid-1", "c", Duration::ZERO);
         assert!(matches!(rt.containers("uid-1")[0].state, RunState::Exited(_)));
         rt.start(&pod(&[]), &container(), vec![], vec![]);

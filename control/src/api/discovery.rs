@@ -43,13 +43,21 @@ fn group_doc(group: &str, version: &str) -> Value {
     json!({"name": group, "versions": [gv.clone()], "preferredVersion": gv})
 }
 
+/// Every served group/version: the stored ones, then `metrics.k8s.io` (computed from
+/// scraped usage, listed last as kube-aggregator lists metrics-server's APIService).
+fn all_groups() -> Vec<(&'static str, &'static str)> {
+    let mut groups = resources::groups();
+    groups.push((super::resource_metrics::GROUP, super::resource_metrics::VERSION));
+    groups
+}
+
 pub fn group_list() -> Value {
-    let groups: Vec<Value> = resources::groups().into_iter().map(|(g, v)| group_doc(g, v)).collect();
+    let groups: Vec<Value> = all_groups().into_iter().map(|(g, v)| group_doc(g, v)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 pub fn group(name: &str) -> Option<Value> {
-    let (g, v) = resources::groups().into_iter().find(|(g, _)| *g == name)?;
+    let (g, v) = all_groups().into_iter().find(|(g, _)| *g == name)?;
     let mut doc = group_doc(g, v);
     doc["kind"] = json!("APIGroup");
     doc["apiVersion"] = json!("v1");
@@ -98,6 +106,9 @@ fn resource_entries(r: &ResourceInfo) -> Vec<Value> {
 
 /// `APIResourceList` of one group/version; `None` if not served.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    if (group, version) == (super::resource_metrics::GROUP, super::resource_metrics::VERSION) {
+        return Some(super::resource_metrics::resource_list());
+    }
     let entries: Vec<Value> = resources::in_group_version(group, version).flat_map(resource_entries).collect();
     if entries.is_empty() {
         return None;

@@ -91,7 +91,7 @@ fn convert_legacy(target: &Target, mut body: Value) -> Value {
 }
 
 /// PartialObjectMetadata of an object.
-fn metadata_only(obj: &Value) -> Value {
+pub(crate) fn metadata_only(obj: &Value) -> Value {
     json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"].clone()})
 }
 

@@ -5,6 +5,7 @@
 //! * [`watch`] — streaming watches from the watch cache;
 //! * [`subresources`] — scale, binding, eviction, log;
 //! * [`discovery`] — discovery, `/version`, OpenAPI v3; [`metrics`] — request metrics;
+//! * [`resource_metrics`] — `metrics.k8s.io` (NodeMetrics, PodMetrics) for `kubectl top`;
 //! * [`patch`] — JSON, merge, strategic merge patches and server-side apply;
 //! * [`table`] — server-side printing (`kubectl get` columns); [`error`] — `Status` errors.
 
@@ -14,6 +15,7 @@ pub mod handlers;
 pub mod metrics;
 pub mod patch;
 pub mod request;
+pub mod resource_metrics;
 pub mod resources;
 pub mod subresources;
 pub mod table;
@@ -47,6 +49,8 @@ pub struct ApiState {
     pub cache: Arc<WatchCache>,
     pub metrics: Arc<ApiMetrics>,
     pub store: Store,
+    /// Node and pod usage scraped from the agents (`metrics.k8s.io`).
+    pub usage: Arc<crate::usage::UsageCache>,
     /// Ends open watches when the server stops.
     pub shutdown: CancellationToken,
 }
@@ -58,6 +62,7 @@ impl ApiState {
             cache,
             metrics: Arc::new(ApiMetrics::new()),
             store,
+            usage: Arc::new(crate::usage::UsageCache::new(crate::tasks::Settings::default().metric_resolution)),
             shutdown,
         }
     }
@@ -210,6 +215,13 @@ async fn group_api(
     body: Bytes,
 ) -> Response {
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    // metrics.k8s.io is computed, not stored: its objects come from the usage cache.
+    if let [resource_metrics::GROUP, version, tail @ ..] = segments.as_slice() {
+        if !tail.is_empty() {
+            let rendering = Rendering::from_accept(&headers);
+            return resource_metrics::handle(&state, &method, version, tail, parse_query(query), rendering).await;
+        }
+    }
     match segments.as_slice() {
         [group] if method == Method::GET => match discovery::group(group) {
             Some(doc) => json_ok(doc),

@@ -204,7 +204,7 @@ pub async fn eviction(state: &ApiState, req: ApiRequest) -> Result<Response, Api
 }
 
 /// The address of the agent on `node`: its InternalIP (else Hostname) and kubelet port.
-fn agent_address(node: &Value) -> Option<(String, i64)> {
+pub(crate) fn agent_address(node: &Value) -> Option<(String, i64)> {
     let addresses = node["status"]["addresses"].as_array()?;
     let pick = |t: &str| addresses.iter().find(|a| a["type"] == t).and_then(|a| a["address"].as_str());
     let host = pick("InternalIP").or_else(|| pick("Hostname"))?.to_string();

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, EventType, Recorder};
 use super::replicaset::{slow_start_batches, Expectations, PodRef};
-use super::workqueue::{child_informer, informer, primary_informer, run_workers, Change, Key, WorkQueue};
+use super::workqueue::{child_informer, primary_informer, run_workers, Change, Key, WorkQueue};
 use crate::supervisor::TaskContext;
 use plan::{new_pod, plan_daemonset};
 
@@ -235,11 +235,9 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let cancel = cancel.child_token();
     let queue = WorkQueue::new(cancel.clone());
     let resync = Arc::new(tokio::sync::Notify::new());
-    let daemonsets =
-        primary_informer(Api::<DaemonSet>::all(ctx.client.clone()), cancel.clone(), queue.clone(), resync.clone());
-    let pods = child_informer(
-        Api::<Pod>::all(ctx.client.clone()),
-        cancel.clone(),
+    let daemonsets = primary_informer::<DaemonSet>(&ctx.informers, queue.clone(), resync.clone());
+    let pods = child_informer::<Pod, _>(
+        &ctx.informers,
         queue.clone(),
         resync.clone(),
         daemonsets.clone(),
@@ -248,7 +246,7 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let nodes = {
         let (daemonsets, queue, resync) = (daemonsets.clone(), queue.clone(), resync.clone());
         let seen: Mutex<HashMap<String, String>> = Mutex::default();
-        informer(Api::<Node>::all(ctx.client.clone()), cancel.clone(), move |change| match change {
+        ctx.informers.subscribe(move |change: Change<'_, Node>| match change {
             Change::Object { obj, deleted } => {
                 let name = obj.metadata.name.clone().unwrap_or_default();
                 let mut seen = seen.lock().unwrap();
@@ -266,14 +264,9 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
             Change::Resynced => resync.notify_one(),
         })
     };
-    let ready = async {
-        let _ = daemonsets.wait_until_ready().await;
-        let _ = pods.wait_until_ready().await;
-        let _ = nodes.wait_until_ready().await;
-    };
     tokio::select! {
         _ = cancel.cancelled() => return,
-        _ = ready => {}
+        _ = ctx.informers.wait_synced() => {}
     }
     tracing::info!("daemonset controller started");
     let controller = Arc::new(Controller {

@@ -11,6 +11,7 @@
 //! * [`job`] — runs Jobs' pods to completion (and deletes Jobs past their TTL);
 //! * [`cronjob`] — starts CronJobs' Jobs on schedule;
 //! * [`quota`] — ResourceQuota `status.hard`/`status.used` (admission is in the registry);
+//! * [`hpa`] — HorizontalPodAutoscalers: scale targets from metrics.k8s.io usage;
 //! * [`gc`] — the garbage collector (ownerReferences cascades);
 //! * [`namespaces`] — finishes namespace deletion (deletes the contents, then the namespace);
 //! * [`events`] — the Event recorder every task uses;
@@ -23,6 +24,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod events;
 pub mod gc;
+pub mod hpa;
 pub mod job;
 pub mod leases;
 pub mod namespaces;
@@ -46,11 +48,27 @@ pub struct Settings {
     pub node_monitor_grace_period: Duration,
     /// Pods on an unreachable/not-ready node are deleted after this (`--pod-eviction-timeout`).
     pub pod_eviction_timeout: Duration,
+    /// How often agents' usage is scraped for metrics.k8s.io (`--metric-resolution`).
+    pub metric_resolution: Duration,
+    /// How often each HPA is synced (`--horizontal-pod-autoscaler-sync-period`).
+    pub hpa_sync_period: Duration,
+    /// Usage/target ratios this close to 1 do not rescale (`--horizontal-pod-autoscaler-tolerance`).
+    pub hpa_tolerance: f64,
+    /// Scale-down stabilization of HPAs without `behavior`
+    /// (`--horizontal-pod-autoscaler-downscale-stabilization`).
+    pub hpa_downscale_stabilization: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { node_monitor_grace_period: Duration::from_secs(20), pod_eviction_timeout: Duration::from_secs(10) }
+        Settings {
+            node_monitor_grace_period: Duration::from_secs(20),
+            pod_eviction_timeout: Duration::from_secs(10),
+            metric_resolution: Duration::from_secs(15),
+            hpa_sync_period: Duration::from_secs(15),
+            hpa_tolerance: 0.1,
+            hpa_downscale_stabilization: Duration::from_secs(300),
+        }
     }
 }
 
@@ -70,5 +88,6 @@ pub fn all() -> Vec<(&'static str, TaskFn)> {
         ("job-controller", Arc::new(|ctx, cancel| Box::pin(job::run(ctx, cancel)))),
         ("cronjob-controller", Arc::new(|ctx, cancel| Box::pin(cronjob::run(ctx, cancel)))),
         ("resourcequota-controller", Arc::new(|ctx, cancel| Box::pin(quota::run(ctx, cancel)))),
+        ("horizontal-pod-autoscaler", Arc::new(|ctx, cancel| Box::pin(hpa::run(ctx, cancel)))),
     ]
 }

@@ -180,23 +180,14 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let cancel = cancel.child_token();
     let queue = WorkQueue::new(cancel.clone());
     let resync = Arc::new(tokio::sync::Notify::new());
-    let sets =
-        primary_informer(Api::<StatefulSet>::all(ctx.client.clone()), cancel.clone(), queue.clone(), resync.clone());
-    let pods = child_informer(
-        Api::<Pod>::all(ctx.client.clone()),
-        cancel.clone(),
-        queue.clone(),
-        resync.clone(),
-        sets.clone(),
-        |set: &StatefulSet| set.spec.as_ref().map(|s| &s.selector),
-    );
-    let ready = async {
-        let _ = sets.wait_until_ready().await;
-        let _ = pods.wait_until_ready().await;
-    };
+    let sets = primary_informer::<StatefulSet>(&ctx.informers, queue.clone(), resync.clone());
+    let pods =
+        child_informer::<Pod, _>(&ctx.informers, queue.clone(), resync.clone(), sets.clone(), |set: &StatefulSet| {
+            set.spec.as_ref().map(|s| &s.selector)
+        });
     tokio::select! {
         _ = cancel.cancelled() => return,
-        _ = ready => {}
+        _ = ctx.informers.wait_synced() => {}
     }
     tracing::info!("statefulset controller started");
     let controller = Arc::new(Controller {

@@ -3,6 +3,7 @@
 //! and prints to an [`crate::Out`].
 
 pub mod apply;
+pub mod autoscale;
 pub mod delete;
 pub mod describe;
 pub mod edit;
@@ -17,4 +18,5 @@ pub mod rollout;
 pub mod run;
 pub mod scale;
 pub mod set;
+pub mod top;
 pub mod watch;

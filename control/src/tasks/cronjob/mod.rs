@@ -161,24 +161,13 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let cancel = cancel.child_token();
     let queue = WorkQueue::new(cancel.clone());
     let resync = Arc::new(tokio::sync::Notify::new());
-    let cronjobs =
-        primary_informer(Api::<CronJob>::all(ctx.client.clone()), cancel.clone(), queue.clone(), resync.clone());
+    let cronjobs = primary_informer::<CronJob>(&ctx.informers, queue.clone(), resync.clone());
     // Jobs map to their controlling CronJob; CronJobs have no selector to adopt orphans by.
-    let jobs = child_informer(
-        Api::<Job>::all(ctx.client.clone()),
-        cancel.clone(),
-        queue.clone(),
-        resync.clone(),
-        cronjobs.clone(),
-        |_: &CronJob| None,
-    );
-    let ready = async {
-        let _ = cronjobs.wait_until_ready().await;
-        let _ = jobs.wait_until_ready().await;
-    };
+    let jobs =
+        child_informer::<Job, _>(&ctx.informers, queue.clone(), resync.clone(), cronjobs.clone(), |_: &CronJob| None);
     tokio::select! {
         _ = cancel.cancelled() => return,
-        _ = ready => {}
+        _ = ctx.informers.wait_synced() => {}
     }
     tracing::info!("cronjob controller started");
     let controller = Arc::new(Controller {

@@ -204,22 +204,13 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let cancel = cancel.child_token();
     let queue = WorkQueue::new(cancel.clone());
     let resync = Arc::new(tokio::sync::Notify::new());
-    let jobs = primary_informer(Api::<Job>::all(ctx.client.clone()), cancel.clone(), queue.clone(), resync.clone());
-    let pods = child_informer(
-        Api::<Pod>::all(ctx.client.clone()),
-        cancel.clone(),
-        queue.clone(),
-        resync.clone(),
-        jobs.clone(),
-        |job: &Job| job.spec.as_ref().and_then(|s| s.selector.as_ref()),
-    );
-    let ready = async {
-        let _ = jobs.wait_until_ready().await;
-        let _ = pods.wait_until_ready().await;
-    };
+    let jobs = primary_informer::<Job>(&ctx.informers, queue.clone(), resync.clone());
+    let pods = child_informer::<Pod, _>(&ctx.informers, queue.clone(), resync.clone(), jobs.clone(), |job: &Job| {
+        job.spec.as_ref().and_then(|s| s.selector.as_ref())
+    });
     tokio::select! {
         _ = cancel.cancelled() => return,
-        _ = ready => {}
+        _ = ctx.informers.wait_synced() => {}
     }
     tracing::info!("job controller started");
     let controller = Arc::new(Controller {

@@ -19,17 +19,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::future::join_all;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, EventType, Recorder};
-use super::replicaset::{slow_start_batches, Expectations, PodRef};
+use super::pod_control::{api_err, is_status, PodControl, PodRef, SyncError};
+use super::replicaset::Expectations;
 use super::workqueue::{child_informer, primary_informer, run_workers, Change, Key, WorkQueue};
 use crate::supervisor::TaskContext;
 use plan::{new_pod, plan_daemonset};
@@ -38,23 +38,6 @@ const WORKERS: usize = 2;
 /// Safety net for missed events.
 const RESYNC_EVERY: Duration = Duration::from_secs(30);
 const COMPONENT: &str = "daemonset-controller";
-
-#[derive(Debug, thiserror::Error)]
-#[error("{what}: {source}")]
-struct SyncError {
-    what: String,
-    #[source]
-    source: kube::Error,
-}
-
-fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> SyncError {
-    let what = what.into();
-    move |source| SyncError { what, source }
-}
-
-fn is_status(e: &kube::Error, code: u16) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == code)
-}
 
 /// What of a Node decides where daemons run: labels, taints, cordon, Ready. A change of
 /// anything else (heartbeats, images, addresses) requeues nothing.
@@ -146,6 +129,10 @@ impl Controller {
         Ok(())
     }
 
+    fn pod_control<'a>(&'a self, ds: &DaemonSet, api: &Api<Pod>) -> PodControl<'a> {
+        PodControl { ctx: &self.ctx, recorder: &self.recorder, owner: reference(ds), api: api.clone() }
+    }
+
     async fn create_pods(
         &self,
         key: &Key,
@@ -158,34 +145,9 @@ impl Controller {
             return Ok(());
         }
         tracing::info!(count = nodes.len(), "creating daemon pods");
-        let params = PostParams::default();
-        let mut left = nodes;
-        for batch in slow_start_batches(nodes.len()) {
-            let (now, rest) = left.split_at(batch);
-            left = rest;
-            let pods: Vec<Pod> = now.iter().map(|node| new_pod(ds, node, hash)).collect();
-            let results = join_all(pods.iter().map(|pod| api.create(&params, pod))).await;
-            let mut created = Vec::new();
-            let mut failure = None;
-            for result in results {
-                self.ctx.status.record(result.is_ok());
-                match result {
-                    Ok(pod) => created.push(pod.metadata.name.unwrap_or_default()),
-                    Err(e) => failure = Some(e),
-                }
-            }
-            self.expectations.lock().unwrap().expect_created(key, created.iter().cloned());
-            for name in &created {
-                let message = format!("Created pod: {name}");
-                self.recorder.publish(&reference(ds), EventType::Normal, "SuccessfulCreate", &message).await;
-            }
-            if let Some(e) = failure {
-                let message = format!("Error creating: {e}");
-                self.recorder.publish(&reference(ds), EventType::Warning, "FailedCreate", &message).await;
-                return Err(api_err("creating daemon pods")(e));
-            }
-        }
-        Ok(())
+        let pods = nodes.iter().map(|node| new_pod(ds, node, hash)).collect();
+        let expect = |names: Vec<String>| self.expectations.lock().unwrap().expect_created(key, names);
+        self.pod_control(ds, api).create(pods, expect).await
     }
 
     async fn delete_pods(&self, key: &Key, ds: &DaemonSet, api: &Api<Pod>, pods: &[PodRef]) -> Result<(), SyncError> {
@@ -194,34 +156,7 @@ impl Controller {
         }
         tracing::info!(count = pods.len(), "deleting daemon pods");
         self.expectations.lock().unwrap().expect_deleted(key, pods.iter().filter_map(|p| p.uid.clone()));
-        let results = join_all(pods.iter().map(|p| {
-            let params = DeleteParams {
-                preconditions: Some(Preconditions { uid: p.uid.clone(), resource_version: None }),
-                ..Default::default()
-            };
-            async move { (p, api.delete(&p.name, &params).await) }
-        }))
-        .await;
-        let mut failure = None;
-        for (pod, result) in results {
-            self.ctx.status.record(result.is_ok());
-            match result {
-                Ok(_) => {
-                    let message = format!("Deleted pod: {}", pod.name);
-                    self.recorder.publish(&reference(ds), EventType::Normal, "SuccessfulDelete", &message).await;
-                }
-                Err(e) if is_status(&e, 404) || is_status(&e, 409) => {}
-                Err(e) => {
-                    let message = format!("Error deleting: {e}");
-                    self.recorder.publish(&reference(ds), EventType::Warning, "FailedDelete", &message).await;
-                    failure = Some(e);
-                }
-            }
-        }
-        match failure {
-            Some(e) => Err(api_err("deleting daemon pods")(e)),
-            None => Ok(()),
-        }
+        self.pod_control(ds, api).delete(pods).await
     }
 
     fn enqueue_all(&self) {

@@ -30,6 +30,7 @@ pub mod leases;
 pub mod namespaces;
 pub mod node_lifecycle;
 pub mod ownership;
+pub mod pod_control;
 pub mod quota;
 pub mod replicaset;
 pub mod scheduler;

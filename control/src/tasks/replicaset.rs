@@ -18,18 +18,19 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::events::{reference, EventType, Recorder};
+use super::events::{reference, Recorder};
 use super::ownership::{self, Claim};
+pub use super::pod_control::PodRef;
+use super::pod_control::{api_err, is_status, PodControl, SyncError};
 use super::workqueue::{child_informer, primary_informer, run_workers, Key, WorkQueue};
 use crate::supervisor::TaskContext;
 
@@ -51,13 +52,6 @@ pub struct OwnerChange {
     pub pod: String,
     pub resource_version: Option<String>,
     pub owner_references: Vec<OwnerReference>,
-}
-
-/// A pod chosen for deletion (deleted with a uid precondition).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodRef {
-    pub name: String,
-    pub uid: Option<String>,
 }
 
 /// Everything one sync of a ReplicaSet does.
@@ -203,19 +197,6 @@ pub fn deletion_order(a: &Pod, b: &Pod) -> Ordering {
         })
 }
 
-/// Kubernetes' slow start: batch sizes 1, 2, 4, … summing to `count`.
-pub fn slow_start_batches(count: usize) -> Vec<usize> {
-    let mut batches = Vec::new();
-    let (mut left, mut size) = (count, 1usize);
-    while left > 0 {
-        let n = size.min(left);
-        batches.push(n);
-        left -= n;
-        size *= 2;
-    }
-    batches
-}
-
 /// The pod a ReplicaSet creates: its template, a generated name and a controller reference.
 pub fn new_pod(rs: &ReplicaSet) -> Pod {
     let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
@@ -312,25 +293,6 @@ struct Controller {
     recorder: Recorder,
 }
 
-#[derive(Debug, thiserror::Error)]
-enum SyncError {
-    #[error("{what}: {source}")]
-    Api {
-        what: String,
-        #[source]
-        source: kube::Error,
-    },
-}
-
-fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> SyncError {
-    let what = what.into();
-    move |source| SyncError::Api { what, source }
-}
-
-fn is_status(e: &kube::Error, code: u16) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == code)
-}
-
 impl Controller {
     fn pods_in(&self, namespace: &str) -> Vec<Arc<Pod>> {
         self.pods.state().into_iter().filter(|p| p.metadata.namespace.as_deref() == Some(namespace)).collect()
@@ -390,66 +352,21 @@ impl Controller {
         Ok(())
     }
 
+    fn pod_control<'a>(&'a self, rs: &ReplicaSet, api: &Api<Pod>) -> PodControl<'a> {
+        PodControl { ctx: &self.ctx, recorder: &self.recorder, owner: reference(rs), api: api.clone() }
+    }
+
     async fn create_pods(&self, key: &Key, rs: &ReplicaSet, api: &Api<Pod>, count: usize) -> Result<(), SyncError> {
         tracing::info!(count, "creating pods");
-        let template = new_pod(rs);
-        let params = PostParams::default();
-        for batch in slow_start_batches(count) {
-            let results = join_all((0..batch).map(|_| api.create(&params, &template))).await;
-            let mut created = Vec::new();
-            let mut failure = None;
-            for result in results {
-                self.ctx.status.record(result.is_ok());
-                match result {
-                    Ok(pod) => created.push(pod.metadata.name.unwrap_or_default()),
-                    Err(e) => failure = Some(e),
-                }
-            }
-            self.expectations.lock().unwrap().expect_created(key, created.iter().cloned());
-            for name in &created {
-                self.recorder
-                    .publish(&reference(rs), EventType::Normal, "SuccessfulCreate", &format!("Created pod: {name}"))
-                    .await;
-            }
-            if let Some(e) = failure {
-                // The rest of this sync's creations are skipped, as Kubernetes' slow start does.
-                self.recorder
-                    .publish(&reference(rs), EventType::Warning, "FailedCreate", &format!("Error creating: {e}"))
-                    .await;
-                return Err(api_err("creating pods")(e));
-            }
-        }
-        Ok(())
+        let pods = vec![new_pod(rs); count];
+        let expect = |names: Vec<String>| self.expectations.lock().unwrap().expect_created(key, names);
+        self.pod_control(rs, api).create(pods, expect).await
     }
 
     async fn delete_pods(&self, key: &Key, rs: &ReplicaSet, api: &Api<Pod>, pods: &[PodRef]) -> Result<(), SyncError> {
         tracing::info!(count = pods.len(), "deleting pods");
         self.expectations.lock().unwrap().expect_deleted(key, pods.iter().filter_map(|p| p.uid.clone()));
-        let results = join_all(pods.iter().map(|p| {
-            let params = DeleteParams {
-                // Only the pod we decided about: a same-named replacement is left alone.
-                preconditions: Some(Preconditions { uid: p.uid.clone(), resource_version: None }),
-                ..Default::default()
-            };
-            async move { (p, api.delete(&p.name, &params).await) }
-        }))
-        .await;
-        let mut failure = None;
-        for (pod, result) in results {
-            self.ctx.status.record(result.is_ok());
-            match result {
-                Ok(_) => {
-                    let message = format!("Deleted pod: {}", pod.name);
-                    self.recorder.publish(&reference(rs), EventType::Normal, "SuccessfulDelete", &message).await;
-                }
-                Err(e) if is_status(&e, 404) || is_status(&e, 409) => {}
-                Err(e) => failure = Some(e),
-            }
-        }
-        match failure {
-            Some(e) => Err(api_err("deleting pods")(e)),
-            None => Ok(()),
-        }
+        self.pod_control(rs, api).delete(pods).await
     }
 
     fn enqueue_all(&self) {

@@ -27,7 +27,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, EventType, Recorder};
-use super::replicaset::slow_start_batches;
+use super::pod_control::slow_start_batches;
+use super::pod_control::{api_err, is_status, SyncError};
 use super::workqueue::{child_informer, primary_informer, run_workers, Key, WorkQueue};
 use crate::supervisor::TaskContext;
 use plan::plan_statefulset;
@@ -36,23 +37,6 @@ const WORKERS: usize = 2;
 /// Safety net for missed events.
 const RESYNC_EVERY: Duration = Duration::from_secs(30);
 const COMPONENT: &str = "statefulset-controller";
-
-#[derive(Debug, thiserror::Error)]
-#[error("{what}: {source}")]
-struct SyncError {
-    what: String,
-    #[source]
-    source: kube::Error,
-}
-
-fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> SyncError {
-    let what = what.into();
-    move |source| SyncError { what, source }
-}
-
-fn is_status(e: &kube::Error, code: u16) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == code)
-}
 
 struct Controller {
     ctx: TaskContext,

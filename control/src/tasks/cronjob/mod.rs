@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, EventType, Recorder};
 use super::ownership;
+use super::pod_control::{api_err, is_status, SyncError};
 use super::workqueue::{child_informer, primary_informer, run_workers, Key, WorkQueue};
 use crate::supervisor::TaskContext;
 use plan::plan_cronjob;
@@ -33,23 +34,6 @@ const WORKERS: usize = 2;
 /// Safety net for missed events (and late timers).
 const RESYNC_EVERY: Duration = Duration::from_secs(10);
 const COMPONENT: &str = "cronjob-controller";
-
-#[derive(Debug, thiserror::Error)]
-#[error("{what}: {source}")]
-struct SyncError {
-    what: String,
-    #[source]
-    source: kube::Error,
-}
-
-fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> SyncError {
-    let what = what.into();
-    move |source| SyncError { what, source }
-}
-
-fn is_status(e: &kube::Error, code: u16) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == code)
-}
 
 struct Controller {
     ctx: TaskContext,

@@ -25,7 +25,8 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::tasks::deployment::plan::{compute_hash, scaled_value};
 use crate::tasks::ownership::{self, Claim};
-use crate::tasks::replicaset::{OwnerChange, PodRef};
+use crate::tasks::pod_control::PodRef;
+use crate::tasks::replicaset::OwnerChange;
 use crate::tasks::scheduler::algorithm::{matches_node_selection, tolerates};
 use crate::tasks::scheduler::facts::NodeFacts;
 

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, Recorder};
 use super::ownership;
+use super::pod_control::{api_err, is_status, SyncError};
 use super::workqueue::{child_informer, primary_informer, run_workers, Change, Key, WorkQueue};
 use crate::supervisor::TaskContext;
 use plan::{plan_deployment, DeploymentPlan};
@@ -49,23 +50,6 @@ struct Pending {
 
 fn rv(obj: &impl Resource) -> Option<u64> {
     obj.meta().resource_version.as_deref()?.parse().ok()
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{what}: {source}")]
-struct SyncError {
-    what: String,
-    #[source]
-    source: kube::Error,
-}
-
-fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> SyncError {
-    let what = what.into();
-    move |source| SyncError { what, source }
-}
-
-fn is_status(e: &kube::Error, code: u16) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == code)
 }
 
 struct Controller {

@@ -15,7 +15,6 @@ mod tests;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::future::join_all;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -24,32 +23,16 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, EventType, Recorder};
-use super::replicaset::{slow_start_batches, Expectations};
+use super::pod_control::{api_err, is_status, PodControl, PodRef, SyncError};
+use super::replicaset::Expectations;
 use super::workqueue::{child_informer, primary_informer, run_workers, Key, WorkQueue};
 use crate::supervisor::TaskContext;
-use plan::{plan_job, Backoff, Doomed};
+use plan::{plan_job, Backoff};
 
 const WORKERS: usize = 4;
 /// Safety net for missed events.
 const RESYNC_EVERY: Duration = Duration::from_secs(30);
 const COMPONENT: &str = "job-controller";
-
-#[derive(Debug, thiserror::Error)]
-#[error("{what}: {source}")]
-struct SyncError {
-    what: String,
-    #[source]
-    source: kube::Error,
-}
-
-fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> SyncError {
-    let what = what.into();
-    move |source| SyncError { what, source }
-}
-
-fn is_status(e: &kube::Error, code: u16) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == code)
-}
 
 struct Controller {
     ctx: TaskContext,
@@ -128,69 +111,21 @@ impl Controller {
         Ok(())
     }
 
-    async fn create_pods(&self, key: &Key, job: &Job, api: &Api<Pod>, which: &[Option<i32>]) -> Result<(), SyncError> {
-        tracing::info!(count = which.len(), "creating pods");
-        let params = PostParams::default();
-        let mut rest = which;
-        for batch in slow_start_batches(which.len()) {
-            let (now, later) = rest.split_at(batch);
-            rest = later;
-            let results = join_all(now.iter().map(|i| {
-                let pod = plan::new_pod(job, *i);
-                let params = &params;
-                async move { api.create(params, &pod).await }
-            }))
-            .await;
-            let mut created = Vec::new();
-            let mut failure = None;
-            for result in results {
-                self.ctx.status.record(result.is_ok());
-                match result {
-                    Ok(pod) => created.push(pod.metadata.name.unwrap_or_default()),
-                    Err(e) => failure = Some(e),
-                }
-            }
-            self.expectations.lock().unwrap().expect_created(key, created.iter().cloned());
-            for name in &created {
-                let msg = format!("Created pod: {name}");
-                self.recorder.publish(&reference(job), EventType::Normal, "SuccessfulCreate", &msg).await;
-            }
-            if let Some(e) = failure {
-                let msg = format!("Error creating: {e}");
-                self.recorder.publish(&reference(job), EventType::Warning, "FailedCreate", &msg).await;
-                return Err(api_err("creating pods")(e));
-            }
-        }
-        Ok(())
+    fn pod_control<'a>(&'a self, job: &Job, api: &Api<Pod>) -> PodControl<'a> {
+        PodControl { ctx: &self.ctx, recorder: &self.recorder, owner: reference(job), api: api.clone() }
     }
 
-    async fn delete_pods(&self, key: &Key, job: &Job, api: &Api<Pod>, pods: &[Doomed]) -> Result<(), SyncError> {
+    async fn create_pods(&self, key: &Key, job: &Job, api: &Api<Pod>, which: &[Option<i32>]) -> Result<(), SyncError> {
+        tracing::info!(count = which.len(), "creating pods");
+        let pods = which.iter().map(|index| plan::new_pod(job, *index)).collect();
+        let expect = |names: Vec<String>| self.expectations.lock().unwrap().expect_created(key, names);
+        self.pod_control(job, api).create(pods, expect).await
+    }
+
+    async fn delete_pods(&self, key: &Key, job: &Job, api: &Api<Pod>, pods: &[PodRef]) -> Result<(), SyncError> {
         tracing::info!(count = pods.len(), "deleting pods");
         self.expectations.lock().unwrap().expect_deleted(key, pods.iter().filter_map(|p| p.uid.clone()));
-        let results = join_all(pods.iter().map(|p| {
-            let params = DeleteParams {
-                preconditions: Some(Preconditions { uid: p.uid.clone(), resource_version: None }),
-                ..Default::default()
-            };
-            async move { (p, api.delete(&p.name, &params).await) }
-        }))
-        .await;
-        let mut failure = None;
-        for (pod, result) in results {
-            self.ctx.status.record(result.is_ok());
-            match result {
-                Ok(_) => {
-                    let msg = format!("Deleted pod: {}", pod.name);
-                    self.recorder.publish(&reference(job), EventType::Normal, "SuccessfulDelete", &msg).await;
-                }
-                Err(e) if is_status(&e, 404) || is_status(&e, 409) => {}
-                Err(e) => failure = Some(e),
-            }
-        }
-        match failure {
-            Some(e) => Err(api_err("deleting pods")(e)),
-            None => Ok(()),
-        }
+        self.pod_control(job, api).delete(pods).await
     }
 
     fn enqueue_all(&self) {

@@ -17,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::tasks::ownership;
+use crate::tasks::pod_control::PodRef;
 
 /// Annotation and label naming an Indexed Job pod's completion index.
 pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
@@ -71,13 +72,6 @@ impl Failure {
     }
 }
 
-/// A pod the plan deletes (with a uid precondition).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Doomed {
-    pub name: String,
-    pub uid: Option<String>,
-}
-
 /// An Event the sync records on the Job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobEvent {
@@ -91,7 +85,7 @@ pub struct JobEvent {
 pub struct JobPlan {
     /// Pods to create: `None` for a NonIndexed pod, `Some(i)` for completion index `i`.
     pub create: Vec<Option<i32>>,
-    pub delete: Vec<Doomed>,
+    pub delete: Vec<PodRef>,
     pub status: JobStatus,
     pub events: Vec<JobEvent>,
     /// Look again then even without events (back-off over, deadline, TTL).
@@ -289,7 +283,7 @@ pub fn plan_job(job: &Job, pods: &[&Pod], manage: bool, backoff: Backoff, now: T
         if manage {
             plan.delete = active
                 .iter()
-                .map(|p| Doomed { name: p.metadata.name.clone().unwrap_or_default(), uid: p.metadata.uid.clone() })
+                .map(|p| PodRef { name: p.metadata.name.clone().unwrap_or_default(), uid: p.metadata.uid.clone() })
                 .collect();
         }
     };

@@ -168,7 +168,7 @@ fn backoff_limit_exceeded_fails_and_deletes_active() {
     assert_eq!(c.reason.as_deref(), Some("BackoffLimitExceeded"));
     assert_eq!(c.message.as_deref(), Some("Job has reached the specified backoff limit"));
     assert!(cond(&p, "FailureTarget").is_some());
-    assert_eq!(p.delete, vec![Doomed { name: "c".into(), uid: Some("uid-c".into()) }]);
+    assert_eq!(p.delete, vec![crate::tasks::pod_control::PodRef { name: "c".into(), uid: Some("uid-c".into()) }]);
     assert!(p.create.is_empty());
     assert_eq!(p.events[0].reason, "BackoffLimitExceeded");
     assert!(p.events[0].warning);

@@ -190,14 +190,6 @@ fn min_ready_seconds_delays_availability_and_requeues() {
 }
 
 #[test]
-fn slow_start() {
-    assert_eq!(slow_start_batches(0), Vec::<usize>::new());
-    assert_eq!(slow_start_batches(1), [1]);
-    assert_eq!(slow_start_batches(10), [1, 2, 4, 3]);
-    assert_eq!(slow_start_batches(500).iter().sum::<usize>(), 500);
-}
-
-#[test]
 fn expectations_wait_for_the_cache() {
     let key = Key::new("default", "web");
     let mut e = Expectations::default();

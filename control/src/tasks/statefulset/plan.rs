@@ -27,7 +27,8 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::tasks::deployment::plan::compute_hash;
 use crate::tasks::ownership::{self, Claim};
-use crate::tasks::replicaset::{OwnerChange, PodRef};
+use crate::tasks::pod_control::PodRef;
+use crate::tasks::replicaset::OwnerChange;
 
 pub const CONTROLLER_REVISION_HASH: &str = "controller-revision-hash";
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::{reference, EventType, Recorder};
 use super::pod_control::{api_err, is_status, PodControl, PodRef, SyncError};
 use super::replicaset::Expectations;
-use super::workqueue::{child_informer, primary_informer, run_workers, Change, Key, WorkQueue};
+use super::workqueue::{child_informer, primary_informer, run_controller, Change, Key, WorkQueue, Workers};
 use crate::supervisor::TaskContext;
 use plan::{new_pod, plan_daemonset};
 
@@ -158,12 +158,6 @@ impl Controller {
         self.expectations.lock().unwrap().expect_deleted(key, pods.iter().filter_map(|p| p.uid.clone()));
         self.pod_control(ds, api).delete(pods).await
     }
-
-    fn enqueue_all(&self) {
-        for ds in self.daemonsets.state() {
-            self.queue.add(Key::of(ds.as_ref()));
-        }
-    }
 }
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
@@ -199,11 +193,7 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
             Change::Resynced => resync.notify_one(),
         })
     };
-    tokio::select! {
-        _ = cancel.cancelled() => return,
-        _ = ctx.informers.wait_synced() => {}
-    }
-    tracing::info!("daemonset controller started");
+    let (informers, primary) = (ctx.informers.clone(), daemonsets.clone());
     let controller = Arc::new(Controller {
         recorder: Recorder::new(ctx.client.clone(), COMPONENT),
         ctx,
@@ -213,13 +203,7 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
         queue: queue.clone(),
         expectations: Mutex::default(),
     });
-    let sync = {
-        let controller = controller.clone();
-        move |key: Key| {
-            let controller = controller.clone();
-            async move { controller.sync(&key).await }
-        }
-    };
-    let enqueue_all = || controller.enqueue_all();
-    run_workers("daemonset", queue, WORKERS, sync, enqueue_all, resync, RESYNC_EVERY, cancel).await;
+    let workers = Workers { kind: "daemonset", count: WORKERS, resync_every: RESYNC_EVERY };
+    let sync = |controller: Arc<Controller>, key: Key| async move { controller.sync(&key).await };
+    run_controller(&informers, workers, queue, resync, primary, controller, sync, cancel).await;
 }

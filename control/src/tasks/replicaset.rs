@@ -31,7 +31,7 @@ use super::events::{reference, Recorder};
 use super::ownership::{self, Claim};
 pub use super::pod_control::PodRef;
 use super::pod_control::{api_err, is_status, PodControl, SyncError};
-use super::workqueue::{child_informer, primary_informer, run_workers, Key, WorkQueue};
+use super::workqueue::{child_informer, primary_informer, run_controller, Key, WorkQueue, Workers};
 use crate::supervisor::TaskContext;
 
 /// Most pods created or deleted in one sync (Kubernetes' `BurstReplicas`).
@@ -368,12 +368,6 @@ impl Controller {
         self.expectations.lock().unwrap().expect_deleted(key, pods.iter().filter_map(|p| p.uid.clone()));
         self.pod_control(rs, api).delete(pods).await
     }
-
-    fn enqueue_all(&self) {
-        for rs in self.replicasets.state() {
-            self.queue.add(Key::of(rs.as_ref()));
-        }
-    }
 }
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
@@ -384,12 +378,7 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let pods = child_informer(&ctx.informers, queue.clone(), resync.clone(), replicasets.clone(), |rs: &ReplicaSet| {
         rs.spec.as_ref().map(|s| &s.selector)
     });
-    // Never decide on a partial picture: both caches must hold a full list first.
-    tokio::select! {
-        _ = cancel.cancelled() => return,
-        _ = ctx.informers.wait_synced() => {}
-    }
-    tracing::info!("replicaset controller started");
+    let (informers, primary) = (ctx.informers.clone(), replicasets.clone());
     let controller = Arc::new(Controller {
         recorder: Recorder::new(ctx.client.clone(), COMPONENT),
         ctx,
@@ -398,15 +387,9 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
         queue: queue.clone(),
         expectations: Mutex::default(),
     });
-    let sync = {
-        let controller = controller.clone();
-        move |key: Key| {
-            let controller = controller.clone();
-            async move { controller.sync(&key).await }
-        }
-    };
-    let enqueue_all = || controller.enqueue_all();
-    run_workers("replicaset", queue, WORKERS, sync, enqueue_all, resync, RESYNC_EVERY, cancel).await;
+    let workers = Workers { kind: "replicaset", count: WORKERS, resync_every: RESYNC_EVERY };
+    let sync = |controller: Arc<Controller>, key: Key| async move { controller.sync(&key).await };
+    run_controller(&informers, workers, queue, resync, primary, controller, sync, cancel).await;
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::{reference, EventType, Recorder};
 use super::pod_control::slow_start_batches;
 use super::pod_control::{api_err, is_status, SyncError};
-use super::workqueue::{child_informer, primary_informer, run_workers, Key, WorkQueue};
+use super::workqueue::{child_informer, primary_informer, run_controller, Key, WorkQueue, Workers};
 use crate::supervisor::TaskContext;
 use plan::plan_statefulset;
 
@@ -152,12 +152,6 @@ impl Controller {
         }
         Ok(())
     }
-
-    fn enqueue_all(&self) {
-        for set in self.sets.state() {
-            self.queue.add(Key::of(set.as_ref()));
-        }
-    }
 }
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
@@ -169,11 +163,7 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
         child_informer::<Pod, _>(&ctx.informers, queue.clone(), resync.clone(), sets.clone(), |set: &StatefulSet| {
             set.spec.as_ref().map(|s| &s.selector)
         });
-    tokio::select! {
-        _ = cancel.cancelled() => return,
-        _ = ctx.informers.wait_synced() => {}
-    }
-    tracing::info!("statefulset controller started");
+    let (informers, primary) = (ctx.informers.clone(), sets.clone());
     let controller = Arc::new(Controller {
         recorder: Recorder::new(ctx.client.clone(), COMPONENT),
         ctx,
@@ -181,13 +171,7 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
         pods,
         queue: queue.clone(),
     });
-    let sync = {
-        let controller = controller.clone();
-        move |key: Key| {
-            let controller = controller.clone();
-            async move { controller.sync(&key).await }
-        }
-    };
-    let enqueue_all = || controller.enqueue_all();
-    run_workers("statefulset", queue, WORKERS, sync, enqueue_all, resync, RESYNC_EVERY, cancel).await;
+    let workers = Workers { kind: "statefulset", count: WORKERS, resync_every: RESYNC_EVERY };
+    let sync = |controller: Arc<Controller>, key: Key| async move { controller.sync(&key).await };
+    run_controller(&informers, workers, queue, resync, primary, controller, sync, cancel).await;
 }

@@ -56,18 +56,55 @@ where
     })
 }
 
-/// Drives a controller: `workers` tasks take keys from `queue` and `sync` them (a failure
-/// comes back with back-off), while everything is re-enqueued (`enqueue_all`) every
-/// `resync_every` and whenever an informer re-lists (`resync`); until `cancel`.
+/// How a workload controller's workers run.
+pub struct Workers {
+    /// The controller's name in logs.
+    pub kind: &'static str,
+    /// Keys synced at once (never the same key twice at once).
+    pub count: usize,
+    /// Every object is synced again this often, the safety net for missed events.
+    pub resync_every: Duration,
+}
+
+/// Runs a workload controller whose own objects are `primary`. It first waits until every
+/// informer has listed (never decide on a partial picture); then `workers.count` tasks take
+/// keys from `queue` and `sync` them (a failure comes back with back-off), while every
+/// object of `primary` is enqueued at start, every `resync_every` and whenever an informer
+/// re-lists (`resync`); until `cancel`.
 #[allow(clippy::too_many_arguments)]
-pub async fn run_workers<S, F, E>(
-    kind: &'static str,
+pub async fn run_controller<K, C, S, F, E>(
+    informers: &Informers,
+    workers: Workers,
     queue: Arc<WorkQueue>,
-    workers: usize,
+    resync: Arc<Notify>,
+    primary: Store<K>,
+    controller: Arc<C>,
+    sync: S,
+    cancel: CancellationToken,
+) where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+    C: Send + Sync + 'static,
+    S: Fn(Arc<C>, Key) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Result<(), E>> + Send,
+    E: fmt::Display,
+{
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        _ = informers.wait_synced() => {}
+    }
+    tracing::info!(kind = workers.kind, "controller started");
+    let sync_key = move |key: Key| sync(controller.clone(), key);
+    let enqueue_all = || primary.state().iter().for_each(|obj| queue.add(Key::of(obj.as_ref())));
+    run_workers(workers, queue.clone(), sync_key, enqueue_all, resync, cancel).await;
+}
+
+/// The loop of [`run_controller`] once the caches are full.
+async fn run_workers<S, F, E>(
+    workers: Workers,
+    queue: Arc<WorkQueue>,
     sync: S,
     enqueue_all: impl Fn(),
     resync: Arc<Notify>,
-    resync_every: Duration,
     cancel: CancellationToken,
 ) where
     S: Fn(Key) -> F + Clone + Send + Sync + 'static,
@@ -75,7 +112,8 @@ pub async fn run_workers<S, F, E>(
     E: fmt::Display,
 {
     enqueue_all();
-    let handles: Vec<_> = (0..workers)
+    let Workers { kind, count, resync_every } = workers;
+    let handles: Vec<_> = (0..count)
         .map(|_| {
             let (queue, sync) = (queue.clone(), sync.clone());
             tokio::spawn(async move {

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::{reference, EventType, Recorder};
 use super::ownership;
 use super::pod_control::{api_err, is_status, SyncError};
-use super::workqueue::{child_informer, primary_informer, run_workers, Key, WorkQueue};
+use super::workqueue::{child_informer, primary_informer, run_controller, Key, WorkQueue, Workers};
 use crate::supervisor::TaskContext;
 use plan::plan_cronjob;
 
@@ -133,12 +133,6 @@ impl Controller {
         }
         Ok(())
     }
-
-    fn enqueue_all(&self) {
-        for cj in self.cronjobs.state() {
-            self.queue.add(Key::of(cj.as_ref()));
-        }
-    }
 }
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
@@ -149,11 +143,7 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     // Jobs map to their controlling CronJob; CronJobs have no selector to adopt orphans by.
     let jobs =
         child_informer::<Job, _>(&ctx.informers, queue.clone(), resync.clone(), cronjobs.clone(), |_: &CronJob| None);
-    tokio::select! {
-        _ = cancel.cancelled() => return,
-        _ = ctx.informers.wait_synced() => {}
-    }
-    tracing::info!("cronjob controller started");
+    let (informers, primary) = (ctx.informers.clone(), cronjobs.clone());
     let controller = Arc::new(Controller {
         recorder: Recorder::new(ctx.client.clone(), COMPONENT),
         ctx,
@@ -161,13 +151,7 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
         jobs,
         queue: queue.clone(),
     });
-    let sync = {
-        let controller = controller.clone();
-        move |key: Key| {
-            let controller = controller.clone();
-            async move { controller.sync(&key).await }
-        }
-    };
-    let enqueue_all = || controller.enqueue_all();
-    run_workers("cronjob", queue, WORKERS, sync, enqueue_all, resync, RESYNC_EVERY, cancel).await;
+    let workers = Workers { kind: "cronjob", count: WORKERS, resync_every: RESYNC_EVERY };
+    let sync = |controller: Arc<Controller>, key: Key| async move { controller.sync(&key).await };
+    run_controller(&informers, workers, queue, resync, primary, controller, sync, cancel).await;
 }

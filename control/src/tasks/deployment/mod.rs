@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::{reference, Recorder};
 use super::ownership;
 use super::pod_control::{api_err, is_status, SyncError};
-use super::workqueue::{child_informer, primary_informer, run_workers, Change, Key, WorkQueue};
+use super::workqueue::{child_informer, primary_informer, run_controller, Change, Key, WorkQueue, Workers};
 use crate::supervisor::TaskContext;
 use plan::{plan_deployment, DeploymentPlan};
 
@@ -264,12 +264,6 @@ impl Controller {
             self.expectations.lock().unwrap().insert(key.clone(), written);
         }
     }
-
-    fn enqueue_all(&self) {
-        for d in self.deployments.state() {
-            self.queue.add(Key::of(d.as_ref()));
-        }
-    }
 }
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
@@ -297,11 +291,7 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
             }
         }
     });
-    tokio::select! {
-        _ = cancel.cancelled() => return,
-        _ = ctx.informers.wait_synced() => {}
-    }
-    tracing::info!("deployment controller started");
+    let (informers, primary) = (ctx.informers.clone(), deployments.clone());
     let controller = Arc::new(Controller {
         recorder: Recorder::new(ctx.client.clone(), COMPONENT),
         ctx,
@@ -311,13 +301,7 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
         queue: queue.clone(),
         expectations: Mutex::new(HashMap::new()),
     });
-    let sync = {
-        let controller = controller.clone();
-        move |key: Key| {
-            let controller = controller.clone();
-            async move { controller.sync(&key).await }
-        }
-    };
-    let enqueue_all = || controller.enqueue_all();
-    run_workers("deployment", queue, WORKERS, sync, enqueue_all, resync, RESYNC_EVERY, cancel).await;
+    let workers = Workers { kind: "deployment", count: WORKERS, resync_every: RESYNC_EVERY };
+    let sync = |controller: Arc<Controller>, key: Key| async move { controller.sync(&key).await };
+    run_controller(&informers, workers, queue, resync, primary, controller, sync, cancel).await;
 }

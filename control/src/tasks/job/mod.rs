@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::{reference, EventType, Recorder};
 use super::pod_control::{api_err, is_status, PodControl, PodRef, SyncError};
 use super::replicaset::Expectations;
-use super::workqueue::{child_informer, primary_informer, run_workers, Key, WorkQueue};
+use super::workqueue::{child_informer, primary_informer, run_controller, Key, WorkQueue, Workers};
 use crate::supervisor::TaskContext;
 use plan::{plan_job, Backoff};
 
@@ -127,12 +127,6 @@ impl Controller {
         self.expectations.lock().unwrap().expect_deleted(key, pods.iter().filter_map(|p| p.uid.clone()));
         self.pod_control(job, api).delete(pods).await
     }
-
-    fn enqueue_all(&self) {
-        for job in self.jobs.state() {
-            self.queue.add(Key::of(job.as_ref()));
-        }
-    }
 }
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
@@ -143,11 +137,7 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let pods = child_informer::<Pod, _>(&ctx.informers, queue.clone(), resync.clone(), jobs.clone(), |job: &Job| {
         job.spec.as_ref().and_then(|s| s.selector.as_ref())
     });
-    tokio::select! {
-        _ = cancel.cancelled() => return,
-        _ = ctx.informers.wait_synced() => {}
-    }
-    tracing::info!("job controller started");
+    let (informers, primary) = (ctx.informers.clone(), jobs.clone());
     let controller = Arc::new(Controller {
         recorder: Recorder::new(ctx.client.clone(), COMPONENT),
         backoff: Backoff::default(),
@@ -157,13 +147,7 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
         queue: queue.clone(),
         expectations: Mutex::default(),
     });
-    let sync = {
-        let controller = controller.clone();
-        move |key: Key| {
-            let controller = controller.clone();
-            async move { controller.sync(&key).await }
-        }
-    };
-    let enqueue_all = || controller.enqueue_all();
-    run_workers("job", queue, WORKERS, sync, enqueue_all, resync, RESYNC_EVERY, cancel).await;
+    let workers = Workers { kind: "job", count: WORKERS, resync_every: RESYNC_EVERY };
+    let sync = |controller: Arc<Controller>, key: Key| async move { controller.sync(&key).await };
+    run_controller(&informers, workers, queue, resync, primary, controller, sync, cancel).await;
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -84,19 +84,7 @@ impl Controller {
         let plan = plan_daemonset(&ds, &nodes, &pods, manage, Timestamp::now());
         let pod_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
 
-        for change in plan.adopt.iter().chain(&plan.release) {
-            let patch = json!({"metadata": {
-                "resourceVersion": change.resource_version,
-                "ownerReferences": change.owner_references,
-            }});
-            let result = pod_api.patch(&change.pod, &PatchParams::default(), &Patch::Merge(&patch)).await;
-            self.ctx.status.record(result.is_ok());
-            match result {
-                Ok(_) => {}
-                Err(e) if is_status(&e, 404) => {}
-                Err(e) => return Err(api_err(format!("claiming pod {}", change.pod))(e)),
-            }
-        }
+        self.pod_control(&ds, &pod_api).patch_owners(&plan.adopt, &plan.release).await?;
         for failed in &plan.failed {
             let message = format!(
                 "Found failed daemon pod {}/{} on node {}, will try to kill it",

@@ -85,6 +85,57 @@ pub fn claim(owner: &ObjectMeta, selector: Option<&LabelSelector>, child: &Objec
     }
 }
 
+/// A change of a child's ownerReferences, pinned to the resourceVersion it was decided on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnerChange {
+    pub name: String,
+    pub resource_version: Option<String>,
+    pub owner_references: Vec<OwnerReference>,
+}
+
+/// What an owner's claim over candidate children decides (Kubernetes' `ClaimPods` /
+/// `ClaimReplicaSets`).
+#[derive(Debug)]
+pub struct Claimed<'a, C> {
+    /// The children it owns, the ones it adopts now included.
+    pub owned: Vec<&'a C>,
+    /// Matching orphans it takes (its controller reference added).
+    pub adopt: Vec<OwnerChange>,
+    /// Owned children that stopped matching (its reference removed).
+    pub release: Vec<OwnerChange>,
+}
+
+/// [`claim`] over every candidate child; `reference` is the owner's controller reference.
+pub fn claim_children<'a, C>(
+    owner: &ObjectMeta,
+    reference: &OwnerReference,
+    selector: Option<&LabelSelector>,
+    children: impl IntoIterator<Item = &'a C>,
+) -> Claimed<'a, C>
+where
+    C: kube::Resource + 'a,
+{
+    let mut claimed = Claimed { owned: Vec::new(), adopt: Vec::new(), release: Vec::new() };
+    for child in children {
+        let meta = child.meta();
+        let change = |owner_references| OwnerChange {
+            name: meta.name.clone().unwrap_or_default(),
+            resource_version: meta.resource_version.clone(),
+            owner_references,
+        };
+        match claim(owner, selector, meta) {
+            Claim::Owned => claimed.owned.push(child),
+            Claim::Adopt => {
+                claimed.adopt.push(change(with_controller(meta, reference.clone())));
+                claimed.owned.push(child);
+            }
+            Claim::Release => claimed.release.push(change(without_owner(meta, &reference.uid))),
+            Claim::Ignore => {}
+        }
+    }
+    claimed
+}
+
 /// Owner references with `owner`'s controller reference added (adoption).
 pub fn with_controller(child: &ObjectMeta, reference: OwnerReference) -> Vec<OwnerReference> {
     let mut refs: Vec<OwnerReference> =

@@ -6,9 +6,11 @@
 
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
-use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use serde_json::json;
 
 use super::events::{EventType, Recorder};
+use super::ownership::OwnerChange;
 use crate::supervisor::TaskContext;
 
 /// A sync that failed on an API call: the key comes back with back-off.
@@ -60,6 +62,26 @@ pub struct PodControl<'a> {
 }
 
 impl PodControl<'_> {
+    /// Adopts and releases pods: each pod's whole ownerReferences list, pinned to the
+    /// resourceVersion it was computed from, so a concurrent change makes this a 409 and
+    /// the owner looks again. A pod already gone is no failure.
+    pub async fn patch_owners(&self, adopt: &[OwnerChange], release: &[OwnerChange]) -> Result<(), SyncError> {
+        for change in adopt.iter().chain(release) {
+            let patch = json!({"metadata": {
+                "resourceVersion": change.resource_version,
+                "ownerReferences": change.owner_references,
+            }});
+            let result = self.api.patch(&change.name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+            self.ctx.status.record(result.is_ok());
+            match result {
+                Ok(_) => tracing::debug!(pod = %change.name, "updated pod ownership"),
+                Err(e) if is_status(&e, 404) => {}
+                Err(e) => return Err(api_err(format!("claiming pod {}", change.name))(e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Creates `pods` in slow-start batches (1, 2, 4, …) so a failing admission costs one
     /// request, not five hundred; `created` gets each batch's names before the next batch
     /// goes out (the caller's expectations). The first failure skips the rest, as in

@@ -20,15 +20,14 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, Recorder};
-use super::ownership::{self, Claim};
+use super::ownership::{self, OwnerChange};
 pub use super::pod_control::PodRef;
 use super::pod_control::{api_err, is_status, PodControl, SyncError};
 use super::workqueue::{child_informer, primary_informer, run_controller, Key, WorkQueue, Workers};
@@ -45,14 +44,6 @@ const WORKERS: usize = 8;
 /// Safety net for missed events.
 const RESYNC_EVERY: Duration = Duration::from_secs(30);
 const COMPONENT: &str = "replicaset-controller";
-
-/// A change of a pod's ownerReferences, pinned to the resourceVersion it was decided on.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OwnerChange {
-    pub pod: String,
-    pub resource_version: Option<String>,
-    pub owner_references: Vec<OwnerReference>,
-}
 
 /// Everything one sync of a ReplicaSet does.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -83,26 +74,9 @@ pub fn reconcile_replicaset(rs: &ReplicaSet, pods: &[&Pod], manage: bool, now: T
     let spec = rs.spec.as_ref();
     let selector = ownership::selector(spec.map(|s| &s.selector)).ok().flatten();
     let reference = ownership::controller_ref("apps/v1", "ReplicaSet", &rs.metadata);
-    let mut owned: Vec<&Pod> = Vec::new();
-    for pod in pods {
-        match ownership::claim(&rs.metadata, selector.as_ref(), &pod.metadata) {
-            Claim::Owned => owned.push(pod),
-            Claim::Adopt => {
-                plan.adopt.push(OwnerChange {
-                    pod: pod.metadata.name.clone().unwrap_or_default(),
-                    resource_version: pod.metadata.resource_version.clone(),
-                    owner_references: ownership::with_controller(&pod.metadata, reference.clone()),
-                });
-                owned.push(pod);
-            }
-            Claim::Release => plan.release.push(OwnerChange {
-                pod: pod.metadata.name.clone().unwrap_or_default(),
-                resource_version: pod.metadata.resource_version.clone(),
-                owner_references: ownership::without_owner(&pod.metadata, &reference.uid),
-            }),
-            Claim::Ignore => {}
-        }
-    }
+    let claimed = ownership::claim_children(&rs.metadata, &reference, selector.as_ref(), pods.iter().copied());
+    (plan.adopt, plan.release) = (claimed.adopt, claimed.release);
+    let owned = claimed.owned;
     // Finished and deleting pods do not count: a deleting pod is already on its way out
     // and is replaced right away (Kubernetes' `FilterActivePods`).
     let mut active: Vec<&Pod> = owned.into_iter().filter(|p| ownership::pod_is_active(p)).collect();
@@ -310,21 +284,7 @@ impl Controller {
         let plan = reconcile_replicaset(&rs, &pods, manage, Timestamp::now());
         let pod_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
 
-        for change in plan.adopt.iter().chain(&plan.release) {
-            // The whole ownerReferences list, pinned to the resourceVersion it was computed
-            // from: a concurrent change to the pod makes this a 409, and we look again.
-            let patch = json!({"metadata": {
-                "resourceVersion": change.resource_version,
-                "ownerReferences": change.owner_references,
-            }});
-            let result = pod_api.patch(&change.pod, &PatchParams::default(), &Patch::Merge(&patch)).await;
-            self.ctx.status.record(result.is_ok());
-            match result {
-                Ok(_) => tracing::debug!(pod = %change.pod, "updated pod ownership"),
-                Err(e) if is_status(&e, 404) => {}
-                Err(e) => return Err(api_err(format!("claiming pod {}", change.pod))(e)),
-            }
-        }
+        self.pod_control(&rs, &pod_api).patch_owners(&plan.adopt, &plan.release).await?;
 
         if plan.create > 0 {
             self.create_pods(key, &rs, &pod_api, plan.create).await?;

@@ -21,14 +21,13 @@ use futures::future::join_all;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, EventType, Recorder};
 use super::pod_control::slow_start_batches;
-use super::pod_control::{api_err, is_status, SyncError};
+use super::pod_control::{api_err, is_status, PodControl, SyncError};
 use super::workqueue::{child_informer, primary_informer, run_controller, Key, WorkQueue, Workers};
 use crate::supervisor::TaskContext;
 use plan::plan_statefulset;
@@ -60,19 +59,9 @@ impl Controller {
         let pod_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
         let set_ref = reference(&*set);
 
-        for change in plan.adopt.iter().chain(&plan.release) {
-            let patch = json!({"metadata": {
-                "resourceVersion": change.resource_version,
-                "ownerReferences": change.owner_references,
-            }});
-            let result = pod_api.patch(&change.pod, &PatchParams::default(), &Patch::Merge(&patch)).await;
-            self.ctx.status.record(result.is_ok());
-            match result {
-                Ok(_) => {}
-                Err(e) if is_status(&e, 404) => {}
-                Err(e) => return Err(api_err(format!("claiming pod {}", change.pod))(e)),
-            }
-        }
+        let pod_control =
+            PodControl { ctx: &self.ctx, recorder: &self.recorder, owner: set_ref.clone(), api: pod_api.clone() };
+        pod_control.patch_owners(&plan.adopt, &plan.release).await?;
 
         for pod in &plan.delete {
             if plan.recreate.contains(&pod.name) {

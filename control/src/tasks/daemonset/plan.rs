@@ -24,9 +24,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::tasks::deployment::plan::{compute_hash, scaled_value};
-use crate::tasks::ownership::{self, Claim};
+use crate::tasks::ownership::{self, OwnerChange};
 use crate::tasks::pod_control::PodRef;
-use crate::tasks::replicaset::OwnerChange;
 use crate::tasks::scheduler::algorithm::{matches_node_selection, tolerates};
 use crate::tasks::scheduler::facts::NodeFacts;
 
@@ -243,26 +242,9 @@ pub fn plan_daemonset(ds: &DaemonSet, nodes: &[&Node], pods: &[&Pod], manage: bo
     let mut plan = DaemonSetPlan { hash: revision_hash(ds), ..Default::default() };
     let selector = ownership::selector(ds.spec.as_ref().map(|s| &s.selector)).ok().flatten();
     let reference = ownership::controller_ref("apps/v1", "DaemonSet", &ds.metadata);
-    let mut owned: Vec<&Pod> = Vec::new();
-    for pod in pods {
-        match ownership::claim(&ds.metadata, selector.as_ref(), &pod.metadata) {
-            Claim::Owned => owned.push(pod),
-            Claim::Adopt => {
-                plan.adopt.push(OwnerChange {
-                    pod: pod.metadata.name.clone().unwrap_or_default(),
-                    resource_version: pod.metadata.resource_version.clone(),
-                    owner_references: ownership::with_controller(&pod.metadata, reference.clone()),
-                });
-                owned.push(pod);
-            }
-            Claim::Release => plan.release.push(OwnerChange {
-                pod: pod.metadata.name.clone().unwrap_or_default(),
-                resource_version: pod.metadata.resource_version.clone(),
-                owner_references: ownership::without_owner(&pod.metadata, &reference.uid),
-            }),
-            Claim::Ignore => {}
-        }
-    }
+    let claimed = ownership::claim_children(&ds.metadata, &reference, selector.as_ref(), pods.iter().copied());
+    (plan.adopt, plan.release) = (claimed.adopt, claimed.release);
+    let owned = claimed.owned;
     let mut by_node: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
     for pod in &owned {
         if let Some(node) = target_node(pod) {

@@ -20,12 +20,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::tasks::events::EventType;
-use crate::tasks::ownership::{self, Claim};
+use crate::tasks::ownership::{self, OwnerChange};
 
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
@@ -49,14 +49,6 @@ pub const PAUSED: &str = "DeploymentPaused";
 pub const RESUMED: &str = "DeploymentResumed";
 pub const MIN_AVAILABLE: &str = "MinimumReplicasAvailable";
 pub const MIN_UNAVAILABLE: &str = "MinimumReplicasUnavailable";
-
-/// A change of a ReplicaSet's ownerReferences, pinned to the resourceVersion read.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OwnerChange {
-    pub name: String,
-    pub resource_version: Option<String>,
-    pub owner_references: Vec<OwnerReference>,
-}
 
 /// A ReplicaSet to delete (history cleanup), with the preconditions of the state read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -438,26 +430,9 @@ pub fn plan_deployment(
     let mut plan = DeploymentPlan::default();
     let selector = ownership::selector(d.spec.as_ref().map(|s| &s.selector)).ok().flatten();
     let reference = ownership::controller_ref("apps/v1", "Deployment", &d.metadata);
-    let mut owned = Vec::new();
-    for rs in replicasets {
-        match ownership::claim(&d.metadata, selector.as_ref(), &rs.metadata) {
-            Claim::Owned => owned.push((*rs).clone()),
-            Claim::Adopt => {
-                plan.adopt.push(OwnerChange {
-                    name: rs.metadata.name.clone().unwrap_or_default(),
-                    resource_version: rs.metadata.resource_version.clone(),
-                    owner_references: ownership::with_controller(&rs.metadata, reference.clone()),
-                });
-                owned.push((*rs).clone());
-            }
-            Claim::Release => plan.release.push(OwnerChange {
-                name: rs.metadata.name.clone().unwrap_or_default(),
-                resource_version: rs.metadata.resource_version.clone(),
-                owner_references: ownership::without_owner(&rs.metadata, &reference.uid),
-            }),
-            Claim::Ignore => {}
-        }
-    }
+    let claimed = ownership::claim_children(&d.metadata, &reference, selector.as_ref(), replicasets.iter().copied());
+    (plan.adopt, plan.release) = (claimed.adopt, claimed.release);
+    let owned: Vec<ReplicaSet> = claimed.owned.into_iter().cloned().collect();
     if selector.is_none() {
         // Kubernetes refuses to act on a selector that selects everything.
         plan.events.push((EventType::Warning, "SelectingAll", "This deployment is selecting all pods.".into()));

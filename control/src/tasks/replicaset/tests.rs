@@ -3,7 +3,7 @@
 use super::*;
 use k8s_openapi::api::apps::v1::ReplicaSetSpec;
 use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition, PodSpec, PodStatus, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference, Time};
 use k8s_openapi::jiff::SignedDuration;
 use proptest::prelude::*;
 
@@ -167,7 +167,7 @@ fn adopts_orphans_and_releases_mismatches() {
     let refs: Vec<&Pod> = pods.iter().collect();
     let plan = reconcile_replicaset(&rs(1, 0), &refs, true, t(100));
     assert_eq!(plan.adopt.len(), 1);
-    assert_eq!(plan.adopt[0].pod, "orphan");
+    assert_eq!(plan.adopt[0].name, "orphan");
     assert_eq!(plan.adopt[0].resource_version.as_deref(), Some("7"));
     assert_eq!(plan.adopt[0].owner_references[0].uid, "rs-uid");
     assert_eq!(plan.release.len(), 1);

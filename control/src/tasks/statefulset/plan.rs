@@ -26,9 +26,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::tasks::deployment::plan::compute_hash;
-use crate::tasks::ownership::{self, Claim};
+use crate::tasks::ownership::{self, OwnerChange};
 use crate::tasks::pod_control::PodRef;
-use crate::tasks::replicaset::OwnerChange;
 
 pub const CONTROLLER_REVISION_HASH: &str = "controller-revision-hash";
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
@@ -207,29 +206,11 @@ pub fn plan_statefulset(set: &StatefulSet, pods: &[&Pod], now: Timestamp) -> Sta
     let selector = ownership::selector(set.spec.as_ref().map(|s| &s.selector)).ok().flatten();
     let reference = ownership::controller_ref("apps/v1", "StatefulSet", &set.metadata);
     // Only pods named like members are claimed (Kubernetes' `isMemberOf`).
-    let mut owned: BTreeMap<i32, &Pod> = BTreeMap::new();
-    for pod in pods {
-        let Some(ordinal) = pod.metadata.name.as_deref().and_then(|n| ordinal_of(set_name, n)) else { continue };
-        match ownership::claim(&set.metadata, selector.as_ref(), &pod.metadata) {
-            Claim::Owned => {
-                owned.insert(ordinal, pod);
-            }
-            Claim::Adopt => {
-                plan.adopt.push(OwnerChange {
-                    pod: pod.metadata.name.clone().unwrap_or_default(),
-                    resource_version: pod.metadata.resource_version.clone(),
-                    owner_references: ownership::with_controller(&pod.metadata, reference.clone()),
-                });
-                owned.insert(ordinal, pod);
-            }
-            Claim::Release => plan.release.push(OwnerChange {
-                pod: pod.metadata.name.clone().unwrap_or_default(),
-                resource_version: pod.metadata.resource_version.clone(),
-                owner_references: ownership::without_owner(&pod.metadata, &reference.uid),
-            }),
-            Claim::Ignore => {}
-        }
-    }
+    let ordinal = |pod: &Pod| pod.metadata.name.as_deref().and_then(|n| ordinal_of(set_name, n));
+    let members = pods.iter().copied().filter(|pod| ordinal(pod).is_some());
+    let claimed = ownership::claim_children(&set.metadata, &reference, selector.as_ref(), members);
+    (plan.adopt, plan.release) = (claimed.adopt, claimed.release);
+    let owned: BTreeMap<i32, &Pod> = claimed.owned.into_iter().filter_map(|pod| Some((ordinal(pod)?, pod))).collect();
     let update_rev = update_revision(set);
     let current_rev = set
         .status

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod cache;
 pub mod cli;
+pub mod cron;
 pub mod identity;
 pub mod registry;
 pub mod supervisor;

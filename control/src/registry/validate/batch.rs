@@ -291,145 +291,16 @@ fn validate_time_zone(errs: &mut Errs, tz: &str) {
     }
 }
 
-/// One cron field's bounds and optional names (months, weekdays).
-struct Bounds {
-    min: u32,
-    max: u32,
-    names: &'static [&'static str],
-}
-
-const MONTHS: &[&str] = &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
-const DAYS: &[&str] = &["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-
-/// robfig/cron v3 `ParseStandard`: five fields or a descriptor, with its error texts.
+/// robfig/cron v3 `ParseStandard`: five fields or a descriptor, with its error texts. A
+/// `TZ=`/`CRON_TZ=` prefix is skipped here as robfig does; the caller refuses it with
+/// Kubernetes' own message.
 pub(crate) fn parse_standard_cron(spec: &str) -> Result<(), String> {
     let mut spec = spec.trim();
-    if spec.is_empty() {
-        return Err("empty spec string".to_string());
-    }
     if spec.starts_with("TZ=") || spec.starts_with("CRON_TZ=") {
         let i = spec.find(' ').ok_or_else(|| "provided bad location".to_string())?;
         spec = spec[i..].trim();
     }
-    if let Some(desc) = spec.strip_prefix('@') {
-        return match desc {
-            "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => Ok(()),
-            _ if desc.starts_with("every ") => {
-                let d = desc["every ".len()..].trim();
-                if is_go_duration(d) {
-                    Ok(())
-                } else {
-                    Err(format!("failed to parse duration {spec}: time: invalid duration {}", q(d)))
-                }
-            }
-            _ => Err(format!("unrecognized descriptor: {spec}")),
-        };
-    }
-    let fields: Vec<&str> = spec.split_whitespace().collect();
-    if fields.len() != 5 {
-        return Err(format!("expected exactly 5 fields, found {}: [{}]", fields.len(), fields.join(" ")));
-    }
-    let bounds = [
-        Bounds { min: 0, max: 59, names: &[] },
-        Bounds { min: 0, max: 23, names: &[] },
-        Bounds { min: 1, max: 31, names: &[] },
-        Bounds { min: 1, max: 12, names: MONTHS },
-        Bounds { min: 0, max: 6, names: DAYS },
-    ];
-    for (field, b) in fields.iter().zip(bounds.iter()) {
-        for expr in field.split(',') {
-            parse_range(expr, b)?;
-        }
-    }
-    Ok(())
-}
-
-fn parse_range(expr: &str, r: &Bounds) -> Result<(), String> {
-    let range_and_step: Vec<&str> = expr.split('/').collect();
-    let low_high: Vec<&str> = range_and_step[0].split('-').collect();
-    let single = low_high.len() == 1;
-    let (start, mut end) = if low_high[0] == "*" || low_high[0] == "?" {
-        (r.min, r.max)
-    } else {
-        let start = parse_int_or_name(low_high[0], r.names)?;
-        let end = match low_high.len() {
-            1 => start,
-            2 => parse_int_or_name(low_high[1], r.names)?,
-            _ => return Err(format!("too many hyphens: {expr}")),
-        };
-        (start, end)
-    };
-    let step = match range_and_step.len() {
-        1 => 1,
-        2 => {
-            let step = must_parse_int(range_and_step[1])?;
-            // "N/step" means "N-max/step".
-            if single {
-                end = r.max;
-            }
-            step
-        }
-        _ => return Err(format!("too many slashes: {expr}")),
-    };
-    if start < r.min {
-        return Err(format!("beginning of range ({start}) below minimum ({}): {expr}", r.min));
-    }
-    if end > r.max {
-        return Err(format!("end of range ({end}) above maximum ({}): {expr}", r.max));
-    }
-    if start > end {
-        return Err(format!("beginning of range ({start}) beyond end of range ({end}): {expr}"));
-    }
-    if step == 0 {
-        return Err(format!("step of range should be a positive number: {expr}"));
-    }
-    Ok(())
-}
-
-fn parse_int_or_name(expr: &str, names: &[&str]) -> Result<u32, String> {
-    let lower = expr.to_ascii_lowercase();
-    if let Some(i) = names.iter().position(|n| *n == lower) {
-        // Months are 1-based, weekdays 0-based.
-        return Ok(if names.len() == 12 { i as u32 + 1 } else { i as u32 });
-    }
-    must_parse_int(expr)
-}
-
-fn must_parse_int(expr: &str) -> Result<u32, String> {
-    let digits = expr.strip_prefix(['+', '-']).unwrap_or(expr);
-    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
-        return Err(format!("failed to parse int from {expr}: strconv.Atoi: parsing {}: invalid syntax", q(expr)));
-    }
-    let n: i64 = expr.parse().map_err(|_| {
-        format!("failed to parse int from {expr}: strconv.Atoi: parsing {}: value out of range", q(expr))
-    })?;
-    if n < 0 {
-        return Err(format!("negative number ({n}) not allowed: {expr}"));
-    }
-    Ok(u32::try_from(n).unwrap_or(u32::MAX))
-}
-
-/// Go `time.ParseDuration` shape: one or more `<number><unit>` groups.
-fn is_go_duration(s: &str) -> bool {
-    let units = ["ns", "us", "µs", "ms", "s", "m", "h"];
-    let mut rest = s;
-    if rest.is_empty() {
-        return false;
-    }
-    while !rest.is_empty() {
-        let num_len = rest.bytes().take_while(|c| c.is_ascii_digit() || *c == b'.').count();
-        if num_len == 0 {
-            return false;
-        }
-        rest = &rest[num_len..];
-        match units.iter().find(|u| rest.starts_with(**u)) {
-            // Longest match first matters for "ms" vs "m"; the list is ordered so 2-char
-            // units precede their 1-char prefixes.
-            Some(u) => rest = &rest[u.len()..],
-            None => return false,
-        }
-    }
-    true
+    crate::cron::Schedule::parse(spec).map(|_| ())
 }
 
 #[cfg(test)]

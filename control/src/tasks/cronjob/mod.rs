@@ -10,7 +10,6 @@
 //!   change finds the Job already there (409) instead of starting a second one.
 
 pub mod plan;
-pub mod schedule;
 #[cfg(test)]
 mod tests;
 
@@ -80,7 +79,7 @@ impl Controller {
 
         let mut status = plan.status.clone();
         if let Some(scheduled) = plan.start {
-            let tz = schedule::time_zone(cj.spec.as_ref().and_then(|s| s.time_zone.as_deref()))
+            let tz = crate::cron::time_zone(cj.spec.as_ref().and_then(|s| s.time_zone.as_deref()))
                 .unwrap_or(jiff::tz::TimeZone::UTC);
             let job = plan::new_job(&cj, scheduled, &tz);
             let name = job.metadata.name.clone().unwrap_or_default();

@@ -10,7 +10,7 @@ use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::schedule::{time_zone, Schedule};
+use crate::cron::{time_zone, Schedule};
 use crate::tasks::job::plan::{condition, is_finished};
 
 /// Annotation on a CronJob's Job: the scheduled time it runs for (RFC 3339, in the

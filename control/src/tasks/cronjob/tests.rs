@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference,
 use k8s_openapi::jiff::Timestamp;
 
 use super::plan::*;
-use super::schedule::Schedule;
+use crate::cron::Schedule;
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
@@ -195,7 +195,7 @@ fn finished_jobs_leave_active_and_history_is_pruned() {
 fn new_job_from_template() {
     let mut cj = cronjob("* * * * *", "2024-01-01T00:00:00Z");
     cj.spec.as_mut().unwrap().time_zone = Some("Europe/Berlin".into());
-    let tz = super::schedule::time_zone(Some("Europe/Berlin")).unwrap();
+    let tz = crate::cron::time_zone(Some("Europe/Berlin")).unwrap();
     let j = new_job(&cj, ts("2024-01-01T00:01:00Z"), &tz);
     assert_eq!(j.metadata.name.as_deref(), Some("hello-28401121"));
     assert_eq!(j.metadata.annotations.as_ref().unwrap()[SCHEDULED_TIMESTAMP], "2024-01-01T01:01:00+01:00");

@@ -3,8 +3,8 @@
 //! month/weekday names, the descriptors `@yearly @annually @monthly @weekly @daily
 //! @midnight @hourly` and `@every <duration>`; evaluated in an IANA time zone.
 //!
-//! API validation (`registry::validate::batch`) gives the exact robfig error texts; this
-//! module turns a valid spec into bit sets and finds the next activation. Next times are
+//! One parser serves API validation (`registry::validate::batch`, robfig's exact error
+//! texts) and the CronJob controller (bit sets, next activation). Next times are
 //! searched over the zone's wall clock: a wall time skipped by a DST change fires at the
 //! first instant after the gap, a repeated one fires once (at its first occurrence).
 
@@ -65,8 +65,11 @@ impl Schedule {
             "@daily" | "@midnight" => "0 0 * * *",
             "@hourly" => "0 * * * *",
             _ if spec.starts_with("@every ") => {
-                let d = parse_go_duration(spec["@every ".len()..].trim())
-                    .ok_or_else(|| format!("failed to parse duration {spec}"))?;
+                let text = spec["@every ".len()..].trim();
+                let d = parse_go_duration(text).ok_or_else(|| {
+                    let quoted = serde_json::to_string(text).unwrap_or_default();
+                    format!("failed to parse duration {spec}: time: invalid duration {quoted}")
+                })?;
                 // robfig rounds below one second up to one second.
                 return Ok(Schedule::Every(Duration::from_secs(d.as_secs().max(1))));
             }
@@ -126,7 +129,8 @@ impl Schedule {
     }
 }
 
-/// One comma-separated element: `*`, `?`, `N`, `N-M`, each with an optional `/step`.
+/// One comma-separated element: `*`, `?`, `N`, `N-M`, each with an optional `/step`, as
+/// a bit set (with [`STAR`] for an unstepped star).
 fn parse_range(expr: &str, r: &Bounds) -> Result<u64, String> {
     let range_and_step: Vec<&str> = expr.split('/').collect();
     let low_high: Vec<&str> = range_and_step[0].split('-').collect();
@@ -136,10 +140,10 @@ fn parse_range(expr: &str, r: &Bounds) -> Result<u64, String> {
         extra = STAR;
         (r.min, r.max)
     } else {
-        let start = parse_value(low_high[0], r.names)?;
+        let start = parse_int_or_name(low_high[0], r.names)?;
         let end = match low_high.len() {
             1 => start,
-            2 => parse_value(low_high[1], r.names)?,
+            2 => parse_int_or_name(low_high[1], r.names)?,
             _ => return Err(format!("too many hyphens: {expr}")),
         };
         (start, end)
@@ -147,7 +151,8 @@ fn parse_range(expr: &str, r: &Bounds) -> Result<u64, String> {
     let step = match range_and_step.len() {
         1 => 1,
         2 => {
-            let step: u32 = range_and_step[1].parse().map_err(|_| format!("failed to parse int from {expr}"))?;
+            let step = must_parse_int(range_and_step[1])?;
+            // "N/step" means "N-max/step".
             if single {
                 end = r.max;
             }
@@ -158,19 +163,45 @@ fn parse_range(expr: &str, r: &Bounds) -> Result<u64, String> {
         }
         _ => return Err(format!("too many slashes: {expr}")),
     };
-    if start < r.min || end > r.max || start > end || step == 0 {
-        return Err(format!("invalid range: {expr}"));
+    if start < r.min {
+        return Err(format!("beginning of range ({start}) below minimum ({}): {expr}", r.min));
+    }
+    if end > r.max {
+        return Err(format!("end of range ({end}) above maximum ({}): {expr}", r.max));
+    }
+    if start > end {
+        return Err(format!("beginning of range ({start}) beyond end of range ({end}): {expr}"));
+    }
+    if step == 0 {
+        return Err(format!("step of range should be a positive number: {expr}"));
     }
     let bits = (start..=end).step_by(step as usize).fold(0u64, |acc, v| acc | (1 << v));
     Ok(bits | extra)
 }
 
-fn parse_value(s: &str, names: &[&str]) -> Result<u32, String> {
-    let lower = s.to_ascii_lowercase();
+fn parse_int_or_name(expr: &str, names: &[&str]) -> Result<u32, String> {
+    let lower = expr.to_ascii_lowercase();
     if let Some(i) = names.iter().position(|n| *n == lower) {
+        // Months are 1-based, weekdays 0-based.
         return Ok(if names.len() == 12 { i as u32 + 1 } else { i as u32 });
     }
-    s.parse().map_err(|_| format!("failed to parse int from {s}"))
+    must_parse_int(expr)
+}
+
+/// Go's `strconv.Atoi` with robfig's wording.
+fn must_parse_int(expr: &str) -> Result<u32, String> {
+    let quoted = serde_json::to_string(expr).unwrap_or_default();
+    let digits = expr.strip_prefix(['+', '-']).unwrap_or(expr);
+    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(format!("failed to parse int from {expr}: strconv.Atoi: parsing {quoted}: invalid syntax"));
+    }
+    let n: i64 = expr
+        .parse()
+        .map_err(|_| format!("failed to parse int from {expr}: strconv.Atoi: parsing {quoted}: value out of range"))?;
+    if n < 0 {
+        return Err(format!("negative number ({n}) not allowed: {expr}"));
+    }
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
 /// A Go `time.ParseDuration` string (`90s`, `1h30m`, `1.5h`, `500ms`); negative is refused.

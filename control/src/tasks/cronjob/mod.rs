@@ -2,7 +2,7 @@
 //! scheduled time of every CronJob, honouring `concurrencyPolicy`, `suspend`,
 //! `startingDeadlineSeconds` and the history limits.
 //!
-//! * [`schedule`] parses cron specs and finds next times in a time zone;
+//! * [`crate::cron`] parses cron specs and finds next times in a time zone;
 //! * [`plan::plan_cronjob`] is the pure decision;
 //! * [`run`] is the leader task: CronJob and Job informers → work queue → workers, each
 //!   CronJob requeued for its next scheduled time. Job names are deterministic

@@ -303,6 +303,8 @@ async fn resource_quota_admission_is_exact() {
     assert_eq!(used(&c, "counted", "q", "pods").as_deref(), Some("5"));
     let pods = get_json(&c, &["get", "pods", "-n", "counted"]).unwrap();
     assert_eq!(pods["items"].as_array().unwrap().len(), 5);
+    // An observation window, not a wait: the quota controller recomputes every second,
+    // and two of its sweeps must leave the figure as admission wrote it.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(used(&c, "counted", "q", "pods").as_deref(), Some("5"));
 

@@ -22,13 +22,13 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, EventType, Recorder};
-use super::pod_control::{api_err, is_status, PodControl, PodRef, SyncError};
+use super::pod_control::{write_status, PodControl, PodRef, SyncError};
 use super::replicaset::Expectations;
 use super::workqueue::{child_informer, primary_informer, run_controller, Change, Key, WorkQueue, Workers};
 use crate::supervisor::TaskContext;
@@ -99,17 +99,9 @@ impl Controller {
         created?;
 
         if ds.status.as_ref() != Some(&plan.status) {
-            let api: Api<DaemonSet> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
             let mut updated = (*ds).clone();
             updated.status = Some(plan.status.clone());
-            // `updated` carries the resourceVersion this status was computed from.
-            let result = api.replace_status(&key.name, &PostParams::default(), &updated).await;
-            self.ctx.status.record(result.is_ok());
-            match result {
-                Ok(_) => {}
-                Err(e) if is_status(&e, 404) => {}
-                Err(e) => return Err(api_err("updating status")(e)),
-            }
+            write_status(&self.ctx, &updated).await?;
         }
         if let Some(after) = plan.requeue_after {
             self.queue.add_after(key.clone(), after);

@@ -22,14 +22,14 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, Recorder};
 use super::ownership::{self, OwnerChange};
 pub use super::pod_control::PodRef;
-use super::pod_control::{api_err, is_status, PodControl, SyncError};
+use super::pod_control::{write_status, PodControl, SyncError};
 use super::workqueue::{child_informer, primary_informer, run_controller, Key, WorkQueue, Workers};
 use crate::supervisor::TaskContext;
 
@@ -294,17 +294,9 @@ impl Controller {
         }
 
         if rs.status.as_ref() != Some(&plan.status) {
-            let api: Api<ReplicaSet> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
             let mut updated = (*rs).clone();
             updated.status = Some(plan.status.clone());
-            // `updated` carries the resourceVersion this status was computed from.
-            let result = api.replace_status(&key.name, &PostParams::default(), &updated).await;
-            self.ctx.status.record(result.is_ok());
-            match result {
-                Ok(_) => {}
-                Err(e) if is_status(&e, 404) => {}
-                Err(e) => return Err(api_err("updating status")(e)),
-            }
+            write_status(&self.ctx, &updated).await?;
         }
         if let Some(after) = plan.requeue_after {
             self.queue.add_after(key.clone(), after);

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, EventType, Recorder};
 use super::pod_control::slow_start_batches;
-use super::pod_control::{api_err, is_status, PodControl, SyncError};
+use super::pod_control::{api_err, is_status, write_status, PodControl, SyncError};
 use super::workqueue::{child_informer, primary_informer, run_controller, Key, WorkQueue, Workers};
 use crate::supervisor::TaskContext;
 use plan::plan_statefulset;
@@ -124,17 +124,9 @@ impl Controller {
         }
 
         if set.status.as_ref() != Some(&plan.status) {
-            let api: Api<StatefulSet> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
             let mut updated = (*set).clone();
             updated.status = Some(plan.status.clone());
-            // `updated` carries the resourceVersion this status was computed from.
-            let result = api.replace_status(&key.name, &PostParams::default(), &updated).await;
-            self.ctx.status.record(result.is_ok());
-            match result {
-                Ok(_) => {}
-                Err(e) if is_status(&e, 404) => {}
-                Err(e) => return Err(api_err("updating status")(e)),
-            }
+            write_status(&self.ctx, &updated).await?;
         }
         if let Some(after) = plan.requeue_after {
             self.queue.add_after(key.clone(), after);

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, EventType, Recorder};
 use super::ownership;
-use super::pod_control::{api_err, is_status, SyncError};
+use super::pod_control::{api_err, is_status, write_status, SyncError};
 use super::workqueue::{child_informer, primary_informer, run_controller, Key, WorkQueue, Workers};
 use crate::supervisor::TaskContext;
 use plan::plan_cronjob;
@@ -114,13 +114,8 @@ impl Controller {
         if cj.status.as_ref() != Some(&status) && !(cj.status.is_none() && status == Default::default()) {
             let mut updated = (*cj).clone();
             updated.status = Some(status);
-            let api: Api<CronJob> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
-            let result = api.replace_status(&key.name, &PostParams::default(), &updated).await;
-            self.ctx.status.record(result.is_ok());
-            match result {
-                Ok(_) => {}
-                Err(e) if is_status(&e, 404) => return Ok(()),
-                Err(e) => return Err(api_err("updating cronjob status")(e)),
+            if !write_status(&self.ctx, &updated).await? {
+                return Ok(());
             }
         }
         for e in &plan.events {

@@ -18,12 +18,12 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, PostParams, Preconditions, PropagationPolicy};
+use kube::api::{Api, DeleteParams, Preconditions, PropagationPolicy};
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, EventType, Recorder};
-use super::pod_control::{api_err, is_status, PodControl, PodRef, SyncError};
+use super::pod_control::{api_err, is_status, write_status, PodControl, PodRef, SyncError};
 use super::replicaset::Expectations;
 use super::workqueue::{child_informer, primary_informer, run_controller, Key, WorkQueue, Workers};
 use crate::supervisor::TaskContext;
@@ -92,12 +92,8 @@ impl Controller {
             let mut updated = (*job).clone();
             updated.status = Some(plan.status.clone());
             // Pinned to the resourceVersion the plan was made from: a newer Job means a new plan.
-            let result = jobs.replace_status(&key.name, &PostParams::default(), &updated).await;
-            self.ctx.status.record(result.is_ok());
-            match result {
-                Ok(_) => {}
-                Err(e) if is_status(&e, 404) => return Ok(()),
-                Err(e) => return Err(api_err("updating job status")(e)),
+            if !write_status(&self.ctx, &updated).await? {
+                return Ok(());
             }
         }
         // Events only once the status that carries the same news is written.

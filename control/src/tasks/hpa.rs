@@ -38,7 +38,6 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, EventType, Recorder};
-use super::workqueue::Change;
 use crate::api::resources;
 use crate::registry::object;
 use crate::supervisor::TaskContext;
@@ -528,8 +527,8 @@ impl Controller {
 /// The leader task: informers for HPAs and pods, then a reconcile of every HPA each sync period.
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let cancel = cancel.child_token();
-    let hpas = ctx.informers.subscribe(|_: Change<'_, HorizontalPodAutoscaler>| {});
-    let pods = ctx.informers.subscribe(|_: Change<'_, Pod>| {});
+    let hpas = ctx.informers.store::<HorizontalPodAutoscaler>();
+    let pods = ctx.informers.store::<Pod>();
     tokio::select! {
         _ = cancel.cancelled() => return,
         _ = ctx.informers.wait_synced() => {}

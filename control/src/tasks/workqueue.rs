@@ -364,20 +364,34 @@ impl Informers {
     where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
     {
-        let shared = {
-            let mut started = self.started.lock().unwrap();
-            let entry = started.entry(TypeId::of::<K>()).or_insert_with(|| {
-                let handlers: Arc<RwLock<Vec<Handler<K>>>> = Arc::default();
-                let (synced_tx, synced_rx) = watch::channel(false);
-                self.synced.lock().unwrap().push(synced_rx);
-                let api = Api::<K>::all(self.client.clone());
-                let store = start_informer(api, self.cancel.clone(), handlers.clone(), synced_tx);
-                Arc::new(Shared { store, handlers })
-            });
-            entry.clone().downcast::<Shared<K>>().expect("informers are keyed by their type")
-        };
+        let shared = self.shared::<K>();
         shared.handlers.write().unwrap().push(Box::new(on_change));
         shared.store.clone()
+    }
+
+    /// The cache of every `K`, for a task that reads it without reacting to changes.
+    pub fn store<K>(&self) -> Store<K>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
+    {
+        self.shared::<K>().store.clone()
+    }
+
+    /// `K`'s shared informer, started on first use.
+    fn shared<K>(&self) -> Arc<Shared<K>>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
+    {
+        let mut started = self.started.lock().unwrap();
+        let entry = started.entry(TypeId::of::<K>()).or_insert_with(|| {
+            let handlers: Arc<RwLock<Vec<Handler<K>>>> = Arc::default();
+            let (synced_tx, synced_rx) = watch::channel(false);
+            self.synced.lock().unwrap().push(synced_rx);
+            let api = Api::<K>::all(self.client.clone());
+            let store = start_informer(api, self.cancel.clone(), handlers.clone(), synced_tx);
+            Arc::new(Shared { store, handlers })
+        });
+        entry.clone().downcast::<Shared<K>>().expect("informers are keyed by their type")
     }
 }
 

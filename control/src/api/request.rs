@@ -118,6 +118,7 @@ impl Query {
             field_manager: self.get("fieldManager").map(String::from),
             field_validation,
             skip_update_rules: false,
+            trusted: false,
         })
     }
 

@@ -137,21 +137,25 @@ fn success(code: u16) -> Value {
 pub async fn binding(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
     let body = decode_body(&req)?;
     let name = req.target.name.clone().expect("routed with a name");
-    let node = body["target"]["name"].as_str().filter(|n| !n.is_empty()).map(String::from).ok_or_else(|| {
-        ApiError::Invalid {
-            qualified_kind: "Binding".into(),
-            name: name.clone(),
-            group: String::new(),
-            kind: "Binding".into(),
-            causes: vec![Cause {
-                reason: "FieldValueRequired".into(),
-                message: "target.name: Required value".into(),
-                field: "target.name".into(),
-            }],
-        }
-    })?;
+    let invalid_binding = |reason: &str, message: String| ApiError::Invalid {
+        qualified_kind: "Binding".into(),
+        name: name.clone(),
+        group: String::new(),
+        kind: "Binding".into(),
+        causes: vec![Cause { reason: reason.into(), message, field: "target.name".into() }],
+    };
+    let node = body["target"]["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+        .ok_or_else(|| invalid_binding("FieldValueRequired", "target.name: Required value".into()))?;
+    // The pod is written without re-validating it (below), so the one field the binding
+    // brings is checked here.
+    if let Some(problem) = crate::registry::validate::dns1123_subdomain_errors(&node).into_iter().next() {
+        return Err(invalid_binding("FieldValueInvalid", format!("target.name: Invalid value: {node:?}: {problem}")));
+    }
     let info = req.target.info.storage();
-    let opts = WriteOptions { skip_update_rules: true, ..req.query.write_options()? };
+    let opts = WriteOptions { trusted: true, ..req.query.write_options()? };
     let now = object::timestamp(chrono::Utc::now());
     state
         .registry

@@ -156,10 +156,11 @@ pub async fn scan(store: &Store, prefix: &str, start: &str, limit: i64, revision
 }
 
 /// Every key under `prefix` as this member has applied it (no read-index round): for
-/// reads whose result a later guarded write re-checks anyway.
-pub async fn scan_serializable(store: &Store, prefix: &str) -> Result<Page, ApiError> {
+/// reads whose result a later guarded write re-checks anyway. The prefix must hold few
+/// keys: the read runs on the calling task.
+pub async fn scan_few_serializable(store: &Store, prefix: &str) -> Result<Page, ApiError> {
     let resp = store
-        .range(RangeRequest {
+        .range_few(RangeRequest {
             key: prefix.as_bytes().to_vec(),
             range_end: prefix_end(prefix.as_bytes()),
             serializable: true,

@@ -28,6 +28,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, EventType, Recorder};
+use super::owner_index::OwnerIndex;
 use super::pod_control::{write_status, PodControl, PodRef, SyncError};
 use super::replicaset::Expectations;
 use super::workqueue::{child_informer, primary_informer, run_controller, Change, Key, WorkQueue, Workers};
@@ -62,6 +63,8 @@ struct Controller {
     ctx: TaskContext,
     daemonsets: Store<DaemonSet>,
     pods: Store<Pod>,
+    /// The pods each owner may claim (its own and its namespace's orphans).
+    pod_owners: Arc<OwnerIndex>,
     nodes: Store<Node>,
     queue: Arc<WorkQueue>,
     expectations: Mutex<Expectations>,
@@ -75,8 +78,8 @@ impl Controller {
             self.expectations.lock().unwrap().forget(key);
             return Ok(());
         };
-        let pods: Vec<Arc<Pod>> =
-            self.pods.state().into_iter().filter(|p| p.metadata.namespace.as_deref() == Some(&key.namespace)).collect();
+        let owner_uid = ds.metadata.uid.as_deref().unwrap_or_default();
+        let pods = self.pod_owners.claimable(&self.pods, &key.namespace, owner_uid);
         let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
         let nodes = self.nodes.state();
         let nodes: Vec<&Node> = nodes.iter().map(|n| n.as_ref()).collect();
@@ -174,10 +177,12 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
         })
     };
     let (informers, primary) = (ctx.informers.clone(), daemonsets.clone());
+    let pod_owners = ctx.informers.owner_index::<Pod>();
     let controller = Arc::new(Controller {
         recorder: Recorder::new(ctx.client.clone(), COMPONENT),
         ctx,
         daemonsets,
+        pod_owners,
         pods,
         nodes,
         queue: queue.clone(),

@@ -29,6 +29,7 @@ pub mod job;
 pub mod leases;
 pub mod namespaces;
 pub mod node_lifecycle;
+pub mod owner_index;
 pub mod ownership;
 pub mod pod_control;
 pub mod quota;

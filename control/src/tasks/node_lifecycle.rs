@@ -279,7 +279,10 @@ impl Lifecycle {
                 }
                 None => node["spec"]["taints"].as_array().cloned().unwrap_or_default(),
             };
-            for pod in by_node.get(name).into_iter().flatten().filter(|p| !object::is_deleting(p)) {
+            // Only NoExecute taints evict; most nodes have none, so their pods are skipped.
+            let evicting = taints.iter().any(|t| t["effect"] == "NoExecute");
+            let pods_here = by_node.get(name).filter(|_| evicting).into_iter().flatten();
+            for pod in pods_here.filter(|p| !object::is_deleting(p)) {
                 let due = eviction_time(pod, &taints, ctx.settings.pod_eviction_timeout);
                 if due.is_some_and(|d| d <= Utc::now()) {
                     tracing::info!(node = name, pod = object::name(pod), "evicting a pod from a tainted node");

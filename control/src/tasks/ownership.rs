@@ -68,19 +68,21 @@ pub enum Claim {
 
 /// Kubernetes' claim rule for one child of a would-be owner.
 pub fn claim(owner: &ObjectMeta, selector: Option<&LabelSelector>, child: &ObjectMeta) -> Claim {
-    let matches = selector.is_some_and(|s| s.matches(labels(child)));
+    // The selector is only evaluated where it decides something: most candidates of a
+    // busy namespace belong to another controller, and matching them is wasted work.
+    let matches = || selector.is_some_and(|s| s.matches(labels(child)));
     match controller_of(child) {
         Some(r) if Some(&r.uid) == owner.uid.as_ref() => {
             // A deleting owner does not release (the GC handles its children), and a
             // deleting child is left alone.
-            if matches || is_deleting(owner) || is_deleting(child) {
+            if is_deleting(owner) || is_deleting(child) || matches() {
                 Claim::Owned
             } else {
                 Claim::Release
             }
         }
         Some(_) => Claim::Ignore,
-        None if matches && !is_deleting(owner) && !is_deleting(child) => Claim::Adopt,
+        None if !is_deleting(owner) && !is_deleting(child) && matches() => Claim::Adopt,
         None => Claim::Ignore,
     }
 }

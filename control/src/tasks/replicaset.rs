@@ -27,6 +27,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, Recorder};
+use super::owner_index::OwnerIndex;
 use super::ownership::{self, OwnerChange};
 pub use super::pod_control::PodRef;
 use super::pod_control::{write_status, PodControl, SyncError};
@@ -262,23 +263,22 @@ struct Controller {
     ctx: TaskContext,
     replicasets: Store<ReplicaSet>,
     pods: Store<Pod>,
+    /// The pods each ReplicaSet may claim (its own and its namespace's orphans).
+    pod_owners: Arc<OwnerIndex>,
     queue: Arc<WorkQueue>,
     expectations: Mutex<Expectations>,
     recorder: Recorder,
 }
 
 impl Controller {
-    fn pods_in(&self, namespace: &str) -> Vec<Arc<Pod>> {
-        self.pods.state().into_iter().filter(|p| p.metadata.namespace.as_deref() == Some(namespace)).collect()
-    }
-
     #[tracing::instrument(skip_all, fields(replicaset = %key))]
     async fn sync(&self, key: &Key) -> Result<(), SyncError> {
         let Some(rs) = self.replicasets.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
             self.expectations.lock().unwrap().forget(key);
             return Ok(());
         };
-        let pods = self.pods_in(&key.namespace);
+        let pods =
+            self.pod_owners.claimable(&self.pods, &key.namespace, rs.metadata.uid.as_deref().unwrap_or_default());
         let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
         let manage = self.expectations.lock().unwrap().satisfied(key, &pods);
         let plan = reconcile_replicaset(&rs, &pods, manage, Timestamp::now());
@@ -331,10 +331,12 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
         rs.spec.as_ref().map(|s| &s.selector)
     });
     let (informers, primary) = (ctx.informers.clone(), replicasets.clone());
+    let pod_owners = ctx.informers.owner_index::<Pod>();
     let controller = Arc::new(Controller {
         recorder: Recorder::new(ctx.client.clone(), COMPONENT),
         ctx,
         replicasets,
+        pod_owners,
         pods,
         queue: queue.clone(),
         expectations: Mutex::default(),

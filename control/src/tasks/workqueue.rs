@@ -23,6 +23,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::owner_index::OwnerIndex;
+
 /// An informer of a controller's own kind: every change enqueues the object's key, and a
 /// re-list asks for a full resync.
 pub fn primary_informer<K>(informers: &Informers, queue: Arc<WorkQueue>, resync: Arc<Notify>) -> Store<K>
@@ -324,6 +326,8 @@ type Handler<K> = Box<dyn Fn(Change<'_, K>) + Send + Sync>;
 struct Shared<K: Resource<DynamicType = ()> + 'static> {
     store: Store<K>,
     handlers: Arc<RwLock<Vec<Handler<K>>>>,
+    /// Kept up to date before any handler hears of a change.
+    owners: Arc<OwnerIndex>,
 }
 
 /// The informers of one leadership term, shared by every leader task (client-go's
@@ -377,6 +381,16 @@ impl Informers {
         self.shared::<K>().store.clone()
     }
 
+    /// Which `K`s each controller owns, and each namespace's orphans: what an owner may
+    /// claim, without reading every `K` of its namespace. Up to date with the store
+    /// before any subscriber hears of a change.
+    pub fn owner_index<K>(&self) -> Arc<OwnerIndex>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
+    {
+        self.shared::<K>().owners.clone()
+    }
+
     /// `K`'s shared informer, started on first use.
     fn shared<K>(&self) -> Arc<Shared<K>>
     where
@@ -388,25 +402,29 @@ impl Informers {
             let (synced_tx, synced_rx) = watch::channel(false);
             self.synced.lock().unwrap().push(synced_rx);
             let api = Api::<K>::all(self.client.clone());
-            let store = start_informer(api, self.cancel.clone(), handlers.clone(), synced_tx);
-            Arc::new(Shared { store, handlers })
+            let owners = Arc::new(OwnerIndex::default());
+            let store = start_informer(api, self.cancel.clone(), handlers.clone(), owners.clone(), synced_tx);
+            Arc::new(Shared { store, handlers, owners })
         });
         entry.clone().downcast::<Shared<K>>().expect("informers are keyed by their type")
     }
 }
 
-/// Starts an informer for `api` that runs until `cancel`: returns its cache, tells every
-/// handler after each change is in the cache, and `synced` once the first list is.
+/// Starts an informer for `api` that runs until `cancel`: returns its cache, keeps
+/// `owners` in step with it, tells every handler after each change is in both, and
+/// `synced` once the first list is.
 fn start_informer<K>(
     api: Api<K>,
     cancel: CancellationToken,
     handlers: Arc<RwLock<Vec<Handler<K>>>>,
+    owners: Arc<OwnerIndex>,
     synced: watch::Sender<bool>,
 ) -> Store<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
+    let cache = reader.clone();
     let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
@@ -415,10 +433,18 @@ where
                 _ = cancel.cancelled() => return,
                 e = stream.next() => e,
             };
+            // The reflector has applied the event to the store before yielding it.
             let change = match &event {
-                Some(Ok(watcher::Event::Apply(obj))) => Change::Object { obj, deleted: false },
-                Some(Ok(watcher::Event::Delete(obj))) => Change::Object { obj, deleted: true },
+                Some(Ok(watcher::Event::Apply(obj))) => {
+                    owners.apply(obj.meta());
+                    Change::Object { obj, deleted: false }
+                }
+                Some(Ok(watcher::Event::Delete(obj))) => {
+                    owners.remove(obj.meta());
+                    Change::Object { obj, deleted: true }
+                }
                 Some(Ok(watcher::Event::InitDone)) => {
+                    owners.rebuild(cache.state().iter().map(|o| o.meta()));
                     synced.send_replace(true);
                     Change::Resynced
                 }

@@ -61,13 +61,25 @@ impl StoreNode {
     /// etcd `Range`: linearizable unless `serializable`.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
+        let small = KeyRange::from_etcd(&req.key, &req.range_end).is_single_key();
+        self.range_sized(req, small).await
+    }
+
+    /// [`range`](Self::range) for a prefix the caller knows holds a handful of keys (say the
+    /// ResourceQuotas of one namespace, read on every create): it runs on the calling task,
+    /// because a hand-off to the blocking pool costs more than such a read.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn range_few(&self, req: RangeRequest) -> Result<RangeResponse> {
+        self.range_sized(req, true).await
+    }
+
+    async fn range_sized(&self, req: RangeRequest, small: bool) -> Result<RangeResponse> {
         if req.key.is_empty() {
             return Err(StoreError::EmptyKey);
         }
         if !req.serializable {
             self.barrier().await?;
         }
-        let small = KeyRange::from_etcd(&req.key, &req.range_end).is_single_key();
         let mut resp =
             self.read_local(small, move |view, current, compacted| read::range(view, &req, current, compacted)).await?;
         resp.header = self.header(resp.header.map_or(0, |h| h.revision));

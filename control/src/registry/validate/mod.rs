@@ -226,3 +226,9 @@ fn validate_kind(kind: &str, obj: &Value, errs: &mut Errs) {
         _ => other::validate_hpa(obj, errs),
     }
 }
+
+/// Why `name` is not a DNS-1123 subdomain (empty when it is): for names the server
+/// checks outside an object's own validation, such as a binding's target node.
+pub fn dns1123_subdomain_errors(name: &str) -> Vec<String> {
+    names::is_dns1123_subdomain(name)
+}

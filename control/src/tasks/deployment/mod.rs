@@ -100,8 +100,13 @@ impl Controller {
         let rses: Vec<Arc<ReplicaSet>> =
             self.replicasets.state().into_iter().filter(|rs| in_ns(rs.metadata.namespace.as_ref())).collect();
         let refs: Vec<&ReplicaSet> = rses.iter().map(|r| r.as_ref()).collect();
+        // Only Recreate waits for old pods to be gone (Kubernetes' `oldPodsRunning`); counting
+        // a namespace's pods on every sync of a rolling Deployment would be wasted work.
+        let recreate =
+            d.spec.as_ref().and_then(|s| s.strategy.as_ref()).and_then(|s| s.type_.as_deref()) == Some("Recreate");
         let mut live_pods: HashMap<String, usize> = HashMap::new();
-        for pod in self.pods.state().iter().filter(|p| in_ns(p.metadata.namespace.as_ref())) {
+        let pods = if recreate { self.pods.state() } else { Vec::new() };
+        for pod in pods.iter().filter(|p| in_ns(p.metadata.namespace.as_ref())) {
             let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
             if matches!(phase, Some("Succeeded") | Some("Failed")) {
                 continue;

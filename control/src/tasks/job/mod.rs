@@ -23,6 +23,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, EventType, Recorder};
+use super::owner_index::OwnerIndex;
 use super::pod_control::{api_err, is_status, write_status, PodControl, PodRef, SyncError};
 use super::replicaset::Expectations;
 use super::workqueue::{child_informer, primary_informer, run_controller, Key, WorkQueue, Workers};
@@ -38,6 +39,8 @@ struct Controller {
     ctx: TaskContext,
     jobs: Store<Job>,
     pods: Store<Pod>,
+    /// The pods each owner may claim (its own and its namespace's orphans).
+    pod_owners: Arc<OwnerIndex>,
     queue: Arc<WorkQueue>,
     expectations: Mutex<Expectations>,
     recorder: Recorder,
@@ -54,8 +57,8 @@ impl Controller {
         if job.metadata.deletion_timestamp.is_some() {
             return Ok(());
         }
-        let pods: Vec<Arc<Pod>> =
-            self.pods.state().into_iter().filter(|p| p.metadata.namespace.as_deref() == Some(&key.namespace)).collect();
+        let owner_uid = job.metadata.uid.as_deref().unwrap_or_default();
+        let pods = self.pod_owners.claimable(&self.pods, &key.namespace, owner_uid);
         let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
         let manage = self.expectations.lock().unwrap().satisfied(key, &pods);
         let plan = plan_job(&job, &pods, manage, self.backoff, Timestamp::now());
@@ -134,11 +137,13 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
         job.spec.as_ref().and_then(|s| s.selector.as_ref())
     });
     let (informers, primary) = (ctx.informers.clone(), jobs.clone());
+    let pod_owners = ctx.informers.owner_index::<Pod>();
     let controller = Arc::new(Controller {
         recorder: Recorder::new(ctx.client.clone(), COMPONENT),
         backoff: Backoff::default(),
         ctx,
         jobs,
+        pod_owners,
         pods,
         queue: queue.clone(),
         expectations: Mutex::default(),

@@ -62,9 +62,8 @@ fn placement_fingerprint(node: &Node) -> String {
 struct Controller {
     ctx: TaskContext,
     daemonsets: Store<DaemonSet>,
-    pods: Store<Pod>,
     /// The pods each owner may claim (its own and its namespace's orphans).
-    pod_owners: Arc<OwnerIndex>,
+    pod_owners: Arc<OwnerIndex<Pod>>,
     nodes: Store<Node>,
     queue: Arc<WorkQueue>,
     expectations: Mutex<Expectations>,
@@ -79,7 +78,7 @@ impl Controller {
             return Ok(());
         };
         let owner_uid = ds.metadata.uid.as_deref().unwrap_or_default();
-        let pods = self.pod_owners.claimable(&self.pods, &key.namespace, owner_uid);
+        let pods = self.pod_owners.claimable(&key.namespace, owner_uid);
         let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
         let nodes = self.nodes.state();
         let nodes: Vec<&Node> = nodes.iter().map(|n| n.as_ref()).collect();
@@ -148,13 +147,10 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let queue = WorkQueue::new(cancel.clone());
     let resync = Arc::new(tokio::sync::Notify::new());
     let daemonsets = primary_informer::<DaemonSet>(&ctx.informers, queue.clone(), resync.clone());
-    let pods = child_informer::<Pod, _>(
-        &ctx.informers,
-        queue.clone(),
-        resync.clone(),
-        daemonsets.clone(),
-        |ds: &DaemonSet| ds.spec.as_ref().map(|s| &s.selector),
-    );
+    // Pod events enqueue their owners; the pods themselves are read through the index.
+    child_informer::<Pod, _>(&ctx.informers, queue.clone(), resync.clone(), daemonsets.clone(), |ds: &DaemonSet| {
+        ds.spec.as_ref().map(|s| &s.selector)
+    });
     let nodes = {
         let (daemonsets, queue, resync) = (daemonsets.clone(), queue.clone(), resync.clone());
         let seen: Mutex<HashMap<String, String>> = Mutex::default();
@@ -183,7 +179,6 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
         ctx,
         daemonsets,
         pod_owners,
-        pods,
         nodes,
         queue: queue.clone(),
         expectations: Mutex::default(),

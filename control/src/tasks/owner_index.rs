@@ -8,14 +8,13 @@
 //! with ten 1,000-pod ReplicaSets in one namespace, each sync visited 10,000 pods, and the
 //! syncs run many times a second while pods are created and bound.
 //!
-//! The index holds keys, not objects: the objects are read from the informer's store, so
-//! a key whose object is gone by then is skipped.
+//! The index holds the same `Arc`s as the informer's store, so a sync's read is a copy of
+//! pointers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Resource;
 
 use super::ownership::controller_of;
@@ -43,22 +42,26 @@ fn key_of(meta: &ObjectMeta) -> ObjKey {
     (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
 }
 
-#[derive(Debug, Default)]
-struct State {
-    members: HashMap<Bucket, HashSet<ObjKey>>,
+struct State<K> {
+    members: HashMap<Bucket, HashMap<ObjKey, Arc<K>>>,
     bucket_of: HashMap<ObjKey, Bucket>,
 }
 
-impl State {
-    fn insert(&mut self, meta: &ObjectMeta) {
-        let key = key_of(meta);
-        let bucket = Bucket::of(meta);
-        if self.bucket_of.get(&key) == Some(&bucket) {
-            return;
+impl<K> Default for State<K> {
+    fn default() -> Self {
+        State { members: HashMap::new(), bucket_of: HashMap::new() }
+    }
+}
+
+impl<K: Resource> State<K> {
+    fn insert(&mut self, obj: Arc<K>) {
+        let key = key_of(obj.meta());
+        let bucket = Bucket::of(obj.meta());
+        if self.bucket_of.get(&key) != Some(&bucket) {
+            self.remove_key(&key);
+            self.bucket_of.insert(key.clone(), bucket.clone());
         }
-        self.remove_key(&key);
-        self.members.entry(bucket.clone()).or_default().insert(key.clone());
-        self.bucket_of.insert(key, bucket);
+        self.members.entry(bucket).or_default().insert(key, obj);
     }
 
     fn remove_key(&mut self, key: &ObjKey) {
@@ -71,58 +74,58 @@ impl State {
         }
     }
 
-    fn keys_in(&self, bucket: &Bucket) -> impl Iterator<Item = &ObjKey> {
+    fn in_bucket(&self, bucket: &Bucket) -> impl Iterator<Item = (&ObjKey, &Arc<K>)> {
         self.members.get(bucket).into_iter().flatten()
     }
 }
 
 /// Children per controller uid and orphans per namespace, for one kind of object.
-#[derive(Debug, Default)]
-pub struct OwnerIndex {
-    state: RwLock<State>,
+pub struct OwnerIndex<K> {
+    state: RwLock<State<K>>,
 }
 
-impl OwnerIndex {
+impl<K> Default for OwnerIndex<K> {
+    fn default() -> Self {
+        OwnerIndex { state: RwLock::default() }
+    }
+}
+
+impl<K: Resource> OwnerIndex<K> {
     /// An object was added or changed (its controller may be new).
-    pub fn apply(&self, meta: &ObjectMeta) {
-        self.state.write().unwrap().insert(meta);
+    pub fn apply(&self, obj: Arc<K>) {
+        self.state.write().unwrap().insert(obj);
     }
 
     pub fn remove(&self, meta: &ObjectMeta) {
         self.state.write().unwrap().remove_key(&key_of(meta));
     }
 
-    /// The informer re-listed: the index becomes exactly `metas`.
-    pub fn rebuild<'a>(&self, metas: impl IntoIterator<Item = &'a ObjectMeta>) {
+    /// The informer re-listed: the index becomes exactly `objects`.
+    pub fn rebuild(&self, objects: impl IntoIterator<Item = Arc<K>>) {
         let mut fresh = State::default();
-        metas.into_iter().for_each(|m| fresh.insert(m));
+        objects.into_iter().for_each(|o| fresh.insert(o));
         *self.state.write().unwrap() = fresh;
     }
 
-    /// Names of the objects of `namespace` controlled by `owner_uid`, then of its orphans.
-    fn candidate_keys(&self, namespace: &str, owner_uid: &str) -> Vec<ObjKey> {
+    /// What an owner in `namespace` with uid `owner_uid` may claim: the objects it
+    /// controls, then the orphans of its namespace.
+    pub fn claimable(&self, namespace: &str, owner_uid: &str) -> Vec<Arc<K>> {
         let state = self.state.read().unwrap();
-        let owned = state.keys_in(&Bucket::Controller(owner_uid.to_string())).filter(|(ns, _)| ns == namespace);
-        owned.chain(state.keys_in(&Bucket::Orphan(namespace.to_string()))).cloned().collect()
-    }
-
-    /// What an owner in `namespace` with uid `owner_uid` may claim, read from `store`: the
-    /// objects it controls and the orphans of its namespace.
-    pub fn claimable<K>(&self, store: &Store<K>, namespace: &str, owner_uid: &str) -> Vec<Arc<K>>
-    where
-        K: Resource<DynamicType = ()> + Clone + 'static,
-    {
-        self.candidate_keys(namespace, owner_uid)
-            .into_iter()
-            .filter_map(|(ns, name)| store.get(&ObjectRef::new(&name).within(&ns)))
-            .collect()
+        let owned = state.in_bucket(&Bucket::Controller(owner_uid.to_string())).filter(|((ns, _), _)| ns == namespace);
+        let orphans = state.in_bucket(&Bucket::Orphan(namespace.to_string()));
+        owned.chain(orphans).map(|(_, obj)| obj.clone()).collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Pod;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    fn pod(ns: &str, name: &str, controller: Option<&str>) -> Arc<Pod> {
+        Arc::new(Pod { metadata: meta(ns, name, controller), ..Default::default() })
+    }
 
     fn meta(ns: &str, name: &str, controller: Option<&str>) -> ObjectMeta {
         ObjectMeta {
@@ -134,33 +137,34 @@ mod tests {
         }
     }
 
-    fn names(index: &OwnerIndex, ns: &str, uid: &str) -> Vec<String> {
-        let mut names: Vec<String> = index.candidate_keys(ns, uid).into_iter().map(|(_, n)| n).collect();
+    fn names(index: &OwnerIndex<Pod>, ns: &str, uid: &str) -> Vec<String> {
+        let mut names: Vec<String> =
+            index.claimable(ns, uid).into_iter().map(|p| p.metadata.name.clone().unwrap_or_default()).collect();
         names.sort();
         names
     }
 
     #[test]
     fn an_owner_sees_its_children_and_its_namespaces_orphans_only() {
-        let index = OwnerIndex::default();
-        index.apply(&meta("a", "mine", Some("rs1")));
-        index.apply(&meta("a", "theirs", Some("rs2")));
-        index.apply(&meta("a", "orphan", None));
-        index.apply(&meta("b", "orphan-elsewhere", None));
+        let index = OwnerIndex::<Pod>::default();
+        index.apply(pod("a", "mine", Some("rs1")));
+        index.apply(pod("a", "theirs", Some("rs2")));
+        index.apply(pod("a", "orphan", None));
+        index.apply(pod("b", "orphan-elsewhere", None));
         // A reference to our uid from another namespace is not ours.
-        index.apply(&meta("b", "cross-namespace", Some("rs1")));
+        index.apply(pod("b", "cross-namespace", Some("rs1")));
         assert_eq!(names(&index, "a", "rs1"), ["mine", "orphan"]);
         assert_eq!(names(&index, "a", "rs2"), ["orphan", "theirs"]);
     }
 
     #[test]
     fn adoption_release_and_deletion_move_an_object() {
-        let index = OwnerIndex::default();
-        index.apply(&meta("a", "p", None));
+        let index = OwnerIndex::<Pod>::default();
+        index.apply(pod("a", "p", None));
         assert_eq!(names(&index, "a", "rs1"), ["p"]);
-        index.apply(&meta("a", "p", Some("rs2")));
+        index.apply(pod("a", "p", Some("rs2")));
         assert!(names(&index, "a", "rs1").is_empty(), "adopted by another: not claimable");
-        index.apply(&meta("a", "p", Some("rs1")));
+        index.apply(pod("a", "p", Some("rs1")));
         assert_eq!(names(&index, "a", "rs1"), ["p"]);
         index.remove(&meta("a", "p", Some("rs1")));
         assert!(names(&index, "a", "rs1").is_empty());
@@ -169,9 +173,9 @@ mod tests {
 
     #[test]
     fn a_rebuild_replaces_everything() {
-        let index = OwnerIndex::default();
-        index.apply(&meta("a", "stale", Some("rs1")));
-        index.rebuild([&meta("a", "fresh", Some("rs1"))]);
+        let index = OwnerIndex::<Pod>::default();
+        index.apply(pod("a", "stale", Some("rs1")));
+        index.rebuild([pod("a", "fresh", Some("rs1"))]);
         assert_eq!(names(&index, "a", "rs1"), ["fresh"]);
     }
 }

@@ -262,9 +262,8 @@ impl Expectations {
 struct Controller {
     ctx: TaskContext,
     replicasets: Store<ReplicaSet>,
-    pods: Store<Pod>,
     /// The pods each ReplicaSet may claim (its own and its namespace's orphans).
-    pod_owners: Arc<OwnerIndex>,
+    pod_owners: Arc<OwnerIndex<Pod>>,
     queue: Arc<WorkQueue>,
     expectations: Mutex<Expectations>,
     recorder: Recorder,
@@ -277,8 +276,7 @@ impl Controller {
             self.expectations.lock().unwrap().forget(key);
             return Ok(());
         };
-        let pods =
-            self.pod_owners.claimable(&self.pods, &key.namespace, rs.metadata.uid.as_deref().unwrap_or_default());
+        let pods = self.pod_owners.claimable(&key.namespace, rs.metadata.uid.as_deref().unwrap_or_default());
         let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
         let manage = self.expectations.lock().unwrap().satisfied(key, &pods);
         let plan = reconcile_replicaset(&rs, &pods, manage, Timestamp::now());
@@ -327,7 +325,8 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let queue = WorkQueue::new(cancel.clone());
     let resync = Arc::new(tokio::sync::Notify::new());
     let replicasets = primary_informer(&ctx.informers, queue.clone(), resync.clone());
-    let pods = child_informer(&ctx.informers, queue.clone(), resync.clone(), replicasets.clone(), |rs: &ReplicaSet| {
+    // Pod events enqueue their owners; the pods themselves are read through the index.
+    child_informer::<Pod, _>(&ctx.informers, queue.clone(), resync.clone(), replicasets.clone(), |rs: &ReplicaSet| {
         rs.spec.as_ref().map(|s| &s.selector)
     });
     let (informers, primary) = (ctx.informers.clone(), replicasets.clone());
@@ -337,7 +336,6 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
         ctx,
         replicasets,
         pod_owners,
-        pods,
         queue: queue.clone(),
         expectations: Mutex::default(),
     });

@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{self as meta, ObjectMeta};
 use kube::api::Api;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Resource;
 use serde::de::DeserializeOwned;
@@ -327,7 +327,7 @@ struct Shared<K: Resource<DynamicType = ()> + 'static> {
     store: Store<K>,
     handlers: Arc<RwLock<Vec<Handler<K>>>>,
     /// Kept up to date before any handler hears of a change.
-    owners: Arc<OwnerIndex>,
+    owners: Arc<OwnerIndex<K>>,
 }
 
 /// The informers of one leadership term, shared by every leader task (client-go's
@@ -384,7 +384,7 @@ impl Informers {
     /// Which `K`s each controller owns, and each namespace's orphans: what an owner may
     /// claim, without reading every `K` of its namespace. Up to date with the store
     /// before any subscriber hears of a change.
-    pub fn owner_index<K>(&self) -> Arc<OwnerIndex>
+    pub fn owner_index<K>(&self) -> Arc<OwnerIndex<K>>
     where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
     {
@@ -417,7 +417,7 @@ fn start_informer<K>(
     api: Api<K>,
     cancel: CancellationToken,
     handlers: Arc<RwLock<Vec<Handler<K>>>>,
-    owners: Arc<OwnerIndex>,
+    owners: Arc<OwnerIndex<K>>,
     synced: watch::Sender<bool>,
 ) -> Store<K>
 where
@@ -436,7 +436,10 @@ where
             // The reflector has applied the event to the store before yielding it.
             let change = match &event {
                 Some(Ok(watcher::Event::Apply(obj))) => {
-                    owners.apply(obj.meta());
+                    // The store's own Arc: the index shares the cached object.
+                    if let Some(cached) = cache.get(&ObjectRef::from_obj(obj)) {
+                        owners.apply(cached);
+                    }
                     Change::Object { obj, deleted: false }
                 }
                 Some(Ok(watcher::Event::Delete(obj))) => {
@@ -444,7 +447,7 @@ where
                     Change::Object { obj, deleted: true }
                 }
                 Some(Ok(watcher::Event::InitDone)) => {
-                    owners.rebuild(cache.state().iter().map(|o| o.meta()));
+                    owners.rebuild(cache.state());
                     synced.send_replace(true);
                     Change::Resynced
                 }

@@ -38,9 +38,8 @@ const COMPONENT: &str = "job-controller";
 struct Controller {
     ctx: TaskContext,
     jobs: Store<Job>,
-    pods: Store<Pod>,
     /// The pods each owner may claim (its own and its namespace's orphans).
-    pod_owners: Arc<OwnerIndex>,
+    pod_owners: Arc<OwnerIndex<Pod>>,
     queue: Arc<WorkQueue>,
     expectations: Mutex<Expectations>,
     recorder: Recorder,
@@ -58,7 +57,7 @@ impl Controller {
             return Ok(());
         }
         let owner_uid = job.metadata.uid.as_deref().unwrap_or_default();
-        let pods = self.pod_owners.claimable(&self.pods, &key.namespace, owner_uid);
+        let pods = self.pod_owners.claimable(&key.namespace, owner_uid);
         let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
         let manage = self.expectations.lock().unwrap().satisfied(key, &pods);
         let plan = plan_job(&job, &pods, manage, self.backoff, Timestamp::now());
@@ -133,7 +132,8 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let queue = WorkQueue::new(cancel.clone());
     let resync = Arc::new(tokio::sync::Notify::new());
     let jobs = primary_informer::<Job>(&ctx.informers, queue.clone(), resync.clone());
-    let pods = child_informer::<Pod, _>(&ctx.informers, queue.clone(), resync.clone(), jobs.clone(), |job: &Job| {
+    // Pod events enqueue their owners; the pods themselves are read through the index.
+    child_informer::<Pod, _>(&ctx.informers, queue.clone(), resync.clone(), jobs.clone(), |job: &Job| {
         job.spec.as_ref().and_then(|s| s.selector.as_ref())
     });
     let (informers, primary) = (ctx.informers.clone(), jobs.clone());
@@ -144,7 +144,6 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
         ctx,
         jobs,
         pod_owners,
-        pods,
         queue: queue.clone(),
         expectations: Mutex::default(),
     });

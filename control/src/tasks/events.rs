@@ -98,10 +98,7 @@ impl SpamFilter {
     /// Whether an event for `key` may be recorded at `now` (takes a token if so).
     pub fn allow(&mut self, key: &str, now: Instant) -> bool {
         if self.buckets.len() >= MAX_REMEMBERED && !self.buckets.contains_key(key) {
-            // Forget the least recently used object (client-go keeps an LRU of 4096).
-            if let Some(oldest) = self.buckets.iter().min_by_key(|(_, b)| b.at).map(|(k, _)| k.clone()) {
-                self.buckets.remove(&oldest);
-            }
+            forget_least_recent(&mut self.buckets, |b| b.at);
         }
         let bucket = self.buckets.entry(key.to_string()).or_insert(Bucket { tokens: SPAM_BURST, at: now });
         let refilled = now.saturating_duration_since(bucket.at).as_secs_f64() / SPAM_REFILL.as_secs_f64();
@@ -114,6 +111,19 @@ impl SpamFilter {
             false
         }
     }
+}
+
+/// Forgets the least recently used quarter of `map` (client-go keeps LRUs of 4096). In
+/// bulk: the scheduler records an Event for each of thousands of new pods, and finding the
+/// single oldest entry for every one of them was a scan per Event.
+fn forget_least_recent<K, V>(map: &mut HashMap<K, V>, used_at: impl Fn(&V) -> Instant) {
+    let mut ages: Vec<Instant> = map.values().map(&used_at).collect();
+    if ages.is_empty() {
+        return;
+    }
+    let cut = ages.len() / 4;
+    let threshold = *ages.select_nth_unstable(cut).1;
+    map.retain(|_, v| used_at(v) > threshold);
 }
 
 /// An event waiting to be written.
@@ -279,12 +289,7 @@ impl Writer {
     fn remember(&self, key: EventKey, value: Seen) {
         let mut seen = self.seen.lock().unwrap();
         if seen.len() >= MAX_REMEMBERED && !seen.contains_key(&key) {
-            seen.retain(|_, s| s.at.elapsed() < DEDUP_WINDOW);
-            if seen.len() >= MAX_REMEMBERED {
-                if let Some(oldest) = seen.iter().min_by_key(|(_, s)| s.at).map(|(k, _)| k.clone()) {
-                    seen.remove(&oldest);
-                }
-            }
+            forget_least_recent(&mut seen, |s| s.at);
         }
         seen.insert(key, value);
     }
@@ -317,6 +322,22 @@ mod tests {
         assert!(!filter.allow("rs/a", t0 + Duration::from_secs(60)));
         assert!(filter.allow("rs/a", t0 + SPAM_REFILL));
         assert!(!filter.allow("rs/a", t0 + SPAM_REFILL));
+    }
+
+    #[test]
+    fn a_full_filter_forgets_the_least_recently_used_objects() {
+        let mut filter = SpamFilter::default();
+        let t0 = Instant::now();
+        for i in 0..MAX_REMEMBERED {
+            // Object 0 is the most recently used one.
+            filter.allow(&format!("pod/{i}"), t0 + Duration::from_millis((MAX_REMEMBERED - i) as u64));
+        }
+        let later = t0 + Duration::from_secs(60);
+        (0..24).for_each(|_| assert!(filter.allow("pod/0", later)));
+        assert!(filter.allow("pod/new", later));
+        assert!(filter.buckets.len() <= MAX_REMEMBERED * 3 / 4 + 1, "a quarter is forgotten at once");
+        assert!(!filter.allow("pod/0", later), "the recently used object kept its spent bucket");
+        assert!(!filter.buckets.contains_key(&format!("pod/{}", MAX_REMEMBERED - 1)), "the oldest went");
     }
 
     #[test]

@@ -1,14 +1,14 @@
 //! Leader tasks on a live 3-server in-process cluster: cascading deletes (Background,
-//! Foreground, Orphan), Endpoints following pod readiness, and node lifecycle (an agent
-//! that stops renewing its Lease: Unknown conditions, taints, pods not ready, evictions,
-//! and recovery).
+//! Foreground, Orphan), namespace deletion, Endpoints following pod readiness, and node
+//! lifecycle (an agent that stops renewing its Lease: Unknown conditions, taints, pods not
+//! ready, evictions, and recovery).
 
 mod support;
 
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Node, Pod, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use serde_json::json;
 use support::{eventually, Cluster};
@@ -103,6 +103,56 @@ async fn set_ready(pods: &Api<Pod>, name: &str, ip: &str, ready: bool) {
     let patch =
         json!({"status": {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": status}]}});
     pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_namespace_refuses_new_content_empties_and_then_goes() {
+    let cluster = Cluster::start(3).await;
+    let client = cluster.servers[2].client();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "doomed"}})).unwrap();
+    namespaces.create(&PostParams::default(), &ns).await.unwrap();
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "doomed");
+    let pods: Api<Pod> = Api::namespaced(client, "doomed");
+    // A finalizer nobody removes holds one object, and with it the namespace, in deletion.
+    let held: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}})).unwrap();
+    configmaps.create(&PostParams::default(), &held).await.unwrap();
+    configmaps.create(&PostParams::default(), &owner_cm("plain")).await.unwrap();
+    let orphan = dependent("p", &owner_cm("x"), None);
+    let orphan = Pod { metadata: kube::api::ObjectMeta { owner_references: None, ..orphan.metadata }, ..orphan };
+    pods.create(&PostParams::default(), &orphan).await.unwrap();
+
+    namespaces.delete("doomed", &DeleteParams::default()).await.unwrap();
+    let terminating = namespaces.get("doomed").await.unwrap();
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+    assert_eq!(terminating.status.and_then(|s| s.phase).as_deref(), Some("Terminating"));
+
+    // New content is refused with kube-apiserver's 403.
+    match configmaps.create(&PostParams::default(), &owner_cm("late")).await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 403, "{e:?}");
+            assert_eq!(
+                e.message,
+                "configmaps \"late\" is forbidden: unable to create new content in namespace doomed because it is being terminated"
+            );
+        }
+        other => panic!("a create into a terminating namespace: {other:?}"),
+    }
+
+    // Its contents are deleted; the namespace waits for the held object.
+    eventually(WAIT, "the namespace's contents deleted", || async {
+        let held = configmaps.get_opt("held").await.unwrap()?;
+        (held.metadata.deletion_timestamp.is_some() && gone(&configmaps, "plain").await && gone(&pods, "p").await)
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // two sweeps of the namespace task
+    assert!(!gone(&namespaces, "doomed").await, "the namespace outlives its last object");
+
+    let release = json!({"metadata": {"finalizers": null}});
+    configmaps.patch("held", &PatchParams::default(), &Patch::Merge(&release)).await.unwrap();
+    eventually(WAIT, "the empty namespace removed", || async { gone(&namespaces, "doomed").await.then_some(()) }).await;
 }
 
 fn addresses(e: &Endpoints) -> (Vec<String>, Vec<String>) {

@@ -1,10 +1,11 @@
 //! The ReplicaSet controller: keeps `spec.replicas` pods matching each ReplicaSet's
 //! selector, as Kubernetes' `ReplicaSetController` does.
 //!
-//! * [`reconcile_replicaset`] is the pure decision: given a ReplicaSet and the pods in its
-//!   namespace it claims pods (adopts matching orphans, releases owned pods that stopped
-//!   matching), decides how many pods to create or which to delete (Kubernetes'
-//!   `ActivePods` order) and computes the status.
+//! * [`reconcile_replicaset`] is the pure decision: given a ReplicaSet and the pods it may
+//!   claim (its own and its namespace's orphans, from the informer's owner index) it claims
+//!   pods (adopts matching orphans, releases owned pods that stopped matching), decides
+//!   how many pods to create or which to delete (Kubernetes' `ActivePods` order) and
+//!   computes the status.
 //! * [`Expectations`] remember this controller's own creations and deletions until the
 //!   pod cache has seen them, so a reconcile running before its own writes came back
 //!   through the watch never double-creates or double-deletes.
@@ -67,7 +68,7 @@ fn min_ready_seconds(rs: &ReplicaSet) -> i32 {
     rs.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
 }
 
-/// Decides one sync of `rs` over the pods of its namespace. `manage` is false while
+/// Decides one sync of `rs` over the pods it may claim. `manage` is false while
 /// earlier creations/deletions have not been observed yet (or the ReplicaSet is being
 /// deleted): then only ownership and status are reconciled.
 pub fn reconcile_replicaset(rs: &ReplicaSet, pods: &[&Pod], manage: bool, now: Timestamp) -> ReplicaSetPlan {
@@ -209,7 +210,7 @@ pub struct Expectations {
 }
 
 impl Expectations {
-    /// Whether everything expected for `key` is visible in `pods` (its namespace's pods).
+    /// Whether everything expected for `key` is visible in `pods` (those it may claim).
     pub fn satisfied(&mut self, key: &Key, pods: &[&Pod]) -> bool {
         let Some(p) = self.pending.get_mut(key) else { return true };
         if p.since.elapsed() > EXPECTATIONS_TTL {

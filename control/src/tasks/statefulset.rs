@@ -26,6 +26,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, EventType, Recorder};
+use super::owner_index::OwnerIndex;
 use super::pod_control::slow_start_batches;
 use super::pod_control::{api_err, is_status, write_status, PodControl, SyncError};
 use super::workqueue::{child_informer, primary_informer, run_controller, Key, WorkQueue, Workers};
@@ -40,7 +41,8 @@ const COMPONENT: &str = "statefulset-controller";
 struct Controller {
     ctx: TaskContext,
     sets: Store<StatefulSet>,
-    pods: Store<Pod>,
+    /// The pods each StatefulSet may claim (its own and its namespace's orphans).
+    pod_owners: Arc<OwnerIndex<Pod>>,
     queue: Arc<WorkQueue>,
     recorder: Recorder,
 }
@@ -49,8 +51,8 @@ impl Controller {
     #[tracing::instrument(skip_all, fields(statefulset = %key))]
     async fn sync(&self, key: &Key) -> Result<(), SyncError> {
         let Some(set) = self.sets.get(&ObjectRef::new(&key.name).within(&key.namespace)) else { return Ok(()) };
-        let pods: Vec<Arc<Pod>> =
-            self.pods.state().into_iter().filter(|p| p.metadata.namespace.as_deref() == Some(&key.namespace)).collect();
+        let owner_uid = set.metadata.uid.as_deref().unwrap_or_default();
+        let pods = self.pod_owners.claimable(&key.namespace, owner_uid);
         let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
         let plan = plan_statefulset(&set, &pods, Timestamp::now());
         if let Some(wait) = &plan.wait {
@@ -140,16 +142,17 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let queue = WorkQueue::new(cancel.clone());
     let resync = Arc::new(tokio::sync::Notify::new());
     let sets = primary_informer::<StatefulSet>(&ctx.informers, queue.clone(), resync.clone());
-    let pods =
-        child_informer::<Pod, _>(&ctx.informers, queue.clone(), resync.clone(), sets.clone(), |set: &StatefulSet| {
-            set.spec.as_ref().map(|s| &s.selector)
-        });
+    // Pod events enqueue their owners; the pods themselves are read through the index.
+    child_informer::<Pod, _>(&ctx.informers, queue.clone(), resync.clone(), sets.clone(), |set: &StatefulSet| {
+        set.spec.as_ref().map(|s| &s.selector)
+    });
     let (informers, primary) = (ctx.informers.clone(), sets.clone());
+    let pod_owners = ctx.informers.owner_index::<Pod>();
     let controller = Arc::new(Controller {
         recorder: Recorder::new(ctx.client.clone(), COMPONENT),
         ctx,
         sets,
-        pods,
+        pod_owners,
         queue: queue.clone(),
     });
     let workers = Workers { kind: "statefulset", count: WORKERS, resync_every: RESYNC_EVERY };

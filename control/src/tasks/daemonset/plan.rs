@@ -235,7 +235,8 @@ struct NodeView<'a> {
     pods: Vec<&'a Pod>,
 }
 
-/// Decides one sync of `ds`. `pods` are the pods of its namespace, `nodes` every Node.
+/// Decides one sync of `ds`. `pods` are those it may claim (its own and its namespace's
+/// orphans), `nodes` every Node.
 /// `manage` is false while this controller's earlier creations/deletions are not visible
 /// in the cache yet (or the DaemonSet is being deleted): then only ownership and status.
 pub fn plan_daemonset(ds: &DaemonSet, nodes: &[&Node], pods: &[&Pod], manage: bool, now: Timestamp) -> DaemonSetPlan {

@@ -216,9 +216,9 @@ fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
     }
 }
 
-/// Decides one sync of `job` over the pods of its namespace. `manage` is false while
-/// earlier creations/deletions are not visible in the cache yet: then no pods are created
-/// or deleted, only status is reconciled.
+/// Decides one sync of `job` over the pods it may claim (its own and its namespace's
+/// orphans). `manage` is false while earlier creations/deletions are not visible in the
+/// cache yet: then no pods are created or deleted, only status is reconciled.
 pub fn plan_job(job: &Job, pods: &[&Pod], manage: bool, backoff: Backoff, now: Timestamp) -> JobPlan {
     let mut plan = JobPlan::default();
     let current = job.status.clone().unwrap_or_default();

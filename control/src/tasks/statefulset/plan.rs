@@ -199,7 +199,8 @@ fn pod_ref(pod: &Pod) -> PodRef {
     PodRef { name: pod.metadata.name.clone().unwrap_or_default(), uid: pod.metadata.uid.clone() }
 }
 
-/// Decides one sync of `set` over the pods of its namespace (see the module docs).
+/// Decides one sync of `set` over the pods it may claim (its own and its namespace's
+/// orphans; see the module docs).
 pub fn plan_statefulset(set: &StatefulSet, pods: &[&Pod], now: Timestamp) -> StatefulSetPlan {
     let mut plan = StatefulSetPlan::default();
     let set_name = set.metadata.name.as_deref().unwrap_or_default();

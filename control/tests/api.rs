@@ -296,6 +296,48 @@ async fn pages_are_one_consistent_snapshot() {
     assert_eq!(bad.code, 400);
 }
 
+/// POSTs a Binding of pod `name` to `node` through the raw client.
+async fn bind(client: &kube::Client, name: &str, node: serde_json::Value) -> Result<String, kube::Error> {
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name}, "target": node});
+    let req = http::Request::post(format!("/api/v1/namespaces/default/pods/{name}/binding"))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&binding).unwrap())
+        .unwrap();
+    client.request_text(req).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_binding_is_checked_then_written_once() {
+    let cluster = Cluster::start(1).await;
+    let client = cluster.client();
+    let pods: Api<core::v1::Pod> = Api::namespaced(client.clone(), "default");
+    let pod = json!({"metadata": {"name": "b"}, "spec": unscheduled_pod_spec()});
+    pods.create(&PostParams::default(), &from_json(pod)).await.unwrap();
+
+    // The pod is written without being validated again, so the node name is checked here.
+    let bad = status_of(bind(&client, "b", json!({"kind": "Node", "name": "Not_A_Node"})).await.unwrap_err());
+    assert_eq!(bad.code, 422, "{bad:?}");
+    let cause = &bad.details.as_ref().unwrap().causes[0];
+    assert_eq!(cause.field, "target.name");
+    assert!(cause.message.starts_with("target.name: Invalid value: \"Not_A_Node\": a lowercase RFC 1123 subdomain"));
+    let missing = status_of(bind(&client, "b", json!({"kind": "Node"})).await.unwrap_err());
+    assert_eq!(
+        (missing.code, missing.details.unwrap().causes[0].message.as_str()),
+        (422, "target.name: Required value")
+    );
+    assert!(pods.get("b").await.unwrap().spec.unwrap().node_name.is_none(), "refused bindings write nothing");
+
+    bind(&client, "b", json!({"kind": "Node", "name": "node-1"})).await.unwrap();
+    let bound = pods.get("b").await.unwrap();
+    assert_eq!(bound.spec.unwrap().node_name.as_deref(), Some("node-1"));
+    let scheduled = bound.status.unwrap().conditions.unwrap().into_iter().find(|c| c.type_ == "PodScheduled").unwrap();
+    assert_eq!(scheduled.status, "True");
+
+    let again = status_of(bind(&client, "b", json!({"kind": "Node", "name": "node-2"})).await.unwrap_err());
+    assert_eq!(again.code, 409);
+    assert!(again.message.contains("pod b is already assigned to node \"node-1\""), "{}", again.message);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thousand_node_watches_share_one_store_watch_and_each_sees_only_its_pod() {
     let cluster = Cluster::start(1).await;
@@ -321,7 +363,6 @@ async fn a_thousand_node_watches_share_one_store_watch_and_each_sees_only_its_po
     assert_eq!(store.hub().watcher_count(), store_watchers_before, "API watches must not become store watchers");
     assert!(api.cache.watcher_count() >= n, "{} cache watchers", api.cache.watcher_count());
     // One pod per node, created unbound and then bound through pods/binding.
-    let raw = kube::Client::clone(&client);
     for i in (0..n).step_by(100) {
         let name = format!("pod-{i}");
         pods.create(
@@ -330,12 +371,7 @@ async fn a_thousand_node_watches_share_one_store_watch_and_each_sees_only_its_po
         )
         .await
         .unwrap();
-        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name}, "target": {"kind": "Node", "name": format!("node-{i}")}});
-        let req = http::Request::post(format!("/api/v1/namespaces/default/pods/{name}/binding"))
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(&binding).unwrap())
-            .unwrap();
-        raw.request_text(req).await.unwrap();
+        bind(&client, &name, json!({"kind": "Node", "name": format!("node-{i}")})).await.unwrap();
     }
     // Bound pods arrive as ADDED to exactly their node's watcher; nobody else sees anything.
     for (i, w) in watches.iter_mut().enumerate() {

@@ -28,6 +28,7 @@ use crate::api::resources::{self, ResourceInfo, RESOURCES};
 use crate::cache::Filter;
 use crate::registry::{object, DeleteOptions, Part, Propagation, FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
 use crate::supervisor::TaskContext;
+use crate::tasks::periodic::Every;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Writes in flight at once (a large cascade is thousands of deletes).
@@ -310,16 +311,10 @@ async fn sweep(ctx: &TaskContext, decoded: &mut Decoded) {
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let mut decoded = Decoded::default();
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = sweep(&ctx, &mut decoded) => {}
+    let mut every = Every::new(SWEEP_EVERY, cancel);
+    while every.tick().await {
+        if every.pass(sweep(&ctx, &mut decoded)).await.is_none() {
+            return;
         }
     }
 }

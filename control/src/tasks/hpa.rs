@@ -41,6 +41,7 @@ use super::events::{reference, EventType, Recorder};
 use crate::api::resources;
 use crate::registry::object;
 use crate::supervisor::TaskContext;
+use crate::tasks::periodic::Every;
 use crate::usage::quantity;
 use normalize::History;
 use replicas::{PodFacts, PodSample, Target};
@@ -541,13 +542,8 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
         pods,
         histories: Mutex::default(),
     });
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    let mut every = Every::new(period, cancel);
+    while every.tick().await {
         let all = hpas.state();
         {
             let live: std::collections::HashSet<(String, String)> = all
@@ -573,9 +569,8 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
                 }
             }
         });
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = round => {}
+        if every.pass(round).await.is_none() {
+            return;
         }
     }
 }

@@ -31,6 +31,7 @@ pub mod namespaces;
 pub mod node_lifecycle;
 pub mod owner_index;
 pub mod ownership;
+pub mod periodic;
 pub mod pod_control;
 pub mod quota;
 pub mod replicaset;

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::resources::{self, RESOURCES};
 use crate::registry::{object, storage, DeleteOptions, Part};
 use crate::supervisor::TaskContext;
+use crate::tasks::periodic::Every;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -54,15 +55,10 @@ async fn sweep(ctx: &TaskContext) {
 }
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = sweep(&ctx) => {}
+    let mut every = Every::new(SWEEP_EVERY, cancel);
+    while every.tick().await {
+        if every.pass(sweep(&ctx)).await.is_none() {
+            return;
         }
     }
 }

@@ -37,6 +37,7 @@ use crate::cache::Filter;
 use crate::registry::{object, DeleteOptions, Part};
 use crate::supervisor::TaskContext;
 use crate::tasks::events::{reference_of, EventType, Recorder};
+use crate::tasks::periodic::Every;
 
 pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
 pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
@@ -336,17 +337,9 @@ impl Lifecycle {
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let events = Recorder::new(ctx.client.clone(), "node-controller");
     let mut lifecycle = Lifecycle { events, heartbeats: Heartbeats::default(), missing_since: HashMap::new() };
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let result = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = lifecycle.sweep(&ctx) => r,
-        };
+    let mut every = Every::new(SWEEP_EVERY, cancel);
+    while every.tick().await {
+        let Some(result) = every.pass(lifecycle.sweep(&ctx)).await else { return };
         if let Err(e) = result {
             tracing::debug!(error = %e, "node lifecycle sweep");
         }

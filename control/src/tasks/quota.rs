@@ -25,6 +25,7 @@ use crate::registry::quota::{self, QuotaState};
 use crate::registry::validate::quantity::parse_quantity;
 use crate::registry::{storage, Part};
 use crate::supervisor::TaskContext;
+use crate::tasks::periodic::Every;
 
 /// How often every quota is recomputed.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -111,16 +112,10 @@ async fn sweep(ctx: &TaskContext) -> Result<usize, ApiError> {
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     tracing::info!("resourcequota controller started");
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let swept = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = tokio::time::timeout(Duration::from_secs(30), sweep(&ctx)) => r,
+    let mut every = Every::new(SWEEP_EVERY, cancel);
+    while every.tick().await {
+        let Some(swept) = every.pass(tokio::time::timeout(Duration::from_secs(30), sweep(&ctx))).await else {
+            return;
         };
         match swept {
             Ok(Ok(_)) => {}

@@ -19,6 +19,7 @@ use super::{parse_summary, UsageCache};
 use crate::api::resources;
 use crate::cache::{Filter, WatchCache};
 use crate::registry::object;
+use crate::tasks::periodic::Every;
 
 /// Agents scraped at once.
 const FAN_OUT: usize = 16;
@@ -98,16 +99,10 @@ pub async fn run(usage: Arc<UsageCache>, watch_cache: Arc<WatchCache>, shutdown:
     connector.set_connect_timeout(Some(usage.resolution.min(MAX_SCRAPE_TIMEOUT)));
     let client: HttpClient =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
-    let mut tick = tokio::time::interval(usage.resolution);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = scrape_once(&usage, &watch_cache, &client) => {}
+    let mut every = Every::new(usage.resolution, shutdown);
+    while every.tick().await {
+        if every.pass(scrape_once(&usage, &watch_cache, &client)).await.is_none() {
+            return;
         }
     }
 }

@@ -61,6 +61,14 @@ pub struct ServerArgs {
     /// Number of committed entries that trigger a snapshot (and log purge).
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_count: u64,
+    /// Interpretation of --auto-compaction-retention: "periodic" (a duration, or hours) or
+    /// "revision" (a count of revisions to keep).
+    #[arg(long, default_value = "periodic")]
+    pub auto_compaction_mode: String,
+    /// History to keep when compacting automatically; "0" disables. Berth's default is
+    /// kube-apiserver's 5-minute compaction interval (etcd alone defaults to 0).
+    #[arg(long, default_value = "5m")]
+    pub auto_compaction_retention: String,
     /// Interval of progress notifications for watches that ask for them (e.g. 10m, 500ms).
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub watch_progress_notify_interval: Duration,
@@ -163,6 +171,11 @@ impl ServerArgs {
             election_timeout: Duration::from_millis(self.election_timeout),
             snapshot_count: self.snapshot_count,
             watch_progress_notify_interval: self.watch_progress_notify_interval,
+            auto_compaction: berth_store::config::AutoCompaction::parse(
+                &self.auto_compaction_mode,
+                &self.auto_compaction_retention,
+            )
+            .map_err(|e| cfg(berth_store::StoreError::Config(e)))?,
             ..StoreConfig::single(&self.name, PathBuf::new(), "http://unused:1", "http://unused:1")
         };
         store.validate().map_err(cfg)?;

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod campaign;
 pub mod checker;
+pub mod churn;
 pub mod client;
 pub mod clock;
 pub mod control_bench;

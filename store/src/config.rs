@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Result, StoreError};
+pub use crate::node::compactor::AutoCompaction;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClusterState {
@@ -37,6 +38,8 @@ pub struct StoreConfig {
     pub watch_progress_notify_interval: Duration,
     /// Bound on any request waiting for the cluster (leader, commit, read index).
     pub request_timeout: Duration,
+    /// `--auto-compaction-mode` / `--auto-compaction-retention`.
+    pub auto_compaction: AutoCompaction,
 }
 
 impl StoreConfig {
@@ -57,6 +60,7 @@ impl StoreConfig {
             snapshot_catchup_entries: 5000,
             watch_progress_notify_interval: Duration::from_secs(600),
             request_timeout: Duration::from_secs(7),
+            auto_compaction: AutoCompaction::Disabled,
         }
     }
 

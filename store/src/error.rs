@@ -24,6 +24,10 @@ pub enum StoreError {
     DuplicateKey,
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
+    #[error("etcdserver: txn request is nested too deeply (at most {limit} levels)")]
+    TxnTooDeep { limit: usize },
+    #[error("etcdserver: txn response is too large (its ranges return over {limit} bytes)")]
+    TxnResponseTooLarge { limit: usize },
     #[error("etcdserver: mvcc: required revision has been compacted")]
     Compacted { compact_revision: i64 },
     #[error("etcdserver: mvcc: required revision is a future revision")]
@@ -90,8 +94,15 @@ impl StoreError {
     pub fn code(&self) -> Code {
         use StoreError::*;
         match self {
-            EmptyKey | KeyNotFound | TooManyOps | DuplicateKey | RequestTooLarge | MemberBadUrls
+            EmptyKey
+            | KeyNotFound
+            | TooManyOps
+            | DuplicateKey
+            | RequestTooLarge
+            | TxnTooDeep { .. }
+            | MemberBadUrls
             | InvalidArgument(_) => Code::InvalidArgument,
+            TxnResponseTooLarge { .. } => Code::ResourceExhausted,
             Compacted { .. } | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
             LeaseNotFound | MemberNotFound => Code::NotFound,
             LeaseExists
@@ -135,6 +146,8 @@ impl StoreError {
             TooManyOps,
             DuplicateKey,
             RequestTooLarge,
+            TxnTooDeep { limit: crate::request::MAX_TXN_DEPTH },
+            TxnResponseTooLarge { limit: crate::mvcc::txn::MAX_TXN_RESPONSE_BYTES },
             FutureRevision,
             LeaseNotFound,
             LeaseExists,

@@ -10,18 +10,21 @@
 //! * [`raft`] — openraft wiring: log store, state machine, snapshots, peer transport;
 //! * [`node`] — a running member and its in-process API ([`Store`]);
 //! * [`etcd`] and [`server`] — the etcd v3 gRPC API and the listeners;
+//! * [`request`] — what may be proposed (the poison-entry guard);
 //! * [`restore`] — seeding a new member's data directory from a backup.
 
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod etcd;
+pub mod idle;
 pub mod lease;
 pub mod metrics;
 pub mod mvcc;
 pub mod node;
 pub mod peers;
 pub mod raft;
+pub mod request;
 pub mod restore;
 pub mod server;
 pub mod watch;

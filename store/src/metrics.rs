@@ -17,6 +17,7 @@ pub struct StoreMetrics {
     pub leader: Family<Vec<(String, String)>, Gauge>,
     pub is_leader: Gauge,
     pub has_leader: Gauge,
+    pub stopped: Gauge,
     pub leader_changes: Counter,
     pub commit_index: Gauge,
     pub applied_index: Gauge,
@@ -51,6 +52,7 @@ impl StoreMetrics {
             leader: Family::default(),
             is_leader: Gauge::default(),
             has_leader: Gauge::default(),
+            stopped: Gauge::default(),
             leader_changes: Counter::default(),
             commit_index: Gauge::default(),
             applied_index: Gauge::default(),
@@ -75,6 +77,11 @@ impl StoreMetrics {
         registry.register("raft_leader", "The current leader, as a label", m.leader.clone());
         registry.register("raft_is_leader", "1 if this member is the leader", m.is_leader.clone());
         registry.register("raft_has_leader", "1 if a leader is known", m.has_leader.clone());
+        registry.register(
+            "raft_stopped",
+            "1 if this member's Raft core stopped on a local storage failure (see /health)",
+            m.stopped.clone(),
+        );
         registry.register("raft_leader_changes_seen", "Leader changes seen by this member", m.leader_changes.clone());
         registry.register("raft_commit_index", "Highest log index known committed", m.commit_index.clone());
         registry.register(

@@ -16,8 +16,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 
+use futures::StreamExt;
+
 use crate::error::{Result, StoreError};
 use crate::etcd::{ClusterService, KvService, LeaseService, MaintenanceService, WatchService};
+use crate::idle::{IdleTimeout, CLIENT_IDLE_TIMEOUT};
 use crate::node::{Store, ETCD_API_VERSION};
 use crate::peers::MAX_PEER_MESSAGE;
 use crate::raft::peer_service::PeerService;
@@ -39,10 +42,11 @@ pub fn render_metrics(node: &Store) -> String {
         m.raft_term.set(r.current_term as i64);
         m.set_leader(r.current_leader);
         m.is_leader.set(i64::from(r.current_leader == Some(node.id)));
-        m.has_leader.set(i64::from(r.current_leader.is_some()));
+        m.has_leader.set(i64::from(node.leader().is_some()));
         m.applied_index.set(r.last_applied.map_or(0, |l| l.index) as i64);
         m.last_log_index.set(r.last_log_index.unwrap_or(0) as i64);
     }
+    m.stopped.set(i64::from(node.stopped_reason().is_some()));
     m.commit_index.set(node.committed_index() as i64);
     m.db_size_bytes.set(node.engine().size_bytes() as i64);
     m.mvcc_revision.set(node.revision());
@@ -76,9 +80,10 @@ pub fn client_routes(node: Store) -> Routes {
         .route("/health", get(move || {
             let node = health_node.clone();
             async move {
-                let healthy = node.leader().is_some();
-                let body = serde_json::json!({"health": healthy.to_string(), "reason": if healthy { "" } else { "RAFT NO LEADER" }});
-                let code = if healthy { http::StatusCode::OK } else { http::StatusCode::SERVICE_UNAVAILABLE };
+                let health = node.health();
+                let reason = health.as_ref().err().cloned().unwrap_or_default();
+                let body = serde_json::json!({"health": health.is_ok().to_string(), "reason": reason});
+                let code = if health.is_ok() { http::StatusCode::OK } else { http::StatusCode::SERVICE_UNAVAILABLE };
                 (code, axum::Json(body))
             }
         }))
@@ -98,16 +103,51 @@ pub fn client_routes(node: Store) -> Routes {
     routes
 }
 
+/// tonic refuses an over-limit request with `OutOfRange` ("decoded message length too
+/// large"); etcd's gRPC server says `ResourceExhausted` ("grpc: received message larger than
+/// max"), and clients branch on the code. Rewrites the first into the second.
+fn etcd_size_status<B>(mut resp: http::Response<B>) -> http::Response<B> {
+    let headers = resp.headers_mut();
+    let too_large = headers.get("grpc-status").is_some_and(|v| v == "11")
+        && headers
+            .get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|m| m.contains("message%20length%20too%20large") || m.contains("message length too large"));
+    if too_large {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+        let message = format!("grpc: received message larger than max (limit {MAX_CLIENT_MESSAGE} bytes)");
+        if let Ok(v) = http::HeaderValue::from_str(&message.replace(' ', "%20")) {
+            headers.insert("grpc-message", v);
+        }
+    }
+    resp
+}
+
 /// Serves the client port until `shutdown`.
 pub async fn serve_client(node: Store, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
+    serve_client_with(node, listener, CLIENT_IDLE_TIMEOUT, shutdown).await
+}
+
+/// [`serve_client`] closing connections that send nothing for `idle` (slowloris: see
+/// `idle`). The server pings HTTP/2 clients every third of that, so a healthy client,
+/// even one with only a quiet watch open, always answers in time.
+pub async fn serve_client_with(
+    node: Store,
+    listener: TcpListener,
+    idle: Duration,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, "serving etcd clients");
+    let connections = incoming(listener).map(move |conn| conn.map(|c| IdleTimeout::new(c, idle)));
     tonic::transport::Server::builder()
         .accept_http1(true)
         .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_interval(Some(idle / 3))
+        .http2_keepalive_timeout(Some(idle / 3))
+        .layer(tower::util::MapResponseLayer::new(etcd_size_status))
         .add_routes(client_routes(node))
-        .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(connections, shutdown.cancelled_owned())
         .await
         .map_err(|e| StoreError::io(format!("client server on {addr:?}"), e))
 }

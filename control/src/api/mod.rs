@@ -73,7 +73,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/version", get(|| async { json_ok(discovery::version()) }))
         .route("/healthz", get(health))
-        .route("/livez", get(|| async { "ok" }))
+        .route("/livez", get(liveness))
         .route("/readyz", get(health))
         .route("/metrics", get(metrics_text))
         .route("/api", get(|| async { json_ok(discovery::core_versions()) }))
@@ -102,10 +102,23 @@ pub fn json_response(code: StatusCode, v: &Value, warnings: &[String]) -> Respon
     resp
 }
 
+/// `/livez`: alive unless the store member stopped for good (a lost leader is `/readyz`'s
+/// business, as in kube-apiserver, where livez does not follow etcd's leader).
+async fn liveness(State(state): State<ApiState>) -> Response {
+    match state.store.stopped_reason() {
+        None => "ok".into_response(),
+        Some(reason) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("[-]etcd failed: raft stopped: {reason}\nlivez check failed"))
+                .into_response()
+        }
+    }
+}
+
 async fn health(State(state): State<ApiState>) -> Response {
-    match state.store.leader() {
-        Some(_) => "ok".into_response(),
-        None => (StatusCode::INTERNAL_SERVER_ERROR, "[-]etcd failed: no leader\nhealthz check failed").into_response(),
+    match state.store.health() {
+        Ok(()) => "ok".into_response(),
+        Err(reason) => (StatusCode::INTERNAL_SERVER_ERROR, format!("[-]etcd failed: {reason}\nhealthz check failed"))
+            .into_response(),
     }
 }
 

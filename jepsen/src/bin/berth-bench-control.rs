@@ -1,10 +1,12 @@
 //! `berth-bench-control`: control-plane benchmarks on real processes (3 `berth-server`s,
 //! one `berth-agent` with hollow nodes). `failover` times the controllers' takeover after
-//! kill -9 of the leader; `scheduling` times binding and starting many pods.
+//! kill -9 of the leader; `scheduling` times binding and starting many pods; `churn`
+//! follows one server's memory and disk under steady churn for a long time.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use berth_jepsen::churn::{self, ChurnConfig};
 use berth_jepsen::control_bench::{self, FailoverConfig, SchedulingConfig};
 use clap::{Parser, Subcommand};
 
@@ -45,6 +47,38 @@ enum Bench {
         #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=4096))]
         create_concurrency: u64,
     },
+    /// One server under steady churn: RSS, DB size and compaction over time.
+    Churn {
+        /// How long to run (e.g. 60m, 90s).
+        #[arg(long, default_value = "60m", value_parser = humantime_duration)]
+        duration: std::time::Duration,
+        /// How often to sample.
+        #[arg(long, default_value = "60s", value_parser = humantime_duration)]
+        sample: std::time::Duration,
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        writes_per_second: u32,
+        #[arg(long, default_value_t = 20)]
+        replicas: i32,
+        /// How often the Deployment's pods are rolled over.
+        #[arg(long, default_value = "30s", value_parser = humantime_duration)]
+        roll_every: std::time::Duration,
+        /// Extra berth-server flag (repeatable), e.g. --server-arg=--auto-compaction-retention=0.
+        #[arg(long = "server-arg", allow_hyphen_values = true)]
+        server_args: Vec<String>,
+    },
+}
+
+/// `90s`, `5m`, `1h`, `500ms`.
+fn humantime_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a duration like 90s, 5m or 1h"))?;
+    match unit {
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "s" => Ok(std::time::Duration::from_secs(n)),
+        "m" => Ok(std::time::Duration::from_secs(n * 60)),
+        "h" => Ok(std::time::Duration::from_secs(n * 3600)),
+        _ => Err(format!("{s:?} is not a duration like 90s, 5m or 1h")),
+    }
 }
 
 #[tokio::main]
@@ -78,6 +112,12 @@ async fn main() -> Result<()> {
             };
             let report = control_bench::scheduling(&dir, &cfg).await.context("scheduling benchmark")?;
             report.print();
+        }
+        Bench::Churn { duration, sample, writes_per_second, replicas, roll_every, server_args } => {
+            anyhow::ensure!(replicas > 0 && !sample.is_zero(), "--replicas and --sample must be positive");
+            let cfg = ChurnConfig { duration, sample, writes_per_second, replicas, roll_every, server_args };
+            let samples = churn::churn(&dir, &cfg).await.context("churn soak")?;
+            churn::print_summary(&samples);
         }
     }
     Ok(())

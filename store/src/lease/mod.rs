@@ -40,8 +40,10 @@ pub struct Lessor {
     pub min_ttl: i64,
 }
 
+/// A TTL as a duration. Clamped, because a grant that reached the log past admission (an
+/// older version's) must not overflow a deadline on the apply path.
 fn ttl_duration(ttl: i64) -> Duration {
-    Duration::from_secs(ttl.max(0) as u64)
+    Duration::from_secs(ttl.clamp(0, MAX_LEASE_TTL) as u64)
 }
 
 impl Lessor {

@@ -28,9 +28,6 @@ use berth_proto::etcdserverpb::PutRequest;
 
 use crate::error::{Result, StoreError};
 
-/// etcd's default `--max-request-bytes`.
-pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
-
 /// Checks a put before it is proposed (etcd's `checkPutRequest`).
 pub fn validate_put(req: &PutRequest) -> Result<()> {
     if req.key.is_empty() {

@@ -19,6 +19,28 @@ use crate::error::{Result, StoreError};
 /// etcd's default `--max-txn-ops`.
 pub const MAX_TXN_OPS: usize = 128;
 
+/// Bytes (keys and values) the compares and ranges of one txn may read. A txn is small, but
+/// each of its up to 1,024 compares and ranges may cover the whole key space, and a write
+/// txn runs them on every replica inside apply: without a bound one request could stall
+/// the cluster and exhaust its memory. Deterministic (the same data on every replica), so
+/// the txn fails identically everywhere. etcd has no such bound; its gRPC response limit
+/// (2 GiB) comes after the work is done.
+pub const MAX_TXN_RESPONSE_BYTES: usize = 64 << 20;
+
+/// What a txn has read so far, against [`MAX_TXN_RESPONSE_BYTES`].
+#[derive(Default)]
+struct ReadBudget(usize);
+
+impl ReadBudget {
+    fn charge(&mut self, kvs: &[KeyValue]) -> Result<()> {
+        self.0 += kvs.iter().map(|kv| kv.key.len() + kv.value.len()).sum::<usize>();
+        if self.0 > MAX_TXN_RESPONSE_BYTES {
+            return Err(StoreError::TxnResponseTooLarge { limit: MAX_TXN_RESPONSE_BYTES });
+        }
+        Ok(())
+    }
+}
+
 /// Rejects malformed txns before they are proposed (etcd's `checkTxnRequest` and
 /// `checkIntervals`): too many operations, empty keys, a key written twice on one path.
 pub fn validate_txn(req: &TxnRequest) -> Result<()> {
@@ -120,9 +142,10 @@ fn compare_one(cmp: &Compare, kv: &KeyValue) -> bool {
 
 /// Evaluates one compare against the pre-txn state. A missing key compares as the zero
 /// KeyValue, except that a VALUE compare on a missing key is false (etcd).
-fn evaluate(txn: &WriteTxn, cmp: &Compare) -> Result<bool> {
+fn evaluate(txn: &WriteTxn, cmp: &Compare, budget: &mut ReadBudget) -> Result<bool> {
     let range = KeyRange::from_etcd(&cmp.key, &cmp.range_end);
     let kvs = txn.live_now(&range)?;
+    budget.charge(&kvs)?;
     if kvs.is_empty() {
         if cmp.target == CompareTarget::Value as i32 {
             return Ok(false);
@@ -133,10 +156,10 @@ fn evaluate(txn: &WriteTxn, cmp: &Compare) -> Result<bool> {
 }
 
 /// The branch decisions of the whole tree, root first, depth-first along taken branches.
-fn decide_path(txn: &WriteTxn, req: &TxnRequest, path: &mut Vec<bool>) -> Result<()> {
+fn decide_path(txn: &WriteTxn, req: &TxnRequest, path: &mut Vec<bool>, budget: &mut ReadBudget) -> Result<()> {
     let mut succeeded = true;
     for cmp in &req.compare {
-        if !evaluate(txn, cmp)? {
+        if !evaluate(txn, cmp, budget)? {
             succeeded = false;
             break;
         }
@@ -145,7 +168,7 @@ fn decide_path(txn: &WriteTxn, req: &TxnRequest, path: &mut Vec<bool>) -> Result
     let ops = if succeeded { &req.success } else { &req.failure };
     for op in ops {
         if let Some(Request::RequestTxn(nested)) = &op.request {
-            decide_path(txn, nested, path)?;
+            decide_path(txn, nested, path, budget)?;
         }
     }
     Ok(())
@@ -154,24 +177,35 @@ fn decide_path(txn: &WriteTxn, req: &TxnRequest, path: &mut Vec<bool>) -> Result
 /// Executes `req` inside `txn`. Errors leave `txn` dirty; the caller discards it.
 pub fn execute_txn(txn: &mut WriteTxn, req: &TxnRequest) -> Result<TxnResponse> {
     let mut path = Vec::new();
-    decide_path(txn, req, &mut path)?;
+    let mut budget = ReadBudget::default();
+    decide_path(txn, req, &mut path, &mut budget)?;
     let mut step = 0;
-    let mut resp = run(txn, req, &path, &mut step)?;
+    let mut resp = run(txn, req, &path, &mut step, &mut budget)?;
     set_headers(&mut resp, txn.current());
     Ok(resp)
 }
 
-fn run(txn: &mut WriteTxn, req: &TxnRequest, path: &[bool], step: &mut usize) -> Result<TxnResponse> {
+fn run(
+    txn: &mut WriteTxn,
+    req: &TxnRequest,
+    path: &[bool],
+    step: &mut usize,
+    budget: &mut ReadBudget,
+) -> Result<TxnResponse> {
     let succeeded = path[*step];
     *step += 1;
     let ops = if succeeded { &req.success } else { &req.failure };
     let mut responses = Vec::with_capacity(ops.len());
     for op in ops {
         let response = match &op.request {
-            Some(Request::RequestRange(r)) => Response::ResponseRange(txn.range(r)?),
+            Some(Request::RequestRange(r)) => {
+                let range = txn.range(r)?;
+                budget.charge(&range.kvs)?;
+                Response::ResponseRange(range)
+            }
             Some(Request::RequestPut(p)) => Response::ResponsePut(txn.put(p)?),
             Some(Request::RequestDeleteRange(d)) => Response::ResponseDeleteRange(txn.delete_range(d)?),
-            Some(Request::RequestTxn(t)) => Response::ResponseTxn(run(txn, t, path, step)?),
+            Some(Request::RequestTxn(t)) => Response::ResponseTxn(run(txn, t, path, step, budget)?),
             None => continue,
         };
         responses.push(ResponseOp { response: Some(response) });

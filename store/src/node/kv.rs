@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use super::StoreNode;
 use crate::error::{Result, StoreError};
 use crate::mvcc::{self, meta, read, txn, write::WriteTxn};
+use crate::request;
 use crate::watch::WatchStream;
 
 fn unexpected(kind: ApplyKind) -> StoreError {
@@ -116,7 +117,8 @@ impl StoreNode {
     /// the others go through the log.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
-        txn::validate_txn(&req)?;
+        // Read-only txns are not proposed, but run the same recursive code: same limits.
+        request::admit_txn(&req)?;
         let mut resp = if txn::is_read_only(&req) {
             if !txn_serializable(&req) {
                 self.barrier().await?;

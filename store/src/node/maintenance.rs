@@ -41,11 +41,11 @@ impl StoreNode {
             header: self.header(self.revision()),
             version: ETCD_API_VERSION.into(),
             db_size,
-            leader: m.current_leader.unwrap_or(0),
+            leader: self.leader().unwrap_or(0),
             raft_index: self.committed_index().max(m.last_applied.map_or(0, |l| l.index)),
             raft_term: m.current_term,
             raft_applied_index: m.last_applied.map_or(0, |l| l.index),
-            errors: vec![],
+            errors: self.stopped_reason().map(|r| format!("raft stopped: {r}")).into_iter().collect(),
             db_size_in_use: db_size,
             is_learner: !voter,
         }

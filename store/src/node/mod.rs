@@ -6,6 +6,7 @@
 //! barrier), [`kv`], [`leases`], [`members`], [`maintenance`].
 
 pub mod bootstrap;
+pub mod compactor;
 mod kv;
 mod leases;
 mod maintenance;
@@ -182,9 +183,29 @@ impl StoreNode {
         self.shutdown.clone()
     }
 
-    /// The member's view of the leader.
+    /// The member's view of the leader; `None` too once this member's Raft core stopped
+    /// (its last view of the leader is stale from then on).
     pub fn leader(&self) -> Option<u64> {
-        self.raft.metrics().borrow().current_leader
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.running_state.as_ref().ok().and(m.current_leader)
+    }
+
+    /// Why this member can no longer serve, once its Raft core stopped (only local storage
+    /// failures or corruption stop it; see `raft::state_machine`).
+    pub fn stopped_reason(&self) -> Option<String> {
+        self.raft.metrics().borrow().running_state.as_ref().err().map(|fatal| fatal.to_string())
+    }
+
+    /// etcd's `/health` verdict: healthy while the Raft core runs and knows a leader.
+    pub fn health(&self) -> std::result::Result<(), String> {
+        if let Some(reason) = self.stopped_reason() {
+            return Err(format!("RAFT STOPPED: {reason}"));
+        }
+        match self.leader() {
+            Some(_) => Ok(()),
+            None => Err("RAFT NO LEADER".into()),
+        }
     }
 
     pub fn is_leader(&self) -> bool {
@@ -244,6 +265,7 @@ impl StoreNode {
             tokio::spawn(promote_self(weak.clone(), token.clone()));
         }
         tokio::spawn(snapshot_trigger(weak.clone(), token.clone()));
+        tokio::spawn(compactor::run(weak.clone(), self.config.auto_compaction, token.clone()));
         let hub = self.shared.hub.clone();
         let interval = self.config.watch_progress_notify_interval;
         let t = token.clone();

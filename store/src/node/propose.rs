@@ -36,7 +36,6 @@ use tonic::transport::Channel;
 
 use super::StoreNode;
 use crate::error::{Result, StoreError};
-use crate::mvcc::MAX_REQUEST_BYTES;
 use crate::peers::never_sent;
 use crate::raft::StoreRequest;
 
@@ -144,9 +143,7 @@ impl StoreNode {
 
     /// Replicates `req` and returns the state machine's answer (rejections as errors).
     pub async fn propose(&self, req: InternalRequest) -> Result<ApplyKind> {
-        if req.encoded_len() > MAX_REQUEST_BYTES {
-            return Err(StoreError::RequestTooLarge);
-        }
+        crate::request::admit(&req)?;
         let result = if is_batchable(&req) { self.propose_batched(req).await } else { self.propose_alone(req).await };
         let kind = match result {
             Ok(apply) => apply.result.ok_or_else(|| StoreError::Raft("empty apply result".into())),
@@ -211,6 +208,11 @@ impl StoreNode {
                 Attempt::Done(ApplyResult { result: Some(ApplyKind::Batch(b)) }) if b.results.len() == n => {
                     b.results.into_iter().map(Outcome::Applied).collect()
                 }
+                // The entry as a whole was refused by apply (see `raft::state_machine`): a
+                // deterministic outcome, the same for each of its requests.
+                Attempt::Done(ApplyResult { result: Some(ApplyKind::Error(e)) }) => {
+                    vec![Outcome::Applied(ApplyResult { result: Some(ApplyKind::Error(e)) }); n]
+                }
                 Attempt::Done(other) => {
                     vec![Outcome::Indeterminate(StoreError::Raft(format!("unexpected batch result {other:?}"))); n]
                 }
@@ -253,7 +255,14 @@ impl StoreNode {
         if !self.is_leader() {
             return Err(StoreError::NotLeader);
         }
-        let outcomes = futures::future::join_all(requests.into_iter().map(|r| self.batcher.submit(r))).await;
+        // Checked again here: the follower may run an older version with other limits.
+        let outcomes = futures::future::join_all(requests.into_iter().map(|r| async move {
+            match crate::request::admit(&r) {
+                Ok(()) => self.batcher.submit(r).await,
+                Err(e) => Outcome::Applied(ApplyResult { result: Some(ApplyKind::Error(apply_error(&e))) }),
+            }
+        }))
+        .await;
         Ok(outcomes.into_iter().map(Outcome::into_wire).collect())
     }
 
@@ -382,6 +391,11 @@ fn is_batchable(req: &InternalRequest) -> bool {
     matches!(req.request, Some(Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_)))
 }
 
+/// A deterministic rejection in its wire form.
+pub(crate) fn apply_error(e: &StoreError) -> ApplyError {
+    ApplyError { code: e.code() as i32, message: e.to_string() }
+}
+
 /// What became of a request handed to the batcher.
 #[derive(Debug, Clone)]
 pub(crate) enum Outcome {
@@ -394,7 +408,7 @@ pub(crate) enum Outcome {
 
 impl Outcome {
     fn into_wire(self) -> ProposeOutcome {
-        let err = |e: StoreError| ApplyError { code: e.code() as i32, message: e.to_string() };
+        let err = |e: StoreError| apply_error(&e);
         let outcome = match self {
             Outcome::Applied(r) => WireOutcome::Applied(r),
             Outcome::NotProposed(e) => WireOutcome::NotProposed(err(e)),
@@ -419,8 +433,10 @@ impl Outcome {
 
 /// Requests merged into one entry at most.
 const MAX_BATCH_REQUESTS: usize = 2048;
-/// Encoded bytes merged into one entry at most (a single request may exceed it alone).
-const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Encoded bytes merged into one entry at most (a single request may exceed it alone, up to
+/// 1.5 MiB). An entry is replicated in one append that must complete within a heartbeat
+/// interval (see `raft::network`), so entries stay small.
+const MAX_BATCH_BYTES: usize = 1 << 20;
 /// Batches proposed and not yet answered, per member. More than one keeps the leader's log
 /// busy while earlier batches replicate and apply; few enough that requests arriving
 /// meanwhile accumulate into large batches.

@@ -7,16 +7,17 @@ use std::time::Duration;
 
 use berth_proto::berthraftpb::{RaftPayload, SnapshotChunk};
 use openraft::error::{
-    Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError, Unreachable,
+    Fatal, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
-use openraft::{OptionalSend, Snapshot};
+use openraft::{EntryPayload, OptionalSend, Snapshot};
 use tokio::io::AsyncReadExt;
 
 use super::codec::{decode, encode};
 use super::snapshot::SnapshotFile;
-use super::types::{NodeId, PeerNode, TypeConfig, Vote};
+use super::types::{Entry, NodeId, PeerNode, TypeConfig, Vote};
 use crate::error::StoreError;
 use crate::peers::PeerClients;
 
@@ -52,6 +53,27 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 }
 
 type RpcResult<T> = Result<T, RPCError<NodeId, PeerNode, RaftError<NodeId>>>;
+
+/// Bytes of entries sent in one append, at most (a single larger entry still goes alone):
+/// small enough to cross and be fsynced well within a 100 ms heartbeat interval.
+const MAX_APPEND_BYTES: usize = 2 << 20;
+
+/// `None` when `entries` fit in `limit` bytes; otherwise how many of the first ones do
+/// (at least one).
+fn entries_within(entries: &[Entry], limit: usize) -> Option<usize> {
+    let mut total = 0;
+    for (i, e) in entries.iter().enumerate() {
+        total += match &e.payload {
+            EntryPayload::Normal(r) => r.encoded_len(),
+            _ => 64,
+        };
+        if total > limit {
+            let fitting = i.max(1);
+            return (fitting < entries.len()).then_some(fitting);
+        }
+    }
+    None
+}
 
 fn unreachable(e: StoreError) -> Unreachable {
     Unreachable::new(&e)
@@ -95,6 +117,14 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        // openraft sends up to `max_payload_entries` entries at once whatever their size,
+        // and gives each append one heartbeat interval to complete (openraft 0.9 hard-codes
+        // that timeout). A follower catching up after a burst of large writes was sent
+        // appends of many megabytes that could not finish in time, were re-sent, timed out
+        // again, forever (the request fuzzer found it). Ask openraft for fewer entries.
+        if let Some(fitting) = entries_within(&rpc.entries, MAX_APPEND_BYTES) {
+            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(fitting as u64)));
+        }
         self.call(&rpc, option.hard_ttl(), |mut c, p| async move { c.append_entries(p).await }).await
     }
 
@@ -161,5 +191,35 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let result: Result<SnapshotResponse<NodeId>, String> = decode("snapshot reply", &reply.into_inner().data)
             .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
         result.map_err(|m| StreamingError::Network(NetworkError::new(&peer_err(m))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_proto::berthraftpb::internal_request::Request;
+    use berth_proto::berthraftpb::InternalRequest;
+    use berth_proto::etcdserverpb::PutRequest;
+    use openraft::{CommittedLeaderId, LogId};
+
+    use super::*;
+    use crate::raft::StoreRequest;
+
+    fn entry(index: u64, value_bytes: usize) -> Entry {
+        let put = PutRequest { key: b"k".to_vec(), value: vec![0; value_bytes], ..Default::default() };
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(StoreRequest::new(&InternalRequest { request: Some(Request::Put(put)) })),
+        }
+    }
+
+    #[test]
+    fn appends_are_cut_to_fit_the_peer_message_limit() {
+        let small: Vec<Entry> = (1..=10).map(|i| entry(i, 100)).collect();
+        assert_eq!(entries_within(&small, 10_000), None);
+        let big: Vec<Entry> = (1..=10).map(|i| entry(i, 1000)).collect();
+        assert_eq!(entries_within(&big, 3500), Some(3));
+        // One entry larger than the limit still goes, alone.
+        assert_eq!(entries_within(&big, 10), Some(1));
+        assert_eq!(entries_within(&big[..1], 10), None);
     }
 }

@@ -79,8 +79,10 @@ impl RaftPeer for PeerService {
         if !self.node.is_leader() {
             return Err(StoreError::NotLeader.into());
         }
+        let req = req.into_inner();
+        crate::request::admit(&req)?;
         let deadline = tokio::time::Instant::now() + self.node.config.request_timeout;
-        match self.node.propose_here(req.into_inner(), deadline).await {
+        match self.node.propose_here(req, deadline).await {
             crate::node::Attempt::Done(r) => Ok(Response::new(r)),
             crate::node::Attempt::Retry(_) => Err(StoreError::NotLeader.into()),
             crate::node::Attempt::Failed(e) => Err(e.into()),

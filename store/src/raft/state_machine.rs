@@ -165,8 +165,22 @@ impl StateMachine {
             |revision| ApplyResult { result: Some(ApplyKind::Done(ResponseHeader { revision, ..Default::default() })) };
         let result = match entry.payload {
             EntryPayload::Blank => done(self.revision),
-            EntryPayload::Normal(payload) => match payload.decode()? {
-                InternalRequest { request: Some(Request::Batch(batch)) } => {
+            EntryPayload::Normal(payload) => match payload.decode() {
+                // The entry passed the log's checksum, so these are the bytes the leader
+                // proposed and every replica decodes them the same way: a request that
+                // cannot be decoded (proposed by a version without today's admission
+                // limits) fails as a request, identically everywhere, and apply goes on.
+                Err(e) => {
+                    tracing::warn!(error = %e, index = entry.log_id.index, "refusing an undecodable entry");
+                    let refused = StoreError::InvalidArgument(format!("request cannot be applied: {e}"));
+                    ApplyResult {
+                        result: Some(ApplyKind::Error(ApplyError {
+                            code: refused.code() as i32,
+                            message: refused.to_string(),
+                        })),
+                    }
+                }
+                Ok(InternalRequest { request: Some(Request::Batch(batch)) }) => {
                     self.shared.requests_since_snapshot.fetch_add(batch.requests.len() as u64, Ordering::Relaxed);
                     let mut results = Vec::with_capacity(batch.requests.len());
                     for req in batch.requests {
@@ -186,7 +200,7 @@ impl StateMachine {
                     }
                     ApplyResult { result: Some(ApplyKind::Batch(ResultBatch { results })) }
                 }
-                req => {
+                Ok(req) => {
                     self.shared.requests_since_snapshot.fetch_add(1, Ordering::Relaxed);
                     self.run_step(&mut txn, req, &mut fx)?
                 }

@@ -175,3 +175,21 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// Waits until every running member has applied the same log index, then checks that
+/// they hold the same data (etcd's `HashKV` at that revision). Returns the revision.
+pub async fn replicas_agree(c: &Cluster) -> i64 {
+    let (index, revision) = eventually(Duration::from_secs(20), "every member applied the same index", async || {
+        let applied: Vec<(u64, i64)> = c.running().map(|(_, n)| (n.applied_index(), n.revision())).collect();
+        let first = applied[0];
+        applied.iter().all(|a| *a == first).then_some(first)
+    })
+    .await;
+    let mut hashes = Vec::new();
+    for (i, n) in c.running() {
+        let h = n.hash_kv(revision).await.unwrap_or_else(|e| panic!("member {i} hash: {e}"));
+        hashes.push((i, h.hash));
+    }
+    assert!(hashes.windows(2).all(|w| w[0].1 == w[1].1), "replicas differ at index {index}: {hashes:?}");
+    revision
+}

@@ -54,14 +54,53 @@ pub fn router(runtime: Arc<dyn Runtime>, node_name: String) -> Router {
         .merge(Router::new().route("/stats/summary", get(summary)).with_state(stats))
 }
 
+/// From the first byte of a request head to its end; in hyper this also bounds how long
+/// an idle keep-alive connection stays open (the API server's port has a separate,
+/// longer idle timeout: see `berth_control::serve`, not shared because the agent does not
+/// depend on the control crate and `proto` holds no I/O).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves `router(runtime, node_name)` on `listener` until `cancel`.
 pub async fn serve(listener: TcpListener, runtime: Arc<dyn Runtime>, node_name: String, cancel: CancellationToken) {
-    let result = axum::serve(listener, router(runtime, node_name))
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "kubelet endpoint failed");
+    serve_router(listener, router(runtime, node_name), HEADER_READ_TIMEOUT, cancel).await
+}
+
+/// Serves `router` with a header-read timeout (`axum::serve` has none: a client sending
+/// half a request head held its connection forever), then waits for open connections.
+pub async fn serve_router(listener: TcpListener, router: Router, header_read: Duration, cancel: CancellationToken) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read);
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
+    // Every connection task holds a sender; when all are gone, `recv` returns None.
+    let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
+    loop {
+        let stream = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "kubelet endpoint: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let (builder, cancel, open) = (builder.clone(), cancel.clone(), open_tx.clone());
+        tokio::spawn(async move {
+            let _open = open;
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = cancel.cancelled() => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
     }
+    drop(open_tx);
+    let _ = open_rx.recv().await;
 }
 
 fn format_line(time: &str, text: &str, timestamps: bool) -> String {

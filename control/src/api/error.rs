@@ -58,6 +58,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Timeout(String),
+    /// The client did not send its request body in time (408).
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -109,6 +112,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -127,7 +131,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
-            ApiError::Timeout(_) => "Timeout",
+            ApiError::Timeout(_) | ApiError::RequestTimeout(_) => "Timeout",
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::Internal(_) => "InternalError",
         }

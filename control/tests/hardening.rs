@@ -1,0 +1,194 @@
+//! Hostile and malformed input on the Kubernetes API port (issue 15): amplifying patches,
+//! deep YAML, slow and oversized requests, writes that change nothing or try to change an
+//! object's identity, and the small ways bad input used to be accepted. Requests are raw
+//! HTTP so the exact status code, `Status` body and connection behaviour are visible.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::Cluster;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One HTTP response: status, headers (lower-case names), body.
+struct Reply {
+    code: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    fn header(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+    }
+}
+
+fn addr(base: &str) -> &str {
+    base.trim_start_matches("http://")
+}
+
+fn parse_reply(raw: &[u8]) -> Reply {
+    let text = String::from_utf8_lossy(raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no response head in {text:?}"));
+    let mut lines = head.lines();
+    let code = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.push_str(&after[..n]);
+            rest = &after[n + 2..];
+        }
+        out
+    } else {
+        body.to_string()
+    };
+    Reply { code, headers, body }
+}
+
+/// Sends one request (`Connection: close`) and reads the whole reply.
+async fn http(base: &str, method: &str, path: &str, content_type: &str, body: &[u8]) -> Reply {
+    let mut s = TcpStream::connect(addr(base)).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        addr(base),
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    // The server may answer (413) before taking the whole body: a failed write is fine.
+    let _ = s.write_all(body).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out)).await;
+    parse_reply(&out)
+}
+
+async fn get(base: &str, path: &str) -> Reply {
+    http(base, "GET", path, "application/json", b"").await
+}
+
+const CMS: &str = "/api/v1/namespaces/default/configmaps";
+const DEPLOYS: &str = "/apis/apps/v1/namespaces/default/deployments";
+
+fn deployment(name: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}},
+        },
+    })
+}
+
+fn rv(v: &Value) -> &str {
+    v["metadata"]["resourceVersion"].as_str().unwrap()
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn quick_http() -> berth_control::HttpSettings {
+    let mut http = berth_control::HttpSettings::default();
+    http.conn.header_read = Duration::from_secs(1);
+    http.conn.idle = Duration::from_secs(2);
+    http.body.read_timeout = Duration::from_secs(1);
+    http
+}
+
+/// Reads until EOF; how long that took, or None if the connection stayed open.
+async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<(Duration, Vec<u8>)> {
+    let started = Instant::now();
+    let mut out = Vec::new();
+    match tokio::time::timeout(limit, s.read_to_end(&mut out)).await {
+        Ok(_) => Some((started.elapsed(), out)),
+        Err(_) => None,
+    }
+}
+
+/// C: slow clients are disconnected, oversized bodies refused up front, long watches kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_and_oversized_requests_are_cut_off() {
+    let cluster = Cluster::start_configured(1, Default::default(), quick_http()).await;
+    let base = &cluster.servers[0].api_url;
+
+    // Half a request head: dropped after the 1 s header timeout.
+    let mut s = TcpStream::connect(addr(base)).await.unwrap();
+    s.write_all(b"GET /api HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    let (took, _) = closed_within(&mut s, Duration::from_secs(5)).await.expect("a partial head is cut off");
+    assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(3), "{took:?}");
+
+    // An idle keep-alive connection is closed after the 2 s idle timeout, not the head timeout.
+    let mut s = TcpStream::connect(addr(base)).await.unwrap();
+    s.write_all(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let (took, out) = closed_within(&mut s, Duration::from_secs(6)).await.expect("an idle connection is closed");
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&out));
+    assert!(took >= Duration::from_millis(1800) && took < Duration::from_secs(4), "{took:?}");
+
+    // Content-Length: 1 GiB with 10 bytes sent: 413 at once, as a Status.
+    let mut s = TcpStream::connect(addr(base)).await.unwrap();
+    let started = Instant::now();
+    s.write_all(
+        format!("POST {CMS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n0123456789")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (_, out) = closed_within(&mut s, Duration::from_secs(5)).await.expect("answered and closed");
+    let r = parse_reply(&out);
+    assert!(started.elapsed() < Duration::from_millis(900), "{:?}", started.elapsed());
+    assert_eq!(r.code, 413);
+    assert_eq!(r.json()["reason"], "RequestEntityTooLarge");
+    assert_eq!(r.json()["message"], "Request entity too large: limit is 3145728");
+
+    // A body announced but not sent: 408 after the 1 s body timeout.
+    let mut s = TcpStream::connect(addr(base)).await.unwrap();
+    s.write_all(
+        format!(
+            "POST {CMS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"a\""
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (took, out) = closed_within(&mut s, Duration::from_secs(5)).await.expect("a stalled body is answered");
+    assert_eq!(parse_reply(&out).code, 408, "{}", String::from_utf8_lossy(&out));
+    assert!(took >= Duration::from_millis(800), "{took:?}");
+
+    // A watch with nothing to say for longer than the idle timeout stays open.
+    let mut w = TcpStream::connect(addr(base)).await.unwrap();
+    w.write_all(format!("GET {CMS}?watch=1&fieldSelector=metadata.name%3Dlate HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let r = http(base, "POST", CMS, "application/json", br#"{"metadata": {"name": "late"}}"#).await;
+    assert_eq!(r.code, 201);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !String::from_utf8_lossy(&seen).contains("\"late\"") {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline.into(), w.read(&mut buf)).await.expect("the watch event").unwrap();
+        assert!(n > 0, "the watch was closed: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+}

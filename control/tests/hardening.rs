@@ -108,6 +108,93 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// A: patches cannot amplify themselves into huge objects, whatever the patch kind.
+#[tokio::test(flavor = "multi_thread")]
+async fn patches_cannot_build_huge_objects() {
+    let cluster = Cluster::start(1).await;
+    let base = &cluster.servers[0].api_url;
+    let created =
+        http(base, "POST", CMS, "application/json", br#"{"metadata": {"name": "cm"}, "data": {"a": "b"}}"#).await;
+    assert_eq!(created.code, 201, "{}", created.body);
+    let before = created.json();
+
+    // The probe's bomb: a small value, then copies of the whole list into itself, each one
+    // doubling it (into a field the typed check would drop, so only the patch sees it).
+    let mut ops = vec![json!({"op": "add", "path": "/bogus", "value": ["x".repeat(1024)]})];
+    for _ in 0..17 {
+        ops.push(json!({"op": "copy", "from": "/bogus", "path": "/bogus/-"}));
+    }
+    let rss = rss_kib();
+    let started = Instant::now();
+    let r =
+        http(base, "PATCH", &format!("{CMS}/cm"), "application/json-patch+json", &serde_json::to_vec(&ops).unwrap())
+            .await;
+    let grown_mib = rss_kib().saturating_sub(rss) / 1024;
+    eprintln!("patch bomb: {} in {:?}, RSS +{grown_mib} MiB", r.code, started.elapsed());
+    assert_eq!(r.code, 422, "{}", r.body);
+    assert!(r.json()["message"].as_str().unwrap().contains("accumulated size increase of copy"), "{}", r.body);
+    assert!(grown_mib < 100, "the patch bomb grew the server by {grown_mib} MiB");
+
+    // More than 10,000 operations: 413, as kube-apiserver.
+    let many = vec![json!({"op": "test", "path": "/metadata/name", "value": "cm"}); 10_001];
+    let r =
+        http(base, "PATCH", &format!("{CMS}/cm"), "application/json-patch+json", &serde_json::to_vec(&many).unwrap())
+            .await;
+    assert_eq!(r.code, 413, "{}", r.body);
+    assert_eq!(r.json()["reason"], "RequestEntityTooLarge");
+    assert_eq!(
+        r.json()["message"],
+        "Request entity too large: The allowed maximum operations in a JSON patch is 10000, got 10001"
+    );
+
+    // A merge patch whose result is over the limit, the excess in a field the typed check
+    // drops: refused before that, not stored small.
+    let big = json!({"metadata": {"name": "big"}, "data": {"a": "y".repeat(900 * 1024)}});
+    assert_eq!(http(base, "POST", CMS, "application/json", big.to_string().as_bytes()).await.code, 201);
+    let bloat = json!({"bogus": "z".repeat(2400 * 1024)}).to_string();
+    let r = http(base, "PATCH", &format!("{CMS}/big"), "application/merge-patch+json", bloat.as_bytes()).await;
+    assert_eq!(r.code, 413, "{}", &r.body[..r.body.len().min(300)]);
+    assert_eq!(r.json()["message"], "Request entity too large: limit is 3145728");
+
+    let after = get(base, &format!("{CMS}/cm")).await.json();
+    assert_eq!(rv(&after), rv(&before), "refused patches write nothing");
+}
+
+/// B: deep YAML is refused before the YAML parser sees it, and does not stall other requests.
+#[tokio::test(flavor = "multi_thread")]
+async fn deep_yaml_is_refused_quickly() {
+    let cluster = Cluster::start(1).await;
+    let base = cluster.servers[0].api_url.clone();
+    let bomb = "[".repeat(200 * 1024);
+    let started = Instant::now();
+    let slow = {
+        let base = base.clone();
+        tokio::spawn(async move { http(&base, "POST", CMS, "application/yaml", bomb.as_bytes()).await })
+    };
+    // Another request meanwhile is answered promptly.
+    let other = get(&base, "/api/v1/namespaces/default").await;
+    assert_eq!(other.code, 200);
+    let r = slow.await.unwrap();
+    let took = started.elapsed();
+    eprintln!("YAML bomb: {} in {took:?}", r.code);
+    assert_eq!(r.code, 400, "{}", r.body);
+    assert_eq!(r.json()["message"], "error decoding YAML: exceeded max depth of 128");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // Apply bodies are YAML too.
+    let r = http(
+        &base,
+        "PATCH",
+        &format!("{CMS}/x?fieldManager=m"),
+        "application/apply-patch+yaml",
+        "{".repeat(1000).as_bytes(),
+    )
+    .await;
+    assert_eq!(r.code, 400, "{}", r.body);
+    // Ordinary YAML still works.
+    let ok = http(&base, "POST", CMS, "application/yaml", b"metadata:\n  name: from-yaml\ndata:\n  k: v\n").await;
+    assert_eq!(ok.code, 201, "{}", ok.body);
+}
+
 fn quick_http() -> berth_control::HttpSettings {
     let mut http = berth_control::HttpSettings::default();
     http.conn.header_read = Duration::from_secs(1);

@@ -1,6 +1,7 @@
 //! The Kubernetes REST API: routing, content negotiation, and the response envelope.
 //!
 //! * [`resources`] — what is served; [`request`] — URL and query parsing;
+//! * [`decode`] — JSON and YAML bodies, with their nesting and size limits;
 //! * [`handlers`] — get/list/create/update/patch/delete/deletecollection;
 //! * [`watch`] — streaming watches from the watch cache;
 //! * [`subresources`] — scale, binding, eviction, log;
@@ -9,6 +10,7 @@
 //! * [`patch`] — JSON, merge, strategic merge patches and server-side apply;
 //! * [`table`] — server-side printing (`kubectl get` columns); [`error`] — `Status` errors.
 
+pub mod decode;
 pub mod discovery;
 pub mod error;
 pub mod handlers;

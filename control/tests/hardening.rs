@@ -279,3 +279,121 @@ async fn slow_and_oversized_requests_are_cut_off() {
         seen.extend_from_slice(&buf[..n]);
     }
 }
+
+/// D: writes that change nothing do not write (same resourceVersion, same generation).
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_that_change_nothing_do_not_write() {
+    let cluster = Cluster::start(1).await;
+    let base = &cluster.servers[0].api_url;
+    let created = http(base, "POST", DEPLOYS, "application/json", deployment("web").to_string().as_bytes()).await;
+    assert_eq!(created.code, 201, "{}", created.body);
+    let url = format!("{DEPLOYS}/web");
+    // The deployment controller writes status after the create: wait until it is done.
+    let mut d = created.json();
+    loop {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let now = get(base, &url).await.json();
+        if rv(&now) == rv(&d) {
+            break;
+        }
+        d = now;
+    }
+    let (rv0, gen0) = (rv(&d).to_string(), d["metadata"]["generation"].clone());
+    let same = |r: &Reply, what: &str| {
+        assert_eq!(r.code, 200, "{what}: {}", r.body);
+        let o = r.json();
+        assert_eq!(rv(&o), rv0, "{what} wrote");
+        assert_eq!(o["metadata"]["generation"], gen0, "{what} bumped generation");
+    };
+    let r = http(base, "PATCH", &url, "application/merge-patch+json", br#"{"spec": {"bogus": 1}}"#).await;
+    same(&r, "merge patch of an unknown field");
+    let r = http(base, "PATCH", &url, "application/strategic-merge-patch+json", br#"{"spec": {"replicas": 1}}"#).await;
+    same(&r, "strategic patch to the current value");
+    let r = http(
+        base,
+        "PATCH",
+        &url,
+        "application/json-patch+json",
+        br#"[{"op": "replace", "path": "/spec/replicas", "value": 1}]"#,
+    )
+    .await;
+    same(&r, "json patch to the current value");
+    let r = http(base, "PUT", &url, "application/json", d.to_string().as_bytes()).await;
+    same(&r, "PUT of the object as read");
+    let r = http(base, "PUT", &format!("{url}/status"), "application/json", d.to_string().as_bytes()).await;
+    same(&r, "PUT of the status as read");
+    // Apply: the first takes ownership (a real change), the same apply again is a no-op.
+    let cfg = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"x": "y"}}});
+    let first = http(
+        base,
+        "PATCH",
+        &format!("{url}?fieldManager=m"),
+        "application/apply-patch+yaml",
+        cfg.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(first.code, 200, "{}", first.body);
+    let rv1 = rv(&first.json()).to_string();
+    assert_ne!(rv1, rv0, "the first apply changes labels");
+    tokio::time::sleep(Duration::from_millis(1100)).await; // a new managedFields timestamp
+    let again = http(
+        base,
+        "PATCH",
+        &format!("{url}?fieldManager=m"),
+        "application/apply-patch+yaml",
+        cfg.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(again.code, 200, "{}", again.body);
+    assert_eq!(rv(&again.json()), rv1, "re-applying the same configuration wrote");
+    // A real change still writes and bumps generation.
+    let r = http(base, "PATCH", &url, "application/merge-patch+json", br#"{"spec": {"replicas": 3}}"#).await;
+    let o = r.json();
+    assert_ne!(rv(&o), rv1);
+    assert_eq!(o["metadata"]["generation"], gen0.as_i64().unwrap() + 1);
+}
+
+/// E: a body may repeat the object's identity, never change it.
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_cannot_change_an_objects_identity() {
+    let cluster = Cluster::start(1).await;
+    let base = &cluster.servers[0].api_url;
+    let created = http(base, "POST", DEPLOYS, "application/json", deployment("web").to_string().as_bytes()).await;
+    let d = created.json();
+    let url = format!("{DEPLOYS}/web");
+    let r = http(base, "PATCH", &url, "application/merge-patch+json", br#"{"metadata": {"name": "other"}}"#).await;
+    assert_eq!(r.code, 400, "{}", r.body);
+    assert_eq!(r.json()["message"], "the name of the object (other) does not match the name on the URL (web)");
+    let r = http(base, "PATCH", &url, "application/merge-patch+json", br#"{"metadata": {"namespace": "kube-system"}}"#)
+        .await;
+    assert_eq!(r.code, 400, "{}", r.body);
+    let r = http(base, "PATCH", &url, "application/merge-patch+json", br#"{"metadata": {"uid": "not-the-uid"}}"#).await;
+    assert_eq!(r.code, 422, "{}", r.body);
+    let msg = r.json()["message"].as_str().unwrap().to_string();
+    assert!(msg.contains(r#"metadata.uid: Invalid value: "not-the-uid": field is immutable"#), "{msg}");
+    let apply = |body: Value| {
+        let base = base.clone();
+        let url = url.clone();
+        async move {
+            http(
+                &base,
+                "PATCH",
+                &format!("{url}?fieldManager=m"),
+                "application/apply-patch+yaml",
+                body.to_string().as_bytes(),
+            )
+            .await
+        }
+    };
+    let r = apply(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "other"}})).await;
+    assert_eq!(r.code, 400, "{}", r.body);
+    // A stale resourceVersion in an applied configuration is a conflict.
+    http(base, "PATCH", &url, "application/merge-patch+json", br#"{"spec": {"replicas": 2}}"#).await;
+    let stale = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "resourceVersion": rv(&d), "labels": {"a": "b"}}});
+    let r = apply(stale).await;
+    assert_eq!(r.code, 409, "{}", r.body);
+    assert_eq!(r.json()["reason"], "Conflict");
+    let now = get(base, &url).await.json();
+    assert!(now["metadata"]["labels"].get("a").is_none(), "the stale apply was not applied");
+    assert_eq!(now["metadata"]["uid"], d["metadata"]["uid"]);
+}

@@ -397,3 +397,80 @@ async fn bodies_cannot_change_an_objects_identity() {
     assert!(now["metadata"]["labels"].get("a").is_none(), "the stale apply was not applied");
     assert_eq!(now["metadata"]["uid"], d["metadata"]["uid"]);
 }
+
+/// F: the small ways bad input was accepted, each answered as kube-apiserver does.
+#[tokio::test(flavor = "multi_thread")]
+async fn small_input_errors_match_kube_apiserver() {
+    let cluster = Cluster::start(1).await;
+    let base = &cluster.servers[0].api_url;
+    assert_eq!(http(base, "POST", CMS, "application/json", br#"{"metadata": {"name": "cm"}}"#).await.code, 201);
+
+    // Bodies up to 3 MiB are read; over it, a JSON Status.
+    let r = http(base, "POST", CMS, "application/json", &vec![b' '; 3 * 1024 * 1024 + 1]).await;
+    assert_eq!(r.code, 413);
+    assert_eq!(r.json()["kind"], "Status");
+    assert_eq!(r.json()["code"], 413);
+    let r = http(base, "POST", CMS, "application/json", &vec![b' '; 2500 * 1024]).await;
+    assert_eq!(r.code, 400, "read, then found empty: {}", r.body);
+
+    // Unknown subresources, and status of a resource without one: 404.
+    for path in [format!("{CMS}/cm/status"), format!("{CMS}/cm/bogus"), "/api/v1/namespaces/default/bogus".into()] {
+        let r = get(base, &path).await;
+        assert_eq!(r.code, 404, "{path}: {}", r.body);
+        assert_eq!(r.json()["message"], "the server could not find the requested resource", "{path}");
+    }
+    let r =
+        http(base, "PUT", &format!("{CMS}/cm/status"), "application/json", br#"{"metadata": {"name": "cm"}}"#).await;
+    assert_eq!(r.code, 404);
+
+    // resourceVersion must be an unsigned integer.
+    for q in ["-5", "abc"] {
+        for path in [format!("{CMS}/cm?resourceVersion={q}"), format!("{CMS}?resourceVersion={q}")] {
+            let r = get(base, &path).await;
+            assert_eq!(r.code, 400, "{path}: {}", r.body);
+            assert!(r.json()["message"].as_str().unwrap().contains("invalid resource version"), "{}", r.body);
+        }
+    }
+
+    // A kind that is not a string.
+    let r = http(base, "POST", CMS, "application/json", br#"{"kind": 5, "metadata": {"name": "k"}}"#).await;
+    assert_eq!(r.code, 400, "{}", r.body);
+
+    // Selectors kube-apiserver refuses.
+    let r = get(base, &format!("{CMS}?labelSelector={}%3Dx", "a".repeat(70))).await;
+    assert_eq!(r.code, 400, "{}", r.body);
+    assert!(r.json()["message"].as_str().unwrap().contains("name part must be no more than 63 characters"));
+    let r = get(base, &format!("{CMS}?fieldSelector=metadata.name%3D%3Da%3D%3Db")).await;
+    assert_eq!(r.code, 400, "{}", r.body);
+    assert!(r.json()["message"].as_str().unwrap().contains("unescaped character in value"), "{}", r.body);
+
+    // Repeated keys: an error with Strict, a warning with Warn (the default).
+    let dup = br#"{"metadata": {"name": "dup", "name": "dup"}, "data": {"a": "1"}}"#;
+    let r = http(base, "POST", &format!("{CMS}?fieldValidation=Strict"), "application/json", dup).await;
+    assert_eq!(r.code, 400, "{}", r.body);
+    assert_eq!(r.json()["message"], r#"strict decoding error: duplicate field "metadata.name""#);
+    let r = http(base, "POST", CMS, "application/json", dup).await;
+    assert_eq!(r.code, 201, "{}", r.body);
+    assert!(r.header("warning").iter().any(|w| w.contains(r#"duplicate field \"metadata.name\""#)), "{:?}", r.headers);
+    let r = http(
+        base,
+        "POST",
+        &format!("{CMS}?fieldValidation=Strict"),
+        "application/yaml",
+        b"metadata:\n  name: y\n  name: y\n",
+    )
+    .await;
+    assert_eq!(r.code, 400, "{}", r.body);
+
+    // YAML infinities are not numbers (they used to become null, then a default).
+    let r = http(
+        base,
+        "POST",
+        DEPLOYS,
+        "application/yaml",
+        serde_yaml::to_string(&deployment("inf")).unwrap().replace("replicas: 1", "replicas: .inf").as_bytes(),
+    )
+    .await;
+    assert_eq!(r.code, 400, "{}", r.body);
+    assert!(r.json()["message"].as_str().unwrap().contains("unsupported value: +Inf"), "{}", r.body);
+}

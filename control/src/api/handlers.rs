@@ -18,6 +18,12 @@ use crate::registry::{object, storage, DeleteOptions, Deleted, Part, Propagation
 pub async fn dispatch(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
     let sub = req.target.subresource.clone();
     let has_name = req.target.name.is_some();
+    let info = req.target.info;
+    if let Some(s) = sub.as_deref().filter(|s| !is_subresource(info, s)) {
+        // kube-apiserver has no route for it: 404, not 405 (and never the parent object).
+        tracing::debug!(resource = info.plural, subresource = s, "unknown subresource");
+        return Err(ApiError::NotFound(Default::default()));
+    }
     match (&req.method, has_name, sub.as_deref()) {
         (&Method::GET, false, None) if req.query.is_watch() || req.target.watch_path => watch::serve(state, req).await,
         (&Method::GET, true, None) if req.target.watch_path || req.query.is_watch() => watch::serve(state, req).await,
@@ -36,10 +42,19 @@ pub async fn dispatch(state: &ApiState, req: ApiRequest) -> Result<Response, Api
             subresources::eviction(state, req).await
         }
         (&Method::GET, true, Some("log")) if req.target.info.kind == "Pod" => subresources::log(state, req).await,
-        (_, _, Some("status")) if !req.target.info.has_status => Err(ApiError::NotFound(Default::default())),
         (m, _, _) => Err(ApiError::MethodNotAllowed(format!(
             "the server does not allow this method on the requested resource ({m})"
         ))),
+    }
+}
+
+/// The subresources `info` serves.
+fn is_subresource(info: &crate::api::resources::ResourceInfo, sub: &str) -> bool {
+    match sub {
+        "status" => info.has_status,
+        "scale" => info.has_scale,
+        "binding" | "eviction" | "log" => info.kind == "Pod",
+        _ => false,
     }
 }
 
@@ -133,8 +148,7 @@ pub fn render_one(req: &ApiRequest, obj: Value) -> Value {
 
 async fn get(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
     let name = req.target.name.as_deref().expect("routed with a name");
-    let rv = req.query.get("resourceVersion").unwrap_or("");
-    let obj = if rv == "0" {
+    let obj = if req.query.resource_version()? == Some(0) {
         // Any recent state will do: serve from this member without a read barrier.
         state.registry.get(req.target.info.storage(), req.target.namespace.as_deref(), name, false).await?
     } else {
@@ -265,10 +279,7 @@ async fn list(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
             "resourceVersion: Forbidden: specifying resource version is not allowed when using continue".into(),
         ));
     }
-    let rv_num = match rv {
-        Some(r) => Some(r.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("invalid resource version {r:?}")))?),
-        None => None,
-    };
+    let rv_num = req.query.resource_version()?;
     let (items, revision, token, remaining) = match (continue_token, rv_num, rv_match) {
         (Some(token), _, _) => {
             let (rev, start) = decode_continue(token)?;

@@ -277,6 +277,19 @@ impl Registry {
         let Some(map) = body.as_object_mut() else {
             return Err(ApiError::BadRequest("the body of the request was not a JSON object".into()));
         };
+        // A non-string apiVersion or kind must not read as absent (and be filled in).
+        for field in ["apiVersion", "kind"] {
+            let go_type = match map.get(field) {
+                Some(Value::Number(_)) => "number",
+                Some(Value::Bool(_)) => "bool",
+                Some(Value::Array(_)) => "array",
+                Some(Value::Object(_)) => "object",
+                _ => continue,
+            };
+            return Err(ApiError::BadRequest(format!(
+                "couldn't get version/kind; json parse error: json: cannot unmarshal {go_type} into Go struct field .{field} of type string"
+            )));
+        }
         let want = info.api_version();
         match map.get("apiVersion").and_then(Value::as_str) {
             None | Some("") => {

@@ -474,3 +474,28 @@ async fn small_input_errors_match_kube_apiserver() {
     assert_eq!(r.code, 400, "{}", r.body);
     assert!(r.json()["message"].as_str().unwrap().contains("unsupported value: +Inf"), "{}", r.body);
 }
+
+/// System namespaces deleted out from under the server (straight from the store) come back,
+/// as kube-apiserver's system namespaces controller restores them.
+#[tokio::test(flavor = "multi_thread")]
+async fn deleted_system_namespaces_are_restored() {
+    let settings =
+        berth_control::tasks::Settings { system_namespaces_every: Duration::from_secs(1), ..Default::default() };
+    let cluster = Cluster::start_with(1, settings).await;
+    let base = &cluster.servers[0].api_url;
+    let info = berth_control::api::resources::find("", "v1", "namespaces").unwrap();
+    let key = berth_control::registry::storage::object_key(info, None, "kube-public");
+    assert_eq!(get(base, "/api/v1/namespaces/kube-public").await.code, 200);
+    let deleted = cluster.servers[0]
+        .store
+        .delete_range(berth_proto::etcdserverpb::DeleteRangeRequest { key: key.into_bytes(), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(deleted.deleted, 1);
+    assert_eq!(get(base, "/api/v1/namespaces/kube-public").await.code, 404);
+    let started = Instant::now();
+    while get(base, "/api/v1/namespaces/kube-public").await.code != 200 {
+        assert!(started.elapsed() < Duration::from_secs(10), "kube-public was not restored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

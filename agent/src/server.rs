@@ -388,4 +388,31 @@ mod tests {
         finished.store(true, Ordering::SeqCst);
         assert!(s.next().await.is_none());
     }
+
+    /// Issue 15: half a request head held the connection forever under `axum::serve`.
+    #[tokio::test]
+    async fn a_partial_request_head_is_cut_off_and_a_full_one_answered() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cancel = CancellationToken::new();
+        let router = Router::new().route("/healthz", get(|| async { "ok" }));
+        let server = tokio::spawn(serve_router(listener, router, Duration::from_millis(500), cancel.clone()));
+
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        let started = std::time::Instant::now();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await.expect("closed").unwrap();
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 200") && out.ends_with("ok"), "{out}");
+
+        cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(5), server).await.expect("stops on cancel").unwrap();
+    }
 }

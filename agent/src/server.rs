@@ -54,14 +54,53 @@ pub fn router(runtime: Arc<dyn Runtime>, node_name: String) -> Router {
         .merge(Router::new().route("/stats/summary", get(summary)).with_state(stats))
 }
 
+/// From the first byte of a request head to its end; in hyper this also bounds how long
+/// an idle keep-alive connection stays open (the API server's port has a separate,
+/// longer idle timeout: see `berth_control::serve`, not shared because the agent does not
+/// depend on the control crate and `proto` holds no I/O).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves `router(runtime, node_name)` on `listener` until `cancel`.
 pub async fn serve(listener: TcpListener, runtime: Arc<dyn Runtime>, node_name: String, cancel: CancellationToken) {
-    let result = axum::serve(listener, router(runtime, node_name))
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "kubelet endpoint failed");
+    serve_router(listener, router(runtime, node_name), HEADER_READ_TIMEOUT, cancel).await
+}
+
+/// Serves `router` with a header-read timeout (`axum::serve` has none: a client sending
+/// half a request head held its connection forever), then waits for open connections.
+pub async fn serve_router(listener: TcpListener, router: Router, header_read: Duration, cancel: CancellationToken) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read);
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
+    // Every connection task holds a sender; when all are gone, `recv` returns None.
+    let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
+    loop {
+        let stream = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "kubelet endpoint: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let (builder, cancel, open) = (builder.clone(), cancel.clone(), open_tx.clone());
+        tokio::spawn(async move {
+            let _open = open;
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = cancel.cancelled() => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
     }
+    drop(open_tx);
+    let _ = open_rx.recv().await;
 }
 
 fn format_line(time: &str, text: &str, timestamps: bool) -> String {
@@ -348,5 +387,32 @@ mod tests {
         assert_eq!(s.next().await.unwrap().unwrap(), "d e\n");
         finished.store(true, Ordering::SeqCst);
         assert!(s.next().await.is_none());
+    }
+
+    /// Issue 15: half a request head held the connection forever under `axum::serve`.
+    #[tokio::test]
+    async fn a_partial_request_head_is_cut_off_and_a_full_one_answered() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cancel = CancellationToken::new();
+        let router = Router::new().route("/healthz", get(|| async { "ok" }));
+        let server = tokio::spawn(serve_router(listener, router, Duration::from_millis(500), cancel.clone()));
+
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        let started = std::time::Instant::now();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await.expect("closed").unwrap();
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 200") && out.ends_with("ok"), "{out}");
+
+        cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(5), server).await.expect("stops on cancel").unwrap();
     }
 }

@@ -186,6 +186,7 @@ impl ServerArgs {
             hpa_sync_period: self.horizontal_pod_autoscaler_sync_period,
             hpa_tolerance: self.horizontal_pod_autoscaler_tolerance,
             hpa_downscale_stabilization: self.horizontal_pod_autoscaler_downscale_stabilization,
+            ..Default::default()
         };
         if self.metric_resolution.is_zero() || self.horizontal_pod_autoscaler_sync_period.is_zero() {
             return Err(ServerError::Config(

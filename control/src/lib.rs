@@ -4,7 +4,8 @@
 //! Kubernetes API ([`api`] over the [`registry`] and the [`cache`]), and — while it is the
 //! Raft leader — the leader-only [`tasks`] under the [`supervisor`]; every server scrapes
 //! agents' [`usage`] for metrics.k8s.io. The binary is thin:
-//! [`cli`] turns flags into a [`ServerConfig`], [`run`] does the rest.
+//! [`cli`] turns flags into a [`ServerConfig`], [`run`] does the rest; [`serve`] holds the
+//! API port's connection timeouts.
 
 pub mod api;
 pub mod cache;
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod cron;
 pub mod identity;
 pub mod registry;
+pub mod serve;
 pub mod supervisor;
 pub mod tasks;
 pub mod usage;
@@ -47,6 +49,13 @@ pub struct ServerConfig {
     pub restore_snapshot: Option<std::path::PathBuf>,
 }
 
+/// Connection timeouts and body limits of the API port.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HttpSettings {
+    pub conn: serve::ConnTimeouts,
+    pub body: api::BodyLimits,
+}
+
 /// The Kubernetes-facing half of a server: API, watch cache, leader tasks.
 pub struct ControlPlane {
     pub api: api::ApiState,
@@ -71,9 +80,22 @@ impl ControlPlane {
         settings: tasks::Settings,
         shutdown: CancellationToken,
     ) -> ControlPlane {
+        Self::start_configured(store, listener, server_name, settings, HttpSettings::default(), shutdown)
+    }
+
+    /// [`ControlPlane::start_with`] with explicit connection and body limits.
+    pub fn start_configured(
+        store: Store,
+        listener: TcpListener,
+        server_name: &str,
+        settings: tasks::Settings,
+        http: HttpSettings,
+        shutdown: CancellationToken,
+    ) -> ControlPlane {
         let api_addr = listener.local_addr().expect("a bound listener has an address");
         let cache = cache::WatchCache::start(&store, &shutdown);
         let mut state = api::ApiState::new(store.clone(), cache.clone(), shutdown.clone());
+        state.body_limits = http.body;
         state.usage = Arc::new(usage::UsageCache::new(settings.metric_resolution));
         // Every server scrapes, so every server answers metrics.k8s.io (see `usage`).
         let scraper = tokio::spawn(usage::scraper::run(state.usage.clone(), cache.clone(), shutdown.clone()));
@@ -81,14 +103,7 @@ impl ControlPlane {
         let serve_shutdown = shutdown.clone();
         let server = tokio::spawn({
             let router = router.clone();
-            async move {
-                let result = axum::serve(listener, router)
-                    .with_graceful_shutdown(async move { serve_shutdown.cancelled().await })
-                    .await;
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "API server failed");
-                }
-            }
+            async move { serve::serve(listener, router, http.conn, serve_shutdown).await }
         });
         let status = Arc::new(supervisor::SupervisorStatus::default());
         let client = kube::Client::new(router, "default");

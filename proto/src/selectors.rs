@@ -206,6 +206,9 @@ impl LabelParser<'_> {
         if key.len() > 317 || key.starts_with('/') || key.ends_with('/') || key.matches('/').count() > 1 {
             return Err(self.error(&format!("invalid label key {key:?}")));
         }
+        if let Some(why) = qualified_name_error(&key) {
+            return Err(self.error(&format!("key: Invalid value: {key:?}: {why}")));
+        }
         Ok(key)
     }
 
@@ -262,6 +265,48 @@ pub struct FieldRequirement {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldSelector {
     pub requirements: Vec<FieldRequirement>,
+}
+
+/// Why `key` is not a qualified name (`[prefix/]name`, apimachinery's `IsQualifiedName`),
+/// in its words; None when it is one.
+pub fn qualified_name_error(key: &str) -> Option<String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        if p.len() > 253 {
+            return Some("prefix part must be no more than 253 characters".into());
+        }
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if !p.split('.').all(label_ok) {
+            return Some(
+                "prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+                    .into(),
+            );
+        }
+    }
+    if name.is_empty() {
+        return Some("name part must be non-empty".into());
+    }
+    if name.len() > 63 {
+        return Some("name part must be no more than 63 characters".into());
+    }
+    let inner_ok = name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    let ends_ok = name.as_bytes()[0].is_ascii_alphanumeric() && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    if !inner_ok || !ends_ok {
+        return Some(
+            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+                .into(),
+        );
+    }
+    None
 }
 
 impl FieldSelector {
@@ -360,6 +405,19 @@ fn field_req(chars: &[char], at: usize, op_len: usize, negated: bool) -> Result<
     if field.is_empty() {
         return Err(SelectorError("invalid field selector: empty field name".into()));
     }
+    // As apimachinery's `UnescapeValue`: an operator character in a value must be escaped
+    // (`metadata.name==a==b` is an error, not a match on "a==b").
+    let mut escaped = false;
+    for c in value.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '=' | '!' | ',' => {
+                return Err(SelectorError(format!("invalid field selector: unescaped character in value: {c}")))
+            }
+            _ => {}
+        }
+    }
     Ok(FieldRequirement { field: unescape(&field)?, value: unescape(&value)?, negated })
 }
 
@@ -442,5 +500,20 @@ mod tests {
         assert!(FieldSelector::parse(r"a=b\q").is_err());
         // A field the object lacks reads as "".
         assert!(FieldSelector::parse("spec.nodeName=").unwrap().matches(|_| None));
+    }
+
+    #[test]
+    fn selectors_refuse_what_kube_apiserver_refuses() {
+        let long = "a".repeat(70);
+        let e = LabelSelector::parse(&format!("{long}=x")).unwrap_err().to_string();
+        assert!(e.contains("name part must be no more than 63 characters"), "{e}");
+        assert!(LabelSelector::parse(&format!("{}=x", "a".repeat(63))).is_ok());
+        assert!(LabelSelector::parse("example.com/app=x").is_ok());
+        assert!(LabelSelector::parse("Example.com/app=x").is_err());
+        assert!(LabelSelector::parse("-app=x").is_err());
+        let e = FieldSelector::parse("metadata.name==a==b").unwrap_err().to_string();
+        assert_eq!(e, "invalid field selector: unescaped character in value: =");
+        let ok = FieldSelector::parse(r"metadata.name==a\=\=b").unwrap();
+        assert_eq!(ok.requirements[0].value, "a==b");
     }
 }

@@ -30,8 +30,9 @@ pub struct Subject {
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
-    /// `pods "x" not found`.
-    #[error("{} \"{}\" not found", qualified(&.0.kind, &.0.group), .0.name)]
+    /// `pods "x" not found`; with no subject (no route, unknown resource), kube-apiserver's
+    /// generic "the server could not find the requested resource".
+    #[error("{}", not_found_message(.0))]
     NotFound(Subject),
     #[error("{} \"{}\" already exists", qualified(&.0.kind, &.0.group), .0.name)]
     AlreadyExists(Subject),
@@ -41,8 +42,9 @@ pub enum ApiError {
     /// `NewApplyConflict`: the message alone, one cause per conflicting field).
     #[error("{message}")]
     ApplyConflict { message: String, causes: Vec<Cause> },
-    /// `Deployment.apps "web" is invalid: [spec.selector: Required value, …]`.
-    #[error("{qualified_kind} \"{name}\" is invalid: {}", invalid_summary(.causes))]
+    /// `Deployment.apps "web" is invalid: [spec.selector: Required value, …]`; without a
+    /// kind (a patch that cannot apply) the causes alone, as kube-apiserver's generic 422.
+    #[error("{}", invalid_message(qualified_kind, name, causes))]
     Invalid { qualified_kind: String, name: String, group: String, kind: String, causes: Vec<Cause> },
     #[error("{0}")]
     Gone(String),
@@ -58,6 +60,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Timeout(String),
+    /// The client did not send its request body in time (408).
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -70,6 +75,20 @@ fn qualified(kind: &str, group: &str) -> String {
     } else {
         format!("{kind}.{group}")
     }
+}
+
+fn not_found_message(s: &Subject) -> String {
+    if s.kind.is_empty() && s.name.is_empty() {
+        return "the server could not find the requested resource".into();
+    }
+    format!("{} \"{}\" not found", qualified(&s.kind, &s.group), s.name)
+}
+
+fn invalid_message(qualified_kind: &str, name: &str, causes: &[Cause]) -> String {
+    if qualified_kind.is_empty() {
+        return invalid_summary(causes);
+    }
+    format!("{qualified_kind} \"{name}\" is invalid: {}", invalid_summary(causes))
 }
 
 fn invalid_summary(causes: &[Cause]) -> String {
@@ -109,6 +128,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -127,7 +147,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
-            ApiError::Timeout(_) => "Timeout",
+            ApiError::Timeout(_) | ApiError::RequestTimeout(_) => "Timeout",
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::Internal(_) => "InternalError",
         }
@@ -145,6 +165,7 @@ impl ApiError {
             "code": self.code().as_u16(),
         });
         let details = match self {
+            ApiError::NotFound(s) if s.kind.is_empty() && s.name.is_empty() => Some(json!({})),
             ApiError::NotFound(s) | ApiError::AlreadyExists(s) | ApiError::Conflict { subject: s, .. } => {
                 Some(json!({"name": s.name, "group": s.group, "kind": s.kind}))
             }
@@ -200,6 +221,19 @@ mod tests {
         assert_eq!(inv.to_string(), r#"Deployment.apps "web" is invalid: [a: Required value, b: Required value]"#);
         assert_eq!(inv.status()["details"]["causes"][1]["message"], "b: Required value");
         assert_eq!(ApiError::from(StoreError::Timeout).code(), StatusCode::GATEWAY_TIMEOUT);
+        // No subject: no empty quotes.
+        assert_eq!(
+            ApiError::NotFound(Subject::default()).to_string(),
+            "the server could not find the requested resource"
+        );
+        let generic = ApiError::Invalid {
+            qualified_kind: String::new(),
+            name: String::new(),
+            group: String::new(),
+            kind: String::new(),
+            causes: vec![cause("test failed")],
+        };
+        assert_eq!(generic.to_string(), "test failed");
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::request::{Query, Target};
-use super::{json_response, patch, present, subresources, table, watch, ApiRequest, ApiState, Rendering};
+use super::{decode, json_response, patch, present, subresources, table, watch, ApiRequest, ApiState, Rendering};
 use crate::cache::Filter;
 use crate::registry::{object, storage, DeleteOptions, Deleted, Part, Propagation, WriteOptions};
 
@@ -18,6 +18,12 @@ use crate::registry::{object, storage, DeleteOptions, Deleted, Part, Propagation
 pub async fn dispatch(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
     let sub = req.target.subresource.clone();
     let has_name = req.target.name.is_some();
+    let info = req.target.info;
+    if let Some(s) = sub.as_deref().filter(|s| !is_subresource(info, s)) {
+        // kube-apiserver has no route for it: 404, not 405 (and never the parent object).
+        tracing::debug!(resource = info.plural, subresource = s, "unknown subresource");
+        return Err(ApiError::NotFound(Default::default()));
+    }
     match (&req.method, has_name, sub.as_deref()) {
         (&Method::GET, false, None) if req.query.is_watch() || req.target.watch_path => watch::serve(state, req).await,
         (&Method::GET, true, None) if req.target.watch_path || req.query.is_watch() => watch::serve(state, req).await,
@@ -36,15 +42,30 @@ pub async fn dispatch(state: &ApiState, req: ApiRequest) -> Result<Response, Api
             subresources::eviction(state, req).await
         }
         (&Method::GET, true, Some("log")) if req.target.info.kind == "Pod" => subresources::log(state, req).await,
-        (_, _, Some("status")) if !req.target.info.has_status => Err(ApiError::NotFound(Default::default())),
         (m, _, _) => Err(ApiError::MethodNotAllowed(format!(
             "the server does not allow this method on the requested resource ({m})"
         ))),
     }
 }
 
+/// The subresources `info` serves.
+fn is_subresource(info: &crate::api::resources::ResourceInfo, sub: &str) -> bool {
+    match sub {
+        "status" => info.has_status,
+        "scale" => info.has_scale,
+        "binding" | "eviction" | "log" => info.kind == "Pod",
+        _ => false,
+    }
+}
+
 /// Decodes a JSON (or YAML) body.
-pub fn decode_body(req: &ApiRequest) -> Result<Value, ApiError> {
+pub async fn decode_body(req: &ApiRequest) -> Result<Value, ApiError> {
+    Ok(decode_body_warned(req).await?.0)
+}
+
+/// [`decode_body`], with the warnings about repeated keys `fieldValidation=Warn` sends
+/// (with `Strict` they are a 400).
+pub async fn decode_body_warned(req: &ApiRequest) -> Result<(Value, Vec<String>), ApiError> {
     if req.body.is_empty() {
         return Err(ApiError::BadRequest("the request body is empty".into()));
     }
@@ -56,16 +77,13 @@ pub fn decode_body(req: &ApiRequest) -> Result<Value, ApiError> {
             "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {media:?})"
         )));
     }
-    let value: Value = if ct.contains("yaml") {
-        serde_yaml::from_slice(&req.body).map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?
-    } else {
-        serde_json::from_slice(&req.body)
-            .map_err(|e| ApiError::BadRequest(format!("error decoding the request body as JSON: {e}")))?
-    };
-    if !value.is_object() {
+    let decoded =
+        if ct.contains("yaml") { decode::yaml(&req.body).await? } else { decode::json(&req.body, "the request body")? };
+    if !decoded.value.is_object() {
         return Err(ApiError::BadRequest("the body of the request was not a JSON object".into()));
     }
-    Ok(convert_legacy(&req.target, value))
+    let warnings = decode::check_duplicates(&decoded.duplicates, req.query.write_options()?.field_validation)?;
+    Ok((convert_legacy(&req.target, decoded.value), warnings))
 }
 
 /// extensions/v1beta1 Deployments become apps/v1: the selector defaults to the template's
@@ -130,8 +148,7 @@ pub fn render_one(req: &ApiRequest, obj: Value) -> Value {
 
 async fn get(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
     let name = req.target.name.as_deref().expect("routed with a name");
-    let rv = req.query.get("resourceVersion").unwrap_or("");
-    let obj = if rv == "0" {
+    let obj = if req.query.resource_version()? == Some(0) {
         // Any recent state will do: serve from this member without a read barrier.
         state.registry.get(req.target.info.storage(), req.target.namespace.as_deref(), name, false).await?
     } else {
@@ -262,10 +279,7 @@ async fn list(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
             "resourceVersion: Forbidden: specifying resource version is not allowed when using continue".into(),
         ));
     }
-    let rv_num = match rv {
-        Some(r) => Some(r.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("invalid resource version {r:?}")))?),
-        None => None,
-    };
+    let rv_num = req.query.resource_version()?;
     let (items, revision, token, remaining) = match (continue_token, rv_num, rv_match) {
         (Some(token), _, _) => {
             let (rev, start) = decode_continue(token)?;
@@ -301,11 +315,12 @@ async fn list(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
 }
 
 async fn create(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
-    let body = decode_body(&req)?;
+    let (body, mut warnings) = decode_body_warned(&req).await?;
     let opts = req.query.write_options()?;
     let written =
         state.registry.create(req.target.info.storage(), req.target.namespace.as_deref(), body, &opts).await?;
-    Ok(json_response(StatusCode::CREATED, &render_one(&req, written.object), &written.warnings))
+    warnings.extend(written.warnings);
+    Ok(json_response(StatusCode::CREATED, &render_one(&req, written.object), &warnings))
 }
 
 fn part_of(req: &ApiRequest) -> Part {
@@ -317,14 +332,15 @@ fn part_of(req: &ApiRequest) -> Part {
 }
 
 async fn update(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
-    let body = decode_body(&req)?;
+    let (body, mut warnings) = decode_body_warned(&req).await?;
     let opts = req.query.write_options()?;
     let name = req.target.name.clone().expect("routed with a name");
     let written = state
         .registry
         .update(req.target.info.storage(), req.target.namespace.as_deref(), &name, body, part_of(&req), &opts)
         .await?;
-    Ok(json_response(StatusCode::OK, &render_one(&req, written.object), &written.warnings))
+    warnings.extend(written.warnings);
+    Ok(json_response(StatusCode::OK, &render_one(&req, written.object), &warnings))
 }
 
 /// The patch types of the PATCH verb.
@@ -353,6 +369,7 @@ pub fn patch_kind(req: &ApiRequest) -> Result<PatchKind, ApiError> {
 pub fn patch_error(e: patch::PatchError) -> ApiError {
     match e {
         patch::PatchError::Malformed(m) => ApiError::BadRequest(m),
+        patch::PatchError::TooLarge(m) => ApiError::TooLarge(m),
         patch::PatchError::Invalid(m) => ApiError::Invalid {
             qualified_kind: String::new(),
             name: String::new(),
@@ -394,37 +411,54 @@ pub fn apply_conflict_message(conflicts: &[(String, String)]) -> String {
 
 /// Applies a decoded patch of `kind` to `doc`.
 pub fn apply_patch(kind: PatchKind, object_kind: &str, doc: &Value, patch_body: &Value) -> Result<Value, ApiError> {
-    match kind {
+    let patched = match kind {
         PatchKind::Json => patch::json_patch(doc, patch_body),
         PatchKind::Merge => patch::merge_patch(doc, patch_body),
         PatchKind::Strategic => patch::strategic_merge_patch(object_kind, doc, patch_body),
         PatchKind::Apply => unreachable!("apply is handled by the caller"),
     }
-    .map_err(patch_error)
+    .map_err(patch_error)?;
+    check_patched_size(&patched)?;
+    Ok(patched)
 }
 
-pub fn decode_patch(req: &ApiRequest, kind: PatchKind) -> Result<Value, ApiError> {
+/// The largest object a patch or apply may produce: kube-apiserver's request body limit.
+/// Checked before defaulting and normalising, which drop unknown fields: a patch that
+/// bloats a field the typed check then discards must not get through on the object's
+/// small stored size.
+pub const MAX_PATCHED_BYTES: usize = 3 * 1024 * 1024;
+
+fn check_patched_size(obj: &Value) -> Result<(), ApiError> {
+    if patch::json_size(obj) > MAX_PATCHED_BYTES {
+        return Err(ApiError::TooLarge(format!("limit is {MAX_PATCHED_BYTES}")));
+    }
+    Ok(())
+}
+
+pub async fn decode_patch(req: &ApiRequest, kind: PatchKind) -> Result<Value, ApiError> {
+    Ok(decode_patch_warned(req, kind).await?.0)
+}
+
+/// [`decode_patch`] with the warnings about repeated keys (see [`decode_body_warned`]).
+pub async fn decode_patch_warned(req: &ApiRequest, kind: PatchKind) -> Result<(Value, Vec<String>), ApiError> {
     if req.body.is_empty() {
         return Err(ApiError::BadRequest("the patch body is empty".into()));
     }
-    let v: Value = if kind == PatchKind::Apply {
-        serde_yaml::from_slice(&req.body).map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?
-    } else {
-        serde_json::from_slice(&req.body)
-            .map_err(|e| ApiError::BadRequest(format!("error decoding the patch as JSON: {e}")))?
-    };
-    Ok(v)
+    let decoded =
+        if kind == PatchKind::Apply { decode::yaml(&req.body).await? } else { decode::json(&req.body, "the patch")? };
+    let warnings = decode::check_duplicates(&decoded.duplicates, req.query.write_options()?.field_validation)?;
+    Ok((decoded.value, warnings))
 }
 
 async fn patch_object(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
     let kind = patch_kind(&req)?;
-    let body = decode_patch(&req, kind)?;
+    let (body, mut warnings) = decode_patch_warned(&req, kind).await?;
     let opts = req.query.write_options()?;
     let name = req.target.name.clone().expect("routed with a name");
     let info = req.target.info.storage();
     let ns = req.target.namespace.as_deref();
     if kind == PatchKind::Apply {
-        return apply(state, &req, body, opts, &name).await;
+        return apply(state, &req, body, opts, &name, warnings).await;
     }
     let object_kind = info.kind;
     let written = state
@@ -442,7 +476,8 @@ async fn patch_object(state: &ApiState, req: ApiRequest) -> Result<Response, Api
             Ok(next)
         })
         .await?;
-    Ok(json_response(StatusCode::OK, &render_one(&req, written.object), &written.warnings))
+    warnings.extend(written.warnings);
+    Ok(json_response(StatusCode::OK, &render_one(&req, written.object), &warnings))
 }
 
 /// Whether a (non-apply) patch sets `metadata.resourceVersion` itself.
@@ -462,6 +497,7 @@ async fn apply(
     body: Value,
     opts: WriteOptions,
     name: &str,
+    mut warnings: Vec<String>,
 ) -> Result<Response, ApiError> {
     let Some(manager) = opts.field_manager.clone() else {
         return Err(ApiError::Invalid {
@@ -488,16 +524,26 @@ async fn apply(
         .modify(info, ns, name, part_of(req), &write_opts, |current| {
             let mut next = patch::server_side_apply(info.kind, Some(current), &body, &manager, force, &now)
                 .map_err(patch_error)?;
-            // Only a resourceVersion in the applied configuration is a precondition; the
-            // live one must not turn a concurrent controller write into a 409.
-            if body["metadata"]["resourceVersion"].is_null() {
-                object::meta_mut(&mut next).remove("resourceVersion");
+            check_patched_size(&next)?;
+            // Only a resourceVersion in the applied configuration is a precondition (a stale
+            // one is a 409, as in kube-apiserver); the live one must not turn a concurrent
+            // controller write into a 409.
+            match &body["metadata"]["resourceVersion"] {
+                Value::Null => {
+                    object::meta_mut(&mut next).remove("resourceVersion");
+                }
+                rv => {
+                    object::meta_mut(&mut next).insert("resourceVersion".into(), rv.clone());
+                }
             }
             Ok(next)
         })
         .await;
     match result {
-        Ok(w) => Ok(json_response(StatusCode::OK, &render_one(req, w.object), &w.warnings)),
+        Ok(w) => {
+            warnings.extend(w.warnings);
+            Ok(json_response(StatusCode::OK, &render_one(req, w.object), &warnings))
+        }
         Err(ApiError::NotFound(s)) if s.name == name && part_of(req) == Part::Main => {
             let mut obj =
                 patch::server_side_apply(info.kind, None, &body, &manager, force, &now).map_err(patch_error)?;
@@ -505,7 +551,8 @@ async fn apply(
                 object::meta_mut(&mut obj).insert("name".into(), json!(name));
             }
             let w = state.registry.create(info, ns, obj, &write_opts).await?;
-            Ok(json_response(StatusCode::CREATED, &render_one(req, w.object), &w.warnings))
+            warnings.extend(w.warnings);
+            Ok(json_response(StatusCode::CREATED, &render_one(req, w.object), &warnings))
         }
         Err(e) => Err(e),
     }

@@ -1,6 +1,7 @@
 //! The Kubernetes REST API: routing, content negotiation, and the response envelope.
 //!
 //! * [`resources`] — what is served; [`request`] — URL and query parsing;
+//! * [`decode`] — JSON and YAML bodies, with their nesting and size limits;
 //! * [`handlers`] — get/list/create/update/patch/delete/deletecollection;
 //! * [`watch`] — streaming watches from the watch cache;
 //! * [`subresources`] — scale, binding, eviction, log;
@@ -9,6 +10,7 @@
 //! * [`patch`] — JSON, merge, strategic merge patches and server-side apply;
 //! * [`table`] — server-side printing (`kubectl get` columns); [`error`] — `Status` errors.
 
+pub mod decode;
 pub mod discovery;
 pub mod error;
 pub mod handlers;
@@ -53,6 +55,45 @@ pub struct ApiState {
     pub usage: Arc<crate::usage::UsageCache>,
     /// Ends open watches when the server stops.
     pub shutdown: CancellationToken,
+    pub body_limits: BodyLimits,
+}
+
+/// How much of a request body the API reads, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// kube-apiserver's `MaxRequestBodyBytes`.
+    pub max_bytes: usize,
+    /// From the handler's first read to the body's end: a client announcing a large
+    /// body and sending it a byte at a time must not hold the request open forever.
+    pub read_timeout: std::time::Duration,
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        BodyLimits { max_bytes: 3 * 1024 * 1024, read_timeout: std::time::Duration::from_secs(60) }
+    }
+}
+
+/// Reads a request body within `limits`. A declared `Content-Length` over the limit is
+/// refused before any of the body is read, so the client gets its 413 at once.
+pub async fn read_body(limits: BodyLimits, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let too_large = || ApiError::TooLarge(format!("limit is {}", limits.max_bytes));
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_bytes as u64) {
+        return Err(too_large());
+    }
+    let limited = http_body_util::Limited::new(body, limits.max_bytes);
+    match tokio::time::timeout(limits.read_timeout, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => Err(ApiError::BadRequest(format!("error reading the request body: {e}"))),
+        Err(_) => Err(ApiError::RequestTimeout(format!(
+            "the request body was not received within {}s",
+            limits.read_timeout.as_secs()
+        ))),
+    }
 }
 
 impl ApiState {
@@ -64,6 +105,7 @@ impl ApiState {
             store,
             usage: Arc::new(crate::usage::UsageCache::new(crate::tasks::Settings::default().metric_resolution)),
             shutdown,
+            body_limits: BodyLimits::default(),
         }
     }
 }
@@ -205,8 +247,12 @@ async fn core_api(
     Path(rest): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let body = match read_body(state.body_limits, &headers, body).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
         [] if method == Method::GET => json_ok(discovery::core_versions()),
@@ -225,8 +271,12 @@ async fn group_api(
     Path(rest): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let body = match read_body(state.body_limits, &headers, body).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     // metrics.k8s.io is computed, not stored: its objects come from the usage cache.
     if let [resource_metrics::GROUP, version, tail @ ..] = segments.as_slice() {

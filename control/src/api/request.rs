@@ -84,6 +84,26 @@ impl Query {
         }
     }
 
+    /// `resourceVersion`: None when absent or empty, else an unsigned integer as
+    /// kube-apiserver's `ParseResourceVersion` (strconv.ParseUint) accepts; anything else
+    /// (negative, garbage) is a 400 with its message.
+    pub fn resource_version(&self) -> Result<Option<i64>, ApiError> {
+        let Some(rv) = self.get("resourceVersion").filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let why = if !rv.bytes().all(|b| b.is_ascii_digit()) {
+            "invalid syntax"
+        } else {
+            match rv.parse::<i64>() {
+                Ok(n) => return Ok(Some(n)),
+                Err(_) => "value out of range",
+            }
+        };
+        Err(ApiError::BadRequest(format!(
+            "resourceVersion: Invalid value: {rv:?}: invalid resource version: strconv.ParseUint: parsing {rv:?}: {why}"
+        )))
+    }
+
     pub fn is_watch(&self) -> bool {
         self.flag("watch")
     }

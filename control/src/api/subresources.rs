@@ -89,7 +89,7 @@ pub async fn scale(state: &ApiState, req: ApiRequest) -> Result<Response, ApiErr
             if kind == PatchKind::Apply {
                 return Err(ApiError::UnsupportedMediaType("apply is not supported on the scale subresource".into()));
             }
-            (Some((kind, decode_patch(&req, kind)?)), None)
+            (Some((kind, decode_patch(&req, kind).await?)), None)
         }
         _ => return Err(ApiError::MethodNotAllowed("scale supports get, update and patch".into())),
     };
@@ -135,7 +135,7 @@ fn success(code: u16) -> Value {
 
 /// POST pods/{name}/binding: sets `spec.nodeName` once.
 pub async fn binding(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
-    let body = decode_body(&req)?;
+    let body = decode_body(&req).await?;
     let name = req.target.name.clone().expect("routed with a name");
     let invalid_binding = |reason: &str, message: String| ApiError::Invalid {
         qualified_kind: "Binding".into(),
@@ -200,7 +200,7 @@ pub async fn binding(state: &ApiState, req: ApiRequest) -> Result<Response, ApiE
 
 /// POST pods/{name}/eviction: deletes the pod with the eviction's DeleteOptions.
 pub async fn eviction(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
-    let body = decode_body(&req)?;
+    let body = decode_body(&req).await?;
     let name = req.target.name.clone().expect("routed with a name");
     let opts = delete_options(&req.query, body.get("deleteOptions").unwrap_or(&Value::Null))?;
     state.registry.delete(req.target.info.storage(), req.target.namespace.as_deref(), &name, &opts).await?;

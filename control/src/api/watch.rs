@@ -77,10 +77,7 @@ fn error_event(e: &ApiError) -> Bytes {
 
 pub async fn serve(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
     let filter = req.query.filter(&req.target)?;
-    let from = match req.query.get("resourceVersion") {
-        None | Some("") | Some("0") => None,
-        Some(r) => Some(r.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("invalid resource version {r:?}")))?),
-    };
+    let from = req.query.resource_version()?.filter(|rv| *rv != 0);
     let send_initial = req.query.flag("sendInitialEvents");
     let bookmarks = req.query.flag("allowWatchBookmarks");
     if send_initial && !bookmarks {

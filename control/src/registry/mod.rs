@@ -195,17 +195,51 @@ fn spec_part(obj: &Value) -> Value {
     copy
 }
 
-/// Equal for the purpose of "did this update change anything".
+/// Equal for the purpose of "did this update change anything" (kube-apiserver skips such
+/// writes). managedFields count, but not their timestamps: an apply that only refreshes
+/// its entry's time is a no-op, one that changes who owns what is not.
 fn same_content(a: &Value, b: &Value) -> bool {
     let strip = |v: &Value| {
         let mut c = v.clone();
         if let Some(m) = c.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("resourceVersion");
-            m.remove("managedFields");
+            if let Some(entries) = m.get_mut("managedFields").and_then(Value::as_array_mut) {
+                for e in entries.iter_mut().filter_map(Value::as_object_mut) {
+                    e.remove("time");
+                }
+            }
         }
         c
     };
     strip(a) == strip(b)
+}
+
+/// A write's body may repeat the object's identity but not change it (kube-apiserver:
+/// name and namespace mismatches are 400s, a changed uid is an immutable field).
+fn check_identity(
+    info: &ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+    old: &Value,
+    desired: &Value,
+) -> Result<(), ApiError> {
+    if let Some(body_name) = object::name(desired).filter(|n| !n.is_empty() && *n != name) {
+        return Err(ApiError::BadRequest(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    if let (true, Some(body_ns)) = (info.namespaced, object::namespace(desired)) {
+        if !body_ns.is_empty() && body_ns != namespace.unwrap_or("default") {
+            return Err(ApiError::BadRequest(
+                "the namespace of the provided object does not match the namespace sent on the request".into(),
+            ));
+        }
+    }
+    let old_uid = object::meta_str(old, "uid").unwrap_or_default();
+    if let Some(uid) = object::meta_str(desired, "uid").filter(|u| !u.is_empty() && *u != old_uid) {
+        return Err(field_invalid(info, name, "metadata.uid", uid, "field is immutable"));
+    }
+    Ok(())
 }
 
 impl Registry {
@@ -243,6 +277,19 @@ impl Registry {
         let Some(map) = body.as_object_mut() else {
             return Err(ApiError::BadRequest("the body of the request was not a JSON object".into()));
         };
+        // A non-string apiVersion or kind must not read as absent (and be filled in).
+        for field in ["apiVersion", "kind"] {
+            let go_type = match map.get(field) {
+                Some(Value::Number(_)) => "number",
+                Some(Value::Bool(_)) => "bool",
+                Some(Value::Array(_)) => "array",
+                Some(Value::Object(_)) => "object",
+                _ => continue,
+            };
+            return Err(ApiError::BadRequest(format!(
+                "couldn't get version/kind; json parse error: json: cannot unmarshal {go_type} into Go struct field .{field} of type string"
+            )));
+        }
         let want = info.api_version();
         match map.get("apiVersion").and_then(Value::as_str) {
             None | Some("") => {
@@ -614,18 +661,26 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Option<Written>, ApiError> {
         let old = &current.object;
+        check_identity(info, namespace, name, old, &desired)?;
         let mut new = merge_parts(info, old, desired, part);
         carry_system_metadata(old, &mut new);
         if info.namespaced {
             meta_mut(&mut new).insert("namespace".into(), json!(namespace.unwrap_or("default")));
         }
         meta_mut(&mut new).insert("name".into(), json!(name));
-        if let Some(gen) = old["metadata"]["generation"].as_i64() {
-            let bumped = if spec_part(old) != spec_part(&new) { gen + 1 } else { gen };
-            meta_mut(&mut new).insert("generation".into(), json!(bumped));
+        let generation = old["metadata"]["generation"].as_i64();
+        if let Some(gen) = generation {
+            meta_mut(&mut new).insert("generation".into(), json!(gen));
         }
         let mut warnings = Vec::new();
         let mut new = if opts.trusted { new } else { Self::admit(info, name, new, Some(old), opts, &mut warnings)? };
+        // Compared after admission: a write whose only spec change is a field the typed
+        // check drops (or a default it fills back in) changes nothing and bumps nothing.
+        if let Some(gen) = generation {
+            if spec_part(old) != spec_part(&new) {
+                meta_mut(&mut new).insert("generation".into(), json!(gen + 1));
+            }
+        }
         let allocations = services::allocate(info, &mut new, Some(old))
             .map_err(|(field, value, detail)| field_invalid(info, name, &field, &value, &detail))?;
         if same_content(old, &new) {

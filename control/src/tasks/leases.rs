@@ -1,6 +1,8 @@
 //! Publishes the current leader as the holder of the `berth-scheduler` and
 //! `berth-controller-manager` Leases in `kube-system` (so `kubectl get leases -n
-//! kube-system` shows who runs them), and creates the namespaces every cluster has.
+//! kube-system` shows who runs them), and creates the namespaces every cluster has, again
+//! every `system_namespaces_every` in case something deleted one (as kube-apiserver's
+//! system namespaces controller).
 //!
 //! Every renewal is a replace carrying the resourceVersion just read: if another leader
 //! wrote in between, this write fails with 409 and is counted as rejected.
@@ -73,12 +75,20 @@ async fn renew(ctx: &TaskContext, api: &Api<Lease>, name: &str) -> Result<(), ku
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     ensure_namespaces(&ctx).await;
+    let mut namespaces_checked = tokio::time::Instant::now();
     let api: Api<Lease> = Api::namespaced(ctx.client.clone(), "kube-system");
-    let mut tick = tokio::time::interval(RENEW_EVERY);
+    let mut tick = tokio::time::interval(RENEW_EVERY.min(ctx.settings.system_namespaces_every));
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if namespaces_checked.elapsed() >= ctx.settings.system_namespaces_every {
+            namespaces_checked = tokio::time::Instant::now();
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = ensure_namespaces(&ctx) => {}
+            }
         }
         for name in LEASE_NAMES {
             let result = tokio::select! {

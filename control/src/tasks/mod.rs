@@ -60,6 +60,9 @@ pub struct Settings {
     /// Scale-down stabilization of HPAs without `behavior`
     /// (`--horizontal-pod-autoscaler-downscale-stabilization`).
     pub hpa_downscale_stabilization: Duration,
+    /// How often the system namespaces are re-created if something deleted them
+    /// (kube-apiserver's system namespaces controller: every minute).
+    pub system_namespaces_every: Duration,
 }
 
 impl Default for Settings {
@@ -71,6 +74,7 @@ impl Default for Settings {
             hpa_sync_period: Duration::from_secs(15),
             hpa_tolerance: 0.1,
             hpa_downscale_stabilization: Duration::from_secs(300),
+            system_namespaces_every: Duration::from_secs(60),
         }
     }
 }

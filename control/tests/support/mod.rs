@@ -50,6 +50,15 @@ impl Cluster {
 
     /// A cluster whose leader tasks use `settings` (short timeouts for tests).
     pub async fn start_with(n: usize, settings: berth_control::tasks::Settings) -> Cluster {
+        Self::start_configured(n, settings, berth_control::HttpSettings::default()).await
+    }
+
+    /// A cluster whose API ports use `http` (short connection timeouts for tests).
+    pub async fn start_configured(
+        n: usize,
+        settings: berth_control::tasks::Settings,
+        http: berth_control::HttpSettings,
+    ) -> Cluster {
         let faults = Arc::new(NetworkFaults::default());
         let mut peers = Vec::new();
         for i in 0..n {
@@ -75,7 +84,8 @@ impl Cluster {
             let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let api_url = format!("http://{}", api.local_addr().unwrap());
             let shutdown = CancellationToken::new();
-            let control = ControlPlane::start_with(store.clone(), api, &name, settings.clone(), shutdown.clone());
+            let control =
+                ControlPlane::start_configured(store.clone(), api, &name, settings.clone(), http, shutdown.clone());
             servers.push(Server { name, store, control: Some(control), shutdown, api_url, _dir: dir });
         }
         let c = Cluster { servers, faults };

@@ -50,19 +50,71 @@ pub enum PatchError {
     /// The patch is well-formed but cannot apply (e.g. json-patch `test` failed, path missing) — HTTP 422.
     #[error("{0}")]
     Invalid(String),
+    /// The patch or the object it produces is over a size limit (HTTP 413).
+    #[error("{0}")]
+    TooLarge(String),
     /// Server-side apply conflicts with fields owned by other managers (HTTP 409).
     /// Each entry: (manager, field path like ".spec.replicas").
     #[error("Apply failed with {} conflict(s)", .0.len())]
     Conflicts(Vec<(String, String)>),
 }
 
-/// Applies an RFC 6902 JSON Patch (`application/json-patch+json`).
+/// kube-apiserver's `maxJSONPatchOperations`.
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+/// json-patch's `AccumulatedCopySizeLimit` as kube-apiserver sets it (its request body
+/// limit): without it a couple of kilobytes of doubling `copy` operations build an object
+/// of hundreds of megabytes before anything looks at its size.
+pub const MAX_ACCUMULATED_COPY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Applies an RFC 6902 JSON Patch (`application/json-patch+json`), at most
+/// [`MAX_JSON_PATCH_OPERATIONS`] operations whose `copy` and `add` values add up to at most
+/// [`MAX_ACCUMULATED_COPY_BYTES`].
 pub fn json_patch(doc: &Value, patch: &Value) -> Result<Value, PatchError> {
+    // Counted before decoding, so an oversized patch costs no more than its parse.
+    if let Some(n) = patch.as_array().map(Vec::len).filter(|n| *n > MAX_JSON_PATCH_OPERATIONS) {
+        return Err(PatchError::TooLarge(format!(
+            "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {n}"
+        )));
+    }
     let ops: ::json_patch::Patch =
         serde_json::from_value(patch.clone()).map_err(|e| PatchError::Malformed(format!("invalid JSON patch: {e}")))?;
     let mut out = doc.clone();
-    ::json_patch::patch(&mut out, &ops).map_err(|e| PatchError::Invalid(e.to_string()))?;
+    let mut accumulated = 0usize;
+    // One operation at a time so the size check runs before each copy is made; `out` is a
+    // copy, so a failure half way leaves the caller's document untouched (the patch stays atomic).
+    for op in ops.0 {
+        let added = match &op {
+            ::json_patch::PatchOperation::Copy(c) => out.pointer(c.from.as_str()).map(json_size),
+            ::json_patch::PatchOperation::Add(a) => Some(json_size(&a.value)),
+            _ => None,
+        };
+        accumulated = accumulated.saturating_add(added.unwrap_or(0));
+        if accumulated > MAX_ACCUMULATED_COPY_BYTES {
+            return Err(PatchError::Invalid(format!(
+                "Unable to complete the copy, the accumulated size increase of copy is {accumulated}, exceeding the limit {MAX_ACCUMULATED_COPY_BYTES}"
+            )));
+        }
+        ::json_patch::patch(&mut out, std::slice::from_ref(&op)).map_err(|e| PatchError::Invalid(e.to_string()))?;
+    }
     Ok(out)
+}
+
+/// The length of `v` serialised as compact JSON, without building the text.
+pub fn json_size(v: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Counter(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 /// Applies an RFC 7386 JSON merge patch (`application/merge-patch+json`). Kubernetes objects are

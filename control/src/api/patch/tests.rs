@@ -944,3 +944,46 @@ fn ssa_rejects_bad_input_without_panicking() {
     record_update("Deployment", Some(&live), &mut target, "m", NOW);
     assert_eq!(target, json!("not an object"));
 }
+
+/// Issue 15: 17 doubling `copy` operations (a 1.9 KB patch) grew an object past 400 MB.
+#[test]
+fn json_patch_copy_amplification_is_bounded() {
+    let doc = json!({"metadata": {"name": "bomb"}, "data": {"a": "x".repeat(100)}});
+    let mut ops = vec![json!({"op": "add", "path": "/data/b", "value": {"v": "x".repeat(1000)}})];
+    for i in 0..40 {
+        ops.push(json!({"op": "copy", "from": "/data/b", "path": format!("/data/b/c{i}")}));
+    }
+    match json_patch(&doc, &Value::Array(ops)) {
+        Err(PatchError::Invalid(m)) => {
+            assert!(m.contains("accumulated size increase of copy"), "{m}");
+            assert!(m.contains(&MAX_ACCUMULATED_COPY_BYTES.to_string()), "{m}");
+        }
+        other => panic!("want the copy limit, got {:?}", other.map(|v| json_size(&v))),
+    }
+    // Copies well below the limit still work, and `from` is copied, not moved.
+    let small = json!([{"op": "copy", "from": "/data/a", "path": "/data/c"}]);
+    let out = json_patch(&doc, &small).unwrap();
+    assert_eq!(out["data"]["c"], doc["data"]["a"]);
+    assert_eq!(out["data"]["a"], doc["data"]["a"]);
+}
+
+#[test]
+fn json_patch_operation_count_is_capped_like_kube_apiserver() {
+    let doc = json!({"metadata": {"name": "n"}});
+    let op = json!({"op": "test", "path": "/metadata/name", "value": "n"});
+    let at_limit = Value::Array(vec![op.clone(); MAX_JSON_PATCH_OPERATIONS]);
+    assert_eq!(json_patch(&doc, &at_limit).unwrap(), doc);
+    let over = Value::Array(vec![op; MAX_JSON_PATCH_OPERATIONS + 1]);
+    assert_eq!(
+        json_patch(&doc, &over),
+        Err(PatchError::TooLarge("The allowed maximum operations in a JSON patch is 10000, got 10001".into()))
+    );
+}
+
+#[test]
+fn a_failing_operation_leaves_the_patch_atomic() {
+    let doc = json!({"a": 1});
+    let p = json!([{"op": "add", "path": "/b", "value": 2}, {"op": "test", "path": "/a", "value": 9}]);
+    assert!(matches!(json_patch(&doc, &p), Err(PatchError::Invalid(_))));
+    assert_eq!(json_size(&json!({"a": [1, "xy"]})), r#"{"a":[1,"xy"]}"#.len());
+}

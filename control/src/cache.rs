@@ -27,8 +27,17 @@ use crate::api::error::ApiError;
 use crate::api::resources::{ResourceInfo, RESOURCES};
 use crate::registry::{object, storage};
 
-/// Recent events kept per resource for watches that resume from a resourceVersion.
+/// Recent events kept per resource for watches that resume from a resourceVersion: at most
+/// this many…
 const HISTORY: usize = 10_000;
+/// …and none older than this, beyond the newest [`HISTORY_MIN`]. Each event holds a whole
+/// object version, so a count alone made memory follow the history of busy kinds (pods,
+/// events, leases: thousands of old versions) rather than the live data. kube-apiserver's
+/// watch cache keeps 75 s of events; twice that here. An older resourceVersion gets 410
+/// Gone and clients re-list, as with kube-apiserver.
+const HISTORY_MAX_AGE: Duration = Duration::from_secs(150);
+/// Events always kept, however old (a quiet kind can still resume recent watches).
+const HISTORY_MIN: usize = 100;
 /// Events buffered per API watcher before it is considered too slow and dropped.
 const WATCHER_BUFFER: usize = 2_048;
 /// How often an idle cache asks the store for progress (so bookmarks and
@@ -40,6 +49,18 @@ pub const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
 pub const CATCH_UP: Duration = Duration::from_secs(3);
 /// Pause before re-listing after the store watch failed.
 const RELIST_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Drops the events the history no longer keeps (see [`HISTORY`], [`HISTORY_MAX_AGE`]);
+/// returns the revision of the last one dropped (every later event is still there).
+fn trim_history(history: &mut VecDeque<CacheEvent>, now: Instant) -> Option<i64> {
+    let mut dropped = None;
+    while history.len() > HISTORY
+        || (history.len() > HISTORY_MIN && history.front().is_some_and(|e| now.duration_since(e.at) > HISTORY_MAX_AGE))
+    {
+        dropped = history.pop_front().map(|e| e.revision);
+    }
+    dropped
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
@@ -66,6 +87,8 @@ struct CacheEvent {
     object: Arc<Value>,
     prev: Option<Arc<Value>>,
     revision: i64,
+    /// When the cache received it (for [`HISTORY_MAX_AGE`]).
+    at: Instant,
 }
 
 /// What an API watcher receives.
@@ -250,13 +273,19 @@ impl Cacher {
                 };
                 let prev = state.objects.insert(key, obj.clone());
                 let kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
-                CacheEvent { kind, object: obj, prev, revision }
+                CacheEvent { kind, object: obj, prev, revision, at: Instant::now() }
             }
             StoreEventType::Delete => {
                 let Some(prev) = state.objects.remove(&key) else { return };
                 let mut gone = (*prev).clone();
                 object::set_resource_version(&mut gone, revision);
-                CacheEvent { kind: EventType::Deleted, object: Arc::new(gone), prev: Some(prev), revision }
+                CacheEvent {
+                    kind: EventType::Deleted,
+                    object: Arc::new(gone),
+                    prev: Some(prev),
+                    revision,
+                    at: Instant::now(),
+                }
             }
         };
         let mut slow = Vec::new();
@@ -272,10 +301,8 @@ impl Cacher {
             state.watchers.remove(&id);
         }
         state.history.push_back(event);
-        while state.history.len() > HISTORY {
-            if let Some(e) = state.history.pop_front() {
-                state.oldest = e.revision;
-            }
+        if let Some(oldest) = trim_history(&mut state.history, Instant::now()) {
+            state.oldest = oldest;
         }
     }
 
@@ -398,7 +425,24 @@ mod tests {
     use serde_json::json;
 
     fn event(kind: EventType, prev: Option<Value>, obj: Value) -> CacheEvent {
-        CacheEvent { kind, object: Arc::new(obj), prev: prev.map(Arc::new), revision: 7 }
+        CacheEvent { kind, object: Arc::new(obj), prev: prev.map(Arc::new), revision: 7, at: Instant::now() }
+    }
+
+    #[test]
+    fn history_keeps_recent_events_and_a_minimum_of_old_ones() {
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let mut history: VecDeque<CacheEvent> = (0..300)
+            .map(|i| CacheEvent { revision: i + 1, at: at(i as u64), ..event(EventType::Added, None, json!({})) })
+            .collect();
+        // At t=299 events from t<149 are too old: revisions 1..=149 go.
+        assert_eq!(trim_history(&mut history, at(299)), Some(149));
+        assert_eq!(history.front().map(|e| e.revision), Some(150));
+        // Much later only the minimum stays.
+        assert_eq!(trim_history(&mut history, at(10_000)), Some(200));
+        assert_eq!(history.len(), HISTORY_MIN);
+        // Nothing to drop: nothing reported.
+        assert_eq!(trim_history(&mut history, at(10_000)), None);
     }
 
     #[test]

@@ -123,8 +123,12 @@ pub async fn churn(dir: &Path, cfg: &ChurnConfig) -> Result<Vec<ChurnSample>, Ha
         if started.elapsed() >= cfg.duration {
             break;
         }
-        tokio::time::sleep(cfg.sample.min(cfg.duration.saturating_sub(started.elapsed())).max(Duration::from_secs(1)))
-            .await;
+        let pause = cfg.sample.min(cfg.duration.saturating_sub(started.elapsed())).max(Duration::from_secs(1));
+        // Ctrl-C ends the run early with its summary (and the processes stopped).
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
     }
     stop.cancel();
     let _ = load.await;

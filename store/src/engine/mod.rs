@@ -122,6 +122,10 @@ pub trait KvEngine: Send + Sync + 'static {
     /// Writes a consistent point-in-time copy of every column family to `dir` (which must
     /// not exist), durably. Cheap for RocksDB: table files are hard-linked.
     fn checkpoint(&self, dir: &std::path::Path) -> Result<()>;
+    /// Gives the space of deleted data back (RocksDB: compacts the MVCC column families so
+    /// their tombstones and the versions they cover leave the table files). Slow and
+    /// blocking: call it off the apply path. etcd's `Defragment`.
+    fn reclaim(&self) -> Result<()>;
 }
 
 /// Opens a checkpoint made by [`KvEngine::checkpoint`] for reading.

@@ -70,6 +70,12 @@ impl StoreNode {
         })
     }
 
+    /// etcd `Defragment`: gives the space of compacted history back, now.
+    pub async fn defragment(&self) -> Result<()> {
+        let engine = self.shared.engine.clone();
+        tokio::task::spawn_blocking(move || engine.reclaim()).await.map_err(|e| StoreError::io("defragment task", e))?
+    }
+
     /// Writes a backup of the current state to a temporary file.
     pub async fn snapshot_backup(&self) -> Result<SnapshotBackup> {
         let engine = self.shared.engine.clone();

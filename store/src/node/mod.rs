@@ -88,6 +88,7 @@ impl StoreNode {
             compacted: Default::default(),
             applied,
             requests_since_snapshot: Default::default(),
+            reclaiming: Default::default(),
         });
         let log = LogStore::open(engine.clone(), shared.metrics.clone())?;
         let snapshots = SnapshotDir::open(config.data_dir.join("snapshots"))?;

@@ -95,26 +95,3 @@ async fn a_deeply_nested_txn_is_refused_and_an_undecodable_entry_fails_alone() {
     })
     .await;
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compacted_history_gives_its_space_back() {
-    init_tracing();
-    let c = Cluster::start(1, |_| {}).await;
-    let n = c.node(0);
-    let value = "v".repeat(4096);
-    for _ in 0..2000 {
-        n.put(put("churn", &value)).await.unwrap();
-    }
-    n.defragment().await.unwrap();
-    let before = n.engine().size_bytes();
-    n.compact(CompactionRequest { revision: n.revision(), physical: true }).await.unwrap();
-    // The member reclaims in the background after applying a compaction; Defragment does
-    // it at once.
-    n.defragment().await.unwrap();
-    let after = n.engine().size_bytes();
-    // 1,999 superseded versions of 4 KiB; the Raft log (purged only after snapshots) still
-    // holds its copy of them.
-    let history = 1999 * 4096;
-    assert!(before - after > history * 8 / 10, "{before} bytes before compaction, {after} after");
-    assert_eq!(value_of(n, "churn", false).await.as_deref(), Some(value.as_str()));
-}

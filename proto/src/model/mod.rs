@@ -1,0 +1,7 @@
+//! The Kubernetes resource model helpers every Berth crate shares, each written once:
+//! [`quantity`] (`resource.Quantity`).
+//!
+//! Each module follows apimachinery's behaviour, not any one caller's, so the API server,
+//! the scheduler, the agent and `berthctl` cannot disagree about what a value means.
+
+pub mod quantity;

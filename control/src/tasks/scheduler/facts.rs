@@ -7,7 +7,7 @@ use std::hash::{Hash, Hasher};
 use k8s_openapi::api::core::v1::{Container, Node, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::quantity;
+use berth_proto::model::quantity;
 
 /// kube-scheduler's defaults for a container without a cpu/memory request, used only for
 /// *scoring* (`schedutil.GetNonzeroRequests`): otherwise a node full of best-effort pods
@@ -32,10 +32,16 @@ pub struct Resources {
 
 impl Resources {
     fn from_list(list: Option<&BTreeMap<String, Quantity>>) -> Resources {
-        let get = |name: &str, parse: fn(&str) -> Option<i64>| {
-            list.and_then(|l| l.get(name)).and_then(|q| parse(&q.0)).unwrap_or(0).max(0)
+        let get = |name: &str, unit: fn(&quantity::Quantity) -> i64| {
+            list.and_then(|l| l.get(name))
+                .and_then(|q| quantity::Quantity::parse(&q.0).ok())
+                .map_or(0, |q| unit(&q))
+                .max(0)
         };
-        Resources { milli_cpu: get("cpu", quantity::milli), memory: get("memory", quantity::value) }
+        Resources {
+            milli_cpu: get("cpu", quantity::Quantity::milli_value),
+            memory: get("memory", quantity::Quantity::value),
+        }
     }
 
     pub fn plus(self, o: Resources) -> Resources {
@@ -217,7 +223,11 @@ impl NodeFacts {
         let status = node.status.as_ref();
         // Allocatable falls back to capacity, as the API's defaulting does.
         let list = status.and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()));
-        let allowed_pods = list.and_then(|l| l.get("pods")).and_then(|q| quantity::value(&q.0)).unwrap_or(0);
+        let allowed_pods = list
+            .and_then(|l| l.get("pods"))
+            .and_then(|q| quantity::Quantity::parse(&q.0).ok())
+            .map(|q| q.value())
+            .unwrap_or(0);
         let spec = node.spec.as_ref();
         let mut taints: Vec<Taint> = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
         let ready = status

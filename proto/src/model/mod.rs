@@ -1,7 +1,8 @@
 //! The Kubernetes resource model helpers every Berth crate shares, each written once:
-//! [`quantity`] (`resource.Quantity`).
+//! [`quantity`] (`resource.Quantity`), [`qos`] (a pod's QoS class).
 //!
 //! Each module follows apimachinery's behaviour, not any one caller's, so the API server,
 //! the scheduler, the agent and `berthctl` cannot disagree about what a value means.
 
+pub mod qos;
 pub mod quantity;

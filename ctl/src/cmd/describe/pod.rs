@@ -668,45 +668,5 @@ pub fn qos_class(pod: &Value) -> String {
     if !set.is_empty() {
         return set.to_string();
     }
-    let spec = &pod["spec"];
-    let mut requests: std::collections::BTreeMap<String, Quantity> = Default::default();
-    let mut limits: std::collections::BTreeMap<String, Quantity> = Default::default();
-    let mut guaranteed = true;
-    for c in arr(&spec["containers"]).iter().chain(arr(&spec["initContainers"])) {
-        for (name, q) in string_map(&c["resources"]["requests"]) {
-            if name == "cpu" || name == "memory" {
-                if let Some(q) = Quantity::parse(&q).ok().filter(|q| q.nanos() != 0) {
-                    requests.entry(name).or_default().add(&q);
-                }
-            }
-        }
-        let mut found = Vec::new();
-        for (name, q) in string_map(&c["resources"]["limits"]) {
-            if name == "cpu" || name == "memory" {
-                if let Some(q) = Quantity::parse(&q).ok().filter(|q| q.nanos() != 0) {
-                    found.push(name.clone());
-                    limits.entry(name).or_default().add(&q);
-                }
-            }
-        }
-        if !(found.contains(&"cpu".to_string()) && found.contains(&"memory".to_string())) {
-            guaranteed = false;
-        }
-    }
-    if requests.is_empty() && limits.is_empty() {
-        return "BestEffort".into();
-    }
-    if guaranteed {
-        for (name, req) in &requests {
-            match limits.get(name) {
-                Some(lim) if lim.cmp(req).is_eq() => {}
-                _ => guaranteed = false,
-            }
-        }
-    }
-    if guaranteed && requests.len() == limits.len() {
-        "Guaranteed".into()
-    } else {
-        "Burstable".into()
-    }
+    berth_proto::pod_qos_class(pod).to_string()
 }

@@ -3,7 +3,7 @@
 //!
 //! kubectl prints whatever columns the server sends, so this module owns an exact port of the built-in
 //! printers in kubernetes `pkg/printers/internalversion/printers.go` (v1.32/v1.33 semantics) for the
-//! resources Berth serves, plus `duration.HumanDuration` used by every AGE-style cell. It is pure: a
+//! resources Berth serves (AGE-style cells use `berth_proto::model::duration::human_duration`). It is pure: a
 //! resource plural and an object in JSON form go in, column definitions and cells come out. Wiring
 //! it into a `Table` response (rows, `object`, list metadata) is the caller's job.
 //!
@@ -20,7 +20,8 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Duration, Utc};
+use berth_proto::model::duration::human_duration;
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 /// Column definitions (meta.k8s.io/v1 TableColumnDefinition JSON objects: name, type, format,
@@ -68,55 +69,6 @@ pub fn cells(resource: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     };
     debug_assert_eq!(row.len(), defs(kind).len(), "row/column mismatch for {resource}");
     row
-}
-
-/// Kubernetes' `duration.HumanDuration` formatting used by AGE columns ("5s", "3m12s", "2d5h",
-/// "<invalid>" for negative beyond tolerance...).
-pub fn human_duration(d: Duration) -> String {
-    // Go works on integer nanoseconds and truncates toward zero; i128 keeps that exact for any
-    // chrono duration.
-    let nanos = i128::from(d.num_seconds()) * 1_000_000_000 + i128::from(d.subsec_nanos());
-    let seconds = nanos / 1_000_000_000;
-    // Up to two seconds of clock skew between writer and reader still reads as "now".
-    if seconds < -1 {
-        return "<invalid>".to_string();
-    }
-    if seconds < 0 {
-        return "0s".to_string();
-    }
-    if seconds < 60 * 2 {
-        return format!("{seconds}s");
-    }
-    let minutes = seconds / 60;
-    if minutes < 10 {
-        let s = seconds % 60;
-        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
-    }
-    if minutes < 60 * 3 {
-        return format!("{minutes}m");
-    }
-    let hours = minutes / 60;
-    if hours < 8 {
-        let m = minutes % 60;
-        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
-    }
-    if hours < 48 {
-        return format!("{hours}h");
-    }
-    let days = hours / 24;
-    if hours < 24 * 8 {
-        let h = hours % 24;
-        return if h == 0 { format!("{days}d") } else { format!("{days}d{h}h") };
-    }
-    if hours < 24 * 365 * 2 {
-        return format!("{days}d");
-    }
-    let years = days / 365;
-    if hours < 24 * 365 * 8 {
-        let dy = days % 365;
-        return if dy == 0 { format!("{years}y") } else { format!("{years}y{dy}d") };
-    }
-    format!("{years}y")
 }
 
 // ---------------------------------------------------------------------------------------------

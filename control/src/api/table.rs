@@ -21,6 +21,7 @@
 use std::collections::BTreeSet;
 
 use berth_proto::model::duration::human_duration;
+use berth_proto::model::well_known;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
@@ -1182,9 +1183,9 @@ fn node_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         .into_iter()
         .flatten()
         .filter_map(|(k, v)| {
-            if let Some(role) = k.strip_prefix("node-role.kubernetes.io/") {
+            if let Some(role) = k.strip_prefix(well_known::LABEL_NODE_ROLE_PREFIX) {
                 (!role.is_empty()).then_some(role)
-            } else if k == "kubernetes.io/role" {
+            } else if k == well_known::LABEL_ROLE {
                 v.as_str().filter(|r| !r.is_empty())
             } else {
                 None

@@ -18,10 +18,10 @@ pub const DEFAULT_MEMORY_REQUEST: i64 = 200 * 1024 * 1024;
 /// Taint the node lifecycle controller puts on a node whose Ready condition is False (or
 /// missing), and on one whose condition is Unknown. We derive them from the condition so
 /// readiness filters pods exactly as the taint would, tolerations included.
-pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
-pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+pub use berth_proto::model::well_known::TAINT_NODE_NOT_READY as TAINT_NOT_READY;
+pub use berth_proto::model::well_known::TAINT_NODE_UNREACHABLE as TAINT_UNREACHABLE;
 /// The taint a pod tolerates to be placed on a cordoned node (DaemonSets do).
-pub const TAINT_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+pub use berth_proto::model::well_known::TAINT_NODE_UNSCHEDULABLE as TAINT_UNSCHEDULABLE;
 
 /// Compute resources the fit filter checks (pods are counted separately).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

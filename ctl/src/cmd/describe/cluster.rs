@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use berth_proto::model::well_known;
 use serde_json::Value;
 
 use super::writer::{arr, b, s, string_map, Prefix, LEVEL_0, LEVEL_1};
@@ -106,11 +107,11 @@ pub fn describe_node(w: &mut Prefix, node: &Value, related: &Related) {
 fn node_roles(labels: &Value) -> Vec<String> {
     let mut roles: Vec<String> = Vec::new();
     for (k, v) in string_map(labels) {
-        if let Some(role) = k.strip_prefix("node-role.kubernetes.io/") {
+        if let Some(role) = k.strip_prefix(well_known::LABEL_NODE_ROLE_PREFIX) {
             if !role.is_empty() {
                 roles.push(role.to_string());
             }
-        } else if k == "kubernetes.io/role" && !v.is_empty() {
+        } else if k == well_known::LABEL_ROLE && !v.is_empty() {
             roles.push(v);
         }
     }

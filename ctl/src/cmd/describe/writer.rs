@@ -4,6 +4,7 @@
 //! Events table), kubectl's `PrefixWriter` levels, and the small formatters every
 //! describer shares (multi-line labels and annotations, RFC 1123 times, human ages).
 
+use berth_proto::model::well_known;
 use chrono::{DateTime, FixedOffset, Local, TimeZone, Utc};
 use serde_json::{Map, Value};
 
@@ -204,7 +205,7 @@ pub fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
 pub use berth_proto::model::duration::human_duration;
 
 /// Annotations kubectl never prints (`kubectl.kubernetes.io/last-applied-configuration`).
-const SKIP_ANNOTATIONS: &[&str] = &["kubectl.kubernetes.io/last-applied-configuration"];
+const SKIP_ANNOTATIONS: &[&str] = &[well_known::ANNOTATION_LAST_APPLIED];
 /// kubectl's `maxAnnotationLen`.
 const MAX_ANNOTATION_LEN: usize = 140;
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use berth_proto::model::well_known;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
     DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus, NodeSystemInfo, Taint,
@@ -45,9 +46,9 @@ pub struct NodeIdentity {
 pub fn build_node(id: &NodeIdentity, pressure: Pressure, now: Timestamp) -> Node {
     let t = &id.template;
     let mut labels: BTreeMap<String, String> = BTreeMap::from([
-        ("kubernetes.io/hostname".to_string(), id.name.clone()),
-        ("kubernetes.io/os".to_string(), "linux".to_string()),
-        ("kubernetes.io/arch".to_string(), go_arch().to_string()),
+        (well_known::LABEL_HOSTNAME.to_string(), id.name.clone()),
+        (well_known::LABEL_OS.to_string(), "linux".to_string()),
+        (well_known::LABEL_ARCH.to_string(), go_arch().to_string()),
         ("beta.kubernetes.io/os".to_string(), "linux".to_string()),
         ("beta.kubernetes.io/arch".to_string(), go_arch().to_string()),
     ]);

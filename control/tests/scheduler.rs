@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_control::tasks::scheduler::{self, quantity, SchedulerConfig, SchedulerStats};
+use berth_control::tasks::scheduler::{self, SchedulerConfig, SchedulerStats};
 use futures::{stream, StreamExt};
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -312,7 +312,7 @@ async fn bind_throughput() {
         let node = p.spec.as_ref().unwrap().node_name.clone().expect("bound");
         let e = per_node.entry(node).or_default();
         e.0 += 1;
-        e.1 += quantity::milli("100m").unwrap();
+        e.1 += berth_proto::Quantity::parse("100m").unwrap().milli_value();
     }
     assert!(per_node.values().all(|(n, cpu)| *n <= 110 && *cpu <= 8000));
     let max = per_node.values().map(|(n, _)| *n).max().unwrap();

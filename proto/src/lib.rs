@@ -3,6 +3,8 @@
 //! * [`mvccpb`] and [`etcdserverpb`]: the etcd v3 client API (same packages, services and
 //!   field numbers as etcd 3.5), served by every Berth server on its client port.
 //! * [`berthraftpb`]: the peer-port protocol between replicas of the store.
+//! * [`model`]: Kubernetes resource-model helpers (quantities, QoS, ...) written once for all
+//!   crates; the most used names are re-exported here.
 //! * [`selectors`]: Kubernetes label and field selectors, shared by the API server and clients.
 //! * [`kubeconfig`]: the admin kubeconfig and Berth's `berth.dev/servers` extension, written
 //!   by servers and `berthctl up`, read by every client.
@@ -25,4 +27,8 @@ pub mod berthraftpb {
 
 pub mod keys;
 pub mod kubeconfig;
+pub mod model;
 pub mod selectors;
+
+pub use model::qos::{pod_qos_class, QosClass};
+pub use model::quantity::{Quantity, QuantityError};

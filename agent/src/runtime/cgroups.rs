@@ -8,12 +8,13 @@
 //! its process group; an exit with `oom_kill` counted in `memory.events` (v2) or
 //! `memory.oom_control` (v1) is reported as `OOMKilled`; usage comes from
 //! `cpu.stat`/`cpuacct.usage` and `memory.current`/`memory.usage_in_bytes` minus inactive
-//! file pages (the kubelet's working set). Quantity parsing ([`cpu_millis`],
-//! [`memory_bytes`]) and [`Limits::of`] are pure.
+//! file pages (the kubelet's working set). Limits in kernel units ([`cpu_millis`],
+//! [`memory_bytes`], through `berth_proto::Quantity`) and [`Limits::of`] are pure.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use berth_proto::Quantity;
 use k8s_openapi::api::core::v1::Container;
 
 /// Which cgroup hierarchy the host has.
@@ -23,41 +24,19 @@ pub enum Version {
     V2,
 }
 
-/// CPU as millicores: `500m`, `1`, `0.25`, `2.5`.
+/// CPU as millicores (`500m`, `1`, `0.25`), rounded up as `MilliValue` does; None for a
+/// malformed or negative quantity, which no kernel limit can express.
 pub fn cpu_millis(q: &str) -> Option<u64> {
-    let q = q.trim();
-    if let Some(m) = q.strip_suffix('m') {
-        return m.parse::<u64>().ok();
-    }
-    let v: f64 = q.parse().ok()?;
-    (v >= 0.0).then(|| (v * 1000.0).ceil() as u64)
+    non_negative(q).map(|q| q.milli_value().unsigned_abs())
 }
 
-/// Memory as bytes: `128Mi`, `1Gi`, `500M`, `1e9`, `1048576`, `64Ki`, `1k`.
+/// Memory as bytes (`128Mi`, `1Gi`, `500M`, `1e9`, `1.5Ki`), rounded up as `Value` does.
 pub fn memory_bytes(q: &str) -> Option<u64> {
-    let q = q.trim();
-    const SUFFIXES: [(&str, f64); 12] = [
-        ("Ki", 1024.0),
-        ("Mi", 1048576.0),
-        ("Gi", 1073741824.0),
-        ("Ti", 1099511627776.0),
-        ("Pi", 1125899906842624.0),
-        ("Ei", 1152921504606846976.0),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("P", 1e15),
-        ("E", 1e18),
-    ];
-    for (s, mult) in SUFFIXES {
-        if let Some(n) = q.strip_suffix(s) {
-            let v: f64 = n.parse().ok()?;
-            return (v >= 0.0).then(|| (v * mult).ceil() as u64);
-        }
-    }
-    let v: f64 = q.parse().ok()?;
-    (v >= 0.0).then(|| v.ceil() as u64)
+    non_negative(q).map(|q| q.value().unsigned_abs())
+}
+
+fn non_negative(text: &str) -> Option<Quantity> {
+    Quantity::parse(text).ok().filter(|q| !q.is_negative())
 }
 
 /// The limits the agent enforces.

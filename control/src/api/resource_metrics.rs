@@ -115,14 +115,18 @@ pub fn table(items: &[Value], include: &str) -> Value {
         .map(|m| {
             let (cpu, memory) = match m.get("containers").and_then(Value::as_array) {
                 Some(cs) => cs.iter().fold((0u64, 0u64), |(c, mem), x| {
-                    let q = |k: &str, scale| {
-                        x["usage"][k].as_str().and_then(|v| crate::tasks::scheduler::quantity::parse_scaled(v, scale))
+                    let q = |k: &str, scale: i32| {
+                        x["usage"][k]
+                            .as_str()
+                            .and_then(|v| berth_proto::Quantity::parse(v).ok().map(|q| q.scaled_value(-scale)))
                     };
                     (c + q("cpu", 9).unwrap_or(0) as u64, mem + q("memory", 0).unwrap_or(0) as u64)
                 }),
                 None => {
-                    let q = |k: &str, scale| {
-                        m["usage"][k].as_str().and_then(|v| crate::tasks::scheduler::quantity::parse_scaled(v, scale))
+                    let q = |k: &str, scale: i32| {
+                        m["usage"][k]
+                            .as_str()
+                            .and_then(|v| berth_proto::Quantity::parse(v).ok().map(|q| q.scaled_value(-scale)))
                     };
                     (q("cpu", 9).unwrap_or(0) as u64, q("memory", 0).unwrap_or(0) as u64)
                 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
+use berth_proto::model::well_known;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
@@ -233,7 +234,7 @@ fn log_container(pod: &Value, requested: Option<&str>) -> Result<String, ApiErro
         };
     }
     if let Some(d) =
-        object::string_map(pod["metadata"].get("annotations")).get("kubectl.kubernetes.io/default-container")
+        object::string_map(pod["metadata"].get("annotations")).get(well_known::ANNOTATION_DEFAULT_CONTAINER)
     {
         return Ok(d.clone());
     }

@@ -3,7 +3,7 @@
 //!
 //! kubectl prints whatever columns the server sends, so this module owns an exact port of the built-in
 //! printers in kubernetes `pkg/printers/internalversion/printers.go` (v1.32/v1.33 semantics) for the
-//! resources Berth serves, plus `duration.HumanDuration` used by every AGE-style cell. It is pure: a
+//! resources Berth serves (AGE-style cells use `berth_proto::model::duration::human_duration`). It is pure: a
 //! resource plural and an object in JSON form go in, column definitions and cells come out. Wiring
 //! it into a `Table` response (rows, `object`, list metadata) is the caller's job.
 //!
@@ -20,7 +20,9 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Duration, Utc};
+use berth_proto::model::duration::human_duration;
+use berth_proto::model::well_known;
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 /// Column definitions (meta.k8s.io/v1 TableColumnDefinition JSON objects: name, type, format,
@@ -68,55 +70,6 @@ pub fn cells(resource: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     };
     debug_assert_eq!(row.len(), defs(kind).len(), "row/column mismatch for {resource}");
     row
-}
-
-/// Kubernetes' `duration.HumanDuration` formatting used by AGE columns ("5s", "3m12s", "2d5h",
-/// "<invalid>" for negative beyond tolerance...).
-pub fn human_duration(d: Duration) -> String {
-    // Go works on integer nanoseconds and truncates toward zero; i128 keeps that exact for any
-    // chrono duration.
-    let nanos = i128::from(d.num_seconds()) * 1_000_000_000 + i128::from(d.subsec_nanos());
-    let seconds = nanos / 1_000_000_000;
-    // Up to two seconds of clock skew between writer and reader still reads as "now".
-    if seconds < -1 {
-        return "<invalid>".to_string();
-    }
-    if seconds < 0 {
-        return "0s".to_string();
-    }
-    if seconds < 60 * 2 {
-        return format!("{seconds}s");
-    }
-    let minutes = seconds / 60;
-    if minutes < 10 {
-        let s = seconds % 60;
-        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
-    }
-    if minutes < 60 * 3 {
-        return format!("{minutes}m");
-    }
-    let hours = minutes / 60;
-    if hours < 8 {
-        let m = minutes % 60;
-        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
-    }
-    if hours < 48 {
-        return format!("{hours}h");
-    }
-    let days = hours / 24;
-    if hours < 24 * 8 {
-        let h = hours % 24;
-        return if h == 0 { format!("{days}d") } else { format!("{days}d{h}h") };
-    }
-    if hours < 24 * 365 * 2 {
-        return format!("{days}d");
-    }
-    let years = days / 365;
-    if hours < 24 * 365 * 8 {
-        let dy = days % 365;
-        return if dy == 0 { format!("{years}y") } else { format!("{years}y{dy}d") };
-    }
-    format!("{years}y")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1230,9 +1183,9 @@ fn node_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         .into_iter()
         .flatten()
         .filter_map(|(k, v)| {
-            if let Some(role) = k.strip_prefix("node-role.kubernetes.io/") {
+            if let Some(role) = k.strip_prefix(well_known::LABEL_NODE_ROLE_PREFIX) {
                 (!role.is_empty()).then_some(role)
-            } else if k == "kubernetes.io/role" {
+            } else if k == well_known::LABEL_ROLE {
                 v.as_str().filter(|r| !r.is_empty())
             } else {
                 None
@@ -1488,166 +1441,6 @@ fn resource_quota_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![name(obj), Value::from(requests.join(", ")), Value::from(limits.join(", ")), age(obj, now)]
 }
 
-// ---------------------------------------------------------------------------------------------
-// resource.Quantity canonical form (Quantity.String())
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum QuantityFormat {
-    DecimalSi,
-    BinarySi,
-    DecimalExponent,
-}
-
-/// A parsed quantity: value = mantissa * 10^scale, remembering the suffix family it was written in.
-struct Quantity {
-    mantissa: i128,
-    scale: i32,
-    format: QuantityFormat,
-}
-
-fn pow_i128(base: i128, exp: u32) -> Option<i128> {
-    base.checked_pow(exp)
-}
-
-fn parse_quantity(s: &str) -> Option<Quantity> {
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    let negative = match bytes.first() {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
-    let int_start = i;
-    while i < bytes.len() && bytes[i].is_ascii_digit() {
-        i += 1;
-    }
-    let int_digits = &s[int_start..i];
-    let mut frac_digits = "";
-    if i < bytes.len() && bytes[i] == b'.' {
-        let frac_start = i + 1;
-        i = frac_start;
-        while i < bytes.len() && bytes[i].is_ascii_digit() {
-            i += 1;
-        }
-        frac_digits = &s[frac_start..i];
-    }
-    if int_digits.is_empty() && frac_digits.is_empty() {
-        return None;
-    }
-    let (format, exp10, pow1024): (QuantityFormat, i32, u32) = match &s[i..] {
-        "" => (QuantityFormat::DecimalSi, 0, 0),
-        "n" => (QuantityFormat::DecimalSi, -9, 0),
-        "u" => (QuantityFormat::DecimalSi, -6, 0),
-        "m" => (QuantityFormat::DecimalSi, -3, 0),
-        "k" => (QuantityFormat::DecimalSi, 3, 0),
-        "M" => (QuantityFormat::DecimalSi, 6, 0),
-        "G" => (QuantityFormat::DecimalSi, 9, 0),
-        "T" => (QuantityFormat::DecimalSi, 12, 0),
-        "P" => (QuantityFormat::DecimalSi, 15, 0),
-        "E" => (QuantityFormat::DecimalSi, 18, 0),
-        "Ki" => (QuantityFormat::BinarySi, 0, 1),
-        "Mi" => (QuantityFormat::BinarySi, 0, 2),
-        "Gi" => (QuantityFormat::BinarySi, 0, 3),
-        "Ti" => (QuantityFormat::BinarySi, 0, 4),
-        "Pi" => (QuantityFormat::BinarySi, 0, 5),
-        "Ei" => (QuantityFormat::BinarySi, 0, 6),
-        suffix if suffix.starts_with(['e', 'E']) => (QuantityFormat::DecimalExponent, suffix[1..].parse().ok()?, 0),
-        _ => return None,
-    };
-    let digits = format!("{int_digits}{frac_digits}");
-    let digits = digits.trim_start_matches('0');
-    let mut mantissa: i128 = if digits.is_empty() { 0 } else { digits.parse().ok()? };
-    mantissa = mantissa.checked_mul(pow_i128(1024, pow1024)?)?;
-    let mut scale = exp10.checked_sub(i32::try_from(frac_digits.len()).ok()?)?;
-    // Quantities keep nano precision at most, rounding up (away from zero) what lies beyond.
-    if scale < -9 {
-        let div = u32::try_from(-9 - scale).ok().and_then(|e| pow_i128(10, e));
-        mantissa = match div {
-            Some(div) => mantissa / div + i128::from(mantissa % div != 0),
-            None => i128::from(mantissa != 0),
-        };
-        scale = -9;
-    }
-    Some(Quantity { mantissa: if negative { -mantissa } else { mantissa }, scale, format })
-}
-
-impl Quantity {
-    /// The value as an integer, when it is one and fits.
-    fn as_integer(&self) -> Option<i128> {
-        if self.scale >= 0 {
-            self.mantissa.checked_mul(pow_i128(10, u32::try_from(self.scale).ok()?)?)
-        } else {
-            let div = pow_i128(10, u32::try_from(-self.scale).ok()?)?;
-            (self.mantissa % div == 0).then(|| self.mantissa / div)
-        }
-    }
-
-    fn canonical(&self) -> String {
-        if self.mantissa == 0 {
-            return "0".to_string();
-        }
-        let sign = if self.mantissa < 0 { "-" } else { "" };
-        if self.format == QuantityFormat::BinarySi {
-            // Binary suffixes only for exact integers of at least 1024; anything else prints as
-            // decimal SI so no precision is lost.
-            if let Some(value) = self.as_integer().filter(|v| v.abs() >= 1024) {
-                let mut amount = value.abs();
-                let mut exp = 0;
-                while amount >= 1024 && amount % 1024 == 0 && exp < 6 {
-                    amount /= 1024;
-                    exp += 1;
-                }
-                let suffix = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][exp];
-                return format!("{sign}{amount}{suffix}");
-            }
-        }
-        let mut amount = self.mantissa.abs();
-        let mut exp = self.scale;
-        while amount >= 10 && amount % 10 == 0 {
-            amount /= 10;
-            exp += 1;
-        }
-        // Decimal suffixes step in thousands, so the exponent is lowered to a multiple of three.
-        match exp.rem_euclid(3) {
-            1 => {
-                amount *= 10;
-                exp -= 1;
-            }
-            2 => {
-                amount *= 100;
-                exp -= 2;
-            }
-            _ => {}
-        }
-        let si = match exp {
-            -9 => Some("n"),
-            -6 => Some("u"),
-            -3 => Some("m"),
-            0 => Some(""),
-            3 => Some("k"),
-            6 => Some("M"),
-            9 => Some("G"),
-            12 => Some("T"),
-            15 => Some("P"),
-            18 => Some("E"),
-            _ => None,
-        };
-        let suffix = match (self.format, si) {
-            (_, _) if exp == 0 => String::new(),
-            (QuantityFormat::DecimalExponent, _) | (_, None) => format!("e{exp}"),
-            (_, Some(s)) => s.to_string(),
-        };
-        format!("{sign}{amount}{suffix}")
-    }
-}
-
 /// Quantity.String() of a non-pointer quantity: missing is the zero quantity, "0". Unparseable
 /// input is echoed, since the apiserver would have rejected it and there is nothing better to show.
 fn quantity(v: Option<&Value>) -> String {
@@ -1657,7 +1450,7 @@ fn quantity(v: Option<&Value>) -> String {
         Some(Value::Number(n)) => n.to_string(),
         Some(other) => other.to_string(),
     };
-    parse_quantity(&raw).map_or(raw, |q| q.canonical())
+    berth_proto::model::quantity::canonical_or_verbatim(&raw)
 }
 
 /// (*Quantity).String() of a pointer quantity: nil prints "<nil>".

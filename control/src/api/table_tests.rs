@@ -1,8 +1,8 @@
 //! Table-driven tests for the table printers. Expected cells follow kube-apiserver's printers
-//! (pkg/printers/internalversion/printers.go) and duration formatting (util/duration).
+//! (pkg/printers/internalversion/printers.go).
 
 use super::*;
-use chrono::TimeZone;
+use chrono::{Duration, TimeZone};
 use serde_json::json;
 
 fn now() -> DateTime<Utc> {
@@ -36,76 +36,6 @@ fn column_names(resource: &str) -> Vec<(String, i64)> {
         .iter()
         .map(|c| (c["name"].as_str().unwrap().to_string(), c["priority"].as_i64().unwrap()))
         .collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// human_duration: the cases of k8s.io/apimachinery/pkg/util/duration/duration_test.go
-// ---------------------------------------------------------------------------------------------
-
-#[test]
-fn human_duration_matches_kubernetes() {
-    let ms = Duration::milliseconds;
-    let s = Duration::seconds;
-    let m = Duration::minutes;
-    let h = Duration::hours;
-    let d = |n: i64| Duration::hours(24 * n);
-    let cases: Vec<(Duration, &str)> = vec![
-        // TestHumanDuration
-        (s(1), "1s"),
-        (s(70), "70s"),
-        (s(190), "3m10s"),
-        (m(70), "70m"),
-        (h(47), "47h"),
-        (h(49), "2d1h"),
-        (h(8 * 24 + 2), "8d"),
-        (h(367 * 24), "367d"),
-        (h(365 * 2 * 24 + 25), "2y1d"),
-        (h(365 * 8 * 24 + 2), "8y"),
-        // TestHumanDurationBoundaries
-        (s(-2), "<invalid>"),
-        (s(-2) + Duration::nanoseconds(1), "0s"),
-        (s(0), "0s"),
-        (s(1) - ms(1), "0s"),
-        (m(2) - ms(1), "119s"),
-        (m(2), "2m"),
-        (m(2) + s(1), "2m1s"),
-        (m(10) - ms(1), "9m59s"),
-        (m(10), "10m"),
-        (m(10) + s(1), "10m"),
-        (h(3) - ms(1), "179m"),
-        (h(3), "3h"),
-        (h(3) + m(1), "3h1m"),
-        (h(8) - ms(1), "7h59m"),
-        (h(8), "8h"),
-        (h(8) + m(59), "8h"),
-        (d(2) - ms(1), "47h"),
-        (d(2), "2d"),
-        (d(2) + h(1), "2d1h"),
-        (d(8) - ms(1), "7d23h"),
-        (d(8), "8d"),
-        (d(8) + h(23), "8d"),
-        (d(2 * 365) - ms(1), "729d"),
-        (d(2 * 365), "2y"),
-        (d(2 * 365) + h(23), "2y"),
-        (d(2 * 365) + h(23) + m(59), "2y"),
-        (d(2 * 365) + h(24) - ms(1), "2y"),
-        (d(2 * 365) + h(24), "2y1d"),
-        (d(3 * 365), "3y"),
-        (d(4 * 365), "4y"),
-        (d(5 * 365), "5y"),
-        (d(6 * 365), "6y"),
-        (d(7 * 365), "7y"),
-        (d(8 * 365) - ms(1), "7y364d"),
-        (d(8 * 365), "8y"),
-        (d(8 * 365) + d(364), "8y"),
-        (d(9 * 365), "9y"),
-        // Extra: a minute of skew is well beyond the tolerance.
-        (m(-1), "<invalid>"),
-        (s(-1), "0s"),
-    ];
-    for (dur, want) in cases {
-        assert_eq!(human_duration(dur), want, "{dur:?}");
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -788,7 +788,7 @@ impl Registry {
 fn prepare_create(info: &ResourceInfo, obj: &mut Value) {
     match info.kind {
         "Pod" => {
-            obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
+            obj["status"] = json!({"phase": "Pending", "qosClass": berth_proto::pod_qos_class(obj).as_str()});
         }
         "Namespace" => {
             obj["status"] = json!({"phase": "Active"});
@@ -800,33 +800,6 @@ fn prepare_create(info: &ResourceInfo, obj: &mut Value) {
             }
         }
         _ => {}
-    }
-}
-
-/// The pod's QoS class from its containers' requests and limits (Kubernetes' rules).
-fn qos_class(pod: &Value) -> &'static str {
-    let containers: Vec<&Value> =
-        ["containers", "initContainers"].iter().filter_map(|k| pod["spec"][*k].as_array()).flatten().collect();
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in &containers {
-        let requests = c["resources"]["requests"].as_object();
-        let limits = c["resources"]["limits"].as_object();
-        if requests.is_some_and(|r| !r.is_empty()) || limits.is_some_and(|l| !l.is_empty()) {
-            any = true;
-        }
-        for res in ["cpu", "memory"] {
-            let limit = limits.and_then(|l| l.get(res));
-            let request = requests.and_then(|r| r.get(res)).or(limit);
-            if limit.is_none() || request != limit {
-                guaranteed = false;
-            }
-        }
-    }
-    match (any, guaranteed) {
-        (false, _) => "BestEffort",
-        (true, true) => "Guaranteed",
-        (true, false) => "Burstable",
     }
 }
 
@@ -961,10 +934,22 @@ mod tests {
 
     #[test]
     fn qos_classes() {
-        let c = |res: Value| json!({"spec": {"containers": [{"name": "c", "resources": res}]}});
-        assert_eq!(qos_class(&c(json!({}))), "BestEffort");
-        assert_eq!(qos_class(&c(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))), "Guaranteed");
-        assert_eq!(qos_class(&c(json!({"requests": {"cpu": "1"}}))), "Burstable");
+        let qos_class = |res: Value| {
+            let pods = resources::find("", "v1", "pods").unwrap();
+            let mut pod = json!({"spec": {"containers": [{"name": "c", "resources": res}]}});
+            prepare_create(pods, &mut pod);
+            pod["status"]["qosClass"].clone()
+        };
+        assert_eq!(qos_class(json!({})), "BestEffort");
+        assert_eq!(qos_class(json!({"limits": {"cpu": "1", "memory": "1Gi"}})), "Guaranteed");
+        assert_eq!(qos_class(json!({"requests": {"cpu": "1"}})), "Burstable");
+        // Regression (issue 16): raw strings were compared and ephemeral-storage counted.
+        let equal_by_value = json!({
+            "requests": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "1Gi"},
+            "limits": {"cpu": "1000m", "memory": "1Gi"}
+        });
+        assert_eq!(qos_class(equal_by_value), "Guaranteed");
+        assert_eq!(qos_class(json!({"requests": {"ephemeral-storage": "1Gi"}})), "BestEffort");
     }
 
     #[test]

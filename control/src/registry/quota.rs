@@ -16,14 +16,19 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
-use super::validate::quantity::{parse_quantity, Format, Quantity};
 use crate::api::resources::ResourceInfo;
+use berth_proto::model::quantity::{Format, Quantity};
 
 /// Resource name → quantity (a `corev1.ResourceList`).
 pub type ResourceList = BTreeMap<String, Quantity>;
 
 fn one() -> Quantity {
-    Quantity { milli: 1000, format: Format::DecimalSI }
+    count(1)
+}
+
+/// A count of objects, as `resource.NewQuantity(n, DecimalSI)`.
+fn count(n: i128) -> Quantity {
+    Quantity::from_scaled(n, 0, Format::DecimalSI)
 }
 
 /// `count/<resource>.<group>` (core: `count/<resource>`) of a served resource.
@@ -91,7 +96,9 @@ pub fn pod_counts(pod: &Value, now: chrono::DateTime<chrono::Utc>) -> bool {
 fn resource_list(v: Option<&Value>) -> ResourceList {
     v.and_then(Value::as_object)
         .map(|m| {
-            m.iter().filter_map(|(k, v)| Some((k.clone(), parse_quantity(v.as_str()?).ok()?))).collect::<ResourceList>()
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), Quantity::parse(v.as_str()?).ok()?)))
+                .collect::<ResourceList>()
         })
         .unwrap_or_default()
 }
@@ -112,20 +119,11 @@ fn compute_usage(requests: &ResourceList, limits: &ResourceList) -> ResourceList
     out
 }
 
-/// `Quantity.Add`: the receiver keeps its format, unless it is zero (then it takes the
-/// other's: `0` plus `64Mi` prints `64Mi`).
-fn add_to(q: &mut Quantity, v: &Quantity) {
-    if q.milli == 0 {
-        q.format = v.format;
-    }
-    q.milli += v.milli;
-}
-
 /// `quota.Add`.
 pub fn add(a: &ResourceList, b: &ResourceList) -> ResourceList {
     let mut out = a.clone();
     for (k, v) in b {
-        out.entry(k.clone()).and_modify(|q| add_to(q, v)).or_insert(*v);
+        out.entry(k.clone()).and_modify(|q| q.add(v)).or_insert(*v);
     }
     out
 }
@@ -133,7 +131,14 @@ pub fn add(a: &ResourceList, b: &ResourceList) -> ResourceList {
 fn max(a: &ResourceList, b: &ResourceList) -> ResourceList {
     let mut out = a.clone();
     for (k, v) in b {
-        out.entry(k.clone()).and_modify(|q| q.milli = q.milli.max(v.milli)).or_insert(*v);
+        out.entry(k.clone())
+            .and_modify(|q| {
+                // `quota.Max` replaces only a smaller value, so an equal one keeps its format.
+                if v > q {
+                    *q = *v;
+                }
+            })
+            .or_insert(*v);
     }
     out
 }
@@ -187,8 +192,8 @@ pub fn usage(info: &ResourceInfo, obj: &Value, now: chrono::DateTime<chrono::Utc
                 "NodePort" => (0, ports),
                 _ => (0, 0),
             };
-            out.insert("services.loadbalancers".into(), Quantity { milli: lb * 1000, format: Format::DecimalSI });
-            out.insert("services.nodeports".into(), Quantity { milli: node_ports * 1000, format: Format::DecimalSI });
+            out.insert("services.loadbalancers".into(), count(lb));
+            out.insert("services.nodeports".into(), count(node_ports));
         }
         _ => {}
     }
@@ -289,7 +294,7 @@ pub fn admit(
     let exceeded: Vec<String> = requested
         .keys()
         .filter(|k| match (new_usage.get(*k), quota.hard.get(*k)) {
-            (Some(n), Some(h)) => n.milli > h.milli,
+            (Some(n), Some(h)) => n > h,
             _ => false,
         })
         .cloned()
@@ -314,10 +319,10 @@ pub fn to_json(list: &ResourceList) -> Value {
 /// The usage quota resource `name` measures over `objects` (all of one namespace, of the
 /// resources [`tracks`] says count for it).
 pub fn used_for(name: &str, objects: &[(&ResourceInfo, &Value)], now: chrono::DateTime<chrono::Utc>) -> Quantity {
-    let mut total = Quantity { milli: 0, format: Format::DecimalSI };
+    let mut total = Quantity::ZERO;
     for (info, obj) in objects.iter().filter(|(info, _)| tracks(info, name)) {
         if let Some(q) = usage(info, obj, now).get(name) {
-            add_to(&mut total, q);
+            total.add(q);
         }
     }
     total
@@ -341,7 +346,7 @@ mod tests {
     }
 
     fn list(pairs: &[(&str, &str)]) -> ResourceList {
-        pairs.iter().map(|(k, v)| (k.to_string(), parse_quantity(v).unwrap())).collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), Quantity::parse(v).unwrap())).collect()
     }
 
     fn pod(containers: Value) -> Value {

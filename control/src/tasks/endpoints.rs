@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
+use berth_proto::model::well_known;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -147,7 +148,7 @@ pub fn desired_subsets(svc: &Value, pods: &[&Value]) -> Option<Vec<Value>> {
 pub fn desired_labels(svc: &Value) -> BTreeMap<String, String> {
     let mut labels = object::labels(svc);
     if svc["spec"]["clusterIP"] == "None" {
-        labels.insert("service.kubernetes.io/headless".into(), String::new());
+        labels.insert(well_known::LABEL_SERVICE_HEADLESS.into(), String::new());
     }
     labels
 }

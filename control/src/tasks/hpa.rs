@@ -106,7 +106,7 @@ fn resource_target(spec: &MetricSpec) -> Result<(String, Target), (String, Strin
             .target
             .average_value
             .as_ref()
-            .and_then(|q| crate::tasks::scheduler::quantity::parse_scaled(&q.0, 3))
+            .and_then(|q| berth_proto::Quantity::parse(&q.0).ok().map(|q| q.milli_value()))
             .map(Target::AverageValue),
         _ => None,
     };
@@ -126,7 +126,7 @@ fn pod_facts(pod: &Pod, resource: &str) -> PodFacts {
     let mut request: Result<i64, String> = Ok(0);
     for c in pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default() {
         let q = c.resources.as_ref().and_then(|r| r.requests.as_ref()).and_then(|r| r.get(resource));
-        match (q.and_then(|q| crate::tasks::scheduler::quantity::parse_scaled(&q.0, 3)), &mut request) {
+        match (q.and_then(|q| berth_proto::Quantity::parse(&q.0).ok().map(|q| q.milli_value())), &mut request) {
             (Some(v), Ok(total)) => *total += v,
             (None, Ok(_)) => request = Err(c.name.clone()),
             _ => {}
@@ -150,7 +150,9 @@ fn samples(list: &Value, resource: &str) -> HashMap<String, PodSample> {
         let Some(name) = object::name(item) else { continue };
         let mut total = Some(0i64);
         for c in item["containers"].as_array().into_iter().flatten() {
-            let v = c["usage"][resource].as_str().and_then(|q| crate::tasks::scheduler::quantity::parse_scaled(q, 3));
+            let v = c["usage"][resource]
+                .as_str()
+                .and_then(|q| berth_proto::Quantity::parse(q).ok().map(|q| q.milli_value()));
             total = total.zip(v).map(|(a, b)| a + b);
         }
         let timestamp = item["timestamp"].as_str().and_then(|t| t.parse::<Timestamp>().ok());

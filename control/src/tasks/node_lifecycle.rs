@@ -39,8 +39,8 @@ use crate::supervisor::TaskContext;
 use crate::tasks::events::{reference_of, EventType, Recorder};
 use crate::tasks::periodic::Every;
 
-pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
-pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
+pub use berth_proto::model::well_known::TAINT_NODE_NOT_READY as NOT_READY_TAINT;
+pub use berth_proto::model::well_known::TAINT_NODE_UNREACHABLE as UNREACHABLE_TAINT;
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
 /// Pods bound to a Node that does not exist are deleted after this (Kubernetes' pod GC
 /// quarantine), in case the Node is only late to appear.

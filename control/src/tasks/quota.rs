@@ -22,10 +22,10 @@ use tokio_util::sync::CancellationToken;
 use crate::api::error::ApiError;
 use crate::api::resources::{self, ResourceInfo};
 use crate::registry::quota::{self, QuotaState};
-use crate::registry::validate::quantity::parse_quantity;
 use crate::registry::{storage, Part};
 use crate::supervisor::TaskContext;
 use crate::tasks::periodic::Every;
+use berth_proto::Quantity;
 
 /// How often every quota is recomputed.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -42,7 +42,7 @@ pub fn desired_status(
         .and_then(Value::as_object)
         .into_iter()
         .flatten()
-        .filter_map(|(k, v)| Some((k.clone(), parse_quantity(v.as_str()?).ok()?.canonical())))
+        .filter_map(|(k, v)| Some((k.clone(), Quantity::parse(v.as_str()?).ok()?.canonical())))
         .collect();
     let used: BTreeMap<String, String> =
         hard.keys().map(|name| (name.clone(), quota::used_for(name, objects, now).canonical())).collect();

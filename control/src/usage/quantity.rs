@@ -5,66 +5,23 @@
 
 use std::time::Duration;
 
-/// The canonical DecimalSI form of `value × 10^exp10`: the largest exponent that is a
-/// multiple of three and keeps the mantissa whole, with its SI suffix.
-pub fn decimal_si(value: i128, exp10: i32) -> String {
-    if value == 0 {
-        return "0".to_string();
-    }
-    let sign = if value < 0 { "-" } else { "" };
-    let mut mantissa = value.unsigned_abs();
-    let mut exp = exp10;
-    // Bring the exponent to a multiple of three first (never losing digits).
-    while exp.rem_euclid(3) != 0 {
-        mantissa *= 10;
-        exp -= 1;
-    }
-    while exp < 18 && mantissa.is_multiple_of(1000) {
-        mantissa /= 1000;
-        exp += 3;
-    }
-    let suffix = match exp {
-        -9 => "n",
-        -6 => "u",
-        -3 => "m",
-        0 => "",
-        3 => "k",
-        6 => "M",
-        9 => "G",
-        12 => "T",
-        15 => "P",
-        18 => "E",
-        // Finer than nano or coarser than exa: Quantity falls back to an exponent.
-        e => return format!("{sign}{mantissa}e{e}"),
-    };
-    format!("{sign}{mantissa}{suffix}")
-}
+use berth_proto::model::quantity::{Format, Quantity};
 
 /// CPU usage in nanocores, as metrics-server prints it (`"12345n"`, `"5m"`, `"0"`).
 pub fn cpu(nanocores: u64) -> String {
-    decimal_si(i128::from(nanocores), -9)
+    Quantity::from_scaled(i128::from(nanocores), -9, Format::DecimalSI).canonical()
 }
 
 /// Memory in bytes, as metrics-server prints it: BinarySI canonical form, so whole
 /// kibibytes get `Ki` (`"2748180Ki"`, `"2Mi"`) and anything else stays in bytes.
 pub fn memory(bytes: u64) -> String {
-    // Quantity prints values below 1024 (and non-multiples) as plain decimal numbers.
-    if bytes < 1024 || !bytes.is_multiple_of(1024) {
-        return decimal_si(i128::from(bytes), 0);
-    }
-    const SUFFIXES: [&str; 7] = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
-    let (mut units, mut idx) = (bytes, 0);
-    while idx < 6 && units.is_multiple_of(1024) {
-        units /= 1024;
-        idx += 1;
-    }
-    format!("{units}{}", SUFFIXES[idx])
+    Quantity::from_scaled(i128::from(bytes), 0, Format::BinarySI).canonical()
 }
 
 /// A milli-unit value as `resource.NewMilliQuantity(v, DecimalSI)` prints it (the HPA's
 /// `averageValue`: `"250m"`, `"1"`, `"12582912"`).
 pub fn milli(value: i64) -> String {
-    decimal_si(i128::from(value), -3)
+    Quantity::from_scaled(i128::from(value), -3, Format::DecimalSI).canonical()
 }
 
 /// Go's `time.Duration.String()` at millisecond precision: `"15s"`, `"15.002s"`, `"1m0.5s"`.
@@ -145,7 +102,6 @@ mod tests {
         assert_eq!(milli(12_582_912_000), "12582912");
         assert_eq!(milli(5_000_000_000), "5M");
         assert_eq!(milli(0), "0");
-        assert_eq!(decimal_si(15, -1), "1500m");
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::session::Session;
 use crate::Out;
 
 /// The annotation client-side apply keeps the last applied manifest in.
-pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+pub use berth_proto::model::well_known::ANNOTATION_LAST_APPLIED as LAST_APPLIED;
 /// kubectl's field manager for client-side apply.
 const CSA_MANAGER: &str = "kubectl-client-side-apply";
 

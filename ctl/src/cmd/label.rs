@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use berth_proto::model::well_known;
 use http::Method;
 use serde_json::{json, Value};
 
@@ -124,7 +125,7 @@ pub fn apply_changes(
             .filter_map(|(k, v)| {
                 let have = current.get(k)?;
                 // The change-cause annotation may always be overwritten.
-                (have != v && !(field == Field::Annotations && k == "kubernetes.io/change-cause"))
+                (have != v && !(field == Field::Annotations && k == well_known::ANNOTATION_CHANGE_CAUSE))
                     .then(|| format!("'{k}' already has a value ({have})"))
             })
             .collect();

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use berth_proto::model::well_known;
 use chrono::{DateTime, Utc};
 use futures::io::AsyncBufReadExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -129,7 +130,7 @@ pub fn choose_containers(
     let mut container = requested.map(str::to_string);
     if container.is_none() {
         if let Some(default) =
-            pod["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"].as_str().filter(|d| !d.is_empty())
+            pod["metadata"]["annotations"][well_known::ANNOTATION_DEFAULT_CONTAINER].as_str().filter(|d| !d.is_empty())
         {
             if has_container(pod, default) {
                 container = Some(default.to_string());

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use berth_proto::model::names::{is_label_value, is_qualified_name};
 use http::Method;
 use serde_json::{json, Value};
 
@@ -74,75 +75,6 @@ impl Taint {
     }
 }
 
-const NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
-const NAME_MSG: &str =
-    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-
-fn name_part_ok(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.first().is_some_and(u8::is_ascii_alphanumeric)
-        && b.last().is_some_and(u8::is_ascii_alphanumeric)
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-}
-
-fn dns_subdomain_ok(s: &str) -> bool {
-    s.len() <= 253
-        && s.split('.').all(|label| {
-            let b = label.as_bytes();
-            !b.is_empty()
-                && b[0].is_ascii_alphanumeric()
-                && b[b.len() - 1].is_ascii_alphanumeric()
-                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        })
-}
-
-/// Kubernetes' `IsQualifiedName` messages (label and taint keys).
-pub fn qualified_name_errors(key: &str) -> Vec<String> {
-    let parts: Vec<&str> = key.split('/').collect();
-    let name = match parts.as_slice() {
-        [name] => *name,
-        [prefix, name] => {
-            if prefix.is_empty() {
-                return vec!["prefix part must be non-empty".into()];
-            }
-            if !dns_subdomain_ok(prefix) {
-                return vec![format!("prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")];
-            }
-            name
-        }
-        _ => {
-            return vec![format!("a qualified name {NAME_MSG} (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '{NAME_FMT}') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')")]
-        }
-    };
-    if name.is_empty() {
-        return vec!["name part must be non-empty".into()];
-    }
-    if name.len() > 63 {
-        return vec!["name part must be no more than 63 characters".into()];
-    }
-    if !name_part_ok(name) {
-        return vec![format!(
-            "name part {NAME_MSG} (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '{NAME_FMT}')"
-        )];
-    }
-    vec![]
-}
-
-fn label_value_errors(value: &str) -> Vec<String> {
-    if value.is_empty() {
-        return vec![];
-    }
-    let mut errs = Vec::new();
-    if value.len() > 63 {
-        errs.push("must be no more than 63 characters".to_string());
-    }
-    if !name_part_ok(value) {
-        errs.push("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')".to_string());
-    }
-    errs
-}
-
 fn taint_usage(message: String) -> CtlError {
     CtlError::usage(format!("{message}\nSee 'berthctl taint -h' for help and examples"))
 }
@@ -160,7 +92,7 @@ fn parse_taint(spec: &str) -> Result<Taint> {
             match kv.as_slice() {
                 [key] => (*key, "", *effect),
                 [key, value] => {
-                    let errs = label_value_errors(value);
+                    let errs = is_label_value(value);
                     if !errs.is_empty() {
                         return Err(taint_usage(format!("invalid taint spec: {spec}, {}", errs.join("; "))));
                     }
@@ -171,7 +103,7 @@ fn parse_taint(spec: &str) -> Result<Taint> {
         }
         _ => return Err(taint_usage(format!("invalid taint spec: {spec}"))),
     };
-    let errs = qualified_name_errors(key);
+    let errs = is_qualified_name(key);
     if !errs.is_empty() {
         return Err(taint_usage(format!("invalid taint spec: {spec}, {}", errs.join("; "))));
     }

@@ -14,12 +14,12 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::cmd::describe::quantity::Quantity;
 use crate::cmd::objects::{call, Request};
 use crate::error::{CtlError, Result};
 use crate::output::table::{render, Grid};
 use crate::session::Session;
 use crate::Out;
+use berth_proto::Quantity;
 
 const METRICS: &str = "/apis/metrics.k8s.io/v1beta1";
 
@@ -95,7 +95,7 @@ pub struct TopPodArgs {
 
 /// (CPU, memory) of a `usage` map.
 fn usage(u: &Value) -> (Quantity, Quantity) {
-    let q = |k: &str| u[k].as_str().and_then(Quantity::parse).unwrap_or_else(Quantity::zero);
+    let q = |k: &str| u[k].as_str().and_then(|text| Quantity::parse(text).ok()).unwrap_or_default();
     (q("cpu"), q("memory"))
 }
 
@@ -188,7 +188,7 @@ pub fn render_nodes(
 
 /// A pod's total usage (the sum of its containers').
 fn pod_total(m: &Value) -> (Quantity, Quantity) {
-    let (mut cpu, mut memory) = (Quantity::zero(), Quantity::zero());
+    let (mut cpu, mut memory) = (Quantity::ZERO, Quantity::ZERO);
     for c in m["containers"].as_array().into_iter().flatten() {
         let (c_cpu, c_mem) = usage(&c["usage"]);
         cpu.add(&c_cpu);
@@ -230,7 +230,7 @@ pub fn render_pods(
     };
     sort_rows(&mut items, sort_by, |m| pod_total(m), name);
     let mut rows = Vec::new();
-    let (mut total_cpu, mut total_memory) = (Quantity::zero(), Quantity::zero());
+    let (mut total_cpu, mut total_memory) = (Quantity::ZERO, Quantity::ZERO);
     for m in items {
         let namespace = m["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
         let pod = m["metadata"]["name"].as_str().unwrap_or_default().to_string();

@@ -10,8 +10,8 @@ use super::names::NameRule;
 use super::pod;
 use super::{Errs, FieldError};
 
-pub(crate) const CONTROLLER_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
-pub(crate) const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+pub(crate) use berth_proto::model::well_known::LABEL_JOB_CONTROLLER_UID as CONTROLLER_UID_LABEL;
+pub(crate) use berth_proto::model::well_known::LABEL_JOB_NAME as JOB_NAME_LABEL;
 pub(crate) const LEGACY_CONTROLLER_UID_LABEL: &str = "controller-uid";
 pub(crate) const LEGACY_JOB_NAME_LABEL: &str = "job-name";
 

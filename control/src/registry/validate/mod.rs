@@ -19,7 +19,6 @@ mod meta;
 mod names;
 mod other;
 mod pod;
-pub mod quantity;
 
 #[cfg(test)]
 mod tests;

@@ -124,7 +124,7 @@ fn validate_metric(errs: &mut Errs, metric: &Value, path: &str) {
     for f in ["value", "averageValue"] {
         if let Some(v) = get(target, f) {
             if let Some(qty) = pod::quantity_value(errs, &child(&tp, f), v) {
-                if qty.milli <= 0 {
+                if qty.nanos() <= 0 {
                     errs.push(FieldError::invalid(&child(&tp, f), q(&qty.canonical()), "must be positive"));
                 }
             }

@@ -12,8 +12,8 @@ use super::json::{
 };
 use super::meta::{self, nonnegative};
 use super::names::{self, push_all, NameRule};
-use super::quantity::{parse_quantity, Quantity};
 use super::{Errs, FieldError};
+use berth_proto::Quantity;
 
 const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
 const DNS_POLICIES: &[&str] = &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"];
@@ -633,10 +633,10 @@ pub(crate) fn quantity_value(errs: &mut Errs, field: &str, v: &Value) -> Option<
             return None;
         }
     };
-    match parse_quantity(&text) {
+    match Quantity::parse(&text) {
         Ok(qty) => Some(qty),
         Err(e) => {
-            errs.push(FieldError::invalid(field, q(&text), &e));
+            errs.push(FieldError::invalid(field, q(&text), &e.to_string()));
             None
         }
     }
@@ -695,7 +695,7 @@ pub(crate) fn validate_quantity_value(errs: &mut Errs, field: &str, resource: &s
     if qty.is_negative() {
         errs.push(FieldError::invalid(field, q(&qty.canonical()), "must be greater than or equal to 0"));
     }
-    if is_integer_resource(resource) && !qty.is_integer() {
+    if is_integer_resource(resource) && qty.milli_value() % 1000 != 0 {
         errs.push(FieldError::invalid(field, qty.canonical(), "must be an integer"));
     }
 }

@@ -15,7 +15,7 @@ use crate::tasks::job::plan::{condition, is_finished};
 
 /// Annotation on a CronJob's Job: the scheduled time it runs for (RFC 3339, in the
 /// CronJob's time zone).
-pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
+pub use berth_proto::model::well_known::ANNOTATION_CRONJOB_SCHEDULED_TIMESTAMP as SCHEDULED_TIMESTAMP;
 /// Missed start times above this get Kubernetes' `TooManyMissedTimes` warning.
 const TOO_MANY_MISSED: i64 = 100;
 

@@ -16,6 +16,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use berth_proto::model::well_known;
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration,
@@ -29,7 +30,7 @@ use crate::tasks::pod_control::PodRef;
 use crate::tasks::scheduler::algorithm::{matches_node_selection, tolerates};
 use crate::tasks::scheduler::facts::NodeFacts;
 
-pub const CONTROLLER_REVISION_HASH: &str = "controller-revision-hash";
+pub use berth_proto::model::well_known::LABEL_CONTROLLER_REVISION_HASH as CONTROLLER_REVISION_HASH;
 pub const POD_TEMPLATE_GENERATION: &str = "pod-template-generation";
 
 /// The tolerations Kubernetes' DaemonSet controller adds to every daemon pod
@@ -43,15 +44,15 @@ pub fn daemon_tolerations(host_network: bool) -> Vec<Toleration> {
         ..Default::default()
     };
     let mut list = vec![
-        t("node.kubernetes.io/not-ready", "NoExecute"),
-        t("node.kubernetes.io/unreachable", "NoExecute"),
-        t("node.kubernetes.io/disk-pressure", "NoSchedule"),
-        t("node.kubernetes.io/memory-pressure", "NoSchedule"),
-        t("node.kubernetes.io/pid-pressure", "NoSchedule"),
-        t("node.kubernetes.io/unschedulable", "NoSchedule"),
+        t(well_known::TAINT_NODE_NOT_READY, "NoExecute"),
+        t(well_known::TAINT_NODE_UNREACHABLE, "NoExecute"),
+        t(well_known::TAINT_NODE_DISK_PRESSURE, "NoSchedule"),
+        t(well_known::TAINT_NODE_MEMORY_PRESSURE, "NoSchedule"),
+        t(well_known::TAINT_NODE_PID_PRESSURE, "NoSchedule"),
+        t(well_known::TAINT_NODE_UNSCHEDULABLE, "NoSchedule"),
     ];
     if host_network {
-        list.push(t("node.kubernetes.io/network-unavailable", "NoSchedule"));
+        list.push(t(well_known::TAINT_NODE_NETWORK_UNAVAILABLE, "NoSchedule"));
     }
     list
 }

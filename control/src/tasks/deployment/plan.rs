@@ -27,12 +27,12 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use crate::tasks::events::EventType;
 use crate::tasks::ownership::{self, OwnerChange};
 
-pub const REVISION: &str = "deployment.kubernetes.io/revision";
-pub const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
-pub const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
-pub const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
-pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+pub use berth_proto::model::well_known::ANNOTATION_DEPLOYMENT_DESIRED_REPLICAS as DESIRED_REPLICAS;
+pub use berth_proto::model::well_known::ANNOTATION_DEPLOYMENT_MAX_REPLICAS as MAX_REPLICAS;
+pub use berth_proto::model::well_known::ANNOTATION_DEPLOYMENT_REVISION as REVISION;
+pub use berth_proto::model::well_known::ANNOTATION_DEPLOYMENT_REVISION_HISTORY as REVISION_HISTORY;
+use berth_proto::model::well_known::ANNOTATION_LAST_APPLIED as LAST_APPLIED;
+pub use berth_proto::model::well_known::LABEL_POD_TEMPLATE_HASH as POD_TEMPLATE_HASH;
 const ROLLBACK_TO: &str = "deprecated.deployment.rollback.to";
 /// Kubernetes' cap on the revision-history annotation.
 const MAX_REVISION_HISTORY_CHARS: usize = 2000;

@@ -20,7 +20,7 @@ use crate::tasks::ownership;
 use crate::tasks::pod_control::PodRef;
 
 /// Annotation and label naming an Indexed Job pod's completion index.
-pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+pub use berth_proto::model::well_known::JOB_COMPLETION_INDEX as COMPLETION_INDEX;
 /// The env var an Indexed Job's containers get their index in.
 pub const COMPLETION_INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
 

@@ -7,7 +7,7 @@ use std::hash::{Hash, Hasher};
 use k8s_openapi::api::core::v1::{Container, Node, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::quantity;
+use berth_proto::model::quantity;
 
 /// kube-scheduler's defaults for a container without a cpu/memory request, used only for
 /// *scoring* (`schedutil.GetNonzeroRequests`): otherwise a node full of best-effort pods
@@ -18,10 +18,10 @@ pub const DEFAULT_MEMORY_REQUEST: i64 = 200 * 1024 * 1024;
 /// Taint the node lifecycle controller puts on a node whose Ready condition is False (or
 /// missing), and on one whose condition is Unknown. We derive them from the condition so
 /// readiness filters pods exactly as the taint would, tolerations included.
-pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
-pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+pub use berth_proto::model::well_known::TAINT_NODE_NOT_READY as TAINT_NOT_READY;
+pub use berth_proto::model::well_known::TAINT_NODE_UNREACHABLE as TAINT_UNREACHABLE;
 /// The taint a pod tolerates to be placed on a cordoned node (DaemonSets do).
-pub const TAINT_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+pub use berth_proto::model::well_known::TAINT_NODE_UNSCHEDULABLE as TAINT_UNSCHEDULABLE;
 
 /// Compute resources the fit filter checks (pods are counted separately).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,10 +32,16 @@ pub struct Resources {
 
 impl Resources {
     fn from_list(list: Option<&BTreeMap<String, Quantity>>) -> Resources {
-        let get = |name: &str, parse: fn(&str) -> Option<i64>| {
-            list.and_then(|l| l.get(name)).and_then(|q| parse(&q.0)).unwrap_or(0).max(0)
+        let get = |name: &str, unit: fn(&quantity::Quantity) -> i64| {
+            list.and_then(|l| l.get(name))
+                .and_then(|q| quantity::Quantity::parse(&q.0).ok())
+                .map_or(0, |q| unit(&q))
+                .max(0)
         };
-        Resources { milli_cpu: get("cpu", quantity::milli), memory: get("memory", quantity::value) }
+        Resources {
+            milli_cpu: get("cpu", quantity::Quantity::milli_value),
+            memory: get("memory", quantity::Quantity::value),
+        }
     }
 
     pub fn plus(self, o: Resources) -> Resources {
@@ -217,7 +223,11 @@ impl NodeFacts {
         let status = node.status.as_ref();
         // Allocatable falls back to capacity, as the API's defaulting does.
         let list = status.and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()));
-        let allowed_pods = list.and_then(|l| l.get("pods")).and_then(|q| quantity::value(&q.0)).unwrap_or(0);
+        let allowed_pods = list
+            .and_then(|l| l.get("pods"))
+            .and_then(|q| quantity::Quantity::parse(&q.0).ok())
+            .map(|q| q.value())
+            .unwrap_or(0);
         let spec = node.spec.as_ref();
         let mut taints: Vec<Taint> = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
         let ready = status

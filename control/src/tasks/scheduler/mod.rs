@@ -7,7 +7,7 @@
 //!                    queue, no I/O)        PodScheduled=False status, Events
 //! ```
 //!
-//! * [`quantity`], [`facts`]: numbers out of API objects; [`snapshot`]: nodes with what
+//! * [`facts`]: numbers out of API objects (quantities through `berth_proto::Quantity`); [`snapshot`]: nodes with what
 //!   is placed on them; [`algorithm`]: the pure `schedule(pod, snapshot)`; [`queue`]: the
 //!   bookkeeping (active / back-off / assumed) without I/O; this module: the I/O loop.
 //!
@@ -19,7 +19,6 @@
 
 pub mod algorithm;
 pub mod facts;
-pub mod quantity;
 pub mod queue;
 pub mod snapshot;
 

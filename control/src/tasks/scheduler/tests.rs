@@ -876,5 +876,6 @@ proptest! {
 }
 
 fn quantity_of(object: &Value) -> i64 {
-    super::quantity::milli(object["spec"]["containers"][0]["resources"]["requests"]["cpu"].as_str().unwrap()).unwrap()
+    let cpu = object["spec"]["containers"][0]["resources"]["requests"]["cpu"].as_str().unwrap();
+    berth_proto::Quantity::parse(cpu).unwrap().milli_value()
 }

@@ -29,9 +29,9 @@ use crate::tasks::deployment::plan::compute_hash;
 use crate::tasks::ownership::{self, OwnerChange};
 use crate::tasks::pod_control::PodRef;
 
-pub const CONTROLLER_REVISION_HASH: &str = "controller-revision-hash";
-pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
-pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+pub use berth_proto::model::well_known::LABEL_CONTROLLER_REVISION_HASH as CONTROLLER_REVISION_HASH;
+pub use berth_proto::model::well_known::LABEL_POD_INDEX as POD_INDEX_LABEL;
+pub use berth_proto::model::well_known::LABEL_STATEFULSET_POD_NAME as POD_NAME_LABEL;
 
 /// The ordinal of a pod of the set named `set` (`web-3` → 3), if the name fits.
 pub fn ordinal_of(set: &str, pod: &str) -> Option<i32> {

@@ -2,11 +2,12 @@
 
 use std::collections::BTreeMap;
 
+use berth_proto::model::well_known;
 use serde_json::Value;
 
-use super::quantity::{canonical, Quantity};
 use super::writer::{arr, b, s, string_map, Prefix, LEVEL_0, LEVEL_1};
 use super::{describe_events, Related};
+use berth_proto::model::quantity::{canonical_or_verbatim, Quantity};
 
 /// `describeNode`. `related.pods` are the node's non-terminated pods; `related.lease` its
 /// node Lease (or the error fetching it).
@@ -66,7 +67,7 @@ pub fn describe_node(w: &mut Prefix, node: &Value, related: &Related) {
         if !list.is_empty() {
             w.write(LEVEL_0, &format!("{title}:\n"));
             for (name, q) in list {
-                w.write(LEVEL_0, &format!("  {name}:\t{}\n", canonical(&q)));
+                w.write(LEVEL_0, &format!("  {name}:\t{}\n", canonical_or_verbatim(&q)));
             }
         }
     }
@@ -106,11 +107,11 @@ pub fn describe_node(w: &mut Prefix, node: &Value, related: &Related) {
 fn node_roles(labels: &Value) -> Vec<String> {
     let mut roles: Vec<String> = Vec::new();
     for (k, v) in string_map(labels) {
-        if let Some(role) = k.strip_prefix("node-role.kubernetes.io/") {
+        if let Some(role) = k.strip_prefix(well_known::LABEL_NODE_ROLE_PREFIX) {
             if !role.is_empty() {
                 roles.push(role.to_string());
             }
-        } else if k == "kubernetes.io/role" && !v.is_empty() {
+        } else if k == well_known::LABEL_ROLE && !v.is_empty() {
             roles.push(v);
         }
     }
@@ -145,24 +146,24 @@ pub fn pod_requests_and_limits(pod: &Value) -> (BTreeMap<String, Quantity>, BTre
         let mut sum: BTreeMap<String, Quantity> = BTreeMap::new();
         for c in arr(&spec["containers"]) {
             for (name, q) in string_map(&c["resources"][field]) {
-                if let Some(q) = Quantity::parse(&q) {
-                    sum.entry(name).or_insert_with(Quantity::zero).add(&q);
+                if let Ok(q) = Quantity::parse(&q) {
+                    sum.entry(name).or_default().add(&q);
                 }
             }
         }
         for c in arr(&spec["initContainers"]) {
             for (name, q) in string_map(&c["resources"][field]) {
-                if let Some(q) = Quantity::parse(&q) {
-                    let entry = sum.entry(name).or_insert_with(Quantity::zero);
-                    if q.cmp_value(entry).is_gt() {
+                if let Ok(q) = Quantity::parse(&q) {
+                    let entry = sum.entry(name).or_default();
+                    if q.cmp(entry).is_gt() {
                         *entry = q;
                     }
                 }
             }
         }
         for (name, q) in string_map(&spec["overhead"]) {
-            if let Some(q) = Quantity::parse(&q) {
-                sum.entry(name).or_insert_with(Quantity::zero).add(&q);
+            if let Ok(q) = Quantity::parse(&q) {
+                sum.entry(name).or_default().add(&q);
             }
         }
         sum
@@ -178,11 +179,11 @@ fn describe_node_resource(w: &mut Prefix, node: &Value, pods: &[Value]) {
     let status = &node["status"];
     let allocatable =
         if string_map(&status["allocatable"]).is_empty() { &status["capacity"] } else { &status["allocatable"] };
-    let alloc = |name: &str| allocatable[name].as_str().and_then(Quantity::parse).unwrap_or_else(Quantity::zero);
+    let alloc = |name: &str| allocatable[name].as_str().and_then(|text| Quantity::parse(text).ok()).unwrap_or_default();
     let (alloc_cpu, alloc_mem, alloc_eph) =
         (alloc("cpu").milli_value(), alloc("memory").value(), alloc("ephemeral-storage").value());
-    let percent = |part: i128, whole: i128| if whole == 0 { 0 } else { (part as f64 / whole as f64 * 100.0) as i64 };
-    let get = |m: &BTreeMap<String, Quantity>, name: &str| m.get(name).copied().unwrap_or_else(Quantity::zero);
+    let percent = |part: i64, whole: i64| if whole == 0 { 0 } else { (part as f64 / whole as f64 * 100.0) as i64 };
+    let get = |m: &BTreeMap<String, Quantity>, name: &str| m.get(name).copied().unwrap_or_default();
     let mut total_req: BTreeMap<String, Quantity> = BTreeMap::new();
     let mut total_lim: BTreeMap<String, Quantity> = BTreeMap::new();
     for pod in pods {
@@ -206,18 +207,18 @@ fn describe_node_resource(w: &mut Prefix, node: &Value, pods: &[Value]) {
             ),
         );
         for (name, q) in req {
-            total_req.entry(name).or_insert_with(Quantity::zero).add(&q);
+            total_req.entry(name).or_default().add(&q);
         }
         for (name, q) in lim {
-            total_lim.entry(name).or_insert_with(Quantity::zero).add(&q);
+            total_lim.entry(name).or_default().add(&q);
         }
     }
     w.write(LEVEL_0, "Allocated resources:\n  (Total limits may be over 100 percent, i.e., overcommitted.)\n");
     w.write(LEVEL_1, "Resource\tRequests\tLimits\n");
     w.write(LEVEL_1, "--------\t--------\t------\n");
     // (resource, allocatable in the unit kubectl divides by, that unit of a quantity)
-    type Unit = fn(&Quantity) -> i128;
-    let rows: [(&str, i128, Unit); 3] = [
+    type Unit = fn(&Quantity) -> i64;
+    let rows: [(&str, i64, Unit); 3] = [
         ("cpu", alloc_cpu, Quantity::milli_value),
         ("memory", alloc_mem, Quantity::value),
         ("ephemeral-storage", alloc_eph, Quantity::value),
@@ -301,8 +302,9 @@ pub fn describe_namespace(w: &mut Prefix, ns: &Value, related: &Related) {
                 w.write(LEVEL_1, "Resource\tUsed\tHard\n");
                 w.write(LEVEL_1, "--------\t---\t---\n");
                 for (name, hard) in string_map(&q["status"]["hard"]) {
-                    let used = q["status"]["used"][&name].as_str().map(canonical).unwrap_or_else(|| "0".into());
-                    w.write(LEVEL_1, &format!("{name}\t{used}\t{}\n", canonical(&hard)));
+                    let used =
+                        q["status"]["used"][&name].as_str().map(canonical_or_verbatim).unwrap_or_else(|| "0".into());
+                    w.write(LEVEL_1, &format!("{name}\t{used}\t{}\n", canonical_or_verbatim(&hard)));
                 }
             }
         }
@@ -326,8 +328,9 @@ pub fn describe_namespace(w: &mut Prefix, ns: &Value, related: &Related) {
                     names.sort();
                     names.dedup();
                     for name in names {
-                        let get =
-                            |field: &str| item[field][&name].as_str().map(canonical).unwrap_or_else(|| "-".into());
+                        let get = |field: &str| {
+                            item[field][&name].as_str().map(canonical_or_verbatim).unwrap_or_else(|| "-".into())
+                        };
                         w.write(
                             LEVEL_0,
                             &format!(

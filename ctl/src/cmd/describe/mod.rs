@@ -8,7 +8,6 @@ pub mod cluster;
 pub mod fetch;
 pub mod generic;
 pub mod pod;
-pub mod quantity;
 pub mod service;
 pub mod workload;
 pub mod writer;

@@ -4,9 +4,9 @@
 
 use serde_json::Value;
 
-use super::quantity::{canonical, Quantity};
 use super::writer::{arr, b, i, obj, or_none, s, string_map, Prefix, LEVEL_0, LEVEL_1, LEVEL_2, LEVEL_3};
 use super::{describe_events, Related};
+use berth_proto::model::quantity::{canonical_or_verbatim, Quantity};
 
 /// `describePod`.
 pub fn describe_pod(w: &mut Prefix, pod: &Value, related: &Related) {
@@ -298,7 +298,7 @@ pub fn describe_resources(w: &mut Prefix, resources: &Value, level: usize) {
             w.write(level, &format!("{title}:\n"));
         }
         for (name, q) in list {
-            w.write(level + 1, &format!("{name}:\t{}\n", canonical(&q)));
+            w.write(level + 1, &format!("{name}:\t{}\n", canonical_or_verbatim(&q)));
         }
     }
 }
@@ -425,15 +425,16 @@ fn field_ref_value(pod: &Value, path: &str) -> String {
 fn resource_field_value(c: &Value, r: &Value) -> String {
     let resource = s(&r["resource"]);
     let Some((kind, name)) = resource.split_once('.') else { return String::new() };
-    let q = c["resources"][kind][name].as_str().and_then(Quantity::parse).unwrap_or_else(Quantity::zero);
-    let divisor = r["divisor"].as_str().and_then(Quantity::parse).filter(|d| d.nanos != 0);
+    let q = c["resources"][kind][name].as_str().and_then(|text| Quantity::parse(text).ok()).unwrap_or_default();
+    let divisor = r["divisor"].as_str().and_then(|text| Quantity::parse(text).ok()).filter(|d| d.nanos() != 0);
     let divisor = divisor.unwrap_or_else(|| Quantity::parse("1").expect("a literal quantity"));
     let (num, den) =
         if name == "cpu" { (q.milli_value(), divisor.milli_value()) } else { (q.value(), divisor.value()) };
     if den == 0 {
         return String::new();
     }
-    ((num + den - 1).div_euclid(den)).to_string()
+    // i128: a capped quantity (2^63-1 units) plus a divisor must not overflow.
+    ((i128::from(num) + i128::from(den) - 1).div_euclid(i128::from(den))).to_string()
 }
 
 /// `describeContainerVolumes`: mounts sorted by path.
@@ -481,8 +482,8 @@ pub fn describe_volumes(w: &mut Prefix, volumes: &[Value], space: &str) {
             );
         } else if !v["emptyDir"].is_null() {
             let e = &v["emptyDir"];
-            let size = match e["sizeLimit"].as_str().and_then(Quantity::parse) {
-                Some(q) if q.nanos > 0 => q.canonical(),
+            let size = match e["sizeLimit"].as_str().and_then(|text| Quantity::parse(text).ok()) {
+                Some(q) if q.nanos() > 0 => q.canonical(),
                 _ => "<unset>".into(),
             };
             w.write(
@@ -667,45 +668,5 @@ pub fn qos_class(pod: &Value) -> String {
     if !set.is_empty() {
         return set.to_string();
     }
-    let spec = &pod["spec"];
-    let mut requests: std::collections::BTreeMap<String, Quantity> = Default::default();
-    let mut limits: std::collections::BTreeMap<String, Quantity> = Default::default();
-    let mut guaranteed = true;
-    for c in arr(&spec["containers"]).iter().chain(arr(&spec["initContainers"])) {
-        for (name, q) in string_map(&c["resources"]["requests"]) {
-            if name == "cpu" || name == "memory" {
-                if let Some(q) = Quantity::parse(&q).filter(|q| q.nanos != 0) {
-                    requests.entry(name).or_insert_with(Quantity::zero).add(&q);
-                }
-            }
-        }
-        let mut found = Vec::new();
-        for (name, q) in string_map(&c["resources"]["limits"]) {
-            if name == "cpu" || name == "memory" {
-                if let Some(q) = Quantity::parse(&q).filter(|q| q.nanos != 0) {
-                    found.push(name.clone());
-                    limits.entry(name).or_insert_with(Quantity::zero).add(&q);
-                }
-            }
-        }
-        if !(found.contains(&"cpu".to_string()) && found.contains(&"memory".to_string())) {
-            guaranteed = false;
-        }
-    }
-    if requests.is_empty() && limits.is_empty() {
-        return "BestEffort".into();
-    }
-    if guaranteed {
-        for (name, req) in &requests {
-            match limits.get(name) {
-                Some(lim) if lim.cmp_value(req).is_eq() => {}
-                _ => guaranteed = false,
-            }
-        }
-    }
-    if guaranteed && requests.len() == limits.len() {
-        "Guaranteed".into()
-    } else {
-        "Burstable".into()
-    }
+    berth_proto::pod_qos_class(pod).to_string()
 }

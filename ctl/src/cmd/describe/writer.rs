@@ -4,6 +4,7 @@
 //! Events table), kubectl's `PrefixWriter` levels, and the small formatters every
 //! describer shares (multi-line labels and annotations, RFC 1123 times, human ages).
 
+use berth_proto::model::well_known;
 use chrono::{DateTime, FixedOffset, Local, TimeZone, Utc};
 use serde_json::{Map, Value};
 
@@ -201,43 +202,10 @@ pub fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
 }
 
-/// apimachinery's `duration.HumanDuration`.
-pub fn human_duration(d: chrono::Duration) -> String {
-    let seconds = d.num_seconds();
-    if seconds < -1 {
-        return "<invalid>".into();
-    } else if seconds < 0 {
-        return "0s".into();
-    } else if seconds < 60 * 2 {
-        return format!("{seconds}s");
-    }
-    let minutes = seconds / 60;
-    if minutes < 10 {
-        let s = seconds % 60;
-        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
-    } else if minutes < 60 * 3 {
-        return format!("{minutes}m");
-    }
-    let hours = seconds / 3600;
-    if hours < 8 {
-        let m = minutes % 60;
-        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
-    } else if hours < 48 {
-        return format!("{hours}h");
-    } else if hours < 24 * 8 {
-        let h = hours % 24;
-        return if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{h}h", hours / 24) };
-    } else if hours < 24 * 365 * 2 {
-        return format!("{}d", hours / 24);
-    } else if hours < 24 * 365 * 8 {
-        let dy = (hours / 24) % 365;
-        return if dy == 0 { format!("{}y", hours / 24 / 365) } else { format!("{}y{dy}d", hours / 24 / 365) };
-    }
-    format!("{}y", hours / 24 / 365)
-}
+pub use berth_proto::model::duration::human_duration;
 
 /// Annotations kubectl never prints (`kubectl.kubernetes.io/last-applied-configuration`).
-const SKIP_ANNOTATIONS: &[&str] = &["kubectl.kubernetes.io/last-applied-configuration"];
+const SKIP_ANNOTATIONS: &[&str] = &[well_known::ANNOTATION_LAST_APPLIED];
 /// kubectl's `maxAnnotationLen`.
 const MAX_ANNOTATION_LEN: usize = 140;
 
@@ -474,22 +442,6 @@ mod tests {
         tw.flush();
         tw.write_str("Events:\n  Type\tReason\n  Normal\tX\n");
         assert_eq!(tw.finish(), "Node-Selectors:  <none>\nEvents:\n  Type    Reason\n  Normal  X\n");
-    }
-
-    #[test]
-    fn human_durations_match_apimachinery() {
-        let d = |s: i64| human_duration(chrono::Duration::seconds(s));
-        assert_eq!(d(-5), "<invalid>");
-        assert_eq!(d(-1), "0s");
-        assert_eq!(d(119), "119s");
-        assert_eq!(d(150), "2m30s");
-        assert_eq!(d(600), "10m");
-        assert_eq!(d(3 * 3600 + 60), "3h1m");
-        assert_eq!(d(10 * 3600), "10h");
-        assert_eq!(d(3 * 86400 + 3600), "3d1h");
-        assert_eq!(d(30 * 86400), "30d");
-        assert_eq!(d(3 * 365 * 86400 + 86400), "3y1d");
-        assert_eq!(d(9 * 365 * 86400), "9y");
     }
 
     #[test]

@@ -12,19 +12,19 @@ use crate::error::Result;
 use crate::resources::ResourceInfo;
 use crate::session::Session;
 
-/// A ReplicaSet's (or Deployment's) revision number.
-pub const REVISION: &str = "deployment.kubernetes.io/revision";
-/// The ReplicaSet annotation listing revisions it had before a rollback re-used it.
-pub const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
-/// The controller's replica annotations on ReplicaSets (never copied back by `undo`).
-pub const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
-pub const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
-/// The label distinguishing a Deployment's ReplicaSets.
-pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 /// `kubectl rollout history`'s CHANGE-CAUSE column.
-pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+pub use berth_proto::model::well_known::ANNOTATION_CHANGE_CAUSE as CHANGE_CAUSE;
+/// The controller's replica annotations on ReplicaSets (never copied back by `undo`).
+pub use berth_proto::model::well_known::ANNOTATION_DEPLOYMENT_DESIRED_REPLICAS as DESIRED_REPLICAS;
+pub use berth_proto::model::well_known::ANNOTATION_DEPLOYMENT_MAX_REPLICAS as MAX_REPLICAS;
+/// A ReplicaSet's (or Deployment's) revision number.
+pub use berth_proto::model::well_known::ANNOTATION_DEPLOYMENT_REVISION as REVISION;
+/// The ReplicaSet annotation listing revisions it had before a rollback re-used it.
+pub use berth_proto::model::well_known::ANNOTATION_DEPLOYMENT_REVISION_HISTORY as REVISION_HISTORY;
 /// The annotation `kubectl apply` keeps (never copied back by `undo`).
-pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+pub use berth_proto::model::well_known::ANNOTATION_LAST_APPLIED as LAST_APPLIED;
+/// The label distinguishing a Deployment's ReplicaSets.
+pub use berth_proto::model::well_known::LABEL_POD_TEMPLATE_HASH as POD_TEMPLATE_HASH;
 
 /// `deploymentutil.Revision`: 0 without the annotation, None when it is not a number.
 pub fn revision(object: &Value) -> Option<i64> {

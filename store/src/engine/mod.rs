@@ -35,6 +35,8 @@ impl Cf {
     pub const ALL: [Cf; 5] = [Cf::RaftLog, Cf::RaftMeta, Cf::Kv, Cf::Revs, Cf::Meta];
     /// The column families that make up the replicated state machine (what a snapshot holds).
     pub const STATE_MACHINE: [Cf; 3] = [Cf::Kv, Cf::Revs, Cf::Meta];
+    /// The MVCC data and its revision index: where compaction leaves deleted versions.
+    pub const MVCC: [Cf; 2] = [Cf::Kv, Cf::Revs];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -122,10 +124,10 @@ pub trait KvEngine: Send + Sync + 'static {
     /// Writes a consistent point-in-time copy of every column family to `dir` (which must
     /// not exist), durably. Cheap for RocksDB: table files are hard-linked.
     fn checkpoint(&self, dir: &std::path::Path) -> Result<()>;
-    /// Gives the space of deleted data back (RocksDB: compacts the MVCC column families so
-    /// their tombstones and the versions they cover leave the table files). Slow and
-    /// blocking: call it off the apply path. etcd's `Defragment`.
-    fn reclaim(&self) -> Result<()>;
+    /// Gives the space of deleted data in `cfs` back (RocksDB: compacts them, so tombstones
+    /// and what they cover leave the table files). Slow and blocking: call it off the
+    /// apply and append paths. For the MVCC families, etcd's `Defragment`.
+    fn reclaim(&self, cfs: &[Cf]) -> Result<()>;
 }
 
 /// Opens a checkpoint made by [`KvEngine::checkpoint`] for reading.

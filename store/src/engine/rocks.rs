@@ -103,11 +103,12 @@ impl RocksEngine {
 }
 
 impl KvEngine for RocksEngine {
-    fn reclaim(&self) -> Result<()> {
-        // MVCC compaction deletes superseded versions all over the key space; RocksDB
-        // keeps them (and the tombstones) in the table files until a compaction happens to
-        // cover them, which at a modest write rate may take very long.
-        for cf in [Cf::Kv, Cf::Revs] {
+    fn reclaim(&self, cfs: &[Cf]) -> Result<()> {
+        // MVCC compaction deletes superseded versions all over the key space, and a log
+        // purge deletes a range of entries; RocksDB keeps them (and the tombstones) in the
+        // table files until a compaction happens to cover them, which at a modest write
+        // rate may take very long.
+        for &cf in cfs {
             self.db.compact_range_cf(self.handle(cf), None::<&[u8]>, None::<&[u8]>);
         }
         Ok(())

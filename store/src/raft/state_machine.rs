@@ -63,7 +63,7 @@ impl Shared {
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let before = shared.engine.size_bytes();
-            match shared.engine.reclaim() {
+            match shared.engine.reclaim(&Cf::MVCC) {
                 Ok(()) => tracing::info!(
                     before,
                     after = shared.engine.size_bytes(),

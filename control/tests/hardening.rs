@@ -499,3 +499,28 @@ async fn deleted_system_namespaces_are_restored() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_store_member_fails_readiness_and_liveness() {
+    let cluster = Cluster::start(1).await;
+    let base = cluster.servers[0].api_url.clone();
+    for path in ["/readyz", "/livez", "/healthz"] {
+        assert_eq!(get(&base, path).await.code, 200, "{path} before");
+    }
+    // The store's Raft core stops (as it does on local corruption): kube-apiserver's
+    // probes must say so, not keep answering "ok" while every request gets 503.
+    cluster.servers[0].store.raft().shutdown().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let ready = loop {
+        let ready = get(&base, "/readyz").await;
+        if ready.code != 200 || Instant::now() > deadline {
+            break ready;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ready.code, 500, "{}", ready.body);
+    assert!(ready.body.contains("RAFT STOPPED"), "{}", ready.body);
+    let live = get(&base, "/livez").await;
+    assert_eq!(live.code, 500, "{}", live.body);
+    assert!(live.body.contains("raft stopped") && live.body.contains("livez check failed"), "{}", live.body);
+}

@@ -82,3 +82,39 @@ async fn stalled_connections_are_closed_and_quiet_watches_are_not() {
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     assert!(status.message().contains("received message larger than max"), "{}", status.message());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_raft_core_is_reported_not_hidden() {
+    init_tracing();
+    let c = Cluster::start(1, |_| {}).await;
+    let node = c.node(0).clone();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let _guard = shutdown.clone().drop_guard();
+    tokio::spawn(berth_store::server::serve_client_with(node.clone(), listener, IDLE, shutdown.clone()));
+    assert_eq!(node.health(), Ok(()));
+
+    // The Raft core stops (as it does on local corruption); the member must say so.
+    node.raft().shutdown().await.unwrap();
+    let reason = eventually(Duration::from_secs(5), "the stop is visible", async || node.stopped_reason()).await;
+    assert_eq!(node.leader(), None, "a stopped member reports no leader");
+    let health = node.health().expect_err("unhealthy");
+    assert!(health.starts_with("RAFT STOPPED"), "{health}");
+    let status = node.status();
+    assert_eq!(status.leader, 0);
+    assert_eq!(status.errors, vec![format!("raft stopped: {reason}")]);
+
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /health HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut page = String::new();
+    conn.read_to_string(&mut page).await.unwrap();
+    assert!(page.starts_with("HTTP/1.0 503"), "{page}");
+    assert!(page.contains(r#""health":"false""#) && page.contains("RAFT STOPPED"), "{page}");
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut page = String::new();
+    conn.read_to_string(&mut page).await.unwrap();
+    assert!(page.contains("berth_raft_stopped 1"), "metrics say nothing of the stop");
+    assert!(page.contains("berth_raft_has_leader 0"));
+}

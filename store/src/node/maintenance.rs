@@ -73,7 +73,9 @@ impl StoreNode {
     /// etcd `Defragment`: gives the space of compacted history back, now.
     pub async fn defragment(&self) -> Result<()> {
         let engine = self.shared.engine.clone();
-        tokio::task::spawn_blocking(move || engine.reclaim(&crate::engine::Cf::MVCC)).await.map_err(|e| StoreError::io("defragment task", e))?
+        tokio::task::spawn_blocking(move || engine.reclaim(&crate::engine::Cf::MVCC))
+            .await
+            .map_err(|e| StoreError::io("defragment task", e))?
     }
 
     /// Writes a backup of the current state to a temporary file.

@@ -130,6 +130,35 @@ pub trait KvEngine: Send + Sync + 'static {
     fn reclaim(&self, cfs: &[Cf]) -> Result<()>;
 }
 
+/// Runs [`KvEngine::reclaim`] of `cfs` on the blocking pool (it rewrites table files:
+/// seconds for a large store), at most one at a time per `running` flag: a reclaim asked
+/// for while one runs is skipped, the running one covers it.
+pub fn reclaim_in_background(
+    engine: std::sync::Arc<dyn KvEngine>,
+    cfs: &'static [Cf],
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    if running.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let before = engine.size_bytes();
+        match engine.reclaim(cfs) {
+            Ok(()) => tracing::info!(
+                ?cfs,
+                before,
+                after = engine.size_bytes(),
+                took_ms = started.elapsed().as_millis() as u64,
+                "reclaimed the space of deleted data"
+            ),
+            Err(e) => tracing::warn!(?cfs, error = %e, "reclaiming space failed"),
+        }
+        running.store(false, Ordering::SeqCst);
+    });
+}
+
 /// Opens a checkpoint made by [`KvEngine::checkpoint`] for reading.
 pub fn open_checkpoint(dir: &std::path::Path) -> Result<Box<dyn KvEngine>> {
     if memory::is_checkpoint(dir) {

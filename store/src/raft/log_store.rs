@@ -363,16 +363,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // compaction covers them: in a churn soak the log's files held 65 MB of purged
         // entries. Compact the log's family in the background (at most one at a time);
         // purges come once per snapshot, so this is rare.
-        use std::sync::atomic::Ordering;
-        if !self.reclaiming.swap(true, Ordering::SeqCst) {
-            let (engine, reclaiming) = (self.engine.clone(), self.reclaiming.clone());
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = engine.reclaim(&[Cf::RaftLog]) {
-                    tracing::warn!(error = %e, "reclaiming the purged log's space failed");
-                }
-                reclaiming.store(false, Ordering::SeqCst);
-            });
-        }
+        crate::engine::reclaim_in_background(self.engine.clone(), &[Cf::RaftLog], self.reclaiming.clone());
         Ok(())
     }
 }

@@ -46,35 +46,8 @@ pub struct Shared {
     /// Client requests applied since the last snapshot (a snapshot is due every
     /// `--snapshot-count` of them, as in etcd; entries may hold many requests).
     pub requests_since_snapshot: std::sync::atomic::AtomicU64,
-    /// A space reclaim (see [`Shared::reclaim_in_background`]) is running.
-    pub reclaiming: std::sync::atomic::AtomicBool,
-}
-
-impl Shared {
-    /// Gives the space of compacted history back to the file system, on the blocking pool
-    /// (it rewrites table files: seconds for a large store), at most one at a time. Each
-    /// member does it after applying a compaction, so the database follows the live data
-    /// plus the retained history, as etcd's does after a defragment.
-    pub fn reclaim_in_background(self: &Arc<Self>) {
-        if self.reclaiming.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let shared = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            let before = shared.engine.size_bytes();
-            match shared.engine.reclaim(&Cf::MVCC) {
-                Ok(()) => tracing::info!(
-                    before,
-                    after = shared.engine.size_bytes(),
-                    took_ms = started.elapsed().as_millis() as u64,
-                    "reclaimed the space of compacted history"
-                ),
-                Err(e) => tracing::warn!(error = %e, "reclaiming space failed"),
-            }
-            shared.reclaiming.store(false, Ordering::SeqCst);
-        });
-    }
+    /// A reclaim of compacted history's space is running (see `apply_entry`).
+    pub reclaiming: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Side effects of an applied entry, performed after its write reached the engine.
@@ -253,7 +226,9 @@ impl StateMachine {
         if let Some(c) = fx.compacted {
             self.compacted = c;
             self.shared.compacted.store(c, Ordering::SeqCst);
-            self.shared.reclaim_in_background();
+            // Give the compacted history's space back, off the apply path, so the
+            // database follows the live data plus the retained history (etcd: defragment).
+            crate::engine::reclaim_in_background(self.shared.engine.clone(), &Cf::MVCC, self.shared.reclaiming.clone());
             self.shared.hub.set_compacted(c);
         }
         if let Some((id, ttl)) = fx.granted {

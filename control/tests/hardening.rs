@@ -324,26 +324,14 @@ async fn writes_that_change_nothing_do_not_write() {
     same(&r, "PUT of the status as read");
     // Apply: the first takes ownership (a real change), the same apply again is a no-op.
     let cfg = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"x": "y"}}});
-    let first = http(
-        base,
-        "PATCH",
-        &format!("{url}?fieldManager=m"),
-        "application/apply-patch+yaml",
-        cfg.to_string().as_bytes(),
-    )
-    .await;
+    let (apply_url, cfg_body) = (format!("{url}?fieldManager=m"), cfg.to_string());
+    let apply = || http(base, "PATCH", &apply_url, "application/apply-patch+yaml", cfg_body.as_bytes());
+    let first = apply().await;
     assert_eq!(first.code, 200, "{}", first.body);
     let rv1 = rv(&first.json()).to_string();
     assert_ne!(rv1, rv0, "the first apply changes labels");
     tokio::time::sleep(Duration::from_millis(1100)).await; // a new managedFields timestamp
-    let again = http(
-        base,
-        "PATCH",
-        &format!("{url}?fieldManager=m"),
-        "application/apply-patch+yaml",
-        cfg.to_string().as_bytes(),
-    )
-    .await;
+    let again = apply().await;
     assert_eq!(again.code, 200, "{}", again.body);
     assert_eq!(rv(&again.json()), rv1, "re-applying the same configuration wrote");
     // A real change still writes and bumps generation.

@@ -60,7 +60,7 @@ pub struct HttpSettings {
 pub struct ControlPlane {
     pub api: api::ApiState,
     pub api_addr: std::net::SocketAddr,
-    pub supervisor: Arc<supervisor::SupervisorStatus>,
+    pub supervisor: Arc<tasks::context::SupervisorStatus>,
     /// An API client over the in-process router (no network hop).
     pub client: kube::Client,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -105,9 +105,9 @@ impl ControlPlane {
             let router = router.clone();
             async move { serve::serve(listener, router, http.conn, serve_shutdown).await }
         });
-        let status = Arc::new(supervisor::SupervisorStatus::default());
+        let status = Arc::new(tasks::context::SupervisorStatus::default());
         let client = kube::Client::new(router, "default");
-        let ctx = supervisor::TaskContext {
+        let ctx = tasks::context::TaskContext {
             client: client.clone(),
             registry: state.registry.clone(),
             server: server_name.to_string(),

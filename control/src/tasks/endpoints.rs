@@ -20,7 +20,7 @@ use crate::api::error::ApiError;
 use crate::api::resources::{self, ResourceInfo};
 use crate::cache::{Filter, WatchItem};
 use crate::registry::{object, DeleteOptions, WriteOptions};
-use crate::supervisor::TaskContext;
+use crate::tasks::context::TaskContext;
 
 pub const TRIGGER_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 /// Changes arriving within this window are handled together.

@@ -27,7 +27,7 @@ use crate::api::error::ApiError;
 use crate::api::resources::{self, ResourceInfo, RESOURCES};
 use crate::cache::Filter;
 use crate::registry::{object, DeleteOptions, Part, Propagation, FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
-use crate::supervisor::TaskContext;
+use crate::tasks::context::TaskContext;
 use crate::tasks::periodic::Every;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);

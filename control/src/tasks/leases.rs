@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
 use tokio_util::sync::CancellationToken;
 
-use crate::supervisor::TaskContext;
+use crate::tasks::context::TaskContext;
 
 pub const LEASE_NAMES: [&str; 2] = ["berth-scheduler", "berth-controller-manager"];
 pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];

@@ -15,9 +15,11 @@
 //! * [`gc`] — the garbage collector (ownerReferences cascades);
 //! * [`namespaces`] — finishes namespace deletion (deletes the contents, then the namespace);
 //! * [`events`] — the Event recorder every task uses;
+//! * [`context`] — what every task gets to work with;
 //! * [`ownership`] and [`workqueue`] — what the workload controllers share (claiming,
 //!   pod availability; informers and the work queue).
 
+pub mod context;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -42,7 +44,7 @@ pub mod workqueue;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::supervisor::TaskFn;
+use context::TaskFn;
 
 /// Tunables of the leader tasks (`berth-server` flags).
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::resources::{self, RESOURCES};
 use crate::registry::{object, storage, DeleteOptions, Part};
-use crate::supervisor::TaskContext;
+use crate::tasks::context::TaskContext;
 use crate::tasks::periodic::Every;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);

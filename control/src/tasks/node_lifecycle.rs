@@ -35,7 +35,7 @@ use crate::api::error::ApiError;
 use crate::api::resources::{self, ResourceInfo};
 use crate::cache::Filter;
 use crate::registry::{object, DeleteOptions, Part};
-use crate::supervisor::TaskContext;
+use crate::tasks::context::TaskContext;
 use crate::tasks::events::{reference_of, EventType, Recorder};
 use crate::tasks::periodic::Every;
 

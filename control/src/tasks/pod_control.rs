@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::events::{EventType, Recorder};
 use super::ownership::OwnerChange;
-use crate::supervisor::TaskContext;
+use crate::tasks::context::TaskContext;
 
 /// A sync that failed on an API call: the key comes back with back-off.
 #[derive(Debug, thiserror::Error)]

@@ -23,7 +23,7 @@ use crate::api::error::ApiError;
 use crate::api::resources::{self, ResourceInfo};
 use crate::registry::quota::{self, QuotaState};
 use crate::registry::{storage, Part};
-use crate::supervisor::TaskContext;
+use crate::tasks::context::TaskContext;
 use crate::tasks::periodic::Every;
 use berth_proto::Quantity;
 

@@ -23,6 +23,7 @@ pub mod context;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod dynamic;
 pub mod endpoints;
 pub mod events;
 pub mod gc;

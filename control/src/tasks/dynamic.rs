@@ -1,0 +1,36 @@
+//! API access to any served kind by its row in the resource table, for the tasks that
+//! handle every kind alike (namespace deletion, the garbage collector): a `kube` dynamic
+//! API, so those writes go through the API like any other client's.
+
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::Client;
+
+use super::pod_control::is_status;
+use crate::api::resources::ResourceInfo;
+
+/// The `kube` description of a served resource.
+pub fn api_resource(info: &ResourceInfo) -> ApiResource {
+    ApiResource {
+        group: info.group.to_string(),
+        version: info.version.to_string(),
+        api_version: info.api_version(),
+        kind: info.kind.to_string(),
+        plural: info.plural.to_string(),
+    }
+}
+
+/// An API of `info`'s objects: those of `namespace` for a namespaced kind, or the
+/// cluster-scoped ones.
+pub fn api(client: &Client, info: &ResourceInfo, namespace: Option<&str>) -> Api<DynamicObject> {
+    let resource = api_resource(info);
+    match namespace.filter(|_| info.namespaced) {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    }
+}
+
+/// Whether an API error means someone else got there first (the object changed since
+/// it was read, or is gone): the next pass decides again.
+pub fn lost_a_race(e: &kube::Error) -> bool {
+    is_status(e, 404) || is_status(e, 409)
+}

@@ -19,6 +19,10 @@
 //! * Pods bound to a Node that was deleted are force-deleted (Kubernetes' pod GC): at
 //!   once if already terminating, after a 40 s quarantine otherwise.
 //!
+//! Nodes, pods and the nodes' Leases are read from the shared informers, typed, with no
+//! copy of an object that needs no change; every write is an API request pinned to the
+//! resourceVersion (status and taint patches) or uid (deletes) the decision saw.
+//!
 //! Heartbeats are compared by *change*, timed on this server's clock (as kube-controller-
 //! manager does): a server that just became leader gives every node a full grace period
 //! before judging it, and clock skew between agent and server does not matter.
@@ -27,17 +31,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::error::ApiError;
-use crate::api::resources::{self, ResourceInfo};
-use crate::cache::Filter;
-use crate::registry::{object, DeleteOptions, Part};
 use crate::tasks::context::TaskContext;
-use crate::tasks::events::{reference_of, EventType, Recorder};
+use crate::tasks::events::{reference, EventType, Recorder};
 use crate::tasks::periodic::Every;
+use crate::tasks::pod_control::is_status;
 
 pub use berth_proto::model::well_known::TAINT_NODE_NOT_READY as NOT_READY_TAINT;
 pub use berth_proto::model::well_known::TAINT_NODE_UNREACHABLE as UNREACHABLE_TAINT;
@@ -46,6 +53,8 @@ const SWEEP_EVERY: Duration = Duration::from_millis(500);
 /// quarantine), in case the Node is only late to appear.
 const MISSING_NODE_QUARANTINE: Duration = Duration::from_secs(40);
 const CONDITIONS: [&str; 4] = ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
+/// The namespace of the nodes' heartbeat Leases.
+const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
 /// When each node's heartbeat last changed, on this server's clock.
 #[derive(Debug, Default)]
@@ -68,35 +77,49 @@ impl Heartbeats {
     }
 }
 
-fn condition<'a>(node: &'a Value, kind: &str) -> Option<&'a Value> {
-    node["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == kind)
+fn conditions(node: &Node) -> &[NodeCondition] {
+    node.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default()
+}
+
+fn condition<'a>(node: &'a Node, kind: &str) -> Option<&'a NodeCondition> {
+    conditions(node).iter().find(|c| c.type_ == kind)
+}
+
+fn taints(node: &Node) -> &[Taint] {
+    node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default()
 }
 
 /// The node's heartbeat as a comparable token: its Lease's renewTime and the Ready
 /// condition's lastHeartbeatTime.
-pub fn heartbeat(node: &Value, lease: Option<&Value>) -> String {
-    let renew = lease.and_then(|l| l["spec"]["renewTime"].as_str()).unwrap_or_default();
-    let posted = condition(node, "Ready").and_then(|c| c["lastHeartbeatTime"].as_str()).unwrap_or_default();
-    format!("{renew}|{posted}")
+pub fn heartbeat(node: &Node, lease: Option<&Lease>) -> String {
+    let renew = lease.and_then(|l| l.spec.as_ref()?.renew_time.as_ref()).map(|t| t.0.to_string());
+    let posted = condition(node, "Ready").and_then(|c| c.last_heartbeat_time.as_ref()).map(|t| t.0.to_string());
+    format!("{}|{}", renew.unwrap_or_default(), posted.unwrap_or_default())
 }
 
 /// The node's conditions once marked unreachable (pure); `None` if already so.
-pub fn unknown_conditions(node: &Value, now: &str) -> Option<Vec<Value>> {
-    let mut conditions: Vec<Value> = node["status"]["conditions"].as_array().cloned().unwrap_or_default();
+pub fn unknown_conditions(node: &Node, now: Timestamp) -> Option<Vec<NodeCondition>> {
+    let mut conditions = conditions(node).to_vec();
     let mut changed = false;
     for kind in CONDITIONS {
-        match conditions.iter_mut().find(|c| c["type"] == kind) {
-            Some(c) if c["status"] == "Unknown" => {}
+        match conditions.iter_mut().find(|c| c.type_ == kind) {
+            Some(c) if c.status == "Unknown" => {}
             Some(c) => {
-                c["status"] = json!("Unknown");
-                c["reason"] = json!("NodeStatusUnknown");
-                c["message"] = json!("Kubelet stopped posting node status.");
-                c["lastTransitionTime"] = json!(now);
+                c.status = "Unknown".into();
+                c.reason = Some("NodeStatusUnknown".into());
+                c.message = Some("Kubelet stopped posting node status.".into());
+                c.last_transition_time = Some(Time(now));
                 changed = true;
             }
             None => {
-                conditions.push(json!({"type": kind, "status": "Unknown", "reason": "NodeStatusNeverUpdated",
-                    "message": "Kubelet never posted node status.", "lastHeartbeatTime": now, "lastTransitionTime": now}));
+                conditions.push(NodeCondition {
+                    type_: kind.into(),
+                    status: "Unknown".into(),
+                    reason: Some("NodeStatusNeverUpdated".into()),
+                    message: Some("Kubelet never posted node status.".into()),
+                    last_heartbeat_time: Some(Time(now)),
+                    last_transition_time: Some(Time(now)),
+                });
                 changed = true;
             }
         }
@@ -105,65 +128,58 @@ pub fn unknown_conditions(node: &Value, now: &str) -> Option<Vec<Value>> {
 }
 
 /// The node's taints as its Ready condition implies (pure); `None` if unchanged.
-pub fn desired_taints(node: &Value, now: &str) -> Option<Vec<Value>> {
-    let current: Vec<Value> = node["spec"]["taints"].as_array().cloned().unwrap_or_default();
-    let wanted_key = match condition(node, "Ready").and_then(|c| c["status"].as_str()) {
+pub fn desired_taints(node: &Node, now: Timestamp) -> Option<Vec<Taint>> {
+    let current = taints(node);
+    let wanted_key = match condition(node, "Ready").map(|c| c.status.as_str()) {
         Some("Unknown") => Some(UNREACHABLE_TAINT),
         Some("False") => Some(NOT_READY_TAINT),
         _ => None,
     };
-    let mut next: Vec<Value> = current
+    let mut next: Vec<Taint> = current
         .iter()
-        .filter(|t| {
-            let key = t["key"].as_str().unwrap_or_default();
-            (key != UNREACHABLE_TAINT && key != NOT_READY_TAINT) || Some(key) == wanted_key
-        })
+        .filter(|t| (t.key != UNREACHABLE_TAINT && t.key != NOT_READY_TAINT) || Some(t.key.as_str()) == wanted_key)
         .cloned()
         .collect();
     if let Some(key) = wanted_key {
         for effect in ["NoSchedule", "NoExecute"] {
-            if !next.iter().any(|t| t["key"] == key && t["effect"] == effect) {
-                let mut taint = json!({"key": key, "effect": effect});
-                if effect == "NoExecute" {
-                    taint["timeAdded"] = json!(now);
-                }
-                next.push(taint);
+            if !next.iter().any(|t| t.key == key && t.effect == effect) {
+                let time_added = (effect == "NoExecute").then_some(Time(now));
+                next.push(Taint { key: key.into(), effect: effect.into(), time_added, value: None });
             }
         }
     }
     (next != current).then_some(next)
 }
 
-fn tolerates(toleration: &Value, taint: &Value) -> bool {
-    let effect_ok = toleration["effect"].as_str().is_none_or(|e| e.is_empty() || taint["effect"] == e);
-    let key = toleration["key"].as_str().unwrap_or_default();
-    let key_ok = key.is_empty() || taint["key"] == key;
-    let value_ok = match toleration["operator"].as_str().unwrap_or("Equal") {
+fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
+    let effect_ok = toleration.effect.as_deref().is_none_or(|e| e.is_empty() || taint.effect == e);
+    let key = toleration.key.as_deref().unwrap_or_default();
+    let key_ok = key.is_empty() || taint.key == key;
+    let value_ok = match toleration.operator.as_deref().unwrap_or("Equal") {
         "Exists" => true,
-        _ => toleration["value"].as_str().unwrap_or_default() == taint["value"].as_str().unwrap_or_default(),
+        _ => toleration.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default(),
     };
     effect_ok && key_ok && value_ok
 }
 
 /// When the node's NoExecute taints evict `pod` (pure): `None` if they never do.
-pub fn eviction_time(pod: &Value, taints: &[Value], eviction_timeout: Duration) -> Option<DateTime<Utc>> {
-    let tolerations: Vec<&Value> = pod["spec"]["tolerations"].as_array().into_iter().flatten().collect();
-    let mut due: Option<DateTime<Utc>> = None;
-    for taint in taints.iter().filter(|t| t["effect"] == "NoExecute") {
-        let added = taint["timeAdded"].as_str().and_then(|t| t.parse::<DateTime<Utc>>().ok()).unwrap_or_else(Utc::now);
-        let key = taint["key"].as_str().unwrap_or_default();
-        let tolerated: Vec<&&Value> = tolerations.iter().filter(|t| tolerates(t, taint)).collect();
+pub fn eviction_time(pod: &Pod, taints: &[Taint], eviction_timeout: Duration) -> Option<Timestamp> {
+    let tolerations: &[Toleration] = pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
+    let mut due: Option<Timestamp> = None;
+    for taint in taints.iter().filter(|t| t.effect == "NoExecute") {
+        let added = taint.time_added.as_ref().map_or_else(Timestamp::now, |t| t.0);
+        let tolerated: Vec<&Toleration> = tolerations.iter().filter(|t| tolerates(t, taint)).collect();
         let at = if tolerated.is_empty() {
-            if key == UNREACHABLE_TAINT || key == NOT_READY_TAINT {
-                added + chrono::Duration::from_std(eviction_timeout).unwrap_or_default()
+            if taint.key == UNREACHABLE_TAINT || taint.key == NOT_READY_TAINT {
+                added + SignedDuration::try_from(eviction_timeout).unwrap_or_default()
             } else {
                 added
             }
         } else {
             // Tolerated: forever, unless every matching toleration is time-limited.
-            let seconds: Option<Vec<i64>> = tolerated.iter().map(|t| t["tolerationSeconds"].as_i64()).collect();
+            let seconds: Option<Vec<i64>> = tolerated.iter().map(|t| t.toleration_seconds).collect();
             match seconds.and_then(|s| s.into_iter().min()) {
-                Some(s) => added + chrono::Duration::seconds(s.max(0)),
+                Some(s) => added + SignedDuration::from_secs(s.max(0)),
                 None => continue,
             }
         };
@@ -172,36 +188,44 @@ pub fn eviction_time(pod: &Value, taints: &[Value], eviction_timeout: Duration) 
     due
 }
 
-fn info(group: &str, plural: &str) -> &'static ResourceInfo {
-    resources::find(group, "v1", plural).expect("served")
+fn is_ready(pod: &Pod) -> bool {
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default();
+    conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
-async fn list(ctx: &TaskContext, info: &'static ResourceInfo, ns: Option<&str>) -> Result<Vec<Arc<Value>>, ApiError> {
-    let filter = Filter { resource: info.plural, namespace: ns.map(String::from), ..Default::default() };
-    Ok(ctx.cache.get(info).list(&filter, 0).await?.0)
+fn is_deleting<K: Resource>(obj: &K) -> bool {
+    obj.meta().deletion_timestamp.is_some()
 }
 
-/// A write pinned to the resourceVersion the decision saw.
-async fn pinned(
-    ctx: &TaskContext,
-    info: &'static ResourceInfo,
-    obj: &Value,
-    part: Part,
-    change: impl Fn(&mut Value),
-) -> Result<(), ApiError> {
-    let rv: i64 = object::resource_version(obj).and_then(|r| r.parse().ok()).unwrap_or(0);
-    ctx.modify_pinned(info, object::namespace(obj), object::name(obj).unwrap_or_default(), rv, part, change).await
+/// A merge patch of `changes` pinned to the resourceVersion the decision saw (in a patch,
+/// a resourceVersion is a precondition).
+fn pinned_patch<K: Resource>(obj: &K, mut changes: serde_json::Value) -> serde_json::Value {
+    changes["metadata"] = json!({"resourceVersion": obj.meta().resource_version});
+    changes
 }
 
-fn record(ctx: &TaskContext, what: &str, result: Result<(), ApiError>) {
+/// A delete of exactly the object the decision saw (a uid precondition).
+fn delete_params<K: Resource>(obj: &K, grace_period_seconds: Option<u32>) -> DeleteParams {
+    let preconditions = Preconditions { uid: obj.meta().uid.clone(), resource_version: None };
+    DeleteParams { grace_period_seconds, preconditions: Some(preconditions), ..Default::default() }
+}
+
+fn record<T>(ctx: &TaskContext, what: &str, result: Result<T, kube::Error>) {
     match result {
-        Ok(()) => ctx.status.record(true),
-        Err(ApiError::Conflict { .. } | ApiError::NotFound(_)) => {}
+        Ok(_) => ctx.status.record(true),
+        Err(e) if is_status(&e, 404) || is_status(&e, 409) => {}
         Err(e) => {
             ctx.status.record(false);
             tracing::debug!(error = %e, what, "node lifecycle write failed");
         }
     }
+}
+
+/// What the sweeps read: the shared informers' caches of nodes, pods and leases.
+struct Caches {
+    nodes: Store<Node>,
+    pods: Store<Pod>,
+    leases: Store<Lease>,
 }
 
 struct Lifecycle {
@@ -211,96 +235,71 @@ struct Lifecycle {
 }
 
 impl Lifecycle {
-    async fn sweep(&mut self, ctx: &TaskContext) -> Result<(), ApiError> {
-        let (nodes_info, pods_info) = (info("", "nodes"), info("", "pods"));
-        let leases_info = info("coordination.k8s.io", "leases");
-        let nodes = list(ctx, nodes_info, None).await?;
-        let leases: BTreeMap<String, Arc<Value>> = list(ctx, leases_info, Some("kube-node-lease"))
-            .await?
+    async fn sweep(&mut self, ctx: &TaskContext, caches: &Caches) {
+        let nodes_api: Api<Node> = Api::all(ctx.client.clone());
+        let nodes = caches.nodes.state();
+        let leases: BTreeMap<String, Arc<Lease>> = caches
+            .leases
+            .state()
             .into_iter()
-            .filter_map(|l| Some((object::name(&l)?.to_string(), l.clone())))
+            .filter(|l| l.metadata.namespace.as_deref() == Some(NODE_LEASE_NAMESPACE))
+            .map(|l| (l.name_any(), l))
             .collect();
-        let pods = list(ctx, pods_info, None).await?;
-        let mut by_node: HashMap<&str, Vec<&Value>> = HashMap::new();
+        let pods = caches.pods.state();
+        let mut by_node: HashMap<&str, Vec<&Arc<Pod>>> = HashMap::new();
         for pod in &pods {
-            if let Some(n) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+            if let Some(n) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty()) {
                 by_node.entry(n).or_default().push(pod);
             }
         }
         let now = Instant::now();
-        let wall = object::timestamp(Utc::now());
-        let names: Vec<&str> = nodes.iter().filter_map(|n| object::name(n)).collect();
+        let wall = Timestamp::now();
+        let names: Vec<&str> = nodes.iter().filter_map(|n| n.metadata.name.as_deref()).collect();
         self.heartbeats.forget_others(&names);
         let grace = ctx.settings.node_monitor_grace_period;
         for node in &nodes {
-            let name = object::name(node).unwrap_or_default();
+            let name = node.metadata.name.as_deref().unwrap_or_default();
             let beat = heartbeat(node, leases.get(name).map(|l| l.as_ref()));
             let stale = self.heartbeats.is_stale(name, beat, now, grace);
             if stale {
-                if let Some(conditions) = unknown_conditions(node, &wall) {
+                if let Some(conditions) = unknown_conditions(node, wall) {
                     tracing::info!(node = name, "node stopped posting status: marking it unreachable");
                     let message = format!("Node {name} status is now: NodeNotReady");
-                    self.events
-                        .publish(&reference_of(nodes_info, node), EventType::Normal, "NodeNotReady", &message)
-                        .await;
-                    let result =
-                        pinned(ctx, nodes_info, node, Part::Status, |n| n["status"]["conditions"] = json!(conditions))
-                            .await;
+                    self.events.publish(&reference(node.as_ref()), EventType::Normal, "NodeNotReady", &message).await;
+                    let patch = pinned_patch(node.as_ref(), json!({"status": {"conditions": conditions}}));
+                    let result = nodes_api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await;
                     record(ctx, "node conditions", result);
                     continue; // taints follow on the next sweep, from the stored conditions
                 }
                 for pod in by_node.get(name).into_iter().flatten() {
-                    let ready = pod["status"]["conditions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True");
-                    if ready && !object::is_deleting(pod) {
-                        let result = pinned(ctx, pods_info, pod, Part::Status, |p| {
-                            for c in p["status"]["conditions"].as_array_mut().into_iter().flatten() {
-                                if c["type"] == "Ready" {
-                                    c["status"] = json!("False");
-                                    c["reason"] = json!("NodeNotReady");
-                                    c["lastTransitionTime"] = json!(wall);
-                                }
-                            }
-                        })
-                        .await;
+                    if is_ready(pod) && !is_deleting(pod.as_ref()) {
+                        let result = mark_not_ready(ctx, pod, wall).await;
                         record(ctx, "pod not ready", result);
                     }
                 }
             }
             // The taints as they are about to be (no copy of the node when unchanged).
-            let taints: Vec<Value> = match desired_taints(node, &wall) {
-                Some(taints) => {
-                    let result =
-                        pinned(ctx, nodes_info, node, Part::Main, |n| n["spec"]["taints"] = json!(taints)).await;
-                    record(ctx, "node taints", result);
-                    taints
-                }
-                None => node["spec"]["taints"].as_array().cloned().unwrap_or_default(),
-            };
+            let desired = desired_taints(node, wall);
+            if let Some(taints) = &desired {
+                let patch = pinned_patch(node.as_ref(), json!({"spec": {"taints": taints}}));
+                let result = nodes_api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+                record(ctx, "node taints", result);
+            }
+            let taints = desired.as_deref().unwrap_or_else(|| taints(node));
             // Only NoExecute taints evict; most nodes have none, so their pods are skipped.
-            let evicting = taints.iter().any(|t| t["effect"] == "NoExecute");
+            let evicting = taints.iter().any(|t| t.effect == "NoExecute");
             let pods_here = by_node.get(name).filter(|_| evicting).into_iter().flatten();
-            for pod in pods_here.filter(|p| !object::is_deleting(p)) {
-                let due = eviction_time(pod, &taints, ctx.settings.pod_eviction_timeout);
-                if due.is_some_and(|d| d <= Utc::now()) {
-                    tracing::info!(node = name, pod = object::name(pod), "evicting a pod from a tainted node");
-                    let message = format!(
-                        "Marking for deletion Pod {}/{}",
-                        object::namespace(pod).unwrap_or_default(),
-                        object::name(pod).unwrap_or_default()
-                    );
-                    let pod_ref = reference_of(pods_info, pod);
+            for pod in pods_here.filter(|p| !is_deleting(p.as_ref())) {
+                let due = eviction_time(pod, taints, ctx.settings.pod_eviction_timeout);
+                if due.is_some_and(|d| d <= Timestamp::now()) {
+                    let (ns, pod_name) = (pod.namespace().unwrap_or_default(), pod.name_any());
+                    tracing::info!(node = name, pod = pod_name, "evicting a pod from a tainted node");
+                    let message = format!("Marking for deletion Pod {ns}/{pod_name}");
+                    let pod_ref = reference(pod.as_ref());
                     self.events.publish(&pod_ref, EventType::Normal, "TaintManagerEviction", &message).await;
-                    let opts = DeleteOptions {
-                        precondition_uid: object::meta_str(pod, "uid").map(String::from),
-                        ..Default::default()
-                    };
-                    let pod_name = object::name(pod).unwrap_or_default();
-                    let result = ctx.registry.delete(pods_info, object::namespace(pod), pod_name, &opts).await;
-                    record(ctx, "evict pod", result.map(|_| ()));
+                    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+                    let result = api.delete(&pod_name, &delete_params(pod.as_ref(), None)).await;
+                    record(ctx, "evict pod", result);
                 }
             }
         }
@@ -311,37 +310,54 @@ impl Lifecycle {
             // Terminating pods only wait for an agent that no longer exists: at once.
             // Others wait out the quarantine.
             let quarantined = now.duration_since(since) < MISSING_NODE_QUARANTINE;
-            let due: Vec<&&Value> = pods.iter().filter(|p| !quarantined || object::is_deleting(p)).collect();
+            let due: Vec<&&Arc<Pod>> = pods.iter().filter(|p| !quarantined || is_deleting(p.as_ref())).collect();
             if due.is_empty() {
                 continue;
             }
-            // Confirm with a linearizable read that the Node is really gone.
-            if !matches!(ctx.registry.get(nodes_info, None, node, true).await, Err(ApiError::NotFound(_))) {
+            // Confirm with a (linearizable) read that the Node is really gone.
+            if !matches!(nodes_api.get(node).await, Err(e) if is_status(&e, 404)) {
                 continue;
             }
             for pod in due {
-                let opts = DeleteOptions {
-                    grace_period_seconds: Some(0),
-                    precondition_uid: object::meta_str(pod, "uid").map(String::from),
-                    ..Default::default()
-                };
-                let pod_name = object::name(pod).unwrap_or_default();
-                let result = ctx.registry.delete(pods_info, object::namespace(pod), pod_name, &opts).await;
-                record(ctx, "delete pod of a deleted node", result.map(|_| ()));
+                let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
+                let result = api.delete(&pod.name_any(), &delete_params(pod.as_ref(), Some(0))).await;
+                record(ctx, "delete pod of a deleted node", result);
             }
         }
-        Ok(())
     }
+}
+
+/// Sets the pod's Ready condition to False (its node is unreachable), pinned to the
+/// version read.
+async fn mark_not_ready(ctx: &TaskContext, pod: &Pod, now: Timestamp) -> Result<Pod, kube::Error> {
+    let mut conditions = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+    for c in conditions.iter_mut().filter(|c| c.type_ == "Ready") {
+        c.status = "False".into();
+        c.reason = Some("NodeNotReady".into());
+        c.last_transition_time = Some(Time(now));
+    }
+    let patch = pinned_patch(pod, json!({"status": {"conditions": conditions}}));
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
+    api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await
 }
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let events = Recorder::new(ctx.client.clone(), "node-controller");
+    let caches = Caches {
+        nodes: ctx.informers.store::<Node>(),
+        pods: ctx.informers.store::<Pod>(),
+        leases: ctx.informers.store::<Lease>(),
+    };
+    // Never judge nodes on a partial picture (a node whose Lease is not cached yet).
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        _ = ctx.informers.wait_synced() => {}
+    }
     let mut lifecycle = Lifecycle { events, heartbeats: Heartbeats::default(), missing_since: HashMap::new() };
     let mut every = Every::new(SWEEP_EVERY, cancel);
     while every.tick().await {
-        let Some(result) = every.pass(lifecycle.sweep(&ctx)).await else { return };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "node lifecycle sweep");
+        if every.pass(lifecycle.sweep(&ctx, &caches)).await.is_none() {
+            return;
         }
     }
 }
@@ -349,6 +365,18 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn node(v: serde_json::Value) -> Node {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn pod(v: serde_json::Value) -> Pod {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn taint(v: serde_json::Value) -> Taint {
+        serde_json::from_value(v).unwrap()
+    }
 
     #[test]
     fn heartbeats_are_judged_by_change_on_the_local_clock() {
@@ -363,57 +391,60 @@ mod tests {
 
     #[test]
     fn unreachable_then_back_moves_the_taints() {
-        let mut node = json!({"spec": {"taints": [{"key": "dedicated", "value": "x", "effect": "NoSchedule"}]},
-            "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
-        assert!(desired_taints(&node, "t").is_none());
-        node["status"]["conditions"] = json!(unknown_conditions(&node, "t").unwrap());
-        assert_eq!(condition(&node, "Ready").unwrap()["reason"], "NodeStatusUnknown");
-        assert_eq!(node["status"]["conditions"].as_array().unwrap().len(), 4);
-        assert!(unknown_conditions(&node, "t").is_none(), "already unknown");
-        let taints = desired_taints(&node, "t").unwrap();
+        let t: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut node = node(json!({"spec": {"taints": [{"key": "dedicated", "value": "x", "effect": "NoSchedule"}]},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}));
+        assert!(desired_taints(&node, t).is_none());
+        node.status.as_mut().unwrap().conditions = unknown_conditions(&node, t);
+        assert_eq!(condition(&node, "Ready").unwrap().reason.as_deref(), Some("NodeStatusUnknown"));
+        assert_eq!(conditions(&node).len(), 4);
+        assert!(unknown_conditions(&node, t).is_none(), "already unknown");
+        let taints = desired_taints(&node, t).unwrap();
         assert_eq!(taints.len(), 3);
-        assert!(taints
-            .iter()
-            .any(|t| t["key"] == UNREACHABLE_TAINT && t["effect"] == "NoExecute" && t["timeAdded"] == "t"));
-        node["spec"]["taints"] = json!(taints);
-        node["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
-        let taints = desired_taints(&node, "t").unwrap();
-        assert!(taints.iter().all(|t| t["key"] != UNREACHABLE_TAINT));
-        assert!(taints.iter().any(|t| t["key"] == NOT_READY_TAINT));
-        node["spec"]["taints"] = json!(taints);
-        node["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+        assert!(taints.iter().any(|x| x.key == UNREACHABLE_TAINT
+            && x.effect == "NoExecute"
+            && x.time_added.as_ref().map(|a| a.0) == Some(t)));
+        node.spec.as_mut().unwrap().taints = Some(taints);
+        node.status.as_mut().unwrap().conditions =
+            Some(vec![NodeCondition { type_: "Ready".into(), status: "False".into(), ..Default::default() }]);
+        let taints = desired_taints(&node, t).unwrap();
+        assert!(taints.iter().all(|x| x.key != UNREACHABLE_TAINT));
+        assert!(taints.iter().any(|x| x.key == NOT_READY_TAINT));
+        node.spec.as_mut().unwrap().taints = Some(taints);
+        node.status.as_mut().unwrap().conditions =
+            Some(vec![NodeCondition { type_: "Ready".into(), status: "True".into(), ..Default::default() }]);
         assert_eq!(
-            desired_taints(&node, "t").unwrap(),
-            [json!({"key": "dedicated", "value": "x", "effect": "NoSchedule"})]
+            desired_taints(&node, t).unwrap(),
+            [taint(json!({"key": "dedicated", "value": "x", "effect": "NoSchedule"}))]
         );
     }
 
     #[test]
     fn eviction_waits_for_the_timeout_or_the_pods_toleration() {
         let added = "2026-01-01T00:00:00Z";
-        let t0: DateTime<Utc> = added.parse().unwrap();
+        let t0: Timestamp = added.parse().unwrap();
         let taints = [
-            json!({"key": UNREACHABLE_TAINT, "effect": "NoExecute", "timeAdded": added}),
-            json!({"key": UNREACHABLE_TAINT, "effect": "NoSchedule"}),
+            taint(json!({"key": UNREACHABLE_TAINT, "effect": "NoExecute", "timeAdded": added})),
+            taint(json!({"key": UNREACHABLE_TAINT, "effect": "NoSchedule"})),
         ];
-        let plain = json!({"spec": {}});
-        assert_eq!(eviction_time(&plain, &taints, Duration::from_secs(10)), Some(t0 + chrono::Duration::seconds(10)));
-        let patient = json!({"spec": {"tolerations": [{"key": UNREACHABLE_TAINT, "operator": "Exists",
-            "effect": "NoExecute", "tolerationSeconds": 300}]}});
+        let plain = pod(json!({"spec": {"containers": []}}));
+        assert_eq!(eviction_time(&plain, &taints, Duration::from_secs(10)), Some(t0 + SignedDuration::from_secs(10)));
+        let patient = pod(json!({"spec": {"containers": [], "tolerations": [{"key": UNREACHABLE_TAINT,
+            "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]}}));
         assert_eq!(
             eviction_time(&patient, &taints, Duration::from_secs(10)),
-            Some(t0 + chrono::Duration::seconds(300))
+            Some(t0 + SignedDuration::from_secs(300))
         );
-        let forever = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        let forever = pod(json!({"spec": {"containers": [], "tolerations": [{"operator": "Exists"}]}}));
         assert_eq!(eviction_time(&forever, &taints, Duration::from_secs(10)), None);
-        let custom = [json!({"key": "maintenance", "value": "now", "effect": "NoExecute", "timeAdded": added})];
+        let custom = [taint(json!({"key": "maintenance", "value": "now", "effect": "NoExecute", "timeAdded": added}))];
         assert_eq!(
             eviction_time(&plain, &custom, Duration::from_secs(10)),
             Some(t0),
             "other NoExecute taints evict at once"
         );
-        let wrong_value =
-            json!({"spec": {"tolerations": [{"key": "maintenance", "value": "later", "effect": "NoExecute"}]}});
+        let wrong_value = pod(json!({"spec": {"containers": [],
+            "tolerations": [{"key": "maintenance", "value": "later", "effect": "NoExecute"}]}}));
         assert_eq!(eviction_time(&wrong_value, &custom, Duration::from_secs(10)), Some(t0));
     }
 }

@@ -3,102 +3,118 @@
 //! rest under `notReadyAddresses` — with the Service's ports resolved against each pod
 //! (a named `targetPort` is looked up in the pod's container ports).
 //!
-//! It follows pod and service changes through this server's watch cache (no extra store
-//! watches), recomputes the Endpoints of the namespaces that changed, and writes only what
-//! differs, pinned to the resourceVersion it read. Endpoints it manages carry the
-//! `endpoints.kubernetes.io/last-change-trigger-time` annotation, as Kubernetes'; those
-//! whose Service is gone are deleted.
+//! It follows pod, Service and Endpoints changes through the shared informers (no watches
+//! of its own), recomputes the Endpoints of the namespaces that changed, and writes only
+//! what differs, through the API, pinned to the resourceVersion it read. Endpoints it
+//! manages carry the `endpoints.kubernetes.io/last-change-trigger-time` annotation, as
+//! Kubernetes'; those whose Service is gone are deleted.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_proto::model::well_known;
-use serde_json::{json, Map, Value};
+use k8s_openapi::api::core::v1::{
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service, ServicePort,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::error::ApiError;
-use crate::api::resources::{self, ResourceInfo};
-use crate::cache::{Filter, WatchItem};
-use crate::registry::{object, DeleteOptions, WriteOptions};
+use crate::registry::object;
 use crate::tasks::context::TaskContext;
+use crate::tasks::pod_control::is_status;
+use crate::tasks::workqueue::Change;
 
 pub const TRIGGER_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 /// Changes arriving within this window are handled together.
 const DEBOUNCE: Duration = Duration::from_millis(20);
-/// Full recomputation, in case a notification was lost (a dropped slow watcher).
+/// Full recomputation, in case a notification was lost.
 const RESYNC_EVERY: Duration = Duration::from_secs(10);
 
-fn is_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True")
+fn is_ready(pod: &Pod) -> bool {
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default();
+    conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 /// The container port a Service's `targetPort` means for this pod.
-fn resolve_target_port(pod: &Value, svc_port: &Value) -> Option<i64> {
-    match &svc_port["targetPort"] {
-        Value::Number(n) => n.as_i64(),
-        Value::String(name) => match name.parse::<i64>() {
+fn resolve_target_port(pod: &Pod, svc_port: &ServicePort) -> Option<i32> {
+    match &svc_port.target_port {
+        Some(IntOrString::Int(n)) => Some(*n),
+        Some(IntOrString::String(name)) => match name.parse::<i32>() {
             Ok(n) => Some(n),
-            Err(_) => pod["spec"]["containers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|c| c["ports"].as_array().into_iter().flatten())
-                .find(|p| p["name"] == name.as_str() && p["protocol"].as_str().unwrap_or("TCP") == protocol(svc_port))
-                .and_then(|p| p["containerPort"].as_i64()),
+            Err(_) => pod
+                .spec
+                .iter()
+                .flat_map(|s| &s.containers)
+                .flat_map(|c| c.ports.iter().flatten())
+                .find(|p| {
+                    p.name.as_deref() == Some(name.as_str())
+                        && p.protocol.as_deref().unwrap_or("TCP") == protocol(svc_port)
+                })
+                .map(|p| p.container_port),
         },
-        _ => svc_port["port"].as_i64(),
+        None => Some(svc_port.port),
     }
 }
 
-fn protocol(port: &Value) -> &str {
-    port["protocol"].as_str().unwrap_or("TCP")
+fn protocol(port: &ServicePort) -> &str {
+    port.protocol.as_deref().unwrap_or("TCP")
+}
+
+fn selector(svc: &Service) -> Option<&BTreeMap<String, String>> {
+    svc.spec.as_ref()?.selector.as_ref().filter(|s| !s.is_empty())
 }
 
 /// The `subsets` the Service's Endpoints should have (pure). `None`: not managed here
 /// (a Service without a selector has hand-written Endpoints).
-pub fn desired_subsets(svc: &Value, pods: &[&Value]) -> Option<Vec<Value>> {
-    let selector = object::string_map(svc["spec"].get("selector"));
-    if selector.is_empty() {
-        return None;
-    }
-    let publish_not_ready = svc["spec"]["publishNotReadyAddresses"] == true;
-    let svc_ports: Vec<&Value> = svc["spec"]["ports"].as_array().into_iter().flatten().collect();
+pub fn desired_subsets(svc: &Service, pods: &[&Pod]) -> Option<Vec<EndpointSubset>> {
+    let selector = selector(svc)?;
+    let spec = svc.spec.as_ref()?;
+    let publish_not_ready = spec.publish_not_ready_addresses == Some(true);
+    let svc_ports: &[ServicePort] = spec.ports.as_deref().unwrap_or_default();
+    let svc_name = svc.metadata.name.as_deref().unwrap_or_default();
     // Subsets group addresses by their exact port list, as Kubernetes repacks them.
-    type PortKey = Vec<(String, i64, String)>;
-    let mut groups: BTreeMap<PortKey, (Vec<Value>, Vec<Value>)> = BTreeMap::new();
+    type PortKey = Vec<(String, i32, String)>;
+    let mut groups: BTreeMap<PortKey, (Vec<EndpointAddress>, Vec<EndpointAddress>)> = BTreeMap::new();
     for pod in pods {
-        let labels = object::labels(pod);
-        if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) || object::is_deleting(pod) {
+        let labels = pod.labels();
+        if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) || pod.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        if matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed")) {
+        let status = pod.status.as_ref();
+        if matches!(status.and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")) {
             continue;
         }
-        let Some(ip) = pod["status"]["podIP"].as_str().filter(|ip| !ip.is_empty()) else { continue };
+        let Some(ip) = status.and_then(|s| s.pod_ip.as_deref()).filter(|ip| !ip.is_empty()) else { continue };
         let ports: PortKey = svc_ports
             .iter()
             .filter_map(|p| {
                 let port = resolve_target_port(pod, p)?;
-                Some((p["name"].as_str().unwrap_or_default().to_string(), port, protocol(p).to_string()))
+                Some((p.name.clone().unwrap_or_default(), port, protocol(p).to_string()))
             })
             .collect();
         if ports.is_empty() && !svc_ports.is_empty() {
             continue; // none of the Service's ports exist on this pod
         }
-        let mut address = json!({
-            "ip": ip,
-            "targetRef": {"kind": "Pod", "namespace": object::namespace(pod), "name": object::name(pod),
-                          "uid": object::meta_str(pod, "uid")},
-        });
-        if let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-            address["nodeName"] = json!(node);
-        }
-        let svc_name = object::name(svc).unwrap_or_default();
-        if let Some(host) = pod["spec"]["hostname"].as_str() {
-            if pod["spec"]["subdomain"] == svc_name {
-                address["hostname"] = json!(host);
-            }
-        }
+        let pod_spec = pod.spec.as_ref();
+        let hostname = pod_spec.filter(|s| s.subdomain.as_deref() == Some(svc_name)).and_then(|s| s.hostname.clone());
+        let address = EndpointAddress {
+            ip: ip.to_string(),
+            hostname,
+            node_name: pod_spec.and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
+            target_ref: Some(ObjectReference {
+                kind: Some("Pod".into()),
+                namespace: pod.metadata.namespace.clone(),
+                name: pod.metadata.name.clone(),
+                uid: pod.metadata.uid.clone(),
+                ..Default::default()
+            }),
+        };
         let group = groups.entry(ports).or_default();
         if is_ready(pod) || publish_not_ready {
             group.0.push(address);
@@ -106,142 +122,115 @@ pub fn desired_subsets(svc: &Value, pods: &[&Value]) -> Option<Vec<Value>> {
             group.1.push(address);
         }
     }
-    let sort = |v: &mut Vec<Value>| {
+    let sorted = |mut v: Vec<EndpointAddress>| {
         v.sort_by(|a, b| {
-            (a["ip"].as_str(), a["targetRef"]["name"].as_str())
-                .cmp(&(b["ip"].as_str(), b["targetRef"]["name"].as_str()))
-        })
+            let name = |x: &EndpointAddress| x.target_ref.as_ref().and_then(|r| r.name.clone());
+            (&a.ip, name(a)).cmp(&(&b.ip, name(b)))
+        });
+        Some(v).filter(|v| !v.is_empty())
     };
     Some(
         groups
             .into_iter()
-            .map(|(ports, (mut ready, mut not_ready))| {
-                sort(&mut ready);
-                sort(&mut not_ready);
-                let mut subset = Map::new();
-                if !ready.is_empty() {
-                    subset.insert("addresses".into(), json!(ready));
-                }
-                if !not_ready.is_empty() {
-                    subset.insert("notReadyAddresses".into(), json!(not_ready));
-                }
-                let ports: Vec<Value> = ports
+            .map(|(ports, (ready, not_ready))| {
+                let ports: Vec<EndpointPort> = ports
                     .into_iter()
-                    .map(|(name, port, protocol)| {
-                        let mut p = json!({"port": port, "protocol": protocol});
-                        if !name.is_empty() {
-                            p["name"] = json!(name);
-                        }
-                        p
+                    .map(|(name, port, protocol)| EndpointPort {
+                        name: Some(name).filter(|n| !n.is_empty()),
+                        port,
+                        protocol: Some(protocol),
+                        app_protocol: None,
                     })
                     .collect();
-                if !ports.is_empty() {
-                    subset.insert("ports".into(), json!(ports));
+                EndpointSubset {
+                    addresses: sorted(ready),
+                    not_ready_addresses: sorted(not_ready),
+                    ports: Some(ports).filter(|p| !p.is_empty()),
                 }
-                Value::Object(subset)
             })
             .collect(),
     )
 }
 
 /// The labels an Endpoints object gets from its Service.
-pub fn desired_labels(svc: &Value) -> BTreeMap<String, String> {
-    let mut labels = object::labels(svc);
-    if svc["spec"]["clusterIP"] == "None" {
+pub fn desired_labels(svc: &Service) -> BTreeMap<String, String> {
+    let mut labels = svc.labels().clone();
+    if svc.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()) == Some("None") {
         labels.insert(well_known::LABEL_SERVICE_HEADLESS.into(), String::new());
     }
     labels
 }
 
-fn info(plural: &str) -> &'static ResourceInfo {
-    resources::find("", "v1", plural).expect("served")
+fn is_managed(e: &Endpoints) -> bool {
+    e.annotations().contains_key(TRIGGER_ANNOTATION)
 }
 
-async fn list(
-    ctx: &TaskContext,
-    plural: &str,
-    namespace: Option<&str>,
-) -> Result<Vec<std::sync::Arc<Value>>, ApiError> {
-    let info = info(plural);
-    let filter = Filter { resource: info.plural, namespace: namespace.map(String::from), ..Default::default() };
-    Ok(ctx.cache.get(info).list(&filter, 0).await?.0)
+/// What the controller reads: the shared informers' caches.
+struct Caches {
+    pods: Store<Pod>,
+    services: Store<Service>,
+    endpoints: Store<Endpoints>,
+}
+
+fn in_namespace<K: Resource<DynamicType = ()> + Clone + 'static>(store: &Store<K>, ns: &str) -> Vec<Arc<K>> {
+    store.state().into_iter().filter(|o| o.meta().namespace.as_deref() == Some(ns)).collect()
 }
 
 /// Brings one namespace's Endpoints in line with its Services and pods.
-async fn sync_namespace(ctx: &TaskContext, ns: &str) -> Result<(), ApiError> {
-    let services = list(ctx, "services", Some(ns)).await?;
-    let existing = list(ctx, "endpoints", Some(ns)).await?;
-    let managed = |e: &Value| object::string_map(e["metadata"].get("annotations")).contains_key(TRIGGER_ANNOTATION);
-    let with_selector: Vec<_> =
-        services.iter().filter(|s| !object::string_map(s["spec"].get("selector")).is_empty()).collect();
-    let pods = if with_selector.is_empty() { Vec::new() } else { list(ctx, "pods", Some(ns)).await? };
-    let pod_refs: Vec<&Value> = pods.iter().map(|p| p.as_ref()).collect();
+async fn sync_namespace(ctx: &TaskContext, caches: &Caches, ns: &str) {
+    let api: Api<Endpoints> = Api::namespaced(ctx.client.clone(), ns);
+    let services = in_namespace(&caches.services, ns);
+    let existing = in_namespace(&caches.endpoints, ns);
+    let with_selector: Vec<&Arc<Service>> = services.iter().filter(|s| selector(s).is_some()).collect();
+    let pods = if with_selector.is_empty() { Vec::new() } else { in_namespace(&caches.pods, ns) };
+    let pod_refs: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
     let mut wanted = HashSet::new();
     for svc in with_selector {
-        let name = object::name(svc).unwrap_or_default().to_string();
+        let name = svc.name_any();
         wanted.insert(name.clone());
         let Some(subsets) = desired_subsets(svc, &pod_refs) else { continue };
         let labels = desired_labels(svc);
-        let current = existing.iter().find(|e| object::name(e) == Some(name.as_str()));
+        let current = existing.iter().find(|e| e.metadata.name.as_deref() == Some(name.as_str()));
         let up_to_date = current.is_some_and(|e| {
-            let have = e["subsets"].as_array().cloned().unwrap_or_default();
-            have == subsets && object::labels(e) == labels && managed(e)
+            e.subsets.as_deref().unwrap_or_default() == subsets.as_slice() && *e.labels() == labels && is_managed(e)
         });
         if up_to_date {
             continue;
         }
         let now = object::timestamp(chrono::Utc::now());
-        let mut desired = json!({
-            "apiVersion": "v1", "kind": "Endpoints",
-            "metadata": {"name": name, "namespace": ns, "labels": labels,
-                         "annotations": {TRIGGER_ANNOTATION: now}},
-            "subsets": subsets,
-        });
+        // Keep the annotations others put there.
+        let mut annotations = current.map(|c| c.annotations().clone()).unwrap_or_default();
+        annotations.insert(TRIGGER_ANNOTATION.into(), now);
+        let desired = Endpoints {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.to_string()),
+                labels: Some(labels),
+                annotations: Some(annotations),
+                // Pinned to the version read.
+                resource_version: current.and_then(|c| c.metadata.resource_version.clone()),
+                ..Default::default()
+            },
+            subsets: Some(subsets),
+        };
         let result = match current {
-            Some(cur) => {
-                // Keep what others put there; pinned to the version read.
-                if let Some(a) = cur["metadata"]["annotations"].as_object() {
-                    for (k, v) in a {
-                        desired["metadata"]["annotations"]
-                            .as_object_mut()
-                            .unwrap()
-                            .entry(k.clone())
-                            .or_insert(v.clone());
-                    }
-                    desired["metadata"]["annotations"][TRIGGER_ANNOTATION] = json!(now);
-                }
-                desired["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
-                ctx.registry
-                    .update(
-                        info("endpoints"),
-                        Some(ns),
-                        &name,
-                        desired,
-                        crate::registry::Part::Main,
-                        &WriteOptions::default(),
-                    )
-                    .await
-                    .map(|_| ())
-            }
-            None => {
-                ctx.registry.create(info("endpoints"), Some(ns), desired, &WriteOptions::default()).await.map(|_| ())
-            }
+            Some(_) => api.replace(&name, &PostParams::default(), &desired).await,
+            None => api.create(&PostParams::default(), &desired).await,
         };
         record(ctx, result);
     }
-    for stale in existing.iter().filter(|e| managed(e) && !wanted.contains(object::name(e).unwrap_or_default())) {
-        let opts =
-            DeleteOptions { precondition_uid: object::meta_str(stale, "uid").map(String::from), ..Default::default() };
-        let name = object::name(stale).unwrap_or_default();
-        record(ctx, ctx.registry.delete(info("endpoints"), Some(ns), name, &opts).await.map(|_| ()));
+    for stale in existing.iter().filter(|e| is_managed(e) && !wanted.contains(&e.name_any())) {
+        let preconditions = Preconditions { uid: stale.metadata.uid.clone(), resource_version: None };
+        let params = DeleteParams { preconditions: Some(preconditions), ..Default::default() };
+        record(ctx, api.delete(&stale.name_any(), &params).await);
     }
-    Ok(())
 }
 
-fn record(ctx: &TaskContext, result: Result<(), ApiError>) {
+fn record<T>(ctx: &TaskContext, result: Result<T, kube::Error>) {
     match result {
-        Ok(()) => ctx.status.record(true),
-        Err(ApiError::Conflict { .. } | ApiError::AlreadyExists(_) | ApiError::NotFound(_)) => {}
+        Ok(_) => ctx.status.record(true),
+        // Changed, created or deleted meanwhile: the event brings the namespace back.
+        Err(e) if is_status(&e, 404) || is_status(&e, 409) => {}
         Err(e) => {
             ctx.status.record(false);
             tracing::debug!(error = %e, "endpoints write failed");
@@ -249,80 +238,72 @@ fn record(ctx: &TaskContext, result: Result<(), ApiError>) {
     }
 }
 
-/// Namespaces an event touches.
-fn namespace_of(item: &WatchItem) -> Option<String> {
-    match item {
-        WatchItem::Event(_, obj) => object::namespace(obj).map(String::from),
-        WatchItem::Bookmark(_) => None,
+/// The namespaces whose Endpoints need a look, filled by the informers' handlers.
+#[derive(Default)]
+struct Dirty {
+    namespaces: Mutex<BTreeSet<String>>,
+    /// Every namespace with Services or Endpoints (at start, after a re-list, on resync).
+    all: std::sync::atomic::AtomicBool,
+    changed: Notify,
+}
+
+impl Dirty {
+    fn mark<K: Resource>(&self, change: Change<'_, K>) {
+        match change {
+            Change::Object { obj, .. } => {
+                if let Some(ns) = &obj.meta().namespace {
+                    self.namespaces.lock().unwrap().insert(ns.clone());
+                }
+            }
+            Change::Resynced => self.all.store(true, std::sync::atomic::Ordering::SeqCst),
+        }
+        self.changed.notify_one();
+    }
+
+    /// The namespaces to sync now.
+    fn take(&self, caches: &Caches) -> BTreeSet<String> {
+        let mut namespaces = std::mem::take(&mut *self.namespaces.lock().unwrap());
+        if self.all.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            let services = caches.services.state().into_iter().filter_map(|s| s.metadata.namespace.clone());
+            let endpoints = caches.endpoints.state().into_iter().filter_map(|e| e.metadata.namespace.clone());
+            namespaces.extend(services.chain(endpoints));
+        }
+        namespaces
     }
 }
 
+fn subscribe<K>(ctx: &TaskContext, dirty: &Arc<Dirty>) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let dirty = dirty.clone();
+    ctx.informers.subscribe(move |change: Change<'_, K>| dirty.mark(change))
+}
+
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
-    'subscribe: loop {
-        let mut subs = Vec::new();
-        for plural in ["pods", "services", "endpoints"] {
-            let cacher = ctx.cache.get(info(plural));
-            let filter = Filter { resource: info(plural).plural, ..Default::default() };
-            match tokio::select! { _ = cancel.cancelled() => return, s = cacher.watch(filter, Some(cacher.revision()), false) => s }
-            {
-                Ok(s) => subs.push(s),
-                Err(e) => {
-                    tracing::debug!(error = %e, "endpoints controller subscribing");
-                    tokio::select! { _ = cancel.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(1)) => {} }
-                    continue 'subscribe;
-                }
-            }
+    let dirty = Arc::new(Dirty::default());
+    let caches =
+        Caches { pods: subscribe(&ctx, &dirty), services: subscribe(&ctx, &dirty), endpoints: subscribe(&ctx, &dirty) };
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        _ = ctx.informers.wait_synced() => {}
+    }
+    dirty.all.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut resync = tokio::time::interval(RESYNC_EVERY);
+    resync.tick().await;
+    loop {
+        for ns in dirty.take(&caches) {
+            sync_namespace(&ctx, &caches, &ns).await;
         }
-        let mut all = true;
-        let mut dirty: BTreeSet<String> = BTreeSet::new();
-        let mut resync = tokio::time::interval(RESYNC_EVERY);
-        resync.tick().await;
-        loop {
-            if all {
-                dirty.extend(
-                    list(&ctx, "services", None)
-                        .await
-                        .unwrap_or_default()
-                        .iter()
-                        .filter_map(|s| object::namespace(s).map(String::from)),
-                );
-                dirty.extend(
-                    list(&ctx, "endpoints", None)
-                        .await
-                        .unwrap_or_default()
-                        .iter()
-                        .filter_map(|s| object::namespace(s).map(String::from)),
-                );
-                all = false;
-            }
-            for ns in std::mem::take(&mut dirty) {
-                if let Err(e) = sync_namespace(&ctx, &ns).await {
-                    tracing::debug!(namespace = ns, error = %e, "endpoints sync");
-                    dirty.insert(ns);
-                }
-            }
-            // Wait for the next change (or the resync), then gather what else arrives.
-            let [pods, services, endpoints] = &mut subs[..] else { unreachable!("three subscriptions") };
-            let first = tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = resync.tick() => { all = true; continue }
-                e = pods.events.recv() => e,
-                e = services.events.recv() => e,
-                e = endpoints.events.recv() => e,
-            };
-            let Some(first) = first else { continue 'subscribe };
-            dirty.extend(namespace_of(&first));
-            let deadline = tokio::time::Instant::now() + DEBOUNCE;
-            while let Ok(Some(item)) = tokio::time::timeout_at(deadline, async {
+        // Wait for the next change (or the resync), then gather what else arrives.
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = resync.tick() => dirty.all.store(true, std::sync::atomic::Ordering::SeqCst),
+            _ = dirty.changed.notified() => {
                 tokio::select! {
-                    e = pods.events.recv() => e,
-                    e = services.events.recv() => e,
-                    e = endpoints.events.recv() => e,
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(DEBOUNCE) => {}
                 }
-            })
-            .await
-            {
-                dirty.extend(namespace_of(&item));
             }
         }
     }
@@ -331,6 +312,19 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
+
+    /// [`desired_subsets`] of JSON objects, as JSON.
+    fn subsets(svc: &Value, pods: &[&Value]) -> Option<Vec<Value>> {
+        let pods: Vec<Pod> = pods.iter().map(|p| serde_json::from_value((*p).clone()).unwrap()).collect();
+        let refs: Vec<&Pod> = pods.iter().collect();
+        let subsets = desired_subsets(&service(svc), &refs)?;
+        Some(subsets.into_iter().map(|s| serde_json::to_value(s).unwrap()).collect())
+    }
+
+    fn service(svc: &Value) -> Service {
+        serde_json::from_value(svc.clone()).unwrap()
+    }
 
     fn pod(name: &str, ip: &str, ready: bool, port_name: &str, port: i64) -> Value {
         json!({"metadata": {"name": name, "namespace": "default", "uid": format!("u-{name}"), "labels": {"app": "web"}},
@@ -349,7 +343,7 @@ mod tests {
         let a = pod("a", "10.0.0.2", true, "web", 8080);
         let b = pod("b", "10.0.0.1", false, "web", 8080);
         let c = pod("c", "10.0.0.3", true, "web", 9090);
-        let subsets = desired_subsets(&svc(json!("web")), &[&a, &b, &c]).unwrap();
+        let subsets = subsets(&svc(json!("web")), &[&a, &b, &c]).unwrap();
         assert_eq!(subsets.len(), 2, "two port sets: {subsets:?}");
         let s8080 = subsets.iter().find(|s| s["ports"][0]["port"] == 8080).unwrap();
         assert_eq!(s8080["addresses"][0]["ip"], "10.0.0.2");
@@ -371,23 +365,26 @@ mod tests {
         let mut done = pod("d", "10.0.0.6", true, "web", 8080);
         done["status"]["phase"] = json!("Succeeded");
         let missing_port = pod("m", "10.0.0.7", true, "metrics", 9100);
-        let subsets = desired_subsets(&svc(json!("web")), &[&other, &gone, &pending, &done, &missing_port]).unwrap();
+        let subsets = subsets(&svc(json!("web")), &[&other, &gone, &pending, &done, &missing_port]).unwrap();
         assert!(subsets.is_empty(), "{subsets:?}");
     }
 
     #[test]
     fn numeric_and_default_target_ports_and_selectorless_services() {
         let a = pod("a", "10.0.0.2", true, "x", 1);
-        let s = desired_subsets(&svc(json!(8443)), &[&a]).unwrap();
+        let s = subsets(&svc(json!(8443)), &[&a]).unwrap();
         assert_eq!(s[0]["ports"][0]["port"], 8443);
         let mut no_target = svc(json!(null));
         no_target["spec"]["ports"][0].as_object_mut().unwrap().remove("targetPort");
-        assert_eq!(desired_subsets(&no_target, &[&a]).unwrap()[0]["ports"][0]["port"], 80);
+        assert_eq!(subsets(&no_target, &[&a]).unwrap()[0]["ports"][0]["port"], 80);
         let mut manual = svc(json!(80));
         manual["spec"].as_object_mut().unwrap().remove("selector");
-        assert!(desired_subsets(&manual, &[&a]).is_none());
+        assert!(subsets(&manual, &[&a]).is_none());
         let mut headless = svc(json!(80));
         headless["spec"]["clusterIP"] = json!("None");
-        assert_eq!(desired_labels(&headless).get("service.kubernetes.io/headless").map(String::as_str), Some(""));
+        assert_eq!(
+            desired_labels(&service(&headless)).get("service.kubernetes.io/headless").map(String::as_str),
+            Some("")
+        );
     }
 }

@@ -8,9 +8,10 @@
 //! * **Orphan** — an owner being deleted with the `orphan` finalizer: dependents lose
 //!   their reference to it (and live on); then the finalizer is removed.
 //!
-//! Each sweep reads every object from this server's watch cache, decides with the pure
-//! [`plan`], then acts. The cache may lag the store, so before acting on "the owner is
-//! gone" the owner's absence is confirmed with a linearizable read — a dependent created
+//! Each sweep reads every object's metadata from the shared informers of every served
+//! kind ([`kinds`](super::kinds)), decides with the pure [`plan`], then acts through the
+//! API like any client. The caches may lag the store, so before acting on "the owner is
+//! gone" the owner's absence is confirmed with a (linearizable) GET — a dependent created
 //! right after its owner is never collected because the owner's cache was behind. Every
 //! write is pinned to the resourceVersion (or uid) the decision was made on.
 
@@ -20,15 +21,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde_json::{json, Value};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::error::ApiError;
-use crate::api::resources::{self, ResourceInfo, RESOURCES};
-use crate::cache::Filter;
-use crate::registry::{object, DeleteOptions, Part, Propagation, FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
+use crate::api::resources::{self, ResourceInfo};
+use crate::registry::{Propagation, FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
 use crate::tasks::context::TaskContext;
+use crate::tasks::dynamic;
+use crate::tasks::kinds::{self, Cached, KindStore};
 use crate::tasks::periodic::Every;
+use crate::tasks::pod_control::is_status;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Writes in flight at once (a large cascade is thousands of deletes).
@@ -41,7 +45,22 @@ pub struct OwnerRef {
     pub kind: String,
     pub name: String,
     pub uid: String,
+    pub controller: bool,
     pub block_owner_deletion: bool,
+}
+
+impl OwnerRef {
+    /// The `ownerReferences` entry as the API takes it.
+    fn to_json(&self) -> serde_json::Value {
+        let mut entry = json!({"apiVersion": self.api_version, "kind": self.kind, "name": self.name, "uid": self.uid});
+        if self.controller {
+            entry["controller"] = json!(true);
+        }
+        if self.block_owner_deletion {
+            entry["blockOwnerDeletion"] = json!(true);
+        }
+        entry
+    }
 }
 
 /// What the collector needs to know of one object.
@@ -58,30 +77,28 @@ pub struct Obj {
 }
 
 impl Obj {
-    pub fn from_value(info: &'static ResourceInfo, v: &Value) -> Option<Obj> {
-        let owners = object::meta(v)
-            .and_then(|m| m.get("ownerReferences"))
-            .and_then(Value::as_array)
-            .into_iter()
+    pub fn from_meta(info: &'static ResourceInfo, meta: &ObjectMeta) -> Option<Obj> {
+        let owners = meta
+            .owner_references
+            .iter()
             .flatten()
-            .filter_map(|r| {
-                Some(OwnerRef {
-                    api_version: r["apiVersion"].as_str()?.to_string(),
-                    kind: r["kind"].as_str()?.to_string(),
-                    name: r["name"].as_str()?.to_string(),
-                    uid: r["uid"].as_str()?.to_string(),
-                    block_owner_deletion: r["blockOwnerDeletion"] == true,
-                })
+            .map(|r| OwnerRef {
+                api_version: r.api_version.clone(),
+                kind: r.kind.clone(),
+                name: r.name.clone(),
+                uid: r.uid.clone(),
+                controller: r.controller == Some(true),
+                block_owner_deletion: r.block_owner_deletion == Some(true),
             })
             .collect();
         Some(Obj {
             info,
-            namespace: object::namespace(v).map(String::from),
-            name: object::name(v)?.to_string(),
-            uid: object::meta_str(v, "uid")?.to_string(),
-            resource_version: object::resource_version(v).and_then(|r| r.parse().ok()).unwrap_or(0),
-            deleting: object::is_deleting(v),
-            finalizers: object::finalizers(v),
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone()?,
+            uid: meta.uid.clone()?,
+            resource_version: meta.resource_version.as_deref().and_then(|r| r.parse().ok()).unwrap_or(0),
+            deleting: meta.deletion_timestamp.is_some(),
+            finalizers: meta.finalizers.clone().unwrap_or_default(),
             owners,
         })
     }
@@ -190,37 +207,35 @@ pub fn plan<O: Borrow<Obj>>(objects: &[O]) -> Vec<Action> {
 }
 
 /// The [`Obj`]s of the previous sweep, by the cached object they were read from. The
-/// watch cache keeps an unchanged object's `Arc`, so most objects are not decoded again:
-/// with ten thousand pods and as many Events, decoding all of them every second was
-/// several percent of the leader's CPU. Holding the `Arc` keeps its address from being
-/// reused by another object while the entry exists.
+/// informers keep an unchanged object's `Arc`, so most objects are not read again: with
+/// ten thousand pods and as many Events, decoding all of them every second was several
+/// percent of the leader's CPU. Holding the entry keeps its address from being reused by
+/// another object while the entry exists.
 #[derive(Default)]
 struct Decoded {
-    by_address: HashMap<usize, (Arc<Value>, Arc<Obj>)>,
+    by_address: HashMap<usize, (Cached, Arc<Obj>)>,
 }
 
-/// Every object this server's cache holds.
-async fn snapshot(ctx: &TaskContext, decoded: &mut Decoded) -> Result<Vec<Arc<Obj>>, ApiError> {
+/// Every object the informers hold.
+fn snapshot(kinds: &[KindStore], decoded: &mut Decoded) -> Vec<Arc<Obj>> {
     let mut all = Vec::new();
     let mut next = HashMap::with_capacity(decoded.by_address.len());
-    for info in RESOURCES.iter().filter(|r| !r.is_legacy_alias()) {
-        let filter = Filter { resource: info.plural, ..Default::default() };
-        let (items, _) = ctx.cache.get(info).list(&filter, 0).await?;
-        for value in items {
-            let address = Arc::as_ptr(&value) as usize;
+    for kind in kinds {
+        for cached in kind.objects() {
+            let address = cached.address();
             let obj = match decoded.by_address.remove(&address) {
                 Some((_, obj)) => obj,
-                None => match Obj::from_value(info, &value) {
+                None => match Obj::from_meta(kind.info, cached.meta()) {
                     Some(obj) => Arc::new(obj),
                     None => continue,
                 },
             };
             all.push(obj.clone());
-            next.insert(address, (value, obj));
+            next.insert(address, (cached, obj));
         }
     }
     decoded.by_address = next;
-    Ok(all)
+    all
 }
 
 /// True when a linearizable read confirms the owner no longer exists (same uid).
@@ -229,11 +244,10 @@ async fn confirmed_absent(ctx: &TaskContext, dependent: &Target, owner: &OwnerRe
         // A kind this server does not serve cannot be checked; leave the dependent alone.
         return false;
     };
-    let namespace = if info.namespaced { dependent.namespace.as_deref() } else { None };
-    match ctx.registry.get(info, namespace, &owner.name, true).await {
-        Ok(found) => object::meta_str(&found, "uid") != Some(owner.uid.as_str()),
-        Err(ApiError::NotFound(_)) => true,
-        Err(_) => false,
+    let api = dynamic::api(&ctx.client, info, dependent.namespace.as_deref());
+    match api.get(&owner.name).await {
+        Ok(found) => found.metadata.uid.as_deref() != Some(owner.uid.as_str()),
+        Err(e) => is_status(&e, 404),
     }
 }
 
@@ -246,53 +260,58 @@ async fn all_confirmed_absent(ctx: &TaskContext, dependent: &Target, owners: &[O
     true
 }
 
-/// A change to `target`'s metadata, pinned to the resourceVersion it was decided on.
-async fn pinned_modify(ctx: &TaskContext, target: &Target, change: impl Fn(&mut Value)) -> Result<(), ApiError> {
-    let ns = target.namespace.as_deref();
-    ctx.modify_pinned(target.info, ns, &target.name, target.resource_version, Part::Whole, change).await
+/// A merge patch of `target`'s metadata, pinned to the resourceVersion it was decided on
+/// (in a patch, a resourceVersion is a precondition).
+async fn pinned_patch(ctx: &TaskContext, target: &Target, mut metadata: serde_json::Value) -> Result<(), kube::Error> {
+    metadata["resourceVersion"] = json!(target.resource_version.to_string());
+    let api = dynamic::api(&ctx.client, target.info, target.namespace.as_deref());
+    let patch = json!({ "metadata": metadata });
+    api.patch(&target.name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
 }
 
-async fn act(ctx: &TaskContext, action: Action) {
+fn policy(propagation: Propagation) -> PropagationPolicy {
+    match propagation {
+        Propagation::Background => PropagationPolicy::Background,
+        Propagation::Foreground => PropagationPolicy::Foreground,
+        Propagation::Orphan => PropagationPolicy::Orphan,
+    }
+}
+
+async fn act(ctx: &TaskContext, current: &HashMap<&str, &Obj>, action: Action) {
     let result = match &action {
         Action::Delete { target, propagation, confirm_absent } => {
             if !all_confirmed_absent(ctx, target, confirm_absent).await {
                 return;
             }
             tracing::debug!(kind = target.info.kind, name = %target.name, "collecting a dependent");
-            let opts = DeleteOptions {
-                precondition_uid: Some(target.uid.clone()),
-                propagation: *propagation,
+            let params = DeleteParams {
+                preconditions: Some(Preconditions { uid: Some(target.uid.clone()), resource_version: None }),
+                propagation_policy: Some(policy(*propagation)),
                 ..Default::default()
             };
-            ctx.registry.delete(target.info, target.namespace.as_deref(), &target.name, &opts).await.map(|_| ())
+            let api = dynamic::api(&ctx.client, target.info, target.namespace.as_deref());
+            api.delete(&target.name, &params).await.map(|_| ())
         }
         Action::RemoveOwners { target, uids, confirm_absent } => {
             if !all_confirmed_absent(ctx, target, confirm_absent).await {
                 return;
             }
-            pinned_modify(ctx, target, |obj| {
-                let meta = object::meta_mut(obj);
-                if let Some(refs) = meta.get_mut("ownerReferences").and_then(Value::as_array_mut) {
-                    refs.retain(|r| !uids.iter().any(|u| r["uid"] == u.as_str()));
-                    if refs.is_empty() {
-                        meta.remove("ownerReferences");
-                    }
-                }
-            })
-            .await
+            let Some(obj) = current.get(target.uid.as_str()) else { return };
+            let kept: Vec<serde_json::Value> =
+                obj.owners.iter().filter(|r| !uids.contains(&r.uid)).map(OwnerRef::to_json).collect();
+            let kept = if kept.is_empty() { serde_json::Value::Null } else { json!(kept) };
+            pinned_patch(ctx, target, json!({ "ownerReferences": kept })).await
         }
         Action::RemoveFinalizer { target, finalizer } => {
-            pinned_modify(ctx, target, |obj| {
-                let kept: Vec<String> = object::finalizers(obj).into_iter().filter(|f| f != finalizer).collect();
-                object::meta_mut(obj).insert("finalizers".into(), json!(kept));
-            })
-            .await
+            let Some(obj) = current.get(target.uid.as_str()) else { return };
+            let kept: Vec<&String> = obj.finalizers.iter().filter(|f| f != finalizer).collect();
+            pinned_patch(ctx, target, json!({ "finalizers": kept })).await
         }
     };
     match result {
         Ok(()) => ctx.status.record(true),
         // Someone else got there first (deleted, changed): the next sweep re-decides.
-        Err(ApiError::NotFound(_)) | Err(ApiError::Conflict { .. }) => {}
+        Err(e) if dynamic::lost_a_race(&e) => {}
         Err(e) => {
             ctx.status.record(false);
             tracing::debug!(error = %e, ?action, "garbage collection write failed");
@@ -300,20 +319,24 @@ async fn act(ctx: &TaskContext, action: Action) {
     }
 }
 
-async fn sweep(ctx: &TaskContext, decoded: &mut Decoded) {
-    let objects = match snapshot(ctx, decoded).await {
-        Ok(o) => o,
-        Err(e) => return tracing::debug!(error = %e, "garbage collector snapshot"),
-    };
+async fn sweep(ctx: &TaskContext, kinds: &[KindStore], decoded: &mut Decoded) {
+    let objects = snapshot(kinds, decoded);
     let actions = plan(&objects);
-    futures::stream::iter(actions).for_each_concurrent(CONCURRENCY, |a| act(ctx, a)).await;
+    let by_uid: HashMap<&str, &Obj> = objects.iter().map(|o| (o.uid.as_str(), o.as_ref())).collect();
+    futures::stream::iter(actions).for_each_concurrent(CONCURRENCY, |a| act(ctx, &by_uid, a)).await;
 }
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
+    let kinds = kinds::every_kind(&ctx.informers);
+    // Never decide on a partial picture: an owner not listed yet would look gone.
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        _ = ctx.informers.wait_synced() => {}
+    }
     let mut decoded = Decoded::default();
     let mut every = Every::new(SWEEP_EVERY, cancel);
     while every.tick().await {
-        if every.pass(sweep(&ctx, &mut decoded)).await.is_none() {
+        if every.pass(sweep(&ctx, &kinds, &mut decoded)).await.is_none() {
             return;
         }
     }
@@ -322,6 +345,7 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::resources::RESOURCES;
 
     fn info(plural: &str) -> &'static ResourceInfo {
         RESOURCES.iter().find(|r| r.plural == plural && !r.is_legacy_alias()).unwrap()
@@ -343,6 +367,7 @@ mod tests {
                     kind: "ReplicaSet".into(),
                     name: owner.to_string(),
                     uid: format!("uid-{owner}"),
+                    controller: false,
                     block_owner_deletion: *block,
                 })
                 .collect(),

@@ -29,6 +29,7 @@ pub mod events;
 pub mod gc;
 pub mod hpa;
 pub mod job;
+pub mod kinds;
 pub mod leases;
 pub mod namespaces;
 pub mod node_lifecycle;

@@ -1,0 +1,141 @@
+//! The shared informers of every served kind, seen alike: for the tasks that handle
+//! objects of any kind by their metadata or their JSON (the garbage collector, the
+//! ResourceQuota controller). Each kind is still one typed shared informer, so a kind
+//! another controller follows costs no second watch.
+//!
+//! [`Cached`] entries carry the informer store's own `Arc`: its address identifies an
+//! unchanged object across passes (the reflector replaces the `Arc` when the object
+//! changes), which is how those tasks avoid converting every object on every pass.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Event, Namespace, Node, Pod, ResourceQuota, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::runtime::reflector::Store;
+use kube::Resource;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::workqueue::Informers;
+use crate::api::resources::{ResourceInfo, RESOURCES};
+
+/// One cached object of some kind.
+#[derive(Clone)]
+pub struct Cached {
+    object: Arc<dyn Any + Send + Sync>,
+    meta: fn(&(dyn Any + Send + Sync)) -> &ObjectMeta,
+    json: fn(&(dyn Any + Send + Sync)) -> Value,
+}
+
+impl Cached {
+    /// Identifies this version of the object for as long as the entry is held.
+    pub fn address(&self) -> usize {
+        Arc::as_ptr(&self.object) as *const () as usize
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        (self.meta)(self.object.as_ref())
+    }
+
+    /// The object as the API serves it (a conversion: callers keep the result).
+    pub fn to_json(&self) -> Value {
+        (self.json)(self.object.as_ref())
+    }
+}
+
+/// The shared informer of one served kind.
+#[derive(Clone)]
+pub struct KindStore {
+    pub info: &'static ResourceInfo,
+    objects: Arc<dyn Fn() -> Vec<Cached> + Send + Sync>,
+}
+
+impl KindStore {
+    /// The objects cached now.
+    pub fn objects(&self) -> Vec<Cached> {
+        (self.objects)()
+    }
+}
+
+impl fmt::Debug for KindStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KindStore").field("kind", &self.info.kind).finish()
+    }
+}
+
+fn store_of<K>(informers: &Informers, info: &'static ResourceInfo) -> KindStore
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + fmt::Debug + Send + Sync + 'static,
+{
+    let store: Store<K> = informers.store::<K>();
+    let objects = move || {
+        store
+            .state()
+            .into_iter()
+            .map(|obj| Cached {
+                object: obj,
+                meta: |o| o.downcast_ref::<K>().expect("an entry holds its kind").meta(),
+                json: |o| {
+                    serde_json::to_value(o.downcast_ref::<K>().expect("an entry holds its kind")).unwrap_or_default()
+                },
+            })
+            .collect()
+    };
+    KindStore { info, objects: Arc::new(objects) }
+}
+
+/// The informer of the served kind `info` (started on first use).
+pub fn store(informers: &Informers, info: &'static ResourceInfo) -> KindStore {
+    match (info.group, info.kind) {
+        ("", "Namespace") => store_of::<Namespace>(informers, info),
+        ("", "Node") => store_of::<Node>(informers, info),
+        ("", "Pod") => store_of::<Pod>(informers, info),
+        ("", "Service") => store_of::<Service>(informers, info),
+        ("", "Endpoints") => store_of::<Endpoints>(informers, info),
+        ("", "ConfigMap") => store_of::<ConfigMap>(informers, info),
+        ("", "Secret") => store_of::<Secret>(informers, info),
+        ("", "Event") => store_of::<Event>(informers, info),
+        ("", "ServiceAccount") => store_of::<ServiceAccount>(informers, info),
+        ("", "ResourceQuota") => store_of::<ResourceQuota>(informers, info),
+        ("apps", "Deployment") => store_of::<Deployment>(informers, info),
+        ("apps", "ReplicaSet") => store_of::<ReplicaSet>(informers, info),
+        ("apps", "DaemonSet") => store_of::<DaemonSet>(informers, info),
+        ("apps", "StatefulSet") => store_of::<StatefulSet>(informers, info),
+        ("batch", "Job") => store_of::<Job>(informers, info),
+        ("batch", "CronJob") => store_of::<CronJob>(informers, info),
+        ("coordination.k8s.io", "Lease") => store_of::<Lease>(informers, info),
+        ("autoscaling", "HorizontalPodAutoscaler") => store_of::<HorizontalPodAutoscaler>(informers, info),
+        (group, kind) => unreachable!("{kind}.{group} is served but has no typed informer here"),
+    }
+}
+
+/// The informers of every served kind (legacy aliases share their canonical kind's).
+pub fn every_kind(informers: &Informers) -> Vec<KindStore> {
+    RESOURCES.iter().filter(|r| !r.is_legacy_alias()).map(|info| store(informers, info)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_served_kind_has_an_informer() {
+        let client = kube::Client::new(
+            tower::service_fn(|_| async { Err::<http::Response<kube::client::Body>, _>("no server") }),
+            "default",
+        );
+        let informers = Informers::new(client, tokio_util::sync::CancellationToken::new());
+        let kinds = every_kind(&informers);
+        assert_eq!(kinds.len(), RESOURCES.iter().filter(|r| !r.is_legacy_alias()).count());
+        assert!(kinds.iter().all(|k| k.objects().is_empty()));
+    }
+}

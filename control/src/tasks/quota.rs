@@ -1,29 +1,41 @@
 //! The ResourceQuota controller (Kubernetes' `resourcequota-controller`): keeps each
-//! quota's `status.hard` equal to `spec.hard` and `status.used` equal to what the stored
-//! objects of its namespace consume — which is how deletions and finished pods free quota
+//! quota's `status.hard` equal to `spec.hard` and `status.used` equal to what the objects
+//! of its namespace consume — which is how deletions and finished pods free quota
 //! (admission only ever adds; see `registry::quota`).
 //!
-//! Exactness: one sweep reads every quota and then every object it needs at one store
-//! revision, and writes a quota's status pinned to the quota's revision at that point. A
-//! create admitted after the read changed the quota's revision (it writes `status.used` in
-//! its own transaction), so the stale recomputation fails with 409 and the next sweep
-//! starts over: `status.used` never loses a concurrent create.
+//! Quotas and the objects they count come from the shared informers ([`kinds`]); a
+//! quota's status is written through its `status` subresource, pinned to the quota's
+//! resourceVersion the recomputation started from.
+//!
+//! Exactness: admission writes a create's usage into `status.used` in the create's own
+//! transaction, so a create changes the quota's resourceVersion and a recomputation that
+//! started before it fails with 409: `status.used` never loses a concurrent create.
+//! The informers may lag each other, though — the quota's cache may show a create whose
+//! object the pods' cache does not have yet — so a recomputation that would *lower* a
+//! usage (or set one for the first time) is redone from a linearizable list of the
+//! namespace's counted objects before it is written. Lowering is what deletions and
+//! finished pods do; everything else writes from the caches alone.
 //!
 //! Kubernetes recomputes on object deletion events and every 5 minutes; this controller
 //! sweeps every [`SWEEP_EVERY`] instead (reads are local and only cover namespaces that
 //! have quotas).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ResourceQuota;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::reflector::Store;
+use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::error::ApiError;
-use crate::api::resources::{self, ResourceInfo};
+use crate::api::resources::ResourceInfo;
 use crate::registry::quota::{self, QuotaState};
-use crate::registry::{storage, Part};
 use crate::tasks::context::TaskContext;
+use crate::tasks::dynamic;
+use crate::tasks::kinds::{self, Cached, KindStore};
 use crate::tasks::periodic::Every;
 use berth_proto::Quantity;
 
@@ -49,78 +61,154 @@ pub fn desired_status(
     json!({"hard": hard, "used": used})
 }
 
-/// One sweep over every quota. Returns how many statuses were written.
-async fn sweep(ctx: &TaskContext) -> Result<usize, ApiError> {
-    let store = ctx.registry.store();
-    let quota_info = resources::find("", "v1", "resourcequotas").expect("resourcequotas are served");
-    let quota_prefix = storage::prefix(quota_info, None);
-    let quotas = storage::scan(store, &quota_prefix, &quota_prefix, 0, 0).await?;
-    let revision = quotas.revision;
-    let now = chrono::Utc::now();
-    // Objects of one (resource, namespace), read once per sweep at the quotas' revision.
-    let mut listed: BTreeMap<(&'static str, &'static str, String), Vec<Value>> = BTreeMap::new();
-    let mut written = 0;
-    for stored in &quotas.items {
-        let obj = &stored.object;
-        if QuotaState::from_object(obj).scoped {
-            continue;
+/// Whether `desired` lowers a usage `current` records, or sets one it lacks (pure).
+pub fn lowers_usage(current: &Value, desired: &Value) -> bool {
+    let quantity = |v: &Value| v.as_str().and_then(|s| Quantity::parse(s).ok());
+    desired["used"].as_object().into_iter().flatten().any(|(name, wanted)| {
+        match (quantity(&current["used"][name.as_str()]), quantity(wanted)) {
+            (Some(have), Some(wanted)) => wanted < have,
+            _ => true,
         }
-        let Some(ns) = obj.pointer("/metadata/namespace").and_then(Value::as_str) else { continue };
-        let names: Vec<String> = obj
-            .pointer("/spec/hard")
-            .and_then(Value::as_object)
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
-        let mut infos: Vec<&'static ResourceInfo> = names.iter().flat_map(|n| quota::resources_for(n)).collect();
-        infos.sort_by_key(|i| (i.group, i.plural));
-        infos.dedup_by_key(|i| (i.group, i.plural));
-        for info in &infos {
-            let key = (info.group, info.plural, ns.to_string());
-            if !listed.contains_key(&key) {
-                let prefix = storage::prefix(info, Some(ns));
-                let page = storage::scan(store, &prefix, &prefix, 0, revision).await?;
-                listed.insert(key.clone(), page.items.into_iter().map(|s| s.object).collect());
+    })
+}
+
+/// The JSON of the cached objects this sweep and the last one used, by the cached
+/// object's address: an unchanged object is not converted again.
+#[derive(Default)]
+struct Encoded {
+    previous: HashMap<usize, (Cached, Arc<Value>)>,
+    current: HashMap<usize, (Cached, Arc<Value>)>,
+}
+
+impl Encoded {
+    fn get(&mut self, cached: Cached) -> Arc<Value> {
+        let address = cached.address();
+        if let Some((_, json)) = self.current.get(&address) {
+            return json.clone();
+        }
+        let json = match self.previous.remove(&address) {
+            Some((_, json)) => json,
+            None => Arc::new(cached.to_json()),
+        };
+        self.current.insert(address, (cached, json.clone()));
+        json
+    }
+
+    /// The sweep is over: what it did not use is dropped.
+    fn finish(&mut self) {
+        self.previous = std::mem::take(&mut self.current);
+    }
+}
+
+struct Controller {
+    quotas: Store<ResourceQuota>,
+    /// The informer of each counted kind, started when a quota first counts it.
+    kinds: HashMap<&'static str, KindStore>,
+    encoded: Encoded,
+}
+
+impl Controller {
+    /// The cached objects of `info` in `ns`, as JSON.
+    fn cached(&mut self, ctx: &TaskContext, info: &'static ResourceInfo, ns: &str) -> Vec<Arc<Value>> {
+        let kind = self.kinds.entry(info.plural).or_insert_with(|| kinds::store(&ctx.informers, info));
+        let objects = kind.objects();
+        let here = objects.into_iter().filter(|o| o.meta().namespace.as_deref() == Some(ns));
+        here.map(|o| self.encoded.get(o)).collect()
+    }
+
+    /// One sweep over every quota. Returns how many statuses were written.
+    async fn sweep(&mut self, ctx: &TaskContext) -> usize {
+        let now = chrono::Utc::now();
+        let mut written = 0;
+        for cached in self.quotas.state() {
+            let obj = serde_json::to_value(cached.as_ref()).unwrap_or_default();
+            if QuotaState::from_object(&obj).scoped {
+                continue;
+            }
+            let Some(ns) = cached.metadata.namespace.clone() else { continue };
+            let infos = counted_resources(&obj);
+            let mut listed: Vec<(&'static ResourceInfo, Arc<Value>)> = Vec::new();
+            for info in &infos {
+                listed.extend(self.cached(ctx, info, &ns).into_iter().map(|o| (*info, o)));
+            }
+            let objects: Vec<(&ResourceInfo, &Value)> = listed.iter().map(|(i, o)| (*i, o.as_ref())).collect();
+            let mut status = desired_status(&obj, &objects, now);
+            if obj.get("status") == Some(&status) {
+                continue;
+            }
+            if lowers_usage(&obj["status"], &status) {
+                // The caches may lag the quota: count from the store itself.
+                match list_counted(ctx, &infos, &ns).await {
+                    Ok(fresh) => {
+                        let objects: Vec<(&ResourceInfo, &Value)> = fresh.iter().map(|(i, o)| (*i, o)).collect();
+                        status = desired_status(&obj, &objects, now);
+                    }
+                    Err(e) => {
+                        tracing::debug!(namespace = ns, error = %e, "listing what a quota counts");
+                        continue;
+                    }
+                }
+                if obj.get("status") == Some(&status) {
+                    continue;
+                }
+            }
+            let name = cached.name_any();
+            let patch = json!({"metadata": {"resourceVersion": cached.resource_version()}, "status": status});
+            let api: Api<ResourceQuota> = Api::namespaced(ctx.client.clone(), &ns);
+            let result = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+            ctx.status.record(result.is_ok());
+            match result {
+                Ok(_) => {
+                    tracing::debug!(namespace = ns, quota = name, used = %status["used"], "quota usage updated");
+                    written += 1;
+                }
+                // A create (or an edit) got there first: recomputed on the next sweep.
+                Err(e) if dynamic::lost_a_race(&e) => {}
+                Err(e) => tracing::warn!(namespace = ns, quota = name, error = %e, "updating quota status"),
             }
         }
-        let objects: Vec<(&ResourceInfo, &Value)> = infos
-            .iter()
-            .flat_map(|info| listed[&(info.group, info.plural, ns.to_string())].iter().map(move |o| (*info, o)))
-            .collect();
-        let status = desired_status(obj, &objects, now);
-        if obj.get("status") == Some(&status) {
-            continue;
-        }
-        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-        let result = ctx
-            .modify_pinned(quota_info, Some(ns), name, stored.mod_revision, Part::Status, |q| {
-                q["status"] = status.clone();
-            })
-            .await;
-        ctx.status.record(result.is_ok());
-        match result {
-            Ok(()) => {
-                tracing::debug!(namespace = ns, quota = name, used = %status["used"], "quota usage updated");
-                written += 1;
-            }
-            // A create (or an edit) got there first: recomputed on the next sweep.
-            Err(ApiError::Conflict { .. }) | Err(ApiError::NotFound(_)) => {}
-            Err(e) => tracing::warn!(namespace = ns, quota = name, error = %e, "updating quota status"),
+        self.encoded.finish();
+        written
+    }
+}
+
+/// The resources whose objects a quota counts.
+fn counted_resources(quota_obj: &Value) -> Vec<&'static ResourceInfo> {
+    let names = quota_obj.pointer("/spec/hard").and_then(Value::as_object).into_iter().flat_map(|m| m.keys());
+    let mut infos: Vec<&'static ResourceInfo> = names.flat_map(|n| quota::resources_for(n)).collect();
+    infos.sort_by_key(|i| (i.group, i.plural));
+    infos.dedup_by_key(|i| (i.group, i.plural));
+    infos
+}
+
+/// The namespace's objects of `infos`, listed through the API (a linearizable read).
+async fn list_counted(
+    ctx: &TaskContext,
+    infos: &[&'static ResourceInfo],
+    ns: &str,
+) -> Result<Vec<(&'static ResourceInfo, Value)>, kube::Error> {
+    let mut out = Vec::new();
+    for info in infos {
+        let list = dynamic::api(&ctx.client, info, Some(ns)).list(&Default::default()).await?;
+        for item in list.items {
+            out.push((*info, serde_json::to_value(item).unwrap_or_default()));
         }
     }
-    Ok(written)
+    Ok(out)
 }
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     tracing::info!("resourcequota controller started");
+    let quotas = ctx.informers.store::<ResourceQuota>();
+    let mut controller = Controller { quotas, kinds: HashMap::new(), encoded: Encoded::default() };
     let mut every = Every::new(SWEEP_EVERY, cancel);
     while every.tick().await {
-        let Some(swept) = every.pass(tokio::time::timeout(Duration::from_secs(30), sweep(&ctx))).await else {
+        let Some(swept) = every.pass(tokio::time::timeout(Duration::from_secs(30), controller.sweep(&ctx))).await
+        else {
             return;
         };
-        match swept {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "resourcequota sweep failed"),
-            Err(_) => tracing::warn!("resourcequota sweep timed out"),
+        if swept.is_err() {
+            tracing::warn!("resourcequota sweep timed out");
         }
     }
 }
@@ -128,6 +216,7 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::resources;
 
     #[test]
     fn status_from_spec_and_objects() {

@@ -109,11 +109,9 @@ impl ControlPlane {
         let client = kube::Client::new(router, "default");
         let ctx = tasks::context::TaskContext {
             client: client.clone(),
-            registry: state.registry.clone(),
             server: server_name.to_string(),
             term: 0,
             status: status.clone(),
-            cache,
             settings: Arc::new(settings),
             // Replaced by the supervisor with a fresh set for each leadership term.
             informers: tasks::workqueue::Informers::new(client.clone(), shutdown.child_token()),

@@ -9,7 +9,7 @@
 //!   their reference to it (and live on); then the finalizer is removed.
 //!
 //! Each sweep reads every object's metadata from the shared informers of every served
-//! kind ([`kinds`](super::kinds)), decides with the pure [`plan`], then acts through the
+//! kind ([`super::kinds`]), decides with the pure [`plan`], then acts through the
 //! API like any client. The caches may lag the store, so before acting on "the owner is
 //! gone" the owner's absence is confirmed with a (linearizable) GET — a dependent created
 //! right after its owner is never collected because the owner's cache was behind. Every

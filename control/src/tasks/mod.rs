@@ -16,6 +16,8 @@
 //! * [`namespaces`] — finishes namespace deletion (deletes the contents, then the namespace);
 //! * [`events`] — the Event recorder every task uses;
 //! * [`context`] — what every task gets to work with;
+//! * [`kinds`] and [`dynamic`] — the shared informers and API of every served kind alike
+//!   (the garbage collector, namespace deletion, quota);
 //! * [`ownership`] and [`workqueue`] — what the workload controllers share (claiming,
 //!   pod availability; informers and the work queue).
 

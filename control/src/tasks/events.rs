@@ -153,20 +153,6 @@ pub fn reference<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
     }
 }
 
-/// A reference to a stored object (JSON as the registry holds it) for `involvedObject`.
-pub fn reference_of(info: &crate::api::resources::ResourceInfo, obj: &serde_json::Value) -> ObjectReference {
-    use crate::registry::object;
-    ObjectReference {
-        api_version: Some(info.api_version()),
-        kind: Some(info.kind.to_string()),
-        name: object::name(obj).map(String::from),
-        namespace: object::namespace(obj).map(String::from),
-        uid: object::meta_str(obj, "uid").map(String::from),
-        resource_version: object::resource_version(obj).map(String::from),
-        ..Default::default()
-    }
-}
-
 fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }

@@ -18,11 +18,13 @@
 //! * [`ownership`] and [`workqueue`] — what the workload controllers share (claiming,
 //!   pod availability; informers and the work queue).
 
+pub mod controller;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod events;
+pub mod expectations;
 pub mod gc;
 pub mod hpa;
 pub mod job;
@@ -37,6 +39,8 @@ pub mod quota;
 pub mod replicaset;
 pub mod scheduler;
 pub mod statefulset;
+pub mod status;
+pub mod sync_error;
 pub mod workqueue;
 
 use std::sync::Arc;

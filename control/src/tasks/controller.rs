@@ -158,31 +158,125 @@ where
             let (primary, queue) = (primary.clone(), queue.clone());
             move |reconciler: Arc<R>, key: Key| {
                 let (primary, queue) = (primary.clone(), queue.clone());
-                async move {
-                    let Some(obj) = primary.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
-                        reconciler.forget(&key);
-                        return Ok::<(), R::Error>(());
-                    };
-                    let action = reconciler.reconcile(&key, obj).await?;
-                    if let Some(after) = action.requeue_after {
-                        queue.add_after(key, after);
-                    }
-                    Ok(())
-                }
+                async move { reconcile_key(reconciler.as_ref(), &primary, &queue, key).await }
             }
         };
         run_controller(&self.informers, workers, queue, resync, primary, reconciler, sync, cancel).await;
     }
 }
 
+/// One key's turn with a worker: the object's freshest cached state to `reconciler` (or
+/// [`Reconcile::forget`] when it is gone), and the [`Action`] carried out on `queue`. An
+/// error is returned to the worker loop, which retries the key with back-off.
+async fn reconcile_key<K, R>(
+    reconciler: &R,
+    primary: &Store<K>,
+    queue: &Arc<WorkQueue>,
+    key: Key,
+) -> Result<(), R::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+    R: Reconcile<K>,
+{
+    let Some(obj) = primary.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
+        reconciler.forget(&key);
+        return Ok(());
+    };
+    let action = reconciler.reconcile(&key, obj).await?;
+    if let Some(after) = action.requeue_after {
+        queue.add_after(key, after);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use kube::runtime::{reflector, watcher};
+
     use super::*;
+
+    /// Records what the runtime asked of it and answers with `answer`.
+    struct Recording {
+        answer: Result<Action, String>,
+        reconciled: Mutex<Vec<String>>,
+        forgotten: Mutex<Vec<Key>>,
+    }
+
+    impl Recording {
+        fn answering(answer: Result<Action, String>) -> Recording {
+            Recording { answer, reconciled: Mutex::default(), forgotten: Mutex::default() }
+        }
+    }
+
+    impl Reconcile<ConfigMap> for Recording {
+        type Error = String;
+
+        async fn reconcile(&self, _key: &Key, obj: Arc<ConfigMap>) -> Result<Action, String> {
+            self.reconciled.lock().unwrap().push(obj.metadata.name.clone().unwrap_or_default());
+            self.answer.clone()
+        }
+
+        fn forget(&self, key: &Key) {
+            self.forgotten.lock().unwrap().push(key.clone());
+        }
+    }
+
+    /// A primary cache holding one ConfigMap, `default/web`.
+    fn cache_with_web() -> Store<ConfigMap> {
+        let (reader, mut writer) = reflector::store::<ConfigMap>();
+        let metadata = ObjectMeta { name: Some("web".into()), namespace: Some("default".into()), ..Default::default() };
+        writer.apply_watcher_event(&watcher::Event::Apply(ConfigMap { metadata, ..Default::default() }));
+        reader
+    }
 
     #[test]
     fn a_plans_optional_requeue_is_an_action() {
         let after = Duration::from_millis(1500);
         assert_eq!(Action::from(Some(after)), Action::requeue(after));
         assert_eq!(Action::from(None), Action::done());
+    }
+
+    #[tokio::test]
+    async fn a_requeue_brings_the_key_back_after_its_delay() {
+        let queue = WorkQueue::new(CancellationToken::new());
+        let reconciler = Recording::answering(Ok(Action::requeue(Duration::from_millis(20))));
+        let key = Key::new("default", "web");
+        reconcile_key(&reconciler, &cache_with_web(), &queue, key.clone()).await.unwrap();
+        assert_eq!(*reconciler.reconciled.lock().unwrap(), ["web"]);
+        assert!(queue.is_empty(), "not before its delay");
+        let back = tokio::time::timeout(Duration::from_secs(5), queue.next()).await;
+        assert_eq!(back.expect("requeued").as_ref(), Some(&key));
+    }
+
+    #[tokio::test]
+    async fn done_waits_for_the_next_event() {
+        let queue = WorkQueue::new(CancellationToken::new());
+        let reconciler = Recording::answering(Ok(Action::done()));
+        reconcile_key(&reconciler, &cache_with_web(), &queue, Key::new("default", "web")).await.unwrap();
+        assert_eq!(reconciler.reconciled.lock().unwrap().len(), 1);
+        assert!(queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failure_goes_back_to_the_worker_loop() {
+        let queue = WorkQueue::new(CancellationToken::new());
+        let reconciler = Recording::answering(Err("conflict".into()));
+        let result = reconcile_key(&reconciler, &cache_with_web(), &queue, Key::new("default", "web")).await;
+        assert_eq!(result, Err("conflict".to_string()));
+    }
+
+    #[tokio::test]
+    async fn an_object_gone_from_the_cache_is_forgotten_not_reconciled() {
+        let queue = WorkQueue::new(CancellationToken::new());
+        let reconciler = Recording::answering(Ok(Action::requeue(Duration::ZERO)));
+        let gone = Key::new("default", "gone");
+        reconcile_key(&reconciler, &cache_with_web(), &queue, gone.clone()).await.unwrap();
+        assert!(reconciler.reconciled.lock().unwrap().is_empty());
+        assert_eq!(*reconciler.forgotten.lock().unwrap(), [gone]);
+        assert!(queue.is_empty());
     }
 }

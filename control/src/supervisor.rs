@@ -15,9 +15,7 @@ use berth_store::Store;
 use openraft::ServerState;
 use tokio_util::sync::CancellationToken;
 
-use crate::tasks::context::TaskFn;
-// The nine workload controllers and the scheduler still name these through the supervisor.
-pub use crate::tasks::context::{SupervisorStatus, TaskContext};
+use crate::tasks::context::{TaskContext, TaskFn};
 
 /// How long a cancelled task may take to finish.
 const STOP_GRACE: Duration = Duration::from_secs(5);

@@ -3,12 +3,12 @@
 //!
 //! * [`plan`] is the pure decision (which nodes need a pod, which pods go, the rolling
 //!   update, the status).
-//! * [`run`] is the leader task: informers for DaemonSets, pods and Nodes → work queue →
-//!   workers that carry a plan out through the API. A Node change that matters to
-//!   placement (labels, taints, cordon, readiness) or a Node's arrival or removal requeues
-//!   every DaemonSet; heartbeats do not. Creations go out in slow-start batches and are
-//!   remembered (expectations) until the pod cache shows them, so a sync racing its own
-//!   writes never puts two pods on one node. Deletions carry a uid precondition.
+//! * [`run`] is the leader task: a [`Controller`] of DaemonSets owning pods and watching
+//!   Nodes, whose reconcile carries a plan out through the API. A Node change that matters
+//!   to placement (labels, taints, cordon, readiness) or a Node's arrival or removal
+//!   requeues every DaemonSet; heartbeats do not. Creations go out in slow-start batches
+//!   and are remembered (expectations) until the pod cache shows them, so a sync racing
+//!   its own writes never puts two pods on one node. Deletions carry a uid precondition.
 //!
 //! Pods are not bound here: each new pod carries a required node affinity on
 //! `metadata.name` and the scheduler binds it, as in Kubernetes since 1.12.
@@ -23,16 +23,19 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::controller::{Action, Controller, Reconcile};
 use super::events::{reference, EventType, Recorder};
+use super::expectations::Expectations;
 use super::owner_index::OwnerIndex;
-use super::pod_control::{write_status, PodControl, PodRef, SyncError};
-use super::replicaset::Expectations;
-use super::workqueue::{child_informer, primary_informer, run_controller, Change, Key, WorkQueue, Workers};
-use crate::supervisor::TaskContext;
+use super::pod_control::{PodControl, PodRef};
+use super::status::write_status;
+use super::sync_error::SyncError;
+use super::workqueue::{Change, Key};
+use crate::tasks::context::TaskContext;
 use plan::{new_pod, plan_daemonset};
 
 const WORKERS: usize = 2;
@@ -59,24 +62,48 @@ fn placement_fingerprint(node: &Node) -> String {
     .to_string()
 }
 
-struct Controller {
+/// Which DaemonSets a Node change requeues: every one, when something that decides
+/// placement changed ([`placement_fingerprint`]) or the Node came or went, or when the
+/// Node informer re-listed; none for a heartbeat.
+fn placement_changes(daemonsets: Store<DaemonSet>) -> impl Fn(Change<'_, Node>) -> Vec<Key> + Send + Sync {
+    let seen: Mutex<HashMap<String, String>> = Mutex::default();
+    let every_daemonset = move || daemonsets.state().iter().map(|ds| Key::of(ds.as_ref())).collect();
+    move |change| match change {
+        Change::Object { obj, deleted } => {
+            let name = obj.metadata.name.clone().unwrap_or_default();
+            let mut seen = seen.lock().unwrap();
+            let changed = if deleted {
+                seen.remove(&name).is_some()
+            } else {
+                let print = placement_fingerprint(obj);
+                seen.insert(name, print.clone()).is_none_or(|old| old != print)
+            };
+            drop(seen);
+            if changed {
+                every_daemonset()
+            } else {
+                Vec::new()
+            }
+        }
+        Change::Resynced => every_daemonset(),
+    }
+}
+
+/// Carries out the DaemonSet decision through the API.
+struct Reconciler {
     ctx: TaskContext,
-    daemonsets: Store<DaemonSet>,
     /// The pods each owner may claim (its own and its namespace's orphans).
     pod_owners: Arc<OwnerIndex<Pod>>,
     nodes: Store<Node>,
-    queue: Arc<WorkQueue>,
     expectations: Mutex<Expectations>,
     recorder: Recorder,
 }
 
-impl Controller {
+impl Reconcile<DaemonSet> for Reconciler {
+    type Error = SyncError;
+
     #[tracing::instrument(skip_all, fields(daemonset = %key))]
-    async fn sync(&self, key: &Key) -> Result<(), SyncError> {
-        let Some(ds) = self.daemonsets.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
-            self.expectations.lock().unwrap().forget(key);
-            return Ok(());
-        };
+    async fn reconcile(&self, key: &Key, ds: Arc<DaemonSet>) -> Result<Action, SyncError> {
         let owner_uid = ds.metadata.uid.as_deref().unwrap_or_default();
         let pods = self.pod_owners.claimable(&key.namespace, owner_uid);
         let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
@@ -105,12 +132,15 @@ impl Controller {
             updated.status = Some(plan.status.clone());
             write_status(&self.ctx, &updated).await?;
         }
-        if let Some(after) = plan.requeue_after {
-            self.queue.add_after(key.clone(), after);
-        }
-        Ok(())
+        Ok(plan.requeue_after.into())
     }
 
+    fn forget(&self, key: &Key) {
+        self.expectations.lock().unwrap().forget(key);
+    }
+}
+
+impl Reconciler {
     fn pod_control<'a>(&'a self, ds: &DaemonSet, api: &Api<Pod>) -> PodControl<'a> {
         PodControl { ctx: &self.ctx, recorder: &self.recorder, owner: reference(ds), api: api.clone() }
     }
@@ -143,47 +173,18 @@ impl Controller {
 }
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
-    let cancel = cancel.child_token();
-    let queue = WorkQueue::new(cancel.clone());
-    let resync = Arc::new(tokio::sync::Notify::new());
-    let daemonsets = primary_informer::<DaemonSet>(&ctx.informers, queue.clone(), resync.clone());
-    // Pod events enqueue their owners; the pods themselves are read through the index.
-    child_informer::<Pod, _>(&ctx.informers, queue.clone(), resync.clone(), daemonsets.clone(), |ds: &DaemonSet| {
-        ds.spec.as_ref().map(|s| &s.selector)
-    });
-    let nodes = {
-        let (daemonsets, queue, resync) = (daemonsets.clone(), queue.clone(), resync.clone());
-        let seen: Mutex<HashMap<String, String>> = Mutex::default();
-        ctx.informers.subscribe(move |change: Change<'_, Node>| match change {
-            Change::Object { obj, deleted } => {
-                let name = obj.metadata.name.clone().unwrap_or_default();
-                let mut seen = seen.lock().unwrap();
-                let changed = if deleted {
-                    seen.remove(&name).is_some()
-                } else {
-                    let print = placement_fingerprint(obj);
-                    seen.insert(name, print.clone()).is_none_or(|old| old != print)
-                };
-                drop(seen);
-                if changed {
-                    daemonsets.state().iter().for_each(|ds| queue.add(Key::of(ds.as_ref())));
-                }
-            }
-            Change::Resynced => resync.notify_one(),
-        })
-    };
-    let (informers, primary) = (ctx.informers.clone(), daemonsets.clone());
-    let pod_owners = ctx.informers.owner_index::<Pod>();
-    let controller = Arc::new(Controller {
+    let controller = Controller::<DaemonSet>::new("daemonset", &ctx.informers)
+        // Pod events enqueue their owners; the pods themselves are read through the index.
+        .owns::<Pod>(|ds| ds.spec.as_ref().map(|s| &s.selector))
+        .watches::<Node, _>(placement_changes(ctx.informers.store::<DaemonSet>()))
+        .workers(WORKERS)
+        .resync_every(RESYNC_EVERY);
+    let reconciler = Reconciler {
         recorder: Recorder::new(ctx.client.clone(), COMPONENT),
+        pod_owners: ctx.informers.owner_index::<Pod>(),
+        nodes: ctx.informers.store::<Node>(),
         ctx,
-        daemonsets,
-        pod_owners,
-        nodes,
-        queue: queue.clone(),
         expectations: Mutex::default(),
-    });
-    let workers = Workers { kind: "daemonset", count: WORKERS, resync_every: RESYNC_EVERY };
-    let sync = |controller: Arc<Controller>, key: Key| async move { controller.sync(&key).await };
-    run_controller(&informers, workers, queue, resync, primary, controller, sync, cancel).await;
+    };
+    controller.run(Arc::new(reconciler), cancel).await;
 }

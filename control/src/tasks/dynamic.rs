@@ -5,7 +5,7 @@
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::Client;
 
-use super::pod_control::is_status;
+use super::sync_error::is_status;
 use crate::api::resources::ResourceInfo;
 
 /// The `kube` description of a served resource.

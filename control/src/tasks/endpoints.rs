@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::registry::object;
 use crate::tasks::context::TaskContext;
-use crate::tasks::pod_control::is_status;
+use crate::tasks::sync_error::is_status;
 use crate::tasks::workqueue::Change;
 
 pub const TRIGGER_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";

@@ -32,7 +32,7 @@ use crate::tasks::context::TaskContext;
 use crate::tasks::dynamic;
 use crate::tasks::kinds::{self, Cached, KindStore};
 use crate::tasks::periodic::Every;
-use crate::tasks::pod_control::is_status;
+use crate::tasks::sync_error::is_status;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Writes in flight at once (a large cascade is thousands of deletes).

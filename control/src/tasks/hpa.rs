@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::{reference, EventType, Recorder};
 use crate::api::resources;
 use crate::registry::object;
-use crate::supervisor::TaskContext;
+use crate::tasks::context::TaskContext;
 use crate::tasks::periodic::Every;
 use crate::usage::quantity;
 use normalize::History;

@@ -22,12 +22,14 @@
 //!   pod availability; informers and the work queue).
 
 pub mod context;
+pub mod controller;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod dynamic;
 pub mod endpoints;
 pub mod events;
+pub mod expectations;
 pub mod gc;
 pub mod hpa;
 pub mod job;
@@ -43,6 +45,8 @@ pub mod quota;
 pub mod replicaset;
 pub mod scheduler;
 pub mod statefulset;
+pub mod status;
+pub mod sync_error;
 pub mod workqueue;
 
 use std::sync::Arc;

@@ -44,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 use crate::tasks::context::TaskContext;
 use crate::tasks::events::{reference, EventType, Recorder};
 use crate::tasks::periodic::Every;
-use crate::tasks::pod_control::is_status;
+use crate::tasks::sync_error::is_status;
 
 pub use berth_proto::model::well_known::TAINT_NODE_NOT_READY as NOT_READY_TAINT;
 pub use berth_proto::model::well_known::TAINT_NODE_UNREACHABLE as UNREACHABLE_TAINT;

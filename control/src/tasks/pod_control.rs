@@ -1,8 +1,7 @@
 //! What the workload controllers share when they act on pods (Kubernetes'
-//! `RealPodControl` in `controller_utils.go`): the sync error every controller returns,
-//! pod creation in slow-start batches and pod deletion pinned to a uid, each recording the
-//! Events Kubernetes records on the owner (SuccessfulCreate/FailedCreate,
-//! SuccessfulDelete/FailedDelete), and the pinned status write every controller ends with.
+//! `RealPodControl` in `controller_utils.go`): pod creation in slow-start batches and pod
+//! deletion pinned to a uid, each recording the Events Kubernetes records on the owner
+//! (SuccessfulCreate/FailedCreate, SuccessfulDelete/FailedDelete), and ownership patches.
 
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
@@ -11,49 +10,8 @@ use serde_json::json;
 
 use super::events::{EventType, Recorder};
 use super::ownership::OwnerChange;
+use super::sync_error::{api_err, is_status, SyncError};
 use crate::tasks::context::TaskContext;
-
-/// A sync that failed on an API call: the key comes back with back-off.
-#[derive(Debug, thiserror::Error)]
-#[error("{what}: {source}")]
-pub struct SyncError {
-    pub what: String,
-    #[source]
-    pub source: kube::Error,
-}
-
-/// Wraps a `kube::Error` with what the controller was doing.
-pub fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> SyncError {
-    let what = what.into();
-    move |source| SyncError { what, source }
-}
-
-/// Whether `e` is an API answer with this HTTP status.
-pub fn is_status(e: &kube::Error, code: u16) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == code)
-}
-
-/// Writes `updated`'s status through the status subresource, pinned to the resourceVersion
-/// `updated` carries (the one its status was computed from): if the object changed since,
-/// the write is a 409 and the key comes back. `Ok(false)`: the object is gone.
-pub async fn write_status<K>(ctx: &TaskContext, updated: &K) -> Result<bool, SyncError>
-where
-    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let meta = updated.meta();
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), meta.namespace.as_deref().unwrap_or_default());
-    let result = api.replace_status(meta.name.as_deref().unwrap_or_default(), &PostParams::default(), updated).await;
-    ctx.status.record(result.is_ok());
-    match result {
-        Ok(_) => Ok(true),
-        Err(e) if is_status(&e, 404) => Ok(false),
-        Err(e) => Err(api_err("updating status")(e)),
-    }
-}
 
 /// A pod chosen for deletion (deleted with a uid precondition).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,40 +6,39 @@
 //!   pods (adopts matching orphans, releases owned pods that stopped matching), decides
 //!   how many pods to create or which to delete (Kubernetes' `ActivePods` order) and
 //!   computes the status.
-//! * [`Expectations`] remember this controller's own creations and deletions until the
-//!   pod cache has seen them, so a reconcile running before its own writes came back
-//!   through the watch never double-creates or double-deletes.
-//! * [`run`] is the leader task: informers for ReplicaSets and pods → work queue →
-//!   workers that execute the plan through the API. Creations go out in slow-start
-//!   batches (1, 2, 4, … like Kubernetes) so a failing admission costs one request, not
-//!   five hundred. Every write carries a precondition (resourceVersion or uid).
+//! * [`run`] is the leader task: one [`Controller`] of ReplicaSets owning pods, whose
+//!   reconcile executes the plan through the API. Creations go out in slow-start batches
+//!   (1, 2, 4, … like Kubernetes) so a failing admission costs one request, not five
+//!   hundred, and are remembered in [`Expectations`] until the pod cache has seen them, so
+//!   a reconcile running before its own writes came back through the watch never
+//!   double-creates or double-deletes. Every write carries a precondition (resourceVersion
+//!   or uid).
 
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
-use kube::runtime::reflector::{ObjectRef, Store};
 use tokio_util::sync::CancellationToken;
 
+use super::controller::{Action, Controller, Reconcile};
 use super::events::{reference, Recorder};
+use super::expectations::Expectations;
 use super::owner_index::OwnerIndex;
 use super::ownership::{self, OwnerChange};
+use super::pod_control::PodControl;
 pub use super::pod_control::PodRef;
-use super::pod_control::{write_status, PodControl, SyncError};
-use super::workqueue::{child_informer, primary_informer, run_controller, Key, WorkQueue, Workers};
-use crate::supervisor::TaskContext;
+use super::status::write_status;
+use super::sync_error::SyncError;
+use super::workqueue::Key;
+use crate::tasks::context::TaskContext;
 
 /// Most pods created or deleted in one sync (Kubernetes' `BurstReplicas`).
 pub const BURST_REPLICAS: usize = 500;
-/// An expectation not met by then is dropped (a lost watch event must not wedge a
-/// ReplicaSet forever); Kubernetes waits five minutes, our watch is local.
-const EXPECTATIONS_TTL: Duration = Duration::from_secs(60);
 /// ReplicaSets synced at once: with 2, ten 1,000-replica ReplicaSets were created at 232 pods/s;
 /// with 8, 408 pods/s (berth-bench-control scheduling, release build, this 2-core machine).
 const WORKERS: usize = 8;
@@ -192,91 +191,20 @@ pub fn new_pod(rs: &ReplicaSet) -> Pod {
     }
 }
 
-#[derive(Debug)]
-struct Pending {
-    /// Names of pods created but not yet seen in the cache.
-    adds: HashSet<String>,
-    /// Uids of pods deleted but still in the cache without a deletionTimestamp.
-    deletes: HashSet<String>,
-    since: Instant,
-}
-
-/// This controller's own writes that the pod cache has not reflected yet, per ReplicaSet
-/// (Kubernetes' `ControllerExpectations`, checked against the cache instead of counted
-/// from events, so an event seen before the write returned cannot be missed).
-#[derive(Debug, Default)]
-pub struct Expectations {
-    pending: HashMap<Key, Pending>,
-}
-
-impl Expectations {
-    /// Whether everything expected for `key` is visible in `pods` (those it may claim).
-    pub fn satisfied(&mut self, key: &Key, pods: &[&Pod]) -> bool {
-        let Some(p) = self.pending.get_mut(key) else { return true };
-        if p.since.elapsed() > EXPECTATIONS_TTL {
-            tracing::warn!(replicaset = %key, adds = p.adds.len(), deletes = p.deletes.len(), "expectations expired");
-            self.pending.remove(key);
-            return true;
-        }
-        // Indexed once: comparing each of up to 500 pending names against every pod of a
-        // 10,000-pod namespace was the controller's biggest cost (berth-bench-control profile).
-        let names: HashSet<&str> = pods.iter().filter_map(|pod| pod.metadata.name.as_deref()).collect();
-        p.adds.retain(|name| !names.contains(name.as_str()));
-        if !p.deletes.is_empty() {
-            let live: HashSet<&str> = pods
-                .iter()
-                .filter(|pod| !ownership::is_deleting(&pod.metadata))
-                .filter_map(|pod| pod.metadata.uid.as_deref())
-                .collect();
-            p.deletes.retain(|uid| live.contains(uid.as_str()));
-        }
-        let done = p.adds.is_empty() && p.deletes.is_empty();
-        if done {
-            self.pending.remove(key);
-        }
-        done
-    }
-
-    fn entry(&mut self, key: &Key) -> &mut Pending {
-        let p = self.pending.entry(key.clone()).or_insert_with(|| Pending {
-            adds: HashSet::new(),
-            deletes: HashSet::new(),
-            since: Instant::now(),
-        });
-        p.since = Instant::now();
-        p
-    }
-
-    pub fn expect_created(&mut self, key: &Key, names: impl IntoIterator<Item = String>) {
-        self.entry(key).adds.extend(names);
-    }
-
-    pub fn expect_deleted(&mut self, key: &Key, uids: impl IntoIterator<Item = String>) {
-        self.entry(key).deletes.extend(uids);
-    }
-
-    pub fn forget(&mut self, key: &Key) {
-        self.pending.remove(key);
-    }
-}
-
-struct Controller {
+/// Carries out the ReplicaSet decision through the API.
+struct Reconciler {
     ctx: TaskContext,
-    replicasets: Store<ReplicaSet>,
     /// The pods each ReplicaSet may claim (its own and its namespace's orphans).
     pod_owners: Arc<OwnerIndex<Pod>>,
-    queue: Arc<WorkQueue>,
     expectations: Mutex<Expectations>,
     recorder: Recorder,
 }
 
-impl Controller {
+impl Reconcile<ReplicaSet> for Reconciler {
+    type Error = SyncError;
+
     #[tracing::instrument(skip_all, fields(replicaset = %key))]
-    async fn sync(&self, key: &Key) -> Result<(), SyncError> {
-        let Some(rs) = self.replicasets.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
-            self.expectations.lock().unwrap().forget(key);
-            return Ok(());
-        };
+    async fn reconcile(&self, key: &Key, rs: Arc<ReplicaSet>) -> Result<Action, SyncError> {
         let pods = self.pod_owners.claimable(&key.namespace, rs.metadata.uid.as_deref().unwrap_or_default());
         let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
         let manage = self.expectations.lock().unwrap().satisfied(key, &pods);
@@ -297,12 +225,15 @@ impl Controller {
             updated.status = Some(plan.status.clone());
             write_status(&self.ctx, &updated).await?;
         }
-        if let Some(after) = plan.requeue_after {
-            self.queue.add_after(key.clone(), after);
-        }
-        Ok(())
+        Ok(plan.requeue_after.into())
     }
 
+    fn forget(&self, key: &Key) {
+        self.expectations.lock().unwrap().forget(key);
+    }
+}
+
+impl Reconciler {
     fn pod_control<'a>(&'a self, rs: &ReplicaSet, api: &Api<Pod>) -> PodControl<'a> {
         PodControl { ctx: &self.ctx, recorder: &self.recorder, owner: reference(rs), api: api.clone() }
     }
@@ -322,27 +253,18 @@ impl Controller {
 }
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
-    let cancel = cancel.child_token();
-    let queue = WorkQueue::new(cancel.clone());
-    let resync = Arc::new(tokio::sync::Notify::new());
-    let replicasets = primary_informer(&ctx.informers, queue.clone(), resync.clone());
-    // Pod events enqueue their owners; the pods themselves are read through the index.
-    child_informer::<Pod, _>(&ctx.informers, queue.clone(), resync.clone(), replicasets.clone(), |rs: &ReplicaSet| {
-        rs.spec.as_ref().map(|s| &s.selector)
-    });
-    let (informers, primary) = (ctx.informers.clone(), replicasets.clone());
-    let pod_owners = ctx.informers.owner_index::<Pod>();
-    let controller = Arc::new(Controller {
+    let controller = Controller::<ReplicaSet>::new("replicaset", &ctx.informers)
+        // Pod events enqueue their owners; the pods themselves are read through the index.
+        .owns::<Pod>(|rs| rs.spec.as_ref().map(|s| &s.selector))
+        .workers(WORKERS)
+        .resync_every(RESYNC_EVERY);
+    let reconciler = Reconciler {
         recorder: Recorder::new(ctx.client.clone(), COMPONENT),
+        pod_owners: ctx.informers.owner_index::<Pod>(),
         ctx,
-        replicasets,
-        pod_owners,
-        queue: queue.clone(),
         expectations: Mutex::default(),
-    });
-    let workers = Workers { kind: "replicaset", count: WORKERS, resync_every: RESYNC_EVERY };
-    let sync = |controller: Arc<Controller>, key: Key| async move { controller.sync(&key).await };
-    run_controller(&informers, workers, queue, resync, primary, controller, sync, cancel).await;
+    };
+    controller.run(Arc::new(reconciler), cancel).await;
 }
 
 #[cfg(test)]

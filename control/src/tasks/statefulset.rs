@@ -2,8 +2,8 @@
 //! scaled and updated in order, as Kubernetes' `StatefulSetController` does.
 //!
 //! * [`plan`] is the pure decision (ordering, partitioned rolling update, status).
-//! * [`run`] is the leader task: informers for StatefulSets and pods → work queue →
-//!   workers that carry a plan out through the API.
+//! * [`run`] is the leader task: a [`Controller`] of StatefulSets owning pods, whose
+//!   reconcile carries a plan out through the API.
 //!
 //! No expectations are needed: every pod is created under its stable name, so a sync that
 //! runs before its own creation is visible only gets `409 AlreadyExists`, and a pod that
@@ -22,15 +22,16 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
-use kube::runtime::reflector::{ObjectRef, Store};
 use tokio_util::sync::CancellationToken;
 
+use super::controller::{Action, Controller, Reconcile};
 use super::events::{reference, EventType, Recorder};
 use super::owner_index::OwnerIndex;
-use super::pod_control::slow_start_batches;
-use super::pod_control::{api_err, is_status, write_status, PodControl, SyncError};
-use super::workqueue::{child_informer, primary_informer, run_controller, Key, WorkQueue, Workers};
-use crate::supervisor::TaskContext;
+use super::pod_control::{slow_start_batches, PodControl};
+use super::status::write_status;
+use super::sync_error::{api_err, is_status, SyncError};
+use super::workqueue::Key;
+use crate::tasks::context::TaskContext;
 use plan::plan_statefulset;
 
 const WORKERS: usize = 2;
@@ -38,19 +39,19 @@ const WORKERS: usize = 2;
 const RESYNC_EVERY: Duration = Duration::from_secs(30);
 const COMPONENT: &str = "statefulset-controller";
 
-struct Controller {
+/// Carries out the StatefulSet decision through the API.
+struct Reconciler {
     ctx: TaskContext,
-    sets: Store<StatefulSet>,
     /// The pods each StatefulSet may claim (its own and its namespace's orphans).
     pod_owners: Arc<OwnerIndex<Pod>>,
-    queue: Arc<WorkQueue>,
     recorder: Recorder,
 }
 
-impl Controller {
+impl Reconcile<StatefulSet> for Reconciler {
+    type Error = SyncError;
+
     #[tracing::instrument(skip_all, fields(statefulset = %key))]
-    async fn sync(&self, key: &Key) -> Result<(), SyncError> {
-        let Some(set) = self.sets.get(&ObjectRef::new(&key.name).within(&key.namespace)) else { return Ok(()) };
+    async fn reconcile(&self, key: &Key, set: Arc<StatefulSet>) -> Result<Action, SyncError> {
         let owner_uid = set.metadata.uid.as_deref().unwrap_or_default();
         let pods = self.pod_owners.claimable(&key.namespace, owner_uid);
         let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
@@ -130,32 +131,20 @@ impl Controller {
             updated.status = Some(plan.status.clone());
             write_status(&self.ctx, &updated).await?;
         }
-        if let Some(after) = plan.requeue_after {
-            self.queue.add_after(key.clone(), after);
-        }
-        Ok(())
+        Ok(plan.requeue_after.into())
     }
 }
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
-    let cancel = cancel.child_token();
-    let queue = WorkQueue::new(cancel.clone());
-    let resync = Arc::new(tokio::sync::Notify::new());
-    let sets = primary_informer::<StatefulSet>(&ctx.informers, queue.clone(), resync.clone());
-    // Pod events enqueue their owners; the pods themselves are read through the index.
-    child_informer::<Pod, _>(&ctx.informers, queue.clone(), resync.clone(), sets.clone(), |set: &StatefulSet| {
-        set.spec.as_ref().map(|s| &s.selector)
-    });
-    let (informers, primary) = (ctx.informers.clone(), sets.clone());
-    let pod_owners = ctx.informers.owner_index::<Pod>();
-    let controller = Arc::new(Controller {
+    let controller = Controller::<StatefulSet>::new("statefulset", &ctx.informers)
+        // Pod events enqueue their owners; the pods themselves are read through the index.
+        .owns::<Pod>(|set| set.spec.as_ref().map(|s| &s.selector))
+        .workers(WORKERS)
+        .resync_every(RESYNC_EVERY);
+    let reconciler = Reconciler {
         recorder: Recorder::new(ctx.client.clone(), COMPONENT),
+        pod_owners: ctx.informers.owner_index::<Pod>(),
         ctx,
-        sets,
-        pod_owners,
-        queue: queue.clone(),
-    });
-    let workers = Workers { kind: "statefulset", count: WORKERS, resync_every: RESYNC_EVERY };
-    let sync = |controller: Arc<Controller>, key: Key| async move { controller.sync(&key).await };
-    run_controller(&informers, workers, queue, resync, primary, controller, sync, cancel).await;
+    };
+    controller.run(Arc::new(reconciler), cancel).await;
 }

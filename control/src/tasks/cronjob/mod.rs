@@ -4,8 +4,8 @@
 //!
 //! * [`crate::cron`] parses cron specs and finds next times in a time zone;
 //! * [`plan::plan_cronjob`] is the pure decision;
-//! * [`run`] is the leader task: CronJob and Job informers → work queue → workers, each
-//!   CronJob requeued for its next scheduled time. Job names are deterministic
+//! * [`run`] is the leader task: a [`Controller`] of CronJobs owning Jobs, each CronJob
+//!   requeued for its next scheduled time. Job names are deterministic
 //!   (`<name>-<minutes since the epoch>`), so a sync repeated after a crash or a leader
 //!   change finds the Job already there (409) instead of starting a second one.
 
@@ -19,14 +19,16 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PostParams, PropagationPolicy};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use tokio_util::sync::CancellationToken;
 
+use super::controller::{Action, Controller, Reconcile};
 use super::events::{reference, EventType, Recorder};
 use super::ownership;
-use super::pod_control::{api_err, is_status, write_status, SyncError};
-use super::workqueue::{child_informer, primary_informer, run_controller, Key, WorkQueue, Workers};
-use crate::supervisor::TaskContext;
+use super::status::write_status;
+use super::sync_error::{api_err, is_status, SyncError};
+use super::workqueue::Key;
+use crate::tasks::context::TaskContext;
 use plan::plan_cronjob;
 
 const WORKERS: usize = 2;
@@ -34,18 +36,18 @@ const WORKERS: usize = 2;
 const RESYNC_EVERY: Duration = Duration::from_secs(10);
 const COMPONENT: &str = "cronjob-controller";
 
-struct Controller {
+/// Carries out the CronJob decision through the API.
+struct Reconciler {
     ctx: TaskContext,
-    cronjobs: Store<CronJob>,
     jobs: Store<Job>,
-    queue: Arc<WorkQueue>,
     recorder: Recorder,
 }
 
-impl Controller {
+impl Reconcile<CronJob> for Reconciler {
+    type Error = SyncError;
+
     #[tracing::instrument(skip_all, fields(cronjob = %key))]
-    async fn sync(&self, key: &Key) -> Result<(), SyncError> {
-        let Some(cj) = self.cronjobs.get(&ObjectRef::new(&key.name).within(&key.namespace)) else { return Ok(()) };
+    async fn reconcile(&self, key: &Key, cj: Arc<CronJob>) -> Result<Action, SyncError> {
         let uid = cj.metadata.uid.clone();
         let jobs: Vec<Arc<Job>> = self
             .jobs
@@ -115,37 +117,24 @@ impl Controller {
             let mut updated = (*cj).clone();
             updated.status = Some(status);
             if !write_status(&self.ctx, &updated).await? {
-                return Ok(());
+                return Ok(Action::done());
             }
         }
         for e in &plan.events {
             let kind = if e.warning { EventType::Warning } else { EventType::Normal };
             self.recorder.publish(&me, kind, e.reason, &e.message).await;
         }
-        if let Some(after) = plan.requeue_after {
-            self.queue.add_after(key.clone(), after);
-        }
-        Ok(())
+        Ok(plan.requeue_after.into())
     }
 }
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
-    let cancel = cancel.child_token();
-    let queue = WorkQueue::new(cancel.clone());
-    let resync = Arc::new(tokio::sync::Notify::new());
-    let cronjobs = primary_informer::<CronJob>(&ctx.informers, queue.clone(), resync.clone());
-    // Jobs map to their controlling CronJob; CronJobs have no selector to adopt orphans by.
-    let jobs =
-        child_informer::<Job, _>(&ctx.informers, queue.clone(), resync.clone(), cronjobs.clone(), |_: &CronJob| None);
-    let (informers, primary) = (ctx.informers.clone(), cronjobs.clone());
-    let controller = Arc::new(Controller {
-        recorder: Recorder::new(ctx.client.clone(), COMPONENT),
-        ctx,
-        cronjobs,
-        jobs,
-        queue: queue.clone(),
-    });
-    let workers = Workers { kind: "cronjob", count: WORKERS, resync_every: RESYNC_EVERY };
-    let sync = |controller: Arc<Controller>, key: Key| async move { controller.sync(&key).await };
-    run_controller(&informers, workers, queue, resync, primary, controller, sync, cancel).await;
+    let controller = Controller::<CronJob>::new("cronjob", &ctx.informers)
+        // Jobs map to their controlling CronJob; CronJobs have no selector to adopt orphans by.
+        .owns::<Job>(|_| None)
+        .workers(WORKERS)
+        .resync_every(RESYNC_EVERY);
+    let reconciler =
+        Reconciler { recorder: Recorder::new(ctx.client.clone(), COMPONENT), jobs: ctx.informers.store::<Job>(), ctx };
+    controller.run(Arc::new(reconciler), cancel).await;
 }

@@ -3,12 +3,13 @@
 //!
 //! * [`plan`] is the pure decision (hashing, RollingUpdate and Recreate, proportional
 //!   scaling, revisions and rollback re-use, history cleanup, status and conditions).
-//! * [`run`] is the leader task: informers for Deployments, ReplicaSets and pods → work
-//!   queue → workers that carry a plan out through the API. Every write carries the
-//!   resourceVersion it was decided on. After writing, a Deployment waits until the
-//!   caches have caught up with its own writes (resourceVersion expectations) before it
-//!   decides again, so it never decides twice on the same stale picture (e.g. scales the
-//!   new ReplicaSet up again before the old one's scale-down is visible).
+//! * [`run`] is the leader task: a [`Controller`] of Deployments owning ReplicaSets (and
+//!   watching pod deletions, for Recreate), whose reconcile carries a plan out through the
+//!   API. Every write carries the resourceVersion it was decided on. After writing, a
+//!   Deployment waits until the caches have caught up with its own writes (resourceVersion
+//!   expectations) before it decides again, so it never decides twice on the same stale
+//!   picture (e.g. scales the new ReplicaSet up again before the old one's scale-down is
+//!   visible).
 
 pub mod plan;
 
@@ -25,11 +26,12 @@ use kube::Resource;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::controller::{Action, Controller, Reconcile};
 use super::events::{reference, Recorder};
 use super::ownership;
-use super::pod_control::{api_err, is_status, SyncError};
-use super::workqueue::{child_informer, primary_informer, run_controller, Change, Key, WorkQueue, Workers};
-use crate::supervisor::TaskContext;
+use super::sync_error::{api_err, is_status, SyncError};
+use super::workqueue::{Change, Key};
+use crate::tasks::context::TaskContext;
 use plan::{plan_deployment, DeploymentPlan};
 
 const WORKERS: usize = 2;
@@ -52,49 +54,23 @@ fn rv(obj: &impl Resource) -> Option<u64> {
     obj.meta().resource_version.as_deref()?.parse().ok()
 }
 
-struct Controller {
+/// Carries out the Deployment decision through the API.
+struct Reconciler {
     ctx: TaskContext,
-    deployments: Store<Deployment>,
     replicasets: Store<ReplicaSet>,
     pods: Store<Pod>,
-    queue: Arc<WorkQueue>,
     expectations: Mutex<HashMap<Key, Pending>>,
     recorder: Recorder,
 }
 
-impl Controller {
-    /// Whether the caches reflect every write of the last sync of `key`.
-    fn caught_up(&self, key: &Key, d: &Deployment) -> bool {
-        let mut all = self.expectations.lock().unwrap();
-        let Some(p) = all.get(key) else { return true };
-        let deployment_ok = p.deployment.is_none_or(|want| rv(d).is_none_or(|have| have >= want));
-        let replicasets_ok = p.replicasets.iter().all(|(name, want)| {
-            let cached = self.replicasets.get(&ObjectRef::new(name).within(&key.namespace));
-            match (cached, want) {
-                (None, None) => true,
-                (Some(_), None) => false,
-                // Not in the cache yet (just created), or older than what we wrote.
-                (None, Some(_)) => false,
-                (Some(rs), Some(want)) => rv(rs.as_ref()).is_none_or(|have| have >= *want),
-            }
-        });
-        let done = (deployment_ok && replicasets_ok) || p.since.elapsed() > EXPECTATIONS_TTL;
-        if done {
-            all.remove(key);
-        }
-        done
-    }
+impl Reconcile<Deployment> for Reconciler {
+    type Error = SyncError;
 
     #[tracing::instrument(skip_all, fields(deployment = %key))]
-    async fn sync(&self, key: &Key) -> Result<(), SyncError> {
-        let Some(d) = self.deployments.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
-            self.expectations.lock().unwrap().remove(key);
-            return Ok(());
-        };
+    async fn reconcile(&self, key: &Key, d: Arc<Deployment>) -> Result<Action, SyncError> {
         if !self.caught_up(key, &d) {
             // The watch events of our own writes re-queue this key; this is the safety net.
-            self.queue.add_after(key.clone(), Duration::from_secs(1));
-            return Ok(());
+            return Ok(Action::requeue(Duration::from_secs(1)));
         }
         let in_ns = |ns: Option<&String>| ns.map(String::as_str) == Some(key.namespace.as_str());
         let rses: Vec<Arc<ReplicaSet>> =
@@ -119,7 +95,35 @@ impl Controller {
         self.execute(key, &d, plan).await
     }
 
-    async fn execute(&self, key: &Key, d: &Deployment, plan: DeploymentPlan) -> Result<(), SyncError> {
+    fn forget(&self, key: &Key) {
+        self.expectations.lock().unwrap().remove(key);
+    }
+}
+
+impl Reconciler {
+    /// Whether the caches reflect every write of the last sync of `key`.
+    fn caught_up(&self, key: &Key, d: &Deployment) -> bool {
+        let mut all = self.expectations.lock().unwrap();
+        let Some(p) = all.get(key) else { return true };
+        let deployment_ok = p.deployment.is_none_or(|want| rv(d).is_none_or(|have| have >= want));
+        let replicasets_ok = p.replicasets.iter().all(|(name, want)| {
+            let cached = self.replicasets.get(&ObjectRef::new(name).within(&key.namespace));
+            match (cached, want) {
+                (None, None) => true,
+                (Some(_), None) => false,
+                // Not in the cache yet (just created), or older than what we wrote.
+                (None, Some(_)) => false,
+                (Some(rs), Some(want)) => rv(rs.as_ref()).is_none_or(|have| have >= *want),
+            }
+        });
+        let done = (deployment_ok && replicasets_ok) || p.since.elapsed() > EXPECTATIONS_TTL;
+        if done {
+            all.remove(key);
+        }
+        done
+    }
+
+    async fn execute(&self, key: &Key, d: &Deployment, plan: DeploymentPlan) -> Result<Action, SyncError> {
         let rs_api: Api<ReplicaSet> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
         let d_api: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
         let mut written = Pending { deployment: None, replicasets: Vec::new(), since: Instant::now() };
@@ -145,7 +149,10 @@ impl Controller {
             self.ctx.status.record(result.is_ok());
             match result {
                 Ok(rs) => written.replicasets.push((name, rv(&rs))),
-                Err(e) if is_status(&e, 409) => return self.name_taken(key, d, &rs_api, &d_api, &name).await,
+                Err(e) if is_status(&e, 409) => {
+                    self.name_taken(key, d, &rs_api, &d_api, &name).await?;
+                    return Ok(Action::done());
+                }
                 Err(e) => {
                     let msg = format!("Failed to create new replica set {name:?}: {e}");
                     let reference = reference(d);
@@ -221,10 +228,7 @@ impl Controller {
         for (event_type, reason, message) in &plan.events {
             self.recorder.publish(&reference, *event_type, reason, message).await;
         }
-        if let Some(after) = plan.requeue_after {
-            self.queue.add_after(key.clone(), after);
-        }
-        Ok(())
+        Ok(plan.requeue_after.into())
     }
 
     /// The new ReplicaSet's name exists: ours and the cache is behind (wait for it), or a
@@ -271,42 +275,32 @@ impl Controller {
     }
 }
 
+/// The Deployment a deleted pod's ReplicaSet belongs to: only Recreate cares about pods
+/// (it waits for the old ones to be gone), and only about their deletion.
+fn deleted_pod_owner(replicasets: Store<ReplicaSet>) -> impl Fn(Change<'_, Pod>) -> Option<Key> + Send + Sync {
+    move |change| {
+        let Change::Object { obj, deleted: true } = change else { return None };
+        let owner = ownership::controller_of(&obj.metadata).filter(|o| o.kind == "ReplicaSet")?;
+        let ns = obj.metadata.namespace.as_deref().unwrap_or_default();
+        let rs = replicasets.get(&ObjectRef::new(&owner.name).within(ns))?;
+        let d = ownership::controller_of(&rs.metadata).filter(|o| o.kind == "Deployment")?;
+        Some(Key::new(ns, &d.name))
+    }
+}
+
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
-    let cancel = cancel.child_token();
-    let queue = WorkQueue::new(cancel.clone());
-    let resync = Arc::new(tokio::sync::Notify::new());
-    let deployments = primary_informer(&ctx.informers, queue.clone(), resync.clone());
-    let replicasets: Store<ReplicaSet> =
-        child_informer(&ctx.informers, queue.clone(), resync.clone(), deployments.clone(), |d: &Deployment| {
-            d.spec.as_ref().map(|s| &s.selector)
-        });
-    // Pods matter only to Recreate, which waits for the old pods to be gone.
-    let pods = ctx.informers.subscribe({
-        let (queue, replicasets) = (queue.clone(), replicasets.clone());
-        move |change: Change<'_, Pod>| {
-            let Change::Object { obj, deleted: true } = change else { return };
-            let Some(owner) = ownership::controller_of(&obj.metadata).filter(|o| o.kind == "ReplicaSet") else {
-                return;
-            };
-            let ns = obj.metadata.namespace.as_deref().unwrap_or_default();
-            if let Some(rs) = replicasets.get(&ObjectRef::new(&owner.name).within(ns)) {
-                if let Some(d) = ownership::controller_of(&rs.metadata).filter(|o| o.kind == "Deployment") {
-                    queue.add(Key::new(ns, &d.name));
-                }
-            }
-        }
-    });
-    let (informers, primary) = (ctx.informers.clone(), deployments.clone());
-    let controller = Arc::new(Controller {
+    let replicasets = ctx.informers.store::<ReplicaSet>();
+    let controller = Controller::<Deployment>::new("deployment", &ctx.informers)
+        .owns::<ReplicaSet>(|d| d.spec.as_ref().map(|s| &s.selector))
+        .watches::<Pod, _>(deleted_pod_owner(replicasets.clone()))
+        .workers(WORKERS)
+        .resync_every(RESYNC_EVERY);
+    let reconciler = Reconciler {
         recorder: Recorder::new(ctx.client.clone(), COMPONENT),
+        pods: ctx.informers.store::<Pod>(),
         ctx,
-        deployments,
         replicasets,
-        pods,
-        queue: queue.clone(),
         expectations: Mutex::new(HashMap::new()),
-    });
-    let workers = Workers { kind: "deployment", count: WORKERS, resync_every: RESYNC_EVERY };
-    let sync = |controller: Arc<Controller>, key: Key| async move { controller.sync(&key).await };
-    run_controller(&informers, workers, queue, resync, primary, controller, sync, cancel).await;
+    };
+    controller.run(Arc::new(reconciler), cancel).await;
 }

@@ -4,9 +4,10 @@
 //! and its requeue timer are already at hand).
 //!
 //! * [`plan::plan_job`] is the pure decision (pods to create or delete, status, Events);
-//! * [`run`] is the leader task: Job and pod informers → work queue → workers executing
-//!   the plan through the API. Pods are created in slow-start batches and remembered in
-//!   [`Expectations`] until the pod cache shows them, so no sync double-creates.
+//! * [`run`] is the leader task: a [`Controller`] of Jobs owning pods, whose reconcile
+//!   executes the plan through the API. Pods are created in slow-start batches and
+//!   remembered in [`Expectations`] until the pod cache shows them, so no sync
+//!   double-creates.
 
 pub mod plan;
 #[cfg(test)]
@@ -19,15 +20,17 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Preconditions, PropagationPolicy};
-use kube::runtime::reflector::{ObjectRef, Store};
 use tokio_util::sync::CancellationToken;
 
+use super::controller::{Action, Controller, Reconcile};
 use super::events::{reference, EventType, Recorder};
+use super::expectations::Expectations;
 use super::owner_index::OwnerIndex;
-use super::pod_control::{api_err, is_status, write_status, PodControl, PodRef, SyncError};
-use super::replicaset::Expectations;
-use super::workqueue::{child_informer, primary_informer, run_controller, Key, WorkQueue, Workers};
-use crate::supervisor::TaskContext;
+use super::pod_control::{PodControl, PodRef};
+use super::status::write_status;
+use super::sync_error::{api_err, is_status, SyncError};
+use super::workqueue::Key;
+use crate::tasks::context::TaskContext;
 use plan::{plan_job, Backoff};
 
 const WORKERS: usize = 4;
@@ -35,26 +38,23 @@ const WORKERS: usize = 4;
 const RESYNC_EVERY: Duration = Duration::from_secs(30);
 const COMPONENT: &str = "job-controller";
 
-struct Controller {
+/// Carries out the Job decision through the API.
+struct Reconciler {
     ctx: TaskContext,
-    jobs: Store<Job>,
     /// The pods each owner may claim (its own and its namespace's orphans).
     pod_owners: Arc<OwnerIndex<Pod>>,
-    queue: Arc<WorkQueue>,
     expectations: Mutex<Expectations>,
     recorder: Recorder,
     backoff: Backoff,
 }
 
-impl Controller {
+impl Reconcile<Job> for Reconciler {
+    type Error = SyncError;
+
     #[tracing::instrument(skip_all, fields(job = %key))]
-    async fn sync(&self, key: &Key) -> Result<(), SyncError> {
-        let Some(job) = self.jobs.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
-            self.expectations.lock().unwrap().forget(key);
-            return Ok(());
-        };
+    async fn reconcile(&self, key: &Key, job: Arc<Job>) -> Result<Action, SyncError> {
         if job.metadata.deletion_timestamp.is_some() {
-            return Ok(());
+            return Ok(Action::done());
         }
         let owner_uid = job.metadata.uid.as_deref().unwrap_or_default();
         let pods = self.pod_owners.claimable(&key.namespace, owner_uid);
@@ -77,8 +77,8 @@ impl Controller {
             let result = jobs.delete(&key.name, &params).await;
             self.ctx.status.record(result.is_ok());
             return match result {
-                Ok(_) => Ok(()),
-                Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
+                Ok(_) => Ok(Action::done()),
+                Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(Action::done()),
                 Err(e) => Err(api_err("deleting expired job")(e)),
             };
         }
@@ -95,7 +95,7 @@ impl Controller {
             updated.status = Some(plan.status.clone());
             // Pinned to the resourceVersion the plan was made from: a newer Job means a new plan.
             if !write_status(&self.ctx, &updated).await? {
-                return Ok(());
+                return Ok(Action::done());
             }
         }
         // Events only once the status that carries the same news is written.
@@ -103,12 +103,15 @@ impl Controller {
             let kind = if e.warning { EventType::Warning } else { EventType::Normal };
             self.recorder.publish(&reference(job.as_ref()), kind, e.reason, &e.message).await;
         }
-        if let Some(after) = plan.requeue_after {
-            self.queue.add_after(key.clone(), after);
-        }
-        Ok(())
+        Ok(plan.requeue_after.into())
     }
 
+    fn forget(&self, key: &Key) {
+        self.expectations.lock().unwrap().forget(key);
+    }
+}
+
+impl Reconciler {
     fn pod_control<'a>(&'a self, job: &Job, api: &Api<Pod>) -> PodControl<'a> {
         PodControl { ctx: &self.ctx, recorder: &self.recorder, owner: reference(job), api: api.clone() }
     }
@@ -128,26 +131,17 @@ impl Controller {
 }
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
-    let cancel = cancel.child_token();
-    let queue = WorkQueue::new(cancel.clone());
-    let resync = Arc::new(tokio::sync::Notify::new());
-    let jobs = primary_informer::<Job>(&ctx.informers, queue.clone(), resync.clone());
-    // Pod events enqueue their owners; the pods themselves are read through the index.
-    child_informer::<Pod, _>(&ctx.informers, queue.clone(), resync.clone(), jobs.clone(), |job: &Job| {
-        job.spec.as_ref().and_then(|s| s.selector.as_ref())
-    });
-    let (informers, primary) = (ctx.informers.clone(), jobs.clone());
-    let pod_owners = ctx.informers.owner_index::<Pod>();
-    let controller = Arc::new(Controller {
+    let controller = Controller::<Job>::new("job", &ctx.informers)
+        // Pod events enqueue their owners; the pods themselves are read through the index.
+        .owns::<Pod>(|job| job.spec.as_ref().and_then(|s| s.selector.as_ref()))
+        .workers(WORKERS)
+        .resync_every(RESYNC_EVERY);
+    let reconciler = Reconciler {
         recorder: Recorder::new(ctx.client.clone(), COMPONENT),
         backoff: Backoff::default(),
+        pod_owners: ctx.informers.owner_index::<Pod>(),
         ctx,
-        jobs,
-        pod_owners,
-        queue: queue.clone(),
         expectations: Mutex::default(),
-    });
-    let workers = Workers { kind: "job", count: WORKERS, resync_every: RESYNC_EVERY };
-    let sync = |controller: Arc<Controller>, key: Key| async move { controller.sync(&key).await };
-    run_controller(&informers, workers, queue, resync, primary, controller, sync, cancel).await;
+    };
+    controller.run(Arc::new(reconciler), cancel).await;
 }

@@ -44,7 +44,7 @@ pub use algorithm::{schedule, Unschedulable};
 pub use queue::{Decision, QueueTimings, SchedulingQueue};
 pub use snapshot::NodesSnapshot;
 
-use crate::supervisor::{SupervisorStatus, TaskContext};
+use crate::tasks::context::{SupervisorStatus, TaskContext};
 use crate::tasks::events::{reference, EventType, Recorder};
 
 /// The scheduler pods get when `spec.schedulerName` is empty.

@@ -8,16 +8,15 @@
 //!
 //! Every process a test starts is killed when it ends, also on failure ([`Reaper`]).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_agent::{Agent, AgentConfig, Heartbeat, NodeTemplate, RuntimeKind};
+use berth_control::testing::Server;
+use berth_testkit::{eventually, free_port};
 use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Pod};
 use kube::api::{DeleteParams, LogParams, Patch, PatchParams, PostParams};
 use kube::Api;
-use support::{eventually, free_port, ControlPlane};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -109,7 +108,7 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_init_containers_volumes_stats_and_graceful_stop() {
-    let mut cp = ControlPlane::start().await;
+    let mut cp = Server::start().await;
     let client = cp.client();
     let (data, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let w = |p: &str| work.path().join(p).display().to_string();
@@ -310,7 +309,7 @@ fn processes_with(marker: &str) -> Vec<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_kill_9_and_restart_adopts_containers() {
-    let mut cp = ControlPlane::start().await;
+    let mut cp = Server::start().await;
     let client = cp.client();
     let data = tempfile::tempdir().unwrap();
     let mut reaper = Reaper::default();
@@ -387,7 +386,7 @@ async fn agent_kill_9_and_restart_adopts_containers() {
 async fn pods_keep_running_through_a_control_plane_outage() {
     let cp_dir = tempfile::tempdir().unwrap();
     let (peer_port, api_port) = (free_port(), free_port());
-    let mut cp = ControlPlane::start_at(cp_dir.path(), peer_port, api_port).await;
+    let mut cp = Server::start_at(cp_dir.path(), peer_port, api_port).await;
     let client = cp.client();
     let (data, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let counter: PathBuf = work.path().join("runs");
@@ -448,7 +447,7 @@ async fn pods_keep_running_through_a_control_plane_outage() {
 
     // It comes back on the same address with the same data: statuses catch up.
     drop(cp);
-    let mut cp = ControlPlane::start_at(cp_dir.path(), peer_port, api_port).await;
+    let mut cp = Server::start_at(cp_dir.path(), peer_port, api_port).await;
     let want = runs() as i32 - 1;
     eventually(WAIT, "flappy's restartCount caught up", || async {
         let n = status(&pods.get("flappy").await.ok()?)?.restart_count;
@@ -490,7 +489,7 @@ async fn limits_are_enforced_through_cgroups() {
         eprintln!("skipped: cgroups need root");
         return;
     }
-    let mut cp = ControlPlane::start().await;
+    let mut cp = Server::start().await;
     let client = cp.client();
     let data = tempfile::tempdir().unwrap();
     let cancel = CancellationToken::new();

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use berth_agent::{Agent, AgentConfig, Heartbeat, NodeTemplate, RuntimeKind};
 use berth_control::testing::Server;
-use berth_testkit::{eventually, free_port};
+use berth_testkit::{eventually, free_port, KillOnDrop};
 use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Pod};
 use kube::api::{DeleteParams, LogParams, Patch, PatchParams, PostParams};
 use kube::Api;
@@ -44,7 +44,7 @@ fn pid_alive(pid: i32) -> bool {
 #[derive(Default)]
 struct Reaper {
     groups: Vec<i32>,
-    agents: Vec<std::process::Child>,
+    agents: Vec<KillOnDrop>,
 }
 
 impl Reaper {
@@ -55,10 +55,8 @@ impl Reaper {
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        for a in &mut self.agents {
-            let _ = a.kill();
-            let _ = a.wait();
-        }
+        // The agents first: a live agent would restart the containers killed below.
+        self.agents.clear();
         for g in &self.groups {
             // SAFETY: kill(2) on process groups this test started.
             unsafe {
@@ -313,7 +311,7 @@ async fn agent_kill_9_and_restart_adopts_containers() {
     let client = cp.client();
     let data = tempfile::tempdir().unwrap();
     let mut reaper = Reaper::default();
-    reaper.agents.push(spawn_agent(&cp.api_url, "worker-a", data.path(), &[]));
+    reaper.agents.push(KillOnDrop(spawn_agent(&cp.api_url, "worker-a", data.path(), &[])));
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     // Unique sleep durations mark the processes of this test.
     let (keep_mark, doomed_mark) =
@@ -343,14 +341,13 @@ async fn agent_kill_9_and_restart_adopts_containers() {
 
     // kill -9 the agent: its containers keep running.
     let mut agent = reaper.agents.pop().unwrap();
-    agent.kill().unwrap();
-    agent.wait().unwrap();
+    agent.kill();
     assert!(pid_alive(keep_pid) && pid_alive(doomed_pid));
     // A pod force-deleted while the agent is down leaves an orphan for the next agent.
     pods.delete("doomed", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.unwrap();
 
     // The next agent (same data dir) re-adopts `keep` and kills the orphan.
-    reaper.agents.push(spawn_agent(&cp.api_url, "worker-a", data.path(), &["--stop-containers-on-exit"]));
+    reaper.agents.push(KillOnDrop(spawn_agent(&cp.api_url, "worker-a", data.path(), &["--stop-containers-on-exit"])));
     eventually(WAIT, "the orphan killed", || async { (!pid_alive(doomed_pid)).then_some(()) }).await;
     assert!(pid_alive(keep_pid), "the adopted container still runs");
     assert_eq!(processes_with(&keep_mark), vec![keep_pid], "no second copy was started");
@@ -375,9 +372,9 @@ async fn agent_kill_9_and_restart_adopts_containers() {
     let mut agent = reaper.agents.pop().unwrap();
     // SAFETY: kill(2) on the agent this test started.
     unsafe {
-        libc::kill(agent.id() as i32, libc::SIGTERM);
+        libc::kill(agent.0.id() as i32, libc::SIGTERM);
     }
-    agent.wait().unwrap();
+    agent.0.wait().unwrap();
     eventually(WAIT, "containers stopped with the agent", || async { (!pid_alive(new_pid)).then_some(()) }).await;
     cp.stop().await;
 }

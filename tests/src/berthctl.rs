@@ -32,18 +32,8 @@ pub struct CtlCluster {
 
 /// The `berthctl` binary next to the test executable (or `$BERTHCTL`).
 pub fn berthctl_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("BERTHCTL") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    let mut dir = exe.parent().map(Path::to_path_buf);
-    while let Some(d) = dir {
-        if d.join("berthctl").is_file() {
-            return d.join("berthctl");
-        }
-        dir = d.parent().map(Path::to_path_buf).filter(|p| p.ends_with("debug") || p.ends_with("target"));
-    }
-    panic!("berthctl not built: cargo build -p berth-ctl (scripts/test builds every binary first)");
+    let build = "cargo build -p berth-ctl; scripts/test builds every binary first";
+    berth_jepsen::procs::sibling_binary("berthctl", "BERTHCTL", build).expect("berthctl built")
 }
 
 impl CtlCluster {

@@ -18,3 +18,24 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> O
         std::thread::sleep(POLL);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn returns_the_first_value_the_check_gives() {
+        let mut calls = 0;
+        let v = eventually(Duration::from_secs(5), "the second call", || {
+            calls += 1;
+            (calls == 2).then_some(calls)
+        });
+        assert_eq!(v, 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "waiting for a thing that never happens")]
+    fn a_timeout_names_what_was_awaited() {
+        eventually(Duration::from_millis(250), "a thing that never happens", || None::<()>);
+    }
+}

@@ -54,3 +54,18 @@ impl Drop for KillOnDrop {
         self.kill();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropping_the_guard_kills_the_child() {
+        let guard = KillOnDrop(std::process::Command::new("sleep").arg("60").spawn().unwrap());
+        let pid = guard.0.id();
+        drop(guard);
+        // Reaped, so the PID no longer names our child.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(!state.contains("(sleep)"), "sleep {pid} still exists: {state}");
+    }
+}

@@ -21,3 +21,25 @@ pub async fn eventually<T>(timeout: Duration, what: &str, mut check: impl AsyncF
         tokio::time::sleep(POLL).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn returns_the_first_value_the_check_gives() {
+        let mut calls = 0;
+        let v = eventually(Duration::from_secs(5), "the third call", async || {
+            calls += 1;
+            (calls == 3).then_some(calls)
+        })
+        .await;
+        assert_eq!(v, 3);
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "waiting for a thing that never happens")]
+    async fn a_timeout_names_what_was_awaited() {
+        eventually(Duration::from_millis(120), "a thing that never happens", async || None::<()>).await;
+    }
+}

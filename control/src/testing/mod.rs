@@ -106,6 +106,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// `n` servers with the default task and HTTP settings, ready to serve.
     pub async fn start(n: usize) -> Cluster {
         Self::start_with(n, tasks::Settings::default()).await
     }

@@ -1,15 +1,14 @@
 //! The `berth-agent` binary: bad flags exit 2 naming the flag; `--fake-nodes` registers
 //! hollow nodes against a control plane and stops on SIGTERM.
 
-mod support;
-
 use std::process::Stdio;
 use std::time::Duration;
 
+use berth_control::testing::Server;
+use berth_testkit::eventually;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::ListParams;
 use kube::Api;
-use support::{eventually, ControlPlane};
 
 const BIN: &str = env!("CARGO_BIN_EXE_berth-agent");
 
@@ -45,7 +44,7 @@ fn bad_flags_exit_2_naming_the_flag() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hollow_binary_registers_nodes_and_stops_on_sigterm() {
-    let mut cp = ControlPlane::start().await;
+    let mut cp = Server::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(BIN)
         .args(["--server", &cp.api_url, "--node-name", "bin", "--runtime", "fake", "--fake-nodes", "3"])

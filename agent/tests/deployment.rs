@@ -3,16 +3,15 @@
 //! real agent (process runtime) — the pod becomes Running and Ready, the Deployment
 //! available, the Service's Endpoints list it, and it answers HTTP.
 
-mod support;
-
 use std::time::Duration;
 
 use berth_agent::{Agent, AgentConfig, Heartbeat, NodeTemplate, RuntimeKind};
+use berth_control::testing::Server;
+use berth_testkit::{eventually, free_port};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use kube::api::{ListParams, PostParams};
 use kube::Api;
-use support::{eventually, free_port, ControlPlane};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +25,7 @@ fn python() -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deployment_of_an_http_server_becomes_ready_and_serves() {
-    let cp = ControlPlane::start().await;
+    let cp = Server::start().await;
     let client = cp.client();
     let data = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();

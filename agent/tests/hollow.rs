@@ -1,17 +1,16 @@
 //! Hollow nodes against an in-process control plane: registration, leases, pod status,
 //! readiness steering, graceful deletion, logs through the API's proxy.
 
-mod support;
-
 use std::time::Duration;
 
 use berth_agent::hollow::Hollow;
 use berth_agent::{Heartbeat, HollowConfig};
+use berth_control::testing::Server;
+use berth_testkit::eventually;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::Api;
-use support::{eventually, pod, ControlPlane};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -26,7 +25,7 @@ async fn wait_pod(pods: &Api<Pod>, name: &str, what: &str, ok: impl Fn(&Pod) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hollow_nodes_register_run_pods_and_confirm_deletions() {
-    let mut cp = ControlPlane::start().await;
+    let mut cp = Server::start().await;
     let client = cp.client();
     let cancel = CancellationToken::new();
     let _stop = cancel.clone().drop_guard();
@@ -167,4 +166,22 @@ fn http_post(path: &str, body: &serde_json::Value) -> http::Request<Vec<u8>> {
         .header("content-type", "application/json")
         .body(serde_json::to_vec(body).unwrap())
         .unwrap()
+}
+
+/// A pod bound to `node` with one container `c` (image `busybox`) and `annotations`.
+pub fn pod(name: &str, node: Option<&str>, annotations: &[(&str, &str)]) -> k8s_openapi::api::core::v1::Pod {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "annotations": annotations.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect::<serde_json::Map<_, _>>(),
+        },
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": "c", "image": "busybox"}],
+        }
+    }))
+    .unwrap()
 }

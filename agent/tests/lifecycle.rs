@@ -8,16 +8,15 @@
 //!
 //! Every process a test starts is killed when it ends, also on failure ([`Reaper`]).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_agent::{Agent, AgentConfig, Heartbeat, NodeTemplate, RuntimeKind};
+use berth_control::testing::Server;
+use berth_testkit::{eventually, free_port, KillOnDrop};
 use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Pod};
 use kube::api::{DeleteParams, LogParams, Patch, PatchParams, PostParams};
 use kube::Api;
-use support::{eventually, free_port, ControlPlane};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +44,7 @@ fn pid_alive(pid: i32) -> bool {
 #[derive(Default)]
 struct Reaper {
     groups: Vec<i32>,
-    agents: Vec<std::process::Child>,
+    agents: Vec<KillOnDrop>,
 }
 
 impl Reaper {
@@ -56,10 +55,8 @@ impl Reaper {
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        for a in &mut self.agents {
-            let _ = a.kill();
-            let _ = a.wait();
-        }
+        // The agents first: a live agent would restart the containers killed below.
+        self.agents.clear();
         for g in &self.groups {
             // SAFETY: kill(2) on process groups this test started.
             unsafe {
@@ -109,7 +106,7 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_init_containers_volumes_stats_and_graceful_stop() {
-    let mut cp = ControlPlane::start().await;
+    let mut cp = Server::start().await;
     let client = cp.client();
     let (data, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let w = |p: &str| work.path().join(p).display().to_string();
@@ -310,11 +307,11 @@ fn processes_with(marker: &str) -> Vec<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_kill_9_and_restart_adopts_containers() {
-    let mut cp = ControlPlane::start().await;
+    let mut cp = Server::start().await;
     let client = cp.client();
     let data = tempfile::tempdir().unwrap();
     let mut reaper = Reaper::default();
-    reaper.agents.push(spawn_agent(&cp.api_url, "worker-a", data.path(), &[]));
+    reaper.agents.push(KillOnDrop(spawn_agent(&cp.api_url, "worker-a", data.path(), &[])));
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     // Unique sleep durations mark the processes of this test.
     let (keep_mark, doomed_mark) =
@@ -344,14 +341,13 @@ async fn agent_kill_9_and_restart_adopts_containers() {
 
     // kill -9 the agent: its containers keep running.
     let mut agent = reaper.agents.pop().unwrap();
-    agent.kill().unwrap();
-    agent.wait().unwrap();
+    agent.kill();
     assert!(pid_alive(keep_pid) && pid_alive(doomed_pid));
     // A pod force-deleted while the agent is down leaves an orphan for the next agent.
     pods.delete("doomed", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.unwrap();
 
     // The next agent (same data dir) re-adopts `keep` and kills the orphan.
-    reaper.agents.push(spawn_agent(&cp.api_url, "worker-a", data.path(), &["--stop-containers-on-exit"]));
+    reaper.agents.push(KillOnDrop(spawn_agent(&cp.api_url, "worker-a", data.path(), &["--stop-containers-on-exit"])));
     eventually(WAIT, "the orphan killed", || async { (!pid_alive(doomed_pid)).then_some(()) }).await;
     assert!(pid_alive(keep_pid), "the adopted container still runs");
     assert_eq!(processes_with(&keep_mark), vec![keep_pid], "no second copy was started");
@@ -376,9 +372,9 @@ async fn agent_kill_9_and_restart_adopts_containers() {
     let mut agent = reaper.agents.pop().unwrap();
     // SAFETY: kill(2) on the agent this test started.
     unsafe {
-        libc::kill(agent.id() as i32, libc::SIGTERM);
+        libc::kill(agent.0.id() as i32, libc::SIGTERM);
     }
-    agent.wait().unwrap();
+    agent.0.wait().unwrap();
     eventually(WAIT, "containers stopped with the agent", || async { (!pid_alive(new_pid)).then_some(()) }).await;
     cp.stop().await;
 }
@@ -387,7 +383,7 @@ async fn agent_kill_9_and_restart_adopts_containers() {
 async fn pods_keep_running_through_a_control_plane_outage() {
     let cp_dir = tempfile::tempdir().unwrap();
     let (peer_port, api_port) = (free_port(), free_port());
-    let mut cp = ControlPlane::start_at(cp_dir.path(), peer_port, api_port).await;
+    let mut cp = Server::start_at(cp_dir.path(), peer_port, api_port).await;
     let client = cp.client();
     let (data, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let counter: PathBuf = work.path().join("runs");
@@ -448,7 +444,7 @@ async fn pods_keep_running_through_a_control_plane_outage() {
 
     // It comes back on the same address with the same data: statuses catch up.
     drop(cp);
-    let mut cp = ControlPlane::start_at(cp_dir.path(), peer_port, api_port).await;
+    let mut cp = Server::start_at(cp_dir.path(), peer_port, api_port).await;
     let want = runs() as i32 - 1;
     eventually(WAIT, "flappy's restartCount caught up", || async {
         let n = status(&pods.get("flappy").await.ok()?)?.restart_count;
@@ -490,7 +486,7 @@ async fn limits_are_enforced_through_cgroups() {
         eprintln!("skipped: cgroups need root");
         return;
     }
-    let mut cp = ControlPlane::start().await;
+    let mut cp = Server::start().await;
     let client = cp.client();
     let data = tempfile::tempdir().unwrap();
     let cancel = CancellationToken::new();

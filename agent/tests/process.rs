@@ -5,15 +5,14 @@
 //! runs with `stop_containers_on_exit`, so the runtime kills its containers on shutdown and
 //! on drop).
 
-mod support;
-
 use std::time::Duration;
 
 use berth_agent::{Agent, AgentConfig, Heartbeat, NodeTemplate, RuntimeKind};
+use berth_control::testing::Server;
+use berth_testkit::eventually;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{DeleteParams, LogParams, PostParams};
 use kube::Api;
-use support::{eventually, ControlPlane};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -38,7 +37,7 @@ fn waiting_reason(p: &Pod) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_runtime_runs_logs_restarts_and_stops() {
-    let mut cp = ControlPlane::start().await;
+    let mut cp = Server::start().await;
     let client = cp.client();
     let dir = tempfile::tempdir().unwrap();
     let cancel = CancellationToken::new();

@@ -16,6 +16,8 @@ pub mod registry;
 pub mod serve;
 pub mod supervisor;
 pub mod tasks;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod usage;
 
 use std::sync::Arc;

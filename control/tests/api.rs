@@ -2,10 +2,10 @@
 //! CRUD, watch and patch for every served resource, errors as `Status`, pagination,
 //! and the watch cache's fan-out.
 
-mod support;
-
 use std::time::Duration;
 
+use berth_control::testing::Cluster;
+use berth_testkit::eventually;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::{apps, autoscaling, batch, coordination, core};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
@@ -13,7 +13,6 @@ use kube::Resource;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
-use support::{eventually, Cluster};
 
 fn from_json<K: DeserializeOwned>(v: serde_json::Value) -> K {
     serde_json::from_value(v).unwrap()

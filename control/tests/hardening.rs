@@ -3,12 +3,10 @@
 //! object's identity, and the small ways bad input used to be accepted. Requests are raw
 //! HTTP so the exact status code, `Status` body and connection behaviour are visible.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use berth_control::testing::Cluster;
 use serde_json::{json, Value};
-use support::Cluster;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -2,14 +2,13 @@
 //! a new leader takes over when the old one dies, and a partitioned old leader's task
 //! writes are rejected (they can neither commit nor overwrite the new holder's Lease).
 
-mod support;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use berth_control::testing::Cluster;
+use berth_testkit::eventually;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
-use support::{eventually, Cluster};
 
 async fn holder(client: kube::Client) -> Option<String> {
     let leases: Api<Lease> = Api::namespaced(client, "kube-system");
@@ -38,7 +37,7 @@ async fn a_new_leader_takes_over_and_a_partitioned_old_leader_cannot_write() {
     let ids: Vec<u64> = cluster.servers.iter().map(|s| s.store.id).collect();
     for (i, id) in ids.iter().enumerate() {
         if i != first {
-            cluster.faults.cut(ids[first], *id);
+            cluster.faults().cut(ids[first], *id);
         }
     }
     let old = cluster.servers[first].control.as_ref().unwrap().supervisor.clone();
@@ -69,7 +68,7 @@ async fn a_new_leader_takes_over_and_a_partitioned_old_leader_cannot_write() {
     );
 
     // Heal: the old leader steps down, its tasks stop, the lease keeps the new holder.
-    cluster.faults.heal();
+    cluster.faults().heal();
     eventually(Duration::from_secs(20), "the old leader stops its tasks", || async {
         (!old.leading.load(Ordering::SeqCst)).then_some(())
     })

@@ -3,15 +3,14 @@
 //! lifecycle (an agent that stops renewing its Lease: Unknown conditions, taints, pods not
 //! ready, evictions, and recovery).
 
-mod support;
-
 use std::time::Duration;
 
+use berth_control::testing::Cluster;
+use berth_testkit::eventually;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Node, Pod, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use serde_json::json;
-use support::{eventually, Cluster};
 
 const WAIT: Duration = Duration::from_secs(20);
 

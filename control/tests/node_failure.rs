@@ -3,17 +3,16 @@
 //! other nodes within seconds (lease expiry → unreachable taints → eviction → ReplicaSet →
 //! scheduler); when the node comes back its old pods are removed and nothing moves back.
 
-mod support;
-
 use std::time::Duration;
 
 use berth_agent::hollow::Hollow;
 use berth_agent::{Heartbeat, HollowConfig};
+use berth_control::testing::Cluster;
+use berth_testkit::eventually;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
-use support::{eventually, Cluster};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(60);

@@ -2,17 +2,16 @@
 //! graceful deletion, eviction, the log proxy to a node's agent, the status subresource,
 //! deletecollection, `resourceVersionMatch=Exact` and watch `timeoutSeconds`.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use berth_control::testing::Cluster;
+use berth_testkit::eventually;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::VersionMatch;
 use kube::api::{Api, DeleteParams, EvictParams, ListParams, LogParams, Patch, PatchParams, PostParams, WatchParams};
 use serde_json::json;
-use support::{eventually, Cluster};
 
 fn pod(name: &str, node: Option<&str>) -> Pod {
     let mut v = json!({"metadata": {"name": name, "labels": {"app": "logs"}},

@@ -3,19 +3,18 @@
 //! kube-scheduler's condition, message and Event and are placed once a node makes room.
 //! `bind_throughput` (ignored) measures binds/s with 1,000 nodes.
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_control::tasks::scheduler::{self, SchedulerConfig, SchedulerStats};
+use berth_control::testing::Cluster;
+use berth_testkit::eventually;
 use futures::{stream, StreamExt};
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
-use support::{eventually, Cluster};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -4,17 +4,16 @@
 //! `kubectl rollout undo`, pause/resume, a rollout that never becomes ready (stops at the
 //! bound, then ProgressDeadlineExceeded), and a leader killed mid-rollout.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use berth_control::testing::kubelet::{KubeletSim, NEVER_READY};
+use berth_control::testing::Cluster;
+use berth_testkit::eventually;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use support::kubelet::{KubeletSim, NEVER_READY};
-use support::{eventually, Cluster};
 
 const NS: &str = "default";
 const TIMEOUT: Duration = Duration::from_secs(60);

@@ -77,8 +77,9 @@ pub fn berth_agent_binary() -> Result<PathBuf, HarnessError> {
     sibling_binary("berth-agent", "BERTH_AGENT", "cargo build -p berth-agent [--release]")
 }
 
-/// `$env_var`, else `name` in the running executable's target/<profile>/ directory.
-fn sibling_binary(name: &str, env_var: &str, build: &str) -> Result<PathBuf, HarnessError> {
+/// `$env_var`, else `name` in the running executable's target/<profile>/ directory (the
+/// black-box tests find `berthctl` this way too).
+pub fn sibling_binary(name: &str, env_var: &str, build: &str) -> Result<PathBuf, HarnessError> {
     if let Ok(p) = std::env::var(env_var) {
         return Ok(PathBuf::from(p));
     }

@@ -27,6 +27,8 @@ pub mod raft;
 pub mod request;
 pub mod restore;
 pub mod server;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod watch;
 
 pub use config::{ClusterState, StoreConfig};

@@ -2,15 +2,14 @@
 //! are closed, over-limit requests get etcd's status, and healthy quiet clients (a watch
 //! with nothing to report) are never cut.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use berth_proto::etcdserverpb::kv_client::KvClient;
 use berth_proto::etcdserverpb::watch_client::WatchClient;
 use berth_proto::etcdserverpb::watch_request::RequestUnion;
 use berth_proto::etcdserverpb::{PutRequest, WatchCreateRequest, WatchRequest};
-use support::*;
+use berth_store::testing::*;
+use berth_testkit::{eventually, init_tracing};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;

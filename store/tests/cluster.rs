@@ -1,13 +1,12 @@
 //! In-process 3-member clusters: replication, forwarding, failover, restart, snapshot
 //! catch-up, membership changes, partitions and leases across leader changes.
 
-mod support;
-
 use std::time::Duration;
 
 use berth_proto::etcdserverpb::*;
+use berth_store::testing::*;
 use berth_store::StoreError;
-use support::*;
+use berth_testkit::{eventually, init_tracing};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_replicate_and_followers_forward_and_read_linearizably() {

@@ -13,8 +13,6 @@
 //!
 //! `BERTH_FUZZ_SEED` replays a run (every failure prints its seed).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use berth_proto::berthraftpb::internal_request::Request;
@@ -23,11 +21,12 @@ use berth_proto::etcdserverpb::compare::TargetUnion;
 use berth_proto::etcdserverpb::*;
 use berth_store::raft::StoreRequest;
 use berth_store::request::MAX_REQUEST_BYTES;
+use berth_store::testing::*;
 use berth_store::Store;
+use berth_testkit::init_tracing;
 use prost::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use support::*;
 
 struct Gen {
     rng: StdRng,

@@ -1,13 +1,12 @@
 //! History stays bounded: the leader compacts automatically (etcd's
 //! `--auto-compaction-*`), and compacted history gives its disk space back.
 
-mod support;
-
 use std::time::Duration;
 
 use berth_proto::etcdserverpb::*;
 use berth_store::config::AutoCompaction;
-use support::*;
+use berth_store::testing::*;
+use berth_testkit::{eventually, init_tracing};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_compacts_history_older_than_the_retention() {

@@ -4,8 +4,6 @@
 //! to decode on every replica, stopping each member's Raft core for good (and again after
 //! every restart, since the entry is replayed).
 
-mod support;
-
 use std::time::Duration;
 
 use berth_proto::berthraftpb::apply_result::Result as ApplyKind;
@@ -14,9 +12,10 @@ use berth_proto::berthraftpb::InternalRequest;
 use berth_proto::etcdserverpb::*;
 use berth_store::raft::StoreRequest;
 use berth_store::request::MAX_TXN_DEPTH;
+use berth_store::testing::*;
 use berth_store::StoreError;
+use berth_testkit::{eventually, init_tracing};
 use prost::Message;
-use support::*;
 
 fn nested_txn(depth: usize) -> TxnRequest {
     let mut t = TxnRequest {

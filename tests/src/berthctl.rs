@@ -8,6 +8,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use berth_jepsen::procs::{free_port, ClusterSpec, Db, ProcessCluster};
+use berth_testkit::blocking::eventually;
+pub use berth_testkit::{KillOnDrop, SharedLines};
 
 /// What runs the pods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,18 +32,8 @@ pub struct CtlCluster {
 
 /// The `berthctl` binary next to the test executable (or `$BERTHCTL`).
 pub fn berthctl_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("BERTHCTL") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    let mut dir = exe.parent().map(Path::to_path_buf);
-    while let Some(d) = dir {
-        if d.join("berthctl").is_file() {
-            return d.join("berthctl");
-        }
-        dir = d.parent().map(Path::to_path_buf).filter(|p| p.ends_with("debug") || p.ends_with("target"));
-    }
-    panic!("berthctl not built: cargo build -p berth-ctl (scripts/test builds every binary first)");
+    let build = "cargo build -p berth-ctl; scripts/test builds every binary first";
+    berth_jepsen::procs::sibling_binary("berthctl", "BERTHCTL", build).expect("berthctl built")
 }
 
 impl CtlCluster {
@@ -61,10 +53,10 @@ impl CtlCluster {
         let mut this = CtlCluster { servers: cluster, kubeconfig: dir.join("kubeconfig"), dir, agent: None };
         this.servers.wait_ready(Duration::from_secs(30)).await.expect("store ready");
         this.write_kubeconfig();
-        crate::eventually(Duration::from_secs(30), "every API server ready", || {
+        eventually(Duration::from_secs(30), "every API server ready", || {
             this.api_urls().iter().all(|u| http_ok(&format!("{u}/readyz"))).then_some(())
         });
-        crate::eventually(Duration::from_secs(30), "system namespaces", || {
+        eventually(Duration::from_secs(30), "system namespaces", || {
             this.try_ok(&["get", "namespace", "kube-system", "-o", "name"]).ok().map(|_| ())
         });
         this.start_agent_on(agent, 0);
@@ -82,7 +74,7 @@ impl CtlCluster {
             Agent::Fake(n) => n,
             _ => 1,
         };
-        crate::eventually(Duration::from_secs(60), "nodes Ready", || {
+        eventually(Duration::from_secs(60), "nodes Ready", || {
             let out = self.try_ok(&["get", "nodes", "--no-headers"]).ok()?;
             (out.lines().filter(|l| l.split_whitespace().nth(1) == Some("Ready")).count() >= expected).then_some(())
         });
@@ -232,50 +224,6 @@ impl CtlCluster {
             let _ = agent.kill();
             let _ = agent.wait();
         }
-    }
-}
-
-/// A child process killed (SIGKILL) when dropped.
-pub struct KillOnDrop(pub Child);
-
-/// Lines a spawned command printed so far (filled by a reader thread).
-pub type SharedLines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
-
-impl KillOnDrop {
-    /// Starts a thread that collects the child's stdout lines as they arrive.
-    pub fn stdout_lines(&mut self) -> SharedLines {
-        use std::io::BufRead;
-        let lines = SharedLines::default();
-        let stdout = self.0.stdout.take().expect("stdout piped");
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-            }
-        });
-        lines
-    }
-
-    /// Sends SIGINT (Ctrl-C) and waits (bounded) for the exit status.
-    pub fn interrupt(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            if let Ok(Some(status)) = self.0.try_wait() {
-                return Some(status);
-            }
-            if std::time::Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -5,7 +5,7 @@ pub mod berthctl;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use berth_jepsen::procs::{ClusterSpec, Db, ProcessCluster};
 
@@ -74,18 +74,6 @@ impl Etcdctl {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-/// Polls `check` every 100 ms until it returns Some, or panics after `timeout`.
-pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use berth_testkit::blocking::eventually;
 use berth_tests::berthctl::{run_bounded, Agent, CtlCluster};
-use berth_tests::eventually;
 use serde_json::Value;
 
 /// One replica that busy-loops (100m requested: one burning core is ~1000% of it).

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use berth_testkit::blocking::eventually;
 use berth_tests::berthctl::{Agent, CtlCluster, SharedLines};
-use berth_tests::eventually;
 
 const WEB: &str = r#"apiVersion: apps/v1
 kind: Deployment

@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
+use berth_testkit::blocking::eventually;
 use berth_tests::berthctl::{run_bounded, Agent, CtlCluster};
-use berth_tests::eventually;
 use serde_json::Value;
 
 /// The Deployment of the Kubernetes docs ("Creating a Deployment"), unchanged.

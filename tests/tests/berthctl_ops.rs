@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use berth_jepsen::procs::{free_port, ClusterSpec, Db, Member, ProcessCluster};
+use berth_testkit::blocking::eventually;
 use berth_tests::berthctl::{berthctl_binary, run_bounded};
-use berth_tests::eventually;
 use serde_json::Value;
 
 /// Three real servers and an admin kubeconfig listing them all (the `berth.dev/servers`

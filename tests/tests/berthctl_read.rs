@@ -10,8 +10,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use berth_testkit::blocking::eventually;
 use berth_tests::berthctl::{run_bounded, Agent, CtlCluster};
-use berth_tests::eventually;
 
 /// Runs real kubectl against the cluster.
 fn kubectl(c: &CtlCluster, args: &[&str], stdin: Option<&str>) -> Output {

@@ -5,7 +5,8 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use berth_tests::{b64, berth_cluster, eventually, Etcdctl};
+use berth_testkit::blocking::eventually;
+use berth_tests::{b64, berth_cluster, Etcdctl};
 
 fn rev_of(v: &serde_json::Value) -> i64 {
     v["header"]["revision"].as_i64().expect("header.revision")

@@ -107,7 +107,7 @@ async fn kubectl_works_against_a_three_server_cluster() {
     let cluster = berth_cluster(3, dir.path()).await;
     // Any server answers: talk to the last one.
     let k = Kubectl::new(dir.path(), &cluster.members[2].api_url);
-    berth_tests::eventually(Duration::from_secs(30), "the default namespace", || {
+    berth_testkit::blocking::eventually(Duration::from_secs(30), "the default namespace", || {
         k.command(&["get", "ns", "default"]).output().ok().filter(|o| o.status.success()).map(|_| ())
     });
     let manifests = dir.path().join("app.yaml");

@@ -5,7 +5,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use berth_tests::{berth_cluster, eventually, Etcdctl};
+use berth_testkit::blocking::eventually;
+use berth_tests::{berth_cluster, Etcdctl};
 
 /// A minimal HTTP/1.1 GET over loopback: (status code, body).
 fn http_get(client_url: &str, path: &str) -> (u16, String) {

@@ -8,7 +8,8 @@ use std::time::Duration;
 use berth_jepsen::procs::{berth_server_binary, connect, Member};
 use berth_proto::etcdserverpb::kv_client::KvClient;
 use berth_proto::etcdserverpb::{PutRequest, RangeRequest};
-use berth_tests::{berth_cluster, eventually, Etcdctl};
+use berth_testkit::blocking::eventually;
+use berth_tests::{berth_cluster, Etcdctl};
 
 fn run_server(args: &[&str]) -> std::process::Output {
     Command::new(berth_server_binary().unwrap()).args(args).output().unwrap()

@@ -15,8 +15,8 @@
 
 use std::time::Duration;
 
+use berth_testkit::blocking::eventually;
 use berth_tests::berthctl::{Agent, CtlCluster};
-use berth_tests::eventually;
 use serde_json::Value;
 
 fn get_json(c: &CtlCluster, args: &[&str]) -> Option<Value> {

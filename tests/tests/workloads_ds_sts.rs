@@ -12,20 +12,21 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_jepsen::procs::{berth_agent_binary, free_port};
+use berth_testkit::blocking::eventually;
+use berth_testkit::KillOnDrop;
 use berth_tests::berthctl::{berthctl_binary, run_bounded, Agent, CtlCluster};
-use berth_tests::eventually;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 /// One more agent process running one hollow node `{prefix}-0`; SIGKILLed when dropped.
-struct ExtraAgent(Child);
+struct ExtraAgent(KillOnDrop);
 
 impl ExtraAgent {
     fn start(c: &CtlCluster, prefix: &str) -> ExtraAgent {
@@ -39,7 +40,7 @@ impl ExtraAgent {
             .stderr(log)
             .spawn()
             .expect("starting berth-agent");
-        let agent = ExtraAgent(child);
+        let agent = ExtraAgent(KillOnDrop(child));
         let node = format!("{prefix}-0");
         eventually(WAIT, &format!("node {node} Ready"), || node_ready(c, &node).then_some(()));
         agent
@@ -47,14 +48,7 @@ impl ExtraAgent {
 
     /// kill -9: the node's pods are left behind, as after a machine failure.
     fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for ExtraAgent {
-    fn drop(&mut self) {
-        self.kill();
+        self.0.kill();
     }
 }
 

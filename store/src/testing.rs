@@ -1,15 +1,18 @@
-//! An in-process cluster of store members on loopback, with a shared fault injector to cut
-//! links. Every member is shut down when the cluster is dropped, also on test failure.
-
-#![allow(dead_code)]
+//! Test support (the `testing` feature): an in-process cluster of store members on
+//! loopback, with a shared fault injector to cut links, and the request helpers the store's
+//! tests share. Every member is shut down when the cluster is dropped, also on test
+//! failure. `berth_control::testing` starts its API servers on this cluster.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_proto::etcdserverpb::{PutRequest, RangeRequest};
-use berth_store::{NetworkFaults, Store, StoreConfig, StoreError, StoreNode};
+use berth_testkit::eventually;
+
+use crate::{NetworkFaults, Store, StoreConfig, StoreError, StoreNode};
 use tokio::net::TcpListener;
 
+/// One member: its data directory and configuration outlive a stop, so it can restart.
 pub struct Member {
     pub name: String,
     pub dir: tempfile::TempDir,
@@ -18,11 +21,13 @@ pub struct Member {
     pub node: Option<Store>,
 }
 
+/// Members `m0`, `m1`, … of one Raft group on loopback.
 pub struct Cluster {
     pub members: Vec<Member>,
     pub faults: Arc<NetworkFaults>,
 }
 
+/// Timeouts for tests.
 pub fn tune(config: &mut StoreConfig) {
     // Faster than etcd's defaults so tests converge quickly; same ratios.
     config.heartbeat_interval = Duration::from_millis(50);
@@ -36,19 +41,8 @@ async fn free_listener() -> (TcpListener, String) {
     (l, url)
 }
 
-/// Polls `check` until it returns Some or `timeout` passes.
-pub async fn eventually<T>(timeout: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 impl Cluster {
+    /// Starts `n` members (configured by [`tune`], then `adjust`) and waits for a leader.
     pub async fn start(n: usize, adjust: impl Fn(&mut StoreConfig)) -> Cluster {
         let faults = Arc::new(NetworkFaults::default());
         let mut listeners = Vec::new();
@@ -80,10 +74,12 @@ impl Cluster {
         cluster
     }
 
+    /// The handle of running member `i`.
     pub fn node(&self, i: usize) -> &Store {
         self.members[i].node.as_ref().expect("member running")
     }
 
+    /// The running members and their indexes.
     pub fn running(&self) -> impl Iterator<Item = (usize, &Store)> {
         self.members.iter().enumerate().filter_map(|(i, m)| m.node.as_ref().map(|n| (i, n)))
     }
@@ -101,6 +97,7 @@ impl Cluster {
         .await
     }
 
+    /// A running member other than `leader`.
     pub fn follower_of(&self, leader: usize) -> usize {
         self.running().map(|(i, _)| i).find(|i| *i != leader).expect("a follower")
     }
@@ -136,6 +133,7 @@ impl Cluster {
         self.members[i].node = Some(node);
     }
 
+    /// Stops every member.
     pub async fn shutdown(&mut self) {
         for i in 0..self.members.len() {
             self.stop(i).await;
@@ -156,24 +154,20 @@ impl Drop for Cluster {
     }
 }
 
+/// A plain put of `key` = `value`.
 pub fn put(key: &str, value: &str) -> PutRequest {
     PutRequest { key: key.into(), value: value.into(), ..Default::default() }
 }
 
+/// A linearizable read of `key`.
 pub fn get(key: &str) -> RangeRequest {
     RangeRequest { key: key.into(), ..Default::default() }
 }
 
+/// `key`'s value on `node` (None when absent or the read fails).
 pub async fn value_of(node: &Store, key: &str, serializable: bool) -> Option<String> {
     let resp = node.range(RangeRequest { key: key.into(), serializable, ..Default::default() }).await.ok()?;
     resp.kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
-}
-
-pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_test_writer()
-        .try_init();
 }
 
 /// Waits until every running member has applied the same log index, then checks that

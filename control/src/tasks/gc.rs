@@ -327,7 +327,10 @@ async fn sweep(ctx: &TaskContext, kinds: &[KindStore], decoded: &mut Decoded) {
 }
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
-    let kinds = kinds::every_kind(&ctx.informers);
+    // Events are not collected, as in Kubernetes (the garbage collector's default ignored
+    // resources): they carry no ownerReferences, and watching them would
+    // cost the leader a decode of every Event the cluster records.
+    let kinds = kinds::kinds_where(&ctx.informers, |info| !(info.group.is_empty() && info.kind == "Event"));
     // Never decide on a partial picture: an owner not listed yet would look gone.
     tokio::select! {
         _ = cancel.cancelled() => return,

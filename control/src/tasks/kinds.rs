@@ -118,9 +118,10 @@ pub fn store(informers: &Informers, info: &'static ResourceInfo) -> KindStore {
     }
 }
 
-/// The informers of every served kind (legacy aliases share their canonical kind's).
-pub fn every_kind(informers: &Informers) -> Vec<KindStore> {
-    RESOURCES.iter().filter(|r| !r.is_legacy_alias()).map(|info| store(informers, info)).collect()
+/// The informers of every served kind (legacy aliases share their canonical kind's)
+/// that `keep` accepts.
+pub fn kinds_where(informers: &Informers, keep: impl Fn(&ResourceInfo) -> bool) -> Vec<KindStore> {
+    RESOURCES.iter().filter(|r| !r.is_legacy_alias() && keep(r)).map(|info| store(informers, info)).collect()
 }
 
 #[cfg(test)]
@@ -134,7 +135,7 @@ mod tests {
             "default",
         );
         let informers = Informers::new(client, tokio_util::sync::CancellationToken::new());
-        let kinds = every_kind(&informers);
+        let kinds = kinds_where(&informers, |_| true);
         assert_eq!(kinds.len(), RESOURCES.iter().filter(|r| !r.is_legacy_alias()).count());
         assert!(kinds.iter().all(|k| k.objects().is_empty()));
     }

@@ -191,7 +191,7 @@ impl AutoCompaction {
                         AutoCompaction::Periodic(Duration::from_secs(hours * 3600))
                     });
                 }
-                let d = humantime_like(retention).ok_or_else(|| {
+                let d = berth_proto::model::duration::parse_go_duration(retention).ok_or_else(|| {
                     format!("--auto-compaction-retention: {retention:?} is not a duration (e.g. 5m, 1h) or a number of hours")
                 })?;
                 Ok(if d.is_zero() { AutoCompaction::Disabled } else { AutoCompaction::Periodic(d) })
@@ -206,31 +206,6 @@ impl AutoCompaction {
             )),
         }
     }
-}
-
-/// Go-style durations as etcd accepts them (`90s`, `5m`, `1h30m`, `500ms`).
-fn humantime_like(s: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            _ => return None,
-        };
-        total += unit * u32::try_from(n).ok()?;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
 }
 
 #[cfg(test)]

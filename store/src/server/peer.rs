@@ -21,8 +21,8 @@ use super::incoming;
 use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::node::{Attempt, Store, StoreNode};
-use crate::peers::{NetworkFaults, MAX_PEER_MESSAGE};
 use crate::raft::codec::{decode, encode};
+use crate::raft::peers::{NetworkFaults, MAX_PEER_MESSAGE};
 use crate::raft::snapshot::{verify_snapshot, SnapshotFile};
 use crate::raft::types::{NodeId, SnapshotMeta, TypeConfig, Vote};
 

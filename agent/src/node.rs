@@ -49,8 +49,8 @@ pub fn build_node(id: &NodeIdentity, pressure: Pressure, now: Timestamp) -> Node
         (well_known::LABEL_HOSTNAME.to_string(), id.name.clone()),
         (well_known::LABEL_OS.to_string(), "linux".to_string()),
         (well_known::LABEL_ARCH.to_string(), go_arch().to_string()),
-        ("beta.kubernetes.io/os".to_string(), "linux".to_string()),
-        ("beta.kubernetes.io/arch".to_string(), go_arch().to_string()),
+        (well_known::LABEL_BETA_OS.to_string(), "linux".to_string()),
+        (well_known::LABEL_BETA_ARCH.to_string(), go_arch().to_string()),
     ]);
     labels.extend(t.labels.clone());
     let mut resources = BTreeMap::from([

@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use berth_proto::model::duration::parse_go_duration;
 use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
@@ -204,36 +205,6 @@ fn must_parse_int(expr: &str) -> Result<u32, String> {
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
-/// A Go `time.ParseDuration` string (`90s`, `1h30m`, `1.5h`, `500ms`); negative is refused.
-pub fn parse_go_duration(s: &str) -> Option<Duration> {
-    if s == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut rest = s.strip_prefix('+').unwrap_or(s);
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let number: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_end..];
-        total += number * scale;
-    }
-    Duration::try_from_secs_f64(total).ok()
-}
-
 /// The time zone of a CronJob: `spec.timeZone` from the tz database, else UTC (Berth's
 /// controller runs in UTC, where Kubernetes' would use its own local zone).
 pub fn time_zone(name: Option<&str>) -> Result<TimeZone, String> {
@@ -305,14 +276,5 @@ mod tests {
         assert_eq!(gap.next(ts("2024-03-30T12:00:00Z"), &berlin).unwrap().to_string(), "2024-03-31T01:30:00Z");
         assert!(time_zone(Some("Mars/Olympus")).is_err());
         assert_eq!(time_zone(None).unwrap(), TimeZone::UTC);
-    }
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_go_duration("90s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_go_duration("1.5h"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_go_duration("5"), None);
-        assert_eq!(parse_go_duration("-5s"), None);
     }
 }

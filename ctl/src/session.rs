@@ -142,34 +142,14 @@ impl Session {
     }
 }
 
-/// Parses kubectl-style durations: `30s`, `5m`, `1h`, `1m30s`, `250ms`, or a bare number of seconds.
+/// Parses kubectl-style durations: a bare number of seconds (`30`), else Go's
+/// `time.ParseDuration` (`30s`, `5m`, `1m30s`, `250ms`), as kubectl reads its flags.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     if let Ok(secs) = text.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let (number, tail) = rest.split_at(digits);
-        let value: f64 = number.parse().ok()?;
-        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let seconds = match unit {
-            "ms" => value / 1000.0,
-            "s" => value,
-            "m" => value * 60.0,
-            "h" => value * 3600.0,
-            _ => return None,
-        };
-        total += Duration::from_secs_f64(seconds);
-        rest = tail;
-    }
-    Some(total)
+    berth_proto::model::duration::parse_go_duration(text)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! * [`model`]: Kubernetes resource-model helpers (quantities, QoS, ...) written once for all
 //!   crates; the most used names are re-exported here.
 //! * [`selectors`]: Kubernetes label and field selectors, shared by the API server and clients.
+//! * [`error`]: the parsers' error types, gathered in [`Error`].
 //! * [`kubeconfig`]: the admin kubeconfig and Berth's `berth.dev/servers` extension, written
 //!   by servers and `berthctl up`, read by every client.
 //!
@@ -25,10 +26,12 @@ pub mod berthraftpb {
     tonic::include_proto!("berthraftpb");
 }
 
+pub mod error;
 pub mod keys;
 pub mod kubeconfig;
 pub mod model;
 pub mod selectors;
 
+pub use error::Error;
 pub use model::qos::{pod_qos_class, QosClass};
 pub use model::quantity::{Quantity, QuantityError};

@@ -8,19 +8,8 @@
 //! everything, and field values may escape `,`, `=` and `\` with a backslash.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
-/// A selector that could not be parsed; the message names the offending part.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SelectorError(pub String);
-
-impl fmt::Display for SelectorError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for SelectorError {}
+pub use crate::error::SelectorError;
 
 /// One label requirement.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Result, StoreError};
-pub use crate::node::compactor::AutoCompaction;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClusterState {
@@ -168,9 +167,65 @@ pub fn parse_urls(flag: &str, list: &str) -> Result<Vec<String>> {
     Ok(urls)
 }
 
+/// What to keep (a member's `--auto-compaction-*` flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoCompaction {
+    Disabled,
+    /// Keep at least this much time of history.
+    Periodic(Duration),
+    /// Keep this many revisions.
+    Revision(i64),
+}
+
+impl AutoCompaction {
+    /// Parses etcd's flag pair: mode `periodic` with a retention like `5m`, `1h` or a bare
+    /// number of hours (etcd's legacy form), or mode `revision` with a count; `0` disables.
+    pub fn parse(mode: &str, retention: &str) -> Result<AutoCompaction, String> {
+        let retention = retention.trim();
+        match mode {
+            "periodic" => {
+                if let Ok(hours) = retention.parse::<u64>() {
+                    return Ok(if hours == 0 {
+                        AutoCompaction::Disabled
+                    } else {
+                        AutoCompaction::Periodic(Duration::from_secs(hours * 3600))
+                    });
+                }
+                let d = berth_proto::model::duration::parse_go_duration(retention).ok_or_else(|| {
+                    format!("--auto-compaction-retention: {retention:?} is not a duration (e.g. 5m, 1h) or a number of hours")
+                })?;
+                Ok(if d.is_zero() { AutoCompaction::Disabled } else { AutoCompaction::Periodic(d) })
+            }
+            "revision" => match retention.parse::<i64>() {
+                Ok(0) => Ok(AutoCompaction::Disabled),
+                Ok(n) if n > 0 => Ok(AutoCompaction::Revision(n)),
+                _ => Err(format!("--auto-compaction-retention: {retention:?} is not a revision count")),
+            },
+            other => Err(format!(
+                "--auto-compaction-mode: {other:?} is not a valid mode (must be \"periodic\" or \"revision\")"
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flags_parse_as_etcd_reads_them() {
+        assert_eq!(AutoCompaction::parse("periodic", "5m"), Ok(AutoCompaction::Periodic(Duration::from_secs(300))));
+        assert_eq!(AutoCompaction::parse("periodic", "1h30m"), Ok(AutoCompaction::Periodic(Duration::from_secs(5400))));
+        assert_eq!(AutoCompaction::parse("periodic", "2"), Ok(AutoCompaction::Periodic(Duration::from_secs(7200))));
+        assert_eq!(AutoCompaction::parse("periodic", "0"), Ok(AutoCompaction::Disabled));
+        assert_eq!(AutoCompaction::parse("revision", "1000"), Ok(AutoCompaction::Revision(1000)));
+        assert_eq!(AutoCompaction::parse("revision", "0"), Ok(AutoCompaction::Disabled));
+        for (mode, retention) in
+            [("periodic", "5x"), ("periodic", ""), ("revision", "-3"), ("revision", "1h"), ("daily", "1")]
+        {
+            assert!(AutoCompaction::parse(mode, retention).is_err(), "{mode} {retention}");
+        }
+    }
 
     #[test]
     fn initial_cluster_parses_and_rejects_garbage() {

@@ -9,7 +9,9 @@
 //! * [`lease`] — lease deadlines on the leader;
 //! * [`raft`] — openraft wiring: log store, state machine, snapshots, peer transport;
 //! * [`node`] — a running member and its in-process API ([`Store`]);
-//! * [`etcd`] and [`server`] — the etcd v3 gRPC API and the listeners;
+//! * [`etcd`] and [`server`] — the etcd v3 gRPC API and the listeners (client and peer
+//!   ports); `server::peer` also starts a whole member (`StoreNode::start`), so the node never
+//!   depends on its servers;
 //! * [`request`] — what may be proposed (the poison-entry guard);
 //! * [`restore`] — seeding a new member's data directory from a backup.
 
@@ -22,7 +24,6 @@ pub mod lease;
 pub mod metrics;
 pub mod mvcc;
 pub mod node;
-pub mod peers;
 pub mod raft;
 pub mod request;
 pub mod restore;
@@ -34,4 +35,4 @@ pub mod watch;
 pub use config::{ClusterState, StoreConfig};
 pub use error::{Result, StoreError};
 pub use node::{Store, StoreNode};
-pub use peers::NetworkFaults;
+pub use raft::peers::NetworkFaults;

@@ -1,6 +1,7 @@
 //! `berthctl api-resources`, `version` and `cluster-info`: what the server serves, which
 //! versions are talking, and where the control plane is, in kubectl's layouts.
 
+use berth_proto::model::well_known::{LABEL_CLUSTER_SERVICE, LABEL_CLUSTER_SERVICE_NAME};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -308,10 +309,9 @@ pub async fn run_cluster_info(session: &mut Session, args: ClusterInfoArgs, out:
     let mut text = service_line("Kubernetes control plane", &host, color);
     let resolver = session.resolver().await?;
     if let Ok(svc_info) = resolver.resolve("services") {
-        let opts =
-            ListOptions { label_selector: Some("kubernetes.io/cluster-service=true".into()), field_selector: None };
+        let opts = ListOptions { label_selector: Some(format!("{LABEL_CLUSTER_SERVICE}=true")), field_selector: None };
         for svc in fetch::list(session, svc_info, Some("kube-system"), &opts).await? {
-            let name = svc["metadata"]["labels"]["kubernetes.io/name"]
+            let name = svc["metadata"]["labels"][LABEL_CLUSTER_SERVICE_NAME]
                 .as_str()
                 .or(svc["metadata"]["name"].as_str())
                 .unwrap_or("")

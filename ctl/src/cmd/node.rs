@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use berth_proto::model::names::{is_label_value, is_qualified_name};
+use berth_proto::model::well_known::ANNOTATION_MIRROR_POD;
 use http::Method;
 use serde_json::{json, Value};
 
@@ -429,7 +430,7 @@ pub fn classify(
             }
         },
         &|| {
-            if pod["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string() {
+            if pod["metadata"]["annotations"][ANNOTATION_MIRROR_POD].is_string() {
                 PodVerdict::Skip
             } else {
                 PodVerdict::Evict

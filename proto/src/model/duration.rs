@@ -1,6 +1,8 @@
-//! Durations as Kubernetes prints them: `duration.HumanDuration`, the AGE of `kubectl get`
-//! and the "x ago" of `kubectl describe`, shared by the API server's table printer and
-//! `berthctl`.
+//! Kubernetes durations, written once: as Kubernetes prints them (`duration.HumanDuration`,
+//! the AGE of `kubectl get` and the "x ago" of `kubectl describe`, shared by the API
+//! server's table printer and `berthctl`), and Go's `time.Duration` text (`"1m0.5s"`):
+//! [`go_duration`] prints it, [`parse_go_duration`] reads it (`time.ParseDuration`, the
+//! grammar of every duration in Kubernetes' and etcd's APIs and flags).
 
 use chrono::Duration;
 
@@ -51,6 +53,55 @@ pub fn human_duration(d: Duration) -> String {
         return if dy == 0 { format!("{years}y") } else { format!("{years}y{dy}d") };
     }
     format!("{years}y")
+}
+
+/// Go's `time.Duration.String()` at millisecond precision: `"15s"`, `"15.002s"`, `"1m0.5s"`.
+pub fn go_duration(d: std::time::Duration) -> String {
+    let total_ms = d.as_millis();
+    if total_ms == 0 {
+        return "0s".to_string();
+    }
+    let (hours, rest) = (total_ms / 3_600_000, total_ms % 3_600_000);
+    let (minutes, rest) = (rest / 60_000, rest % 60_000);
+    let (secs, ms) = (rest / 1000, rest % 1000);
+    let seconds =
+        if ms == 0 { format!("{secs}s") } else { format!("{secs}.{}s", format!("{ms:03}").trim_end_matches('0')) };
+    match (hours, minutes) {
+        (0, 0) => seconds,
+        (0, m) => format!("{m}m{seconds}"),
+        (h, m) => format!("{h}h{m}m{seconds}"),
+    }
+}
+
+/// Go's `time.ParseDuration` (`90s`, `1h30m`, `1.5h`, `500ms`, `0`); `None` for anything
+/// else, and for negative durations (no caller has a use for them).
+pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
+    if s == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let number: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_end..];
+        total += number * scale;
+    }
+    std::time::Duration::try_from_secs_f64(total).ok()
 }
 
 #[cfg(test)]
@@ -131,5 +182,35 @@ mod tests {
         for (dur, want) in cases {
             assert_eq!(human_duration(dur), want, "{dur:?}");
         }
+    }
+
+    #[test]
+    fn go_durations_print_like_go() {
+        use std::time::Duration;
+        assert_eq!(go_duration(Duration::from_millis(15_002)), "15.002s");
+        assert_eq!(go_duration(Duration::from_secs(15)), "15s");
+        assert_eq!(go_duration(Duration::from_millis(20_064)), "20.064s");
+        assert_eq!(go_duration(Duration::from_millis(60_500)), "1m0.5s");
+        assert_eq!(go_duration(Duration::from_millis(3_600_000)), "1h0m0s");
+        assert_eq!(go_duration(Duration::ZERO), "0s");
+        for d in [15_002u64, 60_500, 3_600_000, 0, 1] {
+            let d = Duration::from_millis(d);
+            assert_eq!(parse_go_duration(&go_duration(d)), Some(d));
+        }
+    }
+
+    #[test]
+    fn go_durations_parse_like_go() {
+        use std::time::Duration;
+        assert_eq!(parse_go_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("1.5h"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_go_duration("5"), None);
+        assert_eq!(parse_go_duration("-5s"), None);
+        assert_eq!(parse_go_duration("15x"), None);
+        assert_eq!(parse_go_duration(""), None);
     }
 }

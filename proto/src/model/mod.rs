@@ -1,6 +1,6 @@
 //! The Kubernetes resource model helpers every Berth crate shares, each written once:
 //! [`quantity`] (`resource.Quantity`), [`qos`] (a pod's QoS class), [`names`] (name, label
-//! and key syntax with apimachinery's messages), [`duration`] (`HumanDuration`),
+//! and key syntax with apimachinery's messages), [`duration`] (`HumanDuration`, Go durations),
 //! [`well_known`] (label, taint and annotation keys).
 //!
 //! Each module follows apimachinery's behaviour, not any one caller's, so the API server,

@@ -35,31 +35,13 @@ pub enum Format {
     DecimalExponent,
 }
 
-/// A string that is not a quantity; `Display` gives apimachinery's text for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QuantityError {
-    /// `ErrFormatWrong`: outside the quantity grammar.
-    Format,
-    /// `ErrSuffix`: the grammar holds but the suffix names no unit.
-    Suffix,
-}
+pub use crate::error::QuantityError;
 
 /// apimachinery's `ErrFormatWrong` text.
 pub const FORMAT_ERROR: &str =
     "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
 /// apimachinery's `ErrSuffix` text.
 pub const SUFFIX_ERROR: &str = "unable to parse quantity's suffix";
-
-impl fmt::Display for QuantityError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            QuantityError::Format => FORMAT_ERROR,
-            QuantityError::Suffix => SUFFIX_ERROR,
-        })
-    }
-}
-
-impl std::error::Error for QuantityError {}
 
 const NANOS_PER_UNIT: i128 = 1_000_000_000;
 /// apimachinery caps every parsed magnitude at `math.MaxInt64` units.

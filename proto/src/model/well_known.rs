@@ -15,6 +15,10 @@ pub const LABEL_ARCH: &str = "kubernetes.io/arch";
 pub const LABEL_NODE_ROLE_PREFIX: &str = "node-role.kubernetes.io/";
 /// The legacy `kubernetes.io/role` label kubectl still reads for ROLES.
 pub const LABEL_ROLE: &str = "kubernetes.io/role";
+/// The deprecated `beta.kubernetes.io/os` twin of [`LABEL_OS`], which kubelets still set.
+pub const LABEL_BETA_OS: &str = "beta.kubernetes.io/os";
+/// The deprecated `beta.kubernetes.io/arch` twin of [`LABEL_ARCH`], which kubelets still set.
+pub const LABEL_BETA_ARCH: &str = "beta.kubernetes.io/arch";
 
 // ---- Workload labels ---------------------------------------------------------------------
 
@@ -65,3 +69,40 @@ pub const ANNOTATION_DEPLOYMENT_DESIRED_REPLICAS: &str = "deployment.kubernetes.
 pub const ANNOTATION_DEPLOYMENT_MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 /// The time a CronJob scheduled the Job it created.
 pub const ANNOTATION_CRONJOB_SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
+/// The time `kubectl rollout restart` asked for a new rollout (on the pod template).
+pub const ANNOTATION_RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+/// Marks a mirror pod (the API copy of a kubelet's static pod), which `kubectl drain` skips.
+pub const ANNOTATION_MIRROR_POD: &str = "kubernetes.io/config.mirror";
+/// Names the ServiceAccount a `kubernetes.io/service-account-token` Secret belongs to.
+pub const ANNOTATION_SERVICE_ACCOUNT_NAME: &str = "kubernetes.io/service-account.name";
+/// The deprecated ServiceAccount annotation that limits which Secrets its pods may mount.
+pub const ANNOTATION_ENFORCE_MOUNTABLE_SECRETS: &str = "kubernetes.io/enforce-mountable-secrets";
+
+// ---- Other labels ------------------------------------------------------------------------
+
+/// Every Namespace's own name, set by the API server (so selectors can pick namespaces).
+pub const LABEL_METADATA_NAME: &str = "kubernetes.io/metadata.name";
+/// `kubernetes.io/cluster-service=true` marks the add-on Services `kubectl cluster-info`
+/// lists.
+pub const LABEL_CLUSTER_SERVICE: &str = "kubernetes.io/cluster-service";
+/// The display name `kubectl cluster-info` shows for such a Service.
+pub const LABEL_CLUSTER_SERVICE_NAME: &str = "kubernetes.io/name";
+/// The prefix reserved for Kubernetes' own keys (`kubernetes.io/`, also under subdomains).
+pub const KUBERNETES_IO_PREFIX: &str = "kubernetes.io/";
+
+// ---- Secret types ------------------------------------------------------------------------
+
+/// A Secret of arbitrary keys; the default `type`.
+pub const SECRET_TYPE_OPAQUE: &str = "Opaque";
+/// A ServiceAccount's API token.
+pub const SECRET_TYPE_SERVICE_ACCOUNT_TOKEN: &str = "kubernetes.io/service-account-token";
+/// A legacy `~/.dockercfg` (key `.dockercfg`).
+pub const SECRET_TYPE_DOCKERCFG: &str = "kubernetes.io/dockercfg";
+/// A `~/.docker/config.json` (key `.dockerconfigjson`).
+pub const SECRET_TYPE_DOCKER_CONFIG_JSON: &str = "kubernetes.io/dockerconfigjson";
+/// Basic authentication (`username`, `password`).
+pub const SECRET_TYPE_BASIC_AUTH: &str = "kubernetes.io/basic-auth";
+/// SSH authentication (`ssh-privatekey`).
+pub const SECRET_TYPE_SSH_AUTH: &str = "kubernetes.io/ssh-auth";
+/// A TLS certificate and key (`tls.crt`, `tls.key`).
+pub const SECRET_TYPE_TLS: &str = "kubernetes.io/tls";

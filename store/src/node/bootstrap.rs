@@ -20,8 +20,8 @@ use sha2::{Digest, Sha256};
 use crate::config::{ClusterState, StoreConfig};
 use crate::engine::KvEngine;
 use crate::error::{Result, StoreError};
-use crate::peers::peer_endpoint;
 use crate::raft::log_store::identity;
+use crate::raft::peers::peer_endpoint;
 use crate::raft::PeerNode;
 
 /// How long a starting member keeps trying to reach the cluster it joins.

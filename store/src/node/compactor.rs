@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::StoreNode;
+use crate::config::AutoCompaction;
 use crate::error::StoreError;
 
 /// etcd's revision-mode check interval.
@@ -34,46 +35,7 @@ const REVISION_MODE_INTERVAL: Duration = Duration::from_secs(300);
 /// Sampling never runs more often than this, whatever the retention.
 const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 
-/// What to keep (a member's `--auto-compaction-*` flags).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AutoCompaction {
-    Disabled,
-    /// Keep at least this much time of history.
-    Periodic(Duration),
-    /// Keep this many revisions.
-    Revision(i64),
-}
-
 impl AutoCompaction {
-    /// Parses etcd's flag pair: mode `periodic` with a retention like `5m`, `1h` or a bare
-    /// number of hours (etcd's legacy form), or mode `revision` with a count; `0` disables.
-    pub fn parse(mode: &str, retention: &str) -> Result<AutoCompaction, String> {
-        let retention = retention.trim();
-        match mode {
-            "periodic" => {
-                if let Ok(hours) = retention.parse::<u64>() {
-                    return Ok(if hours == 0 {
-                        AutoCompaction::Disabled
-                    } else {
-                        AutoCompaction::Periodic(Duration::from_secs(hours * 3600))
-                    });
-                }
-                let d = humantime_like(retention).ok_or_else(|| {
-                    format!("--auto-compaction-retention: {retention:?} is not a duration (e.g. 5m, 1h) or a number of hours")
-                })?;
-                Ok(if d.is_zero() { AutoCompaction::Disabled } else { AutoCompaction::Periodic(d) })
-            }
-            "revision" => match retention.parse::<i64>() {
-                Ok(0) => Ok(AutoCompaction::Disabled),
-                Ok(n) if n > 0 => Ok(AutoCompaction::Revision(n)),
-                _ => Err(format!("--auto-compaction-retention: {retention:?} is not a revision count")),
-            },
-            other => Err(format!(
-                "--auto-compaction-mode: {other:?} is not a valid mode (must be \"periodic\" or \"revision\")"
-            )),
-        }
-    }
-
     fn interval(self) -> Option<Duration> {
         match self {
             AutoCompaction::Disabled => None,
@@ -81,31 +43,6 @@ impl AutoCompaction {
             AutoCompaction::Revision(_) => Some(REVISION_MODE_INTERVAL),
         }
     }
-}
-
-/// Go-style durations as etcd accepts them (`90s`, `5m`, `1h30m`, `500ms`).
-fn humantime_like(s: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            _ => return None,
-        };
-        total += unit * u32::try_from(n).ok()?;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
 }
 
 /// Revision samples `(when, revision)`, oldest first.
@@ -176,21 +113,6 @@ pub(super) async fn run(node: Weak<StoreNode>, policy: AutoCompaction, shutdown:
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn flags_parse_as_etcd_reads_them() {
-        assert_eq!(AutoCompaction::parse("periodic", "5m"), Ok(AutoCompaction::Periodic(Duration::from_secs(300))));
-        assert_eq!(AutoCompaction::parse("periodic", "1h30m"), Ok(AutoCompaction::Periodic(Duration::from_secs(5400))));
-        assert_eq!(AutoCompaction::parse("periodic", "2"), Ok(AutoCompaction::Periodic(Duration::from_secs(7200))));
-        assert_eq!(AutoCompaction::parse("periodic", "0"), Ok(AutoCompaction::Disabled));
-        assert_eq!(AutoCompaction::parse("revision", "1000"), Ok(AutoCompaction::Revision(1000)));
-        assert_eq!(AutoCompaction::parse("revision", "0"), Ok(AutoCompaction::Disabled));
-        for (mode, retention) in
-            [("periodic", "5x"), ("periodic", ""), ("revision", "-3"), ("revision", "1h"), ("daily", "1")]
-        {
-            assert!(AutoCompaction::parse(mode, retention).is_err(), "{mode} {retention}");
-        }
-    }
 
     #[test]
     fn periodic_compaction_keeps_at_least_the_retention() {

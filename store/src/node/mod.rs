@@ -1,6 +1,7 @@
-//! One running store member: the openraft node with its storage, the peer server, and the
-//! background tasks; and the in-process `Store` API every front end (etcd gRPC, the
-//! Kubernetes API server, tests) calls.
+//! One running store member: the openraft node with its storage and the background tasks;
+//! and the in-process `Store` API every front end (etcd gRPC, the peer port, the Kubernetes
+//! API server, tests) calls. The node never calls its servers: whoever starts it starts the
+//! peer server through the hook [`StoreNode::open`] takes (see `server::peer`).
 //!
 //! The API is split by concern: [`propose`] (writes through the leader, linearizable read
 //! barrier), [`kv`], [`leases`], [`members`], [`maintenance`].
@@ -21,7 +22,6 @@ use berth_proto::berthraftpb::internal_request::Request;
 use berth_proto::berthraftpb::{InternalRequest, MemberAttributes};
 use berth_proto::etcdserverpb::ResponseHeader;
 use openraft::{ServerState, SnapshotPolicy};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -34,9 +34,9 @@ use crate::engine::KvEngine;
 use crate::error::{Result, StoreError};
 use crate::lease::Lessor;
 use crate::metrics::StoreMetrics;
-use crate::peers::{NetworkFaults, PeerClients};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
+use crate::raft::peers::{NetworkFaults, PeerClients};
 use crate::raft::snapshot::SnapshotDir;
 use crate::raft::state_machine::{Shared, StateMachine};
 use crate::raft::types::Raft;
@@ -66,9 +66,15 @@ const LEASE_SWEEP: Duration = Duration::from_millis(250);
 const MAX_REVOKES_PER_SWEEP: usize = 500;
 
 impl StoreNode {
-    /// Opens storage, resolves identity, starts Raft and serves the peer port on
-    /// `peer_listener`. Returns once the member runs (it may not have a leader yet).
-    pub async fn start(config: StoreConfig, peer_listener: TcpListener, faults: Arc<NetworkFaults>) -> Result<Store> {
+    /// Opens storage, resolves identity and starts Raft; calls `start_peer_server` once the
+    /// node exists and before it bootstraps a cluster or starts its background tasks (the
+    /// order a member needs: peers can reach it before it campaigns). Returns once the member
+    /// runs (it may not have a leader yet).
+    pub(crate) async fn open(
+        config: StoreConfig,
+        faults: Arc<NetworkFaults>,
+        start_peer_server: impl FnOnce(&Store),
+    ) -> Result<Store> {
         config.validate()?;
         let engine: Arc<dyn KvEngine> = Arc::new(RocksEngine::open(&config.data_dir.join("db"))?);
         let identity = bootstrap::resolve(&config, &*engine).await?;
@@ -122,7 +128,6 @@ impl StoreNode {
         .await
         .map_err(|e| StoreError::Raft(e.to_string()))?;
 
-        let shutdown = CancellationToken::new();
         let node = Arc::new_cyclic(|weak| StoreNode {
             id: identity.member_id,
             cluster_id: identity.cluster_id,
@@ -134,10 +139,10 @@ impl StoreNode {
             peers,
             read_index: propose::ReadIndexQueue::spawn(weak.clone()),
             batcher: propose::Batcher::spawn(weak.clone()),
-            shutdown: shutdown.clone(),
+            shutdown: CancellationToken::new(),
         });
 
-        crate::server::spawn_peer_server(node.clone(), peer_listener, shutdown.clone());
+        start_peer_server(&node);
 
         if let Some(members) = identity.initial_members {
             let initialized = node.raft.is_initialized().await.map_err(|e| StoreError::Raft(e.to_string()))?;

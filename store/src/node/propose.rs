@@ -36,7 +36,7 @@ use tonic::transport::Channel;
 
 use super::StoreNode;
 use crate::error::{Result, StoreError};
-use crate::peers::never_sent;
+use crate::raft::peers::never_sent;
 use crate::raft::StoreRequest;
 
 /// Pause between attempts while leadership settles.

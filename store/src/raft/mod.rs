@@ -6,12 +6,15 @@
 //! * [`state_machine`] — openraft `RaftStateMachine`: applies entries to MVCC, leases and
 //!   members, and feeds the watch hub.
 //! * [`snapshot`] — the snapshot file format (build, verify, install).
-//! * [`network`] / [`peer_service`] — the peer transport (tonic), client and server side.
+//! * [`peers`] — connections to other members' peer ports (shared by [`network`] and the
+//!   node's request forwarding) and the fault hooks tests cut links with.
+//! * [`network`] — the peer transport's client side (tonic); the server side is
+//!   `server::peer`, above the node it calls.
 
 pub mod codec;
 pub mod log_store;
 pub mod network;
-pub mod peer_service;
+pub mod peers;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;

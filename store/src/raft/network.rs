@@ -19,7 +19,7 @@ use super::codec::{decode, encode};
 use super::snapshot::SnapshotFile;
 use super::types::{Entry, NodeId, PeerNode, TypeConfig, Vote};
 use crate::error::StoreError;
-use crate::peers::PeerClients;
+use crate::raft::peers::PeerClients;
 
 /// Deletes a temporary file when dropped.
 struct RemoveOnDrop(std::path::PathBuf);

@@ -7,6 +7,7 @@ pub mod deployutil;
 pub mod history;
 pub mod status;
 
+use berth_proto::model::well_known::ANNOTATION_RESTARTED_AT;
 use serde_json::{json, Value};
 
 use crate::cmd::describe::fetch::{self, ListOptions};
@@ -211,7 +212,7 @@ pub fn plan_patch(
             if is_deployment && paused {
                 return Err("can't restart paused deployment (run rollout resume first)".into());
             }
-            Ok(json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}}))
+            Ok(json!({"spec": {"template": {"metadata": {"annotations": {ANNOTATION_RESTARTED_AT: now}}}}}))
         }
         Action::Pause | Action::Resume if !is_deployment => {
             Err(format!("{} is not supported", if action == Action::Pause { "pausing" } else { "resuming" }))

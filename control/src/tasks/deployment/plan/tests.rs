@@ -2,6 +2,7 @@
 //! a small simulator (planner, ReplicaSet controllers, pods turning ready, with the
 //! ReplicaSet controllers lagging arbitrarily) and check the bounds at every step.
 
+use super::hash::SAFE_ALPHABET;
 use super::*;
 use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStrategy, ReplicaSetStatus, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{Container, PodSpec};

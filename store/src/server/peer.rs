@@ -1,5 +1,6 @@
-//! The peer-port gRPC service: openraft RPCs from other members, snapshots, and the
-//! leader-only operations followers forward.
+//! The peer port: the gRPC service for openraft RPCs from other members, snapshots, and the
+//! leader-only operations followers forward; and starting a whole member (node plus peer
+//! server), which lives here, above the node, so the node never depends on its servers.
 
 use berth_proto::berthraftpb::raft_peer_server::RaftPeer;
 use berth_proto::berthraftpb::*;
@@ -10,11 +11,53 @@ use openraft::Snapshot;
 use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::codec::{decode, encode};
-use super::snapshot::{verify_snapshot, SnapshotFile};
-use super::types::{NodeId, SnapshotMeta, TypeConfig, Vote};
+use std::sync::Arc;
+
+use berth_proto::berthraftpb::raft_peer_server::RaftPeerServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::incoming;
+use crate::config::StoreConfig;
 use crate::error::StoreError;
-use crate::node::Store;
+use crate::node::{Attempt, Store, StoreNode};
+use crate::raft::codec::{decode, encode};
+use crate::raft::peers::{NetworkFaults, MAX_PEER_MESSAGE};
+use crate::raft::snapshot::{verify_snapshot, SnapshotFile};
+use crate::raft::types::{NodeId, SnapshotMeta, TypeConfig, Vote};
+
+impl StoreNode {
+    /// Opens storage, resolves identity, starts Raft and serves the peer port on
+    /// `peer_listener`. Returns once the member runs (it may not have a leader yet).
+    pub async fn start(
+        config: StoreConfig,
+        peer_listener: TcpListener,
+        faults: Arc<NetworkFaults>,
+    ) -> crate::Result<Store> {
+        StoreNode::open(config, faults, |node| spawn_peer_server(node.clone(), peer_listener, node.shutdown_token()))
+            .await
+    }
+}
+
+/// Serves the peer port in the background until `shutdown`.
+pub fn spawn_peer_server(node: Store, listener: TcpListener, shutdown: CancellationToken) {
+    let service = RaftPeerServer::new(PeerService { node })
+        .max_decoding_message_size(MAX_PEER_MESSAGE)
+        .max_encoding_message_size(MAX_PEER_MESSAGE);
+    tokio::spawn(async move {
+        let addr = listener.local_addr().ok();
+        let served = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .initial_stream_window_size(4 << 20)
+            .initial_connection_window_size(16 << 20)
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!(?addr, error = %e, "peer server failed");
+        }
+    });
+}
 
 pub struct PeerService {
     pub node: Store,
@@ -83,9 +126,9 @@ impl RaftPeer for PeerService {
         crate::request::admit(&req)?;
         let deadline = tokio::time::Instant::now() + self.node.config.request_timeout;
         match self.node.propose_here(req, deadline).await {
-            crate::node::Attempt::Done(r) => Ok(Response::new(r)),
-            crate::node::Attempt::Retry(_) => Err(StoreError::NotLeader.into()),
-            crate::node::Attempt::Failed(e) => Err(e.into()),
+            Attempt::Done(r) => Ok(Response::new(r)),
+            Attempt::Retry(_) => Err(StoreError::NotLeader.into()),
+            Attempt::Failed(e) => Err(e.into()),
         }
     }
 

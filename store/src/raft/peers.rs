@@ -9,8 +9,8 @@ use berth_proto::berthraftpb::raft_peer_client::RaftPeerClient;
 use parking_lot::{Mutex, RwLock};
 use tonic::transport::{Channel, Endpoint};
 
+use super::PeerNode;
 use crate::error::{Result, StoreError};
-use crate::raft::PeerNode;
 
 /// Largest peer message (a batch of log entries or a snapshot chunk).
 pub const MAX_PEER_MESSAGE: usize = 256 << 20;

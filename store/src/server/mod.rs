@@ -1,11 +1,17 @@
 //! Serving a member: the client port (etcd gRPC + `/metrics`, `/health`, `/version` over
-//! HTTP/1) and the peer port. Servers take an already-bound listener and a shutdown token
-//! (mini-redis style), so tests can bind port 0 and stop servers deterministically.
+//! HTTP/1) here, and the peer port in [`peer`]. Servers take an already-bound listener and a
+//! shutdown token (mini-redis style), so tests can bind port 0 and stop servers
+//! deterministically.
+//!
+//! Servers sit above the node: they call the in-process [`Store`] handle, and the node never
+//! calls them (starting a whole member, node plus peer server, is [`peer`]'s
+//! `StoreNode::start`).
+
+pub mod peer;
 
 use std::time::Duration;
 
 use axum::routing::get;
-use berth_proto::berthraftpb::raft_peer_server::RaftPeerServer;
 use berth_proto::etcdserverpb::cluster_server::ClusterServer;
 use berth_proto::etcdserverpb::kv_server::KvServer;
 use berth_proto::etcdserverpb::lease_server::LeaseServer;
@@ -22,8 +28,6 @@ use crate::error::{Result, StoreError};
 use crate::etcd::{ClusterService, KvService, LeaseService, MaintenanceService, WatchService};
 use crate::idle::{IdleTimeout, CLIENT_IDLE_TIMEOUT};
 use crate::node::{Store, ETCD_API_VERSION};
-use crate::peers::MAX_PEER_MESSAGE;
-use crate::raft::peer_service::PeerService;
 
 /// etcd's gRPC limit for client requests (max request bytes plus overhead).
 const MAX_CLIENT_MESSAGE: usize = 2 * 1024 * 1024;
@@ -150,24 +154,4 @@ pub async fn serve_client_with(
         .serve_with_incoming_shutdown(connections, shutdown.cancelled_owned())
         .await
         .map_err(|e| StoreError::io(format!("client server on {addr:?}"), e))
-}
-
-/// Serves the peer port in the background until `shutdown`.
-pub fn spawn_peer_server(node: Store, listener: TcpListener, shutdown: CancellationToken) {
-    let service = RaftPeerServer::new(PeerService { node })
-        .max_decoding_message_size(MAX_PEER_MESSAGE)
-        .max_encoding_message_size(MAX_PEER_MESSAGE);
-    tokio::spawn(async move {
-        let addr = listener.local_addr().ok();
-        let served = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .initial_stream_window_size(4 << 20)
-            .initial_connection_window_size(16 << 20)
-            .add_service(service)
-            .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::error!(?addr, error = %e, "peer server failed");
-        }
-    });
 }

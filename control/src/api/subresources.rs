@@ -15,11 +15,13 @@ use berth_proto::model::well_known;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
-use super::error::{ApiError, Cause, Subject};
-use super::handlers::{apply_patch, decode_body, decode_patch, delete_options, patch_kind, PatchKind};
-use super::resources;
+use super::body::{
+    apply_patch, decode_body, decode_patch, delete_options, patch_kind, patch_sets_resource_version, PatchKind,
+};
 use super::{body_response, json_response, ApiRequest, ApiState};
 use crate::registry::{object, Part, WriteOptions};
+use crate::resource;
+use crate::resource::{ApiError, Cause, Subject};
 
 /// How long the API server waits to connect to an agent for logs.
 const AGENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -112,7 +114,7 @@ pub async fn scale(state: &ApiState, req: ApiRequest) -> Result<Response, ApiErr
             // A resourceVersion in the Scale pins the write, as on the object itself — but
             // only one the client sent, not the one a patch inherits from the live object.
             let pinned = match &patch {
-                Some((kind, body)) => super::handlers::patch_sets_resource_version(*kind, body),
+                Some((kind, body)) => patch_sets_resource_version(*kind, body),
                 None => true,
             };
             match object::resource_version(&new_view).filter(|_| pinned) {
@@ -260,7 +262,7 @@ pub async fn log(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError
             "container \"{container}\" in pod \"{name}\" is waiting to start: pod is not scheduled"
         )));
     };
-    let nodes = resources::find("", "v1", "nodes").expect("served");
+    let nodes = resource::find("", "v1", "nodes").expect("served");
     let node = state.registry.get(nodes, None, node_name, false).await?;
     let (host, port) = agent_address(&node)
         .ok_or_else(|| ApiError::BadRequest(format!("node {node_name} has no address to reach its agent")))?;

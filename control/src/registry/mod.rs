@@ -9,11 +9,13 @@
 //! 3. defaulting and the typed check ([`typed`]), unknown fields per `fieldValidation`;
 //! 4. validation ([`validate`]) → `422 Invalid` with field paths;
 //! 5. one guarded store transaction ([`storage::guarded`]): create if absent, update if
-//!    `mod_revision` is unchanged (else `409 Conflict`).
+//!    `mod_revision` is unchanged (else `409 Conflict`); every write is recorded in
+//!    `metadata.managedFields` ([`managed_fields`]) for server-side apply's conflicts.
 //!
 //! Deletion is graceful where Kubernetes makes it so (pods bound to a node wait for the
 //! agent, objects with finalizers wait for them, namespaces wait for their contents).
 
+pub mod managed_fields;
 pub mod object;
 pub mod quota;
 pub mod services;
@@ -24,9 +26,7 @@ pub mod validate;
 use berth_store::Store;
 use serde_json::{json, Value};
 
-use crate::api::error::{ApiError, Cause, Subject};
-use crate::api::patch;
-use crate::api::resources::{self, ResourceInfo};
+use crate::resource::{self, ApiError, Cause, ResourceInfo, Subject};
 use object::{meta_mut, timestamp};
 use storage::{Guard, Stored, Write};
 
@@ -378,7 +378,7 @@ impl Registry {
     /// The namespace of a request for a namespaced resource must exist and not be
     /// terminating (checked again atomically by the write's guard).
     async fn check_namespace(&self, info: &ResourceInfo, namespace: &str, name: &str) -> Result<(), ApiError> {
-        let ns_info = resources::find("", "v1", "namespaces").expect("namespaces are served");
+        let ns_info = resource::find("", "v1", "namespaces").expect("namespaces are served");
         let key = storage::object_key(ns_info, None, namespace);
         match storage::get(&self.store, &key, false).await? {
             None => Err(not_found(ns_info, namespace)),
@@ -451,7 +451,7 @@ impl Registry {
         let mut warnings = Vec::new();
         let mut obj = Self::admit(info, &name, body, None, opts, &mut warnings)?;
         if let Some(manager) = &opts.field_manager {
-            patch::record_update(info.kind, None, &mut obj, manager, &timestamp(now));
+            managed_fields::record_update(info.kind, None, &mut obj, manager, &timestamp(now));
         }
         let key = storage::object_key(info, namespace.as_deref(), &name);
         for attempt in 0..MAX_CREATE_ATTEMPTS {
@@ -483,7 +483,7 @@ impl Registry {
                 quota_writes.push(Write::Put(quota_key.clone(), bytes.clone()));
             }
             if let Some(ns) = &namespace {
-                let ns_info = resources::find("", "v1", "namespaces").expect("served");
+                let ns_info = resource::find("", "v1", "namespaces").expect("served");
                 guards.push(Guard::Present(storage::object_key(ns_info, None, ns)));
             }
             let mut writes = vec![Write::Put(key.clone(), storage::encode(&candidate))];
@@ -530,7 +530,7 @@ impl Registry {
         obj: &Value,
         consistent: bool,
     ) -> Result<Vec<(String, i64, Vec<u8>)>, ApiError> {
-        let quota_info = resources::find("", "v1", "resourcequotas").expect("resourcequotas are served");
+        let quota_info = resource::find("", "v1", "resourcequotas").expect("resourcequotas are served");
         let prefix = storage::prefix(quota_info, Some(namespace));
         let page = if consistent {
             storage::scan(&self.store, &prefix, &prefix, 0, 0).await?
@@ -687,7 +687,7 @@ impl Registry {
             return Ok(Some(Written { object: old.clone(), warnings, changed: false }));
         }
         if let Some(manager) = &opts.field_manager {
-            patch::record_update(info.kind, Some(old), &mut new, manager, &timestamp(chrono::Utc::now()));
+            managed_fields::record_update(info.kind, Some(old), &mut new, manager, &timestamp(chrono::Utc::now()));
         }
         if opts.dry_run {
             return Ok(Some(Written { object: new, warnings, changed: true }));
@@ -935,7 +935,7 @@ mod tests {
     #[test]
     fn qos_classes() {
         let qos_class = |res: Value| {
-            let pods = resources::find("", "v1", "pods").unwrap();
+            let pods = resource::find("", "v1", "pods").unwrap();
             let mut pod = json!({"spec": {"containers": [{"name": "c", "resources": res}]}});
             prepare_create(pods, &mut pod);
             pod["status"]["qosClass"].clone()
@@ -954,7 +954,7 @@ mod tests {
 
     #[test]
     fn status_and_main_updates_touch_their_part_only() {
-        let deploy = resources::find("apps", "v1", "deployments").unwrap();
+        let deploy = resource::find("apps", "v1", "deployments").unwrap();
         let old = json!({"spec": {"replicas": 1}, "status": {"replicas": 1}});
         let main = merge_parts(deploy, &old, json!({"spec": {"replicas": 3}, "status": {"replicas": 9}}), Part::Main);
         assert_eq!(main, json!({"spec": {"replicas": 3}, "status": {"replicas": 1}}));
@@ -965,14 +965,14 @@ mod tests {
 
     #[test]
     fn pods_on_a_node_wait_for_the_agent() {
-        let pods = resources::find("", "v1", "pods").unwrap();
+        let pods = resource::find("", "v1", "pods").unwrap();
         let unbound = json!({"metadata": {"name": "p"}, "spec": {}});
         assert!(mark_for_deletion(pods, &unbound, None, Propagation::Background).is_none());
         let bound = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
         let marked = mark_for_deletion(pods, &bound, None, Propagation::Background).unwrap();
         assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
         assert!(mark_for_deletion(pods, &bound, Some(0), Propagation::Background).is_none(), "grace 0 deletes at once");
-        let cm = resources::find("", "v1", "configmaps").unwrap();
+        let cm = resource::find("", "v1", "configmaps").unwrap();
         assert!(
             mark_for_deletion(cm, &json!({"metadata": {"finalizers": ["x"]}}), None, Propagation::Background).is_some()
         );

@@ -13,8 +13,8 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 use super::storage;
-use crate::api::error::ApiError;
-use crate::api::resources::ResourceInfo;
+use crate::resource::ApiError;
+use crate::resource::ResourceInfo;
 
 /// The service CIDR (kube-apiserver's default 10.96.0.0/12); .1 is kept for the
 /// `kubernetes` Service as Kubernetes does.
@@ -183,11 +183,11 @@ pub fn allocate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::resources;
+    use crate::resource;
 
     #[test]
     fn services_get_an_ip_and_node_ports_once() {
-        let svc = resources::find("", "v1", "services").unwrap();
+        let svc = resource::find("", "v1", "services").unwrap();
         let mut s = json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "protocol": "TCP"}]}});
         let a = allocate(svc, &mut s, None).unwrap();
         let ip: Ipv4Addr = s["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();

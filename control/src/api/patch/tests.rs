@@ -8,6 +8,7 @@
 use serde_json::{json, Value};
 
 use super::*;
+use crate::registry::managed_fields::record_update;
 
 const NOW: &str = "2024-01-01T00:00:00Z";
 

@@ -21,6 +21,8 @@
 //! - ServiceSpec.ports (merge, port); NodeSpec.podCIDRs (merge, primitive), NodeSpec.taints atomic;
 //!   NodeStatus.addresses / conditions (merge, type); ServiceAccount.secrets (merge, name).
 
+use serde_json::Value;
+
 /// A node of the type graph: which struct a JSON object at some position corresponds to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ty {
@@ -181,6 +183,14 @@ pub fn field(ty: Ty, name: &str) -> FieldMeta {
         _ => None,
     };
     meta.unwrap_or(FieldMeta::of(Unknown))
+}
+
+/// Equality as Go sees decoded JSON: all numbers are float64, so `1` equals `1.0`.
+pub fn val_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x == y || (x.as_f64().is_some() && x.as_f64() == y.as_f64()),
+        _ => a == b,
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::request::{Query, Target};
 use super::{decode, patch, ApiRequest};
 use crate::registry::{DeleteOptions, Propagation};
+use crate::resource::patch_schema::Ty;
 use crate::resource::{ApiError, Cause};
 
 /// Decodes a JSON (or YAML) body.
@@ -128,11 +129,11 @@ pub fn apply_conflict_message(conflicts: &[(String, String)]) -> String {
 }
 
 /// Applies a decoded patch of `kind` to `doc`.
-pub fn apply_patch(kind: PatchKind, object_kind: &str, doc: &Value, patch_body: &Value) -> Result<Value, ApiError> {
+pub fn apply_patch(kind: PatchKind, schema: Ty, doc: &Value, patch_body: &Value) -> Result<Value, ApiError> {
     let patched = match kind {
         PatchKind::Json => patch::json_patch(doc, patch_body),
         PatchKind::Merge => patch::merge_patch(doc, patch_body),
-        PatchKind::Strategic => patch::strategic_merge_patch(object_kind, doc, patch_body),
+        PatchKind::Strategic => patch::strategic_merge_patch(schema, doc, patch_body),
         PatchKind::Apply => unreachable!("apply is handled by the caller"),
     }
     .map_err(patch_error)?;

@@ -269,12 +269,12 @@ async fn patch_object(state: &ApiState, req: ApiRequest) -> Result<Response, Api
     if kind == PatchKind::Apply {
         return apply(state, &req, body, opts, &name, warnings).await;
     }
-    let object_kind = info.kind;
+    let schema = info.strategy.patch_schema;
     let written = state
         .registry
         .modify(info, ns, &name, part_of(&req), &opts, |current| {
             let presented = present(&req.target, current.clone());
-            let patched = apply_patch(kind, object_kind, &presented, &body)?;
+            let patched = apply_patch(kind, schema, &presented, &body)?;
             let mut next = convert_legacy(&req.target, patched);
             // As in Kubernetes, only a resourceVersion the patch itself sets is a
             // precondition: the one inherited from the current object must not turn a
@@ -321,8 +321,9 @@ async fn apply(
     let result = state
         .registry
         .modify(info, ns, name, part_of(req), &write_opts, |current| {
-            let mut next = patch::server_side_apply(info.kind, Some(current), &body, &manager, force, &now)
-                .map_err(patch_error)?;
+            let mut next =
+                patch::server_side_apply(info.strategy.patch_schema, Some(current), &body, &manager, force, &now)
+                    .map_err(patch_error)?;
             check_patched_size(&next)?;
             // Only a resourceVersion in the applied configuration is a precondition (a stale
             // one is a 409, as in kube-apiserver); the live one must not turn a concurrent
@@ -344,8 +345,8 @@ async fn apply(
             Ok(json_response(StatusCode::OK, &render_one(req, w.object), &warnings))
         }
         Err(ApiError::NotFound(s)) if s.name == name && part_of(req) == Part::Main => {
-            let mut obj =
-                patch::server_side_apply(info.kind, None, &body, &manager, force, &now).map_err(patch_error)?;
+            let mut obj = patch::server_side_apply(info.strategy.patch_schema, None, &body, &manager, force, &now)
+                .map_err(patch_error)?;
             if object::name(&obj).is_none() {
                 object::meta_mut(&mut obj).insert("name".into(), json!(name));
             }

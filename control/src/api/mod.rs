@@ -9,8 +9,8 @@
 //! * [`discovery`] — discovery, `/version`, OpenAPI v3; [`metrics`] — request metrics;
 //! * [`resource_metrics`] — `metrics.k8s.io` (NodeMetrics, PodMetrics) for `kubectl top`;
 //! * [`patch`] — JSON, merge, strategic merge patches and server-side apply;
-//! * [`table`] — server-side printing (`kubectl get` columns); `Status` errors are
-//!   `crate::resource::error`.
+//! * server-side printing (`kubectl get` columns) is `crate::resource::printers`, `Status`
+//!   errors are `crate::resource::error`.
 //!
 //! Within this module requests flow one way: `mod` → `handlers` → `watch` / `subresources`
 //! → `body` / `render`.
@@ -27,7 +27,6 @@ pub mod request;
 pub mod resource_metrics;
 pub mod resources;
 pub mod subresources;
-pub mod table;
 pub mod watch;
 
 use std::sync::Arc;

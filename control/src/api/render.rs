@@ -3,8 +3,9 @@
 
 use serde_json::{json, Value};
 
-use super::{present, table, ApiRequest, Rendering};
+use super::{present, ApiRequest, Rendering};
 use crate::registry::object;
+use crate::resource::printers;
 
 /// PartialObjectMetadata of an object.
 pub(crate) fn metadata_only(obj: &Value) -> Value {
@@ -13,13 +14,13 @@ pub(crate) fn metadata_only(obj: &Value) -> Value {
 
 /// A Table of `items` (columns included unless `with_columns` is false: watches send them once).
 pub fn table_of(req: &ApiRequest, items: &[Value], list_meta: Value, with_columns: bool) -> Value {
-    let resource = req.target.info.storage().plural;
+    let printer = req.target.info.strategy.printer;
     let now = chrono::Utc::now();
     let include = req.query.get("includeObject").unwrap_or("Metadata");
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {
-            let mut row = json!({"cells": table::cells(resource, o, now)});
+            let mut row = json!({"cells": printers::cells(printer, o, now)});
             match include {
                 "None" => {}
                 "Object" => row["object"] = present(&req.target, o.clone()),
@@ -28,7 +29,7 @@ pub fn table_of(req: &ApiRequest, items: &[Value], list_meta: Value, with_column
             row
         })
         .collect();
-    let columns = if with_columns { table::columns(resource) } else { vec![] };
+    let columns = if with_columns { printers::columns(printer) } else { vec![] };
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "columnDefinitions": columns, "rows": rows})
 }
 

@@ -21,6 +21,7 @@ use super::body::{
 use super::{body_response, json_response, ApiRequest, ApiState};
 use crate::registry::{object, Part, WriteOptions};
 use crate::resource;
+use crate::resource::patch_schema::Ty;
 use crate::resource::{ApiError, Cause, Subject};
 
 /// How long the API server waits to connect to an agent for logs.
@@ -101,7 +102,8 @@ pub async fn scale(state: &ApiState, req: ApiRequest) -> Result<Response, ApiErr
         .modify(info, ns, &name, Part::Main, &opts, |current| {
             let view = scale_of(current);
             let new_view = match (&patch, &desired_scale) {
-                (Some((kind, body)), _) => apply_patch(*kind, "Scale", &view, body)?,
+                // Scale has no patch schema: plain merge semantics.
+                (Some((kind, body)), _) => apply_patch(*kind, Ty::Unknown, &view, body)?,
                 (None, Some(body)) => body.clone(),
                 _ => unreachable!("PUT or PATCH"),
             };
@@ -154,7 +156,7 @@ pub async fn binding(state: &ApiState, req: ApiRequest) -> Result<Response, ApiE
         .ok_or_else(|| invalid_binding("FieldValueRequired", "target.name: Required value".into()))?;
     // The pod is written without re-validating it (below), so the one field the binding
     // brings is checked here.
-    if let Some(problem) = crate::registry::validate::dns1123_subdomain_errors(&node).into_iter().next() {
+    if let Some(problem) = crate::resource::validate::dns1123_subdomain_errors(&node).into_iter().next() {
         return Err(invalid_binding("FieldValueInvalid", format!("target.name: Invalid value: {node:?}: {problem}")));
     }
     let info = req.target.info.storage();

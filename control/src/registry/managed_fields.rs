@@ -508,11 +508,10 @@ pub(crate) fn write_entries(obj: &mut Value, entries: &[Entry]) {
 /// can be detected later; optional best effort. Fields the write adds or changes move to `manager`
 /// (updates never conflict), fields it removes lose every owner. When `new` carries no
 /// `metadata.managedFields`, the entries of `old` are carried over.
-pub fn record_update(kind: &str, old: Option<&Value>, new: &mut Value, manager: &str, now: &str) {
+pub fn record_update(ty: Ty, old: Option<&Value>, new: &mut Value, manager: &str, now: &str) {
     if !new.is_object() || manager.is_empty() {
         return;
     }
-    let ty = schema::root(kind);
     let sent = new.get("metadata").and_then(|m| m.get("managedFields")).filter(|v| !v.is_null());
     let mut entries = match (sent, old) {
         (Some(_), _) => read_entries(new),

@@ -6,8 +6,8 @@
 //!    generation (bumped when anything outside metadata and status changes);
 //! 2. subresource rules: the main resource cannot change `status`, `status` can change
 //!    nothing else;
-//! 3. defaulting and the typed check ([`typed`]), unknown fields per `fieldValidation`;
-//! 4. validation ([`validate`]) → `422 Invalid` with field paths;
+//! 3. defaulting and the typed check (`resource::typed`), unknown fields per `fieldValidation`;
+//! 4. validation (`resource::validate`) → `422 Invalid` with field paths;
 //! 5. one guarded store transaction ([`storage::guarded`]): create if absent, update if
 //!    `mod_revision` is unchanged (else `409 Conflict`); every write is recorded in
 //!    `metadata.managedFields` ([`managed_fields`]) for server-side apply's conflicts.
@@ -20,13 +20,11 @@ pub mod object;
 pub mod quota;
 pub mod services;
 pub mod storage;
-pub mod typed;
-pub mod validate;
 
 use berth_store::Store;
 use serde_json::{json, Value};
 
-use crate::resource::{self, ApiError, Cause, ResourceInfo, Subject};
+use crate::resource::{self, typed, validate, ApiError, Cause, ResourceInfo, Subject};
 use object::{meta_mut, timestamp};
 use storage::{Guard, Stored, Write};
 
@@ -340,8 +338,8 @@ impl Registry {
         opts: &WriteOptions,
         warnings: &mut Vec<String>,
     ) -> Result<Value, ApiError> {
-        validate::default_object(info.kind, &mut obj);
-        let normalized = typed::normalize(info.kind, &obj).map_err(|e| {
+        validate::default_object(info, &mut obj);
+        let normalized = typed::normalize(info, &obj).map_err(|e| {
             ApiError::BadRequest(format!(
                 "{} in version \"{}\" cannot be handled as a {}: {e}",
                 info.kind, info.version, info.kind
@@ -362,9 +360,9 @@ impl Registry {
         }
         let obj = normalized.object;
         let errors = match old {
-            None => validate::validate_create(info.kind, &obj),
-            Some(_) if opts.skip_update_rules => validate::validate_create(info.kind, &obj),
-            Some(old) => validate::validate_update(info.kind, old, &obj),
+            None => validate::validate_create(info, &obj),
+            Some(_) if opts.skip_update_rules => validate::validate_create(info, &obj),
+            Some(old) => validate::validate_update(info, old, &obj),
         };
         if !errors.is_empty() {
             return Err(invalid(info, name, causes(errors)));
@@ -444,14 +442,14 @@ impl Registry {
         for system in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
             m.remove(system);
         }
-        if info.kind != "Namespace" && info.kind != "Node" {
+        if info.strategy.has_generation {
             m.insert("generation".into(), json!(1));
         }
-        prepare_create(info, &mut body);
+        (info.strategy.prepare_for_create)(&mut body);
         let mut warnings = Vec::new();
         let mut obj = Self::admit(info, &name, body, None, opts, &mut warnings)?;
         if let Some(manager) = &opts.field_manager {
-            managed_fields::record_update(info.kind, None, &mut obj, manager, &timestamp(now));
+            managed_fields::record_update(info.strategy.patch_schema, None, &mut obj, manager, &timestamp(now));
         }
         let key = storage::object_key(info, namespace.as_deref(), &name);
         for attempt in 0..MAX_CREATE_ATTEMPTS {
@@ -461,7 +459,7 @@ impl Registry {
             // Allocation fills fields (a Service's clusterIP, nodePorts) that admission saw
             // empty; only then is there anything new to validate.
             if info.kind == "Service" {
-                let errors = validate::validate_create(info.kind, &candidate);
+                let errors = validate::validate_create(info, &candidate);
                 if !errors.is_empty() {
                     return Err(invalid(info, &name, causes(errors)));
                 }
@@ -687,7 +685,13 @@ impl Registry {
             return Ok(Some(Written { object: old.clone(), warnings, changed: false }));
         }
         if let Some(manager) = &opts.field_manager {
-            managed_fields::record_update(info.kind, Some(old), &mut new, manager, &timestamp(chrono::Utc::now()));
+            managed_fields::record_update(
+                info.strategy.patch_schema,
+                Some(old),
+                &mut new,
+                manager,
+                &timestamp(chrono::Utc::now()),
+            );
         }
         if opts.dry_run {
             return Ok(Some(Written { object: new, warnings, changed: true }));
@@ -780,26 +784,6 @@ impl Registry {
             }
         }
         Err(conflict(info, name))
-    }
-}
-
-/// Create-time resets, as each Kubernetes strategy's `PrepareForCreate`: status starts
-/// empty (pods `Pending`, namespaces `Active`); nodes and events keep what they were given.
-fn prepare_create(info: &ResourceInfo, obj: &mut Value) {
-    match info.kind {
-        "Pod" => {
-            obj["status"] = json!({"phase": "Pending", "qosClass": berth_proto::pod_qos_class(obj).as_str()});
-        }
-        "Namespace" => {
-            obj["status"] = json!({"phase": "Active"});
-        }
-        "Node" | "Event" => {}
-        _ if info.has_status => {
-            if let Some(m) = obj.as_object_mut() {
-                m.remove("status");
-            }
-        }
-        _ => {}
     }
 }
 
@@ -937,7 +921,7 @@ mod tests {
         let qos_class = |res: Value| {
             let pods = resource::find("", "v1", "pods").unwrap();
             let mut pod = json!({"spec": {"containers": [{"name": "c", "resources": res}]}});
-            prepare_create(pods, &mut pod);
+            (pods.strategy.prepare_for_create)(&mut pod);
             pod["status"]["qosClass"].clone()
         };
         assert_eq!(qos_class(json!({})), "BestEffort");

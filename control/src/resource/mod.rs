@@ -10,8 +10,13 @@
 //! Both `api` and `registry` (and `cache`) build on this module; it imports neither.
 
 pub mod error;
+pub mod kinds;
 pub mod patch_schema;
+pub mod printers;
+pub mod strategy;
 pub mod table;
+pub mod typed;
+pub mod validate;
 
 pub use error::{ApiError, Cause, Subject};
 pub use table::{find, find_kind, groups, in_group_version, ResourceInfo, RESOURCES};

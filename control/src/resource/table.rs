@@ -1,10 +1,14 @@
 //! The table of resources Berth serves: group, version, names, scope, subresources.
 //!
-//! Discovery, routing, storage keys and OpenAPI all read this one table, so adding a kind
-//! is one line here plus its validation and printing.
+//! Discovery, routing, storage keys and OpenAPI all read this one table, and each entry
+//! points at its kind's strategy (`resource::kinds`), so adding a kind is one line here plus
+//! its strategy.
+
+use super::kinds::{apps, batch, core, other};
+use super::strategy::Strategy;
 
 /// One served resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct ResourceInfo {
     /// "" for the core group.
     pub group: &'static str,
@@ -17,7 +21,18 @@ pub struct ResourceInfo {
     pub categories: &'static [&'static str],
     pub has_status: bool,
     pub has_scale: bool,
+    /// The kind's rules: defaults, validation, create preparation, patch schema, printer.
+    pub strategy: &'static Strategy,
 }
+
+/// A resource is its group, version and plural (unique in the table).
+impl PartialEq for ResourceInfo {
+    fn eq(&self, other: &Self) -> bool {
+        (self.group, self.version, self.plural) == (other.group, other.version, other.plural)
+    }
+}
+
+impl Eq for ResourceInfo {}
 
 const fn r(
     group: &'static str,
@@ -27,6 +42,7 @@ const fn r(
     kind: &'static str,
     namespaced: bool,
     short_names: &'static [&'static str],
+    strategy: &'static Strategy,
 ) -> ResourceInfo {
     ResourceInfo {
         group,
@@ -39,6 +55,7 @@ const fn r(
         categories: &[],
         has_status: false,
         has_scale: false,
+        strategy,
     }
 }
 
@@ -99,23 +116,32 @@ impl ResourceInfo {
 
 /// Every served resource, in discovery order (kubectl prefers earlier groups).
 pub static RESOURCES: &[ResourceInfo] = &[
-    r("", "v1", "namespaces", "namespace", "Namespace", false, &["ns"]).status(),
-    r("", "v1", "nodes", "node", "Node", false, &["no"]).status(),
-    r("", "v1", "pods", "pod", "Pod", true, &["po"]).status().all(),
-    r("", "v1", "services", "service", "Service", true, &["svc"]).status().all(),
-    r("", "v1", "endpoints", "endpoints", "Endpoints", true, &["ep"]),
-    r("", "v1", "configmaps", "configmap", "ConfigMap", true, &["cm"]),
-    r("", "v1", "secrets", "secret", "Secret", true, &[]),
-    r("", "v1", "events", "event", "Event", true, &["ev"]),
-    r("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, &["sa"]),
-    r("", "v1", "resourcequotas", "resourcequota", "ResourceQuota", true, &["quota"]).status(),
-    r("apps", "v1", "deployments", "deployment", "Deployment", true, &["deploy"]).status().scale().all(),
-    r("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, &["rs"]).status().scale().all(),
-    r("apps", "v1", "daemonsets", "daemonset", "DaemonSet", true, &["ds"]).status().all(),
-    r("apps", "v1", "statefulsets", "statefulset", "StatefulSet", true, &["sts"]).status().scale().all(),
-    r("batch", "v1", "jobs", "job", "Job", true, &[]).status().all(),
-    r("batch", "v1", "cronjobs", "cronjob", "CronJob", true, &["cj"]).status().all(),
-    r("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, &[]),
+    r("", "v1", "namespaces", "namespace", "Namespace", false, &["ns"], &core::NAMESPACE).status(),
+    r("", "v1", "nodes", "node", "Node", false, &["no"], &core::NODE).status(),
+    r("", "v1", "pods", "pod", "Pod", true, &["po"], &core::POD).status().all(),
+    r("", "v1", "services", "service", "Service", true, &["svc"], &core::SERVICE).status().all(),
+    r("", "v1", "endpoints", "endpoints", "Endpoints", true, &["ep"], &core::ENDPOINTS),
+    r("", "v1", "configmaps", "configmap", "ConfigMap", true, &["cm"], &core::CONFIG_MAP),
+    r("", "v1", "secrets", "secret", "Secret", true, &[], &core::SECRET),
+    r("", "v1", "events", "event", "Event", true, &["ev"], &core::EVENT),
+    r("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, &["sa"], &core::SERVICE_ACCOUNT),
+    r("", "v1", "resourcequotas", "resourcequota", "ResourceQuota", true, &["quota"], &core::RESOURCE_QUOTA).status(),
+    r("apps", "v1", "deployments", "deployment", "Deployment", true, &["deploy"], &apps::DEPLOYMENT)
+        .status()
+        .scale()
+        .all(),
+    r("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, &["rs"], &apps::REPLICA_SET)
+        .status()
+        .scale()
+        .all(),
+    r("apps", "v1", "daemonsets", "daemonset", "DaemonSet", true, &["ds"], &apps::DAEMON_SET).status().all(),
+    r("apps", "v1", "statefulsets", "statefulset", "StatefulSet", true, &["sts"], &apps::STATEFUL_SET)
+        .status()
+        .scale()
+        .all(),
+    r("batch", "v1", "jobs", "job", "Job", true, &[], &batch::JOB).status().all(),
+    r("batch", "v1", "cronjobs", "cronjob", "CronJob", true, &["cj"], &batch::CRON_JOB).status().all(),
+    r("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, &[], &other::LEASE),
     r(
         "autoscaling",
         "v2",
@@ -124,12 +150,15 @@ pub static RESOURCES: &[ResourceInfo] = &[
         "HorizontalPodAutoscaler",
         true,
         &["hpa"],
+        &other::HORIZONTAL_POD_AUTOSCALER,
     )
     .status()
     .all(),
     // Old manifests still say extensions/v1beta1; they are stored and served as apps/v1.
     // No short names: `deploy` must mean apps/v1 without kubectl warning about ambiguity.
-    r("extensions", "v1beta1", "deployments", "deployment", "Deployment", true, &[]).status().scale(),
+    r("extensions", "v1beta1", "deployments", "deployment", "Deployment", true, &[], &apps::DEPLOYMENT)
+        .status()
+        .scale(),
 ];
 
 /// The API groups in discovery order, with their one served version.

@@ -10,7 +10,7 @@ use super::PatchError;
 use crate::registry::managed_fields::{
     fields_of, get, new_entry, path_string, read_entries, remove_at, touch, write_entries, Entry, FieldSet, Path,
 };
-use crate::resource::patch_schema as schema;
+use crate::resource::patch_schema::Ty;
 
 /// Copy of the applied configuration without the fields apply ignores.
 fn sanitize_applied(applied: &Value) -> Value {
@@ -37,7 +37,7 @@ fn strip_nulls(v: &mut Value) {
 // Public operations.
 
 pub(crate) fn server_side_apply(
-    kind: &str,
+    ty: Ty,
     live: Option<&Value>,
     applied: &Value,
     manager: &str,
@@ -50,7 +50,6 @@ pub(crate) fn server_side_apply(
     if manager.is_empty() {
         return Err(PatchError::Malformed("fieldManager is required for apply requests".into()));
     }
-    let ty = schema::root(kind);
     let mut config = sanitize_applied(applied);
     let applied_set = fields_of(&config, ty);
     let api_version = config.get("apiVersion").cloned();

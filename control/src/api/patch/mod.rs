@@ -41,6 +41,8 @@ mod tests;
 
 use serde_json::Value;
 
+use crate::resource::patch_schema::Ty;
+
 /// Why a patch or apply request was refused.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum PatchError {
@@ -128,21 +130,22 @@ pub fn merge_patch(doc: &Value, patch: &Value) -> Result<Value, PatchError> {
     Ok(out)
 }
 
-/// Applies a strategic merge patch (`application/strategic-merge-patch+json`) to an object of
-/// Kind `kind`. Unknown kinds get plain merge semantics with the directives still honoured.
-pub fn strategic_merge_patch(kind: &str, doc: &Value, patch: &Value) -> Result<Value, PatchError> {
-    strategic::apply(crate::resource::patch_schema::root(kind), doc, patch)
+/// Applies a strategic merge patch (`application/strategic-merge-patch+json`) to an object whose
+/// kind's patch schema is `schema` (`strategy.patch_schema`). [`Ty::Unknown`] gets plain merge
+/// semantics with the directives still honoured.
+pub fn strategic_merge_patch(schema: Ty, doc: &Value, patch: &Value) -> Result<Value, PatchError> {
+    strategic::apply(schema, doc, patch)
 }
 
 /// application/apply-patch+yaml (body already parsed from YAML/JSON to Value by the caller).
 /// live = current object (None when creating). Returns the object to store, with metadata.managedFields updated.
 pub fn server_side_apply(
-    kind: &str,
+    schema: Ty,
     live: Option<&Value>,
     applied: &Value,
     manager: &str,
     force: bool,
     now_rfc3339: &str,
 ) -> Result<Value, PatchError> {
-    apply::server_side_apply(kind, live, applied, manager, force, now_rfc3339)
+    apply::server_side_apply(schema, live, applied, manager, force, now_rfc3339)
 }

@@ -4,7 +4,8 @@
 //! kubectl prints whatever columns the server sends, so this module owns an exact port of the built-in
 //! printers in kubernetes `pkg/printers/internalversion/printers.go` (v1.32/v1.33 semantics) for the
 //! resources Berth serves (AGE-style cells use `berth_proto::model::duration::human_duration`). It is pure: a
-//! resource plural and an object in JSON form go in, column definitions and cells come out. Wiring
+//! kind's [`Printer`] (from its strategy) and an object in JSON form go in, column definitions and
+//! cells come out. Wiring
 //! it into a `Table` response (rows, `object`, list metadata) is the caller's job.
 //!
 //! The apiserver always prints with `Wide: true` and lets kubectl hide priority-1 columns, so `cells`
@@ -25,11 +26,25 @@ use berth_proto::model::well_known;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+/// One kind's printer: its column definitions and the function computing a row's cells
+/// (always as many as there are columns). Reached from the kind's strategy
+/// (`resource::strategy::Strategy::printer`), so printing a row costs no lookup by name.
+pub struct Printer {
+    columns: &'static [Col],
+    row: fn(&Value, DateTime<Utc>) -> Vec<Value>,
+}
+
+impl std::fmt::Debug for Printer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Printer").field("columns", &self.columns.iter().map(|c| c.name).collect::<Vec<_>>()).finish()
+    }
+}
+
 /// Column definitions (meta.k8s.io/v1 TableColumnDefinition JSON objects: name, type, format,
-/// description, priority) for a resource plural, e.g. "pods", "deployments". Unknown resources:
-/// NAME + AGE, as the apiserver prints a resource that has no dedicated printer.
-pub fn columns(resource: &str) -> Vec<Value> {
-    defs(kind_of(resource))
+/// description, priority) of `printer`.
+pub fn columns(printer: &Printer) -> Vec<Value> {
+    printer
+        .columns
         .iter()
         .map(|c| {
             json!({
@@ -44,87 +59,45 @@ pub fn columns(resource: &str) -> Vec<Value> {
 }
 
 /// Cells of one row for `obj` (a full object in JSON form), evaluated at `now`. Same length as
-/// `columns(resource)`.
-pub fn cells(resource: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let kind = kind_of(resource);
-    let row = match kind {
-        Kind::Pod => pod_row(obj, now),
-        Kind::Deployment => deployment_row(obj, now),
-        Kind::ReplicaSet => replica_set_row(obj, now),
-        Kind::DaemonSet => daemon_set_row(obj, now),
-        Kind::StatefulSet => stateful_set_row(obj, now),
-        Kind::Job => job_row(obj, now),
-        Kind::CronJob => cron_job_row(obj, now),
-        Kind::Service => service_row(obj, now),
-        Kind::Endpoints => endpoints_row(obj, now),
-        Kind::Node => node_row(obj, now),
-        Kind::Namespace => namespace_row(obj, now),
-        Kind::ConfigMap => config_map_row(obj, now),
-        Kind::Secret => secret_row(obj, now),
-        Kind::Event => event_row(obj, now),
-        Kind::ServiceAccount => service_account_row(obj, now),
-        Kind::Lease => lease_row(obj, now),
-        Kind::HorizontalPodAutoscaler => hpa_row(obj, now),
-        Kind::ResourceQuota => resource_quota_row(obj, now),
-        Kind::Other => vec![name(obj), age(obj, now)],
-    };
-    debug_assert_eq!(row.len(), defs(kind).len(), "row/column mismatch for {resource}");
+/// `columns(printer)`.
+pub fn cells(printer: &Printer, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let row = (printer.row)(obj, now);
+    debug_assert_eq!(row.len(), printer.columns.len(), "row/column mismatch");
     row
+}
+
+// ---------------------------------------------------------------------------------------------
+// The printers of the built-in kinds
+// ---------------------------------------------------------------------------------------------
+
+/// NAME + AGE, as the apiserver prints a resource that has no dedicated printer.
+pub static DEFAULT: Printer = Printer { columns: DEFAULT_COLS, row: default_row };
+pub static POD: Printer = Printer { columns: POD_COLS, row: pod_row };
+pub static DEPLOYMENT: Printer = Printer { columns: DEPLOYMENT_COLS, row: deployment_row };
+pub static REPLICA_SET: Printer = Printer { columns: REPLICA_SET_COLS, row: replica_set_row };
+pub static DAEMON_SET: Printer = Printer { columns: DAEMON_SET_COLS, row: daemon_set_row };
+pub static STATEFUL_SET: Printer = Printer { columns: STATEFUL_SET_COLS, row: stateful_set_row };
+pub static JOB: Printer = Printer { columns: JOB_COLS, row: job_row };
+pub static CRON_JOB: Printer = Printer { columns: CRON_JOB_COLS, row: cron_job_row };
+pub static SERVICE: Printer = Printer { columns: SERVICE_COLS, row: service_row };
+pub static ENDPOINTS: Printer = Printer { columns: ENDPOINTS_COLS, row: endpoints_row };
+pub static NODE: Printer = Printer { columns: NODE_COLS, row: node_row };
+pub static NAMESPACE: Printer = Printer { columns: NAMESPACE_COLS, row: namespace_row };
+pub static CONFIG_MAP: Printer = Printer { columns: CONFIG_MAP_COLS, row: config_map_row };
+pub static SECRET: Printer = Printer { columns: SECRET_COLS, row: secret_row };
+pub static EVENT: Printer = Printer { columns: EVENT_COLS, row: event_row };
+pub static SERVICE_ACCOUNT: Printer = Printer { columns: SERVICE_ACCOUNT_COLS, row: service_account_row };
+pub static LEASE: Printer = Printer { columns: LEASE_COLS, row: lease_row };
+pub static HPA: Printer = Printer { columns: HPA_COLS, row: hpa_row };
+pub static RESOURCE_QUOTA: Printer = Printer { columns: RESOURCE_QUOTA_COLS, row: resource_quota_row };
+
+fn default_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    vec![name(obj), age(obj, now)]
 }
 
 // ---------------------------------------------------------------------------------------------
 // Column definitions
 // ---------------------------------------------------------------------------------------------
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
-    Pod,
-    Deployment,
-    ReplicaSet,
-    DaemonSet,
-    StatefulSet,
-    Job,
-    CronJob,
-    Service,
-    Endpoints,
-    Node,
-    Namespace,
-    ConfigMap,
-    Secret,
-    Event,
-    ServiceAccount,
-    Lease,
-    HorizontalPodAutoscaler,
-    ResourceQuota,
-    Other,
-}
-
-fn kind_of(resource: &str) -> Kind {
-    // Accept "deployments.apps" / "events.events.k8s.io" too: the printer depends only on the
-    // plural, exactly as both event APIs share the core printer in Kubernetes.
-    let plural = resource.split('.').next().unwrap_or_default().to_ascii_lowercase();
-    match plural.as_str() {
-        "pods" => Kind::Pod,
-        "deployments" => Kind::Deployment,
-        "replicasets" => Kind::ReplicaSet,
-        "daemonsets" => Kind::DaemonSet,
-        "statefulsets" => Kind::StatefulSet,
-        "jobs" => Kind::Job,
-        "cronjobs" => Kind::CronJob,
-        "services" => Kind::Service,
-        "endpoints" => Kind::Endpoints,
-        "nodes" => Kind::Node,
-        "namespaces" => Kind::Namespace,
-        "configmaps" => Kind::ConfigMap,
-        "secrets" => Kind::Secret,
-        "events" => Kind::Event,
-        "serviceaccounts" => Kind::ServiceAccount,
-        "leases" => Kind::Lease,
-        "horizontalpodautoscalers" => Kind::HorizontalPodAutoscaler,
-        "resourcequotas" => Kind::ResourceQuota,
-        _ => Kind::Other,
-    }
-}
 
 struct Col {
     name: &'static str,
@@ -146,30 +119,6 @@ const NAME: Col = Col { name: "Name", ty: "string", format: "name", desc: D_NAME
 const AGE: Col = col("Age", "string", D_CREATED);
 const CONTAINERS: Col = wide("Containers", "string", "Names of each container in the template.");
 const IMAGES: Col = wide("Images", "string", "Images referenced by each container in the template.");
-
-fn defs(kind: Kind) -> &'static [Col] {
-    match kind {
-        Kind::Pod => POD_COLS,
-        Kind::Deployment => DEPLOYMENT_COLS,
-        Kind::ReplicaSet => REPLICA_SET_COLS,
-        Kind::DaemonSet => DAEMON_SET_COLS,
-        Kind::StatefulSet => STATEFUL_SET_COLS,
-        Kind::Job => JOB_COLS,
-        Kind::CronJob => CRON_JOB_COLS,
-        Kind::Service => SERVICE_COLS,
-        Kind::Endpoints => ENDPOINTS_COLS,
-        Kind::Node => NODE_COLS,
-        Kind::Namespace => NAMESPACE_COLS,
-        Kind::ConfigMap => CONFIG_MAP_COLS,
-        Kind::Secret => SECRET_COLS,
-        Kind::Event => EVENT_COLS,
-        Kind::ServiceAccount => SERVICE_ACCOUNT_COLS,
-        Kind::Lease => LEASE_COLS,
-        Kind::HorizontalPodAutoscaler => HPA_COLS,
-        Kind::ResourceQuota => RESOURCE_QUOTA_COLS,
-        Kind::Other => DEFAULT_COLS,
-    }
-}
 
 // What the apiextensions server prints for a resource without printer columns: the name and an
 // "Age" date column rendered as a human duration.
@@ -1463,5 +1412,5 @@ fn quantity_ptr(v: Option<&Value>) -> String {
 }
 
 #[cfg(test)]
-#[path = "table_tests.rs"]
+#[path = "printers_tests.rs"]
 mod tests;

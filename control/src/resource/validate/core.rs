@@ -491,9 +491,17 @@ fn map_member(v: &Value, k: &str) -> Value {
     }
 }
 
+pub(crate) fn validate_configmap_update(old: &Value, new: &Value, errs: &mut Errs) {
+    validate_immutable_data_update(false, old, new, errs);
+}
+
+pub(crate) fn validate_secret_update(old: &Value, new: &Value, errs: &mut Errs) {
+    validate_immutable_data_update(true, old, new, errs);
+}
+
 /// ConfigMap/Secret: `immutable: true` freezes data (and a Secret's type is always fixed).
-pub(crate) fn validate_immutable_data_update(kind: &str, old: &Value, new: &Value, errs: &mut Errs) {
-    if kind == "Secret" {
+fn validate_immutable_data_update(secret: bool, old: &Value, new: &Value, errs: &mut Errs) {
+    if secret {
         let ty = |v: &Value| get(v, "type").cloned().unwrap_or(Value::Null);
         meta::immutable(errs, "type", Some(&ty(old)), Some(&ty(new)));
     }
@@ -503,7 +511,7 @@ pub(crate) fn validate_immutable_data_update(kind: &str, old: &Value, new: &Valu
     if get(new, "immutable").and_then(Value::as_bool) != Some(true) {
         errs.push(FieldError::forbidden("immutable", IMMUTABLE_WHEN_SET));
     }
-    let fields: &[&str] = if kind == "Secret" { &["data"] } else { &["data", "binaryData"] };
+    let fields: &[&str] = if secret { &["data"] } else { &["data", "binaryData"] };
     for f in fields {
         if map_member(old, f) != map_member(new, f) {
             errs.push(FieldError::forbidden(f, IMMUTABLE_WHEN_SET));

@@ -1,6 +1,7 @@
 //! Table-driven tests for the table printers. Expected cells follow kube-apiserver's printers
 //! (pkg/printers/internalversion/printers.go).
 
+use super::other::{quantity, quantity_ptr};
 use super::*;
 
 /// The printer a request for `resource` (a plural, possibly group-qualified) gets: the served

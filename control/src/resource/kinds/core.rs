@@ -8,7 +8,7 @@ use crate::resource::patch_schema::Ty;
 use crate::resource::printers;
 use crate::resource::strategy::Strategy;
 use crate::resource::typed::round_trip;
-use crate::resource::validate::{core, defaults, no_update_rules, pod};
+use crate::resource::validate::{cluster, config, defaults, event, no_update_rules, pod, quota, service};
 
 /// Pods start `Pending`, with their QoS class computed once.
 fn prepare_pod(obj: &mut Value) {
@@ -22,7 +22,7 @@ fn prepare_namespace(obj: &mut Value) {
 
 pub static NAMESPACE: Strategy = Strategy {
     defaults: defaults::default_namespace,
-    validate: core::validate_namespace,
+    validate: cluster::validate_namespace,
     validate_update: no_update_rules,
     decode: round_trip::<v1::Namespace>,
     prepare_for_create: prepare_namespace,
@@ -33,8 +33,8 @@ pub static NAMESPACE: Strategy = Strategy {
 
 pub static NODE: Strategy = Strategy {
     defaults: defaults::default_node,
-    validate: core::validate_node,
-    validate_update: core::validate_node_update,
+    validate: cluster::validate_node,
+    validate_update: cluster::validate_node_update,
     decode: round_trip::<v1::Node>,
     prepare_for_create: keep_as_given,
     has_generation: false,
@@ -55,8 +55,8 @@ pub static POD: Strategy = Strategy {
 
 pub static SERVICE: Strategy = Strategy {
     defaults: defaults::default_service,
-    validate: core::validate_service,
-    validate_update: core::validate_service_update,
+    validate: service::validate_service,
+    validate_update: service::validate_service_update,
     decode: round_trip::<v1::Service>,
     prepare_for_create: clear_status,
     has_generation: true,
@@ -66,7 +66,7 @@ pub static SERVICE: Strategy = Strategy {
 
 pub static ENDPOINTS: Strategy = Strategy {
     defaults: defaults::default_endpoints,
-    validate: core::validate_endpoints,
+    validate: service::validate_endpoints,
     validate_update: no_update_rules,
     decode: round_trip::<v1::Endpoints>,
     prepare_for_create: keep_as_given,
@@ -77,8 +77,8 @@ pub static ENDPOINTS: Strategy = Strategy {
 
 pub static CONFIG_MAP: Strategy = Strategy {
     defaults: defaults::default_nothing,
-    validate: core::validate_configmap,
-    validate_update: core::validate_configmap_update,
+    validate: config::validate_configmap,
+    validate_update: config::validate_configmap_update,
     decode: round_trip::<v1::ConfigMap>,
     prepare_for_create: keep_as_given,
     has_generation: true,
@@ -88,8 +88,8 @@ pub static CONFIG_MAP: Strategy = Strategy {
 
 pub static SECRET: Strategy = Strategy {
     defaults: defaults::default_secret,
-    validate: core::validate_secret,
-    validate_update: core::validate_secret_update,
+    validate: config::validate_secret,
+    validate_update: config::validate_secret_update,
     decode: round_trip::<v1::Secret>,
     prepare_for_create: keep_as_given,
     has_generation: true,
@@ -99,8 +99,8 @@ pub static SECRET: Strategy = Strategy {
 
 pub static EVENT: Strategy = Strategy {
     defaults: defaults::default_nothing,
-    validate: core::validate_event,
-    validate_update: core::validate_event_update,
+    validate: event::validate_event,
+    validate_update: event::validate_event_update,
     decode: round_trip::<v1::Event>,
     prepare_for_create: keep_as_given,
     has_generation: true,
@@ -110,7 +110,7 @@ pub static EVENT: Strategy = Strategy {
 
 pub static SERVICE_ACCOUNT: Strategy = Strategy {
     defaults: defaults::default_nothing,
-    validate: core::validate_service_account,
+    validate: config::validate_service_account,
     validate_update: no_update_rules,
     decode: round_trip::<v1::ServiceAccount>,
     prepare_for_create: keep_as_given,
@@ -121,7 +121,7 @@ pub static SERVICE_ACCOUNT: Strategy = Strategy {
 
 pub static RESOURCE_QUOTA: Strategy = Strategy {
     defaults: defaults::default_nothing,
-    validate: core::validate_resource_quota,
+    validate: quota::validate_resource_quota,
     validate_update: no_update_rules,
     decode: round_trip::<v1::ResourceQuota>,
     prepare_for_create: clear_status,

@@ -13,13 +13,17 @@
 
 pub(crate) mod apps;
 pub(crate) mod batch;
-pub(crate) mod core;
+pub(crate) mod cluster;
+pub(crate) mod config;
 pub(crate) mod defaults;
+pub(crate) mod event;
 mod json;
 mod meta;
 mod names;
 pub(crate) mod other;
 pub(crate) mod pod;
+pub(crate) mod quota;
+pub(crate) mod service;
 
 #[cfg(test)]
 mod tests;

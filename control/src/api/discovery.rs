@@ -96,7 +96,7 @@ fn resource_entries(r: &ResourceInfo) -> Vec<Value> {
     if r.has_scale {
         out.push(sub("scale", "Scale", Some(("autoscaling", "v1")), &["get", "patch", "update"]));
     }
-    if r.kind == "Pod" {
+    if r.has_pod_subresources {
         out.push(sub("binding", "Binding", None, &["create"]));
         out.push(sub("eviction", "Eviction", Some(("policy", "v1")), &["create"]));
         out.push(sub("log", "Pod", None, &["get"]));

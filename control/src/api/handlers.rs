@@ -39,13 +39,15 @@ pub async fn dispatch(state: &ApiState, req: ApiRequest) -> Result<Response, Api
         (&Method::DELETE, true, None) => delete(state, req).await,
         (&Method::DELETE, false, None) => delete_collection(state, req).await,
         (_, true, Some("scale")) if req.target.info.has_scale => subresources::scale(state, req).await,
-        (&Method::POST, true, Some("binding")) if req.target.info.kind == "Pod" => {
+        (&Method::POST, true, Some("binding")) if req.target.info.has_pod_subresources => {
             subresources::binding(state, req).await
         }
-        (&Method::POST, true, Some("eviction")) if req.target.info.kind == "Pod" => {
+        (&Method::POST, true, Some("eviction")) if req.target.info.has_pod_subresources => {
             subresources::eviction(state, req).await
         }
-        (&Method::GET, true, Some("log")) if req.target.info.kind == "Pod" => subresources::log(state, req).await,
+        (&Method::GET, true, Some("log")) if req.target.info.has_pod_subresources => {
+            subresources::log(state, req).await
+        }
         (m, _, _) => Err(ApiError::MethodNotAllowed(format!(
             "the server does not allow this method on the requested resource ({m})"
         ))),
@@ -57,7 +59,7 @@ fn is_subresource(info: &crate::resource::ResourceInfo, sub: &str) -> bool {
     match sub {
         "status" => info.has_status,
         "scale" => info.has_scale,
-        "binding" | "eviction" | "log" => info.kind == "Pod",
+        "binding" | "eviction" | "log" => info.has_pod_subresources,
         _ => false,
     }
 }

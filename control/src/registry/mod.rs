@@ -24,6 +24,7 @@ pub mod storage;
 use berth_store::Store;
 use serde_json::{json, Value};
 
+use crate::resource::strategy::Deletion;
 use crate::resource::{self, typed, validate, ApiError, Cause, ResourceInfo, Subject};
 use object::{meta_mut, timestamp};
 use storage::{Guard, Stored, Write};
@@ -845,12 +846,13 @@ fn deletion_complete(info: &ResourceInfo, obj: &Value) -> bool {
     object::is_deleting(obj)
         && object::finalizers(obj).is_empty()
         && !graceful_pending(info, obj)
-        && !(info.kind == "Namespace" && obj["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()))
+        && !(info.strategy.deletion == Deletion::Namespace
+            && obj["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()))
 }
 
 /// A pod whose graceful deletion still waits for its agent.
 fn graceful_pending(info: &ResourceInfo, obj: &Value) -> bool {
-    info.kind == "Pod"
+    info.strategy.deletion == Deletion::GracefulPod
         && object::meta(obj).and_then(|m| m.get("deletionGracePeriodSeconds")).and_then(Value::as_i64).unwrap_or(0) > 0
 }
 
@@ -867,8 +869,8 @@ fn mark_for_deletion(info: &ResourceInfo, obj: &Value, grace: Option<i64>, propa
         }
     }
     let finalizers = object::finalizers(&marked);
-    match info.kind {
-        "Pod" => {
+    match info.strategy.deletion {
+        Deletion::GracefulPod => {
             let bound = obj["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
             let finished = matches!(obj["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
             let default_grace = obj["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30);
@@ -888,7 +890,7 @@ fn mark_for_deletion(info: &ResourceInfo, obj: &Value, grace: Option<i64>, propa
             m.insert("deletionGracePeriodSeconds".into(), json!(grace));
             Some(marked)
         }
-        "Namespace" => {
+        Deletion::Namespace => {
             if deletion_complete(info, obj) {
                 return None;
             }
@@ -900,7 +902,7 @@ fn mark_for_deletion(info: &ResourceInfo, obj: &Value, grace: Option<i64>, propa
             marked["status"]["phase"] = json!("Terminating");
             Some(marked)
         }
-        _ if !finalizers.is_empty() => {
+        Deletion::Finalizers if !finalizers.is_empty() => {
             if !object::is_deleting(obj) {
                 let m = meta_mut(&mut marked);
                 m.insert("deletionTimestamp".into(), json!(timestamp(now)));
@@ -908,7 +910,7 @@ fn mark_for_deletion(info: &ResourceInfo, obj: &Value, grace: Option<i64>, propa
             }
             Some(marked)
         }
-        _ => None,
+        Deletion::Finalizers => None,
     }
 }
 

@@ -31,6 +31,19 @@ pub struct Strategy {
     pub patch_schema: Ty,
     /// The kind's server-side table printer.
     pub printer: &'static Printer,
+    /// How a delete proceeds.
+    pub deletion: Deletion,
+}
+
+/// How an object's deletion proceeds (the registry carries it out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    /// Gone at once unless finalizers hold it.
+    Finalizers,
+    /// A bound, unfinished pod waits its grace period for its agent to stop it.
+    GracefulPod,
+    /// `Terminating` until its contents and `spec.finalizers` are gone.
+    Namespace,
 }
 
 impl std::fmt::Debug for Strategy {

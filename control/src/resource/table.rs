@@ -21,6 +21,8 @@ pub struct ResourceInfo {
     pub categories: &'static [&'static str],
     pub has_status: bool,
     pub has_scale: bool,
+    /// Serves a pod's `binding`, `eviction` and `log` subresources.
+    pub has_pod_subresources: bool,
     /// The kind's rules: defaults, validation, create preparation, patch schema, printer.
     pub strategy: &'static Strategy,
 }
@@ -55,6 +57,7 @@ const fn r(
         categories: &[],
         has_status: false,
         has_scale: false,
+        has_pod_subresources: false,
         strategy,
     }
 }
@@ -66,6 +69,10 @@ impl ResourceInfo {
     }
     const fn scale(mut self) -> Self {
         self.has_scale = true;
+        self
+    }
+    const fn pod_subresources(mut self) -> Self {
+        self.has_pod_subresources = true;
         self
     }
     const fn all(mut self) -> Self {
@@ -118,7 +125,7 @@ impl ResourceInfo {
 pub static RESOURCES: &[ResourceInfo] = &[
     r("", "v1", "namespaces", "namespace", "Namespace", false, &["ns"], &core::NAMESPACE).status(),
     r("", "v1", "nodes", "node", "Node", false, &["no"], &core::NODE).status(),
-    r("", "v1", "pods", "pod", "Pod", true, &["po"], &core::POD).status().all(),
+    r("", "v1", "pods", "pod", "Pod", true, &["po"], &core::POD).status().pod_subresources().all(),
     r("", "v1", "services", "service", "Service", true, &["svc"], &core::SERVICE).status().all(),
     r("", "v1", "endpoints", "endpoints", "Endpoints", true, &["ep"], &core::ENDPOINTS),
     r("", "v1", "configmaps", "configmap", "ConfigMap", true, &["cm"], &core::CONFIG_MAP),

@@ -5,7 +5,7 @@ use k8s_openapi::api::apps::v1;
 use super::clear_status;
 use crate::resource::patch_schema::Ty;
 use crate::resource::printers;
-use crate::resource::strategy::Strategy;
+use crate::resource::strategy::{Deletion, Strategy};
 use crate::resource::typed::round_trip;
 use crate::resource::validate::{apps, defaults};
 
@@ -18,6 +18,7 @@ pub static DEPLOYMENT: Strategy = Strategy {
     has_generation: true,
     patch_schema: Ty::DeploymentRoot,
     printer: &printers::DEPLOYMENT,
+    deletion: Deletion::Finalizers,
 };
 
 pub static REPLICA_SET: Strategy = Strategy {
@@ -29,6 +30,7 @@ pub static REPLICA_SET: Strategy = Strategy {
     has_generation: true,
     patch_schema: Ty::WorkloadRoot,
     printer: &printers::REPLICA_SET,
+    deletion: Deletion::Finalizers,
 };
 
 pub static DAEMON_SET: Strategy = Strategy {
@@ -40,6 +42,7 @@ pub static DAEMON_SET: Strategy = Strategy {
     has_generation: true,
     patch_schema: Ty::WorkloadRoot,
     printer: &printers::DAEMON_SET,
+    deletion: Deletion::Finalizers,
 };
 
 pub static STATEFUL_SET: Strategy = Strategy {
@@ -51,4 +54,5 @@ pub static STATEFUL_SET: Strategy = Strategy {
     has_generation: true,
     patch_schema: Ty::WorkloadRoot,
     printer: &printers::STATEFUL_SET,
+    deletion: Deletion::Finalizers,
 };

@@ -5,7 +5,7 @@ use k8s_openapi::api::batch::v1;
 use super::clear_status;
 use crate::resource::patch_schema::Ty;
 use crate::resource::printers;
-use crate::resource::strategy::Strategy;
+use crate::resource::strategy::{Deletion, Strategy};
 use crate::resource::typed::round_trip;
 use crate::resource::validate::{batch, defaults, no_update_rules};
 
@@ -18,6 +18,7 @@ pub static JOB: Strategy = Strategy {
     has_generation: true,
     patch_schema: Ty::JobRoot,
     printer: &printers::JOB,
+    deletion: Deletion::Finalizers,
 };
 
 pub static CRON_JOB: Strategy = Strategy {
@@ -29,4 +30,5 @@ pub static CRON_JOB: Strategy = Strategy {
     has_generation: true,
     patch_schema: Ty::CronJobRoot,
     printer: &printers::CRON_JOB,
+    deletion: Deletion::Finalizers,
 };

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::{clear_status, keep_as_given};
 use crate::resource::patch_schema::Ty;
 use crate::resource::printers;
-use crate::resource::strategy::Strategy;
+use crate::resource::strategy::{Deletion, Strategy};
 use crate::resource::typed::round_trip;
 use crate::resource::validate::{cluster, config, defaults, event, no_update_rules, pod, quota, service};
 
@@ -29,6 +29,7 @@ pub static NAMESPACE: Strategy = Strategy {
     has_generation: false,
     patch_schema: Ty::NamespaceRoot,
     printer: &printers::NAMESPACE,
+    deletion: Deletion::Namespace,
 };
 
 pub static NODE: Strategy = Strategy {
@@ -40,6 +41,7 @@ pub static NODE: Strategy = Strategy {
     has_generation: false,
     patch_schema: Ty::NodeRoot,
     printer: &printers::NODE,
+    deletion: Deletion::Finalizers,
 };
 
 pub static POD: Strategy = Strategy {
@@ -51,6 +53,7 @@ pub static POD: Strategy = Strategy {
     has_generation: true,
     patch_schema: Ty::PodRoot,
     printer: &printers::POD,
+    deletion: Deletion::GracefulPod,
 };
 
 pub static SERVICE: Strategy = Strategy {
@@ -62,6 +65,7 @@ pub static SERVICE: Strategy = Strategy {
     has_generation: true,
     patch_schema: Ty::ServiceRoot,
     printer: &printers::SERVICE,
+    deletion: Deletion::Finalizers,
 };
 
 pub static ENDPOINTS: Strategy = Strategy {
@@ -73,6 +77,7 @@ pub static ENDPOINTS: Strategy = Strategy {
     has_generation: true,
     patch_schema: Ty::GenericRoot,
     printer: &printers::ENDPOINTS,
+    deletion: Deletion::Finalizers,
 };
 
 pub static CONFIG_MAP: Strategy = Strategy {
@@ -84,6 +89,7 @@ pub static CONFIG_MAP: Strategy = Strategy {
     has_generation: true,
     patch_schema: Ty::GenericRoot,
     printer: &printers::CONFIG_MAP,
+    deletion: Deletion::Finalizers,
 };
 
 pub static SECRET: Strategy = Strategy {
@@ -95,6 +101,7 @@ pub static SECRET: Strategy = Strategy {
     has_generation: true,
     patch_schema: Ty::GenericRoot,
     printer: &printers::SECRET,
+    deletion: Deletion::Finalizers,
 };
 
 pub static EVENT: Strategy = Strategy {
@@ -106,6 +113,7 @@ pub static EVENT: Strategy = Strategy {
     has_generation: true,
     patch_schema: Ty::GenericRoot,
     printer: &printers::EVENT,
+    deletion: Deletion::Finalizers,
 };
 
 pub static SERVICE_ACCOUNT: Strategy = Strategy {
@@ -117,6 +125,7 @@ pub static SERVICE_ACCOUNT: Strategy = Strategy {
     has_generation: true,
     patch_schema: Ty::ServiceAccountRoot,
     printer: &printers::SERVICE_ACCOUNT,
+    deletion: Deletion::Finalizers,
 };
 
 pub static RESOURCE_QUOTA: Strategy = Strategy {
@@ -128,4 +137,5 @@ pub static RESOURCE_QUOTA: Strategy = Strategy {
     has_generation: true,
     patch_schema: Ty::GenericRoot,
     printer: &printers::RESOURCE_QUOTA,
+    deletion: Deletion::Finalizers,
 };

@@ -6,7 +6,7 @@ use k8s_openapi::api::{autoscaling, coordination};
 use super::{clear_status, keep_as_given};
 use crate::resource::patch_schema::Ty;
 use crate::resource::printers;
-use crate::resource::strategy::Strategy;
+use crate::resource::strategy::{Deletion, Strategy};
 use crate::resource::typed::round_trip;
 use crate::resource::validate::{defaults, no_update_rules, other};
 
@@ -19,6 +19,7 @@ pub static LEASE: Strategy = Strategy {
     has_generation: true,
     patch_schema: Ty::GenericRoot,
     printer: &printers::LEASE,
+    deletion: Deletion::Finalizers,
 };
 
 pub static HORIZONTAL_POD_AUTOSCALER: Strategy = Strategy {
@@ -30,4 +31,5 @@ pub static HORIZONTAL_POD_AUTOSCALER: Strategy = Strategy {
     has_generation: true,
     patch_schema: Ty::HpaRoot,
     printer: &printers::HPA,
+    deletion: Deletion::Finalizers,
 };

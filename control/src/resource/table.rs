@@ -41,10 +41,10 @@ const fn r(
     version: &'static str,
     plural: &'static str,
     singular: &'static str,
-    kind: &'static str,
+    // The kind's name and its strategy, side by side so neither is forgotten.
+    (kind, strategy): (&'static str, &'static Strategy),
     namespaced: bool,
     short_names: &'static [&'static str],
-    strategy: &'static Strategy,
 ) -> ResourceInfo {
     ResourceInfo {
         group,
@@ -123,47 +123,46 @@ impl ResourceInfo {
 
 /// Every served resource, in discovery order (kubectl prefers earlier groups).
 pub static RESOURCES: &[ResourceInfo] = &[
-    r("", "v1", "namespaces", "namespace", "Namespace", false, &["ns"], &core::NAMESPACE).status(),
-    r("", "v1", "nodes", "node", "Node", false, &["no"], &core::NODE).status(),
-    r("", "v1", "pods", "pod", "Pod", true, &["po"], &core::POD).status().pod_subresources().all(),
-    r("", "v1", "services", "service", "Service", true, &["svc"], &core::SERVICE).status().all(),
-    r("", "v1", "endpoints", "endpoints", "Endpoints", true, &["ep"], &core::ENDPOINTS),
-    r("", "v1", "configmaps", "configmap", "ConfigMap", true, &["cm"], &core::CONFIG_MAP),
-    r("", "v1", "secrets", "secret", "Secret", true, &[], &core::SECRET),
-    r("", "v1", "events", "event", "Event", true, &["ev"], &core::EVENT),
-    r("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, &["sa"], &core::SERVICE_ACCOUNT),
-    r("", "v1", "resourcequotas", "resourcequota", "ResourceQuota", true, &["quota"], &core::RESOURCE_QUOTA).status(),
-    r("apps", "v1", "deployments", "deployment", "Deployment", true, &["deploy"], &apps::DEPLOYMENT)
+    r("", "v1", "namespaces", "namespace", ("Namespace", &core::NAMESPACE), false, &["ns"]).status(),
+    r("", "v1", "nodes", "node", ("Node", &core::NODE), false, &["no"]).status(),
+    r("", "v1", "pods", "pod", ("Pod", &core::POD), true, &["po"]).status().pod_subresources().all(),
+    r("", "v1", "services", "service", ("Service", &core::SERVICE), true, &["svc"]).status().all(),
+    r("", "v1", "endpoints", "endpoints", ("Endpoints", &core::ENDPOINTS), true, &["ep"]),
+    r("", "v1", "configmaps", "configmap", ("ConfigMap", &core::CONFIG_MAP), true, &["cm"]),
+    r("", "v1", "secrets", "secret", ("Secret", &core::SECRET), true, &[]),
+    r("", "v1", "events", "event", ("Event", &core::EVENT), true, &["ev"]),
+    r("", "v1", "serviceaccounts", "serviceaccount", ("ServiceAccount", &core::SERVICE_ACCOUNT), true, &["sa"]),
+    r("", "v1", "resourcequotas", "resourcequota", ("ResourceQuota", &core::RESOURCE_QUOTA), true, &["quota"]).status(),
+    r("apps", "v1", "deployments", "deployment", ("Deployment", &apps::DEPLOYMENT), true, &["deploy"])
         .status()
         .scale()
         .all(),
-    r("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, &["rs"], &apps::REPLICA_SET)
+    r("apps", "v1", "replicasets", "replicaset", ("ReplicaSet", &apps::REPLICA_SET), true, &["rs"])
         .status()
         .scale()
         .all(),
-    r("apps", "v1", "daemonsets", "daemonset", "DaemonSet", true, &["ds"], &apps::DAEMON_SET).status().all(),
-    r("apps", "v1", "statefulsets", "statefulset", "StatefulSet", true, &["sts"], &apps::STATEFUL_SET)
+    r("apps", "v1", "daemonsets", "daemonset", ("DaemonSet", &apps::DAEMON_SET), true, &["ds"]).status().all(),
+    r("apps", "v1", "statefulsets", "statefulset", ("StatefulSet", &apps::STATEFUL_SET), true, &["sts"])
         .status()
         .scale()
         .all(),
-    r("batch", "v1", "jobs", "job", "Job", true, &[], &batch::JOB).status().all(),
-    r("batch", "v1", "cronjobs", "cronjob", "CronJob", true, &["cj"], &batch::CRON_JOB).status().all(),
-    r("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, &[], &other::LEASE),
+    r("batch", "v1", "jobs", "job", ("Job", &batch::JOB), true, &[]).status().all(),
+    r("batch", "v1", "cronjobs", "cronjob", ("CronJob", &batch::CRON_JOB), true, &["cj"]).status().all(),
+    r("coordination.k8s.io", "v1", "leases", "lease", ("Lease", &other::LEASE), true, &[]),
     r(
         "autoscaling",
         "v2",
         "horizontalpodautoscalers",
         "horizontalpodautoscaler",
-        "HorizontalPodAutoscaler",
+        ("HorizontalPodAutoscaler", &other::HORIZONTAL_POD_AUTOSCALER),
         true,
         &["hpa"],
-        &other::HORIZONTAL_POD_AUTOSCALER,
     )
     .status()
     .all(),
     // Old manifests still say extensions/v1beta1; they are stored and served as apps/v1.
     // No short names: `deploy` must mean apps/v1 without kubectl warning about ambiguity.
-    r("extensions", "v1beta1", "deployments", "deployment", "Deployment", true, &[], &apps::DEPLOYMENT)
+    r("extensions", "v1beta1", "deployments", "deployment", ("Deployment", &apps::DEPLOYMENT), true, &[])
         .status()
         .scale(),
 ];

@@ -459,7 +459,7 @@ impl Registry {
                 .map_err(|(field, value, detail)| field_invalid(info, &name, &field, &value, &detail))?;
             // Allocation fills fields (a Service's clusterIP, nodePorts) that admission saw
             // empty; only then is there anything new to validate.
-            if info.kind == "Service" {
+            if services::allocates(info) {
                 let errors = validate::validate_create(info, &candidate);
                 if !errors.is_empty() {
                     return Err(invalid(info, &name, causes(errors)));

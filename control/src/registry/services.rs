@@ -76,9 +76,15 @@ pub fn allocation_keys(info: &ResourceInfo, obj: &Value) -> Vec<String> {
     keys_of(info, obj).into_iter().collect()
 }
 
+/// Whether objects of `info` hold cluster IPs and node ports (Services alone): the one place
+/// the registry asks, so the rest of it never names the kind.
+pub fn allocates(info: &ResourceInfo) -> bool {
+    info.kind == "Service"
+}
+
 fn keys_of(info: &ResourceInfo, obj: &Value) -> BTreeSet<String> {
     let mut keys = BTreeSet::new();
-    if info.kind != "Service" {
+    if !allocates(info) {
         return keys;
     }
     if let Some(ip) = obj["spec"]["clusterIP"].as_str().filter(|ip| !ip.is_empty() && *ip != "None") {
@@ -100,7 +106,7 @@ pub fn allocate(
     old: Option<&Value>,
 ) -> Result<Allocations, (String, String, String)> {
     let mut out = Allocations::default();
-    if info.kind != "Service" || !obj["spec"].is_object() {
+    if !allocates(info) || !obj["spec"].is_object() {
         return Ok(out);
     }
     let old_keys = old.map(|o| keys_of(info, o)).unwrap_or_default();

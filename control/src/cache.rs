@@ -23,9 +23,9 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::error::ApiError;
-use crate::api::resources::{ResourceInfo, RESOURCES};
 use crate::registry::{object, storage};
+use crate::resource::ApiError;
+use crate::resource::{ResourceInfo, RESOURCES};
 
 /// Recent events kept per resource for watches that resume from a resourceVersion: at most
 /// this many…

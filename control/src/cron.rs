@@ -3,7 +3,7 @@
 //! month/weekday names, the descriptors `@yearly @annually @monthly @weekly @daily
 //! @midnight @hourly` and `@every <duration>`; evaluated in an IANA time zone.
 //!
-//! One parser serves API validation (`registry::validate::batch`, robfig's exact error
+//! One parser serves API validation (`resource::validate::batch`, robfig's exact error
 //! texts) and the CronJob controller (bit sets, next activation). Next times are
 //! searched over the zone's wall clock: a wall time skipped by a DST change fires at the
 //! first instant after the gap, a repeated one fires once (at its first occurrence).

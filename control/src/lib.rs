@@ -13,6 +13,7 @@ pub mod cli;
 pub mod cron;
 pub mod identity;
 pub mod registry;
+pub mod resource;
 pub mod serve;
 pub mod supervisor;
 pub mod tasks;

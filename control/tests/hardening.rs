@@ -469,7 +469,7 @@ async fn deleted_system_namespaces_are_restored() {
         berth_control::tasks::Settings { system_namespaces_every: Duration::from_secs(1), ..Default::default() };
     let cluster = Cluster::start_with(1, settings).await;
     let base = &cluster.servers[0].api_url;
-    let info = berth_control::api::resources::find("", "v1", "namespaces").unwrap();
+    let info = berth_control::resource::find("", "v1", "namespaces").unwrap();
     let key = berth_control::registry::storage::object_key(info, None, "kube-public");
     assert_eq!(get(base, "/api/v1/namespaces/kube-public").await.code, 200);
     let deleted = cluster.servers[0]

@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::error::ApiError;
+use crate::resource::error::ApiError;
 
 /// The deepest collection nesting a body may have: serde_json's recursion limit, so JSON and
 /// YAML bodies are refused at the same depth.

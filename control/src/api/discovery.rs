@@ -11,7 +11,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::resources::{self, ResourceInfo};
+use crate::resource::{self, ResourceInfo};
 
 /// The Kubernetes version Berth's API corresponds to (k8s-openapi's `v1_33` types).
 pub const KUBE_MINOR: &str = "33";
@@ -46,7 +46,7 @@ fn group_doc(group: &str, version: &str) -> Value {
 /// Every served group/version: the stored ones, then `metrics.k8s.io` (computed from
 /// scraped usage, listed last as kube-aggregator lists metrics-server's APIService).
 fn all_groups() -> Vec<(&'static str, &'static str)> {
-    let mut groups = resources::groups();
+    let mut groups = resource::groups();
     groups.push((super::resource_metrics::GROUP, super::resource_metrics::VERSION));
     groups
 }
@@ -96,7 +96,7 @@ fn resource_entries(r: &ResourceInfo) -> Vec<Value> {
     if r.has_scale {
         out.push(sub("scale", "Scale", Some(("autoscaling", "v1")), &["get", "patch", "update"]));
     }
-    if r.kind == "Pod" {
+    if r.has_pod_subresources {
         out.push(sub("binding", "Binding", None, &["create"]));
         out.push(sub("eviction", "Eviction", Some(("policy", "v1")), &["create"]));
         out.push(sub("log", "Pod", None, &["get"]));
@@ -109,7 +109,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     if (group, version) == (super::resource_metrics::GROUP, super::resource_metrics::VERSION) {
         return Some(super::resource_metrics::resource_list());
     }
-    let entries: Vec<Value> = resources::in_group_version(group, version).flat_map(resource_entries).collect();
+    let entries: Vec<Value> = resource::in_group_version(group, version).flat_map(resource_entries).collect();
     if entries.is_empty() {
         return None;
     }
@@ -120,7 +120,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
 /// "api/v1" or "apis/apps/v1" for every served group/version.
 fn openapi_group_versions() -> Vec<(String, &'static str, &'static str)> {
     let mut out = vec![("api/v1".to_string(), "", "v1")];
-    for (g, v) in resources::groups() {
+    for (g, v) in resource::groups() {
         out.push((format!("apis/{g}/{v}"), g, v));
     }
     out
@@ -145,7 +145,7 @@ fn query_param(name: &str) -> Value {
 pub fn openapi_v3(path: &str) -> Option<Value> {
     let (_, group, version) = openapi_group_versions().into_iter().find(|(p, _, _)| p == path)?;
     let mut paths = Map::new();
-    for r in resources::in_group_version(group, version) {
+    for r in resource::in_group_version(group, version) {
         let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
         let base = if r.namespaced {
             format!("/{path}/namespaces/{{namespace}}/{}", r.plural)

@@ -3,16 +3,20 @@
 //! registry or the watch cache, and renders the answer as the client asked (object,
 //! server-side `Table`, or `PartialObjectMetadata`).
 
-use axum::http::{header, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::error::ApiError;
-use super::request::{Query, Target};
-use super::{decode, json_response, patch, present, subresources, table, watch, ApiRequest, ApiState, Rendering};
+use super::body::{
+    apply_patch, check_patched_size, convert_legacy, decode_body_warned, decode_patch_warned, delete_options,
+    patch_error, patch_kind, patch_sets_resource_version, PatchKind,
+};
+use super::render::{metadata_only, render_one, table_of};
+use super::{json_response, patch, present, subresources, watch, ApiRequest, ApiState, Rendering};
 use crate::cache::Filter;
-use crate::registry::{object, storage, DeleteOptions, Deleted, Part, Propagation, WriteOptions};
+use crate::registry::{object, storage, Deleted, Part, WriteOptions};
+use crate::resource::ApiError;
 
 /// Routes one resource request to its handler.
 pub async fn dispatch(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
@@ -35,13 +39,15 @@ pub async fn dispatch(state: &ApiState, req: ApiRequest) -> Result<Response, Api
         (&Method::DELETE, true, None) => delete(state, req).await,
         (&Method::DELETE, false, None) => delete_collection(state, req).await,
         (_, true, Some("scale")) if req.target.info.has_scale => subresources::scale(state, req).await,
-        (&Method::POST, true, Some("binding")) if req.target.info.kind == "Pod" => {
+        (&Method::POST, true, Some("binding")) if req.target.info.has_pod_subresources => {
             subresources::binding(state, req).await
         }
-        (&Method::POST, true, Some("eviction")) if req.target.info.kind == "Pod" => {
+        (&Method::POST, true, Some("eviction")) if req.target.info.has_pod_subresources => {
             subresources::eviction(state, req).await
         }
-        (&Method::GET, true, Some("log")) if req.target.info.kind == "Pod" => subresources::log(state, req).await,
+        (&Method::GET, true, Some("log")) if req.target.info.has_pod_subresources => {
+            subresources::log(state, req).await
+        }
         (m, _, _) => Err(ApiError::MethodNotAllowed(format!(
             "the server does not allow this method on the requested resource ({m})"
         ))),
@@ -49,100 +55,12 @@ pub async fn dispatch(state: &ApiState, req: ApiRequest) -> Result<Response, Api
 }
 
 /// The subresources `info` serves.
-fn is_subresource(info: &crate::api::resources::ResourceInfo, sub: &str) -> bool {
+fn is_subresource(info: &crate::resource::ResourceInfo, sub: &str) -> bool {
     match sub {
         "status" => info.has_status,
         "scale" => info.has_scale,
-        "binding" | "eviction" | "log" => info.kind == "Pod",
+        "binding" | "eviction" | "log" => info.has_pod_subresources,
         _ => false,
-    }
-}
-
-/// Decodes a JSON (or YAML) body.
-pub async fn decode_body(req: &ApiRequest) -> Result<Value, ApiError> {
-    Ok(decode_body_warned(req).await?.0)
-}
-
-/// [`decode_body`], with the warnings about repeated keys `fieldValidation=Warn` sends
-/// (with `Strict` they are a 400).
-pub async fn decode_body_warned(req: &ApiRequest) -> Result<(Value, Vec<String>), ApiError> {
-    if req.body.is_empty() {
-        return Err(ApiError::BadRequest("the request body is empty".into()));
-    }
-    let ct = req.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
-    let media = ct.split(';').next().unwrap_or("").trim();
-    if !matches!(media, "application/json" | "application/yaml" | "" | "*/*") {
-        // Protobuf and CBOR bodies: client-go falls back to JSON on 415.
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {media:?})"
-        )));
-    }
-    let decoded =
-        if ct.contains("yaml") { decode::yaml(&req.body).await? } else { decode::json(&req.body, "the request body")? };
-    if !decoded.value.is_object() {
-        return Err(ApiError::BadRequest("the body of the request was not a JSON object".into()));
-    }
-    let warnings = decode::check_duplicates(&decoded.duplicates, req.query.write_options()?.field_validation)?;
-    Ok((convert_legacy(&req.target, decoded.value), warnings))
-}
-
-/// extensions/v1beta1 Deployments become apps/v1: the selector defaults to the template's
-/// labels (v1beta1 allowed omitting it) and fields apps/v1 dropped are removed.
-fn convert_legacy(target: &Target, mut body: Value) -> Value {
-    if !target.info.is_legacy_alias() {
-        return body;
-    }
-    let storage = target.info.storage();
-    if body.get("apiVersion").and_then(Value::as_str) == Some(&target.info.api_version()) {
-        body["apiVersion"] = json!(storage.api_version());
-    }
-    if let Some(spec) = body.get_mut("spec").and_then(Value::as_object_mut) {
-        spec.remove("rollbackTo");
-        spec.remove("templateGeneration");
-        if spec.get("selector").is_none_or(Value::is_null) {
-            if let Some(labels) = spec.get("template").and_then(|t| t["metadata"]["labels"].as_object()).cloned() {
-                spec.insert("selector".into(), json!({"matchLabels": labels}));
-            }
-        }
-    }
-    body
-}
-
-/// PartialObjectMetadata of an object.
-pub(crate) fn metadata_only(obj: &Value) -> Value {
-    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"].clone()})
-}
-
-/// A Table of `items` (columns included unless `with_columns` is false: watches send them once).
-pub fn table_of(req: &ApiRequest, items: &[Value], list_meta: Value, with_columns: bool) -> Value {
-    let resource = req.target.info.storage().plural;
-    let now = chrono::Utc::now();
-    let include = req.query.get("includeObject").unwrap_or("Metadata");
-    let rows: Vec<Value> = items
-        .iter()
-        .map(|o| {
-            let mut row = json!({"cells": table::cells(resource, o, now)});
-            match include {
-                "None" => {}
-                "Object" => row["object"] = present(&req.target, o.clone()),
-                _ => row["object"] = metadata_only(o),
-            }
-            row
-        })
-        .collect();
-    let columns = if with_columns { table::columns(resource) } else { vec![] };
-    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "columnDefinitions": columns, "rows": rows})
-}
-
-/// Renders one object as the client asked.
-pub fn render_one(req: &ApiRequest, obj: Value) -> Value {
-    match req.rendering {
-        Rendering::Object => present(&req.target, obj),
-        Rendering::Metadata => metadata_only(&obj),
-        Rendering::Table => {
-            let rv = object::resource_version(&obj).unwrap_or_default().to_string();
-            table_of(req, &[obj], json!({"resourceVersion": rv}), true)
-        }
     }
 }
 
@@ -343,113 +261,6 @@ async fn update(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError>
     Ok(json_response(StatusCode::OK, &render_one(&req, written.object), &warnings))
 }
 
-/// The patch types of the PATCH verb.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PatchKind {
-    Json,
-    Merge,
-    Strategic,
-    Apply,
-}
-
-pub fn patch_kind(req: &ApiRequest) -> Result<PatchKind, ApiError> {
-    let ct = req.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let media = ct.split(';').next().unwrap_or("").trim();
-    match media {
-        "application/json-patch+json" => Ok(PatchKind::Json),
-        "application/merge-patch+json" => Ok(PatchKind::Merge),
-        "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
-        "application/apply-patch+yaml" | "application/apply-patch+json" => Ok(PatchKind::Apply),
-        other => Err(ApiError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other:?})"
-        ))),
-    }
-}
-
-pub fn patch_error(e: patch::PatchError) -> ApiError {
-    match e {
-        patch::PatchError::Malformed(m) => ApiError::BadRequest(m),
-        patch::PatchError::TooLarge(m) => ApiError::TooLarge(m),
-        patch::PatchError::Invalid(m) => ApiError::Invalid {
-            qualified_kind: String::new(),
-            name: String::new(),
-            group: String::new(),
-            kind: String::new(),
-            causes: vec![super::error::Cause { reason: "FieldValueInvalid".into(), message: m, field: String::new() }],
-        },
-        patch::PatchError::Conflicts(list) => ApiError::ApplyConflict {
-            message: apply_conflict_message(&list),
-            causes: list
-                .iter()
-                .map(|(manager, field)| super::error::Cause {
-                    reason: "FieldManagerConflict".into(),
-                    message: format!("conflict with {manager:?}"),
-                    field: field.clone(),
-                })
-                .collect(),
-        },
-    }
-}
-
-/// kube-apiserver's wording for apply conflicts (`getConflictMessage`): one conflict on one
-/// line; several grouped by manager (sorted), one `- path` line each.
-pub fn apply_conflict_message(conflicts: &[(String, String)]) -> String {
-    if let [(manager, field)] = conflicts {
-        return format!("Apply failed with 1 conflict: conflict with {manager:?}: {field}");
-    }
-    let mut by_manager: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-    for (manager, field) in conflicts {
-        by_manager.entry(manager).or_default().push(field);
-    }
-    let mut lines = Vec::new();
-    for (manager, fields) in by_manager {
-        lines.push(format!("conflicts with {manager:?}:"));
-        lines.extend(fields.iter().map(|f| format!("- {f}")));
-    }
-    format!("Apply failed with {} conflicts: {}", conflicts.len(), lines.join("\n"))
-}
-
-/// Applies a decoded patch of `kind` to `doc`.
-pub fn apply_patch(kind: PatchKind, object_kind: &str, doc: &Value, patch_body: &Value) -> Result<Value, ApiError> {
-    let patched = match kind {
-        PatchKind::Json => patch::json_patch(doc, patch_body),
-        PatchKind::Merge => patch::merge_patch(doc, patch_body),
-        PatchKind::Strategic => patch::strategic_merge_patch(object_kind, doc, patch_body),
-        PatchKind::Apply => unreachable!("apply is handled by the caller"),
-    }
-    .map_err(patch_error)?;
-    check_patched_size(&patched)?;
-    Ok(patched)
-}
-
-/// The largest object a patch or apply may produce: kube-apiserver's request body limit.
-/// Checked before defaulting and normalising, which drop unknown fields: a patch that
-/// bloats a field the typed check then discards must not get through on the object's
-/// small stored size.
-pub const MAX_PATCHED_BYTES: usize = 3 * 1024 * 1024;
-
-fn check_patched_size(obj: &Value) -> Result<(), ApiError> {
-    if patch::json_size(obj) > MAX_PATCHED_BYTES {
-        return Err(ApiError::TooLarge(format!("limit is {MAX_PATCHED_BYTES}")));
-    }
-    Ok(())
-}
-
-pub async fn decode_patch(req: &ApiRequest, kind: PatchKind) -> Result<Value, ApiError> {
-    Ok(decode_patch_warned(req, kind).await?.0)
-}
-
-/// [`decode_patch`] with the warnings about repeated keys (see [`decode_body_warned`]).
-pub async fn decode_patch_warned(req: &ApiRequest, kind: PatchKind) -> Result<(Value, Vec<String>), ApiError> {
-    if req.body.is_empty() {
-        return Err(ApiError::BadRequest("the patch body is empty".into()));
-    }
-    let decoded =
-        if kind == PatchKind::Apply { decode::yaml(&req.body).await? } else { decode::json(&req.body, "the patch")? };
-    let warnings = decode::check_duplicates(&decoded.duplicates, req.query.write_options()?.field_validation)?;
-    Ok((decoded.value, warnings))
-}
-
 async fn patch_object(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
     let kind = patch_kind(&req)?;
     let (body, mut warnings) = decode_patch_warned(&req, kind).await?;
@@ -460,12 +271,12 @@ async fn patch_object(state: &ApiState, req: ApiRequest) -> Result<Response, Api
     if kind == PatchKind::Apply {
         return apply(state, &req, body, opts, &name, warnings).await;
     }
-    let object_kind = info.kind;
+    let schema = info.strategy.patch_schema;
     let written = state
         .registry
         .modify(info, ns, &name, part_of(&req), &opts, |current| {
             let presented = present(&req.target, current.clone());
-            let patched = apply_patch(kind, object_kind, &presented, &body)?;
+            let patched = apply_patch(kind, schema, &presented, &body)?;
             let mut next = convert_legacy(&req.target, patched);
             // As in Kubernetes, only a resourceVersion the patch itself sets is a
             // precondition: the one inherited from the current object must not turn a
@@ -478,16 +289,6 @@ async fn patch_object(state: &ApiState, req: ApiRequest) -> Result<Response, Api
         .await?;
     warnings.extend(written.warnings);
     Ok(json_response(StatusCode::OK, &render_one(&req, written.object), &warnings))
-}
-
-/// Whether a (non-apply) patch sets `metadata.resourceVersion` itself.
-pub(crate) fn patch_sets_resource_version(kind: PatchKind, body: &Value) -> bool {
-    match kind {
-        PatchKind::Json => body.as_array().is_some_and(|ops| {
-            ops.iter().any(|op| op["path"].as_str() == Some("/metadata/resourceVersion") && op["op"] != "remove")
-        }),
-        _ => !body["metadata"]["resourceVersion"].is_null(),
-    }
 }
 
 /// Server-side apply: update, or create when the object does not exist.
@@ -505,7 +306,7 @@ async fn apply(
             name: String::new(),
             group: "meta.k8s.io".into(),
             kind: "PatchOptions".into(),
-            causes: vec![super::error::Cause {
+            causes: vec![crate::resource::Cause {
                 reason: "FieldValueRequired".into(),
                 message: "fieldManager: Required value: is required for apply patch".into(),
                 field: "fieldManager".into(),
@@ -522,8 +323,9 @@ async fn apply(
     let result = state
         .registry
         .modify(info, ns, name, part_of(req), &write_opts, |current| {
-            let mut next = patch::server_side_apply(info.kind, Some(current), &body, &manager, force, &now)
-                .map_err(patch_error)?;
+            let mut next =
+                patch::server_side_apply(info.strategy.patch_schema, Some(current), &body, &manager, force, &now)
+                    .map_err(patch_error)?;
             check_patched_size(&next)?;
             // Only a resourceVersion in the applied configuration is a precondition (a stale
             // one is a 409, as in kube-apiserver); the live one must not turn a concurrent
@@ -545,8 +347,8 @@ async fn apply(
             Ok(json_response(StatusCode::OK, &render_one(req, w.object), &warnings))
         }
         Err(ApiError::NotFound(s)) if s.name == name && part_of(req) == Part::Main => {
-            let mut obj =
-                patch::server_side_apply(info.kind, None, &body, &manager, force, &now).map_err(patch_error)?;
+            let mut obj = patch::server_side_apply(info.strategy.patch_schema, None, &body, &manager, force, &now)
+                .map_err(patch_error)?;
             if object::name(&obj).is_none() {
                 object::meta_mut(&mut obj).insert("name".into(), json!(name));
             }
@@ -556,35 +358,6 @@ async fn apply(
         }
         Err(e) => Err(e),
     }
-}
-
-/// `DeleteOptions` from the body (if any) and the query.
-pub fn delete_options(query: &Query, body: &Value) -> Result<DeleteOptions, ApiError> {
-    let grace = match query.int("gracePeriodSeconds")? {
-        Some(g) => Some(g),
-        None => body["gracePeriodSeconds"].as_i64(),
-    };
-    let dry_run =
-        query.get("dryRun") == Some("All") || body["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"));
-    let propagation = match query.get("propagationPolicy").or(body["propagationPolicy"].as_str()) {
-        Some(p) => Propagation::parse(p).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "propagationPolicy: Unsupported value: {p:?}: supported values: \"Background\", \"Foreground\", \"Orphan\""
-            ))
-        })?,
-        // The deprecated boolean, still sent by old clients.
-        None if query.get("orphanDependents") == Some("true") || body["orphanDependents"] == true => {
-            Propagation::Orphan
-        }
-        None => Propagation::Background,
-    };
-    Ok(DeleteOptions {
-        grace_period_seconds: grace,
-        precondition_uid: body["preconditions"]["uid"].as_str().map(String::from),
-        precondition_resource_version: body["preconditions"]["resourceVersion"].as_str().map(String::from),
-        dry_run,
-        propagation,
-    })
 }
 
 /// The `Status` of a completed delete.

@@ -1,26 +1,32 @@
 //! The Kubernetes REST API: routing, content negotiation, and the response envelope.
 //!
-//! * [`resources`] — what is served; [`request`] — URL and query parsing;
+//! * [`request`] — URL and query parsing (what is served is `crate::resource`);
 //! * [`decode`] — JSON and YAML bodies, with their nesting and size limits;
+//! * [`body`] — request and patch bodies, `DeleteOptions`; [`render`] — object, metadata or table;
 //! * [`handlers`] — get/list/create/update/patch/delete/deletecollection;
 //! * [`watch`] — streaming watches from the watch cache;
 //! * [`subresources`] — scale, binding, eviction, log;
 //! * [`discovery`] — discovery, `/version`, OpenAPI v3; [`metrics`] — request metrics;
 //! * [`resource_metrics`] — `metrics.k8s.io` (NodeMetrics, PodMetrics) for `kubectl top`;
 //! * [`patch`] — JSON, merge, strategic merge patches and server-side apply;
-//! * [`table`] — server-side printing (`kubectl get` columns); [`error`] — `Status` errors.
+//! * server-side printing (`kubectl get` columns) is `crate::resource::printers`, `Status`
+//!   errors are `crate::resource::error`.
+//!
+//! Within this module requests flow one way: `mod` → `handlers` → `watch` / `subresources`
+//! → `body` / `render`.
 
+pub mod body;
 pub mod decode;
 pub mod discovery;
 pub mod error;
 pub mod handlers;
 pub mod metrics;
 pub mod patch;
+pub mod render;
 pub mod request;
 pub mod resource_metrics;
 pub mod resources;
 pub mod subresources;
-pub mod table;
 pub mod watch;
 
 use std::sync::Arc;
@@ -40,7 +46,7 @@ use tracing::Instrument;
 
 use crate::cache::WatchCache;
 use crate::registry::Registry;
-use error::ApiError;
+use crate::resource::ApiError;
 use metrics::ApiMetrics;
 use request::{Query, Target};
 

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 
 use berth_proto::selectors::{FieldSelector, LabelSelector};
 
-use super::error::ApiError;
-use super::resources::{self, ResourceInfo};
 use crate::cache::Filter;
 use crate::registry::{object, FieldValidation, WriteOptions};
+use crate::resource::ApiError;
+use crate::resource::{self, ResourceInfo};
 
 /// What a resource URL addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub struct Target {
 }
 
 fn not_found() -> ApiError {
-    ApiError::NotFound(super::error::Subject::default())
+    ApiError::NotFound(crate::resource::Subject::default())
 }
 
 /// Parses the segments after `/api/v1` or `/apis/{group}/{version}`.
@@ -32,7 +32,7 @@ pub fn parse_target(group: &str, version: &str, segments: &[&str]) -> Result<Tar
         Some(&"watch") => (true, &segments[1..]),
         _ => (false, segments),
     };
-    let find = |plural: &str| resources::find(group, version, plural);
+    let find = |plural: &str| resource::find(group, version, plural);
     // namespaces/{ns}/{resource}[/{name}[/{sub}]] when {resource} is a namespaced resource.
     if segments.len() >= 3 && segments[0] == "namespaces" {
         if let Some(info) = find(segments[2]).filter(|i| i.namespaced) {

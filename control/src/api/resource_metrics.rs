@@ -14,12 +14,12 @@ use axum::response::{IntoResponse, Response};
 use berth_proto::selectors::{FieldSelector, LabelSelector};
 use serde_json::{json, Value};
 
-use super::error::{ApiError, Subject};
 use super::request::Query;
-use super::resources;
 use super::{json_response, ApiState, Rendering};
 use crate::cache::Filter;
 use crate::registry::object;
+use crate::resource;
+use crate::resource::{ApiError, Subject};
 use crate::usage::{quantity, NodePoint, PodPoint, Usage};
 
 pub const GROUP: &str = "metrics.k8s.io";
@@ -100,7 +100,7 @@ fn selectors(query: &Query) -> Result<(LabelSelector, FieldSelector), ApiError> 
 }
 
 async fn objects(state: &ApiState, plural: &'static str, filter: Filter) -> Result<Vec<Arc<Value>>, ApiError> {
-    let info = resources::find("", "v1", plural).expect("core resource is served");
+    let info = resource::find("", "v1", plural).expect("core resource is served");
     Ok(state.cache.get(info).list(&filter, 0).await?.0)
 }
 
@@ -136,7 +136,7 @@ pub fn table(items: &[Value], include: &str) -> Value {
             match include {
                 "None" => {}
                 "Object" => row["object"] = m.clone(),
-                _ => row["object"] = super::handlers::metadata_only(m),
+                _ => row["object"] = super::render::metadata_only(m),
             }
             row
         })

@@ -15,11 +15,14 @@ use berth_proto::model::well_known;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
-use super::error::{ApiError, Cause, Subject};
-use super::handlers::{apply_patch, decode_body, decode_patch, delete_options, patch_kind, PatchKind};
-use super::resources;
+use super::body::{
+    apply_patch, decode_body, decode_patch, delete_options, patch_kind, patch_sets_resource_version, PatchKind,
+};
 use super::{body_response, json_response, ApiRequest, ApiState};
 use crate::registry::{object, Part, WriteOptions};
+use crate::resource;
+use crate::resource::patch_schema::Ty;
+use crate::resource::{ApiError, Cause, Subject};
 
 /// How long the API server waits to connect to an agent for logs.
 const AGENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -99,7 +102,8 @@ pub async fn scale(state: &ApiState, req: ApiRequest) -> Result<Response, ApiErr
         .modify(info, ns, &name, Part::Main, &opts, |current| {
             let view = scale_of(current);
             let new_view = match (&patch, &desired_scale) {
-                (Some((kind, body)), _) => apply_patch(*kind, "Scale", &view, body)?,
+                // Scale has no patch schema: plain merge semantics.
+                (Some((kind, body)), _) => apply_patch(*kind, Ty::Unknown, &view, body)?,
                 (None, Some(body)) => body.clone(),
                 _ => unreachable!("PUT or PATCH"),
             };
@@ -112,7 +116,7 @@ pub async fn scale(state: &ApiState, req: ApiRequest) -> Result<Response, ApiErr
             // A resourceVersion in the Scale pins the write, as on the object itself — but
             // only one the client sent, not the one a patch inherits from the live object.
             let pinned = match &patch {
-                Some((kind, body)) => super::handlers::patch_sets_resource_version(*kind, body),
+                Some((kind, body)) => patch_sets_resource_version(*kind, body),
                 None => true,
             };
             match object::resource_version(&new_view).filter(|_| pinned) {
@@ -152,7 +156,7 @@ pub async fn binding(state: &ApiState, req: ApiRequest) -> Result<Response, ApiE
         .ok_or_else(|| invalid_binding("FieldValueRequired", "target.name: Required value".into()))?;
     // The pod is written without re-validating it (below), so the one field the binding
     // brings is checked here.
-    if let Some(problem) = crate::registry::validate::dns1123_subdomain_errors(&node).into_iter().next() {
+    if let Some(problem) = crate::resource::validate::dns1123_subdomain_errors(&node).into_iter().next() {
         return Err(invalid_binding("FieldValueInvalid", format!("target.name: Invalid value: {node:?}: {problem}")));
     }
     let info = req.target.info.storage();
@@ -260,7 +264,7 @@ pub async fn log(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError
             "container \"{container}\" in pod \"{name}\" is waiting to start: pod is not scheduled"
         )));
     };
-    let nodes = resources::find("", "v1", "nodes").expect("served");
+    let nodes = resource::find("", "v1", "nodes").expect("served");
     let node = state.registry.get(nodes, None, node_name, false).await?;
     let (host, port) = agent_address(&node)
         .ok_or_else(|| ApiError::BadRequest(format!("node {node_name} has no address to reach its agent")))?;

@@ -12,10 +12,10 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::error::ApiError;
-use super::handlers::table_of;
+use super::render::table_of;
 use super::{body_response, present, ApiRequest, ApiState, Rendering};
 use crate::cache::{EventType, WatchItem};
+use crate::resource::error::ApiError;
 
 /// The longest a watch stays open (kube-apiserver closes them after 30–60 minutes too);
 /// clients re-watch from their last resourceVersion.
@@ -86,7 +86,7 @@ pub async fn serve(state: &ApiState, req: ApiRequest) -> Result<Response, ApiErr
             name: String::new(),
             group: "meta.k8s.io".into(),
             kind: "ListOptions".into(),
-            causes: vec![super::error::Cause {
+            causes: vec![crate::resource::error::Cause {
                 reason: "FieldValueForbidden".into(),
                 message:
                     "allowWatchBookmarks: Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true"

@@ -6,27 +6,26 @@
 //!    generation (bumped when anything outside metadata and status changes);
 //! 2. subresource rules: the main resource cannot change `status`, `status` can change
 //!    nothing else;
-//! 3. defaulting and the typed check ([`typed`]), unknown fields per `fieldValidation`;
-//! 4. validation ([`validate`]) → `422 Invalid` with field paths;
+//! 3. defaulting and the typed check (`resource::typed`), unknown fields per `fieldValidation`;
+//! 4. validation (`resource::validate`) → `422 Invalid` with field paths;
 //! 5. one guarded store transaction ([`storage::guarded`]): create if absent, update if
-//!    `mod_revision` is unchanged (else `409 Conflict`).
+//!    `mod_revision` is unchanged (else `409 Conflict`); every write is recorded in
+//!    `metadata.managedFields` ([`managed_fields`]) for server-side apply's conflicts.
 //!
 //! Deletion is graceful where Kubernetes makes it so (pods bound to a node wait for the
 //! agent, objects with finalizers wait for them, namespaces wait for their contents).
 
+pub mod managed_fields;
 pub mod object;
 pub mod quota;
 pub mod services;
 pub mod storage;
-pub mod typed;
-pub mod validate;
 
 use berth_store::Store;
 use serde_json::{json, Value};
 
-use crate::api::error::{ApiError, Cause, Subject};
-use crate::api::patch;
-use crate::api::resources::{self, ResourceInfo};
+use crate::resource::strategy::Deletion;
+use crate::resource::{self, typed, validate, ApiError, Cause, ResourceInfo, Subject};
 use object::{meta_mut, timestamp};
 use storage::{Guard, Stored, Write};
 
@@ -340,8 +339,8 @@ impl Registry {
         opts: &WriteOptions,
         warnings: &mut Vec<String>,
     ) -> Result<Value, ApiError> {
-        validate::default_object(info.kind, &mut obj);
-        let normalized = typed::normalize(info.kind, &obj).map_err(|e| {
+        validate::default_object(info, &mut obj);
+        let normalized = typed::normalize(info, &obj).map_err(|e| {
             ApiError::BadRequest(format!(
                 "{} in version \"{}\" cannot be handled as a {}: {e}",
                 info.kind, info.version, info.kind
@@ -362,9 +361,9 @@ impl Registry {
         }
         let obj = normalized.object;
         let errors = match old {
-            None => validate::validate_create(info.kind, &obj),
-            Some(_) if opts.skip_update_rules => validate::validate_create(info.kind, &obj),
-            Some(old) => validate::validate_update(info.kind, old, &obj),
+            None => validate::validate_create(info, &obj),
+            Some(_) if opts.skip_update_rules => validate::validate_create(info, &obj),
+            Some(old) => validate::validate_update(info, old, &obj),
         };
         if !errors.is_empty() {
             return Err(invalid(info, name, causes(errors)));
@@ -378,7 +377,7 @@ impl Registry {
     /// The namespace of a request for a namespaced resource must exist and not be
     /// terminating (checked again atomically by the write's guard).
     async fn check_namespace(&self, info: &ResourceInfo, namespace: &str, name: &str) -> Result<(), ApiError> {
-        let ns_info = resources::find("", "v1", "namespaces").expect("namespaces are served");
+        let ns_info = resource::find("", "v1", "namespaces").expect("namespaces are served");
         let key = storage::object_key(ns_info, None, namespace);
         match storage::get(&self.store, &key, false).await? {
             None => Err(not_found(ns_info, namespace)),
@@ -444,14 +443,14 @@ impl Registry {
         for system in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
             m.remove(system);
         }
-        if info.kind != "Namespace" && info.kind != "Node" {
+        if info.strategy.has_generation {
             m.insert("generation".into(), json!(1));
         }
-        prepare_create(info, &mut body);
+        (info.strategy.prepare_for_create)(&mut body);
         let mut warnings = Vec::new();
         let mut obj = Self::admit(info, &name, body, None, opts, &mut warnings)?;
         if let Some(manager) = &opts.field_manager {
-            patch::record_update(info.kind, None, &mut obj, manager, &timestamp(now));
+            managed_fields::record_update(info.strategy.patch_schema, None, &mut obj, manager, &timestamp(now));
         }
         let key = storage::object_key(info, namespace.as_deref(), &name);
         for attempt in 0..MAX_CREATE_ATTEMPTS {
@@ -460,8 +459,8 @@ impl Registry {
                 .map_err(|(field, value, detail)| field_invalid(info, &name, &field, &value, &detail))?;
             // Allocation fills fields (a Service's clusterIP, nodePorts) that admission saw
             // empty; only then is there anything new to validate.
-            if info.kind == "Service" {
-                let errors = validate::validate_create(info.kind, &candidate);
+            if services::allocates(info) {
+                let errors = validate::validate_create(info, &candidate);
                 if !errors.is_empty() {
                     return Err(invalid(info, &name, causes(errors)));
                 }
@@ -483,7 +482,7 @@ impl Registry {
                 quota_writes.push(Write::Put(quota_key.clone(), bytes.clone()));
             }
             if let Some(ns) = &namespace {
-                let ns_info = resources::find("", "v1", "namespaces").expect("served");
+                let ns_info = resource::find("", "v1", "namespaces").expect("served");
                 guards.push(Guard::Present(storage::object_key(ns_info, None, ns)));
             }
             let mut writes = vec![Write::Put(key.clone(), storage::encode(&candidate))];
@@ -530,7 +529,7 @@ impl Registry {
         obj: &Value,
         consistent: bool,
     ) -> Result<Vec<(String, i64, Vec<u8>)>, ApiError> {
-        let quota_info = resources::find("", "v1", "resourcequotas").expect("resourcequotas are served");
+        let quota_info = resource::find("", "v1", "resourcequotas").expect("resourcequotas are served");
         let prefix = storage::prefix(quota_info, Some(namespace));
         let page = if consistent {
             storage::scan(&self.store, &prefix, &prefix, 0, 0).await?
@@ -687,7 +686,13 @@ impl Registry {
             return Ok(Some(Written { object: old.clone(), warnings, changed: false }));
         }
         if let Some(manager) = &opts.field_manager {
-            patch::record_update(info.kind, Some(old), &mut new, manager, &timestamp(chrono::Utc::now()));
+            managed_fields::record_update(
+                info.strategy.patch_schema,
+                Some(old),
+                &mut new,
+                manager,
+                &timestamp(chrono::Utc::now()),
+            );
         }
         if opts.dry_run {
             return Ok(Some(Written { object: new, warnings, changed: true }));
@@ -783,26 +788,6 @@ impl Registry {
     }
 }
 
-/// Create-time resets, as each Kubernetes strategy's `PrepareForCreate`: status starts
-/// empty (pods `Pending`, namespaces `Active`); nodes and events keep what they were given.
-fn prepare_create(info: &ResourceInfo, obj: &mut Value) {
-    match info.kind {
-        "Pod" => {
-            obj["status"] = json!({"phase": "Pending", "qosClass": berth_proto::pod_qos_class(obj).as_str()});
-        }
-        "Namespace" => {
-            obj["status"] = json!({"phase": "Active"});
-        }
-        "Node" | "Event" => {}
-        _ if info.has_status => {
-            if let Some(m) = obj.as_object_mut() {
-                m.remove("status");
-            }
-        }
-        _ => {}
-    }
-}
-
 /// The object an update writes, before admission: for `Main`, status stays as stored (on
 /// resources with a status subresource); for `Status`, only status changes.
 fn merge_parts(info: &ResourceInfo, old: &Value, mut desired: Value, part: Part) -> Value {
@@ -861,12 +846,13 @@ fn deletion_complete(info: &ResourceInfo, obj: &Value) -> bool {
     object::is_deleting(obj)
         && object::finalizers(obj).is_empty()
         && !graceful_pending(info, obj)
-        && !(info.kind == "Namespace" && obj["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()))
+        && !(info.strategy.deletion == Deletion::Namespace
+            && obj["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()))
 }
 
 /// A pod whose graceful deletion still waits for its agent.
 fn graceful_pending(info: &ResourceInfo, obj: &Value) -> bool {
-    info.kind == "Pod"
+    info.strategy.deletion == Deletion::GracefulPod
         && object::meta(obj).and_then(|m| m.get("deletionGracePeriodSeconds")).and_then(Value::as_i64).unwrap_or(0) > 0
 }
 
@@ -883,8 +869,8 @@ fn mark_for_deletion(info: &ResourceInfo, obj: &Value, grace: Option<i64>, propa
         }
     }
     let finalizers = object::finalizers(&marked);
-    match info.kind {
-        "Pod" => {
+    match info.strategy.deletion {
+        Deletion::GracefulPod => {
             let bound = obj["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
             let finished = matches!(obj["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
             let default_grace = obj["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30);
@@ -904,7 +890,7 @@ fn mark_for_deletion(info: &ResourceInfo, obj: &Value, grace: Option<i64>, propa
             m.insert("deletionGracePeriodSeconds".into(), json!(grace));
             Some(marked)
         }
-        "Namespace" => {
+        Deletion::Namespace => {
             if deletion_complete(info, obj) {
                 return None;
             }
@@ -916,7 +902,7 @@ fn mark_for_deletion(info: &ResourceInfo, obj: &Value, grace: Option<i64>, propa
             marked["status"]["phase"] = json!("Terminating");
             Some(marked)
         }
-        _ if !finalizers.is_empty() => {
+        Deletion::Finalizers if !finalizers.is_empty() => {
             if !object::is_deleting(obj) {
                 let m = meta_mut(&mut marked);
                 m.insert("deletionTimestamp".into(), json!(timestamp(now)));
@@ -924,7 +910,7 @@ fn mark_for_deletion(info: &ResourceInfo, obj: &Value, grace: Option<i64>, propa
             }
             Some(marked)
         }
-        _ => None,
+        Deletion::Finalizers => None,
     }
 }
 
@@ -935,9 +921,9 @@ mod tests {
     #[test]
     fn qos_classes() {
         let qos_class = |res: Value| {
-            let pods = resources::find("", "v1", "pods").unwrap();
+            let pods = resource::find("", "v1", "pods").unwrap();
             let mut pod = json!({"spec": {"containers": [{"name": "c", "resources": res}]}});
-            prepare_create(pods, &mut pod);
+            (pods.strategy.prepare_for_create)(&mut pod);
             pod["status"]["qosClass"].clone()
         };
         assert_eq!(qos_class(json!({})), "BestEffort");
@@ -954,7 +940,7 @@ mod tests {
 
     #[test]
     fn status_and_main_updates_touch_their_part_only() {
-        let deploy = resources::find("apps", "v1", "deployments").unwrap();
+        let deploy = resource::find("apps", "v1", "deployments").unwrap();
         let old = json!({"spec": {"replicas": 1}, "status": {"replicas": 1}});
         let main = merge_parts(deploy, &old, json!({"spec": {"replicas": 3}, "status": {"replicas": 9}}), Part::Main);
         assert_eq!(main, json!({"spec": {"replicas": 3}, "status": {"replicas": 1}}));
@@ -965,14 +951,14 @@ mod tests {
 
     #[test]
     fn pods_on_a_node_wait_for_the_agent() {
-        let pods = resources::find("", "v1", "pods").unwrap();
+        let pods = resource::find("", "v1", "pods").unwrap();
         let unbound = json!({"metadata": {"name": "p"}, "spec": {}});
         assert!(mark_for_deletion(pods, &unbound, None, Propagation::Background).is_none());
         let bound = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
         let marked = mark_for_deletion(pods, &bound, None, Propagation::Background).unwrap();
         assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
         assert!(mark_for_deletion(pods, &bound, Some(0), Propagation::Background).is_none(), "grace 0 deletes at once");
-        let cm = resources::find("", "v1", "configmaps").unwrap();
+        let cm = resource::find("", "v1", "configmaps").unwrap();
         assert!(
             mark_for_deletion(cm, &json!({"metadata": {"finalizers": ["x"]}}), None, Propagation::Background).is_some()
         );

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
-use crate::api::resources::ResourceInfo;
+use crate::resource::ResourceInfo;
 use berth_proto::model::quantity::{Format, Quantity};
 
 /// Resource name → quantity (a `corev1.ResourceList`).
@@ -330,16 +330,13 @@ pub fn used_for(name: &str, objects: &[(&ResourceInfo, &Value)], now: chrono::Da
 
 /// The served resources whose objects quota resource `name` counts.
 pub fn resources_for(name: &str) -> Vec<&'static ResourceInfo> {
-    crate::api::resources::RESOURCES
-        .iter()
-        .filter(|r| r.namespaced && !r.is_legacy_alias() && tracks(r, name))
-        .collect()
+    crate::resource::RESOURCES.iter().filter(|r| r.namespaced && !r.is_legacy_alias() && tracks(r, name)).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::resources::find;
+    use crate::resource::find;
 
     fn now() -> chrono::DateTime<chrono::Utc> {
         chrono::Utc::now()

@@ -13,8 +13,8 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 use super::storage;
-use crate::api::error::ApiError;
-use crate::api::resources::ResourceInfo;
+use crate::resource::ApiError;
+use crate::resource::ResourceInfo;
 
 /// The service CIDR (kube-apiserver's default 10.96.0.0/12); .1 is kept for the
 /// `kubernetes` Service as Kubernetes does.
@@ -76,9 +76,15 @@ pub fn allocation_keys(info: &ResourceInfo, obj: &Value) -> Vec<String> {
     keys_of(info, obj).into_iter().collect()
 }
 
+/// Whether objects of `info` hold cluster IPs and node ports (Services alone): the one place
+/// the registry asks, so the rest of it never names the kind.
+pub fn allocates(info: &ResourceInfo) -> bool {
+    info.kind == "Service"
+}
+
 fn keys_of(info: &ResourceInfo, obj: &Value) -> BTreeSet<String> {
     let mut keys = BTreeSet::new();
-    if info.kind != "Service" {
+    if !allocates(info) {
         return keys;
     }
     if let Some(ip) = obj["spec"]["clusterIP"].as_str().filter(|ip| !ip.is_empty() && *ip != "None") {
@@ -100,7 +106,7 @@ pub fn allocate(
     old: Option<&Value>,
 ) -> Result<Allocations, (String, String, String)> {
     let mut out = Allocations::default();
-    if info.kind != "Service" || !obj["spec"].is_object() {
+    if !allocates(info) || !obj["spec"].is_object() {
         return Ok(out);
     }
     let old_keys = old.map(|o| keys_of(info, o)).unwrap_or_default();
@@ -183,11 +189,11 @@ pub fn allocate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::resources;
+    use crate::resource;
 
     #[test]
     fn services_get_an_ip_and_node_ports_once() {
-        let svc = resources::find("", "v1", "services").unwrap();
+        let svc = resource::find("", "v1", "services").unwrap();
         let mut s = json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "protocol": "TCP"}]}});
         let a = allocate(svc, &mut s, None).unwrap();
         let ip: Ipv4Addr = s["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();

@@ -13,8 +13,8 @@ use berth_proto::keys::prefix_end;
 use berth_store::Store;
 use serde_json::Value;
 
-use crate::api::error::ApiError;
-use crate::api::resources::ResourceInfo;
+use crate::resource::ApiError;
+use crate::resource::ResourceInfo;
 
 /// The storage key of one object.
 pub fn object_key(info: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {

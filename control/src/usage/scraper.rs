@@ -16,9 +16,9 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::{parse_summary, UsageCache};
-use crate::api::resources;
 use crate::cache::{Filter, WatchCache};
 use crate::registry::object;
+use crate::resource;
 use crate::tasks::periodic::Every;
 
 /// Agents scraped at once.
@@ -55,7 +55,7 @@ async fn fetch(client: &HttpClient, endpoint: &str, timeout: Duration) -> Result
 
 /// One round: scrape every endpoint and record what answered.
 pub async fn scrape_once(usage: &UsageCache, watch_cache: &WatchCache, client: &HttpClient) {
-    let info = resources::find("", "v1", "nodes").expect("nodes are served");
+    let info = resource::find("", "v1", "nodes").expect("nodes are served");
     let filter = Filter { resource: "nodes", ..Default::default() };
     let nodes = match watch_cache.get(info).list(&filter, 0).await {
         Ok((nodes, _)) => nodes,

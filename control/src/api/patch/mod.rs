@@ -5,8 +5,9 @@
 //! - `application/merge-patch+json` → [`merge_patch`] (RFC 7386),
 //! - `application/strategic-merge-patch+json` → [`strategic_merge_patch`], Kubernetes'
 //!   strategicpatch semantics driven by the struct-tag type graph in `schema.rs`,
-//! - `application/apply-patch+yaml` → [`server_side_apply`], plus [`record_update`] so that
-//!   ordinary writes show up in `metadata.managedFields` and can conflict with later applies.
+//! - `application/apply-patch+yaml` → [`server_side_apply`]; ordinary writes show up in
+//!   `metadata.managedFields` through `registry::managed_fields::record_update`, so they can
+//!   conflict with later applies.
 //!
 //! All functions are pure: they take values and return new ones; storage, admission and
 //! resourceVersion checks belong to the caller.
@@ -33,13 +34,14 @@
 //!   `subresource` are preserved but never updated; entries left empty are dropped.
 
 mod apply;
-mod schema;
 mod strategic;
 
 #[cfg(test)]
 mod tests;
 
 use serde_json::Value;
+
+use crate::resource::patch_schema::Ty;
 
 /// Why a patch or apply request was refused.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -128,29 +130,22 @@ pub fn merge_patch(doc: &Value, patch: &Value) -> Result<Value, PatchError> {
     Ok(out)
 }
 
-/// Applies a strategic merge patch (`application/strategic-merge-patch+json`) to an object of
-/// Kind `kind`. Unknown kinds get plain merge semantics with the directives still honoured.
-pub fn strategic_merge_patch(kind: &str, doc: &Value, patch: &Value) -> Result<Value, PatchError> {
-    strategic::apply(schema::root(kind), doc, patch)
+/// Applies a strategic merge patch (`application/strategic-merge-patch+json`) to an object whose
+/// kind's patch schema is `schema` (`strategy.patch_schema`). [`Ty::Unknown`] gets plain merge
+/// semantics with the directives still honoured.
+pub fn strategic_merge_patch(schema: Ty, doc: &Value, patch: &Value) -> Result<Value, PatchError> {
+    strategic::apply(schema, doc, patch)
 }
 
 /// application/apply-patch+yaml (body already parsed from YAML/JSON to Value by the caller).
 /// live = current object (None when creating). Returns the object to store, with metadata.managedFields updated.
 pub fn server_side_apply(
-    kind: &str,
+    schema: Ty,
     live: Option<&Value>,
     applied: &Value,
     manager: &str,
     force: bool,
     now_rfc3339: &str,
 ) -> Result<Value, PatchError> {
-    apply::server_side_apply(kind, live, applied, manager, force, now_rfc3339)
-}
-
-/// Records a non-apply write by `manager` (operation "Update") in managedFields so SSA conflicts
-/// can be detected later; optional best effort. Fields the write adds or changes move to `manager`
-/// (updates never conflict), fields it removes lose every owner. When `new` carries no
-/// `metadata.managedFields`, the entries of `old` are carried over.
-pub fn record_update(kind: &str, old: Option<&Value>, new: &mut Value, manager: &str, now_rfc3339: &str) {
-    apply::record_update(kind, old, new, manager, now_rfc3339)
+    apply::server_side_apply(schema, live, applied, manager, force, now_rfc3339)
 }

@@ -14,8 +14,8 @@
 
 use serde_json::{Map, Value};
 
-use super::schema::{self, FieldMeta, Ty};
 use super::PatchError;
+use crate::resource::patch_schema::{self as schema, val_eq, FieldMeta, Ty};
 
 const DIRECTIVE: &str = "$patch";
 const RETAIN_KEYS: &str = "$retainKeys";
@@ -49,14 +49,6 @@ fn merge_root(ssa: bool, ty: Ty, original: &Value, patch: &Value) -> Result<Valu
         _ => return Err(PatchError::Invalid("object to patch is not a JSON object".into())),
     };
     merge_map(ssa, original, patch, ty).map(Value::Object)
-}
-
-/// Equality as Go sees decoded JSON: all numbers are float64, so `1` equals `1.0`.
-pub(crate) fn val_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x == y || (x.as_f64().is_some() && x.as_f64() == y.as_f64()),
-        _ => a == b,
-    }
 }
 
 fn same_shape(a: &Value, b: &Value) -> bool {

@@ -8,6 +8,8 @@
 use serde_json::{json, Value};
 
 use super::*;
+use crate::registry::managed_fields::record_update;
+use crate::resource::patch_schema::root;
 
 const NOW: &str = "2024-01-01T00:00:00Z";
 
@@ -22,7 +24,7 @@ struct Case {
 
 fn run_smp_cases(cases: Vec<Case>) {
     for c in cases {
-        let got = strategic_merge_patch(c.kind, &c.original, &c.patch);
+        let got = strategic_merge_patch(root(c.kind), &c.original, &c.patch);
         match (&c.expected, got) {
             (Ok(want), Ok(got)) => assert_eq!(&got, want, "case {:?}", c.name),
             (Err(frag), Err(e)) => assert!(e.to_string().contains(frag), "case {:?}: error {e:?}", c.name),
@@ -484,7 +486,7 @@ fn strategic_kubectl_style_patches() {
             {"$patch": "delete", "name": "sidecar"}
         ]
     }}}});
-    let out = strategic_merge_patch("Deployment", &live, &patch).unwrap();
+    let out = strategic_merge_patch(root("Deployment"), &live, &patch).unwrap();
     assert_eq!(
         containers(&out),
         &json!([{"name": "nginx", "image": "nginx:1.26", "ports": [{"containerPort": 80}],
@@ -493,24 +495,24 @@ fn strategic_kubectl_style_patches() {
 
     // kubectl apply switching the strategy to Recreate emits $retainKeys.
     let patch = json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate", "rollingUpdate": null}}});
-    let out = strategic_merge_patch("Deployment", &live, &patch).unwrap();
+    let out = strategic_merge_patch(root("Deployment"), &live, &patch).unwrap();
     assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
 
     // Tolerations have no strategy: replaced, not merged.
     let patch = json!({"spec": {"template": {"spec": {"tolerations": [{"key": "b", "operator": "Exists"}]}}}});
-    let out = strategic_merge_patch("Deployment", &live, &patch).unwrap();
+    let out = strategic_merge_patch(root("Deployment"), &live, &patch).unwrap();
     assert_eq!(out["spec"]["template"]["spec"]["tolerations"], json!([{"key": "b", "operator": "Exists"}]));
 
     // Container ports merge on containerPort; new ones come first without $setElementOrder (as Go).
     let patch =
         json!({"spec": {"template": {"spec": {"containers": [{"name": "nginx", "ports": [{"containerPort": 443}]}]}}}});
-    let out = strategic_merge_patch("Deployment", &live, &patch).unwrap();
+    let out = strategic_merge_patch(root("Deployment"), &live, &patch).unwrap();
     assert_eq!(containers(&out)[0]["ports"], json!([{"containerPort": 443}, {"containerPort": 80}]));
     assert_eq!(containers(&out)[1]["name"], "sidecar");
 
     // Status conditions merge on type (kubectl / controllers patch status this way).
     let patch = json!({"status": {"conditions": [{"type": "Available", "status": "False"}]}});
-    let out = strategic_merge_patch("Deployment", &live, &patch).unwrap();
+    let out = strategic_merge_patch(root("Deployment"), &live, &patch).unwrap();
     assert_eq!(
         out["status"]["conditions"],
         json!([{"type": "Available", "status": "False"}, {"type": "Progressing", "status": "True"}])
@@ -518,14 +520,14 @@ fn strategic_kubectl_style_patches() {
 
     // kubectl label / annotate.
     let patch = json!({"metadata": {"labels": {"tier": "front", "app": null}, "annotations": {"a": "b"}}});
-    let out = strategic_merge_patch("Deployment", &live, &patch).unwrap();
+    let out = strategic_merge_patch(root("Deployment"), &live, &patch).unwrap();
     assert_eq!(out["metadata"]["labels"], json!({"tier": "front"}));
     assert_eq!(out["metadata"]["annotations"], json!({"a": "b"}));
 
     // Whole container list replaced with $patch: replace.
     let patch = json!({"spec": {"template": {"spec": {"containers": [{"$patch": "replace"}, {"name": "only",
         "image": "x"}]}}}});
-    let out = strategic_merge_patch("Deployment", &live, &patch).unwrap();
+    let out = strategic_merge_patch(root("Deployment"), &live, &patch).unwrap();
     assert_eq!(containers(&out), &json!([{"name": "only", "image": "x"}]));
 }
 
@@ -533,18 +535,22 @@ fn strategic_kubectl_style_patches() {
 fn strategic_other_kinds_and_directives() {
     // Finalizers union and targeted removal (kubectl patch --type strategic).
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n", "finalizers": ["a", "b"]}});
-    let out = strategic_merge_patch("Namespace", &ns, &json!({"metadata": {"finalizers": ["c", "a"]}})).unwrap();
+    let out = strategic_merge_patch(root("Namespace"), &ns, &json!({"metadata": {"finalizers": ["c", "a"]}})).unwrap();
     // Go: patch items first, a live-only item goes before them only if it preceded them live.
     assert_eq!(out["metadata"]["finalizers"], json!(["c", "a", "b"]));
-    let out =
-        strategic_merge_patch("Namespace", &ns, &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}))
-            .unwrap();
+    let out = strategic_merge_patch(
+        root("Namespace"),
+        &ns,
+        &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
+    )
+    .unwrap();
     assert_eq!(out["metadata"]["finalizers"], json!(["b"]));
 
     // Service ports merge on port; node addresses on type; node taints are atomic.
     let svc = json!({"spec": {"ports": [{"port": 80, "name": "http"}, {"port": 443, "name": "https"}]}});
-    let out = strategic_merge_patch("Service", &svc, &json!({"spec": {"ports": [{"port": 80, "targetPort": 8080}]}}))
-        .unwrap();
+    let out =
+        strategic_merge_patch(root("Service"), &svc, &json!({"spec": {"ports": [{"port": 80, "targetPort": 8080}]}}))
+            .unwrap();
     assert_eq!(
         out["spec"]["ports"],
         json!([{"port": 80, "name": "http", "targetPort": 8080}, {"port": 443, "name": "https"}])
@@ -553,7 +559,7 @@ fn strategic_other_kinds_and_directives() {
                       "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}]}});
     let patch = json!({"spec": {"taints": [{"key": "b", "effect": "NoSchedule"}]},
                        "status": {"addresses": [{"type": "Hostname", "address": "n1"}]}});
-    let out = strategic_merge_patch("Node", &node, &patch).unwrap();
+    let out = strategic_merge_patch(root("Node"), &node, &patch).unwrap();
     assert_eq!(out["spec"]["taints"], json!([{"key": "b", "effect": "NoSchedule"}]));
     assert_eq!(out["status"]["addresses"].as_array().unwrap().len(), 2);
 
@@ -562,7 +568,7 @@ fn strategic_other_kinds_and_directives() {
         {"name": "b"}]}}}}}});
     let patch = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "a",
         "image": "2"}]}}}}}});
-    let out = strategic_merge_patch("CronJob", &cj, &patch).unwrap();
+    let out = strategic_merge_patch(root("CronJob"), &cj, &patch).unwrap();
     assert_eq!(
         out["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"],
         json!([{"name": "a", "image": "2"}, {"name": "b"}])
@@ -572,17 +578,18 @@ fn strategic_other_kinds_and_directives() {
     let w = json!({"spec": {"items": [1, 2], "m": {"a": 1, "b": 2}, "gone": {"x": 1}}});
     let patch = json!({"spec": {"items": [3], "m": {"a": null, "c": 3}, "gone": {"$patch": "delete"},
         "new": {"$patch": "replace", "k": 1}}});
-    let out = strategic_merge_patch("Widget", &w, &patch).unwrap();
+    let out = strategic_merge_patch(root("Widget"), &w, &patch).unwrap();
     assert_eq!(out, json!({"spec": {"items": [3], "m": {"b": 2, "c": 3}, "gone": {}, "new": {"k": 1}}}));
 
     // `$patch: merge` is accepted on maps and list items.
-    let out = strategic_merge_patch("Pod", &json!({"spec": {"a": 1}}), &json!({"spec": {"$patch": "merge", "b": 2}}))
-        .unwrap();
+    let out =
+        strategic_merge_patch(root("Pod"), &json!({"spec": {"a": 1}}), &json!({"spec": {"$patch": "merge", "b": 2}}))
+            .unwrap();
     assert_eq!(out, json!({"spec": {"a": 1, "b": 2}}));
 
     // Directives inside values that did not exist yet are applied, not stored.
     let out = strategic_merge_patch(
-        "Pod",
+        root("Pod"),
         &json!({"spec": {}}),
         &json!({"spec": {"$setElementOrder/containers": [{"name": "b"}, {"name": "a"}], "containers": [{"name": "b",
             "env": [{"name": "x", "$patch": "delete"}]}, {"name": "a"}]}}),
@@ -616,7 +623,7 @@ fn strategic_malformed_never_panics() {
         json!({"metadata": {"finalizers": [{"a": 1}]}}),
     ];
     for p in bad {
-        let res = strategic_merge_patch("Deployment", &live, &p);
+        let res = strategic_merge_patch(root("Deployment"), &live, &p);
         assert!(matches!(res, Err(PatchError::Malformed(_)) | Err(PatchError::Invalid(_))), "patch {p} gave {res:?}");
     }
     // Odd but valid shapes must not panic either.
@@ -625,7 +632,7 @@ fn strategic_malformed_never_panics() {
         json!({"spec": {"replicas": {"a": 1}}}),
         json!({"status": {"conditions": null}}),
     ] {
-        strategic_merge_patch("Deployment", &live, &p).unwrap();
+        strategic_merge_patch(root("Deployment"), &live, &p).unwrap();
     }
 }
 
@@ -743,7 +750,7 @@ fn ssa_create_records_real_fields_v1() {
     let mut with_noise = cfg.clone();
     with_noise["metadata"]["resourceVersion"] = json!("99");
     with_noise["metadata"]["managedFields"] = json!([{"manager": "evil"}]);
-    let out = server_side_apply("Deployment", None, &with_noise, "kubectl", false, NOW).unwrap();
+    let out = server_side_apply(root("Deployment"), None, &with_noise, "kubectl", false, NOW).unwrap();
     let entries = managed(&out);
     assert_eq!(entries.len(), 1);
     assert_eq!(
@@ -772,28 +779,29 @@ fn ssa_create_records_real_fields_v1() {
 #[test]
 fn ssa_update_conflict_force_and_removal() {
     let v1 = applied_deploy(3, json!([{"name": "nginx", "image": "nginx:1.25"}, {"name": "log", "image": "fluent"}]));
-    let live = server_side_apply("Deployment", None, &v1, "kubectl", false, NOW).unwrap();
+    let live = server_side_apply(root("Deployment"), None, &v1, "kubectl", false, NOW).unwrap();
 
     // Re-applying the same config by the same manager is a no-op apart from the timestamp.
-    let again = server_side_apply("Deployment", Some(&live), &v1, "kubectl", false, "2024-01-02T00:00:00Z").unwrap();
+    let again =
+        server_side_apply(root("Deployment"), Some(&live), &v1, "kubectl", false, "2024-01-02T00:00:00Z").unwrap();
     assert_eq!(again["spec"], live["spec"]);
     assert_eq!(managed(&again)[0]["time"], "2024-01-02T00:00:00Z");
 
     // Another applier sharing a value it does not change: no conflict, shared ownership.
     let hpa_cfg =
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 3}});
-    let shared = server_side_apply("Deployment", Some(&live), &hpa_cfg, "hpa", false, NOW).unwrap();
+    let shared = server_side_apply(root("Deployment"), Some(&live), &hpa_cfg, "hpa", false, NOW).unwrap();
     assert_eq!(managed(&shared).len(), 2);
 
     // Changing it conflicts with kubectl.
     let hpa_cfg =
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 5}});
-    let err = server_side_apply("Deployment", Some(&live), &hpa_cfg, "hpa", false, NOW).unwrap_err();
+    let err = server_side_apply(root("Deployment"), Some(&live), &hpa_cfg, "hpa", false, NOW).unwrap_err();
     assert_eq!(err, PatchError::Conflicts(vec![("kubectl".into(), ".spec.replicas".into())]));
     assert_eq!(err.to_string(), "Apply failed with 1 conflict(s)");
 
     // Forcing takes the field over.
-    let forced = server_side_apply("Deployment", Some(&live), &hpa_cfg, "hpa", true, NOW).unwrap();
+    let forced = server_side_apply(root("Deployment"), Some(&live), &hpa_cfg, "hpa", true, NOW).unwrap();
     assert_eq!(forced["spec"]["replicas"], 5);
     let entries = managed(&forced);
     let kubectl = entry_for(&entries, "kubectl", "Apply").unwrap();
@@ -807,14 +815,14 @@ fn ssa_update_conflict_force_and_removal() {
         v["spec"].as_object_mut().unwrap().remove("replicas");
         v
     };
-    let out = server_side_apply("Deployment", Some(&forced), &v2, "kubectl", false, NOW).unwrap();
+    let out = server_side_apply(root("Deployment"), Some(&forced), &v2, "kubectl", false, NOW).unwrap();
     assert_eq!(out["spec"]["replicas"], 5);
     assert_eq!(containers(&out), &json!([{"name": "nginx", "image": "nginx:1.26"}]));
 
     // Dropping a label removes it and the then-empty labels map.
     let mut v3 = v2.clone();
     v3["metadata"].as_object_mut().unwrap().remove("labels");
-    let out = server_side_apply("Deployment", Some(&out), &v3, "kubectl", false, NOW).unwrap();
+    let out = server_side_apply(root("Deployment"), Some(&out), &v3, "kubectl", false, NOW).unwrap();
     assert!(out["metadata"].get("labels").is_none());
     assert_eq!(out["metadata"]["name"], "web");
 }
@@ -822,13 +830,13 @@ fn ssa_update_conflict_force_and_removal() {
 #[test]
 fn ssa_interacts_with_updates() {
     let v1 = applied_deploy(3, json!([{"name": "nginx", "image": "nginx:1.25"}]));
-    let live = server_side_apply("Deployment", None, &v1, "kubectl", false, NOW).unwrap();
+    let live = server_side_apply(root("Deployment"), None, &v1, "kubectl", false, NOW).unwrap();
 
     // A PUT by another client changes the image and adds an env var to the container.
     let mut updated = live.clone();
     updated["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:edited");
     updated["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "E", "value": "1"}]);
-    record_update("Deployment", Some(&live), &mut updated, "kubectl-edit", NOW);
+    record_update(root("Deployment"), Some(&live), &mut updated, "kubectl-edit", NOW);
     let entries = managed(&updated);
     let edit = entry_for(&entries, "kubectl-edit", "Update").unwrap();
     assert_eq!(
@@ -846,7 +854,7 @@ fn ssa_interacts_with_updates() {
     );
 
     // Re-applying the old image now conflicts with the editor, with a real-looking path.
-    let err = server_side_apply("Deployment", Some(&updated), &v1, "kubectl", false, NOW).unwrap_err();
+    let err = server_side_apply(root("Deployment"), Some(&updated), &v1, "kubectl", false, NOW).unwrap_err();
     assert_eq!(
         err,
         PatchError::Conflicts(vec![(
@@ -859,7 +867,7 @@ fn ssa_interacts_with_updates() {
     // the fields the editor owns plus its key; live order is kept and new items are appended.
     let mut v2 = v1.clone();
     v2["spec"]["template"]["spec"]["containers"] = json!([{"name": "other", "image": "x"}]);
-    let out = server_side_apply("Deployment", Some(&updated), &v2, "kubectl", false, NOW).unwrap();
+    let out = server_side_apply(root("Deployment"), Some(&updated), &v2, "kubectl", false, NOW).unwrap();
     assert_eq!(
         containers(&out),
         &json!([{"name": "nginx", "image": "nginx:edited", "env": [{"name": "E", "value": "1"}]}, {"name": "other",
@@ -869,14 +877,14 @@ fn ssa_interacts_with_updates() {
     // record_update on create owns everything except identity/server metadata.
     let mut created = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "uid": "u",
         "resourceVersion": "1"}, "data": {"k": "v"}});
-    record_update("ConfigMap", None, &mut created, "kubectl-create", NOW);
+    record_update(root("ConfigMap"), None, &mut created, "kubectl-create", NOW);
     assert_eq!(managed(&created)[0]["fieldsV1"], json!({"f:data": {"f:k": {}}}));
     assert_eq!(managed(&created)[0]["operation"], "Update");
 
     // Removing a field through an update drops everyone's ownership of it.
     let mut next = created.clone();
     next["data"] = json!({"k2": "v"});
-    record_update("ConfigMap", Some(&created), &mut next, "other", NOW);
+    record_update(root("ConfigMap"), Some(&created), &mut next, "other", NOW);
     let entries = managed(&next);
     assert!(entry_for(&entries, "kubectl-create", "Update").is_none());
     assert_eq!(entry_for(&entries, "other", "Update").unwrap()["fieldsV1"], json!({"f:data": {"f:k2": {}}}));
@@ -887,7 +895,7 @@ fn ssa_lists_and_sets() {
     let cfg = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "finalizers": ["a"]},
                      "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80}]}],
                          "tolerations": [{"key": "t"}]}});
-    let live = server_side_apply("Pod", None, &cfg, "m1", false, NOW).unwrap();
+    let live = server_side_apply(root("Pod"), None, &cfg, "m1", false, NOW).unwrap();
     let f = &managed(&live)[0]["fieldsV1"];
     assert_eq!(f["f:metadata"], json!({"f:finalizers": {"v:\"a\"": {}}}));
     assert_eq!(f["f:spec"]["f:tolerations"], json!({}));
@@ -899,24 +907,24 @@ fn ssa_lists_and_sets() {
     // A second manager adds its own finalizer and container; both survive the first re-applying.
     let cfg2 = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "finalizers": ["b"]},
                       "spec": {"containers": [{"name": "side", "image": "s"}]}});
-    let live = server_side_apply("Pod", Some(&live), &cfg2, "m2", false, NOW).unwrap();
+    let live = server_side_apply(root("Pod"), Some(&live), &cfg2, "m2", false, NOW).unwrap();
     assert_eq!(live["metadata"]["finalizers"], json!(["a", "b"]));
-    let live = server_side_apply("Pod", Some(&live), &cfg, "m1", false, NOW).unwrap();
+    let live = server_side_apply(root("Pod"), Some(&live), &cfg, "m1", false, NOW).unwrap();
     assert_eq!(live["spec"]["containers"].as_array().unwrap().len(), 2);
 
     // m1 drops its finalizer and toleration list: only its own things disappear.
     let mut cfg3 = cfg.clone();
     cfg3["metadata"].as_object_mut().unwrap().remove("finalizers");
     cfg3["spec"].as_object_mut().unwrap().remove("tolerations");
-    let live = server_side_apply("Pod", Some(&live), &cfg3, "m1", false, NOW).unwrap();
+    let live = server_side_apply(root("Pod"), Some(&live), &cfg3, "m1", false, NOW).unwrap();
     assert_eq!(live["metadata"]["finalizers"], json!(["b"]));
     assert!(live["spec"].get("tolerations").is_none());
 
     // Atomic list owned by m1 changed by m2 → conflict on the whole list.
-    let live = server_side_apply("Pod", Some(&live), &cfg, "m1", false, NOW).unwrap();
+    let live = server_side_apply(root("Pod"), Some(&live), &cfg, "m1", false, NOW).unwrap();
     let cfg4 =
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"tolerations": [{"key": "u"}]}});
-    let err = server_side_apply("Pod", Some(&live), &cfg4, "m2", false, NOW).unwrap_err();
+    let err = server_side_apply(root("Pod"), Some(&live), &cfg4, "m2", false, NOW).unwrap_err();
     assert_eq!(err, PatchError::Conflicts(vec![("m1".into(), ".spec.tolerations".into())]));
 }
 
@@ -924,24 +932,30 @@ fn ssa_lists_and_sets() {
 fn ssa_rejects_bad_input_without_panicking() {
     let cfg = applied_deploy(1, json!([{"name": "a"}]));
     assert!(matches!(
-        server_side_apply("Deployment", None, &json!([1]), "m", false, NOW),
+        server_side_apply(root("Deployment"), None, &json!([1]), "m", false, NOW),
         Err(PatchError::Malformed(_))
     ));
-    assert!(matches!(server_side_apply("Deployment", None, &cfg, "", false, NOW), Err(PatchError::Malformed(_))));
+    assert!(matches!(server_side_apply(root("Deployment"), None, &cfg, "", false, NOW), Err(PatchError::Malformed(_))));
     let bad_items = applied_deploy(1, json!([{"image": "no-name"}]));
-    let live = server_side_apply("Deployment", None, &cfg, "m", false, NOW).unwrap();
-    assert!(server_side_apply("Deployment", Some(&live), &bad_items, "m", false, NOW).is_err());
+    let live = server_side_apply(root("Deployment"), None, &cfg, "m", false, NOW).unwrap();
+    assert!(server_side_apply(root("Deployment"), Some(&live), &bad_items, "m", false, NOW).is_err());
 
     // Garbage managedFields in the live object are ignored, not fatal.
     let mut weird = live.clone();
     weird["metadata"]["managedFields"] = json!([1, {"manager": 5}, {"manager": "x", "fieldsV1": "nope"},
         {"manager": "y", "operation": "Update", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]);
-    let err =
-        server_side_apply("Deployment", Some(&weird), &applied_deploy(4, json!([{"name": "a"}])), "m", false, NOW)
-            .unwrap_err();
+    let err = server_side_apply(
+        root("Deployment"),
+        Some(&weird),
+        &applied_deploy(4, json!([{"name": "a"}])),
+        "m",
+        false,
+        NOW,
+    )
+    .unwrap_err();
     assert_eq!(err, PatchError::Conflicts(vec![("y".into(), ".spec.replicas".into())]));
     let mut target = json!("not an object");
-    record_update("Deployment", Some(&live), &mut target, "m", NOW);
+    record_update(root("Deployment"), Some(&live), &mut target, "m", NOW);
     assert_eq!(target, json!("not an object"));
 }
 

@@ -1,7 +1,23 @@
 //! Table-driven tests for the table printers. Expected cells follow kube-apiserver's printers
 //! (pkg/printers/internalversion/printers.go).
 
+use super::other::{quantity, quantity_ptr};
 use super::*;
+
+/// The printer a request for `resource` (a plural, possibly group-qualified) gets: the served
+/// kind's, or the default one for anything else.
+fn printer_of(resource: &str) -> &'static Printer {
+    let plural = resource.split('.').next().unwrap_or_default();
+    crate::resource::RESOURCES.iter().find(|r| r.plural == plural).map_or(&DEFAULT, |r| r.strategy.printer)
+}
+
+fn columns(resource: &str) -> Vec<Value> {
+    super::columns(printer_of(resource))
+}
+
+fn cells(resource: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    super::cells(printer_of(resource), obj, now)
+}
 use chrono::{Duration, TimeZone};
 use serde_json::json;
 

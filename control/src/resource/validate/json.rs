@@ -251,3 +251,13 @@ pub(crate) fn for_each_obj_mut(obj: &mut Value, k: &str, mut f: impl FnMut(&mut 
         }
     }
 }
+
+/// Go's `%#v` of a `[]string`.
+pub(crate) fn go_string_slice(items: &[(String, &str)]) -> String {
+    let inner: Vec<String> = items.iter().map(|(_, s)| q(s)).collect();
+    if items.is_empty() {
+        "[]string(nil)".to_string()
+    } else {
+        format!("[]string{{{}}}", inner.join(", "))
+    }
+}

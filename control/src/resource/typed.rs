@@ -5,8 +5,11 @@
 //! does not know are found by comparing the body with the round trip (the `fieldValidation`
 //! query parameter decides whether they are an error, a warning, or silently dropped).
 
-use k8s_openapi::api::{apps, autoscaling, batch, coordination, core};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
+
+use crate::resource::ResourceInfo;
 
 /// The decoded-and-re-encoded object, and the unknown fields found (`spec.foo`).
 pub struct Normalized {
@@ -14,38 +17,18 @@ pub struct Normalized {
     pub unknown_fields: Vec<String>,
 }
 
-macro_rules! round_trip {
-    ($obj:expr, $t:ty) => {
-        serde_json::from_value::<$t>($obj.clone())
-            .map_err(|e| e.to_string())
-            .and_then(|t| serde_json::to_value(t).map_err(|e| e.to_string()))
-    };
+/// Decodes `obj` as `T` and encodes it back: a kind's strategy names its instance
+/// (`round_trip::<core::v1::Pod>`). Err: the decoder's message.
+pub(crate) fn round_trip<T: DeserializeOwned + Serialize>(obj: &Value) -> Result<Value, String> {
+    serde_json::from_value::<T>(obj.clone())
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::to_value(t).map_err(|e| e.to_string()))
 }
 
-/// Decodes `obj` as `kind` (whose `apiVersion`/`kind` the caller has set). Err: the
-/// decoder's message.
-pub fn normalize(kind: &str, obj: &Value) -> Result<Normalized, String> {
-    let typed = match kind {
-        "Namespace" => round_trip!(obj, core::v1::Namespace),
-        "Node" => round_trip!(obj, core::v1::Node),
-        "Pod" => round_trip!(obj, core::v1::Pod),
-        "Service" => round_trip!(obj, core::v1::Service),
-        "Endpoints" => round_trip!(obj, core::v1::Endpoints),
-        "ConfigMap" => round_trip!(obj, core::v1::ConfigMap),
-        "Secret" => round_trip!(obj, core::v1::Secret),
-        "Event" => round_trip!(obj, core::v1::Event),
-        "ServiceAccount" => round_trip!(obj, core::v1::ServiceAccount),
-        "ResourceQuota" => round_trip!(obj, core::v1::ResourceQuota),
-        "Deployment" => round_trip!(obj, apps::v1::Deployment),
-        "ReplicaSet" => round_trip!(obj, apps::v1::ReplicaSet),
-        "DaemonSet" => round_trip!(obj, apps::v1::DaemonSet),
-        "StatefulSet" => round_trip!(obj, apps::v1::StatefulSet),
-        "Job" => round_trip!(obj, batch::v1::Job),
-        "CronJob" => round_trip!(obj, batch::v1::CronJob),
-        "Lease" => round_trip!(obj, coordination::v1::Lease),
-        "HorizontalPodAutoscaler" => round_trip!(obj, autoscaling::v2::HorizontalPodAutoscaler),
-        other => return Err(format!("no type for kind {other}")),
-    }?;
+/// Decodes `obj` as the kind of `info` (whose `apiVersion`/`kind` the caller has set). Err:
+/// the decoder's message.
+pub fn normalize(info: &ResourceInfo, obj: &Value) -> Result<Normalized, String> {
+    let typed = (info.strategy.decode)(obj)?;
     let mut unknown_fields = Vec::new();
     find_unknown("", obj, &typed, &mut unknown_fields);
     Ok(Normalized { object: typed, unknown_fields })
@@ -96,11 +79,12 @@ mod tests {
             "spec": {"containers": [{"name": "c", "image": "nginx", "bogus": 1,
                       "resources": {"limits": {"cpu": 1}}}], "nodeSelector": {"a": "b"}, "extra": null},
         });
-        let n = normalize("Pod", &pod).unwrap();
+        let pods = crate::resource::find("", "v1", "pods").unwrap();
+        let n = normalize(pods, &pod).unwrap();
         assert_eq!(n.unknown_fields, vec!["spec.containers[0].bogus".to_string()]);
         // Numbers become quantity strings, as Kubernetes canonicalises them.
         assert_eq!(n.object["spec"]["containers"][0]["resources"]["limits"]["cpu"], "1");
         let bad = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": "nope"}});
-        assert!(normalize("Pod", &bad).is_err());
+        assert!(normalize(pods, &bad).is_err());
     }
 }

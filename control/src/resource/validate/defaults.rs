@@ -1,4 +1,5 @@
-//! Defaulting, as kube-apiserver applies it before validation: the v1 `SetDefaults_*`
+//! Defaulting, one function per kind (each kind's strategy names its own), as kube-apiserver
+//! applies it before validation: the v1 `SetDefaults_*`
 //! functions plus the registry-strategy steps that shape an object on create (Job selector
 //! generation, Secret `stringData` merge, Namespace finalizer, Service IP-family fields and
 //! the ServiceAccount admission default). Only fills fields that are absent; never
@@ -9,45 +10,34 @@ use serde_json::{json, Map, Value};
 use super::batch::{CONTROLLER_UID_LABEL, JOB_NAME_LABEL, LEGACY_CONTROLLER_UID_LABEL, LEGACY_JOB_NAME_LABEL};
 use super::json::{ensure_obj, for_each_obj_mut, get, set_default, set_default_str};
 
-pub(crate) fn default_object(kind: &str, obj: &mut Value) {
-    if !obj.is_object() {
-        return;
+/// No defaults beyond the metadata every object gets.
+pub(crate) fn default_nothing(_obj: &mut Value) {}
+
+pub(crate) fn default_pod(obj: &mut Value) {
+    if let Some(spec) = ensure_obj(obj, "spec") {
+        default_pod_spec(spec);
+        default_pod_only(spec);
     }
-    match kind {
-        "Pod" => {
-            if let Some(spec) = ensure_obj(obj, "spec") {
-                default_pod_spec(spec);
-                default_pod_only(spec);
-            }
+}
+
+pub(crate) fn default_replicaset(obj: &mut Value) {
+    if let Some(spec) = ensure_obj(obj, "spec") {
+        set_default(spec, "replicas", json!(1));
+        default_template(spec);
+    }
+}
+
+pub(crate) fn default_endpoints(obj: &mut Value) {
+    for_each_obj_mut(obj, "subsets", |subset| {
+        for_each_obj_mut(subset, "ports", |p| set_default_str(p, "protocol", "TCP"));
+    });
+}
+
+pub(crate) fn default_node(obj: &mut Value) {
+    if let Some(status) = obj.get_mut("status").filter(|s| s.is_object()) {
+        if let Some(capacity) = status.get("capacity").cloned() {
+            set_default(status, "allocatable", capacity);
         }
-        "Deployment" => default_deployment(obj),
-        "ReplicaSet" => {
-            if let Some(spec) = ensure_obj(obj, "spec") {
-                set_default(spec, "replicas", json!(1));
-                default_template(spec);
-            }
-        }
-        "DaemonSet" => default_daemonset(obj),
-        "StatefulSet" => default_statefulset(obj),
-        "Job" => default_job(obj),
-        "CronJob" => default_cronjob(obj),
-        "Service" => default_service(obj),
-        "Endpoints" => {
-            for_each_obj_mut(obj, "subsets", |subset| {
-                for_each_obj_mut(subset, "ports", |p| set_default_str(p, "protocol", "TCP"));
-            });
-        }
-        "Secret" => default_secret(obj),
-        "Namespace" => default_namespace(obj),
-        "Node" => {
-            if let Some(status) = obj.get_mut("status").filter(|s| s.is_object()) {
-                if let Some(capacity) = status.get("capacity").cloned() {
-                    set_default(status, "allocatable", capacity);
-                }
-            }
-        }
-        "HorizontalPodAutoscaler" => default_hpa(obj),
-        _ => {}
     }
 }
 
@@ -184,7 +174,7 @@ fn default_volume(vol: &mut Value) {
     }
 }
 
-fn default_deployment(obj: &mut Value) {
+pub(crate) fn default_deployment(obj: &mut Value) {
     let Some(spec) = ensure_obj(obj, "spec") else { return };
     set_default(spec, "replicas", json!(1));
     if let Some(strategy) = ensure_obj(spec, "strategy") {
@@ -201,7 +191,7 @@ fn default_deployment(obj: &mut Value) {
     default_template(spec);
 }
 
-fn default_daemonset(obj: &mut Value) {
+pub(crate) fn default_daemonset(obj: &mut Value) {
     let Some(spec) = ensure_obj(obj, "spec") else { return };
     if let Some(strategy) = ensure_obj(spec, "updateStrategy") {
         set_default_str(strategy, "type", "RollingUpdate");
@@ -216,7 +206,7 @@ fn default_daemonset(obj: &mut Value) {
     default_template(spec);
 }
 
-fn default_statefulset(obj: &mut Value) {
+pub(crate) fn default_statefulset(obj: &mut Value) {
     let Some(spec) = ensure_obj(obj, "spec") else { return };
     set_default_str(spec, "podManagementPolicy", "OrderedReady");
     if let Some(strategy) = ensure_obj(spec, "updateStrategy") {
@@ -245,7 +235,7 @@ fn default_statefulset(obj: &mut Value) {
     default_template(spec);
 }
 
-fn default_job(obj: &mut Value) {
+pub(crate) fn default_job(obj: &mut Value) {
     let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
     let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
     let Some(spec) = ensure_obj(obj, "spec") else { return };
@@ -299,7 +289,7 @@ fn generate_job_selector(spec: &mut Value, name: &str, uid: &str) {
     }
 }
 
-fn default_cronjob(obj: &mut Value) {
+pub(crate) fn default_cronjob(obj: &mut Value) {
     let Some(spec) = ensure_obj(obj, "spec") else { return };
     set_default_str(spec, "concurrencyPolicy", "Allow");
     set_default(spec, "suspend", json!(false));
@@ -312,7 +302,7 @@ fn default_cronjob(obj: &mut Value) {
     }
 }
 
-fn default_service(obj: &mut Value) {
+pub(crate) fn default_service(obj: &mut Value) {
     let Some(spec) = ensure_obj(obj, "spec") else { return };
     set_default_str(spec, "type", "ClusterIP");
     set_default_str(spec, "sessionAffinity", "None");
@@ -366,7 +356,7 @@ fn default_service(obj: &mut Value) {
     set_default(spec, "ipFamilies", json!([if v6 { "IPv6" } else { "IPv4" }]));
 }
 
-fn default_secret(obj: &mut Value) {
+pub(crate) fn default_secret(obj: &mut Value) {
     set_default_str(obj, "type", "Opaque");
     // v1 conversion merges stringData into data (stringData wins) and drops stringData.
     let Some(string_data) = obj.as_object_mut().and_then(|m| m.remove("stringData")) else { return };
@@ -400,7 +390,7 @@ fn base64_encode(bytes: &[u8]) -> String {
     out
 }
 
-fn default_namespace(obj: &mut Value) {
+pub(crate) fn default_namespace(obj: &mut Value) {
     let name = obj.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string);
     if let Some(name) = name.filter(|n| !n.is_empty()) {
         if let Some(Value::Object(labels)) = ensure_obj(obj, "metadata").and_then(|m| ensure_obj(m, "labels")) {
@@ -415,7 +405,7 @@ fn default_namespace(obj: &mut Value) {
     }
 }
 
-fn default_hpa(obj: &mut Value) {
+pub(crate) fn default_hpa(obj: &mut Value) {
     let v2 = obj.get("apiVersion").and_then(Value::as_str).is_none_or(|v| v != "autoscaling/v1");
     let Some(spec) = ensure_obj(obj, "spec") else { return };
     set_default(spec, "minReplicas", json!(1));

@@ -21,6 +21,8 @@
 //! - ServiceSpec.ports (merge, port); NodeSpec.podCIDRs (merge, primitive), NodeSpec.taints atomic;
 //!   NodeStatus.addresses / conditions (merge, type); ServiceAccount.secrets (merge, name).
 
+use serde_json::Value;
+
 /// A node of the type graph: which struct a JSON object at some position corresponds to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ty {
@@ -107,22 +109,11 @@ impl FieldMeta {
     }
 }
 
-/// Root type of a Kubernetes kind. Unknown kinds get [`Ty::Unknown`] (plain merge semantics).
-pub fn root(kind: &str) -> Ty {
-    match kind {
-        "Pod" => Ty::PodRoot,
-        "Deployment" => Ty::DeploymentRoot,
-        "ReplicaSet" | "DaemonSet" | "StatefulSet" => Ty::WorkloadRoot,
-        "Job" => Ty::JobRoot,
-        "CronJob" => Ty::CronJobRoot,
-        "Service" => Ty::ServiceRoot,
-        "Node" => Ty::NodeRoot,
-        "Namespace" => Ty::NamespaceRoot,
-        "ServiceAccount" => Ty::ServiceAccountRoot,
-        "HorizontalPodAutoscaler" => Ty::HpaRoot,
-        "Endpoints" | "ConfigMap" | "Secret" | "Event" | "Lease" | "ResourceQuota" => Ty::GenericRoot,
-        _ => Ty::Unknown,
-    }
+/// The root type of a served kind (its strategy's `patch_schema`); [`Ty::Unknown`] for
+/// anything else. For tests, which name kinds; requests reach the root through their resource.
+#[cfg(test)]
+pub(crate) fn root(kind: &str) -> Ty {
+    super::RESOURCES.iter().find(|r| r.kind == kind).map_or(Ty::Unknown, |r| r.strategy.patch_schema)
 }
 
 /// Metadata of field `name` inside a value of type `ty`.
@@ -181,6 +172,14 @@ pub fn field(ty: Ty, name: &str) -> FieldMeta {
         _ => None,
     };
     meta.unwrap_or(FieldMeta::of(Unknown))
+}
+
+/// Equality as Go sees decoded JSON: all numbers are float64, so `1` equals `1.0`.
+pub fn val_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x == y || (x.as_f64().is_some() && x.as_f64() == y.as_f64()),
+        _ => a == b,
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Kubernetes-style defaulting and validation of API objects in their JSON form.
 //!
 //! This module owns the public surface (`default_object`, `validate_create`, `validate_update`,
-//! `FieldError`) and the dispatch from a kind name to the per-kind rules. The rules themselves
+//! `FieldError`); which rules apply is the kind's strategy (`resource::kinds`), reached from
+//! its `ResourceInfo`. The rules themselves
 //! live in the sibling files and mirror kube-apiserver's `pkg/apis/*/validation` packages
 //! (Kubernetes 1.33), down to the wording of the messages, because clients such as kubectl
 //! and test suites match on them.
@@ -10,20 +11,26 @@
 //! ports and generated names are the caller's job), and no panics on arbitrary client JSON;
 //! wrongly typed fields are reported as `FieldError`s instead.
 
-mod apps;
-mod batch;
-mod core;
-mod defaults;
+pub(crate) mod apps;
+pub(crate) mod batch;
+pub(crate) mod cluster;
+pub(crate) mod config;
+pub(crate) mod defaults;
+pub(crate) mod event;
 mod json;
 mod meta;
 mod names;
-mod other;
-mod pod;
+pub(crate) mod other;
+pub(crate) mod pod;
+pub(crate) mod quota;
+pub(crate) mod service;
 
 #[cfg(test)]
 mod tests;
 
 use serde_json::Value;
+
+use crate::resource::ResourceInfo;
 
 /// The kind of a field error; one-to-one with Kubernetes' `field.ErrorType`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,93 +145,39 @@ impl std::error::Error for FieldError {}
 /// Accumulator every rule appends to; Kubernetes reports all errors, not just the first.
 pub(crate) type Errs = Vec<FieldError>;
 
-/// The kinds this module knows; anything else gets metadata checks only.
-const KNOWN_KINDS: &[&str] = &[
-    "Pod",
-    "Deployment",
-    "ReplicaSet",
-    "DaemonSet",
-    "StatefulSet",
-    "Job",
-    "CronJob",
-    "Service",
-    "Endpoints",
-    "Node",
-    "Namespace",
-    "ConfigMap",
-    "Secret",
-    "Event",
-    "ServiceAccount",
-    "Lease",
-    "HorizontalPodAutoscaler",
-    "ResourceQuota",
-];
-
-/// Fills defaults in place like kube-apiserver's defaulting for `kind` (plus the few
-/// registry-strategy mutations that happen before validation, such as a Job's generated
+/// Fills defaults in place like kube-apiserver's defaulting for the kind of `info` (plus the
+/// few registry-strategy mutations that happen before validation, such as a Job's generated
 /// selector and a Secret's `stringData` merge). Never allocates cluster IPs or node ports.
-pub fn default_object(kind: &str, obj: &mut Value) {
-    defaults::default_object(kind, obj);
+pub fn default_object(info: &ResourceInfo, obj: &mut Value) {
+    if obj.is_object() {
+        (info.strategy.defaults)(obj);
+    }
 }
 
 /// Validates a whole object on create.
-pub fn validate_create(kind: &str, obj: &Value) -> Vec<FieldError> {
+pub fn validate_create(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
     let mut errs = Errs::new();
     if !obj.is_object() {
         errs.push(FieldError::invalid("", json::render(obj), "must be of type object"));
         return errs;
     }
-    validate_kind(kind, obj, &mut errs);
+    (info.strategy.validate)(obj, &mut errs);
     errs
 }
 
-/// Validates an update: every create rule on `new`, plus the immutability rules of `kind`.
-pub fn validate_update(kind: &str, old: &Value, new: &Value) -> Vec<FieldError> {
-    let mut errs = validate_create(kind, new);
+/// Validates an update: every create rule on `new`, plus the immutability rules of the kind.
+pub fn validate_update(info: &ResourceInfo, old: &Value, new: &Value) -> Vec<FieldError> {
+    let mut errs = validate_create(info, new);
     if !new.is_object() || !old.is_object() {
         return errs;
     }
     meta::validate_meta_update(old, new, &mut errs);
-    match kind {
-        "Pod" => pod::validate_pod_update(old, new, &mut errs),
-        "Deployment" | "ReplicaSet" | "DaemonSet" => apps::validate_selector_immutable(old, new, &mut errs),
-        "StatefulSet" => apps::validate_statefulset_update(old, new, &mut errs),
-        "Job" => batch::validate_job_update(old, new, &mut errs),
-        "Service" => core::validate_service_update(old, new, &mut errs),
-        "ConfigMap" | "Secret" => core::validate_immutable_data_update(kind, old, new, &mut errs),
-        "Node" => core::validate_node_update(old, new, &mut errs),
-        "Event" => core::validate_event_update(old, new, &mut errs),
-        _ => {}
-    }
+    (info.strategy.validate_update)(old, new, &mut errs);
     errs
 }
 
-fn validate_kind(kind: &str, obj: &Value, errs: &mut Errs) {
-    if !KNOWN_KINDS.contains(&kind) {
-        meta::validate_object_meta(obj, true, names::NameRule::Subdomain, errs);
-        return;
-    }
-    match kind {
-        "Pod" => pod::validate_pod(obj, errs),
-        "Deployment" => apps::validate_deployment(obj, errs),
-        "ReplicaSet" => apps::validate_replicaset(obj, errs),
-        "DaemonSet" => apps::validate_daemonset(obj, errs),
-        "StatefulSet" => apps::validate_statefulset(obj, errs),
-        "Job" => batch::validate_job(obj, errs),
-        "CronJob" => batch::validate_cronjob(obj, errs),
-        "Service" => core::validate_service(obj, errs),
-        "Endpoints" => core::validate_endpoints(obj, errs),
-        "Node" => core::validate_node(obj, errs),
-        "Namespace" => core::validate_namespace(obj, errs),
-        "ConfigMap" => core::validate_configmap(obj, errs),
-        "Secret" => core::validate_secret(obj, errs),
-        "Event" => core::validate_event(obj, errs),
-        "ServiceAccount" => core::validate_service_account(obj, errs),
-        "ResourceQuota" => core::validate_resource_quota(obj, errs),
-        "Lease" => other::validate_lease(obj, errs),
-        _ => other::validate_hpa(obj, errs),
-    }
-}
+/// For kinds whose updates follow the create rules alone.
+pub(crate) fn no_update_rules(_old: &Value, _new: &Value, _errs: &mut Errs) {}
 
 /// Why `name` is not a DNS-1123 subdomain (empty when it is): for names the server
 /// checks outside an object's own validation, such as a binding's target node.

@@ -6,6 +6,23 @@ use serde_json::{json, Value};
 
 use super::*;
 
+/// The served resource of `kind` (its first entry: apps/v1 rather than the legacy alias).
+fn info(kind: &str) -> &'static ResourceInfo {
+    crate::resource::RESOURCES.iter().find(|r| r.kind == kind).unwrap_or_else(|| panic!("{kind} is not served"))
+}
+
+fn default_object(kind: &str, obj: &mut Value) {
+    super::default_object(info(kind), obj)
+}
+
+fn validate_create(kind: &str, obj: &Value) -> Vec<FieldError> {
+    super::validate_create(info(kind), obj)
+}
+
+fn validate_update(kind: &str, old: &Value, new: &Value) -> Vec<FieldError> {
+    super::validate_update(info(kind), old, new)
+}
+
 /// What kube-apiserver does on create: fill namespace (namespaced kinds) and uid, default,
 /// validate.
 fn prepare(kind: &str, mut obj: Value) -> Value {

@@ -1,0 +1,23 @@
+//! The strategies of the built-in kinds, one static [`Strategy`](super::strategy::Strategy)
+//! per kind, grouped by API group: [`core`] (v1), [`apps`], [`batch`], [`other`]
+//! (coordination.k8s.io, autoscaling). Each names its kind's defaulting and validation
+//! (`resource::validate`), typed decoding (`resource::typed`), create-time preparation,
+//! patch schema (`resource::patch_schema`) and printer (`resource::printers`); the resource
+//! table points each entry at one of them.
+
+pub mod apps;
+pub mod batch;
+pub mod core;
+pub mod other;
+
+use serde_json::Value;
+
+/// `PrepareForCreate` of kinds with a status subresource: status starts empty.
+pub(crate) fn clear_status(obj: &mut Value) {
+    if let Some(m) = obj.as_object_mut() {
+        m.remove("status");
+    }
+}
+
+/// `PrepareForCreate` of kinds that keep what they were given.
+pub(crate) fn keep_as_given(_obj: &mut Value) {}

@@ -18,14 +18,12 @@
 pub mod body;
 pub mod decode;
 pub mod discovery;
-pub mod error;
 pub mod handlers;
 pub mod metrics;
 pub mod patch;
 pub mod render;
 pub mod request;
 pub mod resource_metrics;
-pub mod resources;
 pub mod subresources;
 pub mod watch;
 
@@ -46,6 +44,7 @@ use tracing::Instrument;
 
 use crate::cache::WatchCache;
 use crate::registry::Registry;
+use crate::resource::error::Subject;
 use crate::resource::ApiError;
 use metrics::ApiMetrics;
 use request::{Query, Target};
@@ -130,7 +129,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/openapi/v3/{*path}", get(openapi_doc))
         .route("/api/{*rest}", any(core_api))
         .route("/apis/{*rest}", any(group_api))
-        .fallback(|| async { ApiError::NotFound(error::Subject::default()).into_response() })
+        .fallback(|| async { ApiError::NotFound(Subject::default()).into_response() })
         .with_state(state)
 }
 
@@ -180,7 +179,7 @@ async fn metrics_text(State(state): State<ApiState>) -> Response {
 async fn openapi_doc(Path(path): Path<String>) -> Response {
     match discovery::openapi_v3(path.trim_end_matches('/')) {
         Some(doc) => json_ok(doc),
-        None => ApiError::NotFound(error::Subject::default()).into_response(),
+        None => ApiError::NotFound(Subject::default()).into_response(),
     }
 }
 
@@ -267,7 +266,7 @@ async fn core_api(
             let tail: Vec<&str> = tail.to_vec();
             resource_request(state, method, "", "v1", &tail, query, headers, body).await
         }
-        _ => ApiError::NotFound(error::Subject::default()).into_response(),
+        _ => ApiError::NotFound(Subject::default()).into_response(),
     }
 }
 
@@ -294,18 +293,18 @@ async fn group_api(
     match segments.as_slice() {
         [group] if method == Method::GET => match discovery::group(group) {
             Some(doc) => json_ok(doc),
-            None => ApiError::NotFound(error::Subject::default()).into_response(),
+            None => ApiError::NotFound(Subject::default()).into_response(),
         },
         [group, version] if method == Method::GET => match discovery::resource_list(group, version) {
             Some(doc) => json_ok(doc),
-            None => ApiError::NotFound(error::Subject::default()).into_response(),
+            None => ApiError::NotFound(Subject::default()).into_response(),
         },
         [group, version, tail @ ..] if !tail.is_empty() => {
             let (group, version) = (group.to_string(), version.to_string());
             let tail: Vec<&str> = tail.to_vec();
             resource_request(state, method, &group, &version, &tail, query, headers, body).await
         }
-        _ => ApiError::NotFound(error::Subject::default()).into_response(),
+        _ => ApiError::NotFound(Subject::default()).into_response(),
     }
 }
 

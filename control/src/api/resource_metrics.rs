@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use berth_proto::model::duration::go_duration;
 use berth_proto::selectors::{FieldSelector, LabelSelector};
 use serde_json::{json, Value};
 
@@ -61,7 +62,7 @@ fn metadata(obj: &Value, now: &str) -> Value {
 /// A `NodeMetrics` object for `node` (the Node) from its point.
 pub fn node_metrics(node: &Value, p: &NodePoint, now: &str) -> Value {
     json!({"kind": "NodeMetrics", "apiVersion": API_VERSION, "metadata": metadata(node, now),
-        "timestamp": time(&p.timestamp), "window": quantity::go_duration(p.window), "usage": usage_json(&p.usage)})
+        "timestamp": time(&p.timestamp), "window": go_duration(p.window), "usage": usage_json(&p.usage)})
 }
 
 /// A `PodMetrics` object for `pod` (the Pod) from its point.
@@ -69,7 +70,7 @@ pub fn pod_metrics(pod: &Value, p: &PodPoint, now: &str) -> Value {
     let containers: Vec<Value> =
         p.containers.iter().map(|(name, u)| json!({"name": name, "usage": usage_json(u)})).collect();
     json!({"kind": "PodMetrics", "apiVersion": API_VERSION, "metadata": metadata(pod, now),
-        "timestamp": time(&p.timestamp), "window": quantity::go_duration(p.window), "containers": containers})
+        "timestamp": time(&p.timestamp), "window": go_duration(p.window), "containers": containers})
 }
 
 /// What a metrics URL (after `/apis/metrics.k8s.io/v1beta1`) addresses.

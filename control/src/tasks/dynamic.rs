@@ -6,7 +6,7 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use kube::Client;
 
 use super::sync_error::is_status;
-use crate::api::resources::ResourceInfo;
+use crate::resource::table::ResourceInfo;
 
 /// The `kube` description of a served resource.
 pub fn api_resource(info: &ResourceInfo) -> ApiResource {

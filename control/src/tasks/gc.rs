@@ -26,8 +26,8 @@ use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPoli
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::resources::{self, ResourceInfo};
 use crate::registry::{Propagation, FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
+use crate::resource::table::{self as resources, ResourceInfo};
 use crate::tasks::context::TaskContext;
 use crate::tasks::dynamic;
 use crate::tasks::kinds::{self, Cached, KindStore};
@@ -348,7 +348,7 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::resources::RESOURCES;
+    use crate::resource::table::RESOURCES;
 
     fn info(plural: &str) -> &'static ResourceInfo {
         RESOURCES.iter().find(|r| r.plural == plural && !r.is_legacy_alias()).unwrap()

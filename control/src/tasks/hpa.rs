@@ -38,8 +38,8 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, EventType, Recorder};
-use crate::api::resources;
 use crate::registry::object;
+use crate::resource::table as resources;
 use crate::tasks::context::TaskContext;
 use crate::tasks::periodic::Every;
 use crate::usage::quantity;
@@ -156,7 +156,7 @@ fn samples(list: &Value, resource: &str) -> HashMap<String, PodSample> {
             total = total.zip(v).map(|(a, b)| a + b);
         }
         let timestamp = item["timestamp"].as_str().and_then(|t| t.parse::<Timestamp>().ok());
-        let window = item["window"].as_str().and_then(quantity::parse_go_duration);
+        let window = item["window"].as_str().and_then(berth_proto::model::duration::parse_go_duration);
         if let (Some(value_milli), Some(timestamp), Some(window)) = (total, timestamp, window) {
             out.insert(name.to_string(), PodSample { timestamp, window, value_milli });
         }

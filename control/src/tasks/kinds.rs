@@ -26,7 +26,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::workqueue::Informers;
-use crate::api::resources::{ResourceInfo, RESOURCES};
+use crate::resource::table::{ResourceInfo, RESOURCES};
 
 /// One cached object of some kind.
 #[derive(Clone)]

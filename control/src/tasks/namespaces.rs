@@ -14,7 +14,7 @@ use kube::ResourceExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::resources::RESOURCES;
+use crate::resource::table::RESOURCES;
 use crate::tasks::context::TaskContext;
 use crate::tasks::dynamic;
 use crate::tasks::periodic::Every;

@@ -31,8 +31,8 @@ use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::resources::ResourceInfo;
 use crate::registry::quota::{self, QuotaState};
+use crate::resource::table::ResourceInfo;
 use crate::tasks::context::TaskContext;
 use crate::tasks::dynamic;
 use crate::tasks::kinds::{self, Cached, KindStore};
@@ -216,7 +216,7 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::resources;
+    use crate::resource::table as resources;
 
     #[test]
     fn status_from_spec_and_objects() {

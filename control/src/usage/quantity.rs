@@ -1,10 +1,8 @@
 //! Printing usage the way metrics-server does: CPU is `resource.NewScaledQuantity(nanocores,
 //! -9)` and memory `resource.NewQuantity(bytes, BinarySI)`, both in `Quantity`'s canonical
 //! form (`"329087452n"`, `"5m"`, `"2748180Ki"`, `"1500"`); windows are Go `Duration`
-//! strings (`"15.002s"`, `"1m0.5s"`), written and read by `berth_proto::model::duration`
-//! (re-exported here for this module's callers).
+//! strings (`"15.002s"`, `"1m0.5s"`), written and read by `berth_proto::model::duration`.
 
-pub use berth_proto::model::duration::{go_duration, parse_go_duration};
 use berth_proto::model::quantity::{Format, Quantity};
 
 /// CPU usage in nanocores, as metrics-server prints it (`"12345n"`, `"5m"`, `"0"`).

@@ -379,7 +379,15 @@ impl Registry {
     async fn check_namespace(&self, info: &ResourceInfo, namespace: &str, name: &str) -> Result<(), ApiError> {
         let ns_info = resource::find("", "v1", "namespaces").expect("namespaces are served");
         let key = storage::object_key(ns_info, None, namespace);
-        match storage::get(&self.store, &key, false).await? {
+        // This member's copy first (cheap, and right but for the newest writes); a miss is
+        // confirmed by a linearizable read before it is answered 404, as kube-apiserver's
+        // NamespaceLifecycle admission falls back to a live lookup: a namespace created
+        // through another server a moment ago may not have reached this member yet.
+        let found = match storage::get(&self.store, &key, false).await? {
+            Some(ns) => Some(ns),
+            None => storage::get(&self.store, &key, true).await?,
+        };
+        match found {
             None => Err(not_found(ns_info, namespace)),
             Some(ns) if object::is_deleting(&ns.object) => Err(ApiError::Forbidden(format!(
                 "{} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated",

@@ -9,9 +9,11 @@
 
 use serde_json::Value;
 
+use super::kinds::keep_as_given;
 use super::patch_schema::Ty;
 use super::printers::Printer;
-use super::validate::FieldError;
+use super::validate::defaults::default_nothing;
+use super::validate::{no_update_rules, FieldError};
 
 pub struct Strategy {
     /// Fills absent fields (kube-apiserver's `SetDefaults_*` plus the create-shaping steps
@@ -44,6 +46,29 @@ pub enum Deletion {
     GracefulPod,
     /// `Terminating` until its contents and `spec.finalizers` are gone.
     Namespace,
+}
+
+impl Strategy {
+    /// The strategy of a kind with nothing special about it: no defaults, no update rules,
+    /// kept as given on create, a generation, the generic patch schema, deleted at once
+    /// unless finalizers hold it. Kinds override what differs with struct update syntax.
+    pub const fn of(
+        validate: fn(&Value, &mut Vec<FieldError>),
+        decode: fn(&Value) -> Result<Value, String>,
+        printer: &'static Printer,
+    ) -> Strategy {
+        Strategy {
+            defaults: default_nothing,
+            validate,
+            validate_update: no_update_rules,
+            decode,
+            prepare_for_create: keep_as_given,
+            has_generation: true,
+            patch_schema: Ty::GenericRoot,
+            printer,
+            deletion: Deletion::Finalizers,
+        }
+    }
 }
 
 impl std::fmt::Debug for Strategy {

@@ -5,54 +5,38 @@ use k8s_openapi::api::apps::v1;
 use super::clear_status;
 use crate::resource::patch_schema::Ty;
 use crate::resource::printers;
-use crate::resource::strategy::{Deletion, Strategy};
+use crate::resource::strategy::Strategy;
 use crate::resource::typed::round_trip;
 use crate::resource::validate::{apps, defaults};
 
 pub static DEPLOYMENT: Strategy = Strategy {
     defaults: defaults::default_deployment,
-    validate: apps::validate_deployment,
     validate_update: apps::validate_selector_immutable,
-    decode: round_trip::<v1::Deployment>,
     prepare_for_create: clear_status,
-    has_generation: true,
     patch_schema: Ty::DeploymentRoot,
-    printer: &printers::DEPLOYMENT,
-    deletion: Deletion::Finalizers,
+    ..Strategy::of(apps::validate_deployment, round_trip::<v1::Deployment>, &printers::DEPLOYMENT)
 };
 
 pub static REPLICA_SET: Strategy = Strategy {
     defaults: defaults::default_replicaset,
-    validate: apps::validate_replicaset,
     validate_update: apps::validate_selector_immutable,
-    decode: round_trip::<v1::ReplicaSet>,
     prepare_for_create: clear_status,
-    has_generation: true,
     patch_schema: Ty::WorkloadRoot,
-    printer: &printers::REPLICA_SET,
-    deletion: Deletion::Finalizers,
+    ..Strategy::of(apps::validate_replicaset, round_trip::<v1::ReplicaSet>, &printers::REPLICA_SET)
 };
 
 pub static DAEMON_SET: Strategy = Strategy {
     defaults: defaults::default_daemonset,
-    validate: apps::validate_daemonset,
     validate_update: apps::validate_selector_immutable,
-    decode: round_trip::<v1::DaemonSet>,
     prepare_for_create: clear_status,
-    has_generation: true,
     patch_schema: Ty::WorkloadRoot,
-    printer: &printers::DAEMON_SET,
-    deletion: Deletion::Finalizers,
+    ..Strategy::of(apps::validate_daemonset, round_trip::<v1::DaemonSet>, &printers::DAEMON_SET)
 };
 
 pub static STATEFUL_SET: Strategy = Strategy {
     defaults: defaults::default_statefulset,
-    validate: apps::validate_statefulset,
     validate_update: apps::validate_statefulset_update,
-    decode: round_trip::<v1::StatefulSet>,
     prepare_for_create: clear_status,
-    has_generation: true,
     patch_schema: Ty::WorkloadRoot,
-    printer: &printers::STATEFUL_SET,
-    deletion: Deletion::Finalizers,
+    ..Strategy::of(apps::validate_statefulset, round_trip::<v1::StatefulSet>, &printers::STATEFUL_SET)
 };

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod cli;
 pub mod cron;
 pub mod identity;
+pub mod periodic;
 pub mod registry;
 pub mod resource;
 pub mod serve;

@@ -108,7 +108,7 @@ impl ApiState {
             cache,
             metrics: Arc::new(ApiMetrics::new()),
             store,
-            usage: Arc::new(crate::usage::UsageCache::new(crate::tasks::Settings::default().metric_resolution)),
+            usage: Arc::new(crate::usage::UsageCache::new(crate::usage::DEFAULT_METRIC_RESOLUTION)),
             shutdown,
             body_limits: BodyLimits::default(),
         }

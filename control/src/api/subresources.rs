@@ -212,15 +212,6 @@ pub async fn eviction(state: &ApiState, req: ApiRequest) -> Result<Response, Api
     Ok(json_response(StatusCode::CREATED, &success(201), &[]))
 }
 
-/// The address of the agent on `node`: its InternalIP (else Hostname) and kubelet port.
-pub(crate) fn agent_address(node: &Value) -> Option<(String, i64)> {
-    let addresses = node["status"]["addresses"].as_array()?;
-    let pick = |t: &str| addresses.iter().find(|a| a["type"] == t).and_then(|a| a["address"].as_str());
-    let host = pick("InternalIP").or_else(|| pick("Hostname"))?.to_string();
-    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_i64().unwrap_or(10250);
-    Some((host, port))
-}
-
 /// The container a log request means: the named one, the default-container annotation,
 /// or the only one.
 fn log_container(pod: &Value, requested: Option<&str>) -> Result<String, ApiError> {
@@ -266,7 +257,7 @@ pub async fn log(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError
     };
     let nodes = resource::find("", "v1", "nodes").expect("served");
     let node = state.registry.get(nodes, None, node_name, false).await?;
-    let (host, port) = agent_address(&node)
+    let (host, port) = object::agent_address(&node)
         .ok_or_else(|| ApiError::BadRequest(format!("node {node_name} has no address to reach its agent")))?;
     let query = {
         let mut params = url::form_urlencoded::Serializer::new(String::new());
@@ -321,6 +312,6 @@ mod tests {
         assert!(log_container(&pod, Some("zz")).is_err());
         let node = json!({"status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.5"}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10333}}}});
-        assert_eq!(agent_address(&node), Some(("127.0.0.5".into(), 10333)));
+        assert_eq!(object::agent_address(&node), Some(("127.0.0.5".into(), 10333)));
     }
 }

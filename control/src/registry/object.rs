@@ -172,6 +172,15 @@ pub fn field_value(resource: &str, obj: &Value, field: &str) -> Result<Option<St
     }))
 }
 
+/// The address of the agent on `node`: its InternalIP (else Hostname) and kubelet port.
+pub fn agent_address(node: &Value) -> Option<(String, i64)> {
+    let addresses = node["status"]["addresses"].as_array()?;
+    let pick = |t: &str| addresses.iter().find(|a| a["type"] == t).and_then(|a| a["address"].as_str());
+    let host = pick("InternalIP").or_else(|| pick("Hostname"))?.to_string();
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_i64().unwrap_or(10250);
+    Some((host, port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

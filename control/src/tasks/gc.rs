@@ -26,12 +26,12 @@ use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPoli
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::periodic::Every;
 use crate::registry::{Propagation, FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
 use crate::resource::table::{self as resources, ResourceInfo};
 use crate::tasks::context::TaskContext;
 use crate::tasks::dynamic;
 use crate::tasks::kinds::{self, Cached, KindStore};
-use crate::tasks::periodic::Every;
 use crate::tasks::sync_error::is_status;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);

@@ -38,10 +38,10 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{reference, EventType, Recorder};
+use crate::periodic::Every;
 use crate::registry::object;
 use crate::resource::table as resources;
 use crate::tasks::context::TaskContext;
-use crate::tasks::periodic::Every;
 use crate::usage::quantity;
 use normalize::History;
 use replicas::{PodFacts, PodSample, Target};

@@ -39,7 +39,6 @@ pub mod namespaces;
 pub mod node_lifecycle;
 pub mod owner_index;
 pub mod ownership;
-pub mod periodic;
 pub mod pod_control;
 pub mod quota;
 pub mod replicaset;
@@ -80,7 +79,7 @@ impl Default for Settings {
         Settings {
             node_monitor_grace_period: Duration::from_secs(20),
             pod_eviction_timeout: Duration::from_secs(10),
-            metric_resolution: Duration::from_secs(15),
+            metric_resolution: crate::usage::DEFAULT_METRIC_RESOLUTION,
             hpa_sync_period: Duration::from_secs(15),
             hpa_tolerance: 0.1,
             hpa_downscale_stabilization: Duration::from_secs(300),

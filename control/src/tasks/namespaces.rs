@@ -14,10 +14,10 @@ use kube::ResourceExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::periodic::Every;
 use crate::resource::table::RESOURCES;
 use crate::tasks::context::TaskContext;
 use crate::tasks::dynamic;
-use crate::tasks::periodic::Every;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 

@@ -41,9 +41,9 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::periodic::Every;
 use crate::tasks::context::TaskContext;
 use crate::tasks::events::{reference, EventType, Recorder};
-use crate::tasks::periodic::Every;
 use crate::tasks::sync_error::is_status;
 
 pub use berth_proto::model::well_known::TAINT_NODE_NOT_READY as NOT_READY_TAINT;

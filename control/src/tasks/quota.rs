@@ -31,12 +31,12 @@ use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::periodic::Every;
 use crate::registry::quota::{self, QuotaState};
 use crate::resource::table::ResourceInfo;
 use crate::tasks::context::TaskContext;
 use crate::tasks::dynamic;
 use crate::tasks::kinds::{self, Cached, KindStore};
-use crate::tasks::periodic::Every;
 use berth_proto::Quantity;
 
 /// How often every quota is recomputed.

@@ -182,6 +182,10 @@ struct Endpoint {
     received: Instant,
 }
 
+/// How often agents are scraped unless `--metric-resolution` says otherwise (metrics-server's
+/// default, 15 s).
+pub const DEFAULT_METRIC_RESOLUTION: Duration = Duration::from_secs(15);
+
 /// The latest usage points, by agent endpoint. Shared by the scraper (writer) and the
 /// API handlers and HPA (readers).
 #[derive(Debug)]

@@ -17,9 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{parse_summary, UsageCache};
 use crate::cache::{Filter, WatchCache};
+use crate::periodic::Every;
 use crate::registry::object;
 use crate::resource;
-use crate::tasks::periodic::Every;
 
 /// Agents scraped at once.
 const FAN_OUT: usize = 16;
@@ -32,7 +32,7 @@ type HttpClient = hyper_util::client::legacy::Client<hyper_util::client::legacy:
 fn endpoints(nodes: &[Arc<Value>]) -> HashMap<String, Vec<String>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for n in nodes {
-        let Some((host, port)) = crate::api::subresources::agent_address(n) else { continue };
+        let Some((host, port)) = crate::registry::object::agent_address(n) else { continue };
         let host = if host.contains(':') { format!("[{host}]") } else { host };
         out.entry(format!("{host}:{port}")).or_default().push(object::name(n).unwrap_or_default().to_string());
     }

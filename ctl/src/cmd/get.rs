@@ -255,7 +255,7 @@ pub(crate) async fn list_all(
 
 /// What `get` prints of a type: as Tables when `table` (the whole collection as one, or one per
 /// named object), else the objects with apiVersion/kind filled in, as kubectl prints list
-/// items. NotFound on a named object is collected in `errors`.
+/// items.
 async fn fetch(
     session: &mut Session,
     info: &ResourceInfo,
@@ -266,7 +266,18 @@ async fn fetch(
     errors: &mut Vec<CtlError>,
 ) -> Result<Vec<Value>> {
     let mut found = if !names.is_empty() {
-        fetch_named(session, info, ns, names, args, table, errors).await?
+        // Server errors about one object are collected in `errors` (NotFound dropped with
+        // `--ignore-not-found`); others end the command.
+        let mut found = Vec::new();
+        for name in names {
+            match get_json(session, &info.url_path(ns, Some(name)), table).await {
+                Ok(v) => found.push(v),
+                Err(e) if e.is_not_found() && args.ignore_not_found => {}
+                Err(e) if matches!(e, CtlError::Server { .. }) => errors.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        found
     } else if table {
         vec![list_all(session, info, ns, args, true).await?]
     } else {
@@ -276,29 +287,6 @@ async fn fetch(
     if !table {
         for o in &mut found {
             with_type(o, info);
-        }
-    }
-    Ok(found)
-}
-
-/// Each named object (as a Table when `table`); server errors about one object are
-/// collected in `errors` (NotFound dropped with `--ignore-not-found`), others end the command.
-async fn fetch_named(
-    session: &mut Session,
-    info: &ResourceInfo,
-    ns: Option<&str>,
-    names: &[String],
-    args: &GetArgs,
-    table: bool,
-    errors: &mut Vec<CtlError>,
-) -> Result<Vec<Value>> {
-    let mut found = Vec::new();
-    for name in names {
-        match get_json(session, &info.url_path(ns, Some(name)), table).await {
-            Ok(v) => found.push(v),
-            Err(e) if e.is_not_found() && args.ignore_not_found => {}
-            Err(e) if matches!(e, CtlError::Server { .. }) => errors.push(e),
-            Err(e) => return Err(e),
         }
     }
     Ok(found)

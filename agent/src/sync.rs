@@ -292,6 +292,19 @@ fn container_status(
         };
         return (s, Count::Waiting);
     };
+    // The status of a container the runtime knows.
+    let status = |state, last_state, ready, started, restart_count| ContainerStatus {
+        name: c.name.clone(),
+        image,
+        image_id: String::new(),
+        container_id: Some(r.id.clone()).filter(|i| !i.is_empty()),
+        state: Some(state),
+        last_state,
+        ready,
+        started: Some(started),
+        restart_count,
+        ..Default::default()
+    };
     let last_state = r
         .last_terminated
         .as_ref()
@@ -330,19 +343,8 @@ fn container_status(
                     )),
                 )
             };
-            let s = ContainerStatus {
-                name: c.name.clone(),
-                image,
-                image_id: String::new(),
-                container_id: Some(r.id.clone()).filter(|i| !i.is_empty()),
-                state: Some(state),
-                last_state: Some(ContainerState { terminated: Some(terminated_state(t)), ..Default::default() }),
-                ready: false,
-                started: Some(false),
-                restart_count: r.restart_count,
-                ..Default::default()
-            };
-            return (s, Count::Stopped(t.exit_code == 0));
+            let last = ContainerState { terminated: Some(terminated_state(t)), ..Default::default() };
+            return (status(state, Some(last), false, false, r.restart_count), Count::Stopped(t.exit_code == 0));
         }
         RunState::Exited(t) => (
             ContainerState { terminated: Some(terminated_state(t)), ..Default::default() },
@@ -351,19 +353,7 @@ fn container_status(
             false,
         ),
     };
-    let s = ContainerStatus {
-        name: c.name.clone(),
-        image,
-        image_id: String::new(),
-        container_id: Some(r.id.clone()).filter(|i| !i.is_empty()),
-        state: Some(state),
-        last_state,
-        ready,
-        started: Some(started),
-        restart_count: r.restart_count.max(0),
-        ..Default::default()
-    };
-    (s, count)
+    (status(state, last_state, ready, started, r.restart_count.max(0)), count)
 }
 
 fn phase(policy: &str, counts: &[Count]) -> &'static str {

@@ -39,17 +39,9 @@ fn pod(containers: &[&str], policy: &str) -> Pod {
 
 fn record(name: &str, state: RunState, restarts: i32) -> ContainerRecord {
     ContainerRecord {
-        name: name.into(),
         id: format!("fake://{name}-{restarts}"),
-        image: format!("{name}:1"),
         restart_count: restarts,
-        state,
-        ready: true,
-        started: true,
-        unhealthy: None,
-        last_terminated: None,
-        stopping: false,
-        killing: false,
+        ..ContainerRecord::new(name, &format!("{name}:1"), state)
     }
 }
 

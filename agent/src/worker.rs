@@ -523,9 +523,7 @@ impl Worker {
 
     fn write_status(&self, pod: &Pod, status: PodStatus) {
         let (api, tx) = (self.api.clone(), self.tx.clone());
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let (uid, ns, name, _) = runtime::pod_keys(pod);
         tokio::spawn(async move {
             let pods: Api<Pod> = Api::namespaced(api.client.clone(), &ns);
             let patch = json!({"status": status});
@@ -549,9 +547,7 @@ impl Worker {
 
     fn confirm_deletion(&self, pod: &Pod) {
         let (api, tx) = (self.api.clone(), self.tx.clone());
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let (uid, ns, name, _) = runtime::pod_keys(pod);
         tokio::spawn(async move {
             let pods: Api<Pod> = Api::namespaced(api.client.clone(), &ns);
             let params = DeleteParams {

@@ -8,12 +8,15 @@
 //!
 //! Every process a test starts is killed when it ends, also on failure ([`Reaper`]).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_agent::{Agent, AgentConfig, Heartbeat, NodeTemplate, RuntimeKind};
 use berth_control::testing::Server;
 use berth_testkit::{eventually, free_port, KillOnDrop};
+use common::pod;
 use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Pod};
 use kube::api::{DeleteParams, LogParams, Patch, PatchParams, PostParams};
 use kube::Api;
@@ -22,15 +25,6 @@ use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(60);
 const BIN: &str = env!("CARGO_BIN_EXE_berth-agent");
-
-fn pod(name: &str, spec: serde_json::Value) -> Pod {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": spec,
-    }))
-    .unwrap()
-}
 
 fn pid_alive(pid: i32) -> bool {
     // A zombie (exited, not reaped by whoever inherited it) counts as gone.

@@ -5,26 +5,20 @@
 //! runs with `stop_containers_on_exit`, so the runtime kills its containers on shutdown and
 //! on drop).
 
+mod common;
+
 use std::time::Duration;
 
 use berth_agent::{Agent, AgentConfig, Heartbeat, NodeTemplate, RuntimeKind};
 use berth_control::testing::Server;
 use berth_testkit::eventually;
+use common::pod;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{DeleteParams, LogParams, PostParams};
 use kube::Api;
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn pod(name: &str, spec: serde_json::Value) -> Pod {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": spec,
-    }))
-    .unwrap()
-}
 
 fn pid_alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.

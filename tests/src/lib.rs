@@ -77,6 +77,30 @@ impl Etcdctl {
     }
 }
 
+/// The Deployment of the Kubernetes docs ("Creating a Deployment"), unchanged.
+pub const NGINX_DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: nginx-deployment
+  labels:
+    app: nginx
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app: nginx
+  template:
+    metadata:
+      labels:
+        app: nginx
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.14.2
+        ports:
+        - containerPort: 80
+";
+
 /// base64 as etcdctl's JSON output encodes keys and values.
 pub fn b64(s: &str) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -12,31 +12,8 @@ use std::time::Duration;
 
 use berth_testkit::blocking::eventually;
 use berth_tests::berthctl::{run_bounded, Agent, CtlCluster};
+use berth_tests::NGINX_DEPLOYMENT as NGINX;
 use serde_json::Value;
-
-/// The Deployment of the Kubernetes docs ("Creating a Deployment"), unchanged.
-const NGINX: &str = "apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: nginx-deployment
-  labels:
-    app: nginx
-spec:
-  replicas: 3
-  selector:
-    matchLabels:
-      app: nginx
-  template:
-    metadata:
-      labels:
-        app: nginx
-    spec:
-      containers:
-      - name: nginx
-        image: nginx:1.14.2
-        ports:
-        - containerPort: 80
-";
 
 /// GET on the cluster's API: the object, or None on 404.
 fn api(c: &CtlCluster, path: &str) -> Option<Value> {

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use berth_tests::berth_cluster;
+use berth_tests::{berth_cluster, NGINX_DEPLOYMENT};
 
 struct Kubectl {
     kubeconfig: std::path::PathBuf,
@@ -51,29 +51,12 @@ impl Kubectl {
     }
 }
 
-const MANIFESTS: &str = r#"apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: nginx-deployment
-  labels:
-    app: nginx
-spec:
-  replicas: 3
-  selector:
-    matchLabels:
-      app: nginx
-  template:
-    metadata:
-      labels:
-        app: nginx
-    spec:
-      containers:
-      - name: nginx
-        image: nginx:1.14.2
-        ports:
-        - containerPort: 80
----
-apiVersion: v1
+/// The docs' nginx Deployment and a Service, as one multi-document file.
+fn app_manifests() -> String {
+    format!("{NGINX_DEPLOYMENT}---\n{SERVICE}")
+}
+
+const SERVICE: &str = r#"apiVersion: v1
 kind: Service
 metadata:
   name: my-service
@@ -111,13 +94,13 @@ async fn kubectl_works_against_a_three_server_cluster() {
         k.command(&["get", "ns", "default"]).output().ok().filter(|o| o.status.success()).map(|_| ())
     });
     let manifests = dir.path().join("app.yaml");
-    std::fs::write(&manifests, MANIFESTS).unwrap();
+    std::fs::write(&manifests, app_manifests()).unwrap();
     let out = k.ok(&["apply", "-f", manifests.to_str().unwrap()]);
     assert!(
         out.contains("deployment.apps/nginx-deployment created") && out.contains("service/my-service created"),
         "{out}"
     );
-    std::fs::write(&manifests, MANIFESTS.replace("replicas: 3", "replicas: 4")).unwrap();
+    std::fs::write(&manifests, app_manifests().replace("replicas: 3", "replicas: 4")).unwrap();
     let out = k.ok(&["apply", "-f", manifests.to_str().unwrap()]);
     assert!(
         out.contains("deployment.apps/nginx-deployment configured") && out.contains("service/my-service unchanged"),

@@ -9,14 +9,13 @@
 //! Running containers report zero usage in `/stats/summary` (nothing runs), so
 //! metrics.k8s.io, `top pods` and HPAs see hollow pods as idle rather than unmeasured.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use rand::Rng;
 
-use super::{now, pod_keys, ContainerRecord, LogLine, LogSource, Mount, RunState, Runtime, Terminated, Wake};
+use super::{now, pod_keys, ContainerRecord, LogLine, LogSource, Mount, PodTable, RunState, Runtime, Terminated, Wake};
 
 pub const READY_ANNOTATION: &str = "fake.berth.dev/ready";
 pub const EXIT_CODE_ANNOTATION: &str = "fake.berth.dev/exit-code";
@@ -47,18 +46,7 @@ struct FakeContainer {
     generation: u64,
 }
 
-struct FakePod {
-    node: String,
-    namespace: String,
-    name: String,
-    containers: HashMap<String, FakeContainer>,
-}
-
-#[derive(Default)]
-struct State {
-    pods: HashMap<String, FakePod>,
-    by_name: HashMap<(String, String), String>,
-}
+type State = PodTable<FakeContainer>;
 
 /// See the module docs.
 pub struct FakeRuntime {
@@ -135,13 +123,7 @@ impl Runtime for FakeRuntime {
         let behavior = Behavior::of(pod);
         let generation = {
             let mut st = self.state.lock().unwrap();
-            st.by_name.insert((namespace.clone(), name.clone()), uid.clone());
-            let p = st.pods.entry(uid.clone()).or_insert_with(|| FakePod {
-                node: node.clone(),
-                namespace,
-                name,
-                containers: HashMap::new(),
-            });
+            let p = st.entry(uid.clone(), namespace, name, node.clone());
             let image = container.image.clone().unwrap_or_default();
             let c = p.containers.entry(container.name.clone()).or_insert_with(|| FakeContainer {
                 record: ContainerRecord {
@@ -224,20 +206,13 @@ impl Runtime for FakeRuntime {
     }
 
     fn forget(&self, pod_uid: &str) {
-        let mut st = self.state.lock().unwrap();
-        if let Some(p) = st.pods.remove(pod_uid) {
-            let key = (p.namespace, p.name);
-            if st.by_name.get(&key).is_some_and(|u| u == pod_uid) {
-                st.by_name.remove(&key);
-            }
-        }
+        self.state.lock().unwrap().remove(pod_uid);
     }
 
     fn record_failure(&self, pod: &Pod, container: &Container, reason: &str, message: &str) {
         let (uid, namespace, name, node) = pod_keys(pod);
         let mut st = self.state.lock().unwrap();
-        st.by_name.insert((namespace.clone(), name.clone()), uid.clone());
-        let p = st.pods.entry(uid).or_insert_with(|| FakePod { node, namespace, name, containers: HashMap::new() });
+        let p = st.entry(uid, namespace, name, node);
         p.containers.insert(
             container.name.clone(),
             FakeContainer {
@@ -262,8 +237,7 @@ impl Runtime for FakeRuntime {
 
     fn logs(&self, namespace: &str, pod: &str, container: &str, previous: bool) -> Option<LogSource> {
         let st = self.state.lock().unwrap();
-        let uid = st.by_name.get(&(namespace.to_string(), pod.to_string()))?;
-        let c = st.pods.get(uid)?.containers.get(container)?;
+        let c = st.named_container(namespace, pod, container)?;
         Some(LogSource::Memory(if previous { c.previous_logs.clone() } else { c.logs.clone() }))
     }
 }

@@ -11,6 +11,7 @@ pub mod mounts;
 pub mod process;
 pub mod stats;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -206,6 +207,51 @@ pub fn whole_seconds(t: Timestamp) -> Timestamp {
 /// Now, in whole seconds.
 pub fn now() -> Timestamp {
     whole_seconds(Timestamp::now())
+}
+
+/// A runtime's bookkeeping of its pods: each by uid, and which uid a (namespace, name) is now
+/// (logs are asked for by name). `C` is the runtime's own container record.
+pub(crate) struct PodTable<C> {
+    pub pods: HashMap<String, RuntimePod<C>>,
+    pub by_name: HashMap<(String, String), String>,
+}
+
+impl<C> Default for PodTable<C> {
+    fn default() -> Self {
+        PodTable { pods: HashMap::new(), by_name: HashMap::new() }
+    }
+}
+
+/// One pod in a [`PodTable`].
+pub(crate) struct RuntimePod<C> {
+    pub node: String,
+    pub namespace: String,
+    pub name: String,
+    pub containers: HashMap<String, C>,
+}
+
+impl<C> PodTable<C> {
+    /// The pod `uid`, made without containers when new; `namespace/name` now names it.
+    pub fn entry(&mut self, uid: String, namespace: String, name: String, node: String) -> &mut RuntimePod<C> {
+        self.by_name.insert((namespace.clone(), name.clone()), uid.clone());
+        self.pods.entry(uid).or_insert_with(|| RuntimePod { node, namespace, name, containers: HashMap::new() })
+    }
+
+    /// Drops the pod `uid`, and its name unless a newer pod has taken it.
+    pub fn remove(&mut self, uid: &str) {
+        if let Some(p) = self.pods.remove(uid) {
+            let key = (p.namespace, p.name);
+            if self.by_name.get(&key).is_some_and(|u| u == uid) {
+                self.by_name.remove(&key);
+            }
+        }
+    }
+
+    /// The container `container` of the pod now named `namespace/pod`.
+    pub fn named_container(&self, namespace: &str, pod: &str, container: &str) -> Option<&C> {
+        let uid = self.by_name.get(&(namespace.to_string(), pod.to_string()))?;
+        self.pods.get(uid)?.containers.get(container)
+    }
 }
 
 /// Identity of a pod in runtime bookkeeping.

@@ -7,7 +7,7 @@
 use http::Method;
 use serde_json::{json, Value};
 
-use crate::cmd::objects::{self, call, finish, DryRun, DryRunArg, Obj, Request, SelectFlags, Selection};
+use crate::cmd::objects::{self, call, finish, DryRun, Obj, PickWriteFlags, Request};
 use crate::error::{CtlError, Result};
 use crate::session::Session;
 use crate::Out;
@@ -32,14 +32,9 @@ pub struct AutoscaleArgs {
     /// The name for the newly created object (default: the target's name).
     #[arg(long, default_value = "")]
     pub name: String,
-    /// Which objects: -f/-R, -l, --all.
+    /// Which objects, -o and --dry-run.
     #[command(flatten)]
-    pub select: SelectFlags,
-    /// Output format: name, yaml, json or jsonpath=….
-    #[arg(short = 'o', long)]
-    pub output: Option<String>,
-    #[command(flatten)]
-    pub dry_run: DryRunArg,
+    pub write: PickWriteFlags,
     /// Name of the manager used to track field ownership.
     #[arg(long, default_value = "kubectl-autoscale")]
     pub field_manager: String,
@@ -82,9 +77,8 @@ pub fn hpa_for(api_version: &str, kind: &str, target: &str, name: &str, min: i32
 /// Runs `autoscale`.
 pub async fn run(s: &mut Session, args: AutoscaleArgs, out: &mut Out) -> Result<()> {
     validate(args.min, args.max)?;
-    let dry = args.dry_run.get()?;
-    let format = objects::output_format(args.output.as_deref())?;
-    let sel = Selection { args: args.resources.clone(), flags: args.select.clone() };
+    let (dry, format) = args.write.modes()?;
+    let sel = args.write.selection(args.resources.clone());
     let found = objects::select(s, &sel, true).await?;
     let hpa_info = s.resolver().await?.resolve("horizontalpodautoscalers.autoscaling")?.clone();
     let mut errors = found.errors;

@@ -110,7 +110,7 @@ pub async fn run(session: &mut Session, args: GetArgs, out: &mut Out) -> Result<
             };
             let mut grid = Grid::default();
             let mut rows_found = false;
-            for table in fetch_tables(session, info, ns, &request.names, &args, &mut errors).await? {
+            for table in fetch(session, info, ns, &request.names, &args, true, &mut errors).await? {
                 let g = table::grid(&table, &opts);
                 if grid.header.is_empty() {
                     grid.header = g.header;
@@ -122,7 +122,7 @@ pub async fn run(session: &mut Session, args: GetArgs, out: &mut Out) -> Result<
                 tables.push(grid);
             }
         } else {
-            for object in fetch_objects(session, info, ns, &request.names, &args, &mut errors).await? {
+            for object in fetch(session, info, ns, &request.names, &args, false, &mut errors).await? {
                 objects.push((info.clone(), object));
             }
         }
@@ -253,45 +253,10 @@ pub(crate) async fn list_all(
     Ok(merged.unwrap_or(Value::Null))
 }
 
-/// Tables for a type: the whole collection, or one per named object (NotFound collected).
-async fn fetch_tables(
-    session: &mut Session,
-    info: &ResourceInfo,
-    ns: Option<&str>,
-    names: &[String],
-    args: &GetArgs,
-    errors: &mut Vec<CtlError>,
-) -> Result<Vec<Value>> {
-    if names.is_empty() {
-        return Ok(vec![list_all(session, info, ns, args, true).await?]);
-    }
-    fetch_named(session, info, ns, names, args, true, errors).await
-}
-
-/// Objects for a type (with apiVersion/kind filled in, as kubectl prints list items).
-async fn fetch_objects(
-    session: &mut Session,
-    info: &ResourceInfo,
-    ns: Option<&str>,
-    names: &[String],
-    args: &GetArgs,
-    errors: &mut Vec<CtlError>,
-) -> Result<Vec<Value>> {
-    let mut objects = if names.is_empty() {
-        let list = list_all(session, info, ns, args, false).await?;
-        list["items"].as_array().cloned().unwrap_or_default()
-    } else {
-        fetch_named(session, info, ns, names, args, false, errors).await?
-    };
-    for o in &mut objects {
-        with_type(o, info);
-    }
-    Ok(objects)
-}
-
-/// Each named object (as a Table when `table`); server errors about one object are
-/// collected in `errors` (NotFound dropped with `--ignore-not-found`), others end the command.
-async fn fetch_named(
+/// What `get` prints of a type: as Tables when `table` (the whole collection as one, or one per
+/// named object), else the objects with apiVersion/kind filled in, as kubectl prints list
+/// items.
+async fn fetch(
     session: &mut Session,
     info: &ResourceInfo,
     ns: Option<&str>,
@@ -300,13 +265,28 @@ async fn fetch_named(
     table: bool,
     errors: &mut Vec<CtlError>,
 ) -> Result<Vec<Value>> {
-    let mut found = Vec::new();
-    for name in names {
-        match get_json(session, &info.url_path(ns, Some(name)), table).await {
-            Ok(v) => found.push(v),
-            Err(e) if e.is_not_found() && args.ignore_not_found => {}
-            Err(e) if matches!(e, CtlError::Server { .. }) => errors.push(e),
-            Err(e) => return Err(e),
+    let mut found = if !names.is_empty() {
+        // Server errors about one object are collected in `errors` (NotFound dropped with
+        // `--ignore-not-found`); others end the command.
+        let mut found = Vec::new();
+        for name in names {
+            match get_json(session, &info.url_path(ns, Some(name)), table).await {
+                Ok(v) => found.push(v),
+                Err(e) if e.is_not_found() && args.ignore_not_found => {}
+                Err(e) if matches!(e, CtlError::Server { .. }) => errors.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        found
+    } else if table {
+        vec![list_all(session, info, ns, args, true).await?]
+    } else {
+        let list = list_all(session, info, ns, args, false).await?;
+        list["items"].as_array().cloned().unwrap_or_default()
+    };
+    if !table {
+        for o in &mut found {
+            with_type(o, info);
         }
     }
     Ok(found)

@@ -200,6 +200,32 @@ pub struct SelectFlags {
     pub all_namespaces: bool,
 }
 
+/// The flags of the verbs that change the objects they pick and print them (`scale`,
+/// `autoscale`, `set image`): which objects, `-o` and `--dry-run`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PickWriteFlags {
+    /// Which objects: -f/-R, -l, --field-selector, --all, -A.
+    #[command(flatten)]
+    pub select: SelectFlags,
+    /// Output format: name, yaml, json or jsonpath=….
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    #[command(flatten)]
+    pub dry_run: DryRunArg,
+}
+
+impl PickWriteFlags {
+    /// The `--dry-run` mode and the `-o` format (see [`output_format`]), checked in that order.
+    pub fn modes(&self) -> Result<(DryRun, Option<OutputFormat>)> {
+        Ok((self.dry_run.get()?, output_format(self.output.as_deref())?))
+    }
+
+    /// The selection of these flags with the positional resource arguments `args`.
+    pub fn selection(&self, args: Vec<String>) -> Selection {
+        Selection { args, flags: self.select.clone() }
+    }
+}
+
 /// What a verb acts on: its positional resource arguments and the picking flags.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {

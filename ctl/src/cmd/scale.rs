@@ -5,7 +5,7 @@
 use http::Method;
 use serde_json::{json, Value};
 
-use crate::cmd::objects::{self, call, finish, DryRun, DryRunArg, Obj, Request, SelectFlags, Selection, MERGE_PATCH};
+use crate::cmd::objects::{self, call, finish, DryRun, Obj, PickWriteFlags, Request, MERGE_PATCH};
 use crate::error::{CtlError, Result};
 use crate::session::Session;
 use crate::Out;
@@ -27,14 +27,9 @@ pub struct ScaleArgs {
     /// Precondition for resource version: only scale if it matches.
     #[arg(long)]
     pub resource_version: Option<String>,
-    /// Which objects: -f/-R, -l, --field-selector, --all, -A.
+    /// Which objects, -o and --dry-run.
     #[command(flatten)]
-    pub select: SelectFlags,
-    /// Output format: name, yaml, json or jsonpath=….
-    #[arg(short = 'o', long)]
-    pub output: Option<String>,
-    #[command(flatten)]
-    pub dry_run: DryRunArg,
+    pub write: PickWriteFlags,
 }
 
 /// The write a scale needs: a pinned PUT of the Scale when a precondition was given, else a
@@ -77,9 +72,8 @@ pub fn plan(
 
 /// Runs `scale`.
 pub async fn run(s: &mut Session, args: ScaleArgs, out: &mut Out) -> Result<()> {
-    let dry = args.dry_run.get()?;
-    let format = objects::output_format(args.output.as_deref())?;
-    let sel = Selection { args: args.resources.clone(), flags: args.select.clone() };
+    let (dry, format) = args.write.modes()?;
+    let sel = args.write.selection(args.resources.clone());
     let found = objects::select(s, &sel, true).await?;
     if found.objects.is_empty() {
         return Err(nothing_to_scale(found.errors));

@@ -6,9 +6,7 @@
 use http::Method;
 use serde_json::{json, Value};
 
-use crate::cmd::objects::{
-    self, call, finish, DryRun, DryRunArg, Obj, Request, SelectFlags, Selection, STRATEGIC_PATCH,
-};
+use crate::cmd::objects::{self, call, finish, DryRun, Obj, PickWriteFlags, Request, STRATEGIC_PATCH};
 use crate::error::{CtlError, Result};
 use crate::session::Session;
 use crate::Out;
@@ -32,14 +30,9 @@ pub enum SetWhat {
 pub struct SetImageArgs {
     /// TYPE NAME… or TYPE/NAME…, then CONTAINER=IMAGE….
     pub args: Vec<String>,
-    /// Which objects: -f/-R, -l, --field-selector, --all, -A.
+    /// Which objects, -o and --dry-run.
     #[command(flatten)]
-    pub select: SelectFlags,
-    /// Output format: name, yaml, json or jsonpath=….
-    #[arg(short = 'o', long)]
-    pub output: Option<String>,
-    #[command(flatten)]
-    pub dry_run: DryRunArg,
+    pub write: PickWriteFlags,
     /// Name of the manager used to track field ownership.
     #[arg(long, default_value = "kubectl-set")]
     pub field_manager: String,
@@ -118,11 +111,10 @@ pub fn image_patch(kind: &str, object: &Value, images: &[(String, String)]) -> R
 /// Runs `set`.
 pub async fn run(s: &mut Session, args: SetArgs, out: &mut Out) -> Result<()> {
     let SetWhat::Image(args) = args.what;
-    let dry = args.dry_run.get()?;
-    let format = objects::output_format(args.output.as_deref())?;
+    let (dry, format) = args.write.modes()?;
     let (resources, specs) = objects::split_edits(&args.args);
     let images = parse_images(&specs)?;
-    let sel = Selection { args: resources, flags: args.select.clone() };
+    let sel = args.write.selection(resources);
     let found = objects::select(s, &sel, true).await?;
     let mut errors = found.errors;
     for obj in found.objects {

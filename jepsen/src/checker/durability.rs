@@ -83,10 +83,6 @@ mod tests {
     use crate::checker::testkit::*;
     use crate::checker::Verdict;
 
-    fn kinds(r: &CheckResult) -> Vec<&str> {
-        r.anomalies.iter().map(|a| a.kind.as_str()).collect()
-    }
-
     /// Adds 1 (ok), 2 (info), 3 (fail), then the harness's restart records and reads.
     fn run(after: Vec<crate::history::Op>) -> History {
         let mut ops = vec![

@@ -237,10 +237,6 @@ mod tests {
     use crate::checker::testkit::*;
     use crate::checker::Verdict;
 
-    fn kinds(r: &CheckResult) -> Vec<&str> {
-        r.anomalies.iter().map(|a| a.kind.as_str()).collect()
-    }
-
     #[test]
     fn every_outcome_accounted_for_passes() {
         let h = history(vec![

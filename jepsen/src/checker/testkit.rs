@@ -1,7 +1,13 @@
 //! Compact builders for hand-written histories in the checkers' tests: one line per record,
 //! indices assigned in order, every client talking to node `n1`.
 
+use super::CheckResult;
 use crate::history::{Call, EventKind, History, Op, OpType, WatchEvent, WatchFilter, NEMESIS};
+
+/// The kinds of a result's anomalies, in order.
+pub(crate) fn kinds(r: &CheckResult) -> Vec<&str> {
+    r.anomalies.iter().map(|a| a.kind.as_str()).collect()
+}
 
 fn record(process: i64, time_ns: u64, kind: OpType, call: Call) -> Op {
     let node = if process == NEMESIS { String::new() } else { "n1".to_string() };

@@ -733,10 +733,6 @@ mod tests {
         ok(WATCHER, t, response(header, events))
     }
 
-    fn kinds(r: &CheckResult) -> Vec<&str> {
-        r.anomalies.iter().map(|a| a.kind.as_str()).collect()
-    }
-
     fn assert_only(r: &CheckResult, kind: &str) {
         assert_eq!(r.verdict, Verdict::Invalid, "{r:#?}");
         assert!(r.anomalies.iter().all(|a| a.kind == kind), "expected only {kind}: {r:#?}");

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 
+use plotters::chart::MeshStyle;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -209,6 +210,27 @@ fn format_num(v: &f64) -> String {
 }
 
 /// Draws the latency scatter; returns a note when markers were thinned out.
+/// The mesh both charts share: time on x, `y_desc` on y, numbers as [`format_num`], a light
+/// grid and grey axis text.
+fn house_mesh<'m, 'a, 'b, X, Y, DB>(
+    mesh: &'m mut MeshStyle<'a, 'b, X, Y, DB>,
+    y_desc: &str,
+) -> &'m mut MeshStyle<'a, 'b, X, Y, DB>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+    DB: DrawingBackend,
+{
+    mesh.x_desc("time since start (s)")
+        .y_desc(y_desc)
+        .x_label_formatter(&format_num)
+        .y_label_formatter(&format_num)
+        .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
+        .light_line_style(RGBColor(0xf3, 0xf3, 0xf3))
+        .label_style(("sans-serif", 13).into_font().color(&AXIS_TEXT))
+        .axis_desc_style(("sans-serif", 14).into_font().color(&AXIS_TEXT))
+}
+
 fn latency_chart(root: &Area, ops: &[Completed], frame: &Frame) -> PlotResult<Option<String>> {
     let (left, legend) = split(root);
     let y = latency_range_ms(ops);
@@ -219,19 +241,7 @@ fn latency_chart(root: &Area, ops: &[Completed], frame: &Frame) -> PlotResult<Op
         .y_label_area_size(64)
         .build_cartesian_2d(0f64..frame.x_end_s, y.clone().log_scale())
         .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("time since start (s)")
-        .y_desc("latency (ms, log)")
-        .x_label_formatter(&format_num)
-        .y_label_formatter(&format_num)
-        .y_labels(12)
-        .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
-        .light_line_style(RGBColor(0xf3, 0xf3, 0xf3))
-        .label_style(("sans-serif", 13).into_font().color(&AXIS_TEXT))
-        .axis_desc_style(("sans-serif", 14).into_font().color(&AXIS_TEXT))
-        .draw()
-        .map_err(err)?;
+    house_mesh(&mut chart.configure_mesh(), "latency (ms, log)").y_labels(12).draw().map_err(err)?;
     draw_windows(root, chart.plotting_area(), frame, y.start, y.end)?;
 
     let fnames: Vec<&str> = ops.iter().map(|o| o.f).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
@@ -398,18 +408,7 @@ fn throughput_chart(root: &Area, ops: &[Completed], frame: &Frame) -> PlotResult
         .y_label_area_size(64)
         .build_cartesian_2d(0f64..frame.x_end_s, 0f64..y_end)
         .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("time since start (s)")
-        .y_desc("completions / s")
-        .x_label_formatter(&format_num)
-        .y_label_formatter(&format_num)
-        .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
-        .light_line_style(RGBColor(0xf3, 0xf3, 0xf3))
-        .label_style(("sans-serif", 13).into_font().color(&AXIS_TEXT))
-        .axis_desc_style(("sans-serif", 14).into_font().color(&AXIS_TEXT))
-        .draw()
-        .map_err(err)?;
+    house_mesh(&mut chart.configure_mesh(), "completions / s").draw().map_err(err)?;
     draw_windows(root, chart.plotting_area(), frame, 0.0, y_end)?;
 
     for kind in OUTCOMES {

@@ -2,7 +2,6 @@
 //! pure) and the supervision of an adopted process, which is not the agent's child, so it is
 //! polled through `/proc` and its exit status is unknown.
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::logs::start_readers;
 use super::saved::{save, ts, Saved, STATE_FILE};
 use super::spawn::RunEnd;
-use super::{ProcContainer, ProcPod, ProcessRuntime};
+use super::{ProcContainer, ProcessRuntime};
 use crate::runtime::stats::{self, ProcStat};
 use crate::runtime::{now, ContainerRecord, RunState, Terminated};
 
@@ -109,13 +108,7 @@ impl ProcessRuntime {
         }
         {
             let mut st = self.state.lock().unwrap();
-            st.by_name.insert((saved.namespace.clone(), saved.pod.clone()), uid.to_string());
-            let p = st.pods.entry(uid.to_string()).or_insert_with(|| ProcPod {
-                namespace: saved.namespace.clone(),
-                name: saved.pod.clone(),
-                node: saved.node.clone(),
-                containers: HashMap::new(),
-            });
+            let p = st.entry(uid.to_string(), saved.namespace.clone(), saved.pod.clone(), saved.node.clone());
             p.containers.insert(saved.container.clone(), c);
             if let Some(p) = st.pods.get(uid) {
                 save(&self.data_dir, uid, p, &saved.container);

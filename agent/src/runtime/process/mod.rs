@@ -31,7 +31,6 @@ mod logs;
 mod saved;
 mod spawn;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,7 +45,10 @@ pub use saved::{write_private, Saved, SavedTerm};
 use self::saved::save;
 use super::cgroups::Cgroups;
 use super::stats::{self, ContainerUsage, PodUsage};
-use super::{now, pod_keys, ContainerRecord, ExecTarget, LogSource, Mount, RunState, Runtime, Terminated, Wake};
+use super::{
+    now, pod_keys, ContainerRecord, ExecTarget, LogSource, Mount, PodTable, RunState, Runtime, RuntimePod, Terminated,
+    Wake,
+};
 use crate::error::{AgentError, Result};
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -83,18 +85,9 @@ impl ProcContainer {
     }
 }
 
-struct ProcPod {
-    namespace: String,
-    name: String,
-    node: String,
-    containers: HashMap<String, ProcContainer>,
-}
+type ProcPod = RuntimePod<ProcContainer>;
 
-#[derive(Default)]
-struct State {
-    pods: HashMap<String, ProcPod>,
-    by_name: HashMap<(String, String), String>,
-}
+type State = PodTable<ProcContainer>;
 
 /// See the module docs.
 pub struct ProcessRuntime {
@@ -196,14 +189,8 @@ impl Runtime for ProcessRuntime {
         let (uid, namespace, name, node) = pod_keys(pod);
         let (generation, restart, finished, log) = {
             let mut st = self.state.lock().unwrap();
-            st.by_name.insert((namespace.clone(), name.clone()), uid.clone());
             let dir = container_dir(&self.data_dir, &uid, &container.name);
-            let p = st.pods.entry(uid.clone()).or_insert_with(|| ProcPod {
-                namespace,
-                name,
-                node,
-                containers: HashMap::new(),
-            });
+            let p = st.entry(uid.clone(), namespace, name, node);
             let c = p.containers.entry(container.name.clone()).or_insert_with(|| {
                 ProcContainer::new(ContainerRecord {
                     restart_count: -1,
@@ -321,15 +308,7 @@ impl Runtime for ProcessRuntime {
     }
 
     fn forget(&self, pod_uid: &str) {
-        {
-            let mut st = self.state.lock().unwrap();
-            if let Some(p) = st.pods.remove(pod_uid) {
-                let key = (p.namespace, p.name);
-                if st.by_name.get(&key).is_some_and(|u| u == pod_uid) {
-                    st.by_name.remove(&key);
-                }
-            }
-        }
+        self.state.lock().unwrap().remove(pod_uid);
         let _ = std::fs::remove_dir_all(self.pod_dir(pod_uid));
         if let Some(cg) = &self.cgroups {
             cg.remove_pod(pod_uid);
@@ -338,8 +317,7 @@ impl Runtime for ProcessRuntime {
 
     fn logs(&self, namespace: &str, pod: &str, container: &str, previous: bool) -> Option<LogSource> {
         let st = self.state.lock().unwrap();
-        let uid = st.by_name.get(&(namespace.to_string(), pod.to_string()))?;
-        let c = st.pods.get(uid)?.containers.get(container)?;
+        let c = st.named_container(namespace, pod, container)?;
         if previous {
             let path = c.previous_log.clone()?;
             return Some(LogSource::File { path, finished: Arc::new(AtomicBool::new(true)) });
@@ -357,8 +335,7 @@ impl Runtime for ProcessRuntime {
     fn record_failure(&self, pod: &Pod, container: &Container, reason: &str, message: &str) {
         let (uid, namespace, name, node) = pod_keys(pod);
         let mut st = self.state.lock().unwrap();
-        st.by_name.insert((namespace.clone(), name.clone()), uid.clone());
-        let p = st.pods.entry(uid).or_insert_with(|| ProcPod { namespace, name, node, containers: HashMap::new() });
+        let p = st.entry(uid, namespace, name, node);
         let previous = p.containers.remove(&container.name);
         let mut c = ProcContainer::new(ContainerRecord {
             ready: false,

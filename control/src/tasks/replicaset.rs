@@ -211,14 +211,13 @@ impl Reconcile<ReplicaSet> for Reconciler {
         let plan = reconcile_replicaset(&rs, &pods, manage, Timestamp::now());
         let pod_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
 
-        self.pod_control(&rs, &pod_api).patch_owners(&plan.adopt, &plan.release).await?;
+        let control = self.pod_control(&rs, &pod_api);
+        control.patch_owners(&plan.adopt, &plan.release).await?;
 
         if plan.create > 0 {
-            self.create_pods(key, &rs, &pod_api, plan.create).await?;
+            control.create_expected(&self.expectations, key, vec![new_pod(&rs); plan.create]).await?;
         }
-        if !plan.delete.is_empty() {
-            self.delete_pods(key, &rs, &pod_api, &plan.delete).await?;
-        }
+        control.delete_expected(&self.expectations, key, &plan.delete).await?;
 
         if rs.status.as_ref() != Some(&plan.status) {
             let mut updated = (*rs).clone();
@@ -236,19 +235,6 @@ impl Reconcile<ReplicaSet> for Reconciler {
 impl Reconciler {
     fn pod_control<'a>(&'a self, rs: &ReplicaSet, api: &Api<Pod>) -> PodControl<'a> {
         PodControl { ctx: &self.ctx, recorder: &self.recorder, owner: reference(rs), api: api.clone() }
-    }
-
-    async fn create_pods(&self, key: &Key, rs: &ReplicaSet, api: &Api<Pod>, count: usize) -> Result<(), SyncError> {
-        tracing::info!(count, "creating pods");
-        let pods = vec![new_pod(rs); count];
-        let expect = |names: Vec<String>| self.expectations.lock().unwrap().expect_created(key, names);
-        self.pod_control(rs, api).create(pods, expect).await
-    }
-
-    async fn delete_pods(&self, key: &Key, rs: &ReplicaSet, api: &Api<Pod>, pods: &[PodRef]) -> Result<(), SyncError> {
-        tracing::info!(count = pods.len(), "deleting pods");
-        self.expectations.lock().unwrap().expect_deleted(key, pods.iter().filter_map(|p| p.uid.clone()));
-        self.pod_control(rs, api).delete(pods).await
     }
 }
 

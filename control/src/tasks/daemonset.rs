@@ -32,7 +32,7 @@ use super::events::{reference, EventType, Recorder};
 use super::expectations::Expectations;
 use super::owner_index::OwnerIndex;
 use super::pod_control::PodControl;
-use super::status::write_status;
+use super::status::write_status_if_changed;
 use super::sync_error::SyncError;
 use super::workqueue::{Change, Key};
 use crate::tasks::context::TaskContext;
@@ -129,11 +129,7 @@ impl Reconcile<DaemonSet> for Reconciler {
         deleted?;
         created?;
 
-        if ds.status.as_ref() != Some(&plan.status) {
-            let mut updated = (*ds).clone();
-            updated.status = Some(plan.status.clone());
-            write_status(&self.ctx, &updated).await?;
-        }
+        write_status_if_changed(&self.ctx, &*ds, &plan.status).await?;
         Ok(plan.requeue_after.into())
     }
 

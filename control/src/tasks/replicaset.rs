@@ -32,7 +32,7 @@ use super::owner_index::OwnerIndex;
 use super::ownership::{self, OwnerChange};
 use super::pod_control::PodControl;
 pub use super::pod_control::PodRef;
-use super::status::write_status;
+use super::status::write_status_if_changed;
 use super::sync_error::SyncError;
 use super::workqueue::Key;
 use crate::tasks::context::TaskContext;
@@ -219,11 +219,7 @@ impl Reconcile<ReplicaSet> for Reconciler {
         }
         control.delete_expected(&self.expectations, key, &plan.delete).await?;
 
-        if rs.status.as_ref() != Some(&plan.status) {
-            let mut updated = (*rs).clone();
-            updated.status = Some(plan.status.clone());
-            write_status(&self.ctx, &updated).await?;
-        }
+        write_status_if_changed(&self.ctx, &*rs, &plan.status).await?;
         Ok(plan.requeue_after.into())
     }
 

@@ -27,7 +27,7 @@ use super::events::{reference, EventType, Recorder};
 use super::expectations::Expectations;
 use super::owner_index::OwnerIndex;
 use super::pod_control::PodControl;
-use super::status::write_status;
+use super::status::write_status_if_changed;
 use super::sync_error::{api_err, is_status, SyncError};
 use super::workqueue::Key;
 use crate::tasks::context::TaskContext;
@@ -90,13 +90,9 @@ impl Reconcile<Job> for Reconciler {
             let pods = plan.create.iter().map(|index| plan::new_pod(&job, *index)).collect();
             control.create_expected(&self.expectations, key, pods).await?;
         }
-        if job.status.as_ref() != Some(&plan.status) {
-            let mut updated = (*job).clone();
-            updated.status = Some(plan.status.clone());
-            // Pinned to the resourceVersion the plan was made from: a newer Job means a new plan.
-            if !write_status(&self.ctx, &updated).await? {
-                return Ok(Action::done());
-            }
+        // Pinned to the resourceVersion the plan was made from: a newer Job means a new plan.
+        if !write_status_if_changed(&self.ctx, &*job, &plan.status).await? {
+            return Ok(Action::done());
         }
         // Events only once the status that carries the same news is written.
         for e in &plan.events {

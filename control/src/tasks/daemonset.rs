@@ -113,7 +113,7 @@ impl Reconcile<DaemonSet> for Reconciler {
         let plan = plan_daemonset(&ds, &nodes, &pods, manage, Timestamp::now());
         let pod_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
 
-        let control = self.pod_control(&ds, &pod_api);
+        let control = PodControl::new(&self.ctx, &self.recorder, &*ds, &pod_api);
         control.patch_owners(&plan.adopt, &plan.release).await?;
         for failed in &plan.failed {
             let message = format!(
@@ -135,12 +135,6 @@ impl Reconcile<DaemonSet> for Reconciler {
 
     fn forget(&self, key: &Key) {
         self.expectations.lock().unwrap().forget(key);
-    }
-}
-
-impl Reconciler {
-    fn pod_control<'a>(&'a self, ds: &DaemonSet, api: &Api<Pod>) -> PodControl<'a> {
-        PodControl { ctx: &self.ctx, recorder: &self.recorder, owner: reference(ds), api: api.clone() }
     }
 }
 

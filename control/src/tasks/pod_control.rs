@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::json;
 
-use super::events::{EventType, Recorder};
+use super::events::{reference, EventType, Recorder};
 use super::expectations::Expectations;
 use super::ownership::OwnerChange;
 use super::sync_error::{api_err, is_status, SyncError};
@@ -45,7 +45,15 @@ pub struct PodControl<'a> {
     pub api: Api<Pod>,
 }
 
-impl PodControl<'_> {
+impl<'a> PodControl<'a> {
+    /// Acts on pods through `api` for `owner`, recording Events on it.
+    pub fn new<K>(ctx: &'a TaskContext, recorder: &'a Recorder, owner: &K, api: &Api<Pod>) -> PodControl<'a>
+    where
+        K: kube::Resource<DynamicType = ()>,
+    {
+        PodControl { ctx, recorder, owner: reference(owner), api: api.clone() }
+    }
+
     /// Adopts and releases pods: each pod's whole ownerReferences list, pinned to the
     /// resourceVersion it was computed from, so a concurrent change makes this a 409 and
     /// the owner looks again. A pod already gone is no failure.

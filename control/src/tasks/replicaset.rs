@@ -26,7 +26,7 @@ use kube::api::Api;
 use tokio_util::sync::CancellationToken;
 
 use super::controller::{Action, Controller, Reconcile};
-use super::events::{reference, Recorder};
+use super::events::Recorder;
 use super::expectations::Expectations;
 use super::owner_index::OwnerIndex;
 use super::ownership::{self, OwnerChange};
@@ -211,7 +211,7 @@ impl Reconcile<ReplicaSet> for Reconciler {
         let plan = reconcile_replicaset(&rs, &pods, manage, Timestamp::now());
         let pod_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
 
-        let control = self.pod_control(&rs, &pod_api);
+        let control = PodControl::new(&self.ctx, &self.recorder, &*rs, &pod_api);
         control.patch_owners(&plan.adopt, &plan.release).await?;
 
         if plan.create > 0 {
@@ -225,12 +225,6 @@ impl Reconcile<ReplicaSet> for Reconciler {
 
     fn forget(&self, key: &Key) {
         self.expectations.lock().unwrap().forget(key);
-    }
-}
-
-impl Reconciler {
-    fn pod_control<'a>(&'a self, rs: &ReplicaSet, api: &Api<Pod>) -> PodControl<'a> {
-        PodControl { ctx: &self.ctx, recorder: &self.recorder, owner: reference(rs), api: api.clone() }
     }
 }
 

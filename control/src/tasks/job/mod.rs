@@ -85,7 +85,7 @@ impl Reconcile<Job> for Reconciler {
 
         let pod_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
         if !plan.delete.is_empty() || !plan.create.is_empty() {
-            let control = self.pod_control(&job, &pod_api);
+            let control = PodControl::new(&self.ctx, &self.recorder, &*job, &pod_api);
             control.delete_expected(&self.expectations, key, &plan.delete).await?;
             let pods = plan.create.iter().map(|index| plan::new_pod(&job, *index)).collect();
             control.create_expected(&self.expectations, key, pods).await?;
@@ -104,12 +104,6 @@ impl Reconcile<Job> for Reconciler {
 
     fn forget(&self, key: &Key) {
         self.expectations.lock().unwrap().forget(key);
-    }
-}
-
-impl Reconciler {
-    fn pod_control<'a>(&'a self, job: &Job, api: &Api<Pod>) -> PodControl<'a> {
-        PodControl { ctx: &self.ctx, recorder: &self.recorder, owner: reference(job), api: api.clone() }
     }
 }
 

@@ -246,31 +246,19 @@ impl ApiRequest {
     }
 }
 
-async fn core_api(
-    State(state): State<ApiState>,
-    method: Method,
-    Path(rest): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let body = match read_body(state.body_limits, &headers, body).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    match segments.as_slice() {
-        [] if method == Method::GET => json_ok(discovery::core_versions()),
-        ["v1"] if method == Method::GET => json_ok(discovery::resource_list("", "v1").expect("core is served")),
-        ["v1", tail @ ..] => {
-            let tail: Vec<&str> = tail.to_vec();
-            resource_request(state, method, "", "v1", &tail, query, headers, body).await
-        }
-        _ => ApiError::NotFound(Subject::default()).into_response(),
-    }
+/// A request under `/api` (`groups` false: the core group) or `/apis`: its body read
+/// within the limits and its path split, then answered from discovery or sent on to the
+/// resource it names.
+async fn core_api(s: State<ApiState>, m: Method, p: Path<String>, q: RawQuery, h: HeaderMap, b: Body) -> Response {
+    api_root(false, s, m, p, q, h, b).await
 }
 
-async fn group_api(
+async fn group_api(s: State<ApiState>, m: Method, p: Path<String>, q: RawQuery, h: HeaderMap, b: Body) -> Response {
+    api_root(true, s, m, p, q, h, b).await
+}
+
+async fn api_root(
+    groups: bool,
     State(state): State<ApiState>,
     method: Method,
     Path(rest): Path<String>,
@@ -283,29 +271,33 @@ async fn group_api(
         Err(e) => return e.into_response(),
     };
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    // metrics.k8s.io is computed, not stored: its objects come from the usage cache.
-    if let [resource_metrics::GROUP, version, tail @ ..] = segments.as_slice() {
-        if !tail.is_empty() {
+    let (group, version, tail) = match (groups, segments.as_slice()) {
+        (false, []) if method == Method::GET => return json_ok(discovery::core_versions()),
+        (false, ["v1"]) if method == Method::GET => {
+            return json_ok(discovery::resource_list("", "v1").expect("core is served"));
+        }
+        (false, ["v1", tail @ ..]) => ("", "v1", tail),
+        // metrics.k8s.io is computed, not stored: its objects come from the usage cache.
+        (true, [resource_metrics::GROUP, version, tail @ ..]) if !tail.is_empty() => {
             let rendering = Rendering::from_accept(&headers);
             return resource_metrics::handle(&state, &method, version, tail, parse_query(query), rendering).await;
         }
-    }
-    match segments.as_slice() {
-        [group] if method == Method::GET => match discovery::group(group) {
-            Some(doc) => json_ok(doc),
-            None => ApiError::NotFound(Subject::default()).into_response(),
-        },
-        [group, version] if method == Method::GET => match discovery::resource_list(group, version) {
-            Some(doc) => json_ok(doc),
-            None => ApiError::NotFound(Subject::default()).into_response(),
-        },
-        [group, version, tail @ ..] if !tail.is_empty() => {
-            let (group, version) = (group.to_string(), version.to_string());
-            let tail: Vec<&str> = tail.to_vec();
-            resource_request(state, method, &group, &version, &tail, query, headers, body).await
+        (true, [group]) if method == Method::GET => {
+            return match discovery::group(group) {
+                Some(doc) => json_ok(doc),
+                None => ApiError::NotFound(Subject::default()).into_response(),
+            };
         }
-        _ => ApiError::NotFound(Subject::default()).into_response(),
-    }
+        (true, [group, version]) if method == Method::GET => {
+            return match discovery::resource_list(group, version) {
+                Some(doc) => json_ok(doc),
+                None => ApiError::NotFound(Subject::default()).into_response(),
+            };
+        }
+        (true, [group, version, tail @ ..]) if !tail.is_empty() => (*group, *version, tail),
+        _ => return ApiError::NotFound(Subject::default()).into_response(),
+    };
+    resource_request(state, method, group, version, tail, query, headers, body).await
 }
 
 fn parse_query(raw: Option<String>) -> Query {

@@ -801,28 +801,26 @@ impl Registry {
 fn merge_parts(info: &ResourceInfo, old: &Value, mut desired: Value, part: Part) -> Value {
     match part {
         Part::Main if info.has_status => {
-            match old.get("status") {
-                Some(s) => desired["status"] = s.clone(),
-                None => {
-                    if let Some(m) = desired.as_object_mut() {
-                        m.remove("status");
-                    }
-                }
-            }
+            copy_status(old, &mut desired);
             desired
         }
         Part::Main | Part::Whole => desired,
         Part::Status => {
             let mut new = old.clone();
-            match desired.get("status") {
-                Some(s) => new["status"] = s.clone(),
-                None => {
-                    if let Some(m) = new.as_object_mut() {
-                        m.remove("status");
-                    }
-                }
-            }
+            copy_status(&desired, &mut new);
             new
+        }
+    }
+}
+
+/// `to` takes `from`'s status, or none where `from` has none.
+fn copy_status(from: &Value, to: &mut Value) {
+    match from.get("status") {
+        Some(s) => to["status"] = s.clone(),
+        None => {
+            if let Some(m) = to.as_object_mut() {
+                m.remove("status");
+            }
         }
     }
 }

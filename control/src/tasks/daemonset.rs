@@ -31,8 +31,8 @@ use super::controller::{Action, Controller, Reconcile};
 use super::events::{reference, EventType, Recorder};
 use super::expectations::Expectations;
 use super::owner_index::OwnerIndex;
-use super::pod_control::{PodControl, PodRef};
-use super::status::write_status;
+use super::pod_control::PodControl;
+use super::status::write_status_if_changed;
 use super::sync_error::SyncError;
 use super::workqueue::{Change, Key};
 use crate::tasks::context::TaskContext;
@@ -113,7 +113,8 @@ impl Reconcile<DaemonSet> for Reconciler {
         let plan = plan_daemonset(&ds, &nodes, &pods, manage, Timestamp::now());
         let pod_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
 
-        self.pod_control(&ds, &pod_api).patch_owners(&plan.adopt, &plan.release).await?;
+        let control = PodControl::new(&self.ctx, &self.recorder, &*ds, &pod_api);
+        control.patch_owners(&plan.adopt, &plan.release).await?;
         for failed in &plan.failed {
             let message = format!(
                 "Found failed daemon pod {}/{} on node {}, will try to kill it",
@@ -122,53 +123,18 @@ impl Reconcile<DaemonSet> for Reconciler {
             self.recorder.publish(&reference(&*ds), EventType::Warning, "FailedDaemonPod", &message).await;
         }
         // Deletions first, as Kubernetes' `syncNodes` (a replaced pod frees its host ports).
-        let deleted = self.delete_pods(key, &ds, &pod_api, &plan.delete).await;
-        let created = self.create_pods(key, &ds, &pod_api, &plan.create_on, &plan.hash).await;
+        let deleted = control.delete_expected(&self.expectations, key, &plan.delete).await;
+        let pods = plan.create_on.iter().map(|node| new_pod(&ds, node, &plan.hash)).collect();
+        let created = control.create_expected(&self.expectations, key, pods).await;
         deleted?;
         created?;
 
-        if ds.status.as_ref() != Some(&plan.status) {
-            let mut updated = (*ds).clone();
-            updated.status = Some(plan.status.clone());
-            write_status(&self.ctx, &updated).await?;
-        }
+        write_status_if_changed(&self.ctx, &*ds, &plan.status).await?;
         Ok(plan.requeue_after.into())
     }
 
     fn forget(&self, key: &Key) {
         self.expectations.lock().unwrap().forget(key);
-    }
-}
-
-impl Reconciler {
-    fn pod_control<'a>(&'a self, ds: &DaemonSet, api: &Api<Pod>) -> PodControl<'a> {
-        PodControl { ctx: &self.ctx, recorder: &self.recorder, owner: reference(ds), api: api.clone() }
-    }
-
-    async fn create_pods(
-        &self,
-        key: &Key,
-        ds: &DaemonSet,
-        api: &Api<Pod>,
-        nodes: &[String],
-        hash: &str,
-    ) -> Result<(), SyncError> {
-        if nodes.is_empty() {
-            return Ok(());
-        }
-        tracing::info!(count = nodes.len(), "creating daemon pods");
-        let pods = nodes.iter().map(|node| new_pod(ds, node, hash)).collect();
-        let expect = |names: Vec<String>| self.expectations.lock().unwrap().expect_created(key, names);
-        self.pod_control(ds, api).create(pods, expect).await
-    }
-
-    async fn delete_pods(&self, key: &Key, ds: &DaemonSet, api: &Api<Pod>, pods: &[PodRef]) -> Result<(), SyncError> {
-        if pods.is_empty() {
-            return Ok(());
-        }
-        tracing::info!(count = pods.len(), "deleting daemon pods");
-        self.expectations.lock().unwrap().expect_deleted(key, pods.iter().filter_map(|p| p.uid.clone()));
-        self.pod_control(ds, api).delete(pods).await
     }
 }
 

@@ -3,14 +3,18 @@
 //! deletion pinned to a uid, each recording the Events Kubernetes records on the owner
 //! (SuccessfulCreate/FailedCreate, SuccessfulDelete/FailedDelete), and ownership patches.
 
+use std::sync::Mutex;
+
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::json;
 
-use super::events::{EventType, Recorder};
+use super::events::{reference, EventType, Recorder};
+use super::expectations::Expectations;
 use super::ownership::OwnerChange;
 use super::sync_error::{api_err, is_status, SyncError};
+use super::workqueue::Key;
 use crate::tasks::context::TaskContext;
 
 /// A pod chosen for deletion (deleted with a uid precondition).
@@ -41,7 +45,15 @@ pub struct PodControl<'a> {
     pub api: Api<Pod>,
 }
 
-impl PodControl<'_> {
+impl<'a> PodControl<'a> {
+    /// Acts on pods through `api` for `owner`, recording Events on it.
+    pub fn new<K>(ctx: &'a TaskContext, recorder: &'a Recorder, owner: &K, api: &Api<Pod>) -> PodControl<'a>
+    where
+        K: kube::Resource<DynamicType = ()>,
+    {
+        PodControl { ctx, recorder, owner: reference(owner), api: api.clone() }
+    }
+
     /// Adopts and releases pods: each pod's whole ownerReferences list, pinned to the
     /// resourceVersion it was computed from, so a concurrent change makes this a 409 and
     /// the owner looks again. A pod already gone is no failure.
@@ -60,6 +72,37 @@ impl PodControl<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Creates `pods` for the owner at `key` (see `create`), each batch's names expected
+    /// before the next batch goes out. Nothing to create sends nothing.
+    pub async fn create_expected(
+        &self,
+        expectations: &Mutex<Expectations>,
+        key: &Key,
+        pods: Vec<Pod>,
+    ) -> Result<(), SyncError> {
+        if pods.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(count = pods.len(), "creating pods");
+        self.create(pods, |names| expectations.lock().unwrap().expect_created(key, names)).await
+    }
+
+    /// Deletes `pods` of the owner at `key` (see `delete`), their uids expected gone first.
+    /// Nothing to delete sends nothing.
+    pub async fn delete_expected(
+        &self,
+        expectations: &Mutex<Expectations>,
+        key: &Key,
+        pods: &[PodRef],
+    ) -> Result<(), SyncError> {
+        if pods.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(count = pods.len(), "deleting pods");
+        expectations.lock().unwrap().expect_deleted(key, pods.iter().filter_map(|p| p.uid.clone()));
+        self.delete(pods).await
     }
 
     /// Creates `pods` in slow-start batches (1, 2, 4, …) so a failing admission costs one

@@ -26,13 +26,13 @@ use kube::api::Api;
 use tokio_util::sync::CancellationToken;
 
 use super::controller::{Action, Controller, Reconcile};
-use super::events::{reference, Recorder};
+use super::events::Recorder;
 use super::expectations::Expectations;
 use super::owner_index::OwnerIndex;
 use super::ownership::{self, OwnerChange};
 use super::pod_control::PodControl;
 pub use super::pod_control::PodRef;
-use super::status::write_status;
+use super::status::write_status_if_changed;
 use super::sync_error::SyncError;
 use super::workqueue::Key;
 use crate::tasks::context::TaskContext;
@@ -211,44 +211,20 @@ impl Reconcile<ReplicaSet> for Reconciler {
         let plan = reconcile_replicaset(&rs, &pods, manage, Timestamp::now());
         let pod_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
 
-        self.pod_control(&rs, &pod_api).patch_owners(&plan.adopt, &plan.release).await?;
+        let control = PodControl::new(&self.ctx, &self.recorder, &*rs, &pod_api);
+        control.patch_owners(&plan.adopt, &plan.release).await?;
 
         if plan.create > 0 {
-            self.create_pods(key, &rs, &pod_api, plan.create).await?;
+            control.create_expected(&self.expectations, key, vec![new_pod(&rs); plan.create]).await?;
         }
-        if !plan.delete.is_empty() {
-            self.delete_pods(key, &rs, &pod_api, &plan.delete).await?;
-        }
+        control.delete_expected(&self.expectations, key, &plan.delete).await?;
 
-        if rs.status.as_ref() != Some(&plan.status) {
-            let mut updated = (*rs).clone();
-            updated.status = Some(plan.status.clone());
-            write_status(&self.ctx, &updated).await?;
-        }
+        write_status_if_changed(&self.ctx, &*rs, &plan.status).await?;
         Ok(plan.requeue_after.into())
     }
 
     fn forget(&self, key: &Key) {
         self.expectations.lock().unwrap().forget(key);
-    }
-}
-
-impl Reconciler {
-    fn pod_control<'a>(&'a self, rs: &ReplicaSet, api: &Api<Pod>) -> PodControl<'a> {
-        PodControl { ctx: &self.ctx, recorder: &self.recorder, owner: reference(rs), api: api.clone() }
-    }
-
-    async fn create_pods(&self, key: &Key, rs: &ReplicaSet, api: &Api<Pod>, count: usize) -> Result<(), SyncError> {
-        tracing::info!(count, "creating pods");
-        let pods = vec![new_pod(rs); count];
-        let expect = |names: Vec<String>| self.expectations.lock().unwrap().expect_created(key, names);
-        self.pod_control(rs, api).create(pods, expect).await
-    }
-
-    async fn delete_pods(&self, key: &Key, rs: &ReplicaSet, api: &Api<Pod>, pods: &[PodRef]) -> Result<(), SyncError> {
-        tracing::info!(count = pods.len(), "deleting pods");
-        self.expectations.lock().unwrap().expect_deleted(key, pods.iter().filter_map(|p| p.uid.clone()));
-        self.pod_control(rs, api).delete(pods).await
     }
 }
 

@@ -28,7 +28,7 @@ use super::controller::{Action, Controller, Reconcile};
 use super::events::{reference, EventType, Recorder};
 use super::owner_index::OwnerIndex;
 use super::pod_control::{slow_start_batches, PodControl};
-use super::status::write_status;
+use super::status::write_status_if_changed;
 use super::sync_error::{api_err, is_status, SyncError};
 use super::workqueue::Key;
 use crate::tasks::context::TaskContext;
@@ -126,11 +126,7 @@ impl Reconcile<StatefulSet> for Reconciler {
             }
         }
 
-        if set.status.as_ref() != Some(&plan.status) {
-            let mut updated = (*set).clone();
-            updated.status = Some(plan.status.clone());
-            write_status(&self.ctx, &updated).await?;
-        }
+        write_status_if_changed(&self.ctx, &*set, &plan.status).await?;
         Ok(plan.requeue_after.into())
     }
 }

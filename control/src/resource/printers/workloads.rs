@@ -121,58 +121,58 @@ fn desired_replicas(obj: &Value) -> i64 {
 }
 
 fn deployment_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let [containers, images] = container_cells(at(obj, &["spec", "template", "spec"]));
     let selector = selector_string(at(obj, &["spec", "selector"])).unwrap_or_else(|()| "<invalid>".to_string());
-    vec![
-        name(obj),
+    let cells = [
         Value::from(format!("{}/{}", int(obj, &["status", "readyReplicas"]), desired_replicas(obj))),
         Value::from(int(obj, &["status", "updatedReplicas"])),
         Value::from(int(obj, &["status", "availableReplicas"])),
-        age(obj, now),
-        containers,
-        images,
-        Value::from(selector),
-    ]
+    ];
+    workload_row(obj, now, cells, Some(Value::from(selector)))
 }
 
 fn replica_set_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let [containers, images] = container_cells(at(obj, &["spec", "template", "spec"]));
-    vec![
-        name(obj),
+    let cells = [
         Value::from(desired_replicas(obj)),
         Value::from(int(obj, &["status", "replicas"])),
         Value::from(int(obj, &["status", "readyReplicas"])),
-        age(obj, now),
-        containers,
-        images,
-        Value::from(format_label_selector(at(obj, &["spec", "selector"]))),
-    ]
+    ];
+    workload_row(obj, now, cells, Some(label_selector(obj)))
 }
 
 fn daemon_set_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let [containers, images] = container_cells(at(obj, &["spec", "template", "spec"]));
-    vec![
-        name(obj),
+    let cells = [
         Value::from(int(obj, &["status", "desiredNumberScheduled"])),
         Value::from(int(obj, &["status", "currentNumberScheduled"])),
         Value::from(int(obj, &["status", "numberReady"])),
         Value::from(int(obj, &["status", "updatedNumberScheduled"])),
         Value::from(int(obj, &["status", "numberAvailable"])),
         Value::from(format_labels(at(obj, &["spec", "template", "spec", "nodeSelector"]))),
-        age(obj, now),
-        containers,
-        images,
-        Value::from(format_label_selector(at(obj, &["spec", "selector"]))),
-    ]
+    ];
+    workload_row(obj, now, cells, Some(label_selector(obj)))
 }
 
 fn stateful_set_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let ready = Value::from(format!("{}/{}", int(obj, &["status", "readyReplicas"]), desired_replicas(obj)));
+    workload_row(obj, now, [ready], None)
+}
+
+fn label_selector(obj: &Value) -> Value {
+    Value::from(format_label_selector(at(obj, &["spec", "selector"])))
+}
+
+/// kubectl's columns for a workload: the name, the kind's own cells, the age, the pod
+/// template's containers and images, and the selector where the kind shows one.
+fn workload_row<const N: usize>(
+    obj: &Value,
+    now: DateTime<Utc>,
+    cells: [Value; N],
+    selector: Option<Value>,
+) -> Vec<Value> {
     let [containers, images] = container_cells(at(obj, &["spec", "template", "spec"]));
-    vec![
-        name(obj),
-        Value::from(format!("{}/{}", int(obj, &["status", "readyReplicas"]), desired_replicas(obj))),
-        age(obj, now),
-        containers,
-        images,
-    ]
+    let mut row = Vec::with_capacity(N + 5);
+    row.push(name(obj));
+    row.extend(cells);
+    row.extend([age(obj, now), containers, images]);
+    row.extend(selector);
+    row
 }

@@ -258,14 +258,7 @@ fn selector_and_template(errs: &mut Errs, spec: &Value, what: &str, extra_volume
     };
     pod::validate_pod_template(errs, spec, "spec", "template", extra_volumes);
     if let Some(sel) = selector.filter(|s| s.valid && !s.is_empty()) {
-        let labels = pod::template_labels(spec, "template");
-        if !sel.matches(&labels) {
-            errs.push(FieldError::invalid(
-                "spec.template.metadata.labels",
-                json::render_string_map(&labels),
-                "`selector` does not match template `labels`",
-            ));
-        }
+        pod::validate_template_matches(errs, spec, &sel);
     }
 }
 

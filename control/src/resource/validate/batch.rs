@@ -31,14 +31,7 @@ pub(crate) fn validate_job(obj: &Value, errs: &mut Errs) {
         }
     };
     if let Some(sel) = selector.filter(|s| s.valid) {
-        let labels = pod::template_labels(spec, "template");
-        if !sel.matches(&labels) {
-            errs.push(FieldError::invalid(
-                "spec.template.metadata.labels",
-                json::render_string_map(&labels),
-                "`selector` does not match template `labels`",
-            ));
-        }
+        pod::validate_template_matches(errs, spec, &sel);
     }
 }
 

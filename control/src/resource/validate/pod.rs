@@ -102,6 +102,18 @@ pub(crate) fn template_labels<'a>(parent: &'a Value, k: &str) -> Vec<(&'a str, &
     json::dig(parent, &[k, "metadata"]).map(|m| meta::peek_str_map(m, "labels")).unwrap_or_default()
 }
 
+/// The labels of the pod template under `spec.template` must match the workload's selector.
+pub(crate) fn validate_template_matches(errs: &mut Errs, spec: &Value, sel: &meta::Selector) {
+    let labels = template_labels(spec, "template");
+    if !sel.matches(&labels) {
+        errs.push(FieldError::invalid(
+            "spec.template.metadata.labels",
+            json::render_string_map(&labels),
+            "`selector` does not match template `labels`",
+        ));
+    }
+}
+
 pub(crate) fn validate_pod_spec(spec: &Value, path: &str, extra_volumes: &[&str], errs: &mut Errs) {
     let mut volumes = validate_volumes(spec, path, errs);
     volumes.extend(extra_volumes.iter().copied());
@@ -660,20 +672,45 @@ pub(crate) fn resource_list<'a>(errs: &mut Errs, obj: &'a Value, path: &str, k: 
     out
 }
 
+/// Resources that are whole units (`helper.IsIntegerResourceName`'s set): object counts.
+const INTEGER_RESOURCES: &[&str] = &[
+    "pods",
+    "services",
+    "replicationcontrollers",
+    "resourcequotas",
+    "secrets",
+    "configmaps",
+    "persistentvolumeclaims",
+    "services.nodeports",
+    "services.loadbalancers",
+];
+
+/// CPU, memory and ephemeral storage: as themselves, as requests and as limits.
+const COMPUTE_RESOURCES: &[&str] = &[
+    "cpu",
+    "memory",
+    "ephemeral-storage",
+    "requests.cpu",
+    "requests.memory",
+    "requests.ephemeral-storage",
+    "limits.cpu",
+    "limits.memory",
+    "limits.ephemeral-storage",
+];
+
 /// Resources that are whole units (`helper.IsIntegerResourceName`).
 pub(crate) fn is_integer_resource(name: &str) -> bool {
-    const INTEGER: &[&str] = &[
-        "pods",
-        "services",
-        "replicationcontrollers",
-        "resourcequotas",
-        "secrets",
-        "configmaps",
-        "persistentvolumeclaims",
-        "services.nodeports",
-        "services.loadbalancers",
-    ];
-    INTEGER.contains(&name) || name.starts_with("count/") || is_extended_resource(name)
+    INTEGER_RESOURCES.contains(&name) || name.starts_with("count/") || is_extended_resource(name)
+}
+
+/// `helper.IsStandardQuotaResourceName`: the compute and object-count resources,
+/// `requests.storage`, and hugepages, plain or requested.
+pub(crate) fn is_standard_quota_resource(name: &str) -> bool {
+    COMPUTE_RESOURCES.contains(&name)
+        || INTEGER_RESOURCES.contains(&name)
+        || name == "requests.storage"
+        || name.starts_with("hugepages-")
+        || name.starts_with("requests.hugepages-")
 }
 
 /// Native resources live in the default or `kubernetes.io` namespace.
@@ -700,31 +737,9 @@ pub(crate) fn validate_quantity_value(errs: &mut Errs, field: &str, resource: &s
     }
 }
 
-/// `helper.IsStandardResourceName`.
+/// `helper.IsStandardResourceName`: the quota resources and `storage`.
 fn is_standard_resource(name: &str) -> bool {
-    const STANDARD: &[&str] = &[
-        "cpu",
-        "memory",
-        "ephemeral-storage",
-        "requests.cpu",
-        "requests.memory",
-        "requests.ephemeral-storage",
-        "limits.cpu",
-        "limits.memory",
-        "limits.ephemeral-storage",
-        "pods",
-        "services",
-        "replicationcontrollers",
-        "resourcequotas",
-        "secrets",
-        "configmaps",
-        "persistentvolumeclaims",
-        "storage",
-        "requests.storage",
-        "services.nodeports",
-        "services.loadbalancers",
-    ];
-    STANDARD.contains(&name) || name.starts_with("hugepages-") || name.starts_with("requests.hugepages-")
+    is_standard_quota_resource(name) || name == "storage"
 }
 
 /// `validateResourceName`: a qualified name that is either standard or domain-prefixed.

@@ -8,32 +8,6 @@ use super::names::NameRule;
 use super::pod;
 use super::{Errs, FieldError};
 
-/// `helper.IsStandardQuotaResourceName`.
-fn is_standard_quota_resource(name: &str) -> bool {
-    const QUOTA: &[&str] = &[
-        "cpu",
-        "memory",
-        "ephemeral-storage",
-        "requests.cpu",
-        "requests.memory",
-        "requests.storage",
-        "requests.ephemeral-storage",
-        "limits.cpu",
-        "limits.memory",
-        "limits.ephemeral-storage",
-        "pods",
-        "services",
-        "replicationcontrollers",
-        "resourcequotas",
-        "secrets",
-        "persistentvolumeclaims",
-        "configmaps",
-        "services.nodeports",
-        "services.loadbalancers",
-    ];
-    QUOTA.contains(&name) || name.starts_with("hugepages-") || name.starts_with("requests.hugepages-")
-}
-
 pub(crate) fn validate_resource_quota(obj: &Value, errs: &mut Errs) {
     meta::validate_object_meta(obj, true, NameRule::Subdomain, errs);
     let empty = Value::Object(Default::default());
@@ -70,7 +44,10 @@ fn quota_list(errs: &mut Errs, obj: &Value, path: &str, k: &str) {
     let list_path = child(path, k);
     for (name, qty) in pod::resource_list(errs, obj, path, k) {
         let field = key(&list_path, name);
-        if pod::validate_resource_name(errs, &field, name) && !name.contains('/') && !is_standard_quota_resource(name) {
+        if pod::validate_resource_name(errs, &field, name)
+            && !name.contains('/')
+            && !pod::is_standard_quota_resource(name)
+        {
             errs.push(FieldError::invalid(&field, q(name), "must be a standard resource for quota"));
         }
         pod::validate_quantity_value(errs, &field, name, &qty);

@@ -67,14 +67,9 @@ pub(crate) fn validate_service(obj: &Value, errs: &mut Errs) {
     let mut seen_ports = BTreeSet::new();
     let mut seen_node_ports = BTreeSet::new();
     for (pp, port) in &ports {
-        let name = string_or_empty(errs, port, pp, "name");
-        if ports.len() > 1 && name.is_empty() {
-            errs.push(FieldError::required(&child(pp, "name"), ""));
-        } else if !name.is_empty() {
-            names::validate_dns1123_label(errs, &child(pp, "name"), name);
-            if !port_names.insert(name) {
-                errs.push(FieldError::duplicate(&child(pp, "name"), q(name)));
-            }
+        let name = port_name(errs, port, pp, ports.len());
+        if !name.is_empty() && !port_names.insert(name) {
+            errs.push(FieldError::duplicate(&child(pp, "name"), q(name)));
         }
         let number = int_at(errs, port, pp, "port").unwrap_or(0);
         pod::port_num(errs, &child(pp, "port"), number);
@@ -363,15 +358,21 @@ pub(crate) fn validate_endpoints(obj: &Value, errs: &mut Errs) {
         }
         let ports = objects_at(errs, subset, &sp, "ports");
         for (pp, port) in &ports {
-            let name = string_or_empty(errs, port, pp, "name");
-            if ports.len() > 1 && name.is_empty() {
-                errs.push(FieldError::required(&child(pp, "name"), ""));
-            } else if !name.is_empty() {
-                names::validate_dns1123_label(errs, &child(pp, "name"), name);
-            }
+            port_name(errs, port, pp, ports.len());
             let number = int_at(errs, port, pp, "port").unwrap_or(0);
             pod::port_num(errs, &child(pp, "port"), number);
             pod::protocol(errs, port, pp);
         }
     }
+}
+
+/// A port's name: required where there are several ports, and a DNS label where given.
+fn port_name<'a>(errs: &mut Errs, port: &'a Value, pp: &str, count: usize) -> &'a str {
+    let name = string_or_empty(errs, port, pp, "name");
+    if count > 1 && name.is_empty() {
+        errs.push(FieldError::required(&child(pp, "name"), ""));
+    } else if !name.is_empty() {
+        names::validate_dns1123_label(errs, &child(pp, "name"), name);
+    }
+    name
 }

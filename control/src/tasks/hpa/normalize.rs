@@ -158,48 +158,29 @@ const UP_LIMIT: Why = why("ScaleUpLimit", "the desired replica count is increasi
 const DOWN_LIMIT: Why =
     why("ScaleDownLimit", "the desired replica count is decreasing faster than the maximum scale rate");
 
-/// Kubernetes' `calculateScaleUpLimitWithScalingRules`.
-fn scale_up_limit(
+/// Kubernetes' `calculateScaleUpLimitWithScalingRules` (`up`) and
+/// `calculateScaleDownLimitWithBehaviors`: the same walk over the policies, mirrored. `Min`
+/// selects the policy allowing the least change, `Max` the most.
+fn scale_limit(
+    up: bool,
     current: i32,
     ups: &[(i32, Timestamp)],
     downs: &[(i32, Timestamp)],
     r: &Rules,
     now: Timestamp,
 ) -> i32 {
-    let (mut result, pick): (i32, fn(i32, i32) -> i32) = match r.select {
-        Select::Disabled => return current,
-        Select::Min => (i32::MAX, i32::min),
-        Select::Max => (i32::MIN, i32::max),
+    let (mut result, pick): (i32, fn(i32, i32) -> i32) = match (r.select, up) {
+        (Select::Disabled, _) => return current,
+        (Select::Min, true) | (Select::Max, false) => (i32::MAX, i32::min),
+        (Select::Max, true) | (Select::Min, false) => (i32::MIN, i32::max),
     };
     for p in &r.policies {
         let start = current - changes_within(ups, p.period, now) + changes_within(downs, p.period, now);
-        let proposed = match p.kind {
-            PolicyKind::Pods => start + p.value,
-            PolicyKind::Percent => (f64::from(start) * (1.0 + f64::from(p.value) / 100.0)).ceil() as i32,
-        };
-        result = pick(result, proposed);
-    }
-    result
-}
-
-/// Kubernetes' `calculateScaleDownLimitWithBehaviors`.
-fn scale_down_limit(
-    current: i32,
-    ups: &[(i32, Timestamp)],
-    downs: &[(i32, Timestamp)],
-    r: &Rules,
-    now: Timestamp,
-) -> i32 {
-    let (mut result, pick): (i32, fn(i32, i32) -> i32) = match r.select {
-        Select::Disabled => return current,
-        Select::Min => (i32::MIN, i32::max),
-        Select::Max => (i32::MAX, i32::min),
-    };
-    for p in &r.policies {
-        let start = current - changes_within(ups, p.period, now) + changes_within(downs, p.period, now);
-        let proposed = match p.kind {
-            PolicyKind::Pods => start - p.value,
-            PolicyKind::Percent => (f64::from(start) * (1.0 - f64::from(p.value) / 100.0)) as i32,
+        let proposed = match (p.kind, up) {
+            (PolicyKind::Pods, true) => start + p.value,
+            (PolicyKind::Pods, false) => start - p.value,
+            (PolicyKind::Percent, true) => (f64::from(start) * (1.0 + f64::from(p.value) / 100.0)).ceil() as i32,
+            (PolicyKind::Percent, false) => (f64::from(start) * (1.0 - f64::from(p.value) / 100.0)) as i32,
         };
         result = pick(result, proposed);
     }
@@ -290,7 +271,7 @@ impl History {
         let able_to_scale = if stabilized != desired { why_stabilized } else { READY };
         // Rate limits and bounds (`convertDesiredReplicasWithBehaviorRate`).
         let (replicas, limit) = if stabilized > current {
-            let rate = scale_up_limit(current, &self.scale_ups, &self.scale_downs, &b.up, now).max(current);
+            let rate = scale_limit(true, current, &self.scale_ups, &self.scale_downs, &b.up, now).max(current);
             let (ceiling, why) = if max > rate { (rate, UP_LIMIT) } else { (max, TOO_MANY) };
             if stabilized > ceiling {
                 (ceiling, why)
@@ -298,7 +279,7 @@ impl History {
                 (stabilized, WITHIN_RANGE)
             }
         } else if stabilized < current {
-            let rate = scale_down_limit(current, &self.scale_ups, &self.scale_downs, &b.down, now).min(current);
+            let rate = scale_limit(false, current, &self.scale_ups, &self.scale_downs, &b.down, now).min(current);
             let (floor, why) = if min < rate { (rate, DOWN_LIMIT) } else { (min, TOO_FEW) };
             if stabilized < floor {
                 (floor, why)

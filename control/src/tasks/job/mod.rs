@@ -26,8 +26,8 @@ use super::controller::{Action, Controller, Reconcile};
 use super::events::{reference, EventType, Recorder};
 use super::expectations::Expectations;
 use super::owner_index::OwnerIndex;
-use super::pod_control::{PodControl, PodRef};
-use super::status::write_status;
+use super::pod_control::PodControl;
+use super::status::write_status_if_changed;
 use super::sync_error::{api_err, is_status, SyncError};
 use super::workqueue::Key;
 use crate::tasks::context::TaskContext;
@@ -84,19 +84,15 @@ impl Reconcile<Job> for Reconciler {
         }
 
         let pod_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
-        if !plan.delete.is_empty() {
-            self.delete_pods(key, &job, &pod_api, &plan.delete).await?;
+        if !plan.delete.is_empty() || !plan.create.is_empty() {
+            let control = PodControl::new(&self.ctx, &self.recorder, &*job, &pod_api);
+            control.delete_expected(&self.expectations, key, &plan.delete).await?;
+            let pods = plan.create.iter().map(|index| plan::new_pod(&job, *index)).collect();
+            control.create_expected(&self.expectations, key, pods).await?;
         }
-        if !plan.create.is_empty() {
-            self.create_pods(key, &job, &pod_api, &plan.create).await?;
-        }
-        if job.status.as_ref() != Some(&plan.status) {
-            let mut updated = (*job).clone();
-            updated.status = Some(plan.status.clone());
-            // Pinned to the resourceVersion the plan was made from: a newer Job means a new plan.
-            if !write_status(&self.ctx, &updated).await? {
-                return Ok(Action::done());
-            }
+        // Pinned to the resourceVersion the plan was made from: a newer Job means a new plan.
+        if !write_status_if_changed(&self.ctx, &*job, &plan.status).await? {
+            return Ok(Action::done());
         }
         // Events only once the status that carries the same news is written.
         for e in &plan.events {
@@ -108,25 +104,6 @@ impl Reconcile<Job> for Reconciler {
 
     fn forget(&self, key: &Key) {
         self.expectations.lock().unwrap().forget(key);
-    }
-}
-
-impl Reconciler {
-    fn pod_control<'a>(&'a self, job: &Job, api: &Api<Pod>) -> PodControl<'a> {
-        PodControl { ctx: &self.ctx, recorder: &self.recorder, owner: reference(job), api: api.clone() }
-    }
-
-    async fn create_pods(&self, key: &Key, job: &Job, api: &Api<Pod>, which: &[Option<i32>]) -> Result<(), SyncError> {
-        tracing::info!(count = which.len(), "creating pods");
-        let pods = which.iter().map(|index| plan::new_pod(job, *index)).collect();
-        let expect = |names: Vec<String>| self.expectations.lock().unwrap().expect_created(key, names);
-        self.pod_control(job, api).create(pods, expect).await
-    }
-
-    async fn delete_pods(&self, key: &Key, job: &Job, api: &Api<Pod>, pods: &[PodRef]) -> Result<(), SyncError> {
-        tracing::info!(count = pods.len(), "deleting pods");
-        self.expectations.lock().unwrap().expect_deleted(key, pods.iter().filter_map(|p| p.uid.clone()));
-        self.pod_control(job, api).delete(pods).await
     }
 }
 

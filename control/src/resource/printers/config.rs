@@ -65,7 +65,7 @@ fn config_map_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
 
 fn secret_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let ty = match text(obj, &["type"]) {
-        "" => "Opaque",
+        "" => berth_proto::model::well_known::SECRET_TYPE_OPAQUE,
         t => t,
     };
     // v1 conversion merges stringData into data, so the stored secret counts their union.

@@ -1,5 +1,6 @@
 //! ConfigMap, Secret and ServiceAccount validation, with the update rules of immutable ConfigMap/Secret data.
 
+use berth_proto::model::well_known as wk;
 use serde_json::Value;
 
 use super::json::{self, bool_at, get, key, objects_at, q, str_at, str_map_at};
@@ -77,24 +78,24 @@ pub(crate) fn validate_secret(obj: &Value, errs: &mut Errs) {
         }
     };
     match str_at(errs, obj, "", "type").unwrap_or("") {
-        "kubernetes.io/service-account-token" => {
+        wk::SECRET_TYPE_SERVICE_ACCOUNT_TOKEN => {
             let annotations = json::dig(obj, &["metadata"]).map(|m| meta::peek_str_map(m, "annotations"));
             let has_sa = annotations
                 .unwrap_or_default()
                 .iter()
-                .any(|(k, v)| *k == "kubernetes.io/service-account.name" && !v.is_empty());
+                .any(|(k, v)| *k == wk::ANNOTATION_SERVICE_ACCOUNT_NAME && !v.is_empty());
             if !has_sa {
                 errs.push(FieldError::required("metadata.annotations[kubernetes.io/service-account.name]", ""));
             }
         }
-        "kubernetes.io/dockercfg" => required(errs, ".dockercfg"),
-        "kubernetes.io/dockerconfigjson" => required(errs, ".dockerconfigjson"),
-        "kubernetes.io/basic-auth" if !keys.contains(&"username") && !keys.contains(&"password") => {
+        wk::SECRET_TYPE_DOCKERCFG => required(errs, ".dockercfg"),
+        wk::SECRET_TYPE_DOCKER_CONFIG_JSON => required(errs, ".dockerconfigjson"),
+        wk::SECRET_TYPE_BASIC_AUTH if !keys.contains(&"username") && !keys.contains(&"password") => {
             errs.push(FieldError::required("data[username]", ""));
             errs.push(FieldError::required("data[password]", ""));
         }
-        "kubernetes.io/ssh-auth" => required(errs, "ssh-privatekey"),
-        "kubernetes.io/tls" => {
+        wk::SECRET_TYPE_SSH_AUTH => required(errs, "ssh-privatekey"),
+        wk::SECRET_TYPE_TLS => {
             required(errs, "tls.crt");
             required(errs, "tls.key");
         }

@@ -5,6 +5,7 @@
 //! the ServiceAccount admission default). Only fills fields that are absent; never
 //! allocates cluster IPs or node ports. Malformed input is left alone for validation.
 
+use berth_proto::model::well_known;
 use serde_json::{json, Map, Value};
 
 use super::batch::{CONTROLLER_UID_LABEL, JOB_NAME_LABEL, LEGACY_CONTROLLER_UID_LABEL, LEGACY_JOB_NAME_LABEL};
@@ -357,7 +358,7 @@ pub(crate) fn default_service(obj: &mut Value) {
 }
 
 pub(crate) fn default_secret(obj: &mut Value) {
-    set_default_str(obj, "type", "Opaque");
+    set_default_str(obj, "type", well_known::SECRET_TYPE_OPAQUE);
     // v1 conversion merges stringData into data (stringData wins) and drops stringData.
     let Some(string_data) = obj.as_object_mut().and_then(|m| m.remove("stringData")) else { return };
     let Value::Object(entries) = string_data else {
@@ -394,7 +395,7 @@ pub(crate) fn default_namespace(obj: &mut Value) {
     let name = obj.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string);
     if let Some(name) = name.filter(|n| !n.is_empty()) {
         if let Some(Value::Object(labels)) = ensure_obj(obj, "metadata").and_then(|m| ensure_obj(m, "labels")) {
-            labels.insert("kubernetes.io/metadata.name".to_string(), Value::String(name));
+            labels.insert(well_known::LABEL_METADATA_NAME.to_string(), Value::String(name));
         }
     }
     if let Some(spec) = ensure_obj(obj, "spec") {

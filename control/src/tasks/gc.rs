@@ -31,7 +31,7 @@ use crate::registry::{Propagation, FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
 use crate::resource::table::{self as resources, ResourceInfo};
 use crate::tasks::context::TaskContext;
 use crate::tasks::dynamic;
-use crate::tasks::kinds::{self, Cached, KindStore};
+use crate::tasks::kinds::{self, Converted, KindStore};
 use crate::tasks::sync_error::is_status;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -206,35 +206,14 @@ pub fn plan<O: Borrow<Obj>>(objects: &[O]) -> Vec<Action> {
     actions
 }
 
-/// The [`Obj`]s of the previous sweep, by the cached object they were read from. The
-/// informers keep an unchanged object's `Arc`, so most objects are not read again: with
-/// ten thousand pods and as many Events, decoding all of them every second was several
-/// percent of the leader's CPU. Holding the entry keeps its address from being reused by
-/// another object while the entry exists.
-#[derive(Default)]
-struct Decoded {
-    by_address: HashMap<usize, (Cached, Arc<Obj>)>,
-}
-
 /// Every object the informers hold.
-fn snapshot(kinds: &[KindStore], decoded: &mut Decoded) -> Vec<Arc<Obj>> {
+fn snapshot(kinds: &[KindStore], decoded: &mut Converted<Obj>) -> Vec<Arc<Obj>> {
     let mut all = Vec::new();
-    let mut next = HashMap::with_capacity(decoded.by_address.len());
     for kind in kinds {
-        for cached in kind.objects() {
-            let address = cached.address();
-            let obj = match decoded.by_address.remove(&address) {
-                Some((_, obj)) => obj,
-                None => match Obj::from_meta(kind.info, cached.meta()) {
-                    Some(obj) => Arc::new(obj),
-                    None => continue,
-                },
-            };
-            all.push(obj.clone());
-            next.insert(address, (cached, obj));
-        }
+        let objects = kind.objects().into_iter();
+        all.extend(objects.filter_map(|cached| decoded.get(cached, |c| Obj::from_meta(kind.info, c.meta()))));
     }
-    decoded.by_address = next;
+    decoded.finish_pass();
     all
 }
 
@@ -319,7 +298,7 @@ async fn act(ctx: &TaskContext, current: &HashMap<&str, &Obj>, action: Action) {
     }
 }
 
-async fn sweep(ctx: &TaskContext, kinds: &[KindStore], decoded: &mut Decoded) {
+async fn sweep(ctx: &TaskContext, kinds: &[KindStore], decoded: &mut Converted<Obj>) {
     let objects = snapshot(kinds, decoded);
     let actions = plan(&objects);
     let by_uid: HashMap<&str, &Obj> = objects.iter().map(|o| (o.uid.as_str(), o.as_ref())).collect();
@@ -336,7 +315,7 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
         _ = cancel.cancelled() => return,
         _ = ctx.informers.wait_synced() => {}
     }
-    let mut decoded = Decoded::default();
+    let mut decoded = Converted::default();
     let mut every = Every::new(SWEEP_EVERY, cancel);
     while every.tick().await {
         if every.pass(sweep(&ctx, &kinds, &mut decoded)).await.is_none() {

@@ -36,7 +36,7 @@ use crate::registry::quota::{self, QuotaState};
 use crate::resource::table::ResourceInfo;
 use crate::tasks::context::TaskContext;
 use crate::tasks::dynamic;
-use crate::tasks::kinds::{self, Cached, KindStore};
+use crate::tasks::kinds::{self, Converted, KindStore};
 use berth_proto::Quantity;
 
 /// How often every quota is recomputed.
@@ -72,39 +72,12 @@ pub fn lowers_usage(current: &Value, desired: &Value) -> bool {
     })
 }
 
-/// The JSON of the cached objects this sweep and the last one used, by the cached
-/// object's address: an unchanged object is not converted again.
-#[derive(Default)]
-struct Encoded {
-    previous: HashMap<usize, (Cached, Arc<Value>)>,
-    current: HashMap<usize, (Cached, Arc<Value>)>,
-}
-
-impl Encoded {
-    fn get(&mut self, cached: Cached) -> Arc<Value> {
-        let address = cached.address();
-        if let Some((_, json)) = self.current.get(&address) {
-            return json.clone();
-        }
-        let json = match self.previous.remove(&address) {
-            Some((_, json)) => json,
-            None => Arc::new(cached.to_json()),
-        };
-        self.current.insert(address, (cached, json.clone()));
-        json
-    }
-
-    /// The sweep is over: what it did not use is dropped.
-    fn finish(&mut self) {
-        self.previous = std::mem::take(&mut self.current);
-    }
-}
-
 struct Controller {
     quotas: Store<ResourceQuota>,
     /// The informer of each counted kind, started when a quota first counts it.
     kinds: HashMap<&'static str, KindStore>,
-    encoded: Encoded,
+    /// The counted objects as JSON (what `registry::quota` works on).
+    encoded: Converted<Value>,
 }
 
 impl Controller {
@@ -113,7 +86,7 @@ impl Controller {
         let kind = self.kinds.entry(info.plural).or_insert_with(|| kinds::store(&ctx.informers, info));
         let objects = kind.objects();
         let here = objects.into_iter().filter(|o| o.meta().namespace.as_deref() == Some(ns));
-        here.map(|o| self.encoded.get(o)).collect()
+        here.filter_map(|o| self.encoded.get(o, |o| Some(o.to_json()))).collect()
     }
 
     /// One sweep over every quota. Returns how many statuses were written.
@@ -167,7 +140,7 @@ impl Controller {
                 Err(e) => tracing::warn!(namespace = ns, quota = name, error = %e, "updating quota status"),
             }
         }
-        self.encoded.finish();
+        self.encoded.finish_pass();
         written
     }
 }
@@ -200,7 +173,7 @@ async fn list_counted(
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     tracing::info!("resourcequota controller started");
     let quotas = ctx.informers.store::<ResourceQuota>();
-    let mut controller = Controller { quotas, kinds: HashMap::new(), encoded: Encoded::default() };
+    let mut controller = Controller { quotas, kinds: HashMap::new(), encoded: Converted::default() };
     let mut every = Every::new(SWEEP_EVERY, cancel);
     while every.tick().await {
         let Some(swept) = every.pass(tokio::time::timeout(Duration::from_secs(30), controller.sweep(&ctx))).await

@@ -4,11 +4,16 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use k8s_openapi::api::core::v1::Taint;
 
+use berth_proto::kubeconfig::{ServersExtension, SERVERS_EXTENSION};
+use tokio_util::sync::CancellationToken;
+
+use crate::balancer::{keep_servers_current, Balancer};
 use crate::config::{self, AgentConfig, Capacity, Heartbeat, HollowConfig, NodeTemplate, RuntimeKind};
 use crate::error::{AgentError, Result};
 
@@ -22,9 +27,11 @@ pub enum RuntimeArg {
 #[derive(Debug, Parser)]
 #[command(name = "berth-agent", version, about)]
 pub struct AgentArgs {
-    /// Kubernetes API URL (http://127.0.0.1:6443); overrides the kubeconfig's server.
-    #[arg(long, env = "BERTH_SERVER")]
-    pub server: Option<String>,
+    /// Kubernetes API URLs of the servers, comma-separated (http://127.0.0.1:6443,...);
+    /// override the kubeconfig's. The agent fails over between them and learns the rest
+    /// from the servers' identity Leases.
+    #[arg(long, env = "BERTH_SERVER", value_delimiter = ',')]
+    pub server: Vec<String>,
     /// A kubeconfig file (its current context) for the API.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
@@ -115,13 +122,13 @@ pub enum Mode {
 impl AgentArgs {
     /// The configuration these flags describe, or an error naming the flag.
     pub fn into_mode(self) -> Result<Mode> {
-        if self.server.is_none() && self.kubeconfig.is_none() {
+        if self.server.is_empty() && self.kubeconfig.is_none() {
             return Err(AgentError::Config {
                 flag: "--server",
                 message: "one of --server or --kubeconfig is required".into(),
             });
         }
-        if let Some(s) = &self.server {
+        for s in &self.server {
             if !(s.starts_with("http://") || s.starts_with("https://")) || s.parse::<axum::http::Uri>().is_err() {
                 return Err(AgentError::Config { flag: "--server", message: format!("{s:?} is not an http(s) URL") });
             }
@@ -173,27 +180,82 @@ impl AgentArgs {
         })
     }
 
-    /// A client for `--server` / `--kubeconfig`.
-    pub async fn client(&self) -> Result<kube::Client> {
-        let bad = |flag: &'static str, message: String| AgentError::Config { flag, message };
-        let mut config = match &self.kubeconfig {
-            Some(path) => {
-                let kc = kube::config::Kubeconfig::read_from(path)
-                    .map_err(|e| bad("--kubeconfig", format!("{}: {e}", path.display())))?;
-                kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                    .await
-                    .map_err(|e| bad("--kubeconfig", format!("{}: {e}", path.display())))?
-            }
-            None => {
-                let url = self.server.as_deref().unwrap_or_default();
-                kube::Config::new(url.parse().map_err(|e| bad("--server", format!("{url:?}: {e}")))?)
-            }
-        };
-        if let (Some(url), Some(_)) = (&self.server, &self.kubeconfig) {
-            config.cluster_url = url.parse().map_err(|e| bad("--server", format!("{url:?}: {e}")))?;
+    /// The API servers to use: `--server`'s list, else the kubeconfig's `server` followed
+    /// by the other servers its `berth.dev/servers` extension lists.
+    fn api_servers(&self, kubeconfig: Option<&kube::config::Kubeconfig>) -> Vec<String> {
+        if !self.server.is_empty() {
+            return self.server.iter().map(|s| s.trim_end_matches('/').to_string()).collect();
         }
-        kube::Client::try_from(config).map_err(|e| AgentError::api("building the API client", e))
+        let Some(kc) = kubeconfig else { return vec![] };
+        let context = kc.current_context.as_ref().and_then(|name| kc.contexts.iter().find(|c| &c.name == name));
+        let cluster_name = context.and_then(|c| c.context.as_ref()).map(|c| c.cluster.clone());
+        let Some(cluster) =
+            kc.clusters.iter().find(|c| Some(&c.name) == cluster_name.as_ref()).and_then(|c| c.cluster.as_ref())
+        else {
+            return vec![];
+        };
+        let mut servers: Vec<String> = cluster.server.iter().cloned().collect();
+        let extension = cluster
+            .extensions
+            .iter()
+            .flatten()
+            .find(|e| e.name == SERVERS_EXTENSION)
+            .and_then(|e| serde_json::from_value::<ServersExtension>(e.extension.clone()).ok());
+        for url in extension.into_iter().flat_map(|e| e.api_servers) {
+            if !servers.contains(&url) {
+                servers.push(url);
+            }
+        }
+        servers
     }
+
+    /// Connects to the API through a [`Balancer`] over every server `--server` /
+    /// `--kubeconfig` name, which fails over between them. The balancer lives as long as the
+    /// returned [`ApiConnection`] (and `cancel`).
+    pub async fn connect(&self, cancel: &CancellationToken) -> Result<ApiConnection> {
+        let bad = |flag: &'static str, message: String| AgentError::Config { flag, message };
+        let kubeconfig = match &self.kubeconfig {
+            Some(path) => Some(
+                kube::config::Kubeconfig::read_from(path)
+                    .map_err(|e| bad("--kubeconfig", format!("{}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        let servers = self.api_servers(kubeconfig.as_ref());
+        if servers.is_empty() {
+            return Err(match kubeconfig {
+                Some(_) => bad("--kubeconfig", "names no API server".into()),
+                None => bad("--server", "one of --server or --kubeconfig is required".into()),
+            });
+        }
+        let balancer = Arc::new(Balancer::start(&servers, cancel).await?);
+        let local: axum::http::Uri =
+            balancer.local_url().parse().map_err(|e| bad("--server", format!("balancer URL: {e}")))?;
+        let mut config = match kubeconfig {
+            Some(kc) => kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| bad("--kubeconfig", e.to_string()))?,
+            None => kube::Config::new(local.clone()),
+        };
+        // TLS verifies the server by the name it was configured with, not the loopback
+        // address of the balancer.
+        let first: axum::http::Uri =
+            servers[0].parse().map_err(|e| bad("--server", format!("{:?}: {e}", servers[0])))?;
+        if first.scheme_str() == Some("https") && config.tls_server_name.is_none() {
+            config.tls_server_name = first.host().map(str::to_string);
+        }
+        config.cluster_url = local;
+        let client = kube::Client::try_from(config).map_err(|e| AgentError::api("building the API client", e))?;
+        tokio::spawn(keep_servers_current(balancer.clone(), servers, client.clone(), cancel.child_token()));
+        Ok(ApiConnection { client, balancer })
+    }
+}
+
+/// The agent's way to the API: a kube-rs client whose connections go through the
+/// [`Balancer`] (kept alive here).
+pub struct ApiConnection {
+    pub client: kube::Client,
+    pub balancer: Arc<Balancer>,
 }
 
 #[cfg(test)]

@@ -21,6 +21,13 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// A socket operation outside any one file (`what` says which).
+    #[error("{what}: {source}")]
+    Net {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("binding the kubelet endpoint on port {port}: {source}")]
     Bind {
         port: u16,

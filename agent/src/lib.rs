@@ -6,8 +6,11 @@
 //! come from the pure [`sync::plan`], with probe results from [`prober`] and volumes from
 //! [`volumes`]; and serves container logs and a stats summary on a kubelet-style endpoint
 //! ([`server`]). [`Agent::run`] runs one real node; [`hollow::run`] runs many fake-runtime
-//! nodes in one process for scale tests. The binary only parses flags ([`cli`]).
+//! nodes in one process for scale tests. Every API connection goes through the
+//! [`balancer`], which fails over between the servers of an HA cluster. The binary only
+//! parses flags ([`cli`]).
 
+pub mod balancer;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -15,13 +15,16 @@ fn main() {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
     let code = runtime.block_on(async move {
-        let client = match args.client().await {
+        let shutdown = CancellationToken::new();
+        // Kept alive to the end: it owns the balancer every API connection goes through.
+        let connection = match args.connect(&shutdown).await {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("berth-agent: {e}");
                 return 2;
             }
         };
+        let client = connection.client.clone();
         let mode = match args.into_mode() {
             Ok(m) => m,
             Err(e) => {
@@ -29,7 +32,6 @@ fn main() {
                 return 2;
             }
         };
-        let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
         tokio::spawn(async move {
             let mut term =

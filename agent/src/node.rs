@@ -256,6 +256,34 @@ pub async fn renew_lease(api: &ApiAccess, name: &str, node_uid: &str, duration: 
     }
 }
 
+/// Pause between attempts of a failed lease renewal.
+const RENEW_RETRY: Duration = Duration::from_millis(250);
+
+/// Runs `attempt` again every [`RENEW_RETRY`] while it fails, until `deadline` (the next
+/// regular renewal) or `cancel`; returns the last outcome. A renewal that failed because
+/// the agent's server just died goes through the balancer's next server within a fraction
+/// of a second instead of waiting a whole renewal period, as kubelet retries its lease
+/// update.
+async fn retry_until<F, Fut>(deadline: Instant, cancel: &CancellationToken, mut attempt: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    loop {
+        let result = attempt().await;
+        if result.is_ok() || cancel.is_cancelled() || Instant::now() + RENEW_RETRY >= deadline {
+            return result;
+        }
+        if let Err(e) = &result {
+            tracing::debug!(error = %e, "lease renewal failed; retrying");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return result,
+            _ = tokio::time::sleep(RENEW_RETRY) => {}
+        }
+    }
+}
+
 /// Registers the node (retrying until it works or `cancel`), then renews its Lease every
 /// `lease_renew` starting after `offset` (so many nodes spread their renewals), and posts
 /// conditions when `pressure` changes and every `status_report`. Returns on `cancel`.
@@ -290,7 +318,8 @@ pub async fn heartbeat(
         // controller may have marked the node Unknown: post conditions at once so it
         // becomes Ready again without waiting for the periodic report.
         let mut after_gap = false;
-        match renew_lease(&api, &id.name, &node_uid, hb.lease_duration).await {
+        let renewal = || renew_lease(&api, &id.name, &node_uid, hb.lease_duration);
+        match retry_until(Instant::now() + hb.lease_renew, &cancel, renewal).await {
             Ok(()) => {
                 after_gap = last_renewed.elapsed() > hb.lease_renew * 2;
                 last_renewed = Instant::now();

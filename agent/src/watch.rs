@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -17,6 +18,41 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 use crate::worker::WorkerMsg;
+
+/// The pod watch's pause between failed attempts: 100 ms doubling up to 10 s, back to
+/// 100 ms after any success. kube-rs's default starts at 800 ms, which would be most of a
+/// server failover: after the balancer has moved to another server, the first retry
+/// should go there at once.
+#[derive(Debug, Clone)]
+pub struct RetrySoon {
+    next: Duration,
+}
+
+impl RetrySoon {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(10);
+}
+
+impl Default for RetrySoon {
+    fn default() -> Self {
+        RetrySoon { next: Self::FIRST }
+    }
+}
+
+impl Iterator for RetrySoon {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        let now = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        Some(now)
+    }
+}
+
+impl kube::runtime::utils::Backoff for RetrySoon {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
 
 /// Worker channels by node name.
 pub type Dispatch = Arc<HashMap<String, UnboundedSender<WorkerMsg>>>;
@@ -39,7 +75,7 @@ fn node_of(pod: &Pod) -> Option<&str> {
 pub async fn run(client: kube::Client, field_selector: String, dispatch: Dispatch, cancel: CancellationToken) {
     let pods: Api<Pod> = Api::all(client);
     let config = watcher::Config::default().fields(&field_selector);
-    let mut stream = watcher::watcher(pods, config).default_backoff().boxed();
+    let mut stream = watcher::watcher(pods, config).backoff(RetrySoon::default()).boxed();
     let mut listing: Option<HashMap<String, Vec<Arc<Pod>>>> = None;
     let send = |node: &str, msg: WorkerMsg| {
         if let Some(tx) = dispatch.get(node) {

@@ -5,28 +5,26 @@
 //! annotations. Every server renews its own — not only the leader — through the in-process
 //! API client, so a stale `renewTime` means the server is gone (or cut off).
 //!
-//! Also writes the admin kubeconfig a fresh server leaves in its data dir.
+//! Also writes the admin kubeconfig a fresh server leaves in its data dir, and keeps its list
+//! of servers current from the other servers' identity leases.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_proto::kubeconfig::{admin_kubeconfig_yaml, ServersExtension, ADMIN_KUBECONFIG};
+use berth_proto::identity::{identity_record, IdentityRecord};
+use berth_proto::kubeconfig::{admin_kubeconfig_yaml, with_servers_extension, ServersExtension, ADMIN_KUBECONFIG};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, PostParams};
 use tokio_util::sync::CancellationToken;
 
-/// Label every identity lease carries (value: `berth-server`).
-pub const IDENTITY_LABEL: &str = "berth.dev/identity";
-/// Annotation: the server's Kubernetes API URL.
-pub const API_URL_ANNOTATION: &str = "berth.dev/api-url";
-/// Annotation: the server's advertised etcd client URLs, comma-separated.
-pub const CLIENT_URLS_ANNOTATION: &str = "berth.dev/client-urls";
-/// Annotation: the server's advertised peer URLs, comma-separated.
-pub const PEER_URLS_ANNOTATION: &str = "berth.dev/peer-urls";
-/// Prefix of the lease names: `berth-server-<name>`.
-pub const LEASE_PREFIX: &str = "berth-server-";
+// The lease's contract (label, annotations, name prefix) is shared with every client that
+// reads it, so it lives in `berth-proto`.
+pub use berth_proto::identity::{
+    API_URL_ANNOTATION, CLIENT_URLS_ANNOTATION, IDENTITY_LABEL, IDENTITY_LABEL_VALUE, IDENTITY_NAMESPACE, LEASE_PREFIX,
+    PEER_URLS_ANNOTATION,
+};
 /// Renewal period.
 pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// Retry period before the lease was first published.
@@ -64,8 +62,8 @@ pub fn renewed(current: Option<Lease>, identity: &ServerIdentity) -> Lease {
     let mut lease = current.unwrap_or_default();
     let meta = &mut lease.metadata;
     meta.name = Some(identity.lease_name());
-    meta.namespace = Some("kube-system".into());
-    meta.labels.get_or_insert_with(BTreeMap::new).insert(IDENTITY_LABEL.into(), "berth-server".into());
+    meta.namespace = Some(IDENTITY_NAMESPACE.into());
+    meta.labels.get_or_insert_with(BTreeMap::new).insert(IDENTITY_LABEL.into(), IDENTITY_LABEL_VALUE.into());
     let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
     annotations.insert(API_URL_ANNOTATION.into(), identity.api_url.clone());
     annotations.insert(CLIENT_URLS_ANNOTATION.into(), identity.client_urls.join(","));
@@ -93,10 +91,64 @@ async fn renew(api: &Api<Lease>, identity: &ServerIdentity) -> Result<(), kube::
     Ok(())
 }
 
-/// Renews this server's identity lease every [`RENEW_EVERY`] until `shutdown`. Failures
-/// (no leader yet, `kube-system` not created yet, a conflict) are retried next period.
-pub async fn run(client: kube::Client, identity: ServerIdentity, shutdown: CancellationToken) {
-    let api: Api<Lease> = Api::namespaced(client, "kube-system");
+/// The `berth.dev/servers` extension for this server's kubeconfig: this server first, then
+/// every other server whose identity lease is fresh (in name order), so a client holding
+/// any server's kubeconfig can fail over to every live member.
+pub fn cluster_servers(
+    identity: &ServerIdentity,
+    leases: &[Lease],
+    now: k8s_openapi::jiff::Timestamp,
+) -> ServersExtension {
+    let mut servers = identity.servers_extension();
+    let mut others: Vec<(String, IdentityRecord)> = leases
+        .iter()
+        .filter_map(|l| identity_record(l, now))
+        .filter(|(name, r)| r.fresh && *name != identity.name)
+        .collect();
+    others.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, record) in others {
+        if !record.api_url.is_empty() && !servers.api_servers.contains(&record.api_url) {
+            servers.api_servers.push(record.api_url);
+        }
+        for url in record.client_urls {
+            if !servers.etcd_endpoints.contains(&url) {
+                servers.etcd_endpoints.push(url);
+            }
+        }
+    }
+    servers
+}
+
+/// Rewrites the member lists in `path` (the admin kubeconfig this server wrote) when they
+/// changed; returns whether it did. A missing or foreign file is left alone.
+fn refresh_admin_kubeconfig(path: &Path, servers: &ServersExtension) -> std::io::Result<bool> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(false) };
+    let Some(updated) = with_servers_extension(&text, servers) else { return Ok(false) };
+    write_private_file(path, &updated)?;
+    Ok(true)
+}
+
+async fn refresh_members(api: &Api<Lease>, identity: &ServerIdentity, kubeconfig: &Path) {
+    let params = kube::api::ListParams::default().labels(&berth_proto::identity::identity_selector());
+    let leases = match api.list(&params).await {
+        Ok(list) => list.items,
+        Err(e) => return tracing::debug!(error = %e, "listing identity leases for the admin kubeconfig"),
+    };
+    let servers = cluster_servers(identity, &leases, k8s_openapi::jiff::Timestamp::now());
+    match refresh_admin_kubeconfig(kubeconfig, &servers) {
+        Ok(true) => {
+            tracing::info!(path = %kubeconfig.display(), servers = ?servers.api_servers, "updated the admin kubeconfig's server list")
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(path = %kubeconfig.display(), error = %e, "updating the admin kubeconfig"),
+    }
+}
+
+/// Renews this server's identity lease every [`RENEW_EVERY`] until `shutdown`, and keeps
+/// the server list of the admin kubeconfig at `kubeconfig` current. Failures (no leader
+/// yet, `kube-system` not created yet, a conflict) are retried next period.
+pub async fn run(client: kube::Client, identity: ServerIdentity, kubeconfig: PathBuf, shutdown: CancellationToken) {
+    let api: Api<Lease> = Api::namespaced(client, IDENTITY_NAMESPACE);
     let mut published = false;
     loop {
         let result = tokio::select! {
@@ -104,6 +156,9 @@ pub async fn run(client: kube::Client, identity: ServerIdentity, shutdown: Cance
             r = tokio::time::timeout(RENEW_EVERY, renew(&api, &identity)) => r,
         };
         let ok = matches!(result, Ok(Ok(())));
+        if ok {
+            let _ = tokio::time::timeout(RENEW_EVERY, refresh_members(&api, &identity, &kubeconfig)).await;
+        }
         match result {
             Ok(Ok(())) if !published => {
                 published = true;
@@ -124,7 +179,8 @@ pub async fn run(client: kube::Client, identity: ServerIdentity, shutdown: Cance
 }
 
 /// Writes `<data_dir>/admin.kubeconfig` for this server unless it exists (it is written
-/// once, on the first start, and never overwritten: an operator may have edited it).
+/// on the first start and never replaced — an operator may have edited it; only its
+/// `berth.dev/servers` member list is kept current, by [`run`]).
 /// Returns the path when it was written.
 pub fn write_admin_kubeconfig(data_dir: &Path, identity: &ServerIdentity) -> std::io::Result<Option<PathBuf>> {
     let path = data_dir.join(ADMIN_KUBECONFIG);
@@ -132,18 +188,24 @@ pub fn write_admin_kubeconfig(data_dir: &Path, identity: &ServerIdentity) -> std
         return Ok(None);
     }
     std::fs::create_dir_all(data_dir)?;
-    let text = admin_kubeconfig_yaml("berth", &identity.servers_extension());
-    let tmp = data_dir.join(format!("{ADMIN_KUBECONFIG}.tmp"));
+    write_private_file(&path, &admin_kubeconfig_yaml("berth", &identity.servers_extension()))?;
+    Ok(Some(path))
+}
+
+/// Writes `text` to `path` atomically (a synced temporary file renamed over it), readable
+/// by the owner only: kubeconfigs carry admin credentials by convention.
+fn write_private_file(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        // Admin credentials by convention: readable by the owner only.
         let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
     }
-    std::fs::rename(&tmp, &path)?;
-    Ok(Some(path))
+    std::fs::rename(&tmp, path)
 }
 
 /// The URL clients use for a listener bound at `addr` from `listen_url`: the listen URL's
@@ -193,6 +255,27 @@ mod tests {
         let again = renewed(Some(lease), &moved);
         assert_eq!(again.spec.as_ref().unwrap().acquire_time, acquired, "the same holder keeps its acquire time");
         assert_eq!(again.metadata.annotations.as_ref().unwrap()[API_URL_ANNOTATION], "http://127.0.0.1:7443");
+    }
+
+    #[test]
+    fn the_kubeconfig_lists_this_server_first_then_the_fresh_others() {
+        let mut other = identity();
+        other.name = "n2".into();
+        other.api_url = "http://127.0.0.1:16443".into();
+        other.client_urls = vec!["http://127.0.0.1:12379".into()];
+        let mut gone = identity();
+        gone.name = "n3".into();
+        gone.api_url = "http://127.0.0.1:26443".into();
+        let mut stale = renewed(None, &gone);
+        stale.spec.as_mut().unwrap().renew_time =
+            Some(MicroTime(k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(60)));
+        let leases = vec![renewed(None, &identity()), stale, renewed(None, &other)];
+        let servers = cluster_servers(&identity(), &leases, k8s_openapi::jiff::Timestamp::now());
+        assert_eq!(servers.api_servers, vec!["http://127.0.0.1:6443", "http://127.0.0.1:16443"]);
+        assert_eq!(
+            servers.etcd_endpoints,
+            vec!["http://127.0.0.1:2379", "http://10.0.0.1:2379", "http://127.0.0.1:12379"]
+        );
     }
 
     #[test]

@@ -172,7 +172,8 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         peer_urls: config.store.advertise_peer_urls.clone(),
     };
     publish_admin_kubeconfig(&config.store.data_dir, &identity);
-    let identity_task = tokio::spawn(identity::run(control.client.clone(), identity, shutdown.clone()));
+    let kubeconfig = config.store.data_dir.join(berth_proto::kubeconfig::ADMIN_KUBECONFIG);
+    let identity_task = tokio::spawn(identity::run(control.client.clone(), identity, kubeconfig, shutdown.clone()));
     let mut servers = Vec::new();
     for listener in client_listeners {
         servers.push(tokio::spawn(berth_store::server::serve_client(store.clone(), listener, shutdown.clone())));

@@ -131,6 +131,35 @@ impl Session {
         }
     }
 
+    /// Adds every live server (from the servers' identity Leases) to the servers this
+    /// session can fail over to. Long-running commands (`get -w`) call it first, so a
+    /// kubeconfig naming a single server still fails over when that one dies. Best effort
+    /// and bounded: on any failure the list stays as it was. `--server` pins one server.
+    pub async fn learn_servers(&mut self) {
+        use berth_proto::identity::{fresh_api_servers, identity_selector, IDENTITY_NAMESPACE};
+        use k8s_openapi::api::coordination::v1::Lease;
+        if self.global.server.is_some() || self.target().is_err() {
+            return;
+        }
+        let params = kube::api::ListParams::default().labels(&identity_selector());
+        let listed = tokio::time::timeout(
+            PROBE_TIMEOUT * 2,
+            self.call(|client| {
+                let params = params.clone();
+                async move { kube::Api::<Lease>::namespaced(client, IDENTITY_NAMESPACE).list(&params).await }
+            }),
+        )
+        .await;
+        let Ok(Ok(list)) = listed else { return };
+        let target = self.target.as_mut().expect("resolved above");
+        for url in fresh_api_servers(&list.items, k8s_openapi::jiff::Timestamp::now()) {
+            if !target.api_servers.contains(&url) {
+                tracing::debug!(server = %url, "learned a server");
+                target.api_servers.push(url);
+            }
+        }
+    }
+
     /// The server's resource types (discovery), fetched once per session.
     pub async fn resolver(&mut self) -> Result<Arc<Resolver>> {
         if let Some(r) = &self.resolver {

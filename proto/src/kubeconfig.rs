@@ -62,9 +62,53 @@ pub fn admin_kubeconfig_yaml(cluster_name: &str, servers: &ServersExtension) -> 
     serde_yaml::to_string(&admin_kubeconfig(cluster_name, servers)).expect("a JSON value always serializes")
 }
 
+/// `yaml` (a kubeconfig) with every `berth.dev/servers` extension it carries set to
+/// `servers`; `None` when nothing changes (or the text is not a kubeconfig). Everything else
+/// — the `server` field, users, contexts, an operator's edits — is kept: servers rewrite
+/// only the list of members in the file they wrote, to keep it current.
+pub fn with_servers_extension(yaml: &str, servers: &ServersExtension) -> Option<String> {
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(yaml).ok()?;
+    let wanted = serde_yaml::to_value(servers).ok()?;
+    let mut changed = false;
+    for cluster in doc.get_mut("clusters")?.as_sequence_mut()? {
+        let Some(extensions) = cluster.get_mut("cluster").and_then(|c| c.get_mut("extensions")) else { continue };
+        for ext in extensions.as_sequence_mut().into_iter().flatten() {
+            if ext.get("name").and_then(|n| n.as_str()) == Some(SERVERS_EXTENSION)
+                && ext.get("extension") != Some(&wanted)
+            {
+                ext["extension"] = wanted.clone();
+                changed = true;
+            }
+        }
+    }
+    if !changed {
+        return None;
+    }
+    serde_yaml::to_string(&doc).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_servers_extension_is_rewritten_in_place() {
+        let one = ServersExtension {
+            api_servers: vec!["http://a:6443".into()],
+            etcd_endpoints: vec!["http://a:2379".into()],
+        };
+        let yaml = admin_kubeconfig_yaml("berth", &one);
+        assert_eq!(with_servers_extension(&yaml, &one), None, "unchanged");
+        let three = ServersExtension {
+            api_servers: vec!["http://a:6443".into(), "http://b:6443".into(), "http://c:6443".into()],
+            etcd_endpoints: vec!["http://a:2379".into()],
+        };
+        let updated = with_servers_extension(&yaml, &three).unwrap();
+        assert_eq!(updated, admin_kubeconfig_yaml("berth", &three));
+        assert!(updated.contains("server: http://a:6443"), "the cluster's server stays");
+        assert_eq!(with_servers_extension("not: [a kubeconfig", &three), None);
+        assert_eq!(with_servers_extension("kind: Config\n", &three), None);
+    }
 
     #[test]
     fn yaml_is_block_style_and_lists_every_server() {

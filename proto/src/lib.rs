@@ -7,6 +7,7 @@
 //!   crates; the most used names are re-exported here.
 //! * [`selectors`]: Kubernetes label and field selectors, shared by the API server and clients.
 //! * [`error`]: the parsers' error types, gathered in [`Error`].
+//! * [`identity`]: the servers' identity Leases, how clients find every server.
 //! * [`kubeconfig`]: the admin kubeconfig and Berth's `berth.dev/servers` extension, written
 //!   by servers and `berthctl up`, read by every client.
 //!
@@ -27,6 +28,7 @@ pub mod berthraftpb {
 }
 
 pub mod error;
+pub mod identity;
 pub mod keys;
 pub mod kubeconfig;
 pub mod model;

@@ -27,7 +27,7 @@ pub struct CtlCluster {
     pub servers: ProcessCluster,
     pub dir: PathBuf,
     pub kubeconfig: PathBuf,
-    agent: Option<Child>,
+    agents: Vec<Child>,
 }
 
 /// The `berthctl` binary next to the test executable (or `$BERTHCTL`).
@@ -50,7 +50,7 @@ impl CtlCluster {
         let mut spec = ClusterSpec::new(Db::Berth, servers);
         spec.extra_args = server_args.iter().map(|a| a.to_string()).collect();
         let cluster = ProcessCluster::start(&spec, &dir.join("servers")).expect("starting berth-server processes");
-        let mut this = CtlCluster { servers: cluster, kubeconfig: dir.join("kubeconfig"), dir, agent: None };
+        let mut this = CtlCluster { servers: cluster, kubeconfig: dir.join("kubeconfig"), dir, agents: Vec::new() };
         this.servers.wait_ready(Duration::from_secs(30)).await.expect("store ready");
         this.write_kubeconfig();
         eventually(Duration::from_secs(30), "every API server ready", || {
@@ -103,26 +103,45 @@ impl CtlCluster {
     }
 
     fn start_agent(&mut self, agent: Agent, server: usize) {
-        let bin = berth_jepsen::procs::berth_agent_binary().expect("berth-agent built");
-        let log = std::fs::File::create(self.dir.join("agent.log")).expect("agent log");
-        let mut cmd = Command::new(bin);
-        cmd.args(["--server", &self.api_urls()[server], "--data-dir"]).arg(self.dir.join("agent")).args([
-            "--listen-port",
-            &free_port().to_string(),
-            "--lease-seconds",
-            "2",
-        ]);
+        let api_flags = ["--server".to_string(), self.api_urls()[server].clone()];
         match agent {
             Agent::Process => {
-                cmd.args(["--node-name", "node-1", "--runtime", "process", "--stop-containers-on-exit"]);
+                self.spawn_agent("node-1", &api_flags, &["--runtime", "process", "--stop-containers-on-exit"])
             }
             Agent::Fake(n) => {
-                cmd.args(["--node-name", "hollow", "--runtime", "fake", "--fake-nodes", &n.to_string()]);
+                self.spawn_agent("hollow", &api_flags, &["--runtime", "fake", "--fake-nodes", &n.to_string()])
             }
-            Agent::None => return,
+            Agent::None => {}
         }
+    }
+
+    /// Starts one more `berth-agent --runtime process` node named `node`, reaching the API
+    /// as `api_flags` say (`--server URL[,URL…]` or `--kubeconfig PATH`), and waits until
+    /// it is Ready. Its log is `<dir>/agent-<node>.log`.
+    pub fn start_process_agent(&mut self, node: &str, api_flags: &[String]) {
+        self.spawn_agent(node, api_flags, &["--runtime", "process", "--stop-containers-on-exit"]);
+        eventually(Duration::from_secs(60), "the new node Ready", || {
+            let out = self.try_ok(&["get", "node", node, "--no-headers"]).ok()?;
+            (out.split_whitespace().nth(1) == Some("Ready")).then_some(())
+        });
+    }
+
+    /// Where the agent of node `node` (`node-1`, `hollow` for hollow nodes) logs.
+    pub fn agent_log(&self, node: &str) -> PathBuf {
+        self.dir.join(format!("agent-{node}.log"))
+    }
+
+    fn spawn_agent(&mut self, node: &str, api_flags: &[String], runtime_flags: &[&str]) {
+        let bin = berth_jepsen::procs::berth_agent_binary().expect("berth-agent built");
+        let log = std::fs::File::create(self.agent_log(node)).expect("agent log");
+        let mut cmd = Command::new(bin);
+        cmd.args(api_flags)
+            .arg("--data-dir")
+            .arg(self.dir.join(format!("agent-{node}")))
+            .args(["--listen-port", &free_port().to_string(), "--lease-seconds", "2", "--node-name", node])
+            .args(runtime_flags);
         cmd.stdout(log.try_clone().expect("log fd")).stderr(log);
-        self.agent = Some(cmd.spawn().expect("starting berth-agent"));
+        self.agents.push(cmd.spawn().expect("starting berth-agent"));
     }
 
     /// Every server's Kubernetes API URL.
@@ -212,9 +231,10 @@ impl Drop for CtlCluster {
 }
 
 impl CtlCluster {
-    /// Stops the agent (SIGTERM, so `--stop-containers-on-exit` stops its pods; SIGKILL after 10 s).
+    /// Stops every agent (SIGTERM, so `--stop-containers-on-exit` stops its pods; SIGKILL
+    /// after 10 s).
     pub fn stop_agent(&mut self) {
-        if let Some(mut agent) = self.agent.take() {
+        for mut agent in std::mem::take(&mut self.agents) {
             // SIGTERM lets --stop-containers-on-exit stop the pods it started.
             unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
             let deadline = std::time::Instant::now() + Duration::from_secs(10);

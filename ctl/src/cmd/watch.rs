@@ -310,6 +310,7 @@ pub(crate) async fn run(
         no_headers: args.no_headers,
     };
     let mut printer = WatchPrinter::new(format.clone(), info.clone(), opts, args.output_watch_events);
+    session.learn_servers().await;
     let list = list_all(session, &info, ns, &args, table).await?;
     let listed = if table { &list["rows"] } else { &list["items"] };
     if let (Some(name), false) = (request.names.first(), args.watch_only) {

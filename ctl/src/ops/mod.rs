@@ -28,12 +28,8 @@ use crate::session::Session;
 /// not answer within it counts as unhealthy.
 pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Label and annotations of the servers' identity Leases (`kube-system/berth-server-<name>`),
-/// as `berth-server` publishes them.
-pub const IDENTITY_LABEL: &str = "berth.dev/identity";
-pub const API_URL_ANNOTATION: &str = "berth.dev/api-url";
-pub const CLIENT_URLS_ANNOTATION: &str = "berth.dev/client-urls";
-pub const PEER_URLS_ANNOTATION: &str = "berth.dev/peer-urls";
+pub use berth_proto::identity::IdentityRecord;
+use berth_proto::identity::{identity_record, lease_valid};
 
 /// The per-call timeout for etcd calls: `--request-timeout`, else [`DEFAULT_RPC_TIMEOUT`].
 pub fn rpc_timeout(session: &Session) -> Result<Duration> {
@@ -91,16 +87,6 @@ pub fn hex_id(id: u64) -> String {
     format!("{id:x}")
 }
 
-/// A server as its identity Lease describes it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IdentityRecord {
-    pub api_url: String,
-    pub client_urls: Vec<String>,
-    pub peer_urls: Vec<String>,
-    /// Whether the lease was renewed within its duration.
-    pub fresh: bool,
-}
-
 /// Who holds the control plane's Leases: server identities by name and leader-task holders.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LeaseView {
@@ -112,37 +98,17 @@ pub struct LeaseView {
 /// The leader-task Leases `berth-server` publishes in `kube-system`.
 pub const TASK_LEASES: [&str; 2] = ["berth-scheduler", "berth-controller-manager"];
 
-fn lease_valid(lease: &Lease, now: k8s_openapi::jiff::Timestamp) -> bool {
-    let Some(spec) = &lease.spec else { return false };
-    let (Some(renewed), Some(seconds)) = (&spec.renew_time, spec.lease_duration_seconds) else { return false };
-    let expires = renewed.0 + k8s_openapi::jiff::SignedDuration::from_secs(seconds as i64);
-    expires >= now
-}
-
-fn split_urls(text: Option<&String>) -> Vec<String> {
-    text.map(|t| t.split(',').filter(|u| !u.is_empty()).map(str::to_string).collect()).unwrap_or_default()
-}
-
 /// Reads identity and task holders out of `kube-system`'s Leases (pure).
 pub fn lease_view(leases: &[Lease], now: k8s_openapi::jiff::Timestamp) -> LeaseView {
     let mut view = LeaseView::default();
     for lease in leases {
+        if let Some((holder, record)) = identity_record(lease, now) {
+            view.identities.insert(holder, record);
+            continue;
+        }
         let name = lease.metadata.name.clone().unwrap_or_default();
         let holder = lease.spec.as_ref().and_then(|s| s.holder_identity.clone()).unwrap_or_default();
-        let is_identity =
-            lease.metadata.labels.as_ref().and_then(|l| l.get(IDENTITY_LABEL)).is_some_and(|v| v == "berth-server");
-        if is_identity && !holder.is_empty() {
-            let a = lease.metadata.annotations.clone().unwrap_or_default();
-            view.identities.insert(
-                holder,
-                IdentityRecord {
-                    api_url: a.get(API_URL_ANNOTATION).cloned().unwrap_or_default(),
-                    client_urls: split_urls(a.get(CLIENT_URLS_ANNOTATION)),
-                    peer_urls: split_urls(a.get(PEER_URLS_ANNOTATION)),
-                    fresh: lease_valid(lease, now),
-                },
-            );
-        } else if TASK_LEASES.contains(&name.as_str()) && !holder.is_empty() && lease_valid(lease, now) {
+        if TASK_LEASES.contains(&name.as_str()) && !holder.is_empty() && lease_valid(lease, now) {
             view.tasks.insert(name, holder);
         }
     }
@@ -250,6 +216,7 @@ pub fn human_bytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_proto::identity::{API_URL_ANNOTATION, CLIENT_URLS_ANNOTATION, IDENTITY_LABEL, PEER_URLS_ANNOTATION};
     use k8s_openapi::api::coordination::v1::LeaseSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
     use k8s_openapi::jiff::Timestamp;

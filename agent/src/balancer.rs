@@ -77,9 +77,10 @@ impl Upstream {
 struct Upstreams {
     servers: Vec<Upstream>,
     current: usize,
-    /// When the last failover happened and from which server, for the log line that
-    /// reports how long the node was without a server.
-    last_failover: Option<(Instant, String)>,
+    /// Since when the node has been without a working server: set when the current
+    /// server first fails (a refused dial, a failed probe round), cleared by the first
+    /// response through the server that replaced it — the outage an agent's requests see.
+    outage_since: Option<Instant>,
 }
 
 /// The order in which to dial: the current server, then the healthy others (in list order
@@ -105,7 +106,7 @@ impl Upstreams {
         }
         let old = self.current;
         tracing::warn!(from = %self.servers[old].url, to = %self.servers[index].url, why, "API server failover");
-        self.last_failover = Some((Instant::now(), self.servers[old].url.clone()));
+        self.outage_since.get_or_insert_with(Instant::now);
         self.servers[old].close_connections();
         self.current = index;
     }
@@ -121,6 +122,7 @@ impl Upstreams {
         if self.servers[self.current].healthy() {
             return;
         }
+        self.outage_since.get_or_insert_with(Instant::now);
         let healthy = self.healthy_flags();
         if let Some(&next) = dial_order(&healthy, self.current).iter().skip(1).find(|&&i| healthy[i]) {
             self.switch_to(next, "current server failed its readiness probes");
@@ -201,7 +203,7 @@ impl Balancer {
         let local = listener
             .local_addr()
             .map_err(|e| AgentError::Net { what: "reading the API load balancer's address", source: e })?;
-        let state = Arc::new(Mutex::new(Upstreams { servers: upstreams, current: 0, last_failover: None }));
+        let state = Arc::new(Mutex::new(Upstreams { servers: upstreams, current: 0, outage_since: None }));
         let stop = cancel.child_token();
         tokio::spawn(accept_loop(listener, state.clone(), stop.clone()));
         tokio::spawn(probe_loop(state.clone(), scheme == "http", stop.clone()));
@@ -299,7 +301,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<Mutex<Upstreams>>, stop: 
 }
 
 /// Dials the servers in [`dial_order`] and splices `client` to the first that accepts.
-async fn serve_connection(mut client: TcpStream, state: Arc<Mutex<Upstreams>>, stop: CancellationToken) {
+async fn serve_connection(client: TcpStream, state: Arc<Mutex<Upstreams>>, stop: CancellationToken) {
     let plan: Vec<(usize, String, String)> = {
         let s = state.lock().expect("balancer state");
         dial_order(&s.healthy_flags(), s.current)
@@ -309,7 +311,7 @@ async fn serve_connection(mut client: TcpStream, state: Arc<Mutex<Upstreams>>, s
     };
     for (index, url, authority) in plan {
         let dialed = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(&authority)).await;
-        let mut upstream = match dialed {
+        let upstream = match dialed {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
                 tracing::debug!(server = %url, error = %e, "dial failed; trying the next server");
@@ -333,28 +335,64 @@ async fn serve_connection(mut client: TcpStream, state: Arc<Mutex<Upstreams>>, s
                     if index == s.current { "current server changed" } else { "dial to the current server failed" };
                 s.switch_to(now_index, why);
             }
-            if let Some((since, from)) = s.last_failover.take() {
-                tracing::info!(
-                    from = %from, to = %url, after_ms = since.elapsed().as_millis() as u64,
-                    "first connection through the new API server"
-                );
-            }
             s.servers[now_index].connections.clone()
+        };
+        let first_response = || {
+            let mut s = state.lock().expect("balancer state");
+            if s.servers[s.current].url == url {
+                if let Some(since) = s.outage_since.take() {
+                    let outage_ms = since.elapsed().as_millis() as u64;
+                    tracing::info!(server = %url, outage_ms, "first response through the new API server");
+                }
+            }
         };
         tokio::select! {
             _ = stop.cancelled() => {}
             _ = closed.cancelled() => {}
-            _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+            _ = splice(client, upstream, first_response) => {}
         }
         return;
     }
     tracing::warn!("no API server accepted a connection");
 }
 
+/// Copies bytes both ways until either side is done, calling `on_first_response` when the
+/// server sends its first bytes (the first response through a new server ends an outage).
+async fn splice(client: TcpStream, upstream: TcpStream, on_first_response: impl FnOnce()) {
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut upstream_read, mut upstream_write) = upstream.into_split();
+    // Done when the server is: a client that half-closes still gets every response, and
+    // a server that closes ends the client's connection.
+    let requests = async {
+        let _ = tokio::io::copy(&mut client_read, &mut upstream_write).await;
+        let _ = upstream_write.shutdown().await;
+        std::future::pending::<()>().await
+    };
+    let responses = async {
+        let mut first = vec![0u8; 16 * 1024];
+        let n = match upstream_read.read(&mut first).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        on_first_response();
+        if client_write.write_all(&first[..n]).await.is_ok() {
+            let _ = tokio::io::copy(&mut upstream_read, &mut client_write).await;
+        }
+        let _ = client_write.shutdown().await;
+    };
+    tokio::select! {
+        _ = requests => {}
+        _ = responses => {}
+    }
+}
+
 fn mark_down(state: &Mutex<Upstreams>, url: &str) {
     let mut s = state.lock().expect("balancer state");
     if let Some(u) = s.servers.iter_mut().find(|u| u.url == url) {
         u.failures = UNHEALTHY_AFTER;
+    }
+    if s.servers[s.current].url == url {
+        s.outage_since.get_or_insert_with(Instant::now);
     }
 }
 
@@ -400,7 +438,7 @@ mod tests {
     use super::*;
 
     fn upstreams(urls: &[&str]) -> Upstreams {
-        Upstreams { servers: urls.iter().map(|u| Upstream::new(u).unwrap()).collect(), current: 0, last_failover: None }
+        Upstreams { servers: urls.iter().map(|u| Upstream::new(u).unwrap()).collect(), current: 0, outage_since: None }
     }
 
     #[test]

@@ -25,9 +25,9 @@ use serde_json::json;
 use crate::procs::{berth_agent_binary, ClusterSpec, Db, ProcessCluster};
 use crate::HarnessError;
 
-type BenchResult<T> = Result<T, HarnessError>;
+pub(crate) type BenchResult<T> = Result<T, HarnessError>;
 
-fn err(what: impl std::fmt::Display) -> HarnessError {
+pub(crate) fn err(what: impl std::fmt::Display) -> HarnessError {
     HarnessError::Rpc(what.to_string())
 }
 
@@ -39,7 +39,7 @@ pub fn client(api_url: &str) -> BenchResult<kube::Client> {
 }
 
 /// Polls `check` every 100 ms until it yields, or fails after `timeout`.
-async fn until<T, F: std::future::Future<Output = Option<T>>>(
+pub(crate) async fn until<T, F: std::future::Future<Output = Option<T>>>(
     timeout: Duration,
     what: &str,
     mut check: impl FnMut() -> F,

@@ -2,6 +2,7 @@
 //! machine, and measuring them side by side. The fault-injection harness builds on the
 //! same process management.
 
+pub mod agent_failover;
 pub mod bench;
 pub mod campaign;
 pub mod checker;

@@ -1,11 +1,13 @@
 //! `berth-bench-control`: control-plane benchmarks on real processes (3 `berth-server`s,
 //! one `berth-agent` with hollow nodes). `failover` times the controllers' takeover after
-//! kill -9 of the leader; `scheduling` times binding and starting many pods; `churn`
+//! kill -9 of the leader; `agent-failover` times an agent's move to another server after
+//! kill -9 of its own; `scheduling` times binding and starting many pods; `churn`
 //! follows one server's memory and disk under steady churn for a long time.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use berth_jepsen::agent_failover::{self, AgentFailoverConfig};
 use berth_jepsen::churn::{self, ChurnConfig};
 use berth_jepsen::control_bench::{self, FailoverConfig, SchedulingConfig};
 use clap::{Parser, Subcommand};
@@ -31,6 +33,14 @@ enum Bench {
         /// Hollow nodes.
         #[arg(long, default_value_t = 5)]
         nodes: usize,
+    },
+    /// kill -9 the server a real agent talks to, time its first response from another.
+    AgentFailover {
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+        /// 3 or 5 servers.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(3..=5))]
+        servers: u64,
     },
     /// Hollow nodes and Deployments totalling many pods: bind rate, time to Running.
     Scheduling {
@@ -97,6 +107,11 @@ async fn main() -> Result<()> {
             let cfg = FailoverConfig { trials, replicas, nodes };
             let (created, bound) = control_bench::failover(&dir, &cfg).await.context("failover benchmark")?;
             control_bench::print_failover(&created, &bound);
+        }
+        Bench::AgentFailover { trials, servers } => {
+            anyhow::ensure!(trials > 0, "--trials must be positive");
+            let cfg = AgentFailoverConfig { servers: servers as usize, trials };
+            agent_failover::agent_failover(&dir, &cfg).await.context("agent failover benchmark")?.print();
         }
         Bench::Scheduling { nodes, pods, deployments, bare_pods, create_concurrency } => {
             anyhow::ensure!(

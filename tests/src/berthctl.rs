@@ -139,7 +139,8 @@ impl CtlCluster {
             .arg("--data-dir")
             .arg(self.dir.join(format!("agent-{node}")))
             .args(["--listen-port", &free_port().to_string(), "--lease-seconds", "2", "--node-name", node])
-            .args(runtime_flags);
+            .args(runtime_flags)
+            .env("NO_COLOR", "1");
         cmd.stdout(log.try_clone().expect("log fd")).stderr(log);
         self.agents.push(cmd.spawn().expect("starting berth-agent"));
     }

@@ -1,7 +1,8 @@
 //! HA as a user feels it (issue 17's failover test): 3 real `berth-server`s, 2 real
 //! `berth-agent --runtime process` nodes and a Deployment. The server each agent talks to is
-//! killed with `kill -9` (one at a time, restarted in between), then the Raft leader; all
-//! the while
+//! killed with `kill -9` (one at a time, restarted in between), then the Raft leader, then
+//! the server `node-a` uses by then is paused (SIGSTOP: it accepts connections and answers
+//! nothing, so only probes and idle limits can tell); all the while
 //! * no node leaves Ready (the servers run with a 6 s node-monitor grace period, so a
 //!   failover slower than that would show),
 //! * no pod is evicted, replaced or restarted,
@@ -54,7 +55,12 @@ struct Ctl {
 impl Ctl {
     fn try_ok(&self, args: &[&str]) -> Option<String> {
         let mut cmd = std::process::Command::new(berthctl_binary());
-        cmd.args(args).env("KUBECONFIG", &self.kubeconfig).env("HOME", &self.home).env_remove("BERTH_KUBECONFIG");
+        // A paused server accepts a request and never answers: time out and fail over.
+        cmd.arg("--request-timeout=3s")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", &self.home)
+            .env_remove("BERTH_KUBECONFIG");
         let out = run_bounded(cmd, None, Duration::from_secs(20));
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -108,6 +114,19 @@ fn wait_server_ready(c: &CtlCluster, index: usize) {
         let out = std::process::Command::new("curl").args(["-sf", "-m", "2", &url]).output().ok()?;
         out.status.success().then_some(())
     });
+}
+
+/// The index of the server `node`'s agent is using: the last one its balancer moved to
+/// (server 0, which it was started with, before any failover).
+fn agent_server(c: &CtlCluster, node: &str) -> usize {
+    let log = std::fs::read_to_string(c.agent_log(node)).unwrap_or_default();
+    let url = log
+        .lines()
+        .filter(|l| l.contains("API server failover"))
+        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("to=")))
+        .last()
+        .map(str::to_string);
+    url.and_then(|u| c.api_urls().iter().position(|a| *a == u)).unwrap_or(0)
 }
 
 fn rows_for(lines: &SharedLines, pod: &str) -> usize {
@@ -171,30 +190,41 @@ async fn killing_an_agents_server_or_the_leader_leaves_nodes_ready_and_pods_runn
         })
     };
 
-    // node-a's server, node-b's server, then whichever server leads by then.
-    for step in 0..3 {
-        let victim = if step < 2 { step } else { c.leader_index().expect("a leader-task holder") };
-        eprintln!("step {step}: kill -9 server {victim}");
-        c.servers.members[victim].signal(libc::SIGKILL);
-        let killed = Instant::now();
-        // `get -w` keeps streaming: a change made now shows up in its output.
+    // node-a's server, node-b's server, whichever server leads by then (all kill -9), then
+    // the server node-a is using by then, paused.
+    for step in 0..4 {
+        let victim = match step {
+            0 | 1 => step,
+            2 => c.leader_index().expect("a leader-task holder"),
+            _ => agent_server(&c, "node-a"),
+        };
+        let pause = step == 3;
+        eprintln!("step {step}: {} server {victim}", if pause { "SIGSTOP" } else { "kill -9" });
+        c.servers.members[victim].signal(if pause { libc::SIGSTOP } else { libc::SIGKILL });
+        let hit = Instant::now();
+        // `get -w` keeps streaming: a change made now shows up in its output. (Through a
+        // paused server it can take the watch's idle limit, 15 s with bookmarks.)
         let pod = before.keys().nth(step).unwrap().clone();
         let seen = rows_for(&lines, &pod);
-        eventually(Duration::from_secs(20), "annotating a pod after the kill", || {
+        eventually(Duration::from_secs(20), "annotating a pod", || {
             ctl.try_ok(&["annotate", "pod", &pod, &format!("step={step}"), "--overwrite"])
         });
-        eventually(Duration::from_secs(20), "get -w printed the change", || {
+        eventually(Duration::from_secs(30), "get -w printed the change", || {
             (rows_for(&lines, &pod) > seen).then_some(())
         });
-        eprintln!("step {step}: get -w streamed the change {:?} after the kill", killed.elapsed());
-        std::thread::sleep(HOLD.saturating_sub(killed.elapsed()));
-        c.servers.members[victim].kill();
-        c.servers.members[victim].start().expect("restarting the server");
+        eprintln!("step {step}: get -w streamed the change {:?} after the fault", hit.elapsed());
+        std::thread::sleep(HOLD.saturating_sub(hit.elapsed()));
+        if pause {
+            c.servers.members[victim].signal(libc::SIGCONT);
+        } else {
+            c.servers.members[victim].kill();
+            c.servers.members[victim].start().expect("restarting the server");
+        }
         wait_server_ready(&c, victim);
     }
     stop.store(true, Ordering::Relaxed);
     let samples = monitor.join().unwrap();
-    assert!(samples > 20, "the monitor saw the nodes only {samples} times");
+    assert!(samples > 15, "the monitor saw the nodes only {samples} times");
     let violations = violations.lock().unwrap().clone();
     assert!(violations.is_empty(), "during failovers: {violations:#?}");
     assert_eq!(pods(&ctl).as_ref(), Some(&before), "the same pods, never restarted");

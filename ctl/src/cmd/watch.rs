@@ -27,6 +27,9 @@ const WATCH_SECONDS: u64 = 60;
 /// No line at all (not even the server's own end of a watch) for this long means the
 /// server hangs: fail over.
 const IDLE_LIMIT: Duration = Duration::from_secs(WATCH_SECONDS + 15);
+/// The same once the server has shown that it sends BOOKMARKs when idle (Berth's servers
+/// send one every 5 s): three missed ones mean a paused or cut-off server.
+const IDLE_LIMIT_WITH_BOOKMARKS: Duration = Duration::from_secs(15);
 /// Give up when no server has been reachable for this long.
 const UNREACHABLE_LIMIT: Duration = Duration::from_secs(60);
 /// Pause between reconnection attempts while no server answers.
@@ -52,6 +55,8 @@ pub struct WatchPrinter {
 pub enum Step {
     /// Text to print (may be empty) and the resourceVersion to resume from, if it moved.
     Print(String, Option<String>),
+    /// A BOOKMARK: nothing to print, resume from this resourceVersion.
+    Bookmark(String),
     /// The resourceVersion is too old (410 Gone): list again.
     Relist,
     /// The server sent an error event (its `Status`).
@@ -141,7 +146,10 @@ impl WatchPrinter {
         let kind = event["type"].as_str().unwrap_or("");
         let object = &event["object"];
         match kind {
-            "BOOKMARK" => Step::Print(String::new(), object["metadata"]["resourceVersion"].as_str().map(String::from)),
+            "BOOKMARK" => match object["metadata"]["resourceVersion"].as_str() {
+                Some(rv) => Step::Bookmark(rv.to_string()),
+                None => Step::Print(String::new(), None),
+            },
             "ERROR" => {
                 if object["code"].as_u64() == Some(410) {
                     Step::Relist
@@ -322,6 +330,7 @@ pub(crate) async fn run(
     emit(out, &printer.initial(&list, !args.watch_only))?;
     let mut rv = list["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string();
     let mut unreachable_since: Option<Instant> = None;
+    let mut idle_limit = IDLE_LIMIT;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
@@ -369,7 +378,7 @@ pub(crate) async fn run(
         loop {
             let next = tokio::select! {
                 _ = &mut ctrl_c => return Ok(()),
-                next = tokio::time::timeout(IDLE_LIMIT, lines.next()) => next,
+                next = tokio::time::timeout(idle_limit, lines.next()) => next,
             };
             match next {
                 // The server ended this watch: resume from where we are.
@@ -385,6 +394,10 @@ pub(crate) async fn run(
                     break;
                 }
                 Ok(Some(Ok(line))) => match printer.on_line(&line) {
+                    Step::Bookmark(new_rv) => {
+                        idle_limit = IDLE_LIMIT_WITH_BOOKMARKS;
+                        rv = new_rv;
+                    }
                     Step::Print(text, new_rv) => {
                         emit(out, &text)?;
                         if let Some(r) = new_rv {
@@ -453,7 +466,7 @@ mod tests {
         let step = p.on_line(&event("MODIFIED", row("web-1", 9, "Running")));
         assert_eq!(step, Step::Print("web-1   0/1     Running             0          1s\n".into(), Some("9".into())));
         let bookmark = json!({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "12"}}}).to_string();
-        assert_eq!(p.on_line(&bookmark), Step::Print(String::new(), Some("12".into())));
+        assert_eq!(p.on_line(&bookmark), Step::Bookmark("12".into()));
         let gone = json!({"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}).to_string();
         assert_eq!(p.on_line(&gone), Step::Relist);
     }

@@ -19,6 +19,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod etcd;
+pub mod failpoints;
 pub mod idle;
 pub mod lease;
 pub mod metrics;

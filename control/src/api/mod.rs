@@ -18,6 +18,8 @@
 pub mod body;
 pub mod decode;
 pub mod discovery;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 pub mod handlers;
 pub mod metrics;
 pub mod patch;
@@ -117,7 +119,10 @@ impl ApiState {
 
 /// The API router (also usable in-process as a `tower::Service`).
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    let router = Router::new();
+    #[cfg(feature = "failpoints")]
+    let router = router.merge(failpoints::routes());
+    router
         .route("/version", get(|| async { json_ok(discovery::version()) }))
         .route("/healthz", get(health))
         .route("/livez", get(liveness))

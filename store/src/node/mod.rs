@@ -354,6 +354,7 @@ async fn run_primary(node: std::sync::Weak<StoreNode>, token: CancellationToken)
         }
         let Some(n) = node.upgrade() else { return };
         for id in n.shared.lessor.take_expired(MAX_REVOKES_PER_SWEEP) {
+            crate::failpoints::hit(crate::failpoints::LEASE_EXPIRY);
             let n = n.clone();
             tokio::spawn(async move {
                 let req = InternalRequest {

@@ -26,6 +26,7 @@ use super::codec::{checked, decode, encode, with_checksum};
 use super::types::{storage_error, storage_read_error, Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::engine::{Cf, Durability, KvEngine, WriteBatch};
 use crate::error::{Result, StoreError};
+use crate::failpoints;
 use crate::metrics::StoreMetrics;
 
 const VOTE: &[u8] = b"vote";
@@ -231,7 +232,9 @@ fn spawn_flusher(engine: Arc<dyn KvEngine>, metrics: Arc<StoreMetrics>) -> Flush
                 let mut pending = vec![first];
                 pending.extend(rx.try_iter());
                 let started = std::time::Instant::now();
+                failpoints::hit(failpoints::RAFT_LOG_BEFORE_FSYNC);
                 let result = engine.sync_wal();
+                failpoints::hit(failpoints::RAFT_LOG_AFTER_FSYNC);
                 metrics.wal_fsync_duration.observe(started.elapsed().as_secs_f64());
                 metrics.wal_fsync_appends.observe(pending.len() as f64);
                 for callback in pending {
@@ -347,6 +350,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        failpoints::hit(failpoints::LOG_PURGE);
         let mut batch = WriteBatch::default();
         batch.put(Cf::RaftMeta, LAST_PURGED, with_checksum(encode(&log_id).map_err(storage_error)?));
         batch.delete_range(Cf::RaftLog, index_key(0).to_vec(), index_key(log_id.index + 1).to_vec());

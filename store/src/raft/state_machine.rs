@@ -27,6 +27,7 @@ use super::types::{
 };
 use crate::engine::{Cf, Durability, KvEngine, WriteBatch};
 use crate::error::{Result, StoreError};
+use crate::failpoints;
 use crate::lease::Lessor;
 use crate::metrics::StoreMetrics;
 use crate::mvcc::index::KeyIndex;
@@ -239,6 +240,7 @@ impl StateMachine {
         }
         if !changes.events.is_empty() {
             self.index.apply_events(&changes.events);
+            failpoints::hit(failpoints::APPLY_BEFORE_WATCH_NOTIFY);
             self.shared.hub.notify(revision, &changes.events, changes.prev_kv_complete);
         }
         self.shared.metrics.apply_duration.observe(started.elapsed().as_secs_f64());
@@ -352,6 +354,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     .map_err(|e| StoreError::io(format!("saving snapshot {}", path.display()), e))?;
                 snapshot::sync_dir(&snapshots.dir)?;
             }
+            failpoints::hit(failpoints::SNAPSHOT_INSTALL);
             snapshot::install_snapshot(&*engine, &path)?;
             snapshots.adopt_installed(&*engine, &installed_meta)?;
             let _ = std::fs::remove_file(&path);

@@ -2,6 +2,7 @@
 //! machine, and measuring them side by side. The fault-injection harness builds on the
 //! same process management.
 
+pub mod agents;
 pub mod bench;
 pub mod campaign;
 pub mod checker;
@@ -11,6 +12,7 @@ pub mod clock;
 pub mod control_bench;
 pub mod db;
 pub mod history;
+pub mod kube_api;
 pub mod nemesis;
 pub mod net;
 pub mod partition;

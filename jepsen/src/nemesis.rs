@@ -300,6 +300,10 @@ impl Nemesis {
             Ok(d) => done.extend(d),
             Err(e) => errors.push(e.to_string()),
         }
+        match cluster.heal_agents() {
+            Ok(d) => done.extend(d),
+            Err(e) => errors.push(e.to_string()),
+        }
         let detail = if done.is_empty() { "nothing left to heal".to_string() } else { done.join(", ") };
         let (kind, error) =
             if errors.is_empty() { (OpType::Ok, None) } else { (OpType::Fail, Some(errors.join("; "))) };

@@ -1,7 +1,8 @@
 //! Campaigns: a matrix of test runs (databases × workloads × nemeses) and the summary table
 //! of what they found. `quick` is the CI matrix (Berth, 3 nodes, register + set + watch
-//! under kill and partition, about two minutes); `full` is the documented campaign, with
-//! etcd as the control.
+//! under kill and partition, and one control-plane cell: deploy — whose pods the bind
+//! checker also judges — under kill-leader and partition-agent; about three minutes);
+//! `full` is the documented campaign, with etcd as the control for the etcd-API workloads.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -23,10 +24,31 @@ pub struct Cell {
 /// The CI matrix.
 pub fn quick_matrix() -> Vec<Cell> {
     let faults = vec![NemesisKind::Kill, NemesisKind::Partition];
-    [WorkloadKind::Register, WorkloadKind::Set, WorkloadKind::Watch]
+    let mut cells: Vec<Cell> = [WorkloadKind::Register, WorkloadKind::Set, WorkloadKind::Watch]
         .into_iter()
         .map(|workload| Cell { db: Db::Berth, workload, nemeses: faults.clone() })
-        .collect()
+        .collect();
+    cells.push(Cell {
+        db: Db::Berth,
+        workload: WorkloadKind::Deploy,
+        nemeses: vec![NemesisKind::KillLeader, NemesisKind::PartitionAgent],
+    });
+    cells
+}
+
+/// The control-plane fault sets: the leader's tasks, the servers, and the agents.
+fn control_plane_faults() -> Vec<Vec<NemesisKind>> {
+    use NemesisKind::*;
+    vec![
+        vec![KillLeader],
+        vec![Kill],
+        vec![Pause],
+        vec![Partition],
+        vec![KillAgent, PauseAgent],
+        vec![PartitionAgent, PartitionAgentServer],
+        vec![KillAgentServer],
+        vec![KillLeader, PartitionAgent, KillAgent, Pause],
+    ]
 }
 
 /// The full campaign: every workload under every fault family, for each database.
@@ -49,6 +71,14 @@ pub fn full_matrix(dbs: &[Db]) -> Vec<Cell> {
             }
         }
         cells.push(Cell { db, workload: WorkloadKind::Durability, nemeses: vec![KillAll] });
+        // The Kubernetes API exists on Berth only.
+        if db == Db::Berth {
+            for workload in [WorkloadKind::Bind, WorkloadKind::Deploy] {
+                for nemeses in control_plane_faults() {
+                    cells.push(Cell { db, workload, nemeses });
+                }
+            }
+        }
     }
     cells
 }
@@ -96,8 +126,8 @@ pub fn summary_table(outcomes: &[CellOutcome]) -> String {
         );
     }
     let _ = writeln!(out);
-    let _ = writeln!(out, "| db | workload | nemesis | verdict | ops | faults | anomalies |");
-    let _ = writeln!(out, "|---|---|---|---|---:|---:|---|");
+    let _ = writeln!(out, "| db | workload | nemesis | verdict | ops | faults | converged | anomalies |");
+    let _ = writeln!(out, "|---|---|---|---|---:|---:|---:|---|");
     for o in outcomes {
         let nemeses = o.cell.nemeses.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(",");
         let (verdict, ops, faults) = match (&o.summary, &o.error) {
@@ -106,10 +136,15 @@ pub fn summary_table(outcomes: &[CellOutcome]) -> String {
             (None, None) => ("not run".into(), 0, 0),
         };
         let anomalies = if o.anomaly_kinds.is_empty() { "-".to_string() } else { o.anomaly_kinds.join(", ") };
+        let converged = match o.summary.as_ref().and_then(|s| s.convergence_ms) {
+            Some(ms) => format!("{:.1} s", ms as f64 / 1000.0),
+            None if o.cell.workload == WorkloadKind::Deploy && o.summary.is_some() => "no".into(),
+            None => "-".into(),
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} |",
-            o.cell.db, o.cell.workload, nemeses, verdict, ops, faults, anomalies
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            o.cell.db, o.cell.workload, nemeses, verdict, ops, faults, converged, anomalies
         );
     }
     out

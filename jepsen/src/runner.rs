@@ -68,6 +68,9 @@ pub fn validate(cfg: &TestConfig) -> Result<(), String> {
     if cfg.workload.is_control_plane() && cfg.db != Db::Berth {
         return Err(format!("--workload {}: a control-plane workload needs --db berth", cfg.workload));
     }
+    if let Some(k) = cfg.nemeses.iter().find(|k| k.needs_agents() && !cfg.workload.is_control_plane()) {
+        return Err(format!("--nemesis {k} needs agents: use it with --workload bind or deploy"));
+    }
     if cfg.rate < 0.0 || !cfg.rate.is_finite() {
         return Err(format!("--rate {}: must be a non-negative number", cfg.rate));
     }

@@ -66,10 +66,12 @@ enum Command {
         /// berth or etcd.
         #[arg(long, default_value = "berth", value_parser = parse_db)]
         db: Db,
-        /// register, set, watch or durability.
+        /// register, set, watch, durability; control plane: bind, deploy.
         #[arg(long, default_value = "register")]
         workload: WorkloadKind,
-        /// Comma-separated: kill, pause, partition, netem, member, clock, kill-all; or none.
+        /// Comma-separated: kill, pause, partition, netem, member, clock, kill-all, kill-leader;
+        /// with bind/deploy also kill-agent, pause-agent, partition-agent, partition-agent-server,
+        /// kill-agent-server; or none.
         #[arg(long, default_value = "kill,partition")]
         nemesis: String,
         #[command(flatten)]
@@ -79,7 +81,8 @@ enum Command {
     Check { dir: PathBuf },
     /// Run a matrix of tests and print a summary table.
     Campaign {
-        /// The CI matrix: Berth only, register + set + watch under kill and partition.
+        /// The CI matrix: Berth only, register + set + watch under kill and partition, and
+        /// deploy under kill-leader and partition-agent.
         #[arg(long)]
         quick: bool,
         /// Databases of the full campaign, comma-separated.

@@ -104,6 +104,11 @@ fn header(out: &mut String, title: &str, p: &Page) {
     let i = p.info;
     let s = p.summary;
     let nemeses = if i.nemeses.is_empty() { "none".to_string() } else { i.nemeses.join(", ") };
+    let converged = match s.convergence_ms {
+        Some(ms) => format!("; converged {:.1} s after the final heal", ms as f64 / 1000.0),
+        None if i.workload == "deploy" => "; did not converge".to_string(),
+        None => String::new(),
+    };
     let rows: [(&str, String); 9] = [
         ("database", i.db.clone()),
         ("nodes", i.nodes.to_string()),
@@ -116,7 +121,7 @@ fn header(out: &mut String, title: &str, p: &Page) {
         (
             "results",
             format!(
-                "{} completions: {} ok, {} fail, {} info; {} faults; {} anomalies",
+                "{} completions: {} ok, {} fail, {} info; {} faults; {} anomalies{converged}",
                 s.ops, s.ok, s.fail, s.info, s.faults, s.anomalies
             ),
         ),

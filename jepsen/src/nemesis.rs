@@ -380,16 +380,28 @@ impl Nemesis {
     }
 }
 
+/// The next fault kind: drawn from a shuffled bag of all `kinds`, refilled when empty, so a
+/// short run with few faults still gets every kind it asked for (an independent draw per
+/// fault may pick the same one every time).
+fn next_kind(bag: &mut Vec<NemesisKind>, kinds: &[NemesisKind], rng: &mut StdRng) -> Option<NemesisKind> {
+    if bag.is_empty() {
+        bag.extend_from_slice(kinds);
+        bag.shuffle(rng);
+    }
+    bag.pop()
+}
+
 /// Runs the fault schedule until `stop`, then heals everything (removed members included).
 pub async fn run(cluster: Arc<Mutex<DbCluster>>, recorder: Arc<Recorder>, cfg: NemesisConfig, stop: CancellationToken) {
     let mut nemesis = Nemesis { cluster, recorder, rng: StdRng::seed_from_u64(cfg.seed ^ 0x6e656d65) };
+    let mut bag = vec![];
     if !cfg.kinds.is_empty() {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(cfg.interval) => {}
                 _ = stop.cancelled() => break,
             }
-            let Some(&kind) = cfg.kinds.choose(&mut nemesis.rng) else { break };
+            let Some(kind) = next_kind(&mut bag, &cfg.kinds, &mut nemesis.rng) else { break };
             let name = kind.to_string();
             nemesis.record(OpType::Invoke, Call::Fault { name: name.clone(), detail: String::new() }, None);
             let (outcome, detail) = nemesis.inject(kind).await;
@@ -437,6 +449,19 @@ mod tests {
         let kinds = parse_list(agents).unwrap();
         assert_eq!(label(&kinds), agents);
         assert_eq!(kinds.iter().filter(|k| k.needs_agents()).count(), 5);
+    }
+
+    #[test]
+    fn every_kind_comes_once_before_any_comes_again() {
+        let kinds = parse_list("kill-leader,partition-agent,kill").unwrap();
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut bag = vec![];
+        for _ in 0..3 {
+            let mut round: Vec<NemesisKind> = (0..3).filter_map(|_| next_kind(&mut bag, &kinds, &mut rng)).collect();
+            round.sort_by_key(|k| k.to_string());
+            assert_eq!(label(&round), "kill,kill-leader,partition-agent");
+        }
+        assert_eq!(next_kind(&mut vec![], &[], &mut rng), None);
     }
 
     #[test]

@@ -76,7 +76,9 @@ pub fn check(history: &History) -> CheckResult {
     for ((node, resource), (first, count, detail)) in &replay.over {
         anomalies.push(Anomaly::new(
             "over-commit",
-            format!("node {node} over-committed on {resource} in {count} observed state(s), first at #{first}: {detail}"),
+            format!(
+                "node {node} over-committed on {resource} in {count} observed state(s), first at #{first}: {detail}"
+            ),
             vec![*first],
         ));
     }
@@ -168,11 +170,8 @@ impl Replay<'_> {
     fn check_nodes(&mut self, nodes: &BTreeSet<String>, index: u64, what: &str) {
         for node in nodes {
             let Some(alloc) = self.allocatable.get(node.as_str()).copied() else { continue };
-            let on_node: Vec<&PodView> = self
-                .live
-                .values()
-                .filter(|p| p.node.as_deref() == Some(node.as_str()) && !pod_gone(p))
-                .collect();
+            let on_node: Vec<&PodView> =
+                self.live.values().filter(|p| p.node.as_deref() == Some(node.as_str()) && !pod_gone(p)).collect();
             let cpu: u64 = on_node.iter().map(|p| p.cpu_milli).sum();
             let memory: u64 = on_node.iter().map(|p| p.memory_bytes).sum();
             let count = on_node.len() as u64;

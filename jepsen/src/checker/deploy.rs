@@ -103,7 +103,11 @@ pub fn check(history: &History) -> CheckResult {
                         "{}; last read: {}{}",
                         c.completion.and_then(|o| o.error.clone()).unwrap_or_else(|| "no completion".into()),
                         deployments.as_deref().map(describe).unwrap_or_else(|| "none".into()),
-                        if *orphan_pods > 0 { format!("; {orphan_pods} pod(s) of deleted Deployments") } else { String::new() }
+                        if *orphan_pods > 0 {
+                            format!("; {orphan_pods} pod(s) of deleted Deployments")
+                        } else {
+                            String::new()
+                        }
                     ),
                     c.indices(),
                 )),

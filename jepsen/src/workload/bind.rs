@@ -56,7 +56,9 @@ pub fn spawn(ctx: &Arc<WorkloadCtx>) -> Vec<tokio::task::JoinHandle<()>> {
                 Call::CreatePod { name, cpu_milli, memory_bytes, uid: None }
             };
             let timeout = ctx.op_timeout;
-            tokio::spawn(api_client_loop(ctx.clone(), worker, generate, move |client, call| execute(client, call, timeout)))
+            tokio::spawn(api_client_loop(ctx.clone(), worker, generate, move |client, call| {
+                execute(client, call, timeout)
+            }))
         })
         .collect()
 }
@@ -65,10 +67,13 @@ async fn execute(client: kube::Client, call: Call, timeout: std::time::Duration)
     let pods: Api<Pod> = Api::namespaced(client, NAMESPACE);
     match call {
         Call::CreatePod { name, cpu_milli, memory_bytes, .. } => {
-            let result = deadline(timeout, pods.create(&PostParams::default(), &pod(&name, cpu_milli, memory_bytes))).await;
+            let result =
+                deadline(timeout, pods.create(&PostParams::default(), &pod(&name, cpu_milli, memory_bytes))).await;
             match result {
                 Ok(created) => Completion::ok(Call::CreatePod { name, cpu_milli, memory_bytes, uid: created.uid() }),
-                Err(e) => Completion::from_error(Call::CreatePod { name, cpu_milli, memory_bytes, uid: None }, e, false),
+                Err(e) => {
+                    Completion::from_error(Call::CreatePod { name, cpu_milli, memory_bytes, uid: None }, e, false)
+                }
             }
         }
         Call::DeletePod { ref name } => match deadline(timeout, pods.delete(name, &DeleteParams::default())).await {

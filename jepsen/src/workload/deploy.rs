@@ -34,7 +34,7 @@ pub const WRITE_ANNOTATION: &str = "jepsen/write";
 
 /// The pod template of `version`: odd and even versions differ in image, all in env.
 fn template(name: &str, version: u32) -> Value {
-    let image = if version % 2 == 0 { "registry.k8s.io/pause:3.10" } else { "registry.k8s.io/pause:3.9" };
+    let image = if version.is_multiple_of(2) { "registry.k8s.io/pause:3.10" } else { "registry.k8s.io/pause:3.9" };
     json!({
         "metadata": {"labels": {"app": name, "version": version.to_string()}},
         "spec": {
@@ -105,7 +105,9 @@ pub fn spawn(ctx: &Arc<WorkloadCtx>) -> Vec<tokio::task::JoinHandle<()>> {
                 }
             };
             let timeout = ctx.op_timeout;
-            tokio::spawn(api_client_loop(ctx.clone(), worker, generate, move |client, call| execute(client, call, timeout)))
+            tokio::spawn(api_client_loop(ctx.clone(), worker, generate, move |client, call| {
+                execute(client, call, timeout)
+            }))
         })
         .collect()
 }
@@ -134,7 +136,14 @@ async fn execute(client: kube::Client, call: Call, timeout: Duration) -> Complet
         // A delete's response carries the object as it was, not the delete's revision.
         DeployAction::Delete => deadline(timeout, api.delete(&name, &DeleteParams::default())).await.map(|_| None),
     };
-    let done = |resource_version| Call::DeploymentWrite { name: name.clone(), action, replicas, version, write_id, resource_version };
+    let done = |resource_version| Call::DeploymentWrite {
+        name: name.clone(),
+        action,
+        replicas,
+        version,
+        write_id,
+        resource_version,
+    };
     match result {
         Ok(rv) => Completion::ok(done(rv)),
         Err(e) => Completion::from_error(done(None), e, false),
@@ -155,7 +164,8 @@ pub async fn converge(ctx: &WorkloadCtx, healed_at: Instant, bound: Duration) {
         let (node, client) = ctx.api_client_for(attempt);
         match read_state(client, ctx.op_timeout).await {
             Ok((views, orphans)) => {
-                let done = orphans == 0 && views.iter().all(|v| v.ready_current as i32 == v.replicas && v.other_pods == 0);
+                let done =
+                    orphans == 0 && views.iter().all(|v| v.ready_current as i32 == v.replicas && v.other_pods == 0);
                 if done {
                     let seconds = Some(healed_at.elapsed().as_secs_f64());
                     let call = Call::Converge { seconds, deployments: Some(views), orphan_pods: orphans };
@@ -185,7 +195,10 @@ pub async fn converge(ctx: &WorkloadCtx, healed_at: Instant, bound: Duration) {
 }
 
 /// One read of the Deployments and their pods.
-async fn read_state(client: kube::Client, timeout: Duration) -> Result<(Vec<DeploymentView>, u32), crate::client::CallError> {
+async fn read_state(
+    client: kube::Client,
+    timeout: Duration,
+) -> Result<(Vec<DeploymentView>, u32), crate::client::CallError> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
     let pods: Api<Pod> = Api::namespaced(client, NAMESPACE);
     let selector = format!("app in ({})", NAMES.join(","));
@@ -227,7 +240,6 @@ pub fn views(deployments: &[Deployment], pods: &[Pod]) -> (Vec<DeploymentView>, 
             other_pods: mine.len() as u32 - current,
         });
     }
-    let orphans =
-        pods.iter().filter(|p| !deployments.iter().any(|d| d.name_any() == label(p, "app"))).count() as u32;
+    let orphans = pods.iter().filter(|p| !deployments.iter().any(|d| d.name_any() == label(p, "app"))).count() as u32;
     (out, orphans)
 }

@@ -97,6 +97,20 @@ pub struct CellOutcome {
     pub error: Option<String>,
     /// Anomaly kinds found, deduplicated.
     pub anomaly_kinds: Vec<String>,
+    /// The run's directory (None when the run failed before making one).
+    pub dir: Option<std::path::PathBuf>,
+}
+
+/// The campaign index's entry for an outcome.
+pub fn index_entry(o: &CellOutcome) -> crate::report::CampaignEntry {
+    crate::report::CampaignEntry {
+        title: format!("{} {} {}", o.cell.db, o.cell.workload, crate::nemesis::label(&o.cell.nemeses)),
+        dir: o.dir.clone(),
+        summary: o.summary,
+        error: o.error.clone(),
+        anomaly_kinds: o.anomaly_kinds.clone(),
+        control_plane: o.cell.workload.is_control_plane(),
+    }
 }
 
 /// The summary table: per database, runs, operations, faults, anomalies; then per cell.

@@ -162,15 +162,32 @@ async fn run_campaign(cells: Vec<campaign::Cell>, template: TestConfig, shutdown
                     outcome.results.iter().flat_map(|r| r.anomalies.iter().map(|a| a.kind.clone())).collect();
                 kinds.sort();
                 kinds.dedup();
-                outcomes.push(CellOutcome { cell, summary: Some(outcome.summary), error: None, anomaly_kinds: kinds });
+                outcomes.push(CellOutcome {
+                    cell,
+                    summary: Some(outcome.summary),
+                    error: None,
+                    anomaly_kinds: kinds,
+                    dir: Some(outcome.dir),
+                });
             }
             Err(e) => {
                 println!("  run failed: {e}");
-                outcomes.push(CellOutcome { cell, summary: None, error: Some(e.to_string()), anomaly_kinds: vec![] });
+                outcomes.push(CellOutcome {
+                    cell,
+                    summary: None,
+                    error: Some(e.to_string()),
+                    anomaly_kinds: vec![],
+                    dir: None,
+                });
             }
         }
     }
     println!("\n{}", campaign::summary_table(&outcomes));
+    let entries: Vec<_> = outcomes.iter().map(campaign::index_entry).collect();
+    match berth_jepsen::report::write_campaign_index(&template.store, &entries) {
+        Ok(path) => println!("campaign report: {}", path.display()),
+        Err(e) => println!("campaign report not written: {e}"),
+    }
     let all_valid =
         outcomes.iter().all(|o| o.summary.as_ref().map(|s| s.verdict) == Some(berth_jepsen::checker::Verdict::Valid));
     if all_valid && !shutdown.is_cancelled() {

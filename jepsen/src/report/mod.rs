@@ -9,6 +9,7 @@
 //! opened offline.
 
 mod html;
+mod index;
 mod plot;
 #[cfg(test)]
 mod tests;
@@ -17,6 +18,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+pub use index::{write_campaign_index, CampaignEntry};
 
 use crate::checker::{CheckResult, Verdict};
 use crate::history::{Call, History, Op, OpType, NEMESIS};

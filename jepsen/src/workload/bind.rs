@@ -21,6 +21,8 @@ use crate::kube_api::{deadline, NAMESPACE};
 /// worth keeps every node near full, so the scheduler must get the arithmetic right.
 const CPU_MILLI: [u64; 4] = [100, 250, 400, 700];
 const MEMORY_MIB: [u64; 4] = [64, 128, 256, 512];
+/// Pods one worker keeps before it deletes one.
+const PODS_PER_WORKER: usize = 6;
 
 /// The pod the workload creates.
 pub fn pod(name: &str, cpu_milli: u64, memory_bytes: u64) -> Pod {
@@ -43,8 +45,10 @@ pub fn spawn(ctx: &Arc<WorkloadCtx>) -> Vec<tokio::task::JoinHandle<()>> {
             let mut created: Vec<String> = vec![];
             let mut seq = 0u64;
             let generate = move |rng: &mut rand::rngs::StdRng| {
-                // Two creates for every delete: the nodes fill up and stay full.
-                if !created.is_empty() && rng.random_bool(0.35) {
+                // Each worker keeps at most a few pods, so pods keep leaving and the
+                // scheduler keeps binding; all workers together still want more than the
+                // nodes hold (10 workers × 6 pods against 24 pod slots), so nodes stay full.
+                if created.len() >= PODS_PER_WORKER || (!created.is_empty() && rng.random_bool(0.3)) {
                     let i = rng.random_range(0..created.len());
                     return Call::DeletePod { name: created.swap_remove(i) };
                 }

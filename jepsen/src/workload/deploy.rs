@@ -80,8 +80,10 @@ pub fn spawn(ctx: &Arc<WorkloadCtx>) -> Vec<tokio::task::JoinHandle<()>> {
                 let (mut replicas, mut version) = *mine.get(name).unwrap_or(&(1, 1));
                 let roll = rng.random_range(0..100);
                 let action = match roll {
-                    0..10 => DeployAction::Delete,
-                    10..30 => DeployAction::Create,
+                    // Deletes are rarer than creates, so most Deployments exist at the end
+                    // and the convergence check has pods to wait for.
+                    0..5 => DeployAction::Delete,
+                    5..25 => DeployAction::Create,
                     30..65 => DeployAction::Scale,
                     _ => DeployAction::Update,
                 };

@@ -11,12 +11,17 @@
 //! they hold their resources until they are gone. Allocatable comes from the final read (the
 //! agents' capacity is fixed by the harness); without it the verdict is `unknown`.
 //!
+//! No acknowledged pod create is lost: a pod whose create was acknowledged (with its uid)
+//! is in the final read unless a delete of its name (acknowledged or indeterminate) was
+//! invoked after the create was (`lost-pod`); nothing else deletes the workload's bare pods
+//! in a run this short.
+//!
 //! Events older than what the recorder already saw of a pod (by resourceVersion) are
 //! ignored, so a resumed watch that repeats itself is not mistaken for a change.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::{Anomaly, CheckResult};
+use super::{completed_ops, Anomaly, CheckResult};
 use crate::history::{Call, History, NodeView, OpType, PodView};
 
 const CHECKER: &str = "bind";
@@ -73,6 +78,13 @@ pub fn check(history: &History) -> CheckResult {
         }
     }
     let mut anomalies = std::mem::take(&mut replay.anomalies);
+    let final_pods = history.ops.iter().rev().find_map(|op| match &op.call {
+        Call::FinalState { pods: Some(pods), .. } if op.kind == OpType::Ok => Some((pods, op.index)),
+        _ => None,
+    });
+    if let Some((pods, at)) = final_pods {
+        anomalies.extend(lost_pods(history, pods, at));
+    }
     for ((node, resource), (first, count, detail)) in &replay.over {
         anomalies.push(Anomaly::new(
             "over-commit",
@@ -97,6 +109,39 @@ pub fn check(history: &History) -> CheckResult {
         ("nodes".to_string(), replay.allocatable.len() as u64),
     ]);
     CheckResult::from_anomalies(CHECKER, anomalies, &["no-final-state"], stats)
+}
+
+/// Acknowledged creates whose pod is missing from the final read with no delete to explain it.
+fn lost_pods(history: &History, final_pods: &[PodView], at: u64) -> Vec<Anomaly> {
+    let present: BTreeSet<&str> = final_pods.iter().map(|p| p.uid.as_str()).collect();
+    let ops = completed_ops(history);
+    let mut deletes: HashMap<&str, Vec<u64>> = HashMap::new();
+    for op in &ops {
+        if let Call::DeletePod { name } = op.call() {
+            if op.outcome() != OpType::Fail {
+                deletes.entry(name.as_str()).or_default().push(op.invoke.index);
+            }
+        }
+    }
+    let mut anomalies = vec![];
+    for op in &ops {
+        let Call::CreatePod { name, uid: Some(uid), .. } = op.call() else { continue };
+        if op.outcome() != OpType::Ok || present.contains(uid.as_str()) {
+            continue;
+        }
+        let deleted = deletes.get(name.as_str()).is_some_and(|d| d.iter().any(|&i| i > op.invoke.index));
+        if !deleted {
+            anomalies.push(Anomaly::new(
+                "lost-pod",
+                format!(
+                    "pod {name} (uid {uid}) was created (#{}) and never deleted, but the final read (#{at}) lacks it",
+                    op.invoke.index
+                ),
+                [op.indices(), vec![at]].concat(),
+            ));
+        }
+    }
+    anomalies
 }
 
 /// A pod that no longer holds resources.
@@ -345,6 +390,32 @@ mod tests {
         let r = check(&h);
         assert_eq!(kinds(&r), ["over-commit"]);
         assert!(r.anomalies[0].message.contains("on pods in 2 observed state(s)"), "{}", r.anomalies[0].message);
+    }
+
+    #[test]
+    fn an_acknowledged_create_missing_at_the_end_is_a_lost_pod_unless_deleted() {
+        let create = |uid: Option<&str>| Call::CreatePod {
+            name: "pod-u1".into(),
+            cpu_milli: 100,
+            memory_bytes: 64 << 20,
+            uid: uid.map(String::from),
+        };
+        let delete = Call::DeletePod { name: "pod-u1".into() };
+        let created = vec![invoke(0, 1, create(None)), ok(0, 2, create(Some("u1")))];
+        let lost = history([created.clone(), vec![ok(R + 1, 3, final_state(vec![]))]].concat());
+        let r = check(&lost);
+        assert_eq!(kinds(&r), ["lost-pod"]);
+        assert!(r.anomalies[0].message.contains("pod pod-u1 (uid u1)"), "{}", r.anomalies[0].message);
+        let deleted = history(
+            [
+                created.clone(),
+                vec![invoke(0, 3, delete.clone()), info(0, 4, delete), ok(R + 1, 5, final_state(vec![]))],
+            ]
+            .concat(),
+        );
+        assert_eq!(check(&deleted).verdict, Verdict::Valid);
+        let kept = history([created, vec![ok(R + 1, 3, final_state(vec![pod("u1", Some("a1"), 4, 100)]))]].concat());
+        assert_eq!(check(&kept).verdict, Verdict::Valid);
     }
 
     #[test]

@@ -16,8 +16,11 @@
 //! invoked after the create was (`lost-pod`); nothing else deletes the workload's bare pods
 //! in a run this short.
 //!
-//! Events older than what the recorder already saw of a pod (by resourceVersion) are
-//! ignored, so a resumed watch that repeats itself is not mistaken for a change.
+//! The pod recorder's events come in strictly increasing resourceVersion order, across
+//! watch resumptions and server failovers (a watch resumed at X delivers only changes after
+//! X), and after a re-list only changes after the list's resourceVersion (`event-order`).
+//! Such an event is reported once and otherwise ignored, so a repeated event is not also
+//! mistaken for a change of binding.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -38,7 +41,8 @@ pub fn check(history: &History) -> CheckResult {
     let mut final_read = false;
     for op in history.ops.iter().filter(|o| o.kind == OpType::Ok) {
         match &op.call {
-            Call::PodList { pods, .. } => {
+            Call::PodList { pods, resource_version } => {
+                replay.last_event = *resource_version;
                 replay.live.clear();
                 replay.relists += 1;
                 for pod in pods {
@@ -51,6 +55,19 @@ pub fn check(history: &History) -> CheckResult {
             }
             Call::PodSeen { pod, deleted } => {
                 replay.events += 1;
+                if pod.resource_version <= replay.last_event {
+                    replay.anomalies.push(Anomaly::new(
+                        "event-order",
+                        format!(
+                            "pod {}/{} event at resourceVersion {} (#{}) after resourceVersion {} was seen: \
+                             out of order or repeated",
+                            pod.namespace, pod.name, pod.resource_version, op.index, replay.last_event
+                        ),
+                        vec![op.index],
+                    ));
+                    continue;
+                }
+                replay.last_event = pod.resource_version;
                 if !replay.observe(pod, op.index) {
                     continue;
                 }
@@ -165,6 +182,8 @@ struct Replay<'a> {
     anomalies: Vec<Anomaly>,
     events: u64,
     relists: u64,
+    /// The resourceVersion of the recorder's last event (or list).
+    last_event: u64,
 }
 
 impl Replay<'_> {
@@ -331,13 +350,23 @@ mod tests {
     }
 
     #[test]
-    fn stale_events_are_ignored() {
+    fn stale_or_repeated_events_are_out_of_order_but_not_a_rebind() {
         let h = history(vec![
             ok(R, 1, seen(pod("u1", Some("a1"), 5, 100))),
             ok(R, 2, seen(pod("u1", None, 3, 100))),
-            ok(R + 1, 3, final_state(vec![pod("u1", Some("a1"), 5, 100)])),
+            ok(R, 3, seen(pod("u1", Some("a1"), 5, 100))),
+            ok(R + 1, 4, final_state(vec![pod("u1", Some("a1"), 5, 100)])),
         ]);
-        assert_eq!(check(&h).verdict, Verdict::Valid);
+        let r = check(&h);
+        assert_eq!(kinds(&r), ["event-order", "event-order"]);
+        assert_eq!(r.anomalies[0].ops, vec![1]);
+        let relisted = history(vec![
+            ok(R, 1, seen(pod("u1", Some("a1"), 5, 100))),
+            ok(R, 2, Call::PodList { pods: vec![pod("u1", Some("a1"), 5, 100)], resource_version: 9 }),
+            ok(R, 3, seen(pod("u1", Some("a1"), 9, 100))),
+            ok(R + 1, 4, final_state(vec![pod("u1", Some("a1"), 9, 100)])),
+        ]);
+        assert_eq!(kinds(&check(&relisted)), ["event-order"], "an event at the list's own resourceVersion");
     }
 
     #[test]

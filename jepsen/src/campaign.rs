@@ -1,7 +1,7 @@
 //! Campaigns: a matrix of test runs (databases × workloads × nemeses) and the summary table
 //! of what they found. `quick` is the CI matrix (Berth, 3 nodes, register + set + watch
 //! under kill and partition, and one control-plane cell: deploy — whose pods the bind
-//! checker also judges — under kill-leader and partition-agent; about three minutes);
+//! checker also judges — under kill-leader and partition-agent; about two minutes);
 //! `full` is the documented campaign, with etcd as the control for the etcd-API workloads.
 
 use std::fmt::Write as _;

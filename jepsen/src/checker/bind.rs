@@ -14,7 +14,8 @@
 //! No acknowledged pod create is lost: a pod whose create was acknowledged (with its uid)
 //! is in the final read unless a delete of its name (acknowledged or indeterminate) was
 //! invoked after the create was (`lost-pod`); nothing else deletes the workload's bare pods
-//! in a run this short.
+//! in a run this short. And a definite failure had no effect: a failed create's pod never
+//! appears, a failed delete's pod is not deleted (`failed-but-applied`).
 //!
 //! The pod recorder's events come in strictly increasing resourceVersion order, across
 //! watch resumptions and server failovers (a watch resumed at X delivers only changes after
@@ -100,7 +101,7 @@ pub fn check(history: &History) -> CheckResult {
         _ => None,
     });
     if let Some((pods, at)) = final_pods {
-        anomalies.extend(lost_pods(history, pods, at));
+        anomalies.extend(client_ops(history, pods, at));
     }
     for ((node, resource), (first, count, detail)) in &replay.over {
         anomalies.push(Anomaly::new(
@@ -128,11 +129,36 @@ pub fn check(history: &History) -> CheckResult {
     CheckResult::from_anomalies(CHECKER, anomalies, &["no-final-state"], stats)
 }
 
-/// Acknowledged creates whose pod is missing from the final read with no delete to explain it.
-fn lost_pods(history: &History, final_pods: &[PodView], at: u64) -> Vec<Anomaly> {
+/// The client operations against what the recorder saw. Each pod name is created by one
+/// worker, once, and deleted by it at most once, so a name is a pod's identity here.
+///
+/// * `failed-but-applied`: a create that completed `fail` whose pod exists, or a delete
+///   that completed `fail` (say `404 NotFound`) while its pod — created, never deleted by
+///   any other operation — was deleted: a definite failure must mean no effect.
+/// * `lost-pod`: an acknowledged create whose pod is missing from the final read with no
+///   delete that could explain it.
+fn client_ops(history: &History, final_pods: &[PodView], at: u64) -> Vec<Anomaly> {
     let present: BTreeSet<&str> = final_pods.iter().map(|p| p.uid.as_str()).collect();
+    // Every name the recorder or the final read saw, and where a pod of it was seen deleted.
+    let mut seen: HashMap<&str, u64> = HashMap::new();
+    let mut deleted: HashMap<&str, u64> = HashMap::new();
+    for op in history.ops.iter().filter(|o| o.kind == OpType::Ok) {
+        let pods: Vec<(&PodView, bool)> = match &op.call {
+            Call::PodSeen { pod, deleted } => vec![(pod, *deleted)],
+            Call::PodList { pods, .. } => pods.iter().map(|p| (p, false)).collect(),
+            Call::FinalState { pods: Some(pods), .. } => pods.iter().map(|p| (p, false)).collect(),
+            _ => vec![],
+        };
+        for (pod, gone) in pods {
+            seen.entry(pod.name.as_str()).or_insert(op.index);
+            if gone {
+                deleted.entry(pod.name.as_str()).or_insert(op.index);
+            }
+        }
+    }
     let ops = completed_ops(history);
     let mut deletes: HashMap<&str, Vec<u64>> = HashMap::new();
+    let mut anomalies = vec![];
     for op in &ops {
         if let Call::DeletePod { name } = op.call() {
             if op.outcome() != OpType::Fail {
@@ -140,7 +166,46 @@ fn lost_pods(history: &History, final_pods: &[PodView], at: u64) -> Vec<Anomaly>
             }
         }
     }
-    let mut anomalies = vec![];
+    let created: BTreeSet<&str> = ops
+        .iter()
+        .filter(|op| op.outcome() == OpType::Ok)
+        .filter_map(|op| match op.call() {
+            Call::CreatePod { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let error = |op: &super::Completed<'_>| op.completion.and_then(|c| c.error.clone()).unwrap_or_default();
+    for op in ops.iter().filter(|op| op.outcome() == OpType::Fail) {
+        match op.call() {
+            Call::CreatePod { name, .. } => {
+                if let Some(&where_) = seen.get(name.as_str()) {
+                    anomalies.push(Anomaly::new(
+                        "failed-but-applied",
+                        format!("create of pod {name} failed ({}), but the pod exists (#{where_})", error(op)),
+                        [op.indices(), vec![where_]].concat(),
+                    ));
+                }
+            }
+            Call::DeletePod { name } => {
+                let explained = deletes.contains_key(name.as_str());
+                if let (Some(&where_), true, false) =
+                    (deleted.get(name.as_str()), created.contains(name.as_str()), explained)
+                {
+                    anomalies.push(Anomaly::new(
+                        "failed-but-applied",
+                        format!(
+                            "delete of pod {name} failed ({}), but the pod was deleted (#{where_}) and no other \
+                             delete of it was made",
+                            error(op)
+                        ),
+                        [op.indices(), vec![where_]].concat(),
+                    ));
+                    deletes.entry(name.as_str()).or_default().push(op.invoke.index);
+                }
+            }
+            _ => {}
+        }
+    }
     for op in &ops {
         let Call::CreatePod { name, uid: Some(uid), .. } = op.call() else { continue };
         if op.outcome() != OpType::Ok || present.contains(uid.as_str()) {
@@ -445,6 +510,33 @@ mod tests {
         assert_eq!(check(&deleted).verdict, Verdict::Valid);
         let kept = history([created, vec![ok(R + 1, 3, final_state(vec![pod("u1", Some("a1"), 4, 100)]))]].concat());
         assert_eq!(check(&kept).verdict, Verdict::Valid);
+    }
+
+    #[test]
+    fn a_failed_delete_or_create_that_took_effect_is_reported() {
+        let create = |name: &str, uid: Option<&str>| Call::CreatePod {
+            name: name.into(),
+            cpu_milli: 100,
+            memory_bytes: 64 << 20,
+            uid: uid.map(String::from),
+        };
+        let delete = Call::DeletePod { name: "pod-u1".into() };
+        let h = history(vec![
+            invoke(0, 1, create("pod-u1", None)),
+            ok(0, 2, create("pod-u1", Some("u1"))),
+            ok(R, 3, seen(pod("u1", Some("a1"), 4, 100))),
+            invoke(0, 4, delete.clone()),
+            ok(R, 5, gone(pod("u1", Some("a1"), 6, 100))),
+            fail(0, 6, delete),
+            invoke(1, 7, create("pod-u2", None)),
+            fail(1, 8, create("pod-u2", None)),
+            ok(R, 9, seen(pod("u2", None, 7, 100))),
+            ok(R + 1, 10, final_state(vec![pod("u2", None, 7, 100)])),
+        ]);
+        let r = check(&h);
+        assert_eq!(kinds(&r), ["failed-but-applied", "failed-but-applied"], "{r:?}");
+        assert!(r.anomalies[0].message.starts_with("delete of pod pod-u1 failed"), "{}", r.anomalies[0].message);
+        assert!(r.anomalies[1].message.starts_with("create of pod pod-u2 failed"), "{}", r.anomalies[1].message);
     }
 
     #[test]

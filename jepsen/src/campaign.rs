@@ -182,3 +182,65 @@ pub fn template(store: std::path::PathBuf, time_limit: Duration, seed: u64) -> T
         store,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_has_one_control_plane_cell_and_full_has_them_for_berth_only() {
+        let quick = quick_matrix();
+        let control: Vec<&Cell> = quick.iter().filter(|c| c.workload.is_control_plane()).collect();
+        assert_eq!(control.len(), 1);
+        assert_eq!(control[0].workload, WorkloadKind::Deploy);
+        assert_eq!(crate::nemesis::label(&control[0].nemeses), "kill-leader,partition-agent");
+        let full = full_matrix(&[Db::Berth, Db::Etcd]);
+        let control: Vec<&Cell> = full.iter().filter(|c| c.workload.is_control_plane()).collect();
+        assert_eq!(control.len(), 16);
+        assert!(control.iter().all(|c| c.db == Db::Berth));
+        // Agent faults only where there are agents.
+        assert!(full.iter().all(|c| c.workload.is_control_plane() || !c.nemeses.iter().any(|k| k.needs_agents())));
+    }
+
+    #[test]
+    fn the_table_shows_convergence_for_control_plane_cells() {
+        let summary = |convergence_ms| ReportSummary {
+            verdict: crate::checker::Verdict::Valid,
+            ops: 5,
+            ok: 5,
+            fail: 0,
+            info: 0,
+            faults: 1,
+            anomalies: 0,
+            convergence_ms,
+        };
+        let cell = |workload| Cell { db: Db::Berth, workload, nemeses: vec![NemesisKind::KillLeader] };
+        let outcomes = vec![
+            CellOutcome {
+                cell: cell(WorkloadKind::Deploy),
+                summary: Some(summary(Some(1629))),
+                error: None,
+                anomaly_kinds: vec![],
+                dir: None,
+            },
+            CellOutcome {
+                cell: cell(WorkloadKind::Deploy),
+                summary: Some(summary(None)),
+                error: None,
+                anomaly_kinds: vec!["not-converged".into()],
+                dir: None,
+            },
+            CellOutcome {
+                cell: cell(WorkloadKind::Set),
+                summary: Some(summary(None)),
+                error: None,
+                anomaly_kinds: vec![],
+                dir: None,
+            },
+        ];
+        let table = summary_table(&outcomes);
+        assert!(table.contains("| berth | deploy | kill-leader | valid | 5 | 1 | 1.6 s | - |"), "{table}");
+        assert!(table.contains("| berth | deploy | kill-leader | valid | 5 | 1 | no | not-converged |"), "{table}");
+        assert!(table.contains("| berth | set | kill-leader | valid | 5 | 1 | - | - |"), "{table}");
+    }
+}

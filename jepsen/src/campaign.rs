@@ -1,7 +1,8 @@
 //! Campaigns: a matrix of test runs (databases × workloads × nemeses) and the summary table
 //! of what they found. `quick` is the CI matrix (Berth, 3 nodes, register + set + watch
-//! under kill and partition, about two minutes); `full` is the documented campaign, with
-//! etcd as the control.
+//! under kill and partition, and one control-plane cell: deploy — whose pods the bind
+//! checker also judges — under kill-leader and partition-agent; about two minutes);
+//! `full` is the documented campaign, with etcd as the control for the etcd-API workloads.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -23,10 +24,31 @@ pub struct Cell {
 /// The CI matrix.
 pub fn quick_matrix() -> Vec<Cell> {
     let faults = vec![NemesisKind::Kill, NemesisKind::Partition];
-    [WorkloadKind::Register, WorkloadKind::Set, WorkloadKind::Watch]
+    let mut cells: Vec<Cell> = [WorkloadKind::Register, WorkloadKind::Set, WorkloadKind::Watch]
         .into_iter()
         .map(|workload| Cell { db: Db::Berth, workload, nemeses: faults.clone() })
-        .collect()
+        .collect();
+    cells.push(Cell {
+        db: Db::Berth,
+        workload: WorkloadKind::Deploy,
+        nemeses: vec![NemesisKind::KillLeader, NemesisKind::PartitionAgent],
+    });
+    cells
+}
+
+/// The control-plane fault sets: the leader's tasks, the servers, and the agents.
+fn control_plane_faults() -> Vec<Vec<NemesisKind>> {
+    use NemesisKind::*;
+    vec![
+        vec![KillLeader],
+        vec![Kill],
+        vec![Pause],
+        vec![Partition],
+        vec![KillAgent, PauseAgent],
+        vec![PartitionAgent, PartitionAgentServer],
+        vec![KillAgentServer],
+        vec![KillLeader, PartitionAgent, KillAgent, Pause],
+    ]
 }
 
 /// The full campaign: every workload under every fault family, for each database.
@@ -49,6 +71,14 @@ pub fn full_matrix(dbs: &[Db]) -> Vec<Cell> {
             }
         }
         cells.push(Cell { db, workload: WorkloadKind::Durability, nemeses: vec![KillAll] });
+        // The Kubernetes API exists on Berth only.
+        if db == Db::Berth {
+            for workload in [WorkloadKind::Bind, WorkloadKind::Deploy] {
+                for nemeses in control_plane_faults() {
+                    cells.push(Cell { db, workload, nemeses });
+                }
+            }
+        }
     }
     cells
 }
@@ -67,6 +97,20 @@ pub struct CellOutcome {
     pub error: Option<String>,
     /// Anomaly kinds found, deduplicated.
     pub anomaly_kinds: Vec<String>,
+    /// The run's directory (None when the run failed before making one).
+    pub dir: Option<std::path::PathBuf>,
+}
+
+/// The campaign index's entry for an outcome.
+pub fn index_entry(o: &CellOutcome) -> crate::report::CampaignEntry {
+    crate::report::CampaignEntry {
+        title: format!("{} {} {}", o.cell.db, o.cell.workload, crate::nemesis::label(&o.cell.nemeses)),
+        dir: o.dir.clone(),
+        summary: o.summary,
+        error: o.error.clone(),
+        anomaly_kinds: o.anomaly_kinds.clone(),
+        control_plane: o.cell.workload.is_control_plane(),
+    }
 }
 
 /// The summary table: per database, runs, operations, faults, anomalies; then per cell.
@@ -96,8 +140,8 @@ pub fn summary_table(outcomes: &[CellOutcome]) -> String {
         );
     }
     let _ = writeln!(out);
-    let _ = writeln!(out, "| db | workload | nemesis | verdict | ops | faults | anomalies |");
-    let _ = writeln!(out, "|---|---|---|---|---:|---:|---|");
+    let _ = writeln!(out, "| db | workload | nemesis | verdict | ops | faults | converged | anomalies |");
+    let _ = writeln!(out, "|---|---|---|---|---:|---:|---:|---|");
     for o in outcomes {
         let nemeses = o.cell.nemeses.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(",");
         let (verdict, ops, faults) = match (&o.summary, &o.error) {
@@ -106,10 +150,15 @@ pub fn summary_table(outcomes: &[CellOutcome]) -> String {
             (None, None) => ("not run".into(), 0, 0),
         };
         let anomalies = if o.anomaly_kinds.is_empty() { "-".to_string() } else { o.anomaly_kinds.join(", ") };
+        let converged = match o.summary.as_ref().and_then(|s| s.convergence_ms) {
+            Some(ms) => format!("{:.1} s", ms as f64 / 1000.0),
+            None if o.cell.workload == WorkloadKind::Deploy && o.summary.is_some() => "no".into(),
+            None => "-".into(),
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} |",
-            o.cell.db, o.cell.workload, nemeses, verdict, ops, faults, anomalies
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            o.cell.db, o.cell.workload, nemeses, verdict, ops, faults, converged, anomalies
         );
     }
     out
@@ -131,5 +180,67 @@ pub fn template(store: std::path::PathBuf, time_limit: Duration, seed: u64) -> T
         recovery: Duration::from_secs(60),
         check_budget: Duration::from_secs(60),
         store,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_has_one_control_plane_cell_and_full_has_them_for_berth_only() {
+        let quick = quick_matrix();
+        let control: Vec<&Cell> = quick.iter().filter(|c| c.workload.is_control_plane()).collect();
+        assert_eq!(control.len(), 1);
+        assert_eq!(control[0].workload, WorkloadKind::Deploy);
+        assert_eq!(crate::nemesis::label(&control[0].nemeses), "kill-leader,partition-agent");
+        let full = full_matrix(&[Db::Berth, Db::Etcd]);
+        let control: Vec<&Cell> = full.iter().filter(|c| c.workload.is_control_plane()).collect();
+        assert_eq!(control.len(), 16);
+        assert!(control.iter().all(|c| c.db == Db::Berth));
+        // Agent faults only where there are agents.
+        assert!(full.iter().all(|c| c.workload.is_control_plane() || !c.nemeses.iter().any(|k| k.needs_agents())));
+    }
+
+    #[test]
+    fn the_table_shows_convergence_for_control_plane_cells() {
+        let summary = |convergence_ms| ReportSummary {
+            verdict: crate::checker::Verdict::Valid,
+            ops: 5,
+            ok: 5,
+            fail: 0,
+            info: 0,
+            faults: 1,
+            anomalies: 0,
+            convergence_ms,
+        };
+        let cell = |workload| Cell { db: Db::Berth, workload, nemeses: vec![NemesisKind::KillLeader] };
+        let outcomes = vec![
+            CellOutcome {
+                cell: cell(WorkloadKind::Deploy),
+                summary: Some(summary(Some(1629))),
+                error: None,
+                anomaly_kinds: vec![],
+                dir: None,
+            },
+            CellOutcome {
+                cell: cell(WorkloadKind::Deploy),
+                summary: Some(summary(None)),
+                error: None,
+                anomaly_kinds: vec!["not-converged".into()],
+                dir: None,
+            },
+            CellOutcome {
+                cell: cell(WorkloadKind::Set),
+                summary: Some(summary(None)),
+                error: None,
+                anomaly_kinds: vec![],
+                dir: None,
+            },
+        ];
+        let table = summary_table(&outcomes);
+        assert!(table.contains("| berth | deploy | kill-leader | valid | 5 | 1 | 1.6 s | - |"), "{table}");
+        assert!(table.contains("| berth | deploy | kill-leader | valid | 5 | 1 | no | not-converged |"), "{table}");
+        assert!(table.contains("| berth | set | kill-leader | valid | 5 | 1 | - | - |"), "{table}");
     }
 }

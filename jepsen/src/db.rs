@@ -18,6 +18,8 @@ use crate::HarnessError;
 
 const CLIENT_PORT: u16 = 2379;
 const PEER_PORT: u16 = 2380;
+/// Berth's Kubernetes API port (on the node's address, so agents and the harness reach it).
+const API_PORT: u16 = 6443;
 
 /// One server node.
 pub struct DbNode {
@@ -34,6 +36,8 @@ pub struct DbCluster {
     pub db: Db,
     // Dropped first: processes die before their namespaces go.
     pub nodes: Vec<DbNode>,
+    /// Worker nodes of the control-plane workloads (none for the etcd-API workloads).
+    pub agents: Vec<crate::agents::AgentNode>,
     pub net: Network,
     pub dir: PathBuf,
     program: PathBuf,
@@ -52,6 +56,7 @@ impl DbCluster {
         let mut cluster = DbCluster {
             db,
             nodes: vec![],
+            agents: vec![],
             net,
             dir: dir.to_path_buf(),
             program,
@@ -86,6 +91,12 @@ impl DbCluster {
         Ok((format!("http://{ip}:{CLIENT_PORT}"), format!("http://{ip}:{PEER_PORT}")))
     }
 
+    /// Berth's Kubernetes API URL on `name`.
+    pub fn api_url(&self, name: &str) -> Result<String, HarnessError> {
+        let ip = self.net.node(name).ok_or_else(|| HarnessError::Rpc(format!("no node {name}")))?.ip;
+        Ok(format!("http://{ip}:{API_PORT}"))
+    }
+
     fn initial_cluster(&self, names: &[String]) -> String {
         names
             .iter()
@@ -98,6 +109,7 @@ impl DbCluster {
     fn member_for(&self, name: &str, initial_cluster: &str, existing: bool) -> Result<Member, HarnessError> {
         let (client_url, peer_url) = self.urls(name)?;
         let data_dir = self.dir.join("data").join(name);
+        let api_url = self.api_url(name)?;
         let settings = MemberSettings {
             db: self.db,
             name,
@@ -106,7 +118,7 @@ impl DbCluster {
             data_dir: &data_dir,
             initial_cluster,
             existing,
-            api_url: None,
+            api_url: (self.db == Db::Berth).then_some(api_url.as_str()),
             heartbeat_ms: self.heartbeat_ms,
             election_ms: self.election_ms,
         };
@@ -298,6 +310,12 @@ impl DbCluster {
 
     /// Stops every process (by PID) and removes the network. Idempotent.
     pub fn teardown(&mut self) {
+        for agent in &mut self.agents {
+            if agent.paused {
+                agent.member.signal(libc::SIGCONT);
+            }
+            agent.member.kill();
+        }
         for node in &mut self.nodes {
             if node.paused {
                 node.member.signal(libc::SIGCONT);

@@ -118,6 +118,49 @@ pub enum Call {
     /// A member failed to boot (`fail`) or booted (`ok`) after a restart.
     Boot { member: String },
 
+    // ---- control plane (bind, deploy): the Kubernetes API ----
+    /// Create a bare pod with resource requests (bind workload); `uid` on `ok`.
+    CreatePod { name: String, cpu_milli: u64, memory_bytes: u64, uid: Option<String> },
+    /// Delete a pod by name (bind workload).
+    DeletePod { name: String },
+    /// One pod as the harness's pod watch delivered it (an `ok` record of the pod recorder,
+    /// with no invocation); `deleted` for a DELETED event.
+    PodSeen { pod: PodView, deleted: bool },
+    /// The pod recorder (re)listed every pod (at its start, and after `410 Gone`): the whole
+    /// set as of `resource_version`.
+    PodList { pods: Vec<PodView>, resource_version: u64 },
+    /// After healing: every pod and every node's allocatable (None on invoke).
+    FinalState {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pods: Option<Vec<PodView>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nodes: Option<Vec<NodeView>>,
+    },
+    /// A write of a Deployment's whole spec (deploy workload): `replicas` and `version`
+    /// (the template's `version` label, env and image) and the unique `write_id` annotation,
+    /// so every write changes the object. `resource_version` as returned (on `ok`; deletes
+    /// return none).
+    DeploymentWrite {
+        name: String,
+        action: DeployAction,
+        replicas: i32,
+        version: u32,
+        write_id: u64,
+        resource_version: Option<u64>,
+    },
+    /// After healing: waiting (bounded) until every Deployment runs exactly its `replicas`
+    /// Ready pods of its current template. `ok` with the time since the final heal and what
+    /// was read; `fail` with the last state read when the bound passed.
+    Converge {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seconds: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deployments: Option<Vec<DeploymentView>>,
+        /// Pods of the workload's Deployments that no Deployment owns any more.
+        #[serde(default)]
+        orphan_pods: u32,
+    },
+
     // ---- nemesis ----
     /// A fault starts (invoke) and is in place (ok / fail if it could not be applied).
     Fault { name: String, detail: String },
@@ -142,10 +185,82 @@ impl Call {
             Call::FinalHistory { .. } => "final-history",
             Call::MemberRead { .. } => "member-read",
             Call::Boot { .. } => "boot",
+            Call::CreatePod { .. } => "create-pod",
+            Call::DeletePod { .. } => "delete-pod",
+            Call::PodSeen { .. } => "pod-seen",
+            Call::PodList { .. } => "pod-list",
+            Call::FinalState { .. } => "final-state",
+            Call::DeploymentWrite { .. } => "deployment-write",
+            Call::Converge { .. } => "converge",
             Call::Fault { .. } => "fault",
             Call::Heal { .. } => "heal",
         }
     }
+}
+
+/// What the harness saw of one pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodView {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    /// `spec.nodeName` (None: not bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    pub resource_version: u64,
+    /// Summed container requests (what the scheduler must fit on the node).
+    pub cpu_milli: u64,
+    pub memory_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Has a deletionTimestamp (still holds its resources until it is gone).
+    #[serde(default)]
+    pub terminating: bool,
+}
+
+impl PodView {
+    /// Succeeded and Failed pods hold no resources on their node (kube-scheduler's rule).
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.phase.as_deref(), Some("Succeeded" | "Failed"))
+    }
+}
+
+/// A node's allocatable resources.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub name: String,
+    pub cpu_milli: u64,
+    pub memory_bytes: u64,
+    pub pods: u64,
+}
+
+/// The kind of a Deployment write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeployAction {
+    /// POST the Deployment.
+    Create,
+    /// Merge-patch with new replicas (and the same template).
+    Scale,
+    /// Merge-patch with a new template version (image or env) and the same replicas.
+    Update,
+    /// DELETE it.
+    Delete,
+}
+
+/// What the convergence read saw of one Deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentView {
+    pub name: String,
+    pub replicas: i32,
+    pub version: u32,
+    /// The `write_id` annotation: which write the object's spec came from.
+    pub write_id: u64,
+    pub resource_version: u64,
+    /// Ready, not terminating pods of the current template.
+    pub ready_current: u32,
+    /// Every other pod of the Deployment (old template, not ready, terminating).
+    pub other_pods: u32,
 }
 
 /// Watch filters as in etcd's WatchCreateRequest.

@@ -3,6 +3,7 @@
 //! same process management.
 
 pub mod agent_failover;
+pub mod agents;
 pub mod bench;
 pub mod campaign;
 pub mod checker;
@@ -12,6 +13,7 @@ pub mod clock;
 pub mod control_bench;
 pub mod db;
 pub mod history;
+pub mod kube_api;
 pub mod nemesis;
 pub mod net;
 pub mod partition;

@@ -39,39 +39,65 @@ pub enum NemesisKind {
     Clock,
     /// SIGKILL every member at once, restart all at heal (the durability workload's fault).
     KillAll,
+    /// SIGKILL the Raft leader (the server running the scheduler and controllers).
+    KillLeader,
+    /// SIGKILL one agent, restart it (same data directory) at heal.
+    KillAgent,
+    /// SIGSTOP one agent, SIGCONT at heal.
+    PauseAgent,
+    /// Cut one agent off from every server.
+    PartitionAgent,
+    /// Cut one agent off from the server it was started against (the first it knows).
+    PartitionAgentServer,
+    /// SIGKILL the server one agent was started against.
+    KillAgentServer,
+}
+
+impl NemesisKind {
+    /// Every kind with its name, for parsing and printing.
+    const NAMES: [(NemesisKind, &'static str); 13] = [
+        (NemesisKind::Kill, "kill"),
+        (NemesisKind::Pause, "pause"),
+        (NemesisKind::Partition, "partition"),
+        (NemesisKind::Netem, "netem"),
+        (NemesisKind::Member, "member"),
+        (NemesisKind::Clock, "clock"),
+        (NemesisKind::KillAll, "kill-all"),
+        (NemesisKind::KillLeader, "kill-leader"),
+        (NemesisKind::KillAgent, "kill-agent"),
+        (NemesisKind::PauseAgent, "pause-agent"),
+        (NemesisKind::PartitionAgent, "partition-agent"),
+        (NemesisKind::PartitionAgentServer, "partition-agent-server"),
+        (NemesisKind::KillAgentServer, "kill-agent-server"),
+    ];
+
+    /// Whether the fault needs agents (control-plane workloads only).
+    pub fn needs_agents(self) -> bool {
+        matches!(
+            self,
+            NemesisKind::KillAgent
+                | NemesisKind::PauseAgent
+                | NemesisKind::PartitionAgent
+                | NemesisKind::PartitionAgentServer
+                | NemesisKind::KillAgentServer
+        )
+    }
 }
 
 impl FromStr for NemesisKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "kill" => NemesisKind::Kill,
-            "pause" => NemesisKind::Pause,
-            "partition" => NemesisKind::Partition,
-            "netem" => NemesisKind::Netem,
-            "member" => NemesisKind::Member,
-            "clock" => NemesisKind::Clock,
-            "kill-all" => NemesisKind::KillAll,
-            other => {
-                return Err(format!(
-                "unknown nemesis {other:?} (expected kill, pause, partition, netem, member, clock, kill-all or none)"
-            ))
-            }
+        NemesisKind::NAMES.iter().find(|(_, name)| *name == s).map(|(kind, _)| *kind).ok_or_else(|| {
+            let names: Vec<&str> = NemesisKind::NAMES.iter().map(|(_, n)| *n).collect();
+            format!("unknown nemesis {other:?} (expected {} or none)", names.join(", "), other = s)
         })
     }
 }
 
 impl std::fmt::Display for NemesisKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            NemesisKind::Kill => "kill",
-            NemesisKind::Pause => "pause",
-            NemesisKind::Partition => "partition",
-            NemesisKind::Netem => "netem",
-            NemesisKind::Member => "member",
-            NemesisKind::Clock => "clock",
-            NemesisKind::KillAll => "kill-all",
-        })
+        let name = NemesisKind::NAMES.iter().find(|(kind, _)| kind == self).map_or("?", |(_, n)| n);
+        f.write_str(name)
     }
 }
 
@@ -101,6 +127,8 @@ enum Active {
     Link(Vec<String>),
     Removed(String),
     Skewed(Vec<String>),
+    AgentKilled(String),
+    AgentPaused(String),
 }
 
 #[derive(Debug, Clone)]
@@ -185,6 +213,39 @@ impl Nemesis {
                 let detail = format!("{pk}: {}", partition::describe(&grudge));
                 (cluster.net.apply_grudge(&grudge).map(|_| Some(Active::Partitioned)), detail)
             }
+            NemesisKind::KillLeader => match cluster.leader().await {
+                Some(leader) => (cluster.kill(&leader).map(|_| Some(Active::Killed(vec![leader.clone()]))), leader),
+                None => (Ok(None), "no leader known".into()),
+            },
+            NemesisKind::KillAgent | NemesisKind::PauseAgent => {
+                let Some(agent) = cluster.agent_names().choose(&mut self.rng).cloned() else {
+                    return (Ok(None), "no agents (control-plane workloads only)".into());
+                };
+                if kind == NemesisKind::KillAgent {
+                    (cluster.kill_agent(&agent).map(|_| Some(Active::AgentKilled(agent.clone()))), agent)
+                } else {
+                    (cluster.pause_agent(&agent).map(|_| Some(Active::AgentPaused(agent.clone()))), agent)
+                }
+            }
+            NemesisKind::PartitionAgent | NemesisKind::PartitionAgentServer | NemesisKind::KillAgentServer => {
+                let Some(agent) = cluster.agent_names().choose(&mut self.rng).cloned() else {
+                    return (Ok(None), "no agents (control-plane workloads only)".into());
+                };
+                let first = cluster.agent(&agent).and_then(|a| a.servers.first().cloned()).unwrap_or_default();
+                match kind {
+                    NemesisKind::KillAgentServer => {
+                        let detail = format!("{first} (first server of {agent})");
+                        (cluster.kill(&first).map(|_| Some(Active::Killed(vec![first.clone()]))), detail)
+                    }
+                    _ => {
+                        let servers =
+                            if kind == NemesisKind::PartitionAgent { cluster.names() } else { vec![first.clone()] };
+                        let grudge = partition::isolate_from(&agent, &servers);
+                        let detail = format!("{agent} cut from {}", servers.join(" "));
+                        (cluster.net.apply_grudge(&grudge).map(|_| Some(Active::Partitioned)), detail)
+                    }
+                }
+            }
             NemesisKind::Netem => {
                 let (targets, _) = self.targets(&mut cluster).await;
                 let fault = LinkFault { delay_ms: 50, jitter_ms: 25, loss_percent: 10.0 };
@@ -268,6 +329,14 @@ impl Nemesis {
                 }
                 format!("clocks reset on {}", nodes.join(" "))
             }
+            Active::AgentKilled(agent) => {
+                cluster.heal_agent(agent)?;
+                format!("restarted {agent}")
+            }
+            Active::AgentPaused(agent) => {
+                cluster.heal_agent(agent)?;
+                format!("resumed {agent}")
+            }
         })
     }
 
@@ -300,6 +369,10 @@ impl Nemesis {
             Ok(d) => done.extend(d),
             Err(e) => errors.push(e.to_string()),
         }
+        match cluster.heal_agents() {
+            Ok(d) => done.extend(d),
+            Err(e) => errors.push(e.to_string()),
+        }
         let detail = if done.is_empty() { "nothing left to heal".to_string() } else { done.join(", ") };
         let (kind, error) =
             if errors.is_empty() { (OpType::Ok, None) } else { (OpType::Fail, Some(errors.join("; "))) };
@@ -307,16 +380,28 @@ impl Nemesis {
     }
 }
 
+/// The next fault kind: drawn from a shuffled bag of all `kinds`, refilled when empty, so a
+/// short run with few faults still gets every kind it asked for (an independent draw per
+/// fault may pick the same one every time).
+fn next_kind(bag: &mut Vec<NemesisKind>, kinds: &[NemesisKind], rng: &mut StdRng) -> Option<NemesisKind> {
+    if bag.is_empty() {
+        bag.extend_from_slice(kinds);
+        bag.shuffle(rng);
+    }
+    bag.pop()
+}
+
 /// Runs the fault schedule until `stop`, then heals everything (removed members included).
 pub async fn run(cluster: Arc<Mutex<DbCluster>>, recorder: Arc<Recorder>, cfg: NemesisConfig, stop: CancellationToken) {
     let mut nemesis = Nemesis { cluster, recorder, rng: StdRng::seed_from_u64(cfg.seed ^ 0x6e656d65) };
+    let mut bag = vec![];
     if !cfg.kinds.is_empty() {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(cfg.interval) => {}
                 _ = stop.cancelled() => break,
             }
-            let Some(&kind) = cfg.kinds.choose(&mut nemesis.rng) else { break };
+            let Some(kind) = next_kind(&mut bag, &cfg.kinds, &mut nemesis.rng) else { break };
             let name = kind.to_string();
             nemesis.record(OpType::Invoke, Call::Fault { name: name.clone(), detail: String::new() }, None);
             let (outcome, detail) = nemesis.inject(kind).await;
@@ -360,6 +445,23 @@ mod tests {
         assert_eq!(parse_list("kill,partition").unwrap(), vec![NemesisKind::Kill, NemesisKind::Partition]);
         assert!(parse_list("none").unwrap().is_empty());
         assert!(parse_list("kill,explode").unwrap_err().contains("explode"));
+        let agents = "kill-leader,kill-agent,pause-agent,partition-agent,partition-agent-server,kill-agent-server";
+        let kinds = parse_list(agents).unwrap();
+        assert_eq!(label(&kinds), agents);
+        assert_eq!(kinds.iter().filter(|k| k.needs_agents()).count(), 5);
+    }
+
+    #[test]
+    fn every_kind_comes_once_before_any_comes_again() {
+        let kinds = parse_list("kill-leader,partition-agent,kill").unwrap();
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut bag = vec![];
+        for _ in 0..3 {
+            let mut round: Vec<NemesisKind> = (0..3).filter_map(|_| next_kind(&mut bag, &kinds, &mut rng)).collect();
+            round.sort_by_key(|k| k.to_string());
+            assert_eq!(label(&round), "kill,kill-leader,partition-agent");
+        }
+        assert_eq!(next_kind(&mut vec![], &[], &mut rng), None);
     }
 
     #[test]

@@ -106,6 +106,15 @@ pub fn grudge(kind: PartitionKind, nodes: &[String], leader: Option<&str>, rng: 
     grudge
 }
 
+/// The grudge that cuts `node` off from each of `peers` (and nothing else): an agent from
+/// every server, or from one.
+pub fn isolate_from(node: &str, peers: &[String]) -> Grudge {
+    let mut grudge: Grudge = peers.iter().map(|p| (p.clone(), BTreeSet::new())).collect();
+    grudge.entry(node.to_string()).or_default();
+    cut_between(&mut grudge, &[node.to_string()], peers);
+    grudge
+}
+
 /// Cuts every link between a node of `a` and a node of `b`, both directions.
 fn cut_between(grudge: &mut Grudge, a: &[String], b: &[String]) {
     for x in a {
@@ -321,6 +330,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn isolate_from_cuts_one_node_from_the_given_peers_only() {
+        let g = isolate_from("a1", &names(2));
+        assert_symmetric(&g);
+        assert_eq!(describe(&g), "a1 | n1 n2");
+        let g = isolate_from("a1", &["n2".to_string()]);
+        assert_eq!(g["a1"], BTreeSet::from(["n2".to_string()]));
+        assert!(!g.contains_key("n1"));
     }
 
     #[test]

@@ -22,6 +22,9 @@ use crate::report::{self, ReportSummary, RunInfo};
 use crate::workload::{self, WorkloadCtx, WorkloadKind};
 use crate::HarnessError;
 
+/// Agents (hollow worker nodes) of the control-plane workloads.
+pub const CONTROL_AGENTS: usize = 3;
+
 #[derive(Debug, Clone)]
 pub struct TestConfig {
     pub db: Db,
@@ -62,6 +65,12 @@ pub fn validate(cfg: &TestConfig) -> Result<(), String> {
     if cfg.workload == WorkloadKind::Watch && cfg.concurrency < 2 {
         return Err("--concurrency must be at least 2 for the watch workload (writers and watchers)".into());
     }
+    if cfg.workload.is_control_plane() && cfg.db != Db::Berth {
+        return Err(format!("--workload {}: a control-plane workload needs --db berth", cfg.workload));
+    }
+    if let Some(k) = cfg.nemeses.iter().find(|k| k.needs_agents() && !cfg.workload.is_control_plane()) {
+        return Err(format!("--nemesis {k} needs agents: use it with --workload bind or deploy"));
+    }
     if cfg.rate < 0.0 || !cfg.rate.is_finite() {
         return Err(format!("--rate {}: must be a non-negative number", cfg.rate));
     }
@@ -100,29 +109,46 @@ pub async fn run_test(cfg: &TestConfig, shutdown: CancellationToken) -> Result<R
     let names: Vec<String> = (1..=cfg.nodes).map(|i| format!("n{i}")).collect();
     let net = Network::create(&names)?;
     let mut cluster = DbCluster::start(cfg.db, net, &dir, faketime.as_ref())?;
-    let log_files = cluster.log_files();
+    let mut log_files = cluster.log_files();
     cluster.wait_ready(Duration::from_secs(60)).await?;
+    if cfg.workload.is_control_plane() {
+        cluster.start_agents(CONTROL_AGENTS)?;
+        log_files.extend(cluster.agent_log_files());
+    }
     tracing::info!(dir = %dir.display(), "cluster ready; starting {} with nemesis {}", cfg.workload, nemesis::label(&cfg.nemeses));
 
     let recorder = Arc::new(Recorder::new());
     let nodes: Vec<(String, String)> =
         names.iter().filter_map(|n| cluster.urls(n).ok().map(|(client_url, _)| (n.clone(), client_url))).collect();
+    let api = match cfg.db {
+        Db::Berth => names.iter().filter_map(|n| cluster.api_url(n).ok().map(|url| (n.clone(), url))).collect(),
+        Db::Etcd => vec![],
+    };
     let stop_clients = CancellationToken::new();
     let ctx = Arc::new(WorkloadCtx {
         recorder: recorder.clone(),
         nodes,
+        api,
         concurrency: cfg.concurrency,
         rate: cfg.rate,
         seed: cfg.seed,
         op_timeout: cfg.op_timeout,
         stop: stop_clients.clone(),
     });
+    let pod_recorder = if cfg.workload.is_control_plane() {
+        workload::pods::prepare(&ctx, CONTROL_AGENTS, Duration::from_secs(60)).await?;
+        Some(workload::pods::spawn_recorder(ctx.clone()))
+    } else {
+        None
+    };
     let stop_watchers = CancellationToken::new();
     let mut clients = match cfg.workload {
         WorkloadKind::Register => workload::register::spawn(&ctx),
         WorkloadKind::Set => workload::set::spawn(&ctx),
         WorkloadKind::Durability => workload::durability::spawn(&ctx),
         WorkloadKind::Watch => workload::watch::spawn_writers(&ctx),
+        WorkloadKind::Bind => workload::bind::spawn(&ctx),
+        WorkloadKind::Deploy => workload::deploy::spawn(&ctx),
     };
     let watchers =
         (cfg.workload == WorkloadKind::Watch).then(|| workload::watch::spawn_watchers(&ctx, stop_watchers.clone()));
@@ -143,6 +169,7 @@ pub async fn run_test(cfg: &TestConfig, shutdown: CancellationToken) -> Result<R
         let _ = tokio::time::timeout(cfg.op_timeout * 2, handle).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(90), nemesis).await;
+    let healed_at = std::time::Instant::now();
     let mut cluster = match Arc::try_unwrap(cluster) {
         Ok(m) => m.into_inner(),
         Err(_) => return Err(HarnessError::Rpc("the nemesis did not finish healing in 90 s".into())),
@@ -152,10 +179,13 @@ pub async fn run_test(cfg: &TestConfig, shutdown: CancellationToken) -> Result<R
         if let Err(e) = cluster.wait_ready(cfg.recovery).await {
             notes.push(format!("the cluster did not recover within {}s after healing: {e}", cfg.recovery.as_secs()));
         }
-        final_phase(cfg, &ctx, &mut cluster, watchers, &stop_watchers).await;
+        final_phase(cfg, &ctx, &mut cluster, watchers, &stop_watchers, healed_at).await;
     } else {
         stop_watchers.cancel();
         notes.push("interrupted (Ctrl-C): final reads skipped, verdict is about a partial history".into());
+    }
+    if let Some(pod_recorder) = pod_recorder {
+        pod_recorder.stop().await;
     }
     cluster.teardown();
     drop(cluster);
@@ -187,8 +217,14 @@ async fn final_phase(
     cluster: &mut DbCluster,
     watchers: Option<workload::watch::Watchers>,
     stop_watchers: &CancellationToken,
+    healed_at: std::time::Instant,
 ) {
     match cfg.workload {
+        WorkloadKind::Bind => workload::pods::final_state(ctx, cfg.recovery).await,
+        WorkloadKind::Deploy => {
+            workload::deploy::converge(ctx, healed_at, cfg.recovery).await;
+            workload::pods::final_state(ctx, cfg.recovery).await;
+        }
         WorkloadKind::Register => {}
         WorkloadKind::Set => workload::set::final_reads(ctx, cfg.recovery).await,
         WorkloadKind::Durability => workload::durability::final_phase(ctx, cluster, cfg.recovery).await,

@@ -23,8 +23,14 @@ pub const LOG_PURGE: &str = "log-purge";
 pub const LEASE_EXPIRY: &str = "lease-expiry";
 
 /// Every failpoint, for the harness to pick from and for `/debug/failpoints` to list.
-pub const ALL: &[&str] =
-    &[RAFT_LOG_BEFORE_FSYNC, RAFT_LOG_AFTER_FSYNC, APPLY_BEFORE_WATCH_NOTIFY, SNAPSHOT_INSTALL, LOG_PURGE, LEASE_EXPIRY];
+pub const ALL: &[&str] = &[
+    RAFT_LOG_BEFORE_FSYNC,
+    RAFT_LOG_AFTER_FSYNC,
+    APPLY_BEFORE_WATCH_NOTIFY,
+    SNAPSHOT_INSTALL,
+    LOG_PURGE,
+    LEASE_EXPIRY,
+];
 
 /// Whether this build carries failpoints.
 pub const ENABLED: bool = cfg!(feature = "failpoints");

@@ -66,10 +66,12 @@ enum Command {
         /// berth or etcd.
         #[arg(long, default_value = "berth", value_parser = parse_db)]
         db: Db,
-        /// register, set, watch or durability.
+        /// register, set, watch, durability; control plane: bind, deploy.
         #[arg(long, default_value = "register")]
         workload: WorkloadKind,
-        /// Comma-separated: kill, pause, partition, netem, member, clock, kill-all; or none.
+        /// Comma-separated: kill, pause, partition, netem, member, clock, kill-all, kill-leader;
+        /// with bind/deploy also kill-agent, pause-agent, partition-agent, partition-agent-server,
+        /// kill-agent-server; or none.
         #[arg(long, default_value = "kill,partition")]
         nemesis: String,
         #[command(flatten)]
@@ -79,7 +81,8 @@ enum Command {
     Check { dir: PathBuf },
     /// Run a matrix of tests and print a summary table.
     Campaign {
-        /// The CI matrix: Berth only, register + set + watch under kill and partition.
+        /// The CI matrix: Berth only, register + set + watch under kill and partition, and
+        /// deploy under kill-leader and partition-agent.
         #[arg(long)]
         quick: bool,
         /// Databases of the full campaign, comma-separated.
@@ -159,15 +162,32 @@ async fn run_campaign(cells: Vec<campaign::Cell>, template: TestConfig, shutdown
                     outcome.results.iter().flat_map(|r| r.anomalies.iter().map(|a| a.kind.clone())).collect();
                 kinds.sort();
                 kinds.dedup();
-                outcomes.push(CellOutcome { cell, summary: Some(outcome.summary), error: None, anomaly_kinds: kinds });
+                outcomes.push(CellOutcome {
+                    cell,
+                    summary: Some(outcome.summary),
+                    error: None,
+                    anomaly_kinds: kinds,
+                    dir: Some(outcome.dir),
+                });
             }
             Err(e) => {
                 println!("  run failed: {e}");
-                outcomes.push(CellOutcome { cell, summary: None, error: Some(e.to_string()), anomaly_kinds: vec![] });
+                outcomes.push(CellOutcome {
+                    cell,
+                    summary: None,
+                    error: Some(e.to_string()),
+                    anomaly_kinds: vec![],
+                    dir: None,
+                });
             }
         }
     }
     println!("\n{}", campaign::summary_table(&outcomes));
+    let entries: Vec<_> = outcomes.iter().map(campaign::index_entry).collect();
+    match berth_jepsen::report::write_campaign_index(&template.store, &entries) {
+        Ok(path) => println!("campaign report: {}", path.display()),
+        Err(e) => println!("campaign report not written: {e}"),
+    }
     let all_valid =
         outcomes.iter().all(|o| o.summary.as_ref().map(|s| s.verdict) == Some(berth_jepsen::checker::Verdict::Valid));
     if all_valid && !shutdown.is_cancelled() {

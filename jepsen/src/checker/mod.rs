@@ -49,6 +49,8 @@ pub struct CheckResult {
     pub stats: std::collections::BTreeMap<String, u64>,
 }
 
+pub mod bind;
+pub mod deploy;
 pub mod durability;
 pub mod linear;
 pub mod set;

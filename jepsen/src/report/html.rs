@@ -24,7 +24,7 @@ pub(super) struct Page<'a> {
     pub windows: &'a [FaultWindow],
 }
 
-const CSS: &str = "
+pub(super) const CSS: &str = "
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 0 auto; max-width: 1140px;
        padding: 16px 20px 48px; color: #222; background: #fafafa; }
 h1 { font-size: 24px; margin: 8px 0 4px; } h2 { font-size: 18px; margin: 28px 0 8px; }
@@ -92,7 +92,7 @@ fn verdict_word(v: Verdict) -> &'static str {
     }
 }
 
-fn badge(v: Verdict) -> String {
+pub(super) fn badge(v: Verdict) -> String {
     format!("<span class=\"badge {0}\">{0}</span>", verdict_word(v))
 }
 
@@ -104,6 +104,11 @@ fn header(out: &mut String, title: &str, p: &Page) {
     let i = p.info;
     let s = p.summary;
     let nemeses = if i.nemeses.is_empty() { "none".to_string() } else { i.nemeses.join(", ") };
+    let converged = match s.convergence_ms {
+        Some(ms) => format!("; converged {:.1} s after the final heal", ms as f64 / 1000.0),
+        None if i.workload == "deploy" => "; did not converge".to_string(),
+        None => String::new(),
+    };
     let rows: [(&str, String); 9] = [
         ("database", i.db.clone()),
         ("nodes", i.nodes.to_string()),
@@ -116,7 +121,7 @@ fn header(out: &mut String, title: &str, p: &Page) {
         (
             "results",
             format!(
-                "{} completions: {} ok, {} fail, {} info; {} faults; {} anomalies",
+                "{} completions: {} ok, {} fail, {} info; {} faults; {} anomalies{converged}",
                 s.ops, s.ok, s.fail, s.info, s.faults, s.anomalies
             ),
         ),
@@ -265,7 +270,7 @@ fn plot_sections(out: &mut String, plots: &Plots, unpaired: u64) {
     svg_block(out, &plots.throughput_svg);
 }
 
-fn svg_block(out: &mut String, svg: &Result<String, String>) {
+pub(super) fn svg_block(out: &mut String, svg: &Result<String, String>) {
     match svg {
         Ok(svg) => {
             // Drop the XML declaration, if any: it is not allowed in the middle of an HTML page.

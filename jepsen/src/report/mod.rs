@@ -9,6 +9,7 @@
 //! opened offline.
 
 mod html;
+mod index;
 mod plot;
 #[cfg(test)]
 mod tests;
@@ -17,6 +18,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+pub use index::{write_campaign_index, CampaignEntry};
 
 use crate::checker::{CheckResult, Verdict};
 use crate::history::{Call, History, Op, OpType, NEMESIS};
@@ -55,6 +58,10 @@ pub struct ReportSummary {
     pub faults: u64,
     /// Anomalies over all checkers.
     pub anomalies: u64,
+    /// Control-plane runs: milliseconds from the final heal until every Deployment ran its
+    /// last spec (the deploy checker's `convergence_ms`), when it converged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convergence_ms: Option<u64>,
 }
 
 /// The time a fault was in place: from its `fault` `ok` record to the `ok` of the matching
@@ -173,6 +180,7 @@ fn summarize(history: &History, results: &[CheckResult]) -> ReportSummary {
         info: 0,
         faults: 0,
         anomalies: results.iter().map(|r| r.anomalies.len() as u64).sum(),
+        convergence_ms: results.iter().find_map(|r| r.stats.get("convergence_ms").copied()),
     };
     for op in &history.ops {
         if op.process == NEMESIS {

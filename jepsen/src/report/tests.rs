@@ -208,6 +208,28 @@ fn empty_history_and_no_results_render() {
 }
 
 #[test]
+fn a_control_plane_run_shows_its_convergence_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let deploy = |convergence: Option<u64>| CheckResult {
+        checker: "deploy".into(),
+        verdict: if convergence.is_some() { Verdict::Valid } else { Verdict::Invalid },
+        anomalies: vec![],
+        stats: convergence.map(|ms| BTreeMap::from([("convergence_ms".to_string(), ms)])).unwrap_or_default(),
+    };
+    let run = RunInfo { workload: "deploy".into(), ..info() };
+    let summary = write_report(dir.path(), &run, &History::default(), &[deploy(Some(1629))]).unwrap();
+    assert_eq!(summary.convergence_ms, Some(1629));
+    let page = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    assert!(page.contains("converged 1.6 s after the final heal"), "{page}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap()).unwrap();
+    assert_eq!(json["summary"]["convergence_ms"], 1629);
+    write_report(dir.path(), &run, &History::default(), &[deploy(None)]).unwrap();
+    let page = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    assert!(page.contains("did not converge"), "{page}");
+}
+
+#[test]
 fn degenerate_histories_render() {
     // One operation at time 0 with zero latency, no faults: every range would be empty.
     let mut h = History::default();

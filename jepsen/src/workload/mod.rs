@@ -8,7 +8,10 @@
 //! a time, records invoke → ok/fail/info, and after an `info` continues as a fresh process
 //! (process + concurrency), so every process stays sequential.
 
+pub mod bind;
+pub mod deploy;
 pub mod durability;
+pub mod pods;
 pub mod register;
 pub mod set;
 pub mod watch;
@@ -32,6 +35,17 @@ pub enum WorkloadKind {
     Set,
     Watch,
     Durability,
+    /// Control plane: pods with requests created and deleted; bindings checked.
+    Bind,
+    /// Control plane: Deployments created, scaled, updated, deleted; convergence checked.
+    Deploy,
+}
+
+impl WorkloadKind {
+    /// Whether the workload drives the Kubernetes API (and needs agents).
+    pub fn is_control_plane(self) -> bool {
+        matches!(self, WorkloadKind::Bind | WorkloadKind::Deploy)
+    }
 }
 
 impl FromStr for WorkloadKind {
@@ -42,7 +56,13 @@ impl FromStr for WorkloadKind {
             "set" => WorkloadKind::Set,
             "watch" => WorkloadKind::Watch,
             "durability" => WorkloadKind::Durability,
-            other => return Err(format!("unknown workload {other:?} (expected register, set, watch or durability)")),
+            "bind" => WorkloadKind::Bind,
+            "deploy" => WorkloadKind::Deploy,
+            other => {
+                return Err(format!(
+                    "unknown workload {other:?} (expected register, set, watch, durability, bind or deploy)"
+                ))
+            }
         })
     }
 }
@@ -54,6 +74,8 @@ impl std::fmt::Display for WorkloadKind {
             WorkloadKind::Set => "set",
             WorkloadKind::Watch => "watch",
             WorkloadKind::Durability => "durability",
+            WorkloadKind::Bind => "bind",
+            WorkloadKind::Deploy => "deploy",
         })
     }
 }
@@ -63,6 +85,8 @@ pub struct WorkloadCtx {
     pub recorder: Arc<Recorder>,
     /// (node name, client URL) of every node.
     pub nodes: Vec<(String, String)>,
+    /// (node name, Kubernetes API URL) of every Berth server (empty for etcd).
+    pub api: Vec<(String, String)>,
     pub concurrency: usize,
     /// Target operations per second over all workers (0 = as fast as they can).
     pub rate: f64,
@@ -78,6 +102,14 @@ impl WorkloadCtx {
         let (name, url) = &self.nodes[worker % self.nodes.len()];
         // The URL was built by the harness; a parse failure would be a harness bug.
         Client::new(name, url, self.op_timeout).expect("harness-built client URL")
+    }
+
+    /// The Kubernetes API client of worker `worker` (round-robin over the servers) and the
+    /// server's name.
+    pub fn api_client_for(&self, worker: usize) -> (String, kube::Client) {
+        let (name, url) = &self.api[worker % self.api.len()];
+        // The URL was built by the harness; a parse failure would be a harness bug.
+        (name.clone(), crate::kube_api::client(url, self.op_timeout).expect("harness-built API URL"))
     }
 
     pub fn rng_for(&self, worker: usize) -> StdRng {
@@ -106,13 +138,13 @@ pub struct Completion {
 }
 
 impl Completion {
-    fn ok(call: Call) -> Completion {
+    pub(crate) fn ok(call: Call) -> Completion {
         Completion { kind: OpType::Ok, call, error: None }
     }
 
     /// A failed call: `fail` if it certainly had no effect, else `info`. Reads never have
     /// an effect, so a failed read is always `fail`.
-    fn from_error(call: Call, error: CallError, read_only: bool) -> Completion {
+    pub(crate) fn from_error(call: Call, error: CallError, read_only: bool) -> Completion {
         let kind = if error.definite || read_only { OpType::Fail } else { OpType::Info };
         Completion { kind, call, error: Some(error.message) }
     }
@@ -196,6 +228,35 @@ pub async fn client_loop(ctx: Arc<WorkloadCtx>, worker: usize, mut generate: imp
     }
 }
 
+/// [`client_loop`] for the Kubernetes-API workloads: `execute` runs one call through the
+/// worker's API client (bound to one server) and says how it completed.
+pub async fn api_client_loop<Fut>(
+    ctx: Arc<WorkloadCtx>,
+    worker: usize,
+    mut generate: impl FnMut(&mut StdRng) -> Call,
+    execute: impl Fn(kube::Client, Call) -> Fut,
+) where
+    Fut: std::future::Future<Output = Completion>,
+{
+    let (node, client) = ctx.api_client_for(worker);
+    let mut rng = ctx.rng_for(worker);
+    let mut process = worker as i64;
+    while !ctx.stop.is_cancelled() {
+        ctx.pace(&mut rng).await;
+        if ctx.stop.is_cancelled() {
+            break;
+        }
+        let call = generate(&mut rng);
+        ctx.recorder.invoke(process, &node, call.clone());
+        let done = execute(client.clone(), call).await;
+        let indeterminate = done.kind == OpType::Info;
+        ctx.recorder.record(process, done.kind, &node, done.call, done.error);
+        if indeterminate {
+            process += ctx.concurrency as i64;
+        }
+    }
+}
+
 /// Spawns `count` client loops (workers `first..first+count`).
 pub fn spawn_clients<G>(
     ctx: &Arc<WorkloadCtx>,
@@ -239,6 +300,12 @@ pub fn check_history(history: &History, linear_budget: Duration) -> Vec<CheckRes
     }
     if has("watch") || has("put") || has("final-history") {
         results.push(crate::checker::watch::check(history));
+    }
+    if has("pod-seen") || has("pod-list") || has("final-state") {
+        results.push(crate::checker::bind::check(history));
+    }
+    if has("deployment-write") || has("converge") {
+        results.push(crate::checker::deploy::check(history));
     }
     results
 }

@@ -110,7 +110,7 @@ impl ControlPlane {
             async move { serve::serve(listener, router, http.conn, serve_shutdown).await }
         });
         let status = Arc::new(tasks::context::SupervisorStatus::default());
-        let client = kube::Client::new(router, "default");
+        let client = kube::Client::new(router.clone(), "default");
         let ctx = tasks::context::TaskContext {
             client: client.clone(),
             server: server_name.to_string(),
@@ -120,7 +120,11 @@ impl ControlPlane {
             // Replaced by the supervisor with a fresh set for each leadership term.
             informers: tasks::workqueue::Informers::new(client.clone(), shutdown.child_token()),
         };
-        let supervisor = tokio::spawn(supervisor::run(store, tasks::all(), ctx, shutdown));
+        let term_client: supervisor::TermClient = {
+            let router = router.clone();
+            Arc::new(move |term| api::term_client(router.clone(), term))
+        };
+        let supervisor = tokio::spawn(supervisor::run(store, tasks::all(), ctx, term_client, shutdown));
         tracing::info!(%api_addr, "Kubernetes API listening");
         ControlPlane { api: state, api_addr, supervisor: status, client, tasks: vec![server, supervisor, scraper] }
     }

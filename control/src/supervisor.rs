@@ -6,15 +6,20 @@
 //! a fresh cancellation token; when it stops being leader, or the term changes, it cancels
 //! them and waits (bounded) for them to end. Tasks write through the API with a
 //! resourceVersion precondition on every update, so a deposed leader's late write fails
-//! with 409 instead of overwriting newer state.
+//! with 409 instead of overwriting newer state; and before they start, the leader claims
+//! the leader epoch with its term, to which every write of its tasks is fenced (see
+//! `registry::fence`): a write of an older term's tasks can then never commit, even one
+//! that spans objects (a binding that would over-commit a node).
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth_store::Store;
 use openraft::ServerState;
 use tokio_util::sync::CancellationToken;
 
+use crate::registry::fence;
 use crate::tasks::context::{TaskContext, TaskFn};
 
 /// How long a cancelled task may take to finish.
@@ -44,10 +49,26 @@ impl Running {
     }
 }
 
+/// Builds the API client of one leadership term's tasks (its writes fenced to the term).
+pub type TermClient = Arc<dyn Fn(u64) -> kube::Client + Send + Sync>;
+
+/// How long claiming the leader epoch may take before the supervisor tries again.
+const CLAIM_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause before claiming again after a failed claim.
+const CLAIM_RETRY: Duration = Duration::from_millis(500);
+
 /// Runs the supervisor until `shutdown`.
-pub async fn run(store: Store, tasks: Vec<(&'static str, TaskFn)>, base: TaskContext, shutdown: CancellationToken) {
+pub async fn run(
+    store: Store,
+    tasks: Vec<(&'static str, TaskFn)>,
+    base: TaskContext,
+    term_client: TermClient,
+    shutdown: CancellationToken,
+) {
     let mut metrics = store.raft().metrics();
     let mut running: Option<Running> = None;
+    // Set while this server leads but has not claimed the leader epoch yet.
+    let mut claim_pending = false;
     loop {
         let decision = {
             let m = metrics.borrow_and_update();
@@ -62,11 +83,31 @@ pub async fn run(store: Store, tasks: Vec<(&'static str, TaskFn)>, base: TaskCon
                     base.status.leading.store(false, Ordering::SeqCst);
                     r.stop().await;
                 }
+                claim_pending = false;
                 if let Some(term) = decision {
+                    // Before any task of this term writes: from the claim on, no write of an
+                    // older term's tasks can commit (see `registry::fence`).
+                    match tokio::time::timeout(CLAIM_TIMEOUT, fence::claim(&store, term)).await {
+                        Ok(Ok(true)) => {}
+                        Ok(Ok(false)) => {
+                            tracing::warn!(term, "a newer leader has claimed the leader epoch; not starting tasks");
+                            claim_pending = true;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(term, error = %e, "claiming the leader epoch failed; retrying");
+                            claim_pending = true;
+                        }
+                        Err(_) => {
+                            tracing::warn!(term, "claiming the leader epoch timed out; retrying");
+                            claim_pending = true;
+                        }
+                    }
+                }
+                if let (Some(term), false) = (decision, claim_pending) {
                     tracing::info!(term, "leading: starting leader tasks");
                     let cancel = shutdown.child_token();
                     let informers = crate::tasks::workqueue::Informers::new(base.client.clone(), cancel.clone());
-                    let ctx = TaskContext { term, informers, ..base.clone() };
+                    let ctx = TaskContext { term, informers, client: term_client(term), ..base.clone() };
                     let handles = tasks
                         .iter()
                         .map(|(name, f)| {
@@ -88,6 +129,7 @@ pub async fn run(store: Store, tasks: Vec<(&'static str, TaskFn)>, base: TaskCon
         tokio::select! {
             _ = shutdown.cancelled() => break,
             changed = metrics.changed() => if changed.is_err() { break },
+            _ = tokio::time::sleep(CLAIM_RETRY), if claim_pending => {}
         }
     }
     if let Some(r) = running.take() {

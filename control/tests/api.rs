@@ -443,3 +443,30 @@ async fn watches_resume_replay_bookmark_and_are_gone_before_the_cache_window() {
     }
     shutdown.cancel();
 }
+
+/// Merge patches that pin no resourceVersion apply however contended the object is, as
+/// kube-apiserver's GuaranteedUpdate retries them (the Jepsen `deploy` workload got 409s
+/// when a fixed 8 attempts ran out).
+#[tokio::test(flavor = "multi_thread")]
+async fn contended_merge_patches_all_apply() {
+    let cluster = Cluster::start(1).await;
+    let cms: Api<core::v1::ConfigMap> = Api::namespaced(cluster.client(), "default");
+    cms.create(&PostParams::default(), &from_json(json!({"metadata": {"name": "hot"}}))).await.unwrap();
+    let writers: Vec<_> = (0..24)
+        .map(|w| {
+            let cms = cms.clone();
+            tokio::spawn(async move {
+                for i in 0..5 {
+                    let patch = json!({"data": {format!("w{w}-{i}"): "x"}});
+                    cms.patch("hot", &PatchParams::default(), &Patch::Merge(&patch)).await?;
+                }
+                Ok::<_, kube::Error>(())
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap().expect("every patch applies");
+    }
+    let data = cms.get("hot").await.unwrap().data.unwrap_or_default();
+    assert_eq!(data.len(), 24 * 5);
+}

@@ -92,3 +92,41 @@ async fn a_new_leader_takes_over_and_a_partitioned_old_leader_cannot_write() {
     })
     .await;
 }
+
+/// The fencing the Jepsen `bind` workload needed (a paused leader's scheduler bound pods
+/// beside the new leader's and over-committed a node): once a leader has claimed the leader
+/// epoch, a write of any other term's tasks is refused, whatever its object guards say.
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_of_a_term_other_than_the_leader_epoch_are_refused() {
+    use berth_control::registry::fence;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::PostParams;
+
+    let cluster = Cluster::start(1).await;
+    let server = &cluster.servers[0];
+    let control = server.control.as_ref().unwrap();
+    let term = eventually(Duration::from_secs(20), "the tasks to start", || async {
+        control.supervisor.leading.load(Ordering::SeqCst).then(|| control.supervisor.term.load(Ordering::SeqCst))
+    })
+    .await;
+    let router = berth_control::api::router(control.api.clone());
+    let create = |client: kube::Client, name: &str| {
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        async move { Api::<ConfigMap>::namespaced(client, "default").create(&PostParams::default(), &cm).await }
+    };
+    create(berth_control::api::term_client(router.clone(), term), "current").await.expect("the current term writes");
+    for (other, name) in [(term - 1, "older"), (term + 1, "unclaimed")] {
+        let err = create(berth_control::api::term_client(router.clone(), other), name).await.unwrap_err();
+        let kube::Error::Api(status) = err else { panic!("{err}") };
+        assert_eq!(status.code, 503, "{status:?}");
+        assert!(
+            status.message.contains(&format!("leader term {other} that issued this write has ended")),
+            "{status:?}"
+        );
+    }
+    // An older leader cannot claim the epoch back.
+    assert!(!fence::claim(&server.store, term - 1).await.unwrap());
+    assert!(fence::claim(&server.store, term).await.unwrap(), "claiming its own term again is a no-op");
+    // Clients that declare no term (users, agents) are not fenced.
+    create(server.client(), "user").await.expect("unfenced write");
+}

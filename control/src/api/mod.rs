@@ -135,7 +135,31 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/{*rest}", any(core_api))
         .route("/apis/{*rest}", any(group_api))
         .fallback(|| async { ApiError::NotFound(Subject::default()).into_response() })
+        .layer(axum::middleware::from_fn(fenced))
         .with_state(state)
+}
+
+/// An in-process API client (over `router`) whose every request declares leader `term`:
+/// the client of the leader tasks of that term, whose writes are fenced to it.
+pub fn term_client(router: Router, term: u64) -> kube::Client {
+    use tower::ServiceExt;
+    let value = HeaderValue::from(term);
+    let service = router.map_request(move |mut req: http::Request<kube::client::Body>| {
+        req.headers_mut().insert(crate::registry::fence::HEADER, value.clone());
+        req
+    });
+    kube::Client::new(service, "default")
+}
+
+/// Runs a request whose client declared a leader term (the leader tasks' in-process client
+/// does, see `registry::fence`) with its store writes fenced to that term.
+async fn fenced(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let term = req
+        .headers()
+        .get(crate::registry::fence::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    crate::registry::fence::scope(term, next.run(req)).await
 }
 
 fn json_ok(v: Value) -> Response {

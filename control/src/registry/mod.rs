@@ -15,6 +15,7 @@
 //! Deletion is graceful where Kubernetes makes it so (pods bound to a node wait for the
 //! agent, objects with finalizers wait for them, namespaces wait for their contents).
 
+pub mod fence;
 pub mod managed_fields;
 pub mod object;
 pub mod quota;
@@ -31,8 +32,19 @@ use storage::{Guard, Stored, Write};
 
 /// Objects above this size are refused (etcd's default request limit).
 pub const MAX_OBJECT_BYTES: usize = 1536 * 1024;
-/// Read-modify-write attempts before a contended write gives up with 409.
+/// Read-modify-write attempts a contended write always gets.
 const MAX_ATTEMPTS: usize = 8;
+/// After [`MAX_ATTEMPTS`], a write that pins no resourceVersion keeps retrying until this
+/// much time has passed before it gives up with 409. kube-apiserver's GuaranteedUpdate
+/// retries such writes (a merge patch, a delete) until they apply; the Jepsen `deploy`
+/// workload saw 8 attempts run out when several clients patch one Deployment while its
+/// controller writes its status.
+const CONTENDED_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether a read-modify-write loop that started at `started` may make attempt `attempt`.
+fn may_retry(attempt: usize, started: std::time::Instant) -> bool {
+    attempt < MAX_ATTEMPTS || started.elapsed() < CONTENDED_LIMIT
+}
 /// Create attempts: more than [`MAX_ATTEMPTS`] because creates in a namespace with a quota
 /// all guard on the quota's revision, so N concurrent creates may need N rounds.
 const MAX_CREATE_ATTEMPTS: usize = 64;
@@ -582,13 +594,16 @@ impl Registry {
         opts: &WriteOptions,
         mut change: impl FnMut(&Value) -> Result<Value, ApiError>,
     ) -> Result<Written, ApiError> {
-        for attempt in 0..MAX_ATTEMPTS {
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        while may_retry(attempt, started) {
+            attempt += 1;
             // The first attempt reads this member's applied state, without a read-index round
             // to a quorum: the write is guarded on the mod_revision read, so a stale read can
             // only fail the guard. Every other answer (NotFound, a refusal by `change`, a
             // conflict, invalid) — and any outcome that wrote nothing (no change, dry run) —
             // is re-derived from a linearizable read before it is returned.
-            let consistent = attempt > 0;
+            let consistent = attempt > 1;
             match self.modify_once(info, namespace, name, part, opts, &mut change, consistent).await {
                 Ok(Some(w)) if consistent || (w.changed && !opts.dry_run) => return Ok(w),
                 Ok(_) => continue,
@@ -743,7 +758,10 @@ impl Registry {
         name: &str,
         opts: &DeleteOptions,
     ) -> Result<Deleted, ApiError> {
-        for _ in 0..MAX_ATTEMPTS {
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        while may_retry(attempt, started) {
+            attempt += 1;
             let current = self.get_stored(info, namespace, name).await?;
             let obj = &current.object;
             if let Some(uid) = &opts.precondition_uid {

@@ -13,6 +13,7 @@ use berth_proto::keys::prefix_end;
 use berth_store::Store;
 use serde_json::Value;
 
+use super::fence;
 use crate::resource::ApiError;
 use crate::resource::ResourceInfo;
 
@@ -92,7 +93,9 @@ pub enum Write {
 }
 
 /// Runs `writes` if every guard holds. Returns `Some(revision)` on success, `None` when a
-/// guard failed (the caller re-reads to say why).
+/// guard failed (the caller re-reads to say why). Inside a leader task's request the write
+/// is also fenced to the task's term (see [`fence`]): once a newer leader has claimed the
+/// epoch it fails with 503 whatever the other guards say.
 pub async fn guarded(store: &Store, guards: &[Guard], writes: Vec<Write>) -> Result<Option<i64>, ApiError> {
     let success = writes
         .into_iter()
@@ -107,9 +110,22 @@ pub async fn guarded(store: &Store, guards: &[Guard], writes: Vec<Write>) -> Res
             }),
         })
         .collect();
-    let req = TxnRequest { compare: guards.iter().map(Guard::compare).collect(), success, failure: vec![] };
-    let resp = store.txn(req).await?;
+    let mut compare: Vec<Compare> = guards.iter().map(Guard::compare).collect();
+    let term = fence::current();
+    let mut failure = vec![];
+    if let Some(term) = term {
+        compare.push(fence::guard(term));
+        failure.push(fence::epoch_read());
+    }
+    let resp = store.txn(TxnRequest { compare, success, failure }).await?;
     if !resp.succeeded {
+        if let Some(term) = term {
+            let epoch = fence::epoch_in(&resp.responses);
+            if epoch != Some(term) {
+                tracing::warn!(term, ?epoch, "refused a write of a deposed leader's task");
+                return Err(fence::superseded(term, epoch));
+            }
+        }
         return Ok(None);
     }
     Ok(Some(resp.header.map_or(0, |h| h.revision)))

@@ -164,6 +164,8 @@ pub struct FailoverConfig {
     pub trials: usize,
     pub replicas: i32,
     pub nodes: usize,
+    /// 3 or 5 servers.
+    pub servers: usize,
 }
 
 /// Who holds the controller-manager Lease (the server running the leader tasks).
@@ -180,12 +182,12 @@ async fn pods_of(c: &kube::Client, app: &str) -> Option<Vec<Pod>> {
 /// kill -9 the controllers' server, delete a pod, time the replacement. Prints one line
 /// per trial and returns (created, bound) latencies in ms.
 pub async fn failover(dir: &Path, cfg: &FailoverConfig) -> BenchResult<(Histogram<u64>, Histogram<u64>)> {
-    let mut cluster = start_servers(dir, 3, &[]).await?;
+    let mut cluster = start_servers(dir, cfg.servers, &[]).await?;
     let api_urls: Vec<String> = cluster.members.iter().map(|m| m.api_url.clone()).collect();
     let clients: Vec<kube::Client> = api_urls.iter().map(|u| client(u)).collect::<Result<_, _>>()?;
-    // The agent takes one server URL: member 0. When member 0 is the one killed, hollow
-    // nodes keep their state and reconnect after the restart; the measurement (the
-    // controllers' and scheduler's reaction) does not depend on it.
+    // The agent gets member 0 and learns the others (it fails over when member 0 is the
+    // one killed); the measurement (the controllers' and scheduler's reaction) does not
+    // depend on it.
     let _agent = AgentProcess::start(&api_urls[0], cfg.nodes, dir)?;
     wait_nodes_ready(&clients[1], cfg.nodes, Duration::from_secs(60)).await?;
     let deployments: Api<Deployment> = Api::namespaced(clients[1].clone(), "default");

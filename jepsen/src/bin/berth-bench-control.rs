@@ -33,6 +33,9 @@ enum Bench {
         /// Hollow nodes.
         #[arg(long, default_value_t = 5)]
         nodes: usize,
+        /// 3 or 5 servers.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(3..=5))]
+        servers: u64,
     },
     /// kill -9 the server a real agent talks to, time its first response from another.
     AgentFailover {
@@ -99,12 +102,12 @@ async fn main() -> Result<()> {
     let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
     match args.bench {
-        Bench::Failover { trials, replicas, nodes } => {
+        Bench::Failover { trials, replicas, nodes, servers } => {
             anyhow::ensure!(
                 trials > 0 && replicas > 0 && nodes > 0,
                 "--trials, --replicas and --nodes must be positive"
             );
-            let cfg = FailoverConfig { trials, replicas, nodes };
+            let cfg = FailoverConfig { trials, replicas, nodes, servers: servers as usize };
             let (created, bound) = control_bench::failover(&dir, &cfg).await.context("failover benchmark")?;
             control_bench::print_failover(&created, &bound);
         }

@@ -1,6 +1,8 @@
 //! Fault-injection points for the Jepsen harness (the `fail` crate), at the places where a
 //! crash or a stall tests the store's durability and ordering promises. Compiled only with
-//! the `failpoints` feature (test builds); without it [`hit`] is an empty inline function.
+//! the `failpoints` feature (test builds: `--features berth-store/failpoints`); without it
+//! [`hit`] is an empty inline function and nothing can be configured ([`ENABLED`] says
+//! which build this is).
 //!
 //! The harness configures them at run time through the API server's `/debug/failpoints`
 //! (see `control::api`) with the `fail` crate's action syntax, e.g. `sleep(800)` (a slow
@@ -62,17 +64,28 @@ pub fn configure(name: &str, actions: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Turns `name` off.
-#[cfg(feature = "failpoints")]
-pub fn remove(name: &str) {
-    fail::remove(name);
-    tracing::warn!(failpoint = name, "failpoint removed");
+/// Without the feature nothing can be configured.
+#[cfg(not(feature = "failpoints"))]
+pub fn configure(_name: &str, _actions: &str) -> Result<(), String> {
+    Err("this build has no failpoints (build with --features berth-store/failpoints)".into())
 }
 
-/// The configured failpoints and their actions.
-#[cfg(feature = "failpoints")]
+/// Turns `name` off.
+pub fn remove(name: &str) {
+    #[cfg(feature = "failpoints")]
+    {
+        fail::remove(name);
+        tracing::warn!(failpoint = name, "failpoint removed");
+    }
+    let _ = name;
+}
+
+/// The configured failpoints and their actions (none without the feature).
 pub fn list() -> Vec<(String, String)> {
-    fail::list()
+    #[cfg(feature = "failpoints")]
+    return fail::list();
+    #[cfg(not(feature = "failpoints"))]
+    Vec::new()
 }
 
 #[cfg(all(test, feature = "failpoints"))]

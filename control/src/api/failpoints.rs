@@ -1,6 +1,7 @@
-//! `/debug/failpoints`, only in builds with the `failpoints` feature (test builds): the
-//! Jepsen harness turns the store's fault-injection points (`berth_store::failpoints`) on
-//! and off at run time, as TiKV's failpoint HTTP API does.
+//! `/debug/failpoints`, served only by builds with the store's failpoints (test builds,
+//! `--features berth-store/failpoints`): the Jepsen harness turns the store's
+//! fault-injection points (`berth_store::failpoints`) on and off at run time, as TiKV's
+//! failpoint HTTP API does.
 //!
 //! * `GET /debug/failpoints`: every known point with its actions (`off` when unset), one
 //!   `name=actions` per line;

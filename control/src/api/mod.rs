@@ -18,7 +18,6 @@
 pub mod body;
 pub mod decode;
 pub mod discovery;
-#[cfg(feature = "failpoints")]
 pub mod failpoints;
 pub mod handlers;
 pub mod metrics;
@@ -119,9 +118,9 @@ impl ApiState {
 
 /// The API router (also usable in-process as a `tower::Service`).
 pub fn router(state: ApiState) -> Router {
-    let router = Router::new();
-    #[cfg(feature = "failpoints")]
-    let router = router.merge(failpoints::routes());
+    // Only builds with the store's failpoints serve `/debug/failpoints` (test builds).
+    let router =
+        if berth_store::failpoints::ENABLED { Router::new().merge(failpoints::routes()) } else { Router::new() };
     router
         .route("/version", get(|| async { json_ok(discovery::version()) }))
         .route("/healthz", get(health))

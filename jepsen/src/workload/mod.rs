@@ -208,8 +208,15 @@ fn parse_i64(bytes: &[u8]) -> Option<i64> {
 
 /// Jepsen's worker loop: until `stop`, generate an op, record its invocation, execute it,
 /// record its completion. After `info` the worker continues as a new process.
-pub async fn client_loop(ctx: Arc<WorkloadCtx>, worker: usize, mut generate: impl FnMut(&mut StdRng) -> Call) {
-    let client = ctx.client_for(worker);
+async fn worker_loop<Fut>(
+    ctx: &WorkloadCtx,
+    worker: usize,
+    node: &str,
+    mut generate: impl FnMut(&mut StdRng) -> Call,
+    mut execute: impl FnMut(Call) -> Fut,
+) where
+    Fut: std::future::Future<Output = Completion>,
+{
     let mut rng = ctx.rng_for(worker);
     let mut process = worker as i64;
     while !ctx.stop.is_cancelled() {
@@ -218,43 +225,34 @@ pub async fn client_loop(ctx: Arc<WorkloadCtx>, worker: usize, mut generate: imp
             break;
         }
         let call = generate(&mut rng);
-        ctx.recorder.invoke(process, &client.node, call.clone());
-        let done = execute(&client, call).await;
+        ctx.recorder.invoke(process, node, call.clone());
+        let done = execute(call).await;
         let indeterminate = done.kind == OpType::Info;
-        ctx.recorder.record(process, done.kind, &client.node, done.call, done.error);
+        ctx.recorder.record(process, done.kind, node, done.call, done.error);
         if indeterminate {
             process += ctx.concurrency as i64;
         }
     }
 }
 
-/// [`client_loop`] for the Kubernetes-API workloads: `execute` runs one call through the
+/// [`worker_loop`] for the etcd-API workloads, through the worker's etcd client.
+pub async fn client_loop(ctx: Arc<WorkloadCtx>, worker: usize, generate: impl FnMut(&mut StdRng) -> Call) {
+    let client = ctx.client_for(worker);
+    worker_loop(&ctx, worker, &client.node, generate, |call| execute(&client, call)).await
+}
+
+/// [`worker_loop`] for the Kubernetes-API workloads: `execute` runs one call through the
 /// worker's API client (bound to one server) and says how it completed.
 pub async fn api_client_loop<Fut>(
     ctx: Arc<WorkloadCtx>,
     worker: usize,
-    mut generate: impl FnMut(&mut StdRng) -> Call,
+    generate: impl FnMut(&mut StdRng) -> Call,
     execute: impl Fn(kube::Client, Call) -> Fut,
 ) where
     Fut: std::future::Future<Output = Completion>,
 {
     let (node, client) = ctx.api_client_for(worker);
-    let mut rng = ctx.rng_for(worker);
-    let mut process = worker as i64;
-    while !ctx.stop.is_cancelled() {
-        ctx.pace(&mut rng).await;
-        if ctx.stop.is_cancelled() {
-            break;
-        }
-        let call = generate(&mut rng);
-        ctx.recorder.invoke(process, &node, call.clone());
-        let done = execute(client.clone(), call).await;
-        let indeterminate = done.kind == OpType::Info;
-        ctx.recorder.record(process, done.kind, &node, done.call, done.error);
-        if indeterminate {
-            process += ctx.concurrency as i64;
-        }
-    }
+    worker_loop(&ctx, worker, &node, generate, |call| execute(client.clone(), call)).await
 }
 
 /// Spawns `count` client loops (workers `first..first+count`).

@@ -23,6 +23,13 @@ pub fn client(url: &str, timeout: Duration) -> Result<kube::Client, HarnessError
     config.connect_timeout = Some(Duration::from_secs(1));
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
+    // kube-rs (since 2.0) retries every request answered 429, 503 or 504, POST and DELETE
+    // included, up to 15 times. A 504 is the API server saying "I could not learn whether
+    // your write took effect" (the store's request timed out after proposing it); the retry
+    // then meets the first attempt's effect and is answered 409 AlreadyExists / 404
+    // NotFound, which this client would record as a definite failure of a write that was
+    // applied. One operation must be one request, whose answer is recorded as it is.
+    config.default_retry = false;
     kube::Client::try_from(config).map_err(|e| HarnessError::Rpc(format!("kube client for {url}: {e}")))
 }
 
@@ -147,6 +154,74 @@ pub fn node_ready(node: &Node) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An API server that answers every request `504 Timeout` (as Berth and kube-apiserver
+    /// do when the store could not say whether a write committed) and counts requests.
+    async fn always_504() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // One request per connection: read the head and the body it announces.
+                    loop {
+                        let Ok(n) = conn.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                        if let Some(head_end) = text.find("\r\n\r\n") {
+                            let length = text[..head_end]
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if buf.len() >= head_end + 4 + length {
+                                break;
+                            }
+                        }
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let body = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"the server was unable to complete the request","reason":"Timeout","code":504}"#;
+                    let resp = format!(
+                        "HTTP/1.1 504 Gateway Timeout\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(resp.as_bytes()).await;
+                    let _ = conn.shutdown().await;
+                });
+            }
+        });
+        (url, requests)
+    }
+
+    /// One operation is one request: a write answered 504 is recorded as indeterminate, never
+    /// silently re-sent (kube-rs retries 503/504 by default; the re-sent create or delete met
+    /// the first one's effect and was recorded as a definite 409/404 — "failed but applied").
+    #[tokio::test]
+    async fn a_write_answered_504_is_not_resent() {
+        use kube::api::{Api, DeleteParams, PostParams};
+        let (url, requests) = always_504().await;
+        let client = client(&url, Duration::from_secs(2)).unwrap();
+        let pods: Api<Pod> = Api::namespaced(client, NAMESPACE);
+
+        let created = deadline(Duration::from_secs(2), pods.create(&PostParams::default(), &Pod::default())).await;
+        let err = created.expect_err("answered 504");
+        assert!(!err.definite, "a 504 is indeterminate: {}", err.message);
+        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1, "the create was re-sent");
+
+        let deleted = deadline(Duration::from_secs(2), pods.delete("p", &DeleteParams::default())).await;
+        assert!(!deleted.expect_err("answered 504").definite);
+        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 2, "the delete was re-sent");
+    }
 
     #[test]
     fn quantities_parse() {

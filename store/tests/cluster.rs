@@ -154,6 +154,58 @@ async fn isolated_leader_loses_writes_and_majority_moves_on() {
     .await;
 }
 
+/// A write whose entry reached a leader's log, and was then truncated there by a newer
+/// leader, is answered indeterminate (`Timeout`), never re-proposed. openraft reports the
+/// truncation as `ForwardToLeader`, exactly as it reports "not leader" for a request it
+/// refused; the store used to retry both. But a truncated copy proves nothing about the
+/// other copies: with five members the entry can sit on the deposed leader and one follower,
+/// be truncated on the former by a leader the other three elected, and still commit when
+/// that follower wins the next election — a retry then applies the write twice (a guarded
+/// txn answered "guard failed" for the write that took effect). Here (three members) the
+/// entry has a single copy, which makes the truncation deterministic to stage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_truncated_from_a_deposed_leaders_log_is_indeterminate() {
+    init_tracing();
+    let c = Cluster::start(3, |_| {}).await;
+    let old = c.leader().await;
+    let old_id = c.node(old).id;
+    for (_, n) in c.running() {
+        if n.id != old_id {
+            c.faults.cut(old_id, n.id);
+        }
+    }
+    // A guarded create on the isolated leader: appended to its log, replicated nowhere.
+    let isolated = c.node(old).clone();
+    let write = tokio::spawn(async move {
+        let compare = Compare {
+            key: b"only-once".to_vec(),
+            target: compare::CompareTarget::Create as i32,
+            result: compare::CompareResult::Equal as i32,
+            target_union: Some(compare::TargetUnion::CreateRevision(0)),
+            ..Default::default()
+        };
+        let create = RequestOp { request: Some(request_op::Request::RequestPut(put("only-once", "v"))) };
+        isolated.txn(TxnRequest { compare: vec![compare], success: vec![create], failure: vec![] }).await
+    });
+    let majority: Vec<usize> = c.running().map(|(i, _)| i).filter(|i| *i != old).collect();
+    let new = eventually(Duration::from_secs(15), "majority leader", async || {
+        majority.iter().copied().find(|i| c.node(*i).is_leader())
+    })
+    .await;
+    // The new leader's first replication to the old one truncates the entry there.
+    c.faults.heal();
+    let answer = tokio::time::timeout(Duration::from_secs(15), write).await.expect("answered").unwrap();
+    assert!(
+        matches!(answer, Err(StoreError::Timeout)),
+        "a write truncated from the proposer's log must be indeterminate, not re-proposed: {answer:?}"
+    );
+    c.node(new).put(put("after", "heal")).await.unwrap();
+    let revision = replicas_agree(&c).await;
+    assert!(revision > 0);
+    // Here its only copy was truncated: it never took effect.
+    assert_eq!(value_of(c.node(new), "only-once", false).await, None);
+}
+
 /// Found by the Jepsen harness: with the leader behind a DROP firewall (requests vanish,
 /// nothing answers), a follower forwarded its read index to the old leader and waited the
 /// whole request timeout, failing reads long after the majority had a new leader. The read

@@ -3,7 +3,9 @@
 //! * [`StoreNode::propose`]: a replicated request goes to `client_write` on the leader —
 //!   this member, or the leader over the peer port. A request is retried (within the
 //!   request timeout) only when it certainly was not proposed: the leader said "not
-//!   leader", openraft truncated it (`ForwardToLeader`), or the peer was never reached.
+//!   leader", openraft refused it before appending it (`ForwardToLeader` with the entry never
+//!   handed to the log store), or the peer was never reached. An entry that was appended and
+//!   then truncated from this member's log may still commit from another member's copy.
 //!   Anything else that fails after sending is indeterminate and reported as a timeout,
 //!   never silently retried (a retry could apply a txn twice).
 //! * Client KV writes go through a [`Batcher`]: openraft 0.9 makes the log append of each
@@ -272,11 +274,26 @@ impl StoreNode {
         req: InternalRequest,
         deadline: Instant,
     ) -> Attempt<berth_proto::berthraftpb::ApplyResult> {
-        match tokio::time::timeout_at(deadline, self.raft.client_write(StoreRequest::new(&req))).await {
+        let (entry, mark) = StoreRequest::proposal(&req);
+        match tokio::time::timeout_at(deadline, self.raft.client_write(entry)).await {
             Err(_) => Attempt::Failed(StoreError::Timeout),
             Ok(Ok(resp)) => Attempt::Done(resp.data.0),
-            // Not leader, or the entry was truncated by a new leader: it never committed.
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Attempt::Retry(StoreError::NoLeader),
+            // openraft answers `ForwardToLeader` in two cases it does not tell apart:
+            // * this member was no longer leader when the request arrived: refused before it
+            //   was appended, so it certainly has no effect — retry (maybe elsewhere);
+            // * the entry was appended, then truncated from this member's log by a newer
+            //   leader. That proves only that *this copy* is gone: the entry may have reached
+            //   other members first, and one of them can still be elected and commit it (with
+            //   five members: on this member and one follower, truncated here by a leader that
+            //   the other three elected; that follower wins the next election with their
+            //   votes). A retry would then apply the request twice — a guarded txn once, then
+            //   "guard failed" for the write that took effect. Indeterminate, like etcd's
+            //   "leader changed".
+            // The mark, set by the log store when it receives the entry, decides which.
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) if !mark.appended() => {
+                Attempt::Retry(StoreError::NoLeader)
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Attempt::Failed(StoreError::Timeout),
             Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
                 Attempt::Failed(StoreError::Raft(e.to_string()))
             }

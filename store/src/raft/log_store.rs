@@ -311,6 +311,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let mut batch = WriteBatch::default();
         for entry in &entries {
+            // Before the write: once here, the entry can be read for replication, so its
+            // proposer must treat any later failure as indeterminate (`node::propose`).
+            if let openraft::EntryPayload::Normal(request) = &entry.payload {
+                request.mark_appended();
+            }
             let bytes = encode(entry).map_err(storage_error)?;
             self.appended_bytes.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
             batch.put(Cf::RaftLog, index_key(entry.log_id.index).to_vec(), with_checksum(bytes));

@@ -89,14 +89,51 @@ impl<'de> serde::de::Visitor<'de> for ByteString {
 /// The entry is serialized for the local log and again for every follower; keeping the
 /// encoded bytes (shared, not copied, between clones) means the request is encoded once, on
 /// the proposing member, and decoded once per member, when applied.
-#[derive(Debug, Clone, PartialEq, Default)]
+///
+/// A request proposed on this member also carries an [`AppendMark`] (never serialized): the
+/// log store sets it when the entry reaches the log, so the proposer can tell "refused before
+/// it was appended" from "appended, then truncated" — openraft answers both with the same
+/// `ForwardToLeader` (see `node::propose`).
+#[derive(Debug, Clone, Default)]
 pub struct StoreRequest {
     encoded: bytes::Bytes,
+    appended: Option<AppendMark>,
+}
+
+impl PartialEq for StoreRequest {
+    fn eq(&self, other: &StoreRequest) -> bool {
+        self.encoded == other.encoded
+    }
+}
+
+/// Set once the log store has received an entry (shared by the entry's in-memory clones).
+#[derive(Debug, Clone, Default)]
+pub struct AppendMark(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl AppendMark {
+    /// True once the entry was handed to this member's log store: from then on it may have
+    /// been replicated, whatever becomes of this member's copy.
+    pub fn appended(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl StoreRequest {
     pub fn new(req: &InternalRequest) -> StoreRequest {
-        StoreRequest { encoded: req.encode_to_vec().into() }
+        StoreRequest { encoded: req.encode_to_vec().into(), appended: None }
+    }
+
+    /// A request to propose on this member, and the mark that says whether it reached the log.
+    pub fn proposal(req: &InternalRequest) -> (StoreRequest, AppendMark) {
+        let mark = AppendMark::default();
+        (StoreRequest { encoded: req.encode_to_vec().into(), appended: Some(mark.clone()) }, mark)
+    }
+
+    /// Called by the log store for every entry it receives, before writing it.
+    pub(crate) fn mark_appended(&self) {
+        if let Some(mark) = &self.appended {
+            mark.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     /// Encoded size in bytes.
@@ -119,7 +156,7 @@ impl Serialize for StoreRequest {
 impl<'de> Deserialize<'de> for StoreRequest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let bytes = d.deserialize_bytes(ByteString)?;
-        Ok(StoreRequest { encoded: bytes.into() })
+        Ok(StoreRequest { encoded: bytes.into(), appended: None })
     }
 }
 

@@ -71,6 +71,9 @@ pub fn validate(cfg: &TestConfig) -> Result<(), String> {
     if let Some(k) = cfg.nemeses.iter().find(|k| k.needs_agents() && !cfg.workload.is_control_plane()) {
         return Err(format!("--nemesis {k} needs agents: use it with --workload bind or deploy"));
     }
+    if cfg.nemeses.contains(&NemesisKind::Failpoint) && cfg.db != Db::Berth {
+        return Err("--nemesis failpoint: failpoints are Berth's (use --db berth)".into());
+    }
     if cfg.rate < 0.0 || !cfg.rate.is_finite() {
         return Err(format!("--rate {}: must be a non-negative number", cfg.rate));
     }
@@ -108,9 +111,14 @@ pub async fn run_test(cfg: &TestConfig, shutdown: CancellationToken) -> Result<R
 
     let names: Vec<String> = (1..=cfg.nodes).map(|i| format!("n{i}")).collect();
     let net = Network::create(&names)?;
-    let mut cluster = DbCluster::start(cfg.db, net, &dir, faketime.as_ref())?;
+    let disk_mb = cfg.nemeses.contains(&NemesisKind::DiskFull).then_some(crate::disk::DISK_MB);
+    let mut cluster = DbCluster::start(cfg.db, net, &dir, faketime.as_ref(), disk_mb)?;
     let mut log_files = cluster.log_files();
     cluster.wait_ready(Duration::from_secs(60)).await?;
+    if cfg.nemeses.contains(&NemesisKind::Failpoint) {
+        // Before any workload: a server without failpoints would make every fault fail.
+        crate::failpoint::probe(&cluster.api_url(&names[0])?).await?;
+    }
     if cfg.workload.is_control_plane() {
         cluster.start_agents(CONTROL_AGENTS)?;
         log_files.extend(cluster.agent_log_files());

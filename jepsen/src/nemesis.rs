@@ -398,7 +398,16 @@ impl Nemesis {
             Active::DiskFull(node) => {
                 cluster.drain_disk(node)?;
                 let restarted = restart_dead(&mut cluster)?;
-                format!("ballast removed from {node}; {}", restarted_detail(&restarted, node))
+                // A server that neither exits nor recovers on a full disk is a finding
+                // in itself: say whether it answers once the space is back.
+                let answers = match cluster.client(node, Duration::from_secs(2)) {
+                    Ok(client) => match client.get("jepsen-disk-probe", false).await {
+                        Ok(_) => "answers a linearizable read".to_string(),
+                        Err(e) => format!("no linearizable read ({})", e.message),
+                    },
+                    Err(e) => format!("no client ({e})"),
+                };
+                format!("ballast removed from {node}; {}; {node}: {answers}", restarted_detail(&restarted, node))
             }
         })
     }

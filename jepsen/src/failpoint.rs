@@ -150,6 +150,38 @@ mod tests {
         }
     }
 
+    /// A one-shot HTTP server answering every request with `status` and `body`.
+    async fn answering(status: &'static str, body: String) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_server_without_failpoints_is_refused_with_the_build_command() {
+        let url = answering("404 Not Found", String::new()).await;
+        let err = probe(&url).await.unwrap_err().to_string();
+        assert!(err.contains("--features berth-control/failpoints"), "{err}");
+        let all: String = POINTS.iter().map(|p| format!("{p}=off\n")).collect();
+        let url = answering("200 OK", all).await;
+        probe(&url).await.unwrap();
+        let url = answering("200 OK", "raft-log-before-fsync=off\n".into()).await;
+        let err = probe(&url).await.unwrap_err().to_string();
+        assert!(err.contains("raft-log-after-fsync"), "{err}");
+    }
+
     #[test]
     fn the_listing_parses() {
         let text = "raft-log-before-fsync=off\nlease-expiry=sleep(5)\n";

@@ -2,7 +2,8 @@
 //! mount of a fixed size, so filling one server's disk (a ballast file written until
 //! ENOSPC) leaves the others, the logs and the machine alone. Mounts are owned by
 //! [`Tmpfs`] values that unmount (lazily, so a process still inside cannot keep it) when
-//! dropped, after the servers are killed.
+//! dropped, after the servers are killed. Each mount's source names the harness's PID
+//! (`bjdisk<pid>`), so [`sweep_stale`] can unmount those of a harness that was killed.
 //!
 //! No device-mapper here (no dm-delay, dm-flakey): a slow disk is the store's
 //! `raft-log-before-fsync` failpoint with a `sleep` instead (see [`crate::failpoint`]).
@@ -19,6 +20,8 @@ pub const DISK_MB: u64 = 256;
 const MOUNT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The ballast's name inside a data directory (the server never touches it).
 const BALLAST: &str = "jepsen-ballast";
+/// Mount sources are this plus the harness's PID.
+const SOURCE_PREFIX: &str = "bjdisk";
 
 /// A tmpfs mounted at `path` for the life of the value.
 #[derive(Debug)]
@@ -33,7 +36,8 @@ impl Tmpfs {
         std::fs::create_dir_all(path)?;
         let options = format!("size={size_mb}m,mode=0700");
         let target = path.display().to_string();
-        crate::net::run("mount", &["-t", "tmpfs", "-o", &options, "tmpfs", &target], MOUNT_TIMEOUT)?;
+        let source = format!("{SOURCE_PREFIX}{}", std::process::id());
+        crate::net::run("mount", &["-t", "tmpfs", "-o", &options, &source, &target], MOUNT_TIMEOUT)?;
         Ok(Tmpfs { path: path.to_path_buf(), mounted: true })
     }
 
@@ -52,6 +56,30 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         self.unmount();
     }
+}
+
+/// Mount points of our tmpfs mounts in `/proc/mounts` text whose harness is not `alive`.
+fn stale_mounts(mounts: &str, alive: impl Fn(u32) -> bool) -> Vec<String> {
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (source, target, fstype) = (fields.next()?, fields.next()?, fields.next()?);
+            let pid: u32 = source.strip_prefix(SOURCE_PREFIX)?.parse().ok()?;
+            (fstype == "tmpfs" && !alive(pid)).then(|| target.to_string())
+        })
+        .collect()
+}
+
+/// Unmounts the data disks of harness processes that no longer run; returns what it did.
+pub fn sweep_stale() -> Vec<String> {
+    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else { return vec![] };
+    let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
+    stale_mounts(&mounts, alive)
+        .into_iter()
+        .filter(|target| crate::net::run("umount", &["-l", target.as_str()], MOUNT_TIMEOUT).is_ok())
+        .map(|target| format!("mount {target}"))
+        .collect()
 }
 
 /// Fills the file system holding `dir` with a ballast file until it is full; returns the
@@ -90,6 +118,16 @@ pub fn drain(dir: &Path) -> Result<(), HarnessError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_our_mounts_of_dead_harnesses_are_stale() {
+        let mounts = "tmpfs /tmp tmpfs rw 0 0\n\
+                      bjdisk12 /o/run-a/data/n1 tmpfs rw,size=262144k 0 0\n\
+                      bjdisk34 /o/run-b/data/n1 tmpfs rw,size=262144k 0 0\n\
+                      bjdisk56 /o/x ext4 rw 0 0\n\
+                      bjdiskzz /o/y tmpfs rw 0 0\n";
+        assert_eq!(stale_mounts(mounts, |pid| pid == 34), vec!["/o/run-a/data/n1"]);
+    }
 
     #[test]
     fn fill_stops_at_a_full_disk_and_drain_frees_it() {

@@ -87,7 +87,7 @@ pub fn validate(cfg: &TestConfig) -> Result<(), String> {
 pub async fn run_test(cfg: &TestConfig, shutdown: CancellationToken) -> Result<RunOutcome, HarnessError> {
     validate(cfg).map_err(HarnessError::Config)?;
     crate::net::require_root()?;
-    for leftover in crate::net::sweep_stale() {
+    for leftover in crate::net::sweep_stale().into_iter().chain(crate::disk::sweep_stale()) {
         tracing::warn!(%leftover, "removed a leftover of an earlier harness run");
     }
     let dir = cfg.store.join(format!("{}-{}-{}-{}", cfg.db, cfg.workload, nemesis::label(&cfg.nemeses), cfg.seed));

@@ -66,7 +66,7 @@ enum Command {
         /// berth or etcd.
         #[arg(long, default_value = "berth", value_parser = parse_db)]
         db: Db,
-        /// register, set, watch, durability; control plane: bind, deploy.
+        /// register, set, watch, durability; Kubernetes API: api-watch; control plane: bind, deploy.
         #[arg(long, default_value = "register")]
         workload: WorkloadKind,
         /// Comma-separated: kill, pause, partition, netem, member, clock, kill-all, kill-leader,

@@ -399,12 +399,16 @@ impl Nemesis {
                 cluster.drain_disk(node)?;
                 let restarted = restart_dead(&mut cluster)?;
                 // A server that neither exits nor recovers on a full disk is a finding
-                // in itself: say whether it answers once the space is back.
+                // in itself: say whether it answers once the space is back (a restarted
+                // one gets a few seconds to boot).
+                let until = tokio::time::Instant::now() + Duration::from_secs(5);
                 let answers = match cluster.client(node, Duration::from_secs(2)) {
-                    Ok(client) => match client.get("jepsen-disk-probe", false).await {
-                        Ok(_) => "answers a linearizable read".to_string(),
-                        Err(e) => format!("no linearizable read ({})", e.message),
-                    },
+                    Ok(client) => {
+                        match crate::workload::retry_until(until, || client.get("jepsen-disk-probe", false)).await {
+                            Ok(_) => "answers a linearizable read".to_string(),
+                            Err(e) => format!("no linearizable read ({})", e.message),
+                        }
+                    }
                     Err(e) => format!("no client ({e})"),
                 };
                 format!("ballast removed from {node}; {}; {node}: {answers}", restarted_detail(&restarted, node))

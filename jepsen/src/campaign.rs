@@ -71,8 +71,22 @@ pub fn full_matrix(dbs: &[Db]) -> Vec<Cell> {
             }
         }
         cells.push(Cell { db, workload: WorkloadKind::Durability, nemeses: vec![KillAll] });
+        if db == Db::Berth {
+            // Crashes before and after the log fsync, with every acknowledged write checked.
+            cells.push(Cell { db, workload: WorkloadKind::Durability, nemeses: vec![Failpoint] });
+        }
+        // The store's failpoints exist on Berth only; a full disk is a fair test of both.
+        for workload in [WorkloadKind::Register, WorkloadKind::Set] {
+            if db == Db::Berth {
+                cells.push(Cell { db, workload, nemeses: vec![Failpoint] });
+            }
+            cells.push(Cell { db, workload, nemeses: vec![DiskFull] });
+        }
         // The Kubernetes API exists on Berth only.
         if db == Db::Berth {
+            for nemeses in [vec![Kill], vec![Partition], vec![Pause], vec![Failpoint], vec![Kill, Partition, Pause]] {
+                cells.push(Cell { db, workload: WorkloadKind::ApiWatch, nemeses });
+            }
             for workload in [WorkloadKind::Bind, WorkloadKind::Deploy] {
                 for nemeses in control_plane_faults() {
                     cells.push(Cell { db, workload, nemeses });
@@ -200,6 +214,13 @@ mod tests {
         assert!(control.iter().all(|c| c.db == Db::Berth));
         // Agent faults only where there are agents.
         assert!(full.iter().all(|c| c.workload.is_control_plane() || !c.nemeses.iter().any(|k| k.needs_agents())));
+        // Failpoints on Berth only; disk-full on both.
+        let with = |k: NemesisKind| full.iter().filter(|c| c.nemeses.contains(&k)).map(|c| c.db).collect::<Vec<_>>();
+        assert_eq!(with(NemesisKind::Failpoint), vec![Db::Berth; 4]);
+        let api_watch: Vec<&Cell> = full.iter().filter(|c| c.workload == WorkloadKind::ApiWatch).collect();
+        assert_eq!(api_watch.len(), 5);
+        assert!(api_watch.iter().all(|c| c.db == Db::Berth));
+        assert_eq!(with(NemesisKind::DiskFull), vec![Db::Berth, Db::Berth, Db::Etcd, Db::Etcd]);
     }
 
     #[test]

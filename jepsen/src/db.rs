@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::Client;
 use crate::clock::Faketime;
+use crate::disk::Tmpfs;
 use crate::net::Network;
 use crate::procs::{member_args, server_program, Db, Member, MemberSettings};
 use crate::HarnessError;
@@ -38,6 +39,9 @@ pub struct DbCluster {
     pub nodes: Vec<DbNode>,
     /// Worker nodes of the control-plane workloads (none for the etcd-API workloads).
     pub agents: Vec<crate::agents::AgentNode>,
+    /// Each node's data disk when the run has small disks (`disk-full`); unmounted after
+    /// the processes are gone.
+    disks: Vec<Tmpfs>,
     pub net: Network,
     pub dir: PathBuf,
     program: PathBuf,
@@ -47,8 +51,15 @@ pub struct DbCluster {
 
 impl DbCluster {
     /// Lays out `net`'s nodes as a new cluster under `dir` and starts them all. With
-    /// `faketime`, every node runs under libfaketime so the clock nemesis can skew it.
-    pub fn start(db: Db, net: Network, dir: &Path, faketime: Option<&Faketime>) -> Result<DbCluster, HarnessError> {
+    /// `faketime`, every node runs under libfaketime so the clock nemesis can skew it; with
+    /// `disk_mb`, every node's data directory is a tmpfs of that size (the disk-full nemesis).
+    pub fn start(
+        db: Db,
+        net: Network,
+        dir: &Path,
+        faketime: Option<&Faketime>,
+        disk_mb: Option<u64>,
+    ) -> Result<DbCluster, HarnessError> {
         let program = server_program(db)?;
         std::fs::create_dir_all(dir.join("logs"))?;
         std::fs::create_dir_all(dir.join("data"))?;
@@ -57,6 +68,7 @@ impl DbCluster {
             db,
             nodes: vec![],
             agents: vec![],
+            disks: vec![],
             net,
             dir: dir.to_path_buf(),
             program,
@@ -65,6 +77,13 @@ impl DbCluster {
             election_ms: 1000,
         };
         let initial = cluster.initial_cluster(&names);
+        if let Some(mb) = disk_mb {
+            for name in &names {
+                // Pushed one by one: a failed mount still unmounts the earlier ones on drop.
+                let disk = Tmpfs::mount(&dir.join("data").join(name), mb)?;
+                cluster.disks.push(disk);
+            }
+        }
         for name in &names {
             let mut member = cluster.member_for(name, &initial, false)?;
             let clock_file = match faketime {
@@ -258,8 +277,16 @@ impl DbCluster {
         node.removed = true;
         node.paused = false;
         let data = node.member.data_dir.clone();
+        // Its contents, not the directory: with small disks it is a mount point.
         if data.exists() {
-            std::fs::remove_dir_all(&data)?;
+            for entry in std::fs::read_dir(&data)? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    std::fs::remove_dir_all(&path)?;
+                } else {
+                    std::fs::remove_file(&path)?;
+                }
+            }
         }
         Ok(())
     }
@@ -308,6 +335,23 @@ impl DbCluster {
         Ok(done)
     }
 
+    /// Fills `name`'s data disk (needs small disks); returns the ballast's size in bytes.
+    pub fn fill_disk(&self, name: &str) -> Result<u64, HarnessError> {
+        crate::disk::fill(&self.disk_of(name)?.path)
+    }
+
+    /// Removes the ballast from `name`'s data disk.
+    pub fn drain_disk(&self, name: &str) -> Result<(), HarnessError> {
+        crate::disk::drain(&self.disk_of(name)?.path)
+    }
+
+    fn disk_of(&self, name: &str) -> Result<&Tmpfs, HarnessError> {
+        let data = self.dir.join("data").join(name);
+        self.disks.iter().find(|d| d.path == data).ok_or_else(|| {
+            HarnessError::Config(format!("{name} has no disk of its own (the run was started without small disks)"))
+        })
+    }
+
     /// Stops every process (by PID) and removes the network. Idempotent.
     pub fn teardown(&mut self) {
         for agent in &mut self.agents {
@@ -321,6 +365,9 @@ impl DbCluster {
                 node.member.signal(libc::SIGCONT);
             }
             node.member.kill();
+        }
+        for disk in &mut self.disks {
+            disk.unmount();
         }
         self.net.destroy();
     }

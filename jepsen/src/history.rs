@@ -161,6 +161,28 @@ pub enum Call {
         orphan_pods: u32,
     },
 
+    // ---- api-watch: ConfigMaps through the Kubernetes API ----
+    /// A writer's create, update (unconditional replace) or delete of ConfigMap `name`;
+    /// `resource_version` of the write as returned (on `ok`; deletes return the object's
+    /// last one, so none is recorded).
+    ConfigMapWrite {
+        name: String,
+        action: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resource_version: Option<u64>,
+    },
+    /// A watcher listed every ConfigMap (at its start and after `410 Gone`): (name,
+    /// resourceVersion) of each, as of the list's `resource_version`.
+    ConfigMapList { items: Vec<(String, u64)>, resource_version: u64 },
+    /// A watcher opened a Kubernetes watch from `resource_version` (an `ok` record; the
+    /// session's events follow with the same process until its `api-watch-end`).
+    ApiWatch { resource_version: u64 },
+    /// One watch event as received: `event` is ADDED, MODIFIED, DELETED or BOOKMARK
+    /// (a bookmark has no name).
+    ApiWatchEvent { event: String, name: String, resource_version: u64 },
+    /// The session ended (`info` for a break or an ERROR event, `ok` for a deliberate end).
+    ApiWatchEnd { resource_version: u64 },
+
     // ---- nemesis ----
     /// A fault starts (invoke) and is in place (ok / fail if it could not be applied).
     Fault { name: String, detail: String },
@@ -192,6 +214,11 @@ impl Call {
             Call::FinalState { .. } => "final-state",
             Call::DeploymentWrite { .. } => "deployment-write",
             Call::Converge { .. } => "converge",
+            Call::ConfigMapWrite { .. } => "config-map-write",
+            Call::ConfigMapList { .. } => "config-map-list",
+            Call::ApiWatch { .. } => "api-watch",
+            Call::ApiWatchEvent { .. } => "api-watch-event",
+            Call::ApiWatchEnd { .. } => "api-watch-end",
             Call::Fault { .. } => "fault",
             Call::Heal { .. } => "heal",
         }

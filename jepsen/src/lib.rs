@@ -12,6 +12,8 @@ pub mod client;
 pub mod clock;
 pub mod control_bench;
 pub mod db;
+pub mod disk;
+pub mod failpoint;
 pub mod history;
 pub mod kube_api;
 pub mod nemesis;

@@ -17,6 +17,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::DbCluster;
+use crate::failpoint;
 use crate::history::{Call, OpType, NEMESIS};
 use crate::net::LinkFault;
 use crate::partition::{self, PartitionKind};
@@ -51,11 +52,17 @@ pub enum NemesisKind {
     PartitionAgentServer,
     /// SIGKILL the server one agent was started against.
     KillAgentServer,
+    /// Enable one of the store's failpoints on one server (a crash or a stall at that
+    /// point); at heal remove it everywhere and restart the server if it crashed.
+    Failpoint,
+    /// Fill one server's data disk (its own tmpfs); at heal free it and restart the server
+    /// if it died.
+    DiskFull,
 }
 
 impl NemesisKind {
     /// Every kind with its name, for parsing and printing.
-    const NAMES: [(NemesisKind, &'static str); 13] = [
+    const NAMES: [(NemesisKind, &'static str); 15] = [
         (NemesisKind::Kill, "kill"),
         (NemesisKind::Pause, "pause"),
         (NemesisKind::Partition, "partition"),
@@ -69,6 +76,8 @@ impl NemesisKind {
         (NemesisKind::PartitionAgent, "partition-agent"),
         (NemesisKind::PartitionAgentServer, "partition-agent-server"),
         (NemesisKind::KillAgentServer, "kill-agent-server"),
+        (NemesisKind::Failpoint, "failpoint"),
+        (NemesisKind::DiskFull, "disk-full"),
     ];
 
     /// Whether the fault needs agents (control-plane workloads only).
@@ -129,6 +138,13 @@ enum Active {
     Skewed(Vec<String>),
     AgentKilled(String),
     AgentPaused(String),
+    /// A failpoint enabled on a node.
+    Failpoint {
+        node: String,
+        point: &'static str,
+    },
+    /// A node's data disk filled.
+    DiskFull(String),
 }
 
 #[derive(Debug, Clone)]
@@ -272,6 +288,30 @@ impl Nemesis {
                 let applied = cluster.remove_member(&target).await;
                 (applied.map(|_| Some(Active::Removed(target.clone()))), format!("removed {target}"))
             }
+            NemesisKind::Failpoint => {
+                let Some(node) = cluster.live_names().choose(&mut self.rng).cloned() else {
+                    return (Ok(None), "no live server".into());
+                };
+                let setting = failpoint::plan(&mut self.rng);
+                let detail = format!("{node}: {}={}", setting.point, setting.action);
+                let applied = match cluster.api_url(&node) {
+                    Ok(url) => failpoint::enable(&url, &setting).await,
+                    Err(e) => Err(e),
+                };
+                (applied.map(|_| Some(Active::Failpoint { node, point: setting.point })), detail)
+            }
+            NemesisKind::DiskFull => {
+                let Some(node) = cluster.live_names().choose(&mut self.rng).cloned() else {
+                    return (Ok(None), "no live server".into());
+                };
+                match cluster.fill_disk(&node) {
+                    Ok(bytes) => {
+                        let detail = format!("{node}: {} MiB ballast, disk full", bytes >> 20);
+                        (Ok(Some(Active::DiskFull(node))), detail)
+                    }
+                    Err(e) => (Err(e), node),
+                }
+            }
             NemesisKind::Clock => {
                 let (targets, _) = self.targets(&mut cluster).await;
                 let mut details = vec![];
@@ -337,6 +377,42 @@ impl Nemesis {
                 cluster.heal_agent(agent)?;
                 format!("resumed {agent}")
             }
+            Active::Failpoint { node, point } => {
+                // Everywhere, not only on `node`: cheap, and nothing is left on by mistake.
+                let mut errors = vec![];
+                for name in cluster.live_names() {
+                    let removed = match cluster.api_url(&name) {
+                        Ok(url) => failpoint::remove(&url, point).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = removed {
+                        errors.push(e.to_string());
+                    }
+                }
+                let restarted = restart_dead(&mut cluster)?;
+                if !errors.is_empty() {
+                    return Err(HarnessError::Rpc(format!("removing {point}: {}", errors.join("; "))));
+                }
+                format!("{point} removed (was on {node}); {}", restarted_detail(&restarted, node))
+            }
+            Active::DiskFull(node) => {
+                cluster.drain_disk(node)?;
+                let restarted = restart_dead(&mut cluster)?;
+                // A server that neither exits nor recovers on a full disk is a finding
+                // in itself: say whether it answers once the space is back (a restarted
+                // one gets a few seconds to boot).
+                let until = tokio::time::Instant::now() + Duration::from_secs(5);
+                let answers = match cluster.client(node, Duration::from_secs(2)) {
+                    Ok(client) => {
+                        match crate::workload::retry_until(until, || client.get("jepsen-disk-probe", false)).await {
+                            Ok(_) => "answers a linearizable read".to_string(),
+                            Err(e) => format!("no linearizable read ({})", e.message),
+                        }
+                    }
+                    Err(e) => format!("no client ({e})"),
+                };
+                format!("ballast removed from {node}; {}; {node}: {answers}", restarted_detail(&restarted, node))
+            }
         })
     }
 
@@ -377,6 +453,31 @@ impl Nemesis {
         let (kind, error) =
             if errors.is_empty() { (OpType::Ok, None) } else { (OpType::Fail, Some(errors.join("; "))) };
         self.record(kind, Call::Heal { name: "all".into(), detail }, error);
+    }
+}
+
+/// Restarts every member that is down (not removed), saying how each had ended: a crash at
+/// a failpoint (SIGABRT) and a server giving up on a full disk look different here.
+fn restart_dead(cluster: &mut DbCluster) -> Result<Vec<String>, HarnessError> {
+    let mut restarted = vec![];
+    for i in 0..cluster.nodes.len() {
+        let node = &mut cluster.nodes[i];
+        if node.removed || node.member.is_running() {
+            continue;
+        }
+        let status = node.member.exit_status().map_or("unknown".to_string(), |s| s.to_string());
+        let name = node.name.clone();
+        cluster.restart(&name)?;
+        restarted.push(format!("{name} ({status})"));
+    }
+    Ok(restarted)
+}
+
+fn restarted_detail(restarted: &[String], target: &str) -> String {
+    if restarted.is_empty() {
+        format!("{target} had not exited")
+    } else {
+        format!("restarted {}", restarted.join(", "))
     }
 }
 

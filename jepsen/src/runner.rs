@@ -62,14 +62,20 @@ pub fn validate(cfg: &TestConfig) -> Result<(), String> {
     if cfg.concurrency == 0 {
         return Err("--concurrency must be at least 1".into());
     }
-    if cfg.workload == WorkloadKind::Watch && cfg.concurrency < 2 {
-        return Err("--concurrency must be at least 2 for the watch workload (writers and watchers)".into());
+    if matches!(cfg.workload, WorkloadKind::Watch | WorkloadKind::ApiWatch) && cfg.concurrency < 2 {
+        return Err(format!(
+            "--concurrency must be at least 2 for the {} workload (writers and watchers)",
+            cfg.workload
+        ));
     }
-    if cfg.workload.is_control_plane() && cfg.db != Db::Berth {
-        return Err(format!("--workload {}: a control-plane workload needs --db berth", cfg.workload));
+    if cfg.workload.needs_kube_api() && cfg.db != Db::Berth {
+        return Err(format!("--workload {}: a Kubernetes-API workload needs --db berth", cfg.workload));
     }
     if let Some(k) = cfg.nemeses.iter().find(|k| k.needs_agents() && !cfg.workload.is_control_plane()) {
         return Err(format!("--nemesis {k} needs agents: use it with --workload bind or deploy"));
+    }
+    if cfg.nemeses.contains(&NemesisKind::Failpoint) && cfg.db != Db::Berth {
+        return Err("--nemesis failpoint: failpoints are Berth's (use --db berth)".into());
     }
     if cfg.rate < 0.0 || !cfg.rate.is_finite() {
         return Err(format!("--rate {}: must be a non-negative number", cfg.rate));
@@ -84,7 +90,7 @@ pub fn validate(cfg: &TestConfig) -> Result<(), String> {
 pub async fn run_test(cfg: &TestConfig, shutdown: CancellationToken) -> Result<RunOutcome, HarnessError> {
     validate(cfg).map_err(HarnessError::Config)?;
     crate::net::require_root()?;
-    for leftover in crate::net::sweep_stale() {
+    for leftover in crate::net::sweep_stale().into_iter().chain(crate::disk::sweep_stale()) {
         tracing::warn!(%leftover, "removed a leftover of an earlier harness run");
     }
     let dir = cfg.store.join(format!("{}-{}-{}-{}", cfg.db, cfg.workload, nemesis::label(&cfg.nemeses), cfg.seed));
@@ -108,9 +114,14 @@ pub async fn run_test(cfg: &TestConfig, shutdown: CancellationToken) -> Result<R
 
     let names: Vec<String> = (1..=cfg.nodes).map(|i| format!("n{i}")).collect();
     let net = Network::create(&names)?;
-    let mut cluster = DbCluster::start(cfg.db, net, &dir, faketime.as_ref())?;
+    let disk_mb = cfg.nemeses.contains(&NemesisKind::DiskFull).then_some(crate::disk::DISK_MB);
+    let mut cluster = DbCluster::start(cfg.db, net, &dir, faketime.as_ref(), disk_mb)?;
     let mut log_files = cluster.log_files();
     cluster.wait_ready(Duration::from_secs(60)).await?;
+    if cfg.nemeses.contains(&NemesisKind::Failpoint) {
+        // Before any workload: a server without failpoints would make every fault fail.
+        crate::failpoint::probe(&cluster.api_url(&names[0])?).await?;
+    }
     if cfg.workload.is_control_plane() {
         cluster.start_agents(CONTROL_AGENTS)?;
         log_files.extend(cluster.agent_log_files());
@@ -135,6 +146,10 @@ pub async fn run_test(cfg: &TestConfig, shutdown: CancellationToken) -> Result<R
         op_timeout: cfg.op_timeout,
         stop: stop_clients.clone(),
     });
+    if cfg.workload == WorkloadKind::ApiWatch {
+        // The namespace; no agents to wait for.
+        workload::pods::prepare(&ctx, 0, Duration::from_secs(60)).await?;
+    }
     let pod_recorder = if cfg.workload.is_control_plane() {
         workload::pods::prepare(&ctx, CONTROL_AGENTS, Duration::from_secs(60)).await?;
         Some(workload::pods::spawn_recorder(ctx.clone()))
@@ -149,9 +164,12 @@ pub async fn run_test(cfg: &TestConfig, shutdown: CancellationToken) -> Result<R
         WorkloadKind::Watch => workload::watch::spawn_writers(&ctx),
         WorkloadKind::Bind => workload::bind::spawn(&ctx),
         WorkloadKind::Deploy => workload::deploy::spawn(&ctx),
+        WorkloadKind::ApiWatch => workload::api_watch::spawn_writers(&ctx),
     };
     let watchers =
         (cfg.workload == WorkloadKind::Watch).then(|| workload::watch::spawn_watchers(&ctx, stop_watchers.clone()));
+    let api_watchers = (cfg.workload == WorkloadKind::ApiWatch)
+        .then(|| workload::api_watch::spawn_watchers(&ctx, stop_watchers.clone()));
 
     let cluster = Arc::new(Mutex::new(cluster));
     let stop_nemesis = CancellationToken::new();
@@ -179,7 +197,7 @@ pub async fn run_test(cfg: &TestConfig, shutdown: CancellationToken) -> Result<R
         if let Err(e) = cluster.wait_ready(cfg.recovery).await {
             notes.push(format!("the cluster did not recover within {}s after healing: {e}", cfg.recovery.as_secs()));
         }
-        final_phase(cfg, &ctx, &mut cluster, watchers, &stop_watchers, healed_at).await;
+        final_phase(cfg, &ctx, &mut cluster, (watchers, api_watchers), &stop_watchers, healed_at).await;
     } else {
         stop_watchers.cancel();
         notes.push("interrupted (Ctrl-C): final reads skipped, verdict is about a partial history".into());
@@ -215,7 +233,7 @@ async fn final_phase(
     cfg: &TestConfig,
     ctx: &WorkloadCtx,
     cluster: &mut DbCluster,
-    watchers: Option<workload::watch::Watchers>,
+    (watchers, api_watchers): (Option<workload::watch::Watchers>, Option<workload::api_watch::Watchers>),
     stop_watchers: &CancellationToken,
     healed_at: std::time::Instant,
 ) {
@@ -228,6 +246,20 @@ async fn final_phase(
         WorkloadKind::Register => {}
         WorkloadKind::Set => workload::set::final_reads(ctx, cfg.recovery).await,
         WorkloadKind::Durability => workload::durability::final_phase(ctx, cluster, cfg.recovery).await,
+        WorkloadKind::ApiWatch => {
+            let last = workload::api_watch::record_final_history(ctx, cfg.recovery).await.unwrap_or(0);
+            if let Some(watchers) = api_watchers {
+                // Let every watcher catch up to the last change (bounded); a bookmark counts.
+                let deadline = tokio::time::Instant::now() + cfg.recovery;
+                while tokio::time::Instant::now() < deadline && !watchers.caught_up(last) {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                stop_watchers.cancel();
+                for h in watchers.handles {
+                    let _ = tokio::time::timeout(cfg.op_timeout * 2, h).await;
+                }
+            }
+        }
         WorkloadKind::Watch => {
             let last = workload::watch::record_final_history(ctx, cfg.recovery).await.unwrap_or(0);
             if let Some(watchers) = watchers {

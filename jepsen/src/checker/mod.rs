@@ -49,6 +49,7 @@ pub struct CheckResult {
     pub stats: std::collections::BTreeMap<String, u64>,
 }
 
+pub mod api_watch;
 pub mod bind;
 pub mod deploy;
 pub mod durability;

@@ -8,6 +8,7 @@
 //! a time, records invoke → ok/fail/info, and after an `info` continues as a fresh process
 //! (process + concurrency), so every process stays sequential.
 
+pub mod api_watch;
 pub mod bind;
 pub mod deploy;
 pub mod durability;
@@ -39,12 +40,19 @@ pub enum WorkloadKind {
     Bind,
     /// Control plane: Deployments created, scaled, updated, deleted; convergence checked.
     Deploy,
+    /// Kubernetes list+watch of ConfigMaps (Berth only, no agents).
+    ApiWatch,
 }
 
 impl WorkloadKind {
     /// Whether the workload drives the Kubernetes API (and needs agents).
     pub fn is_control_plane(self) -> bool {
         matches!(self, WorkloadKind::Bind | WorkloadKind::Deploy)
+    }
+
+    /// Whether the workload needs Berth's Kubernetes API (agents or not).
+    pub fn needs_kube_api(self) -> bool {
+        self.is_control_plane() || self == WorkloadKind::ApiWatch
     }
 }
 
@@ -58,9 +66,10 @@ impl FromStr for WorkloadKind {
             "durability" => WorkloadKind::Durability,
             "bind" => WorkloadKind::Bind,
             "deploy" => WorkloadKind::Deploy,
+            "api-watch" => WorkloadKind::ApiWatch,
             other => {
                 return Err(format!(
-                    "unknown workload {other:?} (expected register, set, watch, durability, bind or deploy)"
+                    "unknown workload {other:?} (expected register, set, watch, durability, bind, deploy or api-watch)"
                 ))
             }
         })
@@ -76,6 +85,7 @@ impl std::fmt::Display for WorkloadKind {
             WorkloadKind::Durability => "durability",
             WorkloadKind::Bind => "bind",
             WorkloadKind::Deploy => "deploy",
+            WorkloadKind::ApiWatch => "api-watch",
         })
     }
 }
@@ -296,7 +306,11 @@ pub fn check_history(history: &History, linear_budget: Duration) -> Vec<CheckRes
     } else if has("add") || has("read-all") {
         results.push(crate::checker::set::check(history));
     }
-    if has("watch") || has("put") || has("final-history") {
+    // The api-watch workload's reference is a final-history record too; the etcd watch
+    // checker is not about it.
+    if has("api-watch") || has("config-map-write") {
+        results.push(crate::checker::api_watch::check(history));
+    } else if has("watch") || has("put") || has("final-history") {
         results.push(crate::checker::watch::check(history));
     }
     if has("pod-seen") || has("pod-list") || has("final-state") {

@@ -296,14 +296,20 @@ pub fn diff_states(
 /// Rebuilds the full event history under the prefix from ranges at every revision and
 /// records it as `final-history`. Returns the last revision that carries an event.
 pub async fn record_final_history(ctx: &WorkloadCtx, patience: Duration) -> Result<i64, CallError> {
+    record_final_history_of(ctx, PREFIX, patience).await
+}
+
+/// [`record_final_history`] of any key prefix (the api-watch workload's is the store's
+/// ConfigMap keys).
+pub async fn record_final_history_of(ctx: &WorkloadCtx, prefix: &str, patience: Duration) -> Result<i64, CallError> {
     let client = ctx.client_for(0);
     let deadline = tokio::time::Instant::now() + patience;
-    let (_, revision) = retry_until(deadline, || client.get_prefix(PREFIX, 0, false)).await?;
+    let (_, revision) = retry_until(deadline, || client.get_prefix(prefix, 0, false)).await?;
     let states: Vec<Result<BTreeMap<String, KeyValue>, CallError>> = futures::stream::iter(1..=revision)
         .map(|rev| {
             let client = client.clone();
             async move {
-                let (kvs, _) = retry_until(deadline, || client.get_prefix(PREFIX, rev, true)).await?;
+                let (kvs, _) = retry_until(deadline, || client.get_prefix(prefix, rev, true)).await?;
                 Ok(kvs.into_iter().map(|kv| (text(&kv.key), kv)).collect())
             }
         })

@@ -1,7 +1,7 @@
 //! The store's failpoints (`berth_store::failpoints`) as a nemesis: which point and which
 //! action to enable (pure, seeded), and the `/debug/failpoints` calls that enable, remove
 //! and probe them on a server's Kubernetes API port (only a server built with
-//! `--features berth-control/failpoints` has that route; others answer 404).
+//! `--features berth-store/failpoints` has that route; others answer 404).
 //!
 //! Actions are the `fail` crate's: `return` and `N%return` crash the server at that point
 //! (it aborts, nothing flushed — a power cut at that instruction); `sleep(ms)` stalls it
@@ -27,7 +27,7 @@ pub const POINTS: &[&str] = &[
 ];
 
 /// What to tell a user whose server lacks failpoints.
-pub const BUILD_HINT: &str = "cargo build -p berth-control --features berth-control/failpoints";
+pub const BUILD_HINT: &str = "cargo build -p berth-control --features berth-store/failpoints";
 
 /// One failpoint setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,7 +173,7 @@ mod tests {
     async fn a_server_without_failpoints_is_refused_with_the_build_command() {
         let url = answering("404 Not Found", String::new()).await;
         let err = probe(&url).await.unwrap_err().to_string();
-        assert!(err.contains("--features berth-control/failpoints"), "{err}");
+        assert!(err.contains("--features berth-store/failpoints"), "{err}");
         let all: String = POINTS.iter().map(|p| format!("{p}=off\n")).collect();
         let url = answering("200 OK", all).await;
         probe(&url).await.unwrap();

@@ -70,7 +70,7 @@ enum Command {
         #[arg(long, default_value = "register")]
         workload: WorkloadKind,
         /// Comma-separated: kill, pause, partition, netem, member, clock, kill-all, kill-leader,
-        /// disk-full, failpoint (a server built with --features berth-control/failpoints);
+        /// disk-full, failpoint (a server built with --features berth-store/failpoints);
         /// with bind/deploy also kill-agent, pause-agent, partition-agent, partition-agent-server,
         /// kill-agent-server; or none.
         #[arg(long, default_value = "kill,partition")]

@@ -36,6 +36,10 @@ pub enum ServerError {
     Bind { url: String, message: String },
     #[error(transparent)]
     Store(#[from] berth_store::StoreError),
+    /// The store's storage failed (a full or failing disk): the server exits so that its
+    /// supervisor restarts it, as etcd does.
+    #[error("the store member stopped: {0}; exiting so that a restart can recover it")]
+    StorageFailed(String),
 }
 
 /// Everything a server needs to start.
@@ -183,9 +187,14 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         servers.push(tokio::spawn(berth_store::server::serve_client(store.clone(), listener, shutdown.clone())));
     }
     let stopped = store.shutdown_token();
+    let mut failed = None;
     tokio::select! {
         _ = shutdown.cancelled() => {}
         _ = stopped.cancelled() => tracing::warn!("the store member stopped"),
+        reason = storage_failure(&store) => {
+            tracing::error!(%reason, "the store's storage failed; exiting so that a restart can recover");
+            failed = Some(reason);
+        }
     }
     shutdown.cancel();
     let _ = identity_task.await;
@@ -194,7 +203,27 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     for s in servers {
         let _ = s.await;
     }
-    Ok(())
+    match failed {
+        Some(reason) => Err(ServerError::StorageFailed(reason)),
+        None => Ok(()),
+    }
+}
+
+/// Resolves when the member's Raft core has stopped for a reason a restart can get past
+/// (ENOSPC, an I/O error; the Jepsen `disk-full` nemesis found a server that kept running
+/// and answering 503 after its disk had room again). Corruption keeps the server up,
+/// refusing to serve and saying why on `/health`, since a restart cannot repair it.
+async fn storage_failure(store: &Store) -> String {
+    let mut metrics = store.raft().metrics();
+    loop {
+        if let Some(reason) = store.stopped_reason().filter(|r| !berth_store::error::is_corruption(r)) {
+            return reason;
+        }
+        if metrics.changed().await.is_err() {
+            // The core is gone without a reason: nothing more to wait for.
+            return std::future::pending().await;
+        }
+    }
 }
 
 /// `--restore-snapshot`: seeds a fresh data dir from a backup before the member starts. On a

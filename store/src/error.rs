@@ -180,6 +180,13 @@ impl From<StoreError> for Status {
     }
 }
 
+/// Whether a stopped member's reason (`StoreNode::stopped_reason`) is corruption of its
+/// local data — which a restart cannot repair, so the member stays up and says so — rather
+/// than a failing disk or a full one, which a restart can get past.
+pub fn is_corruption(reason: &str) -> bool {
+    reason.contains("local data is corrupt")
+}
+
 impl From<Status> for StoreError {
     fn from(status: Status) -> StoreError {
         match status.code() {
@@ -209,6 +216,10 @@ mod tests {
             let status: Status = err.clone().into();
             assert_eq!(StoreError::from(status), err);
         }
+        assert!(is_corruption(&StoreError::corrupt("log entry 7", "checksum mismatch").to_string()));
+        assert!(!is_corruption(
+            &StoreError::Io { context: "writing".into(), message: "No space left on device".into() }.to_string()
+        ));
         let status: Status = StoreError::Compacted { compact_revision: 7 }.into();
         assert_eq!(status.code(), Code::OutOfRange);
         assert_eq!(status.message(), "etcdserver: mvcc: required revision has been compacted");

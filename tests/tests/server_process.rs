@@ -149,3 +149,63 @@ async fn corrupt_local_data_is_refused_not_served() {
     let log = m.log_text();
     assert!(log.contains("corrupt"), "the error says what is wrong: {log}");
 }
+
+/// Unmounts (lazily) a tmpfs the test mounted, also when it fails.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A full disk stops the member's store; the server then exits with status 1, as etcd does,
+/// so that its supervisor restarts it — and once there is room again the restarted server
+/// serves every acknowledged write. (The Jepsen `disk-full` nemesis found servers that kept
+/// running and answering 503 after their disk had room again, until someone restarted them.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_makes_the_server_exit_and_a_restart_recovers() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=128m", "tmpfs"]).arg(&disk).status().unwrap();
+    assert!(mounted.success(), "mounting a tmpfs");
+    let _unmount = Mounted(disk.clone());
+    let mut m = Member::berth("solo", dir.path(), &[]).unwrap();
+    let data_dir = disk.join("solo");
+    let at = m.args.iter().position(|a| a == "--data-dir").unwrap() + 1;
+    m.args[at] = data_dir.display().to_string();
+    m.data_dir = data_dir;
+    m.start().unwrap();
+    let ctl = Etcdctl::new(vec![m.client_url.clone()]);
+    eventually(Duration::from_secs(20), "serves", || ctl.output(&["put", "k0", "v"]).status.success().then_some(()));
+    for i in 0..50 {
+        ctl.ok(&["put", &format!("k{i}"), &format!("v{i}")]);
+    }
+    // Fill the disk.
+    let ballast = disk.join("ballast");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&ballast).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        while f.write_all(&chunk).is_ok() {}
+    }
+    // Writes now fail; the server must exit rather than linger.
+    let status = eventually(Duration::from_secs(30), "the server exits on the full disk", || {
+        let _ = ctl.output(&["put", "more", &"x".repeat(4096)]);
+        m.exit_status()
+    });
+    assert_eq!(status.code(), Some(1), "log: {}", m.log_tail(4000));
+    std::fs::remove_file(&ballast).unwrap();
+    m.kill();
+    m.start().unwrap();
+    eventually(Duration::from_secs(30), "serves again", || ctl.output(&["get", "k0"]).status.success().then_some(()));
+    for i in 0..50 {
+        assert_eq!(ctl.ok(&["get", &format!("k{i}"), "--print-value-only"]).trim(), format!("v{i}"));
+    }
+    m.stop(Duration::from_secs(10));
+}

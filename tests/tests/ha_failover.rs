@@ -122,9 +122,9 @@ fn agent_server(c: &CtlCluster, node: &str) -> usize {
     let log = std::fs::read_to_string(c.agent_log(node)).unwrap_or_default();
     let url = log
         .lines()
+        .rev()
         .filter(|l| l.contains("API server failover"))
-        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("to=")))
-        .last()
+        .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("to=")))
         .map(str::to_string);
     url.and_then(|u| c.api_urls().iter().position(|a| *a == u)).unwrap_or(0)
 }

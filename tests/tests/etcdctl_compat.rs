@@ -142,12 +142,17 @@ async fn members_list_add_learner_and_remove() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = berth_cluster(3, dir.path()).await;
     let ctl = Etcdctl::new(cluster.endpoints());
-    let list = ctl.json(&["member", "list"]);
-    let members = list["members"].as_array().unwrap();
-    assert_eq!(members.len(), 3);
-    assert!(members
-        .iter()
-        .all(|m| m["name"].as_str().is_some_and(|n| n.starts_with('n')) && m["clientURLs"].as_array().is_some()));
+    // A member publishes its name and client URLs just after it starts (as etcd's do), so
+    // right after the cluster is ready one of them may still be nameless: wait for all.
+    eventually(Duration::from_secs(15), "every member named with client URLs", || {
+        let list = ctl.json(&["member", "list"]);
+        let members = list["members"].as_array()?.clone();
+        (members.len() == 3
+            && members.iter().all(|m| {
+                m["name"].as_str().is_some_and(|n| n.starts_with('n')) && m["clientURLs"].as_array().is_some()
+            }))
+        .then_some(())
+    });
     let port = berth_jepsen::procs::free_port();
     let added = ctl.ok(&["member", "add", "extra", &format!("--peer-urls=http://127.0.0.1:{port}"), "--learner"]);
     assert!(added.contains("added to cluster"), "{added}");

@@ -249,31 +249,37 @@ async fn final_phase(
         WorkloadKind::ApiWatch => {
             let last = workload::api_watch::record_final_history(ctx, cfg.recovery).await.unwrap_or(0);
             if let Some(watchers) = api_watchers {
-                // Let every watcher catch up to the last change (bounded); a bookmark counts.
-                let deadline = tokio::time::Instant::now() + cfg.recovery;
-                while tokio::time::Instant::now() < deadline && !watchers.caught_up(last) {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                stop_watchers.cancel();
-                for h in watchers.handles {
-                    let _ = tokio::time::timeout(cfg.op_timeout * 2, h).await;
-                }
+                // A bookmark counts as catching up.
+                let caught_up = |w: &workload::api_watch::Watchers| w.caught_up(last);
+                drain_watchers(cfg, watchers, caught_up, |w| w.handles, stop_watchers).await;
             }
         }
         WorkloadKind::Watch => {
             let last = workload::watch::record_final_history(ctx, cfg.recovery).await.unwrap_or(0);
             if let Some(watchers) = watchers {
-                // Let every watcher catch up to the end of the history (bounded).
-                let deadline = tokio::time::Instant::now() + cfg.recovery;
-                while tokio::time::Instant::now() < deadline && !watchers.caught_up(last) {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                stop_watchers.cancel();
-                for h in watchers.handles {
-                    let _ = tokio::time::timeout(cfg.op_timeout * 2, h).await;
-                }
+                let caught_up = |w: &workload::watch::Watchers| w.caught_up(last);
+                drain_watchers(cfg, watchers, caught_up, |w| w.handles, stop_watchers).await;
             }
         }
+    }
+}
+
+/// Lets every watcher catch up to the end of the history (bounded by `--recovery`), then
+/// stops them and waits (bounded) for them to end.
+async fn drain_watchers<W>(
+    cfg: &TestConfig,
+    watchers: W,
+    caught_up: impl Fn(&W) -> bool,
+    handles: impl FnOnce(W) -> Vec<tokio::task::JoinHandle<()>>,
+    stop_watchers: &CancellationToken,
+) {
+    let deadline = tokio::time::Instant::now() + cfg.recovery;
+    while tokio::time::Instant::now() < deadline && !caught_up(&watchers) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop_watchers.cancel();
+    for h in handles(watchers) {
+        let _ = tokio::time::timeout(cfg.op_timeout * 2, h).await;
     }
 }
 

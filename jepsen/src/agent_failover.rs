@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::control_bench::{client, err, start_servers, until, wait_nodes_ready, BenchResult};
@@ -111,8 +112,17 @@ pub async fn agent_failover(dir: &Path, cfg: &AgentFailoverConfig) -> BenchResul
         cluster.members[victim].start()?;
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         cluster.members[victim].wait_ready(deadline, Duration::from_secs(60)).await?;
-        // Let the restarted server publish its identity again and the agent probe it healthy.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // The restarted server publishes its identity again before the next kill (so the
+        // agent keeps it in its list), as a renewal newer than its restart shows.
+        let restarted = Timestamp::try_from(SystemTime::now()).map_err(err)?;
+        let lease_name = format!("{}{}", berth_proto::identity::LEASE_PREFIX, cluster.members[victim].name);
+        let leases: kube::Api<Lease> = kube::Api::namespaced(observer.clone(), berth_proto::identity::IDENTITY_NAMESPACE);
+        until(Duration::from_secs(30), "the restarted server's identity renewed", || async {
+            let lease = leases.get_opt(&lease_name).await.ok().flatten()?;
+            let renewed = lease.spec?.renew_time?.0;
+            (renewed >= restarted).then_some(())
+        })
+        .await?;
     }
     Ok(report)
 }

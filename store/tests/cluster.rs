@@ -123,23 +123,33 @@ async fn a_lagging_member_catches_up_by_snapshot_after_log_purge() {
     assert_eq!(count, 300);
 }
 
+/// Cuts member `index` off from every other member.
+fn cut_off(c: &Cluster, index: usize) {
+    let id = c.node(index).id;
+    for (_, n) in c.running() {
+        if n.id != id {
+            c.faults.cut(id, n.id);
+        }
+    }
+}
+
+/// The leader the members other than `excluded` elect.
+async fn majority_leader(c: &Cluster, excluded: usize) -> usize {
+    let majority: Vec<usize> = c.running().map(|(i, _)| i).filter(|i| *i != excluded).collect();
+    eventually(Duration::from_secs(15), "majority leader", async || {
+        majority.iter().copied().find(|i| c.node(*i).is_leader())
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn isolated_leader_loses_writes_and_majority_moves_on() {
     init_tracing();
     let c = Cluster::start(3, |_| {}).await;
     let old = c.leader().await;
-    let old_id = c.node(old).id;
-    for (_, n) in c.running() {
-        if n.id != old_id {
-            c.faults.cut(old_id, n.id);
-        }
-    }
+    cut_off(&c, old);
     // The majority elects a new leader and accepts writes.
-    let majority: Vec<usize> = c.running().map(|(i, _)| i).filter(|i| *i != old).collect();
-    let new = eventually(Duration::from_secs(15), "majority leader", async || {
-        majority.iter().copied().find(|i| c.node(*i).is_leader())
-    })
-    .await;
+    let new = majority_leader(&c, old).await;
     c.node(new).put(put("side", "majority")).await.unwrap();
     // The isolated old leader cannot commit: its write fails (never acknowledged).
     let lost = c.node(old).put(put("side", "minority")).await;
@@ -168,12 +178,7 @@ async fn a_write_truncated_from_a_deposed_leaders_log_is_indeterminate() {
     init_tracing();
     let c = Cluster::start(3, |_| {}).await;
     let old = c.leader().await;
-    let old_id = c.node(old).id;
-    for (_, n) in c.running() {
-        if n.id != old_id {
-            c.faults.cut(old_id, n.id);
-        }
-    }
+    cut_off(&c, old);
     // A guarded create on the isolated leader: appended to its log, replicated nowhere.
     let isolated = c.node(old).clone();
     let write = tokio::spawn(async move {
@@ -187,11 +192,7 @@ async fn a_write_truncated_from_a_deposed_leaders_log_is_indeterminate() {
         let create = RequestOp { request: Some(request_op::Request::RequestPut(put("only-once", "v"))) };
         isolated.txn(TxnRequest { compare: vec![compare], success: vec![create], failure: vec![] }).await
     });
-    let majority: Vec<usize> = c.running().map(|(i, _)| i).filter(|i| *i != old).collect();
-    let new = eventually(Duration::from_secs(15), "majority leader", async || {
-        majority.iter().copied().find(|i| c.node(*i).is_leader())
-    })
-    .await;
+    let new = majority_leader(&c, old).await;
     // The new leader's first replication to the old one truncates the entry there.
     c.faults.heal();
     let answer = tokio::time::timeout(Duration::from_secs(15), write).await.expect("answered").unwrap();

@@ -116,7 +116,8 @@ pub async fn agent_failover(dir: &Path, cfg: &AgentFailoverConfig) -> BenchResul
         // agent keeps it in its list), as a renewal newer than its restart shows.
         let restarted = Timestamp::try_from(SystemTime::now()).map_err(err)?;
         let lease_name = format!("{}{}", berth_proto::identity::LEASE_PREFIX, cluster.members[victim].name);
-        let leases: kube::Api<Lease> = kube::Api::namespaced(observer.clone(), berth_proto::identity::IDENTITY_NAMESPACE);
+        let leases: kube::Api<Lease> =
+            kube::Api::namespaced(observer.clone(), berth_proto::identity::IDENTITY_NAMESPACE);
         until(Duration::from_secs(30), "the restarted server's identity renewed", || async {
             let lease = leases.get_opt(&lease_name).await.ok().flatten()?;
             let renewed = lease.spec?.renew_time?.0;

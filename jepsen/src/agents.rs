@@ -1,6 +1,10 @@
-//! The worker nodes of the control-plane workloads: one `berth-agent --runtime fake` per
-//! node, each a real process in its own network namespace on the harness bridge (as the
-//! servers are), so the nemesis can kill, pause and partition an agent like a server.
+//! The worker nodes of the control-plane workloads: one `berth-agent` per node (`--runtime
+//! fake`, or `--runtime process` when the workload's pods must really run), each a real
+//! process in its own network namespace on the harness bridge (as the servers are), so the
+//! nemesis can kill, pause and partition an agent like a server. A process-runtime pod's
+//! processes live in their agent's namespace and outlive the agent (as containers outlive a
+//! kubelet); the network's teardown kills whatever is left in the namespace, and
+//! [`remove_pod_cgroups`] removes the cgroups the agents made for them.
 //!
 //! This module owns the agents' command lines (which servers an agent is told about, its
 //! capacity) and their life cycle on a [`DbCluster`]: start, kill, restart, pause, resume.
@@ -42,8 +46,9 @@ pub fn server_flag(api_urls: &[String], first: usize) -> (String, Vec<usize>) {
 
 impl DbCluster {
     /// Adds `count` agents `a1…aN` to the network and starts them against the servers'
-    /// Kubernetes API (agent i starts at server i mod n).
-    pub fn start_agents(&mut self, count: usize) -> Result<(), HarnessError> {
+    /// Kubernetes API (agent i starts at server i mod n), with `runtime` (`fake` or
+    /// `process`).
+    pub fn start_agents(&mut self, count: usize, runtime: &str) -> Result<(), HarnessError> {
         let program = berth_agent_binary()?;
         let names = self.names();
         let api_urls: Vec<String> = names.iter().map(|n| self.api_url(n)).collect::<Result<_, _>>()?;
@@ -62,7 +67,7 @@ impl DbCluster {
                     "--node-name",
                     &name,
                     "--runtime",
-                    "fake",
+                    runtime,
                     "--node-ip",
                     &ip.to_string(),
                     "--listen-port",
@@ -140,6 +145,58 @@ impl DbCluster {
     pub fn agent_log_files(&self) -> Vec<String> {
         self.agents.iter().map(|a| format!("logs/{}.log", a.name)).collect()
     }
+}
+
+/// Removes the (v1 or v2) cgroups process-runtime agents made for pods `uids` — under
+/// `berth/` of this process's own cgroup, which the agents inherited — once their processes
+/// are gone. Retried for up to 2 s: a killed process leaves its cgroup only once it is reaped.
+pub fn remove_pod_cgroups(uids: &[String]) {
+    let bases = cgroup_bases();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    for base in &bases {
+        for uid in uids {
+            let pod = base.join(uid);
+            if !pod.is_dir() {
+                continue;
+            }
+            loop {
+                let children: Vec<PathBuf> = std::fs::read_dir(&pod)
+                    .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+                    .unwrap_or_default();
+                let removed =
+                    children.iter().all(|c| std::fs::remove_dir(c).is_ok()) && std::fs::remove_dir(&pod).is_ok();
+                if removed || std::time::Instant::now() >= until {
+                    if !removed {
+                        tracing::warn!(cgroup = %pod.display(), "could not remove a pod's cgroup");
+                    }
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Where the agents' `berth` cgroup directories are: v2's under the root, v1's under this
+/// process's cgroup of each controller the agent uses.
+fn cgroup_bases() -> Vec<PathBuf> {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        return vec![root.join("berth")];
+    }
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    ["memory", "cpu", "cpuacct"]
+        .iter()
+        .filter_map(|ctrl| {
+            let path = own.lines().find_map(|l| {
+                let mut parts = l.splitn(3, ':');
+                let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+                ctrls.split(',').any(|c| c == *ctrl).then(|| path.trim_start_matches('/').to_string())
+            })?;
+            Some(root.join(ctrl).join(path).join("berth"))
+        })
+        .filter(|b| b.is_dir())
+        .collect()
 }
 
 #[cfg(test)]

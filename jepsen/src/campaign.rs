@@ -3,6 +3,7 @@
 //! under kill and partition, and one control-plane cell: deploy — whose pods the bind
 //! checker also judges — under kill-leader and partition-agent; about two minutes);
 //! `full` is the documented campaign, with etcd as the control for the etcd-API workloads.
+//! Every control-plane cell is also judged by the fencing checker.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -87,7 +88,7 @@ pub fn full_matrix(dbs: &[Db]) -> Vec<Cell> {
             for nemeses in [vec![Kill], vec![Partition], vec![Pause], vec![Failpoint], vec![Kill, Partition, Pause]] {
                 cells.push(Cell { db, workload: WorkloadKind::ApiWatch, nemeses });
             }
-            for workload in [WorkloadKind::Bind, WorkloadKind::Deploy] {
+            for workload in [WorkloadKind::Bind, WorkloadKind::Deploy, WorkloadKind::StatefulSet] {
                 for nemeses in control_plane_faults() {
                     cells.push(Cell { db, workload, nemeses });
                 }
@@ -166,7 +167,11 @@ pub fn summary_table(outcomes: &[CellOutcome]) -> String {
         let anomalies = if o.anomaly_kinds.is_empty() { "-".to_string() } else { o.anomaly_kinds.join(", ") };
         let converged = match o.summary.as_ref().and_then(|s| s.convergence_ms) {
             Some(ms) => format!("{:.1} s", ms as f64 / 1000.0),
-            None if o.cell.workload == WorkloadKind::Deploy && o.summary.is_some() => "no".into(),
+            None if matches!(o.cell.workload, WorkloadKind::Deploy | WorkloadKind::StatefulSet)
+                && o.summary.is_some() =>
+            {
+                "no".into()
+            }
             None => "-".into(),
         };
         let _ = writeln!(
@@ -210,7 +215,7 @@ mod tests {
         assert_eq!(crate::nemesis::label(&control[0].nemeses), "kill-leader,partition-agent");
         let full = full_matrix(&[Db::Berth, Db::Etcd]);
         let control: Vec<&Cell> = full.iter().filter(|c| c.workload.is_control_plane()).collect();
-        assert_eq!(control.len(), 16);
+        assert_eq!(control.len(), 24);
         assert!(control.iter().all(|c| c.db == Db::Berth));
         // Agent faults only where there are agents.
         assert!(full.iter().all(|c| c.workload.is_control_plane() || !c.nemeses.iter().any(|k| k.needs_agents())));

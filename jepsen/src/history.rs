@@ -118,7 +118,7 @@ pub enum Call {
     /// A member failed to boot (`fail`) or booted (`ok`) after a restart.
     Boot { member: String },
 
-    // ---- control plane (bind, deploy): the Kubernetes API ----
+    // ---- control plane (bind, deploy, statefulset): the Kubernetes API ----
     /// Create a bare pod with resource requests (bind workload); `uid` on `ok`.
     CreatePod { name: String, cpu_milli: u64, memory_bytes: u64, uid: Option<String> },
     /// Delete a pod by name (bind workload).
@@ -183,6 +183,28 @@ pub enum Call {
     /// The session ended (`info` for a break or an ERROR event, `ok` for a deliberate end).
     ApiWatchEnd { resource_version: u64 },
 
+    // ---- fencing (every control-plane workload) ----
+    /// After healing: the leader epoch's history as the store keeps it (every claim: the
+    /// term and the revision that wrote it, oldest first) and every fenced write the
+    /// servers logged as committed (its term and revision). `complete` is false when the
+    /// store had compacted part of the epoch's history away.
+    FenceHistory { claims: Vec<TermAt>, writes: Vec<TermAt>, complete: bool },
+
+    // ---- statefulset: at most one running container per identity ----
+    /// Scale StatefulSet `name` to `replicas`.
+    StatefulSetScale { name: String, replicas: i32 },
+    /// After healing: waiting (bounded) until every StatefulSet runs exactly its `replicas`
+    /// Ready pods. `ok` with the seconds since the final heal; `state` is what was read last.
+    StatefulSetConverge {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seconds: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<String>,
+    },
+    /// After teardown: every container run the StatefulSets' pods wrote to the ledger (each
+    /// container appends a heartbeat line every 100 ms while it runs).
+    ContainerRuns { runs: Vec<ContainerRun> },
+
     // ---- nemesis ----
     /// A fault starts (invoke) and is in place (ok / fail if it could not be applied).
     Fault { name: String, detail: String },
@@ -219,10 +241,35 @@ impl Call {
             Call::ApiWatch { .. } => "api-watch",
             Call::ApiWatchEvent { .. } => "api-watch-event",
             Call::ApiWatchEnd { .. } => "api-watch-end",
+            Call::FenceHistory { .. } => "fence-history",
+            Call::StatefulSetScale { .. } => "statefulset-scale",
+            Call::StatefulSetConverge { .. } => "statefulset-converge",
+            Call::ContainerRuns { .. } => "container-runs",
             Call::Fault { .. } => "fault",
             Call::Heal { .. } => "heal",
         }
     }
+}
+
+/// A leader term and a store revision: a claim of the leader epoch or a fenced write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TermAt {
+    pub term: u64,
+    pub revision: i64,
+}
+
+/// One container run as its heartbeats show it: the pod (its StatefulSet identity), the pod
+/// uid, the node and the process id, and the wall-clock times (ns since the epoch) of its
+/// first and last heartbeat. The container certainly ran from `first_ns` to `last_ns`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRun {
+    pub pod: String,
+    pub uid: String,
+    pub node: String,
+    pub pid: u32,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub beats: u64,
 }
 
 /// What the harness saw of one pod.

@@ -418,6 +418,7 @@ impl Network {
             warn_on_error(run("ip", &["link", "del", "dev", &self.uplink], IP_TIMEOUT));
         }
         for node in &self.nodes {
+            kill_processes_in(&node.netns);
             delete_netns(&node.netns);
         }
         // Deleting the switch namespace takes the bridge and the nodes' veth peers with it, so
@@ -677,6 +678,24 @@ fn pid_alive(pid: u32) -> bool {
 
 fn link_exists(name: &str) -> bool {
     run("ip", &["link", "show", "dev", name], IP_TIMEOUT).is_ok()
+}
+
+/// SIGKILLs every process left in namespace `name` — ours by construction: only the
+/// harness's members and what they started (process-runtime containers, which outlive
+/// their agent) live in it.
+fn kill_processes_in(name: &str) {
+    if !Path::new(NETNS_DIR).join(name).exists() {
+        return;
+    }
+    match run("ip", &["netns", "pids", name], IP_TIMEOUT) {
+        Ok(out) => {
+            for pid in out.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                // SAFETY: kill(2) with a pid read just now; no memory is involved.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        Err(e) => tracing::warn!(netns = name, error = %e, "listing the namespace's processes"),
+    }
 }
 
 fn delete_netns(name: &str) {

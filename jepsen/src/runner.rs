@@ -72,7 +72,7 @@ pub fn validate(cfg: &TestConfig) -> Result<(), String> {
         return Err(format!("--workload {}: a Kubernetes-API workload needs --db berth", cfg.workload));
     }
     if let Some(k) = cfg.nemeses.iter().find(|k| k.needs_agents() && !cfg.workload.is_control_plane()) {
-        return Err(format!("--nemesis {k} needs agents: use it with --workload bind or deploy"));
+        return Err(format!("--nemesis {k} needs agents: use it with --workload bind, deploy or statefulset"));
     }
     if cfg.nemeses.contains(&NemesisKind::Failpoint) && cfg.db != Db::Berth {
         return Err("--nemesis failpoint: failpoints are Berth's (use --db berth)".into());
@@ -123,7 +123,7 @@ pub async fn run_test(cfg: &TestConfig, shutdown: CancellationToken) -> Result<R
         crate::failpoint::probe(&cluster.api_url(&names[0])?).await?;
     }
     if cfg.workload.is_control_plane() {
-        cluster.start_agents(CONTROL_AGENTS)?;
+        cluster.start_agents(CONTROL_AGENTS, cfg.workload.agent_runtime())?;
         log_files.extend(cluster.agent_log_files());
     }
     tracing::info!(dir = %dir.display(), "cluster ready; starting {} with nemesis {}", cfg.workload, nemesis::label(&cfg.nemeses));
@@ -152,6 +152,10 @@ pub async fn run_test(cfg: &TestConfig, shutdown: CancellationToken) -> Result<R
     }
     let pod_recorder = if cfg.workload.is_control_plane() {
         workload::pods::prepare(&ctx, CONTROL_AGENTS, Duration::from_secs(60)).await?;
+        if cfg.workload == WorkloadKind::StatefulSet {
+            let ledger = dir.join(workload::statefulset::LEDGER);
+            workload::statefulset::prepare(&ctx, &ledger, Duration::from_secs(60)).await?;
+        }
         Some(workload::pods::spawn_recorder(ctx.clone()))
     } else {
         None
@@ -165,6 +169,7 @@ pub async fn run_test(cfg: &TestConfig, shutdown: CancellationToken) -> Result<R
         WorkloadKind::Bind => workload::bind::spawn(&ctx),
         WorkloadKind::Deploy => workload::deploy::spawn(&ctx),
         WorkloadKind::ApiWatch => workload::api_watch::spawn_writers(&ctx),
+        WorkloadKind::StatefulSet => workload::statefulset::spawn(&ctx),
     };
     let watchers =
         (cfg.workload == WorkloadKind::Watch).then(|| workload::watch::spawn_watchers(&ctx, stop_watchers.clone()));
@@ -207,6 +212,11 @@ pub async fn run_test(cfg: &TestConfig, shutdown: CancellationToken) -> Result<R
     }
     cluster.teardown();
     drop(cluster);
+    if cfg.workload == WorkloadKind::StatefulSet {
+        // Every container is gone with the agents' namespaces: the ledger is complete.
+        let uids = workload::statefulset::record_runs(&ctx, &dir);
+        crate::agents::remove_pod_cgroups(&uids);
+    }
 
     let history = recorder.snapshot();
     history.save(&dir.join("history.jsonl"))?;
@@ -243,6 +253,10 @@ async fn final_phase(
             workload::deploy::converge(ctx, healed_at, cfg.recovery).await;
             workload::pods::final_state(ctx, cfg.recovery).await;
         }
+        WorkloadKind::StatefulSet => {
+            workload::statefulset::converge(ctx, healed_at, cfg.recovery).await;
+            workload::pods::final_state(ctx, cfg.recovery).await;
+        }
         WorkloadKind::Register => {}
         WorkloadKind::Set => workload::set::final_reads(ctx, cfg.recovery).await,
         WorkloadKind::Durability => workload::durability::final_phase(ctx, cluster, cfg.recovery).await,
@@ -261,6 +275,11 @@ async fn final_phase(
                 drain_watchers(cfg, watchers, caught_up, |w| w.handles, stop_watchers).await;
             }
         }
+    }
+    // Last, so the writes of the convergence phase are checked too.
+    if cfg.workload.is_control_plane() {
+        let server_logs: Vec<PathBuf> = cluster.nodes.iter().map(|n| n.member.log.clone()).collect();
+        workload::fencing::record(ctx, &server_logs, cfg.recovery).await;
     }
 }
 

@@ -25,6 +25,11 @@ use crate::resource::ApiError;
 pub const EPOCH_KEY: &str = "/berth/leader-epoch";
 /// The request header the leader tasks' API client sets to its term.
 pub const HEADER: &str = "x-berth-leader-term";
+/// The tracing target of the `fenced write committed term=… revision=…` debug line logged
+/// for every fenced write that commits: with the store's history of [`EPOCH_KEY`] it lets
+/// the Jepsen `fencing` checker verify that no write of a deposed term followed a newer
+/// claim (`--log-level info,berth_fence=debug`).
+pub const COMMIT_LOG_TARGET: &str = "berth_fence";
 
 tokio::task_local! {
     static FENCE: u64;

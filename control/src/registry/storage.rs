@@ -128,7 +128,11 @@ pub async fn guarded(store: &Store, guards: &[Guard], writes: Vec<Write>) -> Res
         }
         return Ok(None);
     }
-    Ok(Some(resp.header.map_or(0, |h| h.revision)))
+    let revision = resp.header.map_or(0, |h| h.revision);
+    if let Some(term) = term {
+        tracing::debug!(target: fence::COMMIT_LOG_TARGET, term, revision, "fenced write committed");
+    }
+    Ok(Some(revision))
 }
 
 /// Reads one key. `consistent`: a linearizable read (the default for GET); otherwise this

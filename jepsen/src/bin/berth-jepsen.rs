@@ -66,12 +66,12 @@ enum Command {
         /// berth or etcd.
         #[arg(long, default_value = "berth", value_parser = parse_db)]
         db: Db,
-        /// register, set, watch, durability; Kubernetes API: api-watch; control plane: bind, deploy.
+        /// register, set, watch, durability; Kubernetes API: api-watch; control plane: bind, deploy, statefulset.
         #[arg(long, default_value = "register")]
         workload: WorkloadKind,
         /// Comma-separated: kill, pause, partition, netem, member, clock, kill-all, kill-leader,
         /// disk-full, failpoint (a server built with --features berth-store/failpoints);
-        /// with bind/deploy also kill-agent, pause-agent, partition-agent, partition-agent-server,
+        /// with bind/deploy/statefulset also kill-agent, pause-agent, partition-agent, partition-agent-server,
         /// kill-agent-server; or none.
         #[arg(long, default_value = "kill,partition")]
         nemesis: String,

@@ -53,8 +53,10 @@ pub mod api_watch;
 pub mod bind;
 pub mod deploy;
 pub mod durability;
+pub mod fencing;
 pub mod linear;
 pub mod set;
+pub mod statefulset;
 pub mod watch;
 
 #[cfg(test)]

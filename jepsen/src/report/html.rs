@@ -106,7 +106,7 @@ fn header(out: &mut String, title: &str, p: &Page) {
     let nemeses = if i.nemeses.is_empty() { "none".to_string() } else { i.nemeses.join(", ") };
     let converged = match s.convergence_ms {
         Some(ms) => format!("; converged {:.1} s after the final heal", ms as f64 / 1000.0),
-        None if i.workload == "deploy" => "; did not converge".to_string(),
+        None if matches!(i.workload.as_str(), "deploy" | "statefulset") => "; did not converge".to_string(),
         None => String::new(),
     };
     let rows: [(&str, String); 9] = [

@@ -12,9 +12,11 @@ pub mod api_watch;
 pub mod bind;
 pub mod deploy;
 pub mod durability;
+pub mod fencing;
 pub mod pods;
 pub mod register;
 pub mod set;
+pub mod statefulset;
 pub mod watch;
 
 use std::str::FromStr;
@@ -42,12 +44,24 @@ pub enum WorkloadKind {
     Deploy,
     /// Kubernetes list+watch of ConfigMaps (Berth only, no agents).
     ApiWatch,
+    /// Control plane: StatefulSets of real processes scaled, their pods deleted; at most
+    /// one running container per identity checked.
+    StatefulSet,
 }
 
 impl WorkloadKind {
     /// Whether the workload drives the Kubernetes API (and needs agents).
     pub fn is_control_plane(self) -> bool {
-        matches!(self, WorkloadKind::Bind | WorkloadKind::Deploy)
+        matches!(self, WorkloadKind::Bind | WorkloadKind::Deploy | WorkloadKind::StatefulSet)
+    }
+
+    /// The agents' container runtime: real processes where the workload watches them run.
+    pub fn agent_runtime(self) -> &'static str {
+        if self == WorkloadKind::StatefulSet {
+            "process"
+        } else {
+            "fake"
+        }
     }
 
     /// Whether the workload needs Berth's Kubernetes API (agents or not).
@@ -67,9 +81,10 @@ impl FromStr for WorkloadKind {
             "bind" => WorkloadKind::Bind,
             "deploy" => WorkloadKind::Deploy,
             "api-watch" => WorkloadKind::ApiWatch,
+            "statefulset" => WorkloadKind::StatefulSet,
             other => {
                 return Err(format!(
-                    "unknown workload {other:?} (expected register, set, watch, durability, bind, deploy or api-watch)"
+                    "unknown workload {other:?} (expected register, set, watch, durability, bind, deploy, api-watch or statefulset)"
                 ))
             }
         })
@@ -86,6 +101,7 @@ impl std::fmt::Display for WorkloadKind {
             WorkloadKind::Bind => "bind",
             WorkloadKind::Deploy => "deploy",
             WorkloadKind::ApiWatch => "api-watch",
+            WorkloadKind::StatefulSet => "statefulset",
         })
     }
 }
@@ -318,6 +334,12 @@ pub fn check_history(history: &History, linear_budget: Duration) -> Vec<CheckRes
     }
     if has("deployment-write") || has("converge") {
         results.push(crate::checker::deploy::check(history));
+    }
+    if has("statefulset-scale") || has("statefulset-converge") || has("container-runs") {
+        results.push(crate::checker::statefulset::check(history));
+    }
+    if has("fence-history") {
+        results.push(crate::checker::fencing::check(history));
     }
     results
 }

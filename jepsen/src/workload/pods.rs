@@ -1,4 +1,4 @@
-//! What the control-plane workloads (bind, deploy) share: preparing the cluster (the
+//! What the control-plane workloads (bind, deploy, statefulset) share: preparing the cluster (the
 //! workload's namespace, every agent's node Ready), the pod recorder, and the final read of
 //! pods and nodes.
 //!

@@ -119,7 +119,7 @@ impl ProcessRuntime {
         let cgroups = Cgroups::detect();
         match &cgroups {
             Some(cg) => tracing::info!(version = ?cg.version, "containers run in their own cgroups"),
-            None => tracing::info!("cgroups unavailable (not root): resource limits are not enforced"),
+            None => tracing::info!("cgroups unavailable (not root, or no writable cgroup hierarchy under /sys/fs/cgroup): resource limits are not enforced"),
         }
         let rt = ProcessRuntime { data_dir, state: Arc::default(), wake, stop_on_exit, cgroups };
         rt.adopt_all();

@@ -1,4 +1,5 @@
-//! Generates Rust code for the etcd v3 API and Berth's internal Raft protocol.
+//! Generates Rust code for the etcd v3 API, Berth's internal Raft protocol and the CRI v1
+//! API (clients only: the agent calls containerd, nothing in Berth serves CRI).
 //! protoc comes vendored so a fresh machine needs nothing installed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -11,5 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={p}");
     }
     tonic_prost_build::configure().build_server(true).build_client(true).compile_protos(&protos, &["protos"])?;
+    let cri = ["protos/cri/v1/api.proto"];
+    println!("cargo:rerun-if-changed={}", cri[0]);
+    tonic_prost_build::configure().build_server(false).build_client(true).compile_protos(&cri, &["protos"])?;
     Ok(())
 }

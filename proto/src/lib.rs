@@ -3,6 +3,8 @@
 //! * [`mvccpb`] and [`etcdserverpb`]: the etcd v3 client API (same packages, services and
 //!   field numbers as etcd 3.5), served by every Berth server on its client port.
 //! * [`berthraftpb`]: the peer-port protocol between replicas of the store.
+//! * [`cri`]: the Container Runtime Interface v1 (`runtime.v1` RuntimeService and
+//!   ImageService, as containerd 1.6+ serves them), client side; the agent dials it.
 //! * [`model`]: Kubernetes resource-model helpers (quantities, QoS, ...) written once for all
 //!   crates; the most used names are re-exported here.
 //! * [`selectors`]: Kubernetes label and field selectors, shared by the API server and clients.
@@ -27,6 +29,10 @@ pub mod berthraftpb {
     tonic::include_proto!("berthraftpb");
 }
 
+/// CRI v1 (`runtime.v1`): schema in `protos/cri/v1/api.proto`.
+pub mod cri {
+    tonic::include_proto!("runtime.v1");
+}
 pub mod error;
 pub mod identity;
 pub mod keys;

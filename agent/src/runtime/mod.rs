@@ -5,6 +5,7 @@
 //! node worker re-syncs it.
 
 pub mod cgroups;
+pub mod cri;
 pub mod env;
 pub mod fake;
 pub mod mounts;

@@ -1,7 +1,8 @@
 //! The agent's own containerd, for real: started under a temporary data directory, it
 //! serves CRI v1 on its socket, and pulls an image through CRI `PullImage` from a real
 //! local registry (Debian's `docker-registry` on 127.0.0.1, images built offline by
-//! `scripts/build-images`). Needs root and containerd, runc, docker-registry, umoci and
+//! `scripts/build-images`), and runs a pod sandbox and a container through the CRI calls
+//! the agent makes. Needs root and containerd, runc, docker-registry, umoci and
 //! skopeo (`scripts/prereqs` installs them); skipped with the reason otherwise.
 
 use std::path::{Path, PathBuf};
@@ -9,7 +10,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use berth_agent::runtime::cri::{Containerd, ContainerdLayout, ContainerdSettings};
-use berth_proto::cri::{ImageSpec, ImageStatusRequest, PullImageRequest};
+use berth_proto::cri::{
+    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest, CreateContainerRequest,
+    ExecSyncRequest, ImageSpec, ImageStatusRequest, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
+    ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PullImageRequest,
+    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
+    StopPodSandboxRequest,
+};
 use berth_testkit::free_port;
 use berth_testkit::KillOnDrop;
 
@@ -72,47 +79,82 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// A local registry holding the images of `scripts/build-images` and the agent's own
+/// containerd, configured to pull from it over plain HTTP.
+struct Node {
+    dir: tempfile::TempDir,
+    registry: LocalRegistry,
+    containerd: Option<Containerd>,
+}
+
+impl Node {
+    async fn start() -> Option<Node> {
+        if let Some(why) = missing_prerequisite() {
+            eprintln!("skipping: {why}");
+            return None;
+        }
+        // Short path: containerd's socket must fit in a Unix socket address.
+        let dir = tempfile::Builder::new().prefix("bctr").tempdir_in("/tmp").unwrap();
+        let registry = LocalRegistry::start(dir.path());
+        let built = Command::new(workspace().join("scripts/build-images"))
+            .args(["--out", &dir.path().join("images").display().to_string(), "--push", &registry.address])
+            .output()
+            .unwrap();
+        assert!(built.status.success(), "build-images: {}", String::from_utf8_lossy(&built.stderr));
+
+        let layout = ContainerdLayout::under(&dir.path().join("agent"));
+        // The registry speaks plain HTTP: say so in containerd's hosts.toml for it.
+        let hosts = layout.registry_config_dir().join(&registry.address);
+        std::fs::create_dir_all(&hosts).unwrap();
+        std::fs::write(
+            hosts.join("hosts.toml"),
+            format!(
+                "server = \"http://{0}\"\n\n[host.\"http://{0}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+                registry.address
+            ),
+        )
+        .unwrap();
+        let sandbox_image = format!("{}/berth/pause:1", registry.address);
+        let settings = ContainerdSettings::for_this_process(&sandbox_image, Path::new("/usr/lib/cni"));
+        let containerd = Containerd::start(Path::new("containerd"), layout.clone(), &settings, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(layout.log_file()).unwrap_or_default()));
+        Some(Node { dir, registry, containerd: Some(containerd) })
+    }
+
+    fn containerd(&self) -> &Containerd {
+        self.containerd.as_ref().expect("containerd runs")
+    }
+
+    fn containerd_log(&self) -> String {
+        std::fs::read_to_string(self.containerd().layout.log_file()).unwrap_or_default()
+    }
+
+    fn image(&self, name: &str) -> String {
+        format!("{}/berth/{name}", self.registry.address)
+    }
+
+    /// Stops containerd and says whether anything is still mounted under the node's dir.
+    fn stop(mut self) -> Vec<String> {
+        let pid = self.containerd().pid();
+        self.containerd = None;
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "containerd {pid} still runs after drop");
+        let prefix = self.dir.path().display().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        mounts.lines().filter(|l| l.contains(&prefix)).map(str::to_string).collect()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn own_containerd_serves_cri_and_pulls_from_a_local_registry() {
-    if let Some(why) = missing_prerequisite() {
-        eprintln!("skipping: {why}");
-        return;
-    }
-    // Short path: containerd's socket must fit in a Unix socket address.
-    let dir = tempfile::Builder::new().prefix("bctr").tempdir_in("/tmp").unwrap();
-    let registry = LocalRegistry::start(dir.path());
-    let built = Command::new(workspace().join("scripts/build-images"))
-        .args(["--out", &dir.path().join("images").display().to_string(), "--push", &registry.address])
-        .output()
-        .unwrap();
-    assert!(built.status.success(), "build-images: {}", String::from_utf8_lossy(&built.stderr));
-
-    let layout = ContainerdLayout::under(&dir.path().join("agent"));
-    // The registry speaks plain HTTP: say so in containerd's hosts.toml for it.
-    let hosts = layout.registry_config_dir().join(&registry.address);
-    std::fs::create_dir_all(&hosts).unwrap();
-    std::fs::write(
-        hosts.join("hosts.toml"),
-        format!(
-            "server = \"http://{0}\"\n\n[host.\"http://{0}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
-            registry.address
-        ),
-    )
-    .unwrap();
-    let settings = ContainerdSettings {
-        sandbox_image: format!("{}/berth/pause:1", registry.address),
-        cni_bin_dir: PathBuf::from("/usr/lib/cni"),
-    };
-    let containerd = Containerd::start(Path::new("containerd"), layout.clone(), &settings, Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(layout.log_file()).unwrap_or_default()));
-
-    let version = containerd.client.version(Duration::from_secs(5)).await.unwrap();
+    let Some(node) = Node::start().await else { return };
+    let client = &node.containerd().client;
+    let version = client.version(Duration::from_secs(5)).await.unwrap();
     assert_eq!(version.runtime_name, "containerd");
     assert_eq!(version.runtime_api_version, "v1");
 
-    let reference = format!("{}/berth/busybox:1.35", registry.address);
-    let mut images = containerd.client.image.clone();
+    let reference = node.image("busybox:1.35");
+    let mut images = client.image.clone();
     let spec = ImageSpec { image: reference.clone(), ..Default::default() };
     let pulled = tokio::time::timeout(
         Duration::from_secs(60),
@@ -133,14 +175,105 @@ async fn own_containerd_serves_cri_and_pulls_from_a_local_registry() {
     assert!(image.size > 1_000_000, "size {}", image.size);
 
     // An image that does not exist: the registry's answer, as the runtime reports it.
-    let missing = ImageSpec { image: format!("{}/berth/nope:1", registry.address), ..Default::default() };
+    let missing = ImageSpec { image: node.image("nope:1"), ..Default::default() };
     let err = images
         .pull_image(PullImageRequest { image: Some(missing), auth: None, sandbox_config: None })
         .await
         .expect_err("pulling a missing image fails");
     assert!(err.message().contains("not found"), "{}", err.message());
+    assert_eq!(node.stop(), Vec::<String>::new(), "mounts left behind");
+}
 
-    let pid = containerd.pid();
-    drop(containerd);
-    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "containerd {pid} still runs after drop");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_and_a_container_run_exec_log_and_go_away() {
+    let Some(node) = Node::start().await else { return };
+    let client = &node.containerd().client;
+    let (mut runtime, mut images) = (client.runtime.clone(), client.image.clone());
+    let busybox = ImageSpec { image: node.image("busybox:1.35"), ..Default::default() };
+    images
+        .pull_image(PullImageRequest { image: Some(busybox.clone()), auth: None, sandbox_config: None })
+        .await
+        .unwrap();
+
+    let log_directory = node.dir.path().join("pod-logs");
+    std::fs::create_dir_all(&log_directory).unwrap();
+    let host_network = NamespaceOption { network: NamespaceMode::Node as i32, ..Default::default() };
+    let sandbox_config = PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: "p".into(),
+            uid: "uid-p".into(),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        // No hostname: a host-network sandbox shares the node's UTS namespace, and runc
+        // refuses to set a hostname there (the agent must leave it empty too).
+        log_directory: log_directory.display().to_string(),
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(host_network),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let sandbox = runtime
+        .run_pod_sandbox(RunPodSandboxRequest { config: Some(sandbox_config.clone()), runtime_handler: String::new() })
+        .await
+        .unwrap_or_else(|e| panic!("RunPodSandbox (pulls berth/pause:1): {e}\n{}", node.containerd_log()))
+        .into_inner()
+        .pod_sandbox_id;
+    let container = ContainerConfig {
+        metadata: Some(ContainerMetadata { name: "c".into(), attempt: 0 }),
+        image: Some(busybox),
+        command: vec!["sh".into(), "-c".into(), "echo hello from berth; exec sleep 3600".into()],
+        log_path: "c/0.log".into(),
+        ..Default::default()
+    };
+    let id = runtime
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(container),
+            sandbox_config: Some(sandbox_config),
+        })
+        .await
+        .expect("CreateContainer")
+        .into_inner()
+        .container_id;
+    runtime.start_container(StartContainerRequest { container_id: id.clone() }).await.expect("StartContainer");
+    let status = |runtime: &mut berth_proto::cri::runtime_service_client::RuntimeServiceClient<_>| {
+        let request = ContainerStatusRequest { container_id: id.clone(), verbose: false };
+        let mut runtime = runtime.clone();
+        async move { runtime.container_status(request).await.unwrap().into_inner().status.unwrap() }
+    };
+    assert_eq!(status(&mut runtime).await.state, ContainerState::ContainerRunning as i32);
+
+    let exec = runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["sh".into(), "-c".into(), "echo $((6*7))".into()],
+            timeout: 10,
+        })
+        .await
+        .expect("ExecSync")
+        .into_inner();
+    assert_eq!((exec.exit_code, String::from_utf8_lossy(&exec.stdout).as_ref()), (0, "42\n"));
+
+    // The CRI log format: `{RFC 3339 time} {stream} {F|P} {text}`.
+    let log_file = log_directory.join("c/0.log");
+    let log = berth_testkit::eventually(Duration::from_secs(10), "the container's first log line", async || {
+        std::fs::read_to_string(&log_file).ok().filter(|t| t.contains("hello from berth"))
+    })
+    .await;
+    let fields: Vec<&str> = log.lines().next().unwrap().splitn(4, ' ').collect();
+    assert_eq!(fields[1..], ["stdout", "F", "hello from berth"], "{log}");
+
+    runtime.stop_container(StopContainerRequest { container_id: id.clone(), timeout: 1 }).await.expect("StopContainer");
+    assert_eq!(status(&mut runtime).await.state, ContainerState::ContainerExited as i32);
+    runtime.remove_container(RemoveContainerRequest { container_id: id }).await.expect("RemoveContainer");
+    runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() }).await.expect("StopPodSandbox");
+    runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox }).await.expect("RemovePodSandbox");
+    let left = runtime.list_pod_sandbox(ListPodSandboxRequest { filter: None }).await.unwrap().into_inner().items;
+    assert!(left.is_empty(), "sandboxes left: {left:?}");
+    assert_eq!(node.stop(), Vec::<String>::new(), "mounts left behind");
 }

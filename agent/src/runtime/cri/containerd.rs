@@ -68,6 +68,35 @@ pub struct ContainerdSettings {
     pub sandbox_image: String,
     /// Where the CNI plugin binaries are (`/usr/lib/cni` on Debian).
     pub cni_bin_dir: PathBuf,
+    /// Keep containers' `oom_score_adj` at or above the agent's own: needed where the agent
+    /// lacks CAP_SYS_RESOURCE (inside a container), or runc fails to start every sandbox
+    /// ("can't get final child's PID from pipe") when it sets the pause process's -998.
+    pub restrict_oom_score_adj: bool,
+}
+
+/// CAP_SYS_RESOURCE's bit in a capability set.
+const CAP_SYS_RESOURCE: u32 = 24;
+
+/// Whether a `/proc/PID/status` text says the process holds CAP_SYS_RESOURCE (pure).
+pub fn has_sys_resource(status: &str) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps >> CAP_SYS_RESOURCE & 1 == 1)
+}
+
+impl ContainerdSettings {
+    /// The settings for this process: `oom_score_adj` restricted unless it holds
+    /// CAP_SYS_RESOURCE.
+    pub fn for_this_process(sandbox_image: &str, cni_bin_dir: &Path) -> ContainerdSettings {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        ContainerdSettings {
+            sandbox_image: sandbox_image.to_string(),
+            cni_bin_dir: cni_bin_dir.to_path_buf(),
+            restrict_oom_score_adj: !has_sys_resource(&status),
+        }
+    }
 }
 
 /// containerd's `config.toml` (version 2) for `layout` (pure). TOML strings are written
@@ -82,7 +111,7 @@ pub fn config_toml(layout: &ContainerdLayout, settings: &ContainerdSettings) -> 
          \n\
          [grpc]\n  address = {socket:?}\n\
          \n\
-         [{cri}]\n  sandbox_image = {sandbox:?}\n  stream_server_address = \"127.0.0.1\"\n  stream_server_port = \"0\"\n\
+         [{cri}]\n  sandbox_image = {sandbox:?}\n  restrict_oom_score_adj = {restrict_oom}\n  stream_server_address = \"127.0.0.1\"\n  stream_server_port = \"0\"\n\
          \n\
          [{cri}.containerd]\n  snapshotter = \"overlayfs\"\n  default_runtime_name = \"runc\"\n\
          \n\
@@ -98,6 +127,7 @@ pub fn config_toml(layout: &ContainerdLayout, settings: &ContainerdSettings) -> 
         cni_bin = settings.cni_bin_dir.display().to_string(),
         cni_conf = layout.cni_conf_dir.display().to_string(),
         registry = layout.registry_config_dir().display().to_string(),
+        restrict_oom = settings.restrict_oom_score_adj,
     )
 }
 
@@ -255,6 +285,7 @@ mod tests {
         let settings = ContainerdSettings {
             sandbox_image: "registry.k8s.io/pause:3.10".into(),
             cni_bin_dir: PathBuf::from("/usr/lib/cni"),
+            restrict_oom_score_adj: true,
         };
         let toml = config_toml(&layout, &settings);
         for line in [
@@ -263,6 +294,7 @@ mod tests {
             "state = \"/var/lib/berth-agent/containerd/state\"",
             "address = \"/var/lib/berth-agent/containerd/containerd.sock\"",
             "sandbox_image = \"registry.k8s.io/pause:3.10\"",
+            "restrict_oom_score_adj = true",
             "snapshotter = \"overlayfs\"",
             "bin_dir = \"/usr/lib/cni\"",
             "conf_dir = \"/var/lib/berth-agent/cni/net.d\"",
@@ -271,5 +303,12 @@ mod tests {
             assert!(toml.lines().any(|l| l.trim() == line), "missing {line:?} in\n{toml}");
         }
         assert_eq!(layout.endpoint(), "unix:///var/lib/berth-agent/containerd/containerd.sock");
+    }
+
+    #[test]
+    fn cap_sys_resource_is_read_from_the_effective_set() {
+        assert!(has_sys_resource("Name:\tx\nCapEff:\t000001ffffffffff\n"));
+        assert!(!has_sys_resource("CapPrm:\t000001ffffffffff\nCapEff:\t000001fffeffffff\n"));
+        assert!(!has_sys_resource("no capabilities here"));
     }
 }

@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use berth_agent::runtime::cri::{Containerd, ContainerdLayout, ContainerdSettings};
+use berth_agent::runtime::cri::cni::{write_conflist, PodNetwork};
+use berth_agent::runtime::cri::{Containerd, ContainerdLayout, ContainerdSettings, CriClient};
 use berth_proto::cri::{
     ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest, CreateContainerRequest,
     ExecSyncRequest, ImageSpec, ImageStatusRequest, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
-    ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PullImageRequest,
-    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
-    StopPodSandboxRequest,
+    ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
+    PodSandboxStatusRequest, PullImageRequest, RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
+    StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
 };
 use berth_testkit::free_port;
 use berth_testkit::KillOnDrop;
@@ -81,14 +82,31 @@ fn workspace() -> PathBuf {
 
 /// A local registry holding the images of `scripts/build-images` and the agent's own
 /// containerd, configured to pull from it over plain HTTP.
+/// With a pod network, its bridge is deleted when the node goes.
 struct Node {
-    dir: tempfile::TempDir,
-    registry: LocalRegistry,
     containerd: Option<Containerd>,
+    bridge: Option<String>,
+    registry: LocalRegistry,
+    dir: tempfile::TempDir,
 }
 
 impl Node {
     async fn start() -> Option<Node> {
+        Node::start_with(None).await
+    }
+
+    /// A node whose pods get addresses from a /24 of 172.31.0.0/16 on a bridge of its own.
+    async fn with_pod_network() -> Option<Node> {
+        let n = std::process::id();
+        let network = PodNetwork {
+            pod_cidr: format!("172.31.{}.0/24", n % 250),
+            bridge: format!("bt{}", n % 100_000),
+            ipam_dir: PathBuf::new(),
+        };
+        Node::start_with(Some(network)).await
+    }
+
+    async fn start_with(network: Option<PodNetwork>) -> Option<Node> {
         if let Some(why) = missing_prerequisite() {
             eprintln!("skipping: {why}");
             return None;
@@ -103,6 +121,14 @@ impl Node {
         assert!(built.status.success(), "build-images: {}", String::from_utf8_lossy(&built.stderr));
 
         let layout = ContainerdLayout::under(&dir.path().join("agent"));
+        let bridge = match network {
+            Some(network) => {
+                let network = PodNetwork { ipam_dir: dir.path().join("agent/cni/ipam"), ..network };
+                write_conflist(&layout.cni_conf_dir, &network).unwrap();
+                Some(network.bridge)
+            }
+            None => None,
+        };
         // The registry speaks plain HTTP: say so in containerd's hosts.toml for it.
         let hosts = layout.registry_config_dir().join(&registry.address);
         std::fs::create_dir_all(&hosts).unwrap();
@@ -119,7 +145,7 @@ impl Node {
         let containerd = Containerd::start(Path::new("containerd"), layout.clone(), &settings, Duration::from_secs(30))
             .await
             .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(layout.log_file()).unwrap_or_default()));
-        Some(Node { dir, registry, containerd: Some(containerd) })
+        Some(Node { containerd: Some(containerd), bridge, registry, dir })
     }
 
     fn containerd(&self) -> &Containerd {
@@ -137,12 +163,58 @@ impl Node {
     /// Stops containerd and says whether anything is still mounted under the node's dir.
     fn stop(mut self) -> Vec<String> {
         let pid = self.containerd().pid();
-        self.containerd = None;
+        self.remove_everything();
         assert!(!Path::new(&format!("/proc/{pid}")).exists(), "containerd {pid} still runs after drop");
         let prefix = self.dir.path().display().to_string();
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
         mounts.lines().filter(|l| l.contains(&prefix)).map(str::to_string).collect()
     }
+}
+
+impl Node {
+    /// Removes every sandbox (and so every container) containerd still has, then stops it:
+    /// also when a test fails half-way, so no pause process, network namespace or mount
+    /// outlives the test.
+    fn remove_everything(&mut self) {
+        let Some(containerd) = self.containerd.take() else { return };
+        let client = containerd.client.clone();
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                let _ = tokio::time::timeout(Duration::from_secs(30), remove_all_sandboxes(client)).await;
+            })
+        });
+        drop(containerd);
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.remove_everything();
+        if let Some(bridge) = self.bridge.take() {
+            let _ = Command::new("ip").args(["link", "del", "dev", &bridge]).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+async fn remove_all_sandboxes(client: CriClient) {
+    let mut runtime = client.runtime;
+    let Ok(list) = runtime.list_pod_sandbox(ListPodSandboxRequest { filter: None }).await else { return };
+    for sandbox in list.into_inner().items {
+        let _ = runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.id.clone() }).await;
+        let _ = runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox.id }).await;
+    }
+}
+
+/// `GET /` of an HTTP server, as text (std only: the point is the network, not a client).
+fn http_get(address: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let address = address.parse().map_err(|e| std::io::Error::other(format!("{address}: {e}")))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,5 +347,77 @@ async fn a_sandbox_and_a_container_run_exec_log_and_go_away() {
     runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox }).await.expect("RemovePodSandbox");
     let left = runtime.list_pod_sandbox(ListPodSandboxRequest { filter: None }).await.unwrap().into_inner().items;
     assert!(left.is_empty(), "sandboxes left: {left:?}");
+    assert_eq!(node.stop(), Vec::<String>::new(), "mounts left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_get_their_own_address_and_two_listen_on_the_same_port() {
+    let Some(node) = Node::with_pod_network().await else { return };
+    let client = node.containerd().client.clone();
+    let (mut runtime, mut images) = (client.runtime.clone(), client.image.clone());
+    let http = ImageSpec { image: node.image("http:v1"), ..Default::default() };
+    images.pull_image(PullImageRequest { image: Some(http.clone()), auth: None, sandbox_config: None }).await.unwrap();
+
+    let mut addresses = vec![];
+    for i in 0..2 {
+        let name = format!("web-{i}");
+        let log_directory = node.dir.path().join("pod-logs").join(&name);
+        std::fs::create_dir_all(&log_directory).unwrap();
+        let config = PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: name.clone(),
+                uid: format!("uid-{i}"),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            hostname: name.clone(),
+            log_directory: log_directory.display().to_string(),
+            linux: Some(LinuxPodSandboxConfig::default()),
+            ..Default::default()
+        };
+        let sandbox = runtime
+            .run_pod_sandbox(RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() })
+            .await
+            .unwrap_or_else(|e| panic!("RunPodSandbox {name}: {e}\n{}", node.containerd_log()))
+            .into_inner()
+            .pod_sandbox_id;
+        let status = runtime
+            .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: sandbox.clone(), verbose: false })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        let ip = status.network.expect("a pod-network sandbox has a network status").ip;
+        // The image's ENTRYPOINT runs: the container config has no command.
+        let container = ContainerConfig {
+            metadata: Some(ContainerMetadata { name: "http".into(), attempt: 0 }),
+            image: Some(http.clone()),
+            log_path: "http/0.log".into(),
+            ..Default::default()
+        };
+        let id = runtime
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: sandbox,
+                config: Some(container),
+                sandbox_config: Some(config),
+            })
+            .await
+            .expect("CreateContainer")
+            .into_inner()
+            .container_id;
+        runtime.start_container(StartContainerRequest { container_id: id }).await.expect("StartContainer");
+        addresses.push(ip);
+    }
+    let subnet_prefix = format!("172.31.{}.", std::process::id() % 250);
+    assert!(addresses.iter().all(|ip| ip.starts_with(&subnet_prefix)), "{addresses:?} not in {subnet_prefix}0/24");
+    assert_ne!(addresses[0], addresses[1], "two pods share an address");
+    for ip in &addresses {
+        let answer = berth_testkit::eventually(Duration::from_secs(10), "the pod's HTTP server", async || {
+            http_get(&format!("{ip}:8080")).ok().filter(|a| a.contains("berth http v1"))
+        })
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    }
     assert_eq!(node.stop(), Vec::<String>::new(), "mounts left behind");
 }

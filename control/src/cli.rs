@@ -97,6 +97,16 @@ pub struct ServerArgs {
     /// --initial-cluster. Ignored when the data dir already holds data.
     #[arg(long, value_name = "FILE")]
     pub restore_snapshot: Option<PathBuf>,
+    /// Give every Node a `spec.podCIDR` from --cluster-cidr (the agents build their pod
+    /// networks on it). `--allocate-node-cidrs=false` leaves podCIDRs to someone else.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub allocate_node_cidrs: bool,
+    /// The range node pod CIDRs come from.
+    #[arg(long, default_value = crate::tasks::node_ipam::DEFAULT_CLUSTER_CIDR, value_name = "CIDR")]
+    pub cluster_cidr: String,
+    /// The prefix length of each node's pod CIDR.
+    #[arg(long, default_value_t = crate::tasks::node_ipam::DEFAULT_NODE_PREFIX, value_name = "BITS")]
+    pub node_cidr_mask_size: u8,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, default_value = "info,openraft=warn")]
     pub log_level: String,
@@ -186,6 +196,13 @@ impl ServerArgs {
             hpa_sync_period: self.horizontal_pod_autoscaler_sync_period,
             hpa_tolerance: self.horizontal_pod_autoscaler_tolerance,
             hpa_downscale_stabilization: self.horizontal_pod_autoscaler_downscale_stabilization,
+            node_cidrs: match self.allocate_node_cidrs {
+                true => Some(
+                    crate::tasks::node_ipam::NodeCidrs::parse(&self.cluster_cidr, self.node_cidr_mask_size)
+                        .map_err(ServerError::Config)?,
+                ),
+                false => None,
+            },
             ..Default::default()
         };
         if self.metric_resolution.is_zero() || self.horizontal_pod_autoscaler_sync_period.is_zero() {

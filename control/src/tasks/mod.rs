@@ -8,6 +8,7 @@
 //! * [`statefulset`] — StatefulSet pods with stable identities, in order;
 //! * [`endpoints`] — Endpoints of Services with selectors;
 //! * [`node_lifecycle`] — unreachable nodes: conditions, taints, evictions;
+//! * [`node_ipam`] — every Node's `spec.podCIDR` from `--cluster-cidr`;
 //! * [`job`] — runs Jobs' pods to completion (and deletes Jobs past their TTL);
 //! * [`cronjob`] — starts CronJobs' Jobs on schedule;
 //! * [`quota`] — ResourceQuota `status.hard`/`status.used` (admission is in the registry);
@@ -36,6 +37,7 @@ pub mod job;
 pub mod kinds;
 pub mod leases;
 pub mod namespaces;
+pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod owner_index;
 pub mod ownership;
@@ -72,6 +74,9 @@ pub struct Settings {
     /// How often the system namespaces are re-created if something deleted them
     /// (kube-apiserver's system namespaces controller: every minute).
     pub system_namespaces_every: Duration,
+    /// Where Nodes' pod CIDRs come from (`--cluster-cidr`, `--node-cidr-mask-size`); None:
+    /// `--allocate-node-cidrs=false`.
+    pub node_cidrs: Option<node_ipam::NodeCidrs>,
 }
 
 impl Default for Settings {
@@ -84,6 +89,8 @@ impl Default for Settings {
             hpa_tolerance: 0.1,
             hpa_downscale_stabilization: Duration::from_secs(300),
             system_namespaces_every: Duration::from_secs(60),
+            node_cidrs: node_ipam::NodeCidrs::parse(node_ipam::DEFAULT_CLUSTER_CIDR, node_ipam::DEFAULT_NODE_PREFIX)
+                .ok(),
         }
     }
 }
@@ -100,6 +107,7 @@ pub fn all() -> Vec<(&'static str, TaskFn)> {
         ("statefulset-controller", Arc::new(|ctx, cancel| Box::pin(statefulset::run(ctx, cancel)))),
         ("endpoints-controller", Arc::new(|ctx, cancel| Box::pin(endpoints::run(ctx, cancel)))),
         ("node-lifecycle-controller", Arc::new(|ctx, cancel| Box::pin(node_lifecycle::run(ctx, cancel)))),
+        ("node-ipam-controller", Arc::new(|ctx, cancel| Box::pin(node_ipam::run(ctx, cancel)))),
         ("garbage-collector", Arc::new(|ctx, cancel| Box::pin(gc::run(ctx, cancel)))),
         ("job-controller", Arc::new(|ctx, cancel| Box::pin(job::run(ctx, cancel)))),
         ("cronjob-controller", Arc::new(|ctx, cancel| Box::pin(cronjob::run(ctx, cancel)))),

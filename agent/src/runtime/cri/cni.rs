@@ -9,9 +9,9 @@
 //! `portmap` for `hostPort`s. containerd adds the loopback interface itself. Routes between
 //! nodes and Services are the next layer's (issue 19); this one leaves them alone.
 
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use berth_proto::model::cidr::Ipv4Cidr;
 use serde_json::{json, Value};
 
 use crate::error::{AgentError, Result};
@@ -32,28 +32,14 @@ pub struct PodNetwork {
     pub ipam_dir: PathBuf,
 }
 
-/// Parses an IPv4 CIDR (`10.244.1.0/24`), naming what is wrong.
-pub fn parse_cidr(cidr: &str) -> std::result::Result<(Ipv4Addr, u8), String> {
-    let (addr, len) = cidr.split_once('/').ok_or_else(|| format!("{cidr:?} is not a CIDR (ADDRESS/PREFIX)"))?;
-    let addr: Ipv4Addr = addr.parse().map_err(|_| format!("{cidr:?}: {addr:?} is not an IPv4 address"))?;
-    let len: u8 =
-        len.parse().ok().filter(|l| *l <= 32).ok_or_else(|| format!("{cidr:?}: prefix {len:?} is not 0–32"))?;
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-    if u32::from(addr) & !mask != 0 {
-        return Err(format!(
-            "{cidr:?}: host bits are set (the network is {}/{len})",
-            Ipv4Addr::from(u32::from(addr) & mask)
-        ));
-    }
-    if len > 30 {
-        return Err(format!("{cidr:?}: a /{len} leaves no addresses for pods (use /30 or larger)"));
-    }
-    Ok((addr, len))
-}
-
 /// The CNI configuration list for `network` (pure). Errors name the bad field.
 pub fn conflist(network: &PodNetwork) -> Result<Value> {
-    parse_cidr(&network.pod_cidr).map_err(|message| AgentError::Config { flag: "spec.podCIDR", message })?;
+    let cidr: Ipv4Cidr =
+        network.pod_cidr.parse().map_err(|message| AgentError::Config { flag: "spec.podCIDR", message })?;
+    if cidr.prefix > 30 {
+        let message = format!("{cidr}: a /{} leaves no addresses for pods (use /30 or larger)", cidr.prefix);
+        return Err(AgentError::Config { flag: "spec.podCIDR", message });
+    }
     if network.bridge.is_empty() || network.bridge.len() > 15 || network.bridge.contains(['/', ' ']) {
         return Err(AgentError::Config {
             flag: "bridge name",

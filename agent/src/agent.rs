@@ -97,6 +97,8 @@ pub struct Agent {
     /// Where the kubelet endpoint listens.
     pub kubelet_addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
+    /// The agent's own containerd, stopped when the agent is dropped (after its tasks).
+    containerd: Option<crate::runtime::cri::Containerd>,
 }
 
 impl Agent {
@@ -109,10 +111,31 @@ impl Agent {
             listener.local_addr().map_err(|source| AgentError::Bind { port: config.listen_port, source })?.port();
         let names = vec![config.node_name.clone()];
         let (senders, receivers, wake) = channels(&names);
-        let runtime: Arc<dyn Runtime> = match config.runtime {
+        let mut containerd = None;
+        let runtime: Arc<dyn Runtime> = match &config.runtime {
             RuntimeKind::Fake => Arc::new(FakeRuntime::new(config.fake_start_delay, wake)),
             RuntimeKind::Process => {
                 Arc::new(ProcessRuntime::new(config.data_dir.clone(), wake, config.stop_containers_on_exit)?)
+            }
+            RuntimeKind::Containerd(options) => {
+                let (cri, own) = crate::runtime::cri::connect_or_start(options, &config.data_dir).await?;
+                if let Some(own) = &own {
+                    let network = crate::runtime::cri::cni::PodNetwork {
+                        pod_cidr: String::new(),
+                        bridge: options.pod_bridge.clone(),
+                        ipam_dir: config.data_dir.join("cni").join("ipam"),
+                    };
+                    crate::runtime::cri::cni::check_bridge_name(&network.bridge)?;
+                    tokio::spawn(crate::runtime::cri::cni::configure_when_assigned(
+                        client.clone(),
+                        config.node_name.clone(),
+                        own.layout.cni_conf_dir.clone(),
+                        network,
+                        cancel.clone(),
+                    ));
+                }
+                containerd = own;
+                Arc::new(crate::runtime::cri::CriRuntime::new(cri, config.data_dir.clone(), wake).await?)
             }
         };
         let host = HostInfo::read();
@@ -128,7 +151,7 @@ impl Agent {
         let api = ApiAccess::new(client, 16);
         let running = spawn_nodes(api, vec![identity], senders, receivers, runtime, listener, pressure, cancel)?;
         tracing::info!(node = %config.node_name, kubelet = %running.kubelet_addr, "agent running");
-        Ok(Agent { node_name: config.node_name, kubelet_addr: running.kubelet_addr, tasks: running.tasks })
+        Ok(Agent { node_name: config.node_name, kubelet_addr: running.kubelet_addr, tasks: running.tasks, containerd })
     }
 
     /// [`Agent::start`], then waits until `cancel` stops everything.
@@ -138,8 +161,12 @@ impl Agent {
     }
 
     /// Waits for every task to end (after the cancellation token passed to `start`).
-    pub async fn stopped(self) {
-        join_all(self.tasks).await
+    pub async fn stopped(mut self) {
+        join_all(std::mem::take(&mut self.tasks)).await;
+        if let Some(containerd) = self.containerd.take() {
+            // Dropping it waits for containerd to exit: not on a runtime thread.
+            let _ = tokio::task::spawn_blocking(move || drop(containerd)).await;
+        }
     }
 }
 

@@ -14,13 +14,15 @@ use berth_proto::kubeconfig::{ServersExtension, SERVERS_EXTENSION};
 use tokio_util::sync::CancellationToken;
 
 use crate::balancer::{keep_servers_current, Balancer};
-use crate::config::{self, AgentConfig, Capacity, Heartbeat, HollowConfig, NodeTemplate, RuntimeKind};
+use crate::config::{self, AgentConfig, Capacity, CriOptions, Heartbeat, HollowConfig, NodeTemplate, RuntimeKind};
 use crate::error::{AgentError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RuntimeArg {
     Process,
     Fake,
+    /// Containers from images through CRI (an existing containerd, or the agent's own).
+    Containerd,
 }
 
 /// The Berth node agent.
@@ -44,6 +46,20 @@ pub struct AgentArgs {
     /// Container runtime.
     #[arg(long, value_enum, default_value = "process")]
     pub runtime: RuntimeArg,
+    /// `--runtime containerd`: the CRI socket of an existing runtime
+    /// (unix:///run/containerd/containerd.sock); without it the agent starts its own
+    /// containerd under --data-dir.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub container_runtime_endpoint: Option<String>,
+    /// `--runtime containerd`: the pod sandbox image.
+    #[arg(long, default_value = config::DEFAULT_SANDBOX_IMAGE, value_name = "IMAGE")]
+    pub pod_infra_container_image: String,
+    /// `--runtime containerd`, own containerd: where the CNI plugin binaries are.
+    #[arg(long, default_value = config::DEFAULT_CNI_BIN_DIR, value_name = "DIR")]
+    pub cni_bin_dir: PathBuf,
+    /// `--runtime containerd`, own containerd: the Linux bridge of this node's pods.
+    #[arg(long, default_value = config::DEFAULT_POD_BRIDGE, value_name = "NAME")]
+    pub pod_bridge: String,
     /// Extra node labels: k=v,k2=v2.
     #[arg(long, value_parser = parse_labels, default_value = "")]
     pub labels: std::collections::BTreeMap<String, String>,
@@ -143,6 +159,18 @@ impl AgentArgs {
         if self.fake_start_delay.is_some() && self.runtime != RuntimeArg::Fake {
             return Err(AgentError::Config { flag: "--fake-start-delay", message: "needs --runtime fake".into() });
         }
+        if self.container_runtime_endpoint.is_some() && self.runtime != RuntimeArg::Containerd {
+            return Err(AgentError::Config {
+                flag: "--container-runtime-endpoint",
+                message: "needs --runtime containerd".into(),
+            });
+        }
+        if let Some(endpoint) = &self.container_runtime_endpoint {
+            crate::runtime::cri::socket_path(endpoint)?;
+        }
+        if self.runtime == RuntimeArg::Containerd {
+            crate::runtime::cri::cni::check_bridge_name(&self.pod_bridge)?;
+        }
         let base = if hollow { Capacity::default() } else { crate::host::capacity(Some(&self.data_dir)) };
         let capacity = match &self.capacity {
             Some(c) => config::parse_capacity("--capacity", &c.0, base)?,
@@ -171,6 +199,12 @@ impl AgentArgs {
                 runtime: match self.runtime {
                     RuntimeArg::Process => RuntimeKind::Process,
                     RuntimeArg::Fake => RuntimeKind::Fake,
+                    RuntimeArg::Containerd => RuntimeKind::Containerd(CriOptions {
+                        endpoint: self.container_runtime_endpoint,
+                        sandbox_image: self.pod_infra_container_image,
+                        cni_bin_dir: self.cni_bin_dir,
+                        pod_bridge: self.pod_bridge,
+                    }),
                 },
                 data_dir: self.data_dir,
                 listen_port: self.listen_port,

@@ -12,13 +12,46 @@ use k8s_openapi::api::core::v1::Taint;
 use crate::error::{AgentError, Result};
 
 /// Which runtime runs containers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuntimeKind {
     /// Containers are child processes.
     Process,
     /// Nothing runs; containers report Running after a short delay.
     Fake,
+    /// Containers from images through CRI, against containerd.
+    Containerd(CriOptions),
 }
+
+/// How the agent reaches (or runs) its CRI runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CriOptions {
+    /// An existing runtime's socket (`unix:///run/containerd/containerd.sock`); None: the
+    /// agent starts its own containerd under its data dir.
+    pub endpoint: Option<String>,
+    /// The pod sandbox image (kubelet's `--pod-infra-container-image`).
+    pub sandbox_image: String,
+    /// The CNI plugin binaries (own containerd only).
+    pub cni_bin_dir: PathBuf,
+    /// The pods' bridge on this node (own containerd only; at most 15 bytes).
+    pub pod_bridge: String,
+}
+
+impl Default for CriOptions {
+    fn default() -> CriOptions {
+        CriOptions {
+            endpoint: None,
+            sandbox_image: DEFAULT_SANDBOX_IMAGE.into(),
+            cni_bin_dir: PathBuf::from(DEFAULT_CNI_BIN_DIR),
+            pod_bridge: DEFAULT_POD_BRIDGE.into(),
+        }
+    }
+}
+
+/// kubelet's default sandbox image.
+pub const DEFAULT_SANDBOX_IMAGE: &str = "registry.k8s.io/pause:3.10";
+/// Where Debian's containernetworking-plugins are.
+pub const DEFAULT_CNI_BIN_DIR: &str = "/usr/lib/cni";
+pub const DEFAULT_POD_BRIDGE: &str = "berth0";
 
 /// Resources a node offers (`status.capacity`; allocatable is the same).
 #[derive(Debug, Clone, PartialEq, Eq)]

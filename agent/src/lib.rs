@@ -28,5 +28,5 @@ pub mod worker;
 mod agent;
 
 pub use agent::Agent;
-pub use config::{AgentConfig, Capacity, Heartbeat, HollowConfig, NodeTemplate, RuntimeKind};
+pub use config::{AgentConfig, Capacity, CriOptions, Heartbeat, HollowConfig, NodeTemplate, RuntimeKind};
 pub use error::{AgentError, Result};

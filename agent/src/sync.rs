@@ -62,8 +62,10 @@ pub struct Plan {
 #[derive(Debug, Clone)]
 pub struct Context {
     pub now: Timestamp,
-    /// The node's IP, reported as hostIP and podIP.
+    /// The node's IP, reported as hostIP.
     pub node_ip: String,
+    /// The pod's IP: the node's, its sandbox's, or None while its sandbox has none yet.
+    pub pod_ip: Option<String>,
 }
 
 /// How often a `CreateContainerConfigError` is retried.
@@ -471,8 +473,8 @@ pub fn status(pod: &Pod, observed: &[ContainerRecord], ctx: &Context) -> PodStat
     s.conditions = Some(conditions);
     s.host_ip = Some(ctx.node_ip.clone());
     s.host_ips = Some(vec![HostIP { ip: ctx.node_ip.clone() }]);
-    s.pod_ip = Some(ctx.node_ip.clone());
-    s.pod_ips = Some(vec![PodIP { ip: ctx.node_ip.clone() }]);
+    s.pod_ip = ctx.pod_ip.clone();
+    s.pod_ips = ctx.pod_ip.clone().map(|ip| vec![PodIP { ip }]);
     s.start_time = s.start_time.or(Some(Time(ctx.now)));
     s.container_statuses = Some(statuses);
     s.init_container_statuses = (!init_statuses.is_empty()).then_some(init_statuses);

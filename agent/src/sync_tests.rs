@@ -9,7 +9,7 @@ fn ts(secs: i64) -> Timestamp {
 }
 
 fn ctx(secs: i64) -> Context {
-    Context { now: ts(secs), node_ip: "10.0.0.7".into() }
+    Context { now: ts(secs), node_ip: "10.0.0.7".into(), pod_ip: Some("10.0.0.7".into()) }
 }
 
 fn pod(containers: &[&str], policy: &str) -> Pod {

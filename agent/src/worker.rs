@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::ApiAccess;
 use crate::prober;
-use crate::runtime::{self, mounts, ContainerRecord, Mount, RunState, Runtime};
+use crate::runtime::{self, mounts, ContainerRecord, Mount, PodAddress, RunState, Runtime};
 use crate::sync::{self, Action, Context};
 use crate::volumes;
 
@@ -340,7 +340,12 @@ impl Worker {
             }
             _ => entry.pod.clone(),
         };
-        let ctx = Context { now: runtime::now(), node_ip: self.node_ip.clone() };
+        let pod_ip = match self.runtime.pod_address(uid) {
+            PodAddress::Node => Some(self.node_ip.clone()),
+            PodAddress::Pending => None,
+            PodAddress::Own(ip) => Some(ip),
+        };
+        let ctx = Context { now: runtime::now(), node_ip: self.node_ip.clone(), pod_ip };
         let refresh_at = self.refresh_volumes(&pod).await;
         let mut plan = sync::plan(&pod, &self.observe(&pod), &ctx);
         let acted = plan.actions.iter().any(|a| !matches!(a, Action::ConfirmDeletion));

@@ -421,3 +421,134 @@ async fn pods_get_their_own_address_and_two_listen_on_the_same_port() {
     }
     assert_eq!(node.stop(), Vec::<String>::new(), "mounts left behind");
 }
+
+/// A real agent (`--runtime containerd`, its own containerd) against an in-process control
+/// plane: a pod from an image with no command is scheduled, gets an address from its node's
+/// podCIDR (assigned by the leader's node IPAM), runs, answers HTTP on its own IP; deleted,
+/// its sandbox goes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_runs_a_pod_from_an_image_on_its_own_address() {
+    use berth_agent::{Agent, AgentConfig, CriOptions, Heartbeat, NodeTemplate, RuntimeKind};
+    use berth_control::tasks::node_ipam::NodeCidrs;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, DeleteParams, PostParams};
+
+    if let Some(why) = missing_prerequisite() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let dir = tempfile::Builder::new().prefix("bctr").tempdir_in("/tmp").unwrap();
+    let registry = LocalRegistry::start(dir.path());
+    let built = Command::new(workspace().join("scripts/build-images"))
+        .args(["--out", &dir.path().join("images").display().to_string(), "--push", &registry.address])
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "build-images: {}", String::from_utf8_lossy(&built.stderr));
+    let n = std::process::id();
+    let subnet = format!("172.30.{}.", n % 250);
+    let settings = berth_control::tasks::Settings {
+        node_cidrs: Some(NodeCidrs::parse(&format!("{subnet}0/24"), 24).unwrap()),
+        ..Default::default()
+    };
+    let cluster = berth_control::testing::Cluster::start_with(1, settings).await;
+    let client = cluster.client();
+
+    let data_dir = dir.path().join("agent");
+    let hosts = ContainerdLayout::under(&data_dir).registry_config_dir().join(&registry.address);
+    std::fs::create_dir_all(&hosts).unwrap();
+    std::fs::write(
+        hosts.join("hosts.toml"),
+        format!(
+            "server = \"http://{0}\"\n\n[host.\"http://{0}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            registry.address
+        ),
+    )
+    .unwrap();
+    let bridge = format!("bb{}", n % 100_000);
+    let _bridge = BridgeGuard(bridge.clone());
+    let config = AgentConfig {
+        node_name: "ctr-node".into(),
+        template: NodeTemplate { heartbeat: Heartbeat::with_renew(Duration::from_secs(1)), ..Default::default() },
+        runtime: RuntimeKind::Containerd(CriOptions {
+            endpoint: None,
+            sandbox_image: format!("{}/berth/pause:1", registry.address),
+            cni_bin_dir: PathBuf::from("/usr/lib/cni"),
+            pod_bridge: bridge,
+        }),
+        data_dir: data_dir.clone(),
+        listen_port: 0,
+        fake_start_delay: None,
+        stop_containers_on_exit: false,
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let agent = Agent::start(client.clone(), config, cancel.clone()).await.expect("the agent starts its containerd");
+    // Removes every sandbox before the agent's containerd stops, also if the test fails.
+    let endpoint = ContainerdLayout::under(&data_dir).endpoint();
+    let _sandboxes = SandboxSweeper(endpoint.clone());
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let image = format!("{}/berth/http:v1", registry.address);
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "http", "image": image}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let ip = berth_testkit::eventually(Duration::from_secs(90), "web Running with its own IP", async || {
+        let p = pods.get("web").await.ok()?;
+        let status = p.status?;
+        (status.phase.as_deref() == Some("Running")).then_some(())?;
+        status.pod_ip.filter(|ip| ip.starts_with(&subnet))
+    })
+    .await;
+    let web = pods.get("web").await.unwrap();
+    let container = &web.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0];
+    assert!(container.container_id.as_deref().unwrap_or_default().starts_with("containerd://"), "{container:?}");
+    assert_eq!(web.status.as_ref().unwrap().host_ip.as_deref(), Some("127.0.0.1"));
+    let answer = berth_testkit::eventually(Duration::from_secs(10), "the pod's HTTP server", async || {
+        http_get(&format!("{ip}:8080")).ok().filter(|a| a.contains("berth http v1"))
+    })
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+
+    pods.delete("web", &DeleteParams::default()).await.unwrap();
+    berth_testkit::eventually(Duration::from_secs(30), "web deleted", async || {
+        pods.get_opt("web").await.ok().filter(Option::is_none)
+    })
+    .await;
+    let cri = berth_agent::runtime::cri::connect(&endpoint, Duration::from_secs(5)).await.unwrap();
+    berth_testkit::eventually(Duration::from_secs(30), "the sandbox removed", async || {
+        let mut runtime = cri.runtime.clone();
+        let items = runtime.list_pod_sandbox(ListPodSandboxRequest { filter: None }).await.ok()?.into_inner().items;
+        items.is_empty().then_some(())
+    })
+    .await;
+    drop(_sandboxes);
+    cancel.cancel();
+    agent.stopped().await;
+}
+
+/// Deletes a bridge when dropped.
+struct BridgeGuard(String);
+
+impl Drop for BridgeGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", "dev", &self.0]).stderr(Stdio::null()).status();
+    }
+}
+
+/// Removes every sandbox of the containerd at an endpoint when dropped.
+struct SandboxSweeper(String);
+
+impl Drop for SandboxSweeper {
+    fn drop(&mut self) {
+        let endpoint = self.0.clone();
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                if let Ok(client) = berth_agent::runtime::cri::connect(&endpoint, Duration::from_secs(2)).await {
+                    let _ = tokio::time::timeout(Duration::from_secs(30), remove_all_sandboxes(client)).await;
+                }
+            })
+        });
+    }
+}

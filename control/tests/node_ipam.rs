@@ -60,7 +60,9 @@ async fn nodes_get_distinct_pod_cidrs_and_a_deleted_nodes_cidr_is_reused() {
     eventually(WAIT, "a CIDRNotAvailable event for n5", || async {
         let list = events.list(&ListParams::default()).await.unwrap().items;
         list.iter()
-            .find(|e| e.reason.as_deref() == Some("CIDRNotAvailable") && e.involved_object.name.as_deref() == Some("n5"))
+            .find(|e| {
+                e.reason.as_deref() == Some("CIDRNotAvailable") && e.involved_object.name.as_deref() == Some("n5")
+            })
             .cloned()
     })
     .await;

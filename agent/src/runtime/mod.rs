@@ -124,6 +124,16 @@ pub enum LogSource {
     File { path: PathBuf, finished: Arc<AtomicBool> },
 }
 
+/// A pod's IP as its runtime knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodAddress {
+    /// The pod shares the node's network.
+    Node,
+    /// The pod gets its own address, not known yet (its sandbox is being created).
+    Pending,
+    Own(String),
+}
+
 /// Starts, stops and observes containers. Implementations are cheap to call from the
 /// node workers' loops: no method blocks.
 pub trait Runtime: Send + Sync + 'static {
@@ -155,6 +165,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// run real processes.
     fn pod_dir(&self, _pod_uid: &str) -> Option<PathBuf> {
         None
+    }
+
+    /// Which address the pod has: the node's (host processes, hollow pods, `hostNetwork`),
+    /// or its own sandbox's.
+    fn pod_address(&self, _pod_uid: &str) -> PodAddress {
+        PodAddress::Node
     }
 
     /// Resource usage of the running containers, by pod (empty: this runtime does not

@@ -32,6 +32,53 @@ pub struct PodNetwork {
     pub ipam_dir: PathBuf,
 }
 
+/// Whether `name` can be a Linux bridge's name (1–15 bytes, no '/' or whitespace).
+pub fn check_bridge_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\t', '\n']) {
+        return Err(AgentError::Config {
+            flag: "--pod-bridge",
+            message: format!("{name:?} is not a Linux interface name (1–15 bytes, no '/' or spaces)"),
+        });
+    }
+    Ok(())
+}
+
+/// Waits (until `cancel`) for the leader to assign this node's `spec.podCIDR`, then writes
+/// the pod network's conflist for the agent's own containerd, which loads it on its own.
+/// Until then sandboxes fail with the runtime's "cni plugin not initialized" and are
+/// retried by the pod workers.
+pub async fn configure_when_assigned(
+    client: kube::Client,
+    node: String,
+    conf_dir: PathBuf,
+    network: PodNetwork,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
+    let mut waiting_logged = false;
+    loop {
+        let assigned = match nodes.get_opt(&node).await {
+            Ok(Some(n)) => n.spec.and_then(|s| s.pod_cidr).filter(|c| !c.is_empty()),
+            _ => None,
+        };
+        if let Some(pod_cidr) = assigned {
+            match write_conflist(&conf_dir, &PodNetwork { pod_cidr: pod_cidr.clone(), ..network }) {
+                Ok(path) => tracing::info!(%pod_cidr, conflist = %path.display(), "pod network configured"),
+                Err(e) => tracing::error!(%pod_cidr, error = %e, "the node's podCIDR is unusable; pods cannot start"),
+            }
+            return;
+        }
+        if !waiting_logged {
+            tracing::info!(node = %node, "waiting for the node's podCIDR (the leader's node IPAM assigns it)");
+            waiting_logged = true;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
+}
+
 /// The CNI configuration list for `network` (pure). Errors name the bad field.
 pub fn conflist(network: &PodNetwork) -> Result<Value> {
     let cidr: Ipv4Cidr =
@@ -40,12 +87,7 @@ pub fn conflist(network: &PodNetwork) -> Result<Value> {
         let message = format!("{cidr}: a /{} leaves no addresses for pods (use /30 or larger)", cidr.prefix);
         return Err(AgentError::Config { flag: "spec.podCIDR", message });
     }
-    if network.bridge.is_empty() || network.bridge.len() > 15 || network.bridge.contains(['/', ' ']) {
-        return Err(AgentError::Config {
-            flag: "bridge name",
-            message: format!("{:?} is not a Linux interface name (1–15 bytes, no '/' or spaces)", network.bridge),
-        });
-    }
+    check_bridge_name(&network.bridge)?;
     Ok(json!({
         "cniVersion": CNI_VERSION,
         "name": "berth",
@@ -112,5 +154,6 @@ mod tests {
         assert!(err("10.244.1.0/31", "b").contains("no addresses"));
         assert!(err("fd00::/64", "b").contains("is not an IPv4 address"));
         assert!(err("10.244.1.0/24", "a-very-long-bridge").contains("not a Linux interface name"));
+        assert!(err("10.244.1.0/24", "").starts_with("--pod-bridge: "));
     }
 }

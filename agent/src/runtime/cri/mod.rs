@@ -8,12 +8,32 @@
 //!   directories under the agent's data dir), started and stopped by the agent when no
 //!   endpoint is given, as k3s does.
 //!
-//! The `Runtime` implementation on top of these (pods → sandboxes, containers, images,
-//! logs, probes, streaming) is issue 18's remaining work.
+//! * [`runtime`]: the agent's `Runtime` over CRI (pods → sandboxes, containers from
+//!   images); [`connect_or_start`] gives it its CRI client.
 
 pub mod client;
 pub mod cni;
 pub mod containerd;
+pub mod runtime;
 
 pub use client::{connect, socket_path, CriClient};
 pub use containerd::{Containerd, ContainerdLayout, ContainerdSettings};
+pub use runtime::CriRuntime;
+
+/// The CRI client for `options`: the given endpoint's, or — with none — that of a
+/// containerd the agent starts under `data_dir` (returned too: dropping it stops it).
+pub async fn connect_or_start(
+    options: &crate::config::CriOptions,
+    data_dir: &std::path::Path,
+) -> crate::Result<(CriClient, Option<Containerd>)> {
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+    if let Some(endpoint) = &options.endpoint {
+        let client = connect(endpoint, WAIT).await?;
+        client.version(WAIT).await?;
+        return Ok((client, None));
+    }
+    let layout = ContainerdLayout::under(data_dir);
+    let settings = ContainerdSettings::for_this_process(&options.sandbox_image, &options.cni_bin_dir);
+    let own = Containerd::start(std::path::Path::new("containerd"), layout, &settings, WAIT).await?;
+    Ok((own.client.clone(), Some(own)))
+}

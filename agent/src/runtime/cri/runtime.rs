@@ -1,0 +1,626 @@
+//! [`CriRuntime`]: the agent's [`Runtime`] over CRI — a pod is a CRI sandbox (its own
+//! network namespace and IP, unless `hostNetwork`), each container is created from its
+//! image in that sandbox, as the kubelet does it.
+//!
+//! Every [`Runtime`] method returns at once; the CRI calls run on tokio tasks and announce
+//! their outcome through [`Wake`]:
+//! * `start` creates the pod's sandbox on first use (once per pod, serialized by a per-pod
+//!   lock), makes sure the image is present per `imagePullPolicy`, then creates and starts
+//!   the container (Kubernetes' entrypoint rules are the runtime's: `command` replaces
+//!   the image's ENTRYPOINT, `args` its CMD; the image's env, workdir and user apply);
+//! * a monitor polls the status of running containers every [`MONITOR_EVERY`] and records
+//!   exits (code, reason, times);
+//! * `stop`/`kill` ask the runtime to stop with the grace period as timeout;
+//! * `forget` removes the containers and the sandbox.
+//!
+//! Not yet here (issue 18 continues): logs through CRI log files, exec/attach/port-forward,
+//! probes (ExecSync, pod-IP http/tcp), image pull back-off and pull secrets, resource
+//! limits, security context, and re-adopting sandboxes after an agent restart.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_proto::cri::{
+    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest, CreateContainerRequest, ImageSpec,
+    ImageStatusRequest, KeyValue, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, Mount as CriMount, NamespaceMode,
+    NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest, PullImageRequest,
+    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
+    StopPodSandboxRequest,
+};
+use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+
+use super::client::CriClient;
+use crate::runtime::{ContainerRecord, LogSource, Mount, PodAddress, RunState, Runtime, Terminated, Wake};
+
+/// How often running containers' status is read.
+pub const MONITOR_EVERY: Duration = Duration::from_secs(1);
+/// How long one CRI call other than a pull may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an image pull may take.
+const PULL_TIMEOUT: Duration = Duration::from_secs(600);
+/// The container-ID scheme in pod statuses (`containerd://…`).
+const ID_SCHEME: &str = "containerd://";
+
+/// A pod's sandbox, once created.
+#[derive(Debug, Clone)]
+struct Sandbox {
+    id: String,
+    config: PodSandboxConfig,
+}
+
+/// One container of a pod: the runtime's record of its latest run and its CRI id.
+#[derive(Debug, Clone)]
+struct Slot {
+    record: ContainerRecord,
+    cri_id: Option<String>,
+}
+
+struct PodEntry {
+    node: String,
+    host_network: bool,
+    ip: Option<String>,
+    /// Created once: the first `start` of the pod holds the lock while creating it.
+    sandbox: Arc<tokio::sync::Mutex<Option<Sandbox>>>,
+    containers: HashMap<String, Slot>,
+}
+
+struct Inner {
+    client: CriClient,
+    handle: tokio::runtime::Handle,
+    wake: Wake,
+    pods: Mutex<HashMap<String, PodEntry>>,
+    /// `{data_dir}/pods`: each pod's volumes and CRI log directory.
+    pods_dir: PathBuf,
+    version: String,
+}
+
+/// The CRI runtime; cheap to clone.
+#[derive(Clone)]
+pub struct CriRuntime {
+    inner: Arc<Inner>,
+}
+
+/// The CRI failure of a call, as a status message (`reason: message`).
+fn failed(call: &str, status: tonic::Status) -> String {
+    format!("{call}: {}", status.message())
+}
+
+async fn bounded<T>(
+    call: &str,
+    limit: Duration,
+    f: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(status)) => Err(failed(call, status)),
+        Err(_) => Err(format!("{call}: no answer within {} s", limit.as_secs())),
+    }
+}
+
+/// Kubernetes' default pull policy: `Always` for `:latest` or untagged images, else
+/// `IfNotPresent` (pure).
+pub fn pull_policy(container: &Container) -> &str {
+    if let Some(p) = container.image_pull_policy.as_deref() {
+        return p;
+    }
+    let image = container.image.as_deref().unwrap_or_default();
+    let name = image.rsplit('/').next().unwrap_or(image);
+    let tagged = name.contains(':') && !name.ends_with(":latest");
+    if tagged || image.contains('@') {
+        "IfNotPresent"
+    } else {
+        "Always"
+    }
+}
+
+/// The sandbox configuration of `pod` (pure): its identity, hostname (none with
+/// `hostNetwork`, where runc refuses to set one), log directory, labels and annotations.
+pub fn sandbox_config(pod: &Pod, log_directory: &str) -> PodSandboxConfig {
+    let spec = pod.spec.as_ref();
+    let host_network = is_host_network(pod);
+    let mut labels: HashMap<String, String> = pod.labels().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    labels.insert("io.kubernetes.pod.name".into(), pod.name_any());
+    labels.insert("io.kubernetes.pod.namespace".into(), pod.namespace().unwrap_or_default());
+    labels.insert("io.kubernetes.pod.uid".into(), pod.uid().unwrap_or_default());
+    let hostname = match (host_network, spec.and_then(|s| s.hostname.clone())) {
+        (true, _) => String::new(),
+        (false, Some(h)) => h,
+        (false, None) => pod.name_any(),
+    };
+    let network = if host_network { NamespaceMode::Node } else { NamespaceMode::Pod };
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: pod.name_any(),
+            uid: pod.uid().unwrap_or_default(),
+            namespace: pod.namespace().unwrap_or_default(),
+            attempt: 0,
+        }),
+        hostname,
+        log_directory: log_directory.to_string(),
+        labels,
+        annotations: pod.annotations().iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption { network: network as i32, ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The CRI container configuration (pure): command and args as given (the runtime applies
+/// the image's ENTRYPOINT/CMD rules), env, working directory, mounts, log path
+/// `{name}/{attempt}.log` under the sandbox's log directory.
+pub fn container_config(
+    container: &Container,
+    image: &str,
+    attempt: u32,
+    env: &[(String, String)],
+    mounts: &[Mount],
+) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata { name: container.name.clone(), attempt }),
+        image: Some(ImageSpec { image: image.to_string(), ..Default::default() }),
+        command: container.command.clone().unwrap_or_default(),
+        args: container.args.clone().unwrap_or_default(),
+        working_dir: container.working_dir.clone().unwrap_or_default(),
+        envs: env.iter().map(|(key, value)| KeyValue { key: key.clone(), value: value.clone() }).collect(),
+        mounts: mounts
+            .iter()
+            .map(|m| CriMount {
+                container_path: m.target.display().to_string(),
+                host_path: m.source.display().to_string(),
+                readonly: m.read_only,
+                ..Default::default()
+            })
+            .collect(),
+        labels: HashMap::from([("io.kubernetes.container.name".to_string(), container.name.clone())]),
+        log_path: format!("{}/{attempt}.log", container.name),
+        stdin: container.stdin.unwrap_or(false),
+        stdin_once: container.stdin_once.unwrap_or(false),
+        tty: container.tty.unwrap_or(false),
+        ..Default::default()
+    }
+}
+
+fn is_host_network(pod: &Pod) -> bool {
+    pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
+}
+
+fn timestamp_ns(ns: i64) -> Option<Timestamp> {
+    (ns > 0).then(|| Timestamp::from_nanosecond(ns as i128).ok()).flatten()
+}
+
+impl CriRuntime {
+    /// A runtime over `client`, keeping pod directories under `data_dir/pods`. Must be
+    /// called inside a tokio runtime (its tasks run there).
+    pub async fn new(client: CriClient, data_dir: PathBuf, wake: Wake) -> Result<CriRuntime, crate::AgentError> {
+        let version = client.version(CALL_TIMEOUT).await?;
+        let inner = Arc::new(Inner {
+            client,
+            handle: tokio::runtime::Handle::current(),
+            wake,
+            pods: Mutex::new(HashMap::new()),
+            pods_dir: data_dir.join("pods"),
+            version: format!("{}://{}", version.runtime_name, version.runtime_version),
+        });
+        let weak = Arc::downgrade(&inner);
+        inner.handle.spawn(async move {
+            loop {
+                tokio::time::sleep(MONITOR_EVERY).await;
+                let Some(inner) = weak.upgrade() else { return };
+                inner.monitor_once().await;
+            }
+        });
+        Ok(CriRuntime { inner })
+    }
+}
+
+impl Inner {
+    fn with_slot<T>(&self, uid: &str, container: &str, f: impl FnOnce(&mut Slot) -> T) -> Option<T> {
+        let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        pods.get_mut(uid)?.containers.get_mut(container).map(f)
+    }
+
+    fn wake_pod(&self, uid: &str) {
+        let node = self.pods.lock().unwrap_or_else(|e| e.into_inner()).get(uid).map(|p| p.node.clone());
+        if let Some(node) = node {
+            (self.wake)(&node, uid);
+        }
+    }
+
+    fn fail(&self, uid: &str, container: &str, reason: &str, message: String) {
+        tracing::warn!(pod = uid, container, reason, %message, "container not started");
+        self.with_slot(uid, container, |s| {
+            s.record.state = RunState::CreateFailed { reason: reason.into(), message };
+        });
+        self.wake_pod(uid);
+    }
+
+    async fn ensure_sandbox(&self, pod: &Pod) -> Result<Sandbox, String> {
+        let uid = pod.uid().unwrap_or_default();
+        let lock = {
+            let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+            pods.get(&uid).map(|p| p.sandbox.clone()).ok_or("the pod was forgotten")?
+        };
+        let mut sandbox = lock.lock().await;
+        if let Some(s) = sandbox.as_ref() {
+            return Ok(s.clone());
+        }
+        let log_directory = self.pods_dir.join(&uid).join("logs");
+        std::fs::create_dir_all(&log_directory).map_err(|e| format!("creating {}: {e}", log_directory.display()))?;
+        let config = sandbox_config(pod, &log_directory.display().to_string());
+        let mut runtime = self.client.runtime.clone();
+        let request = RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
+        let id = bounded("RunPodSandbox", CALL_TIMEOUT, runtime.run_pod_sandbox(request)).await?.pod_sandbox_id;
+        let status = bounded(
+            "PodSandboxStatus",
+            CALL_TIMEOUT,
+            runtime.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: id.clone(), verbose: false }),
+        )
+        .await?;
+        let ip = status.status.and_then(|s| s.network).map(|n| n.ip).filter(|ip| !ip.is_empty());
+        tracing::info!(pod = %pod.name_any(), sandbox = %id, ip = ?ip, "pod sandbox running");
+        if let Some(entry) = self.pods.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&uid) {
+            entry.ip = ip;
+        }
+        let made = Sandbox { id, config };
+        *sandbox = Some(made.clone());
+        Ok(made)
+    }
+
+    /// Makes sure `image` is present as `policy` demands; Err is (reason, message).
+    async fn ensure_image(&self, image: &str, policy: &str) -> Result<(), (&'static str, String)> {
+        let mut images = self.client.image.clone();
+        let spec = ImageSpec { image: image.to_string(), ..Default::default() };
+        if policy != "Always" {
+            let status = bounded(
+                "ImageStatus",
+                CALL_TIMEOUT,
+                images.image_status(ImageStatusRequest { image: Some(spec.clone()), verbose: false }),
+            )
+            .await
+            .map_err(|e| ("ErrImagePull", e))?;
+            if status.image.is_some() {
+                return Ok(());
+            }
+            if policy == "Never" {
+                let message = format!("Container image \"{image}\" is not present with pull policy of Never");
+                return Err(("ErrImageNeverPull", message));
+            }
+        }
+        let request = PullImageRequest { image: Some(spec), auth: None, sandbox_config: None };
+        bounded("PullImage", PULL_TIMEOUT, images.pull_image(request))
+            .await
+            .map(|_| ())
+            .map_err(|e| ("ErrImagePull", format!("failed to pull image \"{image}\": {e}")))
+    }
+
+    async fn run_container(&self, pod: Pod, container: Container, env: Vec<(String, String)>, mounts: Vec<Mount>) {
+        let uid = pod.uid().unwrap_or_default();
+        let name = container.name.clone();
+        let sandbox = match self.ensure_sandbox(&pod).await {
+            Ok(s) => s,
+            Err(e) => return self.fail(&uid, &name, "CreateContainerError", format!("creating the pod sandbox: {e}")),
+        };
+        let image = container.image.clone().unwrap_or_default();
+        if let Err((reason, message)) = self.ensure_image(&image, pull_policy(&container)).await {
+            return self.fail(&uid, &name, reason, message);
+        }
+        let Some(attempt) = self.with_slot(&uid, &name, |s| s.record.restart_count.max(0) as u32) else { return };
+        let config = container_config(&container, &image, attempt, &env, &mounts);
+        let mut runtime = self.client.runtime.clone();
+        let request = CreateContainerRequest {
+            pod_sandbox_id: sandbox.id.clone(),
+            config: Some(config),
+            sandbox_config: Some(sandbox.config.clone()),
+        };
+        let id = match bounded("CreateContainer", CALL_TIMEOUT, runtime.create_container(request)).await {
+            Ok(r) => r.container_id,
+            Err(e) => return self.fail(&uid, &name, "CreateContainerError", e),
+        };
+        let stopping = self.with_slot(&uid, &name, |s| {
+            s.cri_id = Some(id.clone());
+            s.record.id = format!("{ID_SCHEME}{id}");
+            s.record.stopping
+        });
+        if stopping != Some(false) {
+            // Stopped (or forgotten) while it was being created: never start it.
+            let _ = bounded(
+                "RemoveContainer",
+                CALL_TIMEOUT,
+                runtime.remove_container(RemoveContainerRequest { container_id: id }),
+            )
+            .await;
+            return;
+        }
+        let started = StartContainerRequest { container_id: id.clone() };
+        if let Err(e) = bounded("StartContainer", CALL_TIMEOUT, runtime.start_container(started)).await {
+            return self.fail(&uid, &name, "RunContainerError", e);
+        }
+        self.with_slot(&uid, &name, |s| {
+            if matches!(s.record.state, RunState::Starting) {
+                s.record.state = RunState::Running { started_at: Timestamp::now() };
+            }
+        });
+        tracing::info!(pod = %pod.name_any(), container = %name, id = %id, "container started");
+        self.wake_pod(&uid);
+    }
+
+    /// Reads the status of every container that runs or is stopping; records exits.
+    async fn monitor_once(&self) {
+        let watched: Vec<(String, String, String)> = {
+            let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+            pods.iter()
+                .flat_map(|(uid, p)| {
+                    p.containers
+                        .values()
+                        .filter(|s| matches!(s.record.state, RunState::Running { .. }))
+                        .filter_map(move |s| Some((uid.clone(), s.record.name.clone(), s.cri_id.clone()?)))
+                })
+                .collect()
+        };
+        for (uid, name, id) in watched {
+            self.observe(&uid, &name, &id).await;
+        }
+    }
+
+    /// Records the container's exit, if it has exited.
+    async fn observe(&self, uid: &str, name: &str, id: &str) {
+        let mut runtime = self.client.runtime.clone();
+        let request = ContainerStatusRequest { container_id: id.to_string(), verbose: false };
+        let Ok(answer) = bounded("ContainerStatus", CALL_TIMEOUT, runtime.container_status(request)).await else {
+            return;
+        };
+        let Some(status) = answer.status else { return };
+        if status.state != ContainerState::ContainerExited as i32 {
+            return;
+        }
+        let reason = match (status.reason.as_str(), status.exit_code) {
+            ("", 0) => "Completed".to_string(),
+            ("", _) => "Error".to_string(),
+            (r, _) => r.to_string(),
+        };
+        let terminated = Terminated {
+            exit_code: status.exit_code,
+            signal: None,
+            reason,
+            message: (!status.message.is_empty()).then(|| status.message.clone()),
+            started_at: timestamp_ns(status.started_at),
+            finished_at: timestamp_ns(status.finished_at).unwrap_or_else(Timestamp::now),
+            container_id: format!("{ID_SCHEME}{id}"),
+        };
+        let changed = self.with_slot(uid, name, |s| {
+            let exited = matches!(s.record.state, RunState::Exited(_));
+            if s.cri_id.as_deref() == Some(id) && !exited {
+                s.record.state = RunState::Exited(terminated);
+                return true;
+            }
+            false
+        });
+        if changed == Some(true) {
+            self.wake_pod(uid);
+        }
+    }
+
+    async fn stop_container(&self, uid: String, name: String, grace: Duration) {
+        let Some(Some(id)) = self.with_slot(&uid, &name, |s| s.cri_id.clone()) else { return };
+        let mut runtime = self.client.runtime.clone();
+        let request = StopContainerRequest { container_id: id.clone(), timeout: grace.as_secs().max(1) as i64 };
+        if let Err(e) = bounded("StopContainer", grace + CALL_TIMEOUT, runtime.stop_container(request)).await {
+            tracing::warn!(pod = %uid, container = %name, error = %e, "stopping a container failed");
+        }
+        self.observe(&uid, &name, &id).await;
+    }
+
+    async fn remove_pod(&self, sandbox: Option<Sandbox>, container_ids: Vec<String>) {
+        let mut runtime = self.client.runtime.clone();
+        for id in container_ids {
+            let request = RemoveContainerRequest { container_id: id.clone() };
+            if let Err(e) = bounded("RemoveContainer", CALL_TIMEOUT, runtime.remove_container(request)).await {
+                tracing::warn!(container = %id, error = %e, "removing a container failed");
+            }
+        }
+        if let Some(sandbox) = sandbox {
+            let id = sandbox.id;
+            let stop = StopPodSandboxRequest { pod_sandbox_id: id.clone() };
+            let remove = RemovePodSandboxRequest { pod_sandbox_id: id.clone() };
+            let result = match bounded("StopPodSandbox", CALL_TIMEOUT, runtime.stop_pod_sandbox(stop)).await {
+                Ok(_) => {
+                    bounded("RemovePodSandbox", CALL_TIMEOUT, runtime.remove_pod_sandbox(remove)).await.map(|_| ())
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => tracing::info!(sandbox = %id, "pod sandbox removed"),
+                Err(e) => tracing::warn!(sandbox = %id, error = %e, "removing a pod sandbox failed"),
+            }
+        }
+    }
+}
+
+impl Runtime for CriRuntime {
+    fn start(&self, pod: &Pod, container: &Container, env: Vec<(String, String)>, mounts: Vec<Mount>) {
+        let uid = pod.uid().unwrap_or_default();
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+        let image = container.image.clone().unwrap_or_default();
+        {
+            let mut pods = self.inner.pods.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = pods.entry(uid.clone()).or_insert_with(|| PodEntry {
+                node,
+                host_network: is_host_network(pod),
+                ip: None,
+                sandbox: Arc::new(tokio::sync::Mutex::new(None)),
+                containers: HashMap::new(),
+            });
+            match entry.containers.get_mut(&container.name) {
+                Some(slot) => {
+                    let previous = std::mem::replace(&mut slot.record.state, RunState::Starting);
+                    if let RunState::Exited(t) = previous {
+                        slot.record.last_terminated = Some(t);
+                        slot.record.restart_count += 1;
+                    }
+                    slot.record.image = image.clone();
+                    slot.record.stopping = false;
+                    slot.record.killing = false;
+                    slot.record.unhealthy = None;
+                    slot.cri_id = None;
+                }
+                None => {
+                    let record = ContainerRecord::new(&container.name, &image, RunState::Starting);
+                    entry.containers.insert(container.name.clone(), Slot { record, cri_id: None });
+                }
+            }
+        }
+        let inner = self.inner.clone();
+        let (pod, container) = (pod.clone(), container.clone());
+        self.inner.handle.spawn(async move { inner.run_container(pod, container, env, mounts).await });
+    }
+
+    fn stop(&self, pod_uid: &str, container: &str, grace: Duration) {
+        self.inner.with_slot(pod_uid, container, |s| s.record.stopping = true);
+        let inner = self.inner.clone();
+        let (uid, name) = (pod_uid.to_string(), container.to_string());
+        self.inner.handle.spawn(async move { inner.stop_container(uid, name, grace).await });
+    }
+
+    fn kill(&self, pod_uid: &str, container: &str, grace: Duration) {
+        self.inner.with_slot(pod_uid, container, |s| s.record.killing = true);
+        let inner = self.inner.clone();
+        let (uid, name) = (pod_uid.to_string(), container.to_string());
+        self.inner.handle.spawn(async move { inner.stop_container(uid, name, grace).await });
+    }
+
+    fn pod_dir(&self, pod_uid: &str) -> Option<PathBuf> {
+        Some(self.inner.pods_dir.join(pod_uid))
+    }
+
+    fn pod_address(&self, pod_uid: &str) -> PodAddress {
+        let pods = self.inner.pods.lock().unwrap_or_else(|e| e.into_inner());
+        match pods.get(pod_uid) {
+            Some(p) if p.host_network => PodAddress::Node,
+            Some(PodEntry { ip: Some(ip), .. }) => PodAddress::Own(ip.clone()),
+            _ => PodAddress::Pending,
+        }
+    }
+
+    fn containers(&self, pod_uid: &str) -> Vec<ContainerRecord> {
+        let pods = self.inner.pods.lock().unwrap_or_else(|e| e.into_inner());
+        pods.get(pod_uid).map(|p| p.containers.values().map(|s| s.record.clone()).collect()).unwrap_or_default()
+    }
+
+    fn pods(&self, node: &str) -> Vec<String> {
+        let pods = self.inner.pods.lock().unwrap_or_else(|e| e.into_inner());
+        pods.iter().filter(|(_, p)| p.node == node).map(|(uid, _)| uid.clone()).collect()
+    }
+
+    fn forget(&self, pod_uid: &str) {
+        let Some(entry) = self.inner.pods.lock().unwrap_or_else(|e| e.into_inner()).remove(pod_uid) else { return };
+        let ids: Vec<String> = entry.containers.values().filter_map(|s| s.cri_id.clone()).collect();
+        let inner = self.inner.clone();
+        let sandbox = entry.sandbox;
+        self.inner.handle.spawn(async move {
+            let sandbox = sandbox.lock().await.clone();
+            inner.remove_pod(sandbox, ids).await;
+        });
+    }
+
+    fn logs(&self, _namespace: &str, _pod: &str, _container: &str, _previous: bool) -> Option<LogSource> {
+        None
+    }
+
+    fn uses_env(&self) -> bool {
+        true
+    }
+
+    fn record_failure(&self, pod: &Pod, container: &Container, reason: &str, message: &str) {
+        let uid = pod.uid().unwrap_or_default();
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+        let state = RunState::CreateFailed { reason: reason.into(), message: message.into() };
+        let mut pods = self.inner.pods.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = pods.entry(uid).or_insert_with(|| PodEntry {
+            node,
+            host_network: is_host_network(pod),
+            ip: None,
+            sandbox: Arc::new(tokio::sync::Mutex::new(None)),
+            containers: HashMap::new(),
+        });
+        let image = container.image.clone().unwrap_or_default();
+        let slot = entry.containers.entry(container.name.clone()).or_insert_with(|| Slot {
+            record: ContainerRecord::new(&container.name, &image, state.clone()),
+            cri_id: None,
+        });
+        slot.record.state = state;
+    }
+
+    fn version(&self) -> String {
+        self.inner.version.clone()
+    }
+
+    fn active(&self) -> usize {
+        let pods = self.inner.pods.lock().unwrap_or_else(|e| e.into_inner());
+        pods.values().flat_map(|p| p.containers.values()).filter(|s| s.record.is_active()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(image: &str, policy: Option<&str>) -> Container {
+        Container {
+            name: "c".into(),
+            image: Some(image.into()),
+            image_pull_policy: policy.map(String::from),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_default_pull_policy_follows_the_tag() {
+        assert_eq!(pull_policy(&container("nginx", None)), "Always");
+        assert_eq!(pull_policy(&container("nginx:latest", None)), "Always");
+        assert_eq!(pull_policy(&container("nginx:1.27", None)), "IfNotPresent");
+        assert_eq!(pull_policy(&container("127.0.0.1:5000/berth/http", None)), "Always");
+        assert_eq!(pull_policy(&container("127.0.0.1:5000/berth/http:v1", None)), "IfNotPresent");
+        assert_eq!(pull_policy(&container("busybox@sha256:abcd", None)), "IfNotPresent");
+        assert_eq!(pull_policy(&container("nginx:1.27", Some("Always"))), "Always");
+    }
+
+    #[test]
+    fn a_host_network_sandbox_has_no_hostname_and_shares_the_node_network() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"app": "web"}},
+            "spec": {"hostNetwork": true, "containers": []}
+        }))
+        .unwrap();
+        let config = sandbox_config(&pod, "/logs");
+        assert_eq!(config.hostname, "");
+        let options = config.linux.unwrap().security_context.unwrap().namespace_options.unwrap();
+        assert_eq!(options.network, NamespaceMode::Node as i32);
+        assert_eq!(config.labels["app"], "web");
+        assert_eq!(config.labels["io.kubernetes.pod.uid"], "u1");
+        let mut pod = pod;
+        pod.spec.as_mut().unwrap().host_network = None;
+        assert_eq!(sandbox_config(&pod, "/logs").hostname, "p");
+    }
+
+    #[test]
+    fn the_container_config_keeps_command_and_args_apart() {
+        let mut c = container("busybox:1.35", None);
+        c.command = Some(vec!["sh".into(), "-c".into()]);
+        c.args = Some(vec!["echo hi".into()]);
+        let mount = Mount { source: "/data/v".into(), target: "/v".into(), read_only: true };
+        let config = container_config(&c, "busybox:1.35", 2, &[("A".into(), "1".into())], &[mount]);
+        assert_eq!((config.command.len(), config.args.len()), (2, 1));
+        assert_eq!(config.log_path, "c/2.log");
+        assert_eq!(config.envs[0].key, "A");
+        assert!(config.mounts[0].readonly && config.mounts[0].container_path == "/v");
+    }
+}

@@ -74,6 +74,29 @@ impl LocalRegistry {
         });
         LocalRegistry { _process: process, address }
     }
+
+    /// A registry holding the images of `scripts/build-images`.
+    fn with_images(dir: &Path) -> LocalRegistry {
+        let registry = LocalRegistry::start(dir);
+        let built = Command::new(workspace().join("scripts/build-images"))
+            .args(["--out", &dir.join("images").display().to_string(), "--push", &registry.address])
+            .output()
+            .unwrap();
+        assert!(built.status.success(), "build-images: {}", String::from_utf8_lossy(&built.stderr));
+        registry
+    }
+
+    /// Tells the containerd of `layout` that this registry speaks plain HTTP (its
+    /// `certs.d/HOST/hosts.toml`).
+    fn trust(&self, layout: &ContainerdLayout) {
+        let hosts = layout.registry_config_dir().join(&self.address);
+        std::fs::create_dir_all(&hosts).unwrap();
+        let toml = format!(
+            "server = \"http://{0}\"\n\n[host.\"http://{0}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            self.address
+        );
+        std::fs::write(hosts.join("hosts.toml"), toml).unwrap();
+    }
 }
 
 fn workspace() -> PathBuf {
@@ -113,12 +136,7 @@ impl Node {
         }
         // Short path: containerd's socket must fit in a Unix socket address.
         let dir = tempfile::Builder::new().prefix("bctr").tempdir_in("/tmp").unwrap();
-        let registry = LocalRegistry::start(dir.path());
-        let built = Command::new(workspace().join("scripts/build-images"))
-            .args(["--out", &dir.path().join("images").display().to_string(), "--push", &registry.address])
-            .output()
-            .unwrap();
-        assert!(built.status.success(), "build-images: {}", String::from_utf8_lossy(&built.stderr));
+        let registry = LocalRegistry::with_images(dir.path());
 
         let layout = ContainerdLayout::under(&dir.path().join("agent"));
         let bridge = match network {
@@ -129,17 +147,7 @@ impl Node {
             }
             None => None,
         };
-        // The registry speaks plain HTTP: say so in containerd's hosts.toml for it.
-        let hosts = layout.registry_config_dir().join(&registry.address);
-        std::fs::create_dir_all(&hosts).unwrap();
-        std::fs::write(
-            hosts.join("hosts.toml"),
-            format!(
-                "server = \"http://{0}\"\n\n[host.\"http://{0}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
-                registry.address
-            ),
-        )
-        .unwrap();
+        registry.trust(&layout);
         let sandbox_image = format!("{}/berth/pause:1", registry.address);
         let settings = ContainerdSettings::for_this_process(&sandbox_image, Path::new("/usr/lib/cni"));
         let containerd = Containerd::start(Path::new("containerd"), layout.clone(), &settings, Duration::from_secs(30))
@@ -438,12 +446,7 @@ async fn an_agent_runs_a_pod_from_an_image_on_its_own_address() {
         return;
     }
     let dir = tempfile::Builder::new().prefix("bctr").tempdir_in("/tmp").unwrap();
-    let registry = LocalRegistry::start(dir.path());
-    let built = Command::new(workspace().join("scripts/build-images"))
-        .args(["--out", &dir.path().join("images").display().to_string(), "--push", &registry.address])
-        .output()
-        .unwrap();
-    assert!(built.status.success(), "build-images: {}", String::from_utf8_lossy(&built.stderr));
+    let registry = LocalRegistry::with_images(dir.path());
     let n = std::process::id();
     let subnet = format!("172.30.{}.", n % 250);
     let settings = berth_control::tasks::Settings {
@@ -454,16 +457,7 @@ async fn an_agent_runs_a_pod_from_an_image_on_its_own_address() {
     let client = cluster.client();
 
     let data_dir = dir.path().join("agent");
-    let hosts = ContainerdLayout::under(&data_dir).registry_config_dir().join(&registry.address);
-    std::fs::create_dir_all(&hosts).unwrap();
-    std::fs::write(
-        hosts.join("hosts.toml"),
-        format!(
-            "server = \"http://{0}\"\n\n[host.\"http://{0}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
-            registry.address
-        ),
-    )
-    .unwrap();
+    registry.trust(&ContainerdLayout::under(&data_dir));
     let bridge = format!("bb{}", n % 100_000);
     let _bridge = BridgeGuard(bridge.clone());
     let config = AgentConfig {

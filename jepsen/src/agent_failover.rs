@@ -17,11 +17,9 @@ use hdrhistogram::Histogram;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::Timestamp;
 
+use crate::agents::recovered_line;
 use crate::control_bench::{client, err, start_servers, until, wait_nodes_ready, BenchResult};
 use crate::procs::berth_agent_binary;
-
-/// What the agent logs when it is through to a new server.
-const RECOVERED: &str = "first response through the new API server";
 
 #[derive(Debug, Clone)]
 pub struct AgentFailoverConfig {
@@ -43,16 +41,6 @@ impl Drop for Agent {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// One `first response` line of the agent's log: (when, server, outage_ms).
-fn recovered_line(line: &str) -> Option<(Timestamp, String, u64)> {
-    if !line.contains(RECOVERED) {
-        return None;
-    }
-    let when: Timestamp = line.split_whitespace().next()?.parse().ok()?;
-    let field = |name: &str| line.split_whitespace().find_map(|w| w.strip_prefix(name)).map(str::to_string);
-    Some((when, field("server=")?, field("outage_ms=")?.parse().ok()?))
 }
 
 fn recoveries(log: &Path) -> Vec<(Timestamp, String, u64)> {

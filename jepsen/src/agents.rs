@@ -147,6 +147,34 @@ impl DbCluster {
     }
 }
 
+/// What an agent's load balancer logs once it is through to a new server.
+pub const RECOVERED: &str = "first response through the new API server";
+
+/// One `first response` line of an agent's log: (when, server, outage_ms) (pure).
+pub fn recovered_line(line: &str) -> Option<(k8s_openapi::jiff::Timestamp, String, u64)> {
+    if !line.contains(RECOVERED) {
+        return None;
+    }
+    let line = crate::procs::strip_ansi(line);
+    let when = line.split_whitespace().next()?.parse().ok()?;
+    let field = |name: &str| line.split_whitespace().find_map(|w| w.strip_prefix(name)).map(str::to_string);
+    Some((when, field("server=")?, field("outage_ms=")?.parse().ok()?))
+}
+
+impl DbCluster {
+    /// Every failover the agents' logs show, in log order per agent.
+    pub fn agent_failovers(&self) -> Vec<crate::history::AgentGap> {
+        let mut gaps = vec![];
+        for agent in &self.agents {
+            let log = std::fs::read_to_string(&agent.member.log).unwrap_or_default();
+            for (_, server, outage_ms) in log.lines().filter_map(recovered_line) {
+                gaps.push(crate::history::AgentGap { agent: agent.name.clone(), server, outage_ms });
+            }
+        }
+        gaps
+    }
+}
+
 /// Removes the (v1 or v2) cgroups process-runtime agents made for pods `uids` — under
 /// `berth/` of this process's own cgroup, which the agents inherited — once their processes
 /// are gone. Retried for up to 2 s: a killed process leaves its cgroup only once it is reaped.

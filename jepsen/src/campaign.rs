@@ -239,6 +239,8 @@ mod tests {
             faults: 1,
             anomalies: 0,
             convergence_ms,
+            agent_failovers: 0,
+            agent_gap_max_ms: None,
         };
         let cell = |workload| Cell { db: Db::Berth, workload, nemeses: vec![NemesisKind::KillLeader] };
         let outcomes = vec![

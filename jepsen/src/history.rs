@@ -190,6 +190,11 @@ pub enum Call {
     /// store had compacted part of the epoch's history away.
     FenceHistory { claims: Vec<TermAt>, writes: Vec<TermAt>, complete: bool },
 
+    /// After teardown: every API-server failover the agents' load balancers logged (`first
+    /// response through the new API server … outage_ms=N`): what the nodes felt of the
+    /// server faults.
+    AgentFailovers { gaps: Vec<AgentGap> },
+
     // ---- statefulset: at most one running container per identity ----
     /// Scale StatefulSet `name` to `replicas`.
     StatefulSetScale { name: String, replicas: i32 },
@@ -242,6 +247,7 @@ impl Call {
             Call::ApiWatchEvent { .. } => "api-watch-event",
             Call::ApiWatchEnd { .. } => "api-watch-end",
             Call::FenceHistory { .. } => "fence-history",
+            Call::AgentFailovers { .. } => "agent-failovers",
             Call::StatefulSetScale { .. } => "statefulset-scale",
             Call::StatefulSetConverge { .. } => "statefulset-converge",
             Call::ContainerRuns { .. } => "container-runs",
@@ -249,6 +255,15 @@ impl Call {
             Call::Heal { .. } => "heal",
         }
     }
+}
+
+/// One failover of an agent's API connection: to which server, and how long the agent had
+/// no working server (from its first failed dial or probe to the first response).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentGap {
+    pub agent: String,
+    pub server: String,
+    pub outage_ms: u64,
 }
 
 /// A leader term and a store revision: a claim of the leader epoch or a fenced write.

@@ -399,6 +399,25 @@ pub fn member_args(s: &MemberSettings<'_>) -> Vec<String> {
     args
 }
 
+/// A log line without its ANSI colour codes (`ESC [ … letter`): the servers and agents
+/// log with tracing's default colours even into files.
+pub fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Settings for a cluster of processes.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {

@@ -210,6 +210,16 @@ pub async fn run_test(cfg: &TestConfig, shutdown: CancellationToken) -> Result<R
     if let Some(pod_recorder) = pod_recorder {
         pod_recorder.stop().await;
     }
+    if cfg.workload.is_control_plane() {
+        let gaps = cluster.agent_failovers();
+        recorder.record(
+            crate::workload::pods::recorder_process(&ctx) + 10,
+            crate::history::OpType::Ok,
+            "",
+            crate::history::Call::AgentFailovers { gaps },
+            None,
+        );
+    }
     cluster.teardown();
     drop(cluster);
     if cfg.workload == WorkloadKind::StatefulSet {

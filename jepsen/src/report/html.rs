@@ -109,6 +109,10 @@ fn header(out: &mut String, title: &str, p: &Page) {
         None if matches!(i.workload.as_str(), "deploy" | "statefulset") => "; did not converge".to_string(),
         None => String::new(),
     };
+    let failovers = match s.agent_gap_max_ms {
+        Some(ms) => format!("; {} agent failovers, longest gap {ms} ms", s.agent_failovers),
+        None => String::new(),
+    };
     let rows: [(&str, String); 9] = [
         ("database", i.db.clone()),
         ("nodes", i.nodes.to_string()),
@@ -121,7 +125,7 @@ fn header(out: &mut String, title: &str, p: &Page) {
         (
             "results",
             format!(
-                "{} completions: {} ok, {} fail, {} info; {} faults; {} anomalies{converged}",
+                "{} completions: {} ok, {} fail, {} info; {} faults; {} anomalies{converged}{failovers}",
                 s.ops, s.ok, s.fail, s.info, s.faults, s.anomalies
             ),
         ),

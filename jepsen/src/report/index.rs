@@ -41,6 +41,16 @@ fn convergence(e: &CampaignEntry) -> String {
     }
 }
 
+fn agent_gaps(e: &CampaignEntry) -> String {
+    match e.summary {
+        Some(s) if e.control_plane => match s.agent_gap_max_ms {
+            Some(ms) => format!("{} ({ms} ms)", s.agent_failovers),
+            None => "0".into(),
+        },
+        _ => "-".into(),
+    }
+}
+
 pub(super) fn render(store: &Path, entries: &[CampaignEntry]) -> String {
     let mut out = String::with_capacity(64 * 1024);
     let _ = write!(
@@ -48,7 +58,7 @@ pub(super) fn render(store: &Path, entries: &[CampaignEntry]) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Berth Jepsen campaign</title>\
          <style>{CSS}</style></head><body><h1>Campaign: {} runs</h1>\
          <table class=\"grid\"><tr><th>cell</th><th>verdict</th><th>ops</th><th>faults</th>\
-         <th>converged after heal</th><th>anomalies</th></tr>",
+         <th>converged after heal</th><th>agent failovers (longest gap)</th><th>anomalies</th></tr>",
         entries.len()
     );
     for e in entries {
@@ -67,8 +77,9 @@ pub(super) fn render(store: &Path, entries: &[CampaignEntry]) -> String {
         let _ = write!(
             out,
             "<tr><td>{title}</td><td>{verdict}</td><td class=\"num\">{ops}</td><td class=\"num\">{faults}</td>\
-             <td class=\"num\">{}</td><td>{}</td></tr>",
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
             esc(&convergence(e)),
+            esc(&agent_gaps(e)),
             esc(&anomalies)
         );
     }
@@ -95,7 +106,18 @@ mod tests {
     use crate::checker::Verdict;
 
     fn summary(verdict: Verdict, convergence_ms: Option<u64>) -> ReportSummary {
-        ReportSummary { verdict, ops: 10, ok: 9, fail: 1, info: 0, faults: 2, anomalies: 0, convergence_ms }
+        ReportSummary {
+            verdict,
+            ops: 10,
+            ok: 9,
+            fail: 1,
+            info: 0,
+            faults: 2,
+            anomalies: 0,
+            convergence_ms,
+            agent_failovers: 3,
+            agent_gap_max_ms: Some(812),
+        }
     }
 
     #[test]
@@ -121,6 +143,7 @@ mod tests {
         assert!(page.contains("href=\"berth-deploy-kill-leader/index.html\""), "{page}");
         assert!(page.contains("<td class=\"num\">1.6 s</td>"), "{page}");
         assert!(page.contains("did not converge"), "{page}");
+        assert!(page.contains("<td class=\"num\">3 (812 ms)</td>"), "agent gaps of control-plane cells: {page}");
         assert!(page.contains("run failed: cluster did not start") && page.contains("berth bind &lt;pause&gt;"));
     }
 }

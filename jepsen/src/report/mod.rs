@@ -62,6 +62,12 @@ pub struct ReportSummary {
     /// last spec (the deploy checker's `convergence_ms`), when it converged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub convergence_ms: Option<u64>,
+    /// Control-plane runs: how many times agents failed over to another API server, and
+    /// the longest outage one of them saw.
+    #[serde(default)]
+    pub agent_failovers: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_gap_max_ms: Option<u64>,
 }
 
 /// The time a fault was in place: from its `fault` `ok` record to the `ok` of the matching
@@ -181,8 +187,14 @@ fn summarize(history: &History, results: &[CheckResult]) -> ReportSummary {
         faults: 0,
         anomalies: results.iter().map(|r| r.anomalies.len() as u64).sum(),
         convergence_ms: results.iter().find_map(|r| r.stats.get("convergence_ms").copied()),
+        agent_failovers: 0,
+        agent_gap_max_ms: None,
     };
     for op in &history.ops {
+        if let Call::AgentFailovers { gaps } = &op.call {
+            s.agent_failovers = gaps.len() as u64;
+            s.agent_gap_max_ms = gaps.iter().map(|g| g.outage_ms).max();
+        }
         if op.process == NEMESIS {
             s.faults += u64::from(op.kind == OpType::Ok && matches!(op.call, Call::Fault { .. }));
             continue;

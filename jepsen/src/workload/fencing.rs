@@ -76,29 +76,11 @@ pub fn committed_writes(log: &str) -> Vec<TermAt> {
     log.lines()
         .filter(|l| l.contains(COMMITTED))
         .filter_map(|l| {
-            let plain = strip_ansi(l);
+            let plain = crate::procs::strip_ansi(l);
             let field = |name: &str| plain.split_whitespace().find_map(|w| w.strip_prefix(name)).map(str::to_string);
             Some(TermAt { term: field("term=")?.parse().ok()?, revision: field("revision=")?.parse().ok()? })
         })
         .collect()
-}
-
-/// Removes ANSI escape sequences (`ESC [ … letter`).
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -431,13 +431,14 @@ async fn pods_get_their_own_address_and_two_listen_on_the_same_port() {
 }
 
 /// A real agent (`--runtime containerd`, its own containerd) against an in-process control
-/// plane: a pod from an image with no command is scheduled, gets an address from its node's
-/// podCIDR (assigned by the leader's node IPAM), runs, answers HTTP on its own IP; deleted,
-/// its sandbox goes away.
+/// plane: a pod from an image with no command is scheduled before its node has a podCIDR
+/// (so its sandbox cannot be created yet: the agent keeps retrying, the pod stays
+/// ContainerCreating); once the node gets its podCIDR the agent configures the pod network,
+/// and the pod runs on an address of its own and answers HTTP there; deleted, its sandbox
+/// goes away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_agent_runs_a_pod_from_an_image_on_its_own_address() {
     use berth_agent::{Agent, AgentConfig, CriOptions, Heartbeat, NodeTemplate, RuntimeKind};
-    use berth_control::tasks::node_ipam::NodeCidrs;
     use k8s_openapi::api::core::v1::Pod;
     use kube::api::{Api, DeleteParams, PostParams};
 
@@ -445,14 +446,13 @@ async fn an_agent_runs_a_pod_from_an_image_on_its_own_address() {
         eprintln!("skipping: {why}");
         return;
     }
+    berth_testkit::init_tracing();
     let dir = tempfile::Builder::new().prefix("bctr").tempdir_in("/tmp").unwrap();
     let registry = LocalRegistry::with_images(dir.path());
     let n = std::process::id();
     let subnet = format!("172.30.{}.", n % 250);
-    let settings = berth_control::tasks::Settings {
-        node_cidrs: Some(NodeCidrs::parse(&format!("{subnet}0/24"), 24).unwrap()),
-        ..Default::default()
-    };
+    // No node IPAM: the test gives the node its podCIDR itself, after the pod is waiting.
+    let settings = berth_control::tasks::Settings { node_cidrs: None, ..Default::default() };
     let cluster = berth_control::testing::Cluster::start_with(1, settings).await;
     let client = cluster.client();
 
@@ -488,6 +488,20 @@ async fn an_agent_runs_a_pod_from_an_image_on_its_own_address() {
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
+    let waiting = berth_testkit::eventually(Duration::from_secs(60), "web scheduled and waiting", async || {
+        let p = pods.get("web").await.ok()?;
+        let state = p.status?.container_statuses?.first()?.state.clone()?;
+        state.waiting?.reason
+    })
+    .await;
+    assert_eq!(waiting, "ContainerCreating");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = pods.get("web").await.unwrap().status.unwrap();
+    assert_eq!((status.phase.as_deref(), status.pod_ip.as_deref()), (Some("Pending"), None), "no sandbox, no IP yet");
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let cidr = format!("{subnet}0/24");
+    let patch = serde_json::json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
+    nodes.patch("ctr-node", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
     let ip = berth_testkit::eventually(Duration::from_secs(90), "web Running with its own IP", async || {
         let p = pods.get("web").await.ok()?;
         let status = p.status?;

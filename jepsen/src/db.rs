@@ -49,6 +49,28 @@ pub struct DbCluster {
     election_ms: u64,
 }
 
+/// The flags every Jepsen-run Berth server gets on top of [`member_args`]:
+/// * nodes cut off for most of a fault (3 s + 1 s of the default 5 s) lose their pods, so
+///   the control-plane workloads see evictions;
+/// * a snapshot (and log purge) every 1,000 entries, as etcd's Jepsen tests do with a low
+///   `--snapshot-count`, so snapshots are taken, sent to lagging members and installed
+///   during a run (and their failpoints fire);
+/// * the `berth_fence` debug lines the fencing checker reads.
+fn harness_server_args() -> Vec<String> {
+    [
+        "--node-monitor-grace-period",
+        "3s",
+        "--pod-eviction-timeout",
+        "1s",
+        "--snapshot-count",
+        "1000",
+        "--log-level",
+        "info,openraft=warn,berth_fence=debug",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 impl DbCluster {
     /// Lays out `net`'s nodes as a new cluster under `dir` and starts them all. With
     /// `faketime`, every node runs under libfaketime so the clock nemesis can skew it; with
@@ -147,6 +169,9 @@ impl DbCluster {
         let program = PathBuf::from(args.remove(0));
         args.push(self.program.display().to_string());
         args.extend(member_args(&settings));
+        if self.db == Db::Berth {
+            args.extend(harness_server_args());
+        }
         let log = self.dir.join("logs").join(format!("{name}.log"));
         Ok(Member::new(name, program, args, (client_url, peer_url), data_dir, log))
     }

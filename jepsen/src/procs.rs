@@ -374,24 +374,6 @@ pub fn member_args(s: &MemberSettings<'_>) -> Vec<String> {
     ];
     if let (Db::Berth, Some(url)) = (s.db, s.api_url) {
         args.extend(["--listen-api-url".into(), url.into()]);
-        // Nodes cut off for most of a fault (3 s + 1 s of the default 5 s) lose their pods,
-        // so the control-plane workloads see evictions; the fencing checker reads the
-        // servers' `berth_fence` lines; a snapshot (and log purge) every 1,000 entries,
-        // as etcd's Jepsen tests do with a low --snapshot-count, so snapshots are taken,
-        // sent to lagging members and installed during a run (and their failpoints fire).
-        args.extend(
-            [
-                "--node-monitor-grace-period",
-                "3s",
-                "--pod-eviction-timeout",
-                "1s",
-                "--snapshot-count",
-                "1000",
-                "--log-level",
-                "info,openraft=warn,berth_fence=debug",
-            ]
-            .map(String::from),
-        );
     }
     if s.db == Db::Etcd {
         args.extend(["--logger".into(), "zap".into(), "--log-level".into(), "warn".into()]);

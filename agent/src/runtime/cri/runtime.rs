@@ -24,10 +24,10 @@ use std::time::Duration;
 
 use berth_proto::cri::{
     ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest, CreateContainerRequest, ImageSpec,
-    ImageStatusRequest, KeyValue, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, Mount as CriMount, NamespaceMode,
-    NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest, PullImageRequest,
-    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
-    StopPodSandboxRequest,
+    ImageStatusRequest, KeyValue, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest,
+    Mount as CriMount, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata,
+    PodSandboxStatusRequest, PullImageRequest, RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
+    StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
 };
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::jiff::Timestamp;
@@ -42,6 +42,11 @@ pub const MONITOR_EVERY: Duration = Duration::from_secs(1);
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an image pull may take.
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
+/// Retries of a sandbox that could not be created: first after this, doubling up to the max.
+const SANDBOX_RETRY_FIRST: Duration = Duration::from_millis(500);
+const SANDBOX_RETRY_MAX: Duration = Duration::from_secs(10);
+/// The sandbox label naming its pod (the kubelet's), by which leftovers are found.
+const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
 /// The container-ID scheme in pod statuses (`containerd://…`).
 const ID_SCHEME: &str = "containerd://";
 
@@ -125,7 +130,7 @@ pub fn sandbox_config(pod: &Pod, log_directory: &str) -> PodSandboxConfig {
     let mut labels: HashMap<String, String> = pod.labels().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     labels.insert("io.kubernetes.pod.name".into(), pod.name_any());
     labels.insert("io.kubernetes.pod.namespace".into(), pod.namespace().unwrap_or_default());
-    labels.insert("io.kubernetes.pod.uid".into(), pod.uid().unwrap_or_default());
+    labels.insert(POD_UID_LABEL.into(), pod.uid().unwrap_or_default());
     let hostname = match (host_network, spec.and_then(|s| s.hostname.clone())) {
         (true, _) => String::new(),
         (false, Some(h)) => h,
@@ -255,8 +260,15 @@ impl Inner {
         }
         let log_directory = self.pods_dir.join(&uid).join("logs");
         std::fs::create_dir_all(&log_directory).map_err(|e| format!("creating {}: {e}", log_directory.display()))?;
-        let config = sandbox_config(pod, &log_directory.display().to_string());
+        let mut config = sandbox_config(pod, &log_directory.display().to_string());
         let mut runtime = self.client.runtime.clone();
+        // A failed RunPodSandbox leaves a NotReady sandbox holding the name of its attempt:
+        // remove what earlier attempts left and try under the next attempt number, as the
+        // kubelet does.
+        let attempt = self.remove_sandboxes_of(&uid).await;
+        if let Some(m) = config.metadata.as_mut() {
+            m.attempt = attempt;
+        }
         let request = RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
         let id = bounded("RunPodSandbox", CALL_TIMEOUT, runtime.run_pod_sandbox(request)).await?.pod_sandbox_id;
         let status = bounded(
@@ -273,6 +285,28 @@ impl Inner {
         let made = Sandbox { id, config };
         *sandbox = Some(made.clone());
         Ok(made)
+    }
+
+    /// Stops and removes every sandbox the runtime has for pod `uid` (left by failed
+    /// attempts); returns the attempt number to use next.
+    async fn remove_sandboxes_of(&self, uid: &str) -> u32 {
+        let mut runtime = self.client.runtime.clone();
+        let filter = PodSandboxFilter {
+            label_selector: HashMap::from([(POD_UID_LABEL.to_string(), uid.to_string())]),
+            ..Default::default()
+        };
+        let request = ListPodSandboxRequest { filter: Some(filter) };
+        let Ok(list) = bounded("ListPodSandbox", CALL_TIMEOUT, runtime.list_pod_sandbox(request)).await else {
+            return 0;
+        };
+        let next = list.items.iter().filter_map(|s| s.metadata.as_ref()).map(|m| m.attempt + 1).max().unwrap_or(0);
+        for stale in list.items {
+            let stop = StopPodSandboxRequest { pod_sandbox_id: stale.id.clone() };
+            let _ = bounded("StopPodSandbox", CALL_TIMEOUT, runtime.stop_pod_sandbox(stop)).await;
+            let remove = RemovePodSandboxRequest { pod_sandbox_id: stale.id.clone() };
+            let _ = bounded("RemovePodSandbox", CALL_TIMEOUT, runtime.remove_pod_sandbox(remove)).await;
+        }
+        next
     }
 
     /// Makes sure `image` is present as `policy` demands; Err is (reason, message).
@@ -305,9 +339,24 @@ impl Inner {
     async fn run_container(&self, pod: Pod, container: Container, env: Vec<(String, String)>, mounts: Vec<Mount>) {
         let uid = pod.uid().unwrap_or_default();
         let name = container.name.clone();
-        let sandbox = match self.ensure_sandbox(&pod).await {
-            Ok(s) => s,
-            Err(e) => return self.fail(&uid, &name, "CreateContainerError", format!("creating the pod sandbox: {e}")),
+        // A sandbox that cannot be created yet (the node's pod network is not configured,
+        // the sandbox image is being pulled elsewhere…) is retried, as the kubelet does, while
+        // the container is still wanted; it stays ContainerCreating meanwhile.
+        let mut delay = SANDBOX_RETRY_FIRST;
+        let sandbox = loop {
+            match self.ensure_sandbox(&pod).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    let wanted = self
+                        .with_slot(&uid, &name, |s| !s.record.stopping && matches!(s.record.state, RunState::Starting));
+                    if wanted != Some(true) {
+                        return;
+                    }
+                    tracing::warn!(pod = %pod.name_any(), error = %e, retry_in = ?delay, "creating the pod sandbox failed");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(SANDBOX_RETRY_MAX);
+                }
+            }
         };
         let image = container.image.clone().unwrap_or_default();
         if let Err((reason, message)) = self.ensure_image(&image, pull_policy(&container)).await {
@@ -410,7 +459,21 @@ impl Inner {
     }
 
     async fn stop_container(&self, uid: String, name: String, grace: Duration) {
-        let Some(Some(id)) = self.with_slot(&uid, &name, |s| s.cri_id.clone()) else { return };
+        let id = self.with_slot(&uid, &name, |s| {
+            if s.cri_id.is_none() && matches!(s.record.state, RunState::Starting) {
+                // Never created (its sandbox or image is still pending): it simply will not
+                // start; `run_container` sees `stopping` and gives up.
+                s.record.state = RunState::CreateFailed {
+                    reason: "ContainerCreating".into(),
+                    message: "stopped before it was created".into(),
+                };
+            }
+            s.cri_id.clone()
+        });
+        let Some(Some(id)) = id else {
+            self.wake_pod(&uid);
+            return;
+        };
         let mut runtime = self.client.runtime.clone();
         let request = StopContainerRequest { container_id: id.clone(), timeout: grace.as_secs().max(1) as i64 };
         if let Err(e) = bounded("StopContainer", grace + CALL_TIMEOUT, runtime.stop_container(request)).await {

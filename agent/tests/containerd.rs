@@ -434,8 +434,9 @@ async fn pods_get_their_own_address_and_two_listen_on_the_same_port() {
 /// plane: a pod from an image with no command is scheduled before its node has a podCIDR
 /// (so its sandbox cannot be created yet: the agent keeps retrying, the pod stays
 /// ContainerCreating); once the node gets its podCIDR the agent configures the pod network,
-/// and the pod runs on an address of its own and answers HTTP there; deleted, its sandbox
-/// goes away.
+/// and the pod runs on an address of its own and answers HTTP there. A pod whose image is
+/// missing backs off (ErrImagePull, ImagePullBackOff) and runs once the image is pushed.
+/// Deleted, their sandboxes go away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_agent_runs_a_pod_from_an_image_on_its_own_address() {
     use berth_agent::{Agent, AgentConfig, CriOptions, Heartbeat, NodeTemplate, RuntimeKind};
@@ -519,9 +520,42 @@ async fn an_agent_runs_a_pod_from_an_image_on_its_own_address() {
     .await;
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
 
+    // An image the registry does not have (yet): ErrImagePull, then ImagePullBackOff with the
+    // kubelet's message; once the image is pushed the next try (10 s later) pulls it.
+    let late_image = format!("{}/berth/late:v1", registry.address);
+    let late: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "late"},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "http", "image": late_image}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &late).await.unwrap();
+    let waiting = |p: &Pod| {
+        let w = p.status.as_ref()?.container_statuses.as_ref()?.first()?.state.as_ref()?.waiting.clone()?;
+        Some((w.reason.unwrap_or_default(), w.message.unwrap_or_default()))
+    };
+    let (_, message) = berth_testkit::eventually(Duration::from_secs(60), "late in ImagePullBackOff", async || {
+        pods.get("late").await.ok().as_ref().and_then(waiting).filter(|(reason, _)| reason == "ImagePullBackOff")
+    })
+    .await;
+    assert_eq!(message, format!("Back-off pulling image \"{late_image}\""));
+    let pushed = Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:http-v1", dir.path().join("images/oci").display()))
+        .arg(format!("docker://{late_image}"))
+        .output()
+        .unwrap();
+    assert!(pushed.status.success(), "skopeo: {}", String::from_utf8_lossy(&pushed.stderr));
+    berth_testkit::eventually(Duration::from_secs(60), "late Running once its image exists", async || {
+        let p = pods.get("late").await.ok()?;
+        (p.status?.phase.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    pods.delete("late", &DeleteParams::default()).await.unwrap();
+
     pods.delete("web", &DeleteParams::default()).await.unwrap();
-    berth_testkit::eventually(Duration::from_secs(30), "web deleted", async || {
-        pods.get_opt("web").await.ok().filter(Option::is_none)
+    berth_testkit::eventually(Duration::from_secs(30), "web and late deleted", async || {
+        let gone = pods.get_opt("web").await.ok()?.is_none() && pods.get_opt("late").await.ok()?.is_none();
+        gone.then_some(())
     })
     .await;
     let cri = berth_agent::runtime::cri::connect(&endpoint, Duration::from_secs(5)).await.unwrap();

@@ -13,9 +13,12 @@
 //! * `stop`/`kill` ask the runtime to stop with the grace period as timeout;
 //! * `forget` removes the containers and the sandbox.
 //!
+//! A failed pull shows `ErrImagePull`, then `ImagePullBackOff` while it waits for the next
+//! try (10 s doubling to 5 min), as the kubelet's.
+//!
 //! Not yet here (issue 18 continues): logs through CRI log files, exec/attach/port-forward,
-//! probes (ExecSync, pod-IP http/tcp), image pull back-off and pull secrets, resource
-//! limits, security context, and re-adopting sandboxes after an agent restart.
+//! probes (ExecSync, pod-IP http/tcp), pull secrets, resource limits, security context, and
+//! re-adopting sandboxes after an agent restart.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -42,6 +45,11 @@ pub const MONITOR_EVERY: Duration = Duration::from_secs(1);
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an image pull may take.
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long `ErrImagePull` is shown before `ImagePullBackOff`.
+const PULL_ERROR_SHOWN: Duration = Duration::from_secs(1);
+/// Image pull back-off: the kubelet's 10 s, doubling up to 5 min.
+const PULL_BACK_OFF_FIRST: Duration = Duration::from_secs(10);
+const PULL_BACK_OFF_MAX: Duration = Duration::from_secs(300);
 /// Retries of a sandbox that could not be created: first after this, doubling up to the max.
 const SANDBOX_RETRY_FIRST: Duration = Duration::from_millis(500);
 const SANDBOX_RETRY_MAX: Duration = Duration::from_secs(10);
@@ -336,6 +344,53 @@ impl Inner {
             .map_err(|e| ("ErrImagePull", format!("failed to pull image \"{image}\": {e}")))
     }
 
+    /// Makes sure the image is there, as the kubelet does: a failed pull shows
+    /// `ErrImagePull`, then `ImagePullBackOff` until the next try, 10 s later, doubling up
+    /// to 5 min, for as long as the container is wanted. False: give up (it is no longer
+    /// wanted, or the failure is final, like `ErrImageNeverPull`).
+    async fn pull_with_back_off(&self, uid: &str, name: &str, image: &str, policy: &str) -> bool {
+        let mut delay = PULL_BACK_OFF_FIRST;
+        loop {
+            let (reason, message) = match self.ensure_image(image, policy).await {
+                Ok(()) => {
+                    // Back to ContainerCreating for the create and start that follow.
+                    self.with_slot(uid, name, |s| {
+                        if matches!(s.record.state, RunState::CreateFailed { .. }) && !s.record.stopping {
+                            s.record.state = RunState::Starting;
+                        }
+                    });
+                    return self.with_slot(uid, name, |s| matches!(s.record.state, RunState::Starting)) == Some(true);
+                }
+                Err(failure) => failure,
+            };
+            self.fail(uid, name, reason, message);
+            if reason != "ErrImagePull" {
+                return false;
+            }
+            tokio::time::sleep(PULL_ERROR_SHOWN).await;
+            let backing_off = self.with_slot(uid, name, |s| {
+                let pulling =
+                    matches!(&s.record.state, RunState::CreateFailed { reason, .. } if reason == "ErrImagePull");
+                if pulling && !s.record.stopping {
+                    s.record.state = RunState::CreateFailed {
+                        reason: "ImagePullBackOff".into(),
+                        message: format!("Back-off pulling image \"{image}\""),
+                    };
+                }
+                pulling && !s.record.stopping
+            });
+            if backing_off != Some(true) {
+                return false;
+            }
+            self.wake_pod(uid);
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(PULL_BACK_OFF_MAX);
+            if self.with_slot(uid, name, |s| !s.record.stopping) != Some(true) {
+                return false;
+            }
+        }
+    }
+
     async fn run_container(&self, pod: Pod, container: Container, env: Vec<(String, String)>, mounts: Vec<Mount>) {
         let uid = pod.uid().unwrap_or_default();
         let name = container.name.clone();
@@ -359,8 +414,8 @@ impl Inner {
             }
         };
         let image = container.image.clone().unwrap_or_default();
-        if let Err((reason, message)) = self.ensure_image(&image, pull_policy(&container)).await {
-            return self.fail(&uid, &name, reason, message);
+        if !self.pull_with_back_off(&uid, &name, &image, pull_policy(&container)).await {
+            return;
         }
         let Some(attempt) = self.with_slot(&uid, &name, |s| s.record.restart_count.max(0) as u32) else { return };
         let config = container_config(&container, &image, attempt, &env, &mounts);

@@ -81,6 +81,19 @@ struct PodEntry {
     containers: HashMap<String, Slot>,
 }
 
+impl PodEntry {
+    /// A pod the runtime has not seen before: no sandbox, no containers yet.
+    fn of(pod: &Pod) -> PodEntry {
+        PodEntry {
+            node: pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
+            host_network: is_host_network(pod),
+            ip: None,
+            sandbox: Arc::new(tokio::sync::Mutex::new(None)),
+            containers: HashMap::new(),
+        }
+    }
+}
+
 struct Inner {
     client: CriClient,
     handle: tokio::runtime::Handle,
@@ -566,17 +579,10 @@ impl Inner {
 impl Runtime for CriRuntime {
     fn start(&self, pod: &Pod, container: &Container, env: Vec<(String, String)>, mounts: Vec<Mount>) {
         let uid = pod.uid().unwrap_or_default();
-        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
         let image = container.image.clone().unwrap_or_default();
         {
             let mut pods = self.inner.pods.lock().unwrap_or_else(|e| e.into_inner());
-            let entry = pods.entry(uid.clone()).or_insert_with(|| PodEntry {
-                node,
-                host_network: is_host_network(pod),
-                ip: None,
-                sandbox: Arc::new(tokio::sync::Mutex::new(None)),
-                containers: HashMap::new(),
-            });
+            let entry = pods.entry(uid.clone()).or_insert_with(|| PodEntry::of(pod));
             match entry.containers.get_mut(&container.name) {
                 Some(slot) => {
                     let previous = std::mem::replace(&mut slot.record.state, RunState::Starting);
@@ -659,16 +665,9 @@ impl Runtime for CriRuntime {
 
     fn record_failure(&self, pod: &Pod, container: &Container, reason: &str, message: &str) {
         let uid = pod.uid().unwrap_or_default();
-        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
         let state = RunState::CreateFailed { reason: reason.into(), message: message.into() };
         let mut pods = self.inner.pods.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = pods.entry(uid).or_insert_with(|| PodEntry {
-            node,
-            host_network: is_host_network(pod),
-            ip: None,
-            sandbox: Arc::new(tokio::sync::Mutex::new(None)),
-            containers: HashMap::new(),
-        });
+        let entry = pods.entry(uid).or_insert_with(|| PodEntry::of(pod));
         let image = container.image.clone().unwrap_or_default();
         let slot = entry.containers.entry(container.name.clone()).or_insert_with(|| Slot {
             record: ContainerRecord::new(&container.name, &image, state.clone()),

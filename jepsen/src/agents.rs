@@ -3,8 +3,9 @@
 //! process in its own network namespace on the harness bridge (as the servers are), so the
 //! nemesis can kill, pause and partition an agent like a server. A process-runtime pod's
 //! processes live in their agent's namespace and outlive the agent (as containers outlive a
-//! kubelet); the network's teardown kills whatever is left in the namespace, and
-//! [`remove_pod_cgroups`] removes the cgroups the agents made for them.
+//! kubelet); the network's teardown kills whatever is left in the namespace. They have no
+//! cgroups to clean up: `ip netns exec` mounts a fresh /sys without /sys/fs/cgroup, so
+//! agents in a namespace run their containers without cgroups.
 //!
 //! This module owns the agents' command lines (which servers an agent is told about, its
 //! capacity) and their life cycle on a [`DbCluster`]: start, kill, restart, pause, resume.
@@ -173,58 +174,6 @@ impl DbCluster {
         }
         gaps
     }
-}
-
-/// Removes the (v1 or v2) cgroups process-runtime agents made for pods `uids` — under
-/// `berth/` of this process's own cgroup, which the agents inherited — once their processes
-/// are gone. Retried for up to 2 s: a killed process leaves its cgroup only once it is reaped.
-pub fn remove_pod_cgroups(uids: &[String]) {
-    let bases = cgroup_bases();
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    for base in &bases {
-        for uid in uids {
-            let pod = base.join(uid);
-            if !pod.is_dir() {
-                continue;
-            }
-            loop {
-                let children: Vec<PathBuf> = std::fs::read_dir(&pod)
-                    .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
-                    .unwrap_or_default();
-                let removed =
-                    children.iter().all(|c| std::fs::remove_dir(c).is_ok()) && std::fs::remove_dir(&pod).is_ok();
-                if removed || std::time::Instant::now() >= until {
-                    if !removed {
-                        tracing::warn!(cgroup = %pod.display(), "could not remove a pod's cgroup");
-                    }
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-        }
-    }
-}
-
-/// Where the agents' `berth` cgroup directories are: v2's under the root, v1's under this
-/// process's cgroup of each controller the agent uses.
-fn cgroup_bases() -> Vec<PathBuf> {
-    let root = std::path::Path::new("/sys/fs/cgroup");
-    if root.join("cgroup.controllers").exists() {
-        return vec![root.join("berth")];
-    }
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    ["memory", "cpu", "cpuacct"]
-        .iter()
-        .filter_map(|ctrl| {
-            let path = own.lines().find_map(|l| {
-                let mut parts = l.splitn(3, ':');
-                let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
-                ctrls.split(',').any(|c| c == *ctrl).then(|| path.trim_start_matches('/').to_string())
-            })?;
-            Some(root.join(ctrl).join(path).join("berth"))
-        })
-        .filter(|b| b.is_dir())
-        .collect()
 }
 
 #[cfg(test)]

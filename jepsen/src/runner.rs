@@ -224,8 +224,7 @@ pub async fn run_test(cfg: &TestConfig, shutdown: CancellationToken) -> Result<R
     drop(cluster);
     if cfg.workload == WorkloadKind::StatefulSet {
         // Every container is gone with the agents' namespaces: the ledger is complete.
-        let uids = workload::statefulset::record_runs(&ctx, &dir);
-        crate::agents::remove_pod_cgroups(&uids);
+        workload::statefulset::record_runs(&ctx, &dir);
     }
 
     let history = recorder.snapshot();

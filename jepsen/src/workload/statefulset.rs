@@ -226,15 +226,11 @@ pub fn runs(ledger: &str) -> Vec<ContainerRun> {
     by_process.into_values().collect()
 }
 
-/// After teardown (every container is gone): records the ledger's container runs and
-/// returns the pod uids it names.
-pub fn record_runs(ctx: &WorkloadCtx, dir: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(dir.join(LEDGER)).unwrap_or_default();
-    let runs = runs(&text);
-    let uids = runs.iter().map(|r| r.uid.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+/// After teardown (every container is gone): records the ledger's container runs.
+pub fn record_runs(ctx: &WorkloadCtx, dir: &Path) {
+    let runs = runs(&std::fs::read_to_string(dir.join(LEDGER)).unwrap_or_default());
     let process = (ctx.concurrency * 1000 + 504) as i64;
     ctx.recorder.record(process, OpType::Ok, "", Call::ContainerRuns { runs }, None);
-    uids
 }
 
 #[cfg(test)]

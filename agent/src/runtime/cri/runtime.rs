@@ -576,6 +576,14 @@ impl Inner {
     }
 }
 
+impl CriRuntime {
+    fn stop_in_background(&self, pod_uid: &str, container: &str, grace: Duration) {
+        let inner = self.inner.clone();
+        let (uid, name) = (pod_uid.to_string(), container.to_string());
+        self.inner.handle.spawn(async move { inner.stop_container(uid, name, grace).await });
+    }
+}
+
 impl Runtime for CriRuntime {
     fn start(&self, pod: &Pod, container: &Container, env: Vec<(String, String)>, mounts: Vec<Mount>) {
         let uid = pod.uid().unwrap_or_default();
@@ -609,16 +617,12 @@ impl Runtime for CriRuntime {
 
     fn stop(&self, pod_uid: &str, container: &str, grace: Duration) {
         self.inner.with_slot(pod_uid, container, |s| s.record.stopping = true);
-        let inner = self.inner.clone();
-        let (uid, name) = (pod_uid.to_string(), container.to_string());
-        self.inner.handle.spawn(async move { inner.stop_container(uid, name, grace).await });
+        self.stop_in_background(pod_uid, container, grace);
     }
 
     fn kill(&self, pod_uid: &str, container: &str, grace: Duration) {
         self.inner.with_slot(pod_uid, container, |s| s.record.killing = true);
-        let inner = self.inner.clone();
-        let (uid, name) = (pod_uid.to_string(), container.to_string());
-        self.inner.handle.spawn(async move { inner.stop_container(uid, name, grace).await });
+        self.stop_in_background(pod_uid, container, grace);
     }
 
     fn pod_dir(&self, pod_uid: &str) -> Option<PathBuf> {

@@ -20,6 +20,7 @@ pub mod node;
 pub mod prober;
 pub mod runtime;
 pub mod server;
+pub mod streaming;
 pub mod sync;
 pub mod volumes;
 pub mod watch;

@@ -1,6 +1,6 @@
 //! The kubelet-style HTTP endpoint of an agent (one per process, shared by hollow nodes):
 //! `/healthz`, and `/containerLogs/{ns}/{pod}/{container}` with `follow`, `tailLines`,
-//! `timestamps`, `previous` and `limitBytes`, which the API server proxies for
+//! `timestamps`, `previous`, `sinceSeconds`/`sinceTime` and `limitBytes`, which the API server proxies for
 //! `pods/{name}/log`; and `/stats/summary`, shaped like the kubelet's Summary API (node,
 //! then pods[].containers[] with `cpu.usageNanoCores`/`usageCoreNanoSeconds` and
 //! `memory.workingSetBytes`; rates come from the previous sample, or from a second sample
@@ -25,7 +25,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::stats::{node_usage, PodUsage};
-use crate::runtime::{LogLine, LogSource, Runtime};
+use crate::runtime::{logline, LogLine, LogSource, Runtime};
+use k8s_openapi::jiff::Timestamp;
 
 /// How often a followed log file is checked for new output.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
@@ -38,6 +39,8 @@ pub struct LogQuery {
     timestamps: Option<String>,
     previous: Option<String>,
     limit_bytes: Option<usize>,
+    since_seconds: Option<i64>,
+    since_time: Option<String>,
 }
 
 fn flag(v: &Option<String>) -> bool {
@@ -50,8 +53,9 @@ pub fn router(runtime: Arc<dyn Runtime>, node_name: String) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
-        .with_state(runtime)
+        .with_state(runtime.clone())
         .merge(Router::new().route("/stats/summary", get(summary)).with_state(stats))
+        .merge(crate::streaming::router(runtime))
 }
 
 /// From the first byte of a request head to its end; in hyper this also bounds how long
@@ -103,20 +107,41 @@ pub async fn serve_router(listener: TcpListener, router: Router, header_read: Du
     let _ = open_rx.recv().await;
 }
 
-fn format_line(time: &str, text: &str, timestamps: bool) -> String {
-    if timestamps {
-        format!("{time} {text}\n")
-    } else {
-        format!("{text}\n")
-    }
+/// How stored lines are shown to the client: with or without their time, and only those
+/// written at or after `since`.
+#[derive(Debug, Clone, Copy)]
+struct Rendering {
+    timestamps: bool,
+    since: Option<Timestamp>,
 }
 
-/// Splits a stored log line `{time} {stream} {text}` into (time, text).
-fn parse_stored(line: &str) -> (&str, &str) {
-    let mut parts = line.splitn(3, ' ');
-    let time = parts.next().unwrap_or_default();
-    let _stream = parts.next();
-    (time, parts.next().unwrap_or_default())
+impl Rendering {
+    fn of(q: &LogQuery) -> Result<Rendering, String> {
+        let since = match (&q.since_time, q.since_seconds) {
+            (Some(t), _) => Some(t.parse::<Timestamp>().map_err(|e| format!("sinceTime {t:?}: {e}"))?),
+            (None, Some(s)) if s > 0 => Some(Timestamp::now() - std::time::Duration::from_secs(s as u64)),
+            (None, Some(s)) => return Err(format!("sinceSeconds must be greater than 0, not {s}")),
+            (None, None) => None,
+        };
+        Ok(Rendering { timestamps: flag(&q.timestamps), since })
+    }
+
+    /// One stored line as the client sees it (`None`: before `since`). A partial line
+    /// gets no newline: the next one continues it.
+    fn line(&self, stored: &str) -> Option<String> {
+        let l = logline::parse(stored);
+        if let Some(since) = self.since {
+            if l.timestamp().is_some_and(|t| t < since) {
+                return None;
+            }
+        }
+        let end = if l.partial { "" } else { "\n" };
+        Some(if self.timestamps { format!("{} {}{end}", l.time, l.text) } else { format!("{}{end}", l.text) })
+    }
+
+    fn lines<'a>(&self, stored: impl Iterator<Item = &'a str>) -> String {
+        stored.filter_map(|l| self.line(l)).collect()
+    }
 }
 
 struct StatsState {
@@ -212,7 +237,10 @@ async fn container_logs(
         let what = if previous { "previous terminated container" } else { "container" };
         return (StatusCode::NOT_FOUND, format!("{what} \"{container}\" in pod \"{pod}\" not found")).into_response();
     };
-    let timestamps = flag(&q.timestamps);
+    let rendering = match Rendering::of(&q) {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
     let tail = q.tail_lines.filter(|n| *n >= 0).map(|n| n as usize);
     let text_response =
         |body: Body| Response::builder().header(header::CONTENT_TYPE, "text/plain; charset=utf-8").body(body).unwrap();
@@ -232,7 +260,16 @@ async fn container_logs(
             let body: String = lines
                 .iter()
                 .skip(skip)
-                .map(|LogLine { time, text }| format_line(&time.to_string(), text, timestamps))
+                .filter(|LogLine { time, .. }| rendering.since.is_none_or(|since| *time >= since))
+                .map(
+                    |LogLine { time, text }| {
+                        if rendering.timestamps {
+                            format!("{time} {text}\n")
+                        } else {
+                            format!("{text}\n")
+                        }
+                    },
+                )
                 .collect();
             text_response(Body::from(limit(body)))
         }
@@ -244,17 +281,11 @@ async fn container_logs(
                         .into_response()
                 }
             };
-            let first: String = existing
-                .iter()
-                .map(|l| {
-                    let (t, text) = parse_stored(l);
-                    format_line(t, text, timestamps)
-                })
-                .collect();
+            let first = rendering.lines(existing.iter().map(String::as_str));
             if !flag(&q.follow) || previous {
                 return text_response(Body::from(limit(first)));
             }
-            text_response(Body::from_stream(follow(path, offset, finished, first, timestamps)))
+            text_response(Body::from_stream(follow(path, offset, finished, first, rendering)))
         }
     }
 }
@@ -275,14 +306,8 @@ async fn read_tail(path: &PathBuf, tail: Option<usize>) -> std::io::Result<(Vec<
 }
 
 /// Stored lines rendered for the client.
-fn render(stored: &[u8], timestamps: bool) -> String {
-    String::from_utf8_lossy(stored)
-        .lines()
-        .map(|l| {
-            let (t, text) = parse_stored(l);
-            format_line(t, text, timestamps)
-        })
-        .collect()
+fn render(stored: &[u8], rendering: Rendering) -> String {
+    rendering.lines(String::from_utf8_lossy(stored).lines())
 }
 
 /// The complete lines of `path` after `offset` (empty if it cannot be read).
@@ -300,7 +325,7 @@ fn follow(
     offset: u64,
     finished: Arc<AtomicBool>,
     first: String,
-    timestamps: bool,
+    rendering: Rendering,
 ) -> impl futures::Stream<Item = std::io::Result<String>> {
     struct St {
         path: PathBuf,
@@ -327,7 +352,7 @@ fn follow(
                 let rest = read_from(&rotated, st.offset).await;
                 st.offset = 0;
                 if !rest.is_empty() {
-                    return Some((Ok(render(&rest, timestamps)), st));
+                    return Some((Ok(render(&rest, rendering)), st));
                 }
             }
             let mut file = match tokio::fs::File::open(&st.path).await {
@@ -346,7 +371,7 @@ fn follow(
             let end = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
             if end > 0 {
                 st.offset += end as u64;
-                return Some((Ok(render(&buf[..end], timestamps)), st));
+                return Some((Ok(render(&buf[..end], rendering)), st));
             }
             if was_finished {
                 return None;
@@ -361,13 +386,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stored_lines_parse() {
+    fn stored_lines_render_with_times_partials_and_since() {
+        let plain = Rendering { timestamps: false, since: None };
+        let timed = Rendering { timestamps: true, since: None };
+        assert_eq!(plain.line("2025-01-01T00:00:00.1Z stdout F hello world").unwrap(), "hello world\n");
+        assert_eq!(timed.line("2025-01-01T00:00:00.1Z stdout F x").unwrap(), "2025-01-01T00:00:00.1Z x\n");
+        assert_eq!(plain.lines(["T stdout P ab", "T stdout F cd"].into_iter()), "abcd\n");
+        let since = Rendering { timestamps: false, since: Some("2025-01-01T00:00:01Z".parse().unwrap()) };
         assert_eq!(
-            parse_stored("2025-01-01T00:00:00.1Z stdout hello world"),
-            ("2025-01-01T00:00:00.1Z", "hello world")
+            since.lines(["2025-01-01T00:00:00Z stdout F old", "2025-01-01T00:00:02Z stdout F new"].into_iter()),
+            "new\n"
         );
-        assert_eq!(format_line("T", "x", true), "T x\n");
-        assert_eq!(format_line("T", "x", false), "x\n");
+        let bad = LogQuery { since_seconds: Some(0), ..Default::default() };
+        assert!(Rendering::of(&bad).unwrap_err().contains("sinceSeconds"));
     }
 
     #[tokio::test]
@@ -379,7 +410,8 @@ mod tests {
         assert_eq!(lines, vec!["t2 stderr b", "t3 stdout c"]);
         assert_eq!(offset, 36);
         let finished = Arc::new(AtomicBool::new(false));
-        let s = follow(path.clone(), offset, finished.clone(), String::new(), false);
+        let s =
+            follow(path.clone(), offset, finished.clone(), String::new(), Rendering { timestamps: false, since: None });
         futures::pin_mut!(s);
         use futures::StreamExt;
         assert_eq!(s.next().await.unwrap().unwrap(), "");

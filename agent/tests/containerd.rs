@@ -439,48 +439,12 @@ async fn pods_get_their_own_address_and_two_listen_on_the_same_port() {
 /// Deleted, their sandboxes go away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_agent_runs_a_pod_from_an_image_on_its_own_address() {
-    use berth_agent::{Agent, AgentConfig, CriOptions, Heartbeat, NodeTemplate, RuntimeKind};
     use k8s_openapi::api::core::v1::Pod;
     use kube::api::{Api, DeleteParams, PostParams};
 
-    if let Some(why) = missing_prerequisite() {
-        eprintln!("skipping: {why}");
-        return;
-    }
-    berth_testkit::init_tracing();
-    let dir = tempfile::Builder::new().prefix("bctr").tempdir_in("/tmp").unwrap();
-    let registry = LocalRegistry::with_images(dir.path());
-    let n = std::process::id();
-    let subnet = format!("172.30.{}.", n % 250);
-    // No node IPAM: the test gives the node its podCIDR itself, after the pod is waiting.
-    let settings = berth_control::tasks::Settings { node_cidrs: None, ..Default::default() };
-    let cluster = berth_control::testing::Cluster::start_with(1, settings).await;
-    let client = cluster.client();
-
-    let data_dir = dir.path().join("agent");
-    registry.trust(&ContainerdLayout::under(&data_dir));
-    let bridge = format!("bb{}", n % 100_000);
-    let _bridge = BridgeGuard(bridge.clone());
-    let config = AgentConfig {
-        node_name: "ctr-node".into(),
-        template: NodeTemplate { heartbeat: Heartbeat::with_renew(Duration::from_secs(1)), ..Default::default() },
-        runtime: RuntimeKind::Containerd(CriOptions {
-            endpoint: None,
-            sandbox_image: format!("{}/berth/pause:1", registry.address),
-            cni_bin_dir: PathBuf::from("/usr/lib/cni"),
-            pod_bridge: bridge,
-        }),
-        data_dir: data_dir.clone(),
-        listen_port: 0,
-        fake_start_delay: None,
-        stop_containers_on_exit: false,
-    };
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let agent = Agent::start(client.clone(), config, cancel.clone()).await.expect("the agent starts its containerd");
-    // Removes every sandbox before the agent's containerd stops, also if the test fails.
-    let endpoint = ContainerdLayout::under(&data_dir).endpoint();
-    let _sandboxes = SandboxSweeper(endpoint.clone());
-
+    let Some(node) = AgentNode::start("172.30").await else { return };
+    let (client, registry, dir, endpoint, subnet) =
+        (node.client.clone(), &node.registry, node.dir.path(), node.endpoint.clone(), node.subnet.clone());
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let image = format!("{}/berth/http:v1", registry.address);
     let pod: Pod = serde_json::from_value(serde_json::json!({
@@ -499,10 +463,7 @@ async fn an_agent_runs_a_pod_from_an_image_on_its_own_address() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let status = pods.get("web").await.unwrap().status.unwrap();
     assert_eq!((status.phase.as_deref(), status.pod_ip.as_deref()), (Some("Pending"), None), "no sandbox, no IP yet");
-    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
-    let cidr = format!("{subnet}0/24");
-    let patch = serde_json::json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
-    nodes.patch("ctr-node", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+    node.assign_pod_cidr().await;
     let ip = berth_testkit::eventually(Duration::from_secs(90), "web Running with its own IP", async || {
         let p = pods.get("web").await.ok()?;
         let status = p.status?;
@@ -540,7 +501,7 @@ async fn an_agent_runs_a_pod_from_an_image_on_its_own_address() {
     assert_eq!(message, format!("Back-off pulling image \"{late_image}\""));
     let pushed = Command::new("skopeo")
         .args(["copy", "--quiet", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:http-v1", dir.path().join("images/oci").display()))
+        .arg(format!("oci:{}:http-v1", dir.join("images/oci").display()))
         .arg(format!("docker://{late_image}"))
         .output()
         .unwrap();
@@ -565,9 +526,103 @@ async fn an_agent_runs_a_pod_from_an_image_on_its_own_address() {
         items.is_empty().then_some(())
     })
     .await;
-    drop(_sandboxes);
-    cancel.cancel();
-    agent.stopped().await;
+    node.stop().await;
+}
+
+/// A one-server control plane and a real agent with its own containerd pulling from a local
+/// registry, its pods on a bridge of their own with addresses from `{prefix}.{pid % 250}.0/24`
+/// (given by the test: no node IPAM). Every sandbox is removed before the agent's
+/// containerd stops, also when a test fails half-way.
+struct AgentNode {
+    client: kube::Client,
+    api_url: String,
+    registry: LocalRegistry,
+    /// `{prefix}.{n}.`: the pods' addresses start with it.
+    subnet: String,
+    endpoint: String,
+    cancel: tokio_util::sync::CancellationToken,
+    agent: Option<berth_agent::Agent>,
+    _sandboxes: SandboxSweeper,
+    _bridge: BridgeGuard,
+    _cluster: berth_control::testing::Cluster,
+    dir: tempfile::TempDir,
+}
+
+impl AgentNode {
+    const NAME: &str = "ctr-node";
+
+    async fn start(prefix: &str) -> Option<AgentNode> {
+        use berth_agent::{Agent, AgentConfig, CriOptions, Heartbeat, NodeTemplate, RuntimeKind};
+        if let Some(why) = missing_prerequisite() {
+            eprintln!("skipping: {why}");
+            return None;
+        }
+        berth_testkit::init_tracing();
+        let dir = tempfile::Builder::new().prefix("bctr").tempdir_in("/tmp").unwrap();
+        let registry = LocalRegistry::with_images(dir.path());
+        let n = std::process::id();
+        let subnet = format!("{prefix}.{}.", n % 250);
+        let settings = berth_control::tasks::Settings { node_cidrs: None, ..Default::default() };
+        let cluster = berth_control::testing::Cluster::start_with(1, settings).await;
+        let client = cluster.client();
+        let data_dir = dir.path().join("agent");
+        registry.trust(&ContainerdLayout::under(&data_dir));
+        let bridge = format!("bb{}{}", prefix.rsplit('.').next().unwrap_or_default(), n % 10_000);
+        let config = AgentConfig {
+            node_name: Self::NAME.into(),
+            template: NodeTemplate { heartbeat: Heartbeat::with_renew(Duration::from_secs(1)), ..Default::default() },
+            runtime: RuntimeKind::Containerd(CriOptions {
+                endpoint: None,
+                sandbox_image: format!("{}/berth/pause:1", registry.address),
+                cni_bin_dir: PathBuf::from("/usr/lib/cni"),
+                pod_bridge: bridge.clone(),
+            }),
+            data_dir: data_dir.clone(),
+            listen_port: 0,
+            fake_start_delay: None,
+            stop_containers_on_exit: false,
+        };
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let agent =
+            Agent::start(client.clone(), config, cancel.clone()).await.expect("the agent starts its containerd");
+        let endpoint = ContainerdLayout::under(&data_dir).endpoint();
+        Some(AgentNode {
+            client,
+            api_url: cluster.servers[0].api_url.clone(),
+            registry,
+            subnet,
+            endpoint: endpoint.clone(),
+            cancel,
+            agent: Some(agent),
+            _sandboxes: SandboxSweeper(endpoint),
+            _bridge: BridgeGuard(bridge),
+            _cluster: cluster,
+            dir,
+        })
+    }
+
+    /// Gives the node its podCIDR (pods wait in ContainerCreating until it has one).
+    async fn assign_pod_cidr(&self) {
+        let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(self.client.clone());
+        let cidr = format!("{}0/24", self.subnet);
+        let patch = serde_json::json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
+        berth_testkit::eventually(Duration::from_secs(30), "the node registered and given its podCIDR", async || {
+            nodes.patch(Self::NAME, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.ok()
+        })
+        .await;
+    }
+
+    fn image(&self, name: &str) -> String {
+        format!("{}/berth/{name}", self.registry.address)
+    }
+
+    async fn stop(mut self) {
+        self._sandboxes.sweep();
+        self.cancel.cancel();
+        if let Some(agent) = self.agent.take() {
+            agent.stopped().await;
+        }
+    }
 }
 
 /// Deletes a bridge when dropped.
@@ -584,6 +639,12 @@ struct SandboxSweeper(String);
 
 impl Drop for SandboxSweeper {
     fn drop(&mut self) {
+        self.sweep();
+    }
+}
+
+impl SandboxSweeper {
+    fn sweep(&self) {
         let endpoint = self.0.clone();
         tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(async {
@@ -593,4 +654,150 @@ impl Drop for SandboxSweeper {
             })
         });
     }
+}
+
+/// Runs the real kubectl against `api_url` (bounded by `timeout`), feeding `stdin`.
+fn kubectl(api_url: &str, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new("timeout")
+        .args(["60", "kubectl", "-s", api_url])
+        .args(args)
+        .env("KUBECONFIG", "/dev/null")
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn kubectl_ok(api_url: &str, args: &[&str], stdin: Option<&[u8]>) -> String {
+    let out = tokio::task::block_in_place(|| kubectl(api_url, args, stdin));
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// kubectl 1.32 against a containerd node: exec (WebSocket v5, stdin closed at its end),
+/// exec -it through a pty, cp both ways, attach, port-forward (WebSocket-tunnelled SPDY),
+/// and logs (tail, follow, timestamps) from containerd's CRI log files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_execs_copies_attaches_forwards_and_reads_logs() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, PostParams};
+
+    let Some(node) = AgentNode::start("172.29").await else { return };
+    node.assign_pod_cidr().await;
+    let api = node.api_url.clone();
+    let pods: Api<Pod> = Api::namespaced(node.client.clone(), "default");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "box"},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+            {"name": "shell", "image": node.image("busybox:1.35"),
+             "command": ["sh", "-c", "echo hello from box; i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done"]},
+            {"name": "web", "image": node.image("http:v1")}
+        ]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    berth_testkit::eventually(Duration::from_secs(90), "box Running", async || {
+        let p = pods.get("box").await.ok()?;
+        (p.status?.phase.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+
+    // exec, with stdout and the exit code.
+    assert_eq!(kubectl_ok(&api, &["exec", "box", "-c", "shell", "--", "cat", "/etc/hostname"], None).trim(), "box");
+    let failed = tokio::task::block_in_place(|| {
+        kubectl(&api, &["exec", "box", "-c", "shell", "--", "sh", "-c", "exit 3"], None)
+    });
+    assert_eq!(failed.status.code(), Some(3), "{}", String::from_utf8_lossy(&failed.stderr));
+    // exec -i: 200 KB in, and the end of stdin reaches the command (v5's close channel).
+    let input = vec![b'x'; 200_000];
+    let counted = kubectl_ok(
+        &api,
+        &["exec", "-i", "box", "-c", "shell", "--", "sh", "-c", "cat > /tmp/in; wc -c < /tmp/in"],
+        Some(&input),
+    );
+    assert_eq!(counted.trim(), "200000");
+    // exec -it through a pseudo-terminal (`script` gives kubectl one).
+    let tty = tokio::task::block_in_place(|| {
+        Command::new("timeout")
+            .args(["60", "script", "-qec"])
+            .arg(format!("kubectl -s {api} exec -it box -c shell -- sh -c 'tty; echo tty-done'"))
+            .arg("/dev/null")
+            .env("KUBECONFIG", "/dev/null")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    });
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    assert!(shown.contains("/dev/pts/") && shown.contains("tty-done"), "exec -it: {shown}");
+
+    // cp both ways (tar in the container, stdin closed at the end of the archive).
+    let local = node.dir.path().join("payload.txt");
+    std::fs::write(&local, "payload line\n".repeat(1000)).unwrap();
+    kubectl_ok(&api, &["cp", &local.display().to_string(), "box:/tmp/payload.txt", "-c", "shell"], None);
+    let back = node.dir.path().join("back.txt");
+    kubectl_ok(&api, &["cp", "box:/tmp/payload.txt", &back.display().to_string(), "-c", "shell"], None);
+    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&local).unwrap());
+
+    // attach: the running container's output as it comes.
+    let attached = tokio::task::block_in_place(|| {
+        Command::new("timeout")
+            .args(["4", "kubectl", "-s", &api, "attach", "box", "-c", "shell"])
+            .env("KUBECONFIG", "/dev/null")
+            .output()
+            .unwrap()
+    });
+    assert!(String::from_utf8_lossy(&attached.stdout).contains("tick"), "attach: {attached:?}");
+
+    // port-forward: a local port reaching the pod's port 8080.
+    let port = free_port();
+    let mut forward = KillOnDrop(
+        Command::new("kubectl")
+            .args(["-s", &api, "port-forward", "pod/box", &format!("{port}:8080")])
+            .env("KUBECONFIG", "/dev/null")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let answer = berth_testkit::eventually(Duration::from_secs(20), "an answer through port-forward", async || {
+        http_get(&format!("127.0.0.1:{port}")).ok().filter(|a| a.contains("berth http v1"))
+    })
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(forward.0.try_wait().unwrap().is_none(), "port-forward still runs");
+    drop(forward);
+
+    // logs: all, --tail, --timestamps, -f (bounded), from containerd's CRI log file.
+    let logs = kubectl_ok(&api, &["logs", "box", "-c", "shell"], None);
+    assert!(logs.starts_with("hello from box\ntick 1\n"), "{logs}");
+    assert_eq!(kubectl_ok(&api, &["logs", "box", "-c", "shell", "--tail=1"], None).lines().count(), 1);
+    let stamped = kubectl_ok(&api, &["logs", "box", "-c", "shell", "--timestamps", "--tail=1"], None);
+    let (time, text) = stamped.trim().split_once(' ').unwrap();
+    assert!(time.parse::<k8s_openapi::jiff::Timestamp>().is_ok() && text.starts_with("tick"), "{stamped}");
+    let followed = tokio::task::block_in_place(|| {
+        Command::new("timeout")
+            .args(["3", "kubectl", "-s", &api, "logs", "-f", "--tail=1", "box", "-c", "shell"])
+            .env("KUBECONFIG", "/dev/null")
+            .output()
+            .unwrap()
+    });
+    let followed = String::from_utf8_lossy(&followed.stdout);
+    assert!(followed.lines().filter(|l| l.starts_with("tick")).count() >= 2, "logs -f: {followed}");
+
+    // A container the pod does not have: the API server's error.
+    let wrong = tokio::task::block_in_place(|| kubectl(&api, &["exec", "box", "-c", "nope", "--", "true"], None));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("container nope is not valid for pod box"), "{wrong:?}");
+    node.stop().await;
 }

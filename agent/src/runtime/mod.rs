@@ -8,6 +8,7 @@ pub mod cgroups;
 pub mod cri;
 pub mod env;
 pub mod fake;
+pub mod logline;
 pub mod mounts;
 pub mod process;
 pub mod stats;
@@ -120,7 +121,7 @@ pub struct LogLine {
 pub enum LogSource {
     /// Held in memory (fake runtime).
     Memory(Vec<LogLine>),
-    /// A file of `{RFC 3339 time} {stream} {text}` lines that grows until `finished`.
+    /// A file of [`logline`] lines that grows until `finished`.
     File { path: PathBuf, finished: Arc<AtomicBool> },
 }
 
@@ -132,6 +133,31 @@ pub enum PodAddress {
     /// The pod gets its own address, not known yet (its sandbox is being created).
     Pending,
     Own(String),
+}
+
+/// Which standard streams an exec or attach session carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamOptions {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
+/// An interactive session to open in a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamRequest {
+    Exec { namespace: String, pod: String, container: String, command: Vec<String>, options: StreamOptions },
+    Attach { namespace: String, pod: String, container: String, options: StreamOptions },
+    PortForward { namespace: String, pod: String, ports: Vec<i32> },
+}
+
+/// Why a session cannot be opened: `NotFound` (no such running container or pod here) or
+/// anything else (the runtime refused or cannot stream).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamRefused {
+    NotFound(String),
+    Failed(String),
 }
 
 /// Starts, stops and observes containers. Implementations are cheap to call from the
@@ -171,6 +197,19 @@ pub trait Runtime: Send + Sync + 'static {
     /// or its own sandbox's.
     fn pod_address(&self, _pod_uid: &str) -> PodAddress {
         PodAddress::Node
+    }
+
+    /// The URL of the runtime's streaming server for `request` (CRI `Exec`, `Attach`,
+    /// `PortForward`); by default the runtime cannot stream.
+    fn stream_url(
+        &self,
+        _request: StreamRequest,
+    ) -> futures::future::BoxFuture<'static, Result<String, StreamRefused>> {
+        let refused = StreamRefused::Failed(format!(
+            "the {} runtime does not serve exec, attach or port-forward",
+            self.version().split("://").next().unwrap_or("node's")
+        ));
+        Box::pin(async move { Err(refused) })
     }
 
     /// Resource usage of the running containers, by pod (empty: this runtime does not

@@ -100,6 +100,9 @@ fn resource_entries(r: &ResourceInfo) -> Vec<Value> {
         out.push(sub("binding", "Binding", None, &["create"]));
         out.push(sub("eviction", "Eviction", Some(("policy", "v1")), &["create"]));
         out.push(sub("log", "Pod", None, &["get"]));
+        out.push(sub("exec", "PodExecOptions", None, &["create", "get"]));
+        out.push(sub("attach", "PodAttachOptions", None, &["create", "get"]));
+        out.push(sub("portforward", "PodPortForwardOptions", None, &["create", "get"]));
     }
     out
 }

@@ -25,6 +25,7 @@ pub mod patch;
 pub mod render;
 pub mod request;
 pub mod resource_metrics;
+pub mod streaming;
 pub mod subresources;
 pub mod watch;
 
@@ -131,6 +132,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/apis", get(|| async { json_ok(discovery::group_list()) }))
         .route("/openapi/v3", get(|| async { json_ok(discovery::openapi_v3_root()) }))
         .route("/openapi/v3/{*path}", get(openapi_doc))
+        .route("/api/v1/namespaces/{ns}/pods/{name}/exec", any(streaming::exec))
+        .route("/api/v1/namespaces/{ns}/pods/{name}/attach", any(streaming::attach))
+        .route("/api/v1/namespaces/{ns}/pods/{name}/portforward", any(streaming::port_forward))
         .route("/api/{*rest}", any(core_api))
         .route("/apis/{*rest}", any(group_api))
         .fallback(|| async { ApiError::NotFound(Subject::default()).into_response() })

@@ -4,7 +4,7 @@
 //!
 //! The agent contract for logs is the kubelet's: `GET http://{node InternalIP}:{node
 //! status.daemonEndpoints.kubeletEndpoint.Port}/containerLogs/{ns}/{pod}/{container}` with
-//! `follow`, `tailLines`, `previous`, `timestamps`, `sinceSeconds`, `limitBytes`.
+//! `follow`, `tailLines`, `previous`, `timestamps`, `sinceSeconds`, `sinceTime`, `limitBytes`.
 
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use crate::resource::patch_schema::Ty;
 use crate::resource::{ApiError, Cause, Subject};
 
 /// How long the API server waits to connect to an agent for logs.
-const AGENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const AGENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The `autoscaling/v1` Scale view of a scalable object.
 fn scale_of(obj: &Value) -> Value {
@@ -212,9 +212,9 @@ pub async fn eviction(state: &ApiState, req: ApiRequest) -> Result<Response, Api
     Ok(json_response(StatusCode::CREATED, &success(201), &[]))
 }
 
-/// The container a log request means: the named one, the default-container annotation,
+/// The container a log, exec or attach request means: the named one, the default-container annotation,
 /// or the only one.
-fn log_container(pod: &Value, requested: Option<&str>) -> Result<String, ApiError> {
+pub(super) fn pod_container(pod: &Value, requested: Option<&str>) -> Result<String, ApiError> {
     let name = object::name(pod).unwrap_or_default();
     let names: Vec<&str> = ["initContainers", "containers", "ephemeralContainers"]
         .iter()
@@ -244,32 +244,42 @@ fn log_container(pod: &Value, requested: Option<&str>) -> Result<String, ApiErro
     }
 }
 
-/// GET pods/{name}/log, proxied to the pod's agent.
-pub async fn log(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
-    let name = req.target.name.clone().expect("routed with a name");
-    let ns = req.target.namespace.clone().unwrap_or_else(|| "default".into());
-    let pod = state.registry.get(req.target.info.storage(), Some(&ns), &name, true).await?;
-    let container = log_container(&pod, req.query.get("container"))?;
+/// The address of the agent running `pod` (`unscheduled`: the error when it has no node).
+pub(super) async fn pod_agent(state: &ApiState, pod: &Value, unscheduled: &str) -> Result<(String, i64), ApiError> {
     let Some(node_name) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
-        return Err(ApiError::BadRequest(format!(
-            "container \"{container}\" in pod \"{name}\" is waiting to start: pod is not scheduled"
-        )));
+        return Err(ApiError::BadRequest(unscheduled.to_string()));
     };
     let nodes = resource::find("", "v1", "nodes").expect("served");
     let node = state.registry.get(nodes, None, node_name, false).await?;
     let (host, port) = object::agent_address(&node)
         .ok_or_else(|| ApiError::BadRequest(format!("node {node_name} has no address to reach its agent")))?;
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    Ok((host, port))
+}
+
+/// GET pods/{name}/log, proxied to the pod's agent.
+pub async fn log(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
+    let name = req.target.name.clone().expect("routed with a name");
+    let ns = req.target.namespace.clone().unwrap_or_else(|| "default".into());
+    let pod = state.registry.get(req.target.info.storage(), Some(&ns), &name, true).await?;
+    let container = pod_container(&pod, req.query.get("container"))?;
+    let (host, port) = pod_agent(
+        state,
+        &pod,
+        &format!("container \"{container}\" in pod \"{name}\" is waiting to start: pod is not scheduled"),
+    )
+    .await?;
+    let node_name = pod["spec"]["nodeName"].as_str().unwrap_or_default();
     let query = {
         let mut params = url::form_urlencoded::Serializer::new(String::new());
-        for p in ["follow", "tailLines", "previous", "timestamps", "sinceSeconds", "limitBytes"] {
+        for p in ["follow", "tailLines", "previous", "timestamps", "sinceSeconds", "sinceTime", "limitBytes"] {
             if let Some(v) = req.query.get(p) {
                 params.append_pair(p, v);
             }
         }
         params.finish()
     };
-    let host_part = if host.contains(':') { format!("[{host}]") } else { host.clone() };
-    let url = format!("http://{host_part}:{port}/containerLogs/{ns}/{name}/{container}?{query}");
+    let url = format!("http://{host}:{port}/containerLogs/{ns}/{name}/{container}?{query}");
     let uri: axum::http::Uri = url.parse().map_err(|e| ApiError::Internal(format!("agent URL {url}: {e}")))?;
     let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
     connector.set_connect_timeout(Some(AGENT_CONNECT_TIMEOUT));
@@ -307,9 +317,9 @@ mod tests {
     #[test]
     fn log_container_choice() {
         let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
-        assert!(log_container(&pod, None).unwrap_err().to_string().contains("choose one of: [a b]"));
-        assert_eq!(log_container(&pod, Some("b")).unwrap(), "b");
-        assert!(log_container(&pod, Some("zz")).is_err());
+        assert!(pod_container(&pod, None).unwrap_err().to_string().contains("choose one of: [a b]"));
+        assert_eq!(pod_container(&pod, Some("b")).unwrap(), "b");
+        assert!(pod_container(&pod, Some("zz")).is_err());
         let node = json!({"status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.5"}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10333}}}});
         assert_eq!(object::agent_address(&node), Some(("127.0.0.5".into(), 10333)));

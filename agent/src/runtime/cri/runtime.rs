@@ -16,28 +16,40 @@
 //! A failed pull shows `ErrImagePull`, then `ImagePullBackOff` while it waits for the next
 //! try (10 s doubling to 5 min), as the kubelet's.
 //!
-//! Not yet here (issue 18 continues): logs through CRI log files, exec/attach/port-forward,
+//! Logs are containerd's CRI log files (`logs/{container}/{attempt}.log` in the pod
+//! directory), rotated by size as the kubelet does.
+//!
+//! Exec, attach and port-forward get their URL on containerd's streaming server from CRI
+//! (the agent's [`crate::streaming`] joins the client to it).
+//!
+//! Not yet here (issue 18 continues):
 //! probes (ExecSync, pod-IP http/tcp), pull secrets, resource limits, security context, and
 //! re-adopting sandboxes after an agent restart.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_proto::cri::{
-    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest, CreateContainerRequest, ImageSpec,
-    ImageStatusRequest, KeyValue, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest,
-    Mount as CriMount, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata,
-    PodSandboxStatusRequest, PullImageRequest, RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
-    StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+    AttachRequest, ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest, CreateContainerRequest,
+    ExecRequest, ImageSpec, ImageStatusRequest, KeyValue, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
+    ListPodSandboxRequest, Mount as CriMount, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxFilter,
+    PodSandboxMetadata, PodSandboxStatusRequest, PortForwardRequest, PullImageRequest, RemoveContainerRequest,
+    RemovePodSandboxRequest, ReopenContainerLogRequest, RunPodSandboxRequest, StartContainerRequest,
+    StopContainerRequest, StopPodSandboxRequest,
 };
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::client::CriClient;
-use crate::runtime::{ContainerRecord, LogSource, Mount, PodAddress, RunState, Runtime, Terminated, Wake};
+use crate::runtime::process::{RotatingLog, MAX_LOG_BYTES};
+use crate::runtime::{
+    ContainerRecord, LogSource, Mount, PodAddress, RunState, Runtime, StreamRefused, StreamRequest, Terminated, Wake,
+};
+use futures::future::BoxFuture;
 
 /// How often running containers' status is read.
 pub const MONITOR_EVERY: Duration = Duration::from_secs(1);
@@ -70,10 +82,20 @@ struct Sandbox {
 struct Slot {
     record: ContainerRecord,
     cri_id: Option<String>,
+    /// Set when the current run has ended: a followed log stops there.
+    log_finished: Arc<AtomicBool>,
+}
+
+impl Slot {
+    fn new(record: ContainerRecord) -> Slot {
+        Slot { record, cri_id: None, log_finished: Arc::new(AtomicBool::new(false)) }
+    }
 }
 
 struct PodEntry {
     node: String,
+    namespace: String,
+    name: String,
     host_network: bool,
     ip: Option<String>,
     /// Created once: the first `start` of the pod holds the lock while creating it.
@@ -86,6 +108,8 @@ impl PodEntry {
     fn of(pod: &Pod) -> PodEntry {
         PodEntry {
             node: pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
+            namespace: pod.namespace().unwrap_or_default(),
+            name: pod.name_any(),
             host_network: is_host_network(pod),
             ip: None,
             sandbox: Arc::new(tokio::sync::Mutex::new(None)),
@@ -249,6 +273,32 @@ impl CriRuntime {
 }
 
 impl Inner {
+    /// Where containerd writes the log of run `attempt` of a container: the sandbox's log
+    /// directory joined with the container config's `log_path`.
+    fn log_path(&self, uid: &str, container: &str, attempt: u32) -> PathBuf {
+        self.pods_dir.join(uid).join("logs").join(container).join(format!("{attempt}.log"))
+    }
+
+    /// Rotates a running container's log past [`MAX_LOG_BYTES`], as the kubelet's container
+    /// log manager does: rename it to `{log}.1` (the name the log endpoint follows across),
+    /// then ask the runtime to reopen it.
+    async fn rotate_log_if_big(&self, uid: &str, name: &str, id: &str) {
+        let Some(attempt) = self.with_slot(uid, name, |s| s.record.restart_count.max(0) as u32) else { return };
+        let path = self.log_path(uid, name, attempt);
+        if !std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_LOG_BYTES) {
+            return;
+        }
+        if let Err(e) = std::fs::rename(&path, RotatingLog::rotated(&path)) {
+            tracing::warn!(log = %path.display(), error = %e, "rotating a container log failed");
+            return;
+        }
+        let mut runtime = self.client.runtime.clone();
+        let request = ReopenContainerLogRequest { container_id: id.to_string() };
+        if let Err(e) = bounded("ReopenContainerLog", CALL_TIMEOUT, runtime.reopen_container_log(request)).await {
+            tracing::warn!(container = %id, error = %e, "reopening a rotated container log failed");
+        }
+    }
+
     fn with_slot<T>(&self, uid: &str, container: &str, f: impl FnOnce(&mut Slot) -> T) -> Option<T> {
         let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
         pods.get_mut(uid)?.containers.get_mut(container).map(f)
@@ -485,6 +535,7 @@ impl Inner {
         };
         for (uid, name, id) in watched {
             self.observe(&uid, &name, &id).await;
+            self.rotate_log_if_big(&uid, &name, &id).await;
         }
     }
 
@@ -517,6 +568,7 @@ impl Inner {
             let exited = matches!(s.record.state, RunState::Exited(_));
             if s.cri_id.as_deref() == Some(id) && !exited {
                 s.record.state = RunState::Exited(terminated);
+                s.log_finished.store(true, Ordering::SeqCst);
                 return true;
             }
             false
@@ -576,6 +628,69 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// The running container `container` of pod `namespace/pod`: its CRI id.
+    fn running_container(&self, namespace: &str, pod: &str, container: &str) -> Result<String, StreamRefused> {
+        let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = pods
+            .values()
+            .filter(|p| p.namespace == namespace && p.name == pod)
+            .find_map(|p| p.containers.get(container))
+            .ok_or_else(|| StreamRefused::NotFound(format!("container not found ({container:?})")))?;
+        match (&slot.record.state, &slot.cri_id) {
+            (RunState::Running { .. }, Some(id)) => Ok(id.clone()),
+            _ => Err(StreamRefused::NotFound(format!("container {container:?} is not running"))),
+        }
+    }
+
+    /// The sandbox of pod `namespace/pod`, once created.
+    async fn sandbox_of(&self, namespace: &str, pod: &str) -> Result<String, StreamRefused> {
+        let sandbox = {
+            let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+            pods.values().find(|p| p.namespace == namespace && p.name == pod).map(|p| p.sandbox.clone())
+        };
+        let missing = || StreamRefused::NotFound(format!("pod {namespace}/{pod} has no sandbox on this node"));
+        let sandbox = sandbox.ok_or_else(missing)?;
+        let id = sandbox.lock().await.as_ref().map(|s| s.id.clone());
+        id.ok_or_else(missing)
+    }
+
+    async fn stream_url(&self, request: StreamRequest) -> Result<String, StreamRefused> {
+        let mut runtime = self.client.runtime.clone();
+        let refused = StreamRefused::Failed;
+        match request {
+            StreamRequest::Exec { namespace, pod, container, command, options } => {
+                let container_id = self.running_container(&namespace, &pod, &container)?;
+                let request = ExecRequest {
+                    container_id,
+                    cmd: command,
+                    tty: options.tty,
+                    stdin: options.stdin,
+                    stdout: options.stdout,
+                    stderr: options.stderr && !options.tty,
+                };
+                Ok(bounded("Exec", CALL_TIMEOUT, runtime.exec(request)).await.map_err(refused)?.url)
+            }
+            StreamRequest::Attach { namespace, pod, container, options } => {
+                let container_id = self.running_container(&namespace, &pod, &container)?;
+                let request = AttachRequest {
+                    container_id,
+                    stdin: options.stdin,
+                    tty: options.tty,
+                    stdout: options.stdout,
+                    stderr: options.stderr && !options.tty,
+                };
+                Ok(bounded("Attach", CALL_TIMEOUT, runtime.attach(request)).await.map_err(refused)?.url)
+            }
+            StreamRequest::PortForward { namespace, pod, ports } => {
+                let pod_sandbox_id = self.sandbox_of(&namespace, &pod).await?;
+                let request = PortForwardRequest { pod_sandbox_id, port: ports };
+                Ok(bounded("PortForward", CALL_TIMEOUT, runtime.port_forward(request)).await.map_err(refused)?.url)
+            }
+        }
+    }
+}
+
 impl CriRuntime {
     fn stop_in_background(&self, pod_uid: &str, container: &str, grace: Duration) {
         let inner = self.inner.clone();
@@ -603,10 +718,11 @@ impl Runtime for CriRuntime {
                     slot.record.killing = false;
                     slot.record.unhealthy = None;
                     slot.cri_id = None;
+                    slot.log_finished = Arc::new(AtomicBool::new(false));
                 }
                 None => {
                     let record = ContainerRecord::new(&container.name, &image, RunState::Starting);
-                    entry.containers.insert(container.name.clone(), Slot { record, cri_id: None });
+                    entry.containers.insert(container.name.clone(), Slot::new(record));
                 }
             }
         }
@@ -659,12 +775,29 @@ impl Runtime for CriRuntime {
         });
     }
 
-    fn logs(&self, _namespace: &str, _pod: &str, _container: &str, _previous: bool) -> Option<LogSource> {
-        None
+    fn logs(&self, namespace: &str, pod: &str, container: &str, previous: bool) -> Option<LogSource> {
+        let pods = self.inner.pods.lock().unwrap_or_else(|e| e.into_inner());
+        let (uid, slot) = pods
+            .iter()
+            .filter(|(_, p)| p.namespace == namespace && p.name == pod)
+            .find_map(|(uid, p)| Some((uid, p.containers.get(container)?)))?;
+        let attempt = slot.record.restart_count.max(0) as u32;
+        let (attempt, finished) = if previous {
+            slot.record.last_terminated.as_ref()?;
+            (attempt.checked_sub(1)?, Arc::new(AtomicBool::new(true)))
+        } else {
+            (attempt, slot.log_finished.clone())
+        };
+        Some(LogSource::File { path: self.inner.log_path(uid, container, attempt), finished })
     }
 
     fn uses_env(&self) -> bool {
         true
+    }
+
+    fn stream_url(&self, request: StreamRequest) -> BoxFuture<'static, Result<String, StreamRefused>> {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.stream_url(request).await })
     }
 
     fn record_failure(&self, pod: &Pod, container: &Container, reason: &str, message: &str) {
@@ -673,11 +806,12 @@ impl Runtime for CriRuntime {
         let mut pods = self.inner.pods.lock().unwrap_or_else(|e| e.into_inner());
         let entry = pods.entry(uid).or_insert_with(|| PodEntry::of(pod));
         let image = container.image.clone().unwrap_or_default();
-        let slot = entry.containers.entry(container.name.clone()).or_insert_with(|| Slot {
-            record: ContainerRecord::new(&container.name, &image, state.clone()),
-            cri_id: None,
-        });
+        let slot = entry
+            .containers
+            .entry(container.name.clone())
+            .or_insert_with(|| Slot::new(ContainerRecord::new(&container.name, &image, state.clone())));
         slot.record.state = state;
+        slot.log_finished.store(true, Ordering::SeqCst);
     }
 
     fn version(&self) -> String {

@@ -204,7 +204,7 @@ mod tests {
         let id = first.containers("uid-a")[0].id.clone();
         let has_output = |rt: &ProcessRuntime| match rt.logs("ns", "p", "c", false) {
             Some(LogSource::File { path, .. }) => {
-                std::fs::read_to_string(path).unwrap_or_default().contains("stdout one")
+                std::fs::read_to_string(path).unwrap_or_default().contains("stdout F one")
             }
             _ => false,
         };

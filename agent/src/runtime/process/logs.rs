@@ -1,5 +1,5 @@
 //! A container's output: the named pipes (FIFOs) it writes to, which outlive the agent, and
-//! the copiers that turn them into its log file, `{time} {stream} {text}` per line, rotated
+//! the copiers that turn them into its log file, one [`crate::runtime::logline`] per line, rotated
 //! by size ([`RotatingLog`]).
 
 use std::io::Write;
@@ -84,7 +84,7 @@ impl RotatingLog {
     }
 }
 
-/// Copies `out` line by line into `log` as `{time} {stream} {text}` (one append per line).
+/// Copies `out` line by line into `log` (one append per line).
 async fn copy_lines(out: Box<dyn AsyncRead + Send + Unpin>, log: Arc<Mutex<RotatingLog>>, stream: &'static str) {
     let mut reader = BufReader::new(out);
     let mut buf = Vec::new();
@@ -94,7 +94,8 @@ async fn copy_lines(out: Box<dyn AsyncRead + Send + Unpin>, log: Arc<Mutex<Rotat
             Ok(0) | Err(_) => return,
             Ok(_) => {
                 let text = String::from_utf8_lossy(&buf);
-                let line = format!("{} {stream} {}\n", Timestamp::now(), text.trim_end_matches(['\n', '\r']));
+                let line =
+                    crate::runtime::logline::format(Timestamp::now(), stream, text.trim_end_matches(['\n', '\r']));
                 if log.lock().unwrap().append(line.as_bytes()).is_err() {
                     return;
                 }

@@ -439,8 +439,8 @@ mod tests {
         let Some(LogSource::File { path, finished }) = rt.logs("ns", "p", "c", false) else { panic!("logs") };
         assert!(finished.load(Ordering::SeqCst));
         let text = std::fs::read_to_string(path).unwrap();
-        assert!(text.contains(" stdout out hi\n"), "{text}");
-        assert!(text.contains(" stderr err\n"), "{text}");
+        assert!(text.contains(" stdout F out hi\n"), "{text}");
+        assert!(text.contains(" stderr F err\n"), "{text}");
         rt.start(&pod(), &sh("sleep 30"), vec![], vec![]);
         let c = until(&rt, "running", |c| matches!(c.state, RunState::Running { .. })).await;
         assert_eq!(c.restart_count, 1);

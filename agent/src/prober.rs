@@ -189,13 +189,31 @@ pub fn has_probes(c: &Container) -> bool {
     c.startup_probe.is_some() || c.liveness_probe.is_some() || c.readiness_probe.is_some()
 }
 
-/// Where an exec probe's command runs: the container's environment and working directory,
-/// and (when the container has its own mount namespace) the pid whose namespace to enter.
-#[derive(Debug, Clone, Default)]
-pub struct ExecTarget {
-    pub env: Vec<(String, String)>,
-    pub dir: PathBuf,
-    pub mount_ns_of: Option<i32>,
+/// Where an exec probe's or hook's command runs.
+#[derive(Clone)]
+pub enum ExecTarget {
+    /// On the host (process runtime): the container's environment and working directory,
+    /// and (when the container has its own mount namespace) the pid whose namespace to
+    /// enter.
+    Host { env: Vec<(String, String)>, dir: PathBuf, mount_ns_of: Option<i32> },
+    /// Inside the container, through its runtime (CRI `ExecSync`): runs `command` within
+    /// the timeout; Err carries the exit code and output.
+    Runtime(RuntimeExec),
+}
+
+/// Runs a command in one container through its runtime.
+pub type RuntimeExec =
+    Arc<dyn Fn(Vec<String>, Duration) -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+impl std::fmt::Debug for ExecTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExecTarget::Host { dir, mount_ns_of, .. } => {
+                f.debug_struct("Host").field("dir", dir).field("mount_ns_of", mount_ns_of).finish()
+            }
+            ExecTarget::Runtime(_) => f.write_str("Runtime"),
+        }
+    }
 }
 
 /// What a probe needs besides its spec.
@@ -302,21 +320,25 @@ pub async fn http_get(host: &str, port: u16, path: &str, headers: &[(String, Str
 
 async fn run_exec(command: &[String], target: Option<&ExecTarget>, timeout: Duration) -> Result<(), String> {
     let Some((program, args)) = command.split_first() else { return Err("exec probe without command".into()) };
-    let target = target.cloned().unwrap_or_default();
+    let (env, dir, mount_ns_of) = match target {
+        Some(ExecTarget::Runtime(exec)) => return exec(command.to_vec(), timeout).await,
+        Some(ExecTarget::Host { env, dir, mount_ns_of }) => (env.clone(), dir.clone(), *mount_ns_of),
+        None => (Vec::new(), PathBuf::new(), None),
+    };
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .env_clear()
         .env("PATH", crate::runtime::process::DEFAULT_PATH)
-        .envs(target.env.iter().map(|(k, v)| (k, v)))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    if target.dir.is_dir() {
-        cmd.current_dir(&target.dir);
+    if dir.is_dir() {
+        cmd.current_dir(&dir);
     }
-    if let Some(pid) = target.mount_ns_of {
+    if let Some(pid) = mount_ns_of {
         let ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt")).map_err(|e| format!("container gone: {e}"))?;
         crate::runtime::mounts::enter_mount_ns(&mut cmd, ns);
     }

@@ -298,7 +298,7 @@ fn container_status(
     let status = |state, last_state, ready, started, restart_count| ContainerStatus {
         name: c.name.clone(),
         image,
-        image_id: String::new(),
+        image_id: r.image_id.clone(),
         container_id: Some(r.id.clone()).filter(|i| !i.is_empty()),
         state: Some(state),
         last_state,

@@ -1,6 +1,6 @@
 //! A pod's volumes on the node: `emptyDir` (a directory under the pod's directory),
-//! `hostPath` (created for the `*OrCreate` types), and `configMap` / `secret` projected as
-//! files. Projection is pure ([`project`]: object data + `items` + modes → files); writing
+//! `hostPath` (created for the `*OrCreate` types), and `configMap` / `secret` /
+//! `downwardAPI` / `projected` (those three sources combined) as files. Projection is pure ([`project`]: object data + `items` + modes → files); writing
 //! ([`write_projection`]) follows the kubelet's atomic writer: the files go to a fresh
 //! `..{timestamp}` directory, the `..data` symlink is swapped to it in one rename, and each
 //! top-level name is a symlink through `..data` — so a container sees either the old or the
@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Secret, Volume};
+use k8s_openapi::api::core::v1::{ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, Volume};
 use kube::Api;
 
 use crate::node::ApiAccess;
@@ -44,9 +44,7 @@ pub fn project(
                     }
                     return Err(format!("configuration key {:?} not found", it.key));
                 };
-                if it.path.starts_with('/') || it.path.split('/').any(|c| c == "..") {
-                    return Err(format!("invalid item path {:?}", it.path));
-                }
+                check_relative(&it.path)?;
                 let mode = it.mode.map(|m| m as u32 & 0o7777).unwrap_or(default_mode);
                 files.push(File { path: it.path.clone(), data: d.clone(), mode });
             }
@@ -58,6 +56,14 @@ pub fn project(
         }
     }
     Ok(files)
+}
+
+/// A file path inside a volume must stay inside it.
+fn check_relative(path: &str) -> Result<(), String> {
+    if path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c == "..") {
+        return Err(format!("invalid item path {path:?}"));
+    }
+    Ok(())
 }
 
 fn io(what: &str, p: &Path, e: std::io::Error) -> String {
@@ -135,7 +141,9 @@ pub fn write_projection(dir: &Path, files: &[File]) -> Result<bool, String> {
 
 /// Whether the pod has volumes whose content comes from the API.
 pub fn has_projected(pod: &Pod) -> bool {
-    volumes(pod).iter().any(|v| v.config_map.is_some() || v.secret.is_some())
+    volumes(pod)
+        .iter()
+        .any(|v| v.config_map.is_some() || v.secret.is_some() || v.projected.is_some() || v.downward_api.is_some())
 }
 
 fn volumes(pod: &Pod) -> &[Volume] {
@@ -167,39 +175,114 @@ pub async fn prepare(api: &ApiAccess, pod: &Pod, volumes_dir: &Path) -> Result<(
                 _ => {}
             }
         } else if let Some(cm) = &v.config_map {
-            let api: Api<ConfigMap> = Api::namespaced(api.client.clone(), ns);
             let optional = cm.optional == Some(true);
-            let data = match api.get_opt(&cm.name).await.map_err(|e| format!("reading configmap {}: {e}", cm.name))? {
-                Some(o) => {
-                    let mut d: BTreeMap<String, Vec<u8>> =
-                        o.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
-                    d.extend(o.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
-                    d
-                }
-                None if optional => BTreeMap::new(),
-                None => return Err(format!("configmap \"{}\" not found", cm.name)),
-            };
-            let files = project(&data, cm.items.as_deref(), cm.default_mode, optional)?;
-            write_projection(&dir, &files)?;
+            let data = config_map_data(api, ns, &cm.name, optional).await?;
+            write_projection(&dir, &project(&data, cm.items.as_deref(), cm.default_mode, optional)?)?;
         } else if let Some(s) = &v.secret {
-            let name = s.secret_name.clone().unwrap_or_default();
-            let api: Api<Secret> = Api::namespaced(api.client.clone(), ns);
             let optional = s.optional == Some(true);
-            let data = match api.get_opt(&name).await.map_err(|e| format!("reading secret {name}: {e}"))? {
-                Some(o) => {
-                    let mut d: BTreeMap<String, Vec<u8>> =
-                        o.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
-                    d.extend(o.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
-                    d
+            let data = secret_data(api, ns, s.secret_name.as_deref().unwrap_or_default(), optional).await?;
+            write_projection(&dir, &project(&data, s.items.as_deref(), s.default_mode, optional)?)?;
+        } else if let Some(d) = &v.downward_api {
+            write_projection(&dir, &downward_files(pod, d.items.as_deref().unwrap_or_default(), d.default_mode)?)?;
+        } else if let Some(p) = &v.projected {
+            let mut files = Vec::new();
+            for source in p.sources.iter().flatten() {
+                if let Some(cm) = &source.config_map {
+                    let optional = cm.optional == Some(true);
+                    let data = config_map_data(api, ns, &cm.name, optional).await?;
+                    files.extend(project(&data, cm.items.as_deref(), p.default_mode, optional)?);
+                } else if let Some(s) = &source.secret {
+                    let optional = s.optional == Some(true);
+                    let data = secret_data(api, ns, &s.name, optional).await?;
+                    files.extend(project(&data, s.items.as_deref(), p.default_mode, optional)?);
+                } else if let Some(d) = &source.downward_api {
+                    files.extend(downward_files(pod, d.items.as_deref().unwrap_or_default(), p.default_mode)?);
+                } else if source.service_account_token.is_some() {
+                    // A token needs the TokenRequest API (bound service-account tokens),
+                    // which comes with the cluster's security (issue 20).
+                    return Err(format!(
+                        "volume {:?}: serviceAccountToken projection needs the TokenRequest API, which this cluster does not serve yet",
+                        v.name
+                    ));
+                } else {
+                    return Err(format!("volume {:?}: unsupported projected volume source", v.name));
                 }
-                None if optional => BTreeMap::new(),
-                None => return Err(format!("secret \"{name}\" not found")),
-            };
-            let files = project(&data, s.items.as_deref(), s.default_mode, optional)?;
+            }
             write_projection(&dir, &files)?;
         }
     }
     Ok(())
+}
+
+/// A ConfigMap's data and binaryData (empty when it is missing and `optional`).
+async fn config_map_data(
+    api: &ApiAccess,
+    ns: &str,
+    name: &str,
+    optional: bool,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let api: Api<ConfigMap> = Api::namespaced(api.client.clone(), ns);
+    match api.get_opt(name).await.map_err(|e| format!("reading configmap {name}: {e}"))? {
+        Some(o) => {
+            let mut d: BTreeMap<String, Vec<u8>> =
+                o.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+            d.extend(o.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+            Ok(d)
+        }
+        None if optional => Ok(BTreeMap::new()),
+        None => Err(format!("configmap \"{name}\" not found")),
+    }
+}
+
+/// A Secret's data (empty when it is missing and `optional`).
+async fn secret_data(
+    api: &ApiAccess,
+    ns: &str,
+    name: &str,
+    optional: bool,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let api: Api<Secret> = Api::namespaced(api.client.clone(), ns);
+    match api.get_opt(name).await.map_err(|e| format!("reading secret {name}: {e}"))? {
+        Some(o) => {
+            let mut d: BTreeMap<String, Vec<u8>> =
+                o.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+            d.extend(o.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+            Ok(d)
+        }
+        None if optional => Ok(BTreeMap::new()),
+        None => Err(format!("secret \"{name}\" not found")),
+    }
+}
+
+/// The files of a downward API volume or projection (pure): each item's `fieldRef` or
+/// `resourceFieldRef` value.
+pub fn downward_files(
+    pod: &Pod,
+    items: &[DownwardAPIVolumeFile],
+    default_mode: Option<i32>,
+) -> Result<Vec<File>, String> {
+    let default_mode = default_mode.unwrap_or(0o644) as u32 & 0o7777;
+    let mut files = Vec::new();
+    for item in items {
+        check_relative(&item.path)?;
+        let value = if let Some(f) = &item.field_ref {
+            crate::runtime::env::field(pod, &f.field_path, "")?
+        } else if let Some(r) = &item.resource_field_ref {
+            let name = r.container_name.as_deref().unwrap_or_default();
+            let container = pod
+                .spec
+                .iter()
+                .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+                .find(|c| c.name == name)
+                .ok_or_else(|| format!("resourceFieldRef: no container {name:?} in the pod"))?;
+            crate::runtime::env::resource_field(container, &r.resource, r.divisor.as_ref().map(|d| d.0.as_str()))?
+        } else {
+            return Err(format!("downward API file {:?} has neither fieldRef nor resourceFieldRef", item.path));
+        };
+        let mode = item.mode.map_or(default_mode, |m| m as u32 & 0o7777);
+        files.push(File { path: item.path.clone(), data: value.into_bytes(), mode });
+    }
+    Ok(files)
 }
 
 #[cfg(test)]
@@ -254,5 +337,29 @@ mod tests {
             .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("..1"))
             .count();
         assert_eq!(stamps, 1, "old generations are removed");
+    }
+
+    #[test]
+    fn downward_files_carry_fields_and_resources() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "resources": {"limits": {"memory": "2Mi"}}}]}}))
+        .unwrap();
+        let items: Vec<DownwardAPIVolumeFile> = serde_json::from_value(serde_json::json!([
+            {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
+            {"path": "labels/app", "fieldRef": {"fieldPath": "metadata.labels['app']"}, "mode": 0o400},
+            {"path": "mem", "resourceFieldRef": {"containerName": "c", "resource": "limits.memory", "divisor": "1Mi"}}
+        ]))
+        .unwrap();
+        let files = downward_files(&pod, &items, None).unwrap();
+        let got: Vec<(&str, &[u8], u32)> = files.iter().map(|f| (f.path.as_str(), f.data.as_slice(), f.mode)).collect();
+        assert_eq!(
+            got,
+            vec![("name", &b"p"[..], 0o644), ("labels/app", &b"web"[..], 0o400), ("mem", &b"2"[..], 0o644)]
+        );
+        let escape: Vec<DownwardAPIVolumeFile> =
+            serde_json::from_value(serde_json::json!([{"path": "../x", "fieldRef": {"fieldPath": "metadata.name"}}]))
+                .unwrap();
+        assert!(downward_files(&pod, &escape, None).is_err());
     }
 }

@@ -415,11 +415,12 @@ impl Worker {
                 continue;
             }
             if self.probers.get(&key).is_none_or(|h| h.run_id != r.id) {
-                let target = prober::Target {
-                    pod_ip: self.node_ip.clone(),
-                    container: c.clone(),
-                    exec: self.runtime.exec_target(uid, &r.name),
+                let pod_ip = match self.runtime.pod_address(uid) {
+                    PodAddress::Own(ip) => ip,
+                    PodAddress::Node | PodAddress::Pending => self.node_ip.clone(),
                 };
+                let target =
+                    prober::Target { pod_ip, container: c.clone(), exec: self.runtime.exec_target(uid, &r.name) };
                 let since = Duration::try_from(Timestamp::now().duration_since(started_at)).unwrap_or_default();
                 let (tx, u) = (self.tx.clone(), uid.to_string());
                 let changed = Arc::new(move || {

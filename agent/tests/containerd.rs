@@ -542,6 +542,7 @@ struct AgentNode {
     endpoint: String,
     cancel: tokio_util::sync::CancellationToken,
     agent: Option<berth_agent::Agent>,
+    config: berth_agent::AgentConfig,
     _sandboxes: SandboxSweeper,
     _bridge: BridgeGuard,
     _cluster: berth_control::testing::Cluster,
@@ -583,8 +584,9 @@ impl AgentNode {
             stop_containers_on_exit: false,
         };
         let cancel = tokio_util::sync::CancellationToken::new();
-        let agent =
-            Agent::start(client.clone(), config, cancel.clone()).await.expect("the agent starts its containerd");
+        let agent = Agent::start(client.clone(), config.clone(), cancel.clone())
+            .await
+            .expect("the agent starts its containerd");
         let endpoint = ContainerdLayout::under(&data_dir).endpoint();
         Some(AgentNode {
             client,
@@ -594,6 +596,7 @@ impl AgentNode {
             endpoint: endpoint.clone(),
             cancel,
             agent: Some(agent),
+            config,
             _sandboxes: SandboxSweeper(endpoint),
             _bridge: BridgeGuard(bridge),
             _cluster: cluster,
@@ -614,6 +617,20 @@ impl AgentNode {
 
     fn image(&self, name: &str) -> String {
         format!("{}/berth/{name}", self.registry.address)
+    }
+
+    /// Stops the agent (and its containerd; the containers live on in their shims) and
+    /// starts a new one on the same data directory.
+    async fn restart_agent(&mut self) {
+        self.cancel.cancel();
+        if let Some(agent) = self.agent.take() {
+            agent.stopped().await;
+        }
+        self.cancel = tokio_util::sync::CancellationToken::new();
+        let agent = berth_agent::Agent::start(self.client.clone(), self.config.clone(), self.cancel.clone())
+            .await
+            .expect("the agent restarts");
+        self.agent = Some(agent);
     }
 
     async fn stop(mut self) {
@@ -799,5 +816,154 @@ async fn kubectl_execs_copies_attaches_forwards_and_reads_logs() {
     // A container the pod does not have: the API server's error.
     let wrong = tokio::task::block_in_place(|| kubectl(&api, &["exec", "box", "-c", "nope", "--", "true"], None));
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("container nope is not valid for pod box"), "{wrong:?}");
+    node.stop().await;
+}
+
+/// Inside real containers: init containers, ConfigMap/Secret/fieldRef/resourceFieldRef
+/// env, configMap/secret/projected volumes (updated in place), resource limits in the
+/// container's cgroup, runAsUser, startup/readiness/liveness probes (tcp, http on the pod
+/// IP, exec through ExecSync); then an agent restart adopts the running containers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_get_their_config_probes_and_limits_and_survive_an_agent_restart() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+    use kube::api::{Api, Patch, PatchParams};
+
+    let Some(mut node) = AgentNode::start("172.28").await else { return };
+    node.assign_pod_cidr().await;
+    let api = node.api_url.clone();
+    let client = node.client.clone();
+    let apply = |yaml: String| {
+        let out = tokio::task::block_in_place(|| kubectl(&api, &["apply", "-f", "-"], Some(yaml.as_bytes())));
+        assert!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    apply(format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: cfg}}
+data: {{greeting: hello}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: sec}}
+stringData: {{token: s3cret}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: full, labels: {{app: full}}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: init
+    image: {busybox}
+    command: [sh, -c, "echo init-ran > /work/init.txt"]
+    volumeMounts: [{{name: work, mountPath: /work}}]
+  containers:
+  - name: main
+    image: {http}
+    env:
+    - {{name: GREETING, valueFrom: {{configMapKeyRef: {{name: cfg, key: greeting}}}}}}
+    - {{name: TOKEN, valueFrom: {{secretKeyRef: {{name: sec, key: token}}}}}}
+    - {{name: MY_POD, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+    - {{name: MEM_MI, valueFrom: {{resourceFieldRef: {{resource: limits.memory, divisor: 1Mi}}}}}}
+    resources: {{limits: {{cpu: 500m, memory: 64Mi}}}}
+    securityContext: {{runAsUser: 1000, runAsGroup: 1000}}
+    volumeMounts:
+    - {{name: work, mountPath: /work}}
+    - {{name: cfg, mountPath: /etc/cfg}}
+    - {{name: sec, mountPath: /etc/sec}}
+    - {{name: proj, mountPath: /etc/proj}}
+    startupProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
+    readinessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 1}}
+    livenessProbe: {{exec: {{command: [cat, /etc/cfg/greeting]}}, periodSeconds: 2}}
+  volumes:
+  - {{name: work, emptyDir: {{}}}}
+  - {{name: cfg, configMap: {{name: cfg}}}}
+  - {{name: sec, secret: {{secretName: sec}}}}
+  - name: proj
+    projected:
+      sources:
+      - configMap: {{name: cfg, items: [{{key: greeting, path: cm/greeting}}]}}
+      - secret: {{name: sec}}
+      - downwardAPI: {{items: [{{path: namespace, fieldRef: {{fieldPath: metadata.namespace}}}}, {{path: app, fieldRef: {{fieldPath: "metadata.labels['app']"}}}}]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: sick}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {busybox}
+    command: [sh, -c, "touch /tmp/healthy; sleep 3; rm /tmp/healthy; sleep 600"]
+    livenessProbe: {{exec: {{command: [cat, /tmp/healthy]}}, periodSeconds: 1, failureThreshold: 1}}
+"#,
+        busybox = node.image("busybox:1.35"),
+        http = node.image("http:v1")
+    ));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let ready = |p: &Pod| {
+        p.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready").map(|c| c.status == "True")
+    };
+    berth_testkit::eventually(
+        Duration::from_secs(90),
+        "full Ready (startup, then readiness on the pod IP)",
+        async || pods.get("full").await.ok().as_ref().and_then(ready).filter(|r| *r),
+    )
+    .await;
+    let inside = kubectl_ok(
+        &api,
+        &["exec", "full", "-c", "main", "--", "sh", "-c",
+          "echo $GREETING $TOKEN $MY_POD $MEM_MI; id -u; cat /work/init.txt /etc/cfg/greeting /etc/sec/token /etc/proj/cm/greeting /etc/proj/token /etc/proj/namespace; echo; cat /etc/proj/app; echo; cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us"],
+        None,
+    );
+    let lines: Vec<&str> = inside.lines().collect();
+    assert_eq!(
+        lines,
+        vec!["hello s3cret full 64", "1000", "init-ran", "hellos3crethellos3cretdefault", "full", "67108864", "50000"],
+        "{inside}"
+    );
+    let full = pods.get("full").await.unwrap();
+    let status = full.status.as_ref().unwrap();
+    let main = &status.container_statuses.as_ref().unwrap()[0];
+    assert!(main.image_id.contains("sha256:"), "imageID {:?}", main.image_id);
+    let init = &status.init_container_statuses.as_ref().unwrap()[0];
+    let init_done = init.state.as_ref().and_then(|s| s.terminated.as_ref()).map(|t| (t.exit_code, t.reason.clone()));
+    assert_eq!(init_done, Some((0, Some("Completed".into()))));
+
+    // A ConfigMap update reaches the mounted file.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.patch("cfg", &PatchParams::default(), &Patch::Merge(serde_json::json!({"data": {"greeting": "bonjour"}})))
+        .await
+        .unwrap();
+    berth_testkit::eventually(Duration::from_secs(90), "the new greeting in the volume", async || {
+        let out = tokio::task::block_in_place(|| {
+            kubectl(&api, &["exec", "full", "-c", "main", "--", "cat", "/etc/cfg/greeting"], None)
+        });
+        (String::from_utf8_lossy(&out.stdout) == "bonjour").then_some(())
+    })
+    .await;
+
+    // A failing liveness probe (exec through ExecSync) restarts the container.
+    berth_testkit::eventually(Duration::from_secs(60), "sick restarted by its liveness probe", async || {
+        let p = pods.get("sick").await.ok()?;
+        let restarts = p.status?.container_statuses?.first()?.restart_count;
+        (restarts >= 1).then_some(())
+    })
+    .await;
+
+    // An agent restart adopts the running containers: same container, no restart.
+    let before = pods.get("full").await.unwrap().status.unwrap().container_statuses.unwrap()[0].clone();
+    node.restart_agent().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = berth_testkit::eventually(Duration::from_secs(30), "full Ready after the agent restart", async || {
+        let p = pods.get("full").await.ok()?;
+        ready(&p).filter(|r| *r)?;
+        Some(p.status?.container_statuses?[0].clone())
+    })
+    .await;
+    assert_eq!((after.container_id.clone(), after.restart_count), (before.container_id.clone(), before.restart_count));
+    let answer = kubectl_ok(&api, &["exec", "full", "-c", "main", "--", "cat", "/work/init.txt"], None);
+    assert_eq!(answer.trim(), "init-ran");
     node.stop().await;
 }

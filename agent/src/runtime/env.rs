@@ -61,8 +61,20 @@ pub async fn resolve(
                 }
             } else if let Some(r) = &from.field_ref {
                 field(pod, &r.field_path, node_ip)?
+            } else if let Some(r) = &from.resource_field_ref {
+                let named = r.container_name.as_deref().filter(|n| !n.is_empty());
+                let target = match named {
+                    Some(n) => pod
+                        .spec
+                        .iter()
+                        .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+                        .find(|c| c.name == n)
+                        .ok_or_else(|| format!("env {}: resourceFieldRef names no container {n:?}", var.name))?,
+                    None => container,
+                };
+                resource_field(target, &r.resource, r.divisor.as_ref().map(|d| d.0.as_str()))?
             } else {
-                return Err(format!("env {}: resourceFieldRef is not supported", var.name));
+                return Err(format!("env {}: valueFrom names no source", var.name));
             }
         } else {
             expand(var.value.as_deref().unwrap_or_default(), &env)
@@ -113,8 +125,40 @@ impl Sources<'_> {
     }
 }
 
+/// A `resourceFieldRef`'s value: the container's limit or request of `resource`
+/// (`limits.cpu`, `requests.memory`, …) divided by `divisor` and rounded up, as the kubelet
+/// does; an unset limit reads as the node's capacity.
+pub fn resource_field(container: &Container, resource: &str, divisor: Option<&str>) -> Result<String, String> {
+    use crate::runtime::cgroups::{cpu_millis, memory_bytes};
+    let (list, name) = resource.split_once('.').ok_or_else(|| format!("unsupported resource {resource:?}"))?;
+    let r = container.resources.as_ref();
+    let map = match list {
+        "limits" => r.and_then(|r| r.limits.as_ref()),
+        "requests" => r.and_then(|r| r.requests.as_ref()),
+        _ => return Err(format!("unsupported resource {resource:?}")),
+    };
+    let set = map.and_then(|m| m.get(name)).map(|q| q.0.clone());
+    let capacity = crate::host::capacity(None);
+    let ceil_div = |v: u64, d: u64| if d == 0 { v } else { v.div_ceil(d) };
+    match name {
+        "cpu" => {
+            let millis =
+                set.or((list == "limits").then(|| capacity.cpu.clone())).and_then(|q| cpu_millis(&q)).unwrap_or(0);
+            let divisor = divisor.and_then(cpu_millis).unwrap_or(1000);
+            Ok(ceil_div(millis, divisor).to_string())
+        }
+        "memory" | "ephemeral-storage" => {
+            let limit_default = (list == "limits" && name == "memory").then(|| capacity.memory.clone());
+            let bytes = set.or(limit_default).and_then(|q| memory_bytes(&q)).unwrap_or(0);
+            let divisor = divisor.and_then(memory_bytes).unwrap_or(1);
+            Ok(ceil_div(bytes, divisor).to_string())
+        }
+        _ => Err(format!("unsupported resource {resource:?}")),
+    }
+}
+
 /// A `fieldRef` path's value.
-fn field(pod: &Pod, path: &str, node_ip: &str) -> Result<String, String> {
+pub fn field(pod: &Pod, path: &str, node_ip: &str) -> Result<String, String> {
     let m = &pod.metadata;
     let spec = pod.spec.as_ref();
     let status = pod.status.as_ref();
@@ -198,5 +242,19 @@ mod tests {
         assert_eq!(field(&pod, "spec.nodeName", "").unwrap(), "n1");
         assert_eq!(field(&pod, "status.podIP", "").unwrap(), "10.0.0.1");
         assert!(field(&pod, "spec.bogus", "").is_err());
+    }
+
+    #[test]
+    fn resource_field_refs_divide_and_round_up() {
+        let c: Container = serde_json::from_value(serde_json::json!({"name": "c",
+            "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}, "requests": {"memory": "1Mi"}}}))
+        .unwrap();
+        assert_eq!(resource_field(&c, "limits.cpu", None).unwrap(), "1");
+        assert_eq!(resource_field(&c, "limits.cpu", Some("1m")).unwrap(), "500");
+        assert_eq!(resource_field(&c, "limits.memory", Some("1Mi")).unwrap(), "64");
+        assert_eq!(resource_field(&c, "requests.memory", None).unwrap(), "1048576");
+        assert!(resource_field(&c, "limits.gpu", None).is_err());
+        let unlimited: Container = serde_json::from_value(serde_json::json!({"name": "c"})).unwrap();
+        assert_ne!(resource_field(&unlimited, "limits.cpu", None).unwrap(), "0", "the node's capacity");
     }
 }

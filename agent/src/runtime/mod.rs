@@ -66,6 +66,9 @@ pub struct ContainerRecord {
     /// `fake://…` or `process://…`; empty before the first start.
     pub id: String,
     pub image: String,
+    /// The image the runtime ran (`imageID`: a repo digest or image id); empty when it
+    /// does not say.
+    pub image_id: String,
     /// Starts so far minus one.
     pub restart_count: i32,
     pub state: RunState,
@@ -93,6 +96,7 @@ impl ContainerRecord {
             name: name.into(),
             id: String::new(),
             image: image.into(),
+            image_id: String::new(),
             restart_count: 0,
             state,
             ready: true,

@@ -31,10 +31,19 @@ pub fn volume_source(v: &Volume, volumes_dir: &Path) -> Result<PathBuf, String> 
     if let Some(h) = &v.host_path {
         return Ok(PathBuf::from(&h.path));
     }
-    if v.empty_dir.is_some() || v.config_map.is_some() || v.secret.is_some() {
+    if v.empty_dir.is_some() || projected_as_files(v) {
         return Ok(volumes_dir.join(&v.name));
     }
-    Err(format!("volume {:?}: only emptyDir, hostPath, configMap and secret volumes are supported", v.name))
+    Err(format!(
+        "volume {:?}: only emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes are supported",
+        v.name
+    ))
+}
+
+/// Whether the volume's files come from the API (configMap, secret, downwardAPI, projected):
+/// such volumes are mounted read-only, as the kubelet does.
+fn projected_as_files(v: &Volume) -> bool {
+    v.config_map.is_some() || v.secret.is_some() || v.downward_api.is_some() || v.projected.is_some()
 }
 
 /// The bind mounts of `container` (in `volumeMounts` order).
@@ -56,8 +65,7 @@ pub fn plan(pod: &Pod, container: &Container, volumes_dir: &Path) -> Result<Vec<
         if !vm.mount_path.starts_with('/') {
             return Err(format!("volumeMount {:?}: mountPath {:?} is not absolute", vm.name, vm.mount_path));
         }
-        // A read-only volume type (configMap, secret) is mounted read-only as the kubelet does.
-        let read_only = vm.read_only.unwrap_or(false) || v.config_map.is_some() || v.secret.is_some();
+        let read_only = vm.read_only.unwrap_or(false) || projected_as_files(v);
         mounts.push(Mount { source, target: PathBuf::from(&vm.mount_path), read_only });
     }
     Ok(mounts)

@@ -8,12 +8,14 @@
 //!   directories under the agent's data dir), started and stopped by the agent when no
 //!   endpoint is given, as k3s does.
 //!
+//! * [`linux`]: resources and security context of a container config (pure);
 //! * [`runtime`]: the agent's `Runtime` over CRI (pods → sandboxes, containers from
 //!   images); [`connect_or_start`] gives it its CRI client.
 
 pub mod client;
 pub mod cni;
 pub mod containerd;
+pub mod linux;
 pub mod runtime;
 
 pub use client::{connect, socket_path, CriClient};

@@ -22,6 +22,8 @@
 //! Exec, attach and port-forward get their URL on containerd's streaming server from CRI
 //! (the agent's [`crate::streaming`] joins the client to it).
 //!
+//! Probes: exec through CRI `ExecSync`, httpGet/tcpSocket against the pod's own address.
+//!
 //! Not yet here (issue 18 continues):
 //! probes (ExecSync, pod-IP http/tcp), pull secrets, resource limits, security context, and
 //! re-adopting sandboxes after an agent restart.
@@ -33,21 +35,24 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_proto::cri::{
-    AttachRequest, ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest, CreateContainerRequest,
-    ExecRequest, ImageSpec, ImageStatusRequest, KeyValue, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
-    ListPodSandboxRequest, Mount as CriMount, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxFilter,
-    PodSandboxMetadata, PodSandboxStatusRequest, PortForwardRequest, PullImageRequest, RemoveContainerRequest,
-    RemovePodSandboxRequest, ReopenContainerLogRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopContainerRequest, StopPodSandboxRequest,
+    AttachRequest, ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState,
+    ContainerStatus as CriContainerStatus, ContainerStatusRequest, CreateContainerRequest, ExecRequest,
+    ExecSyncRequest, ImageSpec, ImageStatusRequest, KeyValue, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
+    ListContainersRequest, ListPodSandboxRequest, Mount as CriMount, NamespaceMode, NamespaceOption, PodSandboxConfig,
+    PodSandboxFilter, PodSandboxMetadata, PodSandboxState, PodSandboxStatusRequest, PortForwardRequest,
+    PullImageRequest, RemoveContainerRequest, RemovePodSandboxRequest, ReopenContainerLogRequest, RunPodSandboxRequest,
+    StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
 };
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::client::CriClient;
+use crate::prober::RuntimeExec;
 use crate::runtime::process::{RotatingLog, MAX_LOG_BYTES};
 use crate::runtime::{
-    ContainerRecord, LogSource, Mount, PodAddress, RunState, Runtime, StreamRefused, StreamRequest, Terminated, Wake,
+    ContainerRecord, ExecTarget, LogSource, Mount, PodAddress, RunState, Runtime, StreamRefused, StreamRequest,
+    Terminated, Wake,
 };
 use futures::future::BoxFuture;
 
@@ -67,6 +72,8 @@ const SANDBOX_RETRY_FIRST: Duration = Duration::from_millis(500);
 const SANDBOX_RETRY_MAX: Duration = Duration::from_secs(10);
 /// The sandbox label naming its pod (the kubelet's), by which leftovers are found.
 const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
+/// The sandbox label naming the node whose agent made it (an agent re-adopts its own).
+const NODE_LABEL: &str = "io.berth.node.name";
 /// The container-ID scheme in pod statuses (`containerd://…`).
 const ID_SCHEME: &str = "containerd://";
 
@@ -74,7 +81,9 @@ const ID_SCHEME: &str = "containerd://";
 #[derive(Debug, Clone)]
 struct Sandbox {
     id: String,
-    config: PodSandboxConfig,
+    /// The configuration it was made with; `None` for a sandbox adopted after a restart
+    /// (rebuilt from the pod when a container is created in it).
+    config: Option<PodSandboxConfig>,
 }
 
 /// One container of a pod: the runtime's record of its latest run and its CRI id.
@@ -126,6 +135,8 @@ struct Inner {
     /// `{data_dir}/pods`: each pod's volumes and CRI log directory.
     pods_dir: PathBuf,
     version: String,
+    /// The node's memory (bytes), which scales Burstable containers' OOM score.
+    node_memory: u64,
 }
 
 /// The CRI runtime; cheap to clone.
@@ -176,6 +187,7 @@ pub fn sandbox_config(pod: &Pod, log_directory: &str) -> PodSandboxConfig {
     labels.insert("io.kubernetes.pod.name".into(), pod.name_any());
     labels.insert("io.kubernetes.pod.namespace".into(), pod.namespace().unwrap_or_default());
     labels.insert(POD_UID_LABEL.into(), pod.uid().unwrap_or_default());
+    labels.insert(NODE_LABEL.into(), spec.and_then(|s| s.node_name.clone()).unwrap_or_default());
     let hostname = match (host_network, spec.and_then(|s| s.hostname.clone())) {
         (true, _) => String::new(),
         (false, Some(h)) => h,
@@ -208,13 +220,16 @@ pub fn sandbox_config(pod: &Pod, log_directory: &str) -> PodSandboxConfig {
 /// the image's ENTRYPOINT/CMD rules), env, working directory, mounts, log path
 /// `{name}/{attempt}.log` under the sandbox's log directory.
 pub fn container_config(
+    pod: &Pod,
     container: &Container,
     image: &str,
     attempt: u32,
     env: &[(String, String)],
     mounts: &[Mount],
+    node_memory: u64,
 ) -> ContainerConfig {
     ContainerConfig {
+        linux: Some(super::linux::container_linux(pod, container, node_memory)),
         metadata: Some(ContainerMetadata { name: container.name.clone(), attempt }),
         image: Some(ImageSpec { image: image.to_string(), ..Default::default() }),
         command: container.command.clone().unwrap_or_default(),
@@ -239,8 +254,46 @@ pub fn container_config(
     }
 }
 
+/// Per container name, its latest run and, when exited, the run before it (pure).
+fn latest_runs(statuses: &[CriContainerStatus]) -> Vec<(String, &CriContainerStatus, Option<&CriContainerStatus>)> {
+    let attempt = |s: &CriContainerStatus| s.metadata.as_ref().map_or(0, |m| m.attempt);
+    let name = |s: &CriContainerStatus| s.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+    let mut names: Vec<String> = statuses.iter().map(name).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter_map(|n| {
+            let mut runs: Vec<&CriContainerStatus> = statuses.iter().filter(|s| name(s) == n).collect();
+            runs.sort_by_key(|s| attempt(s));
+            let latest = runs.pop()?;
+            let previous = runs.pop().filter(|s| s.state == ContainerState::ContainerExited as i32);
+            Some((n, latest, previous))
+        })
+        .collect()
+}
+
 fn is_host_network(pod: &Pod) -> bool {
     pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
+}
+
+/// How an exited container ended, from its CRI status (pure): the runtime's reason
+/// (`OOMKilled`…), else `Completed` for exit code 0 and `Error` otherwise.
+fn terminated_of(status: &CriContainerStatus) -> Terminated {
+    let reason = match (status.reason.as_str(), status.exit_code) {
+        ("", 0) => "Completed".to_string(),
+        ("", _) => "Error".to_string(),
+        (r, _) => r.to_string(),
+    };
+    Terminated {
+        exit_code: status.exit_code,
+        signal: None,
+        reason,
+        message: (!status.message.is_empty()).then(|| status.message.clone()),
+        started_at: timestamp_ns(status.started_at),
+        finished_at: timestamp_ns(status.finished_at).unwrap_or_else(Timestamp::now),
+        container_id: format!("{ID_SCHEME}{}", status.id),
+    }
 }
 
 fn timestamp_ns(ns: i64) -> Option<Timestamp> {
@@ -258,8 +311,10 @@ impl CriRuntime {
             wake,
             pods: Mutex::new(HashMap::new()),
             pods_dir: data_dir.join("pods"),
+            node_memory: crate::runtime::cgroups::memory_bytes(&crate::host::capacity(None).memory).unwrap_or(0),
             version: format!("{}://{}", version.runtime_name, version.runtime_version),
         });
+        inner.adopt().await;
         let weak = Arc::downgrade(&inner);
         inner.handle.spawn(async move {
             loop {
@@ -273,6 +328,88 @@ impl CriRuntime {
 }
 
 impl Inner {
+    /// Takes back the pods an earlier agent left running: every ready sandbox this agent
+    /// made (it carries the pod-uid and node labels) and, per container name, its latest
+    /// run — running, or exited with its exit status; the run before it, if exited, is the
+    /// container's last state. A latest run that never started is removed (its name would
+    /// block the next attempt). Healthy pods are not restarted.
+    async fn adopt(&self) {
+        let mut runtime = self.client.runtime.clone();
+        let Ok(list) =
+            bounded("ListPodSandbox", CALL_TIMEOUT, runtime.list_pod_sandbox(ListPodSandboxRequest { filter: None }))
+                .await
+        else {
+            return;
+        };
+        for sandbox in list.items {
+            let ready = sandbox.state == PodSandboxState::SandboxReady as i32;
+            let (Some(uid), Some(node), Some(meta)) =
+                (sandbox.labels.get(POD_UID_LABEL), sandbox.labels.get(NODE_LABEL), sandbox.metadata.as_ref())
+            else {
+                continue;
+            };
+            if !ready {
+                continue;
+            }
+            let request = PodSandboxStatusRequest { pod_sandbox_id: sandbox.id.clone(), verbose: false };
+            let Ok(status) = bounded("PodSandboxStatus", CALL_TIMEOUT, runtime.pod_sandbox_status(request)).await
+            else {
+                continue;
+            };
+            let status = status.status.unwrap_or_default();
+            let network = status.linux.and_then(|l| l.namespaces).and_then(|n| n.options).map(|o| o.network);
+            let filter = ContainerFilter { pod_sandbox_id: sandbox.id.clone(), ..Default::default() };
+            let request = ListContainersRequest { filter: Some(filter) };
+            let Ok(listed) = bounded("ListContainers", CALL_TIMEOUT, runtime.list_containers(request)).await else {
+                continue;
+            };
+            let mut statuses = Vec::new();
+            for c in listed.containers {
+                let request = ContainerStatusRequest { container_id: c.id.clone(), verbose: false };
+                if let Ok(Some(st)) =
+                    bounded("ContainerStatus", CALL_TIMEOUT, runtime.container_status(request)).await.map(|a| a.status)
+                {
+                    statuses.push(st);
+                }
+            }
+            let mut containers = HashMap::new();
+            for (name, latest, previous) in latest_runs(&statuses) {
+                let running = latest.state == ContainerState::ContainerRunning as i32;
+                let exited = latest.state == ContainerState::ContainerExited as i32;
+                if !running && !exited {
+                    let remove = RemoveContainerRequest { container_id: latest.id.clone() };
+                    let _ = bounded("RemoveContainer", CALL_TIMEOUT, runtime.remove_container(remove)).await;
+                    continue;
+                }
+                let image = latest.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
+                let state = if running {
+                    RunState::Running { started_at: timestamp_ns(latest.started_at).unwrap_or_else(Timestamp::now) }
+                } else {
+                    RunState::Exited(terminated_of(latest))
+                };
+                let mut record = ContainerRecord::new(&name, &image, state);
+                record.id = format!("{ID_SCHEME}{}", latest.id);
+                record.image_id = latest.image_ref.clone();
+                record.restart_count = latest.metadata.as_ref().map_or(0, |m| m.attempt as i32);
+                record.last_terminated = previous.map(terminated_of);
+                let slot =
+                    Slot { record, cri_id: Some(latest.id.clone()), log_finished: Arc::new(AtomicBool::new(exited)) };
+                containers.insert(name, slot);
+            }
+            tracing::info!(pod = %meta.name, sandbox = %sandbox.id, containers = containers.len(), "adopted a running pod");
+            let entry = PodEntry {
+                node: node.clone(),
+                namespace: meta.namespace.clone(),
+                name: meta.name.clone(),
+                host_network: network == Some(NamespaceMode::Node as i32),
+                ip: status.network.map(|n| n.ip).filter(|ip| !ip.is_empty()),
+                sandbox: Arc::new(tokio::sync::Mutex::new(Some(Sandbox { id: sandbox.id.clone(), config: None }))),
+                containers,
+            };
+            self.pods.lock().unwrap_or_else(|e| e.into_inner()).insert(uid.clone(), entry);
+        }
+    }
+
     /// Where containerd writes the log of run `attempt` of a container: the sandbox's log
     /// directory joined with the container config's `log_path`.
     fn log_path(&self, uid: &str, container: &str, attempt: u32) -> PathBuf {
@@ -353,7 +490,7 @@ impl Inner {
         if let Some(entry) = self.pods.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&uid) {
             entry.ip = ip;
         }
-        let made = Sandbox { id, config };
+        let made = Sandbox { id, config: Some(config) };
         *sandbox = Some(made.clone());
         Ok(made)
     }
@@ -378,6 +515,14 @@ impl Inner {
             let _ = bounded("RemovePodSandbox", CALL_TIMEOUT, runtime.remove_pod_sandbox(remove)).await;
         }
         next
+    }
+
+    /// What the runtime knows of a present image (its id, digests, user).
+    async fn image_info(&self, image: &str) -> Option<berth_proto::cri::Image> {
+        let mut images = self.client.image.clone();
+        let spec = ImageSpec { image: image.to_string(), ..Default::default() };
+        let request = ImageStatusRequest { image: Some(spec), verbose: false };
+        bounded("ImageStatus", CALL_TIMEOUT, images.image_status(request)).await.ok()?.image
     }
 
     /// Makes sure `image` is present as `policy` demands; Err is (reason, message).
@@ -480,14 +625,28 @@ impl Inner {
         if !self.pull_with_back_off(&uid, &name, &image, pull_policy(&container)).await {
             return;
         }
-        let Some(attempt) = self.with_slot(&uid, &name, |s| s.record.restart_count.max(0) as u32) else { return };
-        let config = container_config(&container, &image, attempt, &env, &mounts);
-        let mut runtime = self.client.runtime.clone();
-        let request = CreateContainerRequest {
-            pod_sandbox_id: sandbox.id.clone(),
-            config: Some(config),
-            sandbox_config: Some(sandbox.config.clone()),
+        let info = self.image_info(&image).await;
+        let image_uid = info.as_ref().and_then(|i| if i.username.is_empty() { i.uid.map(|u| u.value) } else { None });
+        if let Some(message) = super::linux::verify_run_as_non_root(&pod, &container, image_uid) {
+            return self.fail(&uid, &name, "CreateContainerConfigError", message);
+        }
+        let image_id = info.map(|i| i.repo_digests.first().cloned().unwrap_or(i.id)).unwrap_or_default();
+        let Some(attempt) = self.with_slot(&uid, &name, |s| {
+            s.record.image_id = image_id;
+            s.record.restart_count.max(0) as u32
+        }) else {
+            return;
         };
+        let config = container_config(&pod, &container, &image, attempt, &env, &mounts, self.node_memory);
+        let mut runtime = self.client.runtime.clone();
+        let request =
+            CreateContainerRequest {
+                pod_sandbox_id: sandbox.id.clone(),
+                config: Some(config),
+                sandbox_config: Some(sandbox.config.clone().unwrap_or_else(|| {
+                    sandbox_config(&pod, &self.pods_dir.join(&uid).join("logs").display().to_string())
+                })),
+            };
         let id = match bounded("CreateContainer", CALL_TIMEOUT, runtime.create_container(request)).await {
             Ok(r) => r.container_id,
             Err(e) => return self.fail(&uid, &name, "CreateContainerError", e),
@@ -550,20 +709,7 @@ impl Inner {
         if status.state != ContainerState::ContainerExited as i32 {
             return;
         }
-        let reason = match (status.reason.as_str(), status.exit_code) {
-            ("", 0) => "Completed".to_string(),
-            ("", _) => "Error".to_string(),
-            (r, _) => r.to_string(),
-        };
-        let terminated = Terminated {
-            exit_code: status.exit_code,
-            signal: None,
-            reason,
-            message: (!status.message.is_empty()).then(|| status.message.clone()),
-            started_at: timestamp_ns(status.started_at),
-            finished_at: timestamp_ns(status.finished_at).unwrap_or_else(Timestamp::now),
-            container_id: format!("{ID_SCHEME}{id}"),
-        };
+        let terminated = terminated_of(&status);
         let changed = self.with_slot(uid, name, |s| {
             let exited = matches!(s.record.state, RunState::Exited(_));
             if s.cri_id.as_deref() == Some(id) && !exited {
@@ -795,6 +941,31 @@ impl Runtime for CriRuntime {
         true
     }
 
+    fn supports_probes(&self) -> bool {
+        true
+    }
+
+    fn exec_target(&self, pod_uid: &str, container: &str) -> Option<ExecTarget> {
+        let container_id = self.inner.with_slot(pod_uid, container, |s| s.cri_id.clone())??;
+        let client = self.inner.client.runtime.clone();
+        let exec: RuntimeExec = Arc::new(move |cmd: Vec<String>, timeout: Duration| {
+            let (mut client, container_id) = (client.clone(), container_id.clone());
+            Box::pin(async move {
+                let request =
+                    ExecSyncRequest { container_id, cmd: cmd.clone(), timeout: timeout.as_secs().max(1) as i64 };
+                // The runtime enforces the timeout; the call gets a little longer to say so.
+                let answer = bounded("ExecSync", timeout + Duration::from_secs(5), client.exec_sync(request)).await?;
+                if answer.exit_code == 0 {
+                    return Ok(());
+                }
+                let mut output = String::from_utf8_lossy(&answer.stdout).into_owned();
+                output.push_str(&String::from_utf8_lossy(&answer.stderr));
+                Err(format!("command {cmd:?} exited with {}: {}", answer.exit_code, output.trim()))
+            })
+        });
+        Some(ExecTarget::Runtime(exec))
+    }
+
     fn stream_url(&self, request: StreamRequest) -> BoxFuture<'static, Result<String, StreamRefused>> {
         let inner = self.inner.clone();
         Box::pin(async move { inner.stream_url(request).await })
@@ -827,6 +998,7 @@ impl Runtime for CriRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::PodSpec;
 
     fn container(image: &str, policy: Option<&str>) -> Container {
         Container {
@@ -872,10 +1044,34 @@ mod tests {
         c.command = Some(vec!["sh".into(), "-c".into()]);
         c.args = Some(vec!["echo hi".into()]);
         let mount = Mount { source: "/data/v".into(), target: "/v".into(), read_only: true };
-        let config = container_config(&c, "busybox:1.35", 2, &[("A".into(), "1".into())], &[mount]);
+        let pod =
+            Pod { spec: Some(PodSpec { containers: vec![c.clone()], ..Default::default() }), ..Default::default() };
+        let config = container_config(&pod, &c, "busybox:1.35", 2, &[("A".into(), "1".into())], &[mount], 1 << 30);
         assert_eq!((config.command.len(), config.args.len()), (2, 1));
         assert_eq!(config.log_path, "c/2.log");
         assert_eq!(config.envs[0].key, "A");
         assert!(config.mounts[0].readonly && config.mounts[0].container_path == "/v");
+        assert_eq!(config.linux.unwrap().resources.unwrap().oom_score_adj, 1000, "BestEffort");
+    }
+
+    #[test]
+    fn the_latest_run_of_each_container_is_adopted_with_the_exited_one_before_it() {
+        let run = |name: &str, attempt: u32, state: ContainerState| CriContainerStatus {
+            id: format!("{name}{attempt}"),
+            metadata: Some(ContainerMetadata { name: name.into(), attempt }),
+            state: state as i32,
+            ..Default::default()
+        };
+        let statuses = vec![
+            run("a", 0, ContainerState::ContainerExited),
+            run("a", 2, ContainerState::ContainerRunning),
+            run("a", 1, ContainerState::ContainerExited),
+            run("b", 0, ContainerState::ContainerRunning),
+        ];
+        let runs: Vec<(String, String, Option<String>)> = latest_runs(&statuses)
+            .into_iter()
+            .map(|(n, latest, previous)| (n, latest.id.clone(), previous.map(|p| p.id.clone())))
+            .collect();
+        assert_eq!(runs, vec![("a".into(), "a2".into(), Some("a1".into())), ("b".into(), "b0".into(), None)]);
     }
 }

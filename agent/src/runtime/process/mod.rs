@@ -256,7 +256,7 @@ impl Runtime for ProcessRuntime {
     fn exec_target(&self, pod_uid: &str, container: &str) -> Option<ExecTarget> {
         let st = self.state.lock().unwrap();
         let c = st.pods.get(pod_uid)?.containers.get(container)?;
-        Some(ExecTarget { env: c.env.clone(), dir: c.dir.clone(), mount_ns_of: c.pgid.filter(|_| c.mount_ns) })
+        Some(ExecTarget::Host { env: c.env.clone(), dir: c.dir.clone(), mount_ns_of: c.pgid.filter(|_| c.mount_ns) })
     }
 
     fn pod_dir(&self, pod_uid: &str) -> Option<PathBuf> {

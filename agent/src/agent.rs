@@ -69,7 +69,8 @@ pub(crate) fn spawn_nodes(
     for (i, (id, rx)) in identities.into_iter().zip(receivers).enumerate() {
         let tx = senders[&id.name].clone();
         let node_ip = id.template.node_ip.to_string();
-        let worker = Worker::new(id.name.clone(), node_ip, api.clone(), runtime.clone(), tx, rx);
+        let events = crate::events::PodEvents::new(api.client.clone(), &id.name);
+        let worker = Worker::new(id.name.clone(), node_ip, api.clone(), runtime.clone(), tx, rx, events);
         tasks.push(tokio::spawn(worker.run(cancel.clone())));
         // Spread lease renewals evenly over one period.
         let offset = id.template.heartbeat.lease_renew * i as u32 / n;
@@ -135,7 +136,8 @@ impl Agent {
                     ));
                 }
                 containerd = own;
-                Arc::new(crate::runtime::cri::CriRuntime::new(cri, config.data_dir.clone(), wake).await?)
+                let events = crate::events::PodEvents::new(client.clone(), &config.node_name);
+                Arc::new(crate::runtime::cri::CriRuntime::new(cri, config.data_dir.clone(), wake, events).await?)
             }
         };
         let host = HostInfo::read();

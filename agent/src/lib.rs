@@ -14,6 +14,7 @@ pub mod balancer;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod hollow;
 pub mod host;
 pub mod node;

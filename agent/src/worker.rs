@@ -22,7 +22,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
-use kube::Api;
+use kube::{Api, ResourceExt};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -91,6 +91,7 @@ pub struct Worker {
     /// Containers whose `preStop` hook has been started, by (pod uid, container): the
     /// hook's task stops the container when it ends, so a later sync must not stop it early.
     pre_stops: std::collections::HashSet<(String, String)>,
+    events: crate::events::PodEvents,
 }
 
 impl Worker {
@@ -103,6 +104,7 @@ impl Worker {
         runtime: Arc<dyn Runtime>,
         tx: mpsc::UnboundedSender<WorkerMsg>,
         rx: mpsc::UnboundedReceiver<WorkerMsg>,
+        events: crate::events::PodEvents,
     ) -> Worker {
         Worker {
             node,
@@ -116,6 +118,7 @@ impl Worker {
             envs: HashMap::new(),
             listed: false,
             pre_stops: Default::default(),
+            events,
         }
     }
 
@@ -357,6 +360,21 @@ impl Worker {
                     Action::Kill { container, grace } => {
                         tracing::info!(node = %self.node, pod = ?pod.metadata.name, container = %container,
                             "killing a container that failed its liveness or startup probe");
+                        let why = self
+                            .runtime
+                            .containers(uid)
+                            .into_iter()
+                            .find(|r| r.name == *container)
+                            .and_then(|r| r.unhealthy)
+                            .unwrap_or_default();
+                        let probe = why.split(' ').next().unwrap_or("Liveness").to_lowercase();
+                        self.events.warning(&pod, Some(container), "Unhealthy", why.clone());
+                        self.events.normal(
+                            &pod,
+                            Some(container),
+                            "Killing",
+                            format!("Container {container} failed {probe} probe, will be restarted"),
+                        );
                         self.runtime.kill(uid, container, *grace)
                     }
                     Action::ConfirmDeletion => {}
@@ -365,6 +383,12 @@ impl Worker {
             // Observe the result of what was just done, so the status written is current.
             plan = sync::plan(&pod, &self.observe(&pod), &ctx);
             plan.actions.retain(|a| matches!(a, Action::ConfirmDeletion));
+        }
+        if let Some(status) = &plan.status {
+            for container in entered_back_off(pod.status.as_ref(), status) {
+                let note = format!("Back-off restarting failed container {container} in pod {}", pod.name_any());
+                self.events.warning(&pod, Some(&container), "BackOff", note);
+            }
         }
         let entry = self.pods.get_mut(uid).expect("checked above");
         entry.wake_at = plan.wake_at.map(|t| instant_at(t, ctx.now));
@@ -582,4 +606,43 @@ impl Worker {
 fn instant_at(at: Timestamp, now: Timestamp) -> Instant {
     let wait = at.duration_since(now);
     Instant::now() + Duration::try_from(wait).unwrap_or(Duration::ZERO)
+}
+
+/// The containers that are in `CrashLoopBackOff` in `new` but were not in `old` (pure): each
+/// gets one BackOff event per entry into back-off.
+fn entered_back_off(old: Option<&PodStatus>, new: &PodStatus) -> Vec<String> {
+    let backing_off = |s: Option<&PodStatus>| -> Vec<String> {
+        s.and_then(|s| s.container_statuses.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|c| {
+                c.state.as_ref().and_then(|st| st.waiting.as_ref()).and_then(|w| w.reason.as_deref())
+                    == Some("CrashLoopBackOff")
+            })
+            .map(|c| c.name.clone())
+            .collect()
+    };
+    let before = backing_off(old);
+    backing_off(Some(new)).into_iter().filter(|c| !before.contains(c)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(waiting: &[(&str, &str)]) -> PodStatus {
+        serde_json::from_value(serde_json::json!({"containerStatuses": waiting.iter().map(|(name, reason)| {
+            serde_json::json!({"name": name, "image": "i", "imageID": "", "ready": false, "restartCount": 1,
+                "state": {"waiting": {"reason": reason}}})
+        }).collect::<Vec<_>>()}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_back_off_event_marks_each_entry_into_crash_loop_back_off() {
+        let new = status(&[("a", "CrashLoopBackOff"), ("b", "CrashLoopBackOff"), ("c", "ContainerCreating")]);
+        let old = status(&[("a", "CrashLoopBackOff")]);
+        assert_eq!(entered_back_off(Some(&old), &new), vec!["b".to_string()]);
+        assert_eq!(entered_back_off(None, &new), vec!["a".to_string(), "b".to_string()]);
+    }
 }

@@ -952,6 +952,25 @@ spec:
     })
     .await;
 
+    // The agent's events, as the kubelet writes them.
+    let events = kubectl_ok(&api, &["get", "events", "-o", "json"], None);
+    let events: serde_json::Value = serde_json::from_str(&events).unwrap();
+    let reasons = |pod: &str| -> Vec<String> {
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["involvedObject"]["name"] == pod)
+            .filter_map(|e| e["reason"].as_str().map(str::to_string))
+            .collect()
+    };
+    for reason in ["Pulling", "Pulled", "Created", "Started"] {
+        assert!(reasons("full").iter().any(|r| r == reason), "{reason} for full: {:?}", reasons("full"));
+    }
+    for reason in ["Unhealthy", "Killing"] {
+        assert!(reasons("sick").iter().any(|r| r == reason), "{reason} for sick: {:?}", reasons("sick"));
+    }
+
     // An agent restart adopts the running containers: same container, no restart.
     let before = pods.get("full").await.unwrap().status.unwrap().container_statuses.unwrap()[0].clone();
     node.restart_agent().await;

@@ -56,6 +56,8 @@ use crate::runtime::{
 };
 use futures::future::BoxFuture;
 
+use crate::events::PodEvents;
+
 /// How often running containers' status is read.
 pub const MONITOR_EVERY: Duration = Duration::from_secs(1);
 /// How long one CRI call other than a pull may take.
@@ -102,6 +104,8 @@ impl Slot {
 }
 
 struct PodEntry {
+    /// The pod as last started (events are about it).
+    pod: Arc<Pod>,
     node: String,
     namespace: String,
     name: String,
@@ -116,6 +120,7 @@ impl PodEntry {
     /// A pod the runtime has not seen before: no sandbox, no containers yet.
     fn of(pod: &Pod) -> PodEntry {
         PodEntry {
+            pod: Arc::new(pod.clone()),
             node: pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
             namespace: pod.namespace().unwrap_or_default(),
             name: pod.name_any(),
@@ -137,6 +142,7 @@ struct Inner {
     version: String,
     /// The node's memory (bytes), which scales Burstable containers' OOM score.
     node_memory: u64,
+    events: PodEvents,
 }
 
 /// The CRI runtime; cheap to clone.
@@ -303,7 +309,12 @@ fn timestamp_ns(ns: i64) -> Option<Timestamp> {
 impl CriRuntime {
     /// A runtime over `client`, keeping pod directories under `data_dir/pods`. Must be
     /// called inside a tokio runtime (its tasks run there).
-    pub async fn new(client: CriClient, data_dir: PathBuf, wake: Wake) -> Result<CriRuntime, crate::AgentError> {
+    pub async fn new(
+        client: CriClient,
+        data_dir: PathBuf,
+        wake: Wake,
+        events: PodEvents,
+    ) -> Result<CriRuntime, crate::AgentError> {
         let version = client.version(CALL_TIMEOUT).await?;
         let inner = Arc::new(Inner {
             client,
@@ -312,6 +323,7 @@ impl CriRuntime {
             pods: Mutex::new(HashMap::new()),
             pods_dir: data_dir.join("pods"),
             node_memory: crate::runtime::cgroups::memory_bytes(&crate::host::capacity(None).memory).unwrap_or(0),
+            events,
             version: format!("{}://{}", version.runtime_name, version.runtime_version),
         });
         inner.adopt().await;
@@ -397,7 +409,17 @@ impl Inner {
                 containers.insert(name, slot);
             }
             tracing::info!(pod = %meta.name, sandbox = %sandbox.id, containers = containers.len(), "adopted a running pod");
+            let pod = Pod {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(meta.name.clone()),
+                    namespace: Some(meta.namespace.clone()),
+                    uid: Some(uid.clone()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
             let entry = PodEntry {
+                pod: Arc::new(pod),
                 node: node.clone(),
                 namespace: meta.namespace.clone(),
                 name: meta.name.clone(),
@@ -448,8 +470,25 @@ impl Inner {
         }
     }
 
+    /// The pod `uid` as last started, for events.
+    fn pod_of(&self, uid: &str) -> Option<Arc<Pod>> {
+        self.pods.lock().unwrap_or_else(|e| e.into_inner()).get(uid).map(|p| p.pod.clone())
+    }
+
+    fn event(&self, uid: &str, container: &str, warning: bool, reason: &str, note: String) {
+        let Some(pod) = self.pod_of(uid) else { return };
+        if warning {
+            self.events.warning(&pod, Some(container), reason, note);
+        } else {
+            self.events.normal(&pod, Some(container), reason, note);
+        }
+    }
+
     fn fail(&self, uid: &str, container: &str, reason: &str, message: String) {
         tracing::warn!(pod = uid, container, reason, %message, "container not started");
+        if !matches!(reason, "ErrImagePull" | "ImagePullBackOff") {
+            self.event(uid, container, true, "Failed", format!("Error: {message}"));
+        }
         self.with_slot(uid, container, |s| {
             s.record.state = RunState::CreateFailed { reason: reason.into(), message };
         });
@@ -526,7 +565,13 @@ impl Inner {
     }
 
     /// Makes sure `image` is present as `policy` demands; Err is (reason, message).
-    async fn ensure_image(&self, image: &str, policy: &str) -> Result<(), (&'static str, String)> {
+    async fn ensure_image(
+        &self,
+        uid: &str,
+        name: &str,
+        image: &str,
+        policy: &str,
+    ) -> Result<(), (&'static str, String)> {
         let mut images = self.client.image.clone();
         let spec = ImageSpec { image: image.to_string(), ..Default::default() };
         if policy != "Always" {
@@ -538,6 +583,13 @@ impl Inner {
             .await
             .map_err(|e| ("ErrImagePull", e))?;
             if status.image.is_some() {
+                self.event(
+                    uid,
+                    name,
+                    false,
+                    "Pulled",
+                    format!("Container image \"{image}\" already present on machine"),
+                );
                 return Ok(());
             }
             if policy == "Never" {
@@ -546,10 +598,21 @@ impl Inner {
             }
         }
         let request = PullImageRequest { image: Some(spec), auth: None, sandbox_config: None };
-        bounded("PullImage", PULL_TIMEOUT, images.pull_image(request))
-            .await
-            .map(|_| ())
-            .map_err(|e| ("ErrImagePull", format!("failed to pull image \"{image}\": {e}")))
+        self.event(uid, name, false, "Pulling", format!("Pulling image \"{image}\""));
+        let began = std::time::Instant::now();
+        match bounded("PullImage", PULL_TIMEOUT, images.pull_image(request)).await {
+            Ok(_) => {
+                let took = began.elapsed().as_secs_f64();
+                self.event(uid, name, false, "Pulled", format!("Successfully pulled image \"{image}\" in {took:.3}s"));
+                Ok(())
+            }
+            Err(e) => {
+                let message = format!("failed to pull image \"{image}\": {e}");
+                self.event(uid, name, true, "Failed", format!("Failed to pull image \"{image}\": {e}"));
+                self.event(uid, name, true, "Failed", "Error: ErrImagePull".into());
+                Err(("ErrImagePull", message))
+            }
+        }
     }
 
     /// Makes sure the image is there, as the kubelet does: a failed pull shows
@@ -559,7 +622,7 @@ impl Inner {
     async fn pull_with_back_off(&self, uid: &str, name: &str, image: &str, policy: &str) -> bool {
         let mut delay = PULL_BACK_OFF_FIRST;
         loop {
-            let (reason, message) = match self.ensure_image(image, policy).await {
+            let (reason, message) = match self.ensure_image(uid, name, image, policy).await {
                 Ok(()) => {
                     // Back to ContainerCreating for the create and start that follow.
                     self.with_slot(uid, name, |s| {
@@ -590,6 +653,7 @@ impl Inner {
             if backing_off != Some(true) {
                 return false;
             }
+            self.event(uid, name, false, "BackOff", format!("Back-off pulling image \"{image}\""));
             self.wake_pod(uid);
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(PULL_BACK_OFF_MAX);
@@ -616,6 +680,12 @@ impl Inner {
                         return;
                     }
                     tracing::warn!(pod = %pod.name_any(), error = %e, retry_in = ?delay, "creating the pod sandbox failed");
+                    self.events.warning(
+                        &pod,
+                        None,
+                        "FailedCreatePodSandBox",
+                        format!("Failed to create pod sandbox: {e}"),
+                    );
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(SANDBOX_RETRY_MAX);
                 }
@@ -651,6 +721,7 @@ impl Inner {
             Ok(r) => r.container_id,
             Err(e) => return self.fail(&uid, &name, "CreateContainerError", e),
         };
+        self.event(&uid, &name, false, "Created", format!("Created container {name}"));
         let stopping = self.with_slot(&uid, &name, |s| {
             s.cri_id = Some(id.clone());
             s.record.id = format!("{ID_SCHEME}{id}");
@@ -676,6 +747,7 @@ impl Inner {
             }
         });
         tracing::info!(pod = %pod.name_any(), container = %name, id = %id, "container started");
+        self.event(&uid, &name, false, "Started", format!("Started container {name}"));
         self.wake_pod(&uid);
     }
 
@@ -740,6 +812,12 @@ impl Inner {
             self.wake_pod(&uid);
             return;
         };
+        let running = self.with_slot(&uid, &name, |s| matches!(s.record.state, RunState::Running { .. }));
+        let killing = self.with_slot(&uid, &name, |s| s.record.killing) == Some(true);
+        // A liveness kill has its own Killing event (the worker's, with the reason).
+        if running == Some(true) && !killing {
+            self.event(&uid, &name, false, "Killing", format!("Stopping container {name}"));
+        }
         let mut runtime = self.client.runtime.clone();
         let request = StopContainerRequest { container_id: id.clone(), timeout: grace.as_secs().max(1) as i64 };
         if let Err(e) = bounded("StopContainer", grace + CALL_TIMEOUT, runtime.stop_container(request)).await {
@@ -852,6 +930,7 @@ impl Runtime for CriRuntime {
         {
             let mut pods = self.inner.pods.lock().unwrap_or_else(|e| e.into_inner());
             let entry = pods.entry(uid.clone()).or_insert_with(|| PodEntry::of(pod));
+            entry.pod = Arc::new(pod.clone());
             match entry.containers.get_mut(&container.name) {
                 Some(slot) => {
                     let previous = std::mem::replace(&mut slot.record.state, RunState::Starting);

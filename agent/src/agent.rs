@@ -137,7 +137,16 @@ impl Agent {
                 }
                 containerd = own;
                 let events = crate::events::PodEvents::new(client.clone(), &config.node_name);
-                Arc::new(crate::runtime::cri::CriRuntime::new(cri, config.data_dir.clone(), wake, events).await?)
+                Arc::new(
+                    crate::runtime::cri::CriRuntime::new(
+                        cri,
+                        config.data_dir.clone(),
+                        wake,
+                        events,
+                        config.stop_containers_on_exit,
+                    )
+                    .await?,
+                )
             }
         };
         let host = HostInfo::read();

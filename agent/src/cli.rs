@@ -60,6 +60,10 @@ pub struct AgentArgs {
     /// `--runtime containerd`, own containerd: the Linux bridge of this node's pods.
     #[arg(long, default_value = config::DEFAULT_POD_BRIDGE, value_name = "NAME")]
     pub pod_bridge: String,
+    /// `--runtime containerd`, own containerd: image archives (*.tar) to import at start
+    /// (air-gapped nodes) [default: DATA_DIR/images].
+    #[arg(long, value_name = "DIR")]
+    pub images_dir: Option<PathBuf>,
     /// Extra node labels: k=v,k2=v2.
     #[arg(long, value_parser = parse_labels, default_value = "")]
     pub labels: std::collections::BTreeMap<String, String>,
@@ -204,6 +208,7 @@ impl AgentArgs {
                         sandbox_image: self.pod_infra_container_image,
                         cni_bin_dir: self.cni_bin_dir,
                         pod_bridge: self.pod_bridge,
+                        images_dir: self.images_dir,
                     }),
                 },
                 data_dir: self.data_dir,

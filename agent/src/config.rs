@@ -34,6 +34,8 @@ pub struct CriOptions {
     pub cni_bin_dir: PathBuf,
     /// The pods' bridge on this node (own containerd only; at most 15 bytes).
     pub pod_bridge: String,
+    /// Image archives imported at start (own containerd only); None: `DATA_DIR/images`.
+    pub images_dir: Option<PathBuf>,
 }
 
 impl Default for CriOptions {
@@ -43,6 +45,7 @@ impl Default for CriOptions {
             sandbox_image: DEFAULT_SANDBOX_IMAGE.into(),
             cni_bin_dir: PathBuf::from(DEFAULT_CNI_BIN_DIR),
             pod_bridge: DEFAULT_POD_BRIDGE.into(),
+            images_dir: None,
         }
     }
 }

@@ -80,6 +80,7 @@ impl LocalRegistry {
         let registry = LocalRegistry::start(dir);
         let built = Command::new(workspace().join("scripts/build-images"))
             .args(["--out", &dir.join("images").display().to_string(), "--push", &registry.address])
+            .args(["--archives", &dir.join("archives").display().to_string()])
             .output()
             .unwrap();
         assert!(built.status.success(), "build-images: {}", String::from_utf8_lossy(&built.stderr));
@@ -543,7 +544,6 @@ struct AgentNode {
     cancel: tokio_util::sync::CancellationToken,
     agent: Option<berth_agent::Agent>,
     config: berth_agent::AgentConfig,
-    _sandboxes: SandboxSweeper,
     _bridge: BridgeGuard,
     _cluster: berth_control::testing::Cluster,
     dir: tempfile::TempDir,
@@ -577,6 +577,7 @@ impl AgentNode {
                 sandbox_image: format!("{}/berth/pause:1", registry.address),
                 cni_bin_dir: PathBuf::from("/usr/lib/cni"),
                 pod_bridge: bridge.clone(),
+                images_dir: Some(dir.path().join("archives")),
             }),
             data_dir: data_dir.clone(),
             listen_port: 0,
@@ -593,11 +594,10 @@ impl AgentNode {
             api_url: cluster.servers[0].api_url.clone(),
             registry,
             subnet,
-            endpoint: endpoint.clone(),
+            endpoint,
             cancel,
             agent: Some(agent),
             config,
-            _sandboxes: SandboxSweeper(endpoint),
             _bridge: BridgeGuard(bridge),
             _cluster: cluster,
             dir,
@@ -634,11 +634,36 @@ impl AgentNode {
     }
 
     async fn stop(mut self) {
-        self._sandboxes.sweep();
+        self.teardown();
+    }
+
+    /// Stops the agent (and its containerd; the containers live on in their shims), then
+    /// removes every sandbox through a containerd started again on the same directories:
+    /// sweeping while the agent runs would race it recreating the pods it still has.
+    fn teardown(&mut self) {
         self.cancel.cancel();
-        if let Some(agent) = self.agent.take() {
-            agent.stopped().await;
-        }
+        let Some(agent) = self.agent.take() else { return };
+        let berth_agent::RuntimeKind::Containerd(options) = &self.config.runtime else { return };
+        let settings = ContainerdSettings::for_this_process(&options.sandbox_image, &options.cni_bin_dir);
+        let layout = ContainerdLayout::under(&self.config.data_dir);
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                let _ = tokio::time::timeout(Duration::from_secs(60), agent.stopped()).await;
+                match Containerd::start(Path::new("containerd"), layout, &settings, Duration::from_secs(30)).await {
+                    Ok(containerd) => {
+                        let client = containerd.client.clone();
+                        let _ = tokio::time::timeout(Duration::from_secs(60), remove_all_sandboxes(client)).await;
+                    }
+                    Err(e) => eprintln!("teardown: containerd did not start again to remove the sandboxes: {e}"),
+                }
+            })
+        });
+    }
+}
+
+impl Drop for AgentNode {
+    fn drop(&mut self) {
+        self.teardown();
     }
 }
 
@@ -648,28 +673,6 @@ struct BridgeGuard(String);
 impl Drop for BridgeGuard {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["link", "del", "dev", &self.0]).stderr(Stdio::null()).status();
-    }
-}
-
-/// Removes every sandbox of the containerd at an endpoint when dropped.
-struct SandboxSweeper(String);
-
-impl Drop for SandboxSweeper {
-    fn drop(&mut self) {
-        self.sweep();
-    }
-}
-
-impl SandboxSweeper {
-    fn sweep(&self) {
-        let endpoint = self.0.clone();
-        tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(async {
-                if let Ok(client) = berth_agent::runtime::cri::connect(&endpoint, Duration::from_secs(2)).await {
-                    let _ = tokio::time::timeout(Duration::from_secs(30), remove_all_sandboxes(client)).await;
-                }
-            })
-        });
     }
 }
 
@@ -812,6 +815,32 @@ async fn kubectl_execs_copies_attaches_forwards_and_reads_logs() {
     });
     let followed = String::from_utf8_lossy(&followed.stdout);
     assert!(followed.lines().filter(|l| l.starts_with("tick")).count() >= 2, "logs -f: {followed}");
+
+    // kubectl run of an image imported from the node's air-gap archives (no registry), and
+    // a Deployment of an image without a command: two replicas on one port, two addresses.
+    kubectl_ok(&api, &["run", "offline", "--image=berth/busybox:1.35", "--", "sleep", "600"], None);
+    let deployment = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers: [{{name: http, image: {}, ports: [{{containerPort: 8080}}]}}]\n",
+        node.image("http:v1")
+    );
+    kubectl_ok(&api, &["apply", "-f", "-"], Some(deployment.as_bytes()));
+    let ips = berth_testkit::eventually(Duration::from_secs(90), "offline and both web replicas Running", async || {
+        let running = |p: &Pod| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        running(&pods.get("offline").await.ok()?).then_some(())?;
+        let list = pods.list(&kube::api::ListParams::default().labels("app=web")).await.ok()?;
+        let ips: Vec<String> =
+            list.items.iter().filter(|p| running(p)).filter_map(|p| p.status.as_ref()?.pod_ip.clone()).collect();
+        (ips.len() == 2).then_some(ips)
+    })
+    .await;
+    assert_ne!(ips[0], ips[1]);
+    for ip in &ips {
+        let answer = berth_testkit::eventually(Duration::from_secs(10), "a replica's HTTP server", async || {
+            http_get(&format!("{ip}:8080")).ok().filter(|a| a.contains("berth http v1"))
+        })
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK"));
+    }
 
     // A container the pod does not have: the API server's error.
     let wrong = tokio::task::block_in_place(|| kubectl(&api, &["exec", "box", "-c", "nope", "--", "true"], None));

@@ -63,6 +63,18 @@ pub struct UpArgs {
     /// restores it before it starts.
     #[arg(long, value_name = "FILE")]
     pub restore_snapshot: Option<PathBuf>,
+    /// How the agents run pods: `containerd` (containers from images, each agent with its
+    /// own containerd) or `process` (host processes) [default: containerd when it is
+    /// installed and berthctl runs as root, else process; a recorded cluster keeps its own].
+    #[arg(long, value_parser = ["containerd", "process"])]
+    pub runtime: Option<String>,
+    /// containerd agents: image archives (*.tar) every agent imports at start, for machines
+    /// without a registry (`scripts/build-images --archives DIR` makes the demo images').
+    #[arg(long, value_name = "DIR")]
+    pub images_dir: Option<PathBuf>,
+    /// containerd agents: the pod sandbox image [default: the agent's].
+    #[arg(long, value_name = "IMAGE")]
+    pub pod_infra_container_image: Option<String>,
 }
 
 /// Flags of `down`.
@@ -117,6 +129,18 @@ pub struct LocalCluster {
     pub agents: Vec<AgentProc>,
     #[serde(default)]
     pub base_port: Option<u16>,
+    /// The agents' runtime: `process` (clusters recorded before it existed) or `containerd`.
+    #[serde(default = "process_runtime")]
+    pub runtime: String,
+    /// containerd agents: the image archives they import, the sandbox image.
+    #[serde(default)]
+    pub images_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub sandbox_image: Option<String>,
+}
+
+fn process_runtime() -> String {
+    "process".into()
 }
 
 /// The ports of a layout: the well-known ones (server i adds i × 10000; agent j's kubelet
@@ -170,7 +194,14 @@ pub fn plan(servers: usize, agents: usize, base_port: Option<u16>) -> Result<Loc
             pid: None,
         })
         .collect();
-    Ok(LocalCluster { servers: servers_v, agents: agents_v, base_port })
+    Ok(LocalCluster {
+        servers: servers_v,
+        agents: agents_v,
+        base_port,
+        runtime: process_runtime(),
+        images_dir: None,
+        sandbox_image: None,
+    })
 }
 
 /// `berth-server`'s command line for server `s` of `cluster` under `dir` (restoring
@@ -205,9 +236,10 @@ pub fn server_args(cluster: &LocalCluster, s: &ServerProc, dir: &Path, restore: 
     args
 }
 
-/// `berth-agent`'s command line for agent `a` under `dir`.
-pub fn agent_args(a: &AgentProc, dir: &Path) -> Vec<String> {
-    vec![
+/// `berth-agent`'s command line for agent `a` of `cluster` under `dir`. containerd agents
+/// each get their own pod bridge (`berth-{node}`), so several can share the host.
+pub fn agent_args(cluster: &LocalCluster, a: &AgentProc, dir: &Path) -> Vec<String> {
+    let mut args: Vec<String> = vec![
         "--server".into(),
         a.server_url.clone(),
         "--node-name".into(),
@@ -215,12 +247,22 @@ pub fn agent_args(a: &AgentProc, dir: &Path) -> Vec<String> {
         "--data-dir".into(),
         dir.join(format!("agent-{}", a.node_name)).display().to_string(),
         "--runtime".into(),
-        "process".into(),
+        cluster.runtime.clone(),
         "--listen-port".into(),
         a.port.to_string(),
         // `down` stops the pods too, not only the agent.
         "--stop-containers-on-exit".into(),
-    ]
+    ];
+    if cluster.runtime == "containerd" {
+        args.extend(["--pod-bridge".into(), format!("berth-{}", a.node_name)]);
+        if let Some(images) = &cluster.images_dir {
+            args.extend(["--images-dir".into(), images.display().to_string()]);
+        }
+        if let Some(image) = &cluster.sandbox_image {
+            args.extend(["--pod-infra-container-image".into(), image.clone()]);
+        }
+    }
+    args
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -248,12 +290,26 @@ pub fn next_steps(cluster: &LocalCluster, dir: &Path, already: bool) -> String {
 }
 
 /// The layout to run: the recorded one (flags must agree with it), else a new plan.
+/// The runtime of a new cluster: the one asked for, else containerd where it can run
+/// (`containerd_usable`: installed, and berthctl is root).
+pub fn new_cluster_runtime(asked: Option<&str>, containerd_usable: bool) -> Result<String> {
+    match asked {
+        Some("containerd") if !containerd_usable => Err(CtlError::usage(
+            "--runtime containerd needs containerd, runc and the CNI plugins (scripts/prereqs installs them) and root",
+        )),
+        Some(r) => Ok(r.to_string()),
+        None if containerd_usable => Ok("containerd".into()),
+        None => Ok(process_runtime()),
+    }
+}
+
 pub fn choose_layout(recorded: Option<LocalCluster>, args: &UpArgs) -> Result<LocalCluster> {
     match recorded {
         Some(existing) => {
             let mismatch = args.servers.is_some_and(|n| n != existing.servers.len())
                 || args.agents.is_some_and(|n| n != existing.agents.len())
-                || args.base_port.is_some_and(|p| Some(p) != existing.base_port);
+                || args.base_port.is_some_and(|p| Some(p) != existing.base_port)
+                || args.runtime.as_ref().is_some_and(|r| *r != existing.runtime);
             if mismatch {
                 return Err(CtlError::usage(format!(
                     "this directory holds a cluster of {} and {}{}: run `berthctl down --purge` first, or use another --data-dir",
@@ -264,8 +320,24 @@ pub fn choose_layout(recorded: Option<LocalCluster>, args: &UpArgs) -> Result<Lo
             }
             Ok(existing)
         }
-        None => plan(args.servers.unwrap_or(1), args.agents.unwrap_or(1), args.base_port),
+        None => {
+            let mut cluster = plan(args.servers.unwrap_or(1), args.agents.unwrap_or(1), args.base_port)?;
+            cluster.runtime = new_cluster_runtime(args.runtime.as_deref(), containerd_usable())?;
+            if cluster.runtime == "containerd" {
+                cluster.images_dir = args.images_dir.as_ref().map(|d| std::path::absolute(d).unwrap_or(d.clone()));
+                cluster.sandbox_image = args.pod_infra_container_image.clone();
+            }
+            Ok(cluster)
+        }
     }
+}
+
+/// Whether this machine can run containerd agents: containerd on PATH and root.
+fn containerd_usable() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    root && std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("containerd").is_file()))
 }
 
 // ---- I/O -------------------------------------------------------------------------------
@@ -626,7 +698,7 @@ pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Resu
                     continue;
                 }
                 let log = logs.join(format!("agent-{}.log", a.node_name));
-                let child = spawn(agent_bin, &agent_args(a, &dir), &log)?;
+                let child = spawn(agent_bin, &agent_args(&layout, a, &dir), &log)?;
                 a.pid = Some(child.id());
                 emit(
                     out,
@@ -796,10 +868,20 @@ mod tests {
         let restoring = server_args(&c, &c.servers[0], dir, Some(Path::new("/b/backup.db")));
         assert_eq!(restoring[restoring.len() - 2..], ["--restore-snapshot", "/b/backup.db"]);
         assert_eq!(
-            agent_args(&c.agents[0], dir).join(" "),
+            agent_args(&c, &c.agents[0], dir).join(" "),
             "--server http://127.0.0.1:30000 --node-name node-1 --data-dir /d/agent-node-1 --runtime process \
              --listen-port 30009 --stop-containers-on-exit"
         );
+        let mut ctr = c.clone();
+        ctr.runtime = "containerd".into();
+        ctr.images_dir = Some(PathBuf::from("/imgs"));
+        let args = agent_args(&ctr, &ctr.agents[0], dir).join(" ");
+        assert!(args.contains("--runtime containerd"), "{args}");
+        assert!(args.ends_with("--pod-bridge berth-node-1 --images-dir /imgs"), "{args}");
+        assert_eq!(new_cluster_runtime(None, true).unwrap(), "containerd");
+        assert_eq!(new_cluster_runtime(None, false).unwrap(), "process");
+        assert_eq!(new_cluster_runtime(Some("process"), true).unwrap(), "process");
+        assert!(new_cluster_runtime(Some("containerd"), false).unwrap_err().to_string().contains("scripts/prereqs"));
     }
 
     #[derive(Debug, Parser)]

@@ -1,6 +1,7 @@
 //! The CRI side of the agent: containers from OCI images through the Container Runtime
 //! Interface v1, as the kubelet runs them, against containerd.
 //!
+//! * [`airgap`]: image archives imported into the own containerd at start;
 //! * [`client`]: dialling a CRI endpoint (`unix:///…`, kubelet's `--container-runtime-endpoint`
 //!   format) and the typed RuntimeService/ImageService clients over it;
 //! * [`cni`]: the pod network as CNI configuration (bridge + host-local on the podCIDR);
@@ -12,6 +13,7 @@
 //! * [`runtime`]: the agent's `Runtime` over CRI (pods → sandboxes, containers from
 //!   images); [`connect_or_start`] gives it its CRI client.
 
+pub mod airgap;
 pub mod client;
 pub mod cni;
 pub mod containerd;
@@ -37,5 +39,7 @@ pub async fn connect_or_start(
     let layout = ContainerdLayout::under(data_dir);
     let settings = ContainerdSettings::for_this_process(&options.sandbox_image, &options.cni_bin_dir);
     let own = Containerd::start(std::path::Path::new("containerd"), layout, &settings, WAIT).await?;
+    let images = options.images_dir.clone().unwrap_or_else(|| data_dir.join("images"));
+    airgap::import_all(&images, &own.layout.socket()).await;
     Ok((own.client.clone(), Some(own)))
 }

@@ -143,6 +143,8 @@ struct Inner {
     /// The node's memory (bytes), which scales Burstable containers' OOM score.
     node_memory: u64,
     events: PodEvents,
+    /// Remove every pod's containers and sandbox when the agent stops.
+    stop_on_exit: bool,
 }
 
 /// The CRI runtime; cheap to clone.
@@ -314,6 +316,7 @@ impl CriRuntime {
         data_dir: PathBuf,
         wake: Wake,
         events: PodEvents,
+        stop_on_exit: bool,
     ) -> Result<CriRuntime, crate::AgentError> {
         let version = client.version(CALL_TIMEOUT).await?;
         let inner = Arc::new(Inner {
@@ -324,6 +327,7 @@ impl CriRuntime {
             pods_dir: data_dir.join("pods"),
             node_memory: crate::runtime::cgroups::memory_bytes(&crate::host::capacity(None).memory).unwrap_or(0),
             events,
+            stop_on_exit,
             version: format!("{}://{}", version.runtime_name, version.runtime_version),
         });
         inner.adopt().await;
@@ -1066,6 +1070,30 @@ impl Runtime for CriRuntime {
 
     fn version(&self) -> String {
         self.inner.version.clone()
+    }
+
+    fn shutdown(&self) {
+        if !self.inner.stop_on_exit {
+            return;
+        }
+        // Each pod leaves the table once its sandbox is gone: `active` counts down to 0,
+        // which the agent waits for (bounded) before it stops containerd.
+        let uids: Vec<String> = self.inner.pods.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+        for uid in uids {
+            let inner = self.inner.clone();
+            self.inner.handle.spawn(async move {
+                let taken = {
+                    let pods = inner.pods.lock().unwrap_or_else(|e| e.into_inner());
+                    pods.get(&uid).map(|p| {
+                        (p.sandbox.clone(), p.containers.values().filter_map(|s| s.cri_id.clone()).collect::<Vec<_>>())
+                    })
+                };
+                let Some((sandbox, ids)) = taken else { return };
+                let sandbox = sandbox.lock().await.clone();
+                inner.remove_pod(sandbox, ids).await;
+                inner.pods.lock().unwrap_or_else(|e| e.into_inner()).remove(&uid);
+            });
+        }
     }
 
     fn active(&self) -> usize {

@@ -19,6 +19,7 @@ pub mod kube_api;
 pub mod nemesis;
 pub mod net;
 pub mod partition;
+pub mod pod_startup;
 pub mod procs;
 pub mod recorder;
 pub mod report;

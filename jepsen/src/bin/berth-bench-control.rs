@@ -1,8 +1,9 @@
 //! `berth-bench-control`: control-plane benchmarks on real processes (3 `berth-server`s,
 //! one `berth-agent` with hollow nodes). `failover` times the controllers' takeover after
 //! kill -9 of the leader; `agent-failover` times an agent's move to another server after
-//! kill -9 of its own; `scheduling` times binding and starting many pods; `churn`
-//! follows one server's memory and disk under steady churn for a long time.
+//! kill -9 of its own; `scheduling` times binding and starting many pods; `pod-startup`
+//! times pods reaching Running on a real containerd node; `churn` follows one server's
+//! memory and disk under steady churn for a long time.
 
 use std::path::PathBuf;
 
@@ -10,6 +11,7 @@ use anyhow::{Context, Result};
 use berth_jepsen::agent_failover::{self, AgentFailoverConfig};
 use berth_jepsen::churn::{self, ChurnConfig};
 use berth_jepsen::control_bench::{self, FailoverConfig, SchedulingConfig};
+use berth_jepsen::pod_startup::{self, PodStartupConfig};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -59,6 +61,19 @@ enum Bench {
         /// Pod creates in flight with --bare-pods.
         #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=4096))]
         create_concurrency: u64,
+    },
+    /// Pod startup on one real containerd node (image present): creation to Running and
+    /// Ready, one by one and all at once; then the node's CPU and memory at that density.
+    /// Needs root, containerd, runc, the CNI plugins and what scripts/build-images needs.
+    PodStartup {
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=105))]
+        pods: u64,
+        /// Image archives to import (default: built with scripts/build-images).
+        #[arg(long)]
+        images_dir: Option<PathBuf>,
+        /// How long to sample the agent's CPU with every pod running.
+        #[arg(long, default_value = "30s", value_parser = humantime_duration)]
+        sample: std::time::Duration,
     },
     /// One server under steady churn: RSS, DB size and compaction over time.
     Churn {
@@ -110,6 +125,10 @@ async fn main() -> Result<()> {
             let cfg = FailoverConfig { trials, replicas, nodes, servers: servers as usize };
             let (created, bound) = control_bench::failover(&dir, &cfg).await.context("failover benchmark")?;
             control_bench::print_failover(&created, &bound);
+        }
+        Bench::PodStartup { pods, images_dir, sample } => {
+            let cfg = PodStartupConfig { pods: pods as usize, images_dir, sample };
+            pod_startup::pod_startup(&dir, &cfg).await.context("pod startup benchmark")?.print();
         }
         Bench::AgentFailover { trials, servers } => {
             anyhow::ensure!(trials > 0, "--trials must be positive");

@@ -144,6 +144,7 @@ impl Agent {
                         wake,
                         events,
                         config.stop_containers_on_exit,
+                        client.clone(),
                     )
                     .await?,
                 )

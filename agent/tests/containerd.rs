@@ -49,13 +49,33 @@ struct LocalRegistry {
 
 impl LocalRegistry {
     fn start(dir: &Path) -> LocalRegistry {
+        LocalRegistry::start_with(dir, "")
+    }
+
+    /// A registry that wants `user`/`password` (htpasswd, bcrypt made by Python's crypt).
+    fn with_password(dir: &Path, user: &str, password: &str) -> LocalRegistry {
+        std::fs::create_dir_all(dir).unwrap();
+        let hash = Command::new("python3")
+            .args(["-c", "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))"])
+            .arg(password)
+            .output()
+            .unwrap();
+        let htpasswd = dir.join("htpasswd");
+        std::fs::write(&htpasswd, format!("{user}:{}", String::from_utf8_lossy(&hash.stdout).trim())).unwrap();
+        LocalRegistry::start_with(
+            dir,
+            &format!("auth:\n  htpasswd:\n    realm: berth\n    path: {}\n", htpasswd.display()),
+        )
+    }
+
+    fn start_with(dir: &Path, extra_config: &str) -> LocalRegistry {
         let address = format!("127.0.0.1:{}", free_port());
         let config = dir.join("registry.yml");
         let storage = dir.join("registry");
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n{extra_config}",
                 storage.display()
             ),
         )
@@ -513,6 +533,68 @@ async fn an_agent_runs_a_pod_from_an_image_on_its_own_address() {
     })
     .await;
     pods.delete("late", &DeleteParams::default()).await.unwrap();
+
+    // A registry that wants a password: no pull secret or a wrong one is ErrImagePull
+    // (unauthorized); the pod's imagePullSecrets (a dockerconfigjson Secret) let it run.
+    let private = LocalRegistry::with_password(&dir.join("private"), "berth", "s3cret");
+    private.trust(&ContainerdLayout::under(&dir.join("agent")));
+    let private_image = format!("{}/berth/private:1", private.address);
+    let pushed = Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false", "--dest-creds", "berth:s3cret"])
+        .arg(format!("oci:{}:http-v1", dir.join("images/oci").display()))
+        .arg(format!("docker://{private_image}"))
+        .output()
+        .unwrap();
+    assert!(pushed.status.success(), "skopeo: {}", String::from_utf8_lossy(&pushed.stderr));
+    let docker_config = |password: &str| {
+        use base64::Engine;
+        let config =
+            serde_json::json!({"auths": {private.address.clone(): {"username": "berth", "password": password}}});
+        base64::engine::general_purpose::STANDARD.encode(config.to_string())
+    };
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), "default");
+    for (name, password) in [("regcred", "s3cret"), ("wrongcred", "nope")] {
+        let secret = serde_json::json!({"metadata": {"name": name}, "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": docker_config(password)}});
+        secrets.create(&PostParams::default(), &serde_json::from_value(secret).unwrap()).await.unwrap();
+    }
+    for (name, secret) in [("nocred", None), ("badcred", Some("wrongcred")), ("withcred", Some("regcred"))] {
+        let mut spec = serde_json::json!({"terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "http", "image": private_image}]});
+        if let Some(secret) = secret {
+            spec["imagePullSecrets"] = serde_json::json!([{"name": secret}]);
+        }
+        let pod = serde_json::json!({"metadata": {"name": name}, "spec": spec});
+        pods.create(&PostParams::default(), &serde_json::from_value(pod).unwrap()).await.unwrap();
+    }
+    berth_testkit::eventually(Duration::from_secs(60), "withcred Running", async || {
+        let p = pods.get("withcred").await.ok()?;
+        (p.status?.phase.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    for name in ["nocred", "badcred"] {
+        let (reason, message) = berth_testkit::eventually(Duration::from_secs(60), "a pull refused", async || {
+            pods.get(name)
+                .await
+                .ok()
+                .as_ref()
+                .and_then(waiting)
+                .filter(|(r, _)| r == "ErrImagePull" || r == "ImagePullBackOff")
+        })
+        .await;
+        let events = kubectl_ok(
+            &node.api_url,
+            &["get", "events", "--field-selector", &format!("involvedObject.name={name}")],
+            None,
+        );
+        assert!(
+            events.contains("401 Unauthorized") || events.contains("unauthorized"),
+            "{name}: {reason} {message}\n{events}"
+        );
+    }
+    for name in ["nocred", "badcred", "withcred"] {
+        pods.delete(name, &DeleteParams::default()).await.unwrap();
+    }
 
     pods.delete("web", &DeleteParams::default()).await.unwrap();
     berth_testkit::eventually(Duration::from_secs(30), "web and late deleted", async || {

@@ -2,6 +2,7 @@
 //! Interface v1, as the kubelet runs them, against containerd.
 //!
 //! * [`airgap`]: image archives imported into the own containerd at start;
+//! * [`auth`]: registry credentials from imagePullSecrets (pure);
 //! * [`client`]: dialling a CRI endpoint (`unix:///…`, kubelet's `--container-runtime-endpoint`
 //!   format) and the typed RuntimeService/ImageService clients over it;
 //! * [`cni`]: the pod network as CNI configuration (bridge + host-local on the podCIDR);
@@ -14,6 +15,7 @@
 //!   images); [`connect_or_start`] gives it its CRI client.
 
 pub mod airgap;
+pub mod auth;
 pub mod client;
 pub mod cni;
 pub mod containerd;

@@ -145,6 +145,8 @@ struct Inner {
     events: PodEvents,
     /// Remove every pod's containers and sandbox when the agent stops.
     stop_on_exit: bool,
+    /// Reads image pull secrets.
+    api: kube::Client,
 }
 
 /// The CRI runtime; cheap to clone.
@@ -317,6 +319,7 @@ impl CriRuntime {
         wake: Wake,
         events: PodEvents,
         stop_on_exit: bool,
+        api: kube::Client,
     ) -> Result<CriRuntime, crate::AgentError> {
         let version = client.version(CALL_TIMEOUT).await?;
         let inner = Arc::new(Inner {
@@ -328,6 +331,7 @@ impl CriRuntime {
             node_memory: crate::runtime::cgroups::memory_bytes(&crate::host::capacity(None).memory).unwrap_or(0),
             events,
             stop_on_exit,
+            api,
             version: format!("{}://{}", version.runtime_name, version.runtime_version),
         });
         inner.adopt().await;
@@ -568,13 +572,51 @@ impl Inner {
         bounded("ImageStatus", CALL_TIMEOUT, images.image_status(request)).await.ok()?.image
     }
 
-    /// Makes sure `image` is present as `policy` demands; Err is (reason, message).
+    /// The credentials for `image` from the pod's `imagePullSecrets` (a missing or
+    /// malformed Secret is skipped with a warning, as the kubelet does).
+    async fn pull_auth(&self, pod: &Pod, image: &str) -> Option<berth_proto::cri::AuthConfig> {
+        let names: Vec<String> = pod
+            .spec
+            .as_ref()?
+            .image_pull_secrets
+            .iter()
+            .flatten()
+            .map(|r| r.name.clone())
+            .filter(|n| !n.is_empty())
+            .collect();
+        let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+            kube::Api::namespaced(self.api.clone(), &pod.namespace().unwrap_or_default());
+        let mut entries = Vec::new();
+        for name in names {
+            let got = tokio::time::timeout(CALL_TIMEOUT, secrets.get_opt(&name)).await;
+            let parsed = match got {
+                Ok(Ok(Some(secret))) => {
+                    let data = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+                    super::auth::config_entries(secret.type_.as_deref().unwrap_or_default(), &data)
+                }
+                Ok(Ok(None)) => Err("not found".to_string()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no answer in time".to_string()),
+            };
+            match parsed {
+                Ok(e) => entries.push(e),
+                Err(e) => {
+                    tracing::warn!(pod = %pod.name_any(), secret = %name, error = %e, "unable to use an image pull secret")
+                }
+            }
+        }
+        super::auth::credentials_for(image, &entries)
+    }
+
+    /// Makes sure `image` is present as `policy` demands (pulling with `auth`); Err is
+    /// (reason, message).
     async fn ensure_image(
         &self,
         uid: &str,
         name: &str,
         image: &str,
         policy: &str,
+        auth: Option<berth_proto::cri::AuthConfig>,
     ) -> Result<(), (&'static str, String)> {
         let mut images = self.client.image.clone();
         let spec = ImageSpec { image: image.to_string(), ..Default::default() };
@@ -601,7 +643,7 @@ impl Inner {
                 return Err(("ErrImageNeverPull", message));
             }
         }
-        let request = PullImageRequest { image: Some(spec), auth: None, sandbox_config: None };
+        let request = PullImageRequest { image: Some(spec), auth, sandbox_config: None };
         self.event(uid, name, false, "Pulling", format!("Pulling image \"{image}\""));
         let began = std::time::Instant::now();
         match bounded("PullImage", PULL_TIMEOUT, images.pull_image(request)).await {
@@ -623,10 +665,12 @@ impl Inner {
     /// `ErrImagePull`, then `ImagePullBackOff` until the next try, 10 s later, doubling up
     /// to 5 min, for as long as the container is wanted. False: give up (it is no longer
     /// wanted, or the failure is final, like `ErrImageNeverPull`).
-    async fn pull_with_back_off(&self, uid: &str, name: &str, image: &str, policy: &str) -> bool {
+    async fn pull_with_back_off(&self, pod: &Pod, name: &str, image: &str, policy: &str) -> bool {
+        let uid = &pod.uid().unwrap_or_default();
         let mut delay = PULL_BACK_OFF_FIRST;
         loop {
-            let (reason, message) = match self.ensure_image(uid, name, image, policy).await {
+            let auth = self.pull_auth(pod, image).await;
+            let (reason, message) = match self.ensure_image(uid, name, image, policy, auth).await {
                 Ok(()) => {
                     // Back to ContainerCreating for the create and start that follow.
                     self.with_slot(uid, name, |s| {
@@ -696,7 +740,7 @@ impl Inner {
             }
         };
         let image = container.image.clone().unwrap_or_default();
-        if !self.pull_with_back_off(&uid, &name, &image, pull_policy(&container)).await {
+        if !self.pull_with_back_off(&pod, &name, &image, pull_policy(&container)).await {
             return;
         }
         let info = self.image_info(&image).await;

@@ -844,6 +844,31 @@ async fn kubectl_execs_copies_attaches_forwards_and_reads_logs() {
     let shown = String::from_utf8_lossy(&tty.stdout);
     assert!(shown.contains("/dev/pts/") && shown.contains("tty-done"), "exec -it: {shown}");
 
+    // berthctl exec: the same session through kube-rs's client; the exit code carries over.
+    let berthctl = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("berthctl");
+    assert!(berthctl.exists(), "{} is missing: build the workspace's binaries first", berthctl.display());
+    let berthctl_exec = |args: &[&str], stdin: Option<&[u8]>| {
+        use std::io::Write;
+        let mut child = Command::new(&berthctl)
+            .args(["-s", &api, "exec", "box", "-c", "shell"])
+            .args(args)
+            .env("BERTH_HOME", node.dir.path())
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            child.stdin.take().unwrap().write_all(input).unwrap();
+        }
+        tokio::task::block_in_place(|| child.wait_with_output().unwrap())
+    };
+    let hostname = berthctl_exec(&["--", "cat", "/etc/hostname"], None);
+    assert_eq!(String::from_utf8_lossy(&hostname.stdout), "box\n", "{}", String::from_utf8_lossy(&hostname.stderr));
+    assert_eq!(berthctl_exec(&["--", "sh", "-c", "exit 7"], None).status.code(), Some(7));
+    let counted = berthctl_exec(&["-i", "--", "wc", "-c"], Some(&[b'y'; 5000]));
+    assert_eq!(String::from_utf8_lossy(&counted.stdout).trim(), "5000", "{}", String::from_utf8_lossy(&counted.stderr));
+
     // cp both ways (tar in the container, stdin closed at the end of the archive).
     let local = node.dir.path().join("payload.txt");
     std::fs::write(&local, "payload line\n".repeat(1000)).unwrap();

@@ -58,6 +58,8 @@ pub enum Command {
     Rollout(cmd::rollout::RolloutArgs),
     /// Print the logs for a container in a pod.
     Logs(cmd::logs::LogsArgs),
+    /// Execute a command in a container.
+    Exec(cmd::exec::ExecArgs),
     /// Display resource (CPU/memory) usage.
     Top(cmd::top::TopArgs),
     /// Print the supported API resources on the server.

@@ -7,6 +7,7 @@ pub mod autoscale;
 pub mod delete;
 pub mod describe;
 pub mod edit;
+pub mod exec;
 pub mod get;
 pub mod info;
 pub mod label;

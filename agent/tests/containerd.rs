@@ -906,6 +906,30 @@ async fn kubectl_execs_copies_attaches_forwards_and_reads_logs() {
     assert!(forward.0.try_wait().unwrap().is_none(), "port-forward still runs");
     drop(forward);
 
+    // berthctl port-forward: kube-rs's WebSocket port-forward (channel protocol), which the
+    // agent bridges to SPDY streams.
+    let mut forward = KillOnDrop(
+        Command::new(&berthctl)
+            .args(["-s", &api, "port-forward", "pod/box", ":8080"])
+            .env("BERTH_HOME", node.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let first_line = tokio::task::block_in_place(|| {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(forward.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        line
+    });
+    let local = first_line.trim().strip_prefix("Forwarding from 127.0.0.1:").and_then(|r| r.split(' ').next()).unwrap();
+    for _ in 0..2 {
+        let answer = http_get(&format!("127.0.0.1:{local}")).unwrap_or_default();
+        assert!(answer.contains("berth http v1"), "berthctl port-forward ({first_line}): {answer}");
+    }
+    drop(forward);
+
     // logs: all, --tail, --timestamps, -f (bounded), from containerd's CRI log file.
     let logs = kubectl_ok(&api, &["logs", "box", "-c", "shell"], None);
     assert!(logs.starts_with("hello from box\ntick 1\n"), "{logs}");

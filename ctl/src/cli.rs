@@ -60,6 +60,8 @@ pub enum Command {
     Logs(cmd::logs::LogsArgs),
     /// Execute a command in a container.
     Exec(cmd::exec::ExecArgs),
+    /// Forward one or more local ports to a pod.
+    PortForward(cmd::port_forward::PortForwardArgs),
     /// Display resource (CPU/memory) usage.
     Top(cmd::top::TopArgs),
     /// Print the supported API resources on the server.

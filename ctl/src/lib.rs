@@ -71,6 +71,7 @@ pub async fn dispatch(cli: cli::Cli, out: &mut Out) -> Result<()> {
         C::Rollout(a) => cmd::rollout::run(&mut s, a, out).await,
         C::Logs(a) => cmd::logs::run(&mut s, a, out).await,
         C::Exec(a) => cmd::exec::run(&mut s, a, out).await,
+        C::PortForward(a) => cmd::port_forward::run(&mut s, a, out).await,
         C::Top(a) => cmd::top::run(&mut s, a, out).await,
         C::ApiResources(a) => cmd::info::run_api_resources(&mut s, a, out).await,
         C::Version(a) => cmd::info::run_version(&mut s, a, out).await,

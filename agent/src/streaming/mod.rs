@@ -7,9 +7,12 @@
 //!   the Python client): translated to SPDY streams ([`channels`]);
 //! * WebSocket `SPDY/3.1+portforward.k8s.io` (kubectl ≥ 1.31 port-forward): SPDY frames
 //!   tunnelled in binary messages, piped as bytes;
+//! * WebSocket port-forward in the channel protocol (kube-rs, the Python client; the ports
+//!   in the query): translated to SPDY stream pairs ([`port_forward`]);
 //! * a plain `Upgrade: SPDY/3.1` (older clients, kubectl's fallback): piped as bytes.
 
 pub mod channels;
+pub mod port_forward;
 pub mod spdy;
 pub mod upgrade;
 
@@ -163,7 +166,10 @@ async fn session(runtime: Arc<dyn Runtime>, request: StreamRequest, options: Str
     let Some(kind) = upgrade_kind(req.headers()) else {
         return refusal(StatusCode::BAD_REQUEST, "Upgrade request required");
     };
-    let port_forward = matches!(request, StreamRequest::PortForward { .. });
+    let forwarded_ports: Option<Vec<u16>> = match &request {
+        StreamRequest::PortForward { ports, .. } => Some(ports.iter().map(|p| *p as u16).collect()),
+        _ => None,
+    };
     let what = format!("{request:?}");
     let url = match runtime.stream_url(request).await {
         Ok(url) => url,
@@ -179,19 +185,23 @@ async fn session(runtime: Arc<dyn Runtime>, request: StreamRequest, options: Str
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
-    if port_forward {
-        let ws = ws.protocols([PORT_FORWARD_TUNNEL]);
-        if ws.selected_protocol().is_none() {
-            return refusal(
-                StatusCode::BAD_REQUEST,
-                format!("port-forward needs the {PORT_FORWARD_TUNNEL} subprotocol"),
-            );
+    if let Some(ports) = forwarded_ports {
+        let known = [PORT_FORWARD_TUNNEL, port_forward::WEBSOCKET_PROTOCOLS[0], port_forward::WEBSOCKET_PROTOCOLS[1]];
+        let ws = ws.protocols(known);
+        let Some(selected) = ws.selected_protocol().and_then(|p| p.to_str().ok()).map(str::to_string) else {
+            return refusal(StatusCode::BAD_REQUEST, format!("port-forward needs one of the subprotocols {known:?}"));
+        };
+        if selected != PORT_FORWARD_TUNNEL && ports.is_empty() {
+            return refusal(StatusCode::BAD_REQUEST, "query parameter \"ports\" is required");
         }
         let upstream = match upgrade::connect(&url, &[PORT_FORWARD_PROTOCOL.to_string()]).await {
             Ok(u) => u,
             Err(e) => return refusal(StatusCode::INTERNAL_SERVER_ERROR, e.message),
         };
-        return ws.on_upgrade(move |socket| tunnel(socket, upstream.stream));
+        if selected == PORT_FORWARD_TUNNEL {
+            return ws.on_upgrade(move |socket| tunnel(socket, upstream.stream));
+        }
+        return ws.on_upgrade(move |socket| port_forward::bridge(socket, upstream, ports));
     }
     let ws = ws.protocols(channels::WEBSOCKET_PROTOCOLS);
     let Some(selected) = ws.selected_protocol().and_then(|p| p.to_str().ok()).map(str::to_string) else {

@@ -15,6 +15,7 @@ pub mod logs;
 pub mod manifest;
 pub mod node;
 pub mod objects;
+pub mod port_forward;
 pub mod rollout;
 pub mod run;
 pub mod scale;

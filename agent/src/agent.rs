@@ -137,17 +137,16 @@ impl Agent {
                 }
                 containerd = own;
                 let events = crate::events::PodEvents::new(client.clone(), &config.node_name);
-                Arc::new(
-                    crate::runtime::cri::CriRuntime::new(
-                        cri,
-                        config.data_dir.clone(),
-                        wake,
-                        events,
-                        config.stop_containers_on_exit,
-                        client.clone(),
-                    )
-                    .await?,
-                )
+                let settings = crate::runtime::cri::runtime::CriRuntimeSettings {
+                    data_dir: config.data_dir.clone(),
+                    wake,
+                    events,
+                    stop_on_exit: config.stop_containers_on_exit,
+                    api: client.clone(),
+                    image_gc: options.image_gc,
+                    sandbox_image: options.sandbox_image.clone(),
+                };
+                Arc::new(crate::runtime::cri::CriRuntime::new(cri, settings).await?)
             }
         };
         let host = HostInfo::read();

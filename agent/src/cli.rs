@@ -64,6 +64,16 @@ pub struct AgentArgs {
     /// (air-gapped nodes) [default: DATA_DIR/images].
     #[arg(long, value_name = "DIR")]
     pub images_dir: Option<PathBuf>,
+    /// `--runtime containerd`: image filesystem usage (percent) at which unused images are
+    /// removed (100 turns collection off).
+    #[arg(long, default_value_t = 85)]
+    pub image_gc_high_threshold: u8,
+    /// `--runtime containerd`: usage (percent) image collection brings the filesystem to.
+    #[arg(long, default_value_t = 80)]
+    pub image_gc_low_threshold: u8,
+    /// `--runtime containerd`: how long an image is kept at least (Go duration: 2m, 1h).
+    #[arg(long, default_value = "2m", value_parser = parse_min_age)]
+    pub minimum_image_ttl_duration: Duration,
     /// Extra node labels: k=v,k2=v2.
     #[arg(long, value_parser = parse_labels, default_value = "")]
     pub labels: std::collections::BTreeMap<String, String>,
@@ -110,6 +120,10 @@ pub struct CapacityOverride(pub String);
 
 fn parse_node_name(s: &str) -> std::result::Result<String, String> {
     config::check_node_name("--node-name", s).map(|_| s.to_string()).map_err(strip)
+}
+
+fn parse_min_age(s: &str) -> Result<Duration, String> {
+    berth_proto::model::duration::parse_go_duration(s).ok_or_else(|| format!("{s:?} is not a duration like 2m or 1h"))
 }
 
 fn parse_labels(s: &str) -> std::result::Result<std::collections::BTreeMap<String, String>, String> {
@@ -172,8 +186,15 @@ impl AgentArgs {
         if let Some(endpoint) = &self.container_runtime_endpoint {
             crate::runtime::cri::socket_path(endpoint)?;
         }
+        let image_gc = crate::runtime::cri::image_gc::ImageGcPolicy {
+            high_percent: self.image_gc_high_threshold,
+            low_percent: self.image_gc_low_threshold,
+            min_age: self.minimum_image_ttl_duration,
+            ..Default::default()
+        };
         if self.runtime == RuntimeArg::Containerd {
             crate::runtime::cri::cni::check_bridge_name(&self.pod_bridge)?;
+            image_gc.check().map_err(|message| AgentError::Config { flag: "--image-gc-low-threshold", message })?;
         }
         let base = if hollow { Capacity::default() } else { crate::host::capacity(Some(&self.data_dir)) };
         let capacity = match &self.capacity {
@@ -209,6 +230,7 @@ impl AgentArgs {
                         cni_bin_dir: self.cni_bin_dir,
                         pod_bridge: self.pod_bridge,
                         images_dir: self.images_dir,
+                        image_gc,
                     }),
                 },
                 data_dir: self.data_dir,

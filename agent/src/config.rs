@@ -36,6 +36,8 @@ pub struct CriOptions {
     pub pod_bridge: String,
     /// Image archives imported at start (own containerd only); None: `DATA_DIR/images`.
     pub images_dir: Option<PathBuf>,
+    /// When unused images are removed.
+    pub image_gc: crate::runtime::cri::image_gc::ImageGcPolicy,
 }
 
 impl Default for CriOptions {
@@ -46,6 +48,7 @@ impl Default for CriOptions {
             cni_bin_dir: PathBuf::from(DEFAULT_CNI_BIN_DIR),
             pod_bridge: DEFAULT_POD_BRIDGE.into(),
             images_dir: None,
+            image_gc: Default::default(),
         }
     }
 }

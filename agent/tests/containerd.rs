@@ -463,7 +463,14 @@ async fn an_agent_runs_a_pod_from_an_image_on_its_own_address() {
     use k8s_openapi::api::core::v1::Pod;
     use kube::api::{Api, DeleteParams, PostParams};
 
-    let Some(node) = AgentNode::start("172.30").await else { return };
+    // Image garbage collection at any usage, for images seen for 20 s and unused.
+    let gc = berth_agent::runtime::cri::image_gc::ImageGcPolicy {
+        high_percent: 1,
+        low_percent: 0,
+        min_age: Duration::from_secs(20),
+        period: Duration::from_secs(2),
+    };
+    let Some(node) = AgentNode::start_with("172.30", gc).await else { return };
     let (client, registry, dir, endpoint, subnet) =
         (node.client.clone(), &node.registry, node.dir.path(), node.endpoint.clone(), node.subnet.clone());
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -609,6 +616,17 @@ async fn an_agent_runs_a_pod_from_an_image_on_its_own_address() {
         items.is_empty().then_some(())
     })
     .await;
+    // Unused images go (the filesystem is over the 1 % threshold); the sandbox image stays.
+    let present = async |image: &str| {
+        let mut images = cri.image.clone();
+        let spec = ImageSpec { image: image.to_string(), ..Default::default() };
+        images.image_status(ImageStatusRequest { image: Some(spec), verbose: false }).await.ok()?.into_inner().image
+    };
+    berth_testkit::eventually(Duration::from_secs(60), "the unused images collected", async || {
+        (present(&late_image).await.is_none() && present(&image).await.is_none()).then_some(())
+    })
+    .await;
+    assert!(present(&format!("{}/berth/pause:1", registry.address)).await.is_some(), "the sandbox image is kept");
     node.stop().await;
 }
 
@@ -635,6 +653,13 @@ impl AgentNode {
     const NAME: &str = "ctr-node";
 
     async fn start(prefix: &str) -> Option<AgentNode> {
+        AgentNode::start_with(prefix, Default::default()).await
+    }
+
+    async fn start_with(
+        prefix: &str,
+        image_gc: berth_agent::runtime::cri::image_gc::ImageGcPolicy,
+    ) -> Option<AgentNode> {
         use berth_agent::{Agent, AgentConfig, CriOptions, Heartbeat, NodeTemplate, RuntimeKind};
         if let Some(why) = missing_prerequisite() {
             eprintln!("skipping: {why}");
@@ -660,6 +685,7 @@ impl AgentNode {
                 cni_bin_dir: PathBuf::from("/usr/lib/cni"),
                 pod_bridge: bridge.clone(),
                 images_dir: Some(dir.path().join("archives")),
+                image_gc,
             }),
             data_dir: data_dir.clone(),
             listen_port: 0,

@@ -6,6 +6,7 @@
 //! * [`client`]: dialling a CRI endpoint (`unix:///…`, kubelet's `--container-runtime-endpoint`
 //!   format) and the typed RuntimeService/ImageService clients over it;
 //! * [`cni`]: the pod network as CNI configuration (bridge + host-local on the podCIDR);
+//! * [`image_gc`]: which unused images to remove when the image filesystem fills (pure);
 //! * [`containerd`]: the agent's own containerd (config, root, state, socket and CNI
 //!   directories under the agent's data dir), started and stopped by the agent when no
 //!   endpoint is given, as k3s does.
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod client;
 pub mod cni;
 pub mod containerd;
+pub mod image_gc;
 pub mod linux;
 pub mod runtime;
 

@@ -37,11 +37,12 @@ use std::time::Duration;
 use berth_proto::cri::{
     AttachRequest, ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState,
     ContainerStatus as CriContainerStatus, ContainerStatusRequest, CreateContainerRequest, ExecRequest,
-    ExecSyncRequest, ImageSpec, ImageStatusRequest, KeyValue, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
-    ListContainersRequest, ListPodSandboxRequest, Mount as CriMount, NamespaceMode, NamespaceOption, PodSandboxConfig,
-    PodSandboxFilter, PodSandboxMetadata, PodSandboxState, PodSandboxStatusRequest, PortForwardRequest,
-    PullImageRequest, RemoveContainerRequest, RemovePodSandboxRequest, ReopenContainerLogRequest, RunPodSandboxRequest,
-    StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+    ExecSyncRequest, ImageFsInfoRequest, ImageSpec, ImageStatusRequest, KeyValue, LinuxPodSandboxConfig,
+    LinuxSandboxSecurityContext, ListContainersRequest, ListImagesRequest, ListPodSandboxRequest, Mount as CriMount,
+    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata, PodSandboxState,
+    PodSandboxStatusRequest, PortForwardRequest, PullImageRequest, RemoveContainerRequest, RemoveImageRequest,
+    RemovePodSandboxRequest, ReopenContainerLogRequest, RunPodSandboxRequest, StartContainerRequest,
+    StopContainerRequest, StopPodSandboxRequest,
 };
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::jiff::Timestamp;
@@ -56,6 +57,7 @@ use crate::runtime::{
 };
 use futures::future::BoxFuture;
 
+use super::image_gc::{same_reference, to_remove, Candidate, ImageGcPolicy};
 use crate::events::PodEvents;
 
 /// How often running containers' status is read.
@@ -147,6 +149,10 @@ struct Inner {
     stop_on_exit: bool,
     /// Reads image pull secrets.
     api: kube::Client,
+    image_gc: ImageGcPolicy,
+    sandbox_image: String,
+    /// Per image id: when first seen and when a container last started from it.
+    images_seen: Mutex<HashMap<String, (Timestamp, Timestamp)>>,
 }
 
 /// The CRI runtime; cheap to clone.
@@ -306,6 +312,17 @@ fn terminated_of(status: &CriContainerStatus) -> Terminated {
     }
 }
 
+/// (capacity, available) bytes of the filesystem holding `path`.
+fn disk_space(path: &str) -> Option<(u64, u64)> {
+    let c = std::ffi::CString::new(path).ok()?;
+    // SAFETY: statvfs on a valid NUL-terminated path into a zeroed buffer.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(c.as_ptr(), &mut st) == 0)
+            .then(|| (st.f_blocks as u64 * st.f_frsize as u64, st.f_bavail as u64 * st.f_frsize as u64))
+    }
+}
+
 fn timestamp_ns(ns: i64) -> Option<Timestamp> {
     (ns > 0).then(|| Timestamp::from_nanosecond(ns as i128).ok()).flatten()
 }
@@ -313,41 +330,112 @@ fn timestamp_ns(ns: i64) -> Option<Timestamp> {
 impl CriRuntime {
     /// A runtime over `client`, keeping pod directories under `data_dir/pods`. Must be
     /// called inside a tokio runtime (its tasks run there).
-    pub async fn new(
-        client: CriClient,
-        data_dir: PathBuf,
-        wake: Wake,
-        events: PodEvents,
-        stop_on_exit: bool,
-        api: kube::Client,
-    ) -> Result<CriRuntime, crate::AgentError> {
+    pub async fn new(client: CriClient, s: CriRuntimeSettings) -> Result<CriRuntime, crate::AgentError> {
         let version = client.version(CALL_TIMEOUT).await?;
         let inner = Arc::new(Inner {
             client,
             handle: tokio::runtime::Handle::current(),
-            wake,
+            wake: s.wake,
             pods: Mutex::new(HashMap::new()),
-            pods_dir: data_dir.join("pods"),
+            pods_dir: s.data_dir.join("pods"),
             node_memory: crate::runtime::cgroups::memory_bytes(&crate::host::capacity(None).memory).unwrap_or(0),
-            events,
-            stop_on_exit,
-            api,
+            events: s.events,
+            stop_on_exit: s.stop_on_exit,
+            api: s.api,
+            image_gc: s.image_gc,
+            sandbox_image: s.sandbox_image,
+            images_seen: Mutex::default(),
             version: format!("{}://{}", version.runtime_name, version.runtime_version),
         });
         inner.adopt().await;
         let weak = Arc::downgrade(&inner);
         inner.handle.spawn(async move {
+            let mut next_gc = tokio::time::Instant::now() + s.image_gc.period;
             loop {
                 tokio::time::sleep(MONITOR_EVERY).await;
                 let Some(inner) = weak.upgrade() else { return };
                 inner.monitor_once().await;
+                if tokio::time::Instant::now() >= next_gc {
+                    inner.collect_images().await;
+                    next_gc = tokio::time::Instant::now() + inner.image_gc.period;
+                }
             }
         });
         Ok(CriRuntime { inner })
     }
 }
 
+/// What a [`CriRuntime`] is built with besides its client.
+pub struct CriRuntimeSettings {
+    pub data_dir: PathBuf,
+    pub wake: Wake,
+    pub events: PodEvents,
+    /// Remove every pod's containers and sandbox when the agent stops.
+    pub stop_on_exit: bool,
+    /// Reads image pull secrets.
+    pub api: kube::Client,
+    pub image_gc: ImageGcPolicy,
+    /// Never collected.
+    pub sandbox_image: String,
+}
+
 impl Inner {
+    /// One round of image garbage collection (see [`super::image_gc`]).
+    async fn collect_images(&self) {
+        let mut images = self.client.image.clone();
+        let mut runtime = self.client.runtime.clone();
+        let Ok(fs) = bounded("ImageFsInfo", CALL_TIMEOUT, images.image_fs_info(ImageFsInfoRequest {})).await else {
+            return;
+        };
+        let Some(mountpoint) =
+            fs.image_filesystems.first().and_then(|f| f.fs_id.as_ref()).map(|f| f.mountpoint.clone())
+        else {
+            return;
+        };
+        let Some((capacity, available)) = disk_space(&mountpoint) else { return };
+        let Ok(listed) =
+            bounded("ListImages", CALL_TIMEOUT, images.list_images(ListImagesRequest { filter: None })).await
+        else {
+            return;
+        };
+        let request = ListContainersRequest { filter: None };
+        let Ok(containers) = bounded("ListContainers", CALL_TIMEOUT, runtime.list_containers(request)).await else {
+            return;
+        };
+        let used: Vec<String> =
+            containers.containers.iter().flat_map(|c| [c.image_ref.clone(), c.image_id.clone()]).collect();
+        let now = Timestamp::now();
+        let candidates: Vec<Candidate> = {
+            let mut seen = self.images_seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.retain(|id, _| listed.images.iter().any(|i| &i.id == id));
+            listed
+                .images
+                .iter()
+                .map(|i| {
+                    let (first_seen, last_used) = *seen.entry(i.id.clone()).or_insert((now, now));
+                    let sandbox = i.repo_tags.iter().any(|t| same_reference(t, &self.sandbox_image));
+                    let in_use = used.iter().any(|u| *u == i.id || i.repo_digests.contains(u));
+                    Candidate {
+                        id: i.id.clone(),
+                        size: i.size,
+                        first_seen,
+                        last_used,
+                        keep: sandbox || in_use || i.pinned,
+                    }
+                })
+                .collect()
+        };
+        for id in to_remove(capacity, available, &self.image_gc, &candidates, now) {
+            let request = RemoveImageRequest { image: Some(ImageSpec { image: id.clone(), ..Default::default() }) };
+            match bounded("RemoveImage", CALL_TIMEOUT, images.remove_image(request)).await {
+                Ok(_) => {
+                    tracing::info!(image = %id, "removed an unused image (image filesystem over its high threshold)")
+                }
+                Err(e) => tracing::warn!(image = %id, error = %e, "removing an unused image failed"),
+            }
+        }
+    }
+
     /// Takes back the pods an earlier agent left running: every ready sandbox this agent
     /// made (it carries the pod-uid and node labels) and, per container name, its latest
     /// run — running, or exited with its exit status; the run before it, if exited, is the
@@ -747,6 +835,11 @@ impl Inner {
         let image_uid = info.as_ref().and_then(|i| if i.username.is_empty() { i.uid.map(|u| u.value) } else { None });
         if let Some(message) = super::linux::verify_run_as_non_root(&pod, &container, image_uid) {
             return self.fail(&uid, &name, "CreateContainerConfigError", message);
+        }
+        if let Some(i) = &info {
+            let now = Timestamp::now();
+            let mut seen = self.images_seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.entry(i.id.clone()).or_insert((now, now)).1 = now;
         }
         let image_id = info.map(|i| i.repo_digests.first().cloned().unwrap_or(i.id)).unwrap_or_default();
         let Some(attempt) = self.with_slot(&uid, &name, |s| {

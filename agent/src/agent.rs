@@ -98,8 +98,9 @@ pub struct Agent {
     /// Where the kubelet endpoint listens.
     pub kubelet_addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
-    /// The agent's own containerd, stopped when the agent is dropped (after its tasks).
-    containerd: Option<crate::runtime::cri::Containerd>,
+    /// The agent's own containerd (restarted by a supervisor task when it exits), stopped
+    /// when the agent stops (after its tasks).
+    containerd: Option<Arc<crate::runtime::cri::Containerd>>,
 }
 
 impl Agent {
@@ -135,7 +136,7 @@ impl Agent {
                         cancel.clone(),
                     ));
                 }
-                containerd = own;
+                containerd = own.map(Arc::new);
                 let events = crate::events::PodEvents::new(client.clone(), &config.node_name);
                 let settings = crate::runtime::cri::runtime::CriRuntimeSettings {
                     data_dir: config.data_dir.clone(),
@@ -160,7 +161,9 @@ impl Agent {
         let data_dir = config.data_dir.clone();
         let pressure: Arc<dyn Fn() -> Pressure + Send + Sync> = Arc::new(move || crate::host::pressure(&data_dir));
         let api = ApiAccess::new(client, 16);
-        let running = spawn_nodes(api, vec![identity], senders, receivers, runtime, listener, pressure, cancel)?;
+        let supervisor = containerd.clone().map(|c| tokio::spawn(c.supervise(cancel.clone())));
+        let mut running = spawn_nodes(api, vec![identity], senders, receivers, runtime, listener, pressure, cancel)?;
+        running.tasks.extend(supervisor);
         tracing::info!(node = %config.node_name, kubelet = %running.kubelet_addr, "agent running");
         Ok(Agent { node_name: config.node_name, kubelet_addr: running.kubelet_addr, tasks: running.tasks, containerd })
     }
@@ -169,6 +172,11 @@ impl Agent {
     pub async fn run(client: kube::Client, config: AgentConfig, cancel: CancellationToken) -> Result<()> {
         Agent::start(client, config, cancel).await?.stopped().await;
         Ok(())
+    }
+
+    /// The PID of the agent's own containerd, if it started one.
+    pub fn containerd_pid(&self) -> Option<u32> {
+        self.containerd.as_ref().map(|c| c.pid())
     }
 
     /// Waits for every task to end (after the cancellation token passed to `start`).

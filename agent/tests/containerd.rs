@@ -1170,5 +1170,27 @@ spec:
     assert_eq!((after.container_id.clone(), after.restart_count), (before.container_id.clone(), before.restart_count));
     let answer = kubectl_ok(&api, &["exec", "full", "-c", "main", "--", "cat", "/work/init.txt"], None);
     assert_eq!(answer.trim(), "init-ran");
+
+    // containerd killed under the agent: the agent starts it again, the running container
+    // lives on (its shim), and new pods start.
+    let killed = node.agent.as_ref().unwrap().containerd_pid().unwrap();
+    // SAFETY: kill(2) on the containerd this test's agent started.
+    unsafe { libc::kill(killed as i32, libc::SIGKILL) };
+    berth_testkit::eventually(Duration::from_secs(30), "containerd started again", async || {
+        node.agent.as_ref().unwrap().containerd_pid().filter(|pid| *pid != killed)
+    })
+    .await;
+    kubectl_ok(
+        &api,
+        &["run", "after-crash", &format!("--image={}", node.image("busybox:1.35")), "--", "sleep", "600"],
+        None,
+    );
+    berth_testkit::eventually(Duration::from_secs(60), "a new pod Running after the restart", async || {
+        let p = pods.get("after-crash").await.ok()?;
+        (p.status?.phase.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    let full = pods.get("full").await.unwrap().status.unwrap().container_statuses.unwrap()[0].clone();
+    assert_eq!((full.container_id, full.restart_count), (before.container_id, before.restart_count));
     node.stop().await;
 }

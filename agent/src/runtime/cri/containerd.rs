@@ -131,12 +131,18 @@ pub fn config_toml(layout: &ContainerdLayout, settings: &ContainerdSettings) -> 
     )
 }
 
-/// A running containerd the agent started; stopped on drop.
+/// A running containerd the agent started; stopped on drop. [`Containerd::supervise`]
+/// starts it again when it exits (as k3s does); the [`CriClient`] reconnects by itself.
 pub struct Containerd {
-    child: Child,
+    child: std::sync::Mutex<Child>,
+    binary: PathBuf,
     pub layout: ContainerdLayout,
     pub client: CriClient,
 }
+
+/// How often the supervisor checks containerd, and its restart back-off bounds.
+const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
+const RESTART_BACK_OFF_MAX: Duration = Duration::from_secs(30);
 
 impl Containerd {
     /// Writes the configuration, starts `binary` and waits (at most `timeout`) until its CRI
@@ -183,11 +189,67 @@ impl Containerd {
         let mut started = StartingContainerd { child: Some(child) };
         let client = wait_until_serving(&mut started, &layout, timeout).await?;
         let child = started.child.take().expect("the child is kept until started");
-        Ok(Containerd { child, layout, client })
+        Ok(Containerd { child: std::sync::Mutex::new(child), binary: binary.to_path_buf(), layout, client })
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.lock().unwrap_or_else(|e| e.into_inner()).id()
+    }
+
+    /// Restarts containerd (same configuration, same directories: it takes back its
+    /// running containers from their shims) whenever it exits, until `cancel`; restarts
+    /// back off from 1 s to 30 s while they keep failing.
+    pub async fn supervise(self: std::sync::Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
+        let mut back_off = SUPERVISE_EVERY;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(SUPERVISE_EVERY) => {}
+            }
+            let exited = self.child.lock().unwrap_or_else(|e| e.into_inner()).try_wait().ok().flatten();
+            let Some(status) = exited else { continue };
+            tracing::error!(%status, log = %log_tail(&self.layout.log_file(), 5), "containerd exited; starting it again");
+            match self.respawn().await {
+                Ok(pid) => {
+                    tracing::info!(pid, "containerd serves CRI again");
+                    back_off = SUPERVISE_EVERY;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, retry_in = ?back_off, "containerd did not start again");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(back_off) => {}
+                    }
+                    back_off = (back_off * 2).min(RESTART_BACK_OFF_MAX);
+                }
+            }
+        }
+    }
+
+    /// Starts containerd again with the configuration already written.
+    async fn respawn(&self) -> Result<u32> {
+        let _ = std::fs::remove_file(self.layout.socket());
+        let log_path = self.layout.log_file();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| AgentError::io("opening", &log_path, e))?;
+        let err_log = log.try_clone().map_err(|e| AgentError::io("opening", &log_path, e))?;
+        let child = Command::new(&self.binary)
+            .arg("--config")
+            .arg(self.layout.config_file())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err_log)
+            .spawn()
+            .map_err(|e| AgentError::io("starting containerd", &self.binary, e))?;
+        let mut started = StartingContainerd { child: Some(child) };
+        wait_until_serving(&mut started, &self.layout, Duration::from_secs(30)).await?;
+        let child = started.child.take().expect("the child is kept until started");
+        let pid = child.id();
+        *self.child.lock().unwrap_or_else(|e| e.into_inner()) = child;
+        Ok(pid)
     }
 }
 
@@ -270,7 +332,7 @@ impl Drop for StartingContainerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        stop_child(&mut self.child, STOP_GRACE);
+        stop_child(self.child.get_mut().unwrap_or_else(|e| e.into_inner()), STOP_GRACE);
         tracing::info!("stopped containerd");
     }
 }

@@ -81,7 +81,7 @@ pub(crate) fn spawn_nodes(
         async move {
             cancel.cancelled().await;
             runtime.shutdown();
-            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+            let deadline = tokio::time::Instant::now() + runtime.stop_grace();
             while runtime.active() > 0 && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }

@@ -252,9 +252,15 @@ pub trait Runtime: Send + Sync + 'static {
     /// one).
     fn shutdown(&self) {}
 
-    /// Containers still running.
+    /// Containers still running (and, for runtimes that remove them in the background,
+    /// pods still being removed).
     fn active(&self) -> usize {
         0
+    }
+
+    /// How long a stopping agent waits for `active` to reach 0 after `shutdown`.
+    fn stop_grace(&self) -> Duration {
+        Duration::from_secs(5)
     }
 }
 

@@ -153,6 +153,8 @@ struct Inner {
     sandbox_image: String,
     /// Per image id: when first seen and when a container last started from it.
     images_seen: Mutex<HashMap<String, (Timestamp, Timestamp)>>,
+    /// Forgotten pods whose containers and sandbox are still being removed.
+    removing: std::sync::atomic::AtomicUsize,
 }
 
 /// The CRI runtime; cheap to clone.
@@ -345,6 +347,7 @@ impl CriRuntime {
             image_gc: s.image_gc,
             sandbox_image: s.sandbox_image,
             images_seen: Mutex::default(),
+            removing: Default::default(),
             version: format!("{}://{}", version.runtime_name, version.runtime_version),
         });
         inner.adopt().await;
@@ -1135,9 +1138,13 @@ impl Runtime for CriRuntime {
         let ids: Vec<String> = entry.containers.values().filter_map(|s| s.cri_id.clone()).collect();
         let inner = self.inner.clone();
         let sandbox = entry.sandbox;
+        // Counted in `active` until done: a stopping agent waits for it before it stops
+        // containerd, or the sandbox would outlive it.
+        self.inner.removing.fetch_add(1, Ordering::SeqCst);
         self.inner.handle.spawn(async move {
             let sandbox = sandbox.lock().await.clone();
             inner.remove_pod(sandbox, ids).await;
+            inner.removing.fetch_sub(1, Ordering::SeqCst);
         });
     }
 
@@ -1235,7 +1242,18 @@ impl Runtime for CriRuntime {
 
     fn active(&self) -> usize {
         let pods = self.inner.pods.lock().unwrap_or_else(|e| e.into_inner());
-        pods.values().flat_map(|p| p.containers.values()).filter(|s| s.record.is_active()).count()
+        // Without stop-on-exit the containers outlive the agent: only removals are waited for.
+        let running = if self.inner.stop_on_exit {
+            pods.values().flat_map(|p| p.containers.values()).filter(|s| s.record.is_active()).count()
+        } else {
+            0
+        };
+        running + self.inner.removing.load(Ordering::SeqCst)
+    }
+
+    fn stop_grace(&self) -> Duration {
+        // Removing a hundred sandboxes takes longer than stopping host processes.
+        Duration::from_secs(60)
     }
 }
 

@@ -92,13 +92,18 @@ fn refusal(status: StatusCode, message: impl Into<String>) -> Response {
     (status, message.into()).into_response()
 }
 
+/// The query of an exec or attach request, checked (Err: why it is a bad request).
+fn stream_query(raw: Option<&str>) -> Result<SessionQuery, String> {
+    SessionQuery::parse(raw).and_then(|q| q.check_streams().map(|_| q))
+}
+
 async fn exec(
     State(runtime): State<Arc<dyn Runtime>>,
     Path((namespace, pod, container)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
     req: Request,
 ) -> Response {
-    let q = match SessionQuery::parse(raw.as_deref()).and_then(|q| q.check_streams().map(|_| q)) {
+    let q = match stream_query(raw.as_deref()) {
         Ok(q) => q,
         Err(e) => return refusal(StatusCode::BAD_REQUEST, e),
     };
@@ -116,7 +121,7 @@ async fn attach(
     RawQuery(raw): RawQuery,
     req: Request,
 ) -> Response {
-    let q = match SessionQuery::parse(raw.as_deref()).and_then(|q| q.check_streams().map(|_| q)) {
+    let q = match stream_query(raw.as_deref()) {
         Ok(q) => q,
         Err(e) => return refusal(StatusCode::BAD_REQUEST, e),
     };

@@ -168,23 +168,7 @@ impl Containerd {
         }
         let config = layout.config_file();
         std::fs::write(&config, config_toml(&layout, settings)).map_err(|e| AgentError::io("writing", &config, e))?;
-        // A socket left by a killed containerd would make the dial below succeed too early.
-        let _ = std::fs::remove_file(&socket);
-        let log_path = layout.log_file();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| AgentError::io("opening", &log_path, e))?;
-        let err_log = log.try_clone().map_err(|e| AgentError::io("opening", &log_path, e))?;
-        let child = Command::new(binary)
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err_log)
-            .spawn()
-            .map_err(|e| AgentError::io("starting containerd", binary, e))?;
+        let child = spawn(binary, &layout)?;
         tracing::info!(pid = child.id(), config = %config.display(), "started containerd");
         let mut started = StartingContainerd { child: Some(child) };
         let client = wait_until_serving(&mut started, &layout, timeout).await?;
@@ -228,22 +212,7 @@ impl Containerd {
 
     /// Starts containerd again with the configuration already written.
     async fn respawn(&self) -> Result<u32> {
-        let _ = std::fs::remove_file(self.layout.socket());
-        let log_path = self.layout.log_file();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| AgentError::io("opening", &log_path, e))?;
-        let err_log = log.try_clone().map_err(|e| AgentError::io("opening", &log_path, e))?;
-        let child = Command::new(&self.binary)
-            .arg("--config")
-            .arg(self.layout.config_file())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err_log)
-            .spawn()
-            .map_err(|e| AgentError::io("starting containerd", &self.binary, e))?;
+        let child = spawn(&self.binary, &self.layout)?;
         let mut started = StartingContainerd { child: Some(child) };
         wait_until_serving(&mut started, &self.layout, Duration::from_secs(30)).await?;
         let child = started.child.take().expect("the child is kept until started");
@@ -251,6 +220,28 @@ impl Containerd {
         *self.child.lock().unwrap_or_else(|e| e.into_inner()) = child;
         Ok(pid)
     }
+}
+
+/// Starts `binary` on the configuration written in `layout`, logging to its log file (the
+/// socket a killed containerd left is removed first: the dial that follows would succeed
+/// too early).
+fn spawn(binary: &Path, layout: &ContainerdLayout) -> Result<Child> {
+    let _ = std::fs::remove_file(layout.socket());
+    let log_path = layout.log_file();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| AgentError::io("opening", &log_path, e))?;
+    let err_log = log.try_clone().map_err(|e| AgentError::io("opening", &log_path, e))?;
+    Command::new(binary)
+        .arg("--config")
+        .arg(layout.config_file())
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err_log)
+        .spawn()
+        .map_err(|e| AgentError::io("starting containerd", binary, e))
 }
 
 /// Dials until the CRI answers, failing early when the process exits.

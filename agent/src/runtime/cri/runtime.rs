@@ -1220,23 +1220,11 @@ impl Runtime for CriRuntime {
         if !self.inner.stop_on_exit {
             return;
         }
-        // Each pod leaves the table once its sandbox is gone: `active` counts down to 0,
-        // which the agent waits for (bounded) before it stops containerd.
+        // Every pod is forgotten: its removal counts in `active` until done, which the
+        // agent waits for (bounded by `stop_grace`) before it stops containerd.
         let uids: Vec<String> = self.inner.pods.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
         for uid in uids {
-            let inner = self.inner.clone();
-            self.inner.handle.spawn(async move {
-                let taken = {
-                    let pods = inner.pods.lock().unwrap_or_else(|e| e.into_inner());
-                    pods.get(&uid).map(|p| {
-                        (p.sandbox.clone(), p.containers.values().filter_map(|s| s.cri_id.clone()).collect::<Vec<_>>())
-                    })
-                };
-                let Some((sandbox, ids)) = taken else { return };
-                let sandbox = sandbox.lock().await.clone();
-                inner.remove_pod(sandbox, ids).await;
-                inner.pods.lock().unwrap_or_else(|e| e.into_inner()).remove(&uid);
-            });
+            self.forget(&uid);
         }
     }
 

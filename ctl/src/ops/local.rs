@@ -36,8 +36,9 @@ const PEER_PORT: u16 = 2380;
 const KUBELET_PORT: u16 = 10250;
 /// Server i (0-based) of the default layout uses the well-known ports + i × this.
 const SERVER_PORT_STRIDE: u16 = 10_000;
-/// How long a stopping agent gets (it stops its containers first), then a server.
-const AGENT_STOP_GRACE: Duration = Duration::from_secs(20);
+/// How long a stopping agent gets (it stops its containers first; a containerd agent
+/// removes its sandboxes, up to 60 s), then a server.
+const AGENT_STOP_GRACE: Duration = Duration::from_secs(70);
 const SERVER_STOP_GRACE: Duration = Duration::from_secs(15);
 
 /// Flags of `up`.
@@ -236,6 +237,12 @@ pub fn server_args(cluster: &LocalCluster, s: &ServerProc, dir: &Path, restore: 
     args
 }
 
+/// The pods' bridge of containerd agent `a` (`berth-node-1`: at most 15 bytes for nodes
+/// up to node-999).
+pub fn pod_bridge(a: &AgentProc) -> String {
+    format!("berth-{}", a.node_name)
+}
+
 /// `berth-agent`'s command line for agent `a` of `cluster` under `dir`. containerd agents
 /// each get their own pod bridge (`berth-{node}`), so several can share the host.
 pub fn agent_args(cluster: &LocalCluster, a: &AgentProc, dir: &Path) -> Vec<String> {
@@ -254,7 +261,7 @@ pub fn agent_args(cluster: &LocalCluster, a: &AgentProc, dir: &Path) -> Vec<Stri
         "--stop-containers-on-exit".into(),
     ];
     if cluster.runtime == "containerd" {
-        args.extend(["--pod-bridge".into(), format!("berth-{}", a.node_name)]);
+        args.extend(["--pod-bridge".into(), pod_bridge(a)]);
         if let Some(images) = &cluster.images_dir {
             args.extend(["--images-dir".into(), images.display().to_string()]);
         }
@@ -504,6 +511,12 @@ async fn stop_cluster(dir: &Path, cluster: &mut LocalCluster) -> usize {
     let agents: Vec<(u32, &str, String)> =
         cluster.agents.iter().filter_map(|a| Some((a.pid?, "berth-agent", agent_marker(dir, a)))).collect();
     let mut stopped = stop_all(&agents, AGENT_STOP_GRACE).await;
+    if cluster.runtime == "containerd" {
+        // The pods' bridges the agents' CNI made (their sandboxes are gone with the agents).
+        for a in &cluster.agents {
+            let _ = Command::new("ip").args(["link", "del", "dev", &pod_bridge(a)]).stderr(Stdio::null()).status();
+        }
+    }
     let servers: Vec<(u32, &str, String)> =
         cluster.servers.iter().filter_map(|s| Some((s.pid?, "berth-server", server_marker(dir, s)))).collect();
     stopped += stop_all(&servers, SERVER_STOP_GRACE).await;

@@ -1052,6 +1052,7 @@ spec:
     - {{name: TOKEN, valueFrom: {{secretKeyRef: {{name: sec, key: token}}}}}}
     - {{name: MY_POD, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
     - {{name: MEM_MI, valueFrom: {{resourceFieldRef: {{resource: limits.memory, divisor: 1Mi}}}}}}
+    - {{name: MY_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}
     resources: {{limits: {{cpu: 500m, memory: 64Mi}}}}
     securityContext: {{runAsUser: 1000, runAsGroup: 1000}}
     volumeMounts:
@@ -1111,6 +1112,8 @@ spec:
     );
     let full = pods.get("full").await.unwrap();
     let status = full.status.as_ref().unwrap();
+    let my_ip = kubectl_ok(&api, &["exec", "full", "-c", "main", "--", "sh", "-c", "echo $MY_IP"], None);
+    assert_eq!(Some(my_ip.trim()), status.pod_ip.as_deref(), "status.podIP in the env is the pod's own address");
     let main = &status.container_statuses.as_ref().unwrap()[0];
     assert!(main.image_id.contains("sha256:"), "imageID {:?}", main.image_id);
     let init = &status.init_container_statuses.as_ref().unwrap()[0];

@@ -272,6 +272,21 @@ pub fn container_config(
     }
 }
 
+/// `env` with the variables the container takes from `status.podIP`/`status.podIPs` set to
+/// the sandbox's `ip` (pure): the agent resolves the environment before the sandbox exists,
+/// when only the node's address is known.
+pub fn with_pod_ip(container: &Container, mut env: Vec<(String, String)>, ip: &str) -> Vec<(String, String)> {
+    for var in container.env.iter().flatten() {
+        let path = var.value_from.as_ref().and_then(|f| f.field_ref.as_ref()).map(|f| f.field_path.as_str());
+        if matches!(path, Some("status.podIP" | "status.podIPs")) {
+            if let Some(entry) = env.iter_mut().find(|(name, _)| *name == var.name) {
+                entry.1 = ip.to_string();
+            }
+        }
+    }
+    env
+}
+
 /// Per container name, its latest run and, when exited, the run before it (pure).
 fn latest_runs(statuses: &[CriContainerStatus]) -> Vec<(String, &CriContainerStatus, Option<&CriContainerStatus>)> {
     let attempt = |s: &CriContainerStatus| s.metadata.as_ref().map_or(0, |m| m.attempt);
@@ -851,6 +866,12 @@ impl Inner {
         }) else {
             return;
         };
+        // The environment was resolved before the sandbox had its address.
+        let pod_ip = self.pods.lock().unwrap_or_else(|e| e.into_inner()).get(&uid).and_then(|p| p.ip.clone());
+        let env = match pod_ip {
+            Some(ip) => with_pod_ip(&container, env, &ip),
+            None => env,
+        };
         let config = container_config(&pod, &container, &image, attempt, &env, &mounts, self.node_memory);
         let mut runtime = self.client.runtime.clone();
         let request =
@@ -1323,5 +1344,17 @@ mod tests {
             .map(|(n, latest, previous)| (n, latest.id.clone(), previous.map(|p| p.id.clone())))
             .collect();
         assert_eq!(runs, vec![("a".into(), "a2".into(), Some("a1".into())), ("b".into(), "b0".into(), None)]);
+    }
+
+    #[test]
+    fn pod_ip_variables_get_the_sandboxs_address() {
+        let c: Container = serde_json::from_value(serde_json::json!({"name": "c", "env": [
+            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}]}))
+        .unwrap();
+        let env =
+            vec![("POD_IP".to_string(), "127.0.0.1".to_string()), ("HOST_IP".to_string(), "127.0.0.1".to_string())];
+        let env = with_pod_ip(&c, env, "10.244.0.7");
+        assert_eq!(env, vec![("POD_IP".into(), "10.244.0.7".into()), ("HOST_IP".into(), "127.0.0.1".into())]);
     }
 }

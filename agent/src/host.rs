@@ -28,7 +28,7 @@ fn meminfo(field: &str) -> Option<u64> {
 }
 
 /// (total, available) bytes of the filesystem holding `path`.
-fn disk_space(path: &Path) -> Option<(u64, u64)> {
+pub fn disk_space(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };

@@ -138,18 +138,21 @@ pub fn resource_field(container: &Container, resource: &str, divisor: Option<&st
         _ => return Err(format!("unsupported resource {resource:?}")),
     };
     let set = map.and_then(|m| m.get(name)).map(|q| q.0.clone());
-    let capacity = crate::host::capacity(None);
+    // Read the host only when a limit is unset.
+    let node = || crate::host::capacity(None);
     let ceil_div = |v: u64, d: u64| if d == 0 { v } else { v.div_ceil(d) };
     match name {
         "cpu" => {
             let millis =
-                set.or((list == "limits").then(|| capacity.cpu.clone())).and_then(|q| cpu_millis(&q)).unwrap_or(0);
+                set.or_else(|| (list == "limits").then(|| node().cpu)).and_then(|q| cpu_millis(&q)).unwrap_or(0);
             let divisor = divisor.and_then(cpu_millis).unwrap_or(1000);
             Ok(ceil_div(millis, divisor).to_string())
         }
         "memory" | "ephemeral-storage" => {
-            let limit_default = (list == "limits" && name == "memory").then(|| capacity.memory.clone());
-            let bytes = set.or(limit_default).and_then(|q| memory_bytes(&q)).unwrap_or(0);
+            let bytes = set
+                .or_else(|| (list == "limits" && name == "memory").then(|| node().memory))
+                .and_then(|q| memory_bytes(&q))
+                .unwrap_or(0);
             let divisor = divisor.and_then(memory_bytes).unwrap_or(1);
             Ok(ceil_div(bytes, divisor).to_string())
         }

@@ -329,17 +329,6 @@ fn terminated_of(status: &CriContainerStatus) -> Terminated {
     }
 }
 
-/// (capacity, available) bytes of the filesystem holding `path`.
-fn disk_space(path: &str) -> Option<(u64, u64)> {
-    let c = std::ffi::CString::new(path).ok()?;
-    // SAFETY: statvfs on a valid NUL-terminated path into a zeroed buffer.
-    unsafe {
-        let mut st: libc::statvfs = std::mem::zeroed();
-        (libc::statvfs(c.as_ptr(), &mut st) == 0)
-            .then(|| (st.f_blocks as u64 * st.f_frsize as u64, st.f_bavail as u64 * st.f_frsize as u64))
-    }
-}
-
 fn timestamp_ns(ns: i64) -> Option<Timestamp> {
     (ns > 0).then(|| Timestamp::from_nanosecond(ns as i128).ok()).flatten()
 }
@@ -410,7 +399,7 @@ impl Inner {
         else {
             return;
         };
-        let Some((capacity, available)) = disk_space(&mountpoint) else { return };
+        let Some((capacity, available)) = crate::host::disk_space(std::path::Path::new(&mountpoint)) else { return };
         let Ok(listed) =
             bounded("ListImages", CALL_TIMEOUT, images.list_images(ListImagesRequest { filter: None })).await
         else {

@@ -96,6 +96,11 @@ pub struct AgentArgs {
     /// next agent on this data dir re-adopts them).
     #[arg(long)]
     pub stop_containers_on_exit: bool,
+    /// `--runtime containerd` with its own containerd: remove every pod sandbox that
+    /// containerd still has (an agent that was killed leaves its containers running), then
+    /// exit. Needs no API server; run it only while no agent uses the data dir.
+    #[arg(long)]
+    pub remove_leftover_pods: bool,
     /// Run this many hollow nodes (`--runtime fake` only).
     #[arg(long)]
     pub fake_nodes: Option<usize>,

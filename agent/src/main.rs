@@ -14,6 +14,9 @@ fn main() {
     });
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
+    if args.remove_leftover_pods {
+        std::process::exit(runtime.block_on(remove_leftover_pods(args)));
+    }
     let code = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         // Kept alive to the end: it owns the balancer every API connection goes through.
@@ -60,4 +63,43 @@ fn main() {
         }
     });
     std::process::exit(code);
+}
+
+/// `--remove-leftover-pods`: what a killed agent left in its own containerd, removed
+/// without any API server. Exit code 2 for a configuration that has no own containerd.
+async fn remove_leftover_pods(args: AgentArgs) -> i32 {
+    use berth_agent::{AgentError, RuntimeKind};
+    let config = match args.into_mode() {
+        Ok(Mode::Agent(config)) => config,
+        Ok(Mode::Hollow(_)) => {
+            eprintln!("berth-agent: --remove-leftover-pods: hollow nodes have no pods to remove");
+            return 2;
+        }
+        Err(e) => {
+            eprintln!("berth-agent: {e}");
+            return 2;
+        }
+    };
+    let options = match &config.runtime {
+        RuntimeKind::Containerd(options) if options.endpoint.is_none() => options,
+        _ => {
+            let e = AgentError::Config {
+                flag: "--remove-leftover-pods",
+                message: "needs --runtime containerd without --container-runtime-endpoint (the agent's own containerd)"
+                    .into(),
+            };
+            eprintln!("berth-agent: {e}");
+            return 2;
+        }
+    };
+    match berth_agent::runtime::cri::remove_leftover_sandboxes(options, &config.data_dir).await {
+        Ok(n) => {
+            tracing::info!(removed = n, "removed the leftover pod sandboxes");
+            0
+        }
+        Err(e) => {
+            eprintln!("berth-agent: {e}");
+            1
+        }
+    }
 }

@@ -752,17 +752,13 @@ impl AgentNode {
         self.cancel.cancel();
         let Some(agent) = self.agent.take() else { return };
         let berth_agent::RuntimeKind::Containerd(options) = &self.config.runtime else { return };
-        let settings = ContainerdSettings::for_this_process(&options.sandbox_image, &options.cni_bin_dir);
-        let layout = ContainerdLayout::under(&self.config.data_dir);
         tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(async {
                 let _ = tokio::time::timeout(Duration::from_secs(60), agent.stopped()).await;
-                match Containerd::start(Path::new("containerd"), layout, &settings, Duration::from_secs(30)).await {
-                    Ok(containerd) => {
-                        let client = containerd.client.clone();
-                        let _ = tokio::time::timeout(Duration::from_secs(60), remove_all_sandboxes(client)).await;
-                    }
-                    Err(e) => eprintln!("teardown: containerd did not start again to remove the sandboxes: {e}"),
+                let removed =
+                    berth_agent::runtime::cri::remove_leftover_sandboxes(options, &self.config.data_dir).await;
+                if let Err(e) = removed {
+                    eprintln!("teardown: the sandboxes were not removed: {e}");
                 }
             })
         });
@@ -1196,4 +1192,176 @@ spec:
     let full = pods.get("full").await.unwrap().status.unwrap().container_statuses.unwrap()[0].clone();
     assert_eq!((full.container_id, full.restart_count), (before.container_id, before.restart_count));
     node.stop().await;
+}
+
+/// A local cluster started with `berthctl up`, stopped and deleted (`down --purge`) on drop.
+struct LocalCluster {
+    berthctl: PathBuf,
+    dir: PathBuf,
+}
+
+impl LocalCluster {
+    fn berthctl(&self, args: &[&str]) -> std::process::Output {
+        Command::new("timeout")
+            .arg("240")
+            .arg(&self.berthctl)
+            .args(args)
+            .args(["--data-dir", &self.dir.display().to_string()])
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("berthctl")
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.dir.join("cluster.json")).unwrap()).unwrap()
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        let _ = self.berthctl(&["down", "--purge"]);
+    }
+}
+
+/// What of the local cluster in `dir` on node network `subnet` is still on this machine:
+/// processes running from it, mounts under it, its namespaces, its host link.
+fn leftovers(dir: &Path, subnet: u64) -> Vec<String> {
+    let marker = dir.display().to_string();
+    let mut left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(&marker).then(|| format!("process {pid}: {cmdline}"))
+        })
+        .collect();
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    left.extend(mounts.lines().filter(|l| l.contains(&marker)).map(|l| format!("mount {l}")));
+    let prefix = format!("berth-{subnet}-");
+    left.extend(
+        std::fs::read_dir("/var/run/netns")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| name.starts_with(&prefix))
+            .map(|name| format!("netns {name}")),
+    );
+    let link = format!("/sys/class/net/berth-net-{subnet}");
+    if Path::new(&link).exists() {
+        left.push(link);
+    }
+    left
+}
+
+/// `berthctl up --agents 2` with containerd gives two nodes, each agent (with its
+/// containerd) in a network namespace of its own with an address of its own, and their
+/// pods distinct addresses that answer from the host; `down` after an agent was killed
+/// (its containers still running) leaves no process, mount, namespace or link behind.
+#[test]
+fn a_local_cluster_gives_each_node_its_own_namespace_and_address() {
+    if let Some(why) = missing_prerequisite() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let tmp = tempfile::Builder::new().prefix("bup").tempdir_in("/tmp").unwrap();
+    let archives = tmp.path().join("archives");
+    let built = Command::new(workspace().join("scripts/build-images"))
+        .args(["--out", &tmp.path().join("images").display().to_string()])
+        .args(["--archives", &archives.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "build-images: {}", String::from_utf8_lossy(&built.stderr));
+    let berthctl = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("berthctl");
+    assert!(berthctl.exists(), "{} is missing: build the workspace's binaries first", berthctl.display());
+    let cluster = LocalCluster { berthctl, dir: tmp.path().join("cluster") };
+    let base = free_port();
+    let up = cluster.berthctl(&[
+        "up",
+        "--base-port",
+        &base.to_string(),
+        "--agents",
+        "2",
+        "--runtime",
+        "containerd",
+        "--images-dir",
+        &archives.display().to_string(),
+        "--pod-infra-container-image",
+        "berth/pause:1",
+    ]);
+    assert!(up.status.success(), "up: {}{}", String::from_utf8_lossy(&up.stderr), String::from_utf8_lossy(&up.stdout));
+    let state = cluster.state();
+    let subnet = state["network"]["subnet"].as_u64().expect("a node network is recorded");
+    let api = state["servers"][0]["apiUrl"].as_str().unwrap().to_string();
+    assert_eq!(api, format!("http://172.31.{subnet}.1:{base}"), "the server listens on the network's host address");
+    // ... and on loopback, which the host's kubeconfig uses.
+    let kubeconfig = std::fs::read_to_string(cluster.dir.join("admin.kubeconfig")).unwrap();
+    assert!(kubeconfig.contains(&format!("server: http://127.0.0.1:{base}")), "{kubeconfig}");
+    assert!(kubectl(&format!("http://127.0.0.1:{base}"), &["get", "nodes"], None).status.success());
+
+    // Two nodes, two addresses, two namespaces (neither the host's).
+    let addresses = kubectl_blocking(
+        &api,
+        &["get", "nodes", "-o", r#"jsonpath={range .items[*]}{.metadata.name}={.status.addresses[0].address} {end}"#],
+    );
+    assert_eq!(addresses.trim(), format!("node-1=172.31.{subnet}.11 node-2=172.31.{subnet}.12"));
+    let netns_of = |pid: u64| std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    let agents: Vec<u64> = (0..2).map(|j| state["agents"][j]["pid"].as_u64().unwrap()).collect();
+    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert!(netns_of(agents[0]) != host && netns_of(agents[1]) != host && netns_of(agents[0]) != netns_of(agents[1]));
+
+    // One pod per node, from an image with no command: distinct addresses, each answering.
+    let daemonset = r#"{"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "http", "image": "berth/http:v1"}]}}}}"#;
+    let applied = kubectl(&api, &["apply", "-f", "-"], Some(daemonset.as_bytes()));
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    let pods = berth_testkit::blocking::eventually(Duration::from_secs(120), "a web pod Running on each node", || {
+        let out = kubectl_blocking(
+            &api,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                r#"jsonpath={range .items[*]}{.spec.nodeName}={.status.phase}={.status.podIP} {end}"#,
+            ],
+        );
+        let pods: Vec<(String, String)> = out
+            .split_whitespace()
+            .filter_map(|p| match p.split('=').collect::<Vec<_>>()[..] {
+                [node, "Running", ip] if !ip.is_empty() => Some((node.to_string(), ip.to_string())),
+                _ => None,
+            })
+            .collect();
+        (pods.len() == 2 && pods[0].0 != pods[1].0).then_some(pods)
+    });
+    assert_ne!(pods[0].1, pods[1].1, "{pods:?}");
+    for (node, ip) in &pods {
+        let answer =
+            berth_testkit::blocking::eventually(Duration::from_secs(30), "the pod to answer from the host", || {
+                http_get(&format!("{ip}:8080")).ok()
+            });
+        assert!(answer.contains("berth http v1"), "{node} {ip}: {answer}");
+    }
+
+    // An agent killed with its containers running: `down` still removes everything.
+    // SAFETY: kill(2) on the agent process this test's cluster started.
+    unsafe { libc::kill(agents[1] as i32, libc::SIGKILL) };
+    let down = cluster.berthctl(&["down"]);
+    assert!(down.status.success(), "down: {}", String::from_utf8_lossy(&down.stderr));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut left = leftovers(&cluster.dir, subnet);
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        left = leftovers(&cluster.dir, subnet);
+    }
+    assert!(left.is_empty(), "left after down: {left:#?}");
+    assert!(cluster.dir.join("agent-node-2").is_dir(), "down keeps the data");
+}
+
+fn kubectl_blocking(api_url: &str, args: &[&str]) -> String {
+    let out = kubectl(api_url, args, None);
+    String::from_utf8_lossy(&out.stdout).to_string()
 }

@@ -31,7 +31,9 @@ pub struct ServerArgs {
     /// Client URLs advertised to the cluster [default: the listen client URLs].
     #[arg(long)]
     pub advertise_client_urls: Option<String>,
-    /// URL the Kubernetes API listens on (kubectl's server).
+    /// URLs the Kubernetes API listens on (kubectl's server), comma-separated; the first is
+    /// the one the server advertises (in its identity Lease), so it must be reachable by
+    /// every client and agent.
     #[arg(long, default_value = "http://127.0.0.1:6443")]
     pub listen_api_url: String,
     /// URL to listen on for peer (Raft) traffic.
@@ -134,8 +136,8 @@ impl ServerArgs {
             return Err(ServerError::Config("--listen-peer-urls: Berth listens on one peer URL".into()));
         }
         let listen_api_url = parse_urls("--listen-api-url", &self.listen_api_url).map_err(cfg)?;
-        if listen_api_url.len() != 1 {
-            return Err(ServerError::Config("--listen-api-url: give exactly one URL".into()));
+        if listen_api_url.is_empty() {
+            return Err(ServerError::Config("--listen-api-url: give at least one URL".into()));
         }
         let advertise_client_urls = match &self.advertise_client_urls {
             Some(list) => parse_urls("--advertise-client-urls", list).map_err(cfg)?,
@@ -217,7 +219,7 @@ impl ServerArgs {
             store,
             listen_client_urls,
             listen_peer_urls,
-            listen_api_url: listen_api_url[0].clone(),
+            listen_api_urls: listen_api_url,
             tasks,
             restore_snapshot: self.restore_snapshot.clone(),
         })
@@ -240,6 +242,9 @@ mod tests {
         assert_eq!(c.store.initial_cluster, vec![("default".into(), vec!["http://127.0.0.1:2380".into()])]);
         assert_eq!(c.store.data_dir, PathBuf::from("default.berth"));
         assert_eq!(c.store.heartbeat_interval, Duration::from_millis(100));
+        assert_eq!(c.listen_api_urls, ["http://127.0.0.1:6443"]);
+        let two = parse(&["--listen-api-url", "http://10.1.1.1:6443,http://127.0.0.1:6443"]).unwrap();
+        assert_eq!(two.listen_api_urls, ["http://10.1.1.1:6443", "http://127.0.0.1:6443"], "the first is advertised");
     }
 
     #[test]

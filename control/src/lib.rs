@@ -48,8 +48,8 @@ pub struct ServerConfig {
     pub store: StoreConfig,
     pub listen_client_urls: Vec<String>,
     pub listen_peer_urls: Vec<String>,
-    /// Where the Kubernetes API listens.
-    pub listen_api_url: String,
+    /// Where the Kubernetes API listens (at least one URL; the first is advertised).
+    pub listen_api_urls: Vec<String>,
     /// Tunables of the leader tasks.
     pub tasks: tasks::Settings,
     /// A backup to seed a fresh data dir from before the member starts (ignored, with a
@@ -161,7 +161,13 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     let peer_url =
         config.listen_peer_urls.first().ok_or_else(|| ServerError::Config("--listen-peer-urls is empty".into()))?;
     let peer_listener = bind(peer_url).await?;
-    let api_listener = bind(&config.listen_api_url).await?;
+    let (advertised_api_url, more_api_urls) =
+        config.listen_api_urls.split_first().ok_or_else(|| ServerError::Config("--listen-api-url is empty".into()))?;
+    let api_listener = bind(advertised_api_url).await?;
+    let mut more_api_listeners = Vec::new();
+    for url in more_api_urls {
+        more_api_listeners.push(bind(url).await?);
+    }
     if let Some(backup) = &config.restore_snapshot {
         restore(backup, &config.store.data_dir).await?;
     }
@@ -175,16 +181,26 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     );
     let identity = identity::ServerIdentity {
         name: config.store.name.clone(),
-        api_url: identity::reachable_url(&config.listen_api_url, control.api_addr),
+        api_url: identity::reachable_url(advertised_api_url, control.api_addr),
         client_urls: config.store.advertise_client_urls.clone(),
         peer_urls: config.store.advertise_peer_urls.clone(),
     };
+    let mut servers = Vec::new();
+    for listener in more_api_listeners {
+        // The same API (state, watch cache, limits) on another address.
+        let router = api::router(control.api.clone());
+        servers.push(tokio::spawn(serve::serve(listener, router, HttpSettings::default().conn, shutdown.clone())));
+    }
     publish_admin_kubeconfig(&config.store.data_dir, &identity);
     let kubeconfig = config.store.data_dir.join(berth_proto::kubeconfig::ADMIN_KUBECONFIG);
     let identity_task = tokio::spawn(identity::run(control.client.clone(), identity, kubeconfig, shutdown.clone()));
-    let mut servers = Vec::new();
     for listener in client_listeners {
-        servers.push(tokio::spawn(berth_store::server::serve_client(store.clone(), listener, shutdown.clone())));
+        let serving = berth_store::server::serve_client(store.clone(), listener, shutdown.clone());
+        servers.push(tokio::spawn(async move {
+            if let Err(e) = serving.await {
+                tracing::error!(error = %e, "the etcd API listener stopped");
+            }
+        }));
     }
     let stopped = store.shutdown_token();
     let mut failed = None;

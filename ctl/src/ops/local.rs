@@ -1,5 +1,7 @@
-//! `berthctl up` / `berthctl down`: a local cluster on loopback — 1, 3 or 5 `berth-server`
-//! processes and N `berth-agent` processes (process runtime) — running in the background.
+//! `berthctl up` / `berthctl down`: a local cluster — 1, 3 or 5 `berth-server` processes
+//! and N `berth-agent` processes — running in the background. Process agents share the
+//! host's loopback; containerd agents each run in a network namespace of their own on a
+//! node network ([`node_net`]) whose host address the servers listen on (and on loopback).
 //!
 //! Everything lives under one directory D (default `~/.berth/local`): the servers' and
 //! agents' data dirs, their logs (`D/logs/*.log`), the admin kubeconfig listing every server
@@ -20,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::node_net::{self, NodeNetwork};
 use crate::config::{local_cluster_dir, ADMIN_KUBECONFIG};
 use crate::error::{CtlError, Result};
 use crate::session::{parse_duration, Session};
@@ -40,6 +43,8 @@ const SERVER_PORT_STRIDE: u16 = 10_000;
 /// removes its sandboxes, up to 60 s), then a server.
 const AGENT_STOP_GRACE: Duration = Duration::from_secs(70);
 const SERVER_STOP_GRACE: Duration = Duration::from_secs(15);
+/// `berth-agent --remove-leftover-pods` takes at most 90 s itself.
+const LEFTOVER_REMOVAL_TIMEOUT: Duration = Duration::from_secs(100);
 
 /// Flags of `up`.
 #[derive(Debug, clap::Args)]
@@ -138,6 +143,11 @@ pub struct LocalCluster {
     pub images_dir: Option<PathBuf>,
     #[serde(default)]
     pub sandbox_image: Option<String>,
+    /// containerd agents: each in a network namespace of its own on this network, the
+    /// servers on its host address (clusters recorded before it existed have none: all on
+    /// loopback).
+    #[serde(default)]
+    pub network: Option<NodeNetwork>,
 }
 
 fn process_runtime() -> String {
@@ -202,22 +212,51 @@ pub fn plan(servers: usize, agents: usize, base_port: Option<u16>) -> Result<Loc
         runtime: process_runtime(),
         images_dir: None,
         sandbox_image: None,
+        network: None,
     })
+}
+
+/// `cluster` on the node network `net`: the servers listen on its host address (so the
+/// nodes reach them), the agents talk to them there (pure).
+pub fn on_node_network(mut cluster: LocalCluster, net: NodeNetwork) -> LocalCluster {
+    let host = net.host_ip().to_string();
+    let rehost = |url: &str| url.replacen("127.0.0.1", &host, 1);
+    for s in cluster.servers.iter_mut() {
+        s.api_url = rehost(&s.api_url);
+        s.client_url = rehost(&s.client_url);
+        s.peer_url = rehost(&s.peer_url);
+    }
+    for a in cluster.agents.iter_mut() {
+        a.server_url = rehost(&a.server_url);
+    }
+    cluster.network = Some(net);
+    cluster
+}
+
+/// The node names of `cluster`, in layout order (node `i` has the network's `i`-th address).
+fn node_names(cluster: &LocalCluster) -> Vec<String> {
+    cluster.agents.iter().map(|a| a.node_name.clone()).collect()
 }
 
 /// `berth-server`'s command line for server `s` of `cluster` under `dir` (restoring
 /// `restore` first when given).
+/// On a node network, the servers also listen on loopback (the same port), so the host's
+/// clients keep `127.0.0.1:6443` and `127.0.0.1:2379`; they advertise the network's address.
 pub fn server_args(cluster: &LocalCluster, s: &ServerProc, dir: &Path, restore: Option<&Path>) -> Vec<String> {
     let initial: Vec<String> = cluster.servers.iter().map(|m| format!("{}={}", m.name, m.peer_url)).collect();
+    let also_on_loopback = |url: &str| match cluster.network {
+        Some(_) => format!("{url},{}", on_loopback(url)),
+        None => url.to_string(),
+    };
     let mut args: Vec<String> = vec![
         "--name".into(),
         s.name.clone(),
         "--data-dir".into(),
         dir.join(&s.name).display().to_string(),
         "--listen-api-url".into(),
-        s.api_url.clone(),
+        also_on_loopback(&s.api_url),
         "--listen-client-urls".into(),
-        s.client_url.clone(),
+        also_on_loopback(&s.client_url),
         "--advertise-client-urls".into(),
         s.client_url.clone(),
         "--listen-peer-urls".into(),
@@ -260,6 +299,10 @@ pub fn agent_args(cluster: &LocalCluster, a: &AgentProc, dir: &Path) -> Vec<Stri
         // `down` stops the pods too, not only the agent.
         "--stop-containers-on-exit".into(),
     ];
+    if let Some(net) = &cluster.network {
+        let index = cluster.agents.iter().position(|x| x.node_name == a.node_name).unwrap_or(0);
+        args.extend(["--node-ip".into(), net.node_ip(index).to_string()]);
+    }
     if cluster.runtime == "containerd" {
         args.extend(["--pod-bridge".into(), pod_bridge(a)]);
         if let Some(images) = &cluster.images_dir {
@@ -333,6 +376,12 @@ pub fn choose_layout(recorded: Option<LocalCluster>, args: &UpArgs) -> Result<Lo
             if cluster.runtime == "containerd" {
                 cluster.images_dir = args.images_dir.as_ref().map(|d| std::path::absolute(d).unwrap_or(d.clone()));
                 cluster.sandbox_image = args.pod_infra_container_image.clone();
+                if cluster.agents.len() > node_net::MAX_NODES {
+                    return Err(CtlError::usage(format!(
+                        "a local cluster of containerd agents has at most {} agents",
+                        node_net::MAX_NODES
+                    )));
+                }
             }
             Ok(cluster)
         }
@@ -445,17 +494,62 @@ fn port_of(url: &str) -> u16 {
     url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
 }
 
-/// Fails when a port the layout needs is taken by another program.
-fn check_port_free(port: u16, what: &str) -> Result<()> {
-    std::net::TcpListener::bind(("127.0.0.1", port)).map(drop).map_err(|e| {
+/// `url` (`http://HOST:PORT`) on 127.0.0.1.
+fn on_loopback(url: &str) -> String {
+    format!("http://127.0.0.1:{}", port_of(url))
+}
+
+/// The URLs the host's clients use (the kubeconfig's): loopback (pure).
+pub fn host_client_urls(cluster: &LocalCluster) -> (Vec<String>, Vec<String>) {
+    cluster
+        .servers
+        .iter()
+        .map(|s| match cluster.network {
+            Some(_) => (on_loopback(&s.api_url), on_loopback(&s.client_url)),
+            None => (s.api_url.clone(), s.client_url.clone()),
+        })
+        .unzip()
+}
+
+/// The host address in `url` (`http://HOST:PORT`).
+fn host_of(url: &str) -> &str {
+    url.split("://").nth(1).and_then(|rest| rest.rsplit_once(':')).map_or("127.0.0.1", |(host, _)| host)
+}
+
+/// Fails when a port the layout needs on `host` is taken by another program.
+fn check_port_free(host: &str, port: u16, what: &str) -> Result<()> {
+    std::net::TcpListener::bind((host, port)).map(drop).map_err(|e| {
         CtlError::usage(format!(
             "port {port} ({what}) is not free: {e}; stop what uses it, or choose other ports with --base-port"
         ))
     })
 }
 
-/// Starts `program args` in its own session with stdout and stderr appended to `log`.
-fn spawn(program: &Path, args: &[String], log: &Path) -> Result<Child> {
+/// Fails when a port of a process of `cluster` still to start is taken.
+fn check_ports(cluster: &LocalCluster, servers_up: &[bool], agents_up: &[bool]) -> Result<()> {
+    for (s, up) in cluster.servers.iter().zip(servers_up) {
+        if !up {
+            check_port_free(host_of(&s.api_url), port_of(&s.api_url), &format!("{} Kubernetes API", s.name))?;
+            check_port_free(host_of(&s.client_url), port_of(&s.client_url), &format!("{} etcd API", s.name))?;
+            check_port_free(host_of(&s.peer_url), port_of(&s.peer_url), &format!("{} peers", s.name))?;
+            if cluster.network.is_some() {
+                check_port_free("127.0.0.1", port_of(&s.api_url), &format!("{} Kubernetes API", s.name))?;
+                check_port_free("127.0.0.1", port_of(&s.client_url), &format!("{} etcd API", s.name))?;
+            }
+        }
+    }
+    for (a, up) in cluster.agents.iter().zip(agents_up) {
+        // An agent in a namespace of its own has its ports to itself.
+        if !up && cluster.network.is_none() {
+            check_port_free("127.0.0.1", a.port, &format!("{} kubelet endpoint", a.node_name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts `program args` in its own session (and in the network namespace at `netns`
+/// when given) with stdout and stderr appended to `log`.
+fn spawn(program: &Path, args: &[String], log: &Path, netns: Option<&Path>) -> Result<Child> {
     use std::os::unix::process::CommandExt;
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -474,6 +568,7 @@ fn spawn(program: &Path, args: &[String], log: &Path) -> Result<Child> {
             Ok(())
         });
     }
+    let _ns = netns.map(|path| node_net::enter(&mut cmd, path)).transpose()?;
     cmd.spawn().map_err(|e| CtlError::io(format!("starting {}", program.display()), e))
 }
 
@@ -511,11 +606,21 @@ async fn stop_cluster(dir: &Path, cluster: &mut LocalCluster) -> usize {
     let agents: Vec<(u32, &str, String)> =
         cluster.agents.iter().filter_map(|a| Some((a.pid?, "berth-agent", agent_marker(dir, a)))).collect();
     let mut stopped = stop_all(&agents, AGENT_STOP_GRACE).await;
-    if cluster.runtime == "containerd" {
-        // The pods' bridges the agents' CNI made (their sandboxes are gone with the agents).
-        for a in &cluster.agents {
-            let _ = Command::new("ip").args(["link", "del", "dev", &pod_bridge(a)]).stderr(Stdio::null()).status();
+    match &cluster.network {
+        Some(net) => {
+            for a in &cluster.agents {
+                if !agent_running(dir, a) {
+                    remove_leftover_pods(dir, cluster, net, a).await;
+                }
+            }
         }
+        None if cluster.runtime == "containerd" => {
+            // The pods' bridges the agents' CNI made (their sandboxes are gone with the agents).
+            for a in &cluster.agents {
+                let _ = Command::new("ip").args(["link", "del", "dev", &pod_bridge(a)]).stderr(Stdio::null()).status();
+            }
+        }
+        None => {}
     }
     let servers: Vec<(u32, &str, String)> =
         cluster.servers.iter().filter_map(|s| Some((s.pid?, "berth-server", server_marker(dir, s)))).collect();
@@ -523,6 +628,49 @@ async fn stop_cluster(dir: &Path, cluster: &mut LocalCluster) -> usize {
     cluster.agents.iter_mut().for_each(|a| a.pid = None);
     cluster.servers.iter_mut().for_each(|s| s.pid = None);
     stopped
+}
+
+/// What a stopped containerd agent `a` may have left in its node's namespace — all of it
+/// when the agent was killed: its containerd, whose shims keep the containers running. A
+/// clean stop leaves nothing (the agent removes its sandboxes). Otherwise the orphaned
+/// containerd is killed and `berth-agent --remove-leftover-pods` removes the sandboxes
+/// through a containerd started again on the agent's directories (mounts and pod
+/// namespaces included), inside the node's namespace, bounded in time.
+async fn remove_leftover_pods(dir: &Path, cluster: &LocalCluster, net: &NodeNetwork, a: &AgentProc) {
+    let netns = net.node_ns_path(&a.node_name);
+    if !netns.exists() || node_net::wait_empty(std::slice::from_ref(&netns), Duration::from_secs(5)).await {
+        return;
+    }
+    let config = dir.join(format!("agent-{}", a.node_name)).join("containerd").join("config.toml");
+    let marker = config.display().to_string();
+    for pid in node_net::processes_in(&netns) {
+        if is_ours(pid, "containerd", &marker) {
+            tracing::warn!(pid, node = %a.node_name, "stopping the containerd a killed agent left");
+            // SAFETY: kill(2) on a containerd of this cluster's agent, checked just above.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+    let Ok(agent_bin) = find_binary("berth-agent") else { return };
+    let mut args = agent_args(cluster, a, dir);
+    args.push("--remove-leftover-pods".into());
+    let log = dir.join("logs").join(format!("agent-{}.log", a.node_name));
+    let Ok(mut child) = spawn(&agent_bin, &args, &log, Some(&netns)) else { return };
+    let deadline = Instant::now() + LEFTOVER_REMOVAL_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return,
+            Ok(Some(status)) => {
+                tracing::warn!(node = %a.node_name, %status, "removing the leftover pods failed; see the agent's log");
+                return;
+            }
+            Ok(None) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return;
+            }
+        }
+    }
 }
 
 /// Polls until `check` passes, a child exits (its log tail is the error), or the deadline.
@@ -618,6 +766,34 @@ async fn nodes_ready(
     }
 }
 
+/// `(podCIDR, node index)` of every node in `names` (the index in `names`), once each has
+/// been given its podCIDR; else says which have none yet.
+async fn pod_cidr_routes(api_url: &str, names: &[String]) -> std::result::Result<Vec<(String, usize)>, String> {
+    use k8s_openapi::api::core::v1::Node;
+    let client = poll_client(api_url)?;
+    let nodes = kube::Api::<Node>::all(client).list(&Default::default()).await.map_err(|e| e.to_string())?;
+    let cidr_of = |name: &str| {
+        nodes
+            .items
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(name))
+            .and_then(|n| n.spec.as_ref()?.pod_cidr.clone())
+    };
+    let mut routes = Vec::new();
+    let mut missing = Vec::new();
+    for (index, name) in names.iter().enumerate() {
+        match cidr_of(name) {
+            Some(cidr) => routes.push((cidr, index)),
+            None => missing.push(name.as_str()),
+        }
+    }
+    if missing.is_empty() {
+        Ok(routes)
+    } else {
+        Err(format!("no podCIDR yet: {}", missing.join(", ")))
+    }
+}
+
 /// Runs `up`.
 pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Result<()> {
     let dir = args.data_dir.clone().unwrap_or_else(local_cluster_dir);
@@ -639,6 +815,7 @@ pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Resu
             dir.display()
         )));
     }
+    let new_cluster = recorded.is_none();
     let mut cluster = choose_layout(recorded, &args)?;
     let servers_up: Vec<bool> = cluster.servers.iter().map(|s| server_running(&dir, s)).collect();
     let agents_up: Vec<bool> = cluster.agents.iter().map(|a| agent_running(&dir, a)).collect();
@@ -647,20 +824,22 @@ pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Resu
     }
     let server_bin = find_binary("berth-server")?;
     let agent_bin = if cluster.agents.is_empty() { None } else { Some(find_binary("berth-agent")?) };
-    for (s, up) in cluster.servers.iter().zip(&servers_up) {
-        if !up {
-            check_port_free(port_of(&s.api_url), &format!("{} Kubernetes API", s.name))?;
-            check_port_free(port_of(&s.client_url), &format!("{} etcd API", s.name))?;
-            check_port_free(port_of(&s.peer_url), &format!("{} peers", s.name))?;
-        }
-    }
-    for (a, up) in cluster.agents.iter().zip(&agents_up) {
-        if !up {
-            check_port_free(a.port, &format!("{} kubelet endpoint", a.node_name))?;
-        }
-    }
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| CtlError::io(format!("creating {}", logs.display()), e))?;
+    if new_cluster && cluster.runtime == "containerd" {
+        cluster = on_node_network(cluster, node_net::claim()?);
+    }
+    // The network before the ports are checked: the servers' address is the network's.
+    let ready = match &cluster.network {
+        Some(net) => net.create(&node_names(&cluster)),
+        None => Ok(()),
+    };
+    if let Err(e) = ready.and_then(|()| check_ports(&cluster, &servers_up, &agents_up)) {
+        if let Some(net) = cluster.network.filter(|_| !servers_up.iter().chain(&agents_up).any(|up| *up)) {
+            net.destroy(&node_names(&cluster));
+        }
+        return Err(e);
+    }
     let deadline = Instant::now() + timeout;
     let mut children: Vec<(String, Child, PathBuf)> = Vec::new();
     let result = async {
@@ -670,7 +849,7 @@ pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Resu
                 continue;
             }
             let log = logs.join(format!("{}.log", s.name));
-            let child = spawn(&server_bin, &server_args(&layout, s, &dir, restore.as_deref()), &log)?;
+            let child = spawn(&server_bin, &server_args(&layout, s, &dir, restore.as_deref()), &log, None)?;
             s.pid = Some(child.id());
             emit(
                 out,
@@ -696,10 +875,8 @@ pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Resu
             async move { identities_published(&api, &names).await }
         })
         .await?;
-        let servers_ext = berth_proto::kubeconfig::ServersExtension {
-            api_servers: cluster.servers.iter().map(|s| s.api_url.clone()).collect(),
-            etcd_endpoints: cluster.servers.iter().map(|s| s.client_url.clone()).collect(),
-        };
+        let (api_servers, etcd_endpoints) = host_client_urls(&cluster);
+        let servers_ext = berth_proto::kubeconfig::ServersExtension { api_servers, etcd_endpoints };
         write_atomic(
             &dir.join(ADMIN_KUBECONFIG),
             berth_proto::kubeconfig::admin_kubeconfig_yaml("berth", &servers_ext).as_bytes(),
@@ -711,7 +888,8 @@ pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Resu
                     continue;
                 }
                 let log = logs.join(format!("agent-{}.log", a.node_name));
-                let child = spawn(agent_bin, &agent_args(&layout, a, &dir), &log)?;
+                let netns = layout.network.map(|net| net.node_ns_path(&a.node_name));
+                let child = spawn(agent_bin, &agent_args(&layout, a, &dir), &log, netns.as_deref())?;
                 a.pid = Some(child.id());
                 emit(
                     out,
@@ -734,6 +912,16 @@ pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Resu
                 async move { nodes_ready(&api, &wanted).await }
             })
             .await?;
+            if let Some(net) = layout.network {
+                let names = node_names(&layout);
+                wait_until("the nodes' pod CIDRs", deadline, &mut children, || {
+                    let (api, names) = (api.clone(), names.clone());
+                    async move { pod_cidr_routes(&api, &names).await.map(drop) }
+                })
+                .await?;
+                let routes = pod_cidr_routes(&api, &names).await.map_err(CtlError::usage)?;
+                net.route_pod_cidrs(&routes)?;
+            }
         }
         Ok::<(), CtlError>(())
     }
@@ -750,7 +938,13 @@ pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Resu
             for (_, child, _) in children.iter_mut() {
                 let _ = child.wait(); // stopped above: reaps at once
             }
-            let _ = write_state(&dir, &cluster_without_dead(&dir, cluster));
+            let cluster = cluster_without_dead(&dir, cluster);
+            if cluster.servers.iter().all(|s| s.pid.is_none()) && cluster.agents.iter().all(|a| a.pid.is_none()) {
+                if let Some(net) = &cluster.network {
+                    net.destroy(&node_names(&cluster));
+                }
+            }
+            let _ = write_state(&dir, &cluster);
             Err(e)
         }
     }
@@ -780,6 +974,10 @@ pub async fn run_down(_session: &mut Session, args: DownArgs, out: &mut Out) -> 
     };
     let lock = lock_dir(&dir)?;
     let stopped = stop_cluster(&dir, &mut cluster).await;
+    if let Some(net) = &cluster.network {
+        // Made again by the next `up`, with the same names and addresses.
+        net.destroy(&node_names(&cluster));
+    }
     if args.purge {
         // Remove only what `up` created: D may be a directory the user gave.
         let mut paths: Vec<PathBuf> = cluster.servers.iter().map(|s| dir.join(&s.name)).collect();
@@ -895,6 +1093,36 @@ mod tests {
         assert_eq!(new_cluster_runtime(None, false).unwrap(), "process");
         assert_eq!(new_cluster_runtime(Some("process"), true).unwrap(), "process");
         assert!(new_cluster_runtime(Some("containerd"), false).unwrap_err().to_string().contains("scripts/prereqs"));
+    }
+
+    #[test]
+    fn on_a_node_network_the_servers_listen_on_its_host_address_and_each_node_has_its_own() {
+        let c = on_node_network(plan(3, 2, None).unwrap(), NodeNetwork { subnet: 7 });
+        assert_eq!(
+            (c.servers[1].api_url.as_str(), c.servers[1].client_url.as_str(), c.servers[1].peer_url.as_str()),
+            ("http://172.31.7.1:16443", "http://172.31.7.1:12379", "http://172.31.7.1:12380")
+        );
+        assert_eq!(host_of(&c.servers[0].api_url), "172.31.7.1");
+        let node_ip = |j: usize| {
+            let args = agent_args(&c, &c.agents[j], Path::new("/d"));
+            let at = args.iter().position(|a| a == "--node-ip").expect("--node-ip");
+            (args[1].clone(), args[at + 1].clone())
+        };
+        assert_eq!(node_ip(0), ("http://172.31.7.1:6443".to_string(), "172.31.7.11".to_string()));
+        assert_eq!(node_ip(1), ("http://172.31.7.1:16443".to_string(), "172.31.7.12".to_string()));
+        assert_eq!(node_names(&c), ["node-1", "node-2"]);
+        let server = server_args(&c, &c.servers[0], Path::new("/d"), None).join(" ");
+        assert!(
+            server.contains(
+                "--listen-api-url http://172.31.7.1:6443,http://127.0.0.1:6443 \
+                 --listen-client-urls http://172.31.7.1:2379,http://127.0.0.1:2379 \
+                 --advertise-client-urls http://172.31.7.1:2379 --listen-peer-urls http://172.31.7.1:2380"
+            ),
+            "{server}"
+        );
+        let (api, etcd) = host_client_urls(&c);
+        assert_eq!((api[2].as_str(), etcd[2].as_str()), ("http://127.0.0.1:26443", "http://127.0.0.1:22379"));
+        assert_eq!(host_of("http://127.0.0.1:6443"), "127.0.0.1");
     }
 
     #[derive(Debug, Parser)]

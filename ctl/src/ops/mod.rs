@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod local;
 pub mod member;
+pub mod node_net;
 pub mod snapshot;
 
 use std::collections::BTreeMap;

@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod hollow;
+pub mod hooks;
 pub mod host;
 pub mod node;
 pub mod prober;

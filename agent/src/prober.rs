@@ -225,7 +225,7 @@ pub struct Target {
     pub exec: Option<ExecTarget>,
 }
 
-fn port_of(port: &IntOrString, c: &Container) -> Result<u16, String> {
+pub(crate) fn port_of(port: &IntOrString, c: &Container) -> Result<u16, String> {
     match port {
         IntOrString::Int(p) => u16::try_from(*p).map_err(|_| format!("invalid port {p}")),
         IntOrString::String(name) => c

@@ -115,8 +115,13 @@ fn init_containers(pod: &Pod) -> &[k8s_openapi::api::core::v1::Container] {
 /// `terminationGracePeriodSeconds`, else the pod's (default 30 s).
 fn kill_grace(pod: &Pod, c: &k8s_openapi::api::core::v1::Container) -> Duration {
     let probe = c.liveness_probe.as_ref().and_then(|p| p.termination_grace_period_seconds);
-    let pod_grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds);
-    Duration::from_secs(probe.or(pod_grace).unwrap_or(30).max(0) as u64)
+    probe.map_or_else(|| pod_grace(pod), |s| Duration::from_secs(s.max(0) as u64))
+}
+
+/// The pod's `terminationGracePeriodSeconds` (default 30 s).
+pub fn pod_grace(pod: &Pod) -> Duration {
+    let seconds = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds);
+    Duration::from_secs(seconds.unwrap_or(30).max(0) as u64)
 }
 
 fn earliest(wake_at: &mut Option<Timestamp>, t: Timestamp) {

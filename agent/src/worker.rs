@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::hooks;
 use crate::node::ApiAccess;
 use crate::prober;
 use crate::runtime::{self, mounts, ContainerRecord, Mount, PodAddress, RunState, Runtime};
@@ -91,7 +92,17 @@ pub struct Worker {
     /// Containers whose `preStop` hook has been started, by (pod uid, container): the
     /// hook's task stops the container when it ends, so a later sync must not stop it early.
     pre_stops: std::collections::HashSet<(String, String)>,
+    /// The `postStart` hook of each container run that has one, by (pod uid, container).
+    post_starts: HashMap<(String, String), PostStart>,
     events: crate::events::PodEvents,
+}
+
+/// A container run's `postStart` hook: running (no outcome yet), or done.
+struct PostStart {
+    run_id: String,
+    outcome: Arc<std::sync::Mutex<Option<Result<(), String>>>>,
+    /// A failure has been acted on (event written, container killed).
+    handled: bool,
 }
 
 impl Worker {
@@ -118,6 +129,7 @@ impl Worker {
             envs: HashMap::new(),
             listed: false,
             pre_stops: Default::default(),
+            post_starts: HashMap::new(),
             events,
         }
     }
@@ -276,36 +288,99 @@ impl Worker {
         }
     }
 
-    /// Stops a container gracefully, running its `preStop` exec hook first, as the kubelet
-    /// does: the hook gets the grace period, SIGTERM follows when it ends (with what is left
-    /// of the grace, at least 2 s), SIGKILL after that.
+    /// The address the pod's httpGet probes and hooks go to.
+    fn probe_address(&self, uid: &str) -> String {
+        match self.runtime.pod_address(uid) {
+            PodAddress::Own(ip) => ip,
+            PodAddress::Node | PodAddress::Pending => self.node_ip.clone(),
+        }
+    }
+
+    /// Stops a container gracefully, running its `preStop` hook (exec, httpGet or sleep)
+    /// first, as the kubelet does: the hook gets the grace period, SIGTERM follows when it
+    /// ends (with what is left of the grace, at least 2 s), SIGKILL after that. A failed
+    /// hook is a `FailedPreStopHook` event; the container is stopped all the same.
     fn stop_container(&mut self, pod: &Pod, container: &str, grace: Duration) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let hook = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.containers.iter().find(|c| c.name == container))
-            .and_then(|c| c.lifecycle.as_ref()?.pre_stop.as_ref()?.exec.as_ref()?.command.clone())
-            .filter(|c| !c.is_empty());
-        let Some(command) = hook.filter(|_| !grace.is_zero()) else {
+        let spec = pod.spec.as_ref().and_then(|s| s.containers.iter().find(|c| c.name == container));
+        let handler = spec.and_then(|c| Some((c, hooks::pre_stop(c)?)));
+        let Some((spec, handler)) = handler.filter(|_| !grace.is_zero() && self.runtime.supports_probes()) else {
             self.runtime.stop(&uid, container, grace);
             return;
         };
         if !self.pre_stops.insert((uid.clone(), container.to_string())) {
             return; // the hook is running; its task stops the container
         }
+        let hook = hooks::Hook::of(handler, spec, &self.probe_address(&uid));
         let runtime = self.runtime.clone();
         let target = runtime.exec_target(&uid, container);
         let container = container.to_string();
+        let (events, pod) = (self.events.clone(), pod.clone());
         tracing::info!(node = %self.node, pod = ?pod.metadata.name, container = %container, "running the preStop hook");
         tokio::spawn(async move {
             let started = std::time::Instant::now();
-            if let Err(e) = prober::run_hook(&command, target.as_ref(), grace).await {
+            let ran = match &hook {
+                Ok(hook) => hooks::run(hook, target.as_ref(), grace).await,
+                Err(e) => Err(e.clone()),
+            };
+            if let Err(e) = ran {
+                let message = hooks::failure_message(hook.as_ref().ok(), &container, &pod_ref(&pod), &e);
                 tracing::info!(container = %container, error = %e, "preStop hook failed");
+                events.warning(&pod, Some(&container), "FailedPreStopHook", message);
             }
             let left = grace.saturating_sub(started.elapsed()).max(Duration::from_secs(2));
             runtime.stop(&uid, &container, left);
         });
+    }
+
+    /// Runs `c`'s `postStart` hook once for each new run of it, as the kubelet does: the
+    /// container shows as still being created (Waiting, not ready, not probed) until the
+    /// hook ends; when it fails, a `FailedPostStartHook` event is written and the container
+    /// is killed, to restart per `restartPolicy`.
+    fn post_start(&mut self, pod: &Pod, c: &k8s_openapi::api::core::v1::Container, r: &mut ContainerRecord) {
+        let Some(handler) = hooks::post_start(c) else { return };
+        if !matches!(r.state, RunState::Running { .. }) || r.stopping {
+            return;
+        }
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let key = (uid.clone(), r.name.clone());
+        if self.post_starts.get(&key).is_none_or(|p| p.run_id != r.id) {
+            let hook = hooks::Hook::of(handler, c, &self.probe_address(&uid));
+            let target = self.runtime.exec_target(&uid, &r.name);
+            let outcome = Arc::new(std::sync::Mutex::new(None));
+            let (done, tx, u) = (outcome.clone(), self.tx.clone(), uid.clone());
+            tracing::info!(node = %self.node, pod = ?pod.metadata.name, container = %r.name, "running the postStart hook");
+            tokio::spawn(async move {
+                let result = match &hook {
+                    Ok(hook) => hooks::run(hook, target.as_ref(), hooks::POST_START_TIMEOUT).await,
+                    Err(e) => Err(e.clone()),
+                };
+                *done.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                let _ = tx.send(WorkerMsg::Wake(u));
+            });
+            self.post_starts.insert(key.clone(), PostStart { run_id: r.id.clone(), outcome, handled: false });
+        }
+        let entry = self.post_starts.get_mut(&key).expect("inserted above");
+        let outcome = entry.outcome.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match outcome {
+            None => {
+                r.state = RunState::Starting;
+                r.ready = false;
+            }
+            Some(Ok(())) => {}
+            Some(Err(error)) => {
+                r.ready = false;
+                if !std::mem::replace(&mut entry.handled, true) {
+                    // Only the hook's description is needed here, not its address.
+                    let hook = hooks::Hook::of(handler, c, "").ok();
+                    let message = hooks::failure_message(hook.as_ref(), &r.name, &pod_ref(pod), &error);
+                    tracing::info!(pod = ?pod.metadata.name, container = %r.name, %error, "postStart hook failed");
+                    self.events.warning(pod, Some(&r.name), "FailedPostStartHook", message);
+                    let grace = sync::pod_grace(pod);
+                    self.runtime.kill(&uid, &r.name, grace);
+                }
+            }
+        }
     }
 
     /// Converges one pod (or, when the API no longer has it, stops and forgets its
@@ -315,6 +390,7 @@ impl Worker {
             self.probers.retain(|(u, _), _| u != uid);
             self.envs.retain(|(u, _), _| u != uid);
             self.pre_stops.retain(|(u, _)| u != uid);
+            self.post_starts.retain(|(u, _), _| u != uid);
             if !self.listed {
                 return; // not known to be gone yet: the API has not been listed
             }
@@ -425,9 +501,11 @@ impl Worker {
         }
         let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
         for r in &mut records {
-            let Some(c) = containers.iter().find(|c| c.name == r.name).filter(|c| prober::has_probes(c)) else {
+            let Some(c) = containers.iter().find(|c| c.name == r.name) else { continue };
+            self.post_start(pod, c, r);
+            if !prober::has_probes(c) {
                 continue;
-            };
+            }
             let key = (uid.to_string(), r.name.clone());
             let RunState::Running { started_at } = r.state else {
                 self.probers.remove(&key);
@@ -439,10 +517,7 @@ impl Worker {
                 continue;
             }
             if self.probers.get(&key).is_none_or(|h| h.run_id != r.id) {
-                let pod_ip = match self.runtime.pod_address(uid) {
-                    PodAddress::Own(ip) => ip,
-                    PodAddress::Node | PodAddress::Pending => self.node_ip.clone(),
-                };
+                let pod_ip = self.probe_address(uid);
                 let target =
                     prober::Target { pod_ip, container: c.clone(), exec: self.runtime.exec_target(uid, &r.name) };
                 let since = Duration::try_from(Timestamp::now().duration_since(started_at)).unwrap_or_default();
@@ -624,6 +699,16 @@ fn entered_back_off(old: Option<&PodStatus>, new: &PodStatus) -> Vec<String> {
     };
     let before = backing_off(old);
     backing_off(Some(new)).into_iter().filter(|c| !before.contains(c)).collect()
+}
+
+/// A pod as the kubelet names it in its events: `name_namespace(uid)`.
+fn pod_ref(pod: &Pod) -> String {
+    format!(
+        "{}_{}({})",
+        pod.metadata.name.as_deref().unwrap_or_default(),
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+        pod.metadata.uid.as_deref().unwrap_or_default()
+    )
 }
 
 #[cfg(test)]

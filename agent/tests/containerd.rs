@@ -1365,3 +1365,106 @@ fn kubectl_blocking(api_url: &str, args: &[&str]) -> String {
     let out = kubectl(api_url, args, None);
     String::from_utf8_lossy(&out.stdout).to_string()
 }
+
+/// Lifecycle hooks on containerd, as the kubelet runs them: a postStart exec runs inside
+/// the container before it counts as Running; postStart and preStop httpGet hooks reach
+/// their server; a failing postStart is a FailedPostStartHook event and a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_hooks_run_in_the_container_and_over_http() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, DeleteParams, PostParams};
+
+    let Some(node) = AgentNode::start("172.27").await else { return };
+    node.assign_pod_cidr().await;
+    // The HTTP hooks' server: records each request line (the agent runs in this process's
+    // network namespace, so loopback reaches it).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 2048];
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            let line = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_string();
+            let _ = seen_tx.send(line);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+        }
+    });
+    let pods: Api<Pod> = Api::namespaced(node.client.clone(), "default");
+    let busybox = node.image("busybox:1.35");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "hooked"},
+        "spec": {"terminationGracePeriodSeconds": 5, "containers": [
+            {"name": "exec", "image": busybox, "command": ["sleep", "3600"],
+             "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "sleep 2; echo ran > /tmp/post-start"]}}}},
+            {"name": "http", "image": busybox, "command": ["sleep", "3600"],
+             "lifecycle": {
+                "postStart": {"httpGet": {"host": "127.0.0.1", "port": port, "path": "/started"}},
+                "preStop": {"httpGet": {"host": "127.0.0.1", "port": port, "path": "/stopping",
+                            "httpHeaders": [{"name": "X-Hook", "value": "preStop"}]}}}}
+        ]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    // While the exec hook sleeps its 2 s, the container is still being created.
+    let creating = berth_testkit::eventually(Duration::from_secs(90), "exec's container created", async || {
+        let p = pods.get("hooked").await.ok()?;
+        let exec = p.status?.container_statuses?.into_iter().find(|c| c.name == "exec")?;
+        exec.container_id.as_ref()?;
+        Some(exec.state?.waiting.is_some())
+    })
+    .await;
+    assert!(creating, "a container whose postStart hook runs is not Running yet");
+    berth_testkit::eventually(Duration::from_secs(60), "hooked Running and Ready", async || {
+        let p = pods.get("hooked").await.ok()?;
+        let ready = p.status?.conditions?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+        ready.then_some(())
+    })
+    .await;
+    let file = kubectl_ok(&node.api_url, &["exec", "hooked", "-c", "exec", "--", "cat", "/tmp/post-start"], None);
+    assert_eq!(file.trim(), "ran", "the postStart exec ran inside the container");
+    let first = tokio::time::timeout(Duration::from_secs(5), seen.recv()).await.unwrap().unwrap();
+    assert_eq!(first, "GET /started HTTP/1.1");
+
+    pods.delete("hooked", &DeleteParams::default()).await.unwrap();
+    let stopping = tokio::time::timeout(Duration::from_secs(30), seen.recv()).await.unwrap().unwrap();
+    assert_eq!(stopping, "GET /stopping HTTP/1.1");
+
+    // A postStart that fails: the event, then the container killed and started again.
+    let failing: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "badhook"},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+            {"name": "main", "image": node.image("busybox:1.35"), "command": ["sleep", "3600"],
+             "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "echo no >&2; exit 3"]}}}}
+        ]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &failing).await.unwrap();
+    let restarts = berth_testkit::eventually(Duration::from_secs(90), "badhook restarted", async || {
+        let p = pods.get("badhook").await.ok()?;
+        let restarts = p.status?.container_statuses?.first()?.restart_count;
+        (restarts >= 1).then_some(restarts)
+    })
+    .await;
+    assert!(restarts >= 1);
+    let events = kubectl_ok(
+        &node.api_url,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=badhook,reason=FailedPostStartHook",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+        None,
+    );
+    assert!(
+        events.contains("Exec lifecycle hook ([\"sh\", \"-c\", \"echo no >&2; exit 3\"]) for Container \"main\" in Pod \"badhook_default("),
+        "{events}"
+    );
+    pods.delete("badhook", &DeleteParams::default()).await.unwrap();
+    server.abort();
+    node.stop().await;
+}

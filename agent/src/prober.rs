@@ -318,30 +318,44 @@ pub async fn http_get(host: &str, port: u16, path: &str, headers: &[(String, Str
     }
 }
 
-async fn run_exec(command: &[String], target: Option<&ExecTarget>, timeout: Duration) -> Result<(), String> {
-    let Some((program, args)) = command.split_first() else { return Err("exec probe without command".into()) };
-    let (env, dir, mount_ns_of) = match target {
-        Some(ExecTarget::Runtime(exec)) => return exec(command.to_vec(), timeout).await,
-        Some(ExecTarget::Host { env, dir, mount_ns_of }) => (env.clone(), dir.clone(), *mount_ns_of),
-        None => (Vec::new(), PathBuf::new(), None),
-    };
+/// `command` set up to run in a host container's context — its environment (and nothing
+/// else of the agent's), working directory and mount namespace — killed when dropped. Its
+/// process group (or session) and stdio are the caller's to set.
+pub fn host_command(
+    command: &[String],
+    env: &[(String, String)],
+    dir: &std::path::Path,
+    mount_ns_of: Option<i32>,
+) -> Result<tokio::process::Command, String> {
+    let Some((program, args)) = command.split_first() else { return Err("no command given".into()) };
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .env_clear()
         .env("PATH", crate::runtime::process::DEFAULT_PATH)
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
         .kill_on_drop(true);
     if dir.is_dir() {
-        cmd.current_dir(&dir);
+        cmd.current_dir(dir);
     }
     if let Some(pid) = mount_ns_of {
         let ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt")).map_err(|e| format!("container gone: {e}"))?;
         crate::runtime::mounts::enter_mount_ns(&mut cmd, ns);
     }
+    Ok(cmd)
+}
+
+async fn run_exec(command: &[String], target: Option<&ExecTarget>, timeout: Duration) -> Result<(), String> {
+    let Some(program) = command.first() else { return Err("exec probe without command".into()) };
+    let (env, dir, mount_ns_of) = match target {
+        Some(ExecTarget::Runtime(exec)) => return exec(command.to_vec(), timeout).await,
+        Some(ExecTarget::Host { env, dir, mount_ns_of }) => (env.clone(), dir.clone(), *mount_ns_of),
+        None => (Vec::new(), PathBuf::new(), None),
+    };
+    let mut cmd = host_command(command, &env, &dir, mount_ns_of)?;
+    cmd.process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let child = cmd.spawn().map_err(|e| format!("exec {program:?}: {e}"))?;
     let pid = child.id().map(|p| p as i32);
     match tokio::time::timeout(timeout, child.wait_with_output()).await {

@@ -266,7 +266,26 @@ pub fn downward_files(
     for item in items {
         check_relative(&item.path)?;
         let value = if let Some(f) = &item.field_ref {
-            crate::runtime::env::field(pod, &f.field_path, "")?
+            // Kubernetes' validation: volume files carry metadata only (an address may
+            // change while the file stays).
+            let path = f.field_path.as_str();
+            let metadata =
+                ["metadata.name", "metadata.namespace", "metadata.uid", "metadata.labels", "metadata.annotations"]
+                    .contains(&path)
+                    || path.starts_with("metadata.labels['")
+                    || path.starts_with("metadata.annotations['");
+            if !metadata {
+                return Err(format!(
+                    "downwardAPI item {:?}: fieldRef.fieldPath: Unsupported value: {path:?}: supported values: \"metadata.annotations\", \"metadata.labels\", \"metadata.name\", \"metadata.namespace\", \"metadata.uid\"",
+                    item.path
+                ));
+            }
+            match path {
+                // The whole map, as the kubelet writes it: `key="value"` lines, sorted.
+                "metadata.labels" => format_map(pod.metadata.labels.as_ref()),
+                "metadata.annotations" => format_map(pod.metadata.annotations.as_ref()),
+                _ => crate::runtime::env::field(pod, path, "")?,
+            }
         } else if let Some(r) = &item.resource_field_ref {
             let name = r.container_name.as_deref().unwrap_or_default();
             let container = pod
@@ -283,6 +302,16 @@ pub fn downward_files(
         files.push(File { path: item.path.clone(), data: value.into_bytes(), mode });
     }
     Ok(files)
+}
+
+/// A label or annotation map as a downward API file: `key="value"` per line, sorted by key,
+/// the value quoted as Go's `%q` does for printable text.
+fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
+    map.into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", serde_json::to_string(v).unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -361,5 +390,17 @@ mod tests {
             serde_json::from_value(serde_json::json!([{"path": "../x", "fieldRef": {"fieldPath": "metadata.name"}}]))
                 .unwrap();
         assert!(downward_files(&pod, &escape, None).is_err());
+        let whole: Vec<DownwardAPIVolumeFile> = serde_json::from_value(serde_json::json!([
+            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}
+        ]))
+        .unwrap();
+        let mut labelled = pod.clone();
+        labelled.metadata.labels = Some([("tier".into(), "a \"b\"".into()), ("app".into(), "web".into())].into());
+        assert_eq!(downward_files(&labelled, &whole, None).unwrap()[0].data, b"app=\"web\"\ntier=\"a \\\"b\\\"\"");
+        let address: Vec<DownwardAPIVolumeFile> =
+            serde_json::from_value(serde_json::json!([{"path": "ip", "fieldRef": {"fieldPath": "status.podIP"}}]))
+                .unwrap();
+        let e = downward_files(&pod, &address, None).unwrap_err();
+        assert!(e.contains("Unsupported value: \"status.podIP\""), "{e}");
     }
 }

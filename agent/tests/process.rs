@@ -136,3 +136,95 @@ async fn process_runtime_runs_logs_restarts_and_stops() {
     tokio::time::timeout(WAIT, agent.stopped()).await.expect("agent stops");
     cp.stop().await;
 }
+
+/// Runs the real kubectl against `api` (bounded), feeding `stdin`; (stdout, exit code).
+fn kubectl(api: &str, args: &[&str], stdin: &[u8]) -> (String, Option<i32>) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("timeout")
+        .args(["60", "kubectl", "-s", api])
+        .args(args)
+        .env("KUBECONFIG", "/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    (String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr), out.status.code())
+}
+
+/// `kubectl exec` into a host-process container: the agent runs the command in the
+/// container's environment and working directory, with stdin, the exit code, and a
+/// terminal for `-it`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_exec_runs_in_a_host_process_container() {
+    let cp = Server::start().await;
+    let client = cp.client();
+    let dir = tempfile::tempdir().unwrap();
+    let cancel = CancellationToken::new();
+    let _stop = cancel.clone().drop_guard();
+    let config = AgentConfig {
+        node_name: "worker-x".into(),
+        template: NodeTemplate { heartbeat: Heartbeat::with_renew(Duration::from_secs(1)), ..Default::default() },
+        runtime: RuntimeKind::Process,
+        data_dir: dir.path().to_path_buf(),
+        listen_port: 0,
+        fake_start_delay: None,
+        stop_containers_on_exit: true,
+    };
+    let _agent = Agent::start(client.clone(), config, cancel.clone()).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let shell = pod(
+        "shell",
+        serde_json::json!({"nodeName": "worker-x", "terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "main", "image": "none", "command": ["sleep", "600"],
+            "env": [{"name": "GREETING", "value": "hello from the container"}]}]}),
+    );
+    pods.create(&PostParams::default(), &shell).await.unwrap();
+    eventually(WAIT, "shell Running", || async {
+        let p = pods.get("shell").await.ok()?;
+        (p.status?.phase.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    let api = cp.api_url.clone();
+    let run = |args: &'static [&'static str], stdin: &'static [u8]| {
+        let api = api.clone();
+        tokio::task::spawn_blocking(move || kubectl(&api, args, stdin))
+    };
+    let (out, code) =
+        run(&["exec", "shell", "--", "sh", "-c", "echo $GREETING; echo oops >&2; exit 3"], b"").await.unwrap();
+    assert!(out.contains("hello from the container") && out.contains("oops"), "{out}");
+    assert_eq!(code, Some(3), "kubectl exits with the command's code: {out}");
+    let (out, code) = run(&["exec", "-i", "shell", "--", "wc", "-c"], &[b'y'; 100_000]).await.unwrap();
+    assert_eq!((out.trim(), code), ("100000", Some(0)));
+    let (out, code) = run(&["exec", "shell", "--", "no-such-command"], b"").await.unwrap();
+    assert!(code != Some(0) && out.contains("no-such-command"), "{code:?} {out}");
+    let (out, code) = run(&["exec", "shell", "-c", "nope", "--", "true"], b"").await.unwrap();
+    assert!(code != Some(0) && out.contains("nope"), "{code:?} {out}");
+    // -it: `script` gives kubectl a terminal; the command gets one of its own.
+    let tty = tokio::task::spawn_blocking({
+        let api = api.clone();
+        move || {
+            std::process::Command::new("timeout")
+                .args(["60", "script", "-qec"])
+                .arg(format!("kubectl -s {api} exec -it shell -- sh -c 'tty; stty size; echo tty-done'"))
+                .arg("/dev/null")
+                .env("KUBECONFIG", "/dev/null")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    assert!(shown.contains("/dev/pts/") && shown.contains("tty-done"), "exec -it: {shown}");
+    pods.delete("shell", &DeleteParams::default()).await.unwrap();
+}

@@ -191,6 +191,13 @@ pub trait Runtime: Send + Sync + 'static {
         None
     }
 
+    /// For runtimes whose containers are host processes: where `kubectl exec` into a
+    /// running container runs (the agent serves it itself; [`Runtime::stream_url`] is for
+    /// runtimes with a streaming server). Ok(None): this runtime streams through a URL.
+    fn host_exec(&self, _namespace: &str, _pod: &str, _container: &str) -> Result<Option<ExecTarget>, StreamRefused> {
+        Ok(None)
+    }
+
     /// The pod's directory on the node (volumes live under `volumes/`), for runtimes that
     /// run real processes.
     fn pod_dir(&self, _pod_uid: &str) -> Option<PathBuf> {

@@ -12,6 +12,7 @@
 //! * a plain `Upgrade: SPDY/3.1` (older clients, kubectl's fallback): piped as bytes.
 
 pub mod channels;
+pub mod host_exec;
 pub mod port_forward;
 pub mod spdy;
 pub mod upgrade;
@@ -111,8 +112,46 @@ async fn exec(
         return refusal(StatusCode::BAD_REQUEST, "you must specify a command");
     }
     let options = q.options;
+    match runtime.host_exec(&namespace, &pod, &container) {
+        Ok(Some(target)) => return host_exec_session(target, q.command, options, req).await,
+        Ok(None) => {}
+        Err(StreamRefused::NotFound(m)) => return refusal(StatusCode::NOT_FOUND, m),
+        Err(StreamRefused::Failed(m)) => return refusal(StatusCode::INTERNAL_SERVER_ERROR, m),
+    }
     let request = StreamRequest::Exec { namespace, pod, container, command: q.command, options };
     session(runtime, request, options, req).await
+}
+
+/// An exec the agent runs itself (a host-process container): WebSocket clients only.
+async fn host_exec_session(
+    target: crate::prober::ExecTarget,
+    command: Vec<String>,
+    options: StreamOptions,
+    req: Request,
+) -> Response {
+    if upgrade_kind(req.headers()) != Some("websocket") {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "exec into a host-process container needs a WebSocket client ({:?})",
+                channels::WEBSOCKET_PROTOCOLS
+            ),
+        );
+    }
+    let (mut parts, _) = req.into_parts();
+    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(ws) => ws.protocols(channels::WEBSOCKET_PROTOCOLS),
+        Err(rejection) => return rejection.into_response(),
+    };
+    let Some(selected) = ws.selected_protocol().and_then(|p| p.to_str().ok()).map(str::to_string) else {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            format!("no supported channel protocol; offer one of {:?}", channels::WEBSOCKET_PROTOCOLS),
+        );
+    };
+    tracing::info!(?command, tty = options.tty, "exec in a host-process container");
+    let v5 = selected == channels::WEBSOCKET_PROTOCOLS[0];
+    ws.on_upgrade(move |socket| host_exec::serve(socket, v5, command, target, options))
 }
 
 async fn attach(

@@ -46,8 +46,8 @@ use self::saved::save;
 use super::cgroups::Cgroups;
 use super::stats::{self, ContainerUsage, PodUsage};
 use super::{
-    now, pod_keys, ContainerRecord, ExecTarget, LogSource, Mount, PodTable, RunState, Runtime, RuntimePod, Terminated,
-    Wake,
+    now, pod_keys, ContainerRecord, ExecTarget, LogSource, Mount, PodTable, RunState, Runtime, RuntimePod,
+    StreamRefused, Terminated, Wake,
 };
 use crate::error::{AgentError, Result};
 
@@ -261,6 +261,18 @@ impl Runtime for ProcessRuntime {
 
     fn pod_dir(&self, pod_uid: &str) -> Option<PathBuf> {
         Some(ProcessRuntime::pod_dir(self, pod_uid))
+    }
+
+    fn host_exec(&self, namespace: &str, pod: &str, container: &str) -> Result<Option<ExecTarget>, StreamRefused> {
+        let st = self.state.lock().unwrap();
+        let c = st.named_container(namespace, pod, container).filter(|c| c.pgid.is_some()).ok_or_else(|| {
+            StreamRefused::NotFound(format!("container {container:?} of pod {namespace}/{pod} is not running here"))
+        })?;
+        Ok(Some(ExecTarget::Host {
+            env: c.env.clone(),
+            dir: c.dir.clone(),
+            mount_ns_of: c.pgid.filter(|_| c.mount_ns),
+        }))
     }
 
     fn stats(&self) -> Vec<PodUsage> {

@@ -1159,7 +1159,18 @@ spec:
     // An agent restart adopts the running containers: same container, no restart.
     let before = pods.get("full").await.unwrap().status.unwrap().container_statuses.unwrap()[0].clone();
     node.restart_agent().await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // A pod created now runs only once the new agent has listed (and so synced) the node's
+    // pods: after that, `full`'s status is the new agent's view.
+    kubectl_ok(
+        &api,
+        &["run", "after-restart", &format!("--image={}", node.image("busybox:1.35")), "--", "sleep", "600"],
+        None,
+    );
+    berth_testkit::eventually(Duration::from_secs(60), "after-restart Running", async || {
+        let p = pods.get("after-restart").await.ok()?;
+        (p.status?.phase.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
     let after = berth_testkit::eventually(Duration::from_secs(30), "full Ready after the agent restart", async || {
         let p = pods.get("full").await.ok()?;
         ready(&p).filter(|r| *r)?;

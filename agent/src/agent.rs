@@ -126,7 +126,12 @@ impl Agent {
                         pod_cidr: String::new(),
                         bridge: options.pod_bridge.clone(),
                         ipam_dir: config.data_dir.join("cni").join("ipam"),
+                        masquerade: options.cluster_cidr.is_none(),
                     };
+                    if let Some(cluster_cidr) = options.cluster_cidr {
+                        let settings = crate::podnet::PodNetSettings { node: config.node_name.clone(), cluster_cidr };
+                        tokio::spawn(crate::podnet::run_sync(client.clone(), settings, cancel.clone()));
+                    }
                     crate::runtime::cri::cni::check_bridge_name(&network.bridge)?;
                     tokio::spawn(crate::runtime::cri::cni::configure_when_assigned(
                         client.clone(),

@@ -37,9 +37,10 @@ pub struct AgentArgs {
     /// A kubeconfig file (its current context) for the API.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
-    /// This node's name (with --fake-nodes N: the prefix of `{name}-{i}`).
-    #[arg(long, value_parser = parse_node_name)]
-    pub node_name: String,
+    /// This node's name (with --fake-nodes N: the prefix of `{name}-{i}`); required except
+    /// with `--cleanup`.
+    #[arg(long, value_parser = parse_node_name, required_unless_present = "cleanup")]
+    pub node_name: Option<String>,
     /// Where container logs and runtime state live.
     #[arg(long, default_value = "/var/lib/berth-agent")]
     pub data_dir: PathBuf,
@@ -60,6 +61,19 @@ pub struct AgentArgs {
     /// `--runtime containerd`, own containerd: the Linux bridge of this node's pods.
     #[arg(long, default_value = config::DEFAULT_POD_BRIDGE, value_name = "NAME")]
     pub pod_bridge: String,
+    /// `--runtime containerd`, own containerd: the pod network across nodes — `host-gw`
+    /// (routes to every other node's podCIDR via its InternalIP, as flannel's host-gw
+    /// backend; pod traffic leaving `--cluster-cidr` masqueraded) or `none` (this node's
+    /// pods only).
+    #[arg(long, default_value = "host-gw", value_parser = ["host-gw", "none"])]
+    pub pod_network: String,
+    /// The cluster's pod CIDR (the servers' `--cluster-cidr`): never masqueraded.
+    #[arg(long, default_value = "10.244.0.0/16", value_parser = parse_cidr)]
+    pub cluster_cidr: berth_proto::model::cidr::Ipv4Cidr,
+    /// Remove the pod network's routes and nftables table this agent made on this host (as
+    /// `kube-proxy --cleanup` does), then exit. Needs no API server.
+    #[arg(long)]
+    pub cleanup: bool,
     /// `--runtime containerd`, own containerd: image archives (*.tar) to import at start
     /// (air-gapped nodes) [default: DATA_DIR/images].
     #[arg(long, value_name = "DIR")]
@@ -122,6 +136,10 @@ pub struct TaintList(pub Vec<Taint>);
 /// `--capacity` as given (applied over the host's capacity).
 #[derive(Debug, Clone)]
 pub struct CapacityOverride(pub String);
+
+fn parse_cidr(s: &str) -> Result<berth_proto::model::cidr::Ipv4Cidr, String> {
+    s.parse()
+}
 
 fn parse_node_name(s: &str) -> std::result::Result<String, String> {
     config::check_node_name("--node-name", s).map(|_| s.to_string()).map_err(strip)
@@ -216,7 +234,7 @@ impl AgentArgs {
         let start_delay = self.fake_start_delay.map(Duration::from_millis);
         Ok(match self.fake_nodes {
             Some(n) => Mode::Hollow(HollowConfig {
-                name_prefix: self.node_name,
+                name_prefix: self.node_name.unwrap_or_default(),
                 nodes: n,
                 template,
                 listen_port: self.listen_port,
@@ -224,7 +242,7 @@ impl AgentArgs {
                 max_concurrent_writes: self.max_concurrent_writes as usize,
             }),
             None => Mode::Agent(AgentConfig {
-                node_name: self.node_name,
+                node_name: self.node_name.unwrap_or_default(),
                 template,
                 runtime: match self.runtime {
                     RuntimeArg::Process => RuntimeKind::Process,
@@ -236,6 +254,7 @@ impl AgentArgs {
                         pod_bridge: self.pod_bridge,
                         images_dir: self.images_dir,
                         image_gc,
+                        cluster_cidr: (self.pod_network == "host-gw").then_some(self.cluster_cidr),
                     }),
                 },
                 data_dir: self.data_dir,

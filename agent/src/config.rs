@@ -38,6 +38,11 @@ pub struct CriOptions {
     pub images_dir: Option<PathBuf>,
     /// When unused images are removed.
     pub image_gc: crate::runtime::cri::image_gc::ImageGcPolicy,
+    /// Own containerd: the cluster's pod CIDR when the agent runs the pod network across
+    /// nodes ([`crate::podnet`]: routes to the other nodes' pods, masquerade of traffic
+    /// leaving this CIDR); None: pods reach only this node's pods and, masqueraded by the
+    /// bridge plugin, everything else.
+    pub cluster_cidr: Option<berth_proto::model::cidr::Ipv4Cidr>,
 }
 
 impl Default for CriOptions {
@@ -49,6 +54,7 @@ impl Default for CriOptions {
             pod_bridge: DEFAULT_POD_BRIDGE.into(),
             images_dir: None,
             image_gc: Default::default(),
+            cluster_cidr: None,
         }
     }
 }

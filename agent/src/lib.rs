@@ -19,6 +19,7 @@ pub mod hollow;
 pub mod hooks;
 pub mod host;
 pub mod node;
+pub mod podnet;
 pub mod prober;
 pub mod runtime;
 pub mod server;

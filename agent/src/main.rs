@@ -14,6 +14,20 @@ fn main() {
     });
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
+    if args.cleanup {
+        std::process::exit(runtime.block_on(async {
+            match berth_agent::podnet::cleanup().await {
+                Ok(routes) => {
+                    tracing::info!(routes, "removed the pod network's routes and rules");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("berth-agent: --cleanup: {e}");
+                    1
+                }
+            }
+        }));
+    }
     if args.remove_leftover_pods {
         std::process::exit(runtime.block_on(remove_leftover_pods(args)));
     }

@@ -139,13 +139,15 @@ impl Node {
         Node::start_with(None).await
     }
 
-    /// A node whose pods get addresses from a /24 of 172.31.0.0/16 on a bridge of its own.
+    /// A node whose pods get addresses from a /24 of 172.26.0.0/16 on a bridge of its own
+    /// (172.31.0.0/16 is `berthctl up`'s node networks').
     async fn with_pod_network() -> Option<Node> {
         let n = std::process::id();
         let network = PodNetwork {
-            pod_cidr: format!("172.31.{}.0/24", n % 250),
+            pod_cidr: format!("172.26.{}.0/24", n % 250),
             bridge: format!("bt{}", n % 100_000),
             ipam_dir: PathBuf::new(),
+            masquerade: true,
         };
         Node::start_with(Some(network)).await
     }
@@ -438,7 +440,7 @@ async fn pods_get_their_own_address_and_two_listen_on_the_same_port() {
         runtime.start_container(StartContainerRequest { container_id: id }).await.expect("StartContainer");
         addresses.push(ip);
     }
-    let subnet_prefix = format!("172.31.{}.", std::process::id() % 250);
+    let subnet_prefix = format!("172.26.{}.", std::process::id() % 250);
     assert!(addresses.iter().all(|ip| ip.starts_with(&subnet_prefix)), "{addresses:?} not in {subnet_prefix}0/24");
     assert_ne!(addresses[0], addresses[1], "two pods share an address");
     for ip in &addresses {
@@ -686,6 +688,9 @@ impl AgentNode {
                 pod_bridge: bridge.clone(),
                 images_dir: Some(dir.path().join("archives")),
                 image_gc,
+                // This node is alone, in the test's own network namespace: no routes or
+                // masquerade rules of the agent's on the host.
+                cluster_cidr: None,
             }),
             data_dir: data_dir.clone(),
             listen_port: 0,
@@ -1356,6 +1361,44 @@ fn a_local_cluster_gives_each_node_its_own_namespace_and_address() {
             });
         assert!(answer.contains("berth http v1"), "{node} {ip}: {answer}");
     }
+
+    // Across nodes, by pod IP and without NAT: node-1's pod reaches node-2's, which sees
+    // node-1's pod's own address (host-gw routes, masquerade only out of the cluster CIDR).
+    let names = kubectl_blocking(
+        &api,
+        &["get", "pods", "-l", "app=web", "-o", r#"jsonpath={range .items[*]}{.spec.nodeName}={.metadata.name} {end}"#],
+    );
+    let pod_on =
+        |node: &str| names.split_whitespace().find_map(|p| p.strip_prefix(&format!("{node}="))).unwrap().to_string();
+    let ip_on = |node: &str| pods.iter().find(|(n, _)| n == node).unwrap().1.clone();
+    let (from, to) = (pod_on("node-1"), pod_on("node-2"));
+    let fetched =
+        kubectl_blocking(&api, &["exec", &from, "--", "wget", "-qO-", &format!("http://{}:8080/", ip_on("node-2"))]);
+    assert!(fetched.contains("berth http v1"), "node-1's pod → node-2's pod: {fetched:?}");
+    let logs = kubectl_blocking(&api, &["logs", &to]);
+    assert!(logs.contains(&format!("{}]", ip_on("node-1"))), "node-2's pod saw node-1's pod's address: {logs}");
+    let in_node = |node: &str, args: &[&str]| {
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/berth-{subnet}-{node}"))
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let routes = in_node("node-1", &["ip", "route", "show", "proto", "66"]);
+    assert!(routes.contains(&format!("via 172.31.{subnet}.12")), "{routes}");
+    assert!(in_node("node-1", &["nft", "list", "tables"]).contains("table ip berth-podnet"));
+    // `berth-agent --cleanup` removes exactly the agent's routes and table.
+    let cleaned = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/berth-{subnet}-node-1"))
+        .arg(env!("CARGO_BIN_EXE_berth-agent"))
+        .arg("--cleanup")
+        .output()
+        .unwrap();
+    assert!(cleaned.status.success(), "{}", String::from_utf8_lossy(&cleaned.stderr));
+    assert_eq!(in_node("node-1", &["ip", "route", "show", "proto", "66"]), "");
+    assert!(!in_node("node-1", &["nft", "list", "tables"]).contains("berth-podnet"));
+    assert!(in_node("node-1", &["ip", "route", "show"]).contains("default via"), "other routes stay");
 
     // An agent killed with its containers running: `down` still removes everything.
     // SAFETY: kill(2) on the agent process this test's cluster started.

@@ -30,6 +30,10 @@ pub struct PodNetwork {
     pub bridge: String,
     /// Where host-local keeps its leases (under the agent's data dir, so they go with it).
     pub ipam_dir: PathBuf,
+    /// The bridge plugin masquerades what leaves the podCIDR (single-node pod network);
+    /// false when the agent's pod network across nodes masquerades (only what leaves the
+    /// cluster CIDR: pod-to-pod traffic between nodes keeps its source address).
+    pub masquerade: bool,
 }
 
 /// Whether `name` can be a Linux bridge's name (1–15 bytes, no '/' or whitespace).
@@ -96,7 +100,7 @@ pub fn conflist(network: &PodNetwork) -> Result<Value> {
                 "type": "bridge",
                 "bridge": network.bridge,
                 "isGateway": true,
-                "ipMasq": true,
+                "ipMasq": network.masquerade,
                 "hairpinMode": true,
                 "ipam": {
                     "type": "host-local",
@@ -130,6 +134,7 @@ mod tests {
             pod_cidr: cidr.into(),
             bridge: bridge.into(),
             ipam_dir: PathBuf::from("/var/lib/berth-agent/cni/ipam"),
+            masquerade: true,
         }
     }
 
@@ -140,6 +145,8 @@ mod tests {
         let bridge = &list["plugins"][0];
         assert_eq!((bridge["type"].as_str(), bridge["bridge"].as_str()), (Some("bridge"), Some("berth0")));
         assert_eq!(bridge["ipMasq"], true);
+        let across_nodes = PodNetwork { masquerade: false, ..network("10.244.1.0/24", "berth0") };
+        assert_eq!(conflist(&across_nodes).unwrap()["plugins"][0]["ipMasq"], false, "the agent masquerades");
         assert_eq!(bridge["ipam"]["ranges"][0][0]["subnet"], "10.244.1.0/24");
         assert_eq!(bridge["ipam"]["dataDir"], "/var/lib/berth-agent/cni/ipam");
         assert_eq!(list["plugins"][1]["capabilities"]["portMappings"], true);

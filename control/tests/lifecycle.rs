@@ -1,5 +1,6 @@
 //! Leader tasks on a live 3-server in-process cluster: cascading deletes (Background,
-//! Foreground, Orphan), namespace deletion, Endpoints following pod readiness, and node
+//! Foreground, Orphan), namespace deletion, Endpoints and EndpointSlices following pod
+//! readiness, and node
 //! lifecycle (an agent that stops renewing its Lease: Unknown conditions, taints, pods not
 //! ready, evictions, and recovery).
 
@@ -9,7 +10,8 @@ use berth_control::testing::Cluster;
 use berth_testkit::eventually;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Node, Pod, Service};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -164,13 +166,35 @@ fn addresses(e: &Endpoints) -> (Vec<String>, Vec<String>) {
     (ready, not_ready)
 }
 
+/// The endpoints of the `web` Service's EndpointSlices: (address, ready, serving,
+/// terminating), sorted.
+async fn slice_endpoints(slices: &Api<EndpointSlice>) -> Vec<(String, bool, bool, bool)> {
+    let params = ListParams::default().labels("kubernetes.io/service-name=web");
+    let mut out: Vec<(String, bool, bool, bool)> = slices
+        .list(&params)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .flat_map(|s| s.endpoints.iter())
+        .map(|e| {
+            let c = e.conditions.clone().unwrap_or_default();
+            let flag = |b: Option<bool>| b.unwrap_or(false);
+            (e.addresses[0].clone(), flag(c.ready), flag(c.serving), flag(c.terminating))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn endpoints_follow_pod_readiness_and_the_service() {
     let cluster = Cluster::start(3).await;
     let client = cluster.client();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    let endpoints: Api<Endpoints> = Api::namespaced(client, "default");
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    let slices: Api<EndpointSlice> = Api::namespaced(client, "default");
     for name in ["a", "b"] {
         pods.create(&PostParams::default(), &web_pod(name)).await.unwrap();
     }
@@ -186,6 +210,18 @@ async fn endpoints_follow_pod_readiness_and_the_service() {
     .await;
     let port = &ep.subsets.as_ref().unwrap()[0].ports.as_ref().unwrap()[0];
     assert_eq!((port.name.as_deref(), port.port), (Some("http"), 8080), "named targetPort resolved");
+    eventually(WAIT, "an EndpointSlice with the same endpoints", || async {
+        let wanted = vec![("10.0.0.1".to_string(), true, true, false), ("10.0.0.2".to_string(), false, false, false)];
+        (slice_endpoints(&slices).await == wanted).then_some(())
+    })
+    .await;
+    let slice = &slices.list(&ListParams::default().labels("kubernetes.io/service-name=web")).await.unwrap().items[0];
+    assert_eq!(slice.address_type, "IPv4");
+    assert_eq!(slice.ports.as_ref().unwrap()[0].port, Some(8080));
+    assert_eq!(
+        slice.metadata.labels.as_ref().unwrap().get("endpointslice.kubernetes.io/managed-by").map(String::as_str),
+        Some("endpointslice-controller.k8s.io")
+    );
     set_ready(&pods, "b", "10.0.0.2", true).await;
     set_ready(&pods, "a", "10.0.0.1", false).await;
     eventually(WAIT, "readiness flips move the addresses", || async {
@@ -199,9 +235,20 @@ async fn endpoints_follow_pod_readiness_and_the_service() {
         (addresses(&e) == (vec![], vec!["10.0.0.1".into()])).then_some(())
     })
     .await;
+    // ... but stays in the slice, marked terminating (still serving: proxies drain it).
+    eventually(WAIT, "the terminating endpoint marked", || async {
+        let wanted = vec![("10.0.0.1".to_string(), false, false, false), ("10.0.0.2".to_string(), false, true, true)];
+        (slice_endpoints(&slices).await == wanted).then_some(())
+    })
+    .await;
     services.delete("web", &DeleteParams::default()).await.unwrap();
     eventually(WAIT, "endpoints removed with the service", || async {
         endpoints.get_opt("web").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    eventually(WAIT, "slices removed with the service", || async {
+        let params = ListParams::default().labels("kubernetes.io/service-name=web");
+        slices.list(&params).await.unwrap().items.is_empty().then_some(())
     })
     .await;
 }

@@ -150,6 +150,15 @@ pub static RESOURCES: &[ResourceInfo] = &[
     r("batch", "v1", "cronjobs", "cronjob", ("CronJob", &batch::CRON_JOB), true, &["cj"]).status().all(),
     r("coordination.k8s.io", "v1", "leases", "lease", ("Lease", &other::LEASE), true, &[]),
     r(
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        "endpointslice",
+        ("EndpointSlice", &other::ENDPOINT_SLICE),
+        true,
+        &[],
+    ),
+    r(
         "autoscaling",
         "v2",
         "horizontalpodautoscalers",

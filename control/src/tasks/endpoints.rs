@@ -1,4 +1,5 @@
-//! The Endpoints controller: for every Service with a selector, an `Endpoints` object of
+//! The Endpoints controller (and, through [`super::endpointslices`], the EndpointSlice
+//! controller's work): for every Service with a selector, an `Endpoints` object of
 //! the same name lists the matching pods' addresses — ready ones under `addresses`, the
 //! rest under `notReadyAddresses` — with the Service's ports resolved against each pod
 //! (a named `targetPort` is looked up in the pod's container ports).
@@ -70,20 +71,35 @@ fn selector(svc: &Service) -> Option<&BTreeMap<String, String>> {
     svc.spec.as_ref()?.selector.as_ref().filter(|s| !s.is_empty())
 }
 
-/// The `subsets` the Service's Endpoints should have (pure). `None`: not managed here
-/// (a Service without a selector has hand-written Endpoints).
-pub fn desired_subsets(svc: &Service, pods: &[&Pod]) -> Option<Vec<EndpointSubset>> {
+/// The ports of one endpoint: (Service port name, target port, protocol) per Service port.
+pub type PortKey = Vec<(String, i32, String)>;
+
+/// One pod a Service selects, with what both Endpoints and EndpointSlices say of it.
+pub struct Selected<'a> {
+    pub pod: &'a Pod,
+    pub ip: &'a str,
+    pub ports: PortKey,
+    /// The pod is Ready (or the Service publishes not-ready addresses).
+    pub ready: bool,
+    /// The pod is being deleted (Endpoints leave it out; EndpointSlices keep it, marked).
+    pub terminating: bool,
+    /// Its hostname under the Service (`spec.hostname` when `spec.subdomain` names it).
+    pub hostname: Option<String>,
+}
+
+/// The pods `svc` selects (pure), each with the Service's ports resolved against it;
+/// `None`: the Service has no selector (its endpoints are written by hand). Pods without
+/// an IP, finished pods and pods that have none of the Service's ports are left out.
+pub fn selected_pods<'a>(svc: &Service, pods: &[&'a Pod]) -> Option<Vec<Selected<'a>>> {
     let selector = selector(svc)?;
     let spec = svc.spec.as_ref()?;
     let publish_not_ready = spec.publish_not_ready_addresses == Some(true);
     let svc_ports: &[ServicePort] = spec.ports.as_deref().unwrap_or_default();
     let svc_name = svc.metadata.name.as_deref().unwrap_or_default();
-    // Subsets group addresses by their exact port list, as Kubernetes repacks them.
-    type PortKey = Vec<(String, i32, String)>;
-    let mut groups: BTreeMap<PortKey, (Vec<EndpointAddress>, Vec<EndpointAddress>)> = BTreeMap::new();
-    for pod in pods {
+    let mut out = Vec::new();
+    for pod in pods.iter().copied() {
         let labels = pod.labels();
-        if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) || pod.metadata.deletion_timestamp.is_some() {
+        if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
             continue;
         }
         let status = pod.status.as_ref();
@@ -101,22 +117,46 @@ pub fn desired_subsets(svc: &Service, pods: &[&Pod]) -> Option<Vec<EndpointSubse
         if ports.is_empty() && !svc_ports.is_empty() {
             continue; // none of the Service's ports exist on this pod
         }
-        let pod_spec = pod.spec.as_ref();
-        let hostname = pod_spec.filter(|s| s.subdomain.as_deref() == Some(svc_name)).and_then(|s| s.hostname.clone());
-        let address = EndpointAddress {
-            ip: ip.to_string(),
+        let hostname =
+            pod.spec.as_ref().filter(|s| s.subdomain.as_deref() == Some(svc_name)).and_then(|s| s.hostname.clone());
+        out.push(Selected {
+            pod,
+            ip,
+            ports,
+            ready: is_ready(pod) || publish_not_ready,
+            terminating: pod.metadata.deletion_timestamp.is_some(),
             hostname,
+        });
+    }
+    Some(out)
+}
+
+/// A reference to `pod` (an endpoint's `targetRef`).
+pub fn pod_reference(pod: &Pod) -> ObjectReference {
+    ObjectReference {
+        kind: Some("Pod".into()),
+        namespace: pod.metadata.namespace.clone(),
+        name: pod.metadata.name.clone(),
+        uid: pod.metadata.uid.clone(),
+        ..Default::default()
+    }
+}
+
+/// The `subsets` the Service's Endpoints should have (pure). `None`: not managed here
+/// (a Service without a selector has hand-written Endpoints).
+pub fn desired_subsets(svc: &Service, pods: &[&Pod]) -> Option<Vec<EndpointSubset>> {
+    // Subsets group addresses by their exact port list, as Kubernetes repacks them.
+    let mut groups: BTreeMap<PortKey, (Vec<EndpointAddress>, Vec<EndpointAddress>)> = BTreeMap::new();
+    for selected in selected_pods(svc, pods)?.into_iter().filter(|s| !s.terminating) {
+        let pod_spec = selected.pod.spec.as_ref();
+        let address = EndpointAddress {
+            ip: selected.ip.to_string(),
+            hostname: selected.hostname,
             node_name: pod_spec.and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
-            target_ref: Some(ObjectReference {
-                kind: Some("Pod".into()),
-                namespace: pod.metadata.namespace.clone(),
-                name: pod.metadata.name.clone(),
-                uid: pod.metadata.uid.clone(),
-                ..Default::default()
-            }),
+            target_ref: Some(pod_reference(selected.pod)),
         };
-        let group = groups.entry(ports).or_default();
-        if is_ready(pod) || publish_not_ready {
+        let group = groups.entry(selected.ports).or_default();
+        if selected.ready {
             group.0.push(address);
         } else {
             group.1.push(address);
@@ -170,13 +210,14 @@ struct Caches {
     pods: Store<Pod>,
     services: Store<Service>,
     endpoints: Store<Endpoints>,
+    slices: Store<k8s_openapi::api::discovery::v1::EndpointSlice>,
 }
 
 fn in_namespace<K: Resource<DynamicType = ()> + Clone + 'static>(store: &Store<K>, ns: &str) -> Vec<Arc<K>> {
     store.state().into_iter().filter(|o| o.meta().namespace.as_deref() == Some(ns)).collect()
 }
 
-/// Brings one namespace's Endpoints in line with its Services and pods.
+/// Brings one namespace's Endpoints and EndpointSlices in line with its Services and pods.
 async fn sync_namespace(ctx: &TaskContext, caches: &Caches, ns: &str) {
     let api: Api<Endpoints> = Api::namespaced(ctx.client.clone(), ns);
     let services = in_namespace(&caches.services, ns);
@@ -184,6 +225,8 @@ async fn sync_namespace(ctx: &TaskContext, caches: &Caches, ns: &str) {
     let with_selector: Vec<&Arc<Service>> = services.iter().filter(|s| selector(s).is_some()).collect();
     let pods = if with_selector.is_empty() { Vec::new() } else { in_namespace(&caches.pods, ns) };
     let pod_refs: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
+    let slices = in_namespace(&caches.slices, ns);
+    super::endpointslices::sync_namespace(ctx, &services, &pod_refs, &slices, ns).await;
     let mut wanted = HashSet::new();
     for svc in with_selector {
         let name = svc.name_any();
@@ -226,7 +269,7 @@ async fn sync_namespace(ctx: &TaskContext, caches: &Caches, ns: &str) {
     }
 }
 
-fn record<T>(ctx: &TaskContext, result: Result<T, kube::Error>) {
+pub(super) fn record<T>(ctx: &TaskContext, result: Result<T, kube::Error>) {
     match result {
         Ok(_) => ctx.status.record(true),
         // Changed, created or deleted meanwhile: the event brings the namespace back.
@@ -266,7 +309,8 @@ impl Dirty {
         if self.all.swap(false, std::sync::atomic::Ordering::SeqCst) {
             let services = caches.services.state().into_iter().filter_map(|s| s.metadata.namespace.clone());
             let endpoints = caches.endpoints.state().into_iter().filter_map(|e| e.metadata.namespace.clone());
-            namespaces.extend(services.chain(endpoints));
+            let slices = caches.slices.state().into_iter().filter_map(|e| e.metadata.namespace.clone());
+            namespaces.extend(services.chain(endpoints).chain(slices));
         }
         namespaces
     }
@@ -282,8 +326,12 @@ where
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let dirty = Arc::new(Dirty::default());
-    let caches =
-        Caches { pods: subscribe(&ctx, &dirty), services: subscribe(&ctx, &dirty), endpoints: subscribe(&ctx, &dirty) };
+    let caches = Caches {
+        pods: subscribe(&ctx, &dirty),
+        services: subscribe(&ctx, &dirty),
+        endpoints: subscribe(&ctx, &dirty),
+        slices: subscribe(&ctx, &dirty),
+    };
     tokio::select! {
         _ = cancel.cancelled() => return,
         _ = ctx.informers.wait_synced() => {}

@@ -19,6 +19,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, Node, Pod, ResourceQuota, Secret, Service, ServiceAccount,
 };
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::Store;
 use kube::Resource;
@@ -152,6 +153,7 @@ pub fn store(informers: &Informers, info: &'static ResourceInfo) -> KindStore {
         ("batch", "Job") => store_of::<Job>(informers, info),
         ("batch", "CronJob") => store_of::<CronJob>(informers, info),
         ("coordination.k8s.io", "Lease") => store_of::<Lease>(informers, info),
+        ("discovery.k8s.io", "EndpointSlice") => store_of::<EndpointSlice>(informers, info),
         ("autoscaling", "HorizontalPodAutoscaler") => store_of::<HorizontalPodAutoscaler>(informers, info),
         (group, kind) => unreachable!("{kind}.{group} is served but has no typed informer here"),
     }

@@ -6,7 +6,7 @@
 //! * [`deployment`] — rolls Deployments out through ReplicaSets;
 //! * [`daemonset`] — one pod of each DaemonSet on every eligible node;
 //! * [`statefulset`] — StatefulSet pods with stable identities, in order;
-//! * [`endpoints`] — Endpoints of Services with selectors;
+//! * [`endpoints`] — Endpoints and ([`endpointslices`]) EndpointSlices of Services with selectors;
 //! * [`node_lifecycle`] — unreachable nodes: conditions, taints, evictions;
 //! * [`node_ipam`] — every Node's `spec.podCIDR` from `--cluster-cidr`;
 //! * [`job`] — runs Jobs' pods to completion (and deletes Jobs past their TTL);
@@ -29,6 +29,7 @@ pub mod daemonset;
 pub mod deployment;
 pub mod dynamic;
 pub mod endpoints;
+pub mod endpointslices;
 pub mod events;
 pub mod expectations;
 pub mod gc;

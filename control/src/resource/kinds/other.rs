@@ -1,17 +1,26 @@
-//! Strategies of the kinds of the small groups: coordination.k8s.io Leases and autoscaling/v2
-//! HorizontalPodAutoscalers.
+//! Strategies of the kinds of the small groups: coordination.k8s.io Leases,
+//! discovery.k8s.io EndpointSlices and autoscaling/v2 HorizontalPodAutoscalers.
 
-use k8s_openapi::api::{autoscaling, coordination};
+use k8s_openapi::api::{autoscaling, coordination, discovery};
 
 use super::clear_status;
 use crate::resource::patch_schema::Ty;
 use crate::resource::printers;
 use crate::resource::strategy::Strategy;
 use crate::resource::typed::round_trip;
-use crate::resource::validate::{defaults, other};
+use crate::resource::validate::{defaults, other, service};
 
 pub static LEASE: Strategy =
     Strategy::of(other::validate_lease, round_trip::<coordination::v1::Lease>, &printers::LEASE);
+
+pub static ENDPOINT_SLICE: Strategy = Strategy {
+    defaults: defaults::default_endpoint_slice,
+    ..Strategy::of(
+        service::validate_endpoint_slice,
+        round_trip::<discovery::v1::EndpointSlice>,
+        &printers::ENDPOINT_SLICE,
+    )
+};
 
 pub static HORIZONTAL_POD_AUTOSCALER: Strategy = Strategy {
     defaults: defaults::default_hpa,

@@ -201,3 +201,44 @@ fn endpoints_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+pub static ENDPOINT_SLICE: Printer = Printer { columns: ENDPOINT_SLICE_COLS, row: endpoint_slice_row };
+
+static ENDPOINT_SLICE_COLS: &[Col] = &[
+    NAME,
+    col("AddressType", "string", "Type of address carried by this EndpointSlice"),
+    col("Ports", "string", "Ports of the EndpointSlice (port numbers, else names)"),
+    col("Endpoints", "string", "The first addresses of the EndpointSlice's endpoints"),
+    AGE,
+];
+
+/// listWithMoreString: the first `MAX` items, then "+ N more...", "<unset>" for none.
+fn with_more(items: impl Iterator<Item = String>) -> String {
+    const MAX: usize = 3;
+    let all: Vec<String> = items.collect();
+    let shown = all[..all.len().min(MAX)].join(",");
+    if all.len() > MAX {
+        format!("{shown} + {} more...", all.len() - MAX)
+    } else if shown.is_empty() {
+        "<unset>".to_string()
+    } else {
+        shown
+    }
+}
+
+fn endpoint_slice_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let ports = list(obj, &["ports"]).iter().map(|p| match opt_int(p, &["port"]) {
+        Some(n) => n.to_string(),
+        None => at(p, &["name"]).and_then(Value::as_str).unwrap_or("*").to_string(),
+    });
+    let addresses = list(obj, &["endpoints"])
+        .iter()
+        .flat_map(|e| list(e, &["addresses"]).iter().map(|a| a.as_str().unwrap_or("").to_string()));
+    vec![
+        name(obj),
+        Value::from(text(obj, &["addressType"])),
+        Value::from(with_more(ports)),
+        Value::from(with_more(addresses)),
+        age(obj, now),
+    ]
+}

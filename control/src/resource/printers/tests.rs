@@ -901,6 +901,28 @@ fn services() {
 }
 
 #[test]
+fn endpoint_slices() {
+    check(
+        "endpointslices",
+        &[
+            (
+                "more than three",
+                json!({"metadata": meta("web-abcde", MIN), "addressType": "IPv4",
+                    "ports": [{"name": "http", "port": 80}, {"name": "metrics"}],
+                    "endpoints": [{"addresses": ["10.0.0.1"]}, {"addresses": ["10.0.0.2"]},
+                                  {"addresses": ["10.0.0.3"]}, {"addresses": ["10.0.0.4"]}]}),
+                json!(["web-abcde", "IPv4", "80,metrics", "10.0.0.1,10.0.0.2,10.0.0.3 + 1 more...", "60s"]),
+            ),
+            (
+                "empty",
+                json!({"metadata": meta("e-x", MIN), "addressType": "IPv4", "endpoints": []}),
+                json!(["e-x", "IPv4", "<unset>", "<unset>", "60s"]),
+            ),
+        ],
+    );
+}
+
+#[test]
 fn endpoints() {
     check(
         "endpoints",

@@ -34,6 +34,14 @@ pub(crate) fn default_endpoints(obj: &mut Value) {
     });
 }
 
+/// discovery/v1 `SetDefaults_EndpointPort`: protocol TCP, name "".
+pub(crate) fn default_endpoint_slice(obj: &mut Value) {
+    for_each_obj_mut(obj, "ports", |p| {
+        set_default_str(p, "protocol", "TCP");
+        set_default_str(p, "name", "");
+    });
+}
+
 pub(crate) fn default_node(obj: &mut Value) {
     if let Some(status) = obj.get_mut("status").filter(|s| s.is_object()) {
         if let Some(capacity) = status.get("capacity").cloned() {

@@ -376,3 +376,92 @@ fn port_name<'a>(errs: &mut Errs, port: &'a Value, pp: &str, count: usize) -> &'
     }
     name
 }
+
+const ADDRESS_TYPES: &[&str] = &["FQDN", "IPv4", "IPv6"];
+/// discovery/v1's limits: endpoints per slice, addresses per endpoint, ports per slice.
+const MAX_SLICE_ENDPOINTS: usize = 1000;
+const MAX_ENDPOINT_ADDRESSES: usize = 100;
+const MAX_SLICE_PORTS: usize = 20000;
+
+/// `ValidateEndpointSlice` (discovery.k8s.io/v1).
+pub(crate) fn validate_endpoint_slice(obj: &Value, errs: &mut Errs) {
+    meta::validate_object_meta(obj, true, NameRule::Subdomain, errs);
+    let address_type = string_or_empty(errs, obj, "", "addressType");
+    if address_type.is_empty() {
+        errs.push(FieldError::required("addressType", ""));
+    } else if !ADDRESS_TYPES.contains(&address_type) {
+        errs.push(FieldError::not_supported("addressType", q(address_type), ADDRESS_TYPES));
+    }
+    let endpoints = objects_at(errs, obj, "", "endpoints");
+    if endpoints.len() > MAX_SLICE_ENDPOINTS {
+        errs.push(FieldError::new(
+            super::ErrorType::TooMany,
+            "endpoints",
+            Some(endpoints.len().to_string()),
+            &format!("must have at most {MAX_SLICE_ENDPOINTS} items"),
+        ));
+    }
+    for (ep, endpoint) in &endpoints {
+        let addresses = str_list_at(errs, endpoint, ep, "addresses");
+        let ap = child(ep, "addresses");
+        if addresses.is_empty() {
+            errs.push(FieldError::required(&ap, "must contain at least 1 address"));
+        } else if addresses.len() > MAX_ENDPOINT_ADDRESSES {
+            errs.push(FieldError::new(
+                super::ErrorType::TooMany,
+                &ap,
+                Some(addresses.len().to_string()),
+                &format!("must have at most {MAX_ENDPOINT_ADDRESSES} items"),
+            ));
+        }
+        for (field, address) in &addresses {
+            let (field, address) = (field.as_str(), *address);
+            match address_type {
+                "IPv4" if address.parse::<std::net::Ipv4Addr>().is_err() => {
+                    errs.push(FieldError::invalid(field, q(address), "must be a valid IPv4 address"))
+                }
+                "IPv6" if address.parse::<std::net::Ipv6Addr>().is_err() => {
+                    errs.push(FieldError::invalid(field, q(address), "must be a valid IPv6 address"))
+                }
+                "IPv4" | "IPv6" => validate_endpoint_ip(errs, field, address),
+                "FQDN" => push_all(errs, field, address, names::is_dns1123_subdomain(address)),
+                _ => {}
+            }
+        }
+        if let Some(h) = str_at(errs, endpoint, ep, "hostname").filter(|h| !h.is_empty()) {
+            names::validate_dns1123_label(errs, &child(ep, "hostname"), h);
+        }
+        if let Some(n) = str_at(errs, endpoint, ep, "nodeName") {
+            push_all(errs, &child(ep, "nodeName"), n, names::is_dns1123_subdomain(n));
+        }
+        if let Some(conditions) = obj_at(errs, endpoint, ep, "conditions") {
+            let cp = child(ep, "conditions");
+            for f in ["ready", "serving", "terminating"] {
+                bool_at(errs, conditions, &cp, f);
+            }
+        }
+    }
+    let ports = objects_at(errs, obj, "", "ports");
+    if ports.len() > MAX_SLICE_PORTS {
+        errs.push(FieldError::new(
+            super::ErrorType::TooMany,
+            "ports",
+            Some(ports.len().to_string()),
+            &format!("must have at most {MAX_SLICE_PORTS} items"),
+        ));
+    }
+    let mut names_seen = BTreeSet::new();
+    for (pp, port) in &ports {
+        let name = string_or_empty(errs, port, pp, "name");
+        if !name.is_empty() {
+            names::validate_dns1123_label(errs, &child(pp, "name"), name);
+        }
+        if !names_seen.insert(name.to_string()) {
+            errs.push(FieldError::duplicate(&child(pp, "name"), q(name)));
+        }
+        if let Some(number) = int_at(errs, port, pp, "port") {
+            pod::port_num(errs, &child(pp, "port"), number);
+        }
+        pod::protocol(errs, port, pp);
+    }
+}

@@ -303,6 +303,16 @@ fn good_objects() -> Vec<(&'static str, Value)> {
             json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "my-service"},
                    "subsets": [{"addresses": [{"ip": "192.0.2.42"}], "ports": [{"port": 9376}]}]}),
         ),
+        (
+            // The example-abc slice of the Kubernetes docs.
+            "EndpointSlice",
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                   "metadata": {"name": "example-abc", "labels": {"kubernetes.io/service-name": "example"}},
+                   "addressType": "IPv4",
+                   "ports": [{"name": "http", "protocol": "TCP", "port": 80}],
+                   "endpoints": [{"addresses": ["10.1.2.3"], "conditions": {"ready": true},
+                                  "hostname": "pod-1", "nodeName": "node-1", "zone": "us-west2-a"}]}),
+        ),
     ]
 }
 
@@ -687,6 +697,23 @@ fn bad_objects_report_kubernetes_messages() {
             "Endpoints",
             json!({"metadata": {"name": "e"}, "subsets": [{"addresses": [{"ip": "169.254.1.1"}], "ports": [{"port": 80, "protocol": "TCP"}]}]}),
             vec!["subsets[0].addresses[0].ip: Invalid value: \"169.254.1.1\": may not be in the link-local range (169.254.0.0/16, fe80::/10)".into()],
+        ),
+        (
+            "EndpointSlice",
+            json!({"metadata": {"name": "s"}, "addressType": "IPv5",
+                   "endpoints": [{"addresses": []}, {"addresses": ["10.0.0.300"]}],
+                   "ports": [{"name": "http", "port": 70000}, {"name": "http", "port": 80}]}),
+            vec![
+                "addressType: Unsupported value: \"IPv5\": supported values: \"FQDN\", \"IPv4\", \"IPv6\"".into(),
+                "endpoints[0].addresses: Required value: must contain at least 1 address".into(),
+                "ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive".into(),
+                "ports[1].name: Duplicate value: \"http\"".into(),
+            ],
+        ),
+        (
+            "EndpointSlice",
+            json!({"metadata": {"name": "s"}, "addressType": "IPv4", "endpoints": [{"addresses": ["fd00::1"]}]}),
+            vec!["endpoints[0].addresses[0]: Invalid value: \"fd00::1\": must be a valid IPv4 address".into()],
         ),
         (
             "Event",

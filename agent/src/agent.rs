@@ -129,8 +129,11 @@ impl Agent {
                         masquerade: options.cluster_cidr.is_none(),
                     };
                     if let Some(cluster_cidr) = options.cluster_cidr {
-                        let settings = crate::podnet::PodNetSettings { node: config.node_name.clone(), cluster_cidr };
+                        let node = config.node_name.clone();
+                        let settings = crate::podnet::PodNetSettings { node: node.clone(), cluster_cidr };
                         tokio::spawn(crate::podnet::run_sync(client.clone(), settings, cancel.clone()));
+                        let settings = crate::proxy::ProxySettings { node, cluster_cidr };
+                        tokio::spawn(crate::proxy::run_proxy(client.clone(), settings, cancel.clone()));
                     }
                     crate::runtime::cri::cni::check_bridge_name(&network.bridge)?;
                     tokio::spawn(crate::runtime::cri::cni::configure_when_assigned(

@@ -70,8 +70,9 @@ pub struct AgentArgs {
     /// The cluster's pod CIDR (the servers' `--cluster-cidr`): never masqueraded.
     #[arg(long, default_value = "10.244.0.0/16", value_parser = parse_cidr)]
     pub cluster_cidr: berth_proto::model::cidr::Ipv4Cidr,
-    /// Remove the pod network's routes and nftables table this agent made on this host (as
-    /// `kube-proxy --cleanup` does), then exit. Needs no API server.
+    /// Remove the pod network's routes and the nftables tables (pod masquerade, service
+    /// proxy) this agent made on this host (as `kube-proxy --cleanup` does), then exit.
+    /// Needs no API server.
     #[arg(long)]
     pub cleanup: bool,
     /// `--runtime containerd`, own containerd: image archives (*.tar) to import at start

@@ -12,6 +12,7 @@
 
 pub mod balancer;
 pub mod cli;
+pub mod command;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -21,6 +22,7 @@ pub mod host;
 pub mod node;
 pub mod podnet;
 pub mod prober;
+pub mod proxy;
 pub mod runtime;
 pub mod server;
 pub mod streaming;

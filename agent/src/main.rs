@@ -16,7 +16,11 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
     if args.cleanup {
         std::process::exit(runtime.block_on(async {
-            match berth_agent::podnet::cleanup().await {
+            let cleaned = match berth_agent::podnet::cleanup().await {
+                Ok(routes) => berth_agent::proxy::cleanup().await.map(|()| routes),
+                Err(e) => Err(e),
+            };
+            match cleaned {
                 Ok(routes) => {
                     tracing::info!(routes, "removed the pod network's routes and rules");
                     0

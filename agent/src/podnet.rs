@@ -22,12 +22,12 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::command::run;
+
 /// The routing protocol number of the agent's routes (`ip route … proto 66`).
 pub const ROUTE_PROTO: &str = "66";
 /// The nftables table of the pod network's masquerade.
 pub const NFT_TABLE: &str = "berth-podnet";
-/// `ip` and `nft` answer in milliseconds; the bound only matters if one hangs.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the routes are checked against the kernel even without a Node change (a route
 /// deleted by hand comes back).
 const RESYNC: Duration = Duration::from_secs(60);
@@ -96,32 +96,6 @@ pub fn parse_routes(json: &str) -> BTreeMap<Ipv4Cidr, Ipv4Addr> {
             Some((dst, r["gateway"].as_str()?.parse().ok()?))
         })
         .collect()
-}
-
-/// Runs `program args…` with `input` on stdin, bounded in time; Err carries its stderr.
-async fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
-    use tokio::io::AsyncWriteExt;
-    let line = format!("{program} {}", args.join(" "));
-    let mut child = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(if input.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("{line}: {e}"))?;
-    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin.write_all(text.as_bytes()).await.map_err(|e| format!("{line}: {e}"))?;
-    }
-    let out = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
-        .await
-        .map_err(|_| format!("{line}: no answer within {COMMAND_TIMEOUT:?}"))?
-        .map_err(|e| format!("{line}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!("{line}: {}", String::from_utf8_lossy(&out.stderr).trim()))
-    }
 }
 
 /// The agent's routes as the kernel has them.
@@ -229,11 +203,7 @@ pub async fn cleanup() -> Result<usize, String> {
     for cidr in routes.keys() {
         run("ip", &["route", "del", &cidr.to_string(), "proto", ROUTE_PROTO], None).await?;
     }
-    // Deleting a table that is not there fails; check first.
-    let tables = run("nft", &["list", "tables", "ip"], None).await?;
-    if tables.lines().any(|l| l.trim() == format!("table ip {NFT_TABLE}")) {
-        run("nft", &["delete", "table", "ip", NFT_TABLE], None).await?;
-    }
+    crate::command::delete_nft_table(NFT_TABLE).await?;
     Ok(routes.len())
 }
 

@@ -1276,36 +1276,7 @@ fn leftovers(dir: &Path, subnet: u64) -> Vec<String> {
 /// (its containers still running) leaves no process, mount, namespace or link behind.
 #[test]
 fn a_local_cluster_gives_each_node_its_own_namespace_and_address() {
-    if let Some(why) = missing_prerequisite() {
-        eprintln!("skipping: {why}");
-        return;
-    }
-    let tmp = tempfile::Builder::new().prefix("bup").tempdir_in("/tmp").unwrap();
-    let archives = tmp.path().join("archives");
-    let built = Command::new(workspace().join("scripts/build-images"))
-        .args(["--out", &tmp.path().join("images").display().to_string()])
-        .args(["--archives", &archives.display().to_string()])
-        .output()
-        .unwrap();
-    assert!(built.status.success(), "build-images: {}", String::from_utf8_lossy(&built.stderr));
-    let berthctl = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("berthctl");
-    assert!(berthctl.exists(), "{} is missing: build the workspace's binaries first", berthctl.display());
-    let cluster = LocalCluster { berthctl, dir: tmp.path().join("cluster") };
-    let base = free_port();
-    let up = cluster.berthctl(&[
-        "up",
-        "--base-port",
-        &base.to_string(),
-        "--agents",
-        "2",
-        "--runtime",
-        "containerd",
-        "--images-dir",
-        &archives.display().to_string(),
-        "--pod-infra-container-image",
-        "berth/pause:1",
-    ]);
-    assert!(up.status.success(), "up: {}{}", String::from_utf8_lossy(&up.stderr), String::from_utf8_lossy(&up.stdout));
+    let Some((_tmp, cluster, base)) = two_node_cluster() else { return };
     let state = cluster.state();
     let subnet = state["network"]["subnet"].as_u64().expect("a node network is recorded");
     let api = state["servers"][0]["apiUrl"].as_str().unwrap().to_string();
@@ -1413,6 +1384,155 @@ fn a_local_cluster_gives_each_node_its_own_namespace_and_address() {
     }
     assert!(left.is_empty(), "left after down: {left:#?}");
     assert!(cluster.dir.join("agent-node-2").is_dir(), "down keeps the data");
+}
+
+/// `berthctl up --agents 2` with containerd and the demo images, under a temporary
+/// directory (the cluster is deleted when the returned handle drops, before the
+/// directory); None when the machine cannot run it. Also returns the base port.
+fn two_node_cluster() -> Option<(tempfile::TempDir, LocalCluster, u16)> {
+    if let Some(why) = missing_prerequisite() {
+        eprintln!("skipping: {why}");
+        return None;
+    }
+    let tmp = tempfile::Builder::new().prefix("bup").tempdir_in("/tmp").unwrap();
+    let archives = tmp.path().join("archives");
+    let built = Command::new(workspace().join("scripts/build-images"))
+        .args(["--out", &tmp.path().join("images").display().to_string()])
+        .args(["--archives", &archives.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "build-images: {}", String::from_utf8_lossy(&built.stderr));
+    let berthctl = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("berthctl");
+    assert!(berthctl.exists(), "{} is missing: build the workspace's binaries first", berthctl.display());
+    let cluster = LocalCluster { berthctl, dir: tmp.path().join("cluster") };
+    let base = free_port();
+    let up = cluster.berthctl(&[
+        "up",
+        "--base-port",
+        &base.to_string(),
+        "--agents",
+        "2",
+        "--runtime",
+        "containerd",
+        "--images-dir",
+        &archives.display().to_string(),
+        "--pod-infra-container-image",
+        "berth/pause:1",
+    ]);
+    assert!(up.status.success(), "up: {}{}", String::from_utf8_lossy(&up.stderr), String::from_utf8_lossy(&up.stdout));
+    Some((tmp, cluster, base))
+}
+
+/// Services carry traffic on a two-node cluster: a ClusterIP spreads a client's requests
+/// over every ready pod on both nodes, a NodePort answers on every node's address from the
+/// host, a Service without endpoints refuses at once, and scaling down moves the rules.
+#[test]
+fn services_carry_traffic_across_nodes() {
+    let Some((_tmp, cluster, _)) = two_node_cluster() else { return };
+    let state = cluster.state();
+    let subnet = state["network"]["subnet"].as_u64().unwrap();
+    let api = state["servers"][0]["apiUrl"].as_str().unwrap().to_string();
+    let manifests = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: http
+        image: berth/http:v1
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /, port: http}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty}
+spec:
+  selector: {app: nothing}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  nodeName: node-1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: berth/busybox:1.35, command: [sleep, "3600"]}
+"#;
+    let applied = kubectl(&api, &["apply", "-f", "-"], Some(manifests.as_bytes()));
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    berth_testkit::blocking::eventually(Duration::from_secs(120), "3 web pods ready and the client running", || {
+        let ready = kubectl_blocking(&api, &["get", "deploy", "web", "-o", "jsonpath={.status.readyReplicas}"]);
+        let client = kubectl_blocking(&api, &["get", "pod", "client", "-o", "jsonpath={.status.phase}"]);
+        (ready == "3" && client == "Running").then_some(())
+    });
+    let nodes = kubectl_blocking(&api, &["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.nodeName}"]);
+    assert!(nodes.contains("node-1") && nodes.contains("node-2"), "web pods on both nodes: {nodes}");
+    let cluster_ip = kubectl_blocking(&api, &["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let node_port = kubectl_blocking(&api, &["get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"]);
+    let empty_ip = kubectl_blocking(&api, &["get", "svc", "empty", "-o", "jsonpath={.spec.clusterIP}"]);
+
+    // 60 requests through the ClusterIP reach all three pods (each logs the requests it served).
+    let served = |pod: &str| kubectl_blocking(&api, &["logs", pod]).matches("response:200").count();
+    let pods: Vec<String> =
+        kubectl_blocking(&api, &["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}"])
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+    // The rules follow the slices a moment after the pods are ready.
+    berth_testkit::blocking::eventually(Duration::from_secs(30), "the ClusterIP answers", || {
+        let out = kubectl(&api, &["exec", "client", "--", "wget", "-qO-", &format!("http://{cluster_ip}/")], None);
+        String::from_utf8_lossy(&out.stdout).contains("berth http v1").then_some(())
+    });
+    let before: Vec<usize> = pods.iter().map(|p| served(p)).collect();
+    let script = format!(
+        "ok=0; for i in $(seq 60); do wget -qO- http://{cluster_ip}/ >/dev/null && ok=$((ok+1)); done; echo $ok"
+    );
+    let ok = kubectl_blocking(&api, &["exec", "client", "--", "sh", "-c", &script]);
+    assert_eq!(ok.trim(), "60", "every request through the ClusterIP answered");
+    let after: Vec<usize> = pods.iter().map(|p| served(p)).collect();
+    let per_pod: Vec<usize> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    assert!(per_pod.iter().all(|n| *n > 0), "60 requests reached every pod: {per_pod:?}");
+    assert!(per_pod.iter().sum::<usize>() >= 60, "{per_pod:?}");
+
+    // The NodePort answers on both nodes' addresses, from the host.
+    for node in [11, 12] {
+        let answer = berth_testkit::blocking::eventually(Duration::from_secs(10), "the NodePort", || {
+            http_get(&format!("172.31.{subnet}.{node}:{node_port}")).ok()
+        });
+        assert!(answer.contains("berth http v1"), "node .{node}: {answer}");
+    }
+
+    // No endpoints: refused at once, not a hang.
+    let started = std::time::Instant::now();
+    let refused = kubectl(&api, &["exec", "client", "--", "wget", "-qO-", &format!("http://{empty_ip}/")], None);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("refused"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10), "refused in {:?}", started.elapsed());
+
+    // Scaled to one pod: the rules follow, every request still answers.
+    assert!(kubectl(&api, &["scale", "deploy", "web", "--replicas=1"], None).status.success());
+    berth_testkit::blocking::eventually(Duration::from_secs(60), "one web pod left", || {
+        let names =
+            kubectl_blocking(&api, &["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}"]);
+        (names.split_whitespace().count() == 1).then_some(())
+    });
+    let ok = kubectl_blocking(&api, &["exec", "client", "--", "sh", "-c", &script]);
+    assert_eq!(ok.trim(), "60", "after scaling down");
 }
 
 fn kubectl_blocking(api_url: &str, args: &[&str]) -> String {

@@ -1,0 +1,141 @@
+//! The service proxy (kube-proxy's job, nftables mode) in the agent: Services and
+//! EndpointSlices are watched, [`model::plan`] decides each Service port's addresses and
+//! endpoints, [`nft::ruleset`] turns that into the agent's own nftables table, and the
+//! table is replaced whenever the rules change (one atomic `nft -f` transaction; changes
+//! arriving within [`DEBOUNCE`] are applied together). A sync that fails is retried; the
+//! table is checked every [`RESYNC`] and put back if something removed it. The agent never
+//! touches other tables; [`cleanup`] (`berth-agent --cleanup`) deletes its own.
+
+pub mod model;
+pub mod nft;
+
+use std::time::{Duration, Instant};
+
+use berth_proto::model::cidr::Ipv4Cidr;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::command::run;
+
+/// Changes arriving within this window go into one sync.
+pub const DEBOUNCE: Duration = Duration::from_millis(50);
+/// How often the table is checked (and restored) without any change.
+const RESYNC: Duration = Duration::from_secs(60);
+/// How soon a failed sync is tried again.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// What the proxy of this node needs to know.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub node: String,
+    /// Cluster-IP traffic from outside it is masqueraded.
+    pub cluster_cidr: Ipv4Cidr,
+}
+
+/// Watches `K` into a store, poking `changed` on every event, until the stream ends.
+fn follow<K>(api: kube::Api<K>, changed: std::sync::Arc<tokio::sync::Notify>) -> (Store<K>, tokio::task::JoinHandle<()>)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher::watcher(api, watcher::Config::default()).default_backoff());
+    let task = tokio::spawn(async move {
+        let mut stream = stream.boxed();
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => changed.notify_one(),
+                Err(e) => tracing::warn!(error = %e, "service proxy watch failed; re-listing after back-off"),
+            }
+        }
+    });
+    (store, task)
+}
+
+/// Runs the proxy until `cancel`; the rules stay in place when it stops (traffic keeps
+/// flowing while the agent restarts, as with kube-proxy).
+pub async fn run_proxy(client: kube::Client, settings: ProxySettings, cancel: CancellationToken) {
+    enable_bridge_netfilter();
+    let changed = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (services, services_task) = follow(kube::Api::<Service>::all(client.clone()), changed.clone());
+    let (slices, slices_task) = follow(kube::Api::<EndpointSlice>::all(client), changed.clone());
+    let _stop = scopeguard(vec![services_task, slices_task]);
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        _ = async { tokio::join!(services.wait_until_ready(), slices.wait_until_ready()) } => {}
+    }
+    let mut applied: Option<String> = None;
+    let mut resync = tokio::time::interval(RESYNC);
+    resync.tick().await;
+    loop {
+        let rules = {
+            let services = services.state();
+            let slices = slices.state();
+            let services: Vec<&Service> = services.iter().map(|s| s.as_ref()).collect();
+            let slices: Vec<&EndpointSlice> = slices.iter().map(|s| s.as_ref()).collect();
+            let plans = model::plan(&services, &slices, &settings.node);
+            (nft::ruleset(&plans, &settings.cluster_cidr), plans.len())
+        };
+        let mut retry = false;
+        if applied.as_deref() != Some(rules.0.as_str()) {
+            let started = Instant::now();
+            match run("nft", &["-f", "-"], Some(&rules.0)).await {
+                Ok(_) => {
+                    tracing::info!(service_ports = rules.1, took = ?started.elapsed(), "service rules synced");
+                    applied = Some(rules.0);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "service rules not applied; retrying");
+                    retry = true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(RETRY), if retry => {}
+            _ = resync.tick() => {
+                if !crate::command::nft_table_exists(nft::TABLE).await.unwrap_or(true) {
+                    tracing::warn!("the service rules' table is gone; putting it back");
+                    applied = None;
+                }
+            }
+            _ = changed.notified() => {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(DEBOUNCE) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Aborts the watch tasks when the proxy returns.
+fn scopeguard(tasks: Vec<tokio::task::JoinHandle<()>>) -> impl Drop {
+    struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.iter().for_each(|t| t.abort());
+        }
+    }
+    AbortOnDrop(tasks)
+}
+
+/// Bridged pod-to-pod traffic must pass the ip hooks, or a reply from a pod on the same
+/// bridge would skip the reverse NAT of a Service connection (kube-proxy requires the same
+/// of `br_netfilter`). Best effort: the kernel may not have it.
+fn enable_bridge_netfilter() {
+    let knob = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+    if std::fs::read_to_string(knob).is_ok_and(|v| v.trim() != "1") {
+        if let Err(e) = std::fs::write(knob, "1") {
+            tracing::warn!(error = %e, "could not enable bridge netfilter; same-node Service traffic may fail");
+        }
+    }
+}
+
+/// Deletes the proxy's table (`berth-agent --cleanup`).
+pub async fn cleanup() -> Result<(), String> {
+    crate::command::delete_nft_table(nft::TABLE).await
+}

@@ -1425,7 +1425,9 @@ fn two_node_cluster() -> Option<(tempfile::TempDir, LocalCluster, u16)> {
 
 /// Services carry traffic on a two-node cluster: a ClusterIP spreads a client's requests
 /// over every ready pod on both nodes, a NodePort answers on every node's address from the
-/// host, a Service without endpoints refuses at once, and scaling down moves the rules.
+/// host, a LoadBalancer gets the nodes' addresses and answers there, ClientIP affinity
+/// keeps a client on one pod, a Service without endpoints refuses at once, and scaling
+/// down moves the rules.
 #[test]
 fn services_carry_traffic_across_nodes() {
     let Some((_tmp, cluster, _)) = two_node_cluster() else { return };
@@ -1465,6 +1467,22 @@ spec:
   ports: [{port: 80}]
 ---
 apiVersion: v1
+kind: Service
+metadata: {name: lb}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{name: http, port: 8081, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sticky}
+spec:
+  selector: {app: web}
+  sessionAffinity: ClientIP
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
 kind: Pod
 metadata: {name: client}
 spec:
@@ -1486,8 +1504,11 @@ spec:
     let node_port = kubectl_blocking(&api, &["get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"]);
     let empty_ip = kubectl_blocking(&api, &["get", "svc", "empty", "-o", "jsonpath={.spec.clusterIP}"]);
 
-    // 60 requests through the ClusterIP reach all three pods (each logs the requests it served).
-    let served = |pod: &str| kubectl_blocking(&api, &["logs", pod]).matches("response:200").count();
+    // 60 requests through the ClusterIP reach all three pods: each logs the address of every
+    // client it served (the client's own: pod-to-Service traffic is not masqueraded; the
+    // readiness probes come from the node).
+    let client_ip = kubectl_blocking(&api, &["get", "pod", "client", "-o", "jsonpath={.status.podIP}"]);
+    let served = |pod: &str| kubectl_blocking(&api, &["logs", pod]).matches(&format!("{client_ip}]")).count();
     let pods: Vec<String> =
         kubectl_blocking(&api, &["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}"])
             .split_whitespace()
@@ -1516,6 +1537,33 @@ spec:
         });
         assert!(answer.contains("berth http v1"), "node .{node}: {answer}");
     }
+
+    // A LoadBalancer Service gets the nodes' addresses, and answers on them.
+    let external =
+        berth_testkit::blocking::eventually(Duration::from_secs(30), "the load balancer's addresses", || {
+            let ips =
+                kubectl_blocking(&api, &["get", "svc", "lb", "-o", "jsonpath={.status.loadBalancer.ingress[*].ip}"]);
+            (!ips.is_empty()).then_some(ips)
+        });
+    assert_eq!(external, format!("172.31.{subnet}.11 172.31.{subnet}.12"));
+    let shown = kubectl_blocking(&api, &["get", "svc", "lb", "--no-headers"]);
+    assert!(shown.contains(&format!("172.31.{subnet}.11,172.31.{subnet}.12")), "EXTERNAL-IP: {shown}");
+    for ip in external.split_whitespace() {
+        let answer = berth_testkit::blocking::eventually(Duration::from_secs(10), "the load balancer address", || {
+            http_get(&format!("{ip}:8081")).ok()
+        });
+        assert!(answer.contains("berth http v1"), "{ip}: {answer}");
+    }
+
+    // sessionAffinity: ClientIP sends one client's requests to one pod.
+    let sticky_ip = kubectl_blocking(&api, &["get", "svc", "sticky", "-o", "jsonpath={.spec.clusterIP}"]);
+    let before: Vec<usize> = pods.iter().map(|p| served(p)).collect();
+    let sticky = format!(
+        "ok=0; for i in $(seq 20); do wget -qO- http://{sticky_ip}/ >/dev/null && ok=$((ok+1)); done; echo $ok"
+    );
+    assert_eq!(kubectl_blocking(&api, &["exec", "client", "--", "sh", "-c", &sticky]).trim(), "20");
+    let per_pod: Vec<usize> = pods.iter().map(|p| served(p)).zip(&before).map(|(a, b)| a - b).collect();
+    assert_eq!(per_pod.iter().filter(|n| **n > 0).count(), 1, "one pod served the sticky client: {per_pod:?}");
 
     // No endpoints: refused at once, not a hang.
     let started = std::time::Instant::now();

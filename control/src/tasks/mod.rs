@@ -9,6 +9,7 @@
 //! * [`endpoints`] — Endpoints and ([`endpointslices`]) EndpointSlices of Services with selectors;
 //! * [`node_lifecycle`] — unreachable nodes: conditions, taints, evictions;
 //! * [`node_ipam`] — every Node's `spec.podCIDR` from `--cluster-cidr`;
+//! * [`service_lb`] — LoadBalancer Services' addresses: the Ready nodes' InternalIPs;
 //! * [`job`] — runs Jobs' pods to completion (and deletes Jobs past their TTL);
 //! * [`cronjob`] — starts CronJobs' Jobs on schedule;
 //! * [`quota`] — ResourceQuota `status.hard`/`status.used` (admission is in the registry);
@@ -46,6 +47,7 @@ pub mod pod_control;
 pub mod quota;
 pub mod replicaset;
 pub mod scheduler;
+pub mod service_lb;
 pub mod statefulset;
 pub mod status;
 pub mod sync_error;
@@ -109,6 +111,7 @@ pub fn all() -> Vec<(&'static str, TaskFn)> {
         ("endpoints-controller", Arc::new(|ctx, cancel| Box::pin(endpoints::run(ctx, cancel)))),
         ("node-lifecycle-controller", Arc::new(|ctx, cancel| Box::pin(node_lifecycle::run(ctx, cancel)))),
         ("node-ipam-controller", Arc::new(|ctx, cancel| Box::pin(node_ipam::run(ctx, cancel)))),
+        ("service-lb-controller", Arc::new(|ctx, cancel| Box::pin(service_lb::run(ctx, cancel)))),
         ("garbage-collector", Arc::new(|ctx, cancel| Box::pin(gc::run(ctx, cancel)))),
         ("job-controller", Arc::new(|ctx, cancel| Box::pin(job::run(ctx, cancel)))),
         ("cronjob-controller", Arc::new(|ctx, cancel| Box::pin(cronjob::run(ctx, cancel)))),

@@ -1538,6 +1538,10 @@ spec:
         assert!(answer.contains("berth http v1"), "node .{node}: {answer}");
     }
 
+    // The `kubernetes` Service reaches the API servers from a pod.
+    let version = kubectl_blocking(&api, &["exec", "client", "--", "wget", "-qO-", "http://10.96.0.1:443/version"]);
+    assert!(version.contains("gitVersion"), "the API through the kubernetes Service: {version}");
+
     // A LoadBalancer Service gets the nodes' addresses, and answers on them.
     let external =
         berth_testkit::blocking::eventually(Duration::from_secs(30), "the load balancer's addresses", || {

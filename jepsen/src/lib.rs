@@ -21,6 +21,7 @@ pub mod net;
 pub mod partition;
 pub mod pod_startup;
 pub mod procs;
+pub mod proxy_sync;
 pub mod recorder;
 pub mod report;
 pub mod runner;

@@ -9,6 +9,7 @@
 //! * [`endpoints`] — Endpoints and ([`endpointslices`]) EndpointSlices of Services with selectors;
 //! * [`node_lifecycle`] — unreachable nodes: conditions, taints, evictions;
 //! * [`node_ipam`] — every Node's `spec.podCIDR` from `--cluster-cidr`;
+//! * [`kubernetes_service`] — the `kubernetes` Service and its endpoints: the live API servers;
 //! * [`service_lb`] — LoadBalancer Services' addresses: the Ready nodes' InternalIPs;
 //! * [`job`] — runs Jobs' pods to completion (and deletes Jobs past their TTL);
 //! * [`cronjob`] — starts CronJobs' Jobs on schedule;
@@ -37,6 +38,7 @@ pub mod gc;
 pub mod hpa;
 pub mod job;
 pub mod kinds;
+pub mod kubernetes_service;
 pub mod leases;
 pub mod namespaces;
 pub mod node_ipam;
@@ -111,6 +113,7 @@ pub fn all() -> Vec<(&'static str, TaskFn)> {
         ("endpoints-controller", Arc::new(|ctx, cancel| Box::pin(endpoints::run(ctx, cancel)))),
         ("node-lifecycle-controller", Arc::new(|ctx, cancel| Box::pin(node_lifecycle::run(ctx, cancel)))),
         ("node-ipam-controller", Arc::new(|ctx, cancel| Box::pin(node_ipam::run(ctx, cancel)))),
+        ("kubernetes-service", Arc::new(|ctx, cancel| Box::pin(kubernetes_service::run(ctx, cancel)))),
         ("service-lb-controller", Arc::new(|ctx, cancel| Box::pin(service_lb::run(ctx, cancel)))),
         ("garbage-collector", Arc::new(|ctx, cancel| Box::pin(gc::run(ctx, cancel)))),
         ("job-controller", Arc::new(|ctx, cancel| Box::pin(job::run(ctx, cancel)))),

@@ -2,7 +2,8 @@
 //! one `berth-agent` with hollow nodes). `failover` times the controllers' takeover after
 //! kill -9 of the leader; `agent-failover` times an agent's move to another server after
 //! kill -9 of its own; `scheduling` times binding and starting many pods; `pod-startup`
-//! times pods reaching Running on a real containerd node; `churn` follows one server's
+//! times pods reaching Running on a real containerd node; `proxy-sync` times the agent's
+//! service proxy programming nftables; `churn` follows one server's
 //! memory and disk under steady churn for a long time.
 
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use berth_jepsen::agent_failover::{self, AgentFailoverConfig};
 use berth_jepsen::churn::{self, ChurnConfig};
 use berth_jepsen::control_bench::{self, FailoverConfig, SchedulingConfig};
 use berth_jepsen::pod_startup::{self, PodStartupConfig};
+use berth_jepsen::proxy_sync::{self, ProxySyncConfig};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -75,6 +77,18 @@ enum Bench {
         #[arg(long, default_value = "30s", value_parser = humantime_duration)]
         sample: std::time::Duration,
     },
+    /// The agent's service proxy programming nftables for many Services (in a private
+    /// network namespace; needs root and nft), against kube-proxy's iptables-mode ruleset
+    /// loaded with iptables-restore.
+    ProxySync {
+        #[arg(long, default_value_t = 1000)]
+        services: usize,
+        #[arg(long, default_value_t = 10)]
+        endpoints: usize,
+        /// Endpoint changes timed one after another.
+        #[arg(long, default_value_t = 50)]
+        changes: usize,
+    },
     /// One server under steady churn: RSS, DB size and compaction over time.
     Churn {
         /// How long to run (e.g. 60m, 90s).
@@ -129,6 +143,10 @@ async fn main() -> Result<()> {
         Bench::PodStartup { pods, images_dir, sample } => {
             let cfg = PodStartupConfig { pods: pods as usize, images_dir, sample };
             pod_startup::pod_startup(&dir, &cfg).await.context("pod startup benchmark")?.print();
+        }
+        Bench::ProxySync { services, endpoints, changes } => {
+            proxy_sync::proxy_sync(&ProxySyncConfig { services, endpoints, changes })
+                .context("proxy sync benchmark")?;
         }
         Bench::AgentFailover { trials, servers } => {
             anyhow::ensure!(trials > 0, "--trials must be positive");

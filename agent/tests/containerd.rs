@@ -1326,6 +1326,7 @@ fn a_local_cluster_gives_each_node_its_own_namespace_and_address() {
     });
     assert_ne!(pods[0].1, pods[1].1, "{pods:?}");
     for (node, ip) in &pods {
+        assert_routed_to_cluster(ip, subnet);
         let answer =
             berth_testkit::blocking::eventually(Duration::from_secs(30), "the pod to answer from the host", || {
                 http_get(&format!("{ip}:8080")).ok()
@@ -1384,6 +1385,14 @@ fn a_local_cluster_gives_each_node_its_own_namespace_and_address() {
     }
     assert!(left.is_empty(), "left after down: {left:#?}");
     assert!(cluster.dir.join("agent-node-2").is_dir(), "down keeps the data");
+}
+
+/// Fails unless the host sends `ip` into the cluster's node network `subnet` (the host's
+/// request must never leave for an address of the machine's own network).
+fn assert_routed_to_cluster(ip: &str, subnet: u64) {
+    let out = Command::new("ip").args(["-o", "route", "get", ip]).output().unwrap();
+    let route = String::from_utf8_lossy(&out.stdout);
+    assert!(route.contains(&format!("dev berth-net-{subnet} ")), "{ip} is not routed into the cluster: {route}");
 }
 
 /// `berthctl up --agents 2` with containerd and the demo images, under a temporary

@@ -1,9 +1,10 @@
 //! `berth-bench-control proxy-sync`: how fast the agent's service proxy programs the
 //! kernel, in a network namespace of the benchmark's own (removed after). N Services × M
 //! endpoints are made as Service and EndpointSlice objects; the proxy's own code decides the
-//! rules (`proxy::model::plan`) and writes them (`proxy::nft::ruleset`), and `nft -f`
-//! applies them: a full sync from nothing, then one endpoint changed at a time (the work
-//! from an EndpointSlice change to the rule being live, watch delivery excluded).
+//! rules (`proxy::model::plan`) and writes them (`proxy::nft::Rules`), and `nft -f`
+//! applies them: a full sync from nothing, then one endpoint changed at a time, applied
+//! incrementally as the agent does (the work from an EndpointSlice change to the rule
+//! being live: deciding, rendering the change, `nft`; watch delivery excluded).
 //!
 //! The reference in the same run is kube-proxy's iptables mode for the same Services: its
 //! ruleset shape (KUBE-SERVICES → KUBE-SVC-* with `statistic` → KUBE-SEP-* DNAT) loaded
@@ -161,9 +162,10 @@ pub fn proxy_sync(cfg: &ProxySyncConfig) -> Result<()> {
 
     let started = Instant::now();
     let plans = model::plan(&svc_refs, &slices.iter().collect::<Vec<_>>(), "node-0");
-    let rules = nft::ruleset(&plans, &cidr);
+    let mut applied = nft::Rules::of(&plans, &cidr);
+    let script = applied.full();
     let decide = started.elapsed();
-    let (full, full_cpu) = ns.run("nft", &["-f", "-"], &rules)?;
+    let (full, full_cpu) = ns.run("nft", &["-f", "-"], &script)?;
 
     let mut change_walls = Vec::new();
     let mut change_cpu = Duration::ZERO;
@@ -172,8 +174,9 @@ pub fn proxy_sync(cfg: &ProxySyncConfig) -> Result<()> {
         slices[i] = slice(i, cfg.endpoints, k + 1);
         let started = Instant::now();
         let plans = model::plan(&svc_refs, &slices.iter().collect::<Vec<_>>(), "node-0");
-        let rules = nft::ruleset(&plans, &cidr);
-        let (_, cpu) = ns.run("nft", &["-f", "-"], &rules)?;
+        let rules = nft::Rules::of(&plans, &cidr);
+        let (_, cpu) = ns.run("nft", &["-f", "-"], &rules.changes_from(&applied))?;
+        applied = rules;
         change_walls.push(started.elapsed());
         change_cpu += cpu;
     }
@@ -192,7 +195,7 @@ pub fn proxy_sync(cfg: &ProxySyncConfig) -> Result<()> {
         "proxy sync: {} Services x {} endpoints ({endpoints} endpoints), rules in a private netns",
         cfg.services, cfg.endpoints
     );
-    println!("  ruleset: {} lines, {} KiB", rules.lines().count(), rules.len() / 1024);
+    println!("  full ruleset: {} lines, {} KiB", script.lines().count(), script.len() / 1024);
     println!("  decide (plan + render): {}", ms(decide));
     println!("  full sync, nft -f: {} wall, {} CPU", ms(full), ms(full_cpu));
     println!(

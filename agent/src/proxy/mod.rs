@@ -1,9 +1,10 @@
 //! The service proxy (kube-proxy's job, nftables mode) in the agent: Services and
 //! EndpointSlices are watched, [`model::plan`] decides each Service port's addresses and
-//! endpoints, [`nft::ruleset`] turns that into the agent's own nftables table, and the
-//! table is replaced whenever the rules change (one atomic `nft -f` transaction; changes
-//! arriving within [`DEBOUNCE`] are applied together). A sync that fails is retried; the
-//! table is checked every [`RESYNC`] and put back if something removed it. The agent never
+//! endpoints, [`nft::Rules`] turns that into the agent's own nftables table: built whole at
+//! start, then changed incrementally (only the chains and map elements that differ), each
+//! sync one atomic `nft -f` transaction; changes arriving within [`DEBOUNCE`] are applied
+//! together. A sync that fails is retried by rebuilding the table whole; the table is
+//! checked every [`RESYNC`] and rebuilt if something removed it. The agent never
 //! touches other tables; [`cleanup`] (`berth-agent --cleanup`) deletes its own.
 
 pub mod model;
@@ -67,28 +68,35 @@ pub async fn run_proxy(client: kube::Client, settings: ProxySettings, cancel: Ca
         _ = cancel.cancelled() => return,
         _ = async { tokio::join!(services.wait_until_ready(), slices.wait_until_ready()) } => {}
     }
-    let mut applied: Option<String> = None;
+    // What the table holds (None: unknown, so the next sync rebuilds it whole).
+    let mut applied: Option<nft::Rules> = None;
     let mut resync = tokio::time::interval(RESYNC);
     resync.tick().await;
     loop {
-        let rules = {
+        let (rules, service_ports) = {
             let services = services.state();
             let slices = slices.state();
             let services: Vec<&Service> = services.iter().map(|s| s.as_ref()).collect();
             let slices: Vec<&EndpointSlice> = slices.iter().map(|s| s.as_ref()).collect();
             let plans = model::plan(&services, &slices, &settings.node);
-            (nft::ruleset(&plans, &settings.cluster_cidr), plans.len())
+            (nft::Rules::of(&plans, &settings.cluster_cidr), plans.len())
+        };
+        let script = match &applied {
+            Some(old) => rules.changes_from(old),
+            None => rules.full(),
         };
         let mut retry = false;
-        if applied.as_deref() != Some(rules.0.as_str()) {
+        if !script.is_empty() {
             let started = Instant::now();
-            match run("nft", &["-f", "-"], Some(&rules.0)).await {
+            let full = applied.is_none();
+            match run("nft", &["-f", "-"], Some(&script)).await {
                 Ok(_) => {
-                    tracing::info!(service_ports = rules.1, took = ?started.elapsed(), "service rules synced");
-                    applied = Some(rules.0);
+                    tracing::info!(service_ports, full, took = ?started.elapsed(), "service rules synced");
+                    applied = Some(rules);
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "service rules not applied; retrying");
+                    tracing::error!(error = %e, full, "service rules not applied; rebuilding them");
+                    applied = None;
                     retry = true;
                 }
             }

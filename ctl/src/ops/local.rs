@@ -270,6 +270,9 @@ pub fn server_args(cluster: &LocalCluster, s: &ServerProc, dir: &Path, restore: 
         "--initial-cluster-token".into(),
         "berth-local".into(),
     ];
+    if let Some(net) = &cluster.network {
+        args.extend(["--cluster-cidr".into(), net.cluster_cidr()]);
+    }
     if let Some(backup) = restore {
         args.extend(["--restore-snapshot".into(), backup.display().to_string()]);
     }
@@ -301,7 +304,7 @@ pub fn agent_args(cluster: &LocalCluster, a: &AgentProc, dir: &Path) -> Vec<Stri
     ];
     if let Some(net) = &cluster.network {
         let index = cluster.agents.iter().position(|x| x.node_name == a.node_name).unwrap_or(0);
-        args.extend(["--node-ip".into(), net.node_ip(index).to_string()]);
+        args.extend(["--node-ip".into(), net.node_ip(index).to_string(), "--cluster-cidr".into(), net.cluster_cidr()]);
     }
     if cluster.runtime == "containerd" {
         args.extend(["--pod-bridge".into(), pod_bridge(a)]);

@@ -35,6 +35,8 @@ const IP_TIMEOUT_SECS: &str = "10";
 const FIRST_NODE_HOST: usize = 11;
 /// The most agents a node network holds (up to `.254`).
 pub const MAX_NODES: usize = 254 - FIRST_NODE_HOST + 1;
+/// The most local clusters with node networks on one host (each has its own pod CIDR).
+pub const MAX_CLUSTERS: u8 = 132;
 /// The bridge, and the node's interface, inside their namespaces.
 const BRIDGE: &str = "br0";
 const NODE_IF: &str = "eth0";
@@ -55,6 +57,13 @@ impl NodeNetwork {
     /// The address of the `index`-th (0-based) node.
     pub fn node_ip(&self, index: usize) -> Ipv4Addr {
         Ipv4Addr::new(172, 31, self.subnet, (FIRST_NODE_HOST + index).min(254) as u8)
+    }
+
+    /// The cluster's pod CIDR: 10.244.0.0/16 for the first local cluster, 10.243.0.0/16
+    /// for the second… (down to 10.113.0.0/16, above the service range 10.96.0.0/12), so
+    /// that two local clusters' pods never share addresses or the host's routes to them.
+    pub fn cluster_cidr(&self) -> String {
+        format!("10.{}.0.0/16", 245 - u32::from(self.subnet).min(MAX_CLUSTERS as u32))
     }
 
     /// The host's end of the uplink veth (at most 15 bytes: `berth-net-254`).
@@ -166,7 +175,7 @@ impl NodeNetwork {
 /// output: every address the host uses has one) nor `taken` (subnets recorded by clusters
 /// whose namespaces exist) uses (pure).
 pub fn free_subnet(routes: &str, taken: &[u8]) -> Option<u8> {
-    (1..=254u8).find(|x| {
+    (1..=MAX_CLUSTERS).find(|x| {
         let prefix = format!("172.31.{x}.");
         !taken.contains(x)
             && !routes.split_whitespace().any(|word| word.starts_with(&prefix) || word.starts_with("172.31.0.0/16"))
@@ -197,7 +206,9 @@ pub fn claim() -> Result<NodeNetwork> {
         }
         taken.push(subnet);
     }
-    Err(CtlError::usage("no free subnet in 172.31.0.0/16 for the nodes' network"))
+    Err(CtlError::usage(format!(
+        "no free node network for another local cluster (172.31.1.0/24 to 172.31.{MAX_CLUSTERS}.0/24 are taken)"
+    )))
 }
 
 /// Makes `cmd` start inside the network namespace at `path` (and only that namespace:
@@ -277,6 +288,9 @@ mod tests {
         assert!(net.host_link().len() <= 15, "an interface name has at most 15 bytes");
         assert_eq!(net.node_ns("node-2"), "berth-254-node-2");
         assert_eq!(net.node_ns_path("node-2"), PathBuf::from("/var/run/netns/berth-254-node-2"));
+        assert_eq!(NodeNetwork { subnet: 1 }.cluster_cidr(), "10.244.0.0/16");
+        assert_eq!(NodeNetwork { subnet: 2 }.cluster_cidr(), "10.243.0.0/16");
+        assert_eq!(NodeNetwork { subnet: MAX_CLUSTERS }.cluster_cidr(), "10.113.0.0/16", "above 10.96.0.0/12");
     }
 
     #[test]
@@ -287,6 +301,6 @@ mod tests {
         assert_eq!(free_subnet(routes, &[]), Some(3));
         assert_eq!(free_subnet(routes, &[3, 4]), Some(5));
         assert_eq!(free_subnet("172.31.0.0/16 dev docker1\n", &[]), None, "the whole range is taken");
-        assert_eq!(free_subnet("", &(1..=254).collect::<Vec<u8>>()), None);
+        assert_eq!(free_subnet("", &(1..=MAX_CLUSTERS).collect::<Vec<u8>>()), None);
     }
 }

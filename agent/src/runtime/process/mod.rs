@@ -402,12 +402,21 @@ mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+    /// The test pod's uid: one per test (process and thread — the test's name), since tests
+    /// run side by side and a container's cgroup (`berth/{uid}/{container}`) is shared
+    /// machine-wide.
+    fn uid() -> String {
+        let thread = std::thread::current();
+        let test = thread.name().unwrap_or("main").rsplit("::").next().unwrap_or("main").to_string();
+        format!("uid-p-{}-{test}", std::process::id())
+    }
+
     fn pod() -> Pod {
         Pod {
             metadata: ObjectMeta {
                 name: Some("p".into()),
                 namespace: Some("ns".into()),
-                uid: Some("uid-p".into()),
+                uid: Some(uid()),
                 ..Default::default()
             },
             ..Default::default()
@@ -426,7 +435,7 @@ mod tests {
     async fn until(rt: &ProcessRuntime, what: &str, f: impl Fn(&ContainerRecord) -> bool) -> ContainerRecord {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(c) = rt.containers("uid-p").into_iter().find(|c| f(c)) {
+            if let Some(c) = rt.containers(&uid()).into_iter().find(|c| f(c)) {
                 return c;
             }
             assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
@@ -458,12 +467,12 @@ mod tests {
         assert_eq!(c.restart_count, 1);
         assert_eq!(c.last_terminated.as_ref().unwrap().exit_code, 3);
         assert!(rt.logs("ns", "p", "c", true).is_some());
-        rt.stop("uid-p", "c", Duration::from_secs(5));
+        rt.stop(&uid(), "c", Duration::from_secs(5));
         let c = until(&rt, "stopped", |c| matches!(c.state, RunState::Exited(_))).await;
         let RunState::Exited(t) = c.state else { unreachable!() };
         assert_eq!((t.exit_code, t.signal), (128 + libc::SIGTERM, Some(libc::SIGTERM)));
-        rt.forget("uid-p");
-        assert!(!dir.path().join("pods/uid-p").exists());
+        rt.forget(&uid());
+        assert!(!dir.path().join(format!("pods/{}", uid())).exists());
     }
 
     #[tokio::test]
@@ -481,14 +490,14 @@ mod tests {
             assert!(std::time::Instant::now() < deadline);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        rt.stop("uid-p", "c", Duration::from_millis(200));
+        rt.stop(&uid(), "c", Duration::from_millis(200));
         let c = until(&rt, "killed", |c| matches!(c.state, RunState::Exited(_))).await;
         let RunState::Exited(t) = c.state else { unreachable!() };
         assert_eq!(t.signal, Some(libc::SIGKILL));
 
         let no_command = Container { name: "c".into(), ..Default::default() };
         rt.start(&pod(), &no_command, vec![], vec![]);
-        let c = rt.containers("uid-p").pop().unwrap();
+        let c = rt.containers(&uid()).pop().unwrap();
         assert!(matches!(&c.state, RunState::CreateFailed { reason, .. } if reason == "CreateContainerError"));
         assert_eq!(rt.running(), 0);
     }

@@ -29,6 +29,19 @@ fn waiting_reason(p: &Pod) -> Option<String> {
     p.status.as_ref()?.container_statuses.as_ref()?.first()?.state.as_ref()?.waiting.as_ref()?.reason.clone()
 }
 
+/// A process-runtime agent for node `name` on `dir`, stopping its containers on exit.
+fn process_agent(name: &str, dir: &std::path::Path) -> AgentConfig {
+    AgentConfig {
+        node_name: name.into(),
+        template: NodeTemplate { heartbeat: Heartbeat::with_renew(Duration::from_secs(1)), ..Default::default() },
+        runtime: RuntimeKind::Process,
+        data_dir: dir.to_path_buf(),
+        listen_port: 0,
+        fake_start_delay: None,
+        stop_containers_on_exit: true,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_runtime_runs_logs_restarts_and_stops() {
     let mut cp = Server::start().await;
@@ -36,16 +49,7 @@ async fn process_runtime_runs_logs_restarts_and_stops() {
     let dir = tempfile::tempdir().unwrap();
     let cancel = CancellationToken::new();
     let _stop = cancel.clone().drop_guard();
-    let config = AgentConfig {
-        node_name: "worker-1".into(),
-        template: NodeTemplate { heartbeat: Heartbeat::with_renew(Duration::from_secs(1)), ..Default::default() },
-        runtime: RuntimeKind::Process,
-        data_dir: dir.path().to_path_buf(),
-        listen_port: 0,
-        fake_start_delay: None,
-        stop_containers_on_exit: true,
-    };
-    let agent = Agent::start(client.clone(), config, cancel.clone()).await.unwrap();
+    let agent = Agent::start(client.clone(), process_agent("worker-1", dir.path()), cancel.clone()).await.unwrap();
 
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
@@ -170,16 +174,7 @@ async fn kubectl_exec_runs_in_a_host_process_container() {
     let dir = tempfile::tempdir().unwrap();
     let cancel = CancellationToken::new();
     let _stop = cancel.clone().drop_guard();
-    let config = AgentConfig {
-        node_name: "worker-x".into(),
-        template: NodeTemplate { heartbeat: Heartbeat::with_renew(Duration::from_secs(1)), ..Default::default() },
-        runtime: RuntimeKind::Process,
-        data_dir: dir.path().to_path_buf(),
-        listen_port: 0,
-        fake_start_delay: None,
-        stop_containers_on_exit: true,
-    };
-    let _agent = Agent::start(client.clone(), config, cancel.clone()).await.unwrap();
+    let _agent = Agent::start(client.clone(), process_agent("worker-x", dir.path()), cancel.clone()).await.unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let shell = pod(
         "shell",

@@ -633,17 +633,22 @@ async fn stop_cluster(dir: &Path, cluster: &mut LocalCluster) -> usize {
     stopped
 }
 
-/// What a stopped containerd agent `a` may have left in its node's namespace — all of it
-/// when the agent was killed: its containerd, whose shims keep the containers running. A
-/// clean stop leaves nothing (the agent removes its sandboxes). Otherwise the orphaned
-/// containerd is killed and `berth-agent --remove-leftover-pods` removes the sandboxes
-/// through a containerd started again on the agent's directories (mounts and pod
-/// namespaces included), inside the node's namespace, bounded in time.
+/// What a stopped containerd agent `a` may have left — all of it when the agent was
+/// killed: its containerd, whose shims keep the containers running, and the sandboxes'
+/// mounts and network namespaces. The orphaned containerd (if any) is killed and
+/// `berth-agent --remove-leftover-pods` removes every sandbox containerd still records,
+/// through a containerd started again on the agent's directories, inside the node's
+/// namespace, bounded in time (about a second when there is nothing to remove).
 async fn remove_leftover_pods(dir: &Path, cluster: &LocalCluster, net: &NodeNetwork, a: &AgentProc) {
     let netns = net.node_ns_path(&a.node_name);
-    if !netns.exists() || node_net::wait_empty(std::slice::from_ref(&netns), Duration::from_secs(5)).await {
+    let containerd_root = dir.join(format!("agent-{}", a.node_name)).join("containerd").join("root");
+    if !netns.exists() || !containerd_root.is_dir() {
         return;
     }
+    // A clean stop leaves nothing running here; give the last shims a moment to go. Even
+    // then containerd's records may hold sandboxes whose teardown did not finish (their
+    // network namespaces would stay), so the removal below runs whenever containerd ran.
+    node_net::wait_empty(std::slice::from_ref(&netns), Duration::from_secs(5)).await;
     let config = dir.join(format!("agent-{}", a.node_name)).join("containerd").join("config.toml");
     let marker = config.display().to_string();
     for pid in node_net::processes_in(&netns) {

@@ -37,14 +37,18 @@ pub struct ProxySettings {
     pub cluster_cidr: Ipv4Cidr,
 }
 
-/// Watches `K` into a store, poking `changed` on every event, until the stream ends.
-fn follow<K>(api: kube::Api<K>, changed: std::sync::Arc<tokio::sync::Notify>) -> (Store<K>, tokio::task::JoinHandle<()>)
+/// Watches `K` into a store (a task in `tasks`), poking `changed` on every event.
+fn follow<K>(
+    tasks: &mut tokio::task::JoinSet<()>,
+    api: kube::Api<K>,
+    changed: std::sync::Arc<tokio::sync::Notify>,
+) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher::watcher(api, watcher::Config::default()).default_backoff());
-    let task = tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut stream = stream.boxed();
         while let Some(event) = stream.next().await {
             match event {
@@ -53,7 +57,7 @@ where
             }
         }
     });
-    (store, task)
+    store
 }
 
 /// Runs the proxy until `cancel`; the rules stay in place when it stops (traffic keeps
@@ -61,9 +65,10 @@ where
 pub async fn run_proxy(client: kube::Client, settings: ProxySettings, cancel: CancellationToken) {
     enable_bridge_netfilter();
     let changed = std::sync::Arc::new(tokio::sync::Notify::new());
-    let (services, services_task) = follow(kube::Api::<Service>::all(client.clone()), changed.clone());
-    let (slices, slices_task) = follow(kube::Api::<EndpointSlice>::all(client), changed.clone());
-    let _stop = scopeguard(vec![services_task, slices_task]);
+    // The watch tasks end with the proxy (a JoinSet aborts its tasks when dropped).
+    let mut watches = tokio::task::JoinSet::new();
+    let services = follow(&mut watches, kube::Api::<Service>::all(client.clone()), changed.clone());
+    let slices = follow(&mut watches, kube::Api::<EndpointSlice>::all(client), changed.clone());
     tokio::select! {
         _ = cancel.cancelled() => return,
         _ = async { tokio::join!(services.wait_until_ready(), slices.wait_until_ready()) } => {}
@@ -118,17 +123,6 @@ pub async fn run_proxy(client: kube::Client, settings: ProxySettings, cancel: Ca
             }
         }
     }
-}
-
-/// Aborts the watch tasks when the proxy returns.
-fn scopeguard(tasks: Vec<tokio::task::JoinHandle<()>>) -> impl Drop {
-    struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
-    impl Drop for AbortOnDrop {
-        fn drop(&mut self) {
-            self.0.iter().for_each(|t| t.abort());
-        }
-    }
-    AbortOnDrop(tasks)
 }
 
 /// Bridged pod-to-pod traffic must pass the ip hooks, or a reply from a pod on the same

@@ -81,7 +81,7 @@ fn conditions(node: &Node) -> &[NodeCondition] {
     node.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default()
 }
 
-fn condition<'a>(node: &'a Node, kind: &str) -> Option<&'a NodeCondition> {
+pub(crate) fn condition<'a>(node: &'a Node, kind: &str) -> Option<&'a NodeCondition> {
     conditions(node).iter().find(|c| c.type_ == kind)
 }
 

@@ -22,8 +22,7 @@ use crate::tasks::context::TaskContext;
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 fn is_ready(node: &Node) -> bool {
-    let conditions = node.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default();
-    conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+    super::node_lifecycle::condition(node, "Ready").is_some_and(|c| c.status == "True")
 }
 
 /// The addresses a LoadBalancer Service answers on (pure): the Ready, schedulable nodes'

@@ -125,6 +125,11 @@ impl FieldError {
         Self::new(ErrorType::Forbidden, field, None, detail)
     }
 
+    /// `field.TooMany`: `count` items where at most `max` are allowed.
+    pub(crate) fn too_many(field: &str, count: usize, max: usize) -> Self {
+        Self::new(ErrorType::TooMany, field, Some(count.to_string()), &format!("must have at most {max} items"))
+    }
+
     pub(crate) fn too_long(field: &str, max_bytes: usize) -> Self {
         Self::new(ErrorType::TooLong, field, None, &format!("must have at most {max_bytes} bytes"))
     }

@@ -394,12 +394,7 @@ pub(crate) fn validate_endpoint_slice(obj: &Value, errs: &mut Errs) {
     }
     let endpoints = objects_at(errs, obj, "", "endpoints");
     if endpoints.len() > MAX_SLICE_ENDPOINTS {
-        errs.push(FieldError::new(
-            super::ErrorType::TooMany,
-            "endpoints",
-            Some(endpoints.len().to_string()),
-            &format!("must have at most {MAX_SLICE_ENDPOINTS} items"),
-        ));
+        errs.push(FieldError::too_many("endpoints", endpoints.len(), MAX_SLICE_ENDPOINTS));
     }
     for (ep, endpoint) in &endpoints {
         let addresses = str_list_at(errs, endpoint, ep, "addresses");
@@ -407,12 +402,7 @@ pub(crate) fn validate_endpoint_slice(obj: &Value, errs: &mut Errs) {
         if addresses.is_empty() {
             errs.push(FieldError::required(&ap, "must contain at least 1 address"));
         } else if addresses.len() > MAX_ENDPOINT_ADDRESSES {
-            errs.push(FieldError::new(
-                super::ErrorType::TooMany,
-                &ap,
-                Some(addresses.len().to_string()),
-                &format!("must have at most {MAX_ENDPOINT_ADDRESSES} items"),
-            ));
+            errs.push(FieldError::too_many(&ap, addresses.len(), MAX_ENDPOINT_ADDRESSES));
         }
         for (field, address) in &addresses {
             let (field, address) = (field.as_str(), *address);
@@ -443,12 +433,7 @@ pub(crate) fn validate_endpoint_slice(obj: &Value, errs: &mut Errs) {
     }
     let ports = objects_at(errs, obj, "", "ports");
     if ports.len() > MAX_SLICE_PORTS {
-        errs.push(FieldError::new(
-            super::ErrorType::TooMany,
-            "ports",
-            Some(ports.len().to_string()),
-            &format!("must have at most {MAX_SLICE_PORTS} items"),
-        ));
+        errs.push(FieldError::too_many("ports", ports.len(), MAX_SLICE_PORTS));
     }
     let mut names_seen = BTreeSet::new();
     for (pp, port) in &ports {

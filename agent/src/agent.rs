@@ -114,6 +114,8 @@ impl Agent {
         let names = vec![config.node_name.clone()];
         let (senders, receivers, wake) = channels(&names);
         let mut containerd = None;
+        // Watches shared by the node's proxy and DNS; they end when the agent stops.
+        let mut watches = tokio::task::JoinSet::new();
         let runtime: Arc<dyn Runtime> = match &config.runtime {
             RuntimeKind::Fake => Arc::new(FakeRuntime::new(config.fake_start_delay, wake)),
             RuntimeKind::Process => {
@@ -121,6 +123,7 @@ impl Agent {
             }
             RuntimeKind::Containerd(options) => {
                 let (cri, own) = crate::runtime::cri::connect_or_start(options, &config.data_dir).await?;
+                let host_resolv = read_resolv_conf(options.dns.resolv_conf.as_deref());
                 if let Some(own) = &own {
                     let network = crate::runtime::cri::cni::PodNetwork {
                         pod_cidr: String::new(),
@@ -132,8 +135,13 @@ impl Agent {
                         let node = config.node_name.clone();
                         let settings = crate::podnet::PodNetSettings { node: node.clone(), cluster_cidr };
                         tokio::spawn(crate::podnet::run_sync(client.clone(), settings, cancel.clone()));
+                        let view = crate::service_view::ServiceView::start(&client, &mut watches);
                         let settings = crate::proxy::ProxySettings { node, cluster_cidr };
-                        tokio::spawn(crate::proxy::run_proxy(client.clone(), settings, cancel.clone()));
+                        tokio::spawn(crate::proxy::run_proxy(view.clone(), settings, cancel.clone()));
+                        if options.dns.serve_port != 0 {
+                            let settings = dns_settings(&options.dns, config.template.node_ip, &host_resolv);
+                            tokio::spawn(crate::dns::run_dns(view, settings, cancel.clone()));
+                        }
                     }
                     crate::runtime::cri::cni::check_bridge_name(&network.bridge)?;
                     tokio::spawn(crate::runtime::cri::cni::configure_when_assigned(
@@ -154,6 +162,11 @@ impl Agent {
                     api: client.clone(),
                     image_gc: options.image_gc,
                     sandbox_image: options.sandbox_image.clone(),
+                    pod_dns: crate::dns::resolv::PodDnsSettings {
+                        cluster_dns: options.dns.cluster_dns.iter().map(|ip| ip.to_string()).collect(),
+                        cluster_domain: options.dns.cluster_domain.clone(),
+                        host: host_resolv,
+                    },
                 };
                 Arc::new(crate::runtime::cri::CriRuntime::new(cri, settings).await?)
             }
@@ -169,9 +182,17 @@ impl Agent {
         let data_dir = config.data_dir.clone();
         let pressure: Arc<dyn Fn() -> Pressure + Send + Sync> = Arc::new(move || crate::host::pressure(&data_dir));
         let api = ApiAccess::new(client, 16);
+        let cancel_watches = cancel.clone();
         let supervisor = containerd.clone().map(|c| tokio::spawn(c.supervise(cancel.clone())));
         let mut running = spawn_nodes(api, vec![identity], senders, receivers, runtime, listener, pressure, cancel)?;
         running.tasks.extend(supervisor);
+        if !watches.is_empty() {
+            let cancel = cancel_watches;
+            running.tasks.push(tokio::spawn(async move {
+                cancel.cancelled().await;
+                watches.shutdown().await;
+            }));
+        }
         tracing::info!(node = %config.node_name, kubelet = %running.kubelet_addr, "agent running");
         Ok(Agent { node_name: config.node_name, kubelet_addr: running.kubelet_addr, tasks: running.tasks, containerd })
     }
@@ -194,6 +215,37 @@ impl Agent {
             // Dropping it waits for containerd to exit: not on a runtime thread.
             let _ = tokio::task::spawn_blocking(move || drop(containerd)).await;
         }
+    }
+}
+
+/// The host's resolv.conf at `path` (none, or unreadable: empty, with a warning).
+fn read_resolv_conf(path: Option<&std::path::Path>) -> crate::dns::resolv::ResolvConf {
+    let Some(path) = path else { return Default::default() };
+    match std::fs::read_to_string(path) {
+        Ok(text) => crate::dns::resolv::ResolvConf::parse(&text),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the host resolv.conf; pods with dnsPolicy Default get no resolvers");
+            Default::default()
+        }
+    }
+}
+
+/// The node's DNS server: on `node_ip:serve_port`, forwarding to the host's nameservers.
+fn dns_settings(
+    options: &crate::config::DnsOptions,
+    node_ip: std::net::IpAddr,
+    host: &crate::dns::resolv::ResolvConf,
+) -> crate::dns::DnsSettings {
+    let upstream = host
+        .nameservers
+        .iter()
+        .filter_map(|ns| ns.parse::<std::net::IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect();
+    crate::dns::DnsSettings {
+        domain: options.cluster_domain.clone(),
+        listen: SocketAddr::new(node_ip, options.serve_port),
+        upstream,
     }
 }
 

@@ -70,6 +70,23 @@ pub struct AgentArgs {
     /// The cluster's pod CIDR (the servers' `--cluster-cidr`): never masqueraded.
     #[arg(long, default_value = "10.244.0.0/16", value_parser = parse_cidr)]
     pub cluster_cidr: berth_proto::model::cidr::Ipv4Cidr,
+    /// `--runtime containerd`: comma-separated DNS server addresses for ClusterFirst pods
+    /// (kubelet's flag; a local cluster passes the kube-dns Service's ClusterIP). Empty:
+    /// pods use the host's resolvers.
+    #[arg(long, value_delimiter = ',', value_name = "IP,...")]
+    pub cluster_dns: Vec<IpAddr>,
+    /// `--runtime containerd`: the cluster's DNS domain (pods' search path; the domain the
+    /// node's DNS server answers for).
+    #[arg(long, default_value = config::DEFAULT_CLUSTER_DOMAIN, value_parser = parse_domain)]
+    pub cluster_domain: String,
+    /// `--runtime containerd`: the host resolv.conf — `dnsPolicy: Default` pods' resolvers and
+    /// the cluster DNS server's upstream ("" for none).
+    #[arg(long, default_value = "/etc/resolv.conf", value_name = "FILE")]
+    pub resolv_conf: PathBuf,
+    /// `--runtime containerd` with `--pod-network host-gw`: the port this node serves cluster
+    /// DNS on, at `--node-ip` (the kube-dns Service's endpoint); 0 turns the server off.
+    #[arg(long, default_value_t = 53)]
+    pub dns_port: u16,
     /// Remove the pod network's routes and the nftables tables (pod masquerade, service
     /// proxy) this agent made on this host (as `kube-proxy --cleanup` does), then exit.
     /// Needs no API server.
@@ -140,6 +157,14 @@ pub struct CapacityOverride(pub String);
 
 fn parse_cidr(s: &str) -> Result<berth_proto::model::cidr::Ipv4Cidr, String> {
     s.parse()
+}
+
+fn parse_domain(s: &str) -> Result<String, String> {
+    let domain = s.trim_end_matches('.');
+    match berth_proto::model::names::is_dns1123_subdomain(domain).as_slice() {
+        [] => Ok(domain.to_string()),
+        problems => Err(format!("{s:?}: {}", problems.join("; "))),
+    }
 }
 
 fn parse_node_name(s: &str) -> std::result::Result<String, String> {
@@ -248,7 +273,7 @@ impl AgentArgs {
                 runtime: match self.runtime {
                     RuntimeArg::Process => RuntimeKind::Process,
                     RuntimeArg::Fake => RuntimeKind::Fake,
-                    RuntimeArg::Containerd => RuntimeKind::Containerd(CriOptions {
+                    RuntimeArg::Containerd => RuntimeKind::Containerd(Box::new(CriOptions {
                         endpoint: self.container_runtime_endpoint,
                         sandbox_image: self.pod_infra_container_image,
                         cni_bin_dir: self.cni_bin_dir,
@@ -256,7 +281,13 @@ impl AgentArgs {
                         images_dir: self.images_dir,
                         image_gc,
                         cluster_cidr: (self.pod_network == "host-gw").then_some(self.cluster_cidr),
-                    }),
+                        dns: config::DnsOptions {
+                            cluster_dns: self.cluster_dns,
+                            cluster_domain: self.cluster_domain,
+                            resolv_conf: Some(self.resolv_conf).filter(|p| !p.as_os_str().is_empty()),
+                            serve_port: self.dns_port,
+                        },
+                    })),
                 },
                 data_dir: self.data_dir,
                 listen_port: self.listen_port,

@@ -19,7 +19,7 @@ pub enum RuntimeKind {
     /// Nothing runs; containers report Running after a short delay.
     Fake,
     /// Containers from images through CRI, against containerd.
-    Containerd(CriOptions),
+    Containerd(Box<CriOptions>),
 }
 
 /// How the agent reaches (or runs) its CRI runtime.
@@ -43,7 +43,38 @@ pub struct CriOptions {
     /// leaving this CIDR); None: pods reach only this node's pods and, masqueraded by the
     /// bridge plugin, everything else.
     pub cluster_cidr: Option<berth_proto::model::cidr::Ipv4Cidr>,
+    /// Pods' DNS and the node's cluster DNS server.
+    pub dns: DnsOptions,
 }
+
+/// DNS on a containerd node: what pods' resolv.conf says (kubelet's `--cluster-dns`,
+/// `--cluster-domain`, `--resolv-conf`) and where the node serves the cluster domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsOptions {
+    /// The cluster DNS addresses ClusterFirst pods use (empty: the host's resolvers).
+    pub cluster_dns: Vec<std::net::IpAddr>,
+    pub cluster_domain: String,
+    /// The host resolv.conf: `Default`-policy pods' configuration and the cluster DNS
+    /// server's upstream (None: none).
+    pub resolv_conf: Option<PathBuf>,
+    /// The port the node serves cluster DNS on, at its InternalIP, when it runs the pod
+    /// network and service proxy (0: it does not).
+    pub serve_port: u16,
+}
+
+impl Default for DnsOptions {
+    fn default() -> DnsOptions {
+        DnsOptions {
+            cluster_dns: Vec::new(),
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.into(),
+            resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
+            serve_port: 53,
+        }
+    }
+}
+
+/// kubelet's default `--cluster-domain`.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 
 impl Default for CriOptions {
     fn default() -> CriOptions {
@@ -55,6 +86,7 @@ impl Default for CriOptions {
             images_dir: None,
             image_gc: Default::default(),
             cluster_cidr: None,
+            dns: DnsOptions::default(),
         }
     }
 }

@@ -681,7 +681,7 @@ impl AgentNode {
         let config = AgentConfig {
             node_name: Self::NAME.into(),
             template: NodeTemplate { heartbeat: Heartbeat::with_renew(Duration::from_secs(1)), ..Default::default() },
-            runtime: RuntimeKind::Containerd(CriOptions {
+            runtime: RuntimeKind::Containerd(Box::new(CriOptions {
                 endpoint: None,
                 sandbox_image: format!("{}/berth/pause:1", registry.address),
                 cni_bin_dir: PathBuf::from("/usr/lib/cni"),
@@ -691,7 +691,8 @@ impl AgentNode {
                 // This node is alone, in the test's own network namespace: no routes or
                 // masquerade rules of the agent's on the host.
                 cluster_cidr: None,
-            }),
+                ..Default::default()
+            })),
             data_dir: data_dir.clone(),
             listen_port: 0,
             fake_start_delay: None,

@@ -1,5 +1,5 @@
-//! The service proxy (kube-proxy's job, nftables mode) in the agent: Services and
-//! EndpointSlices are watched, [`model::plan`] decides each Service port's addresses and
+//! The service proxy (kube-proxy's job, nftables mode) in the agent: from the node's
+//! [`ServiceView`] of Services and EndpointSlices, [`model::plan`] decides each Service port's addresses and
 //! endpoints, [`nft::Rules`] turns that into the agent's own nftables table: built whole at
 //! start, then changed incrementally (only the chains and map elements that differ), each
 //! sync one atomic `nft -f` transaction; changes arriving within [`DEBOUNCE`] are applied
@@ -13,14 +13,12 @@ pub mod nft;
 use std::time::{Duration, Instant};
 
 use berth_proto::model::cidr::Ipv4Cidr;
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::command::run;
+use crate::service_view::ServiceView;
 
 /// Changes arriving within this window go into one sync.
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -37,41 +35,14 @@ pub struct ProxySettings {
     pub cluster_cidr: Ipv4Cidr,
 }
 
-/// Watches `K` into a store (a task in `tasks`), poking `changed` on every event.
-fn follow<K>(
-    tasks: &mut tokio::task::JoinSet<()>,
-    api: kube::Api<K>,
-    changed: std::sync::Arc<tokio::sync::Notify>,
-) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-{
-    let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher::watcher(api, watcher::Config::default()).default_backoff());
-    tasks.spawn(async move {
-        let mut stream = stream.boxed();
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(_) => changed.notify_one(),
-                Err(e) => tracing::warn!(error = %e, "service proxy watch failed; re-listing after back-off"),
-            }
-        }
-    });
-    store
-}
-
 /// Runs the proxy until `cancel`; the rules stay in place when it stops (traffic keeps
 /// flowing while the agent restarts, as with kube-proxy).
-pub async fn run_proxy(client: kube::Client, settings: ProxySettings, cancel: CancellationToken) {
+pub async fn run_proxy(view: ServiceView, settings: ProxySettings, cancel: CancellationToken) {
     enable_bridge_netfilter();
-    let changed = std::sync::Arc::new(tokio::sync::Notify::new());
-    // The watch tasks end with the proxy (a JoinSet aborts its tasks when dropped).
-    let mut watches = tokio::task::JoinSet::new();
-    let services = follow(&mut watches, kube::Api::<Service>::all(client.clone()), changed.clone());
-    let slices = follow(&mut watches, kube::Api::<EndpointSlice>::all(client), changed.clone());
+    let mut changes = view.changes();
     tokio::select! {
         _ = cancel.cancelled() => return,
-        _ = async { tokio::join!(services.wait_until_ready(), slices.wait_until_ready()) } => {}
+        _ = view.wait_until_ready() => {}
     }
     // What the table holds (None: unknown, so the next sync rebuilds it whole).
     let mut applied: Option<nft::Rules> = None;
@@ -79,8 +50,7 @@ pub async fn run_proxy(client: kube::Client, settings: ProxySettings, cancel: Ca
     resync.tick().await;
     loop {
         let (rules, service_ports) = {
-            let services = services.state();
-            let slices = slices.state();
+            let (services, slices) = view.snapshot();
             let services: Vec<&Service> = services.iter().map(|s| s.as_ref()).collect();
             let slices: Vec<&EndpointSlice> = slices.iter().map(|s| s.as_ref()).collect();
             let plans = model::plan(&services, &slices, &settings.node);
@@ -115,7 +85,10 @@ pub async fn run_proxy(client: kube::Client, settings: ProxySettings, cancel: Ca
                     applied = None;
                 }
             }
-            _ = changed.notified() => {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return; // the watches stopped: the agent is stopping
+                }
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(DEBOUNCE) => {}

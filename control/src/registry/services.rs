@@ -58,8 +58,11 @@ fn in_cidr(ip: Ipv4Addr) -> bool {
 fn random_ip() -> String {
     let (base, bits) = SERVICE_CIDR;
     let size = 1u32 << (32 - bits);
-    // Skip the network address, .1 (the kubernetes Service) and the broadcast address.
-    let offset = rand::rng().random_range(2..size - 1);
+    // Kubernetes' static subrange: the lowest min(max(16, size/16), 256) addresses are left
+    // to Services that name their IP (10.96.0.1 `kubernetes`, 10.96.0.10 `kube-dns`);
+    // random ones come from above it (the range also skips the broadcast address).
+    let static_band = (size / 16).clamp(16, 256);
+    let offset = rand::rng().random_range(static_band..size - 1);
     Ipv4Addr::from(base + offset).to_string()
 }
 

@@ -101,6 +101,43 @@ pub fn desired(by_port: &BTreeMap<u16, Vec<String>>) -> (Vec<EndpointSubset>, Ve
     (subsets, slices)
 }
 
+/// Makes the EndpointSlices of the selector-less Service `namespace/service` exactly
+/// `wanted` (name, content): creates and replaces what differs, deletes the Service's
+/// other slices. `existing` is the informer's view of all slices.
+pub(super) async fn put_slices(
+    ctx: &TaskContext,
+    api: &Api<EndpointSlice>,
+    existing: &[std::sync::Arc<EndpointSlice>],
+    namespace: &str,
+    service: &str,
+    wanted: &[(String, EndpointSlice)],
+) {
+    let named =
+        |m: &ObjectMeta, name: &str| m.namespace.as_deref() == Some(namespace) && m.name.as_deref() == Some(name);
+    for (name, slice) in wanted {
+        let current = existing.iter().find(|s| named(&s.metadata, name));
+        if current.is_some_and(|c| c.endpoints == slice.endpoints && c.ports == slice.ports) {
+            continue;
+        }
+        let mut slice = slice.clone();
+        slice.metadata.resource_version = current.and_then(|c| c.metadata.resource_version.clone());
+        let result = match current {
+            Some(_) => api.replace(name, &PostParams::default(), &slice).await,
+            None => api.create(&PostParams::default(), &slice).await,
+        };
+        super::endpoints::record(ctx, result);
+    }
+    // Slices no longer wanted (a port no server uses any more).
+    for stale in existing.iter().filter(|s| {
+        s.metadata.namespace.as_deref() == Some(namespace)
+            && s.labels().get(LABEL_SERVICE_NAME).map(String::as_str) == Some(service)
+            && !wanted.iter().any(|(n, _)| Some(n.as_str()) == s.metadata.name.as_deref())
+    }) {
+        let result = api.delete(&stale.name_any(), &Default::default()).await.map(drop);
+        super::endpoints::record(ctx, result);
+    }
+}
+
 /// Keeps the Service, its Endpoints and its EndpointSlices, until `cancel`.
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let leases = ctx.informers.store::<Lease>();
@@ -159,29 +196,7 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
                 };
                 super::endpoints::record(&ctx, result);
             }
-            let existing = slices_store.state();
-            for (name, mut slice) in wanted_slices.clone() {
-                let current = existing.iter().find(|s| in_default(&s.metadata, &name));
-                let same = current.is_some_and(|c| c.endpoints == slice.endpoints && c.ports == slice.ports);
-                if same {
-                    continue;
-                }
-                slice.metadata.resource_version = current.and_then(|c| c.metadata.resource_version.clone());
-                let result = match current {
-                    Some(_) => slices.replace(&name, &PostParams::default(), &slice).await,
-                    None => slices.create(&PostParams::default(), &slice).await,
-                };
-                super::endpoints::record(&ctx, result);
-            }
-            // Slices of ports no server uses any more.
-            for stale in existing.iter().filter(|s| {
-                s.metadata.namespace.as_deref() == Some(NAMESPACE)
-                    && s.labels().get(LABEL_SERVICE_NAME).map(String::as_str) == Some(NAME)
-                    && !wanted_slices.iter().any(|(n, _)| Some(n.as_str()) == s.metadata.name.as_deref())
-            }) {
-                let result = slices.delete(&stale.name_any(), &Default::default()).await.map(drop);
-                super::endpoints::record(&ctx, result);
-            }
+            put_slices(&ctx, &slices, &slices_store.state(), NAMESPACE, NAME, &wanted_slices).await;
         };
         if every.pass(pass).await.is_none() {
             return;

@@ -10,6 +10,7 @@
 //! * [`node_lifecycle`] — unreachable nodes: conditions, taints, evictions;
 //! * [`node_ipam`] — every Node's `spec.podCIDR` from `--cluster-cidr`;
 //! * [`kubernetes_service`] — the `kubernetes` Service and its endpoints: the live API servers;
+//! * [`cluster_dns`] — the `kube-dns` Service: every Ready node's DNS server, used node-locally;
 //! * [`service_lb`] — LoadBalancer Services' addresses: the Ready nodes' InternalIPs;
 //! * [`job`] — runs Jobs' pods to completion (and deletes Jobs past their TTL);
 //! * [`cronjob`] — starts CronJobs' Jobs on schedule;
@@ -24,6 +25,7 @@
 //! * [`ownership`] and [`workqueue`] — what the workload controllers share (claiming,
 //!   pod availability; informers and the work queue).
 
+pub mod cluster_dns;
 pub mod context;
 pub mod controller;
 pub mod cronjob;
@@ -114,6 +116,7 @@ pub fn all() -> Vec<(&'static str, TaskFn)> {
         ("node-lifecycle-controller", Arc::new(|ctx, cancel| Box::pin(node_lifecycle::run(ctx, cancel)))),
         ("node-ipam-controller", Arc::new(|ctx, cancel| Box::pin(node_ipam::run(ctx, cancel)))),
         ("kubernetes-service", Arc::new(|ctx, cancel| Box::pin(kubernetes_service::run(ctx, cancel)))),
+        ("cluster-dns-service", Arc::new(|ctx, cancel| Box::pin(cluster_dns::run(ctx, cancel)))),
         ("service-lb-controller", Arc::new(|ctx, cancel| Box::pin(service_lb::run(ctx, cancel)))),
         ("garbage-collector", Arc::new(|ctx, cancel| Box::pin(gc::run(ctx, cancel)))),
         ("job-controller", Arc::new(|ctx, cancel| Box::pin(job::run(ctx, cancel)))),

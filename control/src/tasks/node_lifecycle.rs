@@ -85,6 +85,17 @@ pub(crate) fn condition<'a>(node: &'a Node, kind: &str) -> Option<&'a NodeCondit
     conditions(node).iter().find(|c| c.type_ == kind)
 }
 
+/// Whether the node's Ready condition is True.
+pub(crate) fn node_is_ready(node: &Node) -> bool {
+    condition(node, "Ready").is_some_and(|c| c.status == "True")
+}
+
+/// The node's first InternalIP address.
+pub(crate) fn internal_ip(node: &Node) -> Option<&str> {
+    let addresses = node.status.as_ref()?.addresses.as_ref()?;
+    addresses.iter().find(|a| a.type_ == "InternalIP").map(|a| a.address.as_str())
+}
+
 fn taints(node: &Node) -> &[Taint] {
     node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default()
 }

@@ -16,24 +16,18 @@ use kube::ResourceExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::node_lifecycle::{internal_ip, node_is_ready};
 use crate::periodic::Every;
 use crate::tasks::context::TaskContext;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-fn is_ready(node: &Node) -> bool {
-    super::node_lifecycle::condition(node, "Ready").is_some_and(|c| c.status == "True")
-}
-
 /// The addresses a LoadBalancer Service answers on (pure): the Ready, schedulable nodes'
 /// InternalIPs, sorted; every node when none is Ready (an address that may answer later
 /// beats `<pending>`).
 pub fn ingress_ips(nodes: &[&Node]) -> Vec<String> {
-    let internal_ip = |n: &Node| {
-        let addresses = n.status.as_ref()?.addresses.as_ref()?;
-        addresses.iter().find(|a| a.type_ == "InternalIP").map(|a| a.address.clone())
-    };
-    let usable = |n: &&&Node| is_ready(n) && !n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
+    let internal_ip = |n: &Node| internal_ip(n).map(String::from);
+    let usable = |n: &&&Node| node_is_ready(n) && !n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
     let mut ips: Vec<String> = nodes.iter().filter(usable).filter_map(|n| internal_ip(n)).collect();
     if ips.is_empty() {
         ips = nodes.iter().filter_map(|n| internal_ip(n)).collect();

@@ -308,6 +308,11 @@ pub fn agent_args(cluster: &LocalCluster, a: &AgentProc, dir: &Path) -> Vec<Stri
     }
     if cluster.runtime == "containerd" {
         args.extend(["--pod-bridge".into(), pod_bridge(a)]);
+        if cluster.network.is_some() {
+            // The servers' kube-dns Service, answered by each node's own DNS server.
+            let dns = berth_proto::model::well_known::KUBE_DNS_CLUSTER_IP;
+            args.extend(["--cluster-dns".into(), dns.into()]);
+        }
         if let Some(images) = &cluster.images_dir {
             args.extend(["--images-dir".into(), images.display().to_string()]);
         }

@@ -106,3 +106,10 @@ pub const SECRET_TYPE_BASIC_AUTH: &str = "kubernetes.io/basic-auth";
 pub const SECRET_TYPE_SSH_AUTH: &str = "kubernetes.io/ssh-auth";
 /// A TLS certificate and key (`tls.crt`, `tls.key`).
 pub const SECRET_TYPE_TLS: &str = "kubernetes.io/tls";
+
+// ---- Well-known Service addresses ---------------------------------------------------------
+
+/// The `kube-dns` Service's ClusterIP (kube-system), the tenth address of the default
+/// service range as kubeadm reserves it: what local clusters pass as kubelets'
+/// `--cluster-dns`.
+pub const KUBE_DNS_CLUSTER_IP: &str = "10.96.0.10";

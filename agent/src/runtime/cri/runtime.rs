@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use berth_proto::cri::{
     AttachRequest, ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState,
-    ContainerStatus as CriContainerStatus, ContainerStatusRequest, CreateContainerRequest, ExecRequest,
+    ContainerStatus as CriContainerStatus, ContainerStatusRequest, CreateContainerRequest, DnsConfig, ExecRequest,
     ExecSyncRequest, ImageFsInfoRequest, ImageSpec, ImageStatusRequest, KeyValue, LinuxPodSandboxConfig,
     LinuxSandboxSecurityContext, ListContainersRequest, ListImagesRequest, ListPodSandboxRequest, Mount as CriMount,
     NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata, PodSandboxState,
@@ -49,6 +49,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::client::CriClient;
+use crate::dns::resolv::{pod_resolv_conf, PodDnsSettings};
 use crate::prober::RuntimeExec;
 use crate::runtime::process::{RotatingLog, MAX_LOG_BYTES};
 use crate::runtime::{
@@ -151,6 +152,8 @@ struct Inner {
     api: kube::Client,
     image_gc: ImageGcPolicy,
     sandbox_image: String,
+    /// What pods' resolv.conf is made from.
+    pod_dns: PodDnsSettings,
     /// Per image id: when first seen and when a container last started from it.
     images_seen: Mutex<HashMap<String, (Timestamp, Timestamp)>>,
     /// Forgotten pods whose containers and sandbox are still being removed.
@@ -350,6 +353,7 @@ impl CriRuntime {
             api: s.api,
             image_gc: s.image_gc,
             sandbox_image: s.sandbox_image,
+            pod_dns: s.pod_dns,
             images_seen: Mutex::default(),
             removing: Default::default(),
             version: format!("{}://{}", version.runtime_name, version.runtime_version),
@@ -384,6 +388,8 @@ pub struct CriRuntimeSettings {
     pub image_gc: ImageGcPolicy,
     /// Never collected.
     pub sandbox_image: String,
+    /// What pods' resolv.conf is made from.
+    pub pod_dns: PodDnsSettings,
 }
 
 impl Inner {
@@ -611,6 +617,9 @@ impl Inner {
         let log_directory = self.pods_dir.join(&uid).join("logs");
         std::fs::create_dir_all(&log_directory).map_err(|e| format!("creating {}: {e}", log_directory.display()))?;
         let mut config = sandbox_config(pod, &log_directory.display().to_string());
+        let resolv = pod_resolv_conf(pod, &self.pod_dns);
+        config.dns_config =
+            Some(DnsConfig { servers: resolv.nameservers, searches: resolv.searches, options: resolv.options });
         let mut runtime = self.client.runtime.clone();
         // A failed RunPodSandbox leaves a NotReady sandbox holding the name of its attempt:
         // remove what earlier attempts left and try under the next attempt number, as the

@@ -114,8 +114,10 @@ impl Agent {
         let names = vec![config.node_name.clone()];
         let (senders, receivers, wake) = channels(&names);
         let mut containerd = None;
-        // Watches shared by the node's proxy and DNS; they end when the agent stops.
+        // Services and EndpointSlices, watched once for the node's proxy, DNS and containers'
+        // Service variables; the watches end when the agent stops.
         let mut watches = tokio::task::JoinSet::new();
+        let view = crate::service_view::ServiceView::start(&client, &mut watches);
         let runtime: Arc<dyn Runtime> = match &config.runtime {
             RuntimeKind::Fake => Arc::new(FakeRuntime::new(config.fake_start_delay, wake)),
             RuntimeKind::Process => {
@@ -135,12 +137,11 @@ impl Agent {
                         let node = config.node_name.clone();
                         let settings = crate::podnet::PodNetSettings { node: node.clone(), cluster_cidr };
                         tokio::spawn(crate::podnet::run_sync(client.clone(), settings, cancel.clone()));
-                        let view = crate::service_view::ServiceView::start(&client, &mut watches);
                         let settings = crate::proxy::ProxySettings { node, cluster_cidr };
                         tokio::spawn(crate::proxy::run_proxy(view.clone(), settings, cancel.clone()));
                         if options.dns.serve_port != 0 {
                             let settings = dns_settings(&options.dns, config.template.node_ip, &host_resolv);
-                            tokio::spawn(crate::dns::run_dns(view, settings, cancel.clone()));
+                            tokio::spawn(crate::dns::run_dns(view.clone(), settings, cancel.clone()));
                         }
                     }
                     crate::runtime::cri::cni::check_bridge_name(&network.bridge)?;
@@ -181,18 +182,16 @@ impl Agent {
         };
         let data_dir = config.data_dir.clone();
         let pressure: Arc<dyn Fn() -> Pressure + Send + Sync> = Arc::new(move || crate::host::pressure(&data_dir));
-        let api = ApiAccess::new(client, 16);
+        let mut api = ApiAccess::new(client, 16);
+        api.services = Some(view.services.clone());
         let cancel_watches = cancel.clone();
         let supervisor = containerd.clone().map(|c| tokio::spawn(c.supervise(cancel.clone())));
         let mut running = spawn_nodes(api, vec![identity], senders, receivers, runtime, listener, pressure, cancel)?;
         running.tasks.extend(supervisor);
-        if !watches.is_empty() {
-            let cancel = cancel_watches;
-            running.tasks.push(tokio::spawn(async move {
-                cancel.cancelled().await;
-                watches.shutdown().await;
-            }));
-        }
+        running.tasks.push(tokio::spawn(async move {
+            cancel_watches.cancelled().await;
+            watches.shutdown().await;
+        }));
         tracing::info!(node = %config.node_name, kubelet = %running.kubelet_addr, "agent running");
         Ok(Agent { node_name: config.node_name, kubelet_addr: running.kubelet_addr, tasks: running.tasks, containerd })
     }

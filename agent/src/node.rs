@@ -141,6 +141,9 @@ pub struct ApiAccess {
     pub writes: Arc<Semaphore>,
     /// Timeout for one API write.
     pub timeout: Duration,
+    /// The cluster's Services, for containers' Service environment variables (None: the
+    /// hollow nodes of scale tests, which set none).
+    pub services: Option<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Service>>,
 }
 
 impl ApiAccess {
@@ -149,6 +152,7 @@ impl ApiAccess {
             client,
             writes: Arc::new(Semaphore::new(max_concurrent_writes.max(1))),
             timeout: Duration::from_secs(15),
+            services: None,
         }
     }
 

@@ -1704,3 +1704,139 @@ async fn lifecycle_hooks_run_in_the_container_and_over_http() {
     server.abort();
     node.stop().await;
 }
+
+/// Cluster DNS on a two-node cluster, from pods, with the real kubectl: `kubectl expose`d
+/// Deployment answers as `web` and `web.default.svc.cluster.local`; a StatefulSet's pods
+/// resolve by their stable names under their headless Service, which returns the pods'
+/// addresses; an ExternalName Service is an alias; pods get the kubelet's resolv.conf and
+/// Service environment variables; unknown names fail at once.
+#[test]
+fn cluster_dns_names_services_and_statefulset_pods() {
+    let Some((_tmp, cluster, _)) = two_node_cluster() else { return };
+    let api = cluster.state()["servers"][0]["apiUrl"].as_str().unwrap().to_string();
+    let manifests = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: http
+        image: berth/http:v1
+        ports: [{containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: store, labels: {app: store}}
+spec:
+  clusterIP: None
+  selector: {app: store}
+  ports: [{name: web, port: 80, targetPort: 8080}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: store}
+spec:
+  serviceName: store
+  replicas: 2
+  selector: {matchLabels: {app: store}}
+  template:
+    metadata: {labels: {app: store}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - {labelSelector: {matchLabels: {app: store}}, topologyKey: kubernetes.io/hostname}
+      containers:
+      - name: http
+        image: berth/http:v1
+        ports: [{name: web, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: alias}
+spec:
+  type: ExternalName
+  externalName: web.default.svc.cluster.local
+"#;
+    let applied = kubectl(&api, &["apply", "-f", "-"], Some(manifests.as_bytes()));
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    let exposed = kubectl(&api, &["expose", "deployment", "web", "--port=80", "--target-port=8080"], None);
+    assert!(exposed.status.success(), "expose: {}", String::from_utf8_lossy(&exposed.stderr));
+    // The client starts after the Service exists, so it gets its variables.
+    let client = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  nodeName: node-1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: berth/busybox:1.35, command: [sleep, "3600"]}
+"#;
+    assert!(kubectl(&api, &["apply", "-f", "-"], Some(client.as_bytes())).status.success());
+    berth_testkit::blocking::eventually(Duration::from_secs(180), "web, store and the client ready", || {
+        let web = kubectl_blocking(&api, &["get", "deploy", "web", "-o", "jsonpath={.status.readyReplicas}"]);
+        let store = kubectl_blocking(&api, &["get", "sts", "store", "-o", "jsonpath={.status.readyReplicas}"]);
+        let client = kubectl_blocking(&api, &["get", "pod", "client", "-o", "jsonpath={.status.phase}"]);
+        (web == "2" && store == "2" && client == "Running").then_some(())
+    });
+    let exec = |pod: &str, script: &str| {
+        let out = kubectl(&api, &["exec", pod, "--", "sh", "-c", script], None);
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+
+    let dns = kubectl_blocking(&api, &["get", "svc", "-n", "kube-system", "kube-dns", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert_eq!(dns, "10.96.0.10");
+    let resolv = exec("client", "cat /etc/resolv.conf");
+    assert!(resolv.contains("nameserver 10.96.0.10"), "{resolv}");
+    assert!(resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "{resolv}");
+    assert!(resolv.contains("options ndots:5"), "{resolv}");
+
+    let web_ip = kubectl_blocking(&api, &["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let env = exec("client", "env");
+    assert!(env.contains(&format!("WEB_SERVICE_HOST={web_ip}")), "{env}");
+    assert!(env.contains("KUBERNETES_SERVICE_HOST=10.96.0.1"), "{env}");
+
+    // The short name (through the search path) and the full name answer over HTTP.
+    for name in ["web", "web.default.svc.cluster.local"] {
+        berth_testkit::blocking::eventually(Duration::from_secs(30), "the Service by name", || {
+            exec("client", &format!("wget -qO- http://{name}/")).contains("berth http v1").then_some(())
+        });
+    }
+    let looked_up = exec("client", "nslookup web.default.svc.cluster.local");
+    assert!(looked_up.contains(&web_ip), "{looked_up}");
+
+    // StatefulSet pods by their stable names; the headless Service returns both pods.
+    let pod_ip = |pod: &str| kubectl_blocking(&api, &["get", "pod", pod, "-o", "jsonpath={.status.podIP}"]);
+    let (ip0, ip1) = (pod_ip("store-0"), pod_ip("store-1"));
+    let named = exec("client", "nslookup store-0.store.default.svc.cluster.local");
+    assert!(named.contains(&ip0), "store-0: {named}");
+    let answered = exec("client", "wget -qO- http://store-1.store:8080/");
+    assert!(answered.contains("berth http v1"), "store-1 by name: {answered}");
+    let headless = exec("client", "nslookup store.default.svc.cluster.local");
+    assert!(headless.contains(&ip0) && headless.contains(&ip1), "headless: {headless}");
+    // The other node's DNS server answers its own pods.
+    let other = kubectl_blocking(&api, &["get", "pod", "store-1", "-o", "jsonpath={.spec.nodeName}"]);
+    let from = if other == "node-2" { "store-1" } else { "store-0" };
+    let answered = exec(from, "nslookup web.default.svc.cluster.local");
+    assert!(answered.contains(&web_ip), "from the other node: {answered}");
+
+    // ExternalName: an alias.
+    let alias = exec("client", "nslookup alias.default.svc.cluster.local");
+    assert!(alias.contains(&web_ip), "alias: {alias}");
+
+    // Unknown names fail at once.
+    let started = std::time::Instant::now();
+    let unknown = exec("client", "nslookup nope.default.svc.cluster.local; echo rc=$?");
+    assert!(unknown.contains("NXDOMAIN") || unknown.contains("can't find"), "{unknown}");
+    assert!(started.elapsed() < Duration::from_secs(5), "NXDOMAIN in {:?}", started.elapsed());
+}

@@ -1,10 +1,11 @@
-//! A container's environment as the kubelet builds it: `envFrom` sources first, then `env`
-//! entries (later wins), with `valueFrom` read from ConfigMaps, Secrets and the pod's own
-//! fields, and `$(VAR)` references to earlier variables expanded.
+//! A container's environment as the kubelet builds it: the Service variables first
+//! ([`service_env`], `enableServiceLinks`), then `envFrom` sources, then `env` entries (later
+//! wins), with `valueFrom` read from ConfigMaps, Secrets and the pod's own fields, and
+//! `$(VAR)` references to earlier variables expanded.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use kube::Api;
 
 use crate::node::ApiAccess;
@@ -24,6 +25,18 @@ pub async fn resolve(
         env.retain(|(name, _)| *name != k);
         env.push((k, v));
     };
+    if let Some(services) = &api.services {
+        // As the kubelet: no container starts before the Services have been listed once.
+        if tokio::time::timeout(SERVICES_SYNC_WAIT, services.wait_until_ready()).await.is_err() {
+            return Err("services have not yet been read at least once, cannot construct envvars".into());
+        }
+        let state = services.state();
+        let services: Vec<&Service> = state.iter().map(|s| s.as_ref()).collect();
+        let links = pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
+        for (k, v) in service_env(&services, ns, links) {
+            set(&mut env, k, v);
+        }
+    }
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         if let Some(r) = &from.config_map_ref {
@@ -82,6 +95,53 @@ pub async fn resolve(
         set(&mut env, var.name.clone(), value);
     }
     Ok(env)
+}
+
+/// How long a container start waits for the first list of Services.
+const SERVICES_SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The Service environment variables of a pod in `ns` (pure), as the kubelet's: for the
+/// `kubernetes` Service in `default`, and with `enable_service_links` for every Service of
+/// `ns` with a ClusterIP — `{NAME}_SERVICE_HOST`, `{NAME}_SERVICE_PORT`,
+/// `{NAME}_SERVICE_PORT_{PORT}` per named port, and the Docker-link variables
+/// `{NAME}_PORT`, `{NAME}_PORT_{port}_{PROTO}[_PROTO|_PORT|_ADDR]`. Sorted by name.
+pub fn service_env(services: &[&Service], ns: &str, enable_service_links: bool) -> Vec<(String, String)> {
+    let mut env = BTreeMap::new();
+    let mut chosen: Vec<&Service> = services
+        .iter()
+        .copied()
+        .filter(|s| {
+            let (svc_ns, name) = (s.metadata.namespace.as_deref(), s.metadata.name.as_deref());
+            (enable_service_links && svc_ns == Some(ns)) || (svc_ns == Some("default") && name == Some("kubernetes"))
+        })
+        .collect();
+    // A Service of the pod's own namespace wins over `default/kubernetes` of the same name.
+    chosen.sort_by_key(|s| s.metadata.namespace.as_deref() == Some(ns));
+    for svc in chosen {
+        let Some(spec) = svc.spec.as_ref() else { continue };
+        let Some(ip) = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty() && *ip != "None") else { continue };
+        let ports = spec.ports.as_deref().unwrap_or_default();
+        let Some(first) = ports.first() else { continue };
+        let name = svc.metadata.name.as_deref().unwrap_or_default().to_ascii_uppercase().replace('-', "_");
+        env.insert(format!("{name}_SERVICE_HOST"), ip.to_string());
+        env.insert(format!("{name}_SERVICE_PORT"), first.port.to_string());
+        let first_proto = first.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
+        env.insert(format!("{name}_PORT"), format!("{first_proto}://{ip}:{}", first.port));
+        for port in ports {
+            if let Some(port_name) = port.name.as_deref().filter(|n| !n.is_empty()) {
+                let port_name = port_name.to_ascii_uppercase().replace('-', "_");
+                env.insert(format!("{name}_SERVICE_PORT_{port_name}"), port.port.to_string());
+            }
+            let proto = port.protocol.as_deref().unwrap_or("TCP");
+            let prefix = format!("{name}_PORT_{}_{}", port.port, proto.to_ascii_uppercase());
+            let proto = proto.to_ascii_lowercase();
+            env.insert(prefix.clone(), format!("{proto}://{ip}:{}", port.port));
+            env.insert(format!("{prefix}_PROTO"), proto);
+            env.insert(format!("{prefix}_PORT"), port.port.to_string());
+            env.insert(format!("{prefix}_ADDR"), ip.to_string());
+        }
+    }
+    env.into_iter().collect()
 }
 
 struct Sources<'a> {
@@ -259,5 +319,41 @@ mod tests {
         assert!(resource_field(&c, "limits.gpu", None).is_err());
         let unlimited: Container = serde_json::from_value(serde_json::json!({"name": "c"})).unwrap();
         assert_ne!(resource_field(&unlimited, "limits.cpu", None).unwrap(), "0", "the node's capacity");
+    }
+}
+
+#[cfg(test)]
+mod service_env_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn svc(ns: &str, name: &str, spec: serde_json::Value) -> Service {
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": ns}, "spec": spec})).unwrap()
+    }
+
+    #[test]
+    fn services_of_the_namespace_and_the_api_give_kubelet_variables() {
+        let services = [
+            svc("default", "kubernetes", json!({"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443}]})),
+            svc("shop", "web-front", json!({"clusterIP": "10.96.7.8",
+                "ports": [{"name": "http", "port": 80}, {"name": "dns-udp", "port": 53, "protocol": "UDP"}]})),
+            svc("shop", "headless", json!({"clusterIP": "None", "ports": [{"port": 80}]})),
+            svc("other", "elsewhere", json!({"clusterIP": "10.96.9.9", "ports": [{"port": 80}]})),
+        ];
+        let refs: Vec<&Service> = services.iter().collect();
+        let env: BTreeMap<String, String> = service_env(&refs, "shop", true).into_iter().collect();
+        assert_eq!(env["WEB_FRONT_SERVICE_HOST"], "10.96.7.8");
+        assert_eq!(env["WEB_FRONT_SERVICE_PORT"], "80");
+        assert_eq!(env["WEB_FRONT_SERVICE_PORT_HTTP"], "80");
+        assert_eq!(env["WEB_FRONT_SERVICE_PORT_DNS_UDP"], "53");
+        assert_eq!(env["WEB_FRONT_PORT"], "tcp://10.96.7.8:80");
+        assert_eq!(env["WEB_FRONT_PORT_53_UDP"], "udp://10.96.7.8:53");
+        assert_eq!(env["WEB_FRONT_PORT_53_UDP_PROTO"], "udp");
+        assert_eq!(env["WEB_FRONT_PORT_80_TCP_ADDR"], "10.96.7.8");
+        assert_eq!(env["KUBERNETES_SERVICE_HOST"], "10.96.0.1");
+        assert_eq!(env["KUBERNETES_PORT_443_TCP_PORT"], "443");
+        assert!(!env.keys().any(|k| k.starts_with("HEADLESS_") || k.starts_with("ELSEWHERE_")), "{env:?}");
+        let off: Vec<String> = service_env(&refs, "shop", false).into_iter().map(|(k, _)| k).collect();
+        assert!(off.iter().all(|k| k.starts_with("KUBERNETES_")), "{off:?}");
     }
 }

@@ -1794,7 +1794,8 @@ spec:
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
     };
 
-    let dns = kubectl_blocking(&api, &["get", "svc", "-n", "kube-system", "kube-dns", "-o", "jsonpath={.spec.clusterIP}"]);
+    let dns =
+        kubectl_blocking(&api, &["get", "svc", "-n", "kube-system", "kube-dns", "-o", "jsonpath={.spec.clusterIP}"]);
     assert_eq!(dns, "10.96.0.10");
     let resolv = exec("client", "cat /etc/resolv.conf");
     assert!(resolv.contains("nameserver 10.96.0.10"), "{resolv}");
@@ -1839,4 +1840,148 @@ spec:
     let unknown = exec("client", "nslookup nope.default.svc.cluster.local; echo rc=$?");
     assert!(unknown.contains("NXDOMAIN") || unknown.contains("can't find"), "{unknown}");
     assert!(started.elapsed() < Duration::from_secs(5), "NXDOMAIN in {:?}", started.elapsed());
+}
+
+/// The pids of the processes whose command line contains `marker` (this test's cluster's
+/// own, by their data directory).
+fn pids_with(marker: &str, program: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(marker) && cmdline.split_whitespace().next().is_some_and(|p| p.ends_with(program)) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// The seeds' story on a two-node cluster: a client pod sends ~10 requests/s through a
+/// Service while `kubectl set image` rolls its Deployment (readiness probe, preStop): no
+/// request fails and afterwards only the new version answers. Then one node dies (its agent
+/// and containerd killed, its link cut): once its pods are evicted, the Service answers
+/// from the other node.
+#[test]
+fn rollouts_lose_no_requests_and_a_dead_node_is_routed_around() {
+    let Some((_tmp, cluster, _)) = two_node_cluster() else { return };
+    let state = cluster.state();
+    let subnet = state["network"]["subnet"].as_u64().unwrap();
+    let api = state["servers"][0]["apiUrl"].as_str().unwrap().to_string();
+    let manifests = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 10
+      containers:
+      - name: http
+        image: berth/http:v1
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /, port: http}, periodSeconds: 1}
+        lifecycle: {preStop: {exec: {command: [sleep, "2"]}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  nodeName: node-1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: berth/busybox:1.35, command: [sleep, "3600"]}
+"#;
+    let applied = kubectl(&api, &["apply", "-f", "-"], Some(manifests.as_bytes()));
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    berth_testkit::blocking::eventually(Duration::from_secs(120), "3 web pods ready and the client running", || {
+        let ready = kubectl_blocking(&api, &["get", "deploy", "web", "-o", "jsonpath={.status.readyReplicas}"]);
+        let client = kubectl_blocking(&api, &["get", "pod", "client", "-o", "jsonpath={.status.phase}"]);
+        (ready == "3" && client == "Running").then_some(())
+    });
+    let exec = |script: &str| kubectl_blocking(&api, &["exec", "client", "--", "sh", "-c", script]);
+    berth_testkit::blocking::eventually(Duration::from_secs(30), "the Service answers", || {
+        exec("wget -qO- http://web/").contains("berth http v1").then_some(())
+    });
+
+    // ~10 requests/s until told to stop; each outcome is logged.
+    let load = "rm -f /tmp/stop /tmp/outcomes; while [ ! -f /tmp/stop ]; do \
+                if wget -qO- http://web/ >/dev/null 2>&1; then echo ok; else echo FAIL; fi >> /tmp/outcomes; \
+                sleep 0.1; done";
+    let mut client_load = Command::new("kubectl")
+        .args(["--server", &api, "exec", "client", "--", "sh", "-c", load])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let set = kubectl(&api, &["set", "image", "deployment/web", "http=berth/http:v2"], None);
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    let rolled = kubectl(&api, &["rollout", "status", "deployment/web", "--timeout=180s"], None);
+    assert!(rolled.status.success(), "rollout: {}", String::from_utf8_lossy(&rolled.stderr));
+    // Pods of the old version still draining after the rollout: wait for them to go.
+    berth_testkit::blocking::eventually(Duration::from_secs(60), "only the 3 new pods left", || {
+        let names =
+            kubectl_blocking(&api, &["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}"]);
+        (names.split_whitespace().count() == 3).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    exec("touch /tmp/stop");
+    let _ = client_load.wait();
+    let outcomes = exec("cat /tmp/outcomes");
+    let ok = outcomes.lines().filter(|l| *l == "ok").count();
+    let failed = outcomes.lines().filter(|l| *l == "FAIL").count();
+    eprintln!("during the rollout: {ok} requests answered, {failed} failed");
+    assert!(ok >= 50, "the client kept sending through the rollout: {ok} answered");
+    assert_eq!(failed, 0, "no request failed during the rollout ({ok} answered)");
+    let versions = exec("for i in $(seq 30); do wget -qO- http://web/; echo; done");
+    assert_eq!(versions.matches("berth http v2").count(), 30, "only v2 answers: {versions}");
+
+    // Node 2 dies: its agent and containerd are killed and its link goes down.
+    let agent2 = state["agents"][1]["pid"].as_u64().unwrap() as i32;
+    let containerd_config = cluster.dir.join("agent-node-2").join("containerd").join("config.toml");
+    let containerds = pids_with(&containerd_config.display().to_string(), "containerd");
+    assert_eq!(containerds.len(), 1, "node-2's containerd");
+    for pid in [agent2, containerds[0]] {
+        // SAFETY: kill(2) on node-2's agent and containerd, processes of this test's cluster.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let down = Command::new("ip")
+        .args(["-n", &format!("berth-{subnet}-node-2"), "link", "set", "eth0", "down"])
+        .output()
+        .unwrap();
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    // After eviction every web pod runs on node 1, and the Service answers from there. (As
+    // in Kubernetes, the evicted pods stay Terminating while their node cannot confirm.)
+    berth_testkit::blocking::eventually(Duration::from_secs(150), "3 ready web pods, all on node-1", || {
+        let pods = kubectl_blocking(
+            &api,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={range .items[*]}{.spec.nodeName} {.metadata.deletionTimestamp}{'\\n'}{end}",
+            ],
+        );
+        let live: Vec<&str> = pods.lines().map(str::trim).filter(|l| !l.contains(' ')).collect();
+        let ready = kubectl_blocking(&api, &["get", "deploy", "web", "-o", "jsonpath={.status.readyReplicas}"]);
+        (ready == "3" && live.len() == 3 && live.iter().all(|l| *l == "node-1")).then_some(())
+    });
+    berth_testkit::blocking::eventually(Duration::from_secs(30), "20 requests in a row answered", || {
+        let script = "ok=0; for i in $(seq 20); do wget -qO- http://web/ >/dev/null && ok=$((ok+1)); done; echo $ok";
+        (exec(script).trim() == "20").then_some(())
+    });
 }

@@ -335,8 +335,12 @@ mod service_env_tests {
     fn services_of_the_namespace_and_the_api_give_kubelet_variables() {
         let services = [
             svc("default", "kubernetes", json!({"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443}]})),
-            svc("shop", "web-front", json!({"clusterIP": "10.96.7.8",
-                "ports": [{"name": "http", "port": 80}, {"name": "dns-udp", "port": 53, "protocol": "UDP"}]})),
+            svc(
+                "shop",
+                "web-front",
+                json!({"clusterIP": "10.96.7.8",
+                "ports": [{"name": "http", "port": 80}, {"name": "dns-udp", "port": 53, "protocol": "UDP"}]}),
+            ),
             svc("shop", "headless", json!({"clusterIP": "None", "ports": [{"port": 80}]})),
             svc("other", "elsewhere", json!({"clusterIP": "10.96.9.9", "ports": [{"port": 80}]})),
         ];

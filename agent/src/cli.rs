@@ -115,9 +115,11 @@ pub struct AgentArgs {
     /// Override the capacity read from the host: cpu=4,memory=16Gi,pods=110.
     #[arg(long, value_parser = parse_capacity)]
     pub capacity: Option<CapacityOverride>,
-    /// The node's InternalIP (also every pod's hostIP/podIP); the endpoint binds it.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub node_ip: IpAddr,
+    /// The node's InternalIP (pods' hostIP; the kubelet endpoint, the node's DNS server and
+    /// NodePorts answer on it) [default: the address the default route leaves from, else
+    /// 127.0.0.1].
+    #[arg(long)]
+    pub node_ip: Option<IpAddr>,
     /// Kubelet endpoint port (logs, healthz); 0 picks a free one.
     #[arg(long, default_value_t = 10250)]
     pub listen_port: u16,
@@ -253,7 +255,7 @@ impl AgentArgs {
         let template = NodeTemplate {
             labels: self.labels,
             taints: self.register_with_taints.0,
-            node_ip: self.node_ip,
+            node_ip: self.node_ip.unwrap_or_else(crate::host::default_route_ip),
             capacity,
             heartbeat: Heartbeat::with_renew(Duration::from_secs(self.lease_seconds)),
         };

@@ -120,3 +120,47 @@ mod tests {
         assert!(!HostInfo::read().hostname.is_empty());
     }
 }
+
+/// The gateway of the IPv4 default route in `/proc/net/route` text (pure): the first
+/// line with destination 0 and the gateway flag.
+pub fn default_gateway(route_table: &str) -> Option<std::net::Ipv4Addr> {
+    route_table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (destination, gateway, flags) = (fields.get(1)?, fields.get(2)?, fields.get(3)?);
+        let flags = u32::from_str_radix(flags, 16).ok()?;
+        // RTF_UP | RTF_GATEWAY
+        if *destination != "00000000" || flags & 0x3 != 0x3 {
+            return None;
+        }
+        // The kernel prints the address in host (little-endian) byte order.
+        Some(std::net::Ipv4Addr::from(u32::from_str_radix(gateway, 16).ok()?.swap_bytes()))
+    })
+}
+
+/// The node's address when `--node-ip` is not given, as the kubelet picks it: the source
+/// address of the default route (asked of the kernel by connecting a UDP socket, which
+/// sends nothing), else 127.0.0.1.
+pub fn default_route_ip() -> std::net::IpAddr {
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    let Some(gateway) = std::fs::read_to_string("/proc/net/route").ok().as_deref().and_then(default_gateway) else {
+        return loopback;
+    };
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect((gateway, 53)).and_then(|_| s.local_addr()))
+        .map(|a| a.ip())
+        .unwrap_or(loopback)
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+
+    #[test]
+    fn the_default_gateway_is_read_from_the_route_table() {
+        let table = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                     eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+                     eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n";
+        assert_eq!(default_gateway(table), Some(std::net::Ipv4Addr::new(192, 0, 2, 1)));
+        assert_eq!(default_gateway("Iface\tDestination\n"), None);
+    }
+}

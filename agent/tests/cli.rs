@@ -48,7 +48,7 @@ async fn hollow_binary_registers_nodes_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(BIN)
         .args(["--server", &cp.api_url, "--node-name", "bin", "--runtime", "fake", "--fake-nodes", "3"])
-        .args(["--listen-port", "0", "--lease-seconds", "1", "--log-level", "warn"])
+        .args(["--listen-port", "0", "--node-ip", "127.0.0.1", "--lease-seconds", "1", "--log-level", "warn"])
         .arg("--data-dir")
         .arg(dir.path())
         .stdout(Stdio::null())

@@ -55,7 +55,8 @@ pub async fn agent_failover(dir: &Path, cfg: &AgentFailoverConfig) -> BenchResul
     let file = std::fs::File::create(&log)?;
     let child = Command::new(berth_agent_binary()?)
         .args(["--server", &urls[0], "--node-name", "hollow", "--runtime", "fake", "--fake-nodes", "1"])
-        .args(["--listen-port", "0", "--lease-seconds", "2", "--log-level", "warn,berth_agent::balancer=info"])
+        .args(["--listen-port", "0", "--node-ip", "127.0.0.1", "--lease-seconds", "2"])
+        .args(["--log-level", "warn,berth_agent::balancer=info"])
         .arg("--data-dir")
         .arg(dir.join("agent"))
         .env("NO_COLOR", "1")

@@ -66,7 +66,16 @@ impl AgentProcess {
         let log = std::fs::File::create(dir.join("agent.log"))?;
         let child = Command::new(berth_agent_binary()?)
             .args(["--server", server, "--node-name", "hollow", "--runtime", "fake"])
-            .args(["--fake-nodes", &nodes.to_string(), "--listen-port", "0", "--log-level", "warn"])
+            .args([
+                "--fake-nodes",
+                &nodes.to_string(),
+                "--listen-port",
+                "0",
+                "--node-ip",
+                "127.0.0.1",
+                "--log-level",
+                "warn",
+            ])
             .arg("--data-dir")
             .arg(dir.join("agent"))
             .stdin(Stdio::null())

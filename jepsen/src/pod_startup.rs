@@ -61,7 +61,7 @@ impl ContainerdAgent {
         let child = Command::new(berth_agent_binary()?)
             .args(["--server", server, "--node-name", "bench-node", "--runtime", "containerd"])
             .args(["--pod-infra-container-image", "berth/pause:1", "--pod-bridge", "berthbench0"])
-            .args(["--listen-port", "0", "--log-level", "warn", "--stop-containers-on-exit"])
+            .args(["--listen-port", "0", "--node-ip", "127.0.0.1", "--log-level", "warn", "--stop-containers-on-exit"])
             // A single node in the host's own namespace: no routes, masquerade or service
             // rules of the agent's on the host.
             .args(["--pod-network", "none"])

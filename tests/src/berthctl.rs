@@ -139,6 +139,7 @@ impl CtlCluster {
             .arg("--data-dir")
             .arg(self.dir.join(format!("agent-{node}")))
             .args(["--listen-port", &free_port().to_string(), "--lease-seconds", "2", "--node-name", node])
+            .args(["--node-ip", "127.0.0.1"])
             .args(runtime_flags)
             .env("NO_COLOR", "1");
         cmd.stdout(log.try_clone().expect("log fd")).stderr(log);

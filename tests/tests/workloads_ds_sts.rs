@@ -34,7 +34,7 @@ impl ExtraAgent {
         let child = Command::new(berth_agent_binary().expect("berth-agent built"))
             .args(["--server", &c.api_urls()[0], "--data-dir"])
             .arg(c.dir.join(format!("agent-{prefix}")))
-            .args(["--listen-port", &free_port().to_string(), "--lease-seconds", "1"])
+            .args(["--listen-port", &free_port().to_string(), "--lease-seconds", "1", "--node-ip", "127.0.0.1"])
             .args(["--node-name", prefix, "--runtime", "fake", "--fake-nodes", "1"])
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log)

@@ -305,6 +305,9 @@ pub fn agent_args(cluster: &LocalCluster, a: &AgentProc, dir: &Path) -> Vec<Stri
     if let Some(net) = &cluster.network {
         let index = cluster.agents.iter().position(|x| x.node_name == a.node_name).unwrap_or(0);
         args.extend(["--node-ip".into(), net.node_ip(index).to_string(), "--cluster-cidr".into(), net.cluster_cidr()]);
+    } else {
+        // Agents sharing the host's network answer on loopback.
+        args.extend(["--node-ip".into(), "127.0.0.1".into()]);
     }
     if cluster.runtime == "containerd" {
         args.extend(["--pod-bridge".into(), pod_bridge(a)]);

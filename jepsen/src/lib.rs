@@ -21,6 +21,8 @@ pub mod net;
 pub mod partition;
 pub mod pod_startup;
 pub mod procs;
+pub mod data_path;
+pub mod dns_bench;
 pub mod proxy_sync;
 pub mod recorder;
 pub mod report;

@@ -51,8 +51,9 @@ fn zone_of(view: &ServiceView, domain: &Name) -> zone::Zone {
     zone::Zone::build(domain, &services, &slices)
 }
 
-/// Binds UDP and TCP on `listen` into a server with `handler`.
-async fn bind(listen: SocketAddr, handler: server::ClusterDns) -> std::io::Result<Server<server::ClusterDns>> {
+/// Binds UDP and TCP on `listen` into a server with `handler` (serving until dropped or
+/// shut down).
+pub async fn bind(listen: SocketAddr, handler: server::ClusterDns) -> std::io::Result<Server<server::ClusterDns>> {
     let udp = tokio::net::UdpSocket::bind(listen).await?;
     let tcp = tokio::net::TcpListener::bind(listen).await?;
     let mut server = Server::new(handler);

@@ -3,8 +3,9 @@
 //! kill -9 of the leader; `agent-failover` times an agent's move to another server after
 //! kill -9 of its own; `scheduling` times binding and starting many pods; `pod-startup`
 //! times pods reaching Running on a real containerd node; `proxy-sync` times the agent's
-//! service proxy programming nftables; `churn` follows one server's
-//! memory and disk under steady churn for a long time.
+//! service proxy programming nftables; `data-path` times requests through Services against
+//! pod IPs on a local cluster; `dns` measures the agent's cluster DNS with dnsperf;
+//! `churn` follows one server's memory and disk under steady churn for a long time.
 
 use std::path::PathBuf;
 
@@ -13,6 +14,8 @@ use berth_jepsen::agent_failover::{self, AgentFailoverConfig};
 use berth_jepsen::churn::{self, ChurnConfig};
 use berth_jepsen::control_bench::{self, FailoverConfig, SchedulingConfig};
 use berth_jepsen::pod_startup::{self, PodStartupConfig};
+use berth_jepsen::data_path::{self, DataPathConfig};
+use berth_jepsen::dns_bench::{self, DnsBenchConfig};
 use berth_jepsen::proxy_sync::{self, ProxySyncConfig};
 use clap::{Parser, Subcommand};
 
@@ -89,6 +92,29 @@ enum Bench {
         #[arg(long, default_value_t = 50)]
         changes: usize,
     },
+    /// Request latency and throughput pod → ClusterIP → pod against pod → pod IP, on one
+    /// node and across nodes, on a local two-node containerd cluster (needs root, what
+    /// `berthctl up --runtime containerd` needs, and kubectl).
+    DataPath {
+        /// Length of each latency and each throughput run.
+        #[arg(long, default_value = "10s", value_parser = humantime_duration)]
+        duration: std::time::Duration,
+        /// Requests in flight in the throughput runs.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Image archives to import (default: built with scripts/build-images).
+        #[arg(long)]
+        images_dir: Option<PathBuf>,
+    },
+    /// The agent's cluster DNS answering cached Service names, measured with dnsperf,
+    /// against dnsmasq serving the same names (needs dnsperf and dnsmasq-base).
+    Dns {
+        #[arg(long, default_value_t = 1000)]
+        services: usize,
+        /// Length of each dnsperf run.
+        #[arg(long, default_value = "10s", value_parser = humantime_duration)]
+        duration: std::time::Duration,
+    },
     /// One server under steady churn: RSS, DB size and compaction over time.
     Churn {
         /// How long to run (e.g. 60m, 90s).
@@ -147,6 +173,20 @@ async fn main() -> Result<()> {
         Bench::ProxySync { services, endpoints, changes } => {
             proxy_sync::proxy_sync(&ProxySyncConfig { services, endpoints, changes })
                 .context("proxy sync benchmark")?;
+        }
+        Bench::DataPath { duration, concurrency, images_dir } => {
+            let cfg = DataPathConfig { duration, concurrency, images_dir };
+            let run = {
+                let (dir, cfg) = (dir.clone(), cfg.clone());
+                tokio::task::spawn_blocking(move || data_path::data_path(&dir, &cfg))
+            };
+            let figures = run.await?.context("data path benchmark")?;
+            data_path::print(&cfg, &figures);
+        }
+        Bench::Dns { services, duration } => {
+            let cfg = DnsBenchConfig { services, duration };
+            let figures = dns_bench::dns_bench(&dir, &cfg).await.context("DNS benchmark")?;
+            dns_bench::print(&cfg, &figures);
         }
         Bench::AgentFailover { trials, servers } => {
             anyhow::ensure!(trials > 0, "--trials must be positive");

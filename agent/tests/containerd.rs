@@ -1595,6 +1595,11 @@ spec:
     });
     let ok = kubectl_blocking(&api, &["exec", "client", "--", "sh", "-c", &script]);
     assert_eq!(ok.trim(), "60", "after scaling down");
+
+    // Hairpin: the one pod left reaches itself through its Service.
+    let last = kubectl_blocking(&api, &["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let itself = kubectl_blocking(&api, &["exec", &last, "--", "wget", "-qO-", &format!("http://{cluster_ip}/")]);
+    assert!(itself.contains("berth http v1"), "hairpin: {itself}");
 }
 
 fn kubectl_blocking(api_url: &str, args: &[&str]) -> String {

@@ -56,7 +56,11 @@ impl Cluster {
             .env("NO_COLOR", "1")
             .output()?;
         if !out.status.success() {
-            bail!("berthctl {args:?}: {}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+            bail!(
+                "berthctl {args:?}: {}{}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -202,7 +206,8 @@ pub fn data_path(dir: &Path, cfg: &DataPathConfig) -> Result<Vec<PathFigures>> {
         None => {
             let out = dir.join("images");
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-images");
-            let built = Command::new(script).arg("--out").arg(&out).arg("--archives").arg(out.join("archives")).output()?;
+            let built =
+                Command::new(script).arg("--out").arg(&out).arg("--archives").arg(out.join("archives")).output()?;
             anyhow::ensure!(built.status.success(), "build-images: {}", String::from_utf8_lossy(&built.stderr));
             out.join("archives")
         }
@@ -212,12 +217,23 @@ pub fn data_path(dir: &Path, cfg: &DataPathConfig) -> Result<Vec<PathFigures>> {
     let base_port = crate::procs::free_port().to_string();
     let archives = archives.display().to_string();
     cluster.berthctl(&[
-        "up", "--agents", "2", "--runtime", "containerd", "--base-port", &base_port, "--images-dir", &archives,
-        "--pod-infra-container-image", "berth/pause:1",
+        "up",
+        "--agents",
+        "2",
+        "--runtime",
+        "containerd",
+        "--base-port",
+        &base_port,
+        "--images-dir",
+        &archives,
+        "--pod-infra-container-image",
+        "berth/pause:1",
     ])?;
     cluster.kubectl(&["apply", "-f", "-"], Some(MANIFESTS))?;
     cluster.kubectl(&["wait", "--for=condition=Ready", "pod", "--all", "--timeout=180s"], None)?;
-    let ip = |kind: &str, name: &str, path: &str| cluster.kubectl(&["get", kind, name, "-o", &format!("jsonpath={path}")], None);
+    let ip = |kind: &str, name: &str, path: &str| {
+        cluster.kubectl(&["get", kind, name, "-o", &format!("jsonpath={path}")], None)
+    };
     let targets: Vec<(String, SocketAddr)> = vec![
         ("same node, pod IP".into(), format!("{}:8080", ip("pod", "srv-1", "{.status.podIP}")?).parse()?),
         ("same node, ClusterIP".into(), format!("{}:80", ip("svc", "srv-1", "{.spec.clusterIP}")?).parse()?),

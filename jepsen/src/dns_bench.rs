@@ -178,7 +178,11 @@ pub async fn dns_bench(dir: &Path, cfg: &DnsBenchConfig) -> Result<Vec<DnsFigure
 
 /// Prints the figures and the ratios.
 pub fn print(cfg: &DnsBenchConfig, figures: &[DnsFigures]) {
-    println!("cluster DNS: {} Services, cached A queries over UDP on 127.0.0.1, dnsperf {}s runs", cfg.services, cfg.duration.as_secs());
+    println!(
+        "cluster DNS: {} Services, cached A queries over UDP on 127.0.0.1, dnsperf {}s runs",
+        cfg.services,
+        cfg.duration.as_secs()
+    );
     println!("{:<22} {:>12} {:>10} {:>10} {:>6}", "server", "queries/s", "p50", "p99", "lost");
     let us = |d: Duration| format!("{:.0} µs", d.as_secs_f64() * 1e6);
     for f in figures {

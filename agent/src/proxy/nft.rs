@@ -6,16 +6,22 @@
 //!   node's own addresses (NodePorts; not loopback) to a Service port's chain;
 //! * a Service port's chain marks for masquerade what needs it — cluster-IP traffic from
 //!   outside the cluster CIDR, NodePort/external traffic unless `externalTrafficPolicy:
-//!   Local` —, sends a client back to its affine endpoint (`sessionAffinity: ClientIP`, an
-//!   nft set with timeout per endpoint), then picks an endpoint at random (`numgen`);
-//! * an endpoint's chain masquerades hairpin traffic (a pod reaching itself through its
-//!   Service) and DNATs to the endpoint;
+//!   Local` —, then DNATs to an endpoint picked at random (rule j of n taken with
+//!   probability 1/(n-j), as kube-proxy's iptables mode). Unlike kube-proxy's nftables
+//!   mode there is no chain and no anonymous map per endpoint or Service: the kernel's time
+//!   to load a ruleset grows faster than linearly with chains and sets, and 1,000 Services ×
+//!   10 endpoints would be 11,000 chains;
+//! * `hairpin` (nat postrouting) marks for masquerade a connection whose DNAT sent an
+//!   endpoint back to itself (source equals destination), so the reply comes through NAT;
+//! * with `sessionAffinity: ClientIP` only, each endpoint gets a chain and an nft set with
+//!   timeout that remembers its clients, and the Service chain first sends a known client
+//!   back to its endpoint;
 //! * `endpoints-check` (filter, before NAT) rejects new connections to Service ports without
 //!   endpoints (a TCP reset, ICMP otherwise) instead of letting them hang;
 //! * `masquerading` (nat postrouting) masquerades what was marked.
 //!
-//! [`Rules::of`] describes the wanted state: the chains of Service ports and endpoints
-//! (named by a hash of what they serve, so a name stays the same across syncs), the affinity
+//! [`Rules::of`] describes the wanted state: the chains of Service ports (and affine
+//! endpoints), named by a hash of what they serve, so a name stays the same across syncs, the affinity
 //! sets and the elements of the four maps. [`Rules::full`] is the script that builds the
 //! table from nothing (replacing any old one); [`Rules::changes_from`] the script that turns
 //! one state into the next touching only what differs — changed chains are flushed and
@@ -38,12 +44,14 @@ const MASQUERADE_MARK: &str = "0x4000";
 /// The node's own addresses, not loopback (as kube-proxy's default nodePortAddresses).
 const NODE_ADDRESS: &str = "fib daddr type local ip daddr != 127.0.0.0/8";
 
-/// The four verdict maps and their key types.
-const MAPS: [(&str, &str); 4] = [
+/// The verdict maps and their key types.
+const MAPS: [(&str, &str); 5] = [
     ("service-ips", "ipv4_addr . inet_proto . inet_service"),
     ("service-nodeports", "inet_proto . inet_service"),
     ("no-endpoint-services", "ipv4_addr . inet_proto . inet_service"),
     ("no-endpoint-nodeports", "inet_proto . inet_service"),
+    // Source . destination after DNAT: an endpoint that reached itself through a Service.
+    ("hairpin", "ipv4_addr . ipv4_addr"),
 ];
 
 /// The wanted state of the table's variable part.
@@ -128,22 +136,39 @@ impl Rules {
         let affinity = |t: &Target| stable_name("aff", &format!("{key}/{kind}/{}:{}", t.ip, t.port));
         let mut rules = vec![format!("comment \"{}\"", plan.id)];
         rules.extend(masquerade.map(String::from));
-        if let Some(seconds) = plan.affinity_seconds {
-            for t in targets {
-                rules.push(format!("ip saddr @{} goto {}", affinity(t), endpoint(t)));
-                self.sets.insert(affinity(t), seconds);
+        let proto = plan.protocol.nft();
+        for t in targets {
+            self.element("hairpin", format!("{} . {}", t.ip, t.ip), "jump mark-for-masquerade".into());
+        }
+        if plan.affinity_seconds.is_none() {
+            // No sets and no chains per endpoint (loading thousands of either is what costs
+            // the kernel time): the endpoint is picked as kube-proxy's iptables mode does,
+            // rule j matching with probability 1/(n-j), each a terminal DNAT.
+            let last = targets.len().saturating_sub(1);
+            for (j, t) in targets.iter().enumerate() {
+                let pick =
+                    if j == last { String::new() } else { format!("numgen random mod {} == 0 ", targets.len() - j) };
+                rules.push(format!("{pick}meta l4proto {proto} dnat to {}:{}", t.ip, t.port));
             }
+            self.chains.insert(chain.to_string(), rules);
+            return;
+        }
+        // sessionAffinity: ClientIP: an endpoint chain per endpoint, which records its
+        // clients in its own set.
+        let seconds = plan.affinity_seconds.unwrap_or_default();
+        for t in targets {
+            rules.push(format!("ip saddr @{} goto {}", affinity(t), endpoint(t)));
+            self.sets.insert(affinity(t), seconds);
         }
         let choices: Vec<String> =
             targets.iter().enumerate().map(|(j, t)| format!("{j} : goto {}", endpoint(t))).collect();
         rules.push(format!("numgen random mod {} vmap {{ {} }}", targets.len(), choices.join(", ")));
         self.chains.insert(chain.to_string(), rules);
         for t in targets {
-            let mut ep = vec![format!("ip saddr {} jump mark-for-masquerade", t.ip)];
-            if plan.affinity_seconds.is_some() {
-                ep.push(format!("update @{} {{ ip saddr }}", affinity(t)));
-            }
-            ep.push(format!("meta l4proto {} dnat to {}:{}", plan.protocol.nft(), t.ip, t.port));
+            let ep = vec![
+                format!("update @{} {{ ip saddr }}", affinity(t)),
+                format!("meta l4proto {proto} dnat to {}:{}", t.ip, t.port),
+            ];
             self.chains.insert(endpoint(t), ep);
         }
     }
@@ -255,7 +280,7 @@ fn skeleton() -> String {
     format!(
         "\tchain nat-prerouting {{\n\t\ttype nat hook prerouting priority -100; policy accept;\n\t\tjump services\n\t}}\n\
          \tchain nat-output {{\n\t\ttype nat hook output priority -100; policy accept;\n\t\tjump services\n\t}}\n\
-         \tchain nat-postrouting {{\n\t\ttype nat hook postrouting priority 100; policy accept;\n\t\tjump masquerading\n\t}}\n\
+         \tchain nat-postrouting {{\n\t\ttype nat hook postrouting priority 100; policy accept;\n\t\tip saddr . ip daddr vmap @hairpin\n\t\tjump masquerading\n\t}}\n\
          \tchain filter-input {{\n\t\ttype filter hook input priority -110; policy accept;\n\t\tct state new jump endpoints-check\n\t}}\n\
          \tchain filter-forward {{\n\t\ttype filter hook forward priority -110; policy accept;\n\t\tct state new jump endpoints-check\n\t}}\n\
          \tchain filter-output {{\n\t\ttype filter hook output priority -110; policy accept;\n\t\tct state new jump endpoints-check\n\t}}\n\
@@ -311,50 +336,58 @@ mod tests {
         );
         let chain = &rules.chains[&svc];
         assert!(chain.contains(&"ip saddr != 10.244.0.0/16 jump mark-for-masquerade".to_string()), "{chain:?}");
-        assert!(chain.last().unwrap().starts_with("numgen random mod 2 vmap { 0 : goto ep-"), "{chain:?}");
-        let ep = stable_name("ep", "default/web:http/tcp/int/10.244.1.2:8080");
+        assert_eq!(rules.maps["hairpin"]["10.244.1.2 . 10.244.1.2"], "jump mark-for-masquerade");
         assert_eq!(
-            rules.chains[&ep],
-            vec!["ip saddr 10.244.1.2 jump mark-for-masquerade", "meta l4proto tcp dnat to 10.244.1.2:8080"]
+            chain[chain.len() - 2..],
+            [
+                "numgen random mod 2 == 0 meta l4proto tcp dnat to 10.244.0.2:8080",
+                "meta l4proto tcp dnat to 10.244.1.2:8080"
+            ]
+        );
+        assert_eq!(
+            rules.chains.len(),
+            2,
+            "a Service port's chains only (internal, external): {:?}",
+            rules.chains.keys()
         );
         let full = rules.full();
         assert!(full.starts_with("table ip berth-proxy\ndelete table ip berth-proxy\n"), "replaced whole");
-        assert!(
-            full.contains(&format!("\tchain {ep} {{\n\t\tip saddr 10.244.1.2 jump mark-for-masquerade\n")),
-            "{full}"
-        );
+        assert!(full.contains(&format!("\tchain {svc} {{\n\t\tcomment \"default/web:http\"\n")), "{full}");
     }
 
     #[test]
     fn a_change_touches_only_what_differs() {
         let before = Rules::of(
-            &[plan("default/web:http", vec![target([10, 244, 0, 2]), target([10, 244, 1, 2])], None)],
+            &[
+                plan("default/web:http", vec![target([10, 244, 0, 2]), target([10, 244, 1, 2])], None),
+                plan("default/other:http", vec![target([10, 244, 0, 9])], None),
+            ],
             &cidr(),
         );
         assert_eq!(before.changes_from(&before), "", "nothing to do");
         let after = Rules::of(
-            &[plan("default/web:http", vec![target([10, 244, 0, 2]), target([10, 244, 1, 3])], None)],
+            &[
+                plan("default/web:http", vec![target([10, 244, 0, 2]), target([10, 244, 1, 3])], None),
+                plan("default/other:http", vec![target([10, 244, 0, 9])], None),
+            ],
             &cidr(),
         );
         let script = after.changes_from(&before);
-        let gone = stable_name("ep", "default/web:http/tcp/int/10.244.1.2:8080");
-        let new = stable_name("ep", "default/web:http/tcp/int/10.244.1.3:8080");
-        let kept = stable_name("ep", "default/web:http/tcp/int/10.244.0.2:8080");
-        assert!(script.contains(&format!("add chain ip berth-proxy {new}\n")), "{script}");
+        let web = stable_name("svc", "default/web:http/tcp");
+        let other = stable_name("svc", "default/other:http/tcp");
+        assert!(script.starts_with(&format!("flush chain ip berth-proxy {web}\n")), "{script}");
+        assert!(script.contains("dnat to 10.244.1.3:8080"), "{script}");
+        assert!(!script.contains(&other), "an unchanged Service's chain is left alone: {script}");
+        assert!(!script.contains("service-ips"), "the service's map entry is unchanged: {script}");
+        assert!(script.contains("delete element ip berth-proxy hairpin { 10.244.1.2 . 10.244.1.2 }"), "{script}");
+        // Gone: its chain goes after the map entry that jumps to it.
+        let gone = Rules::of(&[plan("default/web:http", vec![target([10, 244, 0, 2])], None)], &cidr());
+        let script = gone.changes_from(&before);
         assert!(
-            script.contains(&format!("flush chain ip berth-proxy {}\n", stable_name("svc", "default/web:http/tcp"))),
+            script.ends_with(&format!("flush chain ip berth-proxy {other}\ndelete chain ip berth-proxy {other}\n")),
             "{script}"
         );
-        assert!(
-            script.ends_with(&format!("flush chain ip berth-proxy {gone}\ndelete chain ip berth-proxy {gone}\n")),
-            "{script}"
-        );
-        assert!(
-            !script.contains(&format!("chain ip berth-proxy {kept}"))
-                && !script.contains(&format!("rule ip berth-proxy {kept} ")),
-            "an unchanged endpoint's chain is left alone: {script}"
-        );
-        assert!(!script.contains("element"), "the service's map entry is unchanged: {script}");
+        assert!(script.contains("delete element"), "{script}");
     }
 
     #[test]

@@ -13,9 +13,9 @@ use anyhow::{Context, Result};
 use berth_jepsen::agent_failover::{self, AgentFailoverConfig};
 use berth_jepsen::churn::{self, ChurnConfig};
 use berth_jepsen::control_bench::{self, FailoverConfig, SchedulingConfig};
-use berth_jepsen::pod_startup::{self, PodStartupConfig};
 use berth_jepsen::data_path::{self, DataPathConfig};
 use berth_jepsen::dns_bench::{self, DnsBenchConfig};
+use berth_jepsen::pod_startup::{self, PodStartupConfig};
 use berth_jepsen::proxy_sync::{self, ProxySyncConfig};
 use clap::{Parser, Subcommand};
 

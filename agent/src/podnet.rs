@@ -49,17 +49,34 @@ pub fn routable_address(node: &Node) -> Option<Ipv4Addr> {
     (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
+fn pod_cidr(node: &Node) -> Option<Ipv4Cidr> {
+    node.spec.as_ref()?.pod_cidr.as_deref()?.parse().ok()
+}
+
 /// The routes this node should have (pure): each other node's podCIDR via its address.
-/// Nodes without a podCIDR or a routable address get none.
-pub fn desired_routes<'a>(nodes: impl IntoIterator<Item = &'a Node>, own: &str) -> BTreeMap<Ipv4Cidr, Ipv4Addr> {
-    nodes
-        .into_iter()
-        .filter(|n| n.metadata.name.as_deref() != Some(own))
-        .filter_map(|n| {
-            let cidr: Ipv4Cidr = n.spec.as_ref()?.pod_cidr.as_deref()?.parse().ok()?;
-            Some((cidr, routable_address(n)?))
-        })
-        .collect()
+/// Nodes without a podCIDR or a routable address get none. A podCIDR that overlaps this
+/// node's own, or one already routed to another node (a Node created with a taken
+/// podCIDR), gets no route — the first node by name keeps it — and is returned in the
+/// second list as `node podCIDR`, for a warning.
+pub fn desired_routes<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    own: &str,
+) -> (BTreeMap<Ipv4Cidr, Ipv4Addr>, Vec<String>) {
+    let mut nodes: Vec<&Node> = nodes.into_iter().collect();
+    nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let own_cidr = nodes.iter().find(|n| n.metadata.name.as_deref() == Some(own)).and_then(|n| pod_cidr(n));
+    let overlap = |a: &Ipv4Cidr, b: &Ipv4Cidr| a.contains(b) || b.contains(a);
+    let (mut routes, mut conflicts) = (BTreeMap::new(), Vec::new());
+    for n in nodes.iter().filter(|n| n.metadata.name.as_deref() != Some(own)) {
+        let (Some(cidr), Some(gateway)) = (pod_cidr(n), routable_address(n)) else { continue };
+        let taken = own_cidr.iter().chain(routes.keys()).any(|c| overlap(c, &cidr));
+        if taken {
+            conflicts.push(format!("{} {cidr}", n.metadata.name.as_deref().unwrap_or_default()));
+        } else {
+            routes.insert(cidr, gateway);
+        }
+    }
+    (routes, conflicts)
 }
 
 /// How to get from the routes the kernel has to the desired ones (pure): the routes to add
@@ -188,8 +205,11 @@ pub async fn run_sync(client: kube::Client, settings: PodNetSettings, cancel: Ca
             apply_masquerade(&cidr, &settings.cluster_cidr).await;
             masqueraded = Some(cidr);
         }
-        let desired = desired_routes(nodes.values(), &settings.node);
+        let (desired, conflicts) = desired_routes(nodes.values(), &settings.node);
         if force || applied.as_ref() != Some(&desired) {
+            if !conflicts.is_empty() {
+                tracing::warn!(?conflicts, "nodes whose podCIDR another node (or this one) has: no route to them");
+            }
             apply_routes(&desired).await;
             applied = Some(desired);
         }
@@ -233,8 +253,22 @@ mod tests {
             node("d", Some("10.244.3.0/24"), "127.0.0.1"),
             node("e", Some("10.244.4.0/24"), "not-an-ip"),
         ];
-        let routes = desired_routes(&nodes, "a");
+        let (routes, conflicts) = desired_routes(&nodes, "a");
         assert_eq!(routes, BTreeMap::from([(cidr("10.244.1.0/24"), Ipv4Addr::new(172, 31, 1, 12))]));
+        assert!(conflicts.is_empty());
+    }
+
+    #[test]
+    fn a_taken_pod_cidr_gets_no_route() {
+        let nodes = [
+            node("a", Some("10.244.0.0/24"), "172.31.1.11"),
+            node("c", Some("10.244.1.0/24"), "172.31.1.13"),
+            node("b", Some("10.244.1.0/24"), "172.31.1.12"),
+            node("d", Some("10.244.0.0/16"), "172.31.1.14"),
+        ];
+        let (routes, conflicts) = desired_routes(&nodes, "a");
+        assert_eq!(routes, BTreeMap::from([(cidr("10.244.1.0/24"), Ipv4Addr::new(172, 31, 1, 12))]));
+        assert_eq!(conflicts, vec!["c 10.244.1.0/24", "d 10.244.0.0/16"]);
     }
 
     #[test]

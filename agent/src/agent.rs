@@ -143,6 +143,13 @@ impl Agent {
                             let settings = dns_settings(&options.dns, config.template.node_ip, &host_resolv);
                             tokio::spawn(crate::dns::run_dns(view.clone(), settings, cancel.clone()));
                         }
+                        if options.ingress_port != 0 {
+                            let settings = crate::ingress::IngressSettings {
+                                listen: SocketAddr::new(config.template.node_ip, options.ingress_port),
+                                node: config.node_name.clone(),
+                            };
+                            tokio::spawn(crate::ingress::run_ingress(view.clone(), settings, cancel.clone()));
+                        }
                     }
                     crate::runtime::cri::cni::check_bridge_name(&network.bridge)?;
                     tokio::spawn(crate::runtime::cri::cni::configure_when_assigned(

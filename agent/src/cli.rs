@@ -87,6 +87,10 @@ pub struct AgentArgs {
     /// DNS on, at `--node-ip` (the kube-dns Service's endpoint); 0 turns the server off.
     #[arg(long, default_value_t = 53)]
     pub dns_port: u16,
+    /// `--runtime containerd` with `--pod-network host-gw`: the port this node serves the
+    /// `berth` class's Ingresses on, at `--node-ip`; 0 turns the ingress proxy off.
+    #[arg(long, default_value_t = 80)]
+    pub ingress_port: u16,
     /// Remove the pod network's routes and the nftables tables (pod masquerade, service
     /// proxy) this agent made on this host (as `kube-proxy --cleanup` does), then exit.
     /// Needs no API server.
@@ -289,6 +293,7 @@ impl AgentArgs {
                             resolv_conf: Some(self.resolv_conf).filter(|p| !p.as_os_str().is_empty()),
                             serve_port: self.dns_port,
                         },
+                        ingress_port: self.ingress_port,
                     })),
                 },
                 data_dir: self.data_dir,

@@ -45,6 +45,9 @@ pub struct CriOptions {
     pub cluster_cidr: Option<berth_proto::model::cidr::Ipv4Cidr>,
     /// Pods' DNS and the node's cluster DNS server.
     pub dns: DnsOptions,
+    /// The port the node serves Ingresses on, at its InternalIP, when it runs the pod
+    /// network and service proxy (0: it does not).
+    pub ingress_port: u16,
 }
 
 /// DNS on a containerd node: what pods' resolv.conf says (kubelet's `--cluster-dns`,
@@ -87,6 +90,7 @@ impl Default for CriOptions {
             image_gc: Default::default(),
             cluster_cidr: None,
             dns: DnsOptions::default(),
+            ingress_port: 80,
         }
     }
 }

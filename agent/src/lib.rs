@@ -20,6 +20,7 @@ pub mod events;
 pub mod hollow;
 pub mod hooks;
 pub mod host;
+pub mod ingress;
 pub mod node;
 pub mod podnet;
 pub mod prober;

@@ -1,12 +1,14 @@
-//! The agent's one watch of Services and EndpointSlices, shared by everything on the node
-//! that follows them (the service proxy, cluster DNS, Service environment variables) — as
-//! kubelet and kube-proxy share informers. [`ServiceView::start`] lists and watches both
+//! The agent's one watch of Services and EndpointSlices (and Ingresses with their classes),
+//! shared by everything on the node that follows them (the service proxy, cluster DNS, the
+//! ingress proxy, Service environment variables) — as kubelet and kube-proxy share
+//! informers. [`ServiceView::start`] lists and watches both
 //! kinds into reflector stores; each consumer waits for changes with its own
 //! [`ServiceView::changes`] receiver.
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use tokio::sync::watch;
@@ -16,7 +18,9 @@ use tokio::sync::watch;
 pub struct ServiceView {
     pub services: Store<Service>,
     pub slices: Store<EndpointSlice>,
-    /// Bumped on every watch event of either kind.
+    pub ingresses: Store<Ingress>,
+    pub ingress_classes: Store<IngressClass>,
+    /// Bumped on every watch event of any kind.
     generation: watch::Receiver<u64>,
 }
 
@@ -46,8 +50,10 @@ impl ServiceView {
     pub fn start(client: &kube::Client, tasks: &mut tokio::task::JoinSet<()>) -> ServiceView {
         let (tx, generation) = watch::channel(0);
         let services = follow(tasks, kube::Api::<Service>::all(client.clone()), tx.clone());
-        let slices = follow(tasks, kube::Api::<EndpointSlice>::all(client.clone()), tx);
-        ServiceView { services, slices, generation }
+        let slices = follow(tasks, kube::Api::<EndpointSlice>::all(client.clone()), tx.clone());
+        let ingresses = follow(tasks, kube::Api::<Ingress>::all(client.clone()), tx.clone());
+        let ingress_classes = follow(tasks, kube::Api::<IngressClass>::all(client.clone()), tx);
+        ServiceView { services, slices, ingresses, ingress_classes, generation }
     }
 
     /// Waits until both kinds have been listed once.

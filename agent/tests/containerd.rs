@@ -1990,3 +1990,135 @@ spec:
         (exec(script).trim() == "20").then_some(())
     });
 }
+
+/// One HTTP/1.1 request with a Host header to `address`; the whole answer.
+fn http_get_host(address: &str, host: &str, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let address = address.parse().map_err(|e| std::io::Error::other(format!("{address}: {e}")))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
+/// Ingress on a two-node cluster with the real kubectl: the built-in `berth` class is the
+/// default, an Ingress gets the nodes' addresses, and every node routes by host and path to
+/// the right Service — 404 for what no rule matches, 503 for a backend without endpoints.
+#[test]
+fn ingress_routes_hosts_and_paths_to_services() {
+    let Some((_tmp, cluster, _)) = two_node_cluster() else { return };
+    let state = cluster.state();
+    let subnet = state["network"]["subnet"].as_u64().unwrap();
+    let api = state["servers"][0]["apiUrl"].as_str().unwrap().to_string();
+    let manifests = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: v1}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: v1}}
+  template:
+    metadata: {labels: {app: v1}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers: [{name: http, image: berth/http:v1, ports: [{name: http, containerPort: 8080}]}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: v2}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: v2}}
+  template:
+    metadata: {labels: {app: v2}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers: [{name: http, image: berth/http:v2, ports: [{name: http, containerPort: 8080}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: v1}
+spec: {selector: {app: v1}, ports: [{name: web, port: 80, targetPort: http}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: v2}
+spec: {selector: {app: v2}, ports: [{port: 8000, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: nothing}
+spec: {selector: {app: nothing}, ports: [{port: 80}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: demo}
+spec:
+  rules:
+  - host: v1.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: v1, port: {name: web}}}}
+  - host: "*.example"
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: v2, port: {number: 8000}}}}
+  - http:
+      paths:
+      - {path: /index.html, pathType: Exact, backend: {service: {name: v2, port: {number: 8000}}}}
+      - {path: /empty, pathType: Prefix, backend: {service: {name: nothing, port: {number: 80}}}}
+"#;
+    let applied = kubectl(&api, &["apply", "-f", "-"], Some(manifests.as_bytes()));
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    let class = kubectl_blocking(&api, &["get", "ingressclass", "berth", "-o", "jsonpath={.spec.controller}"]);
+    assert_eq!(class, "berth.dev/ingress");
+    berth_testkit::blocking::eventually(Duration::from_secs(120), "both versions ready", || {
+        let v1 = kubectl_blocking(&api, &["get", "deploy", "v1", "-o", "jsonpath={.status.readyReplicas}"]);
+        let v2 = kubectl_blocking(&api, &["get", "deploy", "v2", "-o", "jsonpath={.status.readyReplicas}"]);
+        (v1 == "2" && v2 == "1").then_some(())
+    });
+    let address = berth_testkit::blocking::eventually(Duration::from_secs(30), "the Ingress's addresses", || {
+        let ips =
+            kubectl_blocking(&api, &["get", "ingress", "demo", "-o", "jsonpath={.status.loadBalancer.ingress[*].ip}"]);
+        (!ips.is_empty()).then_some(ips)
+    });
+    assert_eq!(address, format!("172.31.{subnet}.11 172.31.{subnet}.12"));
+    let listed = kubectl_blocking(&api, &["get", "ingress", "demo", "--no-headers"]);
+    assert!(listed.contains("v1.example,*.example") && listed.contains("172.31."), "kubectl get ingress: {listed}");
+    // Invalid Ingresses are refused with the field named.
+    let bad = r#"{"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "bad"},
+                  "spec": {"rules": [{"http": {"paths": [{"path": "relative", "pathType": "Prefix",
+                  "backend": {"service": {"name": "v1"}}}]}}]}}"#;
+    let refused = kubectl(&api, &["apply", "-f", "-"], Some(bad.as_bytes()));
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && why.contains("spec.rules[0].http.paths[0].path"), "{why}");
+    assert!(why.contains("spec.rules[0].http.paths[0].backend.service.port"), "{why}");
+
+    for node in [11, 12] {
+        let at = format!("172.31.{subnet}.{node}:80");
+        let answer = berth_testkit::blocking::eventually(Duration::from_secs(30), "the ingress proxy", || {
+            http_get_host(&at, "v1.example", "/").ok().filter(|a| a.contains("berth http v1"))
+        });
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let wild = http_get_host(&at, "shop.example", "/").unwrap();
+        assert!(wild.contains("berth http v2"), "wildcard host: {wild}");
+        let exact = http_get_host(&at, "10.0.0.1", "/index.html").unwrap();
+        assert!(exact.contains("berth http v2"), "exact path without host: {exact}");
+        let unmatched = http_get_host(&at, "10.0.0.1", "/").unwrap();
+        assert!(unmatched.starts_with("HTTP/1.1 404"), "no rule: {unmatched}");
+        let empty = http_get_host(&at, "10.0.0.1", "/empty/x").unwrap();
+        assert!(empty.starts_with("HTTP/1.1 503") && empty.contains("default/nothing"), "no endpoints: {empty}");
+    }
+    // Both v1 pods get traffic through the ingress.
+    let at = format!("172.31.{subnet}.11:80");
+    let before = kubectl_blocking(&api, &["logs", "-l", "app=v1", "--prefix"]);
+    for _ in 0..20 {
+        assert!(http_get_host(&at, "v1.example", "/").unwrap().contains("berth http v1"));
+    }
+    let after = kubectl_blocking(&api, &["logs", "-l", "app=v1", "--prefix"]);
+    let pods: std::collections::BTreeSet<&str> =
+        after.lines().filter(|l| !before.contains(*l)).filter_map(|l| l.split(']').next()).collect();
+    assert_eq!(pods.len(), 2, "requests spread over both v1 pods: {pods:?}");
+}

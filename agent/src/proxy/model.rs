@@ -79,7 +79,7 @@ pub struct ServicePortPlan {
 
 /// The endpoints of `port_name` in `slices`: the ready ones, else the serving terminating
 /// ones (kube-proxy's fallback), deduplicated and sorted.
-fn endpoints_of(slices: &[&EndpointSlice], port_name: &str, protocol: Protocol, node: &str) -> Vec<Target> {
+pub fn endpoints_of(slices: &[&EndpointSlice], port_name: &str, protocol: Protocol, node: &str) -> Vec<Target> {
     let mut ready = Vec::new();
     let mut terminating = Vec::new();
     for slice in slices.iter().filter(|s| s.address_type == "IPv4") {

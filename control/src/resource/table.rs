@@ -158,6 +158,8 @@ pub static RESOURCES: &[ResourceInfo] = &[
         true,
         &[],
     ),
+    r("networking.k8s.io", "v1", "ingresses", "ingress", ("Ingress", &other::INGRESS), true, &["ing"]).status(),
+    r("networking.k8s.io", "v1", "ingressclasses", "ingressclass", ("IngressClass", &other::INGRESS_CLASS), false, &[]),
     r(
         "autoscaling",
         "v2",

@@ -20,6 +20,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, Node, Pod, ResourceQuota, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::Store;
 use kube::Resource;
@@ -154,6 +155,8 @@ pub fn store(informers: &Informers, info: &'static ResourceInfo) -> KindStore {
         ("batch", "CronJob") => store_of::<CronJob>(informers, info),
         ("coordination.k8s.io", "Lease") => store_of::<Lease>(informers, info),
         ("discovery.k8s.io", "EndpointSlice") => store_of::<EndpointSlice>(informers, info),
+        ("networking.k8s.io", "Ingress") => store_of::<Ingress>(informers, info),
+        ("networking.k8s.io", "IngressClass") => store_of::<IngressClass>(informers, info),
         ("autoscaling", "HorizontalPodAutoscaler") => store_of::<HorizontalPodAutoscaler>(informers, info),
         (group, kind) => unreachable!("{kind}.{group} is served but has no typed informer here"),
     }

@@ -11,6 +11,7 @@
 //! * [`node_ipam`] — every Node's `spec.podCIDR` from `--cluster-cidr`;
 //! * [`kubernetes_service`] — the `kubernetes` Service and its endpoints: the live API servers;
 //! * [`cluster_dns`] — the `kube-dns` Service: every Ready node's DNS server, used node-locally;
+//! * [`ingress`] — the `berth` IngressClass and the addresses of its Ingresses;
 //! * [`service_lb`] — LoadBalancer Services' addresses: the Ready nodes' InternalIPs;
 //! * [`job`] — runs Jobs' pods to completion (and deletes Jobs past their TTL);
 //! * [`cronjob`] — starts CronJobs' Jobs on schedule;
@@ -38,6 +39,7 @@ pub mod events;
 pub mod expectations;
 pub mod gc;
 pub mod hpa;
+pub mod ingress;
 pub mod job;
 pub mod kinds;
 pub mod kubernetes_service;
@@ -117,6 +119,7 @@ pub fn all() -> Vec<(&'static str, TaskFn)> {
         ("node-ipam-controller", Arc::new(|ctx, cancel| Box::pin(node_ipam::run(ctx, cancel)))),
         ("kubernetes-service", Arc::new(|ctx, cancel| Box::pin(kubernetes_service::run(ctx, cancel)))),
         ("cluster-dns-service", Arc::new(|ctx, cancel| Box::pin(cluster_dns::run(ctx, cancel)))),
+        ("ingress-controller", Arc::new(|ctx, cancel| Box::pin(ingress::run(ctx, cancel)))),
         ("service-lb-controller", Arc::new(|ctx, cancel| Box::pin(service_lb::run(ctx, cancel)))),
         ("garbage-collector", Arc::new(|ctx, cancel| Box::pin(gc::run(ctx, cancel)))),
         ("job-controller", Arc::new(|ctx, cancel| Box::pin(job::run(ctx, cancel)))),

@@ -8,6 +8,7 @@
 
 pub mod cidr;
 pub mod duration;
+pub mod ingress;
 pub mod names;
 pub mod qos;
 pub mod quantity;

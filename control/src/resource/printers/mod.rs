@@ -83,7 +83,7 @@ pub use config::{CONFIG_MAP, SECRET, SERVICE_ACCOUNT};
 pub use event::EVENT;
 pub use other::{HPA, LEASE, RESOURCE_QUOTA};
 pub use pod::POD;
-pub use service::{ENDPOINTS, ENDPOINT_SLICE, SERVICE};
+pub use service::{ENDPOINTS, ENDPOINT_SLICE, INGRESS, INGRESS_CLASS, SERVICE};
 pub use workloads::{DAEMON_SET, DEPLOYMENT, REPLICA_SET, STATEFUL_SET};
 
 /// NAME + AGE, as the apiserver prints a resource that has no dedicated printer.

@@ -242,3 +242,56 @@ fn endpoint_slice_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         age(obj, now),
     ]
 }
+
+// ---------------------------------------------------------------------------------------------
+
+pub static INGRESS: Printer = Printer { columns: INGRESS_COLS, row: ingress_row };
+pub static INGRESS_CLASS: Printer = Printer { columns: INGRESS_CLASS_COLS, row: ingress_class_row };
+
+static INGRESS_COLS: &[Col] = &[
+    NAME,
+    col("Class", "string", "The name of the IngressClass resource that should be used for ingress"),
+    col("Hosts", "string", "Hosts that incoming requests are matched against before the ingress rule"),
+    col("Address", "string", "Address is a list containing ingress points for the load-balancer"),
+    col("Ports", "string", "Ports of TLS configurations that open"),
+    AGE,
+];
+
+static INGRESS_CLASS_COLS: &[Col] = &[
+    NAME,
+    col("Controller", "string", "Controller that is responsible for handling this class"),
+    col("Parameters", "string", "A reference to a resource with additional parameters"),
+    AGE,
+];
+
+fn ingress_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let class = at(obj, &["spec", "ingressClassName"]).and_then(Value::as_str).unwrap_or("<none>");
+    let hosts: Vec<String> = list(obj, &["spec", "rules"])
+        .iter()
+        .filter_map(|r| at(r, &["host"]).and_then(Value::as_str).filter(|h| !h.is_empty()).map(String::from))
+        .collect();
+    let hosts = if hosts.is_empty() { "*".to_string() } else { with_more(hosts.into_iter()) };
+    let address: Vec<&str> = list(obj, &["status", "loadBalancer", "ingress"])
+        .iter()
+        .filter_map(|i| at(i, &["ip"]).or_else(|| at(i, &["hostname"])).and_then(Value::as_str))
+        .collect();
+    let ports = if list(obj, &["spec", "tls"]).is_empty() { "80" } else { "80, 443" };
+    vec![
+        name(obj),
+        Value::from(class),
+        Value::from(hosts),
+        Value::from(address.join(",")),
+        Value::from(ports),
+        age(obj, now),
+    ]
+}
+
+fn ingress_class_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let parameters = at(obj, &["spec", "parameters"])
+        .map(|p| {
+            let group = at(p, &["apiGroup"]).and_then(Value::as_str).map(|g| format!("{g}/")).unwrap_or_default();
+            format!("{group}{}/{}", text(p, &["kind"]), text(p, &["name"]))
+        })
+        .unwrap_or_else(|| "<none>".into());
+    vec![name(obj), Value::from(text(obj, &["spec", "controller"])), Value::from(parameters), age(obj, now)]
+}

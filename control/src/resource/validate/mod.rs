@@ -17,6 +17,7 @@ pub(crate) mod cluster;
 pub(crate) mod config;
 pub(crate) mod defaults;
 pub(crate) mod event;
+pub(crate) mod ingress;
 mod json;
 mod meta;
 mod names;

@@ -50,8 +50,8 @@ fn plain(status: StatusCode, text: &str) -> Response<Body> {
 }
 
 impl Proxy {
-    /// The endpoint for a request to `host` `path`, or the error answer.
-    fn pick(&self, host: &str, path: &str) -> Result<SocketAddr, Response<Body>> {
+    /// The endpoint for a request to `host` `path`, or the error answer's status and text.
+    fn pick(&self, host: &str, path: &str) -> Result<SocketAddr, (StatusCode, String)> {
         let ingresses = self.view.ingresses.state();
         let classes = self.view.ingress_classes.state();
         let classes: Vec<&IngressClass> = classes.iter().map(|c| c.as_ref()).collect();
@@ -62,7 +62,7 @@ impl Proxy {
             .collect();
         let routes = routes::Routes::of(&served);
         let Some(backend) = routes.choose(host, path) else {
-            return Err(plain(StatusCode::NOT_FOUND, "404 page not found"));
+            return Err((StatusCode::NOT_FOUND, "404 page not found".into()));
         };
         let (services, slices) = self.view.snapshot();
         let services: Vec<&Service> = services.iter().map(|s| s.as_ref()).collect();
@@ -70,9 +70,9 @@ impl Proxy {
         let targets = routes::backend_targets(backend, &services, &slices, &self.node);
         match targets.choose(&mut rand::rng()) {
             Some(t) => Ok(SocketAddr::from((t.ip, t.port))),
-            None => Err(plain(
+            None => Err((
                 StatusCode::SERVICE_UNAVAILABLE,
-                &format!("no endpoints available for service \"{}/{}\"", backend.namespace, backend.service),
+                format!("no endpoints available for service \"{}/{}\"", backend.namespace, backend.service),
             )),
         }
     }
@@ -94,7 +94,7 @@ async fn forward(
     let path = request.uri().path().to_string();
     let endpoint = match proxy.pick(&host, &path) {
         Ok(e) => e,
-        Err(answer) => return answer,
+        Err((status, text)) => return plain(status, &text),
     };
     let path_and_query = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
     let Ok(uri) = format!("http://{endpoint}{path_and_query}").parse::<Uri>() else {

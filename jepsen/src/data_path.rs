@@ -95,41 +95,31 @@ impl Drop for Cluster {
     }
 }
 
-const MANIFESTS: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: srv-1, labels: {bench: srv-1}}
-spec:
-  nodeName: node-1
-  terminationGracePeriodSeconds: 1
-  containers: [{name: http, image: berth/http:v1, ports: [{containerPort: 8080}]}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: srv-2, labels: {bench: srv-2}}
-spec:
-  nodeName: node-2
-  terminationGracePeriodSeconds: 1
-  containers: [{name: http, image: berth/http:v1, ports: [{containerPort: 8080}]}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: srv-1}
-spec: {selector: {bench: srv-1}, ports: [{port: 80, targetPort: 8080}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: srv-2}
-spec: {selector: {bench: srv-2}, ports: [{port: 80, targetPort: 8080}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client}
-spec:
-  nodeName: node-1
-  terminationGracePeriodSeconds: 1
-  containers: [{name: c, image: berth/busybox:1.35, command: [sleep, "7201"]}]
-"#;
+/// Four server pods, so that no path meets the TIME_WAIT connections another path left
+/// at its server (a reused client port would collide with them): `srv-1` and `srv-1s` on
+/// node-1, `srv-2` and `srv-2s` on node-2; the `-s` ones are reached through Services.
+fn manifests() -> String {
+    let mut out = String::new();
+    for (pod, node) in [("srv-1", "node-1"), ("srv-1s", "node-1"), ("srv-2", "node-2"), ("srv-2s", "node-2")] {
+        out.push_str(&format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}, labels: {{bench: {pod}}}}}\n\
+             spec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n\
+             \x20 containers: [{{name: http, image: berth/http:v1, ports: [{{containerPort: 8080}}]}}]\n"
+        ));
+    }
+    for svc in ["srv-1s", "srv-2s"] {
+        out.push_str(&format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {svc}}}\n\
+             spec: {{selector: {{bench: {svc}}}, ports: [{{port: 80, targetPort: 8080}}]}}\n"
+        ));
+    }
+    out.push_str(
+        "---\napiVersion: v1\nkind: Pod\nmetadata: {name: client}\nspec:\n  nodeName: node-1\n\
+         \x20 terminationGracePeriodSeconds: 1\n\
+         \x20 containers: [{name: c, image: berth/busybox:1.35, command: [sleep, \"7201\"]}]\n",
+    );
+    out
+}
 
 /// The host PID of the client pod's `sleep 7201` (its own network namespace).
 fn client_pid() -> Option<u32> {
@@ -191,6 +181,24 @@ fn load(netns: &Path, target: SocketAddr, duration: Duration, threads: usize) ->
     Ok((all, errors))
 }
 
+/// The client's whole ephemeral port range (1024–65535, a per-namespace sysctl), so a run
+/// reuses no client port while its server still holds the old connection in TIME_WAIT.
+fn widen_port_range(netns: &Path) -> Result<()> {
+    let netns = netns.to_path_buf();
+    std::thread::spawn(move || -> Result<()> {
+        let file = std::fs::File::open(&netns)?;
+        // SAFETY: setns(2) moves only this thread, which ends right after.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!("setns: {}", std::io::Error::last_os_error());
+        }
+        // /proc/sys/net is the namespace of the thread that opens it.
+        std::fs::write("/proc/sys/net/ipv4/ip_local_port_range", "1024 65535")
+            .context("widening the client's port range")
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the sysctl thread panicked"))?
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -229,19 +237,20 @@ pub fn data_path(dir: &Path, cfg: &DataPathConfig) -> Result<Vec<PathFigures>> {
         "--pod-infra-container-image",
         "berth/pause:1",
     ])?;
-    cluster.kubectl(&["apply", "-f", "-"], Some(MANIFESTS))?;
+    cluster.kubectl(&["apply", "-f", "-"], Some(&manifests()))?;
     cluster.kubectl(&["wait", "--for=condition=Ready", "pod", "--all", "--timeout=180s"], None)?;
     let ip = |kind: &str, name: &str, path: &str| {
         cluster.kubectl(&["get", kind, name, "-o", &format!("jsonpath={path}")], None)
     };
     let targets: Vec<(String, SocketAddr)> = vec![
         ("same node, pod IP".into(), format!("{}:8080", ip("pod", "srv-1", "{.status.podIP}")?).parse()?),
-        ("same node, ClusterIP".into(), format!("{}:80", ip("svc", "srv-1", "{.spec.clusterIP}")?).parse()?),
+        ("same node, ClusterIP".into(), format!("{}:80", ip("svc", "srv-1s", "{.spec.clusterIP}")?).parse()?),
         ("other node, pod IP".into(), format!("{}:8080", ip("pod", "srv-2", "{.status.podIP}")?).parse()?),
-        ("other node, ClusterIP".into(), format!("{}:80", ip("svc", "srv-2", "{.spec.clusterIP}")?).parse()?),
+        ("other node, ClusterIP".into(), format!("{}:80", ip("svc", "srv-2s", "{.spec.clusterIP}")?).parse()?),
     ];
     let pid = client_pid().context("the client pod's process")?;
     let netns = PathBuf::from(format!("/proc/{pid}/ns/net"));
+    widen_port_range(&netns)?;
     // The proxy's rules follow the slices a moment after the pods are ready.
     for (path, target) in &targets {
         let deadline = Instant::now() + Duration::from_secs(60);

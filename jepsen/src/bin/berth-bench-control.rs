@@ -97,7 +97,7 @@ enum Bench {
     /// `berthctl up --runtime containerd` needs, and kubectl).
     DataPath {
         /// Length of each latency and each throughput run.
-        #[arg(long, default_value = "10s", value_parser = humantime_duration)]
+        #[arg(long, default_value = "5s", value_parser = humantime_duration)]
         duration: std::time::Duration,
         /// Requests in flight in the throughput runs.
         #[arg(long, default_value_t = 4)]

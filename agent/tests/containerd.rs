@@ -1361,7 +1361,8 @@ fn a_local_cluster_gives_each_node_its_own_namespace_and_address() {
     let routes = in_node("node-1", &["ip", "route", "show", "proto", "66"]);
     assert!(routes.contains(&format!("via 172.31.{subnet}.12")), "{routes}");
     assert!(in_node("node-1", &["nft", "list", "tables"]).contains("table ip berth-podnet"));
-    // `berth-agent --cleanup` removes exactly the agent's routes and table.
+    assert!(in_node("node-1", &["nft", "list", "tables"]).contains("table ip berth-proxy"));
+    // `berth-agent --cleanup` removes exactly the agent's routes and tables.
     let cleaned = Command::new("nsenter")
         .arg(format!("--net=/var/run/netns/berth-{subnet}-node-1"))
         .arg(env!("CARGO_BIN_EXE_berth-agent"))
@@ -1370,7 +1371,8 @@ fn a_local_cluster_gives_each_node_its_own_namespace_and_address() {
         .unwrap();
     assert!(cleaned.status.success(), "{}", String::from_utf8_lossy(&cleaned.stderr));
     assert_eq!(in_node("node-1", &["ip", "route", "show", "proto", "66"]), "");
-    assert!(!in_node("node-1", &["nft", "list", "tables"]).contains("berth-podnet"));
+    let tables = in_node("node-1", &["nft", "list", "tables"]);
+    assert!(!tables.contains("berth-podnet") && !tables.contains("berth-proxy"), "{tables}");
     assert!(in_node("node-1", &["ip", "route", "show"]).contains("default via"), "other routes stay");
 
     // An agent killed with its containers running: `down` still removes everything.
@@ -1828,6 +1830,15 @@ spec:
     assert!(named.contains(&ip0), "store-0: {named}");
     let answered = exec("client", "wget -qO- http://store-1.store:8080/");
     assert!(answered.contains("berth http v1"), "store-1 by name: {answered}");
+    // A pod on node-1 reaches the pod on node-2 by its pod IP.
+    let on_node_2 = if kubectl_blocking(&api, &["get", "pod", "store-0", "-o", "jsonpath={.spec.nodeName}"]) == "node-2"
+    {
+        &ip0
+    } else {
+        &ip1
+    };
+    let direct = exec("client", &format!("wget -qO- http://{on_node_2}:8080/"));
+    assert!(direct.contains("berth http v1"), "pod IP {on_node_2} on node-2: {direct}");
     let headless = exec("client", "nslookup store.default.svc.cluster.local");
     assert!(headless.contains(&ip0) && headless.contains(&ip1), "headless: {headless}");
     // The other node's DNS server answers its own pods.

@@ -204,6 +204,24 @@ async fn errors_are_status_objects_with_kubernetes_codes() {
     let e = status_of(deploys.create(&PostParams::default(), &bad_name).await.unwrap_err());
     assert_eq!(e.code, 422);
     assert!(e.message.contains("metadata.name"), "{}", e.message);
+    // A NodePort or ClusterIP another Service holds → 422 naming the field.
+    let services: Api<core::v1::Service> = Api::namespaced(cluster.client(), "default");
+    let svc = |name: &str| -> core::v1::Service {
+        from_json(json!({"metadata": {"name": name}, "spec": {"type": "NodePort", "clusterIP": "10.96.7.7",
+                         "ports": [{"port": 80, "nodePort": 30777}]}}))
+    };
+    services.create(&PostParams::default(), &svc("first")).await.unwrap();
+    let e = status_of(services.create(&PostParams::default(), &svc("second")).await.unwrap_err());
+    assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"), "{}", e.message);
+    assert!(e.message.contains("already allocated") && e.message.contains("spec."), "{}", e.message);
+    let mut other_ip = svc("third");
+    other_ip.spec.as_mut().unwrap().cluster_ip = Some("10.96.7.8".into());
+    let e = status_of(services.create(&PostParams::default(), &other_ip).await.unwrap_err());
+    assert!(
+        e.message.contains("spec.ports[0].nodePort") && e.message.contains("provided port is already allocated"),
+        "{}",
+        e.message
+    );
     // Over 1.5 MiB → 413.
     // (ConfigMaps and Secrets stop at 1 MiB of data with a 422, as in Kubernetes.)
     let events: Api<core::v1::Event> = Api::namespaced(cluster.client(), "default");

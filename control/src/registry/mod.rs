@@ -523,7 +523,13 @@ impl Registry {
                 self.check_namespace(info, ns, &name).await?;
             }
             if let Some((field, value)) = allocations.user_chosen_taken(&self.store).await? {
-                return Err(field_invalid(info, &name, &field, &value, "provided value is already allocated"));
+                // kube-apiserver's words: a NodePort is a port, a ClusterIP an IP.
+                let what = if field.contains("nodePort") {
+                    "provided port is already allocated"
+                } else {
+                    "provided IP is already allocated"
+                };
+                return Err(field_invalid(info, &name, &field, &value, what));
             }
             // A randomly chosen allocation was taken or a quota changed meanwhile: again.
             if !quota_updates.is_empty() {

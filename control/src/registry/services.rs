@@ -34,7 +34,7 @@ impl Allocations {
     /// After a failed write: the first client-chosen value that another object holds.
     pub async fn user_chosen_taken(&self, store: &Store) -> Result<Option<(String, String)>, ApiError> {
         for (field, value, key) in &self.chosen {
-            if self.added.contains(key) && storage::get(store, key, true).await?.is_some() {
+            if self.added.contains(key) && storage::exists(store, key).await? {
                 return Ok(Some((field.clone(), value.clone())));
             }
         }

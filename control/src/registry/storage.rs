@@ -147,6 +147,14 @@ pub async fn get(store: &Store, key: &str, consistent: bool) -> Result<Option<St
     }
 }
 
+/// Whether `key` exists (linearizable; any value, JSON or not — allocation keys hold their
+/// owner's key).
+pub async fn exists(store: &Store, key: &str) -> Result<bool, ApiError> {
+    let resp =
+        store.range(RangeRequest { key: key.as_bytes().to_vec(), count_only: true, ..Default::default() }).await?;
+    Ok(resp.count > 0)
+}
+
 /// One page of a prefix scan at a fixed revision (0: latest, linearizable).
 pub struct Page {
     pub items: Vec<Stored>,

@@ -1229,6 +1229,13 @@ impl LocalCluster {
             .expect("berthctl")
     }
 
+    /// The node network's X (`172.31.X.0/24`) and the first server's API URL.
+    fn subnet_and_api(&self) -> (u64, String) {
+        let state = self.state();
+        let subnet = state["network"]["subnet"].as_u64().expect("a node network is recorded");
+        (subnet, state["servers"][0]["apiUrl"].as_str().expect("an API URL").to_string())
+    }
+
     fn state(&self) -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(self.dir.join("cluster.json")).unwrap()).unwrap()
     }
@@ -1279,8 +1286,7 @@ fn leftovers(dir: &Path, subnet: u64) -> Vec<String> {
 fn a_local_cluster_gives_each_node_its_own_namespace_and_address() {
     let Some((_tmp, cluster, base)) = two_node_cluster() else { return };
     let state = cluster.state();
-    let subnet = state["network"]["subnet"].as_u64().expect("a node network is recorded");
-    let api = state["servers"][0]["apiUrl"].as_str().unwrap().to_string();
+    let (subnet, api) = cluster.subnet_and_api();
     assert_eq!(api, format!("http://172.31.{subnet}.1:{base}"), "the server listens on the network's host address");
     // ... and on loopback, which the host's kubeconfig uses.
     let kubeconfig = std::fs::read_to_string(cluster.dir.join("admin.kubeconfig")).unwrap();
@@ -1443,9 +1449,7 @@ fn two_node_cluster() -> Option<(tempfile::TempDir, LocalCluster, u16)> {
 #[test]
 fn services_carry_traffic_across_nodes() {
     let Some((_tmp, cluster, _)) = two_node_cluster() else { return };
-    let state = cluster.state();
-    let subnet = state["network"]["subnet"].as_u64().unwrap();
-    let api = state["servers"][0]["apiUrl"].as_str().unwrap().to_string();
+    let (subnet, api) = cluster.subnet_and_api();
     let manifests = r#"
 apiVersion: apps/v1
 kind: Deployment
@@ -1493,23 +1497,8 @@ spec:
   selector: {app: web}
   sessionAffinity: ClientIP
   ports: [{name: http, port: 80, targetPort: http}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client}
-spec:
-  nodeName: node-1
-  terminationGracePeriodSeconds: 1
-  containers:
-  - {name: c, image: berth/busybox:1.35, command: [sleep, "3600"]}
 "#;
-    let applied = kubectl(&api, &["apply", "-f", "-"], Some(manifests.as_bytes()));
-    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
-    berth_testkit::blocking::eventually(Duration::from_secs(120), "3 web pods ready and the client running", || {
-        let ready = kubectl_blocking(&api, &["get", "deploy", "web", "-o", "jsonpath={.status.readyReplicas}"]);
-        let client = kubectl_blocking(&api, &["get", "pod", "client", "-o", "jsonpath={.status.phase}"]);
-        (ready == "3" && client == "Running").then_some(())
-    });
+    apply_with_client(&api, manifests, "web", 3);
     let nodes = kubectl_blocking(&api, &["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.nodeName}"]);
     assert!(nodes.contains("node-1") && nodes.contains("node-2"), "web pods on both nodes: {nodes}");
     let cluster_ip = kubectl_blocking(&api, &["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
@@ -1602,6 +1591,33 @@ spec:
     let last = kubectl_blocking(&api, &["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"]);
     let itself = kubectl_blocking(&api, &["exec", &last, "--", "wget", "-qO-", &format!("http://{cluster_ip}/")]);
     assert!(itself.contains("berth http v1"), "hairpin: {itself}");
+}
+
+/// A busybox pod on node-1 that requests are sent from (`kubectl exec client`).
+const CLIENT_POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  nodeName: node-1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: berth/busybox:1.35, command: [sleep, "3600"]}
+"#;
+
+/// Applies `manifests` and [`CLIENT_POD`], then waits until Deployment `deployment` has
+/// `replicas` ready pods and the client runs.
+fn apply_with_client(api: &str, manifests: &str, deployment: &str, replicas: u32) {
+    let all = format!("{manifests}---{CLIENT_POD}");
+    let applied = kubectl(api, &["apply", "-f", "-"], Some(all.as_bytes()));
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    let what = format!("{replicas} {deployment} pods ready and the client running");
+    berth_testkit::blocking::eventually(Duration::from_secs(120), &what, || {
+        let jsonpath = "jsonpath={.status.readyReplicas}";
+        let ready = kubectl_blocking(api, &["get", "deploy", deployment, "-o", jsonpath]);
+        let client = kubectl_blocking(api, &["get", "pod", "client", "-o", "jsonpath={.status.phase}"]);
+        (ready == replicas.to_string() && client == "Running").then_some(())
+    });
 }
 
 fn kubectl_blocking(api_url: &str, args: &[&str]) -> String {
@@ -1720,7 +1736,7 @@ async fn lifecycle_hooks_run_in_the_container_and_over_http() {
 #[test]
 fn cluster_dns_names_services_and_statefulset_pods() {
     let Some((_tmp, cluster, _)) = two_node_cluster() else { return };
-    let api = cluster.state()["servers"][0]["apiUrl"].as_str().unwrap().to_string();
+    let (_, api) = cluster.subnet_and_api();
     let manifests = r#"
 apiVersion: apps/v1
 kind: Deployment
@@ -1779,17 +1795,7 @@ spec:
     let exposed = kubectl(&api, &["expose", "deployment", "web", "--port=80", "--target-port=8080"], None);
     assert!(exposed.status.success(), "expose: {}", String::from_utf8_lossy(&exposed.stderr));
     // The client starts after the Service exists, so it gets its variables.
-    let client = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: client}
-spec:
-  nodeName: node-1
-  terminationGracePeriodSeconds: 1
-  containers:
-  - {name: c, image: berth/busybox:1.35, command: [sleep, "3600"]}
-"#;
-    assert!(kubectl(&api, &["apply", "-f", "-"], Some(client.as_bytes())).status.success());
+    assert!(kubectl(&api, &["apply", "-f", "-"], Some(CLIENT_POD.as_bytes())).status.success());
     berth_testkit::blocking::eventually(Duration::from_secs(180), "web, store and the client ready", || {
         let web = kubectl_blocking(&api, &["get", "deploy", "web", "-o", "jsonpath={.status.readyReplicas}"]);
         let store = kubectl_blocking(&api, &["get", "sts", "store", "-o", "jsonpath={.status.readyReplicas}"]);
@@ -1881,9 +1887,7 @@ fn pids_with(marker: &str, program: &str) -> Vec<i32> {
 #[test]
 fn rollouts_lose_no_requests_and_a_dead_node_is_routed_around() {
     let Some((_tmp, cluster, _)) = two_node_cluster() else { return };
-    let state = cluster.state();
-    let subnet = state["network"]["subnet"].as_u64().unwrap();
-    let api = state["servers"][0]["apiUrl"].as_str().unwrap().to_string();
+    let (subnet, api) = cluster.subnet_and_api();
     let manifests = r#"
 apiVersion: apps/v1
 kind: Deployment
@@ -1909,23 +1913,8 @@ metadata: {name: web}
 spec:
   selector: {app: web}
   ports: [{port: 80, targetPort: http}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client}
-spec:
-  nodeName: node-1
-  terminationGracePeriodSeconds: 1
-  containers:
-  - {name: c, image: berth/busybox:1.35, command: [sleep, "3600"]}
 "#;
-    let applied = kubectl(&api, &["apply", "-f", "-"], Some(manifests.as_bytes()));
-    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
-    berth_testkit::blocking::eventually(Duration::from_secs(120), "3 web pods ready and the client running", || {
-        let ready = kubectl_blocking(&api, &["get", "deploy", "web", "-o", "jsonpath={.status.readyReplicas}"]);
-        let client = kubectl_blocking(&api, &["get", "pod", "client", "-o", "jsonpath={.status.phase}"]);
-        (ready == "3" && client == "Running").then_some(())
-    });
+    apply_with_client(&api, manifests, "web", 3);
     let exec = |script: &str| kubectl_blocking(&api, &["exec", "client", "--", "sh", "-c", script]);
     berth_testkit::blocking::eventually(Duration::from_secs(30), "the Service answers", || {
         exec("wget -qO- http://web/").contains("berth http v1").then_some(())
@@ -1965,7 +1954,7 @@ spec:
     assert_eq!(versions.matches("berth http v2").count(), 30, "only v2 answers: {versions}");
 
     // Node 2 dies: its agent and containerd are killed and its link goes down.
-    let agent2 = state["agents"][1]["pid"].as_u64().unwrap() as i32;
+    let agent2 = cluster.state()["agents"][1]["pid"].as_u64().unwrap() as i32;
     let containerd_config = cluster.dir.join("agent-node-2").join("containerd").join("config.toml");
     let containerds = pids_with(&containerd_config.display().to_string(), "containerd");
     assert_eq!(containerds.len(), 1, "node-2's containerd");
@@ -2020,9 +2009,7 @@ fn http_get_host(address: &str, host: &str, path: &str) -> std::io::Result<Strin
 #[test]
 fn ingress_routes_hosts_and_paths_to_services() {
     let Some((_tmp, cluster, _)) = two_node_cluster() else { return };
-    let state = cluster.state();
-    let subnet = state["network"]["subnet"].as_u64().unwrap();
-    let api = state["servers"][0]["apiUrl"].as_str().unwrap().to_string();
+    let (subnet, api) = cluster.subnet_and_api();
     let manifests = r#"
 apiVersion: apps/v1
 kind: Deployment

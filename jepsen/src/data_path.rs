@@ -211,14 +211,7 @@ pub fn data_path(dir: &Path, cfg: &DataPathConfig) -> Result<Vec<PathFigures>> {
     anyhow::ensure!(cfg.concurrency > 0 && !cfg.duration.is_zero(), "--concurrency and --duration must be positive");
     let archives = match &cfg.images_dir {
         Some(d) => d.clone(),
-        None => {
-            let out = dir.join("images");
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-images");
-            let built =
-                Command::new(script).arg("--out").arg(&out).arg("--archives").arg(out.join("archives")).output()?;
-            anyhow::ensure!(built.status.success(), "build-images: {}", String::from_utf8_lossy(&built.stderr));
-            out.join("archives")
-        }
+        None => crate::procs::build_image_archives(dir)?,
     };
     let berthctl = crate::procs::sibling_binary("berthctl", "BERTHCTL", "cargo build -p berth-ctl [--release]")?;
     let cluster = Cluster { berthctl, dir: dir.join("cluster") };

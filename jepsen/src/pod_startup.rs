@@ -210,16 +210,7 @@ async fn delete_all(pods: &Api<Pod>) -> BenchResult<()> {
 pub async fn pod_startup(dir: &Path, cfg: &PodStartupConfig) -> BenchResult<PodStartupReport> {
     let images = match &cfg.images_dir {
         Some(d) => d.clone(),
-        None => {
-            let out = dir.join("images");
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-images");
-            let built =
-                Command::new(script).arg("--out").arg(&out).arg("--archives").arg(out.join("archives")).output()?;
-            if !built.status.success() {
-                return Err(err(format!("build-images: {}", String::from_utf8_lossy(&built.stderr))));
-            }
-            out.join("archives")
-        }
+        None => crate::procs::build_image_archives(dir)?,
     };
     // A cluster CIDR of its own: the pod bridge must not overlap a local cluster's.
     let extra = ["--cluster-cidr".to_string(), "10.250.0.0/16".to_string()];

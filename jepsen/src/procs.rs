@@ -489,3 +489,15 @@ pub async fn connect(url: &str) -> Result<Channel, HarnessError> {
         .await
         .map_err(|e| HarnessError::Rpc(format!("{url}: {e}")))
 }
+
+/// The demo images as archives (`scripts/build-images --archives`), built under `dir`;
+/// returns the archives' directory.
+pub fn build_image_archives(dir: &Path) -> std::io::Result<PathBuf> {
+    let out = dir.join("images");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-images");
+    let built = Command::new(script).arg("--out").arg(&out).arg("--archives").arg(out.join("archives")).output()?;
+    if !built.status.success() {
+        return Err(std::io::Error::other(format!("build-images: {}", String::from_utf8_lossy(&built.stderr))));
+    }
+    Ok(out.join("archives"))
+}

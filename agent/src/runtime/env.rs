@@ -26,9 +26,12 @@ pub async fn resolve(
         env.push((k, v));
     };
     if let Some(services) = &api.services {
-        // As the kubelet: no container starts before the Services have been listed once.
+        // The kubelet refuses to start a container before the Services have been listed
+        // once. An agent started while the API is down must still restart its crashed
+        // containers, so after a short wait it starts them without Service variables.
         if tokio::time::timeout(SERVICES_SYNC_WAIT, services.wait_until_ready()).await.is_err() {
-            return Err("services have not yet been read at least once, cannot construct envvars".into());
+            tracing::warn!(pod = %pod.metadata.name.as_deref().unwrap_or_default(), container = %container.name,
+                "services have not yet been read at least once; starting without Service environment variables");
         }
         let state = services.state();
         let services: Vec<&Service> = state.iter().map(|s| s.as_ref()).collect();
@@ -98,7 +101,7 @@ pub async fn resolve(
 }
 
 /// How long a container start waits for the first list of Services.
-const SERVICES_SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const SERVICES_SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The Service environment variables of a pod in `ns` (pure), as the kubelet's: for the
 /// `kubernetes` Service in `default`, and with `enable_service_links` for every Service of

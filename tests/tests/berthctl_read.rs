@@ -166,13 +166,17 @@ fn info_verbs(c: &CtlCluster) {
     assert!(client_only.get("serverVersion").is_none());
     let yaml = c.ok(&["version", "-o", "yaml"]);
     assert!(yaml.starts_with("clientVersion:\n") && yaml.contains("\nserverVersion:\n"), "{yaml}");
-    assert_eq!(
-        c.ok(&["cluster-info"]),
-        format!(
-            "Kubernetes control plane is running at {}\n\nTo further debug and diagnose cluster problems, use 'berthctl cluster-info dump'.\n",
-            c.api_urls()[0]
-        )
+    // The cluster services (`kubernetes.io/cluster-service`): kube-dns, as on a kubeadm
+    // cluster, which the leader creates a moment after start.
+    let url = &c.api_urls()[0];
+    let expected = format!(
+        "Kubernetes control plane is running at {url}\n\
+         CoreDNS is running at {url}/api/v1/namespaces/kube-system/services/kube-dns:dns/proxy\n\n\
+         To further debug and diagnose cluster problems, use 'berthctl cluster-info dump'.\n"
     );
+    eventually(Duration::from_secs(20), "cluster-info naming CoreDNS", || {
+        (c.ok(&["cluster-info"]) == expected).then_some(())
+    });
     let theirs =
         kubectl_ok(c, &["cluster-info"], None).replace("'kubectl cluster-info dump'", "'berthctl cluster-info dump'");
     assert_eq!(c.ok(&["cluster-info"]), theirs);

@@ -1097,7 +1097,7 @@ mod tests {
         assert_eq!(
             agent_args(&c, &c.agents[0], dir).join(" "),
             "--server http://127.0.0.1:30000 --node-name node-1 --data-dir /d/agent-node-1 --runtime process \
-             --listen-port 30009 --stop-containers-on-exit"
+             --listen-port 30009 --stop-containers-on-exit --node-ip 127.0.0.1"
         );
         let mut ctr = c.clone();
         ctr.runtime = "containerd".into();

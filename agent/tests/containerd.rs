@@ -1423,22 +1423,33 @@ fn two_node_cluster() -> Option<(tempfile::TempDir, LocalCluster, u16)> {
     let berthctl = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("berthctl");
     assert!(berthctl.exists(), "{} is missing: build the workspace's binaries first", berthctl.display());
     let cluster = LocalCluster { berthctl, dir: tmp.path().join("cluster") };
-    let base = free_port();
-    let up = cluster.berthctl(&[
-        "up",
-        "--base-port",
-        &base.to_string(),
-        "--agents",
-        "2",
-        "--runtime",
-        "containerd",
-        "--images-dir",
-        &archives.display().to_string(),
-        "--pod-infra-container-image",
-        "berth/pause:1",
-    ]);
-    assert!(up.status.success(), "up: {}{}", String::from_utf8_lossy(&up.stderr), String::from_utf8_lossy(&up.stdout));
-    Some((tmp, cluster, base))
+    // Another test may take a port of the block between our pick and `up`'s check: pick
+    // again then (a few times; `up` checks every port before it starts anything).
+    for attempt in 1..=5 {
+        let base = free_port();
+        let up = cluster.berthctl(&[
+            "up",
+            "--base-port",
+            &base.to_string(),
+            "--agents",
+            "2",
+            "--runtime",
+            "containerd",
+            "--images-dir",
+            &archives.display().to_string(),
+            "--pod-infra-container-image",
+            "berth/pause:1",
+        ]);
+        let stderr = String::from_utf8_lossy(&up.stderr);
+        if up.status.success() {
+            return Some((tmp, cluster, base));
+        }
+        assert!(attempt < 5 && stderr.contains("is not free"), "up: {stderr}{}", String::from_utf8_lossy(&up.stdout));
+        eprintln!("up, attempt {attempt}: {stderr}");
+        // Whatever the failed `up` recorded goes, so the next one starts afresh.
+        let _ = cluster.berthctl(&["down", "--purge"]);
+    }
+    unreachable!("the loop returns or fails")
 }
 
 /// Services carry traffic on a two-node cluster: a ClusterIP spreads a client's requests

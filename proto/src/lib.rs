@@ -38,6 +38,7 @@ pub mod identity;
 pub mod keys;
 pub mod kubeconfig;
 pub mod model;
+pub mod pki;
 pub mod selectors;
 
 pub use error::Error;

@@ -1,0 +1,258 @@
+//! The cluster's certificates, made with rcgen (ECDSA P-256, as kubeadm's defaults allow):
+//! a self-signed [`Ca`] that issues serving certificates (the SANs a server answers on) and
+//! client certificates (the common name is the user, organizations the groups — how
+//! kube-apiserver reads an X.509 client), kubeadm's CA pin ([`ca_cert_hash`]: `sha256:` of
+//! the CA's SubjectPublicKeyInfo, what `--discovery-token-ca-cert-hash` names), and private
+//! keys written 0600. The first step of issue 20: nothing serves TLS with them yet.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use sha2::{Digest, Sha256};
+
+/// What went wrong making or reading a certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("not a PEM certificate")]
+    NotPem,
+}
+
+/// A certificate and its private key, both PEM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A certificate authority: issues the cluster's serving and client certificates.
+#[derive(Debug, Clone)]
+pub struct Ca {
+    pub issued: Issued,
+}
+
+/// How long certificates are valid: the CA ten years, the others one (kubeadm's).
+pub const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+pub const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+
+fn validity(params: &mut CertificateParams, valid_for: Duration) {
+    let now = time::OffsetDateTime::now_utc();
+    // A little slack for clocks a few minutes apart.
+    params.not_before = now - time::Duration::minutes(5);
+    params.not_after = now + time::Duration::seconds(valid_for.as_secs() as i64);
+}
+
+fn name(common_name: &str, organizations: &[&str]) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    for o in organizations {
+        dn.push(DnType::OrganizationName, *o);
+    }
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+impl Ca {
+    /// A new self-signed CA named `common_name` (such as `berth-ca`).
+    pub fn generate(common_name: &str) -> Result<Ca, PkiError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(common_name, &[]);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        validity(&mut params, CA_VALIDITY);
+        let cert = params.self_signed(&key)?;
+        Ok(Ca { issued: Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem() } })
+    }
+
+    /// The CA from its PEM certificate and key (as stored in a data dir).
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Ca, PkiError> {
+        // Both must parse: a CA that cannot sign is refused here, not at first use.
+        let key = KeyPair::from_pem(key_pem)?;
+        Issuer::from_ca_cert_pem(cert_pem, &key)?;
+        Ok(Ca { issued: Issued { cert_pem: cert_pem.to_string(), key_pem: key_pem.to_string() } })
+    }
+
+    fn issue(&self, mut params: CertificateParams) -> Result<Issued, PkiError> {
+        let ca_key = KeyPair::from_pem(&self.issued.key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(&self.issued.cert_pem, ca_key)?;
+        let key = KeyPair::generate()?;
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        validity(&mut params, LEAF_VALIDITY);
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    }
+
+    /// A serving certificate for `common_name` answering on `sans` (DNS names and IP
+    /// addresses, such as every listen address, `kubernetes.default.svc.cluster.local` and
+    /// the `kubernetes` Service's ClusterIP).
+    pub fn issue_serving(&self, common_name: &str, sans: &[String]) -> Result<Issued, PkiError> {
+        let mut params = CertificateParams::new(sans.to_vec())?;
+        params.distinguished_name = name(common_name, &[]);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.issue(params)
+    }
+
+    /// A client certificate for user `user` in `groups` (`admin` in `system:masters`;
+    /// `system:node:node-1` in `system:nodes`).
+    pub fn issue_client(&self, user: &str, groups: &[&str]) -> Result<Issued, PkiError> {
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = Vec::<SanType>::new();
+        params.distinguished_name = name(user, groups);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.issue(params)
+    }
+
+    /// kubeadm's pin of this CA: see [`ca_cert_hash`].
+    pub fn cert_hash(&self) -> Result<String, PkiError> {
+        ca_cert_hash(&self.issued.cert_pem)
+    }
+}
+
+/// `sha256:<hex>` of the certificate's DER SubjectPublicKeyInfo — kubeadm's
+/// `--discovery-token-ca-cert-hash`, which a joining node checks the CA against.
+pub fn ca_cert_hash(cert_pem: &str) -> Result<String, PkiError> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).map_err(|_| PkiError::NotPem)?;
+    if pem.label != "CERTIFICATE" {
+        return Err(PkiError::NotPem);
+    }
+    let cert = pem.parse_x509().map_err(|_| PkiError::NotPem)?;
+    Ok(format!("sha256:{}", hex(&Sha256::digest(cert.tbs_certificate.subject_pki.raw))))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes a private key readable by its owner only (0600), replacing any old file.
+pub fn write_private_key(path: &Path, key_pem: &str) -> Result<(), PkiError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| PkiError::Io { path: path.display().to_string(), source };
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+    file.write_all(key_pem.as_bytes()).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls::server::WebPkiClientVerifier;
+    use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
+
+    use super::*;
+
+    fn chain(issued: &Issued) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        let cert = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap();
+        (vec![cert], PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).unwrap())
+    }
+
+    /// Configurations of a server presenting `server` and asking for a client certificate,
+    /// and of a client presenting `client`, both trusting `ca`.
+    fn configs(ca: &Ca, server: &Issued, client: &Issued) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+        // ring, not aws-lc-rs (which needs cmake to build); its provider is deprecated only
+        // for lacking post-quantum key exchange.
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(ca.issued.cert_pem.as_bytes()).unwrap()).unwrap();
+        let roots = Arc::new(roots);
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone()).build().unwrap();
+        let (cert, key) = chain(server);
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(cert, key)
+            .unwrap();
+        let (cert, key) = chain(client);
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(cert, key)
+            .unwrap();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    /// Runs a TLS handshake in memory; the server's view of the client on success.
+    fn handshake(server: Arc<ServerConfig>, client: Arc<ClientConfig>, name: &str) -> Result<ServerConnection, String> {
+        let mut c = ClientConnection::new(client, ServerName::try_from(name.to_string()).unwrap()).unwrap();
+        let mut s = ServerConnection::new(server).unwrap();
+        for _ in 0..20 {
+            let mut buf = Vec::new();
+            c.write_tls(&mut buf).unwrap();
+            s.read_tls(&mut buf.as_slice()).unwrap();
+            s.process_new_packets().map_err(|e| format!("server: {e}"))?;
+            let mut buf = Vec::new();
+            s.write_tls(&mut buf).unwrap();
+            c.read_tls(&mut buf.as_slice()).unwrap();
+            c.process_new_packets().map_err(|e| format!("client: {e}"))?;
+            if !c.is_handshaking() && !s.is_handshaking() {
+                return Ok(s);
+            }
+        }
+        Err("the handshake did not finish".into())
+    }
+
+    #[test]
+    fn a_serving_certificate_is_trusted_through_the_ca_and_a_client_certificate_names_user_and_groups() {
+        let ca = Ca::generate("berth-ca").unwrap();
+        let sans: Vec<String> = ["localhost", "kubernetes.default.svc.cluster.local", "127.0.0.1", "10.96.0.1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let server = ca.issue_serving("berth-server", &sans).unwrap();
+        let admin = ca.issue_client("admin", &["system:masters"]).unwrap();
+        let (server_config, client_config) = configs(&ca, &server, &admin);
+        for name in ["kubernetes.default.svc.cluster.local", "10.96.0.1", "127.0.0.1"] {
+            let s = handshake(server_config.clone(), client_config.clone(), name).expect(name);
+            let peer = s.peer_certificates().expect("the client's certificate").first().unwrap().clone();
+            let (_, cert) = x509_parser::parse_x509_certificate(&peer).unwrap();
+            let subject = cert.subject();
+            let cn: Vec<&str> = subject.iter_common_name().map(|a| a.as_str().unwrap()).collect();
+            let o: Vec<&str> = subject.iter_organization().map(|a| a.as_str().unwrap()).collect();
+            assert_eq!((cn, o), (vec!["admin"], vec!["system:masters"]));
+        }
+        let refused = handshake(server_config.clone(), client_config.clone(), "elsewhere.example").unwrap_err();
+        assert!(refused.contains("client"), "a name outside the SANs is refused: {refused}");
+        // Another CA's client is refused by the server.
+        let stranger = Ca::generate("other-ca").unwrap();
+        let (_, stranger_client) = configs(&ca, &server, &stranger.issue_client("mallory", &[]).unwrap());
+        assert!(handshake(server_config, stranger_client, "localhost").unwrap_err().starts_with("server"));
+    }
+
+    #[test]
+    fn the_ca_pin_is_the_hash_of_its_public_key_and_survives_a_reload() {
+        let ca = Ca::generate("berth-ca").unwrap();
+        let pin = ca.cert_hash().unwrap();
+        assert!(pin.starts_with("sha256:") && pin.len() == 7 + 64, "{pin}");
+        let reloaded = Ca::from_pem(&ca.issued.cert_pem, &ca.issued.key_pem).unwrap();
+        assert_eq!(reloaded.cert_hash().unwrap(), pin);
+        assert_ne!(Ca::generate("berth-ca").unwrap().cert_hash().unwrap(), pin);
+        assert!(matches!(ca_cert_hash(&ca.issued.key_pem), Err(PkiError::NotPem)));
+        assert!(Ca::from_pem(&ca.issued.cert_pem, "garbage").is_err());
+    }
+
+    #[test]
+    fn private_keys_are_written_for_the_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.key");
+        std::fs::write(&path, "old").unwrap();
+        write_private_key(&path, "-----BEGIN PRIVATE KEY-----\n").unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "-----BEGIN PRIVATE KEY-----\n");
+    }
+}

@@ -199,7 +199,8 @@ fn widen_port_range(netns: &Path) -> Result<()> {
     .map_err(|_| anyhow::anyhow!("the sysctl thread panicked"))?
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+/// The nearest-rank percentile `p` (0–1) of `sorted` (zero when empty).
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }

@@ -18,6 +18,8 @@ use berth_agent::dns::server::ClusterDns;
 use berth_agent::dns::zone::Zone;
 use k8s_openapi::api::core::v1::Service;
 
+use crate::data_path::percentile;
+
 /// The benchmark's shape.
 #[derive(Debug, Clone, Copy)]
 pub struct DnsBenchConfig {
@@ -98,13 +100,6 @@ async fn dnsperf(
         .collect();
     latencies.sort();
     Ok((qps, latencies, lost))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
 /// Measures one server.

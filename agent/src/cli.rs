@@ -361,12 +361,13 @@ impl AgentArgs {
                 .map_err(|e| bad("--kubeconfig", e.to_string()))?,
             None => kube::Config::new(local.clone()),
         };
-        // TLS verifies the server by the name it was configured with, not the loopback
-        // address of the balancer.
+        // TLS verifies the server by a name every Berth server's certificate carries (the
+        // `kubernetes` Service's), not the loopback address of the balancer, whichever
+        // server the balancer is on.
         let first: axum::http::Uri =
             servers[0].parse().map_err(|e| bad("--server", format!("{:?}: {e}", servers[0])))?;
         if first.scheme_str() == Some("https") && config.tls_server_name.is_none() {
-            config.tls_server_name = first.host().map(str::to_string);
+            config.tls_server_name = Some(API_SERVER_NAME.to_string());
         }
         config.cluster_url = local;
         let client = kube::Client::try_from(config).map_err(|e| AgentError::api("building the API client", e))?;
@@ -374,6 +375,10 @@ impl AgentArgs {
         Ok(ApiConnection { client, balancer })
     }
 }
+
+/// The name TLS checks servers' certificates against: the `kubernetes` Service's, which
+/// every Berth server's serving certificate carries.
+const API_SERVER_NAME: &str = "kubernetes";
 
 /// The agent's way to the API: a kube-rs client whose connections go through the
 /// [`Balancer`] (kept alive here).

@@ -46,8 +46,16 @@ fn bad_flags_exit_2_naming_the_flag() {
 async fn hollow_binary_registers_nodes_and_stops_on_sigterm() {
     let mut cp = Server::start().await;
     let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    berth_control::testing::write_kubeconfig(
+        &kubeconfig,
+        &[&cp.api_url],
+        &berth_control::testing::node_credentials("bin"),
+    );
     let mut child = tokio::process::Command::new(BIN)
         .args(["--server", &cp.api_url, "--node-name", "bin", "--runtime", "fake", "--fake-nodes", "3"])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
         .args(["--listen-port", "0", "--node-ip", "127.0.0.1", "--lease-seconds", "1", "--log-level", "warn"])
         .arg("--data-dir")
         .arg(dir.path())

@@ -789,10 +789,11 @@ impl Drop for BridgeGuard {
 /// Runs the real kubectl against `api_url` (bounded by `timeout`), feeding `stdin`.
 fn kubectl(api_url: &str, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
     use std::io::Write;
+    let kubeconfig = berth_control::testing::kubeconfig_file(api_url);
     let mut child = Command::new("timeout")
         .args(["60", "kubectl", "-s", api_url])
         .args(args)
-        .env("KUBECONFIG", "/dev/null")
+        .env("KUBECONFIG", kubeconfig.path())
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -827,6 +828,7 @@ async fn kubectl_execs_copies_attaches_forwards_and_reads_logs() {
     let Some(node) = AgentNode::start("172.29").await else { return };
     node.assign_pod_cidr().await;
     let api = node.api_url.clone();
+    let admin_kubeconfig = berth_control::testing::kubeconfig_file(&api);
     let pods: Api<Pod> = Api::namespaced(node.client.clone(), "default");
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "box"},
@@ -864,7 +866,7 @@ async fn kubectl_execs_copies_attaches_forwards_and_reads_logs() {
             .args(["60", "script", "-qec"])
             .arg(format!("kubectl -s {api} exec -it box -c shell -- sh -c 'tty; echo tty-done'"))
             .arg("/dev/null")
-            .env("KUBECONFIG", "/dev/null")
+            .env("KUBECONFIG", admin_kubeconfig.path())
             .stdin(Stdio::null())
             .output()
             .unwrap()
@@ -881,6 +883,7 @@ async fn kubectl_execs_copies_attaches_forwards_and_reads_logs() {
             .args(["-s", &api, "exec", "box", "-c", "shell"])
             .args(args)
             .env("BERTH_HOME", node.dir.path())
+            .env("KUBECONFIG", admin_kubeconfig.path())
             .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -909,7 +912,7 @@ async fn kubectl_execs_copies_attaches_forwards_and_reads_logs() {
     let attached = tokio::task::block_in_place(|| {
         Command::new("timeout")
             .args(["4", "kubectl", "-s", &api, "attach", "box", "-c", "shell"])
-            .env("KUBECONFIG", "/dev/null")
+            .env("KUBECONFIG", admin_kubeconfig.path())
             .output()
             .unwrap()
     });
@@ -920,7 +923,7 @@ async fn kubectl_execs_copies_attaches_forwards_and_reads_logs() {
     let mut forward = KillOnDrop(
         Command::new("kubectl")
             .args(["-s", &api, "port-forward", "pod/box", &format!("{port}:8080")])
-            .env("KUBECONFIG", "/dev/null")
+            .env("KUBECONFIG", admin_kubeconfig.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -940,6 +943,7 @@ async fn kubectl_execs_copies_attaches_forwards_and_reads_logs() {
         Command::new(&berthctl)
             .args(["-s", &api, "port-forward", "pod/box", ":8080"])
             .env("BERTH_HOME", node.dir.path())
+            .env("KUBECONFIG", admin_kubeconfig.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -968,7 +972,7 @@ async fn kubectl_execs_copies_attaches_forwards_and_reads_logs() {
     let followed = tokio::task::block_in_place(|| {
         Command::new("timeout")
             .args(["3", "kubectl", "-s", &api, "logs", "-f", "--tail=1", "box", "-c", "shell"])
-            .env("KUBECONFIG", "/dev/null")
+            .env("KUBECONFIG", admin_kubeconfig.path())
             .output()
             .unwrap()
     });
@@ -1287,11 +1291,11 @@ fn a_local_cluster_gives_each_node_its_own_namespace_and_address() {
     let Some((_tmp, cluster, base)) = two_node_cluster() else { return };
     let state = cluster.state();
     let (subnet, api) = cluster.subnet_and_api();
-    assert_eq!(api, format!("http://172.31.{subnet}.1:{base}"), "the server listens on the network's host address");
+    assert_eq!(api, format!("https://172.31.{subnet}.1:{base}"), "the server listens on the network's host address");
     // ... and on loopback, which the host's kubeconfig uses.
     let kubeconfig = std::fs::read_to_string(cluster.dir.join("admin.kubeconfig")).unwrap();
-    assert!(kubeconfig.contains(&format!("server: http://127.0.0.1:{base}")), "{kubeconfig}");
-    assert!(kubectl(&format!("http://127.0.0.1:{base}"), &["get", "nodes"], None).status.success());
+    assert!(kubeconfig.contains(&format!("server: https://127.0.0.1:{base}")), "{kubeconfig}");
+    assert!(kubectl(&format!("https://127.0.0.1:{base}"), &["get", "nodes"], None).status.success());
 
     // Two nodes, two addresses, two namespaces (neither the host's).
     let addresses = kubectl_blocking(
@@ -1427,6 +1431,8 @@ fn two_node_cluster() -> Option<(tempfile::TempDir, LocalCluster, u16)> {
     // again then (a few times; `up` checks every port before it starts anything).
     for attempt in 1..=5 {
         let base = free_port();
+        // The cluster's CA is the test process's, so the tests' kubectl reaches it.
+        berth_control::testing::seed_ca(&cluster.dir);
         let up = cluster.berthctl(&[
             "up",
             "--base-port",
@@ -1551,8 +1557,13 @@ spec:
     }
 
     // The `kubernetes` Service reaches the API servers from a pod.
-    let version = kubectl_blocking(&api, &["exec", "client", "--", "wget", "-qO-", "http://10.96.0.1:443/version"]);
-    assert!(version.contains("gitVersion"), "the API through the kubernetes Service: {version}");
+    // A TCP connection through the ClusterIP to the API's TLS port (busybox's wget cannot
+    // talk TLS to it: its TLS 1.2 ClientHello lacks signature_algorithms, which rustls
+    // requires).
+    let reach = ["exec", "client", "--", "sh", "-c", "nc -w 3 10.96.0.1 443 </dev/null && echo connected"];
+    let reached = kubectl(&api, &reach, None);
+    let (stdout, stderr) = (String::from_utf8_lossy(&reached.stdout), String::from_utf8_lossy(&reached.stderr));
+    assert!(stdout.contains("connected"), "the API through the kubernetes Service: {stdout}{stderr}");
 
     // A LoadBalancer Service gets the nodes' addresses, and answers on them.
     let external =
@@ -1935,8 +1946,10 @@ spec:
     let load = "rm -f /tmp/stop /tmp/outcomes; while [ ! -f /tmp/stop ]; do \
                 if wget -qO- http://web/ >/dev/null 2>&1; then echo ok; else echo FAIL; fi >> /tmp/outcomes; \
                 sleep 0.1; done";
+    let admin_kubeconfig = berth_control::testing::kubeconfig_file(&api);
     let mut client_load = Command::new("kubectl")
         .args(["--server", &api, "exec", "client", "--", "sh", "-c", load])
+        .env("KUBECONFIG", admin_kubeconfig.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

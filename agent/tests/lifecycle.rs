@@ -274,9 +274,14 @@ async fn probes_init_containers_volumes_stats_and_graceful_stop() {
 }
 
 fn spawn_agent(api_url: &str, node: &str, data: &Path, extra: &[&str]) -> std::process::Child {
+    std::fs::create_dir_all(data).unwrap();
+    let kubeconfig = data.join("kubelet.kubeconfig");
+    berth_control::testing::write_kubeconfig(&kubeconfig, &[api_url], &berth_control::testing::node_credentials(node));
     std::process::Command::new(BIN)
         .args(["--server", api_url, "--node-name", node, "--data-dir"])
         .arg(data)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
         .args(["--runtime", "process", "--listen-port", "0", "--node-ip", "127.0.0.1", "--lease-seconds", "1"])
         .args(["--log-level", "info"])
         .args(extra)

@@ -145,10 +145,11 @@ async fn process_runtime_runs_logs_restarts_and_stops() {
 fn kubectl(api: &str, args: &[&str], stdin: &[u8]) -> (String, Option<i32>) {
     use std::io::Write;
     use std::process::{Command, Stdio};
+    let kubeconfig = berth_control::testing::kubeconfig_file(api);
     let mut child = Command::new("timeout")
         .args(["60", "kubectl", "-s", api])
         .args(args)
-        .env("KUBECONFIG", "/dev/null")
+        .env("KUBECONFIG", kubeconfig.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -189,6 +190,7 @@ async fn kubectl_exec_runs_in_a_host_process_container() {
     })
     .await;
     let api = cp.api_url.clone();
+    let admin_kubeconfig = std::sync::Arc::new(berth_control::testing::kubeconfig_file(&api));
     let run = |args: &'static [&'static str], stdin: &'static [u8]| {
         let api = api.clone();
         tokio::task::spawn_blocking(move || kubectl(&api, args, stdin))
@@ -206,12 +208,13 @@ async fn kubectl_exec_runs_in_a_host_process_container() {
     // -it: `script` gives kubectl a terminal; the command gets one of its own.
     let tty = tokio::task::spawn_blocking({
         let api = api.clone();
+        let admin_kubeconfig = admin_kubeconfig.clone();
         move || {
             std::process::Command::new("timeout")
                 .args(["60", "script", "-qec"])
                 .arg(format!("kubectl -s {api} exec -it shell -- sh -c 'tty; stty size; echo tty-done'"))
                 .arg("/dev/null")
-                .env("KUBECONFIG", "/dev/null")
+                .env("KUBECONFIG", admin_kubeconfig.path())
                 .stdin(std::process::Stdio::null())
                 .output()
                 .unwrap()

@@ -34,8 +34,17 @@ pub struct ServerArgs {
     /// URLs the Kubernetes API listens on (kubectl's server), comma-separated; the first is
     /// the one the server advertises (in its identity Lease), so it must be reachable by
     /// every client and agent.
-    #[arg(long, default_value = "http://127.0.0.1:6443")]
+    #[arg(long, default_value = "https://127.0.0.1:6443")]
     pub listen_api_url: String,
+    /// Serve the Kubernetes API over plain HTTP with no authentication: every caller is an
+    /// administrator. For throwaway experiments only; `http://` API URLs need it.
+    #[arg(long)]
+    pub insecure: bool,
+    /// More names or addresses for the API's serving certificate, comma-separated (a load
+    /// balancer's, a DNS name); the listen addresses, `kubernetes.default.svc…` and the
+    /// `kubernetes` Service IP are always in it.
+    #[arg(long, value_delimiter = ',')]
+    pub tls_san: Vec<String>,
     /// URL to listen on for peer (Raft) traffic.
     #[arg(long, default_value = "http://127.0.0.1:2380")]
     pub listen_peer_urls: String,
@@ -139,6 +148,13 @@ impl ServerArgs {
         if listen_api_url.is_empty() {
             return Err(ServerError::Config("--listen-api-url: give at least one URL".into()));
         }
+        let want = if self.insecure { "http" } else { "https" };
+        if let Some(url) = listen_api_url.iter().find(|u| !u.starts_with(&format!("{want}://"))) {
+            return Err(ServerError::Config(match self.insecure {
+                true => format!("--listen-api-url {url}: --insecure serves plain HTTP; use http:// URLs"),
+                false => format!("--listen-api-url {url}: plain HTTP needs --insecure; use https:// URLs"),
+            }));
+        }
         let advertise_client_urls = match &self.advertise_client_urls {
             Some(list) => parse_urls("--advertise-client-urls", list).map_err(cfg)?,
             None => listen_client_urls.clone(),
@@ -222,6 +238,8 @@ impl ServerArgs {
             listen_api_urls: listen_api_url,
             tasks,
             restore_snapshot: self.restore_snapshot.clone(),
+            insecure: self.insecure,
+            tls_sans: self.tls_san.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
         })
     }
 }
@@ -242,9 +260,21 @@ mod tests {
         assert_eq!(c.store.initial_cluster, vec![("default".into(), vec!["http://127.0.0.1:2380".into()])]);
         assert_eq!(c.store.data_dir, PathBuf::from("default.berth"));
         assert_eq!(c.store.heartbeat_interval, Duration::from_millis(100));
-        assert_eq!(c.listen_api_urls, ["http://127.0.0.1:6443"]);
-        let two = parse(&["--listen-api-url", "http://10.1.1.1:6443,http://127.0.0.1:6443"]).unwrap();
-        assert_eq!(two.listen_api_urls, ["http://10.1.1.1:6443", "http://127.0.0.1:6443"], "the first is advertised");
+        assert_eq!(c.listen_api_urls, ["https://127.0.0.1:6443"]);
+        assert!(!c.insecure);
+        let two = parse(&["--listen-api-url", "https://10.1.1.1:6443,https://127.0.0.1:6443"]).unwrap();
+        assert_eq!(two.listen_api_urls, ["https://10.1.1.1:6443", "https://127.0.0.1:6443"], "the first is advertised");
+        let sans = parse(&["--tls-san", "api.example.com, 10.0.0.1"]).unwrap();
+        assert_eq!(sans.tls_sans, ["api.example.com", "10.0.0.1"]);
+    }
+
+    #[test]
+    fn plain_http_only_with_insecure() {
+        let err = parse(&["--listen-api-url", "http://127.0.0.1:6443"]).unwrap_err().to_string();
+        assert!(err.contains("plain HTTP needs --insecure"), "{err}");
+        let err = parse(&["--insecure"]).unwrap_err().to_string();
+        assert!(err.contains("use http:// URLs"), "{err}");
+        assert!(parse(&["--insecure", "--listen-api-url", "http://127.0.0.1:6443"]).unwrap().insecure);
     }
 
     #[test]

@@ -182,13 +182,17 @@ pub async fn run(client: kube::Client, identity: ServerIdentity, kubeconfig: Pat
 /// on the first start and never replaced — an operator may have edited it; only its
 /// `berth.dev/servers` member list is kept current, by [`run`]).
 /// Returns the path when it was written.
-pub fn write_admin_kubeconfig(data_dir: &Path, identity: &ServerIdentity) -> std::io::Result<Option<PathBuf>> {
+pub fn write_admin_kubeconfig(
+    data_dir: &Path,
+    identity: &ServerIdentity,
+    credentials: Option<&berth_proto::kubeconfig::Credentials>,
+) -> std::io::Result<Option<PathBuf>> {
     let path = data_dir.join(ADMIN_KUBECONFIG);
     if path.exists() {
         return Ok(None);
     }
     std::fs::create_dir_all(data_dir)?;
-    write_private_file(&path, &admin_kubeconfig_yaml("berth", &identity.servers_extension()))?;
+    write_private_file(&path, &admin_kubeconfig_yaml("berth", &identity.servers_extension(), credentials))?;
     Ok(Some(path))
 }
 
@@ -289,12 +293,12 @@ mod tests {
     #[test]
     fn the_admin_kubeconfig_is_written_once() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write_admin_kubeconfig(dir.path(), &identity()).unwrap().expect("written");
+        let path = write_admin_kubeconfig(dir.path(), &identity(), None).unwrap().expect("written");
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("server: http://127.0.0.1:6443"), "{text}");
         assert!(text.contains("- http://10.0.0.1:2379"), "{text}");
         std::fs::write(&path, "edited").unwrap();
-        assert_eq!(write_admin_kubeconfig(dir.path(), &identity()).unwrap(), None);
+        assert_eq!(write_admin_kubeconfig(dir.path(), &identity(), None).unwrap(), None);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "edited");
     }
 }

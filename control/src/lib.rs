@@ -5,7 +5,8 @@
 //! Raft leader — the leader-only [`tasks`] under the [`supervisor`]; every server scrapes
 //! agents' [`usage`] for metrics.k8s.io. The binary is thin:
 //! [`cli`] turns flags into a [`ServerConfig`], [`run`] does the rest; [`serve`] holds the
-//! API port's connection timeouts.
+//! API port's transport (TLS unless `--insecure`) and connection timeouts, [`pki`] the
+//! certificates behind it.
 
 pub mod api;
 pub mod cache;
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod cron;
 pub mod identity;
 pub mod periodic;
+pub mod pki;
 pub mod registry;
 pub mod resource;
 pub mod serve;
@@ -24,7 +26,7 @@ pub mod usage;
 
 use std::sync::Arc;
 
-use berth_store::{NetworkFaults, Store, StoreConfig, StoreNode};
+use berth_store::{ClusterState, NetworkFaults, Store, StoreConfig, StoreNode};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -55,13 +57,25 @@ pub struct ServerConfig {
     /// A backup to seed a fresh data dir from before the member starts (ignored, with a
     /// warning, when the data dir already holds a database).
     pub restore_snapshot: Option<std::path::PathBuf>,
+    /// `--insecure`: plain HTTP, no authentication (every caller is an administrator).
+    pub insecure: bool,
+    /// `--tls-san`: more names for the serving certificate.
+    pub tls_sans: Vec<String>,
 }
 
-/// Connection timeouts and body limits of the API port.
-#[derive(Debug, Clone, Copy, Default)]
+/// Transport, connection timeouts and body limits of the API port.
+#[derive(Clone)]
 pub struct HttpSettings {
+    pub transport: serve::Transport,
     pub conn: serve::ConnTimeouts,
     pub body: api::BodyLimits,
+}
+
+impl HttpSettings {
+    /// Default limits on `transport`.
+    pub fn on(transport: serve::Transport) -> HttpSettings {
+        HttpSettings { transport, conn: Default::default(), body: Default::default() }
+    }
 }
 
 /// The Kubernetes-facing half of a server: API, watch cache, leader tasks.
@@ -75,23 +89,8 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Serves the API on `listener` and supervises the leader tasks, until `shutdown`.
-    pub fn start(store: Store, listener: TcpListener, server_name: &str, shutdown: CancellationToken) -> ControlPlane {
-        Self::start_with(store, listener, server_name, tasks::Settings::default(), shutdown)
-    }
-
-    /// [`ControlPlane::start`] with explicit task settings.
-    pub fn start_with(
-        store: Store,
-        listener: TcpListener,
-        server_name: &str,
-        settings: tasks::Settings,
-        shutdown: CancellationToken,
-    ) -> ControlPlane {
-        Self::start_configured(store, listener, server_name, settings, HttpSettings::default(), shutdown)
-    }
-
-    /// [`ControlPlane::start_with`] with explicit connection and body limits.
+    /// Serves the API on `listener` over `http`'s transport and limits, and supervises
+    /// the leader tasks, until `shutdown`.
     pub fn start_configured(
         store: Store,
         listener: TcpListener,
@@ -111,10 +110,10 @@ impl ControlPlane {
         let serve_shutdown = shutdown.clone();
         let server = tokio::spawn({
             let router = router.clone();
-            async move { serve::serve(listener, router, http.conn, serve_shutdown).await }
+            async move { serve::serve(listener, router, http.transport, http.conn, serve_shutdown).await }
         });
         let status = Arc::new(tasks::context::SupervisorStatus::default());
-        let client = kube::Client::new(router.clone(), "default");
+        let client = api::loopback_client(router.clone());
         let ctx = tasks::context::TaskContext {
             client: client.clone(),
             server: server_name.to_string(),
@@ -171,27 +170,59 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     if let Some(backup) = &config.restore_snapshot {
         restore(backup, &config.store.data_dir).await?;
     }
+    let api_url = identity::reachable_url(
+        advertised_api_url,
+        api_listener
+            .local_addr()
+            .map_err(|e| ServerError::Bind { url: advertised_api_url.clone(), message: e.to_string() })?,
+    );
+    let (transport, credentials, api_pki) = if config.insecure {
+        tracing::warn!("--insecure: the Kubernetes API is plain HTTP and every caller is an administrator");
+        eprintln!("berth-server: WARNING: --insecure: plain HTTP, no authentication; never expose this server");
+        (serve::Transport::Plain, None, None)
+    } else {
+        let mut urls = config.listen_api_urls.clone();
+        urls.push(api_url.clone());
+        // A member of a new cluster creates the CA; one joining an existing cluster gets it.
+        let may_create_ca = config.store.join.is_none() && config.store.initial_cluster_state == ClusterState::New;
+        let api_pki = Arc::new(pki::ApiPki::load_or_create(
+            &config.store.data_dir,
+            may_create_ca,
+            pki::serving_sans(&urls, &config.tls_sans),
+        )?);
+        let credentials = berth_proto::kubeconfig::Credentials {
+            ca_pem: api_pki.ca.issued.cert_pem.clone(),
+            client: pki::admin_client(&api_pki.ca)?,
+        };
+        let transport = serve::Transport::tls(api_pki.config.clone(), api_pki.clients.clone());
+        (transport, Some(credentials), Some(api_pki))
+    };
     let store = StoreNode::start(config.store.clone(), peer_listener, Arc::new(NetworkFaults::default())).await?;
-    let control = ControlPlane::start_with(
+    let control = ControlPlane::start_configured(
         store.clone(),
         api_listener,
         &config.store.name,
         config.tasks.clone(),
+        HttpSettings::on(transport.clone()),
         shutdown.clone(),
     );
     let identity = identity::ServerIdentity {
         name: config.store.name.clone(),
-        api_url: identity::reachable_url(advertised_api_url, control.api_addr),
+        api_url,
         client_urls: config.store.advertise_client_urls.clone(),
         peer_urls: config.store.advertise_peer_urls.clone(),
     };
     let mut servers = Vec::new();
+    if let Some(api_pki) = api_pki {
+        servers.push(tokio::spawn(api_pki.keep_renewed(shutdown.clone())));
+    }
     for listener in more_api_listeners {
         // The same API (state, watch cache, limits) on another address.
         let router = api::router(control.api.clone());
-        servers.push(tokio::spawn(serve::serve(listener, router, HttpSettings::default().conn, shutdown.clone())));
+        let http = HttpSettings::on(transport.clone());
+        servers.push(tokio::spawn(serve::serve(listener, router, http.transport, http.conn, shutdown.clone())));
     }
-    publish_admin_kubeconfig(&config.store.data_dir, &identity);
+    publish_admin_kubeconfig(&config.store.data_dir, &identity, credentials.as_ref());
     let kubeconfig = config.store.data_dir.join(berth_proto::kubeconfig::ADMIN_KUBECONFIG);
     let identity_task = tokio::spawn(identity::run(control.client.clone(), identity, kubeconfig, shutdown.clone()));
     for listener in client_listeners {
@@ -271,8 +302,12 @@ async fn restore(backup: &std::path::Path, data_dir: &std::path::Path) -> Result
 
 /// Writes the admin kubeconfig into the data dir when it is not there yet (first start),
 /// and says where it is.
-fn publish_admin_kubeconfig(data_dir: &std::path::Path, identity: &identity::ServerIdentity) {
-    match identity::write_admin_kubeconfig(data_dir, identity) {
+fn publish_admin_kubeconfig(
+    data_dir: &std::path::Path,
+    identity: &identity::ServerIdentity,
+    credentials: Option<&berth_proto::kubeconfig::Credentials>,
+) {
+    match identity::write_admin_kubeconfig(data_dir, identity, credentials) {
         Ok(Some(path)) => {
             tracing::info!(path = %path.display(), "wrote the admin kubeconfig");
             eprintln!("berth-server: admin kubeconfig written to {} (export KUBECONFIG={0})", path.display());

@@ -13,6 +13,10 @@
 //! response body is finished or dropped, so long responses (watches, log follows) are
 //! never cut by these timeouts. The request *body* timeout lives with the body reader
 //! in the API layer, which knows the size limit too.
+//!
+//! A port is plain HTTP (`--insecure` only) or TLS ([`Transport`]); the TLS handshake has
+//! the head's time limit, and each request carries what its connection says about the
+//! caller (`api::authn::Connection`).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -22,6 +26,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::Router;
+use berth_proto::tls::ClientCertCheck;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -31,6 +36,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+use crate::api::authn::Connection;
 
 /// Per-connection timeouts.
 #[derive(Debug, Clone, Copy)]
@@ -160,13 +167,13 @@ async fn watchdog(state: &ConnState, t: ConnTimeouts) -> Expired {
     }
 }
 
-/// A TCP stream that reports reads to its connection's state.
-struct Watched {
-    inner: tokio::net::TcpStream,
+/// A stream (TCP, or the plaintext side of TLS) that reports reads to its connection's state.
+struct Watched<S> {
+    inner: S,
     state: Arc<ConnState>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
@@ -177,7 +184,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
@@ -223,9 +230,29 @@ impl hyper::body::Body for TrackedBody {
     }
 }
 
+/// How a port carries HTTP: in the clear (`--insecure`), or TLS with client certificates
+/// checked against the cluster CA (see `api::authn`).
+#[derive(Clone)]
+pub enum Transport {
+    Plain,
+    Tls { acceptor: tokio_rustls::TlsAcceptor, clients: Arc<ClientCertCheck> },
+}
+
+impl Transport {
+    pub fn tls(config: Arc<rustls::ServerConfig>, clients: Arc<ClientCertCheck>) -> Transport {
+        Transport::Tls { acceptor: tokio_rustls::TlsAcceptor::from(config), clients }
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown`, then waits for open connections to
 /// finish (watches end on the same token).
-pub async fn serve(listener: TcpListener, router: Router, timeouts: ConnTimeouts, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    transport: Transport,
+    timeouts: ConnTimeouts,
+    shutdown: CancellationToken,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // The head timer is the watchdog's (hyper's own also runs while idle, which would
     // close keep-alive connections after the short head timeout).
@@ -238,7 +265,7 @@ pub async fn serve(listener: TcpListener, router: Router, timeouts: ConnTimeouts
     // Every connection task holds a sender; when all are gone, `recv` returns None.
     let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -251,14 +278,68 @@ pub async fn serve(listener: TcpListener, router: Router, timeouts: ConnTimeouts
             },
         };
         let _ = stream.set_nodelay(true);
+        let conn = ConnectionTask {
+            builder: builder.clone(),
+            router: router.clone(),
+            timeouts,
+            shutdown: shutdown.clone(),
+            _open: open_tx.clone(),
+        };
+        let transport = transport.clone();
+        tokio::spawn(async move {
+            match transport {
+                Transport::Plain => conn.run(stream, Connection::Insecure).await,
+                Transport::Tls { acceptor, clients } => {
+                    // The handshake gets the head's time limit: a peer that connects and
+                    // sends nothing is dropped as a slow head would be.
+                    let tls = match tokio::time::timeout(timeouts.header_read, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake not finished in time");
+                            return;
+                        }
+                    };
+                    let cert = tls.get_ref().1.peer_certificates().map(|chain| clients.user(chain));
+                    if let Some(Err(why)) = &cert {
+                        tracing::info!(%peer, reason = %why, "client certificate refused");
+                    }
+                    conn.run(tls, Connection::Tls { cert }).await
+                }
+            }
+        });
+    }
+    drop(open_tx);
+    let _ = open_rx.recv().await;
+}
+
+/// One accepted connection, served until it ends, idles out or the server stops.
+struct ConnectionTask {
+    builder: auto::Builder<TokioExecutor>,
+    router: Router,
+    timeouts: ConnTimeouts,
+    shutdown: CancellationToken,
+    /// Held while the connection is open (see `serve`).
+    _open: tokio::sync::mpsc::Sender<()>,
+}
+
+impl ConnectionTask {
+    async fn run<S>(self, stream: S, caller: Connection)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let ConnectionTask { builder, router, timeouts, shutdown, _open } = self;
         let state = ConnState::new();
         let io = TokioIo::new(Watched { inner: stream, state: state.clone() });
         let service = {
             let state = state.clone();
-            let router = router.clone();
-            tower::service_fn(move |req: hyper::Request<Incoming>| {
+            tower::service_fn(move |mut req: hyper::Request<Incoming>| {
                 let in_flight = state.begin();
                 let router = router.clone();
+                req.extensions_mut().insert(caller.clone());
                 async move {
                     let resp = router.oneshot(req.map(Body::new)).await?;
                     Ok::<_, Infallible>(resp.map(|inner| Body::new(TrackedBody { inner, _in_flight: in_flight })))
@@ -266,41 +347,33 @@ pub async fn serve(listener: TcpListener, router: Router, timeouts: ConnTimeouts
             })
         };
         let service = hyper_util::service::TowerToHyperService::new(service);
-        let builder = builder.clone();
-        let shutdown = shutdown.clone();
-        let open = open_tx.clone();
-        tokio::spawn(async move {
-            let _open = open;
-            let conn = builder.serve_connection_with_upgrades(io, service);
-            tokio::pin!(conn);
-            let mut closing = false;
-            loop {
-                tokio::select! {
-                    result = conn.as_mut() => {
-                        if let Err(e) = result {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                        return;
+        let conn = builder.serve_connection_with_upgrades(io, service);
+        tokio::pin!(conn);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended with an error");
                     }
-                    _ = shutdown.cancelled(), if !closing => {
+                    return;
+                }
+                _ = shutdown.cancelled(), if !closing => {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                why = watchdog(&state, timeouts), if !closing => match why {
+                    Expired::Idle => {
                         closing = true;
                         conn.as_mut().graceful_shutdown();
                     }
-                    why = watchdog(&state, timeouts), if !closing => match why {
-                        Expired::Idle => {
-                            closing = true;
-                            conn.as_mut().graceful_shutdown();
-                        }
-                        // Half a head: nothing to answer, drop the socket.
-                        Expired::HeaderRead => {
-                            tracing::debug!("request head not received in time: closing the connection");
-                            return;
-                        }
-                    },
-                }
+                    // Half a head: nothing to answer, drop the socket.
+                    Expired::HeaderRead => {
+                        tracing::debug!("request head not received in time: closing the connection");
+                        return;
+                    }
+                },
             }
-        });
+        }
     }
-    drop(open_tx);
-    let _ = open_rx.recv().await;
 }

@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use berth_control::testing::Cluster;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// One HTTP response: status, headers (lower-case names), body.
 struct Reply {
@@ -27,7 +26,7 @@ impl Reply {
 }
 
 fn addr(base: &str) -> &str {
-    base.trim_start_matches("http://")
+    base.trim_start_matches("https://")
 }
 
 fn parse_reply(raw: &[u8]) -> Reply {
@@ -60,7 +59,7 @@ fn parse_reply(raw: &[u8]) -> Reply {
 
 /// Sends one request (`Connection: close`) and reads the whole reply.
 async fn http(base: &str, method: &str, path: &str, content_type: &str, body: &[u8]) -> Reply {
-    let mut s = TcpStream::connect(addr(base)).await.unwrap();
+    let mut s = berth_control::testing::connect(base).await;
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         addr(base),
@@ -193,16 +192,14 @@ async fn deep_yaml_is_refused_quickly() {
     assert_eq!(ok.code, 201, "{}", ok.body);
 }
 
-fn quick_http() -> berth_control::HttpSettings {
-    let mut http = berth_control::HttpSettings::default();
+fn quick_http(http: &mut berth_control::HttpSettings) {
     http.conn.header_read = Duration::from_secs(1);
     http.conn.idle = Duration::from_secs(2);
     http.body.read_timeout = Duration::from_secs(1);
-    http
 }
 
 /// Reads until EOF; how long that took, or None if the connection stayed open.
-async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<(Duration, Vec<u8>)> {
+async fn closed_within(s: &mut (impl AsyncRead + Unpin), limit: Duration) -> Option<(Duration, Vec<u8>)> {
     let started = Instant::now();
     let mut out = Vec::new();
     match tokio::time::timeout(limit, s.read_to_end(&mut out)).await {
@@ -214,24 +211,24 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<(Duration, 
 /// C: slow clients are disconnected, oversized bodies refused up front, long watches kept.
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_and_oversized_requests_are_cut_off() {
-    let cluster = Cluster::start_configured(1, Default::default(), quick_http()).await;
+    let cluster = Cluster::start_configured(1, Default::default(), quick_http).await;
     let base = &cluster.servers[0].api_url;
 
     // Half a request head: dropped after the 1 s header timeout.
-    let mut s = TcpStream::connect(addr(base)).await.unwrap();
+    let mut s = berth_control::testing::connect(base).await;
     s.write_all(b"GET /api HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
     let (took, _) = closed_within(&mut s, Duration::from_secs(5)).await.expect("a partial head is cut off");
     assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(3), "{took:?}");
 
     // An idle keep-alive connection is closed after the 2 s idle timeout, not the head timeout.
-    let mut s = TcpStream::connect(addr(base)).await.unwrap();
+    let mut s = berth_control::testing::connect(base).await;
     s.write_all(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     let (took, out) = closed_within(&mut s, Duration::from_secs(6)).await.expect("an idle connection is closed");
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&out));
     assert!(took >= Duration::from_millis(1800) && took < Duration::from_secs(4), "{took:?}");
 
     // Content-Length: 1 GiB with 10 bytes sent: 413 at once, as a Status.
-    let mut s = TcpStream::connect(addr(base)).await.unwrap();
+    let mut s = berth_control::testing::connect(base).await;
     let started = Instant::now();
     s.write_all(
         format!("POST {CMS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n0123456789")
@@ -247,7 +244,7 @@ async fn slow_and_oversized_requests_are_cut_off() {
     assert_eq!(r.json()["message"], "Request entity too large: limit is 3145728");
 
     // A body announced but not sent: 408 after the 1 s body timeout.
-    let mut s = TcpStream::connect(addr(base)).await.unwrap();
+    let mut s = berth_control::testing::connect(base).await;
     s.write_all(
         format!(
             "POST {CMS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"a\""
@@ -261,7 +258,7 @@ async fn slow_and_oversized_requests_are_cut_off() {
     assert!(took >= Duration::from_millis(800), "{took:?}");
 
     // A watch with nothing to say for longer than the idle timeout stays open.
-    let mut w = TcpStream::connect(addr(base)).await.unwrap();
+    let mut w = berth_control::testing::connect(base).await;
     w.write_all(format!("GET {CMS}?watch=1&fieldSelector=metadata.name%3Dlate HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
         .await
         .unwrap();

@@ -128,10 +128,7 @@ async fn default_namespace(client: &kube::Client) {
 
 fn kubectl(api_url: &str, dir: &std::path::Path, args: &[&str]) -> String {
     let kubeconfig = dir.join("kubeconfig");
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: berth\n  cluster: {{server: \"{api_url}\"}}\ncontexts:\n- name: berth\n  context: {{cluster: berth, user: berth}}\ncurrent-context: berth\nusers:\n- name: berth\n  user: {{}}\n"
-    );
-    std::fs::write(&kubeconfig, text).unwrap();
+    std::fs::write(&kubeconfig, berth_control::testing::kubeconfig(api_url)).unwrap();
     let out = std::process::Command::new("kubectl")
         .args(args)
         .env("KUBECONFIG", &kubeconfig)

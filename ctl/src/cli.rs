@@ -78,6 +78,8 @@ pub enum Command {
     Member(ops::member::MemberArgs),
     /// Consistent backups of the replicated store.
     Snapshot(ops::snapshot::SnapshotArgs),
+    /// The cluster's certificates (one CA for the servers of a new cluster).
+    Certs(ops::certs::CertsArgs),
     /// Start a local cluster (servers + agents on loopback) in the background.
     Up(ops::local::UpArgs),
     /// Stop the local cluster started by `berthctl up`.

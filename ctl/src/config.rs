@@ -184,6 +184,20 @@ pub fn servers_extension(extensions: &[NamedExtension]) -> Option<ServersExtensi
 }
 
 impl Target {
+    /// The PEM CA the current context's cluster trusts (`certificate-authority-data` or
+    /// the `certificate-authority` file), if it names one.
+    pub fn ca_pem(&self) -> Option<String> {
+        use base64::Engine;
+        let context = self.context.as_ref().and_then(|n| self.kubeconfig.contexts.iter().find(|c| &c.name == n))?;
+        let cluster_name = &context.context.as_ref()?.cluster;
+        let cluster = self.kubeconfig.clusters.iter().find(|c| &c.name == cluster_name)?.cluster.as_ref()?;
+        if let Some(data) = &cluster.certificate_authority_data {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(data.trim()).ok()?;
+            return String::from_utf8(bytes).ok();
+        }
+        std::fs::read_to_string(cluster.certificate_authority.as_ref()?).ok()
+    }
+
     /// A kube-rs client configuration for the API server `api_servers[index]`.
     pub async fn kube_config(&self, index: usize, timeout: Option<std::time::Duration>) -> Result<kube::Config> {
         let server = &self.api_servers[index % self.api_servers.len()];
@@ -218,7 +232,7 @@ mod tests {
             api_servers: vec!["http://127.0.0.1:6443".into(), "http://127.0.0.1:16443".into()],
             etcd_endpoints: vec!["http://127.0.0.1:2379".into()],
         };
-        let yaml = serde_yaml::to_string(&admin_kubeconfig("berth", &servers)).unwrap();
+        let yaml = serde_yaml::to_string(&admin_kubeconfig("berth", &servers, None)).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config");
         std::fs::write(&path, yaml).unwrap();
@@ -237,7 +251,8 @@ mod tests {
     fn unknown_context_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config");
-        std::fs::write(&path, serde_yaml::to_string(&admin_kubeconfig("berth", &Default::default())).unwrap()).unwrap();
+        std::fs::write(&path, serde_yaml::to_string(&admin_kubeconfig("berth", &Default::default(), None)).unwrap())
+            .unwrap();
         let global = GlobalArgs { kubeconfig: Some(path), context: Some("nope".into()), ..Default::default() };
         let err = resolve(&global).unwrap_err();
         assert_eq!(err.to_string(), "error: context was not found for specified context: nope");

@@ -80,6 +80,7 @@ pub async fn dispatch(cli: cli::Cli, out: &mut Out) -> Result<()> {
         C::Cluster(a) => ops::cluster::run(&mut s, a, out).await,
         C::Member(a) => ops::member::run(&mut s, a, out).await,
         C::Snapshot(a) => ops::snapshot::run(&mut s, a, out).await,
+        C::Certs(a) => ops::certs::run(a, out),
         C::Up(a) => ops::local::run_up(&mut s, a, out).await,
         C::Down(a) => ops::local::run_down(&mut s, a, out).await,
     }

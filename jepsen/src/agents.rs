@@ -58,6 +58,7 @@ impl DbCluster {
             let ip = self.net.add_node(&name)?.ip;
             let (flag, used) = server_flag(&api_urls, i);
             let data_dir = self.dir.join("data").join(&name);
+            let kubeconfig = crate::pki::write_node_kubeconfig(&self.dir.join("data"), &name, &api_urls)?;
             let mut args = self.net.exec_prefix(&name);
             let prefix = PathBuf::from(args.remove(0));
             args.push(program.display().to_string());
@@ -79,6 +80,8 @@ impl DbCluster {
                     "2",
                     "--data-dir",
                     &data_dir.display().to_string(),
+                    "--kubeconfig",
+                    &kubeconfig.display().to_string(),
                 ]
                 .map(String::from),
             );

@@ -32,7 +32,7 @@ pub(crate) fn err(what: impl std::fmt::Display) -> HarnessError {
 }
 
 pub fn client(api_url: &str) -> BenchResult<kube::Client> {
-    let mut config = kube::Config::new(api_url.parse().map_err(err)?);
+    let mut config = crate::pki::admin_config(api_url)?;
     config.connect_timeout = Some(Duration::from_secs(2));
     config.read_timeout = Some(Duration::from_secs(30));
     kube::Client::try_from(config).map_err(err)
@@ -64,8 +64,11 @@ pub struct AgentProcess {
 impl AgentProcess {
     pub fn start(server: &str, nodes: usize, dir: &Path) -> BenchResult<AgentProcess> {
         let log = std::fs::File::create(dir.join("agent.log"))?;
+        let kubeconfig = crate::pki::write_node_kubeconfig(dir, "hollow", &[server.to_string()])?;
         let child = Command::new(berth_agent_binary()?)
             .args(["--server", server, "--node-name", "hollow", "--runtime", "fake"])
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
             .args([
                 "--fake-nodes",
                 &nodes.to_string(),

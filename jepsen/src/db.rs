@@ -135,7 +135,7 @@ impl DbCluster {
     /// Berth's Kubernetes API URL on `name`.
     pub fn api_url(&self, name: &str) -> Result<String, HarnessError> {
         let ip = self.net.node(name).ok_or_else(|| HarnessError::Rpc(format!("no node {name}")))?.ip;
-        Ok(format!("http://{ip}:{API_PORT}"))
+        Ok(format!("https://{ip}:{API_PORT}"))
     }
 
     fn initial_cluster(&self, names: &[String]) -> String {
@@ -173,7 +173,11 @@ impl DbCluster {
             args.extend(harness_server_args());
         }
         let log = self.dir.join("logs").join(format!("{name}.log"));
-        Ok(Member::new(name, program, args, (client_url, peer_url), data_dir, log))
+        let mut member = Member::new(name, program, args, (client_url, peer_url), data_dir, log);
+        if self.db == Db::Berth {
+            member.api_url = api_url;
+        }
+        Ok(member)
     }
 
     pub fn names(&self) -> Vec<String> {

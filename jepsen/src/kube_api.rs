@@ -18,8 +18,7 @@ pub const NAMESPACE: &str = "jepsen";
 
 /// A client of the API at `url`; `timeout` bounds reads of the response.
 pub fn client(url: &str, timeout: Duration) -> Result<kube::Client, HarnessError> {
-    let uri = url.parse().map_err(|e| HarnessError::Config(format!("API URL {url:?}: {e}")))?;
-    let mut config = kube::Config::new(uri);
+    let mut config = crate::pki::admin_config(url)?;
     config.connect_timeout = Some(Duration::from_secs(1));
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);

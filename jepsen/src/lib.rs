@@ -21,6 +21,7 @@ pub mod kube_api;
 pub mod nemesis;
 pub mod net;
 pub mod partition;
+pub mod pki;
 pub mod pod_startup;
 pub mod procs;
 pub mod proxy_sync;

@@ -178,7 +178,7 @@ impl Member {
         std::fs::create_dir_all(dir)?;
         let client_url = format!("http://127.0.0.1:{}", free_port());
         let peer_url = format!("http://127.0.0.1:{}", free_port());
-        let api_url = format!("http://127.0.0.1:{}", free_port());
+        let api_url = format!("https://127.0.0.1:{}", free_port());
         let data_dir = dir.join(name);
         let mut args: Vec<String> = vec![
             "--listen-api-url".into(),
@@ -221,6 +221,10 @@ impl Member {
     pub fn start(&mut self) -> Result<(), HarnessError> {
         if self.is_running() {
             return Ok(());
+        }
+        if !self.api_url.is_empty() {
+            // A Berth server: it needs the cluster CA before its first start.
+            crate::pki::seed_server(&self.data_dir)?;
         }
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         let child = Command::new(&self.program)
@@ -434,7 +438,7 @@ impl ProcessCluster {
         let mut members = Vec::new();
         for (i, (cport, pport, aport)) in ports.iter().enumerate() {
             let name = format!("n{i}");
-            let api_url = format!("http://127.0.0.1:{aport}");
+            let api_url = format!("https://127.0.0.1:{aport}");
             let client_url = format!("http://127.0.0.1:{cport}");
             let peer_url = format!("http://127.0.0.1:{pport}");
             let data_dir = dir.join(&name);

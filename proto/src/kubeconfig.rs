@@ -22,7 +22,7 @@ pub const SERVERS_EXTENSION: &str = "berth.dev/servers";
 /// File name of the admin kubeconfig in a server's or local cluster's data dir.
 pub const ADMIN_KUBECONFIG: &str = "admin.kubeconfig";
 /// The URL kubectl-style tools use when nothing is configured.
-pub const DEFAULT_API_URL: &str = "http://127.0.0.1:6443";
+pub const DEFAULT_API_URL: &str = "https://127.0.0.1:6443";
 
 /// The contents of the `berth.dev/servers` extension.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,21 +36,61 @@ pub struct ServersExtension {
     pub etcd_endpoints: Vec<String>,
 }
 
-/// Builds an admin kubeconfig for a Berth cluster (no auth: Berth's API is plain HTTP on
-/// loopback). `api_servers[0]` is the cluster's `server`; the extension lists them all.
-pub fn admin_kubeconfig(cluster_name: &str, servers: &ServersExtension) -> serde_json::Value {
+/// The TLS half of a kubeconfig: the CA that signed the servers' certificates and a client
+/// certificate (kubectl's `certificate-authority-data`, `client-certificate-data`,
+/// `client-key-data`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub ca_pem: String,
+    pub client: crate::pki::Issued,
+}
+
+impl Credentials {
+    /// A kube-rs client configuration for the API at `url` with these credentials.
+    pub fn kube_config(&self, url: http::Uri) -> kube::Config {
+        let mut config = kube::Config::new(url);
+        self.apply(&mut config);
+        config
+    }
+
+    /// Sets `config`'s CA and client certificate to these.
+    pub fn apply(&self, config: &mut kube::Config) {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        config.root_cert = crate::tls::certificates("CA", &self.ca_pem)
+            .ok()
+            .map(|certs| certs.into_iter().map(|c| c.to_vec()).collect());
+        config.auth_info.client_certificate_data = Some(b64(&self.client.cert_pem));
+        config.auth_info.client_key_data = Some(b64(&self.client.key_pem).into());
+    }
+}
+
+/// Builds an admin kubeconfig for a Berth cluster: with `credentials` (a secure cluster)
+/// or without (an `--insecure` one). `api_servers[0]` is the cluster's `server`; the
+/// extension lists them all.
+pub fn admin_kubeconfig(
+    cluster_name: &str,
+    servers: &ServersExtension,
+    credentials: Option<&Credentials>,
+) -> serde_json::Value {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let server = servers.api_servers.first().cloned().unwrap_or_else(|| DEFAULT_API_URL.to_string());
+    let mut cluster = serde_json::json!({
+        "server": server,
+        "extensions": [{"name": SERVERS_EXTENSION, "extension": servers}],
+    });
+    let mut user = serde_json::json!({});
+    if let Some(c) = credentials {
+        cluster["certificate-authority-data"] = b64(&c.ca_pem).into();
+        user["client-certificate-data"] = b64(&c.client.cert_pem).into();
+        user["client-key-data"] = b64(&c.client.key_pem).into();
+    }
     serde_json::json!({
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{
-            "name": cluster_name,
-            "cluster": {
-                "server": server,
-                "extensions": [{"name": SERVERS_EXTENSION, "extension": servers}],
-            },
-        }],
-        "users": [{"name": "admin", "user": {}}],
+        "clusters": [{"name": cluster_name, "cluster": cluster}],
+        "users": [{"name": "admin", "user": user}],
         "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": "admin", "namespace": "default"}}],
         "current-context": cluster_name,
         "preferences": {},
@@ -58,8 +98,13 @@ pub fn admin_kubeconfig(cluster_name: &str, servers: &ServersExtension) -> serde
 }
 
 /// The admin kubeconfig as YAML text, ready to write to a file.
-pub fn admin_kubeconfig_yaml(cluster_name: &str, servers: &ServersExtension) -> String {
-    serde_yaml::to_string(&admin_kubeconfig(cluster_name, servers)).expect("a JSON value always serializes")
+pub fn admin_kubeconfig_yaml(
+    cluster_name: &str,
+    servers: &ServersExtension,
+    credentials: Option<&Credentials>,
+) -> String {
+    serde_yaml::to_string(&admin_kubeconfig(cluster_name, servers, credentials))
+        .expect("a JSON value always serializes")
 }
 
 /// `yaml` (a kubeconfig) with every `berth.dev/servers` extension it carries set to
@@ -97,14 +142,14 @@ mod tests {
             api_servers: vec!["http://a:6443".into()],
             etcd_endpoints: vec!["http://a:2379".into()],
         };
-        let yaml = admin_kubeconfig_yaml("berth", &one);
+        let yaml = admin_kubeconfig_yaml("berth", &one, None);
         assert_eq!(with_servers_extension(&yaml, &one), None, "unchanged");
         let three = ServersExtension {
             api_servers: vec!["http://a:6443".into(), "http://b:6443".into(), "http://c:6443".into()],
             etcd_endpoints: vec!["http://a:2379".into()],
         };
         let updated = with_servers_extension(&yaml, &three).unwrap();
-        assert_eq!(updated, admin_kubeconfig_yaml("berth", &three));
+        assert_eq!(updated, admin_kubeconfig_yaml("berth", &three, None));
         assert!(updated.contains("server: http://a:6443"), "the cluster's server stays");
         assert_eq!(with_servers_extension("not: [a kubeconfig", &three), None);
         assert_eq!(with_servers_extension("kind: Config\n", &three), None);
@@ -116,7 +161,7 @@ mod tests {
             api_servers: vec!["http://127.0.0.1:6443".into(), "http://127.0.0.1:16443".into()],
             etcd_endpoints: vec!["http://127.0.0.1:2379".into()],
         };
-        let yaml = admin_kubeconfig_yaml("berth", &servers);
+        let yaml = admin_kubeconfig_yaml("berth", &servers, None);
         assert_eq!(
             yaml,
             r#"apiVersion: v1

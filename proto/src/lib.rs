@@ -40,6 +40,7 @@ pub mod kubeconfig;
 pub mod model;
 pub mod pki;
 pub mod selectors;
+pub mod tls;
 
 pub use error::Error;
 pub use model::qos::{pod_qos_class, QosClass};

@@ -3,7 +3,7 @@
 //! client certificates (the common name is the user, organizations the groups — how
 //! kube-apiserver reads an X.509 client), kubeadm's CA pin ([`ca_cert_hash`]: `sha256:` of
 //! the CA's SubjectPublicKeyInfo, what `--discovery-token-ca-cert-hash` names), and private
-//! keys written 0600. The first step of issue 20: nothing serves TLS with them yet.
+//! keys written 0600. [`crate::tls`] turns them into rustls configurations.
 
 use std::path::Path;
 use std::time::Duration;
@@ -132,6 +132,77 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What a certificate says about itself: when it expires and the names it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    pub not_before: std::time::SystemTime,
+    pub not_after: std::time::SystemTime,
+    /// DNS names and IP addresses (as text) of its subjectAltName.
+    pub sans: Vec<String>,
+}
+
+/// Reads the validity and SANs of a PEM certificate.
+pub fn cert_info(cert_pem: &str) -> Result<CertInfo, PkiError> {
+    use x509_parser::extensions::GeneralName;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).map_err(|_| PkiError::NotPem)?;
+    let cert = pem.parse_x509().map_err(|_| PkiError::NotPem)?;
+    let at = |t: x509_parser::time::ASN1Time| std::time::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64);
+    let mut sans = Vec::new();
+    if let Ok(Some(ext)) = cert.subject_alternative_name() {
+        for name in &ext.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => sans.push(d.to_string()),
+                GeneralName::IPAddress(b) => match b.len() {
+                    4 => sans.push(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).unwrap()).to_string()),
+                    16 => sans.push(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap()).to_string()),
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    Ok(CertInfo { not_before: at(cert.validity().not_before), not_after: at(cert.validity().not_after), sans })
+}
+
+/// Whether a serving certificate should be issued again: it lacks one of `wanted_sans`, or
+/// less than a third of its lifetime is left (kubelet's rotation point is 70–90%; a third
+/// leaves months for a one-year certificate).
+pub fn needs_renewal(info: &CertInfo, wanted_sans: &[String], now: std::time::SystemTime) -> bool {
+    let lifetime = info.not_after.duration_since(info.not_before).unwrap_or_default();
+    let left = info.not_after.duration_since(now).unwrap_or_default();
+    left < lifetime / 3 || wanted_sans.iter().any(|s| !info.sans.contains(s))
+}
+
+/// Where a data dir keeps its certificates (kubeadm's `/etc/kubernetes/pki`).
+pub const PKI_DIR: &str = "pki";
+/// The cluster CA: it signs the API's serving certificates and every client certificate.
+pub const CA_CERT: &str = "ca.crt";
+pub const CA_KEY: &str = "ca.key";
+
+/// Reads the cluster CA of a data dir, if it has one.
+pub fn read_ca(data_dir: &Path) -> Result<Option<Ca>, PkiError> {
+    let dir = data_dir.join(PKI_DIR);
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).map_err(|source| PkiError::Io { path: path.display().to_string(), source })
+    };
+    if !dir.join(CA_CERT).exists() {
+        return Ok(None);
+    }
+    Ok(Some(Ca::from_pem(&read(CA_CERT)?, &read(CA_KEY)?)?))
+}
+
+/// Writes the cluster CA into a data dir (a fresh server's, or one a launcher prepares so
+/// that the members of a statically bootstrapped cluster share one CA, as kubeadm's
+/// "copy the certificates to each control-plane node").
+pub fn write_ca(data_dir: &Path, ca: &Ca) -> Result<(), PkiError> {
+    let dir = data_dir.join(PKI_DIR);
+    let io = |source| PkiError::Io { path: dir.display().to_string(), source };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    std::fs::write(dir.join(CA_CERT), &ca.issued.cert_pem).map_err(io)?;
+    write_private_key(&dir.join(CA_KEY), &ca.issued.key_pem)
+}
+
 /// Writes a private key readable by its owner only (0600), replacing any old file.
 pub fn write_private_key(path: &Path, key_pem: &str) -> Result<(), PkiError> {
     use std::io::Write;
@@ -243,6 +314,24 @@ mod tests {
         assert_ne!(Ca::generate("berth-ca").unwrap().cert_hash().unwrap(), pin);
         assert!(matches!(ca_cert_hash(&ca.issued.key_pem), Err(PkiError::NotPem)));
         assert!(Ca::from_pem(&ca.issued.cert_pem, "garbage").is_err());
+    }
+
+    #[test]
+    fn a_certificate_tells_its_names_and_when_to_renew_it() {
+        let ca = Ca::generate("berth-ca").unwrap();
+        let sans: Vec<String> = vec!["kubernetes".into(), "127.0.0.1".into(), "::1".into()];
+        let serving = ca.issue_serving("berth-server", &sans).unwrap();
+        let info = cert_info(&serving.cert_pem).unwrap();
+        assert_eq!(info.sans, sans);
+        let now = std::time::SystemTime::now();
+        assert!(!needs_renewal(&info, &sans, now));
+        assert!(needs_renewal(&info, &["10.0.0.9".to_string()], now), "a new address");
+        let late = now + LEAF_VALIDITY * 3 / 4;
+        assert!(needs_renewal(&info, &sans, late), "three quarters through its life");
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_ca(dir.path()).unwrap().is_none());
+        write_ca(dir.path(), &ca).unwrap();
+        assert_eq!(read_ca(dir.path()).unwrap().unwrap().issued, ca.issued);
     }
 
     #[test]

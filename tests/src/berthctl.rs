@@ -54,7 +54,7 @@ impl CtlCluster {
         this.servers.wait_ready(Duration::from_secs(30)).await.expect("store ready");
         this.write_kubeconfig();
         eventually(Duration::from_secs(30), "every API server ready", || {
-            this.api_urls().iter().all(|u| http_ok(&format!("{u}/readyz"))).then_some(())
+            this.api_urls().iter().all(|u| matches!(crate::api_get(u, "/readyz", None), Ok((200, _)))).then_some(())
         });
         eventually(Duration::from_secs(30), "system namespaces", || {
             this.try_ok(&["get", "namespace", "kube-system", "-o", "name"]).ok().map(|_| ())
@@ -98,12 +98,27 @@ impl CtlCluster {
         api_servers.rotate_left(first % len);
         let servers =
             berth_proto::kubeconfig::ServersExtension { api_servers, etcd_endpoints: self.servers.endpoints() };
-        let text = berth_proto::kubeconfig::admin_kubeconfig_yaml("berth", &servers);
+        let admin = berth_jepsen::pki::admin();
+        let text = berth_proto::kubeconfig::admin_kubeconfig_yaml("berth", &servers, Some(admin));
         std::fs::write(path, text).expect("writing the kubeconfig");
     }
 
+    /// `--server URL --kubeconfig PATH` for agent `node` on server `server`: its node
+    /// certificate.
+    pub fn agent_api_flags(&self, node: &str, server: usize) -> Vec<String> {
+        let kubeconfig = berth_jepsen::pki::write_node_kubeconfig(&self.dir, node, &self.api_urls())
+            .expect("writing the node kubeconfig");
+        vec![
+            "--server".into(),
+            self.api_urls()[server].clone(),
+            "--kubeconfig".into(),
+            kubeconfig.display().to_string(),
+        ]
+    }
+
     fn start_agent(&mut self, agent: Agent, server: usize) {
-        let api_flags = ["--server".to_string(), self.api_urls()[server].clone()];
+        let node = if matches!(agent, Agent::Fake(_)) { "hollow" } else { "node-1" };
+        let api_flags = self.agent_api_flags(node, server);
         match agent {
             Agent::Process => {
                 self.spawn_agent("node-1", &api_flags, &["--runtime", "process", "--stop-containers-on-exit"])
@@ -270,18 +285,4 @@ pub fn run_bounded(mut cmd: Command, stdin: Option<&str>, limit: Duration) -> Ou
     let out = child.wait_with_output().expect("waiting");
     let _ = tx.send(());
     out
-}
-
-fn http_ok(url: &str) -> bool {
-    let Ok(parsed) = url.strip_prefix("http://").ok_or(()) else { return false };
-    let (host, path) = parsed.split_once('/').unwrap_or((parsed, ""));
-    let Ok(mut stream) = std::net::TcpStream::connect(host) else { return false };
-    use std::io::{Read, Write};
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if write!(stream, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut buf = String::new();
-    let _ = stream.read_to_string(&mut buf);
-    buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200")
 }

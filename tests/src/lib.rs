@@ -16,6 +16,39 @@ pub async fn berth_cluster(n: usize, dir: &std::path::Path) -> ProcessCluster {
     c
 }
 
+/// A blocking `GET path` (HTTP/1.0) on the API at `url` (`https://HOST:PORT`), trusting the
+/// harness CA and presenting `credentials` (none: an anonymous caller): (status, body).
+pub fn api_get(
+    url: &str,
+    path: &str,
+    credentials: Option<&berth_proto::kubeconfig::Credentials>,
+) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let other = |e: String| std::io::Error::other(e);
+    let host = url.strip_prefix("https://").ok_or_else(|| other(format!("{url}: not https")))?.trim_end_matches('/');
+    let ca = &berth_jepsen::pki::admin().ca_pem;
+    let client = credentials.map(|c| (c.client.cert_pem.as_str(), c.client.key_pem.as_str()));
+    let config = berth_proto::tls::client_config(ca, client).map_err(|e| other(e.to_string()))?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a DNS name");
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).map_err(|e| other(e.to_string()))?;
+    let tcp = std::net::TcpStream::connect(host)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    tcp.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\nAccept: application/json\r\n\r\n")?;
+    let mut raw = Vec::new();
+    // A server that closes without close_notify still sent its whole HTTP/1.0 answer.
+    match stream.read_to_end(&mut raw) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    let raw = String::from_utf8_lossy(&raw);
+    let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
 /// `etcdctl` 3.5 with `ETCDCTL_API=3`, against `endpoints`.
 pub struct Etcdctl {
     bin: PathBuf,

@@ -15,22 +15,15 @@ use berth_tests::berthctl::{run_bounded, Agent, CtlCluster};
 use berth_tests::NGINX_DEPLOYMENT as NGINX;
 use serde_json::Value;
 
-/// GET on the cluster's API: the object, or None on 404.
+/// GET on the cluster's API as its administrator: the object, or None on 404.
 fn api(c: &CtlCluster, path: &str) -> Option<Value> {
-    use std::io::{Read, Write};
     let url = &c.api_urls()[0];
-    let host = url.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream = std::net::TcpStream::connect(host).expect("connecting to the API");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\nAccept: application/json\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("reading the API's answer");
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    if head.starts_with("HTTP/1.0 404") || head.starts_with("HTTP/1.1 404") {
+    let (status, body) = berth_tests::api_get(url, path, Some(berth_jepsen::pki::admin())).expect("reaching the API");
+    if status == 404 {
         return None;
     }
-    assert!(head.contains(" 200 "), "GET {path}: {head}\n{body}");
-    Some(serde_json::from_str(body).expect("a JSON body"))
+    assert_eq!(status, 200, "GET {path}: {body}");
+    Some(serde_json::from_str(&body).expect("a JSON body"))
 }
 
 fn names(list: &Value) -> Vec<String> {

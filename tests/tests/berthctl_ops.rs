@@ -45,7 +45,8 @@ impl Cluster {
             etcd_endpoints: servers.endpoints(),
         };
         let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(&kubeconfig, berth_proto::kubeconfig::admin_kubeconfig_yaml("berth", &ext)).unwrap();
+        let admin = Some(berth_jepsen::pki::admin());
+        std::fs::write(&kubeconfig, berth_proto::kubeconfig::admin_kubeconfig_yaml("berth", &ext, admin)).unwrap();
         let c = Cluster { servers, dir, kubeconfig };
         eventually(Duration::from_secs(30), "kube-system", || {
             let mut cmd = Command::new("kubectl");
@@ -181,14 +182,7 @@ async fn cluster_status_members_and_snapshots_on_three_servers() {
 
     // Without etcd endpoints in the kubeconfig, the endpoints come from the identity Leases.
     let bare = c.dir.join("bare.kubeconfig");
-    std::fs::write(
-        &bare,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: b\n  cluster: {{server: \"{}\"}}\ncontexts:\n- name: b\n  context: {{cluster: b, user: u}}\ncurrent-context: b\nusers:\n- name: u\n  user: {{}}\n",
-            c.servers.members[1].api_url
-        ),
-    )
-    .unwrap();
+    berth_jepsen::pki::write_admin_kubeconfig(&bare, &[c.servers.members[1].api_url.clone()]).unwrap();
     let via_leases = status(&c, &["--kubeconfig", bare.to_str().unwrap()]).expect("status through the API");
     assert_eq!(servers(&via_leases).len(), 3);
 

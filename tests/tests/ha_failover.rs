@@ -109,10 +109,9 @@ fn node_readiness(ctl: &Ctl) -> Option<BTreeMap<String, String>> {
 }
 
 fn wait_server_ready(c: &CtlCluster, index: usize) {
-    let url = format!("{}/readyz", c.api_urls()[index]);
+    let url = &c.api_urls()[index];
     eventually(Duration::from_secs(60), &format!("server {index} ready again"), || {
-        let out = std::process::Command::new("curl").args(["-sf", "-m", "2", &url]).output().ok()?;
-        out.status.success().then_some(())
+        matches!(berth_tests::api_get(url, "/readyz", None), Ok((200, _))).then_some(())
     });
 }
 
@@ -137,7 +136,8 @@ fn rows_for(lines: &SharedLines, pod: &str) -> usize {
 async fn killing_an_agents_server_or_the_leader_leaves_nodes_ready_and_pods_running() {
     let mut c = CtlCluster::start_with_server_args(3, Agent::None, &["--node-monitor-grace-period", "6s"]).await;
     let ctl = Ctl { kubeconfig: c.kubeconfig.clone(), home: c.dir.clone() };
-    let server0 = vec!["--server".to_string(), c.api_urls()[0].clone()];
+    // --server names one server; its node certificate comes with a kubeconfig.
+    let server0 = c.agent_api_flags("node-a", 0);
     c.start_process_agent("node-a", &server0);
     let every_server = c.kubeconfig_preferring(1);
     c.start_process_agent("node-b", &["--kubeconfig".to_string(), every_server.display().to_string()]);

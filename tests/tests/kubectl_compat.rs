@@ -16,10 +16,7 @@ struct Kubectl {
 impl Kubectl {
     fn new(dir: &std::path::Path, api_url: &str) -> Kubectl {
         let kubeconfig = dir.join("kubeconfig");
-        let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: berth\n  cluster: {{server: \"{api_url}\"}}\ncontexts:\n- name: berth\n  context: {{cluster: berth, user: berth}}\ncurrent-context: berth\nusers:\n- name: berth\n  user: {{}}\n"
-        );
-        std::fs::write(&kubeconfig, text).unwrap();
+        berth_jepsen::pki::write_admin_kubeconfig(&kubeconfig, &[api_url.to_string()]).unwrap();
         Kubectl { kubeconfig }
     }
 

@@ -32,7 +32,8 @@ impl ExtraAgent {
     fn start(c: &CtlCluster, prefix: &str) -> ExtraAgent {
         let log = std::fs::File::create(c.dir.join(format!("agent-{prefix}.log"))).expect("agent log");
         let child = Command::new(berth_agent_binary().expect("berth-agent built"))
-            .args(["--server", &c.api_urls()[0], "--data-dir"])
+            .args(c.agent_api_flags(prefix, 0))
+            .arg("--data-dir")
             .arg(c.dir.join(format!("agent-{prefix}")))
             .args(["--listen-port", &free_port().to_string(), "--lease-seconds", "1", "--node-ip", "127.0.0.1"])
             .args(["--node-name", prefix, "--runtime", "fake", "--fake-nodes", "1"])

@@ -47,6 +47,7 @@ fn group_doc(group: &str, version: &str) -> Value {
 /// scraped usage, listed last as kube-aggregator lists metrics-server's APIService).
 fn all_groups() -> Vec<(&'static str, &'static str)> {
     let mut groups = resource::groups();
+    groups.extend(super::reviews::groups());
     groups.push((super::resource_metrics::GROUP, super::resource_metrics::VERSION));
     groups
 }
@@ -111,6 +112,9 @@ fn resource_entries(r: &ResourceInfo) -> Vec<Value> {
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     if (group, version) == (super::resource_metrics::GROUP, super::resource_metrics::VERSION) {
         return Some(super::resource_metrics::resource_list());
+    }
+    if let Some(list) = super::reviews::resource_list(group, version) {
+        return Some(list);
     }
     let entries: Vec<Value> = resource::in_group_version(group, version).flat_map(resource_entries).collect();
     if entries.is_empty() {

@@ -6,8 +6,10 @@
 //! * [`handlers`] — get/list/create/update/patch/delete/deletecollection;
 //! * [`watch`] — streaming watches from the watch cache;
 //! * [`subresources`] — scale, binding, eviction, log;
+//! * [`authn`] — who is asking (client certificates, tokens, anonymous), in front of all;
 //! * [`discovery`] — discovery, `/version`, OpenAPI v3; [`metrics`] — request metrics;
 //! * [`resource_metrics`] — `metrics.k8s.io` (NodeMetrics, PodMetrics) for `kubectl top`;
+//! * [`reviews`] — answered-not-stored reviews (SelfSubjectReview for `kubectl auth whoami`);
 //! * [`patch`] — JSON, merge, strategic merge patches and server-side apply;
 //! * server-side printing (`kubectl get` columns) is `crate::resource::printers`, `Status`
 //!   errors are `crate::resource::error`.
@@ -15,6 +17,7 @@
 //! Within this module requests flow one way: `mod` → `handlers` → `watch` / `subresources`
 //! → `body` / `render`.
 
+pub mod authn;
 pub mod body;
 pub mod decode;
 pub mod discovery;
@@ -25,6 +28,7 @@ pub mod patch;
 pub mod render;
 pub mod request;
 pub mod resource_metrics;
+pub mod reviews;
 pub mod streaming;
 pub mod subresources;
 pub mod watch;
@@ -135,11 +139,23 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/namespaces/{ns}/pods/{name}/exec", any(streaming::exec))
         .route("/api/v1/namespaces/{ns}/pods/{name}/attach", any(streaming::attach))
         .route("/api/v1/namespaces/{ns}/pods/{name}/portforward", any(streaming::port_forward))
+        .route("/apis/authentication.k8s.io/v1/selfsubjectreviews", axum::routing::post(reviews::self_subject_review))
         .route("/api/{*rest}", any(core_api))
         .route("/apis/{*rest}", any(group_api))
         .fallback(|| async { ApiError::NotFound(Subject::default()).into_response() })
         .layer(axum::middleware::from_fn(fenced))
+        .layer(axum::middleware::from_fn(authn::middleware))
         .with_state(state)
+}
+
+/// An in-process API client over `router`, authenticated as the server itself.
+pub fn loopback_client(router: Router) -> kube::Client {
+    use tower::ServiceExt;
+    let service = router.map_request(|mut req: http::Request<kube::client::Body>| {
+        req.extensions_mut().insert(authn::Loopback);
+        req
+    });
+    kube::Client::new(service, "default")
 }
 
 /// An in-process API client (over `router`) whose every request declares leader `term`:
@@ -149,6 +165,7 @@ pub fn term_client(router: Router, term: u64) -> kube::Client {
     let value = HeaderValue::from(term);
     let service = router.map_request(move |mut req: http::Request<kube::client::Body>| {
         req.headers_mut().insert(crate::registry::fence::HEADER, value.clone());
+        req.extensions_mut().insert(authn::Loopback);
         req
     });
     kube::Client::new(service, "default")

@@ -1,25 +1,133 @@
 //! Test support (the `testing` feature): in-process Berth servers, each a store member with
 //! its Kubernetes API on a port-0 listener — one alone ([`Server::start`], for the agent's
 //! tests) or a cluster on [`berth_store::testing::Cluster`] ([`Cluster`]) — and a stand-in
-//! kubelet ([`kubelet`]). Everything stops when dropped, also on test failure.
+//! kubelet ([`kubelet`]). Servers are secure as in production: TLS with the test process's
+//! cluster CA ([`TestPki`]), clients authenticated by certificates ([`admin`],
+//! [`credentials`]; raw HTTP tests [`connect`]). Everything stops when dropped, also on
+//! test failure.
 
 pub mod kubelet;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use berth_store::{NetworkFaults, Store, StoreConfig, StoreNode};
 use berth_testkit::eventually;
 use k8s_openapi::api::core::v1::Namespace;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use berth_proto::kubeconfig::{admin_kubeconfig_yaml, Credentials, ServersExtension};
+
+use berth_proto::pki::Ca;
+use tokio_rustls::client::TlsStream;
+
+use crate::pki::ApiPki;
+use crate::serve::Transport;
 use crate::{tasks, ControlPlane, HttpSettings};
 
 /// How long a server gets to elect a leader and create the system namespaces.
 const READY: Duration = Duration::from_secs(20);
+
+/// The test process's cluster CA: every test server of the process is given it (so any
+/// test client trusts any test server, as [`admin`] and [`connect`] do).
+fn process_ca() -> &'static Ca {
+    static CA: OnceLock<Ca> = OnceLock::new();
+    CA.get_or_init(|| Ca::generate("berth-test-ca").expect("generating a CA"))
+}
+
+/// Puts the test CA into `dir/pki` (for `berthctl up --data-dir dir`, which then uses it,
+/// so [`admin`] and [`kubeconfig_file`] reach that cluster too).
+pub fn seed_ca(dir: &Path) {
+    berth_proto::pki::write_ca(dir, process_ca()).unwrap();
+}
+
+/// An administrator's credentials (`system:masters`) for every test server.
+pub fn admin() -> &'static Credentials {
+    static ADMIN: OnceLock<Credentials> = OnceLock::new();
+    ADMIN.get_or_init(|| credentials("kubernetes-admin", &[crate::api::authn::MASTERS]))
+}
+
+/// Credentials of `user` in `groups` for every test server.
+pub fn credentials(user: &str, groups: &[&str]) -> Credentials {
+    Credentials {
+        ca_pem: process_ca().issued.cert_pem.clone(),
+        client: process_ca().issue_client(user, groups).unwrap(),
+    }
+}
+
+/// A TLS connection to the test server at `url` (`https://HOST:PORT`) presenting
+/// `credentials` (none: anonymous), for tests that speak raw HTTP.
+pub async fn connect_as(url: &str, credentials: Option<&Credentials>) -> TlsStream<TcpStream> {
+    let host = url.trim_start_matches("https://").trim_end_matches('/');
+    let client = credentials.map(|c| (c.client.cert_pem.as_str(), c.client.key_pem.as_str()));
+    let config = berth_proto::tls::client_config(&process_ca().issued.cert_pem, client).unwrap();
+    let tcp = TcpStream::connect(host).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("TLS handshake")
+}
+
+/// [`connect_as`] the administrator.
+pub async fn connect(url: &str) -> TlsStream<TcpStream> {
+    connect_as(url, Some(admin())).await
+}
+
+/// A kubeconfig (YAML) for kubectl as the administrator of the test server at `url`.
+pub fn kubeconfig(url: &str) -> String {
+    let servers = ServersExtension { api_servers: vec![url.to_string()], etcd_endpoints: vec![] };
+    admin_kubeconfig_yaml("berth", &servers, Some(admin()))
+}
+
+/// Writes a kubeconfig for the test server(s) at `urls` with `credentials` to `path`.
+pub fn write_kubeconfig(path: &Path, urls: &[&str], credentials: &Credentials) -> std::path::PathBuf {
+    let servers =
+        ServersExtension { api_servers: urls.iter().map(|u| u.to_string()).collect(), etcd_endpoints: vec![] };
+    std::fs::write(path, admin_kubeconfig_yaml("berth", &servers, Some(credentials))).unwrap();
+    path.to_path_buf()
+}
+
+/// The credentials of node `node`'s agent (`system:node:<node>` in `system:nodes`).
+pub fn node_credentials(node: &str) -> Credentials {
+    credentials(&format!("system:node:{node}"), &["system:nodes"])
+}
+
+/// An administrator's kubeconfig for `url` in a temporary file (removed when dropped), for
+/// a kubectl run.
+pub fn kubeconfig_file(url: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    write_kubeconfig(file.path(), &[url], admin());
+    file
+}
+
+/// A test server's TLS material, on disk under a data dir (so that a restarted server
+/// finds the same files), issued by the process's test CA.
+#[derive(Clone)]
+pub struct TestPki {
+    pub api: Arc<ApiPki>,
+}
+
+impl TestPki {
+    /// The PKI of `dir` (given the test CA when it has none).
+    pub fn in_dir(dir: &Path) -> TestPki {
+        if berth_proto::pki::read_ca(dir).unwrap().is_none() {
+            berth_proto::pki::write_ca(dir, process_ca()).unwrap();
+        }
+        let api = Arc::new(ApiPki::load_or_create(dir, false, crate::pki::cluster_sans()).expect("test PKI"));
+        TestPki { api }
+    }
+
+    /// The TLS transport of the API port.
+    pub fn transport(&self) -> Transport {
+        Transport::tls(self.api.config.clone(), self.api.clients.clone())
+    }
+
+    /// HTTP settings with default limits over TLS.
+    pub fn http(&self) -> HttpSettings {
+        HttpSettings::on(self.transport())
+    }
+}
 
 /// One Berth server: a store member and the API server (with its leader tasks) over it.
 pub struct Server {
@@ -40,7 +148,8 @@ impl Server {
         let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let store = start_single_store(dir.path(), peer).await.expect("store starts");
         let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut server = Server::serve("s0", store, api, tasks::Settings::default(), HttpSettings::default());
+        let pki = TestPki::in_dir(dir.path());
+        let mut server = Server::serve("s0", store, api, tasks::Settings::default(), pki.http());
         server._dir = Some(dir);
         wait_system_namespaces(&server.client()).await;
         server
@@ -59,23 +168,33 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         let api = bind_retrying(api_port).await;
-        let server = Server::serve("s0", store, api, tasks::Settings::default(), HttpSettings::default());
+        let pki = TestPki::in_dir(dir);
+        let server = Server::serve("s0", store, api, tasks::Settings::default(), pki.http());
         wait_system_namespaces(&server.client()).await;
         server
     }
 
     /// Starts the API server named `name` over `store` on `api`.
     fn serve(name: &str, store: Store, api: TcpListener, settings: tasks::Settings, http: HttpSettings) -> Server {
-        let api_url = format!("http://{}", api.local_addr().unwrap());
+        let api_url = format!("https://{}", api.local_addr().unwrap());
         let shutdown = CancellationToken::new();
         let control = ControlPlane::start_configured(store.clone(), api, name, settings, http, shutdown.clone());
         Server { name: name.to_string(), store, control: Some(control), shutdown, api_url, _dir: None }
     }
 
-    /// A client of this server's Kubernetes API.
+    /// An administrator's client of this server's Kubernetes API.
     pub fn client(&self) -> kube::Client {
-        let config = kube::Config::new(self.api_url.parse().unwrap());
-        kube::Client::try_from(config).unwrap()
+        self.client_as(admin())
+    }
+
+    /// A client of this server's API with `credentials`.
+    pub fn client_as(&self, credentials: &Credentials) -> kube::Client {
+        kube::Client::try_from(credentials.kube_config(self.api_url.parse().unwrap())).unwrap()
+    }
+
+    /// A kubeconfig for this server's API as an administrator (for kubectl).
+    pub fn kubeconfig_yaml(&self) -> String {
+        kubeconfig(&self.api_url)
     }
 
     /// Stops the API server, then the store member.
@@ -113,21 +232,27 @@ impl Cluster {
 
     /// A cluster whose leader tasks use `settings` (short timeouts for tests).
     pub async fn start_with(n: usize, settings: tasks::Settings) -> Cluster {
-        Self::start_configured(n, settings, HttpSettings::default()).await
+        Self::start_configured(n, settings, |_| {}).await
     }
 
-    /// A cluster whose API ports use `http` (short connection timeouts for tests).
-    pub async fn start_configured(n: usize, settings: tasks::Settings, http: HttpSettings) -> Cluster {
+    /// A cluster whose API ports' settings `tune` changes (short connection timeouts for
+    /// tests).
+    pub async fn start_configured(n: usize, settings: tasks::Settings, tune: impl Fn(&mut HttpSettings)) -> Cluster {
         let stores = berth_store::testing::Cluster::start(n, |config| {
             config.request_timeout = Duration::from_secs(3);
         })
         .await;
+        let pki_dir = tempfile::tempdir().unwrap();
+        let pki = TestPki::in_dir(pki_dir.path());
         let mut servers = Vec::new();
         for member in &stores.members {
             let store = member.node.clone().expect("member running");
             let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut http = pki.http();
+            tune(&mut http);
             servers.push(Server::serve(&member.name, store, api, settings.clone(), http));
         }
+        servers[0]._dir = Some(pki_dir);
         let cluster = Cluster { servers, stores };
         cluster.leader().await;
         // The leader creates the system namespaces; tests write into "default" at once.

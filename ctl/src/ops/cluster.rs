@@ -275,24 +275,42 @@ async fn probe_member(member: &Member, timeout: Duration) -> Probe {
     Probe::Failed(last)
 }
 
-/// `/readyz` of one API server, bounded. A plain HTTP/1.0 exchange rather than a kube-rs
-/// client: an API that is not ready answers 500, which kube-rs would log as an error while
-/// `up` is only waiting for it.
-pub async fn api_ready(url: &str, timeout: Duration) -> std::result::Result<(), String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let parsed = url::Url::parse(url).map_err(|e| format!("invalid URL {url}: {e}"))?;
-    if parsed.scheme() != "http" {
-        return Err(format!("{url}: only http:// API URLs can be probed"));
-    }
-    let host = parsed.host_str().ok_or_else(|| format!("{url}: no host"))?.to_string();
-    let port = parsed.port_or_known_default().unwrap_or(80);
-    let exchange = async {
-        let mut stream =
-            tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port)).await.map_err(|e| e.to_string())?;
-        let request = format!("GET /readyz HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n");
+/// `/readyz` of one API server, bounded. A plain HTTP/1.0 exchange (over TLS trusting
+/// `ca_pem` for https URLs) rather than a kube-rs client: an API that is not ready answers
+/// 500, which kube-rs would log as an error while `up` is only waiting for it.
+pub async fn api_ready(url: &str, ca_pem: Option<&str>, timeout: Duration) -> std::result::Result<(), String> {
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, request: &str) -> Result<Vec<u8>, String> {
         stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
         let mut reply = Vec::new();
         stream.read_to_end(&mut reply).await.map_err(|e| e.to_string())?;
+        Ok(reply)
+    }
+    let parsed = url::Url::parse(url).map_err(|e| format!("invalid URL {url}: {e}"))?;
+    let host = parsed.host_str().ok_or_else(|| format!("{url}: no host"))?.to_string();
+    let port = parsed.port_or_known_default().unwrap_or(80);
+    let tls = match parsed.scheme() {
+        "http" => None,
+        "https" => {
+            let ca = ca_pem.ok_or_else(|| format!("{url}: no CA to check the server's certificate with"))?;
+            let config = berth_proto::tls::client_config(ca, None).map_err(|e| e.to_string())?;
+            let name = rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_string())
+                .map_err(|e| format!("{url}: {e}"))?;
+            Some((tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)), name))
+        }
+        other => return Err(format!("{url}: unsupported scheme {other}")),
+    };
+    let exchange = async {
+        let stream =
+            tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port)).await.map_err(|e| e.to_string())?;
+        let request = format!("GET /readyz HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n");
+        let reply = match tls {
+            None => exchange(stream, &request).await?,
+            Some((connector, name)) => {
+                let stream = connector.connect(name, stream).await.map_err(|e| format!("TLS: {e}"))?;
+                exchange(stream, &request).await?
+            }
+        };
         let text = String::from_utf8_lossy(&reply);
         let status = text.split_whitespace().nth(1).unwrap_or("");
         if status == "200" {
@@ -316,6 +334,7 @@ pub async fn gather(session: &mut Session) -> Result<ClusterStatus> {
     let timeout = rpc_timeout(session)?;
     let endpoints = etcd_endpoints(session).await?;
     let (list, _) = super::member_list(&endpoints, timeout).await?;
+    let ca_pem = session.target()?.ca_pem();
     // The store's view is still worth printing without the API's.
     let (leases, api_error) = match fetch_lease_view(session, timeout).await {
         Ok(view) => (view, String::new()),
@@ -323,10 +342,11 @@ pub async fn gather(session: &mut Session) -> Result<ClusterStatus> {
     };
     let probes = futures::future::join_all(list.members.iter().map(|m| {
         let api_url = leases.identities.get(&m.name).map(|i| i.api_url.clone()).filter(|u| !u.is_empty());
+        let ca_pem = ca_pem.clone();
         async move {
             let (probe, api) = tokio::join!(probe_member(m, timeout), async {
                 match &api_url {
-                    Some(url) => Some(api_ready(url, timeout).await),
+                    Some(url) => Some(api_ready(url, ca_pem.as_deref(), timeout).await),
                     None => None,
                 }
             });

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use berth_proto::kubeconfig::Credentials;
+
 use super::node_net::{self, NodeNetwork};
 use crate::config::{local_cluster_dir, ADMIN_KUBECONFIG};
 use crate::error::{CtlError, Result};
@@ -158,6 +160,8 @@ fn process_runtime() -> String {
 /// port is 10250 + j), or a consecutive block from `base_port`.
 pub fn plan(servers: usize, agents: usize, base_port: Option<u16>) -> Result<LocalCluster> {
     let url = |port: u32| format!("http://127.0.0.1:{port}");
+    // The Kubernetes API is TLS (the etcd ports follow in a later step).
+    let api_url = |port: u32| format!("https://127.0.0.1:{port}");
     let last = match base_port {
         Some(base) => base as u32 + 3 * servers as u32 + agents as u32,
         None => {
@@ -186,7 +190,7 @@ pub fn plan(servers: usize, agents: usize, base_port: Option<u16>) -> Result<Loc
             let (api, client, peer) = server_ports(i);
             ServerProc {
                 name: format!("server-{}", i + 1),
-                api_url: url(api),
+                api_url: api_url(api),
                 client_url: url(client),
                 peer_url: url(peer),
                 pid: None,
@@ -291,10 +295,12 @@ pub fn agent_args(cluster: &LocalCluster, a: &AgentProc, dir: &Path) -> Vec<Stri
     let mut args: Vec<String> = vec![
         "--server".into(),
         a.server_url.clone(),
+        "--kubeconfig".into(),
+        node_kubeconfig_path(dir, a).display().to_string(),
         "--node-name".into(),
         a.node_name.clone(),
         "--data-dir".into(),
-        dir.join(format!("agent-{}", a.node_name)).display().to_string(),
+        agent_dir(dir, a).display().to_string(),
         "--runtime".into(),
         cluster.runtime.clone(),
         "--listen-port".into(),
@@ -324,6 +330,58 @@ pub fn agent_args(cluster: &LocalCluster, a: &AgentProc, dir: &Path) -> Vec<Stri
         }
     }
     args
+}
+
+/// Agent `a`'s data dir under `dir`.
+fn agent_dir(dir: &Path, a: &AgentProc) -> PathBuf {
+    dir.join(format!("agent-{}", a.node_name))
+}
+
+/// The kubeconfig agent `a` authenticates with: its node certificate (kubeadm's
+/// `kubelet.conf`).
+fn node_kubeconfig_path(dir: &Path, a: &AgentProc) -> PathBuf {
+    agent_dir(dir, a).join("kubelet.kubeconfig")
+}
+
+/// The cluster CA of a local cluster: made for a new one (or the one already in
+/// `<dir>/pki`) and given to every server's data dir before it starts (so that the statically bootstrapped members share it), read back
+/// for an existing one.
+fn cluster_ca(dir: &Path, cluster: &LocalCluster, new_cluster: bool) -> Result<berth_proto::pki::Ca> {
+    use berth_proto::pki;
+    if !new_cluster {
+        let pki_error = |e: pki::PkiError| CtlError::usage(format!("cluster CA: {e}"));
+        return pki::read_ca(dir).map_err(pki_error)?.ok_or_else(|| {
+            CtlError::usage(format!(
+                "{} holds a cluster made before Berth's API used TLS (no pki/ca.crt): run `berthctl down --purge` and `up` again",
+                dir.display()
+            ))
+        });
+    }
+    // An operator's own CA, put in `<dir>/pki` before the first `up`, is used (kubeadm's
+    // external CA); otherwise the cluster gets a new one.
+    let server_dirs: Vec<PathBuf> = cluster.servers.iter().map(|s| dir.join(&s.name)).collect();
+    let mut dirs: Vec<&Path> = vec![dir];
+    dirs.extend(server_dirs.iter().map(PathBuf::as_path));
+    super::certs::share_ca(&dirs)
+}
+
+/// Credentials issued by the cluster CA.
+fn credentials(ca: &berth_proto::pki::Ca, user: &str, groups: &[&str]) -> Result<Credentials> {
+    let client = ca.issue_client(user, groups).map_err(|e| CtlError::usage(format!("issuing a certificate: {e}")))?;
+    Ok(Credentials { ca_pem: ca.issued.cert_pem.clone(), client })
+}
+
+/// Writes agent `a`'s kubeconfig: a `system:node:<name>` certificate in `system:nodes`.
+fn write_node_kubeconfig(dir: &Path, cluster: &LocalCluster, a: &AgentProc, ca: &berth_proto::pki::Ca) -> Result<()> {
+    let user = format!("system:node:{}", a.node_name);
+    let creds = credentials(ca, &user, &["system:nodes"])?;
+    let servers = berth_proto::kubeconfig::ServersExtension {
+        api_servers: cluster.servers.iter().map(|s| s.api_url.clone()).collect(),
+        etcd_endpoints: vec![],
+    };
+    let path = node_kubeconfig_path(dir, a);
+    std::fs::create_dir_all(agent_dir(dir, a)).map_err(|e| CtlError::io(format!("creating {}", path.display()), e))?;
+    write_atomic(&path, berth_proto::kubeconfig::admin_kubeconfig_yaml("berth", &servers, Some(&creds)).as_bytes())
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -505,9 +563,10 @@ fn port_of(url: &str) -> u16 {
     url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
 }
 
-/// `url` (`http://HOST:PORT`) on 127.0.0.1.
+/// `url` (`SCHEME://HOST:PORT`) on 127.0.0.1.
 fn on_loopback(url: &str) -> String {
-    format!("http://127.0.0.1:{}", port_of(url))
+    let scheme = url.split_once("://").map_or("http", |(scheme, _)| scheme);
+    format!("{scheme}://127.0.0.1:{}", port_of(url))
 }
 
 /// The URLs the host's clients use (the kubeconfig's): loopback (pure).
@@ -722,9 +781,9 @@ where
 }
 
 /// A kube-rs client for one API server with short timeouts (polling while `up` waits).
-fn poll_client(api_url: &str) -> std::result::Result<kube::Client, String> {
+fn poll_client(api_url: &str, admin: &Credentials) -> std::result::Result<kube::Client, String> {
     let uri: http::Uri = api_url.parse().map_err(|e| format!("{e}"))?;
-    let mut config = kube::Config::new(uri);
+    let mut config = admin.kube_config(uri);
     config.connect_timeout = Some(Duration::from_secs(2));
     config.read_timeout = Some(Duration::from_secs(5));
     kube::Client::try_from(config).map_err(|e| e.to_string())
@@ -732,9 +791,9 @@ fn poll_client(api_url: &str) -> std::result::Result<kube::Client, String> {
 
 /// Ok once every server in `names` has published its identity Lease (so `cluster status`
 /// shows every API URL right after `up`).
-async fn identities_published(api_url: &str, names: &[String]) -> std::result::Result<(), String> {
+async fn identities_published(api_url: &str, admin: &Credentials, names: &[String]) -> std::result::Result<(), String> {
     use k8s_openapi::api::coordination::v1::Lease;
-    let client = poll_client(api_url)?;
+    let client = poll_client(api_url, admin)?;
     let leases = kube::Api::<Lease>::namespaced(client, "kube-system")
         .list(&Default::default())
         .await
@@ -754,10 +813,11 @@ async fn identities_published(api_url: &str, names: &[String]) -> std::result::R
 /// its last run does not count); else says which are not.
 async fn nodes_ready(
     api_url: &str,
+    admin: &Credentials,
     wanted: &[(String, Option<k8s_openapi::jiff::Timestamp>)],
 ) -> std::result::Result<(), String> {
     use k8s_openapi::api::core::v1::Node;
-    let client = poll_client(api_url)?;
+    let client = poll_client(api_url, admin)?;
     let nodes = kube::Api::<Node>::all(client).list(&Default::default()).await.map_err(|e| e.to_string())?;
     let ready = |n: &Node, since: Option<k8s_openapi::jiff::Timestamp>| {
         n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
@@ -784,9 +844,13 @@ async fn nodes_ready(
 
 /// `(podCIDR, node index)` of every node in `names` (the index in `names`), once each has
 /// been given its podCIDR; else says which have none yet.
-async fn pod_cidr_routes(api_url: &str, names: &[String]) -> std::result::Result<Vec<(String, usize)>, String> {
+async fn pod_cidr_routes(
+    api_url: &str,
+    admin: &Credentials,
+    names: &[String],
+) -> std::result::Result<Vec<(String, usize)>, String> {
     use k8s_openapi::api::core::v1::Node;
-    let client = poll_client(api_url)?;
+    let client = poll_client(api_url, admin)?;
     let nodes = kube::Api::<Node>::all(client).list(&Default::default()).await.map_err(|e| e.to_string())?;
     let cidr_of = |name: &str| {
         nodes
@@ -859,6 +923,8 @@ pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Resu
     let deadline = Instant::now() + timeout;
     let mut children: Vec<(String, Child, PathBuf)> = Vec::new();
     let result = async {
+        let ca = cluster_ca(&dir, &cluster, new_cluster)?;
+        let admin = credentials(&ca, "kubernetes-admin", &["system:masters"])?;
         let layout = cluster.clone();
         for (s, up) in cluster.servers.iter_mut().zip(&servers_up) {
             if *up {
@@ -880,22 +946,23 @@ pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Resu
             let what = format!("{} to be ready", s.name);
             wait_until(&what, deadline, &mut children, || {
                 let url = url.clone();
-                async move { super::cluster::api_ready(&url, Duration::from_secs(2)).await }
+                let ca = ca.issued.cert_pem.clone();
+                async move { super::cluster::api_ready(&url, Some(&ca), Duration::from_secs(2)).await }
             })
             .await?;
         }
         let names: Vec<String> = servers.iter().map(|s| s.name.clone()).collect();
         let first_api = servers[0].api_url.clone();
         wait_until("the servers' identity Leases", deadline, &mut children, || {
-            let (api, names) = (first_api.clone(), names.clone());
-            async move { identities_published(&api, &names).await }
+            let (api, names, admin) = (first_api.clone(), names.clone(), admin.clone());
+            async move { identities_published(&api, &admin, &names).await }
         })
         .await?;
         let (api_servers, etcd_endpoints) = host_client_urls(&cluster);
         let servers_ext = berth_proto::kubeconfig::ServersExtension { api_servers, etcd_endpoints };
         write_atomic(
             &dir.join(ADMIN_KUBECONFIG),
-            berth_proto::kubeconfig::admin_kubeconfig_yaml("berth", &servers_ext).as_bytes(),
+            berth_proto::kubeconfig::admin_kubeconfig_yaml("berth", &servers_ext, Some(&admin)).as_bytes(),
         )?;
         if let Some(agent_bin) = &agent_bin {
             let agents_started = k8s_openapi::jiff::Timestamp::now();
@@ -904,6 +971,7 @@ pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Resu
                     continue;
                 }
                 let log = logs.join(format!("agent-{}.log", a.node_name));
+                write_node_kubeconfig(&dir, &layout, a, &ca)?;
                 let netns = layout.network.map(|net| net.node_ns_path(&a.node_name));
                 let child = spawn(agent_bin, &agent_args(&layout, a, &dir), &log, netns.as_deref())?;
                 a.pid = Some(child.id());
@@ -924,18 +992,18 @@ pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Resu
                 .collect();
             let api = cluster.servers[0].api_url.clone();
             wait_until("the nodes to be Ready", deadline, &mut children, || {
-                let (api, wanted) = (api.clone(), wanted.clone());
-                async move { nodes_ready(&api, &wanted).await }
+                let (api, wanted, admin) = (api.clone(), wanted.clone(), admin.clone());
+                async move { nodes_ready(&api, &admin, &wanted).await }
             })
             .await?;
             if let Some(net) = layout.network {
                 let names = node_names(&layout);
                 wait_until("the nodes' pod CIDRs", deadline, &mut children, || {
-                    let (api, names) = (api.clone(), names.clone());
-                    async move { pod_cidr_routes(&api, &names).await.map(drop) }
+                    let (api, names, admin) = (api.clone(), names.clone(), admin.clone());
+                    async move { pod_cidr_routes(&api, &admin, &names).await.map(drop) }
                 })
                 .await?;
-                let routes = pod_cidr_routes(&api, &names).await.map_err(CtlError::usage)?;
+                let routes = pod_cidr_routes(&api, &admin, &names).await.map_err(CtlError::usage)?;
                 net.route_pod_cidrs(&routes)?;
             }
         }
@@ -999,6 +1067,7 @@ pub async fn run_down(_session: &mut Session, args: DownArgs, out: &mut Out) -> 
         let mut paths: Vec<PathBuf> = cluster.servers.iter().map(|s| dir.join(&s.name)).collect();
         paths.extend(cluster.agents.iter().map(|a| dir.join(format!("agent-{}", a.node_name))));
         paths.extend([dir.join("logs"), dir.join(ADMIN_KUBECONFIG), dir.join(STATE_FILE)]);
+        paths.push(dir.join(berth_proto::pki::PKI_DIR));
         for p in paths {
             let removed = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
             if let Err(e) = removed {
@@ -1050,16 +1119,16 @@ mod tests {
         assert_eq!(
             urls,
             vec![
-                ("server-1", "http://127.0.0.1:6443", "http://127.0.0.1:2379", "http://127.0.0.1:2380"),
-                ("server-2", "http://127.0.0.1:16443", "http://127.0.0.1:12379", "http://127.0.0.1:12380"),
-                ("server-3", "http://127.0.0.1:26443", "http://127.0.0.1:22379", "http://127.0.0.1:22380"),
+                ("server-1", "https://127.0.0.1:6443", "http://127.0.0.1:2379", "http://127.0.0.1:2380"),
+                ("server-2", "https://127.0.0.1:16443", "http://127.0.0.1:12379", "http://127.0.0.1:12380"),
+                ("server-3", "https://127.0.0.1:26443", "http://127.0.0.1:22379", "http://127.0.0.1:22380"),
             ]
         );
         let agents: Vec<(&str, &str, u16)> =
             c.agents.iter().map(|a| (a.node_name.as_str(), a.server_url.as_str(), a.port)).collect();
         assert_eq!(
             agents,
-            vec![("node-1", "http://127.0.0.1:6443", 10250), ("node-2", "http://127.0.0.1:16443", 10251)]
+            vec![("node-1", "https://127.0.0.1:6443", 10250), ("node-2", "https://127.0.0.1:16443", 10251)]
         );
         assert!(plan(5, 1, None).is_ok());
     }
@@ -1086,7 +1155,7 @@ mod tests {
         let dir = Path::new("/d");
         assert_eq!(
             server_args(&c, &c.servers[1], dir, None).join(" "),
-            "--name server-2 --data-dir /d/server-2 --listen-api-url http://127.0.0.1:30003 \
+            "--name server-2 --data-dir /d/server-2 --listen-api-url https://127.0.0.1:30003 \
              --listen-client-urls http://127.0.0.1:30004 --advertise-client-urls http://127.0.0.1:30004 \
              --listen-peer-urls http://127.0.0.1:30005 --initial-advertise-peer-urls http://127.0.0.1:30005 \
              --initial-cluster server-1=http://127.0.0.1:30002,server-2=http://127.0.0.1:30005,server-3=http://127.0.0.1:30008 \
@@ -1096,7 +1165,8 @@ mod tests {
         assert_eq!(restoring[restoring.len() - 2..], ["--restore-snapshot", "/b/backup.db"]);
         assert_eq!(
             agent_args(&c, &c.agents[0], dir).join(" "),
-            "--server http://127.0.0.1:30000 --node-name node-1 --data-dir /d/agent-node-1 --runtime process \
+            "--server https://127.0.0.1:30000 --kubeconfig /d/agent-node-1/kubelet.kubeconfig --node-name node-1 \
+             --data-dir /d/agent-node-1 --runtime process \
              --listen-port 30009 --stop-containers-on-exit --node-ip 127.0.0.1"
         );
         let mut ctr = c.clone();
@@ -1116,7 +1186,7 @@ mod tests {
         let c = on_node_network(plan(3, 2, None).unwrap(), NodeNetwork { subnet: 7 });
         assert_eq!(
             (c.servers[1].api_url.as_str(), c.servers[1].client_url.as_str(), c.servers[1].peer_url.as_str()),
-            ("http://172.31.7.1:16443", "http://172.31.7.1:12379", "http://172.31.7.1:12380")
+            ("https://172.31.7.1:16443", "http://172.31.7.1:12379", "http://172.31.7.1:12380")
         );
         assert_eq!(host_of(&c.servers[0].api_url), "172.31.7.1");
         let node_ip = |j: usize| {
@@ -1124,20 +1194,20 @@ mod tests {
             let at = args.iter().position(|a| a == "--node-ip").expect("--node-ip");
             (args[1].clone(), args[at + 1].clone())
         };
-        assert_eq!(node_ip(0), ("http://172.31.7.1:6443".to_string(), "172.31.7.11".to_string()));
-        assert_eq!(node_ip(1), ("http://172.31.7.1:16443".to_string(), "172.31.7.12".to_string()));
+        assert_eq!(node_ip(0), ("https://172.31.7.1:6443".to_string(), "172.31.7.11".to_string()));
+        assert_eq!(node_ip(1), ("https://172.31.7.1:16443".to_string(), "172.31.7.12".to_string()));
         assert_eq!(node_names(&c), ["node-1", "node-2"]);
         let server = server_args(&c, &c.servers[0], Path::new("/d"), None).join(" ");
         assert!(
             server.contains(
-                "--listen-api-url http://172.31.7.1:6443,http://127.0.0.1:6443 \
+                "--listen-api-url https://172.31.7.1:6443,https://127.0.0.1:6443 \
                  --listen-client-urls http://172.31.7.1:2379,http://127.0.0.1:2379 \
                  --advertise-client-urls http://172.31.7.1:2379 --listen-peer-urls http://172.31.7.1:2380"
             ),
             "{server}"
         );
         let (api, etcd) = host_client_urls(&c);
-        assert_eq!((api[2].as_str(), etcd[2].as_str()), ("http://127.0.0.1:26443", "http://127.0.0.1:22379"));
+        assert_eq!((api[2].as_str(), etcd[2].as_str()), ("https://127.0.0.1:26443", "http://127.0.0.1:22379"));
         assert_eq!(host_of("http://127.0.0.1:6443"), "127.0.0.1");
     }
 

@@ -6,6 +6,7 @@
 //! kubeconfig extension, else the servers' identity Leases), bounded gRPC calls, and the
 //! mapping of gRPC failures to `berthctl` errors.
 
+pub mod certs;
 pub mod cluster;
 pub mod local;
 pub mod member;

@@ -1,0 +1,174 @@
+//! Who is asking: kube-apiserver's authenticators in front of every route.
+//!
+//! A request's user comes from, in order:
+//! 1. the in-process clients of this server ([`Loopback`], as kube-apiserver's loopback
+//!    client: the leader tasks and the server's own bookkeeping);
+//! 2. the connection: its TLS client certificate, checked against the cluster CA when the
+//!    connection was accepted ([`Connection::Tls`]; CN → user, O → groups), or the
+//!    `--insecure` port, whose callers are all administrators ([`Connection::Insecure`],
+//!    as kube-apiserver's old insecure port);
+//! 3. a bearer token;
+//! 4. nobody: `system:anonymous`, admitted only to the health and version endpoints
+//!    (kube-apiserver's `system:public-info-viewer` paths); elsewhere 401.
+//!
+//! Credentials that are presented but wrong (a certificate from another CA, expired, an
+//! unknown token) are 401 wherever they are sent, and logged.
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use berth_proto::tls::CertUser;
+
+use crate::resource::ApiError;
+
+/// Every authenticated user is in this group.
+pub const AUTHENTICATED: &str = "system:authenticated";
+/// Anonymous requests are in this group.
+pub const UNAUTHENTICATED: &str = "system:unauthenticated";
+/// The group RBAC lets do anything (kube-apiserver's superuser group).
+pub const MASTERS: &str = "system:masters";
+
+/// A request's authenticated user, put in its extensions for authorization and audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+impl UserInfo {
+    /// `name` in `groups`, plus `system:authenticated` (every authenticator adds it).
+    pub fn authenticated(name: &str, groups: &[String]) -> UserInfo {
+        let mut groups = groups.to_vec();
+        if !groups.iter().any(|g| g == AUTHENTICATED) {
+            groups.push(AUTHENTICATED.into());
+        }
+        UserInfo { name: name.into(), groups }
+    }
+
+    pub fn anonymous() -> UserInfo {
+        UserInfo { name: "system:anonymous".into(), groups: vec![UNAUTHENTICATED.into()] }
+    }
+
+    /// The server itself (its in-process clients): kube-apiserver's loopback identity.
+    pub fn loopback() -> UserInfo {
+        UserInfo::authenticated("system:apiserver", &[MASTERS.into()])
+    }
+}
+
+/// What the connection a request came on says about its caller; the server puts it in
+/// every request's extensions.
+#[derive(Debug, Clone)]
+pub enum Connection {
+    /// The `--insecure` plain-HTTP port: everyone is an administrator.
+    Insecure,
+    /// A TLS connection with the verdict on its client certificate, if it sent one.
+    Tls { cert: Option<Result<CertUser, String>> },
+}
+
+/// Marks requests of this server's in-process clients.
+#[derive(Debug, Clone)]
+pub struct Loopback;
+
+/// Paths anonymous callers may GET (kube-apiserver's `system:public-info-viewer`).
+fn public_path(path: &str) -> bool {
+    ["/healthz", "/livez", "/readyz", "/version"]
+        .iter()
+        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')))
+}
+
+/// Why a request is refused with 401 (logged, never sent: kube-apiserver's body is bare).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unauthenticated(pub String);
+
+/// The user of a request (pure: the inputs are what the request carries).
+pub fn authenticate(
+    loopback: bool,
+    connection: Option<&Connection>,
+    authorization: Option<&str>,
+    path: &str,
+) -> Result<UserInfo, Unauthenticated> {
+    if loopback {
+        return Ok(UserInfo::loopback());
+    }
+    match connection {
+        Some(Connection::Insecure) => {
+            return Ok(UserInfo::authenticated("system:unsecured", &[MASTERS.into()]));
+        }
+        Some(Connection::Tls { cert: Some(Ok(user)) }) => return Ok(UserInfo::authenticated(&user.name, &user.groups)),
+        Some(Connection::Tls { cert: Some(Err(why)) }) => return Err(Unauthenticated(why.clone())),
+        Some(Connection::Tls { cert: None }) | None => {}
+    }
+    if let Some(value) = authorization {
+        return match value.strip_prefix("Bearer ").map(str::trim) {
+            Some(token) if !token.is_empty() => Err(Unauthenticated("invalid bearer token".into())),
+            _ => Err(Unauthenticated("unsupported Authorization header".into())),
+        };
+    }
+    if public_path(path) {
+        return Ok(UserInfo::anonymous());
+    }
+    Err(Unauthenticated("anonymous requests are not allowed on this path".into()))
+}
+
+/// The authentication middleware: puts the [`UserInfo`] in the request, or answers 401.
+pub async fn middleware(mut req: Request, next: Next) -> Response {
+    let authorization = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let verdict = authenticate(
+        req.extensions().get::<Loopback>().is_some(),
+        req.extensions().get::<Connection>(),
+        authorization,
+        req.uri().path(),
+    );
+    match verdict {
+        Ok(user) => {
+            req.extensions_mut().insert(user);
+            next.run(req).await
+        }
+        Err(Unauthenticated(why)) => {
+            tracing::info!(path = %req.uri().path(), method = %req.method(), reason = %why, "unauthorized request");
+            ApiError::Unauthorized.into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls(cert: Option<Result<CertUser, String>>) -> Connection {
+        Connection::Tls { cert }
+    }
+
+    #[test]
+    fn certificates_name_the_user_and_anonymous_callers_reach_only_public_paths() {
+        let admin = CertUser { name: "kubernetes-admin".into(), groups: vec![MASTERS.into()] };
+        let user = authenticate(false, Some(&tls(Some(Ok(admin)))), None, "/api/v1/pods").unwrap();
+        assert_eq!(user.name, "kubernetes-admin");
+        assert_eq!(user.groups, [MASTERS, AUTHENTICATED]);
+        let anonymous = tls(None);
+        for path in ["/healthz", "/livez", "/readyz", "/readyz/ping", "/version"] {
+            assert_eq!(authenticate(false, Some(&anonymous), None, path), Ok(UserInfo::anonymous()), "{path}");
+        }
+        for path in ["/api/v1/secrets", "/versions", "/", "/metrics", "/apis"] {
+            assert!(authenticate(false, Some(&anonymous), None, path).is_err(), "{path}");
+        }
+        assert!(authenticate(false, None, None, "/api").is_err(), "no connection facts: anonymous");
+    }
+
+    #[test]
+    fn presented_but_wrong_credentials_are_refused_even_on_public_paths() {
+        let forged = tls(Some(Err("x509: certificate signed by unknown authority".into())));
+        let err = authenticate(false, Some(&forged), None, "/healthz").unwrap_err();
+        assert!(err.0.contains("unknown authority"));
+        assert!(authenticate(false, Some(&tls(None)), Some("Bearer abc.def"), "/healthz").is_err());
+        assert!(authenticate(false, Some(&tls(None)), Some("Basic YTpi"), "/api").is_err());
+    }
+
+    #[test]
+    fn loopback_and_the_insecure_port_are_administrators() {
+        assert!(authenticate(true, None, None, "/api").unwrap().groups.contains(&MASTERS.to_string()));
+        let insecure = authenticate(false, Some(&Connection::Insecure), None, "/api").unwrap();
+        assert_eq!(insecure.name, "system:unsecured");
+        assert!(insecure.groups.contains(&MASTERS.to_string()));
+    }
+}

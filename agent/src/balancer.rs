@@ -184,8 +184,13 @@ impl Drop for Balancer {
 
 impl Balancer {
     /// Binds `127.0.0.1:0` and starts accepting and probing. `servers` must name at least
-    /// one `http(s)://` URL, all with the same scheme.
-    pub async fn start(servers: &[String], cancel: &CancellationToken) -> Result<Balancer> {
+    /// one `http(s)://` URL, all with the same scheme; `https://` servers are probed over
+    /// TLS with `tls` (without it, a TCP connect is all a probe can check).
+    pub async fn start(
+        servers: &[String],
+        tls: Option<Arc<rustls::ClientConfig>>,
+        cancel: &CancellationToken,
+    ) -> Result<Balancer> {
         let upstreams = servers.iter().map(|u| Upstream::new(u)).collect::<Result<Vec<_>>>()?;
         let Some(first) = upstreams.first() else {
             return Err(AgentError::Config { flag: "--server", message: "no API server given".into() });
@@ -206,7 +211,12 @@ impl Balancer {
         let state = Arc::new(Mutex::new(Upstreams { servers: upstreams, current: 0, outage_since: None }));
         let stop = cancel.child_token();
         tokio::spawn(accept_loop(listener, state.clone(), stop.clone()));
-        tokio::spawn(probe_loop(state.clone(), scheme == "http", stop.clone()));
+        let prober = match (scheme.as_str(), tls) {
+            ("http", _) => Prober::Http,
+            (_, Some(config)) => Prober::Https(tokio_rustls::TlsConnector::from(config)),
+            (_, None) => Prober::Connect,
+        };
+        tokio::spawn(probe_loop(state.clone(), Arc::new(prober), stop.clone()));
         tracing::info!(%local, servers = ?servers, "API load balancer started");
         Ok(Balancer { state, local, scheme, stop })
     }
@@ -396,7 +406,18 @@ fn mark_down(state: &Mutex<Upstreams>, url: &str) {
     }
 }
 
-async fn probe_loop(state: Arc<Mutex<Upstreams>>, http: bool, stop: CancellationToken) {
+/// How a server's readiness is probed.
+enum Prober {
+    /// `GET /readyz` in the clear.
+    Http,
+    /// `GET /readyz` over TLS (anonymous callers may: kube-apiserver's public paths), the
+    /// server checked as `kubernetes`, the name every Berth server's certificate carries.
+    Https(tokio_rustls::TlsConnector),
+    /// A TCP connect (https without a CA to check the server with).
+    Connect,
+}
+
+async fn probe_loop(state: Arc<Mutex<Upstreams>>, prober: Arc<Prober>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(PROBE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -408,23 +429,37 @@ async fn probe_loop(state: Arc<Mutex<Upstreams>>, http: bool, stop: Cancellation
             let s = state.lock().expect("balancer state");
             s.servers.iter().map(|u| (u.url.clone(), u.authority.clone())).collect()
         };
-        let probes = targets.into_iter().map(|(url, authority)| async move {
-            let ok = tokio::time::timeout(PROBE_TIMEOUT, probe(&authority, http)).await.unwrap_or(false);
-            (url, ok)
+        let probes = targets.into_iter().map(|(url, authority)| {
+            let prober = prober.clone();
+            async move {
+                let ok = tokio::time::timeout(PROBE_TIMEOUT, probe(&authority, &prober)).await.unwrap_or(false);
+                (url, ok)
+            }
         });
         let results = futures::future::join_all(probes).await;
         state.lock().expect("balancer state").after_probe(&results);
     }
 }
 
-/// One readiness probe: for `http://` servers `GET /readyz` must answer 200 (a server
-/// without a Raft leader answers 500); for `https://` ones a TCP connect is all that can
-/// be checked without the client's TLS identity.
-async fn probe(authority: &str, http: bool) -> bool {
-    let Ok(mut stream) = TcpStream::connect(authority).await else { return false };
-    if !http {
-        return true;
+/// One readiness probe: `GET /readyz` must answer 200 (a server without a Raft leader
+/// answers 500; a paused one does not answer at all, though the kernel still accepts its
+/// connections).
+async fn probe(authority: &str, prober: &Prober) -> bool {
+    let Ok(stream) = TcpStream::connect(authority).await else { return false };
+    match prober {
+        Prober::Connect => true,
+        Prober::Http => ready(stream, authority).await,
+        Prober::Https(connector) => {
+            let name = rustls::pki_types::ServerName::try_from("kubernetes").expect("a DNS name");
+            match connector.connect(name, stream).await {
+                Ok(tls) => ready(tls, authority).await,
+                Err(_) => false,
+            }
+        }
     }
+}
+
+async fn ready<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut stream: S, authority: &str) -> bool {
     let request = format!("GET /readyz HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
     if stream.write_all(request.as_bytes()).await.is_err() {
         return false;
@@ -507,7 +542,7 @@ mod tests {
             }
         });
         let cancel = CancellationToken::new();
-        let lb = Balancer::start(&[dead_url.clone(), live_url.clone()], &cancel).await.unwrap();
+        let lb = Balancer::start(&[dead_url.clone(), live_url.clone()], None, &cancel).await.unwrap();
         let local = lb.local_url().trim_start_matches("http://").to_string();
         let mut s = TcpStream::connect(&local).await.unwrap();
         s.write_all(b"x").await.unwrap();

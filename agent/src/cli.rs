@@ -352,15 +352,15 @@ impl AgentArgs {
                 None => bad("--server", "one of --server or --kubeconfig is required".into()),
             });
         }
-        let balancer = Arc::new(Balancer::start(&servers, cancel).await?);
-        let local: axum::http::Uri =
-            balancer.local_url().parse().map_err(|e| bad("--server", format!("balancer URL: {e}")))?;
         let mut config = match kubeconfig {
             Some(kc) => kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
                 .await
                 .map_err(|e| bad("--kubeconfig", e.to_string()))?,
-            None => kube::Config::new(local.clone()),
+            None => kube::Config::new("http://127.0.0.1".parse().expect("a URL")),
         };
+        let balancer = Arc::new(Balancer::start(&servers, probe_tls(&config), cancel).await?);
+        let local: axum::http::Uri =
+            balancer.local_url().parse().map_err(|e| bad("--server", format!("balancer URL: {e}")))?;
         // TLS verifies the server by a name every Berth server's certificate carries (the
         // `kubernetes` Service's), not the loopback address of the balancer, whichever
         // server the balancer is on.
@@ -374,6 +374,24 @@ impl AgentArgs {
         tokio::spawn(keep_servers_current(balancer.clone(), servers, client.clone(), cancel.child_token()));
         Ok(ApiConnection { client, balancer })
     }
+}
+
+/// The TLS configuration the balancer probes `https://` servers with: the kubeconfig's CA,
+/// no client certificate (`/readyz` answers anonymous callers).
+fn probe_tls(config: &kube::Config) -> Option<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in config.root_cert.iter().flatten() {
+        roots.add(rustls::pki_types::CertificateDer::from(der.clone())).ok()?;
+    }
+    if roots.is_empty() {
+        return None;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(berth_proto::tls::provider())
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Some(Arc::new(tls))
 }
 
 /// The name TLS checks servers' certificates against: the `kubernetes` Service's, which

@@ -216,6 +216,14 @@ impl Cacher {
         }
     }
 
+    /// Objects matching `filter` as the cache holds them now, without waiting for it to
+    /// catch up (a possibly stale view, as an informer's: what the authorizer reads, which
+    /// must not stall requests while the cache re-lists after a leader change).
+    pub fn current(&self, filter: &Filter) -> Vec<Arc<Value>> {
+        let state = self.state.lock().expect("cache lock");
+        state.objects.values().filter(|o| filter.matches(o)).cloned().collect()
+    }
+
     /// Objects matching `filter` as of a revision at least `min_revision`, in key order.
     pub async fn list(&self, filter: &Filter, min_revision: i64) -> Result<(Vec<Arc<Value>>, i64), ApiError> {
         self.catch_up(min_revision.max(1)).await?;

@@ -15,6 +15,7 @@ pub mod cron;
 pub mod identity;
 pub mod periodic;
 pub mod pki;
+pub mod rbac_defaults;
 pub mod registry;
 pub mod resource;
 pub mod serve;

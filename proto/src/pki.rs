@@ -218,9 +218,9 @@ mod tests {
     use std::sync::Arc;
 
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use rustls::server::WebPkiClientVerifier;
-    use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
+    use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
     use super::*;
 
@@ -257,25 +257,7 @@ mod tests {
         (Arc::new(server), Arc::new(client))
     }
 
-    /// Runs a TLS handshake in memory; the server's view of the client on success.
-    fn handshake(server: Arc<ServerConfig>, client: Arc<ClientConfig>, name: &str) -> Result<ServerConnection, String> {
-        let mut c = ClientConnection::new(client, ServerName::try_from(name.to_string()).unwrap()).unwrap();
-        let mut s = ServerConnection::new(server).unwrap();
-        for _ in 0..20 {
-            let mut buf = Vec::new();
-            c.write_tls(&mut buf).unwrap();
-            s.read_tls(&mut buf.as_slice()).unwrap();
-            s.process_new_packets().map_err(|e| format!("server: {e}"))?;
-            let mut buf = Vec::new();
-            s.write_tls(&mut buf).unwrap();
-            c.read_tls(&mut buf.as_slice()).unwrap();
-            c.process_new_packets().map_err(|e| format!("client: {e}"))?;
-            if !c.is_handshaking() && !s.is_handshaking() {
-                return Ok(s);
-            }
-        }
-        Err("the handshake did not finish".into())
-    }
+    use crate::tls::in_memory::handshake;
 
     #[test]
     fn a_serving_certificate_is_trusted_through_the_ca_and_a_client_certificate_names_user_and_groups() {

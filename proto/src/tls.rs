@@ -254,18 +254,23 @@ pub fn client_config(ca_pem: &str, client: Option<(&str, &str)>) -> Result<rustl
     }
 }
 
+/// Test support: TLS handshakes in memory.
 #[cfg(test)]
-mod tests {
+pub(crate) mod in_memory {
+    use std::sync::Arc;
+
     use rustls::pki_types::ServerName;
-    use rustls::{ClientConnection, ServerConnection};
+    use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
 
-    use super::*;
-    use crate::pki::Ca;
-
-    fn handshake(server: rustls::ServerConfig, client: rustls::ClientConfig) -> Result<ServerConnection, String> {
-        let name = ServerName::try_from("localhost").unwrap();
-        let mut c = ClientConnection::new(Arc::new(client), name).unwrap();
-        let mut s = ServerConnection::new(Arc::new(server)).unwrap();
+    /// Runs a handshake between `server` and `client` (checking the server as `name`); the
+    /// server's view of the client on success, else which side failed and why.
+    pub fn handshake(
+        server: Arc<ServerConfig>,
+        client: Arc<ClientConfig>,
+        name: &str,
+    ) -> Result<ServerConnection, String> {
+        let mut c = ClientConnection::new(client, ServerName::try_from(name.to_string()).unwrap()).unwrap();
+        let mut s = ServerConnection::new(server).unwrap();
         for _ in 0..20 {
             let mut buf = Vec::new();
             c.write_tls(&mut buf).unwrap();
@@ -280,6 +285,18 @@ mod tests {
             }
         }
         Err("the handshake did not finish".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls::ServerConnection;
+
+    use super::*;
+    use crate::pki::Ca;
+
+    fn handshake(server: rustls::ServerConfig, client: rustls::ClientConfig) -> Result<ServerConnection, String> {
+        in_memory::handshake(Arc::new(server), Arc::new(client), "localhost")
     }
 
     #[test]

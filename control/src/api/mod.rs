@@ -7,6 +7,7 @@
 //! * [`watch`] — streaming watches from the watch cache;
 //! * [`subresources`] — scale, binding, eviction, log;
 //! * [`authn`] — who is asking (client certificates, tokens, anonymous), in front of all;
+//!   [`authz`] — may they (system:masters, then RBAC), right behind it;
 //! * [`discovery`] — discovery, `/version`, OpenAPI v3; [`metrics`] — request metrics;
 //! * [`resource_metrics`] — `metrics.k8s.io` (NodeMetrics, PodMetrics) for `kubectl top`;
 //! * [`reviews`] — answered-not-stored reviews (SelfSubjectReview for `kubectl auth whoami`);
@@ -18,6 +19,7 @@
 //! → `body` / `render`.
 
 pub mod authn;
+pub mod authz;
 pub mod body;
 pub mod decode;
 pub mod discovery;
@@ -25,6 +27,7 @@ pub mod failpoints;
 pub mod handlers;
 pub mod metrics;
 pub mod patch;
+pub mod protobuf;
 pub mod render;
 pub mod request;
 pub mod resource_metrics;
@@ -140,10 +143,23 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/namespaces/{ns}/pods/{name}/attach", any(streaming::attach))
         .route("/api/v1/namespaces/{ns}/pods/{name}/portforward", any(streaming::port_forward))
         .route("/apis/authentication.k8s.io/v1/selfsubjectreviews", axum::routing::post(reviews::self_subject_review))
+        .route(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            axum::routing::post(reviews::self_subject_access_review),
+        )
+        .route(
+            "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+            axum::routing::post(reviews::self_subject_rules_review),
+        )
+        .route(
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            axum::routing::post(reviews::subject_access_review),
+        )
         .route("/api/{*rest}", any(core_api))
         .route("/apis/{*rest}", any(group_api))
         .fallback(|| async { ApiError::NotFound(Subject::default()).into_response() })
         .layer(axum::middleware::from_fn(fenced))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authz::middleware))
         .layer(axum::middleware::from_fn(authn::middleware))
         .with_state(state)
 }

@@ -1,6 +1,9 @@
 //! Review resources: create-only objects that are answered, never stored —
-//! `authentication.k8s.io/v1` SelfSubjectReview (`kubectl auth whoami`): who the server
-//! thinks the caller is.
+//! `authentication.k8s.io/v1` SelfSubjectReview (`kubectl auth whoami`: who the server
+//! thinks the caller is) and `authorization.k8s.io/v1` SelfSubjectAccessReview (`kubectl
+//! auth can-i`), SubjectAccessReview (the same question about someone else, for those
+//! RBAC lets ask it) and SelfSubjectRulesReview (`kubectl auth can-i --list`). Questions
+//! arrive as JSON or, from kubectl, as protobuf (`super::protobuf`); answers are JSON.
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
@@ -8,15 +11,21 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde_json::{json, Value};
 
+use axum::extract::State;
+
 use super::authn::UserInfo;
+use super::authz::{self, Attributes};
+use super::protobuf;
+use super::ApiState;
 use crate::resource::ApiError;
 
 pub const AUTHENTICATION_GROUP: &str = "authentication.k8s.io";
+pub const AUTHORIZATION_GROUP: &str = "authorization.k8s.io";
 pub const VERSION: &str = "v1";
 
 /// The group/versions served here, for discovery.
 pub fn groups() -> Vec<(&'static str, &'static str)> {
-    vec![(AUTHENTICATION_GROUP, VERSION)]
+    vec![(AUTHENTICATION_GROUP, VERSION), (AUTHORIZATION_GROUP, VERSION)]
 }
 
 /// The `APIResourceList` of a review group/version.
@@ -26,6 +35,14 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             "name": "selfsubjectreviews", "singularName": "selfsubjectreview", "namespaced": false,
             "kind": "SelfSubjectReview", "verbs": ["create"],
         })],
+        (AUTHORIZATION_GROUP, VERSION) => ["SelfSubjectAccessReview", "SelfSubjectRulesReview", "SubjectAccessReview"]
+            .iter()
+            .map(|kind| {
+                let singular = kind.to_lowercase();
+                json!({"name": format!("{singular}s"), "singularName": singular, "namespaced": false,
+                       "kind": kind, "verbs": ["create"]})
+            })
+            .collect(),
         _ => return None,
     };
     Some(json!({
@@ -65,6 +82,166 @@ pub async fn self_subject_review(Extension(user): Extension<UserInfo>, headers: 
         "status": {"userInfo": {"username": user.name, "groups": user.groups}},
     });
     super::json_response(StatusCode::CREATED, &review, &[])
+}
+
+fn is_protobuf(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with(protobuf::CONTENT_TYPE))
+}
+
+fn opt(s: &Option<String>) -> String {
+    s.clone().unwrap_or_default()
+}
+
+/// The question of an access review's spec (JSON form), as authorizer attributes.
+pub fn question(spec: &Value) -> Result<Attributes, ApiError> {
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    if let Some(r) = spec.get("resourceAttributes").filter(|v| v.is_object()) {
+        return Ok(Attributes {
+            verb: text(r, "verb"),
+            resource_request: true,
+            api_group: text(r, "group"),
+            resource: text(r, "resource"),
+            subresource: text(r, "subresource"),
+            namespace: text(r, "namespace"),
+            name: text(r, "name"),
+            path: String::new(),
+        });
+    }
+    if let Some(n) = spec.get("nonResourceAttributes").filter(|v| v.is_object()) {
+        return Ok(Attributes { verb: text(n, "verb"), path: text(n, "path"), ..Default::default() });
+    }
+    Err(ApiError::BadRequest("spec: exactly one of resourceAttributes or nonResourceAttributes must be given".into()))
+}
+
+fn proto_question(
+    resource: Option<protobuf::ResourceAttributes>,
+    non_resource: Option<protobuf::NonResourceAttributes>,
+) -> Value {
+    let mut spec = json!({});
+    if let Some(r) = resource {
+        spec["resourceAttributes"] = json!({
+            "namespace": opt(&r.namespace), "verb": opt(&r.verb), "group": opt(&r.group),
+            "version": opt(&r.version), "resource": opt(&r.resource), "subresource": opt(&r.subresource),
+            "name": opt(&r.name),
+        });
+    }
+    if let Some(n) = non_resource {
+        spec["nonResourceAttributes"] = json!({"path": opt(&n.path), "verb": opt(&n.verb)});
+    }
+    spec
+}
+
+/// The spec of a review body (JSON, or protobuf decoded by `from_proto`).
+fn spec_of(
+    headers: &HeaderMap,
+    body: &[u8],
+    kind: &str,
+    from_proto: fn(&[u8]) -> Result<Value, String>,
+) -> Result<Value, ApiError> {
+    if is_protobuf(headers) {
+        return from_proto(body).map_err(|e| ApiError::BadRequest(format!("decoding the {kind}: {e}")));
+    }
+    Ok(parse_review(body, kind)?.get("spec").cloned().unwrap_or_else(|| json!({})))
+}
+
+fn answered(kind: &str, spec: Value, status: Value) -> Response {
+    let review = json!({
+        "kind": kind,
+        "apiVersion": format!("{AUTHORIZATION_GROUP}/{VERSION}"),
+        "metadata": {"creationTimestamp": null},
+        "spec": spec,
+        "status": status,
+    });
+    super::json_response(StatusCode::CREATED, &review, &[])
+}
+
+async fn decide(state: &ApiState, user: &UserInfo, attrs: &Attributes) -> Result<Value, ApiError> {
+    let view = authz::view(state, &attrs.namespace);
+    let allowed = authz::authorize(&view, user, attrs);
+    Ok(if allowed { json!({"allowed": true}) } else { json!({"allowed": false}) })
+}
+
+/// `POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews`: may I?
+pub async fn self_subject_access_review(
+    State(state): State<ApiState>,
+    Extension(user): Extension<UserInfo>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let from_proto = |b: &[u8]| {
+        let review: protobuf::SelfSubjectAccessReview = protobuf::decode(b)?;
+        let spec = review.spec.unwrap_or_default();
+        Ok(proto_question(spec.resource_attributes, spec.non_resource_attributes))
+    };
+    let answer = async {
+        let spec = spec_of(&headers, &body, "SelfSubjectAccessReview", from_proto)?;
+        let status = decide(&state, &user, &question(&spec)?).await?;
+        Ok::<_, ApiError>(answered("SelfSubjectAccessReview", spec, status))
+    };
+    answer.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /apis/authorization.k8s.io/v1/subjectaccessreviews`: may they? (RBAC decides who
+/// may ask: `create subjectaccessreviews`.)
+pub async fn subject_access_review(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    let from_proto = |b: &[u8]| {
+        let review: protobuf::SubjectAccessReview = protobuf::decode(b)?;
+        let spec = review.spec.unwrap_or_default();
+        let mut json = proto_question(spec.resource_attributes, spec.non_resource_attributes);
+        json["user"] = json!(opt(&spec.user));
+        json["groups"] = json!(spec.groups);
+        Ok(json)
+    };
+    let answer = async {
+        let spec = spec_of(&headers, &body, "SubjectAccessReview", from_proto)?;
+        let name = spec.get("user").and_then(Value::as_str).unwrap_or("").to_string();
+        let groups: Vec<String> = spec
+            .get("groups")
+            .and_then(Value::as_array)
+            .map(|g| g.iter().filter_map(|g| g.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        if name.is_empty() && groups.is_empty() {
+            return Err(ApiError::BadRequest("spec.user: at least one of user or groups must be given".into()));
+        }
+        let status = decide(&state, &UserInfo { name, groups }, &question(&spec)?).await?;
+        Ok(answered("SubjectAccessReview", spec, status))
+    };
+    answer.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /apis/authorization.k8s.io/v1/selfsubjectrulesreviews`: what may I do in a
+/// namespace (`kubectl auth can-i --list`).
+pub async fn self_subject_rules_review(
+    State(state): State<ApiState>,
+    Extension(user): Extension<UserInfo>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let from_proto = |b: &[u8]| {
+        let review: protobuf::SelfSubjectRulesReview = protobuf::decode(b)?;
+        Ok(json!({"namespace": opt(&review.spec.unwrap_or_default().namespace)}))
+    };
+    let answer = async {
+        let spec = spec_of(&headers, &body, "SelfSubjectRulesReview", from_proto)?;
+        let namespace = spec.get("namespace").and_then(Value::as_str).unwrap_or("").to_string();
+        let view = authz::view(&state, &namespace);
+        let rules = if user.groups.iter().any(|g| g == super::authn::MASTERS) {
+            vec![
+                json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}),
+                json!({"verbs": ["*"], "nonResourceURLs": ["*"]}),
+            ]
+        } else {
+            authz::rules_for(&view, &user, &namespace)
+        };
+        let (resource, non_resource): (Vec<Value>, Vec<Value>) =
+            rules.into_iter().partition(|r| r.get("nonResourceURLs").is_none());
+        let status = json!({"resourceRules": resource, "nonResourceRules": non_resource, "incomplete": false});
+        Ok::<_, ApiError>(answered("SelfSubjectRulesReview", spec, status))
+    };
+    answer.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! points at its kind's strategy (`resource::kinds`), so adding a kind is one line here plus
 //! its strategy.
 
-use super::kinds::{apps, batch, core, other};
+use super::kinds::{apps, batch, core, other, rbac};
 use super::strategy::Strategy;
 
 /// One served resource.
@@ -171,6 +171,34 @@ pub static RESOURCES: &[ResourceInfo] = &[
     )
     .status()
     .all(),
+    r(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "clusterrole",
+        ("ClusterRole", &rbac::CLUSTER_ROLE),
+        false,
+        &[],
+    ),
+    r(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        ("ClusterRoleBinding", &rbac::CLUSTER_ROLE_BINDING),
+        false,
+        &[],
+    ),
+    r("rbac.authorization.k8s.io", "v1", "roles", "role", ("Role", &rbac::ROLE), true, &[]),
+    r(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rolebindings",
+        "rolebinding",
+        ("RoleBinding", &rbac::ROLE_BINDING),
+        true,
+        &[],
+    ),
     // Old manifests still say extensions/v1beta1; they are stored and served as apps/v1.
     // No short names: `deploy` must mean apps/v1 without kubectl warning about ambiguity.
     r("extensions", "v1beta1", "deployments", "deployment", ("Deployment", &apps::DEPLOYMENT), true, &[])

@@ -21,6 +21,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::api::rbac::v1 as rbac;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::Store;
 use kube::Resource;
@@ -158,6 +159,10 @@ pub fn store(informers: &Informers, info: &'static ResourceInfo) -> KindStore {
         ("networking.k8s.io", "Ingress") => store_of::<Ingress>(informers, info),
         ("networking.k8s.io", "IngressClass") => store_of::<IngressClass>(informers, info),
         ("autoscaling", "HorizontalPodAutoscaler") => store_of::<HorizontalPodAutoscaler>(informers, info),
+        ("rbac.authorization.k8s.io", "Role") => store_of::<rbac::Role>(informers, info),
+        ("rbac.authorization.k8s.io", "ClusterRole") => store_of::<rbac::ClusterRole>(informers, info),
+        ("rbac.authorization.k8s.io", "RoleBinding") => store_of::<rbac::RoleBinding>(informers, info),
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => store_of::<rbac::ClusterRoleBinding>(informers, info),
         (group, kind) => unreachable!("{kind}.{group} is served but has no typed informer here"),
     }
 }

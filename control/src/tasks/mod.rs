@@ -51,6 +51,7 @@ pub mod owner_index;
 pub mod ownership;
 pub mod pod_control;
 pub mod quota;
+pub mod rbac_defaults;
 pub mod replicaset;
 pub mod scheduler;
 pub mod service_lb;
@@ -126,5 +127,6 @@ pub fn all() -> Vec<(&'static str, TaskFn)> {
         ("cronjob-controller", Arc::new(|ctx, cancel| Box::pin(cronjob::run(ctx, cancel)))),
         ("resourcequota-controller", Arc::new(|ctx, cancel| Box::pin(quota::run(ctx, cancel)))),
         ("horizontal-pod-autoscaler", Arc::new(|ctx, cancel| Box::pin(hpa::run(ctx, cancel)))),
+        ("rbac-defaults", Arc::new(|ctx, cancel| Box::pin(rbac_defaults::run(ctx, cancel)))),
     ]
 }

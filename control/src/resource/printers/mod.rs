@@ -74,6 +74,7 @@ mod config;
 mod event;
 mod other;
 mod pod;
+mod rbac;
 mod service;
 mod workloads;
 
@@ -83,6 +84,7 @@ pub use config::{CONFIG_MAP, SECRET, SERVICE_ACCOUNT};
 pub use event::EVENT;
 pub use other::{HPA, LEASE, RESOURCE_QUOTA};
 pub use pod::POD;
+pub use rbac::{ROLE, ROLE_BINDING};
 pub use service::{ENDPOINTS, ENDPOINT_SLICE, INGRESS, INGRESS_CLASS, SERVICE};
 pub use workloads::{DAEMON_SET, DEPLOYMENT, REPLICA_SET, STATEFUL_SET};
 

@@ -24,6 +24,7 @@ mod names;
 pub(crate) mod other;
 pub(crate) mod pod;
 pub(crate) mod quota;
+pub(crate) mod rbac;
 pub(crate) mod service;
 
 #[cfg(test)]

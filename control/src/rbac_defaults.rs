@@ -1,0 +1,253 @@
+//! Kubernetes' default RBAC policy (its `bootstrappolicy`), as objects: the ClusterRoles
+//! `cluster-admin`, `admin`, `edit`, `view`, the `system:*` roles for discovery, public
+//! information, basic users and nodes, and the ClusterRoleBindings that give them to
+//! `system:masters`, `system:authenticated`, `system:unauthenticated` and `system:nodes`.
+//! The leader writes any that are missing (labelled `kubernetes.io/bootstrapping:
+//! rbac-defaults` as kube-apiserver does); the authorizer falls back to them while they are
+//! not stored. Pure data.
+//!
+//! Until the Node authorizer lands, `system:node` is bound to the group `system:nodes`
+//! (Kubernetes' pre-1.8 default), so every agent may read what any node may.
+
+use serde_json::{json, Value};
+
+const GROUP: &str = "rbac.authorization.k8s.io";
+const READ: &[&str] = &["get", "list", "watch"];
+const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
+
+fn rule(verbs: &[&str], groups: &[&str], resources: &[&str]) -> Value {
+    json!({"verbs": verbs, "apiGroups": groups, "resources": resources})
+}
+
+fn url_rule(verbs: &[&str], urls: &[&str]) -> Value {
+    json!({"verbs": verbs, "nonResourceURLs": urls})
+}
+
+fn meta(name: &str) -> Value {
+    json!({
+        "name": name,
+        "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+        "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
+    })
+}
+
+fn cluster_role(name: &str, rules: Vec<Value>) -> Value {
+    json!({"apiVersion": format!("{GROUP}/v1"), "kind": "ClusterRole", "metadata": meta(name), "rules": rules})
+}
+
+fn binding(name: &str, role: &str, groups: &[&str]) -> Value {
+    let subjects: Vec<Value> = groups.iter().map(|g| json!({"kind": "Group", "apiGroup": GROUP, "name": g})).collect();
+    json!({
+        "apiVersion": format!("{GROUP}/v1"), "kind": "ClusterRoleBinding", "metadata": meta(name),
+        "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": role},
+        "subjects": subjects,
+    })
+}
+
+/// Resources a namespace's users read (`view`); Secrets are left out of it, as Kubernetes does.
+fn viewable() -> Vec<Value> {
+    vec![
+        rule(
+            READ,
+            &[""],
+            &[
+                "configmaps",
+                "endpoints",
+                "events",
+                "limitranges",
+                "persistentvolumeclaims",
+                "pods",
+                "pods/log",
+                "pods/status",
+                "replicationcontrollers",
+                "resourcequotas",
+                "resourcequotas/status",
+                "serviceaccounts",
+                "services",
+                "services/status",
+                "namespaces",
+                "namespaces/status",
+            ],
+        ),
+        rule(
+            READ,
+            &["apps"],
+            &[
+                "daemonsets",
+                "daemonsets/status",
+                "deployments",
+                "deployments/scale",
+                "deployments/status",
+                "replicasets",
+                "replicasets/scale",
+                "replicasets/status",
+                "statefulsets",
+                "statefulsets/scale",
+                "statefulsets/status",
+            ],
+        ),
+        rule(READ, &["autoscaling"], &["horizontalpodautoscalers", "horizontalpodautoscalers/status"]),
+        rule(READ, &["batch"], &["cronjobs", "cronjobs/status", "jobs", "jobs/status"]),
+        rule(READ, &["discovery.k8s.io"], &["endpointslices"]),
+        rule(READ, &["networking.k8s.io"], &["ingresses", "ingresses/status"]),
+        rule(READ, &["metrics.k8s.io"], &["pods", "nodes"]),
+    ]
+}
+
+/// What `edit` adds to `view`: writing a namespace's workloads, Services, ConfigMaps and
+/// Secrets, and exec/attach/port-forward.
+fn editable() -> Vec<Value> {
+    vec![
+        rule(READ, &[""], &["secrets"]),
+        rule(
+            WRITE,
+            &[""],
+            &[
+                "configmaps",
+                "endpoints",
+                "events",
+                "persistentvolumeclaims",
+                "pods",
+                "replicationcontrollers",
+                "secrets",
+                "serviceaccounts",
+                "services",
+            ],
+        ),
+        rule(&["create", "get"], &[""], &["pods/attach", "pods/exec", "pods/portforward", "pods/proxy"]),
+        rule(&["create"], &[""], &["pods/eviction", "serviceaccounts/token"]),
+        rule(
+            WRITE,
+            &["apps"],
+            &[
+                "daemonsets",
+                "deployments",
+                "deployments/rollback",
+                "deployments/scale",
+                "replicasets",
+                "replicasets/scale",
+                "statefulsets",
+                "statefulsets/scale",
+            ],
+        ),
+        rule(WRITE, &["autoscaling"], &["horizontalpodautoscalers"]),
+        rule(WRITE, &["batch"], &["cronjobs", "jobs"]),
+        rule(WRITE, &["networking.k8s.io"], &["ingresses"]),
+        rule(WRITE, &["discovery.k8s.io"], &["endpointslices"]),
+    ]
+}
+
+/// The default ClusterRoles.
+pub fn cluster_roles() -> Vec<Value> {
+    let view = viewable();
+    let mut edit = view.clone();
+    edit.extend(editable());
+    let mut admin = edit.clone();
+    admin.push(rule(
+        &["get", "list", "watch", "create", "delete", "deletecollection", "patch", "update"],
+        &[GROUP],
+        &["roles", "rolebindings"],
+    ));
+    admin.push(rule(&["create"], &["authorization.k8s.io"], &["localsubjectaccessreviews"]));
+    vec![
+        cluster_role("cluster-admin", vec![rule(&["*"], &["*"], &["*"]), url_rule(&["*"], &["*"])]),
+        cluster_role("admin", admin),
+        cluster_role("edit", edit),
+        cluster_role("view", view),
+        cluster_role(
+            "system:discovery",
+            vec![url_rule(
+                &["get"],
+                &[
+                    "/api",
+                    "/api/*",
+                    "/apis",
+                    "/apis/*",
+                    "/healthz",
+                    "/livez",
+                    "/openapi",
+                    "/openapi/*",
+                    "/readyz",
+                    "/version",
+                    "/version/",
+                ],
+            )],
+        ),
+        cluster_role(
+            "system:public-info-viewer",
+            vec![url_rule(&["get"], &["/healthz", "/livez", "/readyz", "/version", "/version/"])],
+        ),
+        cluster_role(
+            "system:basic-user",
+            vec![
+                rule(&["create"], &["authorization.k8s.io"], &["selfsubjectaccessreviews", "selfsubjectrulesreviews"]),
+                rule(&["create"], &["authentication.k8s.io"], &["selfsubjectreviews"]),
+            ],
+        ),
+        cluster_role(
+            "system:node",
+            vec![
+                rule(&["create", "get", "list", "watch", "delete", "patch", "update"], &[""], &["nodes"]),
+                rule(&["patch", "update"], &[""], &["nodes/status"]),
+                rule(&["create", "get", "list", "watch", "delete", "patch", "update"], &[""], &["pods"]),
+                rule(&["patch", "update"], &[""], &["pods/status"]),
+                rule(&["create"], &[""], &["pods/eviction"]),
+                rule(&["create", "patch", "update"], &["", "events.k8s.io"], &["events"]),
+                rule(READ, &[""], &["configmaps", "secrets", "services", "endpoints", "namespaces", "serviceaccounts"]),
+                rule(&["create"], &[""], &["serviceaccounts/token"]),
+                rule(READ, &["discovery.k8s.io"], &["endpointslices"]),
+                rule(READ, &["networking.k8s.io"], &["ingresses", "ingressclasses"]),
+                rule(&["patch", "update"], &["networking.k8s.io"], &["ingresses/status"]),
+                rule(
+                    &["create", "delete", "get", "patch", "update", "list", "watch"],
+                    &["coordination.k8s.io"],
+                    &["leases"],
+                ),
+                rule(&["create", "get", "list", "watch"], &["certificates.k8s.io"], &["certificatesigningrequests"]),
+                rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
+                rule(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews", "localsubjectaccessreviews"]),
+            ],
+        ),
+    ]
+}
+
+/// The default ClusterRoleBindings.
+pub fn cluster_role_bindings() -> Vec<Value> {
+    vec![
+        binding("cluster-admin", "cluster-admin", &["system:masters"]),
+        binding("system:discovery", "system:discovery", &["system:authenticated"]),
+        binding("system:basic-user", "system:basic-user", &["system:authenticated"]),
+        binding(
+            "system:public-info-viewer",
+            "system:public-info-viewer",
+            &["system:authenticated", "system:unauthenticated"],
+        ),
+        binding("system:node", "system:node", &["system:nodes"]),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::validate::{validate_create, FieldError};
+
+    #[test]
+    fn the_defaults_are_valid_objects_and_every_binding_names_a_default_role() {
+        let roles = cluster_roles();
+        let crs = crate::resource::find(GROUP, "v1", "clusterroles").unwrap();
+        for role in &roles {
+            let errs: Vec<FieldError> = validate_create(crs, role);
+            assert!(
+                errs.is_empty(),
+                "{}: {:?}",
+                role["metadata"]["name"],
+                errs.iter().map(|e| e.message()).collect::<Vec<_>>()
+            );
+        }
+        let crbs = crate::resource::find(GROUP, "v1", "clusterrolebindings").unwrap();
+        for b in cluster_role_bindings() {
+            assert!(validate_create(crbs, &b).is_empty(), "{}", b["metadata"]["name"]);
+            assert!(roles.iter().any(|r| r["metadata"]["name"] == b["roleRef"]["name"]));
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! RBAC on a real server with real kubectl (issue 20): a user with no bindings is refused
+//! with kube-apiserver's 403 message, a Role and RoleBinding grant exactly what they say in
+//! their namespace, `kubectl auth can-i` (also `--list`) answers from the same decision, the
+//! default roles are written by the leader, and bad RBAC objects are refused.
+
+use std::time::Duration;
+
+use berth_control::testing::{self, Server};
+use berth_testkit::eventually;
+use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
+use kube::api::{Api, Patch, PatchParams};
+
+/// kubectl as `user` in `groups` against `server`: (success, stdout, stderr).
+async fn kubectl_as(
+    server: &Server,
+    user: &str,
+    groups: &[&str],
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    testing::write_kubeconfig(&kubeconfig, &[&server.api_url], &testing::credentials(user, groups));
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let stdin = stdin.map(str::to_string);
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = std::process::Command::new("kubectl")
+            .args(&args)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl on PATH");
+        let mut pipe = child.stdin.take().unwrap();
+        if let Some(input) = stdin {
+            pipe.write_all(input.as_bytes()).unwrap();
+        }
+        drop(pipe);
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const POD_READER: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  namespace: team-a
+  name: pod-reader
+rules:
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "watch", "list"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: read-pods
+  namespace: team-a
+subjects:
+- kind: User
+  name: alice
+  apiGroup: rbac.authorization.k8s.io
+roleRef:
+  kind: Role
+  name: pod-reader
+  apiGroup: rbac.authorization.k8s.io
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_grant_what_they_say_and_nothing_else() {
+    let server = Server::start().await;
+    let admin = |args: &'static [&'static str], stdin: Option<&'static str>| {
+        let server = &server;
+        async move {
+            let (ok, out, err) = kubectl_as(server, "kubernetes-admin", &["system:masters"], args, stdin).await;
+            assert!(ok, "kubectl {args:?}: {err}");
+            out
+        }
+    };
+    // (`kubectl create namespace` sends protobuf, which Berth does not read yet: issue 21.)
+    let namespaces = "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: team-b}\n";
+    admin(&["apply", "-f", "-"], Some(namespaces)).await;
+
+    // No bindings: refused, with kube-apiserver's message.
+    let (ok, _, err) = kubectl_as(&server, "alice", &[], &["get", "pods", "-n", "team-a"], None).await;
+    assert!(!ok);
+    assert!(
+        err.contains(
+            r#"pods is forbidden: User "alice" cannot list resource "pods" in API group "" in the namespace "team-a""#
+        ),
+        "{err}"
+    );
+    let (_, out, _) = kubectl_as(&server, "alice", &[], &["auth", "can-i", "list", "pods", "-n", "team-a"], None).await;
+    assert_eq!(out.trim(), "no");
+
+    // The Kubernetes docs' pod-reader Role and its RoleBinding, applied unchanged.
+    admin(&["apply", "-f", "-"], Some(POD_READER)).await;
+    let (ok, out, err) = kubectl_as(&server, "alice", &[], &["get", "pods", "-n", "team-a"], None).await;
+    assert!(ok, "{err}");
+    assert!(out.is_empty() || out.contains("No resources"), "{out}");
+    for (args, want) in [
+        (&["auth", "can-i", "list", "pods", "-n", "team-a"][..], "yes"),
+        (&["auth", "can-i", "delete", "pods", "-n", "team-a"][..], "no"),
+        (&["auth", "can-i", "list", "pods", "-n", "team-b"][..], "no"),
+        (&["auth", "can-i", "list", "secrets", "-n", "team-a"][..], "no"),
+    ] {
+        let (_, out, err) = kubectl_as(&server, "alice", &[], args, None).await;
+        assert_eq!(out.trim(), want, "{args:?}: {err}");
+    }
+    let (ok, _, err) = kubectl_as(&server, "alice", &[], &["get", "pods", "-n", "team-b"], None).await;
+    assert!(!ok && err.contains("in the namespace \"team-b\""), "{err}");
+    let (ok, out, err) = kubectl_as(&server, "alice", &[], &["auth", "can-i", "--list", "-n", "team-a"], None).await;
+    assert!(ok, "{err}");
+    assert!(out.lines().any(|l| l.starts_with("pods ") && l.contains("[get watch list]")), "{out}");
+    // Administrators may do anything; can-i says so.
+    assert_eq!(admin(&["auth", "can-i", "delete", "nodes"], None).await.trim(), "yes");
+    // A SubjectAccessReview: the administrator asks about alice.
+    let ask = |verb: &str, ns: &str| {
+        let body = serde_json::json!({
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {"user": "alice", "resourceAttributes": {"verb": verb, "resource": "pods", "namespace": ns}},
+        });
+        http::Request::post("/apis/authorization.k8s.io/v1/subjectaccessreviews")
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&body).unwrap())
+            .unwrap()
+    };
+    let review: serde_json::Value = server.client().request(ask("list", "team-a")).await.unwrap();
+    assert_eq!(review["status"]["allowed"], true);
+    let review: serde_json::Value = server.client().request(ask("list", "team-b")).await.unwrap();
+    assert_eq!(review["status"]["allowed"], false);
+    // ... which alice herself may not ask.
+    let alice = server.client_as(&testing::credentials("alice", &[]));
+    let err = alice.request::<serde_json::Value>(ask("list", "team-a")).await.unwrap_err();
+    assert!(matches!(&err, kube::Error::Api(s) if s.code == 403), "{err}");
+
+    // The leader writes the default roles; the defaults grant discovery to everyone.
+    let roles: Api<ClusterRole> = Api::all(server.client());
+    eventually(Duration::from_secs(40), "the default ClusterRoles", || async {
+        let names: Vec<String> =
+            roles.list(&Default::default()).await.ok()?.items.into_iter().filter_map(|r| r.metadata.name).collect();
+        ["cluster-admin", "admin", "edit", "view", "system:node", "system:discovery"]
+            .iter()
+            .all(|n| names.iter().any(|m| m == n))
+            .then_some(())
+    })
+    .await;
+    let (ok, _, err) = kubectl_as(&server, "alice", &[], &["api-resources", "--api-group=apps"], None).await;
+    assert!(ok, "discovery for every authenticated user: {err}");
+
+    // Escalation: bob, admin of team-a, may write Roles there, but not grant what he lacks.
+    let bob_admin = "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: bob-admin, namespace: team-a}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin}\nsubjects: [{kind: User, name: bob, apiGroup: rbac.authorization.k8s.io}]\n";
+    admin(&["apply", "-f", "-"], Some(bob_admin)).await;
+    let reader = "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: cm-reader, namespace: team-a}\nrules: [{apiGroups: [''], resources: [configmaps], verbs: [get]}]\n";
+    let (ok, _, err) = kubectl_as(&server, "bob", &[], &["apply", "-f", "-"], Some(reader)).await;
+    assert!(ok, "a Role within bob's own rights: {err}");
+    let nodes = "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: node-reader, namespace: team-a}\nrules: [{apiGroups: [''], resources: [nodes], verbs: [get]}]\n";
+    let (ok, _, err) = kubectl_as(&server, "bob", &[], &["apply", "-f", "-"], Some(nodes)).await;
+    assert!(!ok && err.contains("is attempting to grant RBAC permissions not currently held"), "{err}");
+    let to_cluster_admin = "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: bob-root, namespace: team-a}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects: [{kind: User, name: bob, apiGroup: rbac.authorization.k8s.io}]\n";
+    let (ok, _, err) = kubectl_as(&server, "bob", &[], &["apply", "-f", "-"], Some(to_cluster_admin)).await;
+    assert!(!ok && err.contains("not currently held"), "{err}");
+    let (_, out, _) = kubectl_as(&server, "bob", &[], &["auth", "can-i", "delete", "nodes"], None).await;
+    assert_eq!(out.trim(), "no", "nothing was written");
+
+    // A binding's roleRef cannot change; a rule without verbs is invalid.
+    let bindings: Api<RoleBinding> = Api::namespaced(server.client(), "team-a");
+    let patch = serde_json::json!({"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"}});
+    let err = bindings.patch("read-pods", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 422 && s.message.contains("cannot change roleRef")),
+        "{err}"
+    );
+    let bad = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: empty}\nrules:\n- apiGroups: ['']\n  resources: [pods]\n";
+    let (ok, _, err) =
+        kubectl_as(&server, "kubernetes-admin", &["system:masters"], &["apply", "-f", "-"], Some(bad)).await;
+    assert!(!ok && err.contains("rules[0].verbs: Required value"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_and_anonymous_callers_get_the_default_grants() {
+    let server = Server::start().await;
+    // Nodes (system:nodes) may register themselves and read pods.
+    let (ok, _, err) = kubectl_as(&server, "system:node:n1", &["system:nodes"], &["get", "pods", "-A"], None).await;
+    assert!(ok, "{err}");
+    let (_, out, _) =
+        kubectl_as(&server, "system:node:n1", &["system:nodes"], &["auth", "can-i", "create", "clusterroles"], None)
+            .await;
+    assert_eq!(out.trim(), "no");
+    // Anonymous: /readyz and /version, nothing else.
+    let mut s = testing::connect_as(&server.api_url, None).await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&out));
+}

@@ -4,6 +4,7 @@
 
 pub mod agent_failover;
 pub mod agents;
+pub mod api_bench;
 pub mod bench;
 pub mod campaign;
 pub mod checker;

@@ -49,6 +49,19 @@ pub fn admin_config(url: &str) -> Result<kube::Config, HarnessError> {
     Ok(admin().kube_config(uri))
 }
 
+/// A kube-rs configuration for the API at `url` as `user` in `groups`.
+pub fn user_config(url: &str, user: &str, groups: &[&str]) -> Result<kube::Config, HarnessError> {
+    let uri = url.parse().map_err(|e| HarnessError::Config(format!("API URL {url:?}: {e}")))?;
+    let client = harness().ca.issue_client(user, groups).map_err(pki_error)?;
+    Ok(Credentials { ca_pem: harness().ca.issued.cert_pem.clone(), client }.kube_config(uri))
+}
+
+/// A TLS client configuration trusting the harness CA, presenting no certificate.
+pub fn anonymous_tls() -> Result<rustls::ClientConfig, HarnessError> {
+    berth_proto::tls::client_config(&harness().ca.issued.cert_pem, None)
+        .map_err(|e| HarnessError::Config(format!("TLS: {e}")))
+}
+
 /// Writes a kubeconfig for `api_servers` with `credentials` at `path`.
 fn write_kubeconfig(path: &Path, api_servers: &[String], credentials: &Credentials) -> Result<PathBuf, HarnessError> {
     let servers = ServersExtension { api_servers: api_servers.to_vec(), etcd_endpoints: vec![] };

@@ -438,7 +438,9 @@ impl ProcessCluster {
         let mut members = Vec::new();
         for (i, (cport, pport, aport)) in ports.iter().enumerate() {
             let name = format!("n{i}");
-            let api_url = format!("https://127.0.0.1:{aport}");
+            // `--insecure` servers serve plain HTTP (benchmarks compare the two).
+            let scheme = if spec.extra_args.iter().any(|a| a == "--insecure") { "http" } else { "https" };
+            let api_url = format!("{scheme}://127.0.0.1:{aport}");
             let client_url = format!("http://127.0.0.1:{cport}");
             let peer_url = format!("http://127.0.0.1:{pport}");
             let data_dir = dir.join(&name);

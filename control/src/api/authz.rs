@@ -156,13 +156,19 @@ fn name_of(obj: &Value) -> String {
 impl RbacView {
     /// The stored objects, plus each default not stored under its name.
     pub fn with_defaults(mut self) -> RbacView {
-        for role in crate::rbac_defaults::cluster_roles() {
-            self.cluster_roles.entry(name_of(&role)).or_insert_with(|| Arc::new(role));
+        // Built once: every request's view starts from them.
+        static DEFAULTS: std::sync::OnceLock<(Vec<Arc<Value>>, Vec<Arc<Value>>)> = std::sync::OnceLock::new();
+        let (roles, bindings) = DEFAULTS.get_or_init(|| {
+            let arc = |v: Vec<Value>| v.into_iter().map(Arc::new).collect();
+            (arc(crate::rbac_defaults::cluster_roles()), arc(crate::rbac_defaults::cluster_role_bindings()))
+        });
+        for role in roles {
+            self.cluster_roles.entry(name_of(role)).or_insert_with(|| role.clone());
         }
         let stored: Vec<String> = self.cluster_role_bindings.iter().map(|b| name_of(b)).collect();
-        for binding in crate::rbac_defaults::cluster_role_bindings() {
-            if !stored.contains(&name_of(&binding)) {
-                self.cluster_role_bindings.push(Arc::new(binding));
+        for binding in bindings {
+            if !stored.contains(&name_of(binding)) {
+                self.cluster_role_bindings.push(binding.clone());
             }
         }
         self
@@ -183,38 +189,39 @@ fn subject_matches(subject: &Value, user: &UserInfo, namespace: &str) -> bool {
     }
 }
 
-/// The rules that apply to `user` in `namespace` ("" for cluster scope only), each with
-/// the binding that granted it (for SelfSubjectRulesReview and diagnostics).
-pub fn rules_for(view: &RbacView, user: &UserInfo, namespace: &str) -> Vec<Value> {
-    let mut rules = Vec::new();
+/// The roles bound to `user` in `namespace` ("" for cluster scope only).
+fn bound_roles<'v>(view: &'v RbacView, user: &UserInfo, namespace: &str) -> Vec<&'v Arc<Value>> {
     let bound = |binding: &Value, ns: &str| {
         binding
             .get("subjects")
             .and_then(Value::as_array)
             .is_some_and(|s| s.iter().any(|s| subject_matches(s, user, ns)))
     };
-    let role_rules = |role: Option<&Arc<Value>>| -> Vec<Value> {
-        role.and_then(|r| r.get("rules")).and_then(Value::as_array).cloned().unwrap_or_default()
-    };
-    for binding in &view.cluster_role_bindings {
-        if bound(binding, "") {
-            let name = binding.pointer("/roleRef/name").and_then(Value::as_str).unwrap_or("");
-            rules.extend(role_rules(view.cluster_roles.get(name)));
-        }
+    let role_name =
+        |binding: &Value| binding.pointer("/roleRef/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let mut roles = Vec::new();
+    for binding in view.cluster_role_bindings.iter().filter(|b| bound(b, "")) {
+        roles.extend(view.cluster_roles.get(&role_name(binding)));
     }
     if !namespace.is_empty() {
-        for binding in &view.role_bindings {
-            if bound(binding, namespace) {
-                let name = binding.pointer("/roleRef/name").and_then(Value::as_str).unwrap_or("");
-                let role = match binding.pointer("/roleRef/kind").and_then(Value::as_str) {
-                    Some("ClusterRole") => view.cluster_roles.get(name),
-                    _ => view.roles.get(name),
-                };
-                rules.extend(role_rules(role));
-            }
+        for binding in view.role_bindings.iter().filter(|b| bound(b, namespace)) {
+            let role = match binding.pointer("/roleRef/kind").and_then(Value::as_str) {
+                Some("ClusterRole") => view.cluster_roles.get(&role_name(binding)),
+                _ => view.roles.get(&role_name(binding)),
+            };
+            roles.extend(role);
         }
     }
-    rules
+    roles
+}
+
+fn rules_of(role: &Value) -> &[Value] {
+    role.get("rules").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// The rules that apply to `user` in `namespace` ("" for cluster scope only).
+pub fn rules_for(view: &RbacView, user: &UserInfo, namespace: &str) -> Vec<Value> {
+    bound_roles(view, user, namespace).into_iter().flat_map(|r| rules_of(r).iter().cloned()).collect()
 }
 
 /// Whether `user` may do `attrs` (pure).
@@ -222,7 +229,9 @@ pub fn authorize(view: &RbacView, user: &UserInfo, attrs: &Attributes) -> bool {
     if user.groups.iter().any(|g| g == MASTERS) {
         return true;
     }
-    rules_for(view, user, &attrs.namespace).iter().any(|rule| rule_allows(rule, attrs))
+    bound_roles(view, user, &attrs.namespace)
+        .into_iter()
+        .any(|role| rules_of(role).iter().any(|r| rule_allows(r, attrs)))
 }
 
 /// kube-apiserver's 403 message for a denied request: `pods "web" is forbidden: User "x"

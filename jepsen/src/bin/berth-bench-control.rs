@@ -5,12 +5,14 @@
 //! times pods reaching Running on a real containerd node; `proxy-sync` times the agent's
 //! service proxy programming nftables; `data-path` times requests through Services against
 //! pod IPs on a local cluster; `dns` measures the agent's cluster DNS with dnsperf;
-//! `churn` follows one server's memory and disk under steady churn for a long time.
+//! `churn` follows one server's memory and disk under steady churn for a long time;
+//! `api-security` compares the API with TLS, authentication and RBAC against `--insecure`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use berth_jepsen::agent_failover::{self, AgentFailoverConfig};
+use berth_jepsen::api_bench::{self, ApiSecurityConfig};
 use berth_jepsen::churn::{self, ChurnConfig};
 use berth_jepsen::control_bench::{self, FailoverConfig, SchedulingConfig};
 use berth_jepsen::data_path::{self, DataPathConfig};
@@ -31,6 +33,17 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Bench {
+    /// TLS + authentication + RBAC vs --insecure on the same build: GET/LIST/CREATE latency
+    /// and throughput with keep-alive, and a new connection's cost.
+    ApiSecurity {
+        #[arg(long, default_value_t = 4000)]
+        requests: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Fresh connections timed one after another.
+        #[arg(long, default_value_t = 300)]
+        connections: usize,
+    },
     /// kill -9 the leader, delete a pod, time until it is replaced and bound.
     Failover {
         #[arg(long, default_value_t = 20)]
@@ -165,6 +178,12 @@ async fn main() -> Result<()> {
             let cfg = FailoverConfig { trials, replicas, nodes, servers: servers as usize };
             let (created, bound) = control_bench::failover(&dir, &cfg).await.context("failover benchmark")?;
             control_bench::print_failover(&created, &bound);
+        }
+        Bench::ApiSecurity { requests, concurrency, connections } => {
+            anyhow::ensure!(requests > 0 && concurrency > 0 && connections > 0, "counts must be positive");
+            let cfg = ApiSecurityConfig { requests, concurrency, connections };
+            let (secure, insecure) = api_bench::api_security(&dir, &cfg).await.context("API security benchmark")?;
+            api_bench::print(&cfg, &secure, &insecure);
         }
         Bench::PodStartup { pods, images_dir, sample } => {
             let cfg = PodStartupConfig { pods: pods as usize, images_dir, sample };

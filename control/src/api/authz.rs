@@ -139,6 +139,8 @@ pub fn rule_allows(rule: &Value, attrs: &Attributes) -> bool {
         }
 }
 
+type Objects = Vec<Arc<Value>>;
+
 /// The RBAC objects a decision reads.
 #[derive(Debug, Default, Clone)]
 pub struct RbacView {
@@ -157,7 +159,7 @@ impl RbacView {
     /// The stored objects, plus each default not stored under its name.
     pub fn with_defaults(mut self) -> RbacView {
         // Built once: every request's view starts from them.
-        static DEFAULTS: std::sync::OnceLock<(Vec<Arc<Value>>, Vec<Arc<Value>>)> = std::sync::OnceLock::new();
+        static DEFAULTS: std::sync::OnceLock<(Objects, Objects)> = std::sync::OnceLock::new();
         let (roles, bindings) = DEFAULTS.get_or_init(|| {
             let arc = |v: Vec<Value>| v.into_iter().map(Arc::new).collect();
             (arc(crate::rbac_defaults::cluster_roles()), arc(crate::rbac_defaults::cluster_role_bindings()))

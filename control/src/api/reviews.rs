@@ -158,10 +158,9 @@ fn answered(kind: &str, spec: Value, status: Value) -> Response {
     super::json_response(StatusCode::CREATED, &review, &[])
 }
 
-async fn decide(state: &ApiState, user: &UserInfo, attrs: &Attributes) -> Result<Value, ApiError> {
-    let view = authz::view(state, &attrs.namespace);
-    let allowed = authz::authorize(&view, user, attrs);
-    Ok(if allowed { json!({"allowed": true}) } else { json!({"allowed": false}) })
+/// An access review's status: the authorizer's decision on `attrs` for `user`.
+fn decide(state: &ApiState, user: &UserInfo, attrs: &Attributes) -> Value {
+    json!({"allowed": authz::authorize(&authz::view(state, &attrs.namespace), user, attrs)})
 }
 
 /// `POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews`: may I?
@@ -176,12 +175,12 @@ pub async fn self_subject_access_review(
         let spec = review.spec.unwrap_or_default();
         Ok(proto_question(spec.resource_attributes, spec.non_resource_attributes))
     };
-    let answer = async {
+    let answer = || {
         let spec = spec_of(&headers, &body, "SelfSubjectAccessReview", from_proto)?;
-        let status = decide(&state, &user, &question(&spec)?).await?;
+        let status = decide(&state, &user, &question(&spec)?);
         Ok::<_, ApiError>(answered("SelfSubjectAccessReview", spec, status))
     };
-    answer.await.unwrap_or_else(IntoResponse::into_response)
+    answer().unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `POST /apis/authorization.k8s.io/v1/subjectaccessreviews`: may they? (RBAC decides who
@@ -195,7 +194,7 @@ pub async fn subject_access_review(State(state): State<ApiState>, headers: Heade
         json["groups"] = json!(spec.groups);
         Ok(json)
     };
-    let answer = async {
+    let answer = || {
         let spec = spec_of(&headers, &body, "SubjectAccessReview", from_proto)?;
         let name = spec.get("user").and_then(Value::as_str).unwrap_or("").to_string();
         let groups: Vec<String> = spec
@@ -206,10 +205,10 @@ pub async fn subject_access_review(State(state): State<ApiState>, headers: Heade
         if name.is_empty() && groups.is_empty() {
             return Err(ApiError::BadRequest("spec.user: at least one of user or groups must be given".into()));
         }
-        let status = decide(&state, &UserInfo { name, groups }, &question(&spec)?).await?;
+        let status = decide(&state, &UserInfo { name, groups }, &question(&spec)?);
         Ok(answered("SubjectAccessReview", spec, status))
     };
-    answer.await.unwrap_or_else(IntoResponse::into_response)
+    answer().unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `POST /apis/authorization.k8s.io/v1/selfsubjectrulesreviews`: what may I do in a
@@ -224,7 +223,7 @@ pub async fn self_subject_rules_review(
         let review: protobuf::SelfSubjectRulesReview = protobuf::decode(b)?;
         Ok(json!({"namespace": opt(&review.spec.unwrap_or_default().namespace)}))
     };
-    let answer = async {
+    let answer = || {
         let spec = spec_of(&headers, &body, "SelfSubjectRulesReview", from_proto)?;
         let namespace = spec.get("namespace").and_then(Value::as_str).unwrap_or("").to_string();
         let view = authz::view(&state, &namespace);
@@ -241,7 +240,7 @@ pub async fn self_subject_rules_review(
         let status = json!({"resourceRules": resource, "nonResourceRules": non_resource, "incomplete": false});
         Ok::<_, ApiError>(answered("SelfSubjectRulesReview", spec, status))
     };
-    answer.await.unwrap_or_else(IntoResponse::into_response)
+    answer().unwrap_or_else(IntoResponse::into_response)
 }
 
 #[cfg(test)]

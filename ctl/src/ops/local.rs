@@ -808,6 +808,17 @@ async fn identities_published(api_url: &str, admin: &Credentials, names: &[Strin
     }
 }
 
+/// Ok when the `kubernetes` Service in `default` exists.
+async fn kubernetes_service_exists(api_url: &str, admin: &Credentials) -> std::result::Result<(), String> {
+    use k8s_openapi::api::core::v1::Service;
+    let client = poll_client(api_url, admin)?;
+    match kube::Api::<Service>::namespaced(client, "default").get_opt("kubernetes").await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("not made yet".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Ok when every node in `wanted` is Ready — for a node whose agent was just started, with
 /// a heartbeat from that time on (so the Ready status a restarted cluster still holds from
 /// its last run does not count); else says which are not.
@@ -956,6 +967,13 @@ pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Resu
         wait_until("the servers' identity Leases", deadline, &mut children, || {
             let (api, names, admin) = (first_api.clone(), names.clone(), admin.clone());
             async move { identities_published(&api, &admin, &names).await }
+        })
+        .await?;
+        // Pods read `KUBERNETES_SERVICE_HOST` from the Service when their containers start,
+        // so nodes join only once the leader has made it (kube-apiserver makes it at start).
+        wait_until("the `kubernetes` Service", deadline, &mut children, || {
+            let (api, admin) = (first_api.clone(), admin.clone());
+            async move { kubernetes_service_exists(&api, &admin).await }
         })
         .await?;
         let (api_servers, etcd_endpoints) = host_client_urls(&cluster);

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use berth_store::config::{parse_initial_cluster, parse_urls};
+use berth_store::config::{check_scheme, parse_initial_cluster, parse_urls};
 use berth_store::{ClusterState, StoreConfig};
 use clap::{Parser, ValueEnum};
 
@@ -26,7 +26,7 @@ pub struct ServerArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// URLs to listen on for client (etcd API) traffic, comma-separated.
-    #[arg(long, default_value = "http://127.0.0.1:2379")]
+    #[arg(long, default_value = "https://127.0.0.1:2379")]
     pub listen_client_urls: String,
     /// Client URLs advertised to the cluster [default: the listen client URLs].
     #[arg(long)]
@@ -36,8 +36,8 @@ pub struct ServerArgs {
     /// every client and agent.
     #[arg(long, default_value = "https://127.0.0.1:6443")]
     pub listen_api_url: String,
-    /// Serve the Kubernetes API over plain HTTP with no authentication: every caller is an
-    /// administrator. For throwaway experiments only; `http://` API URLs need it.
+    /// Serve the Kubernetes API and the etcd ports over plain HTTP with no authentication:
+    /// every caller is an administrator. For throwaway experiments only; `http://` URLs need it.
     #[arg(long)]
     pub insecure: bool,
     /// More names or addresses for the API's serving certificate, comma-separated (a load
@@ -46,7 +46,7 @@ pub struct ServerArgs {
     #[arg(long, value_delimiter = ',')]
     pub tls_san: Vec<String>,
     /// URL to listen on for peer (Raft) traffic.
-    #[arg(long, default_value = "http://127.0.0.1:2380")]
+    #[arg(long, default_value = "https://127.0.0.1:2380")]
     pub listen_peer_urls: String,
     /// Peer URLs advertised to the cluster [default: the listen peer URLs].
     #[arg(long)]
@@ -148,12 +148,13 @@ impl ServerArgs {
         if listen_api_url.is_empty() {
             return Err(ServerError::Config("--listen-api-url: give at least one URL".into()));
         }
-        let want = if self.insecure { "http" } else { "https" };
-        if let Some(url) = listen_api_url.iter().find(|u| !u.starts_with(&format!("{want}://"))) {
-            return Err(ServerError::Config(match self.insecure {
-                true => format!("--listen-api-url {url}: --insecure serves plain HTTP; use http:// URLs"),
-                false => format!("--listen-api-url {url}: plain HTTP needs --insecure; use https:// URLs"),
-            }));
+        let listening = listen_api_url
+            .iter()
+            .map(|u| ("--listen-api-url", u))
+            .chain(listen_client_urls.iter().map(|u| ("--listen-client-urls", u)))
+            .chain(listen_peer_urls.iter().map(|u| ("--listen-peer-urls", u)));
+        for (flag, url) in listening {
+            check_scheme(flag, url, !self.insecure).map_err(cfg)?;
         }
         let advertise_client_urls = match &self.advertise_client_urls {
             Some(list) => parse_urls("--advertise-client-urls", list).map_err(cfg)?,
@@ -204,9 +205,10 @@ impl ServerArgs {
                 &self.auto_compaction_retention,
             )
             .map_err(|e| cfg(berth_store::StoreError::Config(e)))?,
-            ..StoreConfig::single(&self.name, PathBuf::new(), "http://unused:1", "http://unused:1")
+            ..StoreConfig::single(&self.name, PathBuf::new(), "https://unused:1", "https://unused:1")
         };
         store.validate().map_err(cfg)?;
+        store.check_schemes(!self.insecure).map_err(cfg)?;
         let tasks = crate::tasks::Settings {
             node_monitor_grace_period: self.node_monitor_grace_period,
             pod_eviction_timeout: self.pod_eviction_timeout,
@@ -257,7 +259,8 @@ mod tests {
     #[test]
     fn defaults_make_a_single_member_cluster() {
         let c = parse(&[]).unwrap();
-        assert_eq!(c.store.initial_cluster, vec![("default".into(), vec!["http://127.0.0.1:2380".into()])]);
+        assert_eq!(c.store.initial_cluster, vec![("default".into(), vec!["https://127.0.0.1:2380".into()])]);
+        assert_eq!(c.listen_client_urls, ["https://127.0.0.1:2379"]);
         assert_eq!(c.store.data_dir, PathBuf::from("default.berth"));
         assert_eq!(c.store.heartbeat_interval, Duration::from_millis(100));
         assert_eq!(c.listen_api_urls, ["https://127.0.0.1:6443"]);
@@ -274,7 +277,23 @@ mod tests {
         assert!(err.contains("plain HTTP needs --insecure"), "{err}");
         let err = parse(&["--insecure"]).unwrap_err().to_string();
         assert!(err.contains("use http:// URLs"), "{err}");
-        assert!(parse(&["--insecure", "--listen-api-url", "http://127.0.0.1:6443"]).unwrap().insecure);
+        // Every port: the etcd client and peer ports too.
+        let err = parse(&["--insecure", "--listen-api-url", "http://127.0.0.1:6443"]).unwrap_err().to_string();
+        assert!(err.contains("--listen-client-urls https://127.0.0.1:2379: --insecure serves plain HTTP"), "{err}");
+        let err = parse(&["--listen-peer-urls", "http://127.0.0.1:2380"]).unwrap_err().to_string();
+        assert!(err.contains("--listen-peer-urls http://127.0.0.1:2380: plain HTTP needs --insecure"), "{err}");
+        let err = parse(&["--join", "http://10.0.0.1:2379"]).unwrap_err().to_string();
+        assert!(err.contains("--join http://10.0.0.1:2379: plain HTTP needs --insecure"), "{err}");
+        let plain = [
+            "--insecure",
+            "--listen-api-url",
+            "http://127.0.0.1:6443",
+            "--listen-client-urls",
+            "http://127.0.0.1:2379",
+            "--listen-peer-urls",
+            "http://127.0.0.1:2380",
+        ];
+        assert!(parse(&plain).unwrap().insecure);
     }
 
     #[test]

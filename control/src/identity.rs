@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_proto::identity::{identity_record, IdentityRecord};
-use berth_proto::kubeconfig::{admin_kubeconfig_yaml, with_servers_extension, ServersExtension, ADMIN_KUBECONFIG};
+use berth_proto::kubeconfig::{
+    admin_kubeconfig_with_etcd_yaml, with_servers_extension, ServersExtension, ADMIN_KUBECONFIG,
+};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, PostParams};
@@ -185,14 +187,14 @@ pub async fn run(client: kube::Client, identity: ServerIdentity, kubeconfig: Pat
 pub fn write_admin_kubeconfig(
     data_dir: &Path,
     identity: &ServerIdentity,
-    credentials: Option<&berth_proto::kubeconfig::Credentials>,
+    credentials: Option<&berth_proto::kubeconfig::AdminCredentials>,
 ) -> std::io::Result<Option<PathBuf>> {
     let path = data_dir.join(ADMIN_KUBECONFIG);
     if path.exists() {
         return Ok(None);
     }
     std::fs::create_dir_all(data_dir)?;
-    write_private_file(&path, &admin_kubeconfig_yaml("berth", &identity.servers_extension(), credentials))?;
+    write_private_file(&path, &admin_kubeconfig_with_etcd_yaml("berth", &identity.servers_extension(), credentials))?;
     Ok(Some(path))
 }
 

@@ -177,28 +177,45 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
             .local_addr()
             .map_err(|e| ServerError::Bind { url: advertised_api_url.clone(), message: e.to_string() })?,
     );
-    let (transport, credentials, api_pki) = if config.insecure {
-        tracing::warn!("--insecure: the Kubernetes API is plain HTTP and every caller is an administrator");
+    let mut store_config = config.store.clone();
+    let (transport, credentials, api_pki, etcd_pki) = if config.insecure {
+        tracing::warn!(
+            "--insecure: the Kubernetes API and the etcd ports are plain HTTP and every caller is an administrator"
+        );
         eprintln!("berth-server: WARNING: --insecure: plain HTTP, no authentication; never expose this server");
-        (serve::Transport::Plain, None, None)
+        (serve::Transport::Plain, None, None, None)
     } else {
         let mut urls = config.listen_api_urls.clone();
         urls.push(api_url.clone());
-        // A member of a new cluster creates the CA; one joining an existing cluster gets it.
+        // A member of a new cluster creates the CAs; one joining an existing cluster gets them.
         let may_create_ca = config.store.join.is_none() && config.store.initial_cluster_state == ClusterState::New;
-        let api_pki = Arc::new(pki::ApiPki::load_or_create(
-            &config.store.data_dir,
-            may_create_ca,
-            pki::serving_sans(&urls, &config.tls_sans),
-        )?);
-        let credentials = berth_proto::kubeconfig::Credentials {
-            ca_pem: api_pki.ca.issued.cert_pem.clone(),
-            client: pki::admin_client(&api_pki.ca)?,
+        let data_dir = &config.store.data_dir;
+        let api_pki = pki::ApiPki::load_or_create(data_dir, may_create_ca, pki::serving_sans(&urls, &config.tls_sans))?;
+        let store_urls: Vec<String> = [
+            &config.listen_client_urls,
+            &config.listen_peer_urls,
+            &config.store.advertise_client_urls,
+            &config.store.advertise_peer_urls,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+        let etcd_pki =
+            pki::EtcdPki::load_or_create(data_dir, may_create_ca, pki::member_sans(&store_urls, &config.tls_sans))?;
+        store_config.tls = Some(etcd_pki.tls.clone());
+        let credentials = berth_proto::kubeconfig::AdminCredentials {
+            api: berth_proto::kubeconfig::Credentials {
+                ca_pem: api_pki.ca.issued.cert_pem.clone(),
+                client: pki::admin_client(&api_pki.ca)?,
+            },
+            etcd: Some(etcd_pki.admin_client(data_dir)?),
         };
         let transport = serve::Transport::tls(api_pki.config.clone(), api_pki.clients.clone());
-        (transport, Some(credentials), Some(api_pki))
+        (transport, Some(credentials), Some(api_pki), Some(etcd_pki))
     };
-    let store = StoreNode::start(config.store.clone(), peer_listener, Arc::new(NetworkFaults::default())).await?;
+    store_config.validate().map_err(|e| ServerError::Config(e.to_string()))?;
+    let store = StoreNode::start(store_config, peer_listener, Arc::new(NetworkFaults::default())).await?;
     let control = ControlPlane::start_configured(
         store.clone(),
         api_listener,
@@ -216,6 +233,9 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     let mut servers = Vec::new();
     if let Some(api_pki) = api_pki {
         servers.push(tokio::spawn(api_pki.keep_renewed(shutdown.clone())));
+    }
+    if let Some(etcd_pki) = etcd_pki {
+        servers.push(tokio::spawn(etcd_pki.keep_renewed(shutdown.clone())));
     }
     for listener in more_api_listeners {
         // The same API (state, watch cache, limits) on another address.
@@ -306,7 +326,7 @@ async fn restore(backup: &std::path::Path, data_dir: &std::path::Path) -> Result
 fn publish_admin_kubeconfig(
     data_dir: &std::path::Path,
     identity: &identity::ServerIdentity,
-    credentials: Option<&berth_proto::kubeconfig::Credentials>,
+    credentials: Option<&berth_proto::kubeconfig::AdminCredentials>,
 ) {
     match identity::write_admin_kubeconfig(data_dir, identity, credentials) {
         Ok(Some(path)) => {

@@ -25,8 +25,10 @@ use kube::config::{KubeConfigOptions, Kubeconfig, NamedExtension};
 // The extension and the admin kubeconfig are shared with the servers (which write one on
 // first start), so they live in `berth-proto`; re-exported here for the commands.
 pub use berth_proto::kubeconfig::{
-    admin_kubeconfig, ServersExtension, ADMIN_KUBECONFIG, DEFAULT_API_URL, SERVERS_EXTENSION,
+    admin_kubeconfig, Credentials, EtcdClientExtension, ServersExtension, ADMIN_KUBECONFIG, DEFAULT_API_URL,
+    ETCD_CLIENT_EXTENSION, SERVERS_EXTENSION,
 };
+use berth_proto::pki::Issued;
 
 /// Connection flags shared by every command (kubectl's global flags).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -46,6 +48,16 @@ pub struct GlobalArgs {
     /// etcd client URLs of the servers (cluster, member and snapshot commands), comma-separated.
     #[arg(long, global = true, value_delimiter = ',')]
     pub endpoints: Vec<String>,
+    /// The etcd CA's certificate file for https endpoints (kube-apiserver's flag)
+    /// [default: the kubeconfig's berth.dev/etcd-client extension].
+    #[arg(long, global = true, value_name = "FILE", requires_all = ["etcd_certfile", "etcd_keyfile"])]
+    pub etcd_cafile: Option<PathBuf>,
+    /// The etcd client certificate file.
+    #[arg(long, global = true, value_name = "FILE", requires_all = ["etcd_cafile", "etcd_keyfile"])]
+    pub etcd_certfile: Option<PathBuf>,
+    /// The etcd client key file.
+    #[arg(long, global = true, value_name = "FILE", requires_all = ["etcd_cafile", "etcd_certfile"])]
+    pub etcd_keyfile: Option<PathBuf>,
     /// The length of time to wait before giving up on a single server request (e.g. 5s, 1m; 0 = no limit).
     #[arg(long, global = true, default_value = "0")]
     pub request_timeout: String,
@@ -66,6 +78,9 @@ pub struct Target {
     pub api_servers: Vec<String>,
     /// etcd client URLs (may be empty when neither `--endpoints` nor the extension gives any).
     pub etcd_endpoints: Vec<String>,
+    /// The etcd client certificate for https endpoints: `--etcd-*file`, else the
+    /// kubeconfig's `berth.dev/etcd-client` extension.
+    pub etcd_credentials: Option<Credentials>,
 }
 
 /// `~/.berth/local`: where `berthctl up` keeps the local cluster (data, logs, kubeconfig).
@@ -153,6 +168,15 @@ pub fn resolve(global: &GlobalArgs) -> Result<Target> {
     } else {
         global.endpoints.iter().map(|e| normalize_url(e)).collect()
     };
+    let etcd_credentials = match (&global.etcd_cafile, &global.etcd_certfile, &global.etcd_keyfile) {
+        (Some(ca), Some(cert), Some(key)) => {
+            let read = |path: &PathBuf| {
+                std::fs::read_to_string(path).map_err(|e| CtlError::io(format!("reading {}", path.display()), e))
+            };
+            Some(Credentials { ca_pem: read(ca)?, client: Issued { cert_pem: read(cert)?, key_pem: read(key)? } })
+        }
+        _ => cluster.as_ref().and_then(|c| etcd_client_extension(c.extensions.as_deref().unwrap_or(&[]))),
+    };
     let namespace = global
         .namespace
         .clone()
@@ -165,6 +189,7 @@ pub fn resolve(global: &GlobalArgs) -> Result<Target> {
         namespace,
         api_servers,
         etcd_endpoints,
+        etcd_credentials,
     })
 }
 
@@ -175,6 +200,12 @@ pub fn normalize_url(url: &str) -> String {
     } else {
         format!("http://{}", url.trim_end_matches('/'))
     }
+}
+
+/// The etcd client credentials in a cluster's `berth.dev/etcd-client` extension.
+pub fn etcd_client_extension(extensions: &[NamedExtension]) -> Option<Credentials> {
+    let ext = extensions.iter().find(|e| e.name == ETCD_CLIENT_EXTENSION)?;
+    serde_json::from_value::<EtcdClientExtension>(ext.extension.clone()).ok()?.credentials()
 }
 
 /// Decodes the `berth.dev/servers` extension out of a cluster's extensions.

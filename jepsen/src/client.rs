@@ -17,7 +17,7 @@ use berth_proto::etcdserverpb::{
 };
 use berth_proto::keys::prefix_end;
 use berth_proto::mvccpb::KeyValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Why a call failed, and whether it certainly had no effect.
 #[derive(Debug, Clone)]
@@ -70,8 +70,8 @@ impl Client {
     /// A lazily connecting client: connection failures surface as call errors, so a dead node
     /// never blocks construction.
     pub fn new(node: &str, url: &str, timeout: Duration) -> Result<Client, CallError> {
-        let channel = Endpoint::from_shared(url.to_string())
-            .map_err(|e| CallError { message: format!("bad url {url}: {e}"), definite: true })?
+        let channel = crate::pki::etcd_endpoint(url)
+            .map_err(|message| CallError { message, definite: true })?
             .connect_timeout(Duration::from_millis(500).min(timeout))
             .timeout(timeout)
             .tcp_nodelay(true)

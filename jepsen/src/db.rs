@@ -129,7 +129,9 @@ impl DbCluster {
     /// (client URL, peer URL) of `name`.
     pub fn urls(&self, name: &str) -> Result<(String, String), HarnessError> {
         let ip = self.net.node(name).ok_or_else(|| HarnessError::Rpc(format!("no node {name}")))?.ip;
-        Ok((format!("http://{ip}:{CLIENT_PORT}"), format!("http://{ip}:{PEER_PORT}")))
+        // Berth serves TLS on both etcd ports; the reference etcd plain HTTP.
+        let scheme = if self.db == Db::Berth { "https" } else { "http" };
+        Ok((format!("{scheme}://{ip}:{CLIENT_PORT}"), format!("{scheme}://{ip}:{PEER_PORT}")))
     }
 
     /// Berth's Kubernetes API URL on `name`.

@@ -1,19 +1,23 @@
-//! The harness's cluster CA: one per harness process, given to every Berth server's data
-//! dir before it starts (so the members of a statically bootstrapped cluster — and any
-//! member the harness adds later — share it, kubeadm's "copy the certificates"), and the
-//! credentials the harness's clients and agents authenticate with.
+//! The harness's cluster CA and etcd CA: one each per harness process, given to every
+//! Berth server's data dir before it starts (so the members of a statically bootstrapped
+//! cluster — and any member the harness adds later — share them, kubeadm's "copy the
+//! certificates"), and the credentials the harness's clients and agents authenticate with:
+//! API clients with the cluster CA's, etcd clients with the etcd CA's.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use berth_proto::kubeconfig::{admin_kubeconfig_yaml, Credentials, ServersExtension};
-use berth_proto::pki::{self, Ca};
+use berth_proto::kubeconfig::{admin_kubeconfig_with_etcd_yaml, AdminCredentials, Credentials, ServersExtension};
+use berth_proto::pki::{self, Ca, CaRole};
+use tonic::transport::Endpoint;
 
 use crate::HarnessError;
 
 struct HarnessPki {
     ca: Ca,
     admin: Credentials,
+    etcd_ca: Ca,
+    etcd_client: Credentials,
 }
 
 fn harness() -> &'static HarnessPki {
@@ -22,7 +26,10 @@ fn harness() -> &'static HarnessPki {
         let ca = Ca::generate("berth-jepsen-ca").expect("generating a CA cannot fail");
         let client = ca.issue_client("kubernetes-admin", &["system:masters"]).expect("issuing a certificate");
         let admin = Credentials { ca_pem: ca.issued.cert_pem.clone(), client };
-        HarnessPki { ca, admin }
+        let etcd_ca = Ca::generate("berth-jepsen-etcd-ca").expect("generating a CA cannot fail");
+        let client = etcd_ca.issue_client("berth-jepsen", &[]).expect("issuing a certificate");
+        let etcd_client = Credentials { ca_pem: etcd_ca.issued.cert_pem.clone(), client };
+        HarnessPki { ca, admin, etcd_ca, etcd_client }
     })
 }
 
@@ -30,12 +37,45 @@ fn pki_error(e: pki::PkiError) -> HarnessError {
     HarnessError::Config(format!("cluster CA: {e}"))
 }
 
-/// Puts the harness CA into a server's data dir (unless it has one).
+/// Puts the harness CAs into a server's data dir (unless it has them).
 pub fn seed_server(data_dir: &Path) -> Result<(), HarnessError> {
-    if pki::read_ca(data_dir).map_err(pki_error)?.is_none() {
-        pki::write_ca(data_dir, &harness().ca).map_err(pki_error)?;
+    for (role, ca) in [(CaRole::Cluster, &harness().ca), (CaRole::Etcd, &harness().etcd_ca)] {
+        if pki::read_ca(data_dir, role).map_err(pki_error)?.is_none() {
+            pki::write_ca(data_dir, role, ca).map_err(pki_error)?;
+        }
     }
     Ok(())
+}
+
+/// The harness's etcd client credentials (etcdctl's `--cacert`, `--cert`, `--key`).
+pub fn etcd_client() -> &'static Credentials {
+    &harness().etcd_client
+}
+
+/// A tonic endpoint for an etcd client URL: an `https://` one (a secure Berth server's)
+/// with the harness's etcd client certificate, an `http://` one plain.
+pub fn etcd_endpoint(url: &str) -> Result<Endpoint, String> {
+    let endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| format!("bad url {url}: {e}"))?;
+    if !url.starts_with("https://") {
+        return Ok(endpoint);
+    }
+    endpoint.tls_config(etcd_client().grpc_tls()).map_err(|e| format!("TLS for {url}: {e}"))
+}
+
+/// etcdctl's TLS flags (`--cacert`, `--cert`, `--key`) for the harness's etcd client
+/// certificate, whose files are written under `dir`.
+pub fn etcdctl_tls_args(dir: &Path) -> Result<Vec<String>, HarnessError> {
+    std::fs::create_dir_all(dir)?;
+    let c = etcd_client();
+    let (ca, cert, key) = (dir.join("etcd-ca.crt"), dir.join("etcd-client.crt"), dir.join("etcd-client.key"));
+    std::fs::write(&ca, &c.ca_pem)?;
+    std::fs::write(&cert, &c.client.cert_pem)?;
+    pki::write_private_key(&key, &c.client.key_pem).map_err(pki_error)?;
+    Ok(vec![
+        format!("--cacert={}", ca.display()),
+        format!("--cert={}", cert.display()),
+        format!("--key={}", key.display()),
+    ])
 }
 
 /// The administrator's credentials (`system:masters`).
@@ -63,23 +103,36 @@ pub fn anonymous_tls() -> Result<rustls::ClientConfig, HarnessError> {
 }
 
 /// Writes a kubeconfig for `api_servers` with `credentials` at `path`.
-fn write_kubeconfig(path: &Path, api_servers: &[String], credentials: &Credentials) -> Result<PathBuf, HarnessError> {
+fn write_kubeconfig(
+    path: &Path,
+    api_servers: &[String],
+    credentials: AdminCredentials,
+) -> Result<PathBuf, HarnessError> {
     let servers = ServersExtension { api_servers: api_servers.to_vec(), etcd_endpoints: vec![] };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    std::fs::write(path, admin_kubeconfig_yaml("berth", &servers, Some(credentials)))?;
+    std::fs::write(path, admin_kubeconfig_with_etcd_yaml("berth", &servers, Some(&credentials)))?;
     Ok(path.to_path_buf())
 }
 
-/// An administrator's kubeconfig (for kubectl) at `path`.
+/// The administrator's kubeconfig contents: the API credentials and the etcd client's.
+pub fn admin_credentials() -> AdminCredentials {
+    AdminCredentials { api: admin().clone(), etcd: Some(etcd_client().clone()) }
+}
+
+/// An administrator's kubeconfig (for kubectl and berthctl) at `path`.
 pub fn write_admin_kubeconfig(path: &Path, api_servers: &[String]) -> Result<PathBuf, HarnessError> {
-    write_kubeconfig(path, api_servers, admin())
+    write_kubeconfig(path, api_servers, admin_credentials())
 }
 
 /// Agent `node`'s kubeconfig under `dir`: its node certificate (`system:node:<node>`).
 pub fn write_node_kubeconfig(dir: &Path, node: &str, api_servers: &[String]) -> Result<PathBuf, HarnessError> {
     let client = harness().ca.issue_client(&format!("system:node:{node}"), &["system:nodes"]).map_err(pki_error)?;
     let credentials = Credentials { ca_pem: harness().ca.issued.cert_pem.clone(), client };
-    write_kubeconfig(&dir.join(format!("{node}.kubeconfig")), api_servers, &credentials)
+    write_kubeconfig(
+        &dir.join(format!("{node}.kubeconfig")),
+        api_servers,
+        AdminCredentials { api: credentials, etcd: None },
+    )
 }

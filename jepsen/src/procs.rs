@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::HarnessError;
 
@@ -176,9 +176,11 @@ impl Member {
     /// `--initial-cluster…`/`--join` and anything else.
     pub fn berth(name: &str, dir: &Path, extra: &[String]) -> Result<Member, HarnessError> {
         std::fs::create_dir_all(dir)?;
-        let client_url = format!("http://127.0.0.1:{}", free_port());
-        let peer_url = format!("http://127.0.0.1:{}", free_port());
-        let api_url = format!("https://127.0.0.1:{}", free_port());
+        // `--insecure` servers serve plain HTTP on every port.
+        let scheme = if extra.iter().any(|a| a == "--insecure") { "http" } else { "https" };
+        let client_url = format!("{scheme}://127.0.0.1:{}", free_port());
+        let peer_url = format!("{scheme}://127.0.0.1:{}", free_port());
+        let api_url = format!("{scheme}://127.0.0.1:{}", free_port());
         let data_dir = dir.join(name);
         let mut args: Vec<String> = vec![
             "--listen-api-url".into(),
@@ -433,16 +435,18 @@ impl ProcessCluster {
         std::fs::create_dir_all(dir)?;
         let program = server_program(spec.db)?;
         let ports: Vec<(u16, u16, u16)> = (0..spec.nodes).map(|_| (free_port(), free_port(), free_port())).collect();
+        // Berth serves TLS on every port unless `--insecure` (benchmarks compare the two);
+        // the reference etcd serves plain HTTP.
+        let insecure = spec.extra_args.iter().any(|a| a == "--insecure");
+        let scheme = if spec.db == Db::Berth && !insecure { "https" } else { "http" };
         let initial: Vec<String> =
-            ports.iter().enumerate().map(|(i, (_, p, _))| format!("n{i}=http://127.0.0.1:{p}")).collect();
+            ports.iter().enumerate().map(|(i, (_, p, _))| format!("n{i}={scheme}://127.0.0.1:{p}")).collect();
         let mut members = Vec::new();
         for (i, (cport, pport, aport)) in ports.iter().enumerate() {
             let name = format!("n{i}");
-            // `--insecure` servers serve plain HTTP (benchmarks compare the two).
-            let scheme = if spec.extra_args.iter().any(|a| a == "--insecure") { "http" } else { "https" };
             let api_url = format!("{scheme}://127.0.0.1:{aport}");
-            let client_url = format!("http://127.0.0.1:{cport}");
-            let peer_url = format!("http://127.0.0.1:{pport}");
+            let client_url = format!("{scheme}://127.0.0.1:{cport}");
+            let peer_url = format!("{scheme}://127.0.0.1:{pport}");
             let data_dir = dir.join(&name);
             let settings = MemberSettings {
                 db: spec.db,
@@ -487,8 +491,8 @@ impl ProcessCluster {
 
 /// A gRPC channel to an etcd-API endpoint.
 pub async fn connect(url: &str) -> Result<Channel, HarnessError> {
-    Endpoint::from_shared(url.to_string())
-        .map_err(|e| HarnessError::Rpc(e.to_string()))?
+    crate::pki::etcd_endpoint(url)
+        .map_err(HarnessError::Rpc)?
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         .connect()

@@ -12,13 +12,23 @@
 //!     - name: berth.dev/servers
 //!       extension:
 //!         apiServers: [http://127.0.0.1:6443, http://127.0.0.1:16443]
-//!         etcdEndpoints: [http://127.0.0.1:2379, http://127.0.0.1:12379]
+//!         etcdEndpoints: [https://127.0.0.1:2379, https://127.0.0.1:12379]
+//!     - name: berth.dev/etcd-client
+//!       extension:
+//!         certificateAuthorityData: LS0t…
+//!         clientCertificateData: LS0t…
+//!         clientKeyData: LS0t…
 //! ```
+//!
+//! The second extension, in an administrator's kubeconfig only, is the etcd client
+//! certificate for those endpoints (etcd's CA is not the API's; see `pki::CaRole`).
 
 use serde::{Deserialize, Serialize};
 
 /// Name of Berth's cluster extension in a kubeconfig.
 pub const SERVERS_EXTENSION: &str = "berth.dev/servers";
+/// Name of the cluster extension holding the etcd client certificate.
+pub const ETCD_CLIENT_EXTENSION: &str = "berth.dev/etcd-client";
 /// File name of the admin kubeconfig in a server's or local cluster's data dir.
 pub const ADMIN_KUBECONFIG: &str = "admin.kubeconfig";
 /// The URL kubectl-style tools use when nothing is configured.
@@ -45,7 +55,89 @@ pub struct Credentials {
     pub client: crate::pki::Issued,
 }
 
+/// The contents of the `berth.dev/etcd-client` extension: base64 PEM, as kubeconfig's
+/// own `*-data` fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdClientExtension {
+    pub certificate_authority_data: String,
+    pub client_certificate_data: String,
+    pub client_key_data: String,
+}
+
+impl EtcdClientExtension {
+    pub fn new(credentials: &Credentials) -> EtcdClientExtension {
+        EtcdClientExtension {
+            certificate_authority_data: b64(&credentials.ca_pem),
+            client_certificate_data: b64(&credentials.client.cert_pem),
+            client_key_data: b64(&credentials.client.key_pem),
+        }
+    }
+
+    /// The credentials it carries; None when a field is not base64 PEM text.
+    pub fn credentials(&self) -> Option<Credentials> {
+        use base64::Engine;
+        let text =
+            |data: &str| String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data.trim()).ok()?).ok();
+        Some(Credentials {
+            ca_pem: text(&self.certificate_authority_data)?,
+            client: crate::pki::Issued {
+                cert_pem: text(&self.client_certificate_data)?,
+                key_pem: text(&self.client_key_data)?,
+            },
+        })
+    }
+}
+
+fn b64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// What an administrator's kubeconfig carries: the API credentials and, from a server
+/// that has them, the etcd client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminCredentials {
+    pub api: Credentials,
+    pub etcd: Option<Credentials>,
+}
+
+/// [`admin_kubeconfig_yaml`] with the etcd client extension when `credentials` has one.
+pub fn admin_kubeconfig_with_etcd_yaml(
+    cluster_name: &str,
+    servers: &ServersExtension,
+    credentials: Option<&AdminCredentials>,
+) -> String {
+    let mut doc = admin_kubeconfig(cluster_name, servers, credentials.map(|c| &c.api));
+    if let Some(etcd) = credentials.and_then(|c| c.etcd.as_ref()) {
+        add_etcd_client(&mut doc, etcd);
+    }
+    serde_yaml::to_string(&doc).expect("a JSON value always serializes")
+}
+
+/// Adds the `berth.dev/etcd-client` extension with `etcd` to every cluster of `kubeconfig`
+/// (what [`admin_kubeconfig`] returns).
+pub fn add_etcd_client(kubeconfig: &mut serde_json::Value, etcd: &Credentials) {
+    let extension = serde_json::json!({"name": ETCD_CLIENT_EXTENSION, "extension": EtcdClientExtension::new(etcd)});
+    let clusters = kubeconfig.get_mut("clusters").and_then(|c| c.as_array_mut());
+    for cluster in clusters.into_iter().flatten() {
+        if let Some(extensions) = cluster.pointer_mut("/cluster/extensions").and_then(|e| e.as_array_mut()) {
+            extensions.retain(|e| e.get("name").and_then(|n| n.as_str()) != Some(ETCD_CLIENT_EXTENSION));
+            extensions.push(extension.clone());
+        }
+    }
+}
+
 impl Credentials {
+    /// tonic's client TLS for a gRPC port (etcd's client or peer port) with these
+    /// credentials.
+    pub fn grpc_tls(&self) -> tonic::transport::ClientTlsConfig {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.ca_pem))
+            .identity(Identity::from_pem(&self.client.cert_pem, &self.client.key_pem))
+    }
+
     /// A kube-rs client configuration for the API at `url` with these credentials.
     pub fn kube_config(&self, url: http::Uri) -> kube::Config {
         let mut config = kube::Config::new(url);

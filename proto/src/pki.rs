@@ -101,6 +101,15 @@ impl Ca {
         self.issue(params)
     }
 
+    /// A certificate that both serves on `sans` and is a client (an etcd peer's: members
+    /// dial each other with the same certificate they answer with).
+    pub fn issue_peer(&self, common_name: &str, sans: &[String]) -> Result<Issued, PkiError> {
+        let mut params = CertificateParams::new(sans.to_vec())?;
+        params.distinguished_name = name(common_name, &[]);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        self.issue(params)
+    }
+
     /// A client certificate for user `user` in `groups` (`admin` in `system:masters`;
     /// `system:node:node-1` in `system:nodes`).
     pub fn issue_client(&self, user: &str, groups: &[&str]) -> Result<Issued, PkiError> {
@@ -175,13 +184,50 @@ pub fn needs_renewal(info: &CertInfo, wanted_sans: &[String], now: std::time::Sy
 
 /// Where a data dir keeps its certificates (kubeadm's `/etc/kubernetes/pki`).
 pub const PKI_DIR: &str = "pki";
-/// The cluster CA: it signs the API's serving certificates and every client certificate.
+/// A CA's files in its directory.
 pub const CA_CERT: &str = "ca.crt";
 pub const CA_KEY: &str = "ca.key";
 
-/// Reads the cluster CA of a data dir, if it has one.
-pub fn read_ca(data_dir: &Path) -> Result<Option<Ca>, PkiError> {
-    let dir = data_dir.join(PKI_DIR);
+/// The cluster's two CAs, kept apart as kubeadm keeps them: a certificate for the
+/// Kubernetes API (a user's, a node's) must never open the store underneath it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaRole {
+    /// Signs the API's serving certificates and its users' and nodes' client certificates.
+    Cluster,
+    /// Signs the etcd client port's and the Raft peer port's certificates and the etcd
+    /// clients' (`pki/etcd`, as kubeadm's).
+    Etcd,
+}
+
+impl CaRole {
+    /// The CA's directory under a data dir.
+    pub fn dir(self, data_dir: &Path) -> std::path::PathBuf {
+        match self {
+            CaRole::Cluster => data_dir.join(PKI_DIR),
+            CaRole::Etcd => data_dir.join(PKI_DIR).join("etcd"),
+        }
+    }
+
+    /// What the CA is called in messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            CaRole::Cluster => "cluster CA",
+            CaRole::Etcd => "etcd CA",
+        }
+    }
+
+    /// The common name of a CA made for this role.
+    pub fn common_name(self) -> &'static str {
+        match self {
+            CaRole::Cluster => "berth-ca",
+            CaRole::Etcd => "berth-etcd-ca",
+        }
+    }
+}
+
+/// Reads a data dir's CA of `role`, if it has one.
+pub fn read_ca(data_dir: &Path, role: CaRole) -> Result<Option<Ca>, PkiError> {
+    let dir = role.dir(data_dir);
     let read = |name: &str| {
         let path = dir.join(name);
         std::fs::read_to_string(&path).map_err(|source| PkiError::Io { path: path.display().to_string(), source })
@@ -192,11 +238,11 @@ pub fn read_ca(data_dir: &Path) -> Result<Option<Ca>, PkiError> {
     Ok(Some(Ca::from_pem(&read(CA_CERT)?, &read(CA_KEY)?)?))
 }
 
-/// Writes the cluster CA into a data dir (a fresh server's, or one a launcher prepares so
-/// that the members of a statically bootstrapped cluster share one CA, as kubeadm's
-/// "copy the certificates to each control-plane node").
-pub fn write_ca(data_dir: &Path, ca: &Ca) -> Result<(), PkiError> {
-    let dir = data_dir.join(PKI_DIR);
+/// Writes a CA of `role` into a data dir (a fresh server's, or one a launcher prepares so
+/// that the members of a statically bootstrapped cluster share one, as kubeadm's "copy the
+/// certificates to each control-plane node").
+pub fn write_ca(data_dir: &Path, role: CaRole, ca: &Ca) -> Result<(), PkiError> {
+    let dir = role.dir(data_dir);
     let io = |source| PkiError::Io { path: dir.display().to_string(), source };
     std::fs::create_dir_all(&dir).map_err(io)?;
     std::fs::write(dir.join(CA_CERT), &ca.issued.cert_pem).map_err(io)?;
@@ -311,9 +357,16 @@ mod tests {
         let late = now + LEAF_VALIDITY * 3 / 4;
         assert!(needs_renewal(&info, &sans, late), "three quarters through its life");
         let dir = tempfile::tempdir().unwrap();
-        assert!(read_ca(dir.path()).unwrap().is_none());
-        write_ca(dir.path(), &ca).unwrap();
-        assert_eq!(read_ca(dir.path()).unwrap().unwrap().issued, ca.issued);
+        assert!(read_ca(dir.path(), CaRole::Cluster).unwrap().is_none());
+        write_ca(dir.path(), CaRole::Cluster, &ca).unwrap();
+        assert_eq!(read_ca(dir.path(), CaRole::Cluster).unwrap().unwrap().issued, ca.issued);
+        // The etcd CA lives apart (pki/etcd) and is not the cluster's.
+        assert!(read_ca(dir.path(), CaRole::Etcd).unwrap().is_none());
+        let etcd = Ca::generate(CaRole::Etcd.common_name()).unwrap();
+        write_ca(dir.path(), CaRole::Etcd, &etcd).unwrap();
+        assert!(dir.path().join("pki/etcd/ca.key").exists());
+        assert_eq!(read_ca(dir.path(), CaRole::Etcd).unwrap().unwrap().issued, etcd.issued);
+        assert_eq!(read_ca(dir.path(), CaRole::Cluster).unwrap().unwrap().issued, ca.issued);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Configuration of one store member, with etcd's flag semantics.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Result, StoreError};
@@ -39,6 +40,27 @@ pub struct StoreConfig {
     pub request_timeout: Duration,
     /// `--auto-compaction-mode` / `--auto-compaction-retention`.
     pub auto_compaction: AutoCompaction,
+    /// TLS on both ports (etcd's `--client-cert-auth` and `--peer-client-cert-auth` with
+    /// `https://` URLs); None serves and dials plain `http://`.
+    pub tls: Option<StoreTls>,
+}
+
+/// A member's TLS: what its two ports present and require, and what it presents when it
+/// dials a peer (or the member it joins through).
+#[derive(Clone)]
+pub struct StoreTls {
+    /// The client port's: refuses a handshake without a client certificate from the etcd CA.
+    pub client_port: Arc<rustls::ServerConfig>,
+    /// The peer port's: likewise, so only members (holding a peer certificate) talk Raft.
+    pub peer_port: Arc<rustls::ServerConfig>,
+    /// The member's peer certificate and the etcd CA, for dialing.
+    pub dial: tonic::transport::ClientTlsConfig,
+}
+
+impl std::fmt::Debug for StoreTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreTls { .. }")
+    }
 }
 
 impl StoreConfig {
@@ -60,6 +82,7 @@ impl StoreConfig {
             watch_progress_notify_interval: Duration::from_secs(600),
             request_timeout: Duration::from_secs(7),
             auto_compaction: AutoCompaction::Disabled,
+            tls: None,
         }
     }
 
@@ -102,6 +125,39 @@ impl StoreConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl StoreConfig {
+    /// With `tls` every URL this member advertises or dials must be `https://`, without it
+    /// `http://` (a member would otherwise dial TLS at a plain port, or the reverse, and
+    /// fail with a handshake error far from the cause).
+    pub fn check_schemes(&self, tls: bool) -> Result<()> {
+        let listed = self.initial_cluster.iter().flat_map(|(_, urls)| urls.iter().map(|u| ("--initial-cluster", u)));
+        let urls = self
+            .advertise_client_urls
+            .iter()
+            .map(|u| ("--advertise-client-urls", u))
+            .chain(self.advertise_peer_urls.iter().map(|u| ("--initial-advertise-peer-urls", u)))
+            .chain(self.join.iter().map(|u| ("--join", u)))
+            .chain(listed);
+        for (flag, url) in urls {
+            check_scheme(flag, url, tls)?;
+        }
+        Ok(())
+    }
+}
+
+/// `url` (given with `flag`) is `https://` when the ports serve `tls`, else `http://`.
+pub fn check_scheme(flag: &str, url: &str, tls: bool) -> Result<()> {
+    match (tls, url.starts_with("https://")) {
+        (true, false) => {
+            Err(StoreError::Config(format!("{flag} {url}: plain HTTP needs --insecure; use https:// URLs")))
+        }
+        (false, true) => {
+            Err(StoreError::Config(format!("{flag} {url}: --insecure serves plain HTTP; use http:// URLs")))
+        }
+        _ => Ok(()),
     }
 }
 

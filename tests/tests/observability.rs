@@ -1,24 +1,16 @@
 //! What operators watch: Prometheus metrics, the HTTP health endpoint, the gRPC health
 //! service — on every member of a real 3-member cluster.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use berth_testkit::blocking::eventually;
-use berth_tests::{berth_cluster, Etcdctl};
+use berth_tests::{berth_cluster, https_get, Etcdctl};
 
-/// A minimal HTTP/1.1 GET over loopback: (status code, body).
+/// A GET on a member's client port with the harness's etcd client certificate: (status
+/// code, body).
 fn http_get(client_url: &str, path: &str) -> (u16, String) {
-    let addr = client_url.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).expect("a response");
-    let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
+    let etcd = berth_jepsen::pki::etcd_client();
+    https_get(client_url, path, &etcd.ca_pem, Some(etcd)).expect("a response")
 }
 
 #[tokio::test(flavor = "multi_thread")]

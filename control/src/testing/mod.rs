@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use berth_proto::kubeconfig::{admin_kubeconfig_yaml, Credentials, ServersExtension};
 
-use berth_proto::pki::Ca;
+use berth_proto::pki::{Ca, CaRole};
 use tokio_rustls::client::TlsStream;
 
 use crate::pki::ApiPki;
@@ -38,10 +38,17 @@ fn process_ca() -> &'static Ca {
     CA.get_or_init(|| Ca::generate("berth-test-ca").expect("generating a CA"))
 }
 
-/// Puts the test CA into `dir/pki` (for `berthctl up --data-dir dir`, which then uses it,
-/// so [`admin`] and [`kubeconfig_file`] reach that cluster too).
+/// The test process's etcd CA.
+fn process_etcd_ca() -> &'static Ca {
+    static CA: OnceLock<Ca> = OnceLock::new();
+    CA.get_or_init(|| Ca::generate("berth-test-etcd-ca").expect("generating a CA"))
+}
+
+/// Puts the test CAs into `dir/pki` (for `berthctl up --data-dir dir`, which then uses
+/// them, so [`admin`] and [`kubeconfig_file`] reach that cluster too).
 pub fn seed_ca(dir: &Path) {
-    berth_proto::pki::write_ca(dir, process_ca()).unwrap();
+    berth_proto::pki::write_ca(dir, CaRole::Cluster, process_ca()).unwrap();
+    berth_proto::pki::write_ca(dir, CaRole::Etcd, process_etcd_ca()).unwrap();
 }
 
 /// An administrator's credentials (`system:masters`) for every test server.
@@ -111,8 +118,8 @@ pub struct TestPki {
 impl TestPki {
     /// The PKI of `dir` (given the test CA when it has none).
     pub fn in_dir(dir: &Path) -> TestPki {
-        if berth_proto::pki::read_ca(dir).unwrap().is_none() {
-            berth_proto::pki::write_ca(dir, process_ca()).unwrap();
+        if berth_proto::pki::read_ca(dir, CaRole::Cluster).unwrap().is_none() {
+            berth_proto::pki::write_ca(dir, CaRole::Cluster, process_ca()).unwrap();
         }
         let api = Arc::new(ApiPki::load_or_create(dir, false, crate::pki::cluster_sans()).expect("test PKI"));
         TestPki { api }

@@ -1,12 +1,13 @@
-//! `berthctl certs ca DATA_DIR...`: one cluster CA for the members of a statically
-//! bootstrapped cluster (kubeadm's `init phase certs ca`, then "copy the certificates to
-//! each control-plane node"). Every server started with `--initial-cluster-state new`
-//! would otherwise create a CA of its own; with the CA already in each `DATA_DIR/pki` they
-//! all use the same one, so a client trusting one server trusts them all.
+//! `berthctl certs ca DATA_DIR...`: one cluster CA and one etcd CA for the members of a
+//! statically bootstrapped cluster (kubeadm's `init phase certs ca` and `etcd-ca`, then
+//! "copy the certificates to each control-plane node"). Every server started with
+//! `--initial-cluster-state new` would otherwise create CAs of its own; with them already
+//! in each `DATA_DIR/pki` they all use the same ones, so a client trusting one server
+//! trusts them all and the members accept each other as Raft peers.
 
 use std::path::{Path, PathBuf};
 
-use berth_proto::pki::{self, Ca};
+use berth_proto::pki::{self, Ca, CaRole};
 
 use crate::error::{CtlError, Result};
 use crate::{emit, Out};
@@ -20,7 +21,8 @@ pub struct CertsArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum CertsCommand {
-    /// Create one cluster CA and write it into DATA_DIR/pki of every server named.
+    /// Create one cluster CA and one etcd CA and write them into DATA_DIR/pki (and
+    /// DATA_DIR/pki/etcd) of every server named.
     Ca(CaArgs),
 }
 
@@ -32,21 +34,22 @@ pub struct CaArgs {
 }
 
 fn pki_error(e: pki::PkiError) -> CtlError {
-    CtlError::usage(format!("cluster CA: {e}"))
+    CtlError::usage(format!("CA: {e}"))
 }
 
 /// The CA already in one of `dirs` (all that have one must agree), or a new one; written
 /// into every dir that lacks it.
-pub fn share_ca(dirs: &[&Path]) -> Result<Ca> {
+pub fn share_ca(dirs: &[&Path], role: CaRole) -> Result<Ca> {
     let mut found: Option<(Ca, &Path)> = None;
     for dir in dirs {
-        if let Some(ca) = pki::read_ca(dir).map_err(pki_error)? {
+        if let Some(ca) = pki::read_ca(dir, role).map_err(pki_error)? {
             match &found {
                 Some((first, at)) if first.issued.cert_pem != ca.issued.cert_pem => {
                     return Err(CtlError::usage(format!(
-                        "{} and {} hold different cluster CAs: a cluster has one",
+                        "{} and {} hold different CAs ({}): a cluster has one of each",
                         at.display(),
-                        dir.display()
+                        dir.display(),
+                        role.describe()
                     )))
                 }
                 Some(_) => {}
@@ -56,11 +59,11 @@ pub fn share_ca(dirs: &[&Path]) -> Result<Ca> {
     }
     let ca = match found {
         Some((ca, _)) => ca,
-        None => Ca::generate("berth-ca").map_err(pki_error)?,
+        None => Ca::generate(role.common_name()).map_err(pki_error)?,
     };
     for dir in dirs {
-        if pki::read_ca(dir).map_err(pki_error)?.is_none() {
-            pki::write_ca(dir, &ca).map_err(pki_error)?;
+        if pki::read_ca(dir, role).map_err(pki_error)?.is_none() {
+            pki::write_ca(dir, role, &ca).map_err(pki_error)?;
         }
     }
     Ok(ca)
@@ -70,11 +73,14 @@ pub fn share_ca(dirs: &[&Path]) -> Result<Ca> {
 pub fn run(args: CertsArgs, out: &mut Out) -> Result<()> {
     let CertsCommand::Ca(args) = args.command;
     let dirs: Vec<&Path> = args.data_dirs.iter().map(PathBuf::as_path).collect();
-    let ca = share_ca(&dirs)?;
-    let hash = ca.cert_hash().map_err(pki_error)?;
-    let list: Vec<String> =
-        dirs.iter().map(|d| d.join(pki::PKI_DIR).join(pki::CA_CERT).display().to_string()).collect();
-    emit(out, &format!("cluster CA ({hash}) in:\n  {}\n", list.join("\n  ")))
+    let mut lines = String::new();
+    for role in [CaRole::Cluster, CaRole::Etcd] {
+        let ca = share_ca(&dirs, role)?;
+        let hash = ca.cert_hash().map_err(pki_error)?;
+        let list: Vec<String> = dirs.iter().map(|d| role.dir(d).join(pki::CA_CERT).display().to_string()).collect();
+        lines.push_str(&format!("{} ({hash}) in:\n  {}\n", role.describe(), list.join("\n  ")));
+    }
+    emit(out, &lines)
 }
 
 #[cfg(test)]
@@ -85,15 +91,19 @@ mod tests {
     fn every_dir_gets_the_same_ca_and_differing_ones_are_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
-        let ca = share_ca(&[&a, &b]).unwrap();
-        assert_eq!(pki::read_ca(&b).unwrap().unwrap().issued, ca.issued);
+        let ca = share_ca(&[&a, &b], CaRole::Cluster).unwrap();
+        assert_eq!(pki::read_ca(&b, CaRole::Cluster).unwrap().unwrap().issued, ca.issued);
         // A dir added later gets the existing CA.
-        let again = share_ca(&[&a, &c]).unwrap();
+        let again = share_ca(&[&a, &c], CaRole::Cluster).unwrap();
         assert_eq!(again.issued, ca.issued);
-        assert_eq!(pki::read_ca(&c).unwrap().unwrap().issued, ca.issued);
+        assert_eq!(pki::read_ca(&c, CaRole::Cluster).unwrap().unwrap().issued, ca.issued);
+        // The etcd CA is another one.
+        let etcd = share_ca(&[&a, &b], CaRole::Etcd).unwrap();
+        assert_ne!(etcd.issued, ca.issued);
+        assert_eq!(pki::read_ca(&b, CaRole::Etcd).unwrap().unwrap().issued, etcd.issued);
         let other = tmp.path().join("other");
-        pki::write_ca(&other, &Ca::generate("x").unwrap()).unwrap();
-        let err = share_ca(&[&a, &other]).unwrap_err().to_string();
-        assert!(err.contains("different cluster CAs"), "{err}");
+        pki::write_ca(&other, CaRole::Cluster, &Ca::generate("x").unwrap()).unwrap();
+        let err = share_ca(&[&a, &other], CaRole::Cluster).unwrap_err().to_string();
+        assert!(err.contains("different CAs (cluster CA)"), "{err}");
     }
 }

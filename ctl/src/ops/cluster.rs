@@ -15,7 +15,7 @@ use berth_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use berth_proto::etcdserverpb::{Member, StatusRequest, StatusResponse};
 use serde::Serialize;
 
-use super::{bounded, channel, etcd_endpoints, fetch_lease_view, hex_id, human_bytes, rpc_timeout, LeaseView};
+use super::{bounded, etcd_endpoints, fetch_lease_view, hex_id, human_bytes, rpc_timeout, EtcdTarget, LeaseView};
 use crate::error::{CtlError, Result};
 use crate::output::table::{render, Grid};
 use crate::session::Session;
@@ -254,13 +254,13 @@ pub fn render_problems(status: &ClusterStatus) -> String {
 }
 
 /// `Status` of one member on its first client URL that answers.
-async fn probe_member(member: &Member, timeout: Duration) -> Probe {
+async fn probe_member(member: &Member, endpoints: &EtcdTarget, timeout: Duration) -> Probe {
     if member.client_ur_ls.is_empty() {
         return Probe::Unstarted;
     }
     let mut last = String::new();
     for url in &member.client_ur_ls {
-        let channel = match channel(url, timeout) {
+        let channel = match endpoints.channel(url, timeout) {
             Ok(c) => c,
             Err(e) => {
                 last = e.to_string();
@@ -343,8 +343,9 @@ pub async fn gather(session: &mut Session) -> Result<ClusterStatus> {
     let probes = futures::future::join_all(list.members.iter().map(|m| {
         let api_url = leases.identities.get(&m.name).map(|i| i.api_url.clone()).filter(|u| !u.is_empty());
         let ca_pem = ca_pem.clone();
+        let endpoints = &endpoints;
         async move {
-            let (probe, api) = tokio::join!(probe_member(m, timeout), async {
+            let (probe, api) = tokio::join!(probe_member(m, endpoints, timeout), async {
                 match &api_url {
                     Some(url) => Some(api_ready(url, ca_pem.as_deref(), timeout).await),
                     None => None,

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use berth_proto::kubeconfig::Credentials;
+use berth_proto::kubeconfig::{AdminCredentials, Credentials};
+use berth_proto::pki::CaRole;
 
 use super::node_net::{self, NodeNetwork};
 use crate::config::{local_cluster_dir, ADMIN_KUBECONFIG};
@@ -159,9 +160,9 @@ fn process_runtime() -> String {
 /// The ports of a layout: the well-known ones (server i adds i × 10000; agent j's kubelet
 /// port is 10250 + j), or a consecutive block from `base_port`.
 pub fn plan(servers: usize, agents: usize, base_port: Option<u16>) -> Result<LocalCluster> {
-    let url = |port: u32| format!("http://127.0.0.1:{port}");
-    // The Kubernetes API is TLS (the etcd ports follow in a later step).
-    let api_url = |port: u32| format!("https://127.0.0.1:{port}");
+    // Every port is TLS: the Kubernetes API's and both etcd ports.
+    let url = |port: u32| format!("https://127.0.0.1:{port}");
+    let api_url = url;
     let last = match base_port {
         Some(base) => base as u32 + 3 * servers as u32 + agents as u32,
         None => {
@@ -343,17 +344,18 @@ fn node_kubeconfig_path(dir: &Path, a: &AgentProc) -> PathBuf {
     agent_dir(dir, a).join("kubelet.kubeconfig")
 }
 
-/// The cluster CA of a local cluster: made for a new one (or the one already in
-/// `<dir>/pki`) and given to every server's data dir before it starts (so that the statically bootstrapped members share it), read back
-/// for an existing one.
-fn cluster_ca(dir: &Path, cluster: &LocalCluster, new_cluster: bool) -> Result<berth_proto::pki::Ca> {
+/// The CA of `role` of a local cluster: made for a new one (or the one already in
+/// `<dir>/pki`) and given to every server's data dir before it starts (so that the
+/// statically bootstrapped members share it), read back for an existing one.
+fn cluster_ca(dir: &Path, cluster: &LocalCluster, new_cluster: bool, role: CaRole) -> Result<berth_proto::pki::Ca> {
     use berth_proto::pki;
     if !new_cluster {
-        let pki_error = |e: pki::PkiError| CtlError::usage(format!("cluster CA: {e}"));
-        return pki::read_ca(dir).map_err(pki_error)?.ok_or_else(|| {
+        let pki_error = |e: pki::PkiError| CtlError::usage(format!("{}: {e}", role.describe()));
+        return pki::read_ca(dir, role).map_err(pki_error)?.ok_or_else(|| {
             CtlError::usage(format!(
-                "{} holds a cluster made before Berth's API used TLS (no pki/ca.crt): run `berthctl down --purge` and `up` again",
-                dir.display()
+                "{} holds a cluster made before Berth's ports used TLS (no {}): run `berthctl down --purge` and `up` again",
+                dir.display(),
+                role.dir(dir).join(pki::CA_CERT).display()
             ))
         });
     }
@@ -362,7 +364,7 @@ fn cluster_ca(dir: &Path, cluster: &LocalCluster, new_cluster: bool) -> Result<b
     let server_dirs: Vec<PathBuf> = cluster.servers.iter().map(|s| dir.join(&s.name)).collect();
     let mut dirs: Vec<&Path> = vec![dir];
     dirs.extend(server_dirs.iter().map(PathBuf::as_path));
-    super::certs::share_ca(&dirs)
+    super::certs::share_ca(&dirs, role)
 }
 
 /// Credentials issued by the cluster CA.
@@ -934,8 +936,10 @@ pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Resu
     let deadline = Instant::now() + timeout;
     let mut children: Vec<(String, Child, PathBuf)> = Vec::new();
     let result = async {
-        let ca = cluster_ca(&dir, &cluster, new_cluster)?;
+        let ca = cluster_ca(&dir, &cluster, new_cluster, CaRole::Cluster)?;
+        let etcd_ca = cluster_ca(&dir, &cluster, new_cluster, CaRole::Etcd)?;
         let admin = credentials(&ca, "kubernetes-admin", &["system:masters"])?;
+        let etcd_admin = credentials(&etcd_ca, "berth-etcd-admin", &[])?;
         let layout = cluster.clone();
         for (s, up) in cluster.servers.iter_mut().zip(&servers_up) {
             if *up {
@@ -980,7 +984,12 @@ pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Resu
         let servers_ext = berth_proto::kubeconfig::ServersExtension { api_servers, etcd_endpoints };
         write_atomic(
             &dir.join(ADMIN_KUBECONFIG),
-            berth_proto::kubeconfig::admin_kubeconfig_yaml("berth", &servers_ext, Some(&admin)).as_bytes(),
+            berth_proto::kubeconfig::admin_kubeconfig_with_etcd_yaml(
+                "berth",
+                &servers_ext,
+                Some(&AdminCredentials { api: admin.clone(), etcd: Some(etcd_admin) }),
+            )
+            .as_bytes(),
         )?;
         if let Some(agent_bin) = &agent_bin {
             let agents_started = k8s_openapi::jiff::Timestamp::now();
@@ -1137,9 +1146,9 @@ mod tests {
         assert_eq!(
             urls,
             vec![
-                ("server-1", "https://127.0.0.1:6443", "http://127.0.0.1:2379", "http://127.0.0.1:2380"),
-                ("server-2", "https://127.0.0.1:16443", "http://127.0.0.1:12379", "http://127.0.0.1:12380"),
-                ("server-3", "https://127.0.0.1:26443", "http://127.0.0.1:22379", "http://127.0.0.1:22380"),
+                ("server-1", "https://127.0.0.1:6443", "https://127.0.0.1:2379", "https://127.0.0.1:2380"),
+                ("server-2", "https://127.0.0.1:16443", "https://127.0.0.1:12379", "https://127.0.0.1:12380"),
+                ("server-3", "https://127.0.0.1:26443", "https://127.0.0.1:22379", "https://127.0.0.1:22380"),
             ]
         );
         let agents: Vec<(&str, &str, u16)> =
@@ -1174,9 +1183,9 @@ mod tests {
         assert_eq!(
             server_args(&c, &c.servers[1], dir, None).join(" "),
             "--name server-2 --data-dir /d/server-2 --listen-api-url https://127.0.0.1:30003 \
-             --listen-client-urls http://127.0.0.1:30004 --advertise-client-urls http://127.0.0.1:30004 \
-             --listen-peer-urls http://127.0.0.1:30005 --initial-advertise-peer-urls http://127.0.0.1:30005 \
-             --initial-cluster server-1=http://127.0.0.1:30002,server-2=http://127.0.0.1:30005,server-3=http://127.0.0.1:30008 \
+             --listen-client-urls https://127.0.0.1:30004 --advertise-client-urls https://127.0.0.1:30004 \
+             --listen-peer-urls https://127.0.0.1:30005 --initial-advertise-peer-urls https://127.0.0.1:30005 \
+             --initial-cluster server-1=https://127.0.0.1:30002,server-2=https://127.0.0.1:30005,server-3=https://127.0.0.1:30008 \
              --initial-cluster-state new --initial-cluster-token berth-local"
         );
         let restoring = server_args(&c, &c.servers[0], dir, Some(Path::new("/b/backup.db")));
@@ -1204,7 +1213,7 @@ mod tests {
         let c = on_node_network(plan(3, 2, None).unwrap(), NodeNetwork { subnet: 7 });
         assert_eq!(
             (c.servers[1].api_url.as_str(), c.servers[1].client_url.as_str(), c.servers[1].peer_url.as_str()),
-            ("https://172.31.7.1:16443", "http://172.31.7.1:12379", "http://172.31.7.1:12380")
+            ("https://172.31.7.1:16443", "https://172.31.7.1:12379", "https://172.31.7.1:12380")
         );
         assert_eq!(host_of(&c.servers[0].api_url), "172.31.7.1");
         let node_ip = |j: usize| {
@@ -1219,13 +1228,13 @@ mod tests {
         assert!(
             server.contains(
                 "--listen-api-url https://172.31.7.1:6443,https://127.0.0.1:6443 \
-                 --listen-client-urls http://172.31.7.1:2379,http://127.0.0.1:2379 \
-                 --advertise-client-urls http://172.31.7.1:2379 --listen-peer-urls http://172.31.7.1:2380"
+                 --listen-client-urls https://172.31.7.1:2379,https://127.0.0.1:2379 \
+                 --advertise-client-urls https://172.31.7.1:2379 --listen-peer-urls https://172.31.7.1:2380"
             ),
             "{server}"
         );
         let (api, etcd) = host_client_urls(&c);
-        assert_eq!((api[2].as_str(), etcd[2].as_str()), ("https://127.0.0.1:26443", "http://127.0.0.1:22379"));
+        assert_eq!((api[2].as_str(), etcd[2].as_str()), ("https://127.0.0.1:26443", "https://127.0.0.1:22379"));
         assert_eq!(host_of("http://127.0.0.1:6443"), "127.0.0.1");
     }
 

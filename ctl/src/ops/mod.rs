@@ -21,7 +21,7 @@ use berth_proto::etcdserverpb::cluster_client::ClusterClient;
 use berth_proto::etcdserverpb::{MemberListRequest, MemberListResponse};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, ListParams};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::{CtlError, Result};
 use crate::session::Session;
@@ -38,14 +38,39 @@ pub fn rpc_timeout(session: &Session) -> Result<Duration> {
     Ok(session.request_timeout()?.unwrap_or(DEFAULT_RPC_TIMEOUT))
 }
 
-/// A lazily connecting gRPC channel to one etcd client URL; every call on it is bounded
-/// by `timeout` (connect included).
-pub fn channel(url: &str, timeout: Duration) -> Result<Channel> {
-    let endpoint = Endpoint::from_shared(url.to_string())
+/// The etcd client URLs to talk to and the client certificate for the `https://` ones.
+#[derive(Debug, Clone)]
+pub struct EtcdTarget {
+    pub urls: Vec<String>,
+    pub tls: Option<ClientTlsConfig>,
+}
+
+impl EtcdTarget {
+    /// A lazily connecting gRPC channel to one of the servers' etcd client URLs.
+    pub fn channel(&self, url: &str, timeout: Duration) -> Result<Channel> {
+        channel(url, self.tls.as_ref(), timeout)
+    }
+}
+
+/// A lazily connecting gRPC channel to one etcd client URL (an `https://` one with `tls`);
+/// every call on it is bounded by `timeout` (connect and handshake included).
+pub fn channel(url: &str, tls: Option<&ClientTlsConfig>, timeout: Duration) -> Result<Channel> {
+    let mut endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|e| CtlError::usage(format!("invalid endpoint {url:?}: {e}")))?
         .connect_timeout(timeout)
         .timeout(timeout)
         .tcp_nodelay(true);
+    if url.starts_with("https://") {
+        let tls = tls.ok_or_else(|| {
+            CtlError::usage(format!(
+                "{url} needs an etcd client certificate: pass --etcd-cafile, --etcd-certfile and --etcd-keyfile, \
+                 or use an admin kubeconfig (with the berth.dev/etcd-client extension)"
+            ))
+        })?;
+        endpoint = endpoint
+            .tls_config(tls.clone().timeout(timeout))
+            .map_err(|e| CtlError::usage(format!("TLS for {url}: {e}")))?;
+    }
     Ok(endpoint.connect_lazy())
 }
 
@@ -135,7 +160,13 @@ pub async fn fetch_lease_view(session: &mut Session, timeout: Duration) -> Resul
 
 /// The etcd client URLs to talk to: `--endpoints`, else the kubeconfig's `berth.dev/servers`
 /// extension, else what the servers publish in their identity Leases.
-pub async fn etcd_endpoints(session: &mut Session) -> Result<Vec<String>> {
+pub async fn etcd_endpoints(session: &mut Session) -> Result<EtcdTarget> {
+    let tls = session.target()?.etcd_credentials.as_ref().map(|c| c.grpc_tls());
+    let urls = etcd_urls(session).await?;
+    Ok(EtcdTarget { urls, tls })
+}
+
+async fn etcd_urls(session: &mut Session) -> Result<Vec<String>> {
     let endpoints = session.target()?.etcd_endpoints.clone();
     if !endpoints.is_empty() {
         return Ok(endpoints);
@@ -163,10 +194,10 @@ pub async fn etcd_endpoints(session: &mut Session) -> Result<Vec<String>> {
 
 /// `MemberList` from the first endpoint that answers (serializable, so it works without a
 /// quorum), with the URL that answered.
-pub async fn member_list(endpoints: &[String], timeout: Duration) -> Result<(MemberListResponse, String)> {
+pub async fn member_list(endpoints: &EtcdTarget, timeout: Duration) -> Result<(MemberListResponse, String)> {
     let mut errors = Vec::new();
-    for url in endpoints {
-        let mut client = ClusterClient::new(channel(url, timeout)?);
+    for url in &endpoints.urls {
+        let mut client = ClusterClient::new(endpoints.channel(url, timeout)?);
         match bounded(timeout, client.member_list(MemberListRequest { linearizable: false })).await {
             Ok(resp) => return Ok((resp.into_inner(), url.clone())),
             Err(status) => {
@@ -181,14 +212,14 @@ pub async fn member_list(endpoints: &[String], timeout: Duration) -> Result<(Mem
 /// Runs `call` against each endpoint in turn until one does not fail with a connection
 /// error; returns the last error otherwise. Deterministic rejections (`member not found`)
 /// are returned at once.
-pub async fn first_answer<T, F, Fut>(endpoints: &[String], timeout: Duration, mut call: F) -> Result<T>
+pub async fn first_answer<T, F, Fut>(endpoints: &EtcdTarget, timeout: Duration, mut call: F) -> Result<T>
 where
     F: FnMut(Channel) -> Fut,
     Fut: Future<Output = std::result::Result<T, tonic::Status>>,
 {
     let mut last = CtlError::usage("no etcd endpoints");
-    for url in endpoints {
-        match bounded(timeout, call(channel(url, timeout)?)).await {
+    for url in &endpoints.urls {
+        match bounded(timeout, call(endpoints.channel(url, timeout)?)).await {
             Ok(v) => return Ok(v),
             Err(status) if matches!(status.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded) => {
                 tracing::debug!(endpoint = %url, error = %status, "trying the next endpoint");

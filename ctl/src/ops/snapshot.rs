@@ -15,7 +15,7 @@ use berth_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use berth_proto::etcdserverpb::{SnapshotRequest, StatusRequest};
 use sha2::{Digest, Sha256};
 
-use super::{bounded, channel, etcd_endpoints, member_list, rpc_timeout, status_text};
+use super::{bounded, etcd_endpoints, member_list, rpc_timeout, status_text, EtcdTarget};
 use crate::error::{CtlError, Result};
 use crate::session::Session;
 use crate::{emit, Out};
@@ -80,22 +80,22 @@ impl TrailerCheck {
 
 /// The endpoint to download from: the only `--endpoints` given, else the leader's client
 /// URL, else the endpoints in order.
-async fn source_endpoints(session: &mut Session, timeout: Duration) -> Result<Vec<String>> {
+async fn source_endpoints(session: &mut Session, timeout: Duration) -> Result<EtcdTarget> {
     let endpoints = etcd_endpoints(session).await?;
     if session.global.endpoints.len() == 1 {
         return Ok(endpoints);
     }
     let (list, answered) = member_list(&endpoints, timeout).await?;
-    let mut client = MaintenanceClient::new(channel(&answered, timeout)?);
+    let mut client = MaintenanceClient::new(endpoints.channel(&answered, timeout)?);
     let leader = bounded(timeout, client.status(StatusRequest {})).await.map(|r| r.into_inner().leader).unwrap_or(0);
     let mut ordered: Vec<String> =
         list.members.iter().filter(|m| m.id == leader).flat_map(|m| m.client_ur_ls.iter().cloned()).collect();
-    for url in endpoints {
-        if !ordered.contains(&url) {
-            ordered.push(url);
+    for url in &endpoints.urls {
+        if !ordered.contains(url) {
+            ordered.push(url.clone());
         }
     }
-    Ok(ordered)
+    Ok(EtcdTarget { urls: ordered, tls: endpoints.tls })
 }
 
 fn part_path(file: &Path) -> PathBuf {
@@ -105,9 +105,9 @@ fn part_path(file: &Path) -> PathBuf {
 }
 
 /// Streams a backup from `url` into `part`; returns its size once verified.
-async fn download(url: &str, part: &Path, timeout: Duration) -> Result<u64> {
+async fn download(sources: &EtcdTarget, url: &str, part: &Path, timeout: Duration) -> Result<u64> {
     let io = |e| CtlError::io(format!("writing {}", part.display()), e);
-    let mut client = MaintenanceClient::new(channel(url, timeout)?.clone());
+    let mut client = MaintenanceClient::new(sources.channel(url, timeout)?);
     // The stream may take long as a whole; each message must come within IDLE_TIMEOUT.
     let idle = IDLE_TIMEOUT.max(timeout);
     let stream = tokio::time::timeout(idle, client.snapshot(SnapshotRequest {}))
@@ -138,8 +138,8 @@ pub async fn run(session: &mut Session, args: SnapshotArgs, out: &mut Out) -> Re
     let sources = source_endpoints(session, timeout).await?;
     let part = part_path(&args.file);
     let mut last = CtlError::usage("no etcd endpoints");
-    for url in &sources {
-        match download(url, &part, timeout).await {
+    for url in &sources.urls {
+        match download(&sources, url, &part, timeout).await {
             Ok(size) => {
                 std::fs::rename(&part, &args.file)
                     .map_err(|e| CtlError::io(format!("renaming to {}", args.file.display()), e))?;

@@ -51,9 +51,16 @@ struct Args {
 }
 
 fn check_perf(load: &str, endpoints: &[String]) -> Result<String> {
+    // A secure Berth's https endpoints want the harness's etcd client certificate.
+    let files = tempfile::tempdir()?;
+    let tls = match endpoints.iter().any(|e| e.starts_with("https://")) {
+        true => berth_jepsen::pki::etcdctl_tls_args(files.path())?,
+        false => vec![],
+    };
     let out = Command::new(etcdctl()?)
         .env("ETCDCTL_API", "3")
         .args(["check", "perf", &format!("--load={load}"), &format!("--endpoints={}", endpoints.join(","))])
+        .args(&tls)
         .output()
         .context("running etcdctl check perf")?;
     let text = String::from_utf8_lossy(&out.stdout).replace('\r', "\n");

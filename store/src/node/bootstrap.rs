@@ -114,7 +114,7 @@ async fn find_self_among_peers(config: &StoreConfig) -> Result<(u64, u64)> {
     let mut last_error = String::from("no member answered");
     while Instant::now() < deadline {
         for url in &others {
-            let Ok(endpoint) = peer_endpoint(url) else {
+            let Ok(endpoint) = peer_endpoint(url, config.tls.as_ref().map(|t| &t.dial)) else {
                 continue;
             };
             let attempt = async {
@@ -147,7 +147,7 @@ async fn join_through(join_url: &str, config: &StoreConfig) -> Result<(u64, u64)
     let mut last_error = String::new();
     while Instant::now() < deadline {
         let attempt = async {
-            let channel = peer_endpoint(join_url)?
+            let channel = peer_endpoint(join_url, config.tls.as_ref().map(|t| &t.dial))?
                 .connect()
                 .await
                 .map_err(|e| StoreError::Peer { peer: join_url.to_string(), message: e.to_string() })?;

@@ -76,6 +76,7 @@ impl StoreNode {
         start_peer_server: impl FnOnce(&Store),
     ) -> Result<Store> {
         config.validate()?;
+        config.check_schemes(config.tls.is_some())?;
         let engine: Arc<dyn KvEngine> = Arc::new(RocksEngine::open(&config.data_dir.join("db"))?);
         let identity = bootstrap::resolve(&config, &*engine).await?;
         let metrics = Arc::new(StoreMetrics::new());
@@ -99,7 +100,7 @@ impl StoreNode {
         let log = LogStore::open(engine.clone(), shared.metrics.clone())?;
         let snapshots = SnapshotDir::open(config.data_dir.join("snapshots"))?;
         let state_machine = StateMachine::open(shared.clone(), snapshots.clone())?;
-        let peers = Arc::new(PeerClients::new(identity.member_id, faults));
+        let peers = Arc::new(PeerClients::new(identity.member_id, faults, config.tls.as_ref().map(|t| t.dial.clone())));
         let raft_config = openraft::Config {
             cluster_name: config.initial_cluster_token.clone(),
             heartbeat_interval: config.heartbeat_interval.as_millis() as u64,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use berth_proto::berthraftpb::raft_peer_client::RaftPeerClient;
 use parking_lot::{Mutex, RwLock};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::PeerNode;
 use crate::error::{Result, StoreError};
@@ -74,11 +74,13 @@ pub struct PeerClients {
     self_id: u64,
     channels: Mutex<HashMap<u64, (Vec<String>, Channel)>>,
     pub faults: Arc<NetworkFaults>,
+    /// The member's peer certificate for `https://` peers.
+    tls: Option<ClientTlsConfig>,
 }
 
 impl PeerClients {
-    pub fn new(self_id: u64, faults: Arc<NetworkFaults>) -> PeerClients {
-        PeerClients { self_id, channels: Mutex::new(HashMap::new()), faults }
+    pub fn new(self_id: u64, faults: Arc<NetworkFaults>, tls: Option<ClientTlsConfig>) -> PeerClients {
+        PeerClients { self_id, channels: Mutex::new(HashMap::new()), faults, tls }
     }
 
     pub fn self_id(&self) -> u64 {
@@ -97,7 +99,7 @@ impl PeerClients {
             peer: format!("{target:x}"),
             message: "member has no peer URL".into(),
         })?;
-        let ch = peer_endpoint(url)?.connect_lazy();
+        let ch = peer_endpoint(url, self.tls.as_ref())?.connect_lazy();
         channels.insert(target, (node.peer_urls.clone(), ch.clone()));
         Ok(ch)
     }
@@ -108,7 +110,7 @@ impl PeerClients {
             return Err(StoreError::Peer { peer: format!("{target:x}"), message: "link cut (fault injection)".into() });
         }
         let channel = match self.faults.silent_endpoint(self.self_id, target) {
-            Some(tarpit) => peer_endpoint(&tarpit)?.connect_lazy(),
+            Some(tarpit) => peer_endpoint(&tarpit, None)?.connect_lazy(),
             None => self.channel(target, node)?,
         };
         Ok(RaftPeerClient::new(channel)
@@ -117,10 +119,16 @@ impl PeerClients {
     }
 }
 
-/// A tonic endpoint for a peer or client URL, with Berth's connection settings.
-pub fn peer_endpoint(url: &str) -> Result<Endpoint> {
-    Ok(Endpoint::from_shared(url.to_string())
-        .map_err(|e| StoreError::Config(format!("bad URL {url}: {e}")))?
+/// A tonic endpoint for a peer or client URL, with Berth's connection settings; an
+/// `https://` URL is dialed with `tls` (the member's peer certificate).
+pub fn peer_endpoint(url: &str, tls: Option<&ClientTlsConfig>) -> Result<Endpoint> {
+    let mut endpoint =
+        Endpoint::from_shared(url.to_string()).map_err(|e| StoreError::Config(format!("bad URL {url}: {e}")))?;
+    if url.starts_with("https://") {
+        let tls = tls.ok_or_else(|| StoreError::Config(format!("{url} is https but this member has no TLS")))?;
+        endpoint = endpoint.tls_config(tls.clone()).map_err(|e| StoreError::Config(format!("TLS for {url}: {e}")))?;
+    }
+    Ok(endpoint
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true)
         // Log batches and snapshot chunks are large: open wide HTTP/2 windows so a transfer

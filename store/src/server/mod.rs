@@ -8,6 +8,7 @@
 //! `StoreNode::start`).
 
 pub mod peer;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -134,7 +135,8 @@ pub async fn serve_client(node: Store, listener: TcpListener, shutdown: Cancella
 
 /// [`serve_client`] closing connections that send nothing for `idle` (slowloris: see
 /// `idle`). The server pings HTTP/2 clients every third of that, so a healthy client,
-/// even one with only a quiet watch open, always answers in time.
+/// even one with only a quiet watch open, always answers in time. With the member's TLS,
+/// the port requires a client certificate from the etcd CA (etcd's `--client-cert-auth`).
 pub async fn serve_client_with(
     node: Store,
     listener: TcpListener,
@@ -142,16 +144,40 @@ pub async fn serve_client_with(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let addr = listener.local_addr().ok();
-    tracing::info!(?addr, "serving etcd clients");
-    let connections = incoming(listener).map(move |conn| conn.map(|c| IdleTimeout::new(c, idle)));
+    let tls = node.config.tls.as_ref().map(|t| t.client_port.clone());
+    tracing::info!(?addr, tls = tls.is_some(), "serving etcd clients");
+    let routes = client_routes(node);
+    let served = match tls {
+        Some(config) => {
+            let connections = tls::incoming(listener, config, shutdown.clone())
+                .map(move |conn| conn.map(|c| IdleTimeout::new(c, idle)));
+            serve_routes(routes, connections, idle, shutdown).await
+        }
+        None => {
+            let connections = incoming(listener).map(move |conn| conn.map(|c| IdleTimeout::new(c, idle)));
+            serve_routes(routes, connections, idle, shutdown).await
+        }
+    };
+    served.map_err(|e| StoreError::io(format!("client server on {addr:?}"), e))
+}
+
+/// Serves the client routes on `connections` (plain or TLS) until `shutdown`.
+async fn serve_routes<IO>(
+    routes: Routes,
+    connections: impl futures::Stream<Item = std::io::Result<IO>>,
+    idle: Duration,
+    shutdown: CancellationToken,
+) -> std::result::Result<(), tonic::transport::Error>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + tonic::transport::server::Connected + Unpin + Send + 'static,
+{
     tonic::transport::Server::builder()
         .accept_http1(true)
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(idle / 3))
         .http2_keepalive_timeout(Some(idle / 3))
         .layer(tower::util::MapResponseLayer::new(etcd_size_status))
-        .add_routes(client_routes(node))
+        .add_routes(routes)
         .serve_with_incoming_shutdown(connections, shutdown.cancelled_owned())
         .await
-        .map_err(|e| StoreError::io(format!("client server on {addr:?}"), e))
 }

@@ -41,18 +41,28 @@ impl StoreNode {
 
 /// Serves the peer port in the background until `shutdown`.
 pub fn spawn_peer_server(node: Store, listener: TcpListener, shutdown: CancellationToken) {
+    let node_tls = node.config.tls.clone();
     let service = RaftPeerServer::new(PeerService { node })
         .max_decoding_message_size(MAX_PEER_MESSAGE)
         .max_encoding_message_size(MAX_PEER_MESSAGE);
+    let tls = node_tls.map(|t| t.peer_port);
     tokio::spawn(async move {
         let addr = listener.local_addr().ok();
-        let served = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .initial_stream_window_size(4 << 20)
-            .initial_connection_window_size(16 << 20)
-            .add_service(service)
-            .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
-            .await;
+        let server = || {
+            tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .initial_stream_window_size(4 << 20)
+                .initial_connection_window_size(16 << 20)
+                .add_service(service)
+        };
+        // With TLS only members, holding a peer certificate from the etcd CA, get in.
+        let served = match tls {
+            Some(config) => {
+                let connections = super::tls::incoming(listener, config, shutdown.clone());
+                server().serve_with_incoming_shutdown(connections, shutdown.cancelled_owned()).await
+            }
+            None => server().serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned()).await,
+        };
         if let Err(e) = served {
             tracing::error!(?addr, error = %e, "peer server failed");
         }

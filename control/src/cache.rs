@@ -18,12 +18,12 @@ use berth_proto::etcdserverpb::WatchCreateRequest;
 use berth_proto::keys::prefix_end;
 use berth_proto::mvccpb::event::EventType as StoreEventType;
 use berth_proto::selectors::{FieldSelector, LabelSelector};
-use berth_store::Store;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::{object, storage};
+use crate::registry::object;
+use crate::registry::storage::{self, Storage};
 use crate::resource::ApiError;
 use crate::resource::{ResourceInfo, RESOURCES};
 
@@ -269,10 +269,18 @@ impl Cacher {
     }
 
     /// Applies one store event and fans it out.
-    fn apply(&self, state: &mut State, key: String, kind: StoreEventType, value: &[u8], revision: i64) {
+    fn apply(
+        &self,
+        state: &mut State,
+        storage: &Storage,
+        key: String,
+        kind: StoreEventType,
+        value: &[u8],
+        revision: i64,
+    ) {
         let event = match kind {
             StoreEventType::Put => {
-                let obj = match storage::decode(key.as_bytes(), value, revision) {
+                let obj = match storage.decode(key.as_bytes(), value, revision) {
                     Ok(s) => Arc::new(s.object),
                     Err(e) => {
                         tracing::warn!(key, error = %e, "skipping an undecodable object");
@@ -334,10 +342,10 @@ impl Cacher {
     }
 
     /// Lists and watches the store until `shutdown`; re-lists after any watch failure.
-    async fn run(self: Arc<Self>, store: Store, shutdown: CancellationToken) {
+    async fn run(self: Arc<Self>, storage: Storage, shutdown: CancellationToken) {
         let prefix = storage::prefix(self.info, None);
         while !shutdown.is_cancelled() {
-            if let Err(e) = self.sync_once(&store, &prefix, &shutdown).await {
+            if let Err(e) = self.sync_once(&storage, &prefix, &shutdown).await {
                 tracing::debug!(resource = self.info.plural, error = %e, "watch cache re-lists");
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
@@ -347,8 +355,8 @@ impl Cacher {
         }
     }
 
-    async fn sync_once(&self, store: &Store, prefix: &str, shutdown: &CancellationToken) -> Result<(), String> {
-        let page = storage::scan(store, prefix, prefix, 0, 0).await.map_err(|e| e.to_string())?;
+    async fn sync_once(&self, storage: &Storage, prefix: &str, shutdown: &CancellationToken) -> Result<(), String> {
+        let page = storage.scan(prefix, prefix, 0, 0).await.map_err(|e| e.to_string())?;
         {
             let mut state = self.state.lock().expect("cache lock");
             state.objects = page.items.into_iter().map(|s| (s.key, Arc::new(s.object))).collect();
@@ -361,7 +369,7 @@ impl Cacher {
             state.ready = true;
             self.revision.send_replace(page.revision);
         }
-        let (mut stream, mut rx) = store.watch();
+        let (mut stream, mut rx) = storage.store().watch();
         stream
             .create(WatchCreateRequest {
                 key: prefix.as_bytes().to_vec(),
@@ -390,7 +398,7 @@ impl Cacher {
                         let Some(kv) = e.kv else { continue };
                         let kind = StoreEventType::try_from(e.r#type).unwrap_or(StoreEventType::Put);
                         top = top.max(kv.mod_revision);
-                        self.apply(&mut state, String::from_utf8_lossy(&kv.key).into_owned(), kind, &kv.value, kv.mod_revision);
+                        self.apply(&mut state, storage, String::from_utf8_lossy(&kv.key).into_owned(), kind, &kv.value, kv.mod_revision);
                     }
                     let revision = if top > 0 { top } else { resp.header.map_or(0, |h| h.revision) };
                     self.advance(&mut state, revision);
@@ -407,11 +415,11 @@ pub struct WatchCache {
 
 impl WatchCache {
     /// Starts one cacher per stored resource.
-    pub fn start(store: &Store, shutdown: &CancellationToken) -> Arc<WatchCache> {
+    pub fn start(storage: &Storage, shutdown: &CancellationToken) -> Arc<WatchCache> {
         let mut cachers = HashMap::new();
         for info in RESOURCES.iter().filter(|r| !r.is_legacy_alias()) {
             let c = Cacher::new(info);
-            tokio::spawn(c.clone().run(store.clone(), shutdown.clone()));
+            tokio::spawn(c.clone().run(storage.clone(), shutdown.clone()));
             cachers.insert(info.plural, c);
         }
         Arc::new(WatchCache { cachers })

@@ -45,6 +45,11 @@ pub struct ServerArgs {
     /// `kubernetes` Service IP are always in it.
     #[arg(long, value_delimiter = ',')]
     pub tls_san: Vec<String>,
+    /// kube-apiserver's EncryptionConfiguration file: what is encrypted at rest and with
+    /// which keys; reloaded when it changes [default: DATA_DIR/pki/encryption-config.yaml,
+    /// made with an AES-GCM key for Secrets by the first server of a new cluster].
+    #[arg(long, value_name = "FILE")]
+    pub encryption_provider_config: Option<PathBuf>,
     /// URL to listen on for peer (Raft) traffic.
     #[arg(long, default_value = "https://127.0.0.1:2380")]
     pub listen_peer_urls: String,
@@ -242,6 +247,7 @@ impl ServerArgs {
             restore_snapshot: self.restore_snapshot.clone(),
             insecure: self.insecure,
             tls_sans: self.tls_san.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+            encryption_config: self.encryption_provider_config.clone(),
         })
     }
 }

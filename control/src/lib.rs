@@ -12,6 +12,7 @@ pub mod api;
 pub mod cache;
 pub mod cli;
 pub mod cron;
+pub mod encryption;
 pub mod identity;
 pub mod periodic;
 pub mod pki;
@@ -28,6 +29,7 @@ pub mod usage;
 use std::sync::Arc;
 
 use berth_store::{ClusterState, NetworkFaults, Store, StoreConfig, StoreNode};
+use registry::storage::Storage;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -62,6 +64,9 @@ pub struct ServerConfig {
     pub insecure: bool,
     /// `--tls-san`: more names for the serving certificate.
     pub tls_sans: Vec<String>,
+    /// `--encryption-provider-config`: what is encrypted at rest, and how (default: the
+    /// data dir's [`encryption::DEFAULT_CONFIG`]).
+    pub encryption_config: Option<std::path::PathBuf>,
 }
 
 /// Transport, connection timeouts and body limits of the API port.
@@ -93,7 +98,7 @@ impl ControlPlane {
     /// Serves the API on `listener` over `http`'s transport and limits, and supervises
     /// the leader tasks, until `shutdown`.
     pub fn start_configured(
-        store: Store,
+        storage: Storage,
         listener: TcpListener,
         server_name: &str,
         settings: tasks::Settings,
@@ -101,8 +106,9 @@ impl ControlPlane {
         shutdown: CancellationToken,
     ) -> ControlPlane {
         let api_addr = listener.local_addr().expect("a bound listener has an address");
-        let cache = cache::WatchCache::start(&store, &shutdown);
-        let mut state = api::ApiState::new(store.clone(), cache.clone(), shutdown.clone());
+        let store = storage.store().clone();
+        let cache = cache::WatchCache::start(&storage, &shutdown);
+        let mut state = api::ApiState::new(storage, cache.clone(), shutdown.clone());
         state.body_limits = http.body;
         state.usage = Arc::new(usage::UsageCache::new(settings.metric_resolution));
         // Every server scrapes, so every server answers metrics.k8s.io (see `usage`).
@@ -178,6 +184,13 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
             .map_err(|e| ServerError::Bind { url: advertised_api_url.clone(), message: e.to_string() })?,
     );
     let mut store_config = config.store.clone();
+    // The first server of a new single-member cluster makes the cluster's secrets (CAs,
+    // encryption key); the members of a larger one must share them, so they are put in
+    // place beforehand (`berthctl certs ca`), and a joining server copies them.
+    let may_create_secrets = config.store.join.is_none()
+        && config.store.initial_cluster_state == ClusterState::New
+        && config.store.initial_cluster.len() == 1;
+    let (transformer, encryption_path) = encryption_transformer(&config, may_create_secrets)?;
     let (transport, credentials, api_pki, etcd_pki) = if config.insecure {
         tracing::warn!(
             "--insecure: the Kubernetes API and the etcd ports are plain HTTP and every caller is an administrator"
@@ -187,8 +200,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     } else {
         let mut urls = config.listen_api_urls.clone();
         urls.push(api_url.clone());
-        // A member of a new cluster creates the CAs; one joining an existing cluster gets them.
-        let may_create_ca = config.store.join.is_none() && config.store.initial_cluster_state == ClusterState::New;
+        let may_create_ca = may_create_secrets;
         let data_dir = &config.store.data_dir;
         let api_pki = pki::ApiPki::load_or_create(data_dir, may_create_ca, pki::serving_sans(&urls, &config.tls_sans))?;
         let store_urls: Vec<String> = [
@@ -217,7 +229,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     store_config.validate().map_err(|e| ServerError::Config(e.to_string()))?;
     let store = StoreNode::start(store_config, peer_listener, Arc::new(NetworkFaults::default())).await?;
     let control = ControlPlane::start_configured(
-        store.clone(),
+        Storage::new(store.clone(), transformer.clone()),
         api_listener,
         &config.store.name,
         config.tasks.clone(),
@@ -234,6 +246,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     if let Some(api_pki) = api_pki {
         servers.push(tokio::spawn(api_pki.keep_renewed(shutdown.clone())));
     }
+    servers.push(tokio::spawn(transformer.watch_file(encryption_path, shutdown.clone())));
     if let Some(etcd_pki) = etcd_pki {
         servers.push(tokio::spawn(etcd_pki.keep_renewed(shutdown.clone())));
     }
@@ -319,6 +332,37 @@ async fn restore(backup: &std::path::Path, data_dir: &std::path::Path) -> Result
         "restored the store from a backup"
     );
     Ok(())
+}
+
+/// The encryption-at-rest configuration and its file: `--encryption-provider-config`, else
+/// the data dir's, written with a new key when `may_create` and there is none.
+fn encryption_transformer(
+    config: &ServerConfig,
+    may_create: bool,
+) -> Result<(Arc<encryption::Transformer>, std::path::PathBuf), ServerError> {
+    let path = match &config.encryption_config {
+        Some(path) => path.clone(),
+        None => config.store.data_dir.join(encryption::DEFAULT_CONFIG),
+    };
+    if config.encryption_config.is_none() && !path.exists() {
+        if !may_create {
+            return Err(ServerError::Config(format!(
+                "no encryption configuration at {}: the members of a cluster share one (copy it from a running \
+                 server, or give --encryption-provider-config; `berthctl certs ca` prepares new members)",
+                path.display()
+            )));
+        }
+        let text = encryption::generated_config().map_err(ServerError::Config)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| ServerError::Config(format!("{}: {e}", dir.display())))?;
+        }
+        berth_proto::pki::write_private_key(&path, &text)
+            .map_err(|e| ServerError::Config(format!("writing the encryption configuration: {e}")))?;
+        tracing::info!(path = %path.display(), "created the encryption configuration (Secrets: aesgcm key1)");
+    }
+    let transformer = encryption::Transformer::load(&path)
+        .map_err(|e| ServerError::Config(format!("--encryption-provider-config: {e}")))?;
+    Ok((transformer, path))
 }
 
 /// Writes the admin kubeconfig into the data dir when it is not there yet (first start),

@@ -118,8 +118,9 @@ fn load_or_create_ca(data_dir: &Path, role: CaRole, may_create_ca: bool) -> Resu
             Ok(ca)
         }
         None => Err(ServerError::Config(format!(
-            "no {} in {}: a server joining an existing cluster needs the cluster's {} and {} there \
-             (copy them from a running server)",
+            "no {} in {}: the members of a cluster share it, so a server joining one, or starting one of \
+             several members, needs the cluster's {} and {} there (`berthctl certs ca DATA_DIR...` before the \
+             first start, or copy them from a running server)",
             role.describe(),
             dir.display(),
             pki::CA_CERT,

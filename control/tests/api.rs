@@ -448,7 +448,10 @@ async fn watches_resume_replay_bookmark_and_are_gone_before_the_cache_window() {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let pki_dir = tempfile::tempdir().unwrap();
     let _second = berth_control::ControlPlane::start_configured(
-        cluster.servers[0].store.clone(),
+        berth_control::registry::storage::Storage::new(
+            cluster.servers[0].store.clone(),
+            berth_control::testing::process_encryption(),
+        ),
         listener,
         "second",
         Default::default(),

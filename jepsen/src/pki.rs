@@ -18,6 +18,8 @@ struct HarnessPki {
     admin: Credentials,
     etcd_ca: Ca,
     etcd_client: Credentials,
+    /// The encryption-at-rest configuration every server of the harness shares.
+    encryption: String,
 }
 
 fn harness() -> &'static HarnessPki {
@@ -29,7 +31,8 @@ fn harness() -> &'static HarnessPki {
         let etcd_ca = Ca::generate("berth-jepsen-etcd-ca").expect("generating a CA cannot fail");
         let client = etcd_ca.issue_client("berth-jepsen", &[]).expect("issuing a certificate");
         let etcd_client = Credentials { ca_pem: etcd_ca.issued.cert_pem.clone(), client };
-        HarnessPki { ca, admin, etcd_ca, etcd_client }
+        let encryption = pki::new_encryption_config().expect("a key");
+        HarnessPki { ca, admin, etcd_ca, etcd_client, encryption }
     })
 }
 
@@ -37,12 +40,17 @@ fn pki_error(e: pki::PkiError) -> HarnessError {
     HarnessError::Config(format!("cluster CA: {e}"))
 }
 
-/// Puts the harness CAs into a server's data dir (unless it has them).
+/// Puts the harness CAs and encryption configuration into a server's data dir (unless it
+/// has them).
 pub fn seed_server(data_dir: &Path) -> Result<(), HarnessError> {
     for (role, ca) in [(CaRole::Cluster, &harness().ca), (CaRole::Etcd, &harness().etcd_ca)] {
         if pki::read_ca(data_dir, role).map_err(pki_error)?.is_none() {
             pki::write_ca(data_dir, role, ca).map_err(pki_error)?;
         }
+    }
+    let encryption = data_dir.join(pki::ENCRYPTION_CONFIG);
+    if !encryption.exists() {
+        pki::write_private_key(&encryption, &harness().encryption).map_err(pki_error)?;
     }
     Ok(())
 }

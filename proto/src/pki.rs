@@ -249,6 +249,34 @@ pub fn write_ca(data_dir: &Path, role: CaRole, ca: &Ca) -> Result<(), PkiError> 
     write_private_key(&dir.join(CA_KEY), &ca.issued.key_pem)
 }
 
+/// Where a data dir keeps its encryption-at-rest configuration (kube-apiserver's
+/// `EncryptionConfiguration`), shared by the members of a cluster like the CAs.
+pub const ENCRYPTION_CONFIG: &str = "pki/encryption-config.yaml";
+
+/// An `EncryptionConfiguration` encrypting Secrets with AES-GCM `keys` (the first
+/// encrypts, all decrypt), then reading the plain ones written before.
+pub fn encryption_config(keys: &[(&str, &[u8])]) -> String {
+    use base64::Engine;
+    let mut text = String::from(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - aesgcm:\n      keys:\n",
+    );
+    for (name, key) in keys {
+        let secret = base64::engine::general_purpose::STANDARD.encode(key);
+        text.push_str(&format!("      - name: {name}\n        secret: {secret}\n"));
+    }
+    text.push_str("  - identity: {}\n");
+    text
+}
+
+/// [`encryption_config`] with a new random 32-byte key `key1`, as the first server of a
+/// new cluster (or `berthctl certs ca`) writes it.
+pub fn new_encryption_config() -> Result<String, String> {
+    use ring::rand::SecureRandom;
+    let mut key = [0u8; 32];
+    ring::rand::SystemRandom::new().fill(&mut key).map_err(|_| "no randomness for a key".to_string())?;
+    Ok(encryption_config(&[("key1", &key)]))
+}
+
 /// Writes a private key readable by its owner only (0600), replacing any old file.
 pub fn write_private_key(path: &Path, key_pem: &str) -> Result<(), PkiError> {
     use std::io::Write;

@@ -142,7 +142,7 @@ pub async fn list_from_store(
         let want = if limit > 0 { (limit - items.len() as i64).max(1) } else { 0 };
         // Filtered pages read ahead in bigger chunks: fewer round trips for sparse matches.
         let chunk = if limit > 0 && !unfiltered { want.max(500) } else { want };
-        let page = storage::scan(&state.store, &prefix, &start, chunk, revision).await.map_err(|e| match e {
+        let page = state.registry.storage().scan(&prefix, &start, chunk, revision).await.map_err(|e| match e {
             ApiError::Gone(_) if start_after.is_some() => ApiError::Expired(
                 "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
             ),
@@ -176,7 +176,7 @@ pub async fn list_from_store(
 
 async fn more_after(state: &ApiState, prefix: &str, next: Option<&str>, revision: i64) -> Result<bool, ApiError> {
     let Some(next) = next else { return Ok(false) };
-    let page = storage::scan(&state.store, prefix, &format!("{prefix}{next}"), 1, revision).await?;
+    let page = state.registry.storage().scan(prefix, &format!("{prefix}{next}"), 1, revision).await?;
     Ok(!page.items.is_empty())
 }
 

@@ -52,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::cache::WatchCache;
+use crate::registry::storage::Storage;
 use crate::registry::Registry;
 use crate::resource::error::Subject;
 use crate::resource::ApiError;
@@ -111,12 +112,12 @@ pub async fn read_body(limits: BodyLimits, headers: &HeaderMap, body: Body) -> R
 }
 
 impl ApiState {
-    pub fn new(store: Store, cache: Arc<WatchCache>, shutdown: CancellationToken) -> ApiState {
+    pub fn new(storage: Storage, cache: Arc<WatchCache>, shutdown: CancellationToken) -> ApiState {
         ApiState {
-            registry: Registry::new(store.clone()),
+            store: storage.store().clone(),
+            registry: Registry::new(storage),
             cache,
             metrics: Arc::new(ApiMetrics::new()),
-            store,
             usage: Arc::new(crate::usage::UsageCache::new(crate::usage::DEFAULT_METRIC_RESOLUTION)),
             shutdown,
             body_limits: BodyLimits::default(),

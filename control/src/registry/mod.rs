@@ -152,7 +152,7 @@ pub enum Deleted {
 /// The API server's storage front end. Cheap to clone.
 #[derive(Clone)]
 pub struct Registry {
-    store: Store,
+    storage: storage::Storage,
 }
 
 fn subject(info: &ResourceInfo, name: &str) -> Subject {
@@ -254,12 +254,16 @@ fn check_identity(
 }
 
 impl Registry {
-    pub fn new(store: Store) -> Registry {
-        Registry { store }
+    pub fn new(storage: storage::Storage) -> Registry {
+        Registry { storage }
     }
 
     pub fn store(&self) -> &Store {
-        &self.store
+        self.storage.store()
+    }
+
+    pub fn storage(&self) -> &storage::Storage {
+        &self.storage
     }
 
     /// GET one object. `consistent`: linearizable (no `resourceVersion` given).
@@ -272,7 +276,7 @@ impl Registry {
         consistent: bool,
     ) -> Result<Value, ApiError> {
         let key = storage::object_key(info, namespace, name);
-        match storage::get(&self.store, &key, consistent).await? {
+        match self.storage.get(&key, consistent).await? {
             Some(s) => Ok(s.object),
             None => Err(not_found(info, name)),
         }
@@ -280,7 +284,7 @@ impl Registry {
 
     async fn get_stored(&self, info: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<Stored, ApiError> {
         let key = storage::object_key(info, namespace, name);
-        storage::get(&self.store, &key, true).await?.ok_or_else(|| not_found(info, name))
+        self.storage.get(&key, true).await?.ok_or_else(|| not_found(info, name))
     }
 
     /// Checks `apiVersion`/`kind` of a body (filling them when absent) and that it is an object.
@@ -395,9 +399,9 @@ impl Registry {
         // confirmed by a linearizable read before it is answered 404, as kube-apiserver's
         // NamespaceLifecycle admission falls back to a live lookup: a namespace created
         // through another server a moment ago may not have reached this member yet.
-        let found = match storage::get(&self.store, &key, false).await? {
+        let found = match self.storage.get(&key, false).await? {
             Some(ns) => Some(ns),
-            None => storage::get(&self.store, &key, true).await?,
+            None => self.storage.get(&key, true).await?,
         };
         match found {
             None => Err(not_found(ns_info, namespace)),
@@ -511,18 +515,18 @@ impl Registry {
                 writes.push(Write::Put(a.clone(), key.clone().into_bytes()));
             }
             writes.extend(quota_writes);
-            if let Some(rev) = storage::guarded(&self.store, &guards, writes).await? {
+            if let Some(rev) = self.storage.guarded(&guards, writes).await? {
                 object::set_resource_version(&mut candidate, rev);
                 return Ok(Written { object: candidate, warnings, changed: true });
             }
             // Why did the guard fail?
-            if storage::get(&self.store, &key, true).await?.is_some() {
+            if self.storage.get(&key, true).await?.is_some() {
                 return Err(ApiError::AlreadyExists(subject(info, &name)));
             }
             if let Some(ns) = &namespace {
                 self.check_namespace(info, ns, &name).await?;
             }
-            if let Some((field, value)) = allocations.user_chosen_taken(&self.store).await? {
+            if let Some((field, value)) = allocations.user_chosen_taken(self.storage.store()).await? {
                 // kube-apiserver's words: a NodePort is a port, a ClusterIP an IP.
                 let what = if field.contains("nodePort") {
                     "provided port is already allocated"
@@ -558,9 +562,9 @@ impl Registry {
         let quota_info = resource::find("", "v1", "resourcequotas").expect("resourcequotas are served");
         let prefix = storage::prefix(quota_info, Some(namespace));
         let page = if consistent {
-            storage::scan(&self.store, &prefix, &prefix, 0, 0).await?
+            self.storage.scan(&prefix, &prefix, 0, 0).await?
         } else {
-            storage::scan_few_serializable(&self.store, &prefix).await?
+            self.storage.scan_few_serializable(&prefix).await?
         };
         let now = chrono::Utc::now();
         let mut updates = Vec::new();
@@ -633,7 +637,7 @@ impl Registry {
         consistent: bool,
     ) -> Result<Option<Written>, ApiError> {
         let key = storage::object_key(info, namespace, name);
-        let current = storage::get(&self.store, &key, consistent).await?.ok_or_else(|| not_found(info, name))?;
+        let current = self.storage.get(&key, consistent).await?.ok_or_else(|| not_found(info, name))?;
         let mut desired = change(&current.object)?;
         Self::check_type(info, &mut desired)?;
         let pinned = object::resource_version(&desired).map(String::from);
@@ -732,7 +736,7 @@ impl Registry {
         if deletion_complete(info, &new) {
             let mut writes = vec![Write::Delete(key.clone())];
             writes.extend(services::allocation_keys(info, old).into_iter().map(Write::Delete));
-            return match storage::guarded(&self.store, &guards, writes).await? {
+            return match self.storage.guarded(&guards, writes).await? {
                 Some(rev) => {
                     object::set_resource_version(&mut new, rev);
                     Ok(Some(Written { object: new, warnings, changed: true }))
@@ -746,7 +750,7 @@ impl Registry {
             writes.push(Write::Put(a.clone(), key.clone().into_bytes()));
         }
         writes.extend(allocations.released.iter().cloned().map(Write::Delete));
-        match storage::guarded(&self.store, &guards, writes).await? {
+        match self.storage.guarded(&guards, writes).await? {
             Some(rev) => {
                 object::set_resource_version(&mut new, rev);
                 Ok(Some(Written { object: new, warnings, changed: true }))
@@ -798,7 +802,7 @@ impl Registry {
                     return Ok(Deleted::Pending(if opts.dry_run { marked } else { obj.clone() }));
                 }
                 let writes = vec![Write::Put(current.key.clone(), storage::encode(&marked))];
-                if let Some(rev) = storage::guarded(&self.store, &guards, writes).await? {
+                if let Some(rev) = self.storage.guarded(&guards, writes).await? {
                     let mut marked = marked;
                     object::set_resource_version(&mut marked, rev);
                     return Ok(Deleted::Pending(marked));
@@ -810,7 +814,7 @@ impl Registry {
             }
             let mut writes = vec![Write::Delete(current.key.clone())];
             writes.extend(services::allocation_keys(info, obj).into_iter().map(Write::Delete));
-            if let Some(rev) = storage::guarded(&self.store, &guards, writes).await? {
+            if let Some(rev) = self.storage.guarded(&guards, writes).await? {
                 let mut gone = obj.clone();
                 object::set_resource_version(&mut gone, rev);
                 return Ok(Deleted::Now(gone));

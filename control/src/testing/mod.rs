@@ -44,6 +44,17 @@ fn process_etcd_ca() -> &'static Ca {
     CA.get_or_init(|| Ca::generate("berth-test-etcd-ca").expect("generating a CA"))
 }
 
+/// The test process's encryption at rest (Secrets under one AES-GCM key), shared by every
+/// in-process server so that all members of a test cluster read each other's writes.
+pub fn process_encryption() -> Arc<crate::encryption::Transformer> {
+    static T: OnceLock<Arc<crate::encryption::Transformer>> = OnceLock::new();
+    T.get_or_init(|| {
+        let config = crate::encryption::generated_config().expect("a key");
+        crate::encryption::Transformer::parse(&config).expect("a valid configuration")
+    })
+    .clone()
+}
+
 /// Puts the test CAs into `dir/pki` (for `berthctl up --data-dir dir`, which then uses
 /// them, so [`admin`] and [`kubeconfig_file`] reach that cluster too).
 pub fn seed_ca(dir: &Path) {
@@ -185,7 +196,8 @@ impl Server {
     fn serve(name: &str, store: Store, api: TcpListener, settings: tasks::Settings, http: HttpSettings) -> Server {
         let api_url = format!("https://{}", api.local_addr().unwrap());
         let shutdown = CancellationToken::new();
-        let control = ControlPlane::start_configured(store.clone(), api, name, settings, http, shutdown.clone());
+        let storage = crate::registry::storage::Storage::new(store.clone(), process_encryption());
+        let control = ControlPlane::start_configured(storage, api, name, settings, http, shutdown.clone());
         Server { name: name.to_string(), store, control: Some(control), shutdown, api_url, _dir: None }
     }
 

@@ -1,5 +1,5 @@
-//! `berthctl certs ca DATA_DIR...`: one cluster CA and one etcd CA for the members of a
-//! statically bootstrapped cluster (kubeadm's `init phase certs ca` and `etcd-ca`, then
+//! `berthctl certs ca DATA_DIR...`: one cluster CA, one etcd CA and one encryption-at-rest
+//! configuration for the members of a statically bootstrapped cluster (kubeadm's `init phase certs ca` and `etcd-ca`, then
 //! "copy the certificates to each control-plane node"). Every server started with
 //! `--initial-cluster-state new` would otherwise create CAs of its own; with them already
 //! in each `DATA_DIR/pki` they all use the same ones, so a client trusting one server
@@ -21,8 +21,8 @@ pub struct CertsArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum CertsCommand {
-    /// Create one cluster CA and one etcd CA and write them into DATA_DIR/pki (and
-    /// DATA_DIR/pki/etcd) of every server named.
+    /// Create one cluster CA, one etcd CA and one encryption configuration and write them
+    /// into DATA_DIR/pki (and DATA_DIR/pki/etcd) of every server named.
     Ca(CaArgs),
 }
 
@@ -69,6 +69,44 @@ pub fn share_ca(dirs: &[&Path], role: CaRole) -> Result<Ca> {
     Ok(ca)
 }
 
+/// The encryption configuration already in one of `dirs` (all that have one must agree),
+/// or a new one (Secrets under a fresh AES-GCM key); written into every dir lacking it, so
+/// that every member reads what any member encrypted.
+pub fn share_encryption_config(dirs: &[&Path]) -> Result<()> {
+    let read = |dir: &Path| std::fs::read_to_string(dir.join(pki::ENCRYPTION_CONFIG)).ok();
+    let mut found: Option<(String, &Path)> = None;
+    for dir in dirs {
+        if let Some(text) = read(dir) {
+            match &found {
+                Some((first, at)) if *first != text => {
+                    return Err(CtlError::usage(format!(
+                        "{} and {} hold different encryption configurations: a cluster has one",
+                        at.display(),
+                        dir.display()
+                    )))
+                }
+                Some(_) => {}
+                None => found = Some((text, dir)),
+            }
+        }
+    }
+    let text = match found {
+        Some((text, _)) => text,
+        None => pki::new_encryption_config().map_err(CtlError::usage)?,
+    };
+    for dir in dirs {
+        if read(dir).is_none() {
+            let path = dir.join(pki::ENCRYPTION_CONFIG);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| CtlError::io(format!("creating {}", parent.display()), e))?;
+            }
+            pki::write_private_key(&path, &text).map_err(pki_error)?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs `certs`.
 pub fn run(args: CertsArgs, out: &mut Out) -> Result<()> {
     let CertsCommand::Ca(args) = args.command;
@@ -80,6 +118,9 @@ pub fn run(args: CertsArgs, out: &mut Out) -> Result<()> {
         let list: Vec<String> = dirs.iter().map(|d| role.dir(d).join(pki::CA_CERT).display().to_string()).collect();
         lines.push_str(&format!("{} ({hash}) in:\n  {}\n", role.describe(), list.join("\n  ")));
     }
+    share_encryption_config(&dirs)?;
+    let list: Vec<String> = dirs.iter().map(|d| d.join(pki::ENCRYPTION_CONFIG).display().to_string()).collect();
+    lines.push_str(&format!("encryption configuration in:\n  {}\n", list.join("\n  ")));
     emit(out, &lines)
 }
 
@@ -105,5 +146,14 @@ mod tests {
         pki::write_ca(&other, CaRole::Cluster, &Ca::generate("x").unwrap()).unwrap();
         let err = share_ca(&[&a, &other], CaRole::Cluster).unwrap_err().to_string();
         assert!(err.contains("different CAs (cluster CA)"), "{err}");
+        // The encryption configuration likewise.
+        share_encryption_config(&[&a, &b]).unwrap();
+        let config = std::fs::read_to_string(a.join(pki::ENCRYPTION_CONFIG)).unwrap();
+        assert!(config.contains("aesgcm"), "{config}");
+        assert_eq!(std::fs::read_to_string(b.join(pki::ENCRYPTION_CONFIG)).unwrap(), config);
+        std::fs::create_dir_all(other.join("pki")).unwrap();
+        std::fs::write(other.join(pki::ENCRYPTION_CONFIG), pki::new_encryption_config().unwrap()).unwrap();
+        let err = share_encryption_config(&[&a, &other]).unwrap_err().to_string();
+        assert!(err.contains("different encryption configurations"), "{err}");
     }
 }

@@ -938,6 +938,14 @@ pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Resu
     let result = async {
         let ca = cluster_ca(&dir, &cluster, new_cluster, CaRole::Cluster)?;
         let etcd_ca = cluster_ca(&dir, &cluster, new_cluster, CaRole::Etcd)?;
+        if new_cluster {
+            // As with the CAs, an operator's own configuration in `<dir>/pki` is used (the
+            // one a backup's Secrets were encrypted with, for `--restore-snapshot`).
+            let server_dirs: Vec<PathBuf> = cluster.servers.iter().map(|s| dir.join(&s.name)).collect();
+            let mut dirs: Vec<&Path> = vec![&dir];
+            dirs.extend(server_dirs.iter().map(PathBuf::as_path));
+            super::certs::share_encryption_config(&dirs)?;
+        }
         let admin = credentials(&ca, "kubernetes-admin", &["system:masters"])?;
         let etcd_admin = credentials(&etcd_ca, "berth-etcd-admin", &[])?;
         let layout = cluster.clone();

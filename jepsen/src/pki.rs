@@ -70,6 +70,30 @@ pub fn etcd_endpoint(url: &str) -> Result<Endpoint, String> {
     endpoint.tls_config(etcd_client().grpc_tls()).map_err(|e| format!("TLS for {url}: {e}"))
 }
 
+/// etcd's own TLS flags for a reference member on loopback, as Berth serves its ports:
+/// a member certificate from the harness's etcd CA on both ports, client certificates
+/// required on both. The files go under `dir`.
+pub fn etcd_tls_args(dir: &Path) -> Result<Vec<String>, HarnessError> {
+    std::fs::create_dir_all(dir)?;
+    let sans = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+    let member = harness().etcd_ca.issue_peer("etcd-member", &sans).map_err(pki_error)?;
+    let (ca, cert, key) = (dir.join("ca.crt"), dir.join("member.crt"), dir.join("member.key"));
+    std::fs::write(&ca, &harness().etcd_ca.issued.cert_pem)?;
+    std::fs::write(&cert, &member.cert_pem)?;
+    pki::write_private_key(&key, &member.key_pem).map_err(pki_error)?;
+    let [ca, cert, key] = [ca, cert, key].map(|p| p.display().to_string());
+    Ok(vec![
+        format!("--trusted-ca-file={ca}"),
+        format!("--cert-file={cert}"),
+        format!("--key-file={key}"),
+        "--client-cert-auth".into(),
+        format!("--peer-trusted-ca-file={ca}"),
+        format!("--peer-cert-file={cert}"),
+        format!("--peer-key-file={key}"),
+        "--peer-client-cert-auth".into(),
+    ])
+}
+
 /// etcdctl's TLS flags (`--cacert`, `--cert`, `--key`) for the harness's etcd client
 /// certificate, whose files are written under `dir`.
 pub fn etcdctl_tls_args(dir: &Path) -> Result<Vec<String>, HarnessError> {

@@ -415,11 +415,14 @@ pub struct ClusterSpec {
     pub election_ms: u64,
     /// Extra flags for every member.
     pub extra_args: Vec<String>,
+    /// The reference etcd with TLS as Berth serves it: client-certificate auth on both
+    /// ports, certificates from the harness's etcd CA (Berth is TLS unless `--insecure`).
+    pub etcd_tls: bool,
 }
 
 impl ClusterSpec {
     pub fn new(db: Db, nodes: usize) -> ClusterSpec {
-        ClusterSpec { db, nodes, heartbeat_ms: 100, election_ms: 1000, extra_args: vec![] }
+        ClusterSpec { db, nodes, heartbeat_ms: 100, election_ms: 1000, extra_args: vec![], etcd_tls: false }
     }
 }
 
@@ -438,7 +441,11 @@ impl ProcessCluster {
         // Berth serves TLS on every port unless `--insecure` (benchmarks compare the two);
         // the reference etcd serves plain HTTP.
         let insecure = spec.extra_args.iter().any(|a| a == "--insecure");
-        let scheme = if spec.db == Db::Berth && !insecure { "https" } else { "http" };
+        let tls = match spec.db {
+            Db::Berth => !insecure,
+            Db::Etcd => spec.etcd_tls,
+        };
+        let scheme = if tls { "https" } else { "http" };
         let initial: Vec<String> =
             ports.iter().enumerate().map(|(i, (_, p, _))| format!("n{i}={scheme}://127.0.0.1:{p}")).collect();
         let mut members = Vec::new();
@@ -461,6 +468,9 @@ impl ProcessCluster {
                 election_ms: spec.election_ms,
             };
             let mut args = member_args(&settings);
+            if spec.db == Db::Etcd && tls {
+                args.extend(crate::pki::etcd_tls_args(&dir.join(format!("{name}-tls")))?);
+            }
             args.extend(spec.extra_args.iter().cloned());
             let log = dir.join(format!("{name}.log"));
             let mut member = Member::new(&name, program.clone(), args, (client_url, peer_url), data_dir, log);

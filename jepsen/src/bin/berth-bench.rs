@@ -48,6 +48,10 @@ struct Args {
     /// A few seconds per cell and fewer keys: checks the command works (CI).
     #[arg(long)]
     quick: bool,
+    /// Both systems over plain HTTP (Berth with `--insecure`); by default both serve TLS
+    /// with client-certificate authentication.
+    #[arg(long)]
+    plain: bool,
 }
 
 fn check_perf(load: &str, endpoints: &[String]) -> Result<String> {
@@ -94,13 +98,20 @@ async fn main() -> Result<()> {
         value_size: args.value_size,
         keys: args.keys,
     };
-    let mut etcd = ProcessCluster::start(&ClusterSpec::new(Db::Etcd, args.nodes), &base.join("etcd"))?;
-    let mut berth = ProcessCluster::start(&ClusterSpec::new(Db::Berth, args.nodes), &base.join("berth"))?;
+    let mut etcd_spec = ClusterSpec::new(Db::Etcd, args.nodes);
+    let mut berth_spec = ClusterSpec::new(Db::Berth, args.nodes);
+    match args.plain {
+        true => berth_spec.extra_args.push("--insecure".into()),
+        false => etcd_spec.etcd_tls = true,
+    }
+    let mut etcd = ProcessCluster::start(&etcd_spec, &base.join("etcd"))?;
+    let mut berth = ProcessCluster::start(&berth_spec, &base.join("berth"))?;
     etcd.wait_ready(Duration::from_secs(30)).await.context("etcd cluster")?;
     berth.wait_ready(Duration::from_secs(30)).await.context("berth cluster")?;
     println!(
-        "# berth-bench: {} members each, {}-byte values, {} keys, {}s per cell after {}s warm-up, {} cores",
+        "# berth-bench: {} members each, {}, {}-byte values, {} keys, {}s per cell after {}s warm-up, {} cores",
         args.nodes,
+        if args.plain { "plain HTTP" } else { "TLS with client certificates" },
         args.value_size,
         args.keys,
         args.seconds,

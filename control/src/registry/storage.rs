@@ -141,6 +141,10 @@ impl Storage {
         decode_plain(key, &plain, mod_revision)
     }
 
+    fn decode_all(&self, kvs: &[berth_proto::mvccpb::KeyValue]) -> Result<Vec<Stored>, ApiError> {
+        kvs.iter().map(|kv| self.decode(&kv.key, &kv.value, kv.mod_revision)).collect()
+    }
+
     /// Runs `writes` if every guard holds. Returns `Some(revision)` on success, `None` when a
     /// guard failed (the caller re-reads to say why). Inside a leader task's request the write
     /// is also fenced to the task's term (see [`fence`]): once a newer leader has claimed the
@@ -212,11 +216,7 @@ impl Storage {
             })
             .await?;
         let header_rev = resp.header.as_ref().map_or(0, |h| h.revision);
-        let items = resp
-            .kvs
-            .iter()
-            .map(|kv| self.decode(&kv.key, &kv.value, kv.mod_revision))
-            .collect::<Result<Vec<_>, _>>()?;
+        let items = self.decode_all(&resp.kvs)?;
         let remaining = resp.count - items.len() as i64;
         Ok(Page { items, revision: if revision > 0 { revision } else { header_rev }, more: resp.more, remaining })
     }
@@ -235,11 +235,7 @@ impl Storage {
             })
             .await?;
         let revision = resp.header.as_ref().map_or(0, |h| h.revision);
-        let items = resp
-            .kvs
-            .iter()
-            .map(|kv| self.decode(&kv.key, &kv.value, kv.mod_revision))
-            .collect::<Result<Vec<_>, _>>()?;
+        let items = self.decode_all(&resp.kvs)?;
         Ok(Page { items, revision, more: resp.more, remaining: 0 })
     }
 }

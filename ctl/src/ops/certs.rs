@@ -37,74 +37,71 @@ fn pki_error(e: pki::PkiError) -> CtlError {
     CtlError::usage(format!("CA: {e}"))
 }
 
-/// The CA already in one of `dirs` (all that have one must agree), or a new one; written
-/// into every dir that lacks it.
-pub fn share_ca(dirs: &[&Path], role: CaRole) -> Result<Ca> {
-    let mut found: Option<(Ca, &Path)> = None;
+/// The value already in one of `dirs` (all that have one must agree, `conflict` says
+/// what differs otherwise), or `make`'s; written into every dir that lacks it.
+fn share<T: PartialEq>(
+    dirs: &[&Path],
+    conflict: &str,
+    read: impl Fn(&Path) -> Result<Option<T>>,
+    make: impl FnOnce() -> Result<T>,
+    write: impl Fn(&Path, &T) -> Result<()>,
+) -> Result<T> {
+    let mut found: Option<(T, &Path)> = None;
     for dir in dirs {
-        if let Some(ca) = pki::read_ca(dir, role).map_err(pki_error)? {
+        if let Some(value) = read(dir)? {
             match &found {
-                Some((first, at)) if first.issued.cert_pem != ca.issued.cert_pem => {
-                    return Err(CtlError::usage(format!(
-                        "{} and {} hold different CAs ({}): a cluster has one of each",
-                        at.display(),
-                        dir.display(),
-                        role.describe()
-                    )))
+                Some((first, at)) if *first != value => {
+                    return Err(CtlError::usage(format!("{} and {} hold {conflict}", at.display(), dir.display())))
                 }
                 Some(_) => {}
-                None => found = Some((ca, dir)),
+                None => found = Some((value, dir)),
             }
         }
     }
-    let ca = match found {
-        Some((ca, _)) => ca,
-        None => Ca::generate(role.common_name()).map_err(pki_error)?,
+    let value = match found {
+        Some((value, _)) => value,
+        None => make()?,
     };
     for dir in dirs {
-        if pki::read_ca(dir, role).map_err(pki_error)?.is_none() {
-            pki::write_ca(dir, role, &ca).map_err(pki_error)?;
+        if read(dir)?.is_none() {
+            write(dir, &value)?;
         }
     }
-    Ok(ca)
+    Ok(value)
+}
+
+/// The CA already in one of `dirs` (all that have one must agree), or a new one; written
+/// into every dir that lacks it.
+pub fn share_ca(dirs: &[&Path], role: CaRole) -> Result<Ca> {
+    let issued = share(
+        dirs,
+        &format!("different CAs ({}): a cluster has one of each", role.describe()),
+        |dir| Ok(pki::read_ca(dir, role).map_err(pki_error)?.map(|ca| ca.issued)),
+        || Ok(Ca::generate(role.common_name()).map_err(pki_error)?.issued),
+        |dir, issued| pki::write_ca(dir, role, &Ca { issued: issued.clone() }).map_err(pki_error),
+    )?;
+    Ok(Ca { issued })
 }
 
 /// The encryption configuration already in one of `dirs` (all that have one must agree),
 /// or a new one (Secrets under a fresh AES-GCM key); written into every dir lacking it, so
 /// that every member reads what any member encrypted.
 pub fn share_encryption_config(dirs: &[&Path]) -> Result<()> {
-    let read = |dir: &Path| std::fs::read_to_string(dir.join(pki::ENCRYPTION_CONFIG)).ok();
-    let mut found: Option<(String, &Path)> = None;
-    for dir in dirs {
-        if let Some(text) = read(dir) {
-            match &found {
-                Some((first, at)) if *first != text => {
-                    return Err(CtlError::usage(format!(
-                        "{} and {} hold different encryption configurations: a cluster has one",
-                        at.display(),
-                        dir.display()
-                    )))
-                }
-                Some(_) => {}
-                None => found = Some((text, dir)),
-            }
-        }
-    }
-    let text = match found {
-        Some((text, _)) => text,
-        None => pki::new_encryption_config().map_err(CtlError::usage)?,
-    };
-    for dir in dirs {
-        if read(dir).is_none() {
+    share(
+        dirs,
+        "different encryption configurations: a cluster has one",
+        |dir| Ok(std::fs::read_to_string(dir.join(pki::ENCRYPTION_CONFIG)).ok()),
+        || pki::new_encryption_config().map_err(CtlError::usage),
+        |dir, text| {
             let path = dir.join(pki::ENCRYPTION_CONFIG);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| CtlError::io(format!("creating {}", parent.display()), e))?;
             }
-            pki::write_private_key(&path, &text).map_err(pki_error)?;
-        }
-    }
-    Ok(())
+            pki::write_private_key(&path, text).map_err(pki_error)
+        },
+    )
+    .map(drop)
 }
 
 /// Runs `certs`.

@@ -1,13 +1,13 @@
 //! Kubernetes' default RBAC policy (its `bootstrappolicy`), as objects: the ClusterRoles
 //! `cluster-admin`, `admin`, `edit`, `view`, the `system:*` roles for discovery, public
 //! information, basic users and nodes, and the ClusterRoleBindings that give them to
-//! `system:masters`, `system:authenticated`, `system:unauthenticated` and `system:nodes`.
+//! `system:masters`, `system:authenticated` and `system:unauthenticated`.
 //! The leader writes any that are missing (labelled `kubernetes.io/bootstrapping:
 //! rbac-defaults` as kube-apiserver does); the authorizer falls back to them while they are
 //! not stored. Pure data.
 //!
-//! Until the Node authorizer lands, `system:node` is bound to the group `system:nodes`
-//! (Kubernetes' pre-1.8 default), so every agent may read what any node may.
+//! `system:node` is bound to nobody, as in Kubernetes since 1.8: agents are authorized by
+//! the Node authorizer (`crate::api::node_authz`).
 
 use serde_json::{json, Value};
 
@@ -37,11 +37,14 @@ fn cluster_role(name: &str, rules: Vec<Value>) -> Value {
 
 fn binding(name: &str, role: &str, groups: &[&str]) -> Value {
     let subjects: Vec<Value> = groups.iter().map(|g| json!({"kind": "Group", "apiGroup": GROUP, "name": g})).collect();
-    json!({
+    let mut binding = json!({
         "apiVersion": format!("{GROUP}/v1"), "kind": "ClusterRoleBinding", "metadata": meta(name),
         "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": role},
-        "subjects": subjects,
-    })
+    });
+    if !subjects.is_empty() {
+        binding["subjects"] = Value::Array(subjects);
+    }
+    binding
 }
 
 /// Resources a namespace's users read (`view`); Secrets are left out of it, as Kubernetes does.
@@ -184,30 +187,14 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(&["create"], &["authentication.k8s.io"], &["selfsubjectreviews"]),
             ],
         ),
-        cluster_role(
-            "system:node",
-            vec![
-                rule(&["create", "get", "list", "watch", "delete", "patch", "update"], &[""], &["nodes"]),
-                rule(&["patch", "update"], &[""], &["nodes/status"]),
-                rule(&["create", "get", "list", "watch", "delete", "patch", "update"], &[""], &["pods"]),
-                rule(&["patch", "update"], &[""], &["pods/status"]),
-                rule(&["create"], &[""], &["pods/eviction"]),
-                rule(&["create", "patch", "update"], &["", "events.k8s.io"], &["events"]),
-                rule(READ, &[""], &["configmaps", "secrets", "services", "endpoints", "namespaces", "serviceaccounts"]),
-                rule(&["create"], &[""], &["serviceaccounts/token"]),
-                rule(READ, &["discovery.k8s.io"], &["endpointslices"]),
-                rule(READ, &["networking.k8s.io"], &["ingresses", "ingressclasses"]),
-                rule(&["patch", "update"], &["networking.k8s.io"], &["ingresses/status"]),
-                rule(
-                    &["create", "delete", "get", "patch", "update", "list", "watch"],
-                    &["coordination.k8s.io"],
-                    &["leases"],
-                ),
-                rule(&["create", "get", "list", "watch"], &["certificates.k8s.io"], &["certificatesigningrequests"]),
-                rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
-                rule(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews", "localsubjectaccessreviews"]),
-            ],
-        ),
+        cluster_role("system:node", {
+            // The Node authorizer's fixed rules and the object-bound reads it decides per
+            // object: what Kubernetes' role holds, for whoever an operator binds it to.
+            let mut rules = crate::api::node_authz::node_rules().to_vec();
+            rules.push(rule(&["get"], &[""], &["secrets", "configmaps", "persistentvolumeclaims", "serviceaccounts"]));
+            rules.push(rule(&["create"], &[""], &["serviceaccounts/token"]));
+            rules
+        }),
     ]
 }
 
@@ -222,7 +209,8 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             "system:public-info-viewer",
             &["system:authenticated", "system:unauthenticated"],
         ),
-        binding("system:node", "system:node", &["system:nodes"]),
+        // Bound to nobody, as in Kubernetes since 1.8: nodes are the Node authorizer's.
+        binding("system:node", "system:node", &[]),
     ]
 }
 

@@ -205,3 +205,98 @@ async fn nodes_and_anonymous_callers_get_the_default_grants() {
     let _ = s.read_to_end(&mut out).await;
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&out));
 }
+
+const TWO_NODES_PODS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-a}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-b}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: b-secret, namespace: shop}
+stringData: {password: hunter2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: on-b, namespace: shop}
+spec:
+  nodeName: node-b
+  containers:
+  - name: app
+    image: busybox
+    env:
+    - name: PASSWORD
+      valueFrom: {secretKeyRef: {name: b-secret, key: password}}
+"#;
+
+/// The Node authorizer and NodeRestriction: node A cannot read the Secret of node B's pod,
+/// cannot modify node B or node B's pods; node B can read it and touch its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_reaches_only_its_own_objects_and_its_pods_secrets() {
+    let server = Server::start().await;
+    let (ok, _, err) =
+        kubectl_as(&server, "kubernetes-admin", &["system:masters"], &["apply", "-f", "-"], Some(TWO_NODES_PODS)).await;
+    assert!(ok, "{err}");
+    let as_node = |node: &'static str, args: &'static [&'static str]| {
+        let server = &server;
+        async move { kubectl_as(server, &format!("system:node:{node}"), &["system:nodes"], args, None).await }
+    };
+    let read_secret: &[&str] = &["get", "secret", "b-secret", "-n", "shop", "-o", "jsonpath={.data.password}"];
+    // The cache the authorizer reads catches up with the pod within moments.
+    let out = eventually(Duration::from_secs(10), "node-b reads its pod's Secret", async || {
+        let (ok, out, _) = as_node("node-b", read_secret).await;
+        ok.then_some(out)
+    })
+    .await;
+    assert_eq!(out, "aHVudGVyMg==");
+
+    let (ok, _, err) = as_node("node-a", read_secret).await;
+    assert!(!ok);
+    assert!(
+        err.contains(
+            r#"secrets "b-secret" is forbidden: User "system:node:node-a" cannot get resource "secrets" in API group "" in the namespace "shop": no relationship found between node 'node-a' and this object"#
+        ),
+        "{err}"
+    );
+    let (ok, _, err) = as_node("node-b", &["get", "secrets", "-n", "shop"]).await;
+    assert!(!ok && err.contains("cannot list resource \"secrets\""), "{err}");
+    // kubectl prints the authorizer's reason after the answer, as with kube-apiserver.
+    let can_i: &[&str] = &["auth", "can-i", "get", "secret/b-secret", "-n", "shop"];
+    assert_eq!(as_node("node-b", can_i).await.1.trim(), "yes");
+    assert_eq!(
+        as_node("node-a", can_i).await.1.trim(),
+        "no - no relationship found between node 'node-a' and this object"
+    );
+
+    // NodeRestriction: its own Node only.
+    let (ok, _, err) = as_node("node-a", &["label", "node", "node-b", "owned=yes"]).await;
+    assert!(!ok && err.contains(r#"node "node-a" is not allowed to modify node "node-b""#), "{err}");
+    let (ok, _, err) = as_node("node-a", &["label", "node", "node-a", "owned=yes"]).await;
+    assert!(ok, "{err}");
+    // Another node's pod: no deleting it, no writing its status.
+    let (ok, _, err) = as_node("node-a", &["delete", "pod", "on-b", "-n", "shop", "--wait=false"]).await;
+    assert!(!ok && err.contains("can only delete pods with spec.nodeName set to itself"), "{err}");
+    let (ok, _, err) = as_node(
+        "node-a",
+        &["patch", "pod", "on-b", "-n", "shop", "--subresource=status", "-p", r#"{"status":{"phase":"Failed"}}"#],
+    )
+    .await;
+    assert!(!ok && err.contains("can only update pod status for pods with spec.nodeName set to itself"), "{err}");
+    let (ok, _, err) = as_node(
+        "node-b",
+        &["patch", "pod", "on-b", "-n", "shop", "--subresource=status", "-p", r#"{"status":{"phase":"Running"}}"#],
+    )
+    .await;
+    assert!(ok, "{err}");
+    // Nothing RBAC-only: no Deployments, no writing Secrets.
+    let (ok, _, _) = as_node("node-b", &["get", "deployments", "-A"]).await;
+    assert!(!ok);
+}

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::authn::{UserInfo, MASTERS};
-use super::ApiState;
+use super::{node_authz, ApiState};
 use crate::resource::ApiError;
 
 /// What a request asks to do (kube-apiserver's `authorizer.Attributes`).
@@ -282,6 +282,58 @@ pub fn view(state: &ApiState, namespace: &str) -> RbacView {
     view.with_defaults()
 }
 
+/// The pods the Node authorizer reads, from the watch cache as it is now.
+struct CachedPods<'a>(&'a ApiState);
+
+impl CachedPods<'_> {
+    fn in_namespace(&self, namespace: &str, keep: impl Fn(&Value) -> bool) -> Vec<Arc<Value>> {
+        let info = crate::resource::find("", "v1", "pods").expect("pods are served");
+        let filter =
+            crate::cache::Filter { resource: "pods", namespace: Some(namespace.to_string()), ..Default::default() };
+        self.0.cache.get(info).current(&filter).into_iter().filter(|p| keep(p)).collect()
+    }
+}
+
+impl node_authz::PodLookup for CachedPods<'_> {
+    fn pods_on_node(&self, namespace: &str, node: &str) -> Vec<Arc<Value>> {
+        self.in_namespace(namespace, |p| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node))
+    }
+
+    fn pod(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        self.in_namespace(namespace, |p| p.pointer("/metadata/name").and_then(Value::as_str) == Some(name)).pop()
+    }
+}
+
+/// The authorizers' decision (kube-apiserver's `--authorization-mode=Node,RBAC`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// Why not, when an authorizer said (appended to the 403 message).
+    pub reason: Option<String>,
+}
+
+/// Whether `user` may do `attrs`: `system:masters`, then the Node authorizer for node
+/// identities, then RBAC.
+pub fn decide(state: &ApiState, user: &UserInfo, attrs: &Attributes) -> Decision {
+    let mut reason = None;
+    if let Some(node) = node_authz::node_name(user) {
+        match node_authz::authorize(node, attrs, &CachedPods(state)) {
+            node_authz::Verdict::Allow => return Decision { allowed: true, reason: None },
+            node_authz::Verdict::NoOpinion(why) => reason = why,
+        }
+    }
+    let allowed = authorize(&view(state, &attrs.namespace), user, attrs);
+    Decision { allowed, reason: if allowed { None } else { reason } }
+}
+
+/// NodeRestriction admission for a node's write (`Ok` for everyone else).
+fn admit(state: &ApiState, user: &UserInfo, attrs: &Attributes, object: Option<&Value>) -> Result<(), String> {
+    match node_authz::node_name(user) {
+        Some(node) => node_authz::admit(node, attrs, object, &CachedPods(state)),
+        None => Ok(()),
+    }
+}
+
 /// The atomic requests a rule stands for (each verb × group × resource × name, or verb ×
 /// URL); wildcards stay wildcards, so only a wildcard covers them.
 fn atoms(rule: &Value) -> Vec<Attributes> {
@@ -389,7 +441,8 @@ fn writes_rbac(attrs: &Attributes) -> bool {
         && matches!(attrs.verb.as_str(), "create" | "update" | "patch")
 }
 
-/// The authorization middleware (after [`super::authn::middleware`]): 403 unless allowed.
+/// The authorization middleware (after [`super::authn::middleware`]): 403 unless allowed,
+/// then the admission checks that need the request's object (escalation, NodeRestriction).
 pub async fn middleware(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let Some(user) = req.extensions().get::<UserInfo>().cloned() else {
         return ApiError::Unauthorized.into_response();
@@ -398,41 +451,56 @@ pub async fn middleware(State(state): State<ApiState>, req: Request, next: Next)
         return next.run(req).await;
     }
     let attrs = attributes(req.method(), req.uri().path(), req.uri().query());
-    let view = view(&state, &attrs.namespace);
-    if authorize(&view, &user, &attrs) {
-        if !writes_rbac(&attrs) {
-            return next.run(req).await;
+    let decision = decide(&state, &user, &attrs);
+    if !decision.allowed {
+        let mut message = forbidden_message(&user, &attrs);
+        if let Some(reason) = decision.reason {
+            message = format!("{message}: {reason}");
         }
-        // An RBAC write: read the object to check it grants nothing its writer lacks.
-        if attrs.verb == "patch" {
-            return ApiError::Forbidden(format!(
-                "{}.{RBAC_GROUP} \"{}\" is forbidden: patching RBAC objects needs system:masters in Berth (create or \
-                 update them, which are checked for escalation)",
-                attrs.resource, attrs.name
-            ))
-            .into_response();
-        }
-        let (parts, body) = req.into_parts();
-        let bytes = match super::read_body(state.body_limits, &parts.headers, body).await {
-            Ok(b) => b,
-            Err(e) => return e.into_response(),
-        };
-        let object: Value = match serde_yaml::from_slice(&bytes) {
-            Ok(v) => v,
-            Err(e) => return ApiError::BadRequest(format!("decoding the {}: {e}", attrs.resource)).into_response(),
-        };
-        if let Err(message) = check_escalation(&view, &user, &attrs, &object) {
-            tracing::info!(user = %user.name, resource = %attrs.resource, "RBAC escalation refused");
+        tracing::info!(
+            user = %user.name, verb = %attrs.verb, resource = %attrs.resource, namespace = %attrs.namespace,
+            path = %attrs.path, "forbidden"
+        );
+        return ApiError::Forbidden(message).into_response();
+    }
+    let rbac_write = writes_rbac(&attrs);
+    let node_create = node_authz::node_name(&user).is_some() && node_authz::needs_body(&attrs);
+    if !rbac_write && !node_create {
+        if let Err(message) = admit(&state, &user, &attrs, None) {
+            tracing::info!(user = %user.name, verb = %attrs.verb, path = %attrs.path, "refused by NodeRestriction");
             return ApiError::Forbidden(message).into_response();
         }
-        return next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await;
+        return next.run(req).await;
     }
-    let message = forbidden_message(&user, &attrs);
-    tracing::info!(
-        user = %user.name, verb = %attrs.verb, resource = %attrs.resource, namespace = %attrs.namespace,
-        path = %attrs.path, "forbidden"
-    );
-    ApiError::Forbidden(message).into_response()
+    // An RBAC write (checked for escalation) or a node's create (checked for its name):
+    // read the object.
+    if rbac_write && attrs.verb == "patch" {
+        return ApiError::Forbidden(format!(
+            "{}.{RBAC_GROUP} \"{}\" is forbidden: patching RBAC objects needs system:masters in Berth (create or \
+             update them, which are checked for escalation)",
+            attrs.resource, attrs.name
+        ))
+        .into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match super::read_body(state.body_limits, &parts.headers, body).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let object: Value = match serde_yaml::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => return ApiError::BadRequest(format!("decoding the {}: {e}", attrs.resource)).into_response(),
+    };
+    let checked = if rbac_write {
+        check_escalation(&view(&state, &attrs.namespace), &user, &attrs, &object)
+    } else {
+        admit(&state, &user, &attrs, Some(&object))
+    };
+    if let Err(message) = checked {
+        tracing::info!(user = %user.name, resource = %attrs.resource, "write refused by admission");
+        return ApiError::Forbidden(message).into_response();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
 #[cfg(test)]

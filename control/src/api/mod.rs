@@ -26,6 +26,7 @@ pub mod discovery;
 pub mod failpoints;
 pub mod handlers;
 pub mod metrics;
+pub mod node_authz;
 pub mod patch;
 pub mod protobuf;
 pub mod render;

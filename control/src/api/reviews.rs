@@ -15,6 +15,7 @@ use axum::extract::State;
 
 use super::authn::UserInfo;
 use super::authz::{self, Attributes};
+use super::node_authz;
 use super::protobuf;
 use super::ApiState;
 use crate::resource::ApiError;
@@ -160,7 +161,11 @@ fn answered(kind: &str, spec: Value, status: Value) -> Response {
 
 /// An access review's status: the authorizer's decision on `attrs` for `user`.
 fn decide(state: &ApiState, user: &UserInfo, attrs: &Attributes) -> Value {
-    json!({"allowed": authz::authorize(&authz::view(state, &attrs.namespace), user, attrs)})
+    let decision = authz::decide(state, user, attrs);
+    match decision.reason {
+        Some(reason) => json!({"allowed": decision.allowed, "reason": reason}),
+        None => json!({"allowed": decision.allowed}),
+    }
 }
 
 /// `POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews`: may I?
@@ -233,7 +238,11 @@ pub async fn self_subject_rules_review(
                 json!({"verbs": ["*"], "nonResourceURLs": ["*"]}),
             ]
         } else {
-            authz::rules_for(&view, &user, &namespace)
+            let mut rules = authz::rules_for(&view, &user, &namespace);
+            if node_authz::node_name(&user).is_some() {
+                rules.extend(node_authz::node_rules().iter().cloned());
+            }
+            rules
         };
         let (resource, non_resource): (Vec<Value>, Vec<Value>) =
             rules.into_iter().partition(|r| r.get("nonResourceURLs").is_none());

@@ -26,6 +26,7 @@ pub mod podnet;
 pub mod prober;
 pub mod proxy;
 pub mod runtime;
+pub mod sa_token;
 pub mod server;
 pub mod service_view;
 pub mod streaming;

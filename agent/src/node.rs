@@ -144,6 +144,8 @@ pub struct ApiAccess {
     /// The cluster's Services, for containers' Service environment variables (None: the
     /// hollow nodes of scale tests, which set none).
     pub services: Option<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Service>>,
+    /// The projected service-account tokens of this node's pods.
+    pub tokens: Arc<crate::sa_token::TokenCache>,
 }
 
 impl ApiAccess {
@@ -153,6 +155,7 @@ impl ApiAccess {
             writes: Arc::new(Semaphore::new(max_concurrent_writes.max(1))),
             timeout: Duration::from_secs(15),
             services: None,
+            tokens: Arc::default(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! A pod's volumes on the node: `emptyDir` (a directory under the pod's directory),
 //! `hostPath` (created for the `*OrCreate` types), and `configMap` / `secret` /
-//! `downwardAPI` / `projected` (those three sources combined) as files. Projection is pure ([`project`]: object data + `items` + modes → files); writing
+//! `downwardAPI` / `projected` (those three sources combined, plus service-account tokens
+//! from [`crate::sa_token`]) as files. Projection is pure ([`project`]: object data + `items` + modes → files); writing
 //! ([`write_projection`]) follows the kubelet's atomic writer: the files go to a fresh
 //! `..{timestamp}` directory, the `..data` symlink is swapped to it in one rename, and each
 //! top-level name is a symlink through `..data` — so a container sees either the old or the
@@ -197,13 +198,11 @@ pub async fn prepare(api: &ApiAccess, pod: &Pod, volumes_dir: &Path) -> Result<(
                     files.extend(project(&data, s.items.as_deref(), p.default_mode, optional)?);
                 } else if let Some(d) = &source.downward_api {
                     files.extend(downward_files(pod, d.items.as_deref().unwrap_or_default(), p.default_mode)?);
-                } else if source.service_account_token.is_some() {
-                    // A token needs the TokenRequest API (bound service-account tokens),
-                    // which comes with the cluster's security (issue 20).
-                    return Err(format!(
-                        "volume {:?}: serviceAccountToken projection needs the TokenRequest API, which this cluster does not serve yet",
-                        v.name
-                    ));
+                } else if let Some(sat) = &source.service_account_token {
+                    let token = api.tokens.token(api, pod, sat).await?;
+                    // The token file is the account's secret: owner-only unless the volume says.
+                    let mode = p.default_mode.map(|m| m as u32).unwrap_or(0o600);
+                    files.push(File { path: sat.path.clone(), data: token.into_bytes(), mode });
                 } else {
                     return Err(format!("volume {:?}: unsupported projected volume source", v.name));
                 }

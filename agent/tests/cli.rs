@@ -50,7 +50,9 @@ async fn hollow_binary_registers_nodes_and_stops_on_sigterm() {
     berth_control::testing::write_kubeconfig(
         &kubeconfig,
         &[&cp.api_url],
-        &berth_control::testing::node_credentials("bin"),
+        // One process acting for three nodes: no single node identity covers it (see
+        // `berth_jepsen::pki::write_hollow_kubeconfig`).
+        &berth_control::testing::credentials("berth-hollow-nodes", &["system:masters"]),
     );
     let mut child = tokio::process::Command::new(BIN)
         .args(["--server", &cp.api_url, "--node-name", "bin", "--runtime", "fake", "--fake-nodes", "3"])

@@ -224,6 +224,11 @@ impl Cacher {
         state.objects.values().filter(|o| filter.matches(o)).cloned().collect()
     }
 
+    /// The object at store key `key` as the cache holds it now (see [`Cacher::current`]).
+    pub fn current_object(&self, key: &str) -> Option<Arc<Value>> {
+        self.state.lock().expect("cache lock").objects.get(key).cloned()
+    }
+
     /// Objects matching `filter` as of a revision at least `min_revision`, in key order.
     pub async fn list(&self, filter: &Filter, min_revision: i64) -> Result<(Vec<Arc<Value>>, i64), ApiError> {
         self.catch_up(min_revision.max(1)).await?;

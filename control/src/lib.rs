@@ -20,6 +20,7 @@ pub mod rbac_defaults;
 pub mod registry;
 pub mod resource;
 pub mod serve;
+pub mod serviceaccount;
 pub mod supervisor;
 pub mod tasks;
 #[cfg(feature = "testing")]
@@ -75,12 +76,14 @@ pub struct HttpSettings {
     pub transport: serve::Transport,
     pub conn: serve::ConnTimeouts,
     pub body: api::BodyLimits,
+    /// The service-account token issuer (None: `--insecure`, no tokens).
+    pub service_accounts: Option<Arc<serviceaccount::token::Issuer>>,
 }
 
 impl HttpSettings {
     /// Default limits on `transport`.
     pub fn on(transport: serve::Transport) -> HttpSettings {
-        HttpSettings { transport, conn: Default::default(), body: Default::default() }
+        HttpSettings { transport, conn: Default::default(), body: Default::default(), service_accounts: None }
     }
 }
 
@@ -109,6 +112,9 @@ impl ControlPlane {
         let store = storage.store().clone();
         let cache = cache::WatchCache::start(&storage, &shutdown);
         let mut state = api::ApiState::new(storage, cache.clone(), shutdown.clone());
+        if let Some(issuer) = http.service_accounts.clone() {
+            state = state.with_service_accounts(issuer);
+        }
         state.body_limits = http.body;
         state.usage = Arc::new(usage::UsageCache::new(settings.metric_resolution));
         // Every server scrapes, so every server answers metrics.k8s.io (see `usage`).
@@ -226,14 +232,20 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         let transport = serve::Transport::tls(api_pki.config.clone(), api_pki.clients.clone());
         (transport, Some(credentials), Some(api_pki), Some(etcd_pki))
     };
+    let service_accounts = match &api_pki {
+        Some(_) => Some(service_account_issuer(&config.store.data_dir, may_create_secrets)?),
+        None => None,
+    };
+    let mut task_settings = config.tasks.clone();
+    task_settings.cluster_ca_pem = api_pki.as_ref().map(|p| p.ca.issued.cert_pem.clone());
     store_config.validate().map_err(|e| ServerError::Config(e.to_string()))?;
     let store = StoreNode::start(store_config, peer_listener, Arc::new(NetworkFaults::default())).await?;
     let control = ControlPlane::start_configured(
         Storage::new(store.clone(), transformer.clone()),
         api_listener,
         &config.store.name,
-        config.tasks.clone(),
-        HttpSettings::on(transport.clone()),
+        task_settings,
+        HttpSettings { service_accounts: service_accounts.clone(), ..HttpSettings::on(transport.clone()) },
         shutdown.clone(),
     );
     let identity = identity::ServerIdentity {
@@ -363,6 +375,32 @@ fn encryption_transformer(
     let transformer = encryption::Transformer::load(&path)
         .map_err(|e| ServerError::Config(format!("--encryption-provider-config: {e}")))?;
     Ok((transformer, path))
+}
+
+/// The cluster's service-account token issuer, from the data dir's key — created when
+/// `may_create` (the first server of a new cluster) and there is none.
+fn service_account_issuer(
+    data_dir: &std::path::Path,
+    may_create: bool,
+) -> Result<Arc<serviceaccount::token::Issuer>, ServerError> {
+    use berth_proto::pki::{self, SERVICE_ACCOUNT_KEY};
+    let path = data_dir.join(SERVICE_ACCOUNT_KEY);
+    if !path.exists() {
+        if !may_create {
+            return Err(ServerError::Config(format!(
+                "no service-account key at {}: the members of a cluster share one (copy it from a running server; \
+                 `berthctl certs ca` prepares new members)",
+                path.display()
+            )));
+        }
+        let key = pki::new_service_account_key().map_err(|e| ServerError::Config(e.to_string()))?;
+        pki::write_private_key(&path, &key).map_err(|e| ServerError::Config(e.to_string()))?;
+        tracing::info!(path = %path.display(), "created the service-account signing key");
+    }
+    let pem = std::fs::read_to_string(&path).map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))?;
+    serviceaccount::token::Issuer::from_pem(&pem, serviceaccount::token::DEFAULT_ISSUER)
+        .map(Arc::new)
+        .map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))
 }
 
 /// Writes the admin kubeconfig into the data dir when it is not there yet (first start),

@@ -187,6 +187,18 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(&["create"], &["authentication.k8s.io"], &["selfsubjectreviews"]),
             ],
         ),
+        cluster_role(
+            "system:service-account-issuer-discovery",
+            vec![url_rule(
+                &["get"],
+                &[
+                    "/.well-known/openid-configuration",
+                    "/.well-known/openid-configuration/",
+                    "/openid/v1/jwks",
+                    "/openid/v1/jwks/",
+                ],
+            )],
+        ),
         cluster_role("system:node", {
             // The Node authorizer's fixed rules and the object-bound reads it decides per
             // object: what Kubernetes' role holds, for whoever an operator binds it to.
@@ -208,6 +220,11 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             "system:public-info-viewer",
             "system:public-info-viewer",
             &["system:authenticated", "system:unauthenticated"],
+        ),
+        binding(
+            "system:service-account-issuer-discovery",
+            "system:service-account-issuer-discovery",
+            &["system:serviceaccounts"],
         ),
         // Bound to nobody, as in Kubernetes since 1.8: nodes are the Node authorizer's.
         binding("system:node", "system:node", &[]),

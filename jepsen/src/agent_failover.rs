@@ -53,7 +53,7 @@ pub async fn agent_failover(dir: &Path, cfg: &AgentFailoverConfig) -> BenchResul
     let urls: Vec<String> = cluster.members.iter().map(|m| m.api_url.clone()).collect();
     let log = dir.join("agent.log");
     let file = std::fs::File::create(&log)?;
-    let kubeconfig = crate::pki::write_node_kubeconfig(dir, "hollow", &urls)?;
+    let kubeconfig = crate::pki::write_hollow_kubeconfig(dir, "hollow", &urls)?;
     let child = Command::new(berth_agent_binary()?)
         .args(["--server", &urls[0], "--node-name", "hollow", "--runtime", "fake", "--fake-nodes", "1"])
         .arg("--kubeconfig")

@@ -64,7 +64,7 @@ pub struct AgentProcess {
 impl AgentProcess {
     pub fn start(server: &str, nodes: usize, dir: &Path) -> BenchResult<AgentProcess> {
         let log = std::fs::File::create(dir.join("agent.log"))?;
-        let kubeconfig = crate::pki::write_node_kubeconfig(dir, "hollow", &[server.to_string()])?;
+        let kubeconfig = crate::pki::write_hollow_kubeconfig(dir, "hollow", &[server.to_string()])?;
         let child = Command::new(berth_agent_binary()?)
             .args(["--server", server, "--node-name", "hollow", "--runtime", "fake"])
             .arg("--kubeconfig")

@@ -20,6 +20,8 @@ struct HarnessPki {
     etcd_client: Credentials,
     /// The encryption-at-rest configuration every server of the harness shares.
     encryption: String,
+    /// The service-account signing key every server of the harness shares.
+    service_account_key: String,
 }
 
 fn harness() -> &'static HarnessPki {
@@ -32,7 +34,8 @@ fn harness() -> &'static HarnessPki {
         let client = etcd_ca.issue_client("berth-jepsen", &[]).expect("issuing a certificate");
         let etcd_client = Credentials { ca_pem: etcd_ca.issued.cert_pem.clone(), client };
         let encryption = pki::new_encryption_config().expect("a key");
-        HarnessPki { ca, admin, etcd_ca, etcd_client, encryption }
+        let service_account_key = pki::new_service_account_key().expect("a key");
+        HarnessPki { ca, admin, etcd_ca, etcd_client, encryption, service_account_key }
     })
 }
 
@@ -40,7 +43,7 @@ fn pki_error(e: pki::PkiError) -> HarnessError {
     HarnessError::Config(format!("cluster CA: {e}"))
 }
 
-/// Puts the harness CAs and encryption configuration into a server's data dir (unless it
+/// Puts the harness CAs, encryption configuration and service-account key into a server's data dir (unless it
 /// has them).
 pub fn seed_server(data_dir: &Path) -> Result<(), HarnessError> {
     for (role, ca) in [(CaRole::Cluster, &harness().ca), (CaRole::Etcd, &harness().etcd_ca)] {
@@ -48,9 +51,13 @@ pub fn seed_server(data_dir: &Path) -> Result<(), HarnessError> {
             pki::write_ca(data_dir, role, ca).map_err(pki_error)?;
         }
     }
-    let encryption = data_dir.join(pki::ENCRYPTION_CONFIG);
-    if !encryption.exists() {
-        pki::write_private_key(&encryption, &harness().encryption).map_err(pki_error)?;
+    for (relative, text) in
+        [(pki::ENCRYPTION_CONFIG, &harness().encryption), (pki::SERVICE_ACCOUNT_KEY, &harness().service_account_key)]
+    {
+        let path = data_dir.join(relative);
+        if !path.exists() {
+            pki::write_private_key(&path, text).map_err(pki_error)?;
+        }
     }
     Ok(())
 }
@@ -160,11 +167,27 @@ pub fn write_admin_kubeconfig(path: &Path, api_servers: &[String]) -> Result<Pat
 
 /// Agent `node`'s kubeconfig under `dir`: its node certificate (`system:node:<node>`).
 pub fn write_node_kubeconfig(dir: &Path, node: &str, api_servers: &[String]) -> Result<PathBuf, HarnessError> {
-    let client = harness().ca.issue_client(&format!("system:node:{node}"), &["system:nodes"]).map_err(pki_error)?;
+    write_agent_kubeconfig(dir, node, &format!("system:node:{node}"), &["system:nodes"])
+        .and_then(|(path, credentials)| write_kubeconfig(&path, api_servers, credentials))
+}
+
+/// The kubeconfig of a hollow-node agent `prefix` (`--fake-nodes N`, nodes `prefix-0…`)
+/// under `dir`. One process is many nodes, which no node identity may be (the Node
+/// authorizer keeps `system:node:X` to node X), so hollow nodes — fakes for scale tests —
+/// act as an administrator, as kubemark's shared hollow-kubelet identity is given rights
+/// through RBAC rather than the Node authorizer.
+pub fn write_hollow_kubeconfig(dir: &Path, prefix: &str, api_servers: &[String]) -> Result<PathBuf, HarnessError> {
+    write_agent_kubeconfig(dir, prefix, "berth-hollow-nodes", &["system:masters"])
+        .and_then(|(path, credentials)| write_kubeconfig(&path, api_servers, credentials))
+}
+
+fn write_agent_kubeconfig(
+    dir: &Path,
+    name: &str,
+    user: &str,
+    groups: &[&str],
+) -> Result<(PathBuf, AdminCredentials), HarnessError> {
+    let client = harness().ca.issue_client(user, groups).map_err(pki_error)?;
     let credentials = Credentials { ca_pem: harness().ca.issued.cert_pem.clone(), client };
-    write_kubeconfig(
-        &dir.join(format!("{node}.kubeconfig")),
-        api_servers,
-        AdminCredentials { api: credentials, etcd: None },
-    )
+    Ok((dir.join(format!("{name}.kubeconfig")), AdminCredentials { api: credentials, etcd: None }))
 }

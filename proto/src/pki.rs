@@ -277,6 +277,15 @@ pub fn new_encryption_config() -> Result<String, String> {
     Ok(encryption_config(&[("key1", &key)]))
 }
 
+/// Where a data dir keeps the cluster's service-account signing key (kubeadm's `sa.key`),
+/// shared by the members of a cluster like the CAs.
+pub const SERVICE_ACCOUNT_KEY: &str = "pki/sa.key";
+
+/// A new service-account signing key: P-256, PKCS#8 PEM (tokens are ES256 JWTs).
+pub fn new_service_account_key() -> Result<String, PkiError> {
+    Ok(rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?.serialize_pem())
+}
+
 /// Writes a private key readable by its owner only (0600), replacing any old file.
 pub fn write_private_key(path: &Path, key_pem: &str) -> Result<(), PkiError> {
     use std::io::Write;

@@ -108,6 +108,18 @@ impl CtlCluster {
     pub fn agent_api_flags(&self, node: &str, server: usize) -> Vec<String> {
         let kubeconfig = berth_jepsen::pki::write_node_kubeconfig(&self.dir, node, &self.api_urls())
             .expect("writing the node kubeconfig");
+        self.api_flags(server, kubeconfig)
+    }
+
+    /// [`CtlCluster::agent_api_flags`] for a hollow-node agent `prefix` (`--fake-nodes`),
+    /// which acts for many nodes (see `berth_jepsen::pki::write_hollow_kubeconfig`).
+    pub fn hollow_api_flags(&self, prefix: &str, server: usize) -> Vec<String> {
+        let kubeconfig = berth_jepsen::pki::write_hollow_kubeconfig(&self.dir, prefix, &self.api_urls())
+            .expect("writing the hollow nodes' kubeconfig");
+        self.api_flags(server, kubeconfig)
+    }
+
+    fn api_flags(&self, server: usize, kubeconfig: PathBuf) -> Vec<String> {
         vec![
             "--server".into(),
             self.api_urls()[server].clone(),
@@ -117,13 +129,13 @@ impl CtlCluster {
     }
 
     fn start_agent(&mut self, agent: Agent, server: usize) {
-        let node = if matches!(agent, Agent::Fake(_)) { "hollow" } else { "node-1" };
-        let api_flags = self.agent_api_flags(node, server);
         match agent {
             Agent::Process => {
+                let api_flags = self.agent_api_flags("node-1", server);
                 self.spawn_agent("node-1", &api_flags, &["--runtime", "process", "--stop-containers-on-exit"])
             }
             Agent::Fake(n) => {
+                let api_flags = self.hollow_api_flags("hollow", server);
                 self.spawn_agent("hollow", &api_flags, &["--runtime", "fake", "--fake-nodes", &n.to_string()])
             }
             Agent::None => {}

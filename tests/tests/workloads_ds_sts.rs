@@ -32,7 +32,7 @@ impl ExtraAgent {
     fn start(c: &CtlCluster, prefix: &str) -> ExtraAgent {
         let log = std::fs::File::create(c.dir.join(format!("agent-{prefix}.log"))).expect("agent log");
         let child = Command::new(berth_agent_binary().expect("berth-agent built"))
-            .args(c.agent_api_flags(prefix, 0))
+            .args(c.hollow_api_flags(prefix, 0))
             .arg("--data-dir")
             .arg(c.dir.join(format!("agent-{prefix}")))
             .args(["--listen-port", &free_port().to_string(), "--lease-seconds", "1", "--node-ip", "127.0.0.1"])

@@ -14,12 +14,36 @@
 //! Credentials that are presented but wrong (a certificate from another CA, expired, an
 //! unknown token) are 401 wherever they are sent, and logged.
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use berth_proto::tls::CertUser;
 
+use super::ApiState;
 use crate::resource::ApiError;
+
+/// What the server's token authenticators read: the watch cache, as it is now.
+impl crate::serviceaccount::Objects for ApiState {
+    fn object(&self, kind: &str, namespace: &str, name: &str) -> Option<std::sync::Arc<serde_json::Value>> {
+        let plural = match kind {
+            "ServiceAccount" => "serviceaccounts",
+            "Pod" => "pods",
+            "Secret" => "secrets",
+            "Node" => "nodes",
+            _ => return None,
+        };
+        self.cached("", plural, (!namespace.is_empty()).then_some(namespace), name)
+    }
+}
+
+impl Tokens for ApiState {
+    fn authenticate_token(&self, token: &str) -> Result<UserInfo, String> {
+        match &self.service_accounts {
+            Some(issuer) => crate::serviceaccount::authenticate(issuer, token, chrono::Utc::now().timestamp(), self),
+            None => Err("invalid bearer token".into()),
+        }
+    }
+}
 
 /// Every authenticated user is in this group.
 pub const AUTHENTICATED: &str = "system:authenticated";
@@ -76,6 +100,12 @@ fn public_path(path: &str) -> bool {
         .any(|p| path == *p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')))
 }
 
+/// The bearer-token authenticators (service-account tokens, bootstrap tokens).
+pub trait Tokens {
+    /// The user `token` is, or why it is refused.
+    fn authenticate_token(&self, token: &str) -> Result<UserInfo, String>;
+}
+
 /// Why a request is refused with 401 (logged, never sent: kube-apiserver's body is bare).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Unauthenticated(pub String);
@@ -86,6 +116,7 @@ pub fn authenticate(
     connection: Option<&Connection>,
     authorization: Option<&str>,
     path: &str,
+    tokens: &dyn Tokens,
 ) -> Result<UserInfo, Unauthenticated> {
     if loopback {
         return Ok(UserInfo::loopback());
@@ -100,7 +131,7 @@ pub fn authenticate(
     }
     if let Some(value) = authorization {
         return match value.strip_prefix("Bearer ").map(str::trim) {
-            Some(token) if !token.is_empty() => Err(Unauthenticated("invalid bearer token".into())),
+            Some(token) if !token.is_empty() => tokens.authenticate_token(token).map_err(Unauthenticated),
             _ => Err(Unauthenticated("unsupported Authorization header".into())),
         };
     }
@@ -111,13 +142,14 @@ pub fn authenticate(
 }
 
 /// The authentication middleware: puts the [`UserInfo`] in the request, or answers 401.
-pub async fn middleware(mut req: Request, next: Next) -> Response {
+pub async fn middleware(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
     let authorization = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let verdict = authenticate(
         req.extensions().get::<Loopback>().is_some(),
         req.extensions().get::<Connection>(),
         authorization,
         req.uri().path(),
+        &state,
     );
     match verdict {
         Ok(user) => {
@@ -139,35 +171,46 @@ mod tests {
         Connection::Tls { cert }
     }
 
+    struct NoTokens;
+    impl Tokens for NoTokens {
+        fn authenticate_token(&self, _: &str) -> Result<UserInfo, String> {
+            Err("invalid bearer token".into())
+        }
+    }
+
     #[test]
     fn certificates_name_the_user_and_anonymous_callers_reach_only_public_paths() {
         let admin = CertUser { name: "kubernetes-admin".into(), groups: vec![MASTERS.into()] };
-        let user = authenticate(false, Some(&tls(Some(Ok(admin)))), None, "/api/v1/pods").unwrap();
+        let user = authenticate(false, Some(&tls(Some(Ok(admin)))), None, "/api/v1/pods", &NoTokens).unwrap();
         assert_eq!(user.name, "kubernetes-admin");
         assert_eq!(user.groups, [MASTERS, AUTHENTICATED]);
         let anonymous = tls(None);
         for path in ["/healthz", "/livez", "/readyz", "/readyz/ping", "/version"] {
-            assert_eq!(authenticate(false, Some(&anonymous), None, path), Ok(UserInfo::anonymous()), "{path}");
+            assert_eq!(
+                authenticate(false, Some(&anonymous), None, path, &NoTokens),
+                Ok(UserInfo::anonymous()),
+                "{path}"
+            );
         }
         for path in ["/api/v1/secrets", "/versions", "/", "/metrics", "/apis"] {
-            assert!(authenticate(false, Some(&anonymous), None, path).is_err(), "{path}");
+            assert!(authenticate(false, Some(&anonymous), None, path, &NoTokens).is_err(), "{path}");
         }
-        assert!(authenticate(false, None, None, "/api").is_err(), "no connection facts: anonymous");
+        assert!(authenticate(false, None, None, "/api", &NoTokens).is_err(), "no connection facts: anonymous");
     }
 
     #[test]
     fn presented_but_wrong_credentials_are_refused_even_on_public_paths() {
         let forged = tls(Some(Err("x509: certificate signed by unknown authority".into())));
-        let err = authenticate(false, Some(&forged), None, "/healthz").unwrap_err();
+        let err = authenticate(false, Some(&forged), None, "/healthz", &NoTokens).unwrap_err();
         assert!(err.0.contains("unknown authority"));
-        assert!(authenticate(false, Some(&tls(None)), Some("Bearer abc.def"), "/healthz").is_err());
-        assert!(authenticate(false, Some(&tls(None)), Some("Basic YTpi"), "/api").is_err());
+        assert!(authenticate(false, Some(&tls(None)), Some("Bearer abc.def"), "/healthz", &NoTokens).is_err());
+        assert!(authenticate(false, Some(&tls(None)), Some("Basic YTpi"), "/api", &NoTokens).is_err());
     }
 
     #[test]
     fn loopback_and_the_insecure_port_are_administrators() {
-        assert!(authenticate(true, None, None, "/api").unwrap().groups.contains(&MASTERS.to_string()));
-        let insecure = authenticate(false, Some(&Connection::Insecure), None, "/api").unwrap();
+        assert!(authenticate(true, None, None, "/api", &NoTokens).unwrap().groups.contains(&MASTERS.to_string()));
+        let insecure = authenticate(false, Some(&Connection::Insecure), None, "/api", &NoTokens).unwrap();
         assert_eq!(insecure.name, "system:unsecured");
         assert!(insecure.groups.contains(&MASTERS.to_string()));
     }

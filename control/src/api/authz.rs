@@ -300,7 +300,7 @@ impl node_authz::PodLookup for CachedPods<'_> {
     }
 
     fn pod(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
-        self.in_namespace(namespace, |p| p.pointer("/metadata/name").and_then(Value::as_str) == Some(name)).pop()
+        self.0.cached("", "pods", Some(namespace), name)
     }
 }
 

@@ -72,6 +72,8 @@ pub struct ApiState {
     /// Ends open watches when the server stops.
     pub shutdown: CancellationToken,
     pub body_limits: BodyLimits,
+    /// Signs and checks service-account tokens (`None`: `--insecure`, none are issued).
+    pub service_accounts: Option<Arc<crate::serviceaccount::token::Issuer>>,
 }
 
 /// How much of a request body the API reads, and for how long.
@@ -122,7 +124,26 @@ impl ApiState {
             usage: Arc::new(crate::usage::UsageCache::new(crate::usage::DEFAULT_METRIC_RESOLUTION)),
             shutdown,
             body_limits: BodyLimits::default(),
+            service_accounts: None,
         }
+    }
+
+    /// Issues and accepts service-account tokens signed by `issuer`, and mounts them into
+    /// new pods.
+    pub fn with_service_accounts(mut self, issuer: Arc<crate::serviceaccount::token::Issuer>) -> ApiState {
+        self.service_accounts = Some(issuer);
+        self.registry.mount_service_account_tokens();
+        self
+    }
+}
+
+impl ApiState {
+    /// The object `namespace/name` of `group`/v1 `plural` as the watch cache holds it now,
+    /// without waiting (what authentication and authorization read).
+    pub fn cached(&self, group: &str, plural: &str, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {
+        let info = crate::resource::find(group, "v1", plural)?;
+        let key = crate::registry::storage::object_key(info, namespace, name);
+        self.cache.get(info).current_object(&key)
     }
 }
 
@@ -144,6 +165,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/namespaces/{ns}/pods/{name}/exec", any(streaming::exec))
         .route("/api/v1/namespaces/{ns}/pods/{name}/attach", any(streaming::attach))
         .route("/api/v1/namespaces/{ns}/pods/{name}/portforward", any(streaming::port_forward))
+        .route(
+            "/api/v1/namespaces/{ns}/serviceaccounts/{name}/token",
+            axum::routing::post(crate::serviceaccount::token_request::create),
+        )
+        .route("/.well-known/openid-configuration", get(openid_configuration))
+        .route("/openid/v1/jwks", get(openid_jwks))
         .route("/apis/authentication.k8s.io/v1/selfsubjectreviews", axum::routing::post(reviews::self_subject_review))
         .route(
             "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
@@ -162,8 +189,28 @@ pub fn router(state: ApiState) -> Router {
         .fallback(|| async { ApiError::NotFound(Subject::default()).into_response() })
         .layer(axum::middleware::from_fn(fenced))
         .layer(axum::middleware::from_fn_with_state(state.clone(), authz::middleware))
-        .layer(axum::middleware::from_fn(authn::middleware))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authn::middleware))
         .with_state(state)
+}
+
+/// `GET /.well-known/openid-configuration`: the service-account issuer's OIDC discovery.
+async fn openid_configuration(State(state): State<ApiState>) -> Response {
+    match &state.service_accounts {
+        Some(issuer) => json_ok(issuer.openid_configuration()),
+        None => ApiError::NotFound(Subject::default()).into_response(),
+    }
+}
+
+/// `GET /openid/v1/jwks`: the key that verifies service-account tokens.
+async fn openid_jwks(State(state): State<ApiState>) -> Response {
+    match &state.service_accounts {
+        Some(issuer) => {
+            let mut response = json_ok(issuer.jwks());
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
+            response
+        }
+        None => ApiError::NotFound(Subject::default()).into_response(),
+    }
 }
 
 /// An in-process API client over `router`, authenticated as the server itself.

@@ -113,6 +113,36 @@ pub fn decode<M: Message + Default>(body: &[u8]) -> Result<M, String> {
     M::decode(raw.as_slice()).map_err(|e| format!("decoding the protobuf object: {e}"))
 }
 
+/// `authentication.k8s.io/v1` BoundObjectReference.
+#[derive(Clone, PartialEq, Message)]
+pub struct BoundObjectReference {
+    #[prost(string, optional, tag = "1")]
+    pub kind: Option<String>,
+    #[prost(string, optional, tag = "2")]
+    pub api_version: Option<String>,
+    #[prost(string, optional, tag = "3")]
+    pub name: Option<String>,
+    #[prost(string, optional, tag = "4")]
+    pub uid: Option<String>,
+}
+
+/// `authentication.k8s.io/v1` TokenRequestSpec (`kubectl create token`).
+#[derive(Clone, PartialEq, Message)]
+pub struct TokenRequestSpec {
+    #[prost(string, repeated, tag = "1")]
+    pub audiences: Vec<String>,
+    #[prost(message, optional, tag = "3")]
+    pub bound_object_ref: Option<BoundObjectReference>,
+    #[prost(int64, optional, tag = "4")]
+    pub expiration_seconds: Option<i64>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct TokenRequest {
+    #[prost(message, optional, tag = "2")]
+    pub spec: Option<TokenRequestSpec>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

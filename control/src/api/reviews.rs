@@ -92,7 +92,7 @@ fn is_protobuf(headers: &HeaderMap) -> bool {
         .is_some_and(|ct| ct.starts_with(protobuf::CONTENT_TYPE))
 }
 
-fn opt(s: &Option<String>) -> String {
+pub(crate) fn opt(s: &Option<String>) -> String {
     s.clone().unwrap_or_default()
 }
 
@@ -136,7 +136,7 @@ fn proto_question(
 }
 
 /// The spec of a review body (JSON, or protobuf decoded by `from_proto`).
-fn spec_of(
+pub(crate) fn spec_of(
     headers: &HeaderMap,
     body: &[u8],
     kind: &str,

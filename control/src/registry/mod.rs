@@ -153,6 +153,8 @@ pub enum Deleted {
 #[derive(Clone)]
 pub struct Registry {
     storage: storage::Storage,
+    /// Whether new pods get a service-account token volume (the server signs tokens).
+    mount_service_account_tokens: bool,
 }
 
 fn subject(info: &ResourceInfo, name: &str) -> Subject {
@@ -255,7 +257,26 @@ fn check_identity(
 
 impl Registry {
     pub fn new(storage: storage::Storage) -> Registry {
-        Registry { storage }
+        Registry { storage, mount_service_account_tokens: false }
+    }
+
+    /// New pods get the service-account token volume from now on (see
+    /// [`crate::serviceaccount::admission`]).
+    pub fn mount_service_account_tokens(&mut self) {
+        self.mount_service_account_tokens = true;
+    }
+
+    /// The ServiceAccount admission of a new pod: its account and, unless either opts out,
+    /// the token volume.
+    async fn admit_service_account(&self, namespace: &str, pod: &mut Value) {
+        use crate::serviceaccount::admission;
+        let account = admission::account_of(pod).to_string();
+        let sa_info = resource::find("", "v1", "serviceaccounts").expect("served");
+        let automount = match self.get(sa_info, Some(namespace), &account, false).await {
+            Ok(sa) => sa.get("automountServiceAccountToken").and_then(Value::as_bool),
+            Err(_) => None,
+        };
+        admission::admit_pod(pod, automount, &admission::random_suffix());
     }
 
     pub fn store(&self) -> &Store {
@@ -471,6 +492,9 @@ impl Registry {
             m.insert("generation".into(), json!(1));
         }
         (info.strategy.prepare_for_create)(&mut body);
+        if self.mount_service_account_tokens && info.group.is_empty() && info.plural == "pods" {
+            self.admit_service_account(namespace.as_deref().unwrap_or("default"), &mut body).await;
+        }
         let mut warnings = Vec::new();
         let mut obj = Self::admit(info, &name, body, None, opts, &mut warnings)?;
         if let Some(manager) = &opts.field_manager {

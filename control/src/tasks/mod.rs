@@ -54,6 +54,7 @@ pub mod quota;
 pub mod rbac_defaults;
 pub mod replicaset;
 pub mod scheduler;
+pub mod service_accounts;
 pub mod service_lb;
 pub mod statefulset;
 pub mod status;
@@ -87,6 +88,9 @@ pub struct Settings {
     /// Where Nodes' pod CIDRs come from (`--cluster-cidr`, `--node-cidr-mask-size`); None:
     /// `--allocate-node-cidrs=false`.
     pub node_cidrs: Option<node_ipam::NodeCidrs>,
+    /// The cluster CA published to every namespace as `kube-root-ca.crt` (None:
+    /// `--insecure`, no CA).
+    pub cluster_ca_pem: Option<String>,
 }
 
 impl Default for Settings {
@@ -101,6 +105,7 @@ impl Default for Settings {
             system_namespaces_every: Duration::from_secs(60),
             node_cidrs: node_ipam::NodeCidrs::parse(node_ipam::DEFAULT_CLUSTER_CIDR, node_ipam::DEFAULT_NODE_PREFIX)
                 .ok(),
+            cluster_ca_pem: None,
         }
     }
 }
@@ -128,5 +133,6 @@ pub fn all() -> Vec<(&'static str, TaskFn)> {
         ("resourcequota-controller", Arc::new(|ctx, cancel| Box::pin(quota::run(ctx, cancel)))),
         ("horizontal-pod-autoscaler", Arc::new(|ctx, cancel| Box::pin(hpa::run(ctx, cancel)))),
         ("rbac-defaults", Arc::new(|ctx, cancel| Box::pin(rbac_defaults::run(ctx, cancel)))),
+        ("serviceaccount-controller", Arc::new(|ctx, cancel| Box::pin(service_accounts::run(ctx, cancel)))),
     ]
 }

@@ -55,6 +55,21 @@ pub fn process_encryption() -> Arc<crate::encryption::Transformer> {
     .clone()
 }
 
+/// The test process's service-account signing key, shared by every in-process server (so
+/// that a token from one member is good on another).
+pub fn process_service_accounts() -> Arc<crate::serviceaccount::token::Issuer> {
+    static ISSUER: OnceLock<Arc<crate::serviceaccount::token::Issuer>> = OnceLock::new();
+    ISSUER
+        .get_or_init(|| {
+            let key = berth_proto::pki::new_service_account_key().expect("a key");
+            Arc::new(
+                crate::serviceaccount::token::Issuer::from_pem(&key, crate::serviceaccount::token::DEFAULT_ISSUER)
+                    .expect("a valid key"),
+            )
+        })
+        .clone()
+}
+
 /// Puts the test CAs into `dir/pki` (for `berthctl up --data-dir dir`, which then uses
 /// them, so [`admin`] and [`kubeconfig_file`] reach that cluster too).
 pub fn seed_ca(dir: &Path) {
@@ -193,8 +208,17 @@ impl Server {
     }
 
     /// Starts the API server named `name` over `store` on `api`.
-    fn serve(name: &str, store: Store, api: TcpListener, settings: tasks::Settings, http: HttpSettings) -> Server {
+    fn serve(
+        name: &str,
+        store: Store,
+        api: TcpListener,
+        mut settings: tasks::Settings,
+        mut http: HttpSettings,
+    ) -> Server {
         let api_url = format!("https://{}", api.local_addr().unwrap());
+        // Secure as in production: service-account tokens, the CA in every namespace.
+        http.service_accounts.get_or_insert_with(process_service_accounts);
+        settings.cluster_ca_pem.get_or_insert_with(|| process_ca().issued.cert_pem.clone());
         let shutdown = CancellationToken::new();
         let storage = crate::registry::storage::Storage::new(store.clone(), process_encryption());
         let control = ControlPlane::start_configured(storage, api, name, settings, http, shutdown.clone());

@@ -162,8 +162,14 @@ pub async fn run(s: &mut Session, args: DeleteArgs, out: &mut Out) -> Result<()>
             Ok(answer) => {
                 let text = if name_only { obj.type_name() } else { deleted_message(&obj, plan.forced, dry) };
                 crate::emit(out, &format!("{text}\n"))?;
-                let uid = (answer["kind"] != "Status").then(|| answer["metadata"]["uid"].as_str().map(str::to_string));
-                deleted.push((obj, uid.flatten()));
+                // The deleted object, or a Status naming it (details.uid): a controller may
+                // make a new one of the same name at once, which must not count as the old.
+                let uid = match answer["kind"].as_str() {
+                    Some("Status") => answer["details"]["uid"].as_str(),
+                    _ => answer["metadata"]["uid"].as_str(),
+                };
+                let uid = uid.filter(|u| !u.is_empty()).map(str::to_string);
+                deleted.push((obj, uid));
             }
             Err(e) if e.is_not_found() && args.ignore_not_found => {}
             Err(e) => match &obj.source {

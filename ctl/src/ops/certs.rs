@@ -83,17 +83,16 @@ pub fn share_ca(dirs: &[&Path], role: CaRole) -> Result<Ca> {
     Ok(Ca { issued })
 }
 
-/// The encryption configuration already in one of `dirs` (all that have one must agree),
-/// or a new one (Secrets under a fresh AES-GCM key); written into every dir lacking it, so
-/// that every member reads what any member encrypted.
-pub fn share_encryption_config(dirs: &[&Path]) -> Result<()> {
+/// The secret file `relative` (under each data dir) already in one of `dirs` (all that
+/// have one must agree), or `make`'s; written 0600 into every dir lacking it.
+fn share_secret_file(dirs: &[&Path], relative: &str, what: &str, make: impl FnOnce() -> Result<String>) -> Result<()> {
     share(
         dirs,
-        "different encryption configurations: a cluster has one",
-        |dir| Ok(std::fs::read_to_string(dir.join(pki::ENCRYPTION_CONFIG)).ok()),
-        || pki::new_encryption_config().map_err(CtlError::usage),
+        &format!("different {what}s: a cluster has one"),
+        |dir| Ok(std::fs::read_to_string(dir.join(relative)).ok()),
+        make,
         |dir, text| {
-            let path = dir.join(pki::ENCRYPTION_CONFIG);
+            let path = dir.join(relative);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| CtlError::io(format!("creating {}", parent.display()), e))?;
@@ -102,6 +101,23 @@ pub fn share_encryption_config(dirs: &[&Path]) -> Result<()> {
         },
     )
     .map(drop)
+}
+
+/// The encryption configuration already in one of `dirs` (all that have one must agree),
+/// or a new one (Secrets under a fresh AES-GCM key); written into every dir lacking it, so
+/// that every member reads what any member encrypted.
+pub fn share_encryption_config(dirs: &[&Path]) -> Result<()> {
+    share_secret_file(dirs, pki::ENCRYPTION_CONFIG, "encryption configuration", || {
+        pki::new_encryption_config().map_err(CtlError::usage)
+    })
+}
+
+/// The service-account signing key already in one of `dirs`, or a new one; written into
+/// every dir lacking it, so that every member accepts the tokens any member issued.
+pub fn share_service_account_key(dirs: &[&Path]) -> Result<()> {
+    share_secret_file(dirs, pki::SERVICE_ACCOUNT_KEY, "service-account key", || {
+        pki::new_service_account_key().map_err(pki_error)
+    })
 }
 
 /// Runs `certs`.
@@ -116,8 +132,13 @@ pub fn run(args: CertsArgs, out: &mut Out) -> Result<()> {
         lines.push_str(&format!("{} ({hash}) in:\n  {}\n", role.describe(), list.join("\n  ")));
     }
     share_encryption_config(&dirs)?;
-    let list: Vec<String> = dirs.iter().map(|d| d.join(pki::ENCRYPTION_CONFIG).display().to_string()).collect();
-    lines.push_str(&format!("encryption configuration in:\n  {}\n", list.join("\n  ")));
+    share_service_account_key(&dirs)?;
+    for (relative, what) in
+        [(pki::ENCRYPTION_CONFIG, "encryption configuration"), (pki::SERVICE_ACCOUNT_KEY, "service-account key")]
+    {
+        let list: Vec<String> = dirs.iter().map(|d| d.join(relative).display().to_string()).collect();
+        lines.push_str(&format!("{what} in:\n  {}\n", list.join("\n  ")));
+    }
     emit(out, &lines)
 }
 
@@ -152,5 +173,10 @@ mod tests {
         std::fs::write(other.join(pki::ENCRYPTION_CONFIG), pki::new_encryption_config().unwrap()).unwrap();
         let err = share_encryption_config(&[&a, &other]).unwrap_err().to_string();
         assert!(err.contains("different encryption configurations"), "{err}");
+        // And the service-account key.
+        share_service_account_key(&[&a, &b]).unwrap();
+        let key = std::fs::read_to_string(a.join(pki::SERVICE_ACCOUNT_KEY)).unwrap();
+        assert!(key.contains("PRIVATE KEY"), "{key}");
+        assert_eq!(std::fs::read_to_string(b.join(pki::SERVICE_ACCOUNT_KEY)).unwrap(), key);
     }
 }

@@ -945,6 +945,7 @@ pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Resu
             let mut dirs: Vec<&Path> = vec![&dir];
             dirs.extend(server_dirs.iter().map(PathBuf::as_path));
             super::certs::share_encryption_config(&dirs)?;
+            super::certs::share_service_account_key(&dirs)?;
         }
         let admin = credentials(&ca, "kubernetes-admin", &["system:masters"])?;
         let etcd_admin = credentials(&etcd_ca, "berth-etcd-admin", &[])?;

@@ -35,8 +35,23 @@ pub struct AgentArgs {
     #[arg(long, env = "BERTH_SERVER", value_delimiter = ',')]
     pub server: Vec<String>,
     /// A kubeconfig file (its current context) for the API.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "token")]
     pub kubeconfig: Option<PathBuf>,
+    /// Join with this bootstrap token (`berthctl token create --print-join-command`): the
+    /// agent discovers the cluster at --server, asks for its node certificate and keeps it
+    /// in DATA_DIR/kubelet.kubeconfig for later starts.
+    #[arg(long, value_parser = parse_token, requires = "server")]
+    pub token: Option<berth_proto::bootstrap_token::Token>,
+    /// With --token: the cluster CA's pin (`sha256:<hex>` of its public key); repeatable.
+    #[arg(long, value_delimiter = ',', value_parser = parse_ca_hash)]
+    pub discovery_token_ca_cert_hash: Vec<String>,
+    /// With --token: trust whatever CA the servers' cluster-info names (no pin).
+    #[arg(long)]
+    pub discovery_token_unsafe_skip_ca_verification: bool,
+    /// With --token: how long to keep trying discovery while cluster-info is missing or
+    /// not yet signed with the token (Go duration).
+    #[arg(long, default_value = "5m", value_parser = parse_min_age)]
+    pub discovery_timeout: Duration,
     /// This node's name (with --fake-nodes N: the prefix of `{name}-{i}`); required except
     /// with `--cleanup`.
     #[arg(long, value_parser = parse_node_name, required_unless_present = "cleanup")]
@@ -177,6 +192,19 @@ fn parse_node_name(s: &str) -> std::result::Result<String, String> {
     config::check_node_name("--node-name", s).map(|_| s.to_string()).map_err(strip)
 }
 
+fn parse_token(s: &str) -> std::result::Result<berth_proto::bootstrap_token::Token, String> {
+    berth_proto::bootstrap_token::Token::parse(s)
+        .ok_or_else(|| "the bootstrap token must be of the form [a-z0-9]{6}.[a-z0-9]{16}".to_string())
+}
+
+fn parse_ca_hash(s: &str) -> std::result::Result<String, String> {
+    let hex = s.strip_prefix("sha256:").ok_or("a CA pin is sha256:<hex>")?;
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("a CA pin is sha256: and 64 hex digits".into());
+    }
+    Ok(s.to_ascii_lowercase())
+}
+
 fn parse_min_age(s: &str) -> Result<Duration, String> {
     berth_proto::model::duration::parse_go_duration(s).ok_or_else(|| format!("{s:?} is not a duration like 2m or 1h"))
 }
@@ -304,12 +332,45 @@ impl AgentArgs {
         })
     }
 
+    /// Joins with `--token` (see [`crate::bootstrap`]): the agent's own kubeconfig.
+    async fn join(&self, token: &berth_proto::bootstrap_token::Token) -> Result<PathBuf> {
+        let bad =
+            |message: &str| AgentError::Config { flag: "--discovery-token-ca-cert-hash", message: message.into() };
+        if self.discovery_token_ca_cert_hash.is_empty() && !self.discovery_token_unsafe_skip_ca_verification {
+            return Err(bad(
+                "joining with --token needs the CA's pin (or --discovery-token-unsafe-skip-ca-verification)",
+            ));
+        }
+        if self.fake_nodes.is_some() {
+            return Err(AgentError::Config {
+                flag: "--token",
+                message: "hollow nodes (--fake-nodes) cannot join with a token".into(),
+            });
+        }
+        let node = self.node_name.clone().unwrap_or_default();
+        std::fs::create_dir_all(&self.data_dir).map_err(|e| AgentError::Config {
+            flag: "--data-dir",
+            message: format!("{}: {e}", self.data_dir.display()),
+        })?;
+        let servers: Vec<String> = self.server.iter().map(|s| s.trim_end_matches('/').to_string()).collect();
+        let pins = &self.discovery_token_ca_cert_hash;
+        crate::bootstrap::join(&self.data_dir, &node, &servers, token, pins, self.discovery_timeout).await
+    }
+
     /// The API servers to use: `--server`'s list, else the kubeconfig's `server` followed
     /// by the other servers its `berth.dev/servers` extension lists.
     fn api_servers(&self, kubeconfig: Option<&kube::config::Kubeconfig>) -> Vec<String> {
         if !self.server.is_empty() {
             return self.server.iter().map(|s| s.trim_end_matches('/').to_string()).collect();
         }
+        kubeconfig_servers(kubeconfig)
+    }
+}
+
+/// A kubeconfig's `server` followed by the other servers its `berth.dev/servers` extension
+/// lists.
+fn kubeconfig_servers(kubeconfig: Option<&kube::config::Kubeconfig>) -> Vec<String> {
+    {
         let Some(kc) = kubeconfig else { return vec![] };
         let context = kc.current_context.as_ref().and_then(|name| kc.contexts.iter().find(|c| &c.name == name));
         let cluster_name = context.and_then(|c| c.context.as_ref()).map(|c| c.cluster.clone());
@@ -332,20 +393,32 @@ impl AgentArgs {
         }
         servers
     }
+}
 
+impl AgentArgs {
     /// Connects to the API through a [`Balancer`] over every server `--server` /
     /// `--kubeconfig` name, which fails over between them. The balancer lives as long as the
     /// returned [`ApiConnection`] (and `cancel`).
     pub async fn connect(&self, cancel: &CancellationToken) -> Result<ApiConnection> {
         let bad = |flag: &'static str, message: String| AgentError::Config { flag, message };
-        let kubeconfig = match &self.kubeconfig {
+        let joined = match &self.token {
+            Some(token) => Some(self.join(token).await?),
+            None => None,
+        };
+        let kubeconfig_path = joined.as_ref().or(self.kubeconfig.as_ref());
+        let kubeconfig = match kubeconfig_path {
             Some(path) => Some(
                 kube::config::Kubeconfig::read_from(path)
                     .map_err(|e| bad("--kubeconfig", format!("{}: {e}", path.display())))?,
             ),
             None => None,
         };
-        let servers = self.api_servers(kubeconfig.as_ref());
+        // A joined agent uses the servers discovery found (its kubeconfig's), not --server.
+        let servers = if joined.is_some() {
+            kubeconfig_servers(kubeconfig.as_ref())
+        } else {
+            self.api_servers(kubeconfig.as_ref())
+        };
         if servers.is_empty() {
             return Err(match kubeconfig {
                 Some(_) => bad("--kubeconfig", "names no API server".into()),

@@ -11,6 +11,7 @@
 //! parses flags ([`cli`]).
 
 pub mod balancer;
+pub mod bootstrap;
 pub mod cli;
 pub mod command;
 pub mod config;

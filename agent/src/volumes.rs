@@ -175,42 +175,62 @@ pub async fn prepare(api: &ApiAccess, pod: &Pod, volumes_dir: &Path) -> Result<(
                 "File" if !p.is_file() => return Err(format!("hostPath type check failed: {} is not a file", h.path)),
                 _ => {}
             }
-        } else if let Some(cm) = &v.config_map {
-            let optional = cm.optional == Some(true);
-            let data = config_map_data(api, ns, &cm.name, optional).await?;
-            write_projection(&dir, &project(&data, cm.items.as_deref(), cm.default_mode, optional)?)?;
-        } else if let Some(s) = &v.secret {
-            let optional = s.optional == Some(true);
-            let data = secret_data(api, ns, s.secret_name.as_deref().unwrap_or_default(), optional).await?;
-            write_projection(&dir, &project(&data, s.items.as_deref(), s.default_mode, optional)?)?;
-        } else if let Some(d) = &v.downward_api {
-            write_projection(&dir, &downward_files(pod, d.items.as_deref().unwrap_or_default(), d.default_mode)?)?;
-        } else if let Some(p) = &v.projected {
-            let mut files = Vec::new();
-            for source in p.sources.iter().flatten() {
-                if let Some(cm) = &source.config_map {
-                    let optional = cm.optional == Some(true);
-                    let data = config_map_data(api, ns, &cm.name, optional).await?;
-                    files.extend(project(&data, cm.items.as_deref(), p.default_mode, optional)?);
-                } else if let Some(s) = &source.secret {
-                    let optional = s.optional == Some(true);
-                    let data = secret_data(api, ns, &s.name, optional).await?;
-                    files.extend(project(&data, s.items.as_deref(), p.default_mode, optional)?);
-                } else if let Some(d) = &source.downward_api {
-                    files.extend(downward_files(pod, d.items.as_deref().unwrap_or_default(), p.default_mode)?);
-                } else if let Some(sat) = &source.service_account_token {
-                    let token = api.tokens.token(api, pod, sat).await?;
-                    // The token file is the account's secret: owner-only unless the volume says.
-                    let mode = p.default_mode.map(|m| m as u32).unwrap_or(0o600);
-                    files.push(File { path: sat.path.clone(), data: token.into_bytes(), mode });
-                } else {
-                    return Err(format!("volume {:?}: unsupported projected volume source", v.name));
+        } else if let Some(files) = projected_files(api, pod, v, ns).await.transpose() {
+            match files {
+                Ok(files) => {
+                    write_projection(&dir, &files)?;
                 }
+                // The API is away (an outage, a restarted agent): a volume written before
+                // keeps its files, so containers restart as kubelet restarts them, without
+                // the API; only a volume never written needs it.
+                Err(e) if dir.join("..data").exists() => {
+                    tracing::debug!(volume = %v.name, error = %e, "keeping the volume's files: refreshing them failed");
+                }
+                Err(e) => return Err(e),
             }
-            write_projection(&dir, &files)?;
         }
     }
     Ok(())
+}
+
+/// The files of an API-backed volume (`configMap`, `secret`, `downwardAPI`, `projected`);
+/// `None` for other kinds.
+async fn projected_files(api: &ApiAccess, pod: &Pod, v: &Volume, ns: &str) -> Result<Option<Vec<File>>, String> {
+    if let Some(cm) = &v.config_map {
+        let optional = cm.optional == Some(true);
+        let data = config_map_data(api, ns, &cm.name, optional).await?;
+        return project(&data, cm.items.as_deref(), cm.default_mode, optional).map(Some);
+    }
+    if let Some(s) = &v.secret {
+        let optional = s.optional == Some(true);
+        let data = secret_data(api, ns, s.secret_name.as_deref().unwrap_or_default(), optional).await?;
+        return project(&data, s.items.as_deref(), s.default_mode, optional).map(Some);
+    }
+    if let Some(d) = &v.downward_api {
+        return downward_files(pod, d.items.as_deref().unwrap_or_default(), d.default_mode).map(Some);
+    }
+    let Some(p) = &v.projected else { return Ok(None) };
+    let mut files = Vec::new();
+    for source in p.sources.iter().flatten() {
+        if let Some(cm) = &source.config_map {
+            let optional = cm.optional == Some(true);
+            let data = config_map_data(api, ns, &cm.name, optional).await?;
+            files.extend(project(&data, cm.items.as_deref(), p.default_mode, optional)?);
+        } else if let Some(s) = &source.secret {
+            let optional = s.optional == Some(true);
+            let data = secret_data(api, ns, &s.name, optional).await?;
+            files.extend(project(&data, s.items.as_deref(), p.default_mode, optional)?);
+        } else if let Some(d) = &source.downward_api {
+            files.extend(downward_files(pod, d.items.as_deref().unwrap_or_default(), p.default_mode)?);
+        } else if let Some(sat) = &source.service_account_token {
+            let token = api.tokens.token(api, pod, sat).await?;
+            let mode = p.default_mode.map(|m| m as u32).unwrap_or(0o600);
+            files.push(File { path: sat.path.clone(), data: token.into_bytes(), mode });
+        } else {
+            return Err(format!("volume {:?}: unsupported projected volume source", v.name));
+        }
+    }
+    Ok(Some(files))
 }
 
 /// A ConfigMap's data and binaryData (empty when it is missing and `optional`).

@@ -1412,6 +1412,12 @@ fn assert_routed_to_cluster(ip: &str, subnet: u64) {
 /// directory (the cluster is deleted when the returned handle drops, before the
 /// directory); None when the machine cannot run it. Also returns the base port.
 fn two_node_cluster() -> Option<(tempfile::TempDir, LocalCluster, u16)> {
+    two_node_cluster_with_images(&[])
+}
+
+/// [`two_node_cluster`] with more of `scripts/build-images`' images (its flags, such as
+/// `--kubectl`).
+fn two_node_cluster_with_images(build_flags: &[&str]) -> Option<(tempfile::TempDir, LocalCluster, u16)> {
     if let Some(why) = missing_prerequisite() {
         eprintln!("skipping: {why}");
         return None;
@@ -1421,6 +1427,7 @@ fn two_node_cluster() -> Option<(tempfile::TempDir, LocalCluster, u16)> {
     let built = Command::new(workspace().join("scripts/build-images"))
         .args(["--out", &tmp.path().join("images").display().to_string()])
         .args(["--archives", &archives.display().to_string()])
+        .args(build_flags)
         .output()
         .unwrap();
     assert!(built.status.success(), "build-images: {}", String::from_utf8_lossy(&built.stderr));
@@ -2143,4 +2150,57 @@ spec:
     let pods: std::collections::BTreeSet<&str> =
         after.lines().filter(|l| !before.contains(*l)).filter_map(|l| l.split(']').next()).collect();
     assert_eq!(pods.len(), 2, "requests spread over both v1 pods: {pods:?}");
+}
+
+/// An in-cluster client authenticates with its pod's service-account token (issue 20): a
+/// pod with kubectl and no kubeconfig reaches the API through the `kubernetes` Service
+/// with the projected token and CA, is `system:serviceaccount:default:default`, is refused
+/// what RBAC does not grant, and gets what a RoleBinding grants.
+#[test]
+fn a_pod_reaches_the_api_with_its_service_account_token() {
+    let Some((_tmp, cluster, _)) = two_node_cluster_with_images(&["--kubectl"]) else { return };
+    let (_, api) = cluster.subnet_and_api();
+    let pod = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: incluster}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: kubectl, image: berth/kubectl:1, command: [sleep, "3600"]}
+"#;
+    let applied = kubectl(&api, &["apply", "-f", "-"], Some(pod.as_bytes()));
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    berth_testkit::blocking::eventually(Duration::from_secs(120), "the in-cluster pod running", || {
+        (kubectl_blocking(&api, &["get", "pod", "incluster", "-o", "jsonpath={.status.phase}"]) == "Running")
+            .then_some(())
+    });
+    let inside = |script: &str| {
+        let out = kubectl(&api, &["exec", "incluster", "--", "sh", "-c", script], None);
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let (_, files) = inside("cd /var/run/secrets/kubernetes.io/serviceaccount && ls && cat namespace");
+    assert!(files.contains("ca.crt") && files.contains("token") && files.ends_with("default"), "{files}");
+    // kubectl without a kubeconfig uses the in-cluster configuration: the token, ca.crt
+    // and KUBERNETES_SERVICE_HOST (the ClusterIP, which the serving certificate names).
+    let (ok, whoami) = inside("kubectl auth whoami -o jsonpath='{.status.userInfo.username}'");
+    assert!(ok, "{whoami}");
+    assert_eq!(whoami, "system:serviceaccount:default:default");
+    let (ok, denied) = inside("kubectl get pods");
+    assert!(!ok, "{denied}");
+    assert!(
+        denied.contains(r#"User "system:serviceaccount:default:default" cannot list resource "pods" in API group "" in the namespace "default""#),
+        "{denied}"
+    );
+    let binding = "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: default-view}\n\
+                   roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}\n\
+                   subjects:\n- {kind: ServiceAccount, name: default, namespace: default}\n";
+    assert!(kubectl(&api, &["apply", "-f", "-"], Some(binding.as_bytes())).status.success());
+    berth_testkit::blocking::eventually(Duration::from_secs(30), "the pod lists pods", || {
+        let (ok, pods) = inside("kubectl get pods -o name");
+        (ok && pods.contains("pod/incluster")).then_some(())
+    });
 }

@@ -9,6 +9,7 @@
 //! certificates behind it.
 
 pub mod api;
+pub mod bootstrap;
 pub mod cache;
 pub mod cli;
 pub mod cron;
@@ -237,7 +238,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         None => None,
     };
     let mut task_settings = config.tasks.clone();
-    task_settings.cluster_ca_pem = api_pki.as_ref().map(|p| p.ca.issued.cert_pem.clone());
+    task_settings.cluster_ca = api_pki.as_ref().map(|p| p.ca.clone());
     store_config.validate().map_err(|e| ServerError::Config(e.to_string()))?;
     let store = StoreNode::start(store_config, peer_listener, Arc::new(NetworkFaults::default())).await?;
     let control = ControlPlane::start_configured(

@@ -188,6 +188,10 @@ pub fn cluster_roles() -> Vec<Value> {
             ],
         ),
         cluster_role(
+            "system:node-bootstrapper",
+            vec![rule(&["create", "get", "list", "watch"], &["certificates.k8s.io"], &["certificatesigningrequests"])],
+        ),
+        cluster_role(
             "system:service-account-issuer-discovery",
             vec![url_rule(
                 &["get"],
@@ -226,6 +230,8 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             "system:service-account-issuer-discovery",
             &["system:serviceaccounts"],
         ),
+        // kubeadm's `kubeadm:kubelet-bootstrap`: bootstrap tokens may ask for certificates.
+        binding("kubeadm:kubelet-bootstrap", "system:node-bootstrapper", &["system:bootstrappers"]),
         // Bound to nobody, as in Kubernetes since 1.8: nodes are the Node authorizer's.
         binding("system:node", "system:node", &[]),
     ]

@@ -78,6 +78,8 @@ pub enum Command {
     Member(ops::member::MemberArgs),
     /// Consistent backups of the replicated store.
     Snapshot(ops::snapshot::SnapshotArgs),
+    /// Manage bootstrap tokens (join nodes with `--print-join-command`).
+    Token(cmd::token::TokenArgs),
     /// The cluster's certificates (one CA for the servers of a new cluster).
     Certs(ops::certs::CertsArgs),
     /// Start a local cluster (servers + agents on loopback) in the background.

@@ -60,6 +60,7 @@ pub async fn dispatch(cli: cli::Cli, out: &mut Out) -> Result<()> {
         C::Delete(a) => cmd::delete::run(&mut s, a, out).await,
         C::Edit(a) => cmd::edit::run(&mut s, a, out).await,
         C::Scale(a) => cmd::scale::run(&mut s, a, out).await,
+        C::Token(a) => cmd::token::run(&mut s, a, out).await,
         C::Autoscale(a) => cmd::autoscale::run(&mut s, a, out).await,
         C::Set(a) => cmd::set::run(&mut s, a, out).await,
         C::Label(a) => cmd::label::run_label(&mut s, a, out).await,

@@ -189,6 +189,51 @@ pub fn admin_kubeconfig(
     })
 }
 
+/// `kube-public/cluster-info`'s kubeconfig (kubeadm's discovery document): the servers and
+/// the cluster CA, no user — what a joining node trusts once the CA matches its pin.
+pub fn cluster_info_kubeconfig_yaml(api_servers: &[String], ca_pem: &str) -> String {
+    use base64::Engine;
+    let servers = ServersExtension { api_servers: api_servers.to_vec(), etcd_endpoints: vec![] };
+    let server = api_servers.first().cloned().unwrap_or_else(|| DEFAULT_API_URL.to_string());
+    let doc = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "", "cluster": {
+            "server": server,
+            "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(ca_pem),
+            "extensions": [{"name": SERVERS_EXTENSION, "extension": servers}],
+        }}],
+        "contexts": [],
+        "users": [],
+        "current-context": "",
+        "preferences": {},
+    });
+    serde_yaml::to_string(&doc).expect("a JSON value always serializes")
+}
+
+/// The servers and CA PEM of a cluster-info kubeconfig (see
+/// [`cluster_info_kubeconfig_yaml`]).
+pub fn read_cluster_info(yaml: &str) -> Option<(Vec<String>, String)> {
+    use base64::Engine;
+    let doc: serde_yaml::Value = serde_yaml::from_str(yaml).ok()?;
+    let cluster = doc.get("clusters")?.get(0)?.get("cluster")?;
+    let ca = cluster.get("certificate-authority-data")?.as_str()?;
+    let ca = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(ca).ok()?).ok()?;
+    let mut servers: Vec<String> = cluster
+        .get("extensions")
+        .and_then(|e| e.as_sequence())
+        .into_iter()
+        .flatten()
+        .filter(|e| e.get("name").and_then(|n| n.as_str()) == Some(SERVERS_EXTENSION))
+        .filter_map(|e| serde_yaml::from_value::<ServersExtension>(e.get("extension")?.clone()).ok())
+        .flat_map(|s| s.api_servers)
+        .collect();
+    if servers.is_empty() {
+        servers.push(cluster.get("server")?.as_str()?.to_string());
+    }
+    Some((servers, ca))
+}
+
 /// The admin kubeconfig as YAML text, ready to write to a file.
 pub fn admin_kubeconfig_yaml(
     cluster_name: &str,

@@ -33,6 +33,7 @@ pub mod berthraftpb {
 pub mod cri {
     tonic::include_proto!("runtime.v1");
 }
+pub mod bootstrap_token;
 pub mod error;
 pub mod identity;
 pub mod keys;

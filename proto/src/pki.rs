@@ -120,6 +120,24 @@ impl Ca {
         self.issue(params)
     }
 
+    /// The client certificate for certificate signing request `csr_pem` (a node's TLS
+    /// bootstrap), valid for `valid_for`: the request's subject (CN user, O groups) and
+    /// public key, client-auth usage only, whatever else the request asked for.
+    pub fn sign_client_csr(&self, csr_pem: &str, valid_for: Duration) -> Result<String, PkiError> {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+        let ca_key = KeyPair::from_pem(&self.issued.key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(&self.issued.cert_pem, ca_key)?;
+        let params = &mut csr.params;
+        params.subject_alt_names = Vec::new();
+        params.is_ca = IsCa::NoCa;
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.custom_extensions = Vec::new();
+        validity(params, valid_for);
+        Ok(csr.signed_by(&issuer)?.pem())
+    }
+
     /// kubeadm's pin of this CA: see [`ca_cert_hash`].
     pub fn cert_hash(&self) -> Result<String, PkiError> {
         ca_cert_hash(&self.issued.cert_pem)
@@ -148,9 +166,11 @@ pub struct CertInfo {
     pub not_after: std::time::SystemTime,
     /// DNS names and IP addresses (as text) of its subjectAltName.
     pub sans: Vec<String>,
+    /// Its subject, as `CN=…, O=…`.
+    pub subject: String,
 }
 
-/// Reads the validity and SANs of a PEM certificate.
+/// Reads the validity, SANs and subject of a PEM certificate.
 pub fn cert_info(cert_pem: &str) -> Result<CertInfo, PkiError> {
     use x509_parser::extensions::GeneralName;
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).map_err(|_| PkiError::NotPem)?;
@@ -170,7 +190,12 @@ pub fn cert_info(cert_pem: &str) -> Result<CertInfo, PkiError> {
             }
         }
     }
-    Ok(CertInfo { not_before: at(cert.validity().not_before), not_after: at(cert.validity().not_after), sans })
+    Ok(CertInfo {
+        not_before: at(cert.validity().not_before),
+        not_after: at(cert.validity().not_after),
+        sans,
+        subject: cert.subject().to_string(),
+    })
 }
 
 /// Whether a serving certificate should be issued again: it lacks one of `wanted_sans`, or
@@ -275,6 +300,43 @@ pub fn new_encryption_config() -> Result<String, String> {
     let mut key = [0u8; 32];
     ring::rand::SystemRandom::new().fill(&mut key).map_err(|_| "no randomness for a key".to_string())?;
     Ok(encryption_config(&[("key1", &key)]))
+}
+
+/// The subject a certificate signing request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsrSubject {
+    pub common_name: String,
+    pub organizations: Vec<String>,
+}
+
+/// The subject of PEM certificate signing request `csr_pem`, whose signature is checked
+/// (a request signed by another key than the one it names is refused).
+pub fn csr_subject(csr_pem: &str) -> Result<CsrSubject, PkiError> {
+    let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+    let mut subject = CsrSubject { common_name: String::new(), organizations: Vec::new() };
+    for (kind, value) in csr.params.distinguished_name.iter() {
+        let text = match value {
+            rcgen::DnValue::PrintableString(s) => s.to_string(),
+            rcgen::DnValue::Utf8String(s) => s.clone(),
+            other => format!("{other:?}"),
+        };
+        match kind {
+            DnType::CommonName => subject.common_name = text,
+            DnType::OrganizationName => subject.organizations.push(text),
+            _ => {}
+        }
+    }
+    Ok(subject)
+}
+
+/// A new key and a PEM certificate signing request for `user` in `groups` (what a node
+/// sends in its TLS bootstrap): (csr_pem, key_pem).
+pub fn client_csr(user: &str, groups: &[&str]) -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name(user, groups);
+    let csr = params.serialize_request(&key)?;
+    Ok((csr.pem()?, key.serialize_pem()))
 }
 
 /// Where a data dir keeps the cluster's service-account signing key (kubeadm's `sa.key`),
@@ -415,5 +477,24 @@ mod tests {
         write_private_key(&path, "-----BEGIN PRIVATE KEY-----\n").unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "-----BEGIN PRIVATE KEY-----\n");
+    }
+
+    #[test]
+    fn a_signed_request_keeps_its_subject_and_becomes_a_client_certificate_of_the_ca() {
+        let ca = Ca::generate("test-ca").unwrap();
+        let (csr, _key) = client_csr("system:node:n1", &["system:nodes"]).unwrap();
+        let subject = csr_subject(&csr).unwrap();
+        assert_eq!(subject.common_name, "system:node:n1");
+        assert_eq!(subject.organizations, vec!["system:nodes".to_string()]);
+        let cert = ca.sign_client_csr(&csr, Duration::from_secs(3600)).unwrap();
+        let info = cert_info(&cert).unwrap();
+        assert!(
+            info.subject.contains("CN=system:node:n1") && info.subject.contains("O=system:nodes"),
+            "{}",
+            info.subject
+        );
+        let life = info.not_after.duration_since(info.not_before).unwrap();
+        assert!(life >= Duration::from_secs(3600) && life <= Duration::from_secs(3600 + 301), "{life:?}");
+        assert!(csr_subject("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n").is_err());
     }
 }

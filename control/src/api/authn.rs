@@ -7,7 +7,8 @@
 //!    connection was accepted ([`Connection::Tls`]; CN → user, O → groups), or the
 //!    `--insecure` port, whose callers are all administrators ([`Connection::Insecure`],
 //!    as kube-apiserver's old insecure port);
-//! 3. a bearer token;
+//! 3. a bearer token: a bootstrap token (`crate::bootstrap`) or a service-account token
+//!    (`crate::serviceaccount`);
 //! 4. nobody: `system:anonymous`, admitted only to the health and version endpoints
 //!    (kube-apiserver's `system:public-info-viewer` paths); elsewhere 401.
 //!
@@ -38,6 +39,11 @@ impl crate::serviceaccount::Objects for ApiState {
 
 impl Tokens for ApiState {
     fn authenticate_token(&self, token: &str) -> Result<UserInfo, String> {
+        use berth_proto::bootstrap_token as bt;
+        if let Some(bootstrap) = bt::Token::parse(token) {
+            let secret = self.cached("", "secrets", Some(bt::NAMESPACE), &bootstrap.secret_name());
+            return crate::bootstrap::authenticate(&bootstrap, secret.as_deref(), chrono::Utc::now());
+        }
         match &self.service_accounts {
             Some(issuer) => crate::serviceaccount::authenticate(issuer, token, chrono::Utc::now().timestamp(), self),
             None => Err("invalid bearer token".into()),
@@ -93,11 +99,18 @@ pub enum Connection {
 #[derive(Debug, Clone)]
 pub struct Loopback;
 
-/// Paths anonymous callers may GET (kube-apiserver's `system:public-info-viewer`).
+/// The discovery document joining nodes read before they have any credential (kubeadm's
+/// `cluster-info`); RBAC (a Role for `system:anonymous`) still decides.
+const CLUSTER_INFO_PATH: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
+
+/// Paths anonymous callers may reach: kube-apiserver's `system:public-info-viewer` ones
+/// and the cluster's discovery document (as kube-apiserver's anonymous authenticator
+/// restricted to those paths by an `AuthenticationConfiguration` would).
 fn public_path(path: &str) -> bool {
-    ["/healthz", "/livez", "/readyz", "/version"]
-        .iter()
-        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')))
+    path == CLUSTER_INFO_PATH
+        || ["/healthz", "/livez", "/readyz", "/version"]
+            .iter()
+            .any(|p| path == *p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')))
 }
 
 /// The bearer-token authenticators (service-account tokens, bootstrap tokens).

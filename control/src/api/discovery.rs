@@ -94,6 +94,9 @@ fn resource_entries(r: &ResourceInfo) -> Vec<Value> {
     if r.has_status {
         out.push(sub("status", r.kind, None, &["get", "patch", "update"]));
     }
+    if r.has_approval {
+        out.push(sub("approval", r.kind, None, &["get", "patch", "update"]));
+    }
     if r.has_scale {
         out.push(sub("scale", "Scale", Some(("autoscaling", "v1")), &["get", "patch", "update"]));
     }

@@ -32,10 +32,10 @@ pub async fn dispatch(state: &ApiState, req: ApiRequest) -> Result<Response, Api
         (&Method::GET, false, None) if req.query.is_watch() || req.target.watch_path => watch::serve(state, req).await,
         (&Method::GET, true, None) if req.target.watch_path || req.query.is_watch() => watch::serve(state, req).await,
         (&Method::GET, false, None) => list(state, req).await,
-        (&Method::GET, true, None | Some("status")) => get(state, req).await,
+        (&Method::GET, true, None | Some("status" | "approval")) => get(state, req).await,
         (&Method::POST, false, None) => create(state, req).await,
-        (&Method::PUT, true, None | Some("status")) => update(state, req).await,
-        (&Method::PATCH, true, None | Some("status")) => patch_object(state, req).await,
+        (&Method::PUT, true, None | Some("status" | "approval")) => update(state, req).await,
+        (&Method::PATCH, true, None | Some("status" | "approval")) => patch_object(state, req).await,
         (&Method::DELETE, true, None) => delete(state, req).await,
         (&Method::DELETE, false, None) => delete_collection(state, req).await,
         (_, true, Some("scale")) if req.target.info.has_scale => subresources::scale(state, req).await,
@@ -58,6 +58,7 @@ pub async fn dispatch(state: &ApiState, req: ApiRequest) -> Result<Response, Api
 fn is_subresource(info: &crate::resource::ResourceInfo, sub: &str) -> bool {
     match sub {
         "status" => info.has_status,
+        "approval" => info.has_approval,
         "scale" => info.has_scale,
         "binding" | "eviction" | "log" => info.has_pod_subresources,
         _ => false,
@@ -233,7 +234,17 @@ async fn list(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
 }
 
 async fn create(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
-    let (body, mut warnings) = decode_body_warned(&req).await?;
+    let (mut body, mut warnings) = decode_body_warned(&req).await?;
+    if req.target.info.group == "certificates.k8s.io" && req.target.info.plural == "certificatesigningrequests" {
+        // Who asks is recorded by the server, never taken from the request.
+        let user = req.user.clone().unwrap_or_else(super::authn::UserInfo::anonymous);
+        if let Some(spec) = body.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.insert("username".into(), json!(user.name));
+            spec.insert("groups".into(), json!(user.groups));
+            spec.remove("uid");
+            spec.remove("extra");
+        }
+    }
     let opts = req.query.write_options()?;
     let written =
         state.registry.create(req.target.info.storage(), req.target.namespace.as_deref(), body, &opts).await?;
@@ -242,7 +253,9 @@ async fn create(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError>
 }
 
 fn part_of(req: &ApiRequest) -> Part {
-    if req.target.subresource.as_deref() == Some("status") {
+    // A CSR's approval is its status conditions (kube-apiserver's approval strategy keeps
+    // the rest of the status; the approver task writes conditions only).
+    if matches!(req.target.subresource.as_deref(), Some("status" | "approval")) {
         Part::Status
     } else {
         Part::Main

@@ -333,6 +333,8 @@ pub struct ApiRequest {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub rendering: Rendering,
+    /// Who asks (None only for requests built inside the server).
+    pub user: Option<authn::UserInfo>,
 }
 
 impl ApiRequest {
@@ -363,17 +365,37 @@ impl ApiRequest {
 /// A request under `/api` (`groups` false: the core group) or `/apis`: its body read
 /// within the limits and its path split, then answered from discovery or sent on to the
 /// resource it names.
-async fn core_api(s: State<ApiState>, m: Method, p: Path<String>, q: RawQuery, h: HeaderMap, b: Body) -> Response {
-    api_root(false, s, m, p, q, h, b).await
+type Caller = Option<axum::Extension<authn::UserInfo>>;
+
+async fn core_api(
+    s: State<ApiState>,
+    u: Caller,
+    m: Method,
+    p: Path<String>,
+    q: RawQuery,
+    h: HeaderMap,
+    b: Body,
+) -> Response {
+    api_root(false, s, u, m, p, q, h, b).await
 }
 
-async fn group_api(s: State<ApiState>, m: Method, p: Path<String>, q: RawQuery, h: HeaderMap, b: Body) -> Response {
-    api_root(true, s, m, p, q, h, b).await
+async fn group_api(
+    s: State<ApiState>,
+    u: Caller,
+    m: Method,
+    p: Path<String>,
+    q: RawQuery,
+    h: HeaderMap,
+    b: Body,
+) -> Response {
+    api_root(true, s, u, m, p, q, h, b).await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn api_root(
     groups: bool,
     State(state): State<ApiState>,
+    user: Caller,
     method: Method,
     Path(rest): Path<String>,
     RawQuery(query): RawQuery,
@@ -411,7 +433,8 @@ async fn api_root(
         (true, [group, version, tail @ ..]) if !tail.is_empty() => (*group, *version, tail),
         _ => return ApiError::NotFound(Subject::default()).into_response(),
     };
-    resource_request(state, method, group, version, tail, query, headers, body).await
+    let user = user.map(|axum::Extension(u)| u);
+    resource_request(state, user, method, group, version, tail, query, headers, body).await
 }
 
 fn parse_query(raw: Option<String>) -> Query {
@@ -420,8 +443,10 @@ fn parse_query(raw: Option<String>) -> Query {
 }
 
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)]
 async fn resource_request(
     state: ApiState,
+    user: Option<authn::UserInfo>,
     method: Method,
     group: &str,
     version: &str,
@@ -436,7 +461,7 @@ async fn resource_request(
         Err(e) => return e.into_response(),
     };
     let rendering = Rendering::from_accept(&headers);
-    let req = ApiRequest { method, target, query: parse_query(query), headers, body, rendering };
+    let req = ApiRequest { method, target, query: parse_query(query), headers, body, rendering, user };
     let verb = req.verb();
     let resource = match &req.target.subresource {
         Some(sub) => format!("{}/{sub}", req.target.info.plural),

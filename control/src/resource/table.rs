@@ -23,6 +23,8 @@ pub struct ResourceInfo {
     pub has_scale: bool,
     /// Serves a pod's `binding`, `eviction` and `log` subresources.
     pub has_pod_subresources: bool,
+    /// Serves a CertificateSigningRequest's `approval` (its status conditions).
+    pub has_approval: bool,
     /// The kind's rules: defaults, validation, create preparation, patch schema, printer.
     pub strategy: &'static Strategy,
 }
@@ -58,6 +60,7 @@ const fn r(
         has_status: false,
         has_scale: false,
         has_pod_subresources: false,
+        has_approval: false,
         strategy,
     }
 }
@@ -69,6 +72,10 @@ impl ResourceInfo {
     }
     const fn scale(mut self) -> Self {
         self.has_scale = true;
+        self
+    }
+    const fn approval(mut self) -> Self {
+        self.has_approval = true;
         self
     }
     const fn pod_subresources(mut self) -> Self {
@@ -149,6 +156,17 @@ pub static RESOURCES: &[ResourceInfo] = &[
     r("batch", "v1", "jobs", "job", ("Job", &batch::JOB), true, &[]).status().all(),
     r("batch", "v1", "cronjobs", "cronjob", ("CronJob", &batch::CRON_JOB), true, &["cj"]).status().all(),
     r("coordination.k8s.io", "v1", "leases", "lease", ("Lease", &other::LEASE), true, &[]),
+    r(
+        "certificates.k8s.io",
+        "v1",
+        "certificatesigningrequests",
+        "certificatesigningrequest",
+        ("CertificateSigningRequest", &other::CERTIFICATE_SIGNING_REQUEST),
+        false,
+        &["csr"],
+    )
+    .status()
+    .approval(),
     r(
         "discovery.k8s.io",
         "v1",

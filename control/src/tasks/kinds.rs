@@ -155,6 +155,9 @@ pub fn store(informers: &Informers, info: &'static ResourceInfo) -> KindStore {
         ("batch", "Job") => store_of::<Job>(informers, info),
         ("batch", "CronJob") => store_of::<CronJob>(informers, info),
         ("coordination.k8s.io", "Lease") => store_of::<Lease>(informers, info),
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            store_of::<k8s_openapi::api::certificates::v1::CertificateSigningRequest>(informers, info)
+        }
         ("discovery.k8s.io", "EndpointSlice") => store_of::<EndpointSlice>(informers, info),
         ("networking.k8s.io", "Ingress") => store_of::<Ingress>(informers, info),
         ("networking.k8s.io", "IngressClass") => store_of::<IngressClass>(informers, info),

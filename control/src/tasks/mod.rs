@@ -26,6 +26,7 @@
 //! * [`ownership`] and [`workqueue`] — what the workload controllers share (claiming,
 //!   pod availability; informers and the work queue).
 
+pub mod bootstrap;
 pub mod cluster_dns;
 pub mod context;
 pub mod controller;
@@ -88,9 +89,9 @@ pub struct Settings {
     /// Where Nodes' pod CIDRs come from (`--cluster-cidr`, `--node-cidr-mask-size`); None:
     /// `--allocate-node-cidrs=false`.
     pub node_cidrs: Option<node_ipam::NodeCidrs>,
-    /// The cluster CA published to every namespace as `kube-root-ca.crt` (None:
-    /// `--insecure`, no CA).
-    pub cluster_ca_pem: Option<String>,
+    /// The cluster CA: published to every namespace as `kube-root-ca.crt`, and signing
+    /// approved client certificate requests (None: `--insecure`, no CA).
+    pub cluster_ca: Option<berth_proto::pki::Ca>,
 }
 
 impl Default for Settings {
@@ -105,7 +106,7 @@ impl Default for Settings {
             system_namespaces_every: Duration::from_secs(60),
             node_cidrs: node_ipam::NodeCidrs::parse(node_ipam::DEFAULT_CLUSTER_CIDR, node_ipam::DEFAULT_NODE_PREFIX)
                 .ok(),
-            cluster_ca_pem: None,
+            cluster_ca: None,
         }
     }
 }
@@ -134,5 +135,6 @@ pub fn all() -> Vec<(&'static str, TaskFn)> {
         ("horizontal-pod-autoscaler", Arc::new(|ctx, cancel| Box::pin(hpa::run(ctx, cancel)))),
         ("rbac-defaults", Arc::new(|ctx, cancel| Box::pin(rbac_defaults::run(ctx, cancel)))),
         ("serviceaccount-controller", Arc::new(|ctx, cancel| Box::pin(service_accounts::run(ctx, cancel)))),
+        ("bootstrap-signer", Arc::new(|ctx, cancel| Box::pin(bootstrap::run(ctx, cancel)))),
     ]
 }

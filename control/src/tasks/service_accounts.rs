@@ -147,7 +147,7 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
         namespaces: namespaces.clone(),
         accounts,
         config_maps,
-        ca_pem: ctx.settings.cluster_ca_pem.clone(),
+        ca_pem: ctx.settings.cluster_ca.as_ref().map(|ca| ca.issued.cert_pem.clone()),
     });
     let workers = Workers { kind: "ServiceAccount", count: 2, resync_every: Duration::from_secs(60) };
     workqueue::run_controller(&ctx.informers, workers, queue, resync, namespaces, controller, sync, cancel).await;

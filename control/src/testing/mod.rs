@@ -218,7 +218,7 @@ impl Server {
         let api_url = format!("https://{}", api.local_addr().unwrap());
         // Secure as in production: service-account tokens, the CA in every namespace.
         http.service_accounts.get_or_insert_with(process_service_accounts);
-        settings.cluster_ca_pem.get_or_insert_with(|| process_ca().issued.cert_pem.clone());
+        settings.cluster_ca.get_or_insert_with(|| process_ca().clone());
         let shutdown = CancellationToken::new();
         let storage = crate::registry::storage::Storage::new(store.clone(), process_encryption());
         let control = ControlPlane::start_configured(storage, api, name, settings, http, shutdown.clone());

@@ -20,5 +20,6 @@ pub mod rollout;
 pub mod run;
 pub mod scale;
 pub mod set;
+pub mod token;
 pub mod top;
 pub mod watch;

@@ -11,6 +11,17 @@ use crate::resource::strategy::Strategy;
 use crate::resource::typed::round_trip;
 use crate::resource::validate::{defaults, ingress, other, service};
 
+/// CertificateSigningRequests: a new request has no status; approval and the certificate
+/// come through `/approval` and `/status`.
+pub static CERTIFICATE_SIGNING_REQUEST: Strategy = Strategy {
+    prepare_for_create: clear_status,
+    ..Strategy::of(
+        other::validate_csr,
+        round_trip::<k8s_openapi::api::certificates::v1::CertificateSigningRequest>,
+        &printers::CERTIFICATE_SIGNING_REQUEST,
+    )
+};
+
 pub static LEASE: Strategy =
     Strategy::of(other::validate_lease, round_trip::<coordination::v1::Lease>, &printers::LEASE);
 

@@ -82,7 +82,7 @@ pub use batch::{CRON_JOB, JOB};
 pub use cluster::{NAMESPACE, NODE};
 pub use config::{CONFIG_MAP, SECRET, SERVICE_ACCOUNT};
 pub use event::EVENT;
-pub use other::{HPA, LEASE, RESOURCE_QUOTA};
+pub use other::{CERTIFICATE_SIGNING_REQUEST, HPA, LEASE, RESOURCE_QUOTA};
 pub use pod::POD;
 pub use rbac::{ROLE, ROLE_BINDING};
 pub use service::{ENDPOINTS, ENDPOINT_SLICE, INGRESS, INGRESS_CLASS, SERVICE};

@@ -8,6 +8,47 @@ use super::*;
 pub static LEASE: Printer = Printer { columns: LEASE_COLS, row: lease_row };
 pub static HPA: Printer = Printer { columns: HPA_COLS, row: hpa_row };
 pub static RESOURCE_QUOTA: Printer = Printer { columns: RESOURCE_QUOTA_COLS, row: resource_quota_row };
+pub static CERTIFICATE_SIGNING_REQUEST: Printer = Printer { columns: CSR_COLS, row: csr_row };
+
+static CSR_COLS: &[Col] = &[
+    NAME,
+    AGE,
+    col("SignerName", "string", "signerName indicates the requested signer, and is a qualified name."),
+    col("Requestor", "string", "username contains the name of the user that created the CertificateSigningRequest."),
+    col(
+        "RequestedDuration",
+        "string",
+        "expirationSeconds is the requested duration of validity of the issued certificate.",
+    ),
+    col(
+        "Condition",
+        "string",
+        "conditions applied to the request. Known conditions are \"Approved\", \"Denied\", and \"Failed\".",
+    ),
+];
+
+/// kubectl's CSR row: the conditions joined (Approved,Issued), Pending without any.
+fn csr_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let mut conditions: Vec<String> =
+        list(obj, &["status", "conditions"]).iter().map(|c| text(c, &["type"]).to_string()).collect();
+    if conditions.is_empty() {
+        conditions.push("Pending".into());
+    }
+    if at(obj, &["status", "certificate"]).and_then(Value::as_str).is_some_and(|c| !c.is_empty()) {
+        conditions.push("Issued".into());
+    }
+    let duration = opt_int(obj, &["spec", "expirationSeconds"])
+        .map(|s| berth_proto::model::duration::human_duration(chrono::Duration::seconds(s)))
+        .unwrap_or_else(|| "<none>".into());
+    vec![
+        name(obj),
+        age(obj, now),
+        Value::from(text(obj, &["spec", "signerName"])),
+        Value::from(text(obj, &["spec", "username"])),
+        Value::from(duration),
+        Value::from(conditions.join(",")),
+    ]
+}
 
 static LEASE_COLS: &[Col] = &[
     NAME,

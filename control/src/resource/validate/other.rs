@@ -1,5 +1,6 @@
-//! coordination.k8s.io Lease and autoscaling HorizontalPodAutoscaler (v2, with v1's
-//! `targetCPUUtilizationPercentage` accepted too).
+//! coordination.k8s.io Lease, autoscaling HorizontalPodAutoscaler (v2, with v1's
+//! `targetCPUUtilizationPercentage` accepted too) and certificates.k8s.io
+//! CertificateSigningRequest.
 
 use serde_json::Value;
 
@@ -144,5 +145,81 @@ fn validate_metric(errs: &mut Errs, metric: &Value, path: &str) {
                 "may not set both a target raw value and a target utilization",
             ));
         }
+    }
+}
+
+/// The key usages a CertificateSigningRequest may ask for (kube's `KeyUsage` values).
+const KEY_USAGES: &[&str] = &[
+    "signing",
+    "digital signature",
+    "content commitment",
+    "key encipherment",
+    "key agreement",
+    "data encipherment",
+    "cert sign",
+    "crl sign",
+    "encipher only",
+    "decipher only",
+    "any",
+    "server auth",
+    "client auth",
+    "code signing",
+    "email protection",
+    "s/mime",
+    "ipsec end system",
+    "ipsec tunnel",
+    "ipsec user",
+    "timestamping",
+    "ocsp signing",
+    "microsoft sgc",
+    "netscape sgc",
+];
+
+/// `certificates.k8s.io/v1` CertificateSigningRequest (kube's `ValidateCertificateRequest`).
+pub(crate) fn validate_csr(obj: &Value, errs: &mut Errs) {
+    meta::validate_object_meta(obj, false, NameRule::Subdomain, errs);
+    let Some(spec) = obj_at(errs, obj, "", "spec") else { return };
+    match spec.get("request").and_then(Value::as_str) {
+        None | Some("") => errs.push(FieldError::required("spec.request", "")),
+        Some(b64) => {
+            use base64::Engine;
+            let pem =
+                base64::engine::general_purpose::STANDARD.decode(b64).ok().and_then(|b| String::from_utf8(b).ok());
+            match pem.map(|p| berth_proto::pki::csr_subject(&p)) {
+                Some(Ok(_)) => {}
+                _ => errs.push(FieldError::invalid(
+                    "spec.request",
+                    "[]byte{...}".to_string(),
+                    "PEM block type must be CERTIFICATE REQUEST",
+                )),
+            }
+        }
+    }
+    match str_at(errs, spec, "spec", "signerName") {
+        None | Some("") => errs.push(FieldError::required("spec.signerName", "")),
+        Some(signer) if !signer.contains('/') => errs.push(FieldError::invalid(
+            "spec.signerName",
+            q(signer),
+            "must be a fully qualified domain and path of the form 'example.com/signer-name'",
+        )),
+        Some(_) => {}
+    }
+    match spec.get("usages").and_then(Value::as_array) {
+        None => errs.push(FieldError::required("spec.usages", "")),
+        Some(usages) => {
+            for (i, u) in usages.iter().enumerate() {
+                let u = u.as_str().unwrap_or("");
+                if !KEY_USAGES.contains(&u) {
+                    errs.push(FieldError::not_supported(&format!("spec.usages[{i}]"), q(u), KEY_USAGES));
+                }
+            }
+        }
+    }
+    if let Some(s) = int_at(errs, spec, "spec", "expirationSeconds").filter(|s| *s < 600) {
+        errs.push(FieldError::invalid(
+            "spec.expirationSeconds",
+            s.to_string(),
+            "may not specify a duration less than 600 seconds (10 minutes)",
+        ));
     }
 }

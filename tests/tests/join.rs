@@ -1,0 +1,88 @@
+//! Joining nodes with bootstrap tokens (issue 20), with real processes: `berthctl token
+//! create --print-join-command` prints kubeadm's kind of join command; an agent run with it
+//! discovers the cluster, checks the CA against the pin, asks for its node certificate
+//! (approved and signed by the leader) and becomes a Ready node under its own identity; a
+//! wrong pin and a deleted token are refused and register nothing.
+
+use std::process::Command;
+use std::time::Duration;
+
+use berth_testkit::blocking::eventually;
+use berth_tests::berthctl::{run_bounded, Agent, CtlCluster};
+
+fn agent(c: &CtlCluster, node: &str, flags: &[&str]) -> Command {
+    let mut cmd = Command::new(berth_jepsen::procs::berth_agent_binary().expect("berth-agent built"));
+    cmd.args(flags)
+        .args(["--node-name", node, "--runtime", "process", "--listen-port", "0", "--node-ip", "127.0.0.1"])
+        .arg("--data-dir")
+        .arg(c.dir.join(format!("agent-{node}")));
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_joins_with_a_token_and_the_ca_pin_and_wrong_pins_and_deleted_tokens_are_refused() {
+    let mut c = CtlCluster::start(1, Agent::None).await;
+    let line = c.ok(&["token", "create", "--print-join-command", "--description", "test join"]);
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words.first(), Some(&"berth-agent"), "{line}");
+    let flag = |name: &str| words[words.iter().position(|w| *w == name).expect(name) + 1].to_string();
+    let (server, token, pin) = (flag("--server"), flag("--token"), flag("--discovery-token-ca-cert-hash"));
+    let ca_pem = berth_jepsen::pki::admin_credentials().api.ca_pem;
+    assert_eq!(pin, berth_proto::pki::ca_cert_hash(&ca_pem).unwrap());
+    let list = c.ok(&["token", "list"]);
+    assert!(list.contains(&token) && list.contains("authentication,signing") && list.contains("test join"), "{list}");
+
+    // A pin of another CA: refused before anything is asked for.
+    let stranger = berth_proto::pki::Ca::generate("stranger").unwrap().cert_hash().unwrap();
+    let refused = run_bounded(
+        agent(&c, "intruder", &["--server", &server, "--token", &token, "--discovery-token-ca-cert-hash", &stranger]),
+        None,
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cluster CA found in cluster-info ConfigMap is invalid: none of the public keys"),
+        "{stderr}"
+    );
+
+    // The printed command: a Ready node, under its own identity.
+    let flags: Vec<String> = words[1..].iter().map(|w| w.to_string()).collect();
+    c.start_process_agent("joiner", &flags);
+    let csrs = c.ok(&["get", "csr"]);
+    assert!(csrs.contains("Approved,Issued") && csrs.contains(&format!("system:bootstrap:{}", &token[..6])), "{csrs}");
+    let kubeconfig =
+        std::fs::read_to_string(c.dir.join("agent-joiner/kubelet.kubeconfig")).expect("the joined kubeconfig");
+    assert!(kubeconfig.contains("client-certificate-data"), "{kubeconfig}");
+    let cert = std::fs::read_to_string(c.dir.join("agent-joiner/pki/kubelet-client.crt")).unwrap();
+    let subject = berth_proto::pki::cert_info(&cert).unwrap().subject;
+    assert!(subject.contains("CN=system:node:joiner") && subject.contains("O=system:nodes"), "{subject}");
+    assert!(c.ok(&["get", "nodes", "--no-headers"]).lines().all(|l| !l.starts_with("intruder")));
+
+    // A deleted token joins nothing (its cluster-info signature goes with it).
+    assert!(c.ok(&["token", "delete", &token]).contains("deleted"));
+    eventually(Duration::from_secs(10), "the token's signature gone", || {
+        let info = c.ok(&["get", "configmap", "cluster-info", "-n", "kube-public", "-o", "yaml"]);
+        (!info.contains(&format!("jws-kubeconfig-{}", &token[..6]))).then_some(())
+    });
+    let refused = run_bounded(
+        agent(
+            &c,
+            "latecomer",
+            &[
+                "--server",
+                &server,
+                "--token",
+                &token,
+                "--discovery-token-ca-cert-hash",
+                &pin,
+                "--discovery-timeout",
+                "3s",
+            ],
+        ),
+        None,
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("no JWS signed token"), "{stderr}");
+}

@@ -63,7 +63,22 @@ pub(crate) fn spawn_nodes(
 ) -> Result<Running> {
     let kubelet_addr = listener.local_addr().map_err(|source| AgentError::Bind { port: 0, source })?;
     let node_name = identities.first().map(|i| i.name.clone()).unwrap_or_default();
-    let mut tasks = vec![tokio::spawn(crate::server::serve(listener, runtime.clone(), node_name, cancel.clone()))];
+    let security = match &api.client_ca_pem {
+        Some(ca) => {
+            let mut sans = vec![kubelet_addr.ip().to_string(), "localhost".to_string(), node_name.clone()];
+            sans.extend(identities.iter().map(|i| i.template.node_ip.to_string()));
+            sans.dedup();
+            let tls = crate::endpoint_auth::Tls::new(ca, &node_name, &sans).map_err(|message| AgentError::Config {
+                flag: "--kubeconfig",
+                message: format!("the port's TLS: {message}"),
+            })?;
+            let authorizer = Arc::new(crate::endpoint_auth::Authorizer::new(api.client.clone(), node_name.clone()));
+            Some(crate::server::Security { tls, authorizer })
+        }
+        None => None,
+    };
+    let mut tasks =
+        vec![tokio::spawn(crate::server::serve(listener, runtime.clone(), node_name, security, cancel.clone()))];
     let names: Vec<String> = identities.iter().map(|i| i.name.clone()).collect();
     let n = identities.len().max(1) as u32;
     for (i, (id, rx)) in identities.into_iter().zip(receivers).enumerate() {
@@ -191,6 +206,7 @@ impl Agent {
         let pressure: Arc<dyn Fn() -> Pressure + Send + Sync> = Arc::new(move || crate::host::pressure(&data_dir));
         let mut api = ApiAccess::new(client, 16);
         api.services = Some(view.services.clone());
+        api.client_ca_pem = config.client_ca_pem.clone();
         let cancel_watches = cancel.clone();
         let supervisor = containerd.clone().map(|c| tokio::spawn(c.supervise(cancel.clone())));
         let mut running = spawn_nodes(api, vec![identity], senders, receivers, runtime, listener, pressure, cancel)?;

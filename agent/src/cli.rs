@@ -300,6 +300,7 @@ impl AgentArgs {
                 listen_port: self.listen_port,
                 start_delay,
                 max_concurrent_writes: self.max_concurrent_writes as usize,
+                client_ca_pem: None,
             }),
             None => Mode::Agent(AgentConfig {
                 node_name: self.node_name.unwrap_or_default(),
@@ -328,6 +329,7 @@ impl AgentArgs {
                 listen_port: self.listen_port,
                 fake_start_delay: start_delay,
                 stop_containers_on_exit: self.stop_containers_on_exit,
+                client_ca_pem: None,
             }),
         })
     }
@@ -443,9 +445,11 @@ impl AgentArgs {
             config.tls_server_name = Some(API_SERVER_NAME.to_string());
         }
         config.cluster_url = local;
+        let ca_pem =
+            config.root_cert.as_ref().map(|ders| ders.iter().map(|d| berth_proto::tls::pem_of_der(d)).collect());
         let client = kube::Client::try_from(config).map_err(|e| AgentError::api("building the API client", e))?;
         tokio::spawn(keep_servers_current(balancer.clone(), servers, client.clone(), cancel.child_token()));
-        Ok(ApiConnection { client, balancer })
+        Ok(ApiConnection { client, balancer, ca_pem })
     }
 }
 
@@ -476,6 +480,8 @@ const API_SERVER_NAME: &str = "kubernetes";
 pub struct ApiConnection {
     pub client: kube::Client,
     pub balancer: Arc<Balancer>,
+    /// The cluster CA the kubeconfig trusts (PEM), if it names one.
+    pub ca_pem: Option<String>,
 }
 
 #[cfg(test)]

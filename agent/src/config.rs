@@ -186,6 +186,9 @@ pub struct AgentConfig {
     /// Process runtime: kill every container when the agent stops. Off by default — like
     /// a kubelet restart, an agent restart leaves pods running and re-adopts them.
     pub stop_containers_on_exit: bool,
+    /// The CA whose certificates callers of the agent's port must present (the cluster's,
+    /// from the kubeconfig); None serves plain HTTP (an `--insecure` cluster).
+    pub client_ca_pem: Option<String>,
 }
 
 /// Many hollow (fake-runtime) nodes in one process.
@@ -202,6 +205,8 @@ pub struct HollowConfig {
     /// At most this many API writes (registrations, status, deletions) in flight at once,
     /// so a burst on 1,000 nodes does not open 1,000 connections.
     pub max_concurrent_writes: usize,
+    /// As [`AgentConfig::client_ca_pem`].
+    pub client_ca_pem: Option<String>,
 }
 
 impl HollowConfig {
@@ -215,6 +220,7 @@ impl HollowConfig {
             listen_port: 0,
             start_delay: None,
             max_concurrent_writes: 64,
+            client_ca_pem: None,
         }
     }
 

@@ -57,7 +57,8 @@ impl Hollow {
             })
             .collect();
         let pressure: Arc<dyn Fn() -> Pressure + Send + Sync> = Arc::new(Pressure::default);
-        let api = ApiAccess::new(client, cfg.max_concurrent_writes);
+        let mut api = ApiAccess::new(client, cfg.max_concurrent_writes);
+        api.client_ca_pem = cfg.client_ca_pem.clone();
         let running = spawn_nodes(api, identities, senders, receivers, runtime, listener, pressure, cancel)?;
         tracing::info!(nodes = names.len(), kubelet = %running.kubelet_addr, "hollow nodes running");
         Ok(Hollow { node_names: names, kubelet_addr: running.kubelet_addr, tasks: running.tasks })

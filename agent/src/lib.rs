@@ -16,6 +16,7 @@ pub mod cli;
 pub mod command;
 pub mod config;
 pub mod dns;
+pub mod endpoint_auth;
 pub mod error;
 pub mod events;
 pub mod hollow;

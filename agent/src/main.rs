@@ -3,6 +3,7 @@
 //! failure while running.
 
 use berth_agent::cli::{AgentArgs, Mode};
+use berth_agent::config::{AgentConfig, HollowConfig};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -64,9 +65,15 @@ fn main() {
             tracing::info!("shutting down");
             signal.cancel();
         });
+        // Callers of the agent's port present certificates of the CA the agent trusts.
+        let client_ca_pem = connection.ca_pem.clone();
         let result = match mode {
-            Mode::Agent(config) => berth_agent::Agent::run(client, config, shutdown).await,
-            Mode::Hollow(config) => berth_agent::hollow::run(client, config, shutdown).await,
+            Mode::Agent(config) => {
+                berth_agent::Agent::run(client, AgentConfig { client_ca_pem, ..config }, shutdown).await
+            }
+            Mode::Hollow(config) => {
+                berth_agent::hollow::run(client, HollowConfig { client_ca_pem, ..config }, shutdown).await
+            }
         };
         match result {
             Ok(()) => 0,

@@ -146,6 +146,9 @@ pub struct ApiAccess {
     pub services: Option<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Service>>,
     /// The projected service-account tokens of this node's pods.
     pub tokens: Arc<crate::sa_token::TokenCache>,
+    /// The cluster CA callers of the agent's port must present a certificate of (None:
+    /// an `--insecure` cluster, the port serves plain HTTP).
+    pub client_ca_pem: Option<String>,
 }
 
 impl ApiAccess {
@@ -156,6 +159,7 @@ impl ApiAccess {
             timeout: Duration::from_secs(15),
             services: None,
             tokens: Arc::default(),
+            client_ca_pem: None,
         }
     }
 

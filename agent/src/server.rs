@@ -64,15 +64,47 @@ pub fn router(runtime: Arc<dyn Runtime>, node_name: String) -> Router {
 /// depend on the control crate and `proto` holds no I/O).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `router(runtime, node_name)` on `listener` until `cancel`.
-pub async fn serve(listener: TcpListener, runtime: Arc<dyn Runtime>, node_name: String, cancel: CancellationToken) {
-    serve_router(listener, router(runtime, node_name), HEADER_READ_TIMEOUT, cancel).await
+/// How the port is protected (see [`crate::endpoint_auth`]); `None` on an `--insecure`
+/// cluster's agents.
+pub struct Security {
+    pub tls: crate::endpoint_auth::Tls,
+    pub authorizer: Arc<crate::endpoint_auth::Authorizer>,
+}
+
+/// How long a TLS handshake on the port may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router(runtime, node_name)` on `listener` until `cancel`: over TLS with every
+/// request authorized when `security` is given, else plain HTTP.
+pub async fn serve(
+    listener: TcpListener,
+    runtime: Arc<dyn Runtime>,
+    node_name: String,
+    security: Option<Security>,
+    cancel: CancellationToken,
+) {
+    let mut routes = router(runtime, node_name);
+    let tls = security.map(|s| {
+        routes = routes
+            .clone()
+            .layer(axum::middleware::from_fn_with_state(s.authorizer.clone(), crate::endpoint_auth::middleware));
+        Arc::new(s.tls)
+    });
+    serve_router(listener, routes, HEADER_READ_TIMEOUT, tls, cancel).await
 }
 
 /// Serves `router` with a header-read timeout (`axum::serve` has none: a client sending
 /// half a request head held its connection forever), then waits for open connections.
-pub async fn serve_router(listener: TcpListener, router: Router, header_read: Duration, cancel: CancellationToken) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+/// With `tls`, each connection's handshake runs (bounded) in its own task and its requests
+/// carry the caller's certificate verdict ([`crate::endpoint_auth::Caller`]).
+pub async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    header_read: Duration,
+    tls: Option<Arc<crate::endpoint_auth::Tls>>,
+    cancel: CancellationToken,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read);
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
@@ -90,21 +122,48 @@ pub async fn serve_router(listener: TcpListener, router: Router, header_read: Du
                 }
             },
         };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
         let (builder, cancel, open) = (builder.clone(), cancel.clone(), open_tx.clone());
+        let (router, tls) = (router.clone(), tls.clone());
         tokio::spawn(async move {
             let _open = open;
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = cancel.cancelled() => conn.as_mut().graceful_shutdown(),
+            match tls {
+                None => serve_io(builder, stream, router, cancel).await,
+                Some(tls) => {
+                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await;
+                    let stream = match handshake {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => return tracing::info!(error = %e, "kubelet endpoint: TLS handshake failed"),
+                        Err(_) => return tracing::info!("kubelet endpoint: TLS handshake timed out"),
+                    };
+                    let caller = stream.get_ref().1.peer_certificates().map(|chain| tls.clients.user(chain));
+                    let router = router.layer(axum::Extension(crate::endpoint_auth::Caller(caller)));
+                    serve_io(builder, stream, router, cancel).await
+                }
             }
-            let _ = conn.await;
         });
     }
     drop(open_tx);
     let _ = open_rx.recv().await;
+}
+
+/// Serves `router` on one connection until it ends, or shuts it down gracefully on
+/// `cancel`.
+async fn serve_io<I>(
+    builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    io: I,
+    router: Router,
+    cancel: CancellationToken,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = cancel.cancelled() => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
 }
 
 /// How stored lines are shown to the client: with or without their time, and only those
@@ -429,7 +488,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let cancel = CancellationToken::new();
         let router = Router::new().route("/healthz", get(|| async { "ok" }));
-        let server = tokio::spawn(serve_router(listener, router, Duration::from_millis(500), cancel.clone()));
+        let server = tokio::spawn(serve_router(listener, router, Duration::from_millis(500), None, cancel.clone()));
 
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();

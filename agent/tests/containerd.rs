@@ -697,6 +697,7 @@ impl AgentNode {
             listen_port: 0,
             fake_start_delay: None,
             stop_containers_on_exit: false,
+            client_ca_pem: berth_control::testing::agent_client_ca(),
         };
         let cancel = tokio_util::sync::CancellationToken::new();
         let agent = Agent::start(client.clone(), config.clone(), cancel.clone())

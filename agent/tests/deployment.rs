@@ -39,6 +39,7 @@ async fn a_deployment_of_an_http_server_becomes_ready_and_serves() {
         listen_port: 0,
         fake_start_delay: None,
         stop_containers_on_exit: true,
+        client_ca_pem: berth_control::testing::agent_client_ca(),
     };
     let agent = Agent::start(client.clone(), config, cancel.clone()).await.unwrap();
 

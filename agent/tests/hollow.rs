@@ -30,6 +30,7 @@ async fn hollow_nodes_register_run_pods_and_confirm_deletions() {
     let cancel = CancellationToken::new();
     let _stop = cancel.clone().drop_guard();
     let mut cfg = HollowConfig::new("hollow", 5);
+    cfg.client_ca_pem = berth_control::testing::agent_client_ca();
     cfg.start_delay = Some(Duration::from_millis(20));
     cfg.template.heartbeat = Heartbeat::with_renew(Duration::from_secs(1));
     cfg.template.labels.insert("berth.dev/pool".into(), "hollow".into());

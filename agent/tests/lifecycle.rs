@@ -81,6 +81,7 @@ fn config(node: &str, data_dir: &Path) -> AgentConfig {
         listen_port: 0,
         fake_start_delay: None,
         stop_containers_on_exit: true,
+        client_ca_pem: berth_control::testing::agent_client_ca(),
     }
 }
 
@@ -90,11 +91,17 @@ fn python() -> String {
     out.ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).filter(|p| !p.is_empty()).unwrap()
 }
 
+/// `GET path` on the agent's port over TLS, presenting the administrator's certificate.
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let admin = berth_control::testing::admin();
+    let config = berth_proto::tls::kubelet_client_config(&admin.client.cert_pem, &admin.client.key_pem).unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("kubelet").unwrap();
+    let mut s = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.unwrap();
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.unwrap();
     let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
+    // The agent may close without a TLS close_notify: the answer is complete anyway.
+    let _ = s.read_to_string(&mut out).await;
     out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
 }
 

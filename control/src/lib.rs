@@ -79,12 +79,20 @@ pub struct HttpSettings {
     pub body: api::BodyLimits,
     /// The service-account token issuer (None: `--insecure`, no tokens).
     pub service_accounts: Option<Arc<serviceaccount::token::Issuer>>,
+    /// How the API server dials agents' ports (None: plain HTTP, `--insecure`).
+    pub agent_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl HttpSettings {
     /// Default limits on `transport`.
     pub fn on(transport: serve::Transport) -> HttpSettings {
-        HttpSettings { transport, conn: Default::default(), body: Default::default(), service_accounts: None }
+        HttpSettings {
+            transport,
+            conn: Default::default(),
+            body: Default::default(),
+            service_accounts: None,
+            agent_tls: None,
+        }
     }
 }
 
@@ -116,10 +124,18 @@ impl ControlPlane {
         if let Some(issuer) = http.service_accounts.clone() {
             state = state.with_service_accounts(issuer);
         }
+        if let Some(tls) = http.agent_tls.clone() {
+            state.agents = api::agent_dial::AgentDialer::tls(tls);
+        }
         state.body_limits = http.body;
         state.usage = Arc::new(usage::UsageCache::new(settings.metric_resolution));
         // Every server scrapes, so every server answers metrics.k8s.io (see `usage`).
-        let scraper = tokio::spawn(usage::scraper::run(state.usage.clone(), cache.clone(), shutdown.clone()));
+        let scraper = tokio::spawn(usage::scraper::run(
+            state.usage.clone(),
+            cache.clone(),
+            state.agents.clone(),
+            shutdown.clone(),
+        ));
         let router = api::router(state.clone());
         let serve_shutdown = shutdown.clone();
         let server = tokio::spawn({
@@ -246,7 +262,11 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         api_listener,
         &config.store.name,
         task_settings,
-        HttpSettings { service_accounts: service_accounts.clone(), ..HttpSettings::on(transport.clone()) },
+        HttpSettings {
+            service_accounts: service_accounts.clone(),
+            agent_tls: api_pki.as_ref().map(|p| p.kubelet_client.clone()),
+            ..HttpSettings::on(transport.clone())
+        },
         shutdown.clone(),
     );
     let identity = identity::ServerIdentity {

@@ -29,6 +29,8 @@ struct Leaf {
     key: &'static str,
     common_name: &'static str,
     usage: Usage,
+    /// A client certificate's organizations (its user's groups).
+    groups: &'static [&'static str],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +48,16 @@ const API_SERVING: Leaf = Leaf {
     key: "apiserver.key",
     common_name: "berth-apiserver",
     usage: Usage::Serving,
+    groups: &[],
+};
+/// What the API server presents to agents' ports (kubeadm's `apiserver-kubelet-client`).
+const APISERVER_KUBELET_CLIENT: Leaf = Leaf {
+    role: CaRole::Cluster,
+    cert: "apiserver-kubelet-client.crt",
+    key: "apiserver-kubelet-client.key",
+    common_name: "kube-apiserver-kubelet-client",
+    usage: Usage::Client,
+    groups: &["system:masters"],
 };
 /// The store member's certificate (`pki/etcd/member.crt`): it serves the client and peer
 /// ports and is what the member presents to its peers.
@@ -55,6 +67,7 @@ const ETCD_MEMBER: Leaf = Leaf {
     key: "member.key",
     common_name: "berth-etcd-member",
     usage: Usage::Peer,
+    groups: &[],
 };
 /// An etcd client certificate for the operator (`pki/etcd/admin.crt`, for etcdctl's
 /// `--cert`; kubeadm's `healthcheck-client`); also in the admin kubeconfig.
@@ -64,6 +77,7 @@ const ETCD_ADMIN: Leaf = Leaf {
     key: "admin.key",
     common_name: "berth-etcd-admin",
     usage: Usage::Client,
+    groups: &[],
 };
 
 /// The names every server's serving certificate carries besides its own addresses: how
@@ -169,6 +183,8 @@ pub struct ApiPki {
     pub ca: Ca,
     pub config: Arc<rustls::ServerConfig>,
     pub clients: Arc<ClientCertCheck>,
+    /// How the API server dials agents' ports (its `apiserver-kubelet-client` certificate).
+    pub kubelet_client: Arc<rustls::ClientConfig>,
     serving: Renewing,
 }
 
@@ -186,7 +202,10 @@ impl ApiPki {
             tls::server_config(serving.cert.clone(), &ca.issued.cert_pem, ClientAuth::Request, &tls::HTTP_ALPN)
                 .map_err(config_error)?;
         let clients = Arc::new(ClientCertCheck::new(&ca.issued.cert_pem).map_err(config_error)?);
-        Ok(ApiPki { ca, config: Arc::new(config), clients, serving })
+        let kubelet = current_leaf(data_dir, &ca, APISERVER_KUBELET_CLIENT, &[])?;
+        let kubelet_client =
+            Arc::new(tls::kubelet_client_config(&kubelet.cert_pem, &kubelet.key_pem).map_err(config_error)?);
+        Ok(ApiPki { ca, config: Arc::new(config), clients, kubelet_client, serving })
     }
 
     /// Issues the serving certificate again when it needs it, until `shutdown`.
@@ -251,7 +270,7 @@ fn current_leaf(data_dir: &Path, ca: &Ca, leaf: Leaf, sans: &[String]) -> Result
     let issued = match leaf.usage {
         Usage::Peer => ca.issue_peer(leaf.common_name, sans),
         Usage::Serving => ca.issue_serving(leaf.common_name, sans),
-        Usage::Client => ca.issue_client(leaf.common_name, &[]),
+        Usage::Client => ca.issue_client(leaf.common_name, leaf.groups),
     }
     .map_err(config_error)?;
     std::fs::write(&cert_path, &issued.cert_pem)

@@ -19,6 +19,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 async fn hollow(client: kube::Client, prefix: &str, nodes: usize) -> (Hollow, CancellationToken) {
     let mut cfg = HollowConfig::new(prefix, nodes);
+    cfg.client_ca_pem = berth_control::testing::agent_client_ca();
     cfg.template.heartbeat = Heartbeat::with_renew(Duration::from_millis(500));
     cfg.start_delay = Some(Duration::from_millis(10));
     let cancel = CancellationToken::new();

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth_control::testing::Cluster;
+use berth_control::testing::{self, Cluster};
 use berth_testkit::eventually;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
@@ -54,18 +54,21 @@ async fn graceful_deletion_waits_for_the_agent_and_eviction_starts_it() {
     assert!(matches!(missing, kube::Error::Api(ref e) if e.code == 404), "{missing}");
 }
 
-/// A stand-in for a node agent's log endpoint: answers `/containerLogs/...` with the path
-/// and query it was asked for, and streams three lines when `follow=true`.
+/// A stand-in for a node agent's log endpoint, served over TLS as agents serve it (their
+/// server, with the test CA): answers `/containerLogs/...` with the caller and the path and
+/// query it was asked for, and streams three lines when `follow=true`.
 async fn fake_agent_log_endpoint() -> (u16, Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
     use axum::extract::{Path, RawQuery, State};
     type Seen = Arc<Mutex<Vec<String>>>;
     async fn logs(
         State(seen): State<Seen>,
+        axum::Extension(caller): axum::Extension<berth_agent::endpoint_auth::Caller>,
         Path((ns, pod, container)): Path<(String, String, String)>,
         RawQuery(query): RawQuery,
     ) -> axum::response::Response {
         let query = query.unwrap_or_default();
-        seen.lock().unwrap().push(format!("{ns}/{pod}/{container}?{query}"));
+        let user = caller.0.and_then(Result::ok).map(|u| u.name).unwrap_or_default();
+        seen.lock().unwrap().push(format!("{user} {ns}/{pod}/{container}?{query}"));
         if query.contains("follow=true") {
             let lines = futures::stream::iter(0..3).then(|i| async move {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -79,9 +82,13 @@ async fn fake_agent_log_endpoint() -> (u16, Arc<Mutex<Vec<String>>>, tokio::task
     let app = axum::Router::new().route("/containerLogs/{ns}/{pod}/{container}", axum::routing::get(logs));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    let ca = testing::admin().ca_pem.clone();
+    let tls = berth_agent::endpoint_auth::Tls::new(&ca, "n1", &["127.0.0.1".to_string()]).unwrap();
     let server = tokio::spawn({
         let app = app.with_state(seen.clone());
-        async move { axum::serve(listener, app).await.unwrap() }
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let timeout = berth_agent::server::HEADER_READ_TIMEOUT;
+        async move { berth_agent::server::serve_router(listener, app, timeout, Some(Arc::new(tls)), cancel).await }
     });
     (port, seen, server)
 }
@@ -107,7 +114,8 @@ async fn pod_logs_are_proxied_to_the_nodes_agent() {
         LogParams { container: Some("side".into()), tail_lines: Some(5), previous: true, ..Default::default() };
     assert_eq!(pods.logs("web", &params).await.unwrap(), "logs of default/web/side\n");
     let asked = seen.lock().unwrap().last().cloned().unwrap();
-    assert!(asked.starts_with("default/web/side?"), "{asked}");
+    // The API server dialed TLS with its apiserver-kubelet-client certificate.
+    assert!(asked.starts_with("kube-apiserver-kubelet-client default/web/side?"), "{asked}");
     assert!(asked.contains("tailLines=5") && asked.contains("previous=true"), "{asked}");
 
     // follow streams what the agent streams.

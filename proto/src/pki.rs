@@ -144,6 +144,19 @@ impl Ca {
     }
 }
 
+/// A self-signed serving certificate for `sans` (an agent's port, as kubelet makes one
+/// when it is given none: the API server does not verify it).
+pub fn self_signed_serving(common_name: &str, sans: &[String]) -> Result<Issued, PkiError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(sans.to_vec())?;
+    params.distinguished_name = name(common_name, &[]);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    validity(&mut params, LEAF_VALIDITY);
+    let cert = params.self_signed(&key)?;
+    Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
 /// `sha256:<hex>` of the certificate's DER SubjectPublicKeyInfo — kubeadm's
 /// `--discovery-token-ca-cert-hash`, which a joining node checks the CA against.
 pub fn ca_cert_hash(cert_pem: &str) -> Result<String, PkiError> {

@@ -254,6 +254,73 @@ pub fn client_config(ca_pem: &str, client: Option<(&str, &str)>) -> Result<rustl
     }
 }
 
+/// Accepts any server certificate, still checking that the server holds its key: agents
+/// serve self-signed certificates, which kube-apiserver does not verify unless given
+/// `--kubelet-certificate-authority` (see [`kubelet_client_config`]).
+#[derive(Debug)]
+struct AnyServerCert {
+    provider: Arc<CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The API server's client configuration towards agents' ports: its
+/// `apiserver-kubelet-client` certificate (`cert_pem`, `key_pem`), and — as kube-apiserver
+/// without `--kubelet-certificate-authority` — no check of the agent's self-signed
+/// serving certificate. HTTP/1.1 only: exec and port-forward upgrade the connection.
+pub fn kubelet_client_config(cert_pem: &str, key_pem: &str) -> Result<rustls::ClientConfig, TlsError> {
+    let invalid = |what: &str, e: rustls::Error| TlsError::Invalid { what: what.into(), message: e.to_string() };
+    let provider = provider();
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("TLS versions", e))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServerCert { provider }))
+        .with_client_auth_cert(certificates("client certificate", cert_pem)?, private_key("client key", key_pem)?)
+        .map_err(|e| invalid("client certificate", e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A PEM certificate from its DER bytes.
+pub fn pem_of_der(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> =
+        b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).expect("base64 is ASCII")).collect();
+    format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
+}
+
 /// Test support: TLS handshakes in memory.
 #[cfg(test)]
 pub(crate) mod in_memory {

@@ -18,6 +18,7 @@
 //! Within this module requests flow one way: `mod` → `handlers` → `watch` / `subresources`
 //! → `body` / `render`.
 
+pub mod agent_dial;
 pub mod authn;
 pub mod authz;
 pub mod body;
@@ -74,6 +75,8 @@ pub struct ApiState {
     pub body_limits: BodyLimits,
     /// Signs and checks service-account tokens (`None`: `--insecure`, none are issued).
     pub service_accounts: Option<Arc<crate::serviceaccount::token::Issuer>>,
+    /// How agents' ports are dialed (logs, exec, usage).
+    pub agents: agent_dial::AgentDialer,
 }
 
 /// How much of a request body the API reads, and for how long.
@@ -125,6 +128,7 @@ impl ApiState {
             shutdown,
             body_limits: BodyLimits::default(),
             service_accounts: None,
+            agents: agent_dial::AgentDialer::default(),
         }
     }
 

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
-use super::subresources::{pod_agent, pod_container, AGENT_CONNECT_TIMEOUT};
+use super::subresources::{pod_agent, pod_container};
 use super::ApiState;
 use crate::resource::{self, ApiError};
 
@@ -111,17 +111,7 @@ async fn proxy(
     };
     let (host, port) = pod_agent(state, &pod, &format!("pod {name} does not have a host assigned")).await?;
     let path = agent_path(session, ns, name, &container, raw);
-    let connect = tokio::net::TcpStream::connect(format!("{host}:{port}"));
-    let stream = tokio::time::timeout(AGENT_CONNECT_TIMEOUT, connect)
-        .await
-        .map_err(|_| ApiError::Internal(format!("connecting to the agent at {host}:{port}: timed out")))?
-        .map_err(|e| ApiError::Internal(format!("connecting to the agent at {host}:{port}: {e}")))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| ApiError::Internal(format!("agent at {host}:{port}: {e}")))?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
-    });
+    let mut sender = state.agents.connect(&host, port).await.map_err(ApiError::Internal)?;
     let mut upstream = hyper::Request::builder().method(req.method().clone()).uri(&path);
     upstream = upstream.header(header::HOST, format!("{host}:{port}"));
     for name in FORWARDED {

@@ -6,8 +6,6 @@
 //! status.daemonEndpoints.kubeletEndpoint.Port}/containerLogs/{ns}/{pod}/{container}` with
 //! `follow`, `tailLines`, `previous`, `timestamps`, `sinceSeconds`, `sinceTime`, `limitBytes`.
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
@@ -23,9 +21,6 @@ use crate::registry::{object, Part, WriteOptions};
 use crate::resource;
 use crate::resource::patch_schema::Ty;
 use crate::resource::{ApiError, Cause, Subject};
-
-/// How long the API server waits to connect to an agent for logs.
-pub(super) const AGENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The `autoscaling/v1` Scale view of a scalable object.
 fn scale_of(obj: &Value) -> Value {
@@ -279,13 +274,14 @@ pub async fn log(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError
         }
         params.finish()
     };
-    let url = format!("http://{host}:{port}/containerLogs/{ns}/{name}/{container}?{query}");
-    let uri: axum::http::Uri = url.parse().map_err(|e| ApiError::Internal(format!("agent URL {url}: {e}")))?;
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_connect_timeout(Some(AGENT_CONNECT_TIMEOUT));
-    let client: hyper_util::client::legacy::Client<_, Body> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
-    let upstream = client.get(uri).await.map_err(|e| ApiError::Internal(format!("Get \"{url}\": {e}")))?;
+    let path = format!("/containerLogs/{ns}/{name}/{container}?{query}");
+    let url = format!("{}://{host}:{port}{path}", state.agents.scheme());
+    let mut sender = state.agents.connect(&host, port).await.map_err(ApiError::Internal)?;
+    let request = axum::http::Request::get(&path)
+        .header(axum::http::header::HOST, format!("{host}:{port}"))
+        .body(Body::empty())
+        .map_err(|e| ApiError::Internal(format!("agent request: {e}")))?;
+    let upstream = sender.send_request(request).await.map_err(|e| ApiError::Internal(format!("Get \"{url}\": {e}")))?;
     let status = upstream.status();
     if !status.is_success() {
         let text = upstream.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();

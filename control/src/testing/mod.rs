@@ -70,6 +70,12 @@ pub fn process_service_accounts() -> Arc<crate::serviceaccount::token::Issuer> {
         .clone()
 }
 
+/// The CA agents of in-process tests check callers of their port against (the API
+/// servers of [`Server`] present certificates of it).
+pub fn agent_client_ca() -> Option<String> {
+    Some(process_ca().issued.cert_pem.clone())
+}
+
 /// Puts the test CAs into `dir/pki` (for `berthctl up --data-dir dir`, which then uses
 /// them, so [`admin`] and [`kubeconfig_file`] reach that cluster too).
 pub fn seed_ca(dir: &Path) {
@@ -156,9 +162,9 @@ impl TestPki {
         Transport::tls(self.api.config.clone(), self.api.clients.clone())
     }
 
-    /// HTTP settings with default limits over TLS.
+    /// HTTP settings with default limits over TLS (agents dialed over TLS too).
     pub fn http(&self) -> HttpSettings {
-        HttpSettings::on(self.transport())
+        HttpSettings { agent_tls: Some(self.api.kubelet_client.clone()), ..HttpSettings::on(self.transport()) }
     }
 }
 

@@ -1,4 +1,5 @@
 //! The scrape loop: every `--metric-resolution`, GET `/stats/summary` from each agent
+//! (over TLS on a secure cluster: see `crate::api::agent_dial`)
 //! (the address and port its Node object advertises, as for `pods/{name}/log`), all at
 //! once with a bounded fan-out and a per-request timeout shorter than the period, and hand
 //! the summaries to the [`UsageCache`]. Hollow nodes of one agent share one endpoint: it is
@@ -26,7 +27,7 @@ const FAN_OUT: usize = 16;
 /// Longest wait for one agent (never longer than the period itself).
 const MAX_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 
-type HttpClient = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
+use crate::api::agent_dial::AgentDialer;
 
 /// The endpoints to scrape: `host:port` → the Node names it serves.
 fn endpoints(nodes: &[Arc<Value>]) -> HashMap<String, Vec<String>> {
@@ -39,11 +40,16 @@ fn endpoints(nodes: &[Arc<Value>]) -> HashMap<String, Vec<String>> {
     out
 }
 
-async fn fetch(client: &HttpClient, endpoint: &str, timeout: Duration) -> Result<Value, String> {
-    let uri: axum::http::Uri =
-        format!("http://{endpoint}/stats/summary").parse().map_err(|e| format!("bad endpoint {endpoint}: {e}"))?;
+async fn fetch(agents: &AgentDialer, endpoint: &str, timeout: Duration) -> Result<Value, String> {
+    let (host, port) = endpoint.rsplit_once(':').ok_or_else(|| format!("bad endpoint {endpoint}"))?;
+    let port: i64 = port.parse().map_err(|e| format!("bad endpoint {endpoint}: {e}"))?;
     let work = async {
-        let resp = client.get(uri).await.map_err(|e| e.to_string())?;
+        let mut sender = agents.connect(host, port).await?;
+        let request = axum::http::Request::get("/stats/summary")
+            .header(axum::http::header::HOST, endpoint)
+            .body(Body::empty())
+            .map_err(|e| e.to_string())?;
+        let resp = sender.send_request(request).await.map_err(|e| e.to_string())?;
         if !resp.status().is_success() {
             return Err(format!("answered {}", resp.status()));
         }
@@ -54,7 +60,7 @@ async fn fetch(client: &HttpClient, endpoint: &str, timeout: Duration) -> Result
 }
 
 /// One round: scrape every endpoint and record what answered.
-pub async fn scrape_once(usage: &UsageCache, watch_cache: &WatchCache, client: &HttpClient) {
+pub async fn scrape_once(usage: &UsageCache, watch_cache: &WatchCache, agents: &AgentDialer) {
     let info = resource::find("", "v1", "nodes").expect("nodes are served");
     let filter = Filter { resource: "nodes", ..Default::default() };
     let nodes = match watch_cache.get(info).list(&filter, 0).await {
@@ -69,7 +75,7 @@ pub async fn scrape_once(usage: &UsageCache, watch_cache: &WatchCache, client: &
     let timeout = usage.resolution.min(MAX_SCRAPE_TIMEOUT);
     let results: Vec<_> = futures::stream::iter(targets)
         .map(|(endpoint, names)| async move {
-            let got = fetch(client, &endpoint, timeout).await;
+            let got = fetch(agents, &endpoint, timeout).await;
             (endpoint, names, got, Timestamp::now())
         })
         .buffer_unordered(FAN_OUT)
@@ -94,14 +100,15 @@ pub async fn scrape_once(usage: &UsageCache, watch_cache: &WatchCache, client: &
 }
 
 /// Scrapes every `usage.resolution` until `shutdown`.
-pub async fn run(usage: Arc<UsageCache>, watch_cache: Arc<WatchCache>, shutdown: CancellationToken) {
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_connect_timeout(Some(usage.resolution.min(MAX_SCRAPE_TIMEOUT)));
-    let client: HttpClient =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+pub async fn run(
+    usage: Arc<UsageCache>,
+    watch_cache: Arc<WatchCache>,
+    agents: AgentDialer,
+    shutdown: CancellationToken,
+) {
     let mut every = Every::new(usage.resolution, shutdown);
     while every.tick().await {
-        if every.pass(scrape_once(&usage, &watch_cache, &client)).await.is_none() {
+        if every.pass(scrape_once(&usage, &watch_cache, &agents)).await.is_none() {
             return;
         }
     }

@@ -283,7 +283,9 @@ mod tests {
         let err = check_cluster_info(&data, &token, &[other]).unwrap_err();
         assert!(err.contains("none of the public keys") && err.contains(&pin), "{err}");
         let stranger = Token::parse("zzzzzz.0123456789abcdef").unwrap();
-        assert!(check_cluster_info(&data, &stranger, &[pin.clone()]).unwrap_err().contains("no JWS signed token"));
+        assert!(check_cluster_info(&data, &stranger, std::slice::from_ref(&pin))
+            .unwrap_err()
+            .contains("no JWS signed token"));
         let wrong_secret = Token::parse("abcdef.ffffffffffffffff").unwrap();
         assert!(check_cluster_info(&data, &wrong_secret, &[pin]).unwrap_err().contains("failed to verify"));
     }

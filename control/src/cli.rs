@@ -50,6 +50,13 @@ pub struct ServerArgs {
     /// made with an AES-GCM key for Secrets by the first server of a new cluster].
     #[arg(long, value_name = "FILE")]
     pub encryption_provider_config: Option<PathBuf>,
+    /// kube-apiserver's audit Policy file (`audit.k8s.io/v1`): which requests are recorded,
+    /// at which level; needs --audit-log-path.
+    #[arg(long, value_name = "FILE", requires = "audit_log_path")]
+    pub audit_policy_file: Option<PathBuf>,
+    /// Where audit Event lines go (`-`: standard output).
+    #[arg(long, value_name = "PATH", requires = "audit_policy_file")]
+    pub audit_log_path: Option<PathBuf>,
     /// URL to listen on for peer (Raft) traffic.
     #[arg(long, default_value = "https://127.0.0.1:2380")]
     pub listen_peer_urls: String,
@@ -248,6 +255,7 @@ impl ServerArgs {
             insecure: self.insecure,
             tls_sans: self.tls_san.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
             encryption_config: self.encryption_provider_config.clone(),
+            audit: self.audit_policy_file.clone().zip(self.audit_log_path.clone()),
         })
     }
 }

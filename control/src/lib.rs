@@ -9,6 +9,7 @@
 //! certificates behind it.
 
 pub mod api;
+pub mod audit;
 pub mod bootstrap;
 pub mod cache;
 pub mod cli;
@@ -69,6 +70,8 @@ pub struct ServerConfig {
     /// `--encryption-provider-config`: what is encrypted at rest, and how (default: the
     /// data dir's [`encryption::DEFAULT_CONFIG`]).
     pub encryption_config: Option<std::path::PathBuf>,
+    /// `--audit-policy-file` and `--audit-log-path`.
+    pub audit: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// Transport, connection timeouts and body limits of the API port.
@@ -81,6 +84,8 @@ pub struct HttpSettings {
     pub service_accounts: Option<Arc<serviceaccount::token::Issuer>>,
     /// How the API server dials agents' ports (None: plain HTTP, `--insecure`).
     pub agent_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Where requests are audited (None: not at all).
+    pub audit: Option<Arc<audit::AuditLog>>,
 }
 
 impl HttpSettings {
@@ -92,6 +97,7 @@ impl HttpSettings {
             body: Default::default(),
             service_accounts: None,
             agent_tls: None,
+            audit: None,
         }
     }
 }
@@ -127,6 +133,7 @@ impl ControlPlane {
         if let Some(tls) = http.agent_tls.clone() {
             state.agents = api::agent_dial::AgentDialer::tls(tls);
         }
+        state.audit = http.audit.clone();
         state.body_limits = http.body;
         state.usage = Arc::new(usage::UsageCache::new(settings.metric_resolution));
         // Every server scrapes, so every server answers metrics.k8s.io (see `usage`).
@@ -253,6 +260,20 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         Some(_) => Some(service_account_issuer(&config.store.data_dir, may_create_secrets)?),
         None => None,
     };
+    let audit_log = match &config.audit {
+        Some((policy, path)) => {
+            let text = std::fs::read_to_string(policy)
+                .map_err(|e| ServerError::Config(format!("--audit-policy-file {}: {e}", policy.display())))?;
+            let policy_doc = audit::Policy::parse(&text)
+                .map_err(|e| ServerError::Config(format!("--audit-policy-file {}: {e}", policy.display())))?;
+            let log = audit::AuditLog::start(policy_doc, path)
+                .await
+                .map_err(|e| ServerError::Config(format!("--audit-log-path: {e}")))?;
+            tracing::info!(policy = %policy.display(), log = %path.display(), "auditing requests");
+            Some(log)
+        }
+        None => None,
+    };
     let mut task_settings = config.tasks.clone();
     task_settings.cluster_ca = api_pki.as_ref().map(|p| p.ca.clone());
     store_config.validate().map_err(|e| ServerError::Config(e.to_string()))?;
@@ -265,6 +286,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         HttpSettings {
             service_accounts: service_accounts.clone(),
             agent_tls: api_pki.as_ref().map(|p| p.kubelet_client.clone()),
+            audit: audit_log.clone(),
             ..HttpSettings::on(transport.clone())
         },
         shutdown.clone(),

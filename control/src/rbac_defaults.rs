@@ -35,6 +35,23 @@ fn cluster_role(name: &str, rules: Vec<Value>) -> Value {
     json!({"apiVersion": format!("{GROUP}/v1"), "kind": "ClusterRole", "metadata": meta(name), "rules": rules})
 }
 
+/// The label that aggregates a ClusterRole into `admin`, `edit` or `view`.
+pub fn aggregate_label(to: &str) -> String {
+    format!("rbac.authorization.k8s.io/aggregate-to-{to}")
+}
+
+/// `role` with the label that aggregates it into `to`.
+fn labelled(mut role: Value, to: &str) -> Value {
+    role["metadata"]["labels"][aggregate_label(to)] = json!("true");
+    role
+}
+
+/// `role` as the aggregation of every ClusterRole labelled for `of`.
+fn aggregation(mut role: Value, of: &str) -> Value {
+    role["aggregationRule"] = json!({"clusterRoleSelectors": [{"matchLabels": {aggregate_label(of): "true"}}]});
+    role
+}
+
 fn binding(name: &str, role: &str, groups: &[&str]) -> Value {
     let subjects: Vec<Value> = groups.iter().map(|g| json!({"kind": "Group", "apiGroup": GROUP, "name": g})).collect();
     let mut binding = json!({
@@ -143,20 +160,31 @@ fn editable() -> Vec<Value> {
 /// The default ClusterRoles.
 pub fn cluster_roles() -> Vec<Value> {
     let view = viewable();
-    let mut edit = view.clone();
-    edit.extend(editable());
+    // In the order aggregation writes them: the sources' rules by source name.
+    let mut edit = editable();
+    edit.extend(view.clone());
+    let admin_only = vec![
+        rule(
+            &["get", "list", "watch", "create", "delete", "deletecollection", "patch", "update"],
+            &[GROUP],
+            &["roles", "rolebindings"],
+        ),
+        rule(&["create"], &["authorization.k8s.io"], &["localsubjectaccessreviews"]),
+    ];
     let mut admin = edit.clone();
-    admin.push(rule(
-        &["get", "list", "watch", "create", "delete", "deletecollection", "patch", "update"],
-        &[GROUP],
-        &["roles", "rolebindings"],
-    ));
-    admin.push(rule(&["create"], &["authorization.k8s.io"], &["localsubjectaccessreviews"]));
+    admin.extend(admin_only.clone());
+    // As in Kubernetes: `admin`, `edit` and `view` are aggregations (the leader's
+    // clusterrole-aggregation task keeps their rules the union of the ClusterRoles labelled
+    // `aggregate-to-…`), their own rules live in `system:aggregate-to-*`, view aggregates into
+    // edit and edit into admin; the defaults carry the union already, for a fresh cluster.
     vec![
         cluster_role("cluster-admin", vec![rule(&["*"], &["*"], &["*"]), url_rule(&["*"], &["*"])]),
-        cluster_role("admin", admin),
-        cluster_role("edit", edit),
-        cluster_role("view", view),
+        aggregation(cluster_role("admin", admin), "admin"),
+        labelled(aggregation(cluster_role("edit", edit), "edit"), "admin"),
+        labelled(aggregation(cluster_role("view", view.clone()), "view"), "edit"),
+        labelled(cluster_role("system:aggregate-to-admin", admin_only), "admin"),
+        labelled(cluster_role("system:aggregate-to-edit", editable()), "edit"),
+        labelled(cluster_role("system:aggregate-to-view", view), "view"),
         cluster_role(
             "system:discovery",
             vec![url_rule(

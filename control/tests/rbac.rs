@@ -300,3 +300,87 @@ async fn a_node_reaches_only_its_own_objects_and_its_pods_secrets() {
     let (ok, _, _) = as_node("node-b", &["get", "deployments", "-A"]).await;
     assert!(!ok);
 }
+
+/// ClusterRole aggregation with the Kubernetes docs' example, and `view` growing by a role
+/// labelled `aggregate-to-view` (as charts extend the default roles).
+#[tokio::test(flavor = "multi_thread")]
+async fn aggregated_cluster_roles_hold_the_rules_of_the_roles_they_select() {
+    let server = Server::start().await;
+    let manifests = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: monitoring
+aggregationRule:
+  clusterRoleSelectors:
+  - matchLabels:
+      rbac.example.com/aggregate-to-monitoring: "true"
+rules: [] # The control plane automatically fills in the rules
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: monitoring-endpoints
+  labels:
+    rbac.example.com/aggregate-to-monitoring: "true"
+rules:
+- apiGroups: [""]
+  resources: ["services", "endpointslices", "pods"]
+  verbs: ["get", "list", "watch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: read-leases
+  labels:
+    rbac.authorization.k8s.io/aggregate-to-view: "true"
+rules:
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "list", "watch"]
+"#;
+    let admin = |args: &'static [&'static str], stdin: Option<&'static str>| {
+        let server = &server;
+        async move { kubectl_as(server, "kubernetes-admin", &["system:masters"], args, stdin).await }
+    };
+    let (ok, _, err) = admin(&["apply", "-f", "-"], Some(manifests)).await;
+    assert!(ok, "{err}");
+    let roles: Api<ClusterRole> = Api::all(server.client());
+    let monitoring = eventually(Duration::from_secs(10), "monitoring aggregated", async || {
+        roles.get("monitoring").await.ok().filter(|r| r.rules.as_ref().is_some_and(|r| !r.is_empty()))
+    })
+    .await;
+    let rules = monitoring.rules.unwrap();
+    assert_eq!(
+        rules[0].resources.as_deref(),
+        Some(&["services".to_string(), "endpointslices".into(), "pods".into()][..])
+    );
+    // view (and so edit and admin, which aggregate it) now read leases.
+    for name in ["view", "edit", "admin"] {
+        eventually(Duration::from_secs(10), &format!("{name} reads leases"), async || {
+            let role = roles.get(name).await.ok()?;
+            role.rules?
+                .iter()
+                .any(|r| r.resources.as_ref().is_some_and(|res| res.contains(&"leases".to_string())))
+                .then_some(())
+        })
+        .await;
+    }
+    // Unlabelled, the role leaves them again.
+    roles
+        .patch(
+            "read-leases",
+            &PatchParams::default(),
+            &Patch::Merge(
+                &serde_json::json!({"metadata": {"labels": {"rbac.authorization.k8s.io/aggregate-to-view": null}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "view without leases", async || {
+        let role = roles.get("view").await.ok()?;
+        (!role.rules?.iter().any(|r| r.resources.as_ref().is_some_and(|res| res.contains(&"leases".to_string()))))
+            .then_some(())
+    })
+    .await;
+}

@@ -77,6 +77,8 @@ pub struct ApiState {
     pub service_accounts: Option<Arc<crate::serviceaccount::token::Issuer>>,
     /// How agents' ports are dialed (logs, exec, usage).
     pub agents: agent_dial::AgentDialer,
+    /// Where requests are audited (`--audit-policy-file`).
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 /// How much of a request body the API reads, and for how long.
@@ -129,6 +131,7 @@ impl ApiState {
             body_limits: BodyLimits::default(),
             service_accounts: None,
             agents: agent_dial::AgentDialer::default(),
+            audit: None,
         }
     }
 
@@ -193,6 +196,7 @@ pub fn router(state: ApiState) -> Router {
         .fallback(|| async { ApiError::NotFound(Subject::default()).into_response() })
         .layer(axum::middleware::from_fn(fenced))
         .layer(axum::middleware::from_fn_with_state(state.clone(), authz::middleware))
+        .layer(axum::middleware::from_fn_with_state(state.audit.clone(), crate::audit::middleware))
         .layer(axum::middleware::from_fn_with_state(state.clone(), authn::middleware))
         .with_state(state)
 }
@@ -446,7 +450,6 @@ fn parse_query(raw: Option<String>) -> Query {
     Query(pairs)
 }
 
-#[allow(clippy::too_many_arguments)]
 #[allow(clippy::too_many_arguments)]
 async fn resource_request(
     state: ApiState,

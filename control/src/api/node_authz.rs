@@ -185,7 +185,7 @@ pub fn authorize(node: &str, attrs: &Attributes, pods: &dyn PodLookup) -> Verdic
         let referenced = pods
             .pods_on_node(&attrs.namespace, node)
             .iter()
-            .any(|pod| references(pod, &attrs.resource).iter().any(|n| *n == attrs.name));
+            .any(|pod| references(pod, &attrs.resource).contains(&attrs.name));
         return if referenced { Verdict::Allow } else { no_relationship(node) };
     }
     if attrs.api_group == "coordination.k8s.io" && attrs.resource == "leases" && attrs.namespace == NODE_LEASE_NAMESPACE

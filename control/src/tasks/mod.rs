@@ -28,6 +28,7 @@
 
 pub mod bootstrap;
 pub mod cluster_dns;
+pub mod clusterrole_aggregation;
 pub mod context;
 pub mod controller;
 pub mod cronjob;
@@ -136,5 +137,6 @@ pub fn all() -> Vec<(&'static str, TaskFn)> {
         ("rbac-defaults", Arc::new(|ctx, cancel| Box::pin(rbac_defaults::run(ctx, cancel)))),
         ("serviceaccount-controller", Arc::new(|ctx, cancel| Box::pin(service_accounts::run(ctx, cancel)))),
         ("bootstrap-signer", Arc::new(|ctx, cancel| Box::pin(bootstrap::run(ctx, cancel)))),
+        ("clusterrole-aggregation", Arc::new(|ctx, cancel| Box::pin(clusterrole_aggregation::run(ctx, cancel)))),
     ]
 }

@@ -20,7 +20,6 @@ use common::pod;
 use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Pod};
 use kube::api::{DeleteParams, LogParams, Patch, PatchParams, PostParams};
 use kube::Api;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -89,20 +88,6 @@ fn config(node: &str, data_dir: &Path) -> AgentConfig {
 fn python() -> String {
     let out = std::process::Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output();
     out.ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).filter(|p| !p.is_empty()).unwrap()
-}
-
-/// `GET path` on the agent's port over TLS, presenting the administrator's certificate.
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let admin = berth_control::testing::admin();
-    let config = berth_proto::tls::kubelet_client_config(&admin.client.cert_pem, &admin.client.key_pem).unwrap();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("kubelet").unwrap();
-    let mut s = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.unwrap();
-    let mut out = String::new();
-    // The agent may close without a TLS close_notify: the answer is complete anyway.
-    let _ = s.read_to_string(&mut out).await;
-    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,7 +237,8 @@ async fn probes_init_containers_volumes_stats_and_graceful_stop() {
     .await;
 
     // /stats/summary: the kubelet Summary API shape.
-    let body = http_get(agent.kubelet_addr, "/stats/summary").await;
+    let (_, body) =
+        common::agent_get(agent.kubelet_addr, "/stats/summary", Some(berth_control::testing::admin())).await;
     let summary: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     assert_eq!(summary["node"]["nodeName"], "worker-1");
     let web_stats = summary["pods"].as_array().unwrap().iter().find(|p| p["podRef"]["name"] == "web").unwrap().clone();

@@ -228,51 +228,6 @@ async fn kubectl_exec_runs_in_a_host_process_container() {
     pods.delete("shell", &DeleteParams::default()).await.unwrap();
 }
 
-/// `GET path` on the agent's port at `addr` over TLS, presenting `credentials` (none:
-/// anonymous): (status, body).
-async fn agent_get(
-    addr: std::net::SocketAddr,
-    path: &str,
-    credentials: Option<&berth_proto::kubeconfig::Credentials>,
-) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let config = match credentials {
-        Some(c) => berth_proto::tls::kubelet_client_config(&c.client.cert_pem, &c.client.key_pem).unwrap(),
-        None => {
-            // Anonymous: the same unverified-server client, without a certificate.
-            let ca = berth_proto::pki::Ca::generate("throwaway").unwrap();
-            let issued = ca.issue_client("nobody", &[]).unwrap();
-            let mut c = berth_proto::tls::kubelet_client_config(&issued.cert_pem, &issued.key_pem).unwrap();
-            c.client_auth_cert_resolver = std::sync::Arc::new(NoCert);
-            c
-        }
-    };
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("kubelet").unwrap();
-    let mut s = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out).await;
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
-}
-
-/// Sends no client certificate.
-#[derive(Debug)]
-struct NoCert;
-impl rustls::client::ResolvesClientCert for NoCert {
-    fn resolve(
-        &self,
-        _: &[&[u8]],
-        _: &[rustls::SignatureScheme],
-    ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
-        None
-    }
-    fn has_certs(&self) -> bool {
-        false
-    }
-}
-
 /// The agent's port (issue 20): TLS only; a caller without a certificate of the cluster CA
 /// gets 401, one the API does not authorize (a SubjectAccessReview on nodes/stats) 403 with
 /// kubelet's message, the API server's own kind of certificate (system:masters) the answer;
@@ -291,20 +246,20 @@ async fn the_agents_port_admits_only_callers_the_api_authorizes() {
     let _ = plain.read_to_end(&mut answer).await;
     assert!(!String::from_utf8_lossy(&answer).contains("200 OK"), "plain HTTP is not served");
 
-    assert_eq!(agent_get(addr, "/healthz", None).await.0, 200);
-    assert_eq!(agent_get(addr, "/stats/summary", None).await, (401, "Unauthorized".to_string()));
+    assert_eq!(common::agent_get(addr, "/healthz", None).await.0, 200);
+    assert_eq!(common::agent_get(addr, "/stats/summary", None).await, (401, "Unauthorized".to_string()));
     let stranger = berth_proto::kubeconfig::Credentials {
         ca_pem: String::new(),
         client: berth_proto::pki::Ca::generate("stranger").unwrap().issue_client("admin", &["system:masters"]).unwrap(),
     };
-    assert_eq!(agent_get(addr, "/stats/summary", Some(&stranger)).await.0, 401, "another CA's certificate");
+    assert_eq!(common::agent_get(addr, "/stats/summary", Some(&stranger)).await.0, 401, "another CA's certificate");
     let alice = berth_control::testing::credentials("alice", &[]);
     assert_eq!(
-        agent_get(addr, "/stats/summary", Some(&alice)).await,
+        common::agent_get(addr, "/stats/summary", Some(&alice)).await,
         (403, "Forbidden (user=alice, verb=get, resource=nodes, subresource=stats)".to_string())
     );
     let kubelet_client = berth_control::testing::credentials("kube-apiserver-kubelet-client", &["system:masters"]);
-    let (status, body) = agent_get(addr, "/stats/summary", Some(&kubelet_client)).await;
+    let (status, body) = common::agent_get(addr, "/stats/summary", Some(&kubelet_client)).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"nodeName\":\"guarded\""), "{body}");
     cancel.cancel();

@@ -18,36 +18,8 @@ async fn kubectl_as(
     args: &[&str],
     stdin: Option<&str>,
 ) -> (bool, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    testing::write_kubeconfig(&kubeconfig, &[&server.api_url], &testing::credentials(user, groups));
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let stdin = stdin.map(str::to_string);
-    let out = tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let mut child = std::process::Command::new("kubectl")
-            .args(&args)
-            .env("KUBECONFIG", &kubeconfig)
-            .env("HOME", dir.path())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("kubectl on PATH");
-        let mut pipe = child.stdin.take().unwrap();
-        if let Some(input) = stdin {
-            pipe.write_all(input.as_bytes()).unwrap();
-        }
-        drop(pipe);
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let kubeconfig = testing::kubeconfig_as(&server.api_url, &testing::credentials(user, groups));
+    testing::kubectl(&kubeconfig, args, stdin).await
 }
 
 const POD_READER: &str = r#"

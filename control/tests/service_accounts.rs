@@ -15,37 +15,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 
 /// kubectl with `kubeconfig` (a file's text): (success, stdout, stderr).
 async fn kubectl(kubeconfig: &str, args: &[&str]) -> (bool, String, String) {
-    kubectl_stdin(kubeconfig, args, "").await
-}
-
-/// [`kubectl`] with `stdin`.
-async fn kubectl_stdin(kubeconfig: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("kubeconfig");
-    std::fs::write(&path, kubeconfig).unwrap();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let stdin = stdin.to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let mut child = std::process::Command::new("kubectl")
-            .args(&args)
-            .env("KUBECONFIG", &path)
-            .env("HOME", dir.path())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("kubectl on PATH");
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    testing::kubectl(kubeconfig, args, None).await
 }
 
 /// A kubeconfig for `url` that trusts the test CA and presents bearer `token`.
@@ -106,7 +76,7 @@ async fn tokens_authenticate_their_account_while_it_and_their_pod_live() {
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: read, namespace: shop}\n\
                    roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}\n\
                    subjects:\n- {kind: ServiceAccount, name: default, namespace: shop}\n";
-    let (ok, _, err) = kubectl_stdin(&admin, &["apply", "-f", "-"], binding).await;
+    let (ok, _, err) = testing::kubectl(&admin, &["apply", "-f", "-"], Some(binding)).await;
     assert!(ok, "{err}");
     eventually(Duration::from_secs(10), "the binding takes effect", async || {
         kubectl(&as_account, &["get", "pods", "-n", "shop"]).await.0.then_some(())

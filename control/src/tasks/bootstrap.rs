@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use berth_proto::bootstrap_token as bt;
-use berth_proto::identity::{fresh_api_servers, IDENTITY_NAMESPACE};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -227,13 +226,7 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let bootstrap = Arc::new(Bootstrap { client: ctx.client.clone(), ca });
     let mut every = Every::new(SWEEP_EVERY, cancel);
     while every.tick().await {
-        let identity: Vec<Lease> = leases
-            .state()
-            .iter()
-            .filter(|l| l.metadata.namespace.as_deref() == Some(IDENTITY_NAMESPACE))
-            .map(|l| l.as_ref().clone())
-            .collect();
-        let mut servers = fresh_api_servers(&identity, k8s_openapi::jiff::Timestamp::now());
+        let mut servers = super::kubernetes_service::fresh_servers(&leases);
         servers.sort();
         if let Err(e) = bootstrap.decide_and_sign().await {
             tracing::debug!(error = %e, "certificate signing requests: sweep failed");

@@ -138,6 +138,17 @@ pub(super) async fn put_slices(
     }
 }
 
+/// The API URLs of the servers whose identity Leases (in `leases`) are fresh now.
+pub(super) fn fresh_servers(leases: &kube::runtime::reflector::Store<Lease>) -> Vec<String> {
+    let identity: Vec<Lease> = leases
+        .state()
+        .iter()
+        .filter(|l| l.metadata.namespace.as_deref() == Some(IDENTITY_NAMESPACE))
+        .map(|l| l.as_ref().clone())
+        .collect();
+    fresh_api_servers(&identity, k8s_openapi::jiff::Timestamp::now())
+}
+
 /// Keeps the Service, its Endpoints and its EndpointSlices, until `cancel`.
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let leases = ctx.informers.store::<Lease>();
@@ -153,13 +164,7 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let slices: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), NAMESPACE);
     let mut every = Every::new(SWEEP_EVERY, cancel);
     while every.tick().await {
-        let identity: Vec<Lease> = leases
-            .state()
-            .iter()
-            .filter(|l| l.metadata.namespace.as_deref() == Some(IDENTITY_NAMESPACE))
-            .map(|l| l.as_ref().clone())
-            .collect();
-        let by_port = servers_by_port(&fresh_api_servers(&identity, k8s_openapi::jiff::Timestamp::now()));
+        let by_port = servers_by_port(&fresh_servers(&leases));
         let Some(first_port) = by_port.keys().next().copied() else { continue };
         let (subsets, wanted_slices) = desired(&by_port);
         let pass = async {

@@ -127,6 +127,43 @@ pub fn write_kubeconfig(path: &Path, urls: &[&str], credentials: &Credentials) -
     path.to_path_buf()
 }
 
+/// A kubeconfig (YAML) for `url` with `credentials`.
+pub fn kubeconfig_as(url: &str, credentials: &Credentials) -> String {
+    let servers = ServersExtension { api_servers: vec![url.to_string()], etcd_endpoints: vec![] };
+    admin_kubeconfig_yaml("berth", &servers, Some(credentials))
+}
+
+/// Runs the real kubectl with `kubeconfig` (a file's text) and `stdin`, in a private HOME:
+/// (success, stdout, stderr).
+pub async fn kubectl(kubeconfig: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, kubeconfig).unwrap();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let stdin = stdin.unwrap_or_default().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = std::process::Command::new("kubectl")
+            .args(&args)
+            .env("KUBECONFIG", &path)
+            .env("HOME", dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl on PATH");
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The credentials of node `node`'s agent (`system:node:<node>` in `system:nodes`).
 pub fn node_credentials(node: &str) -> Credentials {
     credentials(&format!("system:node:{node}"), &["system:nodes"])

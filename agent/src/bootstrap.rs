@@ -1,10 +1,9 @@
 //! Joining a cluster with a bootstrap token (kubeadm's discovery and kubelet's TLS
 //! bootstrap), before the agent has any credential of its own:
 //!
-//! 1. **Discovery** ([`discover`]): read `kube-public/cluster-info` anonymously, trusting no
-//!    certificate yet; it must carry this token's signature (`jws-kubeconfig-<id>`, so it
-//!    came from a cluster that knows the token) and a CA whose hash is one of the pins
-//!    (`--discovery-token-ca-cert-hash`, so it is the cluster the operator meant).
+//! 1. **Discovery** (`berth_proto::bootstrap_token::discover`, shared with the server's
+//!    join): `kube-public/cluster-info`, read trusting nothing, must be signed with the
+//!    token and name a CA whose hash is one of the pins (`--discovery-token-ca-cert-hash`).
 //! 2. **TLS bootstrap** ([`request_certificate`]): with that CA and the token, ask for a
 //!    node client certificate (`system:node:<name>` in `system:nodes`) with a
 //!    CertificateSigningRequest; the servers approve and sign it.
@@ -21,7 +20,6 @@ use berth_proto::bootstrap_token::{self as bt, Token};
 use berth_proto::kubeconfig::{AdminCredentials, Credentials, ServersExtension};
 use berth_proto::pki::{self, Issued};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 
@@ -41,112 +39,12 @@ fn join_error(message: impl Into<String>) -> AgentError {
     AgentError::Config { flag: "--token", message: message.into() }
 }
 
-/// What discovery found: the cluster's CA and servers.
-#[derive(Debug, Clone)]
-pub struct Discovered {
-    pub ca_pem: String,
-    pub servers: Vec<String>,
-}
-
-/// Checks a cluster-info ConfigMap's data against `token` and `pins` (pure): the token's
-/// signature must verify and the CA must be pinned (unless `pins` is empty, which is
-/// `--discovery-token-unsafe-skip-ca-verification`).
-pub fn check_cluster_info(
-    data: &std::collections::BTreeMap<String, String>,
-    token: &Token,
-    pins: &[String],
-) -> std::result::Result<Discovered, String> {
-    let kubeconfig = data.get("kubeconfig").ok_or("the cluster-info ConfigMap has no kubeconfig")?;
-    let jws = data.get(&format!("{}{}", bt::JWS_PREFIX, token.id)).ok_or_else(|| {
-        format!(
-            "there is no JWS signed token in the cluster-info ConfigMap: token id {:?} is invalid for this cluster or \
-             has expired (a token just created is signed within seconds)",
-            token.id
-        )
-    })?;
-    if !bt::verify_detached_jws(kubeconfig, token, jws) {
-        return Err(format!("failed to verify the JWS signature of cluster-info with token id {:?}", token.id));
-    }
-    let (servers, ca_pem) = berth_proto::kubeconfig::read_cluster_info(kubeconfig)
-        .ok_or("the cluster-info kubeconfig has no cluster CA")?;
-    let hash = pki::ca_cert_hash(&ca_pem).map_err(|e| format!("the cluster-info CA: {e}"))?;
-    if !pins.is_empty() && !pins.iter().any(|p| p.eq_ignore_ascii_case(&hash)) {
-        return Err(format!(
-            "cluster CA found in cluster-info ConfigMap is invalid: none of the public keys \"{hash}\" are pinned"
-        ));
-    }
-    Ok(Discovered { ca_pem, servers })
-}
-
-/// Why discovery failed: worth another try (the document is not there or not signed
-/// yet), or final (it names a CA that is not pinned).
-enum Discovery {
-    Retry(String),
-    Final(String),
-}
-
-/// Reads and checks `cluster-info` from the first of `servers` that answers, trying again
-/// (every second, for at most `timeout`) while it is missing or not yet signed with the
-/// token, as kubeadm's discovery does; a CA that is not pinned fails at once.
-pub async fn discover(servers: &[String], token: &Token, pins: &[String], timeout: Duration) -> Result<Discovered> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let mut last = String::from("no --server given");
-        for server in servers {
-            match discover_at(server, token, pins).await {
-                Ok(found) => return Ok(found),
-                Err(Discovery::Final(why)) => return Err(join_error(why)),
-                Err(Discovery::Retry(why)) => last = why,
-            }
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(join_error(last));
-        }
-        tracing::info!(%last, "discovery: trying again");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-async fn discover_at(server: &str, token: &Token, pins: &[String]) -> std::result::Result<Discovered, Discovery> {
-    let url = server.parse().map_err(|e| Discovery::Final(format!("{server}: {e}")))?;
-    let mut config = kube::Config::new(url);
-    // Nothing is trusted yet: what is read is checked against the token and the pins.
-    config.accept_invalid_certs = true;
-    let client = kube::Client::try_from(config).map_err(|e| Discovery::Final(format!("{server}: {e}")))?;
-    let api: Api<ConfigMap> = Api::namespaced(client, bt::CLUSTER_INFO_NAMESPACE);
-    let cm = match tokio::time::timeout(REQUEST_TIMEOUT, api.get(bt::CLUSTER_INFO)).await {
-        Ok(Ok(cm)) => cm,
-        Ok(Err(e)) => return Err(Discovery::Retry(format!("{server}: reading cluster-info: {e}"))),
-        Err(_) => return Err(Discovery::Retry(format!("{server}: reading cluster-info: timed out"))),
-    };
-    let data = cm.data.unwrap_or_default();
-    check_cluster_info(&data, token, pins).map_err(|why| {
-        if why.contains("none of the public keys") {
-            Discovery::Final(why)
-        } else {
-            Discovery::Retry(why)
-        }
-    })
-}
-
-/// A client of `server` trusting `ca_pem`, authenticated by `auth` (token or certificate).
-fn client(server: &str, ca_pem: &str, auth: Auth<'_>) -> Result<kube::Client> {
+/// A client of `server` trusting `ca_pem`, authenticated as the node by `issued`.
+fn node_client(server: &str, ca_pem: &str, issued: &Issued) -> Result<kube::Client> {
     let mut config = kube::Config::new(server.parse().map_err(|e| join_error(format!("{server}: {e}")))?);
-    config.root_cert =
-        berth_proto::tls::certificates("CA", ca_pem).ok().map(|c| c.into_iter().map(|c| c.to_vec()).collect());
     config.tls_server_name = Some(SERVER_NAME.into());
-    match auth {
-        Auth::Token(token) => config.auth_info.token = Some(token.to_string().into()),
-        Auth::Certificate(issued) => {
-            Credentials { ca_pem: ca_pem.to_string(), client: issued.clone() }.apply(&mut config)
-        }
-    }
+    Credentials { ca_pem: ca_pem.to_string(), client: issued.clone() }.apply(&mut config);
     kube::Client::try_from(config).map_err(|e| join_error(format!("{server}: {e}")))
-}
-
-enum Auth<'a> {
-    Token(&'a Token),
-    Certificate(&'a Issued),
 }
 
 /// Asks for node `node`'s client certificate over `client` and waits (at most
@@ -208,7 +106,7 @@ pub fn needs_renewal(info: &pki::CertInfo, now: std::time::SystemTime) -> bool {
     left < life / 5
 }
 
-fn write(data_dir: &Path, discovered: &Discovered, issued: &Issued) -> Result<PathBuf> {
+fn write(data_dir: &Path, discovered: &bt::Discovered, issued: &Issued) -> Result<PathBuf> {
     let io = |path: &Path, e: std::io::Error| join_error(format!("{}: {e}", path.display()));
     let pki_dir = data_dir.join("pki");
     std::fs::create_dir_all(&pki_dir).map_err(|e| io(&pki_dir, e))?;
@@ -248,14 +146,14 @@ pub async fn join(
             .ok_or_else(|| join_error(format!("{}: unreadable", path.display())))?;
         let current = Issued { cert_pem, key_pem };
         let server = known.first().cloned().unwrap_or_default();
-        let renewed = request_certificate(client(&server, &ca_pem, Auth::Certificate(&current))?, node).await?;
+        let renewed = request_certificate(node_client(&server, &ca_pem, &current)?, node).await?;
         tracing::info!(node, "renewed the node's client certificate");
-        return write(data_dir, &Discovered { ca_pem, servers: known }, &renewed);
+        return write(data_dir, &bt::Discovered { ca_pem, servers: known }, &renewed);
     }
-    let discovered = discover(servers, token, pins, discovery_timeout).await?;
+    let discovered = bt::discover(servers, token, pins, discovery_timeout).await.map_err(join_error)?;
     tracing::info!(servers = ?discovered.servers, "discovered the cluster; its CA is pinned");
     let server = discovered.servers.first().cloned().unwrap_or_else(|| servers[0].clone());
-    let issued = request_certificate(client(&server, &discovered.ca_pem, Auth::Token(token))?, node).await?;
+    let issued = request_certificate(bt::client(&server, &discovered.ca_pem, token).map_err(join_error)?, node).await?;
     tracing::info!(node, "the node's client certificate is signed");
     write(data_dir, &discovered, &issued)
 }
@@ -263,32 +161,6 @@ pub async fn join(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn discovery_trusts_only_a_signed_document_with_a_pinned_ca() {
-        let ca = pki::Ca::generate("test-ca").unwrap();
-        let token = Token::parse("abcdef.0123456789abcdef").unwrap();
-        let kubeconfig = berth_proto::kubeconfig::cluster_info_kubeconfig_yaml(
-            &["https://10.0.0.1:6443".into()],
-            &ca.issued.cert_pem,
-        );
-        let data = std::collections::BTreeMap::from([
-            ("kubeconfig".to_string(), kubeconfig.clone()),
-            ("jws-kubeconfig-abcdef".to_string(), bt::detached_jws(&kubeconfig, &token)),
-        ]);
-        let pin = ca.cert_hash().unwrap();
-        let found = check_cluster_info(&data, &token, std::slice::from_ref(&pin)).unwrap();
-        assert_eq!((found.ca_pem.as_str(), found.servers.len()), (ca.issued.cert_pem.as_str(), 1));
-        let other = pki::Ca::generate("other").unwrap().cert_hash().unwrap();
-        let err = check_cluster_info(&data, &token, &[other]).unwrap_err();
-        assert!(err.contains("none of the public keys") && err.contains(&pin), "{err}");
-        let stranger = Token::parse("zzzzzz.0123456789abcdef").unwrap();
-        assert!(check_cluster_info(&data, &stranger, std::slice::from_ref(&pin))
-            .unwrap_err()
-            .contains("no JWS signed token"));
-        let wrong_secret = Token::parse("abcdef.ffffffffffffffff").unwrap();
-        assert!(check_cluster_info(&data, &wrong_secret, &[pin]).unwrap_err().contains("failed to verify"));
-    }
 
     #[test]
     fn certificates_are_renewed_with_a_fifth_of_their_life_left() {

@@ -75,6 +75,20 @@ pub struct ServerArgs {
     /// Client URL of a running member: add this server as a learner, catch up, get promoted.
     #[arg(long)]
     pub join: Option<String>,
+    /// With --join: a control-plane bootstrap token (`berthctl token create --control-plane`):
+    /// the cluster's CAs, service-account key and encryption configuration are fetched over
+    /// TLS pinned by --discovery-token-ca-cert-hash, from --discovery-server's API.
+    #[arg(long, requires_all = ["join", "discovery_server"], value_parser = parse_bootstrap_token)]
+    pub token: Option<berth_proto::bootstrap_token::Token>,
+    /// With --token: the API URL of a running server (where `cluster-info` is read).
+    #[arg(long, requires = "token")]
+    pub discovery_server: Option<String>,
+    /// With --token: the cluster CA's pin (`sha256:<hex>`), comma-separated or repeated.
+    #[arg(long, value_delimiter = ',', requires = "token")]
+    pub discovery_token_ca_cert_hash: Vec<String>,
+    /// With --token: how long to keep trying discovery (Go duration).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub discovery_timeout: Duration,
     /// Time (in milliseconds) of a heartbeat interval.
     #[arg(long, default_value_t = 100)]
     pub heartbeat_interval: u64,
@@ -135,6 +149,11 @@ pub struct ServerArgs {
     pub log_level: String,
 }
 
+fn parse_bootstrap_token(s: &str) -> Result<berth_proto::bootstrap_token::Token, String> {
+    berth_proto::bootstrap_token::Token::parse(s)
+        .ok_or_else(|| "the bootstrap token must be of the form [a-z0-9]{6}.[a-z0-9]{16}".to_string())
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, "s"), |i| (&s[..i], &s[i..]));
     let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 10m, 30s or 500ms"))?;
@@ -183,6 +202,20 @@ impl ServerArgs {
         if let Some(join) = &self.join {
             parse_urls("--join", join).map_err(cfg)?;
         }
+        if self.token.is_some() && self.discovery_token_ca_cert_hash.is_empty() {
+            return Err(ServerError::Config(
+                "--token: joining with a token needs the CA's pin (--discovery-token-ca-cert-hash sha256:…)".into(),
+            ));
+        }
+        let join_token = match (&self.token, &self.discovery_server) {
+            (Some(token), Some(server)) => Some(crate::JoinToken {
+                token: token.clone(),
+                server: server.trim_end_matches('/').to_string(),
+                pins: self.discovery_token_ca_cert_hash.iter().map(|p| p.to_ascii_lowercase()).collect(),
+                timeout: self.discovery_timeout,
+            }),
+            _ => None,
+        };
         if let Some(backup) = &self.restore_snapshot {
             if self.join.is_some() || matches!(self.initial_cluster_state, InitialClusterState::Existing) {
                 return Err(ServerError::Config(
@@ -256,6 +289,7 @@ impl ServerArgs {
             tls_sans: self.tls_san.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
             encryption_config: self.encryption_provider_config.clone(),
             audit: self.audit_policy_file.clone().zip(self.audit_log_path.clone()),
+            join_token,
         })
     }
 }

@@ -72,6 +72,19 @@ pub struct ServerConfig {
     pub encryption_config: Option<std::path::PathBuf>,
     /// `--audit-policy-file` and `--audit-log-path`.
     pub audit: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// `--token` and its discovery flags: fetch the cluster's secrets before joining.
+    pub join_token: Option<JoinToken>,
+}
+
+/// How a server joining with a control-plane bootstrap token finds the cluster.
+#[derive(Debug, Clone)]
+pub struct JoinToken {
+    pub token: berth_proto::bootstrap_token::Token,
+    /// A running server's API URL (`--discovery-server`).
+    pub server: String,
+    /// `--discovery-token-ca-cert-hash`.
+    pub pins: Vec<String>,
+    pub timeout: std::time::Duration,
 }
 
 /// Transport, connection timeouts and body limits of the API port.
@@ -213,6 +226,9 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
             .local_addr()
             .map_err(|e| ServerError::Bind { url: advertised_api_url.clone(), message: e.to_string() })?,
     );
+    if let Some(join) = &config.join_token {
+        fetch_cluster_secrets(&config.store.data_dir, join).await?;
+    }
     let mut store_config = config.store.clone();
     // The first server of a new single-member cluster makes the cluster's secrets (CAs,
     // encryption key); the members of a larger one must share them, so they are put in
@@ -276,6 +292,9 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     };
     let mut task_settings = config.tasks.clone();
     task_settings.cluster_ca = api_pki.as_ref().map(|p| p.ca.clone());
+    if api_pki.is_some() {
+        task_settings.control_plane_secrets = Some(cluster_secrets(&config.store.data_dir, &encryption_path)?);
+    }
     store_config.validate().map_err(|e| ServerError::Config(e.to_string()))?;
     let store = StoreNode::start(store_config, peer_listener, Arc::new(NetworkFaults::default())).await?;
     let control = ControlPlane::start_configured(
@@ -444,6 +463,61 @@ fn service_account_issuer(
     serviceaccount::token::Issuer::from_pem(&pem, serviceaccount::token::DEFAULT_ISSUER)
         .map(Arc::new)
         .map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))
+}
+
+/// What a joining server needs from the cluster (Secret key → contents): the CAs, the
+/// service-account key and the encryption configuration (`encryption` wherever it is).
+fn cluster_secrets(
+    data_dir: &std::path::Path,
+    encryption: &std::path::Path,
+) -> Result<std::collections::BTreeMap<String, String>, ServerError> {
+    let mut out = std::collections::BTreeMap::new();
+    for (key, relative) in berth_proto::pki::CONTROL_PLANE_FILES {
+        let path = if *relative == berth_proto::pki::ENCRYPTION_CONFIG {
+            encryption.to_path_buf()
+        } else {
+            data_dir.join(relative)
+        };
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))?;
+        out.insert(key.to_string(), text);
+    }
+    Ok(out)
+}
+
+/// `--token`: discovers the cluster (its CA pinned) and writes its secrets into the data
+/// dir — kubeadm's `join --control-plane` with the certificates fetched, not copied. A data
+/// dir that has the CA already is left as it is (a restart).
+async fn fetch_cluster_secrets(data_dir: &std::path::Path, join: &JoinToken) -> Result<(), ServerError> {
+    use berth_proto::bootstrap_token as bt;
+    let config_error = |e: String| ServerError::Config(format!("--token: {e}"));
+    if data_dir.join(berth_proto::pki::PKI_DIR).join(berth_proto::pki::CA_CERT).exists() {
+        return Ok(());
+    }
+    let found = bt::discover(std::slice::from_ref(&join.server), &join.token, &join.pins, join.timeout)
+        .await
+        .map_err(config_error)?;
+    let client = bt::client(&join.server, &found.ca_pem, &join.token).map_err(config_error)?;
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client, bt::NAMESPACE);
+    let secret =
+        tokio::time::timeout(std::time::Duration::from_secs(10), secrets.get(berth_proto::pki::CONTROL_PLANE_SECRET))
+            .await
+            .map_err(|_| config_error("reading the cluster's secrets: timed out".into()))?
+            .map_err(|e| {
+                config_error(format!("reading the cluster's secrets (a control-plane token is needed): {e}"))
+            })?;
+    let data = secret.data.unwrap_or_default();
+    for (key, relative) in berth_proto::pki::CONTROL_PLANE_FILES {
+        let value = data.get(*key).ok_or_else(|| config_error(format!("the cluster's secrets lack {key}")))?;
+        let path = data_dir.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| ServerError::Config(format!("{}: {e}", parent.display())))?;
+        }
+        let text = String::from_utf8(value.0.clone()).map_err(|_| config_error(format!("{key} is not text")))?;
+        berth_proto::pki::write_private_key(&path, &text).map_err(|e| ServerError::Config(e.to_string()))?;
+    }
+    tracing::info!(server = %join.server, "fetched the cluster's CAs and keys with the bootstrap token");
+    Ok(())
 }
 
 /// Writes the admin kubeconfig into the data dir when it is not there yet (first start),

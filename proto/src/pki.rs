@@ -356,6 +356,19 @@ pub fn client_csr(user: &str, groups: &[&str]) -> Result<(String, String), PkiEr
 /// shared by the members of a cluster like the CAs.
 pub const SERVICE_ACCOUNT_KEY: &str = "pki/sa.key";
 
+/// The Secret (`kube-system`) in which the leader keeps the material a joining server
+/// needs — readable by control-plane bootstrap tokens only — and its keys → the files in a
+/// data dir they are.
+pub const CONTROL_PLANE_SECRET: &str = "berth-control-plane-pki";
+pub const CONTROL_PLANE_FILES: &[(&str, &str)] = &[
+    ("ca.crt", "pki/ca.crt"),
+    ("ca.key", "pki/ca.key"),
+    ("etcd-ca.crt", "pki/etcd/ca.crt"),
+    ("etcd-ca.key", "pki/etcd/ca.key"),
+    ("sa.key", SERVICE_ACCOUNT_KEY),
+    ("encryption-config.yaml", ENCRYPTION_CONFIG),
+];
+
 /// A new service-account signing key: P-256, PKCS#8 PEM (tokens are ES256 JWTs).
 pub fn new_service_account_key() -> Result<String, PkiError> {
     Ok(rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?.serialize_pem())

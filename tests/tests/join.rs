@@ -86,3 +86,76 @@ async fn a_node_joins_with_a_token_and_the_ca_pin_and_wrong_pins_and_deleted_tok
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && stderr.contains("no JWS signed token"), "{stderr}");
 }
+
+/// A server joins with a control-plane token (issue 20): `berthctl token create
+/// --control-plane --print-join-command` prints the `berth-server --join … --token …` to
+/// run; the new server, with an empty data dir, discovers the cluster, checks the CA pin,
+/// fetches the CAs and keys over that TLS and becomes a member holding the same data and
+/// the same CA. A wrong pin fetches nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_joins_with_a_control_plane_token_and_a_wrong_pin_fetches_nothing() {
+    let c = CtlCluster::start(1, Agent::None).await;
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: before-join, namespace: default}\n",
+    );
+    let line = c.ok(&["token", "create", "--control-plane", "--print-join-command"]);
+    let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+    assert_eq!(words.first().map(String::as_str), Some("berth-server"), "{line}");
+    let flag = |name: &str| words[words.iter().position(|w| w == name).expect(name) + 1].clone();
+    let dir = tempfile::tempdir().unwrap();
+    // The wrong pin: refused before anything is fetched.
+    let stranger = berth_proto::pki::Ca::generate("stranger").unwrap().cert_hash().unwrap();
+    let mut wrong: Vec<String> = words[1..].to_vec();
+    let at = wrong.iter().position(|w| w == "--discovery-token-ca-cert-hash").unwrap() + 1;
+    wrong[at] = stranger;
+    let refused = berth_jepsen::procs::Member::berth("intruder", dir.path(), &wrong).unwrap();
+    let mut command = Command::new(&refused.program);
+    command.args(&refused.args);
+    let out = run_bounded(command, None, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("none of the public keys"), "{stderr}");
+    assert!(!refused.data_dir.join("pki/ca.key").exists(), "nothing fetched");
+    // A node's token (no --control-plane) may not read the cluster's keys.
+    let node_token = c.ok(&["token", "create"]).trim().to_string();
+    let mut as_node: Vec<String> = words[1..].to_vec();
+    let at = as_node.iter().position(|w| w == "--token").unwrap() + 1;
+    as_node[at] = node_token;
+    let refused = berth_jepsen::procs::Member::berth("nodetoken", dir.path(), &as_node).unwrap();
+    let mut command = Command::new(&refused.program);
+    command.args(&refused.args);
+    let out = run_bounded(command, None, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("a control-plane token is needed"), "{stderr}");
+    assert!(stderr.contains("forbidden"), "{stderr}");
+    assert!(!refused.data_dir.join("pki/ca.key").exists(), "nothing fetched");
+
+    // The printed command: a member with the cluster's CA and data.
+    let joiner = berth_jepsen::procs::Member::berth("joiner", dir.path(), &words[1..]).unwrap();
+    let log = std::fs::File::create(&joiner.log).unwrap();
+    let child =
+        Command::new(&joiner.program).args(&joiner.args).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
+    let _child = berth_testkit::KillOnDrop(child);
+    let seed_dir = &c.servers.members[0].data_dir;
+    eventually(Duration::from_secs(60), "the joiner is a voting member", || {
+        let list = c.try_ok(&["member", "list"]).ok()?;
+        let row = list.lines().find(|l| l.split_whitespace().nth(2) == Some("joiner"))?;
+        row.trim_end().ends_with("false").then_some(())
+    });
+    for file in ["pki/ca.crt", "pki/etcd/ca.crt", "pki/sa.key"] {
+        assert_eq!(
+            std::fs::read(joiner.data_dir.join(file)).unwrap(),
+            std::fs::read(seed_dir.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    let admin = Some(berth_jepsen::pki::admin());
+    let (status, body) = eventually(Duration::from_secs(30), "the joiner's API serves the data", || {
+        berth_tests::api_get(&joiner.api_url, "/api/v1/namespaces/default/configmaps/before-join", admin)
+            .ok()
+            .filter(|(s, _)| *s == 200)
+    });
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(flag("--discovery-server"), c.api_urls()[0]);
+}

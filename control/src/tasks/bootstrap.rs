@@ -7,7 +7,9 @@
 //! * `kube-public/cluster-info` holds the servers and the CA, signed with every bootstrap
 //!   token (`jws-kubeconfig-<id>`), and anyone may read it (kubeadm's Role and RoleBinding
 //!   for `system:anonymous`);
-//! * expired tokens' Secrets are deleted.
+//! * expired tokens' Secrets are deleted;
+//! * `kube-system/berth-control-plane-pki` holds the CAs and keys a server joining with a
+//!   control-plane token fetches, readable by those tokens only.
 //!
 //! A sweep every second; everything it writes is idempotent.
 
@@ -65,6 +67,8 @@ fn signing_tokens(secrets: &[Value], now: chrono::DateTime<chrono::Utc>) -> Vec<
 struct Bootstrap {
     client: kube::Client,
     ca: berth_proto::pki::Ca,
+    /// What servers joining with a control-plane token fetch.
+    control_plane: Option<BTreeMap<String, String>>,
 }
 
 impl Bootstrap {
@@ -174,6 +178,51 @@ impl Bootstrap {
         Ok(())
     }
 
+    /// Keeps the Secret joining servers fetch, and lets control-plane tokens (only) read it.
+    async fn publish_control_plane_secrets(&self) -> Result<(), kube::Error> {
+        use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+        let Some(files) = &self.control_plane else { return Ok(()) };
+        let ns = bt::NAMESPACE;
+        let name = berth_proto::pki::CONTROL_PLANE_SECRET;
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        let wanted: BTreeMap<String, k8s_openapi::ByteString> =
+            files.iter().map(|(k, v)| (k.clone(), k8s_openapi::ByteString(v.clone().into_bytes()))).collect();
+        match secrets.get_opt(name).await? {
+            Some(current) if current.data.as_ref() == Some(&wanted) => return Ok(()),
+            Some(_) => {
+                let patch = json!({"data": wanted});
+                secrets.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            }
+            None => {
+                let secret = Secret {
+                    metadata: kube::api::ObjectMeta { name: Some(name.into()), ..Default::default() },
+                    data: Some(wanted),
+                    type_: Some("Opaque".into()),
+                    ..Default::default()
+                };
+                ignore_conflict(secrets.create(&PostParams::default(), &secret).await)?;
+            }
+        }
+        let role_name = "berth:control-plane-join";
+        let role: Role = serde_json::from_value(json!({
+            "metadata": {"name": role_name, "namespace": ns},
+            "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [name], "verbs": ["get"]}],
+        }))
+        .expect("a valid Role");
+        let binding: RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": role_name, "namespace": ns},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": bt::CONTROL_PLANE_GROUP}],
+        }))
+        .expect("a valid RoleBinding");
+        ignore_conflict(Api::<Role>::namespaced(self.client.clone(), ns).create(&PostParams::default(), &role).await)?;
+        ignore_conflict(
+            Api::<RoleBinding>::namespaced(self.client.clone(), ns).create(&PostParams::default(), &binding).await,
+        )?;
+        tracing::info!(secret = name, "published what joining servers fetch");
+        Ok(())
+    }
+
     /// kubeadm's Role and RoleBinding letting anyone read cluster-info.
     async fn allow_anonymous_reads(&self) -> Result<(), kube::Error> {
         use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -223,7 +272,8 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
         _ = cancel.cancelled() => return,
         _ = ctx.informers.wait_synced() => {}
     }
-    let bootstrap = Arc::new(Bootstrap { client: ctx.client.clone(), ca });
+    let control_plane = ctx.settings.control_plane_secrets.clone();
+    let bootstrap = Arc::new(Bootstrap { client: ctx.client.clone(), ca, control_plane });
     let mut every = Every::new(SWEEP_EVERY, cancel);
     while every.tick().await {
         let mut servers = super::kubernetes_service::fresh_servers(&leases);
@@ -233,6 +283,9 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
         }
         if let Err(e) = bootstrap.publish_and_clean(&servers).await {
             tracing::debug!(error = %e, "cluster-info and bootstrap tokens: sweep failed");
+        }
+        if let Err(e) = bootstrap.publish_control_plane_secrets().await {
+            tracing::debug!(error = %e, "the control plane's secrets: sweep failed");
         }
     }
 }

@@ -93,6 +93,9 @@ pub struct Settings {
     /// The cluster CA: published to every namespace as `kube-root-ca.crt`, and signing
     /// approved client certificate requests (None: `--insecure`, no CA).
     pub cluster_ca: Option<berth_proto::pki::Ca>,
+    /// What a server joining with a control-plane token fetches (see
+    /// `berth_proto::pki::CONTROL_PLANE_FILES`; None: `--insecure`).
+    pub control_plane_secrets: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl Default for Settings {
@@ -108,6 +111,7 @@ impl Default for Settings {
             node_cidrs: node_ipam::NodeCidrs::parse(node_ipam::DEFAULT_CLUSTER_CIDR, node_ipam::DEFAULT_NODE_PREFIX)
                 .ok(),
             cluster_ca: None,
+            control_plane_secrets: None,
         }
     }
 }

@@ -47,9 +47,13 @@ pub struct CreateArgs {
     /// Extra groups the token authenticates with (each under `system:bootstrappers:`).
     #[arg(long, value_delimiter = ',', default_value = bt::DEFAULT_NODE_GROUP)]
     pub groups: Vec<String>,
-    /// Print the whole `berth-agent` join command instead of the token alone.
+    /// Print the whole `berth-agent` join command instead of the token alone (with
+    /// --control-plane: the `berth-server` one).
     #[arg(long)]
     pub print_join_command: bool,
+    /// A token for joining servers: it may also read the cluster's CAs and keys.
+    #[arg(long)]
+    pub control_plane: bool,
 }
 
 fn secrets_path(name: Option<&str>) -> String {
@@ -75,6 +79,15 @@ pub fn expiration(ttl: &str, now: chrono::DateTime<chrono::Utc>) -> Result<Optio
 /// `kubeadm join … --token … --discovery-token-ca-cert-hash …`).
 pub fn join_command(server: &str, token: &Token, hash: &str) -> String {
     format!("berth-agent --server {server} --token {token} --discovery-token-ca-cert-hash {hash}")
+}
+
+/// The `berth-server` join command for `token` (add `--name`, `--data-dir` and the
+/// listen URLs of the new server): it joins through `member`'s client URL and fetches the
+/// cluster's secrets from `server`'s API.
+pub fn server_join_command(member: &str, server: &str, token: &Token, hash: &str) -> String {
+    format!(
+        "berth-server --join {member} --discovery-server {server} --token {token} --discovery-token-ca-cert-hash {hash}"
+    )
 }
 
 /// Runs `token`.
@@ -103,7 +116,11 @@ async fn create(s: &mut Session, args: CreateArgs, out: &mut Out) -> Result<()> 
         }
     }
     let expiration = expiration(&args.ttl, chrono::Utc::now())?;
-    let data = bt::secret_data(&token, expiration.as_deref(), &args.groups, &args.description);
+    let mut groups = args.groups.clone();
+    if args.control_plane {
+        groups.push(bt::CONTROL_PLANE_GROUP.to_string());
+    }
+    let data = bt::secret_data(&token, expiration.as_deref(), &groups, &args.description);
     let secret = json!({
         "apiVersion": "v1", "kind": "Secret", "type": bt::SECRET_TYPE,
         "metadata": {"name": token.secret_name(), "namespace": bt::NAMESPACE},
@@ -121,7 +138,15 @@ async fn create(s: &mut Session, args: CreateArgs, out: &mut Out) -> Result<()> 
         })?;
         let hash =
             berth_proto::pki::ca_cert_hash(&ca).map_err(|e| CtlError::usage(format!("the kubeconfig's CA: {e}")))?;
-        join_command(&server, &token, &hash)
+        if args.control_plane {
+            let member =
+                target.etcd_endpoints.first().cloned().ok_or_else(|| {
+                    CtlError::usage("the kubeconfig names no etcd endpoint of a member to join through")
+                })?;
+            server_join_command(&member, &server, &token, &hash)
+        } else {
+            join_command(&server, &token, &hash)
+        }
     } else {
         token.to_string()
     };

@@ -17,7 +17,7 @@ API=http://127.0.0.1:$P3
 SERVER=""; AGENT=""
 cleanup() { for p in $AGENT $SERVER; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
-"$BIN/berth-server" --name s0 --data-dir "$WORK/s0" --listen-client-urls "http://127.0.0.1:$P1" \
+"$BIN/berth-server" --insecure --name s0 --data-dir "$WORK/s0" --listen-client-urls "http://127.0.0.1:$P1" \
   --listen-peer-urls "http://127.0.0.1:$P2" --listen-api-url "$API" --log-level warn >"$WORK/server.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 1 100); do curl -sf "$API/api/v1/namespaces/kube-node-lease" >/dev/null && break; sleep 0.2; done

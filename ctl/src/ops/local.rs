@@ -938,13 +938,17 @@ pub async fn run_up(_session: &mut Session, args: UpArgs, out: &mut Out) -> Resu
     let result = async {
         let ca = cluster_ca(&dir, &cluster, new_cluster, CaRole::Cluster)?;
         let etcd_ca = cluster_ca(&dir, &cluster, new_cluster, CaRole::Etcd)?;
+        let server_dirs: Vec<PathBuf> = cluster.servers.iter().map(|s| dir.join(&s.name)).collect();
         if new_cluster {
             // As with the CAs, an operator's own configuration in `<dir>/pki` is used (the
             // one a backup's Secrets were encrypted with, for `--restore-snapshot`).
-            let server_dirs: Vec<PathBuf> = cluster.servers.iter().map(|s| dir.join(&s.name)).collect();
             let mut dirs: Vec<&Path> = vec![&dir];
             dirs.extend(server_dirs.iter().map(PathBuf::as_path));
             super::certs::share_encryption_config(&dirs)?;
+            super::certs::share_service_account_key(&dirs)?;
+        } else if server_dirs.iter().any(|d| !d.join(berth_proto::pki::SERVICE_ACCOUNT_KEY).exists()) {
+            // A cluster made before service accounts: its servers get one key to share.
+            let dirs: Vec<&Path> = server_dirs.iter().map(PathBuf::as_path).collect();
             super::certs::share_service_account_key(&dirs)?;
         }
         let admin = credentials(&ca, "kubernetes-admin", &["system:masters"])?;

@@ -32,8 +32,6 @@ const KEY: &str = "pki/kubelet-client.key";
 /// How long the agent waits for its certificate to be signed.
 pub const CERTIFICATE_TIMEOUT: Duration = Duration::from_secs(120);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// The name every Berth server's certificate carries.
-const SERVER_NAME: &str = "kubernetes";
 
 fn join_error(message: impl Into<String>) -> AgentError {
     AgentError::Config { flag: "--token", message: message.into() }
@@ -42,7 +40,7 @@ fn join_error(message: impl Into<String>) -> AgentError {
 /// A client of `server` trusting `ca_pem`, authenticated as the node by `issued`.
 fn node_client(server: &str, ca_pem: &str, issued: &Issued) -> Result<kube::Client> {
     let mut config = kube::Config::new(server.parse().map_err(|e| join_error(format!("{server}: {e}")))?);
-    config.tls_server_name = Some(SERVER_NAME.into());
+    config.tls_server_name = Some(bt::API_SERVER_NAME.into());
     Credentials { ca_pem: ca_pem.to_string(), client: issued.clone() }.apply(&mut config);
     kube::Client::try_from(config).map_err(|e| join_error(format!("{server}: {e}")))
 }

@@ -40,7 +40,7 @@ pub struct AgentArgs {
     /// Join with this bootstrap token (`berthctl token create --print-join-command`): the
     /// agent discovers the cluster at --server, asks for its node certificate and keeps it
     /// in DATA_DIR/kubelet.kubeconfig for later starts.
-    #[arg(long, value_parser = parse_token, requires = "server")]
+    #[arg(long, requires = "server")]
     pub token: Option<berth_proto::bootstrap_token::Token>,
     /// With --token: the cluster CA's pin (`sha256:<hex>` of its public key); repeatable.
     #[arg(long, value_delimiter = ',', value_parser = parse_ca_hash)]
@@ -190,11 +190,6 @@ fn parse_domain(s: &str) -> Result<String, String> {
 
 fn parse_node_name(s: &str) -> std::result::Result<String, String> {
     config::check_node_name("--node-name", s).map(|_| s.to_string()).map_err(strip)
-}
-
-fn parse_token(s: &str) -> std::result::Result<berth_proto::bootstrap_token::Token, String> {
-    berth_proto::bootstrap_token::Token::parse(s)
-        .ok_or_else(|| "the bootstrap token must be of the form [a-z0-9]{6}.[a-z0-9]{16}".to_string())
 }
 
 fn parse_ca_hash(s: &str) -> std::result::Result<String, String> {
@@ -442,7 +437,7 @@ impl AgentArgs {
         let first: axum::http::Uri =
             servers[0].parse().map_err(|e| bad("--server", format!("{:?}: {e}", servers[0])))?;
         if first.scheme_str() == Some("https") && config.tls_server_name.is_none() {
-            config.tls_server_name = Some(API_SERVER_NAME.to_string());
+            config.tls_server_name = Some(berth_proto::bootstrap_token::API_SERVER_NAME.to_string());
         }
         config.cluster_url = local;
         let ca_pem =
@@ -470,10 +465,6 @@ fn probe_tls(config: &kube::Config) -> Option<Arc<rustls::ClientConfig>> {
         .with_no_client_auth();
     Some(Arc::new(tls))
 }
-
-/// The name TLS checks servers' certificates against: the `kubernetes` Service's, which
-/// every Berth server's serving certificate carries.
-const API_SERVER_NAME: &str = "kubernetes";
 
 /// The agent's way to the API: a kube-rs client whose connections go through the
 /// [`Balancer`] (kept alive here).

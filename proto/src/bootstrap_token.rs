@@ -68,6 +68,18 @@ impl Token {
     }
 }
 
+/// For flags (`--token`): kubeadm's shape or an error saying it.
+impl std::str::FromStr for Token {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Token, String> {
+        Token::parse(s).ok_or_else(|| "the bootstrap token must be of the form [a-z0-9]{6}.[a-z0-9]{16}".to_string())
+    }
+}
+
+/// The name TLS checks Berth servers' certificates against: the `kubernetes` Service's,
+/// which every server's serving certificate carries whatever address it is reached on.
+pub const API_SERVER_NAME: &str = "kubernetes";
+
 impl std::fmt::Display for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{}", self.id, self.secret)
@@ -222,8 +234,7 @@ async fn discover_at(server: &str, token: &Token, pins: &[String]) -> std::resul
 pub fn client(server: &str, ca_pem: &str, token: &Token) -> Result<kube::Client, String> {
     let mut config = kube::Config::new(server.parse().map_err(|e| format!("{server}: {e}"))?);
     config.root_cert = crate::tls::certificates("CA", ca_pem).ok().map(|c| c.into_iter().map(|c| c.to_vec()).collect());
-    // Every Berth server's certificate names the `kubernetes` Service.
-    config.tls_server_name = Some("kubernetes".into());
+    config.tls_server_name = Some(API_SERVER_NAME.into());
     config.auth_info.token = Some(token.to_string().into());
     kube::Client::try_from(config).map_err(|e| format!("{server}: {e}"))
 }

@@ -378,3 +378,50 @@ async fn follower_restart_keeps_acknowledged_writes_and_watches_resume() {
     }
     assert_eq!(seen, acked);
 }
+
+/// A peer request stamped with another cluster's ID, or with none, is refused before it
+/// reaches Raft (etcd's "cluster ID mismatch"); only `ClusterInfo`, which a joining member
+/// asks to learn the ID, is open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn peers_refuse_requests_from_another_cluster() {
+    use berth_proto::berthraftpb::raft_peer_client::RaftPeerClient;
+    use berth_proto::berthraftpb::{ClusterInfoRequest, RaftPayload, ReadIndexRequest};
+    use berth_store::raft::peers::CLUSTER_ID_METADATA;
+
+    init_tracing();
+    let ours = Cluster::start(3, |_| {}).await;
+    let theirs = Cluster::start(1, |config| config.initial_cluster_token = "another-cluster".into()).await;
+    let leader = ours.leader().await;
+    let (our_id, their_id) = (ours.node(leader).cluster_id, theirs.node(0).cluster_id);
+    assert_ne!(our_id, their_id);
+    let term_before = ours.node(leader).raft().metrics().borrow().current_term;
+
+    let mut client = RaftPeerClient::connect(ours.members[leader].peer_url.clone()).await.unwrap();
+    fn stamped<T>(cluster: Option<u64>, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(id) = cluster {
+            request.metadata_mut().insert(CLUSTER_ID_METADATA, format!("{id:x}").parse().unwrap());
+        }
+        request
+    }
+    // This cluster's own stamp is served.
+    client.read_index(stamped(Some(our_id), ReadIndexRequest {})).await.expect("a member of the cluster is served");
+    // Another cluster's stamp, no stamp or a garbled one: refused, whatever the RPC.
+    for cluster in [Some(their_id), None] {
+        let refused = client.read_index(stamped(cluster, ReadIndexRequest {})).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+        assert!(refused.message().contains("cluster ID mismatch"), "{}", refused.message());
+        let vote = client.vote(stamped(cluster, RaftPayload { data: b"garbage".to_vec() })).await.unwrap_err();
+        assert_eq!(vote.code(), tonic::Code::FailedPrecondition, "{vote:?}");
+    }
+    let mut garbled = tonic::Request::new(ReadIndexRequest {});
+    garbled.metadata_mut().insert(CLUSTER_ID_METADATA, "not-hex".parse().unwrap());
+    let refused = client.read_index(garbled).await.unwrap_err();
+    assert!(refused.message().contains("not a hexadecimal cluster ID"), "{}", refused.message());
+    // A joining member learns the cluster ID from ClusterInfo, which needs no stamp.
+    let info = client.cluster_info(ClusterInfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(info.cluster_id, our_id);
+    // Nothing reached Raft: the term did not move, and the cluster still serves writes.
+    assert_eq!(ours.node(leader).raft().metrics().borrow().current_term, term_before);
+    ours.node(leader).put(put("still", "serving")).await.unwrap();
+}

@@ -100,7 +100,12 @@ impl StoreNode {
         let log = LogStore::open(engine.clone(), shared.metrics.clone())?;
         let snapshots = SnapshotDir::open(config.data_dir.join("snapshots"))?;
         let state_machine = StateMachine::open(shared.clone(), snapshots.clone())?;
-        let peers = Arc::new(PeerClients::new(identity.member_id, faults, config.tls.as_ref().map(|t| t.dial.clone())));
+        let peers = Arc::new(PeerClients::new(
+            identity.member_id,
+            identity.cluster_id,
+            faults,
+            config.tls.as_ref().map(|t| t.dial.clone()),
+        ));
         let raft_config = openraft::Config {
             cluster_name: config.initial_cluster_token.clone(),
             heartbeat_interval: config.heartbeat_interval.as_millis() as u64,

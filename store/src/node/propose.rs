@@ -24,7 +24,6 @@ use std::time::Duration;
 use berth_proto::berthraftpb::apply_result::Result as ApplyKind;
 use berth_proto::berthraftpb::internal_request::Request;
 use berth_proto::berthraftpb::propose_outcome::Outcome as WireOutcome;
-use berth_proto::berthraftpb::raft_peer_client::RaftPeerClient;
 use berth_proto::berthraftpb::{
     ApplyError, ApplyResult, InternalRequest, ProposeBatchRequest, ProposeOutcome, ReadIndexRequest, RequestBatch,
 };
@@ -34,11 +33,10 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 use super::StoreNode;
 use crate::error::{Result, StoreError};
-use crate::raft::peers::never_sent;
+use crate::raft::peers::{never_sent, PeerClient};
 use crate::raft::StoreRequest;
 
 /// Pause between attempts while leadership settles.
@@ -81,7 +79,7 @@ impl StoreNode {
     where
         L: FnMut(Instant) -> LF,
         LF: Future<Output = Attempt<T>>,
-        R: FnMut(RaftPeerClient<Channel>) -> RF,
+        R: FnMut(PeerClient) -> RF,
         RF: Future<Output = std::result::Result<T, tonic::Status>>,
     {
         self.on_leader_with(local, remote, None).await
@@ -102,7 +100,7 @@ impl StoreNode {
     where
         L: FnMut(Instant) -> LF,
         LF: Future<Output = Attempt<T>>,
-        R: FnMut(RaftPeerClient<Channel>) -> RF,
+        R: FnMut(PeerClient) -> RF,
         RF: Future<Output = std::result::Result<T, tonic::Status>>,
     {
         let deadline = self.deadline();

@@ -85,10 +85,7 @@ impl PeerConnection {
     where
         Req: serde::Serialize,
         Resp: serde::de::DeserializeOwned,
-        F: FnOnce(
-            berth_proto::berthraftpb::raft_peer_client::RaftPeerClient<tonic::transport::Channel>,
-            RaftPayload,
-        ) -> Fut,
+        F: FnOnce(crate::raft::peers::PeerClient, RaftPayload) -> Fut,
         Fut: Future<Output = Result<tonic::Response<RaftPayload>, tonic::Status>>,
     {
         let client = self.peers.client(self.target, &self.node).map_err(|e| RPCError::Unreachable(unreachable(e)))?;

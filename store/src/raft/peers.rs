@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use berth_proto::berthraftpb::raft_peer_client::RaftPeerClient;
 use parking_lot::{Mutex, RwLock};
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::PeerNode;
@@ -70,8 +73,57 @@ impl NetworkFaults {
     }
 }
 
+/// The gRPC metadata key every peer request carries the sender's cluster ID in (etcd's
+/// `X-Etcd-Cluster-ID` header). A member refuses requests from another cluster: a member
+/// left over from an earlier cluster on a reused address, or one pointed at the wrong
+/// `--initial-cluster`, would otherwise vote and append in a cluster it is not part of.
+pub const CLUSTER_ID_METADATA: &str = "x-berth-cluster-id";
+
+/// Stamps [`CLUSTER_ID_METADATA`] on every outgoing peer request.
+#[derive(Clone)]
+pub struct ClusterStamp {
+    cluster_id: MetadataValue<tonic::metadata::Ascii>,
+}
+
+impl ClusterStamp {
+    pub fn new(cluster_id: u64) -> ClusterStamp {
+        let cluster_id = MetadataValue::try_from(format!("{cluster_id:x}")).expect("hex digits are valid metadata");
+        ClusterStamp { cluster_id }
+    }
+}
+
+impl Interceptor for ClusterStamp {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert(CLUSTER_ID_METADATA, self.cluster_id.clone());
+        Ok(request)
+    }
+}
+
+/// A client for one peer, stamping this member's cluster ID on each request.
+pub type PeerClient = RaftPeerClient<InterceptedService<Channel, ClusterStamp>>;
+
+/// Whether a request from a peer belongs to `local_cluster`: `Err` with etcd's
+/// "cluster ID mismatch" when its stamp names another cluster or it has none.
+pub fn check_cluster_id(metadata: &tonic::metadata::MetadataMap, local_cluster: u64) -> Result<(), tonic::Status> {
+    let stamped = metadata.get(CLUSTER_ID_METADATA).and_then(|v| v.to_str().ok());
+    match stamped.map(|hex| u64::from_str_radix(hex, 16)) {
+        Some(Ok(remote)) if remote == local_cluster => Ok(()),
+        Some(Ok(remote)) => Err(tonic::Status::failed_precondition(format!(
+            "cluster ID mismatch: this member belongs to cluster {local_cluster:x}, the request came from cluster {remote:x}"
+        ))),
+        Some(Err(_)) => Err(tonic::Status::failed_precondition(format!(
+            "cluster ID mismatch: {CLUSTER_ID_METADATA} {:?} is not a hexadecimal cluster ID",
+            stamped.unwrap_or_default()
+        ))),
+        None => Err(tonic::Status::failed_precondition(format!(
+            "cluster ID mismatch: the request carries no {CLUSTER_ID_METADATA} (this member belongs to cluster {local_cluster:x})"
+        ))),
+    }
+}
+
 pub struct PeerClients {
     self_id: u64,
+    stamp: ClusterStamp,
     channels: Mutex<HashMap<u64, (Vec<String>, Channel)>>,
     pub faults: Arc<NetworkFaults>,
     /// The member's peer certificate for `https://` peers.
@@ -79,8 +131,8 @@ pub struct PeerClients {
 }
 
 impl PeerClients {
-    pub fn new(self_id: u64, faults: Arc<NetworkFaults>, tls: Option<ClientTlsConfig>) -> PeerClients {
-        PeerClients { self_id, channels: Mutex::new(HashMap::new()), faults, tls }
+    pub fn new(self_id: u64, cluster_id: u64, faults: Arc<NetworkFaults>, tls: Option<ClientTlsConfig>) -> PeerClients {
+        PeerClients { self_id, stamp: ClusterStamp::new(cluster_id), channels: Mutex::new(HashMap::new()), faults, tls }
     }
 
     pub fn self_id(&self) -> u64 {
@@ -105,7 +157,7 @@ impl PeerClients {
     }
 
     /// A client for `target`, or an unreachable error if the link is cut.
-    pub fn client(&self, target: u64, node: &PeerNode) -> Result<RaftPeerClient<Channel>> {
+    pub fn client(&self, target: u64, node: &PeerNode) -> Result<PeerClient> {
         if self.faults.is_cut(self.self_id, target) {
             return Err(StoreError::Peer { peer: format!("{target:x}"), message: "link cut (fault injection)".into() });
         }
@@ -113,7 +165,7 @@ impl PeerClients {
             Some(tarpit) => peer_endpoint(&tarpit, None)?.connect_lazy(),
             None => self.channel(target, node)?,
         };
-        Ok(RaftPeerClient::new(channel)
+        Ok(RaftPeerClient::with_interceptor(channel, self.stamp.clone())
             .max_decoding_message_size(MAX_PEER_MESSAGE)
             .max_encoding_message_size(MAX_PEER_MESSAGE))
     }

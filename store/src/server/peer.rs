@@ -22,7 +22,7 @@ use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::node::{Attempt, Store, StoreNode};
 use crate::raft::codec::{decode, encode};
-use crate::raft::peers::{NetworkFaults, MAX_PEER_MESSAGE};
+use crate::raft::peers::{check_cluster_id, NetworkFaults, MAX_PEER_MESSAGE};
 use crate::raft::snapshot::{verify_snapshot, SnapshotFile};
 use crate::raft::types::{NodeId, SnapshotMeta, TypeConfig, Vote};
 
@@ -83,20 +83,33 @@ fn payload<T: serde::Serialize>(value: &T) -> Result<Response<RaftPayload>, Stat
 
 type ResultOf<T> = Result<Response<T>, Status>;
 
+impl PeerService {
+    /// Refuses a request stamped by another cluster (or not stamped at all). Every RPC but
+    /// `ClusterInfo` checks: a joining member asks that one to learn the cluster ID.
+    fn same_cluster<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        check_cluster_id(req.metadata(), self.node.cluster_id).inspect_err(|refused| {
+            tracing::warn!(remote = ?req.remote_addr(), reason = %refused.message(), "refused a peer request");
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
     async fn append_entries(&self, req: Request<RaftPayload>) -> ResultOf<RaftPayload> {
+        self.same_cluster(&req)?;
         let rpc: AppendEntriesRequest<TypeConfig> =
             decode("append entries", &req.into_inner().data).map_err(bad_payload)?;
         payload(&self.node.raft().append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> ResultOf<RaftPayload> {
+        self.same_cluster(&req)?;
         let rpc: VoteRequest<NodeId> = decode("vote", &req.into_inner().data).map_err(bad_payload)?;
         payload(&self.node.raft().vote(rpc).await)
     }
 
     async fn install_snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> ResultOf<RaftPayload> {
+        self.same_cluster(&req)?;
         let mut stream = req.into_inner();
         let first = stream.next().await.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
         let (vote, meta): (Vote, SnapshotMeta) = decode("snapshot header", &first.header).map_err(bad_payload)?;
@@ -129,6 +142,7 @@ impl RaftPeer for PeerService {
     }
 
     async fn propose(&self, req: Request<InternalRequest>) -> ResultOf<ApplyResult> {
+        self.same_cluster(&req)?;
         if !self.node.is_leader() {
             return Err(StoreError::NotLeader.into());
         }
@@ -143,16 +157,19 @@ impl RaftPeer for PeerService {
     }
 
     async fn propose_batch(&self, req: Request<ProposeBatchRequest>) -> ResultOf<ProposeBatchResponse> {
+        self.same_cluster(&req)?;
         let outcomes = self.node.leader_propose_batch(req.into_inner().requests).await?;
         Ok(Response::new(ProposeBatchResponse { outcomes }))
     }
 
     async fn read_index(&self, _req: Request<ReadIndexRequest>) -> ResultOf<ReadIndexResponse> {
+        self.same_cluster(&_req)?;
         let read_index = self.node.leader_read_index().await?;
         Ok(Response::new(ReadIndexResponse { read_index }))
     }
 
     async fn lease_keep_alive(&self, req: Request<LeaseKeepAliveRequest>) -> ResultOf<LeaseKeepAliveResponse> {
+        self.same_cluster(&req)?;
         if !self.node.is_leader() {
             return Err(StoreError::NotLeader.into());
         }
@@ -161,6 +178,7 @@ impl RaftPeer for PeerService {
     }
 
     async fn lease_time_to_live(&self, req: Request<LeaseTimeToLiveRequest>) -> ResultOf<LeaseTimeToLiveResponse> {
+        self.same_cluster(&req)?;
         if !self.node.is_leader() {
             return Err(StoreError::NotLeader.into());
         }
@@ -168,18 +186,22 @@ impl RaftPeer for PeerService {
     }
 
     async fn member_add(&self, req: Request<MemberAddRequest>) -> ResultOf<MemberAddResponse> {
+        self.same_cluster(&req)?;
         Ok(Response::new(self.node.member_add_here(req.into_inner()).await?))
     }
 
     async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> ResultOf<MemberRemoveResponse> {
+        self.same_cluster(&req)?;
         Ok(Response::new(self.node.member_remove_here(req.into_inner().id).await?))
     }
 
     async fn member_update(&self, req: Request<MemberUpdateRequest>) -> ResultOf<MemberUpdateResponse> {
+        self.same_cluster(&req)?;
         Ok(Response::new(self.node.member_update_here(req.into_inner()).await?))
     }
 
     async fn member_promote(&self, req: Request<MemberPromoteRequest>) -> ResultOf<MemberPromoteResponse> {
+        self.same_cluster(&req)?;
         Ok(Response::new(self.node.member_promote_here(req.into_inner().id).await?))
     }
 

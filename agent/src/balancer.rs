@@ -237,6 +237,14 @@ impl Balancer {
         self.state.lock().expect("balancer state").servers.iter().map(|s| s.url.clone()).collect()
     }
 
+    /// Closes every connection it carries, to whichever server (after the node's client
+    /// certificate changed: the next connections handshake with the new one).
+    pub fn close_all_connections(&self) {
+        for server in &mut self.state.lock().expect("balancer state").servers {
+            server.close_connections();
+        }
+    }
+
     /// Replaces the server list (from discovery). URLs with another scheme are ignored.
     pub fn set_servers(&self, urls: &[String]) -> Result<()> {
         let prefix = format!("{}://", self.scheme);

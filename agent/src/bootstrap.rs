@@ -8,20 +8,30 @@
 //!    node client certificate (`system:node:<name>` in `system:nodes`) with a
 //!    CertificateSigningRequest; the servers approve and sign it.
 //! 3. The certificate, its key and a kubeconfig go to the data dir
-//!    ([`KUBECONFIG`]); later starts use them, and renew the certificate (asking as the
-//!    node itself) once less than a fifth of its life is left ([`needs_renewal`]).
+//!    ([`KUBECONFIG`]); later starts use them.
+//! 4. **Rotation** (kubelet's `--rotate-certificates`): once less than a fifth of the
+//!    certificate's life is left ([`needs_renewal`]) the agent asks for a new one as the
+//!    node itself, at start or while it runs ([`keep_certificate_fresh`]). A running agent
+//!    presents the new certificate from the next handshake on and closes its open
+//!    connections, as kubelet does: the servers authenticate a connection once, at its
+//!    handshake, so one opened with the old certificate would outlive it.
 //!
 //! Every wait is bounded ([`CERTIFICATE_TIMEOUT`]).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use berth_proto::bootstrap_token::{self as bt, Token};
 use berth_proto::kubeconfig::{AdminCredentials, Credentials, ServersExtension};
 use berth_proto::pki::{self, Issued};
+use berth_proto::tls::ReloadableCert;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::api::{Api, PostParams};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::balancer::Balancer;
 
 use crate::error::{AgentError, Result};
 
@@ -96,12 +106,98 @@ async fn request_certificate(client: kube::Client, node: &str) -> Result<Issued>
     }
 }
 
-/// Whether a certificate with `info` should be renewed at `now`: less than a fifth of its
-/// life left (kubelet rotates at 70–90%).
-pub fn needs_renewal(info: &pki::CertInfo, now: std::time::SystemTime) -> bool {
+/// When a certificate with `info` is due for renewal: once less than a fifth of its life
+/// is left (kubelet rotates at 70–90%).
+pub fn renewal_due(info: &pki::CertInfo) -> SystemTime {
     let life = info.not_after.duration_since(info.not_before).unwrap_or_default();
-    let left = info.not_after.duration_since(now).unwrap_or_default();
-    left < life / 5
+    info.not_after - life / 5
+}
+
+/// Whether a certificate with `info` should be renewed at `now`.
+pub fn needs_renewal(info: &pki::CertInfo, now: SystemTime) -> bool {
+    now >= renewal_due(info)
+}
+
+/// How long to wait before asking again after a failed renewal: a twentieth of the
+/// certificate's life, between a second and a minute (a short-lived certificate must
+/// still get several tries before it expires).
+fn retry_after(info: &pki::CertInfo) -> Duration {
+    let life = info.not_after.duration_since(info.not_before).unwrap_or_default();
+    (life / 20).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+/// The node certificate and key a join wrote.
+fn current(data_dir: &Path) -> Result<Issued> {
+    let read = |file: &str| {
+        std::fs::read_to_string(data_dir.join(file))
+            .map_err(|e| join_error(format!("{}: {e}", data_dir.join(file).display())))
+    };
+    Ok(Issued { cert_pem: read(CERT)?, key_pem: read(KEY)? })
+}
+
+/// The node's certificate as a TLS identity that [`keep_certificate_fresh`] replaces.
+pub fn identity(data_dir: &Path) -> Result<Arc<ReloadableCert>> {
+    let issued = current(data_dir)?;
+    ReloadableCert::new(&issued.cert_pem, &issued.key_pem).map_err(|e| join_error(format!("{CERT}: {e}")))
+}
+
+/// Asks for a new certificate for `node` over `client` (authenticated as the node) and
+/// writes it, its key and the kubeconfig naming them to `data_dir`.
+async fn renew(client: kube::Client, data_dir: &Path, node: &str) -> Result<Issued> {
+    let path = data_dir.join(KUBECONFIG);
+    let kubeconfig = std::fs::read_to_string(&path).map_err(|e| join_error(format!("{}: {e}", path.display())))?;
+    let (servers, ca_pem) = berth_proto::kubeconfig::read_cluster_info(&kubeconfig)
+        .ok_or_else(|| join_error(format!("{}: unreadable", path.display())))?;
+    let renewed = request_certificate(client, node).await?;
+    write(data_dir, &bt::Discovered { ca_pem, servers }, &renewed)?;
+    tracing::info!(node, "renewed the node's client certificate");
+    Ok(renewed)
+}
+
+/// Renews the node's certificate whenever it is due, for as long as the agent runs (until
+/// `cancel`): the new one goes to the data dir and into `identity`, and every connection
+/// `balancer` carries is closed so the next ones present it. A failed renewal is retried
+/// ([`retry_after`]) while the current certificate still works.
+pub async fn keep_certificate_fresh(
+    client: kube::Client,
+    data_dir: PathBuf,
+    node: String,
+    identity: Arc<ReloadableCert>,
+    balancer: Arc<Balancer>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let info =
+            match current(&data_dir).and_then(|c| pki::cert_info(&c.cert_pem).map_err(|e| join_error(e.to_string()))) {
+                Ok(info) => info,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the node's certificate; it will not be rotated");
+                    return;
+                }
+            };
+        let wait = renewal_due(&info).duration_since(SystemTime::now()).unwrap_or_default();
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let renewed = tokio::select! {
+            _ = cancel.cancelled() => return,
+            renewed = renew(client.clone(), &data_dir, &node) => renewed,
+        };
+        match renewed.and_then(|issued| {
+            identity.replace(&issued.cert_pem, &issued.key_pem).map_err(|e| join_error(format!("{CERT}: {e}")))
+        }) {
+            Ok(()) => balancer.close_all_connections(),
+            Err(e) => {
+                let retry = retry_after(&info);
+                tracing::warn!(error = %e, retry_in = ?retry, "renewing the node's client certificate failed");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(retry) => {}
+                }
+            }
+        }
+    }
 }
 
 fn write(data_dir: &Path, discovered: &bt::Discovered, issued: &Issued) -> Result<PathBuf> {
@@ -131,22 +227,18 @@ pub async fn join(
     discovery_timeout: Duration,
 ) -> Result<PathBuf> {
     let path = data_dir.join(KUBECONFIG);
-    let existing =
-        std::fs::read_to_string(data_dir.join(CERT)).ok().zip(std::fs::read_to_string(data_dir.join(KEY)).ok());
-    if let (true, Some((cert_pem, key_pem))) = (path.exists(), existing) {
-        let info = pki::cert_info(&cert_pem).map_err(|e| join_error(format!("{CERT}: {e}")))?;
-        if !needs_renewal(&info, std::time::SystemTime::now()) {
+    if let (true, Ok(existing)) = (path.exists(), current(data_dir)) {
+        let info = pki::cert_info(&existing.cert_pem).map_err(|e| join_error(format!("{CERT}: {e}")))?;
+        if !needs_renewal(&info, SystemTime::now()) {
             return Ok(path);
         }
         // Renew as the node itself (the servers approve a node's request for its own name).
         let kubeconfig = std::fs::read_to_string(&path).map_err(|e| join_error(format!("{}: {e}", path.display())))?;
         let (known, ca_pem) = berth_proto::kubeconfig::read_cluster_info(&kubeconfig)
             .ok_or_else(|| join_error(format!("{}: unreadable", path.display())))?;
-        let current = Issued { cert_pem, key_pem };
         let server = known.first().cloned().unwrap_or_default();
-        let renewed = request_certificate(node_client(&server, &ca_pem, &current)?, node).await?;
-        tracing::info!(node, "renewed the node's client certificate");
-        return write(data_dir, &bt::Discovered { ca_pem, servers: known }, &renewed);
+        renew(node_client(&server, &ca_pem, &existing)?, data_dir, node).await?;
+        return Ok(path);
     }
     let discovered = bt::discover(servers, token, pins, discovery_timeout).await.map_err(join_error)?;
     tracing::info!(servers = ?discovered.servers, "discovered the cluster; its CA is pinned");

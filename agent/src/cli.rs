@@ -442,8 +442,23 @@ impl AgentArgs {
         config.cluster_url = local;
         let ca_pem =
             config.root_cert.as_ref().map(|ders| ders.iter().map(|d| berth_proto::tls::pem_of_der(d)).collect());
-        let client = kube::Client::try_from(config).map_err(|e| AgentError::api("building the API client", e))?;
+        // A joined agent's certificate is its own to rotate; a given kubeconfig's is not.
+        let identity = match joined {
+            Some(_) => Some(crate::bootstrap::identity(&self.data_dir)?),
+            None => None,
+        };
+        let client = crate::api_client::build(&config, identity.clone())?;
         tokio::spawn(keep_servers_current(balancer.clone(), servers, client.clone(), cancel.child_token()));
+        if let Some(identity) = identity {
+            tokio::spawn(crate::bootstrap::keep_certificate_fresh(
+                client.clone(),
+                self.data_dir.clone(),
+                self.node_name.clone().unwrap_or_default(),
+                identity,
+                balancer.clone(),
+                cancel.child_token(),
+            ));
+        }
         Ok(ApiConnection { client, balancer, ca_pem })
     }
 }

@@ -113,7 +113,11 @@ pub async fn middleware(State(authorizer): State<Arc<Authorizer>>, req: Request,
         return next.run(req).await;
     };
     let user = match req.extensions().get::<Caller>() {
-        Some(Caller(Some(Ok(user)))) => user.clone(),
+        Some(Caller(Some(Ok(user)))) if user.check_valid_at(std::time::SystemTime::now()).is_ok() => user.clone(),
+        Some(Caller(Some(Ok(_)))) => {
+            tracing::info!(path = %req.uri().path(), "kubelet endpoint: the connection's certificate has expired");
+            return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
+        }
         Some(Caller(Some(Err(why)))) => {
             tracing::info!(path = %req.uri().path(), reason = %why, "kubelet endpoint: refused a certificate");
             return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();

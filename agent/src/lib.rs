@@ -10,6 +10,7 @@
 //! [`balancer`], which fails over between the servers of an HA cluster. The binary only
 //! parses flags ([`cli`]).
 
+pub mod api_client;
 pub mod balancer;
 pub mod bootstrap;
 pub mod cli;

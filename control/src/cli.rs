@@ -129,6 +129,11 @@ pub struct ServerArgs {
     /// without `behavior.scaleDown.stabilizationWindowSeconds`).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub horizontal_pod_autoscaler_downscale_stabilization: Duration,
+    /// The longest life of a certificate the servers sign for an approved
+    /// CertificateSigningRequest (kube-controller-manager's flag); a request's
+    /// `spec.expirationSeconds` may only shorten it. Nodes rotate theirs at 80% of its life.
+    #[arg(long, default_value = "8760h", value_parser = parse_duration)]
+    pub cluster_signing_duration: Duration,
     /// Seed a fresh data dir from this backup (`berthctl snapshot save`) and start a new
     /// cluster from it; every member of the new cluster restores the same file with the same
     /// --initial-cluster. Ignored when the data dir already holds data.
@@ -256,6 +261,7 @@ impl ServerArgs {
             hpa_sync_period: self.horizontal_pod_autoscaler_sync_period,
             hpa_tolerance: self.horizontal_pod_autoscaler_tolerance,
             hpa_downscale_stabilization: self.horizontal_pod_autoscaler_downscale_stabilization,
+            cluster_signing_duration: self.cluster_signing_duration,
             node_cidrs: match self.allocate_node_cidrs {
                 true => Some(
                     crate::tasks::node_ipam::NodeCidrs::parse(&self.cluster_cidr, self.node_cidr_mask_size)
@@ -265,6 +271,12 @@ impl ServerArgs {
             },
             ..Default::default()
         };
+        if self.cluster_signing_duration < Duration::from_secs(10) {
+            return Err(ServerError::Config(
+                "--cluster-signing-duration must be at least 10s (certificates are renewed at 80% of their life)"
+                    .into(),
+            ));
+        }
         if self.metric_resolution.is_zero() || self.horizontal_pod_autoscaler_sync_period.is_zero() {
             return Err(ServerError::Config(
                 "--metric-resolution and --horizontal-pod-autoscaler-sync-period must be greater than 0".into(),

@@ -42,10 +42,16 @@ pub struct Ca {
 pub const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 pub const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// How far `notBefore` is set back, for clocks a few minutes apart.
+const BACKDATE: Duration = Duration::from_secs(300);
+
 fn validity(params: &mut CertificateParams, valid_for: Duration) {
     let now = time::OffsetDateTime::now_utc();
-    // A little slack for clocks a few minutes apart.
-    params.not_before = now - time::Duration::minutes(5);
+    // A short-lived certificate is backdated by at most half its life (as Kubernetes'
+    // signer does): its holder renews at a fraction of notBefore..notAfter, and a full
+    // five minutes would put that point in the past of a certificate valid for seconds.
+    let backdate = BACKDATE.min(valid_for / 2);
+    params.not_before = now - time::Duration::milliseconds(backdate.as_millis() as i64);
     params.not_after = now + time::Duration::seconds(valid_for.as_secs() as i64);
 }
 

@@ -71,6 +71,27 @@ pub fn roots(what: &str, ca_pem: &str) -> Result<Arc<RootCertStore>, TlsError> {
 pub struct CertUser {
     pub name: String,
     pub groups: Vec<String>,
+    /// The certificate's `notAfter`.
+    pub not_after: std::time::SystemTime,
+}
+
+impl CertUser {
+    /// Whether the certificate still holds at `now`. The chain is verified once, at the
+    /// handshake; a connection can outlive its certificate, so every request asks again
+    /// (kube-apiserver verifies the chain per request).
+    pub fn check_valid_at(&self, now: std::time::SystemTime) -> Result<(), String> {
+        if now <= self.not_after {
+            return Ok(());
+        }
+        let rfc3339 = |t: std::time::SystemTime| {
+            chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        };
+        Err(format!(
+            "x509: certificate has expired or is not yet valid: current time {} is after {}",
+            rfc3339(now),
+            rfc3339(self.not_after)
+        ))
+    }
 }
 
 /// Checks client certificates against the cluster CA after the handshake.
@@ -110,7 +131,9 @@ pub fn cert_user(der: &[u8]) -> Result<CertUser, String> {
         .ok_or("x509: the certificate has no common name")?
         .to_string();
     let groups = subject.iter_organization().filter_map(|o| o.as_str().ok()).map(str::to_string).collect();
-    Ok(CertUser { name, groups })
+    let not_after =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(cert.validity().not_after.timestamp().max(0) as u64);
+    Ok(CertUser { name, groups, not_after })
 }
 
 /// Asks for a client certificate, checks that the client holds its key, and leaves the
@@ -159,8 +182,9 @@ impl ClientCertVerifier for RequestClientCert {
     }
 }
 
-/// The serving certificate of a port, replaceable while it serves (renewal before expiry):
-/// every new handshake gets the current one.
+/// A certificate replaceable while in use (renewal before expiry): every new handshake
+/// gets the current one. A port's serving certificate, or a client's identity (the agent's
+/// node certificate, rotated while it runs).
 #[derive(Debug)]
 pub struct ReloadableCert {
     current: std::sync::RwLock<Arc<CertifiedKey>>,
@@ -171,7 +195,7 @@ impl ReloadableCert {
         Ok(Arc::new(ReloadableCert { current: std::sync::RwLock::new(certified_key(cert_pem, key_pem)?) }))
     }
 
-    /// Serves `cert_pem` from the next handshake on.
+    /// Presents `cert_pem` from the next handshake on.
     pub fn replace(&self, cert_pem: &str, key_pem: &str) -> Result<(), TlsError> {
         let next = certified_key(cert_pem, key_pem)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = next;
@@ -185,15 +209,23 @@ impl ResolvesServerCert for ReloadableCert {
     }
 }
 
+impl rustls::client::ResolvesClientCert for ReloadableCert {
+    fn resolve(&self, _root_hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
 fn certified_key(cert_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, TlsError> {
     let key = provider()
         .key_provider
-        .load_private_key(private_key("serving key", key_pem)?)
-        .map_err(|e| TlsError::Invalid { what: "serving key".into(), message: e.to_string() })?;
-    let certified = CertifiedKey::new(certificates("serving certificate", cert_pem)?, key);
-    certified
-        .keys_match()
-        .map_err(|e| TlsError::Invalid { what: "serving certificate".into(), message: e.to_string() })?;
+        .load_private_key(private_key("key", key_pem)?)
+        .map_err(|e| TlsError::Invalid { what: "key".into(), message: e.to_string() })?;
+    let certified = CertifiedKey::new(certificates("certificate", cert_pem)?, key);
+    certified.keys_match().map_err(|e| TlsError::Invalid { what: "certificate".into(), message: e.to_string() })?;
     Ok(Arc::new(certified))
 }
 
@@ -379,7 +411,13 @@ mod tests {
         let client = client_config(&ca.issued.cert_pem, Some((&admin.cert_pem, &admin.key_pem))).unwrap();
         let s = handshake(server(), client).unwrap();
         let user = check.user(s.peer_certificates().unwrap()).unwrap();
-        assert_eq!(user, CertUser { name: "kubernetes-admin".into(), groups: vec!["system:masters".into()] });
+        assert_eq!(
+            (user.name.as_str(), user.groups.as_slice()),
+            ("kubernetes-admin", ["system:masters".to_string()].as_slice())
+        );
+        assert!(user.check_valid_at(std::time::SystemTime::now()).is_ok());
+        let later = user.not_after + std::time::Duration::from_secs(1);
+        assert!(user.check_valid_at(later).unwrap_err().starts_with("x509: certificate has expired"));
         // No certificate: the connection is accepted, with no user.
         let s = handshake(server(), client_config(&ca.issued.cert_pem, None).unwrap()).unwrap();
         assert!(s.peer_certificates().is_none());
@@ -412,11 +450,11 @@ mod tests {
     #[test]
     fn garbage_material_is_named() {
         let err = ReloadableCert::new("nope", "nope").unwrap_err().to_string();
-        assert_eq!(err, "serving key: no PEM private key in it");
+        assert_eq!(err, "key: no PEM private key in it");
         let ca = Ca::generate("c").unwrap();
         let other = ca.issue_client("x", &[]).unwrap();
         let err = ReloadableCert::new(&ca.issued.cert_pem, &other.key_pem).unwrap_err().to_string();
-        assert!(err.starts_with("serving certificate:"), "a key that is not the certificate's: {err}");
+        assert!(err.starts_with("certificate:"), "a key that is not the certificate's: {err}");
         let cert = ReloadableCert::new(&ca.issued.cert_pem, &ca.issued.key_pem).unwrap();
         let err = server_config(cert, "nope", ClientAuth::Request, &[]).unwrap_err().to_string();
         assert!(err.contains("client CA"), "{err}");

@@ -159,3 +159,46 @@ async fn a_server_joins_with_a_control_plane_token_and_a_wrong_pin_fetches_nothi
     assert_eq!(status, 200, "{body}");
     assert_eq!(flag("--discovery-server"), c.api_urls()[0]);
 }
+
+/// A joined node rotates its client certificate while it runs (kubelet's
+/// `--rotate-certificates`): with `--cluster-signing-duration 30s` the agent asks for a new
+/// one (as the node itself) before the first expires, presents it from then on, and keeps
+/// heartbeating after the first has expired — the servers check a connection's
+/// certificate on every request, so a connection left open with the old one would fail.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_joined_node_rotates_its_certificate_before_it_expires_and_keeps_working() {
+    let mut c = CtlCluster::start_with_server_args(1, Agent::None, &["--cluster-signing-duration", "30s"]).await;
+    let line = c.ok(&["token", "create", "--print-join-command"]);
+    let flags: Vec<String> = line.split_whitespace().skip(1).map(str::to_string).collect();
+    c.start_process_agent("rotator", &flags);
+    let cert_path = c.dir.join("agent-rotator/pki/kubelet-client.crt");
+    let read_info = || berth_proto::pki::cert_info(&std::fs::read_to_string(&cert_path).unwrap()).unwrap();
+    let first = read_info();
+    let life = first.not_after.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+    assert!(life <= Duration::from_secs(30), "signed for --cluster-signing-duration, not a year: {life:?}");
+
+    // A second certificate, signed before the first expires.
+    let second = eventually(Duration::from_secs(60), "the certificate rotated", || {
+        let now = read_info();
+        (now.not_after > first.not_after).then_some(now)
+    });
+    assert!(second.subject.contains("CN=system:node:rotator") && second.subject.contains("O=system:nodes"));
+    let csrs = c.ok(&["get", "csr", "--no-headers"]);
+    assert!(
+        csrs.lines().any(|l| l.contains("system:node:rotator") && l.contains("Approved,Issued")),
+        "the renewal was asked for as the node itself: {csrs}"
+    );
+
+    // Past the first certificate's expiry the node still renews its Lease.
+    let past_first = first.not_after + Duration::from_secs(2);
+    if let Ok(wait) = past_first.duration_since(std::time::SystemTime::now()) {
+        tokio::time::sleep(wait).await;
+    }
+    let renew_time = || c.ok(&["get", "lease", "rotator", "-n", "kube-node-lease", "-o", "jsonpath={.spec.renewTime}"]);
+    let before = renew_time();
+    eventually(Duration::from_secs(30), "the node's Lease renewed after the first certificate expired", || {
+        (renew_time() != before).then_some(())
+    });
+    let node = c.ok(&["get", "node", "rotator", "--no-headers"]);
+    assert_eq!(node.split_whitespace().nth(1), Some("Ready"), "{node}");
+}

@@ -130,6 +130,7 @@ pub fn authenticate(
     authorization: Option<&str>,
     path: &str,
     tokens: &dyn Tokens,
+    now: std::time::SystemTime,
 ) -> Result<UserInfo, Unauthenticated> {
     if loopback {
         return Ok(UserInfo::loopback());
@@ -138,7 +139,10 @@ pub fn authenticate(
         Some(Connection::Insecure) => {
             return Ok(UserInfo::authenticated("system:unsecured", &[MASTERS.into()]));
         }
-        Some(Connection::Tls { cert: Some(Ok(user)) }) => return Ok(UserInfo::authenticated(&user.name, &user.groups)),
+        Some(Connection::Tls { cert: Some(Ok(user)) }) => {
+            user.check_valid_at(now).map_err(Unauthenticated)?;
+            return Ok(UserInfo::authenticated(&user.name, &user.groups));
+        }
         Some(Connection::Tls { cert: Some(Err(why)) }) => return Err(Unauthenticated(why.clone())),
         Some(Connection::Tls { cert: None }) | None => {}
     }
@@ -163,6 +167,7 @@ pub async fn middleware(State(state): State<ApiState>, mut req: Request, next: N
         authorization,
         req.uri().path(),
         &state,
+        std::time::SystemTime::now(),
     );
     match verdict {
         Ok(user) => {
@@ -179,6 +184,7 @@ pub async fn middleware(State(state): State<ApiState>, mut req: Request, next: N
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, SystemTime};
 
     fn tls(cert: Option<Result<CertUser, String>>) -> Connection {
         Connection::Tls { cert }
@@ -193,37 +199,60 @@ mod tests {
 
     #[test]
     fn certificates_name_the_user_and_anonymous_callers_reach_only_public_paths() {
-        let admin = CertUser { name: "kubernetes-admin".into(), groups: vec![MASTERS.into()] };
-        let user = authenticate(false, Some(&tls(Some(Ok(admin)))), None, "/api/v1/pods", &NoTokens).unwrap();
+        let not_after = SystemTime::now() + Duration::from_secs(3600);
+        let admin = CertUser { name: "kubernetes-admin".into(), groups: vec![MASTERS.into()], not_after };
+        let on_admins = tls(Some(Ok(admin)));
+        let user = authenticate(false, Some(&on_admins), None, "/api/v1/pods", &NoTokens, SystemTime::now()).unwrap();
         assert_eq!(user.name, "kubernetes-admin");
         assert_eq!(user.groups, [MASTERS, AUTHENTICATED]);
+        // The same connection once its certificate expired: refused.
+        let later = not_after + Duration::from_secs(1);
+        let err = authenticate(false, Some(&on_admins), None, "/api/v1/pods", &NoTokens, later).unwrap_err();
+        assert!(err.0.contains("certificate has expired"), "{err:?}");
         let anonymous = tls(None);
         for path in ["/healthz", "/livez", "/readyz", "/readyz/ping", "/version"] {
             assert_eq!(
-                authenticate(false, Some(&anonymous), None, path, &NoTokens),
+                authenticate(false, Some(&anonymous), None, path, &NoTokens, SystemTime::now()),
                 Ok(UserInfo::anonymous()),
                 "{path}"
             );
         }
         for path in ["/api/v1/secrets", "/versions", "/", "/metrics", "/apis"] {
-            assert!(authenticate(false, Some(&anonymous), None, path, &NoTokens).is_err(), "{path}");
+            assert!(authenticate(false, Some(&anonymous), None, path, &NoTokens, SystemTime::now()).is_err(), "{path}");
         }
-        assert!(authenticate(false, None, None, "/api", &NoTokens).is_err(), "no connection facts: anonymous");
+        assert!(
+            authenticate(false, None, None, "/api", &NoTokens, SystemTime::now()).is_err(),
+            "no connection facts: anonymous"
+        );
     }
 
     #[test]
     fn presented_but_wrong_credentials_are_refused_even_on_public_paths() {
         let forged = tls(Some(Err("x509: certificate signed by unknown authority".into())));
-        let err = authenticate(false, Some(&forged), None, "/healthz", &NoTokens).unwrap_err();
+        let err = authenticate(false, Some(&forged), None, "/healthz", &NoTokens, SystemTime::now()).unwrap_err();
         assert!(err.0.contains("unknown authority"));
-        assert!(authenticate(false, Some(&tls(None)), Some("Bearer abc.def"), "/healthz", &NoTokens).is_err());
-        assert!(authenticate(false, Some(&tls(None)), Some("Basic YTpi"), "/api", &NoTokens).is_err());
+        assert!(authenticate(
+            false,
+            Some(&tls(None)),
+            Some("Bearer abc.def"),
+            "/healthz",
+            &NoTokens,
+            SystemTime::now()
+        )
+        .is_err());
+        assert!(
+            authenticate(false, Some(&tls(None)), Some("Basic YTpi"), "/api", &NoTokens, SystemTime::now()).is_err()
+        );
     }
 
     #[test]
     fn loopback_and_the_insecure_port_are_administrators() {
-        assert!(authenticate(true, None, None, "/api", &NoTokens).unwrap().groups.contains(&MASTERS.to_string()));
-        let insecure = authenticate(false, Some(&Connection::Insecure), None, "/api", &NoTokens).unwrap();
+        assert!(authenticate(true, None, None, "/api", &NoTokens, SystemTime::now())
+            .unwrap()
+            .groups
+            .contains(&MASTERS.to_string()));
+        let insecure =
+            authenticate(false, Some(&Connection::Insecure), None, "/api", &NoTokens, SystemTime::now()).unwrap();
         assert_eq!(insecure.name, "system:unsecured");
         assert!(insecure.groups.contains(&MASTERS.to_string()));
     }

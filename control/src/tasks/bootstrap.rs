@@ -31,9 +31,18 @@ use crate::periodic::Every;
 use crate::tasks::context::TaskContext;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
-/// How long a signed client certificate is valid unless the request says
-/// (`--cluster-signing-duration`: a year).
-const DEFAULT_CERT_SECONDS: i64 = 365 * 24 * 3600;
+/// Kubernetes' floor for a request's `spec.expirationSeconds`.
+const MIN_REQUESTED_LIFE: Duration = Duration::from_secs(600);
+
+/// How long a certificate signed for a request asking `expiration_seconds` lives: the
+/// request may shorten `max_life` (`--cluster-signing-duration`) to no less than ten
+/// minutes, never lengthen it (kube-controller-manager's signer).
+fn certificate_life(expiration_seconds: Option<i32>, max_life: Duration) -> Duration {
+    match expiration_seconds {
+        Some(seconds) => Duration::from_secs(seconds.max(0) as u64).max(MIN_REQUESTED_LIFE).min(max_life),
+        None => max_life,
+    }
+}
 const CLUSTER_INFO_ROLE: &str = "kubeadm:bootstrap-signer-clusterinfo";
 
 /// The `cluster-info` data for `servers`, the CA and the signing tokens (pure).
@@ -67,6 +76,8 @@ fn signing_tokens(secrets: &[Value], now: chrono::DateTime<chrono::Utc>) -> Vec<
 struct Bootstrap {
     client: kube::Client,
     ca: berth_proto::pki::Ca,
+    /// `--cluster-signing-duration`.
+    max_life: Duration,
     /// What servers joining with a control-plane token fetch.
     control_plane: Option<BTreeMap<String, String>>,
 }
@@ -98,9 +109,9 @@ impl Bootstrap {
                 && !has_condition(&value, "Failed")
                 && !issued
             {
-                let seconds = csr.spec.expiration_seconds.map(i64::from).unwrap_or(DEFAULT_CERT_SECONDS);
                 let pem = String::from_utf8_lossy(&csr.spec.request.0).into_owned();
-                let signed = self.ca.sign_client_csr(&pem, Duration::from_secs(seconds.max(600) as u64));
+                let signed =
+                    self.ca.sign_client_csr(&pem, certificate_life(csr.spec.expiration_seconds, self.max_life));
                 let status = match signed {
                     Ok(cert) => {
                         json!({"status": {"certificate": base64::engine::general_purpose::STANDARD.encode(cert)}})
@@ -273,7 +284,8 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
         _ = ctx.informers.wait_synced() => {}
     }
     let control_plane = ctx.settings.control_plane_secrets.clone();
-    let bootstrap = Arc::new(Bootstrap { client: ctx.client.clone(), ca, control_plane });
+    let max_life = ctx.settings.cluster_signing_duration;
+    let bootstrap = Arc::new(Bootstrap { client: ctx.client.clone(), ca, control_plane, max_life });
     let mut every = Every::new(SWEEP_EVERY, cancel);
     while every.tick().await {
         let mut servers = super::kubernetes_service::fresh_servers(&leases);
@@ -293,6 +305,16 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_may_shorten_the_certificate_life_down_to_ten_minutes_but_never_lengthen_it() {
+        let year = Duration::from_secs(365 * 86400);
+        assert_eq!(certificate_life(None, year), year);
+        assert_eq!(certificate_life(Some(3600), year), Duration::from_secs(3600));
+        assert_eq!(certificate_life(Some(60), year), Duration::from_secs(600));
+        assert_eq!(certificate_life(Some(i32::MAX), year), year);
+        assert_eq!(certificate_life(Some(3600), Duration::from_secs(30)), Duration::from_secs(30));
+    }
 
     #[test]
     fn cluster_info_is_signed_by_every_signing_token_only() {

@@ -93,6 +93,8 @@ pub struct Settings {
     /// The cluster CA: published to every namespace as `kube-root-ca.crt`, and signing
     /// approved client certificate requests (None: `--insecure`, no CA).
     pub cluster_ca: Option<berth_proto::pki::Ca>,
+    /// The longest life of a signed client certificate (`--cluster-signing-duration`).
+    pub cluster_signing_duration: Duration,
     /// What a server joining with a control-plane token fetches (see
     /// `berth_proto::pki::CONTROL_PLANE_FILES`; None: `--insecure`).
     pub control_plane_secrets: Option<std::collections::BTreeMap<String, String>>,
@@ -111,6 +113,7 @@ impl Default for Settings {
             node_cidrs: node_ipam::NodeCidrs::parse(node_ipam::DEFAULT_CLUSTER_CIDR, node_ipam::DEFAULT_NODE_PREFIX)
                 .ok(),
             cluster_ca: None,
+            cluster_signing_duration: Duration::from_secs(365 * 24 * 3600),
             control_plane_secrets: None,
         }
     }

@@ -151,6 +151,9 @@ struct Watcher {
 struct State {
     ready: bool,
     revision: i64,
+    /// Bumped whenever `objects` changes (the revision also moves on progress
+    /// notifications): what memos of the objects are keyed on.
+    generation: u64,
     objects: BTreeMap<String, Arc<Value>>,
     history: VecDeque<CacheEvent>,
     /// Every event after this revision is in `history`.
@@ -191,6 +194,13 @@ impl Cacher {
 
     pub fn watcher_count(&self) -> usize {
         self.state.lock().expect("cache lock").watchers.len()
+    }
+
+    /// Changes whenever the cached objects change (see `State::generation`). Read it
+    /// before the objects: a memo built from a later view keyed on an earlier generation is
+    /// only rebuilt once more.
+    pub fn generation(&self) -> u64 {
+        self.state.lock().expect("cache lock").generation
     }
 
     /// Waits (bounded) until the cache has seen `revision`.
@@ -293,11 +303,13 @@ impl Cacher {
                     }
                 };
                 let prev = state.objects.insert(key, obj.clone());
+                state.generation += 1;
                 let kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
                 CacheEvent { kind, object: obj, prev, revision, at: Instant::now() }
             }
             StoreEventType::Delete => {
                 let Some(prev) = state.objects.remove(&key) else { return };
+                state.generation += 1;
                 let mut gone = (*prev).clone();
                 object::set_resource_version(&mut gone, revision);
                 CacheEvent {
@@ -365,6 +377,7 @@ impl Cacher {
         {
             let mut state = self.state.lock().expect("cache lock");
             state.objects = page.items.into_iter().map(|s| (s.key, Arc::new(s.object))).collect();
+            state.generation += 1;
             state.history.clear();
             state.oldest = page.revision;
             // Watchers of the previous generation may have missed events: end them, the

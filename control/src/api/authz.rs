@@ -141,11 +141,16 @@ pub fn rule_allows(rule: &Value, attrs: &Attributes) -> bool {
 
 type Objects = Vec<Arc<Value>>;
 
-/// The RBAC objects a decision reads.
+/// The RBAC objects a decision reads. The cluster-scoped half is shared between requests
+/// (see [`ClusterRbacMemo`]).
 #[derive(Debug, Default, Clone)]
 pub struct RbacView {
-    pub cluster_roles: HashMap<String, Arc<Value>>,
-    pub cluster_role_bindings: Vec<Arc<Value>>,
+    pub cluster_roles: Arc<HashMap<String, Arc<Value>>>,
+    pub cluster_role_bindings: Arc<Vec<Arc<Value>>>,
+    /// The ClusterRoles the ClusterRoleBindings grant, by subject (built by
+    /// [`RbacView::with_defaults`]): a request looks its user and groups up instead of
+    /// reading every binding.
+    pub cluster_grants: Arc<HashMap<Subject, Vec<Arc<Value>>>>,
     /// Roles and RoleBindings of the request's namespace.
     pub roles: HashMap<String, Arc<Value>>,
     pub role_bindings: Vec<Arc<Value>>,
@@ -164,52 +169,105 @@ impl RbacView {
             let arc = |v: Vec<Value>| v.into_iter().map(Arc::new).collect();
             (arc(crate::rbac_defaults::cluster_roles()), arc(crate::rbac_defaults::cluster_role_bindings()))
         });
+        let cluster_roles = Arc::make_mut(&mut self.cluster_roles);
         for role in roles {
-            self.cluster_roles.entry(name_of(role)).or_insert_with(|| role.clone());
+            cluster_roles.entry(name_of(role)).or_insert_with(|| role.clone());
         }
-        let stored: Vec<String> = self.cluster_role_bindings.iter().map(|b| name_of(b)).collect();
+        let stored: std::collections::HashSet<String> = self.cluster_role_bindings.iter().map(|b| name_of(b)).collect();
+        let cluster_role_bindings = Arc::make_mut(&mut self.cluster_role_bindings);
         for binding in bindings {
             if !stored.contains(&name_of(binding)) {
-                self.cluster_role_bindings.push(binding.clone());
+                cluster_role_bindings.push(binding.clone());
             }
         }
+        let mut grants: HashMap<Subject, Vec<Arc<Value>>> = HashMap::new();
+        for binding in self.cluster_role_bindings.iter() {
+            let Some(role) = self.cluster_roles.get(role_name(binding)) else { continue };
+            for subject in subjects(binding).filter_map(|s| subject_key(s, "")) {
+                grants.entry(subject).or_default().push(role.clone());
+            }
+        }
+        self.cluster_grants = Arc::new(grants);
         self
+    }
+}
+
+/// Who a binding's subject is, as a request's user is matched against it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Subject {
+    User(String),
+    Group(String),
+}
+
+fn subjects(binding: &Value) -> impl Iterator<Item = &Value> {
+    binding.get("subjects").and_then(Value::as_array).into_iter().flatten()
+}
+
+fn role_name(binding: &Value) -> &str {
+    binding.pointer("/roleRef/name").and_then(Value::as_str).unwrap_or("")
+}
+
+/// A binding subject as a [`Subject`] (`namespace`: the binding's, the default of a
+/// ServiceAccount subject's); None for kinds that match nobody.
+fn subject_key(subject: &Value, namespace: &str) -> Option<Subject> {
+    let name = subject.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    match subject.get("kind").and_then(Value::as_str) {
+        Some("User") => Some(Subject::User(name)),
+        Some("Group") => Some(Subject::Group(name)),
+        Some("ServiceAccount") => {
+            let ns = subject.get("namespace").and_then(Value::as_str).filter(|n| !n.is_empty()).unwrap_or(namespace);
+            Some(Subject::User(format!("system:serviceaccount:{ns}:{name}")))
+        }
+        _ => None,
+    }
+}
+
+/// The cluster-scoped half of every request's [`RbacView`] (the ClusterRoles with the
+/// defaults, the ClusterRoleBindings), rebuilt only when the watch cache's ClusterRoles or
+/// ClusterRoleBindings change. Building it for each request (hashing every role's name,
+/// merging ~50 defaults) was most of what authorization cost a request.
+#[derive(Debug, Default)]
+pub struct ClusterRbacMemo {
+    built: std::sync::Mutex<Option<((u64, u64), RbacView)>>,
+}
+
+impl ClusterRbacMemo {
+    /// The view for cache generations `key`, from `build` when they moved.
+    fn get_or_build(&self, key: (u64, u64), build: impl FnOnce() -> RbacView) -> RbacView {
+        if let Some((built_for, view)) = &*self.built.lock().unwrap_or_else(|e| e.into_inner()) {
+            if *built_for == key {
+                return view.clone();
+            }
+        }
+        let view = build();
+        *self.built.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, view.clone()));
+        view
     }
 }
 
 /// Whether a binding's subject is `user` (`namespace`: the binding's, for service accounts).
 fn subject_matches(subject: &Value, user: &UserInfo, namespace: &str) -> bool {
-    let name = subject.get("name").and_then(Value::as_str).unwrap_or("");
-    match subject.get("kind").and_then(Value::as_str) {
-        Some("User") => name == user.name,
-        Some("Group") => user.groups.iter().any(|g| g == name),
-        Some("ServiceAccount") => {
-            let ns = subject.get("namespace").and_then(Value::as_str).filter(|n| !n.is_empty()).unwrap_or(namespace);
-            user.name == format!("system:serviceaccount:{ns}:{name}")
-        }
-        _ => false,
+    match subject_key(subject, namespace) {
+        Some(Subject::User(name)) => name == user.name,
+        Some(Subject::Group(name)) => user.groups.contains(&name),
+        None => false,
     }
 }
 
 /// The roles bound to `user` in `namespace` ("" for cluster scope only).
 fn bound_roles<'v>(view: &'v RbacView, user: &UserInfo, namespace: &str) -> Vec<&'v Arc<Value>> {
-    let bound = |binding: &Value, ns: &str| {
-        binding
-            .get("subjects")
-            .and_then(Value::as_array)
-            .is_some_and(|s| s.iter().any(|s| subject_matches(s, user, ns)))
-    };
-    let role_name =
-        |binding: &Value| binding.pointer("/roleRef/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let bound = |binding: &Value, ns: &str| subjects(binding).any(|s| subject_matches(s, user, ns));
     let mut roles = Vec::new();
-    for binding in view.cluster_role_bindings.iter().filter(|b| bound(b, "")) {
-        roles.extend(view.cluster_roles.get(&role_name(binding)));
+    let mut grants_to = |subject: Subject| roles.extend(view.cluster_grants.get(&subject).into_iter().flatten());
+    grants_to(Subject::User(user.name.clone()));
+    for group in &user.groups {
+        grants_to(Subject::Group(group.clone()));
     }
     if !namespace.is_empty() {
         for binding in view.role_bindings.iter().filter(|b| bound(b, namespace)) {
             let role = match binding.pointer("/roleRef/kind").and_then(Value::as_str) {
-                Some("ClusterRole") => view.cluster_roles.get(&role_name(binding)),
-                _ => view.roles.get(&role_name(binding)),
+                Some("ClusterRole") => view.cluster_roles.get(role_name(binding)),
+                _ => view.roles.get(role_name(binding)),
             };
             roles.extend(role);
         }
@@ -264,22 +322,28 @@ pub fn forbidden_message(user: &UserInfo, attrs: &Attributes) -> String {
 /// Reads the RBAC objects a request in `namespace` needs from the watch cache, as it is
 /// now (see `Cacher::current`: a request never waits on the cache to authorize).
 pub fn view(state: &ApiState, namespace: &str) -> RbacView {
+    let cacher = |plural: &'static str| {
+        state.cache.get(crate::resource::find("rbac.authorization.k8s.io", "v1", plural).expect("RBAC is served"))
+    };
     let list = |plural: &'static str, ns: Option<&str>| {
-        let info = crate::resource::find("rbac.authorization.k8s.io", "v1", plural).expect("RBAC is served");
         let filter = crate::cache::Filter { resource: plural, namespace: ns.map(str::to_string), ..Default::default() };
-        state.cache.get(info).current(&filter)
+        cacher(plural).current(&filter)
     };
     let by_name = |items: Vec<Arc<Value>>| items.into_iter().map(|o| (name_of(&o), o)).collect();
-    let mut view = RbacView {
-        cluster_roles: by_name(list("clusterroles", None)),
-        cluster_role_bindings: list("clusterrolebindings", None),
-        ..Default::default()
-    };
+    let generations = (cacher("clusterroles").generation(), cacher("clusterrolebindings").generation());
+    let mut view = state.cluster_rbac.get_or_build(generations, || {
+        RbacView {
+            cluster_roles: Arc::new(by_name(list("clusterroles", None))),
+            cluster_role_bindings: Arc::new(list("clusterrolebindings", None)),
+            ..Default::default()
+        }
+        .with_defaults()
+    });
     if !namespace.is_empty() {
         view.roles = by_name(list("roles", Some(namespace)));
         view.role_bindings = list("rolebindings", Some(namespace));
     }
-    view.with_defaults()
+    view
 }
 
 /// The pods the Node authorizer reads, from the watch cache as it is now.

@@ -79,6 +79,8 @@ pub struct ApiState {
     pub agents: agent_dial::AgentDialer,
     /// Where requests are audited (`--audit-policy-file`).
     pub audit: Option<Arc<crate::audit::AuditLog>>,
+    /// The cluster-scoped RBAC objects every authorization reads, kept between requests.
+    pub cluster_rbac: Arc<authz::ClusterRbacMemo>,
 }
 
 /// How much of a request body the API reads, and for how long.
@@ -132,6 +134,7 @@ impl ApiState {
             service_accounts: None,
             agents: agent_dial::AgentDialer::default(),
             audit: None,
+            cluster_rbac: Default::default(),
         }
     }
 

@@ -59,9 +59,8 @@ async fn roles_grant_what_they_say_and_nothing_else() {
             out
         }
     };
-    // (`kubectl create namespace` sends protobuf, which Berth does not read yet: issue 21.)
-    let namespaces = "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: team-b}\n";
-    admin(&["apply", "-f", "-"], Some(namespaces)).await;
+    admin(&["create", "namespace", "team-a"], None).await;
+    admin(&["create", "namespace", "team-b"], None).await;
 
     // No bindings: refused, with kube-apiserver's message.
     let (ok, _, err) = kubectl_as(&server, "alice", &[], &["get", "pods", "-n", "team-a"], None).await;

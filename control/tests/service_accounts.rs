@@ -71,12 +71,8 @@ async fn tokens_authenticate_their_account_while_it_and_their_pod_live() {
         err.contains(r#"User "system:serviceaccount:shop:default" cannot list resource "pods" in API group "" in the namespace "shop""#),
         "{err}"
     );
-    // (`kubectl create rolebinding` sends protobuf, which Berth does not read yet: issue 21.)
-    let binding =
-        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: read, namespace: shop}\n\
-                   roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}\n\
-                   subjects:\n- {kind: ServiceAccount, name: default, namespace: shop}\n";
-    let (ok, _, err) = testing::kubectl(&admin, &["apply", "-f", "-"], Some(binding)).await;
+    let bind = ["create", "rolebinding", "read", "--clusterrole=view", "--serviceaccount=shop:default", "-n", "shop"];
+    let (ok, _, err) = testing::kubectl(&admin, &bind, None).await;
     assert!(ok, "{err}");
     eventually(Duration::from_secs(10), "the binding takes effect", async || {
         kubectl(&as_account, &["get", "pods", "-n", "shop"]).await.0.then_some(())

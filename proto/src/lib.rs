@@ -10,6 +10,8 @@
 //! * [`selectors`]: Kubernetes label and field selectors, shared by the API server and clients.
 //! * [`error`]: the parsers' error types, gathered in [`Error`].
 //! * [`identity`]: the servers' identity Leases, how clients find every server.
+//! * [`protobuf`]: Kubernetes' protobuf encoding of API objects, through the Kubernetes
+//!   schemas (`protos/k8s`).
 //! * [`kubeconfig`]: the admin kubeconfig and Berth's `berth.dev/servers` extension, written
 //!   by servers and `berthctl up`, read by every client.
 //!
@@ -40,6 +42,7 @@ pub mod keys;
 pub mod kubeconfig;
 pub mod model;
 pub mod pki;
+pub mod protobuf;
 pub mod selectors;
 pub mod tls;
 

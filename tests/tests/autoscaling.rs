@@ -159,7 +159,7 @@ async fn top_reports_real_usage_from_every_server_like_kubectl() {
     let (_, err) = c.fails(&["top", "pod", "nope"]);
     assert_eq!(err.trim(), "Error from server (NotFound): podmetrics.metrics.k8s.io \"default/nope\" not found");
 
-    // `kubectl autoscale` sends protobuf, which Berth does not decode; berthctl's does the same in JSON.
+    // berthctl's autoscale (JSON), as kubectl's (protobuf, control/tests/protobuf.rs).
     let out = c.ok(&["autoscale", "deployment", "burn", "--min=1", "--max=2", "--cpu-percent=80"]);
     assert_eq!(out, "horizontalpodautoscaler.autoscaling/burn autoscaled\n");
     let hpa = json(&c.ok(&["get", "hpa", "burn", "-o", "json"]));

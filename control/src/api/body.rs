@@ -1,4 +1,4 @@
-//! Decoding what a write request sends: object bodies (JSON or YAML, legacy group
+//! Decoding what a write request sends: object bodies (JSON, YAML or protobuf, legacy group
 //! conversion), patch bodies and their content types, applying a non-apply patch, and
 //! `DeleteOptions`. Shared by the verbs in `handlers` and the `subresources`, which both
 //! build on this module (it imports neither).
@@ -7,7 +7,7 @@ use axum::http::header;
 use serde_json::{json, Value};
 
 use super::request::{Query, Target};
-use super::{decode, patch, ApiRequest};
+use super::{decode, encoding, patch, ApiRequest};
 use crate::registry::{DeleteOptions, Propagation};
 use crate::resource::patch_schema::Ty;
 use crate::resource::{ApiError, Cause};
@@ -23,12 +23,15 @@ pub async fn decode_body_warned(req: &ApiRequest) -> Result<(Value, Vec<String>)
     if req.body.is_empty() {
         return Err(ApiError::BadRequest("the request body is empty".into()));
     }
+    if encoding::is_protobuf_body(&req.headers) {
+        return Ok((convert_legacy(&req.target, encoding::decode_protobuf(&req.body)?), vec![]));
+    }
     let ct = req.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let media = ct.split(';').next().unwrap_or("").trim();
     if !matches!(media, "application/json" | "application/yaml" | "" | "*/*") {
-        // Protobuf and CBOR bodies: client-go falls back to JSON on 415.
+        // CBOR and anything else: client-go falls back to JSON on 415.
         return Err(ApiError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {media:?})"
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {media:?})"
         )));
     }
     let decoded =
@@ -177,6 +180,18 @@ pub(crate) fn patch_sets_resource_version(kind: PatchKind, body: &Value) -> bool
         }),
         _ => !body["metadata"]["resourceVersion"].is_null(),
     }
+}
+
+/// A body that is JSON or protobuf but no whole object to validate (`DeleteOptions`, a
+/// `Scale`); `what` names it in the error.
+pub fn decode_options_body(req: &ApiRequest, what: &str) -> Result<Value, ApiError> {
+    if req.body.is_empty() {
+        return Ok(Value::Null);
+    }
+    if encoding::is_protobuf_body(&req.headers) {
+        return encoding::decode_protobuf(&req.body);
+    }
+    serde_json::from_slice(&req.body).map_err(|e| ApiError::BadRequest(format!("error decoding {what}: {e}")))
 }
 
 /// `DeleteOptions` from the body (if any) and the query.

@@ -9,11 +9,12 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::body::{
-    apply_patch, check_patched_size, convert_legacy, decode_body_warned, decode_patch_warned, delete_options,
-    patch_error, patch_kind, patch_sets_resource_version, PatchKind,
+    apply_patch, check_patched_size, convert_legacy, decode_body_warned, decode_options_body, decode_patch_warned,
+    delete_options, patch_error, patch_kind, patch_sets_resource_version, PatchKind,
 };
+use super::encoding::respond;
 use super::render::{metadata_only, render_one, table_of};
-use super::{json_response, patch, present, subresources, watch, ApiRequest, ApiState, Rendering};
+use super::{patch, present, subresources, watch, ApiRequest, ApiState, Rendering};
 use crate::cache::Filter;
 use crate::registry::{object, storage, Deleted, Part, WriteOptions};
 use crate::resource::ApiError;
@@ -73,7 +74,7 @@ async fn get(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
     } else {
         state.registry.get(req.target.info.storage(), req.target.namespace.as_deref(), name, true).await?
     };
-    Ok(json_response(StatusCode::OK, &render_one(&req, obj), &[]))
+    Ok(respond(&req, StatusCode::OK, &render_one(&req, obj), &[]))
 }
 
 /// `continue` tokens: Kubernetes' shape (base64 JSON with the list revision and the next
@@ -230,7 +231,7 @@ async fn list(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
     if let Some(r) = remaining {
         meta["remainingItemCount"] = json!(r);
     }
-    Ok(json_response(StatusCode::OK, &list_body(&req, items, meta), &[]))
+    Ok(respond(&req, StatusCode::OK, &list_body(&req, items, meta), &[]))
 }
 
 async fn create(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
@@ -249,7 +250,7 @@ async fn create(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError>
     let written =
         state.registry.create(req.target.info.storage(), req.target.namespace.as_deref(), body, &opts).await?;
     warnings.extend(written.warnings);
-    Ok(json_response(StatusCode::CREATED, &render_one(&req, written.object), &warnings))
+    Ok(respond(&req, StatusCode::CREATED, &render_one(&req, written.object), &warnings))
 }
 
 fn part_of(req: &ApiRequest) -> Part {
@@ -271,7 +272,7 @@ async fn update(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError>
         .update(req.target.info.storage(), req.target.namespace.as_deref(), &name, body, part_of(&req), &opts)
         .await?;
     warnings.extend(written.warnings);
-    Ok(json_response(StatusCode::OK, &render_one(&req, written.object), &warnings))
+    Ok(respond(&req, StatusCode::OK, &render_one(&req, written.object), &warnings))
 }
 
 async fn patch_object(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
@@ -301,7 +302,7 @@ async fn patch_object(state: &ApiState, req: ApiRequest) -> Result<Response, Api
         })
         .await?;
     warnings.extend(written.warnings);
-    Ok(json_response(StatusCode::OK, &render_one(&req, written.object), &warnings))
+    Ok(respond(&req, StatusCode::OK, &render_one(&req, written.object), &warnings))
 }
 
 /// Server-side apply: update, or create when the object does not exist.
@@ -357,7 +358,7 @@ async fn apply(
     match result {
         Ok(w) => {
             warnings.extend(w.warnings);
-            Ok(json_response(StatusCode::OK, &render_one(req, w.object), &warnings))
+            Ok(respond(req, StatusCode::OK, &render_one(req, w.object), &warnings))
         }
         Err(ApiError::NotFound(s)) if s.name == name && part_of(req) == Part::Main => {
             let mut obj = patch::server_side_apply(info.strategy.patch_schema, None, &body, &manager, force, &now)
@@ -367,7 +368,7 @@ async fn apply(
             }
             let w = state.registry.create(info, ns, obj, &write_opts).await?;
             warnings.extend(w.warnings);
-            Ok(json_response(StatusCode::CREATED, &render_one(req, w.object), &warnings))
+            Ok(respond(req, StatusCode::CREATED, &render_one(req, w.object), &warnings))
         }
         Err(e) => Err(e),
     }
@@ -391,10 +392,7 @@ fn deleted_status(req: &ApiRequest, obj: &Value) -> Value {
 
 /// The optional `DeleteOptions` body of a DELETE.
 fn delete_body(req: &ApiRequest) -> Result<Value, ApiError> {
-    if req.body.is_empty() {
-        return Ok(Value::Null);
-    }
-    serde_json::from_slice(&req.body).map_err(|e| ApiError::BadRequest(format!("error decoding DeleteOptions: {e}")))
+    decode_options_body(req, "DeleteOptions")
 }
 
 async fn delete(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
@@ -402,8 +400,8 @@ async fn delete(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError>
     let name = req.target.name.clone().expect("routed with a name");
     let info = req.target.info.storage();
     match state.registry.delete(info, req.target.namespace.as_deref(), &name, &opts).await? {
-        Deleted::Now(obj) => Ok(json_response(StatusCode::OK, &deleted_status(&req, &obj), &[])),
-        Deleted::Pending(obj) => Ok(json_response(StatusCode::OK, &render_one(&req, obj), &[])),
+        Deleted::Now(obj) => Ok(respond(&req, StatusCode::OK, &deleted_status(&req, &obj), &[])),
+        Deleted::Pending(obj) => Ok(respond(&req, StatusCode::OK, &render_one(&req, obj), &[])),
     }
 }
 
@@ -424,7 +422,7 @@ async fn delete_collection(state: &ApiState, req: ApiRequest) -> Result<Response
     }
     let revision = state.store.revision();
     let body = list_body(&req, deleted, json!({"resourceVersion": revision.to_string()}));
-    Ok(json_response(StatusCode::OK, &body, &[]))
+    Ok(respond(&req, StatusCode::OK, &body, &[]))
 }
 
 #[cfg(test)]

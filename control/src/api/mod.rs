@@ -2,6 +2,7 @@
 //!
 //! * [`request`] — URL and query parsing (what is served is `crate::resource`);
 //! * [`decode`] — JSON and YAML bodies, with their nesting and size limits;
+//! * [`encoding`] — content negotiation (JSON or protobuf; object, table or metadata);
 //! * [`body`] — request and patch bodies, `DeleteOptions`; [`render`] — object, metadata or table;
 //! * [`handlers`] — get/list/create/update/patch/delete/deletecollection;
 //! * [`watch`] — streaming watches from the watch cache;
@@ -24,12 +25,12 @@ pub mod authz;
 pub mod body;
 pub mod decode;
 pub mod discovery;
+pub mod encoding;
 pub mod failpoints;
 pub mod handlers;
 pub mod metrics;
 pub mod node_authz;
 pub mod patch;
-pub mod protobuf;
 pub mod render;
 pub mod request;
 pub mod resource_metrics;
@@ -264,7 +265,12 @@ fn json_ok(v: Value) -> Response {
 
 /// A JSON response with Kubernetes' `Warning` headers.
 pub fn json_response(code: StatusCode, v: &Value, warnings: &[String]) -> Response {
-    let mut resp = (code, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response();
+    bytes_response(code, "application/json", v.to_string().into(), warnings)
+}
+
+/// A response of `content_type` with Kubernetes' `Warning` headers.
+pub fn bytes_response(code: StatusCode, content_type: &'static str, body: Bytes, warnings: &[String]) -> Response {
+    let mut resp = (code, [(header::CONTENT_TYPE, content_type)], body).into_response();
     for w in warnings {
         let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
         if let Ok(h) = HeaderValue::from_str(&text) {
@@ -308,32 +314,12 @@ async fn openapi_doc(Path(path): Path<String>) -> Response {
     }
 }
 
-/// What the client asked to receive.
+/// What the client asked to receive (negotiated by [`encoding::negotiate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rendering {
     Object,
     Table,
     Metadata,
-}
-
-impl Rendering {
-    fn from_accept(headers: &HeaderMap) -> Rendering {
-        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-        // The first acceptable form wins, as clients list preferences in order.
-        for part in accept.split(',') {
-            if part.contains("as=Table") {
-                return Rendering::Table;
-            }
-            if part.contains("as=PartialObjectMetadata") {
-                return Rendering::Metadata;
-            }
-            let media = part.split(';').next().unwrap_or("").trim();
-            if media == "application/json" || media == "*/*" || media == "application/yaml" {
-                return Rendering::Object;
-            }
-        }
-        Rendering::Object
-    }
 }
 
 /// One parsed API request.
@@ -344,6 +330,8 @@ pub struct ApiRequest {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub rendering: Rendering,
+    /// How the response body is written.
+    pub encoding: encoding::Encoding,
     /// Who asks (None only for requests built inside the server).
     pub user: Option<authn::UserInfo>,
 }
@@ -426,7 +414,7 @@ async fn api_root(
         (false, ["v1", tail @ ..]) => ("", "v1", tail),
         // metrics.k8s.io is computed, not stored: its objects come from the usage cache.
         (true, [resource_metrics::GROUP, version, tail @ ..]) if !tail.is_empty() => {
-            let rendering = Rendering::from_accept(&headers);
+            let (rendering, _) = encoding::negotiate(&headers);
             return resource_metrics::handle(&state, &method, version, tail, parse_query(query), rendering).await;
         }
         (true, [group]) if method == Method::GET => {
@@ -470,8 +458,8 @@ async fn resource_request(
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
-    let rendering = Rendering::from_accept(&headers);
-    let req = ApiRequest { method, target, query: parse_query(query), headers, body, rendering, user };
+    let (rendering, encoding) = encoding::negotiate(&headers);
+    let req = ApiRequest { method, target, query: parse_query(query), headers, body, rendering, encoding, user };
     let verb = req.verb();
     let resource = match &req.target.subresource {
         Some(sub) => format!("{}/{sub}", req.target.info.plural),

@@ -3,7 +3,7 @@
 //! thinks the caller is) and `authorization.k8s.io/v1` SelfSubjectAccessReview (`kubectl
 //! auth can-i`), SubjectAccessReview (the same question about someone else, for those
 //! RBAC lets ask it) and SelfSubjectRulesReview (`kubectl auth can-i --list`). Questions
-//! arrive as JSON or, from kubectl, as protobuf (`super::protobuf`); answers are JSON.
+//! arrive as JSON or, from kubectl, as protobuf (`super::encoding`); answers are JSON.
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
@@ -16,7 +16,7 @@ use axum::extract::State;
 use super::authn::UserInfo;
 use super::authz::{self, Attributes};
 use super::node_authz;
-use super::protobuf;
+use super::encoding;
 use super::ApiState;
 use crate::resource::ApiError;
 
@@ -57,6 +57,10 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
 fn parse_review(body: &[u8], kind: &str) -> Result<Value, ApiError> {
     let value: Value =
         if body.is_empty() { json!({}) } else { super::decode::json(body, &format!("the {kind}"))?.value };
+    of_kind(value, kind)
+}
+
+fn of_kind(value: Value, kind: &str) -> Result<Value, ApiError> {
     match value.get("kind").and_then(Value::as_str) {
         None | Some("") => Ok(value),
         Some(k) if k == kind => Ok(value),
@@ -64,17 +68,11 @@ fn parse_review(body: &[u8], kind: &str) -> Result<Value, ApiError> {
     }
 }
 
-/// `POST /apis/authentication.k8s.io/v1/selfsubjectreviews`. The request has no question
-/// in it, so a body Berth cannot decode (kubectl sends protobuf) is not read at all.
+/// `POST /apis/authentication.k8s.io/v1/selfsubjectreviews`: who am I (the request holds no
+/// question, but must be a SelfSubjectReview).
 pub async fn self_subject_review(Extension(user): Extension<UserInfo>, headers: HeaderMap, body: Bytes) -> Response {
-    let json = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|ct| ct.starts_with("application/json"));
-    if json {
-        if let Err(e) = parse_review(&body, "SelfSubjectReview") {
-            return e.into_response();
-        }
+    if let Err(e) = spec_of(&headers, &body, "SelfSubjectReview") {
+        return e.into_response();
     }
     let review = json!({
         "kind": "SelfSubjectReview",
@@ -85,16 +83,6 @@ pub async fn self_subject_review(Extension(user): Extension<UserInfo>, headers: 
     super::json_response(StatusCode::CREATED, &review, &[])
 }
 
-fn is_protobuf(headers: &HeaderMap) -> bool {
-    headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with(protobuf::CONTENT_TYPE))
-}
-
-pub(crate) fn opt(s: &Option<String>) -> String {
-    s.clone().unwrap_or_default()
-}
 
 /// The question of an access review's spec (JSON form), as authorizer attributes.
 pub fn question(spec: &Value) -> Result<Attributes, ApiError> {
@@ -117,35 +105,14 @@ pub fn question(spec: &Value) -> Result<Attributes, ApiError> {
     Err(ApiError::BadRequest("spec: exactly one of resourceAttributes or nonResourceAttributes must be given".into()))
 }
 
-fn proto_question(
-    resource: Option<protobuf::ResourceAttributes>,
-    non_resource: Option<protobuf::NonResourceAttributes>,
-) -> Value {
-    let mut spec = json!({});
-    if let Some(r) = resource {
-        spec["resourceAttributes"] = json!({
-            "namespace": opt(&r.namespace), "verb": opt(&r.verb), "group": opt(&r.group),
-            "version": opt(&r.version), "resource": opt(&r.resource), "subresource": opt(&r.subresource),
-            "name": opt(&r.name),
-        });
-    }
-    if let Some(n) = non_resource {
-        spec["nonResourceAttributes"] = json!({"path": opt(&n.path), "verb": opt(&n.verb)});
-    }
-    spec
-}
-
-/// The spec of a review body (JSON, or protobuf decoded by `from_proto`).
-pub(crate) fn spec_of(
-    headers: &HeaderMap,
-    body: &[u8],
-    kind: &str,
-    from_proto: fn(&[u8]) -> Result<Value, String>,
-) -> Result<Value, ApiError> {
-    if is_protobuf(headers) {
-        return from_proto(body).map_err(|e| ApiError::BadRequest(format!("decoding the {kind}: {e}")));
-    }
-    Ok(parse_review(body, kind)?.get("spec").cloned().unwrap_or_else(|| json!({})))
+/// The spec of a review body of `kind`, sent as JSON or (kubectl) protobuf.
+pub(crate) fn spec_of(headers: &HeaderMap, body: &[u8], kind: &str) -> Result<Value, ApiError> {
+    let review = if encoding::is_protobuf_body(headers) {
+        of_kind(encoding::decode_protobuf(body)?, kind)?
+    } else {
+        parse_review(body, kind)?
+    };
+    Ok(review.get("spec").cloned().unwrap_or_else(|| json!({})))
 }
 
 fn answered(kind: &str, spec: Value, status: Value) -> Response {
@@ -175,13 +142,8 @@ pub async fn self_subject_access_review(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let from_proto = |b: &[u8]| {
-        let review: protobuf::SelfSubjectAccessReview = protobuf::decode(b)?;
-        let spec = review.spec.unwrap_or_default();
-        Ok(proto_question(spec.resource_attributes, spec.non_resource_attributes))
-    };
     let answer = || {
-        let spec = spec_of(&headers, &body, "SelfSubjectAccessReview", from_proto)?;
+        let spec = spec_of(&headers, &body, "SelfSubjectAccessReview")?;
         let status = decide(&state, &user, &question(&spec)?);
         Ok::<_, ApiError>(answered("SelfSubjectAccessReview", spec, status))
     };
@@ -191,16 +153,8 @@ pub async fn self_subject_access_review(
 /// `POST /apis/authorization.k8s.io/v1/subjectaccessreviews`: may they? (RBAC decides who
 /// may ask: `create subjectaccessreviews`.)
 pub async fn subject_access_review(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
-    let from_proto = |b: &[u8]| {
-        let review: protobuf::SubjectAccessReview = protobuf::decode(b)?;
-        let spec = review.spec.unwrap_or_default();
-        let mut json = proto_question(spec.resource_attributes, spec.non_resource_attributes);
-        json["user"] = json!(opt(&spec.user));
-        json["groups"] = json!(spec.groups);
-        Ok(json)
-    };
     let answer = || {
-        let spec = spec_of(&headers, &body, "SubjectAccessReview", from_proto)?;
+        let spec = spec_of(&headers, &body, "SubjectAccessReview")?;
         let name = spec.get("user").and_then(Value::as_str).unwrap_or("").to_string();
         let groups: Vec<String> = spec
             .get("groups")
@@ -224,12 +178,8 @@ pub async fn self_subject_rules_review(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let from_proto = |b: &[u8]| {
-        let review: protobuf::SelfSubjectRulesReview = protobuf::decode(b)?;
-        Ok(json!({"namespace": opt(&review.spec.unwrap_or_default().namespace)}))
-    };
     let answer = || {
-        let spec = spec_of(&headers, &body, "SelfSubjectRulesReview", from_proto)?;
+        let spec = spec_of(&headers, &body, "SelfSubjectRulesReview")?;
         let namespace = spec.get("namespace").and_then(Value::as_str).unwrap_or("").to_string();
         let view = authz::view(&state, &namespace);
         let rules = if user.groups.iter().any(|g| g == super::authn::MASTERS) {

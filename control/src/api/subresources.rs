@@ -14,8 +14,10 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
 use super::body::{
-    apply_patch, decode_body, decode_patch, delete_options, patch_kind, patch_sets_resource_version, PatchKind,
+    apply_patch, decode_body, decode_options_body, decode_patch, delete_options, patch_kind,
+    patch_sets_resource_version, PatchKind,
 };
+use super::encoding::respond;
 use super::{body_response, json_response, ApiRequest, ApiState};
 use crate::registry::{object, Part, WriteOptions};
 use crate::resource;
@@ -78,7 +80,7 @@ pub async fn scale(state: &ApiState, req: ApiRequest) -> Result<Response, ApiErr
     let name = req.target.name.clone().expect("routed with a name");
     if req.method == Method::GET {
         let obj = state.registry.get(info, ns, &name, true).await?;
-        return Ok(json_response(StatusCode::OK, &scale_of(&obj), &[]));
+        return Ok(respond(&req, StatusCode::OK, &scale_of(&obj), &[]));
     }
     let opts = req.query.write_options()?;
     let (patch, desired_scale) = match req.method {
@@ -121,12 +123,15 @@ pub async fn scale(state: &ApiState, req: ApiRequest) -> Result<Response, ApiErr
             Ok(next)
         })
         .await?;
-    Ok(json_response(StatusCode::OK, &scale_of(&written.object), &written.warnings))
+    Ok(respond(&req, StatusCode::OK, &scale_of(&written.object), &written.warnings))
 }
 
 /// PUT bodies of the scale subresource are Scale objects, not the parent kind.
 fn decode_body_raw(req: &ApiRequest) -> Result<Value, ApiError> {
-    serde_json::from_slice(&req.body).map_err(|e| ApiError::BadRequest(format!("error decoding Scale: {e}")))
+    if req.body.is_empty() {
+        return Err(ApiError::BadRequest("the request body is empty".into()));
+    }
+    decode_options_body(req, "Scale")
 }
 
 fn success(code: u16) -> Value {

@@ -1,5 +1,6 @@
 //! Streaming watches: `?watch=1&resourceVersion=N`, served from the watch cache as
-//! chunked JSON lines (`{"type":"ADDED","object":{…}}`), with BOOKMARKs when asked,
+//! chunked JSON lines (`{"type":"ADDED","object":{…}}`) or, for protobuf clients,
+//! length-prefixed `WatchEvent` frames, with BOOKMARKs when asked,
 //! `timeoutSeconds`, and `410 Gone` (as an ERROR event, like kube-apiserver) when N is
 //! older than the cache's window.
 
@@ -12,6 +13,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::encoding::{Encoding, PROTOBUF_WATCH};
 use super::render::table_of;
 use super::{body_response, present, ApiRequest, ApiState, Rendering};
 use crate::cache::{EventType, WatchItem};
@@ -36,16 +38,35 @@ fn line(kind: &str, object: &Value) -> Bytes {
     Bytes::from(buf)
 }
 
+/// One watch event in `encoding`. An object protobuf cannot hold (which the stored,
+/// validated objects of built-in kinds never are) becomes an ERROR event saying so.
+fn frame(encoding: Encoding, kind: &str, object: &Value) -> Bytes {
+    if encoding == Encoding::Json {
+        return line(kind, object);
+    }
+    match berth_proto::protobuf::watch_frame(kind, object) {
+        Ok(frame) => Bytes::from(frame),
+        Err(e) => {
+            tracing::warn!(error = %e, "a watch event could not be written as protobuf");
+            let status = ApiError::Internal(format!("the object could not be written as protobuf: {e}")).status();
+            Bytes::from(berth_proto::protobuf::watch_frame("ERROR", &status).unwrap_or_default())
+        }
+    }
+}
+
 /// Encodes watch items for one client (object, Table rows, or metadata).
 struct Encoder {
     req: ApiRequest,
+    encoding: Encoding,
     columns_sent: bool,
 }
 
 impl Encoder {
     fn event(&mut self, kind: EventType, obj: &Value) -> Bytes {
         let object = match self.req.rendering {
-            Rendering::Object if !self.req.target.info.is_legacy_alias() => return line(kind.as_str(), obj),
+            Rendering::Object if !self.req.target.info.is_legacy_alias() => {
+                return frame(self.encoding, kind.as_str(), obj)
+            }
             Rendering::Object => present(&self.req.target, obj.clone()),
             Rendering::Metadata => {
                 json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"].clone()})
@@ -58,7 +79,7 @@ impl Encoder {
                 t
             }
         };
-        line(kind.as_str(), &object)
+        frame(self.encoding, kind.as_str(), &object)
     }
 
     fn bookmark(&self, revision: i64, initial_end: bool) -> Bytes {
@@ -67,12 +88,42 @@ impl Encoder {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        line("BOOKMARK", &json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": meta}))
+        frame(
+            self.encoding,
+            "BOOKMARK",
+            &json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": meta}),
+        )
     }
 }
 
-fn error_event(e: &ApiError) -> Bytes {
-    line("ERROR", &e.status())
+/// The encoding of a watch: protobuf only for kinds that have a protobuf form, and JSON
+/// for the others if the client takes it (a 406 if not), as kube-apiserver serves custom
+/// resources.
+fn watch_encoding(req: &ApiRequest) -> Result<Encoding, ApiError> {
+    let Encoding::Protobuf { json_too } = req.encoding else { return Ok(Encoding::Json) };
+    let info = req.target.info;
+    let (api_version, kind) = match req.rendering {
+        Rendering::Object => (info.api_version(), info.kind),
+        // Table is JSON-only in Kubernetes (`+protobuf=false`).
+        Rendering::Table => ("meta.k8s.io/v1".to_string(), "Table"),
+        Rendering::Metadata => ("meta.k8s.io/v1".to_string(), "PartialObjectMetadata"),
+    };
+    let has_schema = berth_proto::protobuf::schema::message_for(&api_version, kind).is_some();
+    match (has_schema, json_too) {
+        (true, _) => Ok(req.encoding),
+        (false, true) => Ok(Encoding::Json),
+        (false, false) => Err(ApiError::NotAcceptable(format!(
+            "only the following media types are accepted: application/json, application/yaml (a {} has no protobuf form)",
+            info.kind
+        ))),
+    }
+}
+
+fn content_type(encoding: Encoding) -> &'static str {
+    match encoding {
+        Encoding::Json => "application/json",
+        Encoding::Protobuf { .. } => PROTOBUF_WATCH,
+    }
 }
 
 pub async fn serve(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
@@ -95,6 +146,7 @@ pub async fn serve(state: &ApiState, req: ApiRequest) -> Result<Response, ApiErr
             }],
         });
     }
+    let encoding = watch_encoding(&req)?;
     let timeout = match req.query.int("timeoutSeconds")? {
         Some(s) if s > 0 => Duration::from_secs(s as u64).min(MAX_WATCH),
         _ => DEFAULT_WATCH,
@@ -105,8 +157,8 @@ pub async fn serve(state: &ApiState, req: ApiRequest) -> Result<Response, ApiErr
     let sub = match cacher.watch(filter, start, bookmarks).await {
         Ok(s) => s,
         Err(e @ (ApiError::Expired(_) | ApiError::Gone(_))) => {
-            let body = Body::from(error_event(&e));
-            return Ok(body_response(StatusCode::OK, "application/json", body));
+            let body = Body::from(frame(encoding, "ERROR", &e.status()));
+            return Ok(body_response(StatusCode::OK, content_type(encoding), body));
         }
         Err(e) => return Err(e),
     };
@@ -116,7 +168,7 @@ pub async fn serve(state: &ApiState, req: ApiRequest) -> Result<Response, ApiErr
     watchers.inc();
     tokio::spawn(async move {
         let mut sub = sub;
-        let mut enc = Encoder { req, columns_sent: false };
+        let mut enc = Encoder { req, encoding, columns_sent: false };
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         let initial = std::mem::take(&mut sub.initial);
@@ -159,5 +211,5 @@ pub async fn serve(state: &ApiState, req: ApiRequest) -> Result<Response, ApiErr
         }
         watchers.dec();
     });
-    Ok(body_response(StatusCode::OK, "application/json", Body::from_stream(ReceiverStream::new(rx))))
+    Ok(body_response(StatusCode::OK, content_type(encoding), Body::from_stream(ReceiverStream::new(rx))))
 }

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::token::{self, Claims, KubernetesClaims, ObjectRef};
-use crate::api::{protobuf, reviews, ApiState};
+use crate::api::{reviews, ApiState};
 use crate::resource::error::{Cause, Subject};
 use crate::resource::ApiError;
 
@@ -153,24 +153,6 @@ pub fn plan(
     })
 }
 
-fn from_proto(body: &[u8]) -> Result<Value, String> {
-    let (_, raw) = protobuf::unwrap(body)?;
-    let request: protobuf::TokenRequest =
-        prost::Message::decode(raw.as_slice()).map_err(|e| format!("decoding the TokenRequest: {e}"))?;
-    let spec = request.spec.unwrap_or_default();
-    let mut out = json!({"audiences": spec.audiences});
-    if let Some(seconds) = spec.expiration_seconds {
-        out["expirationSeconds"] = json!(seconds);
-    }
-    if let Some(r) = spec.bound_object_ref {
-        out["boundObjectRef"] = json!({
-            "kind": reviews::opt(&r.kind), "apiVersion": reviews::opt(&r.api_version),
-            "name": reviews::opt(&r.name), "uid": reviews::opt(&r.uid),
-        });
-    }
-    Ok(out)
-}
-
 /// The handler.
 pub async fn create(
     State(state): State<ApiState>,
@@ -182,7 +164,7 @@ pub async fn create(
         return ApiError::NotFound(Subject::default()).into_response();
     };
     let answer = async {
-        let spec = reviews::spec_of(&headers, &body, "TokenRequest", from_proto)?;
+        let spec = reviews::spec_of(&headers, &body, "TokenRequest")?;
         let sa_info = crate::resource::find("", "v1", "serviceaccounts").expect("served");
         let service_account = state.registry.get(sa_info, Some(&namespace), &account, false).await.ok().map(Arc::new);
         let bound = match bound_ref(&spec, &account)? {

@@ -1,0 +1,290 @@
+//! JSON as a Kubernetes protobuf message: the inverse of `to_json`. Keys the message does
+//! not have (`apiVersion` and `kind`, which travel in the envelope, or fields newer than the
+//! schemas) are not written, as a Go client would not know them either; `null` is unset.
+
+use base64::Engine as _;
+use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, Value as Field};
+use serde_json::Value;
+
+use super::to_json::Special;
+use super::ProtobufError;
+
+/// `value` (a JSON object) as a message of `descriptor`.
+pub fn message(descriptor: &MessageDescriptor, value: &Value) -> Result<DynamicMessage, ProtobufError> {
+    if let Some(special) = Special::of(descriptor) {
+        return self::special(special, descriptor, value);
+    }
+    let Value::Object(object) = value else {
+        return Err(ProtobufError::field(format!("expected an object, got {}", type_name(value))));
+    };
+    let mut out = DynamicMessage::new(descriptor.clone());
+    // Keys of no field of this message may belong to an inlined embedded struct.
+    let mut rest = serde_json::Map::new();
+    for (key, value) in object {
+        if value.is_null() {
+            continue;
+        }
+        match descriptor.get_field_by_name(&field_name(descriptor, key)) {
+            Some(field) => {
+                let converted = self::field(&field, value).map_err(|e| e.within(key))?;
+                out.set_field(&field, converted);
+            }
+            None => {
+                rest.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    if !rest.is_empty() {
+        let rest = Value::Object(rest);
+        for field in descriptor.fields().filter(|f| super::to_json::is_inline(descriptor, f.name())) {
+            let Kind::Message(inline) = field.kind() else { continue };
+            let embedded = message(&inline, &rest)?;
+            if embedded.fields().next().is_some() {
+                out.set_field(&field, Field::Message(embedded));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The proto name of a JSON key (see `to_json::json_key`).
+fn field_name(descriptor: &MessageDescriptor, key: &str) -> String {
+    if !super::to_json::is_schema_props(descriptor) {
+        return key.to_string();
+    }
+    match key {
+        "$ref" => "ref".into(),
+        "$schema" => "schema".into(),
+        k if k.starts_with("x-kubernetes-") => {
+            let mut name = String::from("xKubernetes");
+            for part in k["x-kubernetes-".len()..].split('-') {
+                let mut chars = part.chars();
+                if let Some(first) = chars.next() {
+                    name.push(first.to_ascii_uppercase());
+                    name.extend(chars);
+                }
+            }
+            name
+        }
+        k => k.to_string(),
+    }
+}
+
+fn field(field: &FieldDescriptor, value: &Value) -> Result<Field, ProtobufError> {
+    if field.is_map() {
+        let Kind::Message(entry) = field.kind() else { unreachable!("a map field's kind is its entry message") };
+        let (key_kind, value_kind) = (entry.map_entry_key_field().kind(), entry.map_entry_value_field().kind());
+        let Value::Object(object) = value else {
+            return Err(ProtobufError::field(format!("expected an object, got {}", type_name(value))));
+        };
+        let mut out = std::collections::HashMap::with_capacity(object.len());
+        for (k, v) in object {
+            let key = map_key(&key_kind, k).map_err(|e| e.within(k))?;
+            out.insert(key, scalar(&value_kind, v).map_err(|e| e.within(k))?);
+        }
+        return Ok(Field::Map(out));
+    }
+    if field.is_list() {
+        let Value::Array(items) = value else {
+            return Err(ProtobufError::field(format!("expected an array, got {}", type_name(value))));
+        };
+        let kind = field.kind();
+        return items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| scalar(&kind, v).map_err(|e| e.within(&format!("[{i}]"))))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Field::List);
+    }
+    scalar(&field.kind(), value)
+}
+
+fn map_key(kind: &Kind, key: &str) -> Result<MapKey, ProtobufError> {
+    let bad = || ProtobufError::field(format!("{key:?} is not a {kind:?} map key"));
+    Ok(match kind {
+        Kind::String => MapKey::String(key.to_string()),
+        Kind::Bool => MapKey::Bool(key.parse().map_err(|_| bad())?),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => MapKey::I32(key.parse().map_err(|_| bad())?),
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => MapKey::I64(key.parse().map_err(|_| bad())?),
+        Kind::Uint32 | Kind::Fixed32 => MapKey::U32(key.parse().map_err(|_| bad())?),
+        Kind::Uint64 | Kind::Fixed64 => MapKey::U64(key.parse().map_err(|_| bad())?),
+        _ => return Err(bad()),
+    })
+}
+
+fn scalar(kind: &Kind, value: &Value) -> Result<Field, ProtobufError> {
+    let expected = |what: &str| ProtobufError::field(format!("expected {what}, got {}", type_name(value)));
+    let integer = || value.as_i64().ok_or_else(|| expected("an integer"));
+    Ok(match kind {
+        Kind::Message(m) => Field::Message(message(m, value)?),
+        Kind::Bool => Field::Bool(value.as_bool().ok_or_else(|| expected("a boolean"))?),
+        Kind::String => Field::String(value.as_str().ok_or_else(|| expected("a string"))?.to_string()),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            Field::I32(i32::try_from(integer()?).map_err(|_| ProtobufError::field("out of the int32 range"))?)
+        }
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => Field::I64(integer()?),
+        Kind::Uint32 | Kind::Fixed32 => Field::U32(
+            value.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| expected("an unsigned 32-bit integer"))?,
+        ),
+        Kind::Uint64 | Kind::Fixed64 => Field::U64(value.as_u64().ok_or_else(|| expected("an unsigned integer"))?),
+        Kind::Float => Field::F32(value.as_f64().ok_or_else(|| expected("a number"))? as f32),
+        Kind::Double => Field::F64(value.as_f64().ok_or_else(|| expected("a number"))?),
+        Kind::Bytes => {
+            let text = value.as_str().ok_or_else(|| expected("a base64 string"))?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| ProtobufError::field(format!("not base64: {e}")))?;
+            Field::Bytes(bytes.into())
+        }
+        Kind::Enum(_) => {
+            Field::EnumNumber(i32::try_from(integer()?).map_err(|_| ProtobufError::field("out of the enum range"))?)
+        }
+    })
+}
+
+fn special(kind: Special, descriptor: &MessageDescriptor, value: &Value) -> Result<DynamicMessage, ProtobufError> {
+    let mut out = DynamicMessage::new(descriptor.clone());
+    let expected = |what: &str| ProtobufError::field(format!("expected {what}, got {}", type_name(value)));
+    let schema_kind = |number: u32| descriptor.get_field(number).map(|f| f.kind());
+    match kind {
+        Special::Time | Special::MicroTime => {
+            let text = value.as_str().ok_or_else(|| expected("an RFC 3339 time"))?;
+            let time = chrono::DateTime::parse_from_rfc3339(text)
+                .map_err(|e| ProtobufError::field(format!("{text:?} is not an RFC 3339 time: {e}")))?;
+            out.set_field_by_number(1, Field::I64(time.timestamp()));
+            let nanos = time.timestamp_subsec_nanos();
+            if nanos != 0 {
+                out.set_field_by_number(2, Field::I32(nanos as i32));
+            }
+        }
+        Special::Duration => {
+            let text = value.as_str().ok_or_else(|| expected("a duration"))?;
+            let nanos =
+                parse_go_duration(text).ok_or_else(|| ProtobufError::field(format!("{text:?} is not a duration")))?;
+            out.set_field_by_number(1, Field::I64(nanos));
+        }
+        Special::Quantity => {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => return Err(expected("a quantity")),
+            };
+            out.set_field_by_number(1, Field::String(text));
+        }
+        Special::IntOrString => match value {
+            Value::Number(_) => {
+                let n = value.as_i64().and_then(|n| i32::try_from(n).ok()).ok_or_else(|| expected("an int32"))?;
+                out.set_field_by_number(1, Field::I64(0));
+                out.set_field_by_number(2, Field::I32(n));
+            }
+            Value::String(s) => {
+                out.set_field_by_number(1, Field::I64(1));
+                out.set_field_by_number(3, Field::String(s.clone()));
+            }
+            _ => return Err(expected("an integer or a string")),
+        },
+        Special::RawJson => {
+            let raw = serde_json::to_vec(value).expect("a JSON value serializes");
+            out.set_field_by_number(1, Field::Bytes(raw.into()));
+        }
+        Special::SchemaOrArray => {
+            let Some(Kind::Message(props)) = schema_kind(1) else { unreachable!("JSONSchemaPropsOrArray.schema") };
+            match value {
+                Value::Array(items) => {
+                    let list = items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| message(&props, v).map(Field::Message).map_err(|e| e.within(&format!("[{i}]"))))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    out.set_field_by_number(2, Field::List(list));
+                }
+                _ => out.set_field_by_number(1, Field::Message(message(&props, value)?)),
+            }
+        }
+        Special::SchemaOrBool => {
+            let Some(Kind::Message(props)) = schema_kind(2) else { unreachable!("JSONSchemaPropsOrBool.schema") };
+            match value {
+                Value::Bool(b) => out.set_field_by_number(1, Field::Bool(*b)),
+                _ => {
+                    out.set_field_by_number(1, Field::Bool(true));
+                    out.set_field_by_number(2, Field::Message(message(&props, value)?));
+                }
+            }
+        }
+        Special::SchemaOrStringArray => {
+            let Some(Kind::Message(props)) = schema_kind(1) else { unreachable!("JSONSchemaPropsOrStringArray") };
+            match value {
+                Value::Array(_) => out.set_field_by_number(2, strings(value)?),
+                _ => out.set_field_by_number(1, Field::Message(message(&props, value)?)),
+            }
+        }
+        Special::StringList => out.set_field_by_number(1, strings(value)?),
+    }
+    Ok(out)
+}
+
+fn strings(value: &Value) -> Result<Field, ProtobufError> {
+    let Value::Array(items) = value else {
+        return Err(ProtobufError::field(format!("expected an array, got {}", type_name(value))));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.as_str().map(|s| Field::String(s.to_string())).ok_or_else(|| {
+                ProtobufError::field(format!("expected a string, got {}", type_name(v))).within(&format!("[{i}]"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Field::List)
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Go's `time.ParseDuration`: a sequence of decimal numbers with units (`ns`, `us`/`µs`,
+/// `ms`, `s`, `m`, `h`), optionally signed: `1h30m`, `-1.5s`, `0`.
+pub fn parse_go_duration(text: &str) -> Option<i64> {
+    let (negative, mut rest) = match text.as_bytes().first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if rest == "0" {
+        return Some(0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let number: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += number * scale;
+    }
+    if total > i64::MAX as f64 {
+        return None;
+    }
+    let nanos = total.round() as i64;
+    Some(if negative { -nanos } else { nanos })
+}

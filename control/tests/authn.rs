@@ -30,6 +30,10 @@ async fn certificates_name_the_caller_and_anonymous_callers_reach_only_public_pa
     for path in ["/healthz", "/livez", "/readyz", "/version"] {
         assert_eq!(get(url, path, None).await.0, 200, "{path}");
     }
+    // The official Python client's `VersionApi().get_code()` asks for `/version/`.
+    let (status, body) = get(url, "/version/", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("gitVersion"), "{body}");
     for path in ["/api", "/api/v1/namespaces/default/secrets", "/apis", "/metrics"] {
         let (status, body) = get(url, path, None).await;
         assert_eq!(status, 401, "{path}: {body}");

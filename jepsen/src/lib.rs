@@ -25,6 +25,7 @@ pub mod partition;
 pub mod pki;
 pub mod pod_startup;
 pub mod procs;
+pub mod protobuf_bench;
 pub mod proxy_sync;
 pub mod recorder;
 pub mod report;

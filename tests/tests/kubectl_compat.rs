@@ -31,6 +31,16 @@ impl Kubectl {
         self.ok_with_stdin(args, None)
     }
 
+    /// Runs kubectl; panics on failure or unless stderr is exactly `warning` (kubectl's
+    /// `Warning: …` line).
+    fn ok_warned(&self, args: &[&str], warning: &str) -> String {
+        let out = self.command(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "kubectl {args:?} failed: {stderr}");
+        assert_eq!(stderr.trim(), format!("Warning: {warning}"), "kubectl {args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn ok_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> String {
         let mut cmd = self.command(args);
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -175,10 +185,15 @@ async fn kubectl_works_against_a_three_server_cluster() {
     let after = k.ok(&["get", "deploy", "nginx-deployment", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort} {.metadata.labels.m}"]);
     assert_eq!(after, "5 nginx:1.16 80 1", "strategic patch merged the container by name");
 
-    // Old extensions/v1beta1 manifests apply and are served as apps/v1.
+    // Old extensions/v1beta1 manifests apply and are served as apps/v1, with
+    // kube-apiserver's deprecation warning (Kubernetes >= 1.16 refuses them).
     let legacy = dir.path().join("legacy.yaml");
     std::fs::write(&legacy, LEGACY).unwrap();
-    k.ok(&["apply", "-f", legacy.to_str().unwrap()]);
+    k.ok_warned(
+        &["apply", "-f", legacy.to_str().unwrap()],
+        "extensions/v1beta1 Deployment is deprecated in v1.9+, unavailable in v1.16+; use apps/v1 Deployment \
+         (Berth stores it as apps/v1 Deployment)",
+    );
     assert_eq!(
         k.ok(&["get", "deploy", "legacy", "-o", "jsonpath={.apiVersion} {.spec.selector.matchLabels.app}"]),
         "apps/v1 legacy"

@@ -165,6 +165,11 @@ pub fn router(state: ApiState) -> Router {
         if berth_store::failpoints::ENABLED { Router::new().merge(failpoints::routes()) } else { Router::new() };
     router
         .route("/version", get(|| async { json_ok(discovery::version()) }))
+        // The official Python client asks for `/version/`, `/api/` and `/apis/`, which
+        // kube-apiserver serves as their slashless forms.
+        .route("/version/", get(|| async { json_ok(discovery::version()) }))
+        .route("/api/", get(|| async { json_ok(discovery::core_versions()) }))
+        .route("/apis/", get(|| async { json_ok(discovery::group_list()) }))
         .route("/healthz", get(health))
         .route("/livez", get(liveness))
         .route("/readyz", get(health))
@@ -467,13 +472,34 @@ async fn resource_request(
     };
     let span =
         tracing::debug_span!("api", verb, resource = %resource, ns = ?req.target.namespace, name = ?req.target.name);
-    let response = match handlers::dispatch(&state, req).instrument(span).await {
+    let legacy = req.target.info.is_legacy_alias().then(|| deprecation_warning(req.target.info));
+    let mut response = match handlers::dispatch(&state, req).instrument(span).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
+    if let Some(warning) = legacy.and_then(|w| HeaderValue::from_str(&w).ok()) {
+        response.headers_mut().append(header::WARNING, warning);
+    }
     state.metrics.observe(verb, &resource, response.status().as_u16(), started.elapsed().as_secs_f64());
     tracing::debug!(verb, resource = %resource, code = response.status().as_u16(), "request");
     response
+}
+
+/// kube-apiserver's warning for a removed API version, on every request to a legacy alias
+/// (kubectl prints it): Berth still serves `extensions/v1beta1` Deployments, as `apps/v1`
+/// ones, so old manifests apply, but never silently.
+fn deprecation_warning(info: &crate::resource::ResourceInfo) -> String {
+    let storage = info.storage();
+    let text = format!(
+        "{} {} is deprecated in v1.9+, unavailable in v1.16+; use {} {} (Berth stores it as {} {})",
+        info.api_version(),
+        info.kind,
+        storage.api_version(),
+        storage.kind,
+        storage.api_version(),
+        storage.kind
+    );
+    format!("299 - {}", serde_json::to_string(&text).unwrap_or_default())
 }
 
 /// Sets the `apiVersion` a legacy-alias request sees (extensions/v1beta1 Deployments are

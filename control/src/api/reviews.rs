@@ -15,8 +15,8 @@ use axum::extract::State;
 
 use super::authn::UserInfo;
 use super::authz::{self, Attributes};
-use super::node_authz;
 use super::encoding;
+use super::node_authz;
 use super::ApiState;
 use crate::resource::ApiError;
 
@@ -82,7 +82,6 @@ pub async fn self_subject_review(Extension(user): Extension<UserInfo>, headers: 
     });
     super::json_response(StatusCode::CREATED, &review, &[])
 }
-
 
 /// The question of an access review's spec (JSON form), as authorizer attributes.
 pub fn question(spec: &Value) -> Result<Attributes, ApiError> {

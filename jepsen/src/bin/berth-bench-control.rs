@@ -6,7 +6,8 @@
 //! service proxy programming nftables; `data-path` times requests through Services against
 //! pod IPs on a local cluster; `dns` measures the agent's cluster DNS with dnsperf;
 //! `churn` follows one server's memory and disk under steady churn for a long time;
-//! `api-security` compares the API with TLS, authentication and RBAC against `--insecure`.
+//! `api-security` compares the API with TLS, authentication and RBAC against `--insecure`;
+//! `protobuf` compares Kubernetes protobuf with JSON for big LISTs and for creates.
 
 use std::path::PathBuf;
 
@@ -18,6 +19,7 @@ use berth_jepsen::control_bench::{self, FailoverConfig, SchedulingConfig};
 use berth_jepsen::data_path::{self, DataPathConfig};
 use berth_jepsen::dns_bench::{self, DnsBenchConfig};
 use berth_jepsen::pod_startup::{self, PodStartupConfig};
+use berth_jepsen::protobuf_bench::{self, ProtobufBenchConfig};
 use berth_jepsen::proxy_sync::{self, ProxySyncConfig};
 use clap::{Parser, Subcommand};
 
@@ -43,6 +45,18 @@ enum Bench {
         /// Fresh connections timed one after another.
         #[arg(long, default_value_t = 300)]
         connections: usize,
+    },
+    /// Kubernetes protobuf vs JSON on one server: LIST of many pods (fetch and a typed
+    /// client's decode) and ConfigMap create throughput.
+    Protobuf {
+        #[arg(long, default_value_t = 10_000)]
+        pods: usize,
+        #[arg(long, default_value_t = 5)]
+        list_trials: usize,
+        #[arg(long, default_value_t = 4000)]
+        creates: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
     },
     /// kill -9 the leader, delete a pod, time until it is replaced and bound.
     Failover {
@@ -184,6 +198,12 @@ async fn main() -> Result<()> {
             let cfg = ApiSecurityConfig { requests, concurrency, connections };
             let (secure, insecure) = api_bench::api_security(&dir, &cfg).await.context("API security benchmark")?;
             api_bench::print(&cfg, &secure, &insecure);
+        }
+        Bench::Protobuf { pods, list_trials, creates, concurrency } => {
+            anyhow::ensure!(pods > 0 && list_trials > 0 && creates > 0 && concurrency > 0, "counts must be positive");
+            let cfg = ProtobufBenchConfig { pods, list_trials, creates, concurrency };
+            let (json, protobuf) = protobuf_bench::protobuf_bench(&dir, &cfg).await.context("protobuf benchmark")?;
+            protobuf_bench::print(&cfg, &json, &protobuf);
         }
         Bench::PodStartup { pods, images_dir, sample } => {
             let cfg = PodStartupConfig { pods: pods as usize, images_dir, sample };

@@ -109,7 +109,9 @@ fn viewable() -> Vec<Value> {
         rule(READ, &["autoscaling"], &["horizontalpodautoscalers", "horizontalpodautoscalers/status"]),
         rule(READ, &["batch"], &["cronjobs", "cronjobs/status", "jobs", "jobs/status"]),
         rule(READ, &["discovery.k8s.io"], &["endpointslices"]),
-        rule(READ, &["networking.k8s.io"], &["ingresses", "ingresses/status"]),
+        rule(READ, &["networking.k8s.io"], &["ingresses", "ingresses/status", "networkpolicies"]),
+        rule(READ, &["policy"], &["poddisruptionbudgets", "poddisruptionbudgets/status"]),
+        rule(READ, &["apps"], &["controllerrevisions"]),
         rule(READ, &["metrics.k8s.io"], &["pods", "nodes"]),
     ]
 }
@@ -152,7 +154,8 @@ fn editable() -> Vec<Value> {
         ),
         rule(WRITE, &["autoscaling"], &["horizontalpodautoscalers"]),
         rule(WRITE, &["batch"], &["cronjobs", "jobs"]),
-        rule(WRITE, &["networking.k8s.io"], &["ingresses"]),
+        rule(WRITE, &["networking.k8s.io"], &["ingresses", "networkpolicies"]),
+        rule(WRITE, &["policy"], &["poddisruptionbudgets"]),
         rule(WRITE, &["discovery.k8s.io"], &["endpointslices"]),
     ]
 }

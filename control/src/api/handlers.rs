@@ -44,7 +44,7 @@ pub async fn dispatch(state: &ApiState, req: ApiRequest) -> Result<Response, Api
             subresources::binding(state, req).await
         }
         (&Method::POST, true, Some("eviction")) if req.target.info.has_pod_subresources => {
-            subresources::eviction(state, req).await
+            super::eviction::eviction(state, req).await
         }
         (&Method::GET, true, Some("log")) if req.target.info.has_pod_subresources => {
             subresources::log(state, req).await

@@ -6,7 +6,7 @@
 //! * [`body`] — request and patch bodies, `DeleteOptions`; [`render`] — object, metadata or table;
 //! * [`handlers`] — get/list/create/update/patch/delete/deletecollection;
 //! * [`watch`] — streaming watches from the watch cache;
-//! * [`subresources`] — scale, binding, eviction, log;
+//! * [`subresources`] — scale, binding, log; [`eviction`] — evictions within disruption budgets;
 //! * [`authn`] — who is asking (client certificates, tokens, anonymous), in front of all;
 //!   [`authz`] — may they (system:masters, then RBAC), right behind it;
 //! * [`discovery`] — discovery, `/version`, OpenAPI v3; [`metrics`] — request metrics;
@@ -26,6 +26,7 @@ pub mod body;
 pub mod decode;
 pub mod discovery;
 pub mod encoding;
+pub mod eviction;
 pub mod failpoints;
 pub mod handlers;
 pub mod metrics;

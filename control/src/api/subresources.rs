@@ -1,5 +1,5 @@
 //! Subresources other than `status`: `scale` (Deployments, ReplicaSets, StatefulSets),
-//! `pods/binding` (the scheduler's write), `pods/eviction`, and `pods/log` (proxied to
+//! `pods/binding` (the scheduler's write) and `pods/log` (proxied to
 //! the agent running the pod).
 //!
 //! The agent contract for logs is the kubelet's: `GET http://{node InternalIP}:{node
@@ -14,8 +14,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
 use super::body::{
-    apply_patch, decode_body, decode_options_body, decode_patch, delete_options, patch_kind,
-    patch_sets_resource_version, PatchKind,
+    apply_patch, decode_body, decode_options_body, decode_patch, patch_kind, patch_sets_resource_version, PatchKind,
 };
 use super::encoding::respond;
 use super::{body_response, json_response, ApiRequest, ApiState};
@@ -200,15 +199,6 @@ pub async fn binding(state: &ApiState, req: ApiRequest) -> Result<Response, ApiE
             Ok(next)
         })
         .await?;
-    Ok(json_response(StatusCode::CREATED, &success(201), &[]))
-}
-
-/// POST pods/{name}/eviction: deletes the pod with the eviction's DeleteOptions.
-pub async fn eviction(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
-    let body = decode_body(&req).await?;
-    let name = req.target.name.clone().expect("routed with a name");
-    let opts = delete_options(&req.query, body.get("deleteOptions").unwrap_or(&Value::Null))?;
-    state.registry.delete(req.target.info.storage(), req.target.namespace.as_deref(), &name, &opts).await?;
     Ok(json_response(StatusCode::CREATED, &success(201), &[]))
 }
 

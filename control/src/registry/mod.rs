@@ -6,9 +6,11 @@
 //!    generation (bumped when anything outside metadata and status changes);
 //! 2. subresource rules: the main resource cannot change `status`, `status` can change
 //!    nothing else;
-//! 3. defaulting and the typed check (`resource::typed`), unknown fields per `fieldValidation`;
-//! 4. validation (`resource::validate`) → `422 Invalid` with field paths;
-//! 5. one guarded store transaction ([`storage::guarded`]): create if absent, update if
+//! 3. a new pod's admission: its ServiceAccount, then its priority and the namespace's
+//!    LimitRanges ([`pod_admission`]) → `403 Forbidden` with the plugin's reason;
+//! 4. defaulting and the typed check (`resource::typed`), unknown fields per `fieldValidation`;
+//! 5. validation (`resource::validate`) → `422 Invalid` with field paths;
+//! 6. one guarded store transaction ([`storage::guarded`]): create if absent, update if
 //!    `mod_revision` is unchanged (else `409 Conflict`); every write is recorded in
 //!    `metadata.managedFields` ([`managed_fields`]) for server-side apply's conflicts.
 //!
@@ -18,6 +20,7 @@
 pub mod fence;
 pub mod managed_fields;
 pub mod object;
+pub mod pod_admission;
 pub mod quota;
 pub mod services;
 pub mod storage;
@@ -279,6 +282,23 @@ impl Registry {
         admission::admit_pod(pod, automount, &admission::random_suffix());
     }
 
+    /// The Priority and LimitRanger admission of a new pod (`pod_admission`): the cluster's
+    /// PriorityClasses and the namespace's LimitRanges, read from this member.
+    async fn admit_pod_policies(&self, namespace: &str, name: &str, pod: &mut Value) -> Result<(), ApiError> {
+        let read = |group: &'static str, plural: &'static str, ns: Option<&str>| {
+            let info = resource::find(group, "v1", plural).expect("served");
+            let prefix = storage::prefix(info, ns);
+            async move { self.storage.scan_few_serializable(&prefix).await }
+        };
+        let forbidden = |reason: String| ApiError::Forbidden(format!("pods \"{name}\" is forbidden: {reason}"));
+        let classes: Vec<Value> =
+            read("scheduling.k8s.io", "priorityclasses", None).await?.items.into_iter().map(|s| s.object).collect();
+        pod_admission::admit_priority(pod, &classes).map_err(forbidden)?;
+        let ranges: Vec<Value> =
+            read("", "limitranges", Some(namespace)).await?.items.into_iter().map(|s| s.object).collect();
+        pod_admission::admit_limit_ranges(pod, &ranges).map_err(forbidden)
+    }
+
     pub fn store(&self) -> &Store {
         self.storage.store()
     }
@@ -494,6 +514,9 @@ impl Registry {
         (info.strategy.prepare_for_create)(&mut body);
         if self.mount_service_account_tokens && info.group.is_empty() && info.plural == "pods" {
             self.admit_service_account(namespace.as_deref().unwrap_or("default"), &mut body).await;
+        }
+        if info.group.is_empty() && info.plural == "pods" {
+            self.admit_pod_policies(namespace.as_deref().unwrap_or("default"), &name, &mut body).await?;
         }
         let mut warnings = Vec::new();
         let mut obj = Self::admit(info, &name, body, None, opts, &mut warnings)?;

@@ -61,6 +61,10 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 429: a rule of the cluster says not now (an eviction a PodDisruptionBudget forbids);
+    /// the client may retry.
+    #[error("{message}")]
+    TooManyRequests { message: String, causes: Vec<Cause> },
     /// No media type the client accepts can carry the answer (406).
     #[error("{0}")]
     NotAcceptable(String),
@@ -135,6 +139,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -157,6 +162,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::NotAcceptable(_) => "NotAcceptable",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::Timeout(_) | ApiError::RequestTimeout(_) => "Timeout",
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::Internal(_) => "InternalError",
@@ -179,7 +185,7 @@ impl ApiError {
             ApiError::NotFound(s) | ApiError::AlreadyExists(s) | ApiError::Conflict { subject: s, .. } => {
                 Some(json!({"name": s.name, "group": s.group, "kind": s.kind}))
             }
-            ApiError::ApplyConflict { causes, .. } => Some(json!({
+            ApiError::ApplyConflict { causes, .. } | ApiError::TooManyRequests { causes, .. } => Some(json!({
                 "causes": causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect::<Vec<_>>(),
             })),
             ApiError::Invalid { name, group, kind, causes, .. } => Some(json!({

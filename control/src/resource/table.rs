@@ -4,7 +4,7 @@
 //! points at its kind's strategy (`resource::kinds`), so adding a kind is one line here plus
 //! its strategy.
 
-use super::kinds::{apps, batch, core, other, rbac};
+use super::kinds::{apps, batch, core, other, policy, rbac};
 use super::strategy::Strategy;
 
 /// One served resource.
@@ -140,6 +140,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     r("", "v1", "events", "event", ("Event", &core::EVENT), true, &["ev"]),
     r("", "v1", "serviceaccounts", "serviceaccount", ("ServiceAccount", &core::SERVICE_ACCOUNT), true, &["sa"]),
     r("", "v1", "resourcequotas", "resourcequota", ("ResourceQuota", &core::RESOURCE_QUOTA), true, &["quota"]).status(),
+    r("", "v1", "limitranges", "limitrange", ("LimitRange", &policy::LIMIT_RANGE), true, &["limits"]),
     r("apps", "v1", "deployments", "deployment", ("Deployment", &apps::DEPLOYMENT), true, &["deploy"])
         .status()
         .scale()
@@ -153,6 +154,15 @@ pub static RESOURCES: &[ResourceInfo] = &[
         .status()
         .scale()
         .all(),
+    r(
+        "apps",
+        "v1",
+        "controllerrevisions",
+        "controllerrevision",
+        ("ControllerRevision", &policy::CONTROLLER_REVISION),
+        true,
+        &[],
+    ),
     r("batch", "v1", "jobs", "job", ("Job", &batch::JOB), true, &[]).status().all(),
     r("batch", "v1", "cronjobs", "cronjob", ("CronJob", &batch::CRON_JOB), true, &["cj"]).status().all(),
     r("coordination.k8s.io", "v1", "leases", "lease", ("Lease", &other::LEASE), true, &[]),
@@ -177,6 +187,34 @@ pub static RESOURCES: &[ResourceInfo] = &[
         &[],
     ),
     r("networking.k8s.io", "v1", "ingresses", "ingress", ("Ingress", &other::INGRESS), true, &["ing"]).status(),
+    r(
+        "networking.k8s.io",
+        "v1",
+        "networkpolicies",
+        "networkpolicy",
+        ("NetworkPolicy", &policy::NETWORK_POLICY),
+        true,
+        &["netpol"],
+    ),
+    r(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        ("PodDisruptionBudget", &policy::POD_DISRUPTION_BUDGET),
+        true,
+        &["pdb"],
+    )
+    .status(),
+    r(
+        "scheduling.k8s.io",
+        "v1",
+        "priorityclasses",
+        "priorityclass",
+        ("PriorityClass", &policy::PRIORITY_CLASS),
+        false,
+        &["pc"],
+    ),
     r("networking.k8s.io", "v1", "ingressclasses", "ingressclass", ("IngressClass", &other::INGRESS_CLASS), false, &[]),
     r(
         "autoscaling",

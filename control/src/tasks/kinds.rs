@@ -12,16 +12,18 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Event, Namespace, Node, Pod, ResourceQuota, Secret, Service, ServiceAccount,
+    ConfigMap, Endpoints, Event, LimitRange, Namespace, Node, Pod, ResourceQuota, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1 as rbac;
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::Store;
 use kube::Resource;
@@ -152,6 +154,11 @@ pub fn store(informers: &Informers, info: &'static ResourceInfo) -> KindStore {
         ("apps", "ReplicaSet") => store_of::<ReplicaSet>(informers, info),
         ("apps", "DaemonSet") => store_of::<DaemonSet>(informers, info),
         ("apps", "StatefulSet") => store_of::<StatefulSet>(informers, info),
+        ("apps", "ControllerRevision") => store_of::<ControllerRevision>(informers, info),
+        ("", "LimitRange") => store_of::<LimitRange>(informers, info),
+        ("networking.k8s.io", "NetworkPolicy") => store_of::<NetworkPolicy>(informers, info),
+        ("policy", "PodDisruptionBudget") => store_of::<PodDisruptionBudget>(informers, info),
+        ("scheduling.k8s.io", "PriorityClass") => store_of::<PriorityClass>(informers, info),
         ("batch", "Job") => store_of::<Job>(informers, info),
         ("batch", "CronJob") => store_of::<CronJob>(informers, info),
         ("coordination.k8s.io", "Lease") => store_of::<Lease>(informers, info),

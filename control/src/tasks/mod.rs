@@ -34,6 +34,7 @@ pub mod controller;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod dynamic;
 pub mod endpoints;
 pub mod endpointslices;
@@ -141,6 +142,7 @@ pub fn all() -> Vec<(&'static str, TaskFn)> {
         ("cronjob-controller", Arc::new(|ctx, cancel| Box::pin(cronjob::run(ctx, cancel)))),
         ("resourcequota-controller", Arc::new(|ctx, cancel| Box::pin(quota::run(ctx, cancel)))),
         ("horizontal-pod-autoscaler", Arc::new(|ctx, cancel| Box::pin(hpa::run(ctx, cancel)))),
+        ("disruption-controller", Arc::new(|ctx, cancel| Box::pin(disruption::run(ctx, cancel)))),
         ("rbac-defaults", Arc::new(|ctx, cancel| Box::pin(rbac_defaults::run(ctx, cancel)))),
         ("serviceaccount-controller", Arc::new(|ctx, cancel| Box::pin(service_accounts::run(ctx, cancel)))),
         ("bootstrap-signer", Arc::new(|ctx, cancel| Box::pin(bootstrap::run(ctx, cancel)))),

@@ -1,6 +1,7 @@
 //! The strategies of the built-in kinds, one static [`Strategy`](super::strategy::Strategy)
 //! per kind, grouped by API group: [`core`] (v1), [`apps`], [`batch`], [`other`]
-//! (coordination.k8s.io, autoscaling), [`rbac`]. Each names its kind's defaulting and validation
+//! (coordination.k8s.io, autoscaling), [`policy`] (disruption budgets, priority classes, limit
+//! ranges, network policies, controller revisions), [`rbac`]. Each names its kind's defaulting and validation
 //! (`resource::validate`), typed decoding (`resource::typed`), create-time preparation,
 //! patch schema (`resource::patch_schema`) and printer (`resource::printers`); the resource
 //! table points each entry at one of them.
@@ -9,6 +10,7 @@ pub mod apps;
 pub mod batch;
 pub mod core;
 pub mod other;
+pub mod policy;
 pub mod rbac;
 
 use serde_json::Value;

@@ -319,14 +319,14 @@ fn validate_deployment_strategy(errs: &mut Errs, spec: &Value) {
 }
 
 /// An `intstr.IntOrString` that is a count or a percentage.
-struct IntOrPercent {
+pub(crate) struct IntOrPercent {
     value: i64,
     /// As Kubernetes prints an IntOrString: bare, via its String() method.
     rendered: String,
 }
 
 /// `ValidatePositiveIntOrPercent` plus `IsNotMoreThan100Percent`; returns the parsed value.
-fn int_or_percent(errs: &mut Errs, obj: &Value, path: &str, k: &str) -> Option<IntOrPercent> {
+pub(crate) fn int_or_percent(errs: &mut Errs, obj: &Value, path: &str, k: &str) -> Option<IntOrPercent> {
     let field = child(path, k);
     match get(obj, k)? {
         Value::String(s) => {

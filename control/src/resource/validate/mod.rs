@@ -23,6 +23,7 @@ mod meta;
 mod names;
 pub(crate) mod other;
 pub(crate) mod pod;
+pub(crate) mod policy;
 pub(crate) mod quota;
 pub(crate) mod rbac;
 pub(crate) mod service;

@@ -47,6 +47,171 @@ pub fn message(descriptor: &MessageDescriptor, value: &Value) -> Result<DynamicM
     Ok(out)
 }
 
+/// Writes `value` (a JSON object) as a message of `descriptor` straight into `out`: the
+/// same encoding as [`message`] followed by `encode`, without building the dynamic message
+/// first (a LIST of thousands of objects is encoded on every request).
+pub fn encode(descriptor: &MessageDescriptor, value: &Value, out: &mut Vec<u8>) -> Result<(), ProtobufError> {
+    if Special::of(descriptor).is_some() {
+        // Small, fixed shapes (times, quantities, int-or-strings): the dynamic path.
+        return {
+            use prost::Message as _;
+            message(descriptor, value)?.encode_raw(out);
+            Ok(())
+        };
+    }
+    let Value::Object(object) = value else {
+        return Err(ProtobufError::field(format!("expected an object, got {}", type_name(value))));
+    };
+    let mut rest = serde_json::Map::new();
+    for (key, value) in object {
+        if value.is_null() {
+            continue;
+        }
+        match descriptor.get_field_by_name(&field_name(descriptor, key)) {
+            Some(field) => write_field(&field, value, out).map_err(|e| e.within(key))?,
+            None => {
+                rest.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    if !rest.is_empty() {
+        let rest = Value::Object(rest);
+        for field in descriptor.fields().filter(|f| super::to_json::is_inline(descriptor, f.name())) {
+            let Kind::Message(inline) = field.kind() else { continue };
+            let mut embedded = Vec::new();
+            encode(&inline, &rest, &mut embedded)?;
+            if !embedded.is_empty() {
+                wire::length_delimited(field.number(), &embedded, out);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_field(field: &FieldDescriptor, value: &Value, out: &mut Vec<u8>) -> Result<(), ProtobufError> {
+    let number = field.number();
+    if field.is_map() {
+        let Kind::Message(entry) = field.kind() else { unreachable!("a map field's kind is its entry message") };
+        let (key_field, value_field) = (entry.map_entry_key_field(), entry.map_entry_value_field());
+        let Value::Object(object) = value else {
+            return Err(ProtobufError::field(format!("expected an object, got {}", type_name(value))));
+        };
+        let mut entry_bytes = Vec::new();
+        for (k, v) in object {
+            entry_bytes.clear();
+            write_scalar(&key_field.kind(), key_field.number(), &Value::String(k.clone()), &mut entry_bytes)
+                .map_err(|e| e.within(k))?;
+            write_scalar(&value_field.kind(), value_field.number(), v, &mut entry_bytes).map_err(|e| e.within(k))?;
+            wire::length_delimited(number, &entry_bytes, out);
+        }
+        return Ok(());
+    }
+    if field.is_list() {
+        let Value::Array(items) = value else {
+            return Err(ProtobufError::field(format!("expected an array, got {}", type_name(value))));
+        };
+        let kind = field.kind();
+        for (i, item) in items.iter().enumerate() {
+            write_scalar(&kind, number, item, out).map_err(|e| e.within(&format!("[{i}]")))?;
+        }
+        return Ok(());
+    }
+    write_scalar(&field.kind(), number, value, out)
+}
+
+/// One value of a field: its key and its encoding. Map keys arrive as strings.
+fn write_scalar(kind: &Kind, number: u32, value: &Value, out: &mut Vec<u8>) -> Result<(), ProtobufError> {
+    if let Kind::Message(m) = kind {
+        let mut nested = Vec::new();
+        encode(m, value, &mut nested)?;
+        wire::length_delimited(number, &nested, out);
+        return Ok(());
+    }
+    // The common cases without an intermediate value.
+    match (kind, value) {
+        (Kind::String, Value::String(s)) => {
+            wire::length_delimited(number, s.as_bytes(), out);
+            return Ok(());
+        }
+        (Kind::Bool, Value::Bool(b)) => {
+            wire::varint_field(number, u64::from(*b), out);
+            return Ok(());
+        }
+        (Kind::Int64, Value::Number(n)) if n.is_i64() => {
+            wire::varint_field(number, n.as_i64().unwrap_or_default() as u64, out);
+            return Ok(());
+        }
+        (Kind::Int32, Value::Number(n)) if n.as_i64().is_some_and(|v| i32::try_from(v).is_ok()) => {
+            wire::varint_field(number, n.as_i64().unwrap_or_default() as u64, out);
+            return Ok(());
+        }
+        _ => {}
+    }
+    let value = match (kind, value) {
+        // A map key is a JSON object key: a string whatever the key type.
+        (Kind::String | Kind::Bytes, _) | (_, Value::Number(_) | Value::Bool(_)) => value.clone(),
+        (_, Value::String(s)) => serde_json::from_str(s).unwrap_or_else(|_| value.clone()),
+        _ => value.clone(),
+    };
+    match scalar(kind, &value)? {
+        Field::Bool(b) => wire::varint_field(number, u64::from(b), out),
+        Field::I32(n) => wire::varint_field(number, n as i64 as u64, out),
+        Field::I64(n) => wire::varint_field(number, n as u64, out),
+        Field::U32(n) => wire::varint_field(number, u64::from(n), out),
+        Field::U64(n) => wire::varint_field(number, n, out),
+        Field::EnumNumber(n) => wire::varint_field(number, n as i64 as u64, out),
+        Field::F32(n) => wire::fixed32_field(number, n.to_bits(), out),
+        Field::F64(n) => wire::fixed64_field(number, n.to_bits(), out),
+        Field::String(s) => wire::length_delimited(number, s.as_bytes(), out),
+        Field::Bytes(b) => wire::length_delimited(number, &b, out),
+        Field::Message(_) | Field::List(_) | Field::Map(_) => unreachable!("messages are written above"),
+    }
+    // sint and fixed integer kinds do not occur in the Kubernetes schemas; `scalar` gives
+    // them their value, and they are written as the varint or fixed width of their type.
+    Ok(())
+}
+
+/// A length-delimited field (a message, a string or bytes) of `number`.
+pub(crate) fn write_length_delimited(number: u32, bytes: &[u8], out: &mut Vec<u8>) {
+    wire::length_delimited(number, bytes, out);
+}
+
+/// Protobuf's wire format, the little of it the encoder writes.
+mod wire {
+    pub(super) fn varint(mut value: u64, out: &mut Vec<u8>) {
+        while value >= 0x80 {
+            out.push((value as u8) | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+    }
+
+    fn key(number: u32, wire_type: u8, out: &mut Vec<u8>) {
+        varint((u64::from(number) << 3) | u64::from(wire_type), out);
+    }
+
+    pub(super) fn varint_field(number: u32, value: u64, out: &mut Vec<u8>) {
+        key(number, 0, out);
+        varint(value, out);
+    }
+
+    pub(super) fn fixed64_field(number: u32, value: u64, out: &mut Vec<u8>) {
+        key(number, 1, out);
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+
+    pub(super) fn fixed32_field(number: u32, value: u32, out: &mut Vec<u8>) {
+        key(number, 5, out);
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+
+    pub(super) fn length_delimited(number: u32, bytes: &[u8], out: &mut Vec<u8>) {
+        key(number, 2, out);
+        varint(bytes.len() as u64, out);
+        out.extend_from_slice(bytes);
+    }
+}
+
 /// The proto name of a JSON key (see `to_json::json_key`).
 fn field_name(descriptor: &MessageDescriptor, key: &str) -> String {
     if !super::to_json::is_schema_props(descriptor) {

@@ -121,17 +121,19 @@ pub fn encode_object(object: &Value) -> Result<Vec<u8>, ProtobufError> {
     }
     let descriptor = schema::message_for(api_version, kind)
         .ok_or_else(|| ProtobufError::NotRegistered { api_version: api_version.to_string(), kind: kind.to_string() })?;
-    let raw = from_json::message(&descriptor, object)?.encode_to_vec();
-    let unknown_desc = schema::unknown();
+    let mut raw = Vec::with_capacity(1024);
+    from_json::encode(&descriptor, object, &mut raw)?;
     let mut type_meta = DynamicMessage::new(schema::type_meta());
     type_meta.set_field_by_name("apiVersion", Field::String(api_version.to_string()));
     type_meta.set_field_by_name("kind", Field::String(kind.to_string()));
-    let mut unknown = DynamicMessage::new(unknown_desc);
-    unknown.set_field_by_name("typeMeta", Field::Message(type_meta));
-    unknown.set_field_by_name("raw", Field::Bytes(raw.into()));
-    let mut out = Vec::with_capacity(MAGIC.len() + unknown.encoded_len());
+    let type_meta = type_meta.encode_to_vec();
+    // runtime.Unknown written by hand around the object's bytes, which are not copied
+    // into a message first: typeMeta is field 1, raw field 2 (both length-delimited).
+    let mut out = Vec::with_capacity(MAGIC.len() + type_meta.len() + raw.len() + 16);
     out.extend_from_slice(MAGIC);
-    unknown.encode(&mut out).expect("a Vec grows as needed");
+    for (number, bytes) in [(1u64, &type_meta), (2, &raw)] {
+        from_json::write_length_delimited(number as u32, bytes, &mut out);
+    }
     Ok(out)
 }
 

@@ -276,3 +276,17 @@ fn durations_read_and_print_as_go_does() {
     assert_eq!(from_json::parse_go_duration("5 parsecs"), None);
     assert_eq!(from_json::parse_go_duration(""), None);
 }
+
+#[test]
+fn the_direct_encoder_writes_what_the_dynamic_message_holds() {
+    for object in
+        [deployment(), json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"a": "YQ=="}})]
+    {
+        let descriptor =
+            schema::message_for(object["apiVersion"].as_str().unwrap(), object["kind"].as_str().unwrap()).unwrap();
+        let mut direct = Vec::new();
+        from_json::encode(&descriptor, &object, &mut direct).unwrap();
+        let decoded = DynamicMessage::decode(descriptor.clone(), direct.as_slice()).unwrap();
+        assert_eq!(decoded, from_json::message(&descriptor, &object).unwrap());
+    }
+}

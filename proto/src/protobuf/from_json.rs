@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, Value as Field};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::to_json::Special;
 use super::ProtobufError;
@@ -18,33 +18,52 @@ pub fn message(descriptor: &MessageDescriptor, value: &Value) -> Result<DynamicM
         return Err(ProtobufError::field(format!("expected an object, got {}", type_name(value))));
     };
     let mut out = DynamicMessage::new(descriptor.clone());
-    // Keys of no field of this message may belong to an inlined embedded struct.
-    let mut rest = serde_json::Map::new();
-    for (key, value) in object {
-        if value.is_null() {
-            continue;
+    let (fields, rest) = fields_of(descriptor, object);
+    for (field, key, value) in fields {
+        let converted = self::field(&field, value).map_err(|e| e.within(key))?;
+        out.set_field(&field, converted);
+    }
+    for (field, inline) in inline_fields(descriptor, rest.as_ref()) {
+        let embedded = message(&inline, rest.as_ref().expect("only with keys left"))?;
+        if embedded.fields().next().is_some() {
+            out.set_field(&field, Field::Message(embedded));
         }
+    }
+    Ok(out)
+}
+
+/// The object's keys that are fields of this message (nulls are unset), and the keys left
+/// over, which may belong to an inlined embedded struct (`None` if there are none).
+fn fields_of<'a>(
+    descriptor: &MessageDescriptor,
+    object: &'a Map<String, Value>,
+) -> (Vec<(FieldDescriptor, &'a str, &'a Value)>, Option<Value>) {
+    let mut fields = Vec::with_capacity(object.len());
+    let mut rest = Map::new();
+    for (key, value) in object.iter().filter(|(_, v)| !v.is_null()) {
         match descriptor.get_field_by_name(&field_name(descriptor, key)) {
-            Some(field) => {
-                let converted = self::field(&field, value).map_err(|e| e.within(key))?;
-                out.set_field(&field, converted);
-            }
+            Some(field) => fields.push((field, key.as_str(), value)),
             None => {
                 rest.insert(key.clone(), value.clone());
             }
         }
     }
-    if !rest.is_empty() {
-        let rest = Value::Object(rest);
-        for field in descriptor.fields().filter(|f| super::to_json::is_inline(descriptor, f.name())) {
-            let Kind::Message(inline) = field.kind() else { continue };
-            let embedded = message(&inline, &rest)?;
-            if embedded.fields().next().is_some() {
-                out.set_field(&field, Field::Message(embedded));
-            }
-        }
+    (fields, (!rest.is_empty()).then_some(Value::Object(rest)))
+}
+
+/// The inlined embedded structs of this message, when keys are left over for them.
+fn inline_fields(descriptor: &MessageDescriptor, rest: Option<&Value>) -> Vec<(FieldDescriptor, MessageDescriptor)> {
+    if rest.is_none() {
+        return vec![];
     }
-    Ok(out)
+    descriptor
+        .fields()
+        .filter(|f| super::to_json::is_inline(descriptor, f.name()))
+        .filter_map(|f| match f.kind() {
+            Kind::Message(inline) => Some((f, inline)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Writes `value` (a JSON object) as a message of `descriptor` straight into `out`: the
@@ -62,27 +81,15 @@ pub fn encode(descriptor: &MessageDescriptor, value: &Value, out: &mut Vec<u8>) 
     let Value::Object(object) = value else {
         return Err(ProtobufError::field(format!("expected an object, got {}", type_name(value))));
     };
-    let mut rest = serde_json::Map::new();
-    for (key, value) in object {
-        if value.is_null() {
-            continue;
-        }
-        match descriptor.get_field_by_name(&field_name(descriptor, key)) {
-            Some(field) => write_field(&field, value, out).map_err(|e| e.within(key))?,
-            None => {
-                rest.insert(key.clone(), value.clone());
-            }
-        }
+    let (fields, rest) = fields_of(descriptor, object);
+    for (field, key, value) in fields {
+        write_field(&field, value, out).map_err(|e| e.within(key))?;
     }
-    if !rest.is_empty() {
-        let rest = Value::Object(rest);
-        for field in descriptor.fields().filter(|f| super::to_json::is_inline(descriptor, f.name())) {
-            let Kind::Message(inline) = field.kind() else { continue };
-            let mut embedded = Vec::new();
-            encode(&inline, &rest, &mut embedded)?;
-            if !embedded.is_empty() {
-                wire::length_delimited(field.number(), &embedded, out);
-            }
+    for (field, inline) in inline_fields(descriptor, rest.as_ref()) {
+        let mut embedded = Vec::new();
+        encode(&inline, rest.as_ref().expect("only with keys left"), &mut embedded)?;
+        if !embedded.is_empty() {
+            wire::length_delimited(field.number(), &embedded, out);
         }
     }
     Ok(())

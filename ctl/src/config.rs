@@ -246,6 +246,10 @@ impl Target {
         config.default_namespace = self.namespace.clone();
         config.read_timeout = timeout;
         config.write_timeout = timeout;
+        // kubectl's retries, not kube-rs's: client-go retries a 429/503 only when the server
+        // says when (Retry-After), and drain retries a refused eviction every 5 s itself,
+        // saying so; kube-rs's default policy would back off silently for minutes.
+        config.default_retry = false;
         if let Some(t) = timeout {
             config.connect_timeout = Some(t);
         }

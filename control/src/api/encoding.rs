@@ -76,6 +76,14 @@ pub fn decode_protobuf(body: &[u8]) -> Result<Value, ApiError> {
     })
 }
 
+/// The 406 for a client that takes only protobuf asking for a kind that has no protobuf
+/// form (a custom resource, a `Table`).
+pub fn no_protobuf_form(kind: &str) -> ApiError {
+    ApiError::NotAcceptable(format!(
+        "only the following media types are accepted: application/json, application/yaml (a {kind} has no protobuf form)"
+    ))
+}
+
 /// A response in the negotiated encoding, with Kubernetes' `Warning` headers.
 pub fn respond(req: &ApiRequest, code: StatusCode, value: &Value, warnings: &[String]) -> Response {
     let Encoding::Protobuf { json_too } = req.encoding else {
@@ -93,9 +101,7 @@ pub fn respond(req: &ApiRequest, code: StatusCode, value: &Value, warnings: &[St
         }
         Err(ProtobufError::NotRegistered { .. }) => {
             let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default();
-            axum::response::IntoResponse::into_response(ApiError::NotAcceptable(format!(
-                "only the following media types are accepted: application/json, application/yaml (a {kind} has no protobuf form)"
-            )))
+            axum::response::IntoResponse::into_response(no_protobuf_form(kind))
         }
         Err(e) => axum::response::IntoResponse::into_response(ApiError::Internal(format!(
             "the object could not be written as protobuf: {e}"

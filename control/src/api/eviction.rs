@@ -13,6 +13,7 @@ use super::body::{decode_body, delete_options};
 use super::{json_response, ApiRequest, ApiState};
 use crate::registry::{storage, Part, WriteOptions};
 use crate::resource::{self, ApiError, Cause};
+use crate::tasks::disruption::budget_selector;
 
 /// Whether the pod is beyond budgets: finished, not yet running, or already being deleted
 /// (`canIgnorePDB`).
@@ -22,7 +23,8 @@ fn ignores_budgets(pod: &Value) -> bool {
 }
 
 fn is_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True")
+    serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(pod.clone())
+        .is_ok_and(|p| crate::tasks::ownership::pod_is_ready(&p))
 }
 
 fn refused(message: &str, cause: String) -> ApiError {
@@ -70,26 +72,18 @@ pub fn spend(pdb: &Value, pod: &Value, now: &str) -> Result<Option<Value>, ApiEr
     Ok(Some(next))
 }
 
-/// The budgets of the pod's namespace whose selector takes it.
+fn budgets_info() -> &'static resource::ResourceInfo {
+    resource::find("policy", "v1", "poddisruptionbudgets").expect("served")
+}
+
+/// The budgets of the pod's namespace whose selector takes it (the disruption
+/// controller's selection).
 async fn budgets_of(state: &ApiState, namespace: &str, pod: &Value) -> Result<Vec<Value>, ApiError> {
-    let info = resource::find("policy", "v1", "poddisruptionbudgets").expect("served");
-    let prefix = storage::prefix(info, Some(namespace));
+    let prefix = storage::prefix(budgets_info(), Some(namespace));
     let page = state.registry.storage().scan(&prefix, &prefix, 0, 0).await?;
     let labels: std::collections::BTreeMap<String, String> =
         serde_json::from_value(pod["metadata"]["labels"].clone()).unwrap_or_default();
-    Ok(page
-        .items
-        .into_iter()
-        .map(|s| s.object)
-        .filter(|pdb| {
-            let Ok(selector) = serde_json::from_value(pdb["spec"]["selector"].clone()) else { return false };
-            match crate::tasks::ownership::selector(Some(&selector)) {
-                Ok(None) => true,
-                Ok(Some(s)) => s.matches(&labels),
-                Err(_) => false,
-            }
-        })
-        .collect())
+    Ok(page.items.into_iter().map(|s| s.object).filter(|pdb| budget_selector(pdb)(&labels)).collect())
 }
 
 pub async fn eviction(state: &ApiState, req: ApiRequest) -> Result<Response, ApiError> {
@@ -104,7 +98,7 @@ pub async fn eviction(state: &ApiState, req: ApiRequest) -> Result<Response, Api
         match budgets.as_slice() {
             [] => {}
             [pdb] => {
-                let pdb_info = resource::find("policy", "v1", "poddisruptionbudgets").expect("served");
+                let pdb_info = budgets_info();
                 let pdb_name = pdb["metadata"]["name"].as_str().unwrap_or_default().to_string();
                 let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
                 let write = WriteOptions { dry_run: opts.dry_run, ..Default::default() };

@@ -278,12 +278,17 @@ pub fn json_response(code: StatusCode, v: &Value, warnings: &[String]) -> Respon
 pub fn bytes_response(code: StatusCode, content_type: &'static str, body: Bytes, warnings: &[String]) -> Response {
     let mut resp = (code, [(header::CONTENT_TYPE, content_type)], body).into_response();
     for w in warnings {
-        let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
-        if let Ok(h) = HeaderValue::from_str(&text) {
-            resp.headers_mut().append(header::WARNING, h);
-        }
+        add_warning(&mut resp, w);
     }
     resp
+}
+
+/// Appends Kubernetes' `Warning: 299 - "text"` header, which kubectl prints.
+fn add_warning(response: &mut Response, text: &str) {
+    let value = format!("299 - {}", serde_json::to_string(text).unwrap_or_default());
+    if let Ok(h) = HeaderValue::from_str(&value) {
+        response.headers_mut().append(header::WARNING, h);
+    }
 }
 
 /// `/livez`: alive unless the store member stopped for good (a lost leader is `/readyz`'s
@@ -478,8 +483,8 @@ async fn resource_request(
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    if let Some(warning) = legacy.and_then(|w| HeaderValue::from_str(&w).ok()) {
-        response.headers_mut().append(header::WARNING, warning);
+    if let Some(warning) = legacy {
+        add_warning(&mut response, &warning);
     }
     state.metrics.observe(verb, &resource, response.status().as_u16(), started.elapsed().as_secs_f64());
     tracing::debug!(verb, resource = %resource, code = response.status().as_u16(), "request");
@@ -491,16 +496,12 @@ async fn resource_request(
 /// ones, so old manifests apply, but never silently.
 fn deprecation_warning(info: &crate::resource::ResourceInfo) -> String {
     let storage = info.storage();
-    let text = format!(
-        "{} {} is deprecated in v1.9+, unavailable in v1.16+; use {} {} (Berth stores it as {} {})",
+    let current = format!("{} {}", storage.api_version(), storage.kind);
+    format!(
+        "{} {} is deprecated in v1.9+, unavailable in v1.16+; use {current} (Berth stores it as {current})",
         info.api_version(),
-        info.kind,
-        storage.api_version(),
-        storage.kind,
-        storage.api_version(),
-        storage.kind
-    );
-    format!("299 - {}", serde_json::to_string(&text).unwrap_or_default())
+        info.kind
+    )
 }
 
 /// Sets the `apiVersion` a legacy-alias request sees (extensions/v1beta1 Deployments are

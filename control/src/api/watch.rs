@@ -112,10 +112,7 @@ fn watch_encoding(req: &ApiRequest) -> Result<Encoding, ApiError> {
     match (has_schema, json_too) {
         (true, _) => Ok(req.encoding),
         (false, true) => Ok(Encoding::Json),
-        (false, false) => Err(ApiError::NotAcceptable(format!(
-            "only the following media types are accepted: application/json, application/yaml (a {} has no protobuf form)",
-            info.kind
-        ))),
+        (false, false) => Err(super::encoding::no_protobuf_form(kind)),
     }
 }
 

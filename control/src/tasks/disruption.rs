@@ -36,23 +36,25 @@ fn scaled(value: &Value, total: i64) -> Option<i64> {
     }
 }
 
+/// Which pods a budget covers, by their labels. policy/v1: an empty selector selects every
+/// pod of the namespace, a missing (or broken) one none.
+pub fn budget_selector(pdb: &Value) -> impl Fn(&std::collections::BTreeMap<String, String>) -> bool {
+    let selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector> =
+        serde_json::from_value(pdb["spec"]["selector"].clone()).ok();
+    let matcher = selector.as_ref().map(|s| super::ownership::selector(Some(s)));
+    move |labels| match &matcher {
+        Some(Ok(None)) => true,
+        Some(Ok(Some(sel))) => sel.matches(labels),
+        None | Some(Err(_)) => false,
+    }
+}
+
 /// The budget's status given the pods of its namespace (its own selection is made here).
 pub fn budget_status(pdb: &Value, pods: &[&Pod], now: chrono::DateTime<chrono::Utc>) -> Value {
     let spec = &pdb["spec"];
-    let selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector> =
-        serde_json::from_value(spec["selector"].clone()).ok();
-    // policy/v1: an empty selector selects every pod of the namespace, a missing one none.
-    let matcher = selector.as_ref().map(|s| super::ownership::selector(Some(s)));
-    let covered: Vec<&&Pod> = pods
-        .iter()
-        .filter(|p| pod_is_active(p) && !is_deleting(&p.metadata))
-        .filter(|p| match &matcher {
-            None => false,
-            Some(Ok(None)) => true,
-            Some(Ok(Some(sel))) => sel.matches(labels(&p.metadata)),
-            Some(Err(_)) => false,
-        })
-        .collect();
+    let selects = budget_selector(pdb);
+    let covered: Vec<&&Pod> =
+        pods.iter().filter(|p| pod_is_active(p) && !is_deleting(&p.metadata) && selects(labels(&p.metadata))).collect();
     let mut disrupted = Map::new();
     for (name, at) in pdb["status"]["disruptedPods"].as_object().into_iter().flatten() {
         let fresh = at

@@ -11,7 +11,7 @@
 //! its last resourceVersion, as with a real API server).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use berth_proto::etcdserverpb::WatchCreateRequest;
@@ -370,6 +370,8 @@ impl Cacher {
                 }
             }
         }
+        // Stopped (the server, or a custom resource no longer served): open watches end.
+        self.state.lock().expect("cache lock").watchers.clear();
     }
 
     async fn sync_once(&self, storage: &Storage, prefix: &str, shutdown: &CancellationToken) -> Result<(), String> {
@@ -426,13 +428,27 @@ impl Cacher {
     }
 }
 
-/// The caches of every served resource.
+/// The caches of every served resource, and the custom resources this server serves.
 pub struct WatchCache {
     cachers: HashMap<&'static str, Arc<Cacher>>,
+    custom: RwLock<CustomCatalog>,
+    storage: Storage,
+    shutdown: CancellationToken,
+}
+
+/// The custom resources served now (from the CRDs in the CRD cache) and their cachers,
+/// by store key root. A custom resource's cacher starts with its first use and stops
+/// when no served definition stores objects there any more.
+#[derive(Default)]
+struct CustomCatalog {
+    resources: Vec<&'static ResourceInfo>,
+    cachers: HashMap<String, (Arc<Cacher>, CancellationToken)>,
+    /// Bumped on every change of `resources` (discovery's ETag).
+    generation: u64,
 }
 
 impl WatchCache {
-    /// Starts one cacher per stored resource.
+    /// Starts one cacher per stored resource, and the task that follows the CRDs.
     pub fn start(storage: &Storage, shutdown: &CancellationToken) -> Arc<WatchCache> {
         let mut cachers = HashMap::new();
         for info in RESOURCES.iter().filter(|r| !r.is_legacy_alias()) {
@@ -440,16 +456,130 @@ impl WatchCache {
             tokio::spawn(c.clone().run(storage.clone(), shutdown.clone()));
             cachers.insert(info.plural, c);
         }
-        Arc::new(WatchCache { cachers })
+        let cache = Arc::new(WatchCache {
+            cachers,
+            custom: RwLock::default(),
+            storage: storage.clone(),
+            shutdown: shutdown.clone(),
+        });
+        tokio::spawn(cache.clone().follow_definitions());
+        cache
     }
 
     pub fn get(&self, info: &ResourceInfo) -> Arc<Cacher> {
-        self.cachers.get(info.storage().plural).expect("every stored resource has a cacher").clone()
+        let info = info.storage();
+        if info.custom.is_some() {
+            return self.custom_cacher(info);
+        }
+        self.cachers.get(info.plural).expect("every stored resource has a cacher").clone()
+    }
+
+    fn custom_cacher(&self, info: &'static ResourceInfo) -> Arc<Cacher> {
+        let root = info.key_root().into_owned();
+        if let Some((c, _)) = self.custom.read().expect("catalog lock").cachers.get(&root) {
+            if std::ptr::eq(c.info, info) {
+                return c.clone();
+            }
+        }
+        let mut catalog = self.custom.write().expect("catalog lock");
+        match catalog.cachers.get(&root) {
+            Some((c, _)) if std::ptr::eq(c.info, info) => c.clone(),
+            _ => {
+                // New, or its definition changed (schema, columns): a fresh cache.
+                let stop = self.shutdown.child_token();
+                let c = Cacher::new(info);
+                tokio::spawn(c.clone().run(self.storage.clone(), stop.clone()));
+                if let Some((_, old)) = catalog.cachers.insert(root, (c.clone(), stop)) {
+                    old.cancel();
+                }
+                c
+            }
+        }
+    }
+
+    /// A served resource: built-in, or a version of an established CRD.
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
+        crate::resource::find(group, version, plural).or_else(|| {
+            let catalog = self.custom.read().expect("catalog lock");
+            catalog.resources.iter().copied().find(|r| r.group == group && r.version == version && r.plural == plural)
+        })
+    }
+
+    /// The custom resources served now, each CRD's storage version first.
+    pub fn custom_resources(&self) -> Vec<&'static ResourceInfo> {
+        self.custom.read().expect("catalog lock").resources.clone()
+    }
+
+    /// Changes whenever the served custom resources change.
+    pub fn custom_generation(&self) -> u64 {
+        self.custom.read().expect("catalog lock").generation
+    }
+
+    /// Keeps the catalog equal to what the CRDs in the CRD cache define, from every
+    /// change of them until shutdown.
+    async fn follow_definitions(self: Arc<Self>) {
+        let crds = self.get(
+            crate::resource::find("apiextensions.k8s.io", "v1", "customresourcedefinitions").expect("CRDs are served"),
+        );
+        let all = Filter { resource: "customresourcedefinitions", ..Filter::default() };
+        while !self.shutdown.is_cancelled() {
+            let mut sub = match crds.watch(all.clone(), None, false).await {
+                Ok(sub) => sub,
+                Err(_) => {
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(RELIST_BACKOFF) => continue,
+                    }
+                }
+            };
+            self.reconcile_catalog(&crds.current(&all));
+            loop {
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => return,
+                    item = sub.events.recv() => match item {
+                        Some(WatchItem::Event(..)) => {
+                            // Several events in a burst: one rebuild after the last.
+                            while let Ok(_more) = sub.events.try_recv() {}
+                            self.reconcile_catalog(&crds.current(&all));
+                        }
+                        Some(WatchItem::Bookmark(_)) => {}
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+
+    fn reconcile_catalog(&self, crds: &[Arc<Value>]) {
+        let mut resources: Vec<&'static ResourceInfo> = Vec::new();
+        for crd in crds {
+            resources.extend(crate::resource::custom::resources_of(crd));
+        }
+        let mut catalog = self.custom.write().expect("catalog lock");
+        let same = resources.len() == catalog.resources.len()
+            && resources.iter().zip(&catalog.resources).all(|(a, b)| std::ptr::eq(*a, *b));
+        if same {
+            return;
+        }
+        // Caches of resources no definition stores any more stop (their watches end).
+        let roots: std::collections::HashSet<String> = resources.iter().map(|r| r.key_root().into_owned()).collect();
+        catalog.cachers.retain(|root, (_, stop)| {
+            let keep = roots.contains(root);
+            if !keep {
+                stop.cancel();
+            }
+            keep
+        });
+        tracing::info!(resources = resources.len(), "custom resources changed");
+        catalog.resources = resources;
+        catalog.generation += 1;
     }
 
     /// API watchers across all resources.
     pub fn watcher_count(&self) -> usize {
-        self.cachers.values().map(|c| c.watcher_count()).sum()
+        let custom: usize =
+            self.custom.read().expect("catalog lock").cachers.values().map(|(c, _)| c.watcher_count()).sum();
+        self.cachers.values().map(|c| c.watcher_count()).sum::<usize>() + custom
     }
 }
 

@@ -1,12 +1,14 @@
 //! The official Kubernetes Python client (PyPI `kubernetes`, which scripts/prereqs
 //! installs) against a real server (issue 21): `/version/`, typed CRUD with label
 //! selectors, a watch from a LIST's resourceVersion, the scale subresource, and the dynamic
-//! client's server-side apply. The script prints one line per step; the test checks them.
+//! client's server-side apply; a CRD and its objects through `CustomObjectsApi` and the
+//! dynamic client. The script prints one line per step; the test checks them.
 
 use berth_control::testing::Server;
 
 const SCRIPT: &str = r#"
 import sys
+import time
 from kubernetes import client, config, watch, dynamic
 
 config.load_kube_config(config_file=sys.argv[1])
@@ -55,6 +57,39 @@ applied = config_maps.server_side_apply(
     field_manager="py-test", namespace="py")
 managers = [m.manager for m in applied.metadata.managedFields]
 print("apply", applied.data.owner, "py-test" in managers)
+
+ext = client.ApiextensionsV1Api(api)
+ext.create_custom_resource_definition({
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "crontabs.stable.example.com"},
+    "spec": {"group": "stable.example.com", "scope": "Namespaced",
+             "names": {"plural": "crontabs", "singular": "crontab", "kind": "CronTab", "shortNames": ["ct"]},
+             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                 "type": "object", "properties": {"spec": {"type": "object", "properties": {
+                     "cronSpec": {"type": "string"}, "replicas": {"type": "integer", "default": 1}}}}}}}]}})
+custom = client.CustomObjectsApi(api)
+for attempt in range(50):
+    try:
+        custom.list_namespaced_custom_object("stable.example.com", "v1", "py", "crontabs")
+        break
+    except client.exceptions.ApiException:
+        time.sleep(0.1)
+custom.create_namespaced_custom_object("stable.example.com", "v1", "py", "crontabs", {
+    "apiVersion": "stable.example.com/v1", "kind": "CronTab", "metadata": {"name": "tab"},
+    "spec": {"cronSpec": "* * * * */5"}})
+got = custom.get_namespaced_custom_object("stable.example.com", "v1", "py", "crontabs", "tab")
+print("custom", got["spec"]["cronSpec"], got["spec"]["replicas"])
+custom.patch_namespaced_custom_object("stable.example.com", "v1", "py", "crontabs", "tab", {"spec": {"replicas": 4}})
+tabs = dyn.resources.get(api_version="stable.example.com/v1", kind="CronTab")
+print("dynamic", [t.spec.replicas for t in tabs.get(namespace="py").items])
+try:
+    custom.create_namespaced_custom_object("stable.example.com", "v1", "py", "crontabs", {
+        "apiVersion": "stable.example.com/v1", "kind": "CronTab", "metadata": {"name": "bad"},
+        "spec": {"replicas": "many"}})
+except client.exceptions.ApiException as e:
+    print("invalid", e.status)
+custom.delete_namespaced_custom_object("stable.example.com", "v1", "py", "crontabs", "tab")
+print("left", len(custom.list_namespaced_custom_object("stable.example.com", "v1", "py", "crontabs")["items"]))
 "#;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -74,7 +109,19 @@ async fn the_official_python_client_works() {
     assert!(output.status.success(), "the script failed:\n{stdout}\n{stderr}");
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
-        ["version True", "list a,b", "read patched", "watch ADDED d", "deleted 404", "scale 3", "apply python True"],
+        [
+            "version True",
+            "list a,b",
+            "read patched",
+            "watch ADDED d",
+            "deleted 404",
+            "scale 3",
+            "apply python True",
+            "custom * * * * */5 1",
+            "dynamic [4]",
+            "invalid 422",
+            "left 0"
+        ],
         "{stderr}"
     );
 }

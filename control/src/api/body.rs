@@ -43,15 +43,20 @@ pub async fn decode_body_warned(req: &ApiRequest) -> Result<(Value, Vec<String>)
     Ok((convert_legacy(&req.target, decoded.value), warnings))
 }
 
-/// extensions/v1beta1 Deployments become apps/v1: the selector defaults to the template's
-/// labels (v1beta1 allowed omitting it) and fields apps/v1 dropped are removed.
+/// A body for an alias becomes its storage version's: a custom resource's other version
+/// only changes `apiVersion` (conversion `None`); extensions/v1beta1 Deployments become
+/// apps/v1 — the selector defaults to the template's labels (v1beta1 allowed omitting it)
+/// and fields apps/v1 dropped are removed.
 pub(crate) fn convert_legacy(target: &Target, mut body: Value) -> Value {
-    if !target.info.is_legacy_alias() {
+    if !target.info.is_alias() {
         return body;
     }
     let storage = target.info.storage();
     if body.get("apiVersion").and_then(Value::as_str) == Some(&target.info.api_version()) {
         body["apiVersion"] = json!(storage.api_version());
+    }
+    if !target.info.is_legacy_alias() {
+        return body;
     }
     if let Some(spec) = body.get_mut("spec").and_then(Value::as_object_mut) {
         spec.remove("rollbackTo");
@@ -77,9 +82,15 @@ pub enum PatchKind {
 pub fn patch_kind(req: &ApiRequest) -> Result<PatchKind, ApiError> {
     let ct = req.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media = ct.split(';').next().unwrap_or("").trim();
+    // Custom resources have no strategic-merge schema (no patchStrategy tags), so
+    // kube-apiserver does not offer the patch type for them.
+    let custom = req.target.info.custom.is_some();
     match media {
         "application/json-patch+json" => Ok(PatchKind::Json),
         "application/merge-patch+json" => Ok(PatchKind::Merge),
+        "application/strategic-merge-patch+json" if custom => Err(ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {media:?})"
+        ))),
         "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
         "application/apply-patch+yaml" | "application/apply-patch+json" => Ok(PatchKind::Apply),
         other => Err(ApiError::UnsupportedMediaType(format!(

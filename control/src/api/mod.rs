@@ -169,14 +169,14 @@ pub fn router(state: ApiState) -> Router {
         // The official Python client asks for `/version/`, `/api/` and `/apis/`, which
         // kube-apiserver serves as their slashless forms.
         .route("/version/", get(|| async { json_ok(discovery::version()) }))
-        .route("/api/", get(|| async { json_ok(discovery::core_versions()) }))
-        .route("/apis/", get(|| async { json_ok(discovery::group_list()) }))
+        .route("/api/", get(core_discovery))
+        .route("/apis/", get(group_list))
         .route("/healthz", get(health))
         .route("/livez", get(liveness))
         .route("/readyz", get(health))
         .route("/metrics", get(metrics_text))
-        .route("/api", get(|| async { json_ok(discovery::core_versions()) }))
-        .route("/apis", get(|| async { json_ok(discovery::group_list()) }))
+        .route("/api", get(core_discovery))
+        .route("/apis", get(group_list))
         .route("/openapi/v3", get(|| async { json_ok(discovery::openapi_v3_root()) }))
         .route("/openapi/v3/{*path}", get(openapi_doc))
         .route("/api/v1/namespaces/{ns}/pods/{name}/exec", any(streaming::exec))
@@ -311,6 +311,35 @@ async fn health(State(state): State<ApiState>) -> Response {
     }
 }
 
+async fn core_discovery(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    discovery_response(&state, &headers, true)
+}
+
+async fn group_list(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    discovery_response(&state, &headers, false)
+}
+
+/// `/api` or `/apis`: aggregated discovery when the client asks for it (kubectl 1.30+),
+/// with an ETag so a client with a cached copy gets 304; the legacy documents otherwise.
+fn discovery_response(state: &ApiState, headers: &HeaderMap, core: bool) -> Response {
+    let custom = state.cache.custom_resources();
+    if !discovery::wants_aggregated(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("")) {
+        return json_ok(if core { discovery::core_versions() } else { discovery::group_list(&custom) });
+    }
+    let body = discovery::aggregated(core, &custom).to_string();
+    let etag = discovery::etag(body.as_bytes());
+    let cached = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str());
+    let mut resp = if cached {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        bytes_response(StatusCode::OK, discovery::AGGREGATED_CONTENT_TYPE, body.into(), &[])
+    };
+    let headers = resp.headers_mut();
+    headers.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex is a valid header"));
+    headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+    resp
+}
+
 async fn metrics_text(State(state): State<ApiState>) -> Response {
     state.metrics.watchers.set(state.cache.watcher_count() as i64);
     let mut text = state.metrics.encode();
@@ -420,7 +449,7 @@ async fn api_root(
     let (group, version, tail) = match (groups, segments.as_slice()) {
         (false, []) if method == Method::GET => return json_ok(discovery::core_versions()),
         (false, ["v1"]) if method == Method::GET => {
-            return json_ok(discovery::resource_list("", "v1").expect("core is served"));
+            return json_ok(discovery::resource_list("", "v1", &[]).expect("core is served"));
         }
         (false, ["v1", tail @ ..]) => ("", "v1", tail),
         // metrics.k8s.io is computed, not stored: its objects come from the usage cache.
@@ -429,13 +458,13 @@ async fn api_root(
             return resource_metrics::handle(&state, &method, version, tail, parse_query(query), rendering).await;
         }
         (true, [group]) if method == Method::GET => {
-            return match discovery::group(group) {
+            return match discovery::group(group, &state.cache.custom_resources()) {
                 Some(doc) => json_ok(doc),
                 None => ApiError::NotFound(Subject::default()).into_response(),
             };
         }
         (true, [group, version]) if method == Method::GET => {
-            return match discovery::resource_list(group, version) {
+            return match discovery::resource_list(group, version, &state.cache.custom_resources()) {
                 Some(doc) => json_ok(doc),
                 None => ApiError::NotFound(Subject::default()).into_response(),
             };
@@ -465,7 +494,7 @@ async fn resource_request(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let target = match request::parse_target(group, version, segments) {
+    let target = match request::parse_target_in(segments, |plural| state.cache.find(group, version, plural)) {
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
@@ -507,7 +536,7 @@ fn deprecation_warning(info: &crate::resource::ResourceInfo) -> String {
 /// Sets the `apiVersion` a legacy-alias request sees (extensions/v1beta1 Deployments are
 /// stored as apps/v1).
 pub fn present(target: &Target, mut obj: Value) -> Value {
-    if target.info.is_legacy_alias() {
+    if target.info.is_alias() {
         if let Some(m) = obj.as_object_mut() {
             if m.get("kind").and_then(Value::as_str) == Some(target.info.kind) {
                 m.insert("apiVersion".into(), json!(target.info.api_version()));

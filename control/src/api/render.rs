@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use super::{present, ApiRequest, Rendering};
 use crate::registry::object;
+use crate::resource::custom::columns;
 use crate::resource::printers;
 
 /// PartialObjectMetadata of an object.
@@ -15,12 +16,17 @@ pub(crate) fn metadata_only(obj: &Value) -> Value {
 /// A Table of `items` (columns included unless `with_columns` is false: watches send them once).
 pub fn table_of(req: &ApiRequest, items: &[Value], list_meta: Value, with_columns: bool) -> Value {
     let printer = req.target.info.strategy.printer;
+    let custom = req.target.info.custom;
     let now = chrono::Utc::now();
     let include = req.query.get("includeObject").unwrap_or("Metadata");
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {
-            let mut row = json!({"cells": printers::cells(printer, o, now)});
+            let cells = match custom {
+                Some(c) => columns::cells(&c.columns, o, now),
+                None => printers::cells(printer, o, now),
+            };
+            let mut row = json!({"cells": cells});
             match include {
                 "None" => {}
                 "Object" => row["object"] = present(&req.target, o.clone()),
@@ -29,7 +35,11 @@ pub fn table_of(req: &ApiRequest, items: &[Value], list_meta: Value, with_column
             row
         })
         .collect();
-    let columns = if with_columns { printers::columns(printer) } else { vec![] };
+    let columns = match (with_columns, custom) {
+        (false, _) => vec![],
+        (true, Some(c)) => columns::definitions(&c.columns),
+        (true, None) => printers::columns(printer),
+    };
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "columnDefinitions": columns, "rows": rows})
 }
 

@@ -22,17 +22,38 @@ pub struct Target {
     pub watch_path: bool,
 }
 
+impl Target {
+    /// The resource whose selectable fields apply: a custom resource has only
+    /// `metadata.name` and `metadata.namespace` (whatever its plural).
+    fn selectable_as(&self) -> &'static str {
+        if self.info.custom.is_some() {
+            ""
+        } else {
+            self.info.storage().plural
+        }
+    }
+}
+
 fn not_found() -> ApiError {
     ApiError::NotFound(crate::resource::Subject::default())
 }
 
-/// Parses the segments after `/api/v1` or `/apis/{group}/{version}`.
+/// Parses the segments after `/api/v1` or `/apis/{group}/{version}` among the built-in
+/// resources.
 pub fn parse_target(group: &str, version: &str, segments: &[&str]) -> Result<Target, ApiError> {
+    parse_target_in(segments, |plural| resource::find(group, version, plural))
+}
+
+/// Parses the segments after `/api/v1` or `/apis/{group}/{version}`; `find` resolves a
+/// plural of that group/version to what the server serves (custom resources included).
+pub fn parse_target_in(
+    segments: &[&str],
+    find: impl Fn(&str) -> Option<&'static ResourceInfo>,
+) -> Result<Target, ApiError> {
     let (watch_path, segments) = match segments.first() {
         Some(&"watch") => (true, &segments[1..]),
         _ => (false, segments),
     };
-    let find = |plural: &str| resource::find(group, version, plural);
     // namespaces/{ns}/{resource}[/{name}[/{sub}]] when {resource} is a namespaced resource.
     if segments.len() >= 3 && segments[0] == "namespaces" {
         if let Some(info) = find(segments[2]).filter(|i| i.namespaced) {
@@ -148,7 +169,7 @@ impl Query {
             .map_err(|e| ApiError::BadRequest(format!("unable to parse labelSelector: {e}")))?;
         let fields = FieldSelector::parse(self.get("fieldSelector").unwrap_or(""))
             .map_err(|e| ApiError::BadRequest(format!("unable to parse fieldSelector: {e}")))?;
-        let resource = target.info.storage().plural;
+        let resource = target.selectable_as();
         if let Some(r) = fields.requirements.iter().find(|r| !object::is_selectable(resource, &r.field)) {
             return Err(ApiError::BadRequest(format!(
                 "Unable to find \"{}\" that match label selector \"\", field selector \"{}\": field label not supported: {}",
@@ -166,7 +187,7 @@ impl Query {
                 negated: false,
             });
         }
-        Ok(Filter { resource: target.info.storage().plural, namespace: target.namespace.clone(), labels, fields })
+        Ok(Filter { resource: target.selectable_as(), namespace: target.namespace.clone(), labels, fields })
     }
 }
 

@@ -23,10 +23,44 @@ use crate::resource;
 use crate::resource::patch_schema::Ty;
 use crate::resource::{ApiError, Cause, Subject};
 
-/// The `autoscaling/v1` Scale view of a scalable object.
-fn scale_of(obj: &Value) -> Value {
-    let selector = obj["spec"]["selector"].clone();
-    let selector_text = selector_string(&selector);
+/// The value at a dotted path (`["spec", "replicas"]`), if there is one.
+fn at_path<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(obj, |v, k| v.get(k.as_str()))
+}
+
+/// Sets the value at a dotted path, creating the objects on the way.
+fn set_path(obj: &mut Value, path: &[String], value: Value) {
+    let mut cur = obj;
+    for k in path {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        cur = cur.as_object_mut().expect("just made an object").entry(k.clone()).or_insert(Value::Null);
+    }
+    *cur = value;
+}
+
+/// The `autoscaling/v1` Scale view of a scalable object: a custom resource's from its
+/// CRD's `specReplicasPath`, `statusReplicasPath` and `labelSelectorPath` (a string).
+fn scale_of(info: &resource::ResourceInfo, obj: &Value) -> Value {
+    let (replicas, status_replicas, selector_text) = match info.custom.and_then(|c| c.scale.as_ref()) {
+        Some(paths) => (
+            at_path(obj, &paths.spec_replicas).and_then(Value::as_i64).unwrap_or(0),
+            at_path(obj, &paths.status_replicas).and_then(Value::as_i64).unwrap_or(0),
+            paths
+                .label_selector
+                .as_ref()
+                .and_then(|p| at_path(obj, p))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        None => (
+            obj["spec"]["replicas"].as_i64().unwrap_or(1),
+            obj["status"]["replicas"].as_i64().unwrap_or(0),
+            selector_string(&obj["spec"]["selector"]),
+        ),
+    };
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -37,8 +71,8 @@ fn scale_of(obj: &Value) -> Value {
             "resourceVersion": obj["metadata"]["resourceVersion"],
             "creationTimestamp": obj["metadata"]["creationTimestamp"],
         },
-        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1)},
-        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector_text},
+        "spec": {"replicas": replicas},
+        "status": {"replicas": status_replicas, "selector": selector_text},
     })
 }
 
@@ -79,7 +113,7 @@ pub async fn scale(state: &ApiState, req: ApiRequest) -> Result<Response, ApiErr
     let name = req.target.name.clone().expect("routed with a name");
     if req.method == Method::GET {
         let obj = state.registry.get(info, ns, &name, true).await?;
-        return Ok(respond(&req, StatusCode::OK, &scale_of(&obj), &[]));
+        return Ok(respond(&req, StatusCode::OK, &scale_of(info, &obj), &[]));
     }
     let opts = req.query.write_options()?;
     let (patch, desired_scale) = match req.method {
@@ -96,7 +130,7 @@ pub async fn scale(state: &ApiState, req: ApiRequest) -> Result<Response, ApiErr
     let written = state
         .registry
         .modify(info, ns, &name, Part::Main, &opts, |current| {
-            let view = scale_of(current);
+            let view = scale_of(info, current);
             let new_view = match (&patch, &desired_scale) {
                 // Scale has no patch schema: plain merge semantics.
                 (Some((kind, body)), _) => apply_patch(*kind, Ty::Unknown, &view, body)?,
@@ -108,7 +142,10 @@ pub async fn scale(state: &ApiState, req: ApiRequest) -> Result<Response, ApiErr
                 return Err(invalid_scale(&name, replicas));
             }
             let mut next = current.clone();
-            next["spec"]["replicas"] = json!(replicas);
+            match info.custom.and_then(|c| c.scale.as_ref()) {
+                Some(paths) => set_path(&mut next, &paths.spec_replicas, json!(replicas)),
+                None => next["spec"]["replicas"] = json!(replicas),
+            }
             // A resourceVersion in the Scale pins the write, as on the object itself — but
             // only one the client sent, not the one a patch inherits from the live object.
             let pinned = match &patch {
@@ -122,7 +159,7 @@ pub async fn scale(state: &ApiState, req: ApiRequest) -> Result<Response, ApiErr
             Ok(next)
         })
         .await?;
-    Ok(respond(&req, StatusCode::OK, &scale_of(&written.object), &written.warnings))
+    Ok(respond(&req, StatusCode::OK, &scale_of(info, &written.object), &written.warnings))
 }
 
 /// PUT bodies of the scale subresource are Scale objects, not the parent kind.
@@ -300,7 +337,7 @@ mod tests {
         let d = json!({"metadata": {"name": "web", "resourceVersion": "5"}, "spec": {"replicas": 3,
             "selector": {"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]}},
             "status": {"replicas": 2}});
-        let s = scale_of(&d);
+        let s = scale_of(resource::find("apps", "v1", "deployments").unwrap(), &d);
         assert_eq!(s["spec"]["replicas"], 3);
         assert_eq!(s["status"]["selector"], "app=web,tier in (a,b)");
     }

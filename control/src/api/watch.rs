@@ -64,9 +64,7 @@ struct Encoder {
 impl Encoder {
     fn event(&mut self, kind: EventType, obj: &Value) -> Bytes {
         let object = match self.req.rendering {
-            Rendering::Object if !self.req.target.info.is_legacy_alias() => {
-                return frame(self.encoding, kind.as_str(), obj)
-            }
+            Rendering::Object if !self.req.target.info.is_alias() => return frame(self.encoding, kind.as_str(), obj),
             Rendering::Object => present(&self.req.target, obj.clone()),
             Rendering::Metadata => {
                 json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"].clone()})

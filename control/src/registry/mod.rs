@@ -463,6 +463,11 @@ impl Registry {
         mut body: Value,
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
+        if info.custom.is_some_and(|c| c.terminating) {
+            return Err(ApiError::MethodNotAllowed(
+                "create not allowed while custom resource definition is terminating".into(),
+            ));
+        }
         Self::check_type(info, &mut body)?;
         let namespace = if info.namespaced {
             let url_ns = namespace.unwrap_or("default");
@@ -512,6 +517,10 @@ impl Registry {
             m.insert("generation".into(), json!(1));
         }
         (info.strategy.prepare_for_create)(&mut body);
+        if info.custom.is_some() && info.has_status {
+            // A custom resource's status is written through its status subresource only.
+            resource::kinds::clear_status(&mut body);
+        }
         if self.mount_service_account_tokens && info.group.is_empty() && info.plural == "pods" {
             self.admit_service_account(namespace.as_deref().unwrap_or("default"), &mut body).await;
         }

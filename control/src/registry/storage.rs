@@ -26,16 +26,16 @@ use crate::resource::ResourceInfo;
 /// The storage key of one object.
 pub fn object_key(info: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {
     match (info.namespaced, namespace) {
-        (true, Some(ns)) => format!("/registry/{}/{ns}/{name}", info.plural),
-        _ => format!("/registry/{}/{name}", info.plural),
+        (true, Some(ns)) => format!("/registry/{}/{ns}/{name}", info.key_root()),
+        _ => format!("/registry/{}/{name}", info.key_root()),
     }
 }
 
 /// The key prefix of a resource, or of one namespace of it.
 pub fn prefix(info: &ResourceInfo, namespace: Option<&str>) -> String {
     match (info.namespaced, namespace) {
-        (true, Some(ns)) => format!("/registry/{}/{ns}/", info.plural),
-        _ => format!("/registry/{}/", info.plural),
+        (true, Some(ns)) => format!("/registry/{}/{ns}/", info.key_root()),
+        _ => format!("/registry/{}/", info.key_root()),
     }
 }
 

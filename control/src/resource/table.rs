@@ -4,6 +4,7 @@
 //! points at its kind's strategy (`resource::kinds`), so adding a kind is one line here plus
 //! its strategy.
 
+use super::custom::CustomVersion;
 use super::kinds::{apps, batch, core, other, policy, rbac};
 use super::strategy::Strategy;
 
@@ -27,6 +28,9 @@ pub struct ResourceInfo {
     pub has_approval: bool,
     /// The kind's rules: defaults, validation, create preparation, patch schema, printer.
     pub strategy: &'static Strategy,
+    /// A version of a CustomResourceDefinition (`None` for built-in kinds): its schema,
+    /// printer columns and subresources (`resource::custom`).
+    pub custom: Option<&'static CustomVersion>,
 }
 
 /// A resource is its group, version and plural (unique in the table).
@@ -62,6 +66,7 @@ const fn r(
         has_pod_subresources: false,
         has_approval: false,
         strategy,
+        custom: None,
     }
 }
 
@@ -115,8 +120,11 @@ impl ResourceInfo {
     }
 
     /// The resource objects of this type are stored as: legacy aliases share their
-    /// canonical resource's storage.
+    /// canonical resource's storage, a custom resource's other versions its storage version's.
     pub fn storage(&self) -> &'static ResourceInfo {
+        if let Some(custom) = self.custom {
+            return custom.storage_version();
+        }
         if self.group == "extensions" {
             return find("apps", "v1", self.plural).expect("extensions aliases have an apps/v1 twin");
         }
@@ -125,6 +133,22 @@ impl ResourceInfo {
 
     pub fn is_legacy_alias(&self) -> bool {
         self.group == "extensions"
+    }
+
+    /// Served in another version than it is stored in (a legacy alias, or a custom
+    /// resource's non-storage version): objects change `apiVersion` on the way in and out.
+    pub fn is_alias(&self) -> bool {
+        self.is_legacy_alias() || self.custom.is_some_and(|c| !c.is_storage_version())
+    }
+
+    /// The store key root of its objects, after `/registry/`: the plural for built-ins,
+    /// `{group}/{plural}` for custom resources (as kube-apiserver lays out etcd, so a
+    /// custom `pods` can never share keys with the built-in one).
+    pub fn key_root(&self) -> std::borrow::Cow<'static, str> {
+        match self.custom {
+            Some(_) => format!("{}/{}", self.group, self.plural).into(),
+            None => self.plural.into(),
+        }
     }
 }
 
@@ -255,6 +279,16 @@ pub static RESOURCES: &[ResourceInfo] = &[
         true,
         &[],
     ),
+    r(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "customresourcedefinition",
+        ("CustomResourceDefinition", &crate::resource::custom::crd::CUSTOM_RESOURCE_DEFINITION),
+        false,
+        &["crd", "crds"],
+    )
+    .status(),
     // Old manifests still say extensions/v1beta1; they are stored and served as apps/v1.
     // No short names: `deploy` must mean apps/v1 without kubectl warning about ambiguity.
     r("extensions", "v1beta1", "deployments", "deployment", ("Deployment", &apps::DEPLOYMENT), true, &[])

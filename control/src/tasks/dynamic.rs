@@ -29,6 +29,28 @@ pub fn api(client: &Client, info: &ResourceInfo, namespace: Option<&str>) -> Api
     }
 }
 
+/// The CustomResourceDefinitions as the API serves them now (JSON).
+pub async fn definitions(client: &Client) -> Result<Vec<serde_json::Value>, kube::Error> {
+    let crds = crate::resource::find("apiextensions.k8s.io", "v1", "customresourcedefinitions").expect("served");
+    let list = api(client, crds, None).list(&Default::default()).await?;
+    Ok(list.items.into_iter().filter_map(|o| serde_json::to_value(o).ok()).collect())
+}
+
+/// The storage version of every custom resource the API serves now: what a task that
+/// handles every kind alike must cover besides the built-in table.
+pub async fn custom_resources(client: &Client) -> Result<Vec<&'static ResourceInfo>, kube::Error> {
+    let crds = definitions(client).await?;
+    Ok(crds.iter().filter_map(|crd| crate::resource::custom::resources_of(crd).first().copied()).collect())
+}
+
+/// The served custom resource of an owner reference's `apiVersion` and `kind`, if any.
+pub async fn custom_kind(client: &Client, api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
+    let crds = definitions(client).await.ok()?;
+    crds.iter()
+        .flat_map(|crd| crate::resource::custom::resources_of(crd))
+        .find(|r| r.api_version() == api_version && r.kind == kind)
+}
+
 /// Whether an API error means someone else got there first (the object changed since
 /// it was read, or is gone): the next pass decides again.
 pub fn lost_a_race(e: &kube::Error) -> bool {

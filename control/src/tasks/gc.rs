@@ -219,9 +219,13 @@ fn snapshot(kinds: &[KindStore], decoded: &mut Converted<Obj>) -> Vec<Arc<Obj>> 
 
 /// True when a linearizable read confirms the owner no longer exists (same uid).
 async fn confirmed_absent(ctx: &TaskContext, dependent: &Target, owner: &OwnerRef) -> bool {
-    let Some(info) = resources::find_kind(&owner.api_version, &owner.kind).map(|i| i.storage()) else {
-        // A kind this server does not serve cannot be checked; leave the dependent alone.
-        return false;
+    let info = match resources::find_kind(&owner.api_version, &owner.kind) {
+        Some(info) => info.storage(),
+        None => match dynamic::custom_kind(&ctx.client, &owner.api_version, &owner.kind).await {
+            Some(info) => info,
+            // A kind this server does not serve cannot be checked; leave the dependent alone.
+            None => return false,
+        },
     };
     let api = dynamic::api(&ctx.client, info, dependent.namespace.as_deref());
     match api.get(&owner.name).await {

@@ -173,6 +173,9 @@ pub fn store(informers: &Informers, info: &'static ResourceInfo) -> KindStore {
         ("rbac.authorization.k8s.io", "ClusterRole") => store_of::<rbac::ClusterRole>(informers, info),
         ("rbac.authorization.k8s.io", "RoleBinding") => store_of::<rbac::RoleBinding>(informers, info),
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => store_of::<rbac::ClusterRoleBinding>(informers, info),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => store_of::<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        >(informers, info),
         (group, kind) => unreachable!("{kind}.{group} is served but has no typed informer here"),
     }
 }

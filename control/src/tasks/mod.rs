@@ -19,6 +19,7 @@
 //! * [`hpa`] — HorizontalPodAutoscalers: scale targets from metrics.k8s.io usage;
 //! * [`gc`] — the garbage collector (ownerReferences cascades);
 //! * [`namespaces`] — finishes namespace deletion (deletes the contents, then the namespace);
+//! * [`crd_cleanup`] — finishes CustomResourceDefinition deletion (deletes its objects first);
 //! * [`events`] — the Event recorder every task uses;
 //! * [`context`] — what every task gets to work with;
 //! * [`kinds`] and [`dynamic`] — the shared informers and API of every served kind alike
@@ -31,6 +32,7 @@ pub mod cluster_dns;
 pub mod clusterrole_aggregation;
 pub mod context;
 pub mod controller;
+pub mod crd_cleanup;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -125,6 +127,7 @@ pub fn all() -> Vec<(&'static str, TaskFn)> {
     vec![
         ("leader-leases", Arc::new(|ctx, cancel| Box::pin(leases::run(ctx, cancel)))),
         ("namespace-controller", Arc::new(|ctx, cancel| Box::pin(namespaces::run(ctx, cancel)))),
+        ("crd-cleanup", Arc::new(|ctx, cancel| Box::pin(crd_cleanup::run(ctx, cancel)))),
         ("scheduler", Arc::new(|ctx, cancel| Box::pin(scheduler::run(ctx, cancel)))),
         ("replicaset-controller", Arc::new(|ctx, cancel| Box::pin(replicaset::run(ctx, cancel)))),
         ("deployment-controller", Arc::new(|ctx, cancel| Box::pin(deployment::run(ctx, cancel)))),

@@ -24,7 +24,11 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Deletes what is left in `ns`; true when nothing is left.
 async fn empty_namespace(ctx: &TaskContext, ns: &str) -> bool {
     let mut empty = true;
-    for info in RESOURCES.iter().filter(|r| r.namespaced && !r.is_legacy_alias()) {
+    let Ok(custom) = dynamic::custom_resources(&ctx.client).await else {
+        return false;
+    };
+    let built_in = RESOURCES.iter().filter(|r| !r.is_legacy_alias());
+    for info in built_in.chain(custom).filter(|r| r.namespaced) {
         let api = dynamic::api(&ctx.client, info, Some(ns));
         let Ok(list) = api.list(&Default::default()).await else {
             return false;

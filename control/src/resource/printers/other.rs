@@ -9,6 +9,14 @@ pub static LEASE: Printer = Printer { columns: LEASE_COLS, row: lease_row };
 pub static HPA: Printer = Printer { columns: HPA_COLS, row: hpa_row };
 pub static RESOURCE_QUOTA: Printer = Printer { columns: RESOURCE_QUOTA_COLS, row: resource_quota_row };
 pub static CERTIFICATE_SIGNING_REQUEST: Printer = Printer { columns: CSR_COLS, row: csr_row };
+pub static CUSTOM_RESOURCE_DEFINITION: Printer = Printer { columns: CRD_COLS, row: crd_row };
+
+// kube-apiserver prints a CRD's creation time itself, not its age.
+static CRD_COLS: &[Col] = &[NAME, col("Created At", "date", D_CREATED)];
+
+fn crd_row(obj: &Value, _now: DateTime<Utc>) -> Vec<Value> {
+    vec![name(obj), json!(text(obj, &["metadata", "creationTimestamp"]))]
+}
 
 static CSR_COLS: &[Col] = &[
     NAME,

@@ -18,9 +18,9 @@ pub(crate) mod config;
 pub(crate) mod defaults;
 pub(crate) mod event;
 pub(crate) mod ingress;
-mod json;
-mod meta;
-mod names;
+pub(crate) mod json;
+pub(crate) mod meta;
+pub(crate) mod names;
 pub(crate) mod other;
 pub(crate) mod pod;
 pub(crate) mod policy;
@@ -159,6 +159,9 @@ pub(crate) type Errs = Vec<FieldError>;
 pub fn default_object(info: &ResourceInfo, obj: &mut Value) {
     if obj.is_object() {
         (info.strategy.defaults)(obj);
+        if let Some(custom) = info.custom {
+            custom.apply_defaults(obj);
+        }
     }
 }
 
@@ -170,6 +173,9 @@ pub fn validate_create(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
         return errs;
     }
     (info.strategy.validate)(obj, &mut errs);
+    if let Some(custom) = info.custom {
+        errs.extend(custom.validate(info, obj));
+    }
     errs
 }
 

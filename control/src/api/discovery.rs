@@ -1,5 +1,5 @@
-//! Discovery documents (`/api`, `/api/v1`, `/apis`, `/apis/{g}`, `/apis/{g}/{v}`),
-//! `/version`, and the OpenAPI v3 documents clients probe.
+//! Discovery documents (`/api`, `/api/v1`, `/apis`, `/apis/{g}`, `/apis/{g}/{v}`), legacy
+//! and aggregated, and `/version`.
 //!
 //! Discovery is served in the legacy (non-aggregated) format: clients that ask for
 //! aggregated discovery fall back to it when the response's content type says so.
@@ -9,7 +9,7 @@
 //! itself so it needs no client-side schema). They carry no schemas: kubectl then computes
 //! apply patches from its compiled-in types, as it does against any server without them.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::resource::{self, ResourceInfo};
 
@@ -268,69 +268,6 @@ fn fold_entries(list: &Value) -> Vec<Value> {
     out
 }
 
-/// "api/v1" or "apis/apps/v1" for every served group/version.
-fn openapi_group_versions() -> Vec<(String, &'static str, &'static str)> {
-    let mut out = vec![("api/v1".to_string(), "", "v1")];
-    for (g, v) in resource::groups() {
-        out.push((format!("apis/{g}/{v}"), g, v));
-    }
-    out
-}
-
-pub fn openapi_v3_root() -> Value {
-    let paths: Map<String, Value> = openapi_group_versions()
-        .into_iter()
-        .map(|(path, _, _)| {
-            let url = format!("/openapi/v3/{path}?hash={}", env!("CARGO_PKG_VERSION").replace('.', ""));
-            (path, json!({"serverRelativeURL": url}))
-        })
-        .collect();
-    json!({"paths": paths})
-}
-
-fn query_param(name: &str) -> Value {
-    json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}})
-}
-
-/// The OpenAPI v3 document of one group/version (`api/v1`, `apis/apps/v1`).
-pub fn openapi_v3(path: &str) -> Option<Value> {
-    let (_, group, version) = openapi_group_versions().into_iter().find(|(p, _, _)| p == path)?;
-    let mut paths = Map::new();
-    for r in resource::in_group_version(group, version) {
-        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
-        let base = if r.namespaced {
-            format!("/{path}/namespaces/{{namespace}}/{}", r.plural)
-        } else {
-            format!("/{path}/{}", r.plural)
-        };
-        let write_params: Vec<Value> =
-            ["dryRun", "fieldManager", "fieldValidation"].iter().map(|p| query_param(p)).collect();
-        let ok = json!({"200": {"description": "OK"}});
-        let mut patch_params = write_params.clone();
-        patch_params.push(query_param("force"));
-        let patch_body = json!({"content": {
-            "application/json-patch+json": {},
-            "application/merge-patch+json": {},
-            "application/apply-patch+yaml": {},
-        }});
-        let op =
-            |params: &[Value]| json!({"x-kubernetes-group-version-kind": gvk, "parameters": params, "responses": ok});
-        let mut patch = op(&patch_params);
-        patch["requestBody"] = patch_body;
-        paths.insert(
-            format!("{base}/{{name}}"),
-            json!({"get": op(&[]), "put": op(&write_params), "patch": patch, "delete": op(&[])}),
-        );
-        paths.insert(base, json!({"get": op(&[]), "post": op(&write_params), "delete": op(&[])}));
-    }
-    Some(json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Berth", "version": format!("v1.{KUBE_MINOR}.0")},
-        "paths": paths,
-        "components": {"schemas": {}},
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,9 +319,5 @@ mod tests {
         assert!(resource_list("apps", "v2", &[]).is_none());
         assert!(group("batch", &[]).is_some());
         assert!(group_list(&[])["groups"].as_array().unwrap().iter().any(|g| g["name"] == "extensions"));
-        let doc = openapi_v3("apis/apps/v1").unwrap();
-        let p = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
-        assert!(p["parameters"].as_array().unwrap().iter().any(|q| q["name"] == "fieldValidation"));
-        assert!(openapi_v3_root()["paths"]["apis/batch/v1"].is_object());
     }
 }

@@ -9,7 +9,8 @@
 //! * [`subresources`] — scale, binding, log; [`eviction`] — evictions within disruption budgets;
 //! * [`authn`] — who is asking (client certificates, tokens, anonymous), in front of all;
 //!   [`authz`] — may they (system:masters, then RBAC), right behind it;
-//! * [`discovery`] — discovery, `/version`, OpenAPI v3; [`metrics`] — request metrics;
+//! * [`discovery`] — discovery, `/version`; [`openapi`] — the OpenAPI v2/v3 documents;
+//! * [`metrics`] — request metrics;
 //! * [`resource_metrics`] — `metrics.k8s.io` (NodeMetrics, PodMetrics) for `kubectl top`;
 //! * [`reviews`] — answered-not-stored reviews (SelfSubjectReview for `kubectl auth whoami`);
 //! * [`patch`] — JSON, merge, strategic merge patches and server-side apply;
@@ -31,6 +32,7 @@ pub mod failpoints;
 pub mod handlers;
 pub mod metrics;
 pub mod node_authz;
+pub mod openapi;
 pub mod patch;
 pub mod render;
 pub mod request;
@@ -177,8 +179,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/api", get(core_discovery))
         .route("/apis", get(group_list))
-        .route("/openapi/v3", get(|| async { json_ok(discovery::openapi_v3_root()) }))
-        .route("/openapi/v3/{*path}", get(openapi_doc))
+        .route("/openapi/v2", get(openapi_v2))
+        .route("/openapi/v3", get(openapi_v3_root))
+        .route("/openapi/v3/{*path}", get(openapi_v3))
         .route("/api/v1/namespaces/{ns}/pods/{name}/exec", any(streaming::exec))
         .route("/api/v1/namespaces/{ns}/pods/{name}/attach", any(streaming::attach))
         .route("/api/v1/namespaces/{ns}/pods/{name}/portforward", any(streaming::port_forward))
@@ -347,11 +350,26 @@ async fn metrics_text(State(state): State<ApiState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-async fn openapi_doc(Path(path): Path<String>) -> Response {
-    match discovery::openapi_v3(path.trim_end_matches('/')) {
-        Some(doc) => json_ok(doc),
+async fn openapi_v3_root(State(state): State<ApiState>) -> Response {
+    json_ok(openapi::v3_root(&state.cache.custom_resources()))
+}
+
+async fn openapi_v3(State(state): State<ApiState>, Path(path): Path<String>) -> Response {
+    match openapi::v3(path.trim_end_matches('/'), &state.cache.custom_resources()) {
+        Some(doc) => json_response(StatusCode::OK, &doc, &[]),
         None => ApiError::NotFound(Subject::default()).into_response(),
     }
+}
+
+/// Swagger 2.0 as JSON. client-go asks for it as gnostic protobuf, which is not served:
+/// it gets 406, as from a server without that form, and kubectl uses v3.
+async fn openapi_v2(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let json_ok_here = accept.is_empty() || accept.contains("json") || accept.contains("*/*");
+    if !json_ok_here {
+        return ApiError::NotAcceptable("only application/json is served for /openapi/v2".into()).into_response();
+    }
+    json_ok(openapi::v2(&state.cache.custom_resources()))
 }
 
 /// What the client asked to receive (negotiated by [`encoding::negotiate`]).

@@ -24,7 +24,7 @@
 use serde_json::Value;
 
 /// A node of the type graph: which struct a JSON object at some position corresponds to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Ty {
     /// No metadata known: maps merge, lists replace.
     Unknown,

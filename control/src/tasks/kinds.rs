@@ -12,18 +12,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Event, LimitRange, Namespace, Node, Pod, ResourceQuota, Secret, Service, ServiceAccount,
-};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1 as rbac;
-use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::Store;
 use kube::Resource;
@@ -32,6 +20,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::workqueue::Informers;
+use crate::resource::builtin_types::{self, BuiltinKind, KindVisitor};
 use crate::resource::table::{ResourceInfo, RESOURCES};
 
 /// One cached object of some kind.
@@ -139,45 +128,15 @@ impl<T> Converted<T> {
 
 /// The informer of the served kind `info` (started on first use).
 pub fn store(informers: &Informers, info: &'static ResourceInfo) -> KindStore {
-    match (info.group, info.kind) {
-        ("", "Namespace") => store_of::<Namespace>(informers, info),
-        ("", "Node") => store_of::<Node>(informers, info),
-        ("", "Pod") => store_of::<Pod>(informers, info),
-        ("", "Service") => store_of::<Service>(informers, info),
-        ("", "Endpoints") => store_of::<Endpoints>(informers, info),
-        ("", "ConfigMap") => store_of::<ConfigMap>(informers, info),
-        ("", "Secret") => store_of::<Secret>(informers, info),
-        ("", "Event") => store_of::<Event>(informers, info),
-        ("", "ServiceAccount") => store_of::<ServiceAccount>(informers, info),
-        ("", "ResourceQuota") => store_of::<ResourceQuota>(informers, info),
-        ("apps", "Deployment") => store_of::<Deployment>(informers, info),
-        ("apps", "ReplicaSet") => store_of::<ReplicaSet>(informers, info),
-        ("apps", "DaemonSet") => store_of::<DaemonSet>(informers, info),
-        ("apps", "StatefulSet") => store_of::<StatefulSet>(informers, info),
-        ("apps", "ControllerRevision") => store_of::<ControllerRevision>(informers, info),
-        ("", "LimitRange") => store_of::<LimitRange>(informers, info),
-        ("networking.k8s.io", "NetworkPolicy") => store_of::<NetworkPolicy>(informers, info),
-        ("policy", "PodDisruptionBudget") => store_of::<PodDisruptionBudget>(informers, info),
-        ("scheduling.k8s.io", "PriorityClass") => store_of::<PriorityClass>(informers, info),
-        ("batch", "Job") => store_of::<Job>(informers, info),
-        ("batch", "CronJob") => store_of::<CronJob>(informers, info),
-        ("coordination.k8s.io", "Lease") => store_of::<Lease>(informers, info),
-        ("certificates.k8s.io", "CertificateSigningRequest") => {
-            store_of::<k8s_openapi::api::certificates::v1::CertificateSigningRequest>(informers, info)
+    struct Informer<'a>(&'a Informers, &'static ResourceInfo);
+    impl KindVisitor for Informer<'_> {
+        type Output = KindStore;
+        fn visit<K: BuiltinKind>(self) -> KindStore {
+            store_of::<K>(self.0, self.1)
         }
-        ("discovery.k8s.io", "EndpointSlice") => store_of::<EndpointSlice>(informers, info),
-        ("networking.k8s.io", "Ingress") => store_of::<Ingress>(informers, info),
-        ("networking.k8s.io", "IngressClass") => store_of::<IngressClass>(informers, info),
-        ("autoscaling", "HorizontalPodAutoscaler") => store_of::<HorizontalPodAutoscaler>(informers, info),
-        ("rbac.authorization.k8s.io", "Role") => store_of::<rbac::Role>(informers, info),
-        ("rbac.authorization.k8s.io", "ClusterRole") => store_of::<rbac::ClusterRole>(informers, info),
-        ("rbac.authorization.k8s.io", "RoleBinding") => store_of::<rbac::RoleBinding>(informers, info),
-        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => store_of::<rbac::ClusterRoleBinding>(informers, info),
-        ("apiextensions.k8s.io", "CustomResourceDefinition") => store_of::<
-            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-        >(informers, info),
-        (group, kind) => unreachable!("{kind}.{group} is served but has no typed informer here"),
     }
+    builtin_types::visit(info.group, info.kind, Informer(informers, info))
+        .unwrap_or_else(|| unreachable!("{}.{} is served but has no typed informer here", info.kind, info.group))
 }
 
 /// The informers of every served kind (legacy aliases share their canonical kind's)

@@ -50,6 +50,8 @@ pub struct CustomVersion {
     pub crd_name: String,
     /// `openAPIV3Schema` of this version (`None`: none given, everything is kept).
     pub schema: Option<Schema>,
+    /// The same schema as given, for the OpenAPI documents.
+    pub openapi: Option<Value>,
     pub columns: Vec<PrinterColumn>,
     pub scale: Option<ScalePaths>,
     /// The CRD is being deleted: its objects can be read and deleted, not created.
@@ -179,6 +181,7 @@ fn build(crd: &Value, terminating: bool) -> Vec<&'static ResourceInfo> {
         let custom: &'static CustomVersion = Box::leak(Box::new(CustomVersion {
             crd_name: crd_name.clone(),
             schema,
+            openapi: v["schema"].get("openAPIV3Schema").filter(|s| s.is_object()).cloned(),
             columns: columns::of_version(v),
             scale,
             terminating,

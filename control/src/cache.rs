@@ -451,7 +451,7 @@ impl WatchCache {
     /// Starts one cacher per stored resource, and the task that follows the CRDs.
     pub fn start(storage: &Storage, shutdown: &CancellationToken) -> Arc<WatchCache> {
         let mut cachers = HashMap::new();
-        for info in RESOURCES.iter().filter(|r| !r.is_legacy_alias()) {
+        for info in RESOURCES.iter().filter(|r| !r.is_alias()) {
             let c = Cacher::new(info);
             tokio::spawn(c.clone().run(storage.clone(), shutdown.clone()));
             cachers.insert(info.plural, c);

@@ -4,7 +4,7 @@
 //! build on this module (it imports neither).
 
 use axum::http::header;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::request::{Query, Target};
 use super::{decode, encoding, patch, ApiRequest};
@@ -43,31 +43,9 @@ pub async fn decode_body_warned(req: &ApiRequest) -> Result<(Value, Vec<String>)
     Ok((convert_legacy(&req.target, decoded.value), warnings))
 }
 
-/// A body for an alias becomes its storage version's: a custom resource's other version
-/// only changes `apiVersion` (conversion `None`); extensions/v1beta1 Deployments become
-/// apps/v1 — the selector defaults to the template's labels (v1beta1 allowed omitting it)
-/// and fields apps/v1 dropped are removed.
-pub(crate) fn convert_legacy(target: &Target, mut body: Value) -> Value {
-    if !target.info.is_alias() {
-        return body;
-    }
-    let storage = target.info.storage();
-    if body.get("apiVersion").and_then(Value::as_str) == Some(&target.info.api_version()) {
-        body["apiVersion"] = json!(storage.api_version());
-    }
-    if !target.info.is_legacy_alias() {
-        return body;
-    }
-    if let Some(spec) = body.get_mut("spec").and_then(Value::as_object_mut) {
-        spec.remove("rollbackTo");
-        spec.remove("templateGeneration");
-        if spec.get("selector").is_none_or(Value::is_null) {
-            if let Some(labels) = spec.get("template").and_then(|t| t["metadata"]["labels"].as_object()).cloned() {
-                spec.insert("selector".into(), json!({"matchLabels": labels}));
-            }
-        }
-    }
-    body
+/// A body for an alias becomes its storage form (`resource::alias`).
+pub(crate) fn convert_legacy(target: &Target, body: Value) -> Value {
+    crate::resource::alias::to_storage(target.info, body)
 }
 
 /// The patch types of the PATCH verb.

@@ -52,7 +52,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use berth_store::Store;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use tracing::Instrument;
@@ -525,7 +525,10 @@ async fn resource_request(
     };
     let span =
         tracing::debug_span!("api", verb, resource = %resource, ns = ?req.target.namespace, name = ?req.target.name);
-    let legacy = req.target.info.is_legacy_alias().then(|| deprecation_warning(req.target.info));
+    let legacy = match req.target.info.custom {
+        Some(custom) => custom.deprecation.clone(),
+        None => req.target.info.is_legacy_alias().then(|| deprecation_warning(req.target.info)),
+    };
     let mut response = match handlers::dispatch(&state, req).instrument(span).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -551,17 +554,9 @@ fn deprecation_warning(info: &crate::resource::ResourceInfo) -> String {
     )
 }
 
-/// Sets the `apiVersion` a legacy-alias request sees (extensions/v1beta1 Deployments are
-/// stored as apps/v1).
-pub fn present(target: &Target, mut obj: Value) -> Value {
-    if target.info.is_alias() {
-        if let Some(m) = obj.as_object_mut() {
-            if m.get("kind").and_then(Value::as_str) == Some(target.info.kind) {
-                m.insert("apiVersion".into(), json!(target.info.api_version()));
-            }
-        }
-    }
-    obj
+/// A stored object in the form the request's resource serves it (`resource::alias`).
+pub fn present(target: &Target, obj: Value) -> Value {
+    crate::resource::alias::from_storage(target.info, obj)
 }
 
 /// An empty body response, for handlers that stream.

@@ -330,7 +330,7 @@ pub fn used_for(name: &str, objects: &[(&ResourceInfo, &Value)], now: chrono::Da
 
 /// The served resources whose objects quota resource `name` counts.
 pub fn resources_for(name: &str) -> Vec<&'static ResourceInfo> {
-    crate::resource::RESOURCES.iter().filter(|r| r.namespaced && !r.is_legacy_alias() && tracks(r, name)).collect()
+    crate::resource::RESOURCES.iter().filter(|r| r.namespaced && !r.is_alias() && tracks(r, name)).collect()
 }
 
 #[cfg(test)]

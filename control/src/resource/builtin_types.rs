@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn every_built_in_kind_has_its_type() {
-        for info in super::super::RESOURCES.iter().filter(|r| !r.is_legacy_alias()) {
+        for info in super::super::RESOURCES.iter().filter(|r| !r.is_alias()) {
             assert_eq!(visit(info.group, info.kind, KindName).as_deref(), Some(info.kind), "{}", info.kind);
         }
     }

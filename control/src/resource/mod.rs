@@ -9,6 +9,7 @@
 //!   kind or group of small kinds), [`typed`] (the k8s-openapi round trip), [`printers`]
 //!   (server-side table columns, one file per kind or group), [`patch_schema`] (the
 //!   strategic-merge type graph patches and managedFields walk);
+//! * [`alias`] — resources served in one form and stored in another, converted both ways;
 //! * [`builtin_types`] — each built-in kind's k8s-openapi type, for code generic over it;
 //! * [`custom`] — custom resources: what a CustomResourceDefinition serves (schemas,
 //!   printer columns), and the CRD kind's own rules;
@@ -17,6 +18,7 @@
 //!
 //! Both `api` and `registry` (and `cache`) build on this module; it imports neither.
 
+pub mod alias;
 pub mod builtin_types;
 pub mod custom;
 pub mod error;

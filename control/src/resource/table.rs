@@ -128,6 +128,9 @@ impl ResourceInfo {
         if self.group == "extensions" {
             return find("apps", "v1", self.plural).expect("extensions aliases have an apps/v1 twin");
         }
+        if self.group == "events.k8s.io" {
+            return find("", "v1", "events").expect("core events are served");
+        }
         find(self.group, self.version, self.plural).expect("resource is in the table")
     }
 
@@ -138,7 +141,7 @@ impl ResourceInfo {
     /// Served in another version than it is stored in (a legacy alias, or a custom
     /// resource's non-storage version): objects change `apiVersion` on the way in and out.
     pub fn is_alias(&self) -> bool {
-        self.is_legacy_alias() || self.custom.is_some_and(|c| !c.is_storage_version())
+        self.is_legacy_alias() || self.group == "events.k8s.io" || self.custom.is_some_and(|c| !c.is_storage_version())
     }
 
     /// The store key root of its objects, after `/registry/`: the plural for built-ins,
@@ -279,6 +282,8 @@ pub static RESOURCES: &[ResourceInfo] = &[
         true,
         &[],
     ),
+    // The same objects as core events, in the newer shape (`resource::alias`).
+    r("events.k8s.io", "v1", "events", "event", ("Event", &core::EVENT), true, &[]),
     r(
         "apiextensions.k8s.io",
         "v1",
@@ -335,9 +340,9 @@ mod tests {
         assert_eq!(find_kind("v1", "Pod").unwrap().plural, "pods");
         assert_eq!(groups()[0], ("apps", "v1"));
         // Plurals are unique per storage: keys are /registry/{plural}/...
-        let mut plurals: Vec<_> = RESOURCES.iter().filter(|r| !r.is_legacy_alias()).map(|r| r.plural).collect();
+        let mut plurals: Vec<_> = RESOURCES.iter().filter(|r| !r.is_alias()).map(|r| r.plural).collect();
         plurals.sort();
         plurals.dedup();
-        assert_eq!(plurals.len(), RESOURCES.len() - 1);
+        assert_eq!(plurals.len(), RESOURCES.iter().filter(|r| !r.is_alias()).count());
     }
 }

@@ -334,7 +334,7 @@ mod tests {
     use crate::resource::table::RESOURCES;
 
     fn info(plural: &str) -> &'static ResourceInfo {
-        RESOURCES.iter().find(|r| r.plural == plural && !r.is_legacy_alias()).unwrap()
+        RESOURCES.iter().find(|r| r.plural == plural && !r.is_alias()).unwrap()
     }
 
     fn obj(plural: &str, name: &str, owners: &[(&str, bool)]) -> Obj {

@@ -82,7 +82,7 @@ fn scale_resource(api_version: &str, kind: &str) -> Result<&'static resources::R
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
     resources::RESOURCES
         .iter()
-        .find(|r| r.group == group && r.kind == kind && r.has_scale && !r.is_legacy_alias())
+        .find(|r| r.group == group && r.kind == kind && r.has_scale && !r.is_alias())
         .ok_or_else(|| format!("no matches for kind \"{kind}\" in group \"{group}\""))
 }
 

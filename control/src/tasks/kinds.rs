@@ -142,7 +142,7 @@ pub fn store(informers: &Informers, info: &'static ResourceInfo) -> KindStore {
 /// The informers of every served kind (legacy aliases share their canonical kind's)
 /// that `keep` accepts.
 pub fn kinds_where(informers: &Informers, keep: impl Fn(&ResourceInfo) -> bool) -> Vec<KindStore> {
-    RESOURCES.iter().filter(|r| !r.is_legacy_alias() && keep(r)).map(|info| store(informers, info)).collect()
+    RESOURCES.iter().filter(|r| !r.is_alias() && keep(r)).map(|info| store(informers, info)).collect()
 }
 
 #[cfg(test)]
@@ -157,7 +157,7 @@ mod tests {
         );
         let informers = Informers::new(client, tokio_util::sync::CancellationToken::new());
         let kinds = kinds_where(&informers, |_| true);
-        assert_eq!(kinds.len(), RESOURCES.iter().filter(|r| !r.is_legacy_alias()).count());
+        assert_eq!(kinds.len(), RESOURCES.iter().filter(|r| !r.is_alias()).count());
         assert!(kinds.iter().all(|k| k.objects().is_empty()));
     }
 }

@@ -27,7 +27,7 @@ async fn empty_namespace(ctx: &TaskContext, ns: &str) -> bool {
     let Ok(custom) = dynamic::custom_resources(&ctx.client).await else {
         return false;
     };
-    let built_in = RESOURCES.iter().filter(|r| !r.is_legacy_alias());
+    let built_in = RESOURCES.iter().filter(|r| !r.is_alias());
     for info in built_in.chain(custom).filter(|r| r.namespaced) {
         let api = dynamic::api(&ctx.client, info, Some(ns));
         let Ok(list) = api.list(&Default::default()).await else {

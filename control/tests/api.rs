@@ -365,7 +365,7 @@ async fn a_thousand_node_watches_share_one_store_watch_and_each_sees_only_its_po
     let store = cluster.servers[0].store.clone();
     let pods: Api<core::v1::Pod> = Api::namespaced(client.clone(), "default");
     // Wait until every resource's cache holds its one store watch, then count them.
-    let cached = berth_control::resource::RESOURCES.iter().filter(|r| !r.is_legacy_alias()).count();
+    let cached = berth_control::resource::RESOURCES.iter().filter(|r| !r.is_alias()).count();
     let store_watchers_before = eventually(Duration::from_secs(10), "one store watch per cache", || async {
         Some(store.hub().watcher_count()).filter(|(all, unsynced)| *all == cached && *unsynced == 0)
     })

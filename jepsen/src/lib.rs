@@ -12,6 +12,7 @@ pub mod churn;
 pub mod client;
 pub mod clock;
 pub mod control_bench;
+pub mod crd_bench;
 pub mod data_path;
 pub mod db;
 pub mod disk;

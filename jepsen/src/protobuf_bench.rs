@@ -72,7 +72,7 @@ fn body(value: &Value, content_type: &str) -> BenchResult<Vec<u8>> {
 }
 
 /// Sends one request; the answer's bytes after checking the status.
-async fn send(
+pub(crate) async fn send(
     client: &kube::Client,
     method: &str,
     path: &str,
@@ -106,7 +106,7 @@ fn decode_list(bytes: &[u8], encoding: &str) -> BenchResult<usize> {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or_default()
 }

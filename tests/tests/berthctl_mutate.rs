@@ -388,14 +388,34 @@ fn nodes(c: &CtlCluster) {
     assert_eq!(node("hollow-0")["spec"]["unschedulable"], true);
     assert!(api(c, "/api/v1/namespaces/default/pods/loner").is_some(), "refused pods stay");
 
+    // A disruption budget lets the web pods go one at a time: drain's evictions beyond it
+    // are refused with 429 and retried every 5 s (kubectl's message), until each
+    // replacement is ready on hollow-1.
+    let budget = serde_json::json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": "web"}, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}});
+    c.ok_stdin(&["apply", "-f", "-"], &budget.to_string());
+    eventually(Duration::from_secs(30), "the budget's status", || {
+        let pdb = api(c, "/apis/policy/v1/namespaces/default/poddisruptionbudgets/web")?;
+        (pdb["status"]["currentHealthy"] == 3 && pdb["status"]["disruptionsAllowed"] == 1).then_some(())
+    });
     let evicted = pods_on("hollow-0");
-    let out = c.run(&["drain", "hollow-0", "--force", "--ignore-daemonsets"], None);
+    let out = c.run(&["drain", "hollow-0", "--force", "--ignore-daemonsets", "--timeout=120s"], None);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "Warning: deleting Pods that declare no controller: default/loner\n"
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let mut stderr_lines = stderr.lines();
+    assert_eq!(stderr_lines.next(), Some("Warning: deleting Pods that declare no controller: default/loner"));
+    let refusals: Vec<&str> = stderr_lines.collect();
+    assert!(!refusals.is_empty(), "three pods under maxUnavailable 1 cannot all go at once: {stderr}");
+    for line in refusals {
+        assert!(
+            line.starts_with("error when evicting pods/\"web-")
+                && line.ends_with(
+                    "-n \"default\" (will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget."
+                ),
+            "{line}"
+        );
+    }
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], "node/hollow-0 already cordoned");
     assert_eq!(lines.last(), Some(&"node/hollow-0 drained"));

@@ -518,8 +518,11 @@ impl Registry {
         }
         (info.strategy.prepare_for_create)(&mut body);
         if info.custom.is_some() && info.has_status {
-            // A custom resource's status is written through its status subresource only.
-            resource::kinds::clear_status(&mut body);
+            // A custom resource's status is written through its status subresource only
+            // (and, having no Go struct, is absent rather than empty).
+            if let Some(m) = body.as_object_mut() {
+                m.remove("status");
+            }
         }
         if self.mount_service_account_tokens && info.group.is_empty() && info.plural == "pods" {
             self.admit_service_account(namespace.as_deref().unwrap_or("default"), &mut body).await;

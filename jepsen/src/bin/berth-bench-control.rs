@@ -8,6 +8,7 @@
 //! `churn` follows one server's memory and disk under steady churn for a long time;
 //! `api-security` compares the API with TLS, authentication and RBAC against `--insecure`;
 //! `protobuf` compares Kubernetes protobuf with JSON for big LISTs and for creates.
+//! `crd` compares custom objects with ConfigMaps, and times a CRD's deletion with its objects.
 
 use std::path::PathBuf;
 
@@ -16,6 +17,7 @@ use berth_jepsen::agent_failover::{self, AgentFailoverConfig};
 use berth_jepsen::api_bench::{self, ApiSecurityConfig};
 use berth_jepsen::churn::{self, ChurnConfig};
 use berth_jepsen::control_bench::{self, FailoverConfig, SchedulingConfig};
+use berth_jepsen::crd_bench::{self, CrdBenchConfig};
 use berth_jepsen::data_path::{self, DataPathConfig};
 use berth_jepsen::dns_bench::{self, DnsBenchConfig};
 use berth_jepsen::pod_startup::{self, PodStartupConfig};
@@ -57,6 +59,16 @@ enum Bench {
         creates: usize,
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+    },
+    /// Custom objects (a CRD) vs ConfigMaps: CRUD throughput and latency, LIST; then the
+    /// deletion of a CRD with many objects.
+    Crd {
+        #[arg(long, default_value_t = 4000)]
+        objects: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10_000)]
+        cleanup_objects: usize,
     },
     /// kill -9 the leader, delete a pod, time until it is replaced and bound.
     Failover {
@@ -204,6 +216,12 @@ async fn main() -> Result<()> {
             let cfg = ProtobufBenchConfig { pods, list_trials, creates, concurrency };
             let (json, protobuf) = protobuf_bench::protobuf_bench(&dir, &cfg).await.context("protobuf benchmark")?;
             protobuf_bench::print(&cfg, &json, &protobuf);
+        }
+        Bench::Crd { objects, concurrency, cleanup_objects } => {
+            anyhow::ensure!(objects > 0 && concurrency > 0 && cleanup_objects > 0, "counts must be positive");
+            let cfg = CrdBenchConfig { objects, concurrency, cleanup_objects };
+            let figures = crd_bench::crd_bench(&dir, &cfg).await.context("CRD benchmark")?;
+            crd_bench::print(&cfg, &figures);
         }
         Bench::PodStartup { pods, images_dir, sample } => {
             let cfg = PodStartupConfig { pods: pods as usize, images_dir, sample };

@@ -15,10 +15,12 @@ pub mod rbac;
 
 use serde_json::Value;
 
-/// `PrepareForCreate` of kinds with a status subresource: status starts empty.
+/// `PrepareForCreate` of kinds with a status subresource: status starts empty — as an
+/// empty struct, which kube-apiserver returns as `status: {}` (the typed round trip then
+/// fills the fields Go never omits, such as a ReplicaSet's `replicas: 0`).
 pub(crate) fn clear_status(obj: &mut Value) {
     if let Some(m) = obj.as_object_mut() {
-        m.remove("status");
+        m.insert("status".into(), Value::Object(Default::default()));
     }
 }
 

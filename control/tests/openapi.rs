@@ -77,6 +77,10 @@ async fn client_side_apply_removes_a_container_by_its_merge_key() {
     let names =
         ok(&server, &["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[*].name}"], None).await;
     assert_eq!(names, "web");
+    // A new object's struct status is there, empty, as kube-apiserver returns it.
+    let created =
+        ok(&server, &["create", "deployment", "fresh", "--image=registry.local/web:1", "-o", "yaml"], None).await;
+    assert!(created.lines().any(|l| l == "status: {}"), "{created}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -420,3 +420,30 @@ async fn aggregated_discovery_is_tagged_and_follows_definitions() {
     let resources = ok(&server, &["api-resources", "--api-group=example.com"], None).await;
     assert!(resources.contains("widgets") && resources.contains("wd"), "{resources}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_objects_are_json_whatever_protobuf_clients_ask() {
+    let server = Server::start().await;
+    ok(&server, &["apply", "-f", "-"], Some(WIDGET_CRD)).await;
+    let v1 = widgets(&server, "v1");
+    eventually(Duration::from_secs(5), "widgets served", async || v1.list(&ListParams::default()).await.ok()).await;
+    v1.create(&PostParams::default(), &widget("w1", json!({"size": "small"}))).await.unwrap();
+    let get = |accept: &'static str| {
+        let client = server.client();
+        async move {
+            let req = http::Request::get("/apis/example.com/v1/namespaces/default/widgets/w1")
+                .header("Accept", accept)
+                .body(kube::client::Body::empty())
+                .unwrap();
+            let resp = client.send(req).await.unwrap();
+            let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+            (resp.status().as_u16(), ct)
+        }
+    };
+    // kube-apiserver answers custom resources in JSON when the client also takes JSON (as
+    // client-go's protobuf clients do), and 406 when it takes protobuf only.
+    let (code, ct) = get("application/vnd.kubernetes.protobuf, application/json").await;
+    assert_eq!((code, ct.as_str()), (200, "application/json"));
+    let (code, _) = get("application/vnd.kubernetes.protobuf").await;
+    assert_eq!(code, 406);
+}

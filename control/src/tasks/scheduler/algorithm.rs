@@ -1,20 +1,27 @@
 //! The pure decision: `schedule(pod, snapshot) -> node | Unschedulable`.
 //!
 //! ```text
-//!  pod ─▶ facts ─▶ for nodes from a rotating start:                  ─▶ score feasible ─▶ best
+//!  pod ─▶ facts ─▶ nominated node first: feasible? ─▶ that node (kube's evaluateNominatedNode)
+//!                  │ no
+//!                  ▼
+//!                  for nodes from a rotating start:                  ─▶ score feasible ─▶ best
 //!                    NodeUnschedulable ▸ TaintToleration ▸ NodeAffinity   (fit, balance,    (tie:
 //!                    ▸ NodePorts ▸ NodeResourcesFit                        affinity, taints,  hash)
 //!                  (first failing filter is the node's reason)             spread)
 //!                  stop after enough feasible nodes (percentageOfNodesToScore)
+//!                  none feasible ─▶ FitError ─▶ [`super::preemption`] (PostFilter)
 //! ```
 //!
-//! Filters and message texts follow kube-scheduler's default plugins so users see the
-//! same explanations; scores follow its default plugin weights.
+//! Resources fit next to what a node holds *and* the pods nominated to it with at least
+//! the pod's priority ([`NodeInfo::usage_for`](super::snapshot::NodeInfo::usage_for)). Filters and message texts follow
+//! kube-scheduler's default plugins so users see the same explanations; scores follow its
+//! default plugin weights.
 
 use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration};
 
 use super::facts::{NodeFacts, PodFacts, Resources, TAINT_UNSCHEDULABLE};
-use super::snapshot::{NodeInfo, NodesSnapshot};
+use super::preemption::{self, Budgets, PostFilter};
+use super::snapshot::{NodesSnapshot, Usage};
 
 /// kube-scheduler's `minFeasibleNodesToFind`: below this many nodes every node is scored.
 const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
@@ -34,8 +41,7 @@ pub const REASON_PORTS: &str = "node(s) didn't have free ports for the requested
 pub const REASON_TOO_MANY_PODS: &str = "Too many pods";
 pub const REASON_CPU: &str = "Insufficient cpu";
 pub const REASON_MEMORY: &str = "Insufficient memory";
-const PREEMPTION_NOT_HELPFUL: &str = "Preemption is not helpful for scheduling";
-const NO_VICTIMS: &str = "No preemption victims found for incoming pod";
+const NO_NODES: &str = "no nodes available to schedule pods";
 
 /// The pod fits nowhere; `message` is kube-scheduler's FitError text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +78,7 @@ impl Failure<'_> {
     }
 
     /// Whether evicting pods could help (kube: `Unschedulable` vs `UnschedulableAndUnresolvable`).
-    fn resolvable(&self) -> bool {
+    pub fn resolvable(&self) -> bool {
         matches!(self, Failure::Ports | Failure::Resources { .. })
     }
 }
@@ -163,8 +169,9 @@ fn tolerations(pod: &Pod) -> &[Toleration] {
     pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or(&[])
 }
 
-/// Runs the filters in kube-scheduler's order; the first failure is the node's reason.
-pub fn filter<'n>(pod: &Pod, facts: &PodFacts, node: &'n NodeFacts, info: &NodeInfo) -> Result<(), Failure<'n>> {
+/// Runs the filters in kube-scheduler's order against what the node has in use (see
+/// [`NodeInfo::usage_for`](super::snapshot::NodeInfo::usage_for)); the first failure is the node's reason.
+pub fn filter<'n>(pod: &Pod, facts: &PodFacts, node: &'n NodeFacts, usage: &Usage) -> Result<(), Failure<'n>> {
     let tolerations = tolerations(pod);
     if node.unschedulable {
         let cordon = Taint { key: TAINT_UNSCHEDULABLE.into(), effect: "NoSchedule".into(), ..Default::default() };
@@ -182,11 +189,11 @@ pub fn filter<'n>(pod: &Pod, facts: &PodFacts, node: &'n NodeFacts, info: &NodeI
     if !matches_node_selection(pod, node) {
         return Err(Failure::Affinity);
     }
-    if facts.host_ports.iter().any(|p| info.ports.iter().any(|(used, _)| used.conflicts(p))) {
+    if facts.host_ports.iter().any(|p| usage.ports.iter().any(|(used, _)| used.conflicts(p))) {
         return Err(Failure::Ports);
     }
-    let free = node.allocatable.minus(info.requested);
-    let pods = info.pod_count + 1 > node.allowed_pods;
+    let free = node.allocatable.minus(usage.requested);
+    let pods = usage.pod_count + 1 > node.allowed_pods;
     // A zero request never fails (even on an over-committed node), as in kube.
     let cpu = facts.requests.milli_cpu > 0 && facts.requests.milli_cpu > free.milli_cpu;
     let memory = facts.requests.memory > 0 && facts.requests.memory > free.memory;
@@ -253,16 +260,21 @@ struct Candidate {
     owned: u32,
 }
 
-/// Counts of failure reasons across nodes.
-#[derive(Default)]
-struct Diagnosis {
+/// Why no node fits: the filters' reasons across nodes, and which failed nodes removing
+/// pods might fix (what kube-scheduler's PostFilter gets as its node-to-status map).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FitError {
+    /// Nodes that exist.
+    pub nodes: usize,
     reasons: Vec<(String, usize)>,
-    unresolvable: usize,
-    resolvable: usize,
+    /// Slots whose failure evictions might resolve (NodePorts, NodeResourcesFit), ascending.
+    pub resolvable: Vec<usize>,
+    /// Failed nodes no eviction helps (taints, affinity, cordon).
+    pub unresolvable: usize,
 }
 
-impl Diagnosis {
-    fn add(&mut self, failure: &Failure<'_>) {
+impl FitError {
+    fn add(&mut self, slot: usize, failure: &Failure<'_>) {
         for reason in failure.reasons() {
             match self.reasons.iter_mut().find(|(r, _)| *r == reason) {
                 Some((_, n)) => *n += 1,
@@ -270,50 +282,68 @@ impl Diagnosis {
             }
         }
         if failure.resolvable() {
-            self.resolvable += 1;
+            self.resolvable.push(slot);
         } else {
             self.unresolvable += 1;
+        }
+    }
+
+    /// kube-scheduler's FitError text; `post_filter` is preemption's verdict, when it has
+    /// one to add (a successful preemption adds nothing).
+    pub fn message(&self, post_filter: Option<&str>) -> String {
+        if self.nodes == 0 {
+            return NO_NODES.into();
+        }
+        let filters = histogram(self.reasons.iter().map(|(r, n)| (*n, r.clone())));
+        match post_filter {
+            Some(verdict) => format!("0/{} nodes are available: {filters}. {verdict}", self.nodes),
+            None => format!("0/{} nodes are available: {filters}.", self.nodes),
         }
     }
 }
 
 /// "N reason" entries sorted as strings, as kube-scheduler's `sortReasonsHistogram`.
-fn histogram(entries: impl IntoIterator<Item = (usize, String)>) -> String {
+pub fn histogram(entries: impl IntoIterator<Item = (usize, String)>) -> String {
     let mut parts: Vec<String> = entries.into_iter().filter(|(n, _)| *n > 0).map(|(n, r)| format!("{n} {r}")).collect();
     parts.sort();
     parts.join(", ")
 }
 
-fn fit_error(pod: &Pod, nodes: usize, diagnosis: Diagnosis) -> Unschedulable {
-    if nodes == 0 {
-        return Unschedulable { message: "no nodes available to schedule pods".into() };
-    }
-    let filters = histogram(diagnosis.reasons.into_iter().map(|(r, n)| (n, r)));
-    let never = pod.spec.as_ref().and_then(|s| s.preemption_policy.as_deref()) == Some("Never");
-    // Berth has no preemption: every pod has the same priority, so no node has victims.
-    let preemption = if never {
-        "preemption: not eligible due to preemptionPolicy=Never.".to_string()
-    } else {
-        let entries = [
-            (diagnosis.unresolvable, PREEMPTION_NOT_HELPFUL.to_string()),
-            (diagnosis.resolvable, NO_VICTIMS.to_string()),
-        ];
-        format!("preemption: 0/{nodes} nodes are available: {}.", histogram(entries))
-    };
-    Unschedulable { message: format!("0/{nodes} nodes are available: {filters}. {preemption}") }
-}
-
-/// Picks a node for `pod` (see the module docs).
+/// Picks a node for `pod` (see the module docs), or says why none fits with
+/// kube-scheduler's text — including what preemption would do, judged as a dry run
+/// without PodDisruptionBudgets (the queue runs [`preemption::post_filter`] itself, with them).
 pub fn schedule(pod: &Pod, snapshot: &NodesSnapshot) -> Result<String, Unschedulable> {
     schedule_with(pod, &PodFacts::of(pod), snapshot)
 }
 
 /// [`schedule`] with the pod's facts already computed.
 pub fn schedule_with(pod: &Pod, facts: &PodFacts, snapshot: &NodesSnapshot) -> Result<String, Unschedulable> {
+    find_fit(pod, facts, snapshot).map_err(|fit| {
+        let message = match preemption::post_filter(pod, facts, snapshot, &Budgets::default(), &fit) {
+            PostFilter::Nominate(p) => p.message,
+            PostFilter::Unschedulable { message, .. } => message,
+        };
+        Unschedulable { message }
+    })
+}
+
+/// Filter and score: the node for `pod`, or why there is none.
+pub fn find_fit(pod: &Pod, facts: &PodFacts, snapshot: &NodesSnapshot) -> Result<String, FitError> {
     let slots = snapshot.slots();
+    let mut diagnosis = FitError { nodes: snapshot.num_nodes(), ..Default::default() };
+    // The node a preemption made room on is tried first and, if the pod fits there, taken
+    // without scoring (kube-scheduler's evaluateNominatedNode): that room is the pod's.
+    let nominated = snapshot.nomination(&facts.key).and_then(|n| snapshot.slot_of(n));
+    if let Some(i) = nominated {
+        if let Some(node) = slots[i].facts.as_ref() {
+            match filter(pod, facts, node, &slots[i].usage_for(facts)) {
+                Ok(()) => return Ok(slots[i].name.clone()),
+                Err(f) => diagnosis.add(i, &f),
+            }
+        }
+    }
     let wanted = num_feasible_nodes_to_find(snapshot.num_nodes());
     let mut feasible: Vec<Candidate> = Vec::with_capacity(wanted.min(slots.len()));
-    let mut diagnosis = Diagnosis::default();
     let tolerations = tolerations(pod);
     let owner = facts.owner.as_deref().and_then(|o| snapshot.owner_id(o));
     // Start at a per-pod offset: with sampling, different pods look at different nodes
@@ -324,9 +354,12 @@ pub fn schedule_with(pod: &Pod, facts: &PodFacts, snapshot: &NodesSnapshot) -> R
             break;
         }
         let i = (start + offset) % slots.len();
+        if Some(i) == nominated {
+            continue;
+        }
         let info = &slots[i];
         let Some(node) = info.facts.as_ref() else { continue };
-        match filter(pod, facts, node, info) {
+        match filter(pod, facts, node, &info.usage_for(facts)) {
             Ok(()) => feasible.push(Candidate {
                 slot: i,
                 fit: least_allocated(info.nonzero_requested.plus(facts.nonzero), node.allocatable),
@@ -334,17 +367,18 @@ pub fn schedule_with(pod: &Pod, facts: &PodFacts, snapshot: &NodesSnapshot) -> R
                     // kube skips balance for best-effort pods: they change nothing.
                     0
                 } else {
-                    balanced(info.requested.plus(facts.requests), node.allocatable)
+                    balanced(info.usage.requested.plus(facts.requests), node.allocatable)
                 },
                 affinity: preferred_affinity(pod, node),
                 taints: intolerable_prefer_no_schedule(tolerations, node),
                 owned: info.owner_count(owner),
             }),
-            Err(f) => diagnosis.add(&f),
+            Err(f) => diagnosis.add(i, &f),
         }
     }
     if feasible.is_empty() {
-        return Err(fit_error(pod, snapshot.num_nodes(), diagnosis));
+        diagnosis.resolvable.sort_unstable();
+        return Err(diagnosis);
     }
     // Normalisation over the feasible set, as the plugins' NormalizeScore.
     let max_affinity = feasible.iter().map(|c| c.affinity).max().unwrap_or(0);

@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Container, Node, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::jiff::Timestamp;
 
 use berth_proto::model::quantity;
 
@@ -96,6 +98,15 @@ pub struct PodFacts {
     pub owner: Option<String>,
     /// A stable hash of the key: the rotating start and tie-break are derived from it.
     pub hash: u64,
+    /// `spec.priority` (set by the Priority admission; absent means 0, as in kube).
+    pub priority: i32,
+    /// The pod's labels: PodDisruptionBudgets select preemption victims by them.
+    pub labels: Arc<BTreeMap<String, String>>,
+    /// Being deleted (graceful deletion in progress): still holds its node's resources.
+    pub deleting: bool,
+    /// `status.startTime`: among victims of equal priority the one started earlier is the
+    /// more important (kube's `MoreImportantPod`); `None` counts as started last.
+    pub start_time: Option<Timestamp>,
 }
 
 pub fn stable_hash(s: &str) -> u64 {
@@ -103,6 +114,11 @@ pub fn stable_hash(s: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     s.hash(&mut h);
     h.finish()
+}
+
+/// `spec.priority`, 0 when absent (kube's `PodPriority`).
+pub fn pod_priority(pod: &Pod) -> i32 {
+    pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
 }
 
 /// `namespace/name`.
@@ -183,7 +199,16 @@ impl PodFacts {
             nonzero: pod_requests(pod, true),
             host_ports: host_ports(pod),
             owner,
+            priority: pod_priority(pod),
+            labels: Arc::new(pod.metadata.labels.clone().unwrap_or_default()),
+            deleting: pod.metadata.deletion_timestamp.is_some(),
+            start_time: pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0),
         }
+    }
+
+    /// The pod's namespace and name (split from the key; namespaces cannot hold a `/`).
+    pub fn namespace_and_name(&self) -> (&str, &str) {
+        self.key.split_once('/').unwrap_or(("", &self.key))
     }
 }
 

@@ -5,10 +5,15 @@
 //! A pending pod is in exactly one place at a time:
 //! ```text
 //!   watch: new ─▶ active ─▶ schedule ─┬─ fits ──▶ assumed (bind in flight / awaiting watch) ─▶ watch shows it bound: done
-//!                   ▲                 └─ none ─▶ backoff ─(timer or cluster change)─┐
-//!                   └───────────────────────────────────────────────────────────────┘
+//!                   ▲                 └─ none ─▶ preempt? ─▶ backoff ─(timer or cluster change)─┐
+//!                   └───────────────────────────────────────────────────────────────────────────┘
 //!                   ▲ bind 409 (re-examined from the cache) / assumption expired
 //! ```
+//!
+//! The active queue pops the highest `spec.priority` first, then the pod queued earliest
+//! (kube-scheduler's PrioritySort). A pod that preempted is nominated to its node in the
+//! snapshot — that room is held against pods of lower priority — and waits in back-off;
+//! its victims' deletion is a cluster change that brings it back.
 //!
 //! A bind that fails *without* an answer (timeout, no leader, connection lost) may still
 //! have been committed, so its assumption is kept — the node's capacity stays reserved —
@@ -17,14 +22,17 @@
 //! counted until the watch shows where it is. Forgetting the assumption instead (as after
 //! the refusal of a first bind) could hand the same capacity to another pod.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
 use super::algorithm;
 use super::facts::{is_pending_for, is_terminal, pod_key, PodFacts};
+use super::preemption::{self, Budgets, PostFilter, Preemption};
 use super::snapshot::NodesSnapshot;
 
 /// Timings of the queue.
@@ -57,19 +65,27 @@ pub enum Decision {
         pod: Arc<Pod>,
         node: String,
     },
-    /// Record the failure: an Event always, the PodScheduled condition when `update_status`.
+    /// Record the failure: an Event always, the PodScheduled condition when `update_status`
+    /// (and then `status.nominatedNodeName` removed when `clear_nomination`).
     Unschedulable {
         pod: Arc<Pod>,
         message: String,
         update_status: bool,
+        clear_nomination: bool,
+    },
+    /// Make room for `pod`: delete the victims, clear the demoted nominations, then record
+    /// the failure with `status.nominatedNodeName` set to the preemption's node.
+    Preempt {
+        pod: Arc<Pod>,
+        preemption: Preemption,
     },
 }
 
 struct Pending {
     pod: Arc<Pod>,
     facts: PodFacts,
-    /// Whether a live entry for it is in `active` (the deque may hold stale duplicates).
-    queued: bool,
+    /// The sequence number of its live entry in `active` (the heap may hold stale ones).
+    queued: Option<u64>,
     /// Unschedulable attempts in a row (the back-off exponent).
     attempts: u32,
     /// Refused binds in a row: the first is retried at once, later ones back off, so a
@@ -95,12 +111,25 @@ struct Assumed {
     uncertain: bool,
 }
 
+/// An entry of the active queue: the max-heap pops the highest priority, then the lowest
+/// sequence number (queued earliest).
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Queued {
+    priority: i32,
+    seq: Reverse<u64>,
+    key: String,
+}
+
 pub struct SchedulingQueue {
     scheduler: String,
     timings: QueueTimings,
     pub snapshot: NodesSnapshot,
+    /// The PodDisruptionBudgets preemption weighs.
+    pub budgets: Budgets,
     pending: HashMap<String, Pending>,
-    active: VecDeque<String>,
+    active: BinaryHeap<Queued>,
+    /// The next entry's sequence number.
+    next_seq: u64,
     backoff: HashMap<String, Backoff>,
     assumed: HashMap<String, Assumed>,
     /// Assumed pods whose bind is due to be sent again.
@@ -129,8 +158,10 @@ impl SchedulingQueue {
             scheduler: scheduler.into(),
             timings,
             snapshot: NodesSnapshot::new(),
+            budgets: Budgets::default(),
             pending: HashMap::new(),
-            active: VecDeque::new(),
+            active: BinaryHeap::new(),
+            next_seq: 0,
             backoff: HashMap::new(),
             assumed: HashMap::new(),
             resend: VecDeque::new(),
@@ -162,9 +193,14 @@ impl SchedulingQueue {
 
     fn enqueue(&mut self, key: &str) {
         if let Some(p) = self.pending.get_mut(key) {
-            if !p.queued {
-                p.queued = true;
-                self.active.push_back(key.to_string());
+            if p.queued.is_none() {
+                self.next_seq += 1;
+                p.queued = Some(self.next_seq);
+                self.active.push(Queued {
+                    priority: p.facts.priority,
+                    seq: Reverse(self.next_seq),
+                    key: key.to_string(),
+                });
             }
         }
         self.backoff.remove(key);
@@ -182,6 +218,26 @@ impl SchedulingQueue {
     fn drop_pending(&mut self, key: &str) {
         self.pending.remove(key);
         self.backoff.remove(key);
+        // Bound, gone or no longer ours: the room held for it is free.
+        if self.snapshot.unnominate(key).is_some() {
+            self.cluster_changed();
+        }
+    }
+
+    /// Keeps the snapshot's nomination of a pending pod in step with its facts. With
+    /// `adopt`, a nomination in its status (written before this scheduler started: by the
+    /// previous leader's) is taken over when the snapshot has none. Only then: later
+    /// versions of the pod may carry a nomination this scheduler has since cleared, and
+    /// the snapshot's is the newer.
+    fn sync_nomination(&mut self, key: &str, adopt: bool) {
+        let Some(p) = self.pending.get(key) else { return };
+        let from_status = || {
+            let status = p.pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref());
+            status.filter(|n| adopt && !n.is_empty())
+        };
+        if let Some(node) = self.snapshot.nomination(key).or_else(from_status).map(str::to_string) {
+            self.snapshot.nominate(&p.facts, &node);
+        }
     }
 
     /// Stops counting `key` if it is counted with `uid` (a newer pod of the same name may
@@ -289,16 +345,20 @@ impl SchedulingQueue {
                     p.facts = PodFacts::of(&p.pod);
                     p.attempts = 0;
                     p.conflicts = 0;
+                    // Queued again at its (possibly new) priority; an older entry is stale.
+                    p.queued = None;
                     self.enqueue(&key);
+                    self.sync_nomination(&key, false);
                 }
             }
             None => {
                 let facts = PodFacts::of(&pod);
                 self.pending.insert(
                     key.clone(),
-                    Pending { pod: Arc::new(pod), facts, queued: false, attempts: 0, conflicts: 0 },
+                    Pending { pod: Arc::new(pod), facts, queued: None, attempts: 0, conflicts: 0 },
                 );
                 self.enqueue(&key);
+                self.sync_nomination(&key, true);
             }
         }
     }
@@ -340,6 +400,24 @@ impl SchedulingQueue {
         self.pods_synced = true;
     }
 
+    // ---- PodDisruptionBudgets (preemption's preferences; decisions never wait for them) --
+
+    pub fn budget_applied(&mut self, pdb: &PodDisruptionBudget) {
+        self.budgets.applied(pdb);
+    }
+
+    pub fn budget_deleted(&mut self, pdb: &PodDisruptionBudget) {
+        self.budgets.deleted(pdb);
+    }
+
+    pub fn budgets_relist_started(&mut self) {
+        self.budgets.relist_started();
+    }
+
+    pub fn budgets_relist_done(&mut self) {
+        self.budgets.relist_done();
+    }
+
     // ---- decisions and their outcomes ------------------------------------------------
 
     /// Decides up to `max_binds` pods from the active queue (and at most twice as many
@@ -364,21 +442,24 @@ impl SchedulingQueue {
             out.push(Decision::Bind { pod: p.pod.clone(), node: a.node.clone() });
         }
         while binds < max_binds && attempts < max_binds.max(1) * 2 {
-            let Some(key) = self.active.pop_front() else { break };
+            let Some(Queued { seq: Reverse(seq), key, .. }) = self.active.pop() else { break };
             let Some(p) = self.pending.get_mut(&key) else { continue };
-            if !p.queued {
+            if p.queued != Some(seq) {
                 continue;
             }
-            p.queued = false;
+            p.queued = None;
             if self.assumed.contains_key(&key) {
                 continue;
             }
             attempts += 1;
-            match algorithm::schedule_with(&p.pod, &p.facts, &self.snapshot) {
+            let fit = algorithm::find_fit(&p.pod, &p.facts, &self.snapshot);
+            let fit = match fit {
                 Ok(node) => {
                     binds += 1;
                     p.attempts = 0;
                     let pod = p.pod.clone();
+                    // Placed for real now: no longer held as a nomination as well.
+                    self.snapshot.unnominate(&key);
                     self.snapshot.place(&p.facts, &node);
                     let assumed = Assumed {
                         uid: pod.metadata.uid.clone(),
@@ -390,15 +471,41 @@ impl SchedulingQueue {
                     };
                     self.assumed.insert(key, assumed);
                     out.push(Decision::Bind { pod, node });
+                    continue;
                 }
-                Err(u) => {
-                    p.attempts += 1;
-                    let exp = p.attempts.saturating_sub(1).min(16);
-                    let delay = (self.timings.initial_backoff * 2u32.pow(exp)).min(self.timings.max_backoff);
-                    let pod = p.pod.clone();
-                    self.backoff.insert(key, Backoff { retry_at: now + delay, attempted_at: now });
-                    let update_status = !has_condition(&pod, &u.message);
-                    out.push(Decision::Unschedulable { pod, message: u.message, update_status });
+                Err(fit) => fit,
+            };
+            p.attempts += 1;
+            let exp = p.attempts.saturating_sub(1).min(16);
+            let delay = (self.timings.initial_backoff * 2u32.pow(exp)).min(self.timings.max_backoff);
+            self.backoff.insert(key.clone(), Backoff { retry_at: now + delay, attempted_at: now });
+            let pod = p.pod.clone();
+            match preemption::post_filter(&pod, &p.facts, &self.snapshot, &self.budgets, &fit) {
+                PostFilter::Nominate(preemption) => {
+                    tracing::info!(
+                        pod = %key, node = %preemption.node, victims = preemption.victims.len(),
+                        pdb_violations = preemption.pdb_violations, "preempting",
+                    );
+                    // Held from now on: lower-priority pods decided next must not take it.
+                    self.snapshot.nominate(&p.facts, &preemption.node);
+                    for demoted in &preemption.demoted {
+                        let demoted = demoted.key();
+                        self.snapshot.unnominate(&demoted);
+                        self.enqueue(&demoted);
+                    }
+                    out.push(Decision::Preempt { pod, preemption });
+                }
+                PostFilter::Unschedulable { message, clear_nomination } => {
+                    let mut held = false;
+                    if clear_nomination && self.snapshot.unnominate(&key).is_some() {
+                        // The room it held is free for the pods waiting behind it.
+                        self.cluster_changed();
+                        held = true;
+                    }
+                    let in_status = pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref());
+                    let clear_nomination = clear_nomination && (held || in_status.is_some_and(|n| !n.is_empty()));
+                    let update_status = clear_nomination || !has_condition(&pod, &message);
+                    out.push(Decision::Unschedulable { pod, message, update_status, clear_nomination });
                 }
             }
         }

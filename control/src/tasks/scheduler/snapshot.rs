@@ -1,13 +1,61 @@
 //! The scheduler's view of the cluster: every node with what is already placed on it
 //! (bound pods seen through the watch *and* pods this scheduler assumed but whose bind
-//! has not been observed yet). Maintained incrementally — one pod or node at a time —
-//! so a scheduling decision never re-reads the cluster.
+//! has not been observed yet), and the pending pods nominated to it (a preemption made
+//! room for them). Maintained incrementally — one pod or node at a time — so a scheduling
+//! decision never re-reads the cluster.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
 use super::facts::{HostPort, NodeFacts, PodFacts, Resources};
+
+/// What the fit filters count as taken on a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub requested: Resources,
+    pub pod_count: i64,
+    /// Host ports in use, with how many pods use each.
+    pub ports: Vec<(HostPort, u32)>,
+}
+
+impl Usage {
+    pub fn add(&mut self, requests: Resources, ports: &[HostPort]) {
+        self.requested = self.requested.plus(requests);
+        self.pod_count += 1;
+        for p in ports {
+            match self.ports.iter_mut().find(|(q, _)| q == p) {
+                Some((_, n)) => *n += 1,
+                None => self.ports.push((p.clone(), 1)),
+            }
+        }
+    }
+
+    /// The inverse of [`add`](Self::add) (of something added before).
+    pub fn remove(&mut self, requests: Resources, ports: &[HostPort]) {
+        self.requested = self.requested.minus(requests);
+        self.pod_count -= 1;
+        for hp in ports {
+            if let Some(pos) = self.ports.iter().position(|(q, _)| q == hp) {
+                self.ports[pos].1 -= 1;
+                if self.ports[pos].1 == 0 {
+                    self.ports.swap_remove(pos);
+                }
+            }
+        }
+    }
+}
+
+/// A pending pod nominated to a node: what it will take there once it binds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nominee {
+    pub key: String,
+    pub uid: Option<String>,
+    pub priority: i32,
+    pub requests: Resources,
+    pub ports: Vec<HostPort>,
+}
 
 /// One node slot. Slots are never removed: a deleted node whose pods are still known
 /// keeps its accounting (if the node comes back, its pods are still counted).
@@ -16,13 +64,14 @@ pub struct NodeInfo {
     pub name: String,
     /// `None` while there is no Node object (deleted, or pods seen before their node).
     pub facts: Option<NodeFacts>,
-    pub requested: Resources,
+    pub usage: Usage,
     pub nonzero_requested: Resources,
-    pub pod_count: i64,
-    /// Host ports in use, with how many pods use each.
-    pub ports: Vec<(HostPort, u32)>,
     /// Pods per owner id (see [`NodesSnapshot::owner_id`]).
     pub owners: HashMap<u32, u32>,
+    /// Keys of the pods counted here: preemption looks for victims among them.
+    pub pods: HashSet<String>,
+    /// Pending pods nominated to this node (usually none).
+    pub nominated: Vec<Nominee>,
 }
 
 impl NodeInfo {
@@ -30,28 +79,41 @@ impl NodeInfo {
         NodeInfo {
             name: name.into(),
             facts: None,
-            requested: Resources::default(),
+            usage: Usage::default(),
             nonzero_requested: Resources::default(),
-            pod_count: 0,
-            ports: Vec::new(),
             owners: HashMap::new(),
+            pods: HashSet::new(),
+            nominated: Vec::new(),
         }
     }
 
     pub fn owner_count(&self, owner: Option<u32>) -> u32 {
         owner.and_then(|o| self.owners.get(&o).copied()).unwrap_or(0)
     }
+
+    /// What `pod` must fit next to: the node's usage plus the pods nominated here with at
+    /// least its priority (kube-scheduler's `addGENominatedPods`), so a lower-priority pod
+    /// cannot take the room a preemption freed for a higher-priority one.
+    pub fn usage_for(&self, pod: &PodFacts) -> Cow<'_, Usage> {
+        let mut ahead = self.nominated.iter().filter(|n| n.priority >= pod.priority && n.key != pod.key).peekable();
+        if ahead.peek().is_none() {
+            return Cow::Borrowed(&self.usage);
+        }
+        let mut usage = self.usage.clone();
+        for n in ahead {
+            usage.add(n.requests, &n.ports);
+        }
+        Cow::Owned(usage)
+    }
 }
 
-/// What a placed pod contributes to its node (kept to subtract it exactly later).
+/// A counted pod: what it contributes to its node (kept to subtract it exactly later,
+/// and to weigh it as a preemption victim).
 #[derive(Debug, Clone)]
 struct Placed {
     node: usize,
-    uid: Option<String>,
-    requests: Resources,
-    nonzero: Resources,
-    ports: Vec<HostPort>,
     owner: Option<u32>,
+    facts: PodFacts,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -61,6 +123,8 @@ pub struct NodesSnapshot {
     placed: HashMap<String, Placed>,
     /// Owner uids interned to small integers: the spread score looks them up per node.
     owner_ids: HashMap<String, u32>,
+    /// Nominated pending pods: key → slot.
+    nominations: HashMap<String, usize>,
     live: usize,
 }
 
@@ -83,13 +147,28 @@ impl NodesSnapshot {
         self.by_name.get(name).map(|i| &self.nodes[*i])
     }
 
+    /// The slot index of a node name.
+    pub fn slot_of(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The facts of the pods counted in slot `slot`.
+    pub fn pods_on(&self, slot: usize) -> impl Iterator<Item = &PodFacts> {
+        self.nodes
+            .get(slot)
+            .into_iter()
+            .flat_map(|n| n.pods.iter())
+            .filter_map(|k| self.placed.get(k))
+            .map(|p| &p.facts)
+    }
+
     pub fn owner_id(&self, owner_uid: &str) -> Option<u32> {
         self.owner_ids.get(owner_uid).copied()
     }
 
     /// Where `key` is counted, and the uid it was counted with.
     pub fn placement(&self, key: &str) -> Option<(&str, Option<&str>)> {
-        self.placed.get(key).map(|p| (self.nodes[p.node].name.as_str(), p.uid.as_deref()))
+        self.placed.get(key).map(|p| (self.nodes[p.node].name.as_str(), p.facts.uid.as_deref()))
     }
 
     pub fn num_placed(&self) -> usize {
@@ -138,29 +217,13 @@ impl NodesSnapshot {
             *self.owner_ids.entry(uid.clone()).or_insert(next)
         });
         let slot = &mut self.nodes[i];
-        slot.requested = slot.requested.plus(pod.requests);
+        slot.usage.add(pod.requests, &pod.host_ports);
         slot.nonzero_requested = slot.nonzero_requested.plus(pod.nonzero);
-        slot.pod_count += 1;
-        for p in &pod.host_ports {
-            match slot.ports.iter_mut().find(|(q, _)| q == p) {
-                Some((_, n)) => *n += 1,
-                None => slot.ports.push((p.clone(), 1)),
-            }
-        }
         if let Some(o) = owner {
             *slot.owners.entry(o).or_default() += 1;
         }
-        self.placed.insert(
-            pod.key.clone(),
-            Placed {
-                node: i,
-                uid: pod.uid.clone(),
-                requests: pod.requests,
-                nonzero: pod.nonzero,
-                ports: pod.host_ports.clone(),
-                owner,
-            },
-        );
+        slot.pods.insert(pod.key.clone());
+        self.placed.insert(pod.key.clone(), Placed { node: i, owner, facts: pod.clone() });
     }
 
     /// Counts `pod` on `node` before the API confirms it, so the next decisions in the
@@ -173,17 +236,9 @@ impl NodesSnapshot {
     pub fn forget(&mut self, key: &str) -> Option<String> {
         let p = self.placed.remove(key)?;
         let slot = &mut self.nodes[p.node];
-        slot.requested = slot.requested.minus(p.requests);
-        slot.nonzero_requested = slot.nonzero_requested.minus(p.nonzero);
-        slot.pod_count -= 1;
-        for hp in &p.ports {
-            if let Some(pos) = slot.ports.iter().position(|(q, _)| q == hp) {
-                slot.ports[pos].1 -= 1;
-                if slot.ports[pos].1 == 0 {
-                    slot.ports.swap_remove(pos);
-                }
-            }
-        }
+        slot.usage.remove(p.facts.requests, &p.facts.host_ports);
+        slot.nonzero_requested = slot.nonzero_requested.minus(p.facts.nonzero);
+        slot.pods.remove(key);
         if let Some(o) = p.owner {
             if let Some(n) = slot.owners.get_mut(&o) {
                 *n -= 1;
@@ -193,6 +248,34 @@ impl NodesSnapshot {
             }
         }
         Some(slot.name.clone())
+    }
+
+    /// Reserves room on `node` for the pending `pod` (a preemption's preemptor), replacing
+    /// an earlier nomination of it.
+    pub fn nominate(&mut self, pod: &PodFacts, node: &str) {
+        self.unnominate(&pod.key);
+        let i = self.slot(node);
+        self.nodes[i].nominated.push(Nominee {
+            key: pod.key.clone(),
+            uid: pod.uid.clone(),
+            priority: pod.priority,
+            requests: pod.requests,
+            ports: pod.host_ports.clone(),
+        });
+        self.nominations.insert(pod.key.clone(), i);
+    }
+
+    /// Drops the nomination of `key`; returns the node it was nominated to.
+    pub fn unnominate(&mut self, key: &str) -> Option<String> {
+        let i = self.nominations.remove(key)?;
+        let slot = &mut self.nodes[i];
+        slot.nominated.retain(|n| n.key != key);
+        Some(slot.name.clone())
+    }
+
+    /// The node `key` is nominated to.
+    pub fn nomination(&self, key: &str) -> Option<&str> {
+        self.nominations.get(key).map(|i| self.nodes[*i].name.as_str())
     }
 
     /// Keys of every pod counted (re-list reconciliation).
@@ -216,14 +299,38 @@ mod tests {
         let mut s = NodesSnapshot::new();
         s.assume(&pod, "a");
         let a = s.node("a").unwrap();
-        assert_eq!((a.requested.milli_cpu, a.pod_count, a.ports.len()), (1000, 1, 1));
+        assert_eq!((a.usage.requested.milli_cpu, a.usage.pod_count, a.usage.ports.len()), (1000, 1, 1));
         assert_eq!(a.owner_count(s.owner_id("o")), 1);
         s.assume(&pod, "b");
         let a = s.node("a").unwrap();
-        assert_eq!((a.requested.milli_cpu, a.pod_count, a.ports.len(), a.owners.len()), (0, 0, 0, 0));
+        assert_eq!((a.usage.requested.milli_cpu, a.usage.pod_count, a.usage.ports.len(), a.owners.len()), (0, 0, 0, 0));
+        assert!(a.pods.is_empty());
+        assert_eq!(s.pods_on(s.slot_of("b").unwrap()).map(|p| p.key.as_str()).collect::<Vec<_>>(), ["d/p"]);
         assert_eq!(s.placement("d/p"), Some(("b", Some("u"))));
         assert_eq!(s.forget("d/p").as_deref(), Some("b"));
-        assert_eq!(s.node("b").unwrap().pod_count, 0);
+        assert_eq!(s.node("b").unwrap().usage.pod_count, 0);
         assert_eq!(s.num_placed(), 0);
+    }
+
+    #[test]
+    fn nominated_pods_count_only_for_pods_of_at_most_their_priority() {
+        let facts = |name: &str, priority: i32| {
+            let pod: Pod = serde_json::from_value(json!({"metadata": {"name": name, "namespace": "d"},
+                "spec": {"priority": priority, "containers": [{"name": "c", "image": "i",
+                    "resources": {"requests": {"cpu": "1"}}}]}}))
+            .unwrap();
+            PodFacts::of(&pod)
+        };
+        let mut s = NodesSnapshot::new();
+        s.nominate(&facts("high", 100), "a");
+        let a = s.node("a").unwrap();
+        assert_eq!(a.usage_for(&facts("low", 1)).requested.milli_cpu, 1000);
+        assert_eq!(a.usage_for(&facts("peer", 100)).requested.milli_cpu, 1000, "equal priority counts too");
+        assert_eq!(a.usage_for(&facts("higher", 101)).requested.milli_cpu, 0);
+        assert_eq!(a.usage_for(&facts("high", 100)).requested.milli_cpu, 0, "not against itself");
+        s.nominate(&facts("high", 100), "b");
+        assert_eq!((s.node("a").unwrap().nominated.len(), s.nomination("d/high")), (0, Some("b")));
+        assert_eq!(s.unnominate("d/high").as_deref(), Some("b"));
+        assert!(s.node("b").unwrap().nominated.is_empty());
     }
 }

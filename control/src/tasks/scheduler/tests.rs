@@ -214,7 +214,7 @@ fn identical_pods_fan_out_and_replicas_spread() {
         s.assume(&p, &n);
     }
     for i in 0..5 {
-        assert_eq!(s.node(&format!("n{i}")).unwrap().pod_count, 2, "best-effort pods spread evenly");
+        assert_eq!(s.node(&format!("n{i}")).unwrap().usage.pod_count, 2, "best-effort pods spread evenly");
     }
     // Replicas of one owner avoid nodes already holding their siblings even when those
     // nodes are otherwise emptier.
@@ -420,7 +420,7 @@ fn check_sequence(nodes: &[GenNode], pods: &[GenPod]) -> Result<(), TestCaseErro
         prop_assert!(placed[n].len() as u32 <= gn.pods, "node {n} has too many pods");
         let info = snap.node(&format!("n{n}")).unwrap();
         prop_assert_eq!(
-            (info.requested.milli_cpu, info.requested.memory, info.pod_count),
+            (info.usage.requested.milli_cpu, info.usage.requested.memory, info.usage.pod_count),
             (cpu, mem, placed[n].len() as i64)
         );
     }
@@ -530,7 +530,7 @@ fn a_batch_assumes_each_decision_and_a_conflict_frees_it() {
     let (name, node_name) = placed[0].clone();
     let refused = pod(pod_json(&name, "1", "1Gi"));
     q.bind_refused(&refused, now);
-    assert_eq!(q.snapshot.node(&node_name).unwrap().requested.milli_cpu, 1000);
+    assert_eq!(q.snapshot.node(&node_name).unwrap().usage.requested.milli_cpu, 1000);
     assert_eq!(binds(&q.next_batch(100, now)), vec![(name.clone(), node_name.clone())]);
     // Refused again (the watch has not caught up): now it waits a back-off step.
     q.bind_refused(&refused, now);
@@ -551,7 +551,7 @@ fn an_unanswered_bind_keeps_its_capacity_and_is_sent_again_to_the_same_node() {
     let node_name = first[0].1.clone();
     // The bind timed out: it may have been committed, so its node stays reserved...
     q.bind_unanswered(&pod(pod_json("p", "1", "1Gi")), now);
-    assert_eq!(q.snapshot.node(&node_name).unwrap().requested.milli_cpu, 1000);
+    assert_eq!(q.snapshot.node(&node_name).unwrap().usage.requested.milli_cpu, 1000);
     q.pod_applied(pod(pod_json("other", "1", "1Gi")));
     let other = binds(&q.next_batch(10, now));
     assert_eq!(other.len(), 1);
@@ -563,10 +563,10 @@ fn an_unanswered_bind_keeps_its_capacity_and_is_sent_again_to_the_same_node() {
     // It had landed after all: the retry is refused, and the pod stays counted until the
     // watch shows it bound.
     q.bind_refused(&pod(pod_json("p", "1", "1Gi")), now);
-    assert_eq!(q.snapshot.node(&node_name).unwrap().pod_count, 1);
+    assert_eq!(q.snapshot.node(&node_name).unwrap().usage.pod_count, 1);
     assert!(!q.has_work(), "not re-examined: it is most likely bound");
     q.pod_applied(bound(pod_json("p", "1", "1Gi"), &node_name));
-    assert_eq!(q.snapshot.node(&node_name).unwrap().pod_count, 1);
+    assert_eq!(q.snapshot.node(&node_name).unwrap().usage.pod_count, 1);
     assert_eq!(q.num_assumed(), 1, "only `other` is still assumed");
 }
 
@@ -581,7 +581,7 @@ fn a_bind_whose_outcome_never_comes_is_sent_again_after_the_ttl() {
     assert!(q.next_batch(10, t0 + ttl / 2).is_empty());
     q.tick(t0 + ttl);
     assert_eq!(binds(&q.next_batch(10, t0 + ttl)), first);
-    assert_eq!(q.snapshot.node("a").unwrap().pod_count, 1, "still counted once");
+    assert_eq!(q.snapshot.node("a").unwrap().usage.pod_count, 1, "still counted once");
 }
 
 #[test]
@@ -596,7 +596,7 @@ fn a_pod_deleted_while_its_bind_is_in_flight_is_not_bound_again() {
     q.bind_refused(&pod(deleting), now);
     assert!(!q.has_work());
     assert_eq!((q.num_pending(), q.num_assumed()), (0, 0));
-    assert_eq!(q.snapshot.node("a").unwrap().pod_count, 0);
+    assert_eq!(q.snapshot.node("a").unwrap().usage.pod_count, 0);
 }
 
 #[test]
@@ -620,13 +620,13 @@ fn the_watch_confirms_assumptions_and_stale_versions_do_not_undo_them() {
     // An older unbound version (e.g. a status write racing the bind) changes nothing.
     q.pod_applied(pod(pod_json("p", "1", "1Gi")));
     assert!(!q.has_work());
-    assert_eq!(q.snapshot.node("a").unwrap().pod_count, 1);
+    assert_eq!(q.snapshot.node("a").unwrap().usage.pod_count, 1);
     q.bind_succeeded(&pod(pod_json("p", "1", "1Gi")), now);
     q.pod_applied(bound(pod_json("p", "1", "1Gi"), "a"));
     assert_eq!((q.num_assumed(), q.num_pending()), (0, 0));
-    assert_eq!(q.snapshot.node("a").unwrap().pod_count, 1, "counted once");
+    assert_eq!(q.snapshot.node("a").unwrap().usage.pod_count, 1, "counted once");
     q.pod_deleted(&bound(pod_json("p", "1", "1Gi"), "a"));
-    assert_eq!(q.snapshot.node("a").unwrap().pod_count, 0);
+    assert_eq!(q.snapshot.node("a").unwrap().usage.pod_count, 0);
 }
 
 #[test]
@@ -641,7 +641,7 @@ fn an_assumption_the_watch_never_confirms_expires() {
     assert_eq!(q.num_assumed(), 1);
     q.tick(now + timings.assume_ttl + Duration::from_millis(1));
     assert_eq!(q.num_assumed(), 0);
-    assert_eq!(q.snapshot.node("a").unwrap().pod_count, 0);
+    assert_eq!(q.snapshot.node("a").unwrap().usage.pod_count, 0);
     assert!(q.has_work(), "re-examined");
 }
 
@@ -704,7 +704,7 @@ fn a_relist_forgets_what_disappeared_and_other_schedulers_pods_are_ignored() {
     assert_eq!(q.num_pending(), 0);
     q.pods_relist_started();
     q.pods_relist_done();
-    assert_eq!(q.snapshot.node("a").unwrap().pod_count, 0);
+    assert_eq!(q.snapshot.node("a").unwrap().usage.pod_count, 0);
     let facts = PodFacts::of(&pod(pod_json("x", "1", "1Gi")));
     assert_eq!(facts.key, "default/x");
     assert!(facts.host_ports.is_empty() && facts.owner.is_none());
@@ -752,7 +752,8 @@ enum Outcome {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Create(i64),
+    /// A pod of this many cpus and this priority.
+    Create(i64, i32),
     Decide(usize),
     Answer(usize, Outcome),
     DeliverWatch(usize),
@@ -762,7 +763,7 @@ enum Op {
 
 fn gen_op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => (1i64..4).prop_map(Op::Create),
+        3 => (1i64..4, 0i32..3).prop_map(|(cpu, priority)| Op::Create(cpu, priority)),
         3 => (1usize..6).prop_map(Op::Decide),
         4 => (0usize..64, prop_oneof![
             6 => Just(Outcome::Answered),
@@ -790,8 +791,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// Whatever the order of decisions, answers (including lost ones), watch delivery
-    /// (lagging arbitrarily) and deletions, what the API ends up binding never exceeds a
-    /// node's capacity.
+    /// (lagging arbitrarily), deletions and preemptions, what the API ends up binding never
+    /// exceeds a node's capacity, and a preemption only ever evicts lower-priority pods.
     #[test]
     fn the_api_never_over_commits_a_node(ops in proptest::collection::vec(gen_op(), 1..150)) {
         const CPU: i64 = 3000;
@@ -811,16 +812,34 @@ proptest! {
         let mut in_flight: Vec<(usize, String)> = Vec::new();
         for op in ops {
             match op {
-                Op::Create(cpu) => {
-                    let object = pod_json(&format!("p{}", api.len()), &cpu.to_string(), "0");
+                Op::Create(cpu, priority) => {
+                    let mut object = pod_json(&format!("p{}", api.len()), &cpu.to_string(), "0");
+                    object["spec"]["priority"] = json!(priority);
                     watch.push_back(Watched::Applied(pod(object.clone())));
                     api.push(ApiPod { object, node: None, deleted: false });
                 }
                 Op::Decide(max) => {
                     for d in q.next_batch(max, now) {
-                        if let Decision::Bind { pod, node } = d {
-                            let i: usize = pod.metadata.name.as_ref().unwrap()[1..].parse().unwrap();
-                            in_flight.push((i, node));
+                        match d {
+                            Decision::Bind { pod, node } => {
+                                let i: usize = pod.metadata.name.as_ref().unwrap()[1..].parse().unwrap();
+                                in_flight.push((i, node));
+                            }
+                            // Victims are deleted at once (grace 0); only ever pods of
+                            // lower priority than the preemptor.
+                            Decision::Preempt { pod: preemptor, preemption } => {
+                                let priority = preemptor.spec.as_ref().unwrap().priority.unwrap();
+                                for v in &preemption.victims {
+                                    let victim = &mut api[v.name[1..].parse::<usize>().unwrap()];
+                                    let victim_priority = victim.object["spec"]["priority"].as_i64().unwrap();
+                                    prop_assert!(victim_priority < i64::from(priority), "{} evicted by a peer", v.name);
+                                    if !victim.deleted {
+                                        victim.deleted = true;
+                                        watch.push_back(Watched::Deleted(pod(victim.object.clone())));
+                                    }
+                                }
+                            }
+                            Decision::Unschedulable { .. } => {}
                         }
                     }
                 }

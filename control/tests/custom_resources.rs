@@ -83,7 +83,7 @@ spec:
 "#;
 
 /// Two versions (v1beta1 served, v1 stored), status and scale subresources, defaults,
-/// an enum, a pattern, bounds and a list-map.
+/// an enum, a pattern, bounds, a list-map and a CEL rule.
 const WIDGET_CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
@@ -112,6 +112,9 @@ spec:
           spec:
             type: object
             required: [size]
+            x-kubernetes-validations:
+            - rule: "self.size == 'large' || self.replicas <= 5"
+              message: small widgets have at most 5 replicas
             properties:
               size: {type: string, enum: [small, large]}
               replicas: {type: integer, minimum: 0, maximum: 10, default: 1}
@@ -290,6 +293,14 @@ async fn custom_objects_validate_default_watch_and_scale() {
     ] {
         assert!(message.contains(part), "{part} not in {message}");
     }
+    // The CRD's CEL rule, with its message.
+    let (code, message) = status_of(
+        v1.create(&PostParams::default(), &widget("many", json!({"size": "small", "replicas": 7}))).await.unwrap_err(),
+    );
+    assert!(
+        code == 422 && message.contains(r#"spec: Invalid value: "object": small widgets have at most 5 replicas"#),
+        "{message}"
+    );
     let (code, message) = status_of(v1.create(&PostParams::default(), &widget("nosize", json!({}))).await.unwrap_err());
     assert!(code == 422 && message.contains("spec.size: Required value"), "{message}");
 

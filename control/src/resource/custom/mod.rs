@@ -8,10 +8,12 @@
 //! re-list, or unchanged on an update of its status) reuses the entries it leaked first,
 //! so memory grows only with distinct definitions, never with events.
 //!
-//! * [`schema`] — structural schemas: validation, pruning, defaulting;
+//! * [`schema`] — structural schemas: validation, pruning, defaulting; [`cel`] — their
+//!   CEL validation rules;
 //! * [`columns`] — `additionalPrinterColumns` (server-side table cells by JSONPath);
 //! * [`crd`] — the CustomResourceDefinition kind itself: defaults, validation, status.
 
+pub mod cel;
 pub mod columns;
 pub mod crd;
 pub mod schema;

@@ -138,6 +138,8 @@ pub struct Schema {
     pub list_type: Option<ListType>,
     pub list_map_keys: Vec<String>,
     pub map_type: Option<String>,
+    /// `x-kubernetes-validations`, compiled (`super::cel`).
+    pub validations: Vec<super::cel::Rule>,
 }
 
 impl Schema {
@@ -196,6 +198,7 @@ impl Schema {
         walk.value(self, obj, "", true);
         let mut errs = walk.errs;
         lists(self, obj, "", &mut errs);
+        errs.extend(super::cel::validate(self, obj));
         errs
     }
 
@@ -428,6 +431,11 @@ impl Parser {
 
         s.format = self.string(m, path, "format").filter(|x| !x.is_empty());
         s.description = self.string(m, path, "description");
+        s.validations = super::cel::parse_rules(
+            m.get("x-kubernetes-validations"),
+            &f("x-kubernetes-validations"),
+            &mut self.generic,
+        );
         let title = self.string(m, path, "title");
         s.minimum = self.number(m, path, "minimum");
         s.maximum = self.number(m, path, "maximum");

@@ -26,6 +26,8 @@
 //!   (the garbage collector, namespace deletion, quota);
 //! * [`ownership`] and [`workqueue`] — what the workload controllers share (claiming,
 //!   pod availability; informers and the work queue).
+//! * [`revisions`] — the ControllerRevision history DaemonSets and StatefulSets keep (for
+//!   `kubectl rollout history` / `undo`).
 
 pub mod bootstrap;
 pub mod cluster_dns;
@@ -58,6 +60,7 @@ pub mod pod_control;
 pub mod quota;
 pub mod rbac_defaults;
 pub mod replicaset;
+pub mod revisions;
 pub mod scheduler;
 pub mod service_accounts;
 pub mod service_lb;

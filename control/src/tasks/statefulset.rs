@@ -4,6 +4,12 @@
 //! * [`plan`] is the pure decision (ordering, partitioned rolling update, status).
 //! * [`run`] is the leader task: a [`Controller`] of StatefulSets owning pods, whose
 //!   reconcile carries a plan out through the API.
+//! * Each sync first brings the set's ControllerRevision history up to date
+//!   ([`crate::tasks::revisions`], Kubernetes' `getStatefulSetRevisions`): the update
+//!   revision (the set's template) exists and is the newest, and the current revision's
+//!   template is read from its ControllerRevision; at the end, old revisions beyond
+//!   `revisionHistoryLimit` go, never the current or update one or one a pod still has
+//!   (`truncateHistory`).
 //!
 //! No expectations are needed: every pod is created under its stable name, so a sync that
 //! runs before its own creation is visible only gets `409 AlreadyExists`, and a pod that
@@ -18,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
@@ -27,12 +33,15 @@ use tokio_util::sync::CancellationToken;
 use super::controller::{Action, Controller, Reconcile};
 use super::events::{reference, EventType, Recorder};
 use super::owner_index::OwnerIndex;
+use super::ownership;
 use super::pod_control::{slow_start_batches, PodControl};
+use super::revisions::control::{raise_collision_count, Ensured, RevisionControl};
+use super::revisions::{expired, plan_history, template_of, HistoryPlan, Limit, Owner};
 use super::status::write_status_if_changed;
 use super::sync_error::{api_err, is_status, SyncError};
 use super::workqueue::Key;
 use crate::tasks::context::TaskContext;
-use plan::plan_statefulset;
+use plan::{plan_statefulset, template_hash, Revisions};
 
 const WORKERS: usize = 2;
 /// Safety net for missed events.
@@ -44,7 +53,40 @@ struct Reconciler {
     ctx: TaskContext,
     /// The pods each StatefulSet may claim (its own and its namespace's orphans).
     pod_owners: Arc<OwnerIndex<Pod>>,
+    /// The revisions each StatefulSet may claim, likewise.
+    revision_owners: Arc<OwnerIndex<ControllerRevision>>,
     recorder: Recorder,
+}
+
+impl Reconciler {
+    /// Kubernetes' `getStatefulSetRevisions` carried out: adopts and releases revisions,
+    /// makes the update revision exist as the newest, and reads the current revision's
+    /// template. On a hash collision the set's `status.collisionCount` goes up (pinned to
+    /// the resourceVersion the hash was computed from) and the sync starts over.
+    async fn revisions(
+        &self,
+        set: &StatefulSet,
+        control: &RevisionControl<'_>,
+        history: &HistoryPlan<'_>,
+        hash: &str,
+    ) -> Result<Revisions, SyncError> {
+        control.patch_owners(&history.adopt, &history.release).await?;
+        let update = match control.ensure_current(&history.current, hash).await? {
+            Ensured::Revision { name, .. } => name,
+            Ensured::Collision(e) => {
+                let count: fn(&mut StatefulSet) -> &mut Option<i32> =
+                    |s| &mut s.status.get_or_insert_with(Default::default).collision_count;
+                return Err(raise_collision_count(&self.ctx, set, count, e).await);
+            }
+        };
+        let current = set.status.as_ref().and_then(|s| s.current_revision.clone()).filter(|r| !r.is_empty());
+        let current = current.unwrap_or_else(|| update.clone());
+        let current_template = (current != update)
+            .then(|| history.old.iter().find(|r| r.metadata.name.as_deref() == Some(current.as_str())))
+            .flatten()
+            .and_then(|r| template_of(r));
+        Ok(Revisions { update, current, current_template })
+    }
 }
 
 impl Reconcile<StatefulSet> for Reconciler {
@@ -53,9 +95,28 @@ impl Reconcile<StatefulSet> for Reconciler {
     #[tracing::instrument(skip_all, fields(statefulset = %key))]
     async fn reconcile(&self, key: &Key, set: Arc<StatefulSet>) -> Result<Action, SyncError> {
         let owner_uid = set.metadata.uid.as_deref().unwrap_or_default();
+        let template = set.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+        let hash = template_hash(&set);
+        let owner = Owner {
+            kind: "StatefulSet",
+            meta: &set.metadata,
+            selector: set.spec.as_ref().map(|s| &s.selector),
+            template: &template,
+            hash: &hash,
+        };
+        let candidates = self.revision_owners.claimable(&key.namespace, owner_uid);
+        let candidates: Vec<&ControllerRevision> = candidates.iter().map(|r| r.as_ref()).collect();
+        let revision_control = RevisionControl::new(&self.ctx, &key.namespace);
+        // A set being deleted keeps no history: the garbage collector removes it.
+        let history = (!ownership::is_deleting(&set.metadata)).then(|| plan_history(&owner, &candidates));
+        let revisions = match &history {
+            None => Revisions::from_status(&set),
+            Some(history) => self.revisions(&set, &revision_control, history, &hash).await?,
+        };
+
         let pods = self.pod_owners.claimable(&key.namespace, owner_uid);
         let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
-        let plan = plan_statefulset(&set, &pods, Timestamp::now());
+        let plan = plan_statefulset(&set, &revisions, &pods, Timestamp::now());
         if let Some(wait) = &plan.wait {
             tracing::debug!(?wait, "waiting");
         }
@@ -127,6 +188,17 @@ impl Reconcile<StatefulSet> for Reconciler {
         }
 
         write_status_if_changed(&self.ctx, &*set, &plan.status).await?;
+        // `truncateHistory`: the current and update revisions (as read and as just
+        // written) and every revision a pod still has stay.
+        if let Some(history) = history {
+            let limit = set.spec.as_ref().and_then(|s| s.revision_history_limit);
+            let live = [Some(&revisions.current), Some(&revisions.update), plan.status.current_revision.as_ref()];
+            let is_live = |r: &ControllerRevision| {
+                let name = r.metadata.name.as_deref().unwrap_or_default();
+                live.iter().flatten().any(|l| l.as_str() == name) || plan.live_revisions.contains(name)
+            };
+            revision_control.delete(&expired(&history.old, limit, Limit::BesidesLive, is_live)).await?;
+        }
         Ok(plan.requeue_after.into())
     }
 }
@@ -135,11 +207,14 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
     let controller = Controller::<StatefulSet>::new("statefulset", &ctx.informers)
         // Pod events enqueue their owners; the pods themselves are read through the index.
         .owns::<Pod>(|set| set.spec.as_ref().map(|s| &s.selector))
+        // A revision changed or deleted by hand is put right (or adopted) at once.
+        .owns::<ControllerRevision>(|set| set.spec.as_ref().map(|s| &s.selector))
         .workers(WORKERS)
         .resync_every(RESYNC_EVERY);
     let reconciler = Reconciler {
         recorder: Recorder::new(ctx.client.clone(), COMPONENT),
         pod_owners: ctx.informers.owner_index::<Pod>(),
+        revision_owners: ctx.informers.owner_index::<ControllerRevision>(),
         ctx,
     };
     controller.run(Arc::new(reconciler), cancel).await;

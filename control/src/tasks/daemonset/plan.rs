@@ -8,12 +8,15 @@
 //!   as it tolerates the NoExecute ones (`NodeShouldRunDaemonPod`);
 //! * the pod is pinned to its node the way Kubernetes does it: a required node affinity
 //!   term `matchFields metadata.name In [node]`, which the scheduler honours when it binds;
-//! * the template's revision is a hash of the template (Berth serves no
-//!   ControllerRevisions): pods carry it as `controller-revision-hash`, and the
-//!   DaemonSet's generation as `pod-template-generation`.
+//! * the template's revision is a hash of the template and collision count
+//!   ([`revision_hash`]); pods carry it as `controller-revision-hash`, and the
+//!   DaemonSet's generation as `pod-template-generation`. The controller keeps a
+//!   ControllerRevision per template (`crate::tasks::revisions`) and hands the current
+//!   one's hash in; this plan reports which hashes live pods still carry, so those
+//!   revisions outlive the history limit.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use berth_proto::model::well_known;
@@ -222,6 +225,9 @@ pub struct DaemonSetPlan {
     pub delete: Vec<PodRef>,
     pub failed: Vec<FailedPod>,
     pub hash: String,
+    /// The `controller-revision-hash` of every owned pod, terminating ones included (they
+    /// still run): revisions with these hashes are kept.
+    pub live_hashes: BTreeSet<String>,
     pub status: DaemonSetStatus,
     /// When to look again without events (a pod reaching minReadySeconds).
     pub requeue_after: Option<Duration>,
@@ -236,17 +242,28 @@ struct NodeView<'a> {
     pods: Vec<&'a Pod>,
 }
 
-/// Decides one sync of `ds`. `pods` are those it may claim (its own and its namespace's
-/// orphans), `nodes` every Node.
-/// `manage` is false while this controller's earlier creations/deletions are not visible
-/// in the cache yet (or the DaemonSet is being deleted): then only ownership and status.
-pub fn plan_daemonset(ds: &DaemonSet, nodes: &[&Node], pods: &[&Pod], manage: bool, now: Timestamp) -> DaemonSetPlan {
-    let mut plan = DaemonSetPlan { hash: revision_hash(ds), ..Default::default() };
+/// Decides one sync of `ds`, whose current revision's hash is `hash` (normally
+/// [`revision_hash`]; an adopted revision of the same template may carry another).
+/// `pods` are those it may claim (its own and its namespace's orphans), `nodes` every
+/// Node. `manage` is false while this controller's earlier creations/deletions are not
+/// visible in the cache yet (or the DaemonSet is being deleted): then only ownership and
+/// status.
+pub fn plan_daemonset(
+    ds: &DaemonSet,
+    hash: &str,
+    nodes: &[&Node],
+    pods: &[&Pod],
+    manage: bool,
+    now: Timestamp,
+) -> DaemonSetPlan {
+    let mut plan = DaemonSetPlan { hash: hash.to_string(), ..Default::default() };
     let selector = ownership::selector(ds.spec.as_ref().map(|s| &s.selector)).ok().flatten();
     let reference = ownership::controller_ref("apps/v1", "DaemonSet", &ds.metadata);
     let claimed = ownership::claim_children(&ds.metadata, &reference, selector.as_ref(), pods.iter().copied());
     (plan.adopt, plan.release) = (claimed.adopt, claimed.release);
     let owned = claimed.owned;
+    plan.live_hashes =
+        owned.iter().filter_map(|p| ownership::labels(&p.metadata).get(CONTROLLER_REVISION_HASH)).cloned().collect();
     let mut by_node: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
     for pod in &owned {
         if let Some(node) = target_node(pod) {

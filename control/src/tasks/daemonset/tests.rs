@@ -132,7 +132,7 @@ fn one_pod_per_eligible_node_and_status() {
     let (a, b, c) = (plain("a"), plain("b"), node("c", json!({}), json!([{"key": "gpu", "effect": "NoSchedule"}])));
     let pa = daemon_pod(&d, "agent-a", "a", &hash, 1, true);
     let pc = daemon_pod(&d, "agent-c", "c", &hash, 1, true);
-    let plan = plan_daemonset(&d, &[&a, &b, &c], &[&pa, &pc], true, t(100));
+    let plan = plan_daemonset(&d, &revision_hash(&d), &[&a, &b, &c], &[&pa, &pc], true, t(100));
     assert_eq!(plan.create_on, vec!["b".to_string()]);
     assert!(plan.delete.is_empty(), "the pod on the NoSchedule-tainted node may stay");
     let s = &plan.status;
@@ -143,7 +143,7 @@ fn one_pod_per_eligible_node_and_status() {
     assert_eq!((s.number_available, s.number_unavailable, s.updated_number_scheduled), (Some(1), Some(1), Some(1)));
     assert_eq!(s.observed_generation, Some(3));
     // Not managing (own writes not seen yet): status only.
-    let plan = plan_daemonset(&d, &[&a, &b, &c], &[&pa, &pc], false, t(100));
+    let plan = plan_daemonset(&d, &revision_hash(&d), &[&a, &b, &c], &[&pa, &pc], false, t(100));
     assert!(plan.create_on.is_empty() && plan.delete.is_empty());
 }
 
@@ -156,7 +156,7 @@ fn pods_leave_nodes_that_stop_matching_and_duplicates_and_failures_go() {
     let pa_old = daemon_pod(&d, "agent-old", "a", &hash, 1, true);
     let pa_new = daemon_pod(&d, "agent-dup", "a", &hash, 5, true);
     let pb = daemon_pod(&d, "agent-b", "b", &hash, 1, true);
-    let plan = plan_daemonset(&d, &[&a, &b], &[&pa_old, &pa_new, &pb], true, t(100));
+    let plan = plan_daemonset(&d, &revision_hash(&d), &[&a, &b], &[&pa_old, &pa_new, &pb], true, t(100));
     let mut deleted = names(&plan.delete);
     deleted.sort();
     assert_eq!(deleted, vec!["agent-b", "agent-dup"], "keeps the oldest pod on a node");
@@ -164,24 +164,27 @@ fn pods_leave_nodes_that_stop_matching_and_duplicates_and_failures_go() {
 
     let mut failed = daemon_pod(&d, "agent-failed", "a", &hash, 1, false);
     failed.status.as_mut().unwrap().phase = Some("Failed".into());
-    let plan = plan_daemonset(&d, &[&a], &[&failed], true, t(100));
+    let plan = plan_daemonset(&d, &revision_hash(&d), &[&a], &[&failed], true, t(100));
     assert_eq!(names(&plan.delete), vec!["agent-failed"]);
     assert!(plan.create_on.is_empty(), "replaced once it is gone");
     assert_eq!(plan.failed, vec![FailedPod { pod: "agent-failed".into(), node: "a".into() }]);
     // Being deleted and finished: it no longer holds the node.
     failed.metadata.deletion_timestamp = Some(Time(t(90)));
-    assert_eq!(plan_daemonset(&d, &[&a], &[&failed], true, t(100)).create_on, vec!["a".to_string()]);
+    assert_eq!(
+        plan_daemonset(&d, &revision_hash(&d), &[&a], &[&failed], true, t(100)).create_on,
+        vec!["a".to_string()]
+    );
     // Still shutting down: the new pod waits.
     let mut stopping = daemon_pod(&d, "agent-stopping", "a", &hash, 1, true);
     stopping.metadata.deletion_timestamp = Some(Time(t(90)));
-    let plan = plan_daemonset(&d, &[&a], &[&stopping], true, t(100));
+    let plan = plan_daemonset(&d, &revision_hash(&d), &[&a], &[&stopping], true, t(100));
     assert!(plan.create_on.is_empty() && plan.delete.is_empty());
 
     // A deleted Node: an unbound pod for it is deleted here, a bound one is left to pod GC.
     let mut unbound = daemon_pod(&d, "agent-ghost", "gone", &hash, 1, false);
     unbound.spec.as_mut().unwrap().node_name = None;
     let bound = daemon_pod(&d, "agent-bound", "gone2", &hash, 1, true);
-    let plan = plan_daemonset(&d, &[&a], &[&unbound, &bound], true, t(100));
+    let plan = plan_daemonset(&d, &revision_hash(&d), &[&a], &[&unbound, &bound], true, t(100));
     assert_eq!(names(&plan.delete), vec!["agent-ghost"]);
 }
 
@@ -193,29 +196,29 @@ fn rolling_update_respects_max_unavailable() {
     let nodes: Vec<&Node> = nodes.iter().collect();
     let old = |n: &str, ready| daemon_pod(&d, &format!("old-{n}"), n, "old", 1, ready);
     let (oa, ob, oc) = (old("a", true), old("b", true), old("c", true));
-    let plan = plan_daemonset(&d, &nodes, &[&oa, &ob, &oc], true, t(100));
+    let plan = plan_daemonset(&d, &revision_hash(&d), &nodes, &[&oa, &ob, &oc], true, t(100));
     assert_eq!(names(&plan.delete), vec!["old-a"], "one node at a time");
     assert_eq!(plan.status.updated_number_scheduled, Some(0));
     // a's new pod is not ready yet: nothing more goes.
     let na = daemon_pod(&d, "new-a", "a", &hash, 50, false);
-    let plan = plan_daemonset(&d, &nodes, &[&na, &ob, &oc], true, t(100));
+    let plan = plan_daemonset(&d, &revision_hash(&d), &nodes, &[&na, &ob, &oc], true, t(100));
     assert!(plan.delete.is_empty() && plan.create_on.is_empty());
     // ... but an unavailable old pod is always replaced.
     let ob_sick = old("b", false);
-    let plan = plan_daemonset(&d, &nodes, &[&na, &ob_sick, &oc], true, t(100));
+    let plan = plan_daemonset(&d, &revision_hash(&d), &nodes, &[&na, &ob_sick, &oc], true, t(100));
     assert_eq!(names(&plan.delete), vec!["old-b"]);
     // Ready: the next node.
     let na = daemon_pod(&d, "new-a", "a", &hash, 50, true);
-    let plan = plan_daemonset(&d, &nodes, &[&na, &ob, &oc], true, t(100));
+    let plan = plan_daemonset(&d, &revision_hash(&d), &nodes, &[&na, &ob, &oc], true, t(100));
     assert_eq!(names(&plan.delete), vec!["old-b"]);
     assert_eq!(plan.status.updated_number_scheduled, Some(1));
     // OnDelete never deletes for an update.
     let d = ds_with(json!({}), json!({"type": "OnDelete"}));
-    let plan = plan_daemonset(&d, &nodes, &[&oa, &ob, &oc], true, t(100));
+    let plan = plan_daemonset(&d, &revision_hash(&d), &nodes, &[&oa, &ob, &oc], true, t(100));
     assert!(plan.delete.is_empty() && plan.create_on.is_empty());
     // maxUnavailable 100%: all at once.
     let d = ds_with(json!({}), json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "100%"}}));
-    let plan = plan_daemonset(&d, &nodes, &[&oa, &ob, &oc], true, t(100));
+    let plan = plan_daemonset(&d, &revision_hash(&d), &nodes, &[&oa, &ob, &oc], true, t(100));
     assert_eq!(plan.delete.len(), 3);
 }
 
@@ -226,15 +229,39 @@ fn rolling_update_with_surge_starts_the_new_pod_first() {
     let nodes = [plain("a"), plain("b")];
     let nodes: Vec<&Node> = nodes.iter().collect();
     let (oa, ob) = (daemon_pod(&d, "old-a", "a", "old", 1, true), daemon_pod(&d, "old-b", "b", "old", 1, true));
-    let plan = plan_daemonset(&d, &nodes, &[&oa, &ob], true, t(100));
+    let plan = plan_daemonset(&d, &revision_hash(&d), &nodes, &[&oa, &ob], true, t(100));
     assert_eq!(plan.create_on, vec!["a".to_string()], "one surge pod at a time");
     assert!(plan.delete.is_empty());
     let na = daemon_pod(&d, "new-a", "a", &hash, 50, false);
-    let plan = plan_daemonset(&d, &nodes, &[&oa, &na, &ob], true, t(100));
+    let plan = plan_daemonset(&d, &revision_hash(&d), &nodes, &[&oa, &na, &ob], true, t(100));
     assert!(plan.create_on.is_empty() && plan.delete.is_empty(), "waits for the new pod");
     let na = daemon_pod(&d, "new-a", "a", &hash, 50, true);
-    let plan = plan_daemonset(&d, &nodes, &[&oa, &na, &ob], true, t(100));
+    let plan = plan_daemonset(&d, &revision_hash(&d), &nodes, &[&oa, &na, &ob], true, t(100));
     assert_eq!(names(&plan.delete), vec!["old-a"], "old pod goes once the new one is ready");
+}
+
+#[test]
+fn pods_carry_the_hash_of_the_current_revision() {
+    // The history may name the current template's revision by another hash (one adopted,
+    // or kept from before a collision-count change): pods carry and are judged by it.
+    let d = ds();
+    let nodes = [plain("a"), plain("b")];
+    let nodes: Vec<&Node> = nodes.iter().collect();
+    let pa = daemon_pod(&d, "agent-a", "a", "adopted", 1, true);
+    let pb_old = daemon_pod(&d, "agent-b", "b", "old", 1, true);
+    let plan = plan_daemonset(&d, "adopted", &nodes, &[&pa, &pb_old], true, t(100));
+    assert_eq!(plan.hash, "adopted");
+    assert_eq!(names(&plan.delete), vec!["agent-b"], "only the other hash is out of date");
+    assert_eq!(plan.status.updated_number_scheduled, Some(1));
+    assert_eq!(plan.live_hashes, BTreeSet::from(["adopted".to_string(), "old".to_string()]));
+    let plan = plan_daemonset(&d, "adopted", &nodes, &[&pa], true, t(100));
+    assert_eq!(plan.create_on, vec!["b".to_string()]);
+    assert_eq!(new_pod(&d, "b", &plan.hash).metadata.labels.unwrap()[CONTROLLER_REVISION_HASH], "adopted");
+    // A terminating pod still runs its revision.
+    let mut stopping = pb_old.clone();
+    stopping.metadata.deletion_timestamp = Some(Time(t(90)));
+    let plan = plan_daemonset(&d, "adopted", &nodes, &[&pa, &stopping], true, t(100));
+    assert!(plan.live_hashes.contains("old"));
 }
 
 proptest! {
@@ -261,12 +288,12 @@ proptest! {
         let mut eligible: Vec<String> = nodes.iter().filter(|n| node_should_run(n, &d).0)
             .map(|n| n.metadata.name.clone().unwrap()).collect();
         eligible.sort();
-        let plan = plan_daemonset(&d, &refs, &[], true, t(100));
+        let plan = plan_daemonset(&d, &revision_hash(&d), &refs, &[], true, t(100));
         prop_assert_eq!(&plan.create_on, &eligible);
         let pods: Vec<Pod> = plan.create_on.iter().enumerate()
             .map(|(i, n)| daemon_pod(&d, &format!("p{i}"), n, &hash, i as i64, true)).collect();
         let pod_refs: Vec<&Pod> = pods.iter().collect();
-        let again = plan_daemonset(&d, &refs, &pod_refs, true, t(100));
+        let again = plan_daemonset(&d, &revision_hash(&d), &refs, &pod_refs, true, t(100));
         prop_assert!(again.create_on.is_empty());
         prop_assert!(again.delete.is_empty());
         prop_assert_eq!(again.status.desired_number_scheduled, eligible.len() as i32);

@@ -13,11 +13,14 @@
 //!   are recreated at) the current revision. `OnDelete` only uses the new template for
 //!   pods that were deleted.
 //!
-//! Berth serves no ControllerRevisions: a revision is named `NAME-<template hash>`, and the
-//! current revision's template (for pods below the partition) is recovered from a live pod
-//! of that revision; if none is left, such a pod gets the update revision.
+//! Revisions are ControllerRevisions named `NAME-<template hash>`, which the controller
+//! keeps (`crate::tasks::revisions`) and hands in as [`Revisions`]: the update revision
+//! (the set's template) and the current one, whose template pods below the partition are
+//! (re)created from. A current revision without a ControllerRevision (one recorded before
+//! Berth kept them) has its template recovered from a live pod of that revision; if none
+//! is left, such a pod gets the update revision.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
@@ -28,6 +31,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::tasks::deployment::plan::compute_hash;
 use crate::tasks::ownership::{self, OwnerChange};
 use crate::tasks::pod_control::PodRef;
+use crate::tasks::revisions::revision_name;
 
 pub use berth_proto::model::well_known::LABEL_CONTROLLER_REVISION_HASH as CONTROLLER_REVISION_HASH;
 pub use berth_proto::model::well_known::LABEL_POD_INDEX as POD_INDEX_LABEL;
@@ -81,12 +85,43 @@ fn template(set: &StatefulSet) -> PodTemplateSpec {
     set.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default()
 }
 
-/// The revision name of the set's template: `NAME-<hash>`.
-pub fn update_revision(set: &StatefulSet) -> String {
+/// The hash of the set's template and collision count.
+pub fn template_hash(set: &StatefulSet) -> String {
     // No collisions and a collision count of 0 are the same revision (the first status
     // write turns the one into the other).
     let collisions = set.status.as_ref().and_then(|s| s.collision_count).filter(|c| *c != 0);
-    format!("{}-{}", set.metadata.name.as_deref().unwrap_or_default(), compute_hash(&template(set), collisions))
+    compute_hash(&template(set), collisions)
+}
+
+/// The revision name of the set's template: `NAME-<hash>`.
+pub fn update_revision(set: &StatefulSet) -> String {
+    revision_name(set.metadata.name.as_deref().unwrap_or_default(), &template_hash(set))
+}
+
+/// The revisions one sync works with.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Revisions {
+    /// The update revision's name: the revision of the set's template.
+    pub update: String,
+    /// The current revision's name (`status.currentRevision`, or the update revision
+    /// before there is one).
+    pub current: String,
+    /// The current revision's template, from its ControllerRevision; `None` when it is the
+    /// update revision or has no ControllerRevision.
+    pub current_template: Option<PodTemplateSpec>,
+}
+
+impl Revisions {
+    /// The revisions as the set's status names them (the update revision named after the
+    /// template before the status has one), with no ControllerRevision read: for a set
+    /// being deleted, whose history is left to the garbage collector.
+    pub fn from_status(set: &StatefulSet) -> Revisions {
+        let named = |r: Option<&String>| r.filter(|r| !r.is_empty()).cloned();
+        let status = set.status.as_ref();
+        let update = named(status.and_then(|s| s.update_revision.as_ref())).unwrap_or_else(|| update_revision(set));
+        let current = named(status.and_then(|s| s.current_revision.as_ref())).unwrap_or_else(|| update.clone());
+        Revisions { update, current, current_template: None }
+    }
 }
 
 pub fn pod_revision(pod: &Pod) -> Option<&str> {
@@ -184,6 +219,9 @@ pub struct StatefulSetPlan {
     /// Pods to delete, in order; `recreate` marks failed pods being replaced.
     pub delete: Vec<PodRef>,
     pub recreate: Vec<String>,
+    /// The revisions of the owned pods, terminating ones included: their
+    /// ControllerRevisions are kept.
+    pub live_revisions: BTreeSet<String>,
     pub wait: Option<Wait>,
     pub status: StatefulSetStatus,
     pub requeue_after: Option<Duration>,
@@ -199,9 +237,9 @@ fn pod_ref(pod: &Pod) -> PodRef {
     PodRef { name: pod.metadata.name.clone().unwrap_or_default(), uid: pod.metadata.uid.clone() }
 }
 
-/// Decides one sync of `set` over the pods it may claim (its own and its namespace's
-/// orphans; see the module docs).
-pub fn plan_statefulset(set: &StatefulSet, pods: &[&Pod], now: Timestamp) -> StatefulSetPlan {
+/// Decides one sync of `set` at `revisions` over the pods it may claim (its own and its
+/// namespace's orphans; see the module docs).
+pub fn plan_statefulset(set: &StatefulSet, revisions: &Revisions, pods: &[&Pod], now: Timestamp) -> StatefulSetPlan {
     let mut plan = StatefulSetPlan::default();
     let set_name = set.metadata.name.as_deref().unwrap_or_default();
     let selector = ownership::selector(set.spec.as_ref().map(|s| &s.selector)).ok().flatten();
@@ -212,13 +250,9 @@ pub fn plan_statefulset(set: &StatefulSet, pods: &[&Pod], now: Timestamp) -> Sta
     let claimed = ownership::claim_children(&set.metadata, &reference, selector.as_ref(), members);
     (plan.adopt, plan.release) = (claimed.adopt, claimed.release);
     let owned: BTreeMap<i32, &Pod> = claimed.owned.into_iter().filter_map(|pod| Some((ordinal(pod)?, pod))).collect();
-    let update_rev = update_revision(set);
-    let current_rev = set
-        .status
-        .as_ref()
-        .and_then(|s| s.current_revision.clone())
-        .filter(|r| !r.is_empty())
-        .unwrap_or_else(|| update_rev.clone());
+    plan.live_revisions = owned.values().filter_map(|p| pod_revision(p)).map(str::to_string).collect();
+    let update_rev = revisions.update.clone();
+    let current_rev = if revisions.current.is_empty() { update_rev.clone() } else { revisions.current.clone() };
     let min_ready = min_ready_seconds(set);
     plan.status = status(set, owned.values().copied(), &current_rev, &update_rev, now);
     if min_ready > 0 {
@@ -239,12 +273,14 @@ pub fn plan_statefulset(set: &StatefulSet, pods: &[&Pod], now: Timestamp) -> Sta
     let monotonic = !is_parallel(set);
     let part = partition(set);
     let update_template = template(set);
-    // Pods below the partition are (re)created at the current revision, whose template is
-    // recovered from a live pod of that revision.
+    // Pods below the partition are (re)created at the current revision: its
+    // ControllerRevision's template, or one recovered from a live pod of that revision.
     let current_template = if current_rev == update_rev {
         None
     } else {
-        owned.values().find(|p| pod_revision(p) == Some(current_rev.as_str())).map(|p| template_from_pod(p))
+        revisions.current_template.clone().or_else(|| {
+            owned.values().find(|p| pod_revision(p) == Some(current_rev.as_str())).map(|p| template_from_pod(p))
+        })
     };
     let revision_for = |ordinal: i32| -> (&PodTemplateSpec, &str) {
         match &current_template {

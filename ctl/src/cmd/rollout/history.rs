@@ -63,9 +63,10 @@ pub fn view_history(replica_sets: &[Value], revision: i64) -> std::result::Resul
 /// What `rollout undo` decided.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rollback {
-    /// The Deployment already runs that template: `skipped rollback (…)`.
+    /// The object already runs that template: `skipped rollback (…)`.
     Skip(String),
-    /// Apply this JSON patch, then report `rolled back`.
+    /// Apply this patch (a JSON patch for a Deployment, a strategic merge patch for a
+    /// DaemonSet or StatefulSet), then report `rolled back`.
     Patch(Value),
 }
 

@@ -2,7 +2,10 @@
 //! Targets are `TYPE NAME…`, `TYPE/NAME…`, or `TYPE` with `-l`. The decisions are pure
 //! ([`status`] viewers, [`history`] table and rollback plan, the patches below); this
 //! module fetches, patches, and prints kubectl's `deployment.apps/web restarted` lines.
+//! `history` and `undo` read Deployments' ReplicaSets ([`history`]) and DaemonSets' and
+//! StatefulSets' ControllerRevisions ([`controller_history`]).
 
+pub mod controller_history;
 pub mod deployutil;
 pub mod history;
 pub mod status;
@@ -159,9 +162,15 @@ fn require_deployment(info: &ResourceInfo, what: &str) -> Result<()> {
 
 async fn run_history(session: &mut Session, args: HistoryArgs, out: &mut Out) -> Result<()> {
     for (info, object) in targets(session, &args.target, "history").await? {
-        require_deployment(&info, "history viewer")?;
-        let replica_sets = deployutil::owned_replica_sets(session, &object).await?;
-        let text = history::view_history(&replica_sets, args.revision).map_err(CtlError::Usage)?;
+        let text = if controller_history::keeps_revisions(&info) {
+            let revisions = controller_history::owned_revisions(session, &object).await?;
+            controller_history::view_history(&revisions, args.revision)
+        } else {
+            require_deployment(&info, "history viewer")?;
+            let replica_sets = deployutil::owned_replica_sets(session, &object).await?;
+            history::view_history(&replica_sets, args.revision)
+        };
+        let text = text.map_err(CtlError::Usage)?;
         emit(out, &format!("{} {text}\n", name_of(&info, &object)))?;
     }
     Ok(())
@@ -169,13 +178,22 @@ async fn run_history(session: &mut Session, args: HistoryArgs, out: &mut Out) ->
 
 async fn run_undo(session: &mut Session, args: UndoArgs, out: &mut Out) -> Result<()> {
     for (info, object) in targets(session, &args.target, "undo").await? {
-        require_deployment(&info, "rollbacker")?;
-        let replica_sets = deployutil::owned_replica_sets(session, &object).await?;
-        match history::plan_rollback(&object, &replica_sets, args.to_revision).map_err(CtlError::Usage)? {
+        // Deployments get a JSON patch of the template; DaemonSets and StatefulSets their
+        // revision's data as a strategic merge patch, as kubectl sends them.
+        let (decision, content_type) = if controller_history::keeps_revisions(&info) {
+            let revisions = controller_history::owned_revisions(session, &object).await?;
+            let decision = controller_history::plan_rollback(&object, &revisions, args.to_revision);
+            (decision, "application/strategic-merge-patch+json")
+        } else {
+            require_deployment(&info, "rollbacker")?;
+            let replica_sets = deployutil::owned_replica_sets(session, &object).await?;
+            (history::plan_rollback(&object, &replica_sets, args.to_revision), "application/json-patch+json")
+        };
+        match decision.map_err(CtlError::Usage)? {
             history::Rollback::Skip(message) => emit(out, &format!("{} {message}\n", name_of(&info, &object)))?,
             history::Rollback::Patch(patch) => {
                 let (ns, name) = fetch::ns_name(&object);
-                patch_object(session, &info, ns, name, "application/json-patch+json", &patch)
+                patch_object(session, &info, ns, name, content_type, &patch)
                     .await
                     .map_err(|e| CtlError::usage(format!("failed restoring revision {}: {e}", args.to_revision)))?;
                 emit(out, &format!("{} rolled back\n", name_of(&info, &object)))?;

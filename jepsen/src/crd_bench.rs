@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::control_bench::{err, start_servers, BenchResult};
-use crate::protobuf_bench::send;
+use crate::protobuf_bench::{patient_client, send};
 
 const NAMESPACE: &str = "bench";
 const JSON: &str = "application/json";
@@ -158,11 +158,7 @@ async fn until_gone(client: &kube::Client, path: &str, limit: Duration) -> Bench
 pub async fn crd_bench(dir: &Path, cfg: &CrdBenchConfig) -> BenchResult<CrdFigures> {
     let cluster = start_servers(dir, 1, &[]).await?;
     let url = cluster.members[0].api_url.clone();
-    let connect = || -> BenchResult<kube::Client> {
-        let mut config = crate::pki::admin_config(&url)?;
-        config.read_timeout = Some(Duration::from_secs(120));
-        kube::Client::try_from(config).map_err(err)
-    };
+    let connect = || patient_client(&url);
     let admin = connect()?;
     let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}});
     send(&admin, "POST", "/api/v1/namespaces", JSON, Some(serde_json::to_vec(&namespace).map_err(err)?)).await?;

@@ -111,14 +111,17 @@ pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or_default()
 }
 
+/// An admin client of `url` for requests that may take long (big LISTs).
+pub(crate) fn patient_client(url: &str) -> BenchResult<kube::Client> {
+    let mut config = crate::pki::admin_config(url)?;
+    config.read_timeout = Some(Duration::from_secs(120));
+    kube::Client::try_from(config).map_err(err)
+}
+
 pub async fn protobuf_bench(dir: &Path, cfg: &ProtobufBenchConfig) -> BenchResult<(EncodingFigures, EncodingFigures)> {
     let cluster = start_servers(dir, 1, &[]).await?;
     let url = cluster.members[0].api_url.clone();
-    let connect = || -> BenchResult<kube::Client> {
-        let mut config = crate::pki::admin_config(&url)?;
-        config.read_timeout = Some(Duration::from_secs(120));
-        kube::Client::try_from(config).map_err(err)
-    };
+    let connect = || patient_client(&url);
     let admin = connect()?;
     send(
         &admin,

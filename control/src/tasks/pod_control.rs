@@ -17,6 +17,35 @@ use super::sync_error::{api_err, is_status, SyncError};
 use super::workqueue::Key;
 use crate::tasks::context::TaskContext;
 
+/// Adopts and releases children of any kind: each one's whole ownerReferences list, pinned
+/// to the resourceVersion it was computed from, so a concurrent change makes this a 409 and
+/// the owner looks again. A child already gone is no failure.
+pub async fn patch_owners<K>(
+    ctx: &TaskContext,
+    api: &Api<K>,
+    kind: &str,
+    adopt: &[OwnerChange],
+    release: &[OwnerChange],
+) -> Result<(), SyncError>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    for change in adopt.iter().chain(release) {
+        let patch = json!({"metadata": {
+            "resourceVersion": change.resource_version,
+            "ownerReferences": change.owner_references,
+        }});
+        let result = api.patch(&change.name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+        ctx.status.record(result.is_ok());
+        match result {
+            Ok(_) => tracing::debug!(kind, name = %change.name, "updated ownership"),
+            Err(e) if is_status(&e, 404) => {}
+            Err(e) => return Err(api_err(format!("claiming {kind} {}", change.name))(e)),
+        }
+    }
+    Ok(())
+}
+
 /// A pod chosen for deletion (deleted with a uid precondition).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodRef {
@@ -54,24 +83,9 @@ impl<'a> PodControl<'a> {
         PodControl { ctx, recorder, owner: reference(owner), api: api.clone() }
     }
 
-    /// Adopts and releases pods: each pod's whole ownerReferences list, pinned to the
-    /// resourceVersion it was computed from, so a concurrent change makes this a 409 and
-    /// the owner looks again. A pod already gone is no failure.
+    /// Adopts and releases pods (see [`patch_owners`]).
     pub async fn patch_owners(&self, adopt: &[OwnerChange], release: &[OwnerChange]) -> Result<(), SyncError> {
-        for change in adopt.iter().chain(release) {
-            let patch = json!({"metadata": {
-                "resourceVersion": change.resource_version,
-                "ownerReferences": change.owner_references,
-            }});
-            let result = self.api.patch(&change.name, &PatchParams::default(), &Patch::Merge(&patch)).await;
-            self.ctx.status.record(result.is_ok());
-            match result {
-                Ok(_) => tracing::debug!(pod = %change.name, "updated pod ownership"),
-                Err(e) if is_status(&e, 404) => {}
-                Err(e) => return Err(api_err(format!("claiming pod {}", change.name))(e)),
-            }
-        }
-        Ok(())
+        patch_owners(self.ctx, &self.api, "pod", adopt, release).await
     }
 
     /// Creates `pods` for the owner at `key` (see `create`), each batch's names expected

@@ -68,20 +68,7 @@ impl<'a> RevisionControl<'a> {
     /// resourceVersion it was computed from (a concurrent change is a 409: look again).
     /// A revision already gone is no failure.
     pub async fn patch_owners(&self, adopt: &[OwnerChange], release: &[OwnerChange]) -> Result<(), SyncError> {
-        for change in adopt.iter().chain(release) {
-            let patch = json!({"metadata": {
-                "resourceVersion": change.resource_version,
-                "ownerReferences": change.owner_references,
-            }});
-            let result = self.api.patch(&change.name, &PatchParams::default(), &Patch::Merge(&patch)).await;
-            self.ctx.status.record(result.is_ok());
-            match result {
-                Ok(_) => tracing::debug!(revision = %change.name, "updated revision ownership"),
-                Err(e) if is_status(&e, 404) => {}
-                Err(e) => return Err(api_err(format!("claiming ControllerRevision {}", change.name))(e)),
-            }
-        }
-        Ok(())
+        crate::tasks::pod_control::patch_owners(self.ctx, &self.api, "ControllerRevision", adopt, release).await
     }
 
     /// Makes the planned current revision exist with its number (`fallback_hash`: the

@@ -458,3 +458,37 @@ async fn custom_objects_are_json_whatever_protobuf_clients_ask() {
     let (code, _) = get("application/vnd.kubernetes.protobuf").await;
     assert_eq!(code, 406);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_server_of_a_cluster_serves_a_new_definition_and_drops_a_deleted_one() {
+    let cluster = berth_control::testing::Cluster::start(3).await;
+    let crds =
+        kube::Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(
+            cluster.servers[0].client(),
+        );
+    let crd = serde_yaml::from_str(WIDGET_CRD).unwrap();
+    let started = Instant::now();
+    crds.create(&PostParams::default(), &crd).await.unwrap();
+    // Each server follows the CRDs in its own watch cache.
+    for (i, server) in cluster.servers.iter().enumerate() {
+        let api = widgets(server, "v1");
+        eventually(Duration::from_secs(5), "widgets served", async || api.list(&ListParams::default()).await.ok())
+            .await;
+        eprintln!("server {i} serves widgets {:?} after the create", started.elapsed());
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    widgets(&cluster.servers[1], "v1")
+        .create(&PostParams::default(), &widget("w", json!({"size": "small"})))
+        .await
+        .unwrap();
+    let got = widgets(&cluster.servers[2], "v1").get("w").await.unwrap();
+    assert_eq!(got.data["spec"]["replicas"], 1);
+    crds.delete("widgets.example.com", &DeleteParams::default()).await.unwrap();
+    for server in &cluster.servers {
+        let api = widgets(server, "v1");
+        eventually(Duration::from_secs(20), "widgets gone", async || {
+            matches!(api.list(&ListParams::default()).await, Err(kube::Error::Api(s)) if s.code == 404).then_some(())
+        })
+        .await;
+    }
+}

@@ -43,12 +43,10 @@ pub async fn custom_resources(client: &Client) -> Result<Vec<&'static ResourceIn
     Ok(crds.iter().filter_map(|crd| crate::resource::custom::resources_of(crd).first().copied()).collect())
 }
 
-/// The served custom resource of an owner reference's `apiVersion` and `kind`, if any.
-pub async fn custom_kind(client: &Client, api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    let crds = definitions(client).await.ok()?;
-    crds.iter()
-        .flat_map(|crd| crate::resource::custom::resources_of(crd))
-        .find(|r| r.api_version() == api_version && r.kind == kind)
+/// Every served version of every custom resource (empty when the CRDs cannot be listed).
+pub async fn served_custom_resources(client: &Client) -> Vec<&'static ResourceInfo> {
+    let crds = definitions(client).await.unwrap_or_default();
+    crds.iter().flat_map(|crd| crate::resource::custom::resources_of(crd)).collect()
 }
 
 /// Whether an API error means someone else got there first (the object changed since

@@ -17,8 +17,8 @@
 
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -217,26 +217,66 @@ fn snapshot(kinds: &[KindStore], decoded: &mut Converted<Obj>) -> Vec<Arc<Obj>> 
     all
 }
 
+/// How long an owner a GET found alive is taken as alive without asking again. Owners the
+/// informers do not hold (custom resources) are always "missing" from the snapshot, so
+/// without this every dependent of a live custom object would cost a GET every sweep.
+const PRESENT_FOR: Duration = Duration::from_secs(5);
+
+/// What confirming owners' absence learns, shared by a sweep's concurrent actions.
+struct OwnerChecks {
+    /// The custom resources served, listed at most once per sweep (on first need).
+    custom: tokio::sync::OnceCell<Vec<&'static ResourceInfo>>,
+    /// Owners (by uid) a GET found alive, and when; kept across sweeps.
+    present: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl OwnerChecks {
+    fn recently_present(&self, uid: &str) -> bool {
+        let mut present = self.present.lock().expect("owner memo");
+        present.retain(|_, at| at.elapsed() < PRESENT_FOR);
+        present.contains_key(uid)
+    }
+
+    /// The served resource of an owner reference's kind, built-in or custom.
+    async fn resource(&self, ctx: &TaskContext, owner: &OwnerRef) -> Option<&'static ResourceInfo> {
+        if let Some(info) = resources::find_kind(&owner.api_version, &owner.kind) {
+            return Some(info.storage());
+        }
+        let custom = self.custom.get_or_init(|| async { dynamic::served_custom_resources(&ctx.client).await }).await;
+        custom
+            .iter()
+            .copied()
+            .find(|r| r.api_version() == owner.api_version && r.kind == owner.kind)
+            .map(|r| r.storage())
+    }
+}
+
 /// True when a linearizable read confirms the owner no longer exists (same uid).
-async fn confirmed_absent(ctx: &TaskContext, dependent: &Target, owner: &OwnerRef) -> bool {
-    let info = match resources::find_kind(&owner.api_version, &owner.kind) {
-        Some(info) => info.storage(),
-        None => match dynamic::custom_kind(&ctx.client, &owner.api_version, &owner.kind).await {
-            Some(info) => info,
-            // A kind this server does not serve cannot be checked; leave the dependent alone.
-            None => return false,
-        },
-    };
+async fn confirmed_absent(ctx: &TaskContext, checks: &OwnerChecks, dependent: &Target, owner: &OwnerRef) -> bool {
+    if checks.recently_present(&owner.uid) {
+        return false;
+    }
+    // A kind this server does not serve cannot be checked; leave the dependent alone.
+    let Some(info) = checks.resource(ctx, owner).await else { return false };
     let api = dynamic::api(&ctx.client, info, dependent.namespace.as_deref());
     match api.get(&owner.name).await {
-        Ok(found) => found.metadata.uid.as_deref() != Some(owner.uid.as_str()),
+        Ok(found) if found.metadata.uid.as_deref() == Some(owner.uid.as_str()) => {
+            checks.present.lock().expect("owner memo").insert(owner.uid.clone(), Instant::now());
+            false
+        }
+        Ok(_) => true,
         Err(e) => is_status(&e, 404),
     }
 }
 
-async fn all_confirmed_absent(ctx: &TaskContext, dependent: &Target, owners: &[OwnerRef]) -> bool {
+async fn all_confirmed_absent(
+    ctx: &TaskContext,
+    checks: &OwnerChecks,
+    dependent: &Target,
+    owners: &[OwnerRef],
+) -> bool {
     for owner in owners {
-        if !confirmed_absent(ctx, dependent, owner).await {
+        if !confirmed_absent(ctx, checks, dependent, owner).await {
             return false;
         }
     }
@@ -260,10 +300,10 @@ fn policy(propagation: Propagation) -> PropagationPolicy {
     }
 }
 
-async fn act(ctx: &TaskContext, current: &HashMap<&str, &Obj>, action: Action) {
+async fn act(ctx: &TaskContext, checks: &OwnerChecks, current: &HashMap<&str, &Obj>, action: Action) {
     let result = match &action {
         Action::Delete { target, propagation, confirm_absent } => {
-            if !all_confirmed_absent(ctx, target, confirm_absent).await {
+            if !all_confirmed_absent(ctx, checks, target, confirm_absent).await {
                 return;
             }
             tracing::debug!(kind = target.info.kind, name = %target.name, "collecting a dependent");
@@ -276,7 +316,7 @@ async fn act(ctx: &TaskContext, current: &HashMap<&str, &Obj>, action: Action) {
             api.delete(&target.name, &params).await.map(|_| ())
         }
         Action::RemoveOwners { target, uids, confirm_absent } => {
-            if !all_confirmed_absent(ctx, target, confirm_absent).await {
+            if !all_confirmed_absent(ctx, checks, target, confirm_absent).await {
                 return;
             }
             let Some(obj) = current.get(target.uid.as_str()) else { return };
@@ -302,11 +342,17 @@ async fn act(ctx: &TaskContext, current: &HashMap<&str, &Obj>, action: Action) {
     }
 }
 
-async fn sweep(ctx: &TaskContext, kinds: &[KindStore], decoded: &mut Converted<Obj>) {
+async fn sweep(
+    ctx: &TaskContext,
+    kinds: &[KindStore],
+    decoded: &mut Converted<Obj>,
+    present: &Arc<Mutex<HashMap<String, Instant>>>,
+) {
     let objects = snapshot(kinds, decoded);
     let actions = plan(&objects);
     let by_uid: HashMap<&str, &Obj> = objects.iter().map(|o| (o.uid.as_str(), o.as_ref())).collect();
-    futures::stream::iter(actions).for_each_concurrent(CONCURRENCY, |a| act(ctx, &by_uid, a)).await;
+    let checks = OwnerChecks { custom: Default::default(), present: present.clone() };
+    futures::stream::iter(actions).for_each_concurrent(CONCURRENCY, |a| act(ctx, &checks, &by_uid, a)).await;
 }
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
@@ -320,9 +366,10 @@ pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
         _ = ctx.informers.wait_synced() => {}
     }
     let mut decoded = Converted::default();
+    let present = Arc::new(Mutex::new(HashMap::new()));
     let mut every = Every::new(SWEEP_EVERY, cancel);
     while every.tick().await {
-        if every.pass(sweep(&ctx, &kinds, &mut decoded)).await.is_none() {
+        if every.pass(sweep(&ctx, &kinds, &mut decoded, &present)).await.is_none() {
             return;
         }
     }

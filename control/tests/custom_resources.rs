@@ -97,6 +97,8 @@ spec:
   - name: v1beta1
     served: true
     storage: false
+    deprecated: true
+    deprecationWarning: example.com/v1beta1 Widget is deprecated; use example.com/v1 Widget
     schema:
       openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
   - name: v1
@@ -332,6 +334,12 @@ async fn custom_objects_validate_default_watch_and_scale() {
     beta.create(&PostParams::default(), &w2).await.unwrap();
     let stored = v1.get("w2").await.unwrap();
     assert_eq!(stored.types.as_ref().unwrap().api_version, "example.com/v1");
+    // A deprecated version warns on every request, as kube-apiserver does; kubectl prints it.
+    let (done, _, err) = kubectl(&server, &["get", "widgets.v1beta1.example.com", "w2"], None).await;
+    assert!(
+        done && err.contains("Warning: example.com/v1beta1 Widget is deprecated; use example.com/v1 Widget"),
+        "{err}"
+    );
 
     // Lists page and select by label like built-ins; `kubectl get all` includes widgets.
     for i in 0..5 {

@@ -1,8 +1,9 @@
 //! `berth-bench-control crd`: custom objects against the built-in kind closest to them, on
 //! the same server. A CRD whose objects carry what a ConfigMap does (a map of strings,
-//! validated by a structural schema) is registered; then, kind after kind, `objects`
-//! objects are CREATEd, GET, merge-PATCHed and DELETEd from `concurrency` connections, and
-//! LISTed once — throughput and median latency per verb, and the custom/built-in ratios.
+//! validated by a structural schema) is registered; then, kind after kind (in ABBA order,
+//! two rounds each), `objects` objects are CREATEd, GET, merge-PATCHed and DELETEd from
+//! `concurrency` connections, and LISTed once — throughput and median latency per verb,
+//! and the custom/built-in ratios.
 //! Last, `cleanup_objects` custom objects are created and their CRD deleted: the time
 //! until the definition and every object are gone.
 
@@ -143,6 +144,22 @@ async fn measure(writers: &[kube::Client], kind: &Kind, n: usize) -> BenchResult
     Ok(figures)
 }
 
+/// The mean of two rounds' figures.
+fn mean(a: &KindFigures, b: &KindFigures) -> KindFigures {
+    KindFigures {
+        verbs: a
+            .verbs
+            .iter()
+            .zip(&b.verbs)
+            .map(|(x, y)| VerbFigures {
+                per_second: (x.per_second + y.per_second) / 2.0,
+                p50_ms: (x.p50_ms + y.p50_ms) / 2.0,
+            })
+            .collect(),
+        list_ms: (a.list_ms + b.list_ms) / 2.0,
+    }
+}
+
 /// Waits (bounded) until `path` answers 404.
 async fn until_gone(client: &kube::Client, path: &str, limit: Duration) -> BenchResult<()> {
     let deadline = Instant::now() + limit;
@@ -175,11 +192,18 @@ pub async fn crd_bench(dir: &Path, cfg: &CrdBenchConfig) -> BenchResult<CrdFigur
     let writers: Vec<kube::Client> = (0..cfg.concurrency).map(|_| connect()).collect::<BenchResult<_>>()?;
     let config_maps = Kind { path: format!("/api/v1/namespaces/{NAMESPACE}/configmaps"), object: config_map };
     let custom = Kind { path: custom_path.clone(), object: setting };
-    // A warm-up round, so the kind measured first does not also pay for a cold server.
+    // A warm-up round, so the kind measured first does not also pay for a cold server;
+    // then ConfigMaps, custom, custom, ConfigMaps (each kind's figures are the mean of its
+    // two rounds), so a drift of the server over the run (a growing store, compaction)
+    // weighs on both kinds alike.
     measure(&writers, &config_maps, cfg.objects.div_ceil(4)).await?;
+    let cm_first = measure(&writers, &config_maps, cfg.objects).await?;
+    let custom_first = measure(&writers, &custom, cfg.objects).await?;
+    let custom_second = measure(&writers, &custom, cfg.objects).await?;
+    let cm_second = measure(&writers, &config_maps, cfg.objects).await?;
     let mut figures = CrdFigures {
-        config_maps: measure(&writers, &config_maps, cfg.objects).await?,
-        custom: measure(&writers, &custom, cfg.objects).await?,
+        config_maps: mean(&cm_first, &cm_second),
+        custom: mean(&custom_first, &custom_second),
         cleanup_seconds: 0.0,
     };
 

@@ -9,7 +9,9 @@
 
 use std::time::Duration;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::reflector::Store;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -48,9 +50,16 @@ async fn empty_resource(ctx: &TaskContext, crd: &Value) -> Result<bool, kube::Er
     Ok(false)
 }
 
-async fn sweep(ctx: &TaskContext) {
-    let Ok(crds) = dynamic::definitions(&ctx.client).await else { return };
-    for crd in crds.iter().filter(|c| awaits_cleanup(c)) {
+async fn sweep(ctx: &TaskContext, definitions: &Store<CustomResourceDefinition>) {
+    // From the shared informer: a sweep with no deleted CRD costs no request.
+    let waiting: Vec<Value> = definitions
+        .state()
+        .iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_some())
+        .filter_map(|c| serde_json::to_value(c.as_ref()).ok())
+        .filter(awaits_cleanup)
+        .collect();
+    for crd in &waiting {
         match empty_resource(ctx, crd).await {
             Ok(true) => {}
             Ok(false) => continue,
@@ -78,9 +87,10 @@ async fn sweep(ctx: &TaskContext) {
 }
 
 pub async fn run(ctx: TaskContext, cancel: CancellationToken) {
+    let definitions = ctx.informers.store::<CustomResourceDefinition>();
     let mut every = Every::new(SWEEP_EVERY, cancel);
     while every.tick().await {
-        if every.pass(sweep(&ctx)).await.is_none() {
+        if every.pass(sweep(&ctx, &definitions)).await.is_none() {
             return;
         }
     }
